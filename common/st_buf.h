@@ -1,0 +1,37 @@
+/*
+ * st_buf — a growable byte buffer for encoders.
+ *
+ * A value type (caller allocates, _init/_deinit). Appends grow the buffer
+ * geometrically; on allocation failure the buffer keeps its old contents and
+ * the call returns ST_ENOMEM. Little-endian fixed-width and LEB128 varint
+ * writers live here so every encoder speaks the same byte order.
+ */
+#ifndef ST_BUF_H
+#define ST_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct st_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} st_buf_t;
+
+void st_buf_init(st_buf_t *b);
+void st_buf_deinit(st_buf_t *b);
+/* Make room for at least `extra` more bytes. */
+int st_buf_reserve(st_buf_t *b, size_t extra);
+int st_buf_append(st_buf_t *b, const void *p, size_t n);
+int st_buf_put_u8(st_buf_t *b, uint8_t v);
+int st_buf_put_u32le(st_buf_t *b, uint32_t v);
+int st_buf_put_u64le(st_buf_t *b, uint64_t v);
+int st_buf_put_uvarint(st_buf_t *b, uint64_t v);
+int st_buf_put_svarint(st_buf_t *b, int64_t v);
+static inline void st_buf_reset(st_buf_t *b)
+{
+    b->len = 0;
+}
+
+#endif

@@ -1,0 +1,111 @@
+/* Unit tests for common/: st_err, st_buf, st_varint, st_crc32c, st_labels. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "st_buf.h"
+#include "st_crc32c.h"
+#include "st_err.h"
+#include "st_labels.h"
+#include "st_varint.h"
+
+static void test_strerror(void **state)
+{
+    assert_string_equal(st_strerror(ST_ECORRUPT), "data is corrupt (bad checksum or format)");
+    assert_string_equal(st_errname(ST_EAGAIN), "EAGAIN");
+    assert_string_equal(st_strerror(-9999), "unknown error");
+}
+
+static void test_varint_roundtrip(void **state)
+{
+    const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_MAX - 1,
+                             UINT64_MAX};
+    st_buf_t b;
+    st_buf_init(&b);
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        assert_int_equal(st_buf_put_uvarint(&b, vals[i]), 0);
+    const uint8_t *p = b.data, *end = b.data + b.len;
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        uint64_t v;
+        int n = st_uvarint_get(p, end, &v);
+        assert_true(n > 0);
+        assert_true(v == vals[i]);
+        p += n;
+    }
+    assert_ptr_equal(p, end);
+    st_buf_deinit(&b);
+    const int64_t svals[] = {0, -1, 1, INT64_MIN, INT64_MAX, -64, 64};
+    for (size_t i = 0; i < sizeof svals / sizeof svals[0]; i++)
+        assert_true(st_unzigzag(st_zigzag(svals[i])) == svals[i]);
+}
+
+static void test_varint_truncated_and_overlong(void **state)
+{
+    uint8_t t[11];
+    memset(t, 0xff, sizeof t);
+    uint64_t v;
+    assert_int_equal(st_uvarint_get(t, t + 3, &v), 0);   /* need more */
+    assert_int_equal(st_uvarint_get(t, t + 11, &v), -1); /* overlong */
+    uint8_t e[1];
+    assert_int_equal(st_uvarint_get(e, e, &v), 0);
+}
+
+static void test_crc32c_known(void **state)
+{
+    /* RFC 3720 test vectors */
+    uint8_t zeros[32] = {0};
+    assert_int_equal(st_crc32c(0, zeros, 32), 0x8a9136aa);
+    assert_int_equal(st_crc32c(0, "123456789", 9), 0xe3069283);
+    /* incremental == one shot */
+    uint32_t c = st_crc32c(0, "1234", 4);
+    assert_int_equal(st_crc32c(c, "56789", 5), 0xe3069283);
+}
+
+static void test_labels(void **state)
+{
+    st_label_t l[3] = {{"zone", "a", 4, 1}, {"__name__", "cpu", 8, 3}, {"host", "h1", 4, 2}};
+    st_labels_sort(l, 3);
+    assert_memory_equal(l[0].name, "__name__", 8);
+    assert_memory_equal(l[2].name, "zone", 4);
+    const char *why = NULL;
+    assert_int_equal(st_labels_validate(l, 3, &why), 0);
+    st_label_t m[3] = {l[0], l[1], l[2]};
+    assert_int_equal(st_labels_cmp(l, 3, m, 3), 0);
+    assert_true(st_labels_hash(l, 3) == st_labels_hash(m, 3));
+    m[1].value = "h2";
+    assert_true(st_labels_cmp(l, 3, m, 3) < 0);
+    assert_true(st_labels_hash(l, 3) != st_labels_hash(m, 3));
+    assert_int_equal(st_labels_find(l, 3, "host"), 1);
+    assert_int_equal(st_labels_find(l, 3, "nope"), -1);
+    st_label_t bad = {"a", "\xc3\x28", 1, 2};
+    assert_int_equal(st_labels_validate(&bad, 1, &why), ST_EINVAL);
+    assert_string_equal(why, "label value is not valid UTF-8");
+    st_label_t dup[2] = {{"a", "1", 1, 1}, {"a", "2", 1, 1}};
+    assert_int_equal(st_labels_validate(dup, 2, &why), ST_EINVAL);
+}
+
+static void test_utf8(void **state)
+{
+    assert_true(st_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert_false(st_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(st_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(st_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(st_utf8_valid("\xe2\x82", 2));         /* truncated */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_varint_roundtrip),
+        cmocka_unit_test(test_varint_truncated_and_overlong),
+        cmocka_unit_test(test_crc32c_known),
+        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_utf8),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
