@@ -2,6 +2,7 @@
 #include "st_labels.h"
 
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
 #include "st_err.h"
@@ -44,6 +45,22 @@ int st_labels_cmp(const st_label_t *a, size_t na, const st_label_t *b, size_t nb
 
 uint64_t st_labels_hash(const st_label_t *l, size_t n)
 {
+    /* Fast path: build the canonical key on the stack and hash it in one shot. */
+    char key[2048];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t need = (size_t)l[i].name_len + l[i].value_len + 2;
+        if (need > sizeof key - len)
+            goto stream;
+        memcpy(key + len, l[i].name, l[i].name_len);
+        len += l[i].name_len;
+        key[len++] = (char)0xff;
+        memcpy(key + len, l[i].value, l[i].value_len);
+        len += l[i].value_len;
+        key[len++] = (char)0xff;
+    }
+    return XXH3_64bits(key, len);
+stream:;
     XXH3_state_t st;
     static const char sep = (char)0xff;
     XXH3_64bits_reset(&st);

@@ -34,8 +34,8 @@ void st_log_write(int level, const char *msg, const char *kvfmt, ...)
     if (level < 0 || level > ST_LOG_ERROR)
         level = ST_LOG_ERROR;
     int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, now.tv_nsec / 1000000, level_names[level]);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     now.tv_nsec / 1000000, level_names[level]);
     for (const char *p = msg; *p && n < (int)sizeof line - 8; p++) {
         if (*p == '"' || *p == '\\')
             line[n++] = '\\';

@@ -103,8 +103,7 @@ void engine_iter_destroy(engine_iter_t *it);
 
 /* Label names, or values of one label, over series matching `m` (nm may be 0). */
 typedef int (*engine_str_cb)(void *arg, const char *s, size_t len);
-int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb,
-                       void *arg);
+int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg);
 int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
                         engine_str_cb cb, void *arg);
 

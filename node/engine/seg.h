@@ -38,8 +38,8 @@ typedef struct seg_entry {
 /* Start writing the segment that will be named `path`. */
 int seg_writer_create(const char *path, const seg_meta_t *meta, seg_writer_t **out);
 /* Add a block; calls must come in non-decreasing (series_id, mint) order. */
-int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint,
-                   int64_t maxt, const uint8_t *block, size_t len);
+int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint, int64_t maxt,
+                   const uint8_t *block, size_t len);
 /* Write the directory and footer, fsync, rename into place, fsync the dir. Frees w. */
 int seg_writer_finish(seg_writer_t *w);
 /* Discard the temporary file. Frees w. */

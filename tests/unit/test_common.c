@@ -22,7 +22,7 @@ static void test_strerror(void **state)
 
 static void test_varint_roundtrip(void **state)
 {
-    const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_MAX - 1,
+    const uint64_t vals[] = {0,         1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_MAX - 1,
                              UINT64_MAX};
     st_buf_t b;
     st_buf_init(&b);
