@@ -1,5 +1,77 @@
-/* engine — placeholder; the implementation lands with the engine modules. */
-#include "engine.h"
+/*
+ * engine — open/close, the write path, WAL replay and the background thread.
+ *
+ * Write path (engine_write):
+ *   1. resolve each series' labels to an id under the idx read lock (one
+ *      XXH3 + one probe per series); unknown series are validated and added
+ *      under the write lock, and logged as one WAL_REC_SERIES record;
+ *   2. under head_mu: append one WAL_REC_SAMPLES record (columnar: per
+ *      series id, count, delta-coded timestamps, raw float64 values) and
+ *      append the samples to the active head;
+ *   3. outside every lock: wal_sync() to the LSN per the durability mode
+ *      (EVERY_WRITE: concurrent writers share one fsync).
+ * Freezing the head and rotating the WAL happen together under head_mu, so
+ * WAL files before the rotation hold exactly the frozen head's records and
+ * can be dropped once it is flushed (engine_flush.c).
+ *
+ * Recovery: idx_open loads series.log, the partitions' segments are opened
+ * (leftover *.tmp files and segments superseded by a compaction are
+ * removed), then the WAL is replayed into the head: SERIES records re-add
+ * series with their logged ids (ids already in series.log are checked to be
+ * the same labels), SAMPLES records go to the head.
+ *
+ * Record payloads (little-endian varints, see docs/storage-format.md):
+ *   SERIES:  count, then per series: id, nlabels, then per label:
+ *            name_len, name, value_len, value
+ *   SAMPLES: nseries, then per series: id, n, ts[0] (zigzag), n-1 zigzag
+ *            deltas, n raw float64 (8 bytes LE each)
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "st_err.h"
+#include "st_varint.h"
+
+static __thread char last_error[512];
+
+const char *engine_last_error(void)
+{
+    return last_error;
+}
+
+void engine_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+int64_t engine_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int64_t engine_part_start(const engine_t *e, int64_t ts)
+{
+    int64_t p = e->o.partition_ms;
+    int64_t q = ts / p;
+    if (ts % p < 0)
+        q--;
+    return q * p;
+}
 
 void engine_opts_default(engine_opts_t *o)
 {
@@ -10,4 +82,617 @@ void engine_opts_default(engine_opts_t *o)
     o->memtable_max_bytes = 64u << 20;
     o->memtable_max_age_ms = 60000;
     o->background = 1;
+}
+
+/* ---- WAL record encoding ---- */
+
+static int encode_series_rec(st_buf_t *b, const engine_series_batch_t *batch, const uint32_t *ids,
+                             const uint8_t *is_new, size_t n, size_t nnew)
+{
+    int rc = st_buf_put_uvarint(b, nnew);
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!is_new[i])
+            continue;
+        const engine_series_batch_t *s = &batch[i];
+        rc |= st_buf_put_uvarint(b, ids[i]);
+        rc |= st_buf_put_uvarint(b, s->nlabels);
+        for (size_t j = 0; j < s->nlabels; j++) {
+            rc |= st_buf_put_uvarint(b, s->labels[j].name_len);
+            rc |= st_buf_append(b, s->labels[j].name, s->labels[j].name_len);
+            rc |= st_buf_put_uvarint(b, s->labels[j].value_len);
+            rc |= st_buf_append(b, s->labels[j].value, s->labels[j].value_len);
+        }
+    }
+    return rc ? ST_ENOMEM : 0;
+}
+
+static int encode_samples_rec(st_buf_t *b, const engine_series_batch_t *batch, const uint32_t *ids,
+                              size_t n)
+{
+    size_t need = ST_UVARINT_MAX;
+    for (size_t i = 0; i < n; i++)
+        need += 2 * ST_UVARINT_MAX + batch[i].n * (ST_UVARINT_MAX + 8);
+    if (st_buf_reserve(b, need))
+        return ST_ENOMEM;
+    uint8_t *p = b->data + b->len;
+    p += st_uvarint_put(p, n);
+    for (size_t i = 0; i < n; i++) {
+        const engine_series_batch_t *s = &batch[i];
+        p += st_uvarint_put(p, ids[i]);
+        p += st_uvarint_put(p, s->n);
+        int64_t prev = 0;
+        for (size_t k = 0; k < s->n; k++) {
+            p += st_uvarint_put(p, st_zigzag((int64_t)((uint64_t)s->ts[k] - (uint64_t)prev)));
+            prev = s->ts[k];
+        }
+        for (size_t k = 0; k < s->n; k++) {
+            st_store_u64le(p, st_f64_bits(s->values[k]));
+            p += 8;
+        }
+    }
+    b->len = (size_t)(p - b->data);
+    return 0;
+}
+
+/* ---- replay ---- */
+
+typedef struct replay_ctx {
+    engine_t *e;
+    int64_t *ts;
+    double *v;
+    size_t cap;
+    uint64_t series, samples;
+} replay_ctx_t;
+
+static int replay_series(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
+{
+    uint64_t count;
+    int k = st_uvarint_get(p, end, &count);
+    if (k <= 0)
+        return ST_ECORRUPT;
+    p += k;
+    st_label_t labels[ST_LABELS_MAX];
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t id, nl;
+        if ((k = st_uvarint_get(p, end, &id)) <= 0)
+            return ST_ECORRUPT;
+        p += k;
+        if ((k = st_uvarint_get(p, end, &nl)) <= 0 || nl > ST_LABELS_MAX)
+            return ST_ECORRUPT;
+        p += k;
+        for (uint64_t j = 0; j < nl; j++) {
+            uint64_t len;
+            if ((k = st_uvarint_get(p, end, &len)) <= 0 || len > (uint64_t)(end - p - k))
+                return ST_ECORRUPT;
+            p += k;
+            labels[j].name = (const char *)p;
+            labels[j].name_len = (uint32_t)len;
+            p += len;
+            if ((k = st_uvarint_get(p, end, &len)) <= 0 || len > (uint64_t)(end - p - k))
+                return ST_ECORRUPT;
+            p += k;
+            labels[j].value = (const char *)p;
+            labels[j].value_len = (uint32_t)len;
+            p += len;
+        }
+        const char *why;
+        if (st_labels_validate(labels, nl, &why))
+            return ST_ECORRUPT;
+        uint64_t h = st_labels_hash(labels, nl);
+        uint32_t have;
+        uint32_t cnt = idx_count(c->e->idx);
+        if (id < cnt) {
+            if (idx_lookup(c->e->idx, labels, nl, h, &have) || have != id) {
+                engine_set_error("WAL series record id %llu does not match series.log",
+                                 (unsigned long long)id);
+                return ST_ECORRUPT;
+            }
+            continue;
+        }
+        if (id != cnt) {
+            engine_set_error("WAL series record id %llu skips ids (next is %u)",
+                             (unsigned long long)id, cnt);
+            return ST_ECORRUPT;
+        }
+        int rc = idx_add(c->e->idx, labels, nl, h, &have);
+        if (rc)
+            return rc;
+        c->series++;
+    }
+    return 0;
+}
+
+static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
+{
+    uint64_t ns;
+    int k = st_uvarint_get(p, end, &ns);
+    if (k <= 0)
+        return ST_ECORRUPT;
+    p += k;
+    for (uint64_t i = 0; i < ns; i++) {
+        uint64_t id, n;
+        if ((k = st_uvarint_get(p, end, &id)) <= 0)
+            return ST_ECORRUPT;
+        p += k;
+        if ((k = st_uvarint_get(p, end, &n)) <= 0 || n > (uint64_t)(end - p))
+            return ST_ECORRUPT;
+        p += k;
+        if (id >= idx_count(c->e->idx)) {
+            engine_set_error("WAL samples for unknown series id %llu", (unsigned long long)id);
+            return ST_ECORRUPT;
+        }
+        if (n > c->cap) {
+            size_t cap = n;
+            int64_t *ts = realloc(c->ts, cap * sizeof *ts);
+            if (!ts)
+                return ST_ENOMEM;
+            c->ts = ts;
+            double *v = realloc(c->v, cap * sizeof *v);
+            if (!v)
+                return ST_ENOMEM;
+            c->v = v;
+            c->cap = cap;
+        }
+        int64_t prev = 0;
+        for (uint64_t j = 0; j < n; j++) {
+            int64_t d;
+            if ((k = st_svarint_get(p, end, &d)) <= 0)
+                return ST_ECORRUPT;
+            p += k;
+            prev = (int64_t)((uint64_t)prev + (uint64_t)d);
+            c->ts[j] = prev;
+        }
+        if ((uint64_t)(end - p) < n * 8)
+            return ST_ECORRUPT;
+        for (uint64_t j = 0; j < n; j++, p += 8)
+            c->v[j] = st_bits_f64(st_load_u64le(p));
+        uint64_t ooo = 0;
+        int rc = head_append(c->e->head, (uint32_t)id, c->ts, c->v, n, &ooo);
+        if (rc)
+            return rc;
+        c->samples += n;
+    }
+    return 0;
+}
+
+static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len)
+{
+    replay_ctx_t *c = arg;
+    const uint8_t *end = payload + len;
+    int rc;
+    switch (type) {
+    case WAL_REC_SERIES:
+        rc = replay_series(c, payload, end);
+        break;
+    case WAL_REC_SAMPLES:
+        rc = replay_samples(c, payload, end);
+        break;
+    default:
+        engine_set_error("unknown WAL record type %u", type);
+        return ST_ECORRUPT;
+    }
+    if (rc == ST_ECORRUPT && last_error[0] == '\0')
+        engine_set_error("malformed WAL record of type %u", type);
+    return rc;
+}
+
+/* ---- background thread ---- */
+
+static int head_needs_flush(engine_t *e)
+{
+    head_t *h = e->head;
+    if (h->samples == 0)
+        return 0;
+    if (h->bytes >= e->o.memtable_max_bytes)
+        return 1;
+    return engine_now_ms() - h->created_ms >= e->o.memtable_max_age_ms;
+}
+
+static void *bg_main(void *arg)
+{
+    engine_t *e = arg;
+    int64_t last_retention = 0;
+    pthread_mutex_lock(&e->bg_mu);
+    while (!e->bg_stop) {
+        if (!e->bg_kick) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&e->bg_cv, &e->bg_mu, &dl);
+        }
+        e->bg_kick = 0;
+        if (e->bg_stop)
+            break;
+        pthread_mutex_unlock(&e->bg_mu);
+
+        pthread_mutex_lock(&e->head_mu);
+        int need = head_needs_flush(e);
+        pthread_mutex_unlock(&e->head_mu);
+        if (need)
+            engine_flush(e);
+        /* compact partitions with several segments once they are quiet */
+        int64_t now = engine_now_ms();
+        int64_t quiet = 2 * e->o.memtable_max_age_ms;
+        int64_t target = INT64_MIN;
+        pthread_mutex_lock(&e->parts_mu);
+        for (size_t i = 0; i < e->nparts && target == INT64_MIN; i++) {
+            part_t *p = e->parts[i];
+            if (p->nsegs >= 8 || (p->nsegs >= 2 && now - p->last_flush_ms >= quiet))
+                target = p->start;
+        }
+        pthread_mutex_unlock(&e->parts_mu);
+        if (target != INT64_MIN) {
+            pthread_mutex_lock(&e->flush_mu);
+            engine_compact_part(e, target);
+            pthread_mutex_unlock(&e->flush_mu);
+        }
+        if (e->o.retention_ms > 0 && now - last_retention >= 60000) {
+            engine_apply_retention(e, now);
+            last_retention = now;
+        }
+        pthread_mutex_lock(&e->bg_mu);
+    }
+    pthread_mutex_unlock(&e->bg_mu);
+    return NULL;
+}
+
+static void bg_kick(engine_t *e)
+{
+    pthread_mutex_lock(&e->bg_mu);
+    e->bg_kick = 1;
+    pthread_cond_signal(&e->bg_cv);
+    pthread_mutex_unlock(&e->bg_mu);
+}
+
+/* ---- open / close ---- */
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    return ST_EIO;
+}
+
+int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
+{
+    last_error[0] = '\0';
+    if (strlen(dir) > 3000) {
+        engine_set_error("data dir path too long");
+        return ST_ELIMIT;
+    }
+    engine_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return ST_ENOMEM;
+    int rc = ST_ENOMEM;
+    e->lock_fd = -1;
+    if (opts)
+        e->o = *opts;
+    else
+        engine_opts_default(&e->o);
+    if (e->o.partition_ms <= 0 || e->o.memtable_max_bytes == 0 ||
+        (unsigned)e->o.wal_durability > ENGINE_WAL_NONE) {
+        engine_set_error("invalid engine options");
+        free(e);
+        return ST_EINVAL;
+    }
+    if (e->o.memtable_max_age_ms <= 0)
+        e->o.memtable_max_age_ms = 60000;
+    pthread_mutex_init(&e->flush_mu, NULL);
+    pthread_mutex_init(&e->head_mu, NULL);
+    pthread_cond_init(&e->head_cv, NULL);
+    pthread_rwlock_init(&e->idx_lock, NULL);
+    pthread_mutex_init(&e->parts_mu, NULL);
+    pthread_mutex_init(&e->bg_mu, NULL);
+    pthread_cond_init(&e->bg_cv, NULL);
+    e->dir = strdup(dir);
+    if (!e->dir)
+        goto fail;
+    if (mkdir_p(dir)) {
+        engine_set_error("cannot create data dir %s: %s", dir, strerror(errno));
+        rc = ST_EIO;
+        goto fail;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    e->lock_fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (e->lock_fd < 0) {
+        engine_set_error("cannot open %s: %s", path, strerror(errno));
+        rc = ST_EIO;
+        goto fail;
+    }
+    if (flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        engine_set_error("data dir %s is in use by another process", dir);
+        rc = ST_EBUSY;
+        goto fail;
+    }
+    e->head = head_create();
+    if (!e->head)
+        goto fail;
+    rc = idx_open(dir, &e->idx);
+    if (rc) {
+        if (!last_error[0])
+            engine_set_error("cannot load %s/series.log: %s", dir, st_strerror(rc));
+        goto fail;
+    }
+    rc = engine_parts_load(e);
+    if (rc)
+        goto fail;
+    replay_ctx_t rctx = {.e = e};
+    wal_opts_t wo = {.mode = (int)e->o.wal_durability,
+                     .sync_interval_ms = e->o.wal_sync_interval_ms,
+                     .file_max_bytes = 0};
+    wal_replay_info_t info;
+    memset(&info, 0, sizeof info);
+    snprintf(path, sizeof path, "%s/wal", dir);
+    rc = wal_open(path, &wo, replay_cb, &rctx, &info, &e->wal);
+    free(rctx.ts);
+    free(rctx.v);
+    if (rc) {
+        if (!last_error[0])
+            engine_set_error("cannot open WAL %s: %s", path, st_strerror(rc));
+        goto fail;
+    }
+    if (info.truncated)
+        engine_set_error("WAL torn tail cut: file %u offset %llu (%llu bytes), %u later files "
+                         "dropped",
+                         info.trunc_file, (unsigned long long)info.trunc_offset,
+                         (unsigned long long)info.trunc_bytes, info.files_dropped);
+    e->head->created_ms = engine_now_ms();
+    if (e->o.background) {
+        if (pthread_create(&e->bg, NULL, bg_main, e) != 0) {
+            rc = ST_ENOMEM;
+            goto fail;
+        }
+        e->bg_running = 1;
+    }
+    *out = e;
+    return 0;
+fail:
+    if (e->wal)
+        wal_close(e->wal);
+    engine_parts_free(e);
+    if (e->idx)
+        idx_close(e->idx);
+    head_destroy(e->head);
+    if (e->lock_fd >= 0)
+        close(e->lock_fd);
+    free(e->dir);
+    free(e);
+    return rc;
+}
+
+int engine_close(engine_t *e)
+{
+    if (!e)
+        return 0;
+    if (e->bg_running) {
+        pthread_mutex_lock(&e->bg_mu);
+        e->bg_stop = 1;
+        pthread_cond_signal(&e->bg_cv);
+        pthread_mutex_unlock(&e->bg_mu);
+        pthread_join(e->bg, NULL);
+    }
+    int rc = engine_flush(e);
+    int rc2 = wal_close(e->wal);
+    if (!rc)
+        rc = rc2;
+    engine_parts_free(e);
+    idx_close(e->idx);
+    head_destroy(e->head);
+    head_destroy(e->frozen);
+    close(e->lock_fd);
+    pthread_mutex_destroy(&e->flush_mu);
+    pthread_mutex_destroy(&e->head_mu);
+    pthread_cond_destroy(&e->head_cv);
+    pthread_rwlock_destroy(&e->idx_lock);
+    pthread_mutex_destroy(&e->parts_mu);
+    pthread_mutex_destroy(&e->bg_mu);
+    pthread_cond_destroy(&e->bg_cv);
+    free(e->dir);
+    free(e);
+    return rc;
+}
+
+/* ---- write ---- */
+
+typedef struct write_scratch {
+    st_buf_t rec;
+    uint32_t *ids;
+    uint8_t *is_new;
+    uint64_t *hashes;
+    size_t cap;
+} write_scratch_t;
+
+static __thread write_scratch_t ws;
+
+static int scratch_reserve(size_t n)
+{
+    if (n <= ws.cap)
+        return 0;
+    size_t cap = ws.cap ? ws.cap : 256;
+    while (cap < n)
+        cap *= 2;
+    uint32_t *ids = realloc(ws.ids, cap * sizeof *ids);
+    if (!ids)
+        return ST_ENOMEM;
+    ws.ids = ids;
+    uint8_t *nw = realloc(ws.is_new, cap);
+    if (!nw)
+        return ST_ENOMEM;
+    ws.is_new = nw;
+    uint64_t *h = realloc(ws.hashes, cap * sizeof *h);
+    if (!h)
+        return ST_ENOMEM;
+    ws.hashes = h;
+    ws.cap = cap;
+    return 0;
+}
+
+int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad)
+{
+    if (n == 0)
+        return 0;
+    int rc = scratch_reserve(n);
+    if (rc)
+        return rc;
+    size_t nnew = 0;
+    /* 1. resolve ids; validate only series we have not seen */
+    pthread_rwlock_rdlock(&e->idx_lock);
+    for (size_t i = 0; i < n; i++) {
+        ws.hashes[i] = st_labels_hash(b[i].labels, b[i].nlabels);
+        ws.is_new[i] = idx_lookup(e->idx, b[i].labels, b[i].nlabels, ws.hashes[i], &ws.ids[i]) != 0;
+        nnew += ws.is_new[i];
+    }
+    pthread_rwlock_unlock(&e->idx_lock);
+    for (size_t i = 0; i < n; i++) {
+        const char *why;
+        if (b[i].n > 0 && !b[i].ts) {
+            if (bad)
+                *bad = i;
+            return ST_EINVAL;
+        }
+        if (ws.is_new[i] && (rc = st_labels_validate(b[i].labels, b[i].nlabels, &why)) != 0) {
+            engine_set_error("series %zu: %s", i, why);
+            if (bad)
+                *bad = i;
+            return rc;
+        }
+    }
+    uint64_t lsn = 0;
+    if (nnew) {
+        pthread_rwlock_wrlock(&e->idx_lock);
+        size_t really = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!ws.is_new[i])
+                continue;
+            /* another writer (or an earlier duplicate in this batch) may have added it */
+            if (idx_lookup(e->idx, b[i].labels, b[i].nlabels, ws.hashes[i], &ws.ids[i]) == 0) {
+                ws.is_new[i] = 0;
+                continue;
+            }
+            rc = idx_add(e->idx, b[i].labels, b[i].nlabels, ws.hashes[i], &ws.ids[i]);
+            if (rc) {
+                pthread_rwlock_unlock(&e->idx_lock);
+                return rc;
+            }
+            really++;
+        }
+        if (really && e->o.wal_durability != ENGINE_WAL_NONE) {
+            st_buf_reset(&ws.rec);
+            rc = encode_series_rec(&ws.rec, b, ws.ids, ws.is_new, n, really);
+            if (!rc)
+                rc = wal_append(e->wal, WAL_REC_SERIES, ws.rec.data, ws.rec.len, &lsn);
+        }
+        pthread_rwlock_unlock(&e->idx_lock);
+        if (rc)
+            return rc;
+    }
+    /* 2. WAL record + head, atomically with respect to freezing */
+    st_buf_reset(&ws.rec);
+    if (e->o.wal_durability != ENGINE_WAL_NONE && (rc = encode_samples_rec(&ws.rec, b, ws.ids, n)))
+        return rc;
+    uint64_t total = 0, ooo = 0;
+    pthread_mutex_lock(&e->head_mu);
+    if (e->o.wal_durability != ENGINE_WAL_NONE) {
+        rc = wal_append(e->wal, WAL_REC_SAMPLES, ws.rec.data, ws.rec.len, &lsn);
+        if (rc) {
+            pthread_mutex_unlock(&e->head_mu);
+            return rc;
+        }
+    }
+    head_t *h = e->head;
+    if (h->samples == 0)
+        h->created_ms = engine_now_ms();
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
+        total += b[i].n;
+    }
+    int over = h->bytes >= e->o.memtable_max_bytes;
+    /* backpressure: while a frozen head is still being written and the active
+     * one is twice over its budget, wait for the flush to finish */
+    while (over && e->frozen && h->bytes >= 2 * e->o.memtable_max_bytes && e->bg_running)
+        pthread_cond_wait(&e->head_cv, &e->head_mu);
+    pthread_mutex_unlock(&e->head_mu);
+    if (rc)
+        return rc;
+    atomic_fetch_add(&e->samples_written, total);
+    if (ooo)
+        atomic_fetch_add(&e->samples_ooo, ooo);
+    if (over && e->bg_running)
+        bg_kick(e);
+    /* 3. durability */
+    if (e->o.wal_durability != ENGINE_WAL_NONE)
+        rc = wal_sync(e->wal, lsn);
+    return rc;
+}
+
+/* ---- label metadata ---- */
+
+int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg)
+{
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    if (nm) {
+        const char *why = NULL;
+        rc = idx_select(e->idx, m, nm, &ids, &n, &why);
+        if (rc && why)
+            engine_set_error("%s", why);
+    }
+    if (!rc && (nm == 0 || n > 0))
+        rc = idx_label_names(e->idx, nm ? ids : NULL, n, cb, arg);
+    pthread_rwlock_unlock(&e->idx_lock);
+    free(ids);
+    return rc;
+}
+
+int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
+                        engine_str_cb cb, void *arg)
+{
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    int rc = 0;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    if (nm) {
+        const char *why = NULL;
+        rc = idx_select(e->idx, m, nm, &ids, &n, &why);
+        if (rc && why)
+            engine_set_error("%s", why);
+    }
+    if (!rc && (nm == 0 || n > 0))
+        rc = idx_label_values(e->idx, name, nm ? ids : NULL, n, cb, arg);
+    pthread_rwlock_unlock(&e->idx_lock);
+    free(ids);
+    return rc;
+}
+
+void engine_get_stats(engine_t *e, engine_stats_t *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_rwlock_rdlock(&e->idx_lock);
+    s->series = idx_count(e->idx);
+    s->disk_bytes += idx_disk_bytes(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
+    pthread_mutex_lock(&e->head_mu);
+    s->head_samples = e->head->samples + (e->frozen ? e->frozen->samples : 0);
+    s->head_bytes = e->head->bytes + (e->frozen ? e->frozen->bytes : 0);
+    pthread_mutex_unlock(&e->head_mu);
+    pthread_mutex_lock(&e->parts_mu);
+    s->partitions = e->nparts;
+    for (size_t i = 0; i < e->nparts; i++) {
+        s->segments += e->parts[i]->nsegs;
+        for (size_t j = 0; j < e->parts[i]->nsegs; j++)
+            s->disk_bytes += seg_file_size(e->parts[i]->segs[j]->seg);
+    }
+    pthread_mutex_unlock(&e->parts_mu);
+    wal_stats_t w;
+    wal_get_stats(e->wal, &w);
+    s->wal_bytes = w.disk_bytes;
+    s->wal_syncs = w.syncs;
+    s->disk_bytes += w.disk_bytes;
+    s->samples_written = atomic_load(&e->samples_written);
+    s->samples_out_of_order = atomic_load(&e->samples_ooo);
+    s->flushes = atomic_load(&e->flushes);
+    s->compactions = atomic_load(&e->compactions);
 }

@@ -50,8 +50,16 @@ typedef struct engine_opts {
 /* Fill `o` with the defaults above. */
 void engine_opts_default(engine_opts_t *o);
 
-/* Open (creating if needed) the engine in `dir`; replays the WAL. */
+/*
+ * Open (creating if needed) the engine in `dir`; replays the WAL. On failure
+ * engine_last_error() says why in one line (file, offset, reason).
+ */
 int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out);
+/*
+ * Detail of the last failure on this thread ("" if none), or a warning from
+ * the last successful engine_open (e.g. a torn WAL tail that was cut).
+ */
+const char *engine_last_error(void);
 /* Flush the head to segments, stop background work, release everything. */
 int engine_close(engine_t *e);
 

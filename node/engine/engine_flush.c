@@ -1,0 +1,686 @@
+/*
+ * engine_flush — partitions, segment lifecycle, flush, compaction, retention.
+ *
+ * Flush (engine_flush):
+ *   1. freeze: under head_mu the active head becomes `frozen` and the WAL is
+ *      rotated to file S (records before S = the frozen head);
+ *   2. idx_persist: series.log gets every series created so far;
+ *   3. for each partition the frozen head touches, one level-0 segment with
+ *      a new sequence number is written (temp + fsync + rename + fsync dir);
+ *   4. the segments are published to the partition lists, the frozen head
+ *      is dropped, and WAL files before S are removed.
+ * A crash anywhere leaves the WAL files, so replay rebuilds the same head;
+ * samples that already reached a segment are deduplicated on read.
+ *
+ * Reads merge sources newest-last: segments by ascending sequence, then the
+ * frozen head, then the active head; for equal timestamps the newest wins.
+ *
+ * Compaction merges all segments of a partition into one, named with the
+ * range of sequences it covers; on open, a segment whose range is inside
+ * another's is superseded and removed (crash between rename and unlink).
+ *
+ * Retention removes whole partitions that end before now - retention.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "engine_internal.h"
+#include "st_err.h"
+
+/* ---- segment references ---- */
+
+void seg_ref_release(seg_ref_t *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    seg_close(r->seg);
+    if (atomic_load(&r->obsolete))
+        unlink(r->path);
+    free(r->path);
+    free(r);
+}
+
+static int fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ST_EIO;
+    int rc = fsync(fd) == 0 ? 0 : ST_EIO;
+    close(fd);
+    return rc;
+}
+
+static void part_dir(const engine_t *e, int64_t start, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/parts/%" PRId64, e->dir, start);
+}
+
+/* Find or create the partition starting at `start` (parts_mu held). */
+static part_t *part_get_unsafe(engine_t *e, int64_t start, int create)
+{
+    size_t lo = 0, hi = e->nparts;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (e->parts[mid]->start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < e->nparts && e->parts[lo]->start == start)
+        return e->parts[lo];
+    if (!create)
+        return NULL;
+    if (e->nparts == e->parts_cap) {
+        size_t cap = e->parts_cap ? e->parts_cap * 2 : 16;
+        part_t **np = realloc(e->parts, cap * sizeof *np);
+        if (!np)
+            return NULL;
+        e->parts = np;
+        e->parts_cap = cap;
+    }
+    part_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->start = start;
+    p->end = start + e->o.partition_ms;
+    memmove(e->parts + lo + 1, e->parts + lo, (e->nparts - lo) * sizeof *e->parts);
+    e->parts[lo] = p;
+    e->nparts++;
+    return p;
+}
+
+/* Insert a reference keeping ascending seq_max (parts_mu held). */
+static int part_add_seg_unsafe(part_t *p, seg_ref_t *r)
+{
+    if (p->nsegs == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        seg_ref_t **ns = realloc(p->segs, cap * sizeof *ns);
+        if (!ns)
+            return ST_ENOMEM;
+        p->segs = ns;
+        p->cap = cap;
+    }
+    size_t i = p->nsegs;
+    while (i > 0 && p->segs[i - 1]->seq_max > r->seq_max) {
+        p->segs[i] = p->segs[i - 1];
+        i--;
+    }
+    p->segs[i] = r;
+    p->nsegs++;
+    return 0;
+}
+
+static seg_ref_t *seg_ref_open(const char *path, uint64_t seq_min, uint64_t seq_max, int *rc)
+{
+    seg_ref_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        *rc = ST_ENOMEM;
+        return NULL;
+    }
+    r->path = strdup(path);
+    *rc = r->path ? seg_open(path, &r->seg) : ST_ENOMEM;
+    if (*rc) {
+        free(r->path);
+        free(r);
+        return NULL;
+    }
+    r->seq_min = seq_min;
+    r->seq_max = seq_max;
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->obsolete, 0);
+    return r;
+}
+
+static int load_part_dir(engine_t *e, int64_t start, const char *dpath)
+{
+    DIR *d = opendir(dpath);
+    if (!d)
+        return ST_EIO;
+    struct dirent *de;
+    int rc = 0;
+    part_t *p = part_get_unsafe(e, start, 1);
+    if (!p) {
+        closedir(d);
+        return ST_ENOMEM;
+    }
+    char path[4096];
+    while ((de = readdir(d)) != NULL && !rc) {
+        size_t len = strlen(de->d_name);
+        if (snprintf(path, sizeof path, "%s/%s", dpath, de->d_name) >= (int)sizeof path)
+            continue;
+        if (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0) {
+            unlink(path); /* a flush or compaction that never finished */
+            continue;
+        }
+        uint64_t smax, smin;
+        char tail[8];
+        if (sscanf(de->d_name, "%16" SCNx64 "-%16" SCNx64 "%7s", &smax, &smin, tail) != 3 ||
+            strcmp(tail, ".seg") != 0)
+            continue;
+        seg_ref_t *r = seg_ref_open(path, smin, smax, &rc);
+        if (!r) {
+            engine_set_error("cannot open segment %s: %s", path, st_strerror(rc));
+            break;
+        }
+        if (seg_get_meta(r->seg)->part_start != start) {
+            engine_set_error("segment %s belongs to partition %" PRId64 ", not %" PRId64, path,
+                             seg_get_meta(r->seg)->part_start, start);
+            seg_ref_release(r);
+            rc = ST_ECORRUPT;
+            break;
+        }
+        rc = part_add_seg_unsafe(p, r);
+        if (smax >= e->next_seq)
+            e->next_seq = smax + 1;
+    }
+    closedir(d);
+    if (rc)
+        return rc;
+    /* drop segments superseded by a compaction that covers their sequences */
+    size_t w = 0;
+    for (size_t i = 0; i < p->nsegs; i++) {
+        seg_ref_t *r = p->segs[i];
+        int superseded = 0;
+        for (size_t j = 0; j < p->nsegs; j++) {
+            seg_ref_t *o = p->segs[j];
+            if (o != r && o->seq_min <= r->seq_min && o->seq_max >= r->seq_max &&
+                (o->seq_max - o->seq_min > r->seq_max - r->seq_min))
+                superseded = 1;
+        }
+        if (superseded) {
+            atomic_store(&r->obsolete, 1);
+            seg_ref_release(r);
+        } else {
+            p->segs[w++] = r;
+        }
+    }
+    p->nsegs = w;
+    return 0;
+}
+
+int engine_parts_load(engine_t *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/parts", e->dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        engine_set_error("cannot create %s: %s", path, strerror(errno));
+        return ST_EIO;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return ST_EIO;
+    struct dirent *de;
+    int rc = 0;
+    e->next_seq = 1;
+    while ((de = readdir(d)) != NULL && !rc) {
+        char *end;
+        errno = 0;
+        long long start = strtoll(de->d_name, &end, 10);
+        if (de->d_name[0] == '.' || *end != '\0' || errno)
+            continue;
+        char dpath[4096];
+        if (snprintf(dpath, sizeof dpath, "%s/%s", path, de->d_name) >= (int)sizeof dpath)
+            continue;
+        rc = load_part_dir(e, start, dpath);
+    }
+    closedir(d);
+    return rc;
+}
+
+void engine_parts_free(engine_t *e)
+{
+    for (size_t i = 0; i < e->nparts; i++) {
+        for (size_t j = 0; j < e->parts[i]->nsegs; j++)
+            seg_ref_release(e->parts[i]->segs[j]);
+        free(e->parts[i]->segs);
+        free(e->parts[i]);
+    }
+    free(e->parts);
+    e->parts = NULL;
+    e->nparts = 0;
+}
+
+int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n)
+{
+    pthread_mutex_lock(&e->parts_mu);
+    size_t cnt = 0;
+    for (size_t i = 0; i < e->nparts; i++)
+        if (e->parts[i]->start <= maxt && e->parts[i]->end > mint)
+            cnt += e->parts[i]->nsegs;
+    seg_ref_t **v = cnt ? malloc(cnt * sizeof *v) : NULL;
+    if (cnt && !v) {
+        pthread_mutex_unlock(&e->parts_mu);
+        return ST_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < e->nparts; i++) {
+        part_t *p = e->parts[i];
+        if (!(p->start <= maxt && p->end > mint))
+            continue;
+        for (size_t j = 0; j < p->nsegs; j++) {
+            atomic_fetch_add(&p->segs[j]->refs, 1);
+            v[k++] = p->segs[j];
+        }
+    }
+    pthread_mutex_unlock(&e->parts_mu);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* ---- flush ---- */
+
+typedef struct part_writer {
+    int64_t start;
+    seg_writer_t *w;
+    char path[4096];
+    uint64_t seq;
+    size_t blocks;
+} part_writer_t;
+
+static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v, size_t n,
+                        st_buf_t *buf)
+{
+    for (size_t off = 0; off < n; off += ENGINE_BLOCK_MAX) {
+        size_t k = n - off < ENGINE_BLOCK_MAX ? n - off : ENGINE_BLOCK_MAX;
+        st_buf_reset(buf);
+        int rc = codec_encode(ts + off, v + off, k, buf);
+        if (!rc)
+            rc = seg_writer_add(w, id, (uint32_t)k, ts[off], ts[off + k - 1], buf->data, buf->len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint64_t seq_min,
+                            uint64_t seq_max, uint64_t level)
+{
+    char dpath[4096];
+    part_dir(e, start, dpath, sizeof dpath);
+    if (mkdir(dpath, 0755) != 0 && errno != EEXIST)
+        return ST_EIO;
+    if (snprintf(pw->path, sizeof pw->path, "%s/%016" PRIx64 "-%016" PRIx64 ".seg", dpath, seq_max,
+                 seq_min) >= (int)sizeof pw->path)
+        return ST_ELIMIT;
+    pw->start = start;
+    pw->seq = seq_max;
+    pw->blocks = 0;
+    seg_meta_t meta = {
+        .part_start = start, .part_end = start + e->o.partition_ms, .seq = seq_max, .level = level};
+    int rc = seg_writer_create(pw->path, &meta, &pw->w);
+    if (!rc) {
+        /* make the partition directory entry itself durable */
+        char parts[4096];
+        snprintf(parts, sizeof parts, "%s/parts", e->dir);
+        fsync_dir(parts);
+    }
+    return rc;
+}
+
+/* Publish a finished segment file in its partition. */
+static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax)
+{
+    int rc;
+    seg_ref_t *r = seg_ref_open(path, smin, smax, &rc);
+    if (!r)
+        return rc;
+    pthread_mutex_lock(&e->parts_mu);
+    part_t *p = part_get_unsafe(e, start, 1);
+    rc = p ? part_add_seg_unsafe(p, r) : ST_ENOMEM;
+    if (p)
+        p->last_flush_ms = engine_now_ms();
+    pthread_mutex_unlock(&e->parts_mu);
+    if (rc)
+        seg_ref_release(r);
+    return rc;
+}
+
+int engine_freeze_head(engine_t *e, int wait)
+{
+    pthread_mutex_lock(&e->head_mu);
+    if (e->frozen || e->head->samples == 0) {
+        pthread_mutex_unlock(&e->head_mu);
+        return e->frozen ? ST_EBUSY : 0;
+    }
+    head_t *fresh = head_create();
+    if (!fresh) {
+        pthread_mutex_unlock(&e->head_mu);
+        return ST_ENOMEM;
+    }
+    uint32_t seq = 0;
+    int rc = e->o.wal_durability == ENGINE_WAL_NONE ? 0 : wal_rotate(e->wal, &seq);
+    if (rc) {
+        pthread_mutex_unlock(&e->head_mu);
+        head_destroy(fresh);
+        return rc;
+    }
+    e->frozen = e->head;
+    e->head = fresh;
+    fresh->created_ms = engine_now_ms();
+    e->frozen->created_ms = (int64_t)seq; /* reused: the WAL file that follows the frozen head */
+    pthread_mutex_unlock(&e->head_mu);
+    return 0;
+}
+
+/* Write the frozen head as level-0 segments (flush_mu held). */
+int engine_flush_frozen(engine_t *e)
+{
+    head_t *f = e->frozen;
+    if (!f)
+        return 0;
+    uint32_t wal_seq = (uint32_t)f->created_ms;
+    int rc;
+    pthread_rwlock_wrlock(&e->idx_lock);
+    rc = idx_persist(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (rc) {
+        engine_set_error("cannot persist series.log: %s", st_strerror(rc));
+        return rc;
+    }
+    part_writer_t *pws = NULL;
+    size_t npw = 0, cappw = 0;
+    st_buf_t buf;
+    st_buf_init(&buf);
+    /* series are normalized under head_mu: readers may be looking at them */
+    for (uint32_t id = 0; id < f->ns && !rc; id++) {
+        head_series_t *s = f->s[id];
+        if (!s || s->n == 0)
+            continue;
+        pthread_mutex_lock(&e->head_mu);
+        head_series_normalize(s);
+        pthread_mutex_unlock(&e->head_mu);
+        size_t i = 0;
+        while (i < s->n && !rc) {
+            int64_t start = engine_part_start(e, s->ts[i]);
+            int64_t end = start + e->o.partition_ms;
+            size_t j = i;
+            while (j < s->n && s->ts[j] < end)
+                j++;
+            part_writer_t *pw = NULL;
+            for (size_t k = 0; k < npw; k++)
+                if (pws[k].start == start)
+                    pw = &pws[k];
+            if (!pw) {
+                if (npw == cappw) {
+                    cappw = cappw ? cappw * 2 : 4;
+                    part_writer_t *np = realloc(pws, cappw * sizeof *np);
+                    if (!np) {
+                        rc = ST_ENOMEM;
+                        break;
+                    }
+                    pws = np;
+                }
+                pw = &pws[npw];
+                pthread_mutex_lock(&e->parts_mu);
+                uint64_t seq = e->next_seq++;
+                pthread_mutex_unlock(&e->parts_mu);
+                rc = open_part_writer(e, pw, start, seq, seq, 0);
+                if (rc)
+                    break;
+                npw++;
+            }
+            rc = write_blocks(pw->w, id, s->ts + i, s->v + i, j - i, &buf);
+            i = j;
+        }
+    }
+    st_buf_deinit(&buf);
+    for (size_t k = 0; k < npw; k++) {
+        if (rc) {
+            seg_writer_abort(pws[k].w);
+            continue;
+        }
+        rc = seg_writer_finish(pws[k].w);
+        if (!rc)
+            rc = publish(e, pws[k].path, pws[k].start, pws[k].seq, pws[k].seq);
+        if (rc)
+            engine_set_error("cannot write segment %s: %s", pws[k].path, st_strerror(rc));
+    }
+    free(pws);
+    if (rc)
+        return rc; /* the frozen head stays; the next flush retries */
+    pthread_mutex_lock(&e->head_mu);
+    e->frozen = NULL;
+    pthread_cond_broadcast(&e->head_cv);
+    pthread_mutex_unlock(&e->head_mu);
+    head_destroy(f);
+    atomic_fetch_add(&e->flushes, 1);
+    if (e->o.wal_durability != ENGINE_WAL_NONE)
+        rc = wal_remove_before(e->wal, wal_seq);
+    return rc;
+}
+
+int engine_flush(engine_t *e)
+{
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = engine_flush_frozen(e); /* a previous attempt may have failed */
+    if (!rc)
+        rc = engine_freeze_head(e, 0);
+    if (!rc)
+        rc = engine_flush_frozen(e);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* ---- compaction ---- */
+
+typedef struct cursor {
+    seg_ref_t *r;
+    size_t i, n;
+} cursor_t;
+
+typedef struct merge_buf {
+    int64_t *ts;
+    double *v;
+    size_t n, cap;
+    int64_t *dts;
+    double *dv;
+    size_t dcap;
+} merge_buf_t;
+
+static int mb_reserve(merge_buf_t *m, size_t extra)
+{
+    if (m->n + extra <= m->cap)
+        return 0;
+    size_t cap = m->cap ? m->cap : 4096;
+    while (cap < m->n + extra)
+        cap *= 2;
+    int64_t *ts = realloc(m->ts, cap * sizeof *ts);
+    if (!ts)
+        return ST_ENOMEM;
+    m->ts = ts;
+    double *v = realloc(m->v, cap * sizeof *v);
+    if (!v)
+        return ST_ENOMEM;
+    m->v = v;
+    m->cap = cap;
+    return 0;
+}
+
+int engine_compact_part(engine_t *e, int64_t part_start)
+{
+    seg_ref_t **in = NULL;
+    size_t nin = 0;
+    pthread_mutex_lock(&e->parts_mu);
+    part_t *p = part_get_unsafe(e, part_start, 0);
+    if (p && p->nsegs >= 2) {
+        in = malloc(p->nsegs * sizeof *in);
+        if (in) {
+            nin = p->nsegs;
+            for (size_t i = 0; i < nin; i++) {
+                in[i] = p->segs[i];
+                atomic_fetch_add(&in[i]->refs, 1);
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->parts_mu);
+    if (nin < 2) {
+        free(in);
+        return 0;
+    }
+    uint64_t smin = UINT64_MAX, smax = 0;
+    for (size_t i = 0; i < nin; i++) {
+        if (in[i]->seq_min < smin)
+            smin = in[i]->seq_min;
+        if (in[i]->seq_max > smax)
+            smax = in[i]->seq_max;
+    }
+    part_writer_t pw;
+    int rc = open_part_writer(e, &pw, part_start, smin, smax, 1);
+    cursor_t *cur = calloc(nin, sizeof *cur);
+    merge_buf_t mb = {0};
+    st_buf_t buf;
+    st_buf_init(&buf);
+    if (!cur && !rc) {
+        seg_writer_abort(pw.w);
+        rc = ST_ENOMEM;
+    }
+    for (size_t i = 0; i < nin && !rc; i++) {
+        cur[i].r = in[i];
+        cur[i].n = seg_entry_count(in[i]->seg);
+    }
+    while (!rc) {
+        /* the smallest series id among the cursors */
+        uint32_t id = UINT32_MAX;
+        int any = 0;
+        for (size_t i = 0; i < nin; i++) {
+            if (cur[i].i < cur[i].n) {
+                seg_entry_t en;
+                if ((rc = seg_entry(cur[i].r->seg, cur[i].i, &en)))
+                    break;
+                if (!any || en.series_id < id)
+                    id = en.series_id;
+                any = 1;
+            }
+        }
+        if (rc || !any)
+            break;
+        /* concatenate its blocks oldest source first, then sort+dedup (stable) */
+        mb.n = 0;
+        for (size_t i = 0; i < nin && !rc; i++) {
+            seg_entry_t en;
+            while (cur[i].i < cur[i].n && !rc) {
+                if ((rc = seg_entry(cur[i].r->seg, cur[i].i, &en)))
+                    break;
+                if (en.series_id != id)
+                    break;
+                if ((rc = mb_reserve(&mb, en.count)))
+                    break;
+                size_t got;
+                rc =
+                    codec_decode(en.block, en.block_len, mb.ts + mb.n, mb.v + mb.n, en.count, &got);
+                if (!rc && got != en.count)
+                    rc = ST_ECORRUPT;
+                mb.n += got;
+                cur[i].i++;
+            }
+        }
+        if (rc)
+            break;
+        size_t n = samples_sort_dedup(mb.ts, mb.v, mb.n);
+        rc = write_blocks(pw.w, id, mb.ts, mb.v, n, &buf);
+    }
+    if (!rc && cur) {
+        rc = seg_writer_finish(pw.w);
+    } else if (cur) {
+        seg_writer_abort(pw.w);
+    }
+    free(cur);
+    free(mb.ts);
+    free(mb.v);
+    st_buf_deinit(&buf);
+    if (!rc) {
+        seg_ref_t *out = seg_ref_open(pw.path, smin, smax, &rc);
+        if (out) {
+            pthread_mutex_lock(&e->parts_mu);
+            p = part_get_unsafe(e, part_start, 1);
+            /* replace the inputs (still in the list: flush_mu excludes other compactions
+             * and retention; flushes only add newer segments) */
+            size_t w = 0;
+            for (size_t i = 0; i < p->nsegs; i++) {
+                int was_input = 0;
+                for (size_t j = 0; j < nin; j++)
+                    if (p->segs[i] == in[j])
+                        was_input = 1;
+                if (was_input) {
+                    atomic_store(&p->segs[i]->obsolete, 1);
+                    seg_ref_release(p->segs[i]);
+                } else {
+                    p->segs[w++] = p->segs[i];
+                }
+            }
+            p->nsegs = w;
+            rc = part_add_seg_unsafe(p, out);
+            pthread_mutex_unlock(&e->parts_mu);
+            atomic_fetch_add(&e->compactions, 1);
+        }
+    } else {
+        engine_set_error("compaction of partition %" PRId64 " failed: %s", part_start,
+                         st_strerror(rc));
+    }
+    for (size_t i = 0; i < nin; i++)
+        seg_ref_release(in[i]);
+    free(in);
+    return rc;
+}
+
+int engine_compact(engine_t *e)
+{
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = 0;
+    for (size_t i = 0;; i++) {
+        pthread_mutex_lock(&e->parts_mu);
+        if (i >= e->nparts) {
+            pthread_mutex_unlock(&e->parts_mu);
+            break;
+        }
+        int64_t start = e->parts[i]->start;
+        size_t n = e->parts[i]->nsegs;
+        pthread_mutex_unlock(&e->parts_mu);
+        if (n >= 2 && (rc = engine_compact_part(e, start)))
+            break;
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* ---- retention ---- */
+
+int engine_apply_retention(engine_t *e, int64_t now_ms)
+{
+    if (e->o.retention_ms <= 0)
+        return 0;
+    int64_t cutoff = now_ms - e->o.retention_ms;
+    pthread_mutex_lock(&e->flush_mu);
+    for (;;) {
+        pthread_mutex_lock(&e->parts_mu);
+        part_t *victim = NULL;
+        if (e->nparts > 0 && e->parts[0]->end <= cutoff) {
+            victim = e->parts[0];
+            memmove(e->parts, e->parts + 1, (e->nparts - 1) * sizeof *e->parts);
+            e->nparts--;
+        }
+        pthread_mutex_unlock(&e->parts_mu);
+        if (!victim)
+            break;
+        for (size_t j = 0; j < victim->nsegs; j++) {
+            atomic_store(&victim->segs[j]->obsolete, 1);
+            seg_ref_release(victim->segs[j]);
+        }
+        char dpath[4096];
+        part_dir(e, victim->start, dpath, sizeof dpath);
+        rmdir(dpath); /* succeeds once the last reader released its segments */
+        free(victim->segs);
+        free(victim);
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    return 0;
+}

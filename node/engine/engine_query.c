@@ -1,0 +1,186 @@
+/*
+ * engine_query — select series through the label index, then merge each
+ * series' samples from every source in age order: segments by ascending
+ * sequence, the frozen head, the active head. Sources are concatenated
+ * oldest first and stably sorted, so for equal timestamps the newest
+ * source's value is the one kept (last write wins).
+ *
+ * The iterator holds references to the segments it saw at creation, so a
+ * concurrent compaction or retention pass cannot unmap them underneath it;
+ * head samples are copied under head_mu series by series.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "engine_internal.h"
+#include "st_err.h"
+
+struct engine_iter {
+    engine_t *e;
+    uint32_t *ids;
+    size_t nids, pos;
+    int64_t mint, maxt;
+    seg_ref_t **segs;
+    size_t nsegs;
+    st_label_t labels[ST_LABELS_MAX];
+    int64_t *ts;
+    double *v;
+    size_t n, cap;
+};
+
+static int it_reserve(engine_iter_t *it, size_t extra)
+{
+    if (it->n + extra <= it->cap)
+        return 0;
+    size_t cap = it->cap ? it->cap : 1024;
+    while (cap < it->n + extra)
+        cap *= 2;
+    int64_t *ts = realloc(it->ts, cap * sizeof *ts);
+    if (!ts)
+        return ST_ENOMEM;
+    it->ts = ts;
+    double *v = realloc(it->v, cap * sizeof *v);
+    if (!v)
+        return ST_ENOMEM;
+    it->v = v;
+    it->cap = cap;
+    return 0;
+}
+
+int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                 engine_iter_t **out)
+{
+    engine_iter_t *it = calloc(1, sizeof *it);
+    if (!it)
+        return ST_ENOMEM;
+    it->e = e;
+    it->mint = mint;
+    it->maxt = maxt;
+    const char *why = NULL;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int rc = idx_select(e->idx, m, nm, &it->ids, &it->nids, &why);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (rc) {
+        if (why)
+            engine_set_error("%s", why);
+        free(it);
+        return rc;
+    }
+    if (it->nids && mint <= maxt)
+        rc = engine_collect_segs(e, mint, maxt, &it->segs, &it->nsegs);
+    if (rc) {
+        engine_iter_destroy(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+/* Copy head samples of `id` in range (head_mu held). */
+static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
+{
+    if (!h || id >= h->ns || !h->s[id])
+        return 0;
+    head_series_t *s = h->s[id];
+    if (s->n == 0 || s->maxt < it->mint || s->mint > it->maxt)
+        return 0;
+    head_series_normalize(s);
+    int rc = it_reserve(it, s->n);
+    if (rc)
+        return rc;
+    memcpy(it->ts + it->n, s->ts, s->n * sizeof *it->ts);
+    memcpy(it->v + it->n, s->v, s->n * sizeof *it->v);
+    it->n += s->n;
+    (*sources)++;
+    return 0;
+}
+
+static int load_series(engine_iter_t *it, uint32_t id)
+{
+    int sources = 0, rc = 0;
+    it->n = 0;
+    for (size_t k = 0; k < it->nsegs && !rc; k++) {
+        size_t first, cnt;
+        if (seg_find(it->segs[k]->seg, id, &first, &cnt) != 0)
+            continue;
+        int used = 0;
+        for (size_t i = first; i < first + cnt && !rc; i++) {
+            seg_entry_t en;
+            if ((rc = seg_entry(it->segs[k]->seg, i, &en)))
+                break;
+            if (en.maxt < it->mint || en.mint > it->maxt)
+                continue;
+            if ((rc = it_reserve(it, en.count)))
+                break;
+            size_t got;
+            rc =
+                codec_decode(en.block, en.block_len, it->ts + it->n, it->v + it->n, en.count, &got);
+            if (!rc && got != en.count)
+                rc = ST_ECORRUPT;
+            it->n += got;
+            used = 1;
+        }
+        sources += used;
+    }
+    if (rc) {
+        engine_set_error("cannot read series %u: %s", id, st_strerror(rc));
+        return rc;
+    }
+    engine_t *e = it->e;
+    pthread_mutex_lock(&e->head_mu);
+    rc = copy_head(it, e->frozen, id, &sources);
+    if (!rc)
+        rc = copy_head(it, e->head, id, &sources);
+    pthread_mutex_unlock(&e->head_mu);
+    if (rc)
+        return rc;
+    /* blocks of one segment are ordered and disjoint, so one source is sorted */
+    if (sources > 1)
+        it->n = samples_sort_dedup(it->ts, it->v, it->n);
+    return 0;
+}
+
+int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabels,
+                     const int64_t **ts, const double **values, size_t *n)
+{
+    while (it->pos < it->nids) {
+        uint32_t id = it->ids[it->pos++];
+        int rc = load_series(it, id);
+        if (rc)
+            return rc;
+        /* trim to [mint, maxt] */
+        size_t lo = 0, hi = it->n;
+        while (lo < hi && it->ts[lo] < it->mint)
+            lo++;
+        while (hi > lo && it->ts[hi - 1] > it->maxt)
+            hi--;
+        if (lo == hi)
+            continue;
+        pthread_rwlock_rdlock(&it->e->idx_lock);
+        int nl = idx_labels(it->e->idx, id, it->labels);
+        pthread_rwlock_unlock(&it->e->idx_lock);
+        if (nl < 0)
+            return nl;
+        *labels = it->labels;
+        *nlabels = (size_t)nl;
+        *ts = it->ts + lo;
+        *values = it->v + lo;
+        *n = hi - lo;
+        return 1;
+    }
+    return 0;
+}
+
+void engine_iter_destroy(engine_iter_t *it)
+{
+    if (!it)
+        return;
+    for (size_t i = 0; i < it->nsegs; i++)
+        seg_ref_release(it->segs[i]);
+    free(it->segs);
+    free(it->ids);
+    free(it->ts);
+    free(it->v);
+    free(it);
+}

@@ -1,0 +1,557 @@
+/*
+ * Engine tests: the engine against a simple in-memory reference model on
+ * random workloads (appends, out-of-order, duplicates, flushes, compactions,
+ * reopen, retention), plus recovery from a torn WAL tail, a corrupt
+ * segment, the data-dir lock and label metadata.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "st_err.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static char *make_dir(void)
+{
+    char *d = strdup("/tmp/strata-test-engine-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static double scale(void)
+{
+    const char *s = getenv("STRATA_TEST_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v > 0 ? v : 1.0;
+}
+
+/* ---- reference model ---- */
+
+#define NSERIES 24
+#define MAXS 20000
+
+typedef struct ref_series {
+    int64_t ts[MAXS];
+    double v[MAXS];
+    size_t n;
+} ref_series_t;
+
+static ref_series_t *model;
+static char names[NSERIES][32], hosts[NSERIES][32];
+
+static st_label_t series_labels[NSERIES][3];
+
+static void init_labels(void)
+{
+    for (int i = 0; i < NSERIES; i++) {
+        snprintf(names[i], sizeof names[i], "metric_%d", i % 3);
+        snprintf(hosts[i], sizeof hosts[i], "host_%d", i / 3);
+        st_label_t *l = series_labels[i];
+        l[0] = (st_label_t){"__name__", names[i], 8, (uint32_t)strlen(names[i])};
+        l[1] = (st_label_t){"host", hosts[i], 4, (uint32_t)strlen(hosts[i])};
+        l[2] = (st_label_t){"zone", (i % 2) ? "b" : "a", 4, 1};
+    }
+}
+
+/* model insert: last write wins */
+static void model_put(int s, int64_t t, double v)
+{
+    ref_series_t *r = &model[s];
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->ts[i] == t) {
+            r->v[i] = v;
+            return;
+        }
+    }
+    assert_true(r->n < MAXS);
+    size_t i = r->n++;
+    while (i > 0 && r->ts[i - 1] > t) {
+        r->ts[i] = r->ts[i - 1];
+        r->v[i] = r->v[i - 1];
+        i--;
+    }
+    r->ts[i] = t;
+    r->v[i] = v;
+}
+
+static double rand_value(void)
+{
+    switch (rnd() % 10) {
+    case 0:
+        return NAN;
+    case 1:
+        return -0.0;
+    case 2:
+        return INFINITY;
+    case 3:
+        return 5e-324;
+    case 4:
+        return (double)(rnd() % 100);
+    case 5:
+        return (double)(rnd() % 10000) / 100.0;
+    default: {
+        uint64_t u = rnd();
+        double d;
+        memcpy(&d, &u, 8);
+        return d;
+    }
+    }
+}
+
+static void do_random_write(engine_t *e, int64_t *clock)
+{
+    engine_series_batch_t b[4];
+    int64_t ts[4][16];
+    double v[4][16];
+    size_t nb = 1 + rnd() % 4;
+    int used[NSERIES] = {0};
+    for (size_t i = 0; i < nb; i++) {
+        int s;
+        do
+            s = (int)(rnd() % NSERIES);
+        while (used[s]);
+        used[s] = 1;
+        size_t n = 1 + rnd() % 16;
+        for (size_t k = 0; k < n; k++) {
+            int64_t t;
+            uint64_t r = rnd() % 10;
+            if (r < 6)
+                t = (*clock)++;
+            else if (r < 9)
+                t = *clock - (int64_t)(rnd() % 5000); /* out of order / duplicate */
+            else
+                t = *clock + (int64_t)(rnd() % 5000); /* future */
+            ts[i][k] = t;
+            v[i][k] = rand_value();
+        }
+        b[i] = (engine_series_batch_t){series_labels[s], 3, ts[i], v[i], n};
+        for (size_t k = 0; k < n; k++)
+            model_put(s, ts[i][k], v[i][k]);
+    }
+    assert_int_equal(engine_write(e, b, nb, NULL), 0);
+}
+
+static int series_index(const st_label_t *l, size_t n)
+{
+    for (int s = 0; s < NSERIES; s++)
+        if (st_labels_cmp(l, n, series_labels[s], 3) == 0)
+            return s;
+    return -1;
+}
+
+/* Query [mint, maxt] with a matcher and compare with the model. */
+static void check_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                        int (*want)(int s))
+{
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, m, nm, mint, maxt, &it), 0);
+    int seen[NSERIES] = {0};
+    const st_label_t *l;
+    size_t nl, n;
+    const int64_t *ts;
+    const double *v;
+    int rc;
+    while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &n)) == 1) {
+        int s = series_index(l, nl);
+        assert_true(s >= 0);
+        assert_true(want(s));
+        assert_false(seen[s]);
+        seen[s] = 1;
+        ref_series_t *r = &model[s];
+        size_t k = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            if (r->ts[i] < mint || r->ts[i] > maxt)
+                continue;
+            assert_true(k < n);
+            if (ts[k] != r->ts[i])
+                fail_msg("series %d: ts[%zu]=%lld want %lld", s, k, (long long)ts[k],
+                         (long long)r->ts[i]);
+            assert_memory_equal(&v[k], &r->v[i], 8);
+            k++;
+        }
+        assert_int_equal(k, n);
+    }
+    assert_int_equal(rc, 0);
+    engine_iter_destroy(it);
+    for (int s = 0; s < NSERIES; s++) {
+        if (seen[s] || !want(s))
+            continue;
+        for (size_t i = 0; i < model[s].n; i++)
+            assert_false(model[s].ts[i] >= mint && model[s].ts[i] <= maxt);
+    }
+}
+
+static int want_all(int s)
+{
+    return 1;
+}
+static int want_metric1(int s)
+{
+    return s % 3 == 1;
+}
+static int want_zone_b_not_host0(int s)
+{
+    return (s % 2) == 1 && s / 3 != 0;
+}
+static int want_host_re(int s)
+{
+    return s / 3 == 1 || s / 3 == 2;
+}
+
+static void check_all(engine_t *e)
+{
+    st_matcher_t all = {ST_MATCH_RE, "__name__", "metric_.*"};
+    check_query(e, &all, 1, INT64_MIN, INT64_MAX, want_all);
+    int64_t a = 990000 + (int64_t)(rnd() % 20000), b = a + (int64_t)(rnd() % 20000);
+    check_query(e, &all, 1, a, b, want_all);
+    st_matcher_t m1 = {ST_MATCH_EQ, "__name__", "metric_1"};
+    check_query(e, &m1, 1, INT64_MIN, INT64_MAX, want_metric1);
+    st_matcher_t m2[2] = {{ST_MATCH_EQ, "zone", "b"}, {ST_MATCH_NE, "host", "host_0"}};
+    check_query(e, m2, 2, INT64_MIN, INT64_MAX, want_zone_b_not_host0);
+    st_matcher_t m3 = {ST_MATCH_RE, "host", "host_[12]"};
+    check_query(e, &m3, 1, a, b, want_host_re);
+}
+
+static engine_t *open_engine(const char *dir, engine_wal_mode_t mode, int64_t part_ms)
+{
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.wal_durability = mode;
+    o.partition_ms = part_ms;
+    engine_t *e = NULL;
+    int rc = engine_open(dir, &o, &e);
+    if (rc)
+        fail_msg("engine_open: %s: %s", st_strerror(rc), engine_last_error());
+    return e;
+}
+
+static void run_model(engine_wal_mode_t mode)
+{
+    model = calloc(NSERIES, sizeof *model);
+    init_labels();
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir, mode, 3000);
+    int64_t clock = 1000000;
+    int steps = (int)(3000 * scale());
+    for (int step = 0; step < steps; step++) {
+        uint64_t r = rnd() % 1000;
+        if (r < 940) {
+            do_random_write(e, &clock);
+        } else if (r < 965) {
+            assert_int_equal(engine_flush(e), 0);
+        } else if (r < 980) {
+            assert_int_equal(engine_compact(e), 0);
+        } else if (r < 990) {
+            check_all(e);
+        } else {
+            /* reopen (close flushes; replay of an unflushed head is tested
+             * with a child process below) */
+            assert_int_equal(engine_close(e), 0);
+            e = open_engine(dir, mode, 3000);
+        }
+    }
+    check_all(e);
+    assert_int_equal(engine_flush(e), 0);
+    assert_int_equal(engine_compact(e), 0);
+    check_all(e);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.series, NSERIES);
+    assert_int_equal(st.head_samples, 0);
+    assert_true(st.disk_bytes > 0);
+    assert_int_equal(engine_close(e), 0);
+    e = open_engine(dir, mode, 3000);
+    check_all(e);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+    free(model);
+}
+
+static void test_model_os_default(void **state)
+{
+    run_model(ENGINE_WAL_OS_DEFAULT);
+}
+
+static void test_model_no_wal(void **state)
+{
+    run_model(ENGINE_WAL_NONE);
+}
+
+/* Child process writes without flushing and exits hard: replay must restore it all. */
+static void test_wal_replay_after_exit(void **state)
+{
+    model = calloc(NSERIES, sizeof *model);
+    init_labels();
+    char *dir = make_dir();
+    int64_t clock = 1000000;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        engine_opts_t o;
+        engine_opts_default(&o);
+        o.background = 0;
+        o.wal_durability = ENGINE_WAL_OS_DEFAULT;
+        o.partition_ms = 3000;
+        engine_t *e;
+        if (engine_open(dir, &o, &e))
+            _exit(2);
+        for (int i = 0; i < 500; i++) {
+            do_random_write(e, &clock);
+            if (i == 250 && engine_flush(e))
+                _exit(3);
+        }
+        _exit(0); /* no close: the head exists only in the WAL */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    engine_t *e = open_engine(dir, ENGINE_WAL_OS_DEFAULT, 3000);
+    /* The child forked with this process' PRNG state: draw the same sequence
+     * again, mirroring do_random_write's model updates without writing. */
+    for (int i = 0; i < 500; i++) {
+        size_t nb = 1 + rnd() % 4;
+        int used[NSERIES] = {0};
+        for (size_t bi = 0; bi < nb; bi++) {
+            int s;
+            do
+                s = (int)(rnd() % NSERIES);
+            while (used[s]);
+            used[s] = 1;
+            size_t n = 1 + rnd() % 16;
+            for (size_t k = 0; k < n; k++) {
+                int64_t t;
+                uint64_t r = rnd() % 10;
+                if (r < 6)
+                    t = clock++;
+                else if (r < 9)
+                    t = clock - (int64_t)(rnd() % 5000);
+                else
+                    t = clock + (int64_t)(rnd() % 5000);
+                model_put(s, t, rand_value());
+            }
+        }
+    }
+    check_all(e);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+    free(model);
+}
+
+static engine_t *simple_write(const char *dir, int64_t t0, int n)
+{
+    engine_t *e = open_engine(dir, ENGINE_WAL_OS_DEFAULT, 1000);
+    st_label_t l[2] = {{"__name__", "m", 8, 1}, {"k", "v", 1, 1}};
+    for (int i = 0; i < n; i++) {
+        int64_t t = t0 + i * 100;
+        double v = i;
+        engine_series_batch_t b = {l, 2, &t, &v, 1};
+        assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+    }
+    return e;
+}
+
+static size_t count_samples(engine_t *e)
+{
+    st_matcher_t m = {ST_MATCH_EQ, "__name__", "m"};
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, &m, 1, INT64_MIN, INT64_MAX, &it), 0);
+    const st_label_t *l;
+    size_t nl, n, total = 0;
+    const int64_t *ts;
+    const double *v;
+    while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1)
+        total += n;
+    engine_iter_destroy(it);
+    return total;
+}
+
+static void test_retention_drops_partitions(void **state)
+{
+    char *dir = make_dir();
+    engine_t *e = simple_write(dir, 0, 100); /* 10 partitions of 1 s */
+    assert_int_equal(engine_flush(e), 0);
+    engine_close(e);
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    o.retention_ms = 5000;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    assert_int_equal(count_samples(e), 100);
+    assert_int_equal(engine_apply_retention(e, 9500), 0); /* cutoff 4500: drops [0,4000) */
+    assert_int_equal(count_samples(e), 60);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.partitions, 6);
+    engine_close(e);
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    assert_int_equal(count_samples(e), 60);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
+static char *find_file(const char *dir, const char *suffix)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*%s' | sort | tail -1", dir, suffix);
+    FILE *p = popen(cmd, "r");
+    static char line[4096];
+    line[0] = 0;
+    if (fgets(line, sizeof line, p))
+        line[strcspn(line, "\n")] = 0;
+    pclose(p);
+    return line[0] ? line : NULL;
+}
+
+static void test_torn_wal_tail(void **state)
+{
+    char *dir = make_dir();
+    pid_t pid = fork();
+    if (pid == 0) {
+        engine_t *e = simple_write(dir, 0, 50);
+        (void)e;
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *wal = find_file(dir, ".wal");
+    assert_non_null(wal);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(truncate(wal, sb.st_size - 5), 0); /* tear the last record */
+    engine_t *e = open_engine(dir, ENGINE_WAL_OS_DEFAULT, 1000);
+    assert_non_null(strstr(engine_last_error(), "torn"));
+    assert_int_equal(count_samples(e), 49);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_corrupt_segment_is_reported(void **state)
+{
+    char *dir = make_dir();
+    engine_t *e = simple_write(dir, 0, 10);
+    engine_close(e);
+    char *seg = find_file(dir, ".seg");
+    assert_non_null(seg);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "XXXX", 4, 2), 4); /* smash the header */
+    close(fd);
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    assert_int_not_equal(engine_open(dir, &o, &e), 0);
+    assert_non_null(strstr(engine_last_error(), ".seg"));
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_lock_excludes_second_open(void **state)
+{
+    char *dir = make_dir();
+    engine_t *e = simple_write(dir, 0, 1);
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    engine_t *e2 = NULL;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(engine_open(dir, &o, &e2) == ST_EBUSY ? 0 : 1);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
+static int collect(void *arg, const char *s, size_t len)
+{
+    char *out = arg;
+    strncat(out, s, len);
+    strcat(out, ",");
+    return 0;
+}
+
+static void test_label_metadata_and_validation(void **state)
+{
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir, ENGINE_WAL_OS_DEFAULT, 86400000);
+    st_label_t a[2] = {{"__name__", "up", 8, 2}, {"job", "api", 3, 3}};
+    st_label_t b[2] = {{"__name__", "up", 8, 2}, {"job", "db", 3, 2}};
+    st_label_t bad[2] = {{"__name__", "up", 8, 2}, {"job", "\xff", 3, 1}};
+    int64_t t = 5;
+    double v = 1;
+    engine_series_batch_t batch[3] = {{a, 2, &t, &v, 1}, {b, 2, &t, &v, 1}, {bad, 2, &t, &v, 1}};
+    size_t badi = 99;
+    assert_int_equal(engine_write(e, batch, 3, &badi), ST_EINVAL);
+    assert_int_equal(badi, 2);
+    assert_non_null(strstr(engine_last_error(), "UTF-8"));
+    assert_int_equal(engine_write(e, batch, 2, NULL), 0);
+    char out[256] = "";
+    assert_int_equal(engine_label_names(e, NULL, 0, collect, out), 0);
+    assert_string_equal(out, "__name__,job,");
+    out[0] = 0;
+    assert_int_equal(engine_label_values(e, "job", NULL, 0, collect, out), 0);
+    assert_string_equal(out, "api,db,");
+    out[0] = 0;
+    st_matcher_t m = {ST_MATCH_EQ, "job", "db"};
+    assert_int_equal(engine_label_values(e, "job", &m, 1, collect, out), 0);
+    assert_string_equal(out, "db,");
+    st_matcher_t empty = {ST_MATCH_EQ, "job", ""};
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, &empty, 1, 0, 10, &it), ST_EINVAL);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_model_os_default),
+        cmocka_unit_test(test_model_no_wal),
+        cmocka_unit_test(test_wal_replay_after_exit),
+        cmocka_unit_test(test_retention_drops_partitions),
+        cmocka_unit_test(test_torn_wal_tail),
+        cmocka_unit_test(test_corrupt_segment_is_reported),
+        cmocka_unit_test(test_lock_excludes_second_open),
+        cmocka_unit_test(test_label_metadata_and_validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
