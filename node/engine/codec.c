@@ -50,18 +50,21 @@
  *
  * Bitstreams pack bits LSB-first: the first bit is bit 0 of the first
  * byte, and a multi-bit field is written least significant bit first. A
- * bitstream ends at the next byte boundary (padding bits are 0). Rice_k(z),
- * 0 <= k <= 63, with q = z >> k:
+ * bitstream ends at the next byte boundary (padding bits are written as 0
+ * and not checked). Rice_k(z), 0 <= k <= 63, with q = z >> k:
  *     q < 24:  q one-bits, a zero-bit, then the low k bits of z;
  *     q >= 24: 24 one-bits (escape), 6 bits (L - 1) where L = bit length of
  *              z (1..64), then the low L - 1 bits of z (its top bit is 1).
  * The escape bounds the cost of an outlier to 93 bits whatever k is.
  *
- * ENCODER CHOICES: every mode's exact size is computed and the smallest is
- * written. The Rice parameter k of each stream is the exact minimiser of
- * the stream's size (a histogram estimate, then a local search on the exact
- * cost). The decimal exponent is the smallest e >= 0 that reproduces all
- * values; when e == 0 and every mantissa is a multiple of 10^j, e = -j.
+ * ENCODER CHOICES: the candidate codings' exact sizes are computed and the
+ * smallest is written. Delta-of-delta orders are only sized when the sum of
+ * their residuals' bit lengths is not clearly above the delta order's, and
+ * XOR is not sized when its minimum (64 + n - 1 bits) cannot win; counting
+ * stops once XOR is larger than the best so far. Each stream's Rice k is
+ * found by a histogram estimate then a local search on the exact cost. The
+ * decimal exponent is the smallest e >= 0 that reproduces all values; when
+ * e == 0 and every mantissa is a multiple of 10^j (j <= 18), e = -j.
  *
  * DECODER SAFETY: every read is bounds-checked against [p, p+len): the bit
  * reader feeds zero bytes past the end and the section is rejected if it

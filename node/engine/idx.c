@@ -15,10 +15,11 @@
  *   series carrying that pair (ids are assigned in increasing order, so an
  *   append keeps the order). Each label name (x->names) lists its plists.
  *
- *   Series: series i is the run pairs[soff[i] .. soff[i+1]) of plist ids,
- *   in label-name order; x->sertab maps the caller's 64-bit label hash
- *   (st_labels_hash) to ids, and a hit is confirmed by comparing every
- *   label, so colliding hashes are handled.
+ *   Series: series i is the run at pairs + soff[i]: [id, n, n plist ids in
+ *   label-name order]. x->sertab maps the caller's 64-bit label hash
+ *   (st_labels_hash) to the offset of that run, and a hit is confirmed by
+ *   comparing every label, so colliding hashes are handled. A lookup
+ *   touches the slot, the run, and the plists/strings of its labels.
  *
  *   Invariants:
  *    1. Symbols, plists and names are only ever added, never removed.
@@ -371,7 +372,9 @@ static int pair_get(idx_t *x, uint32_t name, uint32_t value, uint32_t *out)
         return rc;
     if ((rc = table_reserve(&x->pairtab)))
         return rc;
-    x->pl[x->npl] = (idx_plist_t){.name = name, .value = value, .n = 0, .cap = 0, .ids = NULL};
+    const idx_sym_t *a = &x->syms[name], *b = &x->syms[value];
+    x->pl[x->npl] = (idx_plist_t){.np = a->p, .vp = b->p, .nlen = a->len, .vlen = b->len,
+                                  .name = name, .value = value, .n = 0, .cap = 0, .ids = NULL};
     nm->vals[nm->nvals++] = x->npl;
     uint32_t tag = (uint32_t)(mix64((uint64_t)name << 32 | value) >> 32);
     table_insert(&x->pairtab, tag, x->npl + 1);
@@ -381,18 +384,18 @@ static int pair_get(idx_t *x, uint32_t name, uint32_t value, uint32_t *out)
 
 /* ---- series ------------------------------------------------------------------ */
 
-static int series_eq(const idx_t *x, uint32_t id, const st_label_t *l, size_t n)
+/* Does the run at pairs + off hold exactly the labels l? */
+static int series_eq(const idx_t *x, uint32_t off, const st_label_t *l, size_t n)
 {
-    uint32_t off = x->soff[id];
-    if (x->soff[id + 1] - off != n)
-        return 0;
     const uint32_t *p = x->pairs + off;
+    if (p[1] != n)
+        return 0;
+    p += 2;
     for (size_t i = 0; i < n; i++) {
         const idx_plist_t *pl = &x->pl[p[i]];
-        const idx_sym_t *a = &x->syms[pl->name], *b = &x->syms[pl->value];
-        if (a->len != l[i].name_len || b->len != l[i].value_len)
+        if (pl->nlen != l[i].name_len || pl->vlen != l[i].value_len)
             return 0;
-        if (memcmp(a->p, l[i].name, a->len) || memcmp(b->p, l[i].value, b->len))
+        if (memcmp(pl->vp, l[i].value, pl->vlen) || memcmp(pl->np, l[i].name, pl->nlen))
             return 0;
     }
     return 1;
@@ -409,7 +412,7 @@ int idx_lookup(const idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uin
         if (!s[j].ref)
             return ST_ENOENT;
         if (s[j].tag == tag && series_eq(x, s[j].ref - 1, l, n)) {
-            *id = s[j].ref - 1;
+            *id = x->pairs[s[j].ref - 1];
             return 0;
         }
     }
@@ -423,11 +426,11 @@ static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, 
     int rc;
     if (x->count >= IDX_SERIES_MAX)
         return ST_ELIMIT;
-    if (x->npairs + n > UINT32_MAX)
+    if (x->npairs + n + 2 >= UINT32_MAX)
         return ST_ELIMIT;
-    if ((rc = grow_array((void **)&x->soff, &x->soff_cap, (size_t)x->count + 2, sizeof *x->soff)))
+    if ((rc = grow_array((void **)&x->soff, &x->soff_cap, (size_t)x->count + 1, sizeof *x->soff)))
         return rc;
-    if ((rc = grow_array((void **)&x->pairs, &x->pairs_cap, x->npairs + n, sizeof *x->pairs)))
+    if ((rc = grow_array((void **)&x->pairs, &x->pairs_cap, x->npairs + n + 2, sizeof *x->pairs)))
         return rc;
     if ((rc = table_reserve(&x->sertab)))
         return rc;
@@ -439,17 +442,17 @@ static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, 
             return rc;
     }
     /* commit: nothing below can fail */
-    uint32_t id = x->count;
-    if (id == 0)
-        x->soff[0] = 0;
+    uint32_t id = x->count, off = (uint32_t)x->npairs;
+    x->soff[id] = off;
+    x->pairs[x->npairs++] = id;
+    x->pairs[x->npairs++] = (uint32_t)n;
     for (size_t i = 0; i < n; i++) {
         idx_plist_t *pl = &x->pl[pid[i]];
         pl->ids[pl->n++] = id;
         x->pairs[x->npairs++] = pid[i];
     }
-    x->soff[id + 1] = (uint32_t)x->npairs;
     x->count++;
-    table_insert(&x->sertab, (uint32_t)(hash >> 32), id + 1);
+    table_insert(&x->sertab, (uint32_t)(hash >> 32), off + 1);
     *out = id;
     return 0;
 }
@@ -483,11 +486,12 @@ int idx_labels(const idx_t *x, uint32_t id, st_label_t *out)
 {
     if (id >= x->count)
         return ST_ENOENT;
-    uint32_t off = x->soff[id], n = x->soff[id + 1] - off;
+    uint32_t n;
+    const uint32_t *p = idx__series(x, id, &n);
     for (uint32_t i = 0; i < n; i++) {
-        const idx_plist_t *pl = &x->pl[x->pairs[off + i]];
-        const idx_sym_t *a = &x->syms[pl->name], *b = &x->syms[pl->value];
-        out[i] = (st_label_t){.name = a->p, .value = b->p, .name_len = a->len, .value_len = b->len};
+        const idx_plist_t *pl = &x->pl[p[i]];
+        out[i] = (st_label_t){.name = pl->np, .value = pl->vp, .name_len = pl->nlen,
+                              .value_len = pl->vlen};
     }
     return (int)n;
 }
@@ -533,8 +537,8 @@ static int encode_block(const idx_t *x, uint32_t first, uint32_t *next, uint32_t
     st_buf_reset(raw);
     st_buf_reset(tmp);
     while (s < x->count) {
-        const uint32_t *p = x->pairs + x->soff[s];
-        uint32_t n = x->soff[s + 1] - x->soff[s];
+        uint32_t n;
+        const uint32_t *p = idx__series(x, s, &n);
         uint8_t bm[ST_LABELS_MAX / 8] = {0};
         for (uint32_t i = 0; i < n; i++)
             if (prev && i < prev_n && prev[i] == p[i])

@@ -34,8 +34,14 @@ typedef struct idx_sym {
     uint32_t name; /* index in x->names + 1 when this symbol is a label name, else 0 */
 } idx_sym_t;
 
-/* Postings of one (name, value) pair: ascending series ids. */
+/*
+ * Postings of one (name, value) pair: ascending series ids. The strings are
+ * repeated here (np/vp) so that comparing a series' labels costs one memory
+ * access less per label than going through x->syms.
+ */
 typedef struct idx_plist {
+    const char *np, *vp;
+    uint32_t nlen, vlen;
     uint32_t name;  /* symbol id of the label name */
     uint32_t value; /* symbol id of the value */
     uint32_t n, cap;
@@ -79,7 +85,11 @@ struct idx {
     idx_table_t pairtab;
     uint64_t postings_bytes; /* ids arrays of every plist + vals arrays of every name */
 
-    /* series: labels of series i are pairs[soff[i] .. soff[i+1]) (plist ids) */
+    /*
+     * series: series i is the run at pairs + soff[i]: its id, its label
+     * count n, then n plist ids in label-name order. sertab refs are
+     * offsets + 1 into pairs, so a lookup goes straight to the run.
+     */
     uint32_t count;
     uint32_t *soff;
     size_t soff_cap;
@@ -89,6 +99,14 @@ struct idx {
 
     int regex_opt; /* 1 (default): plain literal regexes skip PCRE2 */
 };
+
+/* The labels (plist ids) of series `id` and their count. */
+static inline const uint32_t *idx__series(const idx_t *x, uint32_t id, uint32_t *n)
+{
+    const uint32_t *p = x->pairs + x->soff[id];
+    *n = p[1];
+    return p + 2;
+}
 
 /* Symbol id of [p, p+len), or -1 when the string was never interned. */
 int64_t idx__sym_find(const idx_t *x, const char *p, size_t len);

@@ -488,9 +488,10 @@ static const idx_sym_t *series_value(const idx_t *x, uint32_t id, int64_t name)
     static const idx_sym_t empty = {"", 0, 0};
     if (name < 0)
         return &empty;
-    uint32_t sym = x->names[name].sym;
-    for (uint32_t k = x->soff[id]; k < x->soff[id + 1]; k++) {
-        const idx_plist_t *pl = &x->pl[x->pairs[k]];
+    uint32_t sym = x->names[name].sym, n;
+    const uint32_t *p = idx__series(x, id, &n);
+    for (uint32_t k = 0; k < n; k++) {
+        const idx_plist_t *pl = &x->pl[p[k]];
         if (pl->name == sym)
             return &x->syms[pl->value];
     }
@@ -645,9 +646,12 @@ int idx_label_names(const idx_t *x, const uint32_t *ids, size_t n, engine_str_cb
         goto out;
     }
     if (ids)
-        for (size_t i = 0; i < n; i++)
-            for (uint32_t k = x->soff[ids[i]]; k < x->soff[ids[i] + 1]; k++)
-                seen[x->syms[x->pl[x->pairs[k]].name].name - 1] = 1;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t ns;
+            const uint32_t *p = idx__series(x, ids[i], &ns);
+            for (uint32_t k = 0; k < ns; k++)
+                seen[x->syms[x->pl[p[k]].name].name - 1] = 1;
+        }
     size_t o = 0;
     for (uint32_t i = 0; i < x->nnames; i++) {
         const idx_name_t *nm = &x->names[i];
@@ -688,8 +692,10 @@ int idx_label_values(const idx_t *x, const char *name, const uint32_t *ids, size
     }
     if (ids) {
         for (size_t i = 0; i < n; i++) {
-            for (uint32_t k = x->soff[ids[i]]; k < x->soff[ids[i] + 1]; k++) {
-                const idx_plist_t *pl = &x->pl[x->pairs[k]];
+            uint32_t ns;
+            const uint32_t *p = idx__series(x, ids[i], &ns);
+            for (uint32_t k = 0; k < ns; k++) {
+                const idx_plist_t *pl = &x->pl[p[k]];
                 if (pl->name == nm->sym) {
                     syms[o++] = pl->value;
                     break;

@@ -34,14 +34,37 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* A batch owns copies of everything its entries point at. */
+/*
+ * A batch groups the samples of one request by series, as the router does
+ * before it sends a node one columnar entry per series (DESIGN.md §6). It
+ * owns copies of the labels; the samples are (entry, ts, value) triples
+ * that flush_batch() turns into per-series columns with a counting sort.
+ */
+typedef struct entry {
+    uint64_t hash;
+    size_t label_off; /* into batch.labels */
+    uint32_t nlabels;
+    uint32_t count;
+} entry_t;
+
 typedef struct batch {
-    engine_series_batch_t *s;
-    int64_t *ts;
-    double *v;
+    entry_t *e;
+    size_t ne, ecap;
+    uint32_t *table; /* open addressing: entry index + 1, 0 = empty */
+    size_t tcap;
     st_label_t *labels;
+    size_t nl, lcap;
     char *str;
-    size_t n, cap, nl, lcap, sl, scap;
+    size_t sl, scap;
+    uint32_t *s_entry;
+    int64_t *s_ts;
+    double *s_v;
+    size_t ns, scap2;
+    /* columns built at flush */
+    engine_series_batch_t *out;
+    int64_t *cts;
+    double *cv;
+    size_t ocap, ccap;
 } batch_t;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem)
@@ -60,44 +83,89 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
     return p;
 }
 
+static int labels_eq_batch(const batch_t *b, const entry_t *en, const lp_series_t *ls)
+{
+    if (en->nlabels != ls->nlabels)
+        return 0;
+    for (uint32_t k = 0; k < ls->nlabels; k++) {
+        const st_label_t *x = &b->labels[en->label_off + k], *y = &ls->labels[k];
+        if (x->name_len != y->name_len || x->value_len != y->value_len ||
+            memcmp(b->str + (uintptr_t)x->name, y->name, y->name_len) ||
+            memcmp(b->str + (uintptr_t)x->value, y->value, y->value_len))
+            return 0;
+    }
+    return 1;
+}
+
+static uint32_t batch_entry(batch_t *b, const lp_series_t *ls)
+{
+    if (b->tcap == 0 || b->ne * 2 >= b->tcap) {
+        size_t cap = b->tcap ? b->tcap * 2 : 1 << 16;
+        free(b->table);
+        b->table = calloc(cap, sizeof *b->table);
+        b->tcap = cap;
+        for (size_t i = 0; i < b->ne; i++) {
+            size_t h = b->e[i].hash & (cap - 1);
+            while (b->table[h])
+                h = (h + 1) & (cap - 1);
+            b->table[h] = (uint32_t)i + 1;
+        }
+    }
+    uint64_t hash = st_labels_hash(ls->labels, ls->nlabels);
+    size_t h = hash & (b->tcap - 1);
+    while (b->table[h]) {
+        entry_t *en = &b->e[b->table[h] - 1];
+        if (en->hash == hash && labels_eq_batch(b, en, ls))
+            return b->table[h] - 1;
+        h = (h + 1) & (b->tcap - 1);
+    }
+    b->e = grow(b->e, &b->ecap, b->ne + 1, sizeof *b->e);
+    b->labels = grow(b->labels, &b->lcap, b->nl + ls->nlabels, sizeof *b->labels);
+    size_t bytes = 0;
+    for (uint32_t k = 0; k < ls->nlabels; k++)
+        bytes += ls->labels[k].name_len + ls->labels[k].value_len;
+    b->str = grow(b->str, &b->scap, b->sl + bytes, 1);
+    /* labels hold offsets into str until flush_batch() fixes them up */
+    for (uint32_t k = 0; k < ls->nlabels; k++) {
+        st_label_t *d = &b->labels[b->nl + k];
+        const st_label_t *src = &ls->labels[k];
+        memcpy(b->str + b->sl, src->name, src->name_len);
+        d->name = (const char *)(uintptr_t)b->sl;
+        d->name_len = src->name_len;
+        b->sl += src->name_len;
+        memcpy(b->str + b->sl, src->value, src->value_len);
+        d->value = (const char *)(uintptr_t)b->sl;
+        d->value_len = src->value_len;
+        b->sl += src->value_len;
+    }
+    entry_t *en = &b->e[b->ne];
+    en->hash = hash;
+    en->label_off = b->nl;
+    en->nlabels = ls->nlabels;
+    en->count = 0;
+    b->nl += ls->nlabels;
+    b->table[h] = (uint32_t)++b->ne;
+    return (uint32_t)(b->ne - 1);
+}
+
 static int on_point(void *arg, const lp_point_t *pt)
 {
     batch_t *b = arg;
     for (uint32_t i = 0; i < pt->nseries; i++) {
-        const lp_series_t *ls = &pt->series[i];
-        size_t c0 = b->cap;
-        b->s = grow(b->s, &b->cap, b->n + 1, sizeof *b->s);
-        if (b->cap != c0) {
+        uint32_t ei = batch_entry(b, &pt->series[i]);
+        size_t c0 = b->scap2;
+        b->s_entry = grow(b->s_entry, &b->scap2, b->ns + 1, sizeof *b->s_entry);
+        if (b->scap2 != c0) {
             size_t c1 = c0;
-            b->ts = grow(b->ts, &c1, b->cap, sizeof *b->ts);
+            b->s_ts = grow(b->s_ts, &c1, b->scap2, sizeof *b->s_ts);
             c1 = c0;
-            b->v = grow(b->v, &c1, b->cap, sizeof *b->v);
+            b->s_v = grow(b->s_v, &c1, b->scap2, sizeof *b->s_v);
         }
-        b->labels = grow(b->labels, &b->lcap, b->nl + ls->nlabels, sizeof *b->labels);
-        size_t bytes = 0;
-        for (uint32_t k = 0; k < ls->nlabels; k++)
-            bytes += ls->labels[k].name_len + ls->labels[k].value_len;
-        b->str = grow(b->str, &b->scap, b->sl + bytes, 1);
-        b->ts[b->n] = pt->ts_ms;
-        b->v[b->n] = ls->value;
-        /* labels are stored as offsets for now; fixed up before the write */
-        for (uint32_t k = 0; k < ls->nlabels; k++) {
-            st_label_t *d = &b->labels[b->nl + k];
-            const st_label_t *src = &ls->labels[k];
-            memcpy(b->str + b->sl, src->name, src->name_len);
-            d->name = (const char *)(uintptr_t)b->sl;
-            d->name_len = src->name_len;
-            b->sl += src->name_len;
-            memcpy(b->str + b->sl, src->value, src->value_len);
-            d->value = (const char *)(uintptr_t)b->sl;
-            d->value_len = src->value_len;
-            b->sl += src->value_len;
-        }
-        b->s[b->n].labels = (const st_label_t *)(uintptr_t)b->nl;
-        b->s[b->n].nlabels = ls->nlabels;
-        b->s[b->n].n = 1;
-        b->nl += ls->nlabels;
-        b->n++;
+        b->s_entry[b->ns] = ei;
+        b->s_ts[b->ns] = pt->ts_ms;
+        b->s_v[b->ns] = pt->series[i].value;
+        b->ns++;
+        b->e[ei].count++;
     }
     return 0;
 }
@@ -111,26 +179,43 @@ static double write_time;
 
 static void flush_batch(engine_t *e, batch_t *b)
 {
-    if (b->n == 0)
+    if (b->ne == 0)
         return;
     for (size_t i = 0; i < b->nl; i++) {
         b->labels[i].name = b->str + (uintptr_t)b->labels[i].name;
         b->labels[i].value = b->str + (uintptr_t)b->labels[i].value;
     }
-    for (size_t i = 0; i < b->n; i++) {
-        b->s[i].labels = b->labels + (uintptr_t)b->s[i].labels;
-        b->s[i].ts = &b->ts[i];
-        b->s[i].values = &b->v[i];
+    size_t c0 = b->ocap;
+    b->out = grow(b->out, &b->ocap, b->ne, sizeof *b->out);
+    (void)c0;
+    size_t c1 = b->ccap;
+    b->cts = grow(b->cts, &c1, b->ns, sizeof *b->cts);
+    b->cv = grow(b->cv, &b->ccap, b->ns, sizeof *b->cv);
+    size_t off = 0;
+    for (size_t i = 0; i < b->ne; i++) {
+        b->out[i].labels = b->labels + b->e[i].label_off;
+        b->out[i].nlabels = b->e[i].nlabels;
+        b->out[i].ts = b->cts + off;
+        b->out[i].values = b->cv + off;
+        b->out[i].n = 0;
+        off += b->e[i].count;
+    }
+    for (size_t k = 0; k < b->ns; k++) {
+        engine_series_batch_t *o = &b->out[b->s_entry[k]];
+        ((int64_t *)o->ts)[o->n] = b->s_ts[k];
+        ((double *)o->values)[o->n] = b->s_v[k];
+        o->n++;
     }
     double t0 = now_s();
     size_t bad;
-    int rc = engine_write(e, b->s, b->n, &bad);
+    int rc = engine_write(e, b->out, b->ne, &bad);
     write_time += now_s() - t0;
     if (rc) {
         fprintf(stderr, "engine_write: %s (%s)\n", st_strerror(rc), engine_last_error());
         exit(1);
     }
-    b->n = b->nl = b->sl = 0;
+    b->ne = b->nl = b->sl = b->ns = 0;
+    memset(b->table, 0, b->tcap * sizeof *b->table);
 }
 
 static uint64_t du(const char *path)
@@ -330,11 +415,16 @@ int main(int argc, char **argv)
            (unsigned long long)n2, (unsigned long long)s2, s2 / q2 / 1e6);
     lp_parser_destroy(lp);
     free(buf);
-    free(b.s);
-    free(b.ts);
-    free(b.v);
+    free(b.e);
+    free(b.table);
     free(b.labels);
     free(b.str);
+    free(b.s_entry);
+    free(b.s_ts);
+    free(b.s_v);
+    free(b.out);
+    free(b.cts);
+    free(b.cv);
     engine_close(e);
     if (!keep) {
         char cmd[4200];

@@ -8,7 +8,8 @@
  * 1 MiB, like HTTP requests). By default the parser builds the per-field
  * series label sets (what the router does); --no-series measures the bare
  * parser, --hash also hashes every series (st_labels_hash). Prints the best
- * run: lines/s, MB/s, samples/s.
+ * run: lines/s, MB/s, samples/s, by wall clock and by the process's CPU time
+ * (the latter is the figure to trust on a shared, busy machine).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +50,10 @@ static void on_error(void *arg, uint64_t line, int code, const char *reason)
         fprintf(stderr, "line %llu: %s (%s)\n", (unsigned long long)line, reason, st_errname(code));
 }
 
-static double now(void)
+static double now(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clk, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -100,12 +101,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "lp_parser_create: %s\n", st_strerror(rc));
         return 1;
     }
-    double best = 1e30;
+    double best = 1e30, best_cpu = 1e30;
     sink_t s = {0};
     for (int it = 0; it < iters; it++) {
         memset(&s, 0, sizeof s);
         s.hash = hash;
-        double t0 = now();
+        double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
         size_t off = 0;
         while (off < (size_t)sz) {
             size_t n = (size_t)sz - off;
@@ -121,19 +122,23 @@ int main(int argc, char **argv)
             }
             off += n;
         }
-        double dt = now() - t0;
+        double dt = now(CLOCK_MONOTONIC) - t0, dc = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (dt < best)
             best = dt;
+        if (dc < best_cpu)
+            best_cpu = dc;
     }
     printf("file %s: %.1f MB, %llu lines (%llu bad), %llu samples, %.1f labels/series\n", path,
            (double)sz / 1e6, (unsigned long long)s.points, (unsigned long long)s.bad,
            (unsigned long long)s.series, s.series ? (double)s.labels / (double)s.series : 0.0);
-    printf("mode: %s%s, best of %d: %.3f s\n", series ? "parse+series" : "parse only",
-           hash ? "+hash" : "", iters, best);
-    printf("%.2f M lines/s  %.0f MB/s  %.2f M samples/s  (checksum %llx %.0f)\n",
-           (double)s.points / best / 1e6, (double)sz / best / 1e6,
-           (double)(series ? s.series : s.points * 10) / best / 1e6, (unsigned long long)s.acc,
-           s.sum);
+    printf("mode: %s%s, best of %d: %.3f s wall, %.3f s cpu (checksum %llx %.0f)\n",
+           series ? "parse+series" : "parse only", hash ? "+hash" : "", iters, best, best_cpu,
+           (unsigned long long)s.acc, s.sum);
+    double samples = (double)(series ? s.series : s.points * 10);
+    printf("wall: %.2f M lines/s  %.0f MB/s  %.2f M samples/s\n", (double)s.points / best / 1e6,
+           (double)sz / best / 1e6, samples / best / 1e6);
+    printf("cpu:  %.2f M lines/s  %.0f MB/s  %.2f M samples/s\n", (double)s.points / best_cpu / 1e6,
+           (double)sz / best_cpu / 1e6, samples / best_cpu / 1e6);
     lp_parser_destroy(p);
     free(buf);
     return 0;
