@@ -301,6 +301,8 @@ static int sym_intern(idx_t *x, const char *p, uint32_t len, uint32_t *out)
     }
     if (x->nsyms >= UINT32_MAX - 1)
         return ST_ELIMIT;
+    if (!st_utf8_valid(p, len))
+        return ST_EINVAL;
     int rc = grow_array((void **)&x->syms, &x->syms_cap, (size_t)x->nsyms + 1, sizeof *x->syms);
     if (rc)
         return rc;
@@ -418,6 +420,35 @@ int idx_lookup(const idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uin
     }
 }
 
+int idx_lookup_many(const idx_t *x, const st_label_t *const *l, const size_t *n,
+                    const uint64_t *hash, size_t count, uint32_t *ids)
+{
+    enum { D1 = 16, D2 = 8 }; /* prefetch distances: slot, then the run it points to */
+    int found = 0;
+    if (!x->sertab.s) {
+        for (size_t i = 0; i < count; i++)
+            ids[i] = UINT32_MAX;
+        return 0;
+    }
+    const idx_slot_t *s = x->sertab.s;
+    uint32_t mask = x->sertab.mask;
+    for (size_t i = 0; i < count && i < D1; i++)
+        __builtin_prefetch(&s[(uint32_t)(hash[i] >> 32) & mask]);
+    for (size_t i = 0; i < count; i++) {
+        if (i + D1 < count)
+            __builtin_prefetch(&s[(uint32_t)(hash[i + D1] >> 32) & mask]);
+        if (i + D2 < count) {
+            uint32_t tag = (uint32_t)(hash[i + D2] >> 32);
+            idx_slot_t y = s[tag & mask];
+            if (y.ref && y.tag == tag)
+                __builtin_prefetch(x->pairs + y.ref - 1);
+        }
+        ids[i] = UINT32_MAX;
+        found += idx_lookup(x, l[i], n[i], hash[i], &ids[i]) == 0;
+    }
+    return found;
+}
+
 /* Add a series given as symbol ids (names ascending); `hash` keys sertab. */
 static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, uint64_t hash,
                     uint32_t *out)
@@ -459,13 +490,22 @@ static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, 
 
 int idx_add(idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uint32_t *id)
 {
-    const char *why;
     uint32_t ns[ST_LABELS_MAX], vs[ST_LABELS_MAX], dummy;
-    if (n == 0)
+    int rc;
+    /*
+     * The caller validated the set (st_labels_validate); re-check what keeps
+     * the index and series.log well-formed cheaply here, and UTF-8 only for
+     * strings not seen before (in sym_intern).
+     */
+    if (n == 0 || n > ST_LABELS_MAX)
         return ST_EINVAL;
-    int rc = st_labels_validate(l, n, &why);
-    if (rc)
-        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (l[i].name_len == 0 || l[i].name_len > ST_LABEL_NAME_MAX ||
+            l[i].value_len > ST_LABEL_VALUE_MAX)
+            return ST_EINVAL;
+        if (i && slice_cmp(l[i - 1].name, l[i - 1].name_len, l[i].name, l[i].name_len) >= 0)
+            return ST_EINVAL;
+    }
     if (idx_lookup(x, l, n, hash, &dummy) == 0)
         return ST_EEXIST;
     for (size_t i = 0; i < n; i++) {
