@@ -609,9 +609,17 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     }
     int over = h->bytes >= e->o.memtable_max_bytes;
     /* backpressure: while a frozen head is still being written and the active
-     * one is twice over its budget, wait for the flush to finish */
-    while (over && e->frozen && h->bytes >= 2 * e->o.memtable_max_bytes && e->bg_running)
+     * one is twice over its budget, wait for the flush to finish (or fail:
+     * then this write is in the WAL and head but reported as not durable,
+     * and a retry is harmless) */
+    while (!rc && e->frozen && e->head->bytes >= 2 * e->o.memtable_max_bytes && e->bg_running) {
+        if (e->flush_err) {
+            rc = e->flush_err;
+            engine_set_error("flush failing, write not acknowledged: %s", st_strerror(rc));
+            break;
+        }
         pthread_cond_wait(&e->head_cv, &e->head_mu);
+    }
     pthread_mutex_unlock(&e->head_mu);
     if (rc)
         return rc;
@@ -695,4 +703,5 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->samples_out_of_order = atomic_load(&e->samples_ooo);
     s->flushes = atomic_load(&e->flushes);
     s->compactions = atomic_load(&e->compactions);
+    s->flush_errors = atomic_load(&e->flush_errors);
 }

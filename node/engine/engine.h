@@ -133,6 +133,7 @@ typedef struct engine_stats {
     uint64_t samples_out_of_order;
     uint64_t flushes;
     uint64_t compactions;
+    uint64_t flush_errors; /* failed flush attempts (retried; see engine_last_error) */
     uint64_t wal_bytes;
     uint64_t wal_syncs;
 } engine_stats_t;

@@ -372,7 +372,7 @@ int engine_freeze_head(engine_t *e, int wait)
 }
 
 /* Write the frozen head as level-0 segments (flush_mu held). */
-int engine_flush_frozen(engine_t *e)
+static int flush_frozen_unsafe(engine_t *e)
 {
     head_t *f = e->frozen;
     if (!f)
@@ -446,8 +446,9 @@ int engine_flush_frozen(engine_t *e)
     }
     free(pws);
     if (rc)
-        return rc; /* the frozen head stays; the next flush retries */
+        return rc;
     pthread_mutex_lock(&e->head_mu);
+    e->flush_err = 0;
     e->frozen = NULL;
     pthread_cond_broadcast(&e->head_cv);
     pthread_mutex_unlock(&e->head_mu);
@@ -455,6 +456,21 @@ int engine_flush_frozen(engine_t *e)
     atomic_fetch_add(&e->flushes, 1);
     if (e->o.wal_durability != ENGINE_WAL_NONE)
         rc = wal_remove_before(e->wal, wal_seq);
+    return rc;
+}
+
+int engine_flush_frozen(engine_t *e)
+{
+    int rc = flush_frozen_unsafe(e);
+    if (rc) {
+        /* the frozen head stays and the next flush retries it; wake writers
+         * waiting on backpressure so they can report the failure */
+        atomic_fetch_add(&e->flush_errors, 1);
+        pthread_mutex_lock(&e->head_mu);
+        e->flush_err = rc;
+        pthread_cond_broadcast(&e->head_cv);
+        pthread_mutex_unlock(&e->head_mu);
+    }
     return rc;
 }
 

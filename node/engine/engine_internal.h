@@ -99,6 +99,7 @@ struct engine {
     pthread_cond_t head_cv; /* signalled when a frozen head is gone */
     head_t *head;
     head_t *frozen;
+    int flush_err; /* last flush's error (0 after a success), under head_mu */
     pthread_rwlock_t idx_lock;
     pthread_mutex_t parts_mu;
     part_t **parts; /* ascending start */
@@ -112,7 +113,7 @@ struct engine {
     int bg_stop;
     int bg_kick;
 
-    atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions;
+    atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors;
 };
 
 int64_t engine_now_ms(void);

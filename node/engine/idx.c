@@ -5,21 +5,23 @@
  * MEMORY
  *
  *   Strings: every distinct label name or value is copied once into a
- *   chunked arena (64 KiB chunks; a string over 16 KiB gets a chunk of its
- *   own) and NUL-terminated. Chunks never move, so the st_label_t slices
- *   handed out by idx_labels() stay valid until idx_close(). x->syms[id]
- *   points at the string; x->symtab maps XXH3(string) -> symbol id.
+ *   chunked arena (64 KiB chunks) and NUL-terminated. Chunks never move,
+ *   so the st_label_t slices handed out by idx_labels() stay valid until
+ *   idx_close(). x->syms[id] points at the string; x->symtab maps
+ *   XXH3(string) -> symbol id. A new string is checked for UTF-8 once,
+ *   when interned (idx_add otherwise trusts the caller's validation).
  *
  *   Postings: one idx_plist_t per distinct (name symbol, value symbol)
  *   pair, found through x->pairtab; it holds the ascending ids of the
  *   series carrying that pair (ids are assigned in increasing order, so an
  *   append keeps the order). Each label name (x->names) lists its plists.
  *
- *   Series: series i is the run at pairs + soff[i]: [id, n, n plist ids in
- *   label-name order]. x->sertab maps the caller's 64-bit label hash
- *   (st_labels_hash) to the offset of that run, and a hit is confirmed by
- *   comparing every label, so colliding hashes are handled. A lookup
- *   touches the slot, the run, and the plists/strings of its labels.
+ *   Series: series i is the run at offset soff[i]: [id, n, n plist ids in
+ *   label-name order], kept in fixed 256 KiB chunks (never moved or
+ *   copied). x->sertab maps the caller's 64-bit label hash (st_labels_hash)
+ *   to the offset of that run, and a hit is confirmed by comparing every
+ *   label, so colliding hashes are handled. A lookup touches the slot, the
+ *   run, and the plists/strings of its labels.
  *
  *   Invariants:
  *    1. Symbols, plists and names are only ever added, never removed.
@@ -43,7 +45,8 @@
  *   payload:
  *     0      1    format version = 1
  *     1      4    R = length of the decompressed block, u32le
- *                 (1 <= R <= 256 MiB and R <= 255 * (L - 5) + 16)
+ *                 (1 <= R <= 256 MiB and R <= 256 * (L - 5) + 64, above LZ4's
+ *                 maximum expansion of ~255:1)
  *     5      L-5  the block, compressed as one LZ4 block (LZ4_compress_default);
  *                 LZ4_decompress_safe must yield exactly R bytes
  *
@@ -81,8 +84,10 @@
  *   truncated at the start of that record (and fsynced) and the index holds
  *   the series before it. A record whose CRC is right but whose content is
  *   wrong (bad version -> ST_EVERSION; ids not consecutive, bad symbol or
- *   label, duplicate series, LZ4 error -> ST_ECORRUPT) fails the open: that
- *   is not a crash artifact, and dropping it would silently renumber series.
+ *   label, duplicate series, LZ4 error -> ST_ECORRUPT) fails the open and
+ *   leaves the file alone: that is not a crash artifact, and dropping it
+ *   (and all after it) would silently lose series that other files refer
+ *   to by id.
  *
  * WRITING (idx_persist)
  *
@@ -115,7 +120,6 @@
 #include "st_varint.h"
 
 #define IDX_CHUNK_SIZE (64u * 1024)
-#define IDX_BIG_STRING (IDX_CHUNK_SIZE / 4)
 #define IDX_FORMAT_VERSION 1
 #define IDX_REC_HDR 8
 #define IDX_PAYLOAD_HDR 5
@@ -157,7 +161,7 @@ static int grow_u32(uint32_t **p, uint32_t *cap, uint32_t need, uint64_t *mem)
         return 0;
     uint64_t nc = *cap ? *cap : 2;
     while (nc < need)
-        nc *= 2;
+        nc += nc < 4096 ? nc : nc / 2;
     if (nc > UINT32_MAX)
         nc = UINT32_MAX;
     uint32_t *np = realloc(*p, (size_t)nc * sizeof *np);
@@ -241,21 +245,16 @@ static const char *arena_put(idx_t *x, const char *p, uint32_t len)
     size_t need = (size_t)len + 1;
     idx_chunk_t *c = x->chunks;
     if (!c || c->cap - c->used < need) {
-        int big = need > IDX_BIG_STRING;
-        size_t cap = big ? need : IDX_CHUNK_SIZE - sizeof *c;
+        /* strings are <= 4 KiB, so a chunk wastes at most ~6 % at its end */
+        size_t cap = need > IDX_CHUNK_SIZE / 2 ? need : IDX_CHUNK_SIZE - sizeof *c;
         idx_chunk_t *nc = malloc(sizeof *nc + cap);
         if (!nc)
             return NULL;
         nc->used = 0;
         nc->cap = cap;
+        nc->next = c;
+        x->chunks = nc;
         x->arena_bytes += sizeof *nc + cap + IDX_ALLOC_OVERHEAD;
-        if (big && c) { /* keep filling the current chunk */
-            nc->next = c->next;
-            c->next = nc;
-        } else {
-            nc->next = c;
-            x->chunks = nc;
-        }
         c = nc;
     }
     char *d = c->data + c->used;
@@ -358,8 +357,7 @@ static int pair_get(idx_t *x, uint32_t name, uint32_t value, uint32_t *out)
     if (!ni) {
         if (x->nnames >= UINT32_MAX - 1)
             return ST_ELIMIT;
-        rc = grow_array((void **)&x->names, &x->names_cap, (size_t)x->nnames + 1,
-                        sizeof *x->names);
+        rc = grow_array((void **)&x->names, &x->names_cap, (size_t)x->nnames + 1, sizeof *x->names);
         if (rc)
             return rc;
         x->names[x->nnames] = (idx_name_t){.sym = name, .nvals = 0, .cap = 0, .vals = NULL};
@@ -375,8 +373,15 @@ static int pair_get(idx_t *x, uint32_t name, uint32_t value, uint32_t *out)
     if ((rc = table_reserve(&x->pairtab)))
         return rc;
     const idx_sym_t *a = &x->syms[name], *b = &x->syms[value];
-    x->pl[x->npl] = (idx_plist_t){.np = a->p, .vp = b->p, .nlen = a->len, .vlen = b->len,
-                                  .name = name, .value = value, .n = 0, .cap = 0, .ids = NULL};
+    x->pl[x->npl] = (idx_plist_t){.np = a->p,
+                                  .vp = b->p,
+                                  .nlen = a->len,
+                                  .vlen = b->len,
+                                  .name = name,
+                                  .value = value,
+                                  .n = 0,
+                                  .cap = 0,
+                                  .ids = NULL};
     nm->vals[nm->nvals++] = x->npl;
     uint32_t tag = (uint32_t)(mix64((uint64_t)name << 32 | value) >> 32);
     table_insert(&x->pairtab, tag, x->npl + 1);
@@ -389,7 +394,7 @@ static int pair_get(idx_t *x, uint32_t name, uint32_t value, uint32_t *out)
 /* Does the run at pairs + off hold exactly the labels l? */
 static int series_eq(const idx_t *x, uint32_t off, const st_label_t *l, size_t n)
 {
-    const uint32_t *p = x->pairs + off;
+    const uint32_t *p = idx__run(x, off);
     if (p[1] != n)
         return 0;
     p += 2;
@@ -414,7 +419,7 @@ int idx_lookup(const idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uin
         if (!s[j].ref)
             return ST_ENOENT;
         if (s[j].tag == tag && series_eq(x, s[j].ref - 1, l, n)) {
-            *id = x->pairs[s[j].ref - 1];
+            *id = idx__run(x, s[j].ref - 1)[0];
             return 0;
         }
     }
@@ -441,7 +446,7 @@ int idx_lookup_many(const idx_t *x, const st_label_t *const *l, const size_t *n,
             uint32_t tag = (uint32_t)(hash[i + D2] >> 32);
             idx_slot_t y = s[tag & mask];
             if (y.ref && y.tag == tag)
-                __builtin_prefetch(x->pairs + y.ref - 1);
+                __builtin_prefetch(idx__run(x, y.ref - 1));
         }
         ids[i] = UINT32_MAX;
         found += idx_lookup(x, l[i], n[i], hash[i], &ids[i]) == 0;
@@ -457,12 +462,22 @@ static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, 
     int rc;
     if (x->count >= IDX_SERIES_MAX)
         return ST_ELIMIT;
-    if (x->npairs + n + 2 >= UINT32_MAX)
+    uint64_t off = x->run_tail;
+    if ((off & (IDX_RUN_CHUNK - 1)) + n + 2 > IDX_RUN_CHUNK) /* start the next chunk */
+        off = (off | (IDX_RUN_CHUNK - 1)) + 1;
+    if (off + n + 2 >= UINT32_MAX)
         return ST_ELIMIT;
     if ((rc = grow_array((void **)&x->soff, &x->soff_cap, (size_t)x->count + 1, sizeof *x->soff)))
         return rc;
-    if ((rc = grow_array((void **)&x->pairs, &x->pairs_cap, x->npairs + n + 2, sizeof *x->pairs)))
-        return rc;
+    size_t ci = (size_t)(off >> IDX_RUN_CHUNK_BITS);
+    if (ci >= x->nruns_cap) {
+        size_t old = x->nruns_cap;
+        if ((rc = grow_array((void **)&x->runs, &x->nruns_cap, ci + 1, sizeof *x->runs)))
+            return rc;
+        memset(x->runs + old, 0, (x->nruns_cap - old) * sizeof *x->runs);
+    }
+    if (!x->runs[ci] && !(x->runs[ci] = malloc(IDX_RUN_CHUNK * sizeof(uint32_t))))
+        return ST_ENOMEM;
     if ((rc = table_reserve(&x->sertab)))
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -473,17 +488,18 @@ static int add_syms(idx_t *x, const uint32_t *ns, const uint32_t *vs, size_t n, 
             return rc;
     }
     /* commit: nothing below can fail */
-    uint32_t id = x->count, off = (uint32_t)x->npairs;
-    x->soff[id] = off;
-    x->pairs[x->npairs++] = id;
-    x->pairs[x->npairs++] = (uint32_t)n;
+    uint32_t id = x->count, *run = idx__run(x, (uint32_t)off);
+    x->soff[id] = (uint32_t)off;
+    run[0] = id;
+    run[1] = (uint32_t)n;
     for (size_t i = 0; i < n; i++) {
         idx_plist_t *pl = &x->pl[pid[i]];
         pl->ids[pl->n++] = id;
-        x->pairs[x->npairs++] = pid[i];
+        run[2 + i] = pid[i];
     }
+    x->run_tail = off + n + 2;
     x->count++;
-    table_insert(&x->sertab, (uint32_t)(hash >> 32), off + 1);
+    table_insert(&x->sertab, (uint32_t)(hash >> 32), (uint32_t)off + 1);
     *out = id;
     return 0;
 }
@@ -530,8 +546,8 @@ int idx_labels(const idx_t *x, uint32_t id, st_label_t *out)
     const uint32_t *p = idx__series(x, id, &n);
     for (uint32_t i = 0; i < n; i++) {
         const idx_plist_t *pl = &x->pl[p[i]];
-        out[i] = (st_label_t){.name = pl->np, .value = pl->vp, .name_len = pl->nlen,
-                              .value_len = pl->vlen};
+        out[i] = (st_label_t){
+            .name = pl->np, .value = pl->vp, .name_len = pl->nlen, .value_len = pl->vlen};
     }
     return (int)n;
 }
@@ -553,7 +569,10 @@ uint64_t idx_mem_bytes(const idx_t *x)
     m += (uint64_t)x->names_cap * sizeof *x->names;
     m += (uint64_t)x->pl_cap * sizeof *x->pl;
     m += (uint64_t)x->soff_cap * sizeof *x->soff;
-    m += (uint64_t)x->pairs_cap * sizeof *x->pairs;
+    m += (uint64_t)x->nruns_cap * sizeof *x->runs;
+    if (x->count) /* chunks [0, last used] are allocated */
+        m += ((x->run_tail - 1) / IDX_RUN_CHUNK + 1) *
+             (IDX_RUN_CHUNK * sizeof(uint32_t) + IDX_ALLOC_OVERHEAD);
     m += (uint64_t)(table_cap(&x->symtab) + table_cap(&x->pairtab) + table_cap(&x->sertab)) *
          sizeof(idx_slot_t);
     return m;
@@ -630,8 +649,8 @@ static int frame_record(const st_buf_t *raw, st_buf_t *rec)
     uint8_t *p = rec->data;
     p[IDX_REC_HDR] = IDX_FORMAT_VERSION;
     st_store_u32le(p + IDX_REC_HDR + 1, (uint32_t)raw->len);
-    int c = LZ4_compress_default((const char *)raw->data,
-                                 (char *)p + IDX_REC_HDR + IDX_PAYLOAD_HDR, (int)raw->len, bound);
+    int c = LZ4_compress_default((const char *)raw->data, (char *)p + IDX_REC_HDR + IDX_PAYLOAD_HDR,
+                                 (int)raw->len, bound);
     if (c <= 0)
         return ST_ENOMEM;
     uint32_t L = IDX_PAYLOAD_HDR + (uint32_t)c;
@@ -807,8 +826,8 @@ static int decode_block(idx_t *x, const uint8_t *p, const uint8_t *end)
                 return ST_ECORRUPT;
             if (i > 0 && slice_cmp(lab[i - 1].name, lab[i - 1].name_len, a->p, a->len) >= 0)
                 return ST_ECORRUPT;
-            lab[i] = (st_label_t){.name = a->p, .value = b->p, .name_len = a->len,
-                                  .value_len = b->len};
+            lab[i] =
+                (st_label_t){.name = a->p, .value = b->p, .name_len = a->len, .value_len = b->len};
         }
         uint64_t h = st_labels_hash(lab, n);
         uint32_t id;
@@ -848,14 +867,14 @@ static int replay(idx_t *x, uint64_t size, uint64_t *valid_end)
             goto out;
         }
         uint32_t R = st_load_u32le(pay + 1), C = L - IDX_PAYLOAD_HDR;
-        if (R == 0 || R > IDX_RAW_MAX || R > 255ull * C + 16) {
+        if (R == 0 || R > IDX_RAW_MAX || R > 256ull * C + 64) {
             rc = ST_ECORRUPT;
             goto out;
         }
         if ((rc = grow_array((void **)&raw, &raw_cap, R, 1)))
             goto out;
-        int d = LZ4_decompress_safe((const char *)pay + IDX_PAYLOAD_HDR, (char *)raw, (int)C,
-                                    (int)R);
+        int d =
+            LZ4_decompress_safe((const char *)pay + IDX_PAYLOAD_HDR, (char *)raw, (int)C, (int)R);
         if (d < 0 || (uint32_t)d != R) {
             rc = ST_ECORRUPT;
             goto out;
@@ -948,7 +967,9 @@ void idx_close(idx_t *x)
     free(x->pl);
     free(x->pairtab.s);
     free(x->soff);
-    free(x->pairs);
+    for (size_t i = 0; i < x->nruns_cap; i++)
+        free(x->runs[i]);
+    free(x->runs);
     free(x->sertab.s);
     free(x->path);
     free(x->dir);

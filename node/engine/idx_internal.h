@@ -86,24 +86,37 @@ struct idx {
     uint64_t postings_bytes; /* ids arrays of every plist + vals arrays of every name */
 
     /*
-     * series: series i is the run at pairs + soff[i]: its id, its label
-     * count n, then n plist ids in label-name order. sertab refs are
-     * offsets + 1 into pairs, so a lookup goes straight to the run.
+     * series: series i is the run at offset soff[i] of the run space: its
+     * id, its label count n, then n plist ids in label-name order. The run
+     * space is cut in chunks of 2^IDX_RUN_CHUNK_BITS words that never move
+     * or grow (a run never straddles two), so adding series never copies
+     * them. sertab refs are offsets + 1, so a lookup goes straight to the run.
      */
     uint32_t count;
     uint32_t *soff;
     size_t soff_cap;
-    uint32_t *pairs;
-    size_t npairs, pairs_cap;
+    uint32_t **runs;    /* chunks */
+    size_t nruns_cap;   /* entries in runs[] */
+    uint64_t run_tail;  /* next free offset */
+    uint64_t run_bytes; /* allocated chunks */
     idx_table_t sertab;
 
     int regex_opt; /* 1 (default): plain literal regexes skip PCRE2 */
 };
 
+#define IDX_RUN_CHUNK_BITS 16 /* 256 KiB chunks */
+#define IDX_RUN_CHUNK ((uint32_t)1 << IDX_RUN_CHUNK_BITS)
+
+/* The run at offset `off`. */
+static inline uint32_t *idx__run(const idx_t *x, uint32_t off)
+{
+    return x->runs[off >> IDX_RUN_CHUNK_BITS] + (off & (IDX_RUN_CHUNK - 1));
+}
+
 /* The labels (plist ids) of series `id` and their count. */
 static inline const uint32_t *idx__series(const idx_t *x, uint32_t id, uint32_t *n)
 {
-    const uint32_t *p = x->pairs + x->soff[id];
+    const uint32_t *p = idx__run(x, x->soff[id]);
     *n = p[1];
     return p + 2;
 }

@@ -30,8 +30,10 @@
  *   sizes differ a lot); if there is none, the cheapest other positive;
  *   then direct negatives; then the remaining matchers, cheapest first. A
  *   remaining non-direct matcher is applied by testing the candidates' own
- *   labels when there are fewer candidates than values of its label, else
- *   through postings. Nothing ever scans all series.
+ *   labels when its label has 16x more values than there are candidates,
+ *   else through postings (probing each candidate in the matching postings
+ *   when they are much larger than the candidates, else merging their
+ *   union). Nothing ever scans all series.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -393,8 +395,8 @@ static size_t set_sub(uint32_t *a, size_t na, const uint32_t *b, size_t nb)
 }
 
 /* Union of the (disjoint or not) plists `pids` as a new sorted array. */
-static int set_union(const idx_t *x, const uint32_t *pids, size_t k, uint64_t total,
-                     uint32_t **out, size_t *n)
+static int set_union(const idx_t *x, const uint32_t *pids, size_t k, uint64_t total, uint32_t **out,
+                     size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -570,7 +572,8 @@ int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids,
         mstate_t *c = &ms[ord[i]];
         if (c->done)
             continue;
-        if (!c->direct && nr <= cost(x, c)) {
+        /* testing a candidate's own labels costs ~ a dozen value tests (random access) */
+        if (!c->direct && (uint64_t)nr * 16 <= cost(x, c)) {
             size_t o = 0;
             for (size_t k = 0; k < nr; k++) {
                 const idx_sym_t *v = series_value(x, r[k], c->name);
@@ -585,11 +588,16 @@ int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids,
         if (!c->me) {
             if ((rc = and_union(x, c, r, &nr)))
                 goto out;
-        } else {
-            for (size_t k = 0; k < c->npids && nr > 0; k++) {
-                const idx_plist_t *pl = &x->pl[c->pids[k]];
-                nr = set_sub(r, nr, pl->ids, pl->n);
-            }
+        } else if (c->npids == 1) {
+            const idx_plist_t *pl = &x->pl[c->pids[0]];
+            nr = set_sub(r, nr, pl->ids, pl->n);
+        } else if (c->npids > 1) {
+            uint32_t *u;
+            size_t nu;
+            if ((rc = set_union(x, c->pids, c->npids, c->size, &u, &nu)))
+                goto out;
+            nr = set_sub(r, nr, u, nu);
+            free(u);
         }
     }
     if (nr == 0) {

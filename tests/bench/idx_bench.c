@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "idx.h"
+#include "idx_internal.h" /* idx_lookup_many (proposed API) */
 #include "st_err.h"
 #include "st_labels.h"
 
@@ -24,8 +25,8 @@
 #define NTAGS 11
 
 static const char *const metrics[NMETRICS] = {
-    "cpu_usage_user",   "cpu_usage_system",  "cpu_usage_idle",  "cpu_usage_nice",
-    "cpu_usage_iowait", "cpu_usage_irq",     "cpu_usage_softirq", "cpu_usage_steal",
+    "cpu_usage_user",   "cpu_usage_system",    "cpu_usage_idle",    "cpu_usage_nice",
+    "cpu_usage_iowait", "cpu_usage_irq",       "cpu_usage_softirq", "cpu_usage_steal",
     "cpu_usage_guest",  "cpu_usage_guest_nice"};
 static const char *const regions[] = {"us-east-1",      "us-west-1",      "us-west-2",
                                       "eu-west-1",      "eu-central-1",   "ap-southeast-1",
@@ -206,6 +207,35 @@ static int run(uint32_t nhosts)
         printf("  !! lookups failed: %llu of %llu\n", (unsigned long long)found,
                (unsigned long long)ns * 4);
 
+    /* batched lookups (idx_lookup_many), batches of BATCH series, labels prebuilt per batch */
+    enum { BATCH = 1000 };
+    static st_label_t blab[BATCH][NTAGS];
+    static const st_label_t *bptr[BATCH];
+    static size_t bn[BATCH];
+    static uint64_t bh[BATCH];
+    static uint32_t bids[BATCH];
+    for (int order = 0; order < 2; order++) {
+        double tb = 0;
+        uint64_t bfound = 0;
+        for (uint64_t i = 0; i < ns; i += BATCH) {
+            size_t k = ns - i < BATCH ? (size_t)(ns - i) : BATCH;
+            for (size_t j = 0; j < k; j++) {
+                uint32_t sid = order ? perm[i + j] : (uint32_t)(i + j);
+                labels(blab[j], &hosts[sid / NMETRICS], sid % NMETRICS);
+                bptr[j] = blab[j];
+                bn[j] = NTAGS;
+                bh[j] = hash[sid];
+            }
+            t0 = now_ns();
+            bfound += (uint64_t)idx_lookup_many(x, bptr, bn, bh, k, bids);
+            tb += now_ns() - t0;
+        }
+        printf("  idx_lookup_many, %-7s %8.1f ns/lookup (batches of %d)\n",
+               order ? "random" : "ingest", tb / ns, BATCH);
+        if (bfound != ns)
+            printf("  !! batched lookups failed\n");
+    }
+
     printf("  memory                    %8.1f bytes/series (%.1f MiB)\n",
            (double)idx_mem_bytes(x) / ns, idx_mem_bytes(x) / 1048576.0);
     t0 = now_ns();
@@ -215,8 +245,7 @@ static int run(uint32_t nhosts)
     }
     double t_persist = now_ns() - t0;
     printf("  series.log                %8.2f bytes/series (%llu bytes), persist %.1f ms\n",
-           (double)idx_disk_bytes(x) / ns, (unsigned long long)idx_disk_bytes(x),
-           t_persist / 1e6);
+           (double)idx_disk_bytes(x) / ns, (unsigned long long)idx_disk_bytes(x), t_persist / 1e6);
     idx_close(x);
     t0 = now_ns();
     if (idx_open(dir, &x) || idx_count(x) != ns) {
@@ -228,8 +257,8 @@ static int run(uint32_t nhosts)
 
     bench_select(x, "{__name__=\"cpu_usage_user\"}",
                  (st_matcher_t[]){{ST_MATCH_EQ, "__name__", "cpu_usage_user"}}, 1);
-    bench_select(x, "{hostname=\"host_7\"}",
-                 (st_matcher_t[]){{ST_MATCH_EQ, "hostname", "host_7"}}, 1);
+    bench_select(x, "{hostname=\"host_7\"}", (st_matcher_t[]){{ST_MATCH_EQ, "hostname", "host_7"}},
+                 1);
     bench_select(x, "{hostname=~\"host_1.*\"}",
                  (st_matcher_t[]){{ST_MATCH_RE, "hostname", "host_1.*"}}, 1);
     bench_select(x, "{hostname=~\"host_1[0-9]*\"} (PCRE2)",

@@ -17,6 +17,7 @@
 
 #include "idx.h"
 #include "idx_internal.h"
+#include "st_crc32c.h"
 #include "st_err.h"
 #include "st_labels.h"
 
@@ -262,7 +263,7 @@ static void test_labels_roundtrip(void **state)
     st_label_t out[ST_LABELS_MAX];
     assert_int_equal(idx_labels(x, id, out), ST_LABELS_MAX);
     assert_int_equal(st_labels_cmp(out, ST_LABELS_MAX, s64.l, ST_LABELS_MAX), 0);
-    /* pointers stay valid while the index grows */
+    /* pointers stay valid while the index grows (over several chunks of series runs) */
     for (int i = 0; i < 50000; i++) {
         char t[128];
         snprintf(t, sizeof t, "__name__=grow,v=value-%d-%d", i, i * 7);
@@ -270,8 +271,83 @@ static void test_labels_roundtrip(void **state)
     }
     assert_int_equal(st_labels_cmp(first, s.n, s.l, s.n), 0);
     assert_memory_equal(first[4].value, big, ST_LABEL_VALUE_MAX);
+    for (int i = 0; i < 50000; i += 7) {
+        char t[128];
+        snprintf(t, sizeof t, "__name__=grow,v=value-%d-%d", i, i * 7);
+        assert_int_equal(lookup_text(x, t, &id), 0);
+        assert_int_equal(id, (uint32_t)i + 2);
+        lset_t g;
+        lset_parse(&g, t);
+        assert_int_equal(idx_labels(x, id, out), 2);
+        assert_int_equal(st_labels_cmp(out, 2, g.l, 2), 0);
+    }
     assert_int_equal(idx_labels(x, idx_count(x), out), ST_ENOENT);
     assert_int_equal(idx_labels(x, UINT32_MAX, out), ST_ENOENT);
+    idx_close(x);
+    rm_tmpdir(d);
+}
+
+/* A rejected add leaves interned strings behind; series.log must still replay. */
+static void test_add_invalid_orphans(void **state)
+{
+    (void)state;
+    char *d = make_tmpdir();
+    idx_t *x;
+    assert_int_equal(idx_open(d, &x), 0);
+    uint32_t id;
+    assert_int_equal(add_text(x, "__name__=a,k=v", &id), 0);
+    st_label_t bad[2] = {{"__name__", "orphan_value", 8, 12}, {"k", "\xc3(", 1, 2}};
+    assert_int_equal(idx_add(x, bad, 2, st_labels_hash(bad, 2), &id), ST_EINVAL);
+    st_label_t unsorted[2] = {{"k", "1", 1, 1}, {"a", "1", 1, 1}};
+    assert_int_equal(idx_add(x, unsorted, 2, st_labels_hash(unsorted, 2), &id), ST_EINVAL);
+    st_label_t noname[1] = {{"", "1", 0, 1}};
+    assert_int_equal(idx_add(x, noname, 1, st_labels_hash(noname, 1), &id), ST_EINVAL);
+    assert_int_equal(idx_count(x), 1);
+    assert_int_equal(add_text(x, "__name__=b,k=new", &id), 0);
+    assert_int_equal(id, 1);
+    assert_int_equal(idx_persist(x), 0);
+    assert_int_equal(add_text(x, "__name__=orphan_value", &id), 0);
+    assert_int_equal(idx_persist(x), 0);
+    idx_close(x);
+    assert_int_equal(idx_open(d, &x), 0);
+    assert_int_equal(idx_count(x), 3);
+    assert_int_equal(lookup_text(x, "__name__=b,k=new", &id), 0);
+    assert_int_equal(id, 1);
+    assert_int_equal(lookup_text(x, "__name__=orphan_value", &id), 0);
+    assert_int_equal(id, 2);
+    idx_close(x);
+    rm_tmpdir(d);
+}
+
+static void test_lookup_many(void **state)
+{
+    (void)state;
+    char *d = make_tmpdir();
+    idx_t *x;
+    assert_int_equal(idx_open(d, &x), 0);
+    enum { N = 3000 };
+    static lset_t sets[N];
+    static const st_label_t *lp[N];
+    static size_t ln[N];
+    static uint64_t hs[N];
+    static uint32_t ids[N];
+    assert_int_equal(idx_lookup_many(x, lp, ln, hs, 0, ids), 0);
+    for (int i = 0; i < N; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "__name__=m%d,h=%d", i % 7, i);
+        lset_parse(&sets[i], t);
+        lp[i] = sets[i].l;
+        ln[i] = sets[i].n;
+        hs[i] = st_labels_hash(sets[i].l, sets[i].n);
+        if (i % 3 != 2) {
+            uint32_t id;
+            assert_int_equal(idx_add(x, sets[i].l, sets[i].n, hs[i], &id), 0);
+        }
+    }
+    assert_int_equal(idx_lookup_many(x, lp, ln, hs, N, ids), N - N / 3);
+    uint32_t next = 0;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ids[i], i % 3 != 2 ? next++ : UINT32_MAX);
     idx_close(x);
     rm_tmpdir(d);
 }
@@ -464,10 +540,10 @@ static void test_matcher_errors(void **state)
 
 static const char *const rnames[] = {"__name__", "a", "b", "c", "host"};
 static const char *const rvals[] = {"", "x", "y", "xy", "yx", "z1", "z12", "h.1", "a|b", "é"};
-static const char *const rpats[] = {"x.*", "x|y",    ".*y",     "z1.*",  "(x|z)1?", "",
-                                    ".+",  "[xy]+",  "x|",      "xy|yx", ".*",      "z1|z12|q",
-                                    "h.1", "h\\.1",  ".*1.*",   "é|x",   "a\\|b",   "(?i)X",
-                                    "z.",  "y|.*1$", "x(?=y).", "\\w+",  ".*.*"};
+static const char *const rpats[] = {
+    "x.*",   "x|y",    ".*y",      "z1.*", "(x|z)1?", "",      ".+",  "[xy]+",    "x|",
+    "xy|yx", ".*",     "z1|z12|q", "h.1",  "h\\.1",   ".*1.*", "é|x", "a\\|b",    "(?i)X",
+    "z.",    "y|.*1$", "x(?=y).",  "\\w+", ".*.*",    "h1.*",  ".*7", "h(1|2)3?", "h3[0-9]"};
 
 typedef struct rq {
     st_matcher_t m[4];
@@ -502,17 +578,21 @@ static void test_random_vs_bruteforce(void **state)
     assert_int_equal(idx_open(d, &x), 0);
     enum { NS = 1500, NQ = 1500, NN = sizeof rnames / sizeof rnames[0] };
     static int has[NS][NN];
-    static int val[NS][NN];
+    static const char *val[NS][NN];
+    static char hostv[400][16]; /* label "host" has many values: exercises per-candidate tests */
+    for (int i = 0; i < 400; i++)
+        snprintf(hostv[i], sizeof hostv[i], "h%d", i);
     uint32_t n = 0;
     for (int i = 0; i < NS; i++) {
         st_label_t l[NN];
         size_t k = 0;
         for (int j = 0; j < NN; j++) {
             has[n][j] = rnd(4) != 0;
-            val[n][j] = (int)rnd(sizeof rvals / sizeof rvals[0]);
+            val[n][j] = j == NN - 1 && rnd(4) ? hostv[rnd(400)]
+                                              : rvals[rnd(sizeof rvals / sizeof rvals[0])];
             if (has[n][j])
-                l[k++] = (st_label_t){rnames[j], rvals[val[n][j]], (uint32_t)strlen(rnames[j]),
-                                      (uint32_t)strlen(rvals[val[n][j]])};
+                l[k++] = (st_label_t){rnames[j], val[n][j], (uint32_t)strlen(rnames[j]),
+                                      (uint32_t)strlen(val[n][j])};
         }
         if (k == 0)
             continue;
@@ -535,7 +615,9 @@ static void test_random_vs_bruteforce(void **state)
             if (r.m[i].type >= ST_MATCH_RE)
                 r.m[i].value = rpats[rnd(sizeof rpats / sizeof rpats[0])];
             else
-                r.m[i].value = rvals[rnd(sizeof rvals / sizeof rvals[0])];
+                r.m[i].value = !strcmp(r.m[i].name, "host") && rnd(2)
+                                   ? hostv[rnd(400)]
+                                   : rvals[rnd(sizeof rvals / sizeof rvals[0])];
         }
         int all_empty = 1;
         for (size_t i = 0; i < r.n; i++)
@@ -560,7 +642,7 @@ static void test_random_vs_bruteforce(void **state)
                     for (int t = 0; t < NN; t++)
                         if (!strcmp(rnames[t], r.m[i].name))
                             j = t;
-                    const char *v = j >= 0 && has[s][j] ? rvals[val[s][j]] : "";
+                    const char *v = j >= 0 && has[s][j] ? val[s][j] : "";
                     ok = brute_pred(&r.m[i], v, strlen(v));
                 }
                 if (!ok)
@@ -608,9 +690,16 @@ static void test_literal_opt_equivalence(void **state)
                      h % 13, h % 4);
             assert_int_equal(add_text(x, t, &id), 0);
         }
-    static const char *const pats[] = {
-        "host_1|host_22|host_299|host_1000", "host_1.*", ".*_1", ".*st_2.*", "host_7",
-        "s\\.1|s\\.3",                       "s.1",      ".+",   "|host_3",  "metric_1|metric_4|"};
+    static const char *const pats[] = {"host_1|host_22|host_299|host_1000",
+                                       "host_1.*",
+                                       ".*_1",
+                                       ".*st_2.*",
+                                       "host_7",
+                                       "s\\.1|s\\.3",
+                                       "s.1",
+                                       ".+",
+                                       "|host_3",
+                                       "metric_1|metric_4|"};
     static const char *const names[] = {"hostname", "hostname", "hostname", "hostname", "hostname",
                                         "svc",      "svc",      "rack",     "hostname", "__name__"};
     for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++)
@@ -1002,6 +1091,19 @@ static void test_valid_crc_bad_content(void **state)
     assert_int_equal(idx_open(d, &x), ST_ECORRUPT);
     assert_null(x);
     assert_int_equal(file_size(path), s2 + s1); /* untouched */
+    /* a future format version in a well-formed record */
+    uint8_t *r = (uint8_t *)buf;
+    r[8] = 2;
+    uint32_t crc = st_crc32c(0, r + 8, (size_t)s1 - 8);
+    r[4] = (uint8_t)crc;
+    r[5] = (uint8_t)(crc >> 8);
+    r[6] = (uint8_t)(crc >> 16);
+    r[7] = (uint8_t)(crc >> 24);
+    f = fopen(path, "wb");
+    assert_int_equal(fwrite(buf, 1, k, f), k);
+    fclose(f);
+    assert_int_equal(idx_open(d, &x), ST_EVERSION);
+    assert_int_equal(file_size(path), s1);
     rm_tmpdir(d);
 }
 
@@ -1027,6 +1129,8 @@ int main(void)
         cmocka_unit_test(test_add_lookup_many),
         cmocka_unit_test(test_hash_collisions),
         cmocka_unit_test(test_labels_roundtrip),
+        cmocka_unit_test(test_add_invalid_orphans),
+        cmocka_unit_test(test_lookup_many),
         cmocka_unit_test(test_matchers),
         cmocka_unit_test(test_matcher_errors),
         cmocka_unit_test(test_random_vs_bruteforce),
