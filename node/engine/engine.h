@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "st_labels.h"
+#include "st_matcher.h"
 
 typedef struct engine engine_t;
 typedef struct engine_iter engine_iter_t;
@@ -79,19 +80,6 @@ typedef struct engine_series_batch {
  * once the batch is durable per the WAL mode.
  */
 int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad);
-
-typedef enum {
-    ST_MATCH_EQ = 0, /* =  */
-    ST_MATCH_NE = 1, /* != */
-    ST_MATCH_RE = 2, /* =~ (fully anchored PCRE2) */
-    ST_MATCH_NRE = 3 /* !~ */
-} st_match_type_t;
-
-typedef struct st_matcher {
-    st_match_type_t type;
-    const char *name; /* NUL-terminated */
-    const char *value;
-} st_matcher_t;
 
 /*
  * Select series matching all `m` and iterate their samples in [mint, maxt]

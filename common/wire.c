@@ -1,0 +1,240 @@
+/* wire — protobuf wire format for hot payloads; see wire.h. */
+#include "wire.h"
+
+#include <string.h>
+
+#include "st_err.h"
+#include "st_varint.h"
+
+int wire_next(const uint8_t **pp, const uint8_t *end, wire_field_t *f)
+{
+    const uint8_t *p = *pp;
+    if (p >= end)
+        return 0;
+    uint64_t key;
+    int k = st_uvarint_get(p, end, &key);
+    if (k <= 0)
+        return ST_ECORRUPT;
+    p += k;
+    f->num = (uint32_t)(key >> 3);
+    f->type = (uint32_t)(key & 7);
+    if (f->num == 0 || key >> 3 > UINT32_MAX)
+        return ST_ECORRUPT;
+    f->data = NULL;
+    f->len = 0;
+    switch (f->type) {
+    case WIRE_VARINT:
+        if ((k = st_uvarint_get(p, end, &f->u)) <= 0)
+            return ST_ECORRUPT;
+        p += k;
+        break;
+    case WIRE_I64:
+        if (end - p < 8)
+            return ST_ECORRUPT;
+        f->u = st_load_u64le(p);
+        p += 8;
+        break;
+    case WIRE_I32:
+        if (end - p < 4)
+            return ST_ECORRUPT;
+        f->u = st_load_u32le(p);
+        p += 4;
+        break;
+    case WIRE_LEN: {
+        uint64_t n;
+        if ((k = st_uvarint_get(p, end, &n)) <= 0)
+            return ST_ECORRUPT;
+        p += k;
+        if (n > (uint64_t)(end - p))
+            return ST_ECORRUPT;
+        f->data = p;
+        f->len = (size_t)n;
+        p += n;
+        break;
+    }
+    default:
+        return ST_ECORRUPT;
+    }
+    *pp = p;
+    return 1;
+}
+
+static size_t put_key(uint8_t *p, uint32_t field, uint32_t type)
+{
+    return st_uvarint_put(p, ((uint64_t)field << 3) | type);
+}
+
+int wire_begin(st_buf_t *b, uint32_t field, size_t *mark)
+{
+    if (st_buf_reserve(b, 16))
+        return ST_ENOMEM;
+    b->len += put_key(b->data + b->len, field, WIRE_LEN);
+    *mark = b->len;
+    b->len += 5; /* length placeholder */
+    return 0;
+}
+
+void wire_end(st_buf_t *b, size_t mark)
+{
+    uint64_t n = b->len - mark - 5;
+    uint8_t *p = b->data + mark;
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)((n & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    p[4] = (uint8_t)(n & 0x7f);
+}
+
+int wire_put_varint_field(st_buf_t *b, uint32_t field, uint64_t v)
+{
+    if (st_buf_reserve(b, 2 * ST_UVARINT_MAX))
+        return ST_ENOMEM;
+    b->len += put_key(b->data + b->len, field, WIRE_VARINT);
+    b->len += st_uvarint_put(b->data + b->len, v);
+    return 0;
+}
+
+int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n)
+{
+    if (st_buf_reserve(b, 2 * ST_UVARINT_MAX + n))
+        return ST_ENOMEM;
+    b->len += put_key(b->data + b->len, field, WIRE_LEN);
+    b->len += st_uvarint_put(b->data + b->len, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    size_t need = 16;
+    for (size_t i = 0; i < nl; i++)
+        need += 3 * ST_UVARINT_MAX + l[i].name_len + l[i].value_len + 3;
+    need += 2 * 16 + n * (ST_UVARINT_MAX + 8);
+    if (st_buf_reserve(b, need))
+        return ST_ENOMEM;
+    size_t mark;
+    wire_begin(b, field, &mark);
+    uint8_t *p = b->data + b->len;
+    for (size_t i = 0; i < nl; i++) {
+        size_t inner = 1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].name_len) + l[i].name_len +
+                       1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].value_len) +
+                       l[i].value_len;
+        p += put_key(p, 1, WIRE_LEN);
+        p += st_uvarint_put(p, inner);
+        p += put_key(p, 1, WIRE_LEN);
+        p += st_uvarint_put(p, l[i].name_len);
+        memcpy(p, l[i].name, l[i].name_len);
+        p += l[i].name_len;
+        p += put_key(p, 2, WIRE_LEN);
+        p += st_uvarint_put(p, l[i].value_len);
+        memcpy(p, l[i].value, l[i].value_len);
+        p += l[i].value_len;
+    }
+    if (n) {
+        /* timestamps: packed, 5-byte length placeholder patched below */
+        p += put_key(p, 2, WIRE_LEN);
+        uint8_t *lenp = p;
+        p += 5;
+        uint8_t *start = p;
+        int64_t prev = 0;
+        for (size_t i = 0; i < n; i++) {
+            p += st_uvarint_put(p, st_zigzag((int64_t)((uint64_t)ts[i] - (uint64_t)prev)));
+            prev = ts[i];
+        }
+        uint64_t tl = (uint64_t)(p - start);
+        for (int i = 0; i < 4; i++) {
+            lenp[i] = (uint8_t)((tl & 0x7f) | 0x80);
+            tl >>= 7;
+        }
+        lenp[4] = (uint8_t)(tl & 0x7f);
+        p += put_key(p, 3, WIRE_LEN);
+        p += st_uvarint_put(p, 8 * n);
+        for (size_t i = 0; i < n; i++) {
+            st_store_u64le(p, st_f64_bits(v[i]));
+            p += 8;
+        }
+    }
+    b->len = (size_t)(p - b->data);
+    wire_end(b, mark);
+    return 0;
+}
+
+static int decode_label(const uint8_t *p, size_t len, st_label_t *l)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc;
+    l->name = l->value = "";
+    l->name_len = l->value_len = 0;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.type != WIRE_LEN || f.len > UINT32_MAX)
+            continue;
+        if (f.num == 1) {
+            l->name = (const char *)f.data;
+            l->name_len = (uint32_t)f.len;
+        } else if (f.num == 2) {
+            l->value = (const char *)f.data;
+            l->value_len = (uint32_t)f.len;
+        }
+    }
+    return rc;
+}
+
+int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc;
+    s->nlabels = 0;
+    s->ts = s->vals = NULL;
+    s->ts_len = s->nvals = 0;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.type != WIRE_LEN)
+            continue; /* unknown scalar field: skip, as protobuf does */
+        if (f.num == 1) {
+            if (s->nlabels >= ST_LABELS_MAX)
+                return ST_ELIMIT;
+            if ((rc = decode_label(f.data, f.len, &s->labels[s->nlabels])) < 0)
+                return rc;
+            s->nlabels++;
+        } else if (f.num == 2) {
+            if (s->ts)
+                return ST_ECORRUPT; /* one packed run only: we never split them */
+            s->ts = f.data;
+            s->ts_len = f.len;
+        } else if (f.num == 3) {
+            if (s->vals || f.len % 8)
+                return ST_ECORRUPT;
+            s->vals = f.data;
+            s->nvals = f.len / 8;
+        }
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int wire_series_samples(const wire_series_t *s, int64_t *ts, double *v, size_t cap, size_t *n)
+{
+    if (s->nvals > cap)
+        return ST_ELIMIT;
+    const uint8_t *p = s->ts, *end = s->ts + s->ts_len;
+    int64_t prev = 0;
+    size_t i = 0;
+    while (p < end) {
+        uint64_t u;
+        int k = st_uvarint_get(p, end, &u);
+        if (k <= 0 || i >= s->nvals)
+            return ST_ECORRUPT;
+        p += k;
+        prev = (int64_t)((uint64_t)prev + (uint64_t)st_unzigzag(u));
+        ts[i++] = prev;
+    }
+    if (i != s->nvals)
+        return ST_ECORRUPT;
+    for (size_t j = 0; j < i; j++)
+        v[j] = st_bits_f64(st_load_u64le(s->vals + 8 * j));
+    *n = i;
+    return 0;
+}

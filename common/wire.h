@@ -1,0 +1,79 @@
+/*
+ * wire — hand-rolled protobuf encoding of the hot RPC payloads.
+ *
+ * The write path moves millions of samples per second; protobuf-c would
+ * allocate a struct per label and per series on decode. These helpers speak
+ * the same wire format as proto/strata.proto (so protobuf-c and any other
+ * implementation can read what they write, and tests check that), but
+ * encode straight into an st_buf_t and decode zero-copy: label slices point
+ * into the received frame.
+ *
+ *   message Label         { bytes name = 1; bytes value = 2; }
+ *   message SeriesSamples { repeated Label labels = 1;
+ *                           repeated sint64 timestamps = 2 [packed];  // t0, t1-t0, ...
+ *                           repeated double values = 3 [packed]; }
+ *   message ShardWrite    { uint32 shard = 1; repeated SeriesSamples series = 2; }
+ *   message NodeWrite     { repeated ShardWrite shards = 1; }
+ *
+ * Timestamps are delta-coded (first absolute, then differences): regular
+ * scrapes cost 2-3 bytes per timestamp instead of 6. Nested message lengths
+ * are written as 5-byte varints and patched afterwards, which protobuf
+ * parsers accept (a varint may carry redundant continuation bytes), so
+ * encoding is one pass with no copies.
+ */
+#ifndef WIRE_H
+#define WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "st_buf.h"
+#include "st_labels.h"
+
+enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
+
+/* A field read by wire_next(): varint/i64/i32 in `u`, LEN in (data, len). */
+typedef struct wire_field {
+    uint32_t num;
+    uint32_t type;
+    uint64_t u;
+    const uint8_t *data;
+    size_t len;
+} wire_field_t;
+
+/*
+ * Read the next field of a message at *p (advanced past it). Returns 1 with
+ * a field, 0 at the end, ST_ECORRUPT on malformed input. Groups are rejected.
+ */
+int wire_next(const uint8_t **p, const uint8_t *end, wire_field_t *f);
+
+/* Open a nested LEN field; returns its start offset for wire_end(). */
+int wire_begin(st_buf_t *b, uint32_t field, size_t *mark);
+/* Patch the length of the nested field opened at `mark`. */
+void wire_end(st_buf_t *b, size_t mark);
+int wire_put_varint_field(st_buf_t *b, uint32_t field, uint64_t v);
+int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n);
+
+/* Append one SeriesSamples as field `field` of the enclosing message. */
+int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
+                    const double *v, size_t n);
+
+/* A decoded SeriesSamples: labels point into the message. */
+typedef struct wire_series {
+    st_label_t labels[ST_LABELS_MAX];
+    size_t nlabels;
+    const uint8_t *ts; /* packed zigzag deltas */
+    size_t ts_len;
+    const uint8_t *vals; /* packed little-endian doubles */
+    size_t nvals;
+} wire_series_t;
+
+/* Decode a SeriesSamples message (ST_ECORRUPT, ST_ELIMIT for > 64 labels). */
+int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s);
+/*
+ * Unpack its samples into ts[]/v[] (capacity cap). ST_ECORRUPT when the
+ * timestamp and value counts differ, ST_ELIMIT when cap is too small.
+ */
+int wire_series_samples(const wire_series_t *s, int64_t *ts, double *v, size_t cap, size_t *n);
+
+#endif

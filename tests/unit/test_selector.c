@@ -1,0 +1,106 @@
+/* Unit tests for common/selector: series selector parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "selector.h"
+#include "st_err.h"
+
+static void expect(const char *s, size_t n, const st_match_type_t *t, const char **names,
+                   const char **values)
+{
+    selector_t sel;
+    char err[256];
+    int rc = selector_parse(s, strlen(s), &sel, err, sizeof err);
+    if (rc)
+        fail_msg("%s: %s", s, err);
+    assert_int_equal(sel.n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sel.m[i].type, t[i]);
+        assert_string_equal(sel.m[i].name, names[i]);
+        assert_string_equal(sel.m[i].value, values[i]);
+    }
+    selector_free(&sel);
+}
+
+static void expect_err(const char *s, const char *want)
+{
+    selector_t sel;
+    char err[256];
+    assert_int_not_equal(selector_parse(s, strlen(s), &sel, err, sizeof err), 0);
+    if (!strstr(err, want))
+        fail_msg("%s: got '%s', want '%s'", s, err, want);
+}
+
+static void test_forms(void **state)
+{
+    st_match_type_t eq = ST_MATCH_EQ;
+    expect("up", 1, &eq, (const char *[]){"__name__"}, (const char *[]){"up"});
+    expect("  ns:rate_5m  ", 1, &eq, (const char *[]){"__name__"}, (const char *[]){"ns:rate_5m"});
+    expect("cpu{host=\"h1\", dc=~\"eu.*\" ,x!=\"\", y!~'a|b',}", 5,
+           (st_match_type_t[]){ST_MATCH_EQ, ST_MATCH_EQ, ST_MATCH_RE, ST_MATCH_NE, ST_MATCH_NRE},
+           (const char *[]){"__name__", "host", "dc", "x", "y"},
+           (const char *[]){"cpu", "h1", "eu.*", "", "a|b"});
+    expect("{__name__=\"m\"}", 1, &eq, (const char *[]){"__name__"}, (const char *[]){"m"});
+    expect("{\"my.metric\", \"a.b\"=\"c\"}", 2, (st_match_type_t[]){ST_MATCH_EQ, ST_MATCH_EQ},
+           (const char *[]){"__name__", "a.b"}, (const char *[]){"my.metric", "c"});
+    expect("m{}", 1, &eq, (const char *[]){"__name__"}, (const char *[]){"m"});
+}
+
+static void test_escapes(void **state)
+{
+    st_match_type_t eq = ST_MATCH_EQ;
+    expect("{a=\"q\\\"t\\\\n\\n\\x41\\u00e9\\101\"}", 1, &eq, (const char *[]){"a"},
+           (const char *[]){"q\"t\\n\nA\xc3\xa9"
+                            "A"});
+    expect("{a=`raw\\n`}", 1, &eq, (const char *[]){"a"}, (const char *[]){"raw\\n"});
+    expect("{a='it\\'s'}", 1, &eq, (const char *[]){"a"}, (const char *[]){"it's"});
+}
+
+static void test_errors(void **state)
+{
+    expect_err("", "empty selector");
+    expect_err("{}", "empty selector");
+    expect_err("m{a=b}", "1:5: expected a quoted string");
+    expect_err("m{a~\"b\"}", "operator");
+    expect_err("m{a=\"b\"", "unexpected end");
+    expect_err("m{a=\"b}", "unterminated");
+    expect_err("m{a=\"\\q\"}", "unknown escape");
+    expect_err("m{a=\"\\xZZ\"}", "\\x escape");
+    expect_err("m{a=\"\\ud800\"}", "code point");
+    expect_err("m{a=\"\xff\"}", "UTF-8");
+    expect_err("m x", "after selector");
+    expect_err("m{a=\"b\" c=\"d\"}", "expected ',' or '}'");
+    expect_err("{1a=\"b\"}", "unexpected character '1'");
+}
+
+static void test_too_many_matchers(void **state)
+{
+    char buf[1024] = "m{";
+    for (int i = 0; i < 70; i++) {
+        char t[16];
+        snprintf(t, sizeof t, "l%d=\"v\",", i);
+        strcat(buf, t);
+    }
+    strcat(buf, "}");
+    selector_t sel;
+    char err[128];
+    assert_int_equal(selector_parse(buf, strlen(buf), &sel, err, sizeof err), ST_ELIMIT);
+    assert_non_null(strstr(err, "too many"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_too_many_matchers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

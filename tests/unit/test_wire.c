@@ -1,0 +1,140 @@
+/* Unit tests for common/wire: our encoder is readable by protobuf-c and round-trips. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "st_err.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+static const st_label_t L[3] = {
+    {"__name__", "cpu_usage", 8, 9}, {"host", "h\xc3\xa9", 4, 3}, {"empty", "", 5, 0}};
+
+static void test_protobuf_c_reads_ours(void **state)
+{
+    int64_t ts[4] = {1451606400000, 1451606410000, 1451606405000, INT64_MIN};
+    double v[4] = {1.5, -0.0, NAN, 1e308};
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(wire_put_varint_field(&b, 1, 7), 0);
+    assert_int_equal(wire_put_series(&b, 2, L, 3, ts, v, 4), 0);
+    assert_int_equal(wire_put_series(&b, 2, L, 1, ts, v, 0), 0); /* no samples */
+    Strata__WriteRequest *r = strata__write_request__unpack(NULL, b.len, b.data);
+    assert_non_null(r);
+    assert_int_equal(r->shard, 7);
+    assert_int_equal(r->n_series, 2);
+    Strata__SeriesSamples *s = r->series[0];
+    assert_int_equal(s->n_labels, 3);
+    assert_memory_equal(s->labels[1]->value.data, "h\xc3\xa9", 3);
+    assert_int_equal(s->labels[2]->value.len, 0);
+    assert_int_equal(s->n_timestamps, 4);
+    int64_t prev = 0;
+    for (size_t i = 0; i < 4; i++) { /* delta-coded */
+        prev = (int64_t)((uint64_t)prev + (uint64_t)s->timestamps[i]);
+        assert_true(prev == ts[i]);
+    }
+    assert_int_equal(s->n_values, 4);
+    assert_memory_equal(s->values, v, sizeof v);
+    assert_int_equal(r->series[1]->n_values, 0);
+    strata__write_request__free_unpacked(r, NULL);
+    st_buf_deinit(&b);
+}
+
+static void test_roundtrip_zero_copy(void **state)
+{
+    enum { N = 1000 };
+    int64_t ts[N];
+    double v[N];
+    for (int i = 0; i < N; i++) {
+        ts[i] = -5000 + i * 10;
+        v[i] = i * 0.25;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(wire_put_series(&b, 2, L, 3, ts, v, N), 0);
+    const uint8_t *p = b.data, *end = b.data + b.len;
+    wire_field_t f;
+    assert_int_equal(wire_next(&p, end, &f), 1);
+    assert_int_equal(f.num, 2);
+    wire_series_t s;
+    assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+    assert_int_equal(s.nlabels, 3);
+    assert_true(s.labels[0].name >= (const char *)b.data &&
+                s.labels[0].name < (const char *)end); /* zero-copy */
+    assert_int_equal(st_labels_cmp(s.labels, 3, L, 3), 0);
+    int64_t ots[N];
+    double ov[N];
+    size_t n;
+    assert_int_equal(wire_series_samples(&s, ots, ov, N - 1, &n), ST_ELIMIT);
+    assert_int_equal(wire_series_samples(&s, ots, ov, N, &n), 0);
+    assert_int_equal(n, N);
+    assert_memory_equal(ots, ts, sizeof ts);
+    assert_memory_equal(ov, v, sizeof v);
+    assert_int_equal(wire_next(&p, end, &f), 0);
+    st_buf_deinit(&b);
+}
+
+static void test_reads_protobuf_c_output(void **state)
+{
+    Strata__Label l = STRATA__LABEL__INIT;
+    l.name = (ProtobufCBinaryData){1, (uint8_t *)"a"};
+    l.value = (ProtobufCBinaryData){1, (uint8_t *)"b"};
+    Strata__Label *lp = &l;
+    int64_t d[2] = {100, 5};
+    double v[2] = {1, 2};
+    Strata__SeriesSamples s = STRATA__SERIES_SAMPLES__INIT;
+    s.n_labels = 1;
+    s.labels = &lp;
+    s.n_timestamps = 2;
+    s.timestamps = d;
+    s.n_values = 2;
+    s.values = v;
+    uint8_t buf[256];
+    size_t len = strata__series_samples__pack(&s, buf);
+    wire_series_t ws;
+    assert_int_equal(wire_series_decode(buf, len, &ws), 0);
+    int64_t ts[2];
+    double ov[2];
+    size_t n;
+    assert_int_equal(wire_series_samples(&ws, ts, ov, 2, &n), 0);
+    assert_true(ts[0] == 100 && ts[1] == 105);
+    assert_true(ov[1] == 2.0);
+}
+
+static void test_malformed(void **state)
+{
+    wire_series_t s;
+    const uint8_t bad_len[] = {0x0a, 0x05, 0x01};              /* LEN past end */
+    const uint8_t group[] = {0x0b};                            /* start group */
+    const uint8_t bad_vals[] = {0x1a, 0x03, 1, 2, 3};          /* 3 bytes of doubles */
+    const uint8_t field0[] = {0x02, 0x00};                     /* field number 0 */
+    const uint8_t trunc_varint[] = {0x08, 0xff};               /* varint cut */
+    const uint8_t mismatch[] = {0x12, 0x01, 0x02, 0x1a, 0x00}; /* 1 ts, 0 values */
+    assert_int_equal(wire_series_decode(bad_len, sizeof bad_len, &s), ST_ECORRUPT);
+    assert_int_equal(wire_series_decode(group, sizeof group, &s), ST_ECORRUPT);
+    assert_int_equal(wire_series_decode(bad_vals, sizeof bad_vals, &s), ST_ECORRUPT);
+    assert_int_equal(wire_series_decode(field0, sizeof field0, &s), ST_ECORRUPT);
+    assert_int_equal(wire_series_decode(trunc_varint, sizeof trunc_varint, &s), ST_ECORRUPT);
+    assert_int_equal(wire_series_decode(mismatch, sizeof mismatch, &s), 0);
+    int64_t ts[4];
+    double v[4];
+    size_t n;
+    assert_int_equal(wire_series_samples(&s, ts, v, 4, &n), ST_ECORRUPT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_protobuf_c_reads_ours),
+        cmocka_unit_test(test_roundtrip_zero_copy),
+        cmocka_unit_test(test_reads_protobuf_c_output),
+        cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
