@@ -501,9 +501,36 @@ typedef struct write_scratch {
     uint8_t *is_new;
     uint64_t *hashes;
     size_t cap;
+    engine_series_batch_t *filtered; /* drop_too_old() output */
+    int64_t *fts;
+    double *fv;
+    size_t fcap, fscap;
 } write_scratch_t;
 
 static __thread write_scratch_t ws;
+
+static int scratch_filtered(size_t nseries, size_t nsamples)
+{
+    if (nseries > ws.fcap) {
+        engine_series_batch_t *f = realloc(ws.filtered, nseries * sizeof *f);
+        if (!f)
+            return ST_ENOMEM;
+        ws.filtered = f;
+        ws.fcap = nseries;
+    }
+    if (nsamples > ws.fscap) {
+        int64_t *t = realloc(ws.fts, (nsamples ? nsamples : 1) * sizeof *t);
+        if (!t)
+            return ST_ENOMEM;
+        ws.fts = t;
+        double *v = realloc(ws.fv, (nsamples ? nsamples : 1) * sizeof *v);
+        if (!v)
+            return ST_ENOMEM;
+        ws.fv = v;
+        ws.fscap = nsamples;
+    }
+    return 0;
+}
 
 static int scratch_reserve(size_t n)
 {
@@ -528,10 +555,68 @@ static int scratch_reserve(size_t n)
     return 0;
 }
 
+/*
+ * Samples in partitions that retention has already dropped would vanish at
+ * the next retention pass; drop them now and count them (too_old) instead of
+ * pretending to store them. Returns a batch without them (in ws.filtered) or
+ * the original when nothing is too old.
+ */
+static const engine_series_batch_t *drop_too_old(engine_t *e, const engine_series_batch_t *b,
+                                                 size_t n, uint64_t *dropped)
+{
+    *dropped = 0;
+    if (e->o.retention_ms <= 0)
+        return b;
+    int64_t cutoff = engine_part_start(e, engine_now_ms() - e->o.retention_ms);
+    size_t old = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < b[i].n; k++)
+            old += b[i].ts[k] < cutoff;
+    if (old == 0)
+        return b;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += b[i].n;
+    if (scratch_filtered(n, total - old))
+        return NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        engine_series_batch_t *d = &ws.filtered[i];
+        *d = b[i];
+        d->ts = ws.fts + off;
+        d->values = ws.fv + off;
+        size_t m = 0;
+        for (size_t k = 0; k < b[i].n; k++) {
+            if (b[i].ts[k] < cutoff)
+                continue;
+            ws.fts[off + m] = b[i].ts[k];
+            ws.fv[off + m] = b[i].values[k];
+            m++;
+        }
+        d->n = m;
+        off += m;
+    }
+    *dropped = old;
+    return ws.filtered;
+}
+
 int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad)
 {
     if (n == 0)
         return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].n > 0 && (!b[i].ts || !b[i].values)) {
+            if (bad)
+                *bad = i;
+            return ST_EINVAL;
+        }
+    }
+    uint64_t too_old;
+    b = drop_too_old(e, b, n, &too_old);
+    if (!b)
+        return ST_ENOMEM;
+    if (too_old)
+        atomic_fetch_add(&e->samples_too_old, too_old);
     int rc = scratch_reserve(n);
     if (rc)
         return rc;
@@ -546,11 +631,6 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     pthread_rwlock_unlock(&e->idx_lock);
     for (size_t i = 0; i < n; i++) {
         const char *why;
-        if (b[i].n > 0 && !b[i].ts) {
-            if (bad)
-                *bad = i;
-            return ST_EINVAL;
-        }
         if (ws.is_new[i] && (rc = st_labels_validate(b[i].labels, b[i].nlabels, &why)) != 0) {
             engine_set_error("series %zu: %s", i, why);
             if (bad)
@@ -704,4 +784,5 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->flushes = atomic_load(&e->flushes);
     s->compactions = atomic_load(&e->compactions);
     s->flush_errors = atomic_load(&e->flush_errors);
+    s->samples_too_old = atomic_load(&e->samples_too_old);
 }

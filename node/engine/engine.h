@@ -74,7 +74,9 @@ typedef struct engine_series_batch {
 } engine_series_batch_t;
 
 /*
- * Write samples for `n` series. The batch is validated first (labels against
+ * Write samples for `n` series. Samples in partitions already past the
+ * retention period are dropped and counted (samples_too_old). The batch is
+ * validated first (labels against
  * the limits of st_labels.h); on a validation error nothing is written and
  * *bad (if non-NULL) is set to the index of the offending series. Returns 0
  * once the batch is durable per the WAL mode.
@@ -96,6 +98,14 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
 int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabels,
                      const int64_t **ts, const double **values, size_t *n);
 void engine_iter_destroy(engine_iter_t *it);
+/*
+ * Position of the iterator among the selected series (0 = before the first),
+ * and a jump to such a position: a paged export resumes where the previous
+ * page stopped. Positions are stable for one query, not across queries that
+ * see newly created series.
+ */
+size_t engine_iter_pos(const engine_iter_t *it);
+void engine_iter_seek(engine_iter_t *it, size_t pos);
 
 /* Label names, or values of one label, over series matching `m` (nm may be 0). */
 typedef int (*engine_str_cb)(void *arg, const char *s, size_t len);
@@ -121,7 +131,8 @@ typedef struct engine_stats {
     uint64_t samples_out_of_order;
     uint64_t flushes;
     uint64_t compactions;
-    uint64_t flush_errors; /* failed flush attempts (retried; see engine_last_error) */
+    uint64_t flush_errors;    /* failed flush attempts (retried; see engine_last_error) */
+    uint64_t samples_too_old; /* dropped: older than the retention period */
     uint64_t wal_bytes;
     uint64_t wal_syncs;
 } engine_stats_t;

@@ -113,7 +113,8 @@ struct engine {
     int bg_stop;
     int bg_kick;
 
-    atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors;
+    atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
+        samples_too_old;
 };
 
 int64_t engine_now_ms(void);

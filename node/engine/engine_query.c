@@ -172,6 +172,16 @@ int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabe
     return 0;
 }
 
+size_t engine_iter_pos(const engine_iter_t *it)
+{
+    return it->pos;
+}
+
+void engine_iter_seek(engine_iter_t *it, size_t pos)
+{
+    it->pos = pos < it->nids ? pos : it->nids;
+}
+
 void engine_iter_destroy(engine_iter_t *it)
 {
     if (!it)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -422,6 +423,34 @@ static void test_retention_drops_partitions(void **state)
     free(dir);
 }
 
+static void test_too_old_samples_dropped_and_counted(void **state)
+{
+    char *dir = make_dir();
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    o.retention_ms = 5000;
+    engine_t *e;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t t_now = (int64_t)now.tv_sec * 1000;
+    st_label_t l[2] = {{"__name__", "m", 8, 1}, {"k", "v", 1, 1}};
+    int64_t ts[3] = {t_now - 60000, t_now - 1000, t_now};
+    double v[3] = {1, 2, 3};
+    engine_series_batch_t b = {l, 2, ts, v, 3};
+    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.samples_too_old, 1);
+    assert_int_equal(st.samples_written, 2);
+    assert_int_equal(count_samples(e), 2);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
 static char *find_file(const char *dir, const char *suffix)
 {
     char cmd[4200];
@@ -548,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_model_no_wal),
         cmocka_unit_test(test_wal_replay_after_exit),
         cmocka_unit_test(test_retention_drops_partitions),
+        cmocka_unit_test(test_too_old_samples_dropped_and_counted),
         cmocka_unit_test(test_torn_wal_tail),
         cmocka_unit_test(test_corrupt_segment_is_reported),
         cmocka_unit_test(test_lock_excludes_second_open),

@@ -1,0 +1,1636 @@
+/*
+ * http — HTTP/1.1 server: request receiver (pure) + libuv glue; see http.h.
+ *
+ * Request receiver (http_rx): http-parser callbacks collect the request
+ * line and headers into one string buffer and the body into another. The
+ * parser is paused at two points so the caller regains control: after the
+ * headers (HTTP_RX_HEAD: 100-continue, timers) and after the message
+ * (HTTP_RX_REQUEST). While in the head, at most max_header_bytes are ever
+ * given to the parser, so the head limit is exact; the body is checked
+ * against max_body_bytes on Content-Length before any body byte, and as it
+ * arrives for chunked bodies.
+ *
+ * Connection (conn_t) states, with the function behind each transition:
+ *
+ *    accept ──> READING ──conn_feed: HTTP_RX_REQUEST──> HANDLING
+ *                 ^   │                                   │ http_respond / _end
+ *                 │   └─conn_feed: HTTP_RX_ERROR─┐        v (finish_response)
+ *                 │                              │     FLUSHING (writes in flight)
+ *                 └──── conn_resume (keep-alive) ┼───────┘ on_write, nwrites == 0
+ *                                                v
+ *                  LINGERING (conn_linger: shutdown, read and discard, timer)
+ *                                                │
+ *                 timeouts, errors, EOF ────> CLOSING (conn_close: uv_close x2)
+ *                                                │ on_close (both handles)
+ *                                                v
+ *                                              freed
+ *
+ * Invariants:
+ *   1. Bytes are fed to the receiver only when no request is in the
+ *      handler's hands and no response is in flight (conn_can_feed), so
+ *      pipelined requests are answered in order; bytes read meanwhile wait
+ *      in c->pend (reading stops when it exceeds pend_cap).
+ *   2. A request is owned by the handler from dispatch to its final
+ *      http_respond*(). If the connection closes first, conn_close detaches
+ *      it (req->conn = NULL) and the final call frees it, returning
+ *      ST_ECLOSED. The notify callback runs only from loop callbacks, never
+ *      from inside an http_respond*() call.
+ *   3. A conn is freed only in its close callback, so a conn pointer stays
+ *      valid for the whole of any callback that uses it.
+ *   4. One timer per connection; conn_arm() derives its deadline from the
+ *      state (head, body, write, keep-alive, linger).
+ */
+#include "http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <http_parser.h>
+#include <netdb.h>
+
+#include "st_err.h"
+
+/* ---- limits ------------------------------------------------------------- */
+
+void http_limits_default(http_limits_t *lim)
+{
+    lim->max_header_bytes = 16 * 1024;
+    lim->max_url_bytes = 8 * 1024;
+    lim->max_headers = 100;
+    lim->max_body_bytes = 32 * 1024 * 1024;
+    lim->header_timeout_ms = 10000;
+    lim->body_timeout_ms = 30000;
+    lim->keepalive_timeout_ms = 60000;
+    lim->write_timeout_ms = 60000;
+    lim->max_connections = 4096;
+    lim->write_high_water = 1024 * 1024;
+}
+
+static void limits_fill(http_limits_t *dst, const http_limits_t *src)
+{
+    http_limits_t d;
+    http_limits_default(&d);
+    if (!src) {
+        *dst = d;
+        return;
+    }
+    *dst = *src;
+#define DEF(f)                                                                                     \
+    if (dst->f == 0)                                                                               \
+    dst->f = d.f
+    DEF(max_header_bytes);
+    DEF(max_url_bytes);
+    DEF(max_headers);
+    DEF(max_body_bytes);
+    DEF(header_timeout_ms);
+    DEF(body_timeout_ms);
+    DEF(keepalive_timeout_ms);
+    DEF(write_timeout_ms);
+    DEF(max_connections);
+    DEF(write_high_water);
+#undef DEF
+}
+
+/* ---- request ------------------------------------------------------------ */
+
+typedef struct conn conn_t;
+
+typedef struct req_priv {
+    http_req_t pub; /* first: http_req_t * <-> req_priv_t * */
+    conn_t *conn;   /* NULL when not (or no longer) on a connection */
+    st_buf_t strs;  /* url NUL, then name NUL value NUL ... */
+    size_t url_len;
+    size_t *hoff; /* name/value offsets into strs, 2 per header */
+    size_t nh, hcap;
+    http_header_t *hdrs;
+    char *pathq; /* decoded path NUL raw query NUL */
+    st_buf_t body;
+    uint64_t expect_len; /* Content-Length, or 0 */
+    char remote[64];
+    int streaming; /* http_respond_start was called */
+    int chunked;   /* streaming with chunked encoding */
+    int head_only; /* HEAD: no body bytes on the wire */
+    int status;
+    int drain_wanted;
+    uint64_t t_start; /* uv_hrtime at dispatch */
+    http_notify_fn notify;
+    void *notify_arg;
+} req_priv_t;
+
+static req_priv_t *priv(http_req_t *req)
+{
+    return (req_priv_t *)req;
+}
+
+void http_req_destroy(http_req_t *req)
+{
+    if (!req)
+        return;
+    req_priv_t *rp = priv(req);
+    st_buf_deinit(&rp->strs);
+    st_buf_deinit(&rp->body);
+    free(rp->hoff);
+    free(rp->hdrs);
+    free(rp->pathq);
+    http_params_deinit(&rp->pub.params);
+    free(rp);
+}
+
+const char *http_req_header(const http_req_t *req, const char *name)
+{
+    return http_header_find(req->headers, req->nheaders, name);
+}
+
+const char *http_req_param(const http_req_t *req, const char *name)
+{
+    return http_params_get(&req->params, name);
+}
+
+int http_req_decode_body(http_req_t *req, size_t max_out)
+{
+    req_priv_t *rp = priv(req);
+    const char *ce = http_req_header(req, "Content-Encoding");
+    if (!ce || !*ce || http_str_ieq(ce, "identity"))
+        return 0;
+    if (!http_str_ieq(ce, "gzip") && !http_str_ieq(ce, "x-gzip"))
+        return ST_EPROTO;
+    st_buf_t out;
+    st_buf_init(&out);
+    int rc = http_gunzip(rp->body.data, rp->body.len, max_out, &out);
+    if (!rc)
+        rc = st_buf_put_u8(&out, 0);
+    if (rc) {
+        st_buf_deinit(&out);
+        return rc;
+    }
+    out.len--;
+    st_buf_deinit(&rp->body);
+    rp->body = out;
+    req->body = rp->body.data;
+    req->body_len = rp->body.len;
+    return 0;
+}
+
+/* ---- request receiver --------------------------------------------------- */
+
+enum { LAST_NONE, LAST_FIELD, LAST_VALUE };
+
+struct http_rx {
+    http_parser p;
+    http_limits_t lim;
+    req_priv_t *req; /* being parsed, or complete and not yet taken */
+    size_t head_bytes;
+    http_rx_phase_t phase;
+    int last;
+    int ev;
+    int ready; /* req complete, waiting for http_rx_take */
+    int dead;
+    int err_status;
+    const char *err_reason;
+    int expect_continue;
+};
+
+static int rx_fail(http_rx_t *rx, int status, const char *reason)
+{
+    if (!rx->err_status) {
+        rx->err_status = status;
+        rx->err_reason = reason;
+    }
+    return -1;
+}
+
+static int method_code(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET:
+        return HTTP_METHOD_GET;
+    case HTTP_HEAD:
+        return HTTP_METHOD_HEAD;
+    case HTTP_POST:
+        return HTTP_METHOD_POST;
+    case HTTP_PUT:
+        return HTTP_METHOD_PUT;
+    case HTTP_DELETE:
+        return HTTP_METHOD_DELETE;
+    case HTTP_OPTIONS:
+        return HTTP_METHOD_OPTIONS;
+    case HTTP_PATCH:
+        return HTTP_METHOD_PATCH;
+    default:
+        return HTTP_METHOD_OTHER;
+    }
+}
+
+static int on_message_begin(http_parser *p)
+{
+    http_rx_t *rx = p->data;
+    if (rx->req)
+        return rx_fail(rx, 500, "internal error: request not taken");
+    req_priv_t *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return rx_fail(rx, 503, "out of memory");
+    st_buf_init(&rp->strs);
+    st_buf_init(&rp->body);
+    http_params_init(&rp->pub.params);
+    rx->req = rp;
+    rx->phase = HTTP_RX_IN_HEAD;
+    rx->last = LAST_NONE;
+    rx->expect_continue = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    if (rp->url_len + len > rx->lim.max_url_bytes)
+        return rx_fail(rx, 414, "request URL too long");
+    if (st_buf_append(&rp->strs, at, len))
+        return rx_fail(rx, 503, "out of memory");
+    rp->url_len += len;
+    return 0;
+}
+
+/* Close the current value: trim trailing whitespace, add the NUL. */
+static int end_value(req_priv_t *rp)
+{
+    size_t voff = rp->hoff[2 * (rp->nh - 1) + 1];
+    while (rp->strs.len > voff &&
+           (rp->strs.data[rp->strs.len - 1] == ' ' || rp->strs.data[rp->strs.len - 1] == '\t'))
+        rp->strs.len--;
+    return st_buf_put_u8(&rp->strs, 0);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    if (rx->phase == HTTP_RX_IN_BODY)
+        return 0; /* trailers are ignored */
+    if (rx->last != LAST_FIELD) {
+        int rc = 0;
+        if (rx->last == LAST_NONE)
+            rc = st_buf_put_u8(&rp->strs, 0); /* end of the URL */
+        else
+            rc = end_value(rp);
+        if (rc)
+            return rx_fail(rx, 503, "out of memory");
+        if (rp->nh >= rx->lim.max_headers)
+            return rx_fail(rx, 431, "too many header fields");
+        if (rp->nh == rp->hcap) {
+            size_t cap = rp->hcap ? rp->hcap * 2 : 16;
+            size_t *h = realloc(rp->hoff, cap * 2 * sizeof *h);
+            if (!h)
+                return rx_fail(rx, 503, "out of memory");
+            rp->hoff = h;
+            rp->hcap = cap;
+        }
+        rp->hoff[2 * rp->nh] = rp->strs.len;
+        rp->hoff[2 * rp->nh + 1] = 0;
+        rp->nh++;
+        rx->last = LAST_FIELD;
+    }
+    if (memchr(at, 0, len) || st_buf_append(&rp->strs, at, len))
+        return rx_fail(rx, 400, "invalid header name");
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    if (rx->phase == HTTP_RX_IN_BODY)
+        return 0;
+    if (rx->last != LAST_VALUE) {
+        if (st_buf_put_u8(&rp->strs, 0))
+            return rx_fail(rx, 503, "out of memory");
+        rp->hoff[2 * (rp->nh - 1) + 1] = rp->strs.len;
+        rx->last = LAST_VALUE;
+    }
+    if (memchr(at, 0, len))
+        return rx_fail(rx, 400, "invalid header value");
+    if (st_buf_append(&rp->strs, at, len))
+        return rx_fail(rx, 503, "out of memory");
+    return 0;
+}
+
+/* Split the request target into the decoded path and the raw query. */
+static int parse_target(http_rx_t *rx, req_priv_t *rp)
+{
+    const char *url = (const char *)rp->strs.data;
+    size_t ulen = rp->url_len;
+    const char *path = url, *query = "";
+    size_t plen = ulen, qlen = 0;
+    int decode = 1;
+    if (rx->p.method == HTTP_CONNECT || (ulen == 1 && url[0] == '*')) {
+        decode = 0;
+    } else if (ulen > 0 && url[0] == '/') {
+        const char *q = memchr(url, '?', ulen);
+        const char *h = memchr(url, '#', ulen);
+        const char *pend = q && (!h || q < h) ? q : h ? h : url + ulen;
+        plen = (size_t)(pend - url);
+        if (q && (!h || q < h)) {
+            query = q + 1;
+            qlen = (size_t)((h ? h : url + ulen) - query);
+        }
+    } else {
+        struct http_parser_url u;
+        http_parser_url_init(&u);
+        if (ulen == 0 || http_parser_parse_url(url, ulen, 0, &u) != 0)
+            return rx_fail(rx, 400, "invalid request target");
+        if (u.field_set & (1 << UF_PATH)) {
+            path = url + u.field_data[UF_PATH].off;
+            plen = u.field_data[UF_PATH].len;
+        } else {
+            path = "/";
+            plen = 1;
+        }
+        if (u.field_set & (1 << UF_QUERY)) {
+            query = url + u.field_data[UF_QUERY].off;
+            qlen = u.field_data[UF_QUERY].len;
+        }
+    }
+    rp->pathq = malloc(plen + qlen + 2);
+    if (!rp->pathq)
+        return rx_fail(rx, 503, "out of memory");
+    long dl = (long)plen;
+    if (decode)
+        dl = http_pct_decode(rp->pathq, path, plen, 0);
+    else
+        memcpy(rp->pathq, path, plen);
+    if (dl < 0 || memchr(rp->pathq, 0, (size_t)dl))
+        return rx_fail(rx, 400, "invalid escape in request path");
+    rp->pathq[dl] = 0;
+    char *qcopy = rp->pathq + dl + 1;
+    memcpy(qcopy, query, qlen);
+    qcopy[qlen] = 0;
+    rp->pub.path = rp->pathq;
+    rp->pub.query = qcopy;
+    int rc = http_params_parse(&rp->pub.params, query, qlen);
+    if (rc == ST_EPARSE)
+        return rx_fail(rx, 400, "invalid escape in query string");
+    if (rc)
+        return rx_fail(rx, 503, "out of memory");
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    int rc = 0;
+    if (rx->last == LAST_NONE)
+        rc = st_buf_put_u8(&rp->strs, 0);
+    else if (rx->last == LAST_FIELD)
+        return rx_fail(rx, 400, "header without value");
+    else
+        rc = end_value(rp);
+    if (rc)
+        return rx_fail(rx, 503, "out of memory");
+    /* strs does not grow from here on: pointers into it are stable. */
+    if (rp->nh) {
+        rp->hdrs = malloc(rp->nh * sizeof *rp->hdrs);
+        if (!rp->hdrs)
+            return rx_fail(rx, 503, "out of memory");
+        for (size_t i = 0; i < rp->nh; i++) {
+            rp->hdrs[i].name = (const char *)rp->strs.data + rp->hoff[2 * i];
+            rp->hdrs[i].value = (const char *)rp->strs.data + rp->hoff[2 * i + 1];
+        }
+    }
+    http_req_t *r = &rp->pub;
+    r->headers = rp->hdrs;
+    r->nheaders = rp->nh;
+    r->url = (const char *)rp->strs.data;
+    r->method = method_code(p->method);
+    r->method_name = http_method_str((enum http_method)p->method);
+    r->http_major = p->http_major;
+    r->http_minor = p->http_minor;
+    r->remote = rp->remote;
+    rp->head_only = p->method == HTTP_HEAD;
+    if (parse_target(rx, rp))
+        return -1;
+    int has_body = (p->flags & F_CHUNKED) ||
+                   ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 &&
+                    p->content_length != ULLONG_MAX);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX) {
+        if (p->content_length > rx->lim.max_body_bytes)
+            return rx_fail(rx, 413, "request body too large");
+        rp->expect_len = p->content_length;
+    }
+    rx->expect_continue = has_body && (p->http_major > 1 || p->http_minor >= 1) &&
+                          http_has_token(http_req_header(r, "Expect"), "100-continue");
+    rx->phase = HTTP_RX_IN_BODY;
+    rx->ev = HTTP_RX_HEAD;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    st_buf_t *b = &rp->body;
+    if (len > rx->lim.max_body_bytes - b->len)
+        return rx_fail(rx, 413, "request body too large");
+    if (len > b->cap - b->len) {
+        /* Grow geometrically, but never past the announced length (so a
+         * lying Content-Length costs nothing until the bytes arrive). */
+        size_t need = b->len + len;
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        if (rp->expect_len && cap > rp->expect_len)
+            cap = rp->expect_len;
+        if (cap > rx->lim.max_body_bytes)
+            cap = rx->lim.max_body_bytes;
+        if (cap < need)
+            cap = need;
+        uint8_t *d = realloc(b->data, cap + 1); /* + NUL */
+        if (!d)
+            return rx_fail(rx, 503, "out of memory");
+        b->data = d;
+        b->cap = cap + 1;
+    }
+    memcpy(b->data + b->len, at, len);
+    b->len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    http_rx_t *rx = p->data;
+    req_priv_t *rp = rx->req;
+    if (st_buf_put_u8(&rp->body, 0))
+        return rx_fail(rx, 503, "out of memory");
+    rp->body.len--;
+    rp->pub.body = rp->body.data;
+    rp->pub.body_len = rp->body.len;
+    rp->pub.keep_alive = http_should_keep_alive(p) && !p->upgrade && p->method != HTTP_CONNECT;
+    rx->ready = 1;
+    rx->ev = HTTP_RX_REQUEST;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings rx_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void rx_init(http_rx_t *rx, const http_limits_t *lim)
+{
+    memset(rx, 0, sizeof *rx);
+    limits_fill(&rx->lim, lim);
+    http_parser_init(&rx->p, HTTP_REQUEST);
+    rx->p.data = rx;
+}
+
+static void rx_deinit(http_rx_t *rx)
+{
+    http_req_destroy(rx->req ? &rx->req->pub : NULL);
+    rx->req = NULL;
+}
+
+int http_rx_create(const http_limits_t *lim, http_rx_t **out)
+{
+    http_rx_t *rx = malloc(sizeof *rx);
+    if (!rx)
+        return ST_ENOMEM;
+    rx_init(rx, lim);
+    *out = rx;
+    return 0;
+}
+
+void http_rx_destroy(http_rx_t *rx)
+{
+    if (!rx)
+        return;
+    rx_deinit(rx);
+    free(rx);
+}
+
+http_rx_event_t http_rx_feed(http_rx_t *rx, const char *data, size_t len, size_t *used)
+{
+    *used = 0;
+    if (rx->dead)
+        return HTTP_RX_ERROR;
+    if (rx->ready)
+        return HTTP_RX_REQUEST;
+    size_t off = 0;
+    while (off < len) {
+        size_t n = len - off;
+        int in_head = rx->phase != HTTP_RX_IN_BODY;
+        if (in_head && rx->head_bytes >= rx->lim.max_header_bytes) {
+            rx_fail(rx, 431, "request header fields too large");
+            rx->dead = 1;
+            *used = off;
+            return HTTP_RX_ERROR;
+        }
+        if (in_head && n > rx->lim.max_header_bytes - rx->head_bytes)
+            n = rx->lim.max_header_bytes - rx->head_bytes;
+        rx->ev = HTTP_RX_MORE;
+        size_t got = http_parser_execute(&rx->p, &rx_settings, data + off, n);
+        if (got > n)
+            got = n;
+        off += got;
+        if (in_head)
+            rx->head_bytes += got;
+        enum http_errno e = HTTP_PARSER_ERRNO(&rx->p);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&rx->p, 0);
+            if (rx->ev != HTTP_RX_MORE) {
+                *used = off;
+                return (http_rx_event_t)rx->ev;
+            }
+        } else if (e != HPE_OK || got < n) {
+            if (e == HPE_HEADER_OVERFLOW)
+                rx_fail(rx, 431, "request header fields too large");
+            else if (e == HPE_INVALID_METHOD)
+                rx_fail(rx, 400, "invalid HTTP method");
+            else
+                rx_fail(rx, 400, "malformed HTTP request");
+            rx->dead = 1;
+            *used = off;
+            return HTTP_RX_ERROR;
+        }
+    }
+    *used = off;
+    return HTTP_RX_MORE;
+}
+
+http_req_t *http_rx_take(http_rx_t *rx)
+{
+    if (!rx->ready)
+        return NULL;
+    req_priv_t *rp = rx->req;
+    rx->req = NULL;
+    rx->ready = 0;
+    rx->phase = HTTP_RX_IDLE;
+    rx->head_bytes = 0;
+    return &rp->pub;
+}
+
+int http_rx_error(const http_rx_t *rx, const char **reason)
+{
+    if (reason)
+        *reason = rx->err_reason ? rx->err_reason : "bad request";
+    return rx->err_status ? rx->err_status : 400;
+}
+
+http_rx_phase_t http_rx_phase(const http_rx_t *rx)
+{
+    return rx->phase;
+}
+
+int http_rx_expect_continue(const http_rx_t *rx)
+{
+    return rx->expect_continue;
+}
+
+/* ---- server and connections --------------------------------------------- */
+
+enum { T_NONE, T_HEAD, T_BODY, T_WRITE, T_IDLE, T_LINGER };
+
+#define LINGER_MS 2000
+#define READ_BUF 65536
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    http_server_t *srv;
+    conn_t *prev, *next;
+    http_rx_t rx;
+    req_priv_t *cur; /* request in the handler's hands (or streaming) */
+    st_buf_t pend;   /* bytes read but not yet fed */
+    size_t pend_off;
+    size_t wq;      /* bytes in uv_write requests not yet completed */
+    int nwrites;    /* uv_write requests in flight */
+    int flushing;   /* a final response is queued: resume when nwrites == 0 */
+    int close_after; /* close (linger) once flushed */
+    int closing;    /* no more requests or responses (lingering or closing) */
+    int uv_closing; /* uv_close called */
+    int handles;    /* open uv handles (tcp, timer) */
+    int reading;
+    int peer_eof;
+    int tkind;
+    uint64_t nreq;
+    uint64_t accepted, head_start, body_progress, write_progress, idle_since, deadline;
+    char remote[64];
+};
+
+typedef struct wreq {
+    uv_write_t w;
+    conn_t *c;
+    size_t len;
+    char data[];
+} wreq_t;
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t grace;
+    http_limits_t lim;
+    size_t pend_cap;
+    http_handler_fn handler;
+    void *arg;
+    int port;
+    conn_t *conns;
+    size_t nconns;
+    int closing;
+    int listener_open, grace_open, grace_started;
+    void (*close_cb)(void *);
+    void *close_arg;
+    http_stats_t st;
+    struct {
+        metric_counter_t *req, *resp[6], *bad, *big, *tmo, *rej;
+        metric_gauge_t *open;
+        metric_hist_t *dur;
+    } m;
+    int rbuf_busy;
+    char rbuf[READ_BUF];
+};
+
+static void conn_close(conn_t *c, int notify);
+static void conn_arm(conn_t *c);
+static void on_timer(uv_timer_t *t);
+static void conn_resume(conn_t *c);
+static void srv_maybe_done(http_server_t *srv);
+
+static uint64_t now_ms(conn_t *c)
+{
+    return uv_now(c->srv->loop);
+}
+
+static int conn_can_feed(const conn_t *c)
+{
+    return !c->closing && !c->cur && !c->flushing && !c->close_after;
+}
+
+static void count_response(http_server_t *srv, int status)
+{
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 0;
+    srv->st.responses[cls]++;
+    metric_counter_inc(srv->m.resp[cls]);
+}
+
+/* Detach the request the handler holds; tell it (notify) if asked. */
+static void conn_detach(conn_t *c, int notify)
+{
+    req_priv_t *rp = c->cur;
+    if (!rp)
+        return;
+    c->cur = NULL;
+    rp->conn = NULL;
+    if (notify && rp->notify)
+        rp->notify(&rp->pub, ST_ECLOSED, rp->notify_arg);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    http_server_t *srv = c->srv;
+    rx_deinit(&c->rx);
+    st_buf_deinit(&c->pend);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    srv->st.open_connections = srv->nconns;
+    metric_gauge_set(srv->m.open, (double)srv->nconns);
+    free(c);
+    srv_maybe_done(srv);
+}
+
+static void conn_close(conn_t *c, int notify)
+{
+    if (c->uv_closing)
+        return;
+    c->closing = 1;
+    c->uv_closing = 1;
+    conn_detach(c, notify);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *sr, int status)
+{
+    conn_t *c = sr->data;
+    if (status < 0 || c->peer_eof)
+        conn_close(c, 1);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Graceful close: FIN after the queued writes, then read and discard what
+ * the client still sends (so it is not answered with RST before it read
+ * our response), for at most LINGER_MS. */
+static void conn_linger(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    conn_detach(c, 1);
+    c->deadline = now_ms(c) + LINGER_MS;
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c, 1);
+        return;
+    }
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+    conn_arm(c);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    wreq_t *wr = (wreq_t *)w;
+    conn_t *c = wr->c;
+    c->nwrites--;
+    c->wq -= wr->len;
+    free(wr);
+    if (c->uv_closing)
+        return;
+    if (status < 0) {
+        conn_close(c, 1);
+        return;
+    }
+    c->write_progress = now_ms(c);
+    req_priv_t *rp = c->cur;
+    if (rp && rp->drain_wanted && c->wq <= c->srv->lim.write_high_water / 2) {
+        rp->drain_wanted = 0;
+        if (rp->notify)
+            rp->notify(&rp->pub, HTTP_NOTIFY_DRAIN, rp->notify_arg);
+    }
+    if (c->uv_closing)
+        return;
+    if (c->nwrites == 0 && c->flushing) {
+        c->flushing = 0;
+        if (c->close_after)
+            conn_linger(c);
+        else
+            conn_resume(c);
+        return;
+    }
+    conn_arm(c);
+}
+
+/* Queue len bytes (copied from up to three pieces). Returns 0 or
+ * ST_ECLOSED/ST_ENOMEM; on ST_ECLOSED the connection is being closed
+ * (without notify: we are inside an API call). */
+static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_t bl,
+                       const void *d, size_t dl)
+{
+    size_t len = al + bl + dl;
+    wreq_t *wr = malloc(sizeof *wr + (len ? len : 1));
+    if (!wr)
+        return ST_ENOMEM;
+    wr->c = c;
+    wr->len = len;
+    if (al)
+        memcpy(wr->data, a, al);
+    if (bl)
+        memcpy(wr->data + al, b, bl);
+    if (dl)
+        memcpy(wr->data + al + bl, d, dl);
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)len);
+    if (c->nwrites == 0)
+        c->write_progress = now_ms(c);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        free(wr);
+        conn_close(c, 0);
+        return ST_ECLOSED;
+    }
+    c->nwrites++;
+    c->wq += len;
+    return 0;
+}
+
+static int valid_header_text(const char *s, int name)
+{
+    if (!s || (name && !*s))
+        return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\r' || ch == '\n' || (name && (ch <= ' ' || ch == ':' || ch >= 0x7f)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Build the status line and headers. body_len < 0: chunked (or, for
+ * HTTP/1.0, no length and close). */
+static int build_head(st_buf_t *h, const req_priv_t *rp, int status, const char *ctype,
+                      const http_header_t *extra, size_t nextra, long long body_len,
+                      int keep_alive)
+{
+    char line[128];
+    const char *reason = http_status_str((enum http_status)status);
+    if (!reason || reason[0] == '<')
+        reason = "Unknown";
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason);
+    int rc = st_buf_append(h, line, (size_t)n);
+    if (!rc && ctype) {
+        rc = st_buf_append(h, "Content-Type: ", 14);
+        if (!rc)
+            rc = st_buf_append(h, ctype, strlen(ctype));
+        if (!rc)
+            rc = st_buf_append(h, "\r\n", 2);
+    }
+    if (!rc && body_len >= 0) {
+        n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", body_len);
+        rc = st_buf_append(h, line, (size_t)n);
+    } else if (!rc && rp->chunked) {
+        rc = st_buf_append(h, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (!rc && !keep_alive)
+        rc = st_buf_append(h, "Connection: close\r\n", 19);
+    else if (!rc && rp->pub.http_minor == 0 && rp->pub.http_major == 1)
+        rc = st_buf_append(h, "Connection: keep-alive\r\n", 24);
+    for (size_t i = 0; i < nextra && !rc; i++) {
+        rc = st_buf_append(h, extra[i].name, strlen(extra[i].name));
+        if (!rc)
+            rc = st_buf_append(h, ": ", 2);
+        if (!rc)
+            rc = st_buf_append(h, extra[i].value, strlen(extra[i].value));
+        if (!rc)
+            rc = st_buf_append(h, "\r\n", 2);
+    }
+    if (!rc)
+        rc = st_buf_append(h, "\r\n", 2);
+    return rc;
+}
+
+/* The response is complete (queued): account, release, wait for the flush. */
+static void finish_response(conn_t *c, req_priv_t *rp)
+{
+    http_server_t *srv = c->srv;
+    count_response(srv, rp->status);
+    metric_hist_observe(srv->m.dur, (double)(uv_hrtime() - rp->t_start) / 1e9);
+    c->cur = NULL;
+    rp->conn = NULL;
+    if (!rp->pub.keep_alive || srv->closing)
+        c->close_after = 1;
+    c->flushing = 1;
+    c->idle_since = now_ms(c);
+    http_req_destroy(&rp->pub);
+    if (c->nwrites == 0) {
+        /* Nothing in flight (HEAD of an empty stream...): resume now would
+         * re-enter the handler from inside its own call; defer to the
+         * timer instead (fires on the next loop iteration). */
+        c->deadline = now_ms(c);
+        c->tkind = T_NONE;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+    }
+    conn_arm(c);
+}
+
+static int keep_alive_for(const conn_t *c, const req_priv_t *rp)
+{
+    return rp->pub.keep_alive && !c->srv->closing;
+}
+
+int http_respond_headers(http_req_t *req, int status, const char *content_type,
+                         const http_header_t *extra, size_t nextra, const void *body, size_t len)
+{
+    req_priv_t *rp = priv(req);
+    conn_t *c = rp->conn;
+    int rc = 0;
+    if (!c) {
+        rc = ST_ECLOSED;
+        goto release;
+    }
+    if (status < 100 || status > 999 || rp->streaming ||
+        (content_type && !valid_header_text(content_type, 0))) {
+        rc = ST_EINVAL;
+        goto fail;
+    }
+    for (size_t i = 0; i < nextra; i++)
+        if (!valid_header_text(extra[i].name, 1) || !valid_header_text(extra[i].value, 0)) {
+            rc = ST_EINVAL;
+            goto fail;
+        }
+    st_buf_t h;
+    st_buf_init(&h);
+    int ka = keep_alive_for(c, rp);
+    rc = build_head(&h, rp, status, content_type, extra, nextra, (long long)len, ka);
+    if (!rc) {
+        if (!ka)
+            rp->pub.keep_alive = 0;
+        rp->status = status;
+        rc = conn_write3(c, h.data, h.len, body, rp->head_only ? 0 : len, NULL, 0);
+    }
+    st_buf_deinit(&h);
+    if (rc == ST_ECLOSED)
+        goto release;
+    if (rc)
+        goto fail;
+    finish_response(c, rp);
+    return 0;
+fail:
+    /* The handler gave up on this request: answer 500 so the client and the
+     * connection are not left hanging, then release. */
+    if (!c->closing && !rp->streaming) {
+        static const char msg[] = "{\"status\":\"error\",\"error\":\"internal error\"}";
+        st_buf_t h2;
+        st_buf_init(&h2);
+        rp->pub.keep_alive = 0;
+        rp->status = 500;
+        if (build_head(&h2, rp, 500, "application/json", NULL, 0, (long long)sizeof msg - 1, 0) ==
+                0 &&
+            conn_write3(c, h2.data, h2.len, msg, sizeof msg - 1, NULL, 0) == 0) {
+            st_buf_deinit(&h2);
+            finish_response(c, rp);
+            return rc;
+        }
+        st_buf_deinit(&h2);
+    }
+    conn_close(c, 0);
+release:
+    if (rp->conn) {
+        rp->conn->cur = NULL;
+        rp->conn = NULL;
+    }
+    http_req_destroy(req);
+    return rc;
+}
+
+int http_respond(http_req_t *req, int status, const char *content_type, const void *body,
+                 size_t len)
+{
+    return http_respond_headers(req, status, content_type, NULL, 0, body, len);
+}
+
+int http_respond_error(http_req_t *req, int status, const char *msg)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
+    if (!rc)
+        rc = http_json_str(&b, msg, strlen(msg));
+    if (!rc)
+        rc = st_buf_put_u8(&b, '}');
+    if (rc) {
+        st_buf_deinit(&b);
+        static const char oom[] = "{\"status\":\"error\",\"error\":\"out of memory\"}";
+        return http_respond(req, 503, "application/json", oom, sizeof oom - 1);
+    }
+    rc = http_respond(req, status, "application/json", b.data, b.len);
+    st_buf_deinit(&b);
+    return rc;
+}
+
+int http_respond_start(http_req_t *req, int status, const char *content_type)
+{
+    req_priv_t *rp = priv(req);
+    conn_t *c = rp->conn;
+    if (!c)
+        return ST_ECLOSED;
+    if (status < 100 || status > 999 || rp->streaming ||
+        (content_type && !valid_header_text(content_type, 0)))
+        return ST_EINVAL;
+    int ka = keep_alive_for(c, rp);
+    rp->chunked = rp->pub.http_major > 1 || rp->pub.http_minor >= 1;
+    if (!rp->chunked)
+        ka = 0; /* HTTP/1.0: the end of the body is the end of the connection */
+    rp->pub.keep_alive = ka;
+    rp->streaming = 1;
+    rp->status = status;
+    st_buf_t h;
+    st_buf_init(&h);
+    int rc = build_head(&h, rp, status, content_type, NULL, 0, -1, ka);
+    if (!rc)
+        rc = conn_write3(c, h.data, h.len, NULL, 0, NULL, 0);
+    st_buf_deinit(&h);
+    if (rc == ST_ENOMEM) {
+        conn_close(c, 0);
+        rc = ST_ECLOSED;
+    }
+    if (rc) {
+        if (rp->conn) {
+            rp->conn->cur = NULL;
+            rp->conn = NULL;
+        }
+    }
+    return rc;
+}
+
+int http_respond_chunk(http_req_t *req, const void *data, size_t len)
+{
+    req_priv_t *rp = priv(req);
+    conn_t *c = rp->conn;
+    if (!c)
+        return ST_ECLOSED;
+    if (!rp->streaming)
+        return ST_EINVAL;
+    if (len == 0 || rp->head_only)
+        return 0;
+    int rc;
+    if (rp->chunked) {
+        char hex[24];
+        int n = snprintf(hex, sizeof hex, "%zx\r\n", len);
+        rc = conn_write3(c, hex, (size_t)n, data, len, "\r\n", 2);
+    } else {
+        rc = conn_write3(c, data, len, NULL, 0, NULL, 0);
+    }
+    if (rc) {
+        if (rc == ST_ENOMEM)
+            conn_close(c, 0);
+        if (rp->conn) {
+            rp->conn->cur = NULL;
+            rp->conn = NULL;
+        }
+        return ST_ECLOSED;
+    }
+    if (c->wq > c->srv->lim.write_high_water) {
+        rp->drain_wanted = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int http_respond_end(http_req_t *req)
+{
+    req_priv_t *rp = priv(req);
+    conn_t *c = rp->conn;
+    int rc = 0;
+    if (!c) {
+        rc = ST_ECLOSED;
+    } else if (!rp->streaming) {
+        /* Not started: finish with an empty 200-less error rather than leak. */
+        return http_respond_error(req, 500, "response ended before it started");
+    } else if (rp->chunked && !rp->head_only) {
+        rc = conn_write3(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+        if (rc == ST_ENOMEM)
+            conn_close(c, 0);
+    }
+    if (rp->conn && !rc) {
+        finish_response(c, rp);
+        return 0;
+    }
+    if (rp->conn) {
+        rp->conn->cur = NULL;
+        rp->conn = NULL;
+    }
+    http_req_destroy(req);
+    return rc ? ST_ECLOSED : 0;
+}
+
+void http_req_notify(http_req_t *req, http_notify_fn fn, void *arg)
+{
+    req_priv_t *rp = priv(req);
+    rp->notify = fn;
+    rp->notify_arg = arg;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void send_rx_error(conn_t *c)
+{
+    http_server_t *srv = c->srv;
+    const char *reason;
+    int status = http_rx_error(&c->rx, &reason);
+    if (status == 413) {
+        srv->st.too_large++;
+        metric_counter_inc(srv->m.big);
+    } else {
+        srv->st.bad_requests++;
+        metric_counter_inc(srv->m.bad);
+    }
+    count_response(srv, status);
+    st_buf_t b, h;
+    st_buf_init(&b);
+    st_buf_init(&h);
+    req_priv_t dummy;
+    memset(&dummy, 0, sizeof dummy);
+    dummy.pub.http_major = 1;
+    dummy.pub.http_minor = 1;
+    int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
+    if (!rc)
+        rc = http_json_str(&b, reason, strlen(reason));
+    if (!rc)
+        rc = st_buf_put_u8(&b, '}');
+    if (!rc)
+        rc = build_head(&h, &dummy, status, "application/json", NULL, 0, (long long)b.len, 0);
+    if (!rc)
+        rc = conn_write3(c, h.data, h.len, b.data, b.len, NULL, 0);
+    st_buf_deinit(&b);
+    st_buf_deinit(&h);
+    if (rc == ST_ENOMEM)
+        conn_close(c, 0);
+    if (rc)
+        return;
+    c->close_after = 1;
+    c->flushing = 1;
+}
+
+static void dispatch(conn_t *c, req_priv_t *rp)
+{
+    http_server_t *srv = c->srv;
+    memcpy(rp->remote, c->remote, sizeof rp->remote);
+    rp->pub.remote = rp->remote;
+    rp->conn = c;
+    rp->t_start = uv_hrtime();
+    c->cur = rp;
+    c->nreq++;
+    srv->st.requests++;
+    metric_counter_inc(srv->m.req);
+    if (srv->closing)
+        rp->pub.keep_alive = 0;
+    conn_arm(c);
+    srv->handler(&rp->pub, srv->arg);
+}
+
+/* Feed bytes to the receiver while allowed (invariant 1). Returns the
+ * number of bytes consumed; the caller keeps the rest. */
+static size_t conn_feed(conn_t *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len && conn_can_feed(c)) {
+        http_rx_phase_t before = http_rx_phase(&c->rx);
+        size_t used;
+        http_rx_event_t ev = http_rx_feed(&c->rx, data + off, len - off, &used);
+        off += used;
+        http_rx_phase_t after = http_rx_phase(&c->rx);
+        uint64_t now = now_ms(c);
+        if (before == HTTP_RX_IDLE && after != HTTP_RX_IDLE)
+            c->head_start = c->nreq == 0 ? c->accepted : now;
+        if (after == HTTP_RX_IN_BODY || ev == HTTP_RX_HEAD)
+            c->body_progress = now;
+        switch (ev) {
+        case HTTP_RX_MORE:
+            break;
+        case HTTP_RX_HEAD:
+            if (http_rx_expect_continue(&c->rx) && off == len &&
+                c->pend.len == c->pend_off) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                conn_write3(c, cont, sizeof cont - 1, NULL, 0, NULL, 0);
+            }
+            break;
+        case HTTP_RX_REQUEST: {
+            http_req_t *req = http_rx_take(&c->rx);
+            if (req)
+                dispatch(c, priv(req));
+            break;
+        }
+        case HTTP_RX_ERROR:
+            send_rx_error(c);
+            return len; /* the rest is discarded */
+        }
+    }
+    return off;
+}
+
+static void pend_keep(conn_t *c, const char *data, size_t len)
+{
+    if (len == 0)
+        return;
+    if (c->pend_off > 0 && c->pend_off == c->pend.len) {
+        c->pend.len = 0;
+        c->pend_off = 0;
+    }
+    if (st_buf_append(&c->pend, data, len) != 0) {
+        conn_close(c, 1);
+        return;
+    }
+    if (c->reading && c->pend.len - c->pend_off > c->srv->pend_cap) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+/* Feed what waits in pend, then read again if there is room. */
+static void conn_resume(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->idle_since = now_ms(c);
+    if (c->pend.len > c->pend_off) {
+        size_t used = conn_feed(c, (const char *)c->pend.data + c->pend_off,
+                                c->pend.len - c->pend_off);
+        c->pend_off += used;
+        if (c->pend_off == c->pend.len) {
+            c->pend.len = 0;
+            c->pend_off = 0;
+        } else if (c->pend_off > c->pend.len / 2) {
+            memmove(c->pend.data, c->pend.data + c->pend_off, c->pend.len - c->pend_off);
+            c->pend.len -= c->pend_off;
+            c->pend_off = 0;
+        }
+    }
+    if (c->closing)
+        return;
+    if (!c->reading && c->pend.len - c->pend_off <= c->srv->pend_cap &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+    conn_arm(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)hint;
+    conn_t *c = h->data;
+    http_server_t *srv = c->srv;
+    if (!srv->rbuf_busy) {
+        srv->rbuf_busy = 1;
+        *buf = uv_buf_init(srv->rbuf, READ_BUF);
+        return;
+    }
+    char *p = malloc(READ_BUF);
+    *buf = uv_buf_init(p, p ? READ_BUF : 0);
+}
+
+static void release_buf(http_server_t *srv, const uv_buf_t *buf)
+{
+    if (buf->base == srv->rbuf)
+        srv->rbuf_busy = 0;
+    else
+        free(buf->base);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    http_server_t *srv = c->srv;
+    if (nread < 0) {
+        release_buf(srv, buf);
+        if (nread == UV_EOF) {
+            c->peer_eof = 1;
+            c->reading = 0;
+            if (!c->closing && !c->cur && c->flushing) {
+                c->close_after = 1; /* let the queued response go out */
+                return;
+            }
+        }
+        conn_close(c, 1);
+        return;
+    }
+    if (nread == 0 || c->closing || c->close_after) { /* closing: discard */
+        release_buf(srv, buf);
+        return;
+    }
+    size_t n = (size_t)nread;
+    if (c->pend.len == c->pend_off && conn_can_feed(c)) {
+        size_t used = conn_feed(c, buf->base, n);
+        if (!c->closing)
+            pend_keep(c, buf->base + used, n - used);
+    } else {
+        pend_keep(c, buf->base, n);
+        if (conn_can_feed(c))
+            conn_resume(c);
+    }
+    release_buf(srv, buf);
+    conn_arm(c);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->uv_closing)
+        return;
+    if (c->tkind == T_NONE) {
+        /* Deferred resume after a response with nothing left in flight. */
+        if (!c->closing && c->flushing && c->nwrites == 0) {
+            c->flushing = 0;
+            if (c->close_after)
+                conn_linger(c);
+            else
+                conn_resume(c);
+        } else {
+            conn_arm(c);
+        }
+        return;
+    }
+    if (now_ms(c) < c->deadline) {
+        conn_arm(c);
+        return;
+    }
+    if (c->tkind != T_IDLE && c->tkind != T_LINGER) {
+        c->srv->st.timeouts++;
+        metric_counter_inc(c->srv->m.tmo);
+    }
+    conn_close(c, 1);
+}
+
+static void conn_arm(conn_t *c)
+{
+    if (c->uv_closing)
+        return;
+    const http_limits_t *lim = &c->srv->lim;
+    uint64_t now = now_ms(c), deadline;
+    int kind;
+    if (c->closing) {
+        kind = T_LINGER; /* deadline set by conn_linger */
+        deadline = c->deadline;
+    } else if (c->flushing && c->nwrites == 0) {
+        return; /* a deferred resume is pending on the timer */
+    } else if (c->nwrites > 0) {
+        kind = T_WRITE;
+        deadline = c->write_progress + lim->write_timeout_ms;
+    } else if (c->cur) {
+        uv_timer_stop(&c->timer);
+        c->tkind = T_NONE;
+        return;
+    } else {
+        switch (http_rx_phase(&c->rx)) {
+        case HTTP_RX_IN_HEAD:
+            kind = T_HEAD;
+            deadline = c->head_start + lim->header_timeout_ms;
+            break;
+        case HTTP_RX_IN_BODY:
+            kind = T_BODY;
+            deadline = c->body_progress + lim->body_timeout_ms;
+            break;
+        default:
+            if (c->nreq == 0) {
+                kind = T_HEAD;
+                deadline = c->accepted + lim->header_timeout_ms;
+            } else {
+                kind = T_IDLE;
+                deadline = c->idle_since + lim->keepalive_timeout_ms;
+            }
+        }
+    }
+    c->tkind = kind;
+    c->deadline = deadline;
+    uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* ---- accept ------------------------------------------------------------- */
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "";
+    out[0] = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    }
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    http_server_t *srv = ls->data;
+    if (status < 0 || srv->closing)
+        return;
+    if (srv->nconns >= srv->lim.max_connections) {
+        uv_tcp_t *t = malloc(sizeof *t);
+        if (!t)
+            return;
+        uv_tcp_init(srv->loop, t);
+        uv_accept(ls, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, free_handle);
+        srv->st.rejected++;
+        metric_counter_inc(srv->m.rej);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->srv = srv;
+    rx_init(&c->rx, &srv->lim);
+    st_buf_init(&c->pend);
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    srv->st.open_connections = srv->nconns;
+    metric_gauge_set(srv->m.open, (double)srv->nconns);
+    c->accepted = now_ms(c);
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c, 0);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    peer_name(&c->tcp, c->remote, sizeof c->remote);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c, 0);
+        return;
+    }
+    c->reading = 1;
+    conn_arm(c);
+}
+
+/* ---- server lifecycle --------------------------------------------------- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss)
+{
+    if (!host || !*host || strcmp(host, "*") == 0)
+        host = "0.0.0.0";
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return ST_EINVAL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    http_server_t *srv = h->data;
+    srv->listener_open = 0;
+    srv_maybe_done(srv);
+}
+
+static void on_grace_closed(uv_handle_t *h)
+{
+    http_server_t *srv = h->data;
+    srv->grace_open = 0;
+    srv_maybe_done(srv);
+}
+
+int http_server_create(uv_loop_t *loop, const char *host, int port, const http_limits_t *lim,
+                       http_handler_fn handler, void *arg, http_server_t **out)
+{
+    if (!loop || !handler || port < 0 || port > 65535)
+        return ST_EINVAL;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (resolve(host, port, &ss) != 0)
+        return ST_EINVAL;
+    http_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return ST_ENOMEM;
+    srv->loop = loop;
+    limits_fill(&srv->lim, lim);
+    srv->pend_cap = srv->lim.max_header_bytes + READ_BUF;
+    srv->handler = handler;
+    srv->arg = arg;
+    uv_tcp_init(loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listener_open = 1;
+    uv_timer_init(loop, &srv->grace);
+    srv->grace.data = srv;
+    srv->grace_open = 1;
+    int rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    if (rc != 0) {
+        int err = rc == UV_EADDRINUSE                             ? ST_EBUSY
+                  : rc == UV_EADDRNOTAVAIL || rc == UV_EINVAL ? ST_EINVAL
+                                                                  : ST_EIO;
+        /* Closing needs the loop to run once; the caller's loop does it.
+         * Free from the close callbacks. */
+        srv->closing = 1;
+        srv->grace_open = 2;
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+        uv_close((uv_handle_t *)&srv->grace, on_grace_closed);
+        return err;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
+    srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    *out = srv;
+    return 0;
+}
+
+int http_server_port(const http_server_t *srv)
+{
+    return srv->port;
+}
+
+int http_server_metrics(http_server_t *srv, metrics_t *reg, const char *name)
+{
+    static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (!reg || !name)
+        return ST_EINVAL;
+    srv->m.req = metrics_counter(reg, "strata_http_requests_total", "HTTP requests received.",
+                                 "server", name, NULL);
+    for (int i = 0; i < 6; i++)
+        srv->m.resp[i] = metrics_counter(reg, "strata_http_responses_total",
+                                         "HTTP responses sent, by status class.", "server", name,
+                                         "code", cls[i], NULL);
+    srv->m.bad = metrics_counter(reg, "strata_http_bad_requests_total",
+                                 "Malformed HTTP requests answered 400/414/431 by the server.",
+                                 "server", name, NULL);
+    srv->m.big = metrics_counter(reg, "strata_http_body_too_large_total",
+                                 "HTTP requests refused with 413 (body over the limit).", "server",
+                                 name, NULL);
+    srv->m.tmo = metrics_counter(reg, "strata_http_timeouts_total",
+                                 "HTTP connections closed by a header, body or write timeout.",
+                                 "server", name, NULL);
+    srv->m.rej = metrics_counter(reg, "strata_http_rejected_connections_total",
+                                 "HTTP connections closed at once (over max_connections).",
+                                 "server", name, NULL);
+    srv->m.open = metrics_gauge(reg, "strata_http_open_connections", "Open HTTP connections.",
+                                "server", name, NULL);
+    srv->m.dur = metrics_histogram(reg, "strata_http_request_duration_seconds",
+                                   "Time from a complete request to its complete response.",
+                                   metrics_latency_buckets, metrics_latency_nbuckets, "server",
+                                   name, NULL);
+    int ok = srv->m.req && srv->m.bad && srv->m.big && srv->m.tmo && srv->m.rej && srv->m.open &&
+             srv->m.dur;
+    for (int i = 0; i < 6; i++)
+        ok = ok && srv->m.resp[i];
+    if (!ok)
+        return ST_ENOMEM;
+    metric_counter_add(srv->m.req, srv->st.requests);
+    metric_gauge_set(srv->m.open, (double)srv->nconns);
+    return 0;
+}
+
+void http_server_stats(const http_server_t *srv, http_stats_t *out)
+{
+    *out = srv->st;
+}
+
+static void srv_maybe_done(http_server_t *srv)
+{
+    if (!srv->closing || srv->nconns > 0)
+        return;
+    if (srv->grace_open == 1) {
+        srv->grace_open = 2; /* closing */
+        uv_close((uv_handle_t *)&srv->grace, on_grace_closed);
+        return;
+    }
+    if (srv->listener_open || srv->grace_open)
+        return;
+    void (*cb)(void *) = srv->close_cb;
+    void *arg = srv->close_arg;
+    free(srv);
+    if (cb)
+        cb(arg);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    http_server_t *srv = t->data;
+    for (conn_t *c = srv->conns; c; c = c->next)
+        conn_close(c, 1);
+    srv_maybe_done(srv);
+}
+
+void http_server_close(http_server_t *srv, uint32_t grace_ms, void (*cb)(void *arg), void *arg)
+{
+    srv->closing = 1;
+    srv->close_cb = cb;
+    srv->close_arg = arg;
+    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    /* Connections with a response to finish get the grace period; those
+     * are force-closed (with notify) from the timer callback only. */
+    int busy = 0;
+    for (conn_t *c = srv->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        if (c->cur || c->flushing) {
+            c->close_after = 1;
+            busy = 1;
+        } else {
+            conn_close(c, 0); /* idle or half-read: nobody holds a request */
+        }
+    }
+    if (busy)
+        uv_timer_start(&srv->grace, on_grace, grace_ms, 0);
+    srv_maybe_done(srv);
+}

@@ -1,0 +1,1560 @@
+/*
+ * rpc_uv — node RPC transport on libuv; see rpc_uv.h and docs/protocol.md.
+ *
+ * Server connection states (conn->state):
+ *
+ *   accept --> HANDSHAKE --HELLO ok (conn_handshake)--> READY
+ *                 |  bad HELLO / timeout                 |  bad frame, EOF, error,
+ *                 v  (conn_refuse, conn_fail)            v  rpc_server_close
+ *              CLOSING --last write done / 1 s (conn_close)--> CLOSED --> freed when
+ *                                                  the handles are closed and refs == 0
+ *
+ * In READY, conn_process() hands frames to the handler while the connection
+ * is under its limits (unanswered requests, unwritten reply bytes); over
+ * them it stops reading (uv_read_stop) and leaves the rest in the rx buffer.
+ * A reply or a finished write that brings it back under restarts processing
+ * from a 0 ms timer (never from inside rpc_conn_reply: no re-entry into the
+ * handler).
+ *
+ * Client phases (cli->phase), with the public state in brackets:
+ *
+ *   BACKOFF --timer (client_connect)--> RESOLVING --uv_getaddrinfo cb--> CONNECTING
+ *      ^                                    [CONNECTING before the first success, else DOWN]
+ *      |                                                                     | connected: send
+ * HELLO
+ *      +---- attempt_failed() <-- error / timeout / refused ---- HANDSHAKE <--+
+ *      |                                                            | HELLO_ACK ok
+ *      +---- attempt_failed() <-- EOF / error / heartbeat --------- UP [UP]
+ *
+ * attempt_failed() closes the connection, fails the calls already written
+ * (ST_ECLOSED: they may or may not have run), keeps the unwritten ones queued
+ * and arms the backoff timer. Every pending call sits on a deadline-sorted
+ * list served by one timer; a call that reaches its deadline fails with
+ * ST_ETIMEDOUT (ST_EUNAVAIL if it was never sent because the peer was down).
+ */
+#include "rpc_uv.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_err.h"
+#include "st_log.h"
+#include "strata.pb-c.h"
+
+#define ID_MAX 320          /* a node id, or "router:" + host:port */
+#define HELLO_MAX 4096      /* a HELLO larger than this is a protocol error */
+#define CLOSE_FLUSH_MS 1000 /* how long a refused peer gets to read our ERROR */
+#define HT_BUCKETS 4096     /* client reqid -> call table (power of two) */
+
+/* One frame on its way out: freed in the write callback. */
+typedef struct wreq {
+    uv_write_t req;
+    st_buf_t buf;
+    void *owner;
+    int counted; /* client: counts towards queued_bytes */
+} wreq_t;
+
+/* ---- logging helpers --------------------------------------------------- */
+
+typedef struct kvb {
+    char s[1024];
+    size_t n;
+} kvb_t;
+
+static void kvb_raw(kvb_t *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kvb_raw(kvb_t *k, const char *fmt, ...)
+{
+    if (k->n >= sizeof k->s - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(k->s + k->n, sizeof k->s - k->n, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        k->n += (size_t)w < sizeof k->s - k->n ? (size_t)w : sizeof k->s - 1 - k->n;
+}
+
+/* key=value, quoting and escaping the value when it is not a bare word;
+ * peer-supplied text is never trusted to be printable. */
+static void kvb_str(kvb_t *k, const char *key, const char *val)
+{
+    int bare = val[0] != '\0';
+    for (const char *p = val; *p; p++)
+        if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p >= 0x7f)
+            bare = 0;
+    kvb_raw(k, "%s%s=", k->n ? " " : "", key);
+    if (bare) {
+        kvb_raw(k, "%.300s", val);
+        return;
+    }
+    kvb_raw(k, "\"");
+    size_t i = 0;
+    for (const unsigned char *p = (const unsigned char *)val; *p && i < 300; p++, i++) {
+        if (*p == '"' || *p == '\\')
+            kvb_raw(k, "\\%c", *p);
+        else if (*p < ' ' || *p >= 0x7f)
+            kvb_raw(k, "\\x%02x", *p);
+        else
+            kvb_raw(k, "%c", *p);
+    }
+    kvb_raw(k, "\"");
+}
+
+static void emit(rpc_log_fn fn, void *arg, int level, const char *msg, const kvb_t *k)
+{
+    if (fn)
+        fn(arg, level, msg, k->s);
+}
+
+static void copy_id(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[48] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%d", ip, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
+/* Encode a frame into a fresh write request. */
+static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, size_t compress_min,
+                    wreq_t **out)
+{
+    wreq_t *w = malloc(sizeof *w);
+    if (!w)
+        return ST_ENOMEM;
+    st_buf_init(&w->buf);
+    w->counted = 0;
+    w->owner = NULL;
+    int rc = rpc_frame_encode(&w->buf, type, reqid, p, len, compress_min);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+static void wreq_free(wreq_t *w)
+{
+    st_buf_deinit(&w->buf);
+    free(w);
+}
+
+static int pack_hello(const char *cluster, uint64_t fp, const char *node_id, st_buf_t *b)
+{
+    Strata__Hello h = STRATA__HELLO__INIT;
+    h.protocol_version = RPC_PROTOCOL_VERSION;
+    h.cluster_name = (char *)cluster;
+    h.topology_fingerprint = fp;
+    h.node_id = (char *)node_id;
+    size_t n = strata__hello__get_packed_size(&h);
+    int rc = st_buf_reserve(b, n);
+    if (rc)
+        return rc;
+    b->len = strata__hello__pack(&h, b->data);
+    return 0;
+}
+
+/* Compare a peer's HELLO / HELLO_ACK with our identity. 0 or an ST_E* code
+ * with the reason in msg. */
+static int check_hello(const Strata__Hello *h, const char *cluster, uint64_t fp, char *msg,
+                       size_t cap)
+{
+    if (h->protocol_version != RPC_PROTOCOL_VERSION) {
+        snprintf(msg, cap, "protocol version mismatch: mine %u, yours %u", RPC_PROTOCOL_VERSION,
+                 h->protocol_version);
+        return ST_EVERSION;
+    }
+    if (strcmp(h->cluster_name ? h->cluster_name : "", cluster) != 0) {
+        snprintf(msg, cap,
+                 "cluster name mismatch: mine \"%s\", yours \"%.64s\"; check cluster.ini on both "
+                 "hosts",
+                 cluster, h->cluster_name ? h->cluster_name : "");
+        return ST_ECONFIG;
+    }
+    if (h->topology_fingerprint != fp) {
+        snprintf(msg, cap,
+                 "topology fingerprint mismatch: mine %016" PRIx64 ", yours %016" PRIx64
+                 "; check cluster.ini on both hosts",
+                 fp, (uint64_t)h->topology_fingerprint);
+        return ST_ECONFIG;
+    }
+    return 0;
+}
+
+/* Decode an ERROR payload: code (negative ST_E*; anything else -> EPROTO)
+ * and message into msg. */
+static int decode_error(const uint8_t *p, size_t len, char *msg, size_t cap)
+{
+    int code = ST_EPROTO;
+    snprintf(msg, cap, "malformed ERROR message");
+    Strata__Error *e = strata__error__unpack(NULL, len, p);
+    if (e) {
+        if (e->code < 0)
+            code = e->code;
+        snprintf(msg, cap, "%s", e->message ? e->message : "");
+        strata__error__free_unpacked(e, NULL);
+    }
+    return code;
+}
+
+static int pack_error(int code, const char *message, st_buf_t *b)
+{
+    Strata__Error e = STRATA__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)message;
+    int rc = st_buf_reserve(b, strata__error__get_packed_size(&e));
+    if (rc)
+        return rc;
+    b->len = strata__error__pack(&e, b->data);
+    return 0;
+}
+
+/* ======================================================================= */
+/* server                                                                   */
+/* ======================================================================= */
+
+enum { CONN_HANDSHAKE, CONN_READY, CONN_CLOSING, CONN_CLOSED };
+
+struct rpc_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* handshake timeout, close-flush timeout, or the 0 ms resume kick */
+    rpc_server_t *srv;
+    rpc_conn_t *prev, *next;
+    int state;
+    int refs;
+    int handles; /* open uv handles (tcp + timer) */
+    int reading;
+    rpc_rx_t rx;
+    size_t out_bytes; /* encoded reply bytes not yet written */
+    unsigned nwrites;
+    unsigned inflight; /* requests handed to the handler and not answered */
+    char peer_addr[80];
+    char peer_id[ID_MAX];
+};
+
+struct rpc_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    char cluster[ID_MAX];
+    char node_id[ID_MAX];
+    uint64_t fp;
+    rpc_server_opts_t o;
+    rpc_handler_fn handler;
+    void *arg;
+    rpc_conn_t *conns;
+    size_t nconns; /* connections whose handles are not closed yet */
+    int port;
+    int closing;
+    int listener_open;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+    rpc_server_stats_t st;
+};
+
+static void conn_process(rpc_conn_t *conn);
+
+static void srv_log(rpc_server_t *srv, int level, const char *msg, const kvb_t *k)
+{
+    emit(srv->o.log, srv->o.log_arg, level, msg, k);
+}
+
+static void srv_maybe_finish(rpc_server_t *srv)
+{
+    if (!srv->closing || srv->listener_open || srv->nconns > 0)
+        return;
+    void (*cb)(void *) = srv->close_cb;
+    void *arg = srv->close_arg;
+    free(srv);
+    if (cb)
+        cb(arg);
+}
+
+void rpc_conn_acquire(rpc_conn_t *conn)
+{
+    conn->refs++;
+}
+
+void rpc_conn_release(rpc_conn_t *conn)
+{
+    if (--conn->refs == 0)
+        free(conn);
+}
+
+int rpc_conn_is_open(const rpc_conn_t *conn)
+{
+    return conn->state == CONN_READY;
+}
+
+const char *rpc_conn_peer_id(const rpc_conn_t *conn)
+{
+    return conn->peer_id;
+}
+
+const char *rpc_conn_peer_addr(const rpc_conn_t *conn)
+{
+    return conn->peer_addr;
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    rpc_conn_t *conn = h->data;
+    if (--conn->handles > 0)
+        return;
+    rpc_rx_deinit(&conn->rx);
+    rpc_server_t *srv = conn->srv;
+    conn->srv = NULL;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    srv->nconns--;
+    srv->st.conns_open = srv->nconns;
+    rpc_conn_release(conn); /* the reference the open handles held */
+    srv_maybe_finish(srv);
+}
+
+/* Close now: unwritten replies are dropped (their callbacks see ECANCELED). */
+static void conn_close(rpc_conn_t *conn)
+{
+    if (conn->state == CONN_CLOSED)
+        return;
+    conn->state = CONN_CLOSED;
+    conn->reading = 0;
+    uv_timer_stop(&conn->timer);
+    uv_close((uv_handle_t *)&conn->tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&conn->timer, conn_handle_closed);
+}
+
+static void conn_close_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+/* Stop reading, let queued writes (an ERROR) go out, then close. */
+static void conn_close_after_flush(rpc_conn_t *conn)
+{
+    if (conn->state >= CONN_CLOSING)
+        return;
+    conn->state = CONN_CLOSING;
+    if (conn->reading) {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        conn->reading = 0;
+    }
+    if (conn->nwrites == 0) {
+        conn_close(conn);
+        return;
+    }
+    uv_timer_start(&conn->timer, conn_close_timeout, CLOSE_FLUSH_MS, 0);
+}
+
+static void conn_kick_cb(uv_timer_t *t)
+{
+    conn_process(t->data);
+}
+
+/* Resume processing buffered frames / reading from a fresh loop turn. */
+static void conn_kick(rpc_conn_t *conn)
+{
+    if (conn->state == CONN_READY && !conn->reading && !uv_is_active((uv_handle_t *)&conn->timer))
+        uv_timer_start(&conn->timer, conn_kick_cb, 0, 0);
+}
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    rpc_conn_t *conn = w->owner;
+    conn->out_bytes -= w->buf.len;
+    conn->nwrites--;
+    wreq_free(w);
+    if (conn->state == CONN_CLOSED)
+        return;
+    if (status < 0) {
+        conn_close(conn);
+        return;
+    }
+    if (conn->state == CONN_CLOSING && conn->nwrites == 0)
+        conn_close(conn);
+    else
+        conn_kick(conn);
+}
+
+static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void *p, size_t len)
+{
+    rpc_server_t *srv = conn->srv;
+    if (len > srv->o.max_frame - RPC_FRAME_HDR)
+        return ST_ELIMIT;
+    wreq_t *w;
+    int rc = wreq_new(type, reqid, p, len, srv->o.compress_min, &w);
+    if (rc)
+        return rc;
+    w->owner = conn;
+    uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+    rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
+    if (rc) {
+        wreq_free(w);
+        conn_close(conn);
+        return ST_ECLOSED;
+    }
+    conn->out_bytes += w->buf.len;
+    conn->nwrites++;
+    srv->st.bytes_out += w->buf.len;
+    return 0;
+}
+
+static int conn_send_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *msg)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = pack_error(code, msg, &b);
+    if (rc == 0)
+        rc = conn_send(conn, RPC_ERROR, reqid, b.data, b.len);
+    st_buf_deinit(&b);
+    return rc;
+}
+
+/* A connection-level failure: tell the peer why, log it, close. */
+static void conn_fail(rpc_conn_t *conn, int code, const char *reason)
+{
+    rpc_server_t *srv = conn->srv;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    if (conn->peer_id[0])
+        kvb_str(&k, "peer_node", conn->peer_id);
+    kvb_str(&k, "err", st_errname(code));
+    kvb_str(&k, "reason", reason);
+    srv_log(srv, ST_LOG_WARN, "rpc connection closed: bad input", &k);
+    srv->st.bad_frames++;
+    conn_send_error(conn, 0, code, reason);
+    conn_close_after_flush(conn);
+}
+
+static void conn_refuse(rpc_conn_t *conn, int code, const char *reason)
+{
+    rpc_server_t *srv = conn->srv;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    kvb_str(&k, "peer_node", conn->peer_id);
+    kvb_str(&k, "err", st_errname(code));
+    kvb_str(&k, "reason", reason);
+    srv_log(srv, ST_LOG_ERROR, "rpc handshake refused", &k);
+    srv->st.handshakes_refused++;
+    conn_send_error(conn, 0, code, reason);
+    conn_close_after_flush(conn);
+}
+
+static void conn_handshake(rpc_conn_t *conn, const rpc_frame_t *f)
+{
+    rpc_server_t *srv = conn->srv;
+    char msg[320];
+    if (f->type != RPC_HELLO) {
+        snprintf(msg, sizeof msg, "expected HELLO as the first message, got type %u (%s)", f->type,
+                 rpc_type_name(f->type));
+        conn_refuse(conn, ST_EPROTO, msg);
+        return;
+    }
+    Strata__Hello *h = f->len <= HELLO_MAX ? strata__hello__unpack(NULL, f->len, f->payload) : NULL;
+    if (!h) {
+        conn_refuse(conn, ST_EPROTO, "malformed HELLO message");
+        return;
+    }
+    copy_id(conn->peer_id, sizeof conn->peer_id, h->node_id);
+    int rc = check_hello(h, srv->cluster, srv->fp, msg, sizeof msg);
+    strata__hello__free_unpacked(h, NULL);
+    if (rc) {
+        conn_refuse(conn, rc, msg);
+        return;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    rc = pack_hello(srv->cluster, srv->fp, srv->node_id, &b);
+    if (rc == 0)
+        rc = conn_send(conn, RPC_HELLO_ACK, 0, b.data, b.len);
+    st_buf_deinit(&b);
+    if (rc) {
+        conn_close(conn);
+        return;
+    }
+    uv_timer_stop(&conn->timer);
+    conn->state = CONN_READY;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    kvb_str(&k, "peer_node", conn->peer_id);
+    srv_log(srv, ST_LOG_DEBUG, "rpc peer connected", &k);
+}
+
+static void conn_dispatch(rpc_conn_t *conn, const rpc_frame_t *f)
+{
+    rpc_server_t *srv = conn->srv;
+    char msg[128];
+    switch (f->type) {
+    case RPC_PING:
+        conn_send(conn, RPC_PONG, f->reqid, NULL, 0);
+        return;
+    case RPC_HELLO:
+    case RPC_HELLO_ACK:
+    case RPC_ERROR:
+    case RPC_PONG:
+        snprintf(msg, sizeof msg, "unexpected %s after the handshake", rpc_type_name(f->type));
+        conn_fail(conn, ST_EPROTO, msg);
+        return;
+    default:
+        conn->inflight++;
+        srv->st.requests++;
+        srv->handler(srv->arg, conn, f->type, f->reqid, f->payload, f->len);
+    }
+}
+
+static int conn_under_limits(const rpc_conn_t *conn)
+{
+    const rpc_server_opts_t *o = &conn->srv->o;
+    return conn->inflight < o->max_conn_inflight && conn->out_bytes <= o->max_conn_out_bytes;
+}
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    rpc_conn_t *conn = h->data;
+    uint8_t *p;
+    size_t n;
+    (void)suggested; /* sized by the pending frame instead */
+    if (rpc_rx_reserve(&conn->rx, &p, &n) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+        return;
+    }
+    if (n > UINT32_MAX)
+        n = UINT32_MAX;
+    *buf = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    rpc_conn_t *conn = s->data;
+    (void)buf; /* the buffer belongs to conn->rx */
+    if (nread > 0) {
+        rpc_rx_commit(&conn->rx, (size_t)nread);
+        conn->srv->st.bytes_in += (uint64_t)nread;
+        conn_process(conn);
+    } else if (nread < 0) {
+        if (nread != UV_EOF) {
+            kvb_t k = {.n = 0};
+            kvb_str(&k, "peer_addr", conn->peer_addr);
+            kvb_str(&k, "err", uv_strerror((int)nread));
+            srv_log(conn->srv, ST_LOG_DEBUG, "rpc connection read error", &k);
+        }
+        conn_close(conn);
+    }
+}
+
+/* Hand complete frames out while under the limits; then start or stop reading. */
+static void conn_process(rpc_conn_t *conn)
+{
+    rpc_conn_acquire(conn);
+    while (conn->state == CONN_HANDSHAKE || conn->state == CONN_READY) {
+        if (conn->state == CONN_READY && !conn_under_limits(conn))
+            break;
+        rpc_frame_t f;
+        int rc = rpc_rx_next(&conn->rx, &f);
+        if (rc == ST_EAGAIN)
+            break;
+        if (rc < 0) {
+            char msg[160];
+            if (rc == ST_ELIMIT)
+                snprintf(msg, sizeof msg, "frame larger than the limit of %zu bytes",
+                         conn->srv->o.max_frame);
+            else
+                snprintf(msg, sizeof msg, "bad frame: %s", st_strerror(rc));
+            conn_fail(conn, rc, msg);
+            break;
+        }
+        if (conn->state == CONN_HANDSHAKE)
+            conn_handshake(conn, &f);
+        else
+            conn_dispatch(conn, &f);
+    }
+    int want =
+        conn->state == CONN_HANDSHAKE || (conn->state == CONN_READY && conn_under_limits(conn));
+    if (want && !conn->reading) {
+        if (uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb) == 0)
+            conn->reading = 1;
+        else
+            conn_close(conn);
+    } else if (!want && conn->reading && conn->state == CONN_READY) {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        conn->reading = 0;
+        conn->srv->st.read_pauses++;
+    }
+    rpc_conn_release(conn);
+}
+
+static void conn_handshake_timeout(uv_timer_t *t)
+{
+    rpc_conn_t *conn = t->data;
+    if (conn->state != CONN_HANDSHAKE)
+        return;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    srv_log(conn->srv, ST_LOG_WARN, "rpc handshake timeout", &k);
+    conn_close(conn);
+}
+
+static void srv_on_connection(uv_stream_t *ls, int status)
+{
+    rpc_server_t *srv = ls->data;
+    if (status < 0) {
+        kvb_t k = {.n = 0};
+        kvb_str(&k, "err", uv_strerror(status));
+        srv_log(srv, ST_LOG_WARN, "rpc accept failed", &k);
+        return;
+    }
+    rpc_conn_t *conn = calloc(1, sizeof *conn);
+    if (!conn)
+        return; /* the connection stays in the backlog; retried on the next event */
+    conn->srv = srv;
+    conn->refs = 1;
+    conn->state = CONN_HANDSHAKE;
+    rpc_rx_init(&conn->rx, srv->o.max_frame);
+    uv_tcp_init(srv->loop, &conn->tcp);
+    uv_timer_init(srv->loop, &conn->timer);
+    conn->tcp.data = conn;
+    conn->timer.data = conn;
+    conn->handles = 2;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->nconns++;
+    srv->st.conns_open = srv->nconns;
+    if (uv_accept(ls, (uv_stream_t *)&conn->tcp) != 0) {
+        conn_close(conn);
+        return;
+    }
+    srv->st.conns_accepted++;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        addr_name(&ss, conn->peer_addr, sizeof conn->peer_addr);
+    else
+        copy_id(conn->peer_addr, sizeof conn->peer_addr, "?");
+    if (srv->closing || srv->nconns > srv->o.max_conns) {
+        kvb_t k = {.n = 0};
+        kvb_str(&k, "peer_addr", conn->peer_addr);
+        kvb_raw(&k, " max_conns=%u", srv->o.max_conns);
+        srv_log(srv, ST_LOG_WARN, "rpc connection refused: too many connections", &k);
+        conn_close(conn);
+        return;
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    uv_timer_start(&conn->timer, conn_handshake_timeout, srv->o.handshake_timeout_ms, 0);
+    conn_process(conn); /* starts reading */
+}
+
+int rpc_conn_reply(rpc_conn_t *conn, uint64_t reqid, uint8_t type, const void *payload, size_t len)
+{
+    if (conn->state != CONN_READY)
+        return ST_ECLOSED;
+    if (conn->inflight > 0)
+        conn->inflight--;
+    int rc = conn_send(conn, type, reqid, payload, len);
+    if (rc == ST_ELIMIT) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "reply of %zu bytes is over the frame limit", len);
+        conn_send_error(conn, reqid, ST_ELIMIT, msg);
+    }
+    conn_kick(conn);
+    return rc;
+}
+
+int rpc_conn_reply_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *message)
+{
+    if (conn->state != CONN_READY)
+        return ST_ECLOSED;
+    if (conn->inflight > 0)
+        conn->inflight--;
+    int rc = conn_send_error(conn, reqid, code, message ? message : "");
+    conn_kick(conn);
+    return rc;
+}
+
+static void srv_listener_closed(uv_handle_t *h)
+{
+    rpc_server_t *srv = h->data;
+    srv->listener_open = 0;
+    srv_maybe_finish(srv);
+}
+
+static void opts_default_size(size_t *v, size_t def)
+{
+    if (*v == 0)
+        *v = def;
+}
+
+static void opts_default_u(unsigned *v, unsigned def)
+{
+    if (*v == 0)
+        *v = def;
+}
+
+static int resolve_sync(uv_loop_t *loop, const char *host, int port, struct sockaddr_storage *out)
+{
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    uv_getaddrinfo_t req;
+    if (uv_getaddrinfo(loop, &req, NULL, host, ps, &hints) != 0)
+        return ST_EINVAL;
+    int rc = ST_EINVAL;
+    if (req.addrinfo && req.addrinfo->ai_addrlen <= sizeof *out) {
+        memcpy(out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+        rc = 0;
+    }
+    uv_freeaddrinfo(req.addrinfo);
+    return rc;
+}
+
+static void free_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+int rpc_server_create(uv_loop_t *loop, const char *host, int port, const rpc_identity_t *me,
+                      const rpc_server_opts_t *opts, rpc_handler_fn handler, void *arg,
+                      rpc_server_t **out)
+{
+    if (!loop || !host || port < 0 || port > 65535 || !me || !me->cluster_name || !me->node_id ||
+        !handler || !out)
+        return ST_EINVAL;
+    struct sockaddr_storage ss;
+    int rc = resolve_sync(loop, host, port, &ss);
+    if (rc)
+        return rc;
+    rpc_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return ST_ENOMEM;
+    srv->loop = loop;
+    copy_id(srv->cluster, sizeof srv->cluster, me->cluster_name);
+    copy_id(srv->node_id, sizeof srv->node_id, me->node_id);
+    srv->fp = me->topology_fingerprint;
+    if (opts)
+        srv->o = *opts;
+    opts_default_size(&srv->o.max_frame, RPC_FRAME_MAX_DEFAULT);
+    if (srv->o.max_frame < 64)
+        srv->o.max_frame = 64;
+    opts_default_size(&srv->o.compress_min, RPC_COMPRESS_MIN_DEFAULT);
+    opts_default_size(&srv->o.max_conn_out_bytes, 16u << 20);
+    opts_default_u(&srv->o.max_conn_inflight, 1024);
+    opts_default_u(&srv->o.max_conns, 4096);
+    opts_default_u(&srv->o.handshake_timeout_ms, 5000);
+    srv->handler = handler;
+    srv->arg = arg;
+    uv_tcp_init(loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listener_open = 1;
+    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 511, srv_on_connection);
+    struct sockaddr_storage bound;
+    int bl = sizeof bound;
+    if (rc == 0)
+        rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &bl);
+    if (rc) {
+        /* freed on the next loop run, once the handle is closed */
+        uv_close((uv_handle_t *)&srv->listener, free_on_close);
+        return ST_EIO;
+    }
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    *out = srv;
+    return 0;
+}
+
+int rpc_server_port(const rpc_server_t *srv)
+{
+    return srv->port;
+}
+
+void rpc_server_stats(const rpc_server_t *srv, rpc_server_stats_t *out)
+{
+    *out = srv->st;
+}
+
+void rpc_server_close(rpc_server_t *srv, void (*cb)(void *arg), void *arg)
+{
+    if (srv->closing)
+        return;
+    srv->closing = 1;
+    srv->close_cb = cb;
+    srv->close_arg = arg;
+    uv_close((uv_handle_t *)&srv->listener, srv_listener_closed);
+    for (rpc_conn_t *c = srv->conns; c; c = c->next)
+        conn_close(c);
+}
+
+/* ======================================================================= */
+/* client                                                                   */
+/* ======================================================================= */
+
+enum { PH_BACKOFF, PH_RESOLVING, PH_CONNECTING, PH_HANDSHAKE, PH_UP, PH_DEAD /* write failed */ };
+
+typedef struct call {
+    struct call *hnext;         /* reqid hash chain */
+    struct call *dprev, *dnext; /* deadline-sorted list of every pending call */
+    struct call *qprev, *qnext; /* FIFO of calls not written yet */
+    struct call *fnext;         /* batch being failed */
+    uint64_t reqid;
+    uint64_t deadline;
+    rpc_call_cb cb;
+    void *arg;
+    wreq_t *w; /* the encoded frame until it is handed to uv_write */
+    int sent;
+} call_t;
+
+typedef struct cconn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    rpc_client_t *cli;
+    rpc_rx_t rx;
+    int closed;
+} cconn_t;
+
+struct rpc_client {
+    uv_loop_t *loop;
+    char host[256];
+    char port_str[8];
+    char cluster[ID_MAX];
+    char node_id[ID_MAX];
+    char peer_id[ID_MAX];
+    uint64_t fp;
+    rpc_client_opts_t o;
+    uv_timer_t conn_timer; /* backoff, connect/handshake timeout, heartbeat */
+    uv_timer_t dl_timer;   /* earliest call deadline */
+    uv_getaddrinfo_t gai;
+    int resolving;
+    cconn_t *cc; /* current connection, NULL in BACKOFF / RESOLVING */
+    unsigned live_cconns;
+    int phase;
+    rpc_client_state_t state;
+    int refused; /* the last handshake was refused: calls fail fast */
+    unsigned attempts;
+    uint64_t rng;
+    uint64_t next_reqid;
+    uint64_t last_rx;
+    int ping_outstanding;
+    call_t *dl_head, *dl_tail;
+    call_t *q_head, *q_tail;
+    call_t **ht;
+    size_t npending;
+    size_t queued_bytes;
+    int closing;
+    int handles;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static void client_connect(rpc_client_t *cli);
+static void client_maybe_finish(rpc_client_t *cli);
+static void cc_process(cconn_t *cc);
+
+const char *rpc_client_state_name(rpc_client_state_t s)
+{
+    switch (s) {
+    case RPC_CLIENT_CONNECTING:
+        return "connecting";
+    case RPC_CLIENT_UP:
+        return "up";
+    case RPC_CLIENT_DOWN:
+        return "down";
+    }
+    return "unknown";
+}
+
+static void cli_log(rpc_client_t *cli, int level, const char *msg, kvb_t *k)
+{
+    kvb_t full = {.n = 0};
+    kvb_raw(&full, "peer=%s:%s", cli->host, cli->port_str);
+    if (cli->peer_id[0])
+        kvb_str(&full, "peer_node", cli->peer_id);
+    if (k && k->n)
+        kvb_raw(&full, " %s", k->s);
+    emit(cli->o.log, cli->o.log_arg, level, msg, &full);
+}
+
+static void set_state(rpc_client_t *cli, rpc_client_state_t s, int err)
+{
+    if (cli->state == s)
+        return;
+    cli->state = s;
+    if (cli->o.on_state && !cli->closing)
+        cli->o.on_state(cli->o.state_arg, cli, s, err);
+}
+
+/* ---- pending calls ---- */
+
+static call_t **ht_slot(rpc_client_t *cli, uint64_t reqid)
+{
+    return &cli->ht[reqid & (HT_BUCKETS - 1)];
+}
+
+static call_t *ht_find(rpc_client_t *cli, uint64_t reqid)
+{
+    for (call_t *c = *ht_slot(cli, reqid); c; c = c->hnext)
+        if (c->reqid == reqid)
+            return c;
+    return NULL;
+}
+
+static void q_unlink(rpc_client_t *cli, call_t *c)
+{
+    if (c->qprev)
+        c->qprev->qnext = c->qnext;
+    else
+        cli->q_head = c->qnext;
+    if (c->qnext)
+        c->qnext->qprev = c->qprev;
+    else
+        cli->q_tail = c->qprev;
+    c->qprev = c->qnext = NULL;
+}
+
+/* Take a call off every list; frees its unsent frame. */
+static void call_remove(rpc_client_t *cli, call_t *c)
+{
+    for (call_t **pp = ht_slot(cli, c->reqid); *pp; pp = &(*pp)->hnext)
+        if (*pp == c) {
+            *pp = c->hnext;
+            break;
+        }
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        cli->dl_head = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    else
+        cli->dl_tail = c->dprev;
+    if (!c->sent)
+        q_unlink(cli, c);
+    if (c->w) {
+        cli->queued_bytes -= c->w->buf.len;
+        wreq_free(c->w);
+        c->w = NULL;
+    }
+    cli->npending--;
+}
+
+static void dl_cb(uv_timer_t *t);
+
+static void dl_rearm(rpc_client_t *cli)
+{
+    if (cli->closing)
+        return;
+    if (!cli->dl_head) {
+        uv_timer_stop(&cli->dl_timer);
+        return;
+    }
+    uint64_t now = uv_now(cli->loop);
+    uint64_t d = cli->dl_head->deadline;
+    uv_timer_start(&cli->dl_timer, dl_cb, d > now ? d - now : 0, 0);
+}
+
+/* Fail a batch: callbacks run after every list is consistent. */
+static void run_failed(call_t *batch, int status_sent, int status_unsent)
+{
+    while (batch) {
+        call_t *c = batch;
+        batch = c->fnext;
+        c->cb(c->arg, c->sent ? status_sent : status_unsent, 0, NULL, 0);
+        free(c);
+    }
+}
+
+/* Fail every pending call (all) or the ones already written (!all). */
+static void fail_calls(rpc_client_t *cli, int all, int status)
+{
+    call_t *head = NULL, **tail = &head;
+    for (call_t *c = cli->dl_head, *n; c; c = n) {
+        n = c->dnext;
+        if (!all && !c->sent)
+            continue;
+        call_remove(cli, c);
+        c->fnext = NULL;
+        *tail = c;
+        tail = &c->fnext;
+    }
+    run_failed(head, status, status);
+}
+
+static void dl_cb(uv_timer_t *t)
+{
+    rpc_client_t *cli = t->data;
+    uint64_t now = uv_now(cli->loop);
+    call_t *head = NULL, **tail = &head;
+    while (cli->dl_head && cli->dl_head->deadline <= now) {
+        call_t *c = cli->dl_head;
+        call_remove(cli, c);
+        c->fnext = NULL;
+        *tail = c;
+        tail = &c->fnext;
+    }
+    run_failed(head, ST_ETIMEDOUT, cli->state == RPC_CLIENT_UP ? ST_ETIMEDOUT : ST_EUNAVAIL);
+    dl_rearm(cli);
+}
+
+/* ---- connection ---- */
+
+static void cc_closed_cb(uv_handle_t *h)
+{
+    cconn_t *cc = h->data;
+    rpc_client_t *cli = cc->cli;
+    rpc_rx_deinit(&cc->rx);
+    free(cc);
+    cli->live_cconns--;
+    client_maybe_finish(cli);
+}
+
+static void client_maybe_finish(rpc_client_t *cli)
+{
+    if (cli->closing && cli->handles == 0 && cli->live_cconns == 0 && !cli->resolving) {
+        void (*cb)(void *) = cli->close_cb;
+        void *arg = cli->close_arg;
+        free(cli->ht);
+        free(cli);
+        if (cb)
+            cb(arg);
+    }
+}
+
+static void cc_close(cconn_t *cc)
+{
+    if (cc->closed)
+        return;
+    cc->closed = 1;
+    uv_close((uv_handle_t *)&cc->tcp, cc_closed_cb);
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+
+static unsigned backoff_delay(rpc_client_t *cli)
+{
+    uint64_t d = cli->o.backoff_max_ms;
+    if (!cli->refused) {
+        unsigned shift = cli->attempts < 20 ? cli->attempts : 20;
+        d = (uint64_t)cli->o.backoff_min_ms << shift;
+        if (d > cli->o.backoff_max_ms)
+            d = cli->o.backoff_max_ms;
+    }
+    cli->attempts++;
+    /* xorshift64 jitter: uniform in [d/2, d] so peers don't reconnect in lockstep */
+    cli->rng ^= cli->rng << 13;
+    cli->rng ^= cli->rng >> 7;
+    cli->rng ^= cli->rng << 17;
+    return (unsigned)(d / 2 + cli->rng % (d / 2 + 1));
+}
+
+/*
+ * The attempt or the connection failed: close it, go DOWN, fail the calls
+ * already written with ST_ECLOSED, retry after the backoff delay.
+ */
+static void attempt_failed(rpc_client_t *cli, int err, const char *what, const char *detail)
+{
+    int was_up = cli->phase == PH_UP || cli->phase == PH_DEAD;
+    if (cli->cc) {
+        cc_close(cli->cc);
+        cli->cc = NULL;
+    }
+    if (cli->closing)
+        return;
+    cli->phase = PH_BACKOFF;
+    unsigned delay = backoff_delay(cli);
+    uv_timer_start(&cli->conn_timer, conn_timer_cb, delay, 0);
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "reason", what);
+    if (detail)
+        kvb_str(&k, "detail", detail);
+    kvb_raw(&k, " retry_ms=%u", delay);
+    if (was_up)
+        cli_log(cli, ST_LOG_WARN, "rpc peer down", &k);
+    else if (cli->state != RPC_CLIENT_DOWN)
+        cli_log(cli, ST_LOG_WARN, "rpc peer unreachable", &k);
+    else
+        cli_log(cli, ST_LOG_DEBUG, "rpc connect attempt failed", &k);
+    set_state(cli, RPC_CLIENT_DOWN, err);
+    if (!cli->closing)
+        fail_calls(cli, 0, ST_ECLOSED);
+}
+
+/* The peer answered our HELLO with an ERROR (or an incompatible HELLO_ACK). */
+static void client_refused(rpc_client_t *cli, int code, const char *reason)
+{
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "err", st_errname(code));
+    kvb_str(&k, "reason", reason);
+    cli_log(cli, ST_LOG_ERROR, "rpc handshake refused", &k);
+    cli->refused = 1;
+    attempt_failed(cli, ST_EUNAVAIL, "handshake refused", NULL);
+    if (!cli->closing)
+        fail_calls(cli, 1, ST_EUNAVAIL);
+}
+
+static void cli_write_cb(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    cconn_t *cc = w->owner;
+    rpc_client_t *cli = cc->cli;
+    if (w->counted)
+        cli->queued_bytes -= w->buf.len;
+    wreq_free(w);
+    if (status < 0 && cc == cli->cc && !cc->closed && !cli->closing)
+        attempt_failed(cli, ST_ECLOSED, "write failed", uv_strerror(status));
+}
+
+static int cc_write(cconn_t *cc, wreq_t *w)
+{
+    w->owner = cc;
+    uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+    return uv_write(&w->req, (uv_stream_t *)&cc->tcp, &b, 1, cli_write_cb);
+}
+
+/* Write every queued call (UP only). */
+static void client_flush(rpc_client_t *cli)
+{
+    while (cli->q_head && cli->phase == PH_UP && cli->cc && !cli->cc->closed) {
+        call_t *c = cli->q_head;
+        q_unlink(cli, c);
+        wreq_t *w = c->w;
+        c->w = NULL;
+        c->sent = 1;
+        int rc = cc_write(cli->cc, w);
+        if (rc) {
+            /* put it back and fail the connection from the loop: no user
+             * callback may run inside rpc_client_call */
+            c->w = w;
+            c->sent = 0;
+            c->qnext = cli->q_head;
+            if (cli->q_head)
+                cli->q_head->qprev = c;
+            else
+                cli->q_tail = c;
+            cli->q_head = c;
+            cli->phase = PH_DEAD;
+            uv_timer_start(&cli->conn_timer, conn_timer_cb, 0, 0);
+            return;
+        }
+    }
+}
+
+static int send_small(rpc_client_t *cli, uint8_t type, const void *p, size_t len)
+{
+    wreq_t *w;
+    int rc = wreq_new(type, 0, p, len, 0, &w);
+    if (rc)
+        return rc;
+    rc = cc_write(cli->cc, w);
+    if (rc) {
+        wreq_free(w);
+        return ST_ECLOSED;
+    }
+    return 0;
+}
+
+static void client_handshake(rpc_client_t *cli, const rpc_frame_t *f)
+{
+    char msg[320];
+    if (f->type == RPC_ERROR) {
+        int code = decode_error(f->payload, f->len, msg, sizeof msg);
+        client_refused(cli, code, msg);
+        return;
+    }
+    Strata__Hello *h = NULL;
+    if (f->type == RPC_HELLO_ACK && f->len <= HELLO_MAX)
+        h = strata__hello__unpack(NULL, f->len, f->payload);
+    if (!h) {
+        attempt_failed(cli, ST_EUNAVAIL, "bad handshake reply", rpc_type_name(f->type));
+        return;
+    }
+    copy_id(cli->peer_id, sizeof cli->peer_id, h->node_id);
+    int rc = check_hello(h, cli->cluster, cli->fp, msg, sizeof msg);
+    strata__hello__free_unpacked(h, NULL);
+    if (rc) {
+        client_refused(cli, rc, msg);
+        return;
+    }
+    cli->phase = PH_UP;
+    cli->attempts = 0;
+    cli->refused = 0;
+    cli->ping_outstanding = 0;
+    uv_timer_stop(&cli->conn_timer);
+    if (cli->o.ping_interval_ms)
+        uv_timer_start(&cli->conn_timer, conn_timer_cb, cli->o.ping_interval_ms,
+                       cli->o.ping_interval_ms);
+    cli_log(cli, ST_LOG_INFO, "rpc peer up", NULL);
+    set_state(cli, RPC_CLIENT_UP, 0);
+    if (!cli->closing)
+        client_flush(cli);
+}
+
+static void client_on_frame(rpc_client_t *cli, const rpc_frame_t *f)
+{
+    char msg[320];
+    if (f->reqid == 0) {
+        if (f->type == RPC_PONG)
+            return;
+        if (f->type == RPC_ERROR) {
+            int code = decode_error(f->payload, f->len, msg, sizeof msg);
+            kvb_t k = {.n = 0};
+            kvb_str(&k, "err", st_errname(code));
+            kvb_str(&k, "reason", msg);
+            cli_log(cli, ST_LOG_WARN, "rpc peer reported a connection error", &k);
+            return; /* the peer closes the connection next */
+        }
+        attempt_failed(cli, ST_ECLOSED, "protocol error", rpc_type_name(f->type));
+        return;
+    }
+    call_t *c = ht_find(cli, f->reqid);
+    if (!c || !c->sent)
+        return; /* late reply after a timeout: dropped */
+    call_remove(cli, c);
+    if (f->type == RPC_ERROR) {
+        int code = decode_error(f->payload, f->len, msg, sizeof msg);
+        c->cb(c->arg, code, RPC_ERROR, (const uint8_t *)msg, strlen(msg));
+    } else {
+        c->cb(c->arg, 0, f->type, f->payload, f->len);
+    }
+    free(c);
+}
+
+static void cc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    cconn_t *cc = h->data;
+    uint8_t *p;
+    size_t n;
+    (void)suggested;
+    if (rpc_rx_reserve(&cc->rx, &p, &n) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    if (n > UINT32_MAX)
+        n = UINT32_MAX;
+    *buf = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static void cc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    cconn_t *cc = s->data;
+    rpc_client_t *cli = cc->cli;
+    (void)buf; /* owned by cc->rx */
+    if (nread > 0) {
+        rpc_rx_commit(&cc->rx, (size_t)nread);
+        cc_process(cc);
+    } else if (nread < 0 && cc == cli->cc && !cc->closed && !cli->closing) {
+        attempt_failed(cli, ST_ECLOSED, "connection lost",
+                       nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+    }
+}
+
+static void cc_process(cconn_t *cc)
+{
+    rpc_client_t *cli = cc->cli;
+    while (!cc->closed && cc == cli->cc && !cli->closing) {
+        rpc_frame_t f;
+        int rc = rpc_rx_next(&cc->rx, &f);
+        if (rc == ST_EAGAIN)
+            break;
+        if (rc < 0) {
+            kvb_t k = {.n = 0};
+            kvb_str(&k, "err", st_errname(rc));
+            cli_log(cli, ST_LOG_WARN, "rpc bad frame from peer", &k);
+            attempt_failed(cli, ST_ECLOSED, "bad frame", st_strerror(rc));
+            break;
+        }
+        cli->last_rx = uv_now(cli->loop);
+        cli->ping_outstanding = 0;
+        if (cli->phase == PH_HANDSHAKE)
+            client_handshake(cli, &f);
+        else
+            client_on_frame(cli, &f);
+    }
+}
+
+static void cc_on_connect(uv_connect_t *req, int status)
+{
+    cconn_t *cc = req->data;
+    rpc_client_t *cli = cc->cli;
+    if (cc->closed || cc != cli->cc || cli->closing)
+        return;
+    if (status < 0) {
+        attempt_failed(cli, ST_EUNAVAIL, "connect failed", uv_strerror(status));
+        return;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = pack_hello(cli->cluster, cli->fp, cli->node_id, &b);
+    if (rc == 0)
+        rc = send_small(cli, RPC_HELLO, b.data, b.len);
+    st_buf_deinit(&b);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&cc->tcp, cc_alloc_cb, cc_read_cb);
+    if (rc) {
+        attempt_failed(cli, ST_EUNAVAIL, "cannot send HELLO", st_strerror(rc));
+        return;
+    }
+    cli->phase = PH_HANDSHAKE;
+}
+
+static void cli_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rpc_client_t *cli = req->data;
+    cli->resolving = 0;
+    if (cli->closing) {
+        uv_freeaddrinfo(res);
+        client_maybe_finish(cli);
+        return;
+    }
+    if (status < 0 || !res) {
+        uv_freeaddrinfo(res);
+        attempt_failed(cli, ST_EUNAVAIL, "cannot resolve host", uv_strerror(status));
+        return;
+    }
+    cconn_t *cc = calloc(1, sizeof *cc);
+    if (!cc) {
+        uv_freeaddrinfo(res);
+        attempt_failed(cli, ST_EUNAVAIL, "out of memory", NULL);
+        return;
+    }
+    cc->cli = cli;
+    rpc_rx_init(&cc->rx, cli->o.max_frame);
+    uv_tcp_init(cli->loop, &cc->tcp);
+    cc->tcp.data = cc;
+    cc->creq.data = cc;
+    cli->live_cconns++;
+    cli->cc = cc;
+    uv_tcp_nodelay(&cc->tcp, 1);
+    int rc = uv_tcp_connect(&cc->creq, &cc->tcp, res->ai_addr, cc_on_connect);
+    uv_freeaddrinfo(res);
+    if (rc) {
+        attempt_failed(cli, ST_EUNAVAIL, "connect failed", uv_strerror(rc));
+        return;
+    }
+    cli->phase = PH_CONNECTING;
+    uv_timer_start(&cli->conn_timer, conn_timer_cb, cli->o.connect_timeout_ms, 0);
+}
+
+static void client_connect(rpc_client_t *cli)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    cli->phase = PH_RESOLVING;
+    cli->gai.data = cli;
+    int rc =
+        uv_getaddrinfo(cli->loop, &cli->gai, cli_on_resolved, cli->host, cli->port_str, &hints);
+    if (rc) {
+        attempt_failed(cli, ST_EUNAVAIL, "cannot resolve host", uv_strerror(rc));
+        return;
+    }
+    cli->resolving = 1;
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    rpc_client_t *cli = t->data;
+    switch (cli->phase) {
+    case PH_BACKOFF:
+        client_connect(cli);
+        return;
+    case PH_CONNECTING:
+    case PH_HANDSHAKE:
+        attempt_failed(cli, ST_ETIMEDOUT,
+                       cli->phase == PH_CONNECTING ? "connect timeout" : "handshake timeout", NULL);
+        return;
+    case PH_UP: {
+        uint64_t idle = uv_now(cli->loop) - cli->last_rx;
+        uint64_t iv = cli->o.ping_interval_ms;
+        if (cli->ping_outstanding && idle >= 2 * iv) {
+            attempt_failed(cli, ST_ETIMEDOUT, "heartbeat timeout", NULL);
+        } else if (!cli->ping_outstanding && idle >= iv) {
+            if (send_small(cli, RPC_PING, NULL, 0) == 0)
+                cli->ping_outstanding = 1;
+        }
+        return;
+    }
+    case PH_DEAD:
+        attempt_failed(cli, ST_ECLOSED, "write failed", NULL);
+        return;
+    default:
+        return;
+    }
+}
+
+int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_identity_t *me,
+                      const rpc_client_opts_t *opts, rpc_client_t **out)
+{
+    if (!loop || !host || !host[0] || strlen(host) >= 256 || port <= 0 || port > 65535 || !me ||
+        !me->cluster_name || !me->node_id || !out)
+        return ST_EINVAL;
+    rpc_client_t *cli = calloc(1, sizeof *cli);
+    if (!cli)
+        return ST_ENOMEM;
+    cli->ht = calloc(HT_BUCKETS, sizeof *cli->ht);
+    if (!cli->ht) {
+        free(cli);
+        return ST_ENOMEM;
+    }
+    cli->loop = loop;
+    copy_id(cli->host, sizeof cli->host, host);
+    snprintf(cli->port_str, sizeof cli->port_str, "%d", port);
+    copy_id(cli->cluster, sizeof cli->cluster, me->cluster_name);
+    copy_id(cli->node_id, sizeof cli->node_id, me->node_id);
+    cli->fp = me->topology_fingerprint;
+    if (opts)
+        cli->o = *opts;
+    opts_default_size(&cli->o.max_frame, RPC_FRAME_MAX_DEFAULT);
+    if (cli->o.max_frame < 64)
+        cli->o.max_frame = 64;
+    opts_default_size(&cli->o.compress_min, RPC_COMPRESS_MIN_DEFAULT);
+    opts_default_size(&cli->o.max_queue_bytes, 128u << 20);
+    opts_default_u(&cli->o.max_pending, 16384);
+    opts_default_u(&cli->o.connect_timeout_ms, 5000);
+    opts_default_u(&cli->o.backoff_min_ms, 50);
+    opts_default_u(&cli->o.backoff_max_ms, 2000);
+    if (cli->o.backoff_max_ms < cli->o.backoff_min_ms)
+        cli->o.backoff_max_ms = cli->o.backoff_min_ms;
+    opts_default_u(&cli->o.default_timeout_ms, 30000);
+    cli->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)cli) | 1;
+    cli->next_reqid = 1;
+    cli->state = RPC_CLIENT_CONNECTING;
+    cli->phase = PH_BACKOFF;
+    uv_timer_init(loop, &cli->conn_timer);
+    uv_timer_init(loop, &cli->dl_timer);
+    cli->conn_timer.data = cli;
+    cli->dl_timer.data = cli;
+    cli->handles = 2;
+    /* first attempt from the loop, so no callback runs inside create */
+    uv_timer_start(&cli->conn_timer, conn_timer_cb, 0, 0);
+    *out = cli;
+    return 0;
+}
+
+int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                    unsigned timeout_ms, rpc_call_cb cb, void *arg)
+{
+    if (!cb || (len && !payload) || type < RPC_WRITE)
+        return ST_EINVAL;
+    if (cli->closing)
+        return ST_ECLOSED;
+    if (cli->refused)
+        return ST_EUNAVAIL;
+    if (len > cli->o.max_frame - RPC_FRAME_HDR)
+        return ST_ELIMIT;
+    if (cli->npending >= cli->o.max_pending)
+        return ST_EBUSY;
+    if (cli->queued_bytes > 0 && cli->queued_bytes + len + RPC_FRAME_HDR > cli->o.max_queue_bytes)
+        return ST_EBUSY;
+    call_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return ST_ENOMEM;
+    c->reqid = cli->next_reqid++;
+    int rc = wreq_new(type, c->reqid, payload, len, cli->o.compress_min, &c->w);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->w->counted = 1;
+    c->cb = cb;
+    c->arg = arg;
+    c->deadline = uv_now(cli->loop) + (timeout_ms ? timeout_ms : cli->o.default_timeout_ms);
+    cli->queued_bytes += c->w->buf.len;
+    cli->npending++;
+    call_t **slot = ht_slot(cli, c->reqid);
+    c->hnext = *slot;
+    *slot = c;
+    /* deadline list: insert from the tail (deadlines mostly arrive in order) */
+    call_t *p = cli->dl_tail;
+    while (p && p->deadline > c->deadline)
+        p = p->dprev;
+    c->dprev = p;
+    c->dnext = p ? p->dnext : cli->dl_head;
+    if (c->dnext)
+        c->dnext->dprev = c;
+    else
+        cli->dl_tail = c;
+    if (p)
+        p->dnext = c;
+    else
+        cli->dl_head = c;
+    c->qprev = cli->q_tail;
+    if (cli->q_tail)
+        cli->q_tail->qnext = c;
+    else
+        cli->q_head = c;
+    cli->q_tail = c;
+    if (cli->dl_head == c)
+        dl_rearm(cli);
+    if (cli->phase == PH_UP)
+        client_flush(cli);
+    return 0;
+}
+
+rpc_client_state_t rpc_client_state(const rpc_client_t *cli)
+{
+    return cli->state;
+}
+
+const char *rpc_client_peer_id(const rpc_client_t *cli)
+{
+    return cli->peer_id;
+}
+
+size_t rpc_client_pending(const rpc_client_t *cli)
+{
+    return cli->npending;
+}
+
+static void cli_handle_closed(uv_handle_t *h)
+{
+    rpc_client_t *cli = h->data;
+    cli->handles--;
+    client_maybe_finish(cli);
+}
+
+void rpc_client_close(rpc_client_t *cli, void (*cb)(void *arg), void *arg)
+{
+    if (cli->closing)
+        return;
+    cli->closing = 1;
+    cli->close_cb = cb;
+    cli->close_arg = arg;
+    fail_calls(cli, 1, ST_ECLOSED);
+    if (cli->cc) {
+        cc_close(cli->cc);
+        cli->cc = NULL;
+    }
+    if (cli->resolving)
+        uv_cancel((uv_req_t *)&cli->gai);
+    uv_close((uv_handle_t *)&cli->conn_timer, cli_handle_closed);
+    uv_close((uv_handle_t *)&cli->dl_timer, cli_handle_closed);
+}

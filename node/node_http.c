@@ -1,0 +1,288 @@
+/*
+ * node_http — the node's HTTP endpoints:
+ *   /health                process up (200 "ok")
+ *   /ready                 engines open and RPC listening (200) or 503
+ *   /metrics               Prometheus text format
+ *   /api/v1/export         local data: ?shard=N (default: every local shard),
+ *                          match[]=SELECTOR (optional, repeatable), start, end
+ * Exports run on the thread pool and are capped at NODE_HTTP_EXPORT_MAX
+ * bytes per response (an operator tool; the router's export is paged).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "export_json.h"
+#include "node.h"
+#include "selector.h"
+#include "st_err.h"
+#include "st_log.h"
+
+typedef struct export_job {
+    uv_work_t w;
+    node_t *n;
+    http_req_t *req;
+    int shard; /* -1 = all local shards */
+    selector_t sel[16];
+    size_t nsel;
+    int64_t start, end;
+    st_buf_t out;
+    int status;
+    char msg[512];
+} export_job_t;
+
+static const st_matcher_t all_series = {ST_MATCH_RE, ST_METRIC_LABEL, ".+"};
+
+static void export_work(uv_work_t *w)
+{
+    export_job_t *j = w->data;
+    node_t *n = j->n;
+    size_t nsel = j->nsel ? j->nsel : 1;
+    for (int s = 0; s < (int)topo_shards(n->topo) && j->status == 200; s++) {
+        if (!n->engines[s] || (j->shard >= 0 && s != j->shard))
+            continue;
+        /* series matching several selectors are written once: the engine's
+         * ids are unique per shard, so track the labels' hashes */
+        uint64_t *seen = NULL;
+        size_t nseen = 0, cap = 0;
+        for (size_t k = 0; k < nsel && j->status == 200; k++) {
+            const st_matcher_t *m = j->nsel ? j->sel[k].m : &all_series;
+            size_t nm = j->nsel ? j->sel[k].n : 1;
+            engine_iter_t *it;
+            int rc = engine_query(n->engines[s], m, nm, j->start, j->end, &it);
+            if (rc) {
+                j->status = rc == ST_EINVAL ? 400 : 500;
+                snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());
+                break;
+            }
+            const st_label_t *l;
+            size_t nl, cnt;
+            const int64_t *ts;
+            const double *v;
+            while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+                if (nsel > 1) {
+                    uint64_t h = st_labels_hash(l, nl);
+                    int dup = 0;
+                    for (size_t i = 0; i < nseen && !dup; i++)
+                        dup = seen[i] == h;
+                    if (dup)
+                        continue;
+                    if (nseen == cap) {
+                        cap = cap ? cap * 2 : 256;
+                        uint64_t *ns = realloc(seen, cap * sizeof *ns);
+                        if (!ns) {
+                            rc = ST_ENOMEM;
+                            break;
+                        }
+                        seen = ns;
+                    }
+                    seen[nseen++] = h;
+                }
+                if ((rc = export_json_line(&j->out, l, nl, ts, v, cnt)))
+                    break;
+                if (j->out.len > NODE_HTTP_EXPORT_MAX) {
+                    j->status = 413;
+                    snprintf(j->msg, sizeof j->msg,
+                             "export larger than %u MiB; narrow match[], start/end or shard",
+                             NODE_HTTP_EXPORT_MAX >> 20);
+                    break;
+                }
+            }
+            engine_iter_destroy(it);
+            if (rc < 0) {
+                j->status = 500;
+                snprintf(j->msg, sizeof j->msg, "shard %d: %s", s, st_strerror(rc));
+            }
+        }
+        free(seen);
+    }
+}
+
+static void export_after(uv_work_t *w, int status)
+{
+    export_job_t *j = w->data;
+    atomic_fetch_sub(&j->n->jobs, 1);
+    if (j->status == 200)
+        http_respond(j->req, 200, "application/stream+json", j->out.data, j->out.len);
+    else
+        http_respond_error(j->req, j->status, j->msg);
+    for (size_t i = 0; i < j->nsel; i++)
+        selector_free(&j->sel[i]);
+    st_buf_deinit(&j->out);
+    free(j);
+}
+
+static void handle_export(node_t *n, http_req_t *req)
+{
+    export_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        http_respond_error(req, 500, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->req = req;
+    j->status = 200;
+    j->shard = -1;
+    j->start = INT64_MIN;
+    j->end = INT64_MAX;
+    st_buf_init(&j->out);
+    const char *v;
+    char err[300];
+    if ((v = http_req_param(req, "shard")) != NULL) {
+        char *end;
+        long s = strtol(v, &end, 10);
+        if (*v == '\0' || *end || s < 0 || s >= (long)topo_shards(n->topo)) {
+            snprintf(err, sizeof err, "invalid shard '%.64s' (0..%d)", v,
+                     (int)topo_shards(n->topo) - 1);
+            goto bad;
+        }
+        j->shard = (int)s;
+    }
+    if ((v = http_req_param(req, "start")) != NULL &&
+        http_parse_time_ms(v, strlen(v), &j->start) != 0) {
+        snprintf(err, sizeof err, "invalid start '%.64s'", v);
+        goto bad;
+    }
+    if ((v = http_req_param(req, "end")) != NULL &&
+        http_parse_time_ms(v, strlen(v), &j->end) != 0) {
+        snprintf(err, sizeof err, "invalid end '%.64s'", v);
+        goto bad;
+    }
+    size_t it = 0;
+    const http_param_t *p;
+    while ((p = http_params_next(&req->params, "match[]", &it)) != NULL) {
+        if (j->nsel == 16) {
+            snprintf(err, sizeof err, "too many match[] (max 16)");
+            goto bad;
+        }
+        char perr[256];
+        if (selector_parse(p->value, p->value_len, &j->sel[j->nsel], perr, sizeof perr)) {
+            snprintf(err, sizeof err, "invalid match[]: %s", perr);
+            goto bad;
+        }
+        j->nsel++;
+    }
+    j->w.data = j;
+    metric_counter_inc(n->http_exports);
+    atomic_fetch_add(&n->jobs, 1);
+    if (uv_queue_work(n->loop, &j->w, export_work, export_after) == 0)
+        return;
+    atomic_fetch_sub(&n->jobs, 1);
+    snprintf(err, sizeof err, "cannot queue work");
+bad:
+    for (size_t i = 0; i < j->nsel; i++)
+        selector_free(&j->sel[i]);
+    free(j);
+    http_respond_error(req, 400, err);
+}
+
+void node_http_handler(http_req_t *req, void *arg)
+{
+    node_t *n = arg;
+    const char *path = req->path;
+    if (strcmp(path, "/health") == 0) {
+        http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+    } else if (strcmp(path, "/ready") == 0) {
+        if (n->ready)
+            http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+        else
+            http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
+    } else if (strcmp(path, "/metrics") == 0) {
+        st_buf_t b;
+        st_buf_init(&b);
+        if (metrics_render(n->metrics, &b) == 0)
+            http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
+        else
+            http_respond_error(req, 500, "cannot render metrics");
+        st_buf_deinit(&b);
+    } else if (strcmp(path, "/api/v1/export") == 0) {
+        if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_POST)
+            http_respond_error(req, 405, "use GET or POST");
+        else
+            handle_export(n, req);
+    } else {
+        http_respond_error(req, 404, "not found");
+    }
+}
+
+static int engine_gauges(void *arg, st_buf_t *out)
+{
+    node_t *n = arg;
+    engine_stats_t t = {0};
+    for (int s = 0; s < (int)topo_shards(n->topo); s++) {
+        if (!n->engines[s])
+            continue;
+        engine_stats_t es;
+        engine_get_stats(n->engines[s], &es);
+        t.series += es.series;
+        t.head_samples += es.head_samples;
+        t.head_bytes += es.head_bytes;
+        t.segments += es.segments;
+        t.disk_bytes += es.disk_bytes;
+        t.wal_bytes += es.wal_bytes;
+        t.samples_written += es.samples_written;
+        t.samples_out_of_order += es.samples_out_of_order;
+        t.flushes += es.flushes;
+        t.compactions += es.compactions;
+        t.flush_errors += es.flush_errors;
+        t.wal_syncs += es.wal_syncs;
+        t.samples_too_old += es.samples_too_old;
+    }
+    char tmp[4096];
+    int k = snprintf(
+        tmp, sizeof tmp,
+        "# HELP strata_node_series Series stored on this node.\n# TYPE strata_node_series gauge\n"
+        "strata_node_series %llu\n"
+        "# HELP strata_node_head_samples Samples in memory not yet in segments.\n"
+        "# TYPE strata_node_head_samples gauge\nstrata_node_head_samples %llu\n"
+        "# HELP strata_node_head_bytes Memory held by the heads.\n"
+        "# TYPE strata_node_head_bytes gauge\nstrata_node_head_bytes %llu\n"
+        "# HELP strata_node_segments Segment files.\n"
+        "# TYPE strata_node_segments gauge\nstrata_node_segments %llu\n"
+        "# HELP strata_node_disk_bytes Bytes on disk (segments, series logs, WAL).\n"
+        "# TYPE strata_node_disk_bytes gauge\nstrata_node_disk_bytes %llu\n"
+        "# HELP strata_node_wal_bytes Bytes in WAL files.\n"
+        "# TYPE strata_node_wal_bytes gauge\nstrata_node_wal_bytes %llu\n"
+        "# HELP strata_node_engine_samples_written_total Samples written to the engines.\n"
+        "# TYPE strata_node_engine_samples_written_total counter\n"
+        "strata_node_engine_samples_written_total %llu\n"
+        "# HELP strata_node_samples_out_of_order_total Samples older than their series' newest.\n"
+        "# TYPE strata_node_samples_out_of_order_total counter\n"
+        "strata_node_samples_out_of_order_total %llu\n"
+        "# HELP strata_node_flushes_total Head flushes.\n"
+        "# TYPE strata_node_flushes_total counter\nstrata_node_flushes_total %llu\n"
+        "# HELP strata_node_compactions_total Partition compactions.\n"
+        "# TYPE strata_node_compactions_total counter\nstrata_node_compactions_total %llu\n"
+        "# HELP strata_node_flush_errors_total Failed flush attempts (retried).\n"
+        "# TYPE strata_node_flush_errors_total counter\nstrata_node_flush_errors_total %llu\n"
+        "# HELP strata_node_wal_syncs_total WAL fsyncs.\n"
+        "# TYPE strata_node_wal_syncs_total counter\nstrata_node_wal_syncs_total %llu\n"
+        "# HELP strata_node_samples_too_old_total Samples dropped: older than retention.\n"
+        "# TYPE strata_node_samples_too_old_total counter\nstrata_node_samples_too_old_total "
+        "%llu\n",
+        (unsigned long long)t.series, (unsigned long long)t.head_samples,
+        (unsigned long long)t.head_bytes, (unsigned long long)t.segments,
+        (unsigned long long)t.disk_bytes, (unsigned long long)t.wal_bytes,
+        (unsigned long long)t.samples_written, (unsigned long long)t.samples_out_of_order,
+        (unsigned long long)t.flushes, (unsigned long long)t.compactions,
+        (unsigned long long)t.flush_errors, (unsigned long long)t.wal_syncs,
+        (unsigned long long)t.samples_too_old);
+    return st_buf_append(out, tmp, (size_t)k);
+}
+
+int node_metrics_register(node_t *n)
+{
+    metrics_t *m = n->metrics;
+    n->rpc_requests = metrics_counter(m, "strata_node_rpc_requests_total", "RPC requests.", NULL);
+    n->rpc_errors = metrics_counter(m, "strata_node_rpc_errors_total",
+                                    "RPC requests answered with an error.", NULL);
+    n->samples_written = metrics_counter(m, "strata_node_samples_written_total",
+                                         "Samples written through RPC.", NULL);
+    n->write_rejected = metrics_counter(m, "strata_node_shard_writes_rejected_total",
+                                        "Shard writes that failed.", NULL);
+    n->http_exports =
+        metrics_counter(m, "strata_node_http_exports_total", "Local /api/v1/export calls.", NULL);
+    if (!n->rpc_requests || !n->rpc_errors || !n->samples_written || !n->write_rejected ||
+        !n->http_exports)
+        return ST_ENOMEM;
+    return metrics_collector(m, engine_gauges, n);
+}

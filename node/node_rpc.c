@@ -1,0 +1,506 @@
+/*
+ * node_rpc — the node's RPC request handlers.
+ *
+ * A request's payload is copied into a job and handled in a uv_queue_work
+ * callback (off the loop); the after-work callback replies on the loop.
+ *   WRITE        NodeWrite (wire.h, zero-copy): per shard, engine_write
+ *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples
+ *   SERIES       same, without samples
+ *   LABEL_NAMES  ReadRequest -> StringList
+ *   LABEL_VALUES ReadRequest (label_name) -> StringList
+ *   STATS        -> NodeStats
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+#include "st_err.h"
+#include "st_log.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+typedef struct job {
+    uv_work_t req;
+    node_t *n;
+    rpc_conn_t *conn;
+    uint64_t reqid;
+    uint8_t type, out_type;
+    uint8_t *payload;
+    size_t len;
+    st_buf_t out;
+    int err;
+    char msg[512];
+} job_t;
+
+/* ---- WRITE ---- */
+
+typedef struct write_scratch {
+    engine_series_batch_t *b;
+    st_label_t *labels;
+    int64_t *ts;
+    double *v;
+    size_t bcap, lcap, scap;
+} write_scratch_t;
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(p, c * elem);
+    if (!np)
+        return NULL;
+    *cap = c;
+    return np;
+}
+
+static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *ws,
+                       Strata__ShardResult *res)
+{
+    node_t *n = j->n;
+    const uint8_t *end = p + len, *q = p;
+    wire_field_t f;
+    int rc;
+    uint32_t shard = UINT32_MAX;
+    size_t nseries = 0, nsamples = 0, nlabels = 0;
+    /* pass 1: shard number, sizes */
+    while ((rc = wire_next(&q, end, &f)) == 1) {
+        if (f.num == 1 && f.type == WIRE_VARINT)
+            shard = (uint32_t)f.u;
+        else if (f.num == 2 && f.type == WIRE_LEN) {
+            wire_series_t s;
+            if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+                break;
+            nseries++;
+            nsamples += s.nvals;
+            nlabels += s.nlabels;
+        }
+    }
+    res->shard = shard;
+    if (rc < 0) {
+        snprintf(j->msg, sizeof j->msg, "malformed ShardWrite: %s", st_strerror(rc));
+        return rc;
+    }
+    if (shard >= (uint32_t)topo_shards(n->topo) || !n->engines[shard]) {
+        snprintf(j->msg, sizeof j->msg, "shard %u is not placed on node %s", shard,
+                 topo_node_id(n->topo, n->self));
+        return ST_EINVAL;
+    }
+    if (!(ws->b = grow(ws->b, &ws->bcap, nseries, sizeof *ws->b)) ||
+        !(ws->labels = grow(ws->labels, &ws->lcap, nlabels, sizeof *ws->labels)))
+        return ST_ENOMEM;
+    size_t c0 = ws->scap;
+    if (!(ws->ts = grow(ws->ts, &c0, nsamples, sizeof *ws->ts)) ||
+        !(ws->v = grow(ws->v, &ws->scap, nsamples, sizeof *ws->v)))
+        return ST_ENOMEM;
+    /* pass 2: fill the batch (labels point into the payload) */
+    q = p;
+    size_t bi = 0, li = 0, si = 0;
+    while ((rc = wire_next(&q, end, &f)) == 1) {
+        if (!(f.num == 2 && f.type == WIRE_LEN))
+            continue;
+        wire_series_t s;
+        size_t got;
+        wire_series_decode(f.data, f.len, &s);
+        if ((rc = wire_series_samples(&s, ws->ts + si, ws->v + si, nsamples - si, &got)) < 0) {
+            snprintf(j->msg, sizeof j->msg, "malformed series in shard %u", shard);
+            return rc;
+        }
+        memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
+        ws->b[bi] =
+            (engine_series_batch_t){ws->labels + li, s.nlabels, ws->ts + si, ws->v + si, got};
+        li += s.nlabels;
+        si += got;
+        bi++;
+    }
+    size_t bad = 0;
+    rc = engine_write(n->engines[shard], ws->b, bi, &bad);
+    if (rc) {
+        snprintf(j->msg, sizeof j->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
+                 engine_last_error()[0] ? ": " : "", engine_last_error());
+        return rc;
+    }
+    res->samples = si;
+    metric_counter_add(n->samples_written, si);
+    return 0;
+}
+
+static void do_write(job_t *j)
+{
+    const uint8_t *p = j->payload, *end = p + j->len;
+    wire_field_t f;
+    int rc;
+    size_t nres = 0, cap = 0;
+    Strata__ShardResult *res = NULL;
+    write_scratch_t ws = {0};
+    char **msgs = NULL;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (!(f.num == 1 && f.type == WIRE_LEN))
+            continue;
+        if (nres == cap) {
+            cap = cap ? cap * 2 : 16;
+            Strata__ShardResult *nr = realloc(res, cap * sizeof *nr);
+            char **nm = realloc(msgs, cap * sizeof *nm);
+            if (!nr || !nm) {
+                free(nr ? nr : res);
+                free(nm ? nm : msgs);
+                j->err = ST_ENOMEM;
+                return;
+            }
+            res = nr;
+            msgs = nm;
+        }
+        strata__shard_result__init(&res[nres]);
+        j->msg[0] = '\0';
+        int wrc = write_shard(j, f.data, f.len, &ws, &res[nres]);
+        res[nres].code = wrc;
+        msgs[nres] = strdup(j->msg);
+        res[nres].error = msgs[nres] ? msgs[nres] : "";
+        if (wrc)
+            metric_counter_inc(j->n->write_rejected);
+        nres++;
+    }
+    free(ws.b);
+    free(ws.labels);
+    free(ws.ts);
+    free(ws.v);
+    if (rc < 0) {
+        j->err = rc;
+        snprintf(j->msg, sizeof j->msg, "malformed NodeWrite");
+    } else {
+        Strata__NodeWriteResult out = STRATA__NODE_WRITE_RESULT__INIT;
+        Strata__ShardResult **ptrs = malloc((nres ? nres : 1) * sizeof *ptrs);
+        if (!ptrs) {
+            j->err = ST_ENOMEM;
+        } else {
+            for (size_t i = 0; i < nres; i++)
+                ptrs[i] = &res[i];
+            out.n_results = nres;
+            out.results = ptrs;
+            size_t sz = strata__node_write_result__get_packed_size(&out);
+            if (st_buf_reserve(&j->out, sz)) {
+                j->err = ST_ENOMEM;
+            } else {
+                j->out.len = strata__node_write_result__pack(&out, j->out.data);
+                j->out_type = RPC_WRITE_RESP;
+            }
+            free(ptrs);
+        }
+    }
+    for (size_t i = 0; i < nres; i++)
+        free(msgs[i]);
+    free(msgs);
+    free(res);
+}
+
+/* ---- reads ---- */
+
+/* Matchers from a ReadRequest, with NUL-terminated copies. */
+typedef struct matchers {
+    st_matcher_t m[64];
+    size_t n;
+    char *arena;
+} matchers_t;
+
+static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *msg, size_t msglen)
+{
+    out->n = 0;
+    out->arena = NULL;
+    if (r->n_matchers > 64) {
+        snprintf(msg, msglen, "too many matchers (max 64)");
+        return ST_ELIMIT;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->n_matchers; i++)
+        bytes += r->matchers[i]->name.len + r->matchers[i]->value.len + 2;
+    out->arena = malloc(bytes + 1);
+    if (!out->arena)
+        return ST_ENOMEM;
+    char *p = out->arena;
+    for (size_t i = 0; i < r->n_matchers; i++) {
+        const Strata__Matcher *m = r->matchers[i];
+        if ((unsigned)m->type > ST_MATCH_NRE) {
+            snprintf(msg, msglen, "unknown matcher type %d", m->type);
+            return ST_EINVAL;
+        }
+        out->m[i].type = (st_match_type_t)m->type;
+        out->m[i].name = p;
+        memcpy(p, m->name.data, m->name.len);
+        p += m->name.len;
+        *p++ = '\0';
+        out->m[i].value = p;
+        memcpy(p, m->value.data, m->value.len);
+        p += m->value.len;
+        *p++ = '\0';
+    }
+    out->n = r->n_matchers;
+    return 0;
+}
+
+static engine_t *shard_engine(job_t *j, uint32_t shard)
+{
+    node_t *n = j->n;
+    if (shard >= (uint32_t)topo_shards(n->topo) || !n->engines[shard]) {
+        snprintf(j->msg, sizeof j->msg, "shard %u is not placed on node %s", shard,
+                 topo_node_id(n->topo, n->self));
+        return NULL;
+    }
+    return n->engines[shard];
+}
+
+static void do_read(job_t *j, int with_samples)
+{
+    Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
+    if (!r) {
+        j->err = ST_EPROTO;
+        snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
+        return;
+    }
+    matchers_t m;
+    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;
+    uint64_t max_series = r->max_series ? r->max_series : 100000;
+    uint64_t samples = 0, series = 0;
+    int done = 1;
+    uint32_t next_shard = 0;
+    uint64_t next_pos = 0;
+    for (size_t si = r->cursor_shard; !rc && si < r->n_shards; si++) {
+        engine_t *e = shard_engine(j, r->shards[si]);
+        if (!e) {
+            rc = ST_EINVAL;
+            break;
+        }
+        engine_iter_t *it;
+        if ((rc = engine_query(e, m.m, m.n, r->start_ms, r->end_ms, &it))) {
+            snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());
+            break;
+        }
+        if (si == r->cursor_shard)
+            engine_iter_seek(it, r->cursor_pos);
+        const st_label_t *l;
+        size_t nl, cnt;
+        const int64_t *ts;
+        const double *v;
+        while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+            rc = wire_put_series(&j->out, 1, l, nl, ts, v, with_samples ? cnt : 0);
+            if (rc)
+                break;
+            samples += cnt;
+            series++;
+            if ((with_samples && samples >= max_samples) || series >= max_series) {
+                done = 0;
+                next_shard = (uint32_t)si;
+                next_pos = engine_iter_pos(it);
+                break;
+            }
+        }
+        engine_iter_destroy(it);
+        if (rc < 0)
+            snprintf(j->msg, sizeof j->msg, "shard %u: %s", r->shards[si], engine_last_error());
+        else
+            rc = 0;
+        if (!done)
+            break;
+    }
+    if (!rc) {
+        rc = wire_put_varint_field(&j->out, 2, (uint64_t)done);
+        if (!done) {
+            rc |= wire_put_varint_field(&j->out, 3, next_shard);
+            rc |= wire_put_varint_field(&j->out, 4, next_pos);
+        }
+        j->out_type = with_samples ? RPC_EXPORT_RESP : RPC_SERIES_RESP;
+    }
+    j->err = rc;
+    free(m.arena);
+    strata__read_request__free_unpacked(r, NULL);
+}
+
+typedef struct strset {
+    char **s;
+    size_t *len;
+    size_t n, cap;
+} strset_t;
+
+static int strset_add(void *arg, const char *s, size_t len)
+{
+    strset_t *set = arg;
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char **ns = realloc(set->s, cap * sizeof *ns);
+        if (!ns)
+            return ST_ENOMEM;
+        set->s = ns;
+        size_t *nl = realloc(set->len, cap * sizeof *nl);
+        if (!nl)
+            return ST_ENOMEM;
+        set->len = nl;
+        set->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c)
+        return ST_ENOMEM;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    set->s[set->n] = c;
+    set->len[set->n++] = len;
+    return 0;
+}
+
+static void do_labels(job_t *j, int values)
+{
+    Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
+    if (!r) {
+        j->err = ST_EPROTO;
+        snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
+        return;
+    }
+    matchers_t m;
+    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    strset_t set = {0};
+    char *name = NULL;
+    if (!rc && values) {
+        name = strndup((const char *)r->label_name.data, r->label_name.len);
+        if (!name)
+            rc = ST_ENOMEM;
+    }
+    for (size_t si = 0; !rc && si < r->n_shards; si++) {
+        engine_t *e = shard_engine(j, r->shards[si]);
+        if (!e) {
+            rc = ST_EINVAL;
+            break;
+        }
+        rc = values ? engine_label_values(e, name, m.m, m.n, strset_add, &set)
+                    : engine_label_names(e, m.m, m.n, strset_add, &set);
+        if (rc)
+            snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());
+    }
+    /* shards return sorted lists: the router merges; here just concatenate
+     * distinct values per shard (sorted within each shard) */
+    for (size_t i = 0; i < set.n && !rc; i++)
+        rc = wire_put_bytes_field(&j->out, 1, set.s[i], set.len[i]);
+    for (size_t i = 0; i < set.n; i++)
+        free(set.s[i]);
+    free(set.s);
+    free(set.len);
+    free(name);
+    free(m.arena);
+    strata__read_request__free_unpacked(r, NULL);
+    j->err = rc;
+    j->out_type = values ? RPC_LABEL_VALUES_RESP : RPC_LABEL_NAMES_RESP;
+}
+
+static void do_stats(job_t *j)
+{
+    node_t *n = j->n;
+    Strata__NodeStats st = STRATA__NODE_STATS__INIT;
+    st.node_id = (char *)topo_node_id(n->topo, n->self);
+    uint32_t shards[65536];
+    size_t ns = 0;
+    for (int s = 0; s < (int)topo_shards(n->topo); s++) {
+        if (!n->engines[s])
+            continue;
+        engine_stats_t es;
+        engine_get_stats(n->engines[s], &es);
+        st.series += es.series;
+        st.head_samples += es.head_samples;
+        st.disk_bytes += es.disk_bytes;
+        st.samples_written += es.samples_written;
+        shards[ns++] = (uint32_t)s;
+    }
+    st.n_shards = ns;
+    st.shards = shards;
+    size_t sz = strata__node_stats__get_packed_size(&st);
+    if (st_buf_reserve(&j->out, sz)) {
+        j->err = ST_ENOMEM;
+        return;
+    }
+    j->out.len = strata__node_stats__pack(&st, j->out.data);
+    j->out_type = RPC_STATS_RESP;
+}
+
+static void work_cb(uv_work_t *w)
+{
+    job_t *j = w->data;
+    switch (j->type) {
+    case RPC_WRITE:
+        do_write(j);
+        break;
+    case RPC_EXPORT:
+        do_read(j, 1);
+        break;
+    case RPC_SERIES:
+        do_read(j, 0);
+        break;
+    case RPC_LABEL_NAMES:
+        do_labels(j, 0);
+        break;
+    case RPC_LABEL_VALUES:
+        do_labels(j, 1);
+        break;
+    case RPC_STATS:
+        do_stats(j);
+        break;
+    default:
+        j->err = ST_EPROTO;
+        snprintf(j->msg, sizeof j->msg, "unknown request type %u", j->type);
+    }
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    atomic_fetch_sub(&j->n->jobs, 1);
+    if (status == UV_ECANCELED && !j->err) {
+        j->err = ST_ECLOSED;
+        snprintf(j->msg, sizeof j->msg, "node shutting down");
+    }
+    if (j->err) {
+        metric_counter_inc(j->n->rpc_errors);
+        rpc_conn_reply_error(j->conn, j->reqid, j->err, j->msg[0] ? j->msg : st_strerror(j->err));
+    } else {
+        int rc = rpc_conn_reply(j->conn, j->reqid, j->out_type, j->out.data, j->out.len);
+        if (rc == ST_ELIMIT)
+            st_warn("reply larger than the maximum frame", "type=%u bytes=%zu", j->out_type,
+                    j->out.len);
+    }
+    rpc_conn_release(j->conn);
+    st_buf_deinit(&j->out);
+    free(j->payload);
+    free(j);
+}
+
+void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
+                      const uint8_t *payload, size_t len)
+{
+    node_t *n = arg;
+    metric_counter_inc(n->rpc_requests);
+    job_t *j = calloc(1, sizeof *j);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!j || !copy) {
+        free(j);
+        free(copy);
+        rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(copy, payload, len);
+    j->n = n;
+    j->conn = conn;
+    j->reqid = reqid;
+    j->type = type;
+    j->payload = copy;
+    j->len = len;
+    st_buf_init(&j->out);
+    j->req.data = j;
+    rpc_conn_acquire(conn);
+    atomic_fetch_add(&n->jobs, 1);
+    int rc = uv_queue_work(n->loop, &j->req, work_cb, after_cb);
+    if (rc) {
+        atomic_fetch_sub(&n->jobs, 1);
+        rpc_conn_reply_error(conn, reqid, ST_EBUSY, "cannot queue work");
+        rpc_conn_release(conn);
+        free(copy);
+        free(j);
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * router — strata-router: a stateless HTTP front end. It hashes every
+ * series to a shard with the topology of cluster.ini, sends each node one
+ * RPC per request carrying all the shards that node serves, and fans reads
+ * out to one replica per shard.
+ *
+ * Threads: one libuv loop runs the HTTP server and the RPC clients (one per
+ * node, persistent, reconnecting). CPU work — parsing line protocol,
+ * grouping and encoding batches, turning export pages into JSON — runs in
+ * uv_queue_work jobs; the loop only moves bytes.
+ */
+#ifndef ROUTER_H
+#define ROUTER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "rpc_uv.h"
+#include "topo.h"
+
+#define ROUTER_MAX_REJECTED 100       /* per-line errors reported in a 400 */
+#define ROUTER_EXPORT_PAGE (1u << 19) /* samples per EXPORT page */
+#define ROUTER_MAX_SERIES 2000000     /* /api/v1/series answer cap */
+
+typedef struct router {
+    uv_loop_t *loop;
+    topo_t *topo;
+    char listen[300];
+    rpc_client_t **clients; /* [node] */
+    http_server_t *http;
+    metrics_t *metrics;
+    int64_t timeout_ms;
+    uint64_t max_body;
+    metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
+} router_t;
+
+/* Node index that serves `shard` now: the first replica whose client is up
+ * (the first replica when none is). */
+uint32_t router_pick_replica(const router_t *r, uint32_t shard);
+int router_node_up(const router_t *r, uint32_t node);
+
+void router_handle_write(router_t *r, http_req_t *req);
+void router_handle_export(router_t *r, http_req_t *req);
+void router_handle_series(router_t *r, http_req_t *req);
+void router_handle_labels(router_t *r, http_req_t *req, const char *label_name);
+
+#endif

@@ -1,0 +1,549 @@
+/*
+ * router_write — POST /write and /api/v2/write.
+ *
+ *   loop:    decode the body (gzip), check params, queue a job
+ *   worker:  parse line protocol (lp.h, series mode); group samples by
+ *            series (one columnar SeriesSamples per series per request);
+ *            shard each series; encode one NodeWrite per node (wire.h)
+ *   loop:    one RPC_WRITE per node, in parallel; when every node has
+ *            answered (or timed out): 204, 400 (per-line errors; the valid
+ *            lines were written) or 503 (the shards that failed, and why)
+ *
+ * Retrying a body is safe: the same (series, timestamp) rewrites the same
+ * sample (last write wins).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_util.h"
+#include "lp.h"
+#include "router.h"
+#include "st_err.h"
+#include "st_log.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+typedef struct entry {
+    uint64_t hash;
+    size_t label_off;
+    uint32_t nlabels;
+    uint32_t shard;
+    uint32_t count;
+    uint32_t first; /* offset of its samples after grouping */
+} entry_t;
+
+typedef struct rejected {
+    uint64_t line;
+    char reason[200];
+} rejected_t;
+
+typedef struct wjob {
+    uv_work_t w;
+    router_t *r;
+    http_req_t *req;
+    lp_precision_t prec;
+    int64_t now_ms;
+    /* grouping */
+    entry_t *e;
+    size_t ne, ecap;
+    uint32_t *table;
+    size_t tcap;
+    st_label_t *labels;
+    size_t nl, lcap;
+    char *str;
+    size_t sl, scap;
+    uint32_t *s_entry;
+    int64_t *s_ts;
+    double *s_v;
+    size_t ns, s_cap;
+    int oom;
+    /* results of parsing */
+    uint64_t lines_ok, lines_bad;
+    rejected_t rej[ROUTER_MAX_REJECTED];
+    size_t nrej;
+    /* per node payloads */
+    st_buf_t *payload; /* [nodes] */
+    uint32_t *nshards; /* [nodes]: shards in the payload */
+    uint32_t *sent_to; /* [shards]: node the shard's batch went to, UINT32_MAX = none */
+    /* RPC phase */
+    int pending;
+    int failed_shards;
+    char *shard_err; /* JSON fragments of failed shards */
+    st_buf_t fail;
+    int parse_err;
+} wjob_t;
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(p, c * elem);
+    if (!np) {
+        *oom = 1;
+        return p;
+    }
+    *cap = c;
+    return np;
+}
+
+static int labels_eq(const wjob_t *j, const entry_t *en, const lp_series_t *ls)
+{
+    if (en->nlabels != ls->nlabels)
+        return 0;
+    for (uint32_t k = 0; k < ls->nlabels; k++) {
+        const st_label_t *x = &j->labels[en->label_off + k], *y = &ls->labels[k];
+        if (x->name_len != y->name_len || x->value_len != y->value_len ||
+            memcmp(j->str + (uintptr_t)x->name, y->name, y->name_len) ||
+            memcmp(j->str + (uintptr_t)x->value, y->value, y->value_len))
+            return 0;
+    }
+    return 1;
+}
+
+static int rehash(wjob_t *j)
+{
+    size_t cap = j->tcap ? j->tcap * 2 : 4096;
+    uint32_t *t = calloc(cap, sizeof *t);
+    if (!t)
+        return ST_ENOMEM;
+    for (size_t i = 0; i < j->ne; i++) {
+        size_t h = j->e[i].hash & (cap - 1);
+        while (t[h])
+            h = (h + 1) & (cap - 1);
+        t[h] = (uint32_t)i + 1;
+    }
+    free(j->table);
+    j->table = t;
+    j->tcap = cap;
+    return 0;
+}
+
+static long entry_of(wjob_t *j, const lp_series_t *ls)
+{
+    if ((j->ne + 1) * 2 > j->tcap && rehash(j))
+        return ST_ENOMEM;
+    uint64_t hash = st_labels_hash(ls->labels, ls->nlabels);
+    size_t h = hash & (j->tcap - 1);
+    while (j->table[h]) {
+        entry_t *en = &j->e[j->table[h] - 1];
+        if (en->hash == hash && labels_eq(j, en, ls))
+            return j->table[h] - 1;
+        h = (h + 1) & (j->tcap - 1);
+    }
+    size_t bytes = 0;
+    for (uint32_t k = 0; k < ls->nlabels; k++)
+        bytes += ls->labels[k].name_len + ls->labels[k].value_len;
+    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
+    j->labels = grow(j->labels, &j->lcap, j->nl + ls->nlabels, sizeof *j->labels, &j->oom);
+    j->str = grow(j->str, &j->scap, j->sl + bytes, 1, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    /* labels hold offsets into str until encoding (str may move) */
+    for (uint32_t k = 0; k < ls->nlabels; k++) {
+        st_label_t *d = &j->labels[j->nl + k];
+        const st_label_t *s = &ls->labels[k];
+        memcpy(j->str + j->sl, s->name, s->name_len);
+        d->name = (const char *)(uintptr_t)j->sl;
+        d->name_len = s->name_len;
+        j->sl += s->name_len;
+        memcpy(j->str + j->sl, s->value, s->value_len);
+        d->value = (const char *)(uintptr_t)j->sl;
+        d->value_len = s->value_len;
+        j->sl += s->value_len;
+    }
+    entry_t *en = &j->e[j->ne];
+    en->hash = hash;
+    en->label_off = j->nl;
+    en->nlabels = ls->nlabels;
+    en->count = 0;
+    const topo_t *t = j->r->topo;
+    en->shard = topo_sharding(t) == TOPO_SHARDING_SERIES
+                    ? (uint32_t)(hash % topo_shards(t))
+                    : topo_shard_of_labels(t, ls->labels, ls->nlabels);
+    j->nl += ls->nlabels;
+    j->table[h] = (uint32_t)++j->ne;
+    return (long)(j->ne - 1);
+}
+
+static int on_point(void *arg, const lp_point_t *pt)
+{
+    wjob_t *j = arg;
+    for (uint32_t i = 0; i < pt->nseries; i++) {
+        long ei = entry_of(j, &pt->series[i]);
+        if (ei < 0)
+            return (int)ei;
+        size_t c0 = j->s_cap;
+        j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + 1, sizeof *j->s_entry, &j->oom);
+        if (j->s_cap != c0) {
+            size_t c1 = c0;
+            j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
+            c1 = c0;
+            j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
+        }
+        if (j->oom)
+            return ST_ENOMEM;
+        j->s_entry[j->ns] = (uint32_t)ei;
+        j->s_ts[j->ns] = pt->ts_ms;
+        j->s_v[j->ns] = pt->series[i].value;
+        j->ns++;
+        j->e[ei].count++;
+    }
+    j->lines_ok++;
+    return 0;
+}
+
+static void on_error(void *arg, uint64_t line, int code, const char *reason)
+{
+    wjob_t *j = arg;
+    j->lines_bad++;
+    if (j->nrej < ROUTER_MAX_REJECTED) {
+        j->rej[j->nrej].line = line;
+        snprintf(j->rej[j->nrej].reason, sizeof j->rej[j->nrej].reason, "%s", reason);
+        j->nrej++;
+    }
+}
+
+static __thread lp_parser_t *tl_parser;
+
+static int encode(wjob_t *j)
+{
+    router_t *r = j->r;
+    uint32_t nshards = topo_shards(r->topo), nnodes = topo_node_count(r->topo);
+    /* fix up label pointers */
+    for (size_t i = 0; i < j->nl; i++) {
+        j->labels[i].name = j->str + (uintptr_t)j->labels[i].name;
+        j->labels[i].value = j->str + (uintptr_t)j->labels[i].value;
+    }
+    /* columns: entries' samples contiguous */
+    int64_t *cts = malloc((j->ns ? j->ns : 1) * sizeof *cts);
+    double *cv = malloc((j->ns ? j->ns : 1) * sizeof *cv);
+    size_t *bystart = calloc((size_t)nshards + 1, sizeof *bystart);
+    uint32_t *order = malloc((j->ne ? j->ne : 1) * sizeof *order);
+    if (!cts || !cv || !bystart || !order) {
+        free(cts);
+        free(cv);
+        free(bystart);
+        free(order);
+        return ST_ENOMEM;
+    }
+    uint32_t off = 0;
+    for (size_t i = 0; i < j->ne; i++) {
+        j->e[i].first = off;
+        off += j->e[i].count;
+        j->e[i].count = 0;
+    }
+    for (size_t k = 0; k < j->ns; k++) {
+        entry_t *en = &j->e[j->s_entry[k]];
+        cts[en->first + en->count] = j->s_ts[k];
+        cv[en->first + en->count] = j->s_v[k];
+        en->count++;
+    }
+    /* entries by shard (counting sort) */
+    for (size_t i = 0; i < j->ne; i++)
+        bystart[j->e[i].shard + 1]++;
+    for (uint32_t s = 0; s < nshards; s++)
+        bystart[s + 1] += bystart[s];
+    size_t *fill = malloc(((size_t)nshards + 1) * sizeof *fill);
+    if (!fill) {
+        free(cts);
+        free(cv);
+        free(bystart);
+        free(order);
+        return ST_ENOMEM;
+    }
+    memcpy(fill, bystart, ((size_t)nshards + 1) * sizeof *fill);
+    for (size_t i = 0; i < j->ne; i++)
+        order[fill[j->e[i].shard]++] = (uint32_t)i;
+    free(fill);
+    int rc = 0;
+    for (uint32_t s = 0; s < nshards && !rc; s++) {
+        if (bystart[s] == bystart[s + 1])
+            continue;
+        uint32_t node = router_pick_replica(r, s);
+        st_buf_t *b = &j->payload[node];
+        size_t mark;
+        rc = wire_begin(b, 1, &mark);
+        rc |= wire_put_varint_field(b, 1, s);
+        for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
+            entry_t *en = &j->e[order[k]];
+            rc = wire_put_series(b, 2, j->labels + en->label_off, en->nlabels, cts + en->first,
+                                 cv + en->first, en->count);
+        }
+        wire_end(b, mark);
+        j->nshards[node]++;
+        j->sent_to[s] = node;
+    }
+    (void)nnodes;
+    free(cts);
+    free(cv);
+    free(bystart);
+    free(order);
+    return rc ? ST_ENOMEM : 0;
+}
+
+static void write_work(uv_work_t *w)
+{
+    wjob_t *j = w->data;
+    if (!tl_parser) {
+        lp_opts_t o = {.series = 1};
+        if (lp_parser_create(&o, &tl_parser)) {
+            j->parse_err = ST_ENOMEM;
+            return;
+        }
+    }
+    lp_parser_set_precision(tl_parser, j->prec);
+    lp_parser_set_default_ts(tl_parser, j->now_ms);
+    int rc =
+        lp_parse(tl_parser, (const char *)j->req->body, j->req->body_len, on_point, on_error, j);
+    if (rc < 0) {
+        j->parse_err = rc;
+        return;
+    }
+    j->parse_err = encode(j);
+}
+
+static void free_job(wjob_t *j)
+{
+    uint32_t nn = topo_node_count(j->r->topo);
+    for (uint32_t i = 0; i < nn && j->payload; i++)
+        st_buf_deinit(&j->payload[i]);
+    free(j->payload);
+    free(j->nshards);
+    free(j->sent_to);
+    free(j->e);
+    free(j->table);
+    free(j->labels);
+    free(j->str);
+    free(j->s_entry);
+    free(j->s_ts);
+    free(j->s_v);
+    st_buf_deinit(&j->fail);
+    free(j);
+}
+
+static void put_rejected(wjob_t *j, st_buf_t *b)
+{
+    st_buf_append(b, "\"rejected\":[", 12);
+    for (size_t i = 0; i < j->nrej; i++) {
+        char tmp[64];
+        int k = snprintf(tmp, sizeof tmp, "%s{\"line\":%llu,\"reason\":", i ? "," : "",
+                         (unsigned long long)j->rej[i].line);
+        st_buf_append(b, tmp, (size_t)k);
+        http_json_str(b, j->rej[i].reason, strlen(j->rej[i].reason));
+        st_buf_put_u8(b, '}');
+    }
+    st_buf_put_u8(b, ']');
+}
+
+static void finish(wjob_t *j)
+{
+    router_t *r = j->r;
+    metric_counter_add(r->lines_ok, j->lines_ok);
+    metric_counter_add(r->lines_bad, j->lines_bad);
+    st_buf_t b;
+    st_buf_init(&b);
+    char tmp[256];
+    if (j->failed_shards) {
+        metric_counter_inc(r->write_503);
+        int k = snprintf(tmp, sizeof tmp,
+                         "{\"error\":\"%d shard(s) did not meet write consistency; retrying the "
+                         "same body is safe\",\"shards\":[",
+                         j->failed_shards);
+        st_buf_append(&b, tmp, (size_t)k);
+        st_buf_append(&b, j->fail.data, j->fail.len);
+        st_buf_append(&b, "],", 2);
+        put_rejected(j, &b);
+        st_buf_put_u8(&b, '}');
+        http_respond(j->req, 503, "application/json", b.data, b.len);
+    } else if (j->lines_bad) {
+        int k = snprintf(
+            tmp, sizeof tmp, "{\"error\":\"partial write: %llu of %llu lines rejected\",",
+            (unsigned long long)j->lines_bad, (unsigned long long)(j->lines_bad + j->lines_ok));
+        st_buf_append(&b, tmp, (size_t)k);
+        put_rejected(j, &b);
+        st_buf_put_u8(&b, '}');
+        http_respond(j->req, 400, "application/json", b.data, b.len);
+    } else {
+        http_respond(j->req, 204, NULL, NULL, 0);
+    }
+    st_buf_deinit(&b);
+    free_job(j);
+}
+
+static void fail_shards_of(wjob_t *j, uint32_t node, const char *why)
+{
+    uint32_t nshards = topo_shards(j->r->topo);
+    /* the shards this node was sent: those it serves for this request */
+    for (uint32_t s = 0; s < nshards; s++) {
+        if (j->sent_to[s] != node)
+            continue;
+        char tmp[96];
+        int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", s);
+        st_buf_append(&j->fail, tmp, (size_t)k);
+        const char *id = topo_node_id(j->r->topo, node);
+        http_json_str(&j->fail, id, strlen(id));
+        st_buf_append(&j->fail, ",\"error\":", 9);
+        http_json_str(&j->fail, why, strlen(why));
+        st_buf_put_u8(&j->fail, '}');
+        j->failed_shards++;
+    }
+}
+
+typedef struct call_ctx {
+    wjob_t *j;
+    uint32_t node;
+} call_ctx_t;
+
+static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    call_ctx_t *c = arg;
+    wjob_t *j = c->j;
+    router_t *r = j->r;
+    if (status != 0) {
+        char why[300];
+        if (type == RPC_ERROR && len)
+            snprintf(why, sizeof why, "%.*s", (int)(len < 250 ? len : 250), (const char *)payload);
+        else
+            snprintf(why, sizeof why, "%s", st_strerror(status));
+        metric_counter_inc(r->rpc_fail);
+        fail_shards_of(j, c->node, why);
+    } else {
+        Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
+        if (!res) {
+            fail_shards_of(j, c->node, "malformed reply from node");
+        } else {
+            for (size_t i = 0; i < res->n_results; i++) {
+                const Strata__ShardResult *sr = res->results[i];
+                if (sr->code == 0) {
+                    metric_counter_add(r->samples, sr->samples);
+                    continue;
+                }
+                char tmp[96];
+                int k = snprintf(tmp, sizeof tmp,
+                                 "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", sr->shard);
+                st_buf_append(&j->fail, tmp, (size_t)k);
+                const char *id = topo_node_id(r->topo, c->node);
+                http_json_str(&j->fail, id, strlen(id));
+                st_buf_append(&j->fail, ",\"error\":", 9);
+                http_json_str(&j->fail, sr->error ? sr->error : "",
+                              sr->error ? strlen(sr->error) : 0);
+                st_buf_put_u8(&j->fail, '}');
+                j->failed_shards++;
+            }
+            strata__node_write_result__free_unpacked(res, NULL);
+        }
+    }
+    free(c);
+    if (--j->pending == 0)
+        finish(j);
+}
+
+static void write_after(uv_work_t *w, int status)
+{
+    wjob_t *j = w->data;
+    router_t *r = j->r;
+    if (j->parse_err) {
+        http_respond_error(j->req, j->parse_err == ST_ENOMEM ? 503 : 500,
+                           st_strerror(j->parse_err));
+        free_job(j);
+        return;
+    }
+    uint32_t nn = topo_node_count(r->topo);
+    j->pending = 1; /* guard while sending */
+    for (uint32_t i = 0; i < nn; i++) {
+        if (j->nshards[i] == 0)
+            continue;
+        call_ctx_t *c = malloc(sizeof *c);
+        if (!c) {
+            fail_shards_of(j, i, "out of memory");
+            continue;
+        }
+        c->j = j;
+        c->node = i;
+        int rc = rpc_client_call(r->clients[i], RPC_WRITE, j->payload[i].data, j->payload[i].len,
+                                 (unsigned)r->timeout_ms, on_write_resp, c);
+        st_buf_deinit(&j->payload[i]);
+        if (rc) {
+            free(c);
+            metric_counter_inc(r->rpc_fail);
+            fail_shards_of(j, i, rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc));
+            continue;
+        }
+        j->pending++;
+    }
+    if (--j->pending == 0)
+        finish(j);
+}
+
+static int parse_precision(const char *v, lp_precision_t *out)
+{
+    if (!v)
+        return 0;
+    return lp_precision_parse(v, strlen(v), out);
+}
+
+void router_handle_write(router_t *r, http_req_t *req)
+{
+    if (req->method != HTTP_METHOD_POST) {
+        http_respond_error(req, 405, "use POST");
+        return;
+    }
+    lp_precision_t prec = LP_PREC_NS;
+    const char *pv = http_req_param(req, "precision");
+    if (parse_precision(pv, &prec)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "invalid precision '%.32s' (ns, us, ms, s)", pv);
+        http_respond_error(req, 400, msg);
+        return;
+    }
+    const char *cons = http_req_param(req, "consistency");
+    if (cons && strcmp(cons, "sync") && strcmp(cons, "quorum") && strcmp(cons, "async") &&
+        strcmp(cons, "one") && strcmp(cons, "all") && strcmp(cons, "any")) {
+        http_respond_error(req, 400, "invalid consistency (sync, quorum, async)");
+        return;
+    }
+    int rc = http_req_decode_body(req, r->max_body);
+    if (rc) {
+        int code = rc == ST_ELIMIT ? 413 : rc == ST_EPROTO ? 415 : rc == ST_ENOMEM ? 503 : 400;
+        const char *msg = rc == ST_ELIMIT   ? "decoded body exceeds max_body_bytes"
+                          : rc == ST_EPROTO ? "unsupported Content-Encoding (use gzip or none)"
+                                            : "corrupt gzip body";
+        http_respond_error(req, code, msg);
+        return;
+    }
+    wjob_t *j = calloc(1, sizeof *j);
+    uint32_t nn = topo_node_count(r->topo);
+    if (j) {
+        j->payload = calloc(nn, sizeof *j->payload);
+        j->nshards = calloc(nn, sizeof *j->nshards);
+        j->sent_to = malloc(topo_shards(r->topo) * sizeof *j->sent_to);
+    }
+    if (!j || !j->payload || !j->nshards || !j->sent_to) {
+        if (j) {
+            free(j->payload);
+            free(j->nshards);
+            free(j->sent_to);
+        }
+        free(j);
+        http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    memset(j->sent_to, 0xff, topo_shards(r->topo) * sizeof *j->sent_to);
+    j->r = r;
+    j->req = req;
+    j->prec = prec;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    j->now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    st_buf_init(&j->fail);
+    j->w.data = j;
+    if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {
+        free_job(j);
+        http_respond_error(req, 503, "cannot queue work");
+    }
+}
