@@ -50,20 +50,20 @@ int export_json_labels(st_buf_t *b, const st_label_t *l, size_t n)
 int export_json_line(st_buf_t *b, const st_label_t *l, size_t nl, const int64_t *ts,
                      const double *v, size_t n)
 {
-    int rc = st_buf_append(b, "{\"metric\":", 10);
+    int rc = ST_BUF_LIT(b, "{\"metric\":");
     rc |= export_json_labels(b, l, nl);
-    rc |= st_buf_append(b, ",\"values\":[", 11);
+    rc |= ST_BUF_LIT(b, ",\"values\":[");
     for (size_t i = 0; i < n && !rc; i++) {
         if (i)
             rc |= st_buf_put_u8(b, ',');
         rc |= export_json_number(b, v[i]);
     }
-    rc |= st_buf_append(b, "],\"timestamps\":[", 16);
+    rc |= ST_BUF_LIT(b, "],\"timestamps\":[");
     char tmp[24];
     for (size_t i = 0; i < n && !rc; i++) {
         int k = snprintf(tmp, sizeof tmp, i ? ",%" PRId64 : "%" PRId64, ts[i]);
         rc |= st_buf_append(b, tmp, (size_t)k);
     }
-    rc |= st_buf_append(b, "]}\n", 3);
+    rc |= ST_BUF_LIT(b, "]}\n");
     return rc ? ST_ENOMEM : 0;
 }

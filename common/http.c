@@ -316,6 +316,19 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* RFC 9110 token: 1*tchar. */
+static int is_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= ' ' || ch >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", ch))
+            return 0;
+    }
+    return 1;
+}
+
 /* Split the request target into the decoded path and the raw query. */
 static int parse_target(http_rx_t *rx, req_priv_t *rp)
 {
@@ -390,6 +403,9 @@ static int on_headers_complete(http_parser *p)
     if (rc)
         return rx_fail(rx, 503, "out of memory");
     /* strs does not grow from here on: pointers into it are stable. */
+    for (size_t i = 0; i < rp->nh; i++)
+        if (!is_token((const char *)rp->strs.data + rp->hoff[2 * i]))
+            return rx_fail(rx, 400, "invalid header name");
     if (rp->nh) {
         rp->hdrs = malloc(rp->nh * sizeof *rp->hdrs);
         if (!rp->hdrs)
@@ -399,6 +415,8 @@ static int on_headers_complete(http_parser *p)
             rp->hdrs[i].value = (const char *)rp->strs.data + rp->hoff[2 * i + 1];
         }
     }
+    if (p->http_major != 1 || p->http_minor > 1)
+        return rx_fail(rx, 505, "HTTP version not supported (use HTTP/1.0 or HTTP/1.1)");
     http_req_t *r = &rp->pub;
     r->headers = rp->hdrs;
     r->nheaders = rp->nh;
@@ -411,9 +429,9 @@ static int on_headers_complete(http_parser *p)
     rp->head_only = p->method == HTTP_HEAD;
     if (parse_target(rx, rp))
         return -1;
-    int has_body = (p->flags & F_CHUNKED) ||
-                   ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 &&
-                    p->content_length != ULLONG_MAX);
+    int has_body =
+        (p->flags & F_CHUNKED) ||
+        ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 && p->content_length != ULLONG_MAX);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX) {
         if (p->content_length > rx->lim.max_body_bytes)
             return rx_fail(rx, 413, "request body too large");
@@ -609,13 +627,13 @@ struct conn {
     req_priv_t *cur; /* request in the handler's hands (or streaming) */
     st_buf_t pend;   /* bytes read but not yet fed */
     size_t pend_off;
-    size_t wq;      /* bytes in uv_write requests not yet completed */
-    int nwrites;    /* uv_write requests in flight */
-    int flushing;   /* a final response is queued: resume when nwrites == 0 */
+    size_t wq;       /* bytes in uv_write requests not yet completed */
+    int nwrites;     /* uv_write requests in flight */
+    int flushing;    /* a final response is queued: resume when nwrites == 0 */
     int close_after; /* close (linger) once flushed */
-    int closing;    /* no more requests or responses (lingering or closing) */
-    int uv_closing; /* uv_close called */
-    int handles;    /* open uv handles (tcp, timer) */
+    int closing;     /* no more requests or responses (lingering or closing) */
+    int uv_closing;  /* uv_close called */
+    int handles;     /* open uv handles (tcp, timer) */
     int reading;
     int peer_eof;
     int tkind;
@@ -793,8 +811,8 @@ static void on_write(uv_write_t *w, int status)
 /* Queue len bytes (copied from up to three pieces). Returns 0 or
  * ST_ECLOSED/ST_ENOMEM; on ST_ECLOSED the connection is being closed
  * (without notify: we are inside an API call). */
-static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_t bl,
-                       const void *d, size_t dl)
+static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_t bl, const void *d,
+                       size_t dl)
 {
     size_t len = al + bl + dl;
     wreq_t *wr = malloc(sizeof *wr + (len ? len : 1));
@@ -836,8 +854,7 @@ static int valid_header_text(const char *s, int name)
 /* Build the status line and headers. body_len < 0: chunked (or, for
  * HTTP/1.0, no length and close). */
 static int build_head(st_buf_t *h, const req_priv_t *rp, int status, const char *ctype,
-                      const http_header_t *extra, size_t nextra, long long body_len,
-                      int keep_alive)
+                      const http_header_t *extra, size_t nextra, long long body_len, int keep_alive)
 {
     char line[128];
     const char *reason = http_status_str((enum http_status)status);
@@ -999,11 +1016,18 @@ int http_respond_start(http_req_t *req, int status, const char *content_type)
 {
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
-    if (!c)
+    if (!c) {
+        http_req_destroy(req);
         return ST_ECLOSED;
-    if (status < 100 || status > 999 || rp->streaming ||
-        (content_type && !valid_header_text(content_type, 0)))
+    }
+    if (rp->streaming) {
+        conn_close(c, 0); /* the head is out: nothing sane left to send */
+        goto release;
+    }
+    if (status < 100 || status > 999 || (content_type && !valid_header_text(content_type, 0))) {
+        http_respond_error(req, 500, "invalid response");
         return ST_EINVAL;
+    }
     int ka = keep_alive_for(c, rp);
     rp->chunked = rp->pub.http_major > 1 || rp->pub.http_minor >= 1;
     if (!rp->chunked)
@@ -1017,17 +1041,17 @@ int http_respond_start(http_req_t *req, int status, const char *content_type)
     if (!rc)
         rc = conn_write3(c, h.data, h.len, NULL, 0, NULL, 0);
     st_buf_deinit(&h);
-    if (rc == ST_ENOMEM) {
+    if (rc == 0)
+        return 0;
+    if (rc == ST_ENOMEM)
         conn_close(c, 0);
-        rc = ST_ECLOSED;
+release:
+    if (rp->conn) {
+        rp->conn->cur = NULL;
+        rp->conn = NULL;
     }
-    if (rc) {
-        if (rp->conn) {
-            rp->conn->cur = NULL;
-            rp->conn = NULL;
-        }
-    }
-    return rc;
+    http_req_destroy(req);
+    return ST_ECLOSED;
 }
 
 int http_respond_chunk(http_req_t *req, const void *data, size_t len)
@@ -1161,6 +1185,7 @@ static void dispatch(conn_t *c, req_priv_t *rp)
 static size_t conn_feed(conn_t *c, const char *data, size_t len)
 {
     size_t off = 0;
+    int want_continue = 0;
     while (off < len && conn_can_feed(c)) {
         http_rx_phase_t before = http_rx_phase(&c->rx);
         size_t used;
@@ -1176,13 +1201,10 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len)
         case HTTP_RX_MORE:
             break;
         case HTTP_RX_HEAD:
-            if (http_rx_expect_continue(&c->rx) && off == len &&
-                c->pend.len == c->pend_off) {
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                conn_write3(c, cont, sizeof cont - 1, NULL, 0, NULL, 0);
-            }
+            want_continue = http_rx_expect_continue(&c->rx);
             break;
         case HTTP_RX_REQUEST: {
+            want_continue = 0;
             http_req_t *req = http_rx_take(&c->rx);
             if (req)
                 dispatch(c, priv(req));
@@ -1192,6 +1214,12 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len)
             send_rx_error(c);
             return len; /* the rest is discarded */
         }
+    }
+    /* The client waits for "100 Continue" before sending the body; if the
+     * body was not already complete in this input, tell it to go on. */
+    if (want_continue && !c->closing && http_rx_phase(&c->rx) == HTTP_RX_IN_BODY) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_write3(c, cont, sizeof cont - 1, NULL, 0, NULL, 0);
     }
     return off;
 }
@@ -1221,8 +1249,8 @@ static void conn_resume(conn_t *c)
         return;
     c->idle_since = now_ms(c);
     if (c->pend.len > c->pend_off) {
-        size_t used = conn_feed(c, (const char *)c->pend.data + c->pend_off,
-                                c->pend.len - c->pend_off);
+        size_t used =
+            conn_feed(c, (const char *)c->pend.data + c->pend_off, c->pend.len - c->pend_off);
         c->pend_off += used;
         if (c->pend_off == c->pend.len) {
             c->pend.len = 0;
@@ -1515,9 +1543,9 @@ int http_server_create(uv_loop_t *loop, const char *host, int port, const http_l
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
     if (rc != 0) {
-        int err = rc == UV_EADDRINUSE                             ? ST_EBUSY
+        int err = rc == UV_EADDRINUSE                         ? ST_EBUSY
                   : rc == UV_EADDRNOTAVAIL || rc == UV_EINVAL ? ST_EINVAL
-                                                                  : ST_EIO;
+                                                              : ST_EIO;
         /* Closing needs the loop to run once; the caller's loop does it.
          * Free from the close callbacks. */
         srv->closing = 1;
@@ -1565,10 +1593,10 @@ int http_server_metrics(http_server_t *srv, metrics_t *reg, const char *name)
                                  "server", name, NULL);
     srv->m.open = metrics_gauge(reg, "strata_http_open_connections", "Open HTTP connections.",
                                 "server", name, NULL);
-    srv->m.dur = metrics_histogram(reg, "strata_http_request_duration_seconds",
-                                   "Time from a complete request to its complete response.",
-                                   metrics_latency_buckets, metrics_latency_nbuckets, "server",
-                                   name, NULL);
+    srv->m.dur =
+        metrics_histogram(reg, "strata_http_request_duration_seconds",
+                          "Time from a complete request to its complete response.",
+                          metrics_latency_buckets, metrics_latency_nbuckets, "server", name, NULL);
     int ok = srv->m.req && srv->m.bad && srv->m.big && srv->m.tmo && srv->m.rej && srv->m.open &&
              srv->m.dur;
     for (int i = 0; i < 6; i++)

@@ -130,6 +130,9 @@ int http_respond_error(http_req_t *req, int status, const char *msg);
  * gone, stop producing and call http_respond_end (returns ST_ECLOSED).
  */
 int http_respond_start(http_req_t *req, int status, const char *content_type);
+/* (http_respond_start: 0, or an error after which req is already released
+ * like http_respond: ST_ECLOSED (client gone), ST_EINVAL (bad status or
+ * content type: a 500 was sent instead; or a second start: closed).) */
 int http_respond_chunk(http_req_t *req, const void *data, size_t len);
 int http_respond_end(http_req_t *req);
 
@@ -155,7 +158,9 @@ typedef void (*http_handler_fn)(http_req_t *req, void *arg);
  * Bind host:port (numeric IPv4/IPv6 or a name resolved once, blocking, at
  * startup; port 0 picks a free port, see http_server_port) and listen.
  * lim may be NULL (defaults). Returns 0, ST_EINVAL (bad host), ST_EBUSY
- * (address in use), ST_EIO (other bind/listen errors), ST_ENOMEM.
+ * (address in use), ST_EIO (other bind/listen errors), ST_ENOMEM. After a
+ * bind/listen failure the half-made handles close on the next uv_run of
+ * the loop (libuv needs it), so run the loop before uv_loop_close.
  */
 int http_server_create(uv_loop_t *loop, const char *host, int port, const http_limits_t *lim,
                        http_handler_fn handler, void *arg, http_server_t **out);
@@ -222,8 +227,8 @@ http_rx_event_t http_rx_feed(http_rx_t *rx, const char *data, size_t len, size_t
 http_req_t *http_rx_take(http_rx_t *rx);
 /* Free a request that never reached a server connection. */
 void http_req_destroy(http_req_t *req);
-/* After HTTP_RX_ERROR: the status to send (400, 413, 414, 431) and a
- * static reason. */
+/* After HTTP_RX_ERROR: the status to send (400, 413, 414, 431; 503 when
+ * out of memory) and a static reason. */
 int http_rx_error(const http_rx_t *rx, const char **reason);
 http_rx_phase_t http_rx_phase(const http_rx_t *rx);
 /* After HTTP_RX_HEAD: 1 if the client sent "Expect: 100-continue" and a

@@ -393,8 +393,8 @@ static int parse_rfc3339(const char *s, size_t len, int64_t *out)
         return ST_EPARSE;
     if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
         return ST_EPARSE;
-    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) ||
-        digits(s + 11, 2, &h) || digits(s + 14, 2, &m) || digits(s + 17, 2, &sec))
+    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) || digits(s + 11, 2, &h) ||
+        digits(s + 14, 2, &m) || digits(s + 17, 2, &sec))
         return ST_EPARSE;
     if (M < 1 || M > 12 || h > 23 || m > 59 || sec > 59 || D < 1)
         return ST_EPARSE;
@@ -436,8 +436,8 @@ static int parse_rfc3339(const char *s, size_t len, int64_t *out)
     }
     if (i != len)
         return ST_EPARSE;
-    int64_t secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 +
-                   sec - off;
+    int64_t secs =
+        days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 + sec - off;
     *out = secs * 1000 + ms;
     return 0;
 }

@@ -71,8 +71,8 @@ struct metrics {
     collector_t *cols, *cols_tail;
 };
 
-const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                          0.25,  0.5,    1,     2.5,  5,     10,   30, 60};
+const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1,      2.5,   5,    10,    30,   60};
 const size_t metrics_latency_nbuckets = sizeof metrics_latency_buckets / sizeof(double);
 
 static uint64_t dbits(double d)
@@ -469,8 +469,7 @@ void metric_gauge_add(metric_gauge_t *g, double d)
 
 double metric_gauge_get(const metric_gauge_t *g)
 {
-    return g ? bitsd(atomic_load_explicit(&((metric_gauge_t *)g)->bits, memory_order_relaxed))
-             : 0;
+    return g ? bitsd(atomic_load_explicit(&((metric_gauge_t *)g)->bits, memory_order_relaxed)) : 0;
 }
 
 void metric_hist_observe(metric_hist_t *h, double v)

@@ -1112,7 +1112,8 @@ static void client_refused(rpc_client_t *cli, int code, const char *reason)
     kvb_t k = {.n = 0};
     kvb_str(&k, "err", st_errname(code));
     kvb_str(&k, "reason", reason);
-    cli_log(cli, ST_LOG_ERROR, "rpc handshake refused", &k);
+    /* loud once; quieter while the peer keeps refusing every backoff_max */
+    cli_log(cli, cli->refused ? ST_LOG_DEBUG : ST_LOG_ERROR, "rpc handshake refused", &k);
     cli->refused = 1;
     attempt_failed(cli, ST_EUNAVAIL, "handshake refused", NULL);
     if (!cli->closing)

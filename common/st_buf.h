@@ -29,6 +29,8 @@ int st_buf_put_u32le(st_buf_t *b, uint32_t v);
 int st_buf_put_u64le(st_buf_t *b, uint64_t v);
 int st_buf_put_uvarint(st_buf_t *b, uint64_t v);
 int st_buf_put_svarint(st_buf_t *b, int64_t v);
+/* Append a string literal (its length known at compile time). */
+#define ST_BUF_LIT(b, lit) st_buf_append((b), (lit), sizeof(lit) - 1)
 static inline void st_buf_reset(st_buf_t *b)
 {
     b->len = 0;

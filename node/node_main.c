@@ -35,6 +35,26 @@ static void rpc_log(void *arg, int level, const char *msg, const char *kv)
 }
 
 static node_t N;
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = c;
+    }
+    return 0;
+}
 static uv_signal_t sig_term, sig_int;
 static int shutting_down;
 
@@ -157,7 +177,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "strata-node: out of memory\n");
         return 1;
     }
-    if (mkdir(data_dir, 0755) != 0 && errno != EEXIST) {
+    if (make_dirs(data_dir) != 0) {
         st_error("cannot create data dir", "dir=%s err=\"%s\"", data_dir, strerror(errno));
         return 1;
     }

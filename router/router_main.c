@@ -70,7 +70,7 @@ static void handle_cluster(http_req_t *req)
     st_buf_init(&b);
     char tmp[256];
     const topo_t *t = R.topo;
-    st_buf_append(&b, "{\"cluster\":", 11);
+    ST_BUF_LIT(&b, "{\"cluster\":");
     http_json_str(&b, topo_cluster_name(t), strlen(topo_cluster_name(t)));
     int k = snprintf(tmp, sizeof tmp,
                      ",\"fingerprint\":\"%s\",\"shards\":%u,\"replication_factor\":%u,"
@@ -82,11 +82,11 @@ static void handle_cluster(http_req_t *req)
     for (uint32_t i = 0; i < topo_node_count(t); i++) {
         if (i)
             st_buf_put_u8(&b, ',');
-        st_buf_append(&b, "{\"id\":", 6);
+        ST_BUF_LIT(&b, "{\"id\":");
         http_json_str(&b, topo_node_id(t, i), strlen(topo_node_id(t, i)));
-        st_buf_append(&b, ",\"rpc\":", 7);
+        ST_BUF_LIT(&b, ",\"rpc\":");
         http_json_str(&b, topo_node_rpc(t, i)->addr, strlen(topo_node_rpc(t, i)->addr));
-        st_buf_append(&b, ",\"http\":", 8);
+        ST_BUF_LIT(&b, ",\"http\":");
         http_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
         rpc_client_state_t st = rpc_client_state(R.clients[i]);
         k = snprintf(tmp, sizeof tmp, ",\"state\":\"%s\",\"pending_rpcs\":%zu}",
@@ -96,7 +96,7 @@ static void handle_cluster(http_req_t *req)
                      rpc_client_pending(R.clients[i]));
         st_buf_append(&b, tmp, (size_t)k);
     }
-    st_buf_append(&b, "],\"placement\":[", 15);
+    ST_BUF_LIT(&b, "],\"placement\":[");
     for (uint32_t s = 0; s < topo_shards(t); s++) {
         k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"replicas\":[", s ? "," : "", s);
         st_buf_append(&b, tmp, (size_t)k);
@@ -106,9 +106,9 @@ static void handle_cluster(http_req_t *req)
                 st_buf_put_u8(&b, ',');
             http_json_str(&b, topo_node_id(t, rep[i]), strlen(topo_node_id(t, rep[i])));
         }
-        st_buf_append(&b, "]}", 2);
+        ST_BUF_LIT(&b, "]}");
     }
-    st_buf_append(&b, "]}", 2);
+    ST_BUF_LIT(&b, "]}");
     respond_json(req, 200, &b);
 }
 
@@ -133,7 +133,7 @@ static void handle_ready(http_req_t *req)
     }
     st_buf_t out;
     st_buf_init(&out);
-    st_buf_append(&out, "not ready: no reachable replica for shard(s) ", 45);
+    ST_BUF_LIT(&out, "not ready: no reachable replica for shard(s) ");
     st_buf_append(&out, b.data, b.len);
     st_buf_put_u8(&out, '\n');
     http_respond(req, 503, "text/plain; charset=utf-8", out.data, out.len);
@@ -180,10 +180,9 @@ static void handler(http_req_t *req, void *arg)
     } else if (!strcmp(p, "/ping")) {
         http_respond(req, 204, NULL, NULL, 0); /* InfluxDB clients probe this */
     } else if (!strcmp(p, "/api/v1/query") || !strcmp(p, "/api/v1/query_range")) {
-        http_respond(req, 501, "application/json",
-                     "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":\"PromQL is "
-                     "not implemented yet\"}",
-                     89);
+        static const char body[] = "{\"status\":\"error\",\"errorType\":\"unavailable\","
+                                   "\"error\":\"PromQL is not implemented yet\"}";
+        http_respond(req, 501, "application/json", body, sizeof body - 1);
     } else {
         http_respond_error(req, 404, "not found");
     }

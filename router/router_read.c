@@ -131,7 +131,7 @@ static void fail_unavailable(rjob_t *j, const char *why)
     if (!j->started) {
         st_buf_t b;
         st_buf_init(&b);
-        st_buf_append(&b, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":", 51);
+        ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":");
         http_json_str(&b, msg, strlen(msg));
         st_buf_put_u8(&b, '}');
         http_respond(j->req, 503, "application/json", b.data, b.len);
@@ -140,9 +140,9 @@ static void fail_unavailable(rjob_t *j, const char *why)
         /* too late for a status code: end the stream with an error line */
         st_buf_t b;
         st_buf_init(&b);
-        st_buf_append(&b, "{\"error\":", 9);
+        ST_BUF_LIT(&b, "{\"error\":");
         http_json_str(&b, msg, strlen(msg));
-        st_buf_append(&b, "}\n", 2);
+        ST_BUF_LIT(&b, "}\n");
         http_respond_chunk(j->req, b.data, b.len);
         http_respond_end(j->req);
         st_buf_deinit(&b);
@@ -167,14 +167,14 @@ static void finish(rjob_t *j)
             http_respond(j->req, 200, "application/stream+json", "", 0);
         break;
     case K_SERIES:
-        st_buf_append(&b, "{\"status\":\"success\",\"data\":[", 28);
+        ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
         st_buf_append(&b, j->acc.data, j->acc.len);
-        st_buf_append(&b, "]}", 2);
+        ST_BUF_LIT(&b, "]}");
         http_respond(j->req, 200, "application/json", b.data, b.len);
         break;
     default:
         qsort(j->strs, j->nstrs, sizeof *j->strs, cmp_str);
-        st_buf_append(&b, "{\"status\":\"success\",\"data\":[", 28);
+        ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
         for (size_t i = 0, k = 0; i < j->nstrs; i++) {
             if (i && strcmp(j->strs[i], j->strs[i - 1]) == 0)
                 continue;
@@ -182,7 +182,7 @@ static void finish(rjob_t *j)
                 st_buf_put_u8(&b, ',');
             http_json_str(&b, j->strs[i], strlen(j->strs[i]));
         }
-        st_buf_append(&b, "]}", 2);
+        ST_BUF_LIT(&b, "]}");
         http_respond(j->req, 200, "application/json", b.data, b.len);
     }
     st_buf_deinit(&b);
@@ -355,7 +355,7 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
             snprintf(msg, sizeof msg, "%s", why);
             st_buf_t b;
             st_buf_init(&b);
-            st_buf_append(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":", 49);
+            ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":");
             http_json_str(&b, msg, strlen(msg));
             st_buf_put_u8(&b, '}');
             if (j->started) {
@@ -556,12 +556,21 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         uint32_t node = router_pick_replica(r, s);
         j->node_shards[node][j->node_n[node]++] = s;
     }
+    /* never a silent partial result: if a shard has no reachable replica,
+     * fail now with 503 naming it rather than after a timeout or mid-stream */
+    for (uint32_t i = 0; i < j->nnodes; i++) {
+        if (j->node_n[i] && !router_node_up(r, i)) {
+            j->cur_node = i;
+            fail_unavailable(j, "node is down");
+            return;
+        }
+    }
     next_request(j);
     return;
 bad:;
     st_buf_t b;
     st_buf_init(&b);
-    st_buf_append(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":", 49);
+    ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":");
     http_json_str(&b, err, strlen(err));
     st_buf_put_u8(&b, '}');
     http_respond(req, 400, "application/json", b.data, b.len);

@@ -328,7 +328,7 @@ static void free_job(wjob_t *j)
 
 static void put_rejected(wjob_t *j, st_buf_t *b)
 {
-    st_buf_append(b, "\"rejected\":[", 12);
+    ST_BUF_LIT(b, "\"rejected\":[");
     for (size_t i = 0; i < j->nrej; i++) {
         char tmp[64];
         int k = snprintf(tmp, sizeof tmp, "%s{\"line\":%llu,\"reason\":", i ? "," : "",
@@ -356,7 +356,7 @@ static void finish(wjob_t *j)
                          j->failed_shards);
         st_buf_append(&b, tmp, (size_t)k);
         st_buf_append(&b, j->fail.data, j->fail.len);
-        st_buf_append(&b, "],", 2);
+        ST_BUF_LIT(&b, "],");
         put_rejected(j, &b);
         st_buf_put_u8(&b, '}');
         http_respond(j->req, 503, "application/json", b.data, b.len);
@@ -387,7 +387,7 @@ static void fail_shards_of(wjob_t *j, uint32_t node, const char *why)
         st_buf_append(&j->fail, tmp, (size_t)k);
         const char *id = topo_node_id(j->r->topo, node);
         http_json_str(&j->fail, id, strlen(id));
-        st_buf_append(&j->fail, ",\"error\":", 9);
+        ST_BUF_LIT(&j->fail, ",\"error\":");
         http_json_str(&j->fail, why, strlen(why));
         st_buf_put_u8(&j->fail, '}');
         j->failed_shards++;
@@ -429,7 +429,7 @@ static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *pa
                 st_buf_append(&j->fail, tmp, (size_t)k);
                 const char *id = topo_node_id(r->topo, c->node);
                 http_json_str(&j->fail, id, strlen(id));
-                st_buf_append(&j->fail, ",\"error\":", 9);
+                ST_BUF_LIT(&j->fail, ",\"error\":");
                 http_json_str(&j->fail, sr->error ? sr->error : "",
                               sr->error ? strlen(sr->error) : 0);
                 st_buf_put_u8(&j->fail, '}');
@@ -461,6 +461,14 @@ static void write_after(uv_work_t *w, int status)
         call_ctx_t *c = malloc(sizeof *c);
         if (!c) {
             fail_shards_of(j, i, "out of memory");
+            continue;
+        }
+        if (!router_node_up(r, i)) {
+            /* fail fast: the write would only wait for its deadline */
+            free(c);
+            metric_counter_inc(r->rpc_fail);
+            st_buf_deinit(&j->payload[i]);
+            fail_shards_of(j, i, "node is down");
             continue;
         }
         c->j = j;

@@ -42,7 +42,8 @@ static void test_params(void **state)
     (void)state;
     http_params_t p;
     http_params_init(&p);
-    const char *q = "match[]=up&query=rate(x%5B5m%5D)+*+2&&empty=&flag&match%5B%5D=%7Bjob%3D%22a%22%7D";
+    const char *q =
+        "match[]=up&query=rate(x%5B5m%5D)+*+2&&empty=&flag&match%5B%5D=%7Bjob%3D%22a%22%7D";
     assert_int_equal(http_params_parse(&p, q, strlen(q)), 0);
     assert_int_equal(p.n, 5);
     assert_string_equal(http_params_get(&p, "query"), "rate(x[5m]) * 2");
@@ -115,10 +116,15 @@ static void test_json(void **state)
     check_json("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
     check_json("\n\r\t\b\f\x01\x1f\x7f", 8, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
     check_json("\0", 1, "\"\\u0000\"");
-    check_json("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 12, "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    check_json("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 12,
+               "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
     /* invalid UTF-8 -> U+FFFD per bad byte */
-    check_json("a\xff" "b", 3, "\"a\xef\xbf\xbd" "b\"");
-    check_json("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\""); /* overlong */
+    check_json("a\xff"
+               "b",
+               3,
+               "\"a\xef\xbf\xbd"
+               "b\"");
+    check_json("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* overlong */
     check_json("\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* surrogate */
     check_json("\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* truncated */
     check_json("\xf4\x90\x80\x80", 4,
@@ -187,8 +193,7 @@ static void gz(const void *in, size_t len, st_buf_t *out)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY),
-                     Z_OK);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
     size_t cap = deflateBound(&z, (uLong)len) + 64;
     assert_int_equal(st_buf_reserve(out, cap), 0);
     z.next_in = (unsigned char *)(uintptr_t)in;

@@ -51,20 +51,19 @@ static void test_render_format(void **state)
     (void)state;
     metrics_t *m;
     assert_int_equal(metrics_create(&m), 0);
-    metric_counter_t *c2 = metrics_counter(m, "strata_http_responses_total", "Responses sent.",
-                                           "code", "2xx", NULL);
-    metric_counter_t *c4 = metrics_counter(m, "strata_http_responses_total", "ignored",
-                                           "code", "4xx", NULL);
+    metric_counter_t *c2 =
+        metrics_counter(m, "strata_http_responses_total", "Responses sent.", "code", "2xx", NULL);
+    metric_counter_t *c4 =
+        metrics_counter(m, "strata_http_responses_total", "ignored", "code", "4xx", NULL);
     metric_gauge_t *g = metrics_gauge(m, "strata_up", "Line one\nback\\slash.", NULL);
     metric_gauge_t *esc = metrics_gauge(m, "strata_label_escape", "Escapes.", "path",
                                         "C:\\dir\n\"q\"", "b", "", NULL);
     double v = 0.1;
-    assert_int_equal(metrics_callback(m, "strata_engine_bytes", "Bytes.", METRIC_GAUGE, answer,
-                                      &v, NULL),
-                     0);
+    assert_int_equal(
+        metrics_callback(m, "strata_engine_bytes", "Bytes.", METRIC_GAUGE, answer, &v, NULL), 0);
     static const double bounds[] = {0.1, 1, 2.5};
-    metric_hist_t *h = metrics_histogram(m, "strata_latency_seconds", "Latency.", bounds, 3,
-                                         "op", "q", NULL);
+    metric_hist_t *h =
+        metrics_histogram(m, "strata_latency_seconds", "Latency.", bounds, 3, "op", "q", NULL);
     assert_int_equal(metrics_collector(m, collect, NULL), 0);
     assert_non_null(c2);
     assert_non_null(c4);
@@ -127,8 +126,7 @@ static void test_registration_rules(void **state)
     double v = 1;
     assert_int_equal(metrics_callback(m, "cb", "h", METRIC_GAUGE, answer, &v, NULL), 0);
     assert_int_equal(metrics_callback(m, "cb", "h", METRIC_GAUGE, answer, &v, NULL), ST_EEXIST);
-    assert_int_equal(metrics_callback(m, "cb", "h", METRIC_HISTOGRAM, answer, &v, NULL),
-                     ST_EINVAL);
+    assert_int_equal(metrics_callback(m, "cb", "h", METRIC_HISTOGRAM, answer, &v, NULL), ST_EINVAL);
     static const double bad[] = {1, 1};
     assert_null(metrics_histogram(m, "hh", "h", bad, 2, NULL));
     /* NULL series are no-ops. */

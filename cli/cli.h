@@ -1,0 +1,105 @@
+/*
+ * cli — shared helpers of the `strata` command-line client: option plumbing
+ * common to every subcommand, time and duration parsing, number formatting,
+ * the progress line and latency percentiles (pure functions, unit-tested in
+ * tests/unit/test_cli_httpc.c), and the subcommand entry points.
+ *
+ * Exit codes of every subcommand: 0 ok, 1 failure (one line on stderr),
+ * 2 usage error.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "httpc.h"
+#include "json.h"
+
+#define CLI_DEFAULT_ROUTER "http://127.0.0.1:8086"
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+/* ---- pure helpers ----------------------------------------------------------------------- */
+
+/*
+ * A time for the API as unix seconds: RFC 3339 ("2016-01-01T00:00:00Z",
+ * "2016-01-01T02:00:00.5+02:00", "2016-01-01"), unix seconds ("1451606400",
+ * "1451606400.25"), "now", or relative to `now`: "-1h", "now-30m", "now+5m".
+ * Returns 0 or ST_EINVAL.
+ */
+int cli_parse_time(const char *s, double now, double *out /* OUT */);
+
+/* A duration: "15s", "1m30s", "500ms", "2h", "1d", "1w", "1y" or plain seconds ("15", "0.5"). */
+int cli_parse_duration(const char *s, double *out_s /* OUT */);
+
+/* Nearest-rank percentile (0 <= p <= 100) of an ascending array; 0 when n == 0. */
+double cli_percentile(const double *sorted, size_t n, double p);
+
+/* "999", "1.20k", "3.40M", "1.05G" (SI, three significant digits). */
+void cli_fmt_count(char *out, size_t cap, double v);
+/* "512 B", "1.5 kB", "120.3 MB", "2.10 GB" (SI). */
+void cli_fmt_bytes(char *out, size_t cap, double bytes);
+/* "0:42", "12:05", "1:02:03"; "--:--" when negative or not finite. */
+void cli_fmt_eta(char *out, size_t cap, double secs);
+
+typedef struct cli_progress {
+    uint64_t bytes_done;
+    uint64_t bytes_total; /* 0 = unknown (a pipe) */
+    uint64_t lines;
+    uint64_t samples;
+    uint64_t rejected;
+    double elapsed_s;
+} cli_progress_t;
+
+/*
+ * The progress line. tty: "[#####-----]  45.2%  120.3 MB/266.0 MB  1.20M lines
+ * 2.40M samples/s  ETA 0:42" cut to `width` - 1 columns (no newline); not a
+ * tty: a plain "progress: ..." key=value line. Returns the length written.
+ */
+size_t cli_progress_format(char *out, size_t cap, const cli_progress_t *p, bool tty, int width);
+
+/* Numeric fields of one line-protocol line (string fields excluded); 0 for blank/comment. */
+uint32_t cli_lp_count_fields(const char *line, size_t n);
+
+/*
+ * Append a series in PromQL notation: name{a="b",c="d"} from a Prometheus
+ * "metric" object; names outside [a-zA-Z_:][a-zA-Z0-9_:]* use the quoted
+ * form {"my.name","a.b"="c"}. Values are escaped (\\ \" \n).
+ */
+int cli_fmt_series(st_buf_t *b, const json_t *metric);
+/* Append s as a CSV field (quoted when it holds , " CR or LF). */
+int cli_csv_field(st_buf_t *b, const char *s, size_t n);
+/* "2016-01-01T00:00:00.000Z" for unix seconds. */
+void cli_fmt_time(char *out, size_t cap, double unix_s);
+
+/* ---- plumbing ----------------------------------------------------------------------------- */
+
+/* Print "strata CMD: message" to stderr; returns CLI_EXIT_FAIL. */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "strata CMD: message" and "Try 'strata CMD --help'." to stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --router value, else $STRATA_ROUTER, else the default; ST_EINVAL if it does not parse. */
+int cli_router(const char *opt, httpc_url_t *out /* OUT */, const char **shown /* OUT */);
+
+/* Parse an unsigned integer option in [min, max]; ST_EINVAL otherwise. */
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out /* OUT */);
+
+/* Common --timeout (seconds) default for reads. */
+#define CLI_CONNECT_TIMEOUT_MS 5000
+#define CLI_IO_TIMEOUT_MS 60000
+
+/* GET target and collect the body (at most 256 MiB). */
+int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body);
+
+/* Subcommands: argv[0] is the subcommand name. */
+int cmd_status(int argc, char **argv);
+int cmd_write(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,311 @@
+/*
+ * strata status — GET /cluster, /health and /ready and print a table:
+ * cluster name and fingerprint, each node with its state and the shards it
+ * leads (first replica in placement order, or the entry's "leader") and
+ * holds, and whether every shard has a replica on a node in state "up".
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "json.h"
+#include "st_err.h"
+
+static const char *CMD = "status";
+
+static void help(void)
+{
+    printf("usage: strata status [--router URL] [--json] [--require-ready] [--timeout SECS]\n"
+           "\n"
+           "Show the cluster as the router sees it: GET /cluster, /health, /ready.\n"
+           "  --router URL       router address (default %s, env STRATA_ROUTER)\n"
+           "  --json             print the router's /cluster JSON unchanged\n"
+           "  --require-ready    exit 1 when some shard has no reachable replica\n"
+           "  --timeout SECS     per-request inactivity timeout (default %d)\n",
+           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
+}
+
+static bool state_is_up(const char *s)
+{
+    return s && (strcasecmp(s, "up") == 0 || strcasecmp(s, "ok") == 0 ||
+                 strcasecmp(s, "healthy") == 0 || strcasecmp(s, "ready") == 0);
+}
+
+typedef struct node_row {
+    const char *id;
+    const json_t *obj;
+    int leads, holds;
+} node_row_t;
+
+static int find_node(node_row_t *rows, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].id && id && strcmp(rows[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Printable one-line excerpt of a body. */
+static void excerpt(const st_buf_t *b, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->len && n + 1 < cap && n < 160; i++) {
+        char c = (char)b->data[i];
+        out[n++] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
+
+static int print_cluster(const json_t *root, int ready_code, bool *all_reachable)
+{
+    const json_t *nodes = json_get(root, "nodes");
+    const json_t *placement = json_get(root, "placement");
+    size_t nn = nodes && nodes->type == JSON_ARR ? nodes->len : 0;
+    node_row_t *rows = calloc(nn ? nn : 1, sizeof(*rows));
+    if (rows == NULL)
+        return ST_ENOMEM;
+    size_t r = 0;
+    for (const json_t *n = nodes ? nodes->child : NULL; n; n = n->next) {
+        rows[r].obj = n;
+        rows[r].id = json_str(json_get(n, "id"));
+        if (rows[r].id == NULL)
+            rows[r].id = json_str(json_get(n, "name"));
+        if (rows[r].id == NULL)
+            rows[r].id = "?";
+        r++;
+    }
+    /* top-level scalars, the known ones first */
+    static const char *const known[] = {"cluster", "name", "fingerprint", "shards",
+                                        "replication_factor"};
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+        const json_t *v = json_get(root, known[k]);
+        if (v && v->type != JSON_ARR && v->type != JSON_OBJ)
+            printf("%-20s %s\n", known[k], json_text(v));
+    }
+    for (const json_t *v = root->child; v; v = v->next) {
+        bool skip = v->type == JSON_ARR || v->type == JSON_OBJ;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && !skip; k++)
+            skip = strcmp(v->key, known[k]) == 0;
+        if (!skip)
+            printf("%-20s %s\n", v->key, json_text(v));
+    }
+    /* placement: from the router, or the default rule s -> (s+k) mod N */
+    int64_t nshards = (int64_t)json_num(json_get(root, "shards"), 0);
+    int64_t rf = (int64_t)json_num(json_get(root, "replication_factor"), 0);
+    bool computed = false;
+    size_t np = placement && placement->type == JSON_ARR ? placement->len : 0;
+    if (np == 0 && nshards > 0 && rf > 0 && nn > 0) {
+        np = (size_t)nshards;
+        computed = true;
+    }
+    bool have_state = false;
+    for (size_t i = 0; i < nn; i++)
+        if (json_get(rows[i].obj, "state"))
+            have_state = true;
+    size_t ok_shards = 0;
+    char missing[512] = "";
+    size_t mlen = 0, nmissing = 0;
+    const json_t *pe = placement ? placement->child : NULL;
+    for (size_t s = 0; s < np; s++) {
+        int64_t shard = (int64_t)s;
+        bool reachable = false;
+        if (computed) {
+            for (int64_t k = 0; k < rf && k < (int64_t)nn; k++) {
+                size_t ni = (size_t)((s + (size_t)k) % nn);
+                if (k == 0)
+                    rows[ni].leads++;
+                rows[ni].holds++;
+                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+            }
+        } else {
+            shard = (int64_t)json_num(json_get(pe, "shard"), (double)s);
+            const json_t *reps = json_get(pe, "replicas");
+            const char *leader = json_str(json_get(pe, "leader"));
+            for (const json_t *rp = reps ? reps->child : NULL; rp; rp = rp->next) {
+                int ni = find_node(rows, nn, json_str(rp));
+                if (ni < 0)
+                    continue;
+                if (leader ? strcmp(leader, rows[ni].id) == 0 : rp == reps->child)
+                    rows[ni].leads++;
+                rows[ni].holds++;
+                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+            }
+            pe = pe->next;
+        }
+        if (reachable) {
+            ok_shards++;
+        } else {
+            nmissing++;
+            if (mlen + 24 < sizeof(missing))
+                mlen += (size_t)snprintf(missing + mlen, sizeof(missing) - mlen, "%s%lld",
+                                         mlen ? "," : "", (long long)shard);
+        }
+    }
+    /* node table */
+    int wid = 4, wst = 5, wrpc = 3, whttp = 4;
+    for (size_t i = 0; i < nn; i++) {
+        int l = (int)strlen(rows[i].id);
+        wid = l > wid ? l : wid;
+        l = (int)strlen(json_text(json_get(rows[i].obj, "state")));
+        wst = l > wst ? l : wst;
+        l = (int)strlen(json_text(json_get(rows[i].obj, "rpc")));
+        wrpc = l > wrpc ? l : wrpc;
+        l = (int)strlen(json_text(json_get(rows[i].obj, "http")));
+        whttp = l > whttp ? l : whttp;
+    }
+    printf("\n%-*s  %-*s  %-*s  %-*s  %5s  %5s  %s\n", wid, "NODE", wst, "STATE", wrpc, "RPC",
+           whttp, "HTTP", "LEADS", "HOLDS", "DETAILS");
+    for (size_t i = 0; i < nn; i++) {
+        const json_t *o = rows[i].obj;
+        const char *st = json_text(json_get(o, "state"));
+        printf("%-*s  %-*s  %-*s  %-*s  %5d  %5d", wid, rows[i].id, wst, *st ? st : "-", wrpc,
+               json_text(json_get(o, "rpc")), whttp, json_text(json_get(o, "http")), rows[i].leads,
+               rows[i].holds);
+        bool first = true;
+        for (const json_t *f = o->child; f; f = f->next) {
+            if (strcmp(f->key, "id") == 0 || strcmp(f->key, "name") == 0 ||
+                strcmp(f->key, "state") == 0 || strcmp(f->key, "rpc") == 0 ||
+                strcmp(f->key, "http") == 0 || f->type == JSON_ARR || f->type == JSON_OBJ)
+                continue;
+            printf("%s%s=%s", first ? "  " : " ", f->key, json_text(f));
+            first = false;
+        }
+        printf("\n");
+    }
+    printf("\n");
+    if (np == 0) {
+        printf("placement: not reported by the router\n");
+        *all_reachable = ready_code == 200;
+    } else if (!have_state) {
+        printf("shards: %zu%s; replica reachability unknown (no node state reported)\n", np,
+               computed ? " (placement from the default rule)" : "");
+        *all_reachable = ready_code == 200;
+    } else {
+        printf("shards: %zu/%zu have a reachable replica%s", ok_shards, np,
+               computed ? " (placement from the default rule)" : "");
+        if (nmissing)
+            printf("; NO reachable replica for shard%s %s%s", nmissing > 1 ? "s" : "", missing,
+                   mlen + 24 >= sizeof(missing) ? ",..." : "");
+        printf("\n");
+        *all_reachable = nmissing == 0;
+    }
+    free(rows);
+    return 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"router", required_argument, NULL, 'r'},  {"json", no_argument, NULL, 'j'},
+        {"require-ready", no_argument, NULL, 'R'}, {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *router = NULL;
+    bool raw = false, require_ready = false;
+    double timeout = CLI_IO_TIMEOUT_MS / 1000.0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            router = optarg;
+            break;
+        case 'j':
+            raw = true;
+            break;
+        case 'R':
+            require_ready = true;
+            break;
+        case 't':
+            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
+                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
+            break;
+        case 'h':
+            help();
+            return CLI_EXIT_OK;
+        default:
+            return cli_usage_error(CMD, "bad option");
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    httpc_url_t url;
+    const char *shown;
+    if (cli_router(router, &url, &shown) < 0)
+        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
+    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    if (conn == NULL)
+        return cli_fail(CMD, "out of memory");
+    st_buf_t body;
+    st_buf_init(&body);
+    httpc_resp_t resp;
+    int ret = CLI_EXIT_FAIL, rc;
+    json_doc_t *doc = NULL;
+
+    if ((rc = cli_get(conn, "/cluster", &resp, &body)) < 0) {
+        ret = cli_fail(CMD, "GET %s/cluster: %s", shown,
+                       *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn) : st_strerror(rc));
+        goto out;
+    }
+    if (resp.status != 200) {
+        char ex[200];
+        excerpt(&body, ex, sizeof(ex));
+        ret = cli_fail(CMD, "GET /cluster: HTTP %d %s%s%s", resp.status, resp.reason,
+                       *ex ? ": " : "", ex);
+        goto out;
+    }
+    if (raw) {
+        fwrite(body.data, 1, body.len, stdout);
+        if (body.len == 0 || body.data[body.len - 1] != '\n')
+            putchar('\n');
+        ret = CLI_EXIT_OK;
+        goto out;
+    }
+    char err[160];
+    doc = json_parse((const char *)body.data, body.len, err, sizeof(err));
+    if (doc == NULL || json_root(doc)->type != JSON_OBJ) {
+        ret = cli_fail(CMD, "GET /cluster: not a JSON object (%s)", doc ? "wrong type" : err);
+        goto out;
+    }
+    /* /health and /ready: status codes (and the reason when not ready) */
+    char health[64], ready[256];
+    int ready_code = 0;
+    rc = cli_get(conn, "/health", &resp, &body);
+    if (rc < 0)
+        snprintf(health, sizeof(health), "error (%s)", st_strerror(rc));
+    else
+        snprintf(health, sizeof(health), "%s (HTTP %d)", resp.status == 200 ? "ok" : "FAILING",
+                 resp.status);
+    rc = cli_get(conn, "/ready", &resp, &body);
+    if (rc < 0) {
+        snprintf(ready, sizeof(ready), "error (%s)", st_strerror(rc));
+    } else {
+        char ex[200];
+        excerpt(&body, ex, sizeof(ex));
+        ready_code = resp.status;
+        if (resp.status == 200)
+            snprintf(ready, sizeof(ready), "yes (HTTP 200)");
+        else
+            snprintf(ready, sizeof(ready), "NO (HTTP %d)%s%.200s", resp.status, *ex ? ": " : "",
+                     ex);
+    }
+    printf("%-20s %s\n%-20s %s\n%-20s %s\n", "router", shown, "health", health, "ready", ready);
+    bool all = false;
+    if (print_cluster(json_root(doc), ready_code, &all) < 0) {
+        ret = cli_fail(CMD, "out of memory");
+        goto out;
+    }
+    fflush(stdout);
+    ret = CLI_EXIT_OK;
+    if (require_ready && (!all || ready_code != 200))
+        ret = cli_fail(CMD, "cluster not ready");
+out:
+    json_doc_destroy(doc);
+    st_buf_deinit(&body);
+    httpc_conn_destroy(conn);
+    return ret;
+}

@@ -1,0 +1,150 @@
+"""--check and bad configs: strata-node and strata-router validate
+cluster.ini, print the topology (with the fingerprint) and exit 0, or exit
+non-zero with one line 'FILE:LINE: reason' on stderr. A node started (without
+--check) on a bad config refuses to start the same way."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from harness import binary, free_port
+
+# The example of docs/configuration.md; its fingerprint is pinned there.
+DOC_EXAMPLE = """\
+[cluster]
+name               = demo
+shards             = 12            ; fixed for the life of the cluster
+replication_factor = 3
+write_consistency  = quorum        ; sync | quorum | async
+read_consistency   = one           ; one | quorum
+sharding           = series        ; series | metric
+
+[storage]
+wal_durability       = periodic    ; every_write | periodic | os_default | none
+wal_sync_interval_ms = 100
+partition            = 1d          ; time partition length
+retention            = 30d         ; 0 = forever
+memtable_max_mb      = 64
+memtable_max_age     = 60s
+
+[router]
+max_body_bytes   = 33554432
+request_timeout  = 30s
+
+[node "n1"]
+rpc  = 127.0.0.1:7401             ; host may be a DNS name, re-resolved on reconnect
+http = 127.0.0.1:7402
+
+[node "n2"]
+rpc  = 127.0.0.1:7411
+http = 127.0.0.1:7412
+
+[node "n3"]
+rpc  = 127.0.0.1:7421
+http = 127.0.0.1:7422
+"""
+DOC_FINGERPRINT = "1479e4c05e26311c"
+
+# Free ports: a config the binary wrongly accepts (without --check) starts a
+# real node, which must not collide with anything.
+P = [free_port() for _ in range(4)]
+BASE = """\
+[cluster]
+name = chk
+shards = 4
+replication_factor = 1
+[node "n1"]
+rpc = 127.0.0.1:%d
+http = 127.0.0.1:%d
+[node "n2"]
+rpc = 127.0.0.1:%d
+http = 127.0.0.1:%d
+""" % tuple(P)
+
+# (file name, text, line number expected in the message, regex on the reason)
+BAD = [
+    ("unknown_key.ini", BASE.replace("shards = 4\n", "shards = 4\nfoo = 1\n"), 4,
+     r"unknown key 'foo'"),
+    ("rf_gt_nodes.ini", BASE.replace("replication_factor = 1", "replication_factor = 3"), 4,
+     r"replication_factor 3 is larger than the number of nodes \(2\)"),
+    ("dup_addr.ini", BASE.replace("rpc = 127.0.0.1:%d" % P[2], "rpc = 127.0.0.1:%d" % P[0]), 9,
+     r"duplicate address"),
+    ("bad_value.ini", BASE.replace("name = chk\n", "name = chk\nwrite_consistency = all\n"), 3,
+     r"write_consistency"),
+]
+
+
+class CheckTest(unittest.TestCase):
+
+    def setUp(self):
+        self.node = binary("node")
+        self.router = binary("router")
+        self.dir = tempfile.mkdtemp(prefix="strata-it-check-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def put(self, name, text):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(text)
+        return name
+
+    def run_bin(self, argv, timeout=20):
+        """Run to completion (bounded: a process still running after
+        `timeout` s is killed and the test fails)."""
+        try:
+            return subprocess.run(argv, cwd=self.dir, capture_output=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            self.fail("%s still running after %d s (expected it to exit); stderr: %r"
+                      % (" ".join(argv), timeout, (e.stderr or b"")[-500:]))
+
+    def node_argv(self, cfg, *extra):
+        return [self.node, "--config", cfg, "--node-id", "n1", "--data-dir",
+                os.path.join(self.dir, "data")] + list(extra)
+
+    def router_argv(self, cfg, *extra):
+        return [self.router, "--config", cfg, "--listen", "127.0.0.1:1"] + list(extra)
+
+    def test_valid_config(self):
+        cfg = self.put("cluster.ini", DOC_EXAMPLE)
+        for argv in (self.node_argv(cfg, "--check"), self.router_argv(cfg, "--check")):
+            with self.subTest(binary=os.path.basename(argv[0])):
+                r = self.run_bin(argv)
+                out = (r.stdout + r.stderr).decode("utf-8", "replace")
+                self.assertEqual(r.returncode, 0, out)
+                self.assertIn(DOC_FINGERPRINT, out.lower(), "pinned fingerprint not printed")
+                for nid in ("n1", "n2", "n3"):
+                    self.assertRegex(out, r"\b%s\b" % nid)
+                self.assertIn("127.0.0.1:7421", out)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "data", "wal")),
+                         "--check must not create data")
+
+    def test_bad_configs(self):
+        for name, text, line, reason in BAD:
+            cfg = self.put(name, text)
+            for argv in (self.node_argv(cfg, "--check"), self.router_argv(cfg, "--check"),
+                         self.node_argv(cfg)):
+                with self.subTest(config=name, argv=" ".join(argv[-2:])):
+                    r = self.run_bin(argv)
+                    err = r.stderr.decode("utf-8", "replace")
+                    self.assertNotEqual(r.returncode, 0, err)
+                    self.assertGreater(r.returncode, 0, "killed by a signal? %d" % r.returncode)
+                    self.assertRegex(err, r"(^|\n)[^\n]*%s:%d: [^\n]*%s" %
+                                     (re.escape(name), line, reason))
+
+    def test_missing_and_unknown(self):
+        r = self.run_bin(self.node_argv("does-not-exist.ini", "--check"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("does-not-exist.ini", r.stderr.decode("utf-8", "replace"))
+        cfg = self.put("ok.ini", BASE)
+        argv = [self.node, "--config", cfg, "--node-id", "n9", "--data-dir",
+                os.path.join(self.dir, "d9")]
+        r = self.run_bin(argv)
+        self.assertNotEqual(r.returncode, 0, "a node id not in the config must be refused")
+        self.assertIn("n9", r.stderr.decode("utf-8", "replace"))
+
+
+if __name__ == "__main__":
+    unittest.main()
