@@ -108,7 +108,8 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
             snprintf(j->msg, sizeof j->msg, "malformed series in shard %u", shard);
             return rc;
         }
-        memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
+        if (s.nlabels)
+            memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
         ws->b[bi] =
             (engine_series_batch_t){ws->labels + li, s.nlabels, ws->ts + si, ws->v + si, got};
         li += s.nlabels;
@@ -227,11 +228,13 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
         }
         out->m[i].type = (st_match_type_t)m->type;
         out->m[i].name = p;
-        memcpy(p, m->name.data, m->name.len);
+        if (m->name.len) /* protobuf-c leaves data NULL for empty bytes */
+            memcpy(p, m->name.data, m->name.len);
         p += m->name.len;
         *p++ = '\0';
         out->m[i].value = p;
-        memcpy(p, m->value.data, m->value.len);
+        if (m->value.len)
+            memcpy(p, m->value.data, m->value.len);
         p += m->value.len;
         *p++ = '\0';
     }
@@ -341,7 +344,8 @@ static int strset_add(void *arg, const char *s, size_t len)
     char *c = malloc(len + 1);
     if (!c)
         return ST_ENOMEM;
-    memcpy(c, s, len);
+    if (len)
+        memcpy(c, s, len);
     c[len] = '\0';
     set->s[set->n] = c;
     set->len[set->n++] = len;
@@ -484,7 +488,8 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
         rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
         return;
     }
-    memcpy(copy, payload, len);
+    if (len)
+        memcpy(copy, payload, len);
     j->n = n;
     j->conn = conn;
     j->reqid = reqid;

@@ -173,7 +173,8 @@ static void finish(rjob_t *j)
         http_respond(j->req, 200, "application/json", b.data, b.len);
         break;
     default:
-        qsort(j->strs, j->nstrs, sizeof *j->strs, cmp_str);
+        if (j->nstrs)
+            qsort(j->strs, j->nstrs, sizeof *j->strs, cmp_str);
         ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
         for (size_t i = 0, k = 0; i < j->nstrs; i++) {
             if (i && strcmp(j->strs[i], j->strs[i - 1]) == 0)
@@ -409,7 +410,8 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
         fail_unavailable(j, "out of memory");
         return;
     }
-    memcpy(j->page, payload, len);
+    if (len)
+        memcpy(j->page, payload, len);
     j->page_len = len;
     j->w.data = j;
     j->busy = 1;
