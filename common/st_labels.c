@@ -43,12 +43,19 @@ int st_labels_cmp(const st_label_t *a, size_t na, const st_label_t *b, size_t nb
     return na < nb ? -1 : na > nb;
 }
 
-uint64_t st_labels_hash(const st_label_t *l, size_t n)
+static int is_name_label(const st_label_t *l)
+{
+    return l->name_len == 8 && memcmp(l->name, ST_METRIC_LABEL, 8) == 0;
+}
+
+static uint64_t hash_key(const st_label_t *l, size_t n, int skip_name)
 {
     /* Fast path: build the canonical key on the stack and hash it in one shot. */
     char key[2048];
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
+        if (skip_name && is_name_label(&l[i]))
+            continue;
         size_t need = (size_t)l[i].name_len + l[i].value_len + 2;
         if (need > sizeof key - len)
             goto stream;
@@ -65,12 +72,43 @@ stream:;
     static const char sep = (char)0xff;
     XXH3_64bits_reset(&st);
     for (size_t i = 0; i < n; i++) {
+        if (skip_name && is_name_label(&l[i]))
+            continue;
         XXH3_64bits_update(&st, l[i].name, l[i].name_len);
         XXH3_64bits_update(&st, &sep, 1);
         XXH3_64bits_update(&st, l[i].value, l[i].value_len);
         XXH3_64bits_update(&st, &sep, 1);
     }
     return XXH3_64bits_digest(&st);
+}
+
+uint64_t st_labels_hash(const st_label_t *l, size_t n)
+{
+    return hash_key(l, n, 0);
+}
+
+uint64_t st_labels_hash_noname(const st_label_t *l, size_t n)
+{
+    return hash_key(l, n, 1);
+}
+
+uint64_t st_series_hash_from(uint64_t noname_hash, const char *name, size_t len)
+{
+    return XXH3_64bits_withSeed(name, len, noname_hash);
+}
+
+uint64_t st_series_hash(const st_label_t *l, size_t n)
+{
+    const char *name = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_name_label(&l[i])) {
+            name = l[i].value;
+            len = l[i].value_len;
+            break;
+        }
+    }
+    return st_series_hash_from(st_labels_hash_noname(l, n), name, len);
 }
 
 int st_utf8_valid(const char *s, size_t n)

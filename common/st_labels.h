@@ -34,6 +34,17 @@ void st_labels_sort(st_label_t *l, size_t n);
 int st_labels_cmp(const st_label_t *a, size_t na, const st_label_t *b, size_t nb);
 /* XXH3-64 of the canonical key of a sorted label set. */
 uint64_t st_labels_hash(const st_label_t *l, size_t n);
+/* The same over every label except __name__. */
+uint64_t st_labels_hash_noname(const st_label_t *l, size_t n);
+/*
+ * The sharding hash of a series: XXH3-64 of its metric name seeded with
+ * st_labels_hash_noname() of its labels. A pure function of the label set,
+ * built in two parts so that series sharing every label but the name (the
+ * fields of one line-protocol point) pay for the long part once:
+ *   st_series_hash(l, n) == st_series_hash_from(st_labels_hash_noname(l, n), name)
+ */
+uint64_t st_series_hash(const st_label_t *l, size_t n);
+uint64_t st_series_hash_from(uint64_t noname_hash, const char *name, size_t len);
 /* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0. */
 int st_utf8_valid(const char *p, size_t n);
 /*

@@ -1267,7 +1267,7 @@ uint32_t topo_shard_of_labels(const topo_t *t, const st_label_t *labels, size_t 
             return topo_shard_of_metric(t, "", 0);
         return topo_shard_of_metric(t, labels[i].value, labels[i].value_len);
     }
-    return (uint32_t)(st_labels_hash(labels, n) % t->shards);
+    return (uint32_t)(st_series_hash(labels, n) % t->shards);
 }
 
 const char *topo_write_consistency_name(topo_write_consistency_t v)

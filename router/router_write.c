@@ -26,13 +26,22 @@
 #include "wire.h"
 
 typedef struct entry {
-    uint64_t hash;
+    uint64_t hash; /* st_series_hash */
     size_t label_off;
     uint32_t nlabels;
     uint32_t shard;
     uint32_t count;
-    uint32_t first; /* offset of its samples after grouping */
+    uint32_t first;      /* offset of its samples after grouping */
+    uint32_t tagset;     /* index into tagsets */
+    uint32_t name_label; /* index of __name__ within its labels */
 } entry_t;
+
+/* The tags of a line-protocol point: shared by the series of its fields. */
+typedef struct tagset {
+    uint64_t hash; /* st_labels_hash_noname */
+    size_t label_off;
+    uint32_t ntags;
+} tagset_t;
 
 typedef struct rejected {
     uint64_t line;
@@ -50,6 +59,10 @@ typedef struct wjob {
     size_t ne, ecap;
     uint32_t *table;
     size_t tcap;
+    tagset_t *ts;
+    size_t nts, tscap;
+    uint32_t *tstable;
+    size_t tstcap;
     st_label_t *labels;
     size_t nl, lcap;
     char *str;
@@ -91,81 +104,127 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
     return np;
 }
 
-static int labels_eq(const wjob_t *j, const entry_t *en, const lp_series_t *ls)
+static int slice_eq(const wjob_t *j, const st_label_t *stored, const st_label_t *y)
 {
-    if (en->nlabels != ls->nlabels)
-        return 0;
-    for (uint32_t k = 0; k < ls->nlabels; k++) {
-        const st_label_t *x = &j->labels[en->label_off + k], *y = &ls->labels[k];
-        if (x->name_len != y->name_len || x->value_len != y->value_len ||
-            memcmp(j->str + (uintptr_t)x->name, y->name, y->name_len) ||
-            memcmp(j->str + (uintptr_t)x->value, y->value, y->value_len))
-            return 0;
-    }
-    return 1;
+    return stored->name_len == y->name_len && stored->value_len == y->value_len &&
+           memcmp(j->str + (uintptr_t)stored->name, y->name, y->name_len) == 0 &&
+           memcmp(j->str + (uintptr_t)stored->value, y->value, y->value_len) == 0;
 }
 
-static int rehash(wjob_t *j)
+/* Copy labels into the job's arena (as offsets: str may move until encoding). */
+static long copy_labels(wjob_t *j, const st_label_t *l, size_t n)
 {
-    size_t cap = j->tcap ? j->tcap * 2 : 4096;
-    uint32_t *t = calloc(cap, sizeof *t);
-    if (!t)
-        return ST_ENOMEM;
-    for (size_t i = 0; i < j->ne; i++) {
-        size_t h = j->e[i].hash & (cap - 1);
-        while (t[h])
-            h = (h + 1) & (cap - 1);
-        t[h] = (uint32_t)i + 1;
-    }
-    free(j->table);
-    j->table = t;
-    j->tcap = cap;
-    return 0;
-}
-
-static long entry_of(wjob_t *j, const lp_series_t *ls)
-{
-    if ((j->ne + 1) * 2 > j->tcap && rehash(j))
-        return ST_ENOMEM;
-    uint64_t hash = st_labels_hash(ls->labels, ls->nlabels);
-    size_t h = hash & (j->tcap - 1);
-    while (j->table[h]) {
-        entry_t *en = &j->e[j->table[h] - 1];
-        if (en->hash == hash && labels_eq(j, en, ls))
-            return j->table[h] - 1;
-        h = (h + 1) & (j->tcap - 1);
-    }
     size_t bytes = 0;
-    for (uint32_t k = 0; k < ls->nlabels; k++)
-        bytes += ls->labels[k].name_len + ls->labels[k].value_len;
-    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
-    j->labels = grow(j->labels, &j->lcap, j->nl + ls->nlabels, sizeof *j->labels, &j->oom);
+    for (size_t k = 0; k < n; k++)
+        bytes += l[k].name_len + l[k].value_len;
+    j->labels = grow(j->labels, &j->lcap, j->nl + n, sizeof *j->labels, &j->oom);
     j->str = grow(j->str, &j->scap, j->sl + bytes, 1, &j->oom);
     if (j->oom)
         return ST_ENOMEM;
-    /* labels hold offsets into str until encoding (str may move) */
-    for (uint32_t k = 0; k < ls->nlabels; k++) {
+    size_t off = j->nl;
+    for (size_t k = 0; k < n; k++) {
         st_label_t *d = &j->labels[j->nl + k];
-        const st_label_t *s = &ls->labels[k];
-        memcpy(j->str + j->sl, s->name, s->name_len);
+        memcpy(j->str + j->sl, l[k].name, l[k].name_len);
         d->name = (const char *)(uintptr_t)j->sl;
-        d->name_len = s->name_len;
-        j->sl += s->name_len;
-        memcpy(j->str + j->sl, s->value, s->value_len);
+        d->name_len = l[k].name_len;
+        j->sl += l[k].name_len;
+        memcpy(j->str + j->sl, l[k].value, l[k].value_len);
         d->value = (const char *)(uintptr_t)j->sl;
-        d->value_len = s->value_len;
-        j->sl += s->value_len;
+        d->value_len = l[k].value_len;
+        j->sl += l[k].value_len;
     }
+    j->nl += n;
+    return (long)off;
+}
+
+/* Open-addressing tables of uint32 (index + 1, 0 = empty) keyed by a hash. */
+static int table_grow(uint32_t **tab, size_t *cap, size_t n, const void *items, size_t stride)
+{
+    size_t c = *cap ? *cap * 2 : 4096;
+    uint32_t *t = calloc(c, sizeof *t);
+    if (!t)
+        return ST_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = *(const uint64_t *)((const char *)items + i * stride);
+        size_t k = h & (c - 1);
+        while (t[k])
+            k = (k + 1) & (c - 1);
+        t[k] = (uint32_t)i + 1;
+    }
+    free(*tab);
+    *tab = t;
+    *cap = c;
+    return 0;
+}
+
+static long tagset_of(wjob_t *j, const lp_point_t *pt, uint64_t hash)
+{
+    if ((j->nts + 1) * 2 > j->tstcap &&
+        table_grow(&j->tstable, &j->tstcap, j->nts, j->ts, sizeof *j->ts))
+        return ST_ENOMEM;
+    size_t h = hash & (j->tstcap - 1);
+    while (j->tstable[h]) {
+        tagset_t *t = &j->ts[j->tstable[h] - 1];
+        if (t->hash == hash && t->ntags == pt->ntags) {
+            uint32_t k = 0;
+            while (k < pt->ntags && slice_eq(j, &j->labels[t->label_off + k], &pt->tags[k]))
+                k++;
+            if (k == pt->ntags)
+                return j->tstable[h] - 1;
+        }
+        h = (h + 1) & (j->tstcap - 1);
+    }
+    j->ts = grow(j->ts, &j->tscap, j->nts + 1, sizeof *j->ts, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    long off = copy_labels(j, pt->tags, pt->ntags);
+    if (off < 0)
+        return off;
+    j->ts[j->nts] = (tagset_t){hash, (size_t)off, pt->ntags};
+    j->tstable[h] = (uint32_t)++j->nts;
+    return (long)(j->nts - 1);
+}
+
+static uint32_t name_index(const lp_series_t *ls)
+{
+    for (uint32_t k = 0; k < ls->nlabels; k++)
+        if (ls->labels[k].name_len == 8 && memcmp(ls->labels[k].name, ST_METRIC_LABEL, 8) == 0)
+            return k;
+    return 0; /* the parser always adds __name__ */
+}
+
+static long entry_of(wjob_t *j, uint32_t tagset, uint64_t tags_hash, const lp_series_t *ls)
+{
+    if ((j->ne + 1) * 2 > j->tcap && table_grow(&j->table, &j->tcap, j->ne, j->e, sizeof *j->e))
+        return ST_ENOMEM;
+    uint32_t ni = name_index(ls);
+    const st_label_t *name = &ls->labels[ni];
+    uint64_t hash = st_series_hash_from(tags_hash, name->value, name->value_len);
+    size_t h = hash & (j->tcap - 1);
+    while (j->table[h]) {
+        entry_t *en = &j->e[j->table[h] - 1];
+        if (en->hash == hash && en->tagset == tagset &&
+            slice_eq(j, &j->labels[en->label_off + en->name_label], name))
+            return j->table[h] - 1;
+        h = (h + 1) & (j->tcap - 1);
+    }
+    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    long off = copy_labels(j, ls->labels, ls->nlabels);
+    if (off < 0)
+        return off;
     entry_t *en = &j->e[j->ne];
     en->hash = hash;
-    en->label_off = j->nl;
+    en->label_off = (size_t)off;
     en->nlabels = ls->nlabels;
     en->count = 0;
+    en->tagset = tagset;
+    en->name_label = ni;
     const topo_t *t = j->r->topo;
     en->shard = topo_sharding(t) == TOPO_SHARDING_SERIES
                     ? (uint32_t)(hash % topo_shards(t))
-                    : topo_shard_of_labels(t, ls->labels, ls->nlabels);
-    j->nl += ls->nlabels;
+                    : topo_shard_of_metric(t, name->value, name->value_len);
     j->table[h] = (uint32_t)++j->ne;
     return (long)(j->ne - 1);
 }
@@ -173,8 +232,16 @@ static long entry_of(wjob_t *j, const lp_series_t *ls)
 static int on_point(void *arg, const lp_point_t *pt)
 {
     wjob_t *j = arg;
+    if (pt->nseries == 0) {
+        j->lines_ok++;
+        return 0;
+    }
+    uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
+    long tsi = tagset_of(j, pt, tags_hash);
+    if (tsi < 0)
+        return (int)tsi;
     for (uint32_t i = 0; i < pt->nseries; i++) {
-        long ei = entry_of(j, &pt->series[i]);
+        long ei = entry_of(j, (uint32_t)tsi, tags_hash, &pt->series[i]);
         if (ei < 0)
             return (int)ei;
         size_t c0 = j->s_cap;
@@ -317,6 +384,8 @@ static void free_job(wjob_t *j)
     free(j->sent_to);
     free(j->e);
     free(j->table);
+    free(j->ts);
+    free(j->tstable);
     free(j->labels);
     free(j->str);
     free(j->s_entry);

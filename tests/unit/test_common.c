@@ -80,6 +80,9 @@ static void test_labels(void **state)
     assert_true(st_labels_cmp(l, 3, m, 3) < 0);
     assert_true(st_labels_hash(l, 3) != st_labels_hash(m, 3));
     assert_int_equal(st_labels_find(l, 3, "host"), 1);
+    /* the series hash splits into the name and the rest */
+    assert_true(st_series_hash(l, 3) == st_series_hash_from(st_labels_hash_noname(l, 3), "cpu", 3));
+    assert_true(st_series_hash(l, 3) != st_series_hash(m, 3));
     assert_int_equal(st_labels_find(l, 3, "nope"), -1);
     st_label_t bad = {"a", "\xc3\x28", 1, 2};
     assert_int_equal(st_labels_validate(&bad, 1, &why), ST_EINVAL);
