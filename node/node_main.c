@@ -213,7 +213,20 @@ int main(int argc, char **argv)
     const topo_addr_t *ha = topo_node_http(topo, (uint32_t)self);
     rpc_identity_t me = {topo_cluster_name(topo), topo_fingerprint(topo), node_id};
     rpc_server_opts_t ro = {.log = rpc_log};
-    int rc = rpc_server_create(N.loop, ra->host, ra->port, &me, &ro, node_rpc_handler, &N, &N.rpc);
+    /* In Kubernetes a pod's own DNS name (strata-node-0.strata-node) can
+     * appear a little after the pod starts: wait for it (bounded) rather
+     * than exit and crash-loop. */
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        rc = rpc_server_create(N.loop, ra->host, ra->port, &me, &ro, node_rpc_handler, &N, &N.rpc);
+        if (rc != ST_EINVAL || attempt >= 120 || shutting_down)
+            break;
+        if (attempt % 10 == 0)
+            st_warn("rpc address does not resolve yet; retrying", "addr=%s attempt=%d", ra->addr,
+                    attempt + 1);
+        uv_run(N.loop, UV_RUN_NOWAIT); /* let a half-made handle close */
+        sleep(1);
+    }
     if (rc) {
         st_error("cannot listen for RPC", "addr=%s err=\"%s\"", ra->addr, st_strerror(rc));
         return 1;
