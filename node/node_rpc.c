@@ -44,7 +44,7 @@ typedef struct write_scratch {
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
+    if (need <= *cap && p)
         return p;
     size_t c = *cap ? *cap : 256;
     while (c < need)
@@ -64,19 +64,36 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
     wire_field_t f;
     int rc;
     uint32_t shard = UINT32_MAX;
-    size_t nseries = 0, nsamples = 0, nlabels = 0;
-    /* pass 1: shard number, sizes */
+    size_t bi = 0, li = 0, si = 0;
+    /* one pass: arrays may move while growing, so entries hold offsets
+     * (in the pointer fields) until the pass is over */
     while ((rc = wire_next(&q, end, &f)) == 1) {
-        if (f.num == 1 && f.type == WIRE_VARINT)
+        if (f.num == 1 && f.type == WIRE_VARINT) {
             shard = (uint32_t)f.u;
-        else if (f.num == 2 && f.type == WIRE_LEN) {
-            wire_series_t s;
-            if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
-                break;
-            nseries++;
-            nsamples += s.nvals;
-            nlabels += s.nlabels;
+            continue;
         }
+        if (!(f.num == 2 && f.type == WIRE_LEN))
+            continue;
+        wire_series_t s;
+        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+            break;
+        size_t c0 = ws->scap;
+        if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
+            !(ws->labels = grow(ws->labels, &ws->lcap, li + s.nlabels, sizeof *ws->labels)) ||
+            !(ws->ts = grow(ws->ts, &c0, si + s.nvals, sizeof *ws->ts)) ||
+            !(ws->v = grow(ws->v, &ws->scap, si + s.nvals, sizeof *ws->v)))
+            return ST_ENOMEM;
+        size_t got;
+        if ((rc = wire_series_samples(&s, ws->ts + si, ws->v + si, s.nvals, &got)) < 0)
+            break;
+        if (s.nlabels)
+            memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
+        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(uintptr_t)li, s.nlabels,
+                                            (const int64_t *)(uintptr_t)si,
+                                            (const double *)(uintptr_t)si, got};
+        li += s.nlabels;
+        si += got;
+        bi++;
     }
     res->shard = shard;
     if (rc < 0) {
@@ -88,33 +105,10 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
                  topo_node_id(n->topo, n->self));
         return ST_EINVAL;
     }
-    if (!(ws->b = grow(ws->b, &ws->bcap, nseries, sizeof *ws->b)) ||
-        !(ws->labels = grow(ws->labels, &ws->lcap, nlabels, sizeof *ws->labels)))
-        return ST_ENOMEM;
-    size_t c0 = ws->scap;
-    if (!(ws->ts = grow(ws->ts, &c0, nsamples, sizeof *ws->ts)) ||
-        !(ws->v = grow(ws->v, &ws->scap, nsamples, sizeof *ws->v)))
-        return ST_ENOMEM;
-    /* pass 2: fill the batch (labels point into the payload) */
-    q = p;
-    size_t bi = 0, li = 0, si = 0;
-    while ((rc = wire_next(&q, end, &f)) == 1) {
-        if (!(f.num == 2 && f.type == WIRE_LEN))
-            continue;
-        wire_series_t s;
-        size_t got;
-        wire_series_decode(f.data, f.len, &s);
-        if ((rc = wire_series_samples(&s, ws->ts + si, ws->v + si, nsamples - si, &got)) < 0) {
-            snprintf(j->msg, sizeof j->msg, "malformed series in shard %u", shard);
-            return rc;
-        }
-        if (s.nlabels)
-            memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
-        ws->b[bi] =
-            (engine_series_batch_t){ws->labels + li, s.nlabels, ws->ts + si, ws->v + si, got};
-        li += s.nlabels;
-        si += got;
-        bi++;
+    for (size_t i = 0; i < bi; i++) {
+        ws->b[i].labels = ws->labels + (uintptr_t)ws->b[i].labels;
+        ws->b[i].ts = ws->ts + (uintptr_t)ws->b[i].ts;
+        ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
     }
     size_t bad = 0;
     rc = engine_write(n->engines[shard], ws->b, bi, &bad);
