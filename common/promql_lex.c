@@ -1,0 +1,623 @@
+/*
+ * promql_lex — the PromQL tokenizer and the text helpers the printer shares.
+ *
+ * The whole query is tokenized up front (the parser needs two tokens of
+ * lookahead in places). Context rules, as in Prometheus' lexer:
+ *   - identifiers are [A-Za-z_:][A-Za-z0-9_:]*, but ':' is not part of an
+ *     identifier inside {} (label names) or [] (where it separates range
+ *     and step: foo[1h:5m]);
+ *   - keywords (and, or, offset, by, inf, nan, ...) are lexed as identifiers;
+ *     the parser interprets them by position;
+ *   - "5m", "1h30m" are durations (units y w d h m s ms, each at most once,
+ *     largest first); other digit runs are numbers (decimal, exponent, hex);
+ *   - strings use Go escapes in "" and '' (same rules as selector.c); `` is raw;
+ *   - '#' starts a comment running to the end of the line.
+ */
+#include "promql.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_err.h"
+#include "st_labels.h"
+
+typedef struct lexer {
+    const char *s;
+    size_t len, pos;
+    char *sb; /* string buffer */
+    size_t sbused;
+    size_t *errpos;
+    char *err;
+    size_t errlen;
+} lexer_t;
+
+static long lex_fail(lexer_t *l, size_t pos, const char *msg)
+{
+    *l->errpos = pos;
+    if (l->err && l->errlen)
+        snprintf(l->err, l->errlen, "%s", msg);
+    return -1;
+}
+
+static int is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static size_t put_utf8(char *d, unsigned cp)
+{
+    if (cp < 0x80) {
+        d[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char)(0xc0 | (cp >> 6));
+        d[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char)(0xe0 | (cp >> 12));
+        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        d[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    d[0] = (char)(0xf0 | (cp >> 18));
+    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    d[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* A quoted string at l->pos; escapes as in selector.c. Fills t->str/slen. */
+static long lex_string(lexer_t *l, promql_token_t *t)
+{
+    const char *s = l->s;
+    char q = s[l->pos];
+    size_t start = l->pos++;
+    char *d0 = l->sb + l->sbused, *d = d0;
+    while (l->pos < l->len && s[l->pos] != q) {
+        char c = s[l->pos];
+        if (q != '`' && c == '\n')
+            return lex_fail(l, start, "unterminated quoted string");
+        if (q == '`' || c != '\\') {
+            *d++ = c;
+            l->pos++;
+            continue;
+        }
+        size_t epos = l->pos;
+        if (++l->pos >= l->len)
+            break;
+        c = s[l->pos++];
+        switch (c) {
+        case 'a':
+            *d++ = '\a';
+            break;
+        case 'b':
+            *d++ = '\b';
+            break;
+        case 'f':
+            *d++ = '\f';
+            break;
+        case 'n':
+            *d++ = '\n';
+            break;
+        case 'r':
+            *d++ = '\r';
+            break;
+        case 't':
+            *d++ = '\t';
+            break;
+        case 'v':
+            *d++ = '\v';
+            break;
+        case '\\':
+        case '"':
+        case '\'':
+            *d++ = c;
+            break;
+        case 'x': {
+            int h1 = l->pos + 1 < l->len ? hexval(s[l->pos]) : -1;
+            int h2 = h1 >= 0 ? hexval(s[l->pos + 1]) : -1;
+            if (h2 < 0)
+                return lex_fail(l, epos, "invalid \\x escape in quoted string");
+            *d++ = (char)(h1 * 16 + h2);
+            l->pos += 2;
+            break;
+        }
+        case 'u':
+        case 'U': {
+            size_t nd = c == 'u' ? 4 : 8;
+            unsigned cp = 0;
+            if (l->pos + nd > l->len)
+                return lex_fail(l, epos, "invalid unicode escape in quoted string");
+            for (size_t i = 0; i < nd; i++) {
+                int h = hexval(s[l->pos + i]);
+                if (h < 0)
+                    return lex_fail(l, epos, "invalid unicode escape in quoted string");
+                cp = cp * 16 + (unsigned)h;
+            }
+            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return lex_fail(l, epos, "unicode escape is not a valid code point");
+            l->pos += nd;
+            d += put_utf8(d, cp);
+            break;
+        }
+        default:
+            if (c >= '0' && c <= '7') {
+                if (l->pos + 2 > l->len || s[l->pos] < '0' || s[l->pos] > '7' ||
+                    s[l->pos + 1] < '0' || s[l->pos + 1] > '7')
+                    return lex_fail(l, epos, "invalid octal escape in quoted string");
+                unsigned v = (unsigned)(c - '0') * 64 + (unsigned)(s[l->pos] - '0') * 8 +
+                             (unsigned)(s[l->pos + 1] - '0');
+                if (v > 255)
+                    return lex_fail(l, epos, "invalid octal escape in quoted string");
+                *d++ = (char)v;
+                l->pos += 2;
+                break;
+            }
+            return lex_fail(l, epos, "unknown escape sequence in quoted string");
+        }
+    }
+    if (l->pos >= l->len)
+        return lex_fail(l, start, "unterminated quoted string");
+    l->pos++;
+    *d = '\0';
+    if (!st_utf8_valid(d0, (size_t)(d - d0)))
+        return lex_fail(l, start, "quoted string is not valid UTF-8");
+    t->str = d0;
+    t->slen = (size_t)(d - d0);
+    l->sbused += t->slen + 1;
+    return 0;
+}
+
+static const struct {
+    const char *u;
+    int64_t ms;
+} units[] = {{"y", 365LL * 86400000},
+             {"w", 7LL * 86400000},
+             {"d", 86400000},
+             {"h", 3600000},
+             {"ms", 1},
+             {"m", 60000},
+             {"s", 1000}};
+
+/* Unit order rank (larger first): y w d h m s ms. */
+static int unit_rank(int64_t ms)
+{
+    switch (ms) {
+    case 365LL * 86400000:
+        return 0;
+    case 7LL * 86400000:
+        return 1;
+    case 86400000:
+        return 2;
+    case 3600000:
+        return 3;
+    case 60000:
+        return 4;
+    case 1000:
+        return 5;
+    default:
+        return 6;
+    }
+}
+
+/* Try a duration at l->pos. Returns 1 (token filled), 0 (not a duration), -1 error. */
+static int try_duration(lexer_t *l, promql_token_t *t)
+{
+    size_t p = l->pos;
+    int64_t total = 0;
+    int last = -1, nunits = 0;
+    while (p < l->len && is_digit(l->s[p])) {
+        int64_t v = 0;
+        while (p < l->len && is_digit(l->s[p])) {
+            if (v > INT64_MAX / 10 - 10)
+                return (int)lex_fail(l, l->pos, "duration out of range");
+            v = v * 10 + (l->s[p] - '0');
+            p++;
+        }
+        int found = -1;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            size_t ul = strlen(units[i].u);
+            if (p + ul <= l->len && memcmp(l->s + p, units[i].u, ul) == 0) {
+                found = (int)i;
+                break;
+            }
+        }
+        if (found < 0)
+            return 0;
+        int r = unit_rank(units[found].ms);
+        if (r <= last)
+            return 0;
+        last = r;
+        p += strlen(units[found].u);
+        if (v > (INT64_MAX - total) / units[found].ms)
+            return (int)lex_fail(l, l->pos, "duration out of range");
+        total += v * units[found].ms;
+        nunits++;
+    }
+    if (!nunits || (p < l->len && (is_alpha(l->s[p]) || is_digit(l->s[p]) || l->s[p] == '.')))
+        return 0;
+    t->type = PQ_DURATION;
+    t->ms = total;
+    l->pos = p;
+    return 1;
+}
+
+static long lex_number(lexer_t *l, promql_token_t *t)
+{
+    const char *s = l->s;
+    size_t p = l->pos, b = p;
+    int ok = 0;
+    if (p + 1 < l->len && s[p] == '0' && (s[p + 1] == 'x' || s[p + 1] == 'X')) {
+        p += 2;
+        double v = 0;
+        while (p < l->len && hexval(s[p]) >= 0) {
+            v = v * 16 + hexval(s[p]);
+            p++;
+            ok = 1;
+        }
+        t->num = v;
+    } else {
+        while (p < l->len && is_digit(s[p]))
+            p++, ok = 1;
+        if (p < l->len && s[p] == '.') {
+            p++;
+            while (p < l->len && is_digit(s[p]))
+                p++, ok = 1;
+        }
+        if (ok && p < l->len && (s[p] == 'e' || s[p] == 'E')) {
+            size_t e = p + 1;
+            if (e < l->len && (s[e] == '+' || s[e] == '-'))
+                e++;
+            if (e < l->len && is_digit(s[e])) {
+                while (e < l->len && is_digit(s[e]))
+                    e++;
+                p = e;
+            } else {
+                ok = 0;
+            }
+        }
+        if (ok) {
+            char tmp[128], *buf = tmp;
+            size_t n = p - b;
+            if (n >= sizeof tmp && !(buf = malloc(n + 1)))
+                return lex_fail(l, b, "out of memory");
+            memcpy(buf, s + b, n);
+            buf[n] = '\0';
+            t->num = strtod(buf, NULL);
+            if (buf != tmp)
+                free(buf);
+        }
+    }
+    if (!ok || (p < l->len && (is_alpha(s[p]) || is_digit(s[p]) || s[p] == '.')))
+        return lex_fail(l, b, "bad number or duration syntax");
+    t->type = PQ_NUMBER;
+    l->pos = p;
+    return 0;
+}
+
+long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
+                char *err, size_t errlen)
+{
+    lexer_t l = {.s = q, .len = len, .sb = strbuf, .errpos = errpos, .err = err, .errlen = errlen};
+    long n = 0;
+    int braces = 0, brackets = 0;
+    for (;;) {
+        while (l.pos < len) {
+            char c = q[l.pos];
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+                l.pos++;
+            } else if (c == '#') {
+                while (l.pos < len && q[l.pos] != '\n')
+                    l.pos++;
+            } else {
+                break;
+            }
+        }
+        promql_token_t *t = &toks[n];
+        memset(t, 0, sizeof *t);
+        t->pos = (uint32_t)l.pos;
+        if (l.pos >= len) {
+            t->type = PQ_EOF;
+            return n + 1;
+        }
+        char c = q[l.pos];
+        char c2 = l.pos + 1 < len ? q[l.pos + 1] : '\0';
+        int two = 0;
+        switch (c) {
+        case '{':
+            t->type = PQ_LBRACE;
+            braces++;
+            break;
+        case '}':
+            t->type = PQ_RBRACE;
+            if (braces)
+                braces--;
+            break;
+        case '(':
+            t->type = PQ_LPAREN;
+            break;
+        case ')':
+            t->type = PQ_RPAREN;
+            break;
+        case '[':
+            t->type = PQ_LBRACKET;
+            brackets++;
+            break;
+        case ']':
+            t->type = PQ_RBRACKET;
+            if (brackets)
+                brackets--;
+            break;
+        case ',':
+            t->type = PQ_COMMA;
+            break;
+        case '@':
+            t->type = PQ_AT;
+            break;
+        case '+':
+            t->type = PQ_ADD;
+            break;
+        case '-':
+            t->type = PQ_SUB;
+            break;
+        case '*':
+            t->type = PQ_MUL;
+            break;
+        case '/':
+            t->type = PQ_DIV;
+            break;
+        case '%':
+            t->type = PQ_MOD;
+            break;
+        case '^':
+            t->type = PQ_POW;
+            break;
+        case '=':
+            if (c2 == '=')
+                t->type = PQ_EQLC, two = 1;
+            else if (c2 == '~')
+                t->type = PQ_EQ_REGEX, two = 1;
+            else
+                t->type = PQ_ASSIGN;
+            break;
+        case '!':
+            if (c2 == '=')
+                t->type = PQ_NEQ, two = 1;
+            else if (c2 == '~')
+                t->type = PQ_NEQ_REGEX, two = 1;
+            else
+                return lex_fail(&l, l.pos, "unexpected character after '!'");
+            break;
+        case '<':
+            if (c2 == '=')
+                t->type = PQ_LTE, two = 1;
+            else
+                t->type = PQ_LSS;
+            break;
+        case '>':
+            if (c2 == '=')
+                t->type = PQ_GTE, two = 1;
+            else
+                t->type = PQ_GTR;
+            break;
+        case '"':
+        case '\'':
+        case '`':
+            if (lex_string(&l, t) < 0)
+                return -1;
+            t->type = PQ_STRING;
+            t->len = (uint32_t)(l.pos - t->pos);
+            n++;
+            continue;
+        default:
+            if (c == ':' && (braces || brackets)) {
+                t->type = PQ_COLON;
+                break;
+            }
+            if (is_digit(c) || (c == '.' && is_digit(c2))) {
+                int r = try_duration(&l, t);
+                if (r < 0)
+                    return -1;
+                if (r == 0 && lex_number(&l, t) < 0)
+                    return -1;
+                t->len = (uint32_t)(l.pos - t->pos);
+                n++;
+                continue;
+            }
+            if (is_alpha(c) || c == ':') {
+                int colon = !(braces || brackets);
+                while (l.pos < len &&
+                       (is_alpha(q[l.pos]) || is_digit(q[l.pos]) || (colon && q[l.pos] == ':')))
+                    l.pos++;
+                t->type = PQ_IDENT;
+                t->len = (uint32_t)(l.pos - t->pos);
+                n++;
+                continue;
+            }
+            if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "unexpected character: '%c'", c);
+                return lex_fail(&l, l.pos, msg);
+            }
+            return lex_fail(&l, l.pos, "unexpected character");
+        }
+        l.pos += two ? 2 : 1;
+        t->len = (uint32_t)(l.pos - t->pos);
+        n++;
+    }
+}
+
+static const char *op_text(promql_tok_t t)
+{
+    switch (t) {
+    case PQ_ASSIGN:
+        return "=";
+    case PQ_EQ_REGEX:
+        return "=~";
+    case PQ_NEQ_REGEX:
+        return "!~";
+    case PQ_ADD:
+        return "+";
+    case PQ_SUB:
+        return "-";
+    case PQ_MUL:
+        return "*";
+    case PQ_DIV:
+        return "/";
+    case PQ_MOD:
+        return "%";
+    case PQ_POW:
+        return "^";
+    case PQ_EQLC:
+        return "==";
+    case PQ_NEQ:
+        return "!=";
+    case PQ_LSS:
+        return "<";
+    case PQ_LTE:
+        return "<=";
+    case PQ_GTR:
+        return ">";
+    case PQ_GTE:
+        return ">=";
+    default:
+        return NULL;
+    }
+}
+
+void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size_t outlen)
+{
+    const char *op = op_text(t->type);
+    int n = t->len > 40 ? 40 : (int)t->len;
+    const char *kind = NULL;
+    switch (t->type) {
+    case PQ_EOF:
+        snprintf(out, outlen, "end of input");
+        return;
+    case PQ_IDENT:
+        kind = "identifier";
+        break;
+    case PQ_NUMBER:
+        kind = "number";
+        break;
+    case PQ_DURATION:
+        kind = "duration";
+        break;
+    case PQ_STRING:
+        kind = "string";
+        break;
+    case PQ_AT:
+        snprintf(out, outlen, "<@>");
+        return;
+    default:
+        break;
+    }
+    if (kind) {
+        /* raw text, with non-printable bytes shown as '?' */
+        char tmp[48];
+        for (int i = 0; i < n; i++) {
+            char c = q[t->pos + i];
+            tmp[i] = (c >= 0x20 && c < 0x7f) ? c : '?';
+        }
+        tmp[n] = '\0';
+        snprintf(out, outlen, "%s %s%s", kind, tmp, t->len > 40 ? "..." : "");
+    } else if (op) {
+        snprintf(out, outlen, "<op:%s>", op);
+    } else {
+        snprintf(out, outlen, "\"%c\"", q[t->pos]);
+    }
+}
+
+int promql_fmt_duration(st_buf_t *b, int64_t ms)
+{
+    static const struct {
+        const char *u;
+        int64_t ms;
+    } order[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"m", 60000},
+                 {"s", 1000},
+                 {"ms", 1}};
+    char tmp[32];
+    int rc = 0;
+    if (ms < 0) {
+        rc = ST_BUF_LIT(b, "-");
+        ms = ms == INT64_MIN ? INT64_MAX : -ms;
+    }
+    if (ms == 0)
+        return rc ? rc : ST_BUF_LIT(b, "0s");
+    for (size_t i = 0; i < sizeof order / sizeof order[0] && !rc; i++) {
+        if (ms >= order[i].ms) {
+            int n = snprintf(tmp, sizeof tmp, "%lld%s", (long long)(ms / order[i].ms), order[i].u);
+            rc = st_buf_append(b, tmp, (size_t)n);
+            ms %= order[i].ms;
+        }
+    }
+    return rc;
+}
+
+int promql_fmt_number(st_buf_t *b, double v)
+{
+    char tmp[64];
+    if (isnan(v))
+        return ST_BUF_LIT(b, "NaN");
+    if (isinf(v))
+        return v > 0 ? ST_BUF_LIT(b, "Inf") : ST_BUF_LIT(b, "-Inf");
+    int n = 0;
+    if (v == trunc(v) && fabs(v) < 1e15) {
+        n = snprintf(tmp, sizeof tmp, "%.0f", v);
+        return st_buf_append(b, tmp, (size_t)n);
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    return st_buf_append(b, tmp, (size_t)n);
+}
+
+int promql_fmt_string(st_buf_t *b, const char *s, size_t len)
+{
+    int rc = ST_BUF_LIT(b, "\"");
+    for (size_t i = 0; i < len && !rc; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == '"' || c == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            rc = st_buf_append(b, tmp, 2);
+        } else if (c == '\n') {
+            rc = ST_BUF_LIT(b, "\\n");
+        } else if (c == '\t') {
+            rc = ST_BUF_LIT(b, "\\t");
+        } else if (c < 0x20 || c == 0x7f) {
+            int n = snprintf(tmp, sizeof tmp, "\\x%02x", c);
+            rc = st_buf_append(b, tmp, (size_t)n);
+        } else {
+            rc = st_buf_put_u8(b, c);
+        }
+    }
+    return rc ? rc : ST_BUF_LIT(b, "\"");
+}
