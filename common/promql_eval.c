@@ -1,0 +1,1144 @@
+/* promql_eval — evaluator core: memory, selectors, operators, aggregations, results. */
+#include "promql_eval_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "st_err.h"
+
+/* ---- memory, errors ------------------------------------------------------ */
+
+void *pe_alloc(pe_ctx_t *c, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!n)
+        n = 16;
+    if (!c->mem || c->mem->cap - c->mem->used < n) {
+        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        pe_chunk_t *k = malloc(sizeof *k + cap);
+        if (!k)
+            pe_fail(c, ST_ENOMEM, "out of memory");
+        k->used = 0;
+        k->cap = cap;
+        k->next = c->mem;
+        c->mem = k;
+    }
+    void *p = (char *)c->mem->data + c->mem->used;
+    c->mem->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *pe_strdup(pe_ctx_t *c, const char *s, size_t n)
+{
+    char *d = pe_alloc(c, n + 1);
+    if (n)
+        memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+static void mem_free(pe_chunk_t *k)
+{
+    while (k) {
+        pe_chunk_t *nx = k->next;
+        free(k);
+        k = nx;
+    }
+}
+
+void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->err && c->errlen)
+        vsnprintf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
+    c->rc = rc;
+    longjmp(c->jb, 1);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pe_check(pe_ctx_t *c)
+{
+    if (c->deadline && (++c->tick & 63) == 0 && mono_ms() > c->deadline)
+        pe_fail(c, ST_ETIMEDOUT, "query timed out");
+}
+
+/* ---- labels ------------------------------------------------------------- */
+
+const st_label_t *pe_label_get(const st_label_t *l, size_t nl, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < nl; i++)
+        if (l[i].name_len == len && !memcmp(l[i].name, name, len))
+            return &l[i];
+    return NULL;
+}
+
+static int lname_eq(const st_label_t *l, const char *name)
+{
+    size_t len = strlen(name);
+    return l->name_len == len && !memcmp(l->name, name, len);
+}
+
+st_label_t *pe_labels_drop_name(pe_ctx_t *c, const st_label_t *l, size_t *nl)
+{
+    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
+    size_t k = 0;
+    for (size_t i = 0; i < *nl; i++)
+        if (!lname_eq(&l[i], ST_METRIC_LABEL))
+            o[k++] = l[i];
+    *nl = k;
+    return o;
+}
+
+/* Copy of l with name=val (val empty: removed); stays sorted. */
+st_label_t *pe_labels_set(pe_ctx_t *c, const st_label_t *l, size_t *nl, const char *name,
+                          const char *val, size_t vlen)
+{
+    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
+    size_t k = 0;
+    for (size_t i = 0; i < *nl; i++)
+        if (!lname_eq(&l[i], name))
+            o[k++] = l[i];
+    if (vlen) {
+        size_t len = strlen(name);
+        o[k].name = pe_strdup(c, name, len);
+        o[k].name_len = (uint32_t)len;
+        o[k].value = pe_strdup(c, val, vlen);
+        o[k].value_len = (uint32_t)vlen;
+        k++;
+        st_labels_sort(o, k);
+    }
+    *nl = k;
+    return o;
+}
+
+static int in_names(const st_label_t *l, const promql_labels_t *names)
+{
+    for (size_t i = 0; i < names->n; i++)
+        if (lname_eq(l, names->names[i]))
+            return 1;
+    return 0;
+}
+
+/* Labels kept by on(names) (on=1) or ignoring(names) + __name__ (on=0). */
+static st_label_t *sig_labels(pe_ctx_t *c, const st_label_t *l, size_t nl, int on,
+                              const promql_labels_t *names, size_t *nout)
+{
+    st_label_t *o = pe_alloc(c, (nl + 1) * sizeof *o);
+    size_t k = 0;
+    for (size_t i = 0; i < nl; i++) {
+        int in = in_names(&l[i], names);
+        if (on ? in : (!in && !lname_eq(&l[i], ST_METRIC_LABEL)))
+            o[k++] = l[i];
+    }
+    *nout = k;
+    return o;
+}
+
+pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
+{
+    if (v->ns == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 8;
+        pe_ser_t *s = pe_alloc(c, cap * sizeof *s);
+        if (v->ns)
+            memcpy(s, v->s, v->ns * sizeof *s);
+        v->s = s;
+        v->cap = cap;
+    }
+    pe_ser_t *s = &v->s[v->ns++];
+    s->l = (st_label_t *)l;
+    s->nl = nl;
+    s->v = pe_alloc(c, nsteps * sizeof(double));
+    s->ok = pe_alloc(c, nsteps);
+    return s;
+}
+
+/* ---- grouping by label sets (sort-based) ---------------------------------- */
+
+typedef struct gkey {
+    const st_label_t *l;
+    size_t nl;
+    size_t idx;
+} gkey_t;
+
+static int gkey_cmp(const void *a, const void *b)
+{
+    const gkey_t *x = a, *y = b;
+    int r = st_labels_cmp(x->l, x->nl, y->l, y->nl);
+    if (r)
+        return r;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Assign group ids (0..ngroups-1) to keys; returns ngroups; rep[g] = a key index. */
+static size_t group_keys(pe_ctx_t *c, gkey_t *k, size_t n, size_t *gid, size_t **rep)
+{
+    gkey_t *s = pe_alloc(c, (n + 1) * sizeof *s);
+    memcpy(s, k, n * sizeof *s);
+    qsort(s, n, sizeof *s, gkey_cmp);
+    size_t *r = pe_alloc(c, (n + 1) * sizeof *r);
+    size_t g = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || st_labels_cmp(s[i - 1].l, s[i - 1].nl, s[i].l, s[i].nl))
+            r[g++] = s[i].idx;
+        gid[s[i].idx] = g - 1;
+    }
+    if (rep)
+        *rep = r;
+    return g;
+}
+
+/* Merge series with identical labels when never present at the same step. */
+void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps)
+{
+    if (v->ns < 2)
+        return;
+    gkey_t *k = pe_alloc(c, v->ns * sizeof *k);
+    size_t *gid = pe_alloc(c, v->ns * sizeof *gid), *rep;
+    for (size_t i = 0; i < v->ns; i++)
+        k[i] = (gkey_t){v->s[i].l, v->s[i].nl, i};
+    size_t ng = group_keys(c, k, v->ns, gid, &rep);
+    if (ng == v->ns)
+        return;
+    pe_ser_t *o = pe_alloc(c, ng * sizeof *o);
+    for (size_t g = 0; g < ng; g++)
+        o[g] = v->s[rep[g]];
+    for (size_t i = 0; i < v->ns; i++) {
+        pe_ser_t *d = &o[gid[i]];
+        if (d->v == v->s[i].v)
+            continue;
+        for (size_t t = 0; t < nsteps; t++) {
+            if (!v->s[i].ok[t])
+                continue;
+            if (d->ok[t])
+                pe_fail(c, ST_EINVAL, "vector cannot contain metrics with the same labelset");
+            d->ok[t] = 1;
+            d->v[t] = v->s[i].v[t];
+        }
+    }
+    v->s = o;
+    v->ns = v->cap = ng;
+}
+
+/* ---- selection ------------------------------------------------------------ */
+
+struct promql_sink {
+    pe_ctx_t *c;
+    pe_raw_t *r;
+    size_t n, cap;
+};
+
+int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    pe_ctx_t *c = sk->c;
+    if (c->sink_rc)
+        return c->sink_rc;
+    /* never longjmp through the caller's select callback: catch failures here */
+    jmp_buf outer;
+    memcpy(outer, c->jb, sizeof outer);
+    if (setjmp(c->jb)) {
+        memcpy(c->jb, outer, sizeof outer);
+        c->sink_rc = c->rc;
+        return c->rc;
+    }
+    if (++c->series > c->max_series)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
+    c->samples += n;
+    if (c->samples > c->max_samples)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+    pe_check(c);
+    if (sk->n == sk->cap) {
+        size_t cap = sk->cap ? sk->cap * 2 : 16;
+        pe_raw_t *r = pe_alloc(c, cap * sizeof *r);
+        if (sk->n)
+            memcpy(r, sk->r, sk->n * sizeof *r);
+        sk->r = r;
+        sk->cap = cap;
+    }
+    pe_raw_t *r = &sk->r[sk->n++];
+    r->l = pe_alloc(c, (nlabels + 1) * sizeof *r->l);
+    for (size_t i = 0; i < nlabels; i++) {
+        r->l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);
+        r->l[i].name_len = labels[i].name_len;
+        r->l[i].value = pe_strdup(c, labels[i].value, labels[i].value_len);
+        r->l[i].value_len = labels[i].value_len;
+    }
+    r->nl = nlabels;
+    st_labels_sort(r->l, nlabels);
+    r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
+    r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
+    if (n) {
+        memcpy(r->ts, ts, n * sizeof *ts);
+        memcpy(r->v, v, n * sizeof *v);
+    }
+    r->n = n;
+    memcpy(c->jb, outer, sizeof outer);
+    return 0;
+}
+
+static int raw_cmp(const void *a, const void *b)
+{
+    const pe_raw_t *x = a, *y = b;
+    return st_labels_cmp(x->l, x->nl, y->l, y->nl);
+}
+
+static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt,
+                      pe_raw_t **out, size_t *nout)
+{
+    promql_sink_t sk = {c, NULL, 0, 0};
+    size_t nsets = vs->u.vs.nsets ? vs->u.vs.nsets : 1;
+    for (size_t s = 0; s < nsets; s++) {
+        size_t nm = vs->u.vs.nsets ? vs->u.vs.sets[s].n : 0;
+        st_matcher_t *m = pe_alloc(c, (nm + 1) * sizeof *m);
+        size_t k = 0;
+        if (vs->u.vs.name)
+            m[k++] = (st_matcher_t){ST_MATCH_EQ, ST_METRIC_LABEL, vs->u.vs.name};
+        for (size_t i = 0; i < nm; i++)
+            m[k++] = vs->u.vs.sets[s].m[i];
+        int rc = c->fn(c->arg, m, k, mint, maxt, &sk);
+        if (c->sink_rc) {
+            c->rc = c->sink_rc;
+            longjmp(c->jb, 1); /* message already set */
+        }
+        if (rc)
+            pe_fail(c, rc < 0 ? rc : ST_EIO, "select failed: %s", st_strerror(rc));
+    }
+    if (sk.n)
+        qsort(sk.r, sk.n, sizeof *sk.r, raw_cmp);
+    size_t k = 0; /* drop duplicates from overlapping `or` sets */
+    for (size_t i = 0; i < sk.n; i++)
+        if (!k || raw_cmp(&sk.r[k - 1], &sk.r[i]))
+            sk.r[k++] = sk.r[i];
+    *out = sk.r;
+    *nout = k;
+}
+
+static int64_t at_time(pe_ctx_t *c, const promql_at_t *at, int64_t t)
+{
+    switch (at->kind) {
+    case PROMQL_AT_TS:
+        return (int64_t)llround(at->ts * 1000.0);
+    case PROMQL_AT_START:
+        return c->qstart;
+    case PROMQL_AT_END:
+        return c->qend;
+    default:
+        return t;
+    }
+}
+
+/* Per-step evaluation times of a selector/subquery: (@ or t) - offset. */
+static int64_t *sel_times(pe_ctx_t *c, const pe_grid_t *g, const promql_at_t *at, int64_t off,
+                          int64_t *mn, int64_t *mx)
+{
+    int64_t *t = pe_alloc(c, (g->n + 1) * sizeof *t);
+    *mn = INT64_MAX;
+    *mx = INT64_MIN;
+    for (size_t i = 0; i < g->n; i++) {
+        t[i] = at_time(c, at, pe_t(g, i)) - off;
+        if (t[i] < *mn)
+            *mn = t[i];
+        if (t[i] > *mx)
+            *mx = t[i];
+    }
+    return t;
+}
+
+static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    int64_t mn, mx;
+    int64_t *t = sel_times(c, g, &n->u.vs.at, n->u.vs.offset_ms, &mn, &mx);
+    pe_raw_t *r;
+    size_t nr;
+    do_select(c, n, mn - c->lookback + 1, mx, &r, &nr);
+    for (size_t i = 0; i < nr; i++) {
+        pe_ser_t *s = NULL;
+        size_t j = 0;
+        for (size_t k = 0; k < g->n; k++) {
+            /* times are monotone unless @ is used; restart the scan if not */
+            if (k && t[k] < t[k - 1])
+                j = 0;
+            while (j < r[i].n && r[i].ts[j] <= t[k])
+                j++;
+            if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback)
+                continue;
+            if (!s)
+                s = pe_add_ser(c, out, r[i].l, r[i].nl, g->n);
+            s->ok[k] = 1;
+            s->v[k] = r[i].v[j - 1];
+        }
+        pe_check(c);
+    }
+}
+
+void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+               size_t *nout, int64_t *range, int64_t **times)
+{
+    int64_t mn, mx;
+    if (n->kind == PROMQL_PAREN) {
+        pe_matrix(c, n->u.paren.expr, g, out, nout, range, times);
+        return;
+    }
+    if (n->kind == PROMQL_MATRIX_SELECTOR) {
+        const promql_node_t *vs = n->u.ms.vs;
+        *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
+        *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
+        do_select(c, vs, mn - *range + 1, mx, out, nout);
+        return;
+    }
+    if (n->kind != PROMQL_SUBQUERY)
+        pe_fail(c, ST_EINVAL, "expected a range vector");
+    *range = n->u.sq.range_ms;
+    int64_t step = n->u.sq.step_ms ? n->u.sq.step_ms : 60000;
+    *times = sel_times(c, g, &n->u.sq.at, n->u.sq.offset_ms, &mn, &mx);
+    int64_t lo = mn - *range;
+    /* inner grid: multiples of step in [lo, mx] */
+    int64_t s0 = lo / step * step;
+    if (s0 < lo)
+        s0 += step;
+    if (s0 > mx) {
+        *out = NULL;
+        *nout = 0;
+        return;
+    }
+    pe_grid_t ig = {s0, step, (size_t)((mx - s0) / step) + 1};
+    pe_val_t iv = {0};
+    pe_eval(c, n->u.sq.expr, &ig, &iv);
+    if (iv.type == PROMQL_TYPE_SCALAR) {
+        pe_ser_t *s = pe_add_ser(c, &iv, NULL, 0, ig.n);
+        for (size_t i = 0; i < ig.n; i++) {
+            s->ok[i] = 1;
+            s->v[i] = iv.sc[i];
+        }
+    }
+    pe_raw_t *r = pe_alloc(c, (iv.ns + 1) * sizeof *r);
+    for (size_t i = 0; i < iv.ns; i++) {
+        r[i].l = iv.s[i].l;
+        r[i].nl = iv.s[i].nl;
+        r[i].ts = pe_alloc(c, ig.n * sizeof(int64_t));
+        r[i].v = pe_alloc(c, ig.n * sizeof(double));
+        for (size_t k = 0; k < ig.n; k++)
+            if (iv.s[i].ok[k]) {
+                r[i].ts[r[i].n] = pe_t(&ig, k);
+                r[i].v[r[i].n++] = iv.s[i].v[k];
+            }
+    }
+    *out = r;
+    *nout = iv.ns;
+}
+
+/* ---- binary operators ---------------------------------------------------- */
+
+static int is_cmp(promql_binop_t op)
+{
+    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
+}
+
+/* Returns the value; *keep = 0 when a comparison is false. */
+static double binop(promql_binop_t op, double a, double b, int *keep)
+{
+    *keep = 1;
+    switch (op) {
+    case PROMQL_OP_ADD:
+        return a + b;
+    case PROMQL_OP_SUB:
+        return a - b;
+    case PROMQL_OP_MUL:
+        return a * b;
+    case PROMQL_OP_DIV:
+        return a / b;
+    case PROMQL_OP_MOD:
+        return fmod(a, b);
+    case PROMQL_OP_POW:
+        return pow(a, b);
+    case PROMQL_OP_ATAN2:
+        return atan2(a, b);
+    case PROMQL_OP_EQL:
+        *keep = a == b;
+        return a;
+    case PROMQL_OP_NEQ:
+        *keep = a != b;
+        return a;
+    case PROMQL_OP_LSS:
+        *keep = a < b;
+        return a;
+    case PROMQL_OP_LTE:
+        *keep = a <= b;
+        return a;
+    case PROMQL_OP_GTR:
+        *keep = a > b;
+        return a;
+    case PROMQL_OP_GTE:
+        *keep = a >= b;
+        return a;
+    default:
+        *keep = 0;
+        return 0;
+    }
+}
+
+static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *vec,
+                            const double *sc, int swap, pe_val_t *out)
+{
+    promql_binop_t op = n->u.bin.op;
+    int drop = !is_cmp(op) || n->u.bin.bool_mod;
+    out->type = PROMQL_TYPE_VECTOR;
+    for (size_t i = 0; i < vec->ns; i++) {
+        pe_ser_t *in = &vec->s[i];
+        size_t nl = in->nl;
+        st_label_t *l = drop ? pe_labels_drop_name(c, in->l, &nl) : in->l;
+        pe_ser_t *o = pe_add_ser(c, out, l, nl, g->n);
+        for (size_t k = 0; k < g->n; k++) {
+            if (!in->ok[k])
+                continue;
+            double a = in->v[k], b = sc[k];
+            int keep;
+            double r = swap ? binop(op, b, a, &keep) : binop(op, a, b, &keep);
+            if (is_cmp(op)) {
+                if (n->u.bin.bool_mod) {
+                    r = keep;
+                    keep = 1;
+                } else {
+                    r = a;
+                }
+            }
+            if (keep) {
+                o->ok[k] = 1;
+                o->v[k] = r;
+            }
+        }
+    }
+    if (drop)
+        pe_dedup(c, out, g->n);
+}
+
+typedef struct sigs {
+    gkey_t *k;
+    size_t *gid; /* per series: group of its signature (shared numbering lhs+rhs) */
+    size_t ng;
+} sigs_t;
+
+/* Signatures of lhs then rhs series, numbered jointly. */
+static void make_sigs(pe_ctx_t *c, const promql_node_t *n, pe_val_t *a, pe_val_t *b, sigs_t *s)
+{
+    size_t tot = a->ns + b->ns;
+    s->k = pe_alloc(c, (tot + 1) * sizeof *s->k);
+    s->gid = pe_alloc(c, (tot + 1) * sizeof *s->gid);
+    int on = n->u.bin.has_matching && n->u.bin.on;
+    for (size_t i = 0; i < tot; i++) {
+        pe_ser_t *x = i < a->ns ? &a->s[i] : &b->s[i - a->ns];
+        size_t nl;
+        st_label_t *l = sig_labels(c, x->l, x->nl, on, &n->u.bin.match, &nl);
+        s->k[i] = (gkey_t){l, nl, i};
+    }
+    s->ng = group_keys(c, s->k, tot, s->gid, NULL);
+}
+
+static void eval_setop(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *a,
+                       pe_val_t *b, pe_val_t *out)
+{
+    sigs_t s;
+    make_sigs(c, n, a, b, &s);
+    uint8_t *seen = pe_alloc(c, s.ng + 1);
+    out->type = PROMQL_TYPE_VECTOR;
+    promql_binop_t op = n->u.bin.op;
+    pe_ser_t **lo = pe_alloc(c, (a->ns + 1) * sizeof *lo);
+    for (size_t i = 0; i < a->ns; i++)
+        lo[i] = pe_add_ser(c, out, a->s[i].l, a->s[i].nl, g->n);
+    pe_ser_t **ro = NULL;
+    if (op == PROMQL_OP_OR) {
+        ro = pe_alloc(c, (b->ns + 1) * sizeof *ro);
+        for (size_t i = 0; i < b->ns; i++)
+            ro[i] = pe_add_ser(c, out, b->s[i].l, b->s[i].nl, g->n);
+    }
+    for (size_t k = 0; k < g->n; k++) {
+        memset(seen, 0, s.ng);
+        const pe_val_t *src = op == PROMQL_OP_OR ? a : b;
+        size_t base = op == PROMQL_OP_OR ? 0 : a->ns;
+        for (size_t i = 0; i < src->ns; i++)
+            if (src->s[i].ok[k])
+                seen[s.gid[base + i]] = 1;
+        if (op == PROMQL_OP_OR) {
+            for (size_t i = 0; i < a->ns; i++)
+                if (a->s[i].ok[k]) {
+                    lo[i]->ok[k] = 1;
+                    lo[i]->v[k] = a->s[i].v[k];
+                }
+            for (size_t i = 0; i < b->ns; i++)
+                if (b->s[i].ok[k] && !seen[s.gid[a->ns + i]]) {
+                    ro[i]->ok[k] = 1;
+                    ro[i]->v[k] = b->s[i].v[k];
+                }
+        } else {
+            for (size_t i = 0; i < a->ns; i++) {
+                if (!a->s[i].ok[k])
+                    continue;
+                int m = seen[s.gid[i]];
+                if (op == PROMQL_OP_AND ? m : !m) {
+                    lo[i]->ok[k] = 1;
+                    lo[i]->v[k] = a->s[i].v[k];
+                }
+            }
+        }
+    }
+    pe_dedup(c, out, g->n);
+}
+
+static st_label_t *result_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *l,
+                                 const pe_ser_t *r, size_t *nl)
+{
+    promql_binop_t op = n->u.bin.op;
+    *nl = l->nl;
+    st_label_t *o = l->l;
+    if (!is_cmp(op) || n->u.bin.bool_mod)
+        o = pe_labels_drop_name(c, o, nl);
+    if (n->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
+        if (n->u.bin.has_matching && n->u.bin.on) {
+            st_label_t *x = pe_alloc(c, (*nl + 1) * sizeof *x);
+            size_t k = 0;
+            for (size_t i = 0; i < *nl; i++)
+                if (in_names(&o[i], &n->u.bin.match))
+                    x[k++] = o[i];
+            o = x;
+            *nl = k;
+        } else if (n->u.bin.has_matching) {
+            st_label_t *x = pe_alloc(c, (*nl + 1) * sizeof *x);
+            size_t k = 0;
+            for (size_t i = 0; i < *nl; i++)
+                if (!in_names(&o[i], &n->u.bin.match))
+                    x[k++] = o[i];
+            o = x;
+            *nl = k;
+        }
+    }
+    for (size_t i = 0; i < n->u.bin.include.n; i++) {
+        const char *nm = n->u.bin.include.names[i];
+        const st_label_t *rv = pe_label_get(r->l, r->nl, nm);
+        o = pe_labels_set(c, o, nl, nm, rv ? rv->value : "", rv ? rv->value_len : 0);
+    }
+    return o;
+}
+
+typedef struct pair {
+    struct pair *next;
+    size_t j;
+    pe_ser_t *s;
+} pair_t;
+
+static void eval_vec_vec(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *a,
+                         pe_val_t *b, pe_val_t *out)
+{
+    sigs_t s;
+    int swap = n->u.bin.card == PROMQL_CARD_ONE_TO_MANY;
+    make_sigs(c, n, a, b, &s);
+    /* "one" side = rhs (or lhs when swapped) */
+    pe_val_t *many = swap ? b : a, *one = swap ? a : b;
+    size_t mbase = swap ? a->ns : 0, obase = swap ? 0 : a->ns;
+    size_t *cur = pe_alloc(c, (s.ng + 1) * sizeof *cur); /* one-side series index + 1 */
+    size_t *mcnt = pe_alloc(c, (s.ng + 1) * sizeof *mcnt);
+    /* output series per (many i, one j) pair, created lazily */
+    pair_t **pair = pe_alloc(c, (many->ns + 1) * sizeof *pair);
+    out->type = PROMQL_TYPE_VECTOR;
+    promql_binop_t op = n->u.bin.op;
+    for (size_t k = 0; k < g->n; k++) {
+        pe_check(c);
+        memset(cur, 0, s.ng * sizeof *cur);
+        memset(mcnt, 0, s.ng * sizeof *mcnt);
+        for (size_t j = 0; j < one->ns; j++) {
+            if (!one->s[j].ok[k])
+                continue;
+            size_t gi = s.gid[obase + j];
+            if (cur[gi])
+                pe_fail(c, ST_EINVAL,
+                        "found duplicate series for the match group on the %s hand side of the "
+                        "operation; many-to-many matching not allowed: matching labels must be "
+                        "unique on one side",
+                        swap ? "left" : "right");
+            cur[gi] = j + 1;
+        }
+        for (size_t i = 0; i < many->ns; i++) {
+            if (!many->s[i].ok[k])
+                continue;
+            size_t gi = s.gid[mbase + i];
+            if (!cur[gi])
+                continue;
+            if (n->u.bin.card == PROMQL_CARD_ONE_TO_ONE && mcnt[gi]++)
+                pe_fail(c, ST_EINVAL,
+                        "multiple matches for labels: many-to-one matching must be explicit "
+                        "(group_left/group_right)");
+            size_t j = cur[gi] - 1;
+            double lv = many->s[i].v[k], rv = one->s[j].v[k];
+            if (swap) {
+                double t = lv;
+                lv = rv;
+                rv = t;
+            }
+            int keep;
+            double r = binop(op, lv, rv, &keep);
+            if (is_cmp(op)) {
+                if (n->u.bin.bool_mod) {
+                    r = keep;
+                    keep = 1;
+                } else {
+                    r = lv;
+                }
+            }
+            if (!keep)
+                continue;
+            /* one-to-one output labels depend on the lhs only; group_x on the pair */
+            size_t key = n->u.bin.card == PROMQL_CARD_ONE_TO_ONE ? 0 : j;
+            pair_t *pp = pair[i];
+            while (pp && pp->j != key)
+                pp = pp->next;
+            if (!pp) {
+                size_t nl;
+                st_label_t *l = result_labels(c, n, &many->s[i], &one->s[j], &nl);
+                pp = pe_alloc(c, sizeof *pp);
+                pp->j = key;
+                pp->s = pe_add_ser(c, out, l, nl, g->n);
+                pp->next = pair[i];
+                pair[i] = pp;
+            }
+            pp->s->ok[k] = 1;
+            pp->s->v[k] = r;
+        }
+    }
+    pe_dedup(c, out, g->n);
+}
+
+static void eval_binary(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = {0}, b = {0};
+    pe_eval(c, n->u.bin.lhs, g, &a);
+    pe_eval(c, n->u.bin.rhs, g, &b);
+    promql_binop_t op = n->u.bin.op;
+    if (a.type == PROMQL_TYPE_SCALAR && b.type == PROMQL_TYPE_SCALAR) {
+        out->type = PROMQL_TYPE_SCALAR;
+        out->sc = pe_alloc(c, g->n * sizeof(double));
+        for (size_t k = 0; k < g->n; k++) {
+            int keep;
+            double r = binop(op, a.sc[k], b.sc[k], &keep);
+            out->sc[k] = is_cmp(op) ? keep : r;
+        }
+        return;
+    }
+    if (op == PROMQL_OP_AND || op == PROMQL_OP_OR || op == PROMQL_OP_UNLESS) {
+        eval_setop(c, n, g, &a, &b, out);
+        return;
+    }
+    if (a.type == PROMQL_TYPE_SCALAR)
+        eval_vec_scalar(c, n, g, &b, a.sc, 1, out);
+    else if (b.type == PROMQL_TYPE_SCALAR)
+        eval_vec_scalar(c, n, g, &a, b.sc, 0, out);
+    else
+        eval_vec_vec(c, n, g, &a, &b, out);
+}
+
+/* ---- aggregations --------------------------------------------------------- */
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Prometheus' quantile over a sorted-able array (modified in place). */
+double pe_quantile(double q, double *v, size_t n);
+double pe_quantile(double q, double *v, size_t n)
+{
+    if (n == 0 || isnan(q))
+        return NAN;
+    if (q < 0)
+        return -INFINITY;
+    if (q > 1)
+        return INFINITY;
+    qsort(v, n, sizeof *v, dbl_cmp);
+    double rank = q * (double)(n - 1);
+    size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;
+    double w = rank - floor(rank);
+    return v[lo] * (1 - w) + v[hi] * w;
+}
+
+static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, gkey_t *k)
+{
+    size_t nl;
+    if (n->u.agg.grouping != PROMQL_GROUP_WITHOUT)
+        k->l = sig_labels(c, s->l, s->nl, 1, &n->u.agg.labels, &nl);
+    else
+        k->l = sig_labels(c, s->l, s->nl, 0, &n->u.agg.labels, &nl);
+    k->nl = nl;
+}
+
+static void eval_topk(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *in,
+                      size_t *gid, size_t ng, const double *param, pe_val_t *out)
+{
+    int top = n->u.agg.op == PROMQL_AGG_TOPK;
+    pe_ser_t **o = pe_alloc(c, (in->ns + 1) * sizeof *o);
+    size_t *idx = pe_alloc(c, (in->ns + 1) * sizeof *idx);
+    for (size_t k = 0; k < g->n; k++) {
+        double kk = param[k];
+        if (isnan(kk))
+            pe_fail(c, ST_EINVAL, "Parameter value is NaN");
+        if (kk < 1)
+            continue;
+        for (size_t gr = 0; gr < ng; gr++) {
+            size_t m = 0;
+            for (size_t i = 0; i < in->ns; i++)
+                if (gid[i] == gr && in->s[i].ok[k])
+                    idx[m++] = i;
+            /* selection sort of the best kk (k is usually small) */
+            size_t want = kk >= (double)m ? m : (size_t)kk;
+            for (size_t a = 0; a < want; a++) {
+                size_t best = a;
+                for (size_t b = a + 1; b < m; b++) {
+                    double x = in->s[idx[b]].v[k], y = in->s[idx[best]].v[k];
+                    int better = top ? (x > y || (isnan(y) && !isnan(x)))
+                                     : (x < y || (isnan(y) && !isnan(x)));
+                    if (better)
+                        best = b;
+                }
+                size_t t = idx[a];
+                idx[a] = idx[best];
+                idx[best] = t;
+                size_t i = idx[a];
+                if (!o[i])
+                    o[i] = pe_add_ser(c, out, in->s[i].l, in->s[i].nl, g->n);
+                o[i]->ok[k] = 1;
+                o[i]->v[k] = in->s[i].v[k];
+            }
+        }
+    }
+}
+
+static void fmt_count_value(st_buf_t *b, double v);
+
+static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t in = {0}, pv = {0};
+    promql_aggop_t op = n->u.agg.op;
+    const double *param = NULL;
+    if (n->u.agg.param && n->u.agg.param->type == PROMQL_TYPE_SCALAR) {
+        pe_eval(c, n->u.agg.param, g, &pv);
+        param = pv.sc;
+    }
+    pe_eval(c, n->u.agg.expr, g, &in);
+    out->type = PROMQL_TYPE_VECTOR;
+    gkey_t *keys = pe_alloc(c, (in.ns + 1) * sizeof *keys);
+    size_t *gid = pe_alloc(c, (in.ns + 1) * sizeof *gid), *rep;
+    for (size_t i = 0; i < in.ns; i++) {
+        agg_labels(c, n, &in.s[i], &keys[i]);
+        keys[i].idx = i;
+    }
+    size_t ng = group_keys(c, keys, in.ns, gid, &rep);
+    if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
+        eval_topk(c, n, g, &in, gid, ng, param, out);
+        return;
+    }
+    if (op == PROMQL_AGG_LIMITK || op == PROMQL_AGG_LIMIT_RATIO)
+        pe_fail(c, ST_EINVAL, "aggregation %s is not supported", promql_aggop_str(op));
+    if (op == PROMQL_AGG_COUNT_VALUES) {
+        const promql_node_t *p = n->u.agg.param;
+        while (p->kind == PROMQL_PAREN)
+            p = p->u.paren.expr;
+        if (p->kind != PROMQL_STRING)
+            pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
+        const char *lname = p->u.str.s;
+        pe_val_t tmp = {0};
+        st_buf_t b;
+        st_buf_init(&b);
+        for (size_t k = 0; k < g->n; k++)
+            for (size_t i = 0; i < in.ns; i++) {
+                if (!in.s[i].ok[k])
+                    continue;
+                b.len = 0;
+                fmt_count_value(&b, in.s[i].v[k]);
+                size_t nl = keys[rep[gid[i]]].nl;
+                st_label_t *l =
+                    pe_labels_set(c, keys[rep[gid[i]]].l, &nl, lname, (const char *)b.data, b.len);
+                pe_ser_t *s = pe_add_ser(c, &tmp, l, nl, g->n);
+                s->ok[k] = 1;
+                s->v[k] = 1;
+            }
+        st_buf_deinit(&b);
+        /* sum the singletons per label set */
+        gkey_t *k2 = pe_alloc(c, (tmp.ns + 1) * sizeof *k2);
+        size_t *g2 = pe_alloc(c, (tmp.ns + 1) * sizeof *g2), *r2;
+        for (size_t i = 0; i < tmp.ns; i++)
+            k2[i] = (gkey_t){tmp.s[i].l, tmp.s[i].nl, i};
+        size_t n2 = group_keys(c, k2, tmp.ns, g2, &r2);
+        pe_ser_t **os = pe_alloc(c, (n2 + 1) * sizeof *os);
+        for (size_t x = 0; x < n2; x++)
+            os[x] = pe_add_ser(c, out, tmp.s[r2[x]].l, tmp.s[r2[x]].nl, g->n);
+        for (size_t i = 0; i < tmp.ns; i++)
+            for (size_t k = 0; k < g->n; k++)
+                if (tmp.s[i].ok[k]) {
+                    os[g2[i]]->ok[k] = 1;
+                    os[g2[i]]->v[k] += 1;
+                }
+        return;
+    }
+    pe_ser_t **os = pe_alloc(c, (ng + 1) * sizeof *os);
+    for (size_t x = 0; x < ng; x++)
+        os[x] = pe_add_ser(c, out, keys[rep[x]].l, keys[rep[x]].nl, g->n);
+    double *buf = pe_alloc(c, (in.ns + 1) * sizeof *buf);
+    size_t *cnt = pe_alloc(c, (ng + 1) * sizeof *cnt);
+    double *mean = pe_alloc(c, (ng + 1) * sizeof *mean);
+    double *m2 = pe_alloc(c, (ng + 1) * sizeof *m2);
+    for (size_t k = 0; k < g->n; k++) {
+        pe_check(c);
+        memset(cnt, 0, ng * sizeof *cnt);
+        memset(mean, 0, ng * sizeof *mean);
+        memset(m2, 0, ng * sizeof *m2);
+        for (size_t i = 0; i < in.ns; i++) {
+            if (!in.s[i].ok[k])
+                continue;
+            size_t gr = gid[i];
+            double v = in.s[i].v[k];
+            pe_ser_t *o = os[gr];
+            size_t cn = ++cnt[gr];
+            switch (op) {
+            case PROMQL_AGG_SUM:
+                o->v[k] = cn == 1 ? v : o->v[k] + v;
+                break;
+            case PROMQL_AGG_MIN:
+                if (cn == 1 || v < o->v[k] || isnan(o->v[k]))
+                    o->v[k] = v;
+                break;
+            case PROMQL_AGG_MAX:
+                if (cn == 1 || v > o->v[k] || isnan(o->v[k]))
+                    o->v[k] = v;
+                break;
+            case PROMQL_AGG_COUNT:
+                o->v[k] = (double)cn;
+                break;
+            case PROMQL_AGG_GROUP:
+                o->v[k] = 1;
+                break;
+            case PROMQL_AGG_AVG:
+            case PROMQL_AGG_STDDEV:
+            case PROMQL_AGG_STDVAR: {
+                double d = v - mean[gr];
+                mean[gr] += d / (double)cn;
+                m2[gr] += d * (v - mean[gr]);
+                if (isinf(v))
+                    mean[gr] = cn == 1 ? v : mean[gr];
+                break;
+            }
+            default:
+                break;
+            }
+            o->ok[k] = 1;
+        }
+        if (op == PROMQL_AGG_AVG || op == PROMQL_AGG_STDDEV || op == PROMQL_AGG_STDVAR)
+            for (size_t gr = 0; gr < ng; gr++) {
+                if (!cnt[gr])
+                    continue;
+                double var = m2[gr] / (double)cnt[gr];
+                os[gr]->v[k] = op == PROMQL_AGG_AVG      ? mean[gr]
+                               : op == PROMQL_AGG_STDVAR ? var
+                                                         : sqrt(var);
+            }
+        if (op == PROMQL_AGG_QUANTILE)
+            for (size_t gr = 0; gr < ng; gr++) {
+                size_t m = 0;
+                for (size_t i = 0; i < in.ns; i++)
+                    if (gid[i] == gr && in.s[i].ok[k])
+                        buf[m++] = in.s[i].v[k];
+                if (m)
+                    os[gr]->v[k] = pe_quantile(param[k], buf, m);
+            }
+    }
+}
+
+/* ---- dispatcher ---------------------------------------------------------- */
+
+void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_check(c);
+    memset(out, 0, sizeof *out);
+    out->type = n->type;
+    switch (n->kind) {
+    case PROMQL_NUMBER:
+        out->sc = pe_alloc(c, g->n * sizeof(double));
+        for (size_t k = 0; k < g->n; k++)
+            out->sc[k] = n->u.number;
+        return;
+    case PROMQL_STRING:
+        out->str = n->u.str.s;
+        out->slen = n->u.str.len;
+        return;
+    case PROMQL_PAREN:
+        pe_eval(c, n->u.paren.expr, g, out);
+        return;
+    case PROMQL_VECTOR_SELECTOR:
+        eval_vs(c, n, g, out);
+        return;
+    case PROMQL_MATRIX_SELECTOR:
+    case PROMQL_SUBQUERY:
+        pe_fail(c, ST_EINVAL, "range vector is only allowed as a function argument");
+    case PROMQL_UNARY:
+        pe_eval(c, n->u.unary.expr, g, out);
+        if (n->u.unary.op != PROMQL_OP_SUB)
+            return;
+        if (out->type == PROMQL_TYPE_SCALAR) {
+            for (size_t k = 0; k < g->n; k++)
+                out->sc[k] = -out->sc[k];
+            return;
+        }
+        for (size_t i = 0; i < out->ns; i++) {
+            out->s[i].l = pe_labels_drop_name(c, out->s[i].l, &out->s[i].nl);
+            for (size_t k = 0; k < g->n; k++)
+                out->s[i].v[k] = -out->s[i].v[k];
+        }
+        pe_dedup(c, out, g->n);
+        return;
+    case PROMQL_BINARY:
+        eval_binary(c, n, g, out);
+        return;
+    case PROMQL_AGGREGATE:
+        eval_aggregate(c, n, g, out);
+        return;
+    case PROMQL_CALL:
+        pe_call(c, n, g, out);
+        return;
+    }
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+static int ser_cmp(const void *a, const void *b)
+{
+    const promql_series_t *x = a, *y = b;
+    return st_labels_cmp(x->labels, x->nlabels, y->labels, y->nlabels);
+}
+
+static int root_keeps_order(const promql_node_t *n)
+{
+    while (n->kind == PROMQL_PAREN)
+        n = n->u.paren.expr;
+    if (n->kind == PROMQL_CALL)
+        return !strcmp(n->u.call.name, "sort") || !strcmp(n->u.call.name, "sort_desc");
+    return 0;
+}
+
+int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int64_t step_ms,
+                const promql_eval_opts_t *o, promql_select_fn fn, void *arg, promql_result_t **out,
+                char *err, size_t errlen)
+{
+    *out = NULL;
+    if (err && errlen)
+        err[0] = 0;
+    if (!expr || !fn || step_ms <= 0 || end_ms < start_ms) {
+        if (err && errlen)
+            snprintf(err, errlen, "invalid query range or step");
+        return ST_EINVAL;
+    }
+    if ((end_ms - start_ms) / step_ms > 11000) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing "
+                     "the query resolution (?step=XX)");
+        return ST_ELIMIT;
+    }
+    pe_ctx_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return ST_ENOMEM;
+    c->err = err;
+    c->errlen = errlen;
+    c->qstart = start_ms;
+    c->qend = end_ms;
+    c->lookback = o && o->lookback_ms > 0 ? o->lookback_ms : 300000;
+    c->max_samples = o && o->max_samples ? o->max_samples : 50000000;
+    c->max_series = o && o->max_series ? o->max_series : UINT64_MAX;
+    c->deadline = o ? o->deadline_ms : 0;
+    c->fn = fn;
+    c->arg = arg;
+    int range = start_ms != end_ms;
+    if (setjmp(c->jb)) {
+        int rc = c->rc;
+        mem_free(c->mem);
+        free(c);
+        return rc;
+    }
+    if (c->deadline && mono_ms() > c->deadline)
+        pe_fail(c, ST_ETIMEDOUT, "query timed out");
+    const promql_node_t *root = promql_root(expr);
+    pe_grid_t g = {start_ms, step_ms, (size_t)((end_ms - start_ms) / step_ms) + 1};
+    pe_val_t v;
+    pe_eval(c, root, &g, &v);
+    promql_result_t *r = pe_alloc(c, sizeof *r);
+    r->ts_ms = start_ms;
+    if (v.type == PROMQL_TYPE_STRING) {
+        if (range)
+            pe_fail(c, ST_EINVAL,
+                    "invalid expression type \"string\" for range query, must be Scalar or "
+                    "instant Vector");
+        r->type = PROMQL_RES_STRING;
+        r->str = v.str;
+        r->str_len = v.slen;
+    } else if (v.type == PROMQL_TYPE_SCALAR && !range) {
+        r->type = PROMQL_RES_SCALAR;
+        r->scalar = v.sc[0];
+    } else {
+        if (v.type == PROMQL_TYPE_SCALAR) {
+            pe_ser_t *s = pe_add_ser(c, &v, NULL, 0, g.n);
+            for (size_t k = 0; k < g.n; k++) {
+                s->ok[k] = 1;
+                s->v[k] = v.sc[k];
+            }
+        }
+        r->type = range ? PROMQL_RES_MATRIX : PROMQL_RES_VECTOR;
+        r->series = pe_alloc(c, (v.ns + 1) * sizeof *r->series);
+        for (size_t i = 0; i < v.ns; i++) {
+            size_t cnt = 0;
+            for (size_t k = 0; k < g.n; k++)
+                cnt += v.s[i].ok[k];
+            if (!cnt)
+                continue;
+            c->samples += cnt;
+            if (c->samples > c->max_samples)
+                pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+            promql_series_t *s = &r->series[r->nseries++];
+            s->labels = v.s[i].l;
+            s->nlabels = v.s[i].nl;
+            s->ts = pe_alloc(c, cnt * sizeof *s->ts);
+            s->v = pe_alloc(c, cnt * sizeof *s->v);
+            for (size_t k = 0; k < g.n; k++)
+                if (v.s[i].ok[k]) {
+                    s->ts[s->n] = pe_t(&g, k);
+                    s->v[s->n++] = v.s[i].v[k];
+                }
+        }
+        if (range || !root_keeps_order(root))
+            qsort(r->series, r->nseries, sizeof *r->series, ser_cmp);
+    }
+    r->mem_ = c->mem;
+    free(c);
+    *out = r;
+    return 0;
+}
+
+void promql_result_free(promql_result_t *r)
+{
+    if (r)
+        mem_free(r->mem_);
+}
+
+static void fmt_count_value(st_buf_t *b, double v)
+{
+    promql_fmt_value(b, v);
+}

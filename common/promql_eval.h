@@ -1,0 +1,95 @@
+/*
+ * promql_eval — storage-agnostic PromQL evaluator over the AST of promql.h.
+ *
+ *   static int sel(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+ *                  promql_sink_t *sink)
+ *   {   for each matching series: promql_sink_add(sink, labels, n, ts, v, cnt); return 0; }
+ *
+ *   promql_result_t *r;
+ *   if (promql_eval(expr, start, end, step, NULL, sel, arg, &r, err, sizeof err) == 0) {
+ *       promql_result_json(r, start != end, &buf);
+ *       promql_result_free(r);
+ *   }
+ *
+ * The select callback is called once per selector (per matcher set of a
+ * MetricsQL `or` selector) with the whole time range the query needs for it;
+ * it pushes samples with timestamps sorted ascending (ms). The evaluator
+ * copies everything it keeps. A non-zero return from the callback aborts the
+ * evaluation with that code. See docs/promql.md, "Evaluation".
+ */
+#ifndef PROMQL_EVAL_H
+#define PROMQL_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "promql.h"
+#include "st_buf.h"
+#include "st_labels.h"
+#include "st_matcher.h"
+
+typedef struct promql_sink promql_sink_t;
+
+/* Copy one series into the sink (labels need not be sorted). 0 or ST_E*. */
+int promql_sink_add(promql_sink_t *sink, const st_label_t *labels, size_t nlabels,
+                    const int64_t *ts, const double *v, size_t n);
+
+typedef int (*promql_select_fn)(void *arg, const st_matcher_t *m, size_t nm, int64_t mint_ms,
+                                int64_t maxt_ms, promql_sink_t *sink);
+
+typedef struct promql_eval_opts {
+    int64_t lookback_ms;  /* 0: 5 minutes */
+    uint64_t max_samples; /* 0: 50,000,000 */
+    uint64_t max_series;  /* 0: unlimited */
+    int64_t deadline_ms;  /* CLOCK_MONOTONIC ms; 0: none */
+} promql_eval_opts_t;
+
+typedef enum {
+    PROMQL_RES_MATRIX,
+    PROMQL_RES_VECTOR,
+    PROMQL_RES_SCALAR,
+    PROMQL_RES_STRING
+} promql_result_type_t;
+
+typedef struct promql_series {
+    st_label_t *labels; /* sorted */
+    size_t nlabels;
+    int64_t *ts; /* ms */
+    double *v;
+    size_t n; /* 1 for a vector element */
+} promql_series_t;
+
+typedef struct promql_result {
+    promql_result_type_t type;
+    promql_series_t *series; /* MATRIX (sorted by labels), VECTOR */
+    size_t nseries;
+    int64_t ts_ms;   /* VECTOR, SCALAR, STRING: evaluation time */
+    double scalar;   /* SCALAR */
+    const char *str; /* STRING */
+    size_t str_len;
+    void *mem_; /* internal */
+} promql_result_t;
+
+/*
+ * Evaluate expr at start, start+step, ..., end (instant query: start == end,
+ * step any > 0). A range query (start != end) yields a MATRIX (a scalar
+ * expression becomes one series without labels; a string is an error); an
+ * instant query yields the expression's type. Returns 0, ST_EINVAL (bad
+ * arguments or evaluation error, message in err), ST_ELIMIT (max samples /
+ * series), ST_ETIMEDOUT ("query timed out"), ST_ENOMEM or the callback's code.
+ */
+int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int64_t step_ms,
+                const promql_eval_opts_t *o, promql_select_fn fn, void *arg, promql_result_t **out,
+                char *err, size_t errlen);
+void promql_result_free(promql_result_t *r);
+
+/*
+ * Append the Prometheus HTTP API "data" object for r: {"resultType":...,
+ * "result":...}. range != 0 renders a VECTOR as a matrix too. 0 or ST_ENOMEM.
+ */
+int promql_result_json(const promql_result_t *r, int range, st_buf_t *out);
+
+/* strconv.FormatFloat(v, 'f', -1, 64), with "+Inf", "-Inf", "NaN". */
+int promql_fmt_value(st_buf_t *b, double v);
+
+#endif

@@ -1,0 +1,887 @@
+/* promql_funcs — PromQL functions: rollups over range vectors and instant functions. */
+#include "promql_eval_int.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "st_err.h"
+
+double pe_quantile(double q, double *v, size_t n);
+
+/* ---- rollups -------------------------------------------------------------- */
+
+typedef enum {
+    R_RATE,
+    R_INCREASE,
+    R_DELTA,
+    R_IRATE,
+    R_IDELTA,
+    R_DERIV,
+    R_PREDICT,
+    R_RESETS,
+    R_CHANGES,
+    R_AVG,
+    R_MIN,
+    R_MAX,
+    R_SUM,
+    R_COUNT,
+    R_QUANTILE,
+    R_STDDEV,
+    R_STDVAR,
+    R_LAST,
+    R_PRESENT,
+    R_ABSENT
+} rollup_t;
+
+static const struct {
+    const char *name;
+    rollup_t r;
+} rollups[] = {
+    {"rate", R_RATE},
+    {"increase", R_INCREASE},
+    {"delta", R_DELTA},
+    {"irate", R_IRATE},
+    {"idelta", R_IDELTA},
+    {"deriv", R_DERIV},
+    {"predict_linear", R_PREDICT},
+    {"resets", R_RESETS},
+    {"changes", R_CHANGES},
+    {"avg_over_time", R_AVG},
+    {"min_over_time", R_MIN},
+    {"max_over_time", R_MAX},
+    {"sum_over_time", R_SUM},
+    {"count_over_time", R_COUNT},
+    {"quantile_over_time", R_QUANTILE},
+    {"stddev_over_time", R_STDDEV},
+    {"stdvar_over_time", R_STDVAR},
+    {"last_over_time", R_LAST},
+    {"present_over_time", R_PRESENT},
+    {"absent_over_time", R_ABSENT},
+};
+
+/* Prometheus' extrapolatedRate over samples in (te - range, te]. */
+static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te, int64_t range,
+                        int counter, int is_rate, double *out)
+{
+    if (n < 2)
+        return 0;
+    double res = v[n - 1] - v[0];
+    if (counter)
+        for (size_t i = 1; i < n; i++)
+            if (v[i] < v[i - 1])
+                res += v[i - 1];
+    double to_start = (double)(ts[0] - (te - range)) / 1000.0;
+    double to_end = (double)(te - ts[n - 1]) / 1000.0;
+    double sampled = (double)(ts[n - 1] - ts[0]) / 1000.0;
+    double avg = sampled / (double)(n - 1);
+    if (counter && res > 0 && v[0] >= 0) {
+        double to_zero = sampled * (v[0] / res);
+        if (to_zero < to_start)
+            to_start = to_zero;
+    }
+    double thr = avg * 1.1, interval = sampled;
+    interval += to_start >= thr ? avg / 2 : to_start;
+    interval += to_end >= thr ? avg / 2 : to_end;
+    double f = interval / sampled;
+    if (is_rate)
+        f /= (double)range / 1000.0;
+    *out = res * f;
+    return 1;
+}
+
+static void linreg(const int64_t *ts, const double *v, size_t n, int64_t t0, double *slope,
+                   double *icpt)
+{
+    double sx = 0, sy = 0, sxy = 0, sx2 = 0;
+    int cst = 1;
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)(ts[i] - t0) / 1000.0;
+        sx += x;
+        sy += v[i];
+        sxy += x * v[i];
+        sx2 += x * x;
+        if (i && v[i] != v[0])
+            cst = 0;
+    }
+    if (cst && isfinite(v[0])) {
+        *slope = 0;
+        *icpt = v[0];
+        return;
+    }
+    double nn = (double)n;
+    double cov = sxy - sx * sy / nn, var = sx2 - sx * sx / nn;
+    *slope = cov / var;
+    *icpt = sy / nn - *slope * sx / nn;
+}
+
+static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int64_t te,
+                   int64_t range, int64_t tgrid, double param, double *tmp, double *out)
+{
+    switch (r) {
+    case R_RATE:
+        return extrapolated(ts, v, n, te, range, 1, 1, out);
+    case R_INCREASE:
+        return extrapolated(ts, v, n, te, range, 1, 0, out);
+    case R_DELTA:
+        return extrapolated(ts, v, n, te, range, 0, 0, out);
+    case R_IRATE:
+    case R_IDELTA: {
+        if (n < 2)
+            return 0;
+        double d = v[n - 1] - v[n - 2];
+        if (r == R_IDELTA) {
+            *out = d;
+            return 1;
+        }
+        if (v[n - 1] < v[n - 2])
+            d = v[n - 1];
+        int64_t dt = ts[n - 1] - ts[n - 2];
+        if (dt == 0)
+            return 0;
+        *out = d / ((double)dt / 1000.0);
+        return 1;
+    }
+    case R_DERIV:
+    case R_PREDICT: {
+        if (n < 2)
+            return 0;
+        double s, ic;
+        linreg(ts, v, n, r == R_DERIV ? ts[0] : tgrid, &s, &ic);
+        *out = r == R_DERIV ? s : ic + s * param;
+        return 1;
+    }
+    default:
+        break;
+    }
+    if (n == 0)
+        return 0;
+    double acc = 0;
+    switch (r) {
+    case R_RESETS:
+    case R_CHANGES:
+        for (size_t i = 1; i < n; i++) {
+            if (r == R_RESETS)
+                acc += v[i] < v[i - 1];
+            else
+                acc += v[i] != v[i - 1] && !(isnan(v[i]) && isnan(v[i - 1]));
+        }
+        break;
+    case R_SUM:
+        for (size_t i = 0; i < n; i++)
+            acc += v[i];
+        break;
+    case R_COUNT:
+        acc = (double)n;
+        break;
+    case R_MIN:
+    case R_MAX:
+        acc = v[0];
+        for (size_t i = 1; i < n; i++)
+            if ((r == R_MIN ? v[i] < acc : v[i] > acc) || isnan(acc))
+                acc = v[i];
+        break;
+    case R_AVG:
+    case R_STDDEV:
+    case R_STDVAR: {
+        double mean = 0, m2 = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = v[i] - mean;
+            mean += d / (double)(i + 1);
+            m2 += d * (v[i] - mean);
+        }
+        if (r == R_AVG) {
+            acc = mean;
+            if (isinf(v[0]) || isnan(mean)) { /* fall back to a plain sum */
+                double s = 0;
+                for (size_t i = 0; i < n; i++)
+                    s += v[i];
+                acc = s / (double)n;
+            }
+        } else {
+            acc = m2 / (double)n;
+            if (r == R_STDDEV)
+                acc = sqrt(acc);
+        }
+        break;
+    }
+    case R_QUANTILE:
+        memcpy(tmp, v, n * sizeof *v);
+        acc = pe_quantile(param, tmp, n);
+        break;
+    case R_LAST:
+        acc = v[n - 1];
+        break;
+    case R_PRESENT:
+        acc = 1;
+        break;
+    default:
+        return 0;
+    }
+    *out = acc;
+    return 1;
+}
+
+/* Labels absent() / absent_over_time() report: the selector's equality matchers. */
+static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl)
+{
+    while (a->kind == PROMQL_PAREN)
+        a = a->u.paren.expr;
+    if (a->kind == PROMQL_MATRIX_SELECTOR)
+        a = a->u.ms.vs;
+    *nl = 0;
+    if (a->kind != PROMQL_VECTOR_SELECTOR || a->u.vs.nsets > 1)
+        return NULL;
+    size_t nm = a->u.vs.nsets ? a->u.vs.sets[0].n : 0;
+    st_label_t *l = pe_alloc(c, (nm + 1) * sizeof *l);
+    size_t k = 0;
+    for (size_t i = 0; i < nm; i++) {
+        const st_matcher_t *m = &a->u.vs.sets[0].m[i];
+        if (m->type != ST_MATCH_EQ || !strcmp(m->name, ST_METRIC_LABEL))
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(l[j].name, m->name))
+                dup = 1;
+        if (dup)
+            continue; /* Prometheus drops labels matched twice */
+        l[k++] =
+            (st_label_t){m->name, m->value, (uint32_t)strlen(m->name), (uint32_t)strlen(m->value)};
+    }
+    st_labels_sort(l, k);
+    *nl = k;
+    return l;
+}
+
+static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const pe_grid_t *g,
+                        pe_val_t *out)
+{
+    const promql_node_t *marg = n->u.call.args[0];
+    pe_val_t pv = {0};
+    const double *param = NULL;
+    if (r == R_QUANTILE) {
+        pe_eval(c, n->u.call.args[0], g, &pv);
+        param = pv.sc;
+        marg = n->u.call.args[1];
+    } else if (r == R_PREDICT) {
+        pe_eval(c, n->u.call.args[1], g, &pv);
+        param = pv.sc;
+    }
+    pe_raw_t *raw;
+    size_t nraw;
+    int64_t range, *te;
+    pe_matrix(c, marg, g, &raw, &nraw, &range, &te);
+    out->type = PROMQL_TYPE_VECTOR;
+    if (r == R_ABSENT) {
+        size_t nl;
+        st_label_t *l = absent_labels(c, marg, &nl);
+        pe_ser_t *s = pe_add_ser(c, out, l, nl, g->n);
+        for (size_t k = 0; k < g->n; k++) {
+            int any = 0;
+            for (size_t i = 0; i < nraw && !any; i++)
+                for (size_t j = 0; j < raw[i].n && !any; j++)
+                    any = raw[i].ts[j] > te[k] - range && raw[i].ts[j] <= te[k];
+            if (!any) {
+                s->ok[k] = 1;
+                s->v[k] = 1;
+            }
+        }
+        return;
+    }
+    int keep = n->u.call.keep_metric_names || r == R_LAST;
+    size_t maxn = 0;
+    for (size_t i = 0; i < nraw; i++)
+        if (raw[i].n > maxn)
+            maxn = raw[i].n;
+    double *tmp = pe_alloc(c, (maxn + 1) * sizeof *tmp);
+    for (size_t i = 0; i < nraw; i++) {
+        pe_ser_t *s = NULL;
+        size_t lo = 0, hi = 0;
+        for (size_t k = 0; k < g->n; k++) {
+            if (k && te[k] < te[k - 1])
+                lo = hi = 0;
+            while (hi < raw[i].n && raw[i].ts[hi] <= te[k])
+                hi++;
+            while (lo < hi && raw[i].ts[lo] <= te[k] - range)
+                lo++;
+            double v;
+            if (!rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range, pe_t(g, k),
+                         param ? param[k] : 0, tmp, &v))
+                continue;
+            if (!s) {
+                size_t nl = raw[i].nl;
+                st_label_t *l = keep ? raw[i].l : pe_labels_drop_name(c, raw[i].l, &nl);
+                s = pe_add_ser(c, out, l, nl, g->n);
+            }
+            s->ok[k] = 1;
+            s->v[k] = v;
+        }
+        pe_check(c);
+    }
+    if (!keep)
+        pe_dedup(c, out, g->n);
+}
+
+/* ---- instant functions ------------------------------------------------------ */
+
+static double sgn(double x)
+{
+    return x > 0 ? 1 : x < 0 ? -1 : x;
+}
+
+static const struct {
+    const char *name;
+    double (*f)(double);
+} mathf[] = {
+    {"abs", fabs},    {"ceil", ceil},   {"floor", floor}, {"exp", exp},     {"ln", log},
+    {"log2", log2},   {"log10", log10}, {"sqrt", sqrt},   {"sgn", sgn},     {"sin", sin},
+    {"cos", cos},     {"tan", tan},     {"asin", asin},   {"acos", acos},   {"atan", atan},
+    {"sinh", sinh},   {"cosh", cosh},   {"tanh", tanh},   {"asinh", asinh}, {"acosh", acosh},
+    {"atanh", atanh},
+};
+
+static void copy_vec(pe_ctx_t *c, const pe_val_t *in, pe_val_t *out, int drop, size_t nsteps)
+{
+    out->type = PROMQL_TYPE_VECTOR;
+    for (size_t i = 0; i < in->ns; i++) {
+        size_t nl = in->s[i].nl;
+        st_label_t *l = drop ? pe_labels_drop_name(c, in->s[i].l, &nl) : in->s[i].l;
+        pe_ser_t *s = pe_add_ser(c, out, l, nl, nsteps);
+        memcpy(s->v, in->s[i].v, nsteps * sizeof(double));
+        memcpy(s->ok, in->s[i].ok, nsteps);
+    }
+}
+
+static double date_part(const char *f, double t)
+{
+    if (isnan(t) || isinf(t))
+        return NAN;
+    time_t tt = (time_t)floor(t);
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    if (!strcmp(f, "day_of_month"))
+        return tm.tm_mday;
+    if (!strcmp(f, "day_of_week"))
+        return tm.tm_wday;
+    if (!strcmp(f, "day_of_year"))
+        return tm.tm_yday + 1;
+    if (!strcmp(f, "hour"))
+        return tm.tm_hour;
+    if (!strcmp(f, "minute"))
+        return tm.tm_min;
+    if (!strcmp(f, "month"))
+        return tm.tm_mon + 1;
+    if (!strcmp(f, "year"))
+        return tm.tm_year + 1900;
+    /* days_in_month */
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = tm.tm_year + 1900;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return dm[tm.tm_mon] + (tm.tm_mon == 1 && leap);
+}
+
+static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
+{
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, len,
+                                     PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_DOTALL,
+                                     &ec, &eo, NULL);
+    if (!code)
+        pe_fail(c, ST_EINVAL, "invalid regular expression in label_replace(): %s", re);
+    return code;
+}
+
+static int valid_lname(const char *s, size_t n)
+{
+    if (!n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+                 (i && ch >= '0' && ch <= '9');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static const char *str_arg(const promql_node_t *a, size_t *len)
+{
+    while (a->kind == PROMQL_PAREN)
+        a = a->u.paren.expr;
+    if (a->kind != PROMQL_STRING)
+        return NULL;
+    *len = a->u.str.len;
+    return a->u.str.s;
+}
+
+/* Expand $1, ${1}, $name in tmpl using the match; appends to b. */
+static void expand(st_buf_t *b, const char *tmpl, size_t tl, const char *src, PCRE2_SIZE *ov,
+                   uint32_t ng, pcre2_code *code)
+{
+    for (size_t i = 0; i < tl; i++) {
+        if (tmpl[i] != '$' || i + 1 >= tl) {
+            st_buf_put_u8(b, (uint8_t)tmpl[i]);
+            continue;
+        }
+        if (tmpl[i + 1] == '$') {
+            st_buf_put_u8(b, '$');
+            i++;
+            continue;
+        }
+        size_t j = i + 1, s, e;
+        int br = tmpl[j] == '{';
+        if (br)
+            j++;
+        s = j;
+        while (j < tl && (tmpl[j] == '_' || (tmpl[j] >= '0' && tmpl[j] <= '9') ||
+                          (tmpl[j] >= 'a' && tmpl[j] <= 'z') || (tmpl[j] >= 'A' && tmpl[j] <= 'Z')))
+            j++;
+        e = j;
+        if (br) {
+            if (j >= tl || tmpl[j] != '}') {
+                st_buf_put_u8(b, '$');
+                continue;
+            }
+            j++;
+        }
+        if (e == s) {
+            st_buf_put_u8(b, '$');
+            continue;
+        }
+        char name[64];
+        size_t nl = e - s < sizeof name - 1 ? e - s : sizeof name - 1;
+        memcpy(name, tmpl + s, nl);
+        name[nl] = 0;
+        int num = -1;
+        char *endp;
+        long x = strtol(name, &endp, 10);
+        if (*endp == 0)
+            num = (int)x;
+        else
+            num = pcre2_substring_number_from_name(code, (PCRE2_SPTR)name);
+        if (num >= 0 && (uint32_t)num < ng && ov[2 * num] != PCRE2_UNSET)
+            st_buf_append(b, src + ov[2 * num], ov[2 * num + 1] - ov[2 * num]);
+        i = j - 1;
+    }
+}
+
+static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val_t *out,
+                          size_t nsteps)
+{
+    size_t dl = 0, rl = 0, sl = 0, rel = 0;
+    const char *dst = str_arg(n->u.call.args[1], &dl);
+    const char *repl = str_arg(n->u.call.args[2], &rl);
+    const char *src = str_arg(n->u.call.args[3], &sl);
+    const char *re = str_arg(n->u.call.args[4], &rel);
+    if (!dst || !repl || !src || !re)
+        pe_fail(c, ST_EINVAL, "label_replace: arguments must be string literals");
+    if (!valid_lname(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+        pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
+    pcre2_code *code = compile_re(c, re, rel);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+    st_buf_t b;
+    st_buf_init(&b);
+    uint32_t ng = 0;
+    pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &ng);
+    ng++;
+    out->type = PROMQL_TYPE_VECTOR;
+    for (size_t i = 0; i < in->ns; i++) {
+        const st_label_t *sv = pe_label_get(in->s[i].l, in->s[i].nl, src);
+        const char *s = sv ? sv->value : "";
+        size_t slen = sv ? sv->value_len : 0;
+        size_t nl = in->s[i].nl;
+        st_label_t *l = in->s[i].l;
+        int rc = md ? pcre2_match(code, (PCRE2_SPTR)s, slen, 0, 0, md, NULL) : -1;
+        if (rc > 0) {
+            b.len = 0;
+            expand(&b, repl, rl, s, pcre2_get_ovector_pointer(md), ng, code);
+            l = pe_labels_set(c, l, &nl, dst, (const char *)b.data, b.len);
+        }
+        pe_ser_t *o = pe_add_ser(c, out, l, nl, nsteps);
+        memcpy(o->v, in->s[i].v, nsteps * sizeof(double));
+        memcpy(o->ok, in->s[i].ok, nsteps);
+    }
+    st_buf_deinit(&b);
+    pcre2_match_data_free(md);
+    pcre2_code_free(code);
+    pe_dedup(c, out, nsteps);
+}
+
+static void label_join(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val_t *out,
+                       size_t nsteps)
+{
+    size_t dl = 0, sepl = 0;
+    const char *dst = str_arg(n->u.call.args[1], &dl);
+    const char *sep = str_arg(n->u.call.args[2], &sepl);
+    if (!dst || !sep)
+        pe_fail(c, ST_EINVAL, "label_join: arguments must be string literals");
+    if (!valid_lname(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+        pe_fail(c, ST_EINVAL, "invalid destination label name in label_join(): %s", dst);
+    st_buf_t b;
+    st_buf_init(&b);
+    out->type = PROMQL_TYPE_VECTOR;
+    for (size_t i = 0; i < in->ns; i++) {
+        b.len = 0;
+        for (size_t a = 3; a < n->u.call.nargs; a++) {
+            size_t ln;
+            const char *nm = str_arg(n->u.call.args[a], &ln);
+            if (!nm)
+                continue;
+            if (a > 3)
+                st_buf_append(&b, sep, sepl);
+            const st_label_t *v = pe_label_get(in->s[i].l, in->s[i].nl, nm);
+            if (v)
+                st_buf_append(&b, v->value, v->value_len);
+        }
+        size_t nl = in->s[i].nl;
+        st_label_t *l = pe_labels_set(c, in->s[i].l, &nl, dst, (const char *)b.data, b.len);
+        pe_ser_t *o = pe_add_ser(c, out, l, nl, nsteps);
+        memcpy(o->v, in->s[i].v, nsteps * sizeof(double));
+        memcpy(o->ok, in->s[i].ok, nsteps);
+    }
+    st_buf_deinit(&b);
+    pe_dedup(c, out, nsteps);
+}
+
+/* ---- histogram_quantile ---------------------------------------------------- */
+
+typedef struct bucket {
+    double ub, cnt;
+} bucket_t;
+
+static int bucket_cmp(const void *a, const void *b)
+{
+    double x = ((const bucket_t *)a)->ub, y = ((const bucket_t *)b)->ub;
+    return x < y ? -1 : x > y;
+}
+
+static double bucket_quantile(double q, bucket_t *b, size_t n)
+{
+    if (isnan(q))
+        return NAN;
+    if (q < 0)
+        return -INFINITY;
+    if (q > 1)
+        return INFINITY;
+    qsort(b, n, sizeof *b, bucket_cmp);
+    if (n < 2 || !isinf(b[n - 1].ub) || b[n - 1].ub < 0)
+        return NAN;
+    /* merge equal upper bounds, then enforce monotonicity */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k && b[k - 1].ub == b[i].ub)
+            b[k - 1].cnt += b[i].cnt;
+        else
+            b[k++] = b[i];
+    }
+    n = k;
+    for (size_t i = 1; i < n; i++)
+        if (b[i].cnt < b[i - 1].cnt)
+            b[i].cnt = b[i - 1].cnt;
+    if (n < 2)
+        return NAN;
+    double total = b[n - 1].cnt;
+    if (total == 0 || isnan(total))
+        return NAN;
+    double rank = q * total;
+    size_t i = 0;
+    while (i < n - 1 && b[i].cnt < rank)
+        i++;
+    if (i == n - 1)
+        return b[n - 2].ub;
+    if (i == 0 && b[0].ub <= 0)
+        return b[0].ub;
+    double start = 0, end = b[i].ub, cnt = b[i].cnt;
+    if (i > 0) {
+        start = b[i - 1].ub;
+        cnt -= b[i - 1].cnt;
+        rank -= b[i - 1].cnt;
+    }
+    return start + (end - start) * (rank / cnt);
+}
+
+static void histogram_quantile(pe_ctx_t *c, const pe_grid_t *g, const double *q, pe_val_t *in,
+                               pe_val_t *out)
+{
+    out->type = PROMQL_TYPE_VECTOR;
+    /* group series by labels without le and __name__ */
+    size_t *gid = pe_alloc(c, (in->ns + 1) * sizeof *gid);
+    double *ub = pe_alloc(c, (in->ns + 1) * sizeof *ub);
+    st_label_t **gl = pe_alloc(c, (in->ns + 1) * sizeof *gl);
+    size_t *gn = pe_alloc(c, (in->ns + 1) * sizeof *gn);
+    size_t ng = 0;
+    for (size_t i = 0; i < in->ns; i++) {
+        const st_label_t *le = pe_label_get(in->s[i].l, in->s[i].nl, "le");
+        gid[i] = SIZE_MAX;
+        if (!le)
+            continue;
+        char tmp[64];
+        size_t n = le->value_len < 63 ? le->value_len : 63;
+        memcpy(tmp, le->value, n);
+        tmp[n] = 0;
+        char *e;
+        ub[i] = strtod(tmp, &e);
+        if (e == tmp || *e)
+            continue;
+        size_t nl = in->s[i].nl;
+        st_label_t *l = pe_labels_drop_name(c, in->s[i].l, &nl);
+        l = pe_labels_set(c, l, &nl, "le", "", 0);
+        size_t gi = 0;
+        while (gi < ng && st_labels_cmp(gl[gi], gn[gi], l, nl))
+            gi++;
+        if (gi == ng) {
+            gl[ng] = l;
+            gn[ng++] = nl;
+        }
+        gid[i] = gi;
+    }
+    bucket_t *b = pe_alloc(c, (in->ns + 1) * sizeof *b);
+    for (size_t gi = 0; gi < ng; gi++) {
+        pe_ser_t *o = pe_add_ser(c, out, gl[gi], gn[gi], g->n);
+        for (size_t k = 0; k < g->n; k++) {
+            size_t m = 0;
+            for (size_t i = 0; i < in->ns; i++)
+                if (gid[i] == gi && in->s[i].ok[k])
+                    b[m++] = (bucket_t){ub[i], in->s[i].v[k]};
+            if (!m)
+                continue;
+            o->ok[k] = 1;
+            o->v[k] = bucket_quantile(q[k], b, m);
+        }
+    }
+}
+
+/* ---- dispatcher -------------------------------------------------------------- */
+
+static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
+                                  pe_val_t *out);
+
+void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    const char *f = n->u.call.name;
+    size_t na = n->u.call.nargs;
+    promql_node_t **args = n->u.call.args;
+    int keep = n->u.call.keep_metric_names;
+    for (size_t i = 0; i < sizeof rollups / sizeof rollups[0]; i++)
+        if (!strcmp(f, rollups[i].name)) {
+            eval_rollup(c, n, rollups[i].r, g, out);
+            return;
+        }
+    if (!strcmp(f, "time")) {
+        out->type = PROMQL_TYPE_SCALAR;
+        out->sc = pe_alloc(c, g->n * sizeof(double));
+        for (size_t k = 0; k < g->n; k++)
+            out->sc[k] = (double)pe_t(g, k) / 1000.0;
+        return;
+    }
+    if (!strcmp(f, "pi")) {
+        out->type = PROMQL_TYPE_SCALAR;
+        out->sc = pe_alloc(c, g->n * sizeof(double));
+        for (size_t k = 0; k < g->n; k++)
+            out->sc[k] = M_PI;
+        return;
+    }
+    if (!strcmp(f, "vector")) {
+        pe_val_t a;
+        pe_eval(c, args[0], g, &a);
+        out->type = PROMQL_TYPE_VECTOR;
+        pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
+        for (size_t k = 0; k < g->n; k++) {
+            s->ok[k] = 1;
+            s->v[k] = a.sc[k];
+        }
+        return;
+    }
+    if (!strcmp(f, "timestamp")) {
+        sample_ts_selector(c, args[0], g, out);
+        return;
+    }
+    pe_val_t a = {0};
+    if (na > 0 && args[0]->type == PROMQL_TYPE_VECTOR)
+        pe_eval(c, args[0], g, &a);
+    if (!strcmp(f, "scalar")) {
+        out->type = PROMQL_TYPE_SCALAR;
+        out->sc = pe_alloc(c, g->n * sizeof(double));
+        for (size_t k = 0; k < g->n; k++) {
+            size_t cnt = 0;
+            double v = NAN;
+            for (size_t i = 0; i < a.ns; i++)
+                if (a.s[i].ok[k]) {
+                    cnt++;
+                    v = a.s[i].v[k];
+                }
+            out->sc[k] = cnt == 1 ? v : NAN;
+        }
+        return;
+    }
+    if (!strcmp(f, "absent")) {
+        out->type = PROMQL_TYPE_VECTOR;
+        size_t nl;
+        st_label_t *l = absent_labels(c, args[0], &nl);
+        pe_ser_t *s = pe_add_ser(c, out, l, nl, g->n);
+        for (size_t k = 0; k < g->n; k++) {
+            int any = 0;
+            for (size_t i = 0; i < a.ns && !any; i++)
+                any = a.s[i].ok[k];
+            if (!any) {
+                s->ok[k] = 1;
+                s->v[k] = 1;
+            }
+        }
+        return;
+    }
+    if (!strcmp(f, "sort") || !strcmp(f, "sort_desc")) {
+        /* order only matters for instant queries (one step) */
+        int desc = f[4] == '_';
+        copy_vec(c, &a, out, 0, g->n);
+        for (size_t i = 1; i < out->ns; i++)
+            for (size_t j = i; j > 0; j--) {
+                double x = out->s[j - 1].ok[0] ? out->s[j - 1].v[0] : NAN;
+                double y = out->s[j].ok[0] ? out->s[j].v[0] : NAN;
+                int swap =
+                    desc ? (y > x || (isnan(x) && !isnan(y))) : (y < x || (isnan(x) && !isnan(y)));
+                if (!swap)
+                    break;
+                pe_ser_t t = out->s[j - 1];
+                out->s[j - 1] = out->s[j];
+                out->s[j] = t;
+            }
+        return;
+    }
+    if (!strcmp(f, "label_replace")) {
+        label_replace(c, n, &a, out, g->n);
+        return;
+    }
+    if (!strcmp(f, "label_join")) {
+        label_join(c, n, &a, out, g->n);
+        return;
+    }
+    if (!strcmp(f, "histogram_quantile")) {
+        pe_val_t q = a, v;
+        pe_eval(c, args[1], g, &v);
+        if (args[0]->type != PROMQL_TYPE_SCALAR)
+            pe_fail(c, ST_EINVAL, "histogram_quantile: quantile must be a scalar");
+        pe_eval(c, args[0], g, &q);
+        histogram_quantile(c, g, q.sc, &v, out);
+        return;
+    }
+    for (size_t i = 0; i < sizeof mathf / sizeof mathf[0]; i++)
+        if (!strcmp(f, mathf[i].name)) {
+            copy_vec(c, &a, out, !keep, g->n);
+            for (size_t s = 0; s < out->ns; s++)
+                for (size_t k = 0; k < g->n; k++)
+                    out->s[s].v[k] = mathf[i].f(out->s[s].v[k]);
+            if (!keep)
+                pe_dedup(c, out, g->n);
+            return;
+        }
+    if (!strcmp(f, "round") || !strcmp(f, "clamp") || !strcmp(f, "clamp_min") ||
+        !strcmp(f, "clamp_max")) {
+        pe_val_t p1 = {0}, p2 = {0};
+        if (na > 1)
+            pe_eval(c, args[1], g, &p1);
+        if (na > 2)
+            pe_eval(c, args[2], g, &p2);
+        copy_vec(c, &a, out, !keep, g->n);
+        for (size_t s = 0; s < out->ns; s++)
+            for (size_t k = 0; k < g->n; k++) {
+                double *v = &out->s[s].v[k];
+                if (f[0] == 'r') {
+                    double to = na > 1 ? p1.sc[k] : 1;
+                    double inv = 1.0 / to;
+                    *v = floor(*v * inv + 0.5) / inv;
+                } else if (!strcmp(f, "clamp")) {
+                    if (p1.sc[k] > p2.sc[k]) {
+                        out->s[s].ok[k] = 0;
+                        continue;
+                    }
+                    *v = fmax(p1.sc[k], fmin(p2.sc[k], *v));
+                    if (isnan(out->s[s].v[k]))
+                        *v = NAN;
+                } else if (!strcmp(f, "clamp_min")) {
+                    *v = isnan(*v) ? *v : fmax(p1.sc[k], *v);
+                } else {
+                    *v = isnan(*v) ? *v : fmin(p1.sc[k], *v);
+                }
+            }
+        if (!keep)
+            pe_dedup(c, out, g->n);
+        return;
+    }
+    static const char *dates[] = {"day_of_month", "day_of_week", "day_of_year", "days_in_month",
+                                  "hour",         "minute",      "month",       "year"};
+    for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
+        if (!strcmp(f, dates[i])) {
+            if (na == 0) {
+                out->type = PROMQL_TYPE_VECTOR;
+                pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
+                for (size_t k = 0; k < g->n; k++) {
+                    s->ok[k] = 1;
+                    s->v[k] = date_part(f, (double)pe_t(g, k) / 1000.0);
+                }
+                return;
+            }
+            copy_vec(c, &a, out, !keep, g->n);
+            for (size_t s = 0; s < out->ns; s++)
+                for (size_t k = 0; k < g->n; k++)
+                    out->s[s].v[k] = date_part(f, out->s[s].v[k]);
+            if (!keep)
+                pe_dedup(c, out, g->n);
+            return;
+        }
+    pe_fail(c, ST_EINVAL, "function \"%s\" is not supported", f);
+}
+
+/* timestamp(v): the sample's own timestamp for a plain selector, else eval time. */
+static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
+                                  pe_val_t *out)
+{
+    const promql_node_t *x = a;
+    while (x->kind == PROMQL_PAREN)
+        x = x->u.paren.expr;
+    pe_val_t in;
+    pe_eval(c, a, g, &in);
+    copy_vec(c, &in, out, 1, g->n);
+    if (x->kind != PROMQL_VECTOR_SELECTOR) {
+        for (size_t s = 0; s < out->ns; s++)
+            for (size_t k = 0; k < g->n; k++)
+                out->s[s].v[k] = (double)pe_t(g, k) / 1000.0;
+        pe_dedup(c, out, g->n);
+        return 0;
+    }
+    /* re-run the lookup keeping timestamps: select via a matrix over the lookback */
+    promql_node_t ms;
+    memset(&ms, 0, sizeof ms);
+    ms.kind = PROMQL_MATRIX_SELECTOR;
+    ms.type = PROMQL_TYPE_MATRIX;
+    ms.u.ms.vs = (promql_node_t *)x;
+    ms.u.ms.range_ms = c->lookback;
+    pe_raw_t *raw;
+    size_t nraw;
+    int64_t range, *te;
+    pe_matrix(c, &ms, g, &raw, &nraw, &range, &te);
+    /* raw and out (before dedup) are both sorted by the original labels */
+    size_t o = 0;
+    for (size_t i = 0; i < nraw && o < in.ns; i++) {
+        if (st_labels_cmp(raw[i].l, raw[i].nl, in.s[o].l, in.s[o].nl))
+            continue;
+        size_t j = 0;
+        for (size_t k = 0; k < g->n; k++) {
+            if (k && te[k] < te[k - 1])
+                j = 0;
+            while (j < raw[i].n && raw[i].ts[j] <= te[k])
+                j++;
+            if (out->s[o].ok[k] && j)
+                out->s[o].v[k] = (double)raw[i].ts[j - 1] / 1000.0;
+        }
+        o++;
+    }
+    pe_dedup(c, out, g->n);
+    return 0;
+}

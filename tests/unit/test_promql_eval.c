@@ -1,0 +1,610 @@
+/*
+ * test_promql_eval — table-driven tests for the PromQL evaluator.
+ *
+ * Data is loaded with a tiny DSL like promqltest's "load 1m" blocks:
+ *   metric{a="b"} 0+10x10     values 0,10,...,100 at 0,1m,...,10m
+ *   metric 1 _ 3 _x2 5-1x2    "_" is a missing sample, "_xN" N missing
+ * and served by an in-memory select callback that applies the matchers
+ * (=, !=, =~ and !~ via anchored PCRE2). Each case is a query, an eval time
+ * or range, and the expected result rendered compactly:
+ *   "{i=0,job=api} 100 | {} 5"   series in result order, values "%.10g",
+ *                                "_" where a range step has no value;
+ *   "scalar 600", "string foo", "ERR:substring", "" (empty vector/matrix).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "promql.h"
+#include "promql_eval.h"
+#include "st_err.h"
+
+/* ---- in-memory storage ------------------------------------------------------ */
+
+#define MAXS 64
+#define MAXP 64
+
+typedef struct mser {
+    st_label_t l[8];
+    size_t nl;
+    char text[256]; /* label storage */
+    int64_t ts[MAXP];
+    double v[MAXP];
+    size_t n;
+} mser_t;
+
+static mser_t db[MAXS];
+static size_t ndb;
+static int nselects;
+
+static const char *load_text = "m{job=\"api\",i=\"0\"} 0+10x10\n"
+                               "m{job=\"api\",i=\"1\"} 0+20x10\n"
+                               "m{job=\"web\",i=\"0\"} 0+30x10\n"
+                               "reset 0 10 20 5 15 25\n"
+                               "gauge 1 5 3 _ 8 2\n"
+                               "info{job=\"api\",owner=\"team1\"} 1x10\n"
+                               "h_bucket{le=\"0.1\"} 0+1x10\n"
+                               "h_bucket{le=\"0.5\"} 0+3x10\n"
+                               "h_bucket{le=\"1\"} 0+5x10\n"
+                               "h_bucket{le=\"+Inf\"} 0+6x10\n"
+                               "nm{x=\"1\"} 0+1x10\n"
+                               "nm2{x=\"1\"} _x5 7 _x2 9\n";
+
+static void load(const char *text, int64_t interval_ms)
+{
+    ndb = 0;
+    const char *p = text;
+    while (*p) {
+        mser_t *s = &db[ndb++];
+        memset(s, 0, sizeof *s);
+        char *w = s->text;
+        const char *q = p;
+        while (*q && *q != '{' && *q != ' ')
+            q++;
+        memcpy(w, "__name__", 9);
+        s->l[s->nl].name = w;
+        s->l[s->nl].name_len = 8;
+        w += 9;
+        memcpy(w, p, (size_t)(q - p));
+        s->l[s->nl].value = w;
+        s->l[s->nl++].value_len = (uint32_t)(q - p);
+        w += q - p + 1;
+        p = q;
+        if (*p == '{') {
+            p++;
+            while (*p != '}') {
+                q = strchr(p, '=');
+                memcpy(w, p, (size_t)(q - p));
+                s->l[s->nl].name = w;
+                s->l[s->nl].name_len = (uint32_t)(q - p);
+                w += q - p + 1;
+                p = q + 2; /* =" */
+                q = strchr(p, '"');
+                memcpy(w, p, (size_t)(q - p));
+                s->l[s->nl].value = w;
+                s->l[s->nl++].value_len = (uint32_t)(q - p);
+                w += q - p + 1;
+                p = q + 1;
+                if (*p == ',')
+                    p++;
+            }
+            p++;
+        }
+        int64_t t = 0;
+        while (*p && *p != '\n') {
+            while (*p == ' ')
+                p++;
+            if (*p == '\n' || !*p)
+                break;
+            char tok[64];
+            size_t k = 0;
+            while (*p && *p != ' ' && *p != '\n')
+                tok[k++] = *p++;
+            tok[k] = 0;
+            if (tok[0] == '_') {
+                long cnt = tok[1] == 'x' ? strtol(tok + 2, NULL, 10) : 1;
+                t += cnt * interval_ms;
+                continue;
+            }
+            char *e;
+            double a = strtod(tok, &e), d = 0;
+            long cnt = 0;
+            if (*e == '+' || *e == '-') {
+                int neg = *e == '-';
+                d = strtod(e + 1, &e);
+                if (neg)
+                    d = -d;
+            }
+            if (*e == 'x')
+                cnt = strtol(e + 1, NULL, 10);
+            for (long i = 0; i <= cnt; i++) {
+                s->ts[s->n] = t;
+                s->v[s->n++] = a + d * (double)i;
+                t += interval_ms;
+            }
+        }
+        if (*p == '\n')
+            p++;
+    }
+}
+
+static int label_matches(const mser_t *s, const st_matcher_t *m)
+{
+    const char *v = "";
+    size_t vl = 0;
+    for (size_t i = 0; i < s->nl; i++)
+        if (strlen(m->name) == s->l[i].name_len &&
+            !memcmp(m->name, s->l[i].name, s->l[i].name_len)) {
+            v = s->l[i].value;
+            vl = s->l[i].value_len;
+        }
+    if (m->type == ST_MATCH_EQ || m->type == ST_MATCH_NE) {
+        int eq = strlen(m->value) == vl && !memcmp(m->value, v, vl);
+        return m->type == ST_MATCH_EQ ? eq : !eq;
+    }
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)m->value, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
+    if (!re)
+        return 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int rc = pcre2_match(re, (PCRE2_SPTR)v, vl, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return m->type == ST_MATCH_RE ? rc > 0 : rc <= 0;
+}
+
+static int mem_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                      promql_sink_t *sink)
+{
+    (void)arg;
+    nselects++;
+    for (size_t i = 0; i < ndb; i++) {
+        int ok = 1;
+        for (size_t j = 0; j < nm && ok; j++)
+            ok = label_matches(&db[i], &m[j]);
+        if (!ok)
+            continue;
+        size_t lo = 0, hi = db[i].n;
+        while (lo < hi && db[i].ts[lo] < mint)
+            lo++;
+        while (hi > lo && db[i].ts[hi - 1] > maxt)
+            hi--;
+        if (hi == lo)
+            continue;
+        int rc = promql_sink_add(sink, db[i].l, db[i].nl, db[i].ts + lo, db[i].v + lo, hi - lo);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- rendering -------------------------------------------------------------- */
+
+static void render(const promql_result_t *r, int64_t start, int64_t end, int64_t step, char *out,
+                   size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+#define APP(...) n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    if (r->type == PROMQL_RES_SCALAR) {
+        if (isnan(r->scalar))
+            APP("scalar NaN");
+        else
+            APP("scalar %.10g", r->scalar);
+        return;
+    }
+    if (r->type == PROMQL_RES_STRING) {
+        APP("string %.*s", (int)r->str_len, r->str);
+        return;
+    }
+    for (size_t i = 0; i < r->nseries; i++) {
+        const promql_series_t *s = &r->series[i];
+        APP("%s{", i ? " | " : "");
+        for (size_t j = 0; j < s->nlabels; j++)
+            APP("%s%.*s=%.*s", j ? "," : "", (int)s->labels[j].name_len, s->labels[j].name,
+                (int)s->labels[j].value_len, s->labels[j].value);
+        APP("}");
+        size_t k = 0;
+        for (int64_t t = start; t <= end; t += step) {
+            if (k < s->n && s->ts[k] == t && isnan(s->v[k]))
+                APP(" NaN"), k++;
+            else if (k < s->n && s->ts[k] == t)
+                APP(" %.10g", s->v[k++]);
+            else
+                APP(" _");
+        }
+    }
+#undef APP
+}
+
+typedef struct ecase {
+    const char *q;
+    double start, end; /* seconds; end < 0: instant at start */
+    double step;       /* seconds (range queries) */
+    const char *want;
+} ecase_t;
+
+#define I(q, t, w)                                                                                 \
+    {                                                                                              \
+        q, t, -1, 300, w                                                                           \
+    }
+#define R(q, s, e, st, w)                                                                          \
+    {                                                                                              \
+        q, s, e, st, w                                                                             \
+    }
+
+static const ecase_t cases[] = {
+    /* (1) selectors, lookback, offset, @ */
+    I("m", 600,
+      "{__name__=m,i=0,job=api} 100 | {__name__=m,i=0,job=web} 300 | "
+      "{__name__=m,i=1,job=api} 200"),
+    I("m{i=\"0\"}", 630, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=0,job=web} 300"),
+    I("m{i=\"0\"}", 899, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=0,job=web} 300"),
+    I("m{i=\"0\"}", 900, ""),
+    I("m{job=~\"a.*\"}", 60, "{__name__=m,i=0,job=api} 10 | {__name__=m,i=1,job=api} 20"),
+    I("m{job=~\"a\"}", 60, ""),
+    I("m{job!~\"a.*\",i!=\"1\"}", 60, "{__name__=m,i=0,job=web} 30"),
+    I("{__name__=~\"m|gauge\",job!=\"api\"}", 60,
+      "{__name__=gauge} 5 | {__name__=m,i=0,job=web} 30"),
+    I("m{job=\"api\" or job=\"web\",i=\"0\"}", 60,
+      "{__name__=m,i=0,job=api} 10 | {__name__=m,i=0,job=web} 30 | {__name__=m,i=1,job=api} 20"),
+    I("m{job=\"web\" or i=\"0\"}", 60, "{__name__=m,i=0,job=api} 10 | {__name__=m,i=0,job=web} 30"),
+    I("gauge", 180, "{__name__=gauge} 3"),
+    I("gauge", 200, "{__name__=gauge} 3"),
+    I("m{job=\"api\",i=\"0\"} offset 2m", 600, "{__name__=m,i=0,job=api} 80"),
+    I("m{job=\"api\",i=\"0\"} offset -1m", 300, "{__name__=m,i=0,job=api} 60"),
+    I("m{i=\"1\"} @ 300", 600, "{__name__=m,i=1,job=api} 100"),
+    I("m{i=\"1\"} @ 300 offset 1m", 600, "{__name__=m,i=1,job=api} 80"),
+    R("m{job=\"api\",i=\"0\"}", 0, 300, 60, "{__name__=m,i=0,job=api} 0 10 20 30 40 50"),
+    R("gauge", 0, 300, 60, "{__name__=gauge} 1 5 3 3 8 2"),
+    R("m{job=\"api\",i=\"0\"}", 600, 1200, 300, "{__name__=m,i=0,job=api} 100 _ _"),
+    R("m{job=\"api\",i=\"0\"} @ start()", 120, 240, 60, "{__name__=m,i=0,job=api} 20 20 20"),
+    R("m{job=\"api\",i=\"0\"} @ end()", 120, 240, 60, "{__name__=m,i=0,job=api} 40 40 40"),
+    R("nm2", 0, 600, 60, "{__name__=nm2,x=1} _ _ _ _ _ 7 7 7 9 9 9"),
+    I("1", 100, "scalar 1"),
+    I("\"foo\"", 100, "string foo"),
+    R("time()", 0, 120, 60, "{} 0 60 120"),
+    /* (2) rollups */
+    I("rate(m{job=\"api\",i=\"0\"}[5m])", 600, "{i=0,job=api} 0.1666666667"),
+    I("increase(m{job=\"api\",i=\"0\"}[5m])", 600, "{i=0,job=api} 50"),
+    I("increase(m{job=\"api\",i=\"0\"}[5m])", 630, "{i=0,job=api} 50"),
+    I("increase(m{job=\"api\",i=\"0\"}[5m])", 750, "{i=0,job=api} 30"),
+    I("increase(m{job=\"api\",i=\"0\"}[5m])", 240, "{i=0,job=api} 40"),
+    I("rate(m{job=\"api\",i=\"0\"}[5m])", 240, "{i=0,job=api} 0.1333333333"),
+    I("increase(reset[5m])", 300, "{} 43.75"),
+    I("rate(m{job=\"api\",i=\"0\"}[1m])", 600, ""),
+    R("rate(m{job=\"api\",i=\"0\"}[2m])", 120, 240, 60,
+      "{i=0,job=api} 0.1666666667 0.1666666667 0.1666666667"),
+    I("delta(gauge[5m])", 300, "{} -3.75"),
+    I("rate(reset[5m])", 300, "{} 0.1458333333"),
+    R("increase(reset[2m])", 120, 300, 60, "{} 20 10 15 20"),
+    R("rate(m{job=\"api\",i=\"0\"})", 240, 480, 120,
+      "{i=0,job=api} 0.1666666667 0.1666666667 0.1666666667"),
+    I("delta(m{job=\"api\",i=\"0\"}[5m])", 250, "{i=0,job=api} 50"),
+    I("increase(m{job=\"api\",i=\"0\"}[10m])", 900, "{i=0,job=api} 55"),
+    I("irate(reset[5m])", 300, "{} 0.1666666667"),
+    I("irate(reset[5m])", 180, "{} 0.08333333333"),
+    I("idelta(reset[5m])", 180, "{} -15"),
+    I("resets(reset[10m])", 300, "{} 1"),
+    I("changes(reset[10m])", 300, "{} 5"),
+    I("changes(info[10m])", 300, "{job=api,owner=team1} 0"),
+    I("deriv(m{job=\"api\",i=\"0\"}[5m])", 600, "{i=0,job=api} 0.1666666667"),
+    I("predict_linear(m{job=\"api\",i=\"0\"}[5m], 60)", 600, "{i=0,job=api} 110"),
+    I("avg_over_time(gauge[5m])", 300, "{} 4.5"),
+    I("min_over_time(gauge[5m])", 300, "{} 2"),
+    I("max_over_time(gauge[5m])", 300, "{} 8"),
+    I("sum_over_time(gauge[5m])", 300, "{} 18"),
+    I("count_over_time(gauge[5m])", 300, "{} 4"),
+    I("count_over_time(gauge[10m])", 300, "{} 5"),
+    I("quantile_over_time(0.5, gauge[5m])", 300, "{} 4"),
+    I("stdvar_over_time(gauge[5m])", 300, "{} 5.25"),
+    I("stddev_over_time(gauge[5m])", 300, "{} 2.291287847"),
+    I("last_over_time(gauge[5m])", 300, "{__name__=gauge} 2"),
+    I("present_over_time(gauge[5m])", 300, "{} 1"),
+    I("absent_over_time(nonexistent[5m])", 300, "{} 1"),
+    I("absent_over_time(nonexistent{job=\"x\",i=~\"y\"}[5m])", 300, "{job=x} 1"),
+    I("absent_over_time(gauge[5m])", 300, ""),
+    I("rate(m{job=\"api\",i=\"0\"})", 600, "{i=0,job=api} 0.1666666667"),
+    I("rate(m{job=\"api\",i=\"0\"}[5m]) keep_metric_names", 600,
+      "{__name__=m,i=0,job=api} 0.1666666667"),
+    I("rate(m{job=\"api\",i=\"0\"}[5m] offset 5m)", 900, "{i=0,job=api} 0.1666666667"),
+    I("sum_over_time(m{job=\"api\",i=\"0\"}[2m] @ 120)", 600, "{i=0,job=api} 30"),
+    /* (3) aggregations */
+    I("sum(m)", 600, "{} 600"),
+    I("sum by (job) (m)", 600, "{job=api} 300 | {job=web} 300"),
+    I("sum without (i) (m)", 600, "{job=api} 300 | {job=web} 300"),
+    I("count by (i) (m)", 600, "{i=0} 2 | {i=1} 1"),
+    I("avg(m)", 600, "{} 200"),
+    I("min(m)", 600, "{} 100"),
+    I("max by (job) (m)", 600, "{job=api} 200 | {job=web} 300"),
+    I("group(m)", 600, "{} 1"),
+    I("stddev(m)", 600, "{} 81.64965809"),
+    I("stdvar(m)", 600, "{} 6666.666667"),
+    I("topk(1, m)", 600, "{__name__=m,i=0,job=web} 300"),
+    I("bottomk(2, m)", 600, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200"),
+    I("topk by (job) (1, m)", 600, "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200"),
+    I("quantile(0.5, m)", 600, "{} 200"),
+    I("quantile(0.25, m)", 600, "{} 150"),
+    I("count_values(\"v\", m)", 600, "{v=100} 1 | {v=200} 1 | {v=300} 1"),
+    I("count_values by (job) (\"v\", info)", 600, "{job=api,v=1} 1"),
+    R("sum(m)", 0, 120, 60, "{} 0 60 120"),
+    /* (4) binary operators */
+    I("2 ^ 3", 0, "scalar 8"),
+    I("7 % 3", 0, "scalar 1"),
+    I("1 < bool 2", 0, "scalar 1"),
+    I("1 atan2 1", 0, "scalar 0.7853981634"),
+    I("-(1 + 2) * 2", 0, "scalar -6"),
+    I("m{i=\"0\"} * 2", 600, "{i=0,job=api} 200 | {i=0,job=web} 600"),
+    I("2 - m{job=\"web\"}", 600, "{i=0,job=web} -298"),
+    I("-m{job=\"web\"}", 600, "{i=0,job=web} -300"),
+    I("m > 150", 600, "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200"),
+    I("150 < m", 600, "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200"),
+    I("m > bool 150", 600, "{i=0,job=api} 0 | {i=0,job=web} 1 | {i=1,job=api} 1"),
+    I("m{job=\"api\"} / on(i) m{job=\"web\"}", 600, "{i=0} 0.3333333333"),
+    I("m{job=\"api\"} + m{job=\"api\"}", 600, "{i=0,job=api} 200 | {i=1,job=api} 400"),
+    I("m{job=\"api\"} - ignoring(job) m{job=\"web\"}", 600, "{i=0} -200"),
+    I("m == on(i, job) m{i=\"1\"}", 600, "{i=1,job=api} 200"),
+    I("m * on(job) group_left(owner) info", 600,
+      "{i=0,job=api,owner=team1} 100 | {i=1,job=api,owner=team1} 200"),
+    I("info * on(job) group_right(owner) m", 600,
+      "{i=0,job=api,owner=team1} 100 | {i=1,job=api,owner=team1} 200"),
+    I("m / ignoring(job) m", 600, "ERR:many-to-many matching not allowed"),
+    I("m * on(job) info", 600, "ERR:many-to-one matching must be explicit"),
+    I("m and m{i=\"0\"}", 600, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=0,job=web} 300"),
+    I("m{job=\"api\"} or m{job=\"web\"}", 600,
+      "{__name__=m,i=0,job=api} 100 | {__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200"),
+    I("m unless m{job=\"web\"}", 600,
+      "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200"),
+    I("m and on(job) info", 600, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200"),
+    I("m unless ignoring(i) m{i=\"1\"}", 600, "{__name__=m,i=0,job=web} 300"),
+    I("rate(m[5m]) + rate(nm[5m])", 600, ""),
+    I("nm + m", 600, ""),
+    R("nm2 or nm", 240, 360, 60, "{__name__=nm,x=1} 4 _ _ | {__name__=nm2,x=1} _ 7 7"),
+    I("m{job=\"api\"} + m{job=\"web\"}", 600, ""),
+    /* (5) functions */
+    I("abs(-m{job=\"web\"})", 600, "{i=0,job=web} 300"),
+    I("abs(m{job=\"web\"}) keep_metric_names", 600, "{__name__=m,i=0,job=web} 300"),
+    I("ceil(vector(1.25))", 0, "{} 2"),
+    I("floor(vector(-1.5))", 0, "{} -2"),
+    I("round(vector(2.5))", 0, "{} 3"),
+    I("round(vector(-2.5))", 0, "{} -2"),
+    I("round(vector(1.234), 0.1)", 0, "{} 1.2"),
+    I("clamp(vector(5), 0, 3)", 0, "{} 3"),
+    I("clamp(vector(5), 3, 0)", 0, ""),
+    I("clamp_min(vector(1), 2)", 0, "{} 2"),
+    I("clamp_max(vector(1), 0.5)", 0, "{} 0.5"),
+    I("exp(vector(0))", 0, "{} 1"),
+    I("ln(vector(1))", 0, "{} 0"),
+    I("log2(vector(8))", 0, "{} 3"),
+    I("log10(vector(1000))", 0, "{} 3"),
+    I("sqrt(vector(16))", 0, "{} 4"),
+    I("sgn(vector(-3))", 0, "{} -1"),
+    I("label_replace(m{job=\"api\",i=\"0\"}, \"foo\", \"$1-x\", \"job\", \"(a.)i\")", 600,
+      "{__name__=m,foo=ap-x,i=0,job=api} 100"),
+    I("label_replace(m{job=\"api\",i=\"0\"}, \"foo\", \"$1\", \"job\", \"a\")", 600,
+      "{__name__=m,i=0,job=api} 100"),
+    I("label_replace(m{job=\"api\",i=\"0\"}, \"job\", \"\", \"job\", \".*\")", 600,
+      "{__name__=m,i=0} 100"),
+    I("label_replace(m{job=\"api\",i=\"0\"}, \"x\", \"${name}!\", \"job\", \"(?P<name>.*)\")", 600,
+      "{__name__=m,i=0,job=api,x=api!} 100"),
+    I("label_join(m{job=\"api\",i=\"0\"}, \"foo\", \",\", \"job\", \"i\")", 600,
+      "{__name__=m,foo=api,0,i=0,job=api} 100"),
+    I("time()", 600, "scalar 600"),
+    I("timestamp(gauge)", 200, "{} 120"),
+    I("timestamp(m{i=\"1\"} offset 1m)", 200, "{i=1,job=api} 120"),
+    I("vector(time())", 600, "{} 600"),
+    I("scalar(m{i=\"1\"})", 600, "scalar 200"),
+    I("scalar(m)", 600, "scalar NaN"),
+    I("sort_desc(m)", 600,
+      "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=api} 100"),
+    I("sort(m)", 600,
+      "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=web} 300"),
+    I("absent(nonexistent{job=\"x\"})", 600, "{job=x} 1"),
+    I("absent(m)", 600, ""),
+    I("year(vector(0))", 0, "{} 1970"),
+    I("day_of_week(vector(0))", 0, "{} 4"),
+    I("days_in_month(vector(1707000000))", 0, "{} 29"),
+    I("hour(vector(18120))", 0, "{} 5"),
+    I("minute(vector(18120))", 0, "{} 2"),
+    I("day_of_year(vector(3456000))", 0, "{} 41"),
+    I("month()", 3456000, "{} 2"),
+    I("day_of_month()", 3456000, "{} 10"),
+    I("histogram_quantile(0.5, h_bucket)", 600, "{} 0.5"),
+    I("histogram_quantile(0.25, h_bucket)", 600, "{} 0.2"),
+    I("histogram_quantile(0.9, h_bucket)", 600, "{} 1"),
+    I("histogram_quantile(0.1, h_bucket)", 600, "{} 0.06"),
+    I("histogram_quantile(0.5, sum by (le) (rate(h_bucket[5m])))", 600, "{} 0.5"),
+    I("histogram_quantile(0.5, h_bucket)", 0, "{} NaN"),
+    /* (6) subqueries */
+    I("max_over_time(m{job=\"api\",i=\"0\"}[5m:1m])", 600, "{i=0,job=api} 100"),
+    I("sum_over_time(m{job=\"api\",i=\"0\"}[3m:1m])", 600, "{i=0,job=api} 270"),
+    I("sum_over_time(m{job=\"api\",i=\"0\"}[3m:1m])", 630, "{i=0,job=api} 270"),
+    I("count_over_time(m{job=\"api\",i=\"0\"}[5m:2m])", 600, "{i=0,job=api} 3"),
+    I("rate(m{job=\"api\",i=\"0\"}[5m:1m])", 600, "{i=0,job=api} 0.1666666667"),
+    I("max_over_time(rate(m{job=\"api\",i=\"0\"}[2m])[4m:2m])", 600, "{i=0,job=api} 0.1666666667"),
+    I("sum_over_time(m{job=\"api\",i=\"0\"}[2m:1m] offset 1m)", 600, "{i=0,job=api} 170"),
+    R("count_over_time(m{job=\"api\",i=\"0\"}[2m:1m])", 60, 180, 60, "{i=0,job=api} 2 2 2"),
+    I("max_over_time(vector(time())[2m:1m])", 600, "{} 600"),
+};
+
+static void test_cases(void **state)
+{
+    (void)state;
+    load(load_text, 60000);
+    int fails = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const ecase_t *c = &cases[i];
+        promql_expr_t *e;
+        char err[256], got[2048];
+        int rc = promql_parse(c->q, strlen(c->q), &e, err, sizeof err);
+        if (rc) {
+            print_error("case %zu %s: parse: %s\n", i, c->q, err);
+            fails++;
+            continue;
+        }
+        int64_t s = (int64_t)(c->start * 1000), en = c->end < 0 ? s : (int64_t)(c->end * 1000);
+        int64_t step = (int64_t)(c->step * 1000);
+        promql_result_t *r = NULL;
+        rc = promql_eval(e, s, en, step, NULL, mem_select, NULL, &r, err, sizeof err);
+        if (rc)
+            snprintf(got, sizeof got, "ERR:%s", err);
+        else
+            render(r, s, en, step, got, sizeof got);
+        int ok = !strncmp(c->want, "ERR:", 4) ? (rc && strstr(got, c->want + 4) != NULL)
+                                              : !strcmp(got, c->want);
+        if (!ok) {
+            print_error("case %zu %s @%g: got   [%s]\n                     want  [%s]\n", i, c->q,
+                        c->start, got, c->want);
+            fails++;
+        }
+        promql_result_free(r);
+        promql_free(e);
+    }
+    assert_int_equal(fails, 0);
+}
+
+/* ---- JSON ---------------------------------------------------------------------- */
+
+static void json_of(const char *q, int64_t s, int64_t e, int64_t step, char *out, size_t cap)
+{
+    promql_expr_t *x;
+    char err[256];
+    assert_int_equal(promql_parse(q, strlen(q), &x, err, sizeof err), 0);
+    promql_result_t *r;
+    assert_int_equal(promql_eval(x, s, e, step, NULL, mem_select, NULL, &r, err, sizeof err), 0);
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(promql_result_json(r, s != e, &b), 0);
+    snprintf(out, cap, "%.*s", (int)b.len, (const char *)b.data);
+    st_buf_deinit(&b);
+    promql_result_free(r);
+    promql_free(x);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    load(load_text, 60000);
+    char out[1024];
+    json_of("time()", 600000, 600000, 1000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"scalar\",\"result\":[600,\"600\"]}");
+    json_of("vector(1.5)", 1435781451781, 1435781451781, 1000, out, sizeof out);
+    assert_string_equal(
+        out, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[1435781451.781,"
+             "\"1.5\"]}]}");
+    json_of("m{job=\"api\",i=\"0\"}", 0, 60000, 60000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"__name__\":"
+                             "\"m\",\"i\":\"0\",\"job\":\"api\"},\"values\":[[0,\"0\"],[60,"
+                             "\"10\"]]}]}");
+    json_of("\"a\\\"b\"", 1500, 1500, 1000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"string\",\"result\":[1.5,\"a\\\"b\"]}");
+    json_of("m{job=\"nope\"}", 1050, 1050, 1000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"vector\",\"result\":[]}");
+    json_of("vector(1/0) or label_replace(vector(-1/0), \"a\", \"b\", \"\", \"\")", 1, 1, 1000, out,
+            sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0."
+                             "001,\"+Inf\"]},{\"metric\":{\"a\":\"b\"},\"value\":[0.001,\"-Inf\"]}"
+                             "]}");
+    json_of("scalar(m)", 600000, 600000, 1000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"scalar\",\"result\":[600,\"NaN\"]}");
+    json_of("time()", 0, 120000, 60000, out, sizeof out);
+    assert_string_equal(out, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[["
+                             "0,\"0\"],[60,\"60\"],[120,\"120\"]]}]}");
+}
+
+static void fmtv(double v, const char *want)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(promql_fmt_value(&b, v), 0);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.data);
+    assert_string_equal(tmp, want);
+    st_buf_deinit(&b);
+}
+
+static void test_fmt_value(void **state)
+{
+    (void)state;
+    fmtv(1, "1");
+    fmtv(0.1, "0.1");
+    fmtv(1.0 / 3, "0.3333333333333333");
+    fmtv(1e21, "1000000000000000000000");
+    fmtv(1e-7, "0.0000001");
+    fmtv(-0.5, "-0.5");
+    fmtv(123.456, "123.456");
+    fmtv(1.5e300 * 1e10, "+Inf");
+    fmtv(-1.5e300 * 1e10, "-Inf");
+    fmtv(0, "0");
+    fmtv(100, "100");
+    fmtv(12345678.9, "12345678.9");
+    fmtv(2.5e-5, "0.000025");
+}
+
+/* ---- limits, select-once ------------------------------------------------------- */
+
+static void test_limits(void **state)
+{
+    (void)state;
+    load(load_text, 60000);
+    promql_expr_t *e;
+    char err[256];
+    const char *q = "sum(rate(m[5m]))";
+    assert_int_equal(promql_parse(q, strlen(q), &e, err, sizeof err), 0);
+    promql_result_t *r = NULL;
+    promql_eval_opts_t o = {0};
+    o.max_samples = 5;
+    assert_int_equal(
+        promql_eval(e, 600000, 600000, 1000, &o, mem_select, NULL, &r, err, sizeof err), ST_ELIMIT);
+    assert_non_null(strstr(err, "too many samples"));
+    o.max_samples = 0;
+    o.deadline_ms = 1;
+    assert_int_equal(
+        promql_eval(e, 600000, 600000, 1000, &o, mem_select, NULL, &r, err, sizeof err),
+        ST_ETIMEDOUT);
+    assert_string_equal(err, "query timed out");
+    o.deadline_ms = 0;
+    o.max_series = 2;
+    assert_int_equal(
+        promql_eval(e, 600000, 600000, 1000, &o, mem_select, NULL, &r, err, sizeof err), ST_ELIMIT);
+    /* a range query selects once per selector */
+    nselects = 0;
+    assert_int_equal(promql_eval(e, 0, 600000, 60000, NULL, mem_select, NULL, &r, err, sizeof err),
+                     0);
+    assert_int_equal(nselects, 1);
+    assert_int_equal(r->type, PROMQL_RES_MATRIX);
+    assert_int_equal(r->nseries, 1);
+    assert_int_equal(r->series[0].n, 10); /* no rate at t=0 */
+    promql_result_free(r);
+    assert_int_equal(promql_eval(e, 10, 0, 1000, NULL, mem_select, NULL, &r, err, sizeof err),
+                     ST_EINVAL);
+    promql_free(e);
+    q = "\"s\"";
+    assert_int_equal(promql_parse(q, strlen(q), &e, err, sizeof err), 0);
+    assert_int_equal(promql_eval(e, 0, 60000, 1000, NULL, mem_select, NULL, &r, err, sizeof err),
+                     ST_EINVAL);
+    promql_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_fmt_value),
+        cmocka_unit_test(test_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
