@@ -45,5 +45,6 @@ void router_handle_write(router_t *r, http_req_t *req);
 void router_handle_export(router_t *r, http_req_t *req);
 void router_handle_series(router_t *r, http_req_t *req);
 void router_handle_labels(router_t *r, http_req_t *req, const char *label_name);
+void router_handle_query(router_t *r, http_req_t *req, int range);
 
 #endif

@@ -179,10 +179,10 @@ static void handler(http_req_t *req, void *arg)
         handle_cluster(req);
     } else if (!strcmp(p, "/ping")) {
         http_respond(req, 204, NULL, NULL, 0); /* InfluxDB clients probe this */
-    } else if (!strcmp(p, "/api/v1/query") || !strcmp(p, "/api/v1/query_range")) {
-        static const char body[] = "{\"status\":\"error\",\"errorType\":\"unavailable\","
-                                   "\"error\":\"PromQL is not implemented yet\"}";
-        http_respond(req, 501, "application/json", body, sizeof body - 1);
+    } else if (!strcmp(p, "/api/v1/query")) {
+        router_handle_query(&R, req, 0);
+    } else if (!strcmp(p, "/api/v1/query_range")) {
+        router_handle_query(&R, req, 1);
     } else {
         http_respond_error(req, 404, "not found");
     }
