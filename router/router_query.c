@@ -79,6 +79,18 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* A NUL-terminated copy of exactly n bytes (labels may hold any UTF-8, even U+0000). */
+static char *copy_n(const char *s, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (c) {
+        if (n)
+            memcpy(c, s, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
 static void free_job(qjob_t *j)
 {
     for (size_t i = 0; i < j->nsel; i++) {
@@ -305,8 +317,8 @@ static int store_page(qjob_t *j, const uint8_t *p, size_t len, int *done, uint32
             if (!fs->labels || !fs->ts || !fs->v)
                 return ST_ENOMEM;
             for (size_t k = 0; k < ws.nlabels; k++) {
-                fs->labels[k].name = strndup(ws.labels[k].name, ws.labels[k].name_len);
-                fs->labels[k].value = strndup(ws.labels[k].value, ws.labels[k].value_len);
+                fs->labels[k].name = copy_n(ws.labels[k].name, ws.labels[k].name_len);
+                fs->labels[k].value = copy_n(ws.labels[k].value, ws.labels[k].value_len);
                 fs->labels[k].name_len = ws.labels[k].name_len;
                 fs->labels[k].value_len = ws.labels[k].value_len;
                 fs->nlabels = k + 1;
