@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "st_err.h"
+#include "st_labels.h"
 
 /* ---- query strings ------------------------------------------------------ */
 
@@ -38,17 +39,6 @@ void http_params_deinit(http_params_t *p)
     http_params_init(p);
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long http_pct_decode(char *dst, const char *src, size_t len, int plus_space)
 {
     size_t o = 0;
@@ -57,8 +47,8 @@ long http_pct_decode(char *dst, const char *src, size_t len, int plus_space)
         if (c == '%') {
             if (len - i < 3)
                 return ST_EPARSE;
-            int hi = hexval((unsigned char)src[i + 1]);
-            int lo = hexval((unsigned char)src[i + 2]);
+            int hi = st_hexval((unsigned char)src[i + 1]);
+            int lo = st_hexval((unsigned char)src[i + 2]);
             if (hi < 0 || lo < 0)
                 return ST_EPARSE;
             dst[o++] = (char)(hi << 4 | lo);

@@ -51,41 +51,6 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static size_t put_utf8(char *d, unsigned cp)
-{
-    if (cp < 0x80) {
-        d[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char)(0xc0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char)(0xe0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    d[0] = (char)(0xf0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* A quoted string at l->pos; escapes as in selector.c. Fills t->str/slen. */
 static long lex_string(lexer_t *l, promql_token_t *t)
 {
@@ -134,8 +99,8 @@ static long lex_string(lexer_t *l, promql_token_t *t)
             *d++ = c;
             break;
         case 'x': {
-            int h1 = l->pos + 1 < l->len ? hexval(s[l->pos]) : -1;
-            int h2 = h1 >= 0 ? hexval(s[l->pos + 1]) : -1;
+            int h1 = l->pos + 1 < l->len ? st_hexval(s[l->pos]) : -1;
+            int h2 = h1 >= 0 ? st_hexval(s[l->pos + 1]) : -1;
             if (h2 < 0)
                 return lex_fail(l, epos, "invalid \\x escape in quoted string");
             *d++ = (char)(h1 * 16 + h2);
@@ -149,7 +114,7 @@ static long lex_string(lexer_t *l, promql_token_t *t)
             if (l->pos + nd > l->len)
                 return lex_fail(l, epos, "invalid unicode escape in quoted string");
             for (size_t i = 0; i < nd; i++) {
-                int h = hexval(s[l->pos + i]);
+                int h = st_hexval(s[l->pos + i]);
                 if (h < 0)
                     return lex_fail(l, epos, "invalid unicode escape in quoted string");
                 cp = cp * 16 + (unsigned)h;
@@ -157,7 +122,7 @@ static long lex_string(lexer_t *l, promql_token_t *t)
             if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
                 return lex_fail(l, epos, "unicode escape is not a valid code point");
             l->pos += nd;
-            d += put_utf8(d, cp);
+            d += st_utf8_put(d, cp);
             break;
         }
         default:
@@ -270,8 +235,8 @@ static long lex_number(lexer_t *l, promql_token_t *t)
     if (p + 1 < l->len && s[p] == '0' && (s[p + 1] == 'x' || s[p + 1] == 'X')) {
         p += 2;
         double v = 0;
-        while (p < l->len && hexval(s[p]) >= 0) {
-            v = v * 16 + hexval(s[p]);
+        while (p < l->len && st_hexval(s[p]) >= 0) {
+            v = v * 16 + st_hexval(s[p]);
             p++;
             ok = 1;
         }

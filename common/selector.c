@@ -64,41 +64,6 @@ static char *arena_put(parser_t *p, const char *s, size_t n)
     return d;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static size_t put_utf8(char *d, unsigned cp)
-{
-    if (cp < 0x80) {
-        d[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char)(0xc0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char)(0xe0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    d[0] = (char)(0xf0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* Parse a quoted string at p->pos into the arena; *out = NUL-terminated copy. */
 static int parse_string(parser_t *p, const char **out)
 {
@@ -145,8 +110,8 @@ static int parse_string(parser_t *p, const char **out)
             *d++ = c;
             break;
         case 'x': {
-            int h1 = p->pos + 1 < p->len ? hexval(p->s[p->pos]) : -1;
-            int h2 = h1 >= 0 ? hexval(p->s[p->pos + 1]) : -1;
+            int h1 = p->pos + 1 < p->len ? st_hexval(p->s[p->pos]) : -1;
+            int h2 = h1 >= 0 ? st_hexval(p->s[p->pos + 1]) : -1;
             if (h2 < 0)
                 return fail(p, "invalid \\x escape in quoted string");
             *d++ = (char)(h1 * 16 + h2);
@@ -160,7 +125,7 @@ static int parse_string(parser_t *p, const char **out)
             if (p->pos + nd > p->len)
                 return fail(p, "invalid \\%c escape in quoted string", c);
             for (size_t i = 0; i < nd; i++) {
-                int h = hexval(p->s[p->pos + i]);
+                int h = st_hexval(p->s[p->pos + i]);
                 if (h < 0)
                     return fail(p, "invalid \\%c escape in quoted string", c);
                 cp = cp * 16 + (unsigned)h;
@@ -168,7 +133,7 @@ static int parse_string(parser_t *p, const char **out)
             if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
                 return fail(p, "escape \\%c is not a valid code point", c);
             p->pos += nd;
-            d += put_utf8(d, cp);
+            d += st_utf8_put(d, cp);
             break;
         }
         default:

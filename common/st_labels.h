@@ -45,6 +45,10 @@ uint64_t st_labels_hash_noname(const st_label_t *l, size_t n);
  */
 uint64_t st_series_hash(const st_label_t *l, size_t n);
 uint64_t st_series_hash_from(uint64_t noname_hash, const char *name, size_t len);
+/* Encode code point cp (<= U+10FFFF, not a surrogate) as UTF-8 at d; returns 1..4 bytes. */
+size_t st_utf8_put(char *d, unsigned cp);
+/* Value of a hex digit, or -1. */
+int st_hexval(int c);
 /* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0. */
 int st_utf8_valid(const char *p, size_t n);
 /*

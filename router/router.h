@@ -42,6 +42,9 @@ uint32_t router_pick_replica(const router_t *r, uint32_t shard);
 int router_node_up(const router_t *r, uint32_t node);
 
 void router_handle_write(router_t *r, http_req_t *req);
+/* Answer {"status":"error","errorType":etype,"error":msg} (Prometheus API format). */
+void router_prom_error(http_req_t *req, int status, const char *etype, const char *msg);
+
 void router_handle_export(router_t *r, http_req_t *req);
 void router_handle_series(router_t *r, http_req_t *req);
 void router_handle_labels(router_t *r, http_req_t *req, const char *label_name);

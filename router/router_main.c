@@ -58,6 +58,19 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
         st_warn("node down", "node=%s err=\"%s\"", topo_node_id(R.topo, node), st_strerror(err));
 }
 
+void router_prom_error(http_req_t *req, int status, const char *etype, const char *msg)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":");
+    http_json_str(&b, etype, strlen(etype));
+    ST_BUF_LIT(&b, ",\"error\":");
+    http_json_str(&b, msg, strlen(msg));
+    st_buf_put_u8(&b, '}');
+    http_respond(req, status, "application/json", b.data, b.len);
+    st_buf_deinit(&b);
+}
+
 static void respond_json(http_req_t *req, int status, st_buf_t *b)
 {
     http_respond(req, status, "application/json", b->data, b->len);

@@ -123,15 +123,7 @@ static void free_job(qjob_t *j)
 
 static void respond_error(qjob_t *j, int status, const char *etype, const char *msg)
 {
-    st_buf_t b;
-    st_buf_init(&b);
-    ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":");
-    http_json_str(&b, etype, strlen(etype));
-    ST_BUF_LIT(&b, ",\"error\":");
-    http_json_str(&b, msg, strlen(msg));
-    st_buf_put_u8(&b, '}');
-    http_respond(j->req, status, "application/json", b.data, b.len);
-    st_buf_deinit(&b);
+    router_prom_error(j->req, status, etype, msg);
     free_job(j);
 }
 

@@ -129,13 +129,7 @@ static void fail_unavailable(rjob_t *j, const char *why)
     snprintf(msg + off, sizeof msg - off, " (node %s: %s)", topo_node_id(j->r->topo, node), why);
     metric_counter_inc(j->r->rpc_fail);
     if (!j->started) {
-        st_buf_t b;
-        st_buf_init(&b);
-        ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":");
-        http_json_str(&b, msg, strlen(msg));
-        st_buf_put_u8(&b, '}');
-        http_respond(j->req, 503, "application/json", b.data, b.len);
-        st_buf_deinit(&b);
+        router_prom_error(j->req, 503, "unavailable", msg);
     } else {
         /* too late for a status code: end the stream with an error line */
         st_buf_t b;
@@ -352,19 +346,10 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
             snprintf(why, sizeof why, "%s", st_strerror(status));
         if (status == ST_EINVAL && type == RPC_ERROR) {
             /* the node rejected the query itself (e.g. a bad regex) */
-            char msg[400];
-            snprintf(msg, sizeof msg, "%s", why);
-            st_buf_t b;
-            st_buf_init(&b);
-            ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":");
-            http_json_str(&b, msg, strlen(msg));
-            st_buf_put_u8(&b, '}');
-            if (j->started) {
+            if (j->started)
                 http_respond_end(j->req);
-            } else {
-                http_respond(j->req, 400, "application/json", b.data, b.len);
-            }
-            st_buf_deinit(&b);
+            else
+                router_prom_error(j->req, 400, "bad_data", why);
             free_job(j);
             return;
         }
@@ -569,14 +554,8 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     }
     next_request(j);
     return;
-bad:;
-    st_buf_t b;
-    st_buf_init(&b);
-    ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":");
-    http_json_str(&b, err, strlen(err));
-    st_buf_put_u8(&b, '}');
-    http_respond(req, 400, "application/json", b.data, b.len);
-    st_buf_deinit(&b);
+bad:
+    router_prom_error(req, 400, "bad_data", err);
     free_job(j);
 }
 

@@ -716,7 +716,9 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
 
 /* ---- label metadata ---- */
 
-int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg)
+/* Names (name == NULL) or values of `name` over the series matching m. */
+static int label_meta(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
+                      engine_str_cb cb, void *arg)
 {
     uint32_t *ids = NULL;
     size_t n = 0;
@@ -729,30 +731,22 @@ int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str
             engine_set_error("%s", why);
     }
     if (!rc && (nm == 0 || n > 0))
-        rc = idx_label_names(e->idx, nm ? ids : NULL, n, cb, arg);
+        rc = name ? idx_label_values(e->idx, name, nm ? ids : NULL, n, cb, arg)
+                  : idx_label_names(e->idx, nm ? ids : NULL, n, cb, arg);
     pthread_rwlock_unlock(&e->idx_lock);
     free(ids);
     return rc;
 }
 
+int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg)
+{
+    return label_meta(e, NULL, m, nm, cb, arg);
+}
+
 int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
                         engine_str_cb cb, void *arg)
 {
-    uint32_t *ids = NULL;
-    size_t n = 0;
-    int rc = 0;
-    pthread_rwlock_rdlock(&e->idx_lock);
-    if (nm) {
-        const char *why = NULL;
-        rc = idx_select(e->idx, m, nm, &ids, &n, &why);
-        if (rc && why)
-            engine_set_error("%s", why);
-    }
-    if (!rc && (nm == 0 || n > 0))
-        rc = idx_label_values(e->idx, name, nm ? ids : NULL, n, cb, arg);
-    pthread_rwlock_unlock(&e->idx_lock);
-    free(ids);
-    return rc;
+    return label_meta(e, name, m, nm, cb, arg);
 }
 
 void engine_get_stats(engine_t *e, engine_stats_t *s)

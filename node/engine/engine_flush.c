@@ -366,7 +366,7 @@ int engine_freeze_head(engine_t *e, int wait)
     e->frozen = e->head;
     e->head = fresh;
     fresh->created_ms = engine_now_ms();
-    e->frozen->created_ms = (int64_t)seq; /* reused: the WAL file that follows the frozen head */
+    e->frozen->wal_seq = seq;
     pthread_mutex_unlock(&e->head_mu);
     return 0;
 }
@@ -377,7 +377,7 @@ static int flush_frozen_unsafe(engine_t *e)
     head_t *f = e->frozen;
     if (!f)
         return 0;
-    uint32_t wal_seq = (uint32_t)f->created_ms;
+    uint32_t wal_seq = f->wal_seq;
     int rc;
     pthread_rwlock_wrlock(&e->idx_lock);
     rc = idx_persist(e->idx);

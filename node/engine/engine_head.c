@@ -160,6 +160,23 @@ static void merge_sort(int64_t *ts, double *v, int64_t *tts, double *tv, size_t 
     }
 }
 
+/* Stable insertion sort of (ts, v) pairs by ts: for short or nearly sorted runs. */
+static void insertion_sort(int64_t *ts, double *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        int64_t t = ts[i];
+        double x = v[i];
+        size_t j = i;
+        while (j > 0 && ts[j - 1] > t) {
+            ts[j] = ts[j - 1];
+            v[j] = v[j - 1];
+            j--;
+        }
+        ts[j] = t;
+        v[j] = x;
+    }
+}
+
 size_t samples_sort_dedup(int64_t *ts, double *v, size_t n)
 {
     if (n < 2)
@@ -173,45 +190,16 @@ size_t samples_sort_dedup(int64_t *ts, double *v, size_t n)
     }
     if (sorted)
         return n;
-    /* insertion sort for short runs, merge sort otherwise (both stable) */
-    if (n <= 32) {
-        for (size_t i = 1; i < n; i++) {
-            int64_t t = ts[i];
-            double x = v[i];
-            size_t j = i;
-            while (j > 0 && ts[j - 1] > t) {
-                ts[j] = ts[j - 1];
-                v[j] = v[j - 1];
-                j--;
-            }
-            ts[j] = t;
-            v[j] = x;
-        }
-    } else {
-        int64_t *tts = malloc(n * sizeof *tts);
-        double *tv = malloc(n * sizeof *tv);
-        if (!tts || !tv) {
-            /* fall back to insertion sort: slow but stable and allocation-free */
-            free(tts);
-            free(tv);
-            for (size_t i = 1; i < n; i++) {
-                int64_t t = ts[i];
-                double x = v[i];
-                size_t j = i;
-                while (j > 0 && ts[j - 1] > t) {
-                    ts[j] = ts[j - 1];
-                    v[j] = v[j - 1];
-                    j--;
-                }
-                ts[j] = t;
-                v[j] = x;
-            }
-        } else {
-            merge_sort(ts, v, tts, tv, n);
-            free(tts);
-            free(tv);
-        }
-    }
+    /* insertion sort for short runs, merge sort otherwise (both stable); without
+     * memory for the merge, insertion sort: slow but allocation-free */
+    int64_t *tts = n > 32 ? malloc(n * sizeof *tts) : NULL;
+    double *tv = tts ? malloc(n * sizeof *tv) : NULL;
+    if (tts && tv)
+        merge_sort(ts, v, tts, tv, n);
+    else
+        insertion_sort(ts, v, n);
+    free(tts);
+    free(tv);
     /* dedup: keep the last of each equal-timestamp run */
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {

@@ -54,6 +54,7 @@ typedef struct head {
     uint64_t samples;
     uint64_t bytes;
     int64_t created_ms; /* wall clock of the first append */
+    uint32_t wal_seq;   /* frozen: the WAL file begun when it froze (older files are its) */
     int64_t mint, maxt;
 } head_t;
 
