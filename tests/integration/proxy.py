@@ -101,8 +101,12 @@ class Proxy:
         """Stop accepting, reset every connection, join all threads (bounded).
         Returns True when every thread ended."""
         self._stop.set()
-        self.reset_all()
         deadline = time.monotonic() + timeout
+        # the accept loop first: once it has ended no connection or thread
+        # can be added behind our back, so the list below is complete
+        if self._threads:
+            self._threads[0].join(max(0.0, deadline - time.monotonic()))
+        self.reset_all()
         for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
         try:
@@ -222,11 +226,13 @@ class _Conn:
                     p._count("delayed_chunks")
                     if p._stop.wait(p.delay):
                         break
+                # counted before sending, so a peer that sees the bytes can
+                # also see the counter (no race with a test reading stats)
+                p._count("bytes_" + d, len(data))
                 try:
                     dst.sendall(data)
                 except OSError:
                     break
-                p._count("bytes_" + d, len(data))
         finally:
             with self.lock:
                 self.done += 1
