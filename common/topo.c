@@ -50,12 +50,20 @@
 /* ------------------------------------------------------------------------ */
 /* Sections and keys                                                         */
 
-enum sect { SECT_NONE, SECT_CLUSTER, SECT_STORAGE, SECT_ROUTER, SECT_NODE, SECT__COUNT };
+enum sect {
+    SECT_NONE,
+    SECT_CLUSTER,
+    SECT_STORAGE,
+    SECT_ROUTER,
+    SECT_REPLICATION,
+    SECT_NODE,
+    SECT__COUNT
+};
 
 /* Sections without an argument; [node "ID"] is parsed separately. */
 static const char *const sect_names[SECT__COUNT] = {
-    [SECT_NONE] = "",         [SECT_CLUSTER] = "cluster", [SECT_STORAGE] = "storage",
-    [SECT_ROUTER] = "router", [SECT_NODE] = "node",
+    [SECT_NONE] = "",         [SECT_CLUSTER] = "cluster",         [SECT_STORAGE] = "storage",
+    [SECT_ROUTER] = "router", [SECT_REPLICATION] = "replication", [SECT_NODE] = "node",
 };
 
 enum ktype {
@@ -86,6 +94,11 @@ enum key_id {
     /* [router] */
     K_MAX_BODY_BYTES,
     K_REQUEST_TIMEOUT,
+    /* [replication] */
+    K_HINT_MAX_BYTES,
+    K_HINT_MAX_AGE,
+    K_REPLICA_TIMEOUT,
+    K_HEARTBEAT_INTERVAL,
     /* [node "ID"] */
     K_RPC,
     K_HTTP,
@@ -152,6 +165,15 @@ static const struct key_desc keys[K__COUNT] = {
     [K_REQUEST_TIMEOUT] = {SECT_ROUTER, "request_timeout", KT_DURATION, MS_S, 1, MS_H, NULL, "30s",
                            0},
 
+    [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
+                          "1GiB", 0},
+    [K_HINT_MAX_AGE] = {SECT_REPLICATION, "hint_max_age", KT_DURATION, MS_S, MS_M, 366 * MS_D, NULL,
+                        "24h", 0},
+    [K_REPLICA_TIMEOUT] = {SECT_REPLICATION, "replica_timeout", KT_DURATION, MS_S, 50, 10 * MS_M,
+                           NULL, "5s", 0},
+    [K_HEARTBEAT_INTERVAL] = {SECT_REPLICATION, "heartbeat_interval", KT_DURATION, MS_S, 50, MS_M,
+                              NULL, "1s", 0},
+
     [K_RPC] = {SECT_NODE, "rpc", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_HTTP] = {SECT_NODE, "http", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_NODE_SHARDS] = {SECT_NODE, "shards", KT_SHARDLIST, 0, 0, 0, NULL, NULL, 0},
@@ -182,6 +204,7 @@ struct topo {
     uint32_t shards, rf;
     topo_storage_t storage;
     topo_router_t router;
+    topo_replication_t repl;
     struct node *nodes;
     uint32_t nnodes, cap;
     int explicit_placement;
@@ -610,7 +633,8 @@ static int on_section(struct parse *p, const char *s, size_t n)
         }
     }
     return fail(p, p->lineno,
-                "unknown section [%s] (expected [cluster], [storage], [router] or [node \"ID\"])",
+                "unknown section [%s] (expected [cluster], [storage], [router], [replication] or "
+                "[node \"ID\"])",
                 clean(q, sizeof q, tmp));
 }
 
@@ -1021,6 +1045,10 @@ static int finish(struct parse *p)
     t->storage.memtable_max_age_ms = t->val[K_MEMTABLE_MAX_AGE];
     t->router.max_body_bytes = (uint64_t)t->val[K_MAX_BODY_BYTES];
     t->router.request_timeout_ms = t->val[K_REQUEST_TIMEOUT];
+    t->repl.hint_max_bytes = (uint64_t)t->val[K_HINT_MAX_BYTES];
+    t->repl.hint_max_age_ms = t->val[K_HINT_MAX_AGE];
+    t->repl.replica_timeout_ms = t->val[K_REPLICA_TIMEOUT];
+    t->repl.heartbeat_interval_ms = t->val[K_HEARTBEAT_INTERVAL];
 
     XXH3_state_t *st = XXH3_createState();
     if (!st)
@@ -1182,6 +1210,11 @@ const topo_router_t *topo_router(const topo_t *t)
     return &t->router;
 }
 
+const topo_replication_t *topo_replication(const topo_t *t)
+{
+    return &t->repl;
+}
+
 uint32_t topo_node_count(const topo_t *t)
 {
     return t->nnodes;
@@ -1330,5 +1363,10 @@ void topo_print(const topo_t *t, FILE *f)
             fmt_duration(b, sizeof b, t->storage.memtable_max_age_ms));
     fprintf(f, "router: max_body_bytes %" PRIu64, t->router.max_body_bytes);
     fprintf(f, ", request_timeout %s\n", fmt_duration(b, sizeof b, t->router.request_timeout_ms));
+    fprintf(f, "replication: hint_max_bytes %" PRIu64, t->repl.hint_max_bytes);
+    fprintf(f, ", hint_max_age %s", fmt_duration(b, sizeof b, t->repl.hint_max_age_ms));
+    fprintf(f, ", replica_timeout %s", fmt_duration(b, sizeof b, t->repl.replica_timeout_ms));
+    fprintf(f, ", heartbeat_interval %s\n",
+            fmt_duration(b, sizeof b, t->repl.heartbeat_interval_ms));
     fprintf(f, "fingerprint %s\n", t->fp_hex);
 }

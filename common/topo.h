@@ -76,6 +76,14 @@ typedef struct topo_router {
     int64_t request_timeout_ms;
 } topo_router_t;
 
+/* [replication]: per host, not part of the fingerprint. */
+typedef struct topo_replication {
+    uint64_t hint_max_bytes;       /* per-peer hint queue budget */
+    int64_t hint_max_age_ms;       /* older hints are dropped (counted) */
+    int64_t replica_timeout_ms;    /* coordinator -> replica forward deadline */
+    int64_t heartbeat_interval_ms; /* RPC ping; silent for 2 intervals = down */
+} topo_replication_t;
+
 /* A node address exactly as written ("host:port" or "[v6]:port"), never resolved. */
 typedef struct topo_addr {
     const char *addr; /* as written */
@@ -107,6 +115,7 @@ topo_sharding_t topo_sharding(const topo_t *t);
 /* [storage] and [router] (defaults applied). */
 const topo_storage_t *topo_storage(const topo_t *t);
 const topo_router_t *topo_router(const topo_t *t);
+const topo_replication_t *topo_replication(const topo_t *t);
 
 /* Nodes, in file order; i < topo_node_count(). */
 uint32_t topo_node_count(const topo_t *t);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "node.h"
+#include "node_repl.h"
 #include "st_err.h"
 #include "st_log.h"
 
@@ -26,6 +27,8 @@ static void usage(FILE *f)
                "  --node-id ID      this node's [node \"ID\"] section (default: hostname)\n"
                "  --data-dir DIR    where the shards' data lives (default: ./strata-data)\n"
                "  --check           validate the config, print the topology, exit 0/1\n"
+               "  --rpc-listen HOST:PORT  bind RPC here instead of the [node] rpc address\n"
+               "                    (which stays the address peers and routers dial)\n"
                "  --version, --help\n");
 }
 
@@ -75,6 +78,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (N.rpc)
         rpc_server_close(N.rpc, on_closed, NULL);
     N.rpc = NULL;
+    node_repl_shutdown(N.repl);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
@@ -82,8 +86,10 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     const char *config = NULL, *node_id = NULL, *data_dir = "./strata-data";
+    const char *rpc_listen = NULL;
     int check = 0;
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"rpc-listen", required_argument, 0, 'r'},
                                          {"node-id", required_argument, 0, 'n'},
                                          {"data-dir", required_argument, 0, 'd'},
                                          {"check", no_argument, 0, 'k'},
@@ -102,6 +108,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             data_dir = optarg;
+            break;
+        case 'r':
+            rpc_listen = optarg;
             break;
         case 'k':
             check = 1;
@@ -210,6 +219,28 @@ int main(int argc, char **argv)
     }
     /* servers */
     const topo_addr_t *ra = topo_node_rpc(topo, (uint32_t)self);
+    topo_addr_t bind_addr;
+    char bind_host[256];
+    if (rpc_listen) {
+        const char *colon = strrchr(rpc_listen, ':');
+        char *endp = NULL;
+        long port = colon ? strtol(colon + 1, &endp, 10) : -1;
+        size_t hl = colon ? (size_t)(colon - rpc_listen) : 0;
+        if (hl >= 2 && rpc_listen[0] == '[' && rpc_listen[hl - 1] == ']') {
+            rpc_listen++;
+            hl -= 2;
+        }
+        if (!colon || !endp || *endp || port < 1 || port > 65535 || hl == 0 ||
+            hl >= sizeof bind_host) {
+            fprintf(stderr, "strata-node: --rpc-listen: expected HOST:PORT, got '%s'\n",
+                    rpc_listen);
+            return 2;
+        }
+        memcpy(bind_host, rpc_listen, hl);
+        bind_host[hl] = '\0';
+        bind_addr = (topo_addr_t){rpc_listen, bind_host, (uint16_t)port};
+        ra = &bind_addr;
+    }
     const topo_addr_t *ha = topo_node_http(topo, (uint32_t)self);
     rpc_identity_t me = {topo_cluster_name(topo), topo_fingerprint(topo), node_id};
     rpc_server_opts_t ro = {.log = rpc_log};
@@ -239,6 +270,10 @@ int main(int argc, char **argv)
         return 1;
     }
     http_server_metrics(N.http, N.metrics, "node");
+    if ((rc = node_repl_create(&N, &me, &N.repl)) != 0) {
+        st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
+        return 1;
+    }
     uv_signal_init(N.loop, &sig_term);
     uv_signal_init(N.loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
@@ -258,6 +293,7 @@ int main(int argc, char **argv)
             failed = 1;
         }
     }
+    node_repl_destroy(N.repl);
     uv_loop_close(N.loop);
     metrics_destroy(N.metrics);
     free(N.engines);

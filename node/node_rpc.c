@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "node_repl.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -56,10 +57,9 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
     return np;
 }
 
-static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *ws,
-                       Strata__ShardResult *res)
+static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
+                       node_shard_result_t *res)
 {
-    node_t *n = j->n;
     const uint8_t *end = p + len, *q = p;
     wire_field_t f;
     int rc;
@@ -97,11 +97,11 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
     }
     res->shard = shard;
     if (rc < 0) {
-        snprintf(j->msg, sizeof j->msg, "malformed ShardWrite: %s", st_strerror(rc));
+        snprintf(res->msg, sizeof res->msg, "malformed ShardWrite: %s", st_strerror(rc));
         return rc;
     }
     if (shard >= (uint32_t)topo_shards(n->topo) || !n->engines[shard]) {
-        snprintf(j->msg, sizeof j->msg, "shard %u is not placed on node %s", shard,
+        snprintf(res->msg, sizeof res->msg, "shard %u is not placed on node %s", shard,
                  topo_node_id(n->topo, n->self));
         return ST_EINVAL;
     }
@@ -113,7 +113,7 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
     size_t bad = 0;
     rc = engine_write(n->engines[shard], ws->b, bi, &bad);
     if (rc) {
-        snprintf(j->msg, sizeof j->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
+        snprintf(res->msg, sizeof res->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
                  engine_last_error()[0] ? ": " : "", engine_last_error());
         return rc;
     }
@@ -122,71 +122,84 @@ static int write_shard(job_t *j, const uint8_t *p, size_t len, write_scratch_t *
     return 0;
 }
 
-static void do_write(job_t *j)
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
 {
-    const uint8_t *p = j->payload, *end = p + j->len;
-    wire_field_t f;
-    int rc;
-    size_t nres = 0, cap = 0;
-    Strata__ShardResult *res = NULL;
     write_scratch_t ws = {0};
-    char **msgs = NULL;
-    while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (!(f.num == 1 && f.type == WIRE_LEN))
-            continue;
-        if (nres == cap) {
-            cap = cap ? cap * 2 : 16;
-            Strata__ShardResult *nr = realloc(res, cap * sizeof *nr);
-            char **nm = realloc(msgs, cap * sizeof *nm);
-            if (!nr || !nm) {
-                free(nr ? nr : res);
-                free(nm ? nm : msgs);
-                j->err = ST_ENOMEM;
-                return;
-            }
-            res = nr;
-            msgs = nm;
+    for (size_t i = 0; i < ne; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &res[i]);
+        if (res[i].code == ST_ENOMEM) {
+            free(ws.b);
+            free(ws.labels);
+            free(ws.ts);
+            free(ws.v);
+            return ST_ENOMEM;
         }
-        strata__shard_result__init(&res[nres]);
-        j->msg[0] = '\0';
-        int wrc = write_shard(j, f.data, f.len, &ws, &res[nres]);
-        res[nres].code = wrc;
-        msgs[nres] = strdup(j->msg);
-        res[nres].error = msgs[nres] ? msgs[nres] : "";
-        if (wrc)
-            metric_counter_inc(j->n->write_rejected);
-        nres++;
+        if (res[i].code)
+            metric_counter_inc(n->write_rejected);
     }
     free(ws.b);
     free(ws.labels);
     free(ws.ts);
     free(ws.v);
-    if (rc < 0) {
-        j->err = rc;
-        snprintf(j->msg, sizeof j->msg, "malformed NodeWrite");
+    return 0;
+}
+
+int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out)
+{
+    Strata__ShardResult *sr = calloc(n ? n : 1, sizeof *sr);
+    Strata__ShardResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    int rc = 0;
+    if (!sr || !ptrs) {
+        rc = ST_ENOMEM;
     } else {
-        Strata__NodeWriteResult out = STRATA__NODE_WRITE_RESULT__INIT;
-        Strata__ShardResult **ptrs = malloc((nres ? nres : 1) * sizeof *ptrs);
-        if (!ptrs) {
-            j->err = ST_ENOMEM;
-        } else {
-            for (size_t i = 0; i < nres; i++)
-                ptrs[i] = &res[i];
-            out.n_results = nres;
-            out.results = ptrs;
-            size_t sz = strata__node_write_result__get_packed_size(&out);
-            if (st_buf_reserve(&j->out, sz)) {
-                j->err = ST_ENOMEM;
-            } else {
-                j->out.len = strata__node_write_result__pack(&out, j->out.data);
-                j->out_type = RPC_WRITE_RESP;
-            }
-            free(ptrs);
+        for (size_t i = 0; i < n; i++) {
+            strata__shard_result__init(&sr[i]);
+            sr[i].shard = res[i].shard;
+            sr[i].code = res[i].code;
+            sr[i].samples = res[i].samples;
+            sr[i].error = (char *)res[i].msg;
+            ptrs[i] = &sr[i];
         }
+        Strata__NodeWriteResult o = STRATA__NODE_WRITE_RESULT__INIT;
+        o.n_results = n;
+        o.results = ptrs;
+        size_t sz = strata__node_write_result__get_packed_size(&o);
+        if (st_buf_reserve(out, sz))
+            rc = ST_ENOMEM;
+        else
+            out->len = strata__node_write_result__pack(&o, out->data);
     }
-    for (size_t i = 0; i < nres; i++)
-        free(msgs[i]);
-    free(msgs);
+    free(sr);
+    free(ptrs);
+    return rc;
+}
+
+/* A write this node does not coordinate: forwarded by a coordinator, or
+ * RF = 1. */
+static void do_write(job_t *j)
+{
+    repl_envelope_t env;
+    int rc = repl_scan(j->payload, j->len, NULL, 0, &env);
+    repl_entry_t *e = NULL;
+    node_shard_result_t *res = NULL;
+    if (!rc) {
+        e = calloc(env.n ? env.n : 1, sizeof *e);
+        res = calloc(env.n ? env.n : 1, sizeof *res);
+        rc = e && res ? repl_scan(j->payload, j->len, e, env.n, &env) : ST_ENOMEM;
+    }
+    if (!rc)
+        rc = node_write_local(j->n, e, env.n, res);
+    if (!rc)
+        rc = node_pack_write_result(res, env.n, &j->out);
+    if (rc) {
+        j->err = rc;
+        snprintf(j->msg, sizeof j->msg, "%s",
+                 rc == ST_ENOMEM ? "out of memory" : "malformed NodeWrite");
+    } else {
+        j->out_type = RPC_WRITE_RESP;
+    }
+    free(e);
     free(res);
 }
 
@@ -409,13 +422,19 @@ static void do_stats(job_t *j)
     }
     st.n_shards = ns;
     st.shards = shards;
+    if (n->repl && node_repl_stats(n->repl, &st)) {
+        j->err = ST_ENOMEM;
+        return;
+    }
     size_t sz = strata__node_stats__get_packed_size(&st);
     if (st_buf_reserve(&j->out, sz)) {
         j->err = ST_ENOMEM;
+        node_repl_stats_free(&st);
         return;
     }
     j->out.len = strata__node_stats__pack(&st, j->out.data);
     j->out_type = RPC_STATS_RESP;
+    node_repl_stats_free(&st);
 }
 
 static void work_cb(uv_work_t *w)
@@ -474,6 +493,13 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
 {
     node_t *n = arg;
     metric_counter_inc(n->rpc_requests);
+    if (type == RPC_WRITE && n->repl && topo_replication_factor(n->topo) > 1) {
+        repl_envelope_t env;
+        if (repl_scan(payload, len, NULL, 0, &env) == 0 && !env.forwarded) {
+            node_repl_write(n->repl, conn, reqid, payload, len);
+            return;
+        }
+    }
     job_t *j = calloc(1, sizeof *j);
     uint8_t *copy = malloc(len ? len : 1);
     if (!j || !copy) {

@@ -34,7 +34,17 @@ typedef struct router {
     int64_t timeout_ms;
     uint64_t max_body;
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
+    /* health from the heartbeat (STATS every heartbeat_interval) */
+    uv_timer_t heartbeat;
+    uint64_t *hints_held; /* [node][node]: records node i holds for node j */
+    uint8_t *stats_fresh; /* [node]: last heartbeat answered */
+    uint8_t *stats_inflight;
 } router_t;
+
+/* Hint records other nodes hold for `node` (as of the last heartbeat). */
+uint64_t router_hints_for(const router_t *r, uint32_t node);
+/* "up", "down", "connecting" or "catching_up" (up, others hold hints for it). */
+const char *router_node_state(const router_t *r, uint32_t node);
 
 /* Node index that serves `shard` now: the first replica whose client is up
  * (the first replica when none is). */

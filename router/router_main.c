@@ -13,6 +13,7 @@
 #include "router.h"
 #include "st_err.h"
 #include "st_log.h"
+#include "strata.pb-c.h"
 
 static router_t R;
 static uv_signal_t sig_term, sig_int;
@@ -21,6 +22,75 @@ static int shutting_down;
 int router_node_up(const router_t *r, uint32_t node)
 {
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
+}
+
+uint64_t router_hints_for(const router_t *r, uint32_t node)
+{
+    uint32_t nn = topo_node_count(r->topo);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < nn; i++)
+        if (i != node)
+            sum += r->hints_held[(size_t)i * nn + node];
+    return sum;
+}
+
+const char *router_node_state(const router_t *r, uint32_t node)
+{
+    rpc_client_state_t st = rpc_client_state(r->clients[node]);
+    if (st == RPC_CLIENT_DOWN)
+        return "down";
+    if (st != RPC_CLIENT_UP)
+        return "connecting";
+    return router_hints_for(r, node) ? "catching_up" : "up";
+}
+
+typedef struct hb_ctx {
+    router_t *r;
+    uint32_t node;
+} hb_ctx_t;
+
+static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    hb_ctx_t *c = arg;
+    router_t *r = c->r;
+    uint32_t nn = topo_node_count(r->topo), node = c->node;
+    (void)type;
+    r->stats_inflight[node] = 0;
+    Strata__NodeStats *st = status ? NULL : strata__node_stats__unpack(NULL, len, payload);
+    r->stats_fresh[node] = st != NULL;
+    if (st) {
+        for (uint32_t j = 0; j < nn; j++)
+            r->hints_held[(size_t)node * nn + j] = 0;
+        for (size_t k = 0; k < st->n_hints; k++) {
+            int j = topo_node_index(r->topo, st->hints[k]->peer);
+            if (j >= 0)
+                r->hints_held[(size_t)node * nn + (uint32_t)j] = st->hints[k]->pending_records;
+        }
+        strata__node_stats__free_unpacked(st, NULL);
+    }
+    /* a node that does not answer keeps its last known hint counts: the
+     * hints are still on its disk */
+    free(c);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    router_t *r = t->data;
+    uint32_t nn = topo_node_count(r->topo);
+    for (uint32_t i = 0; i < nn; i++) {
+        if (r->stats_inflight[i] || !router_node_up(r, i))
+            continue;
+        hb_ctx_t *c = malloc(sizeof *c);
+        if (!c)
+            continue;
+        c->r = r;
+        c->node = i;
+        if (rpc_client_call(r->clients[i], RPC_STATS, NULL, 0, (unsigned)r->timeout_ms, on_stats,
+                            c) == 0)
+            r->stats_inflight[i] = 1;
+        else
+            free(c);
+    }
 }
 
 uint32_t router_pick_replica(const router_t *r, uint32_t shard)
@@ -101,12 +171,14 @@ static void handle_cluster(http_req_t *req)
         http_json_str(&b, topo_node_rpc(t, i)->addr, strlen(topo_node_rpc(t, i)->addr));
         ST_BUF_LIT(&b, ",\"http\":");
         http_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
-        rpc_client_state_t st = rpc_client_state(R.clients[i]);
-        k = snprintf(tmp, sizeof tmp, ",\"state\":\"%s\",\"pending_rpcs\":%zu}",
-                     st == RPC_CLIENT_UP     ? "up"
-                     : st == RPC_CLIENT_DOWN ? "down"
-                                             : "connecting",
-                     rpc_client_pending(R.clients[i]));
+        uint64_t held = 0;
+        for (uint32_t j = 0; j < topo_node_count(t); j++)
+            held += R.hints_held[(size_t)i * topo_node_count(t) + j];
+        k = snprintf(tmp, sizeof tmp,
+                     ",\"state\":\"%s\",\"pending_rpcs\":%zu,\"hints_pending\":%llu,"
+                     "\"hints_held\":%llu}",
+                     router_node_state(&R, i), rpc_client_pending(R.clients[i]),
+                     (unsigned long long)router_hints_for(&R, i), (unsigned long long)held);
         st_buf_append(&b, tmp, (size_t)k);
     }
     ST_BUF_LIT(&b, "],\"placement\":[");
@@ -220,6 +292,8 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     st_info("shutting down", "signal=%d", signum);
     http_server_close(R.http, 5000, on_http_closed, NULL);
+    uv_timer_stop(&R.heartbeat);
+    uv_close((uv_handle_t *)&R.heartbeat, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
@@ -329,7 +403,8 @@ int main(int argc, char **argv)
         rpc_client_opts_t co = {.log = rpc_log,
                                 .on_state = on_state,
                                 .state_arg = (void *)(uintptr_t)i,
-                                .ping_interval_ms = 1000,
+                                .ping_interval_ms =
+                                    (unsigned)topo_replication(R.topo)->heartbeat_interval_ms,
                                 .default_timeout_ms = (unsigned)R.timeout_ms};
         const topo_addr_t *a = topo_node_rpc(R.topo, i);
         int rc = rpc_client_create(R.loop, a->host, a->port, &me, &co, &R.clients[i]);
@@ -338,6 +413,21 @@ int main(int argc, char **argv)
                      st_strerror(rc));
             return 1;
         }
+    }
+    R.hints_held = calloc((size_t)nn * nn, sizeof *R.hints_held);
+    R.stats_fresh = calloc(nn, 1);
+    R.stats_inflight = calloc(nn, 1);
+    if (!R.hints_held || !R.stats_fresh || !R.stats_inflight) {
+        fprintf(stderr, "strata-router: out of memory\n");
+        return 1;
+    }
+    uv_timer_init(R.loop, &R.heartbeat);
+    R.heartbeat.data = &R;
+    {
+        int64_t hb = topo_replication(R.topo)->heartbeat_interval_ms;
+        if (hb < 200)
+            hb = 200;
+        uv_timer_start(&R.heartbeat, on_heartbeat, (uint64_t)hb, (uint64_t)hb);
     }
     http_limits_t hl;
     http_limits_default(&hl);
@@ -357,6 +447,9 @@ int main(int argc, char **argv)
     uv_run(R.loop, UV_RUN_DEFAULT);
     uv_loop_close(R.loop);
     metrics_destroy(R.metrics);
+    free(R.hints_held);
+    free(R.stats_fresh);
+    free(R.stats_inflight);
     free(R.clients);
     topo_destroy(R.topo);
     st_info("strata-router stopped", "listen=%s", listen);

@@ -5,9 +5,13 @@
  *   worker:  parse line protocol (lp.h, series mode); group samples by
  *            series (one columnar SeriesSamples per series per request);
  *            shard each series; encode one NodeWrite per node (wire.h)
- *   loop:    one RPC_WRITE per node, in parallel; when every node has
- *            answered (or timed out): 204, 400 (per-line errors; the valid
- *            lines were written) or 503 (the shards that failed, and why)
+ *   loop:    each shard goes to its first replica that is up (the
+ *            coordinator, which replicates it: node_repl.h), one RPC_WRITE
+ *            per node, in parallel; a shard whose coordinator cannot be
+ *            reached (down, timed out, connection lost) moves on to its next
+ *            replica; when every shard is decided: 204, 400 (per-line
+ *            errors; the valid lines were written) or 503 (the shards that
+ *            missed their consistency, and why)
  *
  * Retrying a body is safe: the same (series, timestamp) rewrites the same
  * sample (last write wins).
@@ -19,6 +23,7 @@
 
 #include "http_util.h"
 #include "lp.h"
+#include "repl.h"
 #include "router.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -42,6 +47,18 @@ typedef struct tagset {
     size_t label_off;
     uint32_t ntags;
 } tagset_t;
+
+enum { SH_NONE, SH_PENDING, SH_SENT, SH_OK, SH_FAILED };
+
+/* A shard's batch and its delivery: tried holds the replica ranks already
+ * asked (each at most once per request). */
+typedef struct shard {
+    size_t off, len; /* its entry in wjob.all */
+    uint8_t state;
+    uint32_t tried;
+    uint32_t node; /* last node asked */
+    char *why;     /* failures so far, "n1: reason; n2: reason" */
+} shard_t;
 
 typedef struct rejected {
     uint64_t line;
@@ -76,15 +93,16 @@ typedef struct wjob {
     uint64_t lines_ok, lines_bad;
     rejected_t rej[ROUTER_MAX_REJECTED];
     size_t nrej;
-    /* per node payloads */
-    st_buf_t *payload; /* [nodes] */
-    uint32_t *nshards; /* [nodes]: shards in the payload */
-    uint32_t *sent_to; /* [shards]: node the shard's batch went to, UINT32_MAX = none */
+    /* encoded shard batches: NodeWrite field-1 entries back to back */
+    st_buf_t all;
+    shard_t *sh;      /* [shards] */
+    uint32_t *active; /* shards with data */
+    uint32_t nactive;
+    int consistency; /* NodeWrite field 2 (0 = cluster default) */
     /* RPC phase */
     int pending;
     int failed_shards;
-    char *shard_err; /* JSON fragments of failed shards */
-    st_buf_t fail;
+    st_buf_t fail; /* JSON fragments of failed shards */
     int parse_err;
 } wjob_t;
 
@@ -280,7 +298,7 @@ static __thread lp_parser_t *tl_parser;
 static int encode(wjob_t *j)
 {
     router_t *r = j->r;
-    uint32_t nshards = topo_shards(r->topo), nnodes = topo_node_count(r->topo);
+    uint32_t nshards = topo_shards(r->topo);
     /* fix up label pointers */
     for (size_t i = 0; i < j->nl; i++) {
         j->labels[i].name = j->str + (uintptr_t)j->labels[i].name;
@@ -331,9 +349,8 @@ static int encode(wjob_t *j)
     for (uint32_t s = 0; s < nshards && !rc; s++) {
         if (bystart[s] == bystart[s + 1])
             continue;
-        uint32_t node = router_pick_replica(r, s);
-        st_buf_t *b = &j->payload[node];
-        size_t mark;
+        st_buf_t *b = &j->all;
+        size_t mark, start = b->len;
         rc = wire_begin(b, 1, &mark);
         rc |= wire_put_varint_field(b, 1, s);
         for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
@@ -342,10 +359,11 @@ static int encode(wjob_t *j)
                                  cv + en->first, en->count);
         }
         wire_end(b, mark);
-        j->nshards[node]++;
-        j->sent_to[s] = node;
+        j->sh[s].off = start;
+        j->sh[s].len = b->len - start;
+        j->sh[s].state = SH_PENDING;
+        j->active[j->nactive++] = s;
     }
-    (void)nnodes;
     free(cts);
     free(cv);
     free(bystart);
@@ -376,12 +394,11 @@ static void write_work(uv_work_t *w)
 
 static void free_job(wjob_t *j)
 {
-    uint32_t nn = topo_node_count(j->r->topo);
-    for (uint32_t i = 0; i < nn && j->payload; i++)
-        st_buf_deinit(&j->payload[i]);
-    free(j->payload);
-    free(j->nshards);
-    free(j->sent_to);
+    for (uint32_t i = 0; i < j->nactive; i++)
+        free(j->sh[j->active[i]].why);
+    free(j->sh);
+    free(j->active);
+    st_buf_deinit(&j->all);
     free(j->e);
     free(j->table);
     free(j->ts);
@@ -444,29 +461,55 @@ static void finish(wjob_t *j)
     free_job(j);
 }
 
-static void fail_shards_of(wjob_t *j, uint32_t node, const char *why)
+static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
 {
-    uint32_t nshards = topo_shards(j->r->topo);
-    /* the shards this node was sent: those it serves for this request */
-    for (uint32_t s = 0; s < nshards; s++) {
-        if (j->sent_to[s] != node)
-            continue;
-        char tmp[96];
-        int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", s);
-        st_buf_append(&j->fail, tmp, (size_t)k);
-        const char *id = topo_node_id(j->r->topo, node);
-        http_json_str(&j->fail, id, strlen(id));
-        ST_BUF_LIT(&j->fail, ",\"error\":");
-        http_json_str(&j->fail, why, strlen(why));
-        st_buf_put_u8(&j->fail, '}');
-        j->failed_shards++;
-    }
+    shard_t *sh = &j->sh[s];
+    const char *id = topo_node_id(j->r->topo, node);
+    size_t old = sh->why ? strlen(sh->why) : 0, add = strlen(id) + strlen(why) + 4;
+    if (old > 1000)
+        return;
+    char *n = realloc(sh->why, old + add + 1);
+    if (!n)
+        return;
+    snprintf(n + old, add + 1, "%s%s: %s", old ? "; " : "", id, why);
+    sh->why = n;
+}
+
+static void shard_failed(wjob_t *j, uint32_t s)
+{
+    shard_t *sh = &j->sh[s];
+    sh->state = SH_FAILED;
+    char tmp[96];
+    int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", s);
+    st_buf_append(&j->fail, tmp, (size_t)k);
+    const char *id = topo_node_id(j->r->topo, sh->node);
+    http_json_str(&j->fail, id, strlen(id));
+    ST_BUF_LIT(&j->fail, ",\"error\":");
+    const char *why = sh->why ? sh->why : "no replica reachable";
+    http_json_str(&j->fail, why, strlen(why));
+    st_buf_put_u8(&j->fail, '}');
+    j->failed_shards++;
 }
 
 typedef struct call_ctx {
     wjob_t *j;
     uint32_t node;
+    uint32_t n;
+    uint32_t shards[];
 } call_ctx_t;
+
+static void send_round(wjob_t *j);
+
+/* Transport failures move the shards on to their next replica; a node's
+ * answer (ok, or consistency not met) is final. */
+static int retryable(int status, uint8_t type)
+{
+    if (type == RPC_ERROR && status != ST_EBUSY && status != ST_ECLOSED && status != ST_ETIMEDOUT &&
+        status != ST_EUNAVAIL)
+        return 0;
+    return status == ST_ETIMEDOUT || status == ST_EUNAVAIL || status == ST_ECLOSED ||
+           status == ST_EBUSY;
+}
 
 static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
@@ -480,81 +523,171 @@ static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *pa
         else
             snprintf(why, sizeof why, "%s", st_strerror(status));
         metric_counter_inc(r->rpc_fail);
-        fail_shards_of(j, c->node, why);
+        int again = retryable(status, type);
+        for (uint32_t i = 0; i < c->n; i++) {
+            shard_note(j, c->shards[i], c->node, why);
+            if (again)
+                j->sh[c->shards[i]].state = SH_PENDING;
+            else
+                shard_failed(j, c->shards[i]);
+        }
     } else {
         Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
         if (!res) {
-            fail_shards_of(j, c->node, "malformed reply from node");
+            for (uint32_t i = 0; i < c->n; i++) {
+                shard_note(j, c->shards[i], c->node, "malformed reply from node");
+                shard_failed(j, c->shards[i]);
+            }
         } else {
             for (size_t i = 0; i < res->n_results; i++) {
                 const Strata__ShardResult *sr = res->results[i];
+                uint32_t s = sr->shard;
+                if (s >= topo_shards(r->topo) || j->sh[s].state != SH_SENT)
+                    continue;
                 if (sr->code == 0) {
                     metric_counter_add(r->samples, sr->samples);
+                    j->sh[s].state = SH_OK;
                     continue;
                 }
-                char tmp[96];
-                int k = snprintf(tmp, sizeof tmp,
-                                 "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", sr->shard);
-                st_buf_append(&j->fail, tmp, (size_t)k);
-                const char *id = topo_node_id(r->topo, c->node);
-                http_json_str(&j->fail, id, strlen(id));
-                ST_BUF_LIT(&j->fail, ",\"error\":");
-                http_json_str(&j->fail, sr->error ? sr->error : "",
-                              sr->error ? strlen(sr->error) : 0);
-                st_buf_put_u8(&j->fail, '}');
-                j->failed_shards++;
+                shard_note(j, s, c->node, sr->error && *sr->error ? sr->error : "failed");
+                shard_failed(j, s);
             }
             strata__node_write_result__free_unpacked(res, NULL);
+            /* a shard the node did not mention failed */
+            for (uint32_t i = 0; i < c->n; i++) {
+                if (j->sh[c->shards[i]].state == SH_SENT) {
+                    shard_note(j, c->shards[i], c->node, "no result in the node's reply");
+                    shard_failed(j, c->shards[i]);
+                }
+            }
         }
     }
     free(c);
-    if (--j->pending == 0)
-        finish(j);
+    j->pending--;
+    send_round(j);
+}
+
+/* Send every PENDING shard to its first untried replica that is up, one
+ * RPC per node; finish when nothing is pending or in flight. */
+static void send_round(wjob_t *j)
+{
+    router_t *r = j->r;
+    const topo_t *t = r->topo;
+    uint32_t nn = topo_node_count(t), rf = topo_replication_factor(t);
+    j->pending++; /* guard while sending */
+    for (uint32_t node = 0; node < nn; node++) {
+        uint32_t cnt = 0;
+        for (uint32_t i = 0; i < j->nactive; i++) {
+            uint32_t s = j->active[i];
+            shard_t *sh = &j->sh[s];
+            if (sh->state != SH_PENDING)
+                continue;
+            const uint32_t *rep = topo_shard_replicas(t, s);
+            uint32_t pick = UINT32_MAX, k;
+            for (k = 0; k < rf; k++) {
+                if (sh->tried & (1u << k))
+                    continue;
+                if (router_node_up(r, rep[k])) {
+                    pick = rep[k];
+                    break;
+                }
+            }
+            if (pick == UINT32_MAX) {
+                /* no untried replica is up */
+                for (k = 0; k < rf; k++)
+                    if (!(sh->tried & (1u << k))) {
+                        shard_note(j, s, rep[k], "node is down");
+                        sh->tried |= 1u << k;
+                        sh->node = rep[k];
+                    }
+                metric_counter_inc(r->rpc_fail);
+                shard_failed(j, s);
+                continue;
+            }
+            if (pick == node)
+                cnt++;
+        }
+        if (!cnt)
+            continue;
+        call_ctx_t *c = malloc(sizeof *c + cnt * sizeof c->shards[0]);
+        st_buf_t b;
+        st_buf_init(&b);
+        int rc = c ? repl_put_envelope(&b, (uint32_t)j->consistency, 0) : ST_ENOMEM;
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < j->nactive && !rc; i++) {
+            uint32_t s = j->active[i];
+            shard_t *sh = &j->sh[s];
+            if (sh->state != SH_PENDING)
+                continue;
+            int rank = topo_replica_rank(t, s, node);
+            if (rank < 0 || (sh->tried & (1u << rank)))
+                continue;
+            /* node must be this shard's first untried up replica */
+            const uint32_t *rep = topo_shard_replicas(t, s);
+            int first = -1;
+            for (uint32_t k = 0; k < rf; k++)
+                if (!(sh->tried & (1u << k)) && router_node_up(r, rep[k])) {
+                    first = (int)k;
+                    break;
+                }
+            if (first != rank)
+                continue;
+            rc = st_buf_append(&b, j->all.data + sh->off, sh->len);
+            sh->tried |= 1u << rank;
+            sh->node = node;
+            sh->state = SH_SENT;
+            c->shards[n++] = s;
+        }
+        if (rc) {
+            for (uint32_t i = 0; i < n; i++) {
+                shard_note(j, c->shards[i], node, "out of memory");
+                shard_failed(j, c->shards[i]);
+            }
+            free(c);
+            st_buf_deinit(&b);
+            continue;
+        }
+        c->j = j;
+        c->node = node;
+        c->n = n;
+        rc = rpc_client_call(r->clients[node], RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms,
+                             on_write_resp, c);
+        st_buf_deinit(&b);
+        if (rc) {
+            const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
+            metric_counter_inc(r->rpc_fail);
+            for (uint32_t i = 0; i < n; i++) {
+                shard_note(j, c->shards[i], node, why);
+                j->sh[c->shards[i]].state = SH_PENDING; /* next round: the next replica */
+            }
+            free(c);
+            continue;
+        }
+        j->pending++;
+    }
+    /* shards put back by a failed call go to their next replica now */
+    int again = 0;
+    for (uint32_t i = 0; i < j->nactive && !again; i++)
+        again = j->sh[j->active[i]].state == SH_PENDING;
+    if (--j->pending == 0) {
+        if (again)
+            send_round(j);
+        else
+            finish(j);
+    }
 }
 
 static void write_after(uv_work_t *w, int status)
 {
     wjob_t *j = w->data;
-    router_t *r = j->r;
+    (void)status;
     if (j->parse_err) {
         http_respond_error(j->req, j->parse_err == ST_ENOMEM ? 503 : 500,
                            st_strerror(j->parse_err));
         free_job(j);
         return;
     }
-    uint32_t nn = topo_node_count(r->topo);
-    j->pending = 1; /* guard while sending */
-    for (uint32_t i = 0; i < nn; i++) {
-        if (j->nshards[i] == 0)
-            continue;
-        call_ctx_t *c = malloc(sizeof *c);
-        if (!c) {
-            fail_shards_of(j, i, "out of memory");
-            continue;
-        }
-        if (!router_node_up(r, i)) {
-            /* fail fast: the write would only wait for its deadline */
-            free(c);
-            metric_counter_inc(r->rpc_fail);
-            st_buf_deinit(&j->payload[i]);
-            fail_shards_of(j, i, "node is down");
-            continue;
-        }
-        c->j = j;
-        c->node = i;
-        int rc = rpc_client_call(r->clients[i], RPC_WRITE, j->payload[i].data, j->payload[i].len,
-                                 (unsigned)r->timeout_ms, on_write_resp, c);
-        st_buf_deinit(&j->payload[i]);
-        if (rc) {
-            free(c);
-            metric_counter_inc(r->rpc_fail);
-            fail_shards_of(j, i, rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc));
-            continue;
-        }
-        j->pending++;
-    }
-    if (--j->pending == 0)
-        finish(j);
+    send_round(j);
 }
 
 static int parse_precision(const char *v, lp_precision_t *out)
@@ -578,10 +711,10 @@ void router_handle_write(router_t *r, http_req_t *req)
         http_respond_error(req, 400, msg);
         return;
     }
-    const char *cons = http_req_param(req, "consistency");
-    if (cons && strcmp(cons, "sync") && strcmp(cons, "quorum") && strcmp(cons, "async") &&
-        strcmp(cons, "one") && strcmp(cons, "all") && strcmp(cons, "any")) {
-        http_respond_error(req, 400, "invalid consistency (sync, quorum, async)");
+    int consistency = repl_consistency_param(http_req_param(req, "consistency"));
+    if (consistency < 0) {
+        http_respond_error(req, 400,
+                           "invalid consistency (sync, quorum, async; InfluxDB's all, any, one)");
         return;
     }
     int rc = http_req_decode_body(req, r->max_body);
@@ -594,23 +727,22 @@ void router_handle_write(router_t *r, http_req_t *req)
         return;
     }
     wjob_t *j = calloc(1, sizeof *j);
-    uint32_t nn = topo_node_count(r->topo);
+    uint32_t nshards = topo_shards(r->topo);
     if (j) {
-        j->payload = calloc(nn, sizeof *j->payload);
-        j->nshards = calloc(nn, sizeof *j->nshards);
-        j->sent_to = malloc(topo_shards(r->topo) * sizeof *j->sent_to);
+        j->sh = calloc(nshards, sizeof *j->sh);
+        j->active = calloc(nshards, sizeof *j->active);
     }
-    if (!j || !j->payload || !j->nshards || !j->sent_to) {
+    if (!j || !j->sh || !j->active) {
         if (j) {
-            free(j->payload);
-            free(j->nshards);
-            free(j->sent_to);
+            free(j->sh);
+            free(j->active);
         }
         free(j);
         http_respond_error(req, 503, "out of memory");
         return;
     }
-    memset(j->sent_to, 0xff, topo_shards(r->topo) * sizeof *j->sent_to);
+    st_buf_init(&j->all);
+    j->consistency = consistency;
     j->r = r;
     j->req = req;
     j->prec = prec;

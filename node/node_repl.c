@@ -1,0 +1,925 @@
+/*
+ * node_repl — coordinated writes, hinted handoff and peer health. See
+ * node_repl.h for the model; docs/operations.md for what an operator sees.
+ *
+ * A coordinated write (coord_t) lives until every outcome is in: the local
+ * write job and one forward call per peer. It answers the router as soon
+ * as every shard is decided and the local write is done; later outcomes
+ * (quorum and async) only produce hints.
+ *
+ * Replay (per peer, one hint in flight): peek (pool) -> send (loop) ->
+ * ack (pool) -> peek ... ; a transport failure backs off and resends the
+ * same hint; a replica that answers an error for the hint is retried
+ * REPLAY_MAX_ATTEMPTS times, then the hint is dropped and counted
+ * (reason="rejected"). Replay starts when the peer comes up and on a 1 s
+ * tick while it is up.
+ */
+#include "node_repl.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "hints.h"
+#include "st_err.h"
+#include "st_log.h"
+#include "strata.pb-c.h"
+
+#define REPLAY_MAX_ATTEMPTS 5
+#define REPLAY_BACKOFF_MIN_MS 100
+#define REPLAY_BACKOFF_MAX_MS 5000
+#define TICK_MS 1000
+
+typedef struct peer {
+    node_repl_t *r;
+    uint32_t node;
+    const char *id;
+    rpc_client_t *cli;
+    hints_t *h;
+    atomic_int up;
+    /* replay (loop thread) */
+    int replaying;
+    uv_timer_t timer;
+    unsigned backoff_ms;
+    int attempts;
+    uint8_t *hint;
+    size_t hint_len;
+    uint32_t hint_shard;
+    int job_rc;
+    uv_work_t w;
+    /* stats */
+    atomic_int unsynced;
+    atomic_uint_fast64_t rejected;
+    metric_counter_t *fwd_ok, *fwd_err;
+    hints_stats_t snap; /* under r->mu */
+} peer_t;
+
+struct node_repl {
+    node_t *n;
+    uint32_t nnodes;
+    peer_t *peers; /* [nnodes]; peers[self].cli == NULL */
+    uv_timer_t tick;
+    unsigned ticks;
+    int closing;
+    int sync_each; /* wal_durability = every_write: fsync each hint append */
+    int64_t timeout_ms;
+    pthread_mutex_t mu; /* snapshots */
+    metric_counter_t *coord_writes, *coord_failed;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void snapshot(peer_t *p)
+{
+    hints_stats_t s;
+    hints_stats(p->h, &s);
+    pthread_mutex_lock(&p->r->mu);
+    p->snap = s;
+    pthread_mutex_unlock(&p->r->mu);
+}
+
+/* ---- hint appends ---------------------------------------------------- */
+
+typedef struct hint_job {
+    uv_work_t w;
+    peer_t *p;
+    size_t n;
+    struct {
+        uint32_t shard;
+        uint8_t *msg;
+        size_t len;
+    } * items;
+    int rc;
+} hint_job_t;
+
+static void kick(peer_t *p);
+
+static void hint_work(uv_work_t *w)
+{
+    hint_job_t *j = w->data;
+    int64_t t = now_ms();
+    for (size_t i = 0; i < j->n; i++) {
+        int rc = hints_append(j->p->h, j->items[i].shard, t, j->items[i].msg, j->items[i].len);
+        if (rc && !j->rc)
+            j->rc = rc;
+    }
+    if (j->p->r->sync_each) {
+        int rc = hints_sync(j->p->h);
+        if (rc && !j->rc)
+            j->rc = rc;
+    } else {
+        atomic_store(&j->p->unsynced, 1);
+    }
+    snapshot(j->p);
+}
+
+static void hint_after(uv_work_t *w, int status)
+{
+    hint_job_t *j = w->data;
+    (void)status;
+    if (j->rc)
+        st_error("cannot store hints; the replica will miss these writes until repaired",
+                 "peer=%s batches=%zu err=\"%s\"", j->p->id, j->n, st_strerror(j->rc));
+    for (size_t i = 0; i < j->n; i++)
+        free(j->items[i].msg);
+    free(j->items);
+    peer_t *p = j->p;
+    free(j);
+    kick(p);
+}
+
+/* Queue hints for peer p: entries e[idx[k]] of a write. */
+static void add_hints(peer_t *p, const repl_entry_t *e, const size_t *idx, size_t n)
+{
+    hint_job_t *j = calloc(1, sizeof *j);
+    if (j)
+        j->items = calloc(n, sizeof *j->items);
+    if (!j || !j->items) {
+        free(j);
+        st_error("out of memory storing hints", "peer=%s batches=%zu", p->id, n);
+        return;
+    }
+    j->p = p;
+    for (size_t k = 0; k < n; k++) {
+        const repl_entry_t *en = &e[idx[k]];
+        uint8_t *c = malloc(en->msg_len ? en->msg_len : 1);
+        if (!c)
+            continue;
+        if (en->msg_len)
+            memcpy(c, en->msg, en->msg_len);
+        j->items[j->n].shard = en->shard;
+        j->items[j->n].msg = c;
+        j->items[j->n].len = en->msg_len;
+        j->n++;
+    }
+    j->w.data = j;
+    if (uv_queue_work(p->r->n->loop, &j->w, hint_work, hint_after) != 0) {
+        st_error("cannot queue hint append", "peer=%s", p->id);
+        for (size_t i = 0; i < j->n; i++)
+            free(j->items[i].msg);
+        free(j->items);
+        free(j);
+    }
+}
+
+/* ---- coordinated writes ---------------------------------------------- */
+
+typedef struct coord {
+    node_repl_t *r;
+    rpc_conn_t *conn;
+    uint64_t reqid;
+    uint8_t *payload;
+    size_t len;
+    repl_envelope_t env;
+    int mode;
+    repl_entry_t *e;
+    repl_tally_t *tally;
+    node_shard_result_t *local;
+    char (*why)[240]; /* per entry: who failed and why */
+    int refs;         /* outstanding outcomes: local job + peer calls */
+    int local_done, replied, local_err;
+    uv_work_t w;
+} coord_t;
+
+typedef struct fwd {
+    coord_t *c;
+    peer_t *p;
+    size_t n;
+    size_t idx[]; /* entries sent */
+} fwd_t;
+
+static void coord_free(coord_t *c)
+{
+    rpc_conn_release(c->conn);
+    free(c->payload);
+    free(c->e);
+    free(c->tally);
+    free(c->local);
+    free(c->why);
+    free(c);
+}
+
+static void note(coord_t *c, size_t i, const char *who, const char *why)
+{
+    size_t l = strlen(c->why[i]);
+    if (l + 8 < sizeof c->why[i])
+        snprintf(c->why[i] + l, sizeof c->why[i] - l, "%s%s: %s", l ? "; " : "", who, why);
+}
+
+static void maybe_reply(coord_t *c)
+{
+    node_repl_t *r = c->r;
+    if (c->replied || !c->local_done)
+        goto out;
+    for (size_t i = 0; i < c->env.n; i++)
+        if (repl_tally_state(&c->tally[i]) == REPL_PENDING)
+            goto out;
+    c->replied = 1;
+    if (c->local_err) {
+        rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
+        goto out;
+    }
+    static const char *const mode_names[] = {"sync", "quorum", "async"};
+    node_shard_result_t *res = c->local;
+    for (size_t i = 0; i < c->env.n; i++) {
+        const repl_tally_t *t = &c->tally[i];
+        if (repl_tally_state(t) == REPL_OK) {
+            res[i].code = 0;
+            res[i].msg[0] = '\0';
+            continue;
+        }
+        metric_counter_inc(r->coord_failed);
+        res[i].code = ST_EUNAVAIL;
+        snprintf(res[i].msg, sizeof res[i].msg,
+                 "write consistency %s not met: %u of %u replicas acked (need %u): %s",
+                 mode_names[c->mode], t->acks, t->rf, t->required, c->why[i]);
+    }
+    st_buf_t out;
+    st_buf_init(&out);
+    if (node_pack_write_result(res, c->env.n, &out) == 0)
+        rpc_conn_reply(c->conn, c->reqid, RPC_WRITE_RESP, out.data, out.len);
+    else
+        rpc_conn_reply_error(c->conn, c->reqid, ST_ENOMEM, "out of memory");
+    st_buf_deinit(&out);
+out:
+    if (c->refs == 0) {
+        if (!c->replied) /* cannot happen: all outcomes in decide every shard */
+            rpc_conn_reply_error(c->conn, c->reqid, ST_EPROTO, "write left undecided");
+        coord_free(c);
+    }
+}
+
+static void local_work(uv_work_t *w)
+{
+    coord_t *c = w->data;
+    c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
+}
+
+static void local_after(uv_work_t *w, int status)
+{
+    coord_t *c = w->data;
+    atomic_fetch_sub(&c->r->n->jobs, 1);
+    if (status == UV_ECANCELED && !c->local_err)
+        c->local_err = ST_ECLOSED;
+    for (size_t i = 0; i < c->env.n; i++) {
+        int ok = !c->local_err && c->local[i].code == 0;
+        repl_tally_add(&c->tally[i], ok);
+        if (!ok)
+            note(c, i, topo_node_id(c->r->n->topo, (uint32_t)c->r->n->self),
+                 c->local_err ? st_strerror(c->local_err) : c->local[i].msg);
+    }
+    c->local_done = 1;
+    c->refs--;
+    maybe_reply(c);
+}
+
+static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, const char *why)
+{
+    coord_t *c = f->c;
+    peer_t *p = f->p;
+    size_t *failed = malloc((f->n ? f->n : 1) * sizeof *failed);
+    size_t nf = 0;
+    Strata__NodeWriteResult *res = NULL;
+    if (status == 0) {
+        res = strata__node_write_result__unpack(NULL, len, payload);
+        if (!res || res->n_results != f->n) {
+            why = "malformed reply";
+            status = ST_EPROTO;
+        }
+    }
+    for (size_t k = 0; k < f->n; k++) {
+        size_t i = f->idx[k];
+        int ok = status == 0 && res->results[k]->code == 0;
+        repl_tally_add(&c->tally[i], ok);
+        if (ok) {
+            metric_counter_inc(p->fwd_ok);
+            continue;
+        }
+        metric_counter_inc(p->fwd_err);
+        note(c, i, p->id,
+             status ? why : (res->results[k]->error ? res->results[k]->error : "error"));
+        if (failed)
+            failed[nf++] = i;
+    }
+    if (res)
+        strata__node_write_result__free_unpacked(res, NULL);
+    if (nf)
+        add_hints(p, c->e, failed, nf);
+    free(failed);
+    free(f);
+    c->refs--;
+    maybe_reply(c);
+}
+
+static void on_fwd(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    fwd_t *f = arg;
+    char why[200];
+    if (status && type == RPC_ERROR && len)
+        snprintf(why, sizeof why, "%.*s", (int)(len < 190 ? len : 190), (const char *)payload);
+    else
+        snprintf(why, sizeof why, "%s", status ? st_strerror(status) : "");
+    fwd_done(f, status, payload, len, why);
+}
+
+void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
+                     size_t len)
+{
+    node_t *n = r->n;
+    coord_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
+        return;
+    }
+    c->r = r;
+    c->conn = conn;
+    c->reqid = reqid;
+    rpc_conn_acquire(conn);
+    c->payload = malloc(len ? len : 1);
+    int rc = c->payload ? 0 : ST_ENOMEM;
+    if (!rc) {
+        if (len)
+            memcpy(c->payload, payload, len);
+        c->len = len;
+        rc = repl_scan(c->payload, len, NULL, 0, &c->env);
+    }
+    size_t ne = c->env.n;
+    if (!rc) {
+        c->e = calloc(ne ? ne : 1, sizeof *c->e);
+        c->tally = calloc(ne ? ne : 1, sizeof *c->tally);
+        c->local = calloc(ne ? ne : 1, sizeof *c->local);
+        c->why = calloc(ne ? ne : 1, sizeof *c->why);
+        if (!c->e || !c->tally || !c->local || !c->why)
+            rc = ST_ENOMEM;
+    }
+    if (!rc)
+        rc = repl_scan(c->payload, len, c->e, ne, &c->env);
+    if (rc) {
+        rpc_conn_reply_error(conn, reqid, rc,
+                             rc == ST_ENOMEM ? "out of memory" : "malformed NodeWrite");
+        coord_free(c);
+        return;
+    }
+    c->mode =
+        c->env.consistency ? (int)c->env.consistency - 1 : (int)topo_write_consistency(n->topo);
+    uint32_t rf = topo_replication_factor(n->topo), nshards = topo_shards(n->topo);
+    for (size_t i = 0; i < ne; i++)
+        repl_tally_init(&c->tally[i], c->mode, rf);
+    metric_counter_inc(r->coord_writes);
+    c->refs = 1; /* the local write */
+    /* forward: one call per peer with the entries of the shards it holds */
+    size_t *idx = malloc((ne ? ne : 1) * sizeof *idx);
+    for (uint32_t pn = 0; idx && pn < r->nnodes; pn++) {
+        peer_t *p = &r->peers[pn];
+        if (pn == (uint32_t)n->self)
+            continue;
+        size_t k = 0;
+        for (size_t i = 0; i < ne; i++)
+            if (c->e[i].shard < nshards && topo_replica_rank(n->topo, c->e[i].shard, pn) >= 0)
+                idx[k++] = i;
+        if (!k)
+            continue;
+        fwd_t *f = malloc(sizeof *f + k * sizeof f->idx[0]);
+        if (!f)
+            continue; /* counted as no ack: the shard may fail its mode */
+        f->c = c;
+        f->p = p;
+        f->n = k;
+        memcpy(f->idx, idx, k * sizeof *idx);
+        c->refs++;
+        if (r->closing || rpc_client_state(p->cli) == RPC_CLIENT_DOWN) {
+            fwd_done(f, ST_EUNAVAIL, NULL, 0, "replica is down");
+            continue;
+        }
+        st_buf_t b;
+        st_buf_init(&b);
+        int brc = repl_put_envelope(&b, 0, 1);
+        for (size_t q = 0; q < k && !brc; q++)
+            brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
+        int crc = brc ? ST_ENOMEM
+                      : rpc_client_call(p->cli, RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms,
+                                        on_fwd, f);
+        st_buf_deinit(&b);
+        if (crc)
+            fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
+    }
+    free(idx);
+    /* the local write, on the pool (refs is 1 + calls still out) */
+    c->w.data = c;
+    atomic_fetch_add(&n->jobs, 1);
+    if (uv_queue_work(n->loop, &c->w, local_work, local_after) != 0) {
+        atomic_fetch_sub(&n->jobs, 1);
+        c->local_err = ST_EBUSY;
+        for (size_t i = 0; i < ne; i++)
+            repl_tally_add(&c->tally[i], 0);
+        c->local_done = 1;
+        c->refs--;
+        maybe_reply(c);
+    }
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+static void replay_peek(peer_t *p);
+
+static void on_timer(uv_timer_t *t)
+{
+    peer_t *p = t->data;
+    if (p->r->closing)
+        return;
+    if (!p->hint) { /* a failed peek: start over */
+        p->replaying = 0;
+        kick(p);
+        return;
+    }
+    if (!atomic_load(&p->up)) {
+        free(p->hint);
+        p->hint = NULL;
+        p->replaying = 0; /* the UP transition kicks again */
+        return;
+    }
+    replay_peek(p); /* peeking again returns the same hint */
+}
+
+static void backoff(peer_t *p)
+{
+    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : REPLAY_BACKOFF_MIN_MS;
+    if (p->backoff_ms > REPLAY_BACKOFF_MAX_MS)
+        p->backoff_ms = REPLAY_BACKOFF_MAX_MS;
+    uv_timer_start(&p->timer, on_timer, p->backoff_ms, 0);
+}
+
+static void ack_work(uv_work_t *w)
+{
+    peer_t *p = w->data;
+    p->job_rc = hints_ack(p->h);
+    snapshot(p);
+}
+
+static void ack_after(uv_work_t *w, int status)
+{
+    peer_t *p = w->data;
+    (void)status;
+    free(p->hint);
+    p->hint = NULL;
+    p->attempts = 0;
+    p->backoff_ms = 0;
+    if (p->job_rc)
+        st_warn("cannot persist the hint cursor (hints may be replayed twice)",
+                "peer=%s err=\"%s\"", p->id, st_strerror(p->job_rc));
+    if (p->r->closing || !atomic_load(&p->up)) {
+        p->replaying = 0;
+        return;
+    }
+    replay_peek(p);
+}
+
+static void replay_ack(peer_t *p)
+{
+    p->w.data = p;
+    if (uv_queue_work(p->r->n->loop, &p->w, ack_work, ack_after) != 0) {
+        free(p->hint);
+        p->hint = NULL;
+        p->replaying = 0;
+    }
+}
+
+static void on_replayed(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    peer_t *p = arg;
+    (void)type;
+    if (p->r->closing) {
+        free(p->hint);
+        p->hint = NULL;
+        p->replaying = 0;
+        return;
+    }
+    if (status) {
+        backoff(p); /* the peer is gone or slow: the same hint again later */
+        return;
+    }
+    Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
+    int code = !res || res->n_results != 1 ? ST_EPROTO : res->results[0]->code;
+    char why[200];
+    snprintf(why, sizeof why, "%s",
+             !res || res->n_results != 1 ? "malformed reply"
+             : res->results[0]->error    ? res->results[0]->error
+                                         : "");
+    if (res)
+        strata__node_write_result__free_unpacked(res, NULL);
+    if (code == 0) {
+        replay_ack(p);
+        return;
+    }
+    if (++p->attempts >= REPLAY_MAX_ATTEMPTS) {
+        atomic_fetch_add(&p->rejected, 1);
+        st_error("replica rejected a hint; dropping it", "peer=%s shard=%u attempts=%d err=\"%s\"",
+                 p->id, p->hint_shard, p->attempts, why);
+        replay_ack(p);
+        return;
+    }
+    st_warn("replica rejected a hint; retrying", "peer=%s shard=%u attempt=%d err=\"%s\"", p->id,
+            p->hint_shard, p->attempts, why);
+    backoff(p);
+}
+
+static void peek_work(uv_work_t *w)
+{
+    peer_t *p = w->data;
+    uint32_t shard;
+    int64_t ts;
+    const uint8_t *batch;
+    size_t len;
+    free(p->hint);
+    p->hint = NULL;
+    p->job_rc = hints_peek(p->h, now_ms(), &shard, &ts, &batch, &len);
+    if (p->job_rc == 0) {
+        st_buf_t b;
+        st_buf_init(&b);
+        if (repl_put_envelope(&b, 0, 1) || repl_put_entry(&b, batch, len)) {
+            st_buf_deinit(&b);
+            p->job_rc = ST_ENOMEM;
+        } else {
+            p->hint = b.data; /* owned now */
+            p->hint_len = b.len;
+            p->hint_shard = shard;
+        }
+    }
+    if (atomic_exchange(&p->unsynced, 0))
+        hints_sync(p->h);
+    snapshot(p);
+}
+
+static void peek_after(uv_work_t *w, int status)
+{
+    peer_t *p = w->data;
+    (void)status;
+    if (p->r->closing) {
+        free(p->hint);
+        p->hint = NULL;
+        p->replaying = 0;
+        return;
+    }
+    if (p->job_rc == ST_ENOENT) {
+        p->replaying = 0;
+        return;
+    }
+    if (p->job_rc) {
+        st_warn("cannot read hints; retrying", "peer=%s err=\"%s\"", p->id, st_strerror(p->job_rc));
+        backoff(p);
+        return;
+    }
+    if (!atomic_load(&p->up)) {
+        free(p->hint);
+        p->hint = NULL;
+        p->replaying = 0;
+        return;
+    }
+    int rc = rpc_client_call(p->cli, RPC_WRITE, p->hint, p->hint_len, (unsigned)p->r->timeout_ms,
+                             on_replayed, p);
+    if (rc)
+        backoff(p);
+}
+
+static void replay_peek(peer_t *p)
+{
+    p->w.data = p;
+    if (uv_queue_work(p->r->n->loop, &p->w, peek_work, peek_after) != 0)
+        p->replaying = 0;
+}
+
+static void kick(peer_t *p)
+{
+    if (p->r->closing || p->replaying || !p->cli || !atomic_load(&p->up))
+        return;
+    p->replaying = 1;
+    replay_peek(p);
+}
+
+static void sync_work(uv_work_t *w)
+{
+    peer_t *p = w->data;
+    if (atomic_exchange(&p->unsynced, 0))
+        hints_sync(p->h);
+    snapshot(p);
+}
+
+static void sync_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    node_repl_t *r = t->data;
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        peer_t *p = &r->peers[i];
+        if (!p->cli)
+            continue;
+        if (atomic_load(&p->up) && !p->replaying) {
+            kick(p); /* also syncs and refreshes the snapshot */
+            continue;
+        }
+        uv_work_t *w = malloc(sizeof *w);
+        if (!w)
+            continue;
+        w->data = p;
+        if (uv_queue_work(r->n->loop, w, sync_work, sync_after) != 0)
+            free(w);
+    }
+}
+
+/* ---- peers ------------------------------------------------------------- */
+
+static void rpc_log(void *arg, int level, const char *msg, const char *kv)
+{
+    (void)arg;
+    st_log(level, msg, "%s", kv ? kv : "");
+}
+
+static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int err)
+{
+    peer_t *p = arg;
+    (void)cli;
+    int was = atomic_exchange(&p->up, state == RPC_CLIENT_UP);
+    if (state == RPC_CLIENT_UP && !was) {
+        st_info("peer up", "peer=%s", p->id);
+        kick(p);
+    } else if (state != RPC_CLIENT_UP && was) {
+        st_warn("peer down", "peer=%s err=\"%s\"", p->id, st_strerror(err));
+    }
+}
+
+static int collect(void *arg, st_buf_t *out)
+{
+    node_repl_t *r = arg;
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"strata_hints_pending", "gauge", "Hinted writes not yet delivered to the peer."},
+        {"strata_hints_pending_bytes", "gauge", "Bytes of hinted writes not yet delivered."},
+        {"strata_hints_oldest_age_seconds", "gauge", "Age of the oldest pending hint."},
+        {"strata_hints_appended_total", "counter", "Hints stored since start."},
+        {"strata_hints_replayed_total", "counter", "Hints delivered since start."},
+        {"strata_hints_dropped_total", "counter",
+         "Hints dropped since start (size: over hint_max_bytes, age: over hint_max_age, "
+         "corrupt: damaged on disk, rejected: refused by the replica)."},
+        {"strata_peer_up", "gauge", "1 while the RPC connection to the peer is up."},
+    };
+    int64_t now = now_ms();
+    char tmp[512];
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        int k = snprintf(tmp, sizeof tmp, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                         fam[f].name, fam[f].type);
+        st_buf_append(out, tmp, (size_t)k);
+        for (uint32_t i = 0; i < r->nnodes; i++) {
+            peer_t *p = &r->peers[i];
+            if (!p->cli)
+                continue;
+            pthread_mutex_lock(&r->mu);
+            hints_stats_t s = p->snap;
+            pthread_mutex_unlock(&r->mu);
+            switch (f) {
+            case 0:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
+                             (unsigned long long)s.pending_records);
+                break;
+            case 1:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
+                             (unsigned long long)s.pending_bytes);
+                break;
+            case 2:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %.3f\n", fam[f].name, p->id,
+                             s.oldest_ts && s.pending_records ? (double)(now - s.oldest_ts) / 1000
+                                                              : 0.0);
+                break;
+            case 3:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
+                             (unsigned long long)s.appended);
+                break;
+            case 4:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
+                             (unsigned long long)(s.acked - atomic_load(&p->rejected)));
+                break;
+            case 5:
+                k = snprintf(tmp, sizeof tmp,
+                             "%s{peer=\"%s\",reason=\"size\"} %llu\n"
+                             "%s{peer=\"%s\",reason=\"age\"} %llu\n"
+                             "%s{peer=\"%s\",reason=\"corrupt\"} %llu\n"
+                             "%s{peer=\"%s\",reason=\"rejected\"} %llu\n",
+                             fam[f].name, p->id, (unsigned long long)s.dropped_size_records,
+                             fam[f].name, p->id, (unsigned long long)s.dropped_age_records,
+                             fam[f].name, p->id, (unsigned long long)s.dropped_corrupt_records,
+                             fam[f].name, p->id, (unsigned long long)atomic_load(&p->rejected));
+                break;
+            default:
+                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %d\n", fam[f].name, p->id,
+                             atomic_load(&p->up));
+            }
+            st_buf_append(out, tmp, (size_t)k);
+        }
+    }
+    return 0;
+}
+
+int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
+{
+    *out = NULL;
+    node_repl_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return ST_ENOMEM;
+    const topo_replication_t *rc_ = topo_replication(n->topo);
+    r->n = n;
+    r->nnodes = topo_node_count(n->topo);
+    r->timeout_ms = rc_->replica_timeout_ms;
+    r->sync_each = topo_storage(n->topo)->wal_durability == TOPO_WAL_EVERY_WRITE;
+    pthread_mutex_init(&r->mu, NULL);
+    r->peers = calloc(r->nnodes, sizeof *r->peers);
+    if (!r->peers) {
+        free(r);
+        return ST_ENOMEM;
+    }
+    r->coord_writes = metrics_counter(n->metrics, "strata_node_coordinated_writes_total",
+                                      "Writes this node coordinated (router requests).", NULL);
+    r->coord_failed = metrics_counter(
+        n->metrics, "strata_node_shard_consistency_failures_total",
+        "Shard writes answered as failed: the write consistency was not met.", NULL);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/hints", n->data_dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        st_error("cannot create the hints directory", "dir=%s err=\"%s\"", dir, strerror(errno));
+        return ST_EIO;
+    }
+    hints_opts_t ho = {
+        .max_bytes = rc_->hint_max_bytes,
+        .max_age_ms = rc_->hint_max_age_ms,
+        .sync_mode = r->sync_each ? HINTS_SYNC_EVERY_APPEND : HINTS_SYNC_CALLER,
+    };
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        peer_t *p = &r->peers[i];
+        p->r = r;
+        p->node = i;
+        p->id = topo_node_id(n->topo, i);
+        if (i == (uint32_t)n->self)
+            continue;
+        snprintf(dir, sizeof dir, "%s/hints/%s", n->data_dir, p->id);
+        int rc = hints_open(dir, &ho, &p->h);
+        if (rc) {
+            st_error("cannot open the hint queue", "peer=%s dir=%s err=\"%s\"", p->id, dir,
+                     st_strerror(rc));
+            return rc;
+        }
+        hints_stats(p->h, &p->snap);
+        if (p->snap.pending_records)
+            st_info("hints pending for peer", "peer=%s records=%llu bytes=%llu", p->id,
+                    (unsigned long long)p->snap.pending_records,
+                    (unsigned long long)p->snap.pending_bytes);
+        if (p->snap.corrupt_cuts)
+            st_warn("damaged hints were cut", "peer=%s records=%llu bytes=%llu", p->id,
+                    (unsigned long long)p->snap.dropped_corrupt_records,
+                    (unsigned long long)p->snap.dropped_corrupt_bytes);
+        p->fwd_ok = metrics_counter(n->metrics, "strata_replica_writes_total",
+                                    "Shard batches forwarded to a replica, by outcome.", "peer",
+                                    p->id, "result", "ok", NULL);
+        p->fwd_err = metrics_counter(n->metrics, "strata_replica_writes_total",
+                                     "Shard batches forwarded to a replica, by outcome.", "peer",
+                                     p->id, "result", "error", NULL);
+        uv_timer_init(n->loop, &p->timer);
+        p->timer.data = p;
+        const topo_addr_t *a = topo_node_rpc(n->topo, i);
+        rpc_client_opts_t co = {
+            .ping_interval_ms = (unsigned)rc_->heartbeat_interval_ms,
+            .connect_timeout_ms =
+                (unsigned)(rc_->replica_timeout_ms < 5000 ? rc_->replica_timeout_ms : 5000),
+            .backoff_max_ms = 1000,
+            .default_timeout_ms = (unsigned)rc_->replica_timeout_ms,
+            .on_state = on_state,
+            .state_arg = p,
+            .log = rpc_log,
+        };
+        rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
+        if (rc) {
+            st_error("cannot create the peer client", "peer=%s err=\"%s\"", p->id, st_strerror(rc));
+            return rc;
+        }
+    }
+    if (metrics_collector(n->metrics, collect, r))
+        return ST_ENOMEM;
+    uv_timer_init(n->loop, &r->tick);
+    r->tick.data = r;
+    uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
+    *out = r;
+    return 0;
+}
+
+static void on_cli_closed(void *arg)
+{
+    (void)arg;
+}
+
+void node_repl_shutdown(node_repl_t *r)
+{
+    if (!r || r->closing)
+        return;
+    r->closing = 1;
+    uv_timer_stop(&r->tick);
+    uv_close((uv_handle_t *)&r->tick, NULL);
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        peer_t *p = &r->peers[i];
+        if (!p->cli)
+            continue;
+        uv_timer_stop(&p->timer);
+        uv_close((uv_handle_t *)&p->timer, NULL);
+        rpc_client_close(p->cli, on_cli_closed, NULL);
+    }
+}
+
+void node_repl_destroy(node_repl_t *r)
+{
+    if (!r)
+        return;
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        peer_t *p = &r->peers[i];
+        if (p->h) {
+            int rc = hints_close(p->h);
+            if (rc)
+                st_error("closing the hint queue failed", "peer=%s err=\"%s\"", p->id,
+                         st_strerror(rc));
+        }
+        free(p->hint);
+    }
+    pthread_mutex_destroy(&r->mu);
+    free(r->peers);
+    free(r);
+}
+
+int node_repl_stats(node_repl_t *r, Strata__NodeStats *st)
+{
+    size_t np = 0;
+    for (uint32_t i = 0; i < r->nnodes; i++)
+        np += r->peers[i].cli != NULL;
+    Strata__PeerHints *h = calloc(np ? np : 1, sizeof *h);
+    Strata__PeerHints **hp = calloc(np ? np : 1, sizeof *hp);
+    Strata__PeerState *s = calloc(np ? np : 1, sizeof *s);
+    Strata__PeerState **sp = calloc(np ? np : 1, sizeof *sp);
+    if (!h || !hp || !s || !sp) {
+        free(h);
+        free(hp);
+        free(s);
+        free(sp);
+        return ST_ENOMEM;
+    }
+    size_t k = 0;
+    hp[0] = h; /* node_repl_stats_free frees through [0] */
+    sp[0] = s;
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        peer_t *p = &r->peers[i];
+        if (!p->cli)
+            continue;
+        pthread_mutex_lock(&r->mu);
+        hints_stats_t hs = p->snap;
+        pthread_mutex_unlock(&r->mu);
+        strata__peer_hints__init(&h[k]);
+        h[k].peer = (char *)p->id;
+        h[k].pending_records = hs.pending_records;
+        h[k].pending_bytes = hs.pending_bytes;
+        h[k].oldest_ts = hs.pending_records ? hs.oldest_ts : 0;
+        h[k].dropped_records = hs.dropped_size_records + hs.dropped_age_records +
+                               hs.dropped_corrupt_records + atomic_load(&p->rejected);
+        hp[k] = &h[k];
+        strata__peer_state__init(&s[k]);
+        s[k].peer = (char *)p->id;
+        s[k].up = atomic_load(&p->up) != 0;
+        sp[k] = &s[k];
+        k++;
+    }
+    st->n_hints = k;
+    st->hints = hp;
+    st->n_peers = k;
+    st->peers = sp;
+    return 0;
+}
+
+void node_repl_stats_free(Strata__NodeStats *st)
+{
+    if (st->hints)
+        free(st->hints[0]);
+    free(st->hints);
+    if (st->peers)
+        free(st->peers[0]);
+    free(st->peers);
+    st->hints = NULL;
+    st->peers = NULL;
+    st->n_hints = st->n_peers = 0;
+}
