@@ -1014,6 +1014,12 @@ int http_respond_error(http_req_t *req, int status, const char *msg)
 
 int http_respond_start(http_req_t *req, int status, const char *content_type)
 {
+    return http_respond_start_headers(req, status, content_type, NULL, 0);
+}
+
+int http_respond_start_headers(http_req_t *req, int status, const char *content_type,
+                               const http_header_t *extra, size_t nextra)
+{
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
     if (!c) {
@@ -1024,7 +1030,10 @@ int http_respond_start(http_req_t *req, int status, const char *content_type)
         conn_close(c, 0); /* the head is out: nothing sane left to send */
         goto release;
     }
-    if (status < 100 || status > 999 || (content_type && !valid_header_text(content_type, 0))) {
+    int bad = status < 100 || status > 999 || (content_type && !valid_header_text(content_type, 0));
+    for (size_t i = 0; i < nextra && !bad; i++)
+        bad = !valid_header_text(extra[i].name, 1) || !valid_header_text(extra[i].value, 0);
+    if (bad) {
         http_respond_error(req, 500, "invalid response");
         return ST_EINVAL;
     }
@@ -1037,7 +1046,7 @@ int http_respond_start(http_req_t *req, int status, const char *content_type)
     rp->status = status;
     st_buf_t h;
     st_buf_init(&h);
-    int rc = build_head(&h, rp, status, content_type, NULL, 0, -1, ka);
+    int rc = build_head(&h, rp, status, content_type, extra, nextra, -1, ka);
     if (!rc)
         rc = conn_write3(c, h.data, h.len, NULL, 0, NULL, 0);
     st_buf_deinit(&h);

@@ -130,6 +130,9 @@ int http_respond_error(http_req_t *req, int status, const char *msg);
  * gone, stop producing and call http_respond_end (returns ST_ECLOSED).
  */
 int http_respond_start(http_req_t *req, int status, const char *content_type);
+/* Same with extra headers (as http_respond_headers). */
+int http_respond_start_headers(http_req_t *req, int status, const char *content_type,
+                               const http_header_t *extra, size_t nextra);
 /* (http_respond_start: 0, or an error after which req is already released
  * like http_respond: ST_ECLOSED (client gone), ST_EINVAL (bad status or
  * content type: a 500 was sent instead; or a second start: closed).) */

@@ -41,6 +41,14 @@ typedef struct router {
     uint8_t *stats_inflight;
 } router_t;
 
+/* readplan_up_fn over router_node_up. */
+int router_up_fn(void *arg, uint32_t node);
+/* Read params shared by every read: read_consistency=one|quorum (default
+ * from cluster.ini) -> *need replicas per shard; partial_response=1|true.
+ * `form` may be NULL. Returns 0, or -1 with msg set (400). */
+int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
+                       int *partial, char *msg, size_t msglen);
+
 /* Hint records other nodes hold for `node` (as of the last heartbeat). */
 uint64_t router_hints_for(const router_t *r, uint32_t node);
 /* "up", "down", "connecting" or "catching_up" (up, others hold hints for it). */

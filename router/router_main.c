@@ -24,6 +24,37 @@ int router_node_up(const router_t *r, uint32_t node)
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
 }
 
+int router_up_fn(void *arg, uint32_t node)
+{
+    return router_node_up(arg, node);
+}
+
+int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
+                       int *partial, char *msg, size_t msglen)
+{
+    const char *v = form ? http_params_get(form, "read_consistency") : NULL;
+    if (!v)
+        v = http_req_param(req, "read_consistency");
+    int quorum = topo_read_consistency(r->topo) == TOPO_READ_QUORUM;
+    if (v && *v) {
+        if (!strcmp(v, "one")) {
+            quorum = 0;
+        } else if (!strcmp(v, "quorum")) {
+            quorum = 1;
+        } else {
+            snprintf(msg, msglen, "invalid parameter \"read_consistency\": \"%.32s\" (one, quorum)",
+                     v);
+            return -1;
+        }
+    }
+    *need = quorum ? (int)(topo_replication_factor(r->topo) / 2 + 1) : 1;
+    v = form ? http_params_get(form, "partial_response") : NULL;
+    if (!v)
+        v = http_req_param(req, "partial_response");
+    *partial = v && (!strcmp(v, "1") || !strcmp(v, "true"));
+    return 0;
+}
+
 uint64_t router_hints_for(const router_t *r, uint32_t node)
 {
     uint32_t nn = topo_node_count(r->topo);

@@ -5,8 +5,10 @@
  *   1. worker: parse, then evaluate once with a recording select callback
  *      that returns no data: the evaluator reports exactly which (matchers,
  *      time range) it needs, once per selector;
- *   2. loop:   fetch each of them from one replica per shard (paged EXPORT
- *      RPCs, node by node) into memory, bounded by max samples;
+ *   2. loop:   fetch each of them from one replica per shard (quorum:
+ *      floor(RF/2)+1, folded) with paged EXPORT RPCs, group by group of
+ *      readplan.h (failing over to the next replica when one fails), into
+ *      memory, bounded by max samples;
  *   3. worker: evaluate again, serving the selects from what was fetched,
  *      and render Prometheus' JSON.
  * Errors use Prometheus' format and types: bad_data (400), execution (422),
@@ -21,8 +23,10 @@
 #include "http_util.h"
 #include "promql.h"
 #include "promql_eval.h"
+#include "readplan.h"
 #include "router.h"
 #include "st_err.h"
+#include "sset.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 #include "wire.h"
@@ -31,20 +35,11 @@
 #define Q_MAX_SAMPLES 50000000ull
 #define Q_MAX_POINTS 11000
 
-typedef struct fseries {
-    st_label_t *labels;
-    size_t nlabels;
-    int64_t *ts;
-    double *v;
-    size_t n;
-} fseries_t;
-
 typedef struct qselect {
     st_matcher_t m[64];
     size_t nm;
     int64_t mint, maxt;
-    fseries_t *s;
-    size_t ns, cap;
+    sset_t set;
 } qselect_t;
 
 typedef struct qjob {
@@ -63,13 +58,13 @@ typedef struct qjob {
     char err[512];
     st_buf_t out;
     uint64_t samples;
-    /* fetch state */
-    size_t cur_sel;
-    uint32_t cur_node, nnodes;
-    uint32_t **node_shards;
-    size_t *node_n;
+    /* fetch state: groups of the plan outer, selects inner */
+    readplan_t plan;
+    int planned, need, partial, failovers;
+    size_t cur_group, cur_sel;
     uint32_t cursor_shard;
     uint64_t cursor_pos;
+    char missing[256]; /* shards left out (partial_response=1) */
 } qjob_t;
 
 static int64_t mono_ms(void)
@@ -80,17 +75,6 @@ static int64_t mono_ms(void)
 }
 
 /* A NUL-terminated copy of exactly n bytes (labels may hold any UTF-8, even U+0000). */
-static char *copy_n(const char *s, size_t n)
-{
-    char *c = malloc(n + 1);
-    if (c) {
-        if (n)
-            memcpy(c, s, n);
-        c[n] = '\0';
-    }
-    return c;
-}
-
 static void free_job(qjob_t *j)
 {
     for (size_t i = 0; i < j->nsel; i++) {
@@ -99,21 +83,10 @@ static void free_job(qjob_t *j)
             free((char *)s->m[k].name);
             free((char *)s->m[k].value);
         }
-        for (size_t k = 0; k < s->ns; k++) {
-            for (size_t l = 0; l < s->s[k].nlabels; l++) {
-                free((char *)s->s[k].labels[l].name);
-                free((char *)s->s[k].labels[l].value);
-            }
-            free(s->s[k].labels);
-            free(s->s[k].ts);
-            free(s->s[k].v);
-        }
-        free(s->s);
+        sset_free(&s->set);
     }
-    for (uint32_t i = 0; i < j->nnodes && j->node_shards; i++)
-        free(j->node_shards[i]);
-    free(j->node_shards);
-    free(j->node_n);
+    if (j->planned)
+        readplan_free(&j->plan);
     if (j->expr)
         promql_free(j->expr);
     st_buf_deinit(&j->out);
@@ -161,6 +134,7 @@ static int plan_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint
     }
     s->mint = mint;
     s->maxt = maxt;
+    sset_init(&s->set, 0);
     return 0;
 }
 
@@ -173,9 +147,9 @@ static int serve_select(void *arg, const st_matcher_t *m, size_t nm, int64_t min
         qselect_t *s = &j->sel[i];
         if (!same_matchers(s, m, nm, mint, maxt))
             continue;
-        for (size_t k = 0; k < s->ns; k++) {
-            int rc = promql_sink_add(sink, s->s[k].labels, s->s[k].nlabels, s->s[k].ts, s->s[k].v,
-                                     s->s[k].n);
+        for (size_t k = 0; k < s->set.n; k++) {
+            const sset_series_t *fs = &s->set.s[k];
+            int rc = promql_sink_add(sink, fs->labels, fs->nlabels, fs->ts, fs->v, fs->n);
             if (rc)
                 return rc;
         }
@@ -194,6 +168,17 @@ static void eval_work(uv_work_t *w)
             return;
         }
     }
+    if (j->phase == 2 && (j->need > 1 || j->failovers)) {
+        /* several replicas answered for some shards: fold duplicates */
+        for (size_t i = 0; i < j->nsel; i++) {
+            if (sset_merge(&j->sel[i].set)) {
+                j->status = 503;
+                j->etype = "internal";
+                snprintf(j->err, sizeof j->err, "out of memory");
+                return;
+            }
+        }
+    }
     promql_eval_opts_t o = {.max_samples = Q_MAX_SAMPLES, .deadline_ms = j->deadline};
     promql_result_t *res = NULL;
     int rc =
@@ -209,6 +194,14 @@ static void eval_work(uv_work_t *w)
     if (j->phase == 2) {
         ST_BUF_LIT(&j->out, "{\"status\":\"success\",\"data\":");
         rc = promql_result_json(res, j->range, &j->out);
+        if (j->missing[0]) {
+            char warn[400];
+            int k = snprintf(warn, sizeof warn,
+                             ",\"warnings\":[\"partial response: no replica answered for "
+                             "shard(s) %s\"]",
+                             j->missing);
+            st_buf_append(&j->out, warn, (size_t)k);
+        }
         st_buf_put_u8(&j->out, '}');
         if (rc) {
             j->status = 503;
@@ -221,6 +214,7 @@ static void eval_work(uv_work_t *w)
 
 static void next_fetch(qjob_t *j);
 static void eval_after(uv_work_t *w, int status);
+static int unavailable(qjob_t *j);
 
 static void start_phase(qjob_t *j, int phase)
 {
@@ -244,108 +238,73 @@ static void eval_after(uv_work_t *w, int status)
     }
     /* plan done: fetch what it needs */
     router_t *r = j->r;
-    j->nnodes = topo_node_count(r->topo);
-    j->node_shards = calloc(j->nnodes, sizeof *j->node_shards);
-    j->node_n = calloc(j->nnodes, sizeof *j->node_n);
-    uint32_t nshards = topo_shards(r->topo);
-    if (!j->node_shards || !j->node_n) {
+    j->planned = 1;
+    if (readplan_init(&j->plan, r->topo, (uint32_t)j->need, router_up_fn, r)) {
         respond_error(j, 503, "internal", "out of memory");
         return;
     }
-    for (uint32_t i = 0; i < j->nnodes; i++)
-        if (!(j->node_shards[i] = malloc(nshards * sizeof **j->node_shards))) {
-            respond_error(j, 503, "internal", "out of memory");
-            return;
-        }
-    for (uint32_t s = 0; s < nshards; s++) {
-        uint32_t node = router_pick_replica(r, s);
-        j->node_shards[node][j->node_n[node]++] = s;
-    }
-    for (uint32_t i = 0; i < j->nnodes; i++) {
-        if (j->node_n[i] && !router_node_up(r, i)) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "no replica answered for the shards of node %s: node is down",
-                     topo_node_id(r->topo, i));
-            respond_error(j, 503, "unavailable", msg);
-            return;
-        }
-    }
+    if (j->plan.nmissing && !unavailable(j))
+        return;
     next_fetch(j);
 }
 
-static int store_page(qjob_t *j, const uint8_t *p, size_t len, int *done, uint32_t *nshard,
-                      uint64_t *npos)
+/* Shards without enough replicas: fail the query naming them, or (with
+ * partial_response=1) note them for the warning. Returns 1 to go on. */
+static int unavailable(qjob_t *j)
 {
-    qselect_t *s = &j->sel[j->cur_sel];
-    const uint8_t *end = p + len;
-    wire_field_t f;
-    int rc;
-    *done = 1;
-    while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num == 2 && f.type == WIRE_VARINT) {
-            *done = f.u != 0;
-        } else if (f.num == 3 && f.type == WIRE_VARINT) {
-            *nshard = (uint32_t)f.u;
-        } else if (f.num == 4 && f.type == WIRE_VARINT) {
-            *npos = f.u;
-        } else if (f.num == 1 && f.type == WIRE_LEN) {
-            wire_series_t ws;
-            if ((rc = wire_series_decode(f.data, f.len, &ws)) < 0)
-                return rc;
-            if (s->ns == s->cap) {
-                size_t cap = s->cap ? s->cap * 2 : 64;
-                fseries_t *ns = realloc(s->s, cap * sizeof *ns);
-                if (!ns)
-                    return ST_ENOMEM;
-                s->s = ns;
-                s->cap = cap;
-            }
-            fseries_t *fs = &s->s[s->ns];
-            memset(fs, 0, sizeof *fs);
-            fs->labels = calloc(ws.nlabels ? ws.nlabels : 1, sizeof *fs->labels);
-            fs->ts = malloc((ws.nvals ? ws.nvals : 1) * sizeof *fs->ts);
-            fs->v = malloc((ws.nvals ? ws.nvals : 1) * sizeof *fs->v);
-            s->ns++; /* owned from here on, freed with the job */
-            if (!fs->labels || !fs->ts || !fs->v)
-                return ST_ENOMEM;
-            for (size_t k = 0; k < ws.nlabels; k++) {
-                fs->labels[k].name = copy_n(ws.labels[k].name, ws.labels[k].name_len);
-                fs->labels[k].value = copy_n(ws.labels[k].value, ws.labels[k].value_len);
-                fs->labels[k].name_len = ws.labels[k].name_len;
-                fs->labels[k].value_len = ws.labels[k].value_len;
-                fs->nlabels = k + 1;
-                if (!fs->labels[k].name || !fs->labels[k].value)
-                    return ST_ENOMEM;
-            }
-            if ((rc = wire_series_samples(&ws, fs->ts, fs->v, ws.nvals, &fs->n)) < 0)
-                return rc;
-            j->samples += fs->n;
-            if (j->samples > Q_MAX_SAMPLES)
-                return ST_ELIMIT;
-        }
-    }
-    return rc < 0 ? rc : 0;
+    readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
+    if (j->partial)
+        return 1;
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
+             "partial_response=1 to accept a partial result",
+             j->missing, j->need > 1 ? "quorum" : "one");
+    respond_error(j, 503, "unavailable", msg);
+    return 0;
 }
 
 static void on_page(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
     qjob_t *j = arg;
+    const readplan_group_t *g = &j->plan.g[j->cur_group];
     if (status != 0) {
         char msg[400];
-        if (type == RPC_ERROR && len)
-            snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, j->cur_node),
+        if (status == ST_EINVAL && type == RPC_ERROR) {
+            snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, g->node),
                      (int)(len < 300 ? len : 300), (const char *)payload);
-        else
-            snprintf(msg, sizeof msg, "no replica answered for the shards of node %s: %s",
-                     topo_node_id(j->r->topo, j->cur_node), st_strerror(status));
-        respond_error(j, status == ST_EINVAL ? 400 : 503,
-                      status == ST_EINVAL ? "bad_data" : "unavailable", msg);
+            respond_error(j, 400, "bad_data", msg);
+            return;
+        }
+        /* the replica failed: its shards move on to their next replica
+         * (what it already sent is folded with theirs) */
+        st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, g->node),
+                st_strerror(status));
+        metric_counter_inc(j->r->rpc_fail);
+        j->failovers++;
+        uint32_t before = j->plan.nmissing;
+        if (readplan_failover(&j->plan, j->cur_group, router_up_fn, j->r)) {
+            respond_error(j, 503, "internal", "out of memory");
+            return;
+        }
+        if (j->plan.nmissing != before && !unavailable(j))
+            return;
+        j->cur_group++;
+        j->cur_sel = 0;
+        j->cursor_shard = 0;
+        j->cursor_pos = 0;
+        next_fetch(j);
         return;
     }
     int done;
     uint32_t nshard = 0;
     uint64_t npos = 0;
-    int rc = store_page(j, payload, len, &done, &nshard, &npos);
+    qselect_t *s = &j->sel[j->cur_sel];
+    uint64_t before = s->set.samples;
+    int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
+    j->samples += s->set.samples - before;
+    if (!rc && j->samples > Q_MAX_SAMPLES)
+        rc = ST_ELIMIT;
     if (rc) {
         respond_error(j, 422, "execution",
                       rc == ST_ELIMIT ? "query processing would load too many samples into memory"
@@ -353,7 +312,7 @@ static void on_page(void *arg, int status, uint8_t type, const uint8_t *payload,
         return;
     }
     if (done) {
-        j->cur_node++;
+        j->cur_sel++;
         j->cursor_shard = 0;
         j->cursor_pos = 0;
     } else {
@@ -367,21 +326,18 @@ static void next_fetch(qjob_t *j)
 {
     router_t *r = j->r;
     for (;;) {
-        if (j->cur_sel >= j->nsel) {
+        if (j->cur_group >= j->plan.ng) {
             start_phase(j, 2);
             return;
         }
-        if (j->cur_node >= j->nnodes) {
-            j->cur_sel++;
-            j->cur_node = 0;
-            continue;
-        }
-        if (j->node_n[j->cur_node] == 0) {
-            j->cur_node++;
+        if (j->cur_sel >= j->nsel || j->plan.g[j->cur_group].n == 0) {
+            j->cur_group++;
+            j->cur_sel = 0;
             continue;
         }
         break;
     }
+    const readplan_group_t *g = &j->plan.g[j->cur_group];
     qselect_t *s = &j->sel[j->cur_sel];
     Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
     Strata__Matcher mm[64], *mp[64];
@@ -394,8 +350,8 @@ static void next_fetch(qjob_t *j)
     }
     rq.n_matchers = s->nm;
     rq.matchers = mp;
-    rq.n_shards = j->node_n[j->cur_node];
-    rq.shards = j->node_shards[j->cur_node];
+    rq.n_shards = g->n;
+    rq.shards = g->shards;
     rq.start_ms = s->mint;
     rq.end_ms = s->maxt;
     rq.max_samples = ROUTER_EXPORT_PAGE;
@@ -408,11 +364,12 @@ static void next_fetch(qjob_t *j)
         return;
     }
     strata__read_request__pack(&rq, buf);
-    int rc = rpc_client_call(r->clients[j->cur_node], RPC_EXPORT, buf, len, (unsigned)r->timeout_ms,
-                             on_page, j);
+    int64_t left = j->deadline - mono_ms();
+    int rc = rpc_client_call(r->clients[g->node], RPC_EXPORT, buf, len,
+                             (unsigned)(left < 1 ? 1 : left), on_page, j);
     free(buf);
     if (rc)
-        respond_error(j, 503, "unavailable", st_strerror(rc));
+        on_page(j, rc, 0, NULL, 0);
 }
 
 /* "15s", "1m30s", "250ms" or float seconds -> ms; -1 if invalid. */
@@ -554,6 +511,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
             timeout = t;
     }
     j->deadline = mono_ms() + timeout;
+    if (router_read_params(r, req, &form, &j->need, &j->partial, msg, sizeof msg))
+        goto bad;
     j->query = strdup(q);
     http_params_deinit(&form);
     if (!j->query) {

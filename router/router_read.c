@@ -2,9 +2,14 @@
  * router_read — /api/v1/export, /api/v1/series, /api/v1/labels and
  * /api/v1/label/<name>/values, fanned out to one replica per shard.
  *
- * A read is a small state machine driven by RPC replies: for each match[]
- * selector, for each node serving some shards, request pages (EXPORT /
- * SERIES with a cursor) until the node says done. Export pages are turned
+ * A read is a small state machine driven by RPC replies: for each group of
+ * the read plan (readplan.h: a node and the shards it answers for), for
+ * each match[] selector, request pages (EXPORT / SERIES with a cursor)
+ * until the node says done. A replica that fails before its group streamed
+ * anything is replaced by the shards' next replicas. With
+ * read_consistency=quorum, floor(RF/2)+1 replicas answer per shard: series
+ * and labels are de-duplicated as usual, exports are collected (sset.h),
+ * folded and sent at the end. Export pages are turned
  * into JSON lines on the thread pool and streamed to the client with
  * chunked encoding; when the client reads slowly the next page is not
  * requested until the HTTP layer reports the buffer drained, so memory
@@ -18,8 +23,10 @@
 
 #include "export_json.h"
 #include "http_util.h"
+#include "readplan.h"
 #include "router.h"
 #include "selector.h"
+#include "sset.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -37,10 +44,13 @@ typedef struct rjob {
     size_t nsel, cur_sel;
     int64_t start, end;
     char *label_name;
-    uint32_t nnodes;
-    uint32_t **node_shards;
-    size_t *node_n;
-    uint32_t cur_node;
+    /* which replica answers for which shard: groups outer, selectors inner */
+    readplan_t plan;
+    int planned, need, partial, buffered;
+    size_t cur_group;
+    int group_emitted; /* the current group streamed something: no failover */
+    char missing[256];
+    sset_t set; /* buffered export (read_consistency=quorum): merged at the end */
     uint32_t cursor_shard;
     uint64_t cursor_pos;
     int started, paused, closed, busy; /* busy: an RPC or work job is in flight */
@@ -69,10 +79,9 @@ static void free_job(rjob_t *j)
 {
     for (size_t i = 0; i < j->nsel; i++)
         selector_free(&j->sel[i]);
-    for (uint32_t i = 0; i < j->nnodes && j->node_shards; i++)
-        free(j->node_shards[i]);
-    free(j->node_shards);
-    free(j->node_n);
+    if (j->planned)
+        readplan_free(&j->plan);
+    sset_free(&j->set);
     free(j->label_name);
     free(j->seen);
     st_buf_deinit(&j->acc);
@@ -122,11 +131,10 @@ static void fail_unavailable(rjob_t *j, const char *why)
     char msg[600];
     size_t off = 0;
     off += (size_t)snprintf(msg, sizeof msg, "no replica answered for shard(s) ");
-    uint32_t node = j->cur_node;
-    for (size_t i = 0; i < j->node_n[node] && off < 300; i++)
-        off += (size_t)snprintf(msg + off, sizeof msg - off, "%s%u", i ? "," : "",
-                                j->node_shards[node][i]);
-    snprintf(msg + off, sizeof msg - off, " (node %s: %s)", topo_node_id(j->r->topo, node), why);
+    const readplan_group_t *g = &j->plan.g[j->cur_group];
+    for (size_t i = 0; i < g->n && off < 300; i++)
+        off += (size_t)snprintf(msg + off, sizeof msg - off, "%s%u", i ? "," : "", g->shards[i]);
+    snprintf(msg + off, sizeof msg - off, " (node %s: %s)", topo_node_id(j->r->topo, g->node), why);
     metric_counter_inc(j->r->rpc_fail);
     if (!j->started) {
         router_prom_error(j->req, 503, "unavailable", msg);
@@ -149,21 +157,93 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void put_warnings(rjob_t *j, st_buf_t *b)
+{
+    if (!j->missing[0])
+        return;
+    char w[400];
+    int k = snprintf(w, sizeof w,
+                     ",\"warnings\":[\"partial response: no replica answered for shard(s) %s\"]",
+                     j->missing);
+    st_buf_append(b, w, (size_t)k);
+}
+
+/* Worker: fold a buffered (quorum) export and render it. */
+static void render_work(uv_work_t *w)
+{
+    rjob_t *j = w->data;
+    st_buf_reset(&j->json);
+    j->page_err = sset_merge(&j->set);
+    for (size_t i = 0; i < j->set.n && !j->page_err; i++) {
+        const sset_series_t *fs = &j->set.s[i];
+        if (export_json_line(&j->json, fs->labels, fs->nlabels, fs->ts, fs->v, fs->n) < 0)
+            j->page_err = ST_ENOMEM;
+    }
+}
+
+static void export_headers(rjob_t *j, http_header_t *h, size_t *nh)
+{
+    *nh = 0;
+    if (j->missing[0]) {
+        h[0].name = "X-Strata-Missing-Shards";
+        h[0].value = j->missing;
+        *nh = 1;
+    }
+}
+
+static void render_after(uv_work_t *w, int status)
+{
+    rjob_t *j = w->data;
+    (void)status;
+    j->busy = 0;
+    if (j->closed) {
+        free_job(j);
+        return;
+    }
+    if (j->page_err) {
+        router_prom_error(j->req, 503, "internal", st_strerror(j->page_err));
+    } else {
+        http_header_t h[1];
+        size_t nh;
+        export_headers(j, h, &nh);
+        http_respond_headers(j->req, 200, "application/stream+json", h, nh, j->json.data,
+                             j->json.len);
+    }
+    free_job(j);
+}
+
 static void finish(rjob_t *j)
 {
     st_buf_t b;
     st_buf_init(&b);
     switch (j->kind) {
     case K_EXPORT:
-        if (j->started)
+        if (j->buffered) {
+            j->w.data = j;
+            j->busy = 1;
+            if (uv_queue_work(j->r->loop, &j->w, render_work, render_after) != 0) {
+                j->busy = 0;
+                router_prom_error(j->req, 503, "internal", "cannot queue work");
+                free_job(j);
+            }
+            st_buf_deinit(&b);
+            return;
+        }
+        if (j->started) {
             http_respond_end(j->req);
-        else
-            http_respond(j->req, 200, "application/stream+json", "", 0);
+        } else {
+            http_header_t h[1];
+            size_t nh;
+            export_headers(j, h, &nh);
+            http_respond_headers(j->req, 200, "application/stream+json", h, nh, "", 0);
+        }
         break;
     case K_SERIES:
         ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
         st_buf_append(&b, j->acc.data, j->acc.len);
-        ST_BUF_LIT(&b, "]}");
+        ST_BUF_LIT(&b, "]");
+        put_warnings(j, &b);
+        st_buf_put_u8(&b, '}');
         http_respond(j->req, 200, "application/json", b.data, b.len);
         break;
     default:
@@ -177,7 +257,9 @@ static void finish(rjob_t *j)
                 st_buf_put_u8(&b, ',');
             http_json_str(&b, j->strs[i], strlen(j->strs[i]));
         }
-        ST_BUF_LIT(&b, "]}");
+        ST_BUF_LIT(&b, "]");
+        put_warnings(j, &b);
+        st_buf_put_u8(&b, '}');
         http_respond(j->req, 200, "application/json", b.data, b.len);
     }
     st_buf_deinit(&b);
@@ -195,6 +277,11 @@ static void page_work(uv_work_t *w)
     j->next_shard = 0;
     j->next_pos = 0;
     st_buf_reset(&j->json);
+    if (j->buffered) {
+        j->page_err = sset_add_page(&j->set, j->page, j->page_len, &j->page_done, &j->next_shard,
+                                    &j->next_pos);
+        return;
+    }
     int64_t *ts = NULL;
     double *v = NULL;
     size_t cap = 0;
@@ -276,10 +363,36 @@ static void advance(rjob_t *j)
         j->cursor_shard = j->next_shard;
         j->cursor_pos = j->next_pos;
     } else {
-        j->cur_node++;
+        j->cur_sel++;
         j->cursor_shard = 0;
         j->cursor_pos = 0;
     }
+}
+
+/* The current group's replica failed: move its shards on to their next
+ * replica, unless part of its answer was already streamed (then the
+ * stream ends with an error line). Returns 1 when the read goes on. */
+static int failover(rjob_t *j, const char *why)
+{
+    if (j->group_emitted)
+        return 0;
+    const readplan_group_t *g = &j->plan.g[j->cur_group];
+    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, g->node), why);
+    metric_counter_inc(j->r->rpc_fail);
+    uint32_t before = j->plan.nmissing;
+    if (readplan_failover(&j->plan, j->cur_group, router_up_fn, j->r))
+        return 0;
+    if (j->plan.nmissing != before) {
+        readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
+        if (!j->partial)
+            return 0;
+    }
+    j->cur_group++;
+    j->cur_sel = 0;
+    j->cursor_shard = 0;
+    j->cursor_pos = 0;
+    j->group_emitted = 0;
+    return 1;
 }
 
 static void page_after(uv_work_t *w, int status)
@@ -296,7 +409,11 @@ static void page_after(uv_work_t *w, int status)
     }
     if (j->page_err) {
         if (j->page_err == ST_ELIMIT) {
-            http_respond_error(j->req, 422, "too many series; narrow match[] or the time range");
+            http_respond_error(j->req, 422,
+                               j->buffered ? "too many samples for a quorum export (limit "
+                                             "50000000); narrow match[] or the time range, or "
+                                             "use read_consistency=one"
+                                           : "too many series; narrow match[] or the time range");
             free_job(j);
         } else {
             fail_unavailable(j, st_strerror(j->page_err));
@@ -305,8 +422,12 @@ static void page_after(uv_work_t *w, int status)
     }
     advance(j);
     if (j->kind == K_EXPORT && j->json.len) {
+        j->group_emitted = 1;
         if (!j->started) {
-            if (http_respond_start(j->req, 200, "application/stream+json")) {
+            http_header_t h[1];
+            size_t nh;
+            export_headers(j, h, &nh);
+            if (http_respond_start_headers(j->req, 200, "application/stream+json", h, nh)) {
                 free_job(j);
                 return;
             }
@@ -353,7 +474,10 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
             free_job(j);
             return;
         }
-        fail_unavailable(j, why);
+        if (failover(j, why))
+            next_request(j);
+        else
+            fail_unavailable(j, why);
         return;
     }
     if (j->kind == K_LABELS || j->kind == K_VALUES) {
@@ -409,28 +533,27 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
 static void next_request(rjob_t *j)
 {
     router_t *r = j->r;
+    size_t nsel = j->nsel ? j->nsel : 1;
     for (;;) {
-        if (j->cur_node >= j->nnodes) {
-            j->cur_sel++;
-            j->cur_node = 0;
-            j->cursor_shard = 0;
-            j->cursor_pos = 0;
-        }
-        size_t nsel = j->nsel ? j->nsel : 1;
-        if (j->cur_sel >= nsel) {
+        if (j->cur_group >= j->plan.ng) {
             finish(j);
             return;
         }
-        if (j->node_n[j->cur_node] == 0) {
-            j->cur_node++;
+        if (j->cur_sel >= nsel || j->plan.g[j->cur_group].n == 0) {
+            j->cur_group++;
+            j->cur_sel = 0;
+            j->cursor_shard = 0;
+            j->cursor_pos = 0;
+            j->group_emitted = 0;
             continue;
         }
         break;
     }
+    const readplan_group_t *g = &j->plan.g[j->cur_group];
     Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
     Strata__Matcher mm[64], *mp[64];
-    rq.n_shards = j->node_n[j->cur_node];
-    rq.shards = j->node_shards[j->cur_node];
+    rq.n_shards = g->n;
+    rq.shards = g->shards;
     if (j->nsel) {
         selector_t *s = &j->sel[j->cur_sel];
         for (size_t i = 0; i < s->n; i++) {
@@ -463,12 +586,16 @@ static void next_request(rjob_t *j)
                    : j->kind == K_LABELS ? RPC_LABEL_NAMES
                                          : RPC_LABEL_VALUES;
     j->busy = 1;
-    int rc = rpc_client_call(r->clients[j->cur_node], type, buf, len, (unsigned)r->timeout_ms,
-                             on_reply, j);
+    int rc =
+        rpc_client_call(r->clients[g->node], type, buf, len, (unsigned)r->timeout_ms, on_reply, j);
     free(buf);
     if (rc) {
         j->busy = 0;
-        fail_unavailable(j, rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc));
+        const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
+        if (failover(j, why))
+            next_request(j);
+        else
+            fail_unavailable(j, why);
     }
 }
 
@@ -526,29 +653,28 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
-    j->nnodes = topo_node_count(r->topo);
-    j->node_shards = calloc(j->nnodes, sizeof *j->node_shards);
-    j->node_n = calloc(j->nnodes, sizeof *j->node_n);
-    uint32_t nshards = topo_shards(r->topo);
-    if (!j->node_shards || !j->node_n) {
+    if (router_read_params(r, req, NULL, &j->need, &j->partial, err, sizeof err))
+        goto bad;
+    j->buffered = kind == K_EXPORT && j->need > 1;
+    sset_init(&j->set, 50000000);
+    j->planned = 1;
+    if (readplan_init(&j->plan, r->topo, (uint32_t)j->need, router_up_fn, r)) {
         snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
-    for (uint32_t i = 0; i < j->nnodes; i++)
-        if (!(j->node_shards[i] = malloc(nshards * sizeof **j->node_shards))) {
-            snprintf(err, sizeof err, "out of memory");
-            goto bad;
-        }
-    for (uint32_t s = 0; s < nshards; s++) {
-        uint32_t node = router_pick_replica(r, s);
-        j->node_shards[node][j->node_n[node]++] = s;
-    }
-    /* never a silent partial result: if a shard has no reachable replica,
-     * fail now with 503 naming it rather than after a timeout or mid-stream */
-    for (uint32_t i = 0; i < j->nnodes; i++) {
-        if (j->node_n[i] && !router_node_up(r, i)) {
-            j->cur_node = i;
-            fail_unavailable(j, "node is down");
+    /* never a silent partial result: a shard without enough reachable
+     * replicas fails the read now, naming it, unless partial_response=1 */
+    if (j->plan.nmissing) {
+        readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
+        if (!j->partial) {
+            char msg[400];
+            snprintf(msg, sizeof msg,
+                     "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
+                     "partial_response=1 to accept a partial result",
+                     j->missing, j->need > 1 ? "quorum" : "one");
+            metric_counter_inc(r->rpc_fail);
+            router_prom_error(req, 503, "unavailable", msg);
+            free_job(j);
             return;
         }
     }
