@@ -152,7 +152,36 @@ static void test_defaults(void **state)
     assert_int_equal(topo_router(t)->max_body_bytes, 33554432);
     assert_int_equal(topo_router(t)->request_timeout_ms, 30000);
     assert_string_equal(topo_node_rpc(t, 0)->host, "a.example");
+    const topo_replication_t *r = topo_replication(t);
+    assert_int_equal(r->hint_max_bytes, 1u << 30);
+    assert_int_equal(r->hint_max_age_ms, 24LL * 3600000);
+    assert_int_equal(r->replica_timeout_ms, 5000);
+    assert_int_equal(r->heartbeat_interval_ms, 1000);
     topo_destroy(t);
+}
+
+static void test_replication_section(void **state)
+{
+    (void)state;
+    topo_t *t =
+        load_ok(CLUSTER12_RF2 "[replication]\nhint_max_bytes = 64MiB\nhint_max_age = 2h\n"
+                              "replica_timeout = 750ms\nheartbeat_interval = 200ms\n" NODES2);
+    const topo_replication_t *r = topo_replication(t);
+    assert_int_equal(r->hint_max_bytes, 64u << 20);
+    assert_int_equal(r->hint_max_age_ms, 2 * 3600000);
+    assert_int_equal(r->replica_timeout_ms, 750);
+    assert_int_equal(r->heartbeat_interval_ms, 200);
+    uint64_t fp = topo_fingerprint(t);
+    topo_destroy(t);
+    /* per host: not part of the fingerprint */
+    t = load_ok(CLUSTER12_RF2 NODES2);
+    assert_true(topo_fingerprint(t) == fp);
+    topo_destroy(t);
+    expect_err(CLUSTER12_RF2 "[replication]\nhint_max_bytes = 1KiB\n",
+               "t.ini:5: ", "hint_max_bytes");
+    expect_err(CLUSTER12_RF2 "[replication]\nreplica_timeout = 0s\n",
+               "t.ini:5: ", "replica_timeout");
+    expect_err(CLUSTER12_RF2 "[replication]\nhints = 1\n", "t.ini:5: ", "unknown key");
 }
 
 static void test_enums_and_names(void **state)
@@ -858,6 +887,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_replication_section),
         cmocka_unit_test(test_enums_and_names),
         cmocka_unit_test(test_inline_comment_rules),
         cmocka_unit_test(test_durations),
