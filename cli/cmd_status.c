@@ -30,8 +30,9 @@ static void help(void)
 
 static bool state_is_up(const char *s)
 {
-    return s && (strcasecmp(s, "up") == 0 || strcasecmp(s, "ok") == 0 ||
-                 strcasecmp(s, "healthy") == 0 || strcasecmp(s, "ready") == 0);
+    return s && (strcasecmp(s, "up") == 0 || strcasecmp(s, "catching_up") == 0 ||
+                 strcasecmp(s, "ok") == 0 || strcasecmp(s, "healthy") == 0 ||
+                 strcasecmp(s, "ready") == 0);
 }
 
 typedef struct node_row {
@@ -176,6 +177,14 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
             first = false;
         }
         printf("\n");
+    }
+    /* hinted handoff: writes other nodes still hold for a node */
+    for (size_t i = 0; i < nn; i++) {
+        const json_t *h = json_get(rows[i].obj, "hints_pending");
+        const char *hv = h ? json_text(h) : "0";
+        if (h && strcmp(hv, "0") != 0)
+            printf("%s: %s hinted write(s) waiting on other nodes (%s)\n", rows[i].id, hv,
+                   json_text(json_get(rows[i].obj, "state")));
     }
     printf("\n");
     if (np == 0) {
