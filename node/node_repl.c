@@ -9,10 +9,11 @@
  *
  * Replay (per peer, one hint in flight): peek (pool) -> send (loop) ->
  * ack (pool) -> peek ... ; a transport failure backs off and resends the
- * same hint; a replica that answers an error for the hint is retried
+ * same hint; a replica that answers that the batch is invalid is retried
  * REPLAY_MAX_ATTEMPTS times, then the hint is dropped and counted
- * (reason="rejected"). Replay starts when the peer comes up and on a 1 s
- * tick while it is up.
+ * (reason="rejected"); other errors (I/O, a shard refusing writes) are
+ * retried with backoff until the hint ages out (hint_max_age). Replay starts when the peer comes up
+ * and on a 1 s tick while it is up.
  */
 #include "node_repl.h"
 
@@ -84,8 +85,23 @@ static void snapshot(peer_t *p)
     hints_stats_t s;
     hints_stats(p->h, &s);
     pthread_mutex_lock(&p->r->mu);
+    hints_stats_t old = p->snap;
     p->snap = s;
     pthread_mutex_unlock(&p->r->mu);
+    /* drops are rare and mean a replica will miss data: say so */
+    if (s.dropped_size_records > old.dropped_size_records)
+        st_error("hints dropped: the queue is over hint_max_bytes",
+                 "peer=%s records=%llu total=%llu", p->id,
+                 (unsigned long long)(s.dropped_size_records - old.dropped_size_records),
+                 (unsigned long long)s.dropped_size_records);
+    if (s.dropped_age_records > old.dropped_age_records)
+        st_error("hints dropped: older than hint_max_age", "peer=%s records=%llu total=%llu", p->id,
+                 (unsigned long long)(s.dropped_age_records - old.dropped_age_records),
+                 (unsigned long long)s.dropped_age_records);
+    if (s.dropped_corrupt_records > old.dropped_corrupt_records)
+        st_error("hints dropped: damaged on disk", "peer=%s records=%llu total=%llu", p->id,
+                 (unsigned long long)(s.dropped_corrupt_records - old.dropped_corrupt_records),
+                 (unsigned long long)s.dropped_corrupt_records);
 }
 
 /* ---- hint appends ---------------------------------------------------- */
@@ -521,7 +537,12 @@ static void on_replayed(void *arg, int status, uint8_t type, const uint8_t *payl
         replay_ack(p);
         return;
     }
-    if (++p->attempts >= REPLAY_MAX_ATTEMPTS) {
+    /* a batch the replica finds invalid will never pass: drop it after a
+     * few tries; anything else (a failing disk, a shard refusing writes)
+     * may heal: keep it, with backoff, until hint_max_age */
+    int hopeless = code == ST_EINVAL || code == ST_ECORRUPT || code == ST_ELIMIT ||
+                   code == ST_EPROTO || code == ST_EPARSE;
+    if (++p->attempts >= REPLAY_MAX_ATTEMPTS && hopeless) {
         atomic_fetch_add(&p->rejected, 1);
         st_error("replica rejected a hint; dropping it", "peer=%s shard=%u attempts=%d err=\"%s\"",
                  p->id, p->hint_shard, p->attempts, why);

@@ -500,8 +500,9 @@ typedef struct call_ctx {
 
 static void send_round(wjob_t *j);
 
-/* Transport failures move the shards on to their next replica; a node's
- * answer (ok, or consistency not met) is final. */
+/* Transport failures move the shards on to their next replica, and so does
+ * "consistency not met" (the next coordinator may reach replicas this one
+ * could not); other answers are final. */
 static int retryable(int status, uint8_t type)
 {
     if (type == RPC_ERROR && status != ST_EBUSY && status != ST_ECLOSED && status != ST_ETIMEDOUT &&
@@ -550,7 +551,12 @@ static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *pa
                     continue;
                 }
                 shard_note(j, s, c->node, sr->error && *sr->error ? sr->error : "failed");
-                shard_failed(j, s);
+                if (sr->code == ST_EUNAVAIL)
+                    j->sh[s].state = SH_PENDING; /* consistency not met from there: a
+                                                    coordinator on the other side of a
+                                                    partition may meet it (idempotent) */
+                else
+                    shard_failed(j, s);
             }
             strata__node_write_result__free_unpacked(res, NULL);
             /* a shard the node did not mention failed */

@@ -29,11 +29,12 @@ for port in "$ROUTER_PORT" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((
   fi
 done
 cat > "$DIR/cluster.ini" <<EOT
-; local demo cluster: 3 nodes, 12 shards (see docs/configuration.md)
+; local demo cluster: 3 nodes, 12 shards, 3 replicas each (see docs/configuration.md)
 [cluster]
 name               = local
 shards             = 12
-replication_factor = 1
+replication_factor = 3
+write_consistency  = quorum
 
 [storage]
 wal_durability = periodic
@@ -99,5 +100,11 @@ Try:
   curl -sg '$R/api/v1/export?match[]=weather_temp'
   curl -s 'http://127.0.0.1:$((BASE+2))/api/v1/export?shard=0' | head -2   # one node's local data
   curl -s '$R/metrics' | grep strata_router
+Replication (RF=3, quorum writes): stop a node, keep writing, watch the hints drain:
+  kill \$(sed -n 3p $DIR/pids)                       # node n3
+  echo 'weather,city=oslo temp=3.5' | curl -s -w '%{http_code}\\n' --data-binary @- '$R/write'
+  build/cli/strata status --router $R               # n3 down, hints_pending on it
+  build/node/strata-node --config $DIR/cluster.ini --node-id n3 --data-dir $DIR/data/n3 2>>$DIR/logs/n3.log & echo \$! >> $DIR/pids
+  build/cli/strata status --router $R               # catching_up, then up
 Stop:  deploy/local/stop.sh
 EOT
