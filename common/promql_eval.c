@@ -750,9 +750,12 @@ static void eval_binary(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
 
 /* ---- aggregations --------------------------------------------------------- */
 
+/* Ascending, NaN first (Prometheus sorts NaN as the smallest value). */
 static int dbl_cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
+    if (isnan(x) || isnan(y))
+        return isnan(y) - isnan(x);
     return x < y ? -1 : x > y;
 }
 
@@ -773,6 +776,18 @@ double pe_quantile(double q, double *v, size_t n)
     return v[lo] * (1 - w) + v[hi] * w;
 }
 
+/*
+ * One step of Prometheus' running mean (avg, avg_over_time): mean += v/n -
+ * mean/n, except that an infinite mean stays as it is when v is finite or an
+ * infinity of the same sign (so [+Inf, 1] is +Inf, [+Inf, -Inf] NaN).
+ */
+double pe_mean_add(double mean, double n, double v)
+{
+    if (isinf(mean) && ((isinf(v) && (mean > 0) == (v > 0)) || (!isinf(v) && !isnan(v))))
+        return mean;
+    return mean + (v / n - mean / n);
+}
+
 static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, gkey_t *k)
 {
     size_t nl;
@@ -789,13 +804,37 @@ static void eval_topk(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
     int top = n->u.agg.op == PROMQL_AGG_TOPK;
     pe_ser_t **o = pe_alloc(c, (in->ns + 1) * sizeof *o);
     size_t *idx = pe_alloc(c, (in->ns + 1) * sizeof *idx);
+    /* groups in the order of their first input series (Prometheus' output order) */
+    size_t *order = pe_alloc(c, (ng + 1) * sizeof *order);
+    uint8_t *seen = pe_alloc(c, ng + 1);
+    size_t no = 0;
+    for (size_t i = 0; i < in->ns; i++)
+        if (!seen[gid[i]]) {
+            seen[gid[i]] = 1;
+            order[no++] = gid[i];
+        }
     for (size_t k = 0; k < g->n; k++) {
         double kk = param[k];
-        if (isnan(kk))
-            pe_fail(c, ST_EINVAL, "Parameter value is NaN");
+        /* Prometheus refuses a k that is not an int64 (even with no input at
+         * that step). Not when the whole evaluation selected no series at
+         * all: the router plans a query by evaluating it once without data,
+         * where scalar() is NaN. */
+        if (!(kk >= -9223372036854775808.0 && kk <= 9223372036854775807.0)) {
+            if (c->series == 0)
+                continue;
+            st_buf_t b;
+            st_buf_init(&b);
+            promql_fmt_value(&b, kk);
+            st_buf_put_u8(&b, 0);
+            char msg[64];
+            snprintf(msg, sizeof msg, "%s", b.data ? (const char *)b.data : "NaN");
+            st_buf_deinit(&b);
+            pe_fail(c, ST_EINVAL, "Scalar value %s overflows int64", msg);
+        }
         if (kk < 1)
             continue;
-        for (size_t gr = 0; gr < ng; gr++) {
+        for (size_t oi = 0; oi < no; oi++) {
+            size_t gr = order[oi];
             size_t m = 0;
             for (size_t i = 0; i < in->ns; i++)
                 if (gid[i] == gr && in->s[i].ok[k])
@@ -857,6 +896,8 @@ static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t 
         if (p->kind != PROMQL_STRING)
             pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
         const char *lname = p->u.str.s;
+        if (!pe_valid_label_name(lname, p->u.str.len))
+            pe_fail(c, ST_EINVAL, "invalid label name \"%s\"", lname);
         pe_val_t tmp = {0};
         st_buf_t b;
         st_buf_init(&b);
@@ -929,13 +970,13 @@ static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t 
                 o->v[k] = 1;
                 break;
             case PROMQL_AGG_AVG:
+                mean[gr] = cn == 1 ? v : pe_mean_add(mean[gr], (double)cn, v);
+                break;
             case PROMQL_AGG_STDDEV:
             case PROMQL_AGG_STDVAR: {
                 double d = v - mean[gr];
                 mean[gr] += d / (double)cn;
                 m2[gr] += d * (v - mean[gr]);
-                if (isinf(v))
-                    mean[gr] = cn == 1 ? v : mean[gr];
                 break;
             }
             default:
@@ -1026,13 +1067,48 @@ static int ser_cmp(const void *a, const void *b)
     return st_labels_cmp(x->labels, x->nlabels, y->labels, y->nlabels);
 }
 
+/* Instant results whose order the query defines: sort(), sort_desc(), topk, bottomk. */
 static int root_keeps_order(const promql_node_t *n)
 {
     while (n->kind == PROMQL_PAREN)
         n = n->u.paren.expr;
     if (n->kind == PROMQL_CALL)
         return !strcmp(n->u.call.name, "sort") || !strcmp(n->u.call.name, "sort_desc");
+    if (n->kind == PROMQL_AGGREGATE)
+        return n->u.agg.op == PROMQL_AGG_TOPK || n->u.agg.op == PROMQL_AGG_BOTTOMK;
     return 0;
+}
+
+/* An instant query of a range vector (`m[5m]`, `expr[1h:1m]`): its samples. */
+static void eval_range_root(pe_ctx_t *c, const promql_node_t *root, const pe_grid_t *g,
+                            promql_result_t *r)
+{
+    pe_raw_t *raw;
+    size_t nraw;
+    int64_t range, *te;
+    pe_matrix(c, root, g, &raw, &nraw, &range, &te);
+    r->type = PROMQL_RES_MATRIX;
+    r->series = pe_alloc(c, (nraw + 1) * sizeof *r->series);
+    for (size_t i = 0; i < nraw; i++) {
+        size_t lo = 0, hi = raw[i].n;
+        while (lo < hi && raw[i].ts[lo] <= te[0] - range)
+            lo++;
+        while (hi > lo && raw[i].ts[hi - 1] > te[0])
+            hi--;
+        if (lo == hi)
+            continue;
+        c->samples += hi - lo;
+        if (c->samples > c->max_samples)
+            pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+        promql_series_t *s = &r->series[r->nseries++];
+        s->labels = raw[i].l;
+        s->nlabels = raw[i].nl;
+        s->ts = raw[i].ts + lo;
+        s->v = raw[i].v + lo;
+        s->n = hi - lo;
+        pe_check(c);
+    }
+    qsort(r->series, r->nseries, sizeof *r->series, ser_cmp);
 }
 
 int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int64_t step_ms,
@@ -1078,10 +1154,21 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
         pe_fail(c, ST_ETIMEDOUT, "query timed out");
     const promql_node_t *root = promql_root(expr);
     pe_grid_t g = {start_ms, step_ms, (size_t)((end_ms - start_ms) / step_ms) + 1};
-    pe_val_t v;
-    pe_eval(c, root, &g, &v);
     promql_result_t *r = pe_alloc(c, sizeof *r);
     r->ts_ms = start_ms;
+    if (root->type == PROMQL_TYPE_MATRIX) {
+        if (range)
+            pe_fail(c, ST_EINVAL,
+                    "invalid expression type \"range vector\" for range query, must be Scalar or "
+                    "instant Vector");
+        eval_range_root(c, root, &g, r);
+        r->mem_ = c->mem;
+        free(c);
+        *out = r;
+        return 0;
+    }
+    pe_val_t v;
+    pe_eval(c, root, &g, &v);
     if (v.type == PROMQL_TYPE_STRING) {
         if (range)
             pe_fail(c, ST_EINVAL,

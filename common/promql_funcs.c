@@ -35,7 +35,8 @@ typedef enum {
     R_STDVAR,
     R_LAST,
     R_PRESENT,
-    R_ABSENT
+    R_ABSENT,
+    R_HOLT
 } rollup_t;
 
 static const struct {
@@ -62,6 +63,8 @@ static const struct {
     {"last_over_time", R_LAST},
     {"present_over_time", R_PRESENT},
     {"absent_over_time", R_ABSENT},
+    {"holt_winters", R_HOLT},
+    {"double_exponential_smoothing", R_HOLT},
 };
 
 /* Prometheus' extrapolatedRate over samples in (te - range, te]. */
@@ -119,10 +122,35 @@ static void linreg(const int64_t *ts, const double *v, size_t n, int64_t t0, dou
     *icpt = sy / nn - *slope * sx / nn;
 }
 
+/*
+ * Double exponential smoothing (holt_winters in Prometheus 2, renamed
+ * double_exponential_smoothing in 3): level s and trend b start at v[0] and
+ * v[1] - v[0]; each later sample moves s towards it by sf, and b towards the
+ * latest change of s by tf (b unchanged for the first step).
+ */
+static int smooth2(const double *v, size_t n, double sf, double tf, double *out)
+{
+    if (n < 2)
+        return 0;
+    double prev = 0, s = v[0], b = v[1] - v[0];
+    for (size_t i = 1; i < n; i++) {
+        if (i > 1)
+            b = tf * (s - prev) + (1 - tf) * b;
+        double next = sf * v[i] + (1 - sf) * (s + b);
+        prev = s;
+        s = next;
+    }
+    *out = s;
+    return 1;
+}
+
 static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int64_t te,
-                   int64_t range, int64_t tgrid, double param, double *tmp, double *out)
+                   int64_t range, int64_t tgrid, double param, double param2, double *tmp,
+                   double *out)
 {
     switch (r) {
+    case R_HOLT:
+        return smooth2(v, n, param, param2, out);
     case R_RATE:
         return extrapolated(ts, v, n, te, range, 1, 1, out);
     case R_INCREASE:
@@ -186,6 +214,10 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
                 acc = v[i];
         break;
     case R_AVG:
+        acc = v[0];
+        for (size_t i = 1; i < n; i++)
+            acc = pe_mean_add(acc, (double)(i + 1), v[i]);
+        break;
     case R_STDDEV:
     case R_STDVAR: {
         double mean = 0, m2 = 0;
@@ -194,19 +226,9 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
             mean += d / (double)(i + 1);
             m2 += d * (v[i] - mean);
         }
-        if (r == R_AVG) {
-            acc = mean;
-            if (isinf(v[0]) || isnan(mean)) { /* fall back to a plain sum */
-                double s = 0;
-                for (size_t i = 0; i < n; i++)
-                    s += v[i];
-                acc = s / (double)n;
-            }
-        } else {
-            acc = m2 / (double)n;
-            if (r == R_STDDEV)
-                acc = sqrt(acc);
-        }
+        acc = m2 / (double)n;
+        if (r == R_STDDEV)
+            acc = sqrt(acc);
         break;
     }
     case R_QUANTILE:
@@ -226,7 +248,12 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
     return 1;
 }
 
-/* Labels absent() / absent_over_time() report: the selector's equality matchers. */
+/*
+ * Labels absent() / absent_over_time() report, as Prometheus builds them:
+ * matchers in order, the first name="v" of a name sets it, any later matcher
+ * of that name (of any type) removes it again; name="" means no label. So
+ * {a="x",a="y"} and {a="x",a=~"y"} give {}, {a=~"y",a="x"} gives {a="x"}.
+ */
 static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl)
 {
     while (a->kind == PROMQL_PAREN)
@@ -237,18 +264,19 @@ static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl
     if (a->kind != PROMQL_VECTOR_SELECTOR || a->u.vs.nsets > 1)
         return NULL;
     size_t nm = a->u.vs.nsets ? a->u.vs.sets[0].n : 0;
+    const st_matcher_t *ms = nm ? a->u.vs.sets[0].m : NULL;
     st_label_t *l = pe_alloc(c, (nm + 1) * sizeof *l);
     size_t k = 0;
     for (size_t i = 0; i < nm; i++) {
-        const st_matcher_t *m = &a->u.vs.sets[0].m[i];
+        const st_matcher_t *m = &ms[i];
         if (m->type != ST_MATCH_EQ || !strcmp(m->name, ST_METRIC_LABEL))
             continue;
-        int dup = 0;
-        for (size_t j = 0; j < k; j++)
-            if (!strcmp(l[j].name, m->name))
-                dup = 1;
-        if (dup)
-            continue; /* Prometheus drops labels matched twice */
+        int drop = !m->value[0];
+        for (size_t j = 0; j < nm && !drop; j++)
+            if (j != i && !strcmp(ms[j].name, m->name) && (j > i || ms[j].type == ST_MATCH_EQ))
+                drop = 1;
+        if (drop)
+            continue;
         l[k++] =
             (st_label_t){m->name, m->value, (uint32_t)strlen(m->name), (uint32_t)strlen(m->value)};
     }
@@ -261,9 +289,14 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
                         pe_val_t *out)
 {
     const promql_node_t *marg = n->u.call.args[0];
-    pe_val_t pv = {0};
-    const double *param = NULL;
-    if (r == R_QUANTILE) {
+    pe_val_t pv = {0}, pv2 = {0};
+    const double *param = NULL, *param2 = NULL;
+    if (r == R_HOLT) {
+        pe_eval(c, n->u.call.args[1], g, &pv);
+        pe_eval(c, n->u.call.args[2], g, &pv2);
+        param = pv.sc;
+        param2 = pv2.sc;
+    } else if (r == R_QUANTILE) {
         pe_eval(c, n->u.call.args[0], g, &pv);
         param = pv.sc;
         marg = n->u.call.args[1];
@@ -309,8 +342,16 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
             while (lo < hi && raw[i].ts[lo] <= te[k] - range)
                 lo++;
             double v;
+            if (r == R_HOLT && hi > lo) { /* checked where a series has samples */
+                if (!(param[k] > 0 && param[k] < 1))
+                    pe_fail(c, ST_EINVAL, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f",
+                            param[k]);
+                if (!(param2[k] > 0 && param2[k] < 1))
+                    pe_fail(c, ST_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f",
+                            param2[k]);
+            }
             if (!rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range, pe_t(g, k),
-                         param ? param[k] : 0, tmp, &v))
+                         param ? param[k] : 0, param2 ? param2[k] : 0, tmp, &v))
                 continue;
             if (!s) {
                 size_t nl = raw[i].nl;
@@ -328,9 +369,43 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
 
 /* ---- instant functions ------------------------------------------------------ */
 
+/* Go's math.Max / math.Min, which Prometheus uses for clamp*(): an infinity
+ * wins over NaN, NaN over any other value, +0 over -0 (max). */
+static double go_max(double x, double y)
+{
+    if ((isinf(x) && x > 0) || (isinf(y) && y > 0))
+        return INFINITY;
+    if (isnan(x) || isnan(y))
+        return NAN;
+    if (x == 0 && y == 0)
+        return signbit(x) ? y : x;
+    return x > y ? x : y;
+}
+
+static double go_min(double x, double y)
+{
+    if ((isinf(x) && x < 0) || (isinf(y) && y < 0))
+        return -INFINITY;
+    if (isnan(x) || isnan(y))
+        return NAN;
+    if (x == 0 && y == 0)
+        return signbit(x) ? x : y;
+    return x < y ? x : y;
+}
+
 static double sgn(double x)
 {
     return x > 0 ? 1 : x < 0 ? -1 : x;
+}
+
+static double deg(double x)
+{
+    return x * 180 / M_PI;
+}
+
+static double rad(double x)
+{
+    return x * M_PI / 180;
 }
 
 static const struct {
@@ -341,7 +416,7 @@ static const struct {
     {"log2", log2},   {"log10", log10}, {"sqrt", sqrt},   {"sgn", sgn},     {"sin", sin},
     {"cos", cos},     {"tan", tan},     {"asin", asin},   {"acos", acos},   {"atan", atan},
     {"sinh", sinh},   {"cosh", cosh},   {"tanh", tanh},   {"asinh", asinh}, {"acosh", acosh},
-    {"atanh", atanh},
+    {"atanh", atanh}, {"deg", deg},     {"rad", rad},
 };
 
 static void copy_vec(pe_ctx_t *c, const pe_val_t *in, pe_val_t *out, int drop, size_t nsteps)
@@ -396,7 +471,7 @@ static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
     return code;
 }
 
-static int valid_lname(const char *s, size_t n)
+int pe_valid_label_name(const char *s, size_t n)
 {
     if (!n)
         return 0;
@@ -481,7 +556,7 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     const char *re = str_arg(n->u.call.args[4], &rel);
     if (!dst || !repl || !src || !re)
         pe_fail(c, ST_EINVAL, "label_replace: arguments must be string literals");
-    if (!valid_lname(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
     pcre2_code *code = compile_re(c, re, rel);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -521,7 +596,7 @@ static void label_join(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val
     const char *sep = str_arg(n->u.call.args[2], &sepl);
     if (!dst || !sep)
         pe_fail(c, ST_EINVAL, "label_join: arguments must be string literals");
-    if (!valid_lname(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_join(): %s", dst);
     st_buf_t b;
     st_buf_init(&b);
@@ -581,18 +656,31 @@ static double bucket_quantile(double q, bucket_t *b, size_t n)
             b[k++] = b[i];
     }
     n = k;
-    for (size_t i = 1; i < n; i++)
-        if (b[i].cnt < b[i - 1].cnt)
-            b[i].cnt = b[i - 1].cnt;
+    /* monotonic: raise each count to the running maximum (NaN counts stay) */
+    double mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].cnt > mx)
+            mx = b[i].cnt;
+        else if (b[i].cnt < mx)
+            b[i].cnt = mx;
+    }
     if (n < 2)
         return NAN;
     double total = b[n - 1].cnt;
-    if (total == 0 || isnan(total))
+    if (total == 0)
         return NAN;
     double rank = q * total;
-    size_t i = 0;
-    while (i < n - 1 && b[i].cnt < rank)
-        i++;
+    /* the first bucket with count >= rank among the first n - 1, by binary
+     * search as Prometheus does (with NaN counts the predicate is not
+     * monotonic, and a linear scan would answer differently) */
+    size_t i = 0, j = n - 1;
+    while (i < j) {
+        size_t h = i + (j - i) / 2;
+        if (!(b[h].cnt >= rank))
+            i = h + 1;
+        else
+            j = h;
+    }
     if (i == n - 1)
         return b[n - 2].ub;
     if (i == 0 && b[0].ub <= 0)
@@ -801,13 +889,11 @@ void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
                         out->s[s].ok[k] = 0;
                         continue;
                     }
-                    *v = fmax(p1.sc[k], fmin(p2.sc[k], *v));
-                    if (isnan(out->s[s].v[k]))
-                        *v = NAN;
+                    *v = go_max(p1.sc[k], go_min(p2.sc[k], *v));
                 } else if (!strcmp(f, "clamp_min")) {
-                    *v = isnan(*v) ? *v : fmax(p1.sc[k], *v);
+                    *v = go_max(p1.sc[k], *v);
                 } else {
-                    *v = isnan(*v) ? *v : fmin(p1.sc[k], *v);
+                    *v = go_min(p1.sc[k], *v);
                 }
             }
         if (!keep)

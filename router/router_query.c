@@ -167,6 +167,16 @@ static void eval_work(uv_work_t *w)
             j->etype = "bad_data";
             return;
         }
+        promql_type_t t = promql_root(j->expr)->type;
+        if (j->range && t != PROMQL_TYPE_SCALAR && t != PROMQL_TYPE_VECTOR) {
+            snprintf(j->err, sizeof j->err,
+                     "invalid expression type \"%s\" for range query, must be Scalar or instant "
+                     "Vector",
+                     promql_type_name(t));
+            j->status = 400;
+            j->etype = "bad_data";
+            return;
+        }
     }
     if (j->phase == 2 && (j->need > 1 || j->failovers)) {
         /* several replicas answered for some shards: fold duplicates */

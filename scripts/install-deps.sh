@@ -2,10 +2,12 @@
 # Install the Debian packages Strata needs to build and test, if any are missing.
 # Safe to run repeatedly; runs apt-get only when something is absent.
 set -euo pipefail
+# prometheus (+ promtool): the reference for tests/integration/test_promql_compare.py
+# and tests/bench/query_bench.py (the tests start their own on 127.0.0.1).
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev
-      python3 curl procps)
+      python3 curl procps prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,5 +18,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

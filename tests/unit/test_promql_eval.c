@@ -216,6 +216,11 @@ static void render(const promql_result_t *r, int64_t start, int64_t end, int64_t
             APP("%s%.*s=%.*s", j ? "," : "", (int)s->labels[j].name_len, s->labels[j].name,
                 (int)s->labels[j].value_len, s->labels[j].value);
         APP("}");
+        if (r->type == PROMQL_RES_MATRIX && start == end) { /* raw samples: v@t */
+            for (size_t k = 0; k < s->n; k++)
+                APP(" %.10g@%g", s->v[k], (double)s->ts[k] / 1000.0);
+            continue;
+        }
         size_t k = 0;
         for (int64_t t = start; t <= end; t += step) {
             if (k < s->n && s->ts[k] == t && isnan(s->v[k]))
@@ -275,6 +280,12 @@ static const ecase_t cases[] = {
     R("nm2", 0, 600, 60, "{__name__=nm2,x=1} _ _ _ _ _ 7 7 7 9 9 9"),
     I("1", 100, "scalar 1"),
     I("\"foo\"", 100, "string foo"),
+    /* an instant query of a range vector returns its raw samples */
+    I("gauge[2m]", 300, "{__name__=gauge} 8@240 2@300"),
+    I("(gauge[3m] offset 1m)", 300, "{__name__=gauge} 3@120 8@240"),
+    I("gauge[2m:1m]", 300, "{__name__=gauge} 8@240 2@300"),
+    I("nonexistent[5m]", 300, ""),
+    R("gauge[2m]", 0, 60, 60, "ERR:invalid expression type \"range vector\" for range query"),
     R("time()", 0, 120, 60, "{} 0 60 120"),
     /* (2) rollups */
     I("rate(m{job=\"api\",i=\"0\"}[5m])", 600, "{i=0,job=api} 0.1666666667"),
@@ -334,11 +345,33 @@ static const ecase_t cases[] = {
     I("stdvar(m)", 600, "{} 6666.666667"),
     I("topk(1, m)", 600, "{__name__=m,i=0,job=web} 300"),
     I("bottomk(2, m)", 600, "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200"),
-    I("topk by (job) (1, m)", 600, "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200"),
+    /* topk/bottomk (instant): groups in order of their first input series, best first */
+    I("topk by (job) (1, m)", 600, "{__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=web} 300"),
+    I("topk(3, m)", 600,
+      "{__name__=m,i=0,job=web} 300 | {__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=api} 100"),
+    I("bottomk(3, m)", 600,
+      "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=web} 300"),
+    /* k must be an int64, but an evaluation that selected nothing (the
+     * router's planning pass) does not fail on it */
+    I("topk(scalar(m), m)", 600, "ERR:Scalar value NaN overflows int64"),
+    I("topk(scalar(m), nonexistent)", 600, "ERR:Scalar value NaN overflows int64"),
+    I("bottomk(scalar(nonexistent), nonexistent)", 600, ""),
+    R("topk(scalar(gauge) + 1, m)", 0, 600, 60, "ERR:Scalar value NaN overflows int64"),
+    /* avg: Prometheus' running mean keeps an infinite mean */
+    I("avg(m{i=\"0\"} / 0 or nm)", 600, "{} inf"),
+    I("avg(m{i=\"0\"} / 0 or -nm)", 600, "{} inf"),
+    I("avg_over_time((gauge / 0 or vector(1))[3m:1m])", 300, "{} inf"),
     I("quantile(0.5, m)", 600, "{} 200"),
     I("quantile(0.25, m)", 600, "{} 150"),
+    /* NaN sorts first: [NaN, 100, 200, 300] */
+    I("quantile(0.5, m{i=\"0\"} or vector(0 / 0) or m{i=\"1\"})", 600, "{} 150"),
+    I("quantile(0, m or vector(0 / 0))", 600, "{} NaN"),
+    /* [1, NaN, NaN, 1, 1] sorts to [NaN, NaN, 1, 1, 1] */
+    I("quantile_over_time(0.25, ((gauge - 3) / (gauge - 3))[5m:1m])", 300, "{} NaN"),
+    I("quantile_over_time(0.5, ((gauge - 3) / (gauge - 3))[5m:1m])", 300, "{} 1"),
     I("count_values(\"v\", m)", 600, "{v=100} 1 | {v=200} 1 | {v=300} 1"),
     I("count_values by (job) (\"v\", info)", 600, "{job=api,v=1} 1"),
+    I("count_values(\"1v\", m)", 600, "ERR:invalid label name \"1v\""),
     R("sum(m)", 0, 120, 60, "{} 0 60 120"),
     /* (4) binary operators */
     I("2 ^ 3", 0, "scalar 8"),
@@ -385,12 +418,28 @@ static const ecase_t cases[] = {
     I("clamp(vector(5), 3, 0)", 0, ""),
     I("clamp_min(vector(1), 2)", 0, "{} 2"),
     I("clamp_max(vector(1), 0.5)", 0, "{} 0.5"),
+    /* NaN bounds give NaN, as Go's math.Max/Min; an infinity beats NaN */
+    I("clamp_min(vector(1), scalar(nonexistent))", 0, "{} NaN"),
+    I("clamp_max(vector(1), scalar(nonexistent))", 0, "{} NaN"),
+    I("clamp(vector(1), scalar(nonexistent), 2)", 0, "{} NaN"),
+    I("clamp(vector(1), 0, scalar(nonexistent))", 0, "{} NaN"),
+    I("clamp_min(vector(1 / 0), scalar(nonexistent))", 0, "{} inf"),
+    I("clamp_max(vector(-1 / 0), scalar(nonexistent))", 0, "{} -inf"),
     I("exp(vector(0))", 0, "{} 1"),
     I("ln(vector(1))", 0, "{} 0"),
     I("log2(vector(8))", 0, "{} 3"),
     I("log10(vector(1000))", 0, "{} 3"),
     I("sqrt(vector(16))", 0, "{} 4"),
     I("sgn(vector(-3))", 0, "{} -1"),
+    I("deg(vector(pi()))", 0, "{} 180"),
+    I("rad(vector(180))", 0, "{} 3.141592654"),
+    I("holt_winters(m{job=\"api\",i=\"0\"}[5m], 0.5, 0.5)", 600, "{i=0,job=api} 100"),
+    I("holt_winters(gauge[5m], 0.5, 0.5)", 300, "{} 3.125"),
+    I("double_exponential_smoothing(gauge[5m], 0.5, 0.5)", 300, "{} 3.125"),
+    I("holt_winters(gauge[1m], 0.5, 0.5)", 300, ""),
+    I("holt_winters(gauge[5m], 1, 0.5)", 300, "ERR:invalid smoothing factor"),
+    I("holt_winters(gauge[5m], 0.5, 0)", 300, "ERR:invalid trend factor"),
+    I("holt_winters(nonexistent[5m], 1, 0.5)", 300, ""),
     I("label_replace(m{job=\"api\",i=\"0\"}, \"foo\", \"$1-x\", \"job\", \"(a.)i\")", 600,
       "{__name__=m,foo=ap-x,i=0,job=api} 100"),
     I("label_replace(m{job=\"api\",i=\"0\"}, \"foo\", \"$1\", \"job\", \"a\")", 600,
@@ -413,6 +462,12 @@ static const ecase_t cases[] = {
       "{__name__=m,i=0,job=api} 100 | {__name__=m,i=1,job=api} 200 | {__name__=m,i=0,job=web} 300"),
     I("absent(nonexistent{job=\"x\"})", 600, "{job=x} 1"),
     I("absent(m)", 600, ""),
+    /* a label with two matchers, or an empty value, is not reported */
+    I("absent(nonexistent{job=\"x\",job=\"y\"})", 600, "{} 1"),
+    I("absent(nonexistent{job=\"x\",job=~\"x.*\",i=\"1\"})", 600, "{i=1} 1"),
+    I("absent(nonexistent{job=~\"x.*\",job=\"x\",i=\"1\"})", 600, "{i=1,job=x} 1"),
+    I("absent(nonexistent{job=\"x\",job=\"y\",job=\"z\"})", 600, "{} 1"),
+    I("absent(nonexistent{job=\"\",i=\"1\"})", 600, "{i=1} 1"),
     I("year(vector(0))", 0, "{} 1970"),
     I("day_of_week(vector(0))", 0, "{} 4"),
     I("days_in_month(vector(1707000000))", 0, "{} 29"),
@@ -427,6 +482,16 @@ static const ecase_t cases[] = {
     I("histogram_quantile(0.1, h_bucket)", 600, "{} 0.06"),
     I("histogram_quantile(0.5, sum by (le) (rate(h_bucket[5m])))", 600, "{} 0.5"),
     I("histogram_quantile(0.5, h_bucket)", 0, "{} NaN"),
+    /* all counts NaN (0/0): no bucket reaches rank NaN -> the last finite bound */
+    I("histogram_quantile(0.5, h_bucket / 0)", 0, "{} 1"),
+    /* a NaN count does not reset the running maximum: [1, NaN, 0.5, 0.8, 2] becomes
+     * [1, NaN, 1, 1, 2], rank 0.7 falls in bucket 3 (after the NaN): NaN, not 3.67 */
+    I("histogram_quantile(0.35, label_replace(vector(1), \"le\", \"1\", \"\", \"\") or "
+      "label_replace(vector(0 / 0), \"le\", \"2\", \"\", \"\") or "
+      "label_replace(vector(0.5), \"le\", \"3\", \"\", \"\") or "
+      "label_replace(vector(0.8), \"le\", \"4\", \"\", \"\") or "
+      "label_replace(vector(2), \"le\", \"+Inf\", \"\", \"\"))",
+      0, "{} NaN"),
     /* (6) subqueries */
     I("max_over_time(m{job=\"api\",i=\"0\"}[5m:1m])", 600, "{i=0,job=api} 100"),
     I("sum_over_time(m{job=\"api\",i=\"0\"}[3m:1m])", 600, "{i=0,job=api} 270"),
@@ -529,10 +594,20 @@ static void fmtv(double v, const char *want)
     st_buf_t b;
     st_buf_init(&b);
     assert_int_equal(promql_fmt_value(&b, v), 0);
-    char tmp[128];
+    char tmp[400];
     snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.data);
     assert_string_equal(tmp, want);
     st_buf_deinit(&b);
+}
+
+static void fmtv_small(double v, int zeros, const char *digits)
+{
+    char want[400];
+    int n = snprintf(want, sizeof want, "0.");
+    for (int i = 0; i < zeros; i++)
+        want[n++] = '0';
+    snprintf(want + n, sizeof want - (size_t)n, "%s", digits);
+    fmtv(v, want);
 }
 
 static void test_fmt_value(void **state)
@@ -551,6 +626,15 @@ static void test_fmt_value(void **state)
     fmtv(100, "100");
     fmtv(12345678.9, "12345678.9");
     fmtv(2.5e-5, "0.000025");
+    /* shortest round trip at 15, 16 and 17 significant digits */
+    fmtv(0.1 + 0.2, "0.30000000000000004");
+    fmtv(1.0 / 7, "0.14285714285714285");
+    fmtv(123456789012345.6, "123456789012345.6");
+    fmtv(9007199254740993.0, "9007199254740992");
+    fmtv(4.35, "4.35");
+    /* "0." + 299 zeros + "1"; a subnormal has fewer digits than a normal double */
+    fmtv_small(1e-300, 299, "1");
+    fmtv_small(5e-324 * 3, 322, "15");
 }
 
 /* ---- limits, select-once ------------------------------------------------------- */
