@@ -682,6 +682,14 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
     }
 }
 
+/* A cut of damaged data loses at least one record even when their number
+ * past the damage is unknown: count at least one per cut. */
+static uint64_t corrupt_records(const hints_stats_t *s)
+{
+    return s->dropped_corrupt_records > s->corrupt_cuts ? s->dropped_corrupt_records
+                                                        : s->corrupt_cuts;
+}
+
 static int collect(void *arg, st_buf_t *out)
 {
     node_repl_t *r = arg;
@@ -741,7 +749,7 @@ static int collect(void *arg, st_buf_t *out)
                              "%s{peer=\"%s\",reason=\"rejected\"} %llu\n",
                              fam[f].name, p->id, (unsigned long long)s.dropped_size_records,
                              fam[f].name, p->id, (unsigned long long)s.dropped_age_records,
-                             fam[f].name, p->id, (unsigned long long)s.dropped_corrupt_records,
+                             fam[f].name, p->id, (unsigned long long)corrupt_records(&s),
                              fam[f].name, p->id, (unsigned long long)atomic_load(&p->rejected));
                 break;
             default:
@@ -917,7 +925,7 @@ int node_repl_stats(node_repl_t *r, Strata__NodeStats *st)
         h[k].pending_bytes = hs.pending_bytes;
         h[k].oldest_ts = hs.pending_records ? hs.oldest_ts : 0;
         h[k].dropped_records = hs.dropped_size_records + hs.dropped_age_records +
-                               hs.dropped_corrupt_records + atomic_load(&p->rejected);
+                               corrupt_records(&hs) + atomic_load(&p->rejected);
         hp[k] = &h[k];
         strata__peer_state__init(&s[k]);
         s[k].peer = (char *)p->id;

@@ -2,7 +2,8 @@
 
 Standard library only. What it gives a test:
 
-  Cluster(nodes=3, routers=2, shards=12, rf=1, cluster={}, storage={}, router={})
+  Cluster(nodes=3, routers=2, shards=12, rf=1, cluster={}, storage={}, router={},
+          replication=None, node_extra_args=None, proxied=None)
       .start()            write cluster.ini into a temp dir, start the nodes, wait
                           for each node's /ready, start the routers, wait for theirs
       .stop()             SIGTERM everything, wait (bounded), SIGKILL leftovers,
@@ -13,6 +14,19 @@ Standard library only. What it gives a test:
       .cluster_info() .metrics()
       .close(failed)      kill what is left, print log tails and keep the temp dir
                           on failure, remove it on success
+
+  Replication helpers     replication={...} adds a [replication] section;
+                          node_extra_args={i: [...]} extra flags for node i;
+                          proxied=[i, ...] puts a proxy.Proxy in front of node
+                          i's RPC port (config rpc = proxy, node started with
+                          --rpc-listen on the real port; c.proxies[i]);
+                          node_metrics / hints_pending / wait_hints_drained /
+                          wait_peers_up /
+                          node_states / wait_node_state / cluster_placement /
+                          node_shard_data / replica_diffs /
+                          wait_replicas_identical; write_with_retries,
+                          AckLog (acked vs maybe-written samples),
+                          shards_named (shard numbers in an error text)
 
   ClusterTestCase         a unittest.TestCase that tracks failures so clusters
                           keep their temp dir (path printed) when a test failed
@@ -49,6 +63,8 @@ import threading
 import time
 import unittest
 import urllib.parse
+
+from proxy import Proxy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -339,7 +355,8 @@ class Cluster:
     """A cluster of real processes in a temp dir. See the module docstring."""
 
     def __init__(self, nodes=3, routers=2, shards=12, rf=1, cluster=None, storage=None,
-                 router=None, name="itest", tag="cluster", node_overrides=None):
+                 router=None, name="itest", tag="cluster", node_overrides=None,
+                 replication=None, node_extra_args=None, proxied=None):
         self.n_nodes, self.n_routers = nodes, routers
         self.cluster_kv = {"name": name, "shards": shards, "replication_factor": rf,
                            "write_consistency": "quorum", "read_consistency": "one",
@@ -360,6 +377,15 @@ class Cluster:
         # node index -> ini_text() overrides: that node gets its own,
         # deliberately different cluster.ini (e.g. another shard count)
         self.node_overrides = dict(node_overrides or {})
+        # [replication] section (None: no section at all)
+        self.replication_kv = dict(replication) if replication is not None else None
+        # node index -> extra command-line arguments
+        self.node_extra_args = {i: list(a) for i, a in (node_extra_args or {}).items()}
+        # node indexes whose RPC port sits behind a proxy.Proxy: cluster.ini
+        # names the proxy's port, the node binds --rpc-listen on the real one
+        self.proxied = sorted(set(proxied or ()))
+        self.proxies = {}          # node index -> Proxy
+        self.node_rpc_listen = {}  # node index -> real RPC port (proxied nodes)
         self.failed = False
         self.closed = False
 
@@ -369,8 +395,28 @@ class Cluster:
         self.node_rpc = [free_port() for _ in range(self.n_nodes)]
         self.node_http = [free_port() for _ in range(self.n_nodes)]
         self.router_port = [free_port() for _ in range(self.n_routers)]
+        self._start_proxies()
 
-    def ini_text(self, cluster=None, storage=None, router=None, nodes=None):
+    def _start_proxies(self):
+        """(Re)create the proxies of self.proxied: each listens on a port of
+        its own and forwards to a fresh real RPC port of its node."""
+        self._stop_proxies()
+        self.node_rpc_listen = {}
+        for i in self.proxied:
+            real = free_port()
+            p = Proxy((LOOPBACK, real)).start()
+            with _ports_lock:
+                _ports_given.add(p.port)
+            self.proxies[i] = p
+            self.node_rpc[i] = p.port
+            self.node_rpc_listen[i] = real
+
+    def _stop_proxies(self):
+        for p in self.proxies.values():
+            p.stop()
+        self.proxies = {}
+
+    def ini_text(self, cluster=None, storage=None, router=None, nodes=None, replication=None):
         """cluster.ini for this cluster, with optional overrides (used to make
         a deliberately different config)."""
         ckv = dict(self.cluster_kv)
@@ -380,6 +426,10 @@ class Cluster:
         rkv = dict(self.router_kv)
         rkv.update(router or {})
         secs = [("cluster", ckv), ("storage", skv), ("router", rkv)]
+        if self.replication_kv is not None or replication:
+            repkv = dict(self.replication_kv or {})
+            repkv.update(replication or {})
+            secs.append(("replication", repkv))
         for i, nid in enumerate(self.node_ids):
             kv = {"rpc": "%s:%d" % (LOOPBACK, self.node_rpc[i]),
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
@@ -422,8 +472,11 @@ class Cluster:
                                      os.path.join(self.dir, "router%d.log" % i), self.dir))
 
     def _node_argv(self, i):
-        return [self.node_bin, "--config", self.node_configs.get(i, self.config_path),
+        argv = [self.node_bin, "--config", self.node_configs.get(i, self.config_path),
                 "--node-id", self.node_ids[i], "--data-dir", self.data_dir(i)]
+        if i in self.node_rpc_listen:
+            argv += ["--rpc-listen", "%s:%d" % (LOOPBACK, self.node_rpc_listen[i])]
+        return argv + self.node_extra_args.get(i, [])
 
     def start(self, wait_routers_ready=True):
         """Start every node, wait for each /ready, then every router and wait
@@ -562,6 +615,7 @@ class Cluster:
         self.closed = True
         for p in self.routers + self.nodes:
             p.kill()
+        self._stop_proxies()
         if failed or self.failed:
             sys.stderr.write("\n%s\nharness: test failed, keeping %s\n" % (self.logs_tail(),
                                                                        self.dir))
@@ -681,6 +735,423 @@ class Cluster:
         if st != 200:
             raise AssertionError("%s/metrics: HTTP %d" % (url, st))
         return parse_metrics(data)
+
+    # -- replication helpers -------------------------------------------------
+
+    def node_metrics(self, i, timeout=10.0):
+        """Node i's /metrics parsed (see parse_metrics)."""
+        st, _, data = http_request(self.node_http_url(i) + "/metrics", timeout=timeout)
+        if st != 200:
+            raise AssertionError("%s /metrics: HTTP %d" % (self.node_ids[i], st))
+        return parse_metrics(data)
+
+    def peer_metric(self, i, name, **match):
+        """{peer id: value} of metric `name` on node i (series filtered by the
+        other labels in `match`, summed over the rest). {} when node i does
+        not answer."""
+        try:
+            m = self.node_metrics(i, timeout=5.0)
+        except (OSError, http.client.HTTPException):
+            return {}
+        return metric_by(m, name, "peer", **match)
+
+    def hints_pending(self, i):
+        """{peer: strata_hints_pending} on node i ({} if it does not answer)."""
+        return self.peer_metric(i, "strata_hints_pending")
+
+    def hints_pending_all(self, nodes=None):
+        """{node id: {peer: pending}} for the running nodes (or `nodes`)."""
+        idx = range(self.n_nodes) if nodes is None else nodes
+        return {self.node_ids[i]: self.hints_pending(i) for i in idx
+                if self.nodes[i].running()}
+
+    def hints_drained(self, nodes=None):
+        """True when every running node (or each of `nodes`) exports
+        strata_hints_pending for every other node and all are 0."""
+        idx = [i for i in (range(self.n_nodes) if nodes is None else nodes)
+               if self.nodes[i].running()]
+        for i in idx:
+            hp = self.hints_pending(i)
+            peers = [p for p in self.node_ids if p != self.node_ids[i]]
+            if any(p not in hp for p in peers) or any(v != 0 for v in hp.values()):
+                return False
+        return True
+
+    def wait_hints_drained(self, timeout=120.0, nodes=None, what="hint queues to drain"):
+        """Poll until hints_drained(); returns the seconds it took. On timeout
+        the assertion shows every node's strata_hints_pending."""
+        t0 = time.monotonic()
+        try:
+            self.wait_until(lambda: self.hints_drained(nodes), timeout, what)
+        except AssertionError as e:
+            raise AssertionError("%s\nstrata_hints_pending per node: %r\n/cluster nodes: %s"
+                                 % (e, self.hints_pending_all(nodes),
+                                    self._cluster_nodes_brief()))
+        return time.monotonic() - t0
+
+    def _cluster_nodes_brief(self):
+        try:
+            return json.dumps(self.cluster_info().get("nodes"))
+        except (AssertionError, OSError, http.client.HTTPException) as e:
+            return "(unavailable: %s)" % e
+
+    def peers_up(self, nodes=None):
+        """True when each running node of `nodes` (default all) reports
+        strata_peer_up = 1 for every other running node of `nodes`."""
+        idx = [i for i in (range(self.n_nodes) if nodes is None else nodes)
+               if self.nodes[i].running()]
+        for i in idx:
+            up = self.peer_metric(i, "strata_peer_up")
+            if any(up.get(self.node_ids[j]) != 1 for j in idx if j != i):
+                return False
+        return True
+
+    def wait_peers_up(self, timeout=30.0, nodes=None):
+        """Poll until peers_up(nodes): the nodes' replication links are up."""
+        try:
+            self.wait_until(lambda: self.peers_up(nodes), timeout,
+                            "every node to see its peers up (strata_peer_up)")
+        except AssertionError as e:
+            idx = range(self.n_nodes) if nodes is None else nodes
+            raise AssertionError("%s: %r" % (e, {self.node_ids[i]: self.peer_metric(
+                i, "strata_peer_up") for i in idx}))
+
+    def node_states(self, router=0):
+        """{node id: state} from the router's /cluster."""
+        return {n["id"]: n.get("state") for n in self.cluster_info(router)["nodes"]}
+
+    def wait_node_state(self, node_id, states, timeout=30.0, router=0):
+        """Poll /cluster until node_id's state is one of `states` (a str or a
+        collection); returns that state."""
+        if isinstance(states, str):
+            states = (states,)
+        last = {}
+
+        def cond():
+            try:
+                last["s"] = self.node_states(router).get(node_id)
+            except (AssertionError, OSError, http.client.HTTPException) as e:
+                last["s"] = "(error: %s)" % e
+                return None
+            return last["s"] if last["s"] in states else None
+
+        try:
+            return self.wait_until(cond, timeout, "/cluster: %s in state %s"
+                                   % (node_id, "|".join(states)))
+        except AssertionError as e:
+            raise AssertionError("%s (last state: %s)" % (e, last.get("s")))
+
+    def cluster_placement(self, router=0):
+        """{shard: [replica ids in order]} from the router's /cluster."""
+        return {int(p["shard"]): list(p["replicas"])
+                for p in self.cluster_info(router)["placement"]}
+
+    def node_index(self, node_id):
+        return self.node_ids.index(node_id)
+
+    def node_shard_data(self, i, shard):
+        """Node i's local data of one shard: {series key: {ts: value}}."""
+        return export_to_dict(self.node_export(i, shard=shard, match=ALL[0]),
+                              "%s shard %d export" % (self.node_ids[i], shard))
+
+    def replica_diffs(self, placement=None, limit=8):
+        """Compare, shard by shard, the node-local exports of every replica
+        (all of them must be running). Returns a list of differences (empty:
+        identical) and the union of all shards' data."""
+        placement = placement or self.cluster_placement()
+        diffs, union = [], {}
+        for s in sorted(placement):
+            reps = placement[s]
+            datas = [(r, self.node_shard_data(self.node_index(r), s)) for r in reps]
+            base_id, base = datas[0]
+            for k, v in base.items():
+                union.setdefault(k, {}).update(v)
+            for r, d in datas[1:]:
+                for k, v in d.items():
+                    union.setdefault(k, {}).update(v)
+                dd = diff_samples(base, d, limit=4)
+                if dd:
+                    diffs.append("shard %d: %s (%d series, %d samples) vs %s (%d series, "
+                                 "%d samples): %s" % (
+                                     s, base_id, len(base), sum(map(len, base.values())), r,
+                                     len(d), sum(map(len, d.values())),
+                                     "; ".join(dd)))
+                if len(diffs) >= limit:
+                    return diffs, union
+        return diffs, union
+
+    def wait_replicas_identical(self, timeout=60.0, placement=None):
+        """Poll until replica_diffs() is empty; returns (seconds, union)."""
+        t0 = time.monotonic()
+        last = {"polls": 0}
+
+        def cond():
+            d, u = self.replica_diffs(placement)
+            last["d"], last["u"] = d, u
+            last["polls"] += 1
+            if d and last["polls"] == 1:
+                self.first_replica_diffs = d
+            return not d
+
+        self.first_replica_diffs = []
+
+        try:
+            self.wait_until(cond, timeout, "every shard's replicas to hold identical data")
+        except AssertionError as e:
+            raise AssertionError("%s; differences (replica A vs B: 'missing' = on A only, "
+                                 "'unexpected' = on B only):\n  %s" %
+                                 (e, "\n  ".join(last.get("d", []))))
+        self.replica_polls = last["polls"]
+        return time.monotonic() - t0, last["u"]
+
+    def log_lines(self, proc, pattern, flags=re.I):
+        """Lines of proc's log (a Proc) matching the regex."""
+        rx = re.compile(pattern, flags)
+        return [l for l in proc.log_text().splitlines() if rx.search(l)]
+
+
+def metric_by(metrics, name, label, **match):
+    """From parse_metrics output: {value of `label`: sum of the samples of
+    `name` whose other labels include `match`}."""
+    out = {}
+    for (n, labels), v in metrics.items():
+        if n != name:
+            continue
+        d = dict(labels)
+        if label not in d or any(d.get(k) != str(x) for k, x in match.items()):
+            continue
+        out[d[label]] = out.get(d[label], 0.0) + v
+    return out
+
+
+def metric_sum(metrics, name, **match):
+    """Sum of the samples of `name` whose labels include `match`."""
+    tot = 0.0
+    for (n, labels), v in metrics.items():
+        d = dict(labels)
+        if n == name and all(d.get(k) == str(x) for k, x in match.items()):
+            tot += v
+    return tot
+
+
+def wait_stable(cluster, fn, quiet=1.0, timeout=30.0, what="a value to settle"):
+    """Poll fn() until it returned the same value for `quiet` seconds
+    (quiescence, e.g. a counter fed by asynchronous work); returns it."""
+    last = {"v": object(), "since": time.monotonic()}
+
+    def cond():
+        v = fn()
+        now = time.monotonic()
+        if v != last["v"]:
+            last["v"], last["since"] = v, now
+            return None
+        return (v,) if now - last["since"] >= quiet else None
+
+    return cluster.wait_until(cond, timeout, what)[0]
+
+
+class WriteResult:
+    """What write_with_retries saw: final status and body, attempts, and
+    one short string per failed attempt."""
+
+    def __init__(self):
+        self.status, self.body, self.attempts, self.errors = None, None, 0, []
+
+    @property
+    def ok(self):
+        return self.status == 204
+
+    def __repr__(self):
+        return "WriteResult(status=%s, attempts=%d, errors=%r, body=%r)" % (
+            self.status, self.attempts, self.errors[-3:], self.body)
+
+
+def write_with_retries(cluster, lines, tries=20, backoff=0.2, router=0, timeout=30, **params):
+    """POST a body; on 503 or a connection error retry the same body (safe:
+    idempotent) up to `tries` attempts, waiting `backoff` seconds between
+    them. Any other status ends it. Returns a WriteResult."""
+    r = WriteResult()
+    for attempt in range(tries):
+        r.attempts = attempt + 1
+        try:
+            st, body = cluster.write(lines, router=router, timeout=timeout, **params)
+        except (OSError, http.client.HTTPException) as e:
+            r.status, r.body = None, None
+            r.errors.append("%s: %s" % (type(e).__name__, e))
+        else:
+            r.status, r.body = st, body
+            if st != 503:
+                return r
+            r.errors.append("503 %s" % (json.dumps(body)[:300] if isinstance(body, dict)
+                                        else body))
+        if attempt + 1 < tries:
+            time.sleep(backoff)
+    return r
+
+
+_SHARD_LIST = re.compile(r"shards?(?:\(s\))?\s*[:=]?\s*((?:\d+\s*,\s*)*\d+)", re.I)
+
+
+def shards_named(texts):
+    """Shard numbers named in error/warning texts like "... shard(s) 3,7
+    (node n3: ...)" or "shard 4": the number list right after the word."""
+    out = set()
+    for t in _as_list(texts):
+        for m in _SHARD_LIST.finditer(t or ""):
+            out.update(int(x) for x in re.findall(r"\d+", m.group(1)))
+    return out
+
+
+class AckLog:
+    """Which samples were acknowledged (204) and which were sent without an
+    acknowledgement (503 / error after every retry: they may or may not be
+    stored). Thread-safe."""
+
+    def __init__(self):
+        self.acked = Model()
+        self.maybe = Model()
+        self.n_acked = 0
+        self.n_unacked = 0
+        self.acked_batches = []  # in acknowledgement order (append-only)
+        self._lock = threading.Lock()
+
+    def record(self, built, ok):
+        with self._lock:
+            if ok:
+                self.acked.add_lines(built)
+                self.acked_batches.append(built)
+                self.n_acked += 1
+            else:
+                self.maybe.add_lines(built)
+                self.n_unacked += 1
+
+    def check(self, got, what="export"):
+        """got: {series key: {ts: value}}. Every acked sample must be there
+        with its value; nothing may be there that was never sent (samples
+        are unique per (series, ts) across bodies, so values must match
+        whichever body sent them)."""
+        with self._lock:
+            acked = self.acked.copy().data
+            maybe = self.maybe.copy().data
+        missing, wrong, phantom = [], [], []
+        for k, samples in acked.items():
+            g = got.get(k, {})
+            for t, v in samples.items():
+                if t not in g:
+                    missing.append((dict(k), t))
+                elif f64(g[t]) != f64(v):
+                    wrong.append((dict(k), t, v, g[t]))
+        for k, samples in got.items():
+            for t, v in samples.items():
+                exp = acked.get(k, {}).get(t, maybe.get(k, {}).get(t))
+                if exp is None:
+                    phantom.append((dict(k), t, v))
+                elif f64(exp) != f64(v):
+                    wrong.append((dict(k), t, exp, v))
+        problems = []
+        if missing:
+            problems.append("%d acknowledged samples missing, e.g. %r" % (len(missing),
+                                                                        missing[:3]))
+        if wrong:
+            problems.append("%d samples with a wrong value, e.g. %r" % (len(wrong), wrong[:3]))
+        if phantom:
+            problems.append("%d samples that were never sent, e.g. %r" % (len(phantom),
+                                                                         phantom[:3]))
+        if problems:
+            raise AssertionError("%s: %s (acked samples %d, unacked-maybe samples %d)" % (
+                what, "; ".join(problems), sum(map(len, acked.values())),
+                sum(map(len, maybe.values()))))
+
+
+def scale_factor():
+    """$STRATA_TEST_SCALE (ASan runs set 0.25): multiply data volumes by it."""
+    try:
+        v = float(os.environ.get("STRATA_TEST_SCALE", "1") or 1)
+    except ValueError:
+        v = 1.0
+    return v if v > 0 else 1.0
+
+
+def scaled(n, minimum=1):
+    return max(minimum, int(round(n * scale_factor())))
+
+
+class BatchGen:
+    """Deterministic write batches in which every (series, timestamp) is
+    unique across batches: batch b has one line per host at timestamp
+    base_ms + b * step_ms (precision=ms), fields a (float) and b (int), so
+    2 * hosts series. batch(b) -> [(line, samples)] (see lp_line)."""
+
+    def __init__(self, measurement="repl", hosts=30, seed=1, base_ms=None, step_ms=1000):
+        self.measurement, self.hosts, self.seed, self.step_ms = measurement, hosts, seed, step_ms
+        self.base_ms = base_ms if base_ms is not None else recent_base_s() * 1000
+
+    def ts(self, b):
+        return self.base_ms + b * self.step_ms
+
+    def batch(self, b):
+        rng = random.Random(self.seed * 1000003 + b)
+        ts = self.ts(b)
+        return [lp_line(self.measurement, {"host": "h%03d" % h},
+                        [("a", round(rng.uniform(-1000, 1000), 3)), ("b", rng.randrange(10**9))],
+                        ts, "ms")
+                for h in range(self.hosts)]
+
+    def n_series(self):
+        return 2 * self.hosts
+
+
+def body_of(built):
+    return [l for l, _ in built]
+
+
+class BackgroundWriter(threading.Thread):
+    """Writes gen.batch(first), gen.batch(first+1), ... one after another
+    through write_with_retries until stop() (or max_batches), recording
+    each batch in an AckLog as acknowledged or not."""
+
+    def __init__(self, cluster, gen, log, first=0, max_batches=100000, tries=30,
+                 backoff=0.2, **params):
+        super().__init__(name="writer", daemon=True)
+        self.c, self.gen, self.log = cluster, gen, log
+        self.first, self.max_batches, self.tries, self.backoff = first, max_batches, tries, backoff
+        self.params = dict(params)
+        self.params.setdefault("precision", "ms")
+        self.next = first
+        self.unacked = []      # batch numbers that never got a 204
+        self.retries = 0       # attempts beyond the first, over all batches
+        self.errors = []       # a sample of failed attempts (status / exception)
+        self.exc = None
+        self._stop_ev = threading.Event()
+
+    def run(self):
+        try:
+            while not self._stop_ev.is_set() and self.next < self.first + self.max_batches:
+                built = self.gen.batch(self.next)
+                r = write_with_retries(self.c, body_of(built), tries=self.tries,
+                                       backoff=self.backoff, **self.params)
+                self.log.record(built, r.ok)
+                self.retries += r.attempts - 1
+                if len(self.errors) < 20:
+                    self.errors.extend(r.errors[:20 - len(self.errors)])
+                if not r.ok:
+                    self.unacked.append((self.next, repr(r)))
+                self.next += 1
+        except BaseException as e:  # reported by stop()
+            self.exc = e
+
+    def stop(self, timeout=180.0):
+        self._stop_ev.set()
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError("writer thread did not stop within %.0f s" % timeout)
+        if self.exc is not None:
+            raise AssertionError("writer thread failed: %r" % (self.exc,))
+
+    def summary(self):
+        return ("%d batches sent (%d acknowledged, %d not), %d retried attempts"
+                % (self.next - self.first, self.next - self.first - len(self.unacked),
+                   len(self.unacked), self.retries))
 
 
 class _PortInUse(Exception):
