@@ -597,7 +597,6 @@ class HintBoundsTest(ReplicationCase):
                         "(%d hints were dropped for size)" % n_dropped)
         say("drop logged: %s" % loud()[0][:300])
 
-
     def test_corrupt_hint_segment(self):
         # A coordinator's hint queue for n3 is damaged on disk while the
         # coordinator is down (bytes flipped in the middle of a segment).
