@@ -49,6 +49,9 @@ int router_up_fn(void *arg, uint32_t node);
 int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
                        int *partial, char *msg, size_t msglen);
 
+/* The 503 text for reads missing `shards` ("1,4"). */
+void router_missing_msg(char *msg, size_t len, const char *shards, int need);
+
 /* Hint records other nodes hold for `node` (as of the last heartbeat). */
 uint64_t router_hints_for(const router_t *r, uint32_t node);
 /* "up", "down", "connecting" or "catching_up" (up, others hold hints for it). */

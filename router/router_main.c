@@ -55,6 +55,14 @@ int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, 
     return 0;
 }
 
+void router_missing_msg(char *msg, size_t len, const char *shards, int need)
+{
+    snprintf(msg, len,
+             "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
+             "partial_response=1 to accept a partial result",
+             shards, need > 1 ? "quorum" : "one");
+}
+
 uint64_t router_hints_for(const router_t *r, uint32_t node)
 {
     uint32_t nn = topo_node_count(r->topo);

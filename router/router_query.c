@@ -266,10 +266,7 @@ static int unavailable(qjob_t *j)
     if (j->partial)
         return 1;
     char msg[400];
-    snprintf(msg, sizeof msg,
-             "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
-             "partial_response=1 to accept a partial result",
-             j->missing, j->need > 1 ? "quorum" : "one");
+    router_missing_msg(msg, sizeof msg, j->missing, j->need);
     respond_error(j, 503, "unavailable", msg);
     return 0;
 }

@@ -668,10 +668,7 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
         if (!j->partial) {
             char msg[400];
-            snprintf(msg, sizeof msg,
-                     "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
-                     "partial_response=1 to accept a partial result",
-                     j->missing, j->need > 1 ? "quorum" : "one");
+            router_missing_msg(msg, sizeof msg, j->missing, j->need);
             metric_counter_inc(r->rpc_fail);
             router_prom_error(req, 503, "unavailable", msg);
             free_job(j);

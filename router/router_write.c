@@ -573,6 +573,17 @@ static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *pa
     send_round(j);
 }
 
+/* Rank of shard s's first untried replica that is up, or -1. */
+static int next_rank(const wjob_t *j, uint32_t s)
+{
+    const uint32_t *rep = topo_shard_replicas(j->r->topo, s);
+    uint32_t rf = topo_replication_factor(j->r->topo);
+    for (uint32_t k = 0; k < rf; k++)
+        if (!(j->sh[s].tried & (1u << k)) && router_node_up(j->r, rep[k]))
+            return (int)k;
+    return -1;
+}
+
 /* Send every PENDING shard to its first untried replica that is up, one
  * RPC per node; finish when nothing is pending or in flight. */
 static void send_round(wjob_t *j)
@@ -589,18 +600,10 @@ static void send_round(wjob_t *j)
             if (sh->state != SH_PENDING)
                 continue;
             const uint32_t *rep = topo_shard_replicas(t, s);
-            uint32_t pick = UINT32_MAX, k;
-            for (k = 0; k < rf; k++) {
-                if (sh->tried & (1u << k))
-                    continue;
-                if (router_node_up(r, rep[k])) {
-                    pick = rep[k];
-                    break;
-                }
-            }
-            if (pick == UINT32_MAX) {
+            int rank = next_rank(j, s);
+            if (rank < 0) {
                 /* no untried replica is up */
-                for (k = 0; k < rf; k++)
+                for (uint32_t k = 0; k < rf; k++)
                     if (!(sh->tried & (1u << k))) {
                         shard_note(j, s, rep[k], "node is down");
                         sh->tried |= 1u << k;
@@ -610,7 +613,7 @@ static void send_round(wjob_t *j)
                 shard_failed(j, s);
                 continue;
             }
-            if (pick == node)
+            if (rep[rank] == node)
                 cnt++;
         }
         if (!cnt)
@@ -625,18 +628,8 @@ static void send_round(wjob_t *j)
             shard_t *sh = &j->sh[s];
             if (sh->state != SH_PENDING)
                 continue;
-            int rank = topo_replica_rank(t, s, node);
-            if (rank < 0 || (sh->tried & (1u << rank)))
-                continue;
-            /* node must be this shard's first untried up replica */
-            const uint32_t *rep = topo_shard_replicas(t, s);
-            int first = -1;
-            for (uint32_t k = 0; k < rf; k++)
-                if (!(sh->tried & (1u << k)) && router_node_up(r, rep[k])) {
-                    first = (int)k;
-                    break;
-                }
-            if (first != rank)
+            int rank = next_rank(j, s);
+            if (rank < 0 || topo_shard_replicas(t, s)[rank] != node)
                 continue;
             rc = st_buf_append(&b, j->all.data + sh->off, sh->len);
             sh->tried |= 1u << rank;
