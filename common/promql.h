@@ -133,6 +133,7 @@ struct promql_node {
     promql_kind_t kind;
     promql_type_t type; /* result type */
     uint32_t pos;       /* byte offset of the node's first token */
+    uint8_t push;       /* promql_plan.h: 0, or how the nodes evaluate this subtree */
     union {
         double number;
         struct {

@@ -1,5 +1,6 @@
 /* promql_eval — evaluator core: memory, selectors, operators, aggregations, results. */
 #include "promql_eval_int.h"
+#include "promql_plan.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -313,6 +314,10 @@ static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_
         if (c->sink_rc) {
             c->rc = c->sink_rc;
             longjmp(c->jb, 1); /* message already set */
+        }
+        if (rc && c->err && c->errlen && c->err[0]) { /* the callback said why */
+            c->rc = rc < 0 ? rc : ST_EIO;
+            longjmp(c->jb, 1);
         }
         if (rc)
             pe_fail(c, rc < 0 ? rc : ST_EIO, "select failed: %s", st_strerror(rc));
@@ -798,10 +803,10 @@ static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, g
     k->nl = nl;
 }
 
-static void eval_topk(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *in,
-                      size_t *gid, size_t ng, const double *param, pe_val_t *out)
+static void eval_topk(pe_ctx_t *c, const promql_node_t *n, int top, const pe_grid_t *g,
+                      pe_val_t *in, size_t *gid, size_t ng, const double *param, pe_val_t *out)
 {
-    int top = n->u.agg.op == PROMQL_AGG_TOPK;
+    (void)n;
     pe_ser_t **o = pe_alloc(c, (in->ns + 1) * sizeof *o);
     size_t *idx = pe_alloc(c, (in->ns + 1) * sizeof *idx);
     /* groups in the order of their first input series (Prometheus' output order) */
@@ -865,16 +870,12 @@ static void eval_topk(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
 
 static void fmt_count_value(st_buf_t *b, double v);
 
-static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+/* Aggregation n with operator op (n's own, or the one that merges partial
+ * results) over the evaluated input. */
+static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, const pe_grid_t *g,
+                      pe_val_t *inp, const double *param, pe_val_t *out)
 {
-    pe_val_t in = {0}, pv = {0};
-    promql_aggop_t op = n->u.agg.op;
-    const double *param = NULL;
-    if (n->u.agg.param && n->u.agg.param->type == PROMQL_TYPE_SCALAR) {
-        pe_eval(c, n->u.agg.param, g, &pv);
-        param = pv.sc;
-    }
-    pe_eval(c, n->u.agg.expr, g, &in);
+    pe_val_t in = *inp;
     out->type = PROMQL_TYPE_VECTOR;
     gkey_t *keys = pe_alloc(c, (in.ns + 1) * sizeof *keys);
     size_t *gid = pe_alloc(c, (in.ns + 1) * sizeof *gid), *rep;
@@ -884,7 +885,7 @@ static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t 
     }
     size_t ng = group_keys(c, keys, in.ns, gid, &rep);
     if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
-        eval_topk(c, n, g, &in, gid, ng, param, out);
+        eval_topk(c, n, op == PROMQL_AGG_TOPK, g, &in, gid, ng, param, out);
         return;
     }
     if (op == PROMQL_AGG_LIMITK || op == PROMQL_AGG_LIMIT_RATIO)
@@ -1005,6 +1006,137 @@ static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t 
     }
 }
 
+static const double *agg_param(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g)
+{
+    pe_val_t pv = {0};
+    if (!n->u.agg.param || n->u.agg.param->type != PROMQL_TYPE_SCALAR)
+        return NULL;
+    pe_eval(c, n->u.agg.param, g, &pv);
+    return pv.sc;
+}
+
+static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t in = {0};
+    const double *param = agg_param(c, n, g);
+    pe_eval(c, n->u.agg.expr, g, &in);
+    agg_apply(c, n, n->u.agg.op, g, &in, param, out);
+}
+
+/* ---- pushed-down subtrees -------------------------------------------------- */
+
+struct promql_vsink {
+    pe_ctx_t *c;
+    pe_val_t *v;
+    size_t nsteps;
+};
+
+int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabels,
+                     const uint8_t *present, const double *v, size_t nv)
+{
+    pe_ctx_t *c = sk->c;
+    if (c->sink_rc)
+        return c->sink_rc;
+    jmp_buf outer;
+    memcpy(outer, c->jb, sizeof outer);
+    if (setjmp(c->jb)) {
+        memcpy(c->jb, outer, sizeof outer);
+        c->sink_rc = c->rc;
+        return c->rc;
+    }
+    if (++c->series > c->max_series)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
+    c->samples += nv;
+    if (c->samples > c->max_samples)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+    pe_check(c);
+    st_label_t *l = pe_alloc(c, (nlabels + 1) * sizeof *l);
+    for (size_t i = 0; i < nlabels; i++) {
+        l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);
+        l[i].name_len = labels[i].name_len;
+        l[i].value = pe_strdup(c, labels[i].value, labels[i].value_len);
+        l[i].value_len = labels[i].value_len;
+    }
+    st_labels_sort(l, nlabels);
+    pe_ser_t *s = pe_add_ser(c, sk->v, l, nlabels, sk->nsteps);
+    size_t k = 0;
+    for (size_t i = 0; i < sk->nsteps && k < nv; i++)
+        if (!present || (present[i >> 3] >> (i & 7)) & 1) {
+            s->ok[i] = 1;
+            s->v[i] = v[k++];
+        }
+    if (k != nv)
+        pe_fail(c, ST_EPROTO, "pushed-down result has more values than steps");
+    memcpy(c->jb, outer, sizeof outer);
+    return 0;
+}
+
+static int pser_cmp(const void *a, const void *b)
+{
+    const pe_ser_t *x = a, *y = b;
+    return st_labels_cmp(x->l, x->nl, y->l, y->nl);
+}
+
+/* Every node's answer for one part of a pushed subtree, sorted by labels
+ * (the order a local selection would have produced). */
+static void remote_part(pe_ctx_t *c, const promql_node_t *n, int part, const pe_grid_t *g,
+                        pe_val_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = PROMQL_TYPE_VECTOR;
+    promql_vsink_t sk = {c, out, g->n};
+    int rc = c->remote(c->arg, n, part, g->start, g->step, g->n, &sk);
+    if (c->sink_rc) {
+        c->rc = c->sink_rc;
+        longjmp(c->jb, 1); /* message already set */
+    }
+    if (rc)
+        pe_fail(c, rc < 0 ? rc : ST_EIO, "pushed-down evaluation failed: %s", st_strerror(rc));
+    if (out->ns > 1)
+        qsort(out->s, out->ns, sizeof *out->s, pser_cmp);
+}
+
+static void eval_remote(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    if (n->push == PROMQL_PUSH_SERIES) {
+        remote_part(c, n, 0, g, out);
+        /* a label set produced on two nodes: merged, or the same error as here */
+        pe_dedup(c, out, g->n);
+        return;
+    }
+    promql_aggop_t op = n->u.agg.op;
+    const double *param = agg_param(c, n, g);
+    pe_val_t in;
+    remote_part(c, n, 0, g, &in);
+    if (op != PROMQL_AGG_AVG) {
+        /* partial counts add up; the other operators merge with themselves */
+        agg_apply(c, n, op == PROMQL_AGG_COUNT ? PROMQL_AGG_SUM : op, g, &in, param, out);
+        return;
+    }
+    pe_val_t sums = {0}, cin, cnts = {0};
+    agg_apply(c, n, PROMQL_AGG_SUM, g, &in, NULL, &sums);
+    remote_part(c, n, 1, g, &cin);
+    agg_apply(c, n, PROMQL_AGG_SUM, g, &cin, NULL, &cnts);
+    /* both come out sorted by their group labels */
+    memset(out, 0, sizeof *out);
+    out->type = PROMQL_TYPE_VECTOR;
+    size_t j = 0;
+    for (size_t i = 0; i < sums.ns; i++) {
+        while (j < cnts.ns &&
+               st_labels_cmp(cnts.s[j].l, cnts.s[j].nl, sums.s[i].l, sums.s[i].nl) < 0)
+            j++;
+        if (j == cnts.ns ||
+            st_labels_cmp(cnts.s[j].l, cnts.s[j].nl, sums.s[i].l, sums.s[i].nl) != 0)
+            continue;
+        pe_ser_t *o = pe_add_ser(c, out, sums.s[i].l, sums.s[i].nl, g->n);
+        for (size_t k = 0; k < g->n; k++)
+            if (sums.s[i].ok[k] && cnts.s[j].ok[k] && cnts.s[j].v[k] > 0) {
+                o->ok[k] = 1;
+                o->v[k] = sums.s[i].v[k] / cnts.s[j].v[k];
+            }
+    }
+}
+
 /* ---- dispatcher ---------------------------------------------------------- */
 
 void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
@@ -1012,6 +1144,10 @@ void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
     pe_check(c);
     memset(out, 0, sizeof *out);
     out->type = n->type;
+    if (n->push && c->remote) {
+        eval_remote(c, n, g, out);
+        return;
+    }
     switch (n->kind) {
     case PROMQL_NUMBER:
         out->sc = pe_alloc(c, g->n * sizeof(double));
@@ -1123,7 +1259,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
             snprintf(err, errlen, "invalid query range or step");
         return ST_EINVAL;
     }
-    if ((end_ms - start_ms) / step_ms > 11000) {
+    if (!(o && o->subquery) && (end_ms - start_ms) / step_ms > 11000) {
         if (err && errlen)
             snprintf(err, errlen,
                      "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing "
@@ -1135,8 +1271,9 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
         return ST_ENOMEM;
     c->err = err;
     c->errlen = errlen;
-    c->qstart = start_ms;
-    c->qend = end_ms;
+    c->qstart = o && o->subquery ? o->query_start_ms : start_ms;
+    c->qend = o && o->subquery ? o->query_end_ms : end_ms;
+    c->remote = o ? o->remote : NULL;
     c->lookback = o && o->lookback_ms > 0 ? o->lookback_ms : 300000;
     c->max_samples = o && o->max_samples ? o->max_samples : 50000000;
     c->max_series = o && o->max_series ? o->max_series : UINT64_MAX;

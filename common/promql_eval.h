@@ -37,11 +37,32 @@ int promql_sink_add(promql_sink_t *sink, const st_label_t *labels, size_t nlabel
 typedef int (*promql_select_fn)(void *arg, const st_matcher_t *m, size_t nm, int64_t mint_ms,
                                 int64_t maxt_ms, promql_sink_t *sink);
 
+/*
+ * Pushed-down subtrees (promql_plan.h): results computed elsewhere, one
+ * value per step of the grid start + i * step, i < nsteps. The callback
+ * adds series with promql_vsink_add(); present is a bitmap over the steps
+ * (bit i of byte i / 8; NULL = every step) and v holds one value per
+ * present step, in order.
+ */
+typedef struct promql_vsink promql_vsink_t;
+int promql_vsink_add(promql_vsink_t *sink, const st_label_t *labels, size_t nlabels,
+                     const uint8_t *present, const double *v, size_t nv);
+typedef int (*promql_remote_fn)(void *arg, const promql_node_t *n, int part, int64_t start_ms,
+                                int64_t step_ms, size_t nsteps, promql_vsink_t *sink);
+
 typedef struct promql_eval_opts {
     int64_t lookback_ms;  /* 0: 5 minutes */
     uint64_t max_samples; /* 0: 50,000,000 */
     uint64_t max_series;  /* 0: unlimited */
     int64_t deadline_ms;  /* CLOCK_MONOTONIC ms; 0: none */
+    /* Marked subtrees (node->push != 0) are not evaluated but asked of
+     * remote(arg, ...) (same arg as the select callback); NULL: evaluate
+     * everything here. */
+    promql_remote_fn remote;
+    /* A part of a larger query (a node evaluating a pushed subtree): what
+     * @ start() / @ end() refer to, and no 11,000-point limit on the grid. */
+    int subquery;
+    int64_t query_start_ms, query_end_ms;
 } promql_eval_opts_t;
 
 typedef enum {

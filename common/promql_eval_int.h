@@ -52,6 +52,7 @@ typedef struct pe_ctx {
     int64_t deadline;
     unsigned tick;
     promql_select_fn fn;
+    promql_remote_fn remote;
     void *arg;
 } pe_ctx_t;
 

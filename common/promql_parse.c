@@ -20,6 +20,8 @@
  */
 #include "promql.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -479,6 +481,26 @@ static int valid_label_name(const char *s, size_t n)
  * Does the matcher match the empty string? Regexes are not compiled here, so
  * =~ / !~ are judged syntactically: "", ".*", "^.*$" and ".*?" match empty.
  */
+/* Regexes are compiled where they are used (the nodes' index), with these
+ * flags; a bad one is a parse error here, as in Prometheus. */
+static int valid_regex(parser_t *p, const promql_token_t *v)
+{
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)v->str, v->slen,
+                                   PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_DOTALL,
+                                   &ec, &eo, NULL);
+    if (re) {
+        pcre2_code_free(re);
+        return 1;
+    }
+    PCRE2_UCHAR why[128];
+    if (pcre2_get_error_message(ec, why, sizeof why) < 0)
+        snprintf((char *)why, sizeof why, "error %d", ec);
+    fail(p, v->pos, "error parsing regexp: %s at offset %zu", (const char *)why, (size_t)eo);
+    return 0;
+}
+
 static int matches_empty(const st_matcher_t *m)
 {
     const char *v = m->value;
@@ -577,6 +599,8 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
                     return unexpected(p, v, "in label matching, expected string");
                 next(p);
                 if (!(m.value = arena_str(p, v->str, v->slen)))
+                    return NULL;
+                if ((m.type == ST_MATCH_RE || m.type == ST_MATCH_NRE) && !valid_regex(p, v))
                     return NULL;
             }
             if (n->u.vs.name && !strcmp(m.name, ST_METRIC_LABEL))

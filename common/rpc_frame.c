@@ -48,6 +48,10 @@ const char *rpc_type_name(unsigned type)
         return "STATS";
     case RPC_STATS_RESP:
         return "STATS_RESP";
+    case RPC_QUERY:
+        return "QUERY";
+    case RPC_QUERY_RESP:
+        return "QUERY_RESP";
     }
     return "UNKNOWN";
 }

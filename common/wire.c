@@ -106,18 +106,9 @@ int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n)
     return 0;
 }
 
-int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
-                    const double *v, size_t n)
+/* Labels as repeated Label field 1; the caller reserved room. */
+static uint8_t *put_labels(uint8_t *p, const st_label_t *l, size_t nl)
 {
-    size_t need = 16;
-    for (size_t i = 0; i < nl; i++)
-        need += 3 * ST_UVARINT_MAX + l[i].name_len + l[i].value_len + 3;
-    need += 2 * 16 + n * (ST_UVARINT_MAX + 8);
-    if (st_buf_reserve(b, need))
-        return ST_ENOMEM;
-    size_t mark;
-    wire_begin(b, field, &mark);
-    uint8_t *p = b->data + b->len;
     for (size_t i = 0; i < nl; i++) {
         size_t inner = 1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].name_len) + l[i].name_len +
                        1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].value_len) +
@@ -133,6 +124,29 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
         memcpy(p, l[i].value, l[i].value_len);
         p += l[i].value_len;
     }
+    return p;
+}
+
+static size_t labels_room(const st_label_t *l, size_t nl)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < nl; i++)
+        need += 3 * ST_UVARINT_MAX + l[i].name_len + l[i].value_len + 3;
+    return need;
+}
+
+int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    size_t need = 16;
+    for (size_t i = 0; i < nl; i++)
+        need += 3 * ST_UVARINT_MAX + l[i].name_len + l[i].value_len + 3;
+    need += 2 * 16 + n * (ST_UVARINT_MAX + 8);
+    if (st_buf_reserve(b, need))
+        return ST_ENOMEM;
+    size_t mark;
+    wire_begin(b, field, &mark);
+    uint8_t *p = put_labels(b->data + b->len, l, nl);
     if (n) {
         /* timestamps: packed, 5-byte length placeholder patched below */
         p += put_key(p, 2, WIRE_LEN);
@@ -150,6 +164,33 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
             tl >>= 7;
         }
         lenp[4] = (uint8_t)(tl & 0x7f);
+        p += put_key(p, 3, WIRE_LEN);
+        p += st_uvarint_put(p, 8 * n);
+        for (size_t i = 0; i < n; i++) {
+            st_store_u64le(p, st_f64_bits(v[i]));
+            p += 8;
+        }
+    }
+    b->len = (size_t)(p - b->data);
+    wire_end(b, mark);
+    return 0;
+}
+
+int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
+                         const uint8_t *present, size_t present_len, const double *v, size_t n)
+{
+    if (st_buf_reserve(b, 16 + labels_room(l, nl) + 2 * 16 + present_len + 8 * n))
+        return ST_ENOMEM;
+    size_t mark;
+    wire_begin(b, field, &mark);
+    uint8_t *p = put_labels(b->data + b->len, l, nl);
+    if (present_len) {
+        p += put_key(p, 2, WIRE_LEN);
+        p += st_uvarint_put(p, present_len);
+        memcpy(p, present, present_len);
+        p += present_len;
+    }
+    if (n) {
         p += put_key(p, 3, WIRE_LEN);
         p += st_uvarint_put(p, 8 * n);
         for (size_t i = 0; i < n; i++) {

@@ -58,6 +58,11 @@ int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n);
 int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
                     const double *v, size_t n);
 
+/* Append one StepSeries (labels, present bitmap, values) as field `field`.
+ * It decodes with wire_series_decode: ts/ts_len are then the bitmap. */
+int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
+                         const uint8_t *present, size_t present_len, const double *v, size_t n);
+
 /* A decoded SeriesSamples: labels point into the message. */
 typedef struct wire_series {
     st_label_t labels[ST_LABELS_MAX];

@@ -38,10 +38,15 @@ typedef struct node {
     atomic_int jobs; /* engine jobs in flight */
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
+    metric_counter_t *queries, *query_samples, *query_points;
 } node_t;
 
 void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
                       const uint8_t *payload, size_t len);
+/* QUERY: evaluate a pushed-down QueryRequest over local shards (thread pool).
+ * Appends a QueryResponse to out; else returns ST_E* with a message. */
+int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+               size_t msglen);
 void node_http_handler(http_req_t *req, void *arg);
 int node_metrics_register(node_t *n);
 

@@ -281,8 +281,14 @@ int node_metrics_register(node_t *n)
                                         "Shard writes that failed.", NULL);
     n->http_exports =
         metrics_counter(m, "strata_node_http_exports_total", "Local /api/v1/export calls.", NULL);
+    n->queries = metrics_counter(m, "strata_node_queries_total",
+                                 "Pushed-down query evaluations (QUERY RPCs) answered.", NULL);
+    n->query_samples = metrics_counter(m, "strata_node_query_samples_total",
+                                       "Raw samples read by pushed-down query evaluations.", NULL);
+    n->query_points = metrics_counter(m, "strata_node_query_points_total",
+                                      "Values returned by pushed-down query evaluations.", NULL);
     if (!n->rpc_requests || !n->rpc_errors || !n->samples_written || !n->write_rejected ||
-        !n->http_exports)
+        !n->http_exports || !n->queries || !n->query_samples || !n->query_points)
         return ST_ENOMEM;
     return metrics_collector(m, engine_gauges, n);
 }

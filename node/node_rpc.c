@@ -9,6 +9,7 @@
  *   LABEL_NAMES  ReadRequest -> StringList
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
  *   STATS        -> NodeStats
+ *   QUERY        QueryRequest -> QueryResponse (node_query.c)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +459,10 @@ static void work_cb(uv_work_t *w)
         break;
     case RPC_STATS:
         do_stats(j);
+        break;
+    case RPC_QUERY:
+        j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_QUERY_RESP;
         break;
     default:
         j->err = ST_EPROTO;

@@ -435,6 +435,10 @@ int main(int argc, char **argv)
                                  "Node RPCs that failed (unreachable, timeout, error).", NULL);
     R.reads =
         metrics_counter(m, "strata_router_reads_total", "Export, series and label requests.", NULL);
+    R.q_pushed = metrics_counter(m, "strata_router_query_pushed_total",
+                                 "Pushed-down query parts sent to nodes (QUERY RPCs).", NULL);
+    R.q_raw = metrics_counter(m, "strata_router_query_raw_selects_total",
+                              "Raw-sample selections fetched for queries (EXPORT RPCs).", NULL);
     uint32_t nn = topo_node_count(R.topo);
     R.clients = calloc(nn, sizeof *R.clients);
     rpc_identity_t me = {topo_cluster_name(R.topo), topo_fingerprint(R.topo), R.listen};

@@ -1,16 +1,22 @@
 /*
  * router_query — /api/v1/query and /api/v1/query_range (GET or POST form).
  *
- * Without pushdown yet, a query runs in three steps:
- *   1. worker: parse, then evaluate once with a recording select callback
- *      that returns no data: the evaluator reports exactly which (matchers,
- *      time range) it needs, once per selector;
- *   2. loop:   fetch each of them from one replica per shard (quorum:
- *      floor(RF/2)+1, folded) with paged EXPORT RPCs, group by group of
- *      readplan.h (failing over to the next replica when one fails), into
- *      memory, bounded by max samples;
- *   3. worker: evaluate again, serving the selects from what was fetched,
- *      and render Prometheus' JSON.
+ * A query runs in three steps (docs/query.md):
+ *   1. worker: parse; plan the pushdown (promql_plan.h marks the subtrees
+ *      the nodes evaluate); evaluate once without data: the evaluator
+ *      reports each raw selection (matchers, time range) and each pushed
+ *      part (subtree, grid) it needs;
+ *   2. loop:   fetch them all, concurrently: for every group of readplan.h
+ *      (one node, the shards it answers for) a QUERY RPC per pushed part
+ *      and paged EXPORT RPCs per raw selection. A node that fails moves
+ *      its shards to their next replica (readplan_failover); what it had
+ *      sent for pushed parts is dropped, raw samples are folded;
+ *   3. worker: evaluate again, serving selections from the fetched samples
+ *      and pushed parts from the nodes' answers (partial aggregates are
+ *      merged there), and render Prometheus' JSON.
+ * Quorum reads (several replicas per shard) fetch raw samples only: the
+ * replicas' samples are folded before evaluation. pushdown=0 turns the
+ * pushdown off for one query.
  * Errors use Prometheus' format and types: bad_data (400), execution (422),
  * timeout (503), unavailable (503).
  */
@@ -23,17 +29,21 @@
 #include "http_util.h"
 #include "promql.h"
 #include "promql_eval.h"
+#include "promql_plan.h"
 #include "readplan.h"
 #include "router.h"
-#include "st_err.h"
 #include "sset.h"
+#include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 #include "wire.h"
 
 #define Q_MAX_SELECTS 64
+#define Q_MAX_REMOTES 64
 #define Q_MAX_SAMPLES 50000000ull
 #define Q_MAX_POINTS 11000
+#define Q_MAX_INFLIGHT 32          /* RPCs in flight per query */
+#define Q_BARE_SELECTOR_STEP 10000 /* push bare selectors from this step up (ms) */
 
 typedef struct qselect {
     st_matcher_t m[64];
@@ -42,7 +52,37 @@ typedef struct qselect {
     sset_t set;
 } qselect_t;
 
-typedef struct qjob {
+/* One node's answer to a pushed part. */
+typedef struct qreply {
+    size_t group;
+    uint8_t *data;
+    size_t len;
+} qreply_t;
+
+/* A pushed part: subtree n (part 1: the count of an avg) on a grid. */
+typedef struct qremote {
+    const promql_node_t *n;
+    int part;
+    int64_t start, step;
+    size_t nsteps;
+    st_buf_t text;
+    qreply_t *r;
+    size_t nr, cap;
+} qremote_t;
+
+typedef struct qjob qjob_t;
+
+/* One RPC: item `item` (a qselect or a qremote) for plan group `group`. */
+typedef struct qtask {
+    qjob_t *j;
+    size_t group;
+    int remote;
+    size_t item;
+    uint32_t cursor_shard;
+    uint64_t cursor_pos;
+} qtask_t;
+
+struct qjob {
     uv_work_t w;
     router_t *r;
     http_req_t *req;
@@ -52,20 +92,24 @@ typedef struct qjob {
     promql_expr_t *expr;
     qselect_t sel[Q_MAX_SELECTS];
     size_t nsel;
-    int phase; /* 1: plan, 2: evaluate */
+    qremote_t rem[Q_MAX_REMOTES];
+    size_t nrem;
+    int pushdown;  /* 0 off, 1 on (when the read allows it) */
+    size_t pushed; /* subtrees the plan pushed */
+    int phase;     /* 1: plan, 2: evaluate */
     int status;
     const char *etype;
     char err[512];
     st_buf_t out;
     uint64_t samples;
-    /* fetch state: groups of the plan outer, selects inner */
+    /* fetch state */
     readplan_t plan;
-    int planned, need, partial, failovers;
-    size_t cur_group, cur_sel;
-    uint32_t cursor_shard;
-    uint64_t cursor_pos;
+    int planned, need, partial, failovers, responded, pumping;
+    uint8_t *gfailed; /* [plan.ng] */
+    qtask_t **queue;  /* tasks not sent yet (LIFO) */
+    size_t nqueue, qcap, inflight;
     char missing[256]; /* shards left out (partial_response=1) */
-} qjob_t;
+};
 
 static int64_t mono_ms(void)
 {
@@ -74,7 +118,6 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* A NUL-terminated copy of exactly n bytes (labels may hold any UTF-8, even U+0000). */
 static void free_job(qjob_t *j)
 {
     for (size_t i = 0; i < j->nsel; i++) {
@@ -85,6 +128,17 @@ static void free_job(qjob_t *j)
         }
         sset_free(&s->set);
     }
+    for (size_t i = 0; i < j->nrem; i++) {
+        qremote_t *q = &j->rem[i];
+        for (size_t k = 0; k < q->nr; k++)
+            free(q->r[k].data);
+        free(q->r);
+        st_buf_deinit(&q->text);
+    }
+    for (size_t i = 0; i < j->nqueue; i++)
+        free(j->queue[i]);
+    free(j->queue);
+    free(j->gfailed);
     if (j->planned)
         readplan_free(&j->plan);
     if (j->expr)
@@ -94,10 +148,22 @@ static void free_job(qjob_t *j)
     free(j);
 }
 
+/* After an answer the job goes once no RPC is in flight (and pump() is not
+ * running further up the stack: it frees the job itself). */
+static void maybe_free(qjob_t *j)
+{
+    if (j->responded && j->inflight == 0 && !j->pumping)
+        free_job(j);
+}
+
+/* Answer with an error (once). */
 static void respond_error(qjob_t *j, int status, const char *etype, const char *msg)
 {
-    router_prom_error(j->req, status, etype, msg);
-    free_job(j);
+    if (!j->responded) {
+        router_prom_error(j->req, status, etype, msg);
+        j->responded = 1;
+    }
+    maybe_free(j);
 }
 
 static int same_matchers(const qselect_t *s, const st_matcher_t *m, size_t nm, int64_t mint,
@@ -117,11 +183,14 @@ static int plan_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint
                        promql_sink_t *sink)
 {
     qjob_t *j = arg;
+    (void)sink;
     for (size_t i = 0; i < j->nsel; i++)
         if (same_matchers(&j->sel[i], m, nm, mint, maxt))
             return 0;
-    if (j->nsel == Q_MAX_SELECTS || nm > 64)
+    if (j->nsel == Q_MAX_SELECTS || nm > 64) {
+        snprintf(j->err, sizeof j->err, "query needs more than %d selections", Q_MAX_SELECTS);
         return ST_ELIMIT;
+    }
     qselect_t *s = &j->sel[j->nsel++];
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < nm; i++) {
@@ -136,6 +205,41 @@ static int plan_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint
     s->maxt = maxt;
     sset_init(&s->set, 0);
     return 0;
+}
+
+static qremote_t *find_remote(qjob_t *j, const promql_node_t *n, int part, int64_t start,
+                              int64_t step, size_t nsteps)
+{
+    for (size_t i = 0; i < j->nrem; i++) {
+        qremote_t *q = &j->rem[i];
+        if (q->n == n && q->part == part && q->start == start && q->step == step &&
+            q->nsteps == nsteps)
+            return q;
+    }
+    return NULL;
+}
+
+static int plan_remote(void *arg, const promql_node_t *n, int part, int64_t start, int64_t step,
+                       size_t nsteps, promql_vsink_t *sink)
+{
+    qjob_t *j = arg;
+    (void)sink;
+    if (find_remote(j, n, part, start, step, nsteps))
+        return 0;
+    if (j->nrem == Q_MAX_REMOTES) {
+        snprintf(j->err, sizeof j->err, "query needs more than %d pushed-down parts",
+                 Q_MAX_REMOTES);
+        return ST_ELIMIT;
+    }
+    qremote_t *q = &j->rem[j->nrem++];
+    memset(q, 0, sizeof *q);
+    q->n = n;
+    q->part = part;
+    q->start = start;
+    q->step = step;
+    q->nsteps = nsteps;
+    st_buf_init(&q->text);
+    return promql_push_text(n, part, &q->text);
 }
 
 /* Pass 2: serve from the fetched data. */
@@ -158,6 +262,56 @@ static int serve_select(void *arg, const st_matcher_t *m, size_t nm, int64_t min
     return ST_EINVAL; /* a selection the plan did not see */
 }
 
+/* Feed one QueryResponse into the evaluator. */
+static int serve_reply(const qremote_t *q, const qreply_t *rp, promql_vsink_t *sink, double **vals,
+                       size_t *vcap)
+{
+    const uint8_t *p = rp->data, *end = rp->data + rp->len;
+    wire_field_t f;
+    int rc;
+    size_t plen = (q->nsteps + 7) / 8;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.num != 1 || f.type != WIRE_LEN)
+            continue;
+        wire_series_t s; /* a StepSeries: ts/ts_len hold the bitmap */
+        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+            return rc;
+        if ((s.ts && s.ts_len != plen) || s.nvals > q->nsteps)
+            return ST_ECORRUPT;
+        if (s.nvals > *vcap) {
+            double *nv = realloc(*vals, s.nvals * sizeof *nv);
+            if (!nv)
+                return ST_ENOMEM;
+            *vals = nv;
+            *vcap = s.nvals;
+        }
+        for (size_t i = 0; i < s.nvals; i++)
+            memcpy(&(*vals)[i], s.vals + 8 * i, 8); /* little-endian hosts only (wire.h) */
+        if ((rc = promql_vsink_add(sink, s.labels, s.nlabels, s.ts, *vals, s.nvals)))
+            return rc;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t start, int64_t step,
+                        size_t nsteps, promql_vsink_t *sink)
+{
+    qjob_t *j = arg;
+    const qremote_t *q = find_remote(j, n, part, start, step, nsteps);
+    if (!q)
+        return ST_EINVAL; /* a part the plan did not see */
+    double *vals = NULL;
+    size_t vcap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < q->nr && !rc; i++)
+        if (!j->gfailed[q->r[i].group])
+            rc = serve_reply(q, &q->r[i], sink, &vals, &vcap);
+    free(vals);
+    if (rc == ST_ECORRUPT)
+        snprintf(j->err, sizeof j->err, "malformed pushed-down result from a node");
+    return rc;
+}
+
 static void eval_work(uv_work_t *w)
 {
     qjob_t *j = w->data;
@@ -177,6 +331,11 @@ static void eval_work(uv_work_t *w)
             j->etype = "bad_data";
             return;
         }
+        if (j->pushdown)
+            j->pushed = promql_plan(j->expr, !j->range ? PROMQL_PLAN_INSTANT
+                                             : j->step < Q_BARE_SELECTOR_STEP
+                                                 ? PROMQL_PLAN_NO_BARE_SELECTORS
+                                                 : 0);
     }
     if (j->phase == 2 && (j->need > 1 || j->failovers)) {
         /* several replicas answered for some shards: fold duplicates */
@@ -189,7 +348,9 @@ static void eval_work(uv_work_t *w)
             }
         }
     }
-    promql_eval_opts_t o = {.max_samples = Q_MAX_SAMPLES, .deadline_ms = j->deadline};
+    promql_eval_opts_t o = {.max_samples = Q_MAX_SAMPLES,
+                            .deadline_ms = j->deadline,
+                            .remote = j->phase == 1 ? plan_remote : serve_remote};
     promql_result_t *res = NULL;
     int rc =
         promql_eval(j->expr, j->start, j->end, j->step, &o,
@@ -222,9 +383,9 @@ static void eval_work(uv_work_t *w)
     promql_result_free(res);
 }
 
-static void next_fetch(qjob_t *j);
 static void eval_after(uv_work_t *w, int status);
 static int unavailable(qjob_t *j);
+static void pump(qjob_t *j);
 
 static void start_phase(qjob_t *j, int phase)
 {
@@ -234,15 +395,59 @@ static void start_phase(qjob_t *j, int phase)
         respond_error(j, 503, "internal", "cannot queue work");
 }
 
+static int enqueue(qjob_t *j, size_t group, int remote, size_t item)
+{
+    if (j->nqueue == j->qcap) {
+        size_t cap = j->qcap ? 2 * j->qcap : 64;
+        qtask_t **nq = realloc(j->queue, cap * sizeof *nq);
+        if (!nq)
+            return ST_ENOMEM;
+        j->queue = nq;
+        j->qcap = cap;
+    }
+    qtask_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return ST_ENOMEM;
+    *t = (qtask_t){j, group, remote, item, 0, 0};
+    j->queue[j->nqueue++] = t;
+    return 0;
+}
+
+/* Tasks for plan groups [from, ng); 0 or ST_ENOMEM. */
+static int enqueue_groups(qjob_t *j, size_t from)
+{
+    uint8_t *gf = realloc(j->gfailed, j->plan.ng + 1);
+    if (!gf)
+        return ST_ENOMEM;
+    memset(gf + from, 0, j->plan.ng + 1 - from);
+    j->gfailed = gf;
+    for (size_t g = from; g < j->plan.ng; g++) {
+        if (j->plan.g[g].n == 0)
+            continue;
+        for (size_t i = 0; i < j->nrem; i++)
+            if (enqueue(j, g, 1, i))
+                return ST_ENOMEM;
+        for (size_t i = 0; i < j->nsel; i++)
+            if (enqueue(j, g, 0, i))
+                return ST_ENOMEM;
+    }
+    return 0;
+}
+
 static void eval_after(uv_work_t *w, int status)
 {
     qjob_t *j = w->data;
+    (void)status;
     if (j->status) {
         respond_error(j, j->status, j->etype, j->err);
         return;
     }
     if (j->phase == 2) {
-        http_respond(j->req, 200, "application/json", j->out.data, j->out.len);
+        char pushed[32];
+        snprintf(pushed, sizeof pushed, "%zu", j->pushed);
+        http_header_t h = {"X-Strata-Pushdown", pushed};
+        http_respond_headers(j->req, 200, "application/json", &h, 1, j->out.data, j->out.len);
+        j->responded = 1;
         free_job(j);
         return;
     }
@@ -255,7 +460,11 @@ static void eval_after(uv_work_t *w, int status)
     }
     if (j->plan.nmissing && !unavailable(j))
         return;
-    next_fetch(j);
+    if (enqueue_groups(j, 0)) {
+        respond_error(j, 503, "internal", "out of memory");
+        return;
+    }
+    pump(j);
 }
 
 /* Shards without enough replicas: fail the query naming them, or (with
@@ -271,83 +480,155 @@ static int unavailable(qjob_t *j)
     return 0;
 }
 
-static void on_page(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+/* Group gi's node failed: its shards go to their next replicas. 1 to go on. */
+static int failover(qjob_t *j, size_t gi, int status)
 {
-    qjob_t *j = arg;
-    const readplan_group_t *g = &j->plan.g[j->cur_group];
+    if (j->gfailed[gi])
+        return 1;
+    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, j->plan.g[gi].node),
+            st_strerror(status));
+    metric_counter_inc(j->r->rpc_fail);
+    j->gfailed[gi] = 1;
+    j->failovers++;
+    uint32_t before = j->plan.nmissing;
+    size_t ng = j->plan.ng;
+    if (readplan_failover(&j->plan, gi, router_up_fn, j->r) || enqueue_groups(j, ng)) {
+        respond_error(j, 503, "internal", "out of memory");
+        return 0;
+    }
+    if (j->plan.nmissing != before && !unavailable(j))
+        return 0;
+    return 1;
+}
+
+/* How many values a QueryResponse carries (its points field). */
+static uint64_t reply_points(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    uint64_t pts = 0;
+    while (wire_next(&p, end, &f) == 1)
+        if (f.num == 3 && f.type == WIRE_VARINT)
+            pts = f.u;
+    return pts;
+}
+
+static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    qtask_t *t = arg;
+    qjob_t *j = t->j;
+    j->inflight--;
+    if (j->responded || j->gfailed[t->group]) {
+        free(t);
+        if (j->responded)
+            maybe_free(j);
+        else
+            pump(j);
+        return;
+    }
+    const readplan_group_t *g = &j->plan.g[t->group];
     if (status != 0) {
         char msg[400];
-        if (status == ST_EINVAL && type == RPC_ERROR) {
-            snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, g->node),
-                     (int)(len < 300 ? len : 300), (const char *)payload);
+        int node_said = type == RPC_ERROR;
+        snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, g->node),
+                 (int)(len < 300 ? len : 300), node_said ? (const char *)payload : "");
+        int remote = t->remote;
+        size_t gi = t->group;
+        free(t);
+        if (status == ST_ETIMEDOUT && mono_ms() >= j->deadline) {
+            respond_error(j, 503, "timeout", "query timed out");
+            return;
+        }
+        if (node_said && status == ST_EINVAL && !remote) {
             respond_error(j, 400, "bad_data", msg);
             return;
         }
-        /* the replica failed: its shards move on to their next replica
-         * (what it already sent is folded with theirs) */
-        st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, g->node),
-                st_strerror(status));
-        metric_counter_inc(j->r->rpc_fail);
-        j->failovers++;
-        uint32_t before = j->plan.nmissing;
-        if (readplan_failover(&j->plan, j->cur_group, router_up_fn, j->r)) {
+        if (node_said && remote &&
+            (status == ST_EINVAL || status == ST_ELIMIT || status == ST_EPARSE)) {
+            respond_error(j, 422, "execution", msg);
+            return;
+        }
+        if (node_said && status == ST_ETIMEDOUT) {
+            respond_error(j, 503, "timeout", msg);
+            return;
+        }
+        if (!failover(j, gi, status))
+            return;
+        pump(j);
+        return;
+    }
+    if (t->remote) {
+        qremote_t *q = &j->rem[t->item];
+        j->samples += reply_points(payload, len);
+        if (j->samples > Q_MAX_SAMPLES) {
+            free(t);
+            respond_error(j, 422, "execution",
+                          "query processing would load too many samples into memory");
+            return;
+        }
+        if (q->nr == q->cap) {
+            size_t cap = q->cap ? 2 * q->cap : 8;
+            qreply_t *nr = realloc(q->r, cap * sizeof *nr);
+            if (!nr) {
+                free(t);
+                respond_error(j, 503, "internal", "out of memory");
+                return;
+            }
+            q->r = nr;
+            q->cap = cap;
+        }
+        uint8_t *copy = malloc(len ? len : 1);
+        if (!copy) {
+            free(t);
             respond_error(j, 503, "internal", "out of memory");
             return;
         }
-        if (j->plan.nmissing != before && !unavailable(j))
-            return;
-        j->cur_group++;
-        j->cur_sel = 0;
-        j->cursor_shard = 0;
-        j->cursor_pos = 0;
-        next_fetch(j);
+        if (len)
+            memcpy(copy, payload, len);
+        q->r[q->nr++] = (qreply_t){t->group, copy, len};
+        free(t);
+        pump(j);
         return;
     }
     int done;
     uint32_t nshard = 0;
     uint64_t npos = 0;
-    qselect_t *s = &j->sel[j->cur_sel];
+    qselect_t *s = &j->sel[t->item];
     uint64_t before = s->set.samples;
     int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
     j->samples += s->set.samples - before;
     if (!rc && j->samples > Q_MAX_SAMPLES)
         rc = ST_ELIMIT;
     if (rc) {
+        free(t);
         respond_error(j, 422, "execution",
                       rc == ST_ELIMIT ? "query processing would load too many samples into memory"
                                       : "malformed reply from a node");
         return;
     }
     if (done) {
-        j->cur_sel++;
-        j->cursor_shard = 0;
-        j->cursor_pos = 0;
+        free(t);
     } else {
-        j->cursor_shard = nshard;
-        j->cursor_pos = npos;
+        /* the next page goes out first */
+        t->cursor_shard = nshard;
+        t->cursor_pos = npos;
+        if (j->nqueue == j->qcap) {
+            qtask_t **nq = realloc(j->queue, (j->qcap ? 2 * j->qcap : 64) * sizeof *nq);
+            if (!nq) {
+                free(t);
+                respond_error(j, 503, "internal", "out of memory");
+                return;
+            }
+            j->queue = nq;
+            j->qcap = j->qcap ? 2 * j->qcap : 64;
+        }
+        j->queue[j->nqueue++] = t;
     }
-    next_fetch(j);
+    pump(j);
 }
 
-static void next_fetch(qjob_t *j)
+static int pack_matchers(const qselect_t *s, Strata__Matcher *mm, Strata__Matcher **mp)
 {
-    router_t *r = j->r;
-    for (;;) {
-        if (j->cur_group >= j->plan.ng) {
-            start_phase(j, 2);
-            return;
-        }
-        if (j->cur_sel >= j->nsel || j->plan.g[j->cur_group].n == 0) {
-            j->cur_group++;
-            j->cur_sel = 0;
-            continue;
-        }
-        break;
-    }
-    const readplan_group_t *g = &j->plan.g[j->cur_group];
-    qselect_t *s = &j->sel[j->cur_sel];
-    Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
-    Strata__Matcher mm[64], *mp[64];
     for (size_t i = 0; i < s->nm; i++) {
         strata__matcher__init(&mm[i]);
         mm[i].type = (Strata__Matcher__Type)s->m[i].type;
@@ -355,28 +636,90 @@ static void next_fetch(qjob_t *j)
         mm[i].value = (ProtobufCBinaryData){strlen(s->m[i].value), (uint8_t *)s->m[i].value};
         mp[i] = &mm[i];
     }
-    rq.n_matchers = s->nm;
-    rq.matchers = mp;
-    rq.n_shards = g->n;
-    rq.shards = g->shards;
-    rq.start_ms = s->mint;
-    rq.end_ms = s->maxt;
-    rq.max_samples = ROUTER_EXPORT_PAGE;
-    rq.cursor_shard = j->cursor_shard;
-    rq.cursor_pos = j->cursor_pos;
-    size_t len = strata__read_request__get_packed_size(&rq);
-    uint8_t *buf = malloc(len ? len : 1);
+    return (int)s->nm;
+}
+
+/* Send one task (a failure to send is handled at once, as a failed reply). */
+static void send_task(qjob_t *j, qtask_t *t)
+{
+    router_t *r = j->r;
+    const readplan_group_t *g = &j->plan.g[t->group];
+    int64_t left = j->deadline - mono_ms();
+    uint8_t type;
+    size_t len;
+    uint8_t *buf;
+    if (t->remote) {
+        const qremote_t *q = &j->rem[t->item];
+        Strata__QueryRequest rq = STRATA__QUERY_REQUEST__INIT;
+        rq.n_shards = g->n;
+        rq.shards = g->shards;
+        rq.expr = (ProtobufCBinaryData){q->text.len, q->text.data};
+        rq.start_ms = q->start;
+        rq.step_ms = q->step;
+        rq.steps = (uint32_t)q->nsteps;
+        rq.query_start_ms = j->start;
+        rq.query_end_ms = j->end;
+        rq.max_samples = Q_MAX_SAMPLES;
+        rq.timeout_ms = (uint32_t)(left < 1 ? 1 : left);
+        len = strata__query_request__get_packed_size(&rq);
+        buf = malloc(len ? len : 1);
+        if (buf)
+            strata__query_request__pack(&rq, buf);
+        type = RPC_QUERY;
+        metric_counter_inc(r->q_pushed);
+    } else {
+        const qselect_t *s = &j->sel[t->item];
+        Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
+        Strata__Matcher mm[64], *mp[64];
+        rq.n_matchers = (size_t)pack_matchers(s, mm, mp);
+        rq.matchers = mp;
+        rq.n_shards = g->n;
+        rq.shards = g->shards;
+        rq.start_ms = s->mint;
+        rq.end_ms = s->maxt;
+        rq.max_samples = ROUTER_EXPORT_PAGE;
+        rq.cursor_shard = t->cursor_shard;
+        rq.cursor_pos = t->cursor_pos;
+        len = strata__read_request__get_packed_size(&rq);
+        buf = malloc(len ? len : 1);
+        if (buf)
+            strata__read_request__pack(&rq, buf);
+        type = RPC_EXPORT;
+        metric_counter_inc(r->q_raw);
+    }
+    j->inflight++;
     if (!buf) {
-        respond_error(j, 503, "internal", "out of memory");
+        on_reply(t, ST_ENOMEM, 0, NULL, 0);
         return;
     }
-    strata__read_request__pack(&rq, buf);
-    int64_t left = j->deadline - mono_ms();
-    int rc = rpc_client_call(r->clients[g->node], RPC_EXPORT, buf, len,
-                             (unsigned)(left < 1 ? 1 : left), on_page, j);
+    int rc = rpc_client_call(r->clients[g->node], type, buf, len, (unsigned)(left < 1 ? 1 : left),
+                             on_reply, t);
     free(buf);
     if (rc)
-        on_page(j, rc, 0, NULL, 0);
+        on_reply(t, rc, 0, NULL, 0);
+}
+
+/* Keep up to Q_MAX_INFLIGHT RPCs going; evaluate when all have answered. */
+static void pump(qjob_t *j)
+{
+    if (j->pumping)
+        return; /* a send failed at once and its handler got here: the loop below goes on */
+    j->pumping = 1;
+    while (!j->responded && j->nqueue && j->inflight < Q_MAX_INFLIGHT) {
+        qtask_t *t = j->queue[--j->nqueue];
+        if (j->gfailed[t->group]) {
+            free(t);
+            continue;
+        }
+        send_task(j, t);
+    }
+    j->pumping = 0;
+    if (j->responded) {
+        maybe_free(j);
+        return;
+    }
+    if (j->inflight == 0 && j->nqueue == 0 && j->phase == 1)
+        start_phase(j, 2);
 }
 
 /* "15s", "1m30s", "250ms" or float seconds -> ms; -1 if invalid. */
@@ -520,6 +863,15 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     j->deadline = mono_ms() + timeout;
     if (router_read_params(r, req, &form, &j->need, &j->partial, msg, sizeof msg))
         goto bad;
+    j->pushdown = j->need == 1;
+    if ((v = param(req, &form, "pushdown")) && *v) {
+        if (!strcmp(v, "0") || !strcmp(v, "false")) {
+            j->pushdown = 0;
+        } else if (strcmp(v, "1") && strcmp(v, "true")) {
+            snprintf(msg, sizeof msg, "invalid parameter \"pushdown\": want 0, 1, true or false");
+            goto bad;
+        }
+    }
     j->query = strdup(q);
     http_params_deinit(&form);
     if (!j->query) {

@@ -1,0 +1,180 @@
+/*
+ * node_query — the QUERY RPC: evaluate the part of a PromQL query the
+ * router pushed down to this node (docs/query.md).
+ *
+ * Runs on the thread pool. The text is parsed and evaluated with the same
+ * evaluator the router uses, selecting from the requested shards' engines
+ * only, on the grid the router gives (which may be a subquery's grid, so
+ * the 11,000-point limit does not apply and @ start()/end() refer to the
+ * outer query). The answer is one StepSeries per result series: a bitmap
+ * of the steps that have a value and the values, packed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "node.h"
+#include "promql.h"
+#include "promql_eval.h"
+#include "st_err.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+#define NQ_MAX_SAMPLES 50000000ull
+#define NQ_MAX_STEPS 10000000u /* grid points (a 1-year subquery at 5 s) */
+#define NQ_TIMEOUT_MS 120000u  /* when the router sends none */
+#define NQ_MAX_REPLY (RPC_FRAME_MAX_DEFAULT - (1u << 20))
+
+typedef struct nq {
+    node_t *n;
+    const Strata__QueryRequest *r;
+    uint64_t samples;
+    char *msg;
+    size_t msglen;
+} nq_t;
+
+static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                     promql_sink_t *sink)
+{
+    nq_t *q = arg;
+    for (size_t si = 0; si < q->r->n_shards; si++) {
+        engine_t *e = q->n->engines[q->r->shards[si]];
+        engine_iter_t *it;
+        int rc = engine_query(e, m, nm, mint, maxt, &it);
+        if (rc) {
+            snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
+            return rc;
+        }
+        const st_label_t *l;
+        size_t nl, cnt;
+        const int64_t *ts;
+        const double *v;
+        while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+            q->samples += cnt;
+            if ((rc = promql_sink_add(sink, l, nl, ts, v, cnt)))
+                break;
+        }
+        engine_iter_destroy(it);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int encode(const promql_result_t *res, const Strata__QueryRequest *r, st_buf_t *out,
+                  uint64_t *points, char *msg, size_t msglen)
+{
+    size_t nbytes = ((size_t)r->steps + 7) / 8;
+    uint8_t *present = calloc(nbytes ? nbytes : 1, 1);
+    if (!present)
+        return ST_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < res->nseries && !rc; i++) {
+        const promql_series_t *s = &res->series[i];
+        memset(present, 0, nbytes);
+        size_t k = 0;
+        for (size_t x = 0; x < s->n; x++) {
+            int64_t off = (res->type == PROMQL_RES_VECTOR ? res->ts_ms : s->ts[x]) - r->start_ms;
+            uint64_t step = (uint64_t)off / (uint64_t)r->step_ms;
+            if (off < 0 || step >= r->steps) {
+                rc = ST_EINVAL;
+                snprintf(msg, msglen, "result point off the grid");
+                break;
+            }
+            present[step >> 3] |= (uint8_t)(1u << (step & 7));
+            k++;
+        }
+        /* every step present: leave the bitmap out */
+        size_t plen = k == r->steps ? 0 : nbytes;
+        if (!rc)
+            rc = wire_put_step_series(out, 1, s->labels, s->nlabels, present, plen, s->v, s->n);
+        *points += s->n;
+        if (!rc && out->len > NQ_MAX_REPLY) {
+            rc = ST_ELIMIT;
+            snprintf(msg, msglen,
+                     "pushed-down result larger than %u MiB (%zu of %zu series); narrow the "
+                     "selector or use a larger step",
+                     NQ_MAX_REPLY >> 20, i + 1, res->nseries);
+        }
+    }
+    free(present);
+    return rc;
+}
+
+int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+               size_t msglen)
+{
+    Strata__QueryRequest *r = strata__query_request__unpack(NULL, len, payload);
+    if (!r) {
+        snprintf(msg, msglen, "malformed QueryRequest");
+        return ST_EPROTO;
+    }
+    int rc = ST_EINVAL;
+    promql_expr_t *e = NULL;
+    promql_result_t *res = NULL;
+    if (r->step_ms <= 0 || r->steps == 0 || r->steps > NQ_MAX_STEPS ||
+        r->step_ms > (INT64_MAX / 2) / (int64_t)r->steps || r->lookback_ms < 0) {
+        snprintf(msg, msglen, "invalid grid: step %lld ms x %u steps, lookback %lld ms",
+                 (long long)r->step_ms, r->steps, (long long)r->lookback_ms);
+        goto done;
+    }
+    for (size_t i = 0; i < r->n_shards; i++)
+        if (r->shards[i] >= (uint32_t)topo_shards(n->topo) || !n->engines[r->shards[i]]) {
+            snprintf(msg, msglen, "shard %u is not placed on node %s", r->shards[i],
+                     topo_node_id(n->topo, n->self));
+            goto done;
+        }
+    if (r->expr.len > PROMQL_MAX_LEN) {
+        rc = ST_ELIMIT;
+        snprintf(msg, msglen, "expression longer than %d bytes", PROMQL_MAX_LEN);
+        goto done;
+    }
+    if ((rc = promql_parse((const char *)r->expr.data, r->expr.len, &e, msg, msglen)))
+        goto done;
+    if (promql_root(e)->type != PROMQL_TYPE_VECTOR) {
+        rc = ST_EINVAL;
+        snprintf(msg, msglen, "a pushed-down expression must be an instant vector");
+        goto done;
+    }
+    nq_t q = {n, r, 0, msg, msglen};
+    promql_eval_opts_t o = {
+        .lookback_ms = r->lookback_ms,
+        .max_samples =
+            r->max_samples && r->max_samples < NQ_MAX_SAMPLES ? r->max_samples : NQ_MAX_SAMPLES,
+        .deadline_ms = mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS),
+        .subquery = 1,
+        .query_start_ms = r->query_start_ms,
+        .query_end_ms = r->query_end_ms,
+    };
+    int64_t end = r->start_ms + (int64_t)(r->steps - 1) * r->step_ms;
+    msg[0] = 0;
+    rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);
+    metric_counter_add(n->query_samples, q.samples);
+    if (rc) {
+        if (!msg[0])
+            snprintf(msg, msglen, "%s", st_strerror(rc));
+        goto done;
+    }
+    uint64_t points = 0;
+    if ((rc = encode(res, r, out, &points, msg, msglen)))
+        goto done;
+    rc = wire_put_varint_field(out, 2, q.samples);
+    if (!rc)
+        rc = wire_put_varint_field(out, 3, points);
+    metric_counter_inc(n->queries);
+    metric_counter_add(n->query_points, points);
+done:
+    promql_result_free(res);
+    if (e)
+        promql_free(e);
+    strata__query_request__free_unpacked(r, NULL);
+    return rc;
+}
