@@ -22,7 +22,7 @@
  * 1, 2, ... 17 digits, in at most 3 snprintf calls instead of up to 17.
  * Subnormals (fewer bits of precision) take the long way.
  */
-static int shortest(double v, char *dig, int *exp10)
+static int shortest_slow(double v, char *dig, int *exp10)
 {
     char tmp[40];
     for (int p = v < DBL_MIN ? 0 : 14; p < 17; p++) {
@@ -41,6 +41,116 @@ static int shortest(double v, char *dig, int *exp10)
     dig[nd] = 0;
     *exp10 = atoi(e + 1);
     return nd;
+}
+
+#if LDBL_MANT_DIG >= 64
+/* 10^k, exact in a 64-bit mantissa for k <= 27 (5^27 < 2^64). */
+static const long double P10L[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                     1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                     1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                     1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+/* 10^k, exact as doubles for k <= 22. */
+static const double P10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+static const uint64_t P10U[18] = {1ull,
+                                  10ull,
+                                  100ull,
+                                  1000ull,
+                                  10000ull,
+                                  100000ull,
+                                  1000000ull,
+                                  10000000ull,
+                                  100000000ull,
+                                  1000000000ull,
+                                  10000000000ull,
+                                  100000000000ull,
+                                  1000000000000ull,
+                                  10000000000000ull,
+                                  100000000000000ull,
+                                  1000000000000000ull,
+                                  10000000000000000ull,
+                                  100000000000000000ull};
+
+/* D * 10^-k == v, decided exactly: D and 10^k are exact doubles and one
+ * IEEE division is correctly rounded (Clinger's fast path). */
+static int round_trips(uint64_t d, int k, double v)
+{
+    return d < (1ull << 53) && k >= 0 && k <= 22 && (double)d / P10[k] == v;
+}
+
+/*
+ * Fast shortest digits for v in [1e-7, 1e15) (what query results mostly
+ * hold); 0 = not handled. With e fixed so that 10^e <= v < 10^(e+1), for
+ * p = 15, 16 significant digits the two p-digit integers nearest to
+ * v * 10^(p-1-e) are checked exactly with round_trips(); a candidate it
+ * cannot decide (>= 2^53, or 10^k inexact) sends the value to the slow
+ * path. At 17 digits the rounding of v * 10^k (error <= 0.51 units,
+ * computed with a 64-bit mantissa) is within half an ulp of v, so it always
+ * round-trips.
+ */
+static int shortest_fast(double v, char *dig, int *exp10)
+{
+    if (!(v >= 1e-7 && v < 1e15))
+        return 0;
+    int e = (int)floor(log10(v));
+    for (int tries = 0;; tries++) {
+        int k = 16 - e;
+        if (tries == 3 || k < 0 || k > 27)
+            return 0;
+        long double x = (long double)v * P10L[k];
+        if (x < 1e16L)
+            e--;
+        else if (x >= 1e17L)
+            e++;
+        else
+            break;
+    }
+    for (int p = 15; p <= 17; p++) {
+        int k = p - 1 - e;
+        long double x = (long double)v * P10L[k];
+        uint64_t near = (uint64_t)llroundl(x);
+        uint64_t cand[2] = {near, (long double)near > x ? near - 1 : near + 1};
+        for (int c = 0; c < (p == 17 ? 1 : 2); c++) {
+            uint64_t d = cand[c];
+            int ee = e, kk = k;
+            if (d == P10U[p]) { /* rounds up into the next decade: 10^(e+1) */
+                d = P10U[p - 1];
+                ee = e + 1;
+                kk = k - 1;
+            }
+            if (d < P10U[p - 1] || d >= P10U[p])
+                continue;
+            if (p < 17) {
+                if (d >= (1ull << 53) || kk > 22)
+                    return 0; /* cannot decide quickly */
+                if (!round_trips(d, kk, v))
+                    continue;
+            }
+            for (int i = p - 1; i >= 0; i--) {
+                dig[i] = (char)('0' + d % 10);
+                d /= 10;
+            }
+            int nd = p;
+            while (nd > 1 && dig[nd - 1] == '0')
+                nd--;
+            dig[nd] = 0;
+            *exp10 = ee;
+            return nd;
+        }
+    }
+    return 0;
+}
+#endif
+
+static int shortest(double v, char *dig, int *exp10)
+{
+#if LDBL_MANT_DIG >= 64
+    int nd = shortest_fast(v, dig, exp10);
+    if (nd)
+        return nd;
+#endif
+    return shortest_slow(v, dig, exp10);
 }
 
 int promql_fmt_value(st_buf_t *b, double v)
@@ -78,22 +188,32 @@ int promql_fmt_value(st_buf_t *b, double v)
     return rc ? ST_ENOMEM : 0;
 }
 
+/* Seconds with up to 3 decimals, trailing zeros dropped ("12", "12.5", "12.125"). */
 static int fmt_ts(st_buf_t *b, int64_t ms)
 {
-    char tmp[32];
-    int n;
+    char tmp[32], *end = tmp + sizeof tmp, *p = end;
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    const char *sign = ms < 0 ? "-" : "";
     unsigned frac = (unsigned)(a % 1000);
-    if (!frac)
-        n = snprintf(tmp, sizeof tmp, "%s%" PRIu64, sign, a / 1000);
-    else if (frac % 100 == 0)
-        n = snprintf(tmp, sizeof tmp, "%s%" PRIu64 ".%u", sign, a / 1000, frac / 100);
-    else if (frac % 10 == 0)
-        n = snprintf(tmp, sizeof tmp, "%s%" PRIu64 ".%02u", sign, a / 1000, frac / 10);
-    else
-        n = snprintf(tmp, sizeof tmp, "%s%" PRIu64 ".%03u", sign, a / 1000, frac);
-    return st_buf_append(b, tmp, (size_t)n);
+    uint64_t secs = a / 1000;
+    if (frac) {
+        int nd = 3;
+        while (frac % 10 == 0) {
+            frac /= 10;
+            nd--;
+        }
+        for (int i = 0; i < nd; i++) {
+            *--p = (char)('0' + frac % 10);
+            frac /= 10;
+        }
+        *--p = '.';
+    }
+    do {
+        *--p = (char)('0' + secs % 10);
+        secs /= 10;
+    } while (secs);
+    if (ms < 0)
+        *--p = '-';
+    return st_buf_append(b, p, (size_t)(end - p));
 }
 
 static int fmt_point(st_buf_t *b, int64_t ts, double v)

@@ -5,6 +5,9 @@ Prometheus (Debian's 2.42) on the same devops workload.
   tests/bench/query_bench.py [--hosts 100] [--hours 12] [--reps 20] [--keep]
                              [--build build-lead]
 
+Strata runs every query twice: with pushdown (the default) and with
+pushdown=0 ("strata-raw": raw samples to the router, evaluated there).
+
 1. ../shared/bench/gen_devops.py makes the TSBS-like cpu data (--decimals 2),
    ending about an hour ago.
 2. Strata: a cluster from tests/integration/harness.py (real processes on
@@ -47,6 +50,7 @@ QUERIES = [
     ("sum by rate", "sum by (region) (rate(cpu_usage_user[5m]))"),
     ("topk", "topk(5, cpu_usage_user)"),
     ("max by host", "max by (hostname) (cpu_usage_user)"),
+    ("avg by", "avg by (region) (cpu_usage_user)"),
 ]
 
 
@@ -118,10 +122,11 @@ def same_values_per_step(a, b):
         len(pa[t]) == len(pb[t]) and all(close(x, y) for x, y in zip(pa[t], pb[t])) for t in pa)
 
 
-def run_query(base, q, start, end, step):
+def run_query(base, q, start, end, step, extra=None):
     from harness import http_request
-    url = base + "/api/v1/query_range?" + urllib.parse.urlencode(
-        {"query": q, "start": start, "end": end, "step": step})
+    params = {"query": q, "start": start, "end": end, "step": step}
+    params.update(extra or {})
+    url = base + "/api/v1/query_range?" + urllib.parse.urlencode(params)
     t0 = time.perf_counter()
     st, _, body = http_request(url, timeout=300)
     dt = (time.perf_counter() - t0) * 1000.0
@@ -200,38 +205,43 @@ def main():
 
         # -- queries
         qs, qe = "%d.5" % start_s, "%d.5" % end_s
-        engines = [("strata", cluster.router_url()), ("prometheus", prom.url())]
+        # strata: with pushdown (the default); strata-raw: pushdown=0, the
+        # router fetches raw samples and evaluates everything itself
+        engines = [("strata", cluster.router_url(), None),
+                   ("strata-raw", cluster.router_url(), {"pushdown": "0"}),
+                   ("prometheus", prom.url(), None)]
         rows = []
         for name, q in QUERIES:
             if args.only and args.only not in q:
                 continue
-            lat = {e: [] for e, _ in engines}
+            lat = {e: [] for e, _, _ in engines}
             answers = {}
-            for e, base in engines:  # warm-up
-                _, answers[e] = run_query(base, q, qs, qe, args.step)
+            for e, base, extra in engines:  # warm-up
+                _, answers[e] = run_query(base, q, qs, qe, args.step, extra)
             for _ in range(args.reps):
-                for e, base in engines:
-                    dt, _ = run_query(base, q, qs, qe, args.step)
+                for e, base, extra in engines:
+                    dt, _ = run_query(base, q, qs, qe, args.step, extra)
                     lat[e].append(dt)
-            diffs = compare(answers["prometheus"], answers["strata"], False)
-            if not diffs:
-                verdict = "same"
-            elif same_values_per_step(answers["prometheus"], answers["strata"]):
-                verdict = "same values (ties picked differently)"
-            else:
-                verdict = "DIFFERS: " + diffs[0][:80]
-            for e, _ in engines:
+            for e, _, _ in engines:
+                verdict = ""
+                if e != "prometheus":
+                    diffs = compare(answers["prometheus"], answers[e], False)
+                    if not diffs:
+                        verdict = "same"
+                    elif same_values_per_step(answers["prometheus"], answers[e]):
+                        verdict = "same values (ties picked differently)"
+                    else:
+                        verdict = "DIFFERS: " + diffs[0][:80]
                 res_ = answers[e]["data"]["result"]
                 rows.append((name, q, e, pct(lat[e], 50), pct(lat[e], 99), len(res_),
-                             sum(len(r["values"]) for r in res_),
-                             "" if e == "prometheus" else verdict))
+                             sum(len(r["values"]) for r in res_), verdict))
         print()
         print("queries: %s .. %s, step %ds, %d reps each (after 1 warm-up), alternating engines"
               % (qs, qe, args.step, args.reps))
-        print("%-44s %-10s %9s %9s %7s %8s  %s" % ("query", "engine", "p50 ms", "p99 ms",
+        print("%-44s %-11s %9s %9s %7s %8s  %s" % ("query", "engine", "p50 ms", "p99 ms",
                                                    "series", "points", "answer"))
         for name, q, e, p50, p99, ns, npts, same in rows:
-            print("%-44s %-10s %9.1f %9.1f %7d %8d  %s" % (q[:44], e, p50, p99, ns, npts, same))
+            print("%-44s %-11s %9.1f %9.1f %7d %8d  %s" % (q[:44], e, p50, p99, ns, npts, same))
         ok = True
     finally:
         if prom:

@@ -589,6 +589,10 @@ static void test_json(void **state)
                              "0,\"0\"],[60,\"60\"],[120,\"120\"]]}]}");
 }
 
+static const double P10I[7] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+static const double P10D[22] = {1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0,  1e1,  1e2,  1e3,
+                                1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14};
+
 static void fmtv(double v, const char *want)
 {
     st_buf_t b;
@@ -635,6 +639,82 @@ static void test_fmt_value(void **state)
     /* "0." + 299 zeros + "1"; a subnormal has fewer digits than a normal double */
     fmtv_small(1e-300, 299, "1");
     fmtv_small(5e-324 * 3, 322, "15");
+}
+
+/* Reference: the shortest of 1..17 significant digits that parses back to v. */
+static int ref_digits(double v)
+{
+    char tmp[64];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, v);
+        if (strtod(tmp, NULL) == v)
+            return p;
+    }
+    return 17;
+}
+
+static int sig_digits(const char *s)
+{
+    int n = 0, started = 0, last = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            continue;
+        if (*s != '0')
+            started = 1;
+        if (started) {
+            n++;
+            if (*s != '0')
+                last = n;
+        }
+    }
+    return last;
+}
+
+/* The fast path against the reference on many values of the kinds query
+ * results hold: round trip exact, and no more digits than the shortest. */
+static void test_fmt_value_random(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+    st_buf_t b;
+    st_buf_init(&b);
+    for (int i = 0; i < 120000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 6) {
+        case 0: /* any bit pattern, finite */
+            memcpy(&v, &x, sizeof v);
+            if (!isfinite(v))
+                continue;
+            break;
+        case 1: /* rates, ratios */
+            v = (double)(x >> 11) / 9007199254740992.0 * 1000.0;
+            break;
+        case 2: /* decimals with 2..6 places */
+            v = (double)(x % 100000000) / P10I[2 + (x >> 40) % 5];
+            break;
+        case 3: /* around powers of ten */
+            v = P10D[(x >> 20) % 22] * (1.0 + ((double)(x % 2001) - 1000.0) * 1e-16);
+            break;
+        case 4: /* small */
+            v = (double)(x >> 11) / 9007199254740992.0 * 1e-6;
+            break;
+        default: /* integers and near-integers */
+            v = (double)(x % 1000000000000000ull) + ((x >> 60) ? 0.0 : 0.5);
+            break;
+        }
+        b.len = 0;
+        assert_int_equal(promql_fmt_value(&b, v), 0);
+        st_buf_put_u8(&b, 0);
+        const char *s = (const char *)b.data;
+        double back = strtod(s, NULL);
+        if (back != v || (v != 0 && sig_digits(s) != ref_digits(v)))
+            fail_msg("%.17g printed as %s (%d digits, shortest %d)", v, s, sig_digits(s),
+                     ref_digits(v));
+    }
+    st_buf_deinit(&b);
 }
 
 /* ---- limits, select-once ------------------------------------------------------- */
@@ -685,9 +765,8 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_fmt_value),
+        cmocka_unit_test(test_cases),     cmocka_unit_test(test_json),
+        cmocka_unit_test(test_fmt_value), cmocka_unit_test(test_fmt_value_random),
         cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
