@@ -1108,6 +1108,8 @@ static void eval_remote(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
     const double *param = agg_param(c, n, g);
     pe_val_t in;
     remote_part(c, n, 0, g, &in);
+    if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK)
+        pe_dedup(c, &in, g->n); /* full label sets: a clash between nodes is an error */
     if (op != PROMQL_AGG_AVG) {
         /* partial counts add up; the other operators merge with themselves */
         agg_apply(c, n, op == PROMQL_AGG_COUNT ? PROMQL_AGG_SUM : op, g, &in, param, out);
