@@ -74,10 +74,20 @@ static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te
     if (n < 2)
         return 0;
     double res = v[n - 1] - v[0];
+    /* resets add the value before them; the others add -0.0, which leaves
+     * any double (NaN, -0.0 included) unchanged, so this equals the branchy
+     * loop bit for bit; done with a mask because the compiler turns a
+     * ternary back into a branch (rates of gauges reset at every other
+     * sample: a branch mispredicts half the time) */
     if (counter)
-        for (size_t i = 1; i < n; i++)
-            if (v[i] < v[i - 1])
-                res += v[i - 1];
+        for (size_t i = 1; i < n; i++) {
+            uint64_t m = (uint64_t)0 - (uint64_t)(v[i] < v[i - 1]), b;
+            memcpy(&b, &v[i - 1], sizeof b);
+            b = (b & m) | (0x8000000000000000ull & ~m); /* v[i - 1] or -0.0 */
+            double add;
+            memcpy(&add, &b, sizeof add);
+            res += add;
+        }
     double to_start = (double)(ts[0] - (te - range)) / 1000.0;
     double to_end = (double)(te - ts[n - 1]) / 1000.0;
     double sampled = (double)(ts[n - 1] - ts[0]) / 1000.0;

@@ -93,10 +93,12 @@ static int shortest_fast(double v, char *dig, int *exp10)
 {
     if (!(v >= 1e-7 && v < 1e15))
         return 0;
-    int e = (int)floor(log10(v));
+    int b2;
+    frexp(v, &b2); /* v in [2^(b2-1), 2^b2): log10(v) within one of this */
+    int e = (int)floor((double)(b2 - 1) * 0.30102999566398120);
     for (int tries = 0;; tries++) {
         int k = 16 - e;
-        if (tries == 3 || k < 0 || k > 27)
+        if (tries == 4 || k < 0 || k > 27)
             return 0;
         long double x = (long double)v * P10L[k];
         if (x < 1e16L)
@@ -109,7 +111,7 @@ static int shortest_fast(double v, char *dig, int *exp10)
     for (int p = 15; p <= 17; p++) {
         int k = p - 1 - e;
         long double x = (long double)v * P10L[k];
-        uint64_t near = (uint64_t)llroundl(x);
+        uint64_t near = (uint64_t)(x + 0.5L); /* x > 0, < 2^63: llroundl */
         uint64_t cand[2] = {near, (long double)near > x ? near - 1 : near + 1};
         for (int c = 0; c < (p == 17 ? 1 : 2); c++) {
             uint64_t d = cand[c];

@@ -7,6 +7,9 @@ Prometheus (Debian's 2.42) on the same devops workload.
 
 Strata runs every query twice: with pushdown (the default) and with
 pushdown=0 ("strata-raw": raw samples to the router, evaluated there).
+When Debian's victoria-metrics is installed, a single VictoriaMetrics loaded
+with the same line protocol is timed too (nocache=1; its MetricsQL answers
+differ from PromQL's in details, so they are not compared).
 
 1. ../shared/bench/gen_devops.py makes the TSBS-like cpu data (--decimals 2),
    ending about an hour ago.
@@ -146,6 +149,8 @@ def main():
     ap.add_argument("--only", default=None,
                     help="run only the queries whose text contains this string")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--no-vm", action="store_true",
+                    help="skip VictoriaMetrics even when victoria-metrics is installed")
     ap.add_argument("--build", default=None,
                     help="build dir with node/ and router/ (default $STRATA_BIN_DIR or build)")
     args = ap.parse_args()
@@ -155,7 +160,8 @@ def main():
     from test_promql_compare import Prometheus, compare
 
     tmp = tempfile.mkdtemp(prefix="strata-query-bench-")
-    cluster = prom = None
+    cluster = prom = vm = None
+    vm_url = None
     ok = False
     try:
         prom = Prometheus(tmp)  # fails early when prometheus/promtool are missing
@@ -203,6 +209,27 @@ def main():
         if n_om != samples:
             raise RuntimeError("OpenMetrics has %d samples, expected %d" % (n_om, samples))
 
+        # -- VictoriaMetrics (single node), when installed
+        if shutil.which("victoria-metrics") and not args.no_vm:
+            port = harness.free_port()
+            vm_url = "http://127.0.0.1:%d" % port
+            vm = subprocess.Popen(["victoria-metrics", "-httpListenAddr=127.0.0.1:%d" % port,
+                                   "-storageDataPath=" + os.path.join(tmp, "vm"),
+                                   "-retentionPeriod=100y", "-search.latencyOffset=0s"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if harness.http_request(vm_url + "/health", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            subprocess.run([sys.executable, os.path.join(SHARED, "load_lp.py"), "--url",
+                            vm_url + "/write?precision=ns", "--file", lp, "--batch", "10000",
+                            "--conns", "4"], capture_output=True, text=True, check=True)
+            harness.http_request(vm_url + "/internal/force_flush", timeout=60)
+            print("victoria-metrics: loaded, flushed")
+
         # -- queries
         qs, qe = "%d.5" % start_s, "%d.5" % end_s
         # strata: with pushdown (the default); strata-raw: pushdown=0, the
@@ -210,6 +237,10 @@ def main():
         engines = [("strata", cluster.router_url(), None),
                    ("strata-raw", cluster.router_url(), {"pushdown": "0"}),
                    ("prometheus", prom.url(), None)]
+        if vm:
+            # nocache: VictoriaMetrics would otherwise answer repeats from
+            # its rollup result cache
+            engines.append(("victoria", vm_url, {"nocache": "1"}))
         rows = []
         for name, q in QUERIES:
             if args.only and args.only not in q:
@@ -224,7 +255,9 @@ def main():
                     lat[e].append(dt)
             for e, _, _ in engines:
                 verdict = ""
-                if e != "prometheus":
+                if e == "victoria":
+                    verdict = "(MetricsQL semantics, not compared)"
+                elif e != "prometheus":
                     diffs = compare(answers["prometheus"], answers[e], False)
                     if not diffs:
                         verdict = "same"
@@ -246,6 +279,13 @@ def main():
     finally:
         if prom:
             prom.stop()
+        if vm:
+            vm.terminate()
+            try:
+                vm.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                vm.kill()
+                vm.wait()
         if cluster:
             try:
                 cluster.stop()
