@@ -85,9 +85,10 @@ static int round_trips(uint64_t d, int k, double v)
  * p = 15, 16 significant digits the two p-digit integers nearest to
  * v * 10^(p-1-e) are checked exactly with round_trips(); a candidate it
  * cannot decide (>= 2^53, or 10^k inexact) sends the value to the slow
- * path. At 17 digits the rounding of v * 10^k (error <= 0.51 units,
- * computed with a 64-bit mantissa) is within half an ulp of v, so it always
- * round-trips.
+ * path. At 17 digits the rounding of v * 10^k (computed with a 64-bit
+ * mantissa, error < 1/128 unit) is within half an ulp of v, so it always
+ * round-trips; it is the closest 17-digit string (what Prometheus prints)
+ * unless v * 10^k is within 1/64 of a tie, which goes to the slow path.
  */
 static int shortest_fast(double v, char *dig, int *exp10)
 {
@@ -96,23 +97,36 @@ static int shortest_fast(double v, char *dig, int *exp10)
     int b2;
     frexp(v, &b2); /* v in [2^(b2-1), 2^b2): log10(v) within one of this */
     int e = (int)floor((double)(b2 - 1) * 0.30102999566398120);
+    long double x17 = 0;
     for (int tries = 0;; tries++) {
         int k = 16 - e;
         if (tries == 4 || k < 0 || k > 27)
             return 0;
-        long double x = (long double)v * P10L[k];
-        if (x < 1e16L)
+        x17 = (long double)v * P10L[k];
+        if (x17 < 1e16L)
             e--;
-        else if (x >= 1e17L)
+        else if (x17 >= 1e17L)
             e++;
         else
             break;
     }
+    /* x17 = v * 10^(16-e) in [1e16, 1e17): whole part and fraction (exact) */
+    uint64_t whole = (uint64_t)x17;
+    long double f = x17 - (long double)whole;
     for (int p = 15; p <= 17; p++) {
         int k = p - 1 - e;
-        long double x = (long double)v * P10L[k];
-        uint64_t near = (uint64_t)(x + 0.5L); /* x > 0, < 2^63: llroundl */
-        uint64_t cand[2] = {near, (long double)near > x ? near - 1 : near + 1};
+        uint64_t div = P10U[17 - p];
+        /* v * 10^k = (whole + f) / div: its integer part and fraction */
+        long double frac = ((long double)(whole % div) + f) / (long double)div;
+        uint64_t base = whole / div;
+        uint64_t near = base + (frac >= 0.5L);
+        uint64_t cand[2] = {near, frac >= 0.5L ? near - 1 : near + 1};
+        /* x17 carries up to 1/256 unit of rounding error: near a tie which
+         * candidate is closest (the one Go and Prometheus print) is not
+         * known here; it matters when both would round-trip */
+        int tie = frac > 0.5L - 1.0L / 128 && frac < 0.5L + 1.0L / 128;
+        if (tie && p == 17)
+            return 0;
         for (int c = 0; c < (p == 17 ? 1 : 2); c++) {
             uint64_t d = cand[c];
             int ee = e, kk = k;
@@ -128,6 +142,8 @@ static int shortest_fast(double v, char *dig, int *exp10)
                     return 0; /* cannot decide quickly */
                 if (!round_trips(d, kk, v))
                     continue;
+                if (tie && c == 0 && cand[1] < P10U[p] && round_trips(cand[1], k, v))
+                    return 0; /* both round-trip: the closer one is not known */
             }
             for (int i = p - 1; i >= 0; i--) {
                 dig[i] = (char)('0' + d % 10);
