@@ -17,6 +17,7 @@
 #include "node.h"
 #include "promql.h"
 #include "promql_eval.h"
+#include "qreply.h"
 #include "st_err.h"
 #include "strata.pb-c.h"
 #include "wire.h"
@@ -67,46 +68,6 @@ static int64_t mono_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int encode(const promql_result_t *res, const Strata__QueryRequest *r, st_buf_t *out,
-                  uint64_t *points, char *msg, size_t msglen)
-{
-    size_t nbytes = ((size_t)r->steps + 7) / 8;
-    uint8_t *present = calloc(nbytes ? nbytes : 1, 1);
-    if (!present)
-        return ST_ENOMEM;
-    int rc = 0;
-    for (size_t i = 0; i < res->nseries && !rc; i++) {
-        const promql_series_t *s = &res->series[i];
-        memset(present, 0, nbytes);
-        size_t k = 0;
-        for (size_t x = 0; x < s->n; x++) {
-            int64_t off = (res->type == PROMQL_RES_VECTOR ? res->ts_ms : s->ts[x]) - r->start_ms;
-            uint64_t step = (uint64_t)off / (uint64_t)r->step_ms;
-            if (off < 0 || step >= r->steps) {
-                rc = ST_EINVAL;
-                snprintf(msg, msglen, "result point off the grid");
-                break;
-            }
-            present[step >> 3] |= (uint8_t)(1u << (step & 7));
-            k++;
-        }
-        /* every step present: leave the bitmap out */
-        size_t plen = k == r->steps ? 0 : nbytes;
-        if (!rc)
-            rc = wire_put_step_series(out, 1, s->labels, s->nlabels, present, plen, s->v, s->n);
-        *points += s->n;
-        if (!rc && out->len > NQ_MAX_REPLY) {
-            rc = ST_ELIMIT;
-            snprintf(msg, msglen,
-                     "pushed-down result larger than %u MiB (%zu of %zu series); narrow the "
-                     "selector or use a larger step",
-                     NQ_MAX_REPLY >> 20, i + 1, res->nseries);
-        }
-    }
-    free(present);
-    return rc;
 }
 
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
@@ -164,7 +125,8 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         goto done;
     }
     uint64_t points = 0;
-    if ((rc = encode(res, r, out, &points, msg, msglen)))
+    if ((rc = qreply_encode(res, r->start_ms, r->step_ms, r->steps, NQ_MAX_REPLY, out, &points, msg,
+                            msglen)))
         goto done;
     rc = wire_put_varint_field(out, 2, q.samples);
     if (!rc)

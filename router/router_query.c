@@ -30,6 +30,7 @@
 #include "promql.h"
 #include "promql_eval.h"
 #include "promql_plan.h"
+#include "qreply.h"
 #include "readplan.h"
 #include "router.h"
 #include "sset.h"
@@ -262,37 +263,6 @@ static int serve_select(void *arg, const st_matcher_t *m, size_t nm, int64_t min
     return ST_EINVAL; /* a selection the plan did not see */
 }
 
-/* Feed one QueryResponse into the evaluator. */
-static int serve_reply(const qremote_t *q, const qreply_t *rp, promql_vsink_t *sink, double **vals,
-                       size_t *vcap)
-{
-    const uint8_t *p = rp->data, *end = rp->data + rp->len;
-    wire_field_t f;
-    int rc;
-    size_t plen = (q->nsteps + 7) / 8;
-    while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num != 1 || f.type != WIRE_LEN)
-            continue;
-        wire_series_t s; /* a StepSeries: ts/ts_len hold the bitmap */
-        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
-            return rc;
-        if ((s.ts && s.ts_len != plen) || s.nvals > q->nsteps)
-            return ST_ECORRUPT;
-        if (s.nvals > *vcap) {
-            double *nv = realloc(*vals, s.nvals * sizeof *nv);
-            if (!nv)
-                return ST_ENOMEM;
-            *vals = nv;
-            *vcap = s.nvals;
-        }
-        for (size_t i = 0; i < s.nvals; i++)
-            memcpy(&(*vals)[i], s.vals + 8 * i, 8); /* little-endian hosts only (wire.h) */
-        if ((rc = promql_vsink_add(sink, s.labels, s.nlabels, s.ts, *vals, s.nvals)))
-            return rc;
-    }
-    return rc < 0 ? rc : 0;
-}
-
 static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t start, int64_t step,
                         size_t nsteps, promql_vsink_t *sink)
 {
@@ -300,13 +270,10 @@ static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t sta
     const qremote_t *q = find_remote(j, n, part, start, step, nsteps);
     if (!q)
         return ST_EINVAL; /* a part the plan did not see */
-    double *vals = NULL;
-    size_t vcap = 0;
     int rc = 0;
     for (size_t i = 0; i < q->nr && !rc; i++)
         if (!j->gfailed[q->r[i].group])
-            rc = serve_reply(q, &q->r[i], sink, &vals, &vcap);
-    free(vals);
+            rc = qreply_decode(q->r[i].data, q->r[i].len, q->nsteps, sink);
     if (rc == ST_ECORRUPT)
         snprintf(j->err, sizeof j->err, "malformed pushed-down result from a node");
     return rc;
@@ -501,18 +468,6 @@ static int failover(qjob_t *j, size_t gi, int status)
     return 1;
 }
 
-/* How many values a QueryResponse carries (its points field). */
-static uint64_t reply_points(const uint8_t *p, size_t len)
-{
-    const uint8_t *end = p + len;
-    wire_field_t f;
-    uint64_t pts = 0;
-    while (wire_next(&p, end, &f) == 1)
-        if (f.num == 3 && f.type == WIRE_VARINT)
-            pts = f.u;
-    return pts;
-}
-
 static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
     qtask_t *t = arg;
@@ -559,7 +514,7 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
     }
     if (t->remote) {
         qremote_t *q = &j->rem[t->item];
-        j->samples += reply_points(payload, len);
+        j->samples += qreply_points(payload, len);
         if (j->samples > Q_MAX_SAMPLES) {
             free(t);
             respond_error(j, 422, "execution",

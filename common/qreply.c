@@ -1,0 +1,106 @@
+/* qreply — QueryResponse encoding (node) and decoding (router); see qreply.h. */
+#include "qreply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_err.h"
+#include "wire.h"
+
+int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint32_t steps,
+                  size_t max_bytes, st_buf_t *out, uint64_t *points, char *msg, size_t msglen)
+{
+    size_t nbytes = ((size_t)steps + 7) / 8;
+    uint8_t *present = calloc(nbytes ? nbytes : 1, 1);
+    if (!present)
+        return ST_ENOMEM;
+    int rc = 0;
+    *points = 0;
+    for (size_t i = 0; i < res->nseries && !rc; i++) {
+        const promql_series_t *s = &res->series[i];
+        memset(present, 0, nbytes);
+        size_t k = 0;
+        for (size_t x = 0; x < s->n; x++) {
+            int64_t off = (res->type == PROMQL_RES_VECTOR ? res->ts_ms : s->ts[x]) - start;
+            if (off < 0 || off % step || (uint64_t)(off / step) >= steps) {
+                rc = ST_EINVAL;
+                snprintf(msg, msglen, "result point off the grid");
+                break;
+            }
+            uint64_t at = (uint64_t)(off / step);
+            present[at >> 3] |= (uint8_t)(1u << (at & 7));
+            k++;
+        }
+        /* every step present: leave the bitmap out */
+        size_t plen = k == steps ? 0 : nbytes;
+        if (!rc)
+            rc = wire_put_step_series(out, 1, s->labels, s->nlabels, present, plen, s->v, s->n);
+        *points += s->n;
+        if (!rc && out->len > max_bytes) {
+            rc = ST_ELIMIT;
+            snprintf(msg, msglen,
+                     "pushed-down result larger than %zu MiB (%zu of %zu series); narrow the "
+                     "selector or use a larger step",
+                     max_bytes >> 20, i + 1, res->nseries);
+        }
+    }
+    free(present);
+    return rc;
+}
+
+uint64_t qreply_points(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    uint64_t pts = 0;
+    while (wire_next(&p, end, &f) == 1)
+        if (f.num == 3 && f.type == WIRE_VARINT)
+            pts = f.u;
+    return pts;
+}
+
+static size_t popcount_bits(const uint8_t *b, size_t nbits)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nbits; i++)
+        n += (b[i >> 3] >> (i & 7)) & 1;
+    return n;
+}
+
+int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *sink)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc;
+    size_t plen = (nsteps + 7) / 8;
+    double *vals = NULL;
+    size_t vcap = 0;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.num != 1 || f.type != WIRE_LEN)
+            continue;
+        wire_series_t s; /* a StepSeries: ts/ts_len hold the bitmap */
+        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+            break;
+        size_t want = s.ts ? popcount_bits(s.ts, s.ts_len == plen ? nsteps : 0) : nsteps;
+        if ((s.ts && s.ts_len != plen) || s.nvals != want) {
+            rc = ST_ECORRUPT;
+            break;
+        }
+        if (s.nvals > vcap) {
+            double *nv = realloc(vals, s.nvals * sizeof *nv);
+            if (!nv) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            vals = nv;
+            vcap = s.nvals;
+        }
+        for (size_t i = 0; i < s.nvals; i++)
+            memcpy(&vals[i], s.vals + 8 * i, 8); /* little-endian hosts only (wire.h) */
+        if ((rc = promql_vsink_add(sink, s.labels, s.nlabels, s.ts, vals, s.nvals)))
+            break;
+    }
+    free(vals);
+    return rc < 0 ? rc : 0;
+}

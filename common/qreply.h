@@ -1,0 +1,39 @@
+/*
+ * qreply — the QueryResponse of a pushed-down query part (QUERY RPC, see
+ * docs/query.md): encoded by the node from an evaluation result, decoded
+ * by the router straight into the evaluator. Free of sockets.
+ *
+ * A reply holds one StepSeries per series (labels; a bitmap of the grid
+ * steps that have a value, left out when all have one; the values, packed
+ * little-endian doubles), then the raw samples read and the values sent.
+ */
+#ifndef QREPLY_H
+#define QREPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "promql_eval.h"
+#include "st_buf.h"
+
+/*
+ * Append the series of res (a range or instant evaluation on the grid
+ * start + i * step, i < steps) to out as QueryResponse fields. *points gets
+ * the number of values. Returns 0; ST_EINVAL when a point is off the grid;
+ * ST_ELIMIT when out grows past max_bytes (message in msg); ST_ENOMEM.
+ */
+int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint32_t steps,
+                  size_t max_bytes, st_buf_t *out, uint64_t *points, char *msg, size_t msglen);
+
+/* The counters at the end of a reply (0 when absent or malformed). */
+uint64_t qreply_points(const uint8_t *p, size_t len);
+
+/*
+ * Feed every series of a reply for a grid of nsteps steps into sink.
+ * Returns 0, ST_ECORRUPT (malformed: bad framing, a bitmap of the wrong
+ * size, more values than steps or than bits set), ST_ELIMIT (over 64
+ * labels), ST_ENOMEM, or the sink's error.
+ */
+int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *sink);
+
+#endif
