@@ -49,15 +49,29 @@ int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint3
     return rc;
 }
 
-uint64_t qreply_points(const uint8_t *p, size_t len)
+void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out)
 {
     const uint8_t *end = p + len;
     wire_field_t f;
-    uint64_t pts = 0;
-    while (wire_next(&p, end, &f) == 1)
-        if (f.num == 3 && f.type == WIRE_VARINT)
-            pts = f.u;
-    return pts;
+    memset(out, 0, sizeof *out);
+    while (wire_next(&p, end, &f) == 1) {
+        if (f.type != WIRE_VARINT)
+            continue;
+        if (f.num == 2)
+            out->samples = f.u;
+        else if (f.num == 3)
+            out->points = f.u;
+        else if (f.num == 4)
+            out->series = f.u;
+    }
+}
+
+int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c)
+{
+    int rc = wire_put_varint_field(out, 2, c->samples);
+    rc |= wire_put_varint_field(out, 3, c->points);
+    rc |= wire_put_varint_field(out, 4, c->series);
+    return rc ? ST_ENOMEM : 0;
 }
 
 static size_t popcount_bits(const uint8_t *b, size_t nbits)

@@ -26,7 +26,14 @@ int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint3
                   size_t max_bytes, st_buf_t *out, uint64_t *points, char *msg, size_t msglen);
 
 /* The counters at the end of a reply (0 when absent or malformed). */
-uint64_t qreply_points(const uint8_t *p, size_t len);
+typedef struct qreply_counts {
+    uint64_t samples; /* raw samples the node read */
+    uint64_t points;  /* values in the reply */
+    uint64_t series;  /* series the node selected */
+} qreply_counts_t;
+void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out);
+/* Append the counters (fields 2, 3, 4). 0 or ST_ENOMEM. */
+int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c);
 
 /*
  * Feed every series of a reply for a grid of nsteps steps into sink.

@@ -94,6 +94,8 @@ enum key_id {
     /* [router] */
     K_MAX_BODY_BYTES,
     K_REQUEST_TIMEOUT,
+    K_QUERY_MAX_SAMPLES,
+    K_QUERY_MAX_SERIES,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
@@ -164,6 +166,10 @@ static const struct key_desc keys[K__COUNT] = {
                           0},
     [K_REQUEST_TIMEOUT] = {SECT_ROUTER, "request_timeout", KT_DURATION, MS_S, 1, MS_H, NULL, "30s",
                            0},
+    [K_QUERY_MAX_SAMPLES] = {SECT_ROUTER, "query_max_samples", KT_UINT, 0, 1000, 1000000000, NULL,
+                             "50000000", 0},
+    [K_QUERY_MAX_SERIES] = {SECT_ROUTER, "query_max_series", KT_UINT, 0, 1, 100000000, NULL,
+                            "1000000", 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -1045,6 +1051,8 @@ static int finish(struct parse *p)
     t->storage.memtable_max_age_ms = t->val[K_MEMTABLE_MAX_AGE];
     t->router.max_body_bytes = (uint64_t)t->val[K_MAX_BODY_BYTES];
     t->router.request_timeout_ms = t->val[K_REQUEST_TIMEOUT];
+    t->router.query_max_samples = (uint64_t)t->val[K_QUERY_MAX_SAMPLES];
+    t->router.query_max_series = (uint64_t)t->val[K_QUERY_MAX_SERIES];
     t->repl.hint_max_bytes = (uint64_t)t->val[K_HINT_MAX_BYTES];
     t->repl.hint_max_age_ms = t->val[K_HINT_MAX_AGE];
     t->repl.replica_timeout_ms = t->val[K_REPLICA_TIMEOUT];
@@ -1362,7 +1370,9 @@ void topo_print(const topo_t *t, FILE *f)
     fprintf(f, ", memtable_max_age %s\n",
             fmt_duration(b, sizeof b, t->storage.memtable_max_age_ms));
     fprintf(f, "router: max_body_bytes %" PRIu64, t->router.max_body_bytes);
-    fprintf(f, ", request_timeout %s\n", fmt_duration(b, sizeof b, t->router.request_timeout_ms));
+    fprintf(f, ", request_timeout %s", fmt_duration(b, sizeof b, t->router.request_timeout_ms));
+    fprintf(f, ", query_max_samples %" PRIu64 ", query_max_series %" PRIu64 "\n",
+            t->router.query_max_samples, t->router.query_max_series);
     fprintf(f, "replication: hint_max_bytes %" PRIu64, t->repl.hint_max_bytes);
     fprintf(f, ", hint_max_age %s", fmt_duration(b, sizeof b, t->repl.hint_max_age_ms));
     fprintf(f, ", replica_timeout %s", fmt_duration(b, sizeof b, t->repl.replica_timeout_ms));

@@ -74,6 +74,8 @@ typedef struct topo_storage {
 typedef struct topo_router {
     uint64_t max_body_bytes;
     int64_t request_timeout_ms;
+    uint64_t query_max_samples; /* samples + values one query may load */
+    uint64_t query_max_series;  /* series one query may select (per node too) */
 } topo_router_t;
 
 /* [replication]: per host, not part of the fingerprint. */

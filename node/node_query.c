@@ -30,7 +30,7 @@
 typedef struct nq {
     node_t *n;
     const Strata__QueryRequest *r;
-    uint64_t samples;
+    uint64_t samples, series;
     char *msg;
     size_t msglen;
 } nq_t;
@@ -53,6 +53,7 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
         const double *v;
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
             q->samples += cnt;
+            q->series++;
             if ((rc = promql_sink_add(sink, l, nl, ts, v, cnt)))
                 break;
         }
@@ -105,11 +106,12 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         snprintf(msg, msglen, "a pushed-down expression must be an instant vector");
         goto done;
     }
-    nq_t q = {n, r, 0, msg, msglen};
+    nq_t q = {n, r, 0, 0, msg, msglen};
     promql_eval_opts_t o = {
         .lookback_ms = r->lookback_ms,
         .max_samples =
             r->max_samples && r->max_samples < NQ_MAX_SAMPLES ? r->max_samples : NQ_MAX_SAMPLES,
+        .max_series = r->max_series,
         .deadline_ms = mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS),
         .subquery = 1,
         .query_start_ms = r->query_start_ms,
@@ -128,9 +130,8 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     if ((rc = qreply_encode(res, r->start_ms, r->step_ms, r->steps, NQ_MAX_REPLY, out, &points, msg,
                             msglen)))
         goto done;
-    rc = wire_put_varint_field(out, 2, q.samples);
-    if (!rc)
-        rc = wire_put_varint_field(out, 3, points);
+    qreply_counts_t cnt = {q.samples, points, q.series};
+    rc = qreply_put_counts(out, &cnt);
     metric_counter_inc(n->queries);
     metric_counter_add(n->query_points, points);
 done:

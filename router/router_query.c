@@ -41,7 +41,6 @@
 
 #define Q_MAX_SELECTS 64
 #define Q_MAX_REMOTES 64
-#define Q_MAX_SAMPLES 50000000ull
 #define Q_MAX_POINTS 11000
 #define Q_MAX_INFLIGHT 32          /* RPCs in flight per query */
 #define Q_BARE_SELECTOR_STEP 10000 /* push bare selectors from this step up (ms) */
@@ -102,7 +101,8 @@ struct qjob {
     const char *etype;
     char err[512];
     st_buf_t out;
-    uint64_t samples;
+    uint64_t samples, series;         /* fetched: samples + values; series the nodes selected */
+    uint64_t max_samples, max_series; /* [router] query_max_samples, query_max_series */
     /* fetch state */
     readplan_t plan;
     int planned, need, partial, failovers, responded, pumping;
@@ -279,6 +279,15 @@ static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t sta
     return rc;
 }
 
+/* Name the limits in a limit error, so the user knows which knob it was. */
+static void limit_hint(qjob_t *j)
+{
+    size_t n = strlen(j->err);
+    snprintf(j->err + n, sizeof j->err - n,
+             " (limits: [router] query_max_samples = %llu, query_max_series = %llu)",
+             (unsigned long long)j->max_samples, (unsigned long long)j->max_series);
+}
+
 static void eval_work(uv_work_t *w)
 {
     qjob_t *j = w->data;
@@ -315,7 +324,8 @@ static void eval_work(uv_work_t *w)
             }
         }
     }
-    promql_eval_opts_t o = {.max_samples = Q_MAX_SAMPLES,
+    promql_eval_opts_t o = {.max_samples = j->max_samples,
+                            .max_series = j->max_series,
                             .deadline_ms = j->deadline,
                             .remote = j->phase == 1 ? plan_remote : serve_remote};
     promql_result_t *res = NULL;
@@ -327,6 +337,8 @@ static void eval_work(uv_work_t *w)
         j->etype = rc == ST_ETIMEDOUT ? "timeout" : "execution";
         if (!j->err[0])
             snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
+        if (rc == ST_ELIMIT)
+            limit_hint(j);
         return;
     }
     if (j->phase == 2) {
@@ -500,7 +512,10 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
         }
         if (node_said && remote &&
             (status == ST_EINVAL || status == ST_ELIMIT || status == ST_EPARSE)) {
-            respond_error(j, 422, "execution", msg);
+            snprintf(j->err, sizeof j->err, "%s", msg);
+            if (status == ST_ELIMIT)
+                limit_hint(j);
+            respond_error(j, 422, "execution", j->err);
             return;
         }
         if (node_said && status == ST_ETIMEDOUT) {
@@ -514,11 +529,16 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
     }
     if (t->remote) {
         qremote_t *q = &j->rem[t->item];
-        j->samples += qreply_points(payload, len);
-        if (j->samples > Q_MAX_SAMPLES) {
+        qreply_counts_t cnt;
+        qreply_counts(payload, len, &cnt);
+        j->samples += cnt.points;
+        j->series += cnt.series;
+        if (j->samples > j->max_samples || j->series > j->max_series) {
             free(t);
-            respond_error(j, 422, "execution",
-                          "query processing would load too many samples into memory");
+            snprintf(j->err, sizeof j->err, "query processing would load too many %s into memory",
+                     j->series > j->max_series ? "series" : "samples");
+            limit_hint(j);
+            respond_error(j, 422, "execution", j->err);
             return;
         }
         if (q->nr == q->cap) {
@@ -552,13 +572,16 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
     uint64_t before = s->set.samples;
     int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
     j->samples += s->set.samples - before;
-    if (!rc && j->samples > Q_MAX_SAMPLES)
+    if (!rc && j->samples > j->max_samples)
         rc = ST_ELIMIT;
     if (rc) {
         free(t);
-        respond_error(j, 422, "execution",
-                      rc == ST_ELIMIT ? "query processing would load too many samples into memory"
-                                      : "malformed reply from a node");
+        snprintf(j->err, sizeof j->err, "%s",
+                 rc == ST_ELIMIT ? "query processing would load too many samples into memory"
+                                 : "malformed reply from a node");
+        if (rc == ST_ELIMIT)
+            limit_hint(j);
+        respond_error(j, 422, "execution", j->err);
         return;
     }
     if (done) {
@@ -614,7 +637,8 @@ static void send_task(qjob_t *j, qtask_t *t)
         rq.steps = (uint32_t)q->nsteps;
         rq.query_start_ms = j->start;
         rq.query_end_ms = j->end;
-        rq.max_samples = Q_MAX_SAMPLES;
+        rq.max_samples = j->max_samples;
+        rq.max_series = j->max_series;
         rq.timeout_ms = (uint32_t)(left < 1 ? 1 : left);
         len = strata__query_request__get_packed_size(&rq);
         buf = malloc(len ? len : 1);
@@ -738,6 +762,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     j->r = r;
     j->req = req;
     j->range = range;
+    j->max_samples = topo_router(r->topo)->query_max_samples;
+    j->max_series = topo_router(r->topo)->query_max_series;
     st_buf_init(&j->out);
     http_params_t form;
     http_params_init(&form);

@@ -27,7 +27,8 @@ static int remote(void *arg, const promql_node_t *n, int part, int64_t start, in
 {
     const reply_t *r = arg;
     (void)n, (void)part, (void)start, (void)step;
-    (void)qreply_points(r->p, r->len);
+    qreply_counts_t cnt;
+    qreply_counts(r->p, r->len, &cnt);
     return qreply_decode(r->p, r->len, nsteps, sink);
 }
 

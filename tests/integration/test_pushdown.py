@@ -241,3 +241,56 @@ class PushdownTest(ClusterTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LimitsTest(ClusterTestCase):
+    """[router] query_max_series / query_max_samples, with and without
+    pushdown: a clear 422 naming the limit, and the router keeps serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        c = cls.class_cluster(nodes=3, routers=1, shards=6, rf=1,
+                              router={"query_max_series": "10", "query_max_samples": "3000"})
+        c.start()
+        cls.c = c
+        now = int(time.time())
+        cls.t_end = now - now % 60 - 120
+        lines = []
+        for h in range(20):
+            for i in range(100):
+                lines.append("lim,host=h%d v=%d %d" % (h, i, cls.t_end - 990 + 10 * i))
+        status, body = c.write(lines, precision="s")
+        assert status == 204, (status, body)
+
+    def q(self, **params):
+        url = self.c.router_url(0) + "/api/v1/query?" + urllib.parse.urlencode(params)
+        status, _, body = http_request(url, timeout=60)
+        return status, json.loads(body)
+
+    def test_max_series(self):
+        for pushdown in ("1", "0"):
+            s, b = self.q(query="sum(lim_v)", time=str(self.t_end), pushdown=pushdown)
+            self.assertEqual(s, 422, b)
+            self.assertEqual(b["errorType"], "execution")
+            self.assertIn("too many series", b["error"])
+            self.assertIn("query_max_series = 10", b["error"])
+        # within the limit
+        s, b = self.q(query='sum(lim_v{host=~"h[0-4]"})', time=str(self.t_end))
+        self.assertEqual(s, 200, b)
+        self.assertEqual(b["data"]["result"][0]["value"][1], str(5 * 99))
+
+    def test_max_samples(self):
+        # 10 series x 100 samples over 20 min: over 3000 only as a range
+        # query over the whole window with raw samples for a 20m rollup
+        q = 'max_over_time(lim_v{host=~"h[0-9]"}[20m])'
+        for pushdown in ("1", "0"):
+            url = self.c.router_url(0) + "/api/v1/query_range?" + urllib.parse.urlencode(
+                {"query": q, "start": str(self.t_end - 900), "end": str(self.t_end),
+                 "step": "1", "pushdown": pushdown})
+            s, _, body = http_request(url, timeout=60)
+            b = json.loads(body)
+            self.assertEqual(s, 422, b)
+            self.assertIn("too many samples", b["error"])
+            self.assertIn("query_max_samples = 3000", b["error"])
+        s, b = self.q(query='max_over_time(lim_v{host="h1"}[20m])', time=str(self.t_end))
+        self.assertEqual(s, 200, b)
