@@ -100,6 +100,10 @@ Try:
   curl -sg '$R/api/v1/export?match[]=weather_temp'
   curl -s 'http://127.0.0.1:$((BASE+2))/api/v1/export?shard=0' | head -2   # one node's local data
   curl -s '$R/metrics' | grep strata_router
+PromQL (nodes evaluate rates and partial sums; docs/query.md):
+  build/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
+  build/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
+  curl -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
 Replication (RF=3, quorum writes): stop a node, keep writing, watch the hints drain:
   kill \$(sed -n 3p $DIR/pids)                       # node n3
   echo 'weather,city=oslo temp=3.5' | curl -s -w '%{http_code}\\n' --data-binary @- '$R/write'
