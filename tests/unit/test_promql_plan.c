@@ -22,7 +22,8 @@
  *    run on several grids with planner flags 0 and NO_BARE_SELECTORS,
  *    instant queries at several times with INSTANT (what the router uses).
  *    The queries: a hand-written list, then random ones from a small
- *    grammar (TEST_PROMQL_PLAN_QUERIES=N[:SEED] runs N of them).
+ *    grammar (tests/common/promql_gen.h; TEST_PROMQL_PLAN_QUERIES=N[:SEED]
+ *    runs N of them).
  *
  *    Known divergences are run and reported, not failed (test_e2e_edge,
  *    test_e2e_known): duplicate label sets that only meet across shards
@@ -50,6 +51,8 @@
 #include "st_buf.h"
 #include "st_err.h"
 #include "st_labels.h"
+
+#include "../common/promql_gen.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -83,53 +86,6 @@ static char *text_of(const promql_node_t *n, int part)
     return (char *)b.data;
 }
 
-/* Children of a node, in evaluation order (the matrix selector's vector
- * selector included, so walks see every node). */
-static size_t children(const promql_node_t *n, const promql_node_t **kid, size_t cap)
-{
-    size_t k = 0;
-    switch (n->kind) {
-    case PROMQL_AGGREGATE:
-        if (n->u.agg.param)
-            kid[k++] = n->u.agg.param;
-        kid[k++] = n->u.agg.expr;
-        break;
-    case PROMQL_PAREN:
-        kid[k++] = n->u.paren.expr;
-        break;
-    case PROMQL_UNARY:
-        kid[k++] = n->u.unary.expr;
-        break;
-    case PROMQL_BINARY:
-        kid[k++] = n->u.bin.lhs;
-        kid[k++] = n->u.bin.rhs;
-        break;
-    case PROMQL_SUBQUERY:
-        kid[k++] = n->u.sq.expr;
-        break;
-    case PROMQL_MATRIX_SELECTOR:
-        kid[k++] = n->u.ms.vs;
-        break;
-    case PROMQL_CALL:
-        for (size_t i = 0; i < n->u.call.nargs && k < cap; i++)
-            kid[k++] = n->u.call.args[i];
-        break;
-    default:
-        break;
-    }
-    return k;
-}
-
-/* Marks anywhere in the tree (also below a marked node). */
-static size_t count_marks(const promql_node_t *n)
-{
-    const promql_node_t *kid[16];
-    size_t k = children(n, kid, 16), c = n->push != 0;
-    for (size_t i = 0; i < k; i++)
-        c += count_marks(kid[i]);
-    return c;
-}
-
 /* Marked nodes with no marked ancestor, in evaluation order. */
 static void outer_marks(const promql_node_t *n, const promql_node_t **out, size_t *no)
 {
@@ -137,10 +93,9 @@ static void outer_marks(const promql_node_t *n, const promql_node_t **out, size_
         out[(*no)++] = n;
         return;
     }
-    const promql_node_t *kid[16];
-    size_t k = children(n, kid, 16);
-    for (size_t i = 0; i < k; i++)
-        outer_marks(kid[i], out, no);
+    const promql_node_t *k;
+    for (size_t i = 0; (k = pgen_kid(n, i)); i++)
+        outer_marks(k, out, no);
 }
 
 /* ---- 1. the plan: explain table ------------------------------------------------ */
@@ -328,7 +283,7 @@ static void test_walks(void **state)
     assert_int_equal(p->push, PROMQL_PUSH_NONE);
     assert_int_equal(p->u.call.args[0]->push, PROMQL_PUSH_SERIES);
     assert_int_equal(r->u.agg.expr->push, PROMQL_PUSH_SERIES);
-    assert_int_equal(count_marks(r), 2);
+    assert_int_equal(pgen_count_marks(r), 2);
     promql_free(e);
 
     /* a / b: both sides, not the division */
@@ -345,7 +300,7 @@ static void test_walks(void **state)
     assert_int_equal(promql_plan(e, 0), 1);
     r = promql_root(e);
     assert_int_equal(r->push, PROMQL_PUSH_SERIES);
-    assert_int_equal(count_marks(r), 1);
+    assert_int_equal(pgen_count_marks(r), 1);
     promql_free(e);
 
     /* the subquery's inner sum is partial, the rollup over it is not pushed */
@@ -371,7 +326,7 @@ static void test_walks(void **state)
     /* no bare selectors: x * 2 and its parts stay unmarked */
     e = parse_ok("x * 2");
     assert_int_equal(promql_plan(e, PROMQL_PLAN_NO_BARE_SELECTORS), 0);
-    assert_int_equal(count_marks(promql_root(e)), 0);
+    assert_int_equal(pgen_count_marks(promql_root(e)), 0);
     promql_free(e);
 }
 
@@ -432,17 +387,17 @@ static void test_clear_and_replan(void **state)
         promql_expr_t *e = parse_ok(qs[i]);
         size_t n = promql_plan(e, 0);
         assert_true(n > 0);
-        assert_int_equal(count_marks(promql_root(e)), n);
+        assert_int_equal(pgen_count_marks(promql_root(e)), n);
         char *j1 = explain_str(e);
         /* planning twice: the same marks */
         assert_int_equal(promql_plan(e, 0), n);
-        assert_int_equal(count_marks(promql_root(e)), n);
+        assert_int_equal(pgen_count_marks(promql_root(e)), n);
         char *j2 = explain_str(e);
         assert_string_equal(j1, j2);
         free(j2);
         /* clear: no mark anywhere, nothing to explain */
         promql_plan_clear(e);
-        assert_int_equal(count_marks(promql_root(e)), 0);
+        assert_int_equal(pgen_count_marks(promql_root(e)), 0);
         j2 = explain_str(e);
         assert_string_equal(j2, "[]");
         free(j2);
@@ -498,7 +453,7 @@ static void test_scalar_only(void **state)
         promql_expr_t *e = parse_ok(qs[i]);
         for (unsigned f = 0; f < 4; f++) {
             assert_int_equal(promql_plan(e, f), 0);
-            assert_int_equal(count_marks(promql_root(e)), 0);
+            assert_int_equal(pgen_count_marks(promql_root(e)), 0);
         }
         char *j = explain_str(e);
         assert_string_equal(j, "[]");
@@ -1140,321 +1095,23 @@ static void test_e2e_instant(void **state)
 /* ---- 2b. end to end: random queries ---------------------------------------------- */
 
 /*
- * Random well-typed queries over the main dataset, from a small grammar
- * that mixes everything the planner distinguishes: selectors, rollups,
- * subqueries, element-wise functions, scalar arithmetic, mergeable and
- * other aggregations, joins, set operators and router-only functions. It
- * only adds labels (never drops one with label_replace), so no two series
- * of a series-local subtree end up with the same labels (the known
- * divergence of test_e2e_edge).
+ * Random well-typed queries over the main dataset from promql_gen.h's
+ * grammar: selectors, rollups, subqueries, element-wise functions, scalar
+ * arithmetic, mergeable and other aggregations, joins, set operators and
+ * router-only functions. PGEN_CORE keeps to what this comparison has always
+ * run, PGEN_EXACT leaves out what pushdown may answer otherwise (rounding,
+ * %, counter functions over subqueries, ties in topk/bottomk; see
+ * test_e2e_known). It only adds labels (never drops one with
+ * label_replace), so no two series of a series-local subtree end up with
+ * the same labels (the known divergence of test_e2e_edge).
  */
-typedef struct gen {
-    uint64_t s;
-    char *p;
-    size_t left;
-} gen_t;
-
-static unsigned rnd(gen_t *g, unsigned n)
+static unsigned xorshift_choose(void *ctx, unsigned n)
 {
-    g->s ^= g->s << 13;
-    g->s ^= g->s >> 7;
-    g->s ^= g->s << 17;
-    return (unsigned)(g->s % n);
-}
-
-static void put(gen_t *g, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(g->p, g->left, fmt, ap);
-    va_end(ap);
-    assert_true(k >= 0 && (size_t)k < g->left);
-    g->p += k;
-    g->left -= (size_t)k;
-}
-
-#define PICK(g, arr) ((arr)[rnd((g), sizeof(arr) / sizeof((arr)[0]))])
-
-static void gen_vec(gen_t *g, int depth);
-
-static void gen_selector(gen_t *g)
-{
-    static const char *const sels[] = {"req_total",
-                                       "req_total{code=\"500\"}",
-                                       "req_total{job=~\"api|db\"}",
-                                       "cpu",
-                                       "cpu{instance!=\"0\"}",
-                                       "lat_bucket",
-                                       "info",
-                                       "nonexistent"};
-    static const char *const mods[] = {"",           "",         "",           " offset 1m",
-                                       " offset 5m", " @ end()", " @ start()", " @ 1500"};
-    put(g, "%s%s", PICK(g, sels), PICK(g, mods));
-}
-
-static void gen_matrix_sel(gen_t *g)
-{
-    static const char *const counters[] = {"req_total", "req_total{code=\"200\"}", "lat_bucket",
-                                           "cpu"};
-    static const char *const ranges[] = {"1m", "2m", "5m", "10m"};
-    static const char *const mods[] = {"", "", "", " offset 2m", " @ end()", " @ 1200"};
-    put(g, "%s[%s]%s", PICK(g, counters), PICK(g, ranges), PICK(g, mods));
-}
-
-static void gen_scalar(gen_t *g, int depth)
-{
-    static const char *const nums[] = {"2", "0.5", "10", "-1", "0.3"};
-    switch (depth > 0 ? rnd(g, 5) : 0) {
-    case 1:
-        put(g, "time()");
-        break;
-    case 2:
-        put(g, "scalar(");
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 3:
-        put(g, "(");
-        gen_scalar(g, depth - 1);
-        put(g, " * 2)");
-        break;
-    default:
-        put(g, "%s", PICK(g, nums));
-        break;
-    }
-}
-
-static void gen_grouping(gen_t *g)
-{
-    static const char *const gr[] = {"",
-                                     "",
-                                     " by (job)",
-                                     " by (job, code)",
-                                     " by (instance)",
-                                     " by (le)",
-                                     " without (instance)",
-                                     " without (code, instance)",
-                                     " without ()",
-                                     " by (__name__)"};
-    put(g, "%s", PICK(g, gr));
-}
-
-/*
- * An instant vector whose values at a step are (almost surely) all
- * different: the argument of a topk/bottomk. Which of several equal values
- * topk picks depends on the set it picks from, so with ties a partial topk
- * may return other (equally valid) series; see test_e2e_known.
- */
-static void gen_distinct(gen_t *g, int depth)
-{
-    static const char *const leaves[] = {"cpu",
-                                         "cpu{instance!=\"0\"}",
-                                         "req_total",
-                                         "rate(req_total[5m])",
-                                         "irate(req_total[1m])",
-                                         "rate(lat_bucket[5m])",
-                                         "deriv(cpu[5m])",
-                                         "avg_over_time(cpu[5m])",
-                                         "max_over_time(cpu[10m] offset 1m)",
-                                         "last_over_time(cpu[5m] @ 1500)"};
-    static const char *const aggs[] = {"sum by (job)",       "avg without (instance)",
-                                       "max by (job, code)", "min by (instance)",
-                                       "sum without (code)", "avg by (le)"};
-    static const char *const ops[] = {"* 2", "- 0.3", "/ -4", "+ time()"};
-    if (depth <= 0) {
-        put(g, "%s", PICK(g, leaves));
-        return;
-    }
-    switch (rnd(g, 8)) {
-    case 0:
-        put(g, "%s (", PICK(g, aggs));
-        gen_distinct(g, depth - 1);
-        put(g, ")");
-        break;
-    case 1:
-        put(g, "(");
-        gen_distinct(g, depth - 1);
-        put(g, " %s)", PICK(g, ops));
-        break;
-    case 2:
-        put(g, "label_replace(");
-        gen_distinct(g, depth - 1);
-        put(g, ", \"x\", \"$1\", \"job\", \"(.*)\")");
-        break;
-    case 3:
-        put(g, "%s((", rnd(g, 2) ? "max_over_time" : "avg_over_time");
-        gen_distinct(g, depth - 1);
-        put(g, ")[5m:1m])");
-        break;
-    case 4:
-        put(g, "%s (%u, ", rnd(g, 2) ? "topk" : "bottomk", 1 + rnd(g, 4));
-        gen_distinct(g, depth - 1);
-        put(g, ")");
-        break;
-    case 5:
-        put(g, "-(");
-        gen_distinct(g, depth - 1);
-        put(g, ")");
-        break;
-    default:
-        put(g, "%s", PICK(g, leaves));
-        break;
-    }
-}
-
-static void gen_vec(gen_t *g, int depth)
-{
-    static const char *const rollups[] = {
-        "rate",          "increase",      "delta",          "irate",           "deriv",
-        "max_over_time", "min_over_time", "avg_over_time",  "sum_over_time",   "count_over_time",
-        "changes",       "resets",        "last_over_time", "stddev_over_time"};
-    /* no counter functions (rate, increase, resets, ...) over subqueries: a
-     * last-bit difference in a sum (partial sums add up in another order)
-     * reads as a counter reset there; see test_e2e_known */
-    static const char *const sq_rollups[] = {"max_over_time", "min_over_time",  "avg_over_time",
-                                             "sum_over_time", "last_over_time", "count_over_time"};
-    static const char *const merge_ops[] = {"sum", "avg", "min", "max", "count", "group"};
-    static const char *const other_ops[] = {"stddev", "stdvar"};
-    /* no %: 10 % x multiplies the last-bit difference of x by 10 / x */
-    static const char *const arith[] = {"+", "-", "*", "/", ">", "<", "> bool", "^"};
-    static const char *const setops[] = {"and", "or", "unless"};
-    static const char *const matching[] = {"", " on(job)", " ignoring(code)", " on(job, instance)"};
-    /* no ceil, floor, sgn: a sum that is an integer (or 0) in exact
-     * arithmetic lands on either side of it, depending on the order of the
-     * additions */
-    static const char *const funcs[] = {"abs", "sqrt", "ln", "exp", "-"};
-    if (depth <= 0) {
-        if (rnd(g, 2))
-            gen_selector(g);
-        else {
-            put(g, "%s(", PICK(g, rollups));
-            gen_matrix_sel(g);
-            put(g, ")");
-        }
-        return;
-    }
-    switch (rnd(g, 16)) {
-    case 0:
-        gen_selector(g);
-        break;
-    case 1:
-        put(g, "%s(", PICK(g, rollups));
-        gen_matrix_sel(g);
-        put(g, ")");
-        break;
-    case 2: /* subquery */
-        put(g, "%s((", PICK(g, sq_rollups));
-        gen_vec(g, depth - 1);
-        put(g, ")[%s:%s])", rnd(g, 2) ? "5m" : "10m",
-            PICK(g, ((const char *const[]){"30s", "1m", ""})));
-        break;
-    case 3:
-    case 4: /* mergeable aggregation */
-        put(g, "%s", PICK(g, merge_ops));
-        gen_grouping(g);
-        put(g, " (");
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 5: /* topk/bottomk */
-        put(g, "%s", rnd(g, 2) ? "topk" : "bottomk");
-        gen_grouping(g);
-        put(g, " (%u, ", 1 + rnd(g, 3));
-        gen_distinct(g, depth - 1);
-        put(g, ")");
-        break;
-    case 6: /* not mergeable */
-        if (rnd(g, 3)) {
-            put(g, "%s", PICK(g, other_ops));
-            gen_grouping(g);
-            put(g, " (");
-        } else {
-            put(g, "quantile");
-            gen_grouping(g);
-            put(g, " (0.7, ");
-        }
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 7: /* vector op scalar */
-    case 8:
-        put(g, "(");
-        if (rnd(g, 2)) {
-            gen_vec(g, depth - 1);
-            put(g, " %s ", PICK(g, arith));
-            gen_scalar(g, depth - 1);
-        } else {
-            gen_scalar(g, depth - 1);
-            put(g, " %s ", PICK(g, arith));
-            gen_vec(g, depth - 1);
-        }
-        put(g, ")");
-        break;
-    case 9: /* vector op vector */
-        put(g, "(");
-        gen_vec(g, depth - 1);
-        put(g, " %s%s ", PICK(g, arith), PICK(g, matching));
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 10:
-        put(g, "(");
-        gen_vec(g, depth - 1);
-        put(g, " %s%s ", PICK(g, setops), PICK(g, matching));
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 11:
-        put(g, "%s(", PICK(g, funcs));
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 12:
-        switch (rnd(g, 4)) {
-        case 0:
-            put(g, "label_replace(");
-            gen_vec(g, depth - 1);
-            put(g, ", \"x\", \"$1-y\", \"job\", \"(.*)\")");
-            break;
-        case 1:
-            put(g, "label_join(");
-            gen_vec(g, depth - 1);
-            put(g, ", \"x\", \"-\", \"job\", \"le\")");
-            break;
-        case 2:
-            put(g, "clamp(");
-            gen_vec(g, depth - 1);
-            put(g, ", 0.2, ");
-            gen_scalar(g, depth - 1);
-            put(g, ")");
-            break;
-        default:
-            put(g, "timestamp(");
-            gen_vec(g, depth - 1);
-            put(g, ")");
-            break;
-        }
-        break;
-    case 13:
-        put(g, "%s(", rnd(g, 2) ? "absent" : rnd(g, 2) ? "sort_desc" : "sort");
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    case 14:
-        put(g, "histogram_quantile(0.%u, ", 1 + rnd(g, 9));
-        if (rnd(g, 2))
-            put(g, "sum by (le%s) (rate(lat_bucket[%s]))", rnd(g, 2) ? ", job" : "",
-                rnd(g, 2) ? "5m" : "2m");
-        else
-            put(g, "rate(lat_bucket[5m])");
-        put(g, ")");
-        break;
-    default:
-        put(g, "-(");
-        gen_vec(g, depth - 1);
-        put(g, ")");
-        break;
-    }
+    uint64_t *s = ctx;
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (unsigned)(*s % n);
 }
 
 static void test_e2e_random(void **state)
@@ -1468,7 +1125,7 @@ static void test_e2e_random(void **state)
     static const int64_t times[] = {1200000, 1717000, 2590000, 30000, 1500000};
     load_main();
     estats_t st = {0};
-    gen_t g = {0x2545f4914f6cdd1dull, NULL, 0};
+    uint64_t seed = 0x2545f4914f6cdd1dull;
     /* TEST_PROMQL_PLAN_QUERIES=N runs more (or other) queries: N, or N:SEED */
     int nq = 1500, ok_nonempty = 0;
     const char *env = getenv("TEST_PROMQL_PLAN_QUERIES");
@@ -1476,13 +1133,17 @@ static void test_e2e_random(void **state)
         nq = atoi(env);
         const char *c = strchr(env, ':');
         if (c)
-            g.s = strtoull(c + 1, NULL, 0) * 0x9e3779b97f4a7c15ull + 1;
+            seed = strtoull(c + 1, NULL, 0) * 0x9e3779b97f4a7c15ull + 1;
     }
     for (int i = 0; i < nq; i++) {
         char q[4096];
-        g.p = q;
-        g.left = sizeof q;
-        gen_vec(&g, 1 + (int)rnd(&g, 4));
+        pgen_t g = {.choose = xorshift_choose,
+                    .ctx = &seed,
+                    .flags = PGEN_EXACT | PGEN_CORE,
+                    .out = q,
+                    .cap = sizeof q};
+        pgen_query(&g, 1 + (int)xorshift_choose(&seed, 4));
+        assert_false(g.truncated);
         const int64_t *gr = grids[i % 3];
         unsigned rflags = (i / 3) % 2 ? PROMQL_PLAN_NO_BARE_SELECTORS : 0;
         int64_t t = times[i % 5];
