@@ -236,6 +236,17 @@ void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps)
 
 /* ---- selection ------------------------------------------------------------ */
 
+/* One more series of n samples (or values) into the evaluation: the limits. */
+static void sink_account(pe_ctx_t *c, size_t n)
+{
+    if (++c->series > c->max_series)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
+    c->samples += n;
+    if (c->samples > c->max_samples)
+        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+    pe_check(c);
+}
+
 struct promql_sink {
     pe_ctx_t *c;
     pe_raw_t *r;
@@ -256,12 +267,7 @@ int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
         c->sink_rc = c->rc;
         return c->rc;
     }
-    if (++c->series > c->max_series)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
-    c->samples += n;
-    if (c->samples > c->max_samples)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
-    pe_check(c);
+    sink_account(c, n);
     if (sk->n == sk->cap) {
         size_t cap = sk->cap ? sk->cap * 2 : 16;
         pe_raw_t *r = pe_alloc(c, cap * sizeof *r);
@@ -1044,12 +1050,7 @@ int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabel
         c->sink_rc = c->rc;
         return c->rc;
     }
-    if (++c->series > c->max_series)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
-    c->samples += nv;
-    if (c->samples > c->max_samples)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
-    pe_check(c);
+    sink_account(c, nv);
     st_label_t *l = pe_alloc(c, (nlabels + 1) * sizeof *l);
     for (size_t i = 0; i < nlabels; i++) {
         l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);

@@ -138,10 +138,7 @@ static size_t labels_room(const st_label_t *l, size_t nl)
 int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
                     const double *v, size_t n)
 {
-    size_t need = 16;
-    for (size_t i = 0; i < nl; i++)
-        need += 3 * ST_UVARINT_MAX + l[i].name_len + l[i].value_len + 3;
-    need += 2 * 16 + n * (ST_UVARINT_MAX + 8);
+    size_t need = 16 + labels_room(l, nl) + 2 * 16 + n * (ST_UVARINT_MAX + 8);
     if (st_buf_reserve(b, need))
         return ST_ENOMEM;
     size_t mark;

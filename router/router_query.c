@@ -374,7 +374,8 @@ static void start_phase(qjob_t *j, int phase)
         respond_error(j, 503, "internal", "cannot queue work");
 }
 
-static int enqueue(qjob_t *j, size_t group, int remote, size_t item)
+/* Queue a task to send (the last queued goes first). 0 or ST_ENOMEM. */
+static int push_task(qjob_t *j, qtask_t *t)
 {
     if (j->nqueue == j->qcap) {
         size_t cap = j->qcap ? 2 * j->qcap : 64;
@@ -384,11 +385,20 @@ static int enqueue(qjob_t *j, size_t group, int remote, size_t item)
         j->queue = nq;
         j->qcap = cap;
     }
+    j->queue[j->nqueue++] = t;
+    return 0;
+}
+
+static int enqueue(qjob_t *j, size_t group, int remote, size_t item)
+{
     qtask_t *t = calloc(1, sizeof *t);
     if (!t)
         return ST_ENOMEM;
     *t = (qtask_t){j, group, remote, item, 0, 0};
-    j->queue[j->nqueue++] = t;
+    if (push_task(j, t)) {
+        free(t);
+        return ST_ENOMEM;
+    }
     return 0;
 }
 
@@ -590,17 +600,11 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
         /* the next page goes out first */
         t->cursor_shard = nshard;
         t->cursor_pos = npos;
-        if (j->nqueue == j->qcap) {
-            qtask_t **nq = realloc(j->queue, (j->qcap ? 2 * j->qcap : 64) * sizeof *nq);
-            if (!nq) {
-                free(t);
-                respond_error(j, 503, "internal", "out of memory");
-                return;
-            }
-            j->queue = nq;
-            j->qcap = j->qcap ? 2 * j->qcap : 64;
+        if (push_task(j, t)) {
+            free(t);
+            respond_error(j, 503, "internal", "out of memory");
+            return;
         }
-        j->queue[j->nqueue++] = t;
     }
     pump(j);
 }
