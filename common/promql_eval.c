@@ -247,6 +247,20 @@ static void sink_account(pe_ctx_t *c, size_t n)
     pe_check(c);
 }
 
+/* The evaluator's own sorted copy of a caller's labels. */
+static st_label_t *copy_labels(pe_ctx_t *c, const st_label_t *labels, size_t n)
+{
+    st_label_t *l = pe_alloc(c, (n + 1) * sizeof *l);
+    for (size_t i = 0; i < n; i++) {
+        l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);
+        l[i].name_len = labels[i].name_len;
+        l[i].value = pe_strdup(c, labels[i].value, labels[i].value_len);
+        l[i].value_len = labels[i].value_len;
+    }
+    st_labels_sort(l, n);
+    return l;
+}
+
 struct promql_sink {
     pe_ctx_t *c;
     pe_raw_t *r;
@@ -277,15 +291,8 @@ int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
         sk->cap = cap;
     }
     pe_raw_t *r = &sk->r[sk->n++];
-    r->l = pe_alloc(c, (nlabels + 1) * sizeof *r->l);
-    for (size_t i = 0; i < nlabels; i++) {
-        r->l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);
-        r->l[i].name_len = labels[i].name_len;
-        r->l[i].value = pe_strdup(c, labels[i].value, labels[i].value_len);
-        r->l[i].value_len = labels[i].value_len;
-    }
+    r->l = copy_labels(c, labels, nlabels);
     r->nl = nlabels;
-    st_labels_sort(r->l, nlabels);
     r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
     r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
     if (n) {
@@ -1051,15 +1058,7 @@ int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabel
         return c->rc;
     }
     sink_account(c, nv);
-    st_label_t *l = pe_alloc(c, (nlabels + 1) * sizeof *l);
-    for (size_t i = 0; i < nlabels; i++) {
-        l[i].name = pe_strdup(c, labels[i].name, labels[i].name_len);
-        l[i].name_len = labels[i].name_len;
-        l[i].value = pe_strdup(c, labels[i].value, labels[i].value_len);
-        l[i].value_len = labels[i].value_len;
-    }
-    st_labels_sort(l, nlabels);
-    pe_ser_t *s = pe_add_ser(c, sk->v, l, nlabels, sk->nsteps);
+    pe_ser_t *s = pe_add_ser(c, sk->v, copy_labels(c, labels, nlabels), nlabels, sk->nsteps);
     size_t k = 0;
     for (size_t i = 0; i < sk->nsteps && k < nv; i++)
         if (!present || (present[i >> 3] >> (i & 7)) & 1) {

@@ -127,6 +127,18 @@ static uint8_t *put_labels(uint8_t *p, const st_label_t *l, size_t nl)
     return p;
 }
 
+/* n doubles as a packed field (little-endian); the caller reserved room. */
+static uint8_t *put_doubles(uint8_t *p, uint32_t field, const double *v, size_t n)
+{
+    p += put_key(p, field, WIRE_LEN);
+    p += st_uvarint_put(p, 8 * n);
+    for (size_t i = 0; i < n; i++) {
+        st_store_u64le(p, st_f64_bits(v[i]));
+        p += 8;
+    }
+    return p;
+}
+
 static size_t labels_room(const st_label_t *l, size_t nl)
 {
     size_t need = 0;
@@ -161,12 +173,7 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
             tl >>= 7;
         }
         lenp[4] = (uint8_t)(tl & 0x7f);
-        p += put_key(p, 3, WIRE_LEN);
-        p += st_uvarint_put(p, 8 * n);
-        for (size_t i = 0; i < n; i++) {
-            st_store_u64le(p, st_f64_bits(v[i]));
-            p += 8;
-        }
+        p = put_doubles(p, 3, v, n);
     }
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
@@ -188,12 +195,7 @@ int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_
         p += present_len;
     }
     if (n) {
-        p += put_key(p, 3, WIRE_LEN);
-        p += st_uvarint_put(p, 8 * n);
-        for (size_t i = 0; i < n; i++) {
-            st_store_u64le(p, st_f64_bits(v[i]));
-            p += 8;
-        }
+        p = put_doubles(p, 3, v, n);
     }
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
