@@ -12,76 +12,13 @@
 #include "http_util.h"
 #include "router.h"
 #include "st_err.h"
+#include "st_text.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 
 static router_t R;
 static uv_signal_t sig_term, sig_int;
 static int shutting_down;
-
-int router_node_up(const router_t *r, uint32_t node)
-{
-    return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
-}
-
-int router_up_fn(void *arg, uint32_t node)
-{
-    return router_node_up(arg, node);
-}
-
-int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
-                       int *partial, char *msg, size_t msglen)
-{
-    const char *v = form ? http_params_get(form, "read_consistency") : NULL;
-    if (!v)
-        v = http_req_param(req, "read_consistency");
-    int quorum = topo_read_consistency(r->topo) == TOPO_READ_QUORUM;
-    if (v && *v) {
-        if (!strcmp(v, "one")) {
-            quorum = 0;
-        } else if (!strcmp(v, "quorum")) {
-            quorum = 1;
-        } else {
-            snprintf(msg, msglen, "invalid parameter \"read_consistency\": \"%.32s\" (one, quorum)",
-                     v);
-            return -1;
-        }
-    }
-    *need = quorum ? (int)(topo_replication_factor(r->topo) / 2 + 1) : 1;
-    v = form ? http_params_get(form, "partial_response") : NULL;
-    if (!v)
-        v = http_req_param(req, "partial_response");
-    *partial = v && (!strcmp(v, "1") || !strcmp(v, "true"));
-    return 0;
-}
-
-void router_missing_msg(char *msg, size_t len, const char *shards, int need)
-{
-    snprintf(msg, len,
-             "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
-             "partial_response=1 to accept a partial result",
-             shards, need > 1 ? "quorum" : "one");
-}
-
-uint64_t router_hints_for(const router_t *r, uint32_t node)
-{
-    uint32_t nn = topo_node_count(r->topo);
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < nn; i++)
-        if (i != node)
-            sum += r->hints_held[(size_t)i * nn + node];
-    return sum;
-}
-
-const char *router_node_state(const router_t *r, uint32_t node)
-{
-    rpc_client_state_t st = rpc_client_state(r->clients[node]);
-    if (st == RPC_CLIENT_DOWN)
-        return "down";
-    if (st != RPC_CLIENT_UP)
-        return "connecting";
-    return router_hints_for(r, node) ? "catching_up" : "up";
-}
 
 typedef struct hb_ctx {
     router_t *r;
@@ -132,16 +69,6 @@ static void on_heartbeat(uv_timer_t *t)
     }
 }
 
-uint32_t router_pick_replica(const router_t *r, uint32_t shard)
-{
-    const uint32_t *rep = topo_shard_replicas(r->topo, shard);
-    uint32_t rf = topo_replication_factor(r->topo);
-    for (uint32_t k = 0; k < rf; k++)
-        if (router_node_up(r, rep[k]))
-            return rep[k];
-    return rep[0];
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: strata-router --config FILE [--listen HOST:PORT] [--check]\n"
@@ -167,19 +94,6 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
         st_warn("node down", "node=%s err=\"%s\"", topo_node_id(R.topo, node), st_strerror(err));
 }
 
-void router_prom_error(http_req_t *req, int status, const char *etype, const char *msg)
-{
-    st_buf_t b;
-    st_buf_init(&b);
-    ST_BUF_LIT(&b, "{\"status\":\"error\",\"errorType\":");
-    http_json_str(&b, etype, strlen(etype));
-    ST_BUF_LIT(&b, ",\"error\":");
-    http_json_str(&b, msg, strlen(msg));
-    st_buf_put_u8(&b, '}');
-    http_respond(req, status, "application/json", b.data, b.len);
-    st_buf_deinit(&b);
-}
-
 static void respond_json(http_req_t *req, int status, st_buf_t *b)
 {
     http_respond(req, status, "application/json", b->data, b->len);
@@ -193,7 +107,7 @@ static void handle_cluster(http_req_t *req)
     char tmp[256];
     const topo_t *t = R.topo;
     ST_BUF_LIT(&b, "{\"cluster\":");
-    http_json_str(&b, topo_cluster_name(t), strlen(topo_cluster_name(t)));
+    st_json_str(&b, topo_cluster_name(t), strlen(topo_cluster_name(t)));
     int k = snprintf(tmp, sizeof tmp,
                      ",\"fingerprint\":\"%s\",\"shards\":%u,\"replication_factor\":%u,"
                      "\"write_consistency\":\"%s\",\"read_consistency\":\"%s\",\"nodes\":[",
@@ -205,11 +119,11 @@ static void handle_cluster(http_req_t *req)
         if (i)
             st_buf_put_u8(&b, ',');
         ST_BUF_LIT(&b, "{\"id\":");
-        http_json_str(&b, topo_node_id(t, i), strlen(topo_node_id(t, i)));
+        st_json_str(&b, topo_node_id(t, i), strlen(topo_node_id(t, i)));
         ST_BUF_LIT(&b, ",\"rpc\":");
-        http_json_str(&b, topo_node_rpc(t, i)->addr, strlen(topo_node_rpc(t, i)->addr));
+        st_json_str(&b, topo_node_rpc(t, i)->addr, strlen(topo_node_rpc(t, i)->addr));
         ST_BUF_LIT(&b, ",\"http\":");
-        http_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
+        st_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
         uint64_t held = 0;
         for (uint32_t j = 0; j < topo_node_count(t); j++)
             held += R.hints_held[(size_t)i * topo_node_count(t) + j];
@@ -228,7 +142,7 @@ static void handle_cluster(http_req_t *req)
         for (uint32_t i = 0; i < topo_replication_factor(t); i++) {
             if (i)
                 st_buf_put_u8(&b, ',');
-            http_json_str(&b, topo_node_id(t, rep[i]), strlen(topo_node_id(t, rep[i])));
+            st_json_str(&b, topo_node_id(t, rep[i]), strlen(topo_node_id(t, rep[i])));
         }
         ST_BUF_LIT(&b, "]}");
     }

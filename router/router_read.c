@@ -28,6 +28,7 @@
 #include "selector.h"
 #include "sset.h"
 #include "st_err.h"
+#include "st_text.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 #include "wire.h"
@@ -143,7 +144,7 @@ static void fail_unavailable(rjob_t *j, const char *why)
         st_buf_t b;
         st_buf_init(&b);
         ST_BUF_LIT(&b, "{\"error\":");
-        http_json_str(&b, msg, strlen(msg));
+        st_json_str(&b, msg, strlen(msg));
         ST_BUF_LIT(&b, "}\n");
         http_respond_chunk(j->req, b.data, b.len);
         http_respond_end(j->req);
@@ -255,7 +256,7 @@ static void finish(rjob_t *j)
                 continue;
             if (k++)
                 st_buf_put_u8(&b, ',');
-            http_json_str(&b, j->strs[i], strlen(j->strs[i]));
+            st_json_str(&b, j->strs[i], strlen(j->strs[i]));
         }
         ST_BUF_LIT(&b, "]");
         put_warnings(j, &b);

@@ -26,6 +26,7 @@
 #include "repl.h"
 #include "router.h"
 #include "st_err.h"
+#include "st_text.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 #include "wire.h"
@@ -420,7 +421,7 @@ static void put_rejected(wjob_t *j, st_buf_t *b)
         int k = snprintf(tmp, sizeof tmp, "%s{\"line\":%llu,\"reason\":", i ? "," : "",
                          (unsigned long long)j->rej[i].line);
         st_buf_append(b, tmp, (size_t)k);
-        http_json_str(b, j->rej[i].reason, strlen(j->rej[i].reason));
+        st_json_str(b, j->rej[i].reason, strlen(j->rej[i].reason));
         st_buf_put_u8(b, '}');
     }
     st_buf_put_u8(b, ']');
@@ -483,10 +484,10 @@ static void shard_failed(wjob_t *j, uint32_t s)
     int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", s);
     st_buf_append(&j->fail, tmp, (size_t)k);
     const char *id = topo_node_id(j->r->topo, sh->node);
-    http_json_str(&j->fail, id, strlen(id));
+    st_json_str(&j->fail, id, strlen(id));
     ST_BUF_LIT(&j->fail, ",\"error\":");
     const char *why = sh->why ? sh->why : "no replica reachable";
-    http_json_str(&j->fail, why, strlen(why));
+    st_json_str(&j->fail, why, strlen(why));
     st_buf_put_u8(&j->fail, '}');
     j->failed_shards++;
 }

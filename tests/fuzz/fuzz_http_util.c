@@ -16,6 +16,7 @@
 #include "http_util.h"
 #include "st_buf.h"
 #include "st_err.h"
+#include "st_text.h"
 
 static void check(int ok)
 {
@@ -93,7 +94,7 @@ static void fz_json(const char *s, size_t n)
 {
     st_buf_t b;
     st_buf_init(&b);
-    check(http_json_str(&b, s, n) == 0);
+    check(st_json_str(&b, s, n) == 0);
     check(b.len >= 2 && b.data[0] == '"' && b.data[b.len - 1] == '"');
     for (size_t i = 1; i + 1 < b.len;) {
         uint8_t c = b.data[i];

@@ -25,6 +25,7 @@
 #include "json.h"
 #include "st_buf.h"
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- URLs ------------------------------------------------------------------------------ */
 

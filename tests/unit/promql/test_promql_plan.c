@@ -52,7 +52,7 @@
 #include "st_err.h"
 #include "st_labels.h"
 
-#include "../common/promql_gen.h"
+#include "../../common/promql_gen.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 

@@ -12,6 +12,7 @@
 #include "http_util.h"
 #include "st_buf.h"
 #include "st_err.h"
+#include "st_text.h"
 
 static void test_pct_decode(void **state)
 {
@@ -103,7 +104,7 @@ static void check_json(const char *in, size_t len, const char *want)
 {
     st_buf_t b;
     st_buf_init(&b);
-    assert_int_equal(http_json_str(&b, in, len), 0);
+    assert_int_equal(st_json_str(&b, in, len), 0);
     assert_int_equal(b.len, strlen(want));
     assert_memory_equal(b.data, want, b.len);
     st_buf_deinit(&b);

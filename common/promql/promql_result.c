@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_util.h"
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- JSON ---------------------------------------------------------------- */
 
@@ -250,9 +250,9 @@ static int fmt_metric(st_buf_t *b, const promql_series_t *s)
     for (size_t i = 0; i < s->nlabels; i++) {
         if (i)
             rc |= st_buf_put_u8(b, ',');
-        rc |= http_json_str(b, s->labels[i].name, s->labels[i].name_len);
+        rc |= st_json_str(b, s->labels[i].name, s->labels[i].name_len);
         rc |= st_buf_put_u8(b, ':');
-        rc |= http_json_str(b, s->labels[i].value, s->labels[i].value_len);
+        rc |= st_json_str(b, s->labels[i].value, s->labels[i].value_len);
     }
     rc |= st_buf_put_u8(b, '}');
     return rc;
@@ -271,7 +271,7 @@ int promql_result_json(const promql_result_t *r, int range, st_buf_t *b)
         rc |= ST_BUF_LIT(b, "{\"resultType\":\"string\",\"result\":[");
         rc |= fmt_ts(b, r->ts_ms);
         rc |= st_buf_put_u8(b, ',');
-        rc |= http_json_str(b, r->str, r->str_len);
+        rc |= st_json_str(b, r->str, r->str_len);
         rc |= ST_BUF_LIT(b, "]}");
         break;
     default: {

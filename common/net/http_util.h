@@ -87,19 +87,6 @@ int http_has_token(const char *value, const char *token);
 /* ASCII case-insensitive equality of two NUL-terminated strings. */
 int http_str_ieq(const char *a, const char *b);
 
-/* ---- JSON --------------------------------------------------------------- */
-
-/*
- * Append s as the inside of a JSON string (no quotes): '"', '\\' and control
- * characters are escaped (\n \r \t \b \f or \u00XX), U+2028/U+2029 become
- * \u2028/\u2029, and each byte that is not part of valid UTF-8 (overlong
- * forms, surrogates, > U+10FFFF, truncated sequences) becomes U+FFFD, so the
- * output is always valid JSON and valid UTF-8. Returns 0 or ST_ENOMEM.
- */
-int http_json_escape(st_buf_t *b, const void *s, size_t len);
-/* Same with the surrounding double quotes. */
-int http_json_str(st_buf_t *b, const void *s, size_t len);
-
 /* ---- time --------------------------------------------------------------- */
 
 /*

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_util.h"
 #include "st_err.h"
+#include "st_text.h"
 
 int export_json_number(st_buf_t *b, double v)
 {
@@ -39,9 +39,9 @@ int export_json_labels(st_buf_t *b, const st_label_t *l, size_t n)
     for (size_t i = 0; i < n && !rc; i++) {
         if (i)
             rc |= st_buf_put_u8(b, ',');
-        rc |= http_json_str(b, l[i].name, l[i].name_len);
+        rc |= st_json_str(b, l[i].name, l[i].name_len);
         rc |= st_buf_put_u8(b, ':');
-        rc |= http_json_str(b, l[i].value, l[i].value_len);
+        rc |= st_json_str(b, l[i].value, l[i].value_len);
     }
     rc |= st_buf_put_u8(b, '}');
     return rc ? ST_ENOMEM : 0;

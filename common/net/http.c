@@ -51,6 +51,7 @@
 #include <netdb.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- limits ------------------------------------------------------------- */
 
@@ -999,7 +1000,7 @@ int http_respond_error(http_req_t *req, int status, const char *msg)
     st_buf_init(&b);
     int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
     if (!rc)
-        rc = http_json_str(&b, msg, strlen(msg));
+        rc = st_json_str(&b, msg, strlen(msg));
     if (!rc)
         rc = st_buf_put_u8(&b, '}');
     if (rc) {
@@ -1155,7 +1156,7 @@ static void send_rx_error(conn_t *c)
     dummy.pub.http_minor = 1;
     int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
     if (!rc)
-        rc = http_json_str(&b, reason, strlen(reason));
+        rc = st_json_str(&b, reason, strlen(reason));
     if (!rc)
         rc = st_buf_put_u8(&b, '}');
     if (!rc)
