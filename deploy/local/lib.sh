@@ -16,6 +16,8 @@
 #                     no build); default <repo>/build, built by start.sh
 #
 # The pids file holds one PID per line, in the order n1, n2, n3, router.
+# Lines after the fourth (older start.sh versions told users to append a
+# restarted node's PID) may be any strata-node/strata-router of this cluster.
 
 LOCAL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # resolve relative paths against the caller's directory, before the cd below
@@ -56,7 +58,7 @@ env_prefix() {
 }
 
 # is_ours PID NAME: PID runs this cluster's NAME (n1/n2/n3: strata-node
-# --node-id NAME; router: strata-router), with --config $CONFIG
+# --node-id NAME; router: strata-router; any: either), with --config $CONFIG
 is_ours() {
   local pid=$1 name=$2 args=() i want_exe config_ok=0 id_ok=0
   [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
@@ -65,8 +67,10 @@ is_ours() {
   case "$name" in
     router) want_exe=strata-router id_ok=1 ;;
     n[0-9]*) want_exe=strata-node ;;
+    any) want_exe="${args[0]##*/}" id_ok=1 ;;
     *) return 1 ;;
   esac
+  case "$want_exe" in strata-node | strata-router) ;; *) return 1 ;; esac
   [ "${args[0]##*/}" = "$want_exe" ] || return 1
   for ((i = 1; i + 1 < ${#args[@]}; i++)); do
     [ "${args[i]}" = --config ] && [ "${args[i + 1]}" = "$CONFIG" ] && config_ok=1

@@ -13,7 +13,7 @@ mapfile -t pids < "$PIDS"
 entries=()
 for i in "${!pids[@]}"; do
   [ -n "${pids[i]}" ] || continue
-  entries+=("${pids[i]} ${PID_NAMES[i]:-entry$((i + 1))}")
+  entries+=("${pids[i]} ${PID_NAMES[i]:-any}")
 done
 stop_ours "${entries[@]}"
 rm -f "$PIDS"
