@@ -17,6 +17,7 @@ on failure.
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -57,10 +58,12 @@ def port_free(port):
 def pick_ports():
     """(NODE_PORT_BASE, ROUTER_PORT) with every port start.sh uses free right
     now; below the usual ephemeral range, so outgoing connections do not
-    take them meanwhile."""
-    for base in range(20000, 32000, 100):
-        offsets = (1, 2, 11, 12, 21, 22, 31)
-        if all(port_free(base + o) for o in offsets):
+    take them meanwhile; blocks tried in random order, so runs started at
+    the same time rarely try the same one."""
+    blocks = list(range(20000, 32000, 100))
+    random.shuffle(blocks)
+    for base in blocks:
+        if all(port_free(base + o) for o in (1, 2, 11, 12, 21, 22, 31)):
             return base, base + 31
     raise AssertionError("no free block of ports in 20000..32000")
 
@@ -103,12 +106,28 @@ class LocalDemo:
         self.dir = os.path.join(tmp, "strata-local")
         self.config = os.path.join(self.dir, "cluster.ini")
         self.pids_path = os.path.join(self.dir, "pids")
-        self.base, self.router_port = pick_ports()
         self.env = dict(os.environ, STRATA_LOCAL_DIR=self.dir,
-                        STRATA_BUILD_DIR=os.path.abspath(harness.bin_dir()),
-                        ROUTER_PORT=str(self.router_port), NODE_PORT_BASE=str(self.base))
+                        STRATA_BUILD_DIR=os.path.abspath(harness.bin_dir()))
+        self.new_ports()
         self.seen = set()  # (pid, name) of every process the scripts recorded
         self.outputs = []
+
+    def new_ports(self):
+        self.base, self.router_port = pick_ports()
+        self.env.update(ROUTER_PORT=str(self.router_port), NODE_PORT_BASE=str(self.base))
+
+    def start(self):
+        """start.sh; when a port was taken between the choice and the start
+        (start.sh's check or a process's bind), again on other ports."""
+        for attempt in range(3):
+            out = self.run("start.sh", expect_ok=attempt == 2)
+            if "Strata is running" in out:
+                return out
+            if not re.search(r"is in use|address already in use", out + self.logs(), re.I):
+                raise AssertionError("start.sh failed:\n%s\n%s" % (out, self.logs()))
+            sys.stderr.write("test_local: a port was taken, start.sh again on other ports\n")
+            self.new_ports()
+        return out
 
     def run(self, script, *args, expect_ok=True):
         """Run deploy/local/<script> from the temp dir; returns its output."""
@@ -218,7 +237,7 @@ class LocalScriptsTest(unittest.TestCase):
 
     def test_tour_restart_node_and_stop(self):
         d = self.demo
-        out = d.run("start.sh")
+        out = d.start()
         self.assertIn("Strata is running", out)
         self.assertIn("Loaded 36000 lines of sample data", out)
         self.assertIn("deploy/local/restart-node.sh n3", out, "the printed recipe")
@@ -266,7 +285,7 @@ class LocalScriptsTest(unittest.TestCase):
 
     def test_second_start_does_not_load_sample_again(self):
         d = self.demo
-        out = d.run("start.sh")
+        out = d.start()
         self.assertIn("Loaded 36000 lines of sample data", out)
         first = int(time.time())
         self.assertEqual(self.sample_points(), SAMPLE_POINTS_PER_SERIES)
@@ -284,7 +303,7 @@ class LocalScriptsTest(unittest.TestCase):
 
         # a later second, so a sample made again would have other timestamps
         wait_until(lambda: int(time.time()) > first, "the clock to move on")
-        out = d.run("start.sh")
+        out = d.start()
         self.assertIn("Sample data: NOT loaded again", out)
         self.assertNotIn("Loaded 36000 lines", out)
         self.check_running(d.pids())
