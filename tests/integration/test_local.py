@@ -314,6 +314,17 @@ class LocalScriptsTest(unittest.TestCase):
                          "data written before stop.sh")
         d.run("stop.sh")
         self.assertEqual(d.pids(), [])
+
+        # data loaded by a start.sh from before the marker: found through the router
+        marker = os.path.join(d.dir, "data", "sample-loaded")
+        os.unlink(marker)
+        out = d.start()
+        self.assertIn("Sample data: NOT loaded again", out)
+        self.assertIn("found through the router", out)
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual(self.sample_points(), SAMPLE_POINTS_PER_SERIES,
+                         "a start without the marker wrote the sample data again")
+        d.run("stop.sh")
         self.passed = True
 
 
