@@ -1,34 +1,51 @@
 #!/usr/bin/env bash
 # README command 1: install dependencies, build, start a local Strata cluster
-# (3 nodes + 1 router on 127.0.0.1) in ./strata-local/, load sample data, and
-# print what to try next. Stop it with deploy/local/stop.sh.
+# (3 nodes + 1 router on 127.0.0.1) in ./strata-local/, load sample data once,
+# and print what to try next. Stop it with deploy/local/stop.sh; restart one
+# node with deploy/local/restart-node.sh ID.
 #
 # Ports (override with env): ROUTER_PORT=8086, nodes 7401/7402, 7411/7412, 7421/7422
-# (NODE_PORT_BASE=7400).
+# (NODE_PORT_BASE=7400). STRATA_LOCAL_DIR puts the cluster elsewhere than
+# ./strata-local; STRATA_BUILD_DIR runs the binaries already built there
+# (no dependency install, no build). See deploy/local/lib.sh.
+#
+# The sample data (100 hosts x 1 h of devops cpu metrics ending now, made by
+# `strata bench`) is loaded by the first start only: a later start on the
+# same data (after stop.sh) finds the marker data/sample-loaded (or, for
+# data from before markers, the sample's series through the router) and says
+# it does not load it again.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
-DIR="$ROOT/strata-local"
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "$0")/lib.sh"
 ROUTER_PORT=${ROUTER_PORT:-8086}
 BASE=${NODE_PORT_BASE:-7400}
+SAMPLE_MARK="$DIR/data/sample-loaded"
 
-scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build strata-node strata-router strata >/dev/null
-echo "built: build/node/strata-node build/router/strata-router build/cli/strata"
+if [ "$PREBUILT" = 1 ]; then
+  need_binaries
+  echo "using the binaries in $BUILD (STRATA_BUILD_DIR: no dependency install, no build)"
+else
+  scripts/install-deps.sh
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C build strata-node strata-router strata >/dev/null
+  echo "built: build/node/strata-node build/router/strata-router build/cli/strata"
+fi
+B=$(show "$BUILD")
+D=$(show "$DIR")
+ENVP=$(env_prefix)
 
-if [ -f "$DIR/pids" ]; then
-  echo "a local cluster seems to be running (strata-local/pids); run deploy/local/stop.sh first" >&2
+if [ -f "$PIDS" ]; then
+  echo "a local cluster seems to be running ($D/pids); run ${ENVP}deploy/local/stop.sh first" >&2
   exit 1
 fi
-mkdir -p "$DIR/logs"
+mkdir -p "$DIR/logs" "$DIR/data"
 for port in "$ROUTER_PORT" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((BASE+21)) $((BASE+22)); do
-  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
     echo "port $port on 127.0.0.1 is in use; set ROUTER_PORT / NODE_PORT_BASE" >&2
     exit 1
   fi
 done
-cat > "$DIR/cluster.ini" <<EOT
+cat > "$CONFIG" <<EOT
 ; local demo cluster: 3 nodes, 12 shards, 3 replicas each (see docs/configuration.md)
 [cluster]
 name               = local
@@ -53,62 +70,76 @@ rpc  = 127.0.0.1:$((BASE+21))
 http = 127.0.0.1:$((BASE+22))
 EOT
 
-wait_ready() { # url, seconds
-  for _ in $(seq $(( $2 * 10 ))); do
-    curl -sf "$1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "not ready: $1 (see $DIR/logs)" >&2
-  return 1
-}
-
-: > "$DIR/pids"
+: > "$PIDS"
+for n in 1 2 3; do : > "$DIR/logs/n$n.log"; done
+: > "$DIR/logs/router.log"
 cleanup_on_error() {
-  echo "start failed; stopping what was started (logs in strata-local/logs)" >&2
-  deploy/local/stop.sh >/dev/null 2>&1 || true
+  echo "start failed; stopping what was started (logs in $D/logs)" >&2
+  STRATA_LOCAL_DIR="$DIR" deploy/local/stop.sh >/dev/null 2>&1 || true
 }
 trap cleanup_on_error ERR
 for n in 1 2 3; do
-  build/node/strata-node --config "$DIR/cluster.ini" --node-id n$n --data-dir "$DIR/data/n$n" \
-    </dev/null >"$DIR/logs/n$n.log" 2>&1 &
-  echo $! >> "$DIR/pids"
+  start_node "n$n"
+  echo "$STARTED_PID" >> "$PIDS"
 done
-for n in 1 2 3; do wait_ready "http://127.0.0.1:$((BASE + (n-1)*10 + 2))/ready" 30; done
-build/router/strata-router --config "$DIR/cluster.ini" --listen 127.0.0.1:$ROUTER_PORT \
-  </dev/null >"$DIR/logs/router.log" 2>&1 &
-echo $! >> "$DIR/pids"
-wait_ready "http://127.0.0.1:$ROUTER_PORT/ready" 30
-
-# sample data: 100 hosts x 1 h of devops cpu metrics ending now
-NOW=$(date +%s)
-python3 tests/bench/gen_sample.py --hosts 100 --hours 1 --start $((NOW - 3600)) --out "$DIR/sample.lp"
-curl -sf --data-binary @"$DIR/sample.lp" "http://127.0.0.1:$ROUTER_PORT/write" -o /dev/null -w ''
-trap - ERR
+for n in 1 2 3; do wait_ready "http://$(node_http "n$n")/ready" 30; done
+"$BUILD/router/strata-router" --config "$CONFIG" --listen "127.0.0.1:$ROUTER_PORT" \
+  </dev/null >>"$DIR/logs/router.log" 2>&1 &
+echo $! >> "$PIDS"
 R=http://127.0.0.1:$ROUTER_PORT
+wait_ready "$R/ready" 30
+
+# sample data: 100 hosts x 1 h of devops cpu metrics ending now, written
+# through the router by `strata bench` (the generator of docs/cli.md), once
+# sample_on_router: the sample's host_0 series holds data of the last 31
+# days (data loaded by an older start.sh, which left no marker)
+sample_on_router() {
+  local j
+  j=$(curl -sfg "$R/api/v1/series?match[]=cpu_usage_user{hostname=\"host_0\"}&start=$(($(date +%s) - 31 * 86400))") || return 1
+  [[ "$j" == *'"hostname":"host_0"'* ]]
+}
+if [ ! -f "$SAMPLE_MARK" ] && sample_on_router; then
+  echo "cpu_usage_user{hostname=\"host_0\"} found through the router at $(date -u +%FT%TZ)" \
+    "(loaded before there were markers)" > "$SAMPLE_MARK"
+fi
+if [ -f "$SAMPLE_MARK" ]; then
+  SAMPLE="Sample data: NOT loaded again; this cluster's data already holds it
+($(cat "$SAMPLE_MARK"); marker $D/data/sample-loaded).
+For fresh sample data ending now: ${ENVP}deploy/local/stop.sh && rm -rf $D, then start again."
+else
+  NOW=$(date +%s)
+  "$BUILD/cli/strata" bench --router "$R" --hosts 100 --hours 1 --start $((NOW - 3600)) \
+    >"$DIR/logs/sample-load.log" 2>&1
+  echo "36000 lines, 100 hosts x 1 h of cpu metrics from $(date -u -d @$((NOW - 3600)) +%FT%TZ)" \
+    "to $(date -u -d @"$NOW" +%FT%TZ), loaded $(date -u +%FT%TZ)" > "$SAMPLE_MARK"
+  SAMPLE="Loaded 36000 lines of sample data (100 hosts x 1 h ending now, 10 fields each;
+a later start on this data will not load it again)."
+fi
+trap - ERR
 cat <<EOT
 
-Strata is running: 3 nodes + 1 router on 127.0.0.1 (data and logs in strata-local/).
-Loaded $(wc -l < "$DIR/sample.lp") lines of sample data (100 hosts x 1 h, 10 fields each).
+Strata is running: 3 nodes + 1 router on 127.0.0.1 (data and logs in $D/).
+$SAMPLE
 
 Try:
-  build/cli/strata status --router $R
+  $B/cli/strata status --router $R
   curl -s '$R/cluster'
   curl -s '$R/api/v1/labels'
   curl -s '$R/api/v1/label/hostname/values'
   curl -sg '$R/api/v1/export?match[]=cpu_usage_user{hostname="host_1"}'
   echo 'weather,city=paris temp=21.5' | curl -s --data-binary @- '$R/write'
   curl -sg '$R/api/v1/export?match[]=weather_temp'
-  curl -s 'http://127.0.0.1:$((BASE+2))/api/v1/export?shard=0' | head -2   # one node's local data
+  curl -s 'http://$(node_http n1)/api/v1/export?shard=0' | head -2   # one node's local data
   curl -s '$R/metrics' | grep strata_router
 PromQL (nodes evaluate rates and partial sums; docs/query.md):
-  build/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
-  build/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
+  $B/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
+  $B/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
   curl -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
 Replication (RF=3, quorum writes): stop a node, keep writing, watch the hints drain:
-  kill \$(sed -n 3p $DIR/pids)                       # node n3
+  kill \$(sed -n 3p $D/pids)                       # node n3
   echo 'weather,city=oslo temp=3.5' | curl -s -w '%{http_code}\\n' --data-binary @- '$R/write'
-  build/cli/strata status --router $R               # n3 down, hints_pending on it
-  build/node/strata-node --config $DIR/cluster.ini --node-id n3 --data-dir $DIR/data/n3 2>>$DIR/logs/n3.log & echo \$! >> $DIR/pids
-  build/cli/strata status --router $R               # catching_up, then up
-Stop:  deploy/local/stop.sh
+  $B/cli/strata status --router $R               # n3 down, hints_pending on it
+  ${ENVP}deploy/local/restart-node.sh n3              # starts n3 again, records its new PID in $D/pids
+  $B/cli/strata status --router $R               # catching_up, then up
+Stop:  ${ENVP}deploy/local/stop.sh
 EOT

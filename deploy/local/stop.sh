@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Stop the local cluster started by deploy/local/start.sh (SIGTERM by PID,
-# wait up to 15 s, then SIGKILL). Data stays in strata-local/data.
+# Stop the local cluster started by deploy/local/start.sh: SIGTERM every PID
+# in strata-local/pids that is still this cluster's strata-node/strata-router
+# (checked on /proc/PID/cmdline, see lib.sh), wait up to 15 s, then SIGKILL.
+# Entries that are not (a node already killed, a PID reused by another
+# program) are reported and never signalled. Data stays in strata-local/data.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-PIDS=strata-local/pids
-[ -f "$PIDS" ] || { echo "no local cluster running (strata-local/pids missing)"; exit 0; }
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "$0")/lib.sh"
+D=$(show "$DIR")
+[ -f "$PIDS" ] || { echo "no local cluster running ($D/pids missing)"; exit 0; }
 mapfile -t pids < "$PIDS"
-for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-for _ in $(seq 150); do
-  alive=0
-  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-  [ $alive -eq 0 ] && break
-  sleep 0.1
+entries=()
+for i in "${!pids[@]}"; do
+  [ -n "${pids[i]}" ] || continue
+  entries+=("${pids[i]} ${PID_NAMES[i]:-any}")
 done
-for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && { echo "killing $p"; kill -KILL "$p"; }; done
+stop_ours "${entries[@]}"
 rm -f "$PIDS"
-echo "stopped (data kept in strata-local/data; rm -rf strata-local to start fresh)"
+echo "stopped (data kept in $D/data; rm -rf $D to start fresh)"

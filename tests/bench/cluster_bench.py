@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Ingest benchmark: a local Strata cluster (N nodes + 1 router) and, in the
 same run, VictoriaMetrics (if installed), fed the same line-protocol file by
-../shared/bench/load_lp.py. Prints samples/s, request latency p50/p99, peak
+tests/bench/load_lp.py. Prints samples/s, request latency p50/p99, peak
 RSS of every process and bytes on disk per sample.
 
+  build/cli/strata bench --print --hosts 1000 --hours 3 > /tmp/h1000_3h.lp
   tests/bench/cluster_bench.py --build build --file /tmp/h1000_3h.lp \
       [--nodes 3] [--conns 4] [--batch 10000] [--wal periodic] [--no-vm]
 
@@ -23,7 +24,7 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LOADER = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "bench", "load_lp.py"))
+LOADER = os.path.join(HERE, "load_lp.py")
 
 
 def free_port():

@@ -3,7 +3,7 @@
 Prometheus (Debian's 2.42) on the same devops workload.
 
   tests/bench/query_bench.py [--hosts 100] [--hours 12] [--reps 20] [--keep]
-                             [--build build-lead]
+                             [--build build]
 
 Strata runs every query twice: with pushdown (the default) and with
 pushdown=0 ("strata-raw": raw samples to the router, evaluated there).
@@ -11,11 +11,11 @@ When Debian's victoria-metrics is installed, a single VictoriaMetrics loaded
 with the same line protocol is timed too (nocache=1; its MetricsQL answers
 differ from PromQL's in details, so they are not compared).
 
-1. ../shared/bench/gen_devops.py makes the TSBS-like cpu data (--decimals 2),
-   ending about an hour ago.
+1. `strata bench --print` (the CLI of --build) makes the TSBS-like devops cpu
+   data (--decimals 2, seed 1), ending about an hour ago.
 2. Strata: a cluster from tests/integration/harness.py (real processes on
    127.0.0.1, free ports), loaded through the router with
-   ../shared/bench/load_lp.py (4 connections, 10k lines per request).
+   tests/bench/load_lp.py (4 connections, 10k lines per request).
 3. Prometheus: the same line protocol converted to OpenMetrics exactly as
    Strata maps it (measurement_field, tags as labels, ns -> ms), turned into
    blocks by `promtool tsdb create-blocks-from openmetrics`, then served by
@@ -44,7 +44,7 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-SHARED = os.path.normpath(os.path.join(REPO, "..", "shared", "bench"))
+LOADER = os.path.join(HERE, "load_lp.py")
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 QUERIES = [
@@ -68,7 +68,7 @@ def pct(xs, p):
 
 
 def lp_to_openmetrics(lp_path, om_path):
-    """Line protocol (as gen_devops.py writes it: no escapes, numeric fields,
+    """Line protocol (as `strata bench --print` writes it: no escapes, numeric fields,
     ns timestamps) -> OpenMetrics, one family per measurement_field, each
     series' samples together and in time order. Returns the sample count."""
     series = {}  # (measurement, tags) -> ([ts_ms], {field: [value text]})
@@ -152,7 +152,7 @@ def main():
     ap.add_argument("--no-vm", action="store_true",
                     help="skip VictoriaMetrics even when victoria-metrics is installed")
     ap.add_argument("--build", default=None,
-                    help="build dir with node/ and router/ (default $STRATA_BIN_DIR or build)")
+                    help="build dir with node/, router/ and cli/ (default $STRATA_BIN_DIR or build)")
     args = ap.parse_args()
     if args.build:
         os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
@@ -169,9 +169,10 @@ def main():
         end_s = now - now % 3600 - 3600
         start_s = end_s - int(args.hours * 3600)
         lp = os.path.join(tmp, "devops.lp")
-        subprocess.run([sys.executable, os.path.join(SHARED, "gen_devops.py"), "--hosts",
-                        str(args.hosts), "--hours", str(args.hours), "--start", str(start_s),
-                        "--seed", "1", "--decimals", "2", "--out", lp], check=True)
+        with open(lp, "wb") as out:
+            subprocess.run([harness.binary("cli"), "bench", "--print", "--hosts", str(args.hosts),
+                            "--hours", str(args.hours), "--start", str(start_s), "--seed", "1",
+                            "--decimals", "2"], stdout=out, check=True)
         with open(lp) as f:
             lines = sum(1 for _ in f)
         samples = lines * 10
@@ -184,7 +185,7 @@ def main():
                                   router={"request_timeout": "120s"})
         cluster.start()
         t0 = time.monotonic()
-        out = subprocess.run([sys.executable, os.path.join(SHARED, "load_lp.py"), "--url",
+        out = subprocess.run([sys.executable, LOADER, "--url",
                               cluster.router_url() + "/write?precision=ns", "--file", lp,
                               "--batch", "10000", "--conns", "4"],
                              capture_output=True, text=True, check=True)
@@ -224,7 +225,7 @@ def main():
                         break
                 except OSError:
                     time.sleep(0.1)
-            subprocess.run([sys.executable, os.path.join(SHARED, "load_lp.py"), "--url",
+            subprocess.run([sys.executable, LOADER, "--url",
                             vm_url + "/write?precision=ns", "--file", lp, "--batch", "10000",
                             "--conns", "4"], capture_output=True, text=True, check=True)
             harness.http_request(vm_url + "/internal/force_flush", timeout=60)
