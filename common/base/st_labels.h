@@ -7,8 +7,9 @@
  * duplicate names; the canonical key (name 0xFF value 0xFF ...) is what
  * st_labels_hash() hashes (XXH3-64) for series lookup and sharding.
  *
- * Limits: names 1..256 bytes of valid UTF-8, values up to
- * 4 KiB of valid UTF-8, at most 64 labels per series.
+ * Limits: names 1..256 bytes of valid UTF-8, values up to 4 KiB of valid
+ * UTF-8, at most 64 labels per series. The Prometheus spelling rules for
+ * names ([A-Za-z_][A-Za-z0-9_]*) are st_text's st_prom_label_name_ok().
  */
 #ifndef ST_LABELS_H
 #define ST_LABELS_H

@@ -1,7 +1,20 @@
 /*
- * st_text — text helpers every library shares: JSON string escaping (more
- * text helpers join here: number formatting, unescaping, durations).
- * Pure functions on st_buf_t; no allocation beyond the buffer.
+ * st_text — the one text module every library shares, so each rule is
+ * written once:
+ *   - UTF-8: decoding one sequence (st_utf8_seq);
+ *   - JSON string escaping (st_json_escape, st_json_str);
+ *   - numbers: the shortest decimal that reads back as the same double, in
+ *     Go's FormatFloat(v, 'f', -1) layout (st_fmt_double, what Prometheus'
+ *     JSON API prints) or in C's %g layout at 15..17 digits
+ *     (st_fmt_double_g, the metrics exposition and export JSON);
+ *   - Go-style quoted strings ("..." '...' `...`) with every Go escape
+ *     (st_unquote_go), as PromQL and label selectors spell strings;
+ *   - Prometheus metric and label names (st_prom_metric_name_ok,
+ *     st_prom_label_name_ok);
+ *   - durations: "1h30m"-style parsing (st_duration_parse) and the two
+ *     spellings in use (st_fmt_duration: "1h30m"; st_fmt_duration_one: one
+ *     number and the largest unit that divides it, "90s", "2h").
+ * Pure functions; output goes to an st_buf_t or a caller's buffer.
  */
 #ifndef ST_TEXT_H
 #define ST_TEXT_H

@@ -1,4 +1,4 @@
-/* Unit tests for st_text (numbers, Go quoted strings, Prometheus names,
+/* Unit tests for st_text (JSON escaping, numbers, Go quoted strings, Prometheus names,
  * durations, UTF-8) and st_time. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,40 @@
 #include "st_labels.h"
 #include "st_text.h"
 #include "st_time.h"
+
+static void check_json(const char *in, size_t len, const char *want)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(st_json_str(&b, in, len), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    st_buf_deinit(&b);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    check_json("plain", 5, "\"plain\"");
+    check_json("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
+    check_json("\n\r\t\b\f\x01\x1f\x7f", 8, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
+    check_json("\0", 1, "\"\\u0000\"");
+    check_json("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 12,
+               "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    /* invalid UTF-8 -> U+FFFD per bad byte */
+    check_json("a\xff"
+               "b",
+               3,
+               "\"a\xef\xbf\xbd"
+               "b\"");
+    check_json("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* overlong */
+    check_json("\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* surrogate */
+    check_json("\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* truncated */
+    check_json("\xf4\x90\x80\x80", 4,
+               "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* > U+10FFFF */
+    check_json("\xe2\x80\xa8", 3, "\"\\u2028\"");
+    check_json("", 0, "\"\"");
+}
 
 static void check_fmt(double v, const char *want)
 {
@@ -305,10 +339,10 @@ static void test_clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fmt_double), cmocka_unit_test(test_fmt_double_g),
-        cmocka_unit_test(test_unquote),    cmocka_unit_test(test_prom_names),
-        cmocka_unit_test(test_durations),  cmocka_unit_test(test_utf8_agree),
-        cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_json),         cmocka_unit_test(test_fmt_double),
+        cmocka_unit_test(test_fmt_double_g), cmocka_unit_test(test_unquote),
+        cmocka_unit_test(test_prom_names),   cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_utf8_agree),   cmocka_unit_test(test_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

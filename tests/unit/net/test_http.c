@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/http: the request receiver fed directly (no
+ * Unit tests for common/net/http: the request receiver (http_parse.c) fed directly (no
  * sockets), then the server on a real libuv loop on 127.0.0.1 with a
  * blocking-socket client in a thread. Every server test is bounded by a
  * watchdog timer and ends with uv_loop_close() == 0. The client thread never
