@@ -861,25 +861,6 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
-static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "";
-    out[0] = 0;
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-    }
-}
-
 static void on_connection(uv_stream_t *ls, int status)
 {
     http_server_t *srv = ls->data;
@@ -915,12 +896,10 @@ static void on_connection(uv_stream_t *ls, int status)
     srv->st.open_connections = srv->nconns;
     metric_gauge_set(srv->m.open, (double)srv->nconns);
     c->accepted = now_ms(c);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    if (net_accept(ls, &c->tcp, c->remote, sizeof c->remote) != 0) {
         conn_close(c, 0);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    peer_name(&c->tcp, c->remote, sizeof c->remote);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c, 0);
         return;

@@ -1,6 +1,7 @@
-/* net_listen — resolve, bind, listen; see net_listen.h. */
+/* net_listen — resolve, bind, listen, accept; see net_listen.h. */
 #include "net_listen.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -50,4 +51,39 @@ int net_listen_tcp(uv_tcp_t *tcp, const struct sockaddr_storage *addr, uv_connec
         *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
     return rc;
+}
+
+int net_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+        return 0;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+        return 0;
+    }
+    if (cap)
+        out[0] = 0;
+    return -1;
+}
+
+int net_accept(uv_stream_t *ls, uv_tcp_t *tcp, char *peer, size_t cap)
+{
+    int rc = uv_accept(ls, (uv_stream_t *)tcp);
+    if (rc != 0)
+        return rc;
+    uv_tcp_nodelay(tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        peer[0] = 0;
+    else
+        net_addr_name(&ss, peer, cap);
+    return 0;
 }

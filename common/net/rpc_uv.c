@@ -117,25 +117,6 @@ static void copy_id(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
-static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
-{
-    char ip[48] = "?";
-    int port = 0;
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-        snprintf(out, cap, "%s:%d", ip, port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-        snprintf(out, cap, "[%s]:%d", ip, port);
-    } else {
-        snprintf(out, cap, "?");
-    }
-}
-
 /* Encode a frame into a fresh write request. */
 static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, size_t compress_min,
                     wreq_t **out)
@@ -647,16 +628,12 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     srv->conns = conn;
     srv->nconns++;
     srv->st.conns_open = srv->nconns;
-    if (uv_accept(ls, (uv_stream_t *)&conn->tcp) != 0) {
+    if (net_accept(ls, &conn->tcp, conn->peer_addr, sizeof conn->peer_addr) != 0) {
         conn_close(conn);
         return;
     }
     srv->st.conns_accepted++;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &sl) == 0)
-        addr_name(&ss, conn->peer_addr, sizeof conn->peer_addr);
-    else
+    if (!conn->peer_addr[0])
         copy_id(conn->peer_addr, sizeof conn->peer_addr, "?");
     if (srv->closing || srv->nconns > srv->o.max_conns) {
         kvb_t k = {.n = 0};
@@ -666,7 +643,6 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         conn_close(conn);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
     uv_timer_start(&conn->timer, conn_handshake_timeout, srv->o.handshake_timeout_ms, 0);
     conn_process(conn); /* starts reading */
 }

@@ -2,7 +2,9 @@
  * Unit tests for net_listen: resolving listen addresses (numeric IPv4 and
  * IPv6, a name, a bad name) and binding a libuv listener on 127.0.0.1 (port
  * 0 reports the port picked; a second bind to it fails with
- * UV_EADDRINUSE). Each test ends with uv_loop_close() == 0.
+ * UV_EADDRINUSE), and naming addresses "ip:port" / "[ip]:port" (accepting
+ * real connections is covered by unit_http and unit_rpc_uv). Each loop test
+ * ends with uv_loop_close() == 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +31,23 @@ static void test_resolve(void **state)
     assert_int_equal(net_resolve("localhost", 7000, &ss), 0);
     assert_true(ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
     assert_int_equal(net_resolve("no such host.invalid", 1, &ss), ST_EINVAL);
+}
+
+static void test_addr_name(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    char out[80];
+    assert_int_equal(net_resolve("10.1.2.3", 8086, &ss), 0);
+    assert_int_equal(net_addr_name(&ss, out, sizeof out), 0);
+    assert_string_equal(out, "10.1.2.3:8086");
+    assert_int_equal(net_resolve("::1", 7401, &ss), 0);
+    assert_int_equal(net_addr_name(&ss, out, sizeof out), 0);
+    assert_string_equal(out, "[::1]:7401");
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = AF_UNIX;
+    assert_int_equal(net_addr_name(&ss, out, sizeof out), -1);
+    assert_string_equal(out, "");
 }
 
 static void on_conn(uv_stream_t *s, int status)
@@ -63,6 +82,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_addr_name),
         cmocka_unit_test(test_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
