@@ -366,6 +366,33 @@ static int keep_alive_for(const conn_t *c, const req_priv_t *rp)
     return rp->pub.keep_alive && !c->srv->closing;
 }
 
+/* Take the request off its connection (if still on one). */
+static void req_detach(req_priv_t *rp)
+{
+    if (rp->conn) {
+        rp->conn->cur = NULL;
+        rp->conn = NULL;
+    }
+}
+
+/* The final word on a request: off its connection, freed. */
+static void req_release(http_req_t *req)
+{
+    req_detach(priv(req));
+    http_req_destroy(req);
+}
+
+/* {"status":"error","error":"<msg>"}: every error body the server sends. */
+static int error_body(st_buf_t *b, const char *msg)
+{
+    int rc = st_buf_append(b, "{\"status\":\"error\",\"error\":", 26);
+    if (!rc)
+        rc = st_json_str(b, msg, strlen(msg));
+    if (!rc)
+        rc = st_buf_put_u8(b, '}');
+    return rc;
+}
+
 int http_respond_headers(http_req_t *req, int status, const char *content_type,
                          const http_header_t *extra, size_t nextra, const void *body, size_t len)
 {
@@ -423,11 +450,7 @@ fail:
     }
     conn_close(c, 0);
 release:
-    if (rp->conn) {
-        rp->conn->cur = NULL;
-        rp->conn = NULL;
-    }
-    http_req_destroy(req);
+    req_release(req);
     return rc;
 }
 
@@ -441,11 +464,7 @@ int http_respond_error(http_req_t *req, int status, const char *msg)
 {
     st_buf_t b;
     st_buf_init(&b);
-    int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
-    if (!rc)
-        rc = st_json_str(&b, msg, strlen(msg));
-    if (!rc)
-        rc = st_buf_put_u8(&b, '}');
+    int rc = error_body(&b, msg);
     if (rc) {
         st_buf_deinit(&b);
         static const char oom[] = "{\"status\":\"error\",\"error\":\"out of memory\"}";
@@ -499,11 +518,7 @@ int http_respond_start_headers(http_req_t *req, int status, const char *content_
     if (rc == ST_ENOMEM)
         conn_close(c, 0);
 release:
-    if (rp->conn) {
-        rp->conn->cur = NULL;
-        rp->conn = NULL;
-    }
-    http_req_destroy(req);
+    req_release(req);
     return ST_ECLOSED;
 }
 
@@ -528,10 +543,7 @@ int http_respond_chunk(http_req_t *req, const void *data, size_t len)
     if (rc) {
         if (rc == ST_ENOMEM)
             conn_close(c, 0);
-        if (rp->conn) {
-            rp->conn->cur = NULL;
-            rp->conn = NULL;
-        }
+        req_detach(rp);
         return ST_ECLOSED;
     }
     if (c->wq > c->srv->lim.write_high_water) {
@@ -560,11 +572,7 @@ int http_respond_end(http_req_t *req)
         finish_response(c, rp);
         return 0;
     }
-    if (rp->conn) {
-        rp->conn->cur = NULL;
-        rp->conn = NULL;
-    }
-    http_req_destroy(req);
+    req_release(req);
     return rc ? ST_ECLOSED : 0;
 }
 
@@ -597,11 +605,7 @@ static void send_rx_error(conn_t *c)
     memset(&dummy, 0, sizeof dummy);
     dummy.pub.http_major = 1;
     dummy.pub.http_minor = 1;
-    int rc = st_buf_append(&b, "{\"status\":\"error\",\"error\":", 26);
-    if (!rc)
-        rc = st_json_str(&b, reason, strlen(reason));
-    if (!rc)
-        rc = st_buf_put_u8(&b, '}');
+    int rc = error_body(&b, reason);
     if (!rc)
         rc = build_head(&h, &dummy, status, "application/json", NULL, 0, (long long)b.len, 0);
     if (!rc)
