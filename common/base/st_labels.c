@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 static int slice_cmp(const char *a, uint32_t na, const char *b, uint32_t nb)
 {
@@ -148,40 +149,26 @@ int st_hexval(int c)
 
 int st_utf8_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path (label names and most values): 8 bytes a step */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
         }
-        size_t len;
-        unsigned min;
-        if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            min = 0x80;
-            c &= 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            min = 0x800;
-            c &= 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            min = 0x10000;
-            c &= 0x07;
-        } else {
+        while (i < n && p[i] < 0x80)
+            i++;
+        if (i == n)
+            break;
+        uint32_t cp;
+        size_t len = st_utf8_seq(p + i, n - i, &cp);
+        if (len == 0)
             return 0;
-        }
-        if ((size_t)(end - p) < len)
-            return 0;
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            c = (c << 6) | (p[i] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return 0;
-        p += len;
+        i += len;
     }
     return 1;
 }

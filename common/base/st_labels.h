@@ -7,8 +7,9 @@
  * duplicate names; the canonical key (name 0xFF value 0xFF ...) is what
  * st_labels_hash() hashes (XXH3-64) for series lookup and sharding.
  *
- * Limits (DESIGN.md §4): names 1..256 bytes of valid UTF-8, values up to
- * 4 KiB of valid UTF-8, at most 64 labels per series.
+ * Limits: names 1..256 bytes of valid UTF-8, values up to 4 KiB of valid
+ * UTF-8, at most 64 labels per series. The Prometheus spelling rules for
+ * names ([A-Za-z_][A-Za-z0-9_]*) are st_text's st_prom_label_name_ok().
  */
 #ifndef ST_LABELS_H
 #define ST_LABELS_H
@@ -49,7 +50,8 @@ uint64_t st_series_hash_from(uint64_t noname_hash, const char *name, size_t len)
 size_t st_utf8_put(char *d, unsigned cp);
 /* Value of a hex digit, or -1. */
 int st_hexval(int c);
-/* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0. */
+/* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0: ASCII
+ * runs are skipped 8 bytes at a time, the rest goes through st_utf8_seq(). */
 int st_utf8_valid(const char *p, size_t n);
 /*
  * Check a sorted label set against the limits: returns 0, or ST_ELIMIT /

@@ -1,9 +1,16 @@
 /* st_text — see st_text.h. */
 #include "st_text.h"
 
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "st_err.h"
+#include "st_labels.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
 size_t st_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
@@ -129,4 +136,521 @@ int st_json_str(st_buf_t *b, const void *s, size_t len)
     if (rc)
         b->len = len0;
     return rc;
+}
+
+/* ---- numbers -------------------------------------------------------------- */
+
+/*
+ * Shortest round-trip digits, slow path (any finite v > 0).
+ * A normal double whose shortest form has d <= 15 significant digits prints
+ * as exactly those digits (plus zeros) at 15 digits (DBL_DIG: 15-digit
+ * decimals survive decimal -> double -> decimal), so 15, 16, 17 digits are
+ * tried in that order and trailing zeros dropped: the same answer as trying
+ * 1, 2, ... 17 digits, in at most 3 snprintf calls instead of up to 17.
+ * Subnormals (fewer bits of precision) take the long way.
+ */
+static int shortest_slow(double v, char *dig, int *exp10)
+{
+    char tmp[40];
+    for (int p = v < DBL_MIN ? 0 : 14; p < 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p, v);
+        if (p == 16 || strtod(tmp, NULL) == v)
+            break;
+    }
+    /* tmp: d.ddde[+-]XX */
+    int nd = 0;
+    char *e = strchr(tmp, 'e');
+    for (char *p = tmp; p < e; p++)
+        if (*p >= '0' && *p <= '9')
+            dig[nd++] = *p;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    dig[nd] = 0;
+    *exp10 = atoi(e + 1);
+    return nd;
+}
+
+#if LDBL_MANT_DIG >= 64
+/* 10^k, exact in a 64-bit mantissa for k <= 27 (5^27 < 2^64). */
+static const long double P10L[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                     1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                     1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                     1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+/* 10^k, exact as doubles for k <= 22. */
+static const double P10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+static const uint64_t P10U[18] = {1ull,
+                                  10ull,
+                                  100ull,
+                                  1000ull,
+                                  10000ull,
+                                  100000ull,
+                                  1000000ull,
+                                  10000000ull,
+                                  100000000ull,
+                                  1000000000ull,
+                                  10000000000ull,
+                                  100000000000ull,
+                                  1000000000000ull,
+                                  10000000000000ull,
+                                  100000000000000ull,
+                                  1000000000000000ull,
+                                  10000000000000000ull,
+                                  100000000000000000ull};
+
+/* D * 10^-k == v, decided exactly: D and 10^k are exact doubles and one
+ * IEEE division is correctly rounded (Clinger's fast path). */
+static int round_trips(uint64_t d, int k, double v)
+{
+    return d < (1ull << 53) && k >= 0 && k <= 22 && (double)d / P10[k] == v;
+}
+
+/*
+ * Fast shortest digits for v in [1e-7, 1e15) (what query results mostly
+ * hold); 0 = not handled. With e fixed so that 10^e <= v < 10^(e+1), for
+ * p = 15, 16 significant digits the two p-digit integers nearest to
+ * v * 10^(p-1-e) are checked exactly with round_trips(); a candidate it
+ * cannot decide (>= 2^53, or 10^k inexact) sends the value to the slow
+ * path. At 17 digits the rounding of v * 10^k (computed with a 64-bit
+ * mantissa, error < 1/128 unit) is within half an ulp of v, so it always
+ * round-trips; it is the closest 17-digit string (what Prometheus prints)
+ * unless v * 10^k is within 1/64 of a tie, which goes to the slow path.
+ */
+static int shortest_fast(double v, char *dig, int *exp10)
+{
+    if (!(v >= 1e-7 && v < 1e15))
+        return 0;
+    int b2;
+    frexp(v, &b2); /* v in [2^(b2-1), 2^b2): log10(v) within one of this */
+    int e = (int)floor((double)(b2 - 1) * 0.30102999566398120);
+    long double x17 = 0;
+    for (int tries = 0;; tries++) {
+        int k = 16 - e;
+        if (tries == 4 || k < 0 || k > 27)
+            return 0;
+        x17 = (long double)v * P10L[k];
+        if (x17 < 1e16L)
+            e--;
+        else if (x17 >= 1e17L)
+            e++;
+        else
+            break;
+    }
+    /* x17 = v * 10^(16-e) in [1e16, 1e17): whole part and fraction (exact) */
+    uint64_t whole = (uint64_t)x17;
+    long double f = x17 - (long double)whole;
+    for (int p = 15; p <= 17; p++) {
+        int k = p - 1 - e;
+        uint64_t div = P10U[17 - p];
+        /* v * 10^k = (whole + f) / div: its integer part and fraction */
+        long double frac = ((long double)(whole % div) + f) / (long double)div;
+        uint64_t base = whole / div;
+        uint64_t near = base + (frac >= 0.5L);
+        uint64_t cand[2] = {near, frac >= 0.5L ? near - 1 : near + 1};
+        /* x17 carries up to 1/256 unit of rounding error: near a tie which
+         * candidate is closest (the one Go and Prometheus print) is not
+         * known here; it matters when both would round-trip */
+        int tie = frac > 0.5L - 1.0L / 128 && frac < 0.5L + 1.0L / 128;
+        if (tie && p == 17)
+            return 0;
+        for (int c = 0; c < (p == 17 ? 1 : 2); c++) {
+            uint64_t d = cand[c];
+            int ee = e, kk = k;
+            if (d == P10U[p]) { /* rounds up into the next decade: 10^(e+1) */
+                d = P10U[p - 1];
+                ee = e + 1;
+                kk = k - 1;
+            }
+            if (d < P10U[p - 1] || d >= P10U[p])
+                continue;
+            if (p < 17) {
+                if (d >= (1ull << 53) || kk > 22)
+                    return 0; /* cannot decide quickly */
+                if (!round_trips(d, kk, v))
+                    continue;
+                if (tie && c == 0 && cand[1] < P10U[p] && round_trips(cand[1], k, v))
+                    return 0; /* both round-trip: the closer one is not known */
+            }
+            for (int i = p - 1; i >= 0; i--) {
+                dig[i] = (char)('0' + d % 10);
+                d /= 10;
+            }
+            int nd = p;
+            while (nd > 1 && dig[nd - 1] == '0')
+                nd--;
+            dig[nd] = 0;
+            *exp10 = ee;
+            return nd;
+        }
+    }
+    return 0;
+}
+#endif
+
+int st_shortest_digits(double v, char *dig, int *exp10)
+{
+#if LDBL_MANT_DIG >= 64
+    int nd = shortest_fast(v, dig, exp10);
+    if (nd)
+        return nd;
+#endif
+    return shortest_slow(v, dig, exp10);
+}
+
+int st_fmt_double(st_buf_t *b, double v)
+{
+    if (isnan(v))
+        return ST_BUF_LIT(b, "NaN");
+    if (isinf(v))
+        return v > 0 ? ST_BUF_LIT(b, "+Inf") : ST_BUF_LIT(b, "-Inf");
+    int rc = 0;
+    if (v == 0)
+        return signbit(v) ? ST_BUF_LIT(b, "-0") : ST_BUF_LIT(b, "0");
+    if (v < 0) {
+        rc |= st_buf_put_u8(b, '-');
+        v = -v;
+    }
+    char dig[40];
+    int e;
+    int nd = st_shortest_digits(v, dig, &e);
+    /* value = 0.dig * 10^(e+1) */
+    int point = e + 1; /* digits before the decimal point */
+    if (point <= 0) {
+        rc |= ST_BUF_LIT(b, "0.");
+        for (int i = 0; i < -point; i++)
+            rc |= st_buf_put_u8(b, '0');
+        rc |= st_buf_append(b, dig, (size_t)nd);
+    } else if (point >= nd) {
+        rc |= st_buf_append(b, dig, (size_t)nd);
+        for (int i = nd; i < point; i++)
+            rc |= st_buf_put_u8(b, '0');
+    } else {
+        rc |= st_buf_append(b, dig, (size_t)point);
+        rc |= st_buf_put_u8(b, '.');
+        rc |= st_buf_append(b, dig + point, (size_t)(nd - point));
+    }
+    return rc ? ST_ENOMEM : 0;
+}
+
+/* The printf("%.15g".."%.17g") loop itself: the reference for subnormals. */
+static int fmt_g_loop(char *tmp, size_t cap, double v)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(tmp, cap, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    return n;
+}
+
+int st_fmt_double_g(st_buf_t *b, double v)
+{
+    char tmp[48];
+    int n;
+    if (isnan(v))
+        return ST_BUF_LIT(b, "NaN");
+    if (isinf(v))
+        return v > 0 ? ST_BUF_LIT(b, "+Inf") : ST_BUF_LIT(b, "-Inf");
+    double a = fabs(v);
+    if (v == 0 || a < DBL_MIN) {
+        /* 0, -0, subnormals: %.15g of a subnormal may round-trip without
+         * being the shortest form, so print exactly what the loop prints */
+        n = fmt_g_loop(tmp, sizeof tmp, v);
+        return st_buf_append(b, tmp, (size_t)n);
+    }
+    /* For a normal double the closest P-digit decimal round-trips exactly
+     * when P >= the shortest digit count nd, so the loop stops at
+     * P = max(15, nd) and prints the shortest digits; %g then chooses the
+     * layout from P and the exponent, and drops trailing zeros. */
+    char dig[24];
+    int e;
+    int nd = st_shortest_digits(a, dig, &e);
+    int prec = nd > 15 ? nd : 15;
+    char *p = tmp;
+    if (v < 0)
+        *p++ = '-';
+    if (e < -4 || e >= prec) {
+        *p++ = dig[0];
+        if (nd > 1) {
+            *p++ = '.';
+            memcpy(p, dig + 1, (size_t)nd - 1);
+            p += nd - 1;
+        }
+        p += snprintf(p, (size_t)(tmp + sizeof tmp - p), "e%c%02d", e < 0 ? '-' : '+',
+                      e < 0 ? -e : e);
+    } else if (e < 0) {
+        *p++ = '0';
+        *p++ = '.';
+        for (int i = 0; i < -e - 1; i++)
+            *p++ = '0';
+        memcpy(p, dig, (size_t)nd);
+        p += nd;
+    } else if (nd <= e + 1) {
+        memcpy(p, dig, (size_t)nd);
+        p += nd;
+        for (int i = nd; i < e + 1; i++)
+            *p++ = '0';
+    } else {
+        memcpy(p, dig, (size_t)e + 1);
+        p += e + 1;
+        *p++ = '.';
+        memcpy(p, dig + e + 1, (size_t)(nd - e - 1));
+        p += nd - e - 1;
+    }
+    return st_buf_append(b, tmp, (size_t)(p - tmp));
+}
+
+/* ---- Go quoted strings ---------------------------------------------------- */
+
+static int is_octal(char c)
+{
+    return c >= '0' && c <= '7';
+}
+
+/* Record an error at scan position `end` (escape at errpos, letter esc). */
+static st_unquote_err_t unq_fail(st_unquote_t *res, st_unquote_err_t e, size_t end, size_t errpos,
+                                 char esc)
+{
+    res->end = end;
+    res->errpos = errpos;
+    res->esc = esc;
+    return e;
+}
+
+st_unquote_err_t st_unquote_go(const char *s, size_t n, size_t start, char *dst, st_unquote_t *res)
+{
+    char q = s[start];
+    size_t pos = start + 1;
+    char *d = dst;
+    memset(res, 0, sizeof *res);
+    while (pos < n && s[pos] != q) {
+        char c = s[pos];
+        if (q != '`' && c == '\n')
+            return unq_fail(res, ST_UNQ_UNTERMINATED, pos, start, 0);
+        if (q == '`' || c != '\\') {
+            *d++ = c;
+            pos++;
+            continue;
+        }
+        size_t epos = pos;
+        if (++pos >= n)
+            break;
+        c = s[pos++];
+        switch (c) {
+        case 'a':
+            *d++ = '\a';
+            break;
+        case 'b':
+            *d++ = '\b';
+            break;
+        case 'f':
+            *d++ = '\f';
+            break;
+        case 'n':
+            *d++ = '\n';
+            break;
+        case 'r':
+            *d++ = '\r';
+            break;
+        case 't':
+            *d++ = '\t';
+            break;
+        case 'v':
+            *d++ = '\v';
+            break;
+        case '\\':
+        case '"':
+        case '\'':
+            *d++ = c;
+            break;
+        case 'x': {
+            int h1 = pos + 1 < n ? st_hexval(s[pos]) : -1;
+            int h2 = h1 >= 0 ? st_hexval(s[pos + 1]) : -1;
+            if (h2 < 0)
+                return unq_fail(res, ST_UNQ_BAD_X, pos, epos, c);
+            *d++ = (char)(h1 * 16 + h2);
+            pos += 2;
+            break;
+        }
+        case 'u':
+        case 'U': {
+            size_t nd = c == 'u' ? 4 : 8;
+            unsigned cp = 0;
+            if (pos + nd > n)
+                return unq_fail(res, ST_UNQ_BAD_U, pos, epos, c);
+            for (size_t i = 0; i < nd; i++) {
+                int h = st_hexval(s[pos + i]);
+                if (h < 0)
+                    return unq_fail(res, ST_UNQ_BAD_U, pos, epos, c);
+                cp = cp * 16 + (unsigned)h;
+            }
+            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return unq_fail(res, ST_UNQ_BAD_CODEPOINT, pos, epos, c);
+            pos += nd;
+            d += st_utf8_put(d, cp);
+            break;
+        }
+        default:
+            if (is_octal(c)) {
+                if (pos + 2 > n || !is_octal(s[pos]) || !is_octal(s[pos + 1]))
+                    return unq_fail(res, ST_UNQ_BAD_OCTAL, pos, epos, c);
+                unsigned v = (unsigned)(c - '0') * 64 + (unsigned)(s[pos] - '0') * 8 +
+                             (unsigned)(s[pos + 1] - '0');
+                if (v > 255)
+                    return unq_fail(res, ST_UNQ_BAD_OCTAL, pos, epos, c);
+                *d++ = (char)v;
+                pos += 2;
+                break;
+            }
+            return unq_fail(res, ST_UNQ_UNKNOWN_ESCAPE, pos, epos, c);
+        }
+    }
+    if (pos >= n)
+        return unq_fail(res, ST_UNQ_UNTERMINATED, start, start, 0);
+    pos++; /* closing quote */
+    *d = '\0';
+    res->len = (size_t)(d - dst);
+    res->end = pos;
+    if (!st_utf8_valid(dst, res->len))
+        return unq_fail(res, ST_UNQ_BAD_UTF8, pos, start, 0);
+    return ST_UNQ_OK;
+}
+
+const char *st_unquote_strerror(st_unquote_err_t e)
+{
+    switch (e) {
+    case ST_UNQ_OK:
+        return "ok";
+    case ST_UNQ_UNTERMINATED:
+        return "unterminated quoted string";
+    case ST_UNQ_BAD_X:
+        return "invalid \\x escape in quoted string";
+    case ST_UNQ_BAD_U:
+        return "invalid unicode escape in quoted string";
+    case ST_UNQ_BAD_CODEPOINT:
+        return "unicode escape is not a valid code point";
+    case ST_UNQ_BAD_OCTAL:
+        return "invalid octal escape in quoted string";
+    case ST_UNQ_UNKNOWN_ESCAPE:
+        return "unknown escape sequence in quoted string";
+    case ST_UNQ_BAD_UTF8:
+        return "quoted string is not valid UTF-8";
+    }
+    return "invalid quoted string";
+}
+
+/* ---- Prometheus names ----------------------------------------------------- */
+
+static int name_ok(const char *s, size_t n, int colon)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') ||
+              (i > 0 && c >= '0' && c <= '9')))
+            return 0;
+    }
+    return 1;
+}
+
+int st_prom_label_name_ok(const char *s, size_t n)
+{
+    return name_ok(s, n, 0);
+}
+
+int st_prom_metric_name_ok(const char *s, size_t n)
+{
+    return name_ok(s, n, 1);
+}
+
+/* ---- durations ------------------------------------------------------------ */
+
+#define MS_DAY 86400000LL
+
+/* Units largest first; "ms" is looked up before "m" and "s". */
+static const struct {
+    const char *u;
+    size_t len;
+    int64_t ms;
+} dur_units[] = {{"y", 1, 365 * MS_DAY}, {"w", 1, 7 * MS_DAY}, {"d", 1, MS_DAY}, {"h", 1, 3600000},
+                 {"m", 1, 60000},        {"s", 1, 1000},       {"ms", 2, 1}};
+enum { DUR_Y = 0, DUR_MS = 6, DUR_NUNITS = 7 };
+
+/* Index in dur_units of the unit at s[0..n), or -1. */
+static int dur_unit(const char *s, size_t n)
+{
+    if (n >= 2 && s[0] == 'm' && s[1] == 's')
+        return DUR_MS;
+    for (int i = 0; n >= 1 && i < DUR_MS; i++)
+        if (s[0] == dur_units[i].u[0])
+            return i;
+    return -1;
+}
+
+int st_duration_parse(const char *s, size_t n, unsigned flags, int64_t cap, int64_t *ms,
+                      size_t *used)
+{
+    size_t p = 0;
+    int64_t total = 0;
+    int last = -1;
+    while (p < n && s[p] >= '0' && s[p] <= '9') {
+        int64_t v = 0;
+        for (; p < n && s[p] >= '0' && s[p] <= '9'; p++) {
+            if (v > (cap - (s[p] - '0')) / 10)
+                return ST_ELIMIT;
+            v = v * 10 + (s[p] - '0');
+        }
+        int u = dur_unit(s + p, n - p);
+        if (u < 0 || (u == DUR_Y && !(flags & ST_DUR_YEARS)))
+            return ST_EPARSE;
+        if ((flags & ST_DUR_ORDERED) && u <= last)
+            return ST_EPARSE;
+        last = u;
+        p += dur_units[u].len;
+        if (v > (cap - total) / dur_units[u].ms)
+            return ST_ELIMIT;
+        total += v * dur_units[u].ms;
+    }
+    if (last < 0)
+        return ST_EPARSE;
+    *ms = total;
+    *used = p;
+    return 0;
+}
+
+int st_fmt_duration(st_buf_t *b, int64_t ms)
+{
+    char tmp[32];
+    int rc = 0;
+    if (ms < 0) {
+        rc = ST_BUF_LIT(b, "-");
+        ms = ms == INT64_MIN ? INT64_MAX : -ms;
+    }
+    if (ms == 0)
+        return rc ? rc : ST_BUF_LIT(b, "0s");
+    for (size_t i = 0; i < DUR_NUNITS && !rc; i++) {
+        if (ms >= dur_units[i].ms) {
+            int n =
+                snprintf(tmp, sizeof tmp, "%" PRId64 "%s", ms / dur_units[i].ms, dur_units[i].u);
+            rc = st_buf_append(b, tmp, (size_t)n);
+            ms %= dur_units[i].ms;
+        }
+    }
+    return rc;
+}
+
+const char *st_fmt_duration_one(char *buf, size_t cap, int64_t ms)
+{
+    if (ms == 0) {
+        snprintf(buf, cap, "0");
+        return buf;
+    }
+    size_t u = 2; /* d: weeks and years are not used here */
+    while (ms % dur_units[u].ms)
+        u++;
+    snprintf(buf, cap, "%" PRId64 "%s", ms / dur_units[u].ms, dur_units[u].u);
+    return buf;
 }

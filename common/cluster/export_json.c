@@ -23,12 +23,7 @@ int export_json_number(st_buf_t *b, double v)
     } else if (v == (double)(int64_t)v && fabs(v) < 9007199254740992.0) {
         n = snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)v);
     } else {
-        n = 0;
-        for (int prec = 15; prec <= 17; prec++) {
-            n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-            if (strtod(tmp, NULL) == v)
-                break;
-        }
+        return st_fmt_double_g(b, v);
     }
     return st_buf_append(b, tmp, (size_t)n);
 }

@@ -18,7 +18,8 @@
 #include "st_buf.h"
 #include "st_labels.h"
 
-/* Append a float64 in its shortest round-trip form. */
+/* Append a float64: integers below 2^53 in full ("1000000000000000"),
+ * others as st_fmt_double_g() (shortest round-trip digits, %g layout). */
 int export_json_number(st_buf_t *b, double v);
 /* Append `{"k":"v",...}` for a label set (JSON-escaped). */
 int export_json_labels(st_buf_t *b, const st_label_t *l, size_t n);

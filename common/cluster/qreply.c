@@ -35,7 +35,8 @@ int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint3
         /* every step present: leave the bitmap out */
         size_t plen = k == steps ? 0 : nbytes;
         if (!rc)
-            rc = wire_put_step_series(out, 1, s->labels, s->nlabels, present, plen, s->v, s->n);
+            rc = wire_put_step_series(out, WIRE_QUERY_RESPONSE_SERIES, s->labels, s->nlabels,
+                                      present, plen, s->v, s->n);
         *points += s->n;
         if (!rc && out->len > max_bytes) {
             rc = ST_ELIMIT;
@@ -57,20 +58,20 @@ void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out)
     while (wire_next(&p, end, &f) == 1) {
         if (f.type != WIRE_VARINT)
             continue;
-        if (f.num == 2)
+        if (f.num == WIRE_QUERY_RESPONSE_SAMPLES)
             out->samples = f.u;
-        else if (f.num == 3)
+        else if (f.num == WIRE_QUERY_RESPONSE_POINTS)
             out->points = f.u;
-        else if (f.num == 4)
+        else if (f.num == WIRE_QUERY_RESPONSE_SELECTED_SERIES)
             out->series = f.u;
     }
 }
 
 int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c)
 {
-    int rc = wire_put_varint_field(out, 2, c->samples);
-    rc |= wire_put_varint_field(out, 3, c->points);
-    rc |= wire_put_varint_field(out, 4, c->series);
+    int rc = wire_put_varint_field(out, WIRE_QUERY_RESPONSE_SAMPLES, c->samples);
+    rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_POINTS, c->points);
+    rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_SELECTED_SERIES, c->series);
     return rc ? ST_ENOMEM : 0;
 }
 
@@ -91,7 +92,7 @@ int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *s
     double *vals = NULL;
     size_t vcap = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num != 1 || f.type != WIRE_LEN)
+        if (f.num != WIRE_QUERY_RESPONSE_SERIES || f.type != WIRE_LEN)
             continue;
         wire_series_t s; /* a StepSeries: ts/ts_len hold the bitmap */
         if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)

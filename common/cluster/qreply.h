@@ -5,7 +5,8 @@
  *
  * A reply holds one StepSeries per series (labels; a bitmap of the grid
  * steps that have a value, left out when all have one; the values, packed
- * little-endian doubles), then the raw samples read and the values sent.
+ * little-endian doubles), then the raw samples read, the values sent and
+ * the series selected (field names: wire_fields.h, WIRE_QUERY_RESPONSE_*).
  */
 #ifndef QREPLY_H
 #define QREPLY_H

@@ -57,7 +57,7 @@ static uint32_t shard_of(const uint8_t *p, size_t len, int *err)
     int rc;
     uint32_t shard = UINT32_MAX;
     while ((rc = wire_next(&q, end, &f)) == 1) {
-        if (f.num == 1 && f.type == WIRE_VARINT) {
+        if (f.num == WIRE_WRITE_REQUEST_SHARD && f.type == WIRE_VARINT) {
             shard = f.u > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)f.u;
             break;
         }
@@ -77,7 +77,7 @@ int repl_scan(const uint8_t *p, size_t len, repl_entry_t *entries, size_t cap, r
         const uint8_t *start = q;
         if ((rc = wire_next(&q, end, &f)) != 1)
             break;
-        if (f.num == 1 && f.type == WIRE_LEN) {
+        if (f.num == WIRE_NODE_WRITE_SHARDS && f.type == WIRE_LEN) {
             int err = 0;
             uint32_t shard = shard_of(f.data, f.len, &err);
             if (err)
@@ -85,9 +85,9 @@ int repl_scan(const uint8_t *p, size_t len, repl_entry_t *entries, size_t cap, r
             if (env->n < cap)
                 entries[env->n] = (repl_entry_t){start, (size_t)(q - start), f.data, f.len, shard};
             env->n++;
-        } else if (f.num == 2 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_NODE_WRITE_CONSISTENCY && f.type == WIRE_VARINT) {
             env->consistency = f.u > 3 ? 0 : (uint32_t)f.u;
-        } else if (f.num == 3 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_NODE_WRITE_FORWARDED && f.type == WIRE_VARINT) {
             env->forwarded = f.u != 0;
         }
     }
@@ -98,15 +98,15 @@ int repl_put_envelope(st_buf_t *b, uint32_t consistency, int forwarded)
 {
     int rc = 0;
     if (consistency)
-        rc |= wire_put_varint_field(b, 2, consistency);
+        rc |= wire_put_varint_field(b, WIRE_NODE_WRITE_CONSISTENCY, consistency);
     if (forwarded)
-        rc |= wire_put_varint_field(b, 3, 1);
+        rc |= wire_put_varint_field(b, WIRE_NODE_WRITE_FORWARDED, 1);
     return rc ? ST_ENOMEM : 0;
 }
 
 int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len)
 {
-    return wire_put_bytes_field(b, 1, msg, len) ? ST_ENOMEM : 0;
+    return wire_put_bytes_field(b, WIRE_NODE_WRITE_SHARDS, msg, len) ? ST_ENOMEM : 0;
 }
 
 int repl_consistency_param(const char *s)

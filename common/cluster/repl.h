@@ -1,7 +1,8 @@
 /*
- * repl — the pure rules of replicated writes (DESIGN §7), free of sockets
- * so they can be unit-tested: how many acks a mode needs, when a shard's
- * outcome is decided, and how a NodeWrite envelope is read and re-made.
+ * repl — the pure rules of replicated writes (docs/architecture.md,
+ * "Replication"), free of sockets so they can be unit-tested: how many acks
+ * a mode needs, when a shard's outcome is decided, and how a NodeWrite
+ * envelope is read and re-made.
  *
  * A coordinator tracks each shard of a write with a repl_tally_t: it counts
  * acks (its own local write included) and failures among the RF replicas.

@@ -46,6 +46,7 @@
 #include <xxhash.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 /* ------------------------------------------------------------------------ */
 /* Sections and keys                                                         */
@@ -320,14 +321,11 @@ static const char *parse_digits(const char *s, int64_t cap, int64_t *out)
 
 #define DURATION_CAP (1000LL * 366 * MS_D) /* nothing longer than ~1000 years parses */
 
-/* "100ms", "60s", "5m", "2h", "1d", "1w", "1h30m", or a plain number times unit_ms. */
+/* "100ms", "60s", "5m", "2h", "1d", "1w", "1h30m" (units in any order, no
+ * years), or a plain number times unit_ms. */
 static int parse_duration(const char *s, int64_t unit_ms, int64_t *out)
 {
-    static const struct {
-        const char *suffix;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", MS_S}, {"m", MS_M}, {"h", MS_H}, {"d", MS_D}, {"w", 7 * MS_D}};
-    int64_t total = 0, n;
+    int64_t n;
     const char *p = parse_digits(s, DURATION_CAP, &n);
     if (!p)
         return -1;
@@ -337,26 +335,9 @@ static int parse_duration(const char *s, int64_t unit_ms, int64_t *out)
         *out = n * unit_ms;
         return 0;
     }
-    for (;;) {
-        size_t u = 0, len = 0;
-        for (; u < sizeof units / sizeof units[0]; u++) {
-            len = strlen(units[u].suffix);
-            if (strncmp(p, units[u].suffix, len) == 0 &&
-                (p[len] == '\0' || (p[len] >= '0' && p[len] <= '9')))
-                break;
-        }
-        if (u == sizeof units / sizeof units[0])
-            return -1;
-        if (n > (DURATION_CAP - total) / units[u].ms)
-            return -1;
-        total += n * units[u].ms;
-        p += len;
-        if (*p == '\0')
-            break;
-        if (!(p = parse_digits(p, DURATION_CAP, &n)))
-            return -1;
-    }
-    *out = total;
+    size_t len = strlen(s), used;
+    if (st_duration_parse(s, len, 0, DURATION_CAP, out, &used) || used != len)
+        return -1;
     return 0;
 }
 
@@ -383,24 +364,6 @@ static int parse_size(const char *s, int64_t unit, int64_t *out)
         }
     }
     return -1;
-}
-
-/* Shortest exact spelling of a duration: "0", "100ms", "60s" -> "1m", "30d". */
-static const char *fmt_duration(char *buf, size_t cap, int64_t ms)
-{
-    static const struct {
-        const char *suffix;
-        int64_t ms;
-    } units[] = {{"d", MS_D}, {"h", MS_H}, {"m", MS_M}, {"s", MS_S}, {"ms", 1}};
-    if (ms == 0) {
-        snprintf(buf, cap, "0");
-        return buf;
-    }
-    size_t u = 0;
-    while (ms % units[u].ms)
-        u++;
-    snprintf(buf, cap, "%" PRId64 "%s", ms / units[u].ms, units[u].suffix);
-    return buf;
 }
 
 static const char *fmt_size(char *buf, size_t cap, int64_t bytes)
@@ -437,7 +400,7 @@ static const char *describe(char *buf, size_t cap, const struct key_desc *k)
         snprintf(buf, cap,
                  "a duration from %s to %s such as 100ms, 60s, 5m, 2h, 1d, 1w (a plain number is "
                  "in %s)",
-                 fmt_duration(a, sizeof a, k->min), fmt_duration(b, sizeof b, k->max),
+                 st_fmt_duration_one(a, sizeof a, k->min), st_fmt_duration_one(b, sizeof b, k->max),
                  k->unit == 1 ? "milliseconds" : "seconds");
         break;
     case KT_SIZE:
@@ -947,7 +910,7 @@ static const char *fmt_value(const topo_t *t, enum key_id k, char *buf, size_t c
     case KT_ENUM:
         return d->enums[t->val[k]];
     case KT_DURATION:
-        return fmt_duration(buf, cap, t->val[k]);
+        return st_fmt_duration_one(buf, cap, t->val[k]);
     case KT_SIZE:
         return fmt_size(buf, cap, t->val[k]);
     default:
@@ -1362,21 +1325,23 @@ void topo_print(const topo_t *t, FILE *f)
     }
     fprintf(f, "storage: wal_durability %s, wal_sync_interval_ms %" PRId64,
             topo_wal_durability_name(t->storage.wal_durability), t->storage.wal_sync_interval_ms);
-    fprintf(f, ", partition %s", fmt_duration(b, sizeof b, t->storage.partition_ms));
+    fprintf(f, ", partition %s", st_fmt_duration_one(b, sizeof b, t->storage.partition_ms));
     fprintf(f, ", retention %s",
-            t->storage.retention_ms ? fmt_duration(b, sizeof b, t->storage.retention_ms)
+            t->storage.retention_ms ? st_fmt_duration_one(b, sizeof b, t->storage.retention_ms)
                                     : "forever");
     fprintf(f, ", memtable_max %s", fmt_size(b, sizeof b, (int64_t)t->storage.memtable_max_bytes));
     fprintf(f, ", memtable_max_age %s\n",
-            fmt_duration(b, sizeof b, t->storage.memtable_max_age_ms));
+            st_fmt_duration_one(b, sizeof b, t->storage.memtable_max_age_ms));
     fprintf(f, "router: max_body_bytes %" PRIu64, t->router.max_body_bytes);
-    fprintf(f, ", request_timeout %s", fmt_duration(b, sizeof b, t->router.request_timeout_ms));
+    fprintf(f, ", request_timeout %s",
+            st_fmt_duration_one(b, sizeof b, t->router.request_timeout_ms));
     fprintf(f, ", query_max_samples %" PRIu64 ", query_max_series %" PRIu64 "\n",
             t->router.query_max_samples, t->router.query_max_series);
     fprintf(f, "replication: hint_max_bytes %" PRIu64, t->repl.hint_max_bytes);
-    fprintf(f, ", hint_max_age %s", fmt_duration(b, sizeof b, t->repl.hint_max_age_ms));
-    fprintf(f, ", replica_timeout %s", fmt_duration(b, sizeof b, t->repl.replica_timeout_ms));
+    fprintf(f, ", hint_max_age %s", st_fmt_duration_one(b, sizeof b, t->repl.hint_max_age_ms));
+    fprintf(f, ", replica_timeout %s",
+            st_fmt_duration_one(b, sizeof b, t->repl.replica_timeout_ms));
     fprintf(f, ", heartbeat_interval %s\n",
-            fmt_duration(b, sizeof b, t->repl.heartbeat_interval_ms));
+            st_fmt_duration_one(b, sizeof b, t->repl.heartbeat_interval_ms));
     fprintf(f, "fingerprint %s\n", t->fp_hex);
 }

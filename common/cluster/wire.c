@@ -106,20 +106,20 @@ int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n)
     return 0;
 }
 
-/* Labels as repeated Label field 1; the caller reserved room. */
+/* Labels as repeated Label field (1 in SeriesSamples and StepSeries); the caller reserved room. */
 static uint8_t *put_labels(uint8_t *p, const st_label_t *l, size_t nl)
 {
     for (size_t i = 0; i < nl; i++) {
         size_t inner = 1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].name_len) + l[i].name_len +
                        1 + (size_t)st_uvarint_put((uint8_t[10]){0}, l[i].value_len) +
                        l[i].value_len;
-        p += put_key(p, 1, WIRE_LEN);
+        p += put_key(p, WIRE_SERIES_SAMPLES_LABELS, WIRE_LEN);
         p += st_uvarint_put(p, inner);
-        p += put_key(p, 1, WIRE_LEN);
+        p += put_key(p, WIRE_LABEL_NAME, WIRE_LEN);
         p += st_uvarint_put(p, l[i].name_len);
         memcpy(p, l[i].name, l[i].name_len);
         p += l[i].name_len;
-        p += put_key(p, 2, WIRE_LEN);
+        p += put_key(p, WIRE_LABEL_VALUE, WIRE_LEN);
         p += st_uvarint_put(p, l[i].value_len);
         memcpy(p, l[i].value, l[i].value_len);
         p += l[i].value_len;
@@ -158,7 +158,7 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
     uint8_t *p = put_labels(b->data + b->len, l, nl);
     if (n) {
         /* timestamps: packed, 5-byte length placeholder patched below */
-        p += put_key(p, 2, WIRE_LEN);
+        p += put_key(p, WIRE_SERIES_SAMPLES_TIMESTAMPS, WIRE_LEN);
         uint8_t *lenp = p;
         p += 5;
         uint8_t *start = p;
@@ -173,7 +173,7 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
             tl >>= 7;
         }
         lenp[4] = (uint8_t)(tl & 0x7f);
-        p = put_doubles(p, 3, v, n);
+        p = put_doubles(p, WIRE_SERIES_SAMPLES_VALUES, v, n);
     }
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
@@ -189,13 +189,13 @@ int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_
     wire_begin(b, field, &mark);
     uint8_t *p = put_labels(b->data + b->len, l, nl);
     if (present_len) {
-        p += put_key(p, 2, WIRE_LEN);
+        p += put_key(p, WIRE_STEP_SERIES_PRESENT, WIRE_LEN);
         p += st_uvarint_put(p, present_len);
         memcpy(p, present, present_len);
         p += present_len;
     }
     if (n) {
-        p = put_doubles(p, 3, v, n);
+        p = put_doubles(p, WIRE_STEP_SERIES_VALUES, v, n);
     }
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
@@ -212,16 +212,23 @@ static int decode_label(const uint8_t *p, size_t len, st_label_t *l)
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.type != WIRE_LEN || f.len > UINT32_MAX)
             continue;
-        if (f.num == 1) {
+        if (f.num == WIRE_LABEL_NAME) {
             l->name = (const char *)f.data;
             l->name_len = (uint32_t)f.len;
-        } else if (f.num == 2) {
+        } else if (f.num == WIRE_LABEL_VALUE) {
             l->value = (const char *)f.data;
             l->value_len = (uint32_t)f.len;
         }
     }
     return rc;
 }
+
+/* wire_series_decode reads a StepSeries as a SeriesSamples (the bitmap in
+ * ts/ts_len): the two must keep the same field numbers. */
+_Static_assert(WIRE_STEP_SERIES_LABELS == WIRE_SERIES_SAMPLES_LABELS &&
+                   WIRE_STEP_SERIES_PRESENT == WIRE_SERIES_SAMPLES_TIMESTAMPS &&
+                   WIRE_STEP_SERIES_VALUES == WIRE_SERIES_SAMPLES_VALUES,
+               "StepSeries and SeriesSamples field numbers differ");
 
 int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
 {
@@ -234,18 +241,18 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.type != WIRE_LEN)
             continue; /* unknown scalar field: skip, as protobuf does */
-        if (f.num == 1) {
+        if (f.num == WIRE_SERIES_SAMPLES_LABELS) {
             if (s->nlabels >= ST_LABELS_MAX)
                 return ST_ELIMIT;
             if ((rc = decode_label(f.data, f.len, &s->labels[s->nlabels])) < 0)
                 return rc;
             s->nlabels++;
-        } else if (f.num == 2) {
+        } else if (f.num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {
             if (s->ts)
                 return ST_ECORRUPT; /* one packed run only: we never split them */
             s->ts = f.data;
             s->ts_len = f.len;
-        } else if (f.num == 3) {
+        } else if (f.num == WIRE_SERIES_SAMPLES_VALUES) {
             if (s->vals || f.len % 8)
                 return ST_ECORRUPT;
             s->vals = f.data;

@@ -12,8 +12,12 @@
  *   message SeriesSamples { repeated Label labels = 1;
  *                           repeated sint64 timestamps = 2 [packed];  // t0, t1-t0, ...
  *                           repeated double values = 3 [packed]; }
- *   message ShardWrite    { uint32 shard = 1; repeated SeriesSamples series = 2; }
- *   message NodeWrite     { repeated ShardWrite shards = 1; }
+ *   message WriteRequest  { uint32 shard = 1; repeated SeriesSamples series = 2; }
+ *   message StepSeries    { repeated Label labels = 1; bytes present = 2;
+ *                           repeated double values = 3 [packed]; }
+ *
+ * (NodeWrite, the envelope around WriteRequests, is repl.c's; QueryResponse
+ * is qreply.c's.) Field numbers are named in wire_fields.h, included here.
  *
  * Timestamps are delta-coded (first absolute, then differences): regular
  * scrapes cost 2-3 bytes per timestamp instead of 6. Nested message lengths
@@ -29,6 +33,7 @@
 
 #include "st_buf.h"
 #include "st_labels.h"
+#include "wire_fields.h"
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 

@@ -2,13 +2,15 @@
  * http — an HTTP/1.1 server on libuv (http-parser for the wire format),
  * used by strata-router (port 8086) and strata-node's HTTP port.
  *
- * Two layers:
- *   - http_rx_*: the request receiver, a pure state machine that turns
- *     bytes into complete requests (with every limit applied) and knows
- *     nothing of sockets; the fuzz target and unit tests drive it directly.
- *   - http_server_*: the libuv glue (accept, read, timers, writes,
- *     keep-alive, pipelining, backpressure) around one http_rx per
- *     connection, calling a handler once per complete request.
+ * Two layers, two files:
+ *   - http_rx_* (http_parse.c): the request receiver, a pure state machine
+ *     that turns bytes into complete requests (with every limit applied)
+ *     and knows nothing of sockets; the fuzz target and unit tests drive it
+ *     directly.
+ *   - http_server_* and http_respond* (http.c): the libuv glue (accept,
+ *     read, timers, writes, keep-alive, pipelining, backpressure) around
+ *     one http_rx per connection, calling a handler once per complete
+ *     request.
  *
  * Request lifetime: the handler is called with a request it owns until it
  * answers with http_respond*() (now or later, from the loop thread). The
@@ -24,7 +26,8 @@
  * Errors the server answers by itself (JSON body, then close): 400
  * malformed request, 413 body over max_body_bytes (decided on
  * Content-Length before reading the body; chunked bodies as they arrive),
- * 414 URL too long, 431 headers too large. Timeouts close without a response.
+ * 414 URL too long, 431 headers too large, 505 an HTTP version other than
+ * 1.0/1.1. Timeouts close without a response.
  */
 #ifndef HTTP_H
 #define HTTP_H

@@ -4,9 +4,10 @@
  *   - query strings (application/x-www-form-urlencoded): percent-decoding,
  *     '+' as space, repeated keys kept in order (match[]=a&match[]=b);
  *   - header lookup (case-insensitive names, comma-separated token lists);
- *   - JSON string escaping into an st_buf_t (invalid UTF-8 -> U+FFFD);
  *   - time parameters: RFC 3339 or unix seconds (with a fraction) -> ms;
  *   - gzip inflate with a hard cap on the output (zip bombs -> ST_ELIMIT).
+ *
+ * (JSON escaping lives in base: st_text.h.)
  *
  * Everything here takes (pointer, length) input that need not be
  * NUL-terminated, returns 0 or a negative ST_E* code, and is safe on

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 enum { KIND_COUNTER, KIND_GAUGE, KIND_HIST, KIND_CALLBACK };
 
@@ -139,18 +140,13 @@ void metrics_destroy(metrics_t *m)
 
 /* ---- formatting --------------------------------------------------------- */
 
+/* A NUL-terminated metric name (colons allowed) or label name. */
 static int valid_name(const char *s, int allow_colon)
 {
-    if (!s || !*s)
+    if (!s)
         return 0;
-    for (const char *p = s; *p; p++) {
-        char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                 (allow_colon && c == ':') || (p > s && c >= '0' && c <= '9');
-        if (!ok)
-            return 0;
-    }
-    return 1;
+    size_t n = strlen(s);
+    return allow_colon ? st_prom_metric_name_ok(s, n) : st_prom_label_name_ok(s, n);
 }
 
 static int escape(st_buf_t *out, const char *s, size_t len, int quote)
@@ -177,18 +173,7 @@ int metrics_write_label_value(st_buf_t *out, const char *s, size_t len)
 
 int metrics_write_value(st_buf_t *out, double v)
 {
-    char tmp[40];
-    if (isnan(v))
-        return st_buf_append(out, "NaN", 3);
-    if (isinf(v))
-        return v > 0 ? st_buf_append(out, "+Inf", 4) : st_buf_append(out, "-Inf", 4);
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v)
-            break;
-    }
-    return st_buf_append(out, tmp, (size_t)n);
+    return st_fmt_double_g(out, v);
 }
 
 static int write_u64(st_buf_t *out, uint64_t v)

@@ -28,8 +28,8 @@
  *
  * Rendering order: families in registration order, series in registration
  * order inside a family; label values are escaped (\\, \", \n), help text
- * too (\\, \n). Values use the shortest round-tripping form (%.17g at most),
- * +Inf, -Inf, NaN.
+ * too (\\, \n). Values are st_fmt_double_g(): the first of %.15g, %.16g,
+ * %.17g that reads back as the same double; +Inf, -Inf, NaN.
  */
 #ifndef METRICS_H
 #define METRICS_H

@@ -19,10 +19,9 @@
  * Client phases (cli->phase), with the public state in brackets:
  *
  *   BACKOFF --timer (client_connect)--> RESOLVING --uv_getaddrinfo cb--> CONNECTING
- *      ^                                    [CONNECTING before the first success, else DOWN]
- *      |                                                                     | connected: send
- * HELLO
- *      +---- attempt_failed() <-- error / timeout / refused ---- HANDSHAKE <--+
+ *      ^                        [CONNECTING before the first success, else DOWN]  |
+ *      |                                                      connected: send HELLO |
+ *      +---- attempt_failed() <-- error / timeout / refused ---- HANDSHAKE <--------+
  *      |                                                            | HELLO_ACK ok
  *      +---- attempt_failed() <-- EOF / error / heartbeat --------- UP [UP]
  *
@@ -31,6 +30,9 @@
  * and arms the backoff timer. Every pending call sits on a deadline-sorted
  * list served by one timer; a call that reaches its deadline fails with
  * ST_ETIMEDOUT (ST_EUNAVAIL if it was never sent because the peer was down).
+ *
+ * The server's listening socket (resolve, bind, listen) comes from
+ * net_listen.c, shared with the HTTP server.
  */
 #include "rpc_uv.h"
 
@@ -40,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -112,25 +115,6 @@ static void emit(rpc_log_fn fn, void *arg, int level, const char *msg, const kvb
 static void copy_id(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src ? src : "");
-}
-
-static void addr_name(const struct sockaddr_storage *ss, char *out, size_t cap)
-{
-    char ip[48] = "?";
-    int port = 0;
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-        snprintf(out, cap, "%s:%d", ip, port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-        snprintf(out, cap, "[%s]:%d", ip, port);
-    } else {
-        snprintf(out, cap, "?");
-    }
 }
 
 /* Encode a frame into a fresh write request. */
@@ -644,16 +628,12 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     srv->conns = conn;
     srv->nconns++;
     srv->st.conns_open = srv->nconns;
-    if (uv_accept(ls, (uv_stream_t *)&conn->tcp) != 0) {
+    if (net_accept(ls, &conn->tcp, conn->peer_addr, sizeof conn->peer_addr) != 0) {
         conn_close(conn);
         return;
     }
     srv->st.conns_accepted++;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &sl) == 0)
-        addr_name(&ss, conn->peer_addr, sizeof conn->peer_addr);
-    else
+    if (!conn->peer_addr[0])
         copy_id(conn->peer_addr, sizeof conn->peer_addr, "?");
     if (srv->closing || srv->nconns > srv->o.max_conns) {
         kvb_t k = {.n = 0};
@@ -663,7 +643,6 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         conn_close(conn);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
     uv_timer_start(&conn->timer, conn_handshake_timeout, srv->o.handshake_timeout_ms, 0);
     conn_process(conn); /* starts reading */
 }
@@ -714,27 +693,6 @@ static void opts_default_u(unsigned *v, unsigned def)
         *v = def;
 }
 
-static int resolve_sync(uv_loop_t *loop, const char *host, int port, struct sockaddr_storage *out)
-{
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    uv_getaddrinfo_t req;
-    if (uv_getaddrinfo(loop, &req, NULL, host, ps, &hints) != 0)
-        return ST_EINVAL;
-    int rc = ST_EINVAL;
-    if (req.addrinfo && req.addrinfo->ai_addrlen <= sizeof *out) {
-        memcpy(out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
-        rc = 0;
-    }
-    uv_freeaddrinfo(req.addrinfo);
-    return rc;
-}
-
 static void free_on_close(uv_handle_t *h)
 {
     free(h->data);
@@ -748,7 +706,7 @@ int rpc_server_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
         !handler || !out)
         return ST_EINVAL;
     struct sockaddr_storage ss;
-    int rc = resolve_sync(loop, host, port, &ss);
+    int rc = net_resolve(host, port, &ss);
     if (rc)
         return rc;
     rpc_server_t *srv = calloc(1, sizeof *srv);
@@ -773,20 +731,12 @@ int rpc_server_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     uv_tcp_init(loop, &srv->listener);
     srv->listener.data = srv;
     srv->listener_open = 1;
-    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 511, srv_on_connection);
-    struct sockaddr_storage bound;
-    int bl = sizeof bound;
-    if (rc == 0)
-        rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &bl);
+    rc = net_listen_tcp(&srv->listener, &ss, srv_on_connection, &srv->port);
     if (rc) {
         /* freed on the next loop run, once the handle is closed */
         uv_close((uv_handle_t *)&srv->listener, free_on_close);
         return ST_EIO;
     }
-    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     *out = srv;
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * fuzz_http_req — raw bytes through the HTTP request receiver (http_rx).
+ * fuzz_http_req — raw bytes through the HTTP request receiver (http_rx,
+ * common/net/http_parse.c).
  *
  * The first byte picks small limits (so 413/414/431 are reachable) and the
  * second the piece size the input is cut into, as a socket would deliver

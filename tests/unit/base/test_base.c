@@ -1,4 +1,5 @@
-/* Unit tests for common/: st_err, st_buf, st_varint, st_crc32c, st_labels. */
+/* Unit tests for common/base: st_err, st_buf, st_varint, st_crc32c, st_labels (st_text and st_time:
+ * test_text.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for common/qreply: a node's pushed-down result encoded with
+/* Unit tests for common/cluster/qreply: a node's pushed-down result encoded with
  * qreply_encode and fed back through qreply_decode into the evaluator gives
  * exactly the result evaluated directly (range with gaps, instant, NaN and
  * infinities, a series present at every step); off-grid points, the size

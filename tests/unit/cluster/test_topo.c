@@ -58,7 +58,7 @@ static uint64_t fp_of(const char *text)
     "[node \"n2\"]\nrpc = 127.0.0.1:7411\nhttp = 127.0.0.1:7412\n"
 #define NODE3 "[node \"n3\"]\nrpc = 127.0.0.1:7421\nhttp = 127.0.0.1:7422\n"
 
-/* DESIGN.md §3 verbatim, plus two more nodes so RF 3 is valid. */
+/* The documented example cluster.ini, plus two more nodes so RF 3 is valid. */
 static const char design_example[] =
     "[cluster]\n"
     "name               = demo\n"

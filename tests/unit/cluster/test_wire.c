@@ -1,4 +1,4 @@
-/* Unit tests for common/wire: our encoder is readable by protobuf-c and round-trips. */
+/* Unit tests for common/cluster/wire: our encoder is readable by protobuf-c and round-trips. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

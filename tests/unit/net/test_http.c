@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/http: the request receiver fed directly (no
+ * Unit tests for common/net/http: the request receiver (http_parse.c) fed directly (no
  * sockets), then the server on a real libuv loop on 127.0.0.1 with a
  * blocking-socket client in a thread. Every server test is bounded by a
  * watchdog timer and ends with uv_loop_close() == 0. The client thread never
@@ -21,7 +21,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -32,6 +31,7 @@
 #include "metrics.h"
 #include "st_buf.h"
 #include "st_err.h"
+#include "st_time.h"
 
 /* ---- receiver (no sockets) ---------------------------------------------- */
 
@@ -477,13 +477,6 @@ typedef struct cli {
     size_t len, off;
 } cli_t;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int cli_connect(cli_t *c, int port)
 {
     c->len = c->off = 0;
@@ -625,8 +618,8 @@ static int body_is(const resp_t *r, const char *s)
 static int cli_closed_within(cli_t *c, int ms)
 {
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    uint64_t end = mono_ms() + (uint64_t)ms;
-    while (mono_ms() < end) {
+    int64_t end = st_mono_ms() + ms;
+    while (st_mono_ms() < end) {
         if (poll(&p, 1, 50) > 0) {
             char tmp[256];
             ssize_t r = recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
@@ -880,7 +873,7 @@ static void client_slowloris(fx_t *fx)
 {
     cli_t *slow = calloc(1, sizeof *slow), *c = calloc(1, sizeof *c);
     resp_t r;
-    uint64_t t0 = mono_ms();
+    int64_t t0 = st_mono_ms();
     CHECK(cli_connect(slow, fx->port) == 0);
     CHECK(cli_sends(slow, "GET /echo HTTP/1.1\r\n") == 0);
     /* Another client is served meanwhile. */
@@ -892,21 +885,21 @@ static void client_slowloris(fx_t *fx)
     /* Trickle a header line every 50 ms: the head deadline is total, not
      * idle, so the server cuts it at ~300 ms. */
     int closed = 0;
-    while (mono_ms() - t0 < 3000) {
+    while (st_mono_ms() - t0 < 3000) {
         if (cli_sends(slow, "X-A: b\r\n") != 0 || cli_closed_within(slow, 50)) {
             closed = 1;
             break;
         }
     }
-    uint64_t dt = mono_ms() - t0;
+    int64_t dt = st_mono_ms() - t0;
     CHECK(closed);
     CHECK(dt >= 250 && dt < 2000);
     /* Idle connection that never sends: closed by the same deadline. */
     cli_close(slow);
-    t0 = mono_ms();
+    t0 = st_mono_ms();
     CHECK(cli_connect(slow, fx->port) == 0);
     CHECK(cli_closed_within(slow, 3000));
-    dt = mono_ms() - t0;
+    dt = st_mono_ms() - t0;
     CHECK(dt >= 250 && dt < 2000);
     /* Keep-alive idle after a request: closed by the keep-alive timeout. */
     cli_close(c);
@@ -914,17 +907,17 @@ static void client_slowloris(fx_t *fx)
     CHECK(cli_sends(c, "GET /echo HTTP/1.1\r\n\r\n") == 0);
     CHECK(cli_response(c, &r, 0) == 0);
     st_buf_deinit(&r.body);
-    t0 = mono_ms();
+    t0 = st_mono_ms();
     CHECK(cli_closed_within(c, 3000));
-    dt = mono_ms() - t0;
+    dt = st_mono_ms() - t0;
     CHECK(dt >= 350 && dt < 2000);
     /* Body idle timeout. */
     cli_close(c);
     CHECK(cli_connect(c, fx->port) == 0);
     CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nab") == 0);
-    t0 = mono_ms();
+    t0 = st_mono_ms();
     CHECK(cli_closed_within(c, 3000));
-    dt = mono_ms() - t0;
+    dt = st_mono_ms() - t0;
     CHECK(dt >= 150 && dt < 2000);
     cli_close(c);
     cli_close(slow);

@@ -1,4 +1,5 @@
-/* Unit tests for common/http_util: query strings, headers, JSON, times, gzip. */
+/* Unit tests for common/net/http_util: query strings, headers, times, gzip
+ * (JSON escaping is base's st_text: tests/unit/base/test_text.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +13,6 @@
 #include "http_util.h"
 #include "st_buf.h"
 #include "st_err.h"
-#include "st_text.h"
 
 static void test_pct_decode(void **state)
 {
@@ -98,40 +98,6 @@ static void test_headers(void **state)
     assert_true(http_has_token("100-Continue", "100-continue"));
     assert_true(http_str_ieq("AbC", "aBc"));
     assert_false(http_str_ieq("AbC", "aBcd"));
-}
-
-static void check_json(const char *in, size_t len, const char *want)
-{
-    st_buf_t b;
-    st_buf_init(&b);
-    assert_int_equal(st_json_str(&b, in, len), 0);
-    assert_int_equal(b.len, strlen(want));
-    assert_memory_equal(b.data, want, b.len);
-    st_buf_deinit(&b);
-}
-
-static void test_json(void **state)
-{
-    (void)state;
-    check_json("plain", 5, "\"plain\"");
-    check_json("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
-    check_json("\n\r\t\b\f\x01\x1f\x7f", 8, "\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\"");
-    check_json("\0", 1, "\"\\u0000\"");
-    check_json("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 12,
-               "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-    /* invalid UTF-8 -> U+FFFD per bad byte */
-    check_json("a\xff"
-               "b",
-               3,
-               "\"a\xef\xbf\xbd"
-               "b\"");
-    check_json("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* overlong */
-    check_json("\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* surrogate */
-    check_json("\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");                 /* truncated */
-    check_json("\xf4\x90\x80\x80", 4,
-               "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* > U+10FFFF */
-    check_json("\xe2\x80\xa8", 3, "\"\\u2028\"");
-    check_json("", 0, "\"\"");
 }
 
 static void check_time(const char *s, int want_rc, int64_t want)
@@ -289,9 +255,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pct_decode), cmocka_unit_test(test_params),
-        cmocka_unit_test(test_headers),    cmocka_unit_test(test_json),
-        cmocka_unit_test(test_time),       cmocka_unit_test(test_gzip),
-        cmocka_unit_test(test_gzip_bomb),
+        cmocka_unit_test(test_headers),    cmocka_unit_test(test_time),
+        cmocka_unit_test(test_gzip),       cmocka_unit_test(test_gzip_bomb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

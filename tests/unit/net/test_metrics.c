@@ -1,4 +1,4 @@
-/* Unit tests for common/metrics: registration rules, exact text format, threads. */
+/* Unit tests for common/net/metrics: registration rules, exact text format, threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for common/rpc_frame: encode/decode, limits, LZ4, the rx state machine. */
+/* Unit tests for common/net/rpc_frame: encode/decode, limits, LZ4, the rx state machine. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/rpc_uv: a real libuv loop, servers and clients on
+ * Unit tests for common/net/rpc_uv: a real libuv loop, servers and clients on
  * 127.0.0.1 with ports chosen at run time. Each test drives the loop with
  * run_until() (bounded by a watchdog timer) and ends with every handle closed
  * and uv_loop_close() == 0.
