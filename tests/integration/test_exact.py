@@ -12,8 +12,10 @@ found bugs the suite let through; each test here names the bug it guards.
   /api/v1/label/<n>/values take only match[] (docs/api.md): the series at
   the bounds must be there; exclusion is not asserted for them.
 - -0.0 written through line protocol comes back as -0 from export and from
-  queries (as Prometheus prints it: strconv 'f' -1 gives "-0"); values that
-  need 17 significant digits come back bit-exact.
+  queries, as Prometheus 2.42 prints it (`vector(-0)` gives "-0");
+  VictoriaMetrics prints 0 there, and 0.3 for 0.30000000000000004 (its
+  decimal storage). Values that need 17 significant digits come back
+  bit-exact.
 - Line protocol with an escape as the last character of the measurement,
   a tag key, a tag value and a field key, written through /write, read back
   through /api/v1/series and export with the exact labels.
