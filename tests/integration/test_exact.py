@@ -115,7 +115,9 @@ class ExactTest(ClusterTestCase):
             cls.all.add([(labels, cls.t_esc, val)])
         st, body = cls.c.write(lines, precision="ms")
         if st != 204:
+            # tearDownClass does not run after a failed setUpClass
             cls._class_failed = True
+            cls.close_class_clusters(failed=True)
             raise AssertionError("write: %d %r" % (st, body))
 
     # -- helpers --------------------------------------------------------------
