@@ -12,6 +12,8 @@ Standard library only. What it gives a test:
       .router_url(i) .node_http_url(i) .node_ids .placement()
       .write() .export() .node_export() .series() .labels() .label_values()
       .cluster_info() .metrics()
+      .documented_shards(label sets)   topo_shard_of_labels() of each set under
+                          this cluster.ini (the strata-shard-of helper)
       .close(failed)      kill what is left, print log tails and keep the temp dir
                           on failure, remove it on success
 
@@ -88,10 +90,12 @@ def bin_dir():
 
 
 def binary(kind):
-    """Path of strata-node / strata-router / strata; raises if missing."""
+    """Path of strata-node / strata-router / strata / strata-shard-of (the
+    test helper printing topo_shard_of_labels); raises if missing."""
     rel = {"node": ("node", "strata-node"),
            "router": ("router", "strata-router"),
-           "cli": ("cli", "strata")}[kind]
+           "cli": ("cli", "strata"),
+           "shard_of": ("tests", "integration", "strata-shard-of")}[kind]
     path = os.path.join(bin_dir(), *rel)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise HarnessError(
@@ -694,12 +698,16 @@ class Cluster:
             raise AssertionError("export %r: HTTP %d: %r" % (selectors, st, data[:500]))
         return parse_export(data)
 
-    def node_export(self, node, shard=None, match=None):
+    def node_export(self, node, shard=None, match=None, start=None, end=None):
         params = []
         if shard is not None:
             params.append(("shard", str(shard)))
         for s in _as_list(match):
             params.append(("match[]", s))
+        if start is not None:
+            params.append(("start", str(start)))
+        if end is not None:
+            params.append(("end", str(end)))
         url = self.node_http_url(node) + "/api/v1/export"
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -723,6 +731,25 @@ class Cluster:
     def label_values(self, name, router=0, match=None):
         return self.api("/api/v1/label/%s/values" % urllib.parse.quote(name, safe=""), router,
                         [("match[]", s) for s in _as_list(match)])
+
+    def documented_shards(self, label_sets):
+        """The shard topo_shard_of_labels() (common/cluster/topo.h) gives each
+        label set under this cluster's cluster.ini, computed by the
+        strata-shard-of helper (XXH3 is not in Python's standard library)."""
+        lines = []
+        for labels in label_sets:
+            lines.append(" ".join(x.encode("utf-8").hex() for kv in sorted(labels.items())
+                                  for x in kv) + "\n")
+        r = subprocess.run([binary("shard_of"), self.config_path], input="".join(lines).encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if r.returncode != 0:
+            raise HarnessError("strata-shard-of failed (%d): %s" % (r.returncode,
+                                                                    r.stderr.decode()[:500]))
+        out = [int(x) for x in r.stdout.split()]
+        if len(out) != len(lines):
+            raise HarnessError("strata-shard-of: %d answers for %d label sets"
+                               % (len(out), len(lines)))
+        return out
 
     def cluster_info(self, router=0):
         st, _, data = self.get("/cluster", router)
@@ -1547,6 +1574,20 @@ def devops_lines(hosts=10, points=10, start_s=None, step_s=10, seed=1, decimals=
                     fields.append((name, round(state[h][j], decimals)))
             out.append(lp_line(measurement, host_tags[h], fields, ts, precision))
     return out
+
+
+def api_time(ms):
+    """A time parameter for the HTTP API: unix seconds with exactly three
+    decimals, so a millisecond survives the trip exactly."""
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    return "%s%d.%03d" % (sign, ms // 1000, ms % 1000)
+
+
+def rfc3339_ms(ms):
+    """The same instant as RFC 3339 with milliseconds, in UTC."""
+    t = time.gmtime(ms // 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03dZ" % (ms % 1000)
 
 
 def recent_base_s():

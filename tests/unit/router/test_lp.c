@@ -350,6 +350,169 @@ static void test_escape_field_keys(void **state)
     coll_free(c);
 }
 
+/*
+ * An escape as the LAST character of a name token, followed at once by the
+ * separator that ends the token. The unescape step must drop the backslash
+ * even when the escaped character is the token's final byte; the mutation
+ * check found nothing covered that position.
+ */
+static void test_escape_last(void **state)
+{
+    (void)state;
+    /* the example from the mutation report */
+    coll_t *c = run_series("cpu\\ ,host=web\\,,dc=a\\  value=1 1000000");
+    cpoint_t *p = one(c);
+    assert_string_equal(p->m, "cpu ");
+    assert_int_equal(p->ntags, 2);
+    assert_string_equal(p->tk[0], "dc");
+    assert_string_equal(p->tv[0], "a ");
+    assert_string_equal(p->tk[1], "host");
+    assert_string_equal(p->tv[1], "web,");
+    assert_int_equal(p->nseries, 1);
+    assert_string_equal(p->sname[0], "__name__=cpu _value,dc=a ,host=web,");
+    assert_int_equal(p->ts, 1);
+    coll_free(c);
+
+    /* measurement: `\,` last, then the tag separator; `\ ` last, then the space */
+    c = run("cpu\\,,t=v f=1");
+    p = one(c);
+    assert_string_equal(p->m, "cpu,");
+    assert_string_equal(p->tv[0], "v");
+    coll_free(c);
+    c = run("cpu\\  f=1");
+    assert_string_equal(one(c)->m, "cpu ");
+    coll_free(c);
+    c = run("\\  f=1"); /* the escape is the whole measurement */
+    assert_string_equal(one(c)->m, " ");
+    coll_free(c);
+
+    /* tag keys: every escapable character last, then '=' */
+    c = run("m,k\\ =1,k\\,=2,k\\==3 f=1");
+    p = one(c);
+    assert_int_equal(p->ntags, 3);
+    assert_string_equal(p->tk[0], "k ");
+    assert_string_equal(p->tv[0], "1");
+    assert_string_equal(p->tk[1], "k,");
+    assert_string_equal(p->tv[1], "2");
+    assert_string_equal(p->tk[2], "k=");
+    assert_string_equal(p->tv[2], "3");
+    coll_free(c);
+
+    /* tag values: every escapable character last, then ',' or ' ' */
+    c = run("m,a=x\\ ,b=x\\,,c=x\\=,d=x\\= f=1");
+    p = one(c);
+    assert_int_equal(p->ntags, 4);
+    assert_string_equal(p->tv[0], "x ");
+    assert_string_equal(p->tv[1], "x,");
+    assert_string_equal(p->tv[2], "x=");
+    assert_string_equal(p->tv[3], "x=");
+    coll_free(c);
+    c = run("m,a=x\\  f=1");
+    assert_string_equal(one(c)->tv[0], "x ");
+    coll_free(c);
+    c = run("m,a=x\\, f=1");
+    assert_string_equal(one(c)->tv[0], "x,");
+    coll_free(c);
+
+    /* field keys: every escapable character last, then '=' */
+    c = run_series("m f\\ =1,g\\,=2,h\\==3 4");
+    p = one(c);
+    assert_int_equal(p->nf, 3);
+    assert_string_equal(p->fk[0], "f ");
+    assert_string_equal(p->fk[1], "g,");
+    assert_string_equal(p->fk[2], "h=");
+    assert_true(p->fv[2] == 3.0);
+    assert_int_equal(p->nseries, 3);
+    assert_string_equal(p->sname[0], "__name__=m_f ");
+    assert_string_equal(p->sname[1], "__name__=m_g,");
+    assert_string_equal(p->sname[2], "__name__=m_h=");
+    coll_free(c);
+
+    /* string field values: `\"` and `\\` last, then ',' / ' ' / end of body */
+    c = run("m s=\"a\\\"\",t=\"b\\\\\",u=\"\\\\\",v=\"\\\"\" 5");
+    p = one(c);
+    assert_int_equal(p->nf, 4);
+    assert_string_equal(p->fs[0], "a\"");
+    assert_string_equal(p->fs[1], "b\\");
+    assert_string_equal(p->fs[2], "\\");
+    assert_string_equal(p->fs[3], "\"");
+    assert_int_equal(p->ts, 0);
+    coll_free(c);
+    c = run("m s=\"x\\\\\"");
+    assert_string_equal(one(c)->fs[0], "x\\");
+    coll_free(c);
+
+    /* escape of the escape: `\\` followed by a character that needs no
+     * escape is two literal backslashes; `\\` followed by an escapable
+     * character is a literal backslash plus an escaped character. So a name
+     * can never end in a backslash right before its terminator. */
+    c = run("m,k\\\\x=v\\\\x f\\\\x=1");
+    p = one(c);
+    assert_string_equal(p->tk[0], "k\\\\x");
+    assert_string_equal(p->tv[0], "v\\\\x");
+    assert_string_equal(p->fk[0], "f\\\\x");
+    coll_free(c);
+    expect_error("m,k\\\\=v f=1", ST_EPARSE, "missing '=' after tag key 'k\\\\=v'");
+    expect_error("m,k\\=v f=1", ST_EPARSE, "missing '=' after tag key 'k\\=v'");
+    expect_error("m f\\\\=1", ST_EPARSE, "missing '=' after field key 'f\\\\=1'");
+    c = run("m,t=a\\\\\\, f=1"); /* a\\\, -> "a\\," */
+    assert_string_equal(one(c)->tv[0], "a\\\\,");
+    coll_free(c);
+    c = run("m\\\\\\  f=1"); /* m\\\<space> -> "m\\ " */
+    assert_string_equal(one(c)->m, "m\\\\ ");
+    coll_free(c);
+    /* a backslash before the separator escapes it, so the token runs on */
+    expect_error("m,t=a\\\\ f=1", ST_EPARSE, "unescaped '=' in value of tag 't'");
+    expect_error("m,t=a\\ f=1", ST_EPARSE, "unescaped '=' in value of tag 't'");
+
+    /* the escape is the very last byte of the line / body */
+    expect_error("cpu\\", ST_EPARSE, "missing field set");
+    expect_error("cpu\\ ", ST_EPARSE, "missing field set");
+    expect_error("m,t=v\\", ST_EPARSE, "missing field set");
+    expect_error("m,t=v\\,", ST_EPARSE, "missing field set");
+    expect_error("m,t\\", ST_EPARSE, "missing '=' after tag key 't\\'");
+    expect_error("m f\\", ST_EPARSE, "missing '=' after field key 'f\\'");
+    expect_error("m f\\=", ST_EPARSE, "missing '=' after field key 'f\\='");
+    expect_error("m f=\"x\\\"", ST_EPARSE, "unterminated string value for field 'f'");
+    c = run("m,t=v\\\nm2 f=1\n"); /* the LF ends the line: it cannot be escaped */
+    assert_int_equal(c->ne, 1);
+    assert_int_equal(c->eline[0], 1);
+    assert_string_equal(c->ereason[0], "missing field set");
+    assert_int_equal(c->np, 1);
+    assert_string_equal(c->p[0].m, "m2");
+    coll_free(c);
+
+    /* every length around the 16-byte scan blocks: "x"*n + escape, last */
+    static const char esck[] = {',', ' ', '='}; /* the first two: measurement too */
+    for (int n = 0; n < 40; n++) {
+        char body[256], want[64];
+        memset(want, 'x', (size_t)n);
+        for (size_t e = 0; e < sizeof esck; e++) {
+            want[n] = esck[e];
+            want[n + 1] = '\0';
+            char ex[64];
+            memset(ex, 'x', (size_t)n);
+            ex[n] = '\\';
+            ex[n + 1] = esck[e];
+            ex[n + 2] = '\0';
+            if (e < 2) {
+                snprintf(body, sizeof body, "%s%s f=1", ex, esck[e] == ' ' ? " " : ",t=v");
+                c = run(body);
+                if (c->np != 1 || strcmp(c->p[0].m, want))
+                    fail_msg("measurement '%s': got '%s'", body, c->np ? c->p[0].m : "(error)");
+                coll_free(c);
+            }
+            snprintf(body, sizeof body, "m,%s=%s,z=1 %s=2", ex, ex, ex);
+            c = run(body);
+            p = one(c);
+            if (strcmp(p->tk[0], want) || strcmp(p->tv[0], want) || strcmp(p->fk[0], want))
+                fail_msg("'%s': key '%s' value '%s' field '%s'", body, p->tk[0], p->tv[0],
+                         p->fk[0]);
+            coll_free(c);
+        }
+    }
+}
+
 static void test_strings(void **state)
 {
     (void)state;
@@ -1084,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_escape_measurement),
         cmocka_unit_test(test_escape_tags),
         cmocka_unit_test(test_escape_field_keys),
+        cmocka_unit_test(test_escape_last),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_booleans),
         cmocka_unit_test(test_integers),
