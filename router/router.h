@@ -20,7 +20,6 @@
 #include "rpc_uv.h"
 #include "topo.h"
 
-#define ROUTER_MAX_REJECTED 100       /* per-line errors reported in a 400 */
 #define ROUTER_EXPORT_PAGE (1u << 19) /* samples per EXPORT page */
 #define ROUTER_MAX_SERIES 2000000     /* /api/v1/series answer cap */
 
