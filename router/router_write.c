@@ -31,6 +31,10 @@
 #include "strata.pb-c.h"
 #include "wbatch.h"
 
+#define WRITE_WHY_MAX 1000      /* bytes of failure reasons kept per shard */
+#define WRITE_NODE_TEXT_MAX 250 /* bytes of a node's error text quoted */
+#define WRITE_REASON_MAX 300    /* bytes of one failure reason */
+
 enum { SH_NONE, SH_PENDING, SH_SENT, SH_OK, SH_FAILED };
 
 /* A shard's batch and its delivery: tried holds the replica ranks already
@@ -157,7 +161,7 @@ static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
     shard_t *sh = &j->sh[s];
     const char *id = topo_node_id(j->r->topo, node);
     size_t old = sh->why ? strlen(sh->why) : 0, add = strlen(id) + strlen(why) + 4;
-    if (old > 1000)
+    if (old > WRITE_WHY_MAX)
         return;
     char *n = realloc(sh->why, old + add + 1);
     if (!n)
@@ -209,9 +213,11 @@ static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *pa
     wjob_t *j = c->j;
     router_t *r = j->r;
     if (status != 0) {
-        char why[300];
+        char why[WRITE_REASON_MAX];
         if (type == RPC_ERROR && len)
-            snprintf(why, sizeof why, "%.*s", (int)(len < 250 ? len : 250), (const char *)payload);
+            snprintf(why, sizeof why, "%.*s",
+                     (int)(len < WRITE_NODE_TEXT_MAX ? len : WRITE_NODE_TEXT_MAX),
+                     (const char *)payload);
         else
             snprintf(why, sizeof why, "%s", st_strerror(status));
         metric_counter_inc(r->rpc_fail);

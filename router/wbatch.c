@@ -21,6 +21,9 @@
 #include "st_labels.h"
 #include "wire.h"
 
+#define WBATCH_GROW_MIN 256   /* first size of a growing array (elements) */
+#define WBATCH_TABLE_MIN 4096 /* first size of a hash table (slots, power of 2) */
+
 typedef struct entry {
     uint64_t hash; /* st_series_hash */
     size_t label_off;
@@ -73,7 +76,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
 {
     if (need <= *cap)
         return p;
-    size_t c = *cap ? *cap : 256;
+    size_t c = *cap ? *cap : WBATCH_GROW_MIN;
     while (c < need)
         c *= 2;
     void *np = realloc(p, c * elem);
@@ -121,7 +124,7 @@ static long copy_labels(wbatch_t *j, const st_label_t *l, size_t n)
 /* Open-addressing tables of uint32 (index + 1, 0 = empty) keyed by a hash. */
 static int table_grow(uint32_t **tab, size_t *cap, size_t n, const void *items, size_t stride)
 {
-    size_t c = *cap ? *cap * 2 : 4096;
+    size_t c = *cap ? *cap * 2 : WBATCH_TABLE_MIN;
     uint32_t *t = calloc(c, sizeof *t);
     if (!t)
         return ST_ENOMEM;
