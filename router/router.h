@@ -12,13 +12,13 @@
 #ifndef ROUTER_H
 #define ROUTER_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "fanout.h"
 #include "http.h"
 #include "metrics.h"
-#include <protobuf-c/protobuf-c.h>
 #include "rpc_uv.h"
 #include "st_matcher.h"
 #include "topo.h"
@@ -48,9 +48,9 @@ typedef struct router {
 
 /* readplan_up_fn over router_node_up. */
 int router_up_fn(void *arg, uint32_t node);
-/* Read params shared by every read: read_consistency=one|quorum (default
- * from cluster.ini) -> *need replicas per shard; partial_response=1|true.
- * `form` may be NULL. Returns 0, or -1 with msg set (400). */
+/* Read params shared by every read (readopt_parse() of the request's
+ * read_consistency and partial_response, from `form` first when given).
+ * Returns 0, or -1 with msg set (400). */
 int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
                        int *partial, char *msg, size_t msglen);
 
