@@ -574,9 +574,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     char msg[Q_MSG_MAX];
     const char *q = param(req, &form, "query");
     const char *v;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t now_ms = router_wall_ms();
     int64_t timeout = r->timeout_ms;
     if (!q || !*q) {
         snprintf(msg, sizeof msg, "invalid parameter \"query\": no query provided");

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "http_util.h"
 #include "lp.h"
@@ -444,9 +443,7 @@ void router_handle_write(router_t *r, http_req_t *req)
     j->r = r;
     j->req = req;
     j->prec = prec;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    j->now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    j->now_ms = router_wall_ms();
     st_buf_init(&j->fail);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {

@@ -1309,12 +1309,12 @@ uint32_t topo_shard_of_hash(const topo_t *t, uint64_t series_hash, const char *n
 
 uint32_t topo_shard_of_labels(const topo_t *t, const st_label_t *labels, size_t n)
 {
+    if (topo_sharding(t) == TOPO_SHARDING_SERIES)
+        return topo_shard_of_hash(t, st_series_hash(labels, n), NULL, 0); /* name unused */
     int i = st_labels_find(labels, n, ST_METRIC_LABEL);
-    const char *name = i < 0 ? "" : labels[i].value;
-    size_t len = i < 0 ? 0 : labels[i].value_len;
-    if (topo_sharding(t) == TOPO_SHARDING_METRIC)
-        return topo_shard_of_hash(t, 0, name, len);
-    return topo_shard_of_hash(t, st_series_hash(labels, n), name, len);
+    if (i < 0)
+        return topo_shard_of_hash(t, 0, "", 0);
+    return topo_shard_of_hash(t, 0, labels[i].value, labels[i].value_len);
 }
 
 const char *topo_write_consistency_name(topo_write_consistency_t v)
