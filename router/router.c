@@ -1,20 +1,31 @@
 /*
  * router — helpers every router handler shares: node liveness, replica
- * choice, read parameters, the Prometheus error body. main() and the route
+ * choice, read parameters, the Prometheus error body, the fan-out's RPC
+ * transport and read requests. main() and the route
  * table live in router_main.c and call into here, never the other way.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_util.h"
+#include "readopt.h"
 #include "router.h"
 #include "st_err.h"
 #include "st_text.h"
+#include "strata.pb-c.h"
 
 int router_node_up(const router_t *r, uint32_t node)
 {
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
+}
+
+int64_t router_wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 int router_up_fn(void *arg, uint32_t node)
@@ -25,35 +36,83 @@ int router_up_fn(void *arg, uint32_t node)
 int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
                        int *partial, char *msg, size_t msglen)
 {
-    const char *v = form ? http_params_get(form, "read_consistency") : NULL;
-    if (!v)
-        v = http_req_param(req, "read_consistency");
-    int quorum = topo_read_consistency(r->topo) == TOPO_READ_QUORUM;
-    if (v && *v) {
-        if (!strcmp(v, "one")) {
-            quorum = 0;
-        } else if (!strcmp(v, "quorum")) {
-            quorum = 1;
-        } else {
-            snprintf(msg, msglen, "invalid parameter \"read_consistency\": \"%.32s\" (one, quorum)",
-                     v);
-            return -1;
-        }
+    const char *c = form ? http_params_get(form, "read_consistency") : NULL;
+    if (!c)
+        c = http_req_param(req, "read_consistency");
+    const char *p = form ? http_params_get(form, "partial_response") : NULL;
+    if (!p)
+        p = http_req_param(req, "partial_response");
+    return readopt_parse(r->topo, c, p, need, partial, msg, msglen);
+}
+
+/* rpc_call_cb -> the fan-out (an RPC_ERROR reply carries the node's text). */
+static void on_fanout_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    fanout_reply(arg, status, type == RPC_ERROR, payload, len);
+}
+
+int router_fanout_send(void *arg, uint32_t node, uint8_t type, const uint8_t *req, size_t len,
+                       unsigned timeout_ms, fanout_rpc_t *rpc)
+{
+    router_t *r = arg;
+    return rpc_client_call(r->clients[node], type, req, len, timeout_ms, on_fanout_reply, rpc);
+}
+
+int router_pack_read(st_buf_t *out, const fanout_call_t *c, const router_read_req_t *in)
+{
+    Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
+    Strata__Matcher mm[ROUTER_MAX_MATCHERS], *mp[ROUTER_MAX_MATCHERS];
+    if (in->nm > ROUTER_MAX_MATCHERS)
+        return ST_ELIMIT;
+    for (size_t i = 0; i < in->nm; i++) {
+        const st_matcher_t *m = &in->m[i];
+        strata__matcher__init(&mm[i]);
+        mm[i].type = (Strata__Matcher__Type)m->type;
+        mm[i].name = (ProtobufCBinaryData){strlen(m->name), (uint8_t *)m->name};
+        mm[i].value = (ProtobufCBinaryData){strlen(m->value), (uint8_t *)m->value};
+        mp[i] = &mm[i];
     }
-    *need = quorum ? (int)(topo_replication_factor(r->topo) / 2 + 1) : 1;
-    v = form ? http_params_get(form, "partial_response") : NULL;
-    if (!v)
-        v = http_req_param(req, "partial_response");
-    *partial = v && (!strcmp(v, "1") || !strcmp(v, "true"));
+    if (in->nm) {
+        rq.n_matchers = in->nm;
+        rq.matchers = mp;
+    }
+    rq.n_shards = c->nshards;
+    rq.shards = (uint32_t *)c->shards;
+    rq.start_ms = in->start;
+    rq.end_ms = in->end;
+    rq.max_samples = ROUTER_EXPORT_PAGE;
+    rq.max_series = in->max_series;
+    rq.cursor_shard = c->cursor_shard;
+    rq.cursor_pos = c->cursor_pos;
+    if (in->label_name)
+        rq.label_name = (ProtobufCBinaryData){strlen(in->label_name), (uint8_t *)in->label_name};
+    return router_pack(out, &rq.base);
+}
+
+int router_pack(st_buf_t *out, const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    if (st_buf_reserve(out, len))
+        return ST_ENOMEM;
+    protobuf_c_message_pack(m, out->data + out->len);
+    out->len += len;
     return 0;
 }
 
-void router_missing_msg(char *msg, size_t len, const char *shards, int need)
+fanout_cfg_t router_fanout_cfg(router_t *r, int need, int partial, size_t nitems,
+                               size_t max_inflight, const fanout_ops_t *ops, void *ctx)
 {
-    snprintf(msg, len,
-             "no replica answered for shard(s) %s (read_consistency=%s); retry, or pass "
-             "partial_response=1 to accept a partial result",
-             shards, need > 1 ? "quorum" : "one");
+    return (fanout_cfg_t){.topo = r->topo,
+                          .need = (uint32_t)need,
+                          .partial = partial,
+                          .nitems = nitems,
+                          .max_inflight = max_inflight,
+                          .up = router_up_fn,
+                          .up_arg = r,
+                          .send = router_fanout_send,
+                          .send_arg = r,
+                          .ops = ops,
+                          .ctx = ctx};
 }
 
 uint64_t router_hints_for(const router_t *r, uint32_t node)

@@ -12,22 +12,26 @@
 #ifndef ROUTER_H
 #define ROUTER_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "fanout.h"
 #include "http.h"
 #include "metrics.h"
 #include "rpc_uv.h"
+#include "st_matcher.h"
 #include "topo.h"
 
-#define ROUTER_MAX_REJECTED 100       /* per-line errors reported in a 400 */
 #define ROUTER_EXPORT_PAGE (1u << 19) /* samples per EXPORT page */
 #define ROUTER_MAX_SERIES 2000000     /* /api/v1/series answer cap */
+#define ROUTER_MAX_MATCHERS 64        /* matchers in one read request */
+#define ROUTER_LISTEN_MAX 300         /* bytes of --listen HOST:PORT */
 
 typedef struct router {
     uv_loop_t *loop;
     topo_t *topo;
-    char listen[300];
+    char listen[ROUTER_LISTEN_MAX];
     rpc_client_t **clients; /* [node] */
     http_server_t *http;
     metrics_t *metrics;
@@ -42,16 +46,39 @@ typedef struct router {
     uint8_t *stats_inflight;
 } router_t;
 
+/* Wall-clock time in ms since the epoch. */
+int64_t router_wall_ms(void);
+
 /* readplan_up_fn over router_node_up. */
 int router_up_fn(void *arg, uint32_t node);
-/* Read params shared by every read: read_consistency=one|quorum (default
- * from cluster.ini) -> *need replicas per shard; partial_response=1|true.
- * `form` may be NULL. Returns 0, or -1 with msg set (400). */
+/* Read params shared by every read (readopt_parse() of the request's
+ * read_consistency and partial_response, from `form` first when given).
+ * Returns 0, or -1 with msg set (400). */
 int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
                        int *partial, char *msg, size_t msglen);
 
-/* The 503 text for reads missing `shards` ("1,4"). */
-void router_missing_msg(char *msg, size_t len, const char *shards, int need);
+/* fanout_send_fn over the router's RPC clients (arg: the router_t). */
+int router_fanout_send(void *arg, uint32_t node, uint8_t type, const uint8_t *req, size_t len,
+                       unsigned timeout_ms, fanout_rpc_t *rpc);
+
+/* A ReadRequest (EXPORT, SERIES, LABEL_*) for a fan-out call: its shards
+ * and page cursor, these matchers, time range and limits; pages of
+ * ROUTER_EXPORT_PAGE samples. */
+typedef struct router_read_req {
+    const st_matcher_t *m;
+    size_t nm; /* <= ROUTER_MAX_MATCHERS */
+    int64_t start, end;
+    uint64_t max_series;    /* 0: none */
+    const char *label_name; /* LABEL_VALUES; NULL otherwise */
+} router_read_req_t;
+/* Append it, packed, to out. Returns 0, ST_ELIMIT or ST_ENOMEM. */
+int router_pack_read(st_buf_t *out, const fanout_call_t *c, const router_read_req_t *rq);
+/* Append any protobuf message, packed, to out. Returns 0 or ST_ENOMEM. */
+int router_pack(st_buf_t *out, const ProtobufCMessage *m);
+/* A fan-out over the router's nodes (health, RPC clients) for these
+ * callbacks: see fanout_cfg_t. */
+fanout_cfg_t router_fanout_cfg(router_t *r, int need, int partial, size_t nitems,
+                               size_t max_inflight, const fanout_ops_t *ops, void *ctx);
 
 /* Hint records other nodes hold for `node` (as of the last heartbeat). */
 uint64_t router_hints_for(const router_t *r, uint32_t node);

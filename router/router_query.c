@@ -6,11 +6,12 @@
  *      the nodes evaluate); evaluate once without data: the evaluator
  *      reports each raw selection (matchers, time range) and each pushed
  *      part (subtree, grid) it needs;
- *   2. loop:   fetch them all, concurrently: for every group of readplan.h
- *      (one node, the shards it answers for) a QUERY RPC per pushed part
- *      and paged EXPORT RPCs per raw selection. A node that fails moves
- *      its shards to their next replica (readplan_failover); what it had
- *      sent for pushed parts is dropped, raw samples are folded;
+ *   2. loop:   fetch them all through the fan-out core (fanout.h),
+ *      Q_MAX_INFLIGHT at a time: for every group of the read plan (one
+ *      node, the shards it answers for) a QUERY RPC per pushed part and
+ *      paged EXPORT RPCs per raw selection. A node that fails moves its
+ *      shards to their next replica; what it had sent for pushed parts is
+ *      dropped, raw samples are folded;
  *   3. worker: evaluate again, serving selections from the fetched samples
  *      and pushed parts from the nodes' answers (partial aggregates are
  *      merged there), and render Prometheus' JSON.
@@ -20,7 +21,6 @@
  * Errors use Prometheus' format and types: bad_data (400), execution (422),
  * timeout (503), unavailable (503).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +30,30 @@
 #include "promql.h"
 #include "promql_eval.h"
 #include "promql_plan.h"
+#include "fanout.h"
 #include "qreply.h"
-#include "readplan.h"
+#include "readopt.h"
 #include "router.h"
 #include "sset.h"
 #include "st_err.h"
 #include "st_log.h"
+#include "st_text.h"
 #include "strata.pb-c.h"
 #include "wire.h"
 
-#define Q_MAX_SELECTS 64
-#define Q_MAX_REMOTES 64
-#define Q_MAX_POINTS 11000
+#define Q_MAX_SELECTS 64           /* raw selections per query */
+#define Q_MAX_REMOTES 64           /* pushed-down parts per query */
+#define Q_MAX_POINTS 11000         /* points per series of a range query */
+#define Q_INSTANT_STEP_MS 1000     /* the step of an instant query */
+#define Q_ERR_MAX 512              /* bytes of an error message */
+#define Q_MSG_MAX 300              /* bytes of a parameter error */
+#define Q_NODE_TEXT_MAX 300        /* bytes of a node's error text quoted */
+#define Q_REPLIES_MIN 8            /* first size of a part's reply list */
 #define Q_MAX_INFLIGHT 32          /* RPCs in flight per query */
 #define Q_BARE_SELECTOR_STEP 10000 /* push bare selectors from this step up (ms) */
 
 typedef struct qselect {
-    st_matcher_t m[64];
+    st_matcher_t m[ROUTER_MAX_MATCHERS];
     size_t nm;
     int64_t mint, maxt;
     sset_t set;
@@ -70,19 +77,7 @@ typedef struct qremote {
     size_t nr, cap;
 } qremote_t;
 
-typedef struct qjob qjob_t;
-
-/* One RPC: item `item` (a qselect or a qremote) for plan group `group`. */
-typedef struct qtask {
-    qjob_t *j;
-    size_t group;
-    int remote;
-    size_t item;
-    uint32_t cursor_shard;
-    uint64_t cursor_pos;
-} qtask_t;
-
-struct qjob {
+typedef struct qjob {
     uv_work_t w;
     router_t *r;
     http_req_t *req;
@@ -99,18 +94,15 @@ struct qjob {
     int phase;     /* 1: plan, 2: evaluate */
     int status;
     const char *etype;
-    char err[512];
+    char err[Q_ERR_MAX];
     st_buf_t out;
     uint64_t samples, series;         /* fetched: samples + values; series the nodes selected */
     uint64_t max_samples, max_series; /* [router] query_max_samples, query_max_series */
     /* fetch state */
-    readplan_t plan;
-    int planned, need, partial, failovers, responded, pumping;
-    uint8_t *gfailed; /* [plan.ng] */
-    qtask_t **queue;  /* tasks not sent yet (LIFO) */
-    size_t nqueue, qcap, inflight;
-    char missing[256]; /* shards left out (partial_response=1) */
-};
+    int need, partial, responded;
+    fanout_t *fan;
+    int fan_idle; /* the fan-out is idle (or was never started) */
+} qjob_t;
 
 static int64_t mono_ms(void)
 {
@@ -136,12 +128,7 @@ static void free_job(qjob_t *j)
         free(q->r);
         st_buf_deinit(&q->text);
     }
-    for (size_t i = 0; i < j->nqueue; i++)
-        free(j->queue[i]);
-    free(j->queue);
-    free(j->gfailed);
-    if (j->planned)
-        readplan_free(&j->plan);
+    fanout_destroy(j->fan);
     if (j->expr)
         promql_free(j->expr);
     st_buf_deinit(&j->out);
@@ -149,11 +136,10 @@ static void free_job(qjob_t *j)
     free(j);
 }
 
-/* After an answer the job goes once no RPC is in flight (and pump() is not
- * running further up the stack: it frees the job itself). */
+/* After an answer the job goes once the fan-out (if any) is idle. */
 static void maybe_free(qjob_t *j)
 {
-    if (j->responded && j->inflight == 0 && !j->pumping)
+    if (j->responded && (!j->fan || j->fan_idle))
         free_job(j);
 }
 
@@ -188,7 +174,7 @@ static int plan_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint
     for (size_t i = 0; i < j->nsel; i++)
         if (same_matchers(&j->sel[i], m, nm, mint, maxt))
             return 0;
-    if (j->nsel == Q_MAX_SELECTS || nm > 64) {
+    if (j->nsel == Q_MAX_SELECTS || nm > ROUTER_MAX_MATCHERS) {
         snprintf(j->err, sizeof j->err, "query needs more than %d selections", Q_MAX_SELECTS);
         return ST_ELIMIT;
     }
@@ -272,7 +258,7 @@ static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t sta
         return ST_EINVAL; /* a part the plan did not see */
     int rc = 0;
     for (size_t i = 0; i < q->nr && !rc; i++)
-        if (!j->gfailed[q->r[i].group])
+        if (!fanout_group_failed(j->fan, q->r[i].group))
             rc = qreply_decode(q->r[i].data, q->r[i].len, q->nsteps, sink);
     if (rc == ST_ECORRUPT)
         snprintf(j->err, sizeof j->err, "malformed pushed-down result from a node");
@@ -313,7 +299,7 @@ static void eval_work(uv_work_t *w)
                                                  ? PROMQL_PLAN_NO_BARE_SELECTORS
                                                  : 0);
     }
-    if (j->phase == 2 && (j->need > 1 || j->failovers)) {
+    if (j->phase == 2 && (j->need > 1 || fanout_failovers(j->fan))) {
         /* several replicas answered for some shards: fold duplicates */
         for (size_t i = 0; i < j->nsel; i++) {
             if (sset_merge(&j->sel[i].set)) {
@@ -344,13 +330,12 @@ static void eval_work(uv_work_t *w)
     if (j->phase == 2) {
         ST_BUF_LIT(&j->out, "{\"status\":\"success\",\"data\":");
         rc = promql_result_json(res, j->range, &j->out);
-        if (j->missing[0]) {
-            char warn[400];
-            int k = snprintf(warn, sizeof warn,
-                             ",\"warnings\":[\"partial response: no replica answered for "
-                             "shard(s) %s\"]",
-                             j->missing);
-            st_buf_append(&j->out, warn, (size_t)k);
+        char warn[FANOUT_MISSING_MAX + 64];
+        size_t nw = fanout_partial_warning(j->fan, warn, sizeof warn);
+        if (nw) {
+            ST_BUF_LIT(&j->out, ",\"warnings\":[");
+            st_json_str(&j->out, warn, nw);
+            st_buf_put_u8(&j->out, ']');
         }
         st_buf_put_u8(&j->out, '}');
         if (rc) {
@@ -363,8 +348,6 @@ static void eval_work(uv_work_t *w)
 }
 
 static void eval_after(uv_work_t *w, int status);
-static int unavailable(qjob_t *j);
-static void pump(qjob_t *j);
 
 static void start_phase(qjob_t *j, int phase)
 {
@@ -374,54 +357,165 @@ static void start_phase(qjob_t *j, int phase)
         respond_error(j, 503, "internal", "cannot queue work");
 }
 
-/* Queue a task to send (the last queued goes first). 0 or ST_ENOMEM. */
-static int push_task(qjob_t *j, qtask_t *t)
+/* Items of the fan-out: pushed parts [0, nrem), then selections. */
+static int q_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *timeout_ms,
+                   st_buf_t *out)
 {
-    if (j->nqueue == j->qcap) {
-        size_t cap = j->qcap ? 2 * j->qcap : 64;
-        qtask_t **nq = realloc(j->queue, cap * sizeof *nq);
-        if (!nq)
-            return ST_ENOMEM;
-        j->queue = nq;
-        j->qcap = cap;
+    qjob_t *j = ctx;
+    router_t *r = j->r;
+    int64_t left = j->deadline - mono_ms();
+    *timeout_ms = (unsigned)(left < 1 ? 1 : left);
+    if (c->item >= j->nrem) {
+        const qselect_t *s = &j->sel[c->item - j->nrem];
+        *type = RPC_EXPORT;
+        metric_counter_inc(r->q_raw);
+        router_read_req_t rq = {.m = s->m, .nm = s->nm, .start = s->mint, .end = s->maxt};
+        return router_pack_read(out, c, &rq);
     }
-    j->queue[j->nqueue++] = t;
-    return 0;
+    const qremote_t *q = &j->rem[c->item];
+    Strata__QueryRequest rq = STRATA__QUERY_REQUEST__INIT;
+    rq.n_shards = c->nshards;
+    rq.shards = (uint32_t *)c->shards;
+    rq.expr = (ProtobufCBinaryData){q->text.len, q->text.data};
+    rq.start_ms = q->start;
+    rq.step_ms = q->step;
+    rq.steps = (uint32_t)q->nsteps;
+    rq.query_start_ms = j->start;
+    rq.query_end_ms = j->end;
+    rq.max_samples = j->max_samples;
+    rq.max_series = j->max_series;
+    rq.timeout_ms = *timeout_ms;
+    *type = RPC_QUERY;
+    metric_counter_inc(r->q_pushed);
+    return router_pack(out, &rq.base);
 }
 
-static int enqueue(qjob_t *j, size_t group, int remote, size_t item)
+/* A pushed part's answer: kept (by group: dropped if the group fails over). */
+static int q_remote_reply(qjob_t *j, const fanout_call_t *c, const uint8_t *payload, size_t len)
 {
-    qtask_t *t = calloc(1, sizeof *t);
-    if (!t)
-        return ST_ENOMEM;
-    *t = (qtask_t){j, group, remote, item, 0, 0};
-    if (push_task(j, t)) {
-        free(t);
-        return ST_ENOMEM;
+    qremote_t *q = &j->rem[c->item];
+    qreply_counts_t cnt;
+    qreply_counts(payload, len, &cnt);
+    j->samples += cnt.points;
+    j->series += cnt.series;
+    if (j->samples > j->max_samples || j->series > j->max_series) {
+        snprintf(j->err, sizeof j->err, "query processing would load too many %s into memory",
+                 j->series > j->max_series ? "series" : "samples");
+        limit_hint(j);
+        respond_error(j, 422, "execution", j->err);
+        return FANOUT_STOP;
     }
-    return 0;
+    if (q->nr == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : Q_REPLIES_MIN;
+        qreply_t *nr = realloc(q->r, cap * sizeof *nr);
+        if (!nr) {
+            respond_error(j, 503, "internal", "out of memory");
+            return FANOUT_STOP;
+        }
+        q->r = nr;
+        q->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        respond_error(j, 503, "internal", "out of memory");
+        return FANOUT_STOP;
+    }
+    if (len)
+        memcpy(copy, payload, len);
+    q->r[q->nr++] = (qreply_t){c->group, copy, len};
+    return FANOUT_DONE;
 }
 
-/* Tasks for plan groups [from, ng); 0 or ST_ENOMEM. */
-static int enqueue_groups(qjob_t *j, size_t from)
+static int q_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t len)
 {
-    uint8_t *gf = realloc(j->gfailed, j->plan.ng + 1);
-    if (!gf)
-        return ST_ENOMEM;
-    memset(gf + from, 0, j->plan.ng + 1 - from);
-    j->gfailed = gf;
-    for (size_t g = from; g < j->plan.ng; g++) {
-        if (j->plan.g[g].n == 0)
-            continue;
-        for (size_t i = 0; i < j->nrem; i++)
-            if (enqueue(j, g, 1, i))
-                return ST_ENOMEM;
-        for (size_t i = 0; i < j->nsel; i++)
-            if (enqueue(j, g, 0, i))
-                return ST_ENOMEM;
+    qjob_t *j = ctx;
+    if (c->item < j->nrem)
+        return q_remote_reply(j, c, payload, len);
+    int done;
+    uint32_t nshard = 0;
+    uint64_t npos = 0;
+    qselect_t *s = &j->sel[c->item - j->nrem];
+    uint64_t before = s->set.samples;
+    int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
+    j->samples += s->set.samples - before;
+    if (!rc && j->samples > j->max_samples)
+        rc = ST_ELIMIT;
+    if (rc) {
+        snprintf(j->err, sizeof j->err, "%s",
+                 rc == ST_ELIMIT ? "query processing would load too many samples into memory"
+                                 : "malformed reply from a node");
+        if (rc == ST_ELIMIT)
+            limit_hint(j);
+        respond_error(j, 422, "execution", j->err);
+        return FANOUT_STOP;
     }
-    return 0;
+    if (done)
+        return FANOUT_DONE;
+    c->cursor_shard = nshard; /* the next page goes out first */
+    c->cursor_pos = npos;
+    return FANOUT_MORE;
 }
+
+/* A node's error about the query itself ends it; anything else fails the
+ * node's group over to the next replicas. */
+static int q_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f)
+{
+    qjob_t *j = ctx;
+    char msg[Q_NODE_TEXT_MAX + TOPO_ID_MAX + 16];
+    int remote = c->item < j->nrem;
+    snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, c->node),
+             (int)(f->len < Q_NODE_TEXT_MAX ? f->len : Q_NODE_TEXT_MAX),
+             f->node_said ? (const char *)f->msg : "");
+    if (f->status == ST_ETIMEDOUT && mono_ms() >= j->deadline) {
+        respond_error(j, 503, "timeout", "query timed out");
+        return FANOUT_STOP;
+    }
+    if (f->node_said && f->status == ST_EINVAL && !remote) {
+        respond_error(j, 400, "bad_data", msg);
+        return FANOUT_STOP;
+    }
+    if (f->node_said && remote &&
+        (f->status == ST_EINVAL || f->status == ST_ELIMIT || f->status == ST_EPARSE)) {
+        snprintf(j->err, sizeof j->err, "%s", msg);
+        if (f->status == ST_ELIMIT)
+            limit_hint(j);
+        respond_error(j, 422, "execution", j->err);
+        return FANOUT_STOP;
+    }
+    if (f->node_said && f->status == ST_ETIMEDOUT) {
+        respond_error(j, 503, "timeout", msg);
+        return FANOUT_STOP;
+    }
+    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, c->node),
+            st_strerror(f->status));
+    metric_counter_inc(j->r->rpc_fail);
+    return FANOUT_FAILOVER;
+}
+
+static void q_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
+{
+    qjob_t *j = ctx;
+    (void)c;
+    if (how == FANOUT_COMPLETE) {
+        start_phase(j, 2);
+    } else if (how == FANOUT_UNAVAILABLE) {
+        /* shards without enough replicas and no partial_response=1 */
+        char msg[FANOUT_MISSING_MAX + 160];
+        fanout_unavailable_msg(j->fan, msg, sizeof msg);
+        respond_error(j, 503, "unavailable", msg);
+    } else {
+        respond_error(j, 503, "internal", "out of memory");
+    }
+}
+
+static void q_idle(void *ctx)
+{
+    qjob_t *j = ctx;
+    j->fan_idle = 1;
+    maybe_free(j);
+}
+
+static const fanout_ops_t query_ops = {q_build, q_reply, q_failed, q_end, q_idle};
 
 static void eval_after(uv_work_t *w, int status)
 {
@@ -442,312 +536,14 @@ static void eval_after(uv_work_t *w, int status)
     }
     /* plan done: fetch what it needs */
     router_t *r = j->r;
-    j->planned = 1;
-    if (readplan_init(&j->plan, r->topo, (uint32_t)j->need, router_up_fn, r)) {
+    /* items: the pushed parts, then the selections */
+    fanout_cfg_t cfg =
+        router_fanout_cfg(r, j->need, j->partial, j->nrem + j->nsel, Q_MAX_INFLIGHT, &query_ops, j);
+    if (fanout_create(&cfg, &j->fan)) {
         respond_error(j, 503, "internal", "out of memory");
         return;
     }
-    if (j->plan.nmissing && !unavailable(j))
-        return;
-    if (enqueue_groups(j, 0)) {
-        respond_error(j, 503, "internal", "out of memory");
-        return;
-    }
-    pump(j);
-}
-
-/* Shards without enough replicas: fail the query naming them, or (with
- * partial_response=1) note them for the warning. Returns 1 to go on. */
-static int unavailable(qjob_t *j)
-{
-    readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
-    if (j->partial)
-        return 1;
-    char msg[400];
-    router_missing_msg(msg, sizeof msg, j->missing, j->need);
-    respond_error(j, 503, "unavailable", msg);
-    return 0;
-}
-
-/* Group gi's node failed: its shards go to their next replicas. 1 to go on. */
-static int failover(qjob_t *j, size_t gi, int status)
-{
-    if (j->gfailed[gi])
-        return 1;
-    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, j->plan.g[gi].node),
-            st_strerror(status));
-    metric_counter_inc(j->r->rpc_fail);
-    j->gfailed[gi] = 1;
-    j->failovers++;
-    uint32_t before = j->plan.nmissing;
-    size_t ng = j->plan.ng;
-    if (readplan_failover(&j->plan, gi, router_up_fn, j->r) || enqueue_groups(j, ng)) {
-        respond_error(j, 503, "internal", "out of memory");
-        return 0;
-    }
-    if (j->plan.nmissing != before && !unavailable(j))
-        return 0;
-    return 1;
-}
-
-static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
-{
-    qtask_t *t = arg;
-    qjob_t *j = t->j;
-    j->inflight--;
-    if (j->responded || j->gfailed[t->group]) {
-        free(t);
-        if (j->responded)
-            maybe_free(j);
-        else
-            pump(j);
-        return;
-    }
-    const readplan_group_t *g = &j->plan.g[t->group];
-    if (status != 0) {
-        char msg[400];
-        int node_said = type == RPC_ERROR;
-        snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, g->node),
-                 (int)(len < 300 ? len : 300), node_said ? (const char *)payload : "");
-        int remote = t->remote;
-        size_t gi = t->group;
-        free(t);
-        if (status == ST_ETIMEDOUT && mono_ms() >= j->deadline) {
-            respond_error(j, 503, "timeout", "query timed out");
-            return;
-        }
-        if (node_said && status == ST_EINVAL && !remote) {
-            respond_error(j, 400, "bad_data", msg);
-            return;
-        }
-        if (node_said && remote &&
-            (status == ST_EINVAL || status == ST_ELIMIT || status == ST_EPARSE)) {
-            snprintf(j->err, sizeof j->err, "%s", msg);
-            if (status == ST_ELIMIT)
-                limit_hint(j);
-            respond_error(j, 422, "execution", j->err);
-            return;
-        }
-        if (node_said && status == ST_ETIMEDOUT) {
-            respond_error(j, 503, "timeout", msg);
-            return;
-        }
-        if (!failover(j, gi, status))
-            return;
-        pump(j);
-        return;
-    }
-    if (t->remote) {
-        qremote_t *q = &j->rem[t->item];
-        qreply_counts_t cnt;
-        qreply_counts(payload, len, &cnt);
-        j->samples += cnt.points;
-        j->series += cnt.series;
-        if (j->samples > j->max_samples || j->series > j->max_series) {
-            free(t);
-            snprintf(j->err, sizeof j->err, "query processing would load too many %s into memory",
-                     j->series > j->max_series ? "series" : "samples");
-            limit_hint(j);
-            respond_error(j, 422, "execution", j->err);
-            return;
-        }
-        if (q->nr == q->cap) {
-            size_t cap = q->cap ? 2 * q->cap : 8;
-            qreply_t *nr = realloc(q->r, cap * sizeof *nr);
-            if (!nr) {
-                free(t);
-                respond_error(j, 503, "internal", "out of memory");
-                return;
-            }
-            q->r = nr;
-            q->cap = cap;
-        }
-        uint8_t *copy = malloc(len ? len : 1);
-        if (!copy) {
-            free(t);
-            respond_error(j, 503, "internal", "out of memory");
-            return;
-        }
-        if (len)
-            memcpy(copy, payload, len);
-        q->r[q->nr++] = (qreply_t){t->group, copy, len};
-        free(t);
-        pump(j);
-        return;
-    }
-    int done;
-    uint32_t nshard = 0;
-    uint64_t npos = 0;
-    qselect_t *s = &j->sel[t->item];
-    uint64_t before = s->set.samples;
-    int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
-    j->samples += s->set.samples - before;
-    if (!rc && j->samples > j->max_samples)
-        rc = ST_ELIMIT;
-    if (rc) {
-        free(t);
-        snprintf(j->err, sizeof j->err, "%s",
-                 rc == ST_ELIMIT ? "query processing would load too many samples into memory"
-                                 : "malformed reply from a node");
-        if (rc == ST_ELIMIT)
-            limit_hint(j);
-        respond_error(j, 422, "execution", j->err);
-        return;
-    }
-    if (done) {
-        free(t);
-    } else {
-        /* the next page goes out first */
-        t->cursor_shard = nshard;
-        t->cursor_pos = npos;
-        if (push_task(j, t)) {
-            free(t);
-            respond_error(j, 503, "internal", "out of memory");
-            return;
-        }
-    }
-    pump(j);
-}
-
-static int pack_matchers(const qselect_t *s, Strata__Matcher *mm, Strata__Matcher **mp)
-{
-    for (size_t i = 0; i < s->nm; i++) {
-        strata__matcher__init(&mm[i]);
-        mm[i].type = (Strata__Matcher__Type)s->m[i].type;
-        mm[i].name = (ProtobufCBinaryData){strlen(s->m[i].name), (uint8_t *)s->m[i].name};
-        mm[i].value = (ProtobufCBinaryData){strlen(s->m[i].value), (uint8_t *)s->m[i].value};
-        mp[i] = &mm[i];
-    }
-    return (int)s->nm;
-}
-
-/* Send one task (a failure to send is handled at once, as a failed reply). */
-static void send_task(qjob_t *j, qtask_t *t)
-{
-    router_t *r = j->r;
-    const readplan_group_t *g = &j->plan.g[t->group];
-    int64_t left = j->deadline - mono_ms();
-    uint8_t type;
-    size_t len;
-    uint8_t *buf;
-    if (t->remote) {
-        const qremote_t *q = &j->rem[t->item];
-        Strata__QueryRequest rq = STRATA__QUERY_REQUEST__INIT;
-        rq.n_shards = g->n;
-        rq.shards = g->shards;
-        rq.expr = (ProtobufCBinaryData){q->text.len, q->text.data};
-        rq.start_ms = q->start;
-        rq.step_ms = q->step;
-        rq.steps = (uint32_t)q->nsteps;
-        rq.query_start_ms = j->start;
-        rq.query_end_ms = j->end;
-        rq.max_samples = j->max_samples;
-        rq.max_series = j->max_series;
-        rq.timeout_ms = (uint32_t)(left < 1 ? 1 : left);
-        len = strata__query_request__get_packed_size(&rq);
-        buf = malloc(len ? len : 1);
-        if (buf)
-            strata__query_request__pack(&rq, buf);
-        type = RPC_QUERY;
-        metric_counter_inc(r->q_pushed);
-    } else {
-        const qselect_t *s = &j->sel[t->item];
-        Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
-        Strata__Matcher mm[64], *mp[64];
-        rq.n_matchers = (size_t)pack_matchers(s, mm, mp);
-        rq.matchers = mp;
-        rq.n_shards = g->n;
-        rq.shards = g->shards;
-        rq.start_ms = s->mint;
-        rq.end_ms = s->maxt;
-        rq.max_samples = ROUTER_EXPORT_PAGE;
-        rq.cursor_shard = t->cursor_shard;
-        rq.cursor_pos = t->cursor_pos;
-        len = strata__read_request__get_packed_size(&rq);
-        buf = malloc(len ? len : 1);
-        if (buf)
-            strata__read_request__pack(&rq, buf);
-        type = RPC_EXPORT;
-        metric_counter_inc(r->q_raw);
-    }
-    j->inflight++;
-    if (!buf) {
-        on_reply(t, ST_ENOMEM, 0, NULL, 0);
-        return;
-    }
-    int rc = rpc_client_call(r->clients[g->node], type, buf, len, (unsigned)(left < 1 ? 1 : left),
-                             on_reply, t);
-    free(buf);
-    if (rc)
-        on_reply(t, rc, 0, NULL, 0);
-}
-
-/* Keep up to Q_MAX_INFLIGHT RPCs going; evaluate when all have answered. */
-static void pump(qjob_t *j)
-{
-    if (j->pumping)
-        return; /* a send failed at once and its handler got here: the loop below goes on */
-    j->pumping = 1;
-    while (!j->responded && j->nqueue && j->inflight < Q_MAX_INFLIGHT) {
-        qtask_t *t = j->queue[--j->nqueue];
-        if (j->gfailed[t->group]) {
-            free(t);
-            continue;
-        }
-        send_task(j, t);
-    }
-    j->pumping = 0;
-    if (j->responded) {
-        maybe_free(j);
-        return;
-    }
-    if (j->inflight == 0 && j->nqueue == 0 && j->phase == 1)
-        start_phase(j, 2);
-}
-
-/* "15s", "1m30s", "250ms" or float seconds -> ms; -1 if invalid. */
-static int64_t parse_step(const char *s)
-{
-    char *end;
-    double secs = strtod(s, &end);
-    if (end != s && *end == '\0')
-        return isfinite(secs) ? (int64_t)llround(secs * 1000) : -1;
-    int64_t total = 0;
-    const char *p = s;
-    while (*p) {
-        int64_t n = 0;
-        if (*p < '0' || *p > '9')
-            return -1;
-        while (*p >= '0' && *p <= '9')
-            n = n * 10 + (*p++ - '0');
-        int64_t unit;
-        if (p[0] == 'm' && p[1] == 's') {
-            unit = 1;
-            p += 2;
-        } else if (*p == 's') {
-            unit = 1000;
-            p++;
-        } else if (*p == 'm') {
-            unit = 60000;
-            p++;
-        } else if (*p == 'h') {
-            unit = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            unit = 86400000;
-            p++;
-        } else if (*p == 'w') {
-            unit = 604800000;
-            p++;
-        } else if (*p == 'y') {
-            unit = 31536000000;
-            p++;
-        } else {
-            return -1;
-        }
-        total += n * unit;
-    }
-    return p == s ? -1 : total;
+    fanout_start(j->fan); /* the job is the fan-out's from here */
 }
 
 static const char *param(http_req_t *req, http_params_t *form, const char *name)
@@ -775,12 +571,10 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     if (req->method == HTTP_METHOD_POST && ct &&
         strncmp(ct, "application/x-www-form-urlencoded", 33) == 0)
         http_params_parse(&form, (const char *)req->body, req->body_len);
-    char msg[300];
+    char msg[Q_MSG_MAX];
     const char *q = param(req, &form, "query");
     const char *v;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t now_ms = router_wall_ms();
     int64_t timeout = r->timeout_ms;
     if (!q || !*q) {
         snprintf(msg, sizeof msg, "invalid parameter \"query\": no query provided");
@@ -809,7 +603,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
                      "start time");
             goto bad;
         }
-        j->step = stv ? parse_step(stv) : -1;
+        j->step = stv ? readopt_duration_ms(stv) : -1;
         if (j->step <= 0) {
             snprintf(msg, sizeof msg,
                      "invalid parameter \"step\": zero or negative query "
@@ -834,10 +628,10 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
             goto bad;
         }
         j->end = j->start;
-        j->step = 1000;
+        j->step = Q_INSTANT_STEP_MS;
     }
     if ((v = param(req, &form, "timeout")) && *v) {
-        int64_t t = parse_step(v);
+        int64_t t = readopt_duration_ms(v);
         if (t <= 0) {
             snprintf(msg, sizeof msg, "invalid parameter \"timeout\": cannot parse \"%.64s\"", v);
             goto bad;

@@ -2,59 +2,66 @@
  * router_read — /api/v1/export, /api/v1/series, /api/v1/labels and
  * /api/v1/label/<name>/values, fanned out to one replica per shard.
  *
- * A read is a small state machine driven by RPC replies: for each group of
- * the read plan (readplan.h: a node and the shards it answers for), for
- * each match[] selector, request pages (EXPORT / SERIES with a cursor)
- * until the node says done. A replica that fails before its group streamed
- * anything is replaced by the shards' next replicas. With
+ * The fan-out core (fanout.h) walks the read plan one request at a time:
+ * for each group (a node and the shards it answers for), for each match[]
+ * selector, EXPORT / SERIES / LABEL_* pages until the node says done, with
+ * failover to the shards' next replicas and the missing-shard rules; this
+ * file builds the requests and takes the replies. With
  * read_consistency=quorum, floor(RF/2)+1 replicas answer per shard: series
  * and labels are de-duplicated as usual, exports are collected (sset.h),
- * folded and sent at the end. Export pages are turned
- * into JSON lines on the thread pool and streamed to the client with
- * chunked encoding; when the client reads slowly the next page is not
- * requested until the HTTP layer reports the buffer drained, so memory
- * stays bounded by one page. Series and label answers are collected,
- * de-duplicated and sent at the end. A shard whose replica cannot answer
- * fails the read with 503 naming it (never a silent partial result).
+ * folded and sent at the end. Export pages are turned into JSON lines on
+ * the thread pool (the call is held meanwhile) and streamed to the client
+ * with chunked encoding; when the client reads slowly the call stays held
+ * until the HTTP layer reports the buffer drained, so memory stays bounded
+ * by one page. A group that already streamed something is not failed over:
+ * the stream ends with an error line. Series and label answers are
+ * collected, de-duplicated and sent at the end. A shard whose replica
+ * cannot answer fails the read with 503 naming it (never a silent partial
+ * result), unless partial_response=1 asked for one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "export_json.h"
+#include "fanout.h"
 #include "http_util.h"
-#include "readplan.h"
 #include "router.h"
 #include "selector.h"
 #include "sset.h"
 #include "st_err.h"
 #include "st_text.h"
 #include "st_log.h"
-#include "strata.pb-c.h"
 #include "wire.h"
 
 enum { K_EXPORT, K_SERIES, K_LABELS, K_VALUES };
 
-#define MAX_SEL 16
+#define MAX_SEL 16                       /* match[] parameters per read */
+#define READ_SERIES_PER_PAGE 50000       /* max_series of a read page */
+#define READ_QUORUM_MAX_SAMPLES 50000000 /* samples a quorum export may buffer */
+#define READ_WHY_MAX 300                 /* bytes of a failure reason */
+#define READ_NODE_TEXT_MAX 250           /* bytes of a node's error text quoted */
+#define READ_MSG_MAX 600                 /* bytes of an error message */
+#define READ_SEEN_MIN 1024               /* first size of the series hash set */
+#define READ_STRS_MIN 64                 /* first size of the label string list */
 
 typedef struct rjob {
     router_t *r;
     http_req_t *req;
     int kind;
     selector_t sel[MAX_SEL];
-    size_t nsel, cur_sel;
+    size_t nsel;
     int64_t start, end;
     char *label_name;
-    /* which replica answers for which shard: groups outer, selectors inner */
-    readplan_t plan;
-    int planned, need, partial, buffered;
-    size_t cur_group;
-    int group_emitted; /* the current group streamed something: no failover */
-    char missing[256];
-    sset_t set; /* buffered export (read_consistency=quorum): merged at the end */
-    uint32_t cursor_shard;
-    uint64_t cursor_pos;
-    int started, paused, closed, busy; /* busy: an RPC or work job is in flight */
+    fanout_t *fan;
+    int fan_idle; /* the fan-out is idle, or was never started */
+    int need, partial, buffered;
+    size_t emitted_group;   /* the group that streamed something: no failover */
+    char why[READ_WHY_MAX]; /* the last failure */
+    sset_t set;             /* buffered export (read_consistency=quorum): merged at the end */
+    int started, paused, closed, busy; /* busy: a work job is in flight */
+    fanout_call_t *held;               /* the call whose page is being converted or sent */
+    int held_verdict;                  /* what the fan-out is told once the client drained */
     /* de-duplication of series across selectors (hash set) */
     uint64_t *seen;
     size_t nseen, seencap;
@@ -74,14 +81,11 @@ typedef struct rjob {
     int page_err;
 } rjob_t;
 
-static void next_request(rjob_t *j);
-
 static void free_job(rjob_t *j)
 {
     for (size_t i = 0; i < j->nsel; i++)
         selector_free(&j->sel[i]);
-    if (j->planned)
-        readplan_free(&j->plan);
+    fanout_destroy(j->fan);
     sset_free(&j->set);
     free(j->label_name);
     free(j->seen);
@@ -94,11 +98,18 @@ static void free_job(rjob_t *j)
     free(j);
 }
 
+/* The job goes once the fan-out is idle and no work job runs. */
+static void maybe_free(rjob_t *j)
+{
+    if (j->fan_idle && !j->busy)
+        free_job(j);
+}
+
 /* 1 if h was new (and is now in the set), 0 if seen, <0 on OOM. */
 static int seen_add(rjob_t *j, uint64_t h)
 {
     if ((j->nseen + 1) * 2 > j->seencap) {
-        size_t cap = j->seencap ? j->seencap * 2 : 1024;
+        size_t cap = j->seencap ? j->seencap * 2 : READ_SEEN_MIN;
         uint64_t *t = calloc(cap, sizeof *t);
         if (!t)
             return ST_ENOMEM;
@@ -127,15 +138,12 @@ static int seen_add(rjob_t *j, uint64_t h)
     return 1;
 }
 
-static void fail_unavailable(rjob_t *j, const char *why)
+/* Answer that call c's shards could not be read: 503, or an error line
+ * ending a stream already started. */
+static void fail_unavailable(rjob_t *j, const fanout_call_t *c, const char *why)
 {
-    char msg[600];
-    size_t off = 0;
-    off += (size_t)snprintf(msg, sizeof msg, "no replica answered for shard(s) ");
-    const readplan_group_t *g = &j->plan.g[j->cur_group];
-    for (size_t i = 0; i < g->n && off < 300; i++)
-        off += (size_t)snprintf(msg + off, sizeof msg - off, "%s%u", i ? "," : "", g->shards[i]);
-    snprintf(msg + off, sizeof msg - off, " (node %s: %s)", topo_node_id(j->r->topo, g->node), why);
+    char msg[READ_MSG_MAX];
+    fanout_group_msg(j->fan, c->group, why, msg, sizeof msg);
     metric_counter_inc(j->r->rpc_fail);
     if (!j->started) {
         router_prom_error(j->req, 503, "unavailable", msg);
@@ -150,23 +158,22 @@ static void fail_unavailable(rjob_t *j, const char *why)
         http_respond_end(j->req);
         st_buf_deinit(&b);
     }
-    free_job(j);
+}
+
+static void put_warnings(rjob_t *j, st_buf_t *b)
+{
+    char w[FANOUT_MISSING_MAX + 64];
+    size_t n = fanout_partial_warning(j->fan, w, sizeof w);
+    if (!n)
+        return;
+    ST_BUF_LIT(b, ",\"warnings\":[");
+    st_json_str(b, w, n);
+    st_buf_put_u8(b, ']');
 }
 
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void put_warnings(rjob_t *j, st_buf_t *b)
-{
-    if (!j->missing[0])
-        return;
-    char w[400];
-    int k = snprintf(w, sizeof w,
-                     ",\"warnings\":[\"partial response: no replica answered for shard(s) %s\"]",
-                     j->missing);
-    st_buf_append(b, w, (size_t)k);
 }
 
 /* Worker: fold a buffered (quorum) export and render it. */
@@ -185,9 +192,9 @@ static void render_work(uv_work_t *w)
 static void export_headers(rjob_t *j, http_header_t *h, size_t *nh)
 {
     *nh = 0;
-    if (j->missing[0]) {
+    if (fanout_missing(j->fan)[0]) {
         h[0].name = "X-Strata-Missing-Shards";
-        h[0].value = j->missing;
+        h[0].value = fanout_missing(j->fan);
         *nh = 1;
     }
 }
@@ -198,7 +205,7 @@ static void render_after(uv_work_t *w, int status)
     (void)status;
     j->busy = 0;
     if (j->closed) {
-        free_job(j);
+        maybe_free(j);
         return;
     }
     if (j->page_err) {
@@ -210,9 +217,10 @@ static void render_after(uv_work_t *w, int status)
         http_respond_headers(j->req, 200, "application/stream+json", h, nh, j->json.data,
                              j->json.len);
     }
-    free_job(j);
+    maybe_free(j);
 }
 
+/* Every call done: answer (a buffered export is folded first). */
 static void finish(rjob_t *j)
 {
     st_buf_t b;
@@ -225,7 +233,6 @@ static void finish(rjob_t *j)
             if (uv_queue_work(j->r->loop, &j->w, render_work, render_after) != 0) {
                 j->busy = 0;
                 router_prom_error(j->req, 503, "internal", "cannot queue work");
-                free_job(j);
             }
             st_buf_deinit(&b);
             return;
@@ -264,7 +271,6 @@ static void finish(rjob_t *j)
         http_respond(j->req, 200, "application/json", b.data, b.len);
     }
     st_buf_deinit(&b);
-    free_job(j);
 }
 
 /* Worker: a ReadResponse page -> JSON (export) or JSON objects (series). */
@@ -340,96 +346,74 @@ static void page_work(uv_work_t *w)
     j->page_err = rc < 0 ? rc : 0;
 }
 
+/* Tell the fan-out what became of the held call (the job may be gone). */
+static void release(rjob_t *j, int verdict)
+{
+    fanout_call_t *c = j->held;
+    j->held = NULL;
+    fanout_resume(j->fan, c, verdict);
+}
+
 static void on_notify(http_req_t *req, int event, void *arg)
 {
     rjob_t *j = arg;
+    (void)req;
     if (event == HTTP_NOTIFY_DRAIN) {
         if (j->paused && !j->busy) {
             j->paused = 0;
-            next_request(j);
+            release(j, j->held_verdict);
         }
     } else {
         j->closed = 1;
-        if (!j->busy) {
-            if (j->started)
-                http_respond_end(j->req);
-            free_job(j);
+        if (j->paused && !j->busy) {
+            /* a call held for the client: the reply callback or page_after
+             * handle the other cases */
+            j->paused = 0;
+            http_respond_end(j->req);
+            release(j, FANOUT_STOP);
         }
     }
-}
-
-static void advance(rjob_t *j)
-{
-    if (!j->page_done) {
-        j->cursor_shard = j->next_shard;
-        j->cursor_pos = j->next_pos;
-    } else {
-        j->cur_sel++;
-        j->cursor_shard = 0;
-        j->cursor_pos = 0;
-    }
-}
-
-/* The current group's replica failed: move its shards on to their next
- * replica, unless part of its answer was already streamed (then the
- * stream ends with an error line). Returns 1 when the read goes on. */
-static int failover(rjob_t *j, const char *why)
-{
-    if (j->group_emitted)
-        return 0;
-    const readplan_group_t *g = &j->plan.g[j->cur_group];
-    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, g->node), why);
-    metric_counter_inc(j->r->rpc_fail);
-    uint32_t before = j->plan.nmissing;
-    if (readplan_failover(&j->plan, j->cur_group, router_up_fn, j->r))
-        return 0;
-    if (j->plan.nmissing != before) {
-        readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
-        if (!j->partial)
-            return 0;
-    }
-    j->cur_group++;
-    j->cur_sel = 0;
-    j->cursor_shard = 0;
-    j->cursor_pos = 0;
-    j->group_emitted = 0;
-    return 1;
 }
 
 static void page_after(uv_work_t *w, int status)
 {
     rjob_t *j = w->data;
+    (void)status;
     j->busy = 0;
     free(j->page);
     j->page = NULL;
     if (j->closed) {
         if (j->started)
             http_respond_end(j->req);
-        free_job(j);
+        release(j, FANOUT_STOP);
         return;
     }
     if (j->page_err) {
-        if (j->page_err == ST_ELIMIT) {
+        if (j->page_err == ST_ELIMIT)
             http_respond_error(j->req, 422,
                                j->buffered ? "too many samples for a quorum export (limit "
                                              "50000000); narrow match[] or the time range, or "
                                              "use read_consistency=one"
                                            : "too many series; narrow match[] or the time range");
-            free_job(j);
-        } else {
-            fail_unavailable(j, st_strerror(j->page_err));
-        }
+        else
+            fail_unavailable(j, j->held, st_strerror(j->page_err));
+        release(j, FANOUT_STOP);
         return;
     }
-    advance(j);
+    int verdict = FANOUT_DONE;
+    if (!j->page_done) {
+        j->held->cursor_shard = j->next_shard;
+        j->held->cursor_pos = j->next_pos;
+        verdict = FANOUT_MORE;
+    }
     if (j->kind == K_EXPORT && j->json.len) {
-        j->group_emitted = 1;
+        j->emitted_group = j->held->group;
         if (!j->started) {
             http_header_t h[1];
             size_t nh;
             export_headers(j, h, &nh);
             if (http_respond_start_headers(j->req, 200, "application/stream+json", h, nh)) {
-                free_job(j);
+                release(j, FANOUT_STOP);
                 return;
             }
             http_req_notify(j->req, on_notify, j);
@@ -439,166 +423,162 @@ static void page_after(uv_work_t *w, int status)
         st_buf_reset(&j->json);
         if (rc < 0) {
             http_respond_end(j->req);
-            free_job(j);
+            release(j, FANOUT_STOP);
             return;
         }
         if (rc == 1) {
             j->paused = 1;
+            j->held_verdict = verdict;
             return; /* on_notify(DRAIN) resumes */
         }
     }
-    next_request(j);
+    release(j, verdict);
 }
 
-static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+/* Label names or values of one node: collected, sorted at the end. */
+static int add_strings(rjob_t *j, const uint8_t *payload, size_t len)
 {
-    rjob_t *j = arg;
-    j->busy = 0;
+    const uint8_t *p = payload, *end = payload + len;
+    wire_field_t f;
+    int rc;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.num != 1 || f.type != WIRE_LEN)
+            continue;
+        if (j->nstrs == j->strcap) {
+            size_t cap = j->strcap ? j->strcap * 2 : READ_STRS_MIN;
+            char **ns = realloc(j->strs, cap * sizeof *ns);
+            if (!ns)
+                return ST_ENOMEM;
+            j->strs = ns;
+            j->strcap = cap;
+        }
+        char *s = strndup((const char *)f.data, f.len);
+        if (!s)
+            return ST_ENOMEM;
+        j->strs[j->nstrs++] = s;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int read_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *timeout_ms,
+                      st_buf_t *out)
+{
+    rjob_t *j = ctx;
+    const selector_t *s = j->nsel ? &j->sel[c->item] : NULL;
+    *type = j->kind == K_EXPORT   ? RPC_EXPORT
+            : j->kind == K_SERIES ? RPC_SERIES
+            : j->kind == K_LABELS ? RPC_LABEL_NAMES
+                                  : RPC_LABEL_VALUES;
+    *timeout_ms = (unsigned)j->r->timeout_ms;
+    router_read_req_t rq = {.m = s ? s->m : NULL,
+                            .nm = s ? s->n : 0,
+                            .start = j->start,
+                            .end = j->end,
+                            .max_series = READ_SERIES_PER_PAGE,
+                            .label_name = j->label_name};
+    return router_pack_read(out, c, &rq);
+}
+
+static int read_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t len)
+{
+    rjob_t *j = ctx;
     if (j->closed) {
         if (j->started)
             http_respond_end(j->req);
-        free_job(j);
-        return;
-    }
-    if (status != 0) {
-        char why[300];
-        if (type == RPC_ERROR && len)
-            snprintf(why, sizeof why, "%.*s", (int)(len < 250 ? len : 250), (const char *)payload);
-        else
-            snprintf(why, sizeof why, "%s", st_strerror(status));
-        if (status == ST_EINVAL && type == RPC_ERROR) {
-            /* the node rejected the query itself (e.g. a bad regex) */
-            if (j->started)
-                http_respond_end(j->req);
-            else
-                router_prom_error(j->req, 400, "bad_data", why);
-            free_job(j);
-            return;
-        }
-        if (failover(j, why))
-            next_request(j);
-        else
-            fail_unavailable(j, why);
-        return;
+        return FANOUT_STOP;
     }
     if (j->kind == K_LABELS || j->kind == K_VALUES) {
-        const uint8_t *p = payload, *end = payload + len;
-        wire_field_t f;
-        int rc;
-        while ((rc = wire_next(&p, end, &f)) == 1) {
-            if (f.num != 1 || f.type != WIRE_LEN)
-                continue;
-            if (j->nstrs == j->strcap) {
-                size_t cap = j->strcap ? j->strcap * 2 : 64;
-                char **ns = realloc(j->strs, cap * sizeof *ns);
-                if (!ns) {
-                    rc = ST_ENOMEM;
-                    break;
-                }
-                j->strs = ns;
-                j->strcap = cap;
-            }
-            char *s = strndup((const char *)f.data, f.len);
-            if (!s) {
-                rc = ST_ENOMEM;
-                break;
-            }
-            j->strs[j->nstrs++] = s;
+        if (add_strings(j, payload, len) < 0) {
+            fail_unavailable(j, c, "malformed reply");
+            return FANOUT_STOP;
         }
-        if (rc < 0) {
-            fail_unavailable(j, "malformed reply");
-            return;
-        }
-        j->page_done = 1;
-        advance(j);
-        next_request(j);
-        return;
+        return FANOUT_DONE;
     }
-    /* export / series page: convert off the loop */
+    /* export / series page: convert off the loop, the call held meanwhile */
     j->page = malloc(len ? len : 1);
     if (!j->page) {
-        fail_unavailable(j, "out of memory");
-        return;
+        fail_unavailable(j, c, "out of memory");
+        return FANOUT_STOP;
     }
     if (len)
         memcpy(j->page, payload, len);
     j->page_len = len;
+    j->held = c;
     j->w.data = j;
     j->busy = 1;
     if (uv_queue_work(j->r->loop, &j->w, page_work, page_after) != 0) {
         j->busy = 0;
-        fail_unavailable(j, "cannot queue work");
+        j->held = NULL;
+        fail_unavailable(j, c, "cannot queue work");
+        return FANOUT_STOP;
+    }
+    return FANOUT_HOLD;
+}
+
+/* A replica failed: its shards move on to their next replica, unless part
+ * of its answer was already streamed (then the stream ends with an error
+ * line) or the node rejected the read itself. */
+static int read_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f)
+{
+    rjob_t *j = ctx;
+    if (j->closed) {
+        if (j->started)
+            http_respond_end(j->req);
+        return FANOUT_STOP;
+    }
+    if (f->at_send)
+        snprintf(j->why, sizeof j->why, "%s",
+                 f->status == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(f->status));
+    else if (f->node_said && f->len)
+        snprintf(j->why, sizeof j->why, "%.*s",
+                 (int)(f->len < READ_NODE_TEXT_MAX ? f->len : READ_NODE_TEXT_MAX),
+                 (const char *)f->msg);
+    else
+        snprintf(j->why, sizeof j->why, "%s", st_strerror(f->status));
+    if (f->node_said && f->status == ST_EINVAL) {
+        /* the node rejected the query itself (e.g. a bad regex) */
+        if (j->started)
+            http_respond_end(j->req);
+        else
+            router_prom_error(j->req, 400, "bad_data", j->why);
+        return FANOUT_STOP;
+    }
+    if (j->emitted_group == c->group) {
+        fail_unavailable(j, c, j->why);
+        return FANOUT_STOP;
+    }
+    st_warn("read failed over", "node=%s err=\"%s\"", topo_node_id(j->r->topo, c->node), j->why);
+    metric_counter_inc(j->r->rpc_fail);
+    return FANOUT_FAILOVER;
+}
+
+static void read_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
+{
+    rjob_t *j = ctx;
+    if (how == FANOUT_COMPLETE) {
+        finish(j);
+    } else if (c) {
+        fail_unavailable(j, c, how == FANOUT_NOMEM ? "out of memory" : j->why);
+    } else if (how == FANOUT_UNAVAILABLE) {
+        /* never a silent partial result: a shard without enough reachable
+         * replicas fails the read now, naming it, unless partial_response=1 */
+        char msg[READ_MSG_MAX];
+        fanout_unavailable_msg(j->fan, msg, sizeof msg);
+        metric_counter_inc(j->r->rpc_fail);
+        router_prom_error(j->req, 503, "unavailable", msg);
+    } else {
+        router_prom_error(j->req, 503, "internal", "out of memory");
     }
 }
 
-static void next_request(rjob_t *j)
+static void read_idle(void *ctx)
 {
-    router_t *r = j->r;
-    size_t nsel = j->nsel ? j->nsel : 1;
-    for (;;) {
-        if (j->cur_group >= j->plan.ng) {
-            finish(j);
-            return;
-        }
-        if (j->cur_sel >= nsel || j->plan.g[j->cur_group].n == 0) {
-            j->cur_group++;
-            j->cur_sel = 0;
-            j->cursor_shard = 0;
-            j->cursor_pos = 0;
-            j->group_emitted = 0;
-            continue;
-        }
-        break;
-    }
-    const readplan_group_t *g = &j->plan.g[j->cur_group];
-    Strata__ReadRequest rq = STRATA__READ_REQUEST__INIT;
-    Strata__Matcher mm[64], *mp[64];
-    rq.n_shards = g->n;
-    rq.shards = g->shards;
-    if (j->nsel) {
-        selector_t *s = &j->sel[j->cur_sel];
-        for (size_t i = 0; i < s->n; i++) {
-            strata__matcher__init(&mm[i]);
-            mm[i].type = (Strata__Matcher__Type)s->m[i].type;
-            mm[i].name = (ProtobufCBinaryData){strlen(s->m[i].name), (uint8_t *)s->m[i].name};
-            mm[i].value = (ProtobufCBinaryData){strlen(s->m[i].value), (uint8_t *)s->m[i].value};
-            mp[i] = &mm[i];
-        }
-        rq.n_matchers = s->n;
-        rq.matchers = mp;
-    }
-    rq.start_ms = j->start;
-    rq.end_ms = j->end;
-    rq.max_samples = ROUTER_EXPORT_PAGE;
-    rq.max_series = 50000;
-    rq.cursor_shard = j->cursor_shard;
-    rq.cursor_pos = j->cursor_pos;
-    if (j->label_name)
-        rq.label_name = (ProtobufCBinaryData){strlen(j->label_name), (uint8_t *)j->label_name};
-    size_t len = strata__read_request__get_packed_size(&rq);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        fail_unavailable(j, "out of memory");
-        return;
-    }
-    strata__read_request__pack(&rq, buf);
-    uint8_t type = j->kind == K_EXPORT   ? RPC_EXPORT
-                   : j->kind == K_SERIES ? RPC_SERIES
-                   : j->kind == K_LABELS ? RPC_LABEL_NAMES
-                                         : RPC_LABEL_VALUES;
-    j->busy = 1;
-    int rc =
-        rpc_client_call(r->clients[g->node], type, buf, len, (unsigned)r->timeout_ms, on_reply, j);
-    free(buf);
-    if (rc) {
-        j->busy = 0;
-        const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
-        if (failover(j, why))
-            next_request(j);
-        else
-            fail_unavailable(j, why);
-    }
+    rjob_t *j = ctx;
+    j->fan_idle = 1;
+    maybe_free(j);
 }
+
+static const fanout_ops_t read_ops = {read_build, read_reply, read_failed, read_end, read_idle};
 
 /* Parse params, plan which node serves which shards, start. */
 static void start_read(router_t *r, http_req_t *req, int kind, const char *label_name)
@@ -657,26 +637,16 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     if (router_read_params(r, req, NULL, &j->need, &j->partial, err, sizeof err))
         goto bad;
     j->buffered = kind == K_EXPORT && j->need > 1;
-    sset_init(&j->set, 50000000);
-    j->planned = 1;
-    if (readplan_init(&j->plan, r->topo, (uint32_t)j->need, router_up_fn, r)) {
+    sset_init(&j->set, READ_QUORUM_MAX_SAMPLES);
+    j->emitted_group = SIZE_MAX;
+    /* one call at a time, in plan order: pages stream as they come */
+    fanout_cfg_t cfg =
+        router_fanout_cfg(r, j->need, j->partial, j->nsel ? j->nsel : 1, 1, &read_ops, j);
+    if (fanout_create(&cfg, &j->fan)) {
         snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
-    /* never a silent partial result: a shard without enough reachable
-     * replicas fails the read now, naming it, unless partial_response=1 */
-    if (j->plan.nmissing) {
-        readplan_missing_str(&j->plan, j->missing, sizeof j->missing);
-        if (!j->partial) {
-            char msg[400];
-            router_missing_msg(msg, sizeof msg, j->missing, j->need);
-            metric_counter_inc(r->rpc_fail);
-            router_prom_error(req, 503, "unavailable", msg);
-            free_job(j);
-            return;
-        }
-    }
-    next_request(j);
+    fanout_start(j->fan); /* the job is the fan-out's from here */
     return;
 bad:
     router_prom_error(req, 400, "bad_data", err);

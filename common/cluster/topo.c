@@ -1263,15 +1263,21 @@ uint32_t topo_shard_of_metric(const topo_t *t, const char *name, size_t len)
     return (uint32_t)(XXH3_64bits(name, len) % t->shards);
 }
 
+uint32_t topo_shard_of_hash(const topo_t *t, uint64_t series_hash, const char *name, size_t len)
+{
+    if (topo_sharding(t) == TOPO_SHARDING_METRIC)
+        return topo_shard_of_metric(t, name, len);
+    return (uint32_t)(series_hash % t->shards);
+}
+
 uint32_t topo_shard_of_labels(const topo_t *t, const st_label_t *labels, size_t n)
 {
-    if (topo_sharding(t) == TOPO_SHARDING_METRIC) {
-        int i = st_labels_find(labels, n, ST_METRIC_LABEL);
-        if (i < 0)
-            return topo_shard_of_metric(t, "", 0);
-        return topo_shard_of_metric(t, labels[i].value, labels[i].value_len);
-    }
-    return (uint32_t)(st_series_hash(labels, n) % t->shards);
+    if (topo_sharding(t) == TOPO_SHARDING_SERIES)
+        return topo_shard_of_hash(t, st_series_hash(labels, n), NULL, 0); /* name unused */
+    int i = st_labels_find(labels, n, ST_METRIC_LABEL);
+    if (i < 0)
+        return topo_shard_of_hash(t, 0, "", 0);
+    return topo_shard_of_hash(t, 0, labels[i].value, labels[i].value_len);
 }
 
 const char *topo_write_consistency_name(topo_write_consistency_t v)

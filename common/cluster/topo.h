@@ -149,11 +149,18 @@ size_t topo_canonical(const topo_t *t, char *buf, size_t cap);
 
 /*
  * The shard of a series given its canonical (sorted) label set:
- * sharding=series: st_labels_hash(labels, n) % shards;
+ * sharding=series: st_series_hash(labels, n) % shards;
  * sharding=metric: XXH3-64 of the __name__ value % shards (an empty name if
  * there is no __name__ label).
  */
 uint32_t topo_shard_of_labels(const topo_t *t, const st_label_t *labels, size_t n);
+/*
+ * topo_shard_of_labels() for a caller that already holds the series hash:
+ * series_hash = st_series_hash(labels) (st_series_hash_from() of the shared
+ * part, so a line-protocol point's fields hash their tags once), name = the
+ * __name__ value ("" if none). topo_shard_of_labels() is this function.
+ */
+uint32_t topo_shard_of_hash(const topo_t *t, uint64_t series_hash, const char *name, size_t len);
 /* sharding=metric only: the shard that holds every series of metric `name`. */
 uint32_t topo_shard_of_metric(const topo_t *t, const char *name, size_t len);
 

@@ -1,0 +1,401 @@
+/*
+ * wbatch — line protocol -> per-shard NodeWrite entries. See wbatch.h.
+ *
+ * Grouping: a point's tags (a tagset) are interned once per request, keyed
+ * by st_labels_hash_noname(); each numeric field adds a sample to the entry
+ * of its series, keyed by st_series_hash_from(tagset hash, metric name), so
+ * the tags are hashed once per point whatever its number of fields. Labels
+ * are copied into one arena as offsets (the arena moves while it grows) and
+ * turned into pointers before encoding. Encoding lays each series' samples
+ * out contiguously, sorts the series by shard (counting sort) and writes one
+ * WriteRequest per shard.
+ */
+#include "wbatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_buf.h"
+#include "st_err.h"
+#include "st_labels.h"
+#include "wire.h"
+
+#define WBATCH_GROW_MIN 256   /* first size of a growing array (elements) */
+#define WBATCH_TABLE_MIN 4096 /* first size of a hash table (slots, power of 2) */
+
+typedef struct entry {
+    uint64_t hash; /* st_series_hash */
+    size_t label_off;
+    uint32_t nlabels;
+    uint32_t shard;
+    uint32_t count;
+    uint32_t first;      /* offset of its samples after grouping */
+    uint32_t tagset;     /* index into tagsets */
+    uint32_t name_label; /* index of __name__ within its labels */
+} entry_t;
+
+/* The tags of a line-protocol point: shared by the series of its fields. */
+typedef struct tagset {
+    uint64_t hash; /* st_labels_hash_noname */
+    size_t label_off;
+    uint32_t ntags;
+} tagset_t;
+
+struct wbatch {
+    const topo_t *t;
+    /* grouping */
+    entry_t *e;
+    size_t ne, ecap;
+    uint32_t *table;
+    size_t tcap;
+    tagset_t *ts;
+    size_t nts, tscap;
+    uint32_t *tstable;
+    size_t tstcap;
+    st_label_t *labels;
+    size_t nl, lcap;
+    char *str;
+    size_t sl, scap;
+    uint32_t *s_entry;
+    int64_t *s_ts;
+    double *s_v;
+    size_t ns, s_cap;
+    int oom;
+    /* results of parsing */
+    uint64_t lines_ok, lines_bad;
+    wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
+    size_t nrej;
+    /* encoded shard batches: NodeWrite field-1 entries back to back */
+    st_buf_t all;
+    wbatch_shard_t *sh; /* [shards with data] */
+    size_t nsh;
+};
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : WBATCH_GROW_MIN;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(p, c * elem);
+    if (!np) {
+        *oom = 1;
+        return p;
+    }
+    *cap = c;
+    return np;
+}
+
+static int slice_eq(const wbatch_t *j, const st_label_t *stored, const st_label_t *y)
+{
+    return stored->name_len == y->name_len && stored->value_len == y->value_len &&
+           memcmp(j->str + (uintptr_t)stored->name, y->name, y->name_len) == 0 &&
+           memcmp(j->str + (uintptr_t)stored->value, y->value, y->value_len) == 0;
+}
+
+/* Copy labels into the job's arena (as offsets: str may move until encoding). */
+static long copy_labels(wbatch_t *j, const st_label_t *l, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t k = 0; k < n; k++)
+        bytes += l[k].name_len + l[k].value_len;
+    j->labels = grow(j->labels, &j->lcap, j->nl + n, sizeof *j->labels, &j->oom);
+    j->str = grow(j->str, &j->scap, j->sl + bytes, 1, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    size_t off = j->nl;
+    for (size_t k = 0; k < n; k++) {
+        st_label_t *d = &j->labels[j->nl + k];
+        memcpy(j->str + j->sl, l[k].name, l[k].name_len);
+        d->name = (const char *)(uintptr_t)j->sl;
+        d->name_len = l[k].name_len;
+        j->sl += l[k].name_len;
+        memcpy(j->str + j->sl, l[k].value, l[k].value_len);
+        d->value = (const char *)(uintptr_t)j->sl;
+        d->value_len = l[k].value_len;
+        j->sl += l[k].value_len;
+    }
+    j->nl += n;
+    return (long)off;
+}
+
+/* Open-addressing tables of uint32 (index + 1, 0 = empty) keyed by a hash. */
+static int table_grow(uint32_t **tab, size_t *cap, size_t n, const void *items, size_t stride)
+{
+    size_t c = *cap ? *cap * 2 : WBATCH_TABLE_MIN;
+    uint32_t *t = calloc(c, sizeof *t);
+    if (!t)
+        return ST_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = *(const uint64_t *)((const char *)items + i * stride);
+        size_t k = h & (c - 1);
+        while (t[k])
+            k = (k + 1) & (c - 1);
+        t[k] = (uint32_t)i + 1;
+    }
+    free(*tab);
+    *tab = t;
+    *cap = c;
+    return 0;
+}
+
+static long tagset_of(wbatch_t *j, const lp_point_t *pt, uint64_t hash)
+{
+    if ((j->nts + 1) * 2 > j->tstcap &&
+        table_grow(&j->tstable, &j->tstcap, j->nts, j->ts, sizeof *j->ts))
+        return ST_ENOMEM;
+    size_t h = hash & (j->tstcap - 1);
+    while (j->tstable[h]) {
+        tagset_t *t = &j->ts[j->tstable[h] - 1];
+        if (t->hash == hash && t->ntags == pt->ntags) {
+            uint32_t k = 0;
+            while (k < pt->ntags && slice_eq(j, &j->labels[t->label_off + k], &pt->tags[k]))
+                k++;
+            if (k == pt->ntags)
+                return j->tstable[h] - 1;
+        }
+        h = (h + 1) & (j->tstcap - 1);
+    }
+    j->ts = grow(j->ts, &j->tscap, j->nts + 1, sizeof *j->ts, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    long off = copy_labels(j, pt->tags, pt->ntags);
+    if (off < 0)
+        return off;
+    j->ts[j->nts] = (tagset_t){hash, (size_t)off, pt->ntags};
+    j->tstable[h] = (uint32_t)++j->nts;
+    return (long)(j->nts - 1);
+}
+
+static uint32_t name_index(const lp_series_t *ls)
+{
+    for (uint32_t k = 0; k < ls->nlabels; k++)
+        if (ls->labels[k].name_len == 8 && memcmp(ls->labels[k].name, ST_METRIC_LABEL, 8) == 0)
+            return k;
+    return 0; /* the parser always adds __name__ */
+}
+
+static long entry_of(wbatch_t *j, uint32_t tagset, uint64_t tags_hash, const lp_series_t *ls)
+{
+    if ((j->ne + 1) * 2 > j->tcap && table_grow(&j->table, &j->tcap, j->ne, j->e, sizeof *j->e))
+        return ST_ENOMEM;
+    uint32_t ni = name_index(ls);
+    const st_label_t *name = &ls->labels[ni];
+    uint64_t hash = st_series_hash_from(tags_hash, name->value, name->value_len);
+    size_t h = hash & (j->tcap - 1);
+    while (j->table[h]) {
+        entry_t *en = &j->e[j->table[h] - 1];
+        if (en->hash == hash && en->tagset == tagset &&
+            slice_eq(j, &j->labels[en->label_off + en->name_label], name))
+            return j->table[h] - 1;
+        h = (h + 1) & (j->tcap - 1);
+    }
+    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    long off = copy_labels(j, ls->labels, ls->nlabels);
+    if (off < 0)
+        return off;
+    entry_t *en = &j->e[j->ne];
+    en->hash = hash;
+    en->label_off = (size_t)off;
+    en->nlabels = ls->nlabels;
+    en->count = 0;
+    en->tagset = tagset;
+    en->name_label = ni;
+    /* the placement rule of topo.h: topo_shard_of_labels(ls->labels), with
+     * the series hash already at hand */
+    en->shard = topo_shard_of_hash(j->t, hash, name->value, name->value_len);
+    j->table[h] = (uint32_t)++j->ne;
+    return (long)(j->ne - 1);
+}
+
+static int on_point(void *arg, const lp_point_t *pt)
+{
+    wbatch_t *j = arg;
+    if (pt->nseries == 0) {
+        j->lines_ok++;
+        return 0;
+    }
+    uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
+    long tsi = tagset_of(j, pt, tags_hash);
+    if (tsi < 0)
+        return (int)tsi;
+    for (uint32_t i = 0; i < pt->nseries; i++) {
+        long ei = entry_of(j, (uint32_t)tsi, tags_hash, &pt->series[i]);
+        if (ei < 0)
+            return (int)ei;
+        size_t c0 = j->s_cap;
+        j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + 1, sizeof *j->s_entry, &j->oom);
+        if (j->s_cap != c0) {
+            size_t c1 = c0;
+            j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
+            c1 = c0;
+            j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
+        }
+        if (j->oom)
+            return ST_ENOMEM;
+        j->s_entry[j->ns] = (uint32_t)ei;
+        j->s_ts[j->ns] = pt->ts_ms;
+        j->s_v[j->ns] = pt->series[i].value;
+        j->ns++;
+        j->e[ei].count++;
+    }
+    j->lines_ok++;
+    return 0;
+}
+
+static void on_error(void *arg, uint64_t line, int code, const char *reason)
+{
+    wbatch_t *j = arg;
+    j->lines_bad++;
+    (void)code;
+    if (j->nrej < WBATCH_MAX_REJECTED) {
+        j->rej[j->nrej].line = line;
+        snprintf(j->rej[j->nrej].reason, sizeof j->rej[j->nrej].reason, "%s", reason);
+        j->nrej++;
+    }
+}
+
+static int encode(wbatch_t *j)
+{
+    uint32_t nshards = topo_shards(j->t);
+    /* fix up label pointers */
+    for (size_t i = 0; i < j->nl; i++) {
+        j->labels[i].name = j->str + (uintptr_t)j->labels[i].name;
+        j->labels[i].value = j->str + (uintptr_t)j->labels[i].value;
+    }
+    /* columns: entries' samples contiguous */
+    int64_t *cts = malloc((j->ns ? j->ns : 1) * sizeof *cts);
+    double *cv = malloc((j->ns ? j->ns : 1) * sizeof *cv);
+    size_t *bystart = calloc((size_t)nshards + 1, sizeof *bystart);
+    uint32_t *order = malloc((j->ne ? j->ne : 1) * sizeof *order);
+    if (!cts || !cv || !bystart || !order) {
+        free(cts);
+        free(cv);
+        free(bystart);
+        free(order);
+        return ST_ENOMEM;
+    }
+    uint32_t off = 0;
+    for (size_t i = 0; i < j->ne; i++) {
+        j->e[i].first = off;
+        off += j->e[i].count;
+        j->e[i].count = 0;
+    }
+    for (size_t k = 0; k < j->ns; k++) {
+        entry_t *en = &j->e[j->s_entry[k]];
+        cts[en->first + en->count] = j->s_ts[k];
+        cv[en->first + en->count] = j->s_v[k];
+        en->count++;
+    }
+    /* entries by shard (counting sort) */
+    for (size_t i = 0; i < j->ne; i++)
+        bystart[j->e[i].shard + 1]++;
+    for (uint32_t s = 0; s < nshards; s++)
+        bystart[s + 1] += bystart[s];
+    size_t *fill = malloc(((size_t)nshards + 1) * sizeof *fill);
+    if (!fill) {
+        free(cts);
+        free(cv);
+        free(bystart);
+        free(order);
+        return ST_ENOMEM;
+    }
+    memcpy(fill, bystart, ((size_t)nshards + 1) * sizeof *fill);
+    for (size_t i = 0; i < j->ne; i++)
+        order[fill[j->e[i].shard]++] = (uint32_t)i;
+    free(fill);
+    int rc = 0;
+    for (uint32_t s = 0; s < nshards && !rc; s++) {
+        if (bystart[s] == bystart[s + 1])
+            continue;
+        st_buf_t *b = &j->all;
+        size_t mark, start = b->len;
+        rc = wire_begin(b, 1, &mark);
+        rc |= wire_put_varint_field(b, 1, s);
+        for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
+            entry_t *en = &j->e[order[k]];
+            rc = wire_put_series(b, 2, j->labels + en->label_off, en->nlabels, cts + en->first,
+                                 cv + en->first, en->count);
+        }
+        wire_end(b, mark);
+        j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
+    }
+    free(cts);
+    free(cv);
+    free(bystart);
+    free(order);
+    return rc ? ST_ENOMEM : 0;
+}
+
+int wbatch_create(const topo_t *t, wbatch_t **out)
+{
+    wbatch_t *b = calloc(1, sizeof *b);
+    if (b)
+        b->sh = calloc(topo_shards(t), sizeof *b->sh);
+    if (!b || !b->sh) {
+        free(b);
+        *out = NULL;
+        return ST_ENOMEM;
+    }
+    b->t = t;
+    st_buf_init(&b->all);
+    *out = b;
+    return 0;
+}
+
+void wbatch_destroy(wbatch_t *b)
+{
+    if (!b)
+        return;
+    free(b->sh);
+    st_buf_deinit(&b->all);
+    free(b->e);
+    free(b->table);
+    free(b->ts);
+    free(b->tstable);
+    free(b->labels);
+    free(b->str);
+    free(b->s_entry);
+    free(b->s_ts);
+    free(b->s_v);
+    free(b);
+}
+
+int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len)
+{
+    int rc = lp_parse(p, body, len, on_point, on_error, b);
+    if (rc < 0)
+        return rc;
+    return encode(b);
+}
+
+uint64_t wbatch_lines_ok(const wbatch_t *b)
+{
+    return b->lines_ok;
+}
+
+uint64_t wbatch_lines_bad(const wbatch_t *b)
+{
+    return b->lines_bad;
+}
+
+const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n)
+{
+    *n = b->nrej;
+    return b->rej;
+}
+
+const wbatch_shard_t *wbatch_shards(const wbatch_t *b, size_t *n)
+{
+    *n = b->nsh;
+    return b->sh;
+}
+
+const uint8_t *wbatch_data(const wbatch_t *b)
+{
+    return b->all.data;
+}

@@ -1,0 +1,58 @@
+/*
+ * wbatch — one write request's line protocol turned into per-shard batches,
+ * free of sockets so it can be unit-tested.
+ *
+ * wbatch_parse() runs the line-protocol parser (lp.h, series mode) over a
+ * body, groups the samples by series (one columnar SeriesSamples per series
+ * per request, samples in body order), places every series on its shard
+ * with the topology's one placement rule (topo_shard_of_hash(), i.e.
+ * topo_shard_of_labels() with the tags of a point hashed once for all its
+ * fields) and encodes, per shard with data, one NodeWrite `shards` entry
+ * (WriteRequest{shard, series[]}, wire.h) into one buffer. Lines the parser
+ * rejects are counted and the first WBATCH_MAX_REJECTED kept with their
+ * reason. The router sends each entry to a replica of its shard.
+ */
+#ifndef WBATCH_H
+#define WBATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lp.h"
+#include "topo.h"
+
+#define WBATCH_MAX_REJECTED 100 /* per-line errors kept (reported in a 400) */
+#define WBATCH_REASON_MAX 200   /* bytes of one rejection reason, NUL included */
+
+typedef struct wbatch wbatch_t;
+
+typedef struct wbatch_rejected {
+    uint64_t line;
+    char reason[WBATCH_REASON_MAX];
+} wbatch_rejected_t;
+
+/* One shard's encoded entry: bytes [off, off + len) of wbatch_data(). */
+typedef struct wbatch_shard {
+    uint32_t shard;
+    size_t off, len;
+} wbatch_shard_t;
+
+/* Returns 0 or ST_ENOMEM. */
+int wbatch_create(const topo_t *t, wbatch_t **out);
+void wbatch_destroy(wbatch_t *b);
+/*
+ * Parse `body` with `p` (created with lp_opts_t.series set; its precision
+ * and default timestamp are the caller's) and build the batches. Call once
+ * per wbatch. Returns 0, ST_ENOMEM, or lp_parse()'s error.
+ */
+int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len);
+
+uint64_t wbatch_lines_ok(const wbatch_t *b);
+uint64_t wbatch_lines_bad(const wbatch_t *b);
+/* The first rejected lines (at most WBATCH_MAX_REJECTED). */
+const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n);
+/* Shards with data, ascending, and the buffer their entries live in. */
+const wbatch_shard_t *wbatch_shards(const wbatch_t *b, size_t *n);
+const uint8_t *wbatch_data(const wbatch_t *b);
+
+#endif

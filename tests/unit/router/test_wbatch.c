@@ -1,0 +1,239 @@
+/* Unit tests for router/wbatch: line protocol -> per-shard NodeWrite
+ * entries. Every series must land on topo_shard_of_labels() of its labels
+ * (the one documented placement rule), in both sharding modes, whatever the
+ * measurements, fields, tag order and escapes; samples of one series are
+ * grouped in body order; rejected lines are kept with their reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lp.h"
+#include "st_err.h"
+#include "st_labels.h"
+#include "topo.h"
+#include "wbatch.h"
+#include "wire.h"
+
+#define NODES3                                                                                     \
+    "[node \"n1\"]\nrpc = 127.0.0.1:7001\nhttp = 127.0.0.1:8001\n"                                 \
+    "[node \"n2\"]\nrpc = 127.0.0.1:7002\nhttp = 127.0.0.1:8002\n"                                 \
+    "[node \"n3\"]\nrpc = 127.0.0.1:7003\nhttp = 127.0.0.1:8003\n"
+
+static const char *INI_SERIES = "[cluster]\nshards = 16\nreplication_factor = 2\n" NODES3;
+static const char *INI_METRIC =
+    "[cluster]\nshards = 16\nreplication_factor = 2\nsharding = metric\n" NODES3;
+
+/* What a body turned into, decoded back from the wire. */
+typedef struct seen {
+    uint64_t series, samples;
+    uint32_t nshards_hit;
+} seen_t;
+
+static topo_t *load(const char *ini)
+{
+    topo_t *t;
+    char err[256];
+    assert_int_equal(topo_load_string(ini, NULL, &t, err, sizeof err), 0);
+    return t;
+}
+
+static wbatch_t *parse(const topo_t *t, const char *body)
+{
+    lp_opts_t o = {.series = 1};
+    lp_parser_t *p;
+    assert_int_equal(lp_parser_create(&o, &p), 0);
+    lp_parser_set_precision(p, LP_PREC_MS);
+    lp_parser_set_default_ts(p, 1000);
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    assert_int_equal(wbatch_parse(b, p, body, strlen(body)), 0);
+    lp_parser_destroy(p);
+    return b;
+}
+
+/* Decode every shard entry; check each series sits on the shard the
+ * topology's placement function gives its labels. */
+static void check_placement(const topo_t *t, const wbatch_t *b, seen_t *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n;
+    const wbatch_shard_t *sh = wbatch_shards(b, &n);
+    const uint8_t *data = wbatch_data(b);
+    uint32_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            assert_true(sh[i].shard > prev); /* ascending, one entry per shard */
+        prev = sh[i].shard;
+        const uint8_t *p = data + sh[i].off, *end = p + sh[i].len;
+        wire_field_t f;
+        assert_int_equal(wire_next(&p, end, &f), 1); /* NodeWrite.shards */
+        assert_int_equal(f.num, 1);
+        assert_int_equal(f.type, WIRE_LEN);
+        assert_ptr_equal(f.data + f.len, end);
+        const uint8_t *q = f.data, *qend = f.data + f.len;
+        int64_t shard = -1;
+        uint64_t nseries = 0;
+        while (wire_next(&q, qend, &f) == 1) {
+            if (f.num == 1 && f.type == WIRE_VARINT) {
+                shard = (int64_t)f.u;
+                continue;
+            }
+            assert_int_equal(f.num, 2);
+            wire_series_t s;
+            assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+            assert_int_equal(shard, sh[i].shard);
+            assert_int_equal(topo_shard_of_labels(t, s.labels, s.nlabels), sh[i].shard);
+            out->samples += s.nvals;
+            nseries++;
+        }
+        assert_true(nseries > 0);
+        out->series += nseries;
+        out->nshards_hit++;
+    }
+}
+
+static const char *MIXED = "cpu,host=a,region=eu usage_user=1,usage_system=2,usage_idle=3 1000\n"
+                           "cpu,region=eu,host=a usage_user=4 2000\n" /* same tags, other order */
+                           "mem,host=a used=10i,free=20u,ok=t,note=\"x\" 1000\n"
+                           "disk,path=/var\\ log,dev=sd\\,a,x\\=y=z\\ z io=1.5\n" /* escapes */
+                           "net,host=b bytes=7 3000\n"
+                           "cpu,host=b,region=us usage_user=5 1000\n";
+
+static void test_mixed_series_placement(void **state)
+{
+    (void)state;
+    const char *inis[] = {INI_SERIES, INI_METRIC};
+    for (size_t k = 0; k < 2; k++) {
+        topo_t *t = load(inis[k]);
+        wbatch_t *b = parse(t, MIXED);
+        assert_int_equal(wbatch_lines_ok(b), 6);
+        assert_int_equal(wbatch_lines_bad(b), 0);
+        seen_t s;
+        check_placement(t, b, &s);
+        /* cpu{a}: user (2 samples), system, idle; mem: used, free, ok (the
+         * string field makes no series); disk io; net bytes; cpu{b} user */
+        assert_int_equal(s.series, 9);
+        assert_int_equal(s.samples, 10);
+        wbatch_destroy(b);
+        topo_destroy(t);
+    }
+}
+
+/* Many series: they spread over shards (a constant shard would fail the
+ * comparison with topo_shard_of_labels, as would any other hash). */
+static void test_many_series_placement(void **state)
+{
+    (void)state;
+    const char *inis[] = {INI_SERIES, INI_METRIC};
+    for (size_t k = 0; k < 2; k++) {
+        topo_t *t = load(inis[k]);
+        size_t cap = 1 << 16, len = 0;
+        char *body = malloc(cap);
+        assert_non_null(body);
+        for (int h = 0; h < 200; h++)
+            len += (size_t)snprintf(body + len, cap - len, "m%d,host=h%d,dc=d%d f1=%d,f2=%d %d\n",
+                                    h % 7, h, h % 3, h, h, 1000 + h);
+        wbatch_t *b = parse(t, body);
+        seen_t s;
+        check_placement(t, b, &s);
+        assert_int_equal(s.series, 400);
+        assert_int_equal(s.samples, 400);
+        assert_true(s.nshards_hit > 4);
+        wbatch_destroy(b);
+        free(body);
+        topo_destroy(t);
+    }
+}
+
+/* One series' samples are one SeriesSamples, in body order. */
+static void test_grouping_order(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    wbatch_t *b = parse(t, "cpu,host=a v=3 30\ncpu,host=a v=1 10\nother v=9 5\n"
+                           "cpu,host=a v=2 20\n");
+    size_t n;
+    const wbatch_shard_t *sh = wbatch_shards(b, &n);
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = wbatch_data(b) + sh[i].off, *end = p + sh[i].len;
+        wire_field_t f;
+        assert_int_equal(wire_next(&p, end, &f), 1);
+        const uint8_t *q = f.data, *qend = f.data + f.len;
+        while (wire_next(&q, qend, &f) == 1) {
+            if (f.num != 2)
+                continue;
+            wire_series_t s;
+            assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+            int i_name = st_labels_find(s.labels, s.nlabels, ST_METRIC_LABEL);
+            assert_true(i_name >= 0);
+            if (s.labels[i_name].value_len != 5 || memcmp(s.labels[i_name].value, "cpu_v", 5))
+                continue;
+            int64_t ts[8];
+            double v[8];
+            size_t ns;
+            assert_int_equal(wire_series_samples(&s, ts, v, 8, &ns), 0);
+            assert_int_equal(ns, 3);
+            assert_int_equal(ts[0], 30);
+            assert_int_equal(ts[1], 10);
+            assert_int_equal(ts[2], 20);
+            assert_true(v[0] == 3 && v[1] == 1 && v[2] == 2);
+            found++;
+        }
+    }
+    assert_int_equal(found, 1);
+    wbatch_destroy(b);
+    topo_destroy(t);
+}
+
+static void test_rejected(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    wbatch_t *b = parse(t, "good v=1 1\nbad line\ngood2 v=2 2\n,x=1 v=1\n");
+    assert_int_equal(wbatch_lines_ok(b), 2);
+    assert_int_equal(wbatch_lines_bad(b), 2);
+    size_t n;
+    const wbatch_rejected_t *r = wbatch_rejected(b, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[0].line, 2);
+    assert_int_equal(r[1].line, 4);
+    assert_true(r[0].reason[0] != '\0');
+    seen_t s;
+    check_placement(t, b, &s);
+    assert_int_equal(s.series, 2);
+    wbatch_destroy(b);
+
+    /* more bad lines than are kept: all counted, WBATCH_MAX_REJECTED kept */
+    size_t cap = 64 * (WBATCH_MAX_REJECTED + 10), len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = 0; i < WBATCH_MAX_REJECTED + 10; i++)
+        len += (size_t)snprintf(body + len, cap - len, "nofield%d\n", i);
+    b = parse(t, body);
+    assert_int_equal(wbatch_lines_bad(b), WBATCH_MAX_REJECTED + 10);
+    wbatch_rejected(b, &n);
+    assert_int_equal(n, WBATCH_MAX_REJECTED);
+    wbatch_shards(b, &n);
+    assert_int_equal(n, 0);
+    wbatch_destroy(b);
+    free(body);
+    topo_destroy(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mixed_series_placement),
+        cmocka_unit_test(test_many_series_placement),
+        cmocka_unit_test(test_grouping_order),
+        cmocka_unit_test(test_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
