@@ -21,13 +21,6 @@ int router_node_up(const router_t *r, uint32_t node)
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
 }
 
-int64_t router_wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 int router_up_fn(void *arg, uint32_t node)
 {
     return router_node_up(arg, node);

@@ -46,9 +46,6 @@ typedef struct router {
     uint8_t *stats_inflight;
 } router_t;
 
-/* Wall-clock time in ms since the epoch. */
-int64_t router_wall_ms(void);
-
 /* readplan_up_fn over router_node_up. */
 int router_up_fn(void *arg, uint32_t node);
 /* Read params shared by every read (readopt_parse() of the request's

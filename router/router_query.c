@@ -36,6 +36,7 @@
 #include "router.h"
 #include "sset.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "st_log.h"
 #include "st_text.h"
 #include "strata.pb-c.h"
@@ -103,13 +104,6 @@ typedef struct qjob {
     fanout_t *fan;
     int fan_idle; /* the fan-out is idle (or was never started) */
 } qjob_t;
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void free_job(qjob_t *j)
 {
@@ -363,7 +357,7 @@ static int q_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *t
 {
     qjob_t *j = ctx;
     router_t *r = j->r;
-    int64_t left = j->deadline - mono_ms();
+    int64_t left = j->deadline - st_mono_ms();
     *timeout_ms = (unsigned)(left < 1 ? 1 : left);
     if (c->item >= j->nrem) {
         const qselect_t *s = &j->sel[c->item - j->nrem];
@@ -466,7 +460,7 @@ static int q_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f
     snprintf(msg, sizeof msg, "node %s: %.*s", topo_node_id(j->r->topo, c->node),
              (int)(f->len < Q_NODE_TEXT_MAX ? f->len : Q_NODE_TEXT_MAX),
              f->node_said ? (const char *)f->msg : "");
-    if (f->status == ST_ETIMEDOUT && mono_ms() >= j->deadline) {
+    if (f->status == ST_ETIMEDOUT && st_mono_ms() >= j->deadline) {
         respond_error(j, 503, "timeout", "query timed out");
         return FANOUT_STOP;
     }
@@ -574,7 +568,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     char msg[Q_MSG_MAX];
     const char *q = param(req, &form, "query");
     const char *v;
-    int64_t now_ms = router_wall_ms();
+    int64_t now_ms = st_now_ms();
     int64_t timeout = r->timeout_ms;
     if (!q || !*q) {
         snprintf(msg, sizeof msg, "invalid parameter \"query\": no query provided");
@@ -639,7 +633,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
         if (t < timeout)
             timeout = t;
     }
-    j->deadline = mono_ms() + timeout;
+    j->deadline = st_mono_ms() + timeout;
     if (router_read_params(r, req, &form, &j->need, &j->partial, msg, sizeof msg))
         goto bad;
     j->pushdown = j->need == 1;

@@ -293,13 +293,13 @@ static void page_work(uv_work_t *w)
     double *v = NULL;
     size_t cap = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num == 2 && f.type == WIRE_VARINT) {
+        if (f.num == WIRE_READ_RESPONSE_DONE && f.type == WIRE_VARINT) {
             j->page_done = f.u != 0;
-        } else if (f.num == 3 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_READ_RESPONSE_NEXT_SHARD && f.type == WIRE_VARINT) {
             j->next_shard = (uint32_t)f.u;
-        } else if (f.num == 4 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_READ_RESPONSE_NEXT_POS && f.type == WIRE_VARINT) {
             j->next_pos = f.u;
-        } else if (f.num == 1 && f.type == WIRE_LEN) {
+        } else if (f.num == WIRE_READ_RESPONSE_SERIES && f.type == WIRE_LEN) {
             wire_series_t s;
             if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
                 break;
@@ -442,7 +442,7 @@ static int add_strings(rjob_t *j, const uint8_t *payload, size_t len)
     wire_field_t f;
     int rc;
     while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num != 1 || f.type != WIRE_LEN)
+        if (f.num != WIRE_STRING_LIST_VALUES || f.type != WIRE_LEN)
             continue;
         if (j->nstrs == j->strcap) {
             size_t cap = j->strcap ? j->strcap * 2 : READ_STRS_MIN;

@@ -25,6 +25,7 @@
 #include "repl.h"
 #include "router.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "st_text.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -443,7 +444,7 @@ void router_handle_write(router_t *r, http_req_t *req)
     j->r = r;
     j->req = req;
     j->prec = prec;
-    j->now_ms = router_wall_ms();
+    j->now_ms = st_now_ms();
     st_buf_init(&j->fail);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {

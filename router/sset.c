@@ -55,13 +55,13 @@ int sset_add_page(sset_t *ss, const uint8_t *p, size_t len, int *done, uint32_t 
     int rc;
     *done = 1;
     while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.num == 2 && f.type == WIRE_VARINT) {
+        if (f.num == WIRE_READ_RESPONSE_DONE && f.type == WIRE_VARINT) {
             *done = f.u != 0;
-        } else if (f.num == 3 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_READ_RESPONSE_NEXT_SHARD && f.type == WIRE_VARINT) {
             *next_shard = (uint32_t)f.u;
-        } else if (f.num == 4 && f.type == WIRE_VARINT) {
+        } else if (f.num == WIRE_READ_RESPONSE_NEXT_POS && f.type == WIRE_VARINT) {
             *next_pos = f.u;
-        } else if (f.num == 1 && f.type == WIRE_LEN) {
+        } else if (f.num == WIRE_READ_RESPONSE_SERIES && f.type == WIRE_LEN) {
             wire_series_t ws;
             if ((rc = wire_series_decode(f.data, f.len, &ws)) < 0)
                 return rc;

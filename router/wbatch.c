@@ -314,12 +314,12 @@ static int encode(wbatch_t *j)
             continue;
         st_buf_t *b = &j->all;
         size_t mark, start = b->len;
-        rc = wire_begin(b, 1, &mark);
-        rc |= wire_put_varint_field(b, 1, s);
+        rc = wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
+        rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
         for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
             entry_t *en = &j->e[order[k]];
-            rc = wire_put_series(b, 2, j->labels + en->label_off, en->nlabels, cts + en->first,
-                                 cv + en->first, en->count);
+            rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
+                                 en->nlabels, cts + en->first, cv + en->first, en->count);
         }
         wire_end(b, mark);
         j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
