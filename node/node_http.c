@@ -5,8 +5,10 @@
  *   /metrics               Prometheus text format
  *   /api/v1/export         local data: ?shard=N (default: every local shard),
  *                          match[]=SELECTOR (optional, repeatable), start, end
- * Exports run on the thread pool and are capped at NODE_HTTP_EXPORT_MAX
- * bytes per response (an operator tool; the router's export is paged).
+ * Any other path is 404 "not found". The routes are one table (path,
+ * methods allowed, handler). Exports run on the thread pool and are capped
+ * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the
+ * router's export is paged).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +19,14 @@
 #include "st_err.h"
 #include "st_log.h"
 
+#define NODE_HTTP_MAX_MATCH 16 /* match[] selectors in one export */
+
 typedef struct export_job {
     uv_work_t w;
     node_t *n;
     http_req_t *req;
     int shard; /* -1 = all local shards */
-    selector_t sel[16];
+    selector_t sel[NODE_HTTP_MAX_MATCH];
     size_t nsel;
     int64_t start, end;
     st_buf_t out;
@@ -150,8 +154,8 @@ static void handle_export(node_t *n, http_req_t *req)
     size_t it = 0;
     const http_param_t *p;
     while ((p = http_params_next(&req->params, "match[]", &it)) != NULL) {
-        if (j->nsel == 16) {
-            snprintf(err, sizeof err, "too many match[] (max 16)");
+        if (j->nsel == NODE_HTTP_MAX_MATCH) {
+            snprintf(err, sizeof err, "too many match[] (max %d)", NODE_HTTP_MAX_MATCH);
             goto bad;
         }
         char perr[256];
@@ -175,33 +179,61 @@ bad:
     http_respond_error(req, 400, err);
 }
 
+static void handle_health(node_t *n, http_req_t *req)
+{
+    http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+static void handle_ready(node_t *n, http_req_t *req)
+{
+    if (n->ready)
+        http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+    else
+        http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
+}
+
+static void handle_metrics(node_t *n, http_req_t *req)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    if (metrics_render(n->metrics, &b) == 0)
+        http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
+    else
+        http_respond_error(req, 500, "cannot render metrics");
+    st_buf_deinit(&b);
+}
+
+#define METHOD(m) (1u << (m))
+
+/* The node's routes: exact paths; methods 0 = any, else a mask of
+ * METHOD(HTTP_METHOD_*) with the 405 text for the others. */
+static const struct node_route {
+    const char *path;
+    unsigned methods;
+    const char *not_allowed;
+    void (*fn)(node_t *n, http_req_t *req);
+} routes[] = {
+    {"/health", 0, NULL, handle_health},
+    {"/ready", 0, NULL, handle_ready},
+    {"/metrics", 0, NULL, handle_metrics},
+    {"/api/v1/export", METHOD(HTTP_METHOD_GET) | METHOD(HTTP_METHOD_POST), "use GET or POST",
+     handle_export},
+};
+
 void node_http_handler(http_req_t *req, void *arg)
 {
     node_t *n = arg;
-    const char *path = req->path;
-    if (strcmp(path, "/health") == 0) {
-        http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
-    } else if (strcmp(path, "/ready") == 0) {
-        if (n->ready)
-            http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct node_route *r = &routes[i];
+        if (strcmp(req->path, r->path) != 0)
+            continue;
+        if (r->methods && !(r->methods & METHOD(req->method)))
+            http_respond_error(req, 405, r->not_allowed);
         else
-            http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
-    } else if (strcmp(path, "/metrics") == 0) {
-        st_buf_t b;
-        st_buf_init(&b);
-        if (metrics_render(n->metrics, &b) == 0)
-            http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
-        else
-            http_respond_error(req, 500, "cannot render metrics");
-        st_buf_deinit(&b);
-    } else if (strcmp(path, "/api/v1/export") == 0) {
-        if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_POST)
-            http_respond_error(req, 405, "use GET or POST");
-        else
-            handle_export(n, req);
-    } else {
-        http_respond_error(req, 404, "not found");
+            r->fn(n, req);
+        return;
     }
+    http_respond_error(req, 404, "not found");
 }
 
 static int engine_gauges(void *arg, st_buf_t *out)

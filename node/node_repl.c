@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "hints.h"
+#include "node_write.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -663,12 +664,6 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- peers ------------------------------------------------------------- */
 
-static void rpc_log(void *arg, int level, const char *msg, const char *kv)
-{
-    (void)arg;
-    st_log(level, msg, "%s", kv ? kv : "");
-}
-
 static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int err)
 {
     peer_t *p = arg;
@@ -835,7 +830,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
             .default_timeout_ms = (unsigned)rc_->replica_timeout_ms,
             .on_state = on_state,
             .state_arg = p,
-            .log = rpc_log,
+            .log = node_rpc_log,
         };
         rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
         if (rc) {
