@@ -7,6 +7,11 @@
  * a uv_queue_work job on the libuv thread pool (UV_THREADPOOL_SIZE is set
  * at startup) and answers from the after-work callback on the loop thread.
  * Each shard has its own engine in <data-dir>/shard-<n>/.
+ *
+ * Files: node_main.c (command line), node_server.c (start, run, stop),
+ * node_rpc.c (RPC requests), node_write.c (local writes), node_repl.c
+ * (coordinated writes, hints, peers), node_query.c (pushed-down PromQL),
+ * node_http.c (HTTP routes, metrics).
  */
 #ifndef NODE_H
 #define NODE_H

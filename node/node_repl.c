@@ -198,7 +198,7 @@ typedef struct coord {
     uint8_t *payload;
     size_t len;
     repl_envelope_t env;
-    int mode;
+    topo_write_consistency_t mode;
     repl_entry_t *e;
     repl_tally_t *tally;
     node_shard_result_t *local;
@@ -246,7 +246,6 @@ static void maybe_reply(coord_t *c)
         rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
         goto out;
     }
-    static const char *const mode_names[] = {"sync", "quorum", "async"};
     node_shard_result_t *res = c->local;
     for (size_t i = 0; i < c->env.n; i++) {
         const repl_tally_t *t = &c->tally[i];
@@ -259,7 +258,7 @@ static void maybe_reply(coord_t *c)
         res[i].code = ST_EUNAVAIL;
         snprintf(res[i].msg, sizeof res[i].msg,
                  "write consistency %s not met: %u of %u replicas acked (need %u): %s",
-                 mode_names[c->mode], t->acks, t->rf, t->required, c->why[i]);
+                 topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, c->why[i]);
     }
     st_buf_t out;
     st_buf_init(&out);
@@ -387,11 +386,12 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         coord_free(c);
         return;
     }
-    c->mode =
-        c->env.consistency ? (int)c->env.consistency - 1 : (int)topo_write_consistency(n->topo);
+    /* the envelope carries 1 + topo_write_consistency_t; 0: cluster.ini's */
+    c->mode = c->env.consistency ? (topo_write_consistency_t)(c->env.consistency - 1)
+                                 : topo_write_consistency(n->topo);
     uint32_t rf = topo_replication_factor(n->topo), nshards = topo_shards(n->topo);
     for (size_t i = 0; i < ne; i++)
-        repl_tally_init(&c->tally[i], c->mode, rf);
+        repl_tally_init(&c->tally[i], (int)c->mode, rf);
     metric_counter_inc(r->coord_writes);
     c->refs = 1; /* the local write */
     /* forward: one call per peer with the entries of the shards it holds */
@@ -420,7 +420,7 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         }
         st_buf_t b;
         st_buf_init(&b);
-        int brc = repl_put_envelope(&b, 0, 1);
+        int brc = repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */);
         for (size_t q = 0; q < k && !brc; q++)
             brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
         int crc = brc ? ST_ENOMEM
@@ -568,7 +568,8 @@ static void peek_work(uv_work_t *w)
     if (p->job_rc == 0) {
         st_buf_t b;
         st_buf_init(&b);
-        if (repl_put_envelope(&b, 0, 1) || repl_put_entry(&b, batch, len)) {
+        if (repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */) ||
+            repl_put_entry(&b, batch, len)) {
             st_buf_deinit(&b);
             p->job_rc = ST_ENOMEM;
         } else {

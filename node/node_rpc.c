@@ -3,7 +3,8 @@
  *
  * A request's payload is copied into a job and handled in a uv_queue_work
  * callback (off the loop); the after-work callback replies on the loop.
- *   WRITE        NodeWrite (wire.h, zero-copy): per shard, engine_write
+ *   WRITE        NodeWrite: coordinated by node_repl.c when RF > 1 and it
+ *                was not forwarded; else per shard into the engines (node_write.c)
  *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples
  *   SERIES       same, without samples
  *   LABEL_NAMES  ReadRequest -> StringList
