@@ -11,7 +11,7 @@
  * Files: node_main.c (command line), node_server.c (start, run, stop),
  * node_rpc.c (RPC requests), node_write.c (local writes), node_repl.c
  * (coordinated writes, hints, peers), node_query.c (pushed-down PromQL),
- * node_http.c (HTTP routes, metrics).
+ * node_http.c (HTTP routes), node_metrics.c (metrics).
  */
 #ifndef NODE_H
 #define NODE_H
@@ -71,7 +71,11 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
                size_t msglen);
 /* http_handler_fn: the node's routes (node_http.c), arg = the node_t. */
 void node_http_handler(http_req_t *req, void *arg);
-/* The node's counters and the engines' gauges in n->metrics. */
+/* The node's counters and the engines' gauges in n->metrics (node_metrics.c). */
 int node_metrics_register(node_t *n);
+/* The engine stats summed over the shards open here (any thread); the
+ * first `cap` of their ids go to shards[] (may be NULL). Returns how many
+ * ids were written. */
+size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap);
 
 #endif

@@ -678,6 +678,18 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
     }
 }
 
+/* The last hint-queue snapshot of peer p (any thread): 1, or 0 when p is
+ * this node (no client, no queue). */
+static int peer_snapshot(peer_t *p, hints_stats_t *out)
+{
+    if (!p->cli)
+        return 0;
+    pthread_mutex_lock(&p->r->mu);
+    *out = p->snap;
+    pthread_mutex_unlock(&p->r->mu);
+    return 1;
+}
+
 /* A cut of damaged data loses at least one record even when their number
  * past the damage is unknown: count at least one per cut. */
 static uint64_t corrupt_records(const hints_stats_t *s)
@@ -710,11 +722,9 @@ static int collect(void *arg, st_buf_t *out)
         st_buf_append(out, tmp, (size_t)k);
         for (uint32_t i = 0; i < r->nnodes; i++) {
             peer_t *p = &r->peers[i];
-            if (!p->cli)
+            hints_stats_t s;
+            if (!peer_snapshot(p, &s))
                 continue;
-            pthread_mutex_lock(&r->mu);
-            hints_stats_t s = p->snap;
-            pthread_mutex_unlock(&r->mu);
             switch (f) {
             case 0:
                 k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
@@ -910,11 +920,9 @@ int node_repl_stats(node_repl_t *r, Strata__NodeStats *st)
     sp[0] = s;
     for (uint32_t i = 0; i < r->nnodes; i++) {
         peer_t *p = &r->peers[i];
-        if (!p->cli)
+        hints_stats_t hs;
+        if (!peer_snapshot(p, &hs))
             continue;
-        pthread_mutex_lock(&r->mu);
-        hints_stats_t hs = p->snap;
-        pthread_mutex_unlock(&r->mu);
         strata__peer_hints__init(&h[k]);
         h[k].peer = (char *)p->id;
         h[k].pending_records = hs.pending_records;

@@ -124,16 +124,27 @@ static engine_t *shard_engine(job_t *j, uint32_t shard)
     return n->engines[shard];
 }
 
-static void do_read(job_t *j, int with_samples)
+/* The job's ReadRequest, with its matchers in m and matchers_from's
+ * result in *rc (free m->arena); NULL with j->err set when malformed. */
+static Strata__ReadRequest *read_request(job_t *j, matchers_t *m, int *rc)
 {
     Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
     if (!r) {
         j->err = ST_EPROTO;
         snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
-        return;
+        return NULL;
     }
+    *rc = matchers_from(r, m, j->msg, sizeof j->msg);
+    return r;
+}
+
+static void do_read(job_t *j, int with_samples)
+{
     matchers_t m;
-    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    int rc;
+    Strata__ReadRequest *r = read_request(j, &m, &rc);
+    if (!r)
+        return;
     uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;
     uint64_t max_series = r->max_series ? r->max_series : NODE_EXPORT_PAGE_SERIES;
     uint64_t samples = 0, series = 0;
@@ -226,14 +237,11 @@ static int strset_add(void *arg, const char *s, size_t len)
 
 static void do_labels(job_t *j, int values)
 {
-    Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
-    if (!r) {
-        j->err = ST_EPROTO;
-        snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
-        return;
-    }
     matchers_t m;
-    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    int rc;
+    Strata__ReadRequest *r = read_request(j, &m, &rc);
+    if (!r)
+        return;
     strset_t set = {0};
     char *name = NULL;
     if (!rc && values) {
@@ -280,18 +288,12 @@ static void do_stats(job_t *j)
         j->err = ST_ENOMEM;
         return;
     }
-    size_t ns = 0;
-    for (int s = 0; s < (int)topo_shards(n->topo) && ns < cap; s++) {
-        if (!n->engines[s])
-            continue;
-        engine_stats_t es;
-        engine_get_stats(n->engines[s], &es);
-        st.series += es.series;
-        st.head_samples += es.head_samples;
-        st.disk_bytes += es.disk_bytes;
-        st.samples_written += es.samples_written;
-        shards[ns++] = (uint32_t)s;
-    }
+    engine_stats_t t;
+    size_t ns = node_engine_totals(n, &t, shards, cap);
+    st.series = t.series;
+    st.head_samples = t.head_samples;
+    st.disk_bytes = t.disk_bytes;
+    st.samples_written = t.samples_written;
     st.n_shards = ns;
     st.shards = shards;
     if (n->repl && node_repl_stats(n->repl, &st)) {
