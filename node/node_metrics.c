@@ -86,24 +86,26 @@ static int engine_gauges(void *arg, st_buf_t *out)
 
 int node_metrics_register(node_t *n)
 {
-    metrics_t *m = n->metrics;
-    n->rpc_requests = metrics_counter(m, "strata_node_rpc_requests_total", "RPC requests.", NULL);
-    n->rpc_errors = metrics_counter(m, "strata_node_rpc_errors_total",
-                                    "RPC requests answered with an error.", NULL);
-    n->samples_written = metrics_counter(m, "strata_node_samples_written_total",
-                                         "Samples written through RPC.", NULL);
-    n->write_rejected = metrics_counter(m, "strata_node_shard_writes_rejected_total",
-                                        "Shard writes that failed.", NULL);
-    n->http_exports =
-        metrics_counter(m, "strata_node_http_exports_total", "Local /api/v1/export calls.", NULL);
-    n->queries = metrics_counter(m, "strata_node_queries_total",
-                                 "Pushed-down query evaluations (QUERY RPCs) answered.", NULL);
-    n->query_samples = metrics_counter(m, "strata_node_query_samples_total",
-                                       "Raw samples read by pushed-down query evaluations.", NULL);
-    n->query_points = metrics_counter(m, "strata_node_query_points_total",
-                                      "Values returned by pushed-down query evaluations.", NULL);
-    if (!n->rpc_requests || !n->rpc_errors || !n->samples_written || !n->write_rejected ||
-        !n->http_exports || !n->queries || !n->query_samples || !n->query_points)
-        return ST_ENOMEM;
-    return metrics_collector(m, engine_gauges, n);
+    const struct {
+        metric_counter_t **c;
+        const char *name, *help;
+    } counters[] = {
+        {&n->rpc_requests, "strata_node_rpc_requests_total", "RPC requests."},
+        {&n->rpc_errors, "strata_node_rpc_errors_total", "RPC requests answered with an error."},
+        {&n->samples_written, "strata_node_samples_written_total", "Samples written through RPC."},
+        {&n->write_rejected, "strata_node_shard_writes_rejected_total",
+         "Shard writes that failed."},
+        {&n->http_exports, "strata_node_http_exports_total", "Local /api/v1/export calls."},
+        {&n->queries, "strata_node_queries_total",
+         "Pushed-down query evaluations (QUERY RPCs) answered."},
+        {&n->query_samples, "strata_node_query_samples_total",
+         "Raw samples read by pushed-down query evaluations."},
+        {&n->query_points, "strata_node_query_points_total",
+         "Values returned by pushed-down query evaluations."},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        if (!(*counters[i].c =
+                  metrics_counter(n->metrics, counters[i].name, counters[i].help, NULL)))
+            return ST_ENOMEM;
+    return metrics_collector(n->metrics, engine_gauges, n);
 }

@@ -355,25 +355,31 @@ static void size_thread_pool(void)
     setenv("UV_THREADPOOL_SIZE", tp, 1);
 }
 
-static void register_metrics(router_t *r)
+static int register_metrics(router_t *r)
 {
-    metrics_t *m = r->metrics;
-    r->lines_ok = metrics_counter(m, "strata_router_lines_written_total",
-                                  "Line-protocol lines accepted.", NULL);
-    r->lines_bad = metrics_counter(m, "strata_router_lines_rejected_total",
-                                   "Line-protocol lines rejected (bad syntax or limits).", NULL);
-    r->samples = metrics_counter(m, "strata_router_samples_written_total",
-                                 "Samples acknowledged by nodes.", NULL);
-    r->write_503 = metrics_counter(m, "strata_router_write_unavailable_total",
-                                   "Writes answered 503 (a shard missed its consistency).", NULL);
-    r->rpc_fail = metrics_counter(m, "strata_router_rpc_failures_total",
-                                  "Node RPCs that failed (unreachable, timeout, error).", NULL);
-    r->reads =
-        metrics_counter(m, "strata_router_reads_total", "Export, series and label requests.", NULL);
-    r->q_pushed = metrics_counter(m, "strata_router_query_pushed_total",
-                                  "Pushed-down query parts sent to nodes (QUERY RPCs).", NULL);
-    r->q_raw = metrics_counter(m, "strata_router_query_raw_selects_total",
-                               "Raw-sample selections fetched for queries (EXPORT RPCs).", NULL);
+    const struct {
+        metric_counter_t **c;
+        const char *name, *help;
+    } counters[] = {
+        {&r->lines_ok, "strata_router_lines_written_total", "Line-protocol lines accepted."},
+        {&r->lines_bad, "strata_router_lines_rejected_total",
+         "Line-protocol lines rejected (bad syntax or limits)."},
+        {&r->samples, "strata_router_samples_written_total", "Samples acknowledged by nodes."},
+        {&r->write_503, "strata_router_write_unavailable_total",
+         "Writes answered 503 (a shard missed its consistency)."},
+        {&r->rpc_fail, "strata_router_rpc_failures_total",
+         "Node RPCs that failed (unreachable, timeout, error)."},
+        {&r->reads, "strata_router_reads_total", "Export, series and label requests."},
+        {&r->q_pushed, "strata_router_query_pushed_total",
+         "Pushed-down query parts sent to nodes (QUERY RPCs)."},
+        {&r->q_raw, "strata_router_query_raw_selects_total",
+         "Raw-sample selections fetched for queries (EXPORT RPCs)."},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        if (!(*counters[i].c =
+                  metrics_counter(r->metrics, counters[i].name, counters[i].help, NULL)))
+            return ST_ENOMEM;
+    return 0;
 }
 
 /* One persistent, reconnecting client per node. */
@@ -440,11 +446,10 @@ int router_server_start(router_server_t *s)
     uint32_t nn = topo_node_count(r->topo);
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
-    if (!r->clients || !s->nodes || metrics_create(&r->metrics)) {
+    if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
-    register_metrics(r);
     if (create_clients(s) != 0)
         return 1;
     r->hints_held = calloc((size_t)nn * nn, sizeof *r->hints_held);
