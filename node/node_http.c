@@ -4,7 +4,8 @@
  *   /ready                 engines open and RPC listening (200) or 503
  *   /metrics               Prometheus text format
  *   /api/v1/export         local data: ?shard=N (default: every local shard),
- *                          match[]=SELECTOR (optional, repeatable), start, end
+ *                          match[]=SELECTOR (optional, repeatable), start, end;
+ *                          GET or POST (else 405)
  * Any other path is 404 "not found". The routes are one table (path,
  * methods allowed, handler). Exports run on the thread pool and are capped
  * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the

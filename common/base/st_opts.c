@@ -3,9 +3,9 @@
  *
  * The program's table is copied into a struct option array followed by the
  * built-ins (log-level, version, help); getopt_long returns each entry's
- * own value, which says which one it was. The usage text is
- * the spec's synopsis, the built-in [--log-level ...] line, then one line
- * per listed option with its help aligned at help_col.
+ * own value, which says which one it was. The usage text is the spec's
+ * synopsis, the built-in [--log-level ...] line, then one line per listed
+ * option with its help aligned at help_col.
  */
 #include "st_opts.h"
 
