@@ -7,6 +7,11 @@
  * a uv_queue_work job on the libuv thread pool (UV_THREADPOOL_SIZE is set
  * at startup) and answers from the after-work callback on the loop thread.
  * Each shard has its own engine in <data-dir>/shard-<n>/.
+ *
+ * Files: node_main.c (command line), node_server.c (start, run, stop),
+ * node_rpc.c (RPC requests), node_write.c (local writes), node_repl.c
+ * (coordinated writes, hints, peers), node_query.c (pushed-down PromQL),
+ * node_http.c (HTTP routes), node_metrics.c (metrics).
  */
 #ifndef NODE_H
 #define NODE_H
@@ -19,15 +24,22 @@
 #include "http.h"
 #include "metrics.h"
 #include "rpc_uv.h"
+#include "st_log.h"
 #include "topo.h"
 
-#define NODE_EXPORT_PAGE_SAMPLES 1000000  /* default page size of EXPORT */
+/* A ReadRequest that leaves max_samples / max_series at 0 gets pages of
+ * these sizes (the router always sets both: ROUTER_EXPORT_PAGE samples and
+ * 50000 series in router_read.c; the defaults serve other RPC clients). */
+#define NODE_EXPORT_PAGE_SAMPLES 1000000  /* default samples per EXPORT page */
+#define NODE_EXPORT_PAGE_SERIES 100000    /* default series per EXPORT/SERIES page */
+#define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 
 typedef struct node {
     uv_loop_t *loop;
     topo_t *topo;
     int self;
+    char *node_id; /* this node's [node "ID"] (--node-id or the hostname) */
     char *data_dir;
     engine_t **engines; /* [shards]; NULL when the shard is not placed here */
     rpc_server_t *rpc;
@@ -39,15 +51,31 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
+    uv_signal_t sig_term, sig_int; /* node_server.c: shutdown */
+    int shutting_down;
 } node_t;
 
+/* rpc_log_fn for the node's RPC server and peer clients: into st_log. */
+static inline void node_rpc_log(void *arg, int level, const char *msg, const char *kv)
+{
+    (void)arg;
+    st_log(level, msg, "%s", kv ? kv : "");
+}
+
+/* rpc_handler_fn: the node's RPC requests (node_rpc.c), arg = the node_t. */
 void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
                       const uint8_t *payload, size_t len);
 /* QUERY: evaluate a pushed-down QueryRequest over local shards (thread pool).
  * Appends a QueryResponse to out; else returns ST_E* with a message. */
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen);
+/* http_handler_fn: the node's routes (node_http.c), arg = the node_t. */
 void node_http_handler(http_req_t *req, void *arg);
+/* The node's counters and the engines' gauges in n->metrics (node_metrics.c). */
 int node_metrics_register(node_t *n);
+/* The engine stats summed over the shards open here (any thread); the
+ * first `cap` of their ids go to shards[] (may be NULL). Returns how many
+ * ids were written. */
+size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap);
 
 #endif

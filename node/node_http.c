@@ -4,9 +4,12 @@
  *   /ready                 engines open and RPC listening (200) or 503
  *   /metrics               Prometheus text format
  *   /api/v1/export         local data: ?shard=N (default: every local shard),
- *                          match[]=SELECTOR (optional, repeatable), start, end
- * Exports run on the thread pool and are capped at NODE_HTTP_EXPORT_MAX
- * bytes per response (an operator tool; the router's export is paged).
+ *                          match[]=SELECTOR (optional, repeatable), start, end;
+ *                          GET or POST (else 405)
+ * Any other path is 404 "not found". The routes are one table (path,
+ * methods allowed, handler). Exports run on the thread pool and are capped
+ * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the
+ * router's export is paged).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +20,14 @@
 #include "st_err.h"
 #include "st_log.h"
 
+#define NODE_HTTP_MAX_MATCH 16 /* match[] selectors in one export */
+
 typedef struct export_job {
     uv_work_t w;
     node_t *n;
     http_req_t *req;
     int shard; /* -1 = all local shards */
-    selector_t sel[16];
+    selector_t sel[NODE_HTTP_MAX_MATCH];
     size_t nsel;
     int64_t start, end;
     st_buf_t out;
@@ -150,8 +155,8 @@ static void handle_export(node_t *n, http_req_t *req)
     size_t it = 0;
     const http_param_t *p;
     while ((p = http_params_next(&req->params, "match[]", &it)) != NULL) {
-        if (j->nsel == 16) {
-            snprintf(err, sizeof err, "too many match[] (max 16)");
+        if (j->nsel == NODE_HTTP_MAX_MATCH) {
+            snprintf(err, sizeof err, "too many match[] (max %d)", NODE_HTTP_MAX_MATCH);
             goto bad;
         }
         char perr[256];
@@ -175,120 +180,59 @@ bad:
     http_respond_error(req, 400, err);
 }
 
+static void handle_health(node_t *n, http_req_t *req)
+{
+    http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+static void handle_ready(node_t *n, http_req_t *req)
+{
+    if (n->ready)
+        http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+    else
+        http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
+}
+
+static void handle_metrics(node_t *n, http_req_t *req)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    if (metrics_render(n->metrics, &b) == 0)
+        http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
+    else
+        http_respond_error(req, 500, "cannot render metrics");
+    st_buf_deinit(&b);
+}
+
+#define METHOD(m) (1u << (m))
+
+/* The node's routes: exact paths; methods 0 = any, else a mask of
+ * METHOD(HTTP_METHOD_*) with the 405 text for the others. */
+static const struct node_route {
+    const char *path;
+    unsigned methods;
+    const char *not_allowed;
+    void (*fn)(node_t *n, http_req_t *req);
+} routes[] = {
+    {"/health", 0, NULL, handle_health},
+    {"/ready", 0, NULL, handle_ready},
+    {"/metrics", 0, NULL, handle_metrics},
+    {"/api/v1/export", METHOD(HTTP_METHOD_GET) | METHOD(HTTP_METHOD_POST), "use GET or POST",
+     handle_export},
+};
+
 void node_http_handler(http_req_t *req, void *arg)
 {
     node_t *n = arg;
-    const char *path = req->path;
-    if (strcmp(path, "/health") == 0) {
-        http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
-    } else if (strcmp(path, "/ready") == 0) {
-        if (n->ready)
-            http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
-        else
-            http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
-    } else if (strcmp(path, "/metrics") == 0) {
-        st_buf_t b;
-        st_buf_init(&b);
-        if (metrics_render(n->metrics, &b) == 0)
-            http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
-        else
-            http_respond_error(req, 500, "cannot render metrics");
-        st_buf_deinit(&b);
-    } else if (strcmp(path, "/api/v1/export") == 0) {
-        if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_POST)
-            http_respond_error(req, 405, "use GET or POST");
-        else
-            handle_export(n, req);
-    } else {
-        http_respond_error(req, 404, "not found");
-    }
-}
-
-static int engine_gauges(void *arg, st_buf_t *out)
-{
-    node_t *n = arg;
-    engine_stats_t t = {0};
-    for (int s = 0; s < (int)topo_shards(n->topo); s++) {
-        if (!n->engines[s])
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct node_route *r = &routes[i];
+        if (strcmp(req->path, r->path) != 0)
             continue;
-        engine_stats_t es;
-        engine_get_stats(n->engines[s], &es);
-        t.series += es.series;
-        t.head_samples += es.head_samples;
-        t.head_bytes += es.head_bytes;
-        t.segments += es.segments;
-        t.disk_bytes += es.disk_bytes;
-        t.wal_bytes += es.wal_bytes;
-        t.samples_written += es.samples_written;
-        t.samples_out_of_order += es.samples_out_of_order;
-        t.flushes += es.flushes;
-        t.compactions += es.compactions;
-        t.flush_errors += es.flush_errors;
-        t.wal_syncs += es.wal_syncs;
-        t.samples_too_old += es.samples_too_old;
+        if (r->methods && !(r->methods & METHOD(req->method)))
+            http_respond_error(req, 405, r->not_allowed);
+        else
+            r->fn(n, req);
+        return;
     }
-    char tmp[4096];
-    int k = snprintf(
-        tmp, sizeof tmp,
-        "# HELP strata_node_series Series stored on this node.\n# TYPE strata_node_series gauge\n"
-        "strata_node_series %llu\n"
-        "# HELP strata_node_head_samples Samples in memory not yet in segments.\n"
-        "# TYPE strata_node_head_samples gauge\nstrata_node_head_samples %llu\n"
-        "# HELP strata_node_head_bytes Memory held by the heads.\n"
-        "# TYPE strata_node_head_bytes gauge\nstrata_node_head_bytes %llu\n"
-        "# HELP strata_node_segments Segment files.\n"
-        "# TYPE strata_node_segments gauge\nstrata_node_segments %llu\n"
-        "# HELP strata_node_disk_bytes Bytes on disk (segments, series logs, WAL).\n"
-        "# TYPE strata_node_disk_bytes gauge\nstrata_node_disk_bytes %llu\n"
-        "# HELP strata_node_wal_bytes Bytes in WAL files.\n"
-        "# TYPE strata_node_wal_bytes gauge\nstrata_node_wal_bytes %llu\n"
-        "# HELP strata_node_engine_samples_written_total Samples written to the engines.\n"
-        "# TYPE strata_node_engine_samples_written_total counter\n"
-        "strata_node_engine_samples_written_total %llu\n"
-        "# HELP strata_node_samples_out_of_order_total Samples older than their series' newest.\n"
-        "# TYPE strata_node_samples_out_of_order_total counter\n"
-        "strata_node_samples_out_of_order_total %llu\n"
-        "# HELP strata_node_flushes_total Head flushes.\n"
-        "# TYPE strata_node_flushes_total counter\nstrata_node_flushes_total %llu\n"
-        "# HELP strata_node_compactions_total Partition compactions.\n"
-        "# TYPE strata_node_compactions_total counter\nstrata_node_compactions_total %llu\n"
-        "# HELP strata_node_flush_errors_total Failed flush attempts (retried).\n"
-        "# TYPE strata_node_flush_errors_total counter\nstrata_node_flush_errors_total %llu\n"
-        "# HELP strata_node_wal_syncs_total WAL fsyncs.\n"
-        "# TYPE strata_node_wal_syncs_total counter\nstrata_node_wal_syncs_total %llu\n"
-        "# HELP strata_node_samples_too_old_total Samples dropped: older than retention.\n"
-        "# TYPE strata_node_samples_too_old_total counter\nstrata_node_samples_too_old_total "
-        "%llu\n",
-        (unsigned long long)t.series, (unsigned long long)t.head_samples,
-        (unsigned long long)t.head_bytes, (unsigned long long)t.segments,
-        (unsigned long long)t.disk_bytes, (unsigned long long)t.wal_bytes,
-        (unsigned long long)t.samples_written, (unsigned long long)t.samples_out_of_order,
-        (unsigned long long)t.flushes, (unsigned long long)t.compactions,
-        (unsigned long long)t.flush_errors, (unsigned long long)t.wal_syncs,
-        (unsigned long long)t.samples_too_old);
-    return st_buf_append(out, tmp, (size_t)k);
-}
-
-int node_metrics_register(node_t *n)
-{
-    metrics_t *m = n->metrics;
-    n->rpc_requests = metrics_counter(m, "strata_node_rpc_requests_total", "RPC requests.", NULL);
-    n->rpc_errors = metrics_counter(m, "strata_node_rpc_errors_total",
-                                    "RPC requests answered with an error.", NULL);
-    n->samples_written = metrics_counter(m, "strata_node_samples_written_total",
-                                         "Samples written through RPC.", NULL);
-    n->write_rejected = metrics_counter(m, "strata_node_shard_writes_rejected_total",
-                                        "Shard writes that failed.", NULL);
-    n->http_exports =
-        metrics_counter(m, "strata_node_http_exports_total", "Local /api/v1/export calls.", NULL);
-    n->queries = metrics_counter(m, "strata_node_queries_total",
-                                 "Pushed-down query evaluations (QUERY RPCs) answered.", NULL);
-    n->query_samples = metrics_counter(m, "strata_node_query_samples_total",
-                                       "Raw samples read by pushed-down query evaluations.", NULL);
-    n->query_points = metrics_counter(m, "strata_node_query_points_total",
-                                      "Values returned by pushed-down query evaluations.", NULL);
-    if (!n->rpc_requests || !n->rpc_errors || !n->samples_written || !n->write_rejected ||
-        !n->http_exports || !n->queries || !n->query_samples || !n->query_points)
-        return ST_ENOMEM;
-    return metrics_collector(m, engine_gauges, n);
+    http_respond_error(req, 404, "not found");
 }

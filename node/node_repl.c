@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "hints.h"
+#include "node_write.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -197,7 +198,7 @@ typedef struct coord {
     uint8_t *payload;
     size_t len;
     repl_envelope_t env;
-    int mode;
+    topo_write_consistency_t mode;
     repl_entry_t *e;
     repl_tally_t *tally;
     node_shard_result_t *local;
@@ -245,7 +246,6 @@ static void maybe_reply(coord_t *c)
         rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
         goto out;
     }
-    static const char *const mode_names[] = {"sync", "quorum", "async"};
     node_shard_result_t *res = c->local;
     for (size_t i = 0; i < c->env.n; i++) {
         const repl_tally_t *t = &c->tally[i];
@@ -258,7 +258,7 @@ static void maybe_reply(coord_t *c)
         res[i].code = ST_EUNAVAIL;
         snprintf(res[i].msg, sizeof res[i].msg,
                  "write consistency %s not met: %u of %u replicas acked (need %u): %s",
-                 mode_names[c->mode], t->acks, t->rf, t->required, c->why[i]);
+                 topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, c->why[i]);
     }
     st_buf_t out;
     st_buf_init(&out);
@@ -386,11 +386,12 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         coord_free(c);
         return;
     }
-    c->mode =
-        c->env.consistency ? (int)c->env.consistency - 1 : (int)topo_write_consistency(n->topo);
+    /* the envelope carries 1 + topo_write_consistency_t; 0: cluster.ini's */
+    c->mode = c->env.consistency ? (topo_write_consistency_t)(c->env.consistency - 1)
+                                 : topo_write_consistency(n->topo);
     uint32_t rf = topo_replication_factor(n->topo), nshards = topo_shards(n->topo);
     for (size_t i = 0; i < ne; i++)
-        repl_tally_init(&c->tally[i], c->mode, rf);
+        repl_tally_init(&c->tally[i], (int)c->mode, rf);
     metric_counter_inc(r->coord_writes);
     c->refs = 1; /* the local write */
     /* forward: one call per peer with the entries of the shards it holds */
@@ -419,7 +420,7 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         }
         st_buf_t b;
         st_buf_init(&b);
-        int brc = repl_put_envelope(&b, 0, 1);
+        int brc = repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */);
         for (size_t q = 0; q < k && !brc; q++)
             brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
         int crc = brc ? ST_ENOMEM
@@ -567,7 +568,8 @@ static void peek_work(uv_work_t *w)
     if (p->job_rc == 0) {
         st_buf_t b;
         st_buf_init(&b);
-        if (repl_put_envelope(&b, 0, 1) || repl_put_entry(&b, batch, len)) {
+        if (repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */) ||
+            repl_put_entry(&b, batch, len)) {
             st_buf_deinit(&b);
             p->job_rc = ST_ENOMEM;
         } else {
@@ -663,12 +665,6 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- peers ------------------------------------------------------------- */
 
-static void rpc_log(void *arg, int level, const char *msg, const char *kv)
-{
-    (void)arg;
-    st_log(level, msg, "%s", kv ? kv : "");
-}
-
 static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int err)
 {
     peer_t *p = arg;
@@ -680,6 +676,18 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
     } else if (state != RPC_CLIENT_UP && was) {
         st_warn("peer down", "peer=%s err=\"%s\"", p->id, st_strerror(err));
     }
+}
+
+/* The last hint-queue snapshot of peer p (any thread): 1, or 0 when p is
+ * this node (no client, no queue). */
+static int peer_snapshot(peer_t *p, hints_stats_t *out)
+{
+    if (!p->cli)
+        return 0;
+    pthread_mutex_lock(&p->r->mu);
+    *out = p->snap;
+    pthread_mutex_unlock(&p->r->mu);
+    return 1;
 }
 
 /* A cut of damaged data loses at least one record even when their number
@@ -714,11 +722,9 @@ static int collect(void *arg, st_buf_t *out)
         st_buf_append(out, tmp, (size_t)k);
         for (uint32_t i = 0; i < r->nnodes; i++) {
             peer_t *p = &r->peers[i];
-            if (!p->cli)
+            hints_stats_t s;
+            if (!peer_snapshot(p, &s))
                 continue;
-            pthread_mutex_lock(&r->mu);
-            hints_stats_t s = p->snap;
-            pthread_mutex_unlock(&r->mu);
             switch (f) {
             case 0:
                 k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
@@ -835,7 +841,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
             .default_timeout_ms = (unsigned)rc_->replica_timeout_ms,
             .on_state = on_state,
             .state_arg = p,
-            .log = rpc_log,
+            .log = node_rpc_log,
         };
         rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
         if (rc) {
@@ -914,11 +920,9 @@ int node_repl_stats(node_repl_t *r, Strata__NodeStats *st)
     sp[0] = s;
     for (uint32_t i = 0; i < r->nnodes; i++) {
         peer_t *p = &r->peers[i];
-        if (!p->cli)
+        hints_stats_t hs;
+        if (!peer_snapshot(p, &hs))
             continue;
-        pthread_mutex_lock(&r->mu);
-        hints_stats_t hs = p->snap;
-        pthread_mutex_unlock(&r->mu);
         strata__peer_hints__init(&h[k]);
         h[k].peer = (char *)p->id;
         h[k].pending_records = hs.pending_records;

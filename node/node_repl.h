@@ -1,12 +1,13 @@
 /*
- * node_repl — the node's side of replication (DESIGN §7): coordinating a
- * write across a shard's replicas, the durable hint queue per peer, its
- * replay, and the node's view of its peers' health.
+ * node_repl — the node's side of replication: coordinating a write across
+ * a shard's replicas, the durable hint queue per peer, its replay, and the
+ * node's view of its peers' health.
  *
  * Coordinated write: the router sends a shard's batch to its first
  * reachable replica. That node (the coordinator) forwards the WriteRequest
  * bytes it received, unchanged, to the other replicas (NodeWrite with
- * forwarded = true) while it writes them locally on the thread pool, and
+ * forwarded = true) while it writes them locally on the thread pool
+ * (node_write.h), and
  * answers the router per shard once the mode is met (sync: all RF; quorum:
  * floor(RF/2)+1 with itself; async: itself) or can no longer be met.
  * Every replica that did not ack (down, timed out, refused, failed) gets a
@@ -26,22 +27,6 @@
 #include "repl.h"
 
 typedef struct node_repl node_repl_t;
-
-/* A shard's local write outcome (node_write_local). */
-typedef struct node_shard_result {
-    uint32_t shard;
-    int code; /* 0 or ST_E* */
-    uint64_t samples;
-    char msg[200];
-} node_shard_result_t;
-
-/* Write the WriteRequests `e[0..ne)` into this node's engines (thread pool
- * only: it does disk I/O). res[i] gets entry i's outcome. Returns 0 or
- * ST_ENOMEM (then res is unspecified). Defined in node_rpc.c. */
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res);
-
-/* Pack res[0..n) as a NodeWriteResult into out. */
-int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out);
 
 /* Open the hint queues and create the peer clients. */
 int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out);

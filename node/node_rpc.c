@@ -3,7 +3,8 @@
  *
  * A request's payload is copied into a job and handled in a uv_queue_work
  * callback (off the loop); the after-work callback replies on the loop.
- *   WRITE        NodeWrite (wire.h, zero-copy): per shard, engine_write
+ *   WRITE        NodeWrite: coordinated by node_repl.c when RF > 1 and it
+ *                was not forwarded; else per shard into the engines (node_write.c)
  *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples
  *   SERIES       same, without samples
  *   LABEL_NAMES  ReadRequest -> StringList
@@ -16,6 +17,8 @@
 
 #include "node.h"
 #include "node_repl.h"
+#include "node_wire.h"
+#include "node_write.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -35,146 +38,6 @@ typedef struct job {
 } job_t;
 
 /* ---- WRITE ---- */
-
-typedef struct write_scratch {
-    engine_series_batch_t *b;
-    st_label_t *labels;
-    int64_t *ts;
-    double *v;
-    size_t bcap, lcap, scap;
-} write_scratch_t;
-
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap && p)
-        return p;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    void *np = realloc(p, c * elem);
-    if (!np)
-        return NULL;
-    *cap = c;
-    return np;
-}
-
-static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
-                       node_shard_result_t *res)
-{
-    const uint8_t *end = p + len, *q = p;
-    wire_field_t f;
-    int rc;
-    uint32_t shard = UINT32_MAX;
-    size_t bi = 0, li = 0, si = 0;
-    /* one pass: arrays may move while growing, so entries hold offsets
-     * (in the pointer fields) until the pass is over */
-    while ((rc = wire_next(&q, end, &f)) == 1) {
-        if (f.num == 1 && f.type == WIRE_VARINT) {
-            shard = (uint32_t)f.u;
-            continue;
-        }
-        if (!(f.num == 2 && f.type == WIRE_LEN))
-            continue;
-        wire_series_t s;
-        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
-            break;
-        size_t c0 = ws->scap;
-        if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
-            !(ws->labels = grow(ws->labels, &ws->lcap, li + s.nlabels, sizeof *ws->labels)) ||
-            !(ws->ts = grow(ws->ts, &c0, si + s.nvals, sizeof *ws->ts)) ||
-            !(ws->v = grow(ws->v, &ws->scap, si + s.nvals, sizeof *ws->v)))
-            return ST_ENOMEM;
-        size_t got;
-        if ((rc = wire_series_samples(&s, ws->ts + si, ws->v + si, s.nvals, &got)) < 0)
-            break;
-        if (s.nlabels)
-            memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
-        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(uintptr_t)li, s.nlabels,
-                                            (const int64_t *)(uintptr_t)si,
-                                            (const double *)(uintptr_t)si, got};
-        li += s.nlabels;
-        si += got;
-        bi++;
-    }
-    res->shard = shard;
-    if (rc < 0) {
-        snprintf(res->msg, sizeof res->msg, "malformed ShardWrite: %s", st_strerror(rc));
-        return rc;
-    }
-    if (shard >= (uint32_t)topo_shards(n->topo) || !n->engines[shard]) {
-        snprintf(res->msg, sizeof res->msg, "shard %u is not placed on node %s", shard,
-                 topo_node_id(n->topo, n->self));
-        return ST_EINVAL;
-    }
-    for (size_t i = 0; i < bi; i++) {
-        ws->b[i].labels = ws->labels + (uintptr_t)ws->b[i].labels;
-        ws->b[i].ts = ws->ts + (uintptr_t)ws->b[i].ts;
-        ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
-    }
-    size_t bad = 0;
-    rc = engine_write(n->engines[shard], ws->b, bi, &bad);
-    if (rc) {
-        snprintf(res->msg, sizeof res->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
-                 engine_last_error()[0] ? ": " : "", engine_last_error());
-        return rc;
-    }
-    res->samples = si;
-    metric_counter_add(n->samples_written, si);
-    return 0;
-}
-
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
-{
-    write_scratch_t ws = {0};
-    for (size_t i = 0; i < ne; i++) {
-        memset(&res[i], 0, sizeof res[i]);
-        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &res[i]);
-        if (res[i].code == ST_ENOMEM) {
-            free(ws.b);
-            free(ws.labels);
-            free(ws.ts);
-            free(ws.v);
-            return ST_ENOMEM;
-        }
-        if (res[i].code)
-            metric_counter_inc(n->write_rejected);
-    }
-    free(ws.b);
-    free(ws.labels);
-    free(ws.ts);
-    free(ws.v);
-    return 0;
-}
-
-int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out)
-{
-    Strata__ShardResult *sr = calloc(n ? n : 1, sizeof *sr);
-    Strata__ShardResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    int rc = 0;
-    if (!sr || !ptrs) {
-        rc = ST_ENOMEM;
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            strata__shard_result__init(&sr[i]);
-            sr[i].shard = res[i].shard;
-            sr[i].code = res[i].code;
-            sr[i].samples = res[i].samples;
-            sr[i].error = (char *)res[i].msg;
-            ptrs[i] = &sr[i];
-        }
-        Strata__NodeWriteResult o = STRATA__NODE_WRITE_RESULT__INIT;
-        o.n_results = n;
-        o.results = ptrs;
-        size_t sz = strata__node_write_result__get_packed_size(&o);
-        if (st_buf_reserve(out, sz))
-            rc = ST_ENOMEM;
-        else
-            out->len = strata__node_write_result__pack(&o, out->data);
-    }
-    free(sr);
-    free(ptrs);
-    return rc;
-}
 
 /* A write this node does not coordinate: forwarded by a coordinator, or
  * RF = 1. */
@@ -208,7 +71,7 @@ static void do_write(job_t *j)
 
 /* Matchers from a ReadRequest, with NUL-terminated copies. */
 typedef struct matchers {
-    st_matcher_t m[64];
+    st_matcher_t m[NODE_READ_MAX_MATCHERS];
     size_t n;
     char *arena;
 } matchers_t;
@@ -217,8 +80,8 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
 {
     out->n = 0;
     out->arena = NULL;
-    if (r->n_matchers > 64) {
-        snprintf(msg, msglen, "too many matchers (max 64)");
+    if (r->n_matchers > NODE_READ_MAX_MATCHERS) {
+        snprintf(msg, msglen, "too many matchers (max %d)", NODE_READ_MAX_MATCHERS);
         return ST_ELIMIT;
     }
     size_t bytes = 0;
@@ -261,18 +124,29 @@ static engine_t *shard_engine(job_t *j, uint32_t shard)
     return n->engines[shard];
 }
 
-static void do_read(job_t *j, int with_samples)
+/* The job's ReadRequest, with its matchers in m and matchers_from's
+ * result in *rc (free m->arena); NULL with j->err set when malformed. */
+static Strata__ReadRequest *read_request(job_t *j, matchers_t *m, int *rc)
 {
     Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
     if (!r) {
         j->err = ST_EPROTO;
         snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
-        return;
+        return NULL;
     }
+    *rc = matchers_from(r, m, j->msg, sizeof j->msg);
+    return r;
+}
+
+static void do_read(job_t *j, int with_samples)
+{
     matchers_t m;
-    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    int rc;
+    Strata__ReadRequest *r = read_request(j, &m, &rc);
+    if (!r)
+        return;
     uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;
-    uint64_t max_series = r->max_series ? r->max_series : 100000;
+    uint64_t max_series = r->max_series ? r->max_series : NODE_EXPORT_PAGE_SERIES;
     uint64_t samples = 0, series = 0;
     int done = 1;
     uint32_t next_shard = 0;
@@ -295,7 +169,8 @@ static void do_read(job_t *j, int with_samples)
         const int64_t *ts;
         const double *v;
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
-            rc = wire_put_series(&j->out, 1, l, nl, ts, v, with_samples ? cnt : 0);
+            rc = wire_put_series(&j->out, NODE_WIRE_READ_SERIES, l, nl, ts, v,
+                                 with_samples ? cnt : 0);
             if (rc)
                 break;
             samples += cnt;
@@ -316,10 +191,10 @@ static void do_read(job_t *j, int with_samples)
             break;
     }
     if (!rc) {
-        rc = wire_put_varint_field(&j->out, 2, (uint64_t)done);
+        rc = wire_put_varint_field(&j->out, NODE_WIRE_READ_DONE, (uint64_t)done);
         if (!done) {
-            rc |= wire_put_varint_field(&j->out, 3, next_shard);
-            rc |= wire_put_varint_field(&j->out, 4, next_pos);
+            rc |= wire_put_varint_field(&j->out, NODE_WIRE_READ_NEXT_SHARD, next_shard);
+            rc |= wire_put_varint_field(&j->out, NODE_WIRE_READ_NEXT_POS, next_pos);
         }
         j->out_type = with_samples ? RPC_EXPORT_RESP : RPC_SERIES_RESP;
     }
@@ -362,14 +237,11 @@ static int strset_add(void *arg, const char *s, size_t len)
 
 static void do_labels(job_t *j, int values)
 {
-    Strata__ReadRequest *r = strata__read_request__unpack(NULL, j->len, j->payload);
-    if (!r) {
-        j->err = ST_EPROTO;
-        snprintf(j->msg, sizeof j->msg, "malformed ReadRequest");
-        return;
-    }
     matchers_t m;
-    int rc = matchers_from(r, &m, j->msg, sizeof j->msg);
+    int rc;
+    Strata__ReadRequest *r = read_request(j, &m, &rc);
+    if (!r)
+        return;
     strset_t set = {0};
     char *name = NULL;
     if (!rc && values) {
@@ -391,7 +263,7 @@ static void do_labels(job_t *j, int values)
     /* shards return sorted lists: the router merges; here just concatenate
      * distinct values per shard (sorted within each shard) */
     for (size_t i = 0; i < set.n && !rc; i++)
-        rc = wire_put_bytes_field(&j->out, 1, set.s[i], set.len[i]);
+        rc = wire_put_bytes_field(&j->out, NODE_WIRE_STRINGS_VALUES, set.s[i], set.len[i]);
     for (size_t i = 0; i < set.n; i++)
         free(set.s[i]);
     free(set.s);
@@ -408,34 +280,36 @@ static void do_stats(job_t *j)
     node_t *n = j->n;
     Strata__NodeStats st = STRATA__NODE_STATS__INIT;
     st.node_id = (char *)topo_node_id(n->topo, n->self);
-    uint32_t shards[65536];
-    size_t ns = 0;
-    for (int s = 0; s < (int)topo_shards(n->topo); s++) {
-        if (!n->engines[s])
-            continue;
-        engine_stats_t es;
-        engine_get_stats(n->engines[s], &es);
-        st.series += es.series;
-        st.head_samples += es.head_samples;
-        st.disk_bytes += es.disk_bytes;
-        st.samples_written += es.samples_written;
-        shards[ns++] = (uint32_t)s;
+    /* engines are open for this node's shards only: that many ids at most */
+    const uint32_t *local;
+    size_t cap = topo_node_shards(n->topo, (uint32_t)n->self, &local);
+    uint32_t *shards = malloc((cap ? cap : 1) * sizeof *shards);
+    if (!shards) {
+        j->err = ST_ENOMEM;
+        return;
     }
+    engine_stats_t t;
+    size_t ns = node_engine_totals(n, &t, shards, cap);
+    st.series = t.series;
+    st.head_samples = t.head_samples;
+    st.disk_bytes = t.disk_bytes;
+    st.samples_written = t.samples_written;
     st.n_shards = ns;
     st.shards = shards;
     if (n->repl && node_repl_stats(n->repl, &st)) {
         j->err = ST_ENOMEM;
+        free(shards);
         return;
     }
     size_t sz = strata__node_stats__get_packed_size(&st);
     if (st_buf_reserve(&j->out, sz)) {
         j->err = ST_ENOMEM;
-        node_repl_stats_free(&st);
-        return;
+    } else {
+        j->out.len = strata__node_stats__pack(&st, j->out.data);
+        j->out_type = RPC_STATS_RESP;
     }
-    j->out.len = strata__node_stats__pack(&st, j->out.data);
-    j->out_type = RPC_STATS_RESP;
     node_repl_stats_free(&st);
+    free(shards);
 }
 
 static void work_cb(uv_work_t *w)

@@ -1,0 +1,315 @@
+/*
+ * node_server — strata-node's start, run and stop (see node_server.h).
+ *
+ * Start order: config and node id (node_load), then the thread pool size,
+ * the metrics, the data directory, one engine per local shard (the
+ * [storage] memtable budget is per node, split over the local shards),
+ * the RPC server (retrying while its own name does not resolve yet), the
+ * HTTP server, replication, and last the signal handlers. A signal closes
+ * the servers and the peer clients; the loop then runs dry once queued
+ * engine jobs are done, and node_stop flushes the engines.
+ */
+#include "node_server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "node_repl.h"
+#include "st_err.h"
+#include "st_log.h"
+
+#define NODE_MIN_MEMTABLE_BYTES (1u << 20) /* per shard, whatever the split */
+#define NODE_RPC_RESOLVE_ATTEMPTS 120      /* 1 s apart: how long to wait for our name */
+#define NODE_HTTP_CLOSE_GRACE_MS 5000      /* in-flight requests on shutdown */
+
+int node_load(const node_opts_t *o, node_t **out)
+{
+    *out = NULL;
+    node_t *n = calloc(1, sizeof *n);
+    if (!n) {
+        fprintf(stderr, "strata-node: out of memory\n");
+        return 1;
+    }
+    char err[1024];
+    if (topo_load_file(o->config, &n->topo, err, sizeof err) != 0) {
+        fprintf(stderr, "strata-node: %s\n", err);
+        free(n);
+        return 1;
+    }
+    char host[256];
+    const char *id = o->node_id;
+    if (!id) {
+        if (gethostname(host, sizeof host) != 0) {
+            fprintf(stderr, "strata-node: cannot read hostname; pass --node-id\n");
+            topo_destroy(n->topo);
+            free(n);
+            return 1;
+        }
+        host[sizeof host - 1] = '\0';
+        id = host;
+    }
+    n->self = topo_node_index(n->topo, id);
+    if (n->self < 0) {
+        fprintf(stderr, "strata-node: node id '%s' is not a [node] in %s (pass --node-id)\n", id,
+                o->config);
+        topo_destroy(n->topo);
+        free(n);
+        return 1;
+    }
+    n->node_id = strdup(id);
+    n->data_dir = strdup(o->data_dir);
+    if (!n->node_id || !n->data_dir) {
+        fprintf(stderr, "strata-node: out of memory\n");
+        node_stop(n);
+        return 1;
+    }
+    *out = n;
+    return 0;
+}
+
+int node_check(node_t *n)
+{
+    topo_print(n->topo, stdout);
+    printf("this node: %s\n", n->node_id);
+    node_stop(n); /* nothing started: frees only */
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = c;
+    }
+    return 0;
+}
+
+/* cluster.ini's wal_durability as the engine's WAL mode, one case each. */
+static engine_wal_mode_t engine_wal_mode(topo_wal_durability_t d)
+{
+    switch (d) {
+    case TOPO_WAL_EVERY_WRITE:
+        return ENGINE_WAL_EVERY_WRITE;
+    case TOPO_WAL_PERIODIC:
+        return ENGINE_WAL_PERIODIC;
+    case TOPO_WAL_OS_DEFAULT:
+        return ENGINE_WAL_OS_DEFAULT;
+    case TOPO_WAL_NONE:
+        return ENGINE_WAL_NONE;
+    }
+    return ENGINE_WAL_EVERY_WRITE; /* topo_load accepts no other value */
+}
+
+/* One engine per shard placed here, in <data-dir>/shard-<n>. */
+static int open_engines(node_t *n, size_t *nlocal_out)
+{
+    const uint32_t *local;
+    size_t nlocal = topo_node_shards(n->topo, (uint32_t)n->self, &local);
+    const topo_storage_t *st = topo_storage(n->topo);
+    engine_opts_t eo;
+    engine_opts_default(&eo);
+    eo.wal_durability = engine_wal_mode(st->wal_durability);
+    eo.wal_sync_interval_ms = st->wal_sync_interval_ms;
+    eo.partition_ms = st->partition_ms;
+    eo.retention_ms = st->retention_ms;
+    eo.memtable_max_age_ms = st->memtable_max_age_ms;
+    eo.memtable_max_bytes = st->memtable_max_bytes / (nlocal ? nlocal : 1);
+    if (eo.memtable_max_bytes < NODE_MIN_MEMTABLE_BYTES)
+        eo.memtable_max_bytes = NODE_MIN_MEMTABLE_BYTES;
+    for (size_t i = 0; i < nlocal; i++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/shard-%u", n->data_dir, local[i]);
+        int rc = engine_open(dir, &eo, &n->engines[local[i]]);
+        if (rc) {
+            st_error("cannot open shard", "shard=%u dir=%s err=\"%s\" detail=\"%s\"", local[i], dir,
+                     st_strerror(rc), engine_last_error());
+            return 1;
+        }
+        if (engine_last_error()[0])
+            st_warn("shard recovered with a warning", "shard=%u detail=\"%s\"", local[i],
+                    engine_last_error());
+    }
+    *nlocal_out = nlocal;
+    return 0;
+}
+
+/* --rpc-listen HOST:PORT (HOST may be [v6]) into *addr, host[] holding the
+ * host; 0, or exit status 2 with a message when malformed. With a '[' the
+ * text shown (in the message, as addr->addr) starts after it, as it always
+ * has: a known quirk, kept so that messages do not change here. */
+static int parse_rpc_listen(const char *s, topo_addr_t *addr, char *host, size_t hostcap)
+{
+    const char *colon = strrchr(s, ':');
+    char *endp = NULL;
+    long port = colon ? strtol(colon + 1, &endp, 10) : -1;
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        s++;
+        hl -= 2;
+    }
+    if (!colon || !endp || *endp || port < 1 || port > 65535 || hl == 0 || hl >= hostcap) {
+        fprintf(stderr, "strata-node: --rpc-listen: expected HOST:PORT, got '%s'\n", s);
+        return 2;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *addr = (topo_addr_t){s, host, (uint16_t)port};
+    return 0;
+}
+
+/* The thread pool runs every engine call: at least 4 threads, 2 per CPU
+ * (unless UV_THREADPOOL_SIZE is set). */
+static void size_thread_pool(void)
+{
+    if (getenv("UV_THREADPOOL_SIZE"))
+        return;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    char tp[32];
+    snprintf(tp, sizeof tp, "%ld", nproc * 2 < 4 ? 4 : nproc * 2);
+    setenv("UV_THREADPOOL_SIZE", tp, 1);
+}
+
+static void on_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    node_t *n = s->data;
+    if (n->shutting_down++)
+        return;
+    st_info("shutting down", "signal=%d", signum);
+    n->ready = 0;
+    if (n->http)
+        http_server_close(n->http, NODE_HTTP_CLOSE_GRACE_MS, on_closed, NULL);
+    n->http = NULL;
+    if (n->rpc)
+        rpc_server_close(n->rpc, on_closed, NULL);
+    n->rpc = NULL;
+    node_repl_shutdown(n->repl);
+    uv_close((uv_handle_t *)&n->sig_term, NULL);
+    uv_close((uv_handle_t *)&n->sig_int, NULL);
+}
+
+/* The RPC server on ra. In Kubernetes a pod's own DNS name
+ * (strata-node-0.strata-node) can appear a little after the pod starts:
+ * wait for it (bounded) rather than exit and crash-loop. */
+static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me)
+{
+    rpc_server_opts_t ro = {.log = node_rpc_log};
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        rc = rpc_server_create(n->loop, ra->host, ra->port, me, &ro, node_rpc_handler, n, &n->rpc);
+        if (rc != ST_EINVAL || attempt >= NODE_RPC_RESOLVE_ATTEMPTS || n->shutting_down)
+            break;
+        if (attempt % 10 == 0)
+            st_warn("rpc address does not resolve yet; retrying", "addr=%s attempt=%d", ra->addr,
+                    attempt + 1);
+        uv_run(n->loop, UV_RUN_NOWAIT); /* let a half-made handle close */
+        sleep(1);
+    }
+    if (rc)
+        st_error("cannot listen for RPC", "addr=%s err=\"%s\"", ra->addr, st_strerror(rc));
+    return rc;
+}
+
+int node_start(node_t *n, const node_opts_t *o)
+{
+    signal(SIGPIPE, SIG_IGN);
+    size_thread_pool();
+    n->loop = uv_default_loop();
+    n->engines = calloc(topo_shards(n->topo), sizeof *n->engines);
+    if (!n->engines || metrics_create(&n->metrics) || node_metrics_register(n)) {
+        fprintf(stderr, "strata-node: out of memory\n");
+        return 1;
+    }
+    if (make_dirs(n->data_dir) != 0) {
+        st_error("cannot create data dir", "dir=%s err=\"%s\"", n->data_dir, strerror(errno));
+        return 1;
+    }
+    size_t nlocal;
+    if (open_engines(n, &nlocal) != 0)
+        return 1;
+    const topo_addr_t *ra = topo_node_rpc(n->topo, (uint32_t)n->self);
+    topo_addr_t bind_addr;
+    char bind_host[256];
+    if (o->rpc_listen) {
+        int bad = parse_rpc_listen(o->rpc_listen, &bind_addr, bind_host, sizeof bind_host);
+        if (bad)
+            return bad;
+        ra = &bind_addr;
+    }
+    rpc_identity_t me = {topo_cluster_name(n->topo), topo_fingerprint(n->topo), n->node_id};
+    if (listen_rpc(n, ra, &me) != 0)
+        return 1;
+    const topo_addr_t *ha = topo_node_http(n->topo, (uint32_t)n->self);
+    http_limits_t hl;
+    http_limits_default(&hl);
+    int rc = http_server_create(n->loop, ha->host, ha->port, &hl, node_http_handler, n, &n->http);
+    if (rc) {
+        st_error("cannot listen for HTTP", "addr=%s err=\"%s\"", ha->addr, st_strerror(rc));
+        return 1;
+    }
+    http_server_metrics(n->http, n->metrics, "node");
+    if ((rc = node_repl_create(n, &me, &n->repl)) != 0) {
+        st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(n->loop, &n->sig_term);
+    uv_signal_init(n->loop, &n->sig_int);
+    n->sig_term.data = n->sig_int.data = n;
+    uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&n->sig_int, on_signal, SIGINT);
+    n->ready = 1;
+    st_info("strata-node started",
+            "node=%s rpc=%s http=%s shards=%zu data_dir=%s fingerprint=%016llx version=%s",
+            n->node_id, ra->addr, ha->addr, nlocal, n->data_dir,
+            (unsigned long long)topo_fingerprint(n->topo), STRATA_VERSION);
+    return 0;
+}
+
+void node_run(node_t *n)
+{
+    uv_run(n->loop, UV_RUN_DEFAULT);
+}
+
+int node_stop(node_t *n)
+{
+    int failed = 0, rc;
+    for (uint32_t s = 0; n->engines && s < topo_shards(n->topo); s++) {
+        if (n->engines[s] && (rc = engine_close(n->engines[s])) != 0) {
+            st_error("flush on shutdown failed", "shard=%d err=\"%s\" detail=\"%s\"", (int)s,
+                     st_strerror(rc), engine_last_error());
+            failed = 1;
+        }
+    }
+    node_repl_destroy(n->repl);
+    if (n->loop)
+        uv_loop_close(n->loop);
+    metrics_destroy(n->metrics);
+    free(n->engines);
+    free(n->data_dir);
+    topo_destroy(n->topo);
+    if (n->loop)
+        st_info("strata-node stopped", "node=%s clean=%d", n->node_id, !failed);
+    free(n->node_id);
+    free(n);
+    return failed;
+}

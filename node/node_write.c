@@ -1,0 +1,153 @@
+/*
+ * node_write — a shard's batch into its engine (see node_write.h).
+ *
+ * A WriteRequest is decoded zero-copy (wire.h): the labels, timestamps
+ * and values of all its series go into scratch arrays (reused across the
+ * entries of one NodeWrite), then the shard's batch is one engine_write.
+ */
+#include "node_write.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node_wire.h"
+#include "st_err.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+typedef struct write_scratch {
+    engine_series_batch_t *b;
+    st_label_t *labels;
+    int64_t *ts;
+    double *v;
+    size_t bcap, lcap, scap;
+} write_scratch_t;
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap && p)
+        return p;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(p, c * elem);
+    if (!np)
+        return NULL;
+    *cap = c;
+    return np;
+}
+
+static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
+                       node_shard_result_t *res)
+{
+    const uint8_t *end = p + len, *q = p;
+    wire_field_t f;
+    int rc;
+    uint32_t shard = UINT32_MAX;
+    size_t bi = 0, li = 0, si = 0;
+    /* one pass: arrays may move while growing, so entries hold offsets
+     * (in the pointer fields) until the pass is over */
+    while ((rc = wire_next(&q, end, &f)) == 1) {
+        if (f.num == NODE_WIRE_WRITE_SHARD && f.type == WIRE_VARINT) {
+            shard = (uint32_t)f.u;
+            continue;
+        }
+        if (!(f.num == NODE_WIRE_WRITE_SERIES && f.type == WIRE_LEN))
+            continue;
+        wire_series_t s;
+        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+            break;
+        size_t c0 = ws->scap;
+        if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
+            !(ws->labels = grow(ws->labels, &ws->lcap, li + s.nlabels, sizeof *ws->labels)) ||
+            !(ws->ts = grow(ws->ts, &c0, si + s.nvals, sizeof *ws->ts)) ||
+            !(ws->v = grow(ws->v, &ws->scap, si + s.nvals, sizeof *ws->v)))
+            return ST_ENOMEM;
+        size_t got;
+        if ((rc = wire_series_samples(&s, ws->ts + si, ws->v + si, s.nvals, &got)) < 0)
+            break;
+        if (s.nlabels)
+            memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
+        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(uintptr_t)li, s.nlabels,
+                                            (const int64_t *)(uintptr_t)si,
+                                            (const double *)(uintptr_t)si, got};
+        li += s.nlabels;
+        si += got;
+        bi++;
+    }
+    res->shard = shard;
+    if (rc < 0) {
+        snprintf(res->msg, sizeof res->msg, "malformed ShardWrite: %s", st_strerror(rc));
+        return rc;
+    }
+    if (shard >= (uint32_t)topo_shards(n->topo) || !n->engines[shard]) {
+        snprintf(res->msg, sizeof res->msg, "shard %u is not placed on node %s", shard,
+                 topo_node_id(n->topo, n->self));
+        return ST_EINVAL;
+    }
+    for (size_t i = 0; i < bi; i++) {
+        ws->b[i].labels = ws->labels + (uintptr_t)ws->b[i].labels;
+        ws->b[i].ts = ws->ts + (uintptr_t)ws->b[i].ts;
+        ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
+    }
+    size_t bad = 0;
+    rc = engine_write(n->engines[shard], ws->b, bi, &bad);
+    if (rc) {
+        snprintf(res->msg, sizeof res->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
+                 engine_last_error()[0] ? ": " : "", engine_last_error());
+        return rc;
+    }
+    res->samples = si;
+    metric_counter_add(n->samples_written, si);
+    return 0;
+}
+
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
+{
+    write_scratch_t ws = {0};
+    int rc = 0;
+    for (size_t i = 0; i < ne && !rc; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &res[i]);
+        if (res[i].code == ST_ENOMEM)
+            rc = ST_ENOMEM;
+        else if (res[i].code)
+            metric_counter_inc(n->write_rejected);
+    }
+    free(ws.b);
+    free(ws.labels);
+    free(ws.ts);
+    free(ws.v);
+    return rc;
+}
+
+int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out)
+{
+    Strata__ShardResult *sr = calloc(n ? n : 1, sizeof *sr);
+    Strata__ShardResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    int rc = 0;
+    if (!sr || !ptrs) {
+        rc = ST_ENOMEM;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            strata__shard_result__init(&sr[i]);
+            sr[i].shard = res[i].shard;
+            sr[i].code = res[i].code;
+            sr[i].samples = res[i].samples;
+            sr[i].error = (char *)res[i].msg;
+            ptrs[i] = &sr[i];
+        }
+        Strata__NodeWriteResult o = STRATA__NODE_WRITE_RESULT__INIT;
+        o.n_results = n;
+        o.results = ptrs;
+        size_t sz = strata__node_write_result__get_packed_size(&o);
+        if (st_buf_reserve(out, sz))
+            rc = ST_ENOMEM;
+        else
+            out->len = strata__node_write_result__pack(&o, out->data);
+    }
+    free(sr);
+    free(ptrs);
+    return rc;
+}

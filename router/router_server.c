@@ -1,0 +1,506 @@
+/*
+ * router_server — strata-router's start, run and stop (see
+ * router_server.h), the routes of its HTTP API, and the endpoints that
+ * are about the cluster rather than its data (/cluster, /ready, /health,
+ * /metrics, /ping).
+ *
+ * One router per process: router_server_t holds the router_t every
+ * handler gets, plus what only start/stop need. The routes are one table
+ * (exact path, or prefix + segment + suffix, and the handler); the writes,
+ * reads and queries are answered in router_write.c, router_read.c and
+ * router_query.c.
+ *
+ * The heartbeat asks every node that is up for its STATS (one call per
+ * node in flight) and keeps the hint counts it reports: /cluster shows
+ * them and router_node_state says "catching_up" from them.
+ */
+#include "router_server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "router.h"
+#include "st_err.h"
+#include "st_log.h"
+#include "st_text.h"
+#include "strata.pb-c.h"
+
+#define ROUTER_MIN_HEARTBEAT_MS 200     /* floor for [replication] heartbeat_interval */
+#define ROUTER_HTTP_CLOSE_GRACE_MS 5000 /* in-flight requests on shutdown */
+#define ROUTER_MAX_LABEL_NAME 1024      /* bytes of <name> in /api/v1/label/<name>/values */
+
+/* One per node: the RPC client's state callback and the heartbeat call. */
+typedef struct node_ctx {
+    router_server_t *s;
+    uint32_t node;
+} node_ctx_t;
+
+struct router_server {
+    router_t r; /* what the handlers get */
+    const char *listen;
+    char host[256];
+    int port;
+    node_ctx_t *nodes; /* [node] */
+    uv_signal_t sig_term, sig_int;
+    int shutting_down;
+};
+
+/* ---- heartbeat ---------------------------------------------------------- */
+
+static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    node_ctx_t *c = arg;
+    router_t *r = &c->s->r;
+    uint32_t nn = topo_node_count(r->topo), node = c->node;
+    (void)type;
+    r->stats_inflight[node] = 0;
+    Strata__NodeStats *st = status ? NULL : strata__node_stats__unpack(NULL, len, payload);
+    r->stats_fresh[node] = st != NULL;
+    if (st) {
+        for (uint32_t j = 0; j < nn; j++)
+            r->hints_held[(size_t)node * nn + j] = 0;
+        for (size_t k = 0; k < st->n_hints; k++) {
+            int j = topo_node_index(r->topo, st->hints[k]->peer);
+            if (j >= 0)
+                r->hints_held[(size_t)node * nn + (uint32_t)j] = st->hints[k]->pending_records;
+        }
+        strata__node_stats__free_unpacked(st, NULL);
+    }
+    /* a node that does not answer keeps its last known hint counts: the
+     * hints are still on its disk */
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    router_server_t *s = t->data;
+    router_t *r = &s->r;
+    uint32_t nn = topo_node_count(r->topo);
+    for (uint32_t i = 0; i < nn; i++) {
+        if (r->stats_inflight[i] || !router_node_up(r, i))
+            continue;
+        if (rpc_client_call(r->clients[i], RPC_STATS, NULL, 0, (unsigned)r->timeout_ms, on_stats,
+                            &s->nodes[i]) == 0)
+            r->stats_inflight[i] = 1;
+    }
+}
+
+static void rpc_log(void *arg, int level, const char *msg, const char *kv)
+{
+    st_log(level, msg, "%s", kv ? kv : "");
+}
+
+static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int err)
+{
+    node_ctx_t *c = arg;
+    const topo_t *t = c->s->r.topo;
+    if (state == RPC_CLIENT_UP)
+        st_info("node up", "node=%s", topo_node_id(t, c->node));
+    else if (state == RPC_CLIENT_DOWN)
+        st_warn("node down", "node=%s err=\"%s\"", topo_node_id(t, c->node), st_strerror(err));
+}
+
+/* ---- the cluster's endpoints -------------------------------------------- */
+
+static void respond_json(http_req_t *req, int status, st_buf_t *b)
+{
+    http_respond(req, status, "application/json", b->data, b->len);
+    st_buf_deinit(b);
+}
+
+static void handle_cluster(router_t *r, http_req_t *req)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    char tmp[256];
+    const topo_t *t = r->topo;
+    ST_BUF_LIT(&b, "{\"cluster\":");
+    st_json_str(&b, topo_cluster_name(t), strlen(topo_cluster_name(t)));
+    int k = snprintf(tmp, sizeof tmp,
+                     ",\"fingerprint\":\"%s\",\"shards\":%u,\"replication_factor\":%u,"
+                     "\"write_consistency\":\"%s\",\"read_consistency\":\"%s\",\"nodes\":[",
+                     topo_fingerprint_hex(t), topo_shards(t), topo_replication_factor(t),
+                     topo_write_consistency_name(topo_write_consistency(t)),
+                     topo_read_consistency_name(topo_read_consistency(t)));
+    st_buf_append(&b, tmp, (size_t)k);
+    for (uint32_t i = 0; i < topo_node_count(t); i++) {
+        if (i)
+            st_buf_put_u8(&b, ',');
+        ST_BUF_LIT(&b, "{\"id\":");
+        st_json_str(&b, topo_node_id(t, i), strlen(topo_node_id(t, i)));
+        ST_BUF_LIT(&b, ",\"rpc\":");
+        st_json_str(&b, topo_node_rpc(t, i)->addr, strlen(topo_node_rpc(t, i)->addr));
+        ST_BUF_LIT(&b, ",\"http\":");
+        st_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
+        uint64_t held = 0;
+        for (uint32_t j = 0; j < topo_node_count(t); j++)
+            held += r->hints_held[(size_t)i * topo_node_count(t) + j];
+        k = snprintf(tmp, sizeof tmp,
+                     ",\"state\":\"%s\",\"pending_rpcs\":%zu,\"hints_pending\":%llu,"
+                     "\"hints_held\":%llu}",
+                     router_node_state(r, i), rpc_client_pending(r->clients[i]),
+                     (unsigned long long)router_hints_for(r, i), (unsigned long long)held);
+        st_buf_append(&b, tmp, (size_t)k);
+    }
+    ST_BUF_LIT(&b, "],\"placement\":[");
+    for (uint32_t s = 0; s < topo_shards(t); s++) {
+        k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"replicas\":[", s ? "," : "", s);
+        st_buf_append(&b, tmp, (size_t)k);
+        const uint32_t *rep = topo_shard_replicas(t, s);
+        for (uint32_t i = 0; i < topo_replication_factor(t); i++) {
+            if (i)
+                st_buf_put_u8(&b, ',');
+            st_json_str(&b, topo_node_id(t, rep[i]), strlen(topo_node_id(t, rep[i])));
+        }
+        ST_BUF_LIT(&b, "]}");
+    }
+    ST_BUF_LIT(&b, "]}");
+    respond_json(req, 200, &b);
+}
+
+static void handle_ready(router_t *r, http_req_t *req)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    int missing = 0;
+    char tmp[32];
+    for (uint32_t s = 0; s < topo_shards(r->topo); s++) {
+        uint32_t node = router_pick_replica(r, s);
+        if (router_node_up(r, node))
+            continue;
+        int k = snprintf(tmp, sizeof tmp, "%s%u", missing ? "," : "", s);
+        st_buf_append(&b, tmp, (size_t)k);
+        missing++;
+    }
+    if (!missing) {
+        st_buf_deinit(&b);
+        http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+        return;
+    }
+    st_buf_t out;
+    st_buf_init(&out);
+    ST_BUF_LIT(&out, "not ready: no reachable replica for shard(s) ");
+    st_buf_append(&out, b.data, b.len);
+    st_buf_put_u8(&out, '\n');
+    http_respond(req, 503, "text/plain; charset=utf-8", out.data, out.len);
+    st_buf_deinit(&out);
+    st_buf_deinit(&b);
+}
+
+static void handle_health(router_t *r, http_req_t *req)
+{
+    http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+static void handle_metrics(router_t *r, http_req_t *req)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    if (metrics_render(r->metrics, &b) == 0)
+        http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
+    else
+        http_respond_error(req, 500, "cannot render metrics");
+    st_buf_deinit(&b);
+}
+
+static void handle_ping(router_t *r, http_req_t *req)
+{
+    http_respond(req, 204, NULL, NULL, 0); /* InfluxDB clients probe this */
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+#define LABEL_VALUES_PREFIX "/api/v1/label/"
+#define LABEL_VALUES_SUFFIX "/values"
+
+/* The non-empty segment of `path` between prefix and suffix: its start,
+ * with its length in *len; NULL when path is not prefix SEGMENT suffix. */
+static const char *path_segment(const char *path, const char *prefix, const char *suffix,
+                                size_t *len)
+{
+    size_t n = strlen(path), pl = strlen(prefix), sl = strlen(suffix);
+    if (n <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0)
+        return NULL;
+    *len = n - pl - sl;
+    return path + pl;
+}
+
+/* <name> of /api/v1/label/<name>/values into name[cap]: 0, or -1 when the
+ * path has no name or one too long. */
+static int label_values_name(const char *path, char *name, size_t cap)
+{
+    size_t n;
+    const char *seg = path_segment(path, LABEL_VALUES_PREFIX, LABEL_VALUES_SUFFIX, &n);
+    if (!seg || n >= cap)
+        return -1;
+    memcpy(name, seg, n);
+    name[n] = '\0';
+    return 0;
+}
+
+static void handle_label_names(router_t *r, http_req_t *req)
+{
+    router_handle_labels(r, req, NULL);
+}
+
+static void handle_label_values(router_t *r, http_req_t *req)
+{
+    char name[ROUTER_MAX_LABEL_NAME];
+    if (label_values_name(req->path, name, sizeof name) != 0) {
+        http_respond_error(req, 400, "invalid label name");
+        return;
+    }
+    router_handle_labels(r, req, name);
+}
+
+static void handle_query(router_t *r, http_req_t *req)
+{
+    router_handle_query(r, req, 0);
+}
+
+static void handle_query_range(router_t *r, http_req_t *req)
+{
+    router_handle_query(r, req, 1);
+}
+
+/* Any method; a handler that cares checks it. */
+static const struct router_route {
+    const char *path;   /* the exact path; with suffix: the prefix */
+    const char *suffix; /* NULL, or: path SEGMENT suffix (path_segment) */
+    void (*fn)(router_t *r, http_req_t *req);
+} routes[] = {
+    {"/write", NULL, router_handle_write},
+    {"/api/v2/write", NULL, router_handle_write},
+    {"/api/v1/export", NULL, router_handle_export},
+    {"/api/v1/series", NULL, router_handle_series},
+    {"/api/v1/labels", NULL, handle_label_names},
+    {LABEL_VALUES_PREFIX, LABEL_VALUES_SUFFIX, handle_label_values},
+    {"/health", NULL, handle_health},
+    {"/ready", NULL, handle_ready},
+    {"/metrics", NULL, handle_metrics},
+    {"/cluster", NULL, handle_cluster},
+    {"/ping", NULL, handle_ping},
+    {"/api/v1/query", NULL, handle_query},
+    {"/api/v1/query_range", NULL, handle_query_range},
+};
+
+static void route(http_req_t *req, void *arg)
+{
+    router_t *r = arg;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct router_route *rt = &routes[i];
+        size_t n;
+        if (rt->suffix ? path_segment(req->path, rt->path, rt->suffix, &n) != NULL
+                       : strcmp(req->path, rt->path) == 0) {
+            rt->fn(r, req);
+            return;
+        }
+    }
+    http_respond_error(req, 404, "not found");
+}
+
+/* ---- start, run, stop --------------------------------------------------- */
+
+int router_server_load(const router_opts_t *o, router_server_t **out)
+{
+    *out = NULL;
+    router_server_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        fprintf(stderr, "strata-router: out of memory\n");
+        return 1;
+    }
+    char err[1024];
+    if (topo_load_file(o->config, &s->r.topo, err, sizeof err) != 0) {
+        fprintf(stderr, "strata-router: %s\n", err);
+        free(s);
+        return 1;
+    }
+    const char *colon = strrchr(o->listen, ':');
+    int port = colon ? atoi(colon + 1) : 0;
+    if (!colon || colon == o->listen || (size_t)(colon - o->listen) >= sizeof s->host ||
+        port <= 0 || port > 65535) {
+        fprintf(stderr, "strata-router: --listen must be HOST:PORT, got '%s'\n", o->listen);
+        topo_destroy(s->r.topo);
+        free(s);
+        return 1;
+    }
+    memcpy(s->host, o->listen, (size_t)(colon - o->listen));
+    s->host[colon - o->listen] = '\0';
+    s->port = port;
+    s->listen = o->listen;
+    *out = s;
+    return 0;
+}
+
+int router_server_check(router_server_t *s)
+{
+    topo_print(s->r.topo, stdout);
+    printf("router listen: %s\n", s->listen);
+    topo_destroy(s->r.topo);
+    free(s);
+    return 0;
+}
+
+/* Threads for the CPU work of requests: one per CPU, at least 2 (unless
+ * UV_THREADPOOL_SIZE is set). */
+static void size_thread_pool(void)
+{
+    if (getenv("UV_THREADPOOL_SIZE"))
+        return;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    char tp[32];
+    snprintf(tp, sizeof tp, "%ld", nproc < 2 ? 2 : nproc);
+    setenv("UV_THREADPOOL_SIZE", tp, 1);
+}
+
+static int register_metrics(router_t *r)
+{
+    const struct {
+        metric_counter_t **c;
+        const char *name, *help;
+    } counters[] = {
+        {&r->lines_ok, "strata_router_lines_written_total", "Line-protocol lines accepted."},
+        {&r->lines_bad, "strata_router_lines_rejected_total",
+         "Line-protocol lines rejected (bad syntax or limits)."},
+        {&r->samples, "strata_router_samples_written_total", "Samples acknowledged by nodes."},
+        {&r->write_503, "strata_router_write_unavailable_total",
+         "Writes answered 503 (a shard missed its consistency)."},
+        {&r->rpc_fail, "strata_router_rpc_failures_total",
+         "Node RPCs that failed (unreachable, timeout, error)."},
+        {&r->reads, "strata_router_reads_total", "Export, series and label requests."},
+        {&r->q_pushed, "strata_router_query_pushed_total",
+         "Pushed-down query parts sent to nodes (QUERY RPCs)."},
+        {&r->q_raw, "strata_router_query_raw_selects_total",
+         "Raw-sample selections fetched for queries (EXPORT RPCs)."},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        if (!(*counters[i].c =
+                  metrics_counter(r->metrics, counters[i].name, counters[i].help, NULL)))
+            return ST_ENOMEM;
+    return 0;
+}
+
+/* One persistent, reconnecting client per node. */
+static int create_clients(router_server_t *s)
+{
+    router_t *r = &s->r;
+    uint32_t nn = topo_node_count(r->topo);
+    rpc_identity_t me = {topo_cluster_name(r->topo), topo_fingerprint(r->topo), r->listen};
+    for (uint32_t i = 0; i < nn; i++) {
+        s->nodes[i] = (node_ctx_t){s, i};
+        rpc_client_opts_t co = {.log = rpc_log,
+                                .on_state = on_state,
+                                .state_arg = &s->nodes[i],
+                                .ping_interval_ms =
+                                    (unsigned)topo_replication(r->topo)->heartbeat_interval_ms,
+                                .default_timeout_ms = (unsigned)r->timeout_ms};
+        const topo_addr_t *a = topo_node_rpc(r->topo, i);
+        int rc = rpc_client_create(r->loop, a->host, a->port, &me, &co, &r->clients[i]);
+        if (rc) {
+            st_error("cannot create RPC client", "node=%s err=\"%s\"", topo_node_id(r->topo, i),
+                     st_strerror(rc));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void on_closed(void *arg)
+{
+    (void)arg;
+}
+
+/* Once the HTTP server is closed (in-flight requests answered or past the
+ * grace period), close the node clients; then the loop runs dry. */
+static void on_http_closed(void *arg)
+{
+    router_t *r = arg;
+    for (uint32_t i = 0; i < topo_node_count(r->topo); i++)
+        rpc_client_close(r->clients[i], on_closed, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    router_server_t *s = sig->data;
+    if (s->shutting_down++)
+        return;
+    st_info("shutting down", "signal=%d", signum);
+    http_server_close(s->r.http, ROUTER_HTTP_CLOSE_GRACE_MS, on_http_closed, &s->r);
+    uv_timer_stop(&s->r.heartbeat);
+    uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+}
+
+int router_server_start(router_server_t *s)
+{
+    router_t *r = &s->r;
+    signal(SIGPIPE, SIG_IGN);
+    size_thread_pool();
+    snprintf(r->listen, sizeof r->listen, "router:%s", s->listen);
+    r->loop = uv_default_loop();
+    r->timeout_ms = topo_router(r->topo)->request_timeout_ms;
+    r->max_body = topo_router(r->topo)->max_body_bytes;
+    uint32_t nn = topo_node_count(r->topo);
+    r->clients = calloc(nn, sizeof *r->clients);
+    s->nodes = calloc(nn, sizeof *s->nodes);
+    if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r)) {
+        fprintf(stderr, "strata-router: out of memory\n");
+        return 1;
+    }
+    if (create_clients(s) != 0)
+        return 1;
+    r->hints_held = calloc((size_t)nn * nn, sizeof *r->hints_held);
+    r->stats_fresh = calloc(nn, 1);
+    r->stats_inflight = calloc(nn, 1);
+    if (!r->hints_held || !r->stats_fresh || !r->stats_inflight) {
+        fprintf(stderr, "strata-router: out of memory\n");
+        return 1;
+    }
+    uv_timer_init(r->loop, &r->heartbeat);
+    r->heartbeat.data = s;
+    int64_t hb = topo_replication(r->topo)->heartbeat_interval_ms;
+    if (hb < ROUTER_MIN_HEARTBEAT_MS)
+        hb = ROUTER_MIN_HEARTBEAT_MS;
+    uv_timer_start(&r->heartbeat, on_heartbeat, (uint64_t)hb, (uint64_t)hb);
+    http_limits_t hl;
+    http_limits_default(&hl);
+    hl.max_body_bytes = r->max_body;
+    int rc = http_server_create(r->loop, s->host, s->port, &hl, route, r, &r->http);
+    if (rc) {
+        st_error("cannot listen", "addr=%s err=\"%s\"", s->listen, st_strerror(rc));
+        return 1;
+    }
+    http_server_metrics(r->http, r->metrics, "router");
+    uv_signal_init(r->loop, &s->sig_term);
+    uv_signal_init(r->loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    st_info("strata-router started", "listen=%s nodes=%u shards=%u fingerprint=%s version=%s",
+            s->listen, nn, topo_shards(r->topo), topo_fingerprint_hex(r->topo), STRATA_VERSION);
+    return 0;
+}
+
+void router_server_run(router_server_t *s)
+{
+    uv_run(s->r.loop, UV_RUN_DEFAULT);
+}
+
+int router_server_stop(router_server_t *s)
+{
+    router_t *r = &s->r;
+    uv_loop_close(r->loop);
+    metrics_destroy(r->metrics);
+    free(r->hints_held);
+    free(r->stats_fresh);
+    free(r->stats_inflight);
+    free(r->clients);
+    free(s->nodes);
+    topo_destroy(r->topo);
+    st_info("strata-router stopped", "listen=%s", s->listen);
+    free(s);
+    return 0;
+}
