@@ -19,6 +19,7 @@
 #include "promql_eval.h"
 #include "qreply.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "strata.pb-c.h"
 #include "wire.h"
 
@@ -64,13 +65,6 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     return 0;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen)
 {
@@ -112,7 +106,7 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         .max_samples =
             r->max_samples && r->max_samples < NQ_MAX_SAMPLES ? r->max_samples : NQ_MAX_SAMPLES,
         .max_series = r->max_series,
-        .deadline_ms = mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS),
+        .deadline_ms = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS),
         .subquery = 1,
         .query_start_ms = r->query_start_ms,
         .query_end_ms = r->query_end_ms,

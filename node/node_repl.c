@@ -29,6 +29,7 @@
 #include "hints.h"
 #include "node_write.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 
@@ -74,13 +75,6 @@ struct node_repl {
     metric_counter_t *coord_writes, *coord_failed;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void snapshot(peer_t *p)
 {
     hints_stats_t s;
@@ -124,7 +118,7 @@ static void kick(peer_t *p);
 static void hint_work(uv_work_t *w)
 {
     hint_job_t *j = w->data;
-    int64_t t = now_ms();
+    int64_t t = st_now_ms();
     for (size_t i = 0; i < j->n; i++) {
         int rc = hints_append(j->p->h, j->items[i].shard, t, j->items[i].msg, j->items[i].len);
         if (rc && !j->rc)
@@ -564,7 +558,7 @@ static void peek_work(uv_work_t *w)
     size_t len;
     free(p->hint);
     p->hint = NULL;
-    p->job_rc = hints_peek(p->h, now_ms(), &shard, &ts, &batch, &len);
+    p->job_rc = hints_peek(p->h, st_now_ms(), &shard, &ts, &batch, &len);
     if (p->job_rc == 0) {
         st_buf_t b;
         st_buf_init(&b);
@@ -714,7 +708,7 @@ static int collect(void *arg, st_buf_t *out)
          "corrupt: damaged on disk, rejected: refused by the replica)."},
         {"strata_peer_up", "gauge", "1 while the RPC connection to the peer is up."},
     };
-    int64_t now = now_ms();
+    int64_t now = st_now_ms();
     char tmp[512];
     for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
         int k = snprintf(tmp, sizeof tmp, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,

@@ -17,7 +17,6 @@
 
 #include "node.h"
 #include "node_repl.h"
-#include "node_wire.h"
 #include "node_write.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -169,7 +168,7 @@ static void do_read(job_t *j, int with_samples)
         const int64_t *ts;
         const double *v;
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
-            rc = wire_put_series(&j->out, NODE_WIRE_READ_SERIES, l, nl, ts, v,
+            rc = wire_put_series(&j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
                                  with_samples ? cnt : 0);
             if (rc)
                 break;
@@ -191,10 +190,10 @@ static void do_read(job_t *j, int with_samples)
             break;
     }
     if (!rc) {
-        rc = wire_put_varint_field(&j->out, NODE_WIRE_READ_DONE, (uint64_t)done);
+        rc = wire_put_varint_field(&j->out, WIRE_READ_RESPONSE_DONE, (uint64_t)done);
         if (!done) {
-            rc |= wire_put_varint_field(&j->out, NODE_WIRE_READ_NEXT_SHARD, next_shard);
-            rc |= wire_put_varint_field(&j->out, NODE_WIRE_READ_NEXT_POS, next_pos);
+            rc |= wire_put_varint_field(&j->out, WIRE_READ_RESPONSE_NEXT_SHARD, next_shard);
+            rc |= wire_put_varint_field(&j->out, WIRE_READ_RESPONSE_NEXT_POS, next_pos);
         }
         j->out_type = with_samples ? RPC_EXPORT_RESP : RPC_SERIES_RESP;
     }
@@ -263,7 +262,7 @@ static void do_labels(job_t *j, int values)
     /* shards return sorted lists: the router merges; here just concatenate
      * distinct values per shard (sorted within each shard) */
     for (size_t i = 0; i < set.n && !rc; i++)
-        rc = wire_put_bytes_field(&j->out, NODE_WIRE_STRINGS_VALUES, set.s[i], set.len[i]);
+        rc = wire_put_bytes_field(&j->out, WIRE_STRING_LIST_VALUES, set.s[i], set.len[i]);
     for (size_t i = 0; i < set.n; i++)
         free(set.s[i]);
     free(set.s);

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node_wire.h"
 #include "st_err.h"
 #include "strata.pb-c.h"
 #include "wire.h"
@@ -49,11 +48,11 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     /* one pass: arrays may move while growing, so entries hold offsets
      * (in the pointer fields) until the pass is over */
     while ((rc = wire_next(&q, end, &f)) == 1) {
-        if (f.num == NODE_WIRE_WRITE_SHARD && f.type == WIRE_VARINT) {
+        if (f.num == WIRE_WRITE_REQUEST_SHARD && f.type == WIRE_VARINT) {
             shard = (uint32_t)f.u;
             continue;
         }
-        if (!(f.num == NODE_WIRE_WRITE_SERIES && f.type == WIRE_LEN))
+        if (!(f.num == WIRE_WRITE_REQUEST_SERIES && f.type == WIRE_LEN))
             continue;
         wire_series_t s;
         if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)

@@ -2,7 +2,8 @@
  * router — helpers every router handler shares: node liveness, replica
  * choice, read parameters, the Prometheus error body, the fan-out's RPC
  * transport and read requests. main() and the route
- * table live in router_main.c and call into here, never the other way.
+ * table live in router_main.c / router_server.c and call into here, never
+ * the other way.
  */
 #include <stdio.h>
 #include <stdlib.h>
