@@ -118,16 +118,49 @@ typedef struct promql_matcher_set {
     size_t n;
 } promql_matcher_set_t;
 
-/* A known function: argument types, optional/variadic args, return type. */
+typedef struct promql_node promql_node_t;
+
+/* Evaluator internals (promql_eval_int.h) a function's implementation takes. */
+struct pe_ctx;
+struct pe_grid;
+struct pe_val;
+typedef void promql_eval_fn(struct pe_ctx *c, const promql_node_t *n, const struct pe_grid *g,
+                            struct pe_val *out);
+
+/* Function flags (promql_func_t.flags). */
+/* series-local: a series' value depends on that series (and constant
+ * arguments) only, so the nodes may evaluate it (promql_plan.h) */
+#define PROMQL_FN_LOCAL 1u
+#define PROMQL_FN_CONST 2u   /* reads no data: time(), pi() */
+#define PROMQL_FN_ORDERED 4u /* an instant result keeps the order the function gives it */
+
+/*
+ * A known function: one row of the single function table (promql_funcs.c)
+ * that the parser (argument and result types), the planner (flags) and the
+ * evaluator (eval) all read.
+ */
 typedef struct promql_func {
     const char *name;
     promql_type_t args[6];
     int nargs;
     int variadic; /* 0: exactly nargs; k > 0: nargs-1 .. nargs-1+k; -1: >= nargs-1 (last repeats) */
     promql_type_t ret;
+    unsigned flags;        /* PROMQL_FN_* */
+    promql_eval_fn *eval;  /* NULL: parsed but not evaluated ("not supported") */
+    int op;                /* which variant eval computes (rollup kind, desc, ...) */
+    double (*fn1)(double); /* element-wise evals: the per-value function */
 } promql_func_t;
 
-typedef struct promql_node promql_node_t;
+/* An aggregation operator: one row of the aggregation table (promql_parse.c). */
+typedef struct promql_agg {
+    const char *name;
+    promql_type_t param; /* PROMQL_TYPE_NONE, or the type of the parameter (topk's k ...) */
+    unsigned flags;      /* PROMQL_AGGF_* */
+} promql_agg_t;
+
+#define PROMQL_AGGF_MERGEABLE 1u    /* rebuilt from per-node partial results (pushdown) */
+#define PROMQL_AGGF_MERGE_NUMBER 2u /* ... only when its parameter is a number literal */
+#define PROMQL_AGGF_NO_EVAL 4u      /* parsed but not evaluated ("not supported") */
 
 struct promql_node {
     promql_kind_t kind;
@@ -223,6 +256,8 @@ const char *promql_binop_str(promql_binop_t op);
 const char *promql_aggop_str(promql_aggop_t op);
 /* Known-function table lookup (NULL when unknown). */
 const promql_func_t *promql_func_lookup(const char *name, size_t len);
+/* The aggregation table's row for op (never NULL for a valid op). */
+const promql_agg_t *promql_agg_info(promql_aggop_t op);
 
 /* ---- Lexer (shared by the parser and tests) ---------------------------- */
 

@@ -901,7 +901,7 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         eval_topk(c, n, op == PROMQL_AGG_TOPK, g, &in, gid, ng, param, out);
         return;
     }
-    if (op == PROMQL_AGG_LIMITK || op == PROMQL_AGG_LIMIT_RATIO)
+    if (promql_agg_info(op)->flags & PROMQL_AGGF_NO_EVAL)
         pe_fail(c, ST_EINVAL, "aggregation %s is not supported", promql_aggop_str(op));
     if (op == PROMQL_AGG_COUNT_VALUES) {
         const promql_node_t *p = n->u.agg.param;
@@ -1211,7 +1211,7 @@ static int root_keeps_order(const promql_node_t *n)
     while (n->kind == PROMQL_PAREN)
         n = n->u.paren.expr;
     if (n->kind == PROMQL_CALL)
-        return !strcmp(n->u.call.name, "sort") || !strcmp(n->u.call.name, "sort_desc");
+        return n->u.call.func && (n->u.call.func->flags & PROMQL_FN_ORDERED);
     if (n->kind == PROMQL_AGGREGATE)
         return n->u.agg.op == PROMQL_AGG_TOPK || n->u.agg.op == PROMQL_AGG_BOTTOMK;
     return 0;

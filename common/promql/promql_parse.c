@@ -268,138 +268,45 @@ static int expect(parser_t *p, promql_tok_t type, const char *ctx)
 #define M PROMQL_TYPE_MATRIX
 #define STR PROMQL_TYPE_STRING
 
-/* Sorted by name (bsearch). */
-static const promql_func_t funcs[] = {
-    {"abs", {V}, 1, 0, V},
-    {"absent", {V}, 1, 0, V},
-    {"absent_over_time", {M}, 1, 0, V},
-    {"acos", {V}, 1, 0, V},
-    {"acosh", {V}, 1, 0, V},
-    {"asin", {V}, 1, 0, V},
-    {"asinh", {V}, 1, 0, V},
-    {"atan", {V}, 1, 0, V},
-    {"atanh", {V}, 1, 0, V},
-    {"avg_over_time", {M}, 1, 0, V},
-    {"ceil", {V}, 1, 0, V},
-    {"changes", {M}, 1, 0, V},
-    {"clamp", {V, S, S}, 3, 0, V},
-    {"clamp_max", {V, S}, 2, 0, V},
-    {"clamp_min", {V, S}, 2, 0, V},
-    {"cos", {V}, 1, 0, V},
-    {"cosh", {V}, 1, 0, V},
-    {"count_over_time", {M}, 1, 0, V},
-    {"day_of_month", {V}, 1, 1, V},
-    {"day_of_week", {V}, 1, 1, V},
-    {"day_of_year", {V}, 1, 1, V},
-    {"days_in_month", {V}, 1, 1, V},
-    {"deg", {V}, 1, 0, V},
-    {"delta", {M}, 1, 0, V},
-    {"deriv", {M}, 1, 0, V},
-    {"double_exponential_smoothing", {M, S, S}, 3, 0, V},
-    {"exp", {V}, 1, 0, V},
-    {"floor", {V}, 1, 0, V},
-    {"histogram_avg", {V}, 1, 0, V},
-    {"histogram_count", {V}, 1, 0, V},
-    {"histogram_fraction", {S, S, V}, 3, 0, V},
-    {"histogram_quantile", {S, V}, 2, 0, V},
-    {"histogram_stddev", {V}, 1, 0, V},
-    {"histogram_stdvar", {V}, 1, 0, V},
-    {"histogram_sum", {V}, 1, 0, V},
-    {"holt_winters", {M, S, S}, 3, 0, V},
-    {"hour", {V}, 1, 1, V},
-    {"idelta", {M}, 1, 0, V},
-    {"increase", {M}, 1, 0, V},
-    {"irate", {M}, 1, 0, V},
-    {"label_join", {V, STR, STR, STR}, 4, -1, V},
-    {"label_replace", {V, STR, STR, STR, STR}, 5, 0, V},
-    {"last_over_time", {M}, 1, 0, V},
-    {"ln", {V}, 1, 0, V},
-    {"log10", {V}, 1, 0, V},
-    {"log2", {V}, 1, 0, V},
-    {"mad_over_time", {M}, 1, 0, V},
-    {"max_over_time", {M}, 1, 0, V},
-    {"min_over_time", {M}, 1, 0, V},
-    {"minute", {V}, 1, 1, V},
-    {"month", {V}, 1, 1, V},
-    {"pi", {0}, 0, 0, S},
-    {"predict_linear", {M, S}, 2, 0, V},
-    {"present_over_time", {M}, 1, 0, V},
-    {"quantile_over_time", {S, M}, 2, 0, V},
-    {"rad", {V}, 1, 0, V},
-    {"rate", {M}, 1, 0, V},
-    {"resets", {M}, 1, 0, V},
-    {"round", {V, S}, 2, 1, V},
-    {"scalar", {V}, 1, 0, S},
-    {"sgn", {V}, 1, 0, V},
-    {"sin", {V}, 1, 0, V},
-    {"sinh", {V}, 1, 0, V},
-    {"sort", {V}, 1, 0, V},
-    {"sort_by_label", {V, STR}, 2, -1, V},
-    {"sort_by_label_desc", {V, STR}, 2, -1, V},
-    {"sort_desc", {V}, 1, 0, V},
-    {"sqrt", {V}, 1, 0, V},
-    {"stddev_over_time", {M}, 1, 0, V},
-    {"stdvar_over_time", {M}, 1, 0, V},
-    {"sum_over_time", {M}, 1, 0, V},
-    {"tan", {V}, 1, 0, V},
-    {"tanh", {V}, 1, 0, V},
-    {"time", {0}, 0, 0, S},
-    {"timestamp", {V}, 1, 0, V},
-    {"vector", {S}, 1, 0, V},
-    {"year", {V}, 1, 1, V},
+/* The aggregation operators, indexed by promql_aggop_t: name, parameter type,
+ * flags (functions: promql_funcs.c). */
+static const promql_agg_t aggs[] = {
+    [PROMQL_AGG_SUM] = {"sum", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_AVG] = {"avg", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_MIN] = {"min", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_MAX] = {"max", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_COUNT] = {"count", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_GROUP] = {"group", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_STDDEV] = {"stddev", PROMQL_TYPE_NONE, 0},
+    [PROMQL_AGG_STDVAR] = {"stdvar", PROMQL_TYPE_NONE, 0},
+    /* k must be the same number on every node and the router */
+    [PROMQL_AGG_TOPK] = {"topk", S, PROMQL_AGGF_MERGEABLE | PROMQL_AGGF_MERGE_NUMBER},
+    [PROMQL_AGG_BOTTOMK] = {"bottomk", S, PROMQL_AGGF_MERGEABLE | PROMQL_AGGF_MERGE_NUMBER},
+    [PROMQL_AGG_QUANTILE] = {"quantile", S, 0},
+    [PROMQL_AGG_COUNT_VALUES] = {"count_values", STR, 0},
+    [PROMQL_AGG_LIMITK] = {"limitk", S, PROMQL_AGGF_NO_EVAL},
+    [PROMQL_AGG_LIMIT_RATIO] = {"limit_ratio", S, PROMQL_AGGF_NO_EVAL},
 };
 
-const promql_func_t *promql_func_lookup(const char *name, size_t len)
-{
-    size_t lo = 0, hi = sizeof funcs / sizeof funcs[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const char *fn = funcs[mid].name;
-        size_t fl = strlen(fn);
-        int c = memcmp(name, fn, len < fl ? len : fl);
-        if (c == 0)
-            c = len < fl ? -1 : len > fl ? 1 : 0;
-        if (c == 0)
-            return &funcs[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
+#define NAGGS (sizeof aggs / sizeof aggs[0])
 
-static const char *const agg_names[] = {
-    "sum",    "avg",  "min",     "max",      "count",        "group",  "stddev",
-    "stdvar", "topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"};
+const promql_agg_t *promql_agg_info(promql_aggop_t op)
+{
+    static const promql_agg_t unknown = {"?", PROMQL_TYPE_NONE, 0};
+    return (size_t)op < NAGGS ? &aggs[op] : &unknown;
+}
 
 static int agg_lookup(parser_t *p, const promql_token_t *t)
 {
-    for (size_t i = 0; i < sizeof agg_names / sizeof agg_names[0]; i++)
-        if (tok_is_kw(p, t, agg_names[i]))
+    for (size_t i = 0; i < NAGGS; i++)
+        if (tok_is_kw(p, t, aggs[i].name))
             return (int)i;
     return -1;
 }
 
-static promql_type_t agg_param_type(promql_aggop_t op)
-{
-    switch (op) {
-    case PROMQL_AGG_TOPK:
-    case PROMQL_AGG_BOTTOMK:
-    case PROMQL_AGG_QUANTILE:
-    case PROMQL_AGG_LIMITK:
-    case PROMQL_AGG_LIMIT_RATIO:
-        return S;
-    case PROMQL_AGG_COUNT_VALUES:
-        return STR;
-    default:
-        return PROMQL_TYPE_NONE;
-    }
-}
-
 const char *promql_aggop_str(promql_aggop_t op)
 {
-    return (size_t)op < sizeof agg_names / sizeof agg_names[0] ? agg_names[op] : "?";
+    return promql_agg_info(op)->name;
 }
 
 const char *promql_binop_str(promql_binop_t op)
@@ -806,7 +713,7 @@ static promql_node_t *parse_aggregate(parser_t *p, const promql_token_t *name, i
             size_t nargs = 0;
             if (parse_args(p, &args, &nargs, "in aggregation"))
                 return NULL;
-            promql_type_t pt = agg_param_type(n->u.agg.op);
+            promql_type_t pt = aggs[n->u.agg.op].param;
             size_t want = pt ? 2 : 1;
             if (nargs != want)
                 return fail(p, name->pos,
