@@ -240,6 +240,17 @@ int promql_parse(const char *q, size_t len, promql_expr_t **out, char *err, size
 int promql_parse_ex(const char *q, size_t len, unsigned flags, promql_expr_t **out, char *err,
                     size_t errlen);
 const promql_node_t *promql_root(const promql_expr_t *e);
+/*
+ * Parse a bare series selector, as match[] takes it (selector.c): the root
+ * is one PROMQL_VECTOR_SELECTOR with at most one matcher set. Nothing else
+ * may follow; `or` is a label name, not a set separator; regexes, empty
+ * matchers, a repeated metric name and quoted label names are not checked
+ * here (the index does at query time); errors are worded as selector.c
+ * always worded them ("1:COL: MESSAGE"), "too many label matchers" when
+ * name and matchers exceed max_matchers (ST_ELIMIT).
+ */
+int promql_parse_selector(const char *q, size_t len, size_t max_matchers, promql_expr_t **out,
+                          char *err, size_t errlen);
 void promql_free(promql_expr_t *e);
 
 /*
@@ -309,8 +320,17 @@ typedef struct promql_token {
  */
 long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
                 char *err, size_t errlen);
+/* Lexer flags for promql_lex_ex. */
+#define PROMQL_LEX_SELECTOR 1u /* selector.c: no '#' comments, selector.c's string errors */
+/* promql_lex with flags; -1 for an error, -2 for an error inside a quoted
+ * string; *errtok (if not NULL) is where the failing token starts. */
+long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *toks, char *strbuf,
+                   size_t *errpos, size_t *errtok, char *err, size_t errlen);
 /* A short description for error messages: <op:*>, identifier "x", "(" ... */
 void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size_t outlen);
+
+/* [a-zA-Z_][a-zA-Z0-9_]* (Prometheus' model.LabelName.IsValid). */
+int promql_valid_label_name(const char *s, size_t n);
 
 /* Text helpers shared with the printer. */
 int promql_fmt_duration(st_buf_t *b, int64_t ms);

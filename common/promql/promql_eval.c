@@ -910,7 +910,7 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         if (p->kind != PROMQL_STRING)
             pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
         const char *lname = p->u.str.s;
-        if (!pe_valid_label_name(lname, p->u.str.len))
+        if (!promql_valid_label_name(lname, p->u.str.len))
             pe_fail(c, ST_EINVAL, "invalid label name \"%s\"", lname);
         pe_val_t tmp = {0};
         st_buf_t b;

@@ -83,8 +83,6 @@ void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
 void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
                size_t *nout, int64_t *range, int64_t **times);
 void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
-/* [a-zA-Z_][a-zA-Z0-9_]* (Prometheus' model.LabelName.IsValid) */
-int pe_valid_label_name(const char *s, size_t n);
 /* One step of Prometheus' running mean (n = count including v). */
 double pe_mean_add(double mean, double n, double v);
 

@@ -456,20 +456,6 @@ static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
     return code;
 }
 
-int pe_valid_label_name(const char *s, size_t n)
-{
-    if (!n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-                 (i && ch >= '0' && ch <= '9');
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
 static const char *str_arg(const promql_node_t *a, size_t *len)
 {
     while (a->kind == PROMQL_PAREN)
@@ -541,7 +527,7 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     const char *re = str_arg(n->u.call.args[4], &rel);
     if (!dst || !repl || !src || !re)
         pe_fail(c, ST_EINVAL, "label_replace: arguments must be string literals");
-    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
     pcre2_code *code = compile_re(c, re, rel);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -581,7 +567,7 @@ static void label_join(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val
     const char *sep = str_arg(n->u.call.args[2], &sepl);
     if (!dst || !sep)
         pe_fail(c, ST_EINVAL, "label_join: arguments must be string literals");
-    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_join(): %s", dst);
     st_buf_t b;
     st_buf_init(&b);
