@@ -227,6 +227,14 @@ struct promql_node {
     } u;
 };
 
+/* n without the parentheses around it. */
+static inline const promql_node_t *promql_unparen(const promql_node_t *n)
+{
+    while (n->kind == PROMQL_PAREN)
+        n = n->u.paren.expr;
+    return n;
+}
+
 typedef struct promql_expr promql_expr_t;
 
 /* Parse flags for promql_parse_ex. */

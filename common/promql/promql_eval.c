@@ -261,19 +261,24 @@ static st_label_t *copy_labels(pe_ctx_t *c, const st_label_t *labels, size_t n)
     return l;
 }
 
-struct promql_sink {
-    pe_ctx_t *c;
-    pe_raw_t *r;
-    size_t n, cap;
-};
+/* What a caller hands to promql_sink_add / promql_vsink_add. */
+typedef struct sink_in {
+    const st_label_t *labels;
+    size_t nlabels;
+    const int64_t *ts;      /* sink: sample times */
+    const uint8_t *present; /* vsink: step bitmap, or NULL for every step */
+    const double *v;
+    size_t n;
+} sink_in_t;
 
-int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
-                    const double *v, size_t n)
+/* Account for one series from a caller's callback and add it with add(); a
+ * failure (limits, memory, bad data) is caught here, never longjmp'd through
+ * the caller's select callback, and returned (and remembered) instead. */
+static int sink_call(pe_ctx_t *c, void (*add)(pe_ctx_t *, void *, const sink_in_t *), void *sk,
+                     const sink_in_t *in)
 {
-    pe_ctx_t *c = sk->c;
     if (c->sink_rc)
         return c->sink_rc;
-    /* never longjmp through the caller's select callback: catch failures here */
     jmp_buf outer;
     memcpy(outer, c->jb, sizeof outer);
     if (setjmp(c->jb)) {
@@ -281,7 +286,22 @@ int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
         c->sink_rc = c->rc;
         return c->rc;
     }
-    sink_account(c, n);
+    sink_account(c, in->n);
+    add(c, sk, in);
+    memcpy(c->jb, outer, sizeof outer);
+    return 0;
+}
+
+struct promql_sink {
+    pe_ctx_t *c;
+    pe_raw_t *r;
+    size_t n, cap;
+};
+
+static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
+{
+    promql_sink_t *sk = skv;
+    size_t n = in->n;
     if (sk->n == sk->cap) {
         size_t cap = sk->cap ? sk->cap * 2 : 16;
         pe_raw_t *r = pe_alloc(c, cap * sizeof *r);
@@ -291,17 +311,21 @@ int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
         sk->cap = cap;
     }
     pe_raw_t *r = &sk->r[sk->n++];
-    r->l = copy_labels(c, labels, nlabels);
-    r->nl = nlabels;
+    r->l = copy_labels(c, in->labels, in->nlabels);
+    r->nl = in->nlabels;
     r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
     r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
     if (n) {
-        memcpy(r->ts, ts, n * sizeof *ts);
-        memcpy(r->v, v, n * sizeof *v);
+        memcpy(r->ts, in->ts, n * sizeof *in->ts);
+        memcpy(r->v, in->v, n * sizeof *in->v);
     }
     r->n = n;
-    memcpy(c->jb, outer, sizeof outer);
-    return 0;
+}
+
+int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    return sink_call(sk->c, sink_add, sk, &(sink_in_t){labels, nlabels, ts, NULL, v, n});
 }
 
 static int raw_cmp(const void *a, const void *b)
@@ -904,9 +928,7 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
     if (promql_agg_info(op)->flags & PROMQL_AGGF_NO_EVAL)
         pe_fail(c, ST_EINVAL, "aggregation %s is not supported", promql_aggop_str(op));
     if (op == PROMQL_AGG_COUNT_VALUES) {
-        const promql_node_t *p = n->u.agg.param;
-        while (p->kind == PROMQL_PAREN)
-            p = p->u.paren.expr;
+        const promql_node_t *p = promql_unparen(n->u.agg.param);
         if (p->kind != PROMQL_STRING)
             pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
         const char *lname = p->u.str.s;
@@ -1044,31 +1066,25 @@ struct promql_vsink {
     size_t nsteps;
 };
 
+static void vsink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
+{
+    promql_vsink_t *sk = skv;
+    pe_ser_t *s =
+        pe_add_ser(c, sk->v, copy_labels(c, in->labels, in->nlabels), in->nlabels, sk->nsteps);
+    size_t k = 0;
+    for (size_t i = 0; i < sk->nsteps && k < in->n; i++)
+        if (!in->present || (in->present[i >> 3] >> (i & 7)) & 1) {
+            s->ok[i] = 1;
+            s->v[i] = in->v[k++];
+        }
+    if (k != in->n)
+        pe_fail(c, ST_EPROTO, "pushed-down result has more values than steps");
+}
+
 int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabels,
                      const uint8_t *present, const double *v, size_t nv)
 {
-    pe_ctx_t *c = sk->c;
-    if (c->sink_rc)
-        return c->sink_rc;
-    jmp_buf outer;
-    memcpy(outer, c->jb, sizeof outer);
-    if (setjmp(c->jb)) {
-        memcpy(c->jb, outer, sizeof outer);
-        c->sink_rc = c->rc;
-        return c->rc;
-    }
-    sink_account(c, nv);
-    pe_ser_t *s = pe_add_ser(c, sk->v, copy_labels(c, labels, nlabels), nlabels, sk->nsteps);
-    size_t k = 0;
-    for (size_t i = 0; i < sk->nsteps && k < nv; i++)
-        if (!present || (present[i >> 3] >> (i & 7)) & 1) {
-            s->ok[i] = 1;
-            s->v[i] = v[k++];
-        }
-    if (k != nv)
-        pe_fail(c, ST_EPROTO, "pushed-down result has more values than steps");
-    memcpy(c->jb, outer, sizeof outer);
-    return 0;
+    return sink_call(sk->c, vsink_add, sk, &(sink_in_t){labels, nlabels, NULL, present, v, nv});
 }
 
 static int pser_cmp(const void *a, const void *b)
@@ -1208,8 +1224,7 @@ static int ser_cmp(const void *a, const void *b)
 /* Instant results whose order the query defines: sort(), sort_desc(), topk, bottomk. */
 static int root_keeps_order(const promql_node_t *n)
 {
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
+    n = promql_unparen(n);
     if (n->kind == PROMQL_CALL)
         return n->u.call.func && (n->u.call.func->flags & PROMQL_FN_ORDERED);
     if (n->kind == PROMQL_AGGREGATE)

@@ -244,8 +244,7 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
  */
 static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl)
 {
-    while (a->kind == PROMQL_PAREN)
-        a = a->u.paren.expr;
+    a = promql_unparen(a);
     if (a->kind == PROMQL_MATRIX_SELECTOR)
         a = a->u.ms.vs;
     *nl = 0;
@@ -458,8 +457,7 @@ static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
 
 static const char *str_arg(const promql_node_t *a, size_t *len)
 {
-    while (a->kind == PROMQL_PAREN)
-        a = a->u.paren.expr;
+    a = promql_unparen(a);
     if (a->kind != PROMQL_STRING)
         return NULL;
     *len = a->u.str.len;
@@ -1054,9 +1052,7 @@ void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
 static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
                                   pe_val_t *out)
 {
-    const promql_node_t *x = a;
-    while (x->kind == PROMQL_PAREN)
-        x = x->u.paren.expr;
+    const promql_node_t *x = promql_unparen(a);
     pe_val_t in;
     pe_eval(c, a, g, &in);
     copy_vec(c, &in, out, 1, g->n);

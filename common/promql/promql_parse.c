@@ -13,6 +13,14 @@
  *                        | '@' (number | start() | end()) | keep_metric_names }
  *   primary := number | string | '(' expr ')' | selector | call | aggregate
  *
+ * Functions are checked against the one function table (promql_funcs.c,
+ * promql_func_lookup); a call node keeps its row, which the planner and the
+ * evaluator read. Aggregation operators have their table here (aggs[]).
+ *
+ * promql_parse_selector() runs the same lexer and vector-selector grammar
+ * for match[] (selector.c) in "selector mode": a bare selector only, `or` is
+ * a label name, no query-time checks, and selector.c's error wording.
+ *
  * Memory: every node, string and array is carved from a chunked arena owned by
  * the promql_expr_t; growing arrays are reallocated inside the arena (the old
  * copy is simply abandoned, bounded waste). Errors are recorded once in the

@@ -84,20 +84,13 @@ static int is_local(const promql_node_t *n, int *sel_only)
     }
 }
 
-static const promql_node_t *unparen(const promql_node_t *n)
-{
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
-    return n;
-}
-
 static int mergeable(const promql_node_t *n)
 {
     unsigned f = promql_agg_info(n->u.agg.op)->flags;
     if (!(f & PROMQL_AGGF_MERGEABLE))
         return 0;
     return !(f & PROMQL_AGGF_MERGE_NUMBER) ||
-           (n->u.agg.param && unparen(n->u.agg.param)->kind == PROMQL_NUMBER);
+           (n->u.agg.param && promql_unparen(n->u.agg.param)->kind == PROMQL_NUMBER);
 }
 
 static size_t mark(promql_node_t *n, unsigned flags)
@@ -142,9 +135,7 @@ static size_t mark(promql_node_t *n, unsigned flags)
 size_t promql_plan(promql_expr_t *e, unsigned flags)
 {
     promql_node_t *root = (promql_node_t *)promql_root(e);
-    promql_node_t *n = root;
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
+    promql_node_t *n = (promql_node_t *)promql_unparen(root);
     /* An instant topk/bottomk by groups lists the groups in the order their
      * first input series come in; merged partial results do not keep that
      * order, so only its argument is pushed. */
