@@ -34,6 +34,18 @@ void *pe_alloc(pe_ctx_t *c, size_t n)
     return p;
 }
 
+void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first)
+{
+    if (n < *cap)
+        return;
+    size_t nc = *cap ? *cap * 2 : first;
+    void *na = pe_alloc(c, nc * sz);
+    if (n)
+        memcpy(na, *arr, n * sz);
+    *arr = na;
+    *cap = nc;
+}
+
 char *pe_strdup(pe_ctx_t *c, const char *s, size_t n)
 {
     char *d = pe_alloc(c, n + 1);
@@ -151,14 +163,7 @@ static st_label_t *sig_labels(pe_ctx_t *c, const st_label_t *l, size_t nl, int o
 
 pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
 {
-    if (v->ns == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        pe_ser_t *s = pe_alloc(c, cap * sizeof *s);
-        if (v->ns)
-            memcpy(s, v->s, v->ns * sizeof *s);
-        v->s = s;
-        v->cap = cap;
-    }
+    pe_grow(c, (void **)&v->s, v->ns, &v->cap, sizeof *v->s, 8);
     pe_ser_t *s = &v->s[v->ns++];
     s->l = (st_label_t *)l;
     s->nl = nl;
@@ -302,14 +307,7 @@ static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
 {
     promql_sink_t *sk = skv;
     size_t n = in->n;
-    if (sk->n == sk->cap) {
-        size_t cap = sk->cap ? sk->cap * 2 : 16;
-        pe_raw_t *r = pe_alloc(c, cap * sizeof *r);
-        if (sk->n)
-            memcpy(r, sk->r, sk->n * sizeof *r);
-        sk->r = r;
-        sk->cap = cap;
-    }
+    pe_grow(c, (void **)&sk->r, sk->n, &sk->cap, sizeof *sk->r, 16);
     pe_raw_t *r = &sk->r[sk->n++];
     r->l = copy_labels(c, in->labels, in->nlabels);
     r->nl = in->nlabels;
@@ -411,11 +409,7 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
         pe_ser_t *s = NULL;
         size_t j = 0;
         for (size_t k = 0; k < g->n; k++) {
-            /* times are monotone unless @ is used; restart the scan if not */
-            if (k && t[k] < t[k - 1])
-                j = 0;
-            while (j < r[i].n && r[i].ts[j] <= t[k])
-                j++;
+            j = pe_upto(&r[i], j, t, k);
             if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback)
                 continue;
             if (!s)
@@ -533,6 +527,19 @@ static double binop(promql_binop_t op, double a, double b, int *keep)
     }
 }
 
+/* The value binary node n gives for result r of binop() on a sample of
+ * value v: r, or for a comparison 0/1 with bool (always kept), else v. */
+static double cmp_value(const promql_node_t *n, double r, double v, int *keep)
+{
+    if (!is_cmp(n->u.bin.op))
+        return r;
+    if (!n->u.bin.bool_mod)
+        return v;
+    r = *keep;
+    *keep = 1;
+    return r;
+}
+
 static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *vec,
                             const double *sc, int swap, pe_val_t *out)
 {
@@ -549,15 +556,8 @@ static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t
                 continue;
             double a = in->v[k], b = sc[k];
             int keep;
-            double r = swap ? binop(op, b, a, &keep) : binop(op, a, b, &keep);
-            if (is_cmp(op)) {
-                if (n->u.bin.bool_mod) {
-                    r = keep;
-                    keep = 1;
-                } else {
-                    r = a;
-                }
-            }
+            double r =
+                cmp_value(n, swap ? binop(op, b, a, &keep) : binop(op, a, b, &keep), a, &keep);
             if (keep) {
                 o->ok[k] = 1;
                 o->v[k] = r;
@@ -730,15 +730,7 @@ static void eval_vec_vec(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g
                 rv = t;
             }
             int keep;
-            double r = binop(op, lv, rv, &keep);
-            if (is_cmp(op)) {
-                if (n->u.bin.bool_mod) {
-                    r = keep;
-                    keep = 1;
-                } else {
-                    r = lv;
-                }
-            }
+            double r = cmp_value(n, binop(op, lv, rv, &keep), lv, &keep);
             if (!keep)
                 continue;
             /* one-to-one output labels depend on the lhs only; group_x on the pair */
@@ -805,12 +797,11 @@ static int dbl_cmp(const void *a, const void *b)
 double pe_quantile(double q, double *v, size_t n);
 double pe_quantile(double q, double *v, size_t n)
 {
-    if (n == 0 || isnan(q))
+    double r;
+    if (n == 0)
         return NAN;
-    if (q < 0)
-        return -INFINITY;
-    if (q > 1)
-        return INFINITY;
+    if (pe_quantile_out_of_range(q, &r))
+        return r;
     qsort(v, n, sizeof *v, dbl_cmp);
     double rank = q * (double)(n - 1);
     size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;

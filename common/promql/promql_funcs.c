@@ -607,12 +607,9 @@ static int bucket_cmp(const void *a, const void *b)
 
 static double bucket_quantile(double q, bucket_t *b, size_t n)
 {
-    if (isnan(q))
-        return NAN;
-    if (q < 0)
-        return -INFINITY;
-    if (q > 1)
-        return INFINITY;
+    double r;
+    if (pe_quantile_out_of_range(q, &r))
+        return r;
     qsort(b, n, sizeof *b, bucket_cmp);
     if (n < 2 || !isinf(b[n - 1].ub) || b[n - 1].ub < 0)
         return NAN;
@@ -1081,10 +1078,7 @@ static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_
             continue;
         size_t j = 0;
         for (size_t k = 0; k < g->n; k++) {
-            if (k && te[k] < te[k - 1])
-                j = 0;
-            while (j < raw[i].n && raw[i].ts[j] <= te[k])
-                j++;
+            j = pe_upto(&raw[i], j, te, k);
             if (out->s[o].ok[k] && j)
                 out->s[o].v[k] = (double)raw[i].ts[j - 1] / 1000.0;
         }
