@@ -227,6 +227,12 @@ struct promql_node {
     } u;
 };
 
+/* == != < <= > >= (filters, or 0/1 with bool). */
+static inline int promql_binop_is_cmp(promql_binop_t op)
+{
+    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
+}
+
 /* n without the parentheses around it. */
 static inline const promql_node_t *promql_unparen(const promql_node_t *n)
 {

@@ -479,11 +479,6 @@ void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t
 
 /* ---- binary operators ---------------------------------------------------- */
 
-static int is_cmp(promql_binop_t op)
-{
-    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
-}
-
 /* Returns the value; *keep = 0 when a comparison is false. */
 static double binop(promql_binop_t op, double a, double b, int *keep)
 {
@@ -531,7 +526,7 @@ static double binop(promql_binop_t op, double a, double b, int *keep)
  * value v: r, or for a comparison 0/1 with bool (always kept), else v. */
 static double cmp_value(const promql_node_t *n, double r, double v, int *keep)
 {
-    if (!is_cmp(n->u.bin.op))
+    if (!promql_binop_is_cmp(n->u.bin.op))
         return r;
     if (!n->u.bin.bool_mod)
         return v;
@@ -544,7 +539,7 @@ static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t
                             const double *sc, int swap, pe_val_t *out)
 {
     promql_binop_t op = n->u.bin.op;
-    int drop = !is_cmp(op) || n->u.bin.bool_mod;
+    int drop = !promql_binop_is_cmp(op) || n->u.bin.bool_mod;
     out->type = PROMQL_TYPE_VECTOR;
     for (size_t i = 0; i < vec->ns; i++) {
         pe_ser_t *in = &vec->s[i];
@@ -646,7 +641,7 @@ static st_label_t *result_labels(pe_ctx_t *c, const promql_node_t *n, const pe_s
     promql_binop_t op = n->u.bin.op;
     *nl = l->nl;
     st_label_t *o = l->l;
-    if (!is_cmp(op) || n->u.bin.bool_mod)
+    if (!promql_binop_is_cmp(op) || n->u.bin.bool_mod)
         o = pe_labels_drop_name(c, o, nl);
     if (n->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
         if (n->u.bin.has_matching && n->u.bin.on) {
@@ -766,7 +761,7 @@ static void eval_binary(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
         for (size_t k = 0; k < g->n; k++) {
             int keep;
             double r = binop(op, a.sc[k], b.sc[k], &keep);
-            out->sc[k] = is_cmp(op) ? keep : r;
+            out->sc[k] = promql_binop_is_cmp(op) ? keep : r;
         }
         return;
     }

@@ -373,11 +373,6 @@ static int binop_of(parser_t *p, const promql_token_t *t, int *prec)
     return -1;
 }
 
-static int is_cmp(promql_binop_t op)
-{
-    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
-}
-
 static int is_setop(promql_binop_t op)
 {
     return op >= PROMQL_OP_AND;
@@ -1014,9 +1009,9 @@ static promql_node_t *check_binary(parser_t *p, promql_node_t *n, size_t oppos)
 {
     promql_binop_t op = n->u.bin.op;
     promql_type_t lt = n->u.bin.lhs->type, rt = n->u.bin.rhs->type;
-    if (n->u.bin.bool_mod && !is_cmp(op))
+    if (n->u.bin.bool_mod && !promql_binop_is_cmp(op))
         return fail(p, oppos, "bool modifier can only be used on comparison operators");
-    if (is_cmp(op) && !n->u.bin.bool_mod && lt == S && rt == S)
+    if (promql_binop_is_cmp(op) && !n->u.bin.bool_mod && lt == S && rt == S)
         return fail(p, oppos, "comparisons between scalars must use BOOL modifier");
     if ((lt != S && lt != V) || (rt != S && rt != V))
         return fail(p, oppos,
