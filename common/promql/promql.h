@@ -118,16 +118,49 @@ typedef struct promql_matcher_set {
     size_t n;
 } promql_matcher_set_t;
 
-/* A known function: argument types, optional/variadic args, return type. */
+typedef struct promql_node promql_node_t;
+
+/* Evaluator internals (promql_eval_int.h) a function's implementation takes. */
+struct pe_ctx;
+struct pe_grid;
+struct pe_val;
+typedef void promql_eval_fn(struct pe_ctx *c, const promql_node_t *n, const struct pe_grid *g,
+                            struct pe_val *out);
+
+/* Function flags (promql_func_t.flags). */
+/* series-local: a series' value depends on that series (and constant
+ * arguments) only, so the nodes may evaluate it (promql_plan.h) */
+#define PROMQL_FN_LOCAL 1u
+#define PROMQL_FN_CONST 2u   /* reads no data: time(), pi() */
+#define PROMQL_FN_ORDERED 4u /* an instant result keeps the order the function gives it */
+
+/*
+ * A known function: one row of the single function table (promql_funcs.c)
+ * that the parser (argument and result types), the planner (flags) and the
+ * evaluator (eval) all read.
+ */
 typedef struct promql_func {
     const char *name;
     promql_type_t args[6];
     int nargs;
     int variadic; /* 0: exactly nargs; k > 0: nargs-1 .. nargs-1+k; -1: >= nargs-1 (last repeats) */
     promql_type_t ret;
+    unsigned flags;        /* PROMQL_FN_* */
+    promql_eval_fn *eval;  /* NULL: parsed but not evaluated ("not supported") */
+    int op;                /* which variant eval computes (rollup kind, desc, ...) */
+    double (*fn1)(double); /* element-wise evals: the per-value function */
 } promql_func_t;
 
-typedef struct promql_node promql_node_t;
+/* An aggregation operator: one row of the aggregation table (promql_parse.c). */
+typedef struct promql_agg {
+    const char *name;
+    promql_type_t param; /* PROMQL_TYPE_NONE, or the type of the parameter (topk's k ...) */
+    unsigned flags;      /* PROMQL_AGGF_* */
+} promql_agg_t;
+
+#define PROMQL_AGGF_MERGEABLE 1u    /* rebuilt from per-node partial results (pushdown) */
+#define PROMQL_AGGF_MERGE_NUMBER 2u /* ... only when its parameter is a number literal */
+#define PROMQL_AGGF_NO_EVAL 4u      /* parsed but not evaluated ("not supported") */
 
 struct promql_node {
     promql_kind_t kind;
@@ -194,6 +227,20 @@ struct promql_node {
     } u;
 };
 
+/* == != < <= > >= (filters, or 0/1 with bool). */
+static inline int promql_binop_is_cmp(promql_binop_t op)
+{
+    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
+}
+
+/* n without the parentheses around it. */
+static inline const promql_node_t *promql_unparen(const promql_node_t *n)
+{
+    while (n->kind == PROMQL_PAREN)
+        n = n->u.paren.expr;
+    return n;
+}
+
 typedef struct promql_expr promql_expr_t;
 
 /* Parse flags for promql_parse_ex. */
@@ -207,6 +254,17 @@ int promql_parse(const char *q, size_t len, promql_expr_t **out, char *err, size
 int promql_parse_ex(const char *q, size_t len, unsigned flags, promql_expr_t **out, char *err,
                     size_t errlen);
 const promql_node_t *promql_root(const promql_expr_t *e);
+/*
+ * Parse a bare series selector, as match[] takes it (selector.c): the root
+ * is one PROMQL_VECTOR_SELECTOR with at most one matcher set. Nothing else
+ * may follow; `or` is a label name, not a set separator; regexes, empty
+ * matchers, a repeated metric name and quoted label names are not checked
+ * here (the index does at query time); errors are worded as selector.c
+ * always worded them ("1:COL: MESSAGE"), "too many label matchers" when
+ * name and matchers exceed max_matchers (ST_ELIMIT).
+ */
+int promql_parse_selector(const char *q, size_t len, size_t max_matchers, promql_expr_t **out,
+                          char *err, size_t errlen);
 void promql_free(promql_expr_t *e);
 
 /*
@@ -223,6 +281,8 @@ const char *promql_binop_str(promql_binop_t op);
 const char *promql_aggop_str(promql_aggop_t op);
 /* Known-function table lookup (NULL when unknown). */
 const promql_func_t *promql_func_lookup(const char *name, size_t len);
+/* The aggregation table's row for op (never NULL for a valid op). */
+const promql_agg_t *promql_agg_info(promql_aggop_t op);
 
 /* ---- Lexer (shared by the parser and tests) ---------------------------- */
 
@@ -274,8 +334,17 @@ typedef struct promql_token {
  */
 long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
                 char *err, size_t errlen);
+/* Lexer flags for promql_lex_ex. */
+#define PROMQL_LEX_SELECTOR 1u /* selector.c: no '#' comments, selector.c's string errors */
+/* promql_lex with flags; -1 for an error, -2 for an error inside a quoted
+ * string; *errtok (if not NULL) is where the failing token starts. */
+long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *toks, char *strbuf,
+                   size_t *errpos, size_t *errtok, char *err, size_t errlen);
 /* A short description for error messages: <op:*>, identifier "x", "(" ... */
 void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size_t outlen);
+
+/* [a-zA-Z_][a-zA-Z0-9_]* (Prometheus' model.LabelName.IsValid). */
+int promql_valid_label_name(const char *s, size_t n);
 
 /* Text helpers shared with the printer. */
 int promql_fmt_duration(st_buf_t *b, int64_t ms);

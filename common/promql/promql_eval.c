@@ -34,6 +34,18 @@ void *pe_alloc(pe_ctx_t *c, size_t n)
     return p;
 }
 
+void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first)
+{
+    if (n < *cap)
+        return;
+    size_t nc = *cap ? *cap * 2 : first;
+    void *na = pe_alloc(c, nc * sz);
+    if (n)
+        memcpy(na, *arr, n * sz);
+    *arr = na;
+    *cap = nc;
+}
+
 char *pe_strdup(pe_ctx_t *c, const char *s, size_t n)
 {
     char *d = pe_alloc(c, n + 1);
@@ -151,14 +163,7 @@ static st_label_t *sig_labels(pe_ctx_t *c, const st_label_t *l, size_t nl, int o
 
 pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
 {
-    if (v->ns == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        pe_ser_t *s = pe_alloc(c, cap * sizeof *s);
-        if (v->ns)
-            memcpy(s, v->s, v->ns * sizeof *s);
-        v->s = s;
-        v->cap = cap;
-    }
+    pe_grow(c, (void **)&v->s, v->ns, &v->cap, sizeof *v->s, 8);
     pe_ser_t *s = &v->s[v->ns++];
     s->l = (st_label_t *)l;
     s->nl = nl;
@@ -261,19 +266,24 @@ static st_label_t *copy_labels(pe_ctx_t *c, const st_label_t *labels, size_t n)
     return l;
 }
 
-struct promql_sink {
-    pe_ctx_t *c;
-    pe_raw_t *r;
-    size_t n, cap;
-};
+/* What a caller hands to promql_sink_add / promql_vsink_add. */
+typedef struct sink_in {
+    const st_label_t *labels;
+    size_t nlabels;
+    const int64_t *ts;      /* sink: sample times */
+    const uint8_t *present; /* vsink: step bitmap, or NULL for every step */
+    const double *v;
+    size_t n;
+} sink_in_t;
 
-int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
-                    const double *v, size_t n)
+/* Account for one series from a caller's callback and add it with add(); a
+ * failure (limits, memory, bad data) is caught here, never longjmp'd through
+ * the caller's select callback, and returned (and remembered) instead. */
+static int sink_call(pe_ctx_t *c, void (*add)(pe_ctx_t *, void *, const sink_in_t *), void *sk,
+                     const sink_in_t *in)
 {
-    pe_ctx_t *c = sk->c;
     if (c->sink_rc)
         return c->sink_rc;
-    /* never longjmp through the caller's select callback: catch failures here */
     jmp_buf outer;
     memcpy(outer, c->jb, sizeof outer);
     if (setjmp(c->jb)) {
@@ -281,27 +291,39 @@ int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
         c->sink_rc = c->rc;
         return c->rc;
     }
-    sink_account(c, n);
-    if (sk->n == sk->cap) {
-        size_t cap = sk->cap ? sk->cap * 2 : 16;
-        pe_raw_t *r = pe_alloc(c, cap * sizeof *r);
-        if (sk->n)
-            memcpy(r, sk->r, sk->n * sizeof *r);
-        sk->r = r;
-        sk->cap = cap;
-    }
+    sink_account(c, in->n);
+    add(c, sk, in);
+    memcpy(c->jb, outer, sizeof outer);
+    return 0;
+}
+
+struct promql_sink {
+    pe_ctx_t *c;
+    pe_raw_t *r;
+    size_t n, cap;
+};
+
+static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
+{
+    promql_sink_t *sk = skv;
+    size_t n = in->n;
+    pe_grow(c, (void **)&sk->r, sk->n, &sk->cap, sizeof *sk->r, 16);
     pe_raw_t *r = &sk->r[sk->n++];
-    r->l = copy_labels(c, labels, nlabels);
-    r->nl = nlabels;
+    r->l = copy_labels(c, in->labels, in->nlabels);
+    r->nl = in->nlabels;
     r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
     r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
     if (n) {
-        memcpy(r->ts, ts, n * sizeof *ts);
-        memcpy(r->v, v, n * sizeof *v);
+        memcpy(r->ts, in->ts, n * sizeof *in->ts);
+        memcpy(r->v, in->v, n * sizeof *in->v);
     }
     r->n = n;
-    memcpy(c->jb, outer, sizeof outer);
-    return 0;
+}
+
+int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    return sink_call(sk->c, sink_add, sk, &(sink_in_t){labels, nlabels, ts, NULL, v, n});
 }
 
 static int raw_cmp(const void *a, const void *b)
@@ -387,11 +409,7 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
         pe_ser_t *s = NULL;
         size_t j = 0;
         for (size_t k = 0; k < g->n; k++) {
-            /* times are monotone unless @ is used; restart the scan if not */
-            if (k && t[k] < t[k - 1])
-                j = 0;
-            while (j < r[i].n && r[i].ts[j] <= t[k])
-                j++;
+            j = pe_upto(&r[i], j, t, k);
             if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback)
                 continue;
             if (!s)
@@ -461,11 +479,6 @@ void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t
 
 /* ---- binary operators ---------------------------------------------------- */
 
-static int is_cmp(promql_binop_t op)
-{
-    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
-}
-
 /* Returns the value; *keep = 0 when a comparison is false. */
 static double binop(promql_binop_t op, double a, double b, int *keep)
 {
@@ -509,11 +522,24 @@ static double binop(promql_binop_t op, double a, double b, int *keep)
     }
 }
 
+/* The value binary node n gives for result r of binop() on a sample of
+ * value v: r, or for a comparison 0/1 with bool (always kept), else v. */
+static double cmp_value(const promql_node_t *n, double r, double v, int *keep)
+{
+    if (!promql_binop_is_cmp(n->u.bin.op))
+        return r;
+    if (!n->u.bin.bool_mod)
+        return v;
+    r = *keep;
+    *keep = 1;
+    return r;
+}
+
 static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *vec,
                             const double *sc, int swap, pe_val_t *out)
 {
     promql_binop_t op = n->u.bin.op;
-    int drop = !is_cmp(op) || n->u.bin.bool_mod;
+    int drop = !promql_binop_is_cmp(op) || n->u.bin.bool_mod;
     out->type = PROMQL_TYPE_VECTOR;
     for (size_t i = 0; i < vec->ns; i++) {
         pe_ser_t *in = &vec->s[i];
@@ -525,15 +551,8 @@ static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t
                 continue;
             double a = in->v[k], b = sc[k];
             int keep;
-            double r = swap ? binop(op, b, a, &keep) : binop(op, a, b, &keep);
-            if (is_cmp(op)) {
-                if (n->u.bin.bool_mod) {
-                    r = keep;
-                    keep = 1;
-                } else {
-                    r = a;
-                }
-            }
+            double r =
+                cmp_value(n, swap ? binop(op, b, a, &keep) : binop(op, a, b, &keep), a, &keep);
             if (keep) {
                 o->ok[k] = 1;
                 o->v[k] = r;
@@ -622,7 +641,7 @@ static st_label_t *result_labels(pe_ctx_t *c, const promql_node_t *n, const pe_s
     promql_binop_t op = n->u.bin.op;
     *nl = l->nl;
     st_label_t *o = l->l;
-    if (!is_cmp(op) || n->u.bin.bool_mod)
+    if (!promql_binop_is_cmp(op) || n->u.bin.bool_mod)
         o = pe_labels_drop_name(c, o, nl);
     if (n->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
         if (n->u.bin.has_matching && n->u.bin.on) {
@@ -706,15 +725,7 @@ static void eval_vec_vec(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g
                 rv = t;
             }
             int keep;
-            double r = binop(op, lv, rv, &keep);
-            if (is_cmp(op)) {
-                if (n->u.bin.bool_mod) {
-                    r = keep;
-                    keep = 1;
-                } else {
-                    r = lv;
-                }
-            }
+            double r = cmp_value(n, binop(op, lv, rv, &keep), lv, &keep);
             if (!keep)
                 continue;
             /* one-to-one output labels depend on the lhs only; group_x on the pair */
@@ -750,7 +761,7 @@ static void eval_binary(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
         for (size_t k = 0; k < g->n; k++) {
             int keep;
             double r = binop(op, a.sc[k], b.sc[k], &keep);
-            out->sc[k] = is_cmp(op) ? keep : r;
+            out->sc[k] = promql_binop_is_cmp(op) ? keep : r;
         }
         return;
     }
@@ -781,12 +792,11 @@ static int dbl_cmp(const void *a, const void *b)
 double pe_quantile(double q, double *v, size_t n);
 double pe_quantile(double q, double *v, size_t n)
 {
-    if (n == 0 || isnan(q))
+    double r;
+    if (n == 0)
         return NAN;
-    if (q < 0)
-        return -INFINITY;
-    if (q > 1)
-        return INFINITY;
+    if (pe_quantile_out_of_range(q, &r))
+        return r;
     qsort(v, n, sizeof *v, dbl_cmp);
     double rank = q * (double)(n - 1);
     size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;
@@ -901,16 +911,14 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         eval_topk(c, n, op == PROMQL_AGG_TOPK, g, &in, gid, ng, param, out);
         return;
     }
-    if (op == PROMQL_AGG_LIMITK || op == PROMQL_AGG_LIMIT_RATIO)
+    if (promql_agg_info(op)->flags & PROMQL_AGGF_NO_EVAL)
         pe_fail(c, ST_EINVAL, "aggregation %s is not supported", promql_aggop_str(op));
     if (op == PROMQL_AGG_COUNT_VALUES) {
-        const promql_node_t *p = n->u.agg.param;
-        while (p->kind == PROMQL_PAREN)
-            p = p->u.paren.expr;
+        const promql_node_t *p = promql_unparen(n->u.agg.param);
         if (p->kind != PROMQL_STRING)
             pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
         const char *lname = p->u.str.s;
-        if (!pe_valid_label_name(lname, p->u.str.len))
+        if (!promql_valid_label_name(lname, p->u.str.len))
             pe_fail(c, ST_EINVAL, "invalid label name \"%s\"", lname);
         pe_val_t tmp = {0};
         st_buf_t b;
@@ -1044,31 +1052,25 @@ struct promql_vsink {
     size_t nsteps;
 };
 
+static void vsink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
+{
+    promql_vsink_t *sk = skv;
+    pe_ser_t *s =
+        pe_add_ser(c, sk->v, copy_labels(c, in->labels, in->nlabels), in->nlabels, sk->nsteps);
+    size_t k = 0;
+    for (size_t i = 0; i < sk->nsteps && k < in->n; i++)
+        if (!in->present || (in->present[i >> 3] >> (i & 7)) & 1) {
+            s->ok[i] = 1;
+            s->v[i] = in->v[k++];
+        }
+    if (k != in->n)
+        pe_fail(c, ST_EPROTO, "pushed-down result has more values than steps");
+}
+
 int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabels,
                      const uint8_t *present, const double *v, size_t nv)
 {
-    pe_ctx_t *c = sk->c;
-    if (c->sink_rc)
-        return c->sink_rc;
-    jmp_buf outer;
-    memcpy(outer, c->jb, sizeof outer);
-    if (setjmp(c->jb)) {
-        memcpy(c->jb, outer, sizeof outer);
-        c->sink_rc = c->rc;
-        return c->rc;
-    }
-    sink_account(c, nv);
-    pe_ser_t *s = pe_add_ser(c, sk->v, copy_labels(c, labels, nlabels), nlabels, sk->nsteps);
-    size_t k = 0;
-    for (size_t i = 0; i < sk->nsteps && k < nv; i++)
-        if (!present || (present[i >> 3] >> (i & 7)) & 1) {
-            s->ok[i] = 1;
-            s->v[i] = v[k++];
-        }
-    if (k != nv)
-        pe_fail(c, ST_EPROTO, "pushed-down result has more values than steps");
-    memcpy(c->jb, outer, sizeof outer);
-    return 0;
+    return sink_call(sk->c, vsink_add, sk, &(sink_in_t){labels, nlabels, NULL, present, v, nv});
 }
 
 static int pser_cmp(const void *a, const void *b)
@@ -1208,10 +1210,9 @@ static int ser_cmp(const void *a, const void *b)
 /* Instant results whose order the query defines: sort(), sort_desc(), topk, bottomk. */
 static int root_keeps_order(const promql_node_t *n)
 {
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
+    n = promql_unparen(n);
     if (n->kind == PROMQL_CALL)
-        return !strcmp(n->u.call.name, "sort") || !strcmp(n->u.call.name, "sort_desc");
+        return n->u.call.func && (n->u.call.func->flags & PROMQL_FN_ORDERED);
     if (n->kind == PROMQL_AGGREGATE)
         return n->u.agg.op == PROMQL_AGG_TOPK || n->u.agg.op == PROMQL_AGG_BOTTOMK;
     return 0;

@@ -2,6 +2,7 @@
 #ifndef PROMQL_EVAL_INT_H
 #define PROMQL_EVAL_INT_H
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
 
@@ -67,7 +68,21 @@ static inline int64_t pe_t(const pe_grid_t *g, size_t i)
     return g->start + (int64_t)i * g->step;
 }
 
+/* Index past the last sample of r at or before t[k], going on from j (the
+ * answer for step k - 1); the scan restarts when times go back (@). */
+static inline size_t pe_upto(const pe_raw_t *r, size_t j, const int64_t *t, size_t k)
+{
+    if (k && t[k] < t[k - 1])
+        j = 0;
+    while (j < r->n && r->ts[j] <= t[k])
+        j++;
+    return j;
+}
+
 void *pe_alloc(pe_ctx_t *c, size_t n);
+/* Room for one more of *n elements of size sz in the pe_alloc'd array *arr
+ * (capacity *cap doubles, starting at first). */
+void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first);
 char *pe_strdup(pe_ctx_t *c, const char *s, size_t n);
 _Noreturn void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -83,8 +98,15 @@ void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
 void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
                size_t *nout, int64_t *range, int64_t **times);
 void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
-/* [a-zA-Z_][a-zA-Z0-9_]* (Prometheus' model.LabelName.IsValid) */
-int pe_valid_label_name(const char *s, size_t n);
+/* A quantile q outside [0, 1] (or NaN): 1 with its answer in *r (NaN,
+ * -Inf, +Inf), as Prometheus answers it for any data. */
+static inline int pe_quantile_out_of_range(double q, double *r)
+{
+    if (q >= 0 && q <= 1)
+        return 0;
+    *r = isnan(q) ? NAN : q < 0 ? -INFINITY : INFINITY;
+    return 1;
+}
 /* One step of Prometheus' running mean (n = count including v). */
 double pe_mean_add(double mean, double n, double v);
 

@@ -18,20 +18,10 @@ static int put(st_buf_t *b, const char *s)
     return st_buf_append(b, s, strlen(s));
 }
 
-static int valid_ident(const char *s)
-{
-    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
-        return 0;
-    for (size_t i = 1; s[i]; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' ||
-              (s[i] >= '0' && s[i] <= '9')))
-            return 0;
-    return 1;
-}
-
 static int put_label(st_buf_t *b, const char *name)
 {
-    return valid_ident(name) ? put(b, name) : promql_fmt_string(b, name, strlen(name));
+    return promql_valid_label_name(name, strlen(name)) ? put(b, name)
+                                                       : promql_fmt_string(b, name, strlen(name));
 }
 
 static int put_labels(st_buf_t *b, const promql_labels_t *l)

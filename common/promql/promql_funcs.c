@@ -1,4 +1,10 @@
-/* promql_funcs — PromQL functions: rollups over range vectors and instant functions. */
+/*
+ * promql_funcs — PromQL functions: rollups over range vectors and instant
+ * functions, and the one function table (funcs[], at the end) that the
+ * parser, the planner and the evaluator read: a row per function with its
+ * argument and result types, flags, and the implementation the evaluator
+ * calls through the row the parser resolved for the call.
+ */
 #include "promql_eval_int.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -38,34 +44,6 @@ typedef enum {
     R_ABSENT,
     R_HOLT
 } rollup_t;
-
-static const struct {
-    const char *name;
-    rollup_t r;
-} rollups[] = {
-    {"rate", R_RATE},
-    {"increase", R_INCREASE},
-    {"delta", R_DELTA},
-    {"irate", R_IRATE},
-    {"idelta", R_IDELTA},
-    {"deriv", R_DERIV},
-    {"predict_linear", R_PREDICT},
-    {"resets", R_RESETS},
-    {"changes", R_CHANGES},
-    {"avg_over_time", R_AVG},
-    {"min_over_time", R_MIN},
-    {"max_over_time", R_MAX},
-    {"sum_over_time", R_SUM},
-    {"count_over_time", R_COUNT},
-    {"quantile_over_time", R_QUANTILE},
-    {"stddev_over_time", R_STDDEV},
-    {"stdvar_over_time", R_STDVAR},
-    {"last_over_time", R_LAST},
-    {"present_over_time", R_PRESENT},
-    {"absent_over_time", R_ABSENT},
-    {"holt_winters", R_HOLT},
-    {"double_exponential_smoothing", R_HOLT},
-};
 
 /* Prometheus' extrapolatedRate over samples in (te - range, te]. */
 static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te, int64_t range,
@@ -266,8 +244,7 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
  */
 static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl)
 {
-    while (a->kind == PROMQL_PAREN)
-        a = a->u.paren.expr;
+    a = promql_unparen(a);
     if (a->kind == PROMQL_MATRIX_SELECTOR)
         a = a->u.ms.vs;
     *nl = 0;
@@ -418,17 +395,6 @@ static double rad(double x)
     return x * M_PI / 180;
 }
 
-static const struct {
-    const char *name;
-    double (*f)(double);
-} mathf[] = {
-    {"abs", fabs},    {"ceil", ceil},   {"floor", floor}, {"exp", exp},     {"ln", log},
-    {"log2", log2},   {"log10", log10}, {"sqrt", sqrt},   {"sgn", sgn},     {"sin", sin},
-    {"cos", cos},     {"tan", tan},     {"asin", asin},   {"acos", acos},   {"atan", atan},
-    {"sinh", sinh},   {"cosh", cosh},   {"tanh", tanh},   {"asinh", asinh}, {"acosh", acosh},
-    {"atanh", atanh}, {"deg", deg},     {"rad", rad},
-};
-
 static void copy_vec(pe_ctx_t *c, const pe_val_t *in, pe_val_t *out, int drop, size_t nsteps)
 {
     out->type = PROMQL_TYPE_VECTOR;
@@ -441,29 +407,37 @@ static void copy_vec(pe_ctx_t *c, const pe_val_t *in, pe_val_t *out, int drop, s
     }
 }
 
-static double date_part(const char *f, double t)
+/* The UTC calendar fields of t (seconds); 0 for NaN and infinities. */
+static int utc(double t, struct tm *tm)
 {
     if (isnan(t) || isinf(t))
-        return NAN;
+        return 0;
     time_t tt = (time_t)floor(t);
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    if (!strcmp(f, "day_of_month"))
-        return tm.tm_mday;
-    if (!strcmp(f, "day_of_week"))
-        return tm.tm_wday;
-    if (!strcmp(f, "day_of_year"))
-        return tm.tm_yday + 1;
-    if (!strcmp(f, "hour"))
-        return tm.tm_hour;
-    if (!strcmp(f, "minute"))
-        return tm.tm_min;
-    if (!strcmp(f, "month"))
-        return tm.tm_mon + 1;
-    if (!strcmp(f, "year"))
-        return tm.tm_year + 1900;
-    /* days_in_month */
+    gmtime_r(&tt, tm);
+    return 1;
+}
+
+#define DATE_PART(fname, expr)                                                                     \
+    static double fname(double t)                                                                  \
+    {                                                                                              \
+        struct tm tm;                                                                              \
+        return utc(t, &tm) ? (double)(expr) : NAN;                                                 \
+    }
+DATE_PART(day_of_month, tm.tm_mday)
+DATE_PART(day_of_week, tm.tm_wday)
+DATE_PART(day_of_year, tm.tm_yday + 1)
+DATE_PART(hour, tm.tm_hour)
+DATE_PART(minute, tm.tm_min)
+DATE_PART(month, tm.tm_mon + 1)
+DATE_PART(year, tm.tm_year + 1900)
+#undef DATE_PART
+
+static double days_in_month(double t)
+{
     static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    struct tm tm;
+    if (!utc(t, &tm))
+        return NAN;
     int y = tm.tm_year + 1900;
     int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     return dm[tm.tm_mon] + (tm.tm_mon == 1 && leap);
@@ -481,24 +455,9 @@ static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
     return code;
 }
 
-int pe_valid_label_name(const char *s, size_t n)
-{
-    if (!n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-                 (i && ch >= '0' && ch <= '9');
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
 static const char *str_arg(const promql_node_t *a, size_t *len)
 {
-    while (a->kind == PROMQL_PAREN)
-        a = a->u.paren.expr;
+    a = promql_unparen(a);
     if (a->kind != PROMQL_STRING)
         return NULL;
     *len = a->u.str.len;
@@ -566,7 +525,7 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     const char *re = str_arg(n->u.call.args[4], &rel);
     if (!dst || !repl || !src || !re)
         pe_fail(c, ST_EINVAL, "label_replace: arguments must be string literals");
-    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
     pcre2_code *code = compile_re(c, re, rel);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -606,7 +565,7 @@ static void label_join(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val
     const char *sep = str_arg(n->u.call.args[2], &sepl);
     if (!dst || !sep)
         pe_fail(c, ST_EINVAL, "label_join: arguments must be string literals");
-    if (!pe_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_join(): %s", dst);
     st_buf_t b;
     st_buf_init(&b);
@@ -648,12 +607,9 @@ static int bucket_cmp(const void *a, const void *b)
 
 static double bucket_quantile(double q, bucket_t *b, size_t n)
 {
-    if (isnan(q))
-        return NAN;
-    if (q < 0)
-        return -INFINITY;
-    if (q > 1)
-        return INFINITY;
+    double r;
+    if (pe_quantile_out_of_range(q, &r))
+        return r;
     qsort(b, n, sizeof *b, bucket_cmp);
     if (n < 2 || !isinf(b[n - 1].ub) || b[n - 1].ub < 0)
         return NAN;
@@ -755,192 +711,345 @@ static void histogram_quantile(pe_ctx_t *c, const pe_grid_t *g, const double *q,
     }
 }
 
-/* ---- dispatcher -------------------------------------------------------------- */
+/* ---- implementations (promql_eval_fn) ---------------------------------------- */
 
 static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
                                   pe_val_t *out);
 
-void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+/* The first argument evaluated when it is an instant vector (else empty). */
+static pe_val_t vec_arg0(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g)
 {
-    const char *f = n->u.call.name;
-    size_t na = n->u.call.nargs;
-    promql_node_t **args = n->u.call.args;
-    int keep = n->u.call.keep_metric_names;
-    for (size_t i = 0; i < sizeof rollups / sizeof rollups[0]; i++)
-        if (!strcmp(f, rollups[i].name)) {
-            eval_rollup(c, n, rollups[i].r, g, out);
-            return;
+    pe_val_t a = {0};
+    if (n->u.call.nargs > 0 && n->u.call.args[0]->type == PROMQL_TYPE_VECTOR)
+        pe_eval(c, n->u.call.args[0], g, &a);
+    return a;
+}
+
+static void f_rollup(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    eval_rollup(c, n, (rollup_t)n->u.call.func->op, g, out);
+}
+
+/* time(), pi(): one scalar per step (fn1 of the step's time). */
+static double pi_at(double t)
+{
+    (void)t;
+    return M_PI;
+}
+
+static double time_at(double t)
+{
+    return t;
+}
+
+static void f_scalar_of_time(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    out->type = PROMQL_TYPE_SCALAR;
+    out->sc = pe_alloc(c, g->n * sizeof(double));
+    for (size_t k = 0; k < g->n; k++)
+        out->sc[k] = n->u.call.func->fn1((double)pe_t(g, k) / 1000.0);
+}
+
+static void f_vector(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a;
+    pe_eval(c, n->u.call.args[0], g, &a);
+    out->type = PROMQL_TYPE_VECTOR;
+    pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
+    for (size_t k = 0; k < g->n; k++) {
+        s->ok[k] = 1;
+        s->v[k] = a.sc[k];
+    }
+}
+
+static void f_timestamp(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    sample_ts_selector(c, n->u.call.args[0], g, out);
+}
+
+static void f_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = vec_arg0(c, n, g);
+    out->type = PROMQL_TYPE_SCALAR;
+    out->sc = pe_alloc(c, g->n * sizeof(double));
+    for (size_t k = 0; k < g->n; k++) {
+        size_t cnt = 0;
+        double v = NAN;
+        for (size_t i = 0; i < a.ns; i++)
+            if (a.s[i].ok[k]) {
+                cnt++;
+                v = a.s[i].v[k];
+            }
+        out->sc[k] = cnt == 1 ? v : NAN;
+    }
+}
+
+static void f_absent(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = vec_arg0(c, n, g);
+    out->type = PROMQL_TYPE_VECTOR;
+    size_t nl;
+    st_label_t *l = absent_labels(c, n->u.call.args[0], &nl);
+    pe_ser_t *s = pe_add_ser(c, out, l, nl, g->n);
+    for (size_t k = 0; k < g->n; k++) {
+        int any = 0;
+        for (size_t i = 0; i < a.ns && !any; i++)
+            any = a.s[i].ok[k];
+        if (!any) {
+            s->ok[k] = 1;
+            s->v[k] = 1;
         }
-    if (!strcmp(f, "time")) {
-        out->type = PROMQL_TYPE_SCALAR;
-        out->sc = pe_alloc(c, g->n * sizeof(double));
-        for (size_t k = 0; k < g->n; k++)
-            out->sc[k] = (double)pe_t(g, k) / 1000.0;
-        return;
     }
-    if (!strcmp(f, "pi")) {
-        out->type = PROMQL_TYPE_SCALAR;
-        out->sc = pe_alloc(c, g->n * sizeof(double));
-        for (size_t k = 0; k < g->n; k++)
-            out->sc[k] = M_PI;
-        return;
-    }
-    if (!strcmp(f, "vector")) {
-        pe_val_t a;
-        pe_eval(c, args[0], g, &a);
+}
+
+/* sort (op 0), sort_desc (op 1): order only matters for instant queries (one step). */
+static void f_sort(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = vec_arg0(c, n, g);
+    int desc = n->u.call.func->op;
+    copy_vec(c, &a, out, 0, g->n);
+    for (size_t i = 1; i < out->ns; i++)
+        for (size_t j = i; j > 0; j--) {
+            double x = out->s[j - 1].ok[0] ? out->s[j - 1].v[0] : NAN;
+            double y = out->s[j].ok[0] ? out->s[j].v[0] : NAN;
+            int swap =
+                desc ? (y > x || (isnan(x) && !isnan(y))) : (y < x || (isnan(x) && !isnan(y)));
+            if (!swap)
+                break;
+            pe_ser_t t = out->s[j - 1];
+            out->s[j - 1] = out->s[j];
+            out->s[j] = t;
+        }
+}
+
+static void f_label_replace(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = vec_arg0(c, n, g);
+    label_replace(c, n, &a, out, g->n);
+}
+
+static void f_label_join(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    pe_val_t a = vec_arg0(c, n, g);
+    label_join(c, n, &a, out, g->n);
+}
+
+static void f_histogram_quantile(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
+                                 pe_val_t *out)
+{
+    pe_val_t q = vec_arg0(c, n, g), v;
+    pe_eval(c, n->u.call.args[1], g, &v);
+    if (n->u.call.args[0]->type != PROMQL_TYPE_SCALAR)
+        pe_fail(c, ST_EINVAL, "histogram_quantile: quantile must be a scalar");
+    pe_eval(c, n->u.call.args[0], g, &q);
+    histogram_quantile(c, g, q.sc, &v, out);
+}
+
+/* Element-wise: fn1 applied to every value (math and date functions); a
+ * date function without an argument takes the step's time. */
+static void f_map(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    double (*fn)(double) = n->u.call.func->fn1;
+    int keep = n->u.call.keep_metric_names;
+    pe_val_t a = vec_arg0(c, n, g);
+    if (n->u.call.nargs == 0) {
         out->type = PROMQL_TYPE_VECTOR;
         pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
         for (size_t k = 0; k < g->n; k++) {
             s->ok[k] = 1;
-            s->v[k] = a.sc[k];
+            s->v[k] = fn((double)pe_t(g, k) / 1000.0);
         }
         return;
     }
-    if (!strcmp(f, "timestamp")) {
-        sample_ts_selector(c, args[0], g, out);
-        return;
-    }
-    pe_val_t a = {0};
-    if (na > 0 && args[0]->type == PROMQL_TYPE_VECTOR)
-        pe_eval(c, args[0], g, &a);
-    if (!strcmp(f, "scalar")) {
-        out->type = PROMQL_TYPE_SCALAR;
-        out->sc = pe_alloc(c, g->n * sizeof(double));
+    copy_vec(c, &a, out, !keep, g->n);
+    for (size_t s = 0; s < out->ns; s++)
+        for (size_t k = 0; k < g->n; k++)
+            out->s[s].v[k] = fn(out->s[s].v[k]);
+    if (!keep)
+        pe_dedup(c, out, g->n);
+}
+
+enum { CL_ROUND, CL_CLAMP, CL_MIN, CL_MAX };
+
+/* round (CL_ROUND), clamp, clamp_min, clamp_max: element-wise with scalar parameters. */
+static void f_clamp(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    size_t na = n->u.call.nargs;
+    int keep = n->u.call.keep_metric_names, op = n->u.call.func->op;
+    pe_val_t a = vec_arg0(c, n, g), p1 = {0}, p2 = {0};
+    if (na > 1)
+        pe_eval(c, n->u.call.args[1], g, &p1);
+    if (na > 2)
+        pe_eval(c, n->u.call.args[2], g, &p2);
+    copy_vec(c, &a, out, !keep, g->n);
+    for (size_t s = 0; s < out->ns; s++)
         for (size_t k = 0; k < g->n; k++) {
-            size_t cnt = 0;
-            double v = NAN;
-            for (size_t i = 0; i < a.ns; i++)
-                if (a.s[i].ok[k]) {
-                    cnt++;
-                    v = a.s[i].v[k];
+            double *v = &out->s[s].v[k];
+            if (op == CL_ROUND) {
+                double to = na > 1 ? p1.sc[k] : 1;
+                double inv = 1.0 / to;
+                *v = floor(*v * inv + 0.5) / inv;
+            } else if (op == CL_CLAMP) {
+                if (p1.sc[k] > p2.sc[k]) {
+                    out->s[s].ok[k] = 0;
+                    continue;
                 }
-            out->sc[k] = cnt == 1 ? v : NAN;
-        }
-        return;
-    }
-    if (!strcmp(f, "absent")) {
-        out->type = PROMQL_TYPE_VECTOR;
-        size_t nl;
-        st_label_t *l = absent_labels(c, args[0], &nl);
-        pe_ser_t *s = pe_add_ser(c, out, l, nl, g->n);
-        for (size_t k = 0; k < g->n; k++) {
-            int any = 0;
-            for (size_t i = 0; i < a.ns && !any; i++)
-                any = a.s[i].ok[k];
-            if (!any) {
-                s->ok[k] = 1;
-                s->v[k] = 1;
+                *v = go_max(p1.sc[k], go_min(p2.sc[k], *v));
+            } else if (op == CL_MIN) {
+                *v = go_max(p1.sc[k], *v);
+            } else {
+                *v = go_min(p1.sc[k], *v);
             }
         }
+    if (!keep)
+        pe_dedup(c, out, g->n);
+}
+
+/* ---- the function table ------------------------------------------------------ */
+
+#define S PROMQL_TYPE_SCALAR
+#define V PROMQL_TYPE_VECTOR
+#define M PROMQL_TYPE_MATRIX
+#define STR PROMQL_TYPE_STRING
+#define LOCAL PROMQL_FN_LOCAL
+
+/* rollup over one range vector; element-wise math; date part (argument optional) */
+#define ROLLUP(name, r)                                                                            \
+    {                                                                                              \
+        name, {M}, 1, 0, V, LOCAL, f_rollup, r, NULL                                               \
+    }
+#define MATH(name, fn)                                                                             \
+    {                                                                                              \
+        name, {V}, 1, 0, V, LOCAL, f_map, 0, fn                                                    \
+    }
+#define DATE(name, fn)                                                                             \
+    {                                                                                              \
+        name, {V}, 1, 1, V, LOCAL, f_map, 0, fn                                                    \
+    }
+
+/*
+ * Every function the parser knows, sorted by name (bsearch): argument types,
+ * argument count (variadic: see promql_func_t), result type, flags, the
+ * evaluator (NULL: accepted by the parser, "not supported" when evaluated)
+ * and its variant.
+ */
+static const promql_func_t funcs[] = {
+    MATH("abs", fabs),
+    {"absent", {V}, 1, 0, V, 0, f_absent, 0, NULL},
+    {"absent_over_time", {M}, 1, 0, V, 0, f_rollup, R_ABSENT, NULL},
+    MATH("acos", acos),
+    MATH("acosh", acosh),
+    MATH("asin", asin),
+    MATH("asinh", asinh),
+    MATH("atan", atan),
+    MATH("atanh", atanh),
+    ROLLUP("avg_over_time", R_AVG),
+    MATH("ceil", ceil),
+    ROLLUP("changes", R_CHANGES),
+    {"clamp", {V, S, S}, 3, 0, V, LOCAL, f_clamp, CL_CLAMP, NULL},
+    {"clamp_max", {V, S}, 2, 0, V, LOCAL, f_clamp, CL_MAX, NULL},
+    {"clamp_min", {V, S}, 2, 0, V, LOCAL, f_clamp, CL_MIN, NULL},
+    MATH("cos", cos),
+    MATH("cosh", cosh),
+    ROLLUP("count_over_time", R_COUNT),
+    DATE("day_of_month", day_of_month),
+    DATE("day_of_week", day_of_week),
+    DATE("day_of_year", day_of_year),
+    DATE("days_in_month", days_in_month),
+    MATH("deg", deg),
+    ROLLUP("delta", R_DELTA),
+    ROLLUP("deriv", R_DERIV),
+    {"double_exponential_smoothing", {M, S, S}, 3, 0, V, LOCAL, f_rollup, R_HOLT, NULL},
+    MATH("exp", exp),
+    MATH("floor", floor),
+    {"histogram_avg", {V}, 1, 0, V, 0, NULL, 0, NULL},
+    {"histogram_count", {V}, 1, 0, V, 0, NULL, 0, NULL},
+    {"histogram_fraction", {S, S, V}, 3, 0, V, 0, NULL, 0, NULL},
+    {"histogram_quantile", {S, V}, 2, 0, V, 0, f_histogram_quantile, 0, NULL},
+    {"histogram_stddev", {V}, 1, 0, V, 0, NULL, 0, NULL},
+    {"histogram_stdvar", {V}, 1, 0, V, 0, NULL, 0, NULL},
+    {"histogram_sum", {V}, 1, 0, V, 0, NULL, 0, NULL},
+    {"holt_winters", {M, S, S}, 3, 0, V, LOCAL, f_rollup, R_HOLT, NULL},
+    DATE("hour", hour),
+    ROLLUP("idelta", R_IDELTA),
+    ROLLUP("increase", R_INCREASE),
+    ROLLUP("irate", R_IRATE),
+    {"label_join", {V, STR, STR, STR}, 4, -1, V, LOCAL, f_label_join, 0, NULL},
+    {"label_replace", {V, STR, STR, STR, STR}, 5, 0, V, LOCAL, f_label_replace, 0, NULL},
+    ROLLUP("last_over_time", R_LAST),
+    MATH("ln", log),
+    MATH("log10", log10),
+    MATH("log2", log2),
+    {"mad_over_time", {M}, 1, 0, V, 0, NULL, 0, NULL},
+    ROLLUP("max_over_time", R_MAX),
+    ROLLUP("min_over_time", R_MIN),
+    DATE("minute", minute),
+    DATE("month", month),
+    {"pi", {0}, 0, 0, S, PROMQL_FN_CONST, f_scalar_of_time, 0, pi_at},
+    {"predict_linear", {M, S}, 2, 0, V, LOCAL, f_rollup, R_PREDICT, NULL},
+    ROLLUP("present_over_time", R_PRESENT),
+    {"quantile_over_time", {S, M}, 2, 0, V, LOCAL, f_rollup, R_QUANTILE, NULL},
+    MATH("rad", rad),
+    ROLLUP("rate", R_RATE),
+    ROLLUP("resets", R_RESETS),
+    {"round", {V, S}, 2, 1, V, LOCAL, f_clamp, CL_ROUND, NULL},
+    {"scalar", {V}, 1, 0, S, 0, f_scalar, 0, NULL},
+    MATH("sgn", sgn),
+    MATH("sin", sin),
+    MATH("sinh", sinh),
+    {"sort", {V}, 1, 0, V, PROMQL_FN_ORDERED, f_sort, 0, NULL},
+    {"sort_by_label", {V, STR}, 2, -1, V, 0, NULL, 0, NULL},
+    {"sort_by_label_desc", {V, STR}, 2, -1, V, 0, NULL, 0, NULL},
+    {"sort_desc", {V}, 1, 0, V, PROMQL_FN_ORDERED, f_sort, 1, NULL},
+    MATH("sqrt", sqrt),
+    ROLLUP("stddev_over_time", R_STDDEV),
+    ROLLUP("stdvar_over_time", R_STDVAR),
+    ROLLUP("sum_over_time", R_SUM),
+    MATH("tan", tan),
+    MATH("tanh", tanh),
+    {"time", {0}, 0, 0, S, PROMQL_FN_CONST, f_scalar_of_time, 0, time_at},
+    {"timestamp", {V}, 1, 0, V, LOCAL, f_timestamp, 0, NULL},
+    {"vector", {S}, 1, 0, V, 0, f_vector, 0, NULL},
+    DATE("year", year),
+};
+
+const promql_func_t *promql_func_lookup(const char *name, size_t len)
+{
+    size_t lo = 0, hi = sizeof funcs / sizeof funcs[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *fn = funcs[mid].name;
+        size_t fl = strlen(fn);
+        int c = memcmp(name, fn, len < fl ? len : fl);
+        if (c == 0)
+            c = len < fl ? -1 : len > fl ? 1 : 0;
+        if (c == 0)
+            return &funcs[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* A call dispatches through the row the parser resolved (n->u.call.func). */
+void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    const promql_func_t *f = n->u.call.func;
+    if (f && f->eval) {
+        f->eval(c, n, g, out);
         return;
     }
-    if (!strcmp(f, "sort") || !strcmp(f, "sort_desc")) {
-        /* order only matters for instant queries (one step) */
-        int desc = f[4] == '_';
-        copy_vec(c, &a, out, 0, g->n);
-        for (size_t i = 1; i < out->ns; i++)
-            for (size_t j = i; j > 0; j--) {
-                double x = out->s[j - 1].ok[0] ? out->s[j - 1].v[0] : NAN;
-                double y = out->s[j].ok[0] ? out->s[j].v[0] : NAN;
-                int swap =
-                    desc ? (y > x || (isnan(x) && !isnan(y))) : (y < x || (isnan(x) && !isnan(y)));
-                if (!swap)
-                    break;
-                pe_ser_t t = out->s[j - 1];
-                out->s[j - 1] = out->s[j];
-                out->s[j] = t;
-            }
-        return;
-    }
-    if (!strcmp(f, "label_replace")) {
-        label_replace(c, n, &a, out, g->n);
-        return;
-    }
-    if (!strcmp(f, "label_join")) {
-        label_join(c, n, &a, out, g->n);
-        return;
-    }
-    if (!strcmp(f, "histogram_quantile")) {
-        pe_val_t q = a, v;
-        pe_eval(c, args[1], g, &v);
-        if (args[0]->type != PROMQL_TYPE_SCALAR)
-            pe_fail(c, ST_EINVAL, "histogram_quantile: quantile must be a scalar");
-        pe_eval(c, args[0], g, &q);
-        histogram_quantile(c, g, q.sc, &v, out);
-        return;
-    }
-    for (size_t i = 0; i < sizeof mathf / sizeof mathf[0]; i++)
-        if (!strcmp(f, mathf[i].name)) {
-            copy_vec(c, &a, out, !keep, g->n);
-            for (size_t s = 0; s < out->ns; s++)
-                for (size_t k = 0; k < g->n; k++)
-                    out->s[s].v[k] = mathf[i].f(out->s[s].v[k]);
-            if (!keep)
-                pe_dedup(c, out, g->n);
-            return;
-        }
-    if (!strcmp(f, "round") || !strcmp(f, "clamp") || !strcmp(f, "clamp_min") ||
-        !strcmp(f, "clamp_max")) {
-        pe_val_t p1 = {0}, p2 = {0};
-        if (na > 1)
-            pe_eval(c, args[1], g, &p1);
-        if (na > 2)
-            pe_eval(c, args[2], g, &p2);
-        copy_vec(c, &a, out, !keep, g->n);
-        for (size_t s = 0; s < out->ns; s++)
-            for (size_t k = 0; k < g->n; k++) {
-                double *v = &out->s[s].v[k];
-                if (f[0] == 'r') {
-                    double to = na > 1 ? p1.sc[k] : 1;
-                    double inv = 1.0 / to;
-                    *v = floor(*v * inv + 0.5) / inv;
-                } else if (!strcmp(f, "clamp")) {
-                    if (p1.sc[k] > p2.sc[k]) {
-                        out->s[s].ok[k] = 0;
-                        continue;
-                    }
-                    *v = go_max(p1.sc[k], go_min(p2.sc[k], *v));
-                } else if (!strcmp(f, "clamp_min")) {
-                    *v = go_max(p1.sc[k], *v);
-                } else {
-                    *v = go_min(p1.sc[k], *v);
-                }
-            }
-        if (!keep)
-            pe_dedup(c, out, g->n);
-        return;
-    }
-    static const char *dates[] = {"day_of_month", "day_of_week", "day_of_year", "days_in_month",
-                                  "hour",         "minute",      "month",       "year"};
-    for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
-        if (!strcmp(f, dates[i])) {
-            if (na == 0) {
-                out->type = PROMQL_TYPE_VECTOR;
-                pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
-                for (size_t k = 0; k < g->n; k++) {
-                    s->ok[k] = 1;
-                    s->v[k] = date_part(f, (double)pe_t(g, k) / 1000.0);
-                }
-                return;
-            }
-            copy_vec(c, &a, out, !keep, g->n);
-            for (size_t s = 0; s < out->ns; s++)
-                for (size_t k = 0; k < g->n; k++)
-                    out->s[s].v[k] = date_part(f, out->s[s].v[k]);
-            if (!keep)
-                pe_dedup(c, out, g->n);
-            return;
-        }
-    pe_fail(c, ST_EINVAL, "function \"%s\" is not supported", f);
+    vec_arg0(c, n, g);
+    pe_fail(c, ST_EINVAL, "function \"%s\" is not supported", n->u.call.name);
 }
 
 /* timestamp(v): the sample's own timestamp for a plain selector, else eval time. */
 static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
                                   pe_val_t *out)
 {
-    const promql_node_t *x = a;
-    while (x->kind == PROMQL_PAREN)
-        x = x->u.paren.expr;
+    const promql_node_t *x = promql_unparen(a);
     pe_val_t in;
     pe_eval(c, a, g, &in);
     copy_vec(c, &in, out, 1, g->n);
@@ -969,10 +1078,7 @@ static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_
             continue;
         size_t j = 0;
         for (size_t k = 0; k < g->n; k++) {
-            if (k && te[k] < te[k - 1])
-                j = 0;
-            while (j < raw[i].n && raw[i].ts[j] <= te[k])
-                j++;
+            j = pe_upto(&raw[i], j, te, k);
             if (out->s[o].ok[k] && j)
                 out->s[o].v[k] = (double)raw[i].ts[j - 1] / 1000.0;
         }

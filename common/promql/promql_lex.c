@@ -10,8 +10,12 @@
  *     the parser interprets them by position;
  *   - "5m", "1h30m" are durations (units y w d h m s ms, each at most once,
  *     largest first); other digit runs are numbers (decimal, exponent, hex);
- *   - strings use Go escapes in "" and '' (same rules as selector.c); `` is raw;
+ *   - strings use Go escapes in "" and '' (lex_string: the library's one
+ *     unescaping, selector.c included); `` is raw;
  *   - '#' starts a comment running to the end of the line.
+ * Selector mode (PROMQL_LEX_SELECTOR, for selector.c) has no comments and
+ * words string errors as selector.c always did. The duration units table is
+ * shared with promql_fmt_duration.
  */
 #include "promql.h"
 
@@ -26,9 +30,11 @@
 typedef struct lexer {
     const char *s;
     size_t len, pos;
+    int sel;  /* PROMQL_LEX_SELECTOR: selector.c's wording and positions */
     char *sb; /* string buffer */
     size_t sbused;
-    size_t *errpos;
+    size_t *errpos, *errtok;
+    size_t tok; /* start of the token being lexed */
     char *err;
     size_t errlen;
 } lexer_t;
@@ -36,9 +42,26 @@ typedef struct lexer {
 static long lex_fail(lexer_t *l, size_t pos, const char *msg)
 {
     *l->errpos = pos;
+    if (l->errtok)
+        *l->errtok = l->tok;
     if (l->err && l->errlen)
         snprintf(l->err, l->errlen, "%s", msg);
     return -1;
+}
+
+/* An error inside a quoted string: the PromQL wording at pos, or (selector
+ * mode) selector.c's wording at spos; %c in sel_msg is ch. Returns -2. */
+static long str_fail(lexer_t *l, size_t pos, const char *msg, size_t spos, const char *sel_msg,
+                     char ch)
+{
+    char tmp[96];
+    if (l->sel) {
+        snprintf(tmp, sizeof tmp, sel_msg, ch);
+        lex_fail(l, spos, tmp);
+    } else {
+        lex_fail(l, pos, msg);
+    }
+    return -2;
 }
 
 static int is_alpha(char c)
@@ -51,7 +74,23 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* A quoted string at l->pos; escapes as in selector.c. Fills t->str/slen. */
+int promql_valid_label_name(const char *s, size_t n)
+{
+    if (n == 0 || !is_alpha(s[0]))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!is_alpha(s[i]) && !is_digit(s[i]))
+            return 0;
+    return 1;
+}
+
+/*
+ * A quoted string at l->pos, unescaped as Go does (the only unescaping in the
+ * library; selector.c goes through here too): "" and '' take \a \b \f \n \r
+ * \t \v \\ \" \' \xNN \NNN (octal, <= 255) \uNNNN \UNNNNNNNN (no surrogates,
+ * <= U+10FFFF); `` is raw; the result must be valid UTF-8. Fills t->str/slen;
+ * errors return -2.
+ */
 static long lex_string(lexer_t *l, promql_token_t *t)
 {
     const char *s = l->s;
@@ -61,7 +100,8 @@ static long lex_string(lexer_t *l, promql_token_t *t)
     while (l->pos < l->len && s[l->pos] != q) {
         char c = s[l->pos];
         if (q != '`' && c == '\n')
-            return lex_fail(l, start, "unterminated quoted string");
+            return str_fail(l, start, "unterminated quoted string", l->pos,
+                            "unterminated quoted string", 0);
         if (q == '`' || c != '\\') {
             *d++ = c;
             l->pos++;
@@ -102,7 +142,8 @@ static long lex_string(lexer_t *l, promql_token_t *t)
             int h1 = l->pos + 1 < l->len ? st_hexval(s[l->pos]) : -1;
             int h2 = h1 >= 0 ? st_hexval(s[l->pos + 1]) : -1;
             if (h2 < 0)
-                return lex_fail(l, epos, "invalid \\x escape in quoted string");
+                return str_fail(l, epos, "invalid \\x escape in quoted string", epos + 2,
+                                "invalid \\x escape in quoted string", 0);
             *d++ = (char)(h1 * 16 + h2);
             l->pos += 2;
             break;
@@ -111,16 +152,18 @@ static long lex_string(lexer_t *l, promql_token_t *t)
         case 'U': {
             size_t nd = c == 'u' ? 4 : 8;
             unsigned cp = 0;
-            if (l->pos + nd > l->len)
-                return lex_fail(l, epos, "invalid unicode escape in quoted string");
-            for (size_t i = 0; i < nd; i++) {
+            int bad = l->pos + nd > l->len;
+            for (size_t i = 0; i < nd && !bad; i++) {
                 int h = st_hexval(s[l->pos + i]);
-                if (h < 0)
-                    return lex_fail(l, epos, "invalid unicode escape in quoted string");
+                bad = h < 0;
                 cp = cp * 16 + (unsigned)h;
             }
+            if (bad)
+                return str_fail(l, epos, "invalid unicode escape in quoted string", epos + 2,
+                                "invalid \\%c escape in quoted string", c);
             if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return lex_fail(l, epos, "unicode escape is not a valid code point");
+                return str_fail(l, epos, "unicode escape is not a valid code point", epos + 2,
+                                "escape \\%c is not a valid code point", c);
             l->pos += nd;
             d += st_utf8_put(d, cp);
             break;
@@ -129,30 +172,37 @@ static long lex_string(lexer_t *l, promql_token_t *t)
             if (c >= '0' && c <= '7') {
                 if (l->pos + 2 > l->len || s[l->pos] < '0' || s[l->pos] > '7' ||
                     s[l->pos + 1] < '0' || s[l->pos + 1] > '7')
-                    return lex_fail(l, epos, "invalid octal escape in quoted string");
+                    return str_fail(l, epos, "invalid octal escape in quoted string", epos + 2,
+                                    "invalid octal escape in quoted string", 0);
                 unsigned v = (unsigned)(c - '0') * 64 + (unsigned)(s[l->pos] - '0') * 8 +
                              (unsigned)(s[l->pos + 1] - '0');
                 if (v > 255)
-                    return lex_fail(l, epos, "invalid octal escape in quoted string");
+                    return str_fail(l, epos, "invalid octal escape in quoted string", epos + 2,
+                                    "invalid octal escape in quoted string", 0);
                 *d++ = (char)v;
                 l->pos += 2;
                 break;
             }
-            return lex_fail(l, epos, "unknown escape sequence in quoted string");
+            return str_fail(l, epos, "unknown escape sequence in quoted string", epos + 2,
+                            "unknown escape sequence '\\%c'", c);
         }
     }
     if (l->pos >= l->len)
-        return lex_fail(l, start, "unterminated quoted string");
+        return str_fail(l, start, "unterminated quoted string", start, "unterminated quoted string",
+                        0);
     l->pos++;
     *d = '\0';
     if (!st_utf8_valid(d0, (size_t)(d - d0)))
-        return lex_fail(l, start, "quoted string is not valid UTF-8");
+        return str_fail(l, start, "quoted string is not valid UTF-8", l->pos,
+                        "quoted string is not valid UTF-8", 0);
     t->str = d0;
     t->slen = (size_t)(d - d0);
     l->sbused += t->slen + 1;
     return 0;
 }
 
+/* Duration units, largest first: the lexer's order rule and the printer's
+ * order. */
 static const struct {
     const char *u;
     int64_t ms;
@@ -160,30 +210,11 @@ static const struct {
              {"w", 7LL * 86400000},
              {"d", 86400000},
              {"h", 3600000},
-             {"ms", 1},
              {"m", 60000},
-             {"s", 1000}};
+             {"s", 1000},
+             {"ms", 1}};
 
-/* Unit order rank (larger first): y w d h m s ms. */
-static int unit_rank(int64_t ms)
-{
-    switch (ms) {
-    case 365LL * 86400000:
-        return 0;
-    case 7LL * 86400000:
-        return 1;
-    case 86400000:
-        return 2;
-    case 3600000:
-        return 3;
-    case 60000:
-        return 4;
-    case 1000:
-        return 5;
-    default:
-        return 6;
-    }
-}
+#define NUNITS (sizeof units / sizeof units[0])
 
 /* Try a duration at l->pos. Returns 1 (token filled), 0 (not a duration), -1 error. */
 static int try_duration(lexer_t *l, promql_token_t *t)
@@ -199,20 +230,16 @@ static int try_duration(lexer_t *l, promql_token_t *t)
             v = v * 10 + (l->s[p] - '0');
             p++;
         }
-        int found = -1;
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        int found = -1; /* the longest unit there ("ms" over "m") */
+        for (size_t i = 0; i < NUNITS; i++) {
             size_t ul = strlen(units[i].u);
-            if (p + ul <= l->len && memcmp(l->s + p, units[i].u, ul) == 0) {
+            if (p + ul <= l->len && memcmp(l->s + p, units[i].u, ul) == 0 &&
+                (found < 0 || ul > strlen(units[found].u)))
                 found = (int)i;
-                break;
-            }
         }
-        if (found < 0)
+        if (found < 0 || found <= last)
             return 0;
-        int r = unit_rank(units[found].ms);
-        if (r <= last)
-            return 0;
-        last = r;
+        last = found;
         p += strlen(units[found].u);
         if (v > (INT64_MAX - total) / units[found].ms)
             return (int)lex_fail(l, l->pos, "duration out of range");
@@ -283,7 +310,21 @@ static long lex_number(lexer_t *l, promql_token_t *t)
 long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
                 char *err, size_t errlen)
 {
-    lexer_t l = {.s = q, .len = len, .sb = strbuf, .errpos = errpos, .err = err, .errlen = errlen};
+    long n = promql_lex_ex(q, len, 0, toks, strbuf, errpos, NULL, err, errlen);
+    return n < 0 ? -1 : n;
+}
+
+long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *toks, char *strbuf,
+                   size_t *errpos, size_t *errtok, char *err, size_t errlen)
+{
+    lexer_t l = {.s = q,
+                 .len = len,
+                 .sel = (flags & PROMQL_LEX_SELECTOR) != 0,
+                 .sb = strbuf,
+                 .errpos = errpos,
+                 .errtok = errtok,
+                 .err = err,
+                 .errlen = errlen};
     long n = 0;
     int braces = 0, brackets = 0;
     for (;;) {
@@ -291,7 +332,7 @@ long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, s
             char c = q[l.pos];
             if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
                 l.pos++;
-            } else if (c == '#') {
+            } else if (c == '#' && !l.sel) {
                 while (l.pos < len && q[l.pos] != '\n')
                     l.pos++;
             } else {
@@ -301,6 +342,7 @@ long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, s
         promql_token_t *t = &toks[n];
         memset(t, 0, sizeof *t);
         t->pos = (uint32_t)l.pos;
+        l.tok = l.pos;
         if (l.pos >= len) {
             t->type = PQ_EOF;
             return n + 1;
@@ -389,7 +431,7 @@ long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, s
         case '\'':
         case '`':
             if (lex_string(&l, t) < 0)
-                return -1;
+                return -2;
             t->type = PQ_STRING;
             t->len = (uint32_t)(l.pos - t->pos);
             n++;
@@ -515,16 +557,6 @@ void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size
 
 int promql_fmt_duration(st_buf_t *b, int64_t ms)
 {
-    static const struct {
-        const char *u;
-        int64_t ms;
-    } order[] = {{"y", 365LL * 86400000},
-                 {"w", 7LL * 86400000},
-                 {"d", 86400000},
-                 {"h", 3600000},
-                 {"m", 60000},
-                 {"s", 1000},
-                 {"ms", 1}};
     char tmp[32];
     int rc = 0;
     if (ms < 0) {
@@ -533,11 +565,11 @@ int promql_fmt_duration(st_buf_t *b, int64_t ms)
     }
     if (ms == 0)
         return rc ? rc : ST_BUF_LIT(b, "0s");
-    for (size_t i = 0; i < sizeof order / sizeof order[0] && !rc; i++) {
-        if (ms >= order[i].ms) {
-            int n = snprintf(tmp, sizeof tmp, "%lld%s", (long long)(ms / order[i].ms), order[i].u);
+    for (size_t i = 0; i < NUNITS && !rc; i++) {
+        if (ms >= units[i].ms) {
+            int n = snprintf(tmp, sizeof tmp, "%lld%s", (long long)(ms / units[i].ms), units[i].u);
             rc = st_buf_append(b, tmp, (size_t)n);
-            ms %= order[i].ms;
+            ms %= units[i].ms;
         }
     }
     return rc;

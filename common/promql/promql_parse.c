@@ -13,6 +13,14 @@
  *                        | '@' (number | start() | end()) | keep_metric_names }
  *   primary := number | string | '(' expr ')' | selector | call | aggregate
  *
+ * Functions are checked against the one function table (promql_funcs.c,
+ * promql_func_lookup); a call node keeps its row, which the planner and the
+ * evaluator read. Aggregation operators have their table here (aggs[]).
+ *
+ * promql_parse_selector() runs the same lexer and vector-selector grammar
+ * for match[] (selector.c) in "selector mode": a bare selector only, `or` is
+ * a label name, no query-time checks, and selector.c's error wording.
+ *
  * Memory: every node, string and array is carved from a chunked arena owned by
  * the promql_expr_t; growing arrays are reallocated inside the arena (the old
  * copy is simply abandoned, bounded waste). Errors are recorded once in the
@@ -56,6 +64,10 @@ typedef struct parser {
     size_t i;
     promql_expr_t *e;
     unsigned flags;
+    int sel;             /* promql_parse_selector: match[] rules and wording */
+    size_t max_matchers; /* sel: limit on name + matchers */
+    const char *str_err; /* sel: a string at str_tok failed to lex (at str_pos) */
+    size_t str_tok, str_pos;
     int depth;
     size_t nodes;
     int rc;
@@ -76,12 +88,12 @@ static void vfail(parser_t *p, int rc, size_t pos, const char *fmt, va_list ap)
         return;
     size_t line = 1, col = 1;
     for (size_t i = 0; i < pos && i < p->len; i++) {
-        if (p->q[i] == '\n')
+        if (p->q[i] == '\n' && !p->sel) /* selector.c counted bytes on "line 1" */
             line++, col = 1;
         else
             col++;
     }
-    int k = snprintf(p->err, p->errlen, "%zu:%zu: parse error: ", line, col);
+    int k = snprintf(p->err, p->errlen, p->sel ? "%zu:%zu: " : "%zu:%zu: parse error: ", line, col);
     if (k >= 0 && (size_t)k < p->errlen)
         vsnprintf(p->err + k, p->errlen - (size_t)k, fmt, ap);
 }
@@ -268,138 +280,45 @@ static int expect(parser_t *p, promql_tok_t type, const char *ctx)
 #define M PROMQL_TYPE_MATRIX
 #define STR PROMQL_TYPE_STRING
 
-/* Sorted by name (bsearch). */
-static const promql_func_t funcs[] = {
-    {"abs", {V}, 1, 0, V},
-    {"absent", {V}, 1, 0, V},
-    {"absent_over_time", {M}, 1, 0, V},
-    {"acos", {V}, 1, 0, V},
-    {"acosh", {V}, 1, 0, V},
-    {"asin", {V}, 1, 0, V},
-    {"asinh", {V}, 1, 0, V},
-    {"atan", {V}, 1, 0, V},
-    {"atanh", {V}, 1, 0, V},
-    {"avg_over_time", {M}, 1, 0, V},
-    {"ceil", {V}, 1, 0, V},
-    {"changes", {M}, 1, 0, V},
-    {"clamp", {V, S, S}, 3, 0, V},
-    {"clamp_max", {V, S}, 2, 0, V},
-    {"clamp_min", {V, S}, 2, 0, V},
-    {"cos", {V}, 1, 0, V},
-    {"cosh", {V}, 1, 0, V},
-    {"count_over_time", {M}, 1, 0, V},
-    {"day_of_month", {V}, 1, 1, V},
-    {"day_of_week", {V}, 1, 1, V},
-    {"day_of_year", {V}, 1, 1, V},
-    {"days_in_month", {V}, 1, 1, V},
-    {"deg", {V}, 1, 0, V},
-    {"delta", {M}, 1, 0, V},
-    {"deriv", {M}, 1, 0, V},
-    {"double_exponential_smoothing", {M, S, S}, 3, 0, V},
-    {"exp", {V}, 1, 0, V},
-    {"floor", {V}, 1, 0, V},
-    {"histogram_avg", {V}, 1, 0, V},
-    {"histogram_count", {V}, 1, 0, V},
-    {"histogram_fraction", {S, S, V}, 3, 0, V},
-    {"histogram_quantile", {S, V}, 2, 0, V},
-    {"histogram_stddev", {V}, 1, 0, V},
-    {"histogram_stdvar", {V}, 1, 0, V},
-    {"histogram_sum", {V}, 1, 0, V},
-    {"holt_winters", {M, S, S}, 3, 0, V},
-    {"hour", {V}, 1, 1, V},
-    {"idelta", {M}, 1, 0, V},
-    {"increase", {M}, 1, 0, V},
-    {"irate", {M}, 1, 0, V},
-    {"label_join", {V, STR, STR, STR}, 4, -1, V},
-    {"label_replace", {V, STR, STR, STR, STR}, 5, 0, V},
-    {"last_over_time", {M}, 1, 0, V},
-    {"ln", {V}, 1, 0, V},
-    {"log10", {V}, 1, 0, V},
-    {"log2", {V}, 1, 0, V},
-    {"mad_over_time", {M}, 1, 0, V},
-    {"max_over_time", {M}, 1, 0, V},
-    {"min_over_time", {M}, 1, 0, V},
-    {"minute", {V}, 1, 1, V},
-    {"month", {V}, 1, 1, V},
-    {"pi", {0}, 0, 0, S},
-    {"predict_linear", {M, S}, 2, 0, V},
-    {"present_over_time", {M}, 1, 0, V},
-    {"quantile_over_time", {S, M}, 2, 0, V},
-    {"rad", {V}, 1, 0, V},
-    {"rate", {M}, 1, 0, V},
-    {"resets", {M}, 1, 0, V},
-    {"round", {V, S}, 2, 1, V},
-    {"scalar", {V}, 1, 0, S},
-    {"sgn", {V}, 1, 0, V},
-    {"sin", {V}, 1, 0, V},
-    {"sinh", {V}, 1, 0, V},
-    {"sort", {V}, 1, 0, V},
-    {"sort_by_label", {V, STR}, 2, -1, V},
-    {"sort_by_label_desc", {V, STR}, 2, -1, V},
-    {"sort_desc", {V}, 1, 0, V},
-    {"sqrt", {V}, 1, 0, V},
-    {"stddev_over_time", {M}, 1, 0, V},
-    {"stdvar_over_time", {M}, 1, 0, V},
-    {"sum_over_time", {M}, 1, 0, V},
-    {"tan", {V}, 1, 0, V},
-    {"tanh", {V}, 1, 0, V},
-    {"time", {0}, 0, 0, S},
-    {"timestamp", {V}, 1, 0, V},
-    {"vector", {S}, 1, 0, V},
-    {"year", {V}, 1, 1, V},
+/* The aggregation operators, indexed by promql_aggop_t: name, parameter type,
+ * flags (functions: promql_funcs.c). */
+static const promql_agg_t aggs[] = {
+    [PROMQL_AGG_SUM] = {"sum", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_AVG] = {"avg", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_MIN] = {"min", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_MAX] = {"max", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_COUNT] = {"count", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_GROUP] = {"group", PROMQL_TYPE_NONE, PROMQL_AGGF_MERGEABLE},
+    [PROMQL_AGG_STDDEV] = {"stddev", PROMQL_TYPE_NONE, 0},
+    [PROMQL_AGG_STDVAR] = {"stdvar", PROMQL_TYPE_NONE, 0},
+    /* k must be the same number on every node and the router */
+    [PROMQL_AGG_TOPK] = {"topk", S, PROMQL_AGGF_MERGEABLE | PROMQL_AGGF_MERGE_NUMBER},
+    [PROMQL_AGG_BOTTOMK] = {"bottomk", S, PROMQL_AGGF_MERGEABLE | PROMQL_AGGF_MERGE_NUMBER},
+    [PROMQL_AGG_QUANTILE] = {"quantile", S, 0},
+    [PROMQL_AGG_COUNT_VALUES] = {"count_values", STR, 0},
+    [PROMQL_AGG_LIMITK] = {"limitk", S, PROMQL_AGGF_NO_EVAL},
+    [PROMQL_AGG_LIMIT_RATIO] = {"limit_ratio", S, PROMQL_AGGF_NO_EVAL},
 };
 
-const promql_func_t *promql_func_lookup(const char *name, size_t len)
-{
-    size_t lo = 0, hi = sizeof funcs / sizeof funcs[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const char *fn = funcs[mid].name;
-        size_t fl = strlen(fn);
-        int c = memcmp(name, fn, len < fl ? len : fl);
-        if (c == 0)
-            c = len < fl ? -1 : len > fl ? 1 : 0;
-        if (c == 0)
-            return &funcs[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
+#define NAGGS (sizeof aggs / sizeof aggs[0])
 
-static const char *const agg_names[] = {
-    "sum",    "avg",  "min",     "max",      "count",        "group",  "stddev",
-    "stdvar", "topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"};
+const promql_agg_t *promql_agg_info(promql_aggop_t op)
+{
+    static const promql_agg_t unknown = {"?", PROMQL_TYPE_NONE, 0};
+    return (size_t)op < NAGGS ? &aggs[op] : &unknown;
+}
 
 static int agg_lookup(parser_t *p, const promql_token_t *t)
 {
-    for (size_t i = 0; i < sizeof agg_names / sizeof agg_names[0]; i++)
-        if (tok_is_kw(p, t, agg_names[i]))
+    for (size_t i = 0; i < NAGGS; i++)
+        if (tok_is_kw(p, t, aggs[i].name))
             return (int)i;
     return -1;
 }
 
-static promql_type_t agg_param_type(promql_aggop_t op)
-{
-    switch (op) {
-    case PROMQL_AGG_TOPK:
-    case PROMQL_AGG_BOTTOMK:
-    case PROMQL_AGG_QUANTILE:
-    case PROMQL_AGG_LIMITK:
-    case PROMQL_AGG_LIMIT_RATIO:
-        return S;
-    case PROMQL_AGG_COUNT_VALUES:
-        return STR;
-    default:
-        return PROMQL_TYPE_NONE;
-    }
-}
-
 const char *promql_aggop_str(promql_aggop_t op)
 {
-    return (size_t)op < sizeof agg_names / sizeof agg_names[0] ? agg_names[op] : "?";
+    return promql_agg_info(op)->name;
 }
 
 const char *promql_binop_str(promql_binop_t op)
@@ -454,11 +373,6 @@ static int binop_of(parser_t *p, const promql_token_t *t, int *prec)
     return -1;
 }
 
-static int is_cmp(promql_binop_t op)
-{
-    return op >= PROMQL_OP_EQL && op <= PROMQL_OP_GTE;
-}
-
 static int is_setop(promql_binop_t op)
 {
     return op >= PROMQL_OP_AND;
@@ -466,21 +380,6 @@ static int is_setop(promql_binop_t op)
 
 /* ---- selectors ---------------------------------------------------------- */
 
-static int valid_label_name(const char *s, size_t n)
-{
-    if (n == 0 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' ||
-              (s[i] >= '0' && s[i] <= '9')))
-            return 0;
-    return 1;
-}
-
-/*
- * Does the matcher match the empty string? Regexes are not compiled here, so
- * =~ / !~ are judged syntactically: "", ".*", "^.*$" and ".*?" match empty.
- */
 /* Regexes are compiled where they are used (the nodes' index), with these
  * flags; a bad one is a parse error here, as in Prometheus. */
 static int valid_regex(parser_t *p, const promql_token_t *v)
@@ -501,6 +400,10 @@ static int valid_regex(parser_t *p, const promql_token_t *v)
     return 0;
 }
 
+/*
+ * Does the matcher match the empty string? Regexes are not compiled here, so
+ * =~ / !~ are judged syntactically: "", ".*", "^.*$" and ".*?" match empty.
+ */
 static int matches_empty(const st_matcher_t *m)
 {
     const char *v = m->value;
@@ -518,6 +421,34 @@ static int matches_empty(const st_matcher_t *m)
     }
 }
 
+/* `or` between matcher sets (MetricsQL); a plain label name for match[]. */
+static int is_or(parser_t *p, const promql_token_t *t)
+{
+    return !p->sel && tok_is_kw(p, t, "or");
+}
+
+/* Selector mode: does t stand for a string that failed to lex? Then report
+ * why (1). */
+static int sel_str_err(parser_t *p, const promql_token_t *t)
+{
+    if (!p->sel || !p->str_err || t->type != PQ_EOF || t->pos != p->str_tok)
+        return 0;
+    fail(p, p->str_pos, "%s", p->str_err);
+    return 1;
+}
+
+/* Selector mode: t is not what the matcher list needs here. The end of the
+ * input, or the character at t (a token the selector grammar has no use for,
+ * or one the lexer rejected: the input was lexed up to it). */
+static void *sel_bad(parser_t *p, const promql_token_t *t, const char *what)
+{
+    if (t->pos >= p->len)
+        return fail(p, t->pos, "unexpected end of input inside braces");
+    if (!what)
+        return fail(p, t->pos, "unexpected character '%c' in label matcher", p->q[t->pos]);
+    return fail(p, t->pos, "%s", what);
+}
+
 static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
 {
     const promql_token_t *first = name ? name : peek(p);
@@ -528,27 +459,29 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
     if (name && !(n->u.vs.name = arena_str(p, p->q + name->pos, name->len)))
         return NULL;
     if (peek(p)->type == PQ_LBRACE) {
-        size_t brace = next(p)->pos;
+        size_t brace = next(p)->pos, count = name != NULL;
         promql_matcher_set_t cur = {0};
         for (;;) {
             const promql_token_t *t = peek(p);
-            if (t->type == PQ_RBRACE || t->type == PQ_EOF || tok_is_kw(p, t, "or")) {
+            if (t->type == PQ_RBRACE || t->type == PQ_EOF || is_or(p, t)) {
                 /* end of a set; 'or' as a label name is handled below */
-                int is_or = t->type == PQ_IDENT && peek2(p)->type != PQ_ASSIGN &&
-                            peek2(p)->type != PQ_NEQ && peek2(p)->type != PQ_EQ_REGEX &&
-                            peek2(p)->type != PQ_NEQ_REGEX;
-                if (t->type == PQ_IDENT && !is_or)
+                int sep = t->type == PQ_IDENT && peek2(p)->type != PQ_ASSIGN &&
+                          peek2(p)->type != PQ_NEQ && peek2(p)->type != PQ_EQ_REGEX &&
+                          peek2(p)->type != PQ_NEQ_REGEX;
+                if (t->type == PQ_IDENT && !sep)
                     goto matcher;
+                if (t->type == PQ_EOF && sel_str_err(p, t))
+                    return NULL;
                 if (t->type == PQ_EOF)
-                    return unexpected(p, t, "inside braces");
-                if (cur.n == 0 && (is_or || n->u.vs.nsets > 0))
+                    return p->sel ? sel_bad(p, t, NULL) : unexpected(p, t, "inside braces");
+                if (cur.n == 0 && (sep || n->u.vs.nsets > 0))
                     return fail(p, t->pos, "empty matcher set in 'or' list");
                 if (cur.n > 0 &&
                     arena_push(p, (void **)&n->u.vs.sets, &n->u.vs.nsets, &cur, sizeof cur))
                     return NULL;
                 cur = (promql_matcher_set_t){0};
                 next(p);
-                if (!is_or)
+                if (!sep)
                     break;
                 continue;
             }
@@ -556,22 +489,24 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
             st_matcher_t m = {0};
             size_t mpos = t->pos;
             if (t->type == PQ_IDENT) {
-                if (!valid_label_name(p->q + t->pos, t->len))
+                if (!promql_valid_label_name(p->q + t->pos, t->len))
                     return fail(p, t->pos, "invalid label name");
                 m.name = arena_str(p, p->q + t->pos, t->len);
             } else if (t->type == PQ_STRING) {
-                if (t->slen == 0 || memchr(t->str, '\0', t->slen))
+                if (!p->sel && (t->slen == 0 || memchr(t->str, '\0', t->slen)))
                     return fail(p, t->pos, "invalid quoted label or metric name");
                 m.name = arena_str(p, t->str, t->slen);
+            } else if (p->sel) {
+                return sel_bad(p, t, NULL);
             } else {
                 return unexpected(p, t, "in label matching, expected label name");
             }
             if (!m.name)
                 return NULL;
             next(p);
-            const promql_token_t *op = peek(p);
+            const promql_token_t *op = peek(p), *end = t;
             if (t->type == PQ_STRING &&
-                (op->type == PQ_COMMA || op->type == PQ_RBRACE || tok_is_kw(p, op, "or"))) {
+                (op->type == PQ_COMMA || op->type == PQ_RBRACE || is_or(p, op))) {
                 /* {"quoted.metric"} */
                 m.type = ST_MATCH_EQ;
                 m.value = m.name;
@@ -590,30 +525,48 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
                 case PQ_NEQ_REGEX:
                     m.type = ST_MATCH_NRE;
                     break;
+                case PQ_EQLC: /* "==": for match[], '=' then a bad value */
+                    if (p->sel)
+                        return fail(p, op->pos + 1,
+                                    "expected a quoted string as label matcher value");
+                    /* fall through */
                 default:
+                    if (p->sel)
+                        return sel_bad(
+                            p, op, "expected a matcher operator (=, !=, =~, !~) after label name");
                     return unexpected(p, op, "in label matching, expected label matching operator");
                 }
                 next(p);
                 const promql_token_t *v = peek(p);
+                if (v->type != PQ_STRING && sel_str_err(p, v))
+                    return NULL;
                 if (v->type != PQ_STRING)
-                    return unexpected(p, v, "in label matching, expected string");
+                    return p->sel
+                               ? fail(p, v->pos, "expected a quoted string as label matcher value")
+                               : unexpected(p, v, "in label matching, expected string");
                 next(p);
                 if (!(m.value = arena_str(p, v->str, v->slen)))
                     return NULL;
-                if ((m.type == ST_MATCH_RE || m.type == ST_MATCH_NRE) && !valid_regex(p, v))
+                if ((m.type == ST_MATCH_RE || m.type == ST_MATCH_NRE) && !p->sel &&
+                    !valid_regex(p, v))
                     return NULL;
+                end = v;
             }
-            if (n->u.vs.name && !strcmp(m.name, ST_METRIC_LABEL))
+            if (n->u.vs.name && !p->sel && !strcmp(m.name, ST_METRIC_LABEL))
                 return fail(p, mpos, "metric name must not be set twice: \"%s\"", n->u.vs.name);
+            if (p->sel && ++count > p->max_matchers)
+                return fail_limit(p, end->pos + end->len, "too many label matchers (max %zu)",
+                                  p->max_matchers);
             if (arena_push(p, (void **)&cur.m, &cur.n, &m, sizeof m))
                 return NULL;
             t = peek(p);
             if (t->type == PQ_COMMA)
                 next(p);
-            else if (t->type != PQ_RBRACE && !tok_is_kw(p, t, "or"))
-                return unexpected(p, t, "in label matching, expected \",\" or \"}\"");
+            else if (t->type != PQ_RBRACE && !is_or(p, t))
+                return p->sel ? sel_bad(p, t, "expected ',' or '}' in label matchers")
+                              : unexpected(p, t, "in label matching, expected \",\" or \"}\"");
         }
-        if (!n->u.vs.name) {
+        if (!n->u.vs.name && !p->sel) {
             for (size_t s = 0; s < n->u.vs.nsets; s++) {
                 int ok = 0;
                 for (size_t i = 0; i < n->u.vs.sets[s].n && !ok; i++)
@@ -671,7 +624,7 @@ static int parse_labels(parser_t *p, promql_labels_t *out, const char *ctx)
         }
         const char *name;
         if (t->type == PQ_IDENT) {
-            if (!valid_label_name(p->q + t->pos, t->len)) {
+            if (!promql_valid_label_name(p->q + t->pos, t->len)) {
                 fail(p, t->pos, "invalid label name in grouping");
                 return -1;
             }
@@ -806,7 +759,7 @@ static promql_node_t *parse_aggregate(parser_t *p, const promql_token_t *name, i
             size_t nargs = 0;
             if (parse_args(p, &args, &nargs, "in aggregation"))
                 return NULL;
-            promql_type_t pt = agg_param_type(n->u.agg.op);
+            promql_type_t pt = aggs[n->u.agg.op].param;
             size_t want = pt ? 2 : 1;
             if (nargs != want)
                 return fail(p, name->pos,
@@ -1056,9 +1009,9 @@ static promql_node_t *check_binary(parser_t *p, promql_node_t *n, size_t oppos)
 {
     promql_binop_t op = n->u.bin.op;
     promql_type_t lt = n->u.bin.lhs->type, rt = n->u.bin.rhs->type;
-    if (n->u.bin.bool_mod && !is_cmp(op))
+    if (n->u.bin.bool_mod && !promql_binop_is_cmp(op))
         return fail(p, oppos, "bool modifier can only be used on comparison operators");
-    if (is_cmp(op) && !n->u.bin.bool_mod && lt == S && rt == S)
+    if (promql_binop_is_cmp(op) && !n->u.bin.bool_mod && lt == S && rt == S)
         return fail(p, oppos, "comparisons between scalars must use BOOL modifier");
     if ((lt != S && lt != V) || (rt != S && rt != V))
         return fail(p, oppos,
@@ -1129,15 +1082,35 @@ static promql_node_t *parse_expr(parser_t *p, int min_prec)
 
 /* ---- entry points ------------------------------------------------------- */
 
-int promql_parse_ex(const char *q, size_t len, unsigned flags, promql_expr_t **out, char *err,
-                    size_t errlen)
+/* A bare selector (promql_parse_selector): optional metric name, optional
+ * {matchers}, nothing after. */
+static promql_node_t *parse_bare_selector(parser_t *p)
+{
+    const promql_token_t *t = peek(p), *name = NULL;
+    promql_node_t *n = NULL;
+    if (t->type == PQ_IDENT)
+        name = next(p);
+    if (name || peek(p)->type == PQ_LBRACE)
+        n = parse_selector(p, name);
+    if (p->rc)
+        return NULL;
+    t = peek(p);
+    if (t->pos < p->len)
+        return fail(p, t->pos, "unexpected character '%c' after selector", p->q[t->pos]);
+    if (!n || (!n->u.vs.name && n->u.vs.nsets == 0))
+        return fail(p, t->pos, "empty selector");
+    return n;
+}
+
+/* Lex and parse: an expression, or (sel) a bare selector. */
+static int parse_text(parser_t *p, const char *q, size_t len, promql_expr_t **out)
 {
     *out = NULL;
-    if (err && errlen)
-        err[0] = '\0';
-    parser_t p = {.q = q, .len = len, .flags = flags, .err = err, .errlen = errlen};
+    if (p->err && p->errlen)
+        p->err[0] = '\0';
     if (len > PROMQL_MAX_LEN) {
-        fail_limit(&p, 0, "query longer than %d bytes", PROMQL_MAX_LEN);
+        fail_limit(p, 0, p->sel ? "selector longer than %d bytes" : "query longer than %d bytes",
+                   PROMQL_MAX_LEN);
         return ST_ELIMIT;
     }
     promql_expr_t *e = calloc(1, sizeof *e);
@@ -1148,24 +1121,39 @@ int promql_parse_ex(const char *q, size_t len, unsigned flags, promql_expr_t **o
         rc = ST_ENOMEM;
         goto out;
     }
-    p.e = e;
-    p.toks = toks;
-    size_t epos = 0;
+    p->e = e;
+    p->toks = toks;
+    size_t epos = 0, etok = 0;
     char msg[128];
-    if (promql_lex(q, len, toks, sb, &epos, msg, sizeof msg) < 0) {
-        fail(&p, epos, "%s", msg);
-        rc = p.rc;
+    long nt = promql_lex_ex(q, len, p->sel ? PROMQL_LEX_SELECTOR : 0, toks, sb, &epos, &etok, msg,
+                            sizeof msg);
+    /* selector mode: parse up to the token the lexer rejected and let the
+     * grammar say what it is (a bad string where one may stand reports the
+     * lexer's error, see sel_str_err; anything else an unexpected character) */
+    if (nt < 0 && p->sel) {
+        if (nt == -2) {
+            p->str_err = msg;
+            p->str_tok = etok;
+            p->str_pos = epos;
+        }
+        char msg2[128];
+        nt = promql_lex_ex(q, etok, PROMQL_LEX_SELECTOR, toks, sb, &epos, NULL, msg2, sizeof msg2);
+    }
+    if (nt < 0) {
+        fail(p, epos, "%s", msg);
+        rc = p->rc;
         goto out;
     }
-    if (toks[0].type == PQ_EOF) {
-        fail(&p, 0, "no expression found in input");
-        rc = p.rc;
-        goto out;
+    if (p->sel) {
+        e->root = parse_bare_selector(p);
+    } else if (toks[0].type == PQ_EOF) {
+        fail(p, 0, "no expression found in input");
+    } else {
+        e->root = parse_expr(p, 1);
+        if (e->root && peek(p)->type != PQ_EOF)
+            unexpected(p, peek(p), NULL);
     }
-    e->root = parse_expr(&p, 1);
-    if (e->root && peek(&p)->type != PQ_EOF)
-        unexpected(&p, peek(&p), NULL);
-    rc = p.rc;
+    rc = p->rc;
 out:
     free(toks);
     free(sb);
@@ -1175,6 +1163,21 @@ out:
     }
     *out = e;
     return 0;
+}
+
+int promql_parse_ex(const char *q, size_t len, unsigned flags, promql_expr_t **out, char *err,
+                    size_t errlen)
+{
+    parser_t p = {.q = q, .len = len, .flags = flags, .err = err, .errlen = errlen};
+    return parse_text(&p, q, len, out);
+}
+
+int promql_parse_selector(const char *q, size_t len, size_t max_matchers, promql_expr_t **out,
+                          char *err, size_t errlen)
+{
+    parser_t p = {
+        .q = q, .len = len, .sel = 1, .max_matchers = max_matchers, .err = err, .errlen = errlen};
+    return parse_text(&p, q, len, out);
 }
 
 int promql_parse(const char *q, size_t len, promql_expr_t **out, char *err, size_t errlen)

@@ -5,84 +5,15 @@
  * One walk from the root: a vector-valued subtree that is series-local is
  * marked SERIES and not entered; an aggregation with a mergeable operator
  * over a series-local argument is marked PARTIAL; anything else is entered
- * to look for pushable parts below it.
+ * to look for pushable parts below it. Which functions are series-local and
+ * which aggregations merge is read from the function and aggregation tables
+ * (PROMQL_FN_LOCAL, PROMQL_AGGF_MERGEABLE; promql.h).
  */
 #include "promql_plan.h"
 
 #include <string.h>
 
 #include "st_err.h"
-
-/* Functions whose value for a series depends on that series (and constant
- * arguments) only. Not here: absent*, histogram_quantile, sort*, scalar,
- * vector, time, pi, and date functions without an argument. */
-static const char *const local_funcs[] = {"rate",
-                                          "increase",
-                                          "delta",
-                                          "irate",
-                                          "idelta",
-                                          "deriv",
-                                          "predict_linear",
-                                          "resets",
-                                          "changes",
-                                          "avg_over_time",
-                                          "min_over_time",
-                                          "max_over_time",
-                                          "sum_over_time",
-                                          "count_over_time",
-                                          "quantile_over_time",
-                                          "stddev_over_time",
-                                          "stdvar_over_time",
-                                          "last_over_time",
-                                          "present_over_time",
-                                          "holt_winters",
-                                          "double_exponential_smoothing",
-                                          "abs",
-                                          "ceil",
-                                          "floor",
-                                          "round",
-                                          "clamp",
-                                          "clamp_min",
-                                          "clamp_max",
-                                          "exp",
-                                          "ln",
-                                          "log2",
-                                          "log10",
-                                          "sqrt",
-                                          "sgn",
-                                          "sin",
-                                          "cos",
-                                          "tan",
-                                          "asin",
-                                          "acos",
-                                          "atan",
-                                          "sinh",
-                                          "cosh",
-                                          "tanh",
-                                          "asinh",
-                                          "acosh",
-                                          "atanh",
-                                          "deg",
-                                          "rad",
-                                          "label_replace",
-                                          "label_join",
-                                          "timestamp",
-                                          "day_of_month",
-                                          "day_of_week",
-                                          "day_of_year",
-                                          "days_in_month",
-                                          "hour",
-                                          "minute",
-                                          "month",
-                                          "year"};
-
-static int is_local_func(const char *name)
-{
-    for (size_t i = 0; i < sizeof local_funcs / sizeof local_funcs[0]; i++)
-        if (!strcmp(name, local_funcs[i]))
-            return 1;
-    return 0;
-}
 
 /* A scalar or string that reads no data: literals, arithmetic on them, time(), pi(). */
 static int is_const(const promql_node_t *n)
@@ -98,8 +29,7 @@ static int is_const(const promql_node_t *n)
     case PROMQL_BINARY:
         return is_const(n->u.bin.lhs) && is_const(n->u.bin.rhs);
     case PROMQL_CALL:
-        return n->u.call.nargs == 0 &&
-               (!strcmp(n->u.call.name, "time") || !strcmp(n->u.call.name, "pi"));
+        return n->u.call.nargs == 0 && n->u.call.func && (n->u.call.func->flags & PROMQL_FN_CONST);
     default:
         return 0;
     }
@@ -136,7 +66,7 @@ static int is_local(const promql_node_t *n, int *sel_only)
     }
     case PROMQL_CALL: {
         if (!n->u.call.func || n->type != PROMQL_TYPE_VECTOR || n->u.call.nargs == 0 ||
-            !is_local_func(n->u.call.name))
+            !(n->u.call.func->flags & PROMQL_FN_LOCAL))
             return 0;
         *sel_only = 0;
         for (size_t i = 0; i < n->u.call.nargs; i++) {
@@ -154,30 +84,13 @@ static int is_local(const promql_node_t *n, int *sel_only)
     }
 }
 
-static const promql_node_t *unparen(const promql_node_t *n)
-{
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
-    return n;
-}
-
 static int mergeable(const promql_node_t *n)
 {
-    switch (n->u.agg.op) {
-    case PROMQL_AGG_SUM:
-    case PROMQL_AGG_AVG:
-    case PROMQL_AGG_MIN:
-    case PROMQL_AGG_MAX:
-    case PROMQL_AGG_COUNT:
-    case PROMQL_AGG_GROUP:
-        return 1;
-    case PROMQL_AGG_TOPK:
-    case PROMQL_AGG_BOTTOMK:
-        /* k must be the same number on every node and the router */
-        return n->u.agg.param && unparen(n->u.agg.param)->kind == PROMQL_NUMBER;
-    default:
+    unsigned f = promql_agg_info(n->u.agg.op)->flags;
+    if (!(f & PROMQL_AGGF_MERGEABLE))
         return 0;
-    }
+    return !(f & PROMQL_AGGF_MERGE_NUMBER) ||
+           (n->u.agg.param && promql_unparen(n->u.agg.param)->kind == PROMQL_NUMBER);
 }
 
 static size_t mark(promql_node_t *n, unsigned flags)
@@ -222,9 +135,7 @@ static size_t mark(promql_node_t *n, unsigned flags)
 size_t promql_plan(promql_expr_t *e, unsigned flags)
 {
     promql_node_t *root = (promql_node_t *)promql_root(e);
-    promql_node_t *n = root;
-    while (n->kind == PROMQL_PAREN)
-        n = n->u.paren.expr;
+    promql_node_t *n = (promql_node_t *)promql_unparen(root);
     /* An instant topk/bottomk by groups lists the groups in the order their
      * first input series come in; merged partial results do not keep that
      * order, so only its argument is pushed. */

@@ -6,12 +6,14 @@
  *   {__name__="m", job="api"}
  *   {"my.metric", "quoted.label"="v"}      (Prometheus 3 / MetricsQL quoted names)
  *
- * Strings may be quoted with "", '' or `` (raw, no escapes); "" and '' take
- * Go-style escapes (\a \b \f \n \r \t \v \\ \" \' \xNN \NNN \uNNNN
- * \UNNNNNNNN). The matchers' strings are NUL-terminated copies owned by the
- * selector. Errors carry the byte position: "1:7: unexpected character '}'
- * in label matcher". At least one matcher must not match the empty string
- * (checked by the index at query time, where regexes are compiled).
+ * Parsed by the PromQL lexer and parser (promql_parse_selector in
+ * promql_parse.c), so strings, names and escapes follow exactly the PromQL
+ * rules: "", '' or `` (raw, no escapes); "" and '' take Go-style escapes
+ * (\a \b \f \n \r \t \v \\ \" \' \xNN \NNN \uNNNN \UNNNNNNNN). The
+ * matchers' strings are NUL-terminated copies owned by the selector. Errors
+ * carry the byte position: "1:7: unexpected character '}' in label matcher".
+ * At least one matcher must not match the empty string (checked by the
+ * index at query time, where regexes are compiled).
  */
 #ifndef SELECTOR_H
 #define SELECTOR_H

@@ -94,13 +94,44 @@ static void test_too_many_matchers(void **state)
     assert_non_null(strstr(err, "too many"));
 }
 
+/* match[] rules the PromQL parser follows in selector mode, with the exact
+ * messages (and byte columns) selector.c always gave. */
+static void test_match_mode(void **state)
+{
+    (void)state;
+    st_match_type_t eq2[] = {ST_MATCH_EQ, ST_MATCH_EQ};
+    /* `or` is a label name; no repeated-metric-name, empty-matcher, regex or
+     * quoted-name checks (the index checks at query time) */
+    expect("m{or=\"x\"}", 2, eq2, (const char *[]){"__name__", "or"}, (const char *[]){"m", "x"});
+    expect("m{__name__=\"x\"}", 2, eq2, (const char *[]){"__name__", "__name__"},
+           (const char *[]){"m", "x"});
+    expect("{a=\"\"}", 1, eq2, (const char *[]){"a"}, (const char *[]){""});
+    expect("{\"\"=\"x\"}", 1, eq2, (const char *[]){""}, (const char *[]){"x"});
+    st_match_type_t re = ST_MATCH_RE;
+    expect("{a=~\"(\"}", 1, &re, (const char *[]){"a"}, (const char *[]){"("});
+    /* keywords are metric names */
+    expect("sum", 1, eq2, (const char *[]){"__name__"}, (const char *[]){"sum"});
+    expect("inf{a=\"b\"}", 2, eq2, (const char *[]){"__name__", "a"}, (const char *[]){"inf", "b"});
+    expect_err("m{a==\"b\"}", "1:5: expected a quoted string as label matcher value");
+    expect_err("m{a=\"b\" or c=\"d\"}", "1:9: expected ',' or '}' in label matchers");
+    expect_err("m # c", "1:3: unexpected character '#' after selector");
+    expect_err("m{a=\"b\"} !", "1:10: unexpected character '!' after selector");
+    expect_err("m \"\\q\"", "1:3: unexpected character '\"' after selector");
+    expect_err("m{a=\"\\q\"}", "1:8: unknown escape sequence '\\q'");
+    expect_err("m{a=\"\\u12\"}", "1:8: invalid \\u escape in quoted string");
+    expect_err("m{a=\"\\U00110000\"}", "1:8: escape \\U is not a valid code point");
+    expect_err("1cpu", "1:1: unexpected character '1' after selector");
+    expect_err("m[5m]", "1:2: unexpected character '[' after selector");
+    expect_err("m\n{a=\"b\" c}", "1:10: expected ',' or '}' in label matchers");
+    expect_err("  ", "1:3: empty selector");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forms),
-        cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_too_many_matchers),
+        cmocka_unit_test(test_forms),      cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_matchers),
+        cmocka_unit_test(test_match_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
