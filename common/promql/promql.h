@@ -343,11 +343,7 @@ long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *to
 /* A short description for error messages: <op:*>, identifier "x", "(" ... */
 void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size_t outlen);
 
-/* [a-zA-Z_][a-zA-Z0-9_]* (Prometheus' model.LabelName.IsValid). */
-int promql_valid_label_name(const char *s, size_t n);
-
 /* Text helpers shared with the printer. */
-int promql_fmt_duration(st_buf_t *b, int64_t ms);
 int promql_fmt_number(st_buf_t *b, double v);
 int promql_fmt_string(st_buf_t *b, const char *s, size_t len);
 

@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "st_err.h"
+#include "st_text.h"
+#include "st_time.h"
 
 /* ---- memory, errors ------------------------------------------------------ */
 
@@ -75,16 +77,9 @@ void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
     longjmp(c->jb, 1);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void pe_check(pe_ctx_t *c)
 {
-    if (c->deadline && (++c->tick & 63) == 0 && mono_ms() > c->deadline)
+    if (c->deadline && (++c->tick & 63) == 0 && st_mono_ms() > c->deadline)
         pe_fail(c, ST_ETIMEDOUT, "query timed out");
 }
 
@@ -852,7 +847,7 @@ static void eval_topk(pe_ctx_t *c, const promql_node_t *n, int top, const pe_gri
                 continue;
             st_buf_t b;
             st_buf_init(&b);
-            promql_fmt_value(&b, kk);
+            st_fmt_double(&b, kk);
             st_buf_put_u8(&b, 0);
             char msg[64];
             snprintf(msg, sizeof msg, "%s", b.data ? (const char *)b.data : "NaN");
@@ -918,7 +913,7 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         if (p->kind != PROMQL_STRING)
             pe_fail(c, ST_EINVAL, "count_values: label must be a string literal");
         const char *lname = p->u.str.s;
-        if (!promql_valid_label_name(lname, p->u.str.len))
+        if (!st_prom_label_name_ok(lname, p->u.str.len))
             pe_fail(c, ST_EINVAL, "invalid label name \"%s\"", lname);
         pe_val_t tmp = {0};
         st_buf_t b;
@@ -1290,7 +1285,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
         free(c);
         return rc;
     }
-    if (c->deadline && mono_ms() > c->deadline)
+    if (c->deadline && st_mono_ms() > c->deadline)
         pe_fail(c, ST_ETIMEDOUT, "query timed out");
     const promql_node_t *root = promql_root(expr);
     pe_grid_t g = {start_ms, step_ms, (size_t)((end_ms - start_ms) / step_ms) + 1};
@@ -1367,5 +1362,5 @@ void promql_result_free(promql_result_t *r)
 
 static void fmt_count_value(st_buf_t *b, double v)
 {
-    promql_fmt_value(b, v);
+    st_fmt_double(b, v);
 }

@@ -110,7 +110,4 @@ void promql_result_free(promql_result_t *r);
  */
 int promql_result_json(const promql_result_t *r, int range, st_buf_t *out);
 
-/* strconv.FormatFloat(v, 'f', -1, 64), with "+Inf", "-Inf", "NaN". */
-int promql_fmt_value(st_buf_t *b, double v);
-
 #endif

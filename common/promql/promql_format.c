@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "st_err.h"
+#include "st_text.h"
 #include "st_labels.h"
 
 static int put(st_buf_t *b, const char *s)
@@ -20,8 +21,8 @@ static int put(st_buf_t *b, const char *s)
 
 static int put_label(st_buf_t *b, const char *name)
 {
-    return promql_valid_label_name(name, strlen(name)) ? put(b, name)
-                                                       : promql_fmt_string(b, name, strlen(name));
+    return st_prom_label_name_ok(name, strlen(name)) ? put(b, name)
+                                                     : promql_fmt_string(b, name, strlen(name));
 }
 
 static int put_labels(st_buf_t *b, const promql_labels_t *l)
@@ -51,7 +52,7 @@ static int put_mods(st_buf_t *b, int has_offset, int64_t offset_ms, const promql
     if (!rc && has_offset) {
         rc = put(b, " offset ");
         if (!rc)
-            rc = promql_fmt_duration(b, offset_ms);
+            rc = st_fmt_duration(b, offset_ms);
     }
     return rc;
 }
@@ -114,7 +115,7 @@ static int fmt(const promql_node_t *n, st_buf_t *b)
         if (!rc && !n->u.ms.window_omitted) {
             rc = put(b, "[");
             if (!rc)
-                rc = promql_fmt_duration(b, n->u.ms.range_ms);
+                rc = st_fmt_duration(b, n->u.ms.range_ms);
             if (!rc)
                 rc = put(b, "]");
         }
@@ -125,11 +126,11 @@ static int fmt(const promql_node_t *n, st_buf_t *b)
         if (!rc)
             rc = put(b, "[");
         if (!rc)
-            rc = promql_fmt_duration(b, n->u.sq.range_ms);
+            rc = st_fmt_duration(b, n->u.sq.range_ms);
         if (!rc)
             rc = put(b, ":");
         if (!rc && n->u.sq.step_ms)
-            rc = promql_fmt_duration(b, n->u.sq.step_ms);
+            rc = st_fmt_duration(b, n->u.sq.step_ms);
         if (!rc)
             rc = put(b, "]");
         return rc ? rc : put_mods(b, n->u.sq.has_offset, n->u.sq.offset_ms, &n->u.sq.at);

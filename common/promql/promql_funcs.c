@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 double pe_quantile(double q, double *v, size_t n);
 
@@ -525,7 +526,7 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     const char *re = str_arg(n->u.call.args[4], &rel);
     if (!dst || !repl || !src || !re)
         pe_fail(c, ST_EINVAL, "label_replace: arguments must be string literals");
-    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!st_prom_label_name_ok(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
     pcre2_code *code = compile_re(c, re, rel);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
@@ -565,7 +566,7 @@ static void label_join(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_val
     const char *sep = str_arg(n->u.call.args[2], &sepl);
     if (!dst || !sep)
         pe_fail(c, ST_EINVAL, "label_join: arguments must be string literals");
-    if (!promql_valid_label_name(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
+    if (!st_prom_label_name_ok(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_join(): %s", dst);
     st_buf_t b;
     st_buf_init(&b);

@@ -10,12 +10,12 @@
  *     the parser interprets them by position;
  *   - "5m", "1h30m" are durations (units y w d h m s ms, each at most once,
  *     largest first); other digit runs are numbers (decimal, exponent, hex);
- *   - strings use Go escapes in "" and '' (lex_string: the library's one
- *     unescaping, selector.c included); `` is raw;
+ *   - strings use Go escapes in "" and '' (st_unquote_go from base, the
+ *     tree's one unescaping; selector.c included); `` is raw;
  *   - '#' starts a comment running to the end of the line.
  * Selector mode (PROMQL_LEX_SELECTOR, for selector.c) has no comments and
- * words string errors as selector.c always did. The duration units table is
- * shared with promql_fmt_duration.
+ * words string errors as selector.c always did. Durations are parsed by
+ * st_duration_parse and printed by st_fmt_duration (base, one unit table).
  */
 #include "promql.h"
 
@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "st_err.h"
+#include "st_text.h"
 #include "st_labels.h"
 
 typedef struct lexer {
@@ -74,182 +75,49 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-int promql_valid_label_name(const char *s, size_t n)
-{
-    if (n == 0 || !is_alpha(s[0]))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if (!is_alpha(s[i]) && !is_digit(s[i]))
-            return 0;
-    return 1;
-}
-
 /*
- * A quoted string at l->pos, unescaped as Go does (the only unescaping in the
- * library; selector.c goes through here too): "" and '' take \a \b \f \n \r
- * \t \v \\ \" \' \xNN \NNN (octal, <= 255) \uNNNN \UNNNNNNNN (no surrogates,
- * <= U+10FFFF); `` is raw; the result must be valid UTF-8. Fills t->str/slen;
- * errors return -2.
+ * A quoted string at l->pos, unescaped as Go does (st_unquote_go in base:
+ * the one unescaping in the tree; selector.c goes through here too). Fills
+ * t->str/slen from the lexer's string buffer; errors return -2 with the
+ * PromQL wording, or in selector mode selector.c's wording and column.
  */
 static long lex_string(lexer_t *l, promql_token_t *t)
 {
-    const char *s = l->s;
-    char q = s[l->pos];
-    size_t start = l->pos++;
-    char *d0 = l->sb + l->sbused, *d = d0;
-    while (l->pos < l->len && s[l->pos] != q) {
-        char c = s[l->pos];
-        if (q != '`' && c == '\n')
-            return str_fail(l, start, "unterminated quoted string", l->pos,
-                            "unterminated quoted string", 0);
-        if (q == '`' || c != '\\') {
-            *d++ = c;
-            l->pos++;
-            continue;
-        }
-        size_t epos = l->pos;
-        if (++l->pos >= l->len)
-            break;
-        c = s[l->pos++];
-        switch (c) {
-        case 'a':
-            *d++ = '\a';
-            break;
-        case 'b':
-            *d++ = '\b';
-            break;
-        case 'f':
-            *d++ = '\f';
-            break;
-        case 'n':
-            *d++ = '\n';
-            break;
-        case 'r':
-            *d++ = '\r';
-            break;
-        case 't':
-            *d++ = '\t';
-            break;
-        case 'v':
-            *d++ = '\v';
-            break;
-        case '\\':
-        case '"':
-        case '\'':
-            *d++ = c;
-            break;
-        case 'x': {
-            int h1 = l->pos + 1 < l->len ? st_hexval(s[l->pos]) : -1;
-            int h2 = h1 >= 0 ? st_hexval(s[l->pos + 1]) : -1;
-            if (h2 < 0)
-                return str_fail(l, epos, "invalid \\x escape in quoted string", epos + 2,
-                                "invalid \\x escape in quoted string", 0);
-            *d++ = (char)(h1 * 16 + h2);
-            l->pos += 2;
-            break;
-        }
-        case 'u':
-        case 'U': {
-            size_t nd = c == 'u' ? 4 : 8;
-            unsigned cp = 0;
-            int bad = l->pos + nd > l->len;
-            for (size_t i = 0; i < nd && !bad; i++) {
-                int h = st_hexval(s[l->pos + i]);
-                bad = h < 0;
-                cp = cp * 16 + (unsigned)h;
-            }
-            if (bad)
-                return str_fail(l, epos, "invalid unicode escape in quoted string", epos + 2,
-                                "invalid \\%c escape in quoted string", c);
-            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return str_fail(l, epos, "unicode escape is not a valid code point", epos + 2,
-                                "escape \\%c is not a valid code point", c);
-            l->pos += nd;
-            d += st_utf8_put(d, cp);
-            break;
-        }
-        default:
-            if (c >= '0' && c <= '7') {
-                if (l->pos + 2 > l->len || s[l->pos] < '0' || s[l->pos] > '7' ||
-                    s[l->pos + 1] < '0' || s[l->pos + 1] > '7')
-                    return str_fail(l, epos, "invalid octal escape in quoted string", epos + 2,
-                                    "invalid octal escape in quoted string", 0);
-                unsigned v = (unsigned)(c - '0') * 64 + (unsigned)(s[l->pos] - '0') * 8 +
-                             (unsigned)(s[l->pos + 1] - '0');
-                if (v > 255)
-                    return str_fail(l, epos, "invalid octal escape in quoted string", epos + 2,
-                                    "invalid octal escape in quoted string", 0);
-                *d++ = (char)v;
-                l->pos += 2;
-                break;
-            }
-            return str_fail(l, epos, "unknown escape sequence in quoted string", epos + 2,
-                            "unknown escape sequence '\\%c'", c);
-        }
-    }
-    if (l->pos >= l->len)
-        return str_fail(l, start, "unterminated quoted string", start, "unterminated quoted string",
-                        0);
-    l->pos++;
-    *d = '\0';
-    if (!st_utf8_valid(d0, (size_t)(d - d0)))
-        return str_fail(l, start, "quoted string is not valid UTF-8", l->pos,
-                        "quoted string is not valid UTF-8", 0);
+    static const char *const sel_msg[] = {
+        [ST_UNQ_UNTERMINATED] = "unterminated quoted string",
+        [ST_UNQ_BAD_X] = "invalid \\x escape in quoted string",
+        [ST_UNQ_BAD_U] = "invalid \\%c escape in quoted string",
+        [ST_UNQ_BAD_CODEPOINT] = "escape \\%c is not a valid code point",
+        [ST_UNQ_BAD_OCTAL] = "invalid octal escape in quoted string",
+        [ST_UNQ_UNKNOWN_ESCAPE] = "unknown escape sequence '\\%c'",
+        [ST_UNQ_BAD_UTF8] = "quoted string is not valid UTF-8",
+    };
+    char *d0 = l->sb + l->sbused;
+    st_unquote_t r;
+    st_unquote_err_t e = st_unquote_go(l->s, l->len, l->pos, d0, &r);
+    if (e != ST_UNQ_OK)
+        return str_fail(l, r.errpos, st_unquote_strerror(e), r.end, sel_msg[e], r.esc);
+    l->pos = r.end;
     t->str = d0;
-    t->slen = (size_t)(d - d0);
+    t->slen = r.len;
     l->sbused += t->slen + 1;
     return 0;
 }
 
-/* Duration units, largest first: the lexer's order rule and the printer's
- * order. */
-static const struct {
-    const char *u;
-    int64_t ms;
-} units[] = {{"y", 365LL * 86400000},
-             {"w", 7LL * 86400000},
-             {"d", 86400000},
-             {"h", 3600000},
-             {"m", 60000},
-             {"s", 1000},
-             {"ms", 1}};
-
-#define NUNITS (sizeof units / sizeof units[0])
-
 /* Try a duration at l->pos. Returns 1 (token filled), 0 (not a duration), -1 error. */
 static int try_duration(lexer_t *l, promql_token_t *t)
 {
-    size_t p = l->pos;
-    int64_t total = 0;
-    int last = -1, nunits = 0;
-    while (p < l->len && is_digit(l->s[p])) {
-        int64_t v = 0;
-        while (p < l->len && is_digit(l->s[p])) {
-            if (v > INT64_MAX / 10 - 10)
-                return (int)lex_fail(l, l->pos, "duration out of range");
-            v = v * 10 + (l->s[p] - '0');
-            p++;
-        }
-        int found = -1; /* the longest unit there ("ms" over "m") */
-        for (size_t i = 0; i < NUNITS; i++) {
-            size_t ul = strlen(units[i].u);
-            if (p + ul <= l->len && memcmp(l->s + p, units[i].u, ul) == 0 &&
-                (found < 0 || ul > strlen(units[found].u)))
-                found = (int)i;
-        }
-        if (found < 0 || found <= last)
-            return 0;
-        last = found;
-        p += strlen(units[found].u);
-        if (v > (INT64_MAX - total) / units[found].ms)
-            return (int)lex_fail(l, l->pos, "duration out of range");
-        total += v * units[found].ms;
-        nunits++;
-    }
-    if (!nunits || (p < l->len && (is_alpha(l->s[p]) || is_digit(l->s[p]) || l->s[p] == '.')))
+    int64_t ms;
+    size_t used;
+    int rc = st_duration_parse(l->s + l->pos, l->len - l->pos, ST_DUR_ORDERED | ST_DUR_YEARS,
+                               INT64_MAX, &ms, &used);
+    if (rc == ST_ELIMIT)
+        return (int)lex_fail(l, l->pos, "duration out of range");
+    size_t p = l->pos + used;
+    if (rc || (p < l->len && (is_alpha(l->s[p]) || is_digit(l->s[p]) || l->s[p] == '.')))
         return 0;
     t->type = PQ_DURATION;
-    t->ms = total;
+    t->ms = ms;
     l->pos = p;
     return 1;
 }
@@ -553,26 +421,6 @@ void promql_tok_describe(const char *q, const promql_token_t *t, char *out, size
     } else {
         snprintf(out, outlen, "\"%c\"", q[t->pos]);
     }
-}
-
-int promql_fmt_duration(st_buf_t *b, int64_t ms)
-{
-    char tmp[32];
-    int rc = 0;
-    if (ms < 0) {
-        rc = ST_BUF_LIT(b, "-");
-        ms = ms == INT64_MIN ? INT64_MAX : -ms;
-    }
-    if (ms == 0)
-        return rc ? rc : ST_BUF_LIT(b, "0s");
-    for (size_t i = 0; i < NUNITS && !rc; i++) {
-        if (ms >= units[i].ms) {
-            int n = snprintf(tmp, sizeof tmp, "%lld%s", (long long)(ms / units[i].ms), units[i].u);
-            rc = st_buf_append(b, tmp, (size_t)n);
-            ms %= units[i].ms;
-        }
-    }
-    return rc;
 }
 
 int promql_fmt_number(st_buf_t *b, double v)

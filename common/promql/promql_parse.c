@@ -38,6 +38,7 @@
 #include <strings.h>
 
 #include "st_err.h"
+#include "st_text.h"
 #include "st_labels.h"
 
 typedef struct blk {
@@ -489,7 +490,7 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
             st_matcher_t m = {0};
             size_t mpos = t->pos;
             if (t->type == PQ_IDENT) {
-                if (!promql_valid_label_name(p->q + t->pos, t->len))
+                if (!st_prom_label_name_ok(p->q + t->pos, t->len))
                     return fail(p, t->pos, "invalid label name");
                 m.name = arena_str(p, p->q + t->pos, t->len);
             } else if (t->type == PQ_STRING) {
@@ -624,7 +625,7 @@ static int parse_labels(parser_t *p, promql_labels_t *out, const char *ctx)
         }
         const char *name;
         if (t->type == PQ_IDENT) {
-            if (!promql_valid_label_name(p->q + t->pos, t->len)) {
+            if (!st_prom_label_name_ok(p->q + t->pos, t->len)) {
                 fail(p, t->pos, "invalid label name in grouping");
                 return -1;
             }

@@ -16,6 +16,7 @@
 
 #include "promql.h"
 #include "st_err.h"
+#include "st_text.h"
 
 typedef struct pcase {
     const char *in;
@@ -599,7 +600,7 @@ static void test_helpers(void **state)
         assert_non_null(promql_func_lookup(names[i], strlen(names[i])));
     st_buf_t b;
     st_buf_init(&b);
-    assert_int_equal(promql_fmt_duration(&b, 93784005), 0);
+    assert_int_equal(st_fmt_duration(&b, 93784005), 0);
     assert_memory_equal(b.data, "1d2h3m4s5ms", 11);
     st_buf_deinit(&b);
 }

@@ -28,6 +28,7 @@
 #include "promql.h"
 #include "promql_eval.h"
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- in-memory storage ------------------------------------------------------ */
 
@@ -597,7 +598,7 @@ static void fmtv(double v, const char *want)
 {
     st_buf_t b;
     st_buf_init(&b);
-    assert_int_equal(promql_fmt_value(&b, v), 0);
+    assert_int_equal(st_fmt_double(&b, v), 0);
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.data);
     assert_string_equal(tmp, want);
@@ -719,7 +720,7 @@ static void test_fmt_value_random(void **state)
             break;
         }
         b.len = 0;
-        assert_int_equal(promql_fmt_value(&b, v), 0);
+        assert_int_equal(st_fmt_double(&b, v), 0);
         st_buf_put_u8(&b, 0);
         const char *s = (const char *)b.data;
         double back = strtod(s, NULL);
