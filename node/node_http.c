@@ -195,13 +195,7 @@ static void handle_ready(node_t *n, http_req_t *req)
 
 static void handle_metrics(node_t *n, http_req_t *req)
 {
-    st_buf_t b;
-    st_buf_init(&b);
-    if (metrics_render(n->metrics, &b) == 0)
-        http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len);
-    else
-        http_respond_error(req, 500, "cannot render metrics");
-    st_buf_deinit(&b);
+    http_respond_metrics(req, n->metrics);
 }
 
 #define METHOD(m) (1u << (m))

@@ -475,6 +475,17 @@ int http_respond_error(http_req_t *req, int status, const char *msg)
     return rc;
 }
 
+int http_respond_metrics(http_req_t *req, metrics_t *m)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = metrics_render(m, &b) == 0
+                 ? http_respond(req, 200, METRICS_CONTENT_TYPE, b.data, b.len)
+                 : http_respond_error(req, 500, "cannot render metrics");
+    st_buf_deinit(&b);
+    return rc;
+}
+
 int http_respond_start(http_req_t *req, int status, const char *content_type)
 {
     return http_respond_start_headers(req, status, content_type, NULL, 0);

@@ -120,6 +120,8 @@ int http_respond_headers(http_req_t *req, int status, const char *content_type,
                          const http_header_t *extra, size_t nextra, const void *body, size_t len);
 /* A JSON error: {"status":"error","error":"<msg>"} with status. */
 int http_respond_error(http_req_t *req, int status, const char *msg);
+/* GET /metrics: m rendered in the Prometheus text format (500 if it cannot be). */
+int http_respond_metrics(http_req_t *req, metrics_t *m);
 
 /*
  * Streaming: http_respond_start sends the head with Transfer-Encoding:
