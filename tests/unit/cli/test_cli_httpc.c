@@ -1,8 +1,9 @@
 /*
  * test_cli_httpc — the pure parts of the `strata` CLI (cli/): URL parsing and
- * query escaping, the incremental HTTP/1.1 response parser (Content-Length,
- * chunked, read-until-close, 1xx, bodiless statuses, every split point), the
- * JSON parser, time/duration parsing, latency percentiles, number and
+ * query escaping, the incremental HTTP/1.1 response parser over http-parser
+ * (Content-Length, chunked, read-until-close, 1xx, bodiless statuses, every
+ * split point, the head/trailer/chunk-line limits, malformed responses),
+ * time/duration parsing, latency percentiles, number and
  * progress-line formatting, line-protocol field counting, and the devops
  * generator's determinism and byte-compatibility with gen_devops.py.
  *
@@ -184,6 +185,22 @@ static void test_resp_chunked(void **state)
         assert_int_equal(r.body_bytes, 16);
         check_body(&b, "hello, 01234567\n");
     }
+    /* trailer fields do not replace head fields; split reads of a long chunked body */
+    st_buf_t big0;
+    st_buf_init(&big0);
+    const char *h0 = "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nTransfer-Encoding: chunked\r\n\r\n";
+    st_buf_append(&big0, h0, strlen(h0));
+    for (int i = 0; i < 300; i++)
+        st_buf_append(&big0, "7\r\nabcdefg\r\n", 12);
+    const char *t0 = "0\r\nContent-Type: x/y\r\n\r\n";
+    st_buf_append(&big0, t0, strlen(t0));
+    for (size_t step = 1; step < 40; step += 7) {
+        assert_int_equal(feed_all((char *)big0.data, big0.len, step, false, false, &r, &b), 1);
+        assert_string_equal(r.content_type, "a/b");
+        assert_int_equal(b.len, 2100);
+        assert_memory_equal(b.data + 2093, "abcdefg", 7);
+    }
+    st_buf_deinit(&big0);
     /* a chunked stream without its last chunk is truncated */
     const char *cut = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
     assert_int_equal(feed_all(cut, strlen(cut), 0, false, true, &r, &b), ST_ECLOSED);
@@ -258,6 +275,9 @@ static int abort_cb(void *ud, const char *p, size_t n)
     return ST_EIO;
 }
 
+/* One valid header line (41 bytes). */
+#define PAD "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+
 static void test_resp_errors(void **state)
 {
     (void)state;
@@ -275,22 +295,44 @@ static void test_resp_errors(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+        "HTTP/1.1 600 Nope\r\n\r\n",
+        "HTTP/0.9 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = feed_all(bad[i], strlen(bad[i]), 0, false, false, &r, &b);
         if (rc != ST_EPROTO)
             fail_msg("case %zu: got %d, want EPROTO", i, rc);
     }
+    /* obsolete line folding: joined, as RFC 7230 3.2.4 asks of a user agent */
+    const char *fold = "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Type: text/plain\r\n"
+                       "Content-Length: 0\r\n\r\n";
+    assert_int_equal(feed_all(fold, strlen(fold), 0, false, false, &r, &b), 1);
+    assert_string_equal(r.content_type, "text/plain");
     /* a head that never ends */
     st_buf_t big;
     st_buf_init(&big);
     const char *h = "HTTP/1.1 200 OK\r\n";
     st_buf_append(&big, h, strlen(h));
     while (big.len < HTTPC_MAX_HEAD + 100)
-        st_buf_append(&big, "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 40);
+        st_buf_append(&big, PAD, strlen(PAD));
     assert_int_equal(feed_all((char *)big.data, big.len, 0, false, false, &r, &b), ST_ELIMIT);
+    /* ... also when it arrives in small reads */
+    assert_int_equal(feed_all((char *)big.data, big.len, 1000, false, false, &r, &b), ST_ELIMIT);
+    /* an endless trailer */
+    st_buf_reset(&big);
+    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n";
+    st_buf_append(&big, t, strlen(t));
+    while (big.len < HTTPC_MAX_HEAD + 200)
+        st_buf_append(&big, PAD, strlen(PAD));
+    assert_int_equal(feed_all((char *)big.data, big.len, 4096, false, false, &r, &b), ST_ELIMIT);
     st_buf_deinit(&big);
+    /* garbage instead of a response, and a response cut inside its head */
+    const char *junk = "<html>hello</html>\r\n\r\n";
+    assert_int_equal(feed_all(junk, strlen(junk), 0, false, false, &r, &b), ST_EPROTO);
+    const char *cuth = "HTTP/1.1 200 OK\r\nContent-Le";
+    assert_int_equal(feed_all(cuth, strlen(cuth), 0, false, true, &r, &b), ST_ECLOSED);
     /* the body callback's error stops the parser */
     const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
     int calls = 0;
