@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "httpc.h"
-#include "json.h"
+#include "cli_json.h"
 
 #define CLI_DEFAULT_ROUTER "http://127.0.0.1:8086"
 #define CLI_EXIT_OK 0
@@ -69,7 +69,7 @@ uint32_t cli_lp_count_fields(const char *line, size_t n);
  * "metric" object; names outside [a-zA-Z_:][a-zA-Z0-9_:]* use the quoted
  * form {"my.name","a.b"="c"}. Values are escaped (\\ \" \n).
  */
-int cli_fmt_series(st_buf_t *b, const json_t *metric);
+int cli_fmt_series(st_buf_t *b, json_t *metric);
 /* Append s as a CSV field (quoted when it holds , " CR or LF). */
 int cli_csv_field(st_buf_t *b, const char *s, size_t n);
 /* "2016-01-01T00:00:00.000Z" for unix seconds. */

@@ -438,18 +438,19 @@ static int put_quoted(st_buf_t *b, const char *s, size_t n)
     return rc < 0 ? rc : st_buf_put_u8(b, '"');
 }
 
-int cli_fmt_series(st_buf_t *b, const json_t *metric)
+int cli_fmt_series(st_buf_t *b, json_t *metric)
 {
-    const json_t *name = json_get(metric, "__name__");
-    const char *nm = json_str(name);
+    json_t *name = json_object_get(metric, "__name__");
+    const char *nm = json_string_value(name);
+    size_t nm_len = json_string_length(name);
     int rc = 0;
-    bool name_inside = nm && !plain_name(nm, name->len, true);
+    bool name_inside = nm && !plain_name(nm, nm_len, true);
     if (nm && !name_inside)
-        rc = st_buf_append(b, nm, name->len);
+        rc = st_buf_append(b, nm, nm_len);
+    const char *key;
+    json_t *l;
     size_t nl = 0;
-    for (const json_t *l = metric ? metric->child : NULL; l; l = l->next)
-        if (!(l->key_len == 8 && memcmp(l->key, "__name__", 8) == 0))
-            nl++;
+    json_object_foreach(metric, key, l) nl += strcmp(key, "__name__") != 0;
     if (nl == 0 && !name_inside) {
         if (nm == NULL)
             rc = st_buf_append(b, "{}", 2);
@@ -459,23 +460,27 @@ int cli_fmt_series(st_buf_t *b, const json_t *metric)
         rc = st_buf_put_u8(b, '{');
     bool first = true;
     if (name_inside && rc == 0) {
-        rc = put_quoted(b, nm, name->len);
+        rc = put_quoted(b, nm, nm_len);
         first = false;
     }
-    for (const json_t *l = metric->child; l && rc == 0; l = l->next) {
-        if (l->key_len == 8 && memcmp(l->key, "__name__", 8) == 0)
+    json_object_foreach(metric, key, l)
+    {
+        if (rc < 0)
+            break;
+        if (strcmp(key, "__name__") == 0)
             continue;
         if (!first)
             rc = st_buf_put_u8(b, ',');
         first = false;
+        size_t kl = strlen(key), vl;
         if (rc == 0)
-            rc = plain_name(l->key, l->key_len, false) ? st_buf_append(b, l->key, l->key_len)
-                                                       : put_quoted(b, l->key, l->key_len);
+            rc = plain_name(key, kl, false) ? st_buf_append(b, key, kl) : put_quoted(b, key, kl);
         if (rc == 0)
             rc = st_buf_put_u8(b, '=');
-        const char *v = json_text(l);
+        char nb[CLI_JSON_NUMBUF];
+        const char *v = cli_json_text(l, nb, &vl);
         if (rc == 0)
-            rc = put_quoted(b, v, l->type == JSON_STR ? l->len : strlen(v));
+            rc = put_quoted(b, v, vl);
     }
     return rc < 0 ? rc : st_buf_put_u8(b, '}');
 }

@@ -60,27 +60,28 @@ static int csv_line(ectx_t *e, const char *s, size_t n)
         n--;
     if (n == 0)
         return 0;
-    char err[128];
-    json_doc_t *doc = json_parse(s, n, err, sizeof(err));
+    char err[200];
+    json_t *doc = cli_json_parse(s, n, err, sizeof(err));
     if (doc == NULL) {
         snprintf(e->fail, sizeof(e->fail), "bad export line %llu from the router: %s",
                  (unsigned long long)e->series + 1, err);
         return ST_EPARSE;
     }
-    const json_t *root = json_root(doc);
-    const json_t *vals = json_get(root, "values"), *ts = json_get(root, "timestamps");
+    json_t *vals = json_object_get(doc, "values"), *ts = json_object_get(doc, "timestamps");
     st_buf_t series;
     st_buf_init(&series);
-    int rc = cli_fmt_series(&series, json_get(root, "metric"));
+    int rc = cli_fmt_series(&series, json_object_get(doc, "metric"));
     st_buf_reset(&e->out);
-    const json_t *v = vals ? vals->child : NULL, *t = ts ? ts->child : NULL;
-    for (; rc == 0 && v && t; v = v->next, t = t->next) {
-        const char *vt = json_text(v), *tt = json_text(t);
+    size_t nrows =
+        json_array_size(vals) < json_array_size(ts) ? json_array_size(vals) : json_array_size(ts);
+    for (size_t i = 0; rc == 0 && i < nrows; i++) {
+        char vb[CLI_JSON_NUMBUF], tb[CLI_JSON_NUMBUF];
+        size_t vl, tl;
+        const char *vt = cli_json_text(json_array_get(vals, i), vb, &vl);
+        const char *tt = cli_json_text(json_array_get(ts, i), tb, &tl);
         if ((rc = cli_csv_field(&e->out, (const char *)series.data, series.len)) < 0 ||
-            (rc = st_buf_put_u8(&e->out, ',')) < 0 ||
-            (rc = cli_csv_field(&e->out, tt, strlen(tt))) < 0 ||
-            (rc = st_buf_put_u8(&e->out, ',')) < 0 ||
-            (rc = cli_csv_field(&e->out, vt, strlen(vt))) < 0 ||
+            (rc = st_buf_put_u8(&e->out, ',')) < 0 || (rc = cli_csv_field(&e->out, tt, tl)) < 0 ||
+            (rc = st_buf_put_u8(&e->out, ',')) < 0 || (rc = cli_csv_field(&e->out, vt, vl)) < 0 ||
             (rc = st_buf_put_u8(&e->out, '\n')) < 0)
             break;
         e->samples++;
@@ -89,7 +90,7 @@ static int csv_line(ectx_t *e, const char *s, size_t n)
     if (rc == 0)
         rc = write_out(e, e->out.data, e->out.len);
     st_buf_deinit(&series);
-    json_doc_destroy(doc);
+    json_decref(doc);
     return rc;
 }
 
@@ -222,12 +223,12 @@ int cmd_export(int argc, char **argv)
                        : *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn)
                                                   : st_strerror(rc));
     } else if (resp.status != 200) {
-        json_doc_t *doc = json_parse((const char *)e.error.data, e.error.len, NULL, 0);
-        const char *msg = doc ? json_str(json_get(json_root(doc), "error")) : NULL;
+        json_t *doc = cli_json_parse((const char *)e.error.data, e.error.len, NULL, 0);
+        const char *msg = json_string_value(json_object_get(doc, "error"));
         st_buf_put_u8(&e.error, '\0');
         ret = cli_fail(CMD, "HTTP %d %s: %.300s", resp.status, resp.reason,
                        msg ? msg : (const char *)e.error.data);
-        json_doc_destroy(doc);
+        json_decref(doc);
     }
     httpc_conn_destroy(conn);
     st_buf_deinit(&target);

@@ -41,7 +41,7 @@ static void help(void)
            CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
 }
 
-static const char *series_text(st_buf_t *b, const json_t *metric)
+static const char *series_text(st_buf_t *b, json_t *metric)
 {
     st_buf_reset(b);
     if (cli_fmt_series(b, metric) < 0 || st_buf_put_u8(b, '\0') < 0)
@@ -57,37 +57,66 @@ static int term_width(void)
     return 80;
 }
 
-static void print_vector(const json_t *result)
+/* Width of the SERIES column: the longest series, between 6 and 100. */
+static int series_width(st_buf_t *b, json_t *result)
+{
+    size_t w = 6, i;
+    json_t *s;
+    json_array_foreach(result, i, s)
+    {
+        size_t l = strlen(series_text(b, json_object_get(s, "metric")));
+        w = l > w ? l : w;
+    }
+    return w > 100 ? 100 : (int)w;
+}
+
+/* Time (element 0) and value text (element 1) of a [time, "value"] pair. */
+static double pair_time(json_t *p)
+{
+    return cli_json_num(json_array_get(p, 0), NAN);
+}
+
+static double pair_value(json_t *p)
+{
+    return cli_json_num(json_array_get(p, 1), NAN);
+}
+
+static const char *pair_text(json_t *p, char nb[CLI_JSON_NUMBUF])
+{
+    return cli_json_text(json_array_get(p, 1), nb, NULL);
+}
+
+static void print_vector(json_t *result)
 {
     st_buf_t b;
     st_buf_init(&b);
-    size_t w = 6;
-    for (const json_t *s = result->child; s; s = s->next) {
-        size_t l = strlen(series_text(&b, json_get(s, "metric")));
-        w = l > w ? l : w;
+    int w = series_width(&b, result);
+    printf("%-*s  %-20s  %s\n", w, "SERIES", "VALUE", "TIMESTAMP");
+    size_t i;
+    json_t *s;
+    json_array_foreach(result, i, s)
+    {
+        json_t *v = json_object_get(s, "value");
+        char tbuf[40], nb[CLI_JSON_NUMBUF];
+        cli_fmt_time(tbuf, sizeof(tbuf), pair_time(v));
+        printf("%-*s  %-20s  %s\n", w, series_text(&b, json_object_get(s, "metric")),
+               pair_text(v, nb), tbuf);
     }
-    if (w > 100)
-        w = 100;
-    printf("%-*s  %-20s  %s\n", (int)w, "SERIES", "VALUE", "TIMESTAMP");
-    for (const json_t *s = result->child; s; s = s->next) {
-        const json_t *v = json_get(s, "value");
-        char tbuf[40];
-        cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(v, 0), NAN));
-        printf("%-*s  %-20s  %s\n", (int)w, series_text(&b, json_get(s, "metric")),
-               json_text(json_at(v, 1)), tbuf);
-    }
-    if (result->len == 0)
+    if (json_array_size(result) == 0)
         printf("(empty result)\n");
     st_buf_deinit(&b);
 }
 
-static void print_chart(const json_t *result, int width)
+static void print_chart(json_t *result, int width)
 {
     double tmin = INFINITY, tmax = -INFINITY, vmin = INFINITY, vmax = -INFINITY;
-    for (const json_t *s = result->child; s; s = s->next)
-        for (const json_t *p = json_get(s, "values") ? json_get(s, "values")->child : NULL; p;
-             p = p->next) {
-            double t = json_num(json_at(p, 0), NAN), v = json_num(json_at(p, 1), NAN);
+    size_t i, j;
+    json_t *s, *p;
+    json_array_foreach(result, i, s)
+    {
+        json_array_foreach(json_object_get(s, "values"), j, p)
+        {
+            double t = pair_time(p), v = pair_value(p);
             if (!isfinite(t) || !isfinite(v))
                 continue;
             tmin = t < tmin ? t : tmin;
@@ -95,6 +124,7 @@ static void print_chart(const json_t *result, int width)
             vmin = v < vmin ? v : vmin;
             vmax = v > vmax ? v : vmax;
         }
+    }
     if (!isfinite(tmin) || !isfinite(vmin))
         return;
     enum { H = 12 };
@@ -103,8 +133,8 @@ static void print_chart(const json_t *result, int width)
     snprintf(ylab[1], sizeof(ylab[1]), "%.6g", (vmax + vmin) / 2);
     snprintf(ylab[2], sizeof(ylab[2]), "%.6g", vmin);
     int lw = 0;
-    for (int i = 0; i < 3; i++)
-        lw = (int)strlen(ylab[i]) > lw ? (int)strlen(ylab[i]) : lw;
+    for (int k = 0; k < 3; k++)
+        lw = (int)strlen(ylab[k]) > lw ? (int)strlen(ylab[k]) : lw;
     int W = width - lw - 4;
     if (W > 120)
         W = 120;
@@ -115,75 +145,76 @@ static void print_chart(const json_t *result, int width)
         memset(grid[r], ' ', (size_t)W);
         grid[r][W] = '\0';
     }
-    int si = 0;
-    for (const json_t *s = result->child; s; s = s->next, si++)
-        for (const json_t *p = json_get(s, "values") ? json_get(s, "values")->child : NULL; p;
-             p = p->next) {
-            double t = json_num(json_at(p, 0), NAN), v = json_num(json_at(p, 1), NAN);
+    json_array_foreach(result, i, s)
+    {
+        json_array_foreach(json_object_get(s, "values"), j, p)
+        {
+            double t = pair_time(p), v = pair_value(p);
             if (!isfinite(t) || !isfinite(v))
                 continue;
             int col = tmax > tmin ? (int)lround((t - tmin) / (tmax - tmin) * (W - 1)) : W / 2;
             int row = vmax > vmin ? (int)lround((v - vmin) / (vmax - vmin) * (H - 1)) : H / 2;
             char *cell = &grid[H - 1 - row][col];
-            *cell = (*cell == ' ' || *cell == CHART_SYMS[si]) ? CHART_SYMS[si] : '%';
+            *cell = (*cell == ' ' || *cell == CHART_SYMS[i]) ? CHART_SYMS[i] : '%';
         }
+    }
     printf("\n");
     for (int r = 0; r < H; r++) {
         const char *lab = r == 0 ? ylab[0] : r == H / 2 ? ylab[1] : r == H - 1 ? ylab[2] : "";
         printf("%*s |%s\n", lw, lab, grid[r]);
     }
     printf("%*s +", lw, "");
-    for (int i = 0; i < W; i++)
+    for (int k = 0; k < W; k++)
         putchar('-');
     char t0[40], t1[40];
     cli_fmt_time(t0, sizeof(t0), tmin);
     cli_fmt_time(t1, sizeof(t1), tmax);
     int gap = W - (int)strlen(t0) - (int)strlen(t1);
     printf("\n%*s  %s%*s%s\n", lw, "", t0, gap > 1 ? gap : 1, "", t1);
-    si = 0;
     st_buf_t b;
     st_buf_init(&b);
-    for (const json_t *s = result->child; s; s = s->next, si++)
-        printf("%*s  %c %s\n", lw, "", CHART_SYMS[si], series_text(&b, json_get(s, "metric")));
-    if (result->len > 1)
+    json_array_foreach(result, i, s)
+    {
+        printf("%*s  %c %s\n", lw, "", CHART_SYMS[i],
+               series_text(&b, json_object_get(s, "metric")));
+    }
+    if (json_array_size(result) > 1)
         printf("%*s  %% overlapping points\n", lw, "");
     st_buf_deinit(&b);
 }
 
-static void print_matrix(const json_t *result, bool values, bool chart)
+static void print_matrix(json_t *result, bool values, bool chart)
 {
     st_buf_t b;
     st_buf_init(&b);
-    size_t w = 6;
-    for (const json_t *s = result->child; s; s = s->next) {
-        size_t l = strlen(series_text(&b, json_get(s, "metric")));
-        w = l > w ? l : w;
-    }
-    if (w > 100)
-        w = 100;
+    int w = series_width(&b, result);
+    size_t i, j;
+    json_t *s, *p;
+    char nb[CLI_JSON_NUMBUF];
     if (values) {
-        printf("%-*s  %-24s  %s\n", (int)w, "SERIES", "TIMESTAMP", "VALUE");
-        for (const json_t *s = result->child; s; s = s->next) {
-            const char *name = series_text(&b, json_get(s, "metric"));
-            const json_t *vals = json_get(s, "values");
-            for (const json_t *p = vals ? vals->child : NULL; p; p = p->next) {
+        printf("%-*s  %-24s  %s\n", w, "SERIES", "TIMESTAMP", "VALUE");
+        json_array_foreach(result, i, s)
+        {
+            const char *name = series_text(&b, json_object_get(s, "metric"));
+            json_array_foreach(json_object_get(s, "values"), j, p)
+            {
                 char tbuf[40];
-                cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(p, 0), NAN));
-                printf("%-*s  %-24s  %s\n", (int)w, name, tbuf, json_text(json_at(p, 1)));
+                cli_fmt_time(tbuf, sizeof(tbuf), pair_time(p));
+                printf("%-*s  %-24s  %s\n", w, name, tbuf, pair_text(p, nb));
             }
         }
         printf("\n");
     }
-    printf("%-*s  %6s  %-14s  %-14s  %s\n", (int)w, "SERIES", "POINTS", "MIN", "MAX", "LAST");
-    for (const json_t *s = result->child; s; s = s->next) {
-        const json_t *vals = json_get(s, "values");
+    printf("%-*s  %6s  %-14s  %-14s  %s\n", w, "SERIES", "POINTS", "MIN", "MAX", "LAST");
+    json_array_foreach(result, i, s)
+    {
+        json_t *vals = json_object_get(s, "values");
         double mn = INFINITY, mx = -INFINITY;
         const char *last = "-";
-        size_t n = 0;
-        for (const json_t *p = vals ? vals->child : NULL; p; p = p->next) {
-            double v = json_num(json_at(p, 1), NAN);
-            n++;
-            last = json_text(json_at(p, 1));
+        json_array_foreach(vals, j, p)
+        {
+            double v = pair_value(p);
+            last = pair_text(p, nb);
             if (isnan(v))
                 continue;
             mn = v < mn ? v : mn;
@@ -194,12 +225,12 @@ static void print_matrix(const json_t *result, bool values, bool chart)
             snprintf(smn, sizeof(smn), "%.10g", mn);
             snprintf(smx, sizeof(smx), "%.10g", mx);
         }
-        printf("%-*s  %6zu  %-14s  %-14s  %s\n", (int)w, series_text(&b, json_get(s, "metric")), n,
-               smn, smx, last);
+        printf("%-*s  %6zu  %-14s  %-14s  %s\n", w, series_text(&b, json_object_get(s, "metric")),
+               json_array_size(vals), smn, smx, last);
     }
-    if (result->len == 0)
+    if (json_array_size(result) == 0)
         printf("(empty result)\n");
-    if (chart && result->len > 0 && result->len <= CHART_MAX_SERIES)
+    if (chart && json_array_size(result) > 0 && json_array_size(result) <= CHART_MAX_SERIES)
         print_chart(result, term_width());
     st_buf_deinit(&b);
 }
@@ -321,7 +352,7 @@ int cmd_query(int argc, char **argv)
         append_param(&target, "time", num);
     }
     int ret = CLI_EXIT_FAIL;
-    json_doc_t *doc = NULL;
+    json_t *root = NULL;
     httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
     if (conn == NULL || st_buf_put_u8(&target, '\0') < 0) {
         ret = cli_fail(CMD, "out of memory");
@@ -342,40 +373,43 @@ int cmd_query(int argc, char **argv)
         goto out;
     }
     char err[160];
-    doc = json_parse((const char *)body.data, body.len, err, sizeof(err));
-    const json_t *root = doc ? json_root(doc) : NULL;
-    const char *status = json_str(json_get(root, "status"));
+    root = cli_json_parse((const char *)body.data, body.len, err, sizeof(err));
+    const char *status = json_string_value(json_object_get(root, "status"));
     if (status == NULL) {
         st_buf_put_u8(&body, '\0');
         ret = cli_fail(CMD, "HTTP %d %s: %.300s", resp.status, resp.reason,
                        body.len > 1 ? (const char *)body.data : "(empty body)");
         goto out;
     }
-    for (const json_t *wn = json_get(root, "warnings") ? json_get(root, "warnings")->child : NULL;
-         wn; wn = wn->next)
-        fprintf(stderr, "warning: %s\n", json_text(wn));
+    size_t i;
+    json_t *wn;
+    char nb[CLI_JSON_NUMBUF];
+    json_array_foreach(json_object_get(root, "warnings"), i, wn)
+    {
+        fprintf(stderr, "warning: %s\n", cli_json_text(wn, nb, NULL));
+    }
     if (strcmp(status, "success") != 0) {
-        const char *et = json_str(json_get(root, "errorType"));
-        const char *e = json_str(json_get(root, "error"));
+        const char *et = json_string_value(json_object_get(root, "errorType"));
+        const char *e = json_string_value(json_object_get(root, "error"));
         ret = cli_fail(CMD, "%s%s%s", et ? et : "", et ? ": " : "", e ? e : "query failed");
         goto out;
     }
-    const json_t *data = json_get(root, "data");
-    const char *rtype = json_str(json_get(data, "resultType"));
-    const json_t *result = json_get(data, "result");
+    json_t *data = json_object_get(root, "data");
+    const char *rtype = json_string_value(json_object_get(data, "resultType"));
+    json_t *result = json_object_get(data, "result");
     if (rtype == NULL || result == NULL) {
         ret = cli_fail(CMD, "no data.resultType/data.result in the response");
         goto out;
     }
-    if (strcmp(rtype, "vector") == 0 && result->type == JSON_ARR) {
+    if (strcmp(rtype, "vector") == 0 && json_is_array(result)) {
         print_vector(result);
-    } else if (strcmp(rtype, "matrix") == 0 && result->type == JSON_ARR) {
+    } else if (strcmp(rtype, "matrix") == 0 && json_is_array(result)) {
         print_matrix(result, values, chart);
     } else if ((strcmp(rtype, "scalar") == 0 || strcmp(rtype, "string") == 0) &&
-               result->type == JSON_ARR) {
+               json_is_array(result)) {
         char tbuf[40];
-        cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(result, 0), NAN));
-        printf("%s  %s  %s\n", rtype, json_text(json_at(result, 1)), tbuf);
+        cli_fmt_time(tbuf, sizeof(tbuf), pair_time(result));
+        printf("%s  %s  %s\n", rtype, pair_text(result, nb), tbuf);
     } else {
         ret = cli_fail(CMD, "unknown resultType '%s'", rtype);
         goto out;
@@ -383,7 +417,7 @@ int cmd_query(int argc, char **argv)
     ret = CLI_EXIT_OK;
 out:
     fflush(stdout);
-    json_doc_destroy(doc);
+    json_decref(root);
     httpc_conn_destroy(conn);
     st_buf_deinit(&target);
     st_buf_deinit(&body);

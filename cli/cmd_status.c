@@ -11,7 +11,6 @@
 #include <strings.h>
 
 #include "cli.h"
-#include "json.h"
 #include "st_err.h"
 
 static const char *CMD = "status";
@@ -37,9 +36,15 @@ static bool state_is_up(const char *s)
 
 typedef struct node_row {
     const char *id;
-    const json_t *obj;
+    json_t *obj;
     int leads, holds;
 } node_row_t;
+
+/* Display text of member `key` of o ("" when absent); nb holds a number's text. */
+static const char *member_text(json_t *o, const char *key, char nb[CLI_JSON_NUMBUF])
+{
+    return cli_json_text(json_object_get(o, key), nb, NULL);
+}
 
 static int find_node(node_row_t *rows, size_t n, const char *id)
 {
@@ -62,56 +67,59 @@ static void excerpt(const st_buf_t *b, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static int print_cluster(const json_t *root, int ready_code, bool *all_reachable)
+static int print_cluster(json_t *root, int ready_code, bool *all_reachable)
 {
-    const json_t *nodes = json_get(root, "nodes");
-    const json_t *placement = json_get(root, "placement");
-    size_t nn = nodes && nodes->type == JSON_ARR ? nodes->len : 0;
+    json_t *nodes = json_object_get(root, "nodes");
+    json_t *placement = json_object_get(root, "placement");
+    size_t nn = json_array_size(nodes);
     node_row_t *rows = calloc(nn ? nn : 1, sizeof(*rows));
     if (rows == NULL)
         return ST_ENOMEM;
-    size_t r = 0;
-    for (const json_t *n = nodes ? nodes->child : NULL; n; n = n->next) {
+    size_t r;
+    json_t *n, *v;
+    const char *key;
+    char nb[CLI_JSON_NUMBUF], nb2[CLI_JSON_NUMBUF];
+    json_array_foreach(nodes, r, n)
+    {
         rows[r].obj = n;
-        rows[r].id = json_str(json_get(n, "id"));
+        rows[r].id = json_string_value(json_object_get(n, "id"));
         if (rows[r].id == NULL)
-            rows[r].id = json_str(json_get(n, "name"));
+            rows[r].id = json_string_value(json_object_get(n, "name"));
         if (rows[r].id == NULL)
             rows[r].id = "?";
-        r++;
     }
     /* top-level scalars, the known ones first */
     static const char *const known[] = {"cluster", "name", "fingerprint", "shards",
                                         "replication_factor"};
     for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
-        const json_t *v = json_get(root, known[k]);
-        if (v && v->type != JSON_ARR && v->type != JSON_OBJ)
-            printf("%-20s %s\n", known[k], json_text(v));
+        v = json_object_get(root, known[k]);
+        if (v && !json_is_array(v) && !json_is_object(v))
+            printf("%-20s %s\n", known[k], cli_json_text(v, nb, NULL));
     }
-    for (const json_t *v = root->child; v; v = v->next) {
-        bool skip = v->type == JSON_ARR || v->type == JSON_OBJ;
+    json_object_foreach(root, key, v)
+    {
+        bool skip = json_is_array(v) || json_is_object(v);
         for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && !skip; k++)
-            skip = strcmp(v->key, known[k]) == 0;
+            skip = strcmp(key, known[k]) == 0;
         if (!skip)
-            printf("%-20s %s\n", v->key, json_text(v));
+            printf("%-20s %s\n", key, cli_json_text(v, nb, NULL));
     }
     /* placement: from the router, or the default rule s -> (s+k) mod N */
-    int64_t nshards = (int64_t)json_num(json_get(root, "shards"), 0);
-    int64_t rf = (int64_t)json_num(json_get(root, "replication_factor"), 0);
+    int64_t nshards = (int64_t)cli_json_num(json_object_get(root, "shards"), 0);
+    int64_t rf = (int64_t)cli_json_num(json_object_get(root, "replication_factor"), 0);
     bool computed = false;
-    size_t np = placement && placement->type == JSON_ARR ? placement->len : 0;
+    size_t np = json_array_size(placement);
     if (np == 0 && nshards > 0 && rf > 0 && nn > 0) {
         np = (size_t)nshards;
         computed = true;
     }
     bool have_state = false;
     for (size_t i = 0; i < nn; i++)
-        if (json_get(rows[i].obj, "state"))
+        if (json_object_get(rows[i].obj, "state"))
             have_state = true;
     size_t ok_shards = 0;
     char missing[512] = "";
     size_t mlen = 0, nmissing = 0;
-    const json_t *pe = placement ? placement->child : NULL;
     for (size_t s = 0; s < np; s++) {
         int64_t shard = (int64_t)s;
         bool reachable = false;
@@ -121,22 +129,23 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
                 if (k == 0)
                     rows[ni].leads++;
                 rows[ni].holds++;
-                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+                reachable |= state_is_up(json_string_value(json_object_get(rows[ni].obj, "state")));
             }
         } else {
-            shard = (int64_t)json_num(json_get(pe, "shard"), (double)s);
-            const json_t *reps = json_get(pe, "replicas");
-            const char *leader = json_str(json_get(pe, "leader"));
-            for (const json_t *rp = reps ? reps->child : NULL; rp; rp = rp->next) {
-                int ni = find_node(rows, nn, json_str(rp));
+            json_t *pe = json_array_get(placement, s), *reps = json_object_get(pe, "replicas"), *rp;
+            shard = (int64_t)cli_json_num(json_object_get(pe, "shard"), (double)s);
+            const char *leader = json_string_value(json_object_get(pe, "leader"));
+            size_t k;
+            json_array_foreach(reps, k, rp)
+            {
+                int ni = find_node(rows, nn, json_string_value(rp));
                 if (ni < 0)
                     continue;
-                if (leader ? strcmp(leader, rows[ni].id) == 0 : rp == reps->child)
+                if (leader ? strcmp(leader, rows[ni].id) == 0 : k == 0)
                     rows[ni].leads++;
                 rows[ni].holds++;
-                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+                reachable |= state_is_up(json_string_value(json_object_get(rows[ni].obj, "state")));
             }
-            pe = pe->next;
         }
         if (reachable) {
             ok_shards++;
@@ -152,39 +161,41 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
     for (size_t i = 0; i < nn; i++) {
         int l = (int)strlen(rows[i].id);
         wid = l > wid ? l : wid;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "state")));
+        l = (int)strlen(member_text(rows[i].obj, "state", nb));
         wst = l > wst ? l : wst;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "rpc")));
+        l = (int)strlen(member_text(rows[i].obj, "rpc", nb));
         wrpc = l > wrpc ? l : wrpc;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "http")));
+        l = (int)strlen(member_text(rows[i].obj, "http", nb));
         whttp = l > whttp ? l : whttp;
     }
     printf("\n%-*s  %-*s  %-*s  %-*s  %5s  %5s  %s\n", wid, "NODE", wst, "STATE", wrpc, "RPC",
            whttp, "HTTP", "LEADS", "HOLDS", "DETAILS");
     for (size_t i = 0; i < nn; i++) {
-        const json_t *o = rows[i].obj;
-        const char *st = json_text(json_get(o, "state"));
+        json_t *o = rows[i].obj;
+        char nb3[CLI_JSON_NUMBUF];
+        const char *st = member_text(o, "state", nb);
         printf("%-*s  %-*s  %-*s  %-*s  %5d  %5d", wid, rows[i].id, wst, *st ? st : "-", wrpc,
-               json_text(json_get(o, "rpc")), whttp, json_text(json_get(o, "http")), rows[i].leads,
+               member_text(o, "rpc", nb2), whttp, member_text(o, "http", nb3), rows[i].leads,
                rows[i].holds);
         bool first = true;
-        for (const json_t *f = o->child; f; f = f->next) {
-            if (strcmp(f->key, "id") == 0 || strcmp(f->key, "name") == 0 ||
-                strcmp(f->key, "state") == 0 || strcmp(f->key, "rpc") == 0 ||
-                strcmp(f->key, "http") == 0 || f->type == JSON_ARR || f->type == JSON_OBJ)
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "id") == 0 || strcmp(key, "name") == 0 || strcmp(key, "state") == 0 ||
+                strcmp(key, "rpc") == 0 || strcmp(key, "http") == 0 || json_is_array(v) ||
+                json_is_object(v))
                 continue;
-            printf("%s%s=%s", first ? "  " : " ", f->key, json_text(f));
+            printf("%s%s=%s", first ? "  " : " ", key, cli_json_text(v, nb, NULL));
             first = false;
         }
         printf("\n");
     }
     /* hinted handoff: writes other nodes still hold for a node */
     for (size_t i = 0; i < nn; i++) {
-        const json_t *h = json_get(rows[i].obj, "hints_pending");
-        const char *hv = h ? json_text(h) : "0";
+        json_t *h = json_object_get(rows[i].obj, "hints_pending");
+        const char *hv = h ? cli_json_text(h, nb, NULL) : "0";
         if (h && strcmp(hv, "0") != 0)
             printf("%s: %s hinted write(s) waiting on other nodes (%s)\n", rows[i].id, hv,
-                   json_text(json_get(rows[i].obj, "state")));
+                   member_text(rows[i].obj, "state", nb2));
     }
     printf("\n");
     if (np == 0) {
@@ -253,7 +264,7 @@ int cmd_status(int argc, char **argv)
     st_buf_init(&body);
     httpc_resp_t resp;
     int ret = CLI_EXIT_FAIL, rc;
-    json_doc_t *doc = NULL;
+    json_t *doc = NULL;
 
     if ((rc = cli_get(conn, "/cluster", &resp, &body)) < 0) {
         ret = cli_fail(CMD, "GET %s/cluster: %s", shown,
@@ -275,8 +286,8 @@ int cmd_status(int argc, char **argv)
         goto out;
     }
     char err[160];
-    doc = json_parse((const char *)body.data, body.len, err, sizeof(err));
-    if (doc == NULL || json_root(doc)->type != JSON_OBJ) {
+    doc = cli_json_parse((const char *)body.data, body.len, err, sizeof(err));
+    if (doc == NULL || !json_is_object(doc)) {
         ret = cli_fail(CMD, "GET /cluster: not a JSON object (%s)", doc ? "wrong type" : err);
         goto out;
     }
@@ -304,7 +315,7 @@ int cmd_status(int argc, char **argv)
     }
     printf("%-20s %s\n%-20s %s\n%-20s %s\n", "router", shown, "health", health, "ready", ready);
     bool all = false;
-    if (print_cluster(json_root(doc), ready_code, &all) < 0) {
+    if (print_cluster(doc, ready_code, &all) < 0) {
         ret = cli_fail(CMD, "out of memory");
         goto out;
     }
@@ -313,7 +324,7 @@ int cmd_status(int argc, char **argv)
     if (require_ready && (!all || ready_code != 200))
         ret = cli_fail(CMD, "cluster not ready");
 out:
-    json_doc_destroy(doc);
+    json_decref(doc);
     st_buf_deinit(&body);
     httpc_conn_destroy(conn);
     return ret;

@@ -29,7 +29,6 @@
 
 #include "cli.h"
 #include "gz.h"
-#include "json.h"
 #include "st_err.h"
 
 static const char *CMD = "write";
@@ -252,26 +251,26 @@ static size_t *line_index(const batch_t *b)
 /* A 400: count and print the rejected lines. Returns the samples they held. */
 static uint64_t handle_rejected(wctx_t *w, const batch_t *b, const st_buf_t *body, uint64_t *nrej)
 {
-    json_doc_t *doc = json_parse((const char *)body->data, body->len, NULL, 0);
-    const json_t *root = doc ? json_root(doc) : NULL;
-    const json_t *rej = json_get(root, "rejected");
+    json_t *root = cli_json_parse((const char *)body->data, body->len, NULL, 0);
+    json_t *rej = json_object_get(root, "rejected"), *r;
     uint64_t samples = 0;
     *nrej = 0;
-    if (rej == NULL || rej->type != JSON_ARR || rej->len == 0) {
-        const char *e = json_str(json_get(root, "error"));
+    if (!json_is_array(rej) || json_array_size(rej) == 0) {
+        const char *e = json_string_value(json_object_get(root, "error"));
         char ex[256];
         body_excerpt(body, ex, sizeof(ex));
         emit_err(w, "%s:%llu-%llu: batch rejected (HTTP 400): %s\n", w->file,
                  (unsigned long long)b->first_line,
                  (unsigned long long)(b->first_line + b->nlines - 1), e ? e : ex);
         *nrej = b->nlines;
-        json_doc_destroy(doc);
+        json_decref(root);
         return b->samples;
     }
-    size_t *idx = line_index(b);
-    for (const json_t *r = rej->child; r; r = r->next) {
-        double ln = json_num(json_get(r, "line"), 0);
-        const char *reason = json_str(json_get(r, "reason"));
+    size_t *idx = line_index(b), k;
+    json_array_foreach(rej, k, r)
+    {
+        double ln = cli_json_num(json_object_get(r, "line"), 0);
+        const char *reason = json_string_value(json_object_get(r, "reason"));
         (*nrej)++;
         if (ln >= 1 && ln <= b->nlines && idx) {
             size_t i = (size_t)ln - 1;
@@ -297,7 +296,7 @@ static uint64_t handle_rejected(wctx_t *w, const batch_t *b, const st_buf_t *bod
         }
     }
     free(idx);
-    json_doc_destroy(doc);
+    json_decref(root);
     return samples;
 }
 
