@@ -402,6 +402,18 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, const char **shown)
+{
+    if (cli_router(c->router, url, shown) < 0)
+        return cli_usage_error(cmd, "bad router URL '%s' (want http://HOST:PORT)", *shown);
+    return 0;
+}
+
+httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url)
+{
+    return httpc_conn_create(url, CLI_CONNECT_TIMEOUT_MS, (int)(c->timeout * 1000));
+}
+
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body)
 {
     st_buf_reset(body);

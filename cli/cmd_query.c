@@ -6,8 +6,8 @@
  * every point with --values. On {"status":"error"} the errorType and error
  * go to stderr and the exit code is 1.
  */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +22,6 @@ static const char *CMD = "query";
 
 #define CHART_MAX_SERIES 6
 static const char CHART_SYMS[CHART_MAX_SERIES] = {'*', '+', 'o', 'x', '#', '@'};
-
-static void help(void)
-{
-    printf("usage: strata query PROMQL [--time T] [--start T --end T --step S] [options]\n"
-           "\n"
-           "Run a PromQL query: instant (GET /api/v1/query) or, with --start/--end/--step,\n"
-           "range (GET /api/v1/query_range; --end defaults to now, --start to end-1h,\n"
-           "--step to about 1/240 of the range).\n"
-           "  --router URL     router address (default %s, env STRATA_ROUTER)\n"
-           "  --time T         evaluation time of an instant query (default: the router's now)\n"
-           "  --start T, --end T   RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')\n"
-           "  --step S         range step: 15s, 1m, 1h or seconds\n"
-           "  --values         range: print every point, not only the summary\n"
-           "  --no-chart       range: no ASCII chart\n"
-           "  --raw            print the router's JSON unchanged\n"
-           "  --timeout SECS   inactivity timeout (default %d)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
 
 static const char *series_text(st_buf_t *b, json_t *metric)
 {
@@ -243,129 +225,72 @@ static void append_param(st_buf_t *t, const char *k, const char *v)
     httpc_query_escape(t, v);
 }
 
-int cmd_query(int argc, char **argv)
+typedef struct query_opts {
+    cli_common_t common;
+    double t_eval, t_start, t_end, step;
+    bool has_time, has_start, has_end, has_step;
+    bool values, no_chart, raw;
+} query_opts_t;
+
+static int run_query(void *opts, int argc, char **argv)
 {
-    static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-                                         {"time", required_argument, NULL, 'T'},
-                                         {"start", required_argument, NULL, 's'},
-                                         {"end", required_argument, NULL, 'e'},
-                                         {"step", required_argument, NULL, 'S'},
-                                         {"values", no_argument, NULL, 'v'},
-                                         {"no-chart", no_argument, NULL, 'n'},
-                                         {"raw", no_argument, NULL, 'R'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *router = NULL;
-    bool has_time = false, has_start = false, has_end = false, has_step = false;
-    bool values = false, chart = true, raw = false;
-    double now = (double)time(NULL), t_eval = 0, t_start = 0, t_end = 0, step = 0;
-    double timeout = CLI_IO_TIMEOUT_MS / 1000.0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'T':
-            if (cli_parse_time(optarg, now, &t_eval) < 0)
-                return cli_usage_error(CMD, "bad --time '%s'", optarg);
-            has_time = true;
-            break;
-        case 's':
-            if (cli_parse_time(optarg, now, &t_start) < 0)
-                return cli_usage_error(CMD, "bad --start '%s'", optarg);
-            has_start = true;
-            break;
-        case 'e':
-            if (cli_parse_time(optarg, now, &t_end) < 0)
-                return cli_usage_error(CMD, "bad --end '%s'", optarg);
-            has_end = true;
-            break;
-        case 'S':
-            if (cli_parse_duration(optarg, &step) < 0 || step <= 0)
-                return cli_usage_error(CMD, "bad --step '%s'", optarg);
-            has_step = true;
-            break;
-        case 'v':
-            values = true;
-            break;
-        case 'n':
-            chart = false;
-            break;
-        case 'R':
-            raw = true;
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error(CMD, "missing PROMQL");
-    if (optind + 1 < argc)
-        return cli_usage_error(CMD, "too many arguments (quote the query)");
-    bool range = has_start || has_end || has_step;
-    if (range && has_time)
+    (void)argc;
+    query_opts_t *o = opts;
+    bool range = o->has_start || o->has_end || o->has_step;
+    if (range && o->has_time)
         return cli_usage_error(CMD, "--time is for instant queries; use --start/--end/--step");
     if (range) {
-        if (!has_end)
-            t_end = now;
-        if (!has_start)
-            t_start = t_end - 3600;
-        if (t_end < t_start)
+        if (!o->has_end)
+            o->t_end = o->common.now;
+        if (!o->has_start)
+            o->t_start = o->t_end - 3600;
+        if (o->t_end < o->t_start)
             return cli_usage_error(CMD, "--end is before --start");
-        if (!has_step) {
-            step = ceil((t_end - t_start) / 240.0);
-            if (step < 1)
-                step = 1;
+        if (!o->has_step) {
+            o->step = ceil((o->t_end - o->t_start) / 240.0);
+            if (o->step < 1)
+                o->step = 1;
         }
     }
     httpc_url_t url;
     const char *shown;
-    if (cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
+    int rc = cli_common_router(CMD, &o->common, &url, &shown);
+    if (rc != 0)
+        return rc;
 
     st_buf_t target, body;
     st_buf_init(&target);
     st_buf_init(&body);
     const char *path = range ? "/api/v1/query_range?query=" : "/api/v1/query?query=";
     st_buf_append(&target, path, strlen(path));
-    httpc_query_escape(&target, argv[optind]);
+    httpc_query_escape(&target, argv[0]);
     char num[64];
     if (range) {
-        snprintf(num, sizeof(num), "%.3f", t_start);
+        snprintf(num, sizeof(num), "%.3f", o->t_start);
         append_param(&target, "start", num);
-        snprintf(num, sizeof(num), "%.3f", t_end);
+        snprintf(num, sizeof(num), "%.3f", o->t_end);
         append_param(&target, "end", num);
-        snprintf(num, sizeof(num), "%.3f", step);
+        snprintf(num, sizeof(num), "%.3f", o->step);
         append_param(&target, "step", num);
-    } else if (has_time) {
-        snprintf(num, sizeof(num), "%.3f", t_eval);
+    } else if (o->has_time) {
+        snprintf(num, sizeof(num), "%.3f", o->t_eval);
         append_param(&target, "time", num);
     }
     int ret = CLI_EXIT_FAIL;
     json_t *root = NULL;
-    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    httpc_conn_t *conn = cli_common_conn(&o->common, &url);
     if (conn == NULL || st_buf_put_u8(&target, '\0') < 0) {
         ret = cli_fail(CMD, "out of memory");
         goto out;
     }
     httpc_resp_t resp;
-    int rc = cli_get(conn, (const char *)target.data, &resp, &body);
+    rc = cli_get(conn, (const char *)target.data, &resp, &body);
     if (rc < 0) {
         ret = cli_fail(CMD, "%s",
                        *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn) : st_strerror(rc));
         goto out;
     }
-    if (raw) {
+    if (o->raw) {
         fwrite(body.data, 1, body.len, stdout);
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
@@ -404,7 +329,7 @@ int cmd_query(int argc, char **argv)
     if (strcmp(rtype, "vector") == 0 && json_is_array(result)) {
         print_vector(result);
     } else if (strcmp(rtype, "matrix") == 0 && json_is_array(result)) {
-        print_matrix(result, values, chart);
+        print_matrix(result, o->values, !o->no_chart);
     } else if ((strcmp(rtype, "scalar") == 0 || strcmp(rtype, "string") == 0) &&
                json_is_array(result)) {
         char tbuf[40];
@@ -423,3 +348,53 @@ out:
     st_buf_deinit(&body);
     return ret;
 }
+
+#define Q_TIME(nm, field, seen, lab, text)                                                         \
+    {                                                                                              \
+        .name = nm, .kind = CLI_TIME, .off = offsetof(query_opts_t, field),                        \
+        .given = CLI_GIVEN(query_opts_t, seen), .label = lab, .help = text                         \
+    }
+
+static const cli_opt_t QUERY_OPTS[] = {
+    CLI_OPT_ROUTER,
+    Q_TIME("time", t_eval, has_time, "--time T",
+           "evaluation time of an instant query (default: the router's now)"),
+    /* the label is longer than the column: the text brings its own gap */
+    Q_TIME("start", t_start, has_start, "--start T, --end T",
+           "   RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')"),
+    Q_TIME("end", t_end, has_end, NULL, NULL),
+    {.name = "step",
+     .kind = CLI_DURATION,
+     .off = offsetof(query_opts_t, step),
+     .given = CLI_GIVEN(query_opts_t, has_step),
+     .lo = 0,
+     .lo_open = true,
+     .hi = INFINITY,
+     .label = "--step S",
+     .help = "range step: 15s, 1m, 1h or seconds"},
+    CLI_OPT_FLAG(query_opts_t, values, "values", "range: print every point, not only the summary"),
+    CLI_OPT_FLAG(query_opts_t, no_chart, "no-chart", "range: no ASCII chart"),
+    CLI_OPT_FLAG(query_opts_t, raw, "raw", "print the router's JSON unchanged"),
+    CLI_OPT_TIMEOUT("inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const query_opts_t QUERY_DEFAULTS = {.common = CLI_COMMON_DEFAULTS};
+
+const cli_cmd_t cli_cmd_query = {
+    .name = "query",
+    .args = "PROMQL",
+    .summary = "instant or range query, as a table or chart",
+    .synopsis = "query PROMQL [--time T] [--start T --end T --step S] [options]",
+    .about = "Run a PromQL query: instant (GET /api/v1/query) or, with --start/--end/--step,\n"
+             "range (GET /api/v1/query_range; --end defaults to now, --start to end-1h,\n"
+             "--step to about 1/240 of the range).\n",
+    .help_col = 19,
+    .min_args = 1,
+    .max_args = 1,
+    .too_many = "too many arguments (quote the query)",
+    .opts = QUERY_OPTS,
+    .opts_size = sizeof(query_opts_t),
+    .defaults = &QUERY_DEFAULTS,
+    .run = run_query,
+};

@@ -4,7 +4,7 @@
  * leads (first replica in placement order, or the entry's "leader") and
  * holds, and whether every shard has a replica on a node in state "up".
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +14,6 @@
 #include "st_err.h"
 
 static const char *CMD = "status";
-
-static void help(void)
-{
-    printf("usage: strata status [--router URL] [--json] [--require-ready] [--timeout SECS]\n"
-           "\n"
-           "Show the cluster as the router sees it: GET /cluster, /health, /ready.\n"
-           "  --router URL       router address (default %s, env STRATA_ROUTER)\n"
-           "  --json             print the router's /cluster JSON unchanged\n"
-           "  --require-ready    exit 1 when some shard has no reachable replica\n"
-           "  --timeout SECS     per-request inactivity timeout (default %d)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
 
 static bool state_is_up(const char *s)
 {
@@ -218,52 +206,28 @@ static int print_cluster(json_t *root, int ready_code, bool *all_reachable)
     return 0;
 }
 
-int cmd_status(int argc, char **argv)
+typedef struct status_opts {
+    cli_common_t common;
+    bool raw, require_ready;
+} status_opts_t;
+
+static int run_status(void *opts, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"router", required_argument, NULL, 'r'},  {"json", no_argument, NULL, 'j'},
-        {"require-ready", no_argument, NULL, 'R'}, {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *router = NULL;
-    bool raw = false, require_ready = false;
-    double timeout = CLI_IO_TIMEOUT_MS / 1000.0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'j':
-            raw = true;
-            break;
-        case 'R':
-            require_ready = true;
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    (void)argc;
+    (void)argv;
+    const status_opts_t *o = opts;
     httpc_url_t url;
     const char *shown;
-    if (cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
-    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    int rc = cli_common_router(CMD, &o->common, &url, &shown);
+    if (rc != 0)
+        return rc;
+    httpc_conn_t *conn = cli_common_conn(&o->common, &url);
     if (conn == NULL)
         return cli_fail(CMD, "out of memory");
     st_buf_t body;
     st_buf_init(&body);
     httpc_resp_t resp;
-    int ret = CLI_EXIT_FAIL, rc;
+    int ret = CLI_EXIT_FAIL;
     json_t *doc = NULL;
 
     if ((rc = cli_get(conn, "/cluster", &resp, &body)) < 0) {
@@ -278,7 +242,7 @@ int cmd_status(int argc, char **argv)
                        *ex ? ": " : "", ex);
         goto out;
     }
-    if (raw) {
+    if (o->raw) {
         fwrite(body.data, 1, body.len, stdout);
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
@@ -321,7 +285,7 @@ int cmd_status(int argc, char **argv)
     }
     fflush(stdout);
     ret = CLI_EXIT_OK;
-    if (require_ready && (!all || ready_code != 200))
+    if (o->require_ready && (!all || ready_code != 200))
         ret = cli_fail(CMD, "cluster not ready");
 out:
     json_decref(doc);
@@ -329,3 +293,29 @@ out:
     httpc_conn_destroy(conn);
     return ret;
 }
+
+static const cli_opt_t STATUS_OPTS[] = {
+    CLI_OPT_ROUTER,
+    CLI_OPT_FLAG(status_opts_t, raw, "json", "print the router's /cluster JSON unchanged"),
+    CLI_OPT_FLAG(status_opts_t, require_ready, "require-ready",
+                 "exit 1 when some shard has no reachable replica"),
+    CLI_OPT_TIMEOUT("per-request inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const status_opts_t STATUS_DEFAULTS = {.common = CLI_COMMON_DEFAULTS};
+
+const cli_cmd_t cli_cmd_status = {
+    .name = "status",
+    .args = "",
+    .summary = "cluster, nodes, shard placement and readiness",
+    .synopsis = "status [--router URL] [--json] [--require-ready] [--timeout SECS]",
+    .about = "Show the cluster as the router sees it: GET /cluster, /health, /ready.\n",
+    .help_col = 21,
+    .min_args = 0,
+    .max_args = 0,
+    .opts = STATUS_OPTS,
+    .opts_size = sizeof(status_opts_t),
+    .defaults = &STATUS_DEFAULTS,
+    .run = run_status,
+};
