@@ -59,43 +59,39 @@ int httpc_url_parse(const char *s, httpc_url_t *out)
     memset(out, 0, sizeof(*out));
     if (s == NULL)
         return ST_EINVAL;
-    if (strncasecmp(s, "http://", 7) == 0)
-        s += 7;
-    else if (strstr(s, "://") != NULL)
-        return ST_EINVAL; /* https or anything else */
-    size_t alen = strcspn(s, "/?#");
-    const char *auth = s, *rest = s + alen;
-    if (alen == 0 || memchr(auth, '@', alen) != NULL || auth[0] == '[')
+    /* http-parser wants a scheme: add it to "HOST:PORT[/PREFIX]" */
+    char buf[1024];
+    bool has_scheme = strstr(s, "://") != NULL;
+    int n = snprintf(buf, sizeof(buf), "%s%s", has_scheme ? "" : "http://", s);
+    if (n < 0 || (size_t)n >= sizeof(buf))
         return ST_EINVAL;
-    const char *colon = memchr(auth, ':', alen);
-    size_t hlen = colon ? (size_t)(colon - auth) : alen;
-    if (hlen == 0 || hlen >= sizeof(out->host))
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(buf, (size_t)n, 0, &u) != 0)
         return ST_EINVAL;
-    memcpy(out->host, auth, hlen);
-    out->host[hlen] = '\0';
-    out->port = 80;
-    if (colon) {
-        const char *p = colon + 1, *end = auth + alen;
-        if (p == end || end - p > 5)
-            return ST_EINVAL;
-        unsigned long port = 0;
-        for (; p < end; p++) {
-            if (*p < '0' || *p > '9')
-                return ST_EINVAL;
-            port = port * 10 + (unsigned long)(*p - '0');
-        }
-        if (port == 0 || port > 65535)
-            return ST_EINVAL;
-        out->port = (uint16_t)port;
-    }
-    if (*rest == '?' || *rest == '#')
+#define HAS(f) ((u.field_set & (1 << (f))) != 0)
+#define OFF(f) (u.field_data[f].off)
+#define LEN(f) (u.field_data[f].len)
+    /* http only; no userinfo, query, fragment or IPv6 literal */
+    if (!HAS(UF_SCHEMA) || LEN(UF_SCHEMA) != 4 ||
+        strncasecmp(buf + OFF(UF_SCHEMA), "http", 4) != 0 || !HAS(UF_HOST) || LEN(UF_HOST) == 0 ||
+        HAS(UF_USERINFO) || HAS(UF_QUERY) || HAS(UF_FRAGMENT) || buf[OFF(UF_HOST) - 1] == '[' ||
+        LEN(UF_HOST) >= sizeof(out->host))
         return ST_EINVAL;
-    size_t plen = strlen(rest);
-    while (plen > 0 && rest[plen - 1] == '/')
+    if (HAS(UF_PORT) && (LEN(UF_PORT) == 0 || u.port == 0))
+        return ST_EINVAL;
+    memcpy(out->host, buf + OFF(UF_HOST), LEN(UF_HOST));
+    out->port = HAS(UF_PORT) ? u.port : 80;
+    size_t plen = HAS(UF_PATH) ? LEN(UF_PATH) : 0;
+    const char *path = buf + (HAS(UF_PATH) ? OFF(UF_PATH) : 0);
+#undef HAS
+#undef OFF
+#undef LEN
+    while (plen > 0 && path[plen - 1] == '/')
         plen--;
-    if (plen >= sizeof(out->prefix) || strpbrk(rest, "?# ") != NULL)
+    if (plen >= sizeof(out->prefix))
         return ST_EINVAL;
-    memcpy(out->prefix, rest, plen);
+    memcpy(out->prefix, path, plen);
     out->prefix[plen] = '\0';
     return 0;
 }

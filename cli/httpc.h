@@ -4,7 +4,8 @@
  * Two layers, kept apart so the first can be unit-tested without sockets:
  *
  *  1. Pure parsing (no I/O):
- *     - httpc_url_parse()   "http://host:port/prefix" -> host, port, path prefix.
+ *     - httpc_url_parse()   "http://host:port/prefix" -> host, port, path prefix
+ *       (http_parser_parse_url() with the CLI's rules on top).
  *     - httpc_resp_feed()   an incremental HTTP/1.1 response parser: http-parser
  *       (HTTP_RESPONSE mode) with the CLI's limits on top. It takes bytes as
  *       they arrive (any split), hands body bytes to a callback (de-chunked),

@@ -47,6 +47,9 @@ static void test_url_parse(void **state)
     assert_string_equal(u.prefix, "/strata/v1");
     assert_int_equal(httpc_url_parse("http://127.0.0.1:65535", &u), 0);
     assert_int_equal(u.port, 65535);
+    assert_int_equal(httpc_url_parse("router-1.example", &u), 0);
+    assert_string_equal(u.host, "router-1.example");
+    assert_int_equal(u.port, 80);
 
     static const char *const bad[] = {"https://127.0.0.1:8086",
                                       "ftp://x",
@@ -60,7 +63,12 @@ static void test_url_parse(void **state)
                                       "http://[::1]:80",
                                       "http://u:p@127.0.0.1:80",
                                       "http://127.0.0.1:8086?x=1",
-                                      "http://127.0.0.1:123456"};
+                                      "http://127.0.0.1:123456",
+                                      "http://127.0.0.1:8086#frag",
+                                      "http://127.0.0.1:8086/a b",
+                                      "http://bad!host:80",
+                                      "h:1:2",
+                                      "//h:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (httpc_url_parse(bad[i], &u) != ST_EINVAL)
             fail_msg("accepted bad URL '%s'", bad[i]);
