@@ -355,25 +355,31 @@ uint32_t cli_lp_count_fields(const char *s, size_t n)
 
 /* ---- plumbing ----------------------------------------------------------------------------- */
 
-int cli_fail(const char *cmd, const char *fmt, ...)
+/* "strata CMD: message" (and the --help hint for usage errors) on stderr. */
+static void print_error(const char *cmd, bool usage, const char *fmt, va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    fprintf(stderr, "strata %s: %s\n", cmd, msg);
+    if (usage)
+        fprintf(stderr, "Try 'strata %s --help'.\n", cmd);
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    print_error(cmd, false, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "strata %s: %s\n", cmd, msg);
     return CLI_EXIT_FAIL;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    print_error(cmd, true, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "strata %s: %s\nTry 'strata %s --help'.\n", cmd, msg, cmd);
     return CLI_EXIT_USAGE;
 }
 
