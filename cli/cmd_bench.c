@@ -6,6 +6,11 @@
  * index. Each request's latency and status is recorded per body; no retries
  * (errors are counted by status). Requests stop being issued after
  * --duration-max seconds.
+ *
+ * Steps of run_bench(): bench_config() (options -> generator config),
+ * bench_generate() (all bodies), bench_send() (--conns workers, progress),
+ * bench_report() (throughput, statuses, latency percentiles); bench_print()
+ * is --print.
  */
 #include <stddef.h>
 #include <math.h>
