@@ -1,8 +1,9 @@
 /*
- * cli — shared helpers of the `strata` command-line client: option plumbing
- * common to every subcommand, time and duration parsing, number formatting,
+ * cli — shared helpers of the `strata` command-line client: router and
+ * connection plumbing common to every subcommand (options: cli_opts.h),
+ * time and duration parsing, number formatting,
  * the progress line and latency percentiles (pure functions, unit-tested in
- * tests/unit/test_cli_httpc.c), and the subcommand entry points.
+ * tests/unit/cli/), and the subcommand descriptors.
  *
  * Exit codes of every subcommand: 0 ok, 1 failure (one line on stderr),
  * 2 usage error.
@@ -14,10 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_json.h"
+#include "cli_opts.h"
 #include "httpc.h"
-#include "json.h"
 
-#define CLI_DEFAULT_ROUTER "http://127.0.0.1:8086"
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
@@ -69,7 +70,7 @@ uint32_t cli_lp_count_fields(const char *line, size_t n);
  * "metric" object; names outside [a-zA-Z_:][a-zA-Z0-9_:]* use the quoted
  * form {"my.name","a.b"="c"}. Values are escaped (\\ \" \n).
  */
-int cli_fmt_series(st_buf_t *b, const json_t *metric);
+int cli_fmt_series(st_buf_t *b, json_t *metric);
 /* Append s as a CSV field (quoted when it holds , " CR or LF). */
 int cli_csv_field(st_buf_t *b, const char *s, size_t n);
 /* "2016-01-01T00:00:00.000Z" for unix seconds. */
@@ -88,18 +89,26 @@ int cli_router(const char *opt, httpc_url_t *out /* OUT */, const char **shown /
 /* Parse an unsigned integer option in [min, max]; ST_EINVAL otherwise. */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out /* OUT */);
 
-/* Common --timeout (seconds) default for reads. */
+/* --consistency values the router takes (sync|quorum|async are the documented ones). */
+#define CLI_CONSISTENCY_CHOICES "sync|quorum|async|one|all|any"
+
+/* Connect timeout and the default --timeout (CLI_IO_TIMEOUT_S, cli_opts.h). */
 #define CLI_CONNECT_TIMEOUT_MS 5000
-#define CLI_IO_TIMEOUT_MS 60000
+#define CLI_IO_TIMEOUT_MS (CLI_IO_TIMEOUT_S * 1000)
+
+/*
+ * The router `c` names (cli_router()): 0, or CLI_EXIT_USAGE after printing
+ * "bad router URL" for command `cmd`.
+ */
+int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url /* OUT */,
+                      const char **shown /* OUT */);
+/* A connection to `url` with the connect timeout and c's --timeout; NULL when out of memory. */
+httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url);
 
 /* GET target and collect the body (at most 256 MiB). */
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body);
 
-/* Subcommands: argv[0] is the subcommand name. */
-int cmd_status(int argc, char **argv);
-int cmd_write(int argc, char **argv);
-int cmd_export(int argc, char **argv);
-int cmd_query(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+/* The subcommands (cmd_*.c), dispatched by strata.c. */
+extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_export, cli_cmd_query, cli_cmd_bench;
 
 #endif

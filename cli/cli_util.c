@@ -355,25 +355,31 @@ uint32_t cli_lp_count_fields(const char *s, size_t n)
 
 /* ---- plumbing ----------------------------------------------------------------------------- */
 
-int cli_fail(const char *cmd, const char *fmt, ...)
+/* "strata CMD: message" (and the --help hint for usage errors) on stderr. */
+static void print_error(const char *cmd, bool usage, const char *fmt, va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    fprintf(stderr, "strata %s: %s\n", cmd, msg);
+    if (usage)
+        fprintf(stderr, "Try 'strata %s --help'.\n", cmd);
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    print_error(cmd, false, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "strata %s: %s\n", cmd, msg);
     return CLI_EXIT_FAIL;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    print_error(cmd, true, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "strata %s: %s\nTry 'strata %s --help'.\n", cmd, msg, cmd);
     return CLI_EXIT_USAGE;
 }
 
@@ -400,6 +406,18 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
         return ST_EINVAL;
     *out = v;
     return 0;
+}
+
+int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, const char **shown)
+{
+    if (cli_router(c->router, url, shown) < 0)
+        return cli_usage_error(cmd, "bad router URL '%s' (want http://HOST:PORT)", *shown);
+    return 0;
+}
+
+httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url)
+{
+    return httpc_conn_create(url, CLI_CONNECT_TIMEOUT_MS, (int)(c->timeout * 1000));
 }
 
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body)
@@ -438,18 +456,19 @@ static int put_quoted(st_buf_t *b, const char *s, size_t n)
     return rc < 0 ? rc : st_buf_put_u8(b, '"');
 }
 
-int cli_fmt_series(st_buf_t *b, const json_t *metric)
+int cli_fmt_series(st_buf_t *b, json_t *metric)
 {
-    const json_t *name = json_get(metric, "__name__");
-    const char *nm = json_str(name);
+    json_t *name = json_object_get(metric, "__name__");
+    const char *nm = json_string_value(name);
+    size_t nm_len = json_string_length(name);
     int rc = 0;
-    bool name_inside = nm && !plain_name(nm, name->len, true);
+    bool name_inside = nm && !plain_name(nm, nm_len, true);
     if (nm && !name_inside)
-        rc = st_buf_append(b, nm, name->len);
+        rc = st_buf_append(b, nm, nm_len);
+    const char *key;
+    json_t *l;
     size_t nl = 0;
-    for (const json_t *l = metric ? metric->child : NULL; l; l = l->next)
-        if (!(l->key_len == 8 && memcmp(l->key, "__name__", 8) == 0))
-            nl++;
+    json_object_foreach(metric, key, l) nl += strcmp(key, "__name__") != 0;
     if (nl == 0 && !name_inside) {
         if (nm == NULL)
             rc = st_buf_append(b, "{}", 2);
@@ -459,23 +478,27 @@ int cli_fmt_series(st_buf_t *b, const json_t *metric)
         rc = st_buf_put_u8(b, '{');
     bool first = true;
     if (name_inside && rc == 0) {
-        rc = put_quoted(b, nm, name->len);
+        rc = put_quoted(b, nm, nm_len);
         first = false;
     }
-    for (const json_t *l = metric->child; l && rc == 0; l = l->next) {
-        if (l->key_len == 8 && memcmp(l->key, "__name__", 8) == 0)
+    json_object_foreach(metric, key, l)
+    {
+        if (rc < 0)
+            break;
+        if (strcmp(key, "__name__") == 0)
             continue;
         if (!first)
             rc = st_buf_put_u8(b, ',');
         first = false;
+        size_t kl = strlen(key), vl;
         if (rc == 0)
-            rc = plain_name(l->key, l->key_len, false) ? st_buf_append(b, l->key, l->key_len)
-                                                       : put_quoted(b, l->key, l->key_len);
+            rc = plain_name(key, kl, false) ? st_buf_append(b, key, kl) : put_quoted(b, key, kl);
         if (rc == 0)
             rc = st_buf_put_u8(b, '=');
-        const char *v = json_text(l);
+        char nb[CLI_JSON_NUMBUF];
+        const char *v = cli_json_text(l, nb, &vl);
         if (rc == 0)
-            rc = put_quoted(b, v, l->type == JSON_STR ? l->len : strlen(v));
+            rc = put_quoted(b, v, vl);
     }
     return rc < 0 ? rc : st_buf_put_u8(b, '}');
 }

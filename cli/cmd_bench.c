@@ -6,8 +6,13 @@
  * index. Each request's latency and status is recorded per body; no retries
  * (errors are counted by status). Requests stop being issued after
  * --duration-max seconds.
+ *
+ * Steps of run_bench(): bench_config() (options -> generator config),
+ * bench_generate() (all bodies), bench_send() (--conns workers, progress),
+ * bench_report() (throughput, statuses, latency percentiles); bench_print()
+ * is --print.
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +41,7 @@ typedef struct bctx {
     httpc_url_t url;
     char target[256];
     const uint8_t *data;
+    uint64_t total_bytes; /* of all bodies, before gzip */
     bbody_t *bodies;
     size_t nbodies;
     bool gzip;
@@ -53,32 +59,6 @@ typedef struct bctx {
     char errmsg[256];
     pthread_mutex_t mu;
 } bctx_t;
-
-static void help(void)
-{
-    printf("usage: strata bench [options]\n"
-           "\n"
-           "Generate the TSBS-like devops cpu workload in memory (the model and bytes of\n"
-           "gen_devops.py) and load it through POST /write, then print samples/s, MB/s,\n"
-           "requests, errors by status and per-request latency percentiles.\n"
-           "  --router URL         router address (default %s, env STRATA_ROUTER)\n"
-           "  --hosts N            hosts (default 1000)\n"
-           "  --hours H            hours of data (default 3), or\n"
-           "  --points N           points per host\n"
-           "  --interval S         seconds between points (default 10)\n"
-           "  --start T            first timestamp (default 2016-01-01T00:00:00Z)\n"
-           "  --seed N             generator seed (default 1)\n"
-           "  --decimals N         0 = integer-valued floats (default), N = N decimals\n"
-           "  --batch LINES        lines per request (default 10000)\n"
-           "  --conns N            parallel connections (default 4)\n"
-           "  --consistency C      sync|quorum|async for every request\n"
-           "  --gzip               gzip the bodies (before the clock starts)\n"
-           "  --duration-max S     stop issuing requests after S seconds (default 600)\n"
-           "  --timeout SECS       per-request inactivity timeout (default %d)\n"
-           "  --print              write the generated line protocol to stdout and exit\n"
-           "                       (no router needed; same bytes as gen_devops.py)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
 
 static void *bench_worker(void *arg)
 {
@@ -128,208 +108,110 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int cmd_bench(int argc, char **argv)
+typedef struct bench_opts {
+    cli_common_t common;
+    uint64_t hosts, points, interval, seed, decimals, batch, conns;
+    double hours, start, duration_max;
+    const char *consistency;
+    bool has_hours, has_points, gzip, print;
+} bench_opts_t;
+
+/* Step 1: the options as a generator config; 0 or a usage error's exit code. */
+static int bench_config(const bench_opts_t *o, devops_cfg_t *cfg, double *est)
 {
-    static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-                                         {"hosts", required_argument, NULL, 'H'},
-                                         {"hours", required_argument, NULL, 'o'},
-                                         {"points", required_argument, NULL, 'p'},
-                                         {"interval", required_argument, NULL, 'i'},
-                                         {"start", required_argument, NULL, 's'},
-                                         {"seed", required_argument, NULL, 'S'},
-                                         {"decimals", required_argument, NULL, 'd'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"conns", required_argument, NULL, 'c'},
-                                         {"consistency", required_argument, NULL, 'C'},
-                                         {"gzip", no_argument, NULL, 'z'},
-                                         {"duration-max", required_argument, NULL, 'D'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"print", no_argument, NULL, 'P'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *router = NULL, *consistency = NULL;
-    uint64_t hosts = 1000, points = 0, interval = 10, seed = 1, decimals = 0, batch = 10000,
-             conns = 4;
-    double hours = 3, duration_max = 600, timeout = CLI_IO_TIMEOUT_MS / 1000.0, start = 1451606400;
-    bool have_hours = false, have_points = false, gzip = false, print = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'H':
-            if (cli_parse_u64(optarg, 1, 10000000, &hosts) < 0)
-                return cli_usage_error(CMD, "bad --hosts '%s' (1..10000000)", optarg);
-            break;
-        case 'o': {
-            char *end;
-            hours = strtod(optarg, &end);
-            if (*end != '\0' || !(hours > 0) || hours > 24 * 366)
-                return cli_usage_error(CMD, "bad --hours '%s'", optarg);
-            have_hours = true;
-            break;
-        }
-        case 'p':
-            if (cli_parse_u64(optarg, 1, 100000000, &points) < 0)
-                return cli_usage_error(CMD, "bad --points '%s'", optarg);
-            have_points = true;
-            break;
-        case 'i':
-            if (cli_parse_u64(optarg, 1, 86400, &interval) < 0)
-                return cli_usage_error(CMD, "bad --interval '%s' (1..86400 seconds)", optarg);
-            break;
-        case 's':
-            if (cli_parse_time(optarg, (double)time(NULL), &start) < 0)
-                return cli_usage_error(CMD, "bad --start '%s'", optarg);
-            break;
-        case 'S':
-            if (cli_parse_u64(optarg, 0, UINT64_MAX, &seed) < 0)
-                return cli_usage_error(CMD, "bad --seed '%s'", optarg);
-            break;
-        case 'd':
-            if (cli_parse_u64(optarg, 0, 17, &decimals) < 0)
-                return cli_usage_error(CMD, "bad --decimals '%s' (0..17)", optarg);
-            break;
-        case 'b':
-            if (cli_parse_u64(optarg, 1, 10000000, &batch) < 0)
-                return cli_usage_error(CMD, "bad --batch '%s'", optarg);
-            break;
-        case 'c':
-            if (cli_parse_u64(optarg, 1, 256, &conns) < 0)
-                return cli_usage_error(CMD, "bad --conns '%s' (1..256)", optarg);
-            break;
-        case 'C':
-            if (strcmp(optarg, "sync") && strcmp(optarg, "quorum") && strcmp(optarg, "async") &&
-                strcmp(optarg, "one") && strcmp(optarg, "all") && strcmp(optarg, "any"))
-                return cli_usage_error(CMD, "bad --consistency '%s' (sync|quorum|async)", optarg);
-            consistency = optarg;
-            break;
-        case 'z':
-            gzip = true;
-            break;
-        case 'D':
-            if (cli_parse_duration(optarg, &duration_max) < 0 || duration_max <= 0)
-                return cli_usage_error(CMD, "bad --duration-max '%s'", optarg);
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'P':
-            print = true;
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (have_hours && have_points)
+    if (o->has_hours && o->has_points)
         return cli_usage_error(CMD, "--hours and --points are exclusive");
-    if (!have_points)
-        points = devops_points_for_hours(hours, (uint32_t)interval);
+    uint64_t points = o->points;
+    if (!o->has_points)
+        points = devops_points_for_hours(o->hours, (uint32_t)o->interval);
     if (points == 0)
         return cli_usage_error(CMD, "no points: --hours shorter than --interval");
-    devops_cfg_t cfg = {.hosts = (uint32_t)hosts,
-                        .points = points,
-                        .interval_s = (uint32_t)interval,
-                        .start_s = (int64_t)floor(start),
-                        .seed = seed,
-                        .decimals = (int)decimals};
-    uint64_t total_lines = hosts * points;
-    double est = (double)total_lines * (decimals ? 320.0 + 10.0 * (double)decimals : 300.0);
-    if (!print && est > (double)MAX_MEMORY)
+    *cfg = (devops_cfg_t){.hosts = (uint32_t)o->hosts,
+                          .points = points,
+                          .interval_s = (uint32_t)o->interval,
+                          .start_s = (int64_t)floor(o->start),
+                          .seed = o->seed,
+                          .decimals = (int)o->decimals};
+    double lines = (double)(o->hosts * points);
+    *est = lines * (o->decimals ? 320.0 + 10.0 * (double)o->decimals : 300.0);
+    if (!o->print && *est > (double)MAX_MEMORY)
         return cli_usage_error(CMD,
                                "about %.1f GB of line protocol would not fit in memory "
                                "(max %.0f GB); use fewer --hosts or --hours",
-                               est / 1e9, (double)MAX_MEMORY / 1e9);
-    httpc_url_t url;
-    const char *shown;
-    if (!print && cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
+                               *est / 1e9, (double)MAX_MEMORY / 1e9);
+    return 0;
+}
 
-    devops_t *g = devops_create(&cfg);
-    if (g == NULL)
-        return cli_fail(CMD, "cannot create the generator (out of memory?)");
+/* --print: the generated line protocol to stdout. */
+static int bench_print(devops_t *g)
+{
     st_buf_t buf;
     st_buf_init(&buf);
-    int rc = 0, ret = CLI_EXIT_FAIL;
-    if (print) {
-        ret = CLI_EXIT_OK;
-        while ((rc = devops_next_line(g, &buf)) > 0) {
-            if (buf.len >= (1 << 20)) {
-                if (fwrite(buf.data, 1, buf.len, stdout) != buf.len) {
-                    ret = cli_fail(CMD, "writing stdout failed");
-                    break;
-                }
-                st_buf_reset(&buf);
+    int rc, ret = CLI_EXIT_OK;
+    while ((rc = devops_next_line(g, &buf)) > 0) {
+        if (buf.len >= (1 << 20)) {
+            if (fwrite(buf.data, 1, buf.len, stdout) != buf.len) {
+                ret = cli_fail(CMD, "writing stdout failed");
+                break;
             }
+            st_buf_reset(&buf);
         }
-        if (rc < 0)
-            ret = cli_fail(CMD, "out of memory");
-        if (ret == CLI_EXIT_OK && fwrite(buf.data, 1, buf.len, stdout) != buf.len)
-            ret = cli_fail(CMD, "writing stdout failed");
-        if (fflush(stdout) != 0 && ret == CLI_EXIT_OK)
-            ret = cli_fail(CMD, "writing stdout failed");
-        devops_destroy(g);
-        st_buf_deinit(&buf);
-        return ret;
     }
+    if (rc < 0)
+        ret = cli_fail(CMD, "out of memory");
+    if (ret == CLI_EXIT_OK && fwrite(buf.data, 1, buf.len, stdout) != buf.len)
+        ret = cli_fail(CMD, "writing stdout failed");
+    if (fflush(stdout) != 0 && ret == CLI_EXIT_OK)
+        ret = cli_fail(CMD, "writing stdout failed");
+    st_buf_deinit(&buf);
+    return ret;
+}
 
-    /* generate every body before the clock starts */
-    bctx_t *b = calloc(1, sizeof(*b));
-    if (b == NULL) {
-        devops_destroy(g);
-        return cli_fail(CMD, "out of memory");
-    }
+/*
+ * Step 2: every body, before the clock starts: the workload into buf, cut
+ * into b->bodies of --batch lines, gzipped with --gzip. 0 or an exit code.
+ */
+static int bench_generate(bctx_t *b, devops_t *g, const devops_cfg_t *cfg, const bench_opts_t *o,
+                          st_buf_t *buf, double est)
+{
     double tg = httpc_now();
-    size_t nb = (size_t)((total_lines + batch - 1) / batch);
+    uint64_t total_lines = o->hosts * cfg->points;
+    size_t nb = (size_t)((total_lines + o->batch - 1) / o->batch);
     b->bodies = calloc(nb, sizeof(*b->bodies));
     b->lat = calloc(nb, sizeof(double));
     b->status = calloc(nb, sizeof(int));
-    pthread_t *thr = calloc(conns, sizeof(*thr));
-    if (b->bodies == NULL || b->lat == NULL || b->status == NULL || thr == NULL ||
-        st_buf_reserve(&buf, (size_t)est) < 0) {
-        ret = cli_fail(CMD, "out of memory");
-        goto out;
-    }
+    if (b->bodies == NULL || b->lat == NULL || b->status == NULL ||
+        st_buf_reserve(buf, (size_t)est) < 0)
+        return cli_fail(CMD, "out of memory");
+    b->nbodies = nb;
+    int rc = 0;
     for (size_t i = 0; i < nb; i++) {
-        b->bodies[i].off = buf.len;
+        b->bodies[i].off = buf->len;
         uint32_t k = 0;
-        while (k < batch && (rc = devops_next_line(g, &buf)) > 0)
+        while (k < o->batch && (rc = devops_next_line(g, buf)) > 0)
             k++;
-        if (rc < 0) {
-            ret = cli_fail(CMD, "out of memory generating the workload");
-            goto out;
-        }
-        b->bodies[i].len = buf.len - b->bodies[i].off;
+        if (rc < 0)
+            return cli_fail(CMD, "out of memory generating the workload");
+        b->bodies[i].len = buf->len - b->bodies[i].off;
         b->bodies[i].lines = k;
     }
-    b->nbodies = nb;
-    b->data = buf.data;
-    uint64_t wire_bytes = buf.len; /* what goes on the wire */
-    if (gzip) {
+    b->data = buf->data;
+    b->total_bytes = buf->len;
+    uint64_t wire_bytes = buf->len; /* what goes on the wire */
+    if (o->gzip) {
         wire_bytes = 0;
         for (size_t i = 0; i < nb; i++) {
-            st_buf_init(&b->bodies[i].gz);
-            if (gz_compress(&b->bodies[i].gz, buf.data + b->bodies[i].off, b->bodies[i].len, 1) <
-                0) {
-                ret = cli_fail(CMD, "gzip failed");
-                goto out;
-            }
+            if (gz_compress(&b->bodies[i].gz, buf->data + b->bodies[i].off, b->bodies[i].len, 1) <
+                0)
+                return cli_fail(CMD, "gzip failed");
             wire_bytes += b->bodies[i].gz.len;
         }
     }
     double gen_s = httpc_now() - tg;
     char sz[32], avg[32], wire[48] = "";
-    cli_fmt_bytes(sz, sizeof(sz), (double)buf.len);
-    cli_fmt_bytes(avg, sizeof(avg), (double)buf.len / (double)nb);
-    if (gzip) {
+    cli_fmt_bytes(sz, sizeof(sz), (double)buf->len);
+    cli_fmt_bytes(avg, sizeof(avg), (double)buf->len / (double)nb);
+    if (o->gzip) {
         char gzs[32];
         cli_fmt_bytes(gzs, sizeof(gzs), (double)wire_bytes);
         snprintf(wire, sizeof(wire), ", %s gzipped", gzs);
@@ -337,29 +219,28 @@ int cmd_bench(int argc, char **argv)
     fprintf(stderr,
             "strata bench: generated %llu hosts x %llu points = %llu lines, %llu samples, %s in "
             "%zu bodies (avg %s%s) in %.1f s\n",
-            (unsigned long long)hosts, (unsigned long long)points, (unsigned long long)total_lines,
-            (unsigned long long)(total_lines * DEVOPS_FIELDS), sz, nb, avg, wire, gen_s);
+            (unsigned long long)o->hosts, (unsigned long long)cfg->points,
+            (unsigned long long)total_lines, (unsigned long long)(total_lines * DEVOPS_FIELDS), sz,
+            nb, avg, wire, gen_s);
+    return 0;
+}
 
-    snprintf(b->target, sizeof(b->target), "/write?precision=ns%s%s",
-             consistency ? "&consistency=" : "", consistency ? consistency : "");
-    b->url = url;
-    b->gzip = gzip;
-    b->io_timeout_ms = (int)(timeout * 1000);
-    pthread_mutex_init(&b->mu, NULL);
-    fprintf(stderr, "strata bench: loading %s%s with %llu connection%s, %llu lines per request\n",
-            shown, b->target, (unsigned long long)conns, conns == 1 ? "" : "s",
-            (unsigned long long)batch);
-
-    pthread_cond_init(&b->done_cv, NULL);
+/*
+ * Step 3: --conns workers POST the bodies until all are sent or
+ * --duration-max passes; a progress line meanwhile. Returns the seconds
+ * from the first request to the last worker's end.
+ */
+static double bench_send(bctx_t *b, const bench_opts_t *o, pthread_t *thr)
+{
     b->t0 = httpc_now();
-    b->deadline = b->t0 + duration_max;
+    b->deadline = b->t0 + o->duration_max;
     size_t started = 0;
     pthread_mutex_lock(&b->mu);
-    b->running = (int)conns;
-    for (; started < conns; started++)
+    b->running = (int)o->conns;
+    for (; started < o->conns; started++)
         if (pthread_create(&thr[started], NULL, bench_worker, b) != 0)
             break;
-    b->running -= (int)(conns - started);
+    b->running -= (int)(o->conns - started);
     bool tty = isatty(STDERR_FILENO);
     double every = tty ? 0.5 : 10.0, next = b->t0 + every;
     while (b->running > 0) {
@@ -374,7 +255,7 @@ int cmd_bench(int argc, char **argv)
         if (b->running > 0 && now >= next) {
             next = now + every;
             cli_progress_t p = {.bytes_done = atomic_load(&b->bytes_done),
-                                .bytes_total = buf.len,
+                                .bytes_total = b->total_bytes,
                                 .lines = atomic_load(&b->lines_done),
                                 .samples = atomic_load(&b->lines_done) * DEVOPS_FIELDS,
                                 .elapsed_s = now - b->t0};
@@ -389,11 +270,13 @@ int cmd_bench(int argc, char **argv)
         pthread_join(thr[i], NULL);
     if (tty)
         fputs("\r\033[K", stderr);
-    if (el <= 0)
-        el = 1e-9;
+    return el > 0 ? el : 1e-9;
+}
 
-    /* results */
-    size_t sent = 0, ok = 0;
+/* Step 4: the results (requests, throughput, statuses, latency); the exit code. */
+static int bench_report(const bctx_t *b, bool gzip, double el)
+{
+    size_t nb = b->nbodies, sent = 0, ok = 0;
     double *lat = malloc((nb ? nb : 1) * sizeof(double));
     int codes[64], counts[64], ncodes = 0;
     uint64_t ok_bytes = 0, ok_wire = 0, ok_lines = 0;
@@ -447,24 +330,153 @@ int cmd_bench(int argc, char **argv)
            sent - ok, p50, p90, p99, pmax);
     fflush(stdout);
     if (sent == 0)
-        ret = cli_fail(CMD, "no request was sent");
-    else if (ok < sent)
-        ret = cli_fail(CMD, "%zu of %zu requests failed%s%s", sent - ok, sent,
-                       b->errmsg[0] ? "; first transport error: " : "", b->errmsg);
-    else
-        ret = CLI_EXIT_OK;
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->done_cv);
-out:
-    if (b->bodies)
-        for (size_t i = 0; i < nb; i++)
-            st_buf_deinit(&b->bodies[i].gz);
+        return cli_fail(CMD, "no request was sent");
+    if (ok < sent)
+        return cli_fail(CMD, "%zu of %zu requests failed%s%s", sent - ok, sent,
+                        b->errmsg[0] ? "; first transport error: " : "", b->errmsg);
+    return CLI_EXIT_OK;
+}
+
+static void bctx_destroy(bctx_t *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; b->bodies && i < b->nbodies; i++)
+        st_buf_deinit(&b->bodies[i].gz);
     free(b->bodies);
     free(b->lat);
     free(b->status);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->done_cv);
     free(b);
+}
+
+static int run_bench(void *opts, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const bench_opts_t *o = opts;
+    devops_cfg_t cfg;
+    double est = 0;
+    int ret = bench_config(o, &cfg, &est);
+    if (ret != 0)
+        return ret;
+    httpc_url_t url;
+    const char *shown = NULL;
+    if (!o->print && (ret = cli_common_router(CMD, &o->common, &url, &shown)) != 0)
+        return ret;
+    devops_t *g = devops_create(&cfg);
+    if (g == NULL)
+        return cli_fail(CMD, "cannot create the generator (out of memory?)");
+    if (o->print) {
+        ret = bench_print(g);
+        devops_destroy(g);
+        return ret;
+    }
+    bctx_t *b = calloc(1, sizeof(*b));
+    pthread_t *thr = calloc(o->conns, sizeof(*thr));
+    st_buf_t buf;
+    st_buf_init(&buf);
+    if (b == NULL || thr == NULL) {
+        ret = cli_fail(CMD, "out of memory");
+        goto out;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->done_cv, NULL);
+    if ((ret = bench_generate(b, g, &cfg, o, &buf, est)) != 0)
+        goto out;
+    snprintf(b->target, sizeof(b->target), "/write?precision=ns%s%s",
+             o->consistency ? "&consistency=" : "", o->consistency ? o->consistency : "");
+    b->url = url;
+    b->gzip = o->gzip;
+    b->io_timeout_ms = (int)(o->common.timeout * 1000);
+    fprintf(stderr, "strata bench: loading %s%s with %llu connection%s, %llu lines per request\n",
+            shown, b->target, (unsigned long long)o->conns, o->conns == 1 ? "" : "s",
+            (unsigned long long)o->batch);
+    ret = bench_report(b, o->gzip, bench_send(b, o, thr));
+out:
+    bctx_destroy(b);
     free(thr);
     devops_destroy(g);
     st_buf_deinit(&buf);
     return ret;
 }
+
+static const cli_opt_t BENCH_OPTS[] = {
+    CLI_OPT_ROUTER,
+    CLI_OPT_U64(bench_opts_t, hosts, "hosts", 1, 10000000, " (1..10000000)", "--hosts N",
+                "hosts (default 1000)"),
+    {.name = "hours",
+     .kind = CLI_NUM,
+     .off = offsetof(bench_opts_t, hours),
+     .given = CLI_GIVEN(bench_opts_t, has_hours),
+     .lo = 0,
+     .lo_open = true,
+     .hi = 24 * 366,
+     .label = "--hours H",
+     .help = "hours of data (default 3), or"},
+    {.name = "points",
+     .kind = CLI_U64,
+     .off = offsetof(bench_opts_t, points),
+     .given = CLI_GIVEN(bench_opts_t, has_points),
+     .min = 1,
+     .max = 100000000,
+     .label = "--points N",
+     .help = "points per host"},
+    CLI_OPT_U64(bench_opts_t, interval, "interval", 1, 86400, " (1..86400 seconds)", "--interval S",
+                "seconds between points (default 10)"),
+    {.name = "start",
+     .kind = CLI_TIME,
+     .off = offsetof(bench_opts_t, start),
+     .label = "--start T",
+     .help = "first timestamp (default 2016-01-01T00:00:00Z)"},
+    CLI_OPT_U64(bench_opts_t, seed, "seed", 0, UINT64_MAX, NULL, "--seed N",
+                "generator seed (default 1)"),
+    CLI_OPT_U64(bench_opts_t, decimals, "decimals", 0, 17, " (0..17)", "--decimals N",
+                "0 = integer-valued floats (default), N = N decimals"),
+    CLI_OPT_U64(bench_opts_t, batch, "batch", 1, 10000000, NULL, "--batch LINES",
+                "lines per request (default 10000)"),
+    CLI_OPT_U64(bench_opts_t, conns, "conns", 1, 256, " (1..256)", "--conns N",
+                "parallel connections (default 4)"),
+    CLI_OPT_CHOICE(bench_opts_t, consistency, "consistency", CLI_CONSISTENCY_CHOICES,
+                   " (sync|quorum|async)", "--consistency C",
+                   "sync|quorum|async for every request"),
+    CLI_OPT_FLAG(bench_opts_t, gzip, "gzip", "gzip the bodies (before the clock starts)"),
+    CLI_OPT_DURATION(bench_opts_t, duration_max, "duration-max", 0, true, "--duration-max S",
+                     "stop issuing requests after S seconds (default 600)"),
+    CLI_OPT_TIMEOUT("per-request inactivity timeout"),
+    {.name = "print",
+     .kind = CLI_FLAG,
+     .off = offsetof(bench_opts_t, print),
+     .label = "--print",
+     .help = "write the generated line protocol to stdout and exit\n"
+             "(no router needed; same bytes as gen_devops.py)"},
+    CLI_OPT_END,
+};
+
+static const bench_opts_t BENCH_DEFAULTS = {.common = CLI_COMMON_DEFAULTS,
+                                            .hosts = 1000,
+                                            .interval = 10,
+                                            .seed = 1,
+                                            .batch = 10000,
+                                            .conns = 4,
+                                            .hours = 3,
+                                            .start = 1451606400,
+                                            .duration_max = 600};
+
+const cli_cmd_t cli_cmd_bench = {
+    .name = "bench",
+    .args = "",
+    .summary = "generate the devops workload and load it",
+    .synopsis = "bench [options]",
+    .about = "Generate the TSBS-like devops cpu workload in memory (the model and bytes of\n"
+             "gen_devops.py) and load it through POST /write, then print samples/s, MB/s,\n"
+             "requests, errors by status and per-request latency percentiles.\n",
+    .help_col = 23,
+    .min_args = 0,
+    .max_args = 0,
+    .opts = BENCH_OPTS,
+    .opts_size = sizeof(bench_opts_t),
+    .defaults = &BENCH_DEFAULTS,
+    .run = run_bench,
+};

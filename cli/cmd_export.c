@@ -7,7 +7,7 @@
  * as sent, value as sent).
  */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +30,6 @@ typedef struct ectx {
     char fail[256];
 } ectx_t;
 
-static void help(void)
-{
-    printf("usage: strata export SELECTOR... [--start T] [--end T] [--format json|csv]\n"
-           "\n"
-           "Stream raw samples of the series matching each SELECTOR (match[]) from\n"
-           "GET /api/v1/export to stdout.\n"
-           "  --router URL        router address (default %s, env STRATA_ROUTER)\n"
-           "  --start T, --end T  RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')\n"
-           "  --format F          json (default: the router's lines unchanged) or csv\n"
-           "                      (header series,timestamp,value; timestamps in ms)\n"
-           "  --timeout SECS      inactivity timeout (default %d)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
-
 static int write_out(ectx_t *e, const void *p, size_t n)
 {
     if (n && fwrite(p, 1, n, stdout) != n) {
@@ -60,27 +46,28 @@ static int csv_line(ectx_t *e, const char *s, size_t n)
         n--;
     if (n == 0)
         return 0;
-    char err[128];
-    json_doc_t *doc = json_parse(s, n, err, sizeof(err));
+    char err[200];
+    json_t *doc = cli_json_parse(s, n, err, sizeof(err));
     if (doc == NULL) {
         snprintf(e->fail, sizeof(e->fail), "bad export line %llu from the router: %s",
                  (unsigned long long)e->series + 1, err);
         return ST_EPARSE;
     }
-    const json_t *root = json_root(doc);
-    const json_t *vals = json_get(root, "values"), *ts = json_get(root, "timestamps");
+    json_t *vals = json_object_get(doc, "values"), *ts = json_object_get(doc, "timestamps");
     st_buf_t series;
     st_buf_init(&series);
-    int rc = cli_fmt_series(&series, json_get(root, "metric"));
+    int rc = cli_fmt_series(&series, json_object_get(doc, "metric"));
     st_buf_reset(&e->out);
-    const json_t *v = vals ? vals->child : NULL, *t = ts ? ts->child : NULL;
-    for (; rc == 0 && v && t; v = v->next, t = t->next) {
-        const char *vt = json_text(v), *tt = json_text(t);
+    size_t nrows =
+        json_array_size(vals) < json_array_size(ts) ? json_array_size(vals) : json_array_size(ts);
+    for (size_t i = 0; rc == 0 && i < nrows; i++) {
+        char vb[CLI_JSON_NUMBUF], tb[CLI_JSON_NUMBUF];
+        size_t vl, tl;
+        const char *vt = cli_json_text(json_array_get(vals, i), vb, &vl);
+        const char *tt = cli_json_text(json_array_get(ts, i), tb, &tl);
         if ((rc = cli_csv_field(&e->out, (const char *)series.data, series.len)) < 0 ||
-            (rc = st_buf_put_u8(&e->out, ',')) < 0 ||
-            (rc = cli_csv_field(&e->out, tt, strlen(tt))) < 0 ||
-            (rc = st_buf_put_u8(&e->out, ',')) < 0 ||
-            (rc = cli_csv_field(&e->out, vt, strlen(vt))) < 0 ||
+            (rc = st_buf_put_u8(&e->out, ',')) < 0 || (rc = cli_csv_field(&e->out, tt, tl)) < 0 ||
+            (rc = st_buf_put_u8(&e->out, ',')) < 0 || (rc = cli_csv_field(&e->out, vt, vl)) < 0 ||
             (rc = st_buf_put_u8(&e->out, '\n')) < 0)
             break;
         e->samples++;
@@ -89,7 +76,7 @@ static int csv_line(ectx_t *e, const char *s, size_t n)
     if (rc == 0)
         rc = write_out(e, e->out.data, e->out.len);
     st_buf_deinit(&series);
-    json_doc_destroy(doc);
+    json_decref(doc);
     return rc;
 }
 
@@ -125,80 +112,43 @@ static int on_body(void *ud, const char *p, size_t n)
     return 0;
 }
 
-int cmd_export(int argc, char **argv)
+typedef struct export_opts {
+    cli_common_t common;
+    double start, end;
+    bool has_start, has_end;
+    const char *format;
+} export_opts_t;
+
+static int run_export(void *opts, int argc, char **argv)
 {
-    static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-                                         {"start", required_argument, NULL, 's'},
-                                         {"end", required_argument, NULL, 'e'},
-                                         {"format", required_argument, NULL, 'f'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *router = NULL;
-    const char *start = NULL, *end = NULL;
-    bool csv = false;
-    double timeout = CLI_IO_TIMEOUT_MS / 1000.0, now = (double)time(NULL), ts_start, ts_end;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 's':
-            if (cli_parse_time(optarg, now, &ts_start) < 0)
-                return cli_usage_error(CMD, "bad --start '%s'", optarg);
-            start = optarg;
-            break;
-        case 'e':
-            if (cli_parse_time(optarg, now, &ts_end) < 0)
-                return cli_usage_error(CMD, "bad --end '%s'", optarg);
-            end = optarg;
-            break;
-        case 'f':
-            if (strcmp(optarg, "csv") == 0)
-                csv = true;
-            else if (strcmp(optarg, "json") != 0)
-                return cli_usage_error(CMD, "bad --format '%s' (json|csv)", optarg);
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error(CMD, "missing SELECTOR");
+    const export_opts_t *o = opts;
+    bool csv = strcmp(o->format, "csv") == 0;
     httpc_url_t url;
     const char *shown;
-    if (cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
+    int rc = cli_common_router(CMD, &o->common, &url, &shown);
+    if (rc != 0)
+        return rc;
     st_buf_t target;
     st_buf_init(&target);
     st_buf_append(&target, "/api/v1/export?", 15);
-    for (int i = optind; i < argc; i++) {
-        st_buf_append(&target, i > optind ? "&match%5B%5D=" : "match%5B%5D=", i > optind ? 13 : 12);
+    for (int i = 0; i < argc; i++) {
+        st_buf_append(&target, i > 0 ? "&match%5B%5D=" : "match%5B%5D=", i > 0 ? 13 : 12);
         httpc_query_escape(&target, argv[i]);
     }
     char num[64];
-    if (start) {
-        snprintf(num, sizeof(num), "&start=%.3f", ts_start);
+    if (o->has_start) {
+        snprintf(num, sizeof(num), "&start=%.3f", o->start);
         st_buf_append(&target, num, strlen(num));
     }
-    if (end) {
-        snprintf(num, sizeof(num), "&end=%.3f", ts_end);
+    if (o->has_end) {
+        snprintf(num, sizeof(num), "&end=%.3f", o->end);
         st_buf_append(&target, num, strlen(num));
     }
     if (st_buf_put_u8(&target, '\0') < 0) {
         st_buf_deinit(&target);
         return cli_fail(CMD, "out of memory");
     }
-    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    httpc_conn_t *conn = cli_common_conn(&o->common, &url);
     if (conn == NULL) {
         st_buf_deinit(&target);
         return cli_fail(CMD, "out of memory");
@@ -211,8 +161,7 @@ int cmd_export(int argc, char **argv)
     int ret = CLI_EXIT_OK;
     if (csv)
         printf("series,timestamp,value\n");
-    int rc =
-        httpc_request(conn, "GET", (const char *)target.data, NULL, NULL, 0, &resp, on_body, &e);
+    rc = httpc_request(conn, "GET", (const char *)target.data, NULL, NULL, 0, &resp, on_body, &e);
     if (rc == 0 && resp.status == 200 && csv && e.line.len > 0)
         rc = csv_line(&e, (const char *)e.line.data, e.line.len); /* no final newline */
     fflush(stdout);
@@ -222,12 +171,12 @@ int cmd_export(int argc, char **argv)
                        : *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn)
                                                   : st_strerror(rc));
     } else if (resp.status != 200) {
-        json_doc_t *doc = json_parse((const char *)e.error.data, e.error.len, NULL, 0);
-        const char *msg = doc ? json_str(json_get(json_root(doc), "error")) : NULL;
+        json_t *doc = cli_json_parse((const char *)e.error.data, e.error.len, NULL, 0);
+        const char *msg = json_string_value(json_object_get(doc, "error"));
         st_buf_put_u8(&e.error, '\0');
         ret = cli_fail(CMD, "HTTP %d %s: %.300s", resp.status, resp.reason,
                        msg ? msg : (const char *)e.error.data);
-        json_doc_destroy(doc);
+        json_decref(doc);
     }
     httpc_conn_destroy(conn);
     st_buf_deinit(&target);
@@ -236,3 +185,40 @@ int cmd_export(int argc, char **argv)
     st_buf_deinit(&e.error);
     return ret;
 }
+
+static const cli_opt_t EXPORT_OPTS[] = {
+    CLI_OPT_ROUTER,
+    {.name = "start",
+     .kind = CLI_TIME,
+     .off = offsetof(export_opts_t, start),
+     .given = CLI_GIVEN(export_opts_t, has_start),
+     .label = "--start T, --end T",
+     .help = "RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')"},
+    {.name = "end",
+     .kind = CLI_TIME,
+     .off = offsetof(export_opts_t, end),
+     .given = CLI_GIVEN(export_opts_t, has_end)},
+    CLI_OPT_CHOICE(export_opts_t, format, "format", "json|csv", " (json|csv)", "--format F",
+                   "json (default: the router's lines unchanged) or csv\n"
+                   "(header series,timestamp,value; timestamps in ms)"),
+    CLI_OPT_TIMEOUT("inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const export_opts_t EXPORT_DEFAULTS = {.common = CLI_COMMON_DEFAULTS, .format = "json"};
+
+const cli_cmd_t cli_cmd_export = {
+    .name = "export",
+    .args = "SELECTOR",
+    .summary = "raw samples as JSON lines or CSV",
+    .synopsis = "export SELECTOR... [--start T] [--end T] [--format json|csv]",
+    .about = "Stream raw samples of the series matching each SELECTOR (match[]) from\n"
+             "GET /api/v1/export to stdout.\n",
+    .help_col = 22,
+    .min_args = 1,
+    .max_args = -1,
+    .opts = EXPORT_OPTS,
+    .opts_size = sizeof(export_opts_t),
+    .defaults = &EXPORT_DEFAULTS,
+    .run = run_export,
+};

@@ -6,8 +6,8 @@
  * every point with --values. On {"status":"error"} the errorType and error
  * go to stderr and the exit code is 1.
  */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,25 +23,7 @@ static const char *CMD = "query";
 #define CHART_MAX_SERIES 6
 static const char CHART_SYMS[CHART_MAX_SERIES] = {'*', '+', 'o', 'x', '#', '@'};
 
-static void help(void)
-{
-    printf("usage: strata query PROMQL [--time T] [--start T --end T --step S] [options]\n"
-           "\n"
-           "Run a PromQL query: instant (GET /api/v1/query) or, with --start/--end/--step,\n"
-           "range (GET /api/v1/query_range; --end defaults to now, --start to end-1h,\n"
-           "--step to about 1/240 of the range).\n"
-           "  --router URL     router address (default %s, env STRATA_ROUTER)\n"
-           "  --time T         evaluation time of an instant query (default: the router's now)\n"
-           "  --start T, --end T   RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')\n"
-           "  --step S         range step: 15s, 1m, 1h or seconds\n"
-           "  --values         range: print every point, not only the summary\n"
-           "  --no-chart       range: no ASCII chart\n"
-           "  --raw            print the router's JSON unchanged\n"
-           "  --timeout SECS   inactivity timeout (default %d)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
-
-static const char *series_text(st_buf_t *b, const json_t *metric)
+static const char *series_text(st_buf_t *b, json_t *metric)
 {
     st_buf_reset(b);
     if (cli_fmt_series(b, metric) < 0 || st_buf_put_u8(b, '\0') < 0)
@@ -57,37 +39,66 @@ static int term_width(void)
     return 80;
 }
 
-static void print_vector(const json_t *result)
+/* Width of the SERIES column: the longest series, between 6 and 100. */
+static int series_width(st_buf_t *b, json_t *result)
+{
+    size_t w = 6, i;
+    json_t *s;
+    json_array_foreach(result, i, s)
+    {
+        size_t l = strlen(series_text(b, json_object_get(s, "metric")));
+        w = l > w ? l : w;
+    }
+    return w > 100 ? 100 : (int)w;
+}
+
+/* Time (element 0) and value text (element 1) of a [time, "value"] pair. */
+static double pair_time(json_t *p)
+{
+    return cli_json_num(json_array_get(p, 0), NAN);
+}
+
+static double pair_value(json_t *p)
+{
+    return cli_json_num(json_array_get(p, 1), NAN);
+}
+
+static const char *pair_text(json_t *p, char nb[CLI_JSON_NUMBUF])
+{
+    return cli_json_text(json_array_get(p, 1), nb, NULL);
+}
+
+static void print_vector(json_t *result)
 {
     st_buf_t b;
     st_buf_init(&b);
-    size_t w = 6;
-    for (const json_t *s = result->child; s; s = s->next) {
-        size_t l = strlen(series_text(&b, json_get(s, "metric")));
-        w = l > w ? l : w;
+    int w = series_width(&b, result);
+    printf("%-*s  %-20s  %s\n", w, "SERIES", "VALUE", "TIMESTAMP");
+    size_t i;
+    json_t *s;
+    json_array_foreach(result, i, s)
+    {
+        json_t *v = json_object_get(s, "value");
+        char tbuf[40], nb[CLI_JSON_NUMBUF];
+        cli_fmt_time(tbuf, sizeof(tbuf), pair_time(v));
+        printf("%-*s  %-20s  %s\n", w, series_text(&b, json_object_get(s, "metric")),
+               pair_text(v, nb), tbuf);
     }
-    if (w > 100)
-        w = 100;
-    printf("%-*s  %-20s  %s\n", (int)w, "SERIES", "VALUE", "TIMESTAMP");
-    for (const json_t *s = result->child; s; s = s->next) {
-        const json_t *v = json_get(s, "value");
-        char tbuf[40];
-        cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(v, 0), NAN));
-        printf("%-*s  %-20s  %s\n", (int)w, series_text(&b, json_get(s, "metric")),
-               json_text(json_at(v, 1)), tbuf);
-    }
-    if (result->len == 0)
+    if (json_array_size(result) == 0)
         printf("(empty result)\n");
     st_buf_deinit(&b);
 }
 
-static void print_chart(const json_t *result, int width)
+static void print_chart(json_t *result, int width)
 {
     double tmin = INFINITY, tmax = -INFINITY, vmin = INFINITY, vmax = -INFINITY;
-    for (const json_t *s = result->child; s; s = s->next)
-        for (const json_t *p = json_get(s, "values") ? json_get(s, "values")->child : NULL; p;
-             p = p->next) {
-            double t = json_num(json_at(p, 0), NAN), v = json_num(json_at(p, 1), NAN);
+    size_t i, j;
+    json_t *s, *p;
+    json_array_foreach(result, i, s)
+    {
+        json_array_foreach(json_object_get(s, "values"), j, p)
+        {
+            double t = pair_time(p), v = pair_value(p);
             if (!isfinite(t) || !isfinite(v))
                 continue;
             tmin = t < tmin ? t : tmin;
@@ -95,6 +106,7 @@ static void print_chart(const json_t *result, int width)
             vmin = v < vmin ? v : vmin;
             vmax = v > vmax ? v : vmax;
         }
+    }
     if (!isfinite(tmin) || !isfinite(vmin))
         return;
     enum { H = 12 };
@@ -103,8 +115,8 @@ static void print_chart(const json_t *result, int width)
     snprintf(ylab[1], sizeof(ylab[1]), "%.6g", (vmax + vmin) / 2);
     snprintf(ylab[2], sizeof(ylab[2]), "%.6g", vmin);
     int lw = 0;
-    for (int i = 0; i < 3; i++)
-        lw = (int)strlen(ylab[i]) > lw ? (int)strlen(ylab[i]) : lw;
+    for (int k = 0; k < 3; k++)
+        lw = (int)strlen(ylab[k]) > lw ? (int)strlen(ylab[k]) : lw;
     int W = width - lw - 4;
     if (W > 120)
         W = 120;
@@ -115,75 +127,76 @@ static void print_chart(const json_t *result, int width)
         memset(grid[r], ' ', (size_t)W);
         grid[r][W] = '\0';
     }
-    int si = 0;
-    for (const json_t *s = result->child; s; s = s->next, si++)
-        for (const json_t *p = json_get(s, "values") ? json_get(s, "values")->child : NULL; p;
-             p = p->next) {
-            double t = json_num(json_at(p, 0), NAN), v = json_num(json_at(p, 1), NAN);
+    json_array_foreach(result, i, s)
+    {
+        json_array_foreach(json_object_get(s, "values"), j, p)
+        {
+            double t = pair_time(p), v = pair_value(p);
             if (!isfinite(t) || !isfinite(v))
                 continue;
             int col = tmax > tmin ? (int)lround((t - tmin) / (tmax - tmin) * (W - 1)) : W / 2;
             int row = vmax > vmin ? (int)lround((v - vmin) / (vmax - vmin) * (H - 1)) : H / 2;
             char *cell = &grid[H - 1 - row][col];
-            *cell = (*cell == ' ' || *cell == CHART_SYMS[si]) ? CHART_SYMS[si] : '%';
+            *cell = (*cell == ' ' || *cell == CHART_SYMS[i]) ? CHART_SYMS[i] : '%';
         }
+    }
     printf("\n");
     for (int r = 0; r < H; r++) {
         const char *lab = r == 0 ? ylab[0] : r == H / 2 ? ylab[1] : r == H - 1 ? ylab[2] : "";
         printf("%*s |%s\n", lw, lab, grid[r]);
     }
     printf("%*s +", lw, "");
-    for (int i = 0; i < W; i++)
+    for (int k = 0; k < W; k++)
         putchar('-');
     char t0[40], t1[40];
     cli_fmt_time(t0, sizeof(t0), tmin);
     cli_fmt_time(t1, sizeof(t1), tmax);
     int gap = W - (int)strlen(t0) - (int)strlen(t1);
     printf("\n%*s  %s%*s%s\n", lw, "", t0, gap > 1 ? gap : 1, "", t1);
-    si = 0;
     st_buf_t b;
     st_buf_init(&b);
-    for (const json_t *s = result->child; s; s = s->next, si++)
-        printf("%*s  %c %s\n", lw, "", CHART_SYMS[si], series_text(&b, json_get(s, "metric")));
-    if (result->len > 1)
+    json_array_foreach(result, i, s)
+    {
+        printf("%*s  %c %s\n", lw, "", CHART_SYMS[i],
+               series_text(&b, json_object_get(s, "metric")));
+    }
+    if (json_array_size(result) > 1)
         printf("%*s  %% overlapping points\n", lw, "");
     st_buf_deinit(&b);
 }
 
-static void print_matrix(const json_t *result, bool values, bool chart)
+static void print_matrix(json_t *result, bool values, bool chart)
 {
     st_buf_t b;
     st_buf_init(&b);
-    size_t w = 6;
-    for (const json_t *s = result->child; s; s = s->next) {
-        size_t l = strlen(series_text(&b, json_get(s, "metric")));
-        w = l > w ? l : w;
-    }
-    if (w > 100)
-        w = 100;
+    int w = series_width(&b, result);
+    size_t i, j;
+    json_t *s, *p;
+    char nb[CLI_JSON_NUMBUF];
     if (values) {
-        printf("%-*s  %-24s  %s\n", (int)w, "SERIES", "TIMESTAMP", "VALUE");
-        for (const json_t *s = result->child; s; s = s->next) {
-            const char *name = series_text(&b, json_get(s, "metric"));
-            const json_t *vals = json_get(s, "values");
-            for (const json_t *p = vals ? vals->child : NULL; p; p = p->next) {
+        printf("%-*s  %-24s  %s\n", w, "SERIES", "TIMESTAMP", "VALUE");
+        json_array_foreach(result, i, s)
+        {
+            const char *name = series_text(&b, json_object_get(s, "metric"));
+            json_array_foreach(json_object_get(s, "values"), j, p)
+            {
                 char tbuf[40];
-                cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(p, 0), NAN));
-                printf("%-*s  %-24s  %s\n", (int)w, name, tbuf, json_text(json_at(p, 1)));
+                cli_fmt_time(tbuf, sizeof(tbuf), pair_time(p));
+                printf("%-*s  %-24s  %s\n", w, name, tbuf, pair_text(p, nb));
             }
         }
         printf("\n");
     }
-    printf("%-*s  %6s  %-14s  %-14s  %s\n", (int)w, "SERIES", "POINTS", "MIN", "MAX", "LAST");
-    for (const json_t *s = result->child; s; s = s->next) {
-        const json_t *vals = json_get(s, "values");
+    printf("%-*s  %6s  %-14s  %-14s  %s\n", w, "SERIES", "POINTS", "MIN", "MAX", "LAST");
+    json_array_foreach(result, i, s)
+    {
+        json_t *vals = json_object_get(s, "values");
         double mn = INFINITY, mx = -INFINITY;
         const char *last = "-";
-        size_t n = 0;
-        for (const json_t *p = vals ? vals->child : NULL; p; p = p->next) {
-            double v = json_num(json_at(p, 1), NAN);
-            n++;
-            last = json_text(json_at(p, 1));
+        json_array_foreach(vals, j, p)
+        {
+            double v = pair_value(p);
+            last = pair_text(p, nb);
             if (isnan(v))
                 continue;
             mn = v < mn ? v : mn;
@@ -194,12 +207,12 @@ static void print_matrix(const json_t *result, bool values, bool chart)
             snprintf(smn, sizeof(smn), "%.10g", mn);
             snprintf(smx, sizeof(smx), "%.10g", mx);
         }
-        printf("%-*s  %6zu  %-14s  %-14s  %s\n", (int)w, series_text(&b, json_get(s, "metric")), n,
-               smn, smx, last);
+        printf("%-*s  %6zu  %-14s  %-14s  %s\n", w, series_text(&b, json_object_get(s, "metric")),
+               json_array_size(vals), smn, smx, last);
     }
-    if (result->len == 0)
+    if (json_array_size(result) == 0)
         printf("(empty result)\n");
-    if (chart && result->len > 0 && result->len <= CHART_MAX_SERIES)
+    if (chart && json_array_size(result) > 0 && json_array_size(result) <= CHART_MAX_SERIES)
         print_chart(result, term_width());
     st_buf_deinit(&b);
 }
@@ -212,129 +225,72 @@ static void append_param(st_buf_t *t, const char *k, const char *v)
     httpc_query_escape(t, v);
 }
 
-int cmd_query(int argc, char **argv)
+typedef struct query_opts {
+    cli_common_t common;
+    double t_eval, t_start, t_end, step;
+    bool has_time, has_start, has_end, has_step;
+    bool values, no_chart, raw;
+} query_opts_t;
+
+static int run_query(void *opts, int argc, char **argv)
 {
-    static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-                                         {"time", required_argument, NULL, 'T'},
-                                         {"start", required_argument, NULL, 's'},
-                                         {"end", required_argument, NULL, 'e'},
-                                         {"step", required_argument, NULL, 'S'},
-                                         {"values", no_argument, NULL, 'v'},
-                                         {"no-chart", no_argument, NULL, 'n'},
-                                         {"raw", no_argument, NULL, 'R'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *router = NULL;
-    bool has_time = false, has_start = false, has_end = false, has_step = false;
-    bool values = false, chart = true, raw = false;
-    double now = (double)time(NULL), t_eval = 0, t_start = 0, t_end = 0, step = 0;
-    double timeout = CLI_IO_TIMEOUT_MS / 1000.0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'T':
-            if (cli_parse_time(optarg, now, &t_eval) < 0)
-                return cli_usage_error(CMD, "bad --time '%s'", optarg);
-            has_time = true;
-            break;
-        case 's':
-            if (cli_parse_time(optarg, now, &t_start) < 0)
-                return cli_usage_error(CMD, "bad --start '%s'", optarg);
-            has_start = true;
-            break;
-        case 'e':
-            if (cli_parse_time(optarg, now, &t_end) < 0)
-                return cli_usage_error(CMD, "bad --end '%s'", optarg);
-            has_end = true;
-            break;
-        case 'S':
-            if (cli_parse_duration(optarg, &step) < 0 || step <= 0)
-                return cli_usage_error(CMD, "bad --step '%s'", optarg);
-            has_step = true;
-            break;
-        case 'v':
-            values = true;
-            break;
-        case 'n':
-            chart = false;
-            break;
-        case 'R':
-            raw = true;
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error(CMD, "missing PROMQL");
-    if (optind + 1 < argc)
-        return cli_usage_error(CMD, "too many arguments (quote the query)");
-    bool range = has_start || has_end || has_step;
-    if (range && has_time)
+    (void)argc;
+    query_opts_t *o = opts;
+    bool range = o->has_start || o->has_end || o->has_step;
+    if (range && o->has_time)
         return cli_usage_error(CMD, "--time is for instant queries; use --start/--end/--step");
     if (range) {
-        if (!has_end)
-            t_end = now;
-        if (!has_start)
-            t_start = t_end - 3600;
-        if (t_end < t_start)
+        if (!o->has_end)
+            o->t_end = o->common.now;
+        if (!o->has_start)
+            o->t_start = o->t_end - 3600;
+        if (o->t_end < o->t_start)
             return cli_usage_error(CMD, "--end is before --start");
-        if (!has_step) {
-            step = ceil((t_end - t_start) / 240.0);
-            if (step < 1)
-                step = 1;
+        if (!o->has_step) {
+            o->step = ceil((o->t_end - o->t_start) / 240.0);
+            if (o->step < 1)
+                o->step = 1;
         }
     }
     httpc_url_t url;
     const char *shown;
-    if (cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
+    int rc = cli_common_router(CMD, &o->common, &url, &shown);
+    if (rc != 0)
+        return rc;
 
     st_buf_t target, body;
     st_buf_init(&target);
     st_buf_init(&body);
     const char *path = range ? "/api/v1/query_range?query=" : "/api/v1/query?query=";
     st_buf_append(&target, path, strlen(path));
-    httpc_query_escape(&target, argv[optind]);
+    httpc_query_escape(&target, argv[0]);
     char num[64];
     if (range) {
-        snprintf(num, sizeof(num), "%.3f", t_start);
+        snprintf(num, sizeof(num), "%.3f", o->t_start);
         append_param(&target, "start", num);
-        snprintf(num, sizeof(num), "%.3f", t_end);
+        snprintf(num, sizeof(num), "%.3f", o->t_end);
         append_param(&target, "end", num);
-        snprintf(num, sizeof(num), "%.3f", step);
+        snprintf(num, sizeof(num), "%.3f", o->step);
         append_param(&target, "step", num);
-    } else if (has_time) {
-        snprintf(num, sizeof(num), "%.3f", t_eval);
+    } else if (o->has_time) {
+        snprintf(num, sizeof(num), "%.3f", o->t_eval);
         append_param(&target, "time", num);
     }
     int ret = CLI_EXIT_FAIL;
-    json_doc_t *doc = NULL;
-    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    json_t *root = NULL;
+    httpc_conn_t *conn = cli_common_conn(&o->common, &url);
     if (conn == NULL || st_buf_put_u8(&target, '\0') < 0) {
         ret = cli_fail(CMD, "out of memory");
         goto out;
     }
     httpc_resp_t resp;
-    int rc = cli_get(conn, (const char *)target.data, &resp, &body);
+    rc = cli_get(conn, (const char *)target.data, &resp, &body);
     if (rc < 0) {
         ret = cli_fail(CMD, "%s",
                        *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn) : st_strerror(rc));
         goto out;
     }
-    if (raw) {
+    if (o->raw) {
         fwrite(body.data, 1, body.len, stdout);
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
@@ -342,40 +298,43 @@ int cmd_query(int argc, char **argv)
         goto out;
     }
     char err[160];
-    doc = json_parse((const char *)body.data, body.len, err, sizeof(err));
-    const json_t *root = doc ? json_root(doc) : NULL;
-    const char *status = json_str(json_get(root, "status"));
+    root = cli_json_parse((const char *)body.data, body.len, err, sizeof(err));
+    const char *status = json_string_value(json_object_get(root, "status"));
     if (status == NULL) {
         st_buf_put_u8(&body, '\0');
         ret = cli_fail(CMD, "HTTP %d %s: %.300s", resp.status, resp.reason,
                        body.len > 1 ? (const char *)body.data : "(empty body)");
         goto out;
     }
-    for (const json_t *wn = json_get(root, "warnings") ? json_get(root, "warnings")->child : NULL;
-         wn; wn = wn->next)
-        fprintf(stderr, "warning: %s\n", json_text(wn));
+    size_t i;
+    json_t *wn;
+    char nb[CLI_JSON_NUMBUF];
+    json_array_foreach(json_object_get(root, "warnings"), i, wn)
+    {
+        fprintf(stderr, "warning: %s\n", cli_json_text(wn, nb, NULL));
+    }
     if (strcmp(status, "success") != 0) {
-        const char *et = json_str(json_get(root, "errorType"));
-        const char *e = json_str(json_get(root, "error"));
+        const char *et = json_string_value(json_object_get(root, "errorType"));
+        const char *e = json_string_value(json_object_get(root, "error"));
         ret = cli_fail(CMD, "%s%s%s", et ? et : "", et ? ": " : "", e ? e : "query failed");
         goto out;
     }
-    const json_t *data = json_get(root, "data");
-    const char *rtype = json_str(json_get(data, "resultType"));
-    const json_t *result = json_get(data, "result");
+    json_t *data = json_object_get(root, "data");
+    const char *rtype = json_string_value(json_object_get(data, "resultType"));
+    json_t *result = json_object_get(data, "result");
     if (rtype == NULL || result == NULL) {
         ret = cli_fail(CMD, "no data.resultType/data.result in the response");
         goto out;
     }
-    if (strcmp(rtype, "vector") == 0 && result->type == JSON_ARR) {
+    if (strcmp(rtype, "vector") == 0 && json_is_array(result)) {
         print_vector(result);
-    } else if (strcmp(rtype, "matrix") == 0 && result->type == JSON_ARR) {
-        print_matrix(result, values, chart);
+    } else if (strcmp(rtype, "matrix") == 0 && json_is_array(result)) {
+        print_matrix(result, o->values, !o->no_chart);
     } else if ((strcmp(rtype, "scalar") == 0 || strcmp(rtype, "string") == 0) &&
-               result->type == JSON_ARR) {
+               json_is_array(result)) {
         char tbuf[40];
-        cli_fmt_time(tbuf, sizeof(tbuf), json_num(json_at(result, 0), NAN));
-        printf("%s  %s  %s\n", rtype, json_text(json_at(result, 1)), tbuf);
+        cli_fmt_time(tbuf, sizeof(tbuf), pair_time(result));
+        printf("%s  %s  %s\n", rtype, pair_text(result, nb), tbuf);
     } else {
         ret = cli_fail(CMD, "unknown resultType '%s'", rtype);
         goto out;
@@ -383,9 +342,59 @@ int cmd_query(int argc, char **argv)
     ret = CLI_EXIT_OK;
 out:
     fflush(stdout);
-    json_doc_destroy(doc);
+    json_decref(root);
     httpc_conn_destroy(conn);
     st_buf_deinit(&target);
     st_buf_deinit(&body);
     return ret;
 }
+
+#define Q_TIME(nm, field, seen, lab, text)                                                         \
+    {                                                                                              \
+        .name = nm, .kind = CLI_TIME, .off = offsetof(query_opts_t, field),                        \
+        .given = CLI_GIVEN(query_opts_t, seen), .label = lab, .help = text                         \
+    }
+
+static const cli_opt_t QUERY_OPTS[] = {
+    CLI_OPT_ROUTER,
+    Q_TIME("time", t_eval, has_time, "--time T",
+           "evaluation time of an instant query (default: the router's now)"),
+    /* the label is longer than the column: the text brings its own gap */
+    Q_TIME("start", t_start, has_start, "--start T, --end T",
+           "   RFC 3339, unix seconds, 'now' or relative ('-1h', 'now-30m')"),
+    Q_TIME("end", t_end, has_end, NULL, NULL),
+    {.name = "step",
+     .kind = CLI_DURATION,
+     .off = offsetof(query_opts_t, step),
+     .given = CLI_GIVEN(query_opts_t, has_step),
+     .lo = 0,
+     .lo_open = true,
+     .hi = INFINITY,
+     .label = "--step S",
+     .help = "range step: 15s, 1m, 1h or seconds"},
+    CLI_OPT_FLAG(query_opts_t, values, "values", "range: print every point, not only the summary"),
+    CLI_OPT_FLAG(query_opts_t, no_chart, "no-chart", "range: no ASCII chart"),
+    CLI_OPT_FLAG(query_opts_t, raw, "raw", "print the router's JSON unchanged"),
+    CLI_OPT_TIMEOUT("inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const query_opts_t QUERY_DEFAULTS = {.common = CLI_COMMON_DEFAULTS};
+
+const cli_cmd_t cli_cmd_query = {
+    .name = "query",
+    .args = "PROMQL",
+    .summary = "instant or range query, as a table or chart",
+    .synopsis = "query PROMQL [--time T] [--start T --end T --step S] [options]",
+    .about = "Run a PromQL query: instant (GET /api/v1/query) or, with --start/--end/--step,\n"
+             "range (GET /api/v1/query_range; --end defaults to now, --start to end-1h,\n"
+             "--step to about 1/240 of the range).\n",
+    .help_col = 19,
+    .min_args = 1,
+    .max_args = 1,
+    .too_many = "too many arguments (quote the query)",
+    .opts = QUERY_OPTS,
+    .opts_size = sizeof(query_opts_t),
+    .defaults = &QUERY_DEFAULTS,
+    .run = run_query,
+};

@@ -4,29 +4,16 @@
  * leads (first replica in placement order, or the entry's "leader") and
  * holds, and whether every shard has a replica on a node in state "up".
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cli.h"
-#include "json.h"
 #include "st_err.h"
 
 static const char *CMD = "status";
-
-static void help(void)
-{
-    printf("usage: strata status [--router URL] [--json] [--require-ready] [--timeout SECS]\n"
-           "\n"
-           "Show the cluster as the router sees it: GET /cluster, /health, /ready.\n"
-           "  --router URL       router address (default %s, env STRATA_ROUTER)\n"
-           "  --json             print the router's /cluster JSON unchanged\n"
-           "  --require-ready    exit 1 when some shard has no reachable replica\n"
-           "  --timeout SECS     per-request inactivity timeout (default %d)\n",
-           CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
 
 static bool state_is_up(const char *s)
 {
@@ -37,9 +24,15 @@ static bool state_is_up(const char *s)
 
 typedef struct node_row {
     const char *id;
-    const json_t *obj;
+    json_t *obj;
     int leads, holds;
 } node_row_t;
+
+/* Display text of member `key` of o ("" when absent); nb holds a number's text. */
+static const char *member_text(json_t *o, const char *key, char nb[CLI_JSON_NUMBUF])
+{
+    return cli_json_text(json_object_get(o, key), nb, NULL);
+}
 
 static int find_node(node_row_t *rows, size_t n, const char *id)
 {
@@ -62,56 +55,59 @@ static void excerpt(const st_buf_t *b, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static int print_cluster(const json_t *root, int ready_code, bool *all_reachable)
+static int print_cluster(json_t *root, int ready_code, bool *all_reachable)
 {
-    const json_t *nodes = json_get(root, "nodes");
-    const json_t *placement = json_get(root, "placement");
-    size_t nn = nodes && nodes->type == JSON_ARR ? nodes->len : 0;
+    json_t *nodes = json_object_get(root, "nodes");
+    json_t *placement = json_object_get(root, "placement");
+    size_t nn = json_array_size(nodes);
     node_row_t *rows = calloc(nn ? nn : 1, sizeof(*rows));
     if (rows == NULL)
         return ST_ENOMEM;
-    size_t r = 0;
-    for (const json_t *n = nodes ? nodes->child : NULL; n; n = n->next) {
+    size_t r;
+    json_t *n, *v;
+    const char *key;
+    char nb[CLI_JSON_NUMBUF], nb2[CLI_JSON_NUMBUF];
+    json_array_foreach(nodes, r, n)
+    {
         rows[r].obj = n;
-        rows[r].id = json_str(json_get(n, "id"));
+        rows[r].id = json_string_value(json_object_get(n, "id"));
         if (rows[r].id == NULL)
-            rows[r].id = json_str(json_get(n, "name"));
+            rows[r].id = json_string_value(json_object_get(n, "name"));
         if (rows[r].id == NULL)
             rows[r].id = "?";
-        r++;
     }
     /* top-level scalars, the known ones first */
     static const char *const known[] = {"cluster", "name", "fingerprint", "shards",
                                         "replication_factor"};
     for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
-        const json_t *v = json_get(root, known[k]);
-        if (v && v->type != JSON_ARR && v->type != JSON_OBJ)
-            printf("%-20s %s\n", known[k], json_text(v));
+        v = json_object_get(root, known[k]);
+        if (v && !json_is_array(v) && !json_is_object(v))
+            printf("%-20s %s\n", known[k], cli_json_text(v, nb, NULL));
     }
-    for (const json_t *v = root->child; v; v = v->next) {
-        bool skip = v->type == JSON_ARR || v->type == JSON_OBJ;
+    json_object_foreach(root, key, v)
+    {
+        bool skip = json_is_array(v) || json_is_object(v);
         for (size_t k = 0; k < sizeof(known) / sizeof(known[0]) && !skip; k++)
-            skip = strcmp(v->key, known[k]) == 0;
+            skip = strcmp(key, known[k]) == 0;
         if (!skip)
-            printf("%-20s %s\n", v->key, json_text(v));
+            printf("%-20s %s\n", key, cli_json_text(v, nb, NULL));
     }
     /* placement: from the router, or the default rule s -> (s+k) mod N */
-    int64_t nshards = (int64_t)json_num(json_get(root, "shards"), 0);
-    int64_t rf = (int64_t)json_num(json_get(root, "replication_factor"), 0);
+    int64_t nshards = (int64_t)cli_json_num(json_object_get(root, "shards"), 0);
+    int64_t rf = (int64_t)cli_json_num(json_object_get(root, "replication_factor"), 0);
     bool computed = false;
-    size_t np = placement && placement->type == JSON_ARR ? placement->len : 0;
+    size_t np = json_array_size(placement);
     if (np == 0 && nshards > 0 && rf > 0 && nn > 0) {
         np = (size_t)nshards;
         computed = true;
     }
     bool have_state = false;
     for (size_t i = 0; i < nn; i++)
-        if (json_get(rows[i].obj, "state"))
+        if (json_object_get(rows[i].obj, "state"))
             have_state = true;
     size_t ok_shards = 0;
     char missing[512] = "";
     size_t mlen = 0, nmissing = 0;
-    const json_t *pe = placement ? placement->child : NULL;
     for (size_t s = 0; s < np; s++) {
         int64_t shard = (int64_t)s;
         bool reachable = false;
@@ -121,22 +117,23 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
                 if (k == 0)
                     rows[ni].leads++;
                 rows[ni].holds++;
-                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+                reachable |= state_is_up(json_string_value(json_object_get(rows[ni].obj, "state")));
             }
         } else {
-            shard = (int64_t)json_num(json_get(pe, "shard"), (double)s);
-            const json_t *reps = json_get(pe, "replicas");
-            const char *leader = json_str(json_get(pe, "leader"));
-            for (const json_t *rp = reps ? reps->child : NULL; rp; rp = rp->next) {
-                int ni = find_node(rows, nn, json_str(rp));
+            json_t *pe = json_array_get(placement, s), *reps = json_object_get(pe, "replicas"), *rp;
+            shard = (int64_t)cli_json_num(json_object_get(pe, "shard"), (double)s);
+            const char *leader = json_string_value(json_object_get(pe, "leader"));
+            size_t k;
+            json_array_foreach(reps, k, rp)
+            {
+                int ni = find_node(rows, nn, json_string_value(rp));
                 if (ni < 0)
                     continue;
-                if (leader ? strcmp(leader, rows[ni].id) == 0 : rp == reps->child)
+                if (leader ? strcmp(leader, rows[ni].id) == 0 : k == 0)
                     rows[ni].leads++;
                 rows[ni].holds++;
-                reachable |= state_is_up(json_str(json_get(rows[ni].obj, "state")));
+                reachable |= state_is_up(json_string_value(json_object_get(rows[ni].obj, "state")));
             }
-            pe = pe->next;
         }
         if (reachable) {
             ok_shards++;
@@ -152,39 +149,41 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
     for (size_t i = 0; i < nn; i++) {
         int l = (int)strlen(rows[i].id);
         wid = l > wid ? l : wid;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "state")));
+        l = (int)strlen(member_text(rows[i].obj, "state", nb));
         wst = l > wst ? l : wst;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "rpc")));
+        l = (int)strlen(member_text(rows[i].obj, "rpc", nb));
         wrpc = l > wrpc ? l : wrpc;
-        l = (int)strlen(json_text(json_get(rows[i].obj, "http")));
+        l = (int)strlen(member_text(rows[i].obj, "http", nb));
         whttp = l > whttp ? l : whttp;
     }
     printf("\n%-*s  %-*s  %-*s  %-*s  %5s  %5s  %s\n", wid, "NODE", wst, "STATE", wrpc, "RPC",
            whttp, "HTTP", "LEADS", "HOLDS", "DETAILS");
     for (size_t i = 0; i < nn; i++) {
-        const json_t *o = rows[i].obj;
-        const char *st = json_text(json_get(o, "state"));
+        json_t *o = rows[i].obj;
+        char nb3[CLI_JSON_NUMBUF];
+        const char *st = member_text(o, "state", nb);
         printf("%-*s  %-*s  %-*s  %-*s  %5d  %5d", wid, rows[i].id, wst, *st ? st : "-", wrpc,
-               json_text(json_get(o, "rpc")), whttp, json_text(json_get(o, "http")), rows[i].leads,
+               member_text(o, "rpc", nb2), whttp, member_text(o, "http", nb3), rows[i].leads,
                rows[i].holds);
         bool first = true;
-        for (const json_t *f = o->child; f; f = f->next) {
-            if (strcmp(f->key, "id") == 0 || strcmp(f->key, "name") == 0 ||
-                strcmp(f->key, "state") == 0 || strcmp(f->key, "rpc") == 0 ||
-                strcmp(f->key, "http") == 0 || f->type == JSON_ARR || f->type == JSON_OBJ)
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "id") == 0 || strcmp(key, "name") == 0 || strcmp(key, "state") == 0 ||
+                strcmp(key, "rpc") == 0 || strcmp(key, "http") == 0 || json_is_array(v) ||
+                json_is_object(v))
                 continue;
-            printf("%s%s=%s", first ? "  " : " ", f->key, json_text(f));
+            printf("%s%s=%s", first ? "  " : " ", key, cli_json_text(v, nb, NULL));
             first = false;
         }
         printf("\n");
     }
     /* hinted handoff: writes other nodes still hold for a node */
     for (size_t i = 0; i < nn; i++) {
-        const json_t *h = json_get(rows[i].obj, "hints_pending");
-        const char *hv = h ? json_text(h) : "0";
+        json_t *h = json_object_get(rows[i].obj, "hints_pending");
+        const char *hv = h ? cli_json_text(h, nb, NULL) : "0";
         if (h && strcmp(hv, "0") != 0)
             printf("%s: %s hinted write(s) waiting on other nodes (%s)\n", rows[i].id, hv,
-                   json_text(json_get(rows[i].obj, "state")));
+                   member_text(rows[i].obj, "state", nb2));
     }
     printf("\n");
     if (np == 0) {
@@ -207,53 +206,29 @@ static int print_cluster(const json_t *root, int ready_code, bool *all_reachable
     return 0;
 }
 
-int cmd_status(int argc, char **argv)
+typedef struct status_opts {
+    cli_common_t common;
+    bool raw, require_ready;
+} status_opts_t;
+
+static int run_status(void *opts, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"router", required_argument, NULL, 'r'},  {"json", no_argument, NULL, 'j'},
-        {"require-ready", no_argument, NULL, 'R'}, {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *router = NULL;
-    bool raw = false, require_ready = false;
-    double timeout = CLI_IO_TIMEOUT_MS / 1000.0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'j':
-            raw = true;
-            break;
-        case 'R':
-            require_ready = true;
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    (void)argc;
+    (void)argv;
+    const status_opts_t *o = opts;
     httpc_url_t url;
     const char *shown;
-    if (cli_router(router, &url, &shown) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", shown);
-    httpc_conn_t *conn = httpc_conn_create(&url, CLI_CONNECT_TIMEOUT_MS, (int)(timeout * 1000));
+    int rc = cli_common_router(CMD, &o->common, &url, &shown);
+    if (rc != 0)
+        return rc;
+    httpc_conn_t *conn = cli_common_conn(&o->common, &url);
     if (conn == NULL)
         return cli_fail(CMD, "out of memory");
     st_buf_t body;
     st_buf_init(&body);
     httpc_resp_t resp;
-    int ret = CLI_EXIT_FAIL, rc;
-    json_doc_t *doc = NULL;
+    int ret = CLI_EXIT_FAIL;
+    json_t *doc = NULL;
 
     if ((rc = cli_get(conn, "/cluster", &resp, &body)) < 0) {
         ret = cli_fail(CMD, "GET %s/cluster: %s", shown,
@@ -267,7 +242,7 @@ int cmd_status(int argc, char **argv)
                        *ex ? ": " : "", ex);
         goto out;
     }
-    if (raw) {
+    if (o->raw) {
         fwrite(body.data, 1, body.len, stdout);
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
@@ -275,8 +250,8 @@ int cmd_status(int argc, char **argv)
         goto out;
     }
     char err[160];
-    doc = json_parse((const char *)body.data, body.len, err, sizeof(err));
-    if (doc == NULL || json_root(doc)->type != JSON_OBJ) {
+    doc = cli_json_parse((const char *)body.data, body.len, err, sizeof(err));
+    if (doc == NULL || !json_is_object(doc)) {
         ret = cli_fail(CMD, "GET /cluster: not a JSON object (%s)", doc ? "wrong type" : err);
         goto out;
     }
@@ -304,17 +279,43 @@ int cmd_status(int argc, char **argv)
     }
     printf("%-20s %s\n%-20s %s\n%-20s %s\n", "router", shown, "health", health, "ready", ready);
     bool all = false;
-    if (print_cluster(json_root(doc), ready_code, &all) < 0) {
+    if (print_cluster(doc, ready_code, &all) < 0) {
         ret = cli_fail(CMD, "out of memory");
         goto out;
     }
     fflush(stdout);
     ret = CLI_EXIT_OK;
-    if (require_ready && (!all || ready_code != 200))
+    if (o->require_ready && (!all || ready_code != 200))
         ret = cli_fail(CMD, "cluster not ready");
 out:
-    json_doc_destroy(doc);
+    json_decref(doc);
     st_buf_deinit(&body);
     httpc_conn_destroy(conn);
     return ret;
 }
+
+static const cli_opt_t STATUS_OPTS[] = {
+    CLI_OPT_ROUTER,
+    CLI_OPT_FLAG(status_opts_t, raw, "json", "print the router's /cluster JSON unchanged"),
+    CLI_OPT_FLAG(status_opts_t, require_ready, "require-ready",
+                 "exit 1 when some shard has no reachable replica"),
+    CLI_OPT_TIMEOUT("per-request inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const status_opts_t STATUS_DEFAULTS = {.common = CLI_COMMON_DEFAULTS};
+
+const cli_cmd_t cli_cmd_status = {
+    .name = "status",
+    .args = "",
+    .summary = "cluster, nodes, shard placement and readiness",
+    .synopsis = "status [--router URL] [--json] [--require-ready] [--timeout SECS]",
+    .about = "Show the cluster as the router sees it: GET /cluster, /health, /ready.\n",
+    .help_col = 21,
+    .min_args = 0,
+    .max_args = 0,
+    .opts = STATUS_OPTS,
+    .opts_size = sizeof(status_opts_t),
+    .defaults = &STATUS_DEFAULTS,
+    .run = run_status,
+};

@@ -14,7 +14,7 @@
  * retries safe) up to --retries attempts; anything else stops the load.
  */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -29,7 +29,6 @@
 
 #include "cli.h"
 #include "gz.h"
-#include "json.h"
 #include "st_err.h"
 
 static const char *CMD = "write";
@@ -72,32 +71,6 @@ typedef struct wctx {
     pthread_cond_t stop_cv;
     bool stop;
 } wctx_t;
-
-static void help(void)
-{
-    printf(
-        "usage: strata write FILE [options]     (FILE '-' = stdin)\n"
-        "\n"
-        "Load an InfluxDB line-protocol file through POST /write.\n"
-        "  --router URL            router address (default %s, env STRATA_ROUTER)\n"
-        "  --batch LINES           lines per request (default 5000)\n"
-        "  --batch-bytes BYTES     bytes per request at most (default 8388608)\n"
-        "  --precision P           ns|us|ms|s timestamps in FILE (default ns)\n"
-        "  --conns N               parallel connections (default 2)\n"
-        "  --consistency C         sync|quorum|async, overrides the cluster's write_consistency\n"
-        "  --db NAME               db parameter (accepted, ignored by Strata)\n"
-        "  --gzip                  send Content-Encoding: gzip bodies\n"
-        "  --retries N             attempts per batch on 429/5xx/connection errors (default 8)\n"
-        "  --max-errors N          rejected lines to print (default 50; all are counted)\n"
-        "  --progress-interval S   seconds between progress lines when stderr is not a TTY\n"
-        "                          (default 10; a TTY gets a live bar)\n"
-        "  --quiet                 no progress output\n"
-        "  --timeout SECS          per-request inactivity timeout (default %d)\n"
-        "\n"
-        "Prints a summary line on stdout. Exit 1 if a batch could not be written\n"
-        "or the router rejected any line.\n",
-        CLI_DEFAULT_ROUTER, CLI_IO_TIMEOUT_MS / 1000);
-}
 
 /* ---- output ------------------------------------------------------------------------------ */
 
@@ -252,26 +225,26 @@ static size_t *line_index(const batch_t *b)
 /* A 400: count and print the rejected lines. Returns the samples they held. */
 static uint64_t handle_rejected(wctx_t *w, const batch_t *b, const st_buf_t *body, uint64_t *nrej)
 {
-    json_doc_t *doc = json_parse((const char *)body->data, body->len, NULL, 0);
-    const json_t *root = doc ? json_root(doc) : NULL;
-    const json_t *rej = json_get(root, "rejected");
+    json_t *root = cli_json_parse((const char *)body->data, body->len, NULL, 0);
+    json_t *rej = json_object_get(root, "rejected"), *r;
     uint64_t samples = 0;
     *nrej = 0;
-    if (rej == NULL || rej->type != JSON_ARR || rej->len == 0) {
-        const char *e = json_str(json_get(root, "error"));
+    if (!json_is_array(rej) || json_array_size(rej) == 0) {
+        const char *e = json_string_value(json_object_get(root, "error"));
         char ex[256];
         body_excerpt(body, ex, sizeof(ex));
         emit_err(w, "%s:%llu-%llu: batch rejected (HTTP 400): %s\n", w->file,
                  (unsigned long long)b->first_line,
                  (unsigned long long)(b->first_line + b->nlines - 1), e ? e : ex);
         *nrej = b->nlines;
-        json_doc_destroy(doc);
+        json_decref(root);
         return b->samples;
     }
-    size_t *idx = line_index(b);
-    for (const json_t *r = rej->child; r; r = r->next) {
-        double ln = json_num(json_get(r, "line"), 0);
-        const char *reason = json_str(json_get(r, "reason"));
+    size_t *idx = line_index(b), k;
+    json_array_foreach(rej, k, r)
+    {
+        double ln = cli_json_num(json_object_get(r, "line"), 0);
+        const char *reason = json_string_value(json_object_get(r, "reason"));
         (*nrej)++;
         if (ln >= 1 && ln <= b->nlines && idx) {
             size_t i = (size_t)ln - 1;
@@ -297,7 +270,7 @@ static uint64_t handle_rejected(wctx_t *w, const batch_t *b, const st_buf_t *bod
         }
     }
     free(idx);
-    json_doc_destroy(doc);
+    json_decref(root);
     return samples;
 }
 
@@ -433,163 +406,50 @@ static void *worker_main(void *arg)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-int cmd_write(int argc, char **argv)
+typedef struct write_opts {
+    cli_common_t common;
+    uint64_t batch_lines, batch_bytes, conns, retries, max_errors;
+    const char *precision, *consistency, *db;
+    double progress_every;
+    bool gzip, quiet;
+} write_opts_t;
+
+/* "/write?precision=..&consistency=..&db=.." into w->target; 0 or a usage error's exit code. */
+static int write_target(wctx_t *w, const write_opts_t *o)
 {
-    static const struct option opts[] = {{"router", required_argument, NULL, 'r'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"batch-bytes", required_argument, NULL, 'B'},
-                                         {"precision", required_argument, NULL, 'p'},
-                                         {"conns", required_argument, NULL, 'c'},
-                                         {"consistency", required_argument, NULL, 'C'},
-                                         {"db", required_argument, NULL, 'd'},
-                                         {"gzip", no_argument, NULL, 'z'},
-                                         {"retries", required_argument, NULL, 'R'},
-                                         {"max-errors", required_argument, NULL, 'E'},
-                                         {"progress-interval", required_argument, NULL, 'P'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *router = NULL, *precision = "ns", *consistency = NULL, *db = NULL;
-    uint64_t batch_lines = 5000, batch_bytes = 8 << 20, conns = 2, retries = 8, max_errors = 50;
-    double progress_every = 10, timeout = CLI_IO_TIMEOUT_MS / 1000.0;
-    bool gzip = false, quiet = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            router = optarg;
-            break;
-        case 'b':
-            if (cli_parse_u64(optarg, 1, 10000000, &batch_lines) < 0)
-                return cli_usage_error(CMD, "bad --batch '%s' (1..10000000 lines)", optarg);
-            break;
-        case 'B':
-            if (cli_parse_u64(optarg, 1024, (uint64_t)1 << 32, &batch_bytes) < 0)
-                return cli_usage_error(CMD, "bad --batch-bytes '%s' (1024..4294967296)", optarg);
-            break;
-        case 'p':
-            if (strcmp(optarg, "ns") && strcmp(optarg, "us") && strcmp(optarg, "u") &&
-                strcmp(optarg, "ms") && strcmp(optarg, "s"))
-                return cli_usage_error(CMD, "bad --precision '%s' (ns|us|ms|s)", optarg);
-            precision = optarg;
-            break;
-        case 'c':
-            if (cli_parse_u64(optarg, 1, 256, &conns) < 0)
-                return cli_usage_error(CMD, "bad --conns '%s' (1..256)", optarg);
-            break;
-        case 'C':
-            if (strcmp(optarg, "sync") && strcmp(optarg, "quorum") && strcmp(optarg, "async") &&
-                strcmp(optarg, "one") && strcmp(optarg, "all") && strcmp(optarg, "any"))
-                return cli_usage_error(CMD, "bad --consistency '%s' (sync|quorum|async)", optarg);
-            consistency = optarg;
-            break;
-        case 'd':
-            db = optarg;
-            break;
-        case 'z':
-            gzip = true;
-            break;
-        case 'R':
-            if (cli_parse_u64(optarg, 1, 1000, &retries) < 0)
-                return cli_usage_error(CMD, "bad --retries '%s' (1..1000)", optarg);
-            break;
-        case 'E':
-            if (cli_parse_u64(optarg, 0, 1000000000, &max_errors) < 0)
-                return cli_usage_error(CMD, "bad --max-errors '%s'", optarg);
-            break;
-        case 'P':
-            if (cli_parse_duration(optarg, &progress_every) < 0 || progress_every < 0.1)
-                return cli_usage_error(CMD, "bad --progress-interval '%s'", optarg);
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 't':
-            if (cli_parse_duration(optarg, &timeout) < 0 || timeout <= 0)
-                return cli_usage_error(CMD, "bad --timeout '%s'", optarg);
-            break;
-        case 'h':
-            help();
-            return CLI_EXIT_OK;
-        default:
-            return cli_usage_error(CMD, "bad option");
-        }
-    }
-    if (optind + 1 != argc)
-        return cli_usage_error(CMD, optind >= argc ? "missing FILE" : "too many arguments");
-    static wctx_t wc;
-    wctx_t *w = &wc;
-    memset(w, 0, sizeof(*w));
-    w->file = argv[optind];
-    if (cli_router(router, &w->url, &w->shown_router) < 0)
-        return cli_usage_error(CMD, "bad router URL '%s' (want http://HOST:PORT)", w->shown_router);
     st_buf_t tb;
     st_buf_init(&tb);
     st_buf_append(&tb, "/write?precision=", 17);
-    httpc_query_escape(&tb, precision);
-    if (consistency) {
+    httpc_query_escape(&tb, o->precision);
+    if (o->consistency) {
         st_buf_append(&tb, "&consistency=", 13);
-        httpc_query_escape(&tb, consistency);
+        httpc_query_escape(&tb, o->consistency);
     }
-    if (db) {
+    if (o->db) {
         st_buf_append(&tb, "&db=", 4);
-        httpc_query_escape(&tb, db);
+        httpc_query_escape(&tb, o->db);
     }
+    int rc = 0;
     if (tb.len >= sizeof(w->target)) {
-        st_buf_deinit(&tb);
-        return cli_usage_error(CMD, "parameters too long");
+        rc = cli_usage_error(CMD, "parameters too long");
+    } else {
+        memcpy(w->target, tb.data, tb.len);
+        w->target[tb.len] = '\0';
     }
-    memcpy(w->target, tb.data, tb.len);
-    w->target[tb.len] = '\0';
     st_buf_deinit(&tb);
+    return rc;
+}
 
-    FILE *in = strcmp(w->file, "-") == 0 ? stdin : fopen(w->file, "rb");
-    if (in == NULL)
-        return cli_fail(CMD, "%s: %s", w->file, strerror(errno));
-    if (in == stdin)
-        w->file = "stdin";
-    struct stat stt;
-    if (fstat(fileno(in), &stt) == 0 && S_ISREG(stt.st_mode))
-        w->bytes_total = (uint64_t)stt.st_size;
-    w->retries = (int)retries;
-    w->max_errors = (int)(max_errors > 1000000000 ? 1000000000 : max_errors);
-    w->io_timeout_ms = (int)(timeout * 1000);
-    w->gzip = gzip;
-    w->quiet = quiet;
-    w->tty = isatty(STDERR_FILENO);
-    w->progress_every = progress_every;
-    w->qcap = conns * 2;
-    w->q = calloc(w->qcap, sizeof(*w->q));
-    if (w->q == NULL)
-        return cli_fail(CMD, "out of memory");
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_mutex_init(&w->out_mu, NULL);
-    pthread_cond_init(&w->not_empty, NULL);
-    pthread_cond_init(&w->not_full, NULL);
-    pthread_cond_init(&w->stop_cv, NULL);
-    w->t0 = httpc_now();
-
-    pthread_t *thr = calloc(conns, sizeof(*thr)), pthr;
-    size_t started = 0;
-    bool progress_started = false;
-    for (; thr && started < conns; started++)
-        if (pthread_create(&thr[started], NULL, worker_main, w) != 0)
-            break;
-    if (started == 0) {
-        fclose(in);
-        free(thr);
-        return cli_fail(CMD, "cannot start threads");
-    }
-    if (!quiet && pthread_create(&pthr, NULL, progress_main, w) == 0)
-        progress_started = true;
-
-    /* read and cut batches */
+/*
+ * Read `in` and queue batches of at most o->batch_lines lines and
+ * o->batch_bytes bytes until EOF or an abort. Returns 0 or an errno.
+ */
+static int read_batches(wctx_t *w, FILE *in, const write_opts_t *o, uint64_t *lines_read)
+{
     char *line = NULL;
     size_t lcap = 0;
     ssize_t n;
-    uint64_t lineno = 0, lines_read = 0;
+    uint64_t lineno = 0;
     batch_t *cur = NULL;
     size_t cur_cap = 0;
     int read_err = 0;
@@ -598,14 +458,15 @@ int cmd_write(int argc, char **argv)
         if (n < 0)
             break;
         lineno++;
-        lines_read++;
-        if (cur != NULL && (cur->nlines >= batch_lines || cur->len + (size_t)n > batch_bytes)) {
+        (*lines_read)++;
+        if (cur != NULL &&
+            (cur->nlines >= o->batch_lines || cur->len + (size_t)n > o->batch_bytes)) {
             q_push(w, cur);
             cur = NULL;
         }
         if (cur == NULL) {
             cur = calloc(1, sizeof(*cur));
-            cur_cap = batch_bytes < 65536 ? batch_bytes : 65536;
+            cur_cap = o->batch_bytes < 65536 ? o->batch_bytes : 65536;
             if ((size_t)n > cur_cap)
                 cur_cap = (size_t)n;
             if (cur)
@@ -642,6 +503,65 @@ int cmd_write(int argc, char **argv)
         free(cur);
     }
     free(line);
+    return read_err;
+}
+
+static int run_write(void *opts, int argc, char **argv)
+{
+    (void)argc;
+    const write_opts_t *o = opts;
+    uint64_t conns = o->conns;
+    static wctx_t wc;
+    wctx_t *w = &wc;
+    memset(w, 0, sizeof(*w));
+    w->file = argv[0];
+    int rc = cli_common_router(CMD, &o->common, &w->url, &w->shown_router);
+    if (rc == 0)
+        rc = write_target(w, o);
+    if (rc != 0)
+        return rc;
+    FILE *in = strcmp(w->file, "-") == 0 ? stdin : fopen(w->file, "rb");
+    if (in == NULL)
+        return cli_fail(CMD, "%s: %s", w->file, strerror(errno));
+    if (in == stdin)
+        w->file = "stdin";
+    struct stat stt;
+    if (fstat(fileno(in), &stt) == 0 && S_ISREG(stt.st_mode))
+        w->bytes_total = (uint64_t)stt.st_size;
+    w->retries = (int)o->retries;
+    w->max_errors = (int)(o->max_errors > 1000000000 ? 1000000000 : o->max_errors);
+    w->io_timeout_ms = (int)(o->common.timeout * 1000);
+    w->gzip = o->gzip;
+    w->quiet = o->quiet;
+    w->tty = isatty(STDERR_FILENO);
+    w->progress_every = o->progress_every;
+    w->qcap = conns * 2;
+    w->q = calloc(w->qcap, sizeof(*w->q));
+    if (w->q == NULL)
+        return cli_fail(CMD, "out of memory");
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->out_mu, NULL);
+    pthread_cond_init(&w->not_empty, NULL);
+    pthread_cond_init(&w->not_full, NULL);
+    pthread_cond_init(&w->stop_cv, NULL);
+    w->t0 = httpc_now();
+
+    pthread_t *thr = calloc(conns, sizeof(*thr)), pthr;
+    size_t started = 0;
+    bool progress_started = false;
+    for (; thr && started < conns; started++)
+        if (pthread_create(&thr[started], NULL, worker_main, w) != 0)
+            break;
+    if (started == 0) {
+        fclose(in);
+        free(thr);
+        return cli_fail(CMD, "cannot start threads");
+    }
+    if (!o->quiet && pthread_create(&pthr, NULL, progress_main, w) == 0)
+        progress_started = true;
+
+    uint64_t lines_read = 0;
+    int read_err = read_batches(w, in, o, &lines_read);
     if (in != stdin)
         fclose(in);
     if (read_err)
@@ -696,3 +616,68 @@ int cmd_write(int argc, char **argv)
     pthread_cond_destroy(&w->stop_cv);
     return ret;
 }
+
+static const cli_opt_t WRITE_OPTS[] = {
+    CLI_OPT_ROUTER,
+    CLI_OPT_U64(write_opts_t, batch_lines, "batch", 1, 10000000, " (1..10000000 lines)",
+                "--batch LINES", "lines per request (default 5000)"),
+    CLI_OPT_U64(write_opts_t, batch_bytes, "batch-bytes", 1024, (uint64_t)1 << 32,
+                " (1024..4294967296)", "--batch-bytes BYTES",
+                "bytes per request at most (default 8388608)"),
+    CLI_OPT_CHOICE(write_opts_t, precision, "precision", "ns|us|u|ms|s", " (ns|us|ms|s)",
+                   "--precision P", "ns|us|ms|s timestamps in FILE (default ns)"),
+    CLI_OPT_U64(write_opts_t, conns, "conns", 1, 256, " (1..256)", "--conns N",
+                "parallel connections (default 2)"),
+    CLI_OPT_CHOICE(write_opts_t, consistency, "consistency", CLI_CONSISTENCY_CHOICES,
+                   " (sync|quorum|async)", "--consistency C",
+                   "sync|quorum|async, overrides the cluster's write_consistency"),
+    {.name = "db",
+     .kind = CLI_STR,
+     .off = offsetof(write_opts_t, db),
+     .label = "--db NAME",
+     .help = "db parameter (accepted, ignored by Strata)"},
+    CLI_OPT_FLAG(write_opts_t, gzip, "gzip", "send Content-Encoding: gzip bodies"),
+    CLI_OPT_U64(write_opts_t, retries, "retries", 1, 1000, " (1..1000)", "--retries N",
+                "attempts per batch on 429/5xx/connection errors (default 8)"),
+    CLI_OPT_U64(write_opts_t, max_errors, "max-errors", 0, 1000000000, NULL, "--max-errors N",
+                "rejected lines to print (default 50; all are counted)"),
+    CLI_OPT_DURATION(write_opts_t, progress_every, "progress-interval", 0.1, false,
+                     "--progress-interval S",
+                     "seconds between progress lines when stderr is not a TTY\n"
+                     "(default 10; a TTY gets a live bar)"),
+    {.name = "quiet",
+     .kind = CLI_FLAG,
+     .off = offsetof(write_opts_t, quiet),
+     .short_name = 'q',
+     .label = "--quiet",
+     .help = "no progress output"},
+    CLI_OPT_TIMEOUT("per-request inactivity timeout"),
+    CLI_OPT_END,
+};
+
+static const write_opts_t WRITE_DEFAULTS = {.common = CLI_COMMON_DEFAULTS,
+                                            .batch_lines = 5000,
+                                            .batch_bytes = 8 << 20,
+                                            .conns = 2,
+                                            .retries = 8,
+                                            .max_errors = 50,
+                                            .precision = "ns",
+                                            .progress_every = 10};
+
+const cli_cmd_t cli_cmd_write = {
+    .name = "write",
+    .args = "FILE",
+    .summary = "load a line-protocol file ('-' = stdin)",
+    .synopsis = "write FILE [options]     (FILE '-' = stdin)",
+    .about = "Load an InfluxDB line-protocol file through POST /write.\n",
+    .footer = "\nPrints a summary line on stdout. Exit 1 if a batch could not be written\n"
+              "or the router rejected any line.\n",
+    .help_col = 26,
+    .min_args = 1,
+    .max_args = 1,
+    .too_many = "too many arguments",
+    .opts = WRITE_OPTS,
+    .opts_size = sizeof(write_opts_t),
+    .defaults = &WRITE_DEFAULTS,
+    .run = run_write,
+};

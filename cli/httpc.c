@@ -1,18 +1,28 @@
 /*
  * httpc — blocking HTTP/1.1 client. See httpc.h.
  *
- * Response parser states (httpc_resp_feed):
+ * The response parser is http-parser (HTTP_RESPONSE mode) driven by
+ * httpc_resp_feed(). The callbacks collect the status, the reason phrase and
+ * the two headers the CLI reads (Content-Type, Retry-After); Content-Length,
+ * chunked framing, keep-alive and read-until-close come from the parser.
+ * The callbacks that end a framing phase (headers complete, chunk header,
+ * chunk complete, message complete) pause the parser, so each
+ * http_parser_execute() call stays inside one phase and the bytes it consumed
+ * can be charged to that phase's limit:
  *
- *   HEAD --(1xx)--> HEAD
- *   HEAD --(HEAD request, 204, 304, Content-Length: 0)--> DONE
- *   HEAD --(chunked)--> CHUNK_SIZE --(n>0)--> CHUNK_DATA --> CHUNK_CRLF --> CHUNK_SIZE
- *                       CHUNK_SIZE --(0)--> TRAILER --(empty line)--> DONE
- *   HEAD --(Content-Length: n)--> BODY_LEN --(n bytes)--> DONE
- *   HEAD --(neither)--> BODY_EOF --(httpc_resp_eof)--> DONE
+ *   HEAD  status line + headers       at most HTTPC_MAX_HEAD      (ST_ELIMIT)
+ *   LINE  a chunk-size line           at most MAX_CHUNK_LINE      (ST_EPROTO)
+ *   DATA  body bytes (to the callback)
+ *   TRAIL the trailer after chunk 0   at most HTTPC_MAX_HEAD      (ST_ELIMIT)
+ *
+ * The message-complete pause also leaves any bytes after the message
+ * unconsumed. Interim 1xx responses are skipped; HEAD responses, 204 and 304
+ * have no body whatever their headers say.
  */
 #include "httpc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -33,17 +43,6 @@
 #define STRATA_VERSION "dev"
 #endif
 
-enum {
-    S_HEAD = 0,
-    S_BODY_LEN,
-    S_BODY_EOF,
-    S_CHUNK_SIZE,
-    S_CHUNK_DATA,
-    S_CHUNK_CRLF,
-    S_TRAILER,
-    S_DONE,
-};
-
 #define MAX_CHUNK_LINE 1024
 
 double httpc_now(void)
@@ -60,43 +59,39 @@ int httpc_url_parse(const char *s, httpc_url_t *out)
     memset(out, 0, sizeof(*out));
     if (s == NULL)
         return ST_EINVAL;
-    if (strncasecmp(s, "http://", 7) == 0)
-        s += 7;
-    else if (strstr(s, "://") != NULL)
-        return ST_EINVAL; /* https or anything else */
-    size_t alen = strcspn(s, "/?#");
-    const char *auth = s, *rest = s + alen;
-    if (alen == 0 || memchr(auth, '@', alen) != NULL || auth[0] == '[')
+    /* http-parser wants a scheme: add it to "HOST:PORT[/PREFIX]" */
+    char buf[1024];
+    bool has_scheme = strstr(s, "://") != NULL;
+    int n = snprintf(buf, sizeof(buf), "%s%s", has_scheme ? "" : "http://", s);
+    if (n < 0 || (size_t)n >= sizeof(buf))
         return ST_EINVAL;
-    const char *colon = memchr(auth, ':', alen);
-    size_t hlen = colon ? (size_t)(colon - auth) : alen;
-    if (hlen == 0 || hlen >= sizeof(out->host))
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(buf, (size_t)n, 0, &u) != 0)
         return ST_EINVAL;
-    memcpy(out->host, auth, hlen);
-    out->host[hlen] = '\0';
-    out->port = 80;
-    if (colon) {
-        const char *p = colon + 1, *end = auth + alen;
-        if (p == end || end - p > 5)
-            return ST_EINVAL;
-        unsigned long port = 0;
-        for (; p < end; p++) {
-            if (*p < '0' || *p > '9')
-                return ST_EINVAL;
-            port = port * 10 + (unsigned long)(*p - '0');
-        }
-        if (port == 0 || port > 65535)
-            return ST_EINVAL;
-        out->port = (uint16_t)port;
-    }
-    if (*rest == '?' || *rest == '#')
+#define HAS(f) ((u.field_set & (1 << (f))) != 0)
+#define OFF(f) (u.field_data[f].off)
+#define LEN(f) (u.field_data[f].len)
+    /* http only; no userinfo, query, fragment or IPv6 literal */
+    if (!HAS(UF_SCHEMA) || LEN(UF_SCHEMA) != 4 ||
+        strncasecmp(buf + OFF(UF_SCHEMA), "http", 4) != 0 || !HAS(UF_HOST) || LEN(UF_HOST) == 0 ||
+        HAS(UF_USERINFO) || HAS(UF_QUERY) || HAS(UF_FRAGMENT) || buf[OFF(UF_HOST) - 1] == '[' ||
+        LEN(UF_HOST) >= sizeof(out->host))
         return ST_EINVAL;
-    size_t plen = strlen(rest);
-    while (plen > 0 && rest[plen - 1] == '/')
+    if (HAS(UF_PORT) && (LEN(UF_PORT) == 0 || u.port == 0))
+        return ST_EINVAL;
+    memcpy(out->host, buf + OFF(UF_HOST), LEN(UF_HOST));
+    out->port = HAS(UF_PORT) ? u.port : 80;
+    size_t plen = HAS(UF_PATH) ? LEN(UF_PATH) : 0;
+    const char *path = buf + (HAS(UF_PATH) ? OFF(UF_PATH) : 0);
+#undef HAS
+#undef OFF
+#undef LEN
+    while (plen > 0 && path[plen - 1] == '/')
         plen--;
-    if (plen >= sizeof(out->prefix) || strpbrk(rest, "?# ") != NULL)
+    if (plen >= sizeof(out->prefix))
         return ST_EINVAL;
-    memcpy(out->prefix, rest, plen);
+    memcpy(out->prefix, path, plen);
     out->prefix[plen] = '\0';
     return 0;
 }
@@ -122,155 +117,217 @@ int httpc_query_escape(st_buf_t *b, const char *s)
 
 /* ---- response parser -------------------------------------------------------------------- */
 
+enum { PH_HEAD, PH_LINE, PH_DATA, PH_TRAIL };
+
+/* Append [at, at+n) to a NUL-terminated field of capacity cap, truncating. */
+static void field_append(char *dst, size_t cap, size_t *len, const char *at, size_t n)
+{
+    size_t room = *len + 1 < cap ? cap - 1 - *len : 0;
+    if (n > room)
+        n = room;
+    memcpy(dst + *len, at, n);
+    *len += n;
+    dst[*len] = '\0';
+}
+
+/* Drop trailing spaces and tabs of a NUL-terminated field. */
+static void field_rtrim(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+}
+
+/* A header's value is complete: keep it when it is one the CLI reads. */
+static void header_done(httpc_resp_t *r)
+{
+    struct httpc_resp_priv *v = &r->priv;
+    if (!v->in_value)
+        return;
+    v->in_value = false;
+    char *dst = NULL;
+    size_t cap = 0;
+    if (strcasecmp(v->name, "content-type") == 0) {
+        dst = r->content_type;
+        cap = sizeof(r->content_type);
+    } else if (strcasecmp(v->name, "retry-after") == 0) {
+        dst = r->retry_after;
+        cap = sizeof(r->retry_after);
+    }
+    if (dst != NULL) {
+        size_t n = strlen(v->value) < cap ? strlen(v->value) : cap - 1;
+        memcpy(dst, v->value, n);
+        dst[n] = '\0';
+        field_rtrim(dst);
+    }
+}
+
+static int on_message_begin(http_parser *p)
+{
+    httpc_resp_t *r = p->data;
+    r->reason[0] = r->content_type[0] = r->retry_after[0] = '\0';
+    r->priv.reason_len = r->priv.name_len = r->priv.value_len = 0;
+    r->priv.in_value = false;
+    return 0;
+}
+
+static int on_status(http_parser *p, const char *at, size_t n)
+{
+    httpc_resp_t *r = p->data;
+    field_append(r->reason, sizeof(r->reason), &r->priv.reason_len, at, n);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    httpc_resp_t *r = p->data;
+    struct httpc_resp_priv *v = &r->priv;
+    if (v->phase != PH_HEAD)
+        return 0; /* trailer fields are not read */
+    if (v->in_value) {
+        header_done(r);
+        v->name_len = 0;
+    }
+    field_append(v->name, sizeof(v->name), &v->name_len, at, n);
+    v->value_len = 0;
+    v->value[0] = '\0';
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    httpc_resp_t *r = p->data;
+    struct httpc_resp_priv *v = &r->priv;
+    if (v->phase != PH_HEAD)
+        return 0;
+    v->in_value = true;
+    field_append(v->value, sizeof(v->value), &v->value_len, at, n);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    httpc_resp_t *r = p->data;
+    header_done(r);
+    field_rtrim(r->reason);
+    r->status = p->status_code;
+    r->minor = p->http_minor;
+    if (p->http_major != 1 || r->status < 100 || r->status > 599) {
+        r->priv.cb_rc = ST_EPROTO;
+        return -1;
+    }
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    r->content_length = p->content_length == ULLONG_MAX ? -1 : (int64_t)p->content_length;
+    r->keep_alive = http_should_keep_alive(p) != 0;
+    r->priv.interim = r->status < 200 && r->status != 101;
+    if (!r->priv.interim)
+        r->head_done = true;
+    r->priv.next_phase = r->chunked ? PH_LINE : PH_DATA;
+    http_parser_pause(p, 1);
+    /* 1: no body (HEAD, 1xx, 204, 304) whatever Content-Length says */
+    return r->priv.head_request || r->status < 200 || r->status == 204 || r->status == 304;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    httpc_resp_t *r = p->data;
+    if (r->priv.fn != NULL) {
+        int rc = r->priv.fn(r->priv.ud, at, n);
+        if (rc < 0) {
+            r->priv.cb_rc = rc;
+            return -1;
+        }
+    }
+    r->body_bytes += n;
+    r->priv.fed_body += n;
+    return 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+    httpc_resp_t *r = p->data;
+    r->priv.next_phase = p->content_length == 0 ? PH_TRAIL : PH_DATA;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_chunk_complete(http_parser *p)
+{
+    httpc_resp_t *r = p->data;
+    if (r->priv.phase == PH_DATA) {
+        r->priv.next_phase = PH_LINE;
+        http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    httpc_resp_t *r = p->data;
+    if (r->priv.interim) { /* 100 Continue and friends: the real response follows */
+        r->priv.next_phase = PH_HEAD;
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    r->keep_alive = http_should_keep_alive(p) != 0;
+    r->done = true;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings SETTINGS = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
+};
+
 void httpc_resp_init(httpc_resp_t *r, bool head_request)
 {
     memset(r, 0, sizeof(*r));
     r->content_length = -1;
-    r->no_body = head_request;
-    r->state = S_HEAD;
+    r->priv.head_request = head_request;
+    http_parser_init(&r->priv.parser, HTTP_RESPONSE);
+    r->priv.parser.allow_chunked_length = 1; /* chunked wins over Content-Length */
+    r->priv.parser.data = r;
 }
 
-/* Find the end of the line starting at p: returns the index just past '\n', or 0. */
-static size_t line_end(const char *p, size_t n)
+/* Charge `n` framing bytes to the current phase; an error when over its limit. */
+static int charge(httpc_resp_t *r, size_t n)
 {
-    const char *nl = memchr(p, '\n', n);
-    return nl ? (size_t)(nl - p) + 1 : 0;
-}
-
-/* Trim a [s, s+n) slice of spaces, tabs and a trailing CR. */
-static void trim(const char **s, size_t *n)
-{
-    while (*n > 0 && ((*s)[*n - 1] == '\r' || (*s)[*n - 1] == '\n' || (*s)[*n - 1] == ' ' ||
-                      (*s)[*n - 1] == '\t'))
-        (*n)--;
-    while (*n > 0 && (**s == ' ' || **s == '\t')) {
-        (*s)++;
-        (*n)--;
-    }
-}
-
-static bool has_token(const char *v, size_t n, const char *tok)
-{
-    size_t tl = strlen(tok);
-    for (size_t i = 0; i + tl <= n; i++) {
-        if (strncasecmp(v + i, tok, tl) == 0 && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-            (i + tl == n || v[i + tl] == ',' || v[i + tl] == ' ' || v[i + tl] == ';'))
-            return true;
-    }
-    return false;
-}
-
-static void copy_value(char *dst, size_t cap, const char *v, size_t n)
-{
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, v, n);
-    dst[n] = '\0';
-}
-
-/* Parse a complete head [p, p+n) (ending with the empty line). */
-static int parse_head(httpc_resp_t *r, const char *p, size_t n)
-{
-    size_t ll = line_end(p, n);
-    const char *l = p;
-    size_t len = ll;
-    trim(&l, &len);
-    /* "HTTP/1.x SSS[ reason]" */
-    if (len < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[7] < '0' || l[7] > '9' || l[8] != ' ')
+    struct httpc_resp_priv *v = &r->priv;
+    v->phase_bytes += n;
+    if (v->phase == PH_LINE && v->phase_bytes > MAX_CHUNK_LINE)
         return ST_EPROTO;
-    r->minor = l[7] - '0';
-    if (l[9] < '1' || l[9] > '5' || l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
-        return ST_EPROTO;
-    if (len > 12 && l[12] != ' ')
-        return ST_EPROTO;
-    r->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
-    r->reason[0] = '\0';
-    if (len > 13)
-        copy_value(r->reason, sizeof(r->reason), l + 13, len - 13);
-    bool conn_close = false, conn_keep = false;
-    int64_t cl = -1;
-    r->chunked = false;
-    r->content_type[0] = r->retry_after[0] = '\0';
-    for (size_t off = ll; off < n;) {
-        size_t e = line_end(p + off, n - off);
-        if (e == 0)
-            return ST_EPROTO;
-        const char *h = p + off;
-        size_t hl = e;
-        off += e;
-        while (hl > 0 && (h[hl - 1] == '\n' || h[hl - 1] == '\r'))
-            hl--;
-        if (hl == 0)
-            break; /* the empty line */
-        if (h[0] == ' ' || h[0] == '\t')
-            return ST_EPROTO; /* obsolete line folding */
-        const char *colon = memchr(h, ':', hl);
-        if (colon == NULL || colon == h)
-            return ST_EPROTO;
-        size_t nl = (size_t)(colon - h);
-        const char *v = colon + 1;
-        size_t vl = hl - nl - 1;
-        trim(&v, &vl);
-#define HNAME(s) (nl == sizeof(s) - 1 && strncasecmp(h, s, nl) == 0)
-        if (HNAME("content-length")) {
-            if (vl == 0 || vl > 18)
-                return ST_EPROTO;
-            int64_t x = 0;
-            for (size_t i = 0; i < vl; i++) {
-                if (v[i] < '0' || v[i] > '9')
-                    return ST_EPROTO;
-                x = x * 10 + (v[i] - '0');
-            }
-            if (cl >= 0 && cl != x)
-                return ST_EPROTO; /* conflicting lengths */
-            cl = x;
-        } else if (HNAME("transfer-encoding")) {
-            if (has_token(v, vl, "chunked"))
-                r->chunked = true;
-        } else if (HNAME("connection")) {
-            if (has_token(v, vl, "close"))
-                conn_close = true;
-            if (has_token(v, vl, "keep-alive"))
-                conn_keep = true;
-        } else if (HNAME("content-type")) {
-            copy_value(r->content_type, sizeof(r->content_type), v, vl);
-        } else if (HNAME("retry-after")) {
-            copy_value(r->retry_after, sizeof(r->retry_after), v, vl);
-        }
-#undef HNAME
-    }
-    r->content_length = cl;
-    r->keep_alive = r->minor >= 1 ? !conn_close : (conn_keep && !conn_close);
+    if ((v->phase == PH_HEAD || v->phase == PH_TRAIL) && v->phase_bytes > HTTPC_MAX_HEAD)
+        return ST_ELIMIT;
     return 0;
 }
 
-/* Parse a chunk-size line [p, p+n) (including its newline). */
-static int parse_chunk_size(const char *p, size_t n, uint64_t *out)
+/* One http_parser_execute() step over [buf, buf+len); *used = bytes consumed. */
+static int step(httpc_resp_t *r, const char *buf, size_t len, size_t *used)
 {
-    uint64_t x = 0;
-    size_t i = 0;
-    for (; i < n; i++) {
-        char c = p[i];
-        int d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            break;
-        if (x >> 58)
-            return ST_EPROTO; /* absurd size */
-        x = x * 16 + (uint64_t)d;
+    struct httpc_resp_priv *v = &r->priv;
+    v->fed_body = 0;
+    v->next_phase = v->phase;
+    *used = http_parser_execute(&v->parser, &SETTINGS, buf, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&v->parser);
+    if (e == HPE_PAUSED)
+        http_parser_pause(&v->parser, 0);
+    else if (e != HPE_OK)
+        return v->cb_rc < 0 ? v->cb_rc : ST_EPROTO;
+    int rc = charge(r, *used - v->fed_body);
+    if (rc < 0)
+        return rc;
+    if (v->next_phase != v->phase) {
+        v->phase = v->next_phase;
+        v->phase_bytes = 0;
     }
-    if (i == 0)
-        return ST_EPROTO;
-    while (i < n && (p[i] == ' ' || p[i] == '\t'))
-        i++;
-    if (i < n && p[i] != ';' && p[i] != '\r' && p[i] != '\n')
-        return ST_EPROTO;
-    *out = x;
     return 0;
 }
 
@@ -279,147 +336,28 @@ int httpc_resp_feed(httpc_resp_t *r, const char *buf, size_t len, size_t *consum
 {
     size_t pos = 0;
     int rc = 0;
-    while (r->state != S_DONE) {
-        const char *p = buf + pos;
-        size_t avail = len - pos;
-        switch (r->state) {
-        case S_HEAD: {
-            /* find the empty line that ends the head */
-            size_t off = 0, end = 0;
-            while (off < avail) {
-                size_t e = line_end(p + off, avail - off);
-                if (e == 0)
-                    break;
-                if (e == 1 || (e == 2 && p[off] == '\r')) {
-                    end = off + e;
-                    break;
-                }
-                off += e;
-            }
-            if (end == 0) {
-                if (avail >= HTTPC_MAX_HEAD) {
-                    rc = ST_ELIMIT;
-                    goto out;
-                }
-                goto out; /* need more */
-            }
-            if (end > HTTPC_MAX_HEAD) {
-                rc = ST_ELIMIT;
-                goto out;
-            }
-            if ((rc = parse_head(r, p, end)) < 0)
-                goto out;
-            pos += end;
-            if (r->status >= 100 && r->status < 200 && r->status != 101)
-                break; /* interim response: parse the next head */
-            r->head_done = true;
-            if (r->no_body || r->status == 204 || r->status == 304 || r->status == 101 ||
-                (!r->chunked && r->content_length == 0)) {
-                r->state = S_DONE;
-            } else if (r->chunked) {
-                r->state = S_CHUNK_SIZE;
-            } else if (r->content_length > 0) {
-                r->remaining = (uint64_t)r->content_length;
-                r->state = S_BODY_LEN;
-            } else {
-                r->keep_alive = false;
-                r->state = S_BODY_EOF;
-            }
+    r->priv.fn = fn;
+    r->priv.ud = ud;
+    while (!r->done && pos < len) {
+        size_t used;
+        rc = step(r, buf + pos, len - pos, &used);
+        pos += used;
+        if (rc < 0)
             break;
-        }
-        case S_BODY_LEN:
-        case S_BODY_EOF:
-        case S_CHUNK_DATA: {
-            if (avail == 0)
-                goto out;
-            size_t n = avail;
-            if (r->state != S_BODY_EOF && n > r->remaining)
-                n = (size_t)r->remaining;
-            if (fn && (rc = fn(ud, p, n)) < 0)
-                goto out;
-            r->body_bytes += n;
-            pos += n;
-            if (r->state != S_BODY_EOF) {
-                r->remaining -= n;
-                if (r->remaining == 0)
-                    r->state = r->state == S_BODY_LEN ? S_DONE : S_CHUNK_CRLF;
-            }
-            break;
-        }
-        case S_CHUNK_SIZE: {
-            size_t e = line_end(p, avail);
-            if (e == 0) {
-                if (avail > MAX_CHUNK_LINE)
-                    rc = ST_EPROTO;
-                goto out;
-            }
-            uint64_t sz;
-            if ((rc = parse_chunk_size(p, e, &sz)) < 0)
-                goto out;
-            pos += e;
-            if (sz == 0) {
-                r->remaining = 0; /* trailer bytes seen */
-                r->state = S_TRAILER;
-            } else {
-                r->remaining = sz;
-                r->state = S_CHUNK_DATA;
-            }
-            break;
-        }
-        case S_CHUNK_CRLF:
-            if (avail == 0)
-                goto out;
-            if (p[0] == '\n') {
-                pos += 1;
-            } else if (p[0] == '\r') {
-                if (avail < 2)
-                    goto out;
-                if (p[1] != '\n') {
-                    rc = ST_EPROTO;
-                    goto out;
-                }
-                pos += 2;
-            } else {
-                rc = ST_EPROTO;
-                goto out;
-            }
-            r->state = S_CHUNK_SIZE;
-            break;
-        case S_TRAILER: {
-            size_t e = line_end(p, avail);
-            if (e == 0) {
-                if (avail > HTTPC_MAX_HEAD)
-                    rc = ST_ELIMIT;
-                goto out;
-            }
-            r->remaining += e;
-            if (r->remaining > HTTPC_MAX_HEAD) {
-                rc = ST_ELIMIT;
-                goto out;
-            }
-            pos += e;
-            if (e == 1 || (e == 2 && p[0] == '\r'))
-                r->state = S_DONE;
-            break;
-        }
-        }
     }
-out:
     *consumed = pos;
     if (rc < 0)
         return rc;
-    if (r->state == S_DONE) {
-        r->done = true;
-        return 1;
-    }
-    return 0;
+    return r->done ? 1 : 0;
 }
 
 int httpc_resp_eof(httpc_resp_t *r)
 {
-    if (r->state == S_BODY_EOF) {
-        r->state = S_DONE;
-        r->done = true;
+    if (!r->done) {
+        size_t used;
+        r->priv.fn = NULL;
+        if (step(r, NULL, 0, &used) < 0)
+            return ST_ECLOSED;
     }
     return r->done ? 1 : ST_ECLOSED;
 }
@@ -599,17 +537,8 @@ static int attempt(httpc_conn_t *c, const st_buf_t *head, const void *body, size
     if (rc < 0)
         return rc;
     httpc_resp_init(resp, head_req);
-    size_t have = 0;
     for (;;) {
-        if (have == c->rcap) {
-            /* an incomplete head or chunk line fills the buffer: grow (bounded by the parser) */
-            char *nb = realloc(c->rbuf, c->rcap * 2);
-            if (nb == NULL)
-                return ST_ENOMEM;
-            c->rbuf = nb;
-            c->rcap *= 2;
-        }
-        ssize_t n = recv(c->fd, c->rbuf + have, c->rcap - have, 0);
+        ssize_t n = recv(c->fd, c->rbuf, c->rcap, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -630,9 +559,8 @@ static int attempt(httpc_conn_t *c, const st_buf_t *head, const void *body, size
             return rc < 0 ? rc : 0;
         }
         *got_bytes = true;
-        have += (size_t)n;
-        size_t used = 0;
-        rc = httpc_resp_feed(resp, c->rbuf, have, &used, fn, ud);
+        size_t used = 0; /* the parser keeps its own state: all bytes up to the message end go */
+        rc = httpc_resp_feed(resp, c->rbuf, (size_t)n, &used, fn, ud);
         if (rc < 0) {
             if (rc == ST_EPROTO || rc == ST_ELIMIT)
                 snprintf(c->err, sizeof(c->err), "malformed HTTP response from %s:%u (%s)",
@@ -641,8 +569,6 @@ static int attempt(httpc_conn_t *c, const st_buf_t *head, const void *body, size
         }
         if (rc == 1)
             return 0; /* bytes after the message (none without pipelining) are dropped */
-        memmove(c->rbuf, c->rbuf + used, have - used);
-        have -= used;
     }
 }
 

@@ -4,14 +4,15 @@
  * Two layers, kept apart so the first can be unit-tested without sockets:
  *
  *  1. Pure parsing (no I/O):
- *     - httpc_url_parse()   "http://host:port/prefix" -> host, port, path prefix.
- *     - httpc_resp_feed()   an incremental HTTP/1.1 response parser over a
- *       caller-owned buffer (Redis' processMultibulkBuffer style): it consumes
- *       what it can, hands body bytes to a callback (de-chunked), and says
- *       "need more bytes" (0), "message complete" (1) or an ST_E* error.
- *       It understands Content-Length, Transfer-Encoding: chunked (sizes,
- *       extensions, trailers), read-until-close bodies, 1xx interim responses,
- *       and bodiless statuses (204, 304, responses to HEAD).
+ *     - httpc_url_parse()   "http://host:port/prefix" -> host, port, path prefix
+ *       (http_parser_parse_url() with the CLI's rules on top).
+ *     - httpc_resp_feed()   an incremental HTTP/1.1 response parser: http-parser
+ *       (HTTP_RESPONSE mode) with the CLI's limits on top. It takes bytes as
+ *       they arrive (any split), hands body bytes to a callback (de-chunked),
+ *       and says "need more bytes" (0), "message complete" (1) or an ST_E*
+ *       error. Content-Length, Transfer-Encoding: chunked (sizes, extensions,
+ *       trailers), read-until-close bodies, 1xx interim responses, and
+ *       bodiless statuses (204, 304, responses to HEAD) are handled.
  *
  *  2. A connection (httpc_conn_t): one IPv4 TCP socket with keep-alive,
  *     TCP_NODELAY, a connect timeout and a per-read/write inactivity timeout.
@@ -28,6 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <http_parser.h>
 
 #include "st_buf.h"
 
@@ -72,23 +75,34 @@ typedef struct httpc_resp {
     char content_type[128];
     char retry_after[32]; /* raw Retry-After value, "" if none */
     uint64_t body_bytes;  /* de-chunked body bytes delivered so far */
-    /* internal */
-    int state;
-    bool no_body; /* request was HEAD */
-    uint64_t remaining;
+    /* internal: the parser and what its callbacks collect */
+    struct httpc_resp_priv {
+        http_parser parser;
+        bool head_request;
+        bool interim; /* the current head is a 1xx */
+        bool in_value;
+        int phase, next_phase; /* framing phase (httpc.c) and the one a callback switched to */
+        uint64_t phase_bytes;  /* framing bytes consumed in this phase */
+        size_t fed_body;       /* body bytes of the current execute step */
+        int cb_rc;             /* the error a callback stopped the parser with */
+        httpc_body_fn fn;
+        void *ud;
+        size_t reason_len, name_len, value_len;
+        char name[32];
+        char value[160];
+    } priv;
 } httpc_resp_t;
 
 /* Reset for a new response; `head_request` = the request method was HEAD. */
 void httpc_resp_init(httpc_resp_t *r, bool head_request);
 
 /*
- * Feed bytes [buf, buf+len). Sets *consumed to the bytes used (the caller
- * drops them and keeps the rest, e.g. the start of an incomplete header block
- * or chunk-size line, to feed again with more bytes appended). Body bytes go
- * to `fn` (may be NULL to discard).
+ * Feed bytes [buf, buf+len). Sets *consumed to the bytes used: all of them
+ * until the message is complete, then none past its end (the caller keeps
+ * the rest). Body bytes go to `fn` (may be NULL to discard).
  * Returns 1 when the message is complete (r->done), 0 when more bytes are
- * needed, or ST_EPROTO (malformed), ST_ELIMIT (head over HTTPC_MAX_HEAD),
- * or what `fn` returned.
+ * needed, or ST_EPROTO (malformed, or a chunk-size line over 1 KiB),
+ * ST_ELIMIT (head or trailer over HTTPC_MAX_HEAD), or what `fn` returned.
  */
 int httpc_resp_feed(httpc_resp_t *r, const char *buf, size_t len, size_t *consumed /* OUT */,
                     httpc_body_fn fn, void *ud);

@@ -6,7 +6,7 @@ set -euo pipefail
 # and tests/bench/query_bench.py (the tests start their own on 127.0.0.1).
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
-      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev
+      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
       python3 curl procps prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
