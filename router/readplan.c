@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_buf.h"
 #include "st_err.h"
 
 /* Append shard s to the group of `node` among groups [from, ng). */
@@ -18,14 +19,8 @@ static int add(readplan_t *p, size_t from, uint32_t node, uint32_t s)
         if (p->g[gi].node == node)
             break;
     if (gi == p->ng) {
-        if (p->ng == p->cap) {
-            size_t cap = p->cap ? p->cap * 2 : 8;
-            readplan_group_t *ng = realloc(p->g, cap * sizeof *ng);
-            if (!ng)
-                return ST_ENOMEM;
-            p->g = ng;
-            p->cap = cap;
-        }
+        if (p->ng == p->cap && st_grow(&p->g, &p->cap, sizeof *p->g, 8))
+            return ST_ENOMEM;
         p->g[gi].node = node;
         p->g[gi].n = 0;
         p->g[gi].shards = malloc(topo_shards(p->t) * sizeof *p->g[gi].shards);

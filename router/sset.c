@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_buf.h"
 #include "st_err.h"
 #include "wire.h"
 
@@ -65,14 +66,8 @@ int sset_add_page(sset_t *ss, const uint8_t *p, size_t len, int *done, uint32_t 
             wire_series_t ws;
             if ((rc = wire_series_decode(f.data, f.len, &ws)) < 0)
                 return rc;
-            if (ss->n == ss->cap) {
-                size_t cap = ss->cap ? ss->cap * 2 : 64;
-                sset_series_t *ns = realloc(ss->s, cap * sizeof *ns);
-                if (!ns)
-                    return ST_ENOMEM;
-                ss->s = ns;
-                ss->cap = cap;
-            }
+            if (ss->n == ss->cap && st_grow(&ss->s, &ss->cap, sizeof *ss->s, 64))
+                return ST_ENOMEM;
             sset_series_t *fs = &ss->s[ss->n];
             memset(fs, 0, sizeof *fs);
             fs->labels = calloc(ws.nlabels ? ws.nlabels : 1, sizeof *fs->labels);

@@ -81,3 +81,18 @@ int st_buf_put_svarint(st_buf_t *b, int64_t v)
 {
     return st_buf_put_uvarint(b, st_zigzag(v));
 }
+
+int st_grow(void *parr, size_t *cap, size_t size, size_t first)
+{
+    size_t nc = *cap ? *cap * 2 : first;
+    if (nc < *cap || nc > SIZE_MAX / size)
+        return ST_ENOMEM;
+    void *old;
+    memcpy(&old, parr, sizeof old);
+    void *p = realloc(old, nc * size);
+    if (!p)
+        return ST_ENOMEM;
+    memcpy(parr, &p, sizeof p);
+    *cap = nc;
+    return 0;
+}

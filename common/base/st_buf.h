@@ -31,6 +31,15 @@ int st_buf_put_uvarint(st_buf_t *b, uint64_t v);
 int st_buf_put_svarint(st_buf_t *b, int64_t v);
 /* Append a string literal (its length known at compile time). */
 #define ST_BUF_LIT(b, lit) st_buf_append((b), (lit), sizeof(lit) - 1)
+/*
+ * Growable arrays: make room for element n (0-based) of the array whose
+ * pointer is at *parr and whose capacity (in elements of `size` bytes) is
+ * *cap: when n == *cap the capacity doubles (starting at `first`). On
+ * failure the array is unchanged and ST_ENOMEM returned. Use:
+ *   if (x->n == x->cap && st_grow(&x->items, &x->cap, sizeof *x->items, 16))
+ *       return ST_ENOMEM;
+ */
+int st_grow(void *parr, size_t *cap, size_t size, size_t first);
 static inline void st_buf_reset(st_buf_t *b)
 {
     b->len = 0;

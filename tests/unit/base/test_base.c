@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -101,6 +102,26 @@ static void test_utf8(void **state)
     assert_false(st_utf8_valid("\xe2\x82", 2));         /* truncated */
 }
 
+static void test_grow(void **state)
+{
+    uint64_t *a = NULL;
+    size_t n = 0, cap = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        if (n == cap)
+            assert_int_equal(st_grow(&a, &cap, sizeof *a, 4), 0);
+        assert_true(n < cap);
+        a[n++] = i * 7;
+    }
+    assert_int_equal(cap, 1024); /* 4, 8, ... doubling */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(a[i], i * 7);
+    /* an impossible size fails and leaves the array as it was */
+    size_t big = SIZE_MAX / 2 + 1;
+    assert_int_equal(st_grow(&a, &big, sizeof *a, 4), ST_ENOMEM);
+    assert_int_equal(a[999], 999 * 7);
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -110,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_crc32c_known),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
