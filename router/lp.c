@@ -887,6 +887,38 @@ static int bad_char(lp_parser_t *P, const char *p, int in_fields, const char *wh
  * success *eolp is the end of the point (at LF, CR LF, or lim) and *nlp the
  * number of newlines inside string values.
  */
+/*
+ * A tag key (in_fields 0) or field key (1) at *pp, which must be followed by
+ * '=': scanned, checked for UTF-8 and unescaped into (*name, *len). The one
+ * place both keys are read, so their rules and messages cannot drift apart.
+ * On success *pp points at the '='.
+ */
+static int parse_key(lp_parser_t *P, const char **pp, const char *lim, const char *end,
+                     int in_fields, const char **name, uint32_t *len)
+{
+    const char *what = in_fields ? "field key" : "tag key";
+    const char *k = *pp;
+    int esc = 0, rc;
+    unsigned hb = 0;
+    const char *p = scan_name(k, lim, K_KEY, &esc, &hb);
+    if (p == k || !(p < lim && *p == '=')) {
+        if (p < lim && (CL(*p) & C_CTRL) && !at_eol(p, lim, end))
+            return bad_char(P, p, in_fields, what);
+        if (p == k)
+            return fail(P, p, in_fields, 0, ST_EPARSE, "empty %s", what);
+        return fail(P, p, in_fields, 0, ST_EPARSE, "missing '=' after %s '%s'", what,
+                    qt(P, 0, k, (size_t)(p - k)));
+    }
+    *name = k;
+    *len = (uint32_t)(p - k);
+    if ((hb & 0x80) && !st_utf8_valid(k, *len))
+        return fail(P, p, in_fields, 0, ST_EINVAL, "%s is not valid UTF-8", what);
+    if (esc && (rc = unescape(P, k, *len, C_KESC, name, len)))
+        return rc;
+    *pp = p;
+    return 0;
+}
+
 static int parse_line(lp_parser_t *P, const char *s, const char *lim, const char *end,
                       lp_point_t *pt, const char **eolp, uint64_t *nlp)
 {
@@ -912,29 +944,11 @@ static int parse_line(lp_parser_t *P, const char *s, const char *lim, const char
     /* tags */
     uint32_t nt = 0;
     while (p < lim && *p == ',') {
-        const char *k = ++p;
-        esc = 0;
-        hb = 0;
-        p = scan_name(p, lim, K_KEY, &esc, &hb);
-        if (p == k) {
-            if (p < lim && (CL(*p) & C_CTRL) && !at_eol(p, lim, end))
-                return bad_char(P, p, 0, "tag key");
-            return fail(P, p, 0, 0, ST_EPARSE, "empty tag key");
-        }
-        if (!(p < lim && *p == '=')) {
-            if (p < lim && (CL(*p) & C_CTRL) && !at_eol(p, lim, end))
-                return bad_char(P, p, 0, "tag key");
-            return fail(P, p, 0, 0, ST_EPARSE, "missing '=' after tag key '%s'",
-                        qt(P, 0, k, (size_t)(p - k)));
-        }
+        p++;
         if (nt == P->tags_cap && grow((void **)&P->tags, &P->tags_cap, sizeof *P->tags))
             return ST_ENOMEM;
         st_label_t *t = &P->tags[nt];
-        t->name = k;
-        t->name_len = (uint32_t)(p - k);
-        if ((hb & 0x80) && !st_utf8_valid(k, t->name_len))
-            return fail(P, p, 0, 0, ST_EINVAL, "tag key is not valid UTF-8");
-        if (esc && (rc = unescape(P, k, t->name_len, C_KESC, &t->name, &t->name_len)))
+        if ((rc = parse_key(P, &p, lim, end, 0, &t->name, &t->name_len)))
             return rc;
         const char *v = ++p;
         esc = 0;
@@ -982,32 +996,13 @@ static int parse_line(lp_parser_t *P, const char *s, const char *lim, const char
     P->dedup_ready = 0;
     uint64_t nl = 0;
     for (;;) {
-        const char *k = p;
-        esc = 0;
-        hb = 0;
-        p = scan_name(p, lim, K_KEY, &esc, &hb);
-        if (p == k) {
-            if (p < lim && (CL(*p) & C_CTRL) && !at_eol(p, lim, end))
-                return bad_char(P, p, 1, "field key");
-            return fail(P, p, 1, 0, ST_EPARSE, "empty field key");
-        }
-        if (!(p < lim && *p == '=')) {
-            if (p < lim && (CL(*p) & C_CTRL) && !at_eol(p, lim, end))
-                return bad_char(P, p, 1, "field key");
-            return fail(P, p, 1, 0, ST_EPARSE, "missing '=' after field key '%s'",
-                        qt(P, 0, k, (size_t)(p - k)));
-        }
         lp_field_t fld;
-        fld.name = k;
-        fld.name_len = (uint32_t)(p - k);
         fld.i = 0;
         fld.u = 0;
         fld.str = NULL;
         fld.str_len = 0;
         fld.value = 0;
-        if ((hb & 0x80) && !st_utf8_valid(k, fld.name_len))
-            return fail(P, p, 1, 0, ST_EINVAL, "field key is not valid UTF-8");
-        if (esc && (rc = unescape(P, k, fld.name_len, C_KESC, &fld.name, &fld.name_len)))
+        if ((rc = parse_key(P, &p, lim, end, 1, &fld.name, &fld.name_len)))
             return rc;
         p++;
         if (at_eol(p, lim, end) || *p == ',' || *p == ' ')
