@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "node_repl.h"
+#include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
 
@@ -173,18 +174,6 @@ static int parse_rpc_listen(const char *s, topo_addr_t *addr, char *host, size_t
     return 0;
 }
 
-/* The thread pool runs every engine call: at least 4 threads, 2 per CPU
- * (unless UV_THREADPOOL_SIZE is set). */
-static void size_thread_pool(void)
-{
-    if (getenv("UV_THREADPOOL_SIZE"))
-        return;
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    char tp[32];
-    snprintf(tp, sizeof tp, "%ld", nproc * 2 < 4 ? 4 : nproc * 2);
-    setenv("UV_THREADPOOL_SIZE", tp, 1);
-}
-
 static void on_closed(void *arg)
 {
     (void)arg;
@@ -233,7 +222,9 @@ static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me
 int node_start(node_t *n, const node_opts_t *o)
 {
     signal(SIGPIPE, SIG_IGN);
-    size_thread_pool();
+    /* The thread pool runs every engine call: at least 4 threads, 2 per CPU
+     * (unless UV_THREADPOOL_SIZE is set). */
+    net_thread_pool_size(2, 4);
     n->loop = uv_default_loop();
     n->engines = calloc(topo_shards(n->topo), sizeof *n->engines);
     if (!n->engines || metrics_create(&n->metrics) || node_metrics_register(n)) {

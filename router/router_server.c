@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "router.h"
+#include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "st_text.h"
@@ -337,18 +338,6 @@ int router_server_check(router_server_t *s)
     return 0;
 }
 
-/* Threads for the CPU work of requests: one per CPU, at least 2 (unless
- * UV_THREADPOOL_SIZE is set). */
-static void size_thread_pool(void)
-{
-    if (getenv("UV_THREADPOOL_SIZE"))
-        return;
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    char tp[32];
-    snprintf(tp, sizeof tp, "%ld", nproc < 2 ? 2 : nproc);
-    setenv("UV_THREADPOOL_SIZE", tp, 1);
-}
-
 static int register_metrics(router_t *r)
 {
     const struct {
@@ -432,7 +421,9 @@ int router_server_start(router_server_t *s)
 {
     router_t *r = &s->r;
     signal(SIGPIPE, SIG_IGN);
-    size_thread_pool();
+    /* Threads for the CPU work of requests: one per CPU, at least 2 (unless
+     * UV_THREADPOOL_SIZE is set). */
+    net_thread_pool_size(1, 2);
     snprintf(r->listen, sizeof r->listen, "router:%s", s->listen);
     r->loop = uv_default_loop();
     r->timeout_ms = topo_router(r->topo)->request_timeout_ms;

@@ -2,10 +2,12 @@
 #include "net_listen.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <unistd.h>
 
 #include "st_err.h"
 
@@ -86,4 +88,14 @@ int net_accept(uv_stream_t *ls, uv_tcp_t *tcp, char *peer, size_t cap)
     else
         net_addr_name(&ss, peer, cap);
     return 0;
+}
+
+void net_thread_pool_size(long per_cpu, long min)
+{
+    if (getenv("UV_THREADPOOL_SIZE"))
+        return;
+    long n = sysconf(_SC_NPROCESSORS_ONLN) * per_cpu;
+    char tp[32];
+    snprintf(tp, sizeof tp, "%ld", n < min ? min : n);
+    setenv("UV_THREADPOOL_SIZE", tp, 1);
 }

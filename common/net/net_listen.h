@@ -5,6 +5,9 @@
  * (so port 0, "any free port", can be reported); accept a connection (no
  * Nagle delay) and name its peer ("1.2.3.4:5678", "[::1]:5678").
  *
+ * Also the libuv thread pool's size, which both daemons set before their
+ * loop starts.
+ *
  * Errors come back as libuv codes (UV_EADDRINUSE, ...) so each server keeps
  * its own mapping to ST_E* codes. Closing the handle stays the caller's.
  */
@@ -37,5 +40,11 @@ int net_accept(uv_stream_t *ls, uv_tcp_t *tcp, char *peer, size_t cap);
 /* "ip:port" (IPv4) or "[ip]:port" (IPv6) of ss into out; 0, or -1 and ""
  * for another address family. */
 int net_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap);
+
+/*
+ * Unless UV_THREADPOOL_SIZE is set, size libuv's thread pool to per_cpu
+ * threads per online CPU, at least min. Call before the first uv_queue_work.
+ */
+void net_thread_pool_size(long per_cpu, long min);
 
 #endif
