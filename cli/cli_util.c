@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- durations and times ---------------------------------------------------------------- */
 
@@ -428,20 +429,6 @@ int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *b
 
 /* ---- series, CSV, times ---------------------------------------------------------------------- */
 
-static bool plain_name(const char *s, size_t n, bool metric)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                  (metric && c == ':') || (i > 0 && c >= '0' && c <= '9');
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 static int put_quoted(st_buf_t *b, const char *s, size_t n)
 {
     int rc = st_buf_put_u8(b, '"');
@@ -462,7 +449,7 @@ int cli_fmt_series(st_buf_t *b, json_t *metric)
     const char *nm = json_string_value(name);
     size_t nm_len = json_string_length(name);
     int rc = 0;
-    bool name_inside = nm && !plain_name(nm, nm_len, true);
+    bool name_inside = nm && !st_prom_metric_name_ok(nm, nm_len);
     if (nm && !name_inside)
         rc = st_buf_append(b, nm, nm_len);
     const char *key;
@@ -492,7 +479,8 @@ int cli_fmt_series(st_buf_t *b, json_t *metric)
         first = false;
         size_t kl = strlen(key), vl;
         if (rc == 0)
-            rc = plain_name(key, kl, false) ? st_buf_append(b, key, kl) : put_quoted(b, key, kl);
+            rc =
+                st_prom_label_name_ok(key, kl) ? st_buf_append(b, key, kl) : put_quoted(b, key, kl);
         if (rc == 0)
             rc = st_buf_put_u8(b, '=');
         char nb[CLI_JSON_NUMBUF];
