@@ -30,6 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus /* C linkage for the engine and the base headers it brings */
+extern "C" {
+#endif
+
 #include "st_err.h"
 #include "st_labels.h"
 #include "st_matcher.h"
@@ -148,5 +152,9 @@ typedef struct engine_stats {
     uint64_t wal_syncs;
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,5 +1,4 @@
-/* example — embed a local time-series store: write, flush, close, reopen, read back
- * (docs/embedding.md). */
+/* example — a local time-series store: write, flush, close, reopen, read back. */
 #include <stdio.h>
 #include <strata/engine.h>
 
@@ -16,8 +15,8 @@ int main(int argc, char **argv)
     engine_opts_default(&o);
     o.wal_durability = ENGINE_WAL_EVERY_WRITE; /* acknowledged = on disk */
     engine_t *e;
-    int rc = engine_open(dir, &o, &e);
-    if (rc)
+    int rc;
+    if ((rc = engine_open(dir, &o, &e)))
         return fail("open", rc);
     st_label_t l[2] = {{"__name__", "cpu", 8, 3}, {"host", "a", 4, 1}}; /* sorted by name */
     int64_t ts[3] = {1000, 2000, 3000};
