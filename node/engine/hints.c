@@ -342,8 +342,7 @@ static int rotate(hints_t *h)
     st_store_u32le(b + 8, HINTS_VERSION);
     st_store_u32le(b + 12, seq);
     st_store_u32le(b + 16, st_crc32c(0, b, 16));
-    struct iovec v = {b, SHDR};
-    if (st_pwritev_all(fd, &v, 1, 0) != 0 || fdatasync(fd) != 0 || fsync(h->dirfd) != 0)
+    if (st_pwrite_all(fd, b, SHDR, 0) != 0 || fdatasync(fd) != 0 || fsync(h->dirfd) != 0)
         goto fail;
     if (seg_push(h, seq, SHDR, 0) != 0)
         goto fail;
