@@ -29,7 +29,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,38 +39,8 @@
 
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_varint.h"
-
-static __thread char last_error[512];
-
-const char *engine_last_error(void)
-{
-    return last_error;
-}
-
-void engine_set_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-}
-
-int64_t engine_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-int64_t engine_part_start(const engine_t *e, int64_t ts)
-{
-    int64_t p = e->o.partition_ms;
-    int64_t q = ts / p;
-    if (ts % p < 0)
-        q--;
-    return q * p;
-}
 
 void engine_opts_default(engine_opts_t *o)
 {
@@ -83,6 +52,15 @@ void engine_opts_default(engine_opts_t *o)
     o->memtable_max_age_ms = 60000;
     o->background = 1;
 }
+
+/* The public durability modes are the WAL's own, value for value (engine.h
+ * stays free of internal headers), and engine_str_cb is idx's callback type. */
+_Static_assert(ENGINE_WAL_EVERY_WRITE == (int)WAL_EVERY_WRITE, "WAL mode values differ");
+_Static_assert(ENGINE_WAL_PERIODIC == (int)WAL_PERIODIC, "WAL mode values differ");
+_Static_assert(ENGINE_WAL_OS_DEFAULT == (int)WAL_OS_DEFAULT, "WAL mode values differ");
+_Static_assert(ENGINE_WAL_NONE == (int)WAL_NONE, "WAL mode values differ");
+_Static_assert(_Generic((engine_str_cb)0, idx_str_cb : 1, default : 0),
+               "engine_str_cb and idx_str_cb differ");
 
 /* ---- WAL record encoding ---- */
 
@@ -271,7 +249,7 @@ static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len
         engine_set_error("unknown WAL record type %u", type);
         return ST_ECORRUPT;
     }
-    if (rc == ST_ECORRUPT && last_error[0] == '\0')
+    if (rc == ST_ECORRUPT && engine_last_error()[0] == '\0')
         engine_set_error("malformed WAL record of type %u", type);
     return rc;
 }
@@ -346,16 +324,9 @@ static void bg_kick(engine_t *e)
 
 /* ---- open / close ---- */
 
-static int mkdir_p(const char *path)
-{
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    return ST_EIO;
-}
-
 int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
 {
-    last_error[0] = '\0';
+    engine_clear_error();
     if (strlen(dir) > 3000) {
         engine_set_error("data dir path too long");
         return ST_ELIMIT;
@@ -387,7 +358,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     e->dir = strdup(dir);
     if (!e->dir)
         goto fail;
-    if (mkdir_p(dir)) {
+    if (st_mkdir(dir)) {
         engine_set_error("cannot create data dir %s: %s", dir, strerror(errno));
         rc = ST_EIO;
         goto fail;
@@ -410,7 +381,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
         goto fail;
     rc = idx_open(dir, &e->idx);
     if (rc) {
-        if (!last_error[0])
+        if (!engine_last_error()[0])
             engine_set_error("cannot load %s/series.log: %s", dir, st_strerror(rc));
         goto fail;
     }
@@ -418,7 +389,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     if (rc)
         goto fail;
     replay_ctx_t rctx = {.e = e};
-    wal_opts_t wo = {.mode = (int)e->o.wal_durability,
+    wal_opts_t wo = {.mode = (wal_mode_t)e->o.wal_durability,
                      .sync_interval_ms = e->o.wal_sync_interval_ms,
                      .file_max_bytes = 0};
     wal_replay_info_t info;
@@ -428,7 +399,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     free(rctx.ts);
     free(rctx.v);
     if (rc) {
-        if (!last_error[0])
+        if (!engine_last_error()[0])
             engine_set_error("cannot open WAL %s: %s", path, st_strerror(rc));
         goto fail;
     }

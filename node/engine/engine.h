@@ -1,22 +1,28 @@
 /*
- * engine — Strata's local storage engine (one instance per node data dir).
+ * engine — Strata's storage engine, and the one public header of the
+ * embeddable library libstrata_engine (docs/embedding.md): a C program keeps
+ * a local time-series store in a directory, no cluster and no event loop.
  *
- * A plain C library with no libuv: open / write / query / close. Writes go
- * to the WAL (wal.h) and then into the in-memory head; the head is frozen
- * and flushed to immutable per-partition segment files (seg.h) whose blocks
- * are encoded by codec.h; a background thread flushes, compacts and applies
- * retention. Series identity and the label index (postings) live in idx.h.
+ * A plain C library: open / write / query / flush / close. Writes go to a
+ * write-ahead log and then into an in-memory head; the head is frozen and
+ * flushed to immutable per-partition segment files of compressed blocks; a
+ * background thread (optional) flushes, compacts and applies retention.
+ * Series are identified by their label sets, found through a label index.
  *
- * Semantics (DESIGN.md §4, §8):
+ * Semantics:
  *  - samples are (int64 ms timestamp, float64 value), kept bit-exact;
  *  - a second write of the same (series, timestamp) replaces the value
  *    (last write wins); reads never return duplicates;
  *  - out-of-order writes are accepted anywhere in time;
  *  - a write acknowledged in `every_write` mode survives a crash.
  *
+ * Errors: functions return 0 (or a count) on success and a negative ST_E*
+ * code from st_err.h on failure; st_strerror() names the code and
+ * engine_last_error() gives this thread's detail (file, offset, reason).
+ *
  * Thread safety: every function may be called from any thread; writes and
  * queries run concurrently (internal locking). engine_close() must not race
- * with other calls.
+ * with other calls. One process at a time may open a directory (flock).
  */
 #ifndef ENGINE_H
 #define ENGINE_H
@@ -24,6 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus /* C linkage for the engine and the base headers it brings */
+extern "C" {
+#endif
+
+#include "st_err.h"
 #include "st_labels.h"
 #include "st_matcher.h"
 
@@ -107,7 +118,11 @@ void engine_iter_destroy(engine_iter_t *it);
 size_t engine_iter_pos(const engine_iter_t *it);
 void engine_iter_seek(engine_iter_t *it, size_t pos);
 
-/* Label names, or values of one label, over series matching `m` (nm may be 0). */
+/*
+ * Label names, or values of one label, over series matching `m` (nm may be
+ * 0: all series). `cb` gets each distinct string once, sorted, not
+ * NUL-terminated; a non-zero return stops the walk and is returned.
+ */
 typedef int (*engine_str_cb)(void *arg, const char *s, size_t len);
 int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg);
 int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
@@ -137,5 +152,9 @@ typedef struct engine_stats {
     uint64_t wal_syncs;
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

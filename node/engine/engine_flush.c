@@ -34,6 +34,7 @@
 #include "codec.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_file.h"
 
 /* ---- segment references ---- */
 
@@ -46,16 +47,6 @@ void seg_ref_release(seg_ref_t *r)
         unlink(r->path);
     free(r->path);
     free(r);
-}
-
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return ST_EIO;
-    int rc = fsync(fd) == 0 ? 0 : ST_EIO;
-    close(fd);
-    return rc;
 }
 
 static void part_dir(const engine_t *e, int64_t start, char *buf, size_t len)
@@ -210,7 +201,7 @@ int engine_parts_load(engine_t *e)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/parts", e->dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+    if (st_mkdir(path) != 0) {
         engine_set_error("cannot create %s: %s", path, strerror(errno));
         return ST_EIO;
     }
@@ -306,7 +297,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
 {
     char dpath[4096];
     part_dir(e, start, dpath, sizeof dpath);
-    if (mkdir(dpath, 0755) != 0 && errno != EEXIST)
+    if (st_mkdir(dpath) != 0)
         return ST_EIO;
     if (snprintf(pw->path, sizeof pw->path, "%s/%016" PRIx64 "-%016" PRIx64 ".seg", dpath, seq_max,
                  seq_min) >= (int)sizeof pw->path)
@@ -321,7 +312,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
         /* make the partition directory entry itself durable */
         char parts[4096];
         snprintf(parts, sizeof parts, "%s/parts", e->dir);
-        fsync_dir(parts);
+        st_fsync_dir(parts);
     }
     return rc;
 }

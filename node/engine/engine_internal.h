@@ -118,9 +118,18 @@ struct engine {
         samples_too_old;
 };
 
+/* ---- leaf helpers (engine_util.c; they call nothing of the engine back) ---- */
+
+/* Wall clock in ms since the epoch. */
 int64_t engine_now_ms(void);
+/* Set / clear this thread's engine_last_error() text. */
 void engine_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void engine_clear_error(void);
+/* Start of the partition holding `ts` (floor to a multiple of partition_ms). */
 int64_t engine_part_start(const engine_t *e, int64_t ts);
+
+/* ---- partitions, flush, compaction, retention (engine_flush.c) ----
+ * engine.c calls these; engine_flush.c never calls into engine.c. */
 
 int engine_parts_load(engine_t *e);
 void engine_parts_free(engine_t *e);

@@ -120,6 +120,7 @@
 #include "st_buf.h"
 #include "st_crc32c.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_varint.h"
 
 #define SEG_MAGIC "STRHINT1"
@@ -317,48 +318,6 @@ static int cut_front(hints_t *h)
     return settle(h);
 }
 
-static int full_write(int fd, const struct iovec *iov, int n, uint64_t off)
-{
-    struct iovec v[2];
-    memcpy(v, iov, (size_t)n * sizeof *v);
-    struct iovec *p = v;
-    while (n > 0) {
-        ssize_t w = pwritev(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        off += (uint64_t)w;
-        while (n > 0 && (size_t)w >= p->iov_len) {
-            w -= (ssize_t)p->iov_len;
-            p++;
-            n--;
-        }
-        if (n > 0) {
-            p->iov_base = (uint8_t *)p->iov_base + w;
-            p->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
-static int full_read(int fd, void *buf, size_t n, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 /* Finish the write segment (fdatasync) and start segment next_seq. */
 static int rotate(hints_t *h)
 {
@@ -383,8 +342,7 @@ static int rotate(hints_t *h)
     st_store_u32le(b + 8, HINTS_VERSION);
     st_store_u32le(b + 12, seq);
     st_store_u32le(b + 16, st_crc32c(0, b, 16));
-    struct iovec v = {b, SHDR};
-    if (full_write(fd, &v, 1, 0) != 0 || fdatasync(fd) != 0 || fsync(h->dirfd) != 0)
+    if (st_pwrite_all(fd, b, SHDR, 0) != 0 || fdatasync(fd) != 0 || fsync(h->dirfd) != 0)
         goto fail;
     if (seg_push(h, seq, SHDR, 0) != 0)
         goto fail;
@@ -586,7 +544,7 @@ int hints_open(const char *dir, const hints_opts_t *o, hints_t **out)
         return ST_ENOMEM;
     }
     int rc;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (st_mkdir(dir) != 0) {
         rc = ST_EIO;
         goto fail;
     }
@@ -667,7 +625,7 @@ static int append_locked(hints_t *h, uint32_t shard, int64_t now_ms, const void 
     uint32_t crc = st_crc32c(st_crc32c(0, hdr + 8, 12), batch, len);
     st_store_u32le(hdr + 4, crc);
     struct iovec v[2] = {{hdr, RHDR}, {(void *)batch, len}};
-    if (full_write(h->wfd, v, len ? 2 : 1, w->size) != 0) {
+    if (st_pwritev_all(h->wfd, v, len ? 2 : 1, w->size) != 0) {
         if (ftruncate(h->wfd, (off_t)w->size) != 0)
             h->failed = 1;
         return ST_EIO;
@@ -735,7 +693,7 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
         uint32_t n = 0;
         int bad = s->size - h->cur_off < RHDR;
         if (!bad) {
-            if (full_read(h->rfd, hdr, RHDR, h->cur_off) != 0)
+            if (st_pread_all(h->rfd, hdr, RHDR, h->cur_off) != 0)
                 return ST_EIO;
             n = st_load_u32le(hdr);
             bad = n > HINTS_MAX_RECORD || n > s->size - h->cur_off - RHDR;
@@ -744,7 +702,7 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
             st_buf_reset(&h->pbuf);
             if (st_buf_reserve(&h->pbuf, n ? n : 1) != 0)
                 return ST_ENOMEM;
-            if (n && full_read(h->rfd, h->pbuf.data, n, h->cur_off + RHDR) != 0)
+            if (n && st_pread_all(h->rfd, h->pbuf.data, n, h->cur_off + RHDR) != 0)
                 return ST_EIO;
             h->pbuf.len = n;
             bad = st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, n) != st_load_u32le(hdr + 4);
@@ -822,7 +780,7 @@ void hints_stats(hints_t *h, hints_stats_t *s)
                 seg_name(name, sizeof name, h->segs[0].seq);
                 fd = openat(h->dirfd, name, O_RDONLY | O_CLOEXEC);
             }
-            if (fd >= 0 && full_read(fd, hdr, RHDR, h->cur_off) == 0)
+            if (fd >= 0 && st_pread_all(fd, hdr, RHDR, h->cur_off) == 0)
                 s->oldest_ts = (int64_t)st_load_u64le(hdr + 12);
             if (own && fd >= 0)
                 close(fd);

@@ -117,6 +117,7 @@
 #include "st_buf.h"
 #include "st_crc32c.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_varint.h"
 
 #define IDX_CHUNK_SIZE (64u * 1024)
@@ -662,50 +663,6 @@ static int frame_record(const st_buf_t *raw, st_buf_t *rec)
     return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return ST_EIO;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return ST_EIO;
-        }
-        if (r == 0)
-            return ST_EAGAIN; /* file shrank under us */
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return ST_EIO;
-    int rc = fsync(fd) ? ST_EIO : 0;
-    close(fd);
-    return rc;
-}
-
 int idx_persist(idx_t *x)
 {
     if (x->persisted == x->count && (x->fd < 0 || x->dir_synced))
@@ -718,7 +675,7 @@ int idx_persist(idx_t *x)
         x->dir_synced = 0;
     }
     if (!x->dir_synced) {
-        if (fsync_dir(x->dir))
+        if (st_fsync_dir(x->dir))
             return ST_EIO;
         x->dir_synced = 1;
     }
@@ -733,7 +690,7 @@ int idx_persist(idx_t *x)
     while (s < x->count) {
         uint32_t next, se;
         if ((rc = encode_block(x, s, &next, &se, &raw, &tmp)) || (rc = frame_record(&raw, &rec)) ||
-            (rc = pwrite_all(x->fd, rec.data, rec.len, off)))
+            (rc = st_pwrite_all(x->fd, rec.data, rec.len, off)))
             goto fail;
         off += rec.len;
         s = next;
@@ -851,14 +808,14 @@ static int replay(idx_t *x, uint64_t size, uint64_t *valid_end)
     int rc = 0;
     while (size - off >= IDX_REC_HDR) {
         uint8_t hdr[IDX_REC_HDR];
-        if ((rc = pread_all(x->fd, hdr, sizeof hdr, off)))
+        if ((rc = st_pread_all(x->fd, hdr, sizeof hdr, off)))
             goto out;
         uint32_t L = st_load_u32le(hdr), crc = st_load_u32le(hdr + 4);
         if (L <= IDX_PAYLOAD_HDR || L > IDX_REC_MAX || L > size - off - IDX_REC_HDR)
             break; /* torn or corrupt tail */
         if ((rc = grow_array((void **)&pay, &pay_cap, L, 1)))
             goto out;
-        if ((rc = pread_all(x->fd, pay, L, off + IDX_REC_HDR)))
+        if ((rc = st_pread_all(x->fd, pay, L, off + IDX_REC_HDR)))
             goto out;
         if (st_crc32c(0, pay, L) != crc)
             break;

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
 #include "st_labels.h"
+#include "st_matcher.h"
 
 typedef struct idx idx_t;
 
@@ -56,10 +56,18 @@ int idx_labels(const idx_t *x, uint32_t id, st_label_t *out);
 int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids, size_t *n,
                const char **err);
 
+/*
+ * Receives one label name or value (not NUL-terminated); a non-zero return
+ * stops the walk and is returned. The same function type as engine.h's
+ * engine_str_cb (engine.c checks that at compile time), so the engine hands
+ * its caller's callback straight through.
+ */
+typedef int (*idx_str_cb)(void *arg, const char *s, size_t len);
+
 /* Distinct label names / values of `name` over `ids` (all series if ids == NULL). */
-int idx_label_names(const idx_t *x, const uint32_t *ids, size_t n, engine_str_cb cb, void *arg);
-int idx_label_values(const idx_t *x, const char *name, const uint32_t *ids, size_t n,
-                     engine_str_cb cb, void *arg);
+int idx_label_names(const idx_t *x, const uint32_t *ids, size_t n, idx_str_cb cb, void *arg);
+int idx_label_values(const idx_t *x, const char *name, const uint32_t *ids, size_t n, idx_str_cb cb,
+                     void *arg);
 
 /* Append series added since the last persist to series.log and fsync it. */
 int idx_persist(idx_t *x);

@@ -621,7 +621,7 @@ out:
 
 /* ---- label names and values ---------------------------------------------------------- */
 
-static int emit_sorted(lit_t *v, size_t n, engine_str_cb cb, void *arg)
+static int emit_sorted(lit_t *v, size_t n, idx_str_cb cb, void *arg)
 {
     qsort(v, n, sizeof *v, lit_cmp);
     for (size_t i = 0; i < n; i++) {
@@ -640,7 +640,7 @@ static int check_ids(const idx_t *x, const uint32_t *ids, size_t n)
     return 0;
 }
 
-int idx_label_names(const idx_t *x, const uint32_t *ids, size_t n, engine_str_cb cb, void *arg)
+int idx_label_names(const idx_t *x, const uint32_t *ids, size_t n, idx_str_cb cb, void *arg)
 {
     int rc = 0;
     if (ids && (rc = check_ids(x, ids, n)))
@@ -681,8 +681,8 @@ out:
     return rc;
 }
 
-int idx_label_values(const idx_t *x, const char *name, const uint32_t *ids, size_t n,
-                     engine_str_cb cb, void *arg)
+int idx_label_values(const idx_t *x, const char *name, const uint32_t *ids, size_t n, idx_str_cb cb,
+                     void *arg)
 {
     int rc;
     if (ids && (rc = check_ids(x, ids, n)))

@@ -102,6 +102,7 @@
 #include "st_buf.h"
 #include "st_crc32c.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_varint.h"
 
 #define SEG_MAGIC "STRSEG01"
@@ -195,26 +196,9 @@ static void encode_header(uint8_t h[SEG_HDR_SIZE], const seg_meta_t *m)
 
 /* ---- writer ----------------------------------------------------------- */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return ST_EIO;
-        }
-        if (k == 0)
-            return ST_EIO;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int wflush(seg_writer_t *w)
 {
-    int rc = write_all(w->fd, w->wbuf, w->wlen);
+    int rc = st_write_all(w->fd, w->wbuf, w->wlen);
     w->wlen = 0;
     return rc;
 }
@@ -226,7 +210,7 @@ static int wput(seg_writer_t *w, const uint8_t *p, size_t n)
         if (rc)
             return rc;
         if (n >= SEG_WBUF_SIZE)
-            return write_all(w->fd, p, n);
+            return st_write_all(w->fd, p, n);
     }
     if (n)
         memcpy(w->wbuf + w->wlen, p, n);
@@ -339,12 +323,8 @@ static int sync_parent(const char *path)
     }
     if (!dir)
         return ST_ENOMEM;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = st_fsync_dir(dir);
     free(dir);
-    if (fd < 0)
-        return ST_EIO;
-    int rc = fsync(fd) == 0 ? 0 : ST_EIO;
-    close(fd);
     return rc;
 }
 

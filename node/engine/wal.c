@@ -95,10 +95,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "st_buf.h"
 #include "st_crc32c.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_varint.h"
 
 #define WAL_MAGIC "STRWAL01"
@@ -118,7 +118,7 @@ typedef struct wal_file {
 } wal_file_t;
 
 struct wal {
-    int mode;
+    wal_mode_t mode;
     uint32_t interval_ms;
     uint64_t file_max;
     int dirfd;
@@ -159,21 +159,6 @@ static void file_name(char *name, size_t n, uint32_t seq)
     snprintf(name, n, "%08u.wal", seq);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t r = write(fd, p, n);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return ST_EIO;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static void encode_file_header(uint8_t *h, uint32_t seq)
 {
     memcpy(h, WAL_MAGIC, 8);
@@ -208,7 +193,7 @@ static int file_create(wal_t *w, uint32_t seq, int *fd_out)
     if (fd < 0)
         return ST_EIO;
     encode_file_header(h, seq);
-    if (write_all(fd, h, sizeof h) || fdatasync(fd) || fsync(w->dirfd)) {
+    if (st_write_all(fd, h, sizeof h) || fdatasync(fd) || fsync(w->dirfd)) {
         int e = errno;
         close(fd);
         errno = e;
@@ -278,7 +263,7 @@ static int write_out(wal_t *w)
     for (size_t i = 0; i < w->nomarks; i++) {
         size_t m = w->omarks[i];
         if (m > pos) {
-            if (write_all(w->fd, w->obuf.data + pos, m - pos))
+            if (st_write_all(w->fd, w->obuf.data + pos, m - pos))
                 return ST_EIO;
             account_write(w, m - pos);
             pos = m;
@@ -288,7 +273,7 @@ static int write_out(wal_t *w)
             return rc;
     }
     if (w->obuf.len > pos) {
-        if (write_all(w->fd, w->obuf.data + pos, w->obuf.len - pos))
+        if (st_write_all(w->fd, w->obuf.data + pos, w->obuf.len - pos))
             return ST_EIO;
         account_write(w, w->obuf.len - pos);
     }
@@ -404,30 +389,6 @@ static void *bg_main(void *arg)
 }
 
 /* ---------- open / replay ---------- */
-
-static int mkdir_p(const char *dir)
-{
-    size_t n = strlen(dir);
-    char *p = malloc(n + 1);
-    if (!p)
-        return ST_ENOMEM;
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(p);
-            errno = e;
-            return ST_EIO;
-        }
-        p[i] = c;
-    }
-    free(p);
-    return 0;
-}
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -643,7 +604,7 @@ int wal_open(const char *dir, const wal_opts_t *o, wal_replay_cb cb, void *arg,
     if (!out)
         return ST_EINVAL;
     *out = NULL;
-    if (!dir || !*dir || !o || o->mode < ENGINE_WAL_EVERY_WRITE || o->mode > ENGINE_WAL_NONE)
+    if (!dir || !*dir || !o || (unsigned)o->mode > WAL_NONE)
         return ST_EINVAL;
 
     wal_t *w = calloc(1, sizeof *w);
@@ -664,14 +625,14 @@ int wal_open(const char *dir, const wal_opts_t *o, wal_replay_cb cb, void *arg,
     pthread_cond_init(&w->cv, NULL);
     pthread_cond_init(&w->bg_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (w->mode == ENGINE_WAL_NONE) {
+    if (w->mode == WAL_NONE) {
         *out = w;
         return 0;
     }
 
     uint32_t *seqs = NULL;
     size_t n = 0;
-    int rc = mkdir_p(dir);
+    int rc = st_mkdir_p(dir);
     if (rc)
         goto fail;
     w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -705,7 +666,7 @@ int wal_open(const char *dir, const wal_opts_t *o, wal_replay_cb cb, void *arg,
     w->seq = last + 1;
     w->syncs = 1;
     w->bytes_written = WAL_FHDR;
-    if (w->mode == ENGINE_WAL_PERIODIC) {
+    if (w->mode == WAL_PERIODIC) {
         if (pthread_create(&w->bg, NULL, bg_main, w) != 0) {
             rc = ST_ENOMEM;
             goto fail;
@@ -731,7 +692,7 @@ int wal_append(wal_t *w, uint8_t type, const void *payload, size_t len, uint64_t
         return ST_EINVAL;
     if (len > WAL_MAX_RECORD)
         return ST_ELIMIT;
-    if (w->mode == ENGINE_WAL_NONE) {
+    if (w->mode == WAL_NONE) {
         pthread_mutex_lock(&w->mu);
         uint64_t l = ++w->next_lsn;
         w->records++;
@@ -788,12 +749,12 @@ int wal_sync(wal_t *w, uint64_t lsn)
 {
     if (!w)
         return ST_EINVAL;
-    if (w->mode == ENGINE_WAL_NONE)
+    if (w->mode == WAL_NONE)
         return 0;
     pthread_mutex_lock(&w->mu);
     if (lsn > w->next_lsn)
         lsn = w->next_lsn;
-    int rc = sync_locked(w, lsn, w->mode == ENGINE_WAL_EVERY_WRITE);
+    int rc = sync_locked(w, lsn, w->mode == WAL_EVERY_WRITE);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -804,7 +765,7 @@ int wal_rotate(wal_t *w, uint32_t *seq)
         return ST_EINVAL;
     int rc = 0;
     pthread_mutex_lock(&w->mu);
-    if (w->mode == ENGINE_WAL_NONE) {
+    if (w->mode == WAL_NONE) {
         w->seq++;
         goto out;
     }
@@ -830,7 +791,7 @@ int wal_remove_before(wal_t *w, uint32_t seq)
 {
     if (!w)
         return ST_EINVAL;
-    if (w->mode == ENGINE_WAL_NONE)
+    if (w->mode == WAL_NONE)
         return 0;
     pthread_mutex_lock(&w->mu);
     if (seq > w->seq)
@@ -891,7 +852,7 @@ int wal_close(wal_t *w)
     pthread_mutex_unlock(&w->mu);
     if (w->bg_started)
         pthread_join(w->bg, NULL);
-    if (w->mode != ENGINE_WAL_NONE) {
+    if (w->mode != WAL_NONE) {
         pthread_mutex_lock(&w->mu);
         rc = sync_locked(w, w->next_lsn, 1);
         pthread_mutex_unlock(&w->mu);

@@ -4,7 +4,8 @@
  * and sample batches here before they enter the in-memory head, and drops
  * whole files once their contents are in segments (checkpoint).
  *
- * Durability modes (engine_wal_mode_t values):
+ * Durability modes (wal_mode_t; engine.h's engine_wal_mode_t has the same
+ * values, checked at compile time in engine.c):
  *   EVERY_WRITE  wal_sync() returns after fdatasync; concurrent callers share
  *                one fsync (group commit);
  *   PERIODIC     wal_sync() hands the bytes to the OS (write(2)); a background
@@ -32,8 +33,15 @@
 
 typedef struct wal wal_t;
 
+typedef enum {
+    WAL_EVERY_WRITE = 0,
+    WAL_PERIODIC = 1,
+    WAL_OS_DEFAULT = 2,
+    WAL_NONE = 3,
+} wal_mode_t;
+
 typedef struct wal_opts {
-    int mode;                  /* engine_wal_mode_t value (0..3) */
+    wal_mode_t mode;           /* see above */
     uint32_t sync_interval_ms; /* PERIODIC */
     uint64_t file_max_bytes;   /* rotate to a new file past this (default 128 MiB) */
 } wal_opts_t;

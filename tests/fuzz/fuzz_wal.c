@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "st_crc32c.h"
 #include "st_err.h"
 #include "st_varint.h"
@@ -233,7 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     reference(img, nimg, gap, &ex);
     ctx_t c = {.img = img, .ex = &ex};
-    wal_opts_t o = {.mode = ENGINE_WAL_OS_DEFAULT, .file_max_bytes = 1 << 16};
+    wal_opts_t o = {.mode = WAL_OS_DEFAULT, .file_max_bytes = 1 << 16};
     wal_replay_info_t info;
     wal_t *w = NULL;
     int rc = wal_open(g_dir, &o, replay_cb, &c, &info, &w);

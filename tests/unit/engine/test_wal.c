@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "st_crc32c.h"
 #include "st_err.h"
 #include "st_varint.h"
@@ -211,7 +210,7 @@ static void test_roundtrip_rotate_reopen(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 8192);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 8192);
     wal_t *w;
     wal_replay_info_t info;
     gen_ctx_t c = {0};
@@ -263,7 +262,7 @@ static void test_big_records_and_limit(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_EVERY_WRITE, 1 << 20);
+    wal_opts_t o = opts(WAL_EVERY_WRITE, 1 << 20);
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     size_t big = WAL_MAX_RECORD;
@@ -306,7 +305,7 @@ static void test_remove_before(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_EVERY_WRITE, 0);
+    wal_opts_t o = opts(WAL_EVERY_WRITE, 0);
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     uint32_t seqs[5];
@@ -349,7 +348,7 @@ static void test_torn_tail_every_offset(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 0);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 0);
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     append_gen(w, 0, 19, NULL);
@@ -399,7 +398,7 @@ static void test_torn_tail_every_offset(void **state)
 /* Build a 4+ file log; returns number of files, images in imgs[]. */
 static uint32_t build_multi(tdir_t *t, uint8_t **imgs, size_t *lens, size_t maxf, uint64_t nrec)
 {
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 4096);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 4096);
     wal_t *w;
     assert_int_equal(wal_open(t->wal, &o, NULL, NULL, NULL, &w), 0);
     append_gen(w, 0, nrec, NULL);
@@ -434,7 +433,7 @@ static void test_corrupt_middle_record(void **state)
     uint8_t *imgs[64];
     size_t lens[64];
     uint32_t nf = build_multi(&t, imgs, lens, 64, 300);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 4096);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 4096);
     size_t offs[4096];
     size_t k = rec_offsets(imgs[1], lens[1], offs, 4096);
     assert_true(k >= 3);
@@ -492,7 +491,7 @@ static void test_bad_header(void **state)
     uint8_t *imgs[64];
     size_t lens[64];
     uint32_t nf = build_multi(&t, imgs, lens, 64, 300);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 4096);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 4096);
     uint64_t in1 = count_recs(imgs[0], lens[0]);
     uint64_t total = 0;
     for (uint32_t q = 0; q < nf; q++)
@@ -589,7 +588,7 @@ static void test_oversized_length(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 0);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 0);
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     append_gen(w, 0, 50, NULL);
@@ -634,7 +633,7 @@ static void test_callback_abort_and_args(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_OS_DEFAULT, 0);
+    wal_opts_t o = opts(WAL_OS_DEFAULT, 0);
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     append_gen(w, 0, 10, NULL);
@@ -655,7 +654,7 @@ static void test_none_mode(void **state)
     (void)state;
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_NONE, 0);
+    wal_opts_t o = opts(WAL_NONE, 0);
     wal_t *w;
     wal_replay_info_t info;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, &info, &w), 0);
@@ -680,7 +679,7 @@ static void test_none_mode(void **state)
     assert_int_equal(stat(t.wal, &st), -1); /* no directory, no files */
 
     /* an existing log is not replayed in NONE mode */
-    wal_opts_t od = opts(ENGINE_WAL_OS_DEFAULT, 0);
+    wal_opts_t od = opts(WAL_OS_DEFAULT, 0);
     assert_int_equal(wal_open(t.wal, &od, NULL, NULL, NULL, &w), 0);
     append_gen(w, 0, 10, NULL);
     assert_int_equal(wal_close(w), 0);
@@ -697,7 +696,7 @@ static void test_none_mode(void **state)
 static void test_periodic_and_os_default(void **state)
 {
     (void)state;
-    for (int mode = ENGINE_WAL_PERIODIC; mode <= ENGINE_WAL_OS_DEFAULT; mode++) {
+    for (int mode = WAL_PERIODIC; mode <= WAL_OS_DEFAULT; mode++) {
         tdir_t t;
         tdir_make(&t);
         wal_opts_t o = opts(mode, 0);
@@ -707,7 +706,7 @@ static void test_periodic_and_os_default(void **state)
         wal_get_stats(w, &s0);
         uint64_t lsn;
         assert_int_equal(wal_append(w, 5, "hello", 5, &lsn), 0);
-        if (mode == ENGINE_WAL_OS_DEFAULT)
+        if (mode == WAL_OS_DEFAULT)
             assert_int_equal(file_size(&t, 1), FHDR); /* buffered, not yet written */
         assert_int_equal(wal_sync(w, lsn), 0);
         size_t n;
@@ -719,9 +718,9 @@ static void test_periodic_and_os_default(void **state)
         assert_memory_equal(b + FHDR + RHDR, "hello", 5);
         free(b);
         wal_get_stats(w, &s);
-        if (mode == ENGINE_WAL_OS_DEFAULT)
+        if (mode == WAL_OS_DEFAULT)
             assert_int_equal(s.syncs, s0.syncs); /* wal_sync did not fsync */
-        if (mode == ENGINE_WAL_PERIODIC) {
+        if (mode == WAL_PERIODIC) {
             /* the background thread fsyncs, and writes what was only appended */
             assert_int_equal(wal_append(w, 6, "world", 5, &lsn), 0);
             double t0 = now_s();
@@ -785,7 +784,7 @@ static void test_group_commit(void **state)
     enum { NT = 4, PER = 250 };
     tdir_t t;
     tdir_make(&t);
-    wal_opts_t o = opts(ENGINE_WAL_EVERY_WRITE, 16384); /* small: auto-rotation under load */
+    wal_opts_t o = opts(WAL_EVERY_WRITE, 16384); /* small: auto-rotation under load */
     wal_t *w;
     assert_int_equal(wal_open(t.wal, &o, NULL, NULL, NULL, &w), 0);
     wal_stats_t s0, s;
@@ -837,7 +836,7 @@ static void test_failed_state(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN);
-        wal_opts_t o = opts(ENGINE_WAL_EVERY_WRITE, 0);
+        wal_opts_t o = opts(WAL_EVERY_WRITE, 0);
         wal_t *w;
         if (wal_open(t.wal, &o, NULL, NULL, NULL, &w))
             _exit(10);
@@ -975,13 +974,13 @@ static void crash_run(int mode, int iters, double max_s)
 static void test_crash_every_write(void **state)
 {
     (void)state;
-    crash_run(ENGINE_WAL_EVERY_WRITE, 60, 40.0);
+    crash_run(WAL_EVERY_WRITE, 60, 40.0);
 }
 
 static void test_crash_os_default(void **state)
 {
     (void)state;
-    crash_run(ENGINE_WAL_OS_DEFAULT, 30, 15.0);
+    crash_run(WAL_OS_DEFAULT, 30, 15.0);
 }
 
 /* ---------- throughput (printed, not asserted) ---------- */
@@ -1000,7 +999,7 @@ static void test_throughput(void **state)
         uint8_t rec[200];
         memset(rec, 0x11, sizeof rec);
         /* per-record sync for EVERY_WRITE is fsync-bound: fewer records */
-        int n = mode == ENGINE_WAL_EVERY_WRITE ? 500 : 200000;
+        int n = mode == WAL_EVERY_WRITE ? 500 : 200000;
         double t0 = now_s();
         for (int i = 0; i < n; i++) {
             uint64_t lsn;
