@@ -29,6 +29,7 @@
 #include "hints.h"
 #include "node_write.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_time.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
@@ -786,7 +787,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
         "Shard writes answered as failed: the write consistency was not met.", NULL);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/hints", n->data_dir);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (st_mkdir(dir) != 0) {
         st_error("cannot create the hints directory", "dir=%s err=\"%s\"", dir, strerror(errno));
         return ST_EIO;
     }

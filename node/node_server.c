@@ -22,6 +22,7 @@
 #include "node_repl.h"
 #include "net_listen.h"
 #include "st_err.h"
+#include "st_file.h"
 #include "st_log.h"
 
 #define NODE_MIN_MEMTABLE_BYTES (1u << 20) /* per shard, whatever the split */
@@ -78,26 +79,6 @@ int node_check(node_t *n)
     topo_print(n->topo, stdout);
     printf("this node: %s\n", n->node_id);
     node_stop(n); /* nothing started: frees only */
-    return 0;
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = c;
-    }
     return 0;
 }
 
@@ -231,7 +212,7 @@ int node_start(node_t *n, const node_opts_t *o)
         fprintf(stderr, "strata-node: out of memory\n");
         return 1;
     }
-    if (make_dirs(n->data_dir) != 0) {
+    if (st_mkdir_p(n->data_dir) != 0) {
         st_error("cannot create data dir", "dir=%s err=\"%s\"", n->data_dir, strerror(errno));
         return 1;
     }

@@ -47,7 +47,7 @@
  *
  * Series mode (opts.series): for every numeric field f the parser builds the
  * label set tags + {__name__ = measurement "_" f}, sorted by name, and checks
- * the DESIGN.md §4 limits once per line: at most 64 labels (tags + __name__),
+ * the data-model limits (docs/api.md) once per line: at most 64 labels (tags + __name__),
  * tag keys 1..256 bytes, tag values <= 4096 bytes, metric names 1..256 bytes,
  * no tag called "__name__". A violation rejects the whole line with a reason.
  *

@@ -1,5 +1,5 @@
 /*
- * readplan — which replica answers for which shard in a read (DESIGN §7),
+ * readplan — which replica answers for which shard in a read,
  * free of sockets so it can be unit-tested.
  *
  * A read needs `need` replicas per shard: 1 for read_consistency=one (the

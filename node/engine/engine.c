@@ -39,6 +39,7 @@
 
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "st_file.h"
 #include "st_varint.h"
 
@@ -263,7 +264,7 @@ static int head_needs_flush(engine_t *e)
         return 0;
     if (h->bytes >= e->o.memtable_max_bytes)
         return 1;
-    return engine_now_ms() - h->created_ms >= e->o.memtable_max_age_ms;
+    return st_now_ms() - h->created_ms >= e->o.memtable_max_age_ms;
 }
 
 static void *bg_main(void *arg)
@@ -289,7 +290,7 @@ static void *bg_main(void *arg)
         if (need)
             engine_flush(e);
         /* compact partitions with several segments once they are quiet */
-        int64_t now = engine_now_ms();
+        int64_t now = st_now_ms();
         int64_t quiet = 2 * e->o.memtable_max_age_ms;
         int64_t target = INT64_MIN;
         pthread_mutex_lock(&e->parts_mu);
@@ -408,7 +409,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
                          "dropped",
                          info.trunc_file, (unsigned long long)info.trunc_offset,
                          (unsigned long long)info.trunc_bytes, info.files_dropped);
-    e->head->created_ms = engine_now_ms();
+    e->head->created_ms = st_now_ms();
     if (e->o.background) {
         if (pthread_create(&e->bg, NULL, bg_main, e) != 0) {
             rc = ST_ENOMEM;
@@ -538,7 +539,7 @@ static const engine_series_batch_t *drop_too_old(engine_t *e, const engine_serie
     *dropped = 0;
     if (e->o.retention_ms <= 0)
         return b;
-    int64_t cutoff = engine_part_start(e, engine_now_ms() - e->o.retention_ms);
+    int64_t cutoff = engine_part_start(e, st_now_ms() - e->o.retention_ms);
     size_t old = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < b[i].n; k++)
@@ -653,7 +654,7 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     }
     head_t *h = e->head;
     if (h->samples == 0)
-        h->created_ms = engine_now_ms();
+        h->created_ms = st_now_ms();
     for (size_t i = 0; i < n && !rc; i++) {
         rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
         total += b[i].n;

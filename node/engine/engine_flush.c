@@ -34,6 +34,7 @@
 #include "codec.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "st_file.h"
 
 /* ---- segment references ---- */
@@ -328,7 +329,7 @@ static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, 
     part_t *p = part_get_unsafe(e, start, 1);
     rc = p ? part_add_seg_unsafe(p, r) : ST_ENOMEM;
     if (p)
-        p->last_flush_ms = engine_now_ms();
+        p->last_flush_ms = st_now_ms();
     pthread_mutex_unlock(&e->parts_mu);
     if (rc)
         seg_ref_release(r);
@@ -356,7 +357,7 @@ int engine_freeze_head(engine_t *e, int wait)
     }
     e->frozen = e->head;
     e->head = fresh;
-    fresh->created_ms = engine_now_ms();
+    fresh->created_ms = st_now_ms();
     e->frozen->wal_seq = seq;
     pthread_mutex_unlock(&e->head_mu);
     return 0;

@@ -120,8 +120,6 @@ struct engine {
 
 /* ---- leaf helpers (engine_util.c; they call nothing of the engine back) ---- */
 
-/* Wall clock in ms since the epoch. */
-int64_t engine_now_ms(void);
 /* Set / clear this thread's engine_last_error() text. */
 void engine_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void engine_clear_error(void);

@@ -33,13 +33,6 @@ void engine_clear_error(void)
     last_error[0] = '\0';
 }
 
-int64_t engine_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 int64_t engine_part_start(const engine_t *e, int64_t ts)
 {
     int64_t p = e->o.partition_ms;

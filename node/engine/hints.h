@@ -1,5 +1,5 @@
 /*
- * hints — the durable per-peer hint queue for hinted handoff (DESIGN §7).
+ * hints — the durable per-peer hint queue for hinted handoff.
  *
  * When a coordinator cannot deliver a write batch to a replica, it keeps the
  * batch (the exact protobuf bytes it received, plus the shard number) in the

@@ -36,7 +36,7 @@ static double now_s(void)
 
 /*
  * A batch groups the samples of one request by series, as the router does
- * before it sends a node one columnar entry per series (DESIGN.md §6). It
+ * before it sends a node one columnar entry per series. It
  * owns copies of the labels; the samples are (entry, ts, value) triples
  * that flush_batch() turns into per-series columns with a counting sort.
  */
@@ -292,7 +292,8 @@ int main(int argc, char **argv)
         }
     }
     if (!file) {
-        fprintf(stderr, "--file is required (make one with shared/bench/gen_devops.py)\n");
+        fprintf(stderr, "--file is required (make one with: strata bench --print --hosts 1000 "
+                        "--hours 3 > FILE)\n");
         return 2;
     }
     char tmpl[] = "/tmp/strata-engine-bench-XXXXXX";

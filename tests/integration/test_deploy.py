@@ -302,7 +302,7 @@ def check_render(objs, expect_nodes=None):
             if grace is None:
                 P.append("%s: terminationGracePeriodSeconds not set" % wname)
             elif not grace > 10:
-                P.append("%s: terminationGracePeriodSeconds %s is not > 10 (DESIGN: clean "
+                P.append("%s: terminationGracePeriodSeconds %s is not > 10 (clean "
                          "shutdown within 10 s)" % (wname, grace))
             info["grace"] = grace or 30
         elif grace is not None and not grace > 10:

@@ -585,7 +585,7 @@ class HintBoundsTest(ReplicationCase):
         # Quorum reads merge n3 with a complete replica: still everything.
         log.check(self.export_all(c, read_consistency="quorum"),
                   "quorum export with n3 back, missing the dropped hints")
-        # DESIGN §7: what is dropped is counted (checked above) and logged.
+        # what is dropped is counted (checked above) and logged.
         # The coordinators were stopped after the check so their logs are
         # complete (a SIGTERM flushes).
         c.stop()
