@@ -17,6 +17,7 @@
 #include "export_json.h"
 #include "node.h"
 #include "selector.h"
+#include "st_buf.h"
 #include "st_err.h"
 #include "st_log.h"
 
@@ -71,14 +72,9 @@ static void export_work(uv_work_t *w)
                         dup = seen[i] == h;
                     if (dup)
                         continue;
-                    if (nseen == cap) {
-                        cap = cap ? cap * 2 : 256;
-                        uint64_t *ns = realloc(seen, cap * sizeof *ns);
-                        if (!ns) {
-                            rc = ST_ENOMEM;
-                            break;
-                        }
-                        seen = ns;
+                    if (nseen == cap && st_grow(&seen, &cap, sizeof *seen, 256)) {
+                        rc = ST_ENOMEM;
+                        break;
                     }
                     seen[nseen++] = h;
                 }

@@ -720,27 +720,27 @@ static int collect(void *arg, st_buf_t *out)
             hints_stats_t s;
             if (!peer_snapshot(p, &s))
                 continue;
+            /* one value per peer: a count, except the age (seconds) and the
+             * drops (one line per reason) */
+            unsigned long long u;
             switch (f) {
             case 0:
-                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
-                             (unsigned long long)s.pending_records);
+                u = s.pending_records;
                 break;
             case 1:
-                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
-                             (unsigned long long)s.pending_bytes);
+                u = s.pending_bytes;
                 break;
             case 2:
                 k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %.3f\n", fam[f].name, p->id,
                              s.oldest_ts && s.pending_records ? (double)(now - s.oldest_ts) / 1000
                                                               : 0.0);
-                break;
+                st_buf_append(out, tmp, (size_t)k);
+                continue;
             case 3:
-                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
-                             (unsigned long long)s.appended);
+                u = s.appended;
                 break;
             case 4:
-                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id,
-                             (unsigned long long)(s.acked - atomic_load(&p->rejected)));
+                u = s.acked - atomic_load(&p->rejected);
                 break;
             case 5:
                 k = snprintf(tmp, sizeof tmp,
@@ -752,11 +752,12 @@ static int collect(void *arg, st_buf_t *out)
                              fam[f].name, p->id, (unsigned long long)s.dropped_age_records,
                              fam[f].name, p->id, (unsigned long long)corrupt_records(&s),
                              fam[f].name, p->id, (unsigned long long)atomic_load(&p->rejected));
-                break;
+                st_buf_append(out, tmp, (size_t)k);
+                continue;
             default:
-                k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %d\n", fam[f].name, p->id,
-                             atomic_load(&p->up));
+                u = (unsigned long long)atomic_load(&p->up);
             }
+            k = snprintf(tmp, sizeof tmp, "%s{peer=\"%s\"} %llu\n", fam[f].name, p->id, u);
             st_buf_append(out, tmp, (size_t)k);
         }
     }

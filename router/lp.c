@@ -333,6 +333,35 @@ int lp_parse_float(const char *s, size_t n, double *out)
     return 0;
 }
 
+/*
+ * Decimal digits s[0..n) (n >= 1) as an integer <= lim: ST_EPARSE on a
+ * non-digit, ST_ELIMIT when the value is over lim (after checking every
+ * byte, so a bad character wins). The one digit loop for i and u fields.
+ */
+static int parse_digits(const char *s, size_t n, uint64_t lim, uint64_t *out)
+{
+    uint64_t acc = 0;
+    int over = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(CL(s[i]) & C_DIGIT))
+            return ST_EPARSE;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (acc > (lim - d) / 10)
+            over = 1;
+        else
+            acc = acc * 10 + d;
+    }
+    if (over)
+        return ST_ELIMIT;
+    *out = acc;
+    return 0;
+}
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    return n == 0 ? ST_EPARSE : parse_digits(s, n, UINT64_MAX, out);
+}
+
 /* [-]digits -> int64. 0, ST_EPARSE, ST_ELIMIT. */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
@@ -344,44 +373,14 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
     }
     if (i == n)
         return ST_EPARSE;
-    uint64_t acc = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    int over = 0;
-    for (; i < n; i++) {
-        if (!(CL(s[i]) & C_DIGIT))
-            return ST_EPARSE;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (acc > (lim - d) / 10)
-            over = 1;
-        else
-            acc = acc * 10 + d;
-    }
-    if (over)
-        return ST_ELIMIT;
+    uint64_t acc;
+    int rc = parse_digits(s + i, n - i, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, &acc);
+    if (rc)
+        return rc;
     if (neg)
         *out = acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)acc;
     else
         *out = (int64_t)acc;
-    return 0;
-}
-
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    if (n == 0)
-        return ST_EPARSE;
-    uint64_t acc = 0;
-    int over = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!(CL(s[i]) & C_DIGIT))
-            return ST_EPARSE;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (acc > (UINT64_MAX - d) / 10)
-            over = 1;
-        else
-            acc = acc * 10 + d;
-    }
-    if (over)
-        return ST_ELIMIT;
-    *out = acc;
     return 0;
 }
 

@@ -33,6 +33,7 @@
 
 #include "codec.h"
 #include "engine_internal.h"
+#include "st_buf.h"
 #include "st_err.h"
 #include "st_time.h"
 #include "st_file.h"
@@ -70,14 +71,8 @@ static part_t *part_get_unsafe(engine_t *e, int64_t start, int create)
         return e->parts[lo];
     if (!create)
         return NULL;
-    if (e->nparts == e->parts_cap) {
-        size_t cap = e->parts_cap ? e->parts_cap * 2 : 16;
-        part_t **np = realloc(e->parts, cap * sizeof *np);
-        if (!np)
-            return NULL;
-        e->parts = np;
-        e->parts_cap = cap;
-    }
+    if (e->nparts == e->parts_cap && st_grow(&e->parts, &e->parts_cap, sizeof *e->parts, 16))
+        return NULL;
     part_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
@@ -92,14 +87,8 @@ static part_t *part_get_unsafe(engine_t *e, int64_t start, int create)
 /* Insert a reference keeping ascending seq_max (parts_mu held). */
 static int part_add_seg_unsafe(part_t *p, seg_ref_t *r)
 {
-    if (p->nsegs == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
-        seg_ref_t **ns = realloc(p->segs, cap * sizeof *ns);
-        if (!ns)
-            return ST_ENOMEM;
-        p->segs = ns;
-        p->cap = cap;
-    }
+    if (p->nsegs == p->cap && st_grow(&p->segs, &p->cap, sizeof *p->segs, 4))
+        return ST_ENOMEM;
     size_t i = p->nsegs;
     while (i > 0 && p->segs[i - 1]->seq_max > r->seq_max) {
         p->segs[i] = p->segs[i - 1];
@@ -402,14 +391,9 @@ static int flush_frozen_unsafe(engine_t *e)
                 if (pws[k].start == start)
                     pw = &pws[k];
             if (!pw) {
-                if (npw == cappw) {
-                    cappw = cappw ? cappw * 2 : 4;
-                    part_writer_t *np = realloc(pws, cappw * sizeof *np);
-                    if (!np) {
-                        rc = ST_ENOMEM;
-                        break;
-                    }
-                    pws = np;
+                if (npw == cappw && st_grow(&pws, &cappw, sizeof *pws, 4)) {
+                    rc = ST_ENOMEM;
+                    break;
                 }
                 pw = &pws[npw];
                 pthread_mutex_lock(&e->parts_mu);
