@@ -81,8 +81,8 @@ typedef struct cli_opt {
     {                                                                                              \
         .name = "config", .kind = CLI_STR, .off = offsetof(cli_common_t, config),                  \
         .label = "--config FILE",                                                                  \
-        .help = "cluster.ini: checked, routers taken from it; it names\n"                          \
-                "none today, so also give --router (which wins)"                                   \
+        .help = "check cluster.ini first; the file names no router,\n"                             \
+                "so give --router too (docs/cli.md)"                                               \
     }
 #define CLI_OPT_TIMEOUT(text)                                                                      \
     {                                                                                              \
