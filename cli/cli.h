@@ -83,6 +83,15 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 /* Print "strata CMD: message" and "Try 'strata CMD --help'." to stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * stdout for data (bench --print, export): 0, CLI_STDOUT_CLOSED when the
+ * reader is gone (EPIPE: `| head` closed the pipe; the command stops
+ * quietly with exit 0, as Unix filters do), or ST_EIO (errno says why).
+ */
+#define CLI_STDOUT_CLOSED 1
+int cli_stdout_write(const void *p, size_t n);
+int cli_stdout_flush(void);
+
 /* --router value, else $STRATA_ROUTER, else the default; ST_EINVAL if it does not parse. */
 int cli_router(const char *opt, httpc_url_t *out /* OUT */, const char **shown /* OUT */);
 
@@ -98,7 +107,9 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out /* OU
 
 /*
  * The router `c` names (cli_router()): 0, or CLI_EXIT_USAGE after printing
- * "bad router URL" for command `cmd`.
+ * "bad router URL" for command `cmd`. With --config, the file is loaded and
+ * checked first (CLI_EXIT_FAIL with topo's "FILE:LINE: reason"); it names
+ * no router, so without --router: CLI_EXIT_USAGE saying so.
  */
 int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url /* OUT */,
                       const char **shown /* OUT */);

@@ -11,9 +11,10 @@
  * "Try 'strata CMD --help'.", exit 2). cli_dispatch() is `strata` itself:
  * the command list, --help, --version, and the hand-off to one command.
  *
- * Every options struct starts with a cli_common_t: the --router and
- * --timeout every command takes (CLI_OPT_ROUTER, CLI_OPT_TIMEOUT()) and the
- * time the options were parsed (relative times count from it).
+ * Every options struct starts with a cli_common_t: the --router, --config
+ * and --timeout every command takes (CLI_OPT_ROUTER, CLI_OPT_CONFIG,
+ * CLI_OPT_TIMEOUT()) and the time the options were parsed (relative times
+ * count from it).
  */
 #ifndef CLI_OPTS_H
 #define CLI_OPTS_H
@@ -31,14 +32,15 @@
 
 /* The options every command takes; first member of each command's options struct. */
 typedef struct cli_common {
-    const char *router; /* --router, NULL = $STRATA_ROUTER or the default */
+    const char *router; /* --router, NULL = --config's routers, $STRATA_ROUTER or the default */
+    const char *config; /* --config cluster.ini, NULL = none */
     double timeout;     /* --timeout, seconds */
     double now;         /* unix time when the options were parsed */
 } cli_common_t;
 
 #define CLI_COMMON_DEFAULTS                                                                        \
     {                                                                                              \
-        .router = NULL, .timeout = CLI_IO_TIMEOUT_S, .now = 0                                      \
+        .router = NULL, .config = NULL, .timeout = CLI_IO_TIMEOUT_S, .now = 0                      \
     }
 
 typedef enum {
@@ -74,6 +76,13 @@ typedef struct cli_opt {
         .name = "router", .kind = CLI_STR, .off = offsetof(cli_common_t, router),                  \
         .label = "--router URL",                                                                   \
         .help = "router address (default " CLI_DEFAULT_ROUTER ", env STRATA_ROUTER)"               \
+    }
+#define CLI_OPT_CONFIG                                                                             \
+    {                                                                                              \
+        .name = "config", .kind = CLI_STR, .off = offsetof(cli_common_t, config),                  \
+        .label = "--config FILE",                                                                  \
+        .help = "check cluster.ini first; the file names no router,\n"                             \
+                "so give --router too (docs/cli.md)"                                               \
     }
 #define CLI_OPT_TIMEOUT(text)                                                                      \
     {                                                                                              \

@@ -11,6 +11,7 @@
 
 #include "st_err.h"
 #include "st_text.h"
+#include "topo.h"
 
 /* ---- durations and times ---------------------------------------------------------------- */
 
@@ -384,6 +385,21 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+static int stdout_error(void)
+{
+    return errno == EPIPE ? CLI_STDOUT_CLOSED : ST_EIO;
+}
+
+int cli_stdout_write(const void *p, size_t n)
+{
+    return n > 0 && fwrite(p, 1, n, stdout) != n ? stdout_error() : 0;
+}
+
+int cli_stdout_flush(void)
+{
+    return fflush(stdout) != 0 ? stdout_error() : 0;
+}
+
 int cli_router(const char *opt, httpc_url_t *out, const char **shown)
 {
     const char *r = opt;
@@ -409,8 +425,32 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/*
+ * --config FILE: the cluster.ini every process reads, loaded and checked by
+ * topo (a bad file fails as strata-node --check does). The file has no key
+ * for a router's address (a router's address is its --listen), so it can
+ * only confirm the cluster: without --router there is no router to talk to.
+ */
+static int config_router(const char *cmd, const cli_common_t *c)
+{
+    char err[1024];
+    topo_t *t = NULL;
+    if (topo_load_file(c->config, &t, err, sizeof err) != 0)
+        return cli_fail(cmd, "%s", err);
+    topo_destroy(t);
+    if (c->router != NULL && *c->router != '\0')
+        return 0;
+    return cli_usage_error(cmd,
+                           "%s names no router address (cluster.ini has none: a router's "
+                           "address is its --listen); pass --router URL",
+                           c->config);
+}
+
 int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, const char **shown)
 {
+    int rc;
+    if (c->config != NULL && (rc = config_router(cmd, c)) != 0)
+        return rc;
     if (cli_router(c->router, url, shown) < 0)
         return cli_usage_error(cmd, "bad router URL '%s' (want http://HOST:PORT)", *shown);
     return 0;

@@ -113,8 +113,21 @@ typedef struct bench_opts {
     uint64_t hosts, points, interval, seed, decimals, batch, conns;
     double hours, start, duration_max;
     const char *consistency;
-    bool has_hours, has_points, gzip, print;
+    bool has_hours, has_points, has_start, gzip, print;
 } bench_opts_t;
+
+/*
+ * The first timestamp: --start, else the run ends now: the last interval
+ * boundary at or before now, minus the points' span (so the default run is
+ * within any retention, and queryable at once).
+ */
+static int64_t bench_start(const bench_opts_t *o, uint64_t points)
+{
+    if (o->has_start)
+        return (int64_t)floor(o->start);
+    int64_t iv = (int64_t)o->interval, now = (int64_t)floor(o->common.now);
+    return now - now % iv - (int64_t)points * iv;
+}
 
 /* Step 1: the options as a generator config; 0 or a usage error's exit code. */
 static int bench_config(const bench_opts_t *o, devops_cfg_t *cfg, double *est)
@@ -129,7 +142,7 @@ static int bench_config(const bench_opts_t *o, devops_cfg_t *cfg, double *est)
     *cfg = (devops_cfg_t){.hosts = (uint32_t)o->hosts,
                           .points = points,
                           .interval_s = (uint32_t)o->interval,
-                          .start_s = (int64_t)floor(o->start),
+                          .start_s = bench_start(o, points),
                           .seed = o->seed,
                           .decimals = (int)o->decimals};
     double lines = (double)(o->hosts * points);
@@ -142,26 +155,27 @@ static int bench_config(const bench_opts_t *o, devops_cfg_t *cfg, double *est)
     return 0;
 }
 
-/* --print: the generated line protocol to stdout. */
+/* --print: the generated line protocol to stdout; a closed pipe ends it quietly (exit 0). */
 static int bench_print(devops_t *g)
 {
     st_buf_t buf;
     st_buf_init(&buf);
-    int rc, ret = CLI_EXIT_OK;
+    int rc, out = 0;
     while ((rc = devops_next_line(g, &buf)) > 0) {
         if (buf.len >= (1 << 20)) {
-            if (fwrite(buf.data, 1, buf.len, stdout) != buf.len) {
-                ret = cli_fail(CMD, "writing stdout failed");
+            if ((out = cli_stdout_write(buf.data, buf.len)) != 0)
                 break;
-            }
             st_buf_reset(&buf);
         }
     }
-    if (rc < 0)
+    int ret = CLI_EXIT_OK;
+    if (out == 0 && rc < 0)
         ret = cli_fail(CMD, "out of memory");
-    if (ret == CLI_EXIT_OK && fwrite(buf.data, 1, buf.len, stdout) != buf.len)
-        ret = cli_fail(CMD, "writing stdout failed");
-    if (fflush(stdout) != 0 && ret == CLI_EXIT_OK)
+    if (out == 0 && rc >= 0)
+        out = cli_stdout_write(buf.data, buf.len);
+    if (out == 0)
+        out = cli_stdout_flush();
+    if (out < 0 && ret == CLI_EXIT_OK)
         ret = cli_fail(CMD, "writing stdout failed");
     st_buf_deinit(&buf);
     return ret;
@@ -404,6 +418,7 @@ out:
 
 static const cli_opt_t BENCH_OPTS[] = {
     CLI_OPT_ROUTER,
+    CLI_OPT_CONFIG,
     CLI_OPT_U64(bench_opts_t, hosts, "hosts", 1, 10000000, " (1..10000000)", "--hosts N",
                 "hosts (default 1000)"),
     {.name = "hours",
@@ -428,8 +443,10 @@ static const cli_opt_t BENCH_OPTS[] = {
     {.name = "start",
      .kind = CLI_TIME,
      .off = offsetof(bench_opts_t, start),
+     .given = CLI_GIVEN(bench_opts_t, has_start),
      .label = "--start T",
-     .help = "first timestamp (default 2016-01-01T00:00:00Z)"},
+     .help = "first timestamp (default: the points end now,\n"
+             "start = now - hours, aligned to --interval)"},
     CLI_OPT_U64(bench_opts_t, seed, "seed", 0, UINT64_MAX, NULL, "--seed N",
                 "generator seed (default 1)"),
     CLI_OPT_U64(bench_opts_t, decimals, "decimals", 0, 17, " (0..17)", "--decimals N",
@@ -461,7 +478,6 @@ static const bench_opts_t BENCH_DEFAULTS = {.common = CLI_COMMON_DEFAULTS,
                                             .batch = 10000,
                                             .conns = 4,
                                             .hours = 3,
-                                            .start = 1451606400,
                                             .duration_max = 600};
 
 const cli_cmd_t cli_cmd_bench = {

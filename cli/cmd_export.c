@@ -27,16 +27,19 @@ typedef struct ectx {
     st_buf_t out;   /* csv: rows */
     st_buf_t error; /* non-200 body */
     uint64_t series, samples;
+    bool closed; /* stdout's reader is gone: stop quietly */
     char fail[256];
 } ectx_t;
 
-static int write_out(ectx_t *e, const void *p, size_t n)
+/* cli_stdout_write() or, with flush, cli_stdout_flush(): 0 or ST_EIO (e->closed or e->fail). */
+static int write_out(ectx_t *e, const void *p, size_t n, bool flush)
 {
-    if (n && fwrite(p, 1, n, stdout) != n) {
+    int rc = flush ? cli_stdout_flush() : cli_stdout_write(p, n);
+    if (rc == CLI_STDOUT_CLOSED)
+        e->closed = true;
+    else if (rc < 0)
         snprintf(e->fail, sizeof(e->fail), "writing stdout: %s", strerror(errno));
-        return ST_EIO;
-    }
-    return 0;
+    return rc == 0 ? 0 : ST_EIO;
 }
 
 /* One export line -> CSV rows. */
@@ -74,7 +77,7 @@ static int csv_line(ectx_t *e, const char *s, size_t n)
     }
     e->series++;
     if (rc == 0)
-        rc = write_out(e, e->out.data, e->out.len);
+        rc = write_out(e, e->out.data, e->out.len, false);
     st_buf_deinit(&series);
     json_decref(doc);
     return rc;
@@ -86,9 +89,8 @@ static int on_body(void *ud, const char *p, size_t n)
     if (e->resp->status != 200)
         return e->error.len + n > (1 << 20) ? 0 : st_buf_append(&e->error, p, n);
     if (!e->csv) {
-        int rc = write_out(e, p, n);
-        fflush(stdout);
-        return rc;
+        int rc = write_out(e, p, n, false);
+        return rc == 0 ? write_out(e, NULL, 0, true) : rc;
     }
     while (n > 0) {
         const char *nl = memchr(p, '\n', n);
@@ -108,8 +110,7 @@ static int on_body(void *ud, const char *p, size_t n)
         p += take + 1;
         n -= take + 1;
     }
-    fflush(stdout);
-    return 0;
+    return write_out(e, NULL, 0, true);
 }
 
 typedef struct export_opts {
@@ -159,13 +160,18 @@ static int run_export(void *opts, int argc, char **argv)
     st_buf_init(&e.out);
     st_buf_init(&e.error);
     int ret = CLI_EXIT_OK;
-    if (csv)
-        printf("series,timestamp,value\n");
-    rc = httpc_request(conn, "GET", (const char *)target.data, NULL, NULL, 0, &resp, on_body, &e);
+    static const char CSV_HEAD[] = "series,timestamp,value\n";
+    rc = csv ? write_out(&e, CSV_HEAD, sizeof(CSV_HEAD) - 1, false) : 0;
+    if (rc == 0)
+        rc = httpc_request(conn, "GET", (const char *)target.data, NULL, NULL, 0, &resp, on_body,
+                           &e);
     if (rc == 0 && resp.status == 200 && csv && e.line.len > 0)
         rc = csv_line(&e, (const char *)e.line.data, e.line.len); /* no final newline */
-    fflush(stdout);
-    if (rc < 0) {
+    if (rc == 0 && !e.closed)
+        rc = write_out(&e, NULL, 0, true);
+    if (e.closed) {
+        /* the reader closed stdout (`| head`): done, quietly */
+    } else if (rc < 0) {
         ret = cli_fail(CMD, "%s",
                        *e.fail                    ? e.fail
                        : *httpc_conn_errmsg(conn) ? httpc_conn_errmsg(conn)
@@ -188,6 +194,7 @@ static int run_export(void *opts, int argc, char **argv)
 
 static const cli_opt_t EXPORT_OPTS[] = {
     CLI_OPT_ROUTER,
+    CLI_OPT_CONFIG,
     {.name = "start",
      .kind = CLI_TIME,
      .off = offsetof(export_opts_t, start),

@@ -357,6 +357,7 @@ out:
 
 static const cli_opt_t QUERY_OPTS[] = {
     CLI_OPT_ROUTER,
+    CLI_OPT_CONFIG,
     Q_TIME("time", t_eval, has_time, "--time T",
            "evaluation time of an instant query (default: the router's now)"),
     /* the label is longer than the column: the text brings its own gap */

@@ -296,6 +296,7 @@ out:
 
 static const cli_opt_t STATUS_OPTS[] = {
     CLI_OPT_ROUTER,
+    CLI_OPT_CONFIG,
     CLI_OPT_FLAG(status_opts_t, raw, "json", "print the router's /cluster JSON unchanged"),
     CLI_OPT_FLAG(status_opts_t, require_ready, "require-ready",
                  "exit 1 when some shard has no reachable replica"),

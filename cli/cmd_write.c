@@ -619,6 +619,7 @@ static int run_write(void *opts, int argc, char **argv)
 
 static const cli_opt_t WRITE_OPTS[] = {
     CLI_OPT_ROUTER,
+    CLI_OPT_CONFIG,
     CLI_OPT_U64(write_opts_t, batch_lines, "batch", 1, 10000000, " (1..10000000 lines)",
                 "--batch LINES", "lines per request (default 5000)"),
     CLI_OPT_U64(write_opts_t, batch_bytes, "batch-bytes", 1024, (uint64_t)1 << 32,

@@ -14,7 +14,10 @@ int main(int argc, char **argv)
                    &o.node_id),
         ST_OPT_STR("data-dir", "DIR", "where the shards' data lives (default: ./strata-data)",
                    &o.data_dir),
-        ST_OPT_FLAG("check", "validate the config, print the topology, exit 0/1", &o.check),
+        ST_OPT_FLAG("check",
+                    "validate the config, print the topology, exit 0/1\n"
+                    "(without --node-id: the whole file, no node looked up)",
+                    &o.check),
         ST_OPT_STR("rpc-listen", "HOST:PORT",
                    "bind RPC here instead of the [node] rpc address\n"
                    "(which stays the address peers and routers dial)",
@@ -31,6 +34,8 @@ int main(int argc, char **argv)
     int rc = st_opts_parse(&spec, argc, argv);
     if (rc != ST_OPTS_RUN)
         return rc;
+    if (o.check && !o.node_id)
+        return node_check_file(o.config);
     node_t *n;
     if ((rc = node_load(&o, &n)) != 0)
         return rc;

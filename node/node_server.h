@@ -19,11 +19,13 @@ typedef struct node_opts {
     const char *node_id;    /* NULL: the hostname */
     const char *data_dir;   /* shards' data */
     const char *rpc_listen; /* HOST:PORT to bind RPC on; NULL: the [node] rpc address */
-    int check;              /* validate, print the topology, exit */
+    int check;              /* validate, print the topology, exit (no node id: the whole file) */
 } node_opts_t;
 
 /* Load the config and find this node in it: 0 with *out, or exit status 1. */
 int node_load(const node_opts_t *o, node_t **out);
+/* --check without --node-id: load and check the whole file, print the topology; exit status 0/1. */
+int node_check_file(const char *config);
 /* --check: print the topology and this node's id, free n; exit status 0. */
 int node_check(node_t *n);
 /* Open the engines, start the servers, replication and signal handlers:

@@ -107,18 +107,45 @@ class CheckTest(unittest.TestCase):
     def router_argv(self, cfg, *extra):
         return [self.router, "--config", cfg, "--listen", "127.0.0.1:1"] + list(extra)
 
+    def assert_doc_topology(self, argv):
+        """argv (a --check of DOC_EXAMPLE) exits 0 printing its topology; returns the output."""
+        r = self.run_bin(argv)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn(DOC_FINGERPRINT, out.lower(), "pinned fingerprint not printed")
+        for nid in ("n1", "n2", "n3"):
+            self.assertRegex(out, r"\b%s\b" % nid)
+        self.assertIn("127.0.0.1:7421", out)
+        return out
+
     def test_valid_config(self):
         cfg = self.put("cluster.ini", DOC_EXAMPLE)
         for argv in (self.node_argv(cfg, "--check"), self.router_argv(cfg, "--check")):
             with self.subTest(binary=os.path.basename(argv[0])):
-                r = self.run_bin(argv)
-                out = (r.stdout + r.stderr).decode("utf-8", "replace")
-                self.assertEqual(r.returncode, 0, out)
-                self.assertIn(DOC_FINGERPRINT, out.lower(), "pinned fingerprint not printed")
-                for nid in ("n1", "n2", "n3"):
-                    self.assertRegex(out, r"\b%s\b" % nid)
-                self.assertIn("127.0.0.1:7421", out)
+                self.assert_doc_topology(argv)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data", "wal")),
+                         "--check must not create data")
+
+    def test_check_without_node_id(self):
+        """docs/operations.md: `strata-node --config cluster.ini --check` with no
+        --node-id (and a hostname that is no [node]) checks the whole file and
+        prints the topology, exit 0; a bad file still fails with FILE:LINE."""
+        cfg = self.put("cluster.ini", DOC_EXAMPLE)
+        out = self.assert_doc_topology([self.node, "--config", cfg, "--check"])
+        self.assertNotIn("is not a [node]", out)
+        for name, text, line, reason in BAD:
+            bad = self.put(name, text)
+            with self.subTest(config=name):
+                r = self.run_bin([self.node, "--config", bad, "--check"])
+                err = r.stderr.decode("utf-8", "replace")
+                self.assertEqual(r.returncode, 1, err)
+                self.assertRegex(err, r"(^|\n)[^\n]*%s:%d: [^\n]*%s" %
+                                 (re.escape(name), line, reason))
+        # with --node-id, as before: an id not in the file is refused
+        r = self.run_bin([self.node, "--config", cfg, "--node-id", "n9", "--check"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("n9", r.stderr.decode("utf-8", "replace"))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "strata-data")),
                          "--check must not create data")
 
     def test_bad_configs(self):

@@ -4,10 +4,17 @@ exit code 0, and the data written through it arrives.
 
 The CLI is pointed at router 0 with `--router http://127.0.0.1:PORT` after
 the subcommand and with $STRATA_ROUTER (cli/strata.c: both are read).
+
+Also (issue 12): `strata bench`'s default data ends now and is kept by a
+cluster with the default 30d retention, `--print --start T` keeps its bytes;
+every command takes `--config cluster.ini`; a stdout pipe closed early
+(`| head`) ends `bench --print` and `export` quietly with exit 0.
 """
 
+import hashlib
 import os
 import subprocess
+import time
 import unittest
 
 from harness import (ALL, ClusterTestCase, Model, assert_samples_equal, binary, devops_lines,
@@ -19,7 +26,9 @@ class CliTest(ClusterTestCase):
     @classmethod
     def setUpClass(cls):
         cls.cli = binary("cli")
-        cls.c = cls.start_class_cluster(nodes=2, routers=1, shards=4, rf=1)
+        # the default retention of cluster.ini (harness clusters keep forever)
+        cls.c = cls.start_class_cluster(nodes=2, routers=1, shards=4, rf=1,
+                                        storage={"retention": "30d"})
 
     def run_cli(self, args, conn=True, timeout=60):
         url = "http://127.0.0.1:%d" % self.c.router_port[0]
@@ -47,12 +56,16 @@ class CliTest(ClusterTestCase):
         for nid in self.c.node_ids:
             self.assertRegex(text, r"\b%s\b" % nid)
 
-    def test_write_and_export(self):
-        built = devops_lines(hosts=6, points=25, seed=21, measurement="clicpu")
-        path = os.path.join(self.c.dir, "cli.lp")
+    def lp_file(self, name, built):
+        """The lines of devops_lines() in a file of the cluster's dir; returns its path."""
+        path = os.path.join(self.c.dir, name)
         with open(path, "w") as f:
             f.write("\n".join(l for l, _ in built) + "\n")
-        self.ok(self.run_cli(["write", path]))
+        return path
+
+    def test_write_and_export(self):
+        built = devops_lines(hosts=6, points=25, seed=21, measurement="clicpu")
+        self.ok(self.run_cli(["write", self.lp_file("cli.lp", built)]))
         model = Model()
         model.add_lines(built)
         got = export_to_dict(self.c.export('{__name__=~"clicpu_.*"}'))
@@ -70,6 +83,143 @@ class CliTest(ClusterTestCase):
         else:
             self.assertIn("host_3", out)
             self.assertNotIn("host_4", out)
+
+    # ---- strata bench: default timestamps end now --------------------------------------
+
+    def print_ts(self, args):
+        """`strata bench --print ARGS`: the lines' timestamps in seconds."""
+        out = self.ok(self.run_cli(["bench", "--print"] + args, conn=False))
+        return [int(l.rsplit(" ", 1)[1]) // 10**9 for l in out.splitlines()]
+
+    def test_bench_default_start_ends_now(self):
+        for args, points in ((["--hosts", "2", "--points", "3"], 3),
+                             (["--hosts", "1", "--hours", "1"], 360),
+                             (["--hosts", "1", "--hours", "0.5", "--interval", "60"], 30)):
+            with self.subTest(args=args):
+                iv = int(args[args.index("--interval") + 1]) if "--interval" in args else 10
+                before = int(time.time())
+                ts = sorted(set(self.print_ts(args)))
+                after = int(time.time())
+                self.assertEqual(len(ts), points)
+                self.assertEqual([t % iv for t in ts], [0] * points, "aligned to the interval")
+                self.assertEqual(ts, list(range(ts[0], ts[0] + points * iv, iv)))
+                # the span [first, last + interval) ends at the interval boundary of now
+                end = ts[-1] + iv
+                self.assertLessEqual(end, after)
+                self.assertGreaterEqual(end, before - before % iv)
+        # --start still decides
+        self.assertEqual(sorted(set(self.print_ts(["--hosts", "1", "--points", "2",
+                                                   "--start", "2016-01-01T00:00:00Z"]))),
+                         [1451606400, 1451606410])
+
+    def test_bench_print_with_start_unchanged(self):
+        """Byte-identical to the output before the default changed."""
+        pinned = (
+            (["--hosts", "3", "--points", "5", "--start", "2016-01-01T00:00:00Z"], PIN_A),
+            (["--hosts", "4", "--hours", "0.05", "--start", "1451606400", "--seed", "7",
+              "--decimals", "2", "--interval", "15"], PIN_B),
+        )
+        for args, digest in pinned:
+            with self.subTest(args=args):
+                r = self.run_cli(["bench", "--print"] + args, conn=False)
+                self.ok(r)
+                self.assertEqual(hashlib.sha256(r.stdout).hexdigest(), digest)
+
+    def test_bench_default_run_is_kept(self):
+        """A default-dated bench run on a 30d-retention cluster is queryable at once."""
+        self.ok(self.run_cli(["bench", "--hosts", "2", "--hours", "0.1", "--batch", "10",
+                              "--conns", "1"]))
+        got = self.c.export('cpu_usage_user{hostname=~"host_[01]"}', start=0,
+                            end=int(time.time()) + 3600)
+        self.assertEqual(sorted(len(g["timestamps"]) for g in got), [36, 36], got)
+
+    # ---- --config cluster.ini ----------------------------------------------------------
+
+    def test_config_option(self):
+        cfg = self.c.config_path
+        lp = self.lp_file("config.lp", devops_lines(hosts=1, points=2, measurement="cfgcpu"))
+        commands = (["status"], ["write", lp], ["export", "cfgcpu_usage_user"],
+                    ["query", "cfgcpu_usage_user"],
+                    ["bench", "--hosts", "1", "--points", "1", "--conns", "1"])
+        for cmd in commands:
+            with self.subTest(cmd=cmd[0]):
+                # --router wins over --config (the file names no router)
+                self.ok(self.run_cli(cmd + ["--config", cfg]))
+                r = self.run_cli(cmd + ["--config", cfg], conn=False)
+                err = r.stderr.decode("utf-8", "replace")
+                self.assertEqual(r.returncode, 2, err)
+                self.assertIn("names no router address", err)
+                self.assertIn(cfg, err)
+                self.assertNotIn("unrecognized", err)
+        # --print needs no router
+        self.ok(self.run_cli(["bench", "--print", "--hosts", "1", "--points", "1",
+                              "--config", cfg], conn=False))
+        # the file is checked like strata-node --check does
+        bad = os.path.join(self.c.dir, "bad.ini")
+        with open(cfg) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("[cluster]\n", "[cluster]\nfoo = 1\n", 1))
+        r = self.run_cli(["status", "--config", bad])
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 1, err)
+        self.assertRegex(err, r"bad\.ini:2: unknown key 'foo'")
+        r = self.run_cli(["status", "--config", os.path.join(self.c.dir, "missing.ini")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("missing.ini", r.stderr.decode("utf-8", "replace"))
+
+    # ---- a closed stdout pipe ----------------------------------------------------------
+
+    def run_to_closed_pipe(self, args, read_first=0):
+        """Run the CLI with stdout a pipe that is closed after reading
+        `read_first` bytes (0: closed before the CLI writes anything)."""
+        url = "http://127.0.0.1:%d" % self.c.router_port[0]
+        argv = [self.cli] + args
+        env = dict(os.environ, STRATA_ROUTER=url)
+        if read_first:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, env=env)
+            got = p.stdout.read(read_first)
+            self.assertEqual(len(got), read_first)
+            p.stdout.close()
+        else:
+            rfd, wfd = os.pipe()
+            os.close(rfd)
+            p = subprocess.Popen(argv, stdout=wfd, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, env=env)
+            os.close(wfd)
+        try:
+            err = p.stderr.read()
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.fail("%s did not stop after its stdout was closed" % " ".join(argv))
+        finally:
+            p.stderr.close()
+        return p.returncode, err.decode("utf-8", "replace")
+
+    def test_closed_pipe_ends_quietly(self):
+        built = devops_lines(hosts=20, points=150, seed=5, measurement="pipecpu")
+        self.ok(self.run_cli(["write", self.lp_file("pipe.lp", built)]))
+        cases = (
+            (["bench", "--print", "--hosts", "1000", "--hours", "3"], 4096),
+            (["bench", "--print", "--hosts", "1000", "--hours", "3"], 0),
+            (["export", '{__name__=~"pipecpu_.*"}'], 100),
+            (["export", '{__name__=~"pipecpu_.*"}'], 0),
+            (["export", '{__name__=~"pipecpu_.*"}', "--format", "csv"], 100),
+            (["export", '{__name__=~"pipecpu_.*"}', "--format", "csv"], 0),
+        )
+        for args, read_first in cases:
+            with self.subTest(args=args, read_first=read_first):
+                rc, err = self.run_to_closed_pipe(args, read_first)
+                self.assertEqual((rc, err), (0, ""))
+
+
+# sha256 of `strata bench --print` for test_bench_print_with_start_unchanged,
+# taken from the build before the default start changed.
+PIN_A = "f20b80fce0c50597105fddfc4054faa7b49e8cda8985bc0945258527e7dedb2c"
+PIN_B = "c956c7300d84970efcf336ae32aba1733d190a589c752bf9d74302ffd46fc6f4"
 
 
 if __name__ == "__main__":
