@@ -1,11 +1,11 @@
 /*
  * devops — the TSBS-like devops "cpu-only" workload, generated in memory.
  *
- * Byte-for-byte the model of ../shared/bench/gen_devops.py: the same
+ * Byte-for-byte the reference devops workload generator: the same
  * Mersenne Twister seeding as Python's random.Random(seed), the same order of
  * draws (host tags with choice()/randrange(), initial states with random(),
  * then gauss() steps), and the same formatting, so for equal arguments
- * `strata bench --print` and gen_devops.py write identical line protocol:
+ *  `strata bench --print` and the reference generator write identical line protocol:
  *
  *   cpu,hostname=host_0,region=...,service_environment=... usage_user=58,...,usage_guest_nice=38
  * 1451606400000000000

@@ -4,7 +4,7 @@ same run, VictoriaMetrics (if installed), fed the same line-protocol file by
 tests/bench/load_lp.py. Prints samples/s, request latency p50/p99, peak
 RSS of every process and bytes on disk per sample.
 
-  build/cli/strata bench --print --hosts 1000 --hours 3 > /tmp/h1000_3h.lp
+  build/cli/strata bench --print --hosts 1000 --hours 3 --start 2016-01-01T00:00:00Z > /tmp/h1000_3h.lp
   tests/bench/cluster_bench.py --build build --file /tmp/h1000_3h.lp \
       [--nodes 3] [--conns 4] [--batch 10000] [--wal periodic] [--no-vm]
 

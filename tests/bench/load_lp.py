@@ -4,7 +4,7 @@
   tests/bench/load_lp.py --url http://127.0.0.1:8086/write?precision=ns \\
       --file /tmp/h1000_3h.lp [--batch 10000] [--conns 4] [--max-seconds 600]
 
-Make the file with `build/cli/strata bench --print --hosts 1000 --hours 3 >
+Make the file with `build/cli/strata bench --print --hosts 1000 --hours 3 --start 2016-01-01T00:00:00Z >
 /tmp/h1000_3h.lp` (the devops workload, docs/cli.md).
 
 The file is read and cut into bodies of --batch lines before the clock
