@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "st_err.h"
+#include "st_text.h"
 
 /* ---- character classes ------------------------------------------------- */
 

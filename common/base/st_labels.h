@@ -46,13 +46,6 @@ uint64_t st_labels_hash_noname(const st_label_t *l, size_t n);
  */
 uint64_t st_series_hash(const st_label_t *l, size_t n);
 uint64_t st_series_hash_from(uint64_t noname_hash, const char *name, size_t len);
-/* Encode code point cp (<= U+10FFFF, not a surrogate) as UTF-8 at d; returns 1..4 bytes. */
-size_t st_utf8_put(char *d, unsigned cp);
-/* Value of a hex digit, or -1. */
-int st_hexval(int c);
-/* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0: ASCII
- * runs are skipped 8 bytes at a time, the rest goes through st_utf8_seq(). */
-int st_utf8_valid(const char *p, size_t n);
 /*
  * Check a sorted label set against the limits: returns 0, or ST_ELIMIT /
  * ST_EINVAL with a static reason in *why (e.g. "label name is not valid UTF-8").

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "st_err.h"
-#include "st_labels.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
 size_t st_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
@@ -47,6 +46,67 @@ size_t st_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
         return 0;
     *cp = v;
     return need;
+}
+
+size_t st_utf8_put(char *d, unsigned cp)
+{
+    if (cp < 0x80) {
+        d[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char)(0xc0 | (cp >> 6));
+        d[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char)(0xe0 | (cp >> 12));
+        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        d[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    d[0] = (char)(0xf0 | (cp >> 18));
+    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    d[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+int st_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int st_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path (label names and most values): 8 bytes a step */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        while (i < n && p[i] < 0x80)
+            i++;
+        if (i == n)
+            break;
+        uint32_t cp;
+        size_t len = st_utf8_seq(p + i, n - i, &cp);
+        if (len == 0)
+            return 0;
+        i += len;
+    }
+    return 1;
 }
 
 int st_json_escape(st_buf_t *b, const void *sv, size_t len)

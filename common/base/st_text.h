@@ -28,6 +28,13 @@
 /* Length of the valid UTF-8 sequence at s (1..4) with its code point in
  * *cp, or 0 if the bytes there are not valid UTF-8. */
 size_t st_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
+/* Encode code point cp (<= U+10FFFF, not a surrogate) as UTF-8 at d; returns 1..4 bytes. */
+size_t st_utf8_put(char *d, unsigned cp);
+/* Value of a hex digit, or -1. */
+int st_hexval(int c);
+/* 1 if [p, p+n) is valid UTF-8 (no overlongs, no surrogates), else 0: ASCII
+ * runs are skipped 8 bytes at a time, the rest goes through st_utf8_seq(). */
+int st_utf8_valid(const char *p, size_t n);
 
 /*
  * Append s as the inside of a JSON string (no quotes): '"', '\\' and control

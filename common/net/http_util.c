@@ -10,6 +10,7 @@
 
 #include "st_err.h"
 #include "st_labels.h"
+#include "st_text.h"
 
 /* ---- query strings ------------------------------------------------------ */
 

@@ -117,6 +117,7 @@
 #include "st_buf.h"
 #include "st_crc32c.h"
 #include "st_err.h"
+#include "st_text.h"
 #include "st_file.h"
 #include "st_varint.h"
 

@@ -43,6 +43,7 @@
 #include "idx.h"
 #include "idx_internal.h"
 #include "st_err.h"
+#include "st_text.h"
 
 #define ERR_ALL_EMPTY "vector selector must contain at least one non-empty matcher"
 #define ERR_BAD_REGEX "invalid regular expression"

@@ -17,6 +17,7 @@
 #include "lp.h"
 #include "st_err.h"
 #include "st_labels.h"
+#include "st_text.h"
 
 typedef struct fz {
     const char *buf;

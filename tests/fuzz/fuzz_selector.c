@@ -6,6 +6,7 @@
 
 #include "selector.h"
 #include "st_labels.h"
+#include "st_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "st_labels.h"
+#include "st_text.h"
 #include "topo.h"
 
 #define MAX_LINE (1u << 20)

@@ -13,6 +13,7 @@
 #include "st_crc32c.h"
 #include "st_err.h"
 #include "st_labels.h"
+#include "st_text.h"
 #include "st_varint.h"
 
 static void test_strerror(void **state)
