@@ -47,6 +47,7 @@ enum {
     C_KESC = 16,  /* escapable in keys and tag values: , = space */
     C_CTRL = 32,  /* 0x00-0x1f, 0x7f */
     C_DIGIT = 64, /* 0-9 */
+    C_SESC = 128, /* escapable in a string field value: " \ */
 };
 
 static uint8_t cls[256];
@@ -71,6 +72,8 @@ static void lp_init(void)
             v |= C_KESC;
         if (c >= '0' && c <= '9')
             v |= C_DIGIT;
+        if (c == '"' || c == '\\')
+            v |= C_SESC;
         cls[c] = v;
     }
     c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
@@ -523,23 +526,6 @@ static int unescape(lp_parser_t *P, const char *s, size_t n, uint8_t escm, const
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '\\' && i + 1 < n && (CL(s[i + 1]) & escm))
-            i++;
-        d[o++] = s[i];
-    }
-    *out = d;
-    *outn = (uint32_t)o;
-    return 0;
-}
-
-static int unescape_string(lp_parser_t *P, const char *s, size_t n, const char **out,
-                           uint32_t *outn)
-{
-    char *d = arena_alloc(P, n ? n : 1);
-    if (!d)
-        return ST_ENOMEM;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\'))
             i++;
         d[o++] = s[i];
     }
@@ -1035,7 +1021,7 @@ static int parse_line(lp_parser_t *P, const char *s, const char *lim, const char
             fld.type = LP_STRING;
             fld.str = p;
             fld.str_len = (uint32_t)(q - p);
-            if (sesc && (rc = unescape_string(P, p, (size_t)(q - p), &fld.str, &fld.str_len)))
+            if (sesc && (rc = unescape(P, p, (size_t)(q - p), C_SESC, &fld.str, &fld.str_len)))
                 return rc;
             p = q + 1;
         } else {
