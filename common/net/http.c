@@ -45,6 +45,7 @@
 #include "http_parse.h"
 #include "net_listen.h"
 #include "st_err.h"
+#include "st_list.h"
 #include "st_text.h"
 
 typedef struct conn conn_t;
@@ -163,12 +164,7 @@ static void on_conn_closed(uv_handle_t *h)
     http_server_t *srv = c->srv;
     http_rx_deinit(&c->rx);
     st_buf_deinit(&c->pend);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    ST_LIST_REMOVE(srv->conns, c);
     srv->nconns--;
     srv->st.open_connections = srv->nconns;
     metric_gauge_set(srv->m.open, (double)srv->nconns);
@@ -903,10 +899,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles = 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    ST_LIST_PUSH(srv->conns, c);
     srv->nconns++;
     srv->st.open_connections = srv->nconns;
     metric_gauge_set(srv->m.open, (double)srv->nconns);

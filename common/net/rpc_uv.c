@@ -44,6 +44,7 @@
 
 #include "net_listen.h"
 #include "st_err.h"
+#include "st_list.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
 
@@ -306,12 +307,7 @@ static void conn_handle_closed(uv_handle_t *h)
     rpc_rx_deinit(&conn->rx);
     rpc_server_t *srv = conn->srv;
     conn->srv = NULL;
-    if (conn->prev)
-        conn->prev->next = conn->next;
-    else
-        srv->conns = conn->next;
-    if (conn->next)
-        conn->next->prev = conn->prev;
+    ST_LIST_REMOVE(srv->conns, conn);
     srv->nconns--;
     srv->st.conns_open = srv->nconns;
     rpc_conn_release(conn); /* the reference the open handles held */
@@ -622,10 +618,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     conn->tcp.data = conn;
     conn->timer.data = conn;
     conn->handles = 2;
-    conn->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = conn;
-    srv->conns = conn;
+    ST_LIST_PUSH(srv->conns, conn);
     srv->nconns++;
     srv->st.conns_open = srv->nconns;
     if (net_accept(ls, &conn->tcp, conn->peer_addr, sizeof conn->peer_addr) != 0) {
