@@ -225,6 +225,32 @@ fail(lp_parser_t *P, const char *pos, int in_fields, int quoted, int code, const
 
 /* ---- numbers ------------------------------------------------------------- */
 
+/*
+ * The decimal digits at s[*i..] of a float: up to 19 significant digits go
+ * into *mant (*nd of them); in the integer part (frac 0) each digit beyond
+ * those raises *exp10, in the fraction (frac 1) each kept digit lowers it;
+ * a dropped nonzero digit sets *truncated. Returns how many digits it read.
+ */
+static inline int take_digits(const char *s, size_t n, size_t *i, int frac, uint64_t *mant, int *nd,
+                              long *exp10, int *truncated)
+{
+    int digits = 0;
+    for (; *i < n && (CL(s[*i]) & C_DIGIT); (*i)++, digits++) {
+        unsigned d = (unsigned)(s[*i] - '0');
+        if (*nd < 19) {
+            if (*mant || d) {
+                *mant = *mant * 10 + d;
+                (*nd)++;
+            }
+            *exp10 -= frac;
+        } else {
+            *exp10 += !frac;
+            *truncated |= d != 0;
+        }
+    }
+    return digits;
+}
+
 static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
@@ -241,33 +267,10 @@ int lp_parse_float(const char *s, size_t n, double *out)
     int nd = 0;        /* significant digits kept in mant */
     int truncated = 0; /* nonzero digits dropped beyond 19 */
     long exp10 = 0;
-    int digits = 0;
-    for (; i < n && (CL(s[i]) & C_DIGIT); i++, digits++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (nd < 19) {
-            if (mant || d) {
-                mant = mant * 10 + d;
-                nd++;
-            }
-        } else {
-            exp10++;
-            truncated |= d != 0;
-        }
-    }
+    int digits = take_digits(s, n, &i, 0, &mant, &nd, &exp10, &truncated);
     if (i < n && s[i] == '.') {
         i++;
-        for (; i < n && (CL(s[i]) & C_DIGIT); i++, digits++) {
-            unsigned d = (unsigned)(s[i] - '0');
-            if (nd < 19) {
-                if (mant || d) {
-                    mant = mant * 10 + d;
-                    nd++;
-                }
-                exp10--;
-            } else {
-                truncated |= d != 0;
-            }
-        }
+        digits += take_digits(s, n, &i, 1, &mant, &nd, &exp10, &truncated);
     }
     if (digits == 0)
         return ST_EPARSE;
