@@ -894,11 +894,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->srv = srv;
     http_rx_init(&c->rx, &srv->lim);
     st_buf_init(&c->pend);
-    uv_tcp_init(srv->loop, &c->tcp);
-    uv_timer_init(srv->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles = 2;
+    c->handles = net_conn_handles_init(srv->loop, &c->tcp, &c->timer, c);
     ST_LIST_PUSH(srv->conns, c);
     srv->nconns++;
     srv->st.open_connections = srv->nconns;

@@ -90,6 +90,15 @@ int net_accept(uv_stream_t *ls, uv_tcp_t *tcp, char *peer, size_t cap)
     return 0;
 }
 
+int net_conn_handles_init(uv_loop_t *loop, uv_tcp_t *tcp, uv_timer_t *timer, void *conn)
+{
+    uv_tcp_init(loop, tcp);
+    uv_timer_init(loop, timer);
+    tcp->data = conn;
+    timer->data = conn;
+    return 2;
+}
+
 void net_thread_pool_size(long per_cpu, long min)
 {
     if (getenv("UV_THREADPOOL_SIZE"))

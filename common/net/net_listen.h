@@ -42,6 +42,13 @@ int net_accept(uv_stream_t *ls, uv_tcp_t *tcp, char *peer, size_t cap);
 int net_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap);
 
 /*
+ * A server connection's two handles, its socket and its timer, initialised
+ * on loop with data = conn. Returns 2, the number of handles the
+ * connection must see closed before it is freed.
+ */
+int net_conn_handles_init(uv_loop_t *loop, uv_tcp_t *tcp, uv_timer_t *timer, void *conn);
+
+/*
  * Unless UV_THREADPOOL_SIZE is set, size libuv's thread pool to per_cpu
  * threads per online CPU, at least min. Call before the first uv_queue_work.
  */

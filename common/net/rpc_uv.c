@@ -613,11 +613,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     conn->refs = 1;
     conn->state = CONN_HANDSHAKE;
     rpc_rx_init(&conn->rx, srv->o.max_frame);
-    uv_tcp_init(srv->loop, &conn->tcp);
-    uv_timer_init(srv->loop, &conn->timer);
-    conn->tcp.data = conn;
-    conn->timer.data = conn;
-    conn->handles = 2;
+    conn->handles = net_conn_handles_init(srv->loop, &conn->tcp, &conn->timer, conn);
     ST_LIST_PUSH(srv->conns, conn);
     srv->nconns++;
     srv->st.conns_open = srv->nconns;
