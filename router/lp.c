@@ -827,29 +827,17 @@ static int parse_value(lp_parser_t *P, const char *v, size_t n, lp_field_t *f, c
         return fail(P, after, 1, 0, ST_EPARSE, "invalid value '%s' for field '%s'", qt(P, 0, v, n),
                     qt(P, 1, f->name, f->name_len));
     }
-    if (last == 'i') {
-        rc = parse_i64(v, n - 1, &f->i);
+    if (last == 'i' || last == 'u') {
+        const char *kind = last == 'i' ? "integer" : "unsigned integer";
+        rc = last == 'i' ? parse_i64(v, n - 1, &f->i) : parse_u64(v, n - 1, &f->u);
         if (rc == ST_ELIMIT)
-            return fail(P, after, 1, 0, ST_EPARSE, "integer %s out of range for field '%s'",
+            return fail(P, after, 1, 0, ST_EPARSE, "%s %s out of range for field '%s'", kind,
                         qt(P, 0, v, n), qt(P, 1, f->name, f->name_len));
         if (rc)
-            return fail(P, after, 1, 0, ST_EPARSE, "invalid integer '%s' for field '%s'",
+            return fail(P, after, 1, 0, ST_EPARSE, "invalid %s '%s' for field '%s'", kind,
                         qt(P, 0, v, n), qt(P, 1, f->name, f->name_len));
-        f->type = LP_INT;
-        f->value = (double)f->i;
-        return 0;
-    }
-    if (last == 'u') {
-        rc = parse_u64(v, n - 1, &f->u);
-        if (rc == ST_ELIMIT)
-            return fail(P, after, 1, 0, ST_EPARSE,
-                        "unsigned integer %s out of range for field '%s'", qt(P, 0, v, n),
-                        qt(P, 1, f->name, f->name_len));
-        if (rc)
-            return fail(P, after, 1, 0, ST_EPARSE, "invalid unsigned integer '%s' for field '%s'",
-                        qt(P, 0, v, n), qt(P, 1, f->name, f->name_len));
-        f->type = LP_UINT;
-        f->value = (double)f->u;
+        f->type = last == 'i' ? LP_INT : LP_UINT;
+        f->value = last == 'i' ? (double)f->i : (double)f->u;
         return 0;
     }
     rc = lp_parse_float(v, n, &f->value);
