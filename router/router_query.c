@@ -324,7 +324,7 @@ static void eval_work(uv_work_t *w)
     if (j->phase == 2) {
         ST_BUF_LIT(&j->out, "{\"status\":\"success\",\"data\":");
         rc = promql_result_json(res, j->range, &j->out);
-        char warn[FANOUT_MISSING_MAX + 64];
+        char warn[FANOUT_WARNING_MAX];
         size_t nw = fanout_partial_warning(j->fan, warn, sizeof warn);
         if (nw) {
             ST_BUF_LIT(&j->out, ",\"warnings\":[");

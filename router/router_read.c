@@ -164,7 +164,7 @@ static void fail_unavailable(rjob_t *j, const fanout_call_t *c, const char *why)
 
 static void put_warnings(rjob_t *j, st_buf_t *b)
 {
-    char w[FANOUT_MISSING_MAX + 64];
+    char w[FANOUT_WARNING_MAX];
     size_t n = fanout_partial_warning(j->fan, w, sizeof w);
     if (!n)
         return;

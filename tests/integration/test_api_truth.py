@@ -211,6 +211,28 @@ class PartialWarning(ClusterTestCase):
                 self.assertNotIn("warnings", parse_json(b), (path, rc))
             st, _, b = get(c.router_url() + "/api/v1/series", [("match[]", "pc_v")])
             self.assertEqual(len(parse_json(b)["data"]), 50)
+        # n2 down too: n1 alone still holds every shard. A "one" read is
+        # complete (no warning); a quorum read is answered by one replica
+        # per shard: it says so, and never "no replica answered".
+        c.kill9(1)
+        allshards = ",".join(str(s) for s in range(12))
+        for path, params in (("/api/v1/series", [("match[]", "pc_v")]),
+                             ("/api/v1/labels", []),
+                             ("/api/v1/query", [("query", "count(pc_v)"),
+                                                ("time", str(T0 // 1000 + 10))])):
+            st, _, b = get(c.router_url() + path, params + [("partial_response", "1")])
+            self.assertEqual(st, 200, (path, b[:300]))
+            self.assertNotIn("warnings", parse_json(b), path)
+            st, _, b = get(c.router_url() + path, params + [("partial_response", "1"),
+                                                             ("read_consistency", "quorum")])
+            self.assertEqual(st, 200, (path, b[:300]))
+            self.assertEqual(parse_json(b).get("warnings"),
+                             ["partial response: fewer than 2 replicas (read_consistency=quorum) "
+                              "answered for shard(s) %s" % allshards], path)
+        st, _, b = get(c.router_url() + "/api/v1/series",
+                       [("match[]", "pc_v"), ("partial_response", "1"),
+                        ("read_consistency", "quorum")])
+        self.assertEqual(len(parse_json(b)["data"]), 50)
 
 
 class SyncWriteMessage(ClusterTestCase):
