@@ -5,7 +5,8 @@
  *   /metrics               Prometheus text format
  *   /api/v1/export         local data: ?shard=N (default: every local shard),
  *                          match[]=SELECTOR (optional, repeatable), start, end;
- *                          GET or POST (else 405)
+ *                          GET or POST (else 405); a POST form body is read
+ *                          with the query string (http_req_params_all)
  * Any other path is 404 "not found". The routes are one table (path,
  * methods allowed, handler). Exports run on the thread pool and are capped
  * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the
@@ -128,7 +129,15 @@ static void handle_export(node_t *n, http_req_t *req)
     st_buf_init(&j->out);
     const char *v;
     char err[300];
-    if ((v = http_req_param(req, "shard")) != NULL) {
+    http_params_t params;
+    int prc = http_req_params_all(req, &params);
+    if (prc) {
+        snprintf(err, sizeof err, "%s",
+                 prc == ST_EPARSE ? "cannot parse the form body: invalid percent escape"
+                                  : "out of memory");
+        goto bad;
+    }
+    if ((v = http_params_get(&params, "shard")) != NULL) {
         char *end;
         long s = strtol(v, &end, 10);
         if (*v == '\0' || *end || s < 0 || s >= (long)topo_shards(n->topo)) {
@@ -138,19 +147,19 @@ static void handle_export(node_t *n, http_req_t *req)
         }
         j->shard = (int)s;
     }
-    if ((v = http_req_param(req, "start")) != NULL &&
+    if ((v = http_params_get(&params, "start")) != NULL &&
         http_parse_time_ms(v, strlen(v), &j->start) != 0) {
         snprintf(err, sizeof err, "invalid start '%.64s'", v);
         goto bad;
     }
-    if ((v = http_req_param(req, "end")) != NULL &&
+    if ((v = http_params_get(&params, "end")) != NULL &&
         http_parse_time_ms(v, strlen(v), &j->end) != 0) {
         snprintf(err, sizeof err, "invalid end '%.64s'", v);
         goto bad;
     }
     size_t it = 0;
     const http_param_t *p;
-    while ((p = http_params_next(&req->params, "match[]", &it)) != NULL) {
+    while ((p = http_params_next(&params, "match[]", &it)) != NULL) {
         if (j->nsel == NODE_HTTP_MAX_MATCH) {
             snprintf(err, sizeof err, "too many match[] (max %d)", NODE_HTTP_MAX_MATCH);
             goto bad;
@@ -162,6 +171,7 @@ static void handle_export(node_t *n, http_req_t *req)
         }
         j->nsel++;
     }
+    http_params_deinit(&params);
     j->w.data = j;
     metric_counter_inc(n->http_exports);
     atomic_fetch_add(&n->jobs, 1);
@@ -170,6 +180,7 @@ static void handle_export(node_t *n, http_req_t *req)
     atomic_fetch_sub(&n->jobs, 1);
     snprintf(err, sizeof err, "cannot queue work");
 bad:
+    http_params_deinit(&params);
     for (size_t i = 0; i < j->nsel; i++)
         selector_free(&j->sel[i]);
     free(j);

@@ -5,7 +5,11 @@
  * A coordinated write (coord_t) lives until every outcome is in: the local
  * write job and one forward call per peer. It answers the router as soon
  * as every shard is decided and the local write is done; later outcomes
- * (quorum and async) only produce hints.
+ * (quorum and async) only produce hints. A shard that missed its mode
+ * waits for the outcome of each of its replicas (every forward is bounded
+ * by replica_timeout), so its message gives the final count and names
+ * every replica in placement order: "2 of 3 replicas acked (need 3): n1 ok,
+ * n2 ok, n3 failed: replica is down".
  *
  * Replay (per peer, one hint in flight): peek (pool) -> send (loop) ->
  * ack (pool) -> peek ... ; a transport failure backs off and resends the
@@ -186,6 +190,15 @@ static void add_hints(peer_t *p, const repl_entry_t *e, const size_t *idx, size_
 
 /* ---- coordinated writes ---------------------------------------------- */
 
+/* One replica's answer for one shard of a coordinated write. */
+enum { OUT_PENDING = 0, OUT_OK, OUT_FAILED };
+#define OUTCOME_WHY_MAX 120
+
+typedef struct outcome {
+    uint8_t state;
+    char why[OUTCOME_WHY_MAX];
+} outcome_t;
+
 typedef struct coord {
     node_repl_t *r;
     rpc_conn_t *conn;
@@ -197,8 +210,9 @@ typedef struct coord {
     repl_entry_t *e;
     repl_tally_t *tally;
     node_shard_result_t *local;
-    char (*why)[240]; /* per entry: who failed and why */
-    int refs;         /* outstanding outcomes: local job + peer calls */
+    outcome_t *out; /* [entry * rf + replica rank]: who acked, who failed and why */
+    uint32_t rf;
+    int refs; /* outstanding outcomes: local job + peer calls */
     int local_done, replied, local_err;
     uv_work_t w;
 } coord_t;
@@ -217,15 +231,55 @@ static void coord_free(coord_t *c)
     free(c->e);
     free(c->tally);
     free(c->local);
-    free(c->why);
+    free(c->out);
     free(c);
 }
 
-static void note(coord_t *c, size_t i, const char *who, const char *why)
+/* Replica `node` answered for entry i: ok, or failed with why. */
+static void note(coord_t *c, size_t i, uint32_t node, int ok, const char *why)
 {
-    size_t l = strlen(c->why[i]);
-    if (l + 8 < sizeof c->why[i])
-        snprintf(c->why[i] + l, sizeof c->why[i] - l, "%s%s: %s", l ? "; " : "", who, why);
+    int rank = topo_replica_rank(c->r->n->topo, c->e[i].shard, node);
+    if (rank < 0 || (uint32_t)rank >= c->rf)
+        return;
+    outcome_t *o = &c->out[i * c->rf + (uint32_t)rank];
+    o->state = ok ? OUT_OK : OUT_FAILED;
+    snprintf(o->why, sizeof o->why, "%s", ok ? "" : why);
+}
+
+/* 1 while a failed entry still waits for some replica's answer: its
+ * message names every replica's outcome, so it waits for them all (each
+ * call is bounded by replica_timeout). */
+static int failed_entry_pending(const coord_t *c)
+{
+    for (size_t i = 0; i < c->env.n; i++) {
+        if (repl_tally_state(&c->tally[i]) != REPL_FAILED)
+            continue;
+        for (uint32_t k = 0; k < c->rf; k++)
+            if (c->out[i * c->rf + k].state == OUT_PENDING)
+                return 1;
+    }
+    return 0;
+}
+
+/* "n1 ok, n2 ok, n3 failed: connection refused", in placement order. */
+static void outcomes_str(const coord_t *c, size_t i, char *buf, size_t cap)
+{
+    const topo_t *t = c->r->n->topo;
+    const uint32_t *rep = topo_shard_replicas(t, c->e[i].shard);
+    size_t off = 0;
+    buf[0] = '\0';
+    for (uint32_t k = 0; k < c->rf && off < cap; k++) {
+        const outcome_t *o = &c->out[i * c->rf + k];
+        const char *id = topo_node_id(t, rep[k]);
+        const char *sep = k ? ", " : "";
+        int w = o->state == OUT_OK ? snprintf(buf + off, cap - off, "%s%s ok", sep, id)
+                : o->state == OUT_FAILED
+                    ? snprintf(buf + off, cap - off, "%s%s failed: %s", sep, id, o->why)
+                    : snprintf(buf + off, cap - off, "%s%s no answer", sep, id);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
 }
 
 static void maybe_reply(coord_t *c)
@@ -236,6 +290,8 @@ static void maybe_reply(coord_t *c)
     for (size_t i = 0; i < c->env.n; i++)
         if (repl_tally_state(&c->tally[i]) == REPL_PENDING)
             goto out;
+    if (c->refs > 0 && failed_entry_pending(c))
+        goto out;
     c->replied = 1;
     if (c->local_err) {
         rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
@@ -251,9 +307,11 @@ static void maybe_reply(coord_t *c)
         }
         metric_counter_inc(r->coord_failed);
         res[i].code = ST_EUNAVAIL;
+        char who[sizeof res[i].msg];
+        outcomes_str(c, i, who, sizeof who);
         snprintf(res[i].msg, sizeof res[i].msg,
                  "write consistency %s not met: %u of %u replicas acked (need %u): %s",
-                 topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, c->why[i]);
+                 topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, who);
     }
     st_buf_t out;
     st_buf_init(&out);
@@ -285,9 +343,8 @@ static void local_after(uv_work_t *w, int status)
     for (size_t i = 0; i < c->env.n; i++) {
         int ok = !c->local_err && c->local[i].code == 0;
         repl_tally_add(&c->tally[i], ok);
-        if (!ok)
-            note(c, i, topo_node_id(c->r->n->topo, (uint32_t)c->r->n->self),
-                 c->local_err ? st_strerror(c->local_err) : c->local[i].msg);
+        note(c, i, (uint32_t)c->r->n->self, ok,
+             c->local_err ? st_strerror(c->local_err) : c->local[i].msg);
     }
     c->local_done = 1;
     c->refs--;
@@ -314,10 +371,11 @@ static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, c
         repl_tally_add(&c->tally[i], ok);
         if (ok) {
             metric_counter_inc(p->fwd_ok);
+            note(c, i, p->node, 1, NULL);
             continue;
         }
         metric_counter_inc(p->fwd_err);
-        note(c, i, p->id,
+        note(c, i, p->node, 0,
              status ? why : (res->results[k]->error ? res->results[k]->error : "error"));
         if (failed)
             failed[nf++] = i;
@@ -369,8 +427,9 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         c->e = calloc(ne ? ne : 1, sizeof *c->e);
         c->tally = calloc(ne ? ne : 1, sizeof *c->tally);
         c->local = calloc(ne ? ne : 1, sizeof *c->local);
-        c->why = calloc(ne ? ne : 1, sizeof *c->why);
-        if (!c->e || !c->tally || !c->local || !c->why)
+        c->rf = topo_replication_factor(n->topo);
+        c->out = calloc((ne ? ne : 1) * c->rf, sizeof *c->out);
+        if (!c->e || !c->tally || !c->local || !c->out)
             rc = ST_ENOMEM;
     }
     if (!rc)

@@ -21,7 +21,7 @@ typedef struct node_shard_result {
     uint32_t shard;
     int code; /* 0 or ST_E* */
     uint64_t samples;
-    char msg[200];
+    char msg[400];
 } node_shard_result_t;
 
 /* Write the WriteRequests `e[0..ne)` into this node's engines (thread pool

@@ -366,8 +366,25 @@ size_t fanout_partial_warning(const fanout_t *f, char *buf, size_t len)
 {
     if (!f->missing[0])
         return 0;
-    int k = snprintf(buf, len, "partial response: no replica answered for shard(s) %s", f->missing);
-    return k < 0 ? 0 : (size_t)k < len ? (size_t)k : len - 1;
+    char none[FANOUT_MISSING_MAX], few[FANOUT_MISSING_MAX];
+    readplan_unserved_str(&f->plan, none, sizeof none);
+    readplan_short_str(&f->plan, few, sizeof few);
+    int k = 0;
+    if (none[0] && few[0])
+        k = snprintf(buf, len,
+                     "partial response: no replica answered for shard(s) %s; partial response: "
+                     "fewer than %u replicas (read_consistency=quorum) answered for shard(s) %s",
+                     none, f->plan.need, few);
+    else if (none[0])
+        k = snprintf(buf, len, "partial response: no replica answered for shard(s) %s", none);
+    else if (few[0])
+        k = snprintf(buf, len,
+                     "partial response: fewer than %u replicas (read_consistency=quorum) answered "
+                     "for shard(s) %s",
+                     f->plan.need, few);
+    if (k <= 0)
+        return 0;
+    return (size_t)k < len ? (size_t)k : len - 1;
 }
 
 int fanout_group_failed(const fanout_t *f, size_t gi)

@@ -39,6 +39,7 @@
 #include "topo.h"
 
 #define FANOUT_MISSING_MAX 256 /* bytes of the missing-shard list ("3,7,...") */
+#define FANOUT_WARNING_MAX (2 * FANOUT_MISSING_MAX + 128) /* bytes of a partial warning */
 
 typedef struct fanout fanout_t;
 typedef struct fanout_rpc fanout_rpc_t; /* one call in flight */
@@ -134,8 +135,12 @@ const char *fanout_missing(const fanout_t *f);
 void fanout_unavailable_msg(const fanout_t *f, char *buf, size_t len);
 /* "no replica answered for shard(s) <group's shards> (node <id>: <why>)" */
 void fanout_group_msg(const fanout_t *f, size_t group, const char *why, char *buf, size_t len);
-/* "partial response: no replica answered for shard(s) 3,7"; 0 when no
- * shard is missing (buf untouched), else the length. */
+/* Once the fan-out completed: "partial response: no replica answered for
+ * shard(s) 3,7" naming only the shards no replica answered for; shards a
+ * quorum read got from too few replicas (but some) are named apart:
+ * "partial response: fewer than 2 replicas (read_consistency=quorum)
+ * answered for shard(s) 1,4" (both joined by "; " when both occur). 0 when
+ * every shard was answered as asked (buf untouched), else the length. */
 size_t fanout_partial_warning(const fanout_t *f, char *buf, size_t len);
 /* Group gi failed over (its replies were dropped). */
 int fanout_group_failed(const fanout_t *f, size_t gi);

@@ -399,22 +399,39 @@ static int64_t floor_div(int64_t a, int64_t b)
     return q;
 }
 
+/* The precisions: one table for the names, the units and the list in error
+ * messages. ns_per_unit is how many nanoseconds one unit of it is. */
+#define NS_PER_MS 1000000LL
+static const struct {
+    const char *name;
+    lp_precision_t prec;
+    int64_t ns_per_unit;
+} PRECISIONS[] = {
+    {"ns", LP_PREC_NS, 1LL},
+    {"n", LP_PREC_NS, 1LL},
+    {"us", LP_PREC_US, 1000LL},
+    {"u", LP_PREC_US, 1000LL},
+    {"ms", LP_PREC_MS, NS_PER_MS},
+    {"s", LP_PREC_S, 1000 * NS_PER_MS},
+    {"m", LP_PREC_M, 60 * 1000 * NS_PER_MS},
+    {"h", LP_PREC_H, 3600 * 1000 * NS_PER_MS},
+};
+#define NPRECISIONS (sizeof PRECISIONS / sizeof PRECISIONS[0])
+
 int lp_ts_to_ms(int64_t ts, lp_precision_t prec, int64_t *out)
 {
-    switch (prec) {
-    case LP_PREC_NS:
-        *out = floor_div(ts, 1000000);
-        return 0;
-    case LP_PREC_US:
-        *out = floor_div(ts, 1000);
-        return 0;
-    case LP_PREC_MS:
-        *out = ts;
-        return 0;
-    case LP_PREC_S:
-        if (ts > INT64_MAX / 1000 || ts < INT64_MIN / 1000)
+    for (size_t i = 0; i < NPRECISIONS; i++) {
+        if (PRECISIONS[i].prec != prec)
+            continue;
+        int64_t u = PRECISIONS[i].ns_per_unit;
+        if (u <= NS_PER_MS) {
+            *out = floor_div(ts, NS_PER_MS / u);
+            return 0;
+        }
+        int64_t mul = u / NS_PER_MS;
+        if (ts > INT64_MAX / mul || ts < INT64_MIN / mul)
             return ST_ELIMIT;
-        *out = ts * 1000;
+        *out = ts * mul;
         return 0;
     }
     return ST_EINVAL;
@@ -422,17 +439,34 @@ int lp_ts_to_ms(int64_t ts, lp_precision_t prec, int64_t *out)
 
 int lp_precision_parse(const char *s, size_t n, lp_precision_t *out)
 {
-    if (n == 0 || (n == 2 && memcmp(s, "ns", 2) == 0) || (n == 1 && s[0] == 'n'))
+    if (n == 0) {
         *out = LP_PREC_NS;
-    else if ((n == 2 && memcmp(s, "us", 2) == 0) || (n == 1 && s[0] == 'u'))
-        *out = LP_PREC_US;
-    else if (n == 2 && memcmp(s, "ms", 2) == 0)
-        *out = LP_PREC_MS;
-    else if (n == 1 && s[0] == 's')
-        *out = LP_PREC_S;
-    else
-        return ST_EINVAL;
-    return 0;
+        return 0;
+    }
+    for (size_t i = 0; i < NPRECISIONS; i++) {
+        if (strlen(PRECISIONS[i].name) == n && memcmp(PRECISIONS[i].name, s, n) == 0) {
+            *out = PRECISIONS[i].prec;
+            return 0;
+        }
+    }
+    return ST_EINVAL;
+}
+
+static char precision_names[64];
+
+static void precision_names_init(void)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < NPRECISIONS; i++)
+        off += (size_t)snprintf(precision_names + off, sizeof precision_names - off, "%s%s",
+                                i ? ", " : "", PRECISIONS[i].name);
+}
+
+const char *lp_precision_names(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, precision_names_init);
+    return precision_names;
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -1247,7 +1281,7 @@ int lp_parser_create(const lp_opts_t *opts, lp_parser_t **out)
     static const lp_opts_t defaults = {0};
     if (!opts)
         opts = &defaults;
-    if ((unsigned)opts->precision > LP_PREC_S)
+    if ((unsigned)opts->precision > LP_PREC_H)
         return ST_EINVAL;
     pthread_once(&init_once, lp_init);
     lp_parser_t *P = calloc(1, sizeof *P);

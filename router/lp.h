@@ -35,8 +35,8 @@
  *   range. Booleans: t T true True TRUE f F false False FALSE (stored 1/0).
  * - Timestamp: optional [-] digits (int64) in the parser's precision,
  *   converted to milliseconds with floor division (-1 ns -> -1 ms, so a
- *   point always lands in the millisecond that contains it). Precision s
- *   that overflows int64 ms is rejected. A line without a timestamp gets
+ *   point always lands in the millisecond that contains it). Precision s,
+ *   m or h that overflows int64 ms is rejected. A line without a timestamp gets
  *   the parser's default timestamp (already in ms).
  * - At least one field; measurement, tag keys, tag values and field keys
  *   must not be empty; all of them and string values must be valid UTF-8.
@@ -69,6 +69,8 @@ typedef enum lp_precision {
     LP_PREC_US,
     LP_PREC_MS,
     LP_PREC_S,
+    LP_PREC_M, /* minutes */
+    LP_PREC_H, /* hours */
 } lp_precision_t;
 
 typedef enum lp_ftype {
@@ -167,10 +169,13 @@ void lp_parser_stats(const lp_parser_t *p, lp_stats_t *out);
 void lp_parser_stats_reset(lp_parser_t *p);
 
 /*
- * Parse a precision name: "ns" or "n", "us" or "u", "ms", "s"; an empty
- * string means ns. Returns 0 or ST_EINVAL.
+ * Parse a precision name, from one table: "ns" or "n", "us" or "u", "ms",
+ * "s", "m", "h" (InfluxDB 1.x's names, plus "ns" and "us"); an empty string
+ * means ns. Returns 0 or ST_EINVAL.
  */
 int lp_precision_parse(const char *s, size_t n, lp_precision_t *out);
+/* The accepted names, "ns, n, us, u, ms, s, m, h", for error messages. */
+const char *lp_precision_names(void);
 
 /*
  * Convert a timestamp in `prec` to milliseconds (floor division). Returns 0,

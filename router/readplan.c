@@ -45,6 +45,7 @@ static int assign(readplan_t *p, size_t from, uint32_t s, uint32_t count, readpl
         int rc = add(p, from, rep[k], s);
         if (rc)
             return rc;
+        p->have[s]++;
         count--;
     }
     if (count && !p->missing[s]) {
@@ -62,7 +63,8 @@ int readplan_init(readplan_t *p, const topo_t *t, uint32_t need, readplan_up_fn 
     p->need = need < 1 ? 1 : need > rf ? rf : need;
     p->tried = calloc(ns, sizeof *p->tried);
     p->missing = calloc(ns, 1);
-    if (!p->tried || !p->missing)
+    p->have = calloc(ns, 1);
+    if (!p->tried || !p->missing || !p->have)
         return ST_ENOMEM;
     for (uint32_t s = 0; s < ns; s++) {
         int rc = assign(p, 0, s, p->need, up, arg);
@@ -82,6 +84,9 @@ int readplan_failover(readplan_t *p, size_t gi, readplan_up_fn up, void *arg)
     if (!shards)
         return ST_ENOMEM;
     memcpy(shards, p->g[gi].shards, n * sizeof *shards);
+    for (uint32_t i = 0; i < n; i++)
+        if (p->have[shards[i]])
+            p->have[shards[i]]--;
     int rc = 0;
     for (uint32_t i = 0; i < n && !rc; i++)
         rc = assign(p, from, shards[i], 1, up, arg);
@@ -89,13 +94,16 @@ int readplan_failover(readplan_t *p, size_t gi, readplan_up_fn up, void *arg)
     return rc;
 }
 
-void readplan_missing_str(const readplan_t *p, char *buf, size_t cap)
+enum { ALL_MISSING, UNSERVED, SHORT };
+
+/* The missing shards of one kind as "3,7,11". */
+static void shards_str(const readplan_t *p, int kind, char *buf, size_t cap)
 {
     size_t off = 0;
     if (cap)
         buf[0] = '\0';
     for (uint32_t s = 0; s < topo_shards(p->t) && cap; s++) {
-        if (!p->missing[s])
+        if (!p->missing[s] || (kind == UNSERVED && p->have[s]) || (kind == SHORT && !p->have[s]))
             continue;
         if (off + 16 >= cap) {
             snprintf(buf + off, cap - off, "...");
@@ -105,6 +113,21 @@ void readplan_missing_str(const readplan_t *p, char *buf, size_t cap)
     }
 }
 
+void readplan_missing_str(const readplan_t *p, char *buf, size_t cap)
+{
+    shards_str(p, ALL_MISSING, buf, cap);
+}
+
+void readplan_unserved_str(const readplan_t *p, char *buf, size_t cap)
+{
+    shards_str(p, UNSERVED, buf, cap);
+}
+
+void readplan_short_str(const readplan_t *p, char *buf, size_t cap)
+{
+    shards_str(p, SHORT, buf, cap);
+}
+
 void readplan_free(readplan_t *p)
 {
     for (size_t i = 0; i < p->ng; i++)
@@ -112,5 +135,6 @@ void readplan_free(readplan_t *p)
     free(p->g);
     free(p->tried);
     free(p->missing);
+    free(p->have);
     memset(p, 0, sizeof *p);
 }

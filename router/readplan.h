@@ -33,8 +33,9 @@ typedef struct readplan {
     const topo_t *t;
     uint32_t need;
     uint32_t *tried;  /* [shards] bitmask of replica ranks asked */
-    uint8_t *missing; /* [shards] */
+    uint8_t *missing; /* [shards] fewer than `need` replicas */
     uint32_t nmissing;
+    uint8_t *have; /* [shards] replicas assigned whose group has not failed */
     readplan_group_t *g;
     size_t ng, cap;
 } readplan_t;
@@ -47,6 +48,13 @@ int readplan_init(readplan_t *p, const topo_t *t, uint32_t need, readplan_up_fn 
 int readplan_failover(readplan_t *p, size_t gi, readplan_up_fn up, void *arg);
 /* Missing shards as "3,7,11" into buf (truncated with "..." if needed). */
 void readplan_missing_str(const readplan_t *p, char *buf, size_t cap);
+/* The missing shards that no replica serves at all (every one assigned
+ * failed, or none was up), and those that some replica serves but fewer
+ * than `need` (a quorum read short of replicas), in the same form. Once
+ * every request of the plan is answered, these are the shards no replica
+ * answered for, and those answered by too few. */
+void readplan_unserved_str(const readplan_t *p, char *buf, size_t cap);
+void readplan_short_str(const readplan_t *p, char *buf, size_t cap);
 void readplan_free(readplan_t *p);
 
 #endif

@@ -27,16 +27,22 @@ int router_up_fn(void *arg, uint32_t node)
     return router_node_up(arg, node);
 }
 
-int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
-                       int *partial, char *msg, size_t msglen)
+int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen)
 {
-    const char *c = form ? http_params_get(form, "read_consistency") : NULL;
-    if (!c)
-        c = http_req_param(req, "read_consistency");
-    const char *p = form ? http_params_get(form, "partial_response") : NULL;
-    if (!p)
-        p = http_req_param(req, "partial_response");
-    return readopt_parse(r->topo, c, p, need, partial, msg, msglen);
+    int rc = http_req_params_all(req, params);
+    if (rc == 0)
+        return 0;
+    snprintf(msg, msglen, "%s",
+             rc == ST_EPARSE ? "cannot parse the form body: invalid percent escape"
+                             : "out of memory");
+    return -1;
+}
+
+int router_read_params(const router_t *r, const http_params_t *params, int *need, int *partial,
+                       char *msg, size_t msglen)
+{
+    return readopt_parse(r->topo, http_params_get(params, "read_consistency"),
+                         http_params_get(params, "partial_response"), need, partial, msg, msglen);
 }
 
 /* rpc_call_cb -> the fan-out (an RPC_ERROR reply carries the node's text). */

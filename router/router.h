@@ -48,11 +48,15 @@ typedef struct router {
 
 /* readplan_up_fn over router_node_up. */
 int router_up_fn(void *arg, uint32_t node);
-/* Read params shared by every read (readopt_parse() of the request's
- * read_consistency and partial_response, from `form` first when given).
- * Returns 0, or -1 with msg set (400). */
-int router_read_params(const router_t *r, http_req_t *req, http_params_t *form, int *need,
-                       int *partial, char *msg, size_t msglen);
+/* The parameters of a read, read one way by every read endpoint:
+ * http_req_params_all() (a POST form body, then the query string) into
+ * *params, which the caller deinits whatever the result. Returns 0, or -1
+ * with a 400 message in msg (a form body that cannot be decoded). */
+int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen);
+/* Read options shared by every read: readopt_parse() of read_consistency
+ * and partial_response in params. Returns 0, or -1 with msg set (400). */
+int router_read_params(const router_t *r, const http_params_t *params, int *need, int *partial,
+                       char *msg, size_t msglen);
 
 /* fanout_send_fn over the router's RPC clients (arg: the router_t). */
 int router_fanout_send(void *arg, uint32_t node, uint8_t type, const uint8_t *req, size_t len,

@@ -324,7 +324,7 @@ static void eval_work(uv_work_t *w)
     if (j->phase == 2) {
         ST_BUF_LIT(&j->out, "{\"status\":\"success\",\"data\":");
         rc = promql_result_json(res, j->range, &j->out);
-        char warn[FANOUT_MISSING_MAX + 64];
+        char warn[FANOUT_WARNING_MAX];
         size_t nw = fanout_partial_warning(j->fan, warn, sizeof warn);
         if (nw) {
             ST_BUF_LIT(&j->out, ",\"warnings\":[");
@@ -540,12 +540,6 @@ static void eval_after(uv_work_t *w, int status)
     fanout_start(j->fan); /* the job is the fan-out's from here */
 }
 
-static const char *param(http_req_t *req, http_params_t *form, const char *name)
-{
-    const char *v = http_params_get(form, name);
-    return v ? v : http_req_param(req, name);
-}
-
 void router_handle_query(router_t *r, http_req_t *req, int range)
 {
     qjob_t *j = calloc(1, sizeof *j);
@@ -560,23 +554,21 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     j->max_series = topo_router(r->topo)->query_max_series;
     st_buf_init(&j->out);
     http_params_t form;
-    http_params_init(&form);
-    const char *ct = http_req_header(req, "Content-Type");
-    if (req->method == HTTP_METHOD_POST && ct &&
-        strncmp(ct, "application/x-www-form-urlencoded", 33) == 0)
-        http_params_parse(&form, (const char *)req->body, req->body_len);
     char msg[Q_MSG_MAX];
-    const char *q = param(req, &form, "query");
+    const char *q = NULL;
     const char *v;
     int64_t now_ms = st_now_ms();
     int64_t timeout = r->timeout_ms;
+    if (router_read_load(req, &form, msg, sizeof msg))
+        goto bad;
+    q = http_params_get(&form, "query");
     if (!q || !*q) {
         snprintf(msg, sizeof msg, "invalid parameter \"query\": no query provided");
         goto bad;
     }
     if (range) {
-        const char *sv = param(req, &form, "start"), *ev = param(req, &form, "end");
-        const char *stv = param(req, &form, "step");
+        const char *sv = http_params_get(&form, "start"), *ev = http_params_get(&form, "end");
+        const char *stv = http_params_get(&form, "step");
         if (!sv || http_parse_time_ms(sv, strlen(sv), &j->start)) {
             snprintf(msg, sizeof msg,
                      "invalid parameter \"start\": cannot parse \"%.64s\" to a "
@@ -614,7 +606,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
         }
     } else {
         j->start = now_ms;
-        if ((v = param(req, &form, "time")) && *v && http_parse_time_ms(v, strlen(v), &j->start)) {
+        if ((v = http_params_get(&form, "time")) && *v &&
+            http_parse_time_ms(v, strlen(v), &j->start)) {
             snprintf(msg, sizeof msg,
                      "invalid parameter \"time\": cannot parse \"%.64s\" to a "
                      "valid timestamp",
@@ -624,7 +617,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
         j->end = j->start;
         j->step = Q_INSTANT_STEP_MS;
     }
-    if ((v = param(req, &form, "timeout")) && *v) {
+    if ((v = http_params_get(&form, "timeout")) && *v) {
         int64_t t = readopt_duration_ms(v);
         if (t <= 0) {
             snprintf(msg, sizeof msg, "invalid parameter \"timeout\": cannot parse \"%.64s\"", v);
@@ -634,10 +627,10 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
             timeout = t;
     }
     j->deadline = st_mono_ms() + timeout;
-    if (router_read_params(r, req, &form, &j->need, &j->partial, msg, sizeof msg))
+    if (router_read_params(r, &form, &j->need, &j->partial, msg, sizeof msg))
         goto bad;
     j->pushdown = j->need == 1;
-    if ((v = param(req, &form, "pushdown")) && *v) {
+    if ((v = http_params_get(&form, "pushdown")) && *v) {
         if (!strcmp(v, "0") || !strcmp(v, "false")) {
             j->pushdown = 0;
         } else if (strcmp(v, "1") && strcmp(v, "true")) {

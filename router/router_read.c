@@ -1,6 +1,8 @@
 /*
  * router_read — /api/v1/export, /api/v1/series, /api/v1/labels and
- * /api/v1/label/<name>/values, fanned out to one replica per shard.
+ * /api/v1/label/<name>/values, fanned out to one replica per shard. GET or
+ * POST: parameters come from the query string and a form body alike
+ * (router_read_load, the one reader every read endpoint uses).
  *
  * The fan-out core (fanout.h) walks the read plan one request at a time:
  * for each group (a node and the shards it answers for), for each match[]
@@ -162,7 +164,7 @@ static void fail_unavailable(rjob_t *j, const fanout_call_t *c, const char *why)
 
 static void put_warnings(rjob_t *j, st_buf_t *b)
 {
-    char w[FANOUT_MISSING_MAX + 64];
+    char w[FANOUT_WARNING_MAX];
     size_t n = fanout_partial_warning(j->fan, w, sizeof w);
     if (!n)
         return;
@@ -598,13 +600,17 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     st_buf_init(&j->json);
     char err[400];
     const char *v;
-    if ((v = http_req_param(req, "start")) && *v &&
+    http_params_t params;
+    if (router_read_load(req, &params, err, sizeof err))
+        goto bad;
+    if ((v = http_params_get(&params, "start")) && *v &&
         http_parse_time_ms(v, strlen(v), &j->start) != 0) {
         snprintf(err, sizeof err, "invalid parameter \"start\": cannot parse \"%.64s\" as a time",
                  v);
         goto bad;
     }
-    if ((v = http_req_param(req, "end")) && *v && http_parse_time_ms(v, strlen(v), &j->end) != 0) {
+    if ((v = http_params_get(&params, "end")) && *v &&
+        http_parse_time_ms(v, strlen(v), &j->end) != 0) {
         snprintf(err, sizeof err, "invalid parameter \"end\": cannot parse \"%.64s\" as a time", v);
         goto bad;
     }
@@ -614,7 +620,7 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     }
     size_t it = 0;
     const http_param_t *p;
-    while ((p = http_params_next(&req->params, "match[]", &it)) != NULL) {
+    while ((p = http_params_next(&params, "match[]", &it)) != NULL) {
         if (j->nsel == MAX_SEL) {
             snprintf(err, sizeof err, "too many match[] parameters (max %d)", MAX_SEL);
             goto bad;
@@ -634,7 +640,7 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
-    if (router_read_params(r, req, NULL, &j->need, &j->partial, err, sizeof err))
+    if (router_read_params(r, &params, &j->need, &j->partial, err, sizeof err))
         goto bad;
     j->buffered = kind == K_EXPORT && j->need > 1;
     sset_init(&j->set, READ_QUORUM_MAX_SAMPLES);
@@ -646,9 +652,11 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
+    http_params_deinit(&params);
     fanout_start(j->fan); /* the job is the fan-out's from here */
     return;
 bad:
+    http_params_deinit(&params);
     router_prom_error(req, 400, "bad_data", err);
     free_job(j);
 }

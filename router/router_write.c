@@ -1,7 +1,9 @@
 /*
  * router_write — POST /write and /api/v2/write.
  *
- *   loop:    decode the body (gzip), check params, queue a job
+ *   loop:    decode the body (gzip), check params, queue a job; a body
+ *            that still starts with the gzip magic was sent without
+ *            Content-Encoding: gzip and is refused (400) rather than parsed
  *   worker:  parse line protocol, group samples by series, place each
  *            series on its shard (topo_shard_of_labels) and encode one
  *            NodeWrite entry per shard: wbatch.h
@@ -402,8 +404,8 @@ void router_handle_write(router_t *r, http_req_t *req)
     lp_precision_t prec = LP_PREC_NS;
     const char *pv = http_req_param(req, "precision");
     if (parse_precision(pv, &prec)) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "invalid precision '%.32s' (ns, us, ms, s)", pv);
+        char msg[160];
+        snprintf(msg, sizeof msg, "invalid precision '%.32s' (%s)", pv, lp_precision_names());
         http_respond_error(req, 400, msg);
         return;
     }
@@ -420,6 +422,11 @@ void router_handle_write(router_t *r, http_req_t *req)
                           : rc == ST_EPROTO ? "unsupported Content-Encoding (use gzip or none)"
                                             : "corrupt gzip body";
         http_respond_error(req, code, msg);
+        return;
+    }
+    if (req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b) {
+        /* the gzip magic, not inflated: no line of line protocol starts so */
+        http_respond_error(req, 400, "body is gzip-compressed: set Content-Encoding: gzip");
         return;
     }
     wjob_t *j = calloc(1, sizeof *j);

@@ -96,6 +96,17 @@ const char *http_req_header(const http_req_t *req, const char *name);
 /* First query parameter value by name, or NULL. */
 const char *http_req_param(const http_req_t *req, const char *name);
 /*
+ * Every parameter of a request, read one way by every read endpoint: for a
+ * POST whose Content-Type is application/x-www-form-urlencoded, the form
+ * body's pairs first, then the query string's. So a single-valued key given
+ * in both takes the body's value (http_params_get returns the first), and a
+ * repeated key such as match[] keeps the values of both (Prometheus reads
+ * its r.Form the same way). out is initialised here; the caller deinits it
+ * whatever the result. Returns 0, ST_EPARSE (a bad percent escape in the
+ * body) or ST_ENOMEM.
+ */
+int http_req_params_all(const http_req_t *req, http_params_t *out);
+/*
  * Decode the body per Content-Encoding: gzip is inflated in place (the body
  * then points to the inflated bytes, at most max_out of them); identity or
  * no header: nothing to do. Returns 0, ST_ELIMIT (-> 413), ST_ECORRUPT

@@ -91,6 +91,19 @@ const char *http_req_param(const http_req_t *req, const char *name)
     return http_params_get(&req->params, name);
 }
 
+int http_req_params_all(const http_req_t *req, http_params_t *out)
+{
+    http_params_init(out);
+    if (req->method == HTTP_METHOD_POST &&
+        http_has_token(http_req_header(req, "Content-Type"), "application/x-www-form-urlencoded")) {
+        int rc = http_params_parse(out, (const char *)req->body, req->body_len);
+        if (rc)
+            return rc;
+    }
+    /* the raw query string was already decoded once into req->params */
+    return http_params_parse(out, req->query, strlen(req->query));
+}
+
 int http_req_decode_body(http_req_t *req, size_t max_out)
 {
     req_priv_t *rp = http_req_priv(req);

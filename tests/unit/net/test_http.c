@@ -92,6 +92,55 @@ static void test_rx_basic(void **state)
     }
 }
 
+/* http_req_params_all: a POST form body's pairs, then the query string's;
+ * only for a form Content-Type; a bad escape in the body is ST_EPARSE. */
+static http_req_t *rx_one(const char *r)
+{
+    http_rx_t *rx;
+    assert_int_equal(http_rx_create(NULL, &rx), 0);
+    http_req_t *req;
+    assert_int_equal(feed_all(rx, r, strlen(r), strlen(r), &req, NULL), HTTP_RX_REQUEST);
+    http_rx_destroy(rx);
+    return req;
+}
+
+static void test_req_params_all(void **state)
+{
+    (void)state;
+    http_req_t *req = rx_one("POST /s?match[]=a&start=1 HTTP/1.1\r\nContent-Type: "
+                             "Application/X-WWW-Form-Urlencoded; charset=utf-8\r\n"
+                             "Content-Length: 26\r\n\r\nmatch%5B%5D=b+c&start=2&x=");
+    http_params_t p;
+    assert_int_equal(http_req_params_all(req, &p), 0);
+    assert_int_equal(http_params_count(&p, "match[]"), 2);
+    size_t it = 0;
+    assert_string_equal(http_params_next(&p, "match[]", &it)->value, "b c");
+    assert_string_equal(http_params_next(&p, "match[]", &it)->value, "a");
+    assert_string_equal(http_params_get(&p, "start"), "2");
+    assert_string_equal(http_params_get(&p, "x"), "");
+    http_params_deinit(&p);
+    http_req_destroy(req);
+    /* not a form: the body is not parameters */
+    req = rx_one("POST /s?q=1 HTTP/1.1\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: 3\r\n\r\nq=2");
+    assert_int_equal(http_req_params_all(req, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(http_params_get(&p, "q"), "1");
+    http_params_deinit(&p);
+    http_req_destroy(req);
+    /* GET: the query string only */
+    req = rx_one("GET /s?q=1 HTTP/1.1\r\n\r\n");
+    assert_int_equal(http_req_params_all(req, &p), 0);
+    assert_string_equal(http_params_get(&p, "q"), "1");
+    http_params_deinit(&p);
+    http_req_destroy(req);
+    req = rx_one("POST /s HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 "Content-Length: 4\r\n\r\nq=%z");
+    assert_int_equal(http_req_params_all(req, &p), ST_EPARSE);
+    http_params_deinit(&p);
+    http_req_destroy(req);
+}
+
 static void test_rx_pipelined_and_events(void **state)
 {
     (void)state;
@@ -1115,6 +1164,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rx_basic),
+        cmocka_unit_test(test_req_params_all),
         cmocka_unit_test(test_rx_pipelined_and_events),
         cmocka_unit_test(test_rx_errors),
         cmocka_unit_test(test_rx_chunked_trailers_expect),

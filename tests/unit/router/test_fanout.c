@@ -404,6 +404,64 @@ static void test_missing_after_failover(void **state)
     }
 }
 
+/* The partial warning names only the shards no replica answered for; a
+ * quorum read answered by too few (but some) replicas is named apart, and a
+ * failover that completes a shard leaves it out (issue 12). */
+static void shard_list(const topo_t *t, int with_n1, char *buf, size_t cap)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (uint32_t s = 0; s < topo_shards(t); s++)
+        if ((topo_replica_rank(t, s, 0) >= 0) == with_n1)
+            off += (size_t)snprintf(buf + off, cap - off, "%s%u", off ? "," : "", s);
+}
+
+static void test_partial_warning_truth(void **state)
+{
+    (void)state;
+    h_t h;
+    char w[FANOUT_WARNING_MAX], want[FANOUT_WARNING_MAX], on1[64], off1[64];
+    /* quorum (need 2 of RF 2), only n1 up */
+    setup_h(&h, 1, 2, 1, 1, 1);
+    shard_list(h.t, 1, on1, sizeof on1);
+    shard_list(h.t, 0, off1, sizeof off1);
+    fanout_start(h.f);
+    answer_all(&h);
+    assert_int_equal(h.how, FANOUT_COMPLETE);
+    snprintf(want, sizeof want,
+             "partial response: no replica answered for shard(s) %s; partial response: fewer "
+             "than 2 replicas (read_consistency=quorum) answered for shard(s) %s",
+             off1, on1);
+    assert_int_equal(fanout_partial_warning(h.f, w, sizeof w), strlen(want));
+    assert_string_equal(w, want);
+    teardown_h(&h);
+
+    /* quorum, n1 and n2 up: the shards on both are complete, the rest short */
+    setup_h(&h, 3, 2, 1, 1, 1);
+    fanout_start(h.f);
+    answer_all(&h);
+    assert_int_equal(h.how, FANOUT_COMPLETE);
+    size_t n = fanout_partial_warning(h.f, w, sizeof w);
+    assert_true(n > 0);
+    assert_int_equal(n, strlen(w));
+    assert_non_null(strstr(w, "fewer than 2 replicas"));
+    assert_null(strstr(w, "no replica answered"));
+    teardown_h(&h);
+
+    /* one, every node up, a group fails and its shards fail over: complete,
+     * no warning */
+    setup_h(&h, 7, 1, 1, 1, 1);
+    fanout_start(h.f);
+    answer_next(&h, ST_ECLOSED);
+    answer_all(&h);
+    assert_int_equal(h.how, FANOUT_COMPLETE);
+    assert_int_equal(fanout_failovers(h.f), 1);
+    strcpy(w, "untouched");
+    assert_int_equal(fanout_partial_warning(h.f, w, sizeof w), 0);
+    assert_string_equal(w, "untouched");
+    teardown_h(&h);
+}
+
 /* A stop drops replies still to come; idle waits for them. */
 static void test_stop(void **state)
 {
@@ -453,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_send_failure),
         cmocka_unit_test(test_missing_at_start),
         cmocka_unit_test(test_missing_after_failover),
+        cmocka_unit_test(test_partial_warning_truth),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_group_msg),
     };

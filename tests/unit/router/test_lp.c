@@ -780,6 +780,11 @@ static void test_precision(void **state)
         {LP_PREC_S, "1451606400", 1451606400000},
         {LP_PREC_S, "-2", -2000},
         {LP_PREC_S, "9223372036854775", 9223372036854775000},
+        {LP_PREC_M, "24193440", 1451606400000},
+        {LP_PREC_M, "-1", -60000},
+        {LP_PREC_M, "153722867280912", 9223372036854720000},
+        {LP_PREC_H, "403224", 1451606400000},
+        {LP_PREC_H, "-2", -7200000},
     };
     char body[128];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -812,10 +817,23 @@ static void test_precision(void **state)
     assert_int_equal(pr, LP_PREC_MS);
     assert_int_equal(lp_precision_parse("s", 1, &pr), 0);
     assert_int_equal(pr, LP_PREC_S);
-    assert_int_equal(lp_precision_parse("h", 1, &pr), ST_EINVAL);
+    /* InfluxDB 1.x's m and h (issue 12) */
+    assert_int_equal(lp_precision_parse("m", 1, &pr), 0);
+    assert_int_equal(pr, LP_PREC_M);
+    assert_int_equal(lp_precision_parse("h", 1, &pr), 0);
+    assert_int_equal(pr, LP_PREC_H);
     assert_int_equal(lp_precision_parse("nss", 3, &pr), ST_EINVAL);
+    assert_int_equal(lp_precision_parse("d", 1, &pr), ST_EINVAL);
+    assert_int_equal(lp_precision_parse("M", 1, &pr), ST_EINVAL);
+    assert_int_equal(lp_precision_parse("hh", 2, &pr), ST_EINVAL);
+    assert_string_equal(lp_precision_names(), "ns, n, us, u, ms, s, m, h");
     int64_t ms;
     assert_int_equal(lp_ts_to_ms(INT64_MIN, LP_PREC_S, &ms), ST_ELIMIT);
+    assert_int_equal(lp_ts_to_ms(153722867280913, LP_PREC_M, &ms), ST_ELIMIT);
+    assert_int_equal(lp_ts_to_ms(2562047788016, LP_PREC_H, &ms), ST_ELIMIT);
+    assert_int_equal(lp_ts_to_ms(-2562047788016, LP_PREC_H, &ms), ST_ELIMIT);
+    assert_int_equal(lp_ts_to_ms(2562047788015, LP_PREC_H, &ms), 0);
+    assert_int_equal(ms, 2562047788015LL * 3600000);
 
     /* the setter applies to the next parse */
     lp_parser_t *p;
