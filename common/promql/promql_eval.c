@@ -1,9 +1,14 @@
-/* promql_eval — evaluator core: memory, selectors, operators, aggregations, results. */
+/*
+ * promql_eval — evaluator core: selectors, operators, aggregations, results.
+ * Its leaf helpers (arena, errors, labels, series sets) are in promql_pe.c;
+ * the functions (promql_funcs.c) run through the table row the parser put in
+ * a call node and evaluate their arguments through the pe_ctx callbacks this
+ * file sets, so neither of those files calls back into this one.
+ */
 #include "promql_eval_int.h"
 #include "promql_plan.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,130 +18,14 @@
 #include "st_text.h"
 #include "st_time.h"
 
-/* ---- memory, errors ------------------------------------------------------ */
-
-void *pe_alloc(pe_ctx_t *c, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    if (!n)
-        n = 16;
-    if (!c->mem || c->mem->cap - c->mem->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
-        pe_chunk_t *k = malloc(sizeof *k + cap);
-        if (!k)
-            pe_fail(c, ST_ENOMEM, "out of memory");
-        k->used = 0;
-        k->cap = cap;
-        k->next = c->mem;
-        c->mem = k;
-    }
-    void *p = (char *)c->mem->data + c->mem->used;
-    c->mem->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first)
-{
-    if (n < *cap)
-        return;
-    size_t nc = *cap ? *cap * 2 : first;
-    void *na = pe_alloc(c, nc * sz);
-    if (n)
-        memcpy(na, *arr, n * sz);
-    *arr = na;
-    *cap = nc;
-}
-
-char *pe_strdup(pe_ctx_t *c, const char *s, size_t n)
-{
-    char *d = pe_alloc(c, n + 1);
-    if (n)
-        memcpy(d, s, n);
-    d[n] = 0;
-    return d;
-}
-
-static void mem_free(pe_chunk_t *k)
-{
-    while (k) {
-        pe_chunk_t *nx = k->next;
-        free(k);
-        k = nx;
-    }
-}
-
-void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (c->err && c->errlen)
-        vsnprintf(c->err, c->errlen, fmt, ap);
-    va_end(ap);
-    c->rc = rc;
-    longjmp(c->jb, 1);
-}
-
-void pe_check(pe_ctx_t *c)
-{
-    if (c->deadline && (++c->tick & 63) == 0 && st_mono_ms() > c->deadline)
-        pe_fail(c, ST_ETIMEDOUT, "query timed out");
-}
+static void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
 
 /* ---- labels ------------------------------------------------------------- */
-
-const st_label_t *pe_label_get(const st_label_t *l, size_t nl, const char *name)
-{
-    size_t len = strlen(name);
-    for (size_t i = 0; i < nl; i++)
-        if (l[i].name_len == len && !memcmp(l[i].name, name, len))
-            return &l[i];
-    return NULL;
-}
-
-static int lname_eq(const st_label_t *l, const char *name)
-{
-    size_t len = strlen(name);
-    return l->name_len == len && !memcmp(l->name, name, len);
-}
-
-st_label_t *pe_labels_drop_name(pe_ctx_t *c, const st_label_t *l, size_t *nl)
-{
-    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
-    size_t k = 0;
-    for (size_t i = 0; i < *nl; i++)
-        if (!lname_eq(&l[i], ST_METRIC_LABEL))
-            o[k++] = l[i];
-    *nl = k;
-    return o;
-}
-
-/* Copy of l with name=val (val empty: removed); stays sorted. */
-st_label_t *pe_labels_set(pe_ctx_t *c, const st_label_t *l, size_t *nl, const char *name,
-                          const char *val, size_t vlen)
-{
-    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
-    size_t k = 0;
-    for (size_t i = 0; i < *nl; i++)
-        if (!lname_eq(&l[i], name))
-            o[k++] = l[i];
-    if (vlen) {
-        size_t len = strlen(name);
-        o[k].name = pe_strdup(c, name, len);
-        o[k].name_len = (uint32_t)len;
-        o[k].value = pe_strdup(c, val, vlen);
-        o[k].value_len = (uint32_t)vlen;
-        k++;
-        st_labels_sort(o, k);
-    }
-    *nl = k;
-    return o;
-}
 
 static int in_names(const st_label_t *l, const promql_labels_t *names)
 {
     for (size_t i = 0; i < names->n; i++)
-        if (lname_eq(l, names->names[i]))
+        if (pe_lname_eq(l, names->names[i]))
             return 1;
     return 0;
 }
@@ -149,89 +38,11 @@ static st_label_t *sig_labels(pe_ctx_t *c, const st_label_t *l, size_t nl, int o
     size_t k = 0;
     for (size_t i = 0; i < nl; i++) {
         int in = in_names(&l[i], names);
-        if (on ? in : (!in && !lname_eq(&l[i], ST_METRIC_LABEL)))
+        if (on ? in : (!in && !pe_lname_eq(&l[i], ST_METRIC_LABEL)))
             o[k++] = l[i];
     }
     *nout = k;
     return o;
-}
-
-pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
-{
-    pe_grow(c, (void **)&v->s, v->ns, &v->cap, sizeof *v->s, 8);
-    pe_ser_t *s = &v->s[v->ns++];
-    s->l = (st_label_t *)l;
-    s->nl = nl;
-    s->v = pe_alloc(c, nsteps * sizeof(double));
-    s->ok = pe_alloc(c, nsteps);
-    return s;
-}
-
-/* ---- grouping by label sets (sort-based) ---------------------------------- */
-
-typedef struct gkey {
-    const st_label_t *l;
-    size_t nl;
-    size_t idx;
-} gkey_t;
-
-static int gkey_cmp(const void *a, const void *b)
-{
-    const gkey_t *x = a, *y = b;
-    int r = st_labels_cmp(x->l, x->nl, y->l, y->nl);
-    if (r)
-        return r;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Assign group ids (0..ngroups-1) to keys; returns ngroups; rep[g] = a key index. */
-static size_t group_keys(pe_ctx_t *c, gkey_t *k, size_t n, size_t *gid, size_t **rep)
-{
-    gkey_t *s = pe_alloc(c, (n + 1) * sizeof *s);
-    memcpy(s, k, n * sizeof *s);
-    qsort(s, n, sizeof *s, gkey_cmp);
-    size_t *r = pe_alloc(c, (n + 1) * sizeof *r);
-    size_t g = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i == 0 || st_labels_cmp(s[i - 1].l, s[i - 1].nl, s[i].l, s[i].nl))
-            r[g++] = s[i].idx;
-        gid[s[i].idx] = g - 1;
-    }
-    if (rep)
-        *rep = r;
-    return g;
-}
-
-/* Merge series with identical labels when never present at the same step. */
-void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps)
-{
-    if (v->ns < 2)
-        return;
-    gkey_t *k = pe_alloc(c, v->ns * sizeof *k);
-    size_t *gid = pe_alloc(c, v->ns * sizeof *gid), *rep;
-    for (size_t i = 0; i < v->ns; i++)
-        k[i] = (gkey_t){v->s[i].l, v->s[i].nl, i};
-    size_t ng = group_keys(c, k, v->ns, gid, &rep);
-    if (ng == v->ns)
-        return;
-    pe_ser_t *o = pe_alloc(c, ng * sizeof *o);
-    for (size_t g = 0; g < ng; g++)
-        o[g] = v->s[rep[g]];
-    for (size_t i = 0; i < v->ns; i++) {
-        pe_ser_t *d = &o[gid[i]];
-        if (d->v == v->s[i].v)
-            continue;
-        for (size_t t = 0; t < nsteps; t++) {
-            if (!v->s[i].ok[t])
-                continue;
-            if (d->ok[t])
-                pe_fail(c, ST_EINVAL, "vector cannot contain metrics with the same labelset");
-            d->ok[t] = 1;
-            d->v[t] = v->s[i].v[t];
-        }
-    }
-    v->s = o;
-    v->ns = v->cap = ng;
 }
 
 /* ---- selection ------------------------------------------------------------ */
@@ -416,8 +227,8 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
     }
 }
 
-void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
-               size_t *nout, int64_t *range, int64_t **times)
+static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+                      size_t *nout, int64_t *range, int64_t **times)
 {
     int64_t mn, mx;
     if (n->kind == PROMQL_PAREN) {
@@ -559,7 +370,7 @@ static void eval_vec_scalar(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t
 }
 
 typedef struct sigs {
-    gkey_t *k;
+    pe_gkey_t *k;
     size_t *gid; /* per series: group of its signature (shared numbering lhs+rhs) */
     size_t ng;
 } sigs_t;
@@ -575,9 +386,9 @@ static void make_sigs(pe_ctx_t *c, const promql_node_t *n, pe_val_t *a, pe_val_t
         pe_ser_t *x = i < a->ns ? &a->s[i] : &b->s[i - a->ns];
         size_t nl;
         st_label_t *l = sig_labels(c, x->l, x->nl, on, &n->u.bin.match, &nl);
-        s->k[i] = (gkey_t){l, nl, i};
+        s->k[i] = (pe_gkey_t){l, nl, i};
     }
-    s->ng = group_keys(c, s->k, tot, s->gid, NULL);
+    s->ng = pe_group_keys(c, s->k, tot, s->gid, NULL);
 }
 
 static void eval_setop(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *a,
@@ -773,45 +584,7 @@ static void eval_binary(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
 }
 
 /* ---- aggregations --------------------------------------------------------- */
-
-/* Ascending, NaN first (Prometheus sorts NaN as the smallest value). */
-static int dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    if (isnan(x) || isnan(y))
-        return isnan(y) - isnan(x);
-    return x < y ? -1 : x > y;
-}
-
-/* Prometheus' quantile over a sorted-able array (modified in place). */
-double pe_quantile(double q, double *v, size_t n);
-double pe_quantile(double q, double *v, size_t n)
-{
-    double r;
-    if (n == 0)
-        return NAN;
-    if (pe_quantile_out_of_range(q, &r))
-        return r;
-    qsort(v, n, sizeof *v, dbl_cmp);
-    double rank = q * (double)(n - 1);
-    size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;
-    double w = rank - floor(rank);
-    return v[lo] * (1 - w) + v[hi] * w;
-}
-
-/*
- * One step of Prometheus' running mean (avg, avg_over_time): mean += v/n -
- * mean/n, except that an infinite mean stays as it is when v is finite or an
- * infinity of the same sign (so [+Inf, 1] is +Inf, [+Inf, -Inf] NaN).
- */
-double pe_mean_add(double mean, double n, double v)
-{
-    if (isinf(mean) && ((isinf(v) && (mean > 0) == (v > 0)) || (!isinf(v) && !isnan(v))))
-        return mean;
-    return mean + (v / n - mean / n);
-}
-
-static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, gkey_t *k)
+static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, pe_gkey_t *k)
 {
     size_t nl;
     if (n->u.agg.grouping != PROMQL_GROUP_WITHOUT)
@@ -895,13 +668,13 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
 {
     pe_val_t in = *inp;
     out->type = PROMQL_TYPE_VECTOR;
-    gkey_t *keys = pe_alloc(c, (in.ns + 1) * sizeof *keys);
+    pe_gkey_t *keys = pe_alloc(c, (in.ns + 1) * sizeof *keys);
     size_t *gid = pe_alloc(c, (in.ns + 1) * sizeof *gid), *rep;
     for (size_t i = 0; i < in.ns; i++) {
         agg_labels(c, n, &in.s[i], &keys[i]);
         keys[i].idx = i;
     }
-    size_t ng = group_keys(c, keys, in.ns, gid, &rep);
+    size_t ng = pe_group_keys(c, keys, in.ns, gid, &rep);
     if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
         eval_topk(c, n, op == PROMQL_AGG_TOPK, g, &in, gid, ng, param, out);
         return;
@@ -933,11 +706,11 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
             }
         st_buf_deinit(&b);
         /* sum the singletons per label set */
-        gkey_t *k2 = pe_alloc(c, (tmp.ns + 1) * sizeof *k2);
+        pe_gkey_t *k2 = pe_alloc(c, (tmp.ns + 1) * sizeof *k2);
         size_t *g2 = pe_alloc(c, (tmp.ns + 1) * sizeof *g2), *r2;
         for (size_t i = 0; i < tmp.ns; i++)
-            k2[i] = (gkey_t){tmp.s[i].l, tmp.s[i].nl, i};
-        size_t n2 = group_keys(c, k2, tmp.ns, g2, &r2);
+            k2[i] = (pe_gkey_t){tmp.s[i].l, tmp.s[i].nl, i};
+        size_t n2 = pe_group_keys(c, k2, tmp.ns, g2, &r2);
         pe_ser_t **os = pe_alloc(c, (n2 + 1) * sizeof *os);
         for (size_t x = 0; x < n2; x++)
             os[x] = pe_add_ser(c, out, tmp.s[r2[x]].l, tmp.s[r2[x]].nl, g->n);
@@ -1138,7 +911,24 @@ static void eval_remote(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
 
 /* ---- dispatcher ---------------------------------------------------------- */
 
-void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+/* A call runs through the row the parser resolved (n->u.call.func); a
+ * function the evaluator lacks still evaluates an instant-vector first
+ * argument, so that argument's errors come first. */
+static void eval_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
+{
+    const promql_func_t *f = n->u.call.func;
+    if (f && f->eval) {
+        f->eval(c, n, g, out);
+        return;
+    }
+    if (n->u.call.nargs > 0 && n->u.call.args[0]->type == PROMQL_TYPE_VECTOR) {
+        pe_val_t a;
+        pe_eval(c, n->u.call.args[0], g, &a);
+    }
+    pe_fail(c, ST_EINVAL, "function \"%s\" is not supported", n->u.call.name);
+}
+
+static void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     pe_check(c);
     memset(out, 0, sizeof *out);
@@ -1189,7 +979,7 @@ void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *
         eval_aggregate(c, n, g, out);
         return;
     case PROMQL_CALL:
-        pe_call(c, n, g, out);
+        eval_call(c, n, g, out);
         return;
     }
 }
@@ -1278,10 +1068,12 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->deadline = o ? o->deadline_ms : 0;
     c->fn = fn;
     c->arg = arg;
+    c->eval = pe_eval;
+    c->matrix = pe_matrix;
     int range = start_ms != end_ms;
     if (setjmp(c->jb)) {
         int rc = c->rc;
-        mem_free(c->mem);
+        pe_mem_free(c->mem);
         free(c);
         return rc;
     }
@@ -1357,7 +1149,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
 void promql_result_free(promql_result_t *r)
 {
     if (r)
-        mem_free(r->mem_);
+        pe_mem_free(r->mem_);
 }
 
 static void fmt_count_value(st_buf_t *b, double v)

@@ -1,10 +1,18 @@
-/* promql_eval_int — internals shared by promql_eval.c and promql_funcs.c. */
+/*
+ * promql_eval_int — internals shared by the evaluator's files. Calls go one
+ * way: promql_eval.c (the evaluator) reaches the functions of promql_funcs.c
+ * only through the table row the parser put in a call node; both files call
+ * promql_pe.c (leaf helpers: arena, errors, labels, series sets), which calls
+ * neither. A function evaluates its arguments through the context's
+ * eval/matrix callbacks, which promql_eval sets in every context.
+ */
 #ifndef PROMQL_EVAL_INT_H
 #define PROMQL_EVAL_INT_H
 
 #include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "promql_eval.h"
 
@@ -40,7 +48,18 @@ typedef struct pe_val {
     size_t slen;
 } pe_val_t;
 
-typedef struct pe_ctx {
+typedef struct pe_ctx pe_ctx_t;
+typedef struct pe_grid pe_grid_t;
+
+/* Evaluate node n on grid g into out (an instant vector, scalar or string). */
+typedef void pe_eval_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
+/* Materialize a range-vector argument: raw series, window, and per-step eval times. */
+typedef void pe_matrix_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+                          size_t *nout, int64_t *range, int64_t **times);
+
+struct pe_ctx {
+    pe_eval_fn *eval;     /* set by promql_eval; what a function calls for its arguments */
+    pe_matrix_fn *matrix; /* likewise for a range-vector argument */
     pe_chunk_t *mem;
     jmp_buf jb;
     int rc;
@@ -55,13 +74,13 @@ typedef struct pe_ctx {
     promql_select_fn fn;
     promql_remote_fn remote;
     void *arg;
-} pe_ctx_t;
+};
 
 /* The time grid a node is evaluated on. */
-typedef struct pe_grid {
+struct pe_grid {
     int64_t start, step;
     size_t n;
-} pe_grid_t;
+};
 
 static inline int64_t pe_t(const pe_grid_t *g, size_t i)
 {
@@ -79,7 +98,11 @@ static inline size_t pe_upto(const pe_raw_t *r, size_t j, const int64_t *t, size
     return j;
 }
 
+/* ---- promql_pe.c ---- */
+
 void *pe_alloc(pe_ctx_t *c, size_t n);
+/* Free an arena chain (the context's, or a result's). */
+void pe_mem_free(pe_chunk_t *k);
 /* Room for one more of *n elements of size sz in the pe_alloc'd array *arr
  * (capacity *cap doubles, starting at first). */
 void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first);
@@ -92,12 +115,24 @@ st_label_t *pe_labels_drop_name(pe_ctx_t *c, const st_label_t *l, size_t *nl);
 st_label_t *pe_labels_set(pe_ctx_t *c, const st_label_t *l, size_t *nl, const char *name,
                           const char *val, size_t vlen);
 const st_label_t *pe_label_get(const st_label_t *l, size_t nl, const char *name);
+static inline int pe_lname_eq(const st_label_t *l, const char *name)
+{
+    size_t len = strlen(name);
+    return l->name_len == len && !memcmp(l->name, name, len);
+}
 void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps);
-void pe_eval(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
-/* Materialize a range-vector argument: raw series, window, and per-step eval times. */
-void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
-               size_t *nout, int64_t *range, int64_t **times);
-void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out);
+
+/* A label set to group by, and its index among the keys. */
+typedef struct pe_gkey {
+    const st_label_t *l;
+    size_t nl;
+    size_t idx;
+} pe_gkey_t;
+/* Assign group ids (0..ngroups-1) to keys; returns ngroups; rep[g] = a key index. */
+size_t pe_group_keys(pe_ctx_t *c, pe_gkey_t *k, size_t n, size_t *gid, size_t **rep);
+
+/* Prometheus' quantile over v (sorted in place). */
+double pe_quantile(double q, double *v, size_t n);
 /* A quantile q outside [0, 1] (or NaN): 1 with its answer in *r (NaN,
  * -Inf, +Inf), as Prometheus answers it for any data. */
 static inline int pe_quantile_out_of_range(double q, double *r)

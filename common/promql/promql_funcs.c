@@ -3,7 +3,10 @@
  * functions, and the one function table (funcs[], at the end) that the
  * parser, the planner and the evaluator read: a row per function with its
  * argument and result types, flags, and the implementation the evaluator
- * calls through the row the parser resolved for the call.
+ * calls through the row the parser resolved for the call. The functions use
+ * the leaf helpers of promql_pe.c and evaluate their arguments through the
+ * context's eval/matrix callbacks, so this file calls nothing in the
+ * evaluator (promql_eval.c) and the parser may read the table.
  */
 #include "promql_eval_int.h"
 
@@ -17,8 +20,6 @@
 
 #include "st_err.h"
 #include "st_text.h"
-
-double pe_quantile(double q, double *v, size_t n);
 
 /* ---- rollups -------------------------------------------------------------- */
 
@@ -280,22 +281,22 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
     pe_val_t pv = {0}, pv2 = {0};
     const double *param = NULL, *param2 = NULL;
     if (r == R_HOLT) {
-        pe_eval(c, n->u.call.args[1], g, &pv);
-        pe_eval(c, n->u.call.args[2], g, &pv2);
+        c->eval(c, n->u.call.args[1], g, &pv);
+        c->eval(c, n->u.call.args[2], g, &pv2);
         param = pv.sc;
         param2 = pv2.sc;
     } else if (r == R_QUANTILE) {
-        pe_eval(c, n->u.call.args[0], g, &pv);
+        c->eval(c, n->u.call.args[0], g, &pv);
         param = pv.sc;
         marg = n->u.call.args[1];
     } else if (r == R_PREDICT) {
-        pe_eval(c, n->u.call.args[1], g, &pv);
+        c->eval(c, n->u.call.args[1], g, &pv);
         param = pv.sc;
     }
     pe_raw_t *raw;
     size_t nraw;
     int64_t range, *te;
-    pe_matrix(c, marg, g, &raw, &nraw, &range, &te);
+    c->matrix(c, marg, g, &raw, &nraw, &range, &te);
     out->type = PROMQL_TYPE_VECTOR;
     if (r == R_ABSENT) {
         size_t nl;
@@ -722,7 +723,7 @@ static pe_val_t vec_arg0(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g
 {
     pe_val_t a = {0};
     if (n->u.call.nargs > 0 && n->u.call.args[0]->type == PROMQL_TYPE_VECTOR)
-        pe_eval(c, n->u.call.args[0], g, &a);
+        c->eval(c, n->u.call.args[0], g, &a);
     return a;
 }
 
@@ -754,7 +755,7 @@ static void f_scalar_of_time(pe_ctx_t *c, const promql_node_t *n, const pe_grid_
 static void f_vector(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     pe_val_t a;
-    pe_eval(c, n->u.call.args[0], g, &a);
+    c->eval(c, n->u.call.args[0], g, &a);
     out->type = PROMQL_TYPE_VECTOR;
     pe_ser_t *s = pe_add_ser(c, out, NULL, 0, g->n);
     for (size_t k = 0; k < g->n; k++) {
@@ -839,10 +840,10 @@ static void f_histogram_quantile(pe_ctx_t *c, const promql_node_t *n, const pe_g
                                  pe_val_t *out)
 {
     pe_val_t q = vec_arg0(c, n, g), v;
-    pe_eval(c, n->u.call.args[1], g, &v);
+    c->eval(c, n->u.call.args[1], g, &v);
     if (n->u.call.args[0]->type != PROMQL_TYPE_SCALAR)
         pe_fail(c, ST_EINVAL, "histogram_quantile: quantile must be a scalar");
-    pe_eval(c, n->u.call.args[0], g, &q);
+    c->eval(c, n->u.call.args[0], g, &q);
     histogram_quantile(c, g, q.sc, &v, out);
 }
 
@@ -879,9 +880,9 @@ static void f_clamp(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
     int keep = n->u.call.keep_metric_names, op = n->u.call.func->op;
     pe_val_t a = vec_arg0(c, n, g), p1 = {0}, p2 = {0};
     if (na > 1)
-        pe_eval(c, n->u.call.args[1], g, &p1);
+        c->eval(c, n->u.call.args[1], g, &p1);
     if (na > 2)
-        pe_eval(c, n->u.call.args[2], g, &p2);
+        c->eval(c, n->u.call.args[2], g, &p2);
     copy_vec(c, &a, out, !keep, g->n);
     for (size_t s = 0; s < out->ns; s++)
         for (size_t k = 0; k < g->n; k++) {
@@ -1034,25 +1035,13 @@ const promql_func_t *promql_func_lookup(const char *name, size_t len)
     return NULL;
 }
 
-/* A call dispatches through the row the parser resolved (n->u.call.func). */
-void pe_call(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
-{
-    const promql_func_t *f = n->u.call.func;
-    if (f && f->eval) {
-        f->eval(c, n, g, out);
-        return;
-    }
-    vec_arg0(c, n, g);
-    pe_fail(c, ST_EINVAL, "function \"%s\" is not supported", n->u.call.name);
-}
-
 /* timestamp(v): the sample's own timestamp for a plain selector, else eval time. */
 static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_grid_t *g,
                                   pe_val_t *out)
 {
     const promql_node_t *x = promql_unparen(a);
     pe_val_t in;
-    pe_eval(c, a, g, &in);
+    c->eval(c, a, g, &in);
     copy_vec(c, &in, out, 1, g->n);
     if (x->kind != PROMQL_VECTOR_SELECTOR) {
         for (size_t s = 0; s < out->ns; s++)
@@ -1071,7 +1060,7 @@ static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_
     pe_raw_t *raw;
     size_t nraw;
     int64_t range, *te;
-    pe_matrix(c, &ms, g, &raw, &nraw, &range, &te);
+    c->matrix(c, &ms, g, &raw, &nraw, &range, &te);
     /* raw and out (before dedup) are both sorted by the original labels */
     size_t o = 0;
     for (size_t i = 0; i < nraw && o < in.ns; i++) {

@@ -1,0 +1,242 @@
+/*
+ * promql_pe — the evaluator's leaf helpers, shared by promql_eval.c (the
+ * evaluator) and promql_funcs.c (the function implementations): the per-query
+ * arena (pe_alloc), errors (pe_fail longjmps to promql_eval), label-set edits,
+ * series sets (pe_add_ser, pe_dedup, grouping) and the quantile and mean both
+ * aggregations and rollups use. It sits below both files and calls neither,
+ * so calls between the PromQL files go one way (promql_eval_int.h).
+ */
+#include "promql_eval_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "st_err.h"
+#include "st_time.h"
+
+/* ---- memory, errors ------------------------------------------------------ */
+
+void *pe_alloc(pe_ctx_t *c, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!n)
+        n = 16;
+    if (!c->mem || c->mem->cap - c->mem->used < n) {
+        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        pe_chunk_t *k = malloc(sizeof *k + cap);
+        if (!k)
+            pe_fail(c, ST_ENOMEM, "out of memory");
+        k->used = 0;
+        k->cap = cap;
+        k->next = c->mem;
+        c->mem = k;
+    }
+    void *p = (char *)c->mem->data + c->mem->used;
+    c->mem->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first)
+{
+    if (n < *cap)
+        return;
+    size_t nc = *cap ? *cap * 2 : first;
+    void *na = pe_alloc(c, nc * sz);
+    if (n)
+        memcpy(na, *arr, n * sz);
+    *arr = na;
+    *cap = nc;
+}
+
+char *pe_strdup(pe_ctx_t *c, const char *s, size_t n)
+{
+    char *d = pe_alloc(c, n + 1);
+    if (n)
+        memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+void pe_mem_free(pe_chunk_t *k)
+{
+    while (k) {
+        pe_chunk_t *nx = k->next;
+        free(k);
+        k = nx;
+    }
+}
+
+void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->err && c->errlen)
+        vsnprintf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
+    c->rc = rc;
+    longjmp(c->jb, 1);
+}
+
+void pe_check(pe_ctx_t *c)
+{
+    if (c->deadline && (++c->tick & 63) == 0 && st_mono_ms() > c->deadline)
+        pe_fail(c, ST_ETIMEDOUT, "query timed out");
+}
+
+/* ---- labels ------------------------------------------------------------- */
+
+const st_label_t *pe_label_get(const st_label_t *l, size_t nl, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < nl; i++)
+        if (l[i].name_len == len && !memcmp(l[i].name, name, len))
+            return &l[i];
+    return NULL;
+}
+
+st_label_t *pe_labels_drop_name(pe_ctx_t *c, const st_label_t *l, size_t *nl)
+{
+    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
+    size_t k = 0;
+    for (size_t i = 0; i < *nl; i++)
+        if (!pe_lname_eq(&l[i], ST_METRIC_LABEL))
+            o[k++] = l[i];
+    *nl = k;
+    return o;
+}
+
+/* Copy of l with name=val (val empty: removed); stays sorted. */
+st_label_t *pe_labels_set(pe_ctx_t *c, const st_label_t *l, size_t *nl, const char *name,
+                          const char *val, size_t vlen)
+{
+    st_label_t *o = pe_alloc(c, (*nl + 1) * sizeof *o);
+    size_t k = 0;
+    for (size_t i = 0; i < *nl; i++)
+        if (!pe_lname_eq(&l[i], name))
+            o[k++] = l[i];
+    if (vlen) {
+        size_t len = strlen(name);
+        o[k].name = pe_strdup(c, name, len);
+        o[k].name_len = (uint32_t)len;
+        o[k].value = pe_strdup(c, val, vlen);
+        o[k].value_len = (uint32_t)vlen;
+        k++;
+        st_labels_sort(o, k);
+    }
+    *nl = k;
+    return o;
+}
+
+pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
+{
+    pe_grow(c, (void **)&v->s, v->ns, &v->cap, sizeof *v->s, 8);
+    pe_ser_t *s = &v->s[v->ns++];
+    s->l = (st_label_t *)l;
+    s->nl = nl;
+    s->v = pe_alloc(c, nsteps * sizeof(double));
+    s->ok = pe_alloc(c, nsteps);
+    return s;
+}
+
+/* ---- grouping by label sets (sort-based) ---------------------------------- */
+
+static int gkey_cmp(const void *a, const void *b)
+{
+    const pe_gkey_t *x = a, *y = b;
+    int r = st_labels_cmp(x->l, x->nl, y->l, y->nl);
+    if (r)
+        return r;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Assign group ids (0..ngroups-1) to keys; returns ngroups; rep[g] = a key index. */
+size_t pe_group_keys(pe_ctx_t *c, pe_gkey_t *k, size_t n, size_t *gid, size_t **rep)
+{
+    pe_gkey_t *s = pe_alloc(c, (n + 1) * sizeof *s);
+    memcpy(s, k, n * sizeof *s);
+    qsort(s, n, sizeof *s, gkey_cmp);
+    size_t *r = pe_alloc(c, (n + 1) * sizeof *r);
+    size_t g = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || st_labels_cmp(s[i - 1].l, s[i - 1].nl, s[i].l, s[i].nl))
+            r[g++] = s[i].idx;
+        gid[s[i].idx] = g - 1;
+    }
+    if (rep)
+        *rep = r;
+    return g;
+}
+
+/* Merge series with identical labels when never present at the same step. */
+void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps)
+{
+    if (v->ns < 2)
+        return;
+    pe_gkey_t *k = pe_alloc(c, v->ns * sizeof *k);
+    size_t *gid = pe_alloc(c, v->ns * sizeof *gid), *rep;
+    for (size_t i = 0; i < v->ns; i++)
+        k[i] = (pe_gkey_t){v->s[i].l, v->s[i].nl, i};
+    size_t ng = pe_group_keys(c, k, v->ns, gid, &rep);
+    if (ng == v->ns)
+        return;
+    pe_ser_t *o = pe_alloc(c, ng * sizeof *o);
+    for (size_t g = 0; g < ng; g++)
+        o[g] = v->s[rep[g]];
+    for (size_t i = 0; i < v->ns; i++) {
+        pe_ser_t *d = &o[gid[i]];
+        if (d->v == v->s[i].v)
+            continue;
+        for (size_t t = 0; t < nsteps; t++) {
+            if (!v->s[i].ok[t])
+                continue;
+            if (d->ok[t])
+                pe_fail(c, ST_EINVAL, "vector cannot contain metrics with the same labelset");
+            d->ok[t] = 1;
+            d->v[t] = v->s[i].v[t];
+        }
+    }
+    v->s = o;
+    v->ns = v->cap = ng;
+}
+
+/* ---- quantiles and means ---------------------------------------------------- */
+
+/* Ascending, NaN first (Prometheus sorts NaN as the smallest value). */
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    if (isnan(x) || isnan(y))
+        return isnan(y) - isnan(x);
+    return x < y ? -1 : x > y;
+}
+
+/* Prometheus' quantile over a sorted-able array (modified in place). */
+double pe_quantile(double q, double *v, size_t n)
+{
+    double r;
+    if (n == 0)
+        return NAN;
+    if (pe_quantile_out_of_range(q, &r))
+        return r;
+    qsort(v, n, sizeof *v, dbl_cmp);
+    double rank = q * (double)(n - 1);
+    size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;
+    double w = rank - floor(rank);
+    return v[lo] * (1 - w) + v[hi] * w;
+}
+
+/*
+ * One step of Prometheus' running mean (avg, avg_over_time): mean += v/n -
+ * mean/n, except that an infinite mean stays as it is when v is finite or an
+ * infinity of the same sign (so [+Inf, 1] is +Inf, [+Inf, -Inf] NaN).
+ */
+double pe_mean_add(double mean, double n, double v)
+{
+    if (isinf(mean) && ((isinf(v) && (mean > 0) == (v > 0)) || (!isinf(v) && !isnan(v))))
+        return mean;
+    return mean + (v / n - mean / n);
+}
