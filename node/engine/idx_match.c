@@ -343,56 +343,40 @@ static size_t gallop(const uint32_t *b, size_t lo, size_t nb, uint32_t v)
     return lo;
 }
 
-/* a = a ∩ b (in place); returns the new length. */
-static size_t set_and(uint32_t *a, size_t na, const uint32_t *b, size_t nb)
+/*
+ * a = a ∩ b (keep 1) or a \ b (keep 0), in place, both sorted sets;
+ * returns the new length. b is galloped through when a is much smaller,
+ * else walked alongside a.
+ */
+static inline size_t set_filter(uint32_t *a, size_t na, const uint32_t *b, size_t nb, int keep)
 {
     size_t o = 0, i = 0, j = 0;
-    if (na * 16 < nb) {
-        for (; i < na; i++) {
+    int gal = na * 16 < nb;
+    for (; i < na; i++) {
+        if (gal)
             j = gallop(b, j, nb, a[i]);
-            if (j == nb)
-                break;
-            if (b[j] == a[i])
-                a[o++] = a[i];
-        }
-        return o;
+        else
+            while (j < nb && b[j] < a[i])
+                j++;
+        if (j == nb)
+            break;
+        if ((b[j] == a[i]) == keep)
+            a[o++] = a[i];
     }
-    while (i < na && j < nb) {
-        if (a[i] < b[j])
-            i++;
-        else if (a[i] > b[j])
-            j++;
-        else {
-            a[o++] = a[i++];
-            j++;
-        }
-    }
+    if (!keep) /* past the end of b: nothing more to take out */
+        for (; i < na; i++)
+            a[o++] = a[i];
     return o;
 }
 
-/* a = a \ b (in place); returns the new length. */
+static size_t set_and(uint32_t *a, size_t na, const uint32_t *b, size_t nb)
+{
+    return set_filter(a, na, b, nb, 1);
+}
+
 static size_t set_sub(uint32_t *a, size_t na, const uint32_t *b, size_t nb)
 {
-    size_t o = 0, i = 0, j = 0;
-    if (na * 16 < nb) {
-        for (; i < na; i++) {
-            j = gallop(b, j, nb, a[i]);
-            if (j < nb && b[j] == a[i])
-                continue;
-            a[o++] = a[i];
-        }
-        return o;
-    }
-    while (i < na) {
-        while (j < nb && b[j] < a[i])
-            j++;
-        if (j < nb && b[j] == a[i]) {
-            i++;
-            continue;
-        }
-        a[o++] = a[i++];
-    }
-    return o;
+    return set_filter(a, na, b, nb, 0);
 }
 
 /* Union of the (disjoint or not) plists `pids` as a new sorted array. */
