@@ -45,7 +45,6 @@
 #define Q_MAX_SELECTS 64           /* raw selections per query */
 #define Q_MAX_REMOTES 64           /* pushed-down parts per query */
 #define Q_MAX_POINTS 11000         /* points per series of a range query */
-#define Q_INSTANT_STEP_MS 1000     /* the step of an instant query */
 #define Q_ERR_MAX 512              /* bytes of an error message */
 #define Q_MSG_MAX 300              /* bytes of a parameter error */
 #define Q_NODE_TEXT_MAX 300        /* bytes of a node's error text quoted */
@@ -566,9 +565,14 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
         snprintf(msg, sizeof msg, "invalid parameter \"query\": no query provided");
         goto bad;
     }
+    /* An instant query's step is the window of its window-less rollups
+     * (MetricsQL): `step` if given, else PROMQL_INSTANT_STEP_MS. */
+    const char *stv = http_params_get(&form, "step");
+    j->step = stv && (*stv || range) ? readopt_duration_ms(stv)
+              : range                ? -1
+                                     : PROMQL_INSTANT_STEP_MS;
     if (range) {
         const char *sv = http_params_get(&form, "start"), *ev = http_params_get(&form, "end");
-        const char *stv = http_params_get(&form, "step");
         if (!sv || http_parse_time_ms(sv, strlen(sv), &j->start)) {
             snprintf(msg, sizeof msg,
                      "invalid parameter \"start\": cannot parse \"%.64s\" to a "
@@ -589,14 +593,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
                      "start time");
             goto bad;
         }
-        j->step = stv ? readopt_duration_ms(stv) : -1;
-        if (j->step <= 0) {
-            snprintf(msg, sizeof msg,
-                     "invalid parameter \"step\": zero or negative query "
-                     "resolution step widths are not accepted. Try a positive "
-                     "integer");
-            goto bad;
-        }
+        if (j->step <= 0)
+            goto bad_step;
         if ((j->end - j->start) / j->step > Q_MAX_POINTS) {
             snprintf(msg, sizeof msg,
                      "exceeded maximum resolution of 11,000 points per "
@@ -615,7 +613,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
             goto bad;
         }
         j->end = j->start;
-        j->step = Q_INSTANT_STEP_MS;
+        if (j->step <= 0)
+            goto bad_step;
     }
     if ((v = http_params_get(&form, "timeout")) && *v) {
         int64_t t = readopt_duration_ms(v);
@@ -648,6 +647,10 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     metric_counter_inc(r->reads);
     start_phase(j, 1);
     return;
+bad_step:
+    snprintf(msg, sizeof msg,
+             "invalid parameter \"step\": zero or negative query resolution step widths are not "
+             "accepted. Try a positive integer");
 bad:
     http_params_deinit(&form);
     respond_error(j, 400, "bad_data", msg);

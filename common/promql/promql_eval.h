@@ -92,13 +92,19 @@ typedef struct promql_result {
 } promql_result_t;
 
 /*
- * Evaluate expr at start, start+step, ..., end (instant query: start == end,
- * step any > 0). A range query (start != end) yields a MATRIX (a scalar
+ * Evaluate expr at start, start+step, ..., end (instant query: start == end).
+ * A rollup without a window (MetricsQL `rate(m)`) uses the step as its
+ * window, also in an instant query: pass PROMQL_INSTANT_STEP_MS there unless
+ * the caller gave a step (MetricsQL's rule). A range query (start != end) yields a MATRIX (a scalar
  * expression becomes one series without labels; a string is an error); an
  * instant query yields the expression's type. Returns 0, ST_EINVAL (bad
  * arguments or evaluation error, message in err), ST_ELIMIT (max samples /
  * series), ST_ETIMEDOUT ("query timed out"), ST_ENOMEM or the callback's code.
  */
+/* The step of an instant query when the caller passes none (MetricsQL: 5m),
+ * i.e. the window of its window-less rollups. */
+#define PROMQL_INSTANT_STEP_MS 300000
+
 int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int64_t step_ms,
                 const promql_eval_opts_t *o, promql_select_fn fn, void *arg, promql_result_t **out,
                 char *err, size_t errlen);

@@ -83,6 +83,43 @@ class QueryTest(ClusterTestCase):
         got = self.instant('avg_over_time(req_lat{host="a"}[30s])', t)
         self.assertEqual(got, {(("host", "a"),): 1.5})
 
+    def test_windowless_rollup_instant(self):
+        # MetricsQL: rate(m) uses the step as its window; an instant query's
+        # step is 5m unless `step` is given. The same with and without pushdown.
+        t = self.t_end
+        for pd in ("1", "0"):
+            def inst(query, **extra):
+                status, body = self.q("/api/v1/query", query=query, time=t, pushdown=pd, **extra)
+                self.assertEqual(status, 200, body)
+                return {tuple(sorted(r["metric"].items())): float(r["value"][1])
+                        for r in body["data"]["result"]}
+            for f, sel in (("rate", "req_count"), ("increase", "req_count"),
+                           ("avg_over_time", "req_lat"), ("count_over_time", "req_lat"),
+                           ("max_over_time", "req_count")):
+                for step, win in ((None, "5m"), ("60", "1m"), ("30s", "30s")):
+                    extra = {"step": step} if step else {}
+                    got = inst("%s(%s)" % (f, sel), **extra)
+                    self.assertEqual(len(got), 2, (pd, f, step, got))
+                    self.assertEqual(got, inst("%s(%s[%s])" % (f, sel, win)), (pd, f, step))
+            a, b = (("host", "a"),), (("host", "b"),)
+            got = inst("rate(req_count)")
+            self.assertAlmostEqual(got[a], 1.0)
+            self.assertAlmostEqual(got[b], 2.0)
+            self.assertEqual(inst("count_over_time(req_lat)"), {a: 30.0, b: 30.0})
+            self.assertEqual(inst("count_over_time(req_lat)", step="1m"), {a: 6.0, b: 6.0})
+            # i = 58,59,60 in the last 30 s: lat 2.5, 1.5, 0.5
+            self.assertEqual(inst('avg_over_time(req_lat{host="a"})', step="30s"), {a: 1.5})
+            self.assertAlmostEqual(inst("sum(increase(req_count))")[()], 900.0)
+        status, body = self.q("/api/v1/query", query="rate(req_count)", time=t, step="0")
+        self.assertEqual(status, 400)
+        self.assertIn("invalid parameter \"step\"", body["error"])
+        # a range query keeps its step as the window
+        status, body = self.q("/api/v1/query_range", query="count_over_time(req_lat)",
+                              start=t - 120, end=t, step=60)
+        self.assertEqual(status, 200, body)
+        for r in body["data"]["result"]:
+            self.assertEqual([float(p[1]) for p in r["values"]], [6.0] * 3)
+
     def test_post_form(self):
         url = self.c.router_url(1) + "/api/v1/query"
         form = urllib.parse.urlencode({"query": "sum(req_count)", "time": self.t_end}).encode()

@@ -541,6 +541,75 @@ static void test_cases(void **state)
     assert_int_equal(fails, 0);
 }
 
+/* ---- window-less rollups in instant queries ------------------------------------- */
+
+static void eval_render(const char *q, int64_t t, int64_t step, char *out, size_t cap)
+{
+    promql_expr_t *e;
+    char err[256];
+    assert_int_equal(promql_parse(q, strlen(q), &e, err, sizeof err), 0);
+    promql_result_t *r = NULL;
+    int rc = promql_eval(e, t, t, step, NULL, mem_select, NULL, &r, err, sizeof err);
+    if (rc)
+        print_error("%s: %s\n", q, err);
+    assert_int_equal(rc, 0);
+    render(r, t, t, step, out, cap);
+    promql_result_free(r);
+    promql_free(e);
+}
+
+/* MetricsQL: a rollup without a window uses the step as its window, also in
+ * an instant query, whose step is PROMQL_INSTANT_STEP_MS (5m) unless the
+ * caller gives one: f(m) equals f(m[step]). */
+static void test_windowless_instant(void **state)
+{
+    (void)state;
+    load(load_text, 60000);
+    static const char *const fns[] = {"rate",           "increase",         "irate",
+                                      "delta",          "idelta",           "changes",
+                                      "resets",         "avg_over_time",    "sum_over_time",
+                                      "min_over_time",  "max_over_time",    "count_over_time",
+                                      "last_over_time", "stddev_over_time", "deriv"};
+    static const char *const sels[] = {"m{job=\"api\",i=\"1\"}", "reset", "gauge"};
+    static const int64_t steps[] = {PROMQL_INSTANT_STEP_MS, 120000, 30000};
+    char q[256], got[1024], want[1024];
+    for (size_t f = 0; f < sizeof fns / sizeof fns[0]; f++)
+        for (size_t s = 0; s < sizeof sels / sizeof sels[0]; s++)
+            for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+                snprintf(q, sizeof q, "%s(%s[%llds])", fns[f], sels[s],
+                         (long long)(steps[k] / 1000));
+                eval_render(q, 300000, steps[k], want, sizeof want);
+                snprintf(q, sizeof q, "%s(%s)", fns[f], sels[s]);
+                eval_render(q, 300000, steps[k], got, sizeof got);
+                if (strcmp(got, want))
+                    print_error("%s step %lld: got [%s] want [%s]\n", q, (long long)steps[k], got,
+                                want);
+                assert_string_equal(got, want);
+            }
+    /* the values at 600 s: m{i=1} = 0, 20, ..., 200, one sample a minute */
+    static const struct {
+        const char *q;
+        int64_t step;
+        const char *want;
+    } vals[] = {
+        {"count_over_time(m{i=\"1\"})", PROMQL_INSTANT_STEP_MS, "{i=1,job=api} 5"},
+        {"count_over_time(m{i=\"1\"})", 120000, "{i=1,job=api} 2"},
+        {"increase(m{i=\"1\"})", PROMQL_INSTANT_STEP_MS, "{i=1,job=api} 100"},
+        {"rate(m{i=\"1\"})", PROMQL_INSTANT_STEP_MS, "{i=1,job=api} 0.3333333333"},
+        {"avg_over_time(m{i=\"1\"})", PROMQL_INSTANT_STEP_MS, "{i=1,job=api} 160"},
+        {"avg_over_time(m{i=\"1\"})", 120000, "{i=1,job=api} 190"},
+        /* inside a subquery the window is the subquery's step */
+        {"max_over_time(count_over_time(m{i=\"1\"})[4m:2m])", PROMQL_INSTANT_STEP_MS,
+         "{i=1,job=api} 2"},
+    };
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        eval_render(vals[i].q, 600000, vals[i].step, got, sizeof got);
+        if (strcmp(got, vals[i].want))
+            print_error("%s step %lld: got [%s]\n", vals[i].q, (long long)vals[i].step, got);
+        assert_string_equal(got, vals[i].want);
+    }
+}
+
 /* ---- JSON ---------------------------------------------------------------------- */
 
 static void json_of(const char *q, int64_t s, int64_t e, int64_t step, char *out, size_t cap)
@@ -783,7 +852,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),     cmocka_unit_test(test_json),
         cmocka_unit_test(test_fmt_value), cmocka_unit_test(test_fmt_value_random),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_limits),    cmocka_unit_test(test_windowless_instant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
