@@ -99,27 +99,19 @@ static void vfail(parser_t *p, int rc, size_t pos, const char *fmt, va_list ap)
         vsnprintf(p->err + k, p->errlen - (size_t)k, fmt, ap);
 }
 
-static void *fail(parser_t *p, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void *fail(parser_t *p, size_t pos, const char *fmt, ...)
+/* Record the first error (rc ST_EPARSE or ST_ELIMIT) at pos; returns NULL. */
+static void *fail_rc(parser_t *p, int rc, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void *fail_rc(parser_t *p, int rc, size_t pos, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfail(p, ST_EPARSE, pos, fmt, ap);
+    vfail(p, rc, pos, fmt, ap);
     va_end(ap);
     return NULL;
 }
-
-static void *fail_limit(parser_t *p, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void *fail_limit(parser_t *p, size_t pos, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfail(p, ST_ELIMIT, pos, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
+#define fail(p, pos, ...) fail_rc((p), ST_EPARSE, (pos), __VA_ARGS__)
+#define fail_limit(p, pos, ...) fail_rc((p), ST_ELIMIT, (pos), __VA_ARGS__)
 
 static void *arena_alloc(parser_t *p, size_t n)
 {
