@@ -309,9 +309,11 @@ static void maybe_reply(coord_t *c)
         res[i].code = ST_EUNAVAIL;
         char who[sizeof res[i].msg];
         outcomes_str(c, i, who, sizeof who);
-        snprintf(res[i].msg, sizeof res[i].msg,
-                 "write consistency %s not met: %u of %u replicas acked (need %u): %s",
-                 topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, who);
+        /* a long list of replica outcomes is cut to the message size */
+        if (snprintf(res[i].msg, sizeof res[i].msg,
+                     "write consistency %s not met: %u of %u replicas acked (need %u): %s",
+                     topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, who) < 0)
+            res[i].msg[0] = '\0';
     }
     st_buf_t out;
     st_buf_init(&out);
