@@ -38,6 +38,7 @@ typedef struct router {
     int64_t timeout_ms;
     uint64_t max_body;
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
+    metric_counter_t *lines_too_old;    /* of lines_bad: timestamp before now - retention */
     metric_counter_t *q_pushed, *q_raw; /* query RPCs: QUERY, EXPORT */
     /* health from the heartbeat (STATS every heartbeat_interval) */
     uv_timer_t heartbeat;

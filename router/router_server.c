@@ -346,7 +346,9 @@ static int register_metrics(router_t *r)
     } counters[] = {
         {&r->lines_ok, "strata_router_lines_written_total", "Line-protocol lines accepted."},
         {&r->lines_bad, "strata_router_lines_rejected_total",
-         "Line-protocol lines rejected (bad syntax or limits)."},
+         "Line-protocol lines rejected (bad syntax, limits, older than retention)."},
+        {&r->lines_too_old, "strata_router_lines_too_old_total",
+         "Line-protocol lines rejected: timestamp older than the retention."},
         {&r->samples, "strata_router_samples_written_total", "Samples acknowledged by nodes."},
         {&r->write_503, "strata_router_write_unavailable_total",
          "Writes answered 503 (a shard missed its consistency)."},

@@ -6,7 +6,9 @@
  *            Content-Encoding: gzip and is refused (400) rather than parsed
  *   worker:  parse line protocol, group samples by series, place each
  *            series on its shard (topo_shard_of_labels) and encode one
- *            NodeWrite entry per shard: wbatch.h
+ *            NodeWrite entry per shard: wbatch.h; a line older than
+ *            now - [storage] retention is rejected like a malformed one
+ *            (the nodes would drop it: never acknowledge what is not kept)
  *   loop:    each shard goes to its first replica that is up (the
  *            coordinator, which replicates it: node_repl.h), one RPC_WRITE
  *            per node, in parallel; a shard whose coordinator cannot be
@@ -128,6 +130,7 @@ static void finish(wjob_t *j)
     uint64_t lines_ok = wbatch_lines_ok(j->batch), lines_bad = wbatch_lines_bad(j->batch);
     metric_counter_add(r->lines_ok, lines_ok);
     metric_counter_add(r->lines_bad, lines_bad);
+    metric_counter_add(r->lines_too_old, wbatch_lines_too_old(j->batch));
     st_buf_t b;
     st_buf_init(&b);
     char tmp[256];
@@ -452,6 +455,7 @@ void router_handle_write(router_t *r, http_req_t *req)
     j->req = req;
     j->prec = prec;
     j->now_ms = st_now_ms();
+    wbatch_set_retention(j->batch, j->now_ms, topo_storage(r->topo)->retention_ms);
     st_buf_init(&j->fail);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {

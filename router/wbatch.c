@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "st_buf.h"
 #include "st_err.h"
 #include "st_labels.h"
+#include "st_text.h"
 #include "wire.h"
 
 #define WBATCH_GROW_MIN 256   /* first size of a growing array (elements) */
@@ -62,8 +64,10 @@ struct wbatch {
     double *s_v;
     size_t ns, s_cap;
     int oom;
+    /* retention: points before min_ts are rejected (INT64_MIN: none) */
+    int64_t min_ts, retention_ms;
     /* results of parsing */
-    uint64_t lines_ok, lines_bad;
+    uint64_t lines_ok, lines_bad, lines_too_old;
     wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
     size_t nrej;
     /* encoded shard batches: NodeWrite field-1 entries back to back */
@@ -212,9 +216,55 @@ static long entry_of(wbatch_t *j, uint32_t tagset, uint64_t tags_hash, const lp_
     return (long)(j->ne - 1);
 }
 
+static void on_error(void *arg, uint64_t line, int code, const char *reason)
+{
+    wbatch_t *j = arg;
+    j->lines_bad++;
+    (void)code;
+    if (j->nrej < WBATCH_MAX_REJECTED) {
+        j->rej[j->nrej].line = line;
+        snprintf(j->rej[j->nrej].reason, sizeof j->rej[j->nrej].reason, "%s", reason);
+        j->nrej++;
+    }
+}
+
+/* "2016-01-01T00:00:00Z" (".123" before the Z when ms are not 0). */
+static void fmt_rfc3339(char *buf, size_t cap, int64_t ms)
+{
+    int64_t sec = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        sec--;
+    }
+    time_t tt = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm)) {
+        snprintf(buf, cap, "%lldms", (long long)ms);
+        return;
+    }
+    int n = snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n > 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, frac ? ".%03dZ" : "Z", (int)frac);
+}
+
+static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
+{
+    char when[48], ret[32], why[WBATCH_REASON_MAX];
+    fmt_rfc3339(when, sizeof when, pt->ts_ms);
+    snprintf(why, sizeof why, "timestamp %s is older than the retention (%s)", when,
+             st_fmt_duration_one(ret, sizeof ret, j->retention_ms));
+    j->lines_too_old++;
+    on_error(j, pt->line, 0, why);
+}
+
 static int on_point(void *arg, const lp_point_t *pt)
 {
     wbatch_t *j = arg;
+    if (pt->ts_ms < j->min_ts) {
+        reject_too_old(j, pt);
+        return 0;
+    }
     if (pt->nseries == 0) {
         j->lines_ok++;
         return 0;
@@ -245,18 +295,6 @@ static int on_point(void *arg, const lp_point_t *pt)
     }
     j->lines_ok++;
     return 0;
-}
-
-static void on_error(void *arg, uint64_t line, int code, const char *reason)
-{
-    wbatch_t *j = arg;
-    j->lines_bad++;
-    (void)code;
-    if (j->nrej < WBATCH_MAX_REJECTED) {
-        j->rej[j->nrej].line = line;
-        snprintf(j->rej[j->nrej].reason, sizeof j->rej[j->nrej].reason, "%s", reason);
-        j->nrej++;
-    }
 }
 
 static int encode(wbatch_t *j)
@@ -342,6 +380,7 @@ int wbatch_create(const topo_t *t, wbatch_t **out)
         return ST_ENOMEM;
     }
     b->t = t;
+    b->min_ts = INT64_MIN;
     st_buf_init(&b->all);
     *out = b;
     return 0;
@@ -365,6 +404,13 @@ void wbatch_destroy(wbatch_t *b)
     free(b);
 }
 
+void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms)
+{
+    b->retention_ms = retention_ms;
+    b->min_ts =
+        retention_ms > 0 && now_ms > INT64_MIN + retention_ms ? now_ms - retention_ms : INT64_MIN;
+}
+
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len)
 {
     int rc = lp_parse(p, body, len, on_point, on_error, b);
@@ -381,6 +427,11 @@ uint64_t wbatch_lines_ok(const wbatch_t *b)
 uint64_t wbatch_lines_bad(const wbatch_t *b)
 {
     return b->lines_bad;
+}
+
+uint64_t wbatch_lines_too_old(const wbatch_t *b)
+{
+    return b->lines_too_old;
 }
 
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n)

@@ -10,7 +10,10 @@
  * fields) and encodes, per shard with data, one NodeWrite `shards` entry
  * (WriteRequest{shard, series[]}, wire.h) into one buffer. Lines the parser
  * rejects are counted and the first WBATCH_MAX_REJECTED kept with their
- * reason. The router sends each entry to a replica of its shard.
+ * reason; so are lines whose timestamp is older than the retention
+ * (wbatch_set_retention(): the nodes would drop their samples, so they are
+ * refused rather than acknowledged). The router sends each entry to a
+ * replica of its shard.
  */
 #ifndef WBATCH_H
 #define WBATCH_H
@@ -41,6 +44,12 @@ typedef struct wbatch_shard {
 int wbatch_create(const topo_t *t, wbatch_t **out);
 void wbatch_destroy(wbatch_t *b);
 /*
+ * Reject (per line, reason "timestamp ... is older than the retention (30d)")
+ * every point with a timestamp before now_ms - retention_ms. retention_ms
+ * 0 (the default) keeps everything. Call before wbatch_parse().
+ */
+void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms);
+/*
  * Parse `body` with `p` (created with lp_opts_t.series set; its precision
  * and default timestamp are the caller's) and build the batches. Call once
  * per wbatch. Returns 0, ST_ENOMEM, or lp_parse()'s error.
@@ -48,7 +57,10 @@ void wbatch_destroy(wbatch_t *b);
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len);
 
 uint64_t wbatch_lines_ok(const wbatch_t *b);
+/* All rejected lines, the too old ones included. */
 uint64_t wbatch_lines_bad(const wbatch_t *b);
+/* Of those, the lines rejected as older than the retention. */
+uint64_t wbatch_lines_too_old(const wbatch_t *b);
 /* The first rejected lines (at most WBATCH_MAX_REJECTED). */
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n);
 /* Shards with data, ascending, and the buffer their entries live in. */

@@ -474,6 +474,7 @@ typedef struct write_scratch {
     uint64_t *hashes;
     size_t cap;
     engine_series_batch_t *filtered; /* drop_too_old() output */
+    size_t *fmap;                    /* filtered[j] is the caller's series fmap[j] */
     int64_t *fts;
     double *fv;
     size_t fcap, fscap;
@@ -488,6 +489,10 @@ static int scratch_filtered(size_t nseries, size_t nsamples)
         if (!f)
             return ST_ENOMEM;
         ws.filtered = f;
+        size_t *fm = realloc(ws.fmap, nseries * sizeof *fm);
+        if (!fm)
+            return ST_ENOMEM;
+        ws.fmap = fm;
         ws.fcap = nseries;
     }
     if (nsamples > ws.fscap) {
@@ -530,30 +535,39 @@ static int scratch_reserve(size_t n)
 /*
  * Samples in partitions that retention has already dropped would vanish at
  * the next retention pass; drop them now and count them (too_old) instead of
- * pretending to store them. Returns a batch without them (in ws.filtered) or
- * the original when nothing is too old.
+ * pretending to store them. A series whose every sample is dropped is left
+ * out of the batch altogether, so it is neither added to the index nor
+ * logged as a SERIES record: its labels would otherwise be listed by the
+ * label endpoints while no sample of it exists. Its labels are still
+ * validated (a bad series fails the write as before). On return *out is the
+ * original batch when nothing is too old, else ws.filtered (*nout series,
+ * ws.fmap[j] the index in `b` of filtered series j). Returns 0, ST_ENOMEM or
+ * a validation error (with *bad set).
  */
-static const engine_series_batch_t *drop_too_old(engine_t *e, const engine_series_batch_t *b,
-                                                 size_t n, uint64_t *dropped)
+static int drop_too_old(engine_t *e, const engine_series_batch_t *b, size_t n,
+                        const engine_series_batch_t **out, size_t *nout, uint64_t *dropped,
+                        size_t *bad)
 {
     *dropped = 0;
+    *out = b;
+    *nout = n;
     if (e->o.retention_ms <= 0)
-        return b;
+        return 0;
     int64_t cutoff = engine_part_start(e, st_now_ms() - e->o.retention_ms);
     size_t old = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < b[i].n; k++)
             old += b[i].ts[k] < cutoff;
     if (old == 0)
-        return b;
+        return 0;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += b[i].n;
     if (scratch_filtered(n, total - old))
-        return NULL;
-    size_t off = 0;
+        return ST_ENOMEM;
+    size_t off = 0, nf = 0;
     for (size_t i = 0; i < n; i++) {
-        engine_series_batch_t *d = &ws.filtered[i];
+        engine_series_batch_t *d = &ws.filtered[nf];
         *d = b[i];
         d->ts = ws.fts + off;
         d->values = ws.fv + off;
@@ -565,11 +579,25 @@ static const engine_series_batch_t *drop_too_old(engine_t *e, const engine_serie
             ws.fv[off + m] = b[i].values[k];
             m++;
         }
+        if (m == 0 && b[i].n > 0) {
+            const char *why;
+            int rc = st_labels_validate(b[i].labels, b[i].nlabels, &why);
+            if (rc) {
+                engine_set_error("series %zu: %s", i, why);
+                if (bad)
+                    *bad = i;
+                return rc;
+            }
+            continue; /* nothing of it is kept: not indexed */
+        }
         d->n = m;
         off += m;
+        ws.fmap[nf++] = i;
     }
     *dropped = old;
-    return ws.filtered;
+    *out = ws.filtered;
+    *nout = nf;
+    return 0;
 }
 
 int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad)
@@ -584,12 +612,17 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
         }
     }
     uint64_t too_old;
-    b = drop_too_old(e, b, n, &too_old);
-    if (!b)
-        return ST_ENOMEM;
+    const engine_series_batch_t *kept;
+    int rc = drop_too_old(e, b, n, &kept, &n, &too_old, bad);
+    if (rc)
+        return rc;
+    int filtered = kept != b;
+    b = kept;
     if (too_old)
         atomic_fetch_add(&e->samples_too_old, too_old);
-    int rc = scratch_reserve(n);
+    if (n == 0)
+        return 0;
+    rc = scratch_reserve(n);
     if (rc)
         return rc;
     size_t nnew = 0;
@@ -604,9 +637,10 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     for (size_t i = 0; i < n; i++) {
         const char *why;
         if (ws.is_new[i] && (rc = st_labels_validate(b[i].labels, b[i].nlabels, &why)) != 0) {
-            engine_set_error("series %zu: %s", i, why);
+            size_t orig = filtered ? ws.fmap[i] : i;
+            engine_set_error("series %zu: %s", orig, why);
             if (bad)
-                *bad = i;
+                *bad = orig;
             return rc;
         }
     }

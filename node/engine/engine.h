@@ -86,7 +86,8 @@ typedef struct engine_series_batch {
 
 /*
  * Write samples for `n` series. Samples in partitions already past the
- * retention period are dropped and counted (samples_too_old). The batch is
+ * retention period are dropped and counted (samples_too_old); a series all
+ * of whose samples are dropped is not added to the index. The batch is
  * validated first (labels against
  * the limits of st_labels.h); on a validation error nothing is written and
  * *bad (if non-NULL) is set to the index of the offending series. Returns 0

@@ -423,19 +423,32 @@ static void test_retention_drops_partitions(void **state)
     free(dir);
 }
 
+/* An engine keeping 5 s in 1 s partitions, no background thread. */
+static engine_t *open_retention_5s(const char *dir, engine_opts_t *o)
+{
+    engine_opts_default(o);
+    o->background = 0;
+    o->partition_ms = 1000;
+    o->retention_ms = 5000;
+    engine_t *e;
+    assert_int_equal(engine_open(dir, o, &e), 0);
+    return e;
+}
+
+/* Wall-clock now, whole seconds, in ms. */
+static int64_t now_s_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000;
+}
+
 static void test_too_old_samples_dropped_and_counted(void **state)
 {
     char *dir = make_dir();
     engine_opts_t o;
-    engine_opts_default(&o);
-    o.background = 0;
-    o.partition_ms = 1000;
-    o.retention_ms = 5000;
-    engine_t *e;
-    assert_int_equal(engine_open(dir, &o, &e), 0);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t t_now = (int64_t)now.tv_sec * 1000;
+    engine_t *e = open_retention_5s(dir, &o);
+    int64_t t_now = now_s_ms();
     st_label_t l[2] = {{"__name__", "m", 8, 1}, {"k", "v", 1, 1}};
     int64_t ts[3] = {t_now - 60000, t_now - 1000, t_now};
     double v[3] = {1, 2, 3};
@@ -570,6 +583,58 @@ static void test_label_metadata_and_validation(void **state)
     free(dir);
 }
 
+/* A series whose samples are all too old is not indexed: its labels are not
+ * listed (they were before: the label endpoints named series with no data). */
+static void test_too_old_series_not_indexed(void **state)
+{
+    char *dir = make_dir();
+    engine_opts_t o;
+    engine_t *e = open_retention_5s(dir, &o);
+    int64_t t_now = now_s_ms();
+    st_label_t old[2] = {{"__name__", "old", 8, 3}, {"gone", "x", 4, 1}};
+    int64_t ts[2] = {t_now - 60000, t_now - 50000};
+    double v[2] = {1, 2};
+    engine_series_batch_t b = {old, 2, ts, v, 2};
+    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+    char out[256] = "";
+    assert_int_equal(engine_label_names(e, NULL, 0, collect, out), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(engine_label_values(e, "gone", NULL, 0, collect, out), 0);
+    assert_string_equal(out, "");
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.samples_too_old, 2);
+    assert_int_equal(st.series, 0);
+    /* mixed with a kept series: only that one is indexed; a bad series
+     * among the dropped ones still fails the write with its own index */
+    st_label_t kept[2] = {{"__name__", "m", 8, 1}, {"k", "v", 1, 1}};
+    st_label_t bad[2] = {{"__name__", "old", 8, 3}, {"k", "\xff", 1, 1}};
+    int64_t tk = t_now;
+    double vk = 3;
+    engine_series_batch_t mix[3] = {{old, 2, ts, v, 2}, {bad, 2, ts, v, 2}, {kept, 2, &tk, &vk, 1}};
+    size_t badi = 99;
+    assert_int_equal(engine_write(e, mix, 3, &badi), ST_EINVAL);
+    assert_int_equal(badi, 1);
+    mix[1] = mix[2];
+    assert_int_equal(engine_write(e, mix, 2, NULL), 0);
+    out[0] = 0;
+    assert_int_equal(engine_label_names(e, NULL, 0, collect, out), 0);
+    assert_string_equal(out, "__name__,k,");
+    out[0] = 0;
+    assert_int_equal(engine_label_values(e, "__name__", NULL, 0, collect, out), 0);
+    assert_string_equal(out, "m,");
+    assert_int_equal(count_samples(e), 1);
+    /* reopened: the WAL holds no SERIES record of the dropped series */
+    engine_close(e);
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    out[0] = 0;
+    assert_int_equal(engine_label_values(e, "__name__", NULL, 0, collect, out), 0);
+    assert_string_equal(out, "m,");
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_segment_is_reported),
         cmocka_unit_test(test_lock_excludes_second_open),
         cmocka_unit_test(test_label_metadata_and_validation),
+        cmocka_unit_test(test_too_old_series_not_indexed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,6 +227,56 @@ static void test_rejected(void **state)
     topo_destroy(t);
 }
 
+/* Lines older than now - retention are rejected with their timestamp and
+ * the retention named; the others are placed as usual; retention 0 keeps
+ * everything. */
+static void test_too_old(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    lp_opts_t o = {.series = 1};
+    lp_parser_t *p;
+    assert_int_equal(lp_parser_create(&o, &p), 0);
+    lp_parser_set_precision(p, LP_PREC_MS);
+    int64_t now = 1700000000000, day = 86400000;
+    lp_parser_set_default_ts(p, now);
+    const char *buf = "old v=1 1451606400000\n"   /* 2016-01-01 */
+                      "new v=2 1699999999000\n"   /* now - 1 s */
+                      "edge v=3 1697408000000\n"  /* now - 30d: kept */
+                      "older v=4 1697407999999\n" /* 1 ms before */
+                      "dflt v=5\nbad\n";
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_retention(b, now, 30 * day);
+    assert_int_equal(wbatch_parse(b, p, buf, strlen(buf)), 0);
+    assert_int_equal(wbatch_lines_ok(b), 3);
+    assert_int_equal(wbatch_lines_bad(b), 3);
+    assert_int_equal(wbatch_lines_too_old(b), 2);
+    size_t n;
+    const wbatch_rejected_t *r = wbatch_rejected(b, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[0].line, 1);
+    assert_string_equal(r[0].reason,
+                        "timestamp 2016-01-01T00:00:00Z is older than the retention (30d)");
+    assert_int_equal(r[1].line, 4);
+    assert_string_equal(r[1].reason,
+                        "timestamp 2023-10-15T22:13:19.999Z is older than the retention (30d)");
+    assert_int_equal(r[2].line, 6);
+    seen_t s;
+    check_placement(t, b, &s);
+    assert_int_equal(s.series, 3);
+    wbatch_destroy(b);
+    /* retention 0: forever */
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_retention(b, now, 0);
+    assert_int_equal(wbatch_parse(b, p, buf, strlen(buf)), 0);
+    assert_int_equal(wbatch_lines_ok(b), 5);
+    assert_int_equal(wbatch_lines_too_old(b), 0);
+    wbatch_destroy(b);
+    lp_parser_destroy(p);
+    topo_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_many_series_placement),
         cmocka_unit_test(test_grouping_order),
         cmocka_unit_test(test_rejected),
+        cmocka_unit_test(test_too_old),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
