@@ -106,10 +106,12 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out /* OU
 #define CLI_IO_TIMEOUT_MS (CLI_IO_TIMEOUT_S * 1000)
 
 /*
- * The router `c` names (cli_router()): 0, or CLI_EXIT_USAGE after printing
- * "bad router URL" for command `cmd`. With --config, the file is loaded and
- * checked first (CLI_EXIT_FAIL with topo's "FILE:LINE: reason"); it names
- * no router, so without --router: CLI_EXIT_USAGE saying so.
+ * The router `c` names: 0, or CLI_EXIT_USAGE after printing "bad router
+ * URL" for command `cmd`. --router wins; else with --config the file is
+ * loaded and checked (CLI_EXIT_FAIL with topo's "FILE:LINE: reason") and its
+ * [router] listen (default 127.0.0.1:8086; a wildcard host becomes loopback)
+ * is the router; else cli_router() ($STRATA_ROUTER, then the default).
+ * *shown stays valid until the next call.
  */
 int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url /* OUT */,
                       const char **shown /* OUT */);

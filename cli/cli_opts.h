@@ -81,8 +81,8 @@ typedef struct cli_opt {
     {                                                                                              \
         .name = "config", .kind = CLI_STR, .off = offsetof(cli_common_t, config),                  \
         .label = "--config FILE",                                                                  \
-        .help = "check cluster.ini first; the file names no router,\n"                             \
-                "so give --router too (docs/cli.md)"                                               \
+        .help = "check cluster.ini; talk to its [router] listen\n"                                 \
+                "(--router wins; docs/cli.md)"                                                     \
     }
 #define CLI_OPT_TIMEOUT(text)                                                                      \
     {                                                                                              \

@@ -427,30 +427,46 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 /*
  * --config FILE: the cluster.ini every process reads, loaded and checked by
- * topo (a bad file fails as strata-node --check does). The file has no key
- * for a router's address (a router's address is its --listen), so it can
- * only confirm the cluster: without --router there is no router to talk to.
+ * topo (a bad file fails as strata-node --check does). The router to talk to
+ * is the file's [router] listen (topo's default 127.0.0.1:8086 when absent,
+ * which is where a router started with this file and no --listen listens),
+ * as http://HOST:PORT; a wildcard host (0.0.0.0, ::) means this machine, so
+ * it becomes the loopback address. The URL is written into `buf`.
  */
-static int config_router(const char *cmd, const cli_common_t *c)
+static int config_router(const char *cmd, const cli_common_t *c, char *buf, size_t cap)
 {
     char err[1024];
     topo_t *t = NULL;
     if (topo_load_file(c->config, &t, err, sizeof err) != 0)
         return cli_fail(cmd, "%s", err);
+    const topo_addr_t *a = &topo_router(t)->listen;
+    const char *host = a->host;
+    int v6 = strchr(host, ':') != NULL;
+    if (*host == '\0' || strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    snprintf(buf, cap, "http://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)a->port);
     topo_destroy(t);
-    if (c->router != NULL && *c->router != '\0')
-        return 0;
-    return cli_usage_error(cmd,
-                           "%s names no router address (cluster.ini has none: a router's "
-                           "address is its --listen); pass --router URL",
-                           c->config);
+    return 0;
 }
 
 int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, const char **shown)
 {
+    static char from_file[TOPO_HOST_MAX + 32]; /* *shown may point here */
     int rc;
-    if (c->config != NULL && (rc = config_router(cmd, c)) != 0)
+    if (c->config != NULL && (rc = config_router(cmd, c, from_file, sizeof from_file)) != 0)
         return rc;
+    if (c->config != NULL && (c->router == NULL || *c->router == '\0')) {
+        *shown = from_file; /* --router wins over --config, --config over $STRATA_ROUTER */
+        if (httpc_url_parse(from_file, url) < 0)
+            return cli_usage_error(cmd,
+                                   "router URL '%s' from [router] listen in %s is not one the "
+                                   "CLI can use (http://HOST:PORT, IPv4 or a name); pass "
+                                   "--router URL",
+                                   from_file, c->config);
+        return 0;
+    }
     if (cli_router(c->router, url, shown) < 0)
         return cli_usage_error(cmd, "bad router URL '%s' (want http://HOST:PORT)", *shown);
     return 0;

@@ -7,10 +7,12 @@
 
 int main(int argc, char **argv)
 {
-    router_opts_t o = {.listen = "127.0.0.1:8086"};
+    router_opts_t o = {0}; /* no --listen: [router] listen of the file */
     const st_opt_t opts[] = {
         ST_OPT_REQUIRED("config", "FILE", "cluster.ini (see docs/configuration.md)", &o.config),
-        ST_OPT_STR("listen", "HOST:PORT", "HTTP API address (default 127.0.0.1:8086)", &o.listen),
+        ST_OPT_STR("listen", "HOST:PORT",
+                   "HTTP API address (default: [router] listen of FILE, else 127.0.0.1:8086)",
+                   &o.listen),
         ST_OPT_FLAG("check", "validate the config, print the topology, exit 0/1", &o.check),
     };
     const st_opts_spec_t spec = {

@@ -312,19 +312,21 @@ int router_server_load(const router_opts_t *o, router_server_t **out)
         free(s);
         return 1;
     }
-    const char *colon = strrchr(o->listen, ':');
+    /* --listen wins; else [router] listen (validated by topo, default 127.0.0.1:8086) */
+    const char *listen = o->listen ? o->listen : topo_router(s->r.topo)->listen.addr;
+    const char *colon = strrchr(listen, ':');
     int port = colon ? atoi(colon + 1) : 0;
-    if (!colon || colon == o->listen || (size_t)(colon - o->listen) >= sizeof s->host ||
-        port <= 0 || port > 65535) {
-        fprintf(stderr, "strata-router: --listen must be HOST:PORT, got '%s'\n", o->listen);
+    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof s->host || port <= 0 ||
+        port > 65535) {
+        fprintf(stderr, "strata-router: --listen must be HOST:PORT, got '%s'\n", listen);
         topo_destroy(s->r.topo);
         free(s);
         return 1;
     }
-    memcpy(s->host, o->listen, (size_t)(colon - o->listen));
-    s->host[colon - o->listen] = '\0';
+    memcpy(s->host, listen, (size_t)(colon - listen));
+    s->host[colon - listen] = '\0';
     s->port = port;
-    s->listen = o->listen;
+    s->listen = listen;
     *out = s;
     return 0;
 }
@@ -486,8 +488,8 @@ int router_server_stop(router_server_t *s)
     free(r->stats_inflight);
     free(r->clients);
     free(s->nodes);
+    st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */
     topo_destroy(r->topo);
-    st_info("strata-router stopped", "listen=%s", s->listen);
     free(s);
     return 0;
 }

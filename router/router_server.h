@@ -16,11 +16,12 @@ typedef struct router_server router_server_t;
 /* What the command line asks for (router_main.c fills it). */
 typedef struct router_opts {
     const char *config; /* cluster.ini */
-    const char *listen; /* HOST:PORT of the HTTP API */
+    const char *listen; /* HOST:PORT of the HTTP API; NULL: [router] listen */
     int check;          /* validate, print the topology, exit */
 } router_opts_t;
 
-/* Load the config and check --listen: 0 with *out, or exit status 1. */
+/* Load the config and check --listen (else the file's [router] listen): 0 with *out, or
+ * exit status 1. */
 int router_server_load(const router_opts_t *o, router_server_t **out);
 /* --check: print the topology and the listen address, free s; exit status 0. */
 int router_server_check(router_server_t *s);

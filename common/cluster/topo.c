@@ -73,7 +73,7 @@ enum ktype {
     KT_ENUM,      /* one of enums[] */
     KT_DURATION,  /* 100ms, 60s, 5m, 2h, 1d, 1w, 1h30m; plain number * unit ms */
     KT_SIZE,      /* 512KiB, 64MiB, 1GiB; plain number * unit bytes */
-    KT_ADDR,      /* host:port or [v6]:port (node keys only) */
+    KT_ADDR,      /* host:port or [v6]:port (node rpc/http, [router] listen) */
     KT_SHARDLIST, /* 0-3,8,10-11 (node keys only) */
 };
 
@@ -97,6 +97,7 @@ enum key_id {
     K_REQUEST_TIMEOUT,
     K_QUERY_MAX_SAMPLES,
     K_QUERY_MAX_SERIES,
+    K_ROUTER_LISTEN,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
@@ -171,6 +172,7 @@ static const struct key_desc keys[K__COUNT] = {
                              "50000000", 0},
     [K_QUERY_MAX_SERIES] = {SECT_ROUTER, "query_max_series", KT_UINT, 0, 1, 100000000, NULL,
                             "1000000", 0},
+    [K_ROUTER_LISTEN] = {SECT_ROUTER, "listen", KT_ADDR, 0, 0, 0, NULL, "127.0.0.1:8086", 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -475,6 +477,13 @@ static int parse_addr(const char *s, topo_addr_t *a)
     return 0;
 }
 
+static void free_addr(topo_addr_t *a)
+{
+    free((char *)a->addr);
+    free((char *)a->host);
+    a->addr = a->host = NULL;
+}
+
 static int same_addr(const topo_addr_t *a, const topo_addr_t *b)
 {
     return a->addr && b->addr && a->port == b->port && strcasecmp(a->host, b->host) == 0;
@@ -643,6 +652,18 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
             goto bad;
         break;
     case KT_ADDR: {
+        if (k == K_ROUTER_LISTEN) { /* one per file: replaces the default */
+            topo_addr_t a = {0};
+            if ((rc = parse_addr(value, &a)) != 0) {
+                free_addr(&a);
+                if (rc == ST_ENOMEM)
+                    return fail_nomem(p);
+                goto bad;
+            }
+            free_addr(&t->router.listen);
+            t->router.listen = a;
+            return 1;
+        }
         struct node *nd = cur_node(p);
         int which = k == K_HTTP;
         topo_addr_t *a = &nd->addr[which];
@@ -1130,11 +1151,11 @@ void topo_destroy(topo_t *t)
         struct node *nd = &t->nodes[i];
         free(nd->id);
         for (int w = 0; w < 2; w++) {
-            free((char *)nd->addr[w].addr);
-            free((char *)nd->addr[w].host);
+            free_addr(&nd->addr[w]);
             free(nd->list[w]);
         }
     }
+    free_addr(&t->router.listen);
     free(t->nodes);
     free(t->replicas);
     free(t->held);
@@ -1341,8 +1362,8 @@ void topo_print(const topo_t *t, FILE *f)
     fprintf(f, "router: max_body_bytes %" PRIu64, t->router.max_body_bytes);
     fprintf(f, ", request_timeout %s",
             st_fmt_duration_one(b, sizeof b, t->router.request_timeout_ms));
-    fprintf(f, ", query_max_samples %" PRIu64 ", query_max_series %" PRIu64 "\n",
-            t->router.query_max_samples, t->router.query_max_series);
+    fprintf(f, ", query_max_samples %" PRIu64 ", query_max_series %" PRIu64 ", listen %s\n",
+            t->router.query_max_samples, t->router.query_max_series, t->router.listen.addr);
     fprintf(f, "replication: hint_max_bytes %" PRIu64, t->repl.hint_max_bytes);
     fprintf(f, ", hint_max_age %s", st_fmt_duration_one(b, sizeof b, t->repl.hint_max_age_ms));
     fprintf(f, ", replica_timeout %s",

@@ -70,14 +70,6 @@ typedef struct topo_storage {
     int64_t memtable_max_age_ms;
 } topo_storage_t;
 
-/* [router]: per host, not part of the fingerprint. */
-typedef struct topo_router {
-    uint64_t max_body_bytes;
-    int64_t request_timeout_ms;
-    uint64_t query_max_samples; /* samples + values one query may load */
-    uint64_t query_max_series;  /* series one query may select (per node too) */
-} topo_router_t;
-
 /* [replication]: per host, not part of the fingerprint. */
 typedef struct topo_replication {
     uint64_t hint_max_bytes;       /* per-peer hint queue budget */
@@ -86,12 +78,21 @@ typedef struct topo_replication {
     int64_t heartbeat_interval_ms; /* RPC ping; silent for 2 intervals = down */
 } topo_replication_t;
 
-/* A node address exactly as written ("host:port" or "[v6]:port"), never resolved. */
+/* A node (or router) address exactly as written ("host:port" or "[v6]:port"), never resolved. */
 typedef struct topo_addr {
     const char *addr; /* as written */
     const char *host; /* without IPv6 brackets: what getaddrinfo() wants */
     uint16_t port;    /* 1..65535 */
 } topo_addr_t;
+
+/* [router]: per host, not part of the fingerprint. */
+typedef struct topo_router {
+    uint64_t max_body_bytes;
+    int64_t request_timeout_ms;
+    uint64_t query_max_samples; /* samples + values one query may load */
+    uint64_t query_max_series;  /* series one query may select (per node too) */
+    topo_addr_t listen;         /* the router's HTTP API when it has no --listen */
+} topo_router_t;
 
 /*
  * Parse and validate cluster.ini. On success *out owns a new topology and 0

@@ -862,6 +862,56 @@ static void test_load_file(void **state)
     assert_int_equal(topo_load_file("/tmp", &t, err, sizeof err), ST_EIO);
 }
 
+static void test_router_listen(void **state)
+{
+    (void)state;
+    /* absent: the router's documented default */
+    topo_t *t = load_ok(CLUSTER12_RF2 NODES2);
+    const topo_addr_t *a = &topo_router(t)->listen;
+    assert_string_equal(a->addr, "127.0.0.1:8086");
+    assert_string_equal(a->host, "127.0.0.1");
+    assert_int_equal(a->port, 8086);
+    uint64_t fp = topo_fingerprint(t);
+    topo_destroy(t);
+    /* set: per host, not part of the fingerprint; may equal a node's address form */
+    t = load_ok(CLUSTER12_RF2 "[router]\nlisten = 0.0.0.0:9000\n" NODES2);
+    a = &topo_router(t)->listen;
+    assert_string_equal(a->addr, "0.0.0.0:9000");
+    assert_string_equal(a->host, "0.0.0.0");
+    assert_int_equal(a->port, 9000);
+    assert_true(topo_fingerprint(t) == fp);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    topo_print(t, f);
+    fclose(f);
+    assert_non_null(strstr(out, "listen 0.0.0.0:9000\n"));
+    free(out);
+    topo_destroy(t);
+    t = load_ok(NODES2 "[router]\nlisten = [::]:8086\n" CLUSTER12_RF2);
+    assert_string_equal(topo_router(t)->listen.host, "::");
+    assert_string_equal(topo_router(t)->listen.addr, "[::]:8086");
+    assert_true(topo_fingerprint(t) == fp);
+    topo_destroy(t);
+    t = load_ok(CLUSTER12_RF2 "[router]\nlisten = router.example:80\n" NODES2);
+    assert_string_equal(topo_router(t)->listen.host, "router.example");
+    topo_destroy(t);
+    /* bad values: line-numbered, like node addresses */
+    static const char *const bad[] = {"8086",  "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+                                      ":8086", "[::1]8086", "::1:8086",    "a b:1",
+                                      "h:1x",  ""};
+    char buf[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(buf, sizeof buf, CLUSTER12_RF2 "[router]\nrequest_timeout = 5s\nlisten = %s\n",
+                 bad[i]);
+        expect_err(buf, "t.ini:6: ", "for listen: expected host:port");
+    }
+    expect_err(CLUSTER12_RF2 "[router]\nlisten = h:1\nlisten = h:2\n",
+               "t.ini:6: ", "duplicate key 'listen' in [router]");
+    expect_err(CLUSTER12_RF2 "[storage]\nlisten = h:1\n",
+               "t.ini:5: ", "unknown key 'listen' in [storage]");
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -888,6 +938,7 @@ int main(void)
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_replication_section),
+        cmocka_unit_test(test_router_listen),
         cmocka_unit_test(test_enums_and_names),
         cmocka_unit_test(test_inline_comment_rules),
         cmocka_unit_test(test_durations),
