@@ -11,8 +11,7 @@ int main(int argc, char **argv)
     const st_opt_t opts[] = {
         ST_OPT_REQUIRED("config", "FILE", "cluster.ini (see docs/configuration.md)", &o.config),
         ST_OPT_STR("listen", "HOST:PORT",
-                   "HTTP API address (default: [router] listen of FILE, else 127.0.0.1:8086)",
-                   &o.listen),
+                   "HTTP API address (default [router] listen or 127.0.0.1:8086)", &o.listen),
         ST_OPT_FLAG("check", "validate the config, print the topology, exit 0/1", &o.check),
     };
     const st_opts_spec_t spec = {

@@ -57,6 +57,9 @@ write_consistency  = quorum
 wal_durability = periodic
 retention      = 30d
 
+[router]
+listen = 127.0.0.1:$ROUTER_PORT   ; = the router's --listen; read by strata --config
+
 [node "n1"]
 rpc  = 127.0.0.1:$((BASE+1))
 http = 127.0.0.1:$((BASE+2))

@@ -1,14 +1,17 @@
 """--check and bad configs: strata-node and strata-router validate
 cluster.ini, print the topology (with the fingerprint) and exit 0, or exit
 non-zero with one line 'FILE:LINE: reason' on stderr. A node started (without
---check) on a bad config refuses to start the same way."""
+--check) on a bad config refuses to start the same way. strata-router listens
+on [router] listen when it has no --listen."""
 
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
+import urllib.request
 
 from harness import binary, free_port
 
@@ -160,6 +163,54 @@ class CheckTest(unittest.TestCase):
                     self.assertGreater(r.returncode, 0, "killed by a signal? %d" % r.returncode)
                     self.assertRegex(err, r"(^|\n)[^\n]*%s:%d: [^\n]*%s" %
                                      (re.escape(name), line, reason))
+
+    def test_router_listen_key(self):
+        """[router] listen: where strata-router listens without --listen (the
+        flag still wins), shown by --check, validated with FILE:LINE."""
+        port = free_port()
+        cfg = self.put("listen.ini", BASE + "[router]\nlisten = 127.0.0.1:%d\n" % port)
+        r = self.run_bin([self.router, "--config", cfg, "--check"])
+        out = r.stdout.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 0, out + r.stderr.decode("utf-8", "replace"))
+        self.assertIn("listen 127.0.0.1:%d\n" % port, out)
+        self.assertIn("router listen: 127.0.0.1:%d\n" % port, out)
+        r = self.run_bin(self.router_argv(cfg, "--check"))
+        self.assertIn("router listen: 127.0.0.1:1\n", r.stdout.decode("utf-8", "replace"))
+        # without the key: the documented default
+        r = self.run_bin([self.router, "--config", self.put("base.ini", BASE), "--check"])
+        self.assertIn("router listen: 127.0.0.1:8086\n", r.stdout.decode("utf-8", "replace"))
+        # a bad value is a bad config, for the router and the node alike
+        bad = self.put("bad_listen.ini", BASE + "[router]\nlisten = 127.0.0.1\n")
+        for argv in ([self.router, "--config", bad, "--check"], self.node_argv(bad, "--check")):
+            r = self.run_bin(argv)
+            err = r.stderr.decode("utf-8", "replace")
+            self.assertEqual(r.returncode, 1, err)
+            self.assertRegex(err, r"bad_listen\.ini:12: bad value '127\.0\.0\.1' for listen")
+        # a real start without --listen answers on the file's address
+        log = open(os.path.join(self.dir, "router.log"), "w+b")
+        self.addCleanup(log.close)
+        p = subprocess.Popen([self.router, "--config", cfg], cwd=self.dir,
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                self.assertIsNone(p.poll(), "strata-router exited")
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/health" % port,
+                                                timeout=2) as resp:
+                        self.assertEqual(resp.status, 200)
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.fail("strata-router is not answering on [router] listen")
+                    time.sleep(0.05)
+        finally:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
     def test_missing_and_unknown(self):
         r = self.run_bin(self.node_argv("does-not-exist.ini", "--check"))

@@ -7,7 +7,8 @@ the subcommand and with $STRATA_ROUTER (cli/strata.c: both are read).
 
 Also (issue 12): `strata bench`'s default data ends now and is kept by a
 cluster with the default 30d retention, `--print --start T` keeps its bytes;
-every command takes `--config cluster.ini`; a stdout pipe closed early
+every command takes `--config cluster.ini` and talks to its `[router] listen`
+(default 127.0.0.1:8086; `--router` wins, `$STRATA_ROUTER` does not); a stdout pipe closed early
 (`| head`) ends `bench --print` and `export` quietly with exit 0.
 """
 
@@ -18,7 +19,7 @@ import time
 import unittest
 
 from harness import (ALL, ClusterTestCase, Model, assert_samples_equal, binary, devops_lines,
-                     export_to_dict, parse_export)
+                     export_to_dict, free_port, parse_export)
 
 
 class CliTest(ClusterTestCase):
@@ -30,10 +31,10 @@ class CliTest(ClusterTestCase):
         cls.c = cls.start_class_cluster(nodes=2, routers=1, shards=4, rf=1,
                                         storage={"retention": "30d"})
 
-    def run_cli(self, args, conn=True, timeout=60):
+    def run_cli(self, args, conn=True, timeout=60, env_router=None):
         url = "http://127.0.0.1:%d" % self.c.router_port[0]
         argv = [self.cli] + args + (["--router", url] if conn else [])
-        env = dict(os.environ, STRATA_ROUTER=url)
+        env = dict(os.environ, STRATA_ROUTER=env_router or url)
         try:
             return subprocess.run(argv, capture_output=True, timeout=timeout, env=env,
                                   stdin=subprocess.DEVNULL, cwd=self.c.dir)
@@ -136,21 +137,51 @@ class CliTest(ClusterTestCase):
     # ---- --config cluster.ini ----------------------------------------------------------
 
     def test_config_option(self):
-        cfg = self.c.config_path
+        cfg = self.c.config_path  # the harness's file: no [router] listen
+        port = self.c.router_port[0]
+        dead = "http://127.0.0.1:%d" % free_port()  # nothing listens there
+        listen = self.c.write_config(os.path.join(self.c.dir, "listen.ini"),
+                                     router={"listen": "127.0.0.1:%d" % port})
+        wild = self.c.write_config(os.path.join(self.c.dir, "wild.ini"),
+                                   router={"listen": "0.0.0.0:%d" % port})
+        elsewhere = self.c.write_config(os.path.join(self.c.dir, "elsewhere.ini"),
+                                        router={"listen": dead[len("http://"):]})
         lp = self.lp_file("config.lp", devops_lines(hosts=1, points=2, measurement="cfgcpu"))
         commands = (["status"], ["write", lp], ["export", "cfgcpu_usage_user"],
                     ["query", "cfgcpu_usage_user"],
                     ["bench", "--hosts", "1", "--points", "1", "--conns", "1"])
         for cmd in commands:
             with self.subTest(cmd=cmd[0]):
-                # --router wins over --config (the file names no router)
-                self.ok(self.run_cli(cmd + ["--config", cfg]))
-                r = self.run_cli(cmd + ["--config", cfg], conn=False)
+                # the router comes from [router] listen; --config wins over $STRATA_ROUTER
+                self.ok(self.run_cli(cmd + ["--config", listen], conn=False, env_router=dead))
+                # a wildcard listen address means this machine
+                self.ok(self.run_cli(cmd + ["--config", wild], conn=False, env_router=dead))
+                # --router wins over --config
+                self.ok(self.run_cli(cmd + ["--config", elsewhere]))
+                # --config wins over $STRATA_ROUTER: the file's router is the one tried
+                r = self.run_cli(cmd + ["--config", elsewhere], conn=False)
                 err = r.stderr.decode("utf-8", "replace")
-                self.assertEqual(r.returncode, 2, err)
-                self.assertIn("names no router address", err)
-                self.assertIn(cfg, err)
+                self.assertEqual(r.returncode, 1, err)
+                self.assertIn(dead[len("http://"):], err)
                 self.assertNotIn("unrecognized", err)
+        # no [router] listen: the router's default address, 127.0.0.1:8086 (whatever
+        # answers there, the CLI neither refuses the file nor falls back to $STRATA_ROUTER)
+        r = self.run_cli(["status", "--config", cfg, "--timeout", "5"], conn=False,
+                         env_router=dead)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertNotEqual(r.returncode, 2, err)
+        self.assertNotIn("names no router", err)
+        self.assertNotIn(dead[len("http://"):], err)
+        if r.returncode != 0:
+            self.assertIn("127.0.0.1:8086", err)
+        # an IPv6 listen address: the CLI speaks IPv4 only, and says so
+        v6 = self.c.write_config(os.path.join(self.c.dir, "v6.ini"),
+                                 router={"listen": "[::]:%d" % port})
+        r = self.run_cli(["status", "--config", v6], conn=False)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 2, err)
+        self.assertIn("[router] listen", err)
+        self.assertIn("pass --router", err)
         # --print needs no router
         self.ok(self.run_cli(["bench", "--print", "--hosts", "1", "--points", "1",
                               "--config", cfg], conn=False))

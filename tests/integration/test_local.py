@@ -244,6 +244,15 @@ class LocalScriptsTest(unittest.TestCase):
         pids = d.pids()
         self.check_running(pids)
 
+        # `strata status --config strata-local/cluster.ini`: the router from [router] listen
+        env = {k: v for k, v in os.environ.items() if k != "STRATA_ROUTER"}
+        r = subprocess.run([harness.binary("cli"), "status", "--config", d.config],
+                           capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+        text = (r.stdout + r.stderr).decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 0, text)
+        for nid in ("n1", "n2", "n3"):
+            self.assertRegex(text, r"\b%s\b" % nid)
+
         # the tour's basics: write, read back; the sample data is there
         st, _, body = http_request(d.url("/write"), "POST", b"weather,city=paris temp=21.5\n")
         self.assertIn(st, (200, 204), body)
