@@ -327,17 +327,15 @@ typedef struct promql_token {
     size_t slen;
 } promql_token_t;
 
+/* Lexer flags for promql_lex_ex. */
+#define PROMQL_LEX_SELECTOR 1u /* selector.c: no '#' comments, selector.c's string errors */
 /*
  * Tokenize [q, q+len) into toks (room for len + 1 tokens, the last PQ_EOF);
  * unescaped string bodies go to strbuf (room for len + 1 bytes). Returns the
- * number of tokens, or -1 with *errpos and a message in err.
+ * number of tokens, or -1 (-2 for an error inside a quoted string) with
+ * *errpos and a message in err; *errtok (if not NULL) is where the failing
+ * token starts.
  */
-long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
-                char *err, size_t errlen);
-/* Lexer flags for promql_lex_ex. */
-#define PROMQL_LEX_SELECTOR 1u /* selector.c: no '#' comments, selector.c's string errors */
-/* promql_lex with flags; -1 for an error, -2 for an error inside a quoted
- * string; *errtok (if not NULL) is where the failing token starts. */
 long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *toks, char *strbuf,
                    size_t *errpos, size_t *errtok, char *err, size_t errlen);
 /* A short description for error messages: <op:*>, identifier "x", "(" ... */

@@ -175,13 +175,6 @@ static long lex_number(lexer_t *l, promql_token_t *t)
     return 0;
 }
 
-long promql_lex(const char *q, size_t len, promql_token_t *toks, char *strbuf, size_t *errpos,
-                char *err, size_t errlen)
-{
-    long n = promql_lex_ex(q, len, 0, toks, strbuf, errpos, NULL, err, errlen);
-    return n < 0 ? -1 : n;
-}
-
 long promql_lex_ex(const char *q, size_t len, unsigned flags, promql_token_t *toks, char *strbuf,
                    size_t *errpos, size_t *errtok, char *err, size_t errlen)
 {
