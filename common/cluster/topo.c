@@ -92,17 +92,30 @@ enum key_id {
     K_RETENTION,
     K_MEMTABLE_MAX,
     K_MEMTABLE_MAX_AGE,
+    K_MAX_FUTURE,
+    K_HEAD_MAX,
+    K_HEAD_MAX_PARTITIONS,
+    K_MAX_OPEN_FILES,
+    K_MAX_SERIES,
+    K_MAX_NEW_SERIES_HOUR,
+    K_MAX_NEW_SERIES_WRITE,
+    K_QUERY_TOTAL_MAX,
     /* [router] */
     K_MAX_BODY_BYTES,
     K_REQUEST_TIMEOUT,
     K_QUERY_MAX_SAMPLES,
     K_QUERY_MAX_SERIES,
     K_ROUTER_LISTEN,
+    K_QUERY_MAX_BYTES,
+    K_IDLE_TIMEOUT,
+    K_MAX_INFLIGHT,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
     K_REPLICA_TIMEOUT,
     K_HEARTBEAT_INTERVAL,
+    K_RPC_INFLIGHT_MAX,
+    K_RPC_FRAME_TIMEOUT,
     /* [node "ID"] */
     K_RPC,
     K_HTTP,
@@ -163,6 +176,22 @@ static const struct key_desc keys[K__COUNT] = {
                         "64", 0},
     [K_MEMTABLE_MAX_AGE] = {SECT_STORAGE, "memtable_max_age", KT_DURATION, MS_S, 1, MS_D, NULL,
                             "60s", 0},
+    [K_MAX_FUTURE] = {SECT_STORAGE, "max_future", KT_DURATION, MS_S, MS_M, 100 * 366 * MS_D, NULL,
+                      "1d", 0},
+    [K_HEAD_MAX] = {SECT_STORAGE, "head_max_mb", KT_SIZE, MIB, 16 * MIB, 1024 * GIB, NULL, "1024",
+                    0},
+    [K_HEAD_MAX_PARTITIONS] = {SECT_STORAGE, "head_max_partitions", KT_UINT, 0, 1, 100000, NULL,
+                               "64", 0},
+    [K_MAX_OPEN_FILES] = {SECT_STORAGE, "max_open_files", KT_UINT, 0, 16, 10000000, NULL, "1024",
+                          0},
+    [K_MAX_SERIES] = {SECT_STORAGE, "max_series", KT_UINT, 0, 0, 10000000000LL, NULL, "20000000",
+                      0},
+    [K_MAX_NEW_SERIES_HOUR] = {SECT_STORAGE, "max_new_series_per_hour", KT_UINT, 0, 0,
+                               10000000000LL, NULL, "5000000", 0},
+    [K_MAX_NEW_SERIES_WRITE] = {SECT_STORAGE, "max_new_series_per_write", KT_UINT, 0, 0,
+                                10000000000LL, NULL, "2000000", 0},
+    [K_QUERY_TOTAL_MAX] = {SECT_STORAGE, "query_total_max_mb", KT_SIZE, MIB, 16 * MIB, 1024 * GIB,
+                           NULL, "4096", 0},
 
     [K_MAX_BODY_BYTES] = {SECT_ROUTER, "max_body_bytes", KT_SIZE, 1, KIB, 4 * GIB, NULL, "33554432",
                           0},
@@ -173,6 +202,12 @@ static const struct key_desc keys[K__COUNT] = {
     [K_QUERY_MAX_SERIES] = {SECT_ROUTER, "query_max_series", KT_UINT, 0, 1, 100000000, NULL,
                             "1000000", 0},
     [K_ROUTER_LISTEN] = {SECT_ROUTER, "listen", KT_ADDR, 0, 0, 0, NULL, "127.0.0.1:8086", 0},
+    [K_QUERY_MAX_BYTES] = {SECT_ROUTER, "query_max_mb", KT_SIZE, MIB, MIB, 1024 * GIB, NULL, "1024",
+                           0},
+    [K_IDLE_TIMEOUT] = {SECT_ROUTER, "idle_timeout", KT_DURATION, MS_S, MS_S, 24 * MS_H, NULL,
+                        "300s", 0},
+    [K_MAX_INFLIGHT] = {SECT_ROUTER, "max_inflight_mb", KT_SIZE, MIB, 16 * MIB, 1024 * GIB, NULL,
+                        "2048", 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -182,6 +217,10 @@ static const struct key_desc keys[K__COUNT] = {
                            NULL, "5s", 0},
     [K_HEARTBEAT_INTERVAL] = {SECT_REPLICATION, "heartbeat_interval", KT_DURATION, MS_S, 50, MS_M,
                               NULL, "1s", 0},
+    [K_RPC_INFLIGHT_MAX] = {SECT_REPLICATION, "rpc_inflight_max_mb", KT_SIZE, MIB, 16 * MIB,
+                            1024 * GIB, NULL, "2048", 0},
+    [K_RPC_FRAME_TIMEOUT] = {SECT_REPLICATION, "rpc_frame_timeout", KT_DURATION, MS_S, 100, MS_H,
+                             NULL, "30s", 0},
 
     [K_RPC] = {SECT_NODE, "rpc", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_HTTP] = {SECT_NODE, "http", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
@@ -1041,6 +1080,19 @@ static int finish(struct parse *p)
     t->repl.hint_max_age_ms = t->val[K_HINT_MAX_AGE];
     t->repl.replica_timeout_ms = t->val[K_REPLICA_TIMEOUT];
     t->repl.heartbeat_interval_ms = t->val[K_HEARTBEAT_INTERVAL];
+    t->repl.rpc_inflight_max_bytes = (uint64_t)t->val[K_RPC_INFLIGHT_MAX];
+    t->repl.rpc_frame_timeout_ms = t->val[K_RPC_FRAME_TIMEOUT];
+    t->storage.max_future_ms = t->val[K_MAX_FUTURE];
+    t->storage.head_max_bytes = (uint64_t)t->val[K_HEAD_MAX];
+    t->storage.head_max_partitions = (uint64_t)t->val[K_HEAD_MAX_PARTITIONS];
+    t->storage.max_open_files = (uint64_t)t->val[K_MAX_OPEN_FILES];
+    t->storage.max_series = (uint64_t)t->val[K_MAX_SERIES];
+    t->storage.max_new_series_per_hour = (uint64_t)t->val[K_MAX_NEW_SERIES_HOUR];
+    t->storage.max_new_series_per_write = (uint64_t)t->val[K_MAX_NEW_SERIES_WRITE];
+    t->storage.query_total_max_bytes = (uint64_t)t->val[K_QUERY_TOTAL_MAX];
+    t->router.query_max_bytes = (uint64_t)t->val[K_QUERY_MAX_BYTES];
+    t->router.idle_timeout_ms = t->val[K_IDLE_TIMEOUT];
+    t->router.max_inflight_bytes = (uint64_t)t->val[K_MAX_INFLIGHT];
 
     XXH3_state_t *st = XXH3_createState();
     if (!st)
@@ -1370,5 +1422,23 @@ void topo_print(const topo_t *t, FILE *f)
             st_fmt_duration_one(b, sizeof b, t->repl.replica_timeout_ms));
     fprintf(f, ", heartbeat_interval %s\n",
             st_fmt_duration_one(b, sizeof b, t->repl.heartbeat_interval_ms));
+    fprintf(f, "limits: max_future %s", st_fmt_duration_one(b, sizeof b, t->storage.max_future_ms));
+    fprintf(f, ", head_max %s", fmt_size(b, sizeof b, (int64_t)t->storage.head_max_bytes));
+    fprintf(f, ", head_max_partitions %" PRIu64 ", max_open_files %" PRIu64,
+            t->storage.head_max_partitions, t->storage.max_open_files);
+    fprintf(f,
+            ", max_series %" PRIu64 ", max_new_series_per_hour %" PRIu64
+            ", max_new_series_per_write %" PRIu64,
+            t->storage.max_series, t->storage.max_new_series_per_hour,
+            t->storage.max_new_series_per_write);
+    fprintf(f, ", query_total_max %s",
+            fmt_size(b, sizeof b, (int64_t)t->storage.query_total_max_bytes));
+    fprintf(f, ", query_max %s", fmt_size(b, sizeof b, (int64_t)t->router.query_max_bytes));
+    fprintf(f, ", idle_timeout %s", st_fmt_duration_one(b, sizeof b, t->router.idle_timeout_ms));
+    fprintf(f, ", max_inflight %s", fmt_size(b, sizeof b, (int64_t)t->router.max_inflight_bytes));
+    fprintf(f, ", rpc_inflight_max %s",
+            fmt_size(b, sizeof b, (int64_t)t->repl.rpc_inflight_max_bytes));
+    fprintf(f, ", rpc_frame_timeout %s\n",
+            st_fmt_duration_one(b, sizeof b, t->repl.rpc_frame_timeout_ms));
     fprintf(f, "fingerprint %s\n", t->fp_hex);
 }

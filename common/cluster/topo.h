@@ -68,14 +68,25 @@ typedef struct topo_storage {
     int64_t retention_ms; /* 0 = keep forever */
     uint64_t memtable_max_bytes;
     int64_t memtable_max_age_ms;
+    /* limits that keep one request from hurting a node (docs/operations.md) */
+    int64_t max_future_ms;             /* samples further ahead of the clock are refused */
+    uint64_t head_max_bytes;           /* per node: over it writes get 503 + Retry-After */
+    uint64_t head_max_partitions;      /* per shard head: beyond it the oldest flush early */
+    uint64_t max_open_files;           /* per node: segment files kept open (LRU) */
+    uint64_t max_series;               /* per node total; 0 = no limit */
+    uint64_t max_new_series_per_hour;  /* per node; 0 = no limit */
+    uint64_t max_new_series_per_write; /* per node per write RPC; 0 = no limit */
+    uint64_t query_total_max_bytes;    /* per node: all running queries together */
 } topo_storage_t;
 
 /* [replication]: per host, not part of the fingerprint. */
 typedef struct topo_replication {
-    uint64_t hint_max_bytes;       /* per-peer hint queue budget */
-    int64_t hint_max_age_ms;       /* older hints are dropped (counted) */
-    int64_t replica_timeout_ms;    /* coordinator -> replica forward deadline */
-    int64_t heartbeat_interval_ms; /* RPC ping; silent for 2 intervals = down */
+    uint64_t hint_max_bytes;         /* per-peer hint queue budget */
+    int64_t hint_max_age_ms;         /* older hints are dropped (counted) */
+    int64_t replica_timeout_ms;      /* coordinator -> replica forward deadline */
+    int64_t heartbeat_interval_ms;   /* RPC ping; silent for 2 intervals = down */
+    uint64_t rpc_inflight_max_bytes; /* per process: RPC frame bytes buffered */
+    int64_t rpc_frame_timeout_ms;    /* a started frame must complete within this */
 } topo_replication_t;
 
 /* A node (or router) address exactly as written ("host:port" or "[v6]:port"), never resolved. */
@@ -89,9 +100,12 @@ typedef struct topo_addr {
 typedef struct topo_router {
     uint64_t max_body_bytes;
     int64_t request_timeout_ms;
-    uint64_t query_max_samples; /* samples + values one query may load */
-    uint64_t query_max_series;  /* series one query may select (per node too) */
-    topo_addr_t listen;         /* the router's HTTP API when it has no --listen */
+    uint64_t query_max_samples;  /* samples + values one query may load */
+    uint64_t query_max_series;   /* series one query may select (per node too) */
+    topo_addr_t listen;          /* the router's HTTP API when it has no --listen */
+    uint64_t query_max_bytes;    /* bytes one query may materialise (router and each node) */
+    int64_t idle_timeout_ms;     /* an idle keep-alive connection is closed after this */
+    uint64_t max_inflight_bytes; /* request bytes the router buffers at once */
 } topo_router_t;
 
 /*
