@@ -88,28 +88,6 @@ int promrw_uncompress(promrw_t *d, const uint8_t *body, size_t len, const uint8_
     return 0;
 }
 
-static int decode_label(const uint8_t *p, size_t len, st_label_t *l)
-{
-    const uint8_t *end = p + len;
-    wire_field_t f;
-    int rc;
-    *l = (st_label_t){"", "", 0, 0};
-    while ((rc = wire_next(&p, end, &f)) == 1) {
-        if (f.type != WIRE_LEN)
-            continue;
-        if (f.len > UINT32_MAX)
-            return ST_ECORRUPT;
-        if (f.num == F_LABEL_NAME) {
-            l->name = (const char *)f.data;
-            l->name_len = (uint32_t)f.len;
-        } else if (f.num == F_LABEL_VALUE) {
-            l->value = (const char *)f.data;
-            l->value_len = (uint32_t)f.len;
-        }
-    }
-    return rc;
-}
-
 /* The common sample encoding (value, then timestamp) is read inline; any
  * other field order or extra fields go through wire_next(). */
 static int decode_sample(const uint8_t *p, size_t len, int64_t *ts, double *v)
@@ -180,7 +158,7 @@ static int decode_series(promrw_t *d, const uint8_t *p, size_t len, size_t index
         switch (f.num) {
         case F_SERIES_LABEL: {
             st_label_t l;
-            if ((rc = decode_label(f.data, f.len, &l)) < 0)
+            if ((rc = wire_label_decode(f.data, f.len, &l)) < 0)
                 return rc;
             if (l.value_len == 0)
                 break; /* empty value: no label */

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "rpc_uv.h"
+#include "selector.h"
 #include "st_matcher.h"
 #include "topo.h"
 
@@ -58,6 +59,11 @@ int router_up_fn(void *arg, uint32_t node);
  * *params, which the caller deinits whatever the result. Returns 0, or -1
  * with a 400 message in msg (a form body that cannot be decoded). */
 int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen);
+/* Every match[] of params parsed into sel[*n...] (at most max in all;
+ * *n counts the parsed ones, which the caller frees). Returns 0, or -1 with
+ * a 400 message in err. */
+int router_read_matches(const http_params_t *params, selector_t *sel, size_t max, size_t *n,
+                        char *err, size_t errlen);
 /* Read options shared by every read: readopt_parse() of read_consistency
  * and partial_response in params. Returns 0, or -1 with msg set (400). */
 int router_read_params(const router_t *r, const http_params_t *params, int *need, int *partial,

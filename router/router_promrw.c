@@ -668,20 +668,8 @@ void router_handle_federate(router_t *r, http_req_t *req)
         goto bad;
     if (router_read_params(r, &params, &j->need, &j->partial, err, sizeof err))
         goto bad;
-    size_t it = 0;
-    const http_param_t *p;
-    while ((p = http_params_next(&params, "match[]", &it)) != NULL) {
-        if (j->nsel == FEDERATE_MAX_SEL) {
-            snprintf(err, sizeof err, "too many match[] parameters (max %d)", FEDERATE_MAX_SEL);
-            goto bad;
-        }
-        char perr[300];
-        if (selector_parse(p->value, p->value_len, &j->sel[j->nsel], perr, sizeof perr)) {
-            snprintf(err, sizeof err, "invalid parameter \"match[]\": %s", perr);
-            goto bad;
-        }
-        j->nsel++;
-    }
+    if (router_read_matches(&params, j->sel, FEDERATE_MAX_SEL, &j->nsel, err, sizeof err))
+        goto bad;
     if (j->nsel == 0) {
         snprintf(err, sizeof err, "no match[] parameter provided");
         goto bad;
