@@ -33,6 +33,8 @@ PROMETHEUS = os.environ.get("STRATA_PROMETHEUS", "/usr/bin/prometheus")
 VMAGENT = os.environ.get("STRATA_VMAGENT", "/usr/bin/vmagent")
 READY_TIMEOUT = 60.0
 ARRIVE_TIMEOUT = 120.0
+# vmagent counts successful requests as status_code="2XX" (1.79) or the code
+OK_CODES = {("status_code", "2XX"), ("status_code", "204")}
 RW_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
               "X-Prometheus-Remote-Write-Version": "0.1.0"}
 
@@ -198,9 +200,16 @@ class RemoteWrite(ClusterTestCase):
             got = json.loads(data)["data"] if st == 200 else []
             return len(got) == len(targets), got
         wait_for(arrived, ARRIVE_TIMEOUT, "`up` of every target in Strata")
-        # a fixed window, over once remote write has delivered past its end
-        t_end = time.time() - 2
-        t_start = t_end - 8
+        # a fixed window from now on, compared once Prometheus has scraped
+        # past its end and remote write has delivered that far
+        t_start = time.time()
+        t_end = t_start + 8
+
+        def scraped_past_end():
+            a = prom.get_json("/api/v1/query", {"query": "timestamp(up)"})
+            ts = [float(r["value"][1]) for r in a["data"]["result"]]
+            return len(ts) == len(targets) and min(ts) > t_end + 1, ts
+        wait_for(scraped_past_end, ARRIVE_TIMEOUT, "Prometheus scraping past the window")
         queries = ["up", "scrape_duration_seconds", "scrape_samples_scraped",
                    'strata_router_lines_written_total']
         want = {}
@@ -222,8 +231,9 @@ class RemoteWrite(ClusterTestCase):
         raw_want = {tuple(sorted(r["metric"].items())): [(round(float(t) * 1000), float(v))
                                                         for t, v in r["values"]]
                     for r in ans["data"]["result"]}
-        exp = c.export("scrape_duration_seconds", start=int((t_end - 8) * 1000) + 1,
-                       end=int(t_end * 1000))
+        # (Prometheus 2.42's range is closed at its start; export's is too)
+        exp = c.export("scrape_duration_seconds", start="%.3f" % (t_end - 8),
+                       end="%.3f" % t_end)
         raw_got = {tuple(sorted(e["metric"].items())):
                    [(t, float(v)) for t, v in zip(e["timestamps"], e["values"])]
                    for e in exp}
@@ -284,12 +294,12 @@ class RemoteWrite(ClusterTestCase):
         def sent_enough():
             m = parse_metrics(http_request(vm.url() + "/metrics")[2])
             ok = sum(v for (n, l), v in m.items()
-                     if n == "vmagent_remotewrite_requests_total" and ("status_code", "204") in l)
+                     if n == "vmagent_remotewrite_requests_total" and OK_CODES & set(l))
             return ok >= 5, m
         m = wait_for(sent_enough, ARRIVE_TIMEOUT, "5 requests answered 204")
         # every request answered 204: nothing refused, retried or dropped
         bad = {(n, l): v for (n, l), v in m.items() if v and (
-            (n == "vmagent_remotewrite_requests_total" and ("status_code", "204") not in l) or
+            (n == "vmagent_remotewrite_requests_total" and not OK_CODES & set(l)) or
             n in ("vmagent_remotewrite_packets_dropped_total",
                   "vmagent_remotewrite_retries_count_total"))}
         self.assertEqual(bad, {})
