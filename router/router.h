@@ -20,6 +20,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "rpc_uv.h"
+#include "selector.h"
 #include "st_matcher.h"
 #include "topo.h"
 
@@ -27,6 +28,7 @@
 #define ROUTER_MAX_SERIES 2000000     /* /api/v1/series answer cap */
 #define ROUTER_MAX_MATCHERS 64        /* matchers in one read request */
 #define ROUTER_LISTEN_MAX 300         /* bytes of --listen HOST:PORT */
+#define ROUTER_WRITE_MSG_MAX 300      /* bytes of a write's 400 message */
 
 typedef struct router {
     uv_loop_t *loop;
@@ -40,6 +42,9 @@ typedef struct router {
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
     metric_counter_t *lines_too_old;    /* of lines_bad: timestamp before now - retention */
     metric_counter_t *q_pushed, *q_raw; /* query RPCs: QUERY, EXPORT */
+    /* Prometheus remote write / read (router_promrw.c) */
+    metric_counter_t *rw_requests, *rw_series, *rw_samples, *rw_bad_series, *rw_bad_requests;
+    metric_counter_t *rw_exemplars, *rw_metadata, *rw_histograms, *rr_requests, *federate;
     /* health from the heartbeat (STATS every heartbeat_interval) */
     uv_timer_t heartbeat;
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */
@@ -54,6 +59,11 @@ int router_up_fn(void *arg, uint32_t node);
  * *params, which the caller deinits whatever the result. Returns 0, or -1
  * with a 400 message in msg (a form body that cannot be decoded). */
 int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen);
+/* Every match[] of params parsed into sel[*n...] (at most max in all;
+ * *n counts the parsed ones, which the caller frees). Returns 0, or -1 with
+ * a 400 message in err. */
+int router_read_matches(const http_params_t *params, selector_t *sel, size_t max, size_t *n,
+                        char *err, size_t errlen);
 /* Read options shared by every read: readopt_parse() of read_consistency
  * and partial_response in params. Returns 0, or -1 with msg set (400). */
 int router_read_params(const router_t *r, const http_params_t *params, int *need, int *partial,
@@ -93,6 +103,28 @@ uint32_t router_pick_replica(const router_t *r, uint32_t shard);
 int router_node_up(const router_t *r, uint32_t node);
 
 void router_handle_write(router_t *r, http_req_t *req);
+/* What a write format adds to the write pipeline of router_write.c: build()
+ * fills the batch from the request on a worker thread: 0, or an ST_* code
+ * answered with msg when it wrote one (ST_ELIMIT 413, ST_ENOMEM 503, else
+ * 400: a bad body, nothing written), else 503 for ST_ENOMEM, 500; done() runs on the loop when the
+ * job ends, with the batch when it was built and answered from (to count
+ * it), else NULL, and frees arg. item/items name the unit of a rejection
+ * in a 400 answer ("line"/"lines"). */
+typedef struct wbatch wbatch_t;
+typedef struct router_write_src {
+    int (*build)(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen);
+    void (*done)(void *arg, router_t *r, const wbatch_t *b);
+    const char *item, *items;
+    void *arg;
+} router_write_src_t;
+/* Build (src), place, send and answer one write request like /write:
+ * retention, consistency, failover, 204 / 400 / 503. */
+void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t now_ms,
+                         const router_write_src_t *src);
+/* POST /api/v1/write, /api/v1/read and GET/POST /federate (router_promrw.c). */
+void router_handle_promrw_write(router_t *r, http_req_t *req);
+void router_handle_promrw_read(router_t *r, http_req_t *req);
+void router_handle_federate(router_t *r, http_req_t *req);
 /* Answer {"status":"error","errorType":etype,"error":msg} (Prometheus API format). */
 void router_prom_error(http_req_t *req, int status, const char *etype, const char *msg);
 

@@ -582,6 +582,26 @@ static void read_idle(void *ctx)
 
 static const fanout_ops_t read_ops = {read_build, read_reply, read_failed, read_end, read_idle};
 
+int router_read_matches(const http_params_t *params, selector_t *sel, size_t max, size_t *n,
+                        char *err, size_t errlen)
+{
+    size_t it = 0;
+    const http_param_t *p;
+    while ((p = http_params_next(params, "match[]", &it)) != NULL) {
+        if (*n == max) {
+            snprintf(err, errlen, "too many match[] parameters (max %zu)", max);
+            return -1;
+        }
+        char perr[300];
+        if (selector_parse(p->value, p->value_len, &sel[*n], perr, sizeof perr)) {
+            snprintf(err, errlen, "invalid parameter \"match[]\": %s", perr);
+            return -1;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
 /* Parse params, plan which node serves which shards, start. */
 static void start_read(router_t *r, http_req_t *req, int kind, const char *label_name)
 {
@@ -618,20 +638,8 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         snprintf(err, sizeof err, "end timestamp must not be before start time");
         goto bad;
     }
-    size_t it = 0;
-    const http_param_t *p;
-    while ((p = http_params_next(&params, "match[]", &it)) != NULL) {
-        if (j->nsel == MAX_SEL) {
-            snprintf(err, sizeof err, "too many match[] parameters (max %d)", MAX_SEL);
-            goto bad;
-        }
-        char perr[300];
-        if (selector_parse(p->value, p->value_len, &j->sel[j->nsel], perr, sizeof perr)) {
-            snprintf(err, sizeof err, "invalid parameter \"match[]\": %s", perr);
-            goto bad;
-        }
-        j->nsel++;
-    }
+    if (router_read_matches(&params, j->sel, MAX_SEL, &j->nsel, err, sizeof err))
+        goto bad;
     if (j->nsel == 0 && (kind == K_EXPORT || kind == K_SERIES)) {
         snprintf(err, sizeof err, "no match[] parameter provided");
         goto bad;

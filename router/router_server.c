@@ -279,6 +279,9 @@ static const struct router_route {
     {"/ping", NULL, handle_ping},
     {"/api/v1/query", NULL, handle_query},
     {"/api/v1/query_range", NULL, handle_query_range},
+    {"/api/v1/write", NULL, router_handle_promrw_write},
+    {"/api/v1/read", NULL, router_handle_promrw_read},
+    {"/federate", NULL, router_handle_federate},
 };
 
 static void route(http_req_t *req, void *arg)
@@ -361,6 +364,25 @@ static int register_metrics(router_t *r)
          "Pushed-down query parts sent to nodes (QUERY RPCs)."},
         {&r->q_raw, "strata_router_query_raw_selects_total",
          "Raw-sample selections fetched for queries (EXPORT RPCs)."},
+        {&r->rw_requests, "strata_router_remote_write_requests_total",
+         "Prometheus remote-write requests (POST /api/v1/write)."},
+        {&r->rw_series, "strata_router_remote_write_series_total",
+         "TimeSeries received by remote write."},
+        {&r->rw_samples, "strata_router_remote_write_samples_total",
+         "Samples of valid series received by remote write."},
+        {&r->rw_bad_series, "strata_router_remote_write_series_rejected_total",
+         "Remote-write series refused (labels, limits, older than retention)."},
+        {&r->rw_bad_requests, "strata_router_remote_bad_requests_total",
+         "Remote write/read requests refused whole (not snappy, bad protobuf, too large)."},
+        {&r->rw_exemplars, "strata_router_remote_write_exemplars_ignored_total",
+         "Exemplars received by remote write and not stored."},
+        {&r->rw_metadata, "strata_router_remote_write_metadata_ignored_total",
+         "Metric metadata entries received by remote write and not stored."},
+        {&r->rw_histograms, "strata_router_remote_write_histograms_ignored_total",
+         "Native histogram samples received by remote write and not stored."},
+        {&r->rr_requests, "strata_router_remote_read_requests_total",
+         "Prometheus remote-read requests (POST /api/v1/read)."},
+        {&r->federate, "strata_router_federate_requests_total", "GET /federate requests."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         if (!(*counters[i].c =

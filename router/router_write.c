@@ -17,6 +17,10 @@
  *            errors; the valid lines were written) or 503 (the shards that
  *            missed their consistency, and why)
  *
+ * Other formats (router_promrw.c) drive the same pipeline with
+ * router_write_submit(): their build step fills the wbatch instead of the
+ * line-protocol parser, the delivery and the answers are these.
+ *
  * Retrying a body is safe: the same (series, timestamp) rewrites the same
  * sample (last write wins).
  */
@@ -55,11 +59,10 @@ typedef struct wjob {
     uv_work_t w;
     router_t *r;
     http_req_t *req;
-    lp_precision_t prec;
-    int64_t now_ms;
-    wbatch_t *batch;  /* parsed, grouped, placed and encoded (wbatch.h) */
-    shard_t *sh;      /* [shards] */
-    uint32_t *active; /* shards with data */
+    router_write_src_t src; /* fills the batch on the worker */
+    wbatch_t *batch;        /* parsed, grouped, placed and encoded (wbatch.h) */
+    shard_t *sh;            /* [shards] */
+    uint32_t *active;       /* shards with data */
     uint32_t nactive;
     int consistency; /* NodeWrite field 2 (0 = cluster default) */
     /* RPC phase */
@@ -67,23 +70,46 @@ typedef struct wjob {
     int failed_shards;
     st_buf_t fail; /* JSON fragments of failed shards */
     int parse_err;
+    char msg[ROUTER_WRITE_MSG_MAX]; /* the build step's answer to a bad body */
 } wjob_t;
 
 static __thread lp_parser_t *tl_parser;
 
+/* The line-protocol source: its precision and default timestamp. */
+typedef struct lp_src {
+    lp_precision_t prec;
+    int64_t now_ms;
+} lp_src_t;
+
+static int lp_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen)
+{
+    lp_src_t *ls = arg;
+    (void)msg;
+    (void)msglen;
+    if (!tl_parser) {
+        lp_opts_t o = {.series = 1};
+        if (lp_parser_create(&o, &tl_parser))
+            return ST_ENOMEM;
+    }
+    lp_parser_set_precision(tl_parser, ls->prec);
+    lp_parser_set_default_ts(tl_parser, ls->now_ms);
+    return wbatch_parse(b, tl_parser, (const char *)req->body, req->body_len);
+}
+
+static void lp_done(void *arg, router_t *r, const wbatch_t *b)
+{
+    if (b) {
+        metric_counter_add(r->lines_ok, wbatch_lines_ok(b));
+        metric_counter_add(r->lines_bad, wbatch_lines_bad(b));
+        metric_counter_add(r->lines_too_old, wbatch_lines_too_old(b));
+    }
+    free(arg);
+}
+
 static void write_work(uv_work_t *w)
 {
     wjob_t *j = w->data;
-    if (!tl_parser) {
-        lp_opts_t o = {.series = 1};
-        if (lp_parser_create(&o, &tl_parser)) {
-            j->parse_err = ST_ENOMEM;
-            return;
-        }
-    }
-    lp_parser_set_precision(tl_parser, j->prec);
-    lp_parser_set_default_ts(tl_parser, j->now_ms);
-    j->parse_err = wbatch_parse(j->batch, tl_parser, (const char *)j->req->body, j->req->body_len);
+    j->parse_err = j->src.build(j->src.arg, j->req, j->batch, j->msg, sizeof j->msg);
     if (j->parse_err)
         return;
     size_t n;
@@ -97,8 +123,10 @@ static void write_work(uv_work_t *w)
     }
 }
 
-static void free_job(wjob_t *j)
+static void free_job(wjob_t *j, int counted)
 {
+    if (j->src.done)
+        j->src.done(j->src.arg, j->r, counted ? j->batch : NULL);
     for (uint32_t i = 0; i < j->nactive; i++)
         free(j->sh[j->active[i]].why);
     free(j->sh);
@@ -115,7 +143,7 @@ static void put_rejected(wjob_t *j, st_buf_t *b)
     ST_BUF_LIT(b, "\"rejected\":[");
     for (size_t i = 0; i < nrej; i++) {
         char tmp[64];
-        int k = snprintf(tmp, sizeof tmp, "%s{\"line\":%llu,\"reason\":", i ? "," : "",
+        int k = snprintf(tmp, sizeof tmp, "%s{\"%s\":%llu,\"reason\":", i ? "," : "", j->src.item,
                          (unsigned long long)rej[i].line);
         st_buf_append(b, tmp, (size_t)k);
         st_json_str(b, rej[i].reason, strlen(rej[i].reason));
@@ -128,9 +156,6 @@ static void finish(wjob_t *j)
 {
     router_t *r = j->r;
     uint64_t lines_ok = wbatch_lines_ok(j->batch), lines_bad = wbatch_lines_bad(j->batch);
-    metric_counter_add(r->lines_ok, lines_ok);
-    metric_counter_add(r->lines_bad, lines_bad);
-    metric_counter_add(r->lines_too_old, wbatch_lines_too_old(j->batch));
     st_buf_t b;
     st_buf_init(&b);
     char tmp[256];
@@ -147,9 +172,9 @@ static void finish(wjob_t *j)
         st_buf_put_u8(&b, '}');
         http_respond(j->req, 503, "application/json", b.data, b.len);
     } else if (lines_bad) {
-        int k =
-            snprintf(tmp, sizeof tmp, "{\"error\":\"partial write: %llu of %llu lines rejected\",",
-                     (unsigned long long)lines_bad, (unsigned long long)(lines_bad + lines_ok));
+        int k = snprintf(tmp, sizeof tmp, "{\"error\":\"partial write: %llu of %llu %s rejected\",",
+                         (unsigned long long)lines_bad, (unsigned long long)(lines_bad + lines_ok),
+                         j->src.items);
         st_buf_append(&b, tmp, (size_t)k);
         put_rejected(j, &b);
         st_buf_put_u8(&b, '}');
@@ -158,7 +183,7 @@ static void finish(wjob_t *j)
         http_respond(j->req, 204, NULL, NULL, 0);
     }
     st_buf_deinit(&b);
-    free_job(j);
+    free_job(j, 1);
 }
 
 static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
@@ -382,10 +407,16 @@ static void write_after(uv_work_t *w, int status)
 {
     wjob_t *j = w->data;
     (void)status;
+    if (j->parse_err && j->msg[0]) {
+        int code = j->parse_err == ST_ELIMIT ? 413 : j->parse_err == ST_ENOMEM ? 503 : 400;
+        http_respond_error(j->req, code, j->msg);
+        free_job(j, 0);
+        return;
+    }
     if (j->parse_err) {
         http_respond_error(j->req, j->parse_err == ST_ENOMEM ? 503 : 500,
                            st_strerror(j->parse_err));
-        free_job(j);
+        free_job(j, 0);
         return;
     }
     send_round(j);
@@ -432,6 +463,20 @@ void router_handle_write(router_t *r, http_req_t *req)
         http_respond_error(req, 400, "body is gzip-compressed: set Content-Encoding: gzip");
         return;
     }
+    lp_src_t *ls = malloc(sizeof *ls);
+    if (!ls) {
+        http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    ls->prec = prec;
+    ls->now_ms = st_now_ms();
+    router_write_src_t src = {lp_build, lp_done, "line", "lines", ls};
+    router_write_submit(r, req, consistency, ls->now_ms, &src);
+}
+
+void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t now_ms,
+                         const router_write_src_t *src)
+{
     wjob_t *j = calloc(1, sizeof *j);
     uint32_t nshards = topo_shards(r->topo);
     if (j) {
@@ -447,19 +492,20 @@ void router_handle_write(router_t *r, http_req_t *req)
             wbatch_destroy(j->batch);
         }
         free(j);
+        if (src->done)
+            src->done(src->arg, r, NULL);
         http_respond_error(req, 503, "out of memory");
         return;
     }
+    j->src = *src;
     j->consistency = consistency;
     j->r = r;
     j->req = req;
-    j->prec = prec;
-    j->now_ms = st_now_ms();
-    wbatch_set_retention(j->batch, j->now_ms, topo_storage(r->topo)->retention_ms);
+    wbatch_set_retention(j->batch, now_ms, topo_storage(r->topo)->retention_ms);
     st_buf_init(&j->fail);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {
-        free_job(j);
+        free_job(j, 0);
         http_respond_error(req, 503, "cannot queue work");
     }
 }

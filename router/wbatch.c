@@ -258,6 +258,105 @@ static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
     on_error(j, pt->line, 0, why);
 }
 
+static int encode(wbatch_t *j);
+
+/* A series handed over whole (wbatch_add_series): keyed by its full label
+ * set; tagset is unused (UINT32_MAX). */
+static long entry_of_series(wbatch_t *j, const st_label_t *l, uint32_t n)
+{
+    if ((j->ne + 1) * 2 > j->tcap && table_grow(&j->table, &j->tcap, j->ne, j->e, sizeof *j->e))
+        return ST_ENOMEM;
+    uint64_t hash = st_series_hash(l, n);
+    size_t h = hash & (j->tcap - 1);
+    while (j->table[h]) {
+        entry_t *en = &j->e[j->table[h] - 1];
+        if (en->hash == hash && en->nlabels == n) {
+            uint32_t k = 0;
+            while (k < n && slice_eq(j, &j->labels[en->label_off + k], &l[k]))
+                k++;
+            if (k == n)
+                return j->table[h] - 1;
+        }
+        h = (h + 1) & (j->tcap - 1);
+    }
+    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
+    if (j->oom)
+        return ST_ENOMEM;
+    long off = copy_labels(j, l, n);
+    if (off < 0)
+        return off;
+    int ni = st_labels_find(l, n, ST_METRIC_LABEL);
+    const st_label_t *name = ni >= 0 ? &l[ni] : NULL;
+    entry_t *en = &j->e[j->ne];
+    *en = (entry_t){.hash = hash,
+                    .label_off = (size_t)off,
+                    .nlabels = n,
+                    .tagset = UINT32_MAX,
+                    .name_label = ni >= 0 ? (uint32_t)ni : 0};
+    en->shard = topo_shard_of_hash(j->t, hash, name ? name->value : "", name ? name->value_len : 0);
+    j->table[h] = (uint32_t)++j->ne;
+    return (long)(j->ne - 1);
+}
+
+/* Room for `more` samples in the sample columns. */
+static int reserve_samples(wbatch_t *j, size_t more)
+{
+    size_t c0 = j->s_cap;
+    j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + more, sizeof *j->s_entry, &j->oom);
+    if (j->s_cap != c0) {
+        size_t c1 = c0;
+        j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
+        c1 = c0;
+        j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
+    }
+    return j->oom ? ST_ENOMEM : 0;
+}
+
+int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
+                      const int64_t *ts, const double *v, size_t count)
+{
+    long ei = entry_of_series(b, l, n);
+    if (ei < 0)
+        return (int)ei;
+    if (reserve_samples(b, count))
+        return ST_ENOMEM;
+    size_t old = 0;
+    int64_t oldest = 0;
+    for (size_t k = 0; k < count; k++) {
+        if (ts[k] < b->min_ts) {
+            if (!old++ || ts[k] < oldest)
+                oldest = ts[k];
+            continue;
+        }
+        b->s_entry[b->ns] = (uint32_t)ei;
+        b->s_ts[b->ns] = ts[k];
+        b->s_v[b->ns] = v[k];
+        b->ns++;
+        b->e[ei].count++;
+    }
+    if (!old) {
+        b->lines_ok++;
+        return 0;
+    }
+    char when[48], ret[32], why[WBATCH_REASON_MAX];
+    fmt_rfc3339(when, sizeof when, oldest);
+    snprintf(why, sizeof why, "%zu sample(s) from %s are older than the retention (%s)", old, when,
+             st_fmt_duration_one(ret, sizeof ret, b->retention_ms));
+    b->lines_too_old++;
+    on_error(b, item, 0, why);
+    return 0;
+}
+
+void wbatch_reject(wbatch_t *b, uint64_t item, const char *reason)
+{
+    on_error(b, item, 0, reason);
+}
+
+int wbatch_finish(wbatch_t *b)
+{
+    return encode(b);
+}
+
 static int on_point(void *arg, const lp_point_t *pt)
 {
     wbatch_t *j = arg;
@@ -277,15 +376,7 @@ static int on_point(void *arg, const lp_point_t *pt)
         long ei = entry_of(j, (uint32_t)tsi, tags_hash, &pt->series[i]);
         if (ei < 0)
             return (int)ei;
-        size_t c0 = j->s_cap;
-        j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + 1, sizeof *j->s_entry, &j->oom);
-        if (j->s_cap != c0) {
-            size_t c1 = c0;
-            j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
-            c1 = c0;
-            j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
-        }
-        if (j->oom)
+        if (reserve_samples(j, 1))
             return ST_ENOMEM;
         j->s_entry[j->ns] = (uint32_t)ei;
         j->s_ts[j->ns] = pt->ts_ms;

@@ -14,6 +14,11 @@
  * (wbatch_set_retention(): the nodes would drop their samples, so they are
  * refused rather than acknowledged). The router sends each entry to a
  * replica of its shard.
+ *
+ * Other write formats (Prometheus remote write) hand their series over one
+ * by one instead of parsing: wbatch_add_series() for each, wbatch_reject()
+ * for the ones they refused, then wbatch_finish(). Their "lines" are then
+ * series, counted the same way (rejections keep the series' position).
  */
 #ifndef WBATCH_H
 #define WBATCH_H
@@ -55,6 +60,20 @@ void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms);
  * per wbatch. Returns 0, ST_ENOMEM, or lp_parse()'s error.
  */
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len);
+
+/*
+ * Add one series (labels sorted and validated by the caller, __name__
+ * among them) with its samples. Samples older than the retention are
+ * dropped and the series counted rejected as too old (item: its position,
+ * reported as the "line"); the others are kept. Returns 0 or ST_ENOMEM.
+ */
+int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
+                      const int64_t *ts, const double *v, size_t count);
+/* Count item as rejected with this reason (kept among the first ones). */
+void wbatch_reject(wbatch_t *b, uint64_t item, const char *reason);
+/* After the last wbatch_add_series(): build the per-shard entries. Returns
+ * 0 or ST_ENOMEM. */
+int wbatch_finish(wbatch_t *b);
 
 uint64_t wbatch_lines_ok(const wbatch_t *b);
 /* All rejected lines, the too old ones included. */

@@ -4,10 +4,12 @@
 set -euo pipefail
 # prometheus (+ promtool): the reference for tests/integration/test_promql_compare.py
 # and tests/bench/query_bench.py (the tests start their own on 127.0.0.1).
+# victoria-metrics (vmagent, victoria-metrics): tests/integration/test_remote_write.py
+# sends with vmagent; tests/bench/remote_write_bench.py compares with VictoriaMetrics.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
-      python3 curl procps prometheus)
+      python3 curl procps prometheus victoria-metrics)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -202,7 +202,7 @@ int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_
     return 0;
 }
 
-static int decode_label(const uint8_t *p, size_t len, st_label_t *l)
+int wire_label_decode(const uint8_t *p, size_t len, st_label_t *l)
 {
     const uint8_t *end = p + len;
     wire_field_t f;
@@ -244,7 +244,7 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
         if (f.num == WIRE_SERIES_SAMPLES_LABELS) {
             if (s->nlabels >= ST_LABELS_MAX)
                 return ST_ELIMIT;
-            if ((rc = decode_label(f.data, f.len, &s->labels[s->nlabels])) < 0)
+            if ((rc = wire_label_decode(f.data, f.len, &s->labels[s->nlabels])) < 0)
                 return rc;
             s->nlabels++;
         } else if (f.num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {

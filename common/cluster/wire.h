@@ -78,6 +78,10 @@ typedef struct wire_series {
     size_t nvals;
 } wire_series_t;
 
+/* Decode a Label message (name 1, value 2: also Prometheus' prompb.Label)
+ * zero-copy; a missing field is "". Returns 0 or ST_ECORRUPT. */
+int wire_label_decode(const uint8_t *p, size_t len, st_label_t *l);
+
 /* Decode a SeriesSamples message (ST_ECORRUPT, ST_ELIMIT for > 64 labels). */
 int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s);
 /*

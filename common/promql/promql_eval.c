@@ -204,6 +204,33 @@ static int64_t *sel_times(pe_ctx_t *c, const pe_grid_t *g, const promql_at_t *at
     return t;
 }
 
+/* Prometheus' staleness marker: a NaN with this payload, which a scraper
+ * writes once a series disappears (remote write brings it in bit-exact).
+ * At an instant selector it hides the series; range selections skip it. */
+#define PE_STALE_NAN 0x7ff0000000000002ULL
+
+static int pe_is_stale(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u == PE_STALE_NAN;
+}
+
+/* Range selections see no staleness markers (the arena copies are ours). */
+static void drop_stale(pe_raw_t *r, size_t nr)
+{
+    for (size_t i = 0; i < nr; i++) {
+        size_t k = 0;
+        for (size_t j = 0; j < r[i].n; j++) {
+            if (pe_is_stale(r[i].v[j]))
+                continue;
+            r[i].ts[k] = r[i].ts[j];
+            r[i].v[k++] = r[i].v[j];
+        }
+        r[i].n = k;
+    }
+}
+
 static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     int64_t mn, mx;
@@ -216,7 +243,7 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
         size_t j = 0;
         for (size_t k = 0; k < g->n; k++) {
             j = pe_upto(&r[i], j, t, k);
-            if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback)
+            if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback || pe_is_stale(r[i].v[j - 1]))
                 continue;
             if (!s)
                 s = pe_add_ser(c, out, r[i].l, r[i].nl, g->n);
@@ -240,6 +267,7 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
         *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
         *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
         do_select(c, vs, mn - *range + 1, mx, out, nout);
+        drop_stale(*out, *nout);
         return;
     }
     if (n->kind != PROMQL_SUBQUERY)

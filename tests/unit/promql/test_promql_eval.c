@@ -610,6 +610,30 @@ static void test_windowless_instant(void **state)
     }
 }
 
+/* ---- staleness markers ------------------------------------------------------------ */
+
+/* Prometheus' staleness marker (a NaN with payload 2, remote write stores it
+ * bit-exact): at an instant selector the series is gone from the marker on;
+ * range selections skip it. */
+static void test_staleness(void **state)
+{
+    (void)state;
+    load("st 1 2 3 4 5\n", 60000); /* 0, 60, 120, 180, 240 s */
+    uint64_t stale = 0x7ff0000000000002ULL;
+    memcpy(&db[0].v[3], &stale, sizeof stale); /* at 180 s */
+    ndb = 1;
+    db[0].n = 4; /* the series stops after its marker */
+    char got[256];
+    eval_render("st", 170000, 1000, got, sizeof got);
+    assert_string_equal(got, "{__name__=st} 3");
+    eval_render("st", 200000, 1000, got, sizeof got);
+    assert_string_equal(got, "");
+    eval_render("count_over_time(st[10m])", 200000, 1000, got, sizeof got);
+    assert_string_equal(got, "{} 3");
+    eval_render("last_over_time(st[10m])", 200000, 1000, got, sizeof got);
+    assert_string_equal(got, "{__name__=st} 3");
+}
+
 /* ---- JSON ---------------------------------------------------------------------- */
 
 static void json_of(const char *q, int64_t s, int64_t e, int64_t step, char *out, size_t cap)
@@ -853,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_cases),     cmocka_unit_test(test_json),
         cmocka_unit_test(test_fmt_value), cmocka_unit_test(test_fmt_value_random),
         cmocka_unit_test(test_limits),    cmocka_unit_test(test_windowless_instant),
+        cmocka_unit_test(test_staleness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
