@@ -284,9 +284,9 @@ void router_handle_format_query(router_t *r, http_req_t *req)
     promql_expr_t *e = NULL;
     if (!q || !*q) {
         http_params_deinit(&params);
-        router_prom_error(req, 400, "bad_data",
-                          "invalid parameter \"query\": unknown position: parse error: no "
-                          "expression found in input");
+        router_prom_error(
+            req, 400, "bad_data",
+            "invalid parameter \"query\": 1:1: parse error: no expression found in input");
         return;
     }
     char perr[300];
@@ -722,7 +722,9 @@ static void put_stats(st_buf_t *b, const char *field, tstat_t *s, size_t n, size
     ST_BUF_LIT(b, ":[");
     for (size_t i = 0; i < n && i < limit; i++) {
         char tmp[40];
-        ST_BUF_LIT(b, i ? ",{\"name\":" : "{\"name\":");
+        if (i)
+            st_buf_put_u8(b, ',');
+        ST_BUF_LIT(b, "{\"name\":");
         st_json_str(b, s[i].name, s[i].len);
         int k = snprintf(tmp, sizeof tmp, ",\"value\":%llu}", (unsigned long long)s[i].v);
         st_buf_append(b, tmp, (size_t)k);
