@@ -429,6 +429,34 @@ static int parse_precision(const char *v, lp_precision_t *out)
     return lp_precision_parse(v, strlen(v), out);
 }
 
+/* The checks every text write body gets before its job is queued:
+ * consistency=, Content-Encoding (gzip inflated in place), a gzip body sent
+ * without the header. Returns the consistency (>= 0), or -1 after answering. */
+static int body_checks(router_t *r, http_req_t *req)
+{
+    int consistency = repl_consistency_param(http_req_param(req, "consistency"));
+    if (consistency < 0) {
+        http_respond_error(req, 400,
+                           "invalid consistency (sync, quorum, async; InfluxDB's all, any, one)");
+        return -1;
+    }
+    int rc = http_req_decode_body(req, r->max_body);
+    if (rc) {
+        int code = rc == ST_ELIMIT ? 413 : rc == ST_EPROTO ? 415 : rc == ST_ENOMEM ? 503 : 400;
+        const char *msg = rc == ST_ELIMIT   ? "decoded body exceeds max_body_bytes"
+                          : rc == ST_EPROTO ? "unsupported Content-Encoding (use gzip or none)"
+                                            : "corrupt gzip body";
+        http_respond_error(req, code, msg);
+        return -1;
+    }
+    if (req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b) {
+        /* the gzip magic, not inflated: no text line starts so */
+        http_respond_error(req, 400, "body is gzip-compressed: set Content-Encoding: gzip");
+        return -1;
+    }
+    return consistency;
+}
+
 void router_handle_write(router_t *r, http_req_t *req)
 {
     if (req->method != HTTP_METHOD_POST) {
@@ -443,26 +471,9 @@ void router_handle_write(router_t *r, http_req_t *req)
         http_respond_error(req, 400, msg);
         return;
     }
-    int consistency = repl_consistency_param(http_req_param(req, "consistency"));
-    if (consistency < 0) {
-        http_respond_error(req, 400,
-                           "invalid consistency (sync, quorum, async; InfluxDB's all, any, one)");
+    int consistency = body_checks(r, req);
+    if (consistency < 0)
         return;
-    }
-    int rc = http_req_decode_body(req, r->max_body);
-    if (rc) {
-        int code = rc == ST_ELIMIT ? 413 : rc == ST_EPROTO ? 415 : rc == ST_ENOMEM ? 503 : 400;
-        const char *msg = rc == ST_ELIMIT   ? "decoded body exceeds max_body_bytes"
-                          : rc == ST_EPROTO ? "unsupported Content-Encoding (use gzip or none)"
-                                            : "corrupt gzip body";
-        http_respond_error(req, code, msg);
-        return;
-    }
-    if (req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b) {
-        /* the gzip magic, not inflated: no line of line protocol starts so */
-        http_respond_error(req, 400, "body is gzip-compressed: set Content-Encoding: gzip");
-        return;
-    }
     lp_src_t *ls = malloc(sizeof *ls);
     if (!ls) {
         http_respond_error(req, 503, "out of memory");
@@ -472,6 +483,49 @@ void router_handle_write(router_t *r, http_req_t *req)
     ls->now_ms = st_now_ms();
     router_write_src_t src = {lp_build, lp_done, "line", "lines", ls};
     router_write_submit(r, req, consistency, ls->now_ms, &src);
+}
+
+/* router_write_decoded's source: the decoder and its argument. */
+typedef struct dec_src {
+    router_decoder_t dec;
+    void *arg;
+    int64_t now_ms;
+} dec_src_t;
+
+static int dec_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen)
+{
+    dec_src_t *ds = arg;
+    (void)msg;
+    (void)msglen;
+    int rc = ds->dec.decode(ds->arg, b, (const char *)req->body, req->body_len, ds->now_ms);
+    return rc ? rc : wbatch_finish(b);
+}
+
+static void dec_done(void *arg, router_t *r, const wbatch_t *b)
+{
+    dec_src_t *ds = arg;
+    lp_done(NULL, r, b);
+    if (ds->dec.free_arg)
+        ds->dec.free_arg(ds->arg);
+    free(ds);
+}
+
+void router_write_decoded(router_t *r, http_req_t *req, const router_decoder_t *dec, void *arg)
+{
+    int consistency = body_checks(r, req);
+    dec_src_t *ds = consistency < 0 ? NULL : malloc(sizeof *ds);
+    if (!ds) {
+        if (dec->free_arg)
+            dec->free_arg(arg);
+        if (consistency >= 0)
+            http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    ds->dec = *dec;
+    ds->arg = arg;
+    ds->now_ms = st_now_ms();
+    router_write_src_t src = {dec_build, dec_done, "line", "lines", ds};
+    router_write_submit(r, req, consistency, ds->now_ms, &src);
 }
 
 void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t now_ms,

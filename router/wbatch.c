@@ -68,6 +68,7 @@ struct wbatch {
     int64_t min_ts, retention_ms;
     /* results of parsing */
     uint64_t lines_ok, lines_bad, lines_too_old;
+    uint64_t last_item; /* wbatch_add_series: item + 1 last counted (several series, one line) */
     wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
     size_t nrej;
     /* encoded shard batches: NodeWrite field-1 entries back to back */
@@ -315,11 +316,17 @@ static int reserve_samples(wbatch_t *j, size_t more)
 int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
                       const int64_t *ts, const double *v, size_t count)
 {
-    long ei = entry_of_series(b, l, n);
-    if (ei < 0)
-        return (int)ei;
-    if (reserve_samples(b, count))
-        return ST_ENOMEM;
+    size_t keep = 0;
+    for (size_t k = 0; k < count; k++)
+        keep += ts[k] >= b->min_ts;
+    long ei = 0;
+    if (keep) { /* a series with nothing to keep gets no entry */
+        ei = entry_of_series(b, l, n);
+        if (ei < 0)
+            return (int)ei;
+        if (reserve_samples(b, keep))
+            return ST_ENOMEM;
+    }
     size_t old = 0;
     int64_t oldest = 0;
     for (size_t k = 0; k < count; k++) {
@@ -334,15 +341,17 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
         b->ns++;
         b->e[ei].count++;
     }
+    int first = b->last_item != item + 1;
+    b->last_item = item + 1;
     if (!old) {
-        b->lines_ok++;
+        b->lines_ok += first;
         return 0;
     }
     char when[48], ret[32], why[WBATCH_REASON_MAX];
     fmt_rfc3339(when, sizeof when, oldest);
     snprintf(why, sizeof why, "%zu sample(s) from %s are older than the retention (%s)", old, when,
              st_fmt_duration_one(ret, sizeof ret, b->retention_ms));
-    b->lines_too_old++;
+    b->lines_too_old += first;
     on_error(b, item, 0, why);
     return 0;
 }
