@@ -19,6 +19,7 @@
 #include "fanout.h"
 #include "http.h"
 #include "metrics.h"
+#include "promql_eval.h"
 #include "rpc_uv.h"
 #include "st_matcher.h"
 #include "topo.h"
@@ -40,6 +41,8 @@ typedef struct router {
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
     metric_counter_t *lines_too_old;    /* of lines_bad: timestamp before now - retention */
     metric_counter_t *q_pushed, *q_raw; /* query RPCs: QUERY, EXPORT */
+    metric_counter_t
+        *q_refused[PROMQL_LIMIT_COUNT]; /* queries refused, by limit (router_query.c) */
     /* health from the heartbeat (STATS every heartbeat_interval) */
     uv_timer_t heartbeat;
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */

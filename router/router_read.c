@@ -33,6 +33,7 @@
 #include "sset.h"
 #include "st_err.h"
 #include "st_text.h"
+#include "st_time.h"
 #include "st_log.h"
 #include "wire.h"
 
@@ -54,6 +55,7 @@ typedef struct rjob {
     selector_t sel[MAX_SEL];
     size_t nsel;
     int64_t start, end;
+    int64_t deadline; /* CLOCK_MONOTONIC ms: request_timeout from the start */
     char *label_name;
     fanout_t *fan;
     int fan_idle; /* the fan-out is idle, or was never started */
@@ -471,7 +473,17 @@ static int read_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned
             : j->kind == K_SERIES ? RPC_SERIES
             : j->kind == K_LABELS ? RPC_LABEL_NAMES
                                   : RPC_LABEL_VALUES;
-    *timeout_ms = (unsigned)j->r->timeout_ms;
+    /* request_timeout bounds the whole request (every page and failover),
+     * except an export that already streams: its pages get request_timeout
+     * each, as a client reading a long export expects */
+    if (j->kind == K_EXPORT && j->started) {
+        *timeout_ms = (unsigned)j->r->timeout_ms;
+    } else {
+        int64_t left = j->deadline - st_mono_ms();
+        if (left <= 0)
+            return ST_ETIMEDOUT;
+        *timeout_ms = (unsigned)left;
+    }
     router_read_req_t rq = {.m = s ? s->m : NULL,
                             .nm = s ? s->n : 0,
                             .start = j->start,
@@ -537,12 +549,29 @@ static int read_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t
                  (const char *)f->msg);
     else
         snprintf(j->why, sizeof j->why, "%s", st_strerror(f->status));
-    if (f->node_said && f->status == ST_EINVAL) {
-        /* the node rejected the query itself (e.g. a bad regex) */
+    if (f->node_said && (f->status == ST_EINVAL || f->status == ST_ELIMIT)) {
+        /* the node rejected the query itself (a bad regex: 400; a regex over
+         * its match limit: 422, as a query refused by a limit) */
+        int lim = f->status == ST_ELIMIT;
+        if (lim)
+            metric_counter_inc(j->r->q_refused[PROMQL_LIMIT_REGEX]);
         if (j->started)
             http_respond_end(j->req);
         else
-            router_prom_error(j->req, 400, "bad_data", j->why);
+            router_prom_error(j->req, lim ? 422 : 400, lim ? "execution" : "bad_data", j->why);
+        return FANOUT_STOP;
+    }
+    if (f->status == ST_ETIMEDOUT && !(j->kind == K_EXPORT && j->started) &&
+        st_mono_ms() >= j->deadline) {
+        /* request_timeout passed: no failover to another replica */
+        metric_counter_inc(j->r->q_refused[PROMQL_LIMIT_TIMEOUT]);
+        char msg[READ_MSG_MAX];
+        snprintf(msg, sizeof msg, "request timed out after %lld ms (request_timeout)",
+                 (long long)j->r->timeout_ms);
+        if (j->started)
+            fail_unavailable(j, c, msg);
+        else
+            router_prom_error(j->req, 503, "timeout", msg);
         return FANOUT_STOP;
     }
     if (j->emitted_group == c->group) {
@@ -596,6 +625,7 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     j->kind = kind;
     j->start = INT64_MIN;
     j->end = INT64_MAX;
+    j->deadline = st_mono_ms() + r->timeout_ms;
     st_buf_init(&j->acc);
     st_buf_init(&j->json);
     char err[400];
