@@ -210,6 +210,10 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
     pe_raw_t *r;
     size_t nr;
     do_select(c, n, mn - c->lookback + 1, mx, &r, &nr);
+    /* inside a subquery every selected series becomes g->n steps (counted
+     * by pe_add_ser): refused here before any is allocated */
+    if (c->subquery_depth && nr && c->samples + (uint64_t)nr * g->n > c->max_samples)
+        pe_count_samples(c, (uint64_t)nr * g->n);
     for (size_t i = 0; i < nr; i++) {
         pe_ser_t *s = NULL;
         size_t j = 0;
