@@ -332,8 +332,11 @@ static int collect(const idx_t *x, mstate_t *ms)
         } else {
             pid = nm->vals[i];
             const idx_sym_t *v = &x->syms[x->pl[pid].value];
-            if (x->pl[pid].n == 0 || pred(ms, v->p, v->len) == ms->me)
+            if (x->pl[pid].n == 0 || pred(ms, v->p, v->len) == ms->me) {
+                if (ms->limit)
+                    break; /* refused: the first value over the limit ends it */
                 continue;
+            }
         }
         if (x->pl[pid].n == 0)
             continue;
@@ -590,7 +593,7 @@ int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids,
         /* testing a candidate's own labels costs ~ a dozen value tests (random access) */
         if (!c->direct && (uint64_t)nr * 16 <= cost(x, c)) {
             size_t o = 0;
-            for (size_t k = 0; k < nr; k++) {
+            for (size_t k = 0; k < nr && !c->limit; k++) {
                 const idx_sym_t *v = series_value(x, r[k], c->name);
                 if (pred(c, v->p, v->len))
                     r[o++] = r[k];
