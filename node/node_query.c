@@ -8,6 +8,15 @@
  * the 11,000-point limit does not apply and @ start()/end() refer to the
  * outer query). The answer is one StepSeries per result series: a bitmap
  * of the steps that have a value and the values, packed.
+ *
+ * Bounds (issue 11): the router's max_samples (subquery steps count too),
+ * max_series, max_bytes ([router] query_max_mb: the evaluation's arena,
+ * checked before each allocation) and timeout_ms (the router's deadline,
+ * checked per series selected and every few evaluation steps); all
+ * evaluations of the node together hold at most [storage]
+ * query_total_max_mb (n->query_bytes). A regex over its PCRE2 match limit
+ * fails in the index (idx_match.c). Each refusal is counted in
+ * strata_node_queries_refused_total{limit="<setting>"}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +33,11 @@
 #include "wire.h"
 
 #define NQ_MAX_SAMPLES 50000000ull
-#define NQ_MAX_STEPS 10000000u       /* grid points (a 1-year subquery at 5 s) */
-#define NQ_TIMEOUT_MS 120000u        /* when the router sends none */
-#define NQ_MAX_BYTES (1024ull << 20) /* bytes one evaluation may hold when the router sends none   \
-                                      */
+#define NQ_MAX_STEPS 10000000u /* grid points (a 1-year subquery at 5 s) */
+#define NQ_TIMEOUT_MS 120000u  /* when the router sends none */
+#define NQ_MAX_BYTES                                                                               \
+    (1024ull << 20) /* bytes one evaluation may hold when the router sends none                    \
+                     */
 #define NQ_MAX_REPLY (RPC_FRAME_MAX_DEFAULT - (1u << 20))
 
 typedef struct nq {

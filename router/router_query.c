@@ -20,6 +20,12 @@
  * pushdown off for one query.
  * Errors use Prometheus' format and types: bad_data (400), execution (422),
  * timeout (503), unavailable (503).
+ * Limits: [router] query_max_samples / query_max_series (counted here and
+ * sent to the nodes), query_max_mb (bytes one evaluation materialises, here
+ * and on each node: QueryRequest.max_bytes), request_timeout (the deadline,
+ * sent as timeout_ms; nodes stop at it). A refusal is a 422 naming the
+ * setting (a timeout a 503) and counted in
+ * strata_router_queries_refused_total{limit="<setting>"}.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -133,7 +133,9 @@ typedef struct promql_result {
  * expression becomes one series without labels; a string is an error); an
  * instant query yields the expression's type. Returns 0, ST_EINVAL (bad
  * arguments or evaluation error, message in err), ST_ELIMIT (max samples /
- * series), ST_ETIMEDOUT ("query timed out"), ST_ENOMEM or the callback's code.
+ * series / bytes, a regex's match limit: the message names the setting,
+ * o->refused says which), ST_ETIMEDOUT ("query timed out", "query
+ * cancelled"), ST_ENOMEM or the callback's code.
  */
 /* The step of an instant query when the caller passes none (MetricsQL: 5m),
  * i.e. the window of its window-less rollups. */

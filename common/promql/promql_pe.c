@@ -115,27 +115,28 @@ void pe_mem_free(pe_chunk_t *k)
     }
 }
 
+/* The message, the code and the limit (if one refused it); to promql_eval. */
+static _Noreturn void vfail(pe_ctx_t *c, promql_limit_t l, int rc, const char *fmt, va_list ap)
+{
+    if (c->err && c->errlen)
+        vsnprintf(c->err, c->errlen, fmt, ap);
+    c->refused = l;
+    c->rc = rc;
+    longjmp(c->jb, 1);
+}
+
 void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (c->err && c->errlen)
-        vsnprintf(c->err, c->errlen, fmt, ap);
-    va_end(ap);
-    c->rc = rc;
-    longjmp(c->jb, 1);
+    vfail(c, PROMQL_LIMIT_NONE, rc, fmt, ap);
 }
 
 void pe_refuse(pe_ctx_t *c, promql_limit_t l, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (c->err && c->errlen)
-        vsnprintf(c->err, c->errlen, fmt, ap);
-    va_end(ap);
-    c->refused = l;
-    c->rc = rc;
-    longjmp(c->jb, 1);
+    vfail(c, l, rc, fmt, ap);
 }
 
 /* Called per series and per step batch: the clock is read every 16th call

@@ -22,9 +22,12 @@
  *   Regexes that are plain literals or alternations of literals ("a|b\.c")
  *   become sorted literal sets (K_LIT, like = and !=), "lit.*", ".*lit",
  *   ".*lit.*", ".*" and ".+" become string tests; only the rest runs PCRE2
- *   (JIT when available). When "" is not in a literal set, the postings
- *   needed are found by direct (name, literal) lookups ("direct"); otherwise
- *   every value of the label is tested once.
+ *   (JIT when available, on its own bounded stack), with a match limit and
+ *   a depth limit: a value whose test runs into them ends the selection
+ *   with ST_ELIMIT and ERR_REGEX_LIMIT, so a pattern with nested
+ *   quantifiers fails in milliseconds instead of backtracking for minutes. When "" is not in a
+ * literal set, the postings needed are found by direct (name, literal) lookups ("direct");
+ * otherwise every value of the label is tested once.
  *
  *   Order: direct positives by ascending size (intersected, galloping when
  *   sizes differ a lot); if there is none, the cheapest other positive;
