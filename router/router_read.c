@@ -545,7 +545,7 @@ static int read_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t
         /* the node rejected the query itself (a bad regex: 400; a regex over
          * its match limit: 422, as a query refused by a limit) */
         int lim = f->status == ST_ELIMIT;
-        if (lim)
+        if (lim && strstr(j->why, "match limit"))
             metric_counter_inc(j->r->q_refused[PROMQL_LIMIT_REGEX]);
         if (j->started)
             http_respond_end(j->req);
