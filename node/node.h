@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "http.h"
 #include "metrics.h"
+#include "promql_eval.h"
 #include "rpc_uv.h"
 #include "st_log.h"
 #include "topo.h"
@@ -51,6 +52,10 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
+    /* node_query.c: bytes all running pushed-down queries hold ([storage]
+     * query_total_max_mb), and the queries refused per limit */
+    _Atomic uint64_t query_bytes;
+    metric_counter_t *query_refused[PROMQL_LIMIT_COUNT];
     uv_signal_t sig_term, sig_int; /* node_server.c: shutdown */
     int shutting_down;
 } node_t;

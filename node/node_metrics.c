@@ -107,5 +107,11 @@ int node_metrics_register(node_t *n)
         if (!(*counters[i].c =
                   metrics_counter(n->metrics, counters[i].name, counters[i].help, NULL)))
             return ST_ENOMEM;
+    for (int l = PROMQL_LIMIT_NONE + 1; l < PROMQL_LIMIT_COUNT; l++)
+        if (!(n->query_refused[l] = metrics_counter(
+                  n->metrics, "strata_node_queries_refused_total",
+                  "Pushed-down query evaluations refused, by the limit that refused them.", "limit",
+                  promql_limit_name((promql_limit_t)l), NULL)))
+            return ST_ENOMEM;
     return metrics_collector(n->metrics, engine_gauges, n);
 }

@@ -8,6 +8,15 @@
  * the 11,000-point limit does not apply and @ start()/end() refer to the
  * outer query). The answer is one StepSeries per result series: a bitmap
  * of the steps that have a value and the values, packed.
+ *
+ * Bounds (issue 11): the router's max_samples (subquery steps count too),
+ * max_series, max_bytes ([router] query_max_mb: the evaluation's arena,
+ * checked before each allocation) and timeout_ms (the router's deadline,
+ * checked per series selected and every few evaluation steps); all
+ * evaluations of the node together hold at most [storage]
+ * query_total_max_mb (n->query_bytes). A regex over its PCRE2 match limit
+ * fails in the index (idx_match.c). Each refusal is counted in
+ * strata_node_queries_refused_total{limit="<setting>"}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +35,17 @@
 #define NQ_MAX_SAMPLES 50000000ull
 #define NQ_MAX_STEPS 10000000u /* grid points (a 1-year subquery at 5 s) */
 #define NQ_TIMEOUT_MS 120000u  /* when the router sends none */
+#define NQ_MAX_BYTES                                                                               \
+    (1024ull << 20) /* bytes one evaluation may hold when the router sends none                    \
+                     */
 #define NQ_MAX_REPLY (RPC_FRAME_MAX_DEFAULT - (1u << 20))
 
 typedef struct nq {
     node_t *n;
     const Strata__QueryRequest *r;
     uint64_t samples, series;
+    int64_t deadline;
+    int regex_limit; /* a shard's index refused a regex (match limit) */
     char *msg;
     size_t msglen;
 } nq_t;
@@ -43,8 +57,13 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
         engine_iter_t *it;
+        if (st_mono_ms() > q->deadline) {
+            snprintf(q->msg, q->msglen, "query timed out");
+            return ST_ETIMEDOUT;
+        }
         int rc = engine_query(e, m, nm, mint, maxt, &it);
         if (rc) {
+            q->regex_limit = rc == ST_ELIMIT;
             snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
             return rc;
         }
@@ -100,13 +119,20 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         snprintf(msg, msglen, "a pushed-down expression must be an instant vector");
         goto done;
     }
-    nq_t q = {n, r, 0, 0, msg, msglen};
+    nq_t q = {n, r, 0, 0, 0, 0, msg, msglen};
+    q.deadline = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS);
+    const topo_storage_t *st = topo_storage(n->topo);
+    promql_limit_t refused = PROMQL_LIMIT_NONE;
     promql_eval_opts_t o = {
         .lookback_ms = r->lookback_ms,
         .max_samples =
             r->max_samples && r->max_samples < NQ_MAX_SAMPLES ? r->max_samples : NQ_MAX_SAMPLES,
         .max_series = r->max_series,
-        .deadline_ms = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS),
+        .deadline_ms = q.deadline,
+        .max_bytes = r->max_bytes ? r->max_bytes : NQ_MAX_BYTES,
+        .shared_bytes = &n->query_bytes,
+        .shared_max_bytes = st->query_total_max_bytes,
+        .refused = &refused,
         .subquery = 1,
         .query_start_ms = r->query_start_ms,
         .query_end_ms = r->query_end_ms,
@@ -116,6 +142,12 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);
     metric_counter_add(n->query_samples, q.samples);
     if (rc) {
+        if (q.regex_limit)
+            refused = PROMQL_LIMIT_REGEX;
+        else if (rc == ST_ETIMEDOUT)
+            refused = PROMQL_LIMIT_TIMEOUT;
+        if (refused != PROMQL_LIMIT_NONE)
+            metric_counter_inc(n->query_refused[refused]);
         if (!msg[0])
             snprintf(msg, msglen, "%s", st_strerror(rc));
         goto done;

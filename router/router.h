@@ -19,6 +19,7 @@
 #include "fanout.h"
 #include "http.h"
 #include "metrics.h"
+#include "promql_eval.h"
 #include "rpc_uv.h"
 #include "selector.h"
 #include "st_matcher.h"
@@ -45,6 +46,8 @@ typedef struct router {
     /* Prometheus remote write / read (router_promrw.c) */
     metric_counter_t *rw_requests, *rw_series, *rw_samples, *rw_bad_series, *rw_bad_requests;
     metric_counter_t *rw_exemplars, *rw_metadata, *rw_histograms, *rr_requests, *federate;
+    metric_counter_t
+        *q_refused[PROMQL_LIMIT_COUNT]; /* queries refused, by limit (router_query.c) */
     /* health from the heartbeat (STATS every heartbeat_interval) */
     uv_timer_t heartbeat;
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */

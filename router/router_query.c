@@ -20,6 +20,12 @@
  * pushdown off for one query.
  * Errors use Prometheus' format and types: bad_data (400), execution (422),
  * timeout (503), unavailable (503).
+ * Limits: [router] query_max_samples / query_max_series (counted here and
+ * sent to the nodes), query_max_mb (bytes one evaluation materialises, here
+ * and on each node: QueryRequest.max_bytes), request_timeout (the deadline,
+ * sent as timeout_ms; nodes stop at it). A refusal is a 422 naming the
+ * setting (a timeout a 503) and counted in
+ * strata_router_queries_refused_total{limit="<setting>"}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +104,8 @@ typedef struct qjob {
     st_buf_t out;
     uint64_t samples, series;         /* fetched: samples + values; series the nodes selected */
     uint64_t max_samples, max_series; /* [router] query_max_samples, query_max_series */
+    uint64_t max_bytes;               /* [router] query_max_mb (here and on every node) */
+    promql_limit_t refused;           /* the limit the evaluation ran into */
     /* fetch state */
     int need, partial, responded;
     fanout_t *fan;
@@ -258,9 +266,36 @@ static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t sta
     return rc;
 }
 
-/* Name the limits in a limit error, so the user knows which knob it was. */
+/* The limit a node's error text names (its evaluator's messages). */
+static promql_limit_t node_limit(const char *msg, int status)
+{
+    if (status == ST_ETIMEDOUT)
+        return PROMQL_LIMIT_TIMEOUT;
+    if (strstr(msg, "(query_total_max_mb)"))
+        return PROMQL_LIMIT_TOTAL_BYTES;
+    if (strstr(msg, "(query_max_mb)"))
+        return PROMQL_LIMIT_BYTES;
+    if (strstr(msg, "match limit"))
+        return PROMQL_LIMIT_REGEX;
+    if (strstr(msg, "too many series"))
+        return PROMQL_LIMIT_SERIES;
+    if (strstr(msg, "too many samples"))
+        return PROMQL_LIMIT_SAMPLES;
+    return PROMQL_LIMIT_NONE;
+}
+
+static void count_refused(qjob_t *j, promql_limit_t l)
+{
+    if (l > PROMQL_LIMIT_NONE && l < PROMQL_LIMIT_COUNT)
+        metric_counter_inc(j->r->q_refused[l]);
+}
+
+/* Name the limits in a limit error, so the user knows which knob it was
+ * (a byte or regex limit names itself). */
 static void limit_hint(qjob_t *j)
 {
+    if (strstr(j->err, "max_mb)") || strstr(j->err, "match limit"))
+        return;
     size_t n = strlen(j->err);
     snprintf(j->err + n, sizeof j->err - n,
              " (limits: [router] query_max_samples = %llu, query_max_series = %llu)",
@@ -306,6 +341,8 @@ static void eval_work(uv_work_t *w)
     promql_eval_opts_t o = {.max_samples = j->max_samples,
                             .max_series = j->max_series,
                             .deadline_ms = j->deadline,
+                            .max_bytes = j->max_bytes,
+                            .refused = &j->refused,
                             .remote = j->phase == 1 ? plan_remote : serve_remote};
     promql_result_t *res = NULL;
     int rc =
@@ -318,6 +355,7 @@ static void eval_work(uv_work_t *w)
             snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
         if (rc == ST_ELIMIT)
             limit_hint(j);
+        count_refused(j, j->refused);
         return;
     }
     if (j->phase == 2) {
@@ -378,6 +416,7 @@ static int q_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *t
     rq.max_samples = j->max_samples;
     rq.max_series = j->max_series;
     rq.timeout_ms = *timeout_ms;
+    rq.max_bytes = j->max_bytes;
     *type = RPC_QUERY;
     metric_counter_inc(r->q_pushed);
     return router_pack(out, &rq.base);
@@ -395,6 +434,7 @@ static int q_remote_reply(qjob_t *j, const fanout_call_t *c, const uint8_t *payl
         snprintf(j->err, sizeof j->err, "query processing would load too many %s into memory",
                  j->series > j->max_series ? "series" : "samples");
         limit_hint(j);
+        count_refused(j, j->series > j->max_series ? PROMQL_LIMIT_SERIES : PROMQL_LIMIT_SAMPLES);
         respond_error(j, 422, "execution", j->err);
         return FANOUT_STOP;
     }
@@ -437,8 +477,10 @@ static int q_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t l
         snprintf(j->err, sizeof j->err, "%s",
                  rc == ST_ELIMIT ? "query processing would load too many samples into memory"
                                  : "malformed reply from a node");
-        if (rc == ST_ELIMIT)
+        if (rc == ST_ELIMIT) {
             limit_hint(j);
+            count_refused(j, PROMQL_LIMIT_SAMPLES);
+        }
         respond_error(j, 422, "execution", j->err);
         return FANOUT_STOP;
     }
@@ -460,6 +502,8 @@ static int q_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f
              (int)(f->len < Q_NODE_TEXT_MAX ? f->len : Q_NODE_TEXT_MAX),
              f->node_said ? (const char *)f->msg : "");
     if (f->status == ST_ETIMEDOUT && st_mono_ms() >= j->deadline) {
+        if (!j->responded)
+            count_refused(j, PROMQL_LIMIT_TIMEOUT);
         respond_error(j, 503, "timeout", "query timed out");
         return FANOUT_STOP;
     }
@@ -467,15 +511,22 @@ static int q_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f
         respond_error(j, 400, "bad_data", msg);
         return FANOUT_STOP;
     }
-    if (f->node_said && remote &&
-        (f->status == ST_EINVAL || f->status == ST_ELIMIT || f->status == ST_EPARSE)) {
+    /* a node's limit (a pushed part's, or a regex of a raw selection): the
+     * other replicas would refuse it too */
+    if (f->node_said && (f->status == ST_ELIMIT ||
+                         (remote && (f->status == ST_EINVAL || f->status == ST_EPARSE)))) {
         snprintf(j->err, sizeof j->err, "%s", msg);
-        if (f->status == ST_ELIMIT)
+        if (f->status == ST_ELIMIT) {
             limit_hint(j);
+            if (!j->responded)
+                count_refused(j, node_limit(msg, f->status));
+        }
         respond_error(j, 422, "execution", j->err);
         return FANOUT_STOP;
     }
     if (f->node_said && f->status == ST_ETIMEDOUT) {
+        if (!j->responded)
+            count_refused(j, PROMQL_LIMIT_TIMEOUT);
         respond_error(j, 503, "timeout", msg);
         return FANOUT_STOP;
     }
@@ -551,6 +602,7 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
     j->range = range;
     j->max_samples = topo_router(r->topo)->query_max_samples;
     j->max_series = topo_router(r->topo)->query_max_series;
+    j->max_bytes = topo_router(r->topo)->query_max_bytes;
     st_buf_init(&j->out);
     http_params_t form;
     char msg[Q_MSG_MAX];

@@ -19,7 +19,8 @@
  * the stream ends with an error line. Series and label answers are
  * collected, de-duplicated and sent at the end. A shard whose replica
  * cannot answer fails the read with 503 naming it (never a silent partial
- * result), unless partial_response=1 asked for one.
+ * result), unless partial_response=1 asked for one. A node's regex over
+ * its match limit is a 422 (execution), not failed over.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,6 +508,9 @@ static int read_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned
             : j->kind == K_SERIES ? RPC_SERIES
             : j->kind == K_LABELS ? RPC_LABEL_NAMES
                                   : RPC_LABEL_VALUES;
+    /* each call gets request_timeout: a replica that does not answer in
+     * time is failed over (a frozen node, test_replication); the work a call
+     * asks of a node is bounded (a page; regexes under PCRE2 limits) */
     *timeout_ms = (unsigned)j->r->timeout_ms;
     router_read_req_t rq = {.m = s ? s->m : NULL,
                             .nm = s ? s->n : 0,
@@ -573,12 +577,16 @@ static int read_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t
                  (const char *)f->msg);
     else
         snprintf(j->why, sizeof j->why, "%s", st_strerror(f->status));
-    if (f->node_said && f->status == ST_EINVAL) {
-        /* the node rejected the query itself (e.g. a bad regex) */
+    if (f->node_said && (f->status == ST_EINVAL || f->status == ST_ELIMIT)) {
+        /* the node rejected the query itself (a bad regex: 400; a regex over
+         * its match limit: 422, as a query refused by a limit) */
+        int lim = f->status == ST_ELIMIT;
+        if (lim && strstr(j->why, "match limit"))
+            metric_counter_inc(j->r->q_refused[PROMQL_LIMIT_REGEX]);
         if (j->started)
             http_respond_end(j->req);
         else
-            router_prom_error(j->req, 400, "bad_data", j->why);
+            router_prom_error(j->req, lim ? 422 : 400, lim ? "execution" : "bad_data", j->why);
         return FANOUT_STOP;
     }
     if (j->emitted_group == c->group) {

@@ -401,6 +401,13 @@ static int register_metrics(router_t *r)
         if (!(*counters[i].c =
                   metrics_counter(r->metrics, counters[i].name, counters[i].help, NULL)))
             return ST_ENOMEM;
+    for (int l = PROMQL_LIMIT_NONE + 1; l < PROMQL_LIMIT_COUNT; l++)
+        if (!(r->q_refused[l] = metrics_counter(
+                  r->metrics, "strata_router_queries_refused_total",
+                  "Queries and reads refused (422, or 503 on timeout), by the limit that "
+                  "refused them (here or on a node).",
+                  "limit", promql_limit_name((promql_limit_t)l), NULL)))
+            return ST_ENOMEM;
     return 0;
 }
 

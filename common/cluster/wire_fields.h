@@ -107,6 +107,7 @@
     X(query_request, WIRE_QUERY_REQUEST_MAX_SAMPLES, 9, "max_samples") \
     X(query_request, WIRE_QUERY_REQUEST_TIMEOUT_MS, 10, "timeout_ms") \
     X(query_request, WIRE_QUERY_REQUEST_MAX_SERIES, 11, "max_series") \
+    X(query_request, WIRE_QUERY_REQUEST_MAX_BYTES, 12, "max_bytes") \
     /* message StepSeries */ \
     X(step_series, WIRE_STEP_SERIES_LABELS, 1, "labels") \
     X(step_series, WIRE_STEP_SERIES_PRESENT, 2, "present") \

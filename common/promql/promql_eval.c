@@ -51,10 +51,9 @@ static st_label_t *sig_labels(pe_ctx_t *c, const st_label_t *l, size_t nl, int o
 static void sink_account(pe_ctx_t *c, size_t n)
 {
     if (++c->series > c->max_series)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many series into memory");
-    c->samples += n;
-    if (c->samples > c->max_samples)
-        pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+        pe_refuse(c, PROMQL_LIMIT_SERIES, ST_ELIMIT,
+                  "query processing would load too many series into memory");
+    pe_count_samples(c, n);
     pe_check(c);
 }
 
@@ -238,6 +237,10 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
     pe_raw_t *r;
     size_t nr;
     do_select(c, n, mn - c->lookback + 1, mx, &r, &nr);
+    /* inside a subquery every selected series becomes g->n steps (counted
+     * by pe_add_ser): refused here before any is allocated */
+    if (c->subquery_depth && nr && c->samples + (uint64_t)nr * g->n > c->max_samples)
+        pe_count_samples(c, (uint64_t)nr * g->n);
     for (size_t i = 0; i < nr; i++) {
         pe_ser_t *s = NULL;
         size_t j = 0;
@@ -287,6 +290,10 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
     }
     pe_grid_t ig = {s0, step, (size_t)((mx - s0) / step) + 1};
     pe_val_t iv = {0};
+    /* every series the inner evaluation materialises counts its steps
+     * against max_samples (pe_add_ser), before it is allocated */
+    c->subquery_depth++;
+    pe_count_samples(c, ig.n);
     pe_eval(c, n->u.sq.expr, &ig, &iv);
     if (iv.type == PROMQL_TYPE_SCALAR) {
         pe_ser_t *s = pe_add_ser(c, &iv, NULL, 0, ig.n);
@@ -295,17 +302,22 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
             s->v[i] = iv.sc[i];
         }
     }
+    c->subquery_depth--;
     pe_raw_t *r = pe_alloc(c, (iv.ns + 1) * sizeof *r);
     for (size_t i = 0; i < iv.ns; i++) {
+        size_t cnt = 0;
+        for (size_t k = 0; k < ig.n; k++)
+            cnt += iv.s[i].ok[k];
         r[i].l = iv.s[i].l;
         r[i].nl = iv.s[i].nl;
-        r[i].ts = pe_alloc(c, ig.n * sizeof(int64_t));
-        r[i].v = pe_alloc(c, ig.n * sizeof(double));
+        r[i].ts = pe_alloc(c, (cnt + 1) * sizeof(int64_t));
+        r[i].v = pe_alloc(c, (cnt + 1) * sizeof(double));
         for (size_t k = 0; k < ig.n; k++)
             if (iv.s[i].ok[k]) {
                 r[i].ts[r[i].n] = pe_t(&ig, k);
                 r[i].v[r[i].n++] = iv.s[i].v[k];
             }
+        pe_check(c);
     }
     *out = r;
     *nout = iv.ns;
@@ -622,6 +634,60 @@ static void agg_labels(pe_ctx_t *c, const promql_node_t *n, const pe_ser_t *s, p
     k->nl = nl;
 }
 
+/*
+ * topk/bottomk pick, per group and step, what a selection sort of the
+ * group's present series (in input order) would put first: at each place
+ * a, the first remaining series with the best value is swapped with the one
+ * at a (NaN is worst). The answers, ties and output order included, are
+ * those of that sort, but found with a heap keyed by (value, current place)
+ * in O(m + k log m): the swap moves one series to a later place, a key that
+ * only grows (a sift down). m = the group's series, k = the param.
+ */
+typedef struct topk_heap {
+    const pe_val_t *in;
+    size_t k;     /* step */
+    int top;      /* topk: larger is better */
+    size_t *h;    /* heap of series indices */
+    size_t *hpos; /* [series] its slot in h */
+    size_t *pos;  /* [series] its place in the selection order */
+    size_t n;
+} topk_heap_t;
+
+static inline int topk_better(int top, double x, double y)
+{
+    return top ? (x > y || (isnan(y) && !isnan(x))) : (x < y || (isnan(y) && !isnan(x)));
+}
+
+/* i goes before j: a better value, or the same rank and an earlier place. */
+static inline int topk_less(const topk_heap_t *t, size_t i, size_t j)
+{
+    double x = t->in->s[i].v[t->k], y = t->in->s[j].v[t->k];
+    if (topk_better(t->top, x, y))
+        return 1;
+    if (topk_better(t->top, y, x))
+        return 0;
+    return t->pos[i] < t->pos[j];
+}
+
+static void topk_down(topk_heap_t *t, size_t at)
+{
+    size_t e = t->h[at];
+    for (;;) {
+        size_t l = 2 * at + 1, best = l;
+        if (l >= t->n)
+            break;
+        if (l + 1 < t->n && topk_less(t, t->h[l + 1], t->h[l]))
+            best = l + 1;
+        if (!topk_less(t, t->h[best], e))
+            break;
+        t->h[at] = t->h[best];
+        t->hpos[t->h[at]] = at;
+        at = best;
+    }
+    t->h[at] = e;
+    t->hpos[e] = at;
+}
+
 static void eval_topk(pe_ctx_t *c, const promql_node_t *n, int top, const pe_grid_t *g,
                       pe_val_t *in, size_t *gid, size_t ng, const double *param, pe_val_t *out)
 {
@@ -637,6 +703,20 @@ static void eval_topk(pe_ctx_t *c, const promql_node_t *n, int top, const pe_gri
             seen[gid[i]] = 1;
             order[no++] = gid[i];
         }
+    /* each group's series in input order: mem[first[gr] .. first[gr + 1]) */
+    size_t *first = pe_alloc(c, (ng + 2) * sizeof *first);
+    size_t *mem = pe_alloc(c, (in->ns + 1) * sizeof *mem);
+    for (size_t i = 0; i < in->ns; i++)
+        first[gid[i] + 2]++;
+    for (size_t gr = 0; gr < ng; gr++)
+        first[gr + 2] += first[gr + 1];
+    for (size_t i = 0; i < in->ns; i++)
+        mem[first[gid[i] + 1]++] = i;
+    topk_heap_t t = {.in = in,
+                     .top = top,
+                     .h = pe_alloc(c, (in->ns + 1) * sizeof(size_t)),
+                     .hpos = pe_alloc(c, (in->ns + 1) * sizeof(size_t)),
+                     .pos = pe_alloc(c, (in->ns + 1) * sizeof(size_t))};
     for (size_t k = 0; k < g->n; k++) {
         double kk = param[k];
         /* Prometheus refuses a k that is not an int64 (even with no input at
@@ -657,32 +737,45 @@ static void eval_topk(pe_ctx_t *c, const promql_node_t *n, int top, const pe_gri
         }
         if (kk < 1)
             continue;
+        t.k = k;
         for (size_t oi = 0; oi < no; oi++) {
             size_t gr = order[oi];
             size_t m = 0;
-            for (size_t i = 0; i < in->ns; i++)
-                if (gid[i] == gr && in->s[i].ok[k])
+            for (size_t x = first[gr]; x < first[gr + 1]; x++) {
+                size_t i = mem[x];
+                if (in->s[i].ok[k]) {
+                    t.pos[i] = m;
+                    t.h[m] = i;
                     idx[m++] = i;
-            /* selection sort of the best kk (k is usually small) */
-            size_t want = kk >= (double)m ? m : (size_t)kk;
-            for (size_t a = 0; a < want; a++) {
-                size_t best = a;
-                for (size_t b = a + 1; b < m; b++) {
-                    double x = in->s[idx[b]].v[k], y = in->s[idx[best]].v[k];
-                    int better = top ? (x > y || (isnan(y) && !isnan(x)))
-                                     : (x < y || (isnan(y) && !isnan(x)));
-                    if (better)
-                        best = b;
                 }
-                size_t t = idx[a];
-                idx[a] = idx[best];
-                idx[best] = t;
-                size_t i = idx[a];
+            }
+            size_t want = kk >= (double)m ? m : (size_t)kk;
+            if (!want)
+                continue;
+            t.n = m;
+            for (size_t x = 0; x < m; x++)
+                t.hpos[t.h[x]] = x;
+            for (size_t x = m / 2; x-- > 0;)
+                topk_down(&t, x);
+            for (size_t a = 0; a < want; a++) {
+                size_t i = t.h[0]; /* the selection sort's pick for place a */
+                t.h[0] = t.h[--t.n];
+                if (t.n)
+                    topk_down(&t, 0);
+                size_t p = t.pos[i];
+                if (p != a) { /* the series at place a moves to p */
+                    size_t e = idx[a];
+                    idx[p] = e;
+                    t.pos[e] = p;
+                    topk_down(&t, t.hpos[e]);
+                }
+                idx[a] = i;
                 if (!o[i])
                     o[i] = pe_add_ser(c, out, in->s[i].l, in->s[i].nl, g->n);
                 o[i]->ok[k] = 1;
                 o[i]->v[k] = in->s[i].v[k];
             }
+            pe_check(c);
         }
     }
 }
@@ -1049,9 +1142,7 @@ static void eval_range_root(pe_ctx_t *c, const promql_node_t *root, const pe_gri
             hi--;
         if (lo == hi)
             continue;
-        c->samples += hi - lo;
-        if (c->samples > c->max_samples)
-            pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+        pe_count_samples(c, hi - lo);
         promql_series_t *s = &r->series[r->nseries++];
         s->labels = raw[i].l;
         s->nlabels = raw[i].nl;
@@ -1094,6 +1185,12 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->max_samples = o && o->max_samples ? o->max_samples : 50000000;
     c->max_series = o && o->max_series ? o->max_series : UINT64_MAX;
     c->deadline = o ? o->deadline_ms : 0;
+    c->max_bytes = o ? o->max_bytes : 0;
+    c->shared = o ? o->shared_bytes : NULL;
+    c->shared_max = o ? o->shared_max_bytes : 0;
+    c->cancel = o ? o->cancel : NULL;
+    if (o && o->refused)
+        *o->refused = PROMQL_LIMIT_NONE;
     c->fn = fn;
     c->arg = arg;
     c->eval = pe_eval;
@@ -1101,12 +1198,15 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     int range = start_ms != end_ms;
     if (setjmp(c->jb)) {
         int rc = c->rc;
+        if (o && o->refused)
+            *o->refused = c->refused;
         pe_mem_free(c->mem);
+        pe_mem_release(c->shared, c->bytes);
         free(c);
         return rc;
     }
     if (c->deadline && st_mono_ms() > c->deadline)
-        pe_fail(c, ST_ETIMEDOUT, "query timed out");
+        pe_refuse(c, PROMQL_LIMIT_TIMEOUT, ST_ETIMEDOUT, "query timed out");
     const promql_node_t *root = promql_root(expr);
     pe_grid_t g = {start_ms, step_ms, (size_t)((end_ms - start_ms) / step_ms) + 1};
     promql_result_t *r = pe_alloc(c, sizeof *r);
@@ -1118,6 +1218,8 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
                     "instant Vector");
         eval_range_root(c, root, &g, r);
         r->mem_ = c->mem;
+        r->mem_bytes_ = c->bytes;
+        r->mem_shared_ = c->shared;
         free(c);
         *out = r;
         return 0;
@@ -1151,9 +1253,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
                 cnt += v.s[i].ok[k];
             if (!cnt)
                 continue;
-            c->samples += cnt;
-            if (c->samples > c->max_samples)
-                pe_fail(c, ST_ELIMIT, "query processing would load too many samples into memory");
+            pe_count_samples(c, cnt);
             promql_series_t *s = &r->series[r->nseries++];
             s->labels = v.s[i].l;
             s->nlabels = v.s[i].nl;
@@ -1169,6 +1269,8 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
             qsort(r->series, r->nseries, sizeof *r->series, ser_cmp);
     }
     r->mem_ = c->mem;
+    r->mem_bytes_ = c->bytes;
+    r->mem_shared_ = c->shared;
     free(c);
     *out = r;
     return 0;
@@ -1176,8 +1278,26 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
 
 void promql_result_free(promql_result_t *r)
 {
-    if (r)
-        pe_mem_free(r->mem_);
+    if (!r)
+        return;
+    _Atomic uint64_t *shared = r->mem_shared_;
+    uint64_t bytes = r->mem_bytes_;
+    pe_mem_free(r->mem_); /* r lives in that memory */
+    pe_mem_release(shared, bytes);
+}
+
+const char *promql_limit_name(promql_limit_t l)
+{
+    static const char *const names[PROMQL_LIMIT_COUNT] = {
+        [PROMQL_LIMIT_NONE] = "none",
+        [PROMQL_LIMIT_SAMPLES] = "query_max_samples",
+        [PROMQL_LIMIT_SERIES] = "query_max_series",
+        [PROMQL_LIMIT_BYTES] = "query_max_mb",
+        [PROMQL_LIMIT_TOTAL_BYTES] = "query_total_max_mb",
+        [PROMQL_LIMIT_TIMEOUT] = "request_timeout",
+        [PROMQL_LIMIT_REGEX] = "regex_match_limit",
+    };
+    return (unsigned)l < PROMQL_LIMIT_COUNT ? names[l] : "none";
 }
 
 static void fmt_count_value(st_buf_t *b, double v)

@@ -20,6 +20,7 @@
 #ifndef PROMQL_EVAL_H
 #define PROMQL_EVAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,11 +51,42 @@ int promql_vsink_add(promql_vsink_t *sink, const st_label_t *labels, size_t nlab
 typedef int (*promql_remote_fn)(void *arg, const promql_node_t *n, int part, int64_t start_ms,
                                 int64_t step_ms, size_t nsteps, promql_vsink_t *sink);
 
+/*
+ * The limit that refused an evaluation (ST_ELIMIT / ST_ETIMEDOUT), for the
+ * caller's counters. promql_limit_name() gives the setting that sets it:
+ * "query_max_samples", "query_max_series", "query_max_mb",
+ * "query_total_max_mb", "request_timeout", "regex_match_limit".
+ */
+typedef enum promql_limit {
+    PROMQL_LIMIT_NONE = 0,
+    PROMQL_LIMIT_SAMPLES,     /* max_samples (subquery steps included) */
+    PROMQL_LIMIT_SERIES,      /* max_series */
+    PROMQL_LIMIT_BYTES,       /* max_bytes of this evaluation */
+    PROMQL_LIMIT_TOTAL_BYTES, /* *shared_bytes over shared_max_bytes */
+    PROMQL_LIMIT_TIMEOUT,     /* deadline passed or cancelled */
+    PROMQL_LIMIT_REGEX,       /* a regex exceeded its match or depth limit */
+    PROMQL_LIMIT_COUNT
+} promql_limit_t;
+const char *promql_limit_name(promql_limit_t l);
+
 typedef struct promql_eval_opts {
     int64_t lookback_ms;  /* 0: 5 minutes */
-    uint64_t max_samples; /* 0: 50,000,000 */
+    uint64_t max_samples; /* 0: 50,000,000; values of subquery steps count too */
     uint64_t max_series;  /* 0: unlimited */
     int64_t deadline_ms;  /* CLOCK_MONOTONIC ms; 0: none */
+    /* Bytes the evaluation may materialise (its arena, which holds every
+     * selected sample, intermediate and result), checked before each
+     * allocation; 0: unlimited. With shared_bytes, the evaluation's bytes
+     * are also added to *shared_bytes (several evaluations running at once,
+     * e.g. all the queries of a node) and refused past shared_max_bytes;
+     * they are given back when the evaluation fails or its result is freed. */
+    uint64_t max_bytes;
+    _Atomic uint64_t *shared_bytes;
+    uint64_t shared_max_bytes;
+    /* Non-NULL: the evaluation stops ("query cancelled") once it is non-zero. */
+    const atomic_int *cancel;
+    /* Non-NULL: set to the limit that refused the evaluation (else NONE). */
+    promql_limit_t *refused;
     /* Marked subtrees (node->push != 0) are not evaluated but asked of
      * remote(arg, ...) (same arg as the select callback); NULL: evaluate
      * everything here. */
@@ -88,7 +120,9 @@ typedef struct promql_result {
     double scalar;   /* SCALAR */
     const char *str; /* STRING */
     size_t str_len;
-    void *mem_; /* internal */
+    void *mem_;                    /* internal */
+    uint64_t mem_bytes_;           /* internal: bytes charged to the budgets */
+    _Atomic uint64_t *mem_shared_; /* internal */
 } promql_result_t;
 
 /*
@@ -99,7 +133,9 @@ typedef struct promql_result {
  * expression becomes one series without labels; a string is an error); an
  * instant query yields the expression's type. Returns 0, ST_EINVAL (bad
  * arguments or evaluation error, message in err), ST_ELIMIT (max samples /
- * series), ST_ETIMEDOUT ("query timed out"), ST_ENOMEM or the callback's code.
+ * series / bytes, a regex's match limit: the message names the setting,
+ * o->refused says which), ST_ETIMEDOUT ("query timed out", "query
+ * cancelled"), ST_ENOMEM or the callback's code.
  */
 /* The step of an instant query when the caller passes none (MetricsQL: 5m),
  * i.e. the window of its window-less rollups. */

@@ -69,6 +69,12 @@ struct pe_ctx {
     int64_t qstart, qend; /* outer query, for @ start()/end() */
     int64_t lookback;
     uint64_t max_samples, max_series, samples, series;
+    uint64_t bytes, max_bytes; /* charged to this evaluation (arena chunks) */
+    _Atomic uint64_t *shared;  /* every evaluation's bytes (a node's queries) */
+    uint64_t shared_max;
+    const atomic_int *cancel;
+    promql_limit_t refused;
+    unsigned subquery_depth; /* > 0: inside a subquery's inner evaluation */
     int64_t deadline;
     unsigned tick;
     promql_select_fn fn;
@@ -100,9 +106,17 @@ static inline size_t pe_upto(const pe_raw_t *r, size_t j, const int64_t *t, size
 
 /* ---- promql_pe.c ---- */
 
+/* Arena memory (zeroed), charged to the byte budgets before it is taken. */
 void *pe_alloc(pe_ctx_t *c, size_t n);
 /* Free an arena chain (the context's, or a result's). */
 void pe_mem_free(pe_chunk_t *k);
+/* Give back `bytes` charged to *shared (NULL: nothing). */
+void pe_mem_release(_Atomic uint64_t *shared, uint64_t bytes);
+/* Fail with limit l refusing the evaluation (rc ST_ELIMIT or ST_ETIMEDOUT). */
+_Noreturn void pe_refuse(pe_ctx_t *c, promql_limit_t l, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Count n more values against max_samples (refused past it). */
+void pe_count_samples(pe_ctx_t *c, uint64_t n);
 /* Room for one more of *n elements of size sz in the pe_alloc'd array *arr
  * (capacity *cap doubles, starting at first). */
 void pe_grow(pe_ctx_t *c, void **arr, size_t n, size_t *cap, size_t sz, size_t first);

@@ -445,6 +445,11 @@ static double days_in_month(double t)
     return dm[tm.tm_mon] + (tm.tm_mon == 1 && leap);
 }
 
+/* label_replace() regexes run with these PCRE2 limits (as the nodes' index
+ * does), so a pattern with nested quantifiers fails fast with an error. */
+#define PE_RE_MATCH_LIMIT 1000000u
+#define PE_RE_DEPTH_LIMIT 10000u
+
 static pcre2_code *compile_re(pe_ctx_t *c, const char *re, size_t len)
 {
     int ec;
@@ -530,7 +535,13 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     if (!st_prom_label_name_ok(dst, dl) && strcmp(dst, ST_METRIC_LABEL))
         pe_fail(c, ST_EINVAL, "invalid destination label name in label_replace(): %s", dst);
     pcre2_code *code = compile_re(c, re, rel);
+    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* the interpreter if it fails */
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (mc) {
+        pcre2_set_match_limit(mc, PE_RE_MATCH_LIMIT);
+        pcre2_set_depth_limit(mc, PE_RE_DEPTH_LIMIT);
+    }
     st_buf_t b;
     st_buf_init(&b);
     uint32_t ng = 0;
@@ -543,7 +554,18 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
         size_t slen = sv ? sv->value_len : 0;
         size_t nl = in->s[i].nl;
         st_label_t *l = in->s[i].l;
-        int rc = md ? pcre2_match(code, (PCRE2_SPTR)s, slen, 0, 0, md, NULL) : -1;
+        int rc = md && mc ? pcre2_match(code, (PCRE2_SPTR)s, slen, 0, 0, md, mc) : -1;
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+            rc == PCRE2_ERROR_JIT_STACKLIMIT || rc == PCRE2_ERROR_HEAPLIMIT) {
+            st_buf_deinit(&b);
+            pcre2_match_data_free(md);
+            pcre2_match_context_free(mc);
+            pcre2_code_free(code);
+            pe_refuse(c, PROMQL_LIMIT_REGEX, ST_ELIMIT,
+                      "regex \"%.100s\" in label_replace() exceeded its match limit "
+                      "(nested quantifiers backtrack exponentially)",
+                      re);
+        }
         if (rc > 0) {
             b.len = 0;
             expand(&b, repl, rl, s, pcre2_get_ovector_pointer(md), ng, code);
@@ -555,6 +577,7 @@ static void label_replace(pe_ctx_t *c, const promql_node_t *n, pe_val_t *in, pe_
     }
     st_buf_deinit(&b);
     pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
     pcre2_code_free(code);
     pe_dedup(c, out, nsteps);
 }
@@ -804,24 +827,41 @@ static void f_absent(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe
     }
 }
 
-/* sort (op 0), sort_desc (op 1): order only matters for instant queries (one step). */
+/* sort (op 0), sort_desc (op 1): order only matters for instant queries (one
+ * step). A stable merge sort (equal values and absent ones keep their input
+ * order; NaN and absent last): O(n log n) at a million series. */
+static int sort_before(int desc, const pe_ser_t *a, const pe_ser_t *b)
+{
+    double x = a->ok[0] ? a->v[0] : NAN;
+    double y = b->ok[0] ? b->v[0] : NAN;
+    return desc ? (x > y || (isnan(y) && !isnan(x))) : (x < y || (isnan(y) && !isnan(x)));
+}
+
 static void f_sort(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     pe_val_t a = vec_arg0(c, n, g);
     int desc = n->u.call.func->op;
     copy_vec(c, &a, out, 0, g->n);
-    for (size_t i = 1; i < out->ns; i++)
-        for (size_t j = i; j > 0; j--) {
-            double x = out->s[j - 1].ok[0] ? out->s[j - 1].v[0] : NAN;
-            double y = out->s[j].ok[0] ? out->s[j].v[0] : NAN;
-            int swap =
-                desc ? (y > x || (isnan(x) && !isnan(y))) : (y < x || (isnan(x) && !isnan(y)));
-            if (!swap)
-                break;
-            pe_ser_t t = out->s[j - 1];
-            out->s[j - 1] = out->s[j];
-            out->s[j] = t;
+    size_t ns = out->ns;
+    pe_ser_t *src = out->s, *tmp = pe_alloc(c, (ns + 1) * sizeof *tmp);
+    for (size_t w = 1; w < ns; w *= 2) {
+        for (size_t lo = 0; lo < ns; lo += 2 * w) {
+            size_t mid = lo + w < ns ? lo + w : ns, hi = lo + 2 * w < ns ? lo + 2 * w : ns;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi)
+                tmp[o++] = sort_before(desc, &src[j], &src[i]) ? src[j++] : src[i++];
+            while (i < mid)
+                tmp[o++] = src[i++];
+            while (j < hi)
+                tmp[o++] = src[j++];
         }
+        pe_ser_t *t = src;
+        src = tmp;
+        tmp = t;
+        pe_check(c);
+    }
+    if (src != out->s && ns)
+        memcpy(out->s, src, ns * sizeof *src);
 }
 
 static void f_label_replace(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)

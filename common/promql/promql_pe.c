@@ -19,6 +19,43 @@
 
 /* ---- memory, errors ------------------------------------------------------ */
 
+#define MIB (1024.0 * 1024.0)
+
+/* Charge a chunk of `bytes` to the evaluation and the shared budget, before
+ * it is allocated: past either limit the query is refused, never grown. */
+static void charge(pe_ctx_t *c, uint64_t bytes)
+{
+    if (c->max_bytes && c->bytes + bytes > c->max_bytes)
+        pe_refuse(c, PROMQL_LIMIT_BYTES, ST_ELIMIT,
+                  "query would materialise more than %.0f MiB (query_max_mb)",
+                  (double)c->max_bytes / MIB);
+    if (c->shared) {
+        uint64_t now = atomic_fetch_add(c->shared, bytes) + bytes;
+        if (c->shared_max && now > c->shared_max) {
+            atomic_fetch_sub(c->shared, bytes);
+            pe_refuse(c, PROMQL_LIMIT_TOTAL_BYTES, ST_ELIMIT,
+                      "queries running on this node would materialise more than %.0f MiB "
+                      "together (query_total_max_mb)",
+                      (double)c->shared_max / MIB);
+        }
+    }
+    c->bytes += bytes;
+}
+
+void pe_mem_release(_Atomic uint64_t *shared, uint64_t bytes)
+{
+    if (shared && bytes)
+        atomic_fetch_sub(shared, bytes);
+}
+
+void pe_count_samples(pe_ctx_t *c, uint64_t n)
+{
+    c->samples += n;
+    if (c->samples > c->max_samples)
+        pe_refuse(c, PROMQL_LIMIT_SAMPLES, ST_ELIMIT,
+                  "query processing would load too many samples into memory");
+}
+
 void *pe_alloc(pe_ctx_t *c, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
@@ -26,9 +63,17 @@ void *pe_alloc(pe_ctx_t *c, size_t n)
         n = 16;
     if (!c->mem || c->mem->cap - c->mem->used < n) {
         size_t cap = n > (1u << 20) ? n : (1u << 20);
+        if (cap > SIZE_MAX / 2)
+            pe_refuse(c, PROMQL_LIMIT_BYTES, ST_ELIMIT,
+                      "query would materialise more than %.0f MiB (query_max_mb)",
+                      (double)c->max_bytes / MIB);
+        charge(c, sizeof(pe_chunk_t) + cap);
         pe_chunk_t *k = malloc(sizeof *k + cap);
-        if (!k)
+        if (!k) {
+            pe_mem_release(c->shared, sizeof *k + cap);
+            c->bytes -= sizeof *k + cap;
             pe_fail(c, ST_ENOMEM, "out of memory");
+        }
         k->used = 0;
         k->cap = cap;
         k->next = c->mem;
@@ -70,21 +115,41 @@ void pe_mem_free(pe_chunk_t *k)
     }
 }
 
-void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
+/* The message, the code and the limit (if one refused it); to promql_eval. */
+static _Noreturn void vfail(pe_ctx_t *c, promql_limit_t l, int rc, const char *fmt, va_list ap)
 {
-    va_list ap;
-    va_start(ap, fmt);
     if (c->err && c->errlen)
         vsnprintf(c->err, c->errlen, fmt, ap);
-    va_end(ap);
+    c->refused = l;
     c->rc = rc;
     longjmp(c->jb, 1);
 }
 
+void pe_fail(pe_ctx_t *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, PROMQL_LIMIT_NONE, rc, fmt, ap);
+}
+
+void pe_refuse(pe_ctx_t *c, promql_limit_t l, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, l, rc, fmt, ap);
+}
+
+/* Called per series and per step batch: the clock is read every 16th call
+ * (a few ns each), so a passed deadline or a cancel stops the work within
+ * milliseconds. */
 void pe_check(pe_ctx_t *c)
 {
-    if (c->deadline && (++c->tick & 63) == 0 && st_mono_ms() > c->deadline)
-        pe_fail(c, ST_ETIMEDOUT, "query timed out");
+    if ((++c->tick & 15) != 0)
+        return;
+    if (c->cancel && atomic_load_explicit(c->cancel, memory_order_relaxed))
+        pe_refuse(c, PROMQL_LIMIT_TIMEOUT, ST_ETIMEDOUT, "query cancelled");
+    if (c->deadline && st_mono_ms() > c->deadline)
+        pe_refuse(c, PROMQL_LIMIT_TIMEOUT, ST_ETIMEDOUT, "query timed out");
 }
 
 /* ---- labels ------------------------------------------------------------- */
@@ -134,6 +199,10 @@ st_label_t *pe_labels_set(pe_ctx_t *c, const st_label_t *l, size_t *nl, const ch
 pe_ser_t *pe_add_ser(pe_ctx_t *c, pe_val_t *v, const st_label_t *l, size_t nl, size_t nsteps)
 {
     pe_grow(c, (void **)&v->s, v->ns, &v->cap, sizeof *v->s, 8);
+    /* a subquery's inner steps are values the query materialises: counted
+     * (Prometheus counts them too) before they are allocated */
+    if (c->subquery_depth)
+        pe_count_samples(c, nsteps);
     pe_ser_t *s = &v->s[v->ns++];
     s->l = (st_label_t *)l;
     s->nl = nl;

@@ -22,9 +22,12 @@
  *   Regexes that are plain literals or alternations of literals ("a|b\.c")
  *   become sorted literal sets (K_LIT, like = and !=), "lit.*", ".*lit",
  *   ".*lit.*", ".*" and ".+" become string tests; only the rest runs PCRE2
- *   (JIT when available). When "" is not in a literal set, the postings
- *   needed are found by direct (name, literal) lookups ("direct"); otherwise
- *   every value of the label is tested once.
+ *   (JIT when available, on its own bounded stack), with a match limit and
+ *   a depth limit: a value whose test runs into them ends the selection
+ *   with ST_ELIMIT and ERR_REGEX_LIMIT, so a pattern with nested
+ *   quantifiers fails in milliseconds instead of backtracking for minutes. When "" is not in a
+ * literal set, the postings needed are found by direct (name, literal) lookups ("direct");
+ * otherwise every value of the label is tested once.
  *
  *   Order: direct positives by ascending size (intersected, galloping when
  *   sizes differ a lot); if there is none, the cheapest other positive;
@@ -47,6 +50,18 @@
 
 #define ERR_ALL_EMPTY "vector selector must contain at least one non-empty matcher"
 #define ERR_BAD_REGEX "invalid regular expression"
+#define ERR_REGEX_LIMIT                                                                            \
+    "regex exceeded its match limit (nested quantifiers such as (a+)+ backtrack exponentially; "   \
+    "simplify the pattern)"
+
+/* PCRE2 limits of a label matcher: a value is tested in bounded steps
+ * (match limit: backtracking calls; depth: nested backtracking frames;
+ * JIT stack: the JIT's own), so a pathological pattern fails fast with
+ * ERR_REGEX_LIMIT instead of running for minutes. */
+#define RE_MATCH_LIMIT 1000000u
+#define RE_DEPTH_LIMIT 10000u
+#define RE_JIT_STACK_MIN (32u << 10)
+#define RE_JIT_STACK_MAX (1u << 20)
 
 enum { K_LIT, K_PREFIX, K_SUFFIX, K_CONTAINS, K_ANY, K_NONEMPTY, K_RE };
 
@@ -64,6 +79,9 @@ typedef struct mstate {
     char *buf;
     pcre2_code *re;
     pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+    int limit;  /* a match ran into a PCRE2 limit */
     int me;     /* p("") */
     int direct; /* the postings needed come from literal lookups */
     uint32_t *pids;
@@ -94,7 +112,7 @@ static int u32_cmp(const void *a, const void *b)
 
 /* ---- predicates ----------------------------------------------------------------- */
 
-static int raw_match(const mstate_t *ms, const char *p, uint32_t len)
+static int raw_match(mstate_t *ms, const char *p, uint32_t len)
 {
     const lit_t *l = ms->lits;
     switch (ms->kind) {
@@ -123,15 +141,18 @@ static int raw_match(const mstate_t *ms, const char *p, uint32_t len)
     case K_NONEMPTY:
         return len > 0;
     default: {
-        int rc = pcre2_match(ms->re, (PCRE2_SPTR)p, len, 0, 0, ms->md, NULL);
+        int rc = pcre2_match(ms->re, (PCRE2_SPTR)p, len, 0, 0, ms->md, ms->mc);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-            rc = pcre2_match(ms->re, (PCRE2_SPTR)p, len, 0, PCRE2_NO_JIT, ms->md, NULL);
+            rc = pcre2_match(ms->re, (PCRE2_SPTR)p, len, 0, PCRE2_NO_JIT, ms->md, ms->mc);
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+            rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            ms->limit = 1;
         return rc >= 0;
     }
     }
 }
 
-static int pred(const mstate_t *ms, const char *p, uint32_t len)
+static int pred(mstate_t *ms, const char *p, uint32_t len)
 {
     return raw_match(ms, p, len) ^ ms->neg;
 }
@@ -251,9 +272,15 @@ static int prepare(const idx_t *x, const st_matcher_t *m, mstate_t *ms, const ch
             *why = ERR_BAD_REGEX;
             return ST_EINVAL;
         }
-        (void)pcre2_jit_compile(ms->re, PCRE2_JIT_COMPLETE); /* interpreter if it fails */
-        if (!(ms->md = pcre2_match_data_create(1, NULL)))
+        if (!(ms->md = pcre2_match_data_create(1, NULL)) ||
+            !(ms->mc = pcre2_match_context_create(NULL)))
             return ST_ENOMEM;
+        pcre2_set_match_limit(ms->mc, RE_MATCH_LIMIT);
+        pcre2_set_depth_limit(ms->mc, RE_DEPTH_LIMIT);
+        /* JIT when available (the interpreter if it fails), on its own stack */
+        if (pcre2_jit_compile(ms->re, PCRE2_JIT_COMPLETE) == 0 &&
+            (ms->js = pcre2_jit_stack_create(RE_JIT_STACK_MIN, RE_JIT_STACK_MAX, NULL)))
+            pcre2_jit_stack_assign(ms->mc, NULL, ms->js);
         break;
     }
     default:
@@ -269,6 +296,10 @@ static int prepare(const idx_t *x, const st_matcher_t *m, mstate_t *ms, const ch
         ms->nlits = o;
     }
     ms->me = pred(ms, "", 0);
+    if (ms->limit) {
+        *why = ERR_REGEX_LIMIT;
+        return ST_ELIMIT;
+    }
     ms->direct = ms->kind == K_LIT && ms->lits[0].len > 0;
     return 0;
 }
@@ -279,6 +310,8 @@ static void mstate_free(mstate_t *ms)
     free(ms->buf);
     free(ms->pids);
     pcre2_match_data_free(ms->md);
+    pcre2_match_context_free(ms->mc);
+    pcre2_jit_stack_free(ms->js);
     pcre2_code_free(ms->re);
 }
 
@@ -302,15 +335,18 @@ static int collect(const idx_t *x, mstate_t *ms)
         } else {
             pid = nm->vals[i];
             const idx_sym_t *v = &x->syms[x->pl[pid].value];
-            if (x->pl[pid].n == 0 || pred(ms, v->p, v->len) == ms->me)
+            if (x->pl[pid].n == 0 || pred(ms, v->p, v->len) == ms->me) {
+                if (ms->limit)
+                    break; /* refused: the first value over the limit ends it */
                 continue;
+            }
         }
         if (x->pl[pid].n == 0)
             continue;
         ms->pids[ms->npids++] = (uint32_t)pid;
         ms->size += x->pl[pid].n;
     }
-    return 0;
+    return ms->limit ? ST_ELIMIT : 0;
 }
 
 static uint64_t cost(const idx_t *x, const mstate_t *ms)
@@ -560,12 +596,16 @@ int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids,
         /* testing a candidate's own labels costs ~ a dozen value tests (random access) */
         if (!c->direct && (uint64_t)nr * 16 <= cost(x, c)) {
             size_t o = 0;
-            for (size_t k = 0; k < nr; k++) {
+            for (size_t k = 0; k < nr && !c->limit; k++) {
                 const idx_sym_t *v = series_value(x, r[k], c->name);
                 if (pred(c, v->p, v->len))
                     r[o++] = r[k];
             }
             nr = o;
+            if (c->limit) {
+                rc = ST_ELIMIT;
+                goto out;
+            }
             continue;
         }
         if (!c->direct && (rc = collect(x, c)))
@@ -595,8 +635,11 @@ int idx_select(const idx_t *x, const st_matcher_t *m, size_t nm, uint32_t **ids,
 out:
     free(r);
     if (ms)
-        for (size_t i = 0; i < nm; i++)
+        for (size_t i = 0; i < nm; i++) {
+            if (ms[i].limit)
+                why = ERR_REGEX_LIMIT;
             mstate_free(&ms[i]);
+        }
     free(ms);
     free(ord);
     if (err)
