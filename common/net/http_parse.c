@@ -552,8 +552,8 @@ int http_rx_error(const http_rx_t *rx, const char **reason)
 size_t http_rx_body_bytes(const http_rx_t *rx)
 {
     const req_priv_t *rp = rx->req;
-    if (!rp || rx->phase != HTTP_RX_IN_BODY)
-        return 0;
+    if (!rp || rx->phase != HTTP_RX_IN_BODY || (rp->body.len == 0 && rp->expect_len == 0))
+        return 0; /* no body (the empty buffer holding the final NUL is not one) */
     return rp->body.cap > rp->expect_len ? rp->body.cap : (size_t)rp->expect_len;
 }
 
