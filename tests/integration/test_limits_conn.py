@@ -11,7 +11,9 @@ items 5 and 6), against a real router and node:
   holding a large partial frame do not take node RSS past
   rpc_inflight_max_mb plus a margin.
 - NUL bytes (%00 or raw) in a query, match[], form body or path are a 400
-  naming the parameter and the position, never a silent truncation.
+  naming the parameter and the position, never a silent truncation; a NUL
+  written as an escape in a selector's quoted value (\x00, \u0000, \000)
+  is a parse error; invalid UTF-8 in a selector is refused.
 
 Waits are bounded polls; nothing asserts how long something took."""
 
@@ -240,6 +242,21 @@ class LimitsConnTest(ClusterTestCase):
         for path in (b"/api/v1/series", b"/api/v1/labels", b"/api/v1/label/i/values",
                      b"/api/v1/export"):
             self.assert_nul_400(self.get_raw(path + b"?match[]=" + m.encode()), "match[]", 9)
+
+    def test_nul_escape_in_selector_refused(self):
+        # A NUL written as a PromQL escape would reach the C string of the
+        # matcher value: refused by the parser, not matched as "1".
+        for esc in ("\\x00", "\\u0000", "\\000"):
+            sel = 'cv_v{i="1%sx"}' % esc
+            st, _, data = self.c.get("/api/v1/query", params={"query": "count(%s)" % sel})
+            self.assertEqual(st, 400, data)
+            js = parse_json(data)
+            self.assertEqual(js.get("errorType"), "bad_data", js)
+            self.assertIn("NUL byte in label matcher value", js.get("error", ""))
+            for path in ("/api/v1/series", "/api/v1/export"):
+                st, _, data = self.c.get(path, params={"match[]": sel})
+                self.assertEqual(st, 400, data)
+                self.assertIn("NUL byte in label matcher value", data.decode())
 
     def test_nul_in_form_body_refused(self):
         body = b"query=count(cv_v)%00%20and%20on()%20vector(0)"
