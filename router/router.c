@@ -33,7 +33,10 @@ int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t m
     if (rc == 0)
         return 0;
     /* params->err names the parameter and the position of a bad escape or NUL */
-    snprintf(msg, msglen, "%s", rc == ST_EPARSE ? params->err : "out of memory");
+    if (rc == ST_EPARSE)
+        snprintf(msg, msglen, "cannot parse the form body: %s", params->err);
+    else
+        snprintf(msg, msglen, "out of memory");
     return -1;
 }
 

@@ -266,7 +266,9 @@ class LimitsConnTest(ClusterTestCase):
         self.assertEqual(st, 400, data)
         js = parse_json(data)
         self.assertEqual(js.get("errorType"), "bad_data", js)
-        self.assertEqual(js.get("error"), 'parameter "query": NUL byte at position 11', js)
+        self.assertEqual(js.get("error"),
+                         'cannot parse the form body: parameter "query": NUL byte at position 11',
+                         js)
         # a raw NUL byte in the form body: the same
         st, _, data = http_request(self.c.router_url() + "/api/v1/query", method="POST",
                                    body=b"query=count(cv_v)\x00 and on() vector(0)",
