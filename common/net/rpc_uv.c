@@ -290,9 +290,10 @@ struct rpc_conn {
     int refs;
     int handles; /* open uv handles (tcp + timer) */
     int reading;
-    int kick_pending;     /* the timer runs conn_process on the next loop turn */
-    int over_budget;      /* the alloc callback refused a buffer: cut in read_cb */
-    uint64_t frame_start; /* loop ms when the pending partial frame started, 0 = none */
+    int kick_pending;        /* the timer runs conn_process on the next loop turn */
+    int over_budget;         /* the alloc callback refused a buffer: cut in read_cb */
+    uint64_t frame_start;    /* loop ms when the pending partial frame started, 0 = none */
+    uint64_t write_progress; /* loop ms of the last completed write (or the first queued) */
     rpc_rx_t rx;
     size_t held;      /* bytes of rx charged to srv->o.budget */
     size_t out_bytes; /* encoded reply bytes not yet written */
@@ -326,7 +327,7 @@ static void conn_process(rpc_conn_t *conn);
 static void conn_arm_frame(rpc_conn_t *conn);
 
 static const char *const close_reason_names[RPC_CLOSE_NREASONS] = {
-    "handshake_timeout", "frame_timeout", "inflight", "bad_frame"};
+    "handshake_timeout", "frame_timeout", "write_timeout", "inflight", "bad_frame"};
 
 const char *rpc_close_reason_name(rpc_close_reason_t r)
 {
@@ -468,6 +469,7 @@ static void conn_write_cb(uv_write_t *req, int status)
         conn_close(conn);
         return;
     }
+    conn->write_progress = uv_now(conn->srv->loop);
     if (conn->state == CONN_CLOSING && conn->nwrites == 0)
         conn_close(conn);
     else
@@ -491,9 +493,13 @@ static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void 
         conn_close(conn);
         return ST_ECLOSED;
     }
+    if (conn->nwrites == 0)
+        conn->write_progress = uv_now(srv->loop);
     conn->out_bytes += w->buf.len;
     conn->nwrites++;
     srv->st.bytes_out += w->buf.len;
+    if (conn->nwrites == 1 && !uv_is_active((uv_handle_t *)&conn->timer))
+        conn_arm_frame(conn);
     return 0;
 }
 
@@ -728,20 +734,29 @@ static void conn_process(rpc_conn_t *conn)
 
 /* After the handshake, while we read, a frame whose first bytes are here
  * must complete within frame_timeout (a paused connection is not the
- * peer's fault: its clock restarts when reading does). */
+ * peer's fault: its clock restarts when reading does); and replies queued
+ * for the peer must make progress within the same time (a peer that never
+ * reads would otherwise hold them for good). One timer, the earlier of the
+ * two deadlines. */
 static void conn_arm_frame(rpc_conn_t *conn)
 {
     if (conn->state != CONN_READY || conn->kick_pending)
         return;
+    uint64_t now = uv_now(conn->srv->loop), tmo = conn->srv->o.frame_timeout_ms;
+    uint64_t deadline = UINT64_MAX;
     if (!conn->reading || rpc_rx_buffered(&conn->rx) == 0) {
         conn->frame_start = 0;
+    } else {
+        if (conn->frame_start == 0)
+            conn->frame_start = now;
+        deadline = conn->frame_start + tmo;
+    }
+    if (conn->nwrites > 0 && conn->write_progress + tmo < deadline)
+        deadline = conn->write_progress + tmo;
+    if (deadline == UINT64_MAX) {
         uv_timer_stop(&conn->timer);
         return;
     }
-    uint64_t now = uv_now(conn->srv->loop);
-    if (conn->frame_start == 0)
-        conn->frame_start = now;
-    uint64_t deadline = conn->frame_start + conn->srv->o.frame_timeout_ms;
     uv_timer_start(&conn->timer, conn_ready_timer_cb, deadline > now ? deadline - now : 0, 0);
 }
 
@@ -762,6 +777,13 @@ static void conn_ready_timer_cb(uv_timer_t *t)
         snprintf(msg, sizeof msg, "frame not completed within %u ms (%zu bytes received)",
                  conn->srv->o.frame_timeout_ms, rpc_rx_buffered(&conn->rx));
         conn_cut(conn, RPC_CLOSE_FRAME_TIMEOUT, ST_ETIMEDOUT, msg);
+        return;
+    }
+    if (conn->nwrites > 0 && now >= conn->write_progress + conn->srv->o.frame_timeout_ms) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "replies not read for %u ms (%zu bytes queued)",
+                 conn->srv->o.frame_timeout_ms, conn->out_bytes);
+        conn_cut(conn, RPC_CLOSE_WRITE_TIMEOUT, ST_ETIMEDOUT, msg);
         return;
     }
     conn_arm_frame(conn);
@@ -933,8 +955,9 @@ int rpc_server_metrics(rpc_server_t *srv, metrics_t *reg, const char *name)
         srv->m_closed[i] = metrics_counter(
             reg, "strata_rpc_connections_closed_total",
             "RPC connections the server cut, by reason: handshake_timeout, frame_timeout (a "
-            "started frame not completed in rpc_frame_timeout), inflight (receive buffers over "
-            "rpc_inflight_max_mb), bad_frame.",
+            "started frame not completed in rpc_frame_timeout), write_timeout (replies not read "
+            "for rpc_frame_timeout), inflight (receive buffers over rpc_inflight_max_mb), "
+            "bad_frame.",
             "server", name, "reason", close_reason_names[i], NULL);
         if (!srv->m_closed[i])
             return ST_ENOMEM;

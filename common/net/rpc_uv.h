@@ -67,7 +67,8 @@ typedef struct rpc_server_opts {
     unsigned max_conns;            /* [4096] further connections are closed at accept */
     unsigned handshake_timeout_ms; /* [5000] a connection must send HELLO within this */
     unsigned frame_timeout_ms;     /* [30000] after the handshake, a frame whose first byte has
-                                      arrived must complete within this (while we read) */
+                                      arrived must complete within this (while we read), and
+                                      queued replies must make progress within this */
     rpc_budget_t *budget;          /* [NULL: none] receive buffers, shared per process */
     rpc_log_fn log;
     void *log_arg;
@@ -102,6 +103,7 @@ void rpc_server_close(rpc_server_t *srv, void (*cb)(void *arg), void *arg);
 typedef enum rpc_close_reason {
     RPC_CLOSE_HANDSHAKE_TIMEOUT = 0, /* no valid HELLO in handshake_timeout */
     RPC_CLOSE_FRAME_TIMEOUT,         /* a started frame did not complete in frame_timeout */
+    RPC_CLOSE_WRITE_TIMEOUT,         /* queued replies made no progress in frame_timeout */
     RPC_CLOSE_INFLIGHT,              /* the receive budget (rpc_budget_t) was spent */
     RPC_CLOSE_BAD_FRAME,             /* malformed, oversized or unexpected frame */
     RPC_CLOSE_NREASONS
@@ -124,7 +126,7 @@ void rpc_server_stats(const rpc_server_t *srv, rpc_server_stats_t *out);
 /*
  * Register the server's metrics in reg with the label server="<name>":
  * strata_rpc_connections_closed_total{reason=handshake_timeout|
- * frame_timeout|inflight|bad_frame} and, when the server has a budget,
+ * frame_timeout|write_timeout|inflight|bad_frame} and, when the server has a budget,
  * strata_rpc_inflight_bytes (the budget's bytes in use) and
  * strata_rpc_inflight_max_bytes. reg must outlive the server. Returns 0,
  * ST_ENOMEM or ST_EINVAL.

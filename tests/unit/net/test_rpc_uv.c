@@ -669,6 +669,7 @@ typedef struct raw {
     int eof;
     const char *send;
     size_t send_len; /* 0: strlen(send) */
+    int no_read;     /* never read what the server sends */
 } raw_t;
 
 static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
@@ -701,7 +702,8 @@ static void raw_connected(uv_connect_t *c, int status)
     size_t n = r->send_len ? r->send_len : strlen(r->send);
     uv_buf_t b = uv_buf_init((char *)r->send, (unsigned)n);
     assert_int_equal(uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written), 0);
-    assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
+    if (!r->no_read)
+        assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
 }
 
 static void raw_closed(uv_handle_t *h)
@@ -861,6 +863,48 @@ static void test_inflight_budget(void **state)
     env_finish(&e);
 }
 
+/* A peer that sends requests and never reads the replies: once the
+ * replies stop moving for frame_timeout the connection is cut (counted as
+ * write_timeout) and its queued replies are freed. */
+static void test_write_stall(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    rpc_server_opts_t so = {.frame_timeout_ms = 300};
+    start_server(&e, 0, &so); /* MODE_ECHO: every request comes back */
+    st_buf_t b;
+    st_buf_init(&b);
+    hello_then_partial(&b, 0, 0);
+    b.len -= RPC_FRAME_HDR; /* keep only the HELLO */
+    uint8_t *payload = malloc(1u << 20);
+    uint64_t x = 88172645463325252ull; /* incompressible: replies are not LZ4-shrunk */
+    for (size_t i = 0; i < (1u << 20); i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        payload[i] = (uint8_t)x;
+    }
+    for (uint64_t i = 1; i <= 40; i++) /* 40 MiB of echoes: more than socket buffers */
+        assert_int_equal(rpc_frame_encode(&b, RPC_WRITE, i, payload, 1u << 20, 0), 0);
+    free(payload);
+    raw_t r;
+    raw_start(&e, &r, &b);
+    r.no_read = 1; /* raw_connected reads the flag after connect */
+    rpc_server_stats_t st;
+    for (int i = 0; i < 2000; i++) {
+        run_for(&e, 10);
+        rpc_server_stats(e.srv, &st);
+        if (st.closed[RPC_CLOSE_WRITE_TIMEOUT] > 0)
+            break;
+    }
+    assert_int_equal(st.closed[RPC_CLOSE_WRITE_TIMEOUT], 1);
+    assert_non_null(strstr(e.srv_log, "reason=write_timeout"));
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    st_buf_deinit(&b);
+    env_finish(&e);
+}
+
 /* Before the handshake only a HELLO-sized frame is accepted: a large
  * announced frame is refused at its first 4 bytes. */
 static void test_big_frame_before_hello(void **state)
@@ -924,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_garbage_peer),
         cmocka_unit_test(test_frame_timeout),
         cmocka_unit_test(test_inflight_budget),
+        cmocka_unit_test(test_write_stall),
         cmocka_unit_test(test_big_frame_before_hello),
         cmocka_unit_test(test_heartbeat),
     };
