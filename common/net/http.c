@@ -687,18 +687,29 @@ static void send_rx_error(conn_t *c)
 
 #define RETRY_AFTER_S "5"
 
-/* The body of the request being received would take the server over
- * max_inflight_bytes: 503 + Retry-After, and close without reading it. */
-static void refuse_inflight(conn_t *c)
+/* The body of the request being received (want bytes) would take the
+ * server over max_inflight_bytes: 503 + Retry-After, and close without
+ * reading it; or 413 when that body alone is over the limit (a retry could
+ * never succeed). */
+static void refuse_inflight(conn_t *c, uint64_t want)
 {
     http_server_t *srv = c->srv;
     char msg[160];
+    inflight_set(srv, &c->acct, 0);
+    count_close(srv, HTTP_CLOSE_INFLIGHT);
+    if (want > (uint64_t)srv->lim.max_inflight_bytes) {
+        snprintf(msg, sizeof msg,
+                 "request body too large: over the %zu MiB this server buffers at once",
+                 srv->lim.max_inflight_bytes >> 20);
+        srv->st.too_large++;
+        metric_counter_inc(srv->m.big);
+        send_error_close(c, 413, NULL, msg, NULL, 0);
+        return;
+    }
     snprintf(msg, sizeof msg,
              "server busy: request bodies buffered at once are over the limit of %zu MiB; retry "
              "after " RETRY_AFTER_S " s",
              srv->lim.max_inflight_bytes >> 20);
-    inflight_set(srv, &c->acct, 0);
-    count_close(srv, HTTP_CLOSE_INFLIGHT);
     static const http_header_t ra = {"Retry-After", RETRY_AFTER_S};
     send_error_close(c, 503, "unavailable", msg, &ra, 1);
 }
@@ -744,7 +755,7 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len)
             uint64_t had = c->acct, want = http_rx_body_bytes(&c->rx);
             if (want > had &&
                 srv->st.inflight_bytes - had + want > (uint64_t)srv->lim.max_inflight_bytes) {
-                refuse_inflight(c);
+                refuse_inflight(c, want);
                 return len;
             }
             inflight_set(srv, &c->acct, want);

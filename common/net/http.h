@@ -37,7 +37,8 @@
  * not answered yet) count against max_inflight_bytes: a request whose body
  * would go over it is answered 503 with Retry-After and its connection is
  * closed (the body is not read: reading it would spend the very memory the
- * limit protects, and a client that retries later has lost nothing). Each
+ * limit protects, and a client that retries later has lost nothing); 413
+ * when its body alone is over the limit, since no retry could pass. Each
  * connection the server cuts is counted by reason (http_server_metrics).
  */
 #ifndef HTTP_H

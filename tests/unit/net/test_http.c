@@ -993,7 +993,8 @@ static void test_server_slowloris(void **state)
  * request_timeout although no gap reaches body_timeout; an idle keep-alive
  * connection is closed; a body that would take the server over
  * max_inflight_bytes gets 503 + Retry-After and a close, and the room comes
- * back once the request holding it is answered; a NUL in a parameter is a
+ * back once the request holding it is answered (a body over the budget by
+ * itself is a 413); a NUL in a parameter is a
  * 400 naming it. Each cut is counted by reason. */
 static void client_conn_bounds(fx_t *fx)
 {
@@ -1046,6 +1047,12 @@ static void client_conn_bounds(fx_t *fx)
                       "\"parameter \\\"q\\\": NUL byte at position 1\"}"));
     st_buf_deinit(&r.body);
     cli_close(c);
+    /* a body over the whole budget by itself: 413, no retry can pass */
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 150000\r\n\r\n") == 0);
+    CHECK(cli_response(c, &r, 0) == 0 && r.status == 413 && r.close);
+    st_buf_deinit(&r.body);
+    cli_close(c);
     free(c);
     free(h);
 }
@@ -1063,13 +1070,14 @@ static void test_server_conn_bounds(void **state)
     run_fx(&fx, &lim, client_conn_bounds);
     assert_int_equal(fx.stats.closed[HTTP_CLOSE_BODY_TIMEOUT], 1);
     assert_true(fx.stats.closed[HTTP_CLOSE_IDLE] >= 1);
-    assert_int_equal(fx.stats.closed[HTTP_CLOSE_INFLIGHT], 1);
+    assert_int_equal(fx.stats.closed[HTTP_CLOSE_INFLIGHT], 2);
+    assert_int_equal(fx.stats.too_large, 1);
     assert_int_equal(fx.stats.inflight_bytes, 0);
     st_buf_t m;
     st_buf_init(&m);
     assert_int_equal(metrics_render(fx.reg, &m), 0);
     assert_non_null(strstr((char *)m.data, "strata_http_connections_closed_total{server=\"test\","
-                                           "reason=\"inflight\"} 1"));
+                                           "reason=\"inflight\"} 2"));
     st_buf_deinit(&m);
     fx_teardown(&fx);
 }
