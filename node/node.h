@@ -44,7 +44,8 @@ typedef struct node {
     char *data_dir;
     engine_t **engines; /* [shards]; NULL when the shard is not placed here */
     rpc_server_t *rpc;
-    struct node_repl *repl; /* coordinated writes, hints, peers (node_repl.h) */
+    rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
+    struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
     http_server_t *http;
     metrics_t *metrics;
     int ready;

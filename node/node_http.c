@@ -132,9 +132,10 @@ static void handle_export(node_t *n, http_req_t *req)
     http_params_t params;
     int prc = http_req_params_all(req, &params);
     if (prc) {
-        snprintf(err, sizeof err, "%s",
-                 prc == ST_EPARSE ? "cannot parse the form body: invalid percent escape"
-                                  : "out of memory");
+        if (prc == ST_EPARSE)
+            snprintf(err, sizeof err, "cannot parse the form body: %s", params.err);
+        else
+            snprintf(err, sizeof err, "out of memory");
         goto bad;
     }
     if ((v = http_params_get(&params, "shard")) != NULL) {

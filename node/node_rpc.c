@@ -97,6 +97,12 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
             snprintf(msg, msglen, "unknown matcher type %d", m->type);
             return ST_EINVAL;
         }
+        /* name and value become C strings below: a NUL would cut them short */
+        if ((m->name.len && memchr(m->name.data, 0, m->name.len)) ||
+            (m->value.len && memchr(m->value.data, 0, m->value.len))) {
+            snprintf(msg, msglen, "NUL byte in matcher %zu", i);
+            return ST_EINVAL;
+        }
         out->m[i].type = (st_match_type_t)m->type;
         out->m[i].name = p;
         if (m->name.len) /* protobuf-c leaves data NULL for empty bytes */
@@ -245,9 +251,12 @@ static void do_labels(job_t *j, int values)
     strset_t set = {0};
     char *name = NULL;
     if (!rc && values) {
-        name = strndup((const char *)r->label_name.data, r->label_name.len);
-        if (!name)
+        if (r->label_name.len && memchr(r->label_name.data, 0, r->label_name.len)) {
+            snprintf(j->msg, sizeof j->msg, "NUL byte in label name"); /* strndup would cut it */
+            rc = ST_EINVAL;
+        } else if (!(name = strndup((const char *)r->label_name.data, r->label_name.len))) {
             rc = ST_ENOMEM;
+        }
     }
     for (size_t si = 0; !rc && si < r->n_shards; si++) {
         engine_t *e = shard_engine(j, r->shards[si]);

@@ -197,8 +197,15 @@ static void on_signal(uv_signal_t *s, int signum)
  * wait for it (bounded) rather than exit and crash-loop. */
 static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me)
 {
-    rpc_server_opts_t ro = {.log = node_rpc_log};
-    int rc;
+    /* issue 11: a started frame completes within rpc_frame_timeout; the
+     * connections' receive buffers share rpc_inflight_max_mb */
+    const topo_replication_t *rp = topo_replication(n->topo);
+    int rc = rpc_budget_create(rp->rpc_inflight_max_bytes, &n->rpc_budget);
+    if (rc)
+        return rc;
+    rpc_server_opts_t ro = {.log = node_rpc_log,
+                            .frame_timeout_ms = (unsigned)rp->rpc_frame_timeout_ms,
+                            .budget = n->rpc_budget};
     for (int attempt = 0;; attempt++) {
         rc = rpc_server_create(n->loop, ra->host, ra->port, me, &ro, node_rpc_handler, n, &n->rpc);
         if (rc != ST_EINVAL || attempt >= NODE_RPC_RESOLVE_ATTEMPTS || n->shutting_down)
@@ -211,6 +218,8 @@ static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me
     }
     if (rc)
         st_error("cannot listen for RPC", "addr=%s err=\"%s\"", ra->addr, st_strerror(rc));
+    else
+        rpc_server_metrics(n->rpc, n->metrics, "node");
     return rc;
 }
 
@@ -289,6 +298,7 @@ int node_stop(node_t *n)
     node_repl_destroy(n->repl);
     if (n->loop)
         uv_loop_close(n->loop);
+    rpc_budget_destroy(n->rpc_budget);
     metrics_destroy(n->metrics);
     free(n->engines);
     free(n->data_dir);

@@ -32,9 +32,11 @@ int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t m
     int rc = http_req_params_all(req, params);
     if (rc == 0)
         return 0;
-    snprintf(msg, msglen, "%s",
-             rc == ST_EPARSE ? "cannot parse the form body: invalid percent escape"
-                             : "out of memory");
+    /* params->err names the parameter and the position of a bad escape or NUL */
+    if (rc == ST_EPARSE)
+        snprintf(msg, msglen, "cannot parse the form body: %s", params->err);
+    else
+        snprintf(msg, msglen, "out of memory");
     return -1;
 }
 

@@ -500,6 +500,12 @@ int router_server_start(router_server_t *s)
     http_limits_t hl;
     http_limits_default(&hl);
     hl.max_body_bytes = r->max_body;
+    /* issue 11: the whole request within request_timeout, idle keep-alive
+     * connections closed after idle_timeout, request bodies buffered at
+     * once under max_inflight_mb */
+    hl.request_timeout_ms = (uint32_t)r->timeout_ms;
+    hl.keepalive_timeout_ms = (uint32_t)topo_router(r->topo)->idle_timeout_ms;
+    hl.max_inflight_bytes = (size_t)topo_router(r->topo)->max_inflight_bytes;
     int rc = http_server_create(r->loop, s->host, s->port, &hl, route, r, &r->http);
     if (rc) {
         st_error("cannot listen", "addr=%s err=\"%s\"", s->listen, st_strerror(rc));

@@ -83,6 +83,7 @@ struct conn {
     int peer_eof;
     int tkind;
     uint64_t nreq;
+    uint64_t acct; /* body bytes of the request being received, in st.inflight_bytes */
     uint64_t accepted, head_start, body_progress, write_progress, idle_since, deadline;
     char remote[64];
 };
@@ -111,8 +112,8 @@ struct http_server {
     void *close_arg;
     http_stats_t st;
     struct {
-        metric_counter_t *req, *resp[6], *bad, *big, *tmo, *rej;
-        metric_gauge_t *open;
+        metric_counter_t *req, *resp[6], *bad, *big, *tmo, *rej, *closed[HTTP_CLOSE_NREASONS];
+        metric_gauge_t *open, *inflight;
         metric_hist_t *dur;
     } m;
     int rbuf_busy;
@@ -144,6 +145,39 @@ static void count_response(http_server_t *srv, int status)
     metric_counter_inc(srv->m.resp[cls]);
 }
 
+static const char *const close_reason_names[HTTP_CLOSE_NREASONS] = {
+    "header_timeout", "body_timeout", "write_timeout", "idle", "inflight"};
+
+const char *http_close_reason_name(http_close_reason_t r)
+{
+    return r < HTTP_CLOSE_NREASONS ? close_reason_names[r] : "unknown";
+}
+
+static void count_close(http_server_t *srv, http_close_reason_t r)
+{
+    srv->st.closed[r]++;
+    metric_counter_inc(srv->m.closed[r]);
+}
+
+/* Set what one holder (a connection or a request) counts against
+ * max_inflight_bytes to v. */
+static void inflight_set(http_server_t *srv, uint64_t *acct, uint64_t v)
+{
+    srv->st.inflight_bytes += v - *acct; /* modular: v may be smaller */
+    *acct = v;
+    metric_gauge_set(srv->m.inflight, (double)srv->st.inflight_bytes);
+}
+
+/* A request's body stops counting against max_inflight_bytes (it leaves
+ * its connection: the server may be freed before the handler lets go). */
+static void req_uncount(http_server_t *srv, req_priv_t *rp)
+{
+    if (rp->inflight) {
+        inflight_set(srv, &rp->inflight_bytes, 0);
+        rp->inflight = NULL;
+    }
+}
+
 /* Detach the request the handler holds; tell it (notify) if asked. */
 static void conn_detach(conn_t *c, int notify)
 {
@@ -152,6 +186,7 @@ static void conn_detach(conn_t *c, int notify)
         return;
     c->cur = NULL;
     rp->conn = NULL;
+    req_uncount(c->srv, rp);
     if (notify && rp->notify)
         rp->notify(&rp->pub, ST_ECLOSED, rp->notify_arg);
 }
@@ -162,6 +197,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     http_server_t *srv = c->srv;
+    inflight_set(srv, &c->acct, 0);
     http_rx_deinit(&c->rx);
     st_buf_deinit(&c->pend);
     ST_LIST_REMOVE(srv->conns, c);
@@ -341,6 +377,7 @@ static void finish_response(conn_t *c, req_priv_t *rp)
     metric_hist_observe(srv->m.dur, (double)(uv_hrtime() - rp->t_start) / 1e9);
     c->cur = NULL;
     rp->conn = NULL;
+    req_uncount(srv, rp);
     if (!rp->pub.keep_alive || srv->closing)
         c->close_after = 1;
     c->flushing = 1;
@@ -366,6 +403,7 @@ static int keep_alive_for(const conn_t *c, const req_priv_t *rp)
 static void req_detach(req_priv_t *rp)
 {
     if (rp->conn) {
+        req_uncount(rp->conn->srv, rp);
         rp->conn->cur = NULL;
         rp->conn = NULL;
     }
@@ -378,10 +416,21 @@ static void req_release(http_req_t *req)
     http_req_destroy(req);
 }
 
-/* {"status":"error","error":"<msg>"}: every error body the server sends. */
-static int error_body(st_buf_t *b, const char *msg)
+/* {"status":"error","error":"<msg>"}: every error body the server sends
+ * (with "errorType" after "status" when type is not NULL). */
+static int error_body(st_buf_t *b, const char *type, const char *msg)
 {
-    int rc = st_buf_append(b, "{\"status\":\"error\",\"error\":", 26);
+    static const char head[] = "{\"status\":\"error\",";
+    int rc = st_buf_append(b, head, sizeof head - 1);
+    if (!rc && type) {
+        rc = st_buf_append(b, "\"errorType\":", 12);
+        if (!rc)
+            rc = st_json_str(b, type, strlen(type));
+        if (!rc)
+            rc = st_buf_put_u8(b, ',');
+    }
+    if (!rc)
+        rc = st_buf_append(b, "\"error\":", 8);
     if (!rc)
         rc = st_json_str(b, msg, strlen(msg));
     if (!rc)
@@ -460,7 +509,7 @@ int http_respond_error(http_req_t *req, int status, const char *msg)
 {
     st_buf_t b;
     st_buf_init(&b);
-    int rc = error_body(&b, msg);
+    int rc = error_body(&b, NULL, msg);
     if (rc) {
         st_buf_deinit(&b);
         static const char oom[] = "{\"status\":\"error\",\"error\":\"out of memory\"}";
@@ -592,6 +641,34 @@ void http_req_notify(http_req_t *req, http_notify_fn fn, void *arg)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* Answer an error the server decides by itself (no request reaches the
+ * handler), then close: the rest of the connection's input is discarded. */
+static void send_error_close(conn_t *c, int status, const char *type, const char *reason,
+                             const http_header_t *extra, size_t nextra)
+{
+    count_response(c->srv, status);
+    st_buf_t b, h;
+    st_buf_init(&b);
+    st_buf_init(&h);
+    req_priv_t dummy;
+    memset(&dummy, 0, sizeof dummy);
+    dummy.pub.http_major = 1;
+    dummy.pub.http_minor = 1;
+    int rc = error_body(&b, type, reason);
+    if (!rc)
+        rc = build_head(&h, &dummy, status, "application/json", extra, nextra, (long long)b.len, 0);
+    if (!rc)
+        rc = conn_write3(c, h.data, h.len, b.data, b.len, NULL, 0);
+    st_buf_deinit(&b);
+    st_buf_deinit(&h);
+    if (rc == ST_ENOMEM)
+        conn_close(c, 0);
+    if (rc)
+        return;
+    c->close_after = 1;
+    c->flushing = 1;
+}
+
 static void send_rx_error(conn_t *c)
 {
     http_server_t *srv = c->srv;
@@ -604,27 +681,37 @@ static void send_rx_error(conn_t *c)
         srv->st.bad_requests++;
         metric_counter_inc(srv->m.bad);
     }
-    count_response(srv, status);
-    st_buf_t b, h;
-    st_buf_init(&b);
-    st_buf_init(&h);
-    req_priv_t dummy;
-    memset(&dummy, 0, sizeof dummy);
-    dummy.pub.http_major = 1;
-    dummy.pub.http_minor = 1;
-    int rc = error_body(&b, reason);
-    if (!rc)
-        rc = build_head(&h, &dummy, status, "application/json", NULL, 0, (long long)b.len, 0);
-    if (!rc)
-        rc = conn_write3(c, h.data, h.len, b.data, b.len, NULL, 0);
-    st_buf_deinit(&b);
-    st_buf_deinit(&h);
-    if (rc == ST_ENOMEM)
-        conn_close(c, 0);
-    if (rc)
+    inflight_set(srv, &c->acct, 0);
+    send_error_close(c, status, status == 400 ? "bad_data" : NULL, reason, NULL, 0);
+}
+
+#define RETRY_AFTER_S "5"
+
+/* The body of the request being received (want bytes) would take the
+ * server over max_inflight_bytes: 503 + Retry-After, and close without
+ * reading it; or 413 when that body alone is over the limit (a retry could
+ * never succeed). */
+static void refuse_inflight(conn_t *c, uint64_t want)
+{
+    http_server_t *srv = c->srv;
+    char msg[160];
+    inflight_set(srv, &c->acct, 0);
+    count_close(srv, HTTP_CLOSE_INFLIGHT);
+    if (want > (uint64_t)srv->lim.max_inflight_bytes) {
+        snprintf(msg, sizeof msg,
+                 "request body too large: over the %zu MiB this server buffers at once",
+                 srv->lim.max_inflight_bytes >> 20);
+        srv->st.too_large++;
+        metric_counter_inc(srv->m.big);
+        send_error_close(c, 413, NULL, msg, NULL, 0);
         return;
-    c->close_after = 1;
-    c->flushing = 1;
+    }
+    snprintf(msg, sizeof msg,
+             "server busy: request bodies buffered at once are over the limit of %zu MiB; retry "
+             "after " RETRY_AFTER_S " s",
+             srv->lim.max_inflight_bytes >> 20);
+    static const http_header_t ra = {"Retry-After", RETRY_AFTER_S};
+    send_error_close(c, 503, "unavailable", msg, &ra, 1);
 }
 
 static void dispatch(conn_t *c, req_priv_t *rp)
@@ -648,6 +735,7 @@ static void dispatch(conn_t *c, req_priv_t *rp)
  * number of bytes consumed; the caller keeps the rest. */
 static size_t conn_feed(conn_t *c, const char *data, size_t len)
 {
+    http_server_t *srv = c->srv;
     size_t off = 0;
     int want_continue = 0;
     while (off < len && conn_can_feed(c)) {
@@ -661,6 +749,17 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len)
             c->head_start = c->nreq == 0 ? c->accepted : now;
         if (after == HTTP_RX_IN_BODY || ev == HTTP_RX_HEAD)
             c->body_progress = now;
+        if (ev != HTTP_RX_ERROR) {
+            /* what the body being read holds or announced, against the
+             * server's max_inflight_bytes */
+            uint64_t had = c->acct, want = http_rx_body_bytes(&c->rx);
+            if (want > had &&
+                srv->st.inflight_bytes - had + want > (uint64_t)srv->lim.max_inflight_bytes) {
+                refuse_inflight(c, want);
+                return len;
+            }
+            inflight_set(srv, &c->acct, want);
+        }
         switch (ev) {
         case HTTP_RX_MORE:
             break;
@@ -670,8 +769,14 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len)
         case HTTP_RX_REQUEST: {
             want_continue = 0;
             http_req_t *req = http_rx_take(&c->rx);
-            if (req)
-                dispatch(c, priv(req));
+            if (req) {
+                /* the body's count moves from the connection to the request */
+                req_priv_t *rp = priv(req);
+                rp->inflight = &srv->st.inflight_bytes;
+                rp->inflight_bytes = c->acct;
+                c->acct = 0;
+                dispatch(c, rp);
+            }
             break;
         }
         case HTTP_RX_ERROR:
@@ -818,6 +923,22 @@ static void on_timer(uv_timer_t *t)
         c->srv->st.timeouts++;
         metric_counter_inc(c->srv->m.tmo);
     }
+    switch (c->tkind) {
+    case T_HEAD:
+        count_close(c->srv, HTTP_CLOSE_HEADER_TIMEOUT);
+        break;
+    case T_BODY:
+        count_close(c->srv, HTTP_CLOSE_BODY_TIMEOUT);
+        break;
+    case T_WRITE:
+        count_close(c->srv, HTTP_CLOSE_WRITE_TIMEOUT);
+        break;
+    case T_IDLE:
+        count_close(c->srv, HTTP_CLOSE_IDLE);
+        break;
+    default:
+        break;
+    }
     conn_close(c, 1);
 }
 
@@ -841,14 +962,20 @@ static void conn_arm(conn_t *c)
         c->tkind = T_NONE;
         return;
     } else {
+        /* the whole request, head and body, within request_timeout */
+        uint64_t whole = c->head_start + lim->request_timeout_ms;
         switch (http_rx_phase(&c->rx)) {
         case HTTP_RX_IN_HEAD:
             kind = T_HEAD;
             deadline = c->head_start + lim->header_timeout_ms;
+            if (whole < deadline)
+                deadline = whole;
             break;
         case HTTP_RX_IN_BODY:
             kind = T_BODY;
             deadline = c->body_progress + lim->body_timeout_ms;
+            if (whole < deadline)
+                deadline = whole;
             break;
         default:
             if (c->nreq == 0) {
@@ -999,12 +1126,27 @@ int http_server_metrics(http_server_t *srv, metrics_t *reg, const char *name)
                                  "server", name, NULL);
     srv->m.open = metrics_gauge(reg, "strata_http_open_connections", "Open HTTP connections.",
                                 "server", name, NULL);
+    for (int i = 0; i < HTTP_CLOSE_NREASONS; i++) {
+        srv->m.closed[i] = metrics_counter(
+            reg, "strata_http_connections_closed_total",
+            "HTTP connections the server cut, by reason: header_timeout, body_timeout (body "
+            "stalled or the whole request over request_timeout), write_timeout, idle (keep-alive "
+            "idle timeout), inflight (503: request bodies buffered over the limit).",
+            "server", name, "reason", close_reason_names[i], NULL);
+        if (!srv->m.closed[i])
+            return ST_ENOMEM;
+        metric_counter_add(srv->m.closed[i], srv->st.closed[i]);
+    }
+    srv->m.inflight = metrics_gauge(reg, "strata_http_inflight_bytes",
+                                    "Request body bytes the server buffers now (being read or "
+                                    "held by a request being handled).",
+                                    "server", name, NULL);
     srv->m.dur =
         metrics_histogram(reg, "strata_http_request_duration_seconds",
                           "Time from a complete request to its complete response.",
                           metrics_latency_buckets, metrics_latency_nbuckets, "server", name, NULL);
     int ok = srv->m.req && srv->m.bad && srv->m.big && srv->m.tmo && srv->m.rej && srv->m.open &&
-             srv->m.dur;
+             srv->m.dur && srv->m.inflight;
     for (int i = 0; i < 6; i++)
         ok = ok && srv->m.resp[i];
     if (!ok)

@@ -28,6 +28,18 @@
  * Content-Length before reading the body; chunked bodies as they arrive),
  * 414 URL too long, 431 headers too large, 505 an HTTP version other than
  * 1.0/1.1. Timeouts close without a response.
+ *
+ * Bounds on every connection: the head must arrive within header_timeout,
+ * the whole request (head and body) within request_timeout of its first
+ * byte, with no gap longer than body_timeout inside the body; an idle
+ * keep-alive connection closes after keepalive_timeout. Request bodies
+ * buffered by the server (being read, or held by a request the handler has
+ * not answered yet) count against max_inflight_bytes: a request whose body
+ * would go over it is answered 503 with Retry-After and its connection is
+ * closed (the body is not read: reading it would spend the very memory the
+ * limit protects, and a client that retries later has lost nothing); 413
+ * when its body alone is over the limit, since no retry could pass. Each
+ * connection the server cuts is counted by reason (http_server_metrics).
  */
 #ifndef HTTP_H
 #define HTTP_H
@@ -49,10 +61,12 @@ typedef struct http_limits {
     size_t max_body_bytes;         /* body (32 MiB) */
     uint32_t header_timeout_ms;    /* whole head must arrive within (10 s) */
     uint32_t body_timeout_ms;      /* body idle: no byte for this long (30 s) */
+    uint32_t request_timeout_ms;   /* whole request, head + body, from its first byte (60 s) */
     uint32_t keepalive_timeout_ms; /* idle between requests (60 s) */
     uint32_t write_timeout_ms;     /* queued response bytes make no progress (60 s) */
     uint32_t max_connections;      /* more are accepted and closed (4096) */
     size_t write_high_water;       /* streaming: pause above this many queued bytes (1 MiB) */
+    size_t max_inflight_bytes;     /* request bodies buffered by the whole server (2 GiB) */
 } http_limits_t;
 
 /* Fill *lim with the defaults above. A zero field given to the server or
@@ -190,10 +204,26 @@ int http_server_port(const http_server_t *srv);
  * strata_http_requests_total, strata_http_responses_total{code="2xx"...},
  * strata_http_bad_requests_total, strata_http_body_too_large_total,
  * strata_http_timeouts_total, strata_http_rejected_connections_total,
- * strata_http_open_connections, strata_http_request_duration_seconds.
+ * strata_http_open_connections, strata_http_request_duration_seconds,
+ * strata_http_connections_closed_total{reason=...} (one per
+ * http_close_reason_t: header_timeout, body_timeout, write_timeout, idle,
+ * inflight) and strata_http_inflight_bytes (request bytes buffered now).
  * reg must outlive the server. Returns 0 or ST_ENOMEM/ST_EINVAL.
  */
 int http_server_metrics(http_server_t *srv, metrics_t *reg, const char *name);
+
+/* Why the server closed a connection by itself (not the client, not an
+ * error answer of the receiver). */
+typedef enum http_close_reason {
+    HTTP_CLOSE_HEADER_TIMEOUT = 0, /* the head did not arrive in time */
+    HTTP_CLOSE_BODY_TIMEOUT,       /* the body stalled or the whole request took too long */
+    HTTP_CLOSE_WRITE_TIMEOUT,      /* the client did not read the response */
+    HTTP_CLOSE_IDLE,               /* keep-alive connection idle too long */
+    HTTP_CLOSE_INFLIGHT,           /* 503: the body would go over max_inflight_bytes */
+    HTTP_CLOSE_NREASONS
+} http_close_reason_t;
+/* The metric label value of r ("body_timeout", ...). */
+const char *http_close_reason_name(http_close_reason_t r);
 
 /* Counters kept by the server itself (loop thread). */
 typedef struct http_stats {
@@ -204,6 +234,8 @@ typedef struct http_stats {
     uint64_t timeouts;
     uint64_t rejected; /* connections over max_connections */
     uint64_t open_connections;
+    uint64_t closed[HTTP_CLOSE_NREASONS]; /* connections cut by the server, by reason */
+    uint64_t inflight_bytes;              /* request body bytes buffered now */
 } http_stats_t;
 void http_server_stats(const http_server_t *srv, http_stats_t *out);
 

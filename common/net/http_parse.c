@@ -19,6 +19,7 @@
  */
 #include "http_parse.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +35,12 @@ void http_limits_default(http_limits_t *lim)
     lim->max_body_bytes = 32 * 1024 * 1024;
     lim->header_timeout_ms = 10000;
     lim->body_timeout_ms = 30000;
+    lim->request_timeout_ms = 60000;
     lim->keepalive_timeout_ms = 60000;
     lim->write_timeout_ms = 60000;
     lim->max_connections = 4096;
     lim->write_high_water = 1024 * 1024;
+    lim->max_inflight_bytes = (size_t)2 << 30;
 }
 
 void http_limits_fill(http_limits_t *dst, const http_limits_t *src)
@@ -58,10 +61,12 @@ void http_limits_fill(http_limits_t *dst, const http_limits_t *src)
     DEF(max_body_bytes);
     DEF(header_timeout_ms);
     DEF(body_timeout_ms);
+    DEF(request_timeout_ms);
     DEF(keepalive_timeout_ms);
     DEF(write_timeout_ms);
     DEF(max_connections);
     DEF(write_high_water);
+    DEF(max_inflight_bytes);
 #undef DEF
 }
 
@@ -72,6 +77,8 @@ void http_req_destroy(http_req_t *req)
     if (!req)
         return;
     req_priv_t *rp = http_req_priv(req);
+    if (rp->inflight)
+        *rp->inflight -= rp->inflight_bytes;
     st_buf_deinit(&rp->strs);
     st_buf_deinit(&rp->body);
     free(rp->hoff);
@@ -321,8 +328,11 @@ static int parse_target(http_rx_t *rx, req_priv_t *rp)
     rp->pub.path = rp->pathq;
     rp->pub.query = qcopy;
     int rc = http_params_parse(&rp->pub.params, query, qlen);
-    if (rc == ST_EPARSE)
-        return rx_fail(rx, 400, "invalid escape in query string");
+    if (rc == ST_EPARSE) {
+        /* which parameter and where, so the sender can find its bug */
+        snprintf(rx->err_buf, sizeof rx->err_buf, "%s", rp->pub.params.err);
+        return rx_fail(rx, 400, rx->err_buf);
+    }
     if (rc)
         return rx_fail(rx, 503, "out of memory");
     return 0;
@@ -537,6 +547,14 @@ int http_rx_error(const http_rx_t *rx, const char **reason)
     if (reason)
         *reason = rx->err_reason ? rx->err_reason : "bad request";
     return rx->err_status ? rx->err_status : 400;
+}
+
+size_t http_rx_body_bytes(const http_rx_t *rx)
+{
+    const req_priv_t *rp = rx->req;
+    if (!rp || rx->phase != HTTP_RX_IN_BODY || (rp->body.len == 0 && rp->expect_len == 0))
+        return 0; /* no body (the empty buffer holding the final NUL is not one) */
+    return rp->body.cap > rp->expect_len ? rp->body.cap : (size_t)rp->expect_len;
 }
 
 http_rx_phase_t http_rx_phase(const http_rx_t *rx)

@@ -41,6 +41,8 @@ typedef struct req_priv {
     uint64_t t_start; /* uv_hrtime at dispatch */
     http_notify_fn notify;
     void *notify_arg;
+    uint64_t *inflight; /* the server's buffered-bytes count this request adds to */
+    uint64_t inflight_bytes;
 } req_priv_t;
 
 static inline req_priv_t *http_req_priv(http_req_t *req)
@@ -61,7 +63,8 @@ struct http_rx {
     int ready; /* req complete, waiting for http_rx_take */
     int dead;
     int err_status;
-    const char *err_reason;
+    const char *err_reason; /* static text, or err_buf */
+    char err_buf[160];
     int expect_continue;
 };
 
@@ -70,5 +73,9 @@ void http_limits_fill(http_limits_t *dst, const http_limits_t *src);
 /* Set up / tear down a receiver embedded in a larger struct. */
 void http_rx_init(http_rx_t *rx, const http_limits_t *lim);
 void http_rx_deinit(http_rx_t *rx);
+/* Bytes the request being received holds or announced for its body (the
+ * larger of Content-Length and the buffer): what the server counts
+ * against max_inflight_bytes. 0 outside a body. */
+size_t http_rx_body_bytes(const http_rx_t *rx);
 
 #endif

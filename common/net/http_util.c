@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ void http_params_init(http_params_t *p)
     p->n = 0;
     p->cap = 0;
     p->chunks = NULL;
+    p->err[0] = '\0';
 }
 
 void http_params_deinit(http_params_t *p)
@@ -63,8 +65,49 @@ long http_pct_decode(char *dst, const char *src, size_t len, int plus_space)
     return (long)o;
 }
 
+/* Record why a pair was refused: which parameter, what, where. key/kl is
+ * the decoded key, or NULL when the key itself is at fault. */
+static void params_fail(http_params_t *p, const char *key, size_t kl, const char *what, long pos)
+{
+    char who[96] = "parameter name";
+    if (key) {
+        char name[72];
+        size_t n = 0;
+        for (size_t i = 0; i < kl && n < 64; i++) {
+            unsigned char ch = (unsigned char)key[i];
+            name[n++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+        }
+        name[n] = '\0';
+        snprintf(who, sizeof who, "parameter \"%s%s\"", name, kl > n ? "..." : "");
+    }
+    if (pos < 0)
+        snprintf(p->err, sizeof p->err, "%s: %s", who, what);
+    else
+        snprintf(p->err, sizeof p->err, "%s: %s at position %ld", who, what, pos);
+}
+
+/* Decode one key or value into out; ST_EPARSE (with p->err) on a bad
+ * escape or a NUL byte. key/kl name the parameter for the message (NULL
+ * while decoding the key). */
+static long decode_part(http_params_t *p, char *out, const char *src, size_t len, const char *key,
+                        size_t kl)
+{
+    long dl = http_pct_decode(out, src, len, 1);
+    if (dl < 0) {
+        params_fail(p, key, kl, "invalid percent escape", -1);
+        return ST_EPARSE;
+    }
+    const char *nul = memchr(out, 0, (size_t)dl);
+    if (nul) {
+        params_fail(p, key, kl, "NUL byte", (long)(nul - out));
+        return ST_EPARSE;
+    }
+    return dl;
+}
+
 int http_params_parse(http_params_t *p, const char *s, size_t len)
 {
+    p->err[0] = '\0';
     if (len == 0)
         return 0;
     /* Count the pairs to size both allocations once. */
@@ -100,7 +143,7 @@ int http_params_parse(http_params_t *p, const char *s, size_t len)
             size_t eq = i;
             while (eq < j && s[eq] != '=')
                 eq++;
-            long kl = http_pct_decode(out, s + i, eq - i, 1);
+            long kl = decode_part(p, out, s + i, eq - i, NULL, 0);
             if (kl < 0)
                 goto bad;
             http_param_t *pa = &p->items[n];
@@ -110,7 +153,7 @@ int http_params_parse(http_params_t *p, const char *s, size_t len)
             out += kl + 1;
             long vl = 0;
             if (eq < j) {
-                vl = http_pct_decode(out, s + eq + 1, j - eq - 1, 1);
+                vl = decode_part(p, out, s + eq + 1, j - eq - 1, pa->key, pa->key_len);
                 if (vl < 0)
                     goto bad;
             }

@@ -23,8 +23,9 @@
 
 /* ---- query strings ------------------------------------------------------ */
 
-/* One decoded parameter. key and value are NUL-terminated (they may also
- * hold an embedded NUL from "%00": use the lengths when that matters). */
+/* One decoded parameter. key and value are NUL-terminated and hold no other
+ * NUL (http_params_parse refuses "%00" and raw NUL bytes), so the C string
+ * is always the whole value. */
 typedef struct http_param {
     const char *key;
     const char *value;
@@ -39,7 +40,8 @@ typedef struct http_params {
     http_param_t *items;
     size_t n;
     size_t cap;
-    void *chunks; /* private: the decoded strings */
+    void *chunks;  /* private: the decoded strings */
+    char err[160]; /* why the last http_params_parse failed, "" if it did not */
 } http_params_t;
 
 void http_params_init(http_params_t *p);
@@ -48,7 +50,10 @@ void http_params_deinit(http_params_t *p);
  * Parse a query string or form body "a=1&b=x+y&match[]=%7Bj%3D%22a%22%7D"
  * and append its pairs to p. Pairs are split on '&'; empty pairs are
  * skipped; a pair without '=' has the value "". Returns 0, ST_EPARSE on an
- * invalid percent escape (p is left unchanged), or ST_ENOMEM.
+ * invalid percent escape or on a NUL byte ("%00" or raw) in a decoded key
+ * or value (p's pairs are left unchanged and p->err says which parameter
+ * and where: `parameter "query": NUL byte at position 11`, the position
+ * being the 0-based byte offset in the decoded value), or ST_ENOMEM.
  */
 int http_params_parse(http_params_t *p, const char *s, size_t len);
 /* The first value of key, or NULL. */

@@ -163,6 +163,44 @@ void rpc_rx_deinit(rpc_rx_t *rx)
     rx->cap = rx->start = rx->end = 0;
 }
 
+/*
+ * The capacity the buffer must have for the next read, once its avail
+ * unconsumed bytes sit at its start and cap is what it has. A pending frame
+ * whose size is known gets room to finish, but the buffer grows with what
+ * has arrived (at most doubling per read), not with what was announced: a
+ * frame announced at 64 MiB and never sent costs a chunk, and a peer must
+ * send N bytes to make us hold about 2N.
+ */
+static size_t rx_need_cap(const rpc_rx_t *rx, size_t avail, size_t cap)
+{
+    size_t want = RPC_RX_CHUNK;
+    if (avail >= 4) {
+        /* the pending frame's size was checked by rpc_rx_next; check again
+         * so that a reserve before next can't over-allocate */
+        size_t flen = st_load_u32le(rx->buf + rx->start);
+        if (flen <= rx->max_frame && 4 + flen > avail) {
+            size_t rest = 4 + flen - avail;
+            size_t step = avail > RPC_RX_CHUNK ? avail : RPC_RX_CHUNK;
+            if (rest > want)
+                want = rest < step ? rest : step;
+        }
+    }
+    if (cap - avail >= want)
+        return cap;
+    size_t ncap = avail + want;
+    /* grow at least geometrically while small, to keep reads efficient */
+    if (ncap < 2 * cap && 2 * cap <= RX_KEEP_MAX)
+        ncap = 2 * cap;
+    return ncap;
+}
+
+size_t rpc_rx_reserve_cap(const rpc_rx_t *rx)
+{
+    size_t avail = rx->end - rx->start;
+    size_t cap = avail == 0 && rx->cap > RX_KEEP_MAX ? 0 : rx->cap;
+    return rx_need_cap(rx, avail, cap);
+}
+
 int rpc_rx_reserve(rpc_rx_t *rx, uint8_t **p, size_t *n)
 {
     size_t avail = rx->end - rx->start;
@@ -178,19 +216,8 @@ int rpc_rx_reserve(rpc_rx_t *rx, uint8_t **p, size_t *n)
         rx->start = 0;
         rx->end = avail;
     }
-    size_t want = RPC_RX_CHUNK;
-    if (avail >= 4) {
-        /* the pending frame's size is known (and was checked by rpc_rx_next;
-         * check again so that a reserve before next can't over-allocate) */
-        size_t flen = st_load_u32le(rx->buf);
-        if (flen <= rx->max_frame && 4 + flen > avail && 4 + flen - avail > want)
-            want = 4 + flen - avail;
-    }
-    if (rx->cap - rx->end < want) {
-        size_t ncap = rx->end + want;
-        /* grow at least geometrically while small, to keep reads efficient */
-        if (ncap < 2 * rx->cap && 2 * rx->cap <= RX_KEEP_MAX)
-            ncap = 2 * rx->cap;
+    size_t ncap = rx_need_cap(rx, avail, rx->cap);
+    if (ncap > rx->cap) {
         uint8_t *nb = realloc(rx->buf, ncap);
         if (!nb)
             return ST_ENOMEM;

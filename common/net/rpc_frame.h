@@ -24,7 +24,9 @@
  *    or copied in with rpc_rx_push) and hands out complete frames with
  *    rpc_rx_next. It never holds more than one partial frame plus one read
  *    chunk, plus one decompressed payload, so a connection costs at most
- *    about 2 * max_frame + RPC_RX_CHUNK bytes however the peer behaves.
+ *    about 2 * max_frame + RPC_RX_CHUNK bytes however the peer behaves; and
+ *    the buffer grows with the bytes that arrive, not with the length a
+ *    frame announces, so memory follows what the peer actually sent.
  */
 #ifndef RPC_FRAME_H
 #define RPC_FRAME_H
@@ -123,12 +125,21 @@ void rpc_rx_init(rpc_rx_t *rx, size_t max_frame);
 void rpc_rx_deinit(rpc_rx_t *rx);
 
 /*
- * Writable room for the next read: at least one byte, sized to finish the
- * pending frame when its header is known (never more than max_frame plus a
- * chunk in total), RPC_RX_CHUNK otherwise. Invalidates frames returned
- * earlier. Returns 0 or ST_ENOMEM.
+ * Writable room for the next read: at least one byte; when the pending
+ * frame's header is known, room towards finishing it, growing with the
+ * bytes already received (the buffer at most doubles per call, never past
+ * max_frame plus a chunk), RPC_RX_CHUNK otherwise. Invalidates frames
+ * returned earlier. Returns 0 or ST_ENOMEM.
  */
 int rpc_rx_reserve(rpc_rx_t *rx, uint8_t **OUT_p, size_t *OUT_n);
+/* The capacity the buffer will have after the next rpc_rx_reserve (so a
+ * caller can charge it to a budget before it is allocated). */
+size_t rpc_rx_reserve_cap(const rpc_rx_t *rx);
+/* Bytes the receiver holds in memory now (buffer plus scratch). */
+static inline size_t rpc_rx_mem(const rpc_rx_t *rx)
+{
+    return rx->cap + rx->scratch.cap;
+}
 /* n bytes were written at the pointer rpc_rx_reserve returned. */
 void rpc_rx_commit(rpc_rx_t *rx, size_t n);
 /* Copy bytes in (tests, fuzzing, socketpairs). Returns 0 or ST_ENOMEM. */

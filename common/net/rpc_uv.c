@@ -38,6 +38,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,67 @@ static int pack_error(int code, const char *message, st_buf_t *b)
 }
 
 /* ======================================================================= */
+/* receive budget                                                           */
+/* ======================================================================= */
+
+struct rpc_budget {
+    uint64_t max;
+    _Atomic uint64_t used;
+    metric_gauge_t *gauge; /* strata_rpc_inflight_bytes, once registered */
+};
+
+int rpc_budget_create(uint64_t max_bytes, rpc_budget_t **out)
+{
+    if (!out || max_bytes == 0)
+        return ST_EINVAL;
+    rpc_budget_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return ST_ENOMEM;
+    b->max = max_bytes;
+    atomic_init(&b->used, 0);
+    *out = b;
+    return 0;
+}
+
+void rpc_budget_destroy(rpc_budget_t *b)
+{
+    free(b);
+}
+
+uint64_t rpc_budget_used(const rpc_budget_t *b)
+{
+    return atomic_load(&((rpc_budget_t *)b)->used);
+}
+
+uint64_t rpc_budget_max(const rpc_budget_t *b)
+{
+    return b->max;
+}
+
+/* Move what one receiver holds in b from *held to want. Growing past the
+ * budget fails (returns -1, nothing changes); shrinking always works. */
+static int budget_move(rpc_budget_t *b, size_t *held, size_t want)
+{
+    if (!b) {
+        *held = want;
+        return 0;
+    }
+    if (want > *held) {
+        uint64_t add = want - *held;
+        uint64_t cur = atomic_load(&b->used);
+        do {
+            if (cur + add > b->max)
+                return -1;
+        } while (!atomic_compare_exchange_weak(&b->used, &cur, cur + add));
+    } else {
+        atomic_fetch_sub(&b->used, (uint64_t)(*held - want));
+    }
+    *held = want;
+    metric_gauge_set(b->gauge, (double)atomic_load(&b->used));
+    return 0;
+}
+
+/* ======================================================================= */
 /* server                                                                   */
 /* ======================================================================= */
 
@@ -228,7 +290,12 @@ struct rpc_conn {
     int refs;
     int handles; /* open uv handles (tcp + timer) */
     int reading;
+    int kick_pending;        /* the timer runs conn_process on the next loop turn */
+    int over_budget;         /* the alloc callback refused a buffer: cut in read_cb */
+    uint64_t frame_start;    /* loop ms when the pending partial frame started, 0 = none */
+    uint64_t write_progress; /* loop ms of the last completed write (or the first queued) */
     rpc_rx_t rx;
+    size_t held;      /* bytes of rx charged to srv->o.budget */
     size_t out_bytes; /* encoded reply bytes not yet written */
     unsigned nwrites;
     unsigned inflight; /* requests handed to the handler and not answered */
@@ -253,9 +320,38 @@ struct rpc_server {
     void (*close_cb)(void *arg);
     void *close_arg;
     rpc_server_stats_t st;
+    metric_counter_t *m_closed[RPC_CLOSE_NREASONS];
 };
 
 static void conn_process(rpc_conn_t *conn);
+static void conn_arm_frame(rpc_conn_t *conn);
+
+static const char *const close_reason_names[RPC_CLOSE_NREASONS] = {
+    "handshake_timeout", "frame_timeout", "write_timeout", "inflight", "bad_frame"};
+
+const char *rpc_close_reason_name(rpc_close_reason_t r)
+{
+    return r < RPC_CLOSE_NREASONS ? close_reason_names[r] : "unknown";
+}
+
+static void count_close(rpc_server_t *srv, rpc_close_reason_t r)
+{
+    srv->st.closed[r]++;
+    metric_counter_inc(srv->m_closed[r]);
+}
+
+/* Charge the receiver's memory now to the budget (shrinking never fails). */
+static void conn_mem_sync(rpc_conn_t *conn)
+{
+    size_t now = rpc_rx_mem(&conn->rx);
+    if (budget_move(conn->srv->o.budget, &conn->held, now) != 0) {
+        /* grown by a decompressed payload: charge it anyway, the next
+         * reserve sees the budget spent */
+        rpc_budget_t *b = conn->srv->o.budget;
+        atomic_fetch_add(&b->used, (uint64_t)(now - conn->held));
+        conn->held = now;
+    }
+}
 
 static void srv_log(rpc_server_t *srv, int level, const char *msg, const kvb_t *k)
 {
@@ -305,6 +401,7 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--conn->handles > 0)
         return;
     rpc_rx_deinit(&conn->rx);
+    budget_move(conn->srv->o.budget, &conn->held, 0);
     rpc_server_t *srv = conn->srv;
     conn->srv = NULL;
     ST_LIST_REMOVE(srv->conns, conn);
@@ -348,16 +445,15 @@ static void conn_close_after_flush(rpc_conn_t *conn)
     uv_timer_start(&conn->timer, conn_close_timeout, CLOSE_FLUSH_MS, 0);
 }
 
-static void conn_kick_cb(uv_timer_t *t)
-{
-    conn_process(t->data);
-}
+static void conn_ready_timer_cb(uv_timer_t *t);
 
 /* Resume processing buffered frames / reading from a fresh loop turn. */
 static void conn_kick(rpc_conn_t *conn)
 {
-    if (conn->state == CONN_READY && !conn->reading && !uv_is_active((uv_handle_t *)&conn->timer))
-        uv_timer_start(&conn->timer, conn_kick_cb, 0, 0);
+    if (conn->state == CONN_READY && !conn->reading && !conn->kick_pending) {
+        conn->kick_pending = 1;
+        uv_timer_start(&conn->timer, conn_ready_timer_cb, 0, 0);
+    }
 }
 
 static void conn_write_cb(uv_write_t *req, int status)
@@ -373,6 +469,7 @@ static void conn_write_cb(uv_write_t *req, int status)
         conn_close(conn);
         return;
     }
+    conn->write_progress = uv_now(conn->srv->loop);
     if (conn->state == CONN_CLOSING && conn->nwrites == 0)
         conn_close(conn);
     else
@@ -396,9 +493,13 @@ static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void 
         conn_close(conn);
         return ST_ECLOSED;
     }
+    if (conn->nwrites == 0)
+        conn->write_progress = uv_now(srv->loop);
     conn->out_bytes += w->buf.len;
     conn->nwrites++;
     srv->st.bytes_out += w->buf.len;
+    if (conn->nwrites == 1 && !uv_is_active((uv_handle_t *)&conn->timer))
+        conn_arm_frame(conn);
     return 0;
 }
 
@@ -425,6 +526,27 @@ static void conn_fail(rpc_conn_t *conn, int code, const char *reason)
     kvb_str(&k, "reason", reason);
     srv_log(srv, ST_LOG_WARN, "rpc connection closed: bad input", &k);
     srv->st.bad_frames++;
+    count_close(srv, RPC_CLOSE_BAD_FRAME);
+    conn_send_error(conn, 0, code, reason);
+    conn_close_after_flush(conn);
+}
+
+/* A connection over a bound (frame timeout, receive budget): log, count,
+ * tell the peer, close. */
+static void conn_cut(rpc_conn_t *conn, rpc_close_reason_t why, int code, const char *reason)
+{
+    rpc_server_t *srv = conn->srv;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    if (conn->peer_id[0])
+        kvb_str(&k, "peer_node", conn->peer_id);
+    kvb_str(&k, "reason", rpc_close_reason_name(why));
+    kvb_raw(&k, " buffered=%zu", rpc_rx_buffered(&conn->rx));
+    if (srv->o.budget)
+        kvb_raw(&k, " inflight=%" PRIu64 " inflight_max=%" PRIu64, rpc_budget_used(srv->o.budget),
+                rpc_budget_max(srv->o.budget));
+    srv_log(srv, ST_LOG_WARN, "rpc connection closed: over a limit", &k);
+    count_close(srv, why);
     conn_send_error(conn, 0, code, reason);
     conn_close_after_flush(conn);
 }
@@ -477,6 +599,7 @@ static void conn_handshake(rpc_conn_t *conn, const rpc_frame_t *f)
     }
     uv_timer_stop(&conn->timer);
     conn->state = CONN_READY;
+    conn->rx.max_frame = srv->o.max_frame; /* HELLO_MAX until now */
     kvb_t k = {.n = 0};
     kvb_str(&k, "peer_addr", conn->peer_addr);
     kvb_str(&k, "peer_node", conn->peer_id);
@@ -517,7 +640,15 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested; /* sized by the pending frame instead */
-    if (rpc_rx_reserve(&conn->rx, &p, &n) != 0) {
+    size_t need = rpc_rx_reserve_cap(&conn->rx) + conn->rx.scratch.cap;
+    if (need > conn->held && budget_move(conn->srv->o.budget, &conn->held, need) != 0) {
+        conn->over_budget = 1;
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS and cuts */
+        return;
+    }
+    int rc = rpc_rx_reserve(&conn->rx, &p, &n);
+    conn_mem_sync(conn);
+    if (rc != 0) {
         *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
         return;
     }
@@ -534,6 +665,13 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rpc_rx_commit(&conn->rx, (size_t)nread);
         conn->srv->st.bytes_in += (uint64_t)nread;
         conn_process(conn);
+    } else if (nread == UV_ENOBUFS && conn->over_budget) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "server busy: RPC receive buffers are over the limit of %" PRIu64
+                 " MiB; retry later",
+                 rpc_budget_max(conn->srv->o.budget) >> 20);
+        conn_cut(conn, RPC_CLOSE_INFLIGHT, ST_EBUSY, msg);
     } else if (nread < 0) {
         if (nread != UV_EOF) {
             kvb_t k = {.n = 0};
@@ -558,7 +696,11 @@ static void conn_process(rpc_conn_t *conn)
             break;
         if (rc < 0) {
             char msg[160];
-            if (rc == ST_ELIMIT)
+            if (rc == ST_ELIMIT && conn->state == CONN_HANDSHAKE)
+                snprintf(msg, sizeof msg,
+                         "frame larger than the limit of %zu bytes before the handshake (HELLO)",
+                         conn->rx.max_frame);
+            else if (rc == ST_ELIMIT)
                 snprintf(msg, sizeof msg, "frame larger than the limit of %zu bytes",
                          conn->srv->o.max_frame);
             else
@@ -566,6 +708,7 @@ static void conn_process(rpc_conn_t *conn)
             conn_fail(conn, rc, msg);
             break;
         }
+        conn->frame_start = 0; /* a frame completed; the next one starts now */
         if (conn->state == CONN_HANDSHAKE)
             conn_handshake(conn, &f);
         else
@@ -583,7 +726,67 @@ static void conn_process(rpc_conn_t *conn)
         conn->reading = 0;
         conn->srv->st.read_pauses++;
     }
+    if (conn->state != CONN_CLOSED)
+        conn_mem_sync(conn); /* rx_next may have dropped a large scratch */
+    conn_arm_frame(conn);
     rpc_conn_release(conn);
+}
+
+/* After the handshake, while we read, a frame whose first bytes are here
+ * must complete within frame_timeout (a paused connection is not the
+ * peer's fault: its clock restarts when reading does); and replies queued
+ * for the peer must make progress within the same time (a peer that never
+ * reads would otherwise hold them for good). One timer, the earlier of the
+ * two deadlines. */
+static void conn_arm_frame(rpc_conn_t *conn)
+{
+    if (conn->state != CONN_READY || conn->kick_pending)
+        return;
+    uint64_t now = uv_now(conn->srv->loop), tmo = conn->srv->o.frame_timeout_ms;
+    uint64_t deadline = UINT64_MAX;
+    if (!conn->reading || rpc_rx_buffered(&conn->rx) == 0) {
+        conn->frame_start = 0;
+    } else {
+        if (conn->frame_start == 0)
+            conn->frame_start = now;
+        deadline = conn->frame_start + tmo;
+    }
+    if (conn->nwrites > 0 && conn->write_progress + tmo < deadline)
+        deadline = conn->write_progress + tmo;
+    if (deadline == UINT64_MAX) {
+        uv_timer_stop(&conn->timer);
+        return;
+    }
+    uv_timer_start(&conn->timer, conn_ready_timer_cb, deadline > now ? deadline - now : 0, 0);
+}
+
+static void conn_ready_timer_cb(uv_timer_t *t)
+{
+    rpc_conn_t *conn = t->data;
+    if (conn->state != CONN_READY)
+        return;
+    if (conn->kick_pending) {
+        conn->kick_pending = 0;
+        conn_process(conn);
+        return;
+    }
+    uint64_t now = uv_now(conn->srv->loop);
+    if (conn->frame_start && conn->reading && rpc_rx_buffered(&conn->rx) > 0 &&
+        now >= conn->frame_start + conn->srv->o.frame_timeout_ms) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "frame not completed within %u ms (%zu bytes received)",
+                 conn->srv->o.frame_timeout_ms, rpc_rx_buffered(&conn->rx));
+        conn_cut(conn, RPC_CLOSE_FRAME_TIMEOUT, ST_ETIMEDOUT, msg);
+        return;
+    }
+    if (conn->nwrites > 0 && now >= conn->write_progress + conn->srv->o.frame_timeout_ms) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "replies not read for %u ms (%zu bytes queued)",
+                 conn->srv->o.frame_timeout_ms, conn->out_bytes);
+        conn_cut(conn, RPC_CLOSE_WRITE_TIMEOUT, ST_ETIMEDOUT, msg);
+        return;
+    }
+    conn_arm_frame(conn);
 }
 
 static void conn_handshake_timeout(uv_timer_t *t)
@@ -594,6 +797,7 @@ static void conn_handshake_timeout(uv_timer_t *t)
     kvb_t k = {.n = 0};
     kvb_str(&k, "peer_addr", conn->peer_addr);
     srv_log(conn->srv, ST_LOG_WARN, "rpc handshake timeout", &k);
+    count_close(conn->srv, RPC_CLOSE_HANDSHAKE_TIMEOUT);
     conn_close(conn);
 }
 
@@ -612,7 +816,9 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     conn->srv = srv;
     conn->refs = 1;
     conn->state = CONN_HANDSHAKE;
-    rpc_rx_init(&conn->rx, srv->o.max_frame);
+    /* until the handshake only a HELLO may come: a frame announced larger
+     * is refused at its first 4 bytes */
+    rpc_rx_init(&conn->rx, HELLO_MAX + RPC_FRAME_HDR);
     conn->handles = net_conn_handles_init(srv->loop, &conn->tcp, &conn->timer, conn);
     ST_LIST_PUSH(srv->conns, conn);
     srv->nconns++;
@@ -715,6 +921,7 @@ int rpc_server_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     opts_default_u(&srv->o.max_conn_inflight, 1024);
     opts_default_u(&srv->o.max_conns, 4096);
     opts_default_u(&srv->o.handshake_timeout_ms, 5000);
+    opts_default_u(&srv->o.frame_timeout_ms, 30000);
     srv->handler = handler;
     srv->arg = arg;
     uv_tcp_init(loop, &srv->listener);
@@ -738,6 +945,38 @@ int rpc_server_port(const rpc_server_t *srv)
 void rpc_server_stats(const rpc_server_t *srv, rpc_server_stats_t *out)
 {
     *out = srv->st;
+}
+
+int rpc_server_metrics(rpc_server_t *srv, metrics_t *reg, const char *name)
+{
+    if (!srv || !reg || !name)
+        return ST_EINVAL;
+    for (int i = 0; i < RPC_CLOSE_NREASONS; i++) {
+        srv->m_closed[i] = metrics_counter(
+            reg, "strata_rpc_connections_closed_total",
+            "RPC connections the server cut, by reason: handshake_timeout, frame_timeout (a "
+            "started frame not completed in rpc_frame_timeout), write_timeout (replies not read "
+            "for rpc_frame_timeout), inflight (receive buffers over rpc_inflight_max_mb), "
+            "bad_frame.",
+            "server", name, "reason", close_reason_names[i], NULL);
+        if (!srv->m_closed[i])
+            return ST_ENOMEM;
+        metric_counter_add(srv->m_closed[i], srv->st.closed[i]);
+    }
+    rpc_budget_t *b = srv->o.budget;
+    if (!b)
+        return 0;
+    b->gauge = metrics_gauge(reg, "strata_rpc_inflight_bytes",
+                             "RPC receive-buffer bytes held now (partial and waiting frames).",
+                             "server", name, NULL);
+    metric_gauge_t *mx = metrics_gauge(
+        reg, "strata_rpc_inflight_max_bytes",
+        "The limit on RPC receive-buffer bytes (rpc_inflight_max_mb).", "server", name, NULL);
+    if (!b->gauge || !mx)
+        return ST_ENOMEM;
+    metric_gauge_set(b->gauge, (double)rpc_budget_used(b));
+    metric_gauge_set(mx, (double)b->max);
+    return 0;
 }
 
 void rpc_server_close(rpc_server_t *srv, void (*cb)(void *arg), void *arg)
@@ -776,6 +1015,8 @@ typedef struct cconn {
     uv_connect_t creq;
     rpc_client_t *cli;
     rpc_rx_t rx;
+    size_t held;     /* bytes of rx charged to cli->o.budget */
+    int over_budget; /* the alloc callback refused a buffer */
     int closed;
 } cconn_t;
 
@@ -969,6 +1210,7 @@ static void cc_closed_cb(uv_handle_t *h)
     cconn_t *cc = h->data;
     rpc_client_t *cli = cc->cli;
     rpc_rx_deinit(&cc->rx);
+    budget_move(cli->o.budget, &cc->held, 0);
     free(cc);
     cli->live_cconns--;
     client_maybe_finish(cli);
@@ -1192,7 +1434,16 @@ static void cc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested;
-    if (rpc_rx_reserve(&cc->rx, &p, &n) != 0) {
+    size_t need = rpc_rx_reserve_cap(&cc->rx) + cc->rx.scratch.cap;
+    if (need > cc->held && budget_move(cc->cli->o.budget, &cc->held, need) != 0) {
+        cc->over_budget = 1;
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    int rc = rpc_rx_reserve(&cc->rx, &p, &n);
+    if (budget_move(cc->cli->o.budget, &cc->held, rpc_rx_mem(&cc->rx)) != 0)
+        cc->over_budget = 1; /* cannot happen: charged above */
+    if (rc != 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
     }
@@ -1210,8 +1461,11 @@ static void cc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rpc_rx_commit(&cc->rx, (size_t)nread);
         cc_process(cc);
     } else if (nread < 0 && cc == cli->cc && !cc->closed && !cli->closing) {
-        attempt_failed(cli, ST_ECLOSED, "connection lost",
-                       nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+        if (nread == UV_ENOBUFS && cc->over_budget)
+            attempt_failed(cli, ST_ECLOSED, "rpc receive buffers over rpc_inflight_max_mb", NULL);
+        else
+            attempt_failed(cli, ST_ECLOSED, "connection lost",
+                           nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
     }
 }
 

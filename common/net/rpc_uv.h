@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
 #include "rpc_frame.h"
 
 typedef struct rpc_server rpc_server_t;
@@ -39,6 +40,22 @@ typedef struct rpc_identity {
 /* level: ST_LOG_*; kv: logfmt "key=value ..." (values quoted when needed). */
 typedef void (*rpc_log_fn)(void *arg, int level, const char *msg, const char *kv);
 
+/*
+ * A budget of receive-buffer bytes (partial frames, frames waiting to be
+ * handled, decompressed payloads) shared by every server connection and
+ * client given it, normally one per process. A connection whose buffer
+ * would take the total over max_bytes is closed (server: ERROR EBUSY, then
+ * close; client: the attempt fails and reconnects), logged and counted:
+ * memory stays bounded however many peers send partial frames. Thread-safe
+ * (atomic), so servers and clients on different loops may share it.
+ */
+typedef struct rpc_budget rpc_budget_t;
+int rpc_budget_create(uint64_t max_bytes, rpc_budget_t **out);
+/* Destroy after every server and client using it is closed. */
+void rpc_budget_destroy(rpc_budget_t *b);
+uint64_t rpc_budget_used(const rpc_budget_t *b);
+uint64_t rpc_budget_max(const rpc_budget_t *b);
+
 /* ---- server ----------------------------------------------------------- */
 
 /* Zero fields take the defaults in brackets. */
@@ -49,6 +66,10 @@ typedef struct rpc_server_opts {
     unsigned max_conn_inflight;    /* [1024] unanswered requests before reading pauses */
     unsigned max_conns;            /* [4096] further connections are closed at accept */
     unsigned handshake_timeout_ms; /* [5000] a connection must send HELLO within this */
+    unsigned frame_timeout_ms;     /* [30000] after the handshake, a frame whose first byte has
+                                      arrived must complete within this (while we read), and
+                                      queued replies must make progress within this */
+    rpc_budget_t *budget;          /* [NULL: none] receive buffers, shared per process */
     rpc_log_fn log;
     void *log_arg;
 } rpc_server_opts_t;
@@ -78,17 +99,39 @@ int rpc_server_port(const rpc_server_t *srv);
  * cb(arg) runs once all handles are closed, then srv is freed. */
 void rpc_server_close(rpc_server_t *srv, void (*cb)(void *arg), void *arg);
 
+/* Why the server closed a connection by itself. */
+typedef enum rpc_close_reason {
+    RPC_CLOSE_HANDSHAKE_TIMEOUT = 0, /* no valid HELLO in handshake_timeout */
+    RPC_CLOSE_FRAME_TIMEOUT,         /* a started frame did not complete in frame_timeout */
+    RPC_CLOSE_WRITE_TIMEOUT,         /* queued replies made no progress in frame_timeout */
+    RPC_CLOSE_INFLIGHT,              /* the receive budget (rpc_budget_t) was spent */
+    RPC_CLOSE_BAD_FRAME,             /* malformed, oversized or unexpected frame */
+    RPC_CLOSE_NREASONS
+} rpc_close_reason_t;
+/* The metric label value of r ("frame_timeout", ...). */
+const char *rpc_close_reason_name(rpc_close_reason_t r);
+
 typedef struct rpc_server_stats {
     uint64_t conns_accepted;
     uint64_t conns_open;
     uint64_t handshakes_refused;
-    uint64_t bad_frames; /* frames that made the server close a connection */
+    uint64_t closed[RPC_CLOSE_NREASONS]; /* connections cut by the server, by reason */
+    uint64_t bad_frames;                 /* frames that made the server close a connection */
     uint64_t requests;
     uint64_t bytes_in; /* on the wire, headers included */
     uint64_t bytes_out;
     uint64_t read_pauses; /* times backpressure stopped reading a connection */
 } rpc_server_stats_t;
 void rpc_server_stats(const rpc_server_t *srv, rpc_server_stats_t *out);
+/*
+ * Register the server's metrics in reg with the label server="<name>":
+ * strata_rpc_connections_closed_total{reason=handshake_timeout|
+ * frame_timeout|write_timeout|inflight|bad_frame} and, when the server has a budget,
+ * strata_rpc_inflight_bytes (the budget's bytes in use) and
+ * strata_rpc_inflight_max_bytes. reg must outlive the server. Returns 0,
+ * ST_ENOMEM or ST_EINVAL.
+ */
+int rpc_server_metrics(rpc_server_t *srv, metrics_t *reg, const char *name);
 
 /*
  * Reply to request reqid with a frame of `type`. Returns 0; ST_ECLOSED when
@@ -133,6 +176,7 @@ typedef struct rpc_client_opts {
     unsigned backoff_max_ms;     /* [2000] */
     unsigned ping_interval_ms;   /* [0 = off] PING after this much silence; 2x = dead */
     unsigned default_timeout_ms; /* [30000] for calls with timeout_ms 0 */
+    rpc_budget_t *budget;        /* [NULL: none] receive buffers, shared per process */
     rpc_state_fn on_state;
     void *state_arg;
     rpc_log_fn log;

@@ -488,6 +488,8 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
             } else if (t->type == PQ_STRING) {
                 if (!p->sel && (t->slen == 0 || memchr(t->str, '\0', t->slen)))
                     return fail(p, t->pos, "invalid quoted label or metric name");
+                if (memchr(t->str, '\0', t->slen)) /* names are C strings from here */
+                    return fail(p, t->pos, "NUL byte in quoted label or metric name");
                 m.name = arena_str(p, t->str, t->slen);
             } else if (p->sel) {
                 return sel_bad(p, t, NULL);
@@ -538,6 +540,9 @@ static promql_node_t *parse_selector(parser_t *p, const promql_token_t *name)
                                ? fail(p, v->pos, "expected a quoted string as label matcher value")
                                : unexpected(p, v, "in label matching, expected string");
                 next(p);
+                /* a value is a C string from here: "1\x00x" would match "1" */
+                if (memchr(v->str, '\0', v->slen))
+                    return fail(p, v->pos, "NUL byte in label matcher value");
                 if (!(m.value = arena_str(p, v->str, v->slen)))
                     return NULL;
                 if ((m.type == ST_MATCH_RE || m.type == ST_MATCH_NRE) && !p->sel &&

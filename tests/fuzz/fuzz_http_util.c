@@ -2,7 +2,8 @@
  * fuzz_http_util — the pure HTTP helpers on arbitrary input.
  *
  * The first byte picks the function: query-string parsing (pairs are
- * checked to be NUL-terminated and no longer than the input), time parsing
+ * checked to be NUL-terminated with no NUL inside, and no longer than the
+ * input; a refusal leaves no pair and says why), time parsing
  * (a success must be reproducible and in range), gzip inflate with a small
  * cap (the output never exceeds it; on error the buffer is unchanged), JSON
  * escaping (the output is valid UTF-8 with no raw control characters or
@@ -31,15 +32,16 @@ static void fz_query(const char *s, size_t n)
     int rc = http_params_parse(&p, s, n);
     check(rc == 0 || rc == ST_EPARSE || rc == ST_ENOMEM);
     if (rc == ST_EPARSE)
-        check(p.n == 0);
+        check(p.n == 0 && p.err[0] != 0);
     size_t total = 0;
     for (size_t i = 0; i < p.n; i++) {
         const http_param_t *pa = &p.items[i];
         check(pa->key[pa->key_len] == 0 && pa->value[pa->value_len] == 0);
+        /* no NUL inside: the C string is the whole key / value */
+        check(strlen(pa->key) == pa->key_len && strlen(pa->value) == pa->value_len);
         total += pa->key_len + pa->value_len;
         size_t it = 0;
-        if (memchr(pa->key, 0, pa->key_len) == NULL)
-            check(http_params_next(&p, pa->key, &it) != NULL && it <= i + 1);
+        check(http_params_next(&p, pa->key, &it) != NULL && it <= i + 1);
     }
     check(total <= n);
     /* Appending again doubles the list. */

@@ -10,7 +10,9 @@
  * reserve/commit, as libuv would. Invariants: a frame never claims more
  * bytes than it had, the payload lies inside the input or the scratch
  * buffer, both paths see the same frames, errors are sticky, and the rx
- * buffer never grows past the limit plus two read chunks.
+ * buffer never grows past the limit plus two read chunks, is exactly what
+ * rpc_rx_reserve_cap predicted (what a budget was charged), and grows only
+ * to a few times the bytes it holds, whatever a frame announces.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -120,10 +122,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         uint8_t *dst;
         size_t room;
+        size_t predicted = rpc_rx_reserve_cap(&rx), held = rpc_rx_buffered(&rx), had = rx.cap;
         if (rpc_rx_reserve(&rx, &dst, &room) != 0)
             break;
         check(room > 0);
         check(rx.cap <= max_frame + 4 + 2 * RPC_RX_CHUNK);
+        /* what a budget is charged is what is allocated; the buffer follows
+         * the bytes received, not the length a frame announces */
+        check(rx.cap == predicted);
+        check(rx.cap <= had || rx.cap <= 4 * held + 2 * RPC_RX_CHUNK);
         size_t k = step % 97 + 1;
         step = step * 31 + 7;
         if (k > room)

@@ -989,6 +989,99 @@ static void test_server_slowloris(void **state)
     fx_teardown(&fx);
 }
 
+/* Connection bounds: a body trickled byte by byte is cut by
+ * request_timeout although no gap reaches body_timeout; an idle keep-alive
+ * connection is closed; a body that would take the server over
+ * max_inflight_bytes gets 503 + Retry-After and a close, and the room comes
+ * back once the request holding it is answered (a body over the budget by
+ * itself is a 413); a NUL in a parameter is a
+ * 400 naming it. Each cut is counted by reason. */
+static void client_conn_bounds(fx_t *fx)
+{
+    cli_t *c = calloc(1, sizeof *c), *h = calloc(1, sizeof *h);
+    resp_t r;
+    /* slow body: one byte every 50 ms, never a 10 s gap */
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n") == 0);
+    int closed = 0;
+    for (int i = 0; i < 100 && !closed; i++)
+        closed = cli_sends(c, "x") != 0 || cli_closed_within(c, 50);
+    CHECK(closed);
+    cli_close(c);
+    /* idle keep-alive */
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "GET /echo HTTP/1.1\r\n\r\n") == 0);
+    CHECK(cli_response(c, &r, 0) == 0 && r.status == 200 && !r.close);
+    st_buf_deinit(&r.body);
+    CHECK(cli_closed_within(c, 5000));
+    cli_close(c);
+    /* inflight: h's body is held by a handler that answers later */
+    static char body[60000];
+    memset(body, 'b', sizeof body);
+    CHECK(cli_connect(h, fx->port) == 0);
+    CHECK(cli_sends(h, "POST /async?ms=1500 HTTP/1.1\r\nContent-Length: 60000\r\n\r\n") == 0);
+    CHECK(cli_send(h, body, sizeof body) == 0);
+    for (int i = 0; i < 200 && fx->handled < 2; i++) /* the GET, then the async POST */
+        usleep(10 * 1000);
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 60000\r\n\r\n") == 0);
+    CHECK(cli_response(c, &r, 0) == 0);
+    CHECK(r.status == 503 && r.close && strstr(r.headers, "Retry-After: ") != NULL);
+    CHECK(strstr((char *)r.body.data, "\"errorType\":\"unavailable\"") != NULL);
+    st_buf_deinit(&r.body);
+    CHECK(cli_closed_within(c, 5000));
+    cli_close(c);
+    CHECK(cli_response(h, &r, 0) == 0 && r.status == 200);
+    st_buf_deinit(&r.body);
+    cli_close(h);
+    /* the held body no longer counts: the same request now goes through */
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 60000\r\n\r\n") == 0);
+    CHECK(cli_send(c, body, sizeof body) == 0);
+    CHECK(cli_response(c, &r, 0) == 0 && r.status == 200);
+    st_buf_deinit(&r.body);
+    /* NUL in a query parameter */
+    CHECK(cli_sends(c, "GET /echo?q=a%00b HTTP/1.1\r\n\r\n") == 0);
+    CHECK(cli_response(c, &r, 0) == 0 && r.status == 400 && r.close);
+    CHECK(body_is(&r, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":"
+                      "\"parameter \\\"q\\\": NUL byte at position 1\"}"));
+    st_buf_deinit(&r.body);
+    cli_close(c);
+    /* a body over the whole budget by itself: 413, no retry can pass */
+    CHECK(cli_connect(c, fx->port) == 0);
+    CHECK(cli_sends(c, "POST /echo HTTP/1.1\r\nContent-Length: 150000\r\n\r\n") == 0);
+    CHECK(cli_response(c, &r, 0) == 0 && r.status == 413 && r.close);
+    st_buf_deinit(&r.body);
+    cli_close(c);
+    free(c);
+    free(h);
+}
+
+static void test_server_conn_bounds(void **state)
+{
+    (void)state;
+    http_limits_t lim;
+    http_limits_default(&lim);
+    lim.request_timeout_ms = 400;
+    lim.body_timeout_ms = 10000;
+    lim.keepalive_timeout_ms = 300;
+    lim.max_inflight_bytes = 100000;
+    fx_t fx;
+    run_fx(&fx, &lim, client_conn_bounds);
+    assert_int_equal(fx.stats.closed[HTTP_CLOSE_BODY_TIMEOUT], 1);
+    assert_true(fx.stats.closed[HTTP_CLOSE_IDLE] >= 1);
+    assert_int_equal(fx.stats.closed[HTTP_CLOSE_INFLIGHT], 2);
+    assert_int_equal(fx.stats.too_large, 1);
+    assert_int_equal(fx.stats.inflight_bytes, 0);
+    st_buf_t m;
+    st_buf_init(&m);
+    assert_int_equal(metrics_render(fx.reg, &m), 0);
+    assert_non_null(strstr((char *)m.data, "strata_http_connections_closed_total{server=\"test\","
+                                           "reason=\"inflight\"} 2"));
+    st_buf_deinit(&m);
+    fx_teardown(&fx);
+}
+
 static void client_disconnect(fx_t *fx)
 {
     cli_t *c = calloc(1, sizeof *c);
@@ -1172,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_server_keepalive_pipeline),
         cmocka_unit_test(test_server_limits),
         cmocka_unit_test(test_server_slowloris),
+        cmocka_unit_test(test_server_conn_bounds),
         cmocka_unit_test(test_server_client_disconnects),
         cmocka_unit_test(test_server_stream),
         cmocka_unit_test(test_server_max_connections),

@@ -73,12 +73,41 @@ static void test_params(void **state)
     assert_int_equal(http_params_parse(&p, "", 0), 0);
     assert_int_equal(http_params_parse(&p, "&&&", 3), 0);
     assert_int_equal(p.n, 7);
-    /* Embedded NUL and '=' inside the value. */
-    assert_int_equal(http_params_parse(&p, "z=a%00b=c", 9), 0);
+    /* '=' inside the value is kept. */
+    assert_int_equal(http_params_parse(&p, "z=ab=c", 6), 0);
     it = 0;
     m = http_params_next(&p, "z", &it);
-    assert_int_equal(m->value_len, 5);
-    assert_memory_equal(m->value, "a\0b=c", 5);
+    assert_int_equal(m->value_len, 4);
+    assert_memory_equal(m->value, "ab=c", 4);
+    http_params_deinit(&p);
+}
+
+/* A NUL byte, escaped or raw, in a key or value is refused with the
+ * parameter and the 0-based position in the decoded text: never a
+ * silently shorter C string. */
+static void test_params_nul(void **state)
+{
+    (void)state;
+    http_params_t p;
+    http_params_init(&p);
+    const char *q = "a=1&query=count(cv_v)%00%20and%20on()%20vector(0)";
+    assert_int_equal(http_params_parse(&p, q, strlen(q)), ST_EPARSE);
+    assert_int_equal(p.n, 0);
+    assert_string_equal(p.err, "parameter \"query\": NUL byte at position 11");
+    q = "match[]=cv_v{i=\"1%00x\"}";
+    assert_int_equal(http_params_parse(&p, q, strlen(q)), ST_EPARSE);
+    assert_string_equal(p.err, "parameter \"match[]\": NUL byte at position 9");
+    static const char raw[] = "x=ab\0c";
+    assert_int_equal(http_params_parse(&p, raw, sizeof raw - 1), ST_EPARSE);
+    assert_string_equal(p.err, "parameter \"x\": NUL byte at position 2");
+    assert_int_equal(http_params_parse(&p, "ke%00y=1", 8), ST_EPARSE);
+    assert_string_equal(p.err, "parameter name: NUL byte at position 2");
+    assert_int_equal(http_params_parse(&p, "k=%zz", 5), ST_EPARSE);
+    assert_string_equal(p.err, "parameter \"k\": invalid percent escape");
+    /* a good parse clears the message; pairs before a refusal are not kept */
+    assert_int_equal(http_params_parse(&p, "k=v", 3), 0);
+    assert_string_equal(p.err, "");
+    assert_int_equal(p.n, 1);
     http_params_deinit(&p);
 }
 
@@ -255,8 +284,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pct_decode), cmocka_unit_test(test_params),
-        cmocka_unit_test(test_headers),    cmocka_unit_test(test_time),
-        cmocka_unit_test(test_gzip),       cmocka_unit_test(test_gzip_bomb),
+        cmocka_unit_test(test_params_nul), cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_time),       cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_gzip_bomb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "st_err.h"
 #include "st_log.h"
 #include "st_varint.h"
+#include "strata.pb-c.h"
 
 #define FP_A 0x1479e4c05e26311cull
 #define FP_B 0x0badc0ffee15600dull
@@ -667,6 +668,8 @@ typedef struct raw {
     size_t inlen;
     int eof;
     const char *send;
+    size_t send_len; /* 0: strlen(send) */
+    int no_read;     /* never read what the server sends */
 } raw_t;
 
 static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
@@ -696,9 +699,11 @@ static void raw_connected(uv_connect_t *c, int status)
 {
     raw_t *r = c->data;
     assert_int_equal(status, 0);
-    uv_buf_t b = uv_buf_init((char *)r->send, (unsigned)strlen(r->send));
+    size_t n = r->send_len ? r->send_len : strlen(r->send);
+    uv_buf_t b = uv_buf_init((char *)r->send, (unsigned)n);
     assert_int_equal(uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written), 0);
-    assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
+    if (!r->no_read)
+        assert_int_equal(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read), 0);
 }
 
 static void raw_closed(uv_handle_t *h)
@@ -740,6 +745,192 @@ static void test_garbage_peer(void **state)
     env_finish(&e);
 }
 
+/* A valid HELLO (as cli_id) followed by the first `sent` bytes of a frame
+ * announcing `announced` payload bytes. */
+static void hello_then_partial(st_buf_t *b, size_t announced, size_t sent)
+{
+    Strata__Hello h = STRATA__HELLO__INIT;
+    h.protocol_version = RPC_PROTOCOL_VERSION;
+    h.cluster_name = (char *)cli_id.cluster_name;
+    h.topology_fingerprint = cli_id.topology_fingerprint;
+    h.node_id = (char *)cli_id.node_id;
+    uint8_t hb[512];
+    size_t hn = strata__hello__pack(&h, hb);
+    assert_int_equal(rpc_frame_encode(b, RPC_HELLO, 0, hb, hn, 0), 0);
+    size_t at = b->len;
+    uint8_t *payload = calloc(1, announced);
+    assert_int_equal(rpc_frame_encode(b, RPC_WRITE, 7, payload, announced, 0), 0);
+    free(payload);
+    b->len = at + RPC_FRAME_HDR + sent; /* cut the frame short */
+}
+
+static void raw_start(env_t *e, raw_t *r, const st_buf_t *b)
+{
+    memset(r, 0, sizeof *r);
+    r->send = (const char *)b->data;
+    r->send_len = b->len;
+    uv_tcp_init(&e->loop, &r->tcp);
+    r->tcp.data = r;
+    r->creq.data = r;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", rpc_server_port(e->srv), &a);
+    assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&a, raw_connected), 0);
+}
+
+/* After a valid handshake, a frame that stops half-way is cut after
+ * frame_timeout: ERROR ETIMEDOUT, close, counted; the frame announced at
+ * 8 MiB costs the receive budget only what arrived. */
+static void test_frame_timeout(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    rpc_budget_t *bud;
+    assert_int_equal(rpc_budget_create(64u << 20, &bud), 0);
+    rpc_server_opts_t so = {.frame_timeout_ms = 200, .budget = bud};
+    start_server(&e, 0, &so);
+    st_buf_t b;
+    st_buf_init(&b);
+    hello_then_partial(&b, 8u << 20, 1000);
+    raw_t r;
+    raw_start(&e, &r, &b);
+    uint64_t t0 = uv_now(&e.loop);
+    run_until(&e, &r.eof);
+    assert_true(uv_now(&e.loop) - t0 >= 200);
+    /* HELLO_ACK, then the ERROR saying why */
+    rpc_frame_t f;
+    size_t used, used2;
+    st_buf_t scratch;
+    st_buf_init(&scratch);
+    assert_int_equal(rpc_frame_decode(r.in, r.inlen, 0, &scratch, &f, &used), 0);
+    assert_int_equal(f.type, RPC_HELLO_ACK);
+    assert_int_equal(rpc_frame_decode(r.in + used, r.inlen - used, 0, &scratch, &f, &used2), 0);
+    assert_int_equal(f.type, RPC_ERROR);
+    st_buf_deinit(&scratch);
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    rpc_server_stats_t st;
+    rpc_server_stats(e.srv, &st);
+    assert_int_equal(st.closed[RPC_CLOSE_FRAME_TIMEOUT], 1);
+    assert_int_equal(e.handled, 0);
+    assert_non_null(strstr(e.srv_log, "reason=frame_timeout"));
+    close_server(&e);
+    assert_int_equal(rpc_budget_used(bud), 0);
+    rpc_budget_destroy(bud);
+    st_buf_deinit(&b);
+    env_finish(&e);
+}
+
+/* Several peers each hold part of a large frame: the receive budget is
+ * never exceeded; the peers that would pass it are cut (ERROR EBUSY),
+ * counted; everything is given back when the connections close. */
+static void test_inflight_budget(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    rpc_budget_t *bud;
+    assert_int_equal(rpc_budget_create(1u << 20, &bud), 0);
+    rpc_server_opts_t so = {.frame_timeout_ms = 60000, .budget = bud};
+    start_server(&e, 0, &so);
+    enum { NPEER = 6 };
+    st_buf_t b;
+    st_buf_init(&b);
+    hello_then_partial(&b, 4u << 20, 400u << 10);
+    raw_t r[NPEER];
+    for (int i = 0; i < NPEER; i++)
+        raw_start(&e, &r[i], &b);
+    rpc_server_stats_t st;
+    for (int i = 0; i < 2000; i++) {
+        run_for(&e, 5);
+        assert_true(rpc_budget_used(bud) <= rpc_budget_max(bud));
+        rpc_server_stats(e.srv, &st);
+        int eofs = 0;
+        for (int k = 0; k < NPEER; k++)
+            eofs += r[k].eof;
+        if (st.bytes_in >= NPEER * (uint64_t)b.len || eofs >= NPEER - 1)
+            break;
+    }
+    rpc_server_stats(e.srv, &st);
+    assert_true(st.closed[RPC_CLOSE_INFLIGHT] >= 1);
+    assert_true(st.closed[RPC_CLOSE_INFLIGHT] <= NPEER);
+    assert_non_null(strstr(e.srv_log, "reason=inflight"));
+    for (int i = 0; i < NPEER; i++)
+        uv_close((uv_handle_t *)&r[i].tcp, raw_closed);
+    close_server(&e);
+    assert_int_equal(rpc_budget_used(bud), 0);
+    rpc_budget_destroy(bud);
+    st_buf_deinit(&b);
+    env_finish(&e);
+}
+
+/* A peer that sends requests and never reads the replies: once the
+ * replies stop moving for frame_timeout the connection is cut (counted as
+ * write_timeout) and its queued replies are freed. */
+static void test_write_stall(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    rpc_server_opts_t so = {.frame_timeout_ms = 300};
+    start_server(&e, 0, &so); /* MODE_ECHO: every request comes back */
+    st_buf_t b;
+    st_buf_init(&b);
+    hello_then_partial(&b, 0, 0);
+    b.len -= RPC_FRAME_HDR; /* keep only the HELLO */
+    uint8_t *payload = malloc(1u << 20);
+    uint64_t x = 88172645463325252ull; /* incompressible: replies are not LZ4-shrunk */
+    for (size_t i = 0; i < (1u << 20); i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        payload[i] = (uint8_t)x;
+    }
+    for (uint64_t i = 1; i <= 40; i++) /* 40 MiB of echoes: more than socket buffers */
+        assert_int_equal(rpc_frame_encode(&b, RPC_WRITE, i, payload, 1u << 20, 0), 0);
+    free(payload);
+    raw_t r;
+    raw_start(&e, &r, &b);
+    r.no_read = 1; /* raw_connected reads the flag after connect */
+    rpc_server_stats_t st;
+    for (int i = 0; i < 2000; i++) {
+        run_for(&e, 10);
+        rpc_server_stats(e.srv, &st);
+        if (st.closed[RPC_CLOSE_WRITE_TIMEOUT] > 0)
+            break;
+    }
+    assert_int_equal(st.closed[RPC_CLOSE_WRITE_TIMEOUT], 1);
+    assert_non_null(strstr(e.srv_log, "reason=write_timeout"));
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    st_buf_deinit(&b);
+    env_finish(&e);
+}
+
+/* Before the handshake only a HELLO-sized frame is accepted: a large
+ * announced frame is refused at its first 4 bytes. */
+static void test_big_frame_before_hello(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    start_server(&e, 0, NULL);
+    uint8_t hdr[RPC_FRAME_HDR] = {0};
+    st_store_u32le(hdr, 60u << 20);
+    hdr[4] = RPC_HELLO;
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(st_buf_append(&b, hdr, sizeof hdr), 0);
+    raw_t r;
+    raw_start(&e, &r, &b);
+    run_until(&e, &r.eof);
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    rpc_server_stats_t st;
+    rpc_server_stats(e.srv, &st);
+    assert_int_equal(st.closed[RPC_CLOSE_BAD_FRAME], 1);
+    assert_non_null(strstr(e.srv_log, "before the handshake"));
+    st_buf_deinit(&b);
+    env_finish(&e);
+}
+
 static void test_heartbeat(void **state)
 {
     (void)state;
@@ -775,6 +966,10 @@ int main(void)
         cmocka_unit_test(test_server_closed_mid_flight),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_garbage_peer),
+        cmocka_unit_test(test_frame_timeout),
+        cmocka_unit_test(test_inflight_budget),
+        cmocka_unit_test(test_write_stall),
+        cmocka_unit_test(test_big_frame_before_hello),
         cmocka_unit_test(test_heartbeat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
