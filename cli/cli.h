@@ -122,6 +122,7 @@ httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url);
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body);
 
 /* The subcommands (cmd_*.c), dispatched by strata.c. */
-extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_export, cli_cmd_query, cli_cmd_bench;
+extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_import, cli_cmd_export, cli_cmd_query,
+    cli_cmd_bench;
 
 #endif
