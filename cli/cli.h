@@ -66,6 +66,13 @@ size_t cli_progress_format(char *out, size_t cap, const cli_progress_t *p, bool 
 uint32_t cli_lp_count_fields(const char *line, size_t n);
 
 /*
+ * Samples of one line of the export format ({"metric":..,"values":[..],
+ * "timestamps":[..]}): the entries of its "timestamps" array, counted
+ * without parsing the line; 0 when there is none.
+ */
+uint64_t cli_json_line_samples(const char *line, size_t n);
+
+/*
  * Append a series in PromQL notation: name{a="b",c="d"} from a Prometheus
  * "metric" object; names outside [a-zA-Z_:][a-zA-Z0-9_:]* use the quoted
  * form {"my.name","a.b"="c"}. Values are escaped (\\ \" \n).
@@ -122,7 +129,7 @@ httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url);
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body);
 
 /* The subcommands (cmd_*.c), dispatched by strata.c. */
-extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_import, cli_cmd_export, cli_cmd_query,
-    cli_cmd_bench;
+extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_import, cli_cmd_migrate,
+    cli_cmd_export, cli_cmd_query, cli_cmd_bench;
 
 #endif

@@ -22,8 +22,8 @@ typedef struct batch {
     uint64_t first_line; /* 1-based file line of the first line */
     uint32_t nlines;
     uint64_t samples;
-    uint64_t seq;     /* cut order, from 0 */
-    load_mark_t end;  /* offset and line after the batch */
+    uint64_t seq;    /* cut order, from 0 */
+    load_mark_t end; /* offset and line after the batch */
 } batch_t;
 
 /* A batch answered before the mark reached it. */

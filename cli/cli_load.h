@@ -68,10 +68,10 @@ typedef struct load_cfg {
     const void *count_arg;
     load_next_fn next;
     void *src;
-    load_mark_t start;       /* offset and line the source starts at (samples: 0) */
-    load_mark_fn on_mark;    /* may be NULL */
-    void *mark_ud;           /* for on_mark */
-    atomic_bool *interrupt;  /* set from outside (a signal) to stop; may be NULL */
+    load_mark_t start;      /* offset and line the source starts at (samples: 0) */
+    load_mark_fn on_mark;   /* may be NULL */
+    void *mark_ud;          /* for on_mark */
+    atomic_bool *interrupt; /* set from outside (a signal) to stop; may be NULL */
 } load_cfg_t;
 
 typedef struct load_result {

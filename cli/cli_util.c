@@ -355,6 +355,38 @@ uint32_t cli_lp_count_fields(const char *s, size_t n)
     return count;
 }
 
+/* ---- JSON lines ----------------------------------------------------------------------------- */
+
+uint64_t cli_json_line_samples(const char *s, size_t n)
+{
+    static const char key[] = "\"timestamps\"";
+    const char *end = s + n;
+    for (const char *p = s; p + sizeof(key) - 1 < end; p++) {
+        p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
+        if (p == NULL)
+            return 0;
+        const char *q = p + sizeof(key) - 1;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        if (q >= end || *q != ':')
+            continue;
+        for (q++; q < end && (*q == ' ' || *q == '\t');)
+            q++;
+        if (q >= end || *q != '[')
+            continue;
+        uint64_t c = 0;
+        bool any = false;
+        for (q++; q < end && *q != ']'; q++) {
+            if (*q == ',')
+                c++;
+            else if (*q != ' ' && *q != '\t')
+                any = true;
+        }
+        return any ? c + 1 : 0;
+    }
+    return 0;
+}
+
 /* ---- plumbing ----------------------------------------------------------------------------- */
 
 /* "strata CMD: message" (and the --help hint for usage errors) on stderr. */

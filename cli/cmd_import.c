@@ -79,36 +79,10 @@ static bool blank_or_comment(const char *s, size_t n)
     return i == n || s[i] == '#';
 }
 
-/* The entries of the "timestamps" array of one export-format line. */
 static uint64_t count_json(const char *s, size_t n, const void *arg)
 {
     (void)arg;
-    static const char key[] = "\"timestamps\"";
-    const char *end = s + n;
-    for (const char *p = s; p + sizeof(key) - 1 < end; p++) {
-        p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
-        if (p == NULL)
-            return 0;
-        const char *q = p + sizeof(key) - 1;
-        while (q < end && (*q == ' ' || *q == '\t'))
-            q++;
-        if (q >= end || *q != ':')
-            continue;
-        for (q++; q < end && (*q == ' ' || *q == '\t');)
-            q++;
-        if (q >= end || *q != '[')
-            continue;
-        uint64_t c = 0;
-        bool any = false;
-        for (q++; q < end && *q != ']'; q++) {
-            if (*q == ',')
-                c++;
-            else if (*q != ' ' && *q != '\t')
-                any = true;
-        }
-        return any ? c + 1 : 0;
-    }
-    return 0;
+    return cli_json_line_samples(s, n);
 }
 
 static uint64_t count_prom(const char *s, size_t n, const void *arg)
@@ -152,7 +126,7 @@ static const char *format_of(const char *file)
 {
     static const struct {
         const char *ext, *format;
-    } EXT[] = {{".lp", "lp"},     {".txt", "lp"},     {".influx", "lp"},  {".json", "json"},
+    } EXT[] = {{".lp", "lp"},      {".txt", "lp"},      {".influx", "lp"}, {".json", "json"},
                {".jsonl", "json"}, {".ndjson", "json"}, {".prom", "prom"}, {".csv", "csv"}};
     size_t n = strlen(file);
     if (n > 3 && strcmp(file + n - 3, ".gz") == 0)
@@ -271,8 +245,7 @@ static int import_file(const import_opts_t *o, const load_cfg_t *base, const cha
             return cli_fail(CMD, "%s: %s", file, strerror(errno));
         st.size = (uint64_t)sb.st_size;
         st.mtime = (uint64_t)sb.st_mtime;
-        if (snprintf(st.path, sizeof(st.path), "%s%s", file, STATE_SUFFIX) >=
-            (int)sizeof(st.path))
+        if (snprintf(st.path, sizeof(st.path), "%s%s", file, STATE_SUFFIX) >= (int)sizeof(st.path))
             return cli_fail(CMD, "%s: name too long", file);
     }
     istate_t old = {0};
@@ -349,8 +322,8 @@ static int import_file(const import_opts_t *o, const load_cfg_t *base, const cha
     if (!r.aborted)
         return 0;
     if (is_stdin)
-        return cli_fail(CMD, "stdin: %s after line %" PRIu64 " (stdin cannot be resumed)",
-                        r.fatal, r.mark.line);
+        return cli_fail(CMD, "stdin: %s after line %" PRIu64 " (stdin cannot be resumed)", r.fatal,
+                        r.mark.line);
     fprintf(stderr,
             "strata import: %s: %s; stopped at byte %" PRIu64 ", line %" PRIu64
             " (all before is stored; state in %s)\n"

@@ -117,10 +117,9 @@ static int run_write(void *opts, int argc, char **argv)
         el = 1e-9;
     printf("strata write: lines=%llu samples=%llu bytes=%llu seconds=%.2f samples_per_s=%.0f "
            "mb_per_s=%.1f rejected=%llu retries=%llu%s\n",
-           (unsigned long long)r.lines, (unsigned long long)r.samples,
-           (unsigned long long)r.bytes, el, (double)r.samples / el, (double)r.bytes / el / 1e6,
-           (unsigned long long)r.rejected, (unsigned long long)r.retries,
-           r.aborted ? " (incomplete)" : "");
+           (unsigned long long)r.lines, (unsigned long long)r.samples, (unsigned long long)r.bytes,
+           el, (double)r.samples / el, (double)r.bytes / el / 1e6, (unsigned long long)r.rejected,
+           (unsigned long long)r.retries, r.aborted ? " (incomplete)" : "");
     fflush(stdout);
     if (r.aborted)
         return cli_fail(CMD, "%s (%llu of %llu lines written)", r.fatal,
