@@ -375,7 +375,7 @@ static int import_lines(mctx_t *m, const char *name, const st_buf_t *lines, char
 {
     memsrc_t src = {(const char *)lines->data, (const char *)lines->data + lines->len};
     load_cfg_t cfg = {
-        .file = name,
+        .file = name, /* "slice A..B:1-3: reason" */
         .url = m->dst_url,
         .target = "/api/v1/import",
         .headers = "Content-Type: application/json\r\n",
@@ -400,7 +400,7 @@ static int import_lines(mctx_t *m, const char *name, const st_buf_t *lines, char
     m->retries += r.retries;
     pthread_mutex_unlock(&m->mu);
     if (rc < 0 || r.aborted) {
-        snprintf(err, errlen, "import: %s", r.fatal);
+        snprintf(err, errlen, "%s", r.fatal);
         return rc < 0 ? rc : ST_EIO;
     }
     return 0;
@@ -462,8 +462,11 @@ static void *worker_main(void *arg)
         char name[128], err[700] = "";
         slice_name(s, name, sizeof(name));
         int rc = src && dst ? read_source(m, src, s, &lines, err, sizeof(err)) : ST_ENOMEM;
-        if (rc == 0 && !m->verifying)
+        bool named = false; /* err starts with the slice's name */
+        if (rc == 0 && !m->verifying) {
             rc = import_lines(m, name, &lines, err, sizeof(err));
+            named = rc < 0;
+        }
         if (rc == 0 && m->verifying) {
             rc = count_lines(m, m->src_counts, &lines, "the source", err, sizeof(err));
             if (rc == 0)
@@ -473,7 +476,10 @@ static void *worker_main(void *arg)
         }
         if (rc < 0 && !atomic_load(&g_interrupt)) {
             s->failed = true;
-            say(m, "strata migrate: %s: %s\n", name, *err ? err : st_strerror(rc));
+            if (named && *err)
+                say(m, "strata migrate: import: %s\n", err);
+            else
+                say(m, "strata migrate: %s: %s\n", name, *err ? err : st_strerror(rc));
         }
         pthread_mutex_lock(&m->mu);
         m->slices_done++;
