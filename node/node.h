@@ -69,6 +69,10 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
  * Appends a QueryResponse to out; else returns ST_E* with a message. */
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen);
+/* TSDB_STATUS (node_status.c): append a TsdbStatusResponse for these local
+ * shards and matchers (nm 0: all series) to out; else ST_E* with msg. */
+int node_tsdb_status(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
+                     size_t nm, st_buf_t *out, char *msg, size_t msglen);
 /* http_handler_fn: the node's routes (node_http.c), arg = the node_t. */
 void node_http_handler(http_req_t *req, void *arg);
 /* The node's counters and the engines' gauges in n->metrics (node_metrics.c). */

@@ -10,6 +10,7 @@
  *   LABEL_NAMES  ReadRequest -> StringList
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
  *   STATS        -> NodeStats
+ *   TSDB_STATUS  ReadRequest -> TsdbStatusResponse (node_status.c)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
  */
 #include <stdlib.h>
@@ -311,6 +312,23 @@ static void do_stats(job_t *j)
     free(shards);
 }
 
+/* TSDB_STATUS: node_status.c, over a ReadRequest's shards and matchers. */
+static void do_tsdb_status(job_t *j)
+{
+    matchers_t m;
+    int rc;
+    Strata__ReadRequest *r = read_request(j, &m, &rc);
+    if (!r)
+        return;
+    if (!rc)
+        rc = node_tsdb_status(j->n, r->shards, r->n_shards, m.m, m.n, &j->out, j->msg,
+                              sizeof j->msg);
+    free(m.arena);
+    strata__read_request__free_unpacked(r, NULL);
+    j->err = rc;
+    j->out_type = RPC_TSDB_STATUS_RESP;
+}
+
 static void work_cb(uv_work_t *w)
 {
     job_t *j = w->data;
@@ -332,6 +350,9 @@ static void work_cb(uv_work_t *w)
         break;
     case RPC_STATS:
         do_stats(j);
+        break;
+    case RPC_TSDB_STATUS:
+        do_tsdb_status(j);
         break;
     case RPC_QUERY:
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

@@ -257,6 +257,7 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
 
 int lp_parse_float(const char *s, size_t n, double *out)
 {
+    pthread_once(&init_once, lp_init); /* the character classes below */
     size_t i = 0;
     int neg = 0;
     if (i < n && s[i] == '-') {
@@ -324,7 +325,6 @@ int lp_parse_float(const char *s, size_t n, double *out)
         }
     }
     /* slow path: the token is known to be valid */
-    pthread_once(&init_once, lp_init);
     char stackbuf[128];
     char *tmp = n < sizeof stackbuf ? stackbuf : malloc(n + 1);
     if (!tmp)

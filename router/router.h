@@ -93,10 +93,41 @@ uint32_t router_pick_replica(const router_t *r, uint32_t shard);
 int router_node_up(const router_t *r, uint32_t node);
 
 void router_handle_write(router_t *r, http_req_t *req);
+/* A write body in another format than line protocol (router_import.c): the
+ * /write pipeline (gzip, consistency=, grouping and placement in wbatch.h,
+ * delivery, 204/400/503 answers) with `decode` in place of the line-protocol
+ * parser. decode runs on the thread pool and fills b with wbatch_add_series /
+ * wbatch_reject (now_ms: the request's clock); it returns 0 or ST_ENOMEM.
+ * arg belongs to the write from the call on (free_arg(arg) when done). */
+struct wbatch;
+typedef struct router_decoder {
+    int (*decode)(void *arg, struct wbatch *b, const char *body, size_t len, int64_t now_ms);
+    void (*free_arg)(void *arg);
+} router_decoder_t;
+void router_write_decoded(router_t *r, http_req_t *req, const router_decoder_t *dec, void *arg);
 /* Answer {"status":"error","errorType":etype,"error":msg} (Prometheus API format). */
 void router_prom_error(http_req_t *req, int status, const char *etype, const char *msg);
 
 void router_handle_export(router_t *r, http_req_t *req);
+/* /api/v1/export with each series written by fmt->line (e.g. CSV rows)
+ * instead of a JSON line; arg belongs to the read from the call on. */
+typedef struct router_export_fmt {
+    const char *content_type;
+    int (*line)(void *arg, st_buf_t *b, const st_label_t *l, size_t nl, const int64_t *ts,
+                const double *v, size_t n);
+    void (*free_arg)(void *arg);
+} router_export_fmt_t;
+void router_handle_export_as(router_t *r, http_req_t *req, const router_export_fmt_t *fmt,
+                             void *arg);
+/* The sorted, distinct label names (label_name NULL) or values of
+ * label_name over the series matching `match` (a selector; NULL: all), for
+ * a handler that answers in its own format: fn gets them and answers req
+ * (the strings are valid during the call). A read that fails is answered
+ * by the read itself (Prometheus error JSON, 400/503); fn is then called
+ * with req NULL, only to let go of arg. */
+typedef void (*router_strings_fn)(void *arg, http_req_t *req, const char *const *s, size_t n);
+void router_collect_strings(router_t *r, http_req_t *req, const char *label_name, const char *match,
+                            router_strings_fn fn, void *arg);
 void router_handle_series(router_t *r, http_req_t *req);
 void router_handle_labels(router_t *r, http_req_t *req, const char *label_name);
 void router_handle_query(router_t *r, http_req_t *req, int range);

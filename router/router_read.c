@@ -81,7 +81,26 @@ typedef struct rjob {
     uint32_t next_shard;
     uint64_t next_pos;
     int page_err;
+    const router_export_fmt_t *fmt; /* export lines in another format; NULL: JSON */
+    void *fmt_arg;
+    router_strings_fn strings_fn; /* label names/values to a caller, not the client */
+    void *strings_arg;
+    int strings_done; /* strings_fn was called */
 } rjob_t;
+
+/* One series' export line(s) in the job's format. */
+static int render_line(const rjob_t *j, st_buf_t *b, const st_label_t *l, size_t nl,
+                       const int64_t *ts, const double *v, size_t n)
+{
+    if (j->fmt)
+        return j->fmt->line(j->fmt_arg, b, l, nl, ts, v, n);
+    return export_json_line(b, l, nl, ts, v, n);
+}
+
+static const char *export_type(const rjob_t *j)
+{
+    return j->fmt ? j->fmt->content_type : "application/stream+json";
+}
 
 static void free_job(rjob_t *j)
 {
@@ -97,6 +116,10 @@ static void free_job(rjob_t *j)
         free(j->strs[i]);
     free(j->strs);
     free(j->page);
+    if (j->fmt && j->fmt->free_arg)
+        j->fmt->free_arg(j->fmt_arg);
+    if (j->strings_fn && !j->strings_done)
+        j->strings_fn(j->strings_arg, NULL, NULL, 0); /* failed and answered: let go of arg */
     free(j);
 }
 
@@ -186,7 +209,7 @@ static void render_work(uv_work_t *w)
     j->page_err = sset_merge(&j->set);
     for (size_t i = 0; i < j->set.n && !j->page_err; i++) {
         const sset_series_t *fs = &j->set.s[i];
-        if (export_json_line(&j->json, fs->labels, fs->nlabels, fs->ts, fs->v, fs->n) < 0)
+        if (render_line(j, &j->json, fs->labels, fs->nlabels, fs->ts, fs->v, fs->n) < 0)
             j->page_err = ST_ENOMEM;
     }
 }
@@ -216,8 +239,7 @@ static void render_after(uv_work_t *w, int status)
         http_header_t h[1];
         size_t nh;
         export_headers(j, h, &nh);
-        http_respond_headers(j->req, 200, "application/stream+json", h, nh, j->json.data,
-                             j->json.len);
+        http_respond_headers(j->req, 200, export_type(j), h, nh, j->json.data, j->json.len);
     }
     maybe_free(j);
 }
@@ -245,7 +267,7 @@ static void finish(rjob_t *j)
             http_header_t h[1];
             size_t nh;
             export_headers(j, h, &nh);
-            http_respond_headers(j->req, 200, "application/stream+json", h, nh, "", 0);
+            http_respond_headers(j->req, 200, export_type(j), h, nh, "", 0);
         }
         break;
     case K_SERIES:
@@ -259,6 +281,20 @@ static void finish(rjob_t *j)
     default:
         if (j->nstrs)
             qsort(j->strs, j->nstrs, sizeof *j->strs, cmp_str);
+        if (j->strings_fn) {
+            size_t k = 0;
+            for (size_t i = 0; i < j->nstrs; i++) {
+                if (k && strcmp(j->strs[i], j->strs[k - 1]) == 0) {
+                    free(j->strs[i]);
+                    continue;
+                }
+                j->strs[k++] = j->strs[i];
+            }
+            j->nstrs = k;
+            j->strings_done = 1;
+            j->strings_fn(j->strings_arg, j->req, (const char *const *)j->strs, k);
+            break;
+        }
         ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
         for (size_t i = 0, k = 0; i < j->nstrs; i++) {
             if (i && strcmp(j->strs[i], j->strs[i - 1]) == 0)
@@ -339,7 +375,7 @@ static void page_work(uv_work_t *w)
             size_t n;
             if ((rc = wire_series_samples(&s, ts, v, cap, &n)) < 0)
                 break;
-            if ((rc = export_json_line(&j->json, s.labels, s.nlabels, ts, v, n)) < 0)
+            if ((rc = render_line(j, &j->json, s.labels, s.nlabels, ts, v, n)) < 0)
                 break;
         }
     }
@@ -414,7 +450,7 @@ static void page_after(uv_work_t *w, int status)
             http_header_t h[1];
             size_t nh;
             export_headers(j, h, &nh);
-            if (http_respond_start_headers(j->req, 200, "application/stream+json", h, nh)) {
+            if (http_respond_start_headers(j->req, 200, export_type(j), h, nh)) {
                 release(j, FANOUT_STOP);
                 return;
             }
@@ -582,15 +618,21 @@ static void read_idle(void *ctx)
 
 static const fanout_ops_t read_ops = {read_build, read_reply, read_failed, read_end, read_idle};
 
-/* Parse params, plan which node serves which shards, start. */
-static void start_read(router_t *r, http_req_t *req, int kind, const char *label_name)
+/* Parse params, plan which node serves which shards, start (fmt_arg is
+ * the job's from here). */
+static void start_read(router_t *r, http_req_t *req, int kind, const char *label_name,
+                       const router_export_fmt_t *fmt, void *fmt_arg)
 {
     metric_counter_inc(r->reads);
     rjob_t *j = calloc(1, sizeof *j);
     if (!j) {
+        if (fmt && fmt->free_arg)
+            fmt->free_arg(fmt_arg);
         http_respond_error(req, 503, "out of memory");
         return;
     }
+    j->fmt = fmt;
+    j->fmt_arg = fmt_arg;
     j->r = r;
     j->req = req;
     j->kind = kind;
@@ -663,15 +705,66 @@ bad:
 
 void router_handle_export(router_t *r, http_req_t *req)
 {
-    start_read(r, req, K_EXPORT, NULL);
+    start_read(r, req, K_EXPORT, NULL, NULL, NULL);
 }
 
 void router_handle_series(router_t *r, http_req_t *req)
 {
-    start_read(r, req, K_SERIES, NULL);
+    start_read(r, req, K_SERIES, NULL, NULL, NULL);
 }
 
 void router_handle_labels(router_t *r, http_req_t *req, const char *label_name)
 {
-    start_read(r, req, label_name ? K_VALUES : K_LABELS, label_name);
+    start_read(r, req, label_name ? K_VALUES : K_LABELS, label_name, NULL, NULL);
+}
+
+void router_handle_export_as(router_t *r, http_req_t *req, const router_export_fmt_t *fmt,
+                             void *arg)
+{
+    start_read(r, req, K_EXPORT, NULL, fmt, arg);
+}
+
+void router_collect_strings(router_t *r, http_req_t *req, const char *label_name, const char *match,
+                            router_strings_fn fn, void *arg)
+{
+    metric_counter_inc(r->reads);
+    rjob_t *j = calloc(1, sizeof *j);
+    char err[400];
+    if (!j || (label_name && !(j->label_name = strdup(label_name)))) {
+        free(j);
+        http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    j->r = r;
+    j->req = req;
+    j->kind = label_name ? K_VALUES : K_LABELS;
+    j->start = INT64_MIN;
+    j->end = INT64_MAX;
+    j->strings_fn = fn;
+    j->strings_arg = arg;
+    st_buf_init(&j->acc);
+    st_buf_init(&j->json);
+    http_params_t params;
+    http_params_init(&params);
+    if (match && selector_parse(match, strlen(match), &j->sel[0], err, sizeof err) == 0)
+        j->nsel = 1;
+    else if (match)
+        goto bad;
+    if (router_read_params(r, &params, &j->need, &j->partial, err, sizeof err))
+        goto bad;
+    sset_init(&j->set, READ_QUORUM_MAX_SAMPLES);
+    j->emitted_group = SIZE_MAX;
+    fanout_cfg_t cfg =
+        router_fanout_cfg(r, j->need, j->partial, j->nsel ? j->nsel : 1, 1, &read_ops, j);
+    if (fanout_create(&cfg, &j->fan)) {
+        snprintf(err, sizeof err, "out of memory");
+        goto bad;
+    }
+    http_params_deinit(&params);
+    fanout_start(j->fan);
+    return;
+bad:
+    http_params_deinit(&params);
+    router_prom_error(req, 400, "bad_data", err);
+    free_job(j);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "router.h"
+#include "router_import.h"
 #include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -279,6 +280,18 @@ static const struct router_route {
     {"/ping", NULL, handle_ping},
     {"/api/v1/query", NULL, handle_query},
     {"/api/v1/query_range", NULL, handle_query_range},
+    {"/api/v1/import", NULL, router_handle_import},
+    {"/api/v1/import/prometheus", NULL, router_handle_import_prom},
+    {"/api/v1/import/csv", NULL, router_handle_import_csv},
+    {"/api/v1/export/csv", NULL, router_handle_export_csv},
+    {"/api/v1/status/buildinfo", NULL, router_handle_buildinfo},
+    {"/api/v1/status/tsdb", NULL, router_handle_tsdb_status},
+    {"/api/v1/metadata", NULL, router_handle_metadata},
+    {"/api/v1/query_exemplars", NULL, router_handle_exemplars},
+    {"/api/v1/format_query", NULL, router_handle_format_query},
+    {"/api/v1/rules", NULL, router_handle_rules},
+    {"/api/v1/alerts", NULL, router_handle_alerts},
+    {"/query", NULL, router_handle_influx_query},
 };
 
 static void route(http_req_t *req, void *arg)
@@ -435,7 +448,8 @@ int router_server_start(router_server_t *s)
     uint32_t nn = topo_node_count(r->topo);
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
-    if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r)) {
+    if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
+        router_import_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }

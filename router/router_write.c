@@ -67,6 +67,8 @@ typedef struct wjob {
     int failed_shards;
     st_buf_t fail; /* JSON fragments of failed shards */
     int parse_err;
+    const router_decoder_t *dec; /* another body format (router_write_decoded); NULL: lp */
+    void *dec_arg;
 } wjob_t;
 
 static __thread lp_parser_t *tl_parser;
@@ -74,16 +76,24 @@ static __thread lp_parser_t *tl_parser;
 static void write_work(uv_work_t *w)
 {
     wjob_t *j = w->data;
-    if (!tl_parser) {
+    if (j->dec) {
+        j->parse_err = j->dec->decode(j->dec_arg, j->batch, (const char *)j->req->body,
+                                      j->req->body_len, j->now_ms);
+        if (!j->parse_err)
+            j->parse_err = wbatch_finish(j->batch);
+    } else if (!tl_parser) {
         lp_opts_t o = {.series = 1};
         if (lp_parser_create(&o, &tl_parser)) {
             j->parse_err = ST_ENOMEM;
             return;
         }
     }
-    lp_parser_set_precision(tl_parser, j->prec);
-    lp_parser_set_default_ts(tl_parser, j->now_ms);
-    j->parse_err = wbatch_parse(j->batch, tl_parser, (const char *)j->req->body, j->req->body_len);
+    if (!j->dec) {
+        lp_parser_set_precision(tl_parser, j->prec);
+        lp_parser_set_default_ts(tl_parser, j->now_ms);
+        j->parse_err =
+            wbatch_parse(j->batch, tl_parser, (const char *)j->req->body, j->req->body_len);
+    }
     if (j->parse_err)
         return;
     size_t n;
@@ -105,6 +115,8 @@ static void free_job(wjob_t *j)
     free(j->active);
     wbatch_destroy(j->batch);
     st_buf_deinit(&j->fail);
+    if (j->dec && j->dec->free_arg)
+        j->dec->free_arg(j->dec_arg);
     free(j);
 }
 
@@ -391,6 +403,9 @@ static void write_after(uv_work_t *w, int status)
     send_round(j);
 }
 
+static void start_write(router_t *r, http_req_t *req, lp_precision_t prec,
+                        const router_decoder_t *dec, void *dec_arg);
+
 static int parse_precision(const char *v, lp_precision_t *out)
 {
     if (!v)
@@ -412,8 +427,23 @@ void router_handle_write(router_t *r, http_req_t *req)
         http_respond_error(req, 400, msg);
         return;
     }
+    start_write(r, req, prec, NULL, NULL);
+}
+
+void router_write_decoded(router_t *r, http_req_t *req, const router_decoder_t *dec, void *arg)
+{
+    start_write(r, req, LP_PREC_NS, dec, arg);
+}
+
+/* The body of a write in any format: checked, decoded on the thread pool,
+ * sent. dec_arg is the job's from here (freed with it). */
+static void start_write(router_t *r, http_req_t *req, lp_precision_t prec,
+                        const router_decoder_t *dec, void *dec_arg)
+{
     int consistency = repl_consistency_param(http_req_param(req, "consistency"));
     if (consistency < 0) {
+        if (dec && dec->free_arg)
+            dec->free_arg(dec_arg);
         http_respond_error(req, 400,
                            "invalid consistency (sync, quorum, async; InfluxDB's all, any, one)");
         return;
@@ -424,11 +454,15 @@ void router_handle_write(router_t *r, http_req_t *req)
         const char *msg = rc == ST_ELIMIT   ? "decoded body exceeds max_body_bytes"
                           : rc == ST_EPROTO ? "unsupported Content-Encoding (use gzip or none)"
                                             : "corrupt gzip body";
+        if (dec && dec->free_arg)
+            dec->free_arg(dec_arg);
         http_respond_error(req, code, msg);
         return;
     }
     if (req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b) {
         /* the gzip magic, not inflated: no line of line protocol starts so */
+        if (dec && dec->free_arg)
+            dec->free_arg(dec_arg);
         http_respond_error(req, 400, "body is gzip-compressed: set Content-Encoding: gzip");
         return;
     }
@@ -447,9 +481,13 @@ void router_handle_write(router_t *r, http_req_t *req)
             wbatch_destroy(j->batch);
         }
         free(j);
+        if (dec && dec->free_arg)
+            dec->free_arg(dec_arg);
         http_respond_error(req, 503, "out of memory");
         return;
     }
+    j->dec = dec;
+    j->dec_arg = dec_arg;
     j->consistency = consistency;
     j->r = r;
     j->req = req;

@@ -248,21 +248,42 @@ static void fmt_rfc3339(char *buf, size_t cap, int64_t ms)
         snprintf(buf + n, cap - (size_t)n, frac ? ".%03dZ" : "Z", (int)frac);
 }
 
-static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
+static void reject_too_old(wbatch_t *j, uint64_t line, int64_t ts_ms)
 {
     char when[48], ret[32], why[WBATCH_REASON_MAX];
-    fmt_rfc3339(when, sizeof when, pt->ts_ms);
+    fmt_rfc3339(when, sizeof when, ts_ms);
     snprintf(why, sizeof why, "timestamp %s is older than the retention (%s)", when,
              st_fmt_duration_one(ret, sizeof ret, j->retention_ms));
     j->lines_too_old++;
-    on_error(j, pt->line, 0, why);
+    on_error(j, line, 0, why);
+}
+
+/* One sample onto entry ei. */
+static int add_sample(wbatch_t *j, long ei, int64_t ts, double v)
+{
+    size_t c0 = j->s_cap;
+    j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + 1, sizeof *j->s_entry, &j->oom);
+    if (j->s_cap != c0) {
+        size_t c1 = c0;
+        j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
+        c1 = c0;
+        j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
+    }
+    if (j->oom)
+        return ST_ENOMEM;
+    j->s_entry[j->ns] = (uint32_t)ei;
+    j->s_ts[j->ns] = ts;
+    j->s_v[j->ns] = v;
+    j->ns++;
+    j->e[ei].count++;
+    return 0;
 }
 
 static int on_point(void *arg, const lp_point_t *pt)
 {
     wbatch_t *j = arg;
     if (pt->ts_ms < j->min_ts) {
-        reject_too_old(j, pt);
+        reject_too_old(j, pt->line, pt->ts_ms);
         return 0;
     }
     if (pt->nseries == 0) {
@@ -277,21 +298,9 @@ static int on_point(void *arg, const lp_point_t *pt)
         long ei = entry_of(j, (uint32_t)tsi, tags_hash, &pt->series[i]);
         if (ei < 0)
             return (int)ei;
-        size_t c0 = j->s_cap;
-        j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + 1, sizeof *j->s_entry, &j->oom);
-        if (j->s_cap != c0) {
-            size_t c1 = c0;
-            j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
-            c1 = c0;
-            j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
-        }
-        if (j->oom)
-            return ST_ENOMEM;
-        j->s_entry[j->ns] = (uint32_t)ei;
-        j->s_ts[j->ns] = pt->ts_ms;
-        j->s_v[j->ns] = pt->series[i].value;
-        j->ns++;
-        j->e[ei].count++;
+        int rc = add_sample(j, ei, pt->ts_ms, pt->series[i].value);
+        if (rc)
+            return rc;
     }
     j->lines_ok++;
     return 0;
@@ -416,6 +425,47 @@ int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len)
     int rc = lp_parse(p, body, len, on_point, on_error, b);
     if (rc < 0)
         return rc;
+    return encode(b);
+}
+
+int wbatch_add_series(wbatch_t *b, uint64_t line, const st_label_t *l, size_t n, const int64_t *ts,
+                      const double *v, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (ts[i] < b->min_ts) {
+            reject_too_old(b, line, ts[i]);
+            return 0;
+        }
+    st_label_t tags[ST_LABELS_MAX];
+    uint32_t nt = 0;
+    for (size_t k = 0; k < n && nt < ST_LABELS_MAX; k++)
+        if (!(l[k].name_len == 8 && memcmp(l[k].name, ST_METRIC_LABEL, 8) == 0))
+            tags[nt++] = l[k];
+    lp_point_t pt = {.tags = tags, .ntags = nt, .line = line};
+    lp_series_t ls = {.labels = l, .nlabels = (uint32_t)n};
+    uint64_t tags_hash = st_labels_hash_noname(tags, nt);
+    long tsi = tagset_of(b, &pt, tags_hash);
+    if (tsi < 0)
+        return (int)tsi;
+    long ei = entry_of(b, (uint32_t)tsi, tags_hash, &ls);
+    if (ei < 0)
+        return (int)ei;
+    for (size_t i = 0; i < count; i++) {
+        int rc = add_sample(b, ei, ts[i], v[i]);
+        if (rc)
+            return rc;
+    }
+    b->lines_ok++;
+    return 0;
+}
+
+void wbatch_reject(wbatch_t *b, uint64_t line, const char *reason)
+{
+    on_error(b, line, ST_EPARSE, reason);
+}
+
+int wbatch_finish(wbatch_t *b)
+{
     return encode(b);
 }
 

@@ -56,6 +56,18 @@ void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms);
  */
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len);
 
+/*
+ * The same batch fed by another decoder (import.h) instead of wbatch_parse:
+ * wbatch_add_series() adds one line's series with its samples (labels
+ * sorted and valid, __name__ included; a sample older than the retention
+ * rejects the line), wbatch_reject() a bad line, and wbatch_finish() encodes
+ * once every line is in. Return 0 or ST_ENOMEM.
+ */
+int wbatch_add_series(wbatch_t *b, uint64_t line, const st_label_t *labels, size_t n,
+                      const int64_t *ts, const double *v, size_t count);
+void wbatch_reject(wbatch_t *b, uint64_t line, const char *reason);
+int wbatch_finish(wbatch_t *b);
+
 uint64_t wbatch_lines_ok(const wbatch_t *b);
 /* All rejected lines, the too old ones included. */
 uint64_t wbatch_lines_bad(const wbatch_t *b);

@@ -52,6 +52,10 @@ const char *rpc_type_name(unsigned type)
         return "QUERY";
     case RPC_QUERY_RESP:
         return "QUERY_RESP";
+    case RPC_TSDB_STATUS:
+        return "TSDB_STATUS";
+    case RPC_TSDB_STATUS_RESP:
+        return "TSDB_STATUS_RESP";
     }
     return "UNKNOWN";
 }

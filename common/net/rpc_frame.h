@@ -63,8 +63,10 @@ typedef enum rpc_type {
     RPC_LABEL_VALUES_RESP = 25,
     RPC_STATS = 26,
     RPC_STATS_RESP = 27,
-    RPC_QUERY = 28,      /* QueryRequest: evaluate pushed-down PromQL */
-    RPC_QUERY_RESP = 29, /* QueryResponse */
+    RPC_QUERY = 28,            /* QueryRequest: evaluate pushed-down PromQL */
+    RPC_QUERY_RESP = 29,       /* QueryResponse */
+    RPC_TSDB_STATUS = 30,      /* ReadRequest: cardinality of the shards' series */
+    RPC_TSDB_STATUS_RESP = 31, /* TsdbStatusResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

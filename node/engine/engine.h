@@ -154,6 +154,19 @@ typedef struct engine_stats {
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 
+/*
+ * Cardinality (engine_status.c): over the series matching m (every series
+ * when nm == 0), *series gets their count and cb every distinct label pair
+ * they carry (__name__ included) with the number of those series carrying
+ * it, in no particular order; the label's bytes are valid during the call.
+ * A non-zero return from cb stops the walk and is returned. Returns 0,
+ * ST_EINVAL (matchers that select nothing by themselves, a bad regex:
+ * engine_last_error) or ST_ENOMEM.
+ */
+typedef int (*engine_pair_cb)(void *arg, const st_label_t *pair, uint64_t series);
+int engine_label_pairs(engine_t *e, const st_matcher_t *m, size_t nm, uint64_t *series,
+                       engine_pair_cb cb, void *arg);
+
 #ifdef __cplusplus
 }
 #endif
