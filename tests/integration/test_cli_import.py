@@ -320,6 +320,15 @@ class CliImportTest(ClusterTestCase):
             start = recent_base_s() - 60
             self.migrate_and_check(vurl, "victoriametrics", "vmmig_", start, start + 7200, "10m",
                                    3, model, total)
+            # a series only Strata has: --verify must name it and fail
+            self.c.write(["vmmig,hostname=ghost usage_user=1 %d" % ((start + 600) * 10**9)])
+            r = self.run_cli(["migrate", "--from", vurl, "--match", '{__name__=~"vmmig_.*"}',
+                              "--start", str(start), "--end", str(start + 7200), "--verify"])
+            self.assertEqual(r.returncode, 1, self.text(r))
+            out = r.stdout.decode()
+            self.assertRegex(out, r'mismatch .*"ghost".*: source=0 strata=1', out)
+            self.assertIn("mismatches=1\n", out)
+            self.assertIn("verify: 1 series differ", r.stderr.decode())
         finally:
             vm.terminate()
 
