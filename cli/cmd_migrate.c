@@ -9,7 +9,11 @@
  *      a snappy ReadRequest for [slice start, slice end - 1 ms], the sampled
  *      ReadResponse decoded by rread.c and written as export-format JSON lines
  *      by export_json_line), VictoriaMetrics by GET URL/api/v1/export (JSON
- *      lines as they come); at most 256 MiB per slice (else: a smaller --slice);
+ *      lines as they come); at most 256 MiB per slice (else: a smaller --slice).
+ *      Prometheus' staleness markers (a NaN with a payload JSON cannot carry)
+ *      are left out and counted: through JSON they would turn into NaN
+ *      samples; without them a series that ended stays visible for the
+ *      lookback, as it does for any data loaded without markers;
  *   2. posts those lines to the Strata router's POST /api/v1/import through
  *      cli_load (batches, 429/5xx retries with Retry-After, 400s reported).
  *
@@ -52,6 +56,7 @@
 static const char *CMD = "migrate";
 
 #define EXIT_INTERRUPTED 130
+#define PROM_STALE_NAN 0x7ff0000000000002ULL /* Prometheus' staleness marker */
 #define MAX_MISMATCHES_SHOWN 50
 
 typedef struct migrate_opts {
@@ -83,6 +88,7 @@ typedef struct mctx {
     pthread_mutex_t mu;
     size_t slices_done;
     uint64_t series, samples, rejected, retries;
+    uint64_t stale;                  /* Prometheus staleness markers left out (migrate pass) */
     json_t *src_counts, *dst_counts; /* verify: series key -> samples */
     double t0;
     /* progress */
@@ -232,6 +238,7 @@ static int get_export(httpc_conn_t *c, const char *match, const slice_t *s, st_b
 
 typedef struct rrout {
     st_buf_t *lines;
+    uint64_t stale; /* staleness markers left out */
     st_label_t *labels;
     size_t labels_cap;
     int64_t *ts;
@@ -267,11 +274,18 @@ static int rr_series(void *ud, const rread_series_t *s)
             return ST_ENOMEM;
         o->cap = s->nsamples;
     }
+    size_t n = 0;
     for (size_t i = 0; i < s->nsamples; i++) {
-        o->ts[i] = s->samples[i].t_ms;
-        o->vs[i] = s->samples[i].v;
+        uint64_t bits;
+        memcpy(&bits, &s->samples[i].v, sizeof(bits));
+        if (bits == PROM_STALE_NAN) {
+            o->stale++;
+            continue;
+        }
+        o->ts[n] = s->samples[i].t_ms;
+        o->vs[n++] = s->samples[i].v;
     }
-    return export_json_line(o->lines, o->labels, s->nlabels, o->ts, o->vs, s->nsamples);
+    return n ? export_json_line(o->lines, o->labels, s->nlabels, o->ts, o->vs, n) : 0;
 }
 
 /* Prometheus remote read of slice s, as export-format lines. */
@@ -317,6 +331,11 @@ static int remote_read(mctx_t *m, httpc_conn_t *c, const slice_t *s, st_buf_t *l
     rc = rread_decode_response(raw.data, raw.len, rr_series, &o, derr, sizeof(derr));
     if (rc < 0)
         snprintf(err, errlen, "remote read: bad ReadResponse: %s", *derr ? derr : st_strerror(rc));
+    if (!m->verifying) {
+        pthread_mutex_lock(&m->mu);
+        m->stale += o.stale;
+        pthread_mutex_unlock(&m->mu);
+    }
     free(o.labels);
     free(o.ts);
     free(o.vs);
@@ -676,9 +695,10 @@ static int run_migrate(void *opts, int argc, char **argv)
         failed += m->slices[i].failed;
     bool interrupted = atomic_load(&g_interrupt);
     printf("strata migrate: kind=%s slices=%zu failed=%zu series=%" PRIu64 " samples=%" PRIu64
-           " seconds=%.2f samples_per_s=%.0f rejected=%" PRIu64 " retries=%" PRIu64 "%s\n",
+           " seconds=%.2f samples_per_s=%.0f rejected=%" PRIu64 " retries=%" PRIu64
+           " stale_markers_skipped=%" PRIu64 "%s\n",
            kind_name, m->nslices, failed, m->series, m->samples, el,
-           el > 0 ? (double)m->samples / el : 0, m->rejected, m->retries,
+           el > 0 ? (double)m->samples / el : 0, m->rejected, m->retries, m->stale,
            interrupted ? " (interrupted)" : "");
     for (size_t i = 0; i < m->nslices; i++) {
         if (!m->slices[i].failed)

@@ -171,7 +171,9 @@ class CliImportTest(ClusterTestCase):
             model.add((labels, t, v) for t, v in zip(ts, vals))
         pj = self.path("x.jsonl")
         with open(pj, "w") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in rows))
+            text = [json.dumps(r) + "\n" for r in rows]
+            text.insert(1, '{"metric":{"__name__":"impjson"},"values":[1],"timestamps":["x"]}\n')
+            f.write("".join(text))  # line 2 is bad: reported as x.jsonl:2, the rest stored
         # Prometheus text with timestamps
         pp = self.path("x.prom.gz")
         with gzip.open(pp, "wt") as f:
@@ -188,9 +190,12 @@ class CliImportTest(ClusterTestCase):
                 f.write("h%d,%d,%s,%s\n" % (i % 3, t, i, i * 2))
                 model.add([({"__name__": "impcsv_a", "host": "h%d" % (i % 3)}, t, float(i)),
                            ({"__name__": "impcsv_b", "host": "h%d" % (i % 3)}, t, float(i * 2))])
-        out = self.ok(self.run_cli(["import", pj, pp, pc, "--csv-format",
-                                    "1:label:host,2:time:unix_ms,3:metric:impcsv_a,"
-                                    "4:metric:impcsv_b"]))
+        r = self.run_cli(["import", pj, pp, pc, "--csv-format",
+                          "1:label:host,2:time:unix_ms,3:metric:impcsv_a,4:metric:impcsv_b"])
+        self.assertEqual(r.returncode, 1, self.text(r))
+        self.assertIn("%s:2: " % pj, r.stderr.decode())
+        self.assertIn("1 line rejected", r.stderr.decode())
+        out = r.stdout.decode()
         self.assertEqual(self.summary(out, "samples"),
                          sum(len(s) for s in model.data.values()), out)
         assert_samples_equal(model.data, self.got('{__name__=~"imp(json|prom|csv_.)"}'),
