@@ -87,7 +87,7 @@ typedef struct mctx {
     /* counters (under mu) */
     pthread_mutex_t mu;
     size_t slices_done;
-    uint64_t series, samples, rejected, retries;
+    uint64_t series, samples, rejected, retries; /* series: export lines (a series per slice) */
     uint64_t stale;                  /* Prometheus staleness markers left out (migrate pass) */
     json_t *src_counts, *dst_counts; /* verify: series key -> samples */
     double t0;
@@ -138,11 +138,11 @@ static void show_progress(mctx_t *m)
     cli_fmt_eta(eta, sizeof(eta), done ? el * (double)(m->nslices - done) / (double)done : -1.0);
     if (m->tty)
         snprintf(line, sizeof(line),
-                 "%s %zu/%zu slices  %s series  %s samples  %s samples/s  ETA %s",
+                 "%s %zu/%zu slices  %s lines  %s samples  %s samples/s  ETA %s",
                  verifying ? "verify" : "migrate", done, m->nslices, sr, sm, rt, eta);
     else
         snprintf(line, sizeof(line),
-                 "progress: %s slices=%zu/%zu series=%" PRIu64 " samples=%" PRIu64
+                 "progress: %s slices=%zu/%zu lines=%" PRIu64 " samples=%" PRIu64
                  " rate=%.0f samples/s elapsed=%.1fs",
                  verifying ? "verify" : "migrate", done, m->nslices, series, samples,
                  el > 0 ? (double)samples / el : 0, el);
@@ -694,7 +694,7 @@ static int run_migrate(void *opts, int argc, char **argv)
     for (size_t i = 0; i < m->nslices; i++)
         failed += m->slices[i].failed;
     bool interrupted = atomic_load(&g_interrupt);
-    printf("strata migrate: kind=%s slices=%zu failed=%zu series=%" PRIu64 " samples=%" PRIu64
+    printf("strata migrate: kind=%s slices=%zu failed=%zu lines=%" PRIu64 " samples=%" PRIu64
            " seconds=%.2f samples_per_s=%.0f rejected=%" PRIu64 " retries=%" PRIu64
            " stale_markers_skipped=%" PRIu64 "%s\n",
            kind_name, m->nslices, failed, m->series, m->samples, el,
