@@ -18,10 +18,10 @@
  *      cli_load (batches, 429/5xx retries with Retry-After, 400s reported).
  *
  * Slices end 1 ms before the next starts; the last one includes --end. A
- * failed slice does not stop the others; the failed ones are listed at the
- * end with their time ranges (rerun with that --start/--end; writes are
- * idempotent). --kind is found out when absent: a source whose
- * /api/v1/export answers 200 is VictoriaMetrics, else one whose
+ * failed slice does not stop the others; the ranges not copied (failed,
+ * or not reached after an interrupt; adjacent ones merged) are listed at the
+ * end as "--start A --end B" to run again (writes are idempotent). --kind is found out when absent:
+ * a source whose /api/v1/export answers 200 is VictoriaMetrics, else one whose
  * /api/v1/status/buildinfo answers 200 is Prometheus.
  *
  * --verify: once every slice is in, the workers go over the slices again
@@ -58,6 +58,7 @@ static const char *CMD = "migrate";
 #define EXIT_INTERRUPTED 130
 #define PROM_STALE_NAN 0x7ff0000000000002ULL /* Prometheus' staleness marker */
 #define MAX_MISMATCHES_SHOWN 50
+#define SLICE_TOO_BIG "the answer is over 256 MiB (use a shorter --slice)"
 
 typedef struct migrate_opts {
     cli_common_t common;
@@ -72,7 +73,8 @@ typedef enum { KIND_PROM, KIND_VM } kind_t;
 
 typedef struct slice {
     int64_t start_ms, end_ms; /* inclusive */
-    bool failed;
+    bool done;                /* copied (migrate pass) */
+    bool verify_fail;         /* could not be counted (verify pass) */
 } slice_t;
 
 typedef struct mctx {
@@ -311,7 +313,9 @@ static int remote_read(mctx_t *m, httpc_conn_t *c, const slice_t *s, st_buf_t *l
                        req.data, req.len, &resp, httpc_collect, &body);
     if (rc < 0) {
         snprintf(err, errlen, "remote read: %s",
-                 *httpc_conn_errmsg(c) ? httpc_conn_errmsg(c) : st_strerror(rc));
+                 rc == ST_ELIMIT         ? SLICE_TOO_BIG
+                 : *httpc_conn_errmsg(c) ? httpc_conn_errmsg(c)
+                                         : st_strerror(rc));
         goto out;
     }
     if (resp.status != 200) {
@@ -476,7 +480,7 @@ static void *worker_main(void *arg)
     size_t i;
     while (!atomic_load(&g_interrupt) && (i = atomic_fetch_add(&m->next, 1)) < m->nslices) {
         slice_t *s = &m->slices[i];
-        if (m->verifying && s->failed)
+        if (m->verifying && !s->done)
             continue;
         char name[128], err[700] = "";
         slice_name(s, name, sizeof(name));
@@ -493,8 +497,11 @@ static void *worker_main(void *arg)
             if (rc == 0)
                 rc = count_lines(m, m->dst_counts, &lines, "Strata", err, sizeof(err));
         }
+        if (rc == 0 && !m->verifying)
+            s->done = true;
+        if (rc < 0 && m->verifying)
+            s->verify_fail = true;
         if (rc < 0 && !atomic_load(&g_interrupt)) {
-            s->failed = true;
             if (named && *err)
                 say(m, "strata migrate: import: %s\n", err);
             else
@@ -692,7 +699,7 @@ static int run_migrate(void *opts, int argc, char **argv)
     double el = httpc_now() - t0;
     size_t failed = 0;
     for (size_t i = 0; i < m->nslices; i++)
-        failed += m->slices[i].failed;
+        failed += !m->slices[i].done;
     bool interrupted = atomic_load(&g_interrupt);
     printf("strata migrate: kind=%s slices=%zu failed=%zu lines=%" PRIu64 " samples=%" PRIu64
            " seconds=%.2f samples_per_s=%.0f rejected=%" PRIu64 " retries=%" PRIu64
@@ -700,19 +707,23 @@ static int run_migrate(void *opts, int argc, char **argv)
            kind_name, m->nslices, failed, m->series, m->samples, el,
            el > 0 ? (double)m->samples / el : 0, m->rejected, m->retries, m->stale,
            interrupted ? " (interrupted)" : "");
-    for (size_t i = 0; i < m->nslices; i++) {
-        if (!m->slices[i].failed)
+    for (size_t i = 0, j; i < m->nslices; i = j) {
+        for (j = i + 1; j < m->nslices && m->slices[j].done == m->slices[i].done; j++)
+            ;
+        if (m->slices[i].done)
             continue;
-        char a[40], b[40];
+        char a[40], b[40]; /* a run of slices not copied, as one range */
         cli_fmt_time(a, sizeof(a), (double)m->slices[i].start_ms / 1000.0);
-        cli_fmt_time(b, sizeof(b), (double)m->slices[i].end_ms / 1000.0);
+        cli_fmt_time(b, sizeof(b), (double)m->slices[j - 1].end_ms / 1000.0);
         printf("  not migrated: --start %s --end %s\n", a, b);
     }
     fflush(stdout);
     if (interrupted) {
         ret = EXIT_INTERRUPTED;
-        fprintf(stderr, "strata migrate: interrupted after %zu of %zu slices\n", m->slices_done,
-                m->nslices);
+        fprintf(stderr,
+                "strata migrate: interrupted; %zu of %zu slices copied, the ranges above are "
+                "not\n",
+                m->nslices - failed, m->nslices);
         goto out_sync;
     }
     if (o->verify) {
@@ -724,16 +735,16 @@ static int run_migrate(void *opts, int argc, char **argv)
             goto out_sync;
         size_t vfailed = 0;
         for (size_t i = 0; i < m->nslices; i++)
-            vfailed += m->slices[i].failed;
+            vfailed += m->slices[i].verify_fail;
         uint64_t mism = verify_report(m);
         fflush(stdout);
         if (atomic_load(&g_interrupt)) {
             ret = EXIT_INTERRUPTED;
             goto out_sync;
         }
-        if (vfailed > failed) {
-            ret = cli_fail(CMD, "verify could not read %zu slice%s", vfailed - failed,
-                           vfailed - failed == 1 ? "" : "s");
+        if (vfailed) {
+            ret = cli_fail(CMD, "verify could not read %zu slice%s", vfailed,
+                           vfailed == 1 ? "" : "s");
             goto out_sync;
         }
         if (mism) {
