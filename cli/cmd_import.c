@@ -324,11 +324,13 @@ static int import_file(const import_opts_t *o, const load_cfg_t *base, const cha
     if (is_stdin)
         return cli_fail(CMD, "stdin: %s after line %" PRIu64 " (stdin cannot be resumed)", r.fatal,
                         r.mark.line);
+    /* the loader's reasons mostly start with "FILE:LINES:"; name FILE once */
+    bool named = strncmp(r.fatal, file, strlen(file)) == 0;
     fprintf(stderr,
-            "strata import: %s: %s; stopped at byte %" PRIu64 ", line %" PRIu64
+            "strata import: %s%s%s; stopped at byte %" PRIu64 ", line %" PRIu64
             " (all before is stored; state in %s)\n"
             "strata import: run the same command with --resume to continue\n",
-            file, r.fatal, r.mark.offset, r.mark.line, st.path);
+            named ? "" : file, named ? "" : ": ", r.fatal, r.mark.offset, r.mark.line, st.path);
     return r.interrupted ? EXIT_INTERRUPTED : CLI_EXIT_FAIL;
 }
 
