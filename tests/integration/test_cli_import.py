@@ -17,6 +17,7 @@ started here are signalled (by PID).
 """
 
 import gzip
+import http.server
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -285,6 +287,65 @@ class CliImportTest(ClusterTestCase):
         self.assertEqual(sum(len(s) for s in got.values()),
                          sum(len(s) for s in model.data.values()), "samples after resuming")
         assert_samples_equal(model.data, got, "data after interrupt + resume")
+
+    def test_import_retries_503_with_retry_after(self):
+        """A router answering 503 + Retry-After: the batch is sent again after the wait
+        (bounded by --retries); one that never recovers stops the import with the state saved."""
+        built = devops_lines(hosts=2, points=10, seed=13, measurement="impretry")
+        p = self.write_lp("retry.lp", built)
+        answers = []  # statuses still to give before forwarding to the real router
+        errors = []
+        real = self.url
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if answers and answers[0] == 503:
+                    answers.pop(0)
+                    self.send_response(503)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                try:
+                    st, _, data = http_request(real + self.path, method="POST", body=body,
+                                               headers={"Content-Type": "text/plain"})
+                except Exception as e:  # shown in the failure message
+                    errors.append(repr(e))
+                    raise
+                self.send_response(st)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                             daemon=True)
+        t.start()
+        furl = "http://127.0.0.1:%d" % srv.server_address[1]
+        try:
+            answers[:] = [503]
+            r = self.run_cli(["import", p, "--conns", "1"], url=furl)
+            self.assertEqual(r.returncode, 0, self.text(r) + "\nproxy errors: %r" % errors)
+            out = r.stdout.decode()
+            self.assertIn("in 1.0s (attempt 2/8): HTTP 503", r.stderr.decode())
+            self.assertRegex(out, r"retries=1\b")
+            answers[:] = [503] * 5
+            r = self.run_cli(["import", p, "--conns", "1", "--retries", "2"], url=furl)
+            self.assertEqual(r.returncode, 1, self.text(r))
+            err = r.stderr.decode()
+            self.assertIn("giving up after 2 attempts: HTTP 503", err)
+            self.assertIn("stopped at byte 0, line 0", err)
+            self.assertTrue(os.path.exists(p + STATE))
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        model = Model()
+        model.add_lines(built)
+        assert_samples_equal(model.data, self.got('{__name__=~"impretry_.*"}'), "after a 503")
 
     # ---- migrate ---------------------------------------------------------------------------
 
