@@ -6,7 +6,7 @@
  * tests/unit/cli/), and the subcommand descriptors.
  *
  * Exit codes of every subcommand: 0 ok, 1 failure (one line on stderr),
- * 2 usage error.
+ * 2 usage error; import and migrate also 130 when interrupted (SIGINT, SIGTERM).
  */
 #ifndef CLI_H
 #define CLI_H
@@ -22,6 +22,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_INTERRUPTED 130
 
 /* ---- pure helpers ----------------------------------------------------------------------- */
 

@@ -53,7 +53,6 @@ static const char *CMD = "import";
 
 #define STATE_SUFFIX ".strata-import"
 #define STATE_EVERY_S 0.5
-#define EXIT_INTERRUPTED 130
 
 typedef struct import_opts {
     cli_common_t common;
@@ -232,7 +231,7 @@ typedef struct totals {
     uint64_t files, lines, samples, bytes, rejected, retries;
 } totals_t;
 
-/* Import one file. Returns 0, EXIT_INTERRUPTED, or CLI_EXIT_FAIL after printing why. */
+/* Import one file. Returns 0, CLI_EXIT_INTERRUPTED, or CLI_EXIT_FAIL after printing why. */
 static int import_file(const import_opts_t *o, const load_cfg_t *base, const char *file,
                        const char *format, bool last, totals_t *t)
 {
@@ -331,7 +330,7 @@ static int import_file(const import_opts_t *o, const load_cfg_t *base, const cha
             " (all before is stored; state in %s)\n"
             "strata import: run the same command with --resume to continue\n",
             named ? "" : file, named ? "" : ": ", r.fatal, r.mark.offset, r.mark.line, st.path);
-    return r.interrupted ? EXIT_INTERRUPTED : CLI_EXIT_FAIL;
+    return r.interrupted ? CLI_EXIT_INTERRUPTED : CLI_EXIT_FAIL;
 }
 
 /* ---- the command --------------------------------------------------------------------------- */

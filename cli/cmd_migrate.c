@@ -55,7 +55,6 @@
 
 static const char *CMD = "migrate";
 
-#define EXIT_INTERRUPTED 130
 #define PROM_STALE_NAN 0x7ff0000000000002ULL /* Prometheus' staleness marker */
 #define MAX_MISMATCHES_SHOWN 50
 #define SLICE_TOO_BIG "the answer is over 256 MiB (use a shorter --slice)"
@@ -719,7 +718,7 @@ static int run_migrate(void *opts, int argc, char **argv)
     }
     fflush(stdout);
     if (interrupted) {
-        ret = EXIT_INTERRUPTED;
+        ret = CLI_EXIT_INTERRUPTED;
         fprintf(stderr,
                 "strata migrate: interrupted; %zu of %zu slices copied, the ranges above are "
                 "not\n",
@@ -739,7 +738,7 @@ static int run_migrate(void *opts, int argc, char **argv)
         uint64_t mism = verify_report(m);
         fflush(stdout);
         if (atomic_load(&g_interrupt)) {
-            ret = EXIT_INTERRUPTED;
+            ret = CLI_EXIT_INTERRUPTED;
             goto out_sync;
         }
         if (vfailed) {
