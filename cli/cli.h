@@ -11,6 +11,7 @@
 #ifndef CLI_H
 #define CLI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 #define CLI_STDOUT_CLOSED 1
 int cli_stdout_write(const void *p, size_t n);
 int cli_stdout_flush(void);
+
+/*
+ * Ctrl-C for long commands (import, migrate): SIGINT and SIGTERM set
+ * cli_interrupted (the command stops at a safe point and says where) and
+ * restore the default action, so a second one ends the process at once.
+ */
+extern atomic_bool cli_interrupted;
+void cli_catch_interrupt(void);
 
 /* --router value, else $STRATA_ROUTER, else the default; ST_EINVAL if it does not parse. */
 int cli_router(const char *opt, httpc_url_t *out /* OUT */, const char **shown /* OUT */);

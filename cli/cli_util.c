@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,6 +431,22 @@ int cli_stdout_write(const void *p, size_t n)
 int cli_stdout_flush(void)
 {
     return fflush(stdout) != 0 ? stdout_error() : 0;
+}
+
+atomic_bool cli_interrupted;
+
+static void on_interrupt(int sig)
+{
+    atomic_store(&cli_interrupted, true);
+    signal(sig, SIG_DFL);
+}
+
+void cli_catch_interrupt(void)
+{
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 int cli_router(const char *opt, httpc_url_t *out, const char **shown)

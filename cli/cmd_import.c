@@ -36,7 +36,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,16 +214,6 @@ static void on_mark(void *ud, const load_mark_t *m)
     state_save(s, m, false); /* a failed save keeps the older, earlier mark: still safe */
 }
 
-/* ---- signals --------------------------------------------------------------------------------- */
-
-static atomic_bool g_interrupt;
-
-static void on_signal(int sig)
-{
-    atomic_store(&g_interrupt, true);
-    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
-}
-
 /* ---- one file ------------------------------------------------------------------------------- */
 
 typedef struct totals {
@@ -348,7 +337,7 @@ static int run_import(void *opts, int argc, char **argv)
         .batch_bytes = o->batch_bytes,
         .quiet = o->quiet,
         .progress_every = o->progress_every,
-        .interrupt = &g_interrupt,
+        .interrupt = &cli_interrupted,
     };
     int rc = cli_common_router(CMD, &o->common, &base.url, &shown);
     if (rc != 0)
@@ -379,10 +368,7 @@ static int run_import(void *opts, int argc, char **argv)
             return rc;
         }
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_interrupt();
 
     st_buf_t target;
     st_buf_init(&target);

@@ -35,7 +35,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -97,14 +96,6 @@ typedef struct mctx {
     pthread_cond_t stop_cv;
     bool stop, tty, shown;
 } mctx_t;
-
-static atomic_bool g_interrupt;
-
-static void on_signal(int sig)
-{
-    atomic_store(&g_interrupt, true);
-    signal(sig, SIG_DFL);
-}
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
@@ -411,7 +402,7 @@ static int import_lines(mctx_t *m, const char *name, const st_buf_t *lines, char
         .count = count_json,
         .next = mem_next,
         .src = &src,
-        .interrupt = &g_interrupt,
+        .interrupt = &cli_interrupted,
     };
     load_result_t r;
     int rc = load_run(&cfg, &r);
@@ -477,7 +468,7 @@ static void *worker_main(void *arg)
     st_buf_t lines;
     st_buf_init(&lines);
     size_t i;
-    while (!atomic_load(&g_interrupt) && (i = atomic_fetch_add(&m->next, 1)) < m->nslices) {
+    while (!atomic_load(&cli_interrupted) && (i = atomic_fetch_add(&m->next, 1)) < m->nslices) {
         slice_t *s = &m->slices[i];
         if (m->verifying && !s->done)
             continue;
@@ -500,7 +491,7 @@ static void *worker_main(void *arg)
             s->done = true;
         if (rc < 0 && m->verifying)
             s->verify_fail = true;
-        if (rc < 0 && !atomic_load(&g_interrupt)) {
+        if (rc < 0 && !atomic_load(&cli_interrupted)) {
             if (named && *err)
                 say(m, "strata migrate: import: %s\n", err);
             else
@@ -686,10 +677,7 @@ static int run_migrate(void *opts, int argc, char **argv)
     pthread_mutex_init(&m->out_mu, NULL);
     pthread_cond_init(&m->stop_cv, NULL);
     m->tty = isatty(STDERR_FILENO);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_interrupt();
 
     const char *kind_name = m->kind == KIND_PROM ? "prometheus" : "victoriametrics";
     double t0 = httpc_now();
@@ -699,7 +687,7 @@ static int run_migrate(void *opts, int argc, char **argv)
     size_t failed = 0;
     for (size_t i = 0; i < m->nslices; i++)
         failed += !m->slices[i].done;
-    bool interrupted = atomic_load(&g_interrupt);
+    bool interrupted = atomic_load(&cli_interrupted);
     printf("strata migrate: kind=%s slices=%zu failed=%zu lines=%" PRIu64 " samples=%" PRIu64
            " seconds=%.2f samples_per_s=%.0f rejected=%" PRIu64 " retries=%" PRIu64
            " stale_markers_skipped=%" PRIu64 "%s\n",
@@ -737,7 +725,7 @@ static int run_migrate(void *opts, int argc, char **argv)
             vfailed += m->slices[i].verify_fail;
         uint64_t mism = verify_report(m);
         fflush(stdout);
-        if (atomic_load(&g_interrupt)) {
+        if (atomic_load(&cli_interrupted)) {
             ret = CLI_EXIT_INTERRUPTED;
             goto out_sync;
         }
