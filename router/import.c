@@ -434,7 +434,7 @@ static int jkey(imp_t *d, const char **p, const char *end, const char **k, size_
     int rc = jstring(d, p, end);
     if (rc)
         return rc;
-    *k = (const char *)d->str.data + mark;
+    *k = d->str.data ? (const char *)d->str.data + mark : "";
     *kn = d->str.len - mark;
     d->str.len = mark; /* the caller compares at once */
     return 0;
@@ -1143,7 +1143,7 @@ static int csv_line(imp_t *d, const void *ctx, const char *s, size_t n, uint64_t
         return rc;
     if (d->ncells < sp->maxcol)
         return fail(d, "row has %zu columns; the format uses column %u", d->ncells, sp->maxcol);
-    const char *base = (const char *)d->str.data;
+    const char *base = d->str.data ? (const char *)d->str.data : "";
     int64_t ts = cx->dflt;
     if (sp->time_idx >= 0) {
         const col_t *c = &sp->c[sp->time_idx];

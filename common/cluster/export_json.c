@@ -20,7 +20,7 @@ int export_json_number(st_buf_t *b, double v)
         n = snprintf(tmp, sizeof tmp, v > 0 ? "Infinity" : "-Infinity");
     } else if (v == 0 && signbit(v)) {
         n = snprintf(tmp, sizeof tmp, "-0");
-    } else if (v == (double)(int64_t)v && fabs(v) < 9007199254740992.0) {
+    } else if (fabs(v) < 9007199254740992.0 && v == (double)(int64_t)v) {
         n = snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)v);
     } else {
         return st_fmt_double_g(b, v);
