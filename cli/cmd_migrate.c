@@ -340,12 +340,67 @@ out:
     return rc;
 }
 
+/*
+ * VictoriaMetrics exports infinities as +Inf and -Inf; Strata's import reads
+ * the JSON5 spellings its own export writes. Rewrite them inside each line's
+ * "values" array (numbers only there, so a token match is exact).
+ */
+static int vm_infinities(st_buf_t *lines, st_buf_t *tmp)
+{
+    static const char key[] = "\"values\":[";
+    const char *p = (const char *)lines->data, *end = p + lines->len;
+    if (memmem(p, lines->len, "Inf", 3) == NULL)
+        return 0;
+    st_buf_reset(tmp);
+    int rc = 0;
+    while (p < end && rc == 0) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl + 1 : end;
+        const char *v = memmem(p, (size_t)(le - p), key, sizeof(key) - 1);
+        const char *ve = v ? memchr(v, ']', (size_t)(le - v)) : NULL;
+        if (ve == NULL) {
+            rc = st_buf_append(tmp, p, (size_t)(le - p));
+            p = le;
+            continue;
+        }
+        const char *q = v + sizeof(key) - 1;
+        rc = st_buf_append(tmp, p, (size_t)(q - p));
+        while (q < ve && rc == 0) {
+            size_t n = strcspn(q, ",]");
+            if (n == 4 && (memcmp(q, "+Inf", 4) == 0 || memcmp(q, "-Inf", 4) == 0))
+                rc = q[0] == '+' ? ST_BUF_LIT(tmp, "Infinity") : ST_BUF_LIT(tmp, "-Infinity");
+            else
+                rc = st_buf_append(tmp, q, n);
+            q += n;
+            if (q < ve && rc == 0)
+                rc = st_buf_put_u8(tmp, (uint8_t)*q++);
+        }
+        if (rc == 0)
+            rc = st_buf_append(tmp, ve, (size_t)(le - ve));
+        p = le;
+    }
+    if (rc == 0) {
+        st_buf_t t = *lines;
+        *lines = *tmp;
+        *tmp = t;
+    }
+    return rc;
+}
+
 static int read_source(mctx_t *m, httpc_conn_t *c, const slice_t *s, st_buf_t *lines, char *err,
                        size_t errlen)
 {
-    if (m->kind == KIND_VM)
-        return get_export(c, m->o->match, s, lines, err, errlen);
-    return remote_read(m, c, s, lines, err, errlen);
+    if (m->kind == KIND_PROM)
+        return remote_read(m, c, s, lines, err, errlen);
+    int rc = get_export(c, m->o->match, s, lines, err, errlen);
+    if (rc == 0) {
+        st_buf_t tmp;
+        st_buf_init(&tmp);
+        if ((rc = vm_infinities(lines, &tmp)) < 0)
+            snprintf(err, errlen, "%s", st_strerror(rc));
+        st_buf_deinit(&tmp);
+    }
+    return rc;
 }
 
 /* ---- writing to Strata ------------------------------------------------------------------------
