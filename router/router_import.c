@@ -42,7 +42,7 @@
 enum { IMP_JSON, IMP_PROM, IMP_CSV };
 
 static struct {
-    metric_counter_t *req[3], *bad_req;
+    metric_counter_t *req[3], *bad_req, *influx_ok, *influx_bad;
 } im;
 
 int router_import_metrics(router_t *r)
@@ -57,7 +57,13 @@ int router_import_metrics(router_t *r)
                                  "Import and CSV export requests refused before decoding "
                                  "(bad format=, timestamp=, method).",
                                  NULL);
-    return im.bad_req ? 0 : ST_ENOMEM;
+    im.influx_ok =
+        metrics_counter(r->metrics, "strata_router_influx_queries_total",
+                        "InfluxDB 1.x /query statements by result.", "result", "ok", NULL);
+    im.influx_bad =
+        metrics_counter(r->metrics, "strata_router_influx_queries_total",
+                        "InfluxDB 1.x /query statements by result.", "result", "refused", NULL);
+    return im.bad_req && im.influx_ok && im.influx_bad ? 0 : ST_ENOMEM;
 }
 
 /* ---- imports ------------------------------------------------------------ */
@@ -324,6 +330,7 @@ typedef struct iq {
 
 static void influx_error(http_req_t *req, int status, const char *msg)
 {
+    metric_counter_inc(im.influx_bad);
     st_buf_t b;
     st_buf_init(&b);
     ST_BUF_LIT(&b, "{\"error\":");
@@ -506,6 +513,7 @@ void router_handle_influx_query(router_t *r, http_req_t *req)
     if (kw(&p, "CREATE") && kw(&p, "DATABASE")) {
         if (ident(&p, name, sizeof name) == 0) {
             const char *ok = "{\"results\":[{\"statement_id\":0}]}";
+            metric_counter_inc(im.influx_ok);
             http_respond(req, 200, "application/json", ok, strlen(ok));
             return; /* a no-op: Strata has one database; db= is ignored */
         }
@@ -515,6 +523,7 @@ void router_handle_influx_query(router_t *r, http_req_t *req)
         p++;
     if (kw(&p, "SHOW")) {
         if (kw(&p, "DATABASES") && !*p) {
+            metric_counter_inc(im.influx_ok);
             const char *ok =
                 "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":"
                 "\"databases\",\"columns\":[\"name\"],\"values\":[[\"" INFLUX_DB "\"]]}]}]}";
@@ -538,6 +547,7 @@ void router_handle_influx_query(router_t *r, http_req_t *req)
             ok = !*p || (kw(&p, "FROM") && ident(&p, iq->from, sizeof iq->from) == 0 && !*p);
         }
         if (ok) {
+            metric_counter_inc(im.influx_ok);
             char sel[2 * INFLUX_NAME_MAX + 64];
             if (iq->from[0])
                 from_selector(iq->from, sel, sizeof sel);

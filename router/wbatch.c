@@ -68,6 +68,7 @@ struct wbatch {
     int64_t min_ts, retention_ms;
     /* results of parsing */
     uint64_t lines_ok, lines_bad, lines_too_old;
+    uint64_t last_series_line; /* wbatch_add_series: the line counted last */
     wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
     size_t nrej;
     /* encoded shard batches: NodeWrite field-1 entries back to back */
@@ -455,7 +456,9 @@ int wbatch_add_series(wbatch_t *b, uint64_t line, const st_label_t *l, size_t n,
         if (rc)
             return rc;
     }
-    b->lines_ok++;
+    if (line != b->last_series_line) /* a CSV row may give several series */
+        b->lines_ok++;
+    b->last_series_line = line;
     return 0;
 }
 

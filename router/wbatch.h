@@ -60,8 +60,8 @@ int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len);
  * The same batch fed by another decoder (import.h) instead of wbatch_parse:
  * wbatch_add_series() adds one line's series with its samples (labels
  * sorted and valid, __name__ included; a sample older than the retention
- * rejects the line), wbatch_reject() a bad line, and wbatch_finish() encodes
- * once every line is in. Return 0 or ST_ENOMEM.
+ * rejects the line; several series of one line count as one line), wbatch_reject() a bad line, and
+ * wbatch_finish() encodes once every line is in. Return 0 or ST_ENOMEM.
  */
 int wbatch_add_series(wbatch_t *b, uint64_t line, const st_label_t *labels, size_t n,
                       const int64_t *ts, const double *v, size_t count);

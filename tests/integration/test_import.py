@@ -164,6 +164,7 @@ class Import(ClusterTestCase):
         st, data = post(self.c, "/api/v1/import/csv", body, {"format": spec})
         self.assertEqual(st, 400, data)
         err = parse_json(data)
+        self.assertEqual(err["error"], "partial write: 2 of 4 lines rejected")  # rows, not series
         self.assertEqual(err["rejected"], [
             {"line": 3, "reason": "invalid value 'x' in column 2"},
             {"line": 4, "reason": "row has 2 columns; the format uses column 4"},

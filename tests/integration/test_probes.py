@@ -246,6 +246,9 @@ class Probes(ClusterTestCase):
                             body)
         st, _, body = http_request(self.c.router_url(0) + "/query")
         self.assertEqual((st, parse_json(body)), (400, {"error": "missing required parameter \"q\""}))
+        st, _, text = http_request(self.c.router_url(0) + "/metrics")
+        self.assertIn(b'strata_router_influx_queries_total{result="ok"} 6', text)
+        self.assertIn(b'strata_router_influx_queries_total{result="refused"} 5', text)
 
 
 if __name__ == "__main__":

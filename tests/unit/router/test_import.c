@@ -16,6 +16,9 @@
 #include "export_json.h"
 #include "import.h"
 #include "st_err.h"
+#include "topo.h"
+#include "wbatch.h"
+#include "wire.h"
 
 /* What a body decoded to, as text: one "line: labels ts=v ts=v" per series
  * (values as hex bits) and "line: ERR reason" per bad line. */
@@ -334,13 +337,99 @@ static void test_value_parse(void **state)
         assert_int_equal(imp_parse_value(bad[i], strlen(bad[i]), &v), ST_EPARSE);
 }
 
+/* Imported series go into a wbatch like line protocol's: each series on
+ * topo_shard_of_labels() of its labels, samples grouped per series in body
+ * order (a series imported on two lines is one entry), bad lines and lines
+ * older than the retention rejected with their reason. */
+static int to_batch(void *arg, uint64_t line, const st_label_t *l, size_t nl, const int64_t *ts,
+                    const double *v, size_t n)
+{
+    return wbatch_add_series(arg, line, l, nl, ts, v, n);
+}
+
+static void to_batch_err(void *arg, uint64_t line, const char *reason)
+{
+    wbatch_reject(arg, line, reason);
+}
+
+static void test_wbatch_placement(void **state)
+{
+    (void)state;
+    topo_t *t;
+    char err[256];
+    assert_int_equal(
+        topo_load_string("[cluster]\nshards = 16\nreplication_factor = 1\n"
+                         "[node \"n1\"]\nrpc = 127.0.0.1:7001\nhttp = 127.0.0.1:8001\n"
+                         "[node \"n2\"]\nrpc = 127.0.0.1:7002\nhttp = 127.0.0.1:8002\n",
+                         NULL, &t, err, sizeof err),
+        0);
+    st_buf_t body;
+    st_buf_init(&body);
+    for (int i = 0; i < 200; i++) {
+        char line[200];
+        int k = snprintf(line, sizeof line,
+                         "{\"metric\":{\"__name__\":\"m%d\",\"host\":\"h%d\"},\"values\":[1,2],"
+                         "\"timestamps\":[%d,%d]}\n",
+                         i % 5, i % 50, 100000 + i, 200000 + i);
+        st_buf_append(&body, line, (size_t)k);
+    }
+    const char *tail = "{\"metric\":{\"__name__\":\"old\"},\"values\":[1],\"timestamps\":[5]}\nx\n";
+    st_buf_append(&body, tail, strlen(tail));
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_retention(b, 300000, 250000);
+    imp_t *d;
+    assert_int_equal(imp_create(&d), 0);
+    assert_int_equal(imp_json(d, (const char *)body.data, body.len, to_batch, to_batch_err, b), 1);
+    assert_int_equal(wbatch_finish(b), 0);
+    assert_int_equal(wbatch_lines_ok(b), 200);
+    assert_int_equal(wbatch_lines_bad(b), 2);
+    assert_int_equal(wbatch_lines_too_old(b), 1);
+    size_t nrej;
+    const wbatch_rejected_t *rej = wbatch_rejected(b, &nrej);
+    assert_int_equal(nrej, 2);
+    assert_int_equal(rej[0].line, 201);
+    assert_string_equal(rej[0].reason,
+                        "timestamp 1970-01-01T00:00:00.005Z is older than the retention (250s)");
+    assert_int_equal(rej[1].line, 202);
+    size_t n;
+    const wbatch_shard_t *sh = wbatch_shards(b, &n);
+    uint64_t series = 0, samples = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = wbatch_data(b) + sh[i].off, *end = p + sh[i].len;
+        wire_field_t f;
+        assert_int_equal(wire_next(&p, end, &f), 1);
+        const uint8_t *q = f.data, *qend = f.data + f.len;
+        while (wire_next(&q, qend, &f) == 1) {
+            if (f.num != 2)
+                continue;
+            wire_series_t s;
+            assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+            assert_int_equal(topo_shard_of_labels(t, s.labels, s.nlabels), sh[i].shard);
+            int64_t ts[8];
+            double v[8];
+            size_t cnt;
+            assert_int_equal(wire_series_samples(&s, ts, v, 8, &cnt), 0);
+            assert_int_equal(cnt, 8); /* 4 lines of 2 samples: one entry */
+            samples += cnt;
+            series++;
+        }
+    }
+    assert_int_equal(series, 50); /* (m i%5, h i%50): i%50 decides i%5 too */
+    assert_int_equal(samples, 400);
+    imp_destroy(d);
+    wbatch_destroy(b);
+    topo_destroy(t);
+    st_buf_deinit(&body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_golden),        cmocka_unit_test(test_prom_golden),
         cmocka_unit_test(test_csv_golden),         cmocka_unit_test(test_spec_errors),
         cmocka_unit_test(test_csv_rows_roundtrip), cmocka_unit_test(test_json_special_roundtrip),
-        cmocka_unit_test(test_value_parse),
+        cmocka_unit_test(test_value_parse),        cmocka_unit_test(test_wbatch_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
