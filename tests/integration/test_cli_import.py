@@ -187,7 +187,10 @@ class CliImportTest(ClusterTestCase):
         # CSV: host, unix ms, two metrics
         pc = self.path("x.csv")
         with open(pc, "w") as f:
-            for i in range(30):
+            f.write("h0,%d,1,2\nh0,not-a-time,1,2\n" % base)  # line 2 is bad
+            model.add([({"__name__": "impcsv_a", "host": "h0"}, base, 1.0),
+                       ({"__name__": "impcsv_b", "host": "h0"}, base, 2.0)])
+            for i in range(1, 30):
                 t = base + i * 1000
                 f.write("h%d,%d,%s,%s\n" % (i % 3, t, i, i * 2))
                 model.add([({"__name__": "impcsv_a", "host": "h%d" % (i % 3)}, t, float(i)),
@@ -196,7 +199,8 @@ class CliImportTest(ClusterTestCase):
                           "1:label:host,2:time:unix_ms,3:metric:impcsv_a,4:metric:impcsv_b"])
         self.assertEqual(r.returncode, 1, self.text(r))
         self.assertIn("%s:2: " % pj, r.stderr.decode())
-        self.assertIn("1 line rejected", r.stderr.decode())
+        self.assertIn("%s:2: " % pc, r.stderr.decode())
+        self.assertIn("2 lines rejected", r.stderr.decode())
         out = r.stdout.decode()
         self.assertEqual(self.summary(out, "samples"),
                          sum(len(s) for s in model.data.values()), out)
