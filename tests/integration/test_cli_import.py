@@ -479,6 +479,81 @@ class CliImportTest(ClusterTestCase):
         finally:
             prom.terminate()
 
+    def test_migrate_prometheus_staleness_markers(self):
+        """Prometheus scrapes a target that then goes away: its series end with staleness
+        markers, which migrate leaves out (counted), so no NaN sample arrives in Strata."""
+        if not os.path.exists(PROM_BIN):
+            self.skipTest("%s is not installed" % PROM_BIN)
+        self.need_import()
+
+        class Target(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'mig_scraped{kind="a"} 1\nmig_scraped{kind="b"} 2\n'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+        threading.Thread(target=target.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        d = tempfile.mkdtemp(prefix="strata-prom-", dir=self.c.dir)
+        cfg = os.path.join(d, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: mig\n"
+                    "  static_configs:\n  - targets: ['127.0.0.1:%d']\n"
+                    % target.server_address[1])
+        port = free_port()
+        prom = Proc("prometheus", [PROM_BIN, "--config.file=" + cfg,
+                                   "--storage.tsdb.path=" + os.path.join(d, "tsdb"),
+                                   "--web.listen-address=127.0.0.1:%d" % port],
+                    os.path.join(d, "prometheus.log"), d)
+        start = int(time.time()) - 60
+        prom.start()
+        stopped = False
+        try:
+            purl = "http://127.0.0.1:%d" % port
+
+            def query(q):
+                try:
+                    st, _, data = http_request(purl + "/api/v1/query?" +
+                                               urllib.parse.urlencode({"query": q}), timeout=5)
+                except OSError:
+                    return []
+                return json.loads(data)["data"]["result"] if st == 200 else []
+
+            wait_for(lambda: any(float(r["value"][1]) >= 3 for r in
+                                 query('count_over_time(mig_scraped{kind="a"}[1m])')),
+                     60, "three scrapes of the target", step=0.2)
+            target.shutdown()
+            target.server_close()
+            stopped = True
+            wait_for(lambda: any(r["value"][1] == "0" for r in query('up{job="mig"}')), 60,
+                     "a failed scrape (staleness markers)", step=0.2)
+            out = self.ok(self.run_cli(["migrate", "--from", purl, "--match",
+                                        '{__name__="mig_scraped"}', "--start", str(start),
+                                        "--end", str(int(time.time()) + 5), "--slice", "1m",
+                                        "--verify"], timeout=300))
+        finally:
+            if not stopped:
+                target.shutdown()
+                target.server_close()
+            prom.terminate()
+        m = re.search(r"stale_markers_skipped=(\d+)", out)
+        self.assertIsNotNone(m, out)
+        self.assertGreaterEqual(int(m.group(1)), 2, out)  # one per series at least
+        self.assertIn("mismatches=0 (ok)", out)
+        got = self.got('{__name__="mig_scraped"}')
+        self.assertEqual(len(got), 2, got)
+        for key, samples in got.items():
+            self.assertGreaterEqual(len(samples), 3, key)
+            want = 1.0 if ("kind", "a") in key else 2.0
+            self.assertEqual(set(samples.values()), {want}, key)
+
     def test_migrate_usage_and_unreachable(self):
         r = self.run_cli(["migrate", "--match", "up", "--start", "-1h"])
         self.assertEqual(r.returncode, 2, self.text(r))
