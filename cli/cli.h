@@ -6,11 +6,12 @@
  * tests/unit/cli/), and the subcommand descriptors.
  *
  * Exit codes of every subcommand: 0 ok, 1 failure (one line on stderr),
- * 2 usage error.
+ * 2 usage error; import and migrate also 130 when interrupted (SIGINT, SIGTERM).
  */
 #ifndef CLI_H
 #define CLI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_INTERRUPTED 130
 
 /* ---- pure helpers ----------------------------------------------------------------------- */
 
@@ -66,6 +68,13 @@ size_t cli_progress_format(char *out, size_t cap, const cli_progress_t *p, bool 
 uint32_t cli_lp_count_fields(const char *line, size_t n);
 
 /*
+ * Samples of one line of the export format ({"metric":..,"values":[..],
+ * "timestamps":[..]}): the entries of its "timestamps" array, counted
+ * without parsing the line; 0 when there is none.
+ */
+uint64_t cli_json_line_samples(const char *line, size_t n);
+
+/*
  * Append a series in PromQL notation: name{a="b",c="d"} from a Prometheus
  * "metric" object; names outside [a-zA-Z_:][a-zA-Z0-9_:]* use the quoted
  * form {"my.name","a.b"="c"}. Values are escaped (\\ \" \n).
@@ -91,6 +100,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 #define CLI_STDOUT_CLOSED 1
 int cli_stdout_write(const void *p, size_t n);
 int cli_stdout_flush(void);
+
+/*
+ * Ctrl-C for long commands (import, migrate): SIGINT and SIGTERM set
+ * cli_interrupted (the command stops at a safe point and says where) and
+ * restore the default action, so a second one ends the process at once.
+ */
+extern atomic_bool cli_interrupted;
+void cli_catch_interrupt(void);
 
 /* --router value, else $STRATA_ROUTER, else the default; ST_EINVAL if it does not parse. */
 int cli_router(const char *opt, httpc_url_t *out /* OUT */, const char **shown /* OUT */);
@@ -122,6 +139,7 @@ httpc_conn_t *cli_common_conn(const cli_common_t *c, const httpc_url_t *url);
 int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *body);
 
 /* The subcommands (cmd_*.c), dispatched by strata.c. */
-extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_export, cli_cmd_query, cli_cmd_bench;
+extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_import, cli_cmd_migrate,
+    cli_cmd_export, cli_cmd_query, cli_cmd_bench;
 
 #endif

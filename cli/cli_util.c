@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,38 @@ uint32_t cli_lp_count_fields(const char *s, size_t n)
     return count;
 }
 
+/* ---- JSON lines ----------------------------------------------------------------------------- */
+
+uint64_t cli_json_line_samples(const char *s, size_t n)
+{
+    static const char key[] = "\"timestamps\"";
+    const char *end = s + n;
+    for (const char *p = s; p + sizeof(key) - 1 < end; p++) {
+        p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
+        if (p == NULL)
+            return 0;
+        const char *q = p + sizeof(key) - 1;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        if (q >= end || *q != ':')
+            continue;
+        for (q++; q < end && (*q == ' ' || *q == '\t');)
+            q++;
+        if (q >= end || *q != '[')
+            continue;
+        uint64_t c = 0;
+        bool any = false;
+        for (q++; q < end && *q != ']'; q++) {
+            if (*q == ',')
+                c++;
+            else if (*q != ' ' && *q != '\t')
+                any = true;
+        }
+        return any ? c + 1 : 0;
+    }
+    return 0;
+}
+
 /* ---- plumbing ----------------------------------------------------------------------------- */
 
 /* "strata CMD: message" (and the --help hint for usage errors) on stderr. */
@@ -398,6 +431,22 @@ int cli_stdout_write(const void *p, size_t n)
 int cli_stdout_flush(void)
 {
     return fflush(stdout) != 0 ? stdout_error() : 0;
+}
+
+atomic_bool cli_interrupted;
+
+static void on_interrupt(int sig)
+{
+    atomic_store(&cli_interrupted, true);
+    signal(sig, SIG_DFL);
+}
+
+void cli_catch_interrupt(void)
+{
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 int cli_router(const char *opt, httpc_url_t *out, const char **shown)
