@@ -533,9 +533,12 @@ static int jarray(imp_t *d, const char **p, const char *end, int ts, size_t *cnt
             size_t tl = (size_t)(te - t);
             if (tl == 3 && memcmp(t, "NaN", 3) == 0)
                 x = nan_bits();
-            else if (tl == 8 && memcmp(t, "Infinity", 8) == 0)
-                x = INFINITY;
-            else if (tl == 9 && memcmp(t, "-Infinity", 9) == 0)
+            else if ((tl == 8 && memcmp(t, "Infinity", 8) == 0) ||
+                     (tl == 4 && memcmp(t, "+Inf", 4) == 0) ||
+                     (tl == 3 && memcmp(t, "Inf", 3) == 0))
+                x = INFINITY; /* Strata's export spelling, and VictoriaMetrics' */
+            else if ((tl == 9 && memcmp(t, "-Infinity", 9) == 0) ||
+                     (tl == 4 && memcmp(t, "-Inf", 4) == 0))
                 x = -INFINITY;
             else if (*t == '+' || lp_parse_float(t, tl, &x) != 0)
                 return fail(d, "invalid value '%s' in \"values\"", quote_tok(q, sizeof q, t, tl));

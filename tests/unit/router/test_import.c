@@ -109,6 +109,7 @@ static void test_json_golden(void **state)
         "{\"metric\":{\"__name__\":\"m\"},\"values\":[NaN,Infinity,-Infinity,5e-324],"
         "\"timestamps\":[-1,0,1,9223372036854775807]}\n"
         "{\"metric\":{\"__name__\":\"m\"},\"values\":[1],\"timestamps\":[1],\"x\":1}\n"
+        "{\"metric\":{\"__name__\":\"m\"},\"values\":[+Inf,-Inf,Inf],\"timestamps\":[1,2,3]}\n"
         "{\"metric\":{\"__name__\":\"m\"},\"values\":[],\"timestamps\":[]}",
         NULL,
         "1: __name__=m a=1 b=2 1000@3ff8000000000000 2000@4000000000000000\n"
@@ -120,7 +121,8 @@ static void test_json_golden(void **state)
         "8: ERR duplicate label name\n"
         "9: __name__=m -1@7ff8000000000001 0@7ff0000000000000 1@fff0000000000000 "
         "9223372036854775807@0000000000000001\n"
-        "10: ERR unknown or repeated key \"x\" (want metric, values, timestamps)\n",
+        "10: ERR unknown or repeated key \"x\" (want metric, values, timestamps)\n"
+        "11: __name__=m 1@7ff0000000000000 2@fff0000000000000 3@7ff0000000000000\n",
         6);
 }
 
