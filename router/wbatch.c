@@ -64,16 +64,19 @@ struct wbatch {
     double *s_v;
     size_t ns, s_cap;
     int oom;
-    /* retention: points before min_ts are rejected (INT64_MIN: none) */
+    /* retention: points before min_ts are rejected (INT64_MIN: none);
+     * max_future: points after max_ts are (INT64_MAX: none) */
     int64_t min_ts, retention_ms;
+    int64_t max_ts, max_future_ms;
+    size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
     /* results of parsing */
-    uint64_t lines_ok, lines_bad, lines_too_old;
+    uint64_t lines_ok, lines_bad, lines_too_old, lines_too_far_future;
     wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
     size_t nrej;
     /* encoded shard batches: NodeWrite field-1 entries back to back */
     st_buf_t all;
-    wbatch_shard_t *sh; /* [shards with data] */
-    size_t nsh;
+    wbatch_shard_t *sh; /* entries, by shard ascending */
+    size_t nsh, shcap;
 };
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
@@ -258,11 +261,25 @@ static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
     on_error(j, pt->line, 0, why);
 }
 
+static void reject_too_far_future(wbatch_t *j, const lp_point_t *pt)
+{
+    char when[48], ahead[32], why[WBATCH_REASON_MAX];
+    fmt_rfc3339(when, sizeof when, pt->ts_ms);
+    snprintf(why, sizeof why, "timestamp %s is more than %s ahead of the server clock (max_future)",
+             when, st_fmt_duration_one(ahead, sizeof ahead, j->max_future_ms));
+    j->lines_too_far_future++;
+    on_error(j, pt->line, 0, why);
+}
+
 static int on_point(void *arg, const lp_point_t *pt)
 {
     wbatch_t *j = arg;
     if (pt->ts_ms < j->min_ts) {
         reject_too_old(j, pt);
+        return 0;
+    }
+    if (pt->ts_ms > j->max_ts) {
+        reject_too_far_future(j, pt);
         return 0;
     }
     if (pt->nseries == 0) {
@@ -348,19 +365,27 @@ static int encode(wbatch_t *j)
     free(fill);
     int rc = 0;
     for (uint32_t s = 0; s < nshards && !rc; s++) {
-        if (bystart[s] == bystart[s + 1])
-            continue;
-        st_buf_t *b = &j->all;
-        size_t mark, start = b->len;
-        rc = wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
-        rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
-        for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
-            entry_t *en = &j->e[order[k]];
-            rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
-                                 en->nlabels, cts + en->first, cv + en->first, en->count);
+        size_t k = bystart[s];
+        /* one entry per shard, or several of at most piece_max bytes of
+         * series each (a series alone over it is an entry of its own) */
+        while (k < bystart[s + 1] && !rc) {
+            st_buf_t *b = &j->all;
+            size_t mark, start = b->len;
+            rc = j->nsh == j->shcap && st_grow(&j->sh, &j->shcap, sizeof *j->sh, 64);
+            rc |= wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
+            rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
+            size_t body = b->len;
+            for (; k < bystart[s + 1] && !rc; k++) {
+                if (j->piece_max && b->len > body && b->len - body >= j->piece_max)
+                    break;
+                entry_t *en = &j->e[order[k]];
+                rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
+                                     en->nlabels, cts + en->first, cv + en->first, en->count);
+            }
+            wire_end(b, mark);
+            if (!rc)
+                j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
         }
-        wire_end(b, mark);
-        j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
     }
     free(cts);
     free(cv);
@@ -372,15 +397,13 @@ static int encode(wbatch_t *j)
 int wbatch_create(const topo_t *t, wbatch_t **out)
 {
     wbatch_t *b = calloc(1, sizeof *b);
-    if (b)
-        b->sh = calloc(topo_shards(t), sizeof *b->sh);
-    if (!b || !b->sh) {
-        free(b);
+    if (!b) {
         *out = NULL;
         return ST_ENOMEM;
     }
     b->t = t;
     b->min_ts = INT64_MIN;
+    b->max_ts = INT64_MAX;
     st_buf_init(&b->all);
     *out = b;
     return 0;
@@ -411,6 +434,18 @@ void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms)
         retention_ms > 0 && now_ms > INT64_MIN + retention_ms ? now_ms - retention_ms : INT64_MIN;
 }
 
+void wbatch_set_max_future(wbatch_t *b, int64_t now_ms, int64_t max_future_ms)
+{
+    b->max_future_ms = max_future_ms;
+    b->max_ts = max_future_ms > 0 && now_ms < INT64_MAX - max_future_ms ? now_ms + max_future_ms
+                                                                        : INT64_MAX;
+}
+
+void wbatch_set_piece_max(wbatch_t *b, size_t bytes)
+{
+    b->piece_max = bytes;
+}
+
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len)
 {
     int rc = lp_parse(p, body, len, on_point, on_error, b);
@@ -432,6 +467,11 @@ uint64_t wbatch_lines_bad(const wbatch_t *b)
 uint64_t wbatch_lines_too_old(const wbatch_t *b)
 {
     return b->lines_too_old;
+}
+
+uint64_t wbatch_lines_too_far_future(const wbatch_t *b)
+{
+    return b->lines_too_far_future;
 }
 
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n)
