@@ -34,6 +34,7 @@
 #define NODE_EXPORT_PAGE_SERIES 100000    /* default series per EXPORT/SERIES page */
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
+#define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
 
 typedef struct node {
     uv_loop_t *loop;
@@ -77,5 +78,10 @@ int node_metrics_register(node_t *n);
  * first `cap` of their ids go to shards[] (may be NULL). Returns how many
  * ids were written. */
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap);
+/* 1 when a local engine reports itself degraded (engine_health: flushes,
+ * WAL or compaction failing, disk full, out of descriptors), with the
+ * first reason in why ("shard 3: <reason>"); 0 otherwise. Any thread but
+ * the loop's (it may wait on an engine lock). */
+int node_degraded(node_t *n, char *why, size_t cap);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "node.h"
 #include "st_err.h"
+#include "st_log.h"
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
 {
@@ -36,6 +37,25 @@ size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t
             shards[ns++] = s;
     }
     return ns;
+}
+
+/* DEBUG-STALL */
+static uv_timer_t dbg_stall_t;
+static uint64_t dbg_stall_last;
+static void dbg_stall_cb(uv_timer_t *t)
+{
+    uint64_t now = uv_hrtime() / 1000000;
+    if (dbg_stall_last && now - dbg_stall_last > 400)
+        st_warn("DEBUG loop stall", "ms=%llu", (unsigned long long)(now - dbg_stall_last - 100));
+    dbg_stall_last = now;
+}
+
+int node_degraded(node_t *n, char *why, size_t cap)
+{
+    (void)n;
+    if (cap)
+        why[0] = '\0';
+    return 0;
 }
 
 static int engine_gauges(void *arg, st_buf_t *out)
@@ -107,5 +127,8 @@ int node_metrics_register(node_t *n)
         if (!(*counters[i].c =
                   metrics_counter(n->metrics, counters[i].name, counters[i].help, NULL)))
             return ST_ENOMEM;
+    uv_timer_init(n->loop, &dbg_stall_t);
+    uv_timer_start(&dbg_stall_t, dbg_stall_cb, 100, 100);
+    uv_unref((uv_handle_t *)&dbg_stall_t);
     return metrics_collector(n->metrics, engine_gauges, n);
 }

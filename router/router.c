@@ -17,6 +17,30 @@
 #include "st_text.h"
 #include "strata.pb-c.h"
 
+static const char *const limit_names[] = ROUTER_LIMIT_NAMES;
+
+int router_limit_metrics(router_t *r)
+{
+    for (size_t i = 0; i < ROUTER_NLIMITS; i++) {
+        const char *name = i < ROUTER_NLIMITS - 1 ? limit_names[i] : "other";
+        r->samples_refused[i] = metrics_counter(
+            r->metrics, "strata_router_samples_refused_total",
+            "Samples a node refused under a cardinality limit (the rest of the write was stored).",
+            "limit", name, NULL);
+        if (!r->samples_refused[i])
+            return ST_ENOMEM;
+    }
+    return 0;
+}
+
+void router_count_refused(router_t *r, const char *limit, uint64_t n)
+{
+    size_t i = 0;
+    while (i < ROUTER_NLIMITS - 1 && strcmp(limit, limit_names[i]) != 0)
+        i++;
+    metric_counter_add(r->samples_refused[i], n);
+}
+
 int router_node_up(const router_t *r, uint32_t node)
 {
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;

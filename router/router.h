@@ -27,6 +27,19 @@
 #define ROUTER_MAX_SERIES 2000000     /* /api/v1/series answer cap */
 #define ROUTER_MAX_MATCHERS 64        /* matchers in one read request */
 #define ROUTER_LISTEN_MAX 300         /* bytes of --listen HOST:PORT */
+/* Writes: a shard's series are cut into pieces of about this many bytes and
+ * sent in RPCs of about this size, at most ROUTER_WRITE_WINDOW in flight
+ * per node per request (router_write.c): the loop never copies or
+ * compresses a huge frame at once, so heartbeats are never stuck behind it. */
+#define ROUTER_WRITE_PIECE (1u << 20)
+#define ROUTER_WRITE_WINDOW 2
+/* The cardinality limits a node may name when it refuses samples; any other
+ * name is counted as "other". */
+#define ROUTER_LIMIT_NAMES                                                                         \
+    {                                                                                              \
+        "max_series", "max_new_series_per_hour", "max_new_series_per_write"                        \
+    }
+#define ROUTER_NLIMITS 4 /* the names above + "other" */
 
 typedef struct router {
     uv_loop_t *loop;
@@ -38,14 +51,23 @@ typedef struct router {
     int64_t timeout_ms;
     uint64_t max_body;
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
-    metric_counter_t *lines_too_old;    /* of lines_bad: timestamp before now - retention */
-    metric_counter_t *q_pushed, *q_raw; /* query RPCs: QUERY, EXPORT */
+    metric_counter_t *lines_too_old;        /* of lines_bad: timestamp before now - retention */
+    metric_counter_t *lines_too_far_future; /* of lines_bad: after now + max_future */
+    metric_counter_t *write_busy;           /* of write_503: a node over head_max_mb */
+    metric_counter_t *write_refused;        /* 400: a cardinality limit refused samples */
+    metric_counter_t *samples_refused[ROUTER_NLIMITS]; /* by limit (router.c) */
+    metric_counter_t *q_pushed, *q_raw;                /* query RPCs: QUERY, EXPORT */
     /* health from the heartbeat (STATS every heartbeat_interval) */
     uv_timer_t heartbeat;
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */
     uint8_t *stats_fresh; /* [node]: last heartbeat answered */
     uint8_t *stats_inflight;
 } router_t;
+
+/* Register samples_refused (strata_router_samples_refused_total{limit}). */
+int router_limit_metrics(router_t *r);
+/* Count n samples a node refused under the limit named `limit`. */
+void router_count_refused(router_t *r, const char *limit, uint64_t n);
 
 /* readplan_up_fn over router_node_up. */
 int router_up_fn(void *arg, uint32_t node);

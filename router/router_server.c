@@ -351,6 +351,12 @@ static int register_metrics(router_t *r)
          "Line-protocol lines rejected (bad syntax, limits, older than retention)."},
         {&r->lines_too_old, "strata_router_lines_too_old_total",
          "Line-protocol lines rejected: timestamp older than the retention."},
+        {&r->lines_too_far_future, "strata_router_lines_too_far_future_total",
+         "Line-protocol lines rejected: timestamp further ahead than max_future."},
+        {&r->write_busy, "strata_router_write_busy_total",
+         "Writes answered 503 + Retry-After: a node's head was over head_max_mb."},
+        {&r->write_refused, "strata_router_write_refused_total",
+         "Writes answered 400: a node's cardinality limit refused some samples."},
         {&r->samples, "strata_router_samples_written_total", "Samples acknowledged by nodes."},
         {&r->write_503, "strata_router_write_unavailable_total",
          "Writes answered 503 (a shard missed its consistency)."},
@@ -366,7 +372,7 @@ static int register_metrics(router_t *r)
         if (!(*counters[i].c =
                   metrics_counter(r->metrics, counters[i].name, counters[i].help, NULL)))
             return ST_ENOMEM;
-    return 0;
+    return router_limit_metrics(r);
 }
 
 /* One persistent, reconnecting client per node. */
