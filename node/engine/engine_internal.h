@@ -35,6 +35,20 @@
 #include "wal.h"
 
 #define ENGINE_BLOCK_MAX 4096 /* samples per segment block */
+#define ENGINE_DEFAULT_MAX_OPEN_FILES 1024
+
+/* ---- the node budget (engine_budget.c) ---- */
+
+struct engine_budget {
+    engine_budget_opts_t o;
+    atomic_uint_least64_t head_bytes; /* summed over the engines */
+    atomic_uint_least64_t open_files;
+    atomic_uint_least64_t files_opened, files_closed;
+    pthread_mutex_t mu; /* series, hour window */
+    uint64_t series;
+    int64_t hour_start; /* ms, aligned to the hour */
+    uint64_t hour_new;
+};
 
 enum { WAL_REC_SERIES = 1, WAL_REC_SAMPLES = 2 };
 
