@@ -35,6 +35,7 @@
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
+#define NODE_NLIMITS 4 /* cardinality limits counted apart (node_write.c), "other" included */
 
 typedef struct node {
     uv_loop_t *loop;
@@ -52,7 +53,8 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
-    uv_signal_t sig_term, sig_int; /* node_server.c: shutdown */
+    metric_counter_t *series_refused[NODE_NLIMITS]; /* by limit (node_write.c) */
+    uv_signal_t sig_term, sig_int;                  /* node_server.c: shutdown */
     int shutting_down;
 } node_t;
 
@@ -72,6 +74,8 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
                size_t msglen);
 /* http_handler_fn: the node's routes (node_http.c), arg = the node_t. */
 void node_http_handler(http_req_t *req, void *arg);
+/* Count series a cardinality limit (by name) refused (node_write.c). */
+void node_count_series_refused(node_t *n, const char *limit, uint64_t series);
 /* The node's counters and the engines' gauges in n->metrics (node_metrics.c). */
 int node_metrics_register(node_t *n);
 /* The engine stats summed over the shards open here (any thread); the

@@ -295,6 +295,9 @@ static void do_stats(job_t *j)
     st.samples_written = t.samples_written;
     st.n_shards = ns;
     st.shards = shards;
+    char why[NODE_DEGRADED_REASON_MAX];
+    st.degraded = node_degraded(n, why, sizeof why);
+    st.degraded_reason = why;
     if (n->repl && node_repl_stats(n->repl, &st)) {
         j->err = ST_ENOMEM;
         free(shards);

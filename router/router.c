@@ -12,6 +12,7 @@
 
 #include "http_util.h"
 #include "readopt.h"
+#include "readplan.h"
 #include "router.h"
 #include "st_err.h"
 #include "st_text.h"
@@ -46,9 +47,41 @@ int router_node_up(const router_t *r, uint32_t node)
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
 }
 
+#define ROUTER_STATE_MAX 300 /* bytes of "degraded: <reason>" */
+
+struct router_health {
+    uint8_t degraded;
+    char state[ROUTER_STATE_MAX];
+};
+
+static int node_degraded(const router_t *r, uint32_t node)
+{
+    return r->health && r->health[node].degraded;
+}
+
 int router_up_fn(void *arg, uint32_t node)
 {
-    return router_node_up(arg, node);
+    const router_t *r = arg;
+    if (!router_node_up(r, node))
+        return 0;
+    return node_degraded(r, node) || router_hints_for(r, node) ? 1 : READPLAN_PREFERRED;
+}
+
+void router_note_health(router_t *r, uint32_t node, int degraded, const char *reason)
+{
+    if (!r->health && !degraded)
+        return;
+    if (!r->health && !(r->health = calloc(topo_node_count(r->topo), sizeof *r->health)))
+        return;
+    struct router_health *h = &r->health[node];
+    h->degraded = degraded != 0;
+    snprintf(h->state, sizeof h->state, "degraded: %s", reason && *reason ? reason : "unknown");
+}
+
+void router_health_free(router_t *r)
+{
+    free(r->health);
+    r->health = NULL;
 }
 
 int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen)
@@ -156,6 +189,8 @@ const char *router_node_state(const router_t *r, uint32_t node)
         return "down";
     if (st != RPC_CLIENT_UP)
         return "connecting";
+    if (node_degraded(r, node))
+        return r->health[node].state;
     return router_hints_for(r, node) ? "catching_up" : "up";
 }
 

@@ -62,6 +62,7 @@ typedef struct router {
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */
     uint8_t *stats_fresh; /* [node]: last heartbeat answered */
     uint8_t *stats_inflight;
+    struct router_health *health; /* [node]: degraded state from STATS (router.c) */
 } router_t;
 
 /* Register samples_refused (strata_router_samples_refused_total{limit}). */
@@ -69,8 +70,14 @@ int router_limit_metrics(router_t *r);
 /* Count n samples a node refused under the limit named `limit`. */
 void router_count_refused(router_t *r, const char *limit, uint64_t n);
 
-/* readplan_up_fn over router_node_up. */
+/* readplan_up_fn: 0 when the node is down, 1 when it is up but degraded
+ * or behind (other nodes hold hints for it), READPLAN_PREFERRED otherwise. */
 int router_up_fn(void *arg, uint32_t node);
+/* A node's STATS said degraded (reason) or not: kept for /cluster and the
+ * read plan (the loop thread; allocates on first use). */
+void router_note_health(router_t *r, uint32_t node, int degraded, const char *reason);
+/* Free what router_note_health allocated. */
+void router_health_free(router_t *r);
 /* The parameters of a read, read one way by every read endpoint:
  * http_req_params_all() (a POST form body, then the query string) into
  * *params, which the caller deinits whatever the result. Returns 0, or -1
@@ -106,7 +113,8 @@ fanout_cfg_t router_fanout_cfg(router_t *r, int need, int partial, size_t nitems
 
 /* Hint records other nodes hold for `node` (as of the last heartbeat). */
 uint64_t router_hints_for(const router_t *r, uint32_t node);
-/* "up", "down", "connecting" or "catching_up" (up, others hold hints for it). */
+/* "up", "down", "connecting", "degraded: <reason>" (up, its STATS say an
+ * engine is degraded) or "catching_up" (up, others hold hints for it). */
 const char *router_node_state(const router_t *r, uint32_t node);
 
 /* Node index that serves `shard` now: the first replica whose client is up

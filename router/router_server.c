@@ -68,6 +68,7 @@ static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload
             if (j >= 0)
                 r->hints_held[(size_t)node * nn + (uint32_t)j] = st->hints[k]->pending_records;
         }
+        router_note_health(r, node, st->degraded, st->degraded_reason);
         strata__node_stats__free_unpacked(st, NULL);
     }
     /* a node that does not answer keeps its last known hint counts: the
@@ -492,6 +493,7 @@ int router_server_stop(router_server_t *s)
     free(r->hints_held);
     free(r->stats_fresh);
     free(r->stats_inflight);
+    router_health_free(r);
     free(r->clients);
     free(s->nodes);
     st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */

@@ -58,7 +58,10 @@ typedef struct piece {
     size_t off, len; /* in wbatch_data() */
     uint8_t state;
     uint32_t tried;
-    uint32_t node; /* last node asked */
+    uint32_t node;   /* last node asked */
+    uint8_t handoff; /* stored, but the coordinator's own copy failed: sent on
+                        to the next replica, which hints the failed one; the
+                        outcome of that does not change the answer */
 } piece_t;
 
 /* What a shard's pieces came to. */
@@ -303,6 +306,10 @@ static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
 
 static void piece_failed(wjob_t *j, piece_t *p)
 {
+    if (p->handoff) { /* already stored by quorum: the handoff was best effort */
+        p->state = P_OK;
+        return;
+    }
     p->state = P_FAILED;
     j->sh[p->shard].failed = 1;
     j->sh[p->shard].node = p->node;
@@ -344,15 +351,25 @@ static int retryable(int status, uint8_t type)
            status == ST_EBUSY;
 }
 
+static int next_rank(const wjob_t *j, const piece_t *p);
+
 /* The node answered piece p with sr. */
 static void piece_result(wjob_t *j, piece_t *p, const Strata__ShardResult *sr)
 {
     router_t *r = j->r;
+    if (p->handoff) {
+        p->state = P_OK;
+        return;
+    }
     if (sr->code == 0) {
         metric_counter_add(r->samples, sr->samples);
         if (sr->refused_samples)
             piece_refused(j, p, sr);
         p->state = P_OK;
+        if (sr->coordinator_missed && next_rank(j, p) >= 0) {
+            p->handoff = 1;
+            p->state = P_PENDING;
+        }
         return;
     }
     shard_note(j, p->shard, p->node, sr->error && *sr->error ? sr->error : "failed");

@@ -63,6 +63,7 @@
     X(shard_result, WIRE_SHARD_RESULT_REFUSED_LIMIT_VALUE, 7, "refused_limit_value") \
     X(shard_result, WIRE_SHARD_RESULT_REFUSED_REASON, 8, "refused_reason") \
     X(shard_result, WIRE_SHARD_RESULT_RETRY_AFTER_S, 9, "retry_after_s") \
+    X(shard_result, WIRE_SHARD_RESULT_COORDINATOR_MISSED, 10, "coordinator_missed") \
     /* message NodeWriteResult */ \
     X(node_write_result, WIRE_NODE_WRITE_RESULT_RESULTS, 1, "results") \
     /* message ReadRequest */ \
