@@ -112,6 +112,13 @@ static engine_wal_mode_t engine_wal_mode(topo_wal_durability_t d)
     return ENGINE_WAL_EVERY_WRITE; /* topo_load accepts no other value */
 }
 
+/* engine_log_cb: the engines' failures and recoveries into the node's log
+ * (the engine's levels are st_log's). */
+static void engine_log(void *arg, int level, const char *msg)
+{
+    st_log(level, "engine", "shard=%u detail=\"%s\"", (unsigned)(uintptr_t)arg, msg);
+}
+
 /* One engine per shard placed here, in <data-dir>/shard-<n>. */
 static int open_engines(node_t *n, size_t *nlocal_out)
 {
@@ -128,9 +135,23 @@ static int open_engines(node_t *n, size_t *nlocal_out)
     eo.memtable_max_bytes = st->memtable_max_bytes / (nlocal ? nlocal : 1);
     if (eo.memtable_max_bytes < NODE_MIN_MEMTABLE_BYTES)
         eo.memtable_max_bytes = NODE_MIN_MEMTABLE_BYTES;
+    engine_budget_opts_t bo;
+    engine_budget_opts_default(&bo);
+    bo.head_max_bytes = st->head_max_bytes;
+    bo.max_open_files = st->max_open_files;
+    bo.max_series = st->max_series;
+    bo.max_new_series_per_hour = st->max_new_series_per_hour;
+    bo.max_new_series_per_write = st->max_new_series_per_write;
+    if (engine_budget_create(&bo, &n->budget))
+        return 1;
+    eo.budget = n->budget;
+    eo.max_future_ms = st->max_future_ms;
+    eo.head_max_partitions = (uint32_t)st->head_max_partitions;
     for (size_t i = 0; i < nlocal; i++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/shard-%u", n->data_dir, local[i]);
+        eo.log = engine_log;
+        eo.log_arg = (void *)(uintptr_t)local[i];
         int rc = engine_open(dir, &eo, &n->engines[local[i]]);
         if (rc) {
             st_error("cannot open shard", "shard=%u dir=%s err=\"%s\" detail=\"%s\"", local[i], dir,
@@ -286,6 +307,7 @@ int node_stop(node_t *n)
             failed = 1;
         }
     }
+    engine_budget_destroy(n->budget);
     node_repl_destroy(n->repl);
     if (n->loop)
         uv_loop_close(n->loop);
