@@ -15,7 +15,8 @@
     X(series)                                                                                      \
     X(head_samples)                                                                                \
     X(head_bytes)                                                                                  \
-    X(segments) X(partitions) X(disk_bytes) X(samples_written) X(samples_out_of_order) X(flushes)  \
+    X(segments)                                                                                    \
+    X(partitions) X(disk_bytes) X(samples_written) X(samples_out_of_order) X(flushes)              \
         X(compactions) X(flush_errors) X(samples_too_old) X(wal_bytes) X(wal_syncs)                \
             X(samples_too_far_future) X(series_refused) X(samples_refused) X(writes_refused_busy)  \
                 X(open_files) X(head_partitions) X(early_flushes) X(wal_errors)                    \

@@ -12,13 +12,18 @@
  */
 #include "node_write.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "st_err.h"
+#include "st_log.h"
+#include "st_time.h"
 #include "strata.pb-c.h"
 #include "wire.h"
+
+#define NODE_WRITE_LOG_EVERY_MS 1000 /* at most one "shard write failed" line per second */
 
 typedef struct write_scratch {
     engine_series_batch_t *b;
@@ -103,8 +108,8 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     const char *id = topo_node_id(n->topo, n->self);
     if (rc == ST_EBUSY) {
         res->retry_after_s = wr->retry_after_s ? wr->retry_after_s : 1;
-        snprintf(res->msg, sizeof res->msg, "node %s busy: %s; retry after %u s", id,
-                 wr->reason[0] ? wr->reason : "head over head_max_mb", res->retry_after_s);
+        snprintf(res->msg, sizeof res->msg, "node %s busy: %s", id,
+                 wr->reason[0] ? wr->reason : "head over head_max_mb; retry later");
         return rc;
     }
     if (rc == ST_ELIMIT || wr->samples_refused > refused0) {
@@ -124,6 +129,23 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     return 0;
 }
 
+/* A failed shard write is logged (a full disk fails every write: at most
+ * one line per NODE_WRITE_LOG_EVERY_MS, with the count of the others). */
+static void log_failure(const node_shard_result_t *res)
+{
+    static atomic_llong last_ms;
+    static atomic_ullong quiet;
+    int64_t now = st_now_ms(), last = atomic_load(&last_ms);
+    if (now - last < NODE_WRITE_LOG_EVERY_MS ||
+        !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        atomic_fetch_add(&quiet, 1);
+        return;
+    }
+    st_warn("shard write failed", "shard=%u err=%s detail=\"%s\" similar_since_last=%llu",
+            res->shard, st_errname(res->code), res->msg,
+            (unsigned long long)atomic_exchange(&quiet, 0));
+}
+
 int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
 {
     write_scratch_t ws = {0};
@@ -137,6 +159,8 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
             rc = ST_ENOMEM;
         else if (res[i].code)
             metric_counter_inc(n->write_rejected);
+        if (res[i].code && res[i].code != ST_EBUSY)
+            log_failure(&res[i]);
     }
     free(ws.b);
     free(ws.labels);

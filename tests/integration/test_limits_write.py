@@ -76,39 +76,55 @@ class HeadBudgetTest(ClusterTestCase):
                                   "memtable_max_age": "1h"},
                          router={"request_timeout": "60s", "max_body_bytes": "64MiB"}).start()
         t0 = int(time.time()) * 1000 - 3600 * 1000
-        n_series, per = scaled(20000, 2000), 40
-        lines = ["hb,s=%d v=%d %d" % (s, k, t0 + k * 1000)
-                 for k in range(per) for s in range(n_series)]
-        body = ("\n".join(lines) + "\n").encode()
-        busy = None
+        n_series, per = scaled(30000, 10000), 10
+
+        def body(b):
+            lines = ["hb,s=%d v=%d %d" % (s, k, t0 + (b * per + k) * 1000)
+                     for k in range(per) for s in range(n_series)]
+            return ("\n".join(lines) + "\n").encode()
+
+        def post(data):
+            return http_request(c.router_url() + "/write?precision=ms", "POST", data,
+                                timeout=120)
+
+        # writes of about 6 MB of head each (a body must fit in the budget
+        # once flushed) until one meets the budget
+        busy, refused_body, bodies = None, None, 0
+        for b in range(16):
+            data = body(b)
+            bodies = b + 1
+            st, hdrs, resp = post(data)
+            if st == 503:
+                busy, refused_body = (hdrs, parse_json(resp)), data
+                break
+            self.assertEqual(st, 204, resp[:500])
+        self.assertIsNotNone(busy, "the writes never met head_max_mb: the test proves nothing")
+        hdrs, resp = busy
+        self.assertIn("retry-after", hdrs, resp)
+        self.assertGreaterEqual(int(hdrs["retry-after"]), 1)
+        self.assertIn("head_max_mb", resp["error"])
+        self.assertIn("node n1 busy", resp["shards"][0]["error"], resp)
+        self.assertIn("head_max", resp["shards"][0]["error"], resp)
+        # what a sender does: wait Retry-After, send the same body again
         ok = False
         deadline = time.monotonic() + 180
         for attempt in range(60):
-            st, hdrs, data = http_request(c.router_url() + "/write?precision=ms", "POST", body,
-                                          timeout=120)
+            time.sleep(min(int(hdrs.get("retry-after", "1")), 5))
+            st, hdrs, resp = post(refused_body)
             if st == 204:
                 ok = True
                 break
-            self.assertEqual(st, 503, data[:500])
-            resp = parse_json(data)
-            self.assertIn("retry-after", hdrs, resp)
-            ra = int(hdrs["retry-after"])
-            self.assertGreaterEqual(ra, 1)
-            self.assertIn("head_max", resp["shards"][0]["error"], resp)
-            self.assertIn("n1", resp["shards"][0]["error"], resp)
-            busy = resp
+            self.assertEqual(st, 503, resp[:500])
             if time.monotonic() > deadline:
                 break
-            time.sleep(min(ra, 5))  # what a sender does with Retry-After
-        self.assertIsNotNone(busy, "the write never met head_max_mb: the test proves nothing")
-        self.assertTrue(ok, "writes never succeeded again after 503: %s" % busy)
+        self.assertTrue(ok, "writes never succeeded again after 503: %s" % (busy,))
         m = c.node_metrics(0)
         self.assertGreater(metric_sum(m, "strata_node_writes_refused_busy_total"), 0)
         self.assertGreater(metric_sum(c.metrics(c.router_url()), "strata_router_write_busy_total"),
                            0)
         rows = c.export('{__name__="hb_v",s="7"}')
         self.assertEqual(len(rows), 1)
-        self.assertEqual(len(rows[0]["values"]), per)
+        self.assertEqual(len(rows[0]["values"]), per * bodies)
         c.stop()
 
 
