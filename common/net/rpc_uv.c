@@ -802,6 +802,8 @@ struct rpc_client {
     uint64_t next_reqid;
     uint64_t last_rx;
     uint64_t last_hb_tick; /* when the heartbeat timer last ran */
+    uint64_t tx_done;      /* request bytes the kernel took (write callbacks) */
+    uint64_t tx_done_tick; /* tx_done at the last heartbeat tick */
     int ping_outstanding;
     call_t *dl_head, *dl_tail;
     call_t *q_head, *q_tail;
@@ -1067,6 +1069,8 @@ static void cli_write_cb(uv_write_t *req, int status)
     rpc_client_t *cli = cc->cli;
     if (w->counted)
         cli->queued_bytes -= w->buf.len;
+    if (status >= 0)
+        cli->tx_done += w->buf.len;
     wreq_free(w);
     if (status < 0 && cc == cli->cc && !cc->closed && !cli->closing)
         attempt_failed(cli, ST_ECLOSED, "write failed", uv_strerror(status));
@@ -1342,6 +1346,17 @@ static void conn_timer_cb(uv_timer_t *t)
          * unread. Judge the peer only on a timer that ran on time. */
         if (late > iv + iv / 2)
             return;
+        /* a PING queued behind megabytes of requests is answered late: while
+         * requests wait in our write queue and the peer keeps taking them
+         * (the kernel accepted more since the last tick), it is alive */
+        size_t backlog = cli->cc ? uv_stream_get_write_queue_size((uv_stream_t *)&cli->cc->tcp) : 0;
+        int progress = backlog && cli->tx_done != cli->tx_done_tick;
+        cli->tx_done_tick = cli->tx_done;
+        if (progress) {
+            cli->last_rx = now;
+            cli->ping_outstanding = 0;
+            return;
+        }
         if (cli->ping_outstanding && idle >= 2 * iv) {
             attempt_failed(cli, ST_ETIMEDOUT, "heartbeat timeout", NULL);
         } else if (!cli->ping_outstanding && idle >= iv) {
