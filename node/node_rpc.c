@@ -9,7 +9,7 @@
  *   SERIES       same, without samples
  *   LABEL_NAMES  ReadRequest -> StringList
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
- *   STATS        -> NodeStats
+ *   STATS        -> NodeStats (engine totals, hints, peers, degraded + reason)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
  */
 #include <stdlib.h>
