@@ -11,16 +11,15 @@
 #include "st_err.h"
 
 /* The engine stats one node sums (ENGINE_SUM(field) for each). */
-#define ENGINE_SUMMED(X)                                                                           \
-    X(series)                                                                                      \
-    X(head_samples)                                                                                \
-    X(head_bytes)                                                                                  \
-    X(segments)                                                                                    \
-    X(partitions) X(disk_bytes) X(samples_written) X(samples_out_of_order) X(flushes)              \
-        X(compactions) X(flush_errors) X(samples_too_old) X(wal_bytes) X(wal_syncs)                \
-            X(samples_too_far_future) X(series_refused) X(samples_refused) X(writes_refused_busy)  \
-                X(open_files) X(head_partitions) X(early_flushes) X(wal_errors)                    \
-                    X(compaction_errors) X(retention_errors) X(degraded)
+/* clang-format off */
+#define ENGINE_SUMMED(X) \
+    X(series) X(head_samples) X(head_bytes) X(segments) X(partitions) X(disk_bytes) \
+    X(samples_written) X(samples_out_of_order) X(flushes) X(compactions) X(flush_errors) \
+    X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
+    X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
+    X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
+    X(retention_errors) X(degraded)
+/* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
 {
