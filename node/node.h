@@ -85,8 +85,8 @@ int node_metrics_register(node_t *n);
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap);
 /* 1 when a local engine reports itself degraded (engine_health: flushes,
  * WAL or compaction failing, disk full, out of descriptors), with the
- * first reason in why ("shard 3: <reason>"); 0 otherwise. Any thread but
- * the loop's (it may wait on an engine lock). */
+ * first reason in why ("shard 3: <reason>"); 0 otherwise. Any thread
+ * (engine_health takes only a short lock of its own). */
 int node_degraded(node_t *n, char *why, size_t cap);
 
 #endif

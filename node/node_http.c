@@ -194,88 +194,71 @@ static void handle_health(node_t *n, http_req_t *req)
     http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
 }
 
-/* /metrics and /ready read the engines' stats and health, which wait for
- * engine locks a big write or a flush may hold for a while: they are
- * answered from the thread pool so that the loop (heartbeats, RPC frames)
- * never waits on an engine. */
-typedef struct probe_job {
+/* /metrics reads the engines' stats, which wait for engine locks a big
+ * write or a flush may hold for a while: it is rendered on the thread pool
+ * so that the loop (heartbeats, RPC frames) never waits on an engine. */
+typedef struct metrics_job {
     uv_work_t w;
     node_t *n;
     http_req_t *req;
-    int metrics; /* else /ready */
-    int status;
-    const char *ctype;
+    int rc;
     st_buf_t out;
-} probe_job_t;
+} metrics_job_t;
 
-static void probe_work(uv_work_t *w)
+static void metrics_work(uv_work_t *w)
 {
-    probe_job_t *j = w->data;
-    if (j->metrics) {
-        j->ctype = METRICS_CONTENT_TYPE;
-        j->status = metrics_render(j->n->metrics, &j->out) == 0 ? 200 : 500;
-        return;
-    }
-    j->ctype = "text/plain; charset=utf-8";
-    char why[NODE_DEGRADED_REASON_MAX];
-    if (!j->n->ready) {
-        j->status = 503;
-        ST_BUF_LIT(&j->out, "starting\n");
-    } else if (node_degraded(j->n, why, sizeof why)) {
-        j->status = 503;
-        ST_BUF_LIT(&j->out, "degraded: ");
-        st_buf_append(&j->out, why, strlen(why));
-        st_buf_put_u8(&j->out, '\n');
-    } else {
-        j->status = 200;
-        ST_BUF_LIT(&j->out, "ready\n");
-    }
+    metrics_job_t *j = w->data;
+    j->rc = metrics_render(j->n->metrics, &j->out);
 }
 
-static void probe_after(uv_work_t *w, int status)
+static void metrics_after(uv_work_t *w, int status)
 {
-    probe_job_t *j = w->data;
+    metrics_job_t *j = w->data;
     (void)status;
     atomic_fetch_sub(&j->n->jobs, 1);
-    if (j->status == 500)
+    if (j->rc)
         http_respond_error(j->req, 500, "cannot render metrics");
     else
-        http_respond(j->req, j->status, j->ctype, j->out.data, j->out.len);
+        http_respond(j->req, 200, METRICS_CONTENT_TYPE, j->out.data, j->out.len);
     st_buf_deinit(&j->out);
     free(j);
 }
 
-static void probe(node_t *n, http_req_t *req, int metrics)
+static void handle_metrics(node_t *n, http_req_t *req)
 {
-    probe_job_t *j = calloc(1, sizeof *j);
+    metrics_job_t *j = calloc(1, sizeof *j);
     if (!j) {
         http_respond_error(req, 503, "out of memory");
         return;
     }
     j->n = n;
     j->req = req;
-    j->metrics = metrics;
     st_buf_init(&j->out);
     j->w.data = j;
     atomic_fetch_add(&n->jobs, 1);
-    if (uv_queue_work(n->loop, &j->w, probe_work, probe_after) == 0)
+    if (uv_queue_work(n->loop, &j->w, metrics_work, metrics_after) == 0)
         return;
     atomic_fetch_sub(&n->jobs, 1);
     free(j);
     http_respond_error(req, 503, "cannot queue work");
 }
 
+/* engine_health takes only the engines' short health lock: answered here. */
 static void handle_ready(node_t *n, http_req_t *req)
 {
-    if (!n->ready) /* no engine to ask yet */
-        http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
-    else
-        probe(n, req, 0);
-}
-
-static void handle_metrics(node_t *n, http_req_t *req)
-{
-    probe(n, req, 1);
+    static const char ctype[] = "text/plain; charset=utf-8";
+    char why[NODE_DEGRADED_REASON_MAX];
+    if (!n->ready) {
+        http_respond(req, 503, ctype, "starting\n", 9);
+        return;
+    }
+    if (!node_degraded(n, why, sizeof why)) {
+        http_respond(req, 200, ctype, "ready\n", 6);
+        return;
+    }
+    char body[NODE_DEGRADED_REASON_MAX + 16];
+    int k = snprintf(body, sizeof body, "degraded: %s\n", why);
+    http_respond(req, 503, ctype, body, (size_t)k < sizeof body ? (size_t)k : sizeof body - 1);
 }
 
 #define METHOD(m) (1u << (m))
