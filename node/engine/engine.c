@@ -542,12 +542,14 @@ int engine_close(engine_t *e)
     if (!e)
         return 0;
     if (e->bg_running) {
+        atomic_store(&e->stopping, 1); /* a long background flush yields to close_flush */
         pthread_mutex_lock(&e->bg_mu);
         e->bg_stop = 1;
         pthread_cond_signal(&e->bg_cv);
         pthread_mutex_unlock(&e->bg_mu);
         pthread_join(e->bg, NULL);
     }
+    atomic_store(&e->stopping, 0);
     int rc = close_flush(e);
     int rc2 = wal_close(e->wal);
     if (!rc)
