@@ -5,12 +5,25 @@
  *   1. freeze: under head_mu the active head becomes `frozen` and the WAL is
  *      rotated to file S (records before S = the frozen head);
  *   2. idx_persist: series.log gets every series created so far;
- *   3. for each partition the frozen head touches, one level-0 segment with
- *      a new sequence number is written (temp + fsync + rename + fsync dir);
- *   4. the segments are published to the partition lists, the frozen head
- *      is dropped, and WAL files before S are removed.
+ *   3. the partitions the frozen head touches are written in ascending
+ *      order, in batches of FLUSH_BATCH: each partition's level-0 segment
+ *      (a new sequence number) is written to a .tmp file, ONE file open at a
+ *      time whatever the head spans; the batch is made durable with one
+ *      syncfs, renamed into place, published, and synced again; the frozen
+ *      head's done_before moves past it, so a failed or interrupted flush
+ *      resumes after the last published partition;
+ *   4. the frozen head is dropped and WAL files before S are removed.
  * A crash anywhere leaves the WAL files, so replay rebuilds the same head;
  * samples that already reached a segment are deduplicated on read.
+ *
+ * Failures (ENOSPC, EMFILE, ...) are counted, recorded with their cause for
+ * engine_health and logged once through opts.log; the background thread
+ * retries with back-off and the first success clears them. A failed WAL is
+ * recovered by engine_wal_recover (see there).
+ *
+ * Segment files are opened lazily by readers (seg_ref_pin) and kept in the
+ * node budget's LRU (engine_budget.c), so neither flushes nor reads hold a
+ * descriptor or mapping per partition.
  *
  * Reads merge sources newest-last: segments by ascending sequence, then the
  * frozen head, then the active head; for equal timestamps the newest wins.
