@@ -44,7 +44,7 @@ typedef struct node {
     char *node_id; /* this node's [node "ID"] (--node-id or the hostname) */
     char *data_dir;
     engine_t **engines;      /* [shards]; NULL when the shard is not placed here */
-    engine_budget_t *budget; /* node limits shared by the engines (node_server.c) */
+    engine_budget_t *budget; /* [storage] limits shared by the engines (node_server.c) */
     rpc_server_t *rpc;
     struct node_repl *repl; /* coordinated writes, hints, peers (node_repl.h) */
     http_server_t *http;

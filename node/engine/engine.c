@@ -10,6 +10,10 @@
  *      append the samples to the active head;
  *   3. outside every lock: wal_sync() to the LSN per the durability mode
  *      (EVERY_WRITE: concurrent writers share one fsync).
+ * Before step 1 the node budget may refuse the whole write (head bytes over
+ * head_max_bytes: ST_EBUSY, nothing written), samples outside the accepted
+ * window are dropped (drop_outside), and in step 1 new series beyond a
+ * cardinality limit are left out (ST_ELIMIT, the rest written).
  * Freezing the head and rotating the WAL happen together under head_mu, so
  * WAL files before the rotation hold exactly the frozen head's records and
  * can be dropped once it is flushed (engine_flush.c).
@@ -542,12 +546,14 @@ int engine_close(engine_t *e)
     if (!e)
         return 0;
     if (e->bg_running) {
+        atomic_store(&e->stopping, 1); /* a long background flush yields to close_flush */
         pthread_mutex_lock(&e->bg_mu);
         e->bg_stop = 1;
         pthread_cond_signal(&e->bg_cv);
         pthread_mutex_unlock(&e->bg_mu);
         pthread_join(e->bg, NULL);
     }
+    atomic_store(&e->stopping, 0);
     int rc = close_flush(e);
     int rc2 = wal_close(e->wal);
     if (!rc)

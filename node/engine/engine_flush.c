@@ -5,12 +5,25 @@
  *   1. freeze: under head_mu the active head becomes `frozen` and the WAL is
  *      rotated to file S (records before S = the frozen head);
  *   2. idx_persist: series.log gets every series created so far;
- *   3. for each partition the frozen head touches, one level-0 segment with
- *      a new sequence number is written (temp + fsync + rename + fsync dir);
- *   4. the segments are published to the partition lists, the frozen head
- *      is dropped, and WAL files before S are removed.
+ *   3. the partitions the frozen head touches are written in ascending
+ *      order, in batches of FLUSH_BATCH: each partition's level-0 segment
+ *      (a new sequence number) is written to a .tmp file, ONE file open at a
+ *      time whatever the head spans; the batch is made durable with one
+ *      syncfs, renamed into place, published, and synced again; the frozen
+ *      head's done_before moves past it, so a failed or interrupted flush
+ *      resumes after the last published partition;
+ *   4. the frozen head is dropped and WAL files before S are removed.
  * A crash anywhere leaves the WAL files, so replay rebuilds the same head;
  * samples that already reached a segment are deduplicated on read.
+ *
+ * Failures (ENOSPC, EMFILE, ...) are counted, recorded with their cause for
+ * engine_health and logged once through opts.log; the background thread
+ * retries with back-off and the first success clears them. A failed WAL is
+ * recovered by engine_wal_recover (see there).
+ *
+ * Segment files are opened lazily by readers (seg_ref_pin) and kept in the
+ * node budget's LRU (engine_budget.c), so neither flushes nor reads hold a
+ * descriptor or mapping per partition.
  *
  * Reads merge sources newest-last: segments by ascending sequence, then the
  * frozen head, then the active head; for equal timestamps the newest wins.
@@ -294,7 +307,7 @@ static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const d
 }
 
 static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint64_t seq_min,
-                            uint64_t seq_max, uint64_t level)
+                            uint64_t seq_max, uint64_t level, int sync)
 {
     char dpath[4096];
     part_dir(e, start, dpath, sizeof dpath);
@@ -309,7 +322,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     seg_meta_t meta = {
         .part_start = start, .part_end = start + e->o.partition_ms, .seq = seq_max, .level = level};
     int rc = seg_writer_create(pw->path, &meta, &pw->w);
-    if (!rc) {
+    if (!rc && sync) {
         /* make the partition directory entry itself durable */
         char parts[4096];
         snprintf(parts, sizeof parts, "%s/parts", e->dir);
@@ -384,16 +397,17 @@ static uint32_t first_at(const head_series_t *s, int64_t t)
 
 /*
  * Write the frozen head's samples of the partition starting at `start`
- * (cur[id]: each series' next sample; advanced) as one level-0 segment and
- * publish it. One file open at a time, whatever the head spans.
+ * (cur[id]: each series' next sample; advanced) as one level-0 segment,
+ * left as "<path>.tmp" for the batch to sync and commit. One file open at a
+ * time, whatever the head spans.
  */
-static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, st_buf_t *buf)
+static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, st_buf_t *buf,
+                          part_writer_t *pw)
 {
-    part_writer_t pw;
     pthread_mutex_lock(&e->parts_mu);
     uint64_t seq = e->next_seq++;
     pthread_mutex_unlock(&e->parts_mu);
-    int rc = open_part_writer(e, &pw, start, seq, seq, 0);
+    int rc = open_part_writer(e, pw, start, seq, seq, 0, 0);
     if (rc)
         return rc;
     int64_t end = start + e->o.partition_ms;
@@ -404,18 +418,96 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, 
         uint32_t j = cur[id];
         while (j < s->n && s->ts[j] < end)
             j++;
-        rc = write_blocks(pw.w, id, s->ts + cur[id], s->v + cur[id], j - cur[id], buf);
+        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id], j - cur[id], buf);
         cur[id] = j;
     }
     if (rc) {
         int en = errno;
-        seg_writer_abort(pw.w);
+        seg_writer_abort(pw->w);
         errno = en;
         return rc;
     }
-    rc = seg_writer_finish(pw.w);
-    if (!rc)
-        rc = publish(e, pw.path, start, seq, seq);
+    return seg_writer_finish_deferred(pw->w);
+}
+
+/* Make everything written under the data dir durable: one syncfs(2) for a
+ * whole batch of segment files instead of three fsyncs each. */
+static int sync_data_fs(engine_t *e)
+{
+    int fd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ST_EIO;
+    int rc = syncfs(fd) == 0 ? 0 : ST_EIO;
+    int en = errno;
+    close(fd);
+    errno = en;
+    return rc;
+}
+
+#define FLUSH_BATCH 256 /* partitions written between two syncs */
+
+/*
+ * One batch: the next partitions (at most FLUSH_BATCH) written as .tmp
+ * files, one file open at a time; synced; renamed into place and
+ * published; synced again. done_before moves past each published one.
+ * Returns 0 with *more = 0 when the frozen head is all written.
+ */
+static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int64_t deadline_ms,
+                       int *more)
+{
+    part_writer_t *pw = malloc(FLUSH_BATCH * sizeof *pw);
+    if (!pw)
+        return ST_ENOMEM;
+    size_t np = 0;
+    int rc = 0;
+    *more = 0;
+    while (np < FLUSH_BATCH) {
+        int64_t mint = INT64_MAX;
+        for (uint32_t id = 0; id < f->ns; id++) {
+            head_series_t *s = f->s[id];
+            if (s && cur[id] < s->n && s->ts[cur[id]] < mint)
+                mint = s->ts[cur[id]];
+        }
+        if (mint == INT64_MAX)
+            break;
+        if ((deadline_ms && st_now_ms() >= deadline_ms) || atomic_load(&e->stopping)) {
+            rc = ST_ETIMEDOUT;
+            break;
+        }
+        int64_t start = engine_part_start(e, mint);
+        if ((rc = flush_one_part(e, f, cur, start, buf, &pw[np])) != 0) {
+            int en = errno;
+            engine_set_error("cannot write a segment of partition %" PRId64 ": %s", start,
+                             rc == ST_EIO ? strerror(en) : st_strerror(rc));
+            engine_fail(e, FAIL_FLUSH, "%s (partition %" PRId64 ")",
+                        rc == ST_EIO ? strerror(en) : st_strerror(rc), start);
+            break;
+        }
+        np++;
+    }
+    if (np == FLUSH_BATCH)
+        *more = 1;
+    int rc2 = np ? sync_data_fs(e) : 0;
+    for (size_t k = 0; k < np && !rc2; k++) {
+        if ((rc2 = seg_commit(pw[k].path)) == 0)
+            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq);
+        if (!rc2)
+            f->done_before = pw[k].start + e->o.partition_ms;
+    }
+    if (!rc2 && np)
+        rc2 = sync_data_fs(e);
+    if (rc2) {
+        int en = errno;
+        for (size_t k = 0; k < np; k++) { /* what was not committed is rewritten later */
+            char tmp[sizeof pw[k].path + 8];
+            snprintf(tmp, sizeof tmp, "%s.tmp", pw[k].path);
+            unlink(tmp);
+        }
+        engine_set_error("cannot sync segments: %s", strerror(en));
+        engine_fail(e, FAIL_FLUSH, "%s (syncing %zu segments)", strerror(en), np);
+        rc = rc ? rc : rc2;
+    }
+    free(pw);
     return rc;
 }
 
@@ -458,30 +550,14 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
     pthread_mutex_unlock(&e->head_mu);
     st_buf_t buf;
     st_buf_init(&buf);
-    for (;;) {
-        int64_t mint = INT64_MAX;
-        for (uint32_t id = 0; id < f->ns; id++) {
-            head_series_t *s = f->s[id];
-            if (s && cur[id] < s->n && s->ts[cur[id]] < mint)
-                mint = s->ts[cur[id]];
-        }
-        if (mint == INT64_MAX)
-            break;
-        if (deadline_ms && st_now_ms() >= deadline_ms) {
-            rc = ST_ETIMEDOUT;
-            break;
-        }
-        int64_t start = engine_part_start(e, mint);
-        rc = flush_one_part(e, f, cur, start, &buf);
-        if (rc) {
-            en = errno;
-            engine_set_error("cannot write a segment of partition %" PRId64 ": %s", start,
-                             rc == ST_EIO ? strerror(en) : st_strerror(rc));
-            engine_fail(e, FAIL_FLUSH, "%s (partition %" PRId64 ")",
-                        rc == ST_EIO ? strerror(en) : st_strerror(rc), start);
-            break;
-        }
-        f->done_before = start + e->o.partition_ms;
+    int more = 1;
+    while (more && !rc) {
+        /* resume where the last batch stopped (a failure rewinds cursors) */
+        if (f->done_before != INT64_MIN)
+            for (uint32_t id = 0; id < f->ns; id++)
+                if (f->s[id] && f->s[id]->n)
+                    cur[id] = first_at(f->s[id], f->done_before);
+        rc = flush_batch(e, f, cur, &buf, deadline_ms, &more);
     }
     st_buf_deinit(&buf);
     free(cur);
@@ -651,7 +727,7 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         pinned++;
     part_writer_t pw;
     if (!rc)
-        rc = open_part_writer(e, &pw, part_start, smin, smax, 1);
+        rc = open_part_writer(e, &pw, part_start, smin, smax, 1, 1);
     cursor_t *cur = rc ? NULL : calloc(nin, sizeof *cur);
     merge_buf_t mb = {0};
     st_buf_t buf;

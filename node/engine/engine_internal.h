@@ -175,6 +175,7 @@ struct engine {
     pthread_mutex_t bg_mu;
     pthread_cond_t bg_cv;
     int bg_stop;
+    atomic_int stopping; /* engine_close: the background flush stops between batches */
     int bg_kick;
 
     atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
