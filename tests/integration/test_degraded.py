@@ -77,10 +77,10 @@ class DiskFullReplicaTest(ClusterTestCase):
         sent = {}
         for b in range(20):
             lines = []
-            for h in range(50):
+            for h in range(400):
                 ts = t0 + b * 1000
-                lines.append("df,host=h%d v=%d %d" % (h, b * 100 + h, ts))
-                sent[("h%d" % h, ts)] = b * 100 + h
+                lines.append("df,host=h%d v=%d %d" % (h, b * 1000 + h, ts))
+                sent[("h%d" % h, ts)] = b * 1000 + h
             st, resp = c.write(lines, precision="ms")
             self.assertEqual(st, 204, resp)
         # the misses were hinted on the healthy nodes
