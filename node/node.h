@@ -35,6 +35,8 @@
 #define NODE_EXPORT_PAGE_SERIES 100000    /* default series per EXPORT/SERIES page */
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
+#define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
+#define NODE_NLIMITS 4 /* cardinality limits counted apart (node_write.c), "other" included */
 
 typedef struct node {
     uv_loop_t *loop;
@@ -42,7 +44,8 @@ typedef struct node {
     int self;
     char *node_id; /* this node's [node "ID"] (--node-id or the hostname) */
     char *data_dir;
-    engine_t **engines; /* [shards]; NULL when the shard is not placed here */
+    engine_t **engines;      /* [shards]; NULL when the shard is not placed here */
+    engine_budget_t *budget; /* [storage] limits shared by the engines (node_server.c) */
     rpc_server_t *rpc;
     rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
     struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
@@ -57,7 +60,8 @@ typedef struct node {
      * query_total_max_mb), and the queries refused per limit */
     _Atomic uint64_t query_bytes;
     metric_counter_t *query_refused[PROMQL_LIMIT_COUNT];
-    uv_signal_t sig_term, sig_int; /* node_server.c: shutdown */
+    metric_counter_t *series_refused[NODE_NLIMITS]; /* by limit (node_write.c) */
+    uv_signal_t sig_term, sig_int;                  /* node_server.c: shutdown */
     int shutting_down;
 } node_t;
 
@@ -81,11 +85,18 @@ int node_tsdb_status(node_t *n, const uint32_t *shards, size_t nshards, const st
                      size_t nm, st_buf_t *out, char *msg, size_t msglen);
 /* http_handler_fn: the node's routes (node_http.c), arg = the node_t. */
 void node_http_handler(http_req_t *req, void *arg);
+/* Count series a cardinality limit (by name) refused (node_write.c). */
+void node_count_series_refused(node_t *n, const char *limit, uint64_t series);
 /* The node's counters and the engines' gauges in n->metrics (node_metrics.c). */
 int node_metrics_register(node_t *n);
 /* The engine stats summed over the shards open here (any thread); the
  * first `cap` of their ids go to shards[] (may be NULL). Returns how many
  * ids were written. */
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap);
+/* 1 when a local engine reports itself degraded (engine_health: flushes,
+ * WAL or compaction failing, disk full, out of descriptors), with the
+ * first reason in why ("shard 3: <reason>"); 0 otherwise. Any thread
+ * (engine_health takes only a short lock of its own). */
+int node_degraded(node_t *n, char *why, size_t cap);
 
 #endif

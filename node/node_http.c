@@ -1,7 +1,9 @@
 /*
  * node_http — the node's HTTP endpoints:
  *   /health                process up (200 "ok")
- *   /ready                 engines open and RPC listening (200) or 503
+ *   /ready                 engines open and RPC listening (200), else 503
+ *                          "starting", or 503 "degraded: <reason>" while an
+ *                          engine reports itself degraded (engine_health)
  *   /metrics               Prometheus text format
  *   /api/v1/export         local data: ?shard=N (default: every local shard),
  *                          match[]=SELECTOR (optional, repeatable), start, end;
@@ -193,17 +195,71 @@ static void handle_health(node_t *n, http_req_t *req)
     http_respond(req, 200, "text/plain; charset=utf-8", "ok\n", 3);
 }
 
-static void handle_ready(node_t *n, http_req_t *req)
+/* /metrics reads the engines' stats, which wait for engine locks a big
+ * write or a flush may hold for a while: it is rendered on the thread pool
+ * so that the loop (heartbeats, RPC frames) never waits on an engine. */
+typedef struct metrics_job {
+    uv_work_t w;
+    node_t *n;
+    http_req_t *req;
+    int rc;
+    st_buf_t out;
+} metrics_job_t;
+
+static void metrics_work(uv_work_t *w)
 {
-    if (n->ready)
-        http_respond(req, 200, "text/plain; charset=utf-8", "ready\n", 6);
+    metrics_job_t *j = w->data;
+    j->rc = metrics_render(j->n->metrics, &j->out);
+}
+
+static void metrics_after(uv_work_t *w, int status)
+{
+    metrics_job_t *j = w->data;
+    (void)status;
+    atomic_fetch_sub(&j->n->jobs, 1);
+    if (j->rc)
+        http_respond_error(j->req, 500, "cannot render metrics");
     else
-        http_respond(req, 503, "text/plain; charset=utf-8", "starting\n", 9);
+        http_respond(j->req, 200, METRICS_CONTENT_TYPE, j->out.data, j->out.len);
+    st_buf_deinit(&j->out);
+    free(j);
 }
 
 static void handle_metrics(node_t *n, http_req_t *req)
 {
-    http_respond_metrics(req, n->metrics);
+    metrics_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->req = req;
+    st_buf_init(&j->out);
+    j->w.data = j;
+    atomic_fetch_add(&n->jobs, 1);
+    if (uv_queue_work(n->loop, &j->w, metrics_work, metrics_after) == 0)
+        return;
+    atomic_fetch_sub(&n->jobs, 1);
+    free(j);
+    http_respond_error(req, 503, "cannot queue work");
+}
+
+/* engine_health takes only the engines' short health lock: answered here. */
+static void handle_ready(node_t *n, http_req_t *req)
+{
+    static const char ctype[] = "text/plain; charset=utf-8";
+    char why[NODE_DEGRADED_REASON_MAX];
+    if (!n->ready) {
+        http_respond(req, 503, ctype, "starting\n", 9);
+        return;
+    }
+    if (!node_degraded(n, why, sizeof why)) {
+        http_respond(req, 200, ctype, "ready\n", 6);
+        return;
+    }
+    char body[NODE_DEGRADED_REASON_MAX + 16];
+    int k = snprintf(body, sizeof body, "degraded: %s\n", why);
+    http_respond(req, 503, ctype, body, (size_t)k < sizeof body ? (size_t)k : sizeof body - 1);
 }
 
 #define METHOD(m) (1u << (m))

@@ -7,7 +7,19 @@
 #include <stdio.h>
 
 #include "node.h"
+#include "node_write.h"
 #include "st_err.h"
+
+/* The engine stats one node sums (ENGINE_SUM(field) for each). */
+/* clang-format off */
+#define ENGINE_SUMMED(X) \
+    X(series) X(head_samples) X(head_bytes) X(segments) X(partitions) X(disk_bytes) \
+    X(samples_written) X(samples_out_of_order) X(flushes) X(compactions) X(flush_errors) \
+    X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
+    X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
+    X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
+    X(retention_errors) X(degraded)
+/* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
 {
@@ -18,70 +30,91 @@ size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t
             continue;
         engine_stats_t es;
         engine_get_stats(n->engines[s], &es);
-        t->series += es.series;
-        t->head_samples += es.head_samples;
-        t->head_bytes += es.head_bytes;
-        t->segments += es.segments;
-        t->partitions += es.partitions;
-        t->disk_bytes += es.disk_bytes;
-        t->samples_written += es.samples_written;
-        t->samples_out_of_order += es.samples_out_of_order;
-        t->flushes += es.flushes;
-        t->compactions += es.compactions;
-        t->flush_errors += es.flush_errors;
-        t->samples_too_old += es.samples_too_old;
-        t->wal_bytes += es.wal_bytes;
-        t->wal_syncs += es.wal_syncs;
+#define ENGINE_SUM(f) t->f += es.f;
+        ENGINE_SUMMED(ENGINE_SUM)
+#undef ENGINE_SUM
         if (shards && ns < cap)
             shards[ns++] = s;
     }
     return ns;
 }
 
+int node_degraded(node_t *n, char *why, size_t cap)
+{
+    if (cap)
+        why[0] = '\0';
+    for (uint32_t s = 0; s < topo_shards(n->topo); s++) {
+        char r[NODE_DEGRADED_REASON_MAX];
+        if (n->engines[s] && engine_health(n->engines[s], r, sizeof r)) {
+            snprintf(why, cap, "shard %u: %s", s, r);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The engines' sums as metrics: name, type, help, value. */
+typedef struct gauge {
+    const char *name, *type, *help;
+    uint64_t v;
+} gauge_t;
+
 static int engine_gauges(void *arg, st_buf_t *out)
 {
     engine_stats_t t;
     node_engine_totals(arg, &t, NULL, 0);
-    char tmp[4096];
-    int k = snprintf(
-        tmp, sizeof tmp,
-        "# HELP strata_node_series Series stored on this node.\n# TYPE strata_node_series gauge\n"
-        "strata_node_series %llu\n"
-        "# HELP strata_node_head_samples Samples in memory not yet in segments.\n"
-        "# TYPE strata_node_head_samples gauge\nstrata_node_head_samples %llu\n"
-        "# HELP strata_node_head_bytes Memory held by the heads.\n"
-        "# TYPE strata_node_head_bytes gauge\nstrata_node_head_bytes %llu\n"
-        "# HELP strata_node_segments Segment files.\n"
-        "# TYPE strata_node_segments gauge\nstrata_node_segments %llu\n"
-        "# HELP strata_node_disk_bytes Bytes on disk (segments, series logs, WAL).\n"
-        "# TYPE strata_node_disk_bytes gauge\nstrata_node_disk_bytes %llu\n"
-        "# HELP strata_node_wal_bytes Bytes in WAL files.\n"
-        "# TYPE strata_node_wal_bytes gauge\nstrata_node_wal_bytes %llu\n"
-        "# HELP strata_node_engine_samples_written_total Samples written to the engines.\n"
-        "# TYPE strata_node_engine_samples_written_total counter\n"
-        "strata_node_engine_samples_written_total %llu\n"
-        "# HELP strata_node_samples_out_of_order_total Samples older than their series' newest.\n"
-        "# TYPE strata_node_samples_out_of_order_total counter\n"
-        "strata_node_samples_out_of_order_total %llu\n"
-        "# HELP strata_node_flushes_total Head flushes.\n"
-        "# TYPE strata_node_flushes_total counter\nstrata_node_flushes_total %llu\n"
-        "# HELP strata_node_compactions_total Partition compactions.\n"
-        "# TYPE strata_node_compactions_total counter\nstrata_node_compactions_total %llu\n"
-        "# HELP strata_node_flush_errors_total Failed flush attempts (retried).\n"
-        "# TYPE strata_node_flush_errors_total counter\nstrata_node_flush_errors_total %llu\n"
-        "# HELP strata_node_wal_syncs_total WAL fsyncs.\n"
-        "# TYPE strata_node_wal_syncs_total counter\nstrata_node_wal_syncs_total %llu\n"
-        "# HELP strata_node_samples_too_old_total Samples dropped: older than retention.\n"
-        "# TYPE strata_node_samples_too_old_total counter\nstrata_node_samples_too_old_total "
-        "%llu\n",
-        (unsigned long long)t.series, (unsigned long long)t.head_samples,
-        (unsigned long long)t.head_bytes, (unsigned long long)t.segments,
-        (unsigned long long)t.disk_bytes, (unsigned long long)t.wal_bytes,
-        (unsigned long long)t.samples_written, (unsigned long long)t.samples_out_of_order,
-        (unsigned long long)t.flushes, (unsigned long long)t.compactions,
-        (unsigned long long)t.flush_errors, (unsigned long long)t.wal_syncs,
-        (unsigned long long)t.samples_too_old);
-    return st_buf_append(out, tmp, (size_t)k);
+    const gauge_t g[] = {
+        {"strata_node_series", "gauge", "Series stored on this node.", t.series},
+        {"strata_node_head_samples", "gauge", "Samples in memory not yet in segments.",
+         t.head_samples},
+        {"strata_node_head_bytes", "gauge", "Memory held by the heads.", t.head_bytes},
+        {"strata_node_segments", "gauge", "Segment files.", t.segments},
+        {"strata_node_disk_bytes", "gauge", "Bytes on disk (segments, series logs, WAL).",
+         t.disk_bytes},
+        {"strata_node_wal_bytes", "gauge", "Bytes in WAL files.", t.wal_bytes},
+        {"strata_node_engine_samples_written_total", "counter", "Samples written to the engines.",
+         t.samples_written},
+        {"strata_node_samples_out_of_order_total", "counter",
+         "Samples older than their series' newest.", t.samples_out_of_order},
+        {"strata_node_flushes_total", "counter", "Head flushes.", t.flushes},
+        {"strata_node_compactions_total", "counter", "Partition compactions.", t.compactions},
+        {"strata_node_flush_errors_total", "counter", "Failed flush attempts (retried).",
+         t.flush_errors},
+        {"strata_node_wal_syncs_total", "counter", "WAL fsyncs.", t.wal_syncs},
+        {"strata_node_samples_too_old_total", "counter", "Samples dropped: older than retention.",
+         t.samples_too_old},
+        {"strata_node_samples_too_far_future_total", "counter",
+         "Samples dropped: further ahead of the clock than max_future.", t.samples_too_far_future},
+        {"strata_node_samples_refused_total", "counter",
+         "Samples refused: their series over a cardinality limit, or a write refused busy.",
+         t.samples_refused},
+        {"strata_node_writes_refused_busy_total", "counter",
+         "Shard writes refused with 503 + Retry-After: the node's head was over head_max_mb.",
+         t.writes_refused_busy},
+        {"strata_node_open_files", "gauge", "Segment files open now (bounded by max_open_files).",
+         t.open_files},
+        {"strata_node_head_partitions", "gauge", "Partitions the in-memory heads span.",
+         t.head_partitions},
+        {"strata_node_early_flushes_total", "counter",
+         "Flushes started because a head spanned more than head_max_partitions.", t.early_flushes},
+        {"strata_node_wal_errors_total", "counter", "Failed WAL appends, syncs or rotations.",
+         t.wal_errors},
+        {"strata_node_compaction_errors_total", "counter", "Failed compactions (retried).",
+         t.compaction_errors},
+        {"strata_node_retention_errors_total", "counter", "Failed retention passes (retried).",
+         t.retention_errors},
+        {"strata_node_degraded", "gauge",
+         "1 while an engine reports itself degraded (/ready answers 503 with the reason).",
+         t.degraded ? 1 : 0},
+    };
+    char tmp[512];
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        int k = snprintf(tmp, sizeof tmp, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", g[i].name,
+                         g[i].help, g[i].name, g[i].type, g[i].name, (unsigned long long)g[i].v);
+        if (st_buf_append(out, tmp, (size_t)k))
+            return ST_ENOMEM;
+    }
+    return 0;
 }
 
 int node_metrics_register(node_t *n)
@@ -113,5 +146,7 @@ int node_metrics_register(node_t *n)
                   "Pushed-down query evaluations refused, by the limit that refused them.", "limit",
                   promql_limit_name((promql_limit_t)l), NULL)))
             return ST_ENOMEM;
+    if (node_write_metrics(n))
+        return ST_ENOMEM;
     return metrics_collector(n->metrics, engine_gauges, n);
 }

@@ -196,6 +196,8 @@ enum { OUT_PENDING = 0, OUT_OK, OUT_FAILED };
 
 typedef struct outcome {
     uint8_t state;
+    uint8_t busy;           /* failed with ST_EBUSY: head over head_max_mb */
+    uint32_t retry_after_s; /* what the busy replica asked for */
     char why[OUTCOME_WHY_MAX];
 } outcome_t;
 
@@ -235,15 +237,40 @@ static void coord_free(coord_t *c)
     free(c);
 }
 
-/* Replica `node` answered for entry i: ok, or failed with why. */
-static void note(coord_t *c, size_t i, uint32_t node, int ok, const char *why)
+/* Replica `node` answered for entry i: ok, or failed with why (code: the
+ * replica's ST_E* code when it answered, ST_EBUSY marks a busy node). */
+static void note_code(coord_t *c, size_t i, uint32_t node, int ok, const char *why, int code,
+                      uint32_t retry_after_s)
 {
     int rank = topo_replica_rank(c->r->n->topo, c->e[i].shard, node);
     if (rank < 0 || (uint32_t)rank >= c->rf)
         return;
     outcome_t *o = &c->out[i * c->rf + (uint32_t)rank];
     o->state = ok ? OUT_OK : OUT_FAILED;
+    o->busy = !ok && code == ST_EBUSY;
+    o->retry_after_s = retry_after_s;
     snprintf(o->why, sizeof o->why, "%s", ok ? "" : why);
+}
+
+static void note(coord_t *c, size_t i, uint32_t node, int ok, const char *why)
+{
+    note_code(c, i, node, ok, why, 0, 0);
+}
+
+/* 1 when a replica of entry i failed busy; the largest Retry-After asked. */
+static int entry_busy(const coord_t *c, size_t i, uint32_t *retry_after_s)
+{
+    int busy = 0;
+    *retry_after_s = 0;
+    for (uint32_t k = 0; k < c->rf; k++) {
+        const outcome_t *o = &c->out[i * c->rf + k];
+        if (!o->busy)
+            continue;
+        busy = 1;
+        if (o->retry_after_s > *retry_after_s)
+            *retry_after_s = o->retry_after_s;
+    }
+    return busy;
 }
 
 /* 1 while a failed entry still waits for some replica's answer: its
@@ -301,12 +328,23 @@ static void maybe_reply(coord_t *c)
     for (size_t i = 0; i < c->env.n; i++) {
         const repl_tally_t *t = &c->tally[i];
         if (repl_tally_state(t) == REPL_OK) {
+            /* met, even if the local copy failed (then it is hinted); a
+             * cardinality refusal of the local copy is still reported */
+            res[i].coordinator_missed = c->local_err || res[i].code != 0;
             res[i].code = 0;
-            res[i].msg[0] = '\0';
+            res[i].retry_after_s = 0;
+            if (!res[i].refused_samples)
+                res[i].msg[0] = '\0';
             continue;
         }
         metric_counter_inc(r->coord_failed);
-        res[i].code = ST_EUNAVAIL;
+        /* a replica refused as busy: the sender should slow down and retry
+         * (503 + Retry-After), not try another coordinator at once */
+        uint32_t ra;
+        int busy = entry_busy(c, i, &ra);
+        res[i].code = busy ? ST_EBUSY : ST_EUNAVAIL;
+        res[i].retry_after_s = busy ? (ra ? ra : 1) : 0;
+        res[i].refused_samples = 0;
         char who[sizeof res[i].msg];
         outcomes_str(c, i, who, sizeof who);
         /* a long list of replica outcomes is cut to the message size */
@@ -345,8 +383,9 @@ static void local_after(uv_work_t *w, int status)
     for (size_t i = 0; i < c->env.n; i++) {
         int ok = !c->local_err && c->local[i].code == 0;
         repl_tally_add(&c->tally[i], ok);
-        note(c, i, (uint32_t)c->r->n->self, ok,
-             c->local_err ? st_strerror(c->local_err) : c->local[i].msg);
+        note_code(c, i, (uint32_t)c->r->n->self, ok,
+                  c->local_err ? st_strerror(c->local_err) : c->local[i].msg,
+                  c->local_err ? c->local_err : c->local[i].code, c->local[i].retry_after_s);
     }
     c->local_done = 1;
     c->refs--;
@@ -377,8 +416,13 @@ static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, c
             continue;
         }
         metric_counter_inc(p->fwd_err);
-        note(c, i, p->node, 0,
-             status ? why : (res->results[k]->error ? res->results[k]->error : "error"));
+        /* a replica whose local write failed (EIO, ENOSPC, EBUSY, ...) is a
+         * miss like one that did not answer: counted against the mode and
+         * hinted below */
+        note_code(c, i, p->node, 0,
+                  status ? why : (res->results[k]->error ? res->results[k]->error : "error"),
+                  status ? status : res->results[k]->code,
+                  status ? 0 : res->results[k]->retry_after_s);
         if (failed)
             failed[nf++] = i;
     }

@@ -10,9 +10,14 @@
  * (node_write.h), and
  * answers the router per shard once the mode is met (sync: all RF; quorum:
  * floor(RF/2)+1 with itself; async: itself) or can no longer be met.
- * Every replica that did not ack (down, timed out, refused, failed) gets a
- * hint: the bytes go to <data-dir>/hints/<peer-id>/ (hints.h), replayed in
- * order once the peer is up, with backoff.
+ * Every replica that did not ack (down, timed out, refused, or whose own
+ * local write failed: EIO, ENOSPC, EBUSY, ...) gets a hint: the bytes go to
+ * <data-dir>/hints/<peer-id>/ (hints.h), replayed in order once the peer is
+ * up, with backoff. A shard that missed its mode because a replica was
+ * busy (head over head_max_mb) is answered ST_EBUSY with a Retry-After; one
+ * met without the coordinator's own copy is answered with
+ * coordinator_missed set, and the router hands the batch on to the next
+ * replica, which stores it and hints this node.
  *
  * Threads: everything here runs on the loop thread except the thread-pool
  * jobs (local writes, hint appends/peeks/acks/syncs, stats snapshots).

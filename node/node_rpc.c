@@ -9,7 +9,7 @@
  *   SERIES       same, without samples
  *   LABEL_NAMES  ReadRequest -> StringList
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
- *   STATS        -> NodeStats
+ *   STATS        -> NodeStats (engine totals, hints, peers, degraded + reason)
  *   TSDB_STATUS  ReadRequest -> TsdbStatusResponse (node_status.c)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
  */
@@ -305,6 +305,9 @@ static void do_stats(job_t *j)
     st.samples_written = t.samples_written;
     st.n_shards = ns;
     st.shards = shards;
+    char why[NODE_DEGRADED_REASON_MAX];
+    st.degraded = node_degraded(n, why, sizeof why);
+    st.degraded_reason = why;
     if (n->repl && node_repl_stats(n->repl, &st)) {
         j->err = ST_ENOMEM;
         free(shards);

@@ -26,6 +26,7 @@
 #include "st_log.h"
 
 #define NODE_MIN_MEMTABLE_BYTES (1u << 20) /* per shard, whatever the split */
+#define NODE_CLOSE_FLUSH_MS 5000           /* engine_close bound, split over the shards */
 #define NODE_RPC_RESOLVE_ATTEMPTS 120      /* 1 s apart: how long to wait for our name */
 #define NODE_HTTP_CLOSE_GRACE_MS 5000      /* in-flight requests on shutdown */
 
@@ -112,12 +113,34 @@ static engine_wal_mode_t engine_wal_mode(topo_wal_durability_t d)
     return ENGINE_WAL_EVERY_WRITE; /* topo_load accepts no other value */
 }
 
-/* One engine per shard placed here, in <data-dir>/shard-<n>. */
+/* The engines' failures and recoveries, one line each, into st_log. */
+static void engine_log(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    st_log(level, "storage engine", "detail=\"%s\"", msg);
+}
+
+/*
+ * One engine per shard placed here, in <data-dir>/shard-<n>, sharing one
+ * budget built from [storage] (head memory, open files, series limits per
+ * node); node_stop destroys it after the engines.
+ */
 static int open_engines(node_t *n, size_t *nlocal_out)
 {
     const uint32_t *local;
     size_t nlocal = topo_node_shards(n->topo, (uint32_t)n->self, &local);
     const topo_storage_t *st = topo_storage(n->topo);
+    engine_budget_opts_t bo = {
+        .head_max_bytes = st->head_max_bytes,
+        .max_open_files = st->max_open_files,
+        .max_series = st->max_series,
+        .max_new_series_per_hour = st->max_new_series_per_hour,
+        .max_new_series_per_write = st->max_new_series_per_write,
+    };
+    if (engine_budget_create(&bo, &n->budget)) {
+        st_error("cannot create the storage budget", "err=\"%s\"", st_strerror(ST_ENOMEM));
+        return 1;
+    }
     engine_opts_t eo;
     engine_opts_default(&eo);
     eo.wal_durability = engine_wal_mode(st->wal_durability);
@@ -128,6 +151,16 @@ static int open_engines(node_t *n, size_t *nlocal_out)
     eo.memtable_max_bytes = st->memtable_max_bytes / (nlocal ? nlocal : 1);
     if (eo.memtable_max_bytes < NODE_MIN_MEMTABLE_BYTES)
         eo.memtable_max_bytes = NODE_MIN_MEMTABLE_BYTES;
+    eo.budget = n->budget;
+    eo.max_future_ms = st->max_future_ms;
+    eo.head_max_partitions =
+        st->head_max_partitions > UINT32_MAX ? UINT32_MAX : (uint32_t)st->head_max_partitions;
+    /* the node must stop within 10 s: split the close bound over the shards */
+    eo.close_max_ms = NODE_CLOSE_FLUSH_MS / (int64_t)(nlocal ? nlocal : 1);
+    if (eo.close_max_ms < 100)
+        eo.close_max_ms = 100;
+    eo.log = engine_log;
+    eo.log_arg = n;
     for (size_t i = 0; i < nlocal; i++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/shard-%u", n->data_dir, local[i]);
@@ -295,6 +328,7 @@ int node_stop(node_t *n)
             failed = 1;
         }
     }
+    engine_budget_destroy(n->budget); /* after every engine */
     node_repl_destroy(n->repl);
     if (n->loop)
         uv_loop_close(n->loop);

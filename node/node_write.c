@@ -3,17 +3,27 @@
  *
  * A WriteRequest is decoded zero-copy (wire.h): the labels, timestamps
  * and values of all its series go into scratch arrays (reused across the
- * entries of one NodeWrite), then the shard's batch is one engine_write.
+ * entries of one NodeWrite), then the shard's batch is one engine_write_ex,
+ * all entries of the NodeWrite sharing one engine_write_result_t (so that
+ * max_new_series_per_write applies to the RPC). What the engine refused
+ * comes back per entry: ST_EBUSY (head over head_max_mb; nothing written)
+ * as the entry's code with a Retry-After, a cardinality refusal (the rest
+ * written) as code 0 with the refused samples and the limit named.
  */
 #include "node_write.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "st_err.h"
+#include "st_log.h"
+#include "st_time.h"
 #include "strata.pb-c.h"
 #include "wire.h"
+
+#define NODE_WRITE_LOG_EVERY_MS 1000 /* at most one "shard write failed" line per second */
 
 typedef struct write_scratch {
     engine_series_batch_t *b;
@@ -38,7 +48,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 }
 
 static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
-                       node_shard_result_t *res)
+                       engine_write_result_t *wr, node_shard_result_t *res)
 {
     const uint8_t *end = p + len, *q = p;
     wire_field_t f;
@@ -90,35 +100,96 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         ws->b[i].ts = ws->ts + (uintptr_t)ws->b[i].ts;
         ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
     }
-    size_t bad = 0;
-    rc = engine_write(n->engines[shard], ws->b, bi, &bad);
+    uint64_t written0 = wr->written, refused0 = wr->samples_refused, sref0 = wr->series_refused;
+    rc = engine_write_ex(n->engines[shard], ws->b, bi, wr);
+    uint64_t written = wr->written - written0;
+    res->samples = written;
+    metric_counter_add(n->samples_written, written);
+    const char *id = topo_node_id(n->topo, n->self);
+    if (rc == ST_EBUSY) {
+        res->retry_after_s = wr->retry_after_s ? wr->retry_after_s : 1;
+        snprintf(res->msg, sizeof res->msg, "node %s busy: %s", id,
+                 wr->reason[0] ? wr->reason : "head over head_max_mb; retry later");
+        return rc;
+    }
+    if (rc == ST_ELIMIT || wr->samples_refused > refused0) {
+        res->refused_samples = wr->samples_refused - refused0;
+        snprintf(res->limit, sizeof res->limit, "%s", wr->limit ? wr->limit : "limit");
+        res->limit_value = wr->limit_value;
+        snprintf(res->msg, sizeof res->msg, "node %s: %s", id,
+                 wr->reason[0] ? wr->reason : "a cardinality limit refused new series");
+        node_count_series_refused(n, res->limit, wr->series_refused - sref0);
+        return 0;
+    }
     if (rc) {
         snprintf(res->msg, sizeof res->msg, "shard %u: %s%s%s", shard, st_strerror(rc),
                  engine_last_error()[0] ? ": " : "", engine_last_error());
         return rc;
     }
-    res->samples = si;
-    metric_counter_add(n->samples_written, si);
     return 0;
+}
+
+/* A failed shard write is logged (a full disk fails every write: at most
+ * one line per NODE_WRITE_LOG_EVERY_MS, with the count of the others). */
+static void log_failure(const node_shard_result_t *res)
+{
+    static atomic_llong last_ms;
+    static atomic_ullong quiet;
+    int64_t now = st_now_ms(), last = atomic_load(&last_ms);
+    if (now - last < NODE_WRITE_LOG_EVERY_MS ||
+        !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        atomic_fetch_add(&quiet, 1);
+        return;
+    }
+    st_warn("shard write failed", "shard=%u err=%s detail=\"%s\" similar_since_last=%llu",
+            res->shard, st_errname(res->code), res->msg,
+            (unsigned long long)atomic_exchange(&quiet, 0));
 }
 
 int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
 {
     write_scratch_t ws = {0};
+    engine_write_result_t wr;
+    engine_write_result_init(&wr);
     int rc = 0;
     for (size_t i = 0; i < ne && !rc; i++) {
         memset(&res[i], 0, sizeof res[i]);
-        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &res[i]);
+        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &wr, &res[i]);
         if (res[i].code == ST_ENOMEM)
             rc = ST_ENOMEM;
         else if (res[i].code)
             metric_counter_inc(n->write_rejected);
+        if (res[i].code && res[i].code != ST_EBUSY)
+            log_failure(&res[i]);
     }
     free(ws.b);
     free(ws.labels);
     free(ws.ts);
     free(ws.v);
     return rc;
+}
+
+/* The limits a refusal may name (engine_write_result_t.limit) and "other". */
+static const char *const limit_names[NODE_NLIMITS] = {"max_series", "max_new_series_per_hour",
+                                                      "max_new_series_per_write", "other"};
+
+int node_write_metrics(node_t *n)
+{
+    for (size_t i = 0; i < NODE_NLIMITS; i++)
+        if (!(n->series_refused[i] = metrics_counter(
+                  n->metrics, "strata_node_series_refused_total",
+                  "New series refused by a cardinality limit (their samples were not stored).",
+                  "limit", limit_names[i], NULL)))
+            return ST_ENOMEM;
+    return 0;
+}
+
+void node_count_series_refused(node_t *n, const char *limit, uint64_t series)
+{
+    size_t i = 0;
+    while (i < NODE_NLIMITS - 1 && strcmp(limit, limit_names[i]) != 0)
+        i++;
+    metric_counter_add(n->series_refused[i], series);
 }
 
 int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out)
@@ -135,6 +206,12 @@ int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *o
             sr[i].code = res[i].code;
             sr[i].samples = res[i].samples;
             sr[i].error = (char *)res[i].msg;
+            sr[i].refused_samples = res[i].refused_samples;
+            sr[i].refused_limit = (char *)res[i].limit;
+            sr[i].refused_limit_value = res[i].limit_value;
+            sr[i].refused_reason = res[i].refused_samples ? (char *)res[i].msg : (char *)"";
+            sr[i].retry_after_s = res[i].retry_after_s;
+            sr[i].coordinator_missed = res[i].coordinator_missed != 0;
             ptrs[i] = &sr[i];
         }
         Strata__NodeWriteResult o = STRATA__NODE_WRITE_RESULT__INIT;

@@ -16,18 +16,33 @@
 #include "node.h"
 #include "repl.h"
 
-/* A shard's local write outcome. */
+#define NODE_LIMIT_NAME_MAX 64 /* bytes of a limit's name */
+
+/* A shard's local write outcome. code ST_EBUSY: the node's head is over
+ * head_max_mb and nothing was written (retry_after_s says when to retry);
+ * code 0 with refused_samples: a cardinality limit refused those samples
+ * (their series are new) and the rest was written. */
 typedef struct node_shard_result {
     uint32_t shard;
     int code; /* 0 or ST_E* */
     uint64_t samples;
-    char msg[400];
+    uint64_t refused_samples;
+    char limit[NODE_LIMIT_NAME_MAX];
+    uint64_t limit_value;
+    uint32_t retry_after_s;
+    int coordinator_missed; /* a coordinated write met its mode without this copy */
+    char msg[400];          /* the error, or the refusal's reason */
 } node_shard_result_t;
 
 /* Write the WriteRequests `e[0..ne)` into this node's engines (thread pool
- * only: it does disk I/O). res[i] gets entry i's outcome. Returns 0 or
- * ST_ENOMEM (then res is unspecified). */
+ * only: it does disk I/O). res[i] gets entry i's outcome. The entries are
+ * one write for max_new_series_per_write. Counts refusals (by limit) and
+ * busy refusals in the node's metrics. Returns 0 or ST_ENOMEM (then res is
+ * unspecified). */
 int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res);
+
+/* Register the counters node_write_local feeds (at startup). */
+int node_write_metrics(node_t *n);
 
 /* Pack res[0..n) as a NodeWriteResult into out. */
 int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out);

@@ -32,21 +32,25 @@ static int add(readplan_t *p, size_t from, uint32_t node, uint32_t s)
     return 0;
 }
 
-/* Give shard s `count` more untried healthy replicas, in placement order. */
+/* Give shard s `count` more untried healthy replicas: those up() prefers
+ * (READPLAN_PREFERRED) first, then the others that are up, each pass in
+ * placement order. */
 static int assign(readplan_t *p, size_t from, uint32_t s, uint32_t count, readplan_up_fn up,
                   void *arg)
 {
     uint32_t rf = topo_replication_factor(p->t);
     const uint32_t *rep = topo_shard_replicas(p->t, s);
-    for (uint32_t k = 0; k < rf && count; k++) {
-        if (p->tried[s] & (1u << k) || !up(arg, rep[k]))
-            continue;
-        p->tried[s] |= 1u << k;
-        int rc = add(p, from, rep[k], s);
-        if (rc)
-            return rc;
-        p->have[s]++;
-        count--;
+    for (int pass = READPLAN_PREFERRED; pass >= 1 && count; pass--) {
+        for (uint32_t k = 0; k < rf && count; k++) {
+            if (p->tried[s] & (1u << k) || up(arg, rep[k]) < pass)
+                continue;
+            p->tried[s] |= 1u << k;
+            int rc = add(p, from, rep[k], s);
+            if (rc)
+                return rc;
+            p->have[s]++;
+            count--;
+        }
     }
     if (count && !p->missing[s]) {
         p->missing[s] = 1;

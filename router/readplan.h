@@ -3,8 +3,9 @@
  * free of sockets so it can be unit-tested.
  *
  * A read needs `need` replicas per shard: 1 for read_consistency=one (the
- * first healthy replica in placement order), floor(RF/2)+1 for quorum
- * (the first healthy ones, merged by the caller). The plan groups the
+ * first healthy replica in placement order, those the up function prefers
+ * first), floor(RF/2)+1 for quorum (the first healthy ones, merged by the
+ * caller). The plan groups the
  * assignments by node — one request per group carries all its shards —
  * in the order groups must be fetched. When a group's request fails
  * before any of its data was used, readplan_failover() gives each of its
@@ -21,6 +22,9 @@
 
 #include "topo.h"
 
+/* 0: the node is down; 1: up; READPLAN_PREFERRED: up and preferred (not
+ * degraded, not known to be behind): preferred replicas are asked first. */
+#define READPLAN_PREFERRED 2
 typedef int (*readplan_up_fn)(void *arg, uint32_t node);
 
 typedef struct readplan_group {

@@ -12,19 +12,76 @@
 
 #include "http_util.h"
 #include "readopt.h"
+#include "readplan.h"
 #include "router.h"
 #include "st_err.h"
 #include "st_text.h"
 #include "strata.pb-c.h"
+
+static const char *const limit_names[] = ROUTER_LIMIT_NAMES;
+
+int router_limit_metrics(router_t *r)
+{
+    for (size_t i = 0; i < ROUTER_NLIMITS; i++) {
+        const char *name = i < ROUTER_NLIMITS - 1 ? limit_names[i] : "other";
+        r->samples_refused[i] = metrics_counter(
+            r->metrics, "strata_router_samples_refused_total",
+            "Samples a node refused under a cardinality limit (the rest of the write was stored).",
+            "limit", name, NULL);
+        if (!r->samples_refused[i])
+            return ST_ENOMEM;
+    }
+    return 0;
+}
+
+void router_count_refused(router_t *r, const char *limit, uint64_t n)
+{
+    size_t i = 0;
+    while (i < ROUTER_NLIMITS - 1 && strcmp(limit, limit_names[i]) != 0)
+        i++;
+    metric_counter_add(r->samples_refused[i], n);
+}
 
 int router_node_up(const router_t *r, uint32_t node)
 {
     return rpc_client_state(r->clients[node]) == RPC_CLIENT_UP;
 }
 
+#define ROUTER_STATE_MAX 300 /* bytes of "degraded: <reason>" */
+
+struct router_health {
+    uint8_t degraded;
+    char state[ROUTER_STATE_MAX];
+};
+
+static int node_degraded(const router_t *r, uint32_t node)
+{
+    return r->health && r->health[node].degraded;
+}
+
 int router_up_fn(void *arg, uint32_t node)
 {
-    return router_node_up(arg, node);
+    const router_t *r = arg;
+    if (!router_node_up(r, node))
+        return 0;
+    return node_degraded(r, node) || router_hints_for(r, node) ? 1 : READPLAN_PREFERRED;
+}
+
+void router_note_health(router_t *r, uint32_t node, int degraded, const char *reason)
+{
+    if (!r->health && !degraded)
+        return;
+    if (!r->health && !(r->health = calloc(topo_node_count(r->topo), sizeof *r->health)))
+        return;
+    struct router_health *h = &r->health[node];
+    h->degraded = degraded != 0;
+    snprintf(h->state, sizeof h->state, "degraded: %s", reason && *reason ? reason : "unknown");
+}
+
+void router_health_free(router_t *r)
+{
+    free(r->health);
+    r->health = NULL;
 }
 
 int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t msglen)
@@ -134,6 +191,8 @@ const char *router_node_state(const router_t *r, uint32_t node)
         return "down";
     if (st != RPC_CLIENT_UP)
         return "connecting";
+    if (node_degraded(r, node))
+        return r->health[node].state;
     return router_hints_for(r, node) ? "catching_up" : "up";
 }
 

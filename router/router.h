@@ -30,6 +30,19 @@
 #define ROUTER_MAX_MATCHERS 64        /* matchers in one read request */
 #define ROUTER_LISTEN_MAX 300         /* bytes of --listen HOST:PORT */
 #define ROUTER_WRITE_MSG_MAX 300      /* bytes of a write's 400 message */
+/* Writes: a shard's series are cut into pieces of about this many bytes and
+ * sent in RPCs of about this size, at most ROUTER_WRITE_WINDOW in flight
+ * per node per request (router_write.c): the loop never copies or
+ * compresses a huge frame at once, so heartbeats are never stuck behind it. */
+#define ROUTER_WRITE_PIECE (1u << 20)
+#define ROUTER_WRITE_WINDOW 2
+/* The cardinality limits a node may name when it refuses samples; any other
+ * name is counted as "other". */
+#define ROUTER_LIMIT_NAMES                                                                         \
+    {                                                                                              \
+        "max_series", "max_new_series_per_hour", "max_new_series_per_write"                        \
+    }
+#define ROUTER_NLIMITS 4 /* the names above + "other" */
 
 typedef struct router {
     uv_loop_t *loop;
@@ -41,8 +54,12 @@ typedef struct router {
     int64_t timeout_ms;
     uint64_t max_body;
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
-    metric_counter_t *lines_too_old;    /* of lines_bad: timestamp before now - retention */
-    metric_counter_t *q_pushed, *q_raw; /* query RPCs: QUERY, EXPORT */
+    metric_counter_t *lines_too_old;        /* of lines_bad: timestamp before now - retention */
+    metric_counter_t *lines_too_far_future; /* of lines_bad: after now + max_future */
+    metric_counter_t *write_busy;           /* of write_503: a node over head_max_mb */
+    metric_counter_t *write_refused;        /* 400: a cardinality limit refused samples */
+    metric_counter_t *samples_refused[ROUTER_NLIMITS]; /* by limit (router.c) */
+    metric_counter_t *q_pushed, *q_raw;                /* query RPCs: QUERY, EXPORT */
     /* Prometheus remote write / read (router_promrw.c) */
     metric_counter_t *rw_requests, *rw_series, *rw_samples, *rw_bad_series, *rw_bad_requests;
     metric_counter_t *rw_exemplars, *rw_metadata, *rw_histograms, *rr_requests, *federate;
@@ -53,10 +70,22 @@ typedef struct router {
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */
     uint8_t *stats_fresh; /* [node]: last heartbeat answered */
     uint8_t *stats_inflight;
+    struct router_health *health; /* [node]: degraded state from STATS (router.c) */
 } router_t;
 
-/* readplan_up_fn over router_node_up. */
+/* Register samples_refused (strata_router_samples_refused_total{limit}). */
+int router_limit_metrics(router_t *r);
+/* Count n samples a node refused under the limit named `limit`. */
+void router_count_refused(router_t *r, const char *limit, uint64_t n);
+
+/* readplan_up_fn: 0 when the node is down, 1 when it is up but degraded
+ * or behind (other nodes hold hints for it), READPLAN_PREFERRED otherwise. */
 int router_up_fn(void *arg, uint32_t node);
+/* A node's STATS said degraded (reason) or not: kept for /cluster and the
+ * read plan (the loop thread; allocates on first use). */
+void router_note_health(router_t *r, uint32_t node, int degraded, const char *reason);
+/* Free what router_note_health allocated. */
+void router_health_free(router_t *r);
 /* The parameters of a read, read one way by every read endpoint:
  * http_req_params_all() (a POST form body, then the query string) into
  * *params, which the caller deinits whatever the result. Returns 0, or -1
@@ -97,7 +126,8 @@ fanout_cfg_t router_fanout_cfg(router_t *r, int need, int partial, size_t nitems
 
 /* Hint records other nodes hold for `node` (as of the last heartbeat). */
 uint64_t router_hints_for(const router_t *r, uint32_t node);
-/* "up", "down", "connecting" or "catching_up" (up, others hold hints for it). */
+/* "up", "down", "connecting", "degraded: <reason>" (up, its STATS say an
+ * engine is degraded) or "catching_up" (up, others hold hints for it). */
 const char *router_node_state(const router_t *r, uint32_t node);
 
 /* Node index that serves `shard` now: the first replica whose client is up

@@ -69,6 +69,7 @@ static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload
             if (j >= 0)
                 r->hints_held[(size_t)node * nn + (uint32_t)j] = st->hints[k]->pending_records;
         }
+        router_note_health(r, node, st->degraded, st->degraded_reason);
         strata__node_stats__free_unpacked(st, NULL);
     }
     /* a node that does not answer keeps its last known hint counts: the
@@ -367,6 +368,12 @@ static int register_metrics(router_t *r)
          "Line-protocol lines rejected (bad syntax, limits, older than retention)."},
         {&r->lines_too_old, "strata_router_lines_too_old_total",
          "Line-protocol lines rejected: timestamp older than the retention."},
+        {&r->lines_too_far_future, "strata_router_lines_too_far_future_total",
+         "Line-protocol lines rejected: timestamp further ahead than max_future."},
+        {&r->write_busy, "strata_router_write_busy_total",
+         "Writes answered 503 + Retry-After: a node's head was over head_max_mb."},
+        {&r->write_refused, "strata_router_write_refused_total",
+         "Writes answered 400: a node's cardinality limit refused some samples."},
         {&r->samples, "strata_router_samples_written_total", "Samples acknowledged by nodes."},
         {&r->write_503, "strata_router_write_unavailable_total",
          "Writes answered 503 (a shard missed its consistency)."},
@@ -408,7 +415,7 @@ static int register_metrics(router_t *r)
                   "refused them (here or on a node).",
                   "limit", promql_limit_name((promql_limit_t)l), NULL)))
             return ST_ENOMEM;
-    return 0;
+    return router_limit_metrics(r);
 }
 
 /* One persistent, reconnecting client per node. */
@@ -535,6 +542,7 @@ int router_server_stop(router_server_t *s)
     free(r->hints_held);
     free(r->stats_fresh);
     free(r->stats_inflight);
+    router_health_free(r);
     free(r->clients);
     free(s->nodes);
     st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */

@@ -6,23 +6,31 @@
  *            Content-Encoding: gzip and is refused (400) rather than parsed
  *   worker:  parse line protocol, group samples by series, place each
  *            series on its shard (topo_shard_of_labels) and encode one
- *            NodeWrite entry per shard: wbatch.h; a line older than
- *            now - [storage] retention is rejected like a malformed one
- *            (the nodes would drop it: never acknowledge what is not kept)
- *   loop:    each shard goes to its first replica that is up (the
- *            coordinator, which replicates it: node_repl.h), one RPC_WRITE
- *            per node, in parallel; a shard whose coordinator cannot be
- *            reached (down, timed out, connection lost) moves on to its next
- *            replica; when every shard is decided: 204, 400 (per-line
- *            errors; the valid lines were written) or 503 (the shards that
- *            missed their consistency, and why)
+ *            NodeWrite entry per shard, cut into pieces of about
+ *            ROUTER_WRITE_PIECE bytes: wbatch.h; a line older than
+ *            now - [storage] retention or newer than now + max_future is
+ *            rejected like a malformed one (never acknowledge what is not
+ *            kept; never open a partition decades away)
+ *   loop:    each piece goes to its shard's first replica that is up (the
+ *            coordinator, which replicates it: node_repl.h), in RPC_WRITEs
+ *            of about ROUTER_WRITE_PIECE bytes, at most ROUTER_WRITE_WINDOW
+ *            of them in flight per node: no callback of the loop copies or
+ *            compresses more than a few MB, so heartbeats (PING/PONG on the
+ *            same loop and connection) are never stuck behind a huge frame;
+ *            a piece whose coordinator cannot be reached (down, timed out,
+ *            connection lost) moves on to its next replica; nothing is sent
+ *            after request_timeout; when every piece is decided: 204, 400
+ *            (per-line errors, or samples a node's cardinality limit refused;
+ *            the rest was written) or 503 (the shards that missed their
+ *            consistency or that a node refused as busy, with Retry-After)
  *
  * Other formats (router_promrw.c) drive the same pipeline with
  * router_write_submit(): their build step fills the wbatch instead of the
  * line-protocol parser, the delivery and the answers are these.
  *
  * Retrying a body is safe: the same (series, timestamp) rewrites the same
- * sample (last write wins).
+ * sample (last write wins). A 503 means some shards were not written as
+ * asked (some pieces of them may have been): retry the same body.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,17 +50,34 @@
 #define WRITE_WHY_MAX 1000      /* bytes of failure reasons kept per shard */
 #define WRITE_NODE_TEXT_MAX 250 /* bytes of a node's error text quoted */
 #define WRITE_REASON_MAX 300    /* bytes of one failure reason */
+#define WRITE_LIMIT_MAX 64      /* bytes of a limit's name */
+#define WRITE_RETRY_AFTER_S 1   /* Retry-After when a busy node gave none */
 
-enum { SH_NONE, SH_PENDING, SH_SENT, SH_OK, SH_FAILED };
+enum { P_PENDING, P_SENT, P_OK, P_FAILED };
 
-/* A shard's batch and its delivery: tried holds the replica ranks already
- * asked (each at most once per request). */
-typedef struct shard {
-    size_t off, len; /* its entry in wbatch_data() */
+/* A piece of a shard's batch (wbatch_shards() entry) and its delivery:
+ * tried holds the replica ranks already asked (each at most once). */
+typedef struct piece {
+    uint32_t shard;
+    size_t off, len; /* in wbatch_data() */
     uint8_t state;
     uint32_t tried;
+    uint32_t node;   /* last node asked */
+    uint8_t handoff; /* stored, but the coordinator's own copy failed: sent on
+                        to the next replica, which hints the failed one; the
+                        outcome of that does not change the answer */
+} piece_t;
+
+/* What a shard's pieces came to. */
+typedef struct shard {
+    uint8_t failed, busy;
     uint32_t node; /* last node asked */
     char *why;     /* failures so far, "n1: reason; n2: reason" */
+    /* samples a node's cardinality limit refused (first limit named) */
+    uint64_t refused, limit_value;
+    uint32_t refused_node;
+    char limit[WRITE_LIMIT_MAX];
+    char *refused_why;
 } shard_t;
 
 typedef struct wjob {
@@ -60,15 +85,16 @@ typedef struct wjob {
     router_t *r;
     http_req_t *req;
     router_write_src_t src; /* fills the batch on the worker */
+    uint64_t deadline;      /* uv_now: nothing is sent after it */
     wbatch_t *batch;        /* parsed, grouped, placed and encoded (wbatch.h) */
     shard_t *sh;            /* [shards] */
-    uint32_t *active;       /* shards with data */
-    uint32_t nactive;
-    int consistency; /* NodeWrite field 2 (0 = cluster default) */
+    piece_t *pc;            /* [npc] */
+    size_t npc;
+    uint32_t *inflight; /* [node]: RPCs out */
+    int consistency;    /* NodeWrite field 2 (0 = cluster default) */
     /* RPC phase */
     int pending;
-    int failed_shards;
-    st_buf_t fail; /* JSON fragments of failed shards */
+    unsigned retry_after_s; /* the largest a busy node asked for */
     int parse_err;
     char msg[ROUTER_WRITE_MSG_MAX]; /* the build step's answer to a bad body */
 } wjob_t;
@@ -102,6 +128,7 @@ static void lp_done(void *arg, router_t *r, const wbatch_t *b)
         metric_counter_add(r->lines_ok, wbatch_lines_ok(b));
         metric_counter_add(r->lines_bad, wbatch_lines_bad(b));
         metric_counter_add(r->lines_too_old, wbatch_lines_too_old(b));
+        metric_counter_add(r->lines_too_far_future, wbatch_lines_too_far_future(b));
     }
     free(arg);
 }
@@ -114,25 +141,28 @@ static void write_work(uv_work_t *w)
         return;
     size_t n;
     const wbatch_shard_t *ws = wbatch_shards(j->batch, &n);
-    for (size_t i = 0; i < n; i++) {
-        shard_t *sh = &j->sh[ws[i].shard];
-        sh->off = ws[i].off;
-        sh->len = ws[i].len;
-        sh->state = SH_PENDING;
-        j->active[j->nactive++] = ws[i].shard;
+    j->pc = calloc(n ? n : 1, sizeof *j->pc);
+    if (!j->pc) {
+        j->parse_err = ST_ENOMEM;
+        return;
     }
+    for (size_t i = 0; i < n; i++)
+        j->pc[i] = (piece_t){.shard = ws[i].shard, .off = ws[i].off, .len = ws[i].len};
+    j->npc = n;
 }
 
 static void free_job(wjob_t *j, int counted)
 {
     if (j->src.done)
         j->src.done(j->src.arg, j->r, counted ? j->batch : NULL);
-    for (uint32_t i = 0; i < j->nactive; i++)
-        free(j->sh[j->active[i]].why);
+    for (uint32_t s = 0; s < topo_shards(j->r->topo); s++) {
+        free(j->sh[s].why);
+        free(j->sh[s].refused_why);
+    }
     free(j->sh);
-    free(j->active);
+    free(j->pc);
+    free(j->inflight);
     wbatch_destroy(j->batch);
-    st_buf_deinit(&j->fail);
     free(j);
 }
 
@@ -152,25 +182,121 @@ static void put_rejected(wjob_t *j, st_buf_t *b)
     st_buf_put_u8(b, ']');
 }
 
+/* "shards":[{"shard":3,"node":"n1","error":"..."},...] of the failed
+ * shards; returns how many. */
+static int put_failed(wjob_t *j, st_buf_t *b)
+{
+    const topo_t *t = j->r->topo;
+    int n = 0;
+    ST_BUF_LIT(b, "\"shards\":[");
+    for (uint32_t s = 0; s < topo_shards(t); s++) {
+        shard_t *sh = &j->sh[s];
+        if (!sh->failed)
+            continue;
+        char tmp[96];
+        int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", n ? "," : "", s);
+        st_buf_append(b, tmp, (size_t)k);
+        const char *id = topo_node_id(t, sh->node);
+        st_json_str(b, id, strlen(id));
+        ST_BUF_LIT(b, ",\"error\":");
+        const char *why = sh->why ? sh->why : "no replica reachable";
+        st_json_str(b, why, strlen(why));
+        st_buf_put_u8(b, '}');
+        n++;
+    }
+    st_buf_put_u8(b, ']');
+    return n;
+}
+
+/* "refused":[{"shard":3,"node":"n1","limit":"max_series","value":1000,
+ * "samples_dropped":12,"reason":"..."},...]; returns the samples refused
+ * and the first limit in *first (NULL when none). */
+static uint64_t put_refused(wjob_t *j, st_buf_t *b, const shard_t **first)
+{
+    const topo_t *t = j->r->topo;
+    uint64_t total = 0;
+    *first = NULL;
+    ST_BUF_LIT(b, "\"refused\":[");
+    for (uint32_t s = 0; s < topo_shards(t); s++) {
+        const shard_t *sh = &j->sh[s];
+        if (!sh->refused)
+            continue;
+        char tmp[160];
+        int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", total ? "," : "", s);
+        st_buf_append(b, tmp, (size_t)k);
+        const char *id = topo_node_id(t, sh->refused_node);
+        st_json_str(b, id, strlen(id));
+        ST_BUF_LIT(b, ",\"limit\":");
+        st_json_str(b, sh->limit, strlen(sh->limit));
+        k = snprintf(tmp, sizeof tmp, ",\"value\":%llu,\"samples_dropped\":%llu,\"reason\":",
+                     (unsigned long long)sh->limit_value, (unsigned long long)sh->refused);
+        st_buf_append(b, tmp, (size_t)k);
+        const char *why = sh->refused_why ? sh->refused_why : "";
+        st_json_str(b, why, strlen(why));
+        st_buf_put_u8(b, '}');
+        if (!*first)
+            *first = sh;
+        total += sh->refused;
+    }
+    st_buf_put_u8(b, ']');
+    return total;
+}
+
 static void finish(wjob_t *j)
 {
     router_t *r = j->r;
     uint64_t lines_ok = wbatch_lines_ok(j->batch), lines_bad = wbatch_lines_bad(j->batch);
+    int failed = 0, busy = 0;
+    for (uint32_t s = 0; s < topo_shards(r->topo); s++) {
+        failed += j->sh[s].failed;
+        busy += j->sh[s].busy;
+    }
     st_buf_t b;
     st_buf_init(&b);
-    char tmp[256];
-    if (j->failed_shards) {
+    char tmp[400];
+    if (failed) {
         metric_counter_inc(r->write_503);
+        if (busy)
+            metric_counter_inc(r->write_busy);
         int k = snprintf(tmp, sizeof tmp,
-                         "{\"error\":\"%d shard(s) did not meet write consistency; retrying the "
-                         "same body is safe\",\"shards\":[",
-                         j->failed_shards);
+                         "{\"error\":\"%d shard(s) did not meet write consistency%s; retrying the "
+                         "same body is safe\",",
+                         failed, busy ? " (node busy: over head_max_mb, retry later)" : "");
         st_buf_append(&b, tmp, (size_t)k);
-        st_buf_append(&b, j->fail.data, j->fail.len);
-        ST_BUF_LIT(&b, "],");
+        put_failed(j, &b);
+        st_buf_put_u8(&b, ',');
+        const shard_t *first;
+        put_refused(j, &b, &first);
+        st_buf_put_u8(&b, ',');
         put_rejected(j, &b);
         st_buf_put_u8(&b, '}');
-        http_respond(j->req, 503, "application/json", b.data, b.len);
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", j->retry_after_s ? j->retry_after_s : WRITE_RETRY_AFTER_S);
+        http_header_t h = {"Retry-After", ra};
+        http_respond_headers(j->req, 503, "application/json", &h, busy ? 1 : 0, b.data, b.len);
+        st_buf_deinit(&b);
+        free_job(j, 1);
+        return;
+    }
+    st_buf_t refused;
+    st_buf_init(&refused);
+    const shard_t *first;
+    uint64_t nref = put_refused(j, &refused, &first);
+    if (nref) {
+        metric_counter_inc(r->write_refused);
+        int k =
+            snprintf(tmp, sizeof tmp,
+                     "{\"error\":\"partial write: %llu sample(s) refused by %s (%llu) on "
+                     "node %s; %llu of %llu lines rejected\",",
+                     (unsigned long long)nref, first->limit, (unsigned long long)first->limit_value,
+                     topo_node_id(r->topo, first->refused_node), (unsigned long long)lines_bad,
+                     (unsigned long long)(lines_bad + lines_ok));
+        st_buf_append(&b, tmp, (size_t)k);
+        st_buf_append(&b, refused.data, refused.len);
+        st_buf_put_u8(&b, ',');
+        put_rejected(j, &b);
+        st_buf_put_u8(&b, '}');
+        http_respond(j->req, 400, "application/json", b.data, b.len);
     } else if (lines_bad) {
         int k = snprintf(tmp, sizeof tmp, "{\"error\":\"partial write: %llu of %llu %s rejected\",",
                          (unsigned long long)lines_bad, (unsigned long long)(lines_bad + lines_ok),
@@ -182,6 +308,7 @@ static void finish(wjob_t *j)
     } else {
         http_respond(j->req, 204, NULL, NULL, 0);
     }
+    st_buf_deinit(&refused);
     st_buf_deinit(&b);
     free_job(j, 1);
 }
@@ -193,6 +320,8 @@ static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
     size_t old = sh->why ? strlen(sh->why) : 0, add = strlen(id) + strlen(why) + 4;
     if (old > WRITE_WHY_MAX)
         return;
+    if (sh->why && strstr(sh->why, why) && strstr(sh->why, id))
+        return; /* the pieces of a shard often fail alike: say it once */
     char *n = realloc(sh->why, old + add + 1);
     if (!n)
         return;
@@ -200,34 +329,44 @@ static void shard_note(wjob_t *j, uint32_t s, uint32_t node, const char *why)
     sh->why = n;
 }
 
-static void shard_failed(wjob_t *j, uint32_t s)
+static void piece_failed(wjob_t *j, piece_t *p)
 {
-    shard_t *sh = &j->sh[s];
-    sh->state = SH_FAILED;
-    char tmp[96];
-    int k = snprintf(tmp, sizeof tmp, "%s{\"shard\":%u,\"node\":", j->fail.len ? "," : "", s);
-    st_buf_append(&j->fail, tmp, (size_t)k);
-    const char *id = topo_node_id(j->r->topo, sh->node);
-    st_json_str(&j->fail, id, strlen(id));
-    ST_BUF_LIT(&j->fail, ",\"error\":");
-    const char *why = sh->why ? sh->why : "no replica reachable";
-    st_json_str(&j->fail, why, strlen(why));
-    st_buf_put_u8(&j->fail, '}');
-    j->failed_shards++;
+    if (p->handoff) { /* already stored by quorum: the handoff was best effort */
+        p->state = P_OK;
+        return;
+    }
+    p->state = P_FAILED;
+    j->sh[p->shard].failed = 1;
+    j->sh[p->shard].node = p->node;
+}
+
+/* A node took the piece but a cardinality limit refused some samples. */
+static void piece_refused(wjob_t *j, const piece_t *p, const Strata__ShardResult *sr)
+{
+    shard_t *sh = &j->sh[p->shard];
+    if (!sh->refused) {
+        sh->refused_node = p->node;
+        snprintf(sh->limit, sizeof sh->limit, "%s",
+                 sr->refused_limit && *sr->refused_limit ? sr->refused_limit : "limit");
+        sh->limit_value = sr->refused_limit_value;
+        if (sr->refused_reason && *sr->refused_reason)
+            sh->refused_why = strdup(sr->refused_reason);
+    }
+    sh->refused += sr->refused_samples;
+    router_count_refused(j->r, sh->limit, sr->refused_samples);
 }
 
 typedef struct call_ctx {
     wjob_t *j;
     uint32_t node;
     uint32_t n;
-    uint32_t shards[];
+    uint32_t pieces[]; /* indexes into j->pc, in the order sent */
 } call_ctx_t;
 
 static void send_round(wjob_t *j);
 
-/* Transport failures move the shards on to their next replica, and so does
- * "consistency not met" (the next coordinator may reach replicas this one
- * could not); other answers are final. */
+/* Transport failures move the pieces on to their next replica; other
+ * answers are final. */
 static int retryable(int status, uint8_t type)
 {
     if (type == RPC_ERROR && status != ST_EBUSY && status != ST_ECLOSED && status != ST_ETIMEDOUT &&
@@ -237,170 +376,240 @@ static int retryable(int status, uint8_t type)
            status == ST_EBUSY;
 }
 
+static int next_rank(const wjob_t *j, const piece_t *p);
+
+/* The node answered piece p with sr. */
+static void piece_result(wjob_t *j, piece_t *p, const Strata__ShardResult *sr)
+{
+    router_t *r = j->r;
+    if (p->handoff) {
+        p->state = P_OK;
+        return;
+    }
+    if (sr->code == 0) {
+        metric_counter_add(r->samples, sr->samples);
+        if (sr->refused_samples)
+            piece_refused(j, p, sr);
+        p->state = P_OK;
+        if (sr->coordinator_missed && next_rank(j, p) >= 0) {
+            p->handoff = 1;
+            p->state = P_PENDING;
+        }
+        return;
+    }
+    shard_note(j, p->shard, p->node, sr->error && *sr->error ? sr->error : "failed");
+    if (sr->code == ST_EBUSY) {
+        /* over head_max_mb: the other replicas hold the same head load;
+         * the sender retries after a while (503 + Retry-After) */
+        j->sh[p->shard].busy = 1;
+        if (sr->retry_after_s > j->retry_after_s)
+            j->retry_after_s = sr->retry_after_s;
+        piece_failed(j, p);
+    } else if (sr->code == ST_EUNAVAIL) {
+        p->state = P_PENDING; /* consistency not met from there: a coordinator on
+                                 the other side of a partition may meet it
+                                 (idempotent) */
+    } else {
+        piece_failed(j, p);
+    }
+}
+
 static void on_write_resp(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
     call_ctx_t *c = arg;
     wjob_t *j = c->j;
     router_t *r = j->r;
+    j->inflight[c->node]--;
+    Strata__NodeWriteResult *res = NULL;
+    char why[WRITE_REASON_MAX];
+    if (status == 0) {
+        res = strata__node_write_result__unpack(NULL, len, payload);
+        if (!res || res->n_results != c->n) {
+            /* results come one per entry, in the order sent */
+            snprintf(why, sizeof why, "%s",
+                     res ? "no result for every shard in the node's reply"
+                         : "malformed reply from node");
+            status = ST_EPROTO;
+            type = 0;
+        }
+    } else if (type == RPC_ERROR && len) {
+        snprintf(why, sizeof why, "%.*s",
+                 (int)(len < WRITE_NODE_TEXT_MAX ? len : WRITE_NODE_TEXT_MAX),
+                 (const char *)payload);
+    } else {
+        snprintf(why, sizeof why, "%s", st_strerror(status));
+    }
     if (status != 0) {
-        char why[WRITE_REASON_MAX];
-        if (type == RPC_ERROR && len)
-            snprintf(why, sizeof why, "%.*s",
-                     (int)(len < WRITE_NODE_TEXT_MAX ? len : WRITE_NODE_TEXT_MAX),
-                     (const char *)payload);
-        else
-            snprintf(why, sizeof why, "%s", st_strerror(status));
         metric_counter_inc(r->rpc_fail);
         int again = retryable(status, type);
         for (uint32_t i = 0; i < c->n; i++) {
-            shard_note(j, c->shards[i], c->node, why);
+            piece_t *p = &j->pc[c->pieces[i]];
+            shard_note(j, p->shard, c->node, why);
             if (again)
-                j->sh[c->shards[i]].state = SH_PENDING;
+                p->state = P_PENDING;
             else
-                shard_failed(j, c->shards[i]);
+                piece_failed(j, p);
         }
     } else {
-        Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
-        if (!res) {
-            for (uint32_t i = 0; i < c->n; i++) {
-                shard_note(j, c->shards[i], c->node, "malformed reply from node");
-                shard_failed(j, c->shards[i]);
+        for (uint32_t i = 0; i < c->n; i++) {
+            piece_t *p = &j->pc[c->pieces[i]];
+            if (res->results[i]->shard != p->shard) {
+                shard_note(j, p->shard, c->node, "reply out of order");
+                piece_failed(j, p);
+                continue;
             }
-        } else {
-            for (size_t i = 0; i < res->n_results; i++) {
-                const Strata__ShardResult *sr = res->results[i];
-                uint32_t s = sr->shard;
-                if (s >= topo_shards(r->topo) || j->sh[s].state != SH_SENT)
-                    continue;
-                if (sr->code == 0) {
-                    metric_counter_add(r->samples, sr->samples);
-                    j->sh[s].state = SH_OK;
-                    continue;
-                }
-                shard_note(j, s, c->node, sr->error && *sr->error ? sr->error : "failed");
-                if (sr->code == ST_EUNAVAIL)
-                    j->sh[s].state = SH_PENDING; /* consistency not met from there: a
-                                                    coordinator on the other side of a
-                                                    partition may meet it (idempotent) */
-                else
-                    shard_failed(j, s);
-            }
-            strata__node_write_result__free_unpacked(res, NULL);
-            /* a shard the node did not mention failed */
-            for (uint32_t i = 0; i < c->n; i++) {
-                if (j->sh[c->shards[i]].state == SH_SENT) {
-                    shard_note(j, c->shards[i], c->node, "no result in the node's reply");
-                    shard_failed(j, c->shards[i]);
-                }
-            }
+            piece_result(j, p, res->results[i]);
         }
     }
+    if (res)
+        strata__node_write_result__free_unpacked(res, NULL);
     free(c);
     j->pending--;
     send_round(j);
 }
 
-/* Rank of shard s's first untried replica that is up, or -1. */
-static int next_rank(const wjob_t *j, uint32_t s)
+/* Rank of piece p's first untried replica that is up, or -1. */
+static int next_rank(const wjob_t *j, const piece_t *p)
 {
-    const uint32_t *rep = topo_shard_replicas(j->r->topo, s);
+    const uint32_t *rep = topo_shard_replicas(j->r->topo, p->shard);
     uint32_t rf = topo_replication_factor(j->r->topo);
     for (uint32_t k = 0; k < rf; k++)
-        if (!(j->sh[s].tried & (1u << k)) && router_node_up(j->r, rep[k]))
+        if (!(p->tried & (1u << k)) && router_node_up(j->r, rep[k]))
             return (int)k;
     return -1;
 }
 
-/* Send every PENDING shard to its first untried replica that is up, one
- * RPC per node; finish when nothing is pending or in flight. */
-static void send_round(wjob_t *j)
+/* A pending piece that cannot be sent: no untried replica is up, or the
+ * request's time is over. */
+static void piece_give_up(wjob_t *j, piece_t *p, const char *why_all)
+{
+    const topo_t *t = j->r->topo;
+    const uint32_t *rep = topo_shard_replicas(t, p->shard);
+    uint32_t rf = topo_replication_factor(t);
+    if (why_all) {
+        shard_note(j, p->shard, p->node, why_all);
+    } else {
+        for (uint32_t k = 0; k < rf; k++)
+            if (!(p->tried & (1u << k))) {
+                shard_note(j, p->shard, rep[k], "node is down");
+                p->tried |= 1u << k;
+                p->node = rep[k];
+            }
+    }
+    metric_counter_inc(j->r->rpc_fail);
+    piece_failed(j, p);
+}
+
+/* One RPC to `node` with its pending pieces, up to about ROUTER_WRITE_PIECE
+ * bytes. Returns 1 when a call went out. */
+static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
 {
     router_t *r = j->r;
     const topo_t *t = r->topo;
-    uint32_t nn = topo_node_count(t), rf = topo_replication_factor(t);
-    j->pending++; /* guard while sending */
-    for (uint32_t node = 0; node < nn; node++) {
-        uint32_t cnt = 0;
-        for (uint32_t i = 0; i < j->nactive; i++) {
-            uint32_t s = j->active[i];
-            shard_t *sh = &j->sh[s];
-            if (sh->state != SH_PENDING)
-                continue;
-            const uint32_t *rep = topo_shard_replicas(t, s);
-            int rank = next_rank(j, s);
-            if (rank < 0) {
-                /* no untried replica is up */
-                for (uint32_t k = 0; k < rf; k++)
-                    if (!(sh->tried & (1u << k))) {
-                        shard_note(j, s, rep[k], "node is down");
-                        sh->tried |= 1u << k;
-                        sh->node = rep[k];
-                    }
-                metric_counter_inc(r->rpc_fail);
-                shard_failed(j, s);
-                continue;
+    uint32_t cnt = 0;
+    size_t bytes = 0;
+    for (size_t i = 0; i < j->npc && bytes < ROUTER_WRITE_PIECE; i++) {
+        piece_t *p = &j->pc[i];
+        int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
+        if (rank >= 0 && topo_shard_replicas(t, p->shard)[rank] == node) {
+            cnt++;
+            bytes += p->len;
+        }
+    }
+    if (!cnt)
+        return 0;
+    call_ctx_t *c = malloc(sizeof *c + cnt * sizeof c->pieces[0]);
+    if (!c) {
+        for (size_t i = 0; i < j->npc; i++) {
+            piece_t *p = &j->pc[i];
+            int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
+            if (rank >= 0 && topo_shard_replicas(t, p->shard)[rank] == node) {
+                shard_note(j, p->shard, node, "out of memory");
+                piece_failed(j, p);
             }
-            if (rep[rank] == node)
-                cnt++;
         }
-        if (!cnt)
+        return 0;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = repl_put_envelope(&b, (uint32_t)j->consistency, 0);
+    uint32_t n = 0;
+    for (size_t i = 0; i < j->npc && n < cnt && !rc; i++) {
+        piece_t *p = &j->pc[i];
+        int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
+        if (rank < 0 || topo_shard_replicas(t, p->shard)[rank] != node)
             continue;
-        call_ctx_t *c = malloc(sizeof *c + cnt * sizeof c->shards[0]);
-        st_buf_t b;
-        st_buf_init(&b);
-        int rc = c ? repl_put_envelope(&b, (uint32_t)j->consistency, 0) : ST_ENOMEM;
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < j->nactive && !rc; i++) {
-            uint32_t s = j->active[i];
-            shard_t *sh = &j->sh[s];
-            if (sh->state != SH_PENDING)
-                continue;
-            int rank = next_rank(j, s);
-            if (rank < 0 || topo_shard_replicas(t, s)[rank] != node)
-                continue;
-            rc = st_buf_append(&b, wbatch_data(j->batch) + sh->off, sh->len);
-            sh->tried |= 1u << rank;
-            sh->node = node;
-            sh->state = SH_SENT;
-            c->shards[n++] = s;
+        rc = st_buf_append(&b, wbatch_data(j->batch) + p->off, p->len);
+        p->tried |= 1u << rank;
+        p->node = node;
+        p->state = P_SENT;
+        c->pieces[n++] = (uint32_t)i;
+    }
+    if (rc) {
+        for (uint32_t i = 0; i < n; i++) {
+            shard_note(j, j->pc[c->pieces[i]].shard, node, "out of memory");
+            piece_failed(j, &j->pc[c->pieces[i]]);
         }
-        if (rc) {
-            for (uint32_t i = 0; i < n; i++) {
-                shard_note(j, c->shards[i], node, "out of memory");
-                shard_failed(j, c->shards[i]);
-            }
-            free(c);
-            st_buf_deinit(&b);
-            continue;
-        }
-        c->j = j;
-        c->node = node;
-        c->n = n;
-        rc = rpc_client_call(r->clients[node], RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms,
-                             on_write_resp, c);
+        free(c);
         st_buf_deinit(&b);
-        if (rc) {
-            const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
-            metric_counter_inc(r->rpc_fail);
-            for (uint32_t i = 0; i < n; i++) {
-                shard_note(j, c->shards[i], node, why);
-                j->sh[c->shards[i]].state = SH_PENDING; /* next round: the next replica */
-            }
-            free(c);
-            continue;
+        return 0;
+    }
+    c->j = j;
+    c->node = node;
+    c->n = n;
+    rc = rpc_client_call(r->clients[node], RPC_WRITE, b.data, b.len, timeout_ms, on_write_resp, c);
+    st_buf_deinit(&b);
+    if (rc) {
+        const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
+        metric_counter_inc(r->rpc_fail);
+        for (uint32_t i = 0; i < n; i++) {
+            shard_note(j, j->pc[c->pieces[i]].shard, node, why);
+            j->pc[c->pieces[i]].state = P_PENDING; /* next round: the next replica */
         }
-        j->pending++;
+        free(c);
+        return 0;
     }
-    /* shards put back by a failed call go to their next replica now */
-    int again = 0;
-    for (uint32_t i = 0; i < j->nactive && !again; i++)
-        again = j->sh[j->active[i]].state == SH_PENDING;
-    if (--j->pending == 0) {
-        if (again)
-            send_round(j);
-        else
-            finish(j);
+    j->inflight[node]++;
+    j->pending++;
+    return 1;
+}
+
+/* Send pending pieces to their first untried replica that is up, at most
+ * ROUTER_WRITE_WINDOW calls in flight per node; finish when nothing is
+ * pending or in flight. */
+static void send_round(wjob_t *j)
+{
+    router_t *r = j->r;
+    uint32_t nn = topo_node_count(r->topo);
+    uint64_t now = uv_now(r->loop);
+    j->pending++; /* guard while sending */
+    int again = 1;
+    while (again) {
+        again = 0;
+        for (size_t i = 0; i < j->npc; i++) {
+            piece_t *p = &j->pc[i];
+            if (p->state != P_PENDING)
+                continue;
+            if (now >= j->deadline)
+                piece_give_up(j, p, "request_timeout reached before it could be sent");
+            else if (next_rank(j, p) < 0)
+                piece_give_up(j, p, NULL);
+        }
+        unsigned left = now < j->deadline ? (unsigned)(j->deadline - now) : 1;
+        for (uint32_t node = 0; node < nn; node++)
+            while (j->inflight[node] < ROUTER_WRITE_WINDOW && send_one(j, node, left))
+                ;
+        /* a call that could not be queued put its pieces back: they go to
+         * their next replica now, unless that node is busy with our calls */
+        for (size_t i = 0; i < j->npc && !again; i++) {
+            piece_t *p = &j->pc[i];
+            int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
+            again = rank >= 0 &&
+                    j->inflight[topo_shard_replicas(r->topo, p->shard)[rank]] < ROUTER_WRITE_WINDOW;
+        }
     }
+    if (--j->pending == 0)
+        finish(j);
 }
 
 static void write_after(uv_work_t *w, int status)
@@ -535,14 +744,14 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
     uint32_t nshards = topo_shards(r->topo);
     if (j) {
         j->sh = calloc(nshards, sizeof *j->sh);
-        j->active = calloc(nshards, sizeof *j->active);
+        j->inflight = calloc(topo_node_count(r->topo), sizeof *j->inflight);
         if (wbatch_create(r->topo, &j->batch))
             j->batch = NULL;
     }
-    if (!j || !j->sh || !j->active || !j->batch) {
+    if (!j || !j->sh || !j->inflight || !j->batch) {
         if (j) {
             free(j->sh);
-            free(j->active);
+            free(j->inflight);
             wbatch_destroy(j->batch);
         }
         free(j);
@@ -555,8 +764,11 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
     j->consistency = consistency;
     j->r = r;
     j->req = req;
-    wbatch_set_retention(j->batch, now_ms, topo_storage(r->topo)->retention_ms);
-    st_buf_init(&j->fail);
+    const topo_storage_t *st = topo_storage(r->topo);
+    j->deadline = uv_now(r->loop) + (uint64_t)r->timeout_ms;
+    wbatch_set_retention(j->batch, now_ms, st->retention_ms);
+    wbatch_set_max_future(j->batch, now_ms, st->max_future_ms);
+    wbatch_set_piece_max(j->batch, ROUTER_WRITE_PIECE);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {
         free_job(j, 0);

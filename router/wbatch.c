@@ -64,17 +64,20 @@ struct wbatch {
     double *s_v;
     size_t ns, s_cap;
     int oom;
-    /* retention: points before min_ts are rejected (INT64_MIN: none) */
+    /* retention: points before min_ts are rejected (INT64_MIN: none);
+     * max_future: points after max_ts are (INT64_MAX: none) */
     int64_t min_ts, retention_ms;
+    int64_t max_ts, max_future_ms;
+    size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
     /* results of parsing */
-    uint64_t lines_ok, lines_bad, lines_too_old;
+    uint64_t lines_ok, lines_bad, lines_too_old, lines_too_far_future;
     uint64_t last_item; /* wbatch_add_series: item + 1 last counted (several series, one line) */
     wbatch_rejected_t rej[WBATCH_MAX_REJECTED];
     size_t nrej;
     /* encoded shard batches: NodeWrite field-1 entries back to back */
     st_buf_t all;
-    wbatch_shard_t *sh; /* [shards with data] */
-    size_t nsh;
+    wbatch_shard_t *sh; /* entries, by shard ascending */
+    size_t nsh, shcap;
 };
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
@@ -259,6 +262,16 @@ static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
     on_error(j, pt->line, 0, why);
 }
 
+static void reject_too_far_future(wbatch_t *j, const lp_point_t *pt)
+{
+    char when[48], ahead[32], why[WBATCH_REASON_MAX];
+    fmt_rfc3339(when, sizeof when, pt->ts_ms);
+    snprintf(why, sizeof why, "timestamp %s is more than %s ahead of the server clock (max_future)",
+             when, st_fmt_duration_one(ahead, sizeof ahead, j->max_future_ms));
+    j->lines_too_far_future++;
+    on_error(j, pt->line, 0, why);
+}
+
 static int encode(wbatch_t *j);
 
 /* A series handed over whole (wbatch_add_series): keyed by its full label
@@ -318,7 +331,7 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
 {
     size_t keep = 0;
     for (size_t k = 0; k < count; k++)
-        keep += ts[k] >= b->min_ts;
+        keep += ts[k] >= b->min_ts && ts[k] <= b->max_ts;
     long ei = 0;
     if (keep) { /* a series with nothing to keep gets no entry */
         ei = entry_of_series(b, l, n);
@@ -327,12 +340,17 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
         if (reserve_samples(b, keep))
             return ST_ENOMEM;
     }
-    size_t old = 0;
-    int64_t oldest = 0;
+    size_t old = 0, future = 0;
+    int64_t oldest = 0, newest = 0;
     for (size_t k = 0; k < count; k++) {
         if (ts[k] < b->min_ts) {
             if (!old++ || ts[k] < oldest)
                 oldest = ts[k];
+            continue;
+        }
+        if (ts[k] > b->max_ts) {
+            if (!future++ || ts[k] > newest)
+                newest = ts[k];
             continue;
         }
         b->s_entry[b->ns] = (uint32_t)ei;
@@ -343,11 +361,20 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
     }
     int first = b->last_item != item + 1;
     b->last_item = item + 1;
-    if (!old) {
+    if (!old && !future) {
         b->lines_ok += first;
         return 0;
     }
     char when[48], ret[32], why[WBATCH_REASON_MAX];
+    if (!old) {
+        fmt_rfc3339(when, sizeof when, newest);
+        snprintf(why, sizeof why,
+                 "%zu sample(s) up to %s are more than %s ahead of the server clock (max_future)",
+                 future, when, st_fmt_duration_one(ret, sizeof ret, b->max_future_ms));
+        b->lines_too_far_future += first;
+        on_error(b, item, 0, why);
+        return 0;
+    }
     fmt_rfc3339(when, sizeof when, oldest);
     snprintf(why, sizeof why, "%zu sample(s) from %s are older than the retention (%s)", old, when,
              st_fmt_duration_one(ret, sizeof ret, b->retention_ms));
@@ -371,6 +398,10 @@ static int on_point(void *arg, const lp_point_t *pt)
     wbatch_t *j = arg;
     if (pt->ts_ms < j->min_ts) {
         reject_too_old(j, pt);
+        return 0;
+    }
+    if (pt->ts_ms > j->max_ts) {
+        reject_too_far_future(j, pt);
         return 0;
     }
     if (pt->nseries == 0) {
@@ -448,19 +479,27 @@ static int encode(wbatch_t *j)
     free(fill);
     int rc = 0;
     for (uint32_t s = 0; s < nshards && !rc; s++) {
-        if (bystart[s] == bystart[s + 1])
-            continue;
-        st_buf_t *b = &j->all;
-        size_t mark, start = b->len;
-        rc = wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
-        rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
-        for (size_t k = bystart[s]; k < bystart[s + 1] && !rc; k++) {
-            entry_t *en = &j->e[order[k]];
-            rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
-                                 en->nlabels, cts + en->first, cv + en->first, en->count);
+        size_t k = bystart[s];
+        /* one entry per shard, or several of at most piece_max bytes of
+         * series each (a series alone over it is an entry of its own) */
+        while (k < bystart[s + 1] && !rc) {
+            st_buf_t *b = &j->all;
+            size_t mark, start = b->len;
+            rc = j->nsh == j->shcap && st_grow(&j->sh, &j->shcap, sizeof *j->sh, 64);
+            rc |= wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
+            rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
+            size_t body = b->len;
+            for (; k < bystart[s + 1] && !rc; k++) {
+                if (j->piece_max && b->len > body && b->len - body >= j->piece_max)
+                    break;
+                entry_t *en = &j->e[order[k]];
+                rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
+                                     en->nlabels, cts + en->first, cv + en->first, en->count);
+            }
+            wire_end(b, mark);
+            if (!rc)
+                j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
         }
-        wire_end(b, mark);
-        j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
     }
     free(cts);
     free(cv);
@@ -472,15 +511,13 @@ static int encode(wbatch_t *j)
 int wbatch_create(const topo_t *t, wbatch_t **out)
 {
     wbatch_t *b = calloc(1, sizeof *b);
-    if (b)
-        b->sh = calloc(topo_shards(t), sizeof *b->sh);
-    if (!b || !b->sh) {
-        free(b);
+    if (!b) {
         *out = NULL;
         return ST_ENOMEM;
     }
     b->t = t;
     b->min_ts = INT64_MIN;
+    b->max_ts = INT64_MAX;
     st_buf_init(&b->all);
     *out = b;
     return 0;
@@ -511,6 +548,18 @@ void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms)
         retention_ms > 0 && now_ms > INT64_MIN + retention_ms ? now_ms - retention_ms : INT64_MIN;
 }
 
+void wbatch_set_max_future(wbatch_t *b, int64_t now_ms, int64_t max_future_ms)
+{
+    b->max_future_ms = max_future_ms;
+    b->max_ts = max_future_ms > 0 && now_ms < INT64_MAX - max_future_ms ? now_ms + max_future_ms
+                                                                        : INT64_MAX;
+}
+
+void wbatch_set_piece_max(wbatch_t *b, size_t bytes)
+{
+    b->piece_max = bytes;
+}
+
 int wbatch_parse(wbatch_t *b, lp_parser_t *p, const char *body, size_t len)
 {
     int rc = lp_parse(p, body, len, on_point, on_error, b);
@@ -532,6 +581,11 @@ uint64_t wbatch_lines_bad(const wbatch_t *b)
 uint64_t wbatch_lines_too_old(const wbatch_t *b)
 {
     return b->lines_too_old;
+}
+
+uint64_t wbatch_lines_too_far_future(const wbatch_t *b)
+{
+    return b->lines_too_far_future;
 }
 
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n)

@@ -12,13 +12,18 @@
  * rejects are counted and the first WBATCH_MAX_REJECTED kept with their
  * reason; so are lines whose timestamp is older than the retention
  * (wbatch_set_retention(): the nodes would drop their samples, so they are
- * refused rather than acknowledged). The router sends each entry to a
- * replica of its shard.
+ * refused rather than acknowledged) and lines whose timestamp is further
+ * ahead of the clock than [storage] max_future (wbatch_set_max_future():
+ * a typo in a timestamp must not open a partition decades away). The
+ * router sends each entry to a replica of its shard; a shard's series may
+ * be cut into several entries of a bounded size (wbatch_set_piece_max())
+ * so that no single RPC carries a huge frame.
  *
- * Other write formats (Prometheus remote write) hand their series over one
- * by one instead of parsing: wbatch_add_series() for each, wbatch_reject()
- * for the ones they refused, then wbatch_finish(). Their "lines" are then
- * series, counted the same way (rejections keep the series' position).
+ * Other write formats (Prometheus remote write, imports) hand their series
+ * over one by one instead of parsing: wbatch_add_series() for each,
+ * wbatch_reject() for the ones they refused, then wbatch_finish(). Their
+ * "lines" are then items (series, rows), counted the same way (rejections
+ * keep the item's position).
  */
 #ifndef WBATCH_H
 #define WBATCH_H
@@ -39,7 +44,8 @@ typedef struct wbatch_rejected {
     char reason[WBATCH_REASON_MAX];
 } wbatch_rejected_t;
 
-/* One shard's encoded entry: bytes [off, off + len) of wbatch_data(). */
+/* One shard's encoded entry (or one piece of it, see wbatch_set_piece_max):
+ * bytes [off, off + len) of wbatch_data(). */
 typedef struct wbatch_shard {
     uint32_t shard;
     size_t off, len;
@@ -54,6 +60,19 @@ void wbatch_destroy(wbatch_t *b);
  * 0 (the default) keeps everything. Call before wbatch_parse().
  */
 void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms);
+/*
+ * Reject (per line, reason "timestamp ... is more than 1d ahead of the server
+ * clock (max_future)") every point with a timestamp after now_ms +
+ * max_future_ms. 0 (the default) accepts any. Call before wbatch_parse().
+ */
+void wbatch_set_max_future(wbatch_t *b, int64_t now_ms, int64_t max_future_ms);
+/*
+ * Cut each shard's series into entries of about `bytes` of encoded series
+ * (an entry closes once it holds at least that much; a single series is
+ * never split). 0 (the default): one entry per shard. Call before
+ * wbatch_parse().
+ */
+void wbatch_set_piece_max(wbatch_t *b, size_t bytes);
 /*
  * Parse `body` with `p` (created with lp_opts_t.series set; its precision
  * and default timestamp are the caller's) and build the batches. Call once
@@ -76,13 +95,16 @@ void wbatch_reject(wbatch_t *b, uint64_t item, const char *reason);
 int wbatch_finish(wbatch_t *b);
 
 uint64_t wbatch_lines_ok(const wbatch_t *b);
-/* All rejected lines, the too old ones included. */
+/* All rejected lines, the too old and too far future ones included. */
 uint64_t wbatch_lines_bad(const wbatch_t *b);
 /* Of those, the lines rejected as older than the retention. */
 uint64_t wbatch_lines_too_old(const wbatch_t *b);
+/* Of those, the lines rejected as further ahead than max_future. */
+uint64_t wbatch_lines_too_far_future(const wbatch_t *b);
 /* The first rejected lines (at most WBATCH_MAX_REJECTED). */
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n);
-/* Shards with data, ascending, and the buffer their entries live in. */
+/* Entries of shards with data, by shard ascending (one per shard unless
+ * wbatch_set_piece_max), and the buffer they live in. */
 const wbatch_shard_t *wbatch_shards(const wbatch_t *b, size_t *n);
 const uint8_t *wbatch_data(const wbatch_t *b);
 

@@ -58,6 +58,12 @@
     X(shard_result, WIRE_SHARD_RESULT_CODE, 2, "code") \
     X(shard_result, WIRE_SHARD_RESULT_ERROR, 3, "error") \
     X(shard_result, WIRE_SHARD_RESULT_SAMPLES, 4, "samples") \
+    X(shard_result, WIRE_SHARD_RESULT_REFUSED_SAMPLES, 5, "refused_samples") \
+    X(shard_result, WIRE_SHARD_RESULT_REFUSED_LIMIT, 6, "refused_limit") \
+    X(shard_result, WIRE_SHARD_RESULT_REFUSED_LIMIT_VALUE, 7, "refused_limit_value") \
+    X(shard_result, WIRE_SHARD_RESULT_REFUSED_REASON, 8, "refused_reason") \
+    X(shard_result, WIRE_SHARD_RESULT_RETRY_AFTER_S, 9, "retry_after_s") \
+    X(shard_result, WIRE_SHARD_RESULT_COORDINATOR_MISSED, 10, "coordinator_missed") \
     /* message NodeWriteResult */ \
     X(node_write_result, WIRE_NODE_WRITE_RESULT_RESULTS, 1, "results") \
     /* message ReadRequest */ \
@@ -86,6 +92,8 @@
     X(node_stats, WIRE_NODE_STATS_SHARDS, 6, "shards") \
     X(node_stats, WIRE_NODE_STATS_HINTS, 7, "hints") \
     X(node_stats, WIRE_NODE_STATS_PEERS, 8, "peers") \
+    X(node_stats, WIRE_NODE_STATS_DEGRADED, 9, "degraded") \
+    X(node_stats, WIRE_NODE_STATS_DEGRADED_REASON, 10, "degraded_reason") \
     /* message PeerHints */ \
     X(peer_hints, WIRE_PEER_HINTS_PEER, 1, "peer") \
     X(peer_hints, WIRE_PEER_HINTS_PENDING_RECORDS, 2, "pending_records") \

@@ -1042,6 +1042,9 @@ struct rpc_client {
     uint64_t rng;
     uint64_t next_reqid;
     uint64_t last_rx;
+    uint64_t last_hb_tick; /* when the heartbeat timer last ran */
+    uint64_t tx_done;      /* request bytes the kernel took (write callbacks) */
+    uint64_t tx_done_tick; /* tx_done at the last heartbeat tick */
     int ping_outstanding;
     call_t *dl_head, *dl_tail;
     call_t *q_head, *q_tail;
@@ -1308,6 +1311,8 @@ static void cli_write_cb(uv_write_t *req, int status)
     rpc_client_t *cli = cc->cli;
     if (w->counted)
         cli->queued_bytes -= w->buf.len;
+    if (status >= 0)
+        cli->tx_done += w->buf.len;
     wreq_free(w);
     if (status < 0 && cc == cli->cc && !cc->closed && !cli->closing)
         attempt_failed(cli, ST_ECLOSED, "write failed", uv_strerror(status));
@@ -1388,6 +1393,7 @@ static void client_handshake(rpc_client_t *cli, const rpc_frame_t *f)
     cli->attempts = 0;
     cli->refused = 0;
     cli->ping_outstanding = 0;
+    cli->last_hb_tick = uv_now(cli->loop);
     uv_timer_stop(&cli->conn_timer);
     if (cli->o.ping_interval_ms)
         uv_timer_start(&cli->conn_timer, conn_timer_cb, cli->o.ping_interval_ms,
@@ -1586,8 +1592,25 @@ static void conn_timer_cb(uv_timer_t *t)
                        cli->phase == PH_CONNECTING ? "connect timeout" : "handshake timeout", NULL);
         return;
     case PH_UP: {
-        uint64_t idle = uv_now(cli->loop) - cli->last_rx;
-        uint64_t iv = cli->o.ping_interval_ms;
+        uint64_t now = uv_now(cli->loop), idle = now - cli->last_rx;
+        uint64_t iv = cli->o.ping_interval_ms, late = now - cli->last_hb_tick;
+        cli->last_hb_tick = now;
+        /* libuv runs timers before it polls for input: after our own loop
+         * was stalled (a long callback), the peer's PONG may be waiting
+         * unread. Judge the peer only on a timer that ran on time. */
+        if (late > iv + iv / 2)
+            return;
+        /* a PING queued behind megabytes of requests is answered late: while
+         * requests wait in our write queue and the peer keeps taking them
+         * (the kernel accepted more since the last tick), it is alive */
+        size_t backlog = cli->cc ? uv_stream_get_write_queue_size((uv_stream_t *)&cli->cc->tcp) : 0;
+        int progress = backlog && cli->tx_done != cli->tx_done_tick;
+        cli->tx_done_tick = cli->tx_done;
+        if (progress) {
+            cli->last_rx = now;
+            cli->ping_outstanding = 0;
+            return;
+        }
         if (cli->ping_outstanding && idle >= 2 * iv) {
             attempt_failed(cli, ST_ETIMEDOUT, "heartbeat timeout", NULL);
         } else if (!cli->ping_outstanding && idle >= iv) {

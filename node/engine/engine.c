@@ -10,6 +10,10 @@
  *      append the samples to the active head;
  *   3. outside every lock: wal_sync() to the LSN per the durability mode
  *      (EVERY_WRITE: concurrent writers share one fsync).
+ * Before step 1 the node budget may refuse the whole write (head bytes over
+ * head_max_bytes: ST_EBUSY, nothing written), samples outside the accepted
+ * window are dropped (drop_outside), and in step 1 new series beyond a
+ * cardinality limit are left out (ST_ELIMIT, the rest written).
  * Freezing the head and rotating the WAL happen together under head_mu, so
  * WAL files before the rotation hold exactly the frozen head's records and
  * can be dropped once it is flushed (engine_flush.c).
@@ -28,6 +32,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,12 @@ void engine_opts_default(engine_opts_t *o)
     o->memtable_max_bytes = 64u << 20;
     o->memtable_max_age_ms = 60000;
     o->background = 1;
+    o->budget = NULL;
+    o->max_future_ms = 0;
+    o->head_max_partitions = 64;
+    o->close_max_ms = 5000;
+    o->log = NULL;
+    o->log_arg = NULL;
 }
 
 /* The public durability modes are the WAL's own, value for value (engine.h
@@ -70,7 +81,7 @@ static int encode_series_rec(st_buf_t *b, const engine_series_batch_t *batch, co
 {
     int rc = st_buf_put_uvarint(b, nnew);
     for (size_t i = 0; i < n && !rc; i++) {
-        if (!is_new[i])
+        if (is_new[i] != 1) /* 2: refused by a cardinality limit */
             continue;
         const engine_series_batch_t *s = &batch[i];
         rc |= st_buf_put_uvarint(b, ids[i]);
@@ -264,7 +275,46 @@ static int head_needs_flush(engine_t *e)
         return 0;
     if (h->bytes >= e->o.memtable_max_bytes)
         return 1;
+    if (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) {
+        atomic_fetch_add(&e->early_flushes, 1);
+        return 1;
+    }
+    /* the node is over its head budget: every engine with a head helps */
+    if (budget_head_over(e->bud))
+        return 1;
     return st_now_ms() - h->created_ms >= e->o.memtable_max_age_ms;
+}
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+/*
+ * One flush decision of the background thread. A failed flush (or a failed
+ * WAL) is retried with a doubling back-off (0.5 s .. 30 s) and never given
+ * up; the first success clears the failure (engine_health) and the back-off.
+ */
+static void bg_flush(engine_t *e)
+{
+    int64_t now = st_now_ms();
+    pthread_mutex_lock(&e->head_mu);
+    int need = head_needs_flush(e);
+    int retry = e->frozen != NULL;
+    pthread_mutex_unlock(&e->head_mu);
+    int wal_bad = e->o.wal_durability != ENGINE_WAL_NONE && wal_failed(e->wal, NULL);
+    if (!need && !retry && !wal_bad)
+        return;
+    if ((retry || wal_bad) && now < e->retry_at_ms)
+        return;
+    int rc = engine_flush(e);
+    if (rc) {
+        e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (e->backoff_ms > BACKOFF_MAX_MS)
+            e->backoff_ms = BACKOFF_MAX_MS;
+        e->retry_at_ms = st_now_ms() + e->backoff_ms;
+    } else {
+        e->backoff_ms = 0;
+        e->retry_at_ms = 0;
+    }
 }
 
 static void *bg_main(void *arg)
@@ -276,7 +326,11 @@ static void *bg_main(void *arg)
         if (!e->bg_kick) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += 1;
+            dl.tv_nsec += 250 * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
             pthread_cond_timedwait(&e->bg_cv, &e->bg_mu, &dl);
         }
         e->bg_kick = 0;
@@ -284,11 +338,7 @@ static void *bg_main(void *arg)
             break;
         pthread_mutex_unlock(&e->bg_mu);
 
-        pthread_mutex_lock(&e->head_mu);
-        int need = head_needs_flush(e);
-        pthread_mutex_unlock(&e->head_mu);
-        if (need)
-            engine_flush(e);
+        bg_flush(e);
         /* compact partitions with several segments once they are quiet */
         int64_t now = st_now_ms();
         int64_t quiet = 2 * e->o.memtable_max_age_ms;
@@ -300,10 +350,12 @@ static void *bg_main(void *arg)
                 target = p->start;
         }
         pthread_mutex_unlock(&e->parts_mu);
-        if (target != INT64_MIN) {
+        if (target != INT64_MIN && now >= e->retry_at_ms) {
             pthread_mutex_lock(&e->flush_mu);
-            engine_compact_part(e, target);
+            int rc = engine_compact_part(e, target);
             pthread_mutex_unlock(&e->flush_mu);
+            if (rc) /* the same back-off as flushes: a full disk fails both */
+                e->retry_at_ms = st_now_ms() + (e->backoff_ms ? e->backoff_ms : BACKOFF_MIN_MS);
         }
         if (e->o.retention_ms > 0 && now - last_retention >= 60000) {
             engine_apply_retention(e, now);
@@ -349,6 +401,16 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     }
     if (e->o.memtable_max_age_ms <= 0)
         e->o.memtable_max_age_ms = 60000;
+    if (e->o.budget) {
+        e->bud = e->o.budget;
+    } else {
+        if (engine_budget_create(NULL, &e->bud)) {
+            free(e);
+            return ST_ENOMEM;
+        }
+        e->own_bud = 1;
+    }
+    pthread_mutex_init(&e->health_mu, NULL);
     pthread_mutex_init(&e->flush_mu, NULL);
     pthread_mutex_init(&e->head_mu, NULL);
     pthread_cond_init(&e->head_cv, NULL);
@@ -410,6 +472,12 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
                          info.trunc_file, (unsigned long long)info.trunc_offset,
                          (unsigned long long)info.trunc_bytes, info.files_dropped);
     e->head->created_ms = st_now_ms();
+    /* the replayed head and the series count against the node's budget */
+    pthread_mutex_lock(&e->head_mu);
+    engine_head_account(e);
+    pthread_mutex_unlock(&e->head_mu);
+    e->series_charged = idx_count(e->idx);
+    budget_series_charge(e->bud, 0, e->series_charged);
     if (e->o.background) {
         if (pthread_create(&e->bg, NULL, bg_main, e) != 0) {
             rc = ST_ENOMEM;
@@ -425,12 +493,52 @@ fail:
     engine_parts_free(e);
     if (e->idx)
         idx_close(e->idx);
+    if (e->head) {
+        budget_head_charge(e->bud, e->charged, 0);
+        budget_series_charge(e->bud, e->series_charged, 0);
+    }
     head_destroy(e->head);
     if (e->lock_fd >= 0)
         close(e->lock_fd);
+    if (e->own_bud)
+        engine_budget_destroy(e->bud);
+    pthread_mutex_destroy(&e->health_mu);
     free(e->dir);
     free(e);
     return rc;
+}
+
+/*
+ * engine_close's flush, bounded by close_max_ms: partitions are written one
+ * at a time until the deadline; what is left stays in the WAL (its files are
+ * kept) and is replayed at the next open. Without a WAL everything is
+ * flushed, however long it takes.
+ */
+static int close_flush(engine_t *e)
+{
+    if (e->o.wal_durability == ENGINE_WAL_NONE || e->o.close_max_ms <= 0)
+        return engine_flush(e);
+    int64_t dl = st_now_ms() + e->o.close_max_ms;
+    pthread_mutex_lock(&e->flush_mu);
+    if (wal_failed(e->wal, NULL)) { /* the heads hold records the WAL may not */
+        int rc = engine_wal_recover(e);
+        pthread_mutex_unlock(&e->flush_mu);
+        return rc;
+    }
+    int rc = engine_flush_frozen(e, dl);
+    if (!rc)
+        rc = engine_freeze_head(e, 0);
+    if (!rc)
+        rc = engine_flush_frozen(e, dl);
+    pthread_mutex_unlock(&e->flush_mu);
+    if (rc && e->o.log) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "close: head left in the WAL, replayed at the next open (%s) [%s]",
+                 rc == ST_ETIMEDOUT ? "flush longer than close_max_ms" : st_strerror(rc), e->dir);
+        e->o.log(e->o.log_arg, ENGINE_LOG_WARN, line);
+    }
+    return rc == ST_ETIMEDOUT ? 0 : rc;
 }
 
 int engine_close(engine_t *e)
@@ -438,21 +546,28 @@ int engine_close(engine_t *e)
     if (!e)
         return 0;
     if (e->bg_running) {
+        atomic_store(&e->stopping, 1); /* a long background flush yields to close_flush */
         pthread_mutex_lock(&e->bg_mu);
         e->bg_stop = 1;
         pthread_cond_signal(&e->bg_cv);
         pthread_mutex_unlock(&e->bg_mu);
         pthread_join(e->bg, NULL);
     }
-    int rc = engine_flush(e);
+    atomic_store(&e->stopping, 0);
+    int rc = close_flush(e);
     int rc2 = wal_close(e->wal);
     if (!rc)
         rc = rc2;
     engine_parts_free(e);
     idx_close(e->idx);
+    budget_head_charge(e->bud, e->charged, 0);
+    budget_series_charge(e->bud, e->series_charged, 0);
     head_destroy(e->head);
     head_destroy(e->frozen);
     close(e->lock_fd);
+    if (e->own_bud)
+        engine_budget_destroy(e->bud);
+    pthread_mutex_destroy(&e->health_mu);
     pthread_mutex_destroy(&e->flush_mu);
     pthread_mutex_destroy(&e->head_mu);
     pthread_cond_destroy(&e->head_cv);
@@ -533,37 +648,45 @@ static int scratch_reserve(size_t n)
 }
 
 /*
- * Samples in partitions that retention has already dropped would vanish at
- * the next retention pass; drop them now and count them (too_old) instead of
- * pretending to store them. A series whose every sample is dropped is left
- * out of the batch altogether, so it is neither added to the index nor
- * logged as a SERIES record: its labels would otherwise be listed by the
- * label endpoints while no sample of it exists. Its labels are still
- * validated (a bad series fails the write as before). On return *out is the
- * original batch when nothing is too old, else ws.filtered (*nout series,
- * ws.fmap[j] the index in `b` of filtered series j). Returns 0, ST_ENOMEM or
- * a validation error (with *bad set).
+ * The accepted-time window: samples in partitions that retention has
+ * already dropped would vanish at the next retention pass, and samples more
+ * than max_future_ms ahead of the clock (or outside ENGINE_TS_MIN..MAX,
+ * always) would open partitions nobody asked for; drop them now and count
+ * them (too_old / too_far_future) instead of pretending to store them. A
+ * series whose every sample is dropped is left out of the batch altogether,
+ * so it is neither added to the index nor logged as a SERIES record: its
+ * labels would otherwise be listed by the label endpoints while no sample of
+ * it exists. Its labels are still validated (a bad series fails the write as
+ * before). On return *out is the original batch when nothing is dropped,
+ * else ws.filtered (*nout series, ws.fmap[j] the index in `b` of filtered
+ * series j). Returns 0, ST_ENOMEM or a validation error (with *bad set).
  */
-static int drop_too_old(engine_t *e, const engine_series_batch_t *b, size_t n,
-                        const engine_series_batch_t **out, size_t *nout, uint64_t *dropped,
-                        size_t *bad)
+static int drop_outside(engine_t *e, const engine_series_batch_t *b, size_t n,
+                        const engine_series_batch_t **out, size_t *nout, uint64_t *old_out,
+                        uint64_t *future_out, size_t *bad)
 {
-    *dropped = 0;
+    *old_out = *future_out = 0;
     *out = b;
     *nout = n;
-    if (e->o.retention_ms <= 0)
-        return 0;
-    int64_t cutoff = engine_part_start(e, st_now_ms() - e->o.retention_ms);
-    size_t old = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < b[i].n; k++)
-            old += b[i].ts[k] < cutoff;
-    if (old == 0)
+    int64_t now = st_now_ms();
+    int64_t lo = ENGINE_TS_MIN, hi = ENGINE_TS_MAX;
+    if (e->o.retention_ms > 0 && e->o.retention_ms < ENGINE_TS_MAX)
+        lo = engine_part_start(e, now - e->o.retention_ms);
+    if (e->o.max_future_ms > 0 && e->o.max_future_ms < ENGINE_TS_MAX - now)
+        hi = now + e->o.max_future_ms;
+    size_t old = 0, future = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < b[i].n; k++) {
+            old += b[i].ts[k] < lo;
+            future += b[i].ts[k] > hi;
+        }
+    }
+    if (old + future == 0)
         return 0;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += b[i].n;
-    if (scratch_filtered(n, total - old))
+    if (scratch_filtered(n, total - old - future))
         return ST_ENOMEM;
     size_t off = 0, nf = 0;
     for (size_t i = 0; i < n; i++) {
@@ -573,7 +696,7 @@ static int drop_too_old(engine_t *e, const engine_series_batch_t *b, size_t n,
         d->values = ws.fv + off;
         size_t m = 0;
         for (size_t k = 0; k < b[i].n; k++) {
-            if (b[i].ts[k] < cutoff)
+            if (b[i].ts[k] < lo || b[i].ts[k] > hi)
                 continue;
             ws.fts[off + m] = b[i].ts[k];
             ws.fv[off + m] = b[i].values[k];
@@ -594,32 +717,116 @@ static int drop_too_old(engine_t *e, const engine_series_batch_t *b, size_t n,
         off += m;
         ws.fmap[nf++] = i;
     }
-    *dropped = old;
+    *old_out = old;
+    *future_out = future;
     *out = ws.filtered;
     *nout = nf;
     return 0;
 }
 
+void engine_write_result_init(engine_write_result_t *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
 int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad)
 {
+    engine_write_result_t r;
+    engine_write_result_init(&r);
+    int rc = engine_write_ex(e, b, n, &r);
+    if (rc && rc != ST_ELIMIT && bad)
+        *bad = r.bad;
+    return rc;
+}
+
+/* Note the first refusal of a write in r (code, limit, reason). */
+static void refuse(engine_write_result_t *r, int code, const char *limit, uint64_t value,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void refuse(engine_write_result_t *r, int code, const char *limit, uint64_t value,
+                   const char *fmt, ...)
+{
+    if (r->code)
+        return;
+    r->code = code;
+    r->limit = limit;
+    r->limit_value = value;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+    va_end(ap);
+}
+
+void engine_head_account(engine_t *e)
+{
+    uint64_t now = e->head->bytes + (e->frozen ? e->frozen->bytes : 0);
+    budget_head_charge(e->bud, e->charged, now);
+    e->charged = now;
+}
+
+/* Note the partitions the samples of one series fall in (head_mu held). */
+static int head_note_parts(engine_t *e, head_t *h, const int64_t *ts, size_t n)
+{
+    int64_t start = 0, end = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (k == 0 || ts[k] < start || ts[k] >= end) {
+            start = engine_part_start(e, ts[k]);
+            end = start + e->o.partition_ms;
+            if (head_add_part(h, start))
+                return ST_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static void wal_failure(engine_t *e, int rc, int en, const char *what)
+{
+    atomic_fetch_add(&e->wal_errors, 1);
+    const char *why = rc == ST_EIO ? strerror(en) : st_strerror(rc);
+    engine_set_error("WAL write failing: %s (%s); the engine retries by itself", why, what);
+    engine_fail(e, FAIL_WAL, "%s (%s)", why, what);
+}
+
+int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engine_write_result_t *r)
+{
+    size_t *bad = &r->bad;
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
         if (b[i].n > 0 && (!b[i].ts || !b[i].values)) {
-            if (bad)
-                *bad = i;
+            *bad = i;
             return ST_EINVAL;
         }
     }
-    uint64_t too_old;
+    /* 0. the node's head memory: refuse the whole write, before anything */
+    if (budget_head_over(e->bud)) {
+        uint64_t all = 0;
+        for (size_t i = 0; i < n; i++)
+            all += b[i].n;
+        atomic_fetch_add(&e->writes_busy, 1);
+        atomic_fetch_add(&e->samples_refused, all);
+        r->samples_refused += all;
+        r->retry_after_s = 1;
+        refuse(r, ST_EBUSY, "head_max_bytes", e->bud->o.head_max_bytes,
+               "head_max_bytes limit %llu reached on this node (unflushed data); retry later",
+               (unsigned long long)e->bud->o.head_max_bytes);
+        engine_set_error("%s", r->reason);
+        if (e->bg_running)
+            bg_kick(e);
+        return ST_EBUSY;
+    }
+    uint64_t too_old, too_future;
     const engine_series_batch_t *kept;
-    int rc = drop_too_old(e, b, n, &kept, &n, &too_old, bad);
+    int rc = drop_outside(e, b, n, &kept, &n, &too_old, &too_future, bad);
     if (rc)
         return rc;
     int filtered = kept != b;
     b = kept;
     if (too_old)
         atomic_fetch_add(&e->samples_too_old, too_old);
+    if (too_future)
+        atomic_fetch_add(&e->samples_too_far_future, too_future);
+    r->too_old += too_old;
+    r->too_far_future += too_future;
     if (n == 0)
         return 0;
     rc = scratch_reserve(n);
@@ -639,12 +846,12 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
         if (ws.is_new[i] && (rc = st_labels_validate(b[i].labels, b[i].nlabels, &why)) != 0) {
             size_t orig = filtered ? ws.fmap[i] : i;
             engine_set_error("series %zu: %s", orig, why);
-            if (bad)
-                *bad = orig;
+            *bad = orig;
             return rc;
         }
     }
     uint64_t lsn = 0;
+    size_t nrefused = 0;
     if (nnew) {
         pthread_rwlock_wrlock(&e->idx_lock);
         size_t really = 0;
@@ -656,23 +863,59 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
                 ws.is_new[i] = 0;
                 continue;
             }
+            uint64_t lv = 0;
+            const char *limit = budget_admit_series(e->bud, r->new_series, &lv);
+            if (limit) {
+                ws.is_new[i] = 2; /* refused: neither indexed, logged nor written */
+                nrefused++;
+                r->series_refused++;
+                r->samples_refused += b[i].n;
+                atomic_fetch_add(&e->series_refused, 1);
+                atomic_fetch_add(&e->samples_refused, b[i].n);
+                refuse(r, ST_ELIMIT, limit, lv, "%s limit %llu reached on this node", limit,
+                       (unsigned long long)lv);
+                continue;
+            }
             rc = idx_add(e->idx, b[i].labels, b[i].nlabels, ws.hashes[i], &ws.ids[i]);
             if (rc) {
+                budget_series_charge(e->bud, 1, 0);
                 pthread_rwlock_unlock(&e->idx_lock);
                 return rc;
             }
+            e->series_charged++;
+            r->new_series++;
             really++;
         }
         if (really && e->o.wal_durability != ENGINE_WAL_NONE) {
             st_buf_reset(&ws.rec);
             rc = encode_series_rec(&ws.rec, b, ws.ids, ws.is_new, n, really);
-            if (!rc)
-                rc = wal_append(e->wal, WAL_REC_SERIES, ws.rec.data, ws.rec.len, &lsn);
+            if (!rc && (rc = wal_append(e->wal, WAL_REC_SERIES, ws.rec.data, ws.rec.len, &lsn)))
+                wal_failure(e, rc, errno, "append");
         }
         pthread_rwlock_unlock(&e->idx_lock);
         if (rc)
             return rc;
     }
+    /* refused series leave the batch (compacted in place in the scratch ids) */
+    if (nrefused) {
+        if (scratch_filtered(n, 0))
+            return ST_ENOMEM;
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ws.is_new[i] == 2)
+                continue;
+            ws.filtered[w] = b[i]; /* safe in place: w <= i when b is ws.filtered */
+            ws.ids[w] = ws.ids[i];
+            w++;
+        }
+        b = ws.filtered;
+        n = w;
+    }
+    int refused_rc = nrefused ? ST_ELIMIT : 0;
+    if (refused_rc)
+        engine_set_error("%s", r->reason);
+    if (n == 0)
+        return refused_rc;
     /* 2. WAL record + head, atomically with respect to freezing */
     st_buf_reset(&ws.rec);
     if (e->o.wal_durability != ENGINE_WAL_NONE && (rc = encode_samples_rec(&ws.rec, b, ws.ids, n)))
@@ -682,7 +925,11 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     if (e->o.wal_durability != ENGINE_WAL_NONE) {
         rc = wal_append(e->wal, WAL_REC_SAMPLES, ws.rec.data, ws.rec.len, &lsn);
         if (rc) {
+            int en = errno;
             pthread_mutex_unlock(&e->head_mu);
+            wal_failure(e, rc, en, "append");
+            if (e->bg_running)
+                bg_kick(e);
             return rc;
         }
     }
@@ -691,9 +938,14 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
         h->created_ms = st_now_ms();
     for (size_t i = 0; i < n && !rc; i++) {
         rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
+        if (!rc)
+            rc = head_note_parts(e, h, b[i].ts, b[i].n);
         total += b[i].n;
     }
-    int over = h->bytes >= e->o.memtable_max_bytes;
+    engine_head_account(e);
+    int over = h->bytes >= e->o.memtable_max_bytes ||
+               (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) ||
+               budget_head_over(e->bud);
     /* backpressure: while a frozen head is still being written and the active
      * one is twice over its budget, wait for the flush to finish (or fail:
      * then this write is in the WAL and head but reported as not durable,
@@ -710,14 +962,19 @@ int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *
     if (rc)
         return rc;
     atomic_fetch_add(&e->samples_written, total);
+    r->written += total;
     if (ooo)
         atomic_fetch_add(&e->samples_ooo, ooo);
     if (over && e->bg_running)
         bg_kick(e);
     /* 3. durability */
-    if (e->o.wal_durability != ENGINE_WAL_NONE)
-        rc = wal_sync(e->wal, lsn);
-    return rc;
+    if (e->o.wal_durability != ENGINE_WAL_NONE && (rc = wal_sync(e->wal, lsn)) != 0) {
+        wal_failure(e, rc, errno, "sync");
+        if (e->bg_running)
+            bg_kick(e);
+        return rc;
+    }
+    return refused_rc;
 }
 
 /* ---- label metadata ---- */
@@ -765,13 +1022,14 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     pthread_mutex_lock(&e->head_mu);
     s->head_samples = e->head->samples + (e->frozen ? e->frozen->samples : 0);
     s->head_bytes = e->head->bytes + (e->frozen ? e->frozen->bytes : 0);
+    s->head_partitions = e->head->npart + (e->frozen ? e->frozen->npart : 0);
     pthread_mutex_unlock(&e->head_mu);
     pthread_mutex_lock(&e->parts_mu);
     s->partitions = e->nparts;
     for (size_t i = 0; i < e->nparts; i++) {
         s->segments += e->parts[i]->nsegs;
         for (size_t j = 0; j < e->parts[i]->nsegs; j++)
-            s->disk_bytes += seg_file_size(e->parts[i]->segs[j]->seg);
+            s->disk_bytes += e->parts[i]->segs[j]->size;
     }
     pthread_mutex_unlock(&e->parts_mu);
     wal_stats_t w;
@@ -785,4 +1043,15 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->compactions = atomic_load(&e->compactions);
     s->flush_errors = atomic_load(&e->flush_errors);
     s->samples_too_old = atomic_load(&e->samples_too_old);
+    s->samples_too_far_future = atomic_load(&e->samples_too_far_future);
+    s->series_refused = atomic_load(&e->series_refused);
+    s->samples_refused = atomic_load(&e->samples_refused);
+    s->writes_refused_busy = atomic_load(&e->writes_busy);
+    s->open_files = atomic_load(&e->open_files);
+    s->early_flushes = atomic_load(&e->early_flushes);
+    s->wal_errors = atomic_load(&e->wal_errors);
+    s->compaction_errors = atomic_load(&e->compaction_errors);
+    s->retention_errors = atomic_load(&e->retention_errors);
+    char why[8];
+    s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

@@ -48,6 +48,65 @@ typedef enum {
     ENGINE_WAL_NONE = 3,        /* no WAL: unflushed data is lost on crash */
 } engine_wal_mode_t;
 
+/*
+ * A node-wide budget shared by the engines of one process (one per shard):
+ * head memory, open segment files and series cardinality are limited per
+ * node, not per engine. Thread-safe; create it before the engines that use
+ * it and destroy it after the last of them is closed. Every limit is 0 = no
+ * limit.
+ *
+ *   head_max_bytes           head (in-memory, unflushed) bytes summed over
+ *                            the engines; above it engine_write refuses
+ *                            whole writes with ST_EBUSY (nothing written,
+ *                            nothing logged) and wakes the flushers; writes
+ *                            are accepted again once flushing brings the
+ *                            sum back under it.
+ *   max_open_files           segment files held open (descriptor + mmap)
+ *                            over the engines: an LRU, files are opened on
+ *                            first read and the least recently used closed.
+ *                            Segments being read stay open while read, so
+ *                            the bound may be passed briefly by readers.
+ *   max_series               series summed over the engines (new series
+ *                            beyond it are refused; existing ones written).
+ *   max_new_series_per_hour  series created per node in a fixed window of
+ *                            one hour (wall clock, aligned to the hour).
+ *   max_new_series_per_write series created by one write: one
+ *                            engine_write_ex call, or several calls that
+ *                            share one engine_write_result_t (see below).
+ */
+typedef struct engine_budget engine_budget_t;
+
+typedef struct engine_budget_opts {
+    uint64_t head_max_bytes;
+    uint64_t max_open_files;
+    uint64_t max_series;
+    uint64_t max_new_series_per_hour;
+    uint64_t max_new_series_per_write;
+} engine_budget_opts_t;
+
+/* Fill `o` with no limits except max_open_files = 1024. */
+void engine_budget_opts_default(engine_budget_opts_t *o);
+int engine_budget_create(const engine_budget_opts_t *o, engine_budget_t **out);
+/* After every engine using it is closed. NULL is a no-op. */
+void engine_budget_destroy(engine_budget_t *b);
+
+typedef struct engine_budget_stats {
+    uint64_t head_bytes;      /* summed over the engines */
+    uint64_t open_files;      /* segment files open now */
+    uint64_t series;          /* summed over the engines */
+    uint64_t new_series_hour; /* created in the current hour window */
+    uint64_t files_opened;    /* lazy opens (LRU misses) */
+    uint64_t files_closed;    /* LRU evictions */
+} engine_budget_stats_t;
+void engine_budget_get_stats(engine_budget_t *b, engine_budget_stats_t *s);
+
+/* Levels of the log callback (same order as st_log's). */
+enum { ENGINE_LOG_INFO = 1, ENGINE_LOG_WARN = 2, ENGINE_LOG_ERROR = 3 };
+/* One line, no newline, e.g. "flush failed: partition 1700000000000: No
+ * space left on device". Called from engine threads (never with a lock that
+ * engine calls need); it must not call back into the engine. */
+typedef void (*engine_log_cb)(void *arg, int level, const char *msg);
+
 typedef struct engine_opts {
     engine_wal_mode_t wal_durability;
     uint32_t wal_sync_interval_ms; /* PERIODIC: interval (default 100) */
@@ -57,6 +116,19 @@ typedef struct engine_opts {
     int64_t memtable_max_age_ms;   /* flush the head when older (default 60 s) */
     int background;                /* 1 (default): flush/compact on an engine thread;
                                       0: only when engine_flush/engine_compact are called */
+    /* --- limits (issue 11) --- */
+    engine_budget_t *budget;      /* shared node limits; NULL (default): the engine
+                                     makes a private one from engine_budget_opts_default */
+    int64_t max_future_ms;        /* samples with ts > now + this are refused and counted
+                                     (too_far_future); 0 (default) = no limit */
+    uint32_t head_max_partitions; /* a head spanning more partitions flushes its oldest
+                                     ones early (default 64; 0 = no limit) */
+    int64_t close_max_ms;         /* engine_close flushes the head only if it can within
+                                     about this; else the head stays in the WAL and is
+                                     replayed at the next open (default 5000; 0 = always
+                                     flush; with ENGINE_WAL_NONE it always flushes) */
+    engine_log_cb log;            /* failures and recoveries, one line each (NULL: none) */
+    void *log_arg;
 } engine_opts_t;
 
 /* Fill `o` with the defaults above. */
@@ -72,7 +144,11 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out);
  * the last successful engine_open (e.g. a torn WAL tail that was cut).
  */
 const char *engine_last_error(void);
-/* Flush the head to segments, stop background work, release everything. */
+/*
+ * Stop background work, flush the head to segments, release everything.
+ * Bounded in time (opts.close_max_ms): a head too large to flush in time, or
+ * a flush that fails, is left in the WAL (replayed at the next open) instead.
+ */
 int engine_close(engine_t *e);
 
 /* One series' samples in a write: labels sorted by name (st_labels_sort). */
@@ -86,14 +162,60 @@ typedef struct engine_series_batch {
 
 /*
  * Write samples for `n` series. Samples in partitions already past the
- * retention period are dropped and counted (samples_too_old); a series all
- * of whose samples are dropped is not added to the index. The batch is
- * validated first (labels against
- * the limits of st_labels.h); on a validation error nothing is written and
- * *bad (if non-NULL) is set to the index of the offending series. Returns 0
- * once the batch is durable per the WAL mode.
+ * retention period are dropped and counted (samples_too_old), and so are
+ * samples more than max_future_ms ahead of the clock (too_far_future); a
+ * series all of whose samples are dropped is not added to the index. The
+ * batch is validated first (labels against the limits of st_labels.h); on a
+ * validation error nothing is written and *bad (if non-NULL) is set to the
+ * index of the offending series. Returns 0 once the batch is durable per the
+ * WAL mode; ST_EBUSY / ST_ELIMIT as engine_write_ex (engine_last_error()
+ * holds the reason).
  */
 int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad);
+
+/*
+ * What a write did and what it refused. Counts are ADDED to (zero the struct
+ * with engine_write_result_init once per client request): one result passed
+ * to the calls of one request (e.g. one per shard, in sequence — never
+ * shared by concurrent calls) sums them, and max_new_series_per_write then
+ * applies to the whole request (new_series counts the series created so
+ * far). code/limit/reason keep the FIRST refusal.
+ */
+typedef struct engine_write_result {
+    uint64_t written;         /* samples accepted (durable when the call returned 0
+                                 or ST_ELIMIT) */
+    uint64_t too_old;         /* samples dropped: before the retention period */
+    uint64_t too_far_future;  /* samples dropped: after now + max_future_ms */
+    uint64_t new_series;      /* series created */
+    uint64_t series_refused;  /* new series refused by a cardinality limit */
+    uint64_t samples_refused; /* their samples, plus everything of an ST_EBUSY write */
+    int code;                 /* 0, ST_EBUSY or ST_ELIMIT (first refusal) */
+    const char *limit;        /* its limit's name: "head_max_bytes", "max_series",
+                                 "max_new_series_per_hour", "max_new_series_per_write";
+                                 NULL if none */
+    uint64_t limit_value;     /* that limit's configured value */
+    uint32_t retry_after_s;   /* ST_EBUSY: suggested Retry-After (seconds, >= 1) */
+    size_t bad;               /* validation error: index of the offending series */
+    char reason[192];         /* one line naming the limit, e.g. "max_series limit
+                                 20000000 reached on this node" ("" if none) */
+} engine_write_result_t;
+
+void engine_write_result_init(engine_write_result_t *r);
+
+/*
+ * engine_write with a result. Returns:
+ *   0          everything not dropped (too old / too far in the future) was
+ *              written and is durable;
+ *   ST_EBUSY   the node's head is over head_max_bytes: NOTHING was written
+ *              (nor logged); retry after r->retry_after_s (HTTP: 503 +
+ *              Retry-After);
+ *   ST_ELIMIT  a cardinality limit refused the new series counted in
+ *              r->series_refused; every other series was written and is
+ *              durable (HTTP: partial write, the reason names the limit);
+ *   another negative ST_E* code: as engine_write (r->bad on validation).
+ */
+int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n,
+                    engine_write_result_t *r);
 
 /*
  * Select series matching all `m` and iterate their samples in [mint, maxt]
@@ -151,6 +273,18 @@ typedef struct engine_stats {
     uint64_t samples_too_old; /* dropped: older than the retention period */
     uint64_t wal_bytes;
     uint64_t wal_syncs;
+    /* --- limits and failures (issue 11) --- */
+    uint64_t samples_too_far_future; /* dropped: after now + max_future_ms */
+    uint64_t series_refused;         /* new series refused by a cardinality limit */
+    uint64_t samples_refused;        /* samples of refused series and of busy writes */
+    uint64_t writes_refused_busy;    /* writes refused: node head over head_max_bytes */
+    uint64_t open_files;             /* segment files of this engine open now */
+    uint64_t head_partitions;        /* partitions the in-memory head spans */
+    uint64_t early_flushes;          /* flushes started by head_max_partitions */
+    uint64_t wal_errors;             /* failed WAL appends / syncs / rotations */
+    uint64_t compaction_errors;
+    uint64_t retention_errors;
+    uint32_t degraded; /* 1 while engine_health() reports degraded */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 
@@ -166,6 +300,16 @@ void engine_get_stats(engine_t *e, engine_stats_t *s);
 typedef int (*engine_pair_cb)(void *arg, const st_label_t *pair, uint64_t series);
 int engine_label_pairs(engine_t *e, const st_matcher_t *m, size_t nm, uint64_t *series,
                        engine_pair_cb cb, void *arg);
+
+/*
+ * Health: 0 = healthy; 1 = degraded, with a one-line reason in `reason`
+ * (cap bytes, NUL-terminated), e.g. "flush failing: No space left on device
+ * (partition 1764892800000)" or "WAL write failing: ...". Degraded lasts
+ * from a failed flush / WAL write / compaction / retention pass until the
+ * same operation next succeeds; the engine retries by itself (with back-off,
+ * never giving up) and needs no restart.
+ */
+int engine_health(engine_t *e, char *reason, size_t cap);
 
 #ifdef __cplusplus
 }

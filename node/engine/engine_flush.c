@@ -5,12 +5,25 @@
  *   1. freeze: under head_mu the active head becomes `frozen` and the WAL is
  *      rotated to file S (records before S = the frozen head);
  *   2. idx_persist: series.log gets every series created so far;
- *   3. for each partition the frozen head touches, one level-0 segment with
- *      a new sequence number is written (temp + fsync + rename + fsync dir);
- *   4. the segments are published to the partition lists, the frozen head
- *      is dropped, and WAL files before S are removed.
+ *   3. the partitions the frozen head touches are written in ascending
+ *      order, in batches of FLUSH_BATCH: each partition's level-0 segment
+ *      (a new sequence number) is written to a .tmp file, ONE file open at a
+ *      time whatever the head spans; the batch is made durable with one
+ *      syncfs, renamed into place, published, and synced again; the frozen
+ *      head's done_before moves past it, so a failed or interrupted flush
+ *      resumes after the last published partition;
+ *   4. the frozen head is dropped and WAL files before S are removed.
  * A crash anywhere leaves the WAL files, so replay rebuilds the same head;
  * samples that already reached a segment are deduplicated on read.
+ *
+ * Failures (ENOSPC, EMFILE, ...) are counted, recorded with their cause for
+ * engine_health and logged once through opts.log; the background thread
+ * retries with back-off and the first success clears them. A failed WAL is
+ * recovered by engine_wal_recover (see there).
+ *
+ * Segment files are opened lazily by readers (seg_ref_pin) and kept in the
+ * node budget's LRU (engine_budget.c), so neither flushes nor reads hold a
+ * descriptor or mapping per partition.
  *
  * Reads merge sources newest-last: segments by ascending sequence, then the
  * frozen head, then the active head; for equal timestamps the newest wins.
@@ -44,7 +57,7 @@ void seg_ref_release(seg_ref_t *r)
 {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
-    seg_close(r->seg);
+    seg_ref_lru_drop(r);
     if (atomic_load(&r->obsolete))
         unlink(r->path);
     free(r->path);
@@ -99,24 +112,29 @@ static int part_add_seg_unsafe(part_t *p, seg_ref_t *r)
     return 0;
 }
 
-static seg_ref_t *seg_ref_open(const char *path, uint64_t seq_min, uint64_t seq_max, int *rc)
+/* A reference to a segment file, not opened yet (seg_ref_pin opens it). */
+static seg_ref_t *seg_ref_new(engine_t *e, const char *path, uint64_t seq_min, uint64_t seq_max,
+                              int *rc)
 {
-    seg_ref_t *r = calloc(1, sizeof *r);
-    if (!r) {
-        *rc = ST_ENOMEM;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        *rc = errno == ENOENT ? ST_ENOENT : ST_EIO;
         return NULL;
     }
-    r->path = strdup(path);
-    *rc = r->path ? seg_open(path, &r->seg) : ST_ENOMEM;
-    if (*rc) {
-        free(r->path);
+    seg_ref_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
         free(r);
+        *rc = ST_ENOMEM;
         return NULL;
     }
     r->seq_min = seq_min;
     r->seq_max = seq_max;
+    r->size = (uint64_t)sb.st_size;
+    r->bud = e->bud;
+    r->eng_open = &e->open_files;
     atomic_init(&r->refs, 1);
     atomic_init(&r->obsolete, 0);
+    *rc = 0;
     return r;
 }
 
@@ -146,14 +164,20 @@ static int load_part_dir(engine_t *e, int64_t start, const char *dpath)
         if (sscanf(de->d_name, "%16" SCNx64 "-%16" SCNx64 "%7s", &smax, &smin, tail) != 3 ||
             strcmp(tail, ".seg") != 0)
             continue;
-        seg_ref_t *r = seg_ref_open(path, smin, smax, &rc);
+        seg_ref_t *r = seg_ref_new(e, path, smin, smax, &rc);
+        if (r && (rc = seg_ref_pin(r)) != 0) {
+            seg_ref_release(r);
+            r = NULL;
+        }
         if (!r) {
             engine_set_error("cannot open segment %s: %s", path, st_strerror(rc));
             break;
         }
-        if (seg_get_meta(r->seg)->part_start != start) {
+        int64_t have = seg_get_meta(r->seg)->part_start;
+        seg_ref_unpin(r);
+        if (have != start) {
             engine_set_error("segment %s belongs to partition %" PRId64 ", not %" PRId64, path,
-                             seg_get_meta(r->seg)->part_start, start);
+                             have, start);
             seg_ref_release(r);
             rc = ST_ECORRUPT;
             break;
@@ -283,7 +307,7 @@ static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const d
 }
 
 static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint64_t seq_min,
-                            uint64_t seq_max, uint64_t level)
+                            uint64_t seq_max, uint64_t level, int sync)
 {
     char dpath[4096];
     part_dir(e, start, dpath, sizeof dpath);
@@ -298,7 +322,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     seg_meta_t meta = {
         .part_start = start, .part_end = start + e->o.partition_ms, .seq = seq_max, .level = level};
     int rc = seg_writer_create(pw->path, &meta, &pw->w);
-    if (!rc) {
+    if (!rc && sync) {
         /* make the partition directory entry itself durable */
         char parts[4096];
         snprintf(parts, sizeof parts, "%s/parts", e->dir);
@@ -311,7 +335,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
 static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax)
 {
     int rc;
-    seg_ref_t *r = seg_ref_open(path, smin, smax, &rc);
+    seg_ref_t *r = seg_ref_new(e, path, smin, smax, &rc);
     if (!r)
         return rc;
     pthread_mutex_lock(&e->parts_mu);
@@ -327,6 +351,7 @@ static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, 
 
 int engine_freeze_head(engine_t *e, int wait)
 {
+    (void)wait;
     pthread_mutex_lock(&e->head_mu);
     if (e->frozen || e->head->samples == 0) {
         pthread_mutex_unlock(&e->head_mu);
@@ -340,105 +365,222 @@ int engine_freeze_head(engine_t *e, int wait)
     uint32_t seq = 0;
     int rc = e->o.wal_durability == ENGINE_WAL_NONE ? 0 : wal_rotate(e->wal, &seq);
     if (rc) {
+        int en = errno;
         pthread_mutex_unlock(&e->head_mu);
         head_destroy(fresh);
+        atomic_fetch_add(&e->wal_errors, 1);
+        engine_fail(e, FAIL_WAL, "%s (WAL rotation)", strerror(en));
         return rc;
     }
     e->frozen = e->head;
     e->head = fresh;
     fresh->created_ms = st_now_ms();
     e->frozen->wal_seq = seq;
+    engine_head_account(e);
     pthread_mutex_unlock(&e->head_mu);
     return 0;
 }
 
-/* Write the frozen head as level-0 segments (flush_mu held). */
-static int flush_frozen_unsafe(engine_t *e)
+/* Index of the first sample of s at or after t (samples sorted). */
+static uint32_t first_at(const head_series_t *s, int64_t t)
+{
+    uint32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->ts[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Write the frozen head's samples of the partition starting at `start`
+ * (cur[id]: each series' next sample; advanced) as one level-0 segment,
+ * left as "<path>.tmp" for the batch to sync and commit. One file open at a
+ * time, whatever the head spans.
+ */
+static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, st_buf_t *buf,
+                          part_writer_t *pw)
+{
+    pthread_mutex_lock(&e->parts_mu);
+    uint64_t seq = e->next_seq++;
+    pthread_mutex_unlock(&e->parts_mu);
+    int rc = open_part_writer(e, pw, start, seq, seq, 0, 0);
+    if (rc)
+        return rc;
+    int64_t end = start + e->o.partition_ms;
+    for (uint32_t id = 0; id < f->ns && !rc; id++) {
+        head_series_t *s = f->s[id];
+        if (!s || cur[id] >= s->n || s->ts[cur[id]] >= end)
+            continue;
+        uint32_t j = cur[id];
+        while (j < s->n && s->ts[j] < end)
+            j++;
+        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id], j - cur[id], buf);
+        cur[id] = j;
+    }
+    if (rc) {
+        int en = errno;
+        seg_writer_abort(pw->w);
+        errno = en;
+        return rc;
+    }
+    return seg_writer_finish_deferred(pw->w);
+}
+
+/* Make everything written under the data dir durable: one syncfs(2) for a
+ * whole batch of segment files instead of three fsyncs each. */
+static int sync_data_fs(engine_t *e)
+{
+    int fd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ST_EIO;
+    int rc = syncfs(fd) == 0 ? 0 : ST_EIO;
+    int en = errno;
+    close(fd);
+    errno = en;
+    return rc;
+}
+
+#define FLUSH_BATCH 256 /* partitions written between two syncs */
+
+/*
+ * One batch: the next partitions (at most FLUSH_BATCH) written as .tmp
+ * files, one file open at a time; synced; renamed into place and
+ * published; synced again. done_before moves past each published one.
+ * Returns 0 with *more = 0 when the frozen head is all written.
+ */
+static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int64_t deadline_ms,
+                       int *more)
+{
+    part_writer_t *pw = malloc(FLUSH_BATCH * sizeof *pw);
+    if (!pw)
+        return ST_ENOMEM;
+    size_t np = 0;
+    int rc = 0;
+    *more = 0;
+    while (np < FLUSH_BATCH) {
+        int64_t mint = INT64_MAX;
+        for (uint32_t id = 0; id < f->ns; id++) {
+            head_series_t *s = f->s[id];
+            if (s && cur[id] < s->n && s->ts[cur[id]] < mint)
+                mint = s->ts[cur[id]];
+        }
+        if (mint == INT64_MAX)
+            break;
+        if ((deadline_ms && st_now_ms() >= deadline_ms) || atomic_load(&e->stopping)) {
+            rc = ST_ETIMEDOUT;
+            break;
+        }
+        int64_t start = engine_part_start(e, mint);
+        if ((rc = flush_one_part(e, f, cur, start, buf, &pw[np])) != 0) {
+            int en = errno;
+            engine_set_error("cannot write a segment of partition %" PRId64 ": %s", start,
+                             rc == ST_EIO ? strerror(en) : st_strerror(rc));
+            engine_fail(e, FAIL_FLUSH, "%s (partition %" PRId64 ")",
+                        rc == ST_EIO ? strerror(en) : st_strerror(rc), start);
+            break;
+        }
+        np++;
+    }
+    if (np == FLUSH_BATCH)
+        *more = 1;
+    int rc2 = np ? sync_data_fs(e) : 0;
+    for (size_t k = 0; k < np && !rc2; k++) {
+        if ((rc2 = seg_commit(pw[k].path)) == 0)
+            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq);
+        if (!rc2)
+            f->done_before = pw[k].start + e->o.partition_ms;
+    }
+    if (!rc2 && np)
+        rc2 = sync_data_fs(e);
+    if (rc2) {
+        int en = errno;
+        for (size_t k = 0; k < np; k++) { /* what was not committed is rewritten later */
+            char tmp[sizeof pw[k].path + 8];
+            snprintf(tmp, sizeof tmp, "%s.tmp", pw[k].path);
+            unlink(tmp);
+        }
+        engine_set_error("cannot sync segments: %s", strerror(en));
+        engine_fail(e, FAIL_FLUSH, "%s (syncing %zu segments)", strerror(en), np);
+        rc = rc ? rc : rc2;
+    }
+    free(pw);
+    return rc;
+}
+
+/*
+ * Write the frozen head as level-0 segments, one partition at a time in
+ * ascending order (flush_mu held). A failure or the deadline leaves the
+ * frozen head in place with done_before past the partitions already
+ * published, so the next attempt resumes there.
+ */
+static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
 {
     head_t *f = e->frozen;
     if (!f)
         return 0;
     uint32_t wal_seq = f->wal_seq;
+    int keep_wal = f->keep_wal;
     int rc;
     pthread_rwlock_wrlock(&e->idx_lock);
     rc = idx_persist(e->idx);
+    int en = errno;
     pthread_rwlock_unlock(&e->idx_lock);
     if (rc) {
         engine_set_error("cannot persist series.log: %s", st_strerror(rc));
+        engine_fail(e, FAIL_FLUSH, "%s (series.log)",
+                    rc == ST_EIO ? strerror(en) : st_strerror(rc));
         return rc;
     }
-    part_writer_t *pws = NULL;
-    size_t npw = 0, cappw = 0;
-    st_buf_t buf;
-    st_buf_init(&buf);
+    uint32_t *cur = f->ns ? calloc(f->ns, sizeof *cur) : NULL;
+    if (f->ns && !cur)
+        return ST_ENOMEM;
     /* series are normalized under head_mu: readers may be looking at them */
-    for (uint32_t id = 0; id < f->ns && !rc; id++) {
+    pthread_mutex_lock(&e->head_mu);
+    for (uint32_t id = 0; id < f->ns; id++) {
         head_series_t *s = f->s[id];
         if (!s || s->n == 0)
             continue;
-        pthread_mutex_lock(&e->head_mu);
         head_series_normalize(s);
-        pthread_mutex_unlock(&e->head_mu);
-        size_t i = 0;
-        while (i < s->n && !rc) {
-            int64_t start = engine_part_start(e, s->ts[i]);
-            int64_t end = start + e->o.partition_ms;
-            size_t j = i;
-            while (j < s->n && s->ts[j] < end)
-                j++;
-            part_writer_t *pw = NULL;
-            for (size_t k = 0; k < npw; k++)
-                if (pws[k].start == start)
-                    pw = &pws[k];
-            if (!pw) {
-                if (npw == cappw && st_grow(&pws, &cappw, sizeof *pws, 4)) {
-                    rc = ST_ENOMEM;
-                    break;
-                }
-                pw = &pws[npw];
-                pthread_mutex_lock(&e->parts_mu);
-                uint64_t seq = e->next_seq++;
-                pthread_mutex_unlock(&e->parts_mu);
-                rc = open_part_writer(e, pw, start, seq, seq, 0);
-                if (rc)
-                    break;
-                npw++;
-            }
-            rc = write_blocks(pw->w, id, s->ts + i, s->v + i, j - i, &buf);
-            i = j;
-        }
+        cur[id] = f->done_before == INT64_MIN ? 0 : first_at(s, f->done_before);
+    }
+    pthread_mutex_unlock(&e->head_mu);
+    st_buf_t buf;
+    st_buf_init(&buf);
+    int more = 1;
+    while (more && !rc) {
+        /* resume where the last batch stopped (a failure rewinds cursors) */
+        if (f->done_before != INT64_MIN)
+            for (uint32_t id = 0; id < f->ns; id++)
+                if (f->s[id] && f->s[id]->n)
+                    cur[id] = first_at(f->s[id], f->done_before);
+        rc = flush_batch(e, f, cur, &buf, deadline_ms, &more);
     }
     st_buf_deinit(&buf);
-    for (size_t k = 0; k < npw; k++) {
-        if (rc) {
-            seg_writer_abort(pws[k].w);
-            continue;
-        }
-        rc = seg_writer_finish(pws[k].w);
-        if (!rc)
-            rc = publish(e, pws[k].path, pws[k].start, pws[k].seq, pws[k].seq);
-        if (rc)
-            engine_set_error("cannot write segment %s: %s", pws[k].path, st_strerror(rc));
-    }
-    free(pws);
+    free(cur);
     if (rc)
         return rc;
     pthread_mutex_lock(&e->head_mu);
     e->flush_err = 0;
     e->frozen = NULL;
+    engine_head_account(e);
     pthread_cond_broadcast(&e->head_cv);
     pthread_mutex_unlock(&e->head_mu);
     head_destroy(f);
     atomic_fetch_add(&e->flushes, 1);
-    if (e->o.wal_durability != ENGINE_WAL_NONE)
+    engine_recovered(e, FAIL_FLUSH);
+    if (e->o.wal_durability != ENGINE_WAL_NONE && !keep_wal)
         rc = wal_remove_before(e->wal, wal_seq);
     return rc;
 }
 
-int engine_flush_frozen(engine_t *e)
+int engine_flush_frozen(engine_t *e, int64_t deadline_ms)
 {
-    int rc = flush_frozen_unsafe(e);
-    if (rc) {
+    int rc = flush_frozen_unsafe(e, deadline_ms);
+    if (rc && rc != ST_ETIMEDOUT) {
         /* the frozen head stays and the next flush retries it; wake writers
          * waiting on backpressure so they can report the failure */
         atomic_fetch_add(&e->flush_errors, 1);
@@ -450,14 +592,68 @@ int engine_flush_frozen(engine_t *e)
     return rc;
 }
 
+/*
+ * The WAL failed (a write or fsync error, e.g. ENOSPC): it refuses every
+ * append from then on, because what reached its file is unknown. Both heads
+ * hold everything written (a write enters the head only after its WAL
+ * append), so once they are in segments the old WAL files are not needed:
+ * flush them, then restart the WAL in a fresh file (with series.log
+ * persisted first under the index lock, so no sample record can name a
+ * series that neither series.log nor the new WAL defines), then drop the
+ * old files. Any failure leaves the state as it was; the caller retries.
+ */
+int engine_wal_recover(engine_t *e)
+{
+    int rc = engine_flush_frozen(e, 0);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&e->head_mu);
+    if (e->head->samples) {
+        head_t *fresh = head_create();
+        if (!fresh) {
+            pthread_mutex_unlock(&e->head_mu);
+            return ST_ENOMEM;
+        }
+        e->frozen = e->head;
+        e->frozen->keep_wal = 1;
+        e->head = fresh;
+        fresh->created_ms = st_now_ms();
+    }
+    pthread_mutex_unlock(&e->head_mu);
+    if ((rc = engine_flush_frozen(e, 0)) != 0)
+        return rc;
+    uint32_t seq = 0;
+    pthread_rwlock_wrlock(&e->idx_lock);
+    rc = idx_persist(e->idx);
+    if (!rc)
+        rc = wal_restart(e->wal, &seq);
+    int en = errno;
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (rc) {
+        atomic_fetch_add(&e->wal_errors, 1);
+        engine_fail(e, FAIL_WAL, "%s (restarting the WAL)",
+                    rc == ST_EIO ? strerror(en) : st_strerror(rc));
+        return rc;
+    }
+    rc = wal_remove_before(e->wal, seq);
+    if (!rc)
+        engine_recovered(e, FAIL_WAL);
+    return rc;
+}
+
 int engine_flush(engine_t *e)
 {
     pthread_mutex_lock(&e->flush_mu);
-    int rc = engine_flush_frozen(e); /* a previous attempt may have failed */
-    if (!rc)
-        rc = engine_freeze_head(e, 0);
-    if (!rc)
-        rc = engine_flush_frozen(e);
+    int rc;
+    if (e->o.wal_durability != ENGINE_WAL_NONE && wal_failed(e->wal, NULL)) {
+        rc = engine_wal_recover(e);
+    } else {
+        rc = engine_flush_frozen(e, 0); /* a previous attempt may have failed */
+        if (!rc)
+            rc = engine_freeze_head(e, 0);
+        if (!rc)
+            rc = engine_flush_frozen(e, 0);
+    }
     pthread_mutex_unlock(&e->flush_mu);
     return rc;
 }
@@ -525,9 +721,14 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         if (in[i]->seq_max > smax)
             smax = in[i]->seq_max;
     }
+    size_t pinned = 0;
+    int rc = 0;
+    while (pinned < nin && (rc = seg_ref_pin(in[pinned])) == 0)
+        pinned++;
     part_writer_t pw;
-    int rc = open_part_writer(e, &pw, part_start, smin, smax, 1);
-    cursor_t *cur = calloc(nin, sizeof *cur);
+    if (!rc)
+        rc = open_part_writer(e, &pw, part_start, smin, smax, 1, 1);
+    cursor_t *cur = rc ? NULL : calloc(nin, sizeof *cur);
     merge_buf_t mb = {0};
     st_buf_t buf;
     st_buf_init(&buf);
@@ -589,8 +790,11 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     free(mb.ts);
     free(mb.v);
     st_buf_deinit(&buf);
+    int en = errno;
+    for (size_t i = 0; i < pinned; i++)
+        seg_ref_unpin(in[i]);
     if (!rc) {
-        seg_ref_t *out = seg_ref_open(pw.path, smin, smax, &rc);
+        seg_ref_t *out = seg_ref_new(e, pw.path, smin, smax, &rc);
         if (out) {
             pthread_mutex_lock(&e->parts_mu);
             p = part_get_unsafe(e, part_start, 1);
@@ -613,10 +817,13 @@ int engine_compact_part(engine_t *e, int64_t part_start)
             rc = part_add_seg_unsafe(p, out);
             pthread_mutex_unlock(&e->parts_mu);
             atomic_fetch_add(&e->compactions, 1);
+            engine_recovered(e, FAIL_COMPACT);
         }
     } else {
-        engine_set_error("compaction of partition %" PRId64 " failed: %s", part_start,
-                         st_strerror(rc));
+        const char *why = rc == ST_EIO ? strerror(en) : st_strerror(rc);
+        engine_set_error("compaction of partition %" PRId64 " failed: %s", part_start, why);
+        atomic_fetch_add(&e->compaction_errors, 1);
+        engine_fail(e, FAIL_COMPACT, "%s (partition %" PRId64 ")", why, part_start);
     }
     for (size_t i = 0; i < nin; i++)
         seg_ref_release(in[i]);

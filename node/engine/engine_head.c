@@ -22,6 +22,7 @@ head_t *head_create(void)
     if (h) {
         h->mint = INT64_MAX;
         h->maxt = INT64_MIN;
+        h->done_before = INT64_MIN;
     }
     return h;
 }
@@ -38,7 +39,54 @@ void head_destroy(head_t *h)
         }
     }
     free(h->s);
+    free(h->pset);
     free(h);
+}
+
+#define PSET_EMPTY INT64_MIN /* never a partition start: timestamps are clamped */
+
+static uint32_t pset_slot(int64_t start, uint32_t cap)
+{
+    uint64_t x = (uint64_t)start * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(x >> 32) & (cap - 1);
+}
+
+int head_add_part(head_t *h, int64_t start)
+{
+    if (h->pcap) {
+        for (uint32_t i = pset_slot(start, h->pcap);; i = (i + 1) & (h->pcap - 1)) {
+            if (h->pset[i] == start)
+                return 0;
+            if (h->pset[i] == PSET_EMPTY)
+                break;
+        }
+    }
+    if ((h->npart + 1) * 2 > h->pcap) {
+        uint32_t cap = h->pcap ? h->pcap * 2 : 16;
+        int64_t *n = malloc((size_t)cap * sizeof *n);
+        if (!n)
+            return ST_ENOMEM;
+        for (uint32_t i = 0; i < cap; i++)
+            n[i] = PSET_EMPTY;
+        for (uint32_t k = 0; k < h->pcap; k++) {
+            if (h->pset[k] == PSET_EMPTY)
+                continue;
+            uint32_t i = pset_slot(h->pset[k], cap);
+            while (n[i] != PSET_EMPTY)
+                i = (i + 1) & (cap - 1);
+            n[i] = h->pset[k];
+        }
+        h->bytes += (uint64_t)(cap - h->pcap) * sizeof *n;
+        free(h->pset);
+        h->pset = n;
+        h->pcap = cap;
+    }
+    uint32_t i = pset_slot(start, h->pcap);
+    while (h->pset[i] != PSET_EMPTY)
+        i = (i + 1) & (h->pcap - 1);
+    h->pset[i] = start;
+    h->npart++;
+    return 0;
 }
 
 static int head_grow_index(head_t *h, uint32_t id)

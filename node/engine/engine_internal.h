@@ -35,6 +35,38 @@
 #include "wal.h"
 
 #define ENGINE_BLOCK_MAX 4096 /* samples per segment block */
+#define ENGINE_DEFAULT_MAX_OPEN_FILES 1024
+
+/* ---- the node budget (engine_budget.c) ---- */
+
+struct engine_budget {
+    engine_budget_opts_t o;
+    atomic_uint_least64_t head_bytes; /* summed over the engines */
+    atomic_uint_least64_t open_files;
+    atomic_uint_least64_t files_opened, files_closed;
+    pthread_mutex_t mu; /* series, hour window */
+    uint64_t series;
+    int64_t hour_start; /* ms, aligned to the hour */
+    uint64_t hour_new;
+    pthread_mutex_t lru_mu; /* the open-file LRU: most recent first */
+    struct seg_ref *lru_first, *lru_last;
+};
+
+/* Map the segment (opening it if closed, closing least recently used ones
+ * beyond max_open_files); r->seg is valid until seg_ref_unpin. */
+int seg_ref_pin(struct seg_ref *r);
+void seg_ref_unpin(struct seg_ref *r);
+/* Last reference gone: take it out of the LRU and close it. */
+void seg_ref_lru_drop(struct seg_ref *r);
+/* Is the node's head at or over head_max_bytes? */
+int budget_head_over(engine_budget_t *b);
+/* An engine's head (or series count) went from `before` to `after`. */
+void budget_head_charge(engine_budget_t *b, uint64_t before, uint64_t after);
+void budget_series_charge(engine_budget_t *b, uint64_t before, uint64_t after);
+/* Count one new series against the limits: NULL when admitted, else the
+ * name of the limit that refuses it (*limit_value its value). this_write:
+ * series already created by the same write. */
+const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_t *limit_value);
 
 enum { WAL_REC_SERIES = 1, WAL_REC_SAMPLES = 2 };
 
@@ -55,7 +87,11 @@ typedef struct head {
     uint64_t bytes;
     int64_t created_ms; /* wall clock of the first append */
     uint32_t wal_seq;   /* frozen: the WAL file begun when it froze (older files are its) */
+    int keep_wal;       /* frozen without a WAL rotation (WAL failed): its flush removes none */
     int64_t mint, maxt;
+    int64_t *pset; /* open-addressing set of the partition starts it spans */
+    uint32_t npart, pcap;
+    int64_t done_before; /* frozen: partitions starting before this are in segments */
 } head_t;
 
 head_t *head_create(void);
@@ -63,6 +99,8 @@ void head_destroy(head_t *h);
 /* Append n samples of series `id`; counts out-of-order appends in *ooo. */
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
                 uint64_t *ooo);
+/* Note that the head holds samples of the partition starting at `start`. */
+int head_add_part(head_t *h, int64_t start);
 /* Sort + dedup (last write wins) a series in place if needed. */
 void head_series_normalize(head_series_t *s);
 
@@ -71,12 +109,25 @@ size_t samples_sort_dedup(int64_t *ts, double *v, size_t n);
 
 /* ---- segments and partitions (engine_flush.c) ---- */
 
+/*
+ * A segment file of a partition. The file is opened (mmap) lazily, on
+ * seg_ref_pin, and kept in the node budget's LRU of open files; `seg` is
+ * valid only between seg_ref_pin and seg_ref_unpin. `refs` keeps the
+ * reference itself alive (partition list, iterators), `pins` the mapping.
+ */
 typedef struct seg_ref {
-    seg_t *seg;
+    seg_t *seg; /* NULL while closed; guarded by the budget's lru_mu */
     char *path;
     uint64_t seq_min, seq_max;
+    uint64_t size;       /* file bytes */
     atomic_int refs;     /* the partition's list holds one */
     atomic_int obsolete; /* unlink on last release */
+    engine_budget_t *bud;
+    atomic_uint_least64_t *eng_open; /* the owning engine's open-file gauge */
+    /* guarded by bud->lru_mu */
+    int pins;
+    int in_lru;
+    struct seg_ref *lru_prev, *lru_next;
 } seg_ref_t;
 
 typedef struct part {
@@ -88,9 +139,21 @@ typedef struct part {
 
 void seg_ref_release(seg_ref_t *r);
 
+/* Kinds of failure engine_health reports (one reason each). */
+enum { FAIL_FLUSH, FAIL_WAL, FAIL_COMPACT, FAIL_RETENTION, FAIL_KINDS };
+
 struct engine {
     char *dir;
     engine_opts_t o;
+    engine_budget_t *bud;
+    int own_bud;             /* bud was made by engine_open (opts.budget NULL) */
+    uint64_t charged;        /* head bytes charged to bud; under head_mu */
+    uint64_t series_charged; /* series counted in bud */
+    pthread_mutex_t health_mu;
+    char fail[FAIL_KINDS][224]; /* "" = fine */
+    int64_t retry_at_ms;        /* bg: next flush retry after a failure */
+    int64_t backoff_ms;
+    atomic_uint_least64_t open_files;
     int lock_fd;
     wal_t *wal;
     idx_t *idx;
@@ -112,11 +175,18 @@ struct engine {
     pthread_mutex_t bg_mu;
     pthread_cond_t bg_cv;
     int bg_stop;
+    atomic_int stopping; /* engine_close: the background flush stops between batches */
     int bg_kick;
 
     atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
-        samples_too_old;
+        samples_too_old, samples_too_far_future, series_refused, samples_refused, writes_busy,
+        early_flushes, wal_errors, compaction_errors, retention_errors;
 };
+
+/* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
+ * years): partition arithmetic on them never overflows. */
+#define ENGINE_TS_MIN (-(INT64_C(1) << 62))
+#define ENGINE_TS_MAX (INT64_C(1) << 62)
 
 /* ---- leaf helpers (engine_util.c; they call nothing of the engine back) ---- */
 
@@ -125,14 +195,25 @@ void engine_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 void engine_clear_error(void);
 /* Start of the partition holding `ts` (floor to a multiple of partition_ms). */
 int64_t engine_part_start(const engine_t *e, int64_t ts);
+/* Record (err != 0) or clear (err == 0) a failure of `kind`; a failure is
+ * counted by the caller, logged through opts.log with its cause, and shown
+ * by engine_health until cleared; the recovery is logged too. */
+void engine_fail(engine_t *e, int kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void engine_recovered(engine_t *e, int kind);
+/* Charge the budget with the heads' current size (head_mu held). */
+void engine_head_account(engine_t *e);
 
 /* ---- partitions, flush, compaction, retention (engine_flush.c) ----
  * engine.c calls these; engine_flush.c never calls into engine.c. */
 
 int engine_parts_load(engine_t *e);
 void engine_parts_free(engine_t *e);
-int engine_flush_frozen(engine_t *e);
+/* Flush the frozen head; deadline_ms (monotonic-free wall clock, 0 = none)
+ * stops between partitions with ST_ETIMEDOUT (not a failure). */
+int engine_flush_frozen(engine_t *e, int64_t deadline_ms);
 int engine_freeze_head(engine_t *e, int wait);
+/* After a WAL failure: flush both heads, then start a fresh WAL. */
+int engine_wal_recover(engine_t *e);
 int engine_compact_part(engine_t *e, int64_t part_start);
 /* Collect referenced segments overlapping [mint, maxt], ascending seq. */
 int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n);

@@ -7,6 +7,8 @@
  *
  * The iterator holds references to the segments it saw at creation, so a
  * concurrent compaction or retention pass cannot unmap them underneath it;
+ * each segment is pinned (opened if the LRU closed it) only while one
+ * series is read from it, so a wide query does not hold every file open;
  * head samples are copied under head_mu series by series.
  */
 #include <stdlib.h>
@@ -102,12 +104,17 @@ static int load_series(engine_iter_t *it, uint32_t id)
     it->n = 0;
     for (size_t k = 0; k < it->nsegs && !rc; k++) {
         size_t first, cnt;
-        if (seg_find(it->segs[k]->seg, id, &first, &cnt) != 0)
+        seg_ref_t *r = it->segs[k];
+        if ((rc = seg_ref_pin(r)) != 0) /* opened lazily, closed by the LRU */
+            break;
+        if (seg_find(r->seg, id, &first, &cnt) != 0) {
+            seg_ref_unpin(r);
             continue;
+        }
         int used = 0;
         for (size_t i = first; i < first + cnt && !rc; i++) {
             seg_entry_t en;
-            if ((rc = seg_entry(it->segs[k]->seg, i, &en)))
+            if ((rc = seg_entry(r->seg, i, &en)))
                 break;
             if (en.maxt < it->mint || en.mint > it->maxt)
                 continue;
@@ -121,6 +128,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
             it->n += got;
             used = 1;
         }
+        seg_ref_unpin(r);
         sources += used;
     }
     if (rc) {

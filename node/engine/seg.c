@@ -328,14 +328,13 @@ static int sync_parent(const char *path)
     return rc;
 }
 
-int seg_writer_finish(seg_writer_t *w)
+/* Write the directory and the footer, and flush the buffer (no sync). */
+static int write_tail(seg_writer_t *w)
 {
-    if (!w)
-        return ST_EINVAL;
     int rc = w->err;
     uint8_t *zbuf = NULL;
     if (rc)
-        goto fail;
+        return rc;
 
     const uint8_t *dir = w->dir.data;
     uint64_t raw_len = w->dir.len, dir_len = raw_len;
@@ -363,7 +362,49 @@ int seg_writer_finish(seg_writer_t *w)
     st_store_u32le(f + 40, st_crc32c(0, f, 40));
     memcpy(f + 44, SEG_FOOT_MAGIC, 8);
 
-    if ((rc = wput(w, dir, (size_t)dir_len)) || (rc = wput(w, f, sizeof f)) || (rc = wflush(w)))
+    if (!(rc = wput(w, dir, (size_t)dir_len)) && !(rc = wput(w, f, sizeof f)))
+        rc = wflush(w);
+    free(zbuf);
+    return rc;
+}
+
+int seg_writer_finish_deferred(seg_writer_t *w)
+{
+    if (!w)
+        return ST_EINVAL;
+    int rc = write_tail(w);
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0 && !rc)
+        rc = ST_EIO;
+    if (rc) {
+        int en = errno;
+        unlink(w->tmp);
+        errno = en;
+    }
+    writer_free(w);
+    return rc;
+}
+
+int seg_commit(const char *path)
+{
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 5);
+    if (!tmp)
+        return ST_ENOMEM;
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int rc = rename(tmp, path) == 0 ? 0 : ST_EIO;
+    free(tmp);
+    return rc;
+}
+
+int seg_writer_finish(seg_writer_t *w)
+{
+    if (!w)
+        return ST_EINVAL;
+    int rc = write_tail(w);
+    if (rc)
         goto fail;
     if (fdatasync(w->fd) != 0) {
         rc = ST_EIO;
@@ -389,7 +430,6 @@ int seg_writer_finish(seg_writer_t *w)
 fail:
     unlink(w->tmp);
 out:
-    free(zbuf);
     writer_free(w);
     return rc;
 }

@@ -42,6 +42,15 @@ int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t 
                    const uint8_t *block, size_t len);
 /* Write the directory and footer, fsync, rename into place, fsync the dir. Frees w. */
 int seg_writer_finish(seg_writer_t *w);
+/*
+ * The same without any sync or rename: the complete file stays at
+ * "<path>.tmp" (frees w). For callers that write many segments and make
+ * them durable together: sync the file system (syncfs), seg_commit each
+ * path, sync again. A crash before seg_commit leaves only a .tmp file.
+ */
+int seg_writer_finish_deferred(seg_writer_t *w);
+/* Rename "<path>.tmp" to `path` (no sync). */
+int seg_commit(const char *path);
 /* Discard the temporary file. Frees w. */
 void seg_writer_abort(seg_writer_t *w);
 

@@ -61,9 +61,11 @@
  *     I4  `marks` are offsets in `buf` where a new file must begin (decided
  *         at append time so that files stay <= file_max_bytes unless one
  *         record is bigger).
- *     I5  After an I/O error `failed` is set for good: every later append,
- *         sync and rotate returns ST_EIO (with errno restored). An fsync
- *         failure is never retried as if the data were safe.
+ *     I5  After an I/O error `failed` is set: every later append, sync and
+ *         rotate returns ST_EIO (with errno restored). An fsync failure is
+ *         never retried as if the data were safe; only wal_restart, called
+ *         once the owner has put every record somewhere durable, clears it
+ *         (fresh file, buffered records dropped, LSNs all marked synced).
  *
  *   Becoming the owner (lead_locked): set busy, swap `buf` with the spare
  *   `obuf`, note target = next_lsn, unlock, write obuf (rotating at marks),
@@ -196,6 +198,7 @@ static int file_create(wal_t *w, uint32_t seq, int *fd_out)
     if (st_write_all(fd, h, sizeof h) || fdatasync(fd) || fsync(w->dirfd)) {
         int e = errno;
         close(fd);
+        unlinkat(w->dirfd, name, 0); /* holds no record: a retry creates it again */
         errno = e;
         return ST_EIO;
     }
@@ -784,6 +787,71 @@ out:
     if (rc == 0 && seq)
         *seq = w->seq;
     pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+int wal_failed(wal_t *w, int *err)
+{
+    if (!w)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    int f = w->failed;
+    if (err)
+        *err = w->fail_errno;
+    pthread_mutex_unlock(&w->mu);
+    return f;
+}
+
+int wal_restart(wal_t *w, uint32_t *seq)
+{
+    if (!w)
+        return ST_EINVAL;
+    pthread_mutex_lock(&w->mu);
+    while (w->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (!w->failed || w->mode == WAL_NONE) {
+        if (seq)
+            *seq = w->seq;
+        pthread_mutex_unlock(&w->mu);
+        return 0;
+    }
+    if (w->seq == UINT32_MAX) {
+        pthread_mutex_unlock(&w->mu);
+        errno = EOVERFLOW;
+        return ST_EIO;
+    }
+    w->busy = 1; /* own the files while creating the new one */
+    uint32_t next = w->seq + 1;
+    pthread_mutex_unlock(&w->mu);
+    int fd = -1;
+    int rc = file_create(w, next, &fd);
+    int err = errno;
+    pthread_mutex_lock(&w->mu);
+    if (!rc)
+        rc = files_push(w, next, WAL_FHDR);
+    if (!rc) {
+        close(w->fd);
+        w->fd = fd;
+        w->seq = next;
+        st_buf_reset(&w->buf);
+        w->nmarks = 0;
+        w->tail_bytes = WAL_FHDR;
+        w->written_lsn = w->synced_lsn = w->next_lsn;
+        w->failed = 0;
+        w->fail_errno = 0;
+        w->bytes_written += WAL_FHDR;
+        if (seq)
+            *seq = next;
+    } else if (fd >= 0) { /* created, but no memory to list it */
+        char name[32];
+        file_name(name, sizeof name, next);
+        close(fd);
+        unlinkat(w->dirfd, name, 0);
+    }
+    w->busy = 0;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    errno = err;
     return rc;
 }
 

@@ -79,6 +79,17 @@ int wal_sync(wal_t *w, uint64_t lsn);
  * call is in a file with a smaller number.
  */
 int wal_rotate(wal_t *w, uint32_t *seq);
+/*
+ * After an I/O error the WAL refuses every append, sync and rotation (what
+ * reached the file is unknown). wal_failed says so (and the errno). Once the
+ * caller has made every record durable elsewhere (the engine flushes its
+ * heads to segments), wal_restart forgets the buffered records, starts a
+ * fresh file and accepts appends again; *seq receives the new file's number
+ * (remove the older files with wal_remove_before). Fails, still failed, if
+ * the new file cannot be created.
+ */
+int wal_failed(wal_t *w, int *err);
+int wal_restart(wal_t *w, uint32_t *seq);
 /* Delete the files numbered below `seq` (their records are checkpointed). */
 int wal_remove_before(wal_t *w, uint32_t seq);
 

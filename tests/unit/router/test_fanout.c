@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "fanout.h"
+#include "readplan.h"
 #include "st_err.h"
 #include "topo.h"
 
@@ -500,6 +501,46 @@ static void test_group_msg(void **state)
     teardown_h(&h);
 }
 
+/* up() levels for the read plan: node 0 is up but not preferred. */
+static int up_pref_fn(void *arg, uint32_t node)
+{
+    (void)arg;
+    return node == 0 ? 1 : READPLAN_PREFERRED;
+}
+
+/* A replica that is up but not preferred (degraded, behind) is asked last:
+ * with read_consistency=one the next replica answers for its shards; a
+ * quorum read still uses it when it must; plain 0/1 up functions keep
+ * placement order. */
+static void test_plan_prefers_healthy(void **state)
+{
+    (void)state;
+    topo_t *t;
+    char err[256];
+    assert_int_equal(topo_load_string(INI, NULL, &t, err, sizeof err), 0);
+    readplan_t p;
+    assert_int_equal(readplan_init(&p, t, 1, up_pref_fn, NULL), 0);
+    for (size_t g = 0; g < p.ng; g++)
+        assert_int_not_equal(p.g[g].node, 0);
+    assert_int_equal(p.nmissing, 0);
+    readplan_free(&p);
+    assert_int_equal(readplan_init(&p, t, 2, up_pref_fn, NULL), 0);
+    uint32_t on0 = 0;
+    for (size_t g = 0; g < p.ng; g++)
+        if (p.g[g].node == 0)
+            on0 += p.g[g].n;
+    assert_int_equal(on0, 4); /* every shard placed on n1 (RF 2 of 6 shards on 3 nodes) */
+    assert_int_equal(p.nmissing, 0);
+    readplan_free(&p);
+    h_t h = {.up = 7};
+    assert_int_equal(readplan_init(&p, t, 1, up_fn, &h), 0);
+    for (size_t g = 0; g < p.ng; g++)
+        for (uint32_t k = 0; k < p.g[g].n; k++)
+            assert_int_equal(p.g[g].node, topo_shard_replicas(t, p.g[g].shards[k])[0]);
+    readplan_free(&p);
+    topo_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_partial_warning_truth),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_group_msg),
+        cmocka_unit_test(test_plan_prefers_healthy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -277,6 +277,109 @@ static void test_too_old(void **state)
     topo_destroy(t);
 }
 
+/* Lines further ahead than now + max_future are rejected with their
+ * timestamp and the horizon named; the line at the horizon is kept;
+ * max_future 0 accepts any timestamp. */
+static void test_too_far_future(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    lp_opts_t o = {.series = 1};
+    lp_parser_t *p;
+    assert_int_equal(lp_parser_create(&o, &p), 0);
+    lp_parser_set_precision(p, LP_PREC_MS);
+    int64_t now = 1700000000000, day = 86400000;
+    lp_parser_set_default_ts(p, now);
+    const char *buf = "far v=1 9000000000000\n"  /* 2255 */
+                      "ok v=2 1700000001000\n"   /* now + 1 s */
+                      "edge v=3 1700086400000\n" /* now + 1d: kept */
+                      "over v=4 1700086400001\n" /* 1 ms past */
+                      "old v=5 1451606400000\n"  /* older than the retention */
+                      "dflt v=6\n";
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_retention(b, now, 30 * day);
+    wbatch_set_max_future(b, now, day);
+    assert_int_equal(wbatch_parse(b, p, buf, strlen(buf)), 0);
+    assert_int_equal(wbatch_lines_ok(b), 3);
+    assert_int_equal(wbatch_lines_bad(b), 3);
+    assert_int_equal(wbatch_lines_too_far_future(b), 2);
+    assert_int_equal(wbatch_lines_too_old(b), 1);
+    size_t n;
+    const wbatch_rejected_t *r = wbatch_rejected(b, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[0].line, 1);
+    assert_string_equal(r[0].reason, "timestamp 2255-03-14T16:00:00Z is more than 1d ahead of "
+                                     "the server clock (max_future)");
+    assert_int_equal(r[1].line, 4);
+    assert_string_equal(r[1].reason, "timestamp 2023-11-15T22:13:20.001Z is more than 1d ahead "
+                                     "of the server clock (max_future)");
+    assert_int_equal(r[2].line, 5);
+    seen_t s;
+    check_placement(t, b, &s);
+    assert_int_equal(s.series, 3);
+    wbatch_destroy(b);
+    /* max_future 0: any timestamp */
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_max_future(b, now, 0);
+    assert_int_equal(wbatch_parse(b, p, buf, strlen(buf)), 0);
+    assert_int_equal(wbatch_lines_ok(b), 6);
+    assert_int_equal(wbatch_lines_too_far_future(b), 0);
+    wbatch_destroy(b);
+    lp_parser_destroy(p);
+    topo_destroy(t);
+}
+
+/* With a piece size, a shard's series are cut into several entries of
+ * about that size, in shard order, and together they hold every series
+ * and sample exactly once, each on its shard. */
+static void test_pieces(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    size_t cap = 64 * 5000, len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = 0; i < 5000; i++)
+        len += (size_t)snprintf(body + len, cap - len, "pc,s=%05d v=%d,w=2 %d\n", i, i, 1000 + i);
+    lp_opts_t o = {.series = 1};
+    lp_parser_t *p;
+    assert_int_equal(lp_parser_create(&o, &p), 0);
+    lp_parser_set_precision(p, LP_PREC_MS);
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_piece_max(b, 4096);
+    assert_int_equal(wbatch_parse(b, p, body, len), 0);
+    size_t n;
+    const wbatch_shard_t *sh = wbatch_shards(b, &n);
+    assert_true(n > 16); /* more entries than shards */
+    uint64_t series = 0, samples = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            assert_true(sh[i].shard >= sh[i - 1].shard);
+        assert_true(sh[i].len < 4096 + 200); /* closes once over the size */
+        const uint8_t *q = wbatch_data(b) + sh[i].off, *end = q + sh[i].len;
+        wire_field_t f;
+        assert_int_equal(wire_next(&q, end, &f), 1);
+        const uint8_t *r = f.data, *rend = f.data + f.len;
+        while (wire_next(&r, rend, &f) == 1) {
+            if (f.num != 2)
+                continue;
+            wire_series_t ws;
+            assert_int_equal(wire_series_decode(f.data, f.len, &ws), 0);
+            assert_int_equal(topo_shard_of_labels(t, ws.labels, ws.nlabels), sh[i].shard);
+            series++;
+            samples += ws.nvals;
+        }
+    }
+    assert_int_equal(series, 10000);
+    assert_int_equal(samples, 10000);
+    wbatch_destroy(b);
+    lp_parser_destroy(p);
+    free(body);
+    topo_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_grouping_order),
         cmocka_unit_test(test_rejected),
         cmocka_unit_test(test_too_old),
+        cmocka_unit_test(test_too_far_future),
+        cmocka_unit_test(test_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,216 @@
+/*
+ * engine_budget — the limits one node's engines share (engine.h): head
+ * memory, open segment files and series cardinality.
+ *
+ * Why shared: a node runs one engine per local shard; a limit per engine
+ * would let N shards use N times the node's memory or descriptors. The
+ * budget is a small thread-safe accountant; each engine charges and credits
+ * it, and the engines never call each other.
+ *
+ * How: head bytes are one atomic sum (charged by engine_write, credited when
+ * a flushed head is dropped); series counts and the fixed one-hour window of
+ * new series live under one mutex (taken once per write that creates
+ * series). Open segment files are an LRU list under lru_mu: seg_ref_pin
+ * opens a closed file outside the lock, links it first and closes the least
+ * recently used unpinned files beyond max_open_files (munmap outside the
+ * lock too); a pinned file is never closed, so the bound can be passed
+ * while more files than it are being read at the same moment.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "st_err.h"
+#include "st_time.h"
+
+void engine_budget_opts_default(engine_budget_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_open_files = ENGINE_DEFAULT_MAX_OPEN_FILES;
+}
+
+int engine_budget_create(const engine_budget_opts_t *o, engine_budget_t **out)
+{
+    engine_budget_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return ST_ENOMEM;
+    if (o)
+        b->o = *o;
+    else
+        engine_budget_opts_default(&b->o);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->lru_mu, NULL);
+    *out = b;
+    return 0;
+}
+
+void engine_budget_destroy(engine_budget_t *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->lru_mu);
+    free(b);
+}
+
+void engine_budget_get_stats(engine_budget_t *b, engine_budget_stats_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->head_bytes = atomic_load(&b->head_bytes);
+    s->open_files = atomic_load(&b->open_files);
+    s->files_opened = atomic_load(&b->files_opened);
+    s->files_closed = atomic_load(&b->files_closed);
+    pthread_mutex_lock(&b->mu);
+    s->series = b->series;
+    s->new_series_hour = b->hour_start == st_now_ms() / 3600000 * 3600000 ? b->hour_new : 0;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- the LRU of open segment files (lru_mu held) ---- */
+
+static void lru_unlink(engine_budget_t *b, seg_ref_t *r)
+{
+    if (r->lru_prev)
+        r->lru_prev->lru_next = r->lru_next;
+    else
+        b->lru_first = r->lru_next;
+    if (r->lru_next)
+        r->lru_next->lru_prev = r->lru_prev;
+    else
+        b->lru_last = r->lru_prev;
+    r->lru_prev = r->lru_next = NULL;
+    r->in_lru = 0;
+}
+
+static void lru_push_front(engine_budget_t *b, seg_ref_t *r)
+{
+    r->lru_prev = NULL;
+    r->lru_next = b->lru_first;
+    if (b->lru_first)
+        b->lru_first->lru_prev = r;
+    else
+        b->lru_last = r;
+    b->lru_first = r;
+    r->in_lru = 1;
+}
+
+/* Take the open segment out of r (it is unpinned); the caller closes it. */
+static seg_t *lru_evict(engine_budget_t *b, seg_ref_t *r)
+{
+    seg_t *s = r->seg;
+    lru_unlink(b, r);
+    r->seg = NULL;
+    atomic_fetch_sub(&b->open_files, 1);
+    atomic_fetch_sub(r->eng_open, 1);
+    atomic_fetch_add(&b->files_closed, 1);
+    return s;
+}
+
+int seg_ref_pin(seg_ref_t *r)
+{
+    engine_budget_t *b = r->bud;
+    pthread_mutex_lock(&b->lru_mu);
+    if (r->seg) {
+        r->pins++;
+        lru_unlink(b, r);
+        lru_push_front(b, r);
+        pthread_mutex_unlock(&b->lru_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&b->lru_mu);
+    seg_t *s;
+    int rc = seg_open(r->path, &s);
+    if (rc)
+        return rc;
+    seg_t *victims[8];
+    size_t nv = 0;
+    pthread_mutex_lock(&b->lru_mu);
+    if (r->seg) { /* another reader opened it meanwhile */
+        r->pins++;
+        pthread_mutex_unlock(&b->lru_mu);
+        seg_close(s);
+        return 0;
+    }
+    r->seg = s;
+    r->pins++;
+    lru_push_front(b, r);
+    atomic_fetch_add(&b->open_files, 1);
+    atomic_fetch_add(r->eng_open, 1);
+    atomic_fetch_add(&b->files_opened, 1);
+    uint64_t max = b->o.max_open_files;
+    for (seg_ref_t *v = b->lru_last; max && v && nv < 8 && atomic_load(&b->open_files) > max;) {
+        seg_ref_t *prev = v->lru_prev;
+        if (v->pins == 0)
+            victims[nv++] = lru_evict(b, v);
+        v = prev;
+    }
+    pthread_mutex_unlock(&b->lru_mu);
+    for (size_t i = 0; i < nv; i++)
+        seg_close(victims[i]);
+    return 0;
+}
+
+void seg_ref_unpin(seg_ref_t *r)
+{
+    pthread_mutex_lock(&r->bud->lru_mu);
+    r->pins--;
+    pthread_mutex_unlock(&r->bud->lru_mu);
+}
+
+void seg_ref_lru_drop(seg_ref_t *r)
+{
+    seg_t *s = NULL;
+    pthread_mutex_lock(&r->bud->lru_mu);
+    if (r->seg)
+        s = lru_evict(r->bud, r);
+    pthread_mutex_unlock(&r->bud->lru_mu);
+    seg_close(s);
+}
+
+/* ---- head memory and cardinality ---- */
+
+int budget_head_over(engine_budget_t *b)
+{
+    return b->o.head_max_bytes && atomic_load(&b->head_bytes) >= b->o.head_max_bytes;
+}
+
+void budget_head_charge(engine_budget_t *b, uint64_t before, uint64_t after)
+{
+    if (after >= before)
+        atomic_fetch_add(&b->head_bytes, after - before);
+    else
+        atomic_fetch_sub(&b->head_bytes, before - after);
+}
+
+void budget_series_charge(engine_budget_t *b, uint64_t before, uint64_t after)
+{
+    pthread_mutex_lock(&b->mu);
+    b->series = b->series + after - before;
+    pthread_mutex_unlock(&b->mu);
+}
+
+const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_t *limit_value)
+{
+    const char *why = NULL;
+    int64_t hour = st_now_ms() / 3600000 * 3600000;
+    pthread_mutex_lock(&b->mu);
+    if (hour != b->hour_start) {
+        b->hour_start = hour;
+        b->hour_new = 0;
+    }
+    if (b->o.max_series && b->series >= b->o.max_series) {
+        why = "max_series";
+        *limit_value = b->o.max_series;
+    } else if (b->o.max_new_series_per_hour && b->hour_new >= b->o.max_new_series_per_hour) {
+        why = "max_new_series_per_hour";
+        *limit_value = b->o.max_new_series_per_hour;
+    } else if (b->o.max_new_series_per_write && this_write >= b->o.max_new_series_per_write) {
+        why = "max_new_series_per_write";
+        *limit_value = b->o.max_new_series_per_write;
+    } else {
+        b->series++;
+        b->hour_new++;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return why;
+}
