@@ -49,11 +49,15 @@ class WidePartitionsTest(ClusterTestCase):
 
     def test_wide_write_flushes_with_bounded_files_and_memory(self):
         c = self.cluster(nodes=3, routers=1, shards=6, rf=2,
-                         storage={"memtable_max_age": "5s", "retention": "0"})
+                         storage={"memtable_max_age": "5s", "retention": "0"},
+                         router={"request_timeout": "120s"},
+                         replication={"replica_timeout": "100s"})
         c.start()
         body = "".join("pm,s=%d v=%d %d\n" % (s, d, d * DAY_MS + 5000)
                        for s in range(SERIES) for d in range(DAYS))
-        st, resp = c.write(body, precision="ms", timeout=120)
+        t0 = time.time()
+        st, resp = c.write(body, precision="ms", timeout=150)
+        print("wide write answered %d in %.1f s" % (st, time.time() - t0))
         self.assertEqual(st, 204, resp)
         pids = [p.pid for p in c.nodes]
         max_fds, max_rss = [0] * 3, [0.0] * 3
