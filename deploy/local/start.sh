@@ -138,6 +138,12 @@ PromQL (nodes evaluate rates and partial sums; docs/query.md):
   $B/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
   $B/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
   curl -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
+Prometheus world (remote write, imports, files; docs/api.md, docs/migrating.md):
+  printf 'http_requests_total{code="200"} 7\\n' | curl -s --data-binary @- '$R/api/v1/import/prometheus'
+  curl -sg '$R/api/v1/export?match[]=weather_temp' | curl -s --data-binary @- '$R/api/v1/import'
+  $B/cli/strata bench --print --hosts 10 --hours 1 | gzip > $D/more.lp.gz
+  $B/cli/strata import --router $R $D/more.lp.gz
+  Prometheus or vmagent: remote_write url $R/api/v1/write
 Replication (RF=3, quorum writes): stop a node, keep writing, watch the hints drain:
   kill \$(sed -n 3p $D/pids)                       # node n3
   echo 'weather,city=oslo temp=3.5' | curl -s -w '%{http_code}\\n' --data-binary @- '$R/write'
