@@ -24,6 +24,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "promql_eval.h"
+#include "repl.h"
 #include "rpc_uv.h"
 #include "st_log.h"
 #include "topo.h"
@@ -36,7 +37,6 @@
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
-#define NODE_NLIMITS 4 /* cardinality limits counted apart (node_write.c), "other" included */
 
 typedef struct node {
     uv_loop_t *loop;
@@ -60,7 +60,7 @@ typedef struct node {
      * query_total_max_mb), and the queries refused per limit */
     _Atomic uint64_t query_bytes;
     metric_counter_t *query_refused[PROMQL_LIMIT_COUNT];
-    metric_counter_t *series_refused[NODE_NLIMITS]; /* by limit (node_write.c) */
+    metric_counter_t *series_refused[REPL_NLIMITS]; /* by limit (node_write.c) */
     uv_signal_t sig_term, sig_int;                  /* node_server.c: shutdown */
     int shutting_down;
 } node_t;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "repl.h"
 #include "st_err.h"
 #include "st_log.h"
 #include "st_time.h"
@@ -169,27 +170,20 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
     return rc;
 }
 
-/* The limits a refusal may name (engine_write_result_t.limit) and "other". */
-static const char *const limit_names[NODE_NLIMITS] = {"max_series", "max_new_series_per_hour",
-                                                      "max_new_series_per_write", "other"};
-
 int node_write_metrics(node_t *n)
 {
-    for (size_t i = 0; i < NODE_NLIMITS; i++)
+    for (size_t i = 0; i < REPL_NLIMITS; i++)
         if (!(n->series_refused[i] = metrics_counter(
                   n->metrics, "strata_node_series_refused_total",
                   "New series refused by a cardinality limit (their samples were not stored).",
-                  "limit", limit_names[i], NULL)))
+                  "limit", repl_limit_name(i), NULL)))
             return ST_ENOMEM;
     return 0;
 }
 
 void node_count_series_refused(node_t *n, const char *limit, uint64_t series)
 {
-    size_t i = 0;
-    while (i < NODE_NLIMITS - 1 && strcmp(limit, limit_names[i]) != 0)
-        i++;
-    metric_counter_add(n->series_refused[i], series);
+    metric_counter_add(n->series_refused[repl_limit_index(limit)], series);
 }
 
 int node_pack_write_result(const node_shard_result_t *res, size_t n, st_buf_t *out)

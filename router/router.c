@@ -18,16 +18,13 @@
 #include "st_text.h"
 #include "strata.pb-c.h"
 
-static const char *const limit_names[] = ROUTER_LIMIT_NAMES;
-
 int router_limit_metrics(router_t *r)
 {
-    for (size_t i = 0; i < ROUTER_NLIMITS; i++) {
-        const char *name = i < ROUTER_NLIMITS - 1 ? limit_names[i] : "other";
+    for (size_t i = 0; i < REPL_NLIMITS; i++) {
         r->samples_refused[i] = metrics_counter(
             r->metrics, "strata_router_samples_refused_total",
             "Samples a node refused under a cardinality limit (the rest of the write was stored).",
-            "limit", name, NULL);
+            "limit", repl_limit_name(i), NULL);
         if (!r->samples_refused[i])
             return ST_ENOMEM;
     }
@@ -36,10 +33,7 @@ int router_limit_metrics(router_t *r)
 
 void router_count_refused(router_t *r, const char *limit, uint64_t n)
 {
-    size_t i = 0;
-    while (i < ROUTER_NLIMITS - 1 && strcmp(limit, limit_names[i]) != 0)
-        i++;
-    metric_counter_add(r->samples_refused[i], n);
+    metric_counter_add(r->samples_refused[repl_limit_index(limit)], n);
 }
 
 int router_node_up(const router_t *r, uint32_t node)

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "promql_eval.h"
+#include "repl.h"
 #include "rpc_uv.h"
 #include "selector.h"
 #include "st_matcher.h"
@@ -36,13 +37,6 @@
  * compresses a huge frame at once, so heartbeats are never stuck behind it. */
 #define ROUTER_WRITE_PIECE (1u << 20)
 #define ROUTER_WRITE_WINDOW 2
-/* The cardinality limits a node may name when it refuses samples; any other
- * name is counted as "other". */
-#define ROUTER_LIMIT_NAMES                                                                         \
-    {                                                                                              \
-        "max_series", "max_new_series_per_hour", "max_new_series_per_write"                        \
-    }
-#define ROUTER_NLIMITS 4 /* the names above + "other" */
 
 typedef struct router {
     uv_loop_t *loop;
@@ -58,8 +52,8 @@ typedef struct router {
     metric_counter_t *lines_too_far_future; /* of lines_bad: after now + max_future */
     metric_counter_t *write_busy;           /* of write_503: a node over head_max_mb */
     metric_counter_t *write_refused;        /* 400: a cardinality limit refused samples */
-    metric_counter_t *samples_refused[ROUTER_NLIMITS]; /* by limit (router.c) */
-    metric_counter_t *q_pushed, *q_raw;                /* query RPCs: QUERY, EXPORT */
+    metric_counter_t *samples_refused[REPL_NLIMITS]; /* by limit (router.c) */
+    metric_counter_t *q_pushed, *q_raw;              /* query RPCs: QUERY, EXPORT */
     /* Prometheus remote write / read (router_promrw.c) */
     metric_counter_t *rw_requests, *rw_series, *rw_samples, *rw_bad_series, *rw_bad_requests;
     metric_counter_t *rw_exemplars, *rw_metadata, *rw_histograms, *rr_requests, *federate;

@@ -121,3 +121,19 @@ int repl_consistency_param(const char *s)
         return 1 + TOPO_WRITE_ASYNC;
     return -1;
 }
+
+static const char *const limit_names[REPL_NLIMITS] = {"max_series", "max_new_series_per_hour",
+                                                      "max_new_series_per_write", "other"};
+
+const char *repl_limit_name(size_t i)
+{
+    return limit_names[i < REPL_NLIMITS ? i : REPL_NLIMITS - 1];
+}
+
+size_t repl_limit_index(const char *name)
+{
+    size_t i = 0;
+    while (i < REPL_NLIMITS - 1 && strcmp(name, limit_names[i]) != 0)
+        i++;
+    return i;
+}

@@ -75,4 +75,12 @@ int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len);
  * NULL/"" (cluster default), or -1 for an unknown name. */
 int repl_consistency_param(const char *s);
 
+/* The cardinality limits a node names when it refuses new series
+ * (ShardResult.limit): index 0..REPL_NLIMITS-2 are the [storage] keys,
+ * the last one is "other" (any name not among them). Node and router count
+ * refusals per limit with these. */
+#define REPL_NLIMITS 4
+const char *repl_limit_name(size_t i);
+size_t repl_limit_index(const char *name);
+
 #endif
