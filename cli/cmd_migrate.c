@@ -349,7 +349,7 @@ static int vm_infinities(st_buf_t *lines, st_buf_t *tmp)
 {
     static const char key[] = "\"values\":[";
     const char *p = (const char *)lines->data, *end = p + lines->len;
-    if (memmem(p, lines->len, "Inf", 3) == NULL)
+    if (lines->len == 0 || memmem(p, lines->len, "Inf", 3) == NULL)
         return 0;
     st_buf_reset(tmp);
     int rc = 0;

@@ -407,7 +407,7 @@ class CliImportTest(ClusterTestCase):
                               "--start", str(start), "--end", str(start + 7200), "--verify"])
             self.assertEqual(r.returncode, 1, self.text(r))
             out = r.stdout.decode()
-            self.assertRegex(out, r'mismatch .*"ghost".*: source=0 strata=1', out)
+            self.assertRegex(out, r'mismatch .*"ghost".*: source=0 strata=1', self.text(r))
             self.assertIn("mismatches=1\n", out)
             self.assertIn("verify: 1 series differ", r.stderr.decode())
         finally:

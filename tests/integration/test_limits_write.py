@@ -76,7 +76,7 @@ class HeadBudgetTest(ClusterTestCase):
                                   "memtable_max_age": "1h"},
                          router={"request_timeout": "60s", "max_body_bytes": "64MiB"}).start()
         t0 = int(time.time()) * 1000 - 3600 * 1000
-        n_series, per = scaled(30000, 10000), 10
+        n_series, per = 30000, 10  # not scaled: the bodies must reach head_max_mb
 
         def body(b):
             lines = ["hb,s=%d v=%d %d" % (s, k, t0 + (b * per + k) * 1000)
