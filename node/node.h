@@ -36,9 +36,9 @@
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
-#define NODE_NLIMITS 4 /* cardinality limits counted apart (node_write.c), "other" included */
-#define NODE_RUNNING_MAX                                                                           \
-    256 /* pushed-down queries a CANCEL can reach at once (more run uncancellable) */
+#define NODE_NLIMITS 4       /* cardinality limits counted apart (node_write.c), "other" included */
+#define NODE_RUNNING_MAX 256 /* pushed-down queries a CANCEL reaches (more run uncancellable) */
+#define NODE_CANCELLED_MAX 64 /* ids of CANCELs that found no query (their QUERY may follow) */
 
 /* A running pushed-down query that a CANCEL may stop (node_query.c). */
 typedef struct node_running {
@@ -67,6 +67,8 @@ typedef struct node {
     /* node_query.c: running pushed-down queries by id (slots claimed and
      * searched under the spin lock running_lock; CANCEL sets their flag) */
     node_running_t running[NODE_RUNNING_MAX];
+    uint64_t cancelled[NODE_CANCELLED_MAX]; /* ring: CANCELs that came before their QUERY */
+    size_t cancelled_next;
     atomic_int running_lock;
     metric_counter_t *queries_cancelled, *reads_timed_out;
     /* node_query.c: bytes all running pushed-down queries hold ([storage]

@@ -22,7 +22,10 @@
  * n->running for its evaluation; a CANCEL RPC of that id (the router
  * answered without waiting for this node: another node's refusal, a failed
  * shard, its deadline) sets the slot's flag, which the evaluator checks
- * with its deadline and nq_select between series. Such a query ends with
+ * with its deadline and nq_select between series. A CANCEL that finds no
+ * query of its id is remembered in a small ring (the last
+ * NODE_CANCELLED_MAX ids): a QUERY that was queued behind the work pool
+ * when its CANCEL came starts cancelled. Such a query ends with
  * "query cancelled", counted in strata_node_queries_cancelled_total. The
  * slots are claimed and searched under a spin lock held for a scan of
  * NODE_RUNNING_MAX entries at most (never across any other work); with
@@ -79,11 +82,14 @@ static node_running_t *running_add(node_t *n, uint64_t id)
     if (!id)
         return NULL;
     running_lock(n);
+    int early = 0; /* its CANCEL came first */
+    for (size_t i = 0; i < NODE_CANCELLED_MAX && !early; i++)
+        early = n->cancelled[i] == id;
     for (size_t i = 0; i < NODE_RUNNING_MAX && !slot; i++)
         if (n->running[i].id == 0) {
             slot = &n->running[i];
             slot->id = id;
-            atomic_store(&slot->cancel, 0);
+            atomic_store(&slot->cancel, early);
         }
     running_unlock(n);
     return slot;
@@ -109,6 +115,10 @@ size_t node_query_cancel(node_t *n, uint64_t query_id)
             atomic_store(&n->running[i].cancel, 1);
             found++;
         }
+    if (!found) {
+        n->cancelled[n->cancelled_next] = query_id;
+        n->cancelled_next = (n->cancelled_next + 1) % NODE_CANCELLED_MAX;
+    }
     running_unlock(n);
     return found;
 }

@@ -12,7 +12,15 @@ nodes, request_timeout 5 s, [router] query_max_mb 128.
   timeout, never 200 after it.
 - topk(1000) and sort_desc over the 2000 series answer correctly.
 - The refusals are counted: strata_node_queries_refused_total{limit=...}
-  and strata_router_queries_refused_total{limit=...}."""
+  and strata_router_queries_refused_total{limit=...}.
+- Cancellation: a node still owing its part when the router answers (the
+  others refused the query) gets a CANCEL and stops that evaluation
+  (strata_node_queries_cancelled_total).
+
+ReadDeadlineTest (RF 2, request_timeout 2 s, every node frozen by SIGSTOP):
+/api/v1/series, /api/v1/labels and /api/v1/export answer with an error
+within request_timeout (+ a margin), not request_timeout per replica
+tried."""
 
 import json
 import time
@@ -132,6 +140,30 @@ class QueryLimitsTest(ClusterTestCase):
             s, b = self.get(path, **{"match[]": 'cv_v{s=~"((a+)+)+$"}'})
             self.assertIn(s, (200, 422, 503), b)
 
+    def node_metric(self, i, name):
+        _, _, body = http_request(self.c.node_http_url(i) + "/metrics")
+        return parse_metrics(body).get((name, frozenset()), 0)
+
+    def test_cancel_reaches_busy_node(self):
+        # n2 is frozen with its QUERY unread; n1 and n3 refuse the query fast
+        # (query_max_mb), so the router answers 422 without n2 and sends n2
+        # a CANCEL (behind the QUERY on the same connection). Once thawed,
+        # n2 stops that evaluation as cancelled instead of working on to the
+        # deadline.
+        i = 1
+        name = "strata_node_queries_cancelled_total"
+        before = self.node_metric(i, name)
+        self.c.sigstop(i)
+        try:
+            s, b = self.query("max_over_time(cv_v[12h:1s])")
+        finally:
+            self.c.sigcont(i)
+        self.assertEqual(s, 422, b)
+        self.assertIn("query_max_mb", b["error"])
+        self.c.wait_until(lambda: self.node_metric(i, name) > before, 30,
+                          "%s on n2 to rise" % name)
+        self.c.wait_node_state("n2", ("up", "catching_up"), 30)
+
     def test_topk_and_sort(self):
         s, b = self.query("topk(1000, cv_v)")
         self.assertEqual(s, 200, b)
@@ -145,6 +177,42 @@ class QueryLimitsTest(ClusterTestCase):
         got = [float(r["value"][1]) for r in b["data"]["result"]]
         self.assertEqual(got, sorted(got, reverse=True))
         self.assertEqual(len(got), N_SERIES)
+
+
+READ_TIMEOUT_S = 2
+READ_MARGIN_S = 3  # request_timeout per replica tried took 6 s and more here
+
+
+class ReadDeadlineTest(ClusterTestCase):
+
+    def test_reads_answer_within_request_timeout(self):
+        c = self.cluster(nodes=3, routers=1, shards=6, rf=2,
+                         router={"request_timeout": "%ds" % READ_TIMEOUT_S})
+        c.start()
+        lines = ["rd,i=%d v=%d" % (k, k) for k in range(200)]
+        status, body = c.write(lines)
+        self.assertEqual(status, 204, body)
+        frozen = []
+        try:
+            for i in range(3):
+                c.sigstop(i)
+                frozen.append(i)
+            for path in ("/api/v1/series", "/api/v1/labels", "/api/v1/export"):
+                url = c.router_url(0) + path + "?" + urllib.parse.urlencode(
+                    {"match[]": "rd_v"})
+                t0 = time.monotonic()
+                status, _, body = http_request(url, timeout=60)
+                took = time.monotonic() - t0
+                self.assertEqual(status, 503, (path, body[:300]))
+                err = json.loads(body)
+                self.assertIn(err["errorType"], ("timeout", "unavailable"), err)
+                if err["errorType"] == "timeout":
+                    self.assertIn("request_timeout", err["error"])
+                self.assertLess(took, READ_TIMEOUT_S + READ_MARGIN_S,
+                                "%s answered after %.1f s: %r" % (path, took, err))
+        finally:
+            for i in frozen:
+                c.sigcont(i)
 
 
 if __name__ == "__main__":
