@@ -31,6 +31,7 @@
  * NODE_RUNNING_MAX entries at most (never across any other work); with
  * every slot taken a query runs uncancellable (its deadline still holds).
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,7 @@ typedef struct nq {
 static void running_lock(node_t *n)
 {
     while (atomic_exchange_explicit(&n->running_lock, 1, memory_order_acquire))
-        ;
+        sched_yield(); /* the holder scans NODE_RUNNING_MAX slots at most */
 }
 
 static void running_unlock(node_t *n)
