@@ -14,8 +14,8 @@ nodes, request_timeout 5 s, [router] query_max_mb 128.
 - The refusals are counted: strata_node_queries_refused_total{limit=...}
   and strata_router_queries_refused_total{limit=...}.
 - Cancellation: a node still owing its part when the router answers (the
-  others refused the query) gets a CANCEL and stops that evaluation
-  (strata_node_queries_cancelled_total).
+  others refused the query) or when the client closes its connection gets
+  a CANCEL and stops that evaluation (strata_node_queries_cancelled_total).
 
 ReadDeadlineTest (RF 2, request_timeout 2 s, every node frozen by SIGSTOP):
 /api/v1/series, /api/v1/labels and /api/v1/export answer with an error
@@ -23,6 +23,7 @@ within request_timeout (+ a margin), not request_timeout per replica
 tried."""
 
 import json
+import socket
 import time
 import unittest
 import urllib.parse
@@ -163,6 +164,41 @@ class QueryLimitsTest(ClusterTestCase):
         self.c.wait_until(lambda: self.node_metric(i, name) > before, 30,
                           "%s on n2 to rise" % name)
         self.c.wait_node_state("n2", ("up", "catching_up"), 30)
+
+    def router_metric(self, name):
+        _, _, body = http_request(self.c.router_url(0) + "/metrics")
+        return parse_metrics(body).get((name, frozenset()), 0)
+
+    def test_cancel_on_client_gone(self):
+        # n3 is frozen with its QUERY unread, n1 and n2 answer; the client
+        # closes its connection while the router waits for n3: the router
+        # sends n3 a CANCEL (behind the QUERY), and n3, thawed, stops that
+        # evaluation.
+        i = 2
+        name = "strata_node_queries_cancelled_total"
+        before = self.node_metric(i, name)
+        answered = [self.node_metric(k, "strata_node_queries_total") for k in (0, 1)]
+        u = urllib.parse.urlsplit(self.c.router_url(0))
+        path = "/api/v1/query?" + urllib.parse.urlencode(
+            {"query": "count(max_over_time(cv_v[1h:10s]))", "time": str(self.t)})
+        self.c.sigstop(i)
+        try:
+            sock = socket.create_connection((u.hostname, u.port), timeout=10)
+            try:
+                sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+                self.c.wait_until(
+                    lambda: all(self.node_metric(k, "strata_node_queries_total") > answered[k]
+                                for k in (0, 1)), 30, "n1 and n2 to answer their parts")
+            finally:
+                sock.close()
+            # the router saw the close (only the /metrics connection is open)
+            self.c.wait_until(lambda: self.router_metric("strata_http_open_connections") <= 1,
+                              30, "the router to see the client's connection closed")
+        finally:
+            self.c.sigcont(i)
+        self.c.wait_until(lambda: self.node_metric(i, name) > before, 30,
+                          "%s on n3 to rise" % name)
+        self.c.wait_node_state("n3", ("up", "catching_up"), 30)
 
     def test_topk_and_sort(self):
         s, b = self.query("topk(1000, cv_v)")
