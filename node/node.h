@@ -37,6 +37,14 @@
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
+#define NODE_RUNNING_MAX 256  /* pushed-down queries a CANCEL reaches (more run uncancellable) */
+#define NODE_CANCELLED_MAX 64 /* ids of CANCELs that found no query (their QUERY may follow) */
+
+/* A running pushed-down query that a CANCEL may stop (node_query.c). */
+typedef struct node_running {
+    uint64_t id;       /* the router's query id; 0: free slot */
+    atomic_int cancel; /* the evaluation's promql_eval_opts_t.cancel */
+} node_running_t;
 
 typedef struct node {
     uv_loop_t *loop;
@@ -56,6 +64,13 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
+    /* node_query.c: running pushed-down queries by id (slots claimed and
+     * searched under the spin lock running_lock; CANCEL sets their flag) */
+    node_running_t running[NODE_RUNNING_MAX];
+    uint64_t cancelled[NODE_CANCELLED_MAX]; /* ring: CANCELs that came before their QUERY */
+    size_t cancelled_next;
+    atomic_int running_lock;
+    metric_counter_t *queries_cancelled, *reads_timed_out;
     /* node_query.c: bytes all running pushed-down queries hold ([storage]
      * query_total_max_mb), and the queries refused per limit */
     _Atomic uint64_t query_bytes;
@@ -79,6 +94,9 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
  * Appends a QueryResponse to out; else returns ST_E* with a message. */
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen);
+/* CANCEL: set the cancel flag of every running QUERY with this id (any
+ * thread; the loop's). Returns how many were found (0: ignored). */
+size_t node_query_cancel(node_t *n, uint64_t query_id);
 /* TSDB_STATUS (node_status.c): append a TsdbStatusResponse for these local
  * shards and matchers (nm 0: all series) to out; else ST_E* with msg. */
 int node_tsdb_status(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,

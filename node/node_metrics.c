@@ -135,6 +135,10 @@ int node_metrics_register(node_t *n)
          "Raw samples read by pushed-down query evaluations."},
         {&n->query_points, "strata_node_query_points_total",
          "Values returned by pushed-down query evaluations."},
+        {&n->queries_cancelled, "strata_node_queries_cancelled_total",
+         "Pushed-down query evaluations stopped by the router's CANCEL."},
+        {&n->reads_timed_out, "strata_node_reads_timed_out_total",
+         "Series, label and export reads stopped at the router's deadline."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         if (!(*counters[i].c =

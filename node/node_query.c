@@ -17,7 +17,21 @@
  * query_total_max_mb (n->query_bytes). A regex over its PCRE2 match limit
  * fails in the index (idx_match.c). Each refusal is counted in
  * strata_node_queries_refused_total{limit="<setting>"}.
+ *
+ * Cancellation: a QueryRequest with a query_id takes a slot of
+ * n->running for its evaluation; a CANCEL RPC of that id (the router
+ * answered without waiting for this node: another node's refusal, a failed
+ * shard, its deadline) sets the slot's flag, which the evaluator checks
+ * with its deadline and nq_select between series. A CANCEL that finds no
+ * query of its id is remembered in a small ring (the last
+ * NODE_CANCELLED_MAX ids): a QUERY that was queued behind the work pool
+ * when its CANCEL came starts cancelled. Such a query ends with
+ * "query cancelled", counted in strata_node_queries_cancelled_total. The
+ * slots are claimed and searched under a spin lock held for a scan of
+ * NODE_RUNNING_MAX entries at most (never across any other work); with
+ * every slot taken a query runs uncancellable (its deadline still holds).
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +59,84 @@ typedef struct nq {
     const Strata__QueryRequest *r;
     uint64_t samples, series;
     int64_t deadline;
-    int regex_limit; /* a shard's index refused a regex (match limit) */
+    const atomic_int *cancel; /* NULL: not cancellable */
+    int regex_limit;          /* a shard's index refused a regex (match limit) */
     char *msg;
     size_t msglen;
 } nq_t;
+
+static void running_lock(node_t *n)
+{
+    while (atomic_exchange_explicit(&n->running_lock, 1, memory_order_acquire))
+        sched_yield(); /* the holder scans NODE_RUNNING_MAX slots at most */
+}
+
+static void running_unlock(node_t *n)
+{
+    atomic_store_explicit(&n->running_lock, 0, memory_order_release);
+}
+
+/* A free slot for query id (flag cleared), or NULL (no id, or all taken). */
+static node_running_t *running_add(node_t *n, uint64_t id)
+{
+    node_running_t *slot = NULL;
+    if (!id)
+        return NULL;
+    running_lock(n);
+    int early = 0; /* its CANCEL came first */
+    for (size_t i = 0; i < NODE_CANCELLED_MAX && !early; i++)
+        early = n->cancelled[i] == id;
+    for (size_t i = 0; i < NODE_RUNNING_MAX && !slot; i++)
+        if (n->running[i].id == 0) {
+            slot = &n->running[i];
+            slot->id = id;
+            atomic_store(&slot->cancel, early);
+        }
+    running_unlock(n);
+    return slot;
+}
+
+static void running_remove(node_t *n, node_running_t *slot)
+{
+    if (!slot)
+        return;
+    running_lock(n);
+    slot->id = 0;
+    running_unlock(n);
+}
+
+size_t node_query_cancel(node_t *n, uint64_t query_id)
+{
+    size_t found = 0;
+    if (!query_id)
+        return 0;
+    running_lock(n);
+    for (size_t i = 0; i < NODE_RUNNING_MAX; i++)
+        if (n->running[i].id == query_id) {
+            atomic_store(&n->running[i].cancel, 1);
+            found++;
+        }
+    if (!found) {
+        n->cancelled[n->cancelled_next] = query_id;
+        n->cancelled_next = (n->cancelled_next + 1) % NODE_CANCELLED_MAX;
+    }
+    running_unlock(n);
+    return found;
+}
+
+/* The deadline passed or a CANCEL came: the message and code to stop with. */
+static int nq_stopped(nq_t *q)
+{
+    if (q->cancel && atomic_load_explicit(q->cancel, memory_order_relaxed)) {
+        snprintf(q->msg, q->msglen, "query cancelled");
+        return ST_ETIMEDOUT;
+    }
+    if (st_mono_ms() > q->deadline) {
+        snprintf(q->msg, q->msglen, "query timed out");
+        return ST_ETIMEDOUT;
+    }
+    return 0;
+}
 
 static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                      promql_sink_t *sink)
@@ -57,11 +145,10 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
         engine_iter_t *it;
-        if (st_mono_ms() > q->deadline) {
-            snprintf(q->msg, q->msglen, "query timed out");
-            return ST_ETIMEDOUT;
-        }
-        int rc = engine_query(e, m, nm, mint, maxt, &it);
+        int rc = nq_stopped(q);
+        if (rc)
+            return rc;
+        rc = engine_query(e, m, nm, mint, maxt, &it);
         if (rc) {
             q->regex_limit = rc == ST_ELIMIT;
             snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
@@ -71,10 +158,11 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
         size_t nl, cnt;
         const int64_t *ts;
         const double *v;
+        /* between series: a long selection stops at the deadline or a CANCEL */
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
             q->samples += cnt;
             q->series++;
-            if ((rc = promql_sink_add(sink, l, nl, ts, v, cnt)))
+            if ((rc = promql_sink_add(sink, l, nl, ts, v, cnt)) || (rc = nq_stopped(q)))
                 break;
         }
         engine_iter_destroy(it);
@@ -119,7 +207,8 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         snprintf(msg, msglen, "a pushed-down expression must be an instant vector");
         goto done;
     }
-    nq_t q = {n, r, 0, 0, 0, 0, msg, msglen};
+    node_running_t *slot = running_add(n, r->query_id);
+    nq_t q = {n, r, 0, 0, 0, slot ? &slot->cancel : NULL, 0, msg, msglen};
     q.deadline = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS);
     const topo_storage_t *st = topo_storage(n->topo);
     promql_limit_t refused = PROMQL_LIMIT_NONE;
@@ -129,6 +218,7 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
             r->max_samples && r->max_samples < NQ_MAX_SAMPLES ? r->max_samples : NQ_MAX_SAMPLES,
         .max_series = r->max_series,
         .deadline_ms = q.deadline,
+        .cancel = q.cancel,
         .max_bytes = r->max_bytes ? r->max_bytes : NQ_MAX_BYTES,
         .shared_bytes = &n->query_bytes,
         .shared_max_bytes = st->query_total_max_bytes,
@@ -140,7 +230,14 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     int64_t end = r->start_ms + (int64_t)(r->steps - 1) * r->step_ms;
     msg[0] = 0;
     rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);
+    int cancelled = rc && q.cancel && atomic_load(q.cancel);
+    running_remove(n, slot);
     metric_counter_add(n->query_samples, q.samples);
+    if (cancelled) {
+        metric_counter_inc(n->queries_cancelled);
+        snprintf(msg, msglen, "query cancelled");
+        goto done;
+    }
     if (rc) {
         if (q.regex_limit)
             refused = PROMQL_LIMIT_REGEX;

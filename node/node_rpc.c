@@ -12,9 +12,17 @@
  *   STATS        -> NodeStats (engine totals, hints, peers, degraded + reason)
  *   TSDB_STATUS  ReadRequest -> TsdbStatusResponse (node_status.c)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
+ *   CANCEL       CancelRequest -> CANCEL_RESP (empty), on the loop: flags the
+ *                running QUERYs of that id (node_query.c); unknown ids ignored
+ * Reads (EXPORT, SERIES, LABEL_*) stop at the router's deadline
+ * (ReadRequest.timeout_ms, checked between shards, series and label
+ * strings) and answer ETIMEDOUT "read timed out (request_timeout)",
+ * counted in strata_node_reads_timed_out_total.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include "st_time.h"
 
 #include "node.h"
 #include "node_repl.h"
@@ -119,6 +127,22 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
     return 0;
 }
 
+/* The deadline of a ReadRequest (0: none), from when the job starts. */
+static int64_t read_deadline(const Strata__ReadRequest *r)
+{
+    return r->timeout_ms ? st_mono_ms() + r->timeout_ms : 0;
+}
+
+/* ST_ETIMEDOUT with the job's message once the deadline passed, else 0. */
+static int read_late(job_t *j, int64_t deadline)
+{
+    if (!deadline || st_mono_ms() <= deadline)
+        return 0;
+    snprintf(j->msg, sizeof j->msg, "read timed out (request_timeout)");
+    metric_counter_inc(j->n->reads_timed_out);
+    return ST_ETIMEDOUT;
+}
+
 static engine_t *shard_engine(job_t *j, uint32_t shard)
 {
     node_t *n = j->n;
@@ -157,12 +181,15 @@ static void do_read(job_t *j, int with_samples)
     int done = 1;
     uint32_t next_shard = 0;
     uint64_t next_pos = 0;
+    int64_t deadline = read_deadline(r);
     for (size_t si = r->cursor_shard; !rc && si < r->n_shards; si++) {
         engine_t *e = shard_engine(j, r->shards[si]);
         if (!e) {
             rc = ST_EINVAL;
             break;
         }
+        if ((rc = read_late(j, deadline)))
+            break;
         engine_iter_t *it;
         if ((rc = engine_query(e, m.m, m.n, r->start_ms, r->end_ms, &it))) {
             snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());
@@ -177,7 +204,7 @@ static void do_read(job_t *j, int with_samples)
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
             rc = wire_put_series(&j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
                                  with_samples ? cnt : 0);
-            if (rc)
+            if (rc || (rc = read_late(j, deadline)))
                 break;
             samples += cnt;
             series++;
@@ -189,6 +216,8 @@ static void do_read(job_t *j, int with_samples)
             }
         }
         engine_iter_destroy(it);
+        if (rc == ST_ETIMEDOUT)
+            break; /* read_late's message */
         if (rc < 0)
             snprintf(j->msg, sizeof j->msg, "shard %u: %s", r->shards[si], engine_last_error());
         else
@@ -213,11 +242,16 @@ typedef struct strset {
     char **s;
     size_t *len;
     size_t n, cap;
+    job_t *j;
+    int64_t deadline; /* 0: none */
 } strset_t;
 
 static int strset_add(void *arg, const char *s, size_t len)
 {
     strset_t *set = arg;
+    int rc = read_late(set->j, set->deadline);
+    if (rc)
+        return rc;
     if (set->n == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 64;
         char **ns = realloc(set->s, cap * sizeof *ns);
@@ -249,6 +283,8 @@ static void do_labels(job_t *j, int values)
     if (!r)
         return;
     strset_t set = {0};
+    set.j = j;
+    set.deadline = read_deadline(r);
     char *name = NULL;
     if (!rc && values) {
         if (r->label_name.len && memchr(r->label_name.data, 0, r->label_name.len)) {
@@ -264,9 +300,11 @@ static void do_labels(job_t *j, int values)
             rc = ST_EINVAL;
             break;
         }
+        if ((rc = read_late(j, set.deadline)))
+            break;
         rc = values ? engine_label_values(e, name, m.m, m.n, strset_add, &set)
                     : engine_label_names(e, m.m, m.n, strset_add, &set);
-        if (rc)
+        if (rc && rc != ST_ETIMEDOUT)
             snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());
     }
     /* shards return sorted lists: the router merges; here just concatenate
@@ -404,6 +442,18 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
 {
     node_t *n = arg;
     metric_counter_inc(n->rpc_requests);
+    if (type == RPC_CANCEL) { /* on the loop: it must not wait behind the work it stops */
+        Strata__CancelRequest *c = strata__cancel_request__unpack(NULL, len, payload);
+        if (!c) {
+            metric_counter_inc(n->rpc_errors);
+            rpc_conn_reply_error(conn, reqid, ST_EPROTO, "malformed CancelRequest");
+            return;
+        }
+        node_query_cancel(n, c->query_id);
+        strata__cancel_request__free_unpacked(c, NULL);
+        rpc_conn_reply(conn, reqid, RPC_CANCEL_RESP, NULL, 0);
+        return;
+    }
     if (type == RPC_WRITE && n->repl && topo_replication_factor(n->topo) > 1) {
         repl_envelope_t env;
         if (repl_scan(payload, len, NULL, 0, &env) == 0 && !env.forwarded) {

@@ -23,6 +23,8 @@
 struct fanout_rpc {
     fanout_t *f;
     fanout_call_t c;
+    int sent;         /* at a node: fanout_reply() follows */
+    uint32_t sent_to; /* that node */
 };
 
 struct fanout {
@@ -32,7 +34,9 @@ struct fanout {
     fanout_rpc_t **q; /* calls not sent: q[head .. head+n) */
     size_t qhead, qn, qcap;
     size_t inflight;
-    uint8_t *gfailed; /* [plan.ng] */
+    uint8_t *gfailed;  /* [plan.ng] */
+    uint32_t *at_node; /* [topo nodes] calls sent to the node, not answered yet */
+    uint32_t nnodes;
     size_t gcap;
     unsigned failovers;
     int depth, stopped, ended, idled, pumping;
@@ -211,6 +215,11 @@ static void send_one(fanout_t *f, fanout_rpc_t *r)
     int rc = f->cfg.ops->build(f->cfg.ctx, &r->c, &type, &timeout, &f->req);
     if (rc == 0)
         rc = f->cfg.send(f->cfg.send_arg, r->c.node, type, f->req.data, f->req.len, timeout, r);
+    if (rc == 0 && r->c.node < f->nnodes) {
+        r->sent = 1;
+        r->sent_to = r->c.node;
+        f->at_node[r->c.node]++;
+    }
     if (rc) {
         fanout_failure_t why = {.status = rc, .at_send = 1};
         failed(f, r, &why);
@@ -265,6 +274,12 @@ int fanout_create(const fanout_cfg_t *cfg, fanout_t **out)
     if (f->cfg.max_inflight < 1)
         f->cfg.max_inflight = 1;
     st_buf_init(&f->req);
+    f->nnodes = (uint32_t)topo_node_count(cfg->topo);
+    f->at_node = calloc(f->nnodes ? f->nnodes : 1, sizeof *f->at_node);
+    if (!f->at_node) {
+        fanout_destroy(f);
+        return ST_ENOMEM;
+    }
     f->planned = 1;
     if (readplan_init(&f->plan, cfg->topo, cfg->need, cfg->up, cfg->up_arg) ||
         enqueue_groups(f, 0)) {
@@ -289,6 +304,10 @@ void fanout_reply(fanout_rpc_t *r, int status, int node_said, const uint8_t *pay
 {
     fanout_t *f = r->f;
     enter(f);
+    if (r->sent) {
+        r->sent = 0;
+        f->at_node[r->sent_to]--;
+    }
     if (status != 0) {
         fanout_failure_t why = {status, node_said, 0, payload, len};
         failed(f, r, &why);
@@ -330,6 +349,7 @@ void fanout_destroy(fanout_t *f)
         free(r);
     free(f->q);
     free(f->gfailed);
+    free(f->at_node);
     if (f->planned)
         readplan_free(&f->plan);
     st_buf_deinit(&f->req);
@@ -395,4 +415,22 @@ int fanout_group_failed(const fanout_t *f, size_t gi)
 unsigned fanout_failovers(const fanout_t *f)
 {
     return f->failovers;
+}
+
+size_t fanout_busy_nodes(const fanout_t *f, uint32_t *nodes, size_t cap)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < f->nnodes && n < cap; i++)
+        if (f->at_node[i])
+            nodes[n++] = i;
+    return n;
+}
+
+int64_t fanout_try_ms(int64_t left, uint32_t need, uint32_t rf, int64_t min_ms)
+{
+    if (left <= 0)
+        return 0;
+    if (need >= rf || left <= min_ms)
+        return left; /* no replica to fail over to, or too little left to split */
+    return left / 2 > min_ms ? left / 2 : min_ms;
 }

@@ -146,5 +146,15 @@ size_t fanout_partial_warning(const fanout_t *f, char *buf, size_t len);
 int fanout_group_failed(const fanout_t *f, size_t gi);
 /* Groups failed over so far. */
 unsigned fanout_failovers(const fanout_t *f);
+/* The nodes that still have a call of this fan-out to answer (sent, no
+ * fanout_reply() yet: after a stop or an early answer, the ones to tell to
+ * stop), at most cap of them into nodes[]. Returns how many. */
+size_t fanout_busy_nodes(const fanout_t *f, uint32_t *nodes, size_t cap);
+/* The time one call may take with `left` ms of the request's deadline to
+ * go: all of it when no spare replica could take over (need >= rf) or
+ * left <= min_ms; else half of it, min_ms at least, so that a replica
+ * which never answers leaves the next one the other half. 0 when
+ * left <= 0. */
+int64_t fanout_try_ms(int64_t left, uint32_t need, uint32_t rf, int64_t min_ms);
 
 #endif

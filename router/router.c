@@ -137,6 +137,7 @@ int router_pack_read(st_buf_t *out, const fanout_call_t *c, const router_read_re
     rq.max_series = in->max_series;
     rq.cursor_shard = c->cursor_shard;
     rq.cursor_pos = c->cursor_pos;
+    rq.timeout_ms = in->timeout_ms;
     if (in->label_name)
         rq.label_name = (ProtobufCBinaryData){strlen(in->label_name), (uint8_t *)in->label_name};
     return router_pack(out, &rq.base);

@@ -108,6 +108,7 @@ typedef struct router_read_req {
     int64_t start, end;
     uint64_t max_series;    /* 0: none */
     const char *label_name; /* LABEL_VALUES; NULL otherwise */
+    unsigned timeout_ms;    /* the node's deadline for the call; 0: none */
 } router_read_req_t;
 /* Append it, packed, to out. Returns 0, ST_ELIMIT or ST_ENOMEM. */
 int router_pack_read(st_buf_t *out, const fanout_call_t *c, const router_read_req_t *rq);

@@ -26,11 +26,18 @@
  * sent as timeout_ms; nodes stop at it). A refusal is a 422 naming the
  * setting (a timeout a 503) and counted in
  * strata_router_queries_refused_total{limit="<setting>"}.
+ * Cancellation: every QueryRequest of one query carries the same query id;
+ * when the router answers while nodes still work for it (a node's refusal
+ * or failure ends the query, the deadline passed) or the client closes
+ * the connection during the fetch, a CANCEL of that id goes to every node
+ * with a call still outstanding (fanout_busy_nodes), which stops those
+ * evaluations at once instead of at the deadline.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http_util.h"
 #include "promql.h"
@@ -57,6 +64,8 @@
 #define Q_REPLIES_MIN 8            /* first size of a part's reply list */
 #define Q_MAX_INFLIGHT 32          /* RPCs in flight per query */
 #define Q_BARE_SELECTOR_STEP 10000 /* push bare selectors from this step up (ms) */
+#define Q_CANCEL_TIMEOUT_MS 2000   /* a CANCEL's answer is awaited this long (then dropped) */
+#define Q_ID_STRIDE 0x9e3779b97f4a7c15ull /* odd: successive ids differ in every bit range */
 
 typedef struct qselect {
     st_matcher_t m[ROUTER_MAX_MATCHERS];
@@ -106,6 +115,7 @@ typedef struct qjob {
     uint64_t max_samples, max_series; /* [router] query_max_samples, query_max_series */
     uint64_t max_bytes;               /* [router] query_max_mb (here and on every node) */
     promql_limit_t refused;           /* the limit the evaluation ran into */
+    uint64_t qid;                     /* QueryRequest.query_id: what a CANCEL names */
     /* fetch state */
     int need, partial, responded;
     fanout_t *fan;
@@ -144,14 +154,66 @@ static void maybe_free(qjob_t *j)
         free_job(j);
 }
 
-/* Answer with an error (once). */
+/* A query id unique within this router (a Weyl sequence from a per-process
+ * seed: ids of two routers collide with negligible probability). Loop thread. */
+static uint64_t next_query_id(void)
+{
+    static uint64_t last;
+    if (!last)
+        last = ((uint64_t)getpid() << 32) ^ (uint64_t)st_now_ms() * Q_ID_STRIDE;
+    last += Q_ID_STRIDE;
+    if (!last)
+        last += Q_ID_STRIDE;
+    return last;
+}
+
+static void cancel_done(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    (void)arg, (void)status, (void)type, (void)payload, (void)len; /* best effort */
+}
+
+/* Tell the nodes that still owe the fetch an answer to stop its QUERYs. */
+static void cancel_nodes(qjob_t *j)
+{
+    if (!j->fan || j->fan_idle)
+        return;
+    uint32_t nn = topo_node_count(j->r->topo);
+    uint32_t *nodes = malloc((nn ? nn : 1) * sizeof *nodes);
+    if (!nodes)
+        return;
+    size_t n = fanout_busy_nodes(j->fan, nodes, nn);
+    Strata__CancelRequest c = STRATA__CANCEL_REQUEST__INIT;
+    c.query_id = j->qid;
+    uint8_t buf[16];
+    size_t len = strata__cancel_request__pack(&c, buf);
+    for (size_t i = 0; i < n; i++)
+        rpc_client_call(j->r->clients[nodes[i]], RPC_CANCEL, buf, len, Q_CANCEL_TIMEOUT_MS,
+                        cancel_done, NULL);
+    free(nodes);
+}
+
+/* Answer with an error (once); nodes still working for it are cancelled. */
 static void respond_error(qjob_t *j, int status, const char *etype, const char *msg)
 {
     if (!j->responded) {
         router_prom_error(j->req, status, etype, msg);
         j->responded = 1;
+        cancel_nodes(j);
     }
     maybe_free(j);
+}
+
+/* The client closed the connection: during the fetch, stop it and cancel
+ * the nodes' work (during an evaluation the answer finds the connection
+ * gone; the worker holds the job then). */
+static void on_client_gone(http_req_t *req, int event, void *arg)
+{
+    qjob_t *j = arg;
+    (void)req;
+    if (event == HTTP_NOTIFY_DRAIN || j->responded || !j->fan || j->fan_idle)
+        return;
+    respond_error(j, 503, "canceled", "client closed the connection");
+    fanout_stop(j->fan); /* may free the job (idle) */
 }
 
 static int same_matchers(const qselect_t *s, const st_matcher_t *m, size_t nm, int64_t mint,
@@ -400,7 +462,8 @@ static int q_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *t
         const qselect_t *s = &j->sel[c->item - j->nrem];
         *type = RPC_EXPORT;
         metric_counter_inc(r->q_raw);
-        router_read_req_t rq = {.m = s->m, .nm = s->nm, .start = s->mint, .end = s->maxt};
+        router_read_req_t rq = {
+            .m = s->m, .nm = s->nm, .start = s->mint, .end = s->maxt, .timeout_ms = *timeout_ms};
         return router_pack_read(out, c, &rq);
     }
     const qremote_t *q = &j->rem[c->item];
@@ -417,6 +480,7 @@ static int q_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *t
     rq.max_series = j->max_series;
     rq.timeout_ms = *timeout_ms;
     rq.max_bytes = j->max_bytes;
+    rq.query_id = j->qid;
     *type = RPC_QUERY;
     metric_counter_inc(r->q_pushed);
     return router_pack(out, &rq.base);
@@ -587,6 +651,8 @@ static void eval_after(uv_work_t *w, int status)
         respond_error(j, 503, "internal", "out of memory");
         return;
     }
+    j->qid = next_query_id();
+    http_req_notify(j->req, on_client_gone, j);
     fanout_start(j->fan); /* the job is the fan-out's from here */
 }
 

@@ -21,6 +21,18 @@
  * cannot answer fails the read with 503 naming it (never a silent partial
  * result), unless partial_response=1 asked for one. A node's regex over
  * its match limit is a 422 (execution), not failed over.
+ *
+ * Deadline: a read is answered within [router] request_timeout as a whole
+ * (until its response starts: a streaming export then goes on page by
+ * page, each page given request_timeout, as the client drains it). Each
+ * call carries the time it may take to the node (ReadRequest.timeout_ms),
+ * which stops there. When the shards have spare replicas, one call gets
+ * half of the time left (READ_TRY_MIN_MS at least): a frozen replica costs
+ * at most that half, and the next replica still has the other half to
+ * answer in (test_replication's SIGSTOP); without spares (RF 1, or quorum
+ * over every replica) a call gets all of it. Past the deadline the answer
+ * is 503 (timeout) naming request_timeout, counted in
+ * strata_router_queries_refused_total{limit="request_timeout"}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +47,7 @@
 #include "st_err.h"
 #include "st_text.h"
 #include "st_log.h"
+#include "st_time.h"
 #include "wire.h"
 
 enum { K_EXPORT, K_SERIES, K_LABELS, K_VALUES };
@@ -47,6 +60,8 @@ enum { K_EXPORT, K_SERIES, K_LABELS, K_VALUES };
 #define READ_MSG_MAX 600                 /* bytes of an error message */
 #define READ_SEEN_MIN 1024               /* first size of the series hash set */
 #define READ_STRS_MIN 64                 /* first size of the label string list */
+#define READ_TRY_MIN_MS 500              /* a call's time, however little is left (unless less) */
+#define READ_DEADLINE_SLACK_MS 20        /* a call timer may fire this early against st_mono_ms */
 
 typedef struct rjob {
     router_t *r;
@@ -57,7 +72,8 @@ typedef struct rjob {
     int64_t start, end;
     char *label_name;
     fanout_t *fan;
-    int fan_idle; /* the fan-out is idle, or was never started */
+    int fan_idle;     /* the fan-out is idle, or was never started */
+    int64_t deadline; /* st_mono_ms() by which the response must start */
     int need, partial, buffered;
     size_t emitted_group;   /* the group that streamed something: no failover */
     char why[READ_WHY_MAX]; /* the last failure */
@@ -508,16 +524,19 @@ static int read_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned
             : j->kind == K_SERIES ? RPC_SERIES
             : j->kind == K_LABELS ? RPC_LABEL_NAMES
                                   : RPC_LABEL_VALUES;
-    /* each call gets request_timeout: a replica that does not answer in
-     * time is failed over (a frozen node, test_replication); the work a call
-     * asks of a node is bounded (a page; regexes under PCRE2 limits) */
-    *timeout_ms = (unsigned)j->r->timeout_ms;
+    /* the deadline rules of the head comment */
+    int64_t left = j->started ? j->r->timeout_ms : j->deadline - st_mono_ms();
+    if (left <= 0)
+        return ST_ETIMEDOUT; /* read_failed: past the deadline */
+    *timeout_ms = (unsigned)fanout_try_ms(left, (uint32_t)j->need,
+                                          topo_replication_factor(j->r->topo), READ_TRY_MIN_MS);
     router_read_req_t rq = {.m = s ? s->m : NULL,
                             .nm = s ? s->n : 0,
                             .start = j->start,
                             .end = j->end,
                             .max_series = READ_SERIES_PER_PAGE,
-                            .label_name = j->label_name};
+                            .label_name = j->label_name,
+                            .timeout_ms = *timeout_ms};
     return router_pack_read(out, c, &rq);
 }
 
@@ -577,6 +596,15 @@ static int read_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t
                  (const char *)f->msg);
     else
         snprintf(j->why, sizeof j->why, "%s", st_strerror(f->status));
+    if (f->status == ST_ETIMEDOUT && !j->started &&
+        st_mono_ms() >= j->deadline - READ_DEADLINE_SLACK_MS) {
+        char msg[READ_MSG_MAX];
+        snprintf(msg, sizeof msg, "read did not complete within request_timeout (%lld ms): %s",
+                 (long long)j->r->timeout_ms, j->why);
+        metric_counter_inc(j->r->q_refused[PROMQL_LIMIT_TIMEOUT]);
+        router_prom_error(j->req, 503, "timeout", msg);
+        return FANOUT_STOP;
+    }
     if (f->node_said && (f->status == ST_EINVAL || f->status == ST_ELIMIT)) {
         /* the node rejected the query itself (a bad regex: 400; a regex over
          * its match limit: 422, as a query refused by a limit) */
@@ -703,6 +731,7 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
     j->buffered = kind == K_EXPORT && j->need > 1;
     sset_init(&j->set, READ_QUORUM_MAX_SAMPLES);
     j->emitted_group = SIZE_MAX;
+    j->deadline = st_mono_ms() + r->timeout_ms;
     /* one call at a time, in plan order: pages stream as they come */
     fanout_cfg_t cfg =
         router_fanout_cfg(r, j->need, j->partial, j->nsel ? j->nsel : 1, 1, &read_ops, j);
@@ -770,6 +799,7 @@ void router_collect_strings(router_t *r, http_req_t *req, const char *label_name
         goto bad;
     sset_init(&j->set, READ_QUORUM_MAX_SAMPLES);
     j->emitted_group = SIZE_MAX;
+    j->deadline = st_mono_ms() + r->timeout_ms;
     fanout_cfg_t cfg =
         router_fanout_cfg(r, j->need, j->partial, j->nsel ? j->nsel : 1, 1, &read_ops, j);
     if (fanout_create(&cfg, &j->fan)) {

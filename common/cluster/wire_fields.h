@@ -76,6 +76,7 @@
     X(read_request, WIRE_READ_REQUEST_CURSOR_SHARD, 7, "cursor_shard") \
     X(read_request, WIRE_READ_REQUEST_CURSOR_POS, 8, "cursor_pos") \
     X(read_request, WIRE_READ_REQUEST_LABEL_NAME, 9, "label_name") \
+    X(read_request, WIRE_READ_REQUEST_TIMEOUT_MS, 10, "timeout_ms") \
     /* message ReadResponse */ \
     X(read_response, WIRE_READ_RESPONSE_SERIES, 1, "series") \
     X(read_response, WIRE_READ_RESPONSE_DONE, 2, "done") \
@@ -116,6 +117,9 @@
     X(query_request, WIRE_QUERY_REQUEST_TIMEOUT_MS, 10, "timeout_ms") \
     X(query_request, WIRE_QUERY_REQUEST_MAX_SERIES, 11, "max_series") \
     X(query_request, WIRE_QUERY_REQUEST_MAX_BYTES, 12, "max_bytes") \
+    X(query_request, WIRE_QUERY_REQUEST_QUERY_ID, 13, "query_id") \
+    /* message CancelRequest */ \
+    X(cancel_request, WIRE_CANCEL_REQUEST_QUERY_ID, 1, "query_id") \
     /* message StepSeries */ \
     X(step_series, WIRE_STEP_SERIES_LABELS, 1, "labels") \
     X(step_series, WIRE_STEP_SERIES_PRESENT, 2, "present") \

@@ -56,6 +56,10 @@ const char *rpc_type_name(unsigned type)
         return "TSDB_STATUS";
     case RPC_TSDB_STATUS_RESP:
         return "TSDB_STATUS_RESP";
+    case RPC_CANCEL:
+        return "CANCEL";
+    case RPC_CANCEL_RESP:
+        return "CANCEL_RESP";
     }
     return "UNKNOWN";
 }

@@ -69,6 +69,8 @@ typedef enum rpc_type {
     RPC_QUERY_RESP = 29,       /* QueryResponse */
     RPC_TSDB_STATUS = 30,      /* ReadRequest: cardinality of the shards' series */
     RPC_TSDB_STATUS_RESP = 31, /* TsdbStatusResponse */
+    RPC_CANCEL = 32,           /* CancelRequest: stop the running QUERYs of a query id */
+    RPC_CANCEL_RESP = 33,      /* empty */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

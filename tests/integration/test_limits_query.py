@@ -12,9 +12,18 @@ nodes, request_timeout 5 s, [router] query_max_mb 128.
   timeout, never 200 after it.
 - topk(1000) and sort_desc over the 2000 series answer correctly.
 - The refusals are counted: strata_node_queries_refused_total{limit=...}
-  and strata_router_queries_refused_total{limit=...}."""
+  and strata_router_queries_refused_total{limit=...}.
+- Cancellation: a node still owing its part when the router answers (the
+  others refused the query) or when the client closes its connection gets
+  a CANCEL and stops that evaluation (strata_node_queries_cancelled_total).
+
+ReadDeadlineTest (RF 2, request_timeout 2 s, every node frozen by SIGSTOP):
+/api/v1/series, /api/v1/labels and /api/v1/export answer with an error
+within request_timeout (+ a margin), not request_timeout per replica
+tried."""
 
 import json
+import socket
 import time
 import unittest
 import urllib.parse
@@ -132,6 +141,65 @@ class QueryLimitsTest(ClusterTestCase):
             s, b = self.get(path, **{"match[]": 'cv_v{s=~"((a+)+)+$"}'})
             self.assertIn(s, (200, 422, 503), b)
 
+    def node_metric(self, i, name):
+        _, _, body = http_request(self.c.node_http_url(i) + "/metrics")
+        return parse_metrics(body).get((name, frozenset()), 0)
+
+    def test_cancel_reaches_busy_node(self):
+        # n2 is frozen with its QUERY unread; n1 and n3 refuse the query fast
+        # (query_max_mb), so the router answers 422 without n2 and sends n2
+        # a CANCEL (behind the QUERY on the same connection). Once thawed,
+        # n2 stops that evaluation as cancelled instead of working on to the
+        # deadline.
+        i = 1
+        name = "strata_node_queries_cancelled_total"
+        before = self.node_metric(i, name)
+        self.c.sigstop(i)
+        try:
+            s, b = self.query("max_over_time(cv_v[12h:1s])")
+        finally:
+            self.c.sigcont(i)
+        self.assertEqual(s, 422, b)
+        self.assertIn("query_max_mb", b["error"])
+        self.c.wait_until(lambda: self.node_metric(i, name) > before, 30,
+                          "%s on n2 to rise" % name)
+        self.c.wait_node_state("n2", ("up", "catching_up"), 30)
+
+    def router_metric(self, name):
+        _, _, body = http_request(self.c.router_url(0) + "/metrics")
+        return parse_metrics(body).get((name, frozenset()), 0)
+
+    def test_cancel_on_client_gone(self):
+        # n3 is frozen with its QUERY unread, n1 and n2 answer; the client
+        # closes its connection while the router waits for n3: the router
+        # sends n3 a CANCEL (behind the QUERY), and n3, thawed, stops that
+        # evaluation.
+        i = 2
+        name = "strata_node_queries_cancelled_total"
+        before = self.node_metric(i, name)
+        answered = [self.node_metric(k, "strata_node_queries_total") for k in (0, 1)]
+        u = urllib.parse.urlsplit(self.c.router_url(0))
+        path = "/api/v1/query?" + urllib.parse.urlencode(
+            {"query": "count(max_over_time(cv_v[1h:10s]))", "time": str(self.t)})
+        self.c.sigstop(i)
+        try:
+            sock = socket.create_connection((u.hostname, u.port), timeout=10)
+            try:
+                sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+                self.c.wait_until(
+                    lambda: all(self.node_metric(k, "strata_node_queries_total") > answered[k]
+                                for k in (0, 1)), 30, "n1 and n2 to answer their parts")
+            finally:
+                sock.close()
+            # the router saw the close (only the /metrics connection is open)
+            self.c.wait_until(lambda: self.router_metric("strata_http_open_connections") <= 1,
+                              30, "the router to see the client's connection closed")
+        finally:
+            self.c.sigcont(i)
+        self.c.wait_until(lambda: self.node_metric(i, name) > before, 30,
+                          "%s on n3 to rise" % name)
+        self.c.wait_node_state("n3", ("up", "catching_up"), 30)
+
     def test_topk_and_sort(self):
         s, b = self.query("topk(1000, cv_v)")
         self.assertEqual(s, 200, b)
@@ -145,6 +213,46 @@ class QueryLimitsTest(ClusterTestCase):
         got = [float(r["value"][1]) for r in b["data"]["result"]]
         self.assertEqual(got, sorted(got, reverse=True))
         self.assertEqual(len(got), N_SERIES)
+
+
+READ_TIMEOUT_S = 2
+READ_MARGIN_S = 3  # request_timeout per replica tried took 6 s and more here
+
+
+class ReadDeadlineTest(ClusterTestCase):
+
+    def test_reads_answer_within_request_timeout(self):
+        # heartbeats far apart: the router keeps the frozen nodes' connections
+        # up (as for a node that is alive but slow), so only the deadline
+        # ends the read
+        c = self.cluster(nodes=3, routers=1, shards=6, rf=2,
+                         router={"request_timeout": "%ds" % READ_TIMEOUT_S},
+                         replication={"heartbeat_interval": "20s"})
+        c.start()
+        lines = ["rd,i=%d v=%d" % (k, k) for k in range(200)]
+        status, body = c.write(lines)
+        self.assertEqual(status, 204, body)
+        frozen = []
+        try:
+            for i in range(3):
+                c.sigstop(i)
+                frozen.append(i)
+            for path in ("/api/v1/series", "/api/v1/labels", "/api/v1/export"):
+                url = c.router_url(0) + path + "?" + urllib.parse.urlencode(
+                    {"match[]": "rd_v"})
+                t0 = time.monotonic()
+                status, _, body = http_request(url, timeout=60)
+                took = time.monotonic() - t0
+                self.assertEqual(status, 503, (path, body[:300]))
+                err = json.loads(body)
+                self.assertIn(err["errorType"], ("timeout", "unavailable"), err)
+                if err["errorType"] == "timeout":
+                    self.assertIn("request_timeout", err["error"])
+                self.assertLess(took, READ_TIMEOUT_S + READ_MARGIN_S,
+                                "%s answered after %.1f s: %r" % (path, took, err))
+        finally:
+            for i in frozen:
+                c.sigcont(i)
 
 
 if __name__ == "__main__":

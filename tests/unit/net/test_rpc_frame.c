@@ -332,6 +332,8 @@ static void test_encode_limits(void **state)
     assert_int_equal(b.data[5], 0);
     assert_int_equal(b.len, RPC_FRAME_HDR + sizeof r);
     assert_string_equal(rpc_type_name(RPC_LABEL_VALUES_RESP), "LABEL_VALUES_RESP");
+    assert_string_equal(rpc_type_name(RPC_CANCEL), "CANCEL");
+    assert_string_equal(rpc_type_name(RPC_CANCEL_RESP), "CANCEL_RESP");
     assert_string_equal(rpc_type_name(200), "UNKNOWN");
     st_buf_deinit(&b);
 }

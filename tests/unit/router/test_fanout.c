@@ -483,6 +483,60 @@ static void test_stop(void **state)
     teardown_h(&h);
 }
 
+/* The nodes that still owe an answer: the ones a stop must cancel. */
+static void test_busy_nodes(void **state)
+{
+    (void)state;
+    h_t h;
+    setup_h(&h, 7, 1, 0, 2, 4);
+    uint32_t nodes[3];
+    assert_int_equal(fanout_busy_nodes(h.f, nodes, 3), 0);
+    fanout_start(h.f);
+    assert_int_equal(h.inflight, 4);
+    /* what each node was sent and has not answered */
+    unsigned want = 0;
+    for (size_t i = 0; i < h.nsent; i++)
+        want |= 1u << h.sent[i].node;
+    size_t n = fanout_busy_nodes(h.f, nodes, 3);
+    unsigned got = 0;
+    for (size_t i = 0; i < n; i++)
+        got |= 1u << nodes[i];
+    assert_int_equal(got, want);
+    assert_int_equal(fanout_busy_nodes(h.f, nodes, 1), 1); /* cap */
+    fanout_stop(h.f);
+    /* answer one node's calls: it is busy no more, the others still are */
+    uint32_t first = h.sent[0].node;
+    for (size_t i = 0; i < h.nsent; i++)
+        if (h.sent[i].node == first && !h.sent[i].answered) {
+            h.sent[i].answered = 1;
+            h.inflight--;
+            fanout_reply(h.sent[i].rpc, 0, 0, (const uint8_t *)"", 0);
+        }
+    n = fanout_busy_nodes(h.f, nodes, 3);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(nodes[i], first);
+    assert_int_equal(n, (size_t)__builtin_popcount(want & ~(1u << first)));
+    answer_all(&h);
+    assert_int_equal(fanout_busy_nodes(h.f, nodes, 3), 0);
+    assert_int_equal(h.idles, 1);
+    teardown_h(&h);
+}
+
+/* A call's share of the deadline: half when a replica could take over. */
+static void test_try_ms(void **state)
+{
+    (void)state;
+    assert_int_equal(fanout_try_ms(3000, 1, 3, 500), 1500);
+    assert_int_equal(fanout_try_ms(1500, 1, 3, 500), 750);
+    assert_int_equal(fanout_try_ms(800, 1, 3, 500), 500);
+    assert_int_equal(fanout_try_ms(400, 1, 3, 500), 400);
+    assert_int_equal(fanout_try_ms(3000, 1, 1, 500), 3000); /* RF 1: no failover */
+    assert_int_equal(fanout_try_ms(3000, 2, 2, 500), 3000); /* quorum over every replica */
+    assert_int_equal(fanout_try_ms(3000, 2, 3, 500), 1500);
+    assert_int_equal(fanout_try_ms(0, 1, 3, 500), 0);
+    assert_int_equal(fanout_try_ms(-5, 1, 1, 500), 0);
+}
+
 static void test_group_msg(void **state)
 {
     (void)state;
@@ -554,6 +608,8 @@ int main(void)
         cmocka_unit_test(test_missing_after_failover),
         cmocka_unit_test(test_partial_warning_truth),
         cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_busy_nodes),
+        cmocka_unit_test(test_try_ms),
         cmocka_unit_test(test_group_msg),
         cmocka_unit_test(test_plan_prefers_healthy),
     };
