@@ -756,13 +756,6 @@ static void refuse(engine_write_result_t *r, int code, const char *limit, uint64
     va_end(ap);
 }
 
-void engine_head_account(engine_t *e)
-{
-    uint64_t now = e->head->bytes + (e->frozen ? e->frozen->bytes : 0);
-    budget_head_charge(e->bud, e->charged, now);
-    e->charged = now;
-}
-
 /* Note the partitions the samples of one series fall in (head_mu held). */
 static int head_note_parts(engine_t *e, head_t *h, const int64_t *ts, size_t n)
 {

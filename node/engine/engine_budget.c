@@ -214,3 +214,12 @@ const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_
     pthread_mutex_unlock(&b->mu);
     return why;
 }
+
+/* The engine's heads (active + frozen) charged to its node's budget: the
+ * difference since the last call (head_mu held). */
+void engine_head_account(engine_t *e)
+{
+    uint64_t now = e->head->bytes + (e->frozen ? e->frozen->bytes : 0);
+    budget_head_charge(e->bud, e->charged, now);
+    e->charged = now;
+}
