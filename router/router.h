@@ -64,7 +64,8 @@ typedef struct router {
     uint64_t *hints_held; /* [node][node]: records node i holds for node j */
     uint8_t *stats_fresh; /* [node]: last heartbeat answered */
     uint8_t *stats_inflight;
-    struct router_health *health; /* [node]: degraded state from STATS (router.c) */
+    struct router_health *health;   /* [node]: degraded state from STATS (router.c) */
+    struct router_console *console; /* web console counters, node figures (router_console.c) */
 } router_t;
 
 /* Register samples_refused (strata_router_samples_refused_total{limit}). */

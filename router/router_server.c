@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "router.h"
+#include "router_console.h"
 #include "router_import.h"
 #include "net_listen.h"
 #include "st_err.h"
@@ -70,6 +71,7 @@ static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload
                 r->hints_held[(size_t)node * nn + (uint32_t)j] = st->hints[k]->pending_records;
         }
         router_note_health(r, node, st->degraded, st->degraded_reason);
+        router_status_note(r, node, st);
         strata__node_stats__free_unpacked(st, NULL);
     }
     /* a node that does not answer keeps its last known hint counts: the
@@ -296,6 +298,9 @@ static const struct router_route {
     {"/api/v1/rules", NULL, router_handle_rules},
     {"/api/v1/alerts", NULL, router_handle_alerts},
     {"/query", NULL, router_handle_influx_query},
+    {"/api/v1/status/nodes", NULL, router_handle_nodes_status},
+    {"/", NULL, router_handle_console},
+    {"/ui/", "", router_handle_console}, /* /ui/<file> */
 };
 
 static void route(http_req_t *req, void *arg)
@@ -485,7 +490,7 @@ int router_server_start(router_server_t *s)
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
-        router_import_metrics(r)) {
+        router_import_metrics(r) || router_console_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
@@ -543,6 +548,7 @@ int router_server_stop(router_server_t *s)
     free(r->stats_fresh);
     free(r->stats_inflight);
     router_health_free(r);
+    router_status_free(r);
     free(r->clients);
     free(s->nodes);
     st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */
