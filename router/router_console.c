@@ -203,7 +203,9 @@ void router_handle_nodes_status(router_t *r, http_req_t *req)
         uint64_t held = 0;
         for (uint32_t j = 0; j < nn; j++)
             held += r->hints_held[(size_t)i * nn + j];
-        ST_BUF_LIT(&b, i ? ",{\"id\":" : "{\"id\":");
+        if (i)
+            st_buf_put_u8(&b, ',');
+        ST_BUF_LIT(&b, "{\"id\":");
         st_json_str(&b, topo_node_id(t, i), strlen(topo_node_id(t, i)));
         ST_BUF_LIT(&b, ",\"http\":");
         st_json_str(&b, topo_node_http(t, i)->addr, strlen(topo_node_http(t, i)->addr));
