@@ -6,10 +6,12 @@ set -euo pipefail
 # and tests/bench/query_bench.py (the tests start their own on 127.0.0.1).
 # victoria-metrics (vmagent, victoria-metrics): tests/integration/test_remote_write.py
 # sends with vmagent; tests/bench/remote_write_bench.py compares with VictoriaMetrics.
+# nodejs + npm: the build bundles the router's web console (router/console, npm ci
+# from its lockfile); chromium: tests/integration/test_console.py drives it headless.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
-      python3 curl procps prometheus victoria-metrics)
+      python3 curl procps prometheus victoria-metrics nodejs npm chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

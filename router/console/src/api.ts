@@ -8,7 +8,10 @@ export interface ApiResult {
   ok: boolean;
   body: any;
   text: string;
-  ms: number;
+  ms: number;       // the whole request, body read and parsed
+  ttfbMs: number;   // until the response's head arrived
+  parseMs: number;  // JSON.parse of the body
+  startedAt: number; // performance.now() when it was sent
   headers: Headers;
 }
 
@@ -55,18 +58,21 @@ export async function api(path: string, params?: Record<string, string | string[
   try {
     res = await fetch(url, { method, headers, body, cache: 'no-store' });
   } catch (e) {
-    return { status: 0, ok: false, body: { error: 'network error: ' + e }, text: '', ms: performance.now() - t0, headers: new Headers() };
+    const ms = performance.now() - t0;
+    return { status: 0, ok: false, body: { error: 'network error: ' + e }, text: '', ms, ttfbMs: ms, parseMs: 0, startedAt: t0, headers: new Headers() };
   }
+  const ttfbMs = performance.now() - t0;
   const text = await res.text();
-  const ms = performance.now() - t0;
+  const t1 = performance.now();
   let parsed: any = null;
   try {
     parsed = text ? JSON.parse(text) : null;
   } catch {
     parsed = { error: text.trim() };
   }
+  const ms = performance.now() - t0;
   if (res.status === 401 && onUnauthorized) onUnauthorized();
-  return { status: res.status, ok: res.ok, body: parsed, text, ms, headers: res.headers };
+  return { status: res.status, ok: res.ok, body: parsed, text, ms, ttfbMs, parseMs: performance.now() - t1, startedAt: t0, headers: res.headers };
 }
 
 // The message of an error answer (Prometheus format or plain text).

@@ -95,15 +95,17 @@ function initKeys(): void {
   });
 }
 
-async function start(): Promise<void> {
+function start(): void {
   initTheme();
   initSignIn();
   initKeys();
   window.addEventListener('hashchange', route);
-  // a cheap authenticated probe: a 401 opens the sign-in dialog at once
-  api('/api/v1/status/buildinfo');
-  await probeSql().catch(() => undefined);
   route();
+  // in the background, not delaying the first query: a cheap authenticated
+  // probe (a 401 opens the sign-in dialog) and whether /sql exists (the
+  // SQL choice is enabled when it answers)
+  api('/api/v1/status/buildinfo');
+  probeSql().catch(() => undefined);
 }
 
 start();

@@ -22,6 +22,8 @@ let chartObj: any = null;
 export async function probeSql(): Promise<void> {
   const r = await api('/sql', { q: 'SELECT 1' });
   sqlAvailable = r.status !== 404 && r.status !== 0;
+  const opt = document.querySelector('#lang option[value="sql"]') as HTMLOptionElement | null;
+  if (opt && sqlAvailable) { opt.disabled = false; opt.title = ''; }
 }
 
 function history(): string[] {
@@ -156,6 +158,7 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
   }
 
   let seq = 0;
+  let grid = { start: 0, step: 0, end: 0 };
   async function execute(record = true): Promise<void> {
     const q = ta.value.trim();
     for (const [id, b] of Object.entries(tabBtns)) b.setAttribute('aria-selected', String(id === state.tab));
@@ -173,7 +176,8 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
       r = await api('/sql', { q }, 'POST');
     } else if (state.tab === 'chart') {
       const st = step.value ? step.value : String(Math.max(1, Math.round(rangeSec / 360)));
-      r = await api('/api/v1/query_range', { query: q, start: (e - rangeSec).toFixed(3), end: e.toFixed(3), step: st }, 'POST');
+      grid = { start: Math.round(e - rangeSec), step: parseDur(st) || parseFloat(st), end: Math.round(e) };
+      r = await api('/api/v1/query_range', { query: q, start: String(grid.start), end: String(grid.end), step: st }, 'POST');
     } else {
       r = await api('/api/v1/query', { query: q, time: e.toFixed(3) }, 'POST');
     }
@@ -199,7 +203,7 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
       const n = renderChart(views.chart, data);
       const drawMs = performance.now() - t0;
       statusLine(r, n + ' series · chart drawn in ' + drawMs.toFixed(0) + ' ms');
-      (window as any).__strataChart = { series: n, requestMs: r.ms, drawMs, at: performance.now() };
+      (window as any).__strataChart = { series: n, requestMs: r.ms, ttfbMs: r.ttfbMs, parseMs: r.parseMs, sentAt: r.startedAt, bytes: r.text.length, drawMs, at: performance.now() };
     }
   }
 
@@ -212,20 +216,21 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
       host.dataset.series = '0';
       return 0;
     }
-    // one x axis: the union of every series' timestamps (a range query's
-    // grid is shared, so usually the first series has them all)
-    const set = new Set<number>();
-    for (const s of res) for (const v of s.values) set.add(v[0]);
-    const xs = [...set].sort((a, b) => a - b);
-    const idx = new Map<number, number>();
-    xs.forEach((x, i) => idx.set(x, i));
+    // one x axis: the range query's grid start + i * step (every point of
+    // every series sits on it); a gap is null
+    const { start, step: st } = grid;
+    const n = st > 0 ? Math.floor((grid.end - start) / st) + 1 : 0;
+    const xs = new Array(n);
+    for (let i = 0; i < n; i++) xs[i] = start + i * st;
     const series = res.map((s) => {
-      const vals: (number | null)[] = new Array(xs.length).fill(null);
-      for (const v of s.values) vals[idx.get(v[0])!] = parseFloat(v[1]);
+      const vals: (number | null)[] = new Array(n).fill(null);
+      for (const v of s.values) {
+        const i = Math.round((v[0] - start) / st);
+        if (i >= 0 && i < n) vals[i] = parseFloat(v[1]);
+      }
       return { label: seriesName(s.metric), values: vals };
     });
     chartObj = drawChart(host, xs, series);
-    if (series.length > 50) host.append(el('div', { class: 'legend-note' }, series.length + ' series: hover values are off above 50; click a legend entry to hide or show it.'));
     return series.length;
   }
 

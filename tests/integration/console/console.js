@@ -56,6 +56,10 @@ async function main() {
       const c = await page.evaluate(() => window.__strataChart);
       out.request_ms = c.requestMs;
       out.draw_ms = c.drawMs;
+      out.sent_at_ms = c.sentAt; // query sent, from navigation start
+      out.ttfb_ms = c.ttfbMs;
+      out.parse_ms = c.parseMs;
+      out.bytes = c.bytes;
       out.first_chart_ms = c.at; // from navigation start
       out.wall_ms = Date.now() - t0;
       out.status = await page.$eval('#query-status', (e) => e.textContent);
