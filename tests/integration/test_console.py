@@ -10,7 +10,8 @@ against a real 3-node cluster (RF 2) with data:
   no request to anywhere but the router;
 - the cluster page shows a node down within seconds of kill -9, and up
   again after its restart;
-- the cardinality page lists the top metric first and clicks through to it.
+- the cardinality page lists the top metric first and clicks through to it;
+- the JSON view (in the dark theme) holds the API's answer.
 
 Screenshots of each page go to <build>/console-screenshots/ (not git).
 Skipped (ctest SKIP, CONSOLE_SKIP in the output) only when chromium is
@@ -114,7 +115,7 @@ class ConsoleTest(ClusterTestCase):
         self.assertEqual(seen, api)
 
     def test_query_json_view(self):
-        out = self.step("json", "console_test")
+        out = self.step("json", "console_test", env={"CONSOLE_THEME": "dark"})
         self.assertEqual(out["json"]["status"], "success")
         self.assertEqual(len(out["json"]["data"]["result"]), N_HOSTS)
 

@@ -53,11 +53,13 @@ export function renderCluster(main: HTMLElement): void {
     for (const n of st.nodes) {
       const state: string = n.state;
       const reason = state.startsWith('degraded') ? state.slice(state.indexOf(':') + 1).trim() : '';
-      tb.append(el('tr', { 'data-node': n.id, 'data-state': state.split(':')[0] },
+      // a node that is not up keeps its last figures, shown faded; its
+      // ingest rate is unknown
+      tb.append(el('tr', { 'data-node': n.id, 'data-state': state.split(':')[0], class: n.up ? '' : 'stale', title: n.up ? '' : 'last figures before it went ' + state },
         el('td', { class: 'mono' }, n.id),
         el('td', {}, el('span', { class: 'badge ' + stateClass(state), title: state }, stateLabel(state.split(':')[0])), reason ? el('div', { class: 'muted' }, reason) : null),
         el('td', { class: 'mono muted' }, n.http),
-        el('td', { class: 'num' }, fmtNum(n.ingest_rate) + '/s'),
+        el('td', { class: 'num' }, n.up ? fmtNum(n.ingest_rate) + '/s' : '—'),
         el('td', { class: 'num' }, fmtNum(n.series)),
         el('td', { class: 'num' }, fmtNum(n.head_samples)),
         el('td', { class: 'num' }, fmtBytes(n.disk_bytes)),

@@ -70,6 +70,7 @@ async function main() {
         await page.click('.u-legend .u-series:nth-child(2)');
         out.toggled = await page.$eval('.u-legend .u-series:nth-child(2)', (e) => e.classList.contains('u-off'));
         await page.click('.u-legend .u-series:nth-child(2)');
+        await page.mouse.move(0, 0); // no hover focus in the screenshot
       }
     } else if (step === 'table') {
       await open('#/query?' + new URLSearchParams({ q: args[0], tab: 'table' }).toString());
