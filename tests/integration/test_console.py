@@ -92,6 +92,26 @@ class ConsoleTest(ClusterTestCase):
         st, _, m = http_request(self.url + "/metrics")
         self.assertIn(b'strata_router_console_requests_total{result="not_modified"} 1', m)
 
+    def test_status_nodes(self):
+        """/api/v1/status/nodes: every node up with its STATS figures; the
+        series count (summed over the nodes / RF) reaches what was written."""
+        want = N_HOSTS + N_BIG
+
+        def nodes():
+            st, _, body = http_request(self.url + "/api/v1/status/nodes")
+            self.assertEqual(st, 200)
+            d = parse_json(body)["data"]
+            hist = d["series_history"]
+            return d if hist and hist[-1][1] == want else None
+
+        # one sample every 10 s: the one after the write has every series
+        d = self.c.wait_until(nodes, timeout=60, what="series_history to reach %d" % want)
+        self.assertEqual([n["id"] for n in d["nodes"]], self.c.node_ids)
+        self.assertTrue(all(n["up"] and n["stats_age_ms"] >= 0 for n in d["nodes"]), d)
+        self.assertEqual(sum(n["series"] for n in d["nodes"]), want * 2)  # RF 2
+        self.assertEqual(d["series_history"][-1][1], want, d["series_history"])
+        self.assertEqual(d["replication_factor"], 2)
+
     def test_query_chart(self):
         out = self.step("query", "console_test", "1h")
         self.assertEqual(out["series"], N_HOSTS, out)

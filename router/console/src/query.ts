@@ -189,6 +189,10 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
       views.json.append(el('pre', { class: 'json mono' }, r.text.slice(0, JSON_MAX)));
       return;
     }
+    if (lang.value === 'sql') {
+      renderSql(r);
+      return;
+    }
     const data = r.body && r.body.data ? r.body.data : { resultType: 'none', result: [] };
     if (state.tab === 'json') {
       views.json.textContent = '';
@@ -205,6 +209,27 @@ export function renderQuery(main: HTMLElement, params: URLSearchParams): void {
       statusLine(r, n + ' series · chart drawn in ' + drawMs.toFixed(0) + ' ms');
       (window as any).__strataChart = { series: n, requestMs: r.ms, ttfbMs: r.ttfbMs, parseMs: r.parseMs, sentAt: r.startedAt, bytes: r.text.length, drawMs, at: performance.now() };
     }
+  }
+
+  // An SQL answer: a table of its columns and rows when it has them
+  // ({"columns": [...], "rows": [[...], ...]}, also under "data"), the
+  // JSON otherwise; the chart view does not apply.
+  function renderSql(r: ApiResult): void {
+    const d = r.body && r.body.columns ? r.body : r.body && r.body.data && r.body.data.columns ? r.body.data : null;
+    for (const v of Object.values(views)) v.textContent = '';
+    const txt = JSON.stringify(r.body, null, 2);
+    views.json.append(el('pre', { class: 'json mono', id: 'json-out' }, txt.slice(0, JSON_MAX)));
+    if (d && Array.isArray(d.columns) && Array.isArray(d.rows)) {
+      const tb = el('tbody');
+      for (const row of d.rows) tb.append(el('tr', {}, ...row.map((c: any) => el('td', { class: 'mono' }, String(c)))));
+      views.table.append(el('table', { id: 'result-table' }, el('thead', {}, el('tr', {}, ...d.columns.map((c: any) => el('th', {}, String(typeof c === 'object' && c ? c.name : c))))), tb));
+      if (state.tab === 'chart') { state.tab = 'table'; }
+    } else if (state.tab !== 'json') {
+      state.tab = 'json';
+    }
+    for (const [id, b] of Object.entries(tabBtns)) b.setAttribute('aria-selected', String(id === state.tab));
+    for (const [id, v] of Object.entries(views)) v.hidden = id !== state.tab;
+    statusLine(r, 'SQL');
   }
 
   function renderChart(host: HTMLElement, data: any): number {
