@@ -17,6 +17,7 @@ typedef struct router_server router_server_t;
 typedef struct router_opts {
     const char *config; /* cluster.ini */
     const char *listen; /* HOST:PORT of the HTTP API; NULL: [router] listen */
+    const char *resp_listen; /* HOST:PORT of the RESP door; NULL: [router] resp_listen */
     int check;          /* validate, print the topology, exit */
 } router_opts_t;
 
