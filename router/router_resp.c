@@ -79,6 +79,7 @@ struct router_resp {
     void *route_arg;
     uv_tcp_t listener;
     int listener_open;
+    int port;
     rconn_t *conns;
     size_t nconns;
     uint64_t next_id;
@@ -979,7 +980,7 @@ static void hello_reply(rconn_t *c)
     resp_bulk_str(o, "id");
     resp_int(o, (int64_t)c->id);
     resp_bulk_str(o, "mode");
-    resp_bulk_str(o, "cluster");
+    resp_bulk_str(o, "standalone");
     resp_bulk_str(o, "role");
     resp_bulk_str(o, "master");
     resp_bulk_str(o, "modules");
@@ -1180,11 +1181,11 @@ static void cmd_info(rconn_t *c)
     router_resp_t *s = c->s;
     char t[1024];
     int n = snprintf(t, sizeof t,
-                     "# Server\r\nredis_version:7.2.0\r\nstrata_version:%s\r\nredis_mode:cluster\r\n"
+                     "# Server\r\nredis_version:7.2.0\r\nstrata_version:%s\r\nredis_mode:standalone\r\n"
                      "tcp_port:%d\r\n\r\n# Clients\r\nconnected_clients:%zu\r\n\r\n"
                      "# Modules\r\nmodule:name=timeseries,ver=10000\r\n\r\n# Keyspace\r\n"
                      "db0:keys=%zu,expires=0\r\n",
-                     STRATA_VERSION, 0, s->nconns, s->nent);
+                     STRATA_VERSION, s->port, s->nconns, s->nent);
     resp_bulk(&c->out, t, (size_t)n);
 }
 
@@ -3782,8 +3783,7 @@ int router_resp_start(router_t *r, const char *host, int port, router_route_fn r
         uv_tcp_init(r->loop, &s->listener);
         s->listener.data = s;
         s->listener_open = 1;
-        int bound;
-        rc = net_listen_tcp(&s->listener, &ss, on_connection, &bound);
+        rc = net_listen_tcp(&s->listener, &ss, on_connection, &s->port);
     }
     if (rc) {
         if (s->listener_open)
