@@ -54,8 +54,8 @@ static int read_num(const char *p, size_t len, long long max, int neg_ok, long l
     return 1;
 }
 
-static int parse_multibulk(const char *buf, size_t len, resp_arg_t *argv, size_t cap,
-                           size_t *argc, size_t *used, const char **msg)
+static int parse_multibulk(const char *buf, size_t len, resp_arg_t *argv, size_t cap, size_t *argc,
+                           size_t *used, const char **msg)
 {
     long long n;
     size_t off = 1, k;

@@ -24,10 +24,10 @@
 #include "st_buf.h"
 
 /* Bounds on one command (the door's limits, see docs/resp.md). */
-#define RESP_MAX_ARGS 100000           /* arguments in one command (TS.MADD: 33333 samples) */
-#define RESP_MAX_BULK (1u << 20)       /* bytes of one argument */
-#define RESP_MAX_INLINE (64u << 10)    /* bytes of one inline command line */
-#define RESP_MAX_COMMAND (64u << 20)   /* bytes of one whole command */
+#define RESP_MAX_ARGS 100000         /* arguments in one command (TS.MADD: 33333 samples) */
+#define RESP_MAX_BULK (1u << 20)     /* bytes of one argument */
+#define RESP_MAX_INLINE (64u << 10)  /* bytes of one inline command line */
+#define RESP_MAX_COMMAND (64u << 20) /* bytes of one whole command */
 
 typedef struct resp_arg {
     const char *p;
@@ -63,7 +63,7 @@ int resp_bulk(st_buf_t *b, const void *p, size_t len);
 int resp_bulk_str(st_buf_t *b, const char *s);
 int resp_null(st_buf_t *b, int proto);
 int resp_array(st_buf_t *b, size_t n);
-int resp_null_array(st_buf_t *b, int proto); /* RESP2 *-1, RESP3 _ */
+int resp_null_array(st_buf_t *b, int proto);    /* RESP2 *-1, RESP3 _ */
 int resp_map(st_buf_t *b, int proto, size_t n); /* n pairs: %n, or *2n in RESP2 */
 int resp_set(st_buf_t *b, int proto, size_t n); /* ~n, or *n in RESP2 */
 /* A sample value as valkey-timeseries sends it: RESP3 double ",v"; RESP2 a

@@ -38,7 +38,7 @@ int resp_dup_parse(const resp_arg_t *a)
 }
 
 static const char *const agg_names[AGG__COUNT] = {
-    "",    "avg",   "sum",   "min",   "max",   "range", "count",
+    "",      "avg",  "sum",   "min",   "max",   "range", "count",
     "first", "last", "std.p", "std.s", "var.p", "var.s", "twa",
 };
 
@@ -661,10 +661,14 @@ int resp_range_apply(const resp_range_t *o, resp_samples_t *s)
                 j++;
             if (o->empty && have_prev) {
                 for (int64_t e = prev + o->bucket; e < b0; e += o->bucket) {
+                    if (out.n >= RESP_TS_MAX_BUCKETS) {
+                        resp_samples_free(&out);
+                        return ST_ELIMIT;
+                    }
                     double ev = resp_agg_values(o->agg, NULL, NULL, 0, e, e + o->bucket);
                     if (o->agg == AGG_LAST || o->agg == AGG_TWA)
                         ev = o->agg == AGG_LAST ? NAN : s->v[i - 1];
-                    int64_t bt = o->bt == BT_END ? e + o->bucket
+                    int64_t bt = o->bt == BT_END   ? e + o->bucket
                                  : o->bt == BT_MID ? e + o->bucket / 2
                                                    : e;
                     if (resp_samples_push(&out, bt, ev)) {
@@ -675,7 +679,9 @@ int resp_range_apply(const resp_range_t *o, resp_samples_t *s)
             }
             int64_t lo = b0 > o->from ? b0 : o->from;
             double av = resp_agg_values(o->agg, s->ts + i, s->v + i, j - i, lo, b0 + o->bucket);
-            int64_t bt = o->bt == BT_END ? b0 + o->bucket : o->bt == BT_MID ? b0 + o->bucket / 2 : b0;
+            int64_t bt = o->bt == BT_END   ? b0 + o->bucket
+                         : o->bt == BT_MID ? b0 + o->bucket / 2
+                                           : b0;
             if (b0 < o->from && o->bt == BT_START && o->has_align)
                 bt = b0;
             if (resp_samples_push(&out, bt, av)) {
@@ -762,8 +768,8 @@ int resp_meta_to_json(st_buf_t *b, const resp_meta_t *m)
     if (!rc && (m->ignore_max_time || m->ignore_max_val)) {
         st_buf_t v;
         st_buf_init(&v);
-        rc = st_buf_append(&v, t, (size_t)snprintf(t, sizeof t, "%lld,",
-                                                    (long long)m->ignore_max_time));
+        rc = st_buf_append(&v, t,
+                           (size_t)snprintf(t, sizeof t, "%lld,", (long long)m->ignore_max_time));
         if (!rc)
             rc = st_fmt_double(&v, m->ignore_max_val);
         if (!rc)

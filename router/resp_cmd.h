@@ -25,14 +25,15 @@
 #include "st_buf.h"
 #include "st_matcher.h"
 
-#define RESP_TS_MAX_LABELS 64     /* LABELS pairs of one key */
-#define RESP_TS_MAX_FILTERS 32    /* FILTER expressions of one command */
-#define RESP_TS_MAX_FILTER_TS 128 /* FILTER_BY_TS timestamps */
+#define RESP_TS_MAX_LABELS 64        /* LABELS pairs of one key */
+#define RESP_TS_MAX_FILTERS 32       /* FILTER expressions of one command */
+#define RESP_TS_MAX_FILTER_TS 128    /* FILTER_BY_TS timestamps */
+#define RESP_TS_MAX_BUCKETS 10000000 /* buckets one aggregation may answer (EMPTY fills gaps) */
 #define RESP_TS_META_NAME "__ts_meta__"
 #define RESP_TS_KEY_LABEL "__ts_key__"
 
 enum resp_dup { DUP_UNSET = -1, DUP_BLOCK, DUP_FIRST, DUP_LAST, DUP_MIN, DUP_MAX, DUP_SUM };
-const char *resp_dup_name(int dup); /* "block", ... */
+const char *resp_dup_name(int dup);      /* "block", ... */
 int resp_dup_parse(const resp_arg_t *a); /* DUP_* or DUP_UNSET */
 
 /* The options of TS.CREATE / TS.ALTER / TS.ADD / TS.INCRBY / TS.DECRBY. */
@@ -117,8 +118,8 @@ int resp_range_parse(const resp_arg_t *argv, size_t argc, int kind, resp_range_t
 void resp_range_free(resp_range_t *o);
 /* FILTER expressions into matchers: l=v l!=v l= l!= l=(a,b) l!=(a,b). At
  * least one must select (l=v or l=(a,...)). 0, or -1 with err. */
-int resp_filter_parse(const resp_arg_t *argv, size_t argc, st_matcher_t *m, size_t cap,
-                      size_t *n, char *err, size_t errlen);
+int resp_filter_parse(const resp_arg_t *argv, size_t argc, st_matcher_t *m, size_t cap, size_t *n,
+                      char *err, size_t errlen);
 void resp_matchers_free(st_matcher_t *m, size_t n);
 /* Does the label set (name, value pairs as C strings) match every matcher? */
 int resp_labels_match(const st_matcher_t *m, size_t nm, const char *const *kv, size_t npairs);
@@ -134,7 +135,8 @@ void resp_samples_free(resp_samples_t *s);
 
 /* Apply o to s in place: range [from,to], FILTER_BY_TS, FILTER_BY_VALUE,
  * AGGREGATION (ALIGN, BUCKETTIMESTAMP, EMPTY), then REV and COUNT.
- * Returns 0 or ST_ENOMEM. */
+ * Returns 0, ST_ELIMIT (more than RESP_TS_MAX_BUCKETS buckets) or
+ * ST_ENOMEM. */
 int resp_range_apply(const resp_range_t *o, resp_samples_t *s);
 /* The aggregation of v[0..n) (timestamps ts) for agg over the bucket
  * [bstart, bend): the reduction GROUPBY uses too (ts may be NULL except for

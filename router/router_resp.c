@@ -61,15 +61,15 @@ typedef struct job job_t;
 typedef struct ent {
     struct ent *next;
     char *key;
-    int exists;          /* a metadata series was found */
+    int exists; /* a metadata series was found */
     resp_meta_t meta;
-    char **kv;           /* user labels: name, value, ... (owned) */
+    char **kv; /* user labels: name, value, ... (owned) */
     size_t nl;
-    int64_t meta_ts;     /* sample time of the current metadata series */
-    uint64_t loaded_ms;  /* when the metadata was read */
-    int hi_known;        /* every sample of the key is at or before hi */
+    int64_t meta_ts;    /* sample time of the current metadata series */
+    uint64_t loaded_ms; /* when the metadata was read */
+    int hi_known;       /* every sample of the key is at or before hi */
     int64_t hi;
-    int last_known;      /* (hi, last_v) is the newest sample */
+    int last_known; /* (hi, last_v) is the newest sample */
     double last_v;
 } ent_t;
 
@@ -554,8 +554,8 @@ static int parse_export(const st_buf_t *body, xset_t *x, char *err, size_t errle
             xs->kv[2 * xs->nl + 1] = strdup(json_string_value(val));
             xs->nl++;
         }
-        size_t cnt = json_array_size(vs) < json_array_size(ts) ? json_array_size(vs)
-                                                                 : json_array_size(ts);
+        size_t cnt =
+            json_array_size(vs) < json_array_size(ts) ? json_array_size(vs) : json_array_size(ts);
         for (size_t i = 0; i < cnt; i++) {
             json_t *jv = json_array_get(vs, i), *jt = json_array_get(ts, i);
             double v = json_is_number(jv) ? json_number_value(jv) : NAN;
@@ -563,7 +563,7 @@ static int parse_export(const st_buf_t *body, xset_t *x, char *err, size_t errle
                 const char *sv = json_string_value(jv);
                 v = strcmp(sv, "Infinity") == 0    ? INFINITY
                     : strcmp(sv, "-Infinity") == 0 ? -INFINITY
-                                                    : NAN;
+                                                   : NAN;
             }
             resp_samples_push(&xs->s, (int64_t)json_integer_value(jt), v);
         }
@@ -793,7 +793,8 @@ static void job_meta(job_t *j, job_fn next)
         job_end(j);
         return;
     }
-    if (j->plain || (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS)) {
+    if (j->plain ||
+        (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS)) {
         next(j);
         return;
     }
@@ -1011,7 +1012,8 @@ static void cmd_hello(rconn_t *c)
             cmd_auth(c);
             return;
         } else if (resp_arg_is(&c->argv[i], "SETNAME") && i + 1 < c->argc) {
-            size_t n = c->argv[i + 1].len < RESP_NAME_MAX - 1 ? c->argv[i + 1].len : RESP_NAME_MAX - 1;
+            size_t n =
+                c->argv[i + 1].len < RESP_NAME_MAX - 1 ? c->argv[i + 1].len : RESP_NAME_MAX - 1;
             memcpy(c->name, c->argv[i + 1].p, n);
             c->name[n] = 0;
             i += 2;
@@ -1152,9 +1154,9 @@ static void cmd_command(rconn_t *c)
             char name[64];
             size_t l = strlen(sel[i]->name);
             for (size_t q = 0; q <= l && q < sizeof name; q++)
-                name[q] = (char)((sel[i]->name[q] >= 'A' && sel[i]->name[q] <= 'Z')
-                                     ? sel[i]->name[q] + 32
-                                     : sel[i]->name[q]);
+                name[q] =
+                    (char)((sel[i]->name[q] >= 'A' && sel[i]->name[q] <= 'Z') ? sel[i]->name[q] + 32
+                                                                              : sel[i]->name[q]);
             resp_bulk_str(o, name);
             resp_map(o, c->proto, 4);
             resp_bulk_str(o, "summary");
@@ -1180,12 +1182,13 @@ static void cmd_info(rconn_t *c)
 {
     router_resp_t *s = c->s;
     char t[1024];
-    int n = snprintf(t, sizeof t,
-                     "# Server\r\nredis_version:7.2.0\r\nstrata_version:%s\r\nredis_mode:standalone\r\n"
-                     "tcp_port:%d\r\n\r\n# Clients\r\nconnected_clients:%zu\r\n\r\n"
-                     "# Modules\r\nmodule:name=timeseries,ver=10000\r\n\r\n# Keyspace\r\n"
-                     "db0:keys=%zu,expires=0\r\n",
-                     STRATA_VERSION, s->port, s->nconns, s->nent);
+    int n =
+        snprintf(t, sizeof t,
+                 "# Server\r\nredis_version:7.2.0\r\nstrata_version:%s\r\nredis_mode:standalone\r\n"
+                 "tcp_port:%d\r\n\r\n# Clients\r\nconnected_clients:%zu\r\n\r\n"
+                 "# Modules\r\nmodule:name=timeseries,ver=10000\r\n\r\n# Keyspace\r\n"
+                 "db0:keys=%zu,expires=0\r\n",
+                 STRATA_VERSION, s->port, s->nconns, s->nent);
     resp_bulk(&c->out, t, (size_t)n);
 }
 
@@ -1218,7 +1221,8 @@ static void cmd_ts_del(rconn_t *c)
 static void cmd_flushall(rconn_t *c)
 {
     if (!topo_router(c->s->r->topo)->resp_flushall) {
-        resp_error(&c->out, "ERR FLUSHALL is disabled (set [router] resp_flushall = on to allow it)");
+        resp_error(&c->out,
+                   "ERR FLUSHALL is disabled (set [router] resp_flushall = on to allow it)");
         return;
     }
     not_yet(c, "FLUSHALL");
@@ -1487,18 +1491,18 @@ static void add_probed(job_t *j)
 static void add_step(job_t *j)
 {
     ent_t *e = j->e;
-    int dup = j->o.on_dup != DUP_UNSET ? j->o.on_dup
-              : j->plain                ? DUP_LAST
+    int dup = j->o.on_dup != DUP_UNSET                ? j->o.on_dup
+              : j->plain                              ? DUP_LAST
               : e->exists && e->meta.dup != DUP_UNSET ? e->meta.dup
               : j->o.dup != DUP_UNSET && !e->exists   ? j->o.dup
                                                       : DUP_BLOCK;
     j->dup = dup;
-    int ignore = e->exists && (e->meta.ignore_max_time || e->meta.ignore_max_val) && dup == DUP_LAST;
+    int ignore =
+        e->exists && (e->meta.ignore_max_time || e->meta.ignore_max_val) && dup == DUP_LAST;
     int need = (dup != DUP_LAST && (!e->hi_known || j->ts <= e->hi)) ||
                (ignore && !(e->hi_known && e->last_known));
     if (!need) {
-        if (ignore && e->last_known && j->ts >= e->hi &&
-            j->ts - e->hi <= e->meta.ignore_max_time &&
+        if (ignore && e->last_known && j->ts >= e->hi && j->ts - e->hi <= e->meta.ignore_max_time &&
             fabs(j->v - e->last_v) <= e->meta.ignore_max_val) {
             resp_int(&j->c->out, e->hi);
             job_end(j);
@@ -1618,7 +1622,8 @@ static void cmd_madd(rconn_t *c)
         int now;
         double v;
         tsv[i] = INT64_MIN;
-        if (k->len == 0 || memchr(k->p, 0, k->len) || resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) ||
+        if (k->len == 0 || memchr(k->p, 0, k->len) ||
+            resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) ||
             resp_parse_double(&c->argv[3 + 3 * i], &v))
             continue;
         if (now)
@@ -1908,7 +1913,9 @@ static void range_read(job_t *j)
         resp_bulk_str(o, "retentionTime");
         resp_int(o, e->meta.retention_ms);
         resp_bulk_str(o, "chunkCount");
-        resp_int(o, (int64_t)(s.n ? 1 + s.n * 16 / (size_t)(e->meta.chunk_size ? e->meta.chunk_size : 4096) : 0));
+        resp_int(o, (int64_t)(s.n ? 1 + s.n * 16 /
+                                            (size_t)(e->meta.chunk_size ? e->meta.chunk_size : 4096)
+                                  : 0));
         resp_bulk_str(o, "chunkSize");
         resp_int(o, e->meta.chunk_size);
         resp_bulk_str(o, "chunkType");
@@ -1950,7 +1957,10 @@ static void range_read(job_t *j)
         resp_bulk_str(o, "ignoreMaxValDiff");
         resp_double_bulk(o, e->meta.ignore_max_val);
     } else {
-        if (resp_range_apply(&j->rg, &s))
+        int rc = resp_range_apply(&j->rg, &s);
+        if (rc == ST_ELIMIT)
+            resp_error(&j->c->out, "ERR TSDB: too many buckets (at most 10000000)");
+        else if (rc)
             fatal_oom(j->c);
         else
             reply_samples(j->c, &s);
@@ -1975,8 +1985,8 @@ static void range_step(job_t *j)
     }
     const char *sels[1] = {(const char *)sel.data};
     int64_t from = j->kind == 'R' ? j->rg.from : 0;
-    int64_t to = j->kind == 'R' && !(j->e->exists && j->e->meta.retention_ms > 0) ? j->rg.to
-                                                                                   : INT64_MAX;
+    int64_t to =
+        j->kind == 'R' && !(j->e->exists && j->e->meta.retention_ms > 0) ? j->rg.to : INT64_MAX;
     job_export(j, sels, 1, from, to, j->kind == 'E' || j->kind == 'T' ? exists_read : range_read);
     st_buf_deinit(&sel);
 }
@@ -2125,11 +2135,11 @@ static void cmd_type(rconn_t *c)
 /* What a FILTER selects: TS keys (from their newest metadata) and other
  * series (matching the filters on their own labels). */
 typedef struct msel {
-    xset_t meta;   /* every version of the candidate keys */
-    xset_t data;   /* the samples */
-    char **keys;   /* TS keys selected (owned) */
+    xset_t meta; /* every version of the candidate keys */
+    xset_t data; /* the samples */
+    char **keys; /* TS keys selected (owned) */
     size_t nkeys;
-    ent_t *ents;   /* per selected key: settings and labels (owned, not cached) */
+    ent_t *ents; /* per selected key: settings and labels (owned, not cached) */
     int stage;
 } msel_t;
 
@@ -2450,7 +2460,8 @@ static void reply_labels(rconn_t *c, const resp_range_t *rg, char *const *kv, si
         rows_head(c, rg->nselected);
         for (size_t i = 0; i < rg->nselected; i++) {
             char name[300];
-            size_t n = rg->selected[i].len < sizeof name - 1 ? rg->selected[i].len : sizeof name - 1;
+            size_t n =
+                rg->selected[i].len < sizeof name - 1 ? rg->selected[i].len : sizeof name - 1;
             memcpy(name, rg->selected[i].p, n);
             name[n] = 0;
             const char *v = kv_get(kv, nl, name);
@@ -2583,10 +2594,14 @@ static void mfilter_done(job_t *j)
             }
         }
     } else if (j->kind == 'R') { /* TS.MRANGE / MREVRANGE */
-        for (size_t i = 0; i < n; i++)
-            if (rows[i].s != &none && resp_range_apply(&j->rg, rows[i].s))
-                fatal_oom(j->c);
-        if (j->rg.groupby) {
+        int bad = 0;
+        for (size_t i = 0; i < n && !bad; i++)
+            if (rows[i].s != &none)
+                bad = resp_range_apply(&j->rg, rows[i].s);
+        if (bad) {
+            resp_error(o, bad == ST_ELIMIT ? "ERR TSDB: too many buckets (at most 10000000)"
+                                           : "ERR out of memory");
+        } else if (j->rg.groupby) {
             reply_groups(j, rows, n);
         } else {
             rows_head(j->c, n);
@@ -2720,8 +2735,9 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
         char gk[700];
         snprintf(gk, sizeof gk, "%s=%s", lab, vals[g]);
         reply_row_head(j->c, gk);
-        const char *gl[6] = {lab, vals[g], "__reducer__", resp_agg_name(j->rg.reducer),
-                             "__source__", (const char *)src.data};
+        const char *gl[6] = {lab,           vals[g],
+                             "__reducer__", resp_agg_name(j->rg.reducer),
+                             "__source__",  (const char *)src.data};
         reply_labels(j->c, &j->rg, (char *const *)gl, 3, 1);
         reply_samples(j->c, &red);
         free(idx);
@@ -2968,9 +2984,9 @@ static void cmd_keys_scan(rconn_t *c, int kind)
             return;
         }
         for (size_t i = 2; i < c->argc; i += 2)
-            if (i + 1 >= c->argc || !(resp_arg_is(&c->argv[i], "MATCH") ||
-                                      resp_arg_is(&c->argv[i], "COUNT") ||
-                                      resp_arg_is(&c->argv[i], "TYPE"))) {
+            if (i + 1 >= c->argc ||
+                !(resp_arg_is(&c->argv[i], "MATCH") || resp_arg_is(&c->argv[i], "COUNT") ||
+                  resp_arg_is(&c->argv[i], "TYPE"))) {
                 resp_error(&c->out, "ERR syntax error");
                 return;
             }
@@ -3027,10 +3043,9 @@ typedef struct jopt {
     int have_left;
 } jopt_t;
 
-static const char *const join_ops[] = {"",    "add", "sub",     "mul",    "div",  "mod",
-                                       "pow", "min", "max",     "avg",    "eq",   "ne",
-                                       "gt",  "gte", "lt",      "lte",    "and",  "or",
-                                       "abs_diff", "sgn_diff", NULL};
+static const char *const join_ops[] = {"",    "add", "sub", "mul", "div",      "mod",      "pow",
+                                       "min", "max", "avg", "eq",  "ne",       "gt",       "gte",
+                                       "lt",  "lte", "and", "or",  "abs_diff", "sgn_diff", NULL};
 
 static double join_apply(int op, double a, double b)
 {
@@ -3354,8 +3369,8 @@ static void cmd_join(rconn_t *c)
             }
             if (i < c->argc && resp_arg_is(&c->argv[i], "ALLOW_EXACT_MATCH")) {
                 i++;
-                if (i < c->argc && (resp_arg_is(&c->argv[i], "true") ||
-                                    resp_arg_is(&c->argv[i], "false"))) {
+                if (i < c->argc &&
+                    (resp_arg_is(&c->argv[i], "true") || resp_arg_is(&c->argv[i], "false"))) {
                     o->allow_exact = resp_arg_is(&c->argv[i], "true");
                     i++;
                 }
@@ -3565,7 +3580,8 @@ static void dispatch(rconn_t *c)
         char low[64];
         size_t n = strlen(k->name);
         for (size_t i = 0; i <= n && i < sizeof low; i++)
-            low[i] = (char)((k->name[i] >= 'A' && k->name[i] <= 'Z') ? k->name[i] + 32 : k->name[i]);
+            low[i] =
+                (char)((k->name[i] >= 'A' && k->name[i] <= 'Z') ? k->name[i] + 32 : k->name[i]);
         wrong_args(c, low);
         return;
     }
@@ -3731,8 +3747,8 @@ static void on_connection(uv_stream_t *ls, int status)
 static int register_metrics(router_resp_t *s)
 {
     metrics_t *m = s->r->metrics;
-    s->m_conns = metrics_counter(m, "strata_resp_connections_total",
-                                 "RESP connections accepted.", NULL);
+    s->m_conns =
+        metrics_counter(m, "strata_resp_connections_total", "RESP connections accepted.", NULL);
     s->m_open = metrics_gauge(m, "strata_resp_connections", "RESP connections open.", NULL);
     s->m_errors = metrics_counter(m, "strata_resp_errors_total",
                                   "RESP commands answered with an error.", NULL);

@@ -550,8 +550,7 @@ int router_server_start(router_server_t *s)
     if (s->resp_listen) {
         rc = router_resp_start(r, s->resp_host, s->resp_port, route, r, &s->resp);
         if (rc) {
-            st_error("cannot listen (RESP)", "addr=%s err=\"%s\"", s->resp_listen,
-                     st_strerror(rc));
+            st_error("cannot listen (RESP)", "addr=%s err=\"%s\"", s->resp_listen, st_strerror(rc));
             return 1;
         }
         st_info("RESP door open", "resp_listen=%s", s->resp_listen);
