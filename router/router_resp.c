@@ -109,6 +109,7 @@ struct rconn {
     char name[RESP_NAME_MAX];
     uint64_t id;
     int busy, closing, dead, reading, uv_closing;
+    job_t *batch; /* pipelined writes being gathered (router_resp write batches) */
     size_t wq;
     int nwrites;
 };
@@ -288,11 +289,15 @@ static void conn_maybe_free(rconn_t *c)
     }
 }
 
+static void batch_submit(rconn_t *c);
+
 static void conn_close(rconn_t *c)
 {
     if (c->dead)
         return;
     c->dead = 1;
+    if (c->batch)
+        batch_submit(c); /* its job ends the usual way, then the connection goes */
     if (c->reading)
         uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
@@ -945,6 +950,7 @@ typedef struct cmd {
 
 static const cmd_t commands[];
 static const size_t ncommands;
+static const cmd_t *find_cmd(const resp_arg_t *a);
 
 static void wrong_args(rconn_t *c, const char *name)
 {
@@ -1563,92 +1569,276 @@ static void cmd_add(rconn_t *c)
     job_meta(j, add_step);
 }
 
-/* ---- TS.MADD ----------------------------------------------------------------------- */
+/* ---- write batches: TS.MADD and pipelined TS.ADD ------------------------------------ */
 
-static void madd_written(job_t *j)
+/* The replies a batch owes, in command order: per command, cnt[i] == -1 is
+ * a TS.ADD (one integer: v[k]), else a TS.MADD of cnt[i] samples (an array
+ * of v[k..k+cnt)); INT64_MIN marks a sample refused before the write. */
+typedef struct bctx {
+    int64_t *v;
+    size_t nv, capv;
+    int32_t *cnt;
+    size_t nc, capc;
+    st_buf_t err; /* the refusal text of each bad sample, NUL-separated (MADD) */
+} bctx_t;
+
+#define RESP_BATCH_MAX_BYTES (8u << 20) /* write body of one batch */
+#define RESP_BATCH_MAX_CMDS 1024        /* commands in one batch */
+
+static void bctx_free(void *p)
 {
-    size_t n = (j->argc - 1) / 3;
-    if (j->status != 204 && j->status != 200) {
-        /* the write is one request: every sample shares its fate */
-        char msg[400];
+    bctx_t *b = p;
+    if (!b)
+        return;
+    free(b->v);
+    free(b->cnt);
+    st_buf_deinit(&b->err);
+    free(b);
+}
+
+static int bctx_push(bctx_t *b, int64_t v)
+{
+    if (b->nv == b->capv) {
+        size_t nc = b->capv ? 2 * b->capv : 256;
+        int64_t *nv = realloc(b->v, nc * sizeof *nv);
+        if (!nv)
+            return ST_ENOMEM;
+        b->v = nv;
+        b->capv = nc;
+    }
+    b->v[b->nv++] = v;
+    return 0;
+}
+
+static int bctx_cmd(bctx_t *b, int32_t cnt)
+{
+    if (b->nc == b->capc) {
+        size_t nc = b->capc ? 2 * b->capc : 64;
+        int32_t *n = realloc(b->cnt, nc * sizeof *n);
+        if (!n)
+            return ST_ENOMEM;
+        b->cnt = n;
+        b->capc = nc;
+    }
+    b->cnt[b->nc++] = cnt;
+    return 0;
+}
+
+static void batch_written(job_t *j)
+{
+    bctx_t *b = j->ctx;
+    st_buf_t *o = &j->c->out;
+    char msg[400] = "";
+    int ok = j->status == 204 || j->status == 200;
+    if (!ok) {
+        /* one write for the whole batch: every sample shares its fate */
         st_buf_t tmp = j->c->out;
         st_buf_init(&j->c->out);
         reply_http_error(j, "write");
         size_t el = j->c->out.len;
-        snprintf(msg, sizeof msg, "%.*s", (int)(el > 2 ? el - 3 : 0),
+        snprintf(msg, sizeof msg, "%.*s", (int)(el > 3 ? el - 3 : 0),
                  el > 1 ? (const char *)j->c->out.data + 1 : "");
         st_buf_deinit(&j->c->out);
         j->c->out = tmp;
-        resp_array(&j->c->out, n);
-        for (size_t i = 0; i < n; i++)
-            resp_error(&j->c->out, msg);
-    } else {
-        int64_t *ts = j->ctx;
-        resp_array(&j->c->out, n);
-        for (size_t i = 0; i < n; i++) {
-            if (ts[i] == INT64_MIN)
-                resp_error(&j->c->out, "ERR TSDB: invalid sample");
+        cache_clear(j->s); /* what the cache assumed of these keys may be wrong */
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b->nc; i++) {
+        if (b->cnt[i] < 0) {
+            if (ok)
+                resp_int(o, b->v[k]);
             else
-                resp_int(&j->c->out, ts[i]);
+                resp_error(o, msg);
+            k++;
+            continue;
+        }
+        resp_array(o, (size_t)b->cnt[i]);
+        for (int32_t q = 0; q < b->cnt[i]; q++, k++) {
+            if (!ok)
+                resp_error(o, msg);
+            else if (b->v[k] == INT64_MIN)
+                resp_error(o, "ERR TSDB: invalid sample");
+            else
+                resp_int(o, b->v[k]);
         }
     }
     job_end(j);
+}
+
+/* The connection's open batch (made on first use). */
+static job_t *batch_get(rconn_t *c)
+{
+    if (c->batch)
+        return c->batch;
+    int was = c->busy;
+    job_t *j = job_new(c);
+    c->busy = was;
+    if (!j)
+        return NULL;
+    bctx_t *b = calloc(1, sizeof *b);
+    if (!b) {
+        uv_close((uv_handle_t *)&j->timer, job_free_timer);
+        return NULL;
+    }
+    j->ctx = b;
+    j->ctx_free = bctx_free;
+    c->batch = j;
+    return j;
+}
+
+/* Send the open batch; the connection waits for its replies. */
+static void batch_submit(rconn_t *c)
+{
+    job_t *j = c->batch;
+    if (!j)
+        return;
+    c->batch = NULL;
+    c->busy = 1;
+    c->cmd_used = 0;
+    bctx_t *b = j->ctx;
+    if (j->w.len == 0) { /* nothing valid to write */
+        j->status = 204;
+        batch_written(j);
+        return;
+    }
+    (void)b;
+    job_write(j, batch_written);
+}
+
+static int batch_full(const job_t *j)
+{
+    const bctx_t *b = j->ctx;
+    return j->w.len >= RESP_BATCH_MAX_BYTES || b->nc >= RESP_BATCH_MAX_CMDS;
+}
+
+/* TS.MADD key ts value ...: its samples into the open batch. Returns 0, or
+ * -1 when out of memory (answered). */
+static int batch_madd(rconn_t *c)
+{
+    job_t *j = batch_get(c);
+    if (!j) {
+        fatal_oom(c);
+        return -1;
+    }
+    bctx_t *b = j->ctx;
+    size_t n = (c->argc - 1) / 3;
+    if (bctx_cmd(b, (int32_t)n))
+        goto oom;
+    int64_t now_ms = st_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        const resp_arg_t *k = &c->argv[1 + 3 * i];
+        int64_t ts;
+        int now;
+        double v;
+        int64_t rep = INT64_MIN;
+        if (k->len > 0 && !memchr(k->p, 0, k->len) &&
+            !resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) &&
+            !resp_parse_double(&c->argv[3 + 3 * i], &v)) {
+            if (now)
+                ts = now_ms;
+            int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
+            size_t mark = j->w.len;
+            if (sample_line(&j->w, k->p, k->len, plain, ts, v) == 0) {
+                rep = ts;
+                ent_t *e = cache_get(c->s, k->p, k->len, 0);
+                if (e && e->hi_known && ts >= e->hi) {
+                    e->hi = ts;
+                    e->last_v = v;
+                }
+            } else {
+                j->w.len = mark;
+            }
+        }
+        if (bctx_push(b, rep))
+            goto oom;
+    }
+    return 0;
+oom:
+    fatal_oom(c);
+    return -1;
 }
 
 static void cmd_madd(rconn_t *c)
 {
     if ((c->argc - 1) % 3)
         return wrong_args(c, "ts.madd");
-    job_t *j = job_new(c);
-    if (!j) {
-        fatal_oom(c);
-        c->busy = 0;
-        return;
+    if (batch_madd(c) == 0)
+        batch_submit(c);
+}
+
+/* A TS.ADD that can join the batch: its key's settings are cached and
+ * fresh, it exists, and the sample needs no read first (no duplicate
+ * possible under its policy, no IGNORE). Returns 1 when added. */
+static int batch_add(rconn_t *c)
+{
+    if (c->argc < 4)
+        return 0;
+    const resp_arg_t *k = &c->argv[1];
+    if (k->len == 0 || memchr(k->p, 0, k->len))
+        return 0;
+    int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
+    if (plain)
+        return 0;
+    ent_t *e = cache_get(c->s, k->p, k->len, 0);
+    if (!e || !e->exists || !e->loaded_ms ||
+        (uint64_t)st_now_ms() - e->loaded_ms >= RESP_META_TTL_MS)
+        return 0;
+    int64_t ts;
+    int now;
+    double v;
+    if (resp_parse_ts(&c->argv[2], &ts, &now) || resp_parse_double(&c->argv[3], &v))
+        return 0;
+    resp_tsopts_t o;
+    char err[200];
+    if (resp_tsopts_parse(c->argv + 4, c->argc - 4, RESP_OPTS_ADD, &o, err, sizeof err))
+        return 0;
+    if (now)
+        ts = st_now_ms();
+    int dup = o.on_dup != DUP_UNSET ? o.on_dup : e->meta.dup != DUP_UNSET ? e->meta.dup : DUP_BLOCK;
+    int ignore = e->meta.ignore_max_time || e->meta.ignore_max_val;
+    if (ignore && dup == DUP_LAST)
+        return 0;
+    if (dup != DUP_LAST && !(e->hi_known && ts > e->hi))
+        return 0;
+    job_t *j = batch_get(c);
+    if (!j)
+        return 0;
+    bctx_t *b = j->ctx;
+    size_t mark = j->w.len;
+    if (sample_line(&j->w, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
+        j->w.len = mark;
+        return 0;
     }
-    size_t n = (c->argc - 1) / 3;
-    int64_t *tsv = malloc(n * sizeof *tsv);
-    j->ctx = tsv;
-    j->ctx_free = free;
-    if (!tsv || st_buf_reserve(&j->w, n * 64)) {
-        fatal_oom(c);
-        job_end(j);
-        return;
+    if (bctx_push(b, ts)) {
+        j->w.len = mark;
+        b->nc--;
+        return 0;
     }
-    int64_t now_ms = st_now_ms();
-    size_t good = 0;
-    for (size_t i = 0; i < n; i++) {
-        const resp_arg_t *k = &c->argv[1 + 3 * i];
-        int64_t ts;
-        int now;
-        double v;
-        tsv[i] = INT64_MIN;
-        if (k->len == 0 || memchr(k->p, 0, k->len) ||
-            resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) ||
-            resp_parse_double(&c->argv[3 + 3 * i], &v))
-            continue;
-        if (now)
-            ts = now_ms;
-        int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
-        if (sample_line(&j->w, k->p, k->len, plain, ts, v))
-            continue;
-        tsv[i] = ts;
-        good++;
-        ent_t *e = cache_get(c->s, k->p, k->len, 0);
-        if (e) {
-            if (e->hi_known && ts >= e->hi) {
-                e->hi = ts;
-                e->last_v = v;
-            } else if (e->hi_known && ts < e->hi) {
-                e->last_known = e->last_known; /* newest unchanged */
-            }
-        }
+    if (e->hi_known && ts > e->hi) {
+        e->hi = ts;
+        e->last_v = v;
     }
-    if (!good) {
-        j->status = 204;
-        madd_written(j);
-        return;
+    return 1;
+}
+
+/* Pipelined writes join one batch: called by conn_run for each command.
+ * Returns 1 when the command went into the batch (answered later). */
+static int batch_try(rconn_t *c, const cmd_t *k)
+{
+    if (!k || (k->fn != cmd_madd && k->fn != cmd_add))
+        return 0;
+    if (k->fn == cmd_madd) {
+        if (c->argc < 4 || (c->argc - 1) % 3)
+            return 0;
+        if (batch_madd(c))
+            return 0;
+    } else if (!batch_add(c)) {
+        return 0;
     }
-    job_write(j, madd_written);
+    metric_counter_inc(c->s->m_cmd[k - commands]);
+    if (batch_full(c->batch))
+        batch_submit(c);
+    return 1;
 }
 
 /* ---- TS.INCRBY / TS.DECRBY ------------------------------------------------------- */
@@ -3616,11 +3806,17 @@ static void conn_run(rconn_t *c)
             }
         }
         if (r == RESP_MORE) {
+            if (c->batch)
+                batch_submit(c);
             if (c->in.len - c->in_off > RESP_MAX_COMMAND) {
                 metric_counter_inc(c->s->m_proto);
                 resp_error(&c->out, "ERR Protocol error: command too large");
                 c->closing = 1;
             }
+            break;
+        }
+        if (r == RESP_ERROR && c->batch) { /* the batch's replies come first */
+            batch_submit(c);
             break;
         }
         if (r == RESP_ERROR) {
@@ -3631,6 +3827,16 @@ static void conn_run(rconn_t *c)
         }
         c->argc = argc;
         c->cmd_used = used;
+        if (argc && batch_try(c, find_cmd(&c->argv[0]))) {
+            c->in_off += used;
+            c->cmd_used = 0;
+            continue;
+        }
+        if (c->batch) { /* the batch goes first; this command waits for it */
+            c->cmd_used = 0;
+            batch_submit(c);
+            break;
+        }
         if (argc)
             dispatch(c);
         if (!c->busy) {
@@ -3638,6 +3844,8 @@ static void conn_run(rconn_t *c)
             c->cmd_used = 0;
         }
     }
+    if (c->batch && !c->dead)
+        batch_submit(c);
     if (c->dead)
         return;
     if (!c->busy) {
