@@ -867,6 +867,15 @@ static int meta_line(st_buf_t *w, const char *key, const resp_meta_t *m, char *c
     return rc;
 }
 
+/* Is the key's metadata sample older than half the cluster's retention?
+ * Then the next write re-asserts it (same settings, a new sample), so the
+ * settings never age out of the store while the key is written to. */
+static int meta_stale(const router_resp_t *s, const ent_t *e)
+{
+    int64_t ret = topo_storage(s->r->topo)->retention_ms;
+    return e->exists && ret > 0 && e->meta_ts < st_now_ms() - ret / 2;
+}
+
 /* Set e's labels from TS.CREATE/ALTER LABELS. */
 static int ent_set_labels(ent_t *e, const resp_tsopts_t *o)
 {
@@ -1405,6 +1414,10 @@ static void add_write(job_t *j)
             rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
         e->exists = 1;
         e->meta_ts = now;
+    } else if (!j->plain && meta_stale(j->s, e)) {
+        int64_t now = st_now_ms();
+        rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+        e->meta_ts = now;
     }
     if (!rc)
         rc = sample_line(&j->w, j->key, j->klen, j->plain, j->ts, j->v);
@@ -1745,6 +1758,9 @@ static int batch_madd(rconn_t *c)
                     e->hi = ts;
                     e->last_v = v;
                 }
+                if (e && !plain && meta_stale(c->s, e) &&
+                    meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now_ms) == 0)
+                    e->meta_ts = now_ms;
             } else {
                 j->w.len = mark;
             }
@@ -1781,7 +1797,7 @@ static int batch_add(rconn_t *c)
         return 0;
     ent_t *e = cache_get(c->s, k->p, k->len, 0);
     if (!e || !e->exists || !e->loaded_ms ||
-        (uint64_t)st_now_ms() - e->loaded_ms >= RESP_META_TTL_MS)
+        (uint64_t)st_now_ms() - e->loaded_ms >= RESP_META_TTL_MS || meta_stale(c->s, e))
         return 0;
     int64_t ts;
     int now;
