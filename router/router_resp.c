@@ -2405,6 +2405,60 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+#define RESP_SEL_CHUNK 48000 /* bytes of key alternatives in one selector */
+#define RESP_SEL_MAX 15      /* selectors of one read (the router takes 16 match[]) */
+
+/* Selectors that together match label =~ one of keys[0..nk) (each key
+ * regex-escaped), with the matcher pname="pval" in front when pname is set:
+ * NUL-terminated texts in bufs[0..*n), which the caller frees. Returns 0,
+ * ST_ELIMIT (more than max selectors needed) or ST_ENOMEM. */
+static int key_selectors(st_buf_t *bufs, size_t max, size_t *n, const char *pname, const char *pval,
+                         const char *label, char *const *keys, size_t nk)
+{
+    *n = 0;
+    size_t i = 0;
+    int rc = 0;
+    while (i < nk && !rc) {
+        if (*n >= max)
+            return ST_ELIMIT;
+        st_buf_t re;
+        st_buf_init(&re);
+        size_t first = i;
+        while (i < nk && !rc && (i == first || re.len < RESP_SEL_CHUNK)) {
+            if (i > first)
+                rc = st_buf_put_u8(&re, '|');
+            if (!rc)
+                rc = regex_escape(&re, keys[i]);
+            i++;
+        }
+        if (!rc)
+            rc = st_buf_put_u8(&re, 0);
+        st_buf_t *b = &bufs[(*n)++];
+        st_buf_init(b);
+        if (!rc)
+            rc = ST_BUF_LIT(b, "{");
+        if (!rc && pname) {
+            rc = sel_matcher(b, pname, ST_MATCH_EQ, pval);
+            if (!rc)
+                rc = st_buf_put_u8(b, ',');
+        }
+        if (!rc)
+            rc = sel_matcher(b, label, ST_MATCH_RE, (const char *)re.data);
+        if (!rc)
+            rc = ST_BUF_LIT(b, "}");
+        if (!rc)
+            rc = st_buf_put_u8(b, 0);
+        st_buf_deinit(&re);
+    }
+    return rc;
+}
+
+static void bufs_free(st_buf_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        st_buf_deinit(&b[i]);
+}
+
 static void mfilter_done(job_t *j);
 static void mfilter_meta2(job_t *j);
 static void mfilter_data(job_t *j);
@@ -2446,53 +2500,51 @@ static void mfilter_meta2(job_t *j)
         job_end(j);
         return;
     }
-    st_buf_t re;
-    st_buf_init(&re);
+    /* the distinct candidate keys */
+    char **keys = calloc(x.n + 1, sizeof *keys);
     size_t nc = 0;
-    int rc = 0;
-    for (size_t i = 0; i < x.n && !rc; i++) {
+    for (size_t i = 0; i < x.n && keys; i++) {
         const char *k = kv_get(x.v[i].kv, x.v[i].nl, RESP_TS_KEY_LABEL);
-        if (!k)
-            continue;
-        if (nc++)
-            rc = st_buf_put_u8(&re, '|');
-        if (!rc)
-            rc = regex_escape(&re, k);
+        int seen = 0;
+        for (size_t q = 0; k && q < nc && !seen; q++)
+            seen = strcmp(keys[q], k) == 0;
+        if (k && !seen)
+            keys[nc++] = (char *)k;
     }
-    xset_free(&x);
-    if (nc == 0) {
-        st_buf_deinit(&re);
-        m->stage = 1;
-        mfilter_data(j);
-        return;
-    }
-    if (!rc)
-        rc = st_buf_put_u8(&re, 0);
-    st_buf_t sel;
-    st_buf_init(&sel);
-    if (!rc)
-        rc = ST_BUF_LIT(&sel, "{");
-    if (!rc)
-        rc = sel_matcher(&sel, "__name__", ST_MATCH_EQ, RESP_TS_META_NAME);
-    if (!rc)
-        rc = st_buf_put_u8(&sel, ',');
-    if (!rc)
-        rc = sel_matcher(&sel, RESP_TS_KEY_LABEL, ST_MATCH_RE, (const char *)re.data);
-    if (!rc)
-        rc = ST_BUF_LIT(&sel, "}");
-    if (!rc)
-        rc = st_buf_put_u8(&sel, 0);
-    st_buf_deinit(&re);
-    if (rc) {
-        st_buf_deinit(&sel);
+    if (!keys) {
+        xset_free(&x);
         fatal_oom(j->c);
         job_end(j);
         return;
     }
-    const char *sels[1] = {(const char *)sel.data};
+    if (nc == 0) {
+        free(keys);
+        xset_free(&x);
+        m->stage = 1;
+        mfilter_data(j);
+        return;
+    }
+    st_buf_t bufs[RESP_SEL_MAX];
+    size_t ns;
+    int rc = key_selectors(bufs, RESP_SEL_MAX, &ns, "__name__", RESP_TS_META_NAME,
+                           RESP_TS_KEY_LABEL, keys, nc);
+    free(keys);
+    xset_free(&x);
+    if (rc) {
+        bufs_free(bufs, ns);
+        if (rc == ST_ELIMIT)
+            resp_error(&j->c->out, "ERR TSDB: the filter matches too many keys");
+        else
+            fatal_oom(j->c);
+        job_end(j);
+        return;
+    }
+    const char *sels[RESP_SEL_MAX] = {0};
+    for (size_t i = 0; i < ns; i++)
+        sels[i] = (const char *)bufs[i].data;
     m->stage = 1;
-    job_export(j, sels, 1, 0, INT64_MAX, mfilter_data);
-    st_buf_deinit(&sel);
+    job_export(j, sels, ns, 0, INT64_MAX, mfilter_data);
+    bufs_free(bufs, ns);
 }
 
 /* Step 3: the newest version of each key decides; then the samples of the
@@ -2565,56 +2617,39 @@ static void mfilter_data(job_t *j)
     xset_free(&x);
     /* sel 1: the series of the selected keys; sel 2: other series matching
      * the filters directly (not metadata) */
-    st_buf_t s1, s2;
-    st_buf_init(&s1);
-    st_buf_init(&s2);
-    int rc = 0;
-    if (m->nkeys) {
-        st_buf_t re;
-        st_buf_init(&re);
-        for (size_t i = 0; i < m->nkeys && !rc; i++) {
-            if (i)
-                rc = st_buf_put_u8(&re, '|');
-            if (!rc)
-                rc = regex_escape(&re, m->keys[i]);
-        }
-        if (!rc)
-            rc = st_buf_put_u8(&re, 0);
-        if (!rc)
-            rc = ST_BUF_LIT(&s1, "{");
-        if (!rc)
-            rc = sel_matcher(&s1, "__name__", ST_MATCH_RE, (const char *)re.data);
-        if (!rc)
-            rc = ST_BUF_LIT(&s1, "}");
-        if (!rc)
-            rc = st_buf_put_u8(&s1, 0);
-        st_buf_deinit(&re);
-    }
+    st_buf_t bufs[RESP_SEL_MAX + 1];
+    size_t ns = 0;
+    int rc = m->nkeys
+                 ? key_selectors(bufs, RESP_SEL_MAX, &ns, NULL, NULL, "__name__", m->keys, m->nkeys)
+                 : 0;
+    st_buf_t *s2 = &bufs[ns];
+    st_buf_init(s2);
     if (!rc)
-        rc = ST_BUF_LIT(&s2, "{");
+        rc = ST_BUF_LIT(s2, "{");
     for (size_t i = 0; i < j->rg.nfilters && !rc; i++) {
-        rc = sel_matcher(&s2, j->rg.filters[i].name, j->rg.filters[i].type, j->rg.filters[i].value);
+        rc = sel_matcher(s2, j->rg.filters[i].name, j->rg.filters[i].type, j->rg.filters[i].value);
         if (!rc)
-            rc = st_buf_put_u8(&s2, ',');
+            rc = st_buf_put_u8(s2, ',');
     }
     if (!rc)
-        rc = sel_matcher(&s2, "__name__", ST_MATCH_NE, RESP_TS_META_NAME);
+        rc = sel_matcher(s2, "__name__", ST_MATCH_NE, RESP_TS_META_NAME);
     if (!rc)
-        rc = ST_BUF_LIT(&s2, "}");
+        rc = ST_BUF_LIT(s2, "}");
     if (!rc)
-        rc = st_buf_put_u8(&s2, 0);
+        rc = st_buf_put_u8(s2, 0);
+    ns++;
     if (rc) {
-        st_buf_deinit(&s1);
-        st_buf_deinit(&s2);
-        fatal_oom(j->c);
+        bufs_free(bufs, ns);
+        if (rc == ST_ELIMIT)
+            resp_error(&j->c->out, "ERR TSDB: the filter matches too many keys");
+        else
+            fatal_oom(j->c);
         job_end(j);
         return;
     }
-    const char *sels[2];
-    size_t ns = 0;
-    if (m->nkeys)
-        sels[ns++] = (const char *)s1.data;
-    sels[ns++] = (const char *)s2.data;
+    const char *sels[RESP_SEL_MAX + 1] = {0};
+    for (size_t i = 0; i < ns; i++)
+        sels[i] = (const char *)bufs[i].data;
     int64_t from = j->kind == 'M' ? 0 : j->rg.from;
     int64_t to = INT64_MAX;
     int any_ret = 0;
@@ -2624,8 +2659,7 @@ static void mfilter_data(job_t *j)
         to = j->rg.to;
     m->stage = 2;
     job_export(j, sels, ns, from, to, mfilter_done);
-    st_buf_deinit(&s1);
-    st_buf_deinit(&s2);
+    bufs_free(bufs, ns);
 }
 
 /* One selected series: its key, labels, samples. */

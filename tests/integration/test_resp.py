@@ -457,6 +457,21 @@ class RespTest(ClusterTestCase):
         cur, keys = r.execute_command("SCAN", 0, "MATCH", "door*")
         self.assertEqual((int(cur), keys), (0, ["door_ts"]))
 
+    def test_many_keys(self):
+        # more keys than one selector can carry: the reads are cut in several
+        r = self.r()
+        T = self.T + 6000
+        pad = "x" * 40
+        keys = ["mk:%s:%04d" % (pad, i) for i in range(1500)]
+        p = r.pipeline(transaction=False)
+        for k in keys:
+            p.execute_command("TS.ADD", k, T, 1, "LABELS", "grp", "many")
+        self.assertEqual(p.execute(), [T] * len(keys))
+        self.assertEqual(r.execute_command("TS.QUERYINDEX", "grp=many"), keys)
+        out = r.execute_command("TS.MRANGE", "-", "+", "FILTER", "grp=many", "GROUPBY", "grp",
+                                "REDUCE", "count")
+        self.assertEqual(self.vals(out[0][2]), [(T, 1500.0)])
+
     # ---- errors and limits ---------------------------------------------------------
 
     def test_errors(self):
