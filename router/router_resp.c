@@ -41,6 +41,7 @@
 #include "resp_cmd.h"
 #include "selector.h"
 #include "st_err.h"
+#include "st_labels.h"
 #include "st_log.h"
 #include "st_text.h"
 #include "st_time.h"
@@ -142,6 +143,8 @@ struct job {
     void *ctx;
     void (*ctx_free)(void *);
     job_fn after_meta; /* job_meta's next step */
+    int partial;       /* the next export may answer without some shards */
+    char missing[256]; /* X-Strata-Missing-Shards of the last answer ("" none) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -399,11 +402,14 @@ static void on_job_timer(uv_timer_t *t)
     j->next(j);
 }
 
-static int job_sink(void *arg, int status, const char *ctype, const void *data, size_t len,
-                    int final)
+static int job_sink(void *arg, int status, const char *ctype, const http_header_t *hdrs,
+                    size_t nhdrs, const void *data, size_t len, int final)
 {
     job_t *j = arg;
     (void)ctype;
+    for (size_t i = 0; i < nhdrs; i++)
+        if (strcasecmp(hdrs[i].name, "X-Strata-Missing-Shards") == 0)
+            snprintf(j->missing, sizeof j->missing, "%s", hdrs[i].value);
     if (len && !j->over) {
         if (j->body.len + len > topo_router(j->s->r->topo)->query_max_bytes) {
             j->over = 1;
@@ -427,6 +433,7 @@ static void job_http(job_t *j, const char *method, const char *target, const cha
     j->next = next;
     j->body.len = 0;
     j->over = 0;
+    j->missing[0] = 0;
     http_req_t *req;
     int rc = http_req_local(&j->s->hl, method, target, ctype, body, len, job_sink, j, &req);
     if (rc) {
@@ -621,7 +628,10 @@ static void job_export(job_t *j, const char *const *sels, size_t nsel, int64_t f
 {
     st_buf_t t;
     st_buf_init(&t);
-    if (export_form(&t, sels, nsel, from, to)) {
+    int partial = j->partial;
+    j->partial = 0;
+    if (export_form(&t, sels, nsel, from, to) ||
+        (partial && ST_BUF_LIT(&t, "&partial_response=1"))) {
         st_buf_deinit(&t);
         fatal_oom(j->c);
         job_end(j);
@@ -735,6 +745,51 @@ static int exact_key(const xser_t *x, const char *key, int plain)
     return same;
 }
 
+/* The answer left out shards (partial read of one key): is the key's own
+ * shard among them? Then the read cannot be trusted: answer an error
+ * naming the shards and return 1. */
+static int key_unavailable(job_t *j, int meta_found)
+{
+    if (!j->missing[0])
+        return 0;
+    st_label_t l[SELECTOR_MAX_MATCHERS];
+    size_t n = 0;
+    selector_t sel;
+    int have_sel = 0;
+    char err[64];
+    if (j->plain) {
+        if (selector_parse(j->key, j->klen, &sel, err, sizeof err) != 0)
+            return 0;
+        have_sel = 1;
+        for (size_t i = 0; i < sel.n; i++)
+            l[n++] = (st_label_t){sel.m[i].name, sel.m[i].value, (uint32_t)strlen(sel.m[i].name),
+                                  (uint32_t)strlen(sel.m[i].value)};
+        st_labels_sort(l, n);
+    } else {
+        l[n++] = (st_label_t){"__name__", j->key, 8, (uint32_t)j->klen};
+    }
+    uint32_t shard = topo_shard_of_labels(j->s->r->topo, l, n);
+    if (have_sel)
+        selector_free(&sel);
+    int hit = 0;
+    for (const char *p = j->missing; *p && !hit;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p)
+            break;
+        hit = v == shard;
+        p = *end == ',' ? end + 1 : end;
+    }
+    /* without its metadata the key's settings are unknown, wherever its data is */
+    if (!hit && meta_found)
+        return 0;
+    resp_errorf(&j->c->out,
+                "ERR read failed: no replica answered for shard(s) %s (read_consistency); retry",
+                j->missing);
+    metric_counter_inc(j->s->m_errors);
+    return 1;
+}
+
 /* ---- metadata ------------------------------------------------------------------ */
 
 /* Fill e from the metadata series in x (every version of one key): the
@@ -813,6 +868,7 @@ static void job_meta(job_t *j, job_fn next)
     }
     const char *sels[1] = {(const char *)sel.data};
     j->after_meta = next;
+    j->partial = 1;
     job_export(j, sels, 1, 0, INT64_MAX, meta_loaded);
     st_buf_deinit(&sel);
 }
@@ -835,6 +891,13 @@ static void meta_loaded(job_t *j)
     }
     meta_from(j->e, &x, j->e->key);
     xset_free(&x);
+    if (j->missing[0]) { /* read without some shards: not cached */
+        j->e->loaded_ms = 0;
+        if (key_unavailable(j, j->e->exists)) {
+            job_end(j);
+            return;
+        }
+    }
     next(j);
 }
 
@@ -1437,6 +1500,10 @@ static void add_probed(job_t *j)
         job_end(j);
         return;
     }
+    if (key_unavailable(j, 1)) {
+        job_end(j);
+        return;
+    }
     xset_t x = {0};
     char err[256];
     if (parse_export(&j->body, &x, err, sizeof err)) {
@@ -1544,6 +1611,7 @@ static void add_step(job_t *j)
     int64_t lo = j->ts;
     if (ignore)
         lo = j->ts > e->meta.ignore_max_time ? j->ts - e->meta.ignore_max_time : 0;
+    j->partial = 1;
     job_export(j, sels, 1, lo, INT64_MAX, add_probed);
     st_buf_deinit(&sel);
 }
@@ -1891,6 +1959,10 @@ static void incr_probed(job_t *j)
         incr_done(j);
         return;
     }
+    if (key_unavailable(j, 1)) {
+        incr_done(j);
+        return;
+    }
     xset_t x = {0};
     char err[256];
     if (parse_export(&j->body, &x, err, sizeof err)) {
@@ -1959,6 +2031,7 @@ static void incr_step(job_t *j)
     /* from the newest sample this router knows of (samples written by
      * others after it are found too), else the whole series */
     int64_t lo = j->e->hi_known && j->e->last_known ? j->e->hi : 0;
+    j->partial = 1;
     job_export(j, sels, 1, lo, INT64_MAX, incr_probed);
     st_buf_deinit(&sel);
 }
@@ -2082,6 +2155,10 @@ static void range_read(job_t *j)
         job_end(j);
         return;
     }
+    if (key_unavailable(j, 1)) {
+        job_end(j);
+        return;
+    }
     resp_samples_t s = {0};
     int found;
     if (key_samples(j, &s, &found)) {
@@ -2193,6 +2270,7 @@ static void range_step(job_t *j)
     int64_t from = j->kind == 'R' ? j->rg.from : 0;
     int64_t to =
         j->kind == 'R' && !(j->e->exists && j->e->meta.retention_ms > 0) ? j->rg.to : INT64_MAX;
+    j->partial = 1;
     job_export(j, sels, 1, from, to, j->kind == 'E' || j->kind == 'T' ? exists_read : range_read);
     st_buf_deinit(&sel);
 }
@@ -2267,6 +2345,10 @@ static void cmd_tsinfo(rconn_t *c)
 static void exists_read(job_t *j)
 {
     int found = 0;
+    if (j->status == 200 && key_unavailable(j, 1)) {
+        job_end(j);
+        return;
+    }
     if (j->status == 200) {
         resp_samples_t s = {0};
         if (key_samples(j, &s, &found)) {
@@ -3455,7 +3537,7 @@ static void join_left(job_t *j)
         return;
     }
     int found;
-    if (key_samples(j, &o->left, &found)) {
+    if (key_unavailable(j, 1) || key_samples(j, &o->left, &found)) {
         job_end(j);
         return;
     }
@@ -3481,7 +3563,7 @@ static void join_right_read(job_t *j)
     }
     resp_samples_t r = {0};
     int found;
-    if (key_samples(j, &r, &found)) {
+    if (key_unavailable(j, 1) || key_samples(j, &r, &found)) {
         job_end(j);
         return;
     }
@@ -3513,6 +3595,7 @@ static void join_right(job_t *j)
             return;
         }
         const char *sels[1] = {(const char *)sel.data};
+        j->partial = 1;
         job_export(j, sels, 1, o->rg.from, INT64_MAX, join_left);
         st_buf_deinit(&sel);
         return;
@@ -3528,6 +3611,7 @@ static void join_right(job_t *j)
         return;
     }
     const char *sels[1] = {(const char *)sel.data};
+    j->partial = 1;
     job_export(j, sels, 1, o->rg.from, INT64_MAX, join_right_read);
     st_buf_deinit(&sel);
 }

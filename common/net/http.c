@@ -446,7 +446,8 @@ int http_respond_headers(http_req_t *req, int status, const char *content_type,
     int rc = 0;
     if (rp->sink) {
         rc = rp->streaming ? ST_EINVAL : 0;
-        rp->sink(rp->sink_arg, rp->streaming ? 500 : status, content_type, body,
+        rp->sink(rp->sink_arg, rp->streaming ? 500 : status, content_type,
+                 rp->streaming ? NULL : extra, rp->streaming ? 0 : nextra, body,
                  rp->streaming ? 0 : len, 1);
         http_req_destroy(req);
         return rc;
@@ -548,13 +549,13 @@ int http_respond_start_headers(http_req_t *req, int status, const char *content_
 {
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
-    (void)extra;
-    (void)nextra;
     if (rp->sink && !rp->streaming) {
         rp->streaming = 1;
         rp->status = status;
         free(rp->sink_ctype);
         rp->sink_ctype = content_type ? strdup(content_type) : NULL;
+        if (nextra)
+            rp->sink(rp->sink_arg, status, content_type, extra, nextra, NULL, 0, 0);
         return 0;
     }
     if (!c) {
@@ -603,7 +604,7 @@ int http_respond_chunk(http_req_t *req, const void *data, size_t len)
             return ST_EINVAL;
         if (rp->sink_stopped)
             return ST_ECLOSED;
-        if (len && rp->sink(rp->sink_arg, rp->status, rp->sink_ctype, data, len, 0) != 0) {
+        if (len && rp->sink(rp->sink_arg, rp->status, rp->sink_ctype, NULL, 0, data, len, 0) != 0) {
             rp->sink_stopped = 1;
             return ST_ECLOSED;
         }
@@ -642,7 +643,8 @@ int http_respond_end(http_req_t *req)
     conn_t *c = rp->conn;
     int rc = 0;
     if (rp->sink && rp->streaming) {
-        rp->sink(rp->sink_arg, rp->sink_stopped ? 500 : rp->status, rp->sink_ctype, NULL, 0, 1);
+        rp->sink(rp->sink_arg, rp->sink_stopped ? 500 : rp->status, rp->sink_ctype, NULL, 0, NULL,
+                 0, 1);
         http_req_destroy(req);
         return 0;
     }

@@ -520,5 +520,40 @@ class RespTest(ClusterTestCase):
                            0)
 
 
+class RespDegradedTest(ClusterTestCase):
+    vals = staticmethod(RespTest.vals)
+
+    def test_unreachable_shards_named(self):
+        port = free_port()
+        c = self.cluster(nodes=3, routers=1, rf=1,
+                         router={"resp_listen": "127.0.0.1:%d" % port})
+        c.start()
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=120, decode_responses=True)
+        self.addCleanup(r.close)
+        T = base_ts()
+        keys = ["deg:%d" % i for i in range(12)]
+        for k in keys:
+            r.execute_command("TS.ADD", k, T, 1, "LABELS", "g", "deg")
+        c.kill9(2)
+        # reads: the error names the shards no replica could answer
+        with self.assertRaises(redis.ResponseError) as cm:
+            r.execute_command("TS.MRANGE", "-", "+", "FILTER", "g=deg")
+        self.assertIn("shard", str(cm.exception))
+        # one key: it fails (naming the shards) when its series or its
+        # settings are on the dead node, and works when both are elsewhere
+        failed = ok = 0
+        for k in keys:
+            try:
+                r.execute_command("TS.ADD", k, T + 1, 2)
+                self.assertEqual(self.vals(r.execute_command("TS.RANGE", k, "-", "+")),
+                                 [(T, 1.0), (T + 1, 2.0)])
+                ok += 1
+            except redis.ResponseError as e:
+                self.assertRegex(str(e), r"(read|write) failed: .*shard")
+                failed += 1
+        self.assertGreater(failed, 0)
+        self.assertGreater(ok, 0)
+
+
 if __name__ == "__main__":
     unittest.main()
