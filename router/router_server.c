@@ -24,6 +24,7 @@
 
 #include "router.h"
 #include "router_console.h"
+#include "router_resp.h"
 #include "router_import.h"
 #include "net_listen.h"
 #include "st_err.h"
@@ -49,6 +50,10 @@ struct router_server {
     node_ctx_t *nodes; /* [node] */
     uv_signal_t sig_term, sig_int;
     int shutting_down;
+    const char *resp_listen; /* NULL: no RESP door */
+    char resp_host[256];
+    int resp_port;
+    router_resp_t *resp;
 };
 
 /* ---- heartbeat ---------------------------------------------------------- */
@@ -349,6 +354,26 @@ int router_server_load(const router_opts_t *o, router_server_t **out)
     s->host[colon - listen] = '\0';
     s->port = port;
     s->listen = listen;
+    /* the RESP door: --resp-listen, else [router] resp_listen, else off */
+    const char *rl = o->resp_listen ? o->resp_listen : topo_router(s->r.topo)->resp_listen.addr;
+    if (rl) {
+        const char *rc = strrchr(rl, ':');
+        int rp = rc ? atoi(rc + 1) : 0;
+        if (!rc || rc == rl || (size_t)(rc - rl) >= sizeof s->resp_host || rp <= 0 || rp > 65535) {
+            fprintf(stderr, "strata-router: --resp-listen must be HOST:PORT, got '%s'\n", rl);
+            topo_destroy(s->r.topo);
+            free(s);
+            return 1;
+        }
+        memcpy(s->resp_host, rl, (size_t)(rc - rl));
+        s->resp_host[rc - rl] = '\0';
+        if (s->resp_host[0] == '[' && s->resp_host[strlen(s->resp_host) - 1] == ']') {
+            memmove(s->resp_host, s->resp_host + 1, strlen(s->resp_host));
+            s->resp_host[strlen(s->resp_host) - 1] = '\0';
+        }
+        s->resp_port = rp;
+        s->resp_listen = rl;
+    }
     *out = s;
     return 0;
 }
@@ -357,6 +382,8 @@ int router_server_check(router_server_t *s)
 {
     topo_print(s->r.topo, stdout);
     printf("router listen: %s\n", s->listen);
+    if (s->resp_listen)
+        printf("router resp_listen: %s\n", s->resp_listen);
     topo_destroy(s->r.topo);
     free(s);
     return 0;
@@ -468,6 +495,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     if (s->shutting_down++)
         return;
     st_info("shutting down", "signal=%d", signum);
+    router_resp_close(s->resp);
     http_server_close(s->r.http, ROUTER_HTTP_CLOSE_GRACE_MS, on_http_closed, &s->r);
     uv_timer_stop(&s->r.heartbeat);
     uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
@@ -524,6 +552,14 @@ int router_server_start(router_server_t *s)
         return 1;
     }
     http_server_metrics(r->http, r->metrics, "router");
+    if (s->resp_listen) {
+        rc = router_resp_start(r, s->resp_host, s->resp_port, route, r, &s->resp);
+        if (rc) {
+            st_error("cannot listen (RESP)", "addr=%s err=\"%s\"", s->resp_listen, st_strerror(rc));
+            return 1;
+        }
+        st_info("RESP door open", "resp_listen=%s", s->resp_listen);
+    }
     uv_signal_init(r->loop, &s->sig_term);
     uv_signal_init(r->loop, &s->sig_int);
     s->sig_term.data = s->sig_int.data = s;

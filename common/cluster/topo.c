@@ -109,6 +109,8 @@ enum key_id {
     K_QUERY_MAX_BYTES,
     K_IDLE_TIMEOUT,
     K_MAX_INFLIGHT,
+    K_RESP_LISTEN,
+    K_RESP_FLUSHALL,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
@@ -150,6 +152,7 @@ struct key_desc {
 static const char *const write_cons_names[] = {"sync", "quorum", "async", NULL};
 static const char *const read_cons_names[] = {"one", "quorum", NULL};
 static const char *const sharding_names[] = {"series", "metric", NULL};
+static const char *const onoff_names[] = {"off", "on", NULL};
 static const char *const wal_names[] = {"every_write", "periodic", "os_default", "none", NULL};
 
 static const struct key_desc keys[K__COUNT] = {
@@ -208,6 +211,8 @@ static const struct key_desc keys[K__COUNT] = {
                         "300s", 0},
     [K_MAX_INFLIGHT] = {SECT_ROUTER, "max_inflight_mb", KT_SIZE, MIB, 16 * MIB, 1024 * GIB, NULL,
                         "2048", 0},
+    [K_RESP_LISTEN] = {SECT_ROUTER, "resp_listen", KT_ADDR, 0, 0, 0, NULL, NULL, 0},
+    [K_RESP_FLUSHALL] = {SECT_ROUTER, "resp_flushall", KT_ENUM, 0, 0, 0, onoff_names, "off", 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -691,7 +696,8 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
             goto bad;
         break;
     case KT_ADDR: {
-        if (k == K_ROUTER_LISTEN) { /* one per file: replaces the default */
+        if (k == K_ROUTER_LISTEN || k == K_RESP_LISTEN) { /* one per file: replaces the default */
+            topo_addr_t *dst = k == K_RESP_LISTEN ? &t->router.resp_listen : &t->router.listen;
             topo_addr_t a = {0};
             if ((rc = parse_addr(value, &a)) != 0) {
                 free_addr(&a);
@@ -699,8 +705,8 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
                     return fail_nomem(p);
                 goto bad;
             }
-            free_addr(&t->router.listen);
-            t->router.listen = a;
+            free_addr(dst);
+            *dst = a;
             return 1;
         }
         struct node *nd = cur_node(p);
@@ -1093,6 +1099,7 @@ static int finish(struct parse *p)
     t->router.query_max_bytes = (uint64_t)t->val[K_QUERY_MAX_BYTES];
     t->router.idle_timeout_ms = t->val[K_IDLE_TIMEOUT];
     t->router.max_inflight_bytes = (uint64_t)t->val[K_MAX_INFLIGHT];
+    t->router.resp_flushall = (int)t->val[K_RESP_FLUSHALL];
 
     XXH3_state_t *st = XXH3_createState();
     if (!st)
@@ -1208,6 +1215,7 @@ void topo_destroy(topo_t *t)
         }
     }
     free_addr(&t->router.listen);
+    free_addr(&t->router.resp_listen);
     free(t->nodes);
     free(t->replicas);
     free(t->held);

@@ -106,6 +106,8 @@ typedef struct topo_router {
     uint64_t query_max_bytes;    /* bytes one query may materialise (router and each node) */
     int64_t idle_timeout_ms;     /* an idle keep-alive connection is closed after this */
     uint64_t max_inflight_bytes; /* request bytes the router buffers at once */
+    topo_addr_t resp_listen;     /* the RESP door (host NULL: off) */
+    int resp_flushall;           /* resp_flushall = on: FLUSHALL deletes every series */
 } topo_router_t;
 
 /*

@@ -444,6 +444,14 @@ int http_respond_headers(http_req_t *req, int status, const char *content_type,
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
     int rc = 0;
+    if (rp->sink) {
+        rc = rp->streaming ? ST_EINVAL : 0;
+        rp->sink(rp->sink_arg, rp->streaming ? 500 : status, content_type,
+                 rp->streaming ? NULL : extra, rp->streaming ? 0 : nextra, body,
+                 rp->streaming ? 0 : len, 1);
+        http_req_destroy(req);
+        return rc;
+    }
     if (!c) {
         rc = ST_ECLOSED;
         goto release;
@@ -541,6 +549,15 @@ int http_respond_start_headers(http_req_t *req, int status, const char *content_
 {
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
+    if (rp->sink && !rp->streaming) {
+        rp->streaming = 1;
+        rp->status = status;
+        free(rp->sink_ctype);
+        rp->sink_ctype = content_type ? strdup(content_type) : NULL;
+        if (nextra)
+            rp->sink(rp->sink_arg, status, content_type, extra, nextra, NULL, 0, 0);
+        return 0;
+    }
     if (!c) {
         http_req_destroy(req);
         return ST_ECLOSED;
@@ -582,6 +599,17 @@ int http_respond_chunk(http_req_t *req, const void *data, size_t len)
 {
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
+    if (rp->sink) {
+        if (!rp->streaming)
+            return ST_EINVAL;
+        if (rp->sink_stopped)
+            return ST_ECLOSED;
+        if (len && rp->sink(rp->sink_arg, rp->status, rp->sink_ctype, NULL, 0, data, len, 0) != 0) {
+            rp->sink_stopped = 1;
+            return ST_ECLOSED;
+        }
+        return 0;
+    }
     if (!c)
         return ST_ECLOSED;
     if (!rp->streaming)
@@ -614,7 +642,13 @@ int http_respond_end(http_req_t *req)
     req_priv_t *rp = priv(req);
     conn_t *c = rp->conn;
     int rc = 0;
-    if (!c) {
+    if (rp->sink && rp->streaming) {
+        rp->sink(rp->sink_arg, rp->sink_stopped ? 500 : rp->status, rp->sink_ctype, NULL, 0, NULL,
+                 0, 1);
+        http_req_destroy(req);
+        return 0;
+    }
+    if (!c && !rp->sink) {
         rc = ST_ECLOSED;
     } else if (!rp->streaming) {
         /* Not started: finish with an empty 200-less error rather than leak. */
@@ -630,6 +664,68 @@ int http_respond_end(http_req_t *req)
     }
     req_release(req);
     return rc ? ST_ECLOSED : 0;
+}
+
+int http_req_local(const http_limits_t *lim, const char *method, const char *target,
+                   const char *content_type, const void *body, size_t len, http_sink_fn sink,
+                   void *arg, http_req_t **out)
+{
+    *out = NULL;
+    st_buf_t raw;
+    st_buf_init(&raw);
+    char head[96];
+    int n = snprintf(head, sizeof head, "\r\nHost: local\r\nContent-Length: %zu\r\n", len);
+    int rc = st_buf_append(&raw, method, strlen(method));
+    if (!rc)
+        rc = st_buf_put_u8(&raw, ' ');
+    if (!rc)
+        rc = st_buf_append(&raw, target, strlen(target));
+    if (!rc)
+        rc = st_buf_append(&raw, " HTTP/1.1", 9);
+    if (!rc)
+        rc = st_buf_append(&raw, head, (size_t)n);
+    if (!rc && content_type) {
+        rc = st_buf_append(&raw, "Content-Type: ", 14);
+        if (!rc)
+            rc = st_buf_append(&raw, content_type, strlen(content_type));
+        if (!rc)
+            rc = st_buf_append(&raw, "\r\n", 2);
+    }
+    if (!rc)
+        rc = st_buf_append(&raw, "\r\n", 2);
+    if (!rc && len)
+        rc = st_buf_append(&raw, body, len);
+    if (rc) {
+        st_buf_deinit(&raw);
+        return ST_ENOMEM;
+    }
+    http_rx_t rx;
+    http_rx_init(&rx, lim);
+    size_t used = 0;
+    http_rx_event_t ev = HTTP_RX_MORE;
+    size_t off = 0;
+    do {
+        ev = http_rx_feed(&rx, (const char *)raw.data + off, raw.len - off, &used);
+        off += used;
+    } while (ev == HTTP_RX_HEAD);
+    http_req_t *req = ev == HTTP_RX_REQUEST ? http_rx_take(&rx) : NULL;
+    if (!req) {
+        const char *why = NULL;
+        int st = ev == HTTP_RX_ERROR ? http_rx_error(&rx, &why) : 400;
+        rc = st == 503 ? ST_ENOMEM : st == 400 ? ST_EPARSE : ST_ELIMIT;
+    }
+    http_rx_deinit(&rx);
+    st_buf_deinit(&raw);
+    if (!req)
+        return rc;
+    req_priv_t *rp = priv(req);
+    rp->sink = sink;
+    rp->sink_arg = arg;
+    rp->t_start = uv_hrtime();
+    snprintf(rp->remote, sizeof rp->remote, "local");
+    rp->pub.remote = rp->remote;
+    *out = req;
+    return 0;
 }
 
 void http_req_notify(http_req_t *req, http_notify_fn fn, void *arg)

@@ -128,6 +128,27 @@ int http_req_params_all(const http_req_t *req, http_params_t *out);
  */
 int http_req_decode_body(http_req_t *req, size_t max_out);
 
+/*
+ * An in-process request: another door of the same process (the router's
+ * RESP listener) reuses the HTTP handlers without a socket. The request is
+ * built from method, target (path and query), content type and body like a
+ * received one (same parser, same limits), handed to the caller in *out for
+ * its handler, and its response goes to sink instead of a connection: the
+ * response's extra headers once (a stream's when it starts, with no data;
+ * else with the final call), once per http_respond_chunk() with final 0,
+ * and once with final 1 (the whole body of http_respond*(), or nothing
+ * after a stream). After the final call
+ * the request is gone. A sink returning nonzero stops a stream (the handler
+ * sees ST_ECLOSED). Returns 0, ST_EPARSE (target or type not valid in a
+ * request), ST_ELIMIT (over lim) or ST_ENOMEM.
+ */
+typedef int (*http_sink_fn)(void *arg, int status, const char *content_type,
+                            const http_header_t *hdrs, size_t nhdrs, const void *data, size_t len,
+                            int final);
+int http_req_local(const http_limits_t *lim, const char *method, const char *target,
+                   const char *content_type, const void *body, size_t len, http_sink_fn sink,
+                   void *arg, http_req_t **out);
+
 /* ---- responses ---------------------------------------------------------- */
 
 /*

@@ -84,6 +84,7 @@ void http_req_destroy(http_req_t *req)
     free(rp->hoff);
     free(rp->hdrs);
     free(rp->pathq);
+    free(rp->sink_ctype);
     http_params_deinit(&rp->pub.params);
     free(rp);
 }

@@ -43,6 +43,10 @@ typedef struct req_priv {
     void *notify_arg;
     uint64_t *inflight; /* the server's buffered-bytes count this request adds to */
     uint64_t inflight_bytes;
+    http_sink_fn sink; /* an in-process request (http_req_local): its response goes here */
+    void *sink_arg;
+    char *sink_ctype; /* a stream's content type */
+    int sink_stopped; /* the sink refused a chunk */
 } req_priv_t;
 
 static inline req_priv_t *http_req_priv(http_req_t *req)

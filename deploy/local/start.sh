@@ -4,7 +4,7 @@
 # and print what to try next. Stop it with deploy/local/stop.sh; restart one
 # node with deploy/local/restart-node.sh ID.
 #
-# Ports (override with env): ROUTER_PORT=8086, nodes 7401/7402, 7411/7412, 7421/7422
+# Ports (override with env): ROUTER_PORT=8086, RESP_PORT=6379 (redis-cli), nodes 7401/7402, 7411/7412, 7421/7422
 # (NODE_PORT_BASE=7400). STRATA_LOCAL_DIR puts the cluster elsewhere than
 # ./strata-local; STRATA_BUILD_DIR runs the binaries already built there
 # (no dependency install, no build). See deploy/local/lib.sh.
@@ -39,9 +39,9 @@ if [ -f "$PIDS" ]; then
   exit 1
 fi
 mkdir -p "$DIR/logs" "$DIR/data"
-for port in "$ROUTER_PORT" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((BASE+21)) $((BASE+22)); do
+for port in "$ROUTER_PORT" "${RESP_PORT:-6379}" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((BASE+21)) $((BASE+22)); do
   if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-    echo "port $port on 127.0.0.1 is in use; set ROUTER_PORT / NODE_PORT_BASE" >&2
+    echo "port $port on 127.0.0.1 is in use; set ROUTER_PORT / RESP_PORT / NODE_PORT_BASE" >&2
     exit 1
   fi
 done
@@ -86,7 +86,7 @@ for n in 1 2 3; do
   echo "$STARTED_PID" >> "$PIDS"
 done
 for n in 1 2 3; do wait_ready "http://$(node_http "n$n")/ready" 30; done
-"$BUILD/router/strata-router" --config "$CONFIG" --listen "127.0.0.1:$ROUTER_PORT" \
+"$BUILD/router/strata-router" --config "$CONFIG" --listen "127.0.0.1:$ROUTER_PORT" --resp-listen "127.0.0.1:${RESP_PORT:-6379}" \
   </dev/null >>"$DIR/logs/router.log" 2>&1 &
 echo $! >> "$PIDS"
 R=http://127.0.0.1:$ROUTER_PORT
