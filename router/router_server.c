@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "router.h"
+#include "router_delete.h"
 #include "router_import.h"
 #include "net_listen.h"
 #include "st_err.h"
@@ -296,6 +297,8 @@ static const struct router_route {
     {"/api/v1/rules", NULL, router_handle_rules},
     {"/api/v1/alerts", NULL, router_handle_alerts},
     {"/query", NULL, router_handle_influx_query},
+    {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series},
+    {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones},
 };
 
 static void route(http_req_t *req, void *arg)
@@ -485,7 +488,7 @@ int router_server_start(router_server_t *s)
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
-        router_import_metrics(r)) {
+        router_import_metrics(r) || router_delete_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
