@@ -28,6 +28,7 @@
 #include "st_log.h"
 #include "st_time.h"
 #include "strata.pb-c.h"
+#include "wire.h"
 
 #define DELETE_PURGE_TIMEOUT_MS 600000 /* a purge rewrites partitions: allow minutes */
 
@@ -136,12 +137,16 @@ static int pack_delete(const djob_t *j, const task_t *k, int for_rpc, st_buf_t *
     d.delete_id = j->ids[k->sel];
     if (for_rpc)
         return router_pack(out, &d.base);
-    Strata__WriteRequest w = STRATA__WRITE_REQUEST__INIT;
-    w.shard = shard;
-    w.delete_ = &d;
-    st_buf_t wb;
+    /* WriteRequest{shard, delete} by hand: protobuf-c would leave out shard 0 */
+    st_buf_t db, wb;
+    st_buf_init(&db);
     st_buf_init(&wb);
-    int rc = router_pack(&wb, &w.base);
+    int rc = router_pack(&db, &d.base);
+    if (!rc)
+        rc = wire_put_varint_field(&wb, WIRE_WRITE_REQUEST_SHARD, shard);
+    if (!rc)
+        rc = wire_put_bytes_field(&wb, WIRE_WRITE_REQUEST_DELETE, db.data, db.len);
+    st_buf_deinit(&db);
     if (!rc)
         rc = repl_put_envelope(out, (uint32_t)j->consistency, 0);
     if (!rc)
