@@ -262,6 +262,36 @@ static void test_engine_delete_labels_and_crash(void **state)
     free(dir);
 }
 
+/* A partition whose every sample is deleted: the purge writes an empty
+ * segment, and a reopen is fine with it. */
+static void test_purge_empties_partition(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_e(dir);
+    put(e, 1, 10000, 5, 1.0); /* partition 10000 only */
+    put(e, 2, 0, 5, 1.0);     /* partition 0 */
+    assert_int_equal(engine_flush(e), 0);
+    st_matcher_t m = {ST_MATCH_EQ, "host", "h1"};
+    engine_delete_result_t r;
+    assert_int_equal(engine_delete(e, &m, 1, INT64_MIN, INT64_MAX, 0, 0, &r), 0);
+    assert_int_equal(r.samples, 5);
+    uint64_t freed = 0;
+    assert_int_equal(engine_purge(e, &freed), 0);
+    assert_true(freed > 0);
+    assert_int_equal(count(e, 1, INT64_MIN / 4, INT64_MAX / 4, NULL), 0);
+    assert_int_equal(engine_close(e), 0);
+    e = open_e(dir);
+    assert_int_equal(count(e, 1, INT64_MIN / 4, INT64_MAX / 4, NULL), 0);
+    assert_int_equal(count(e, 2, INT64_MIN / 4, INT64_MAX / 4, NULL), 5);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.tombstones_pending, 0);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_engine_delete),
         cmocka_unit_test(test_engine_delete_labels_and_crash),
+        cmocka_unit_test(test_purge_empties_partition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
