@@ -34,6 +34,8 @@ size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t
 #define ENGINE_SUM(f) t->f += es.f;
         ENGINE_SUMMED(ENGINE_SUM)
 #undef ENGINE_SUM
+        if (es.purge_eta_ms > t->purge_eta_ms) /* the longest wait, not a sum */
+            t->purge_eta_ms = es.purge_eta_ms;
         if (shards && ns < cap)
             shards[ns++] = s;
     }
@@ -110,6 +112,10 @@ static int engine_gauges(void *arg, st_buf_t *out)
          "Tombstones whose deleted samples are still on disk (until the next compaction of "
          "their partitions, or POST /api/v1/admin/purge).",
          t.tombstones_pending},
+        {"strata_node_purge_eta_seconds", "gauge",
+         "Seconds until the background compaction removes the pending deleted samples "
+         "(0: none pending).",
+         (uint64_t)((t.purge_eta_ms + 999) / 1000)},
         {"strata_node_deletes_total", "counter", "Deletes applied to a shard.", t.deletes},
         {"strata_node_samples_deleted_total", "counter", "Samples removed by deletes.",
          t.samples_deleted},
