@@ -71,6 +71,7 @@ typedef struct node {
     size_t cancelled_next;
     atomic_int running_lock;
     metric_counter_t *queries_cancelled, *reads_timed_out;
+    metric_counter_t *deletes_served; /* shard deletes applied (node_delete.c) */
     /* node_query.c: bytes all running pushed-down queries hold ([storage]
      * query_total_max_mb), and the queries refused per limit */
     _Atomic uint64_t query_bytes;
@@ -88,6 +89,23 @@ static inline void node_rpc_log(void *arg, int level, const char *msg, const cha
 }
 
 /* rpc_handler_fn: the node's RPC requests (node_rpc.c), arg = the node_t. */
+/* Matchers of a request, with NUL-terminated copies (node_rpc.c). */
+typedef struct matchers {
+    st_matcher_t m[NODE_READ_MAX_MATCHERS];
+    size_t n;
+    char *arena; /* free() it whatever the result */
+} matchers_t;
+struct Strata__Matcher;
+int node_matchers_from(struct Strata__Matcher *const *ms, size_t nms, matchers_t *out, char *msg,
+                       size_t msglen);
+/* RPC_DELETE (dry run, purge) over this node's shards (node_delete.c). */
+int node_delete_rpc(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+                    size_t msglen);
+/* A WriteRequest's delete field applied to its shard's engine (node_delete.c):
+ * *samples gets the samples removed. Returns 0 or ST_E* with msg set. */
+int node_delete_shard(node_t *n, uint32_t shard, const uint8_t *p, size_t len, uint64_t *samples,
+                      char *msg, size_t msglen);
+
 void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
                       const uint8_t *payload, size_t len);
 /* QUERY: evaluate a pushed-down QueryRequest over local shards (thread pool).

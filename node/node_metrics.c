@@ -18,7 +18,8 @@
     X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
     X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
     X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
-    X(retention_errors) X(degraded)
+    X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
+    X(samples_deleted) X(purge_bytes_reclaimed) X(purges)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -33,6 +34,8 @@ size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t
 #define ENGINE_SUM(f) t->f += es.f;
         ENGINE_SUMMED(ENGINE_SUM)
 #undef ENGINE_SUM
+        if (es.purge_eta_ms > t->purge_eta_ms) /* the longest wait, not a sum */
+            t->purge_eta_ms = es.purge_eta_ms;
         if (shards && ns < cap)
             shards[ns++] = s;
     }
@@ -103,6 +106,23 @@ static int engine_gauges(void *arg, st_buf_t *out)
          t.compaction_errors},
         {"strata_node_retention_errors_total", "counter", "Failed retention passes (retried).",
          t.retention_errors},
+        {"strata_node_tombstones", "gauge", "Tombstones kept (deletes; done ones included).",
+         t.tombstones},
+        {"strata_node_tombstones_pending", "gauge",
+         "Tombstones whose deleted samples are still on disk (until the next compaction of "
+         "their partitions, or POST /api/v1/admin/purge).",
+         t.tombstones_pending},
+        {"strata_node_purge_eta_seconds", "gauge",
+         "Seconds until the background compaction removes the pending deleted samples "
+         "(0: none pending).",
+         (uint64_t)((t.purge_eta_ms + 999) / 1000)},
+        {"strata_node_deletes_total", "counter", "Deletes applied to a shard.", t.deletes},
+        {"strata_node_samples_deleted_total", "counter", "Samples removed by deletes.",
+         t.samples_deleted},
+        {"strata_node_purge_bytes_reclaimed_total", "counter",
+         "Bytes freed by compactions that dropped deleted samples.", t.purge_bytes_reclaimed},
+        {"strata_node_purges_total", "counter", "Compactions that dropped deleted samples.",
+         t.purges},
         {"strata_node_degraded", "gauge",
          "1 while an engine reports itself degraded (/ready answers 503 with the reason).",
          t.degraded ? 1 : 0},
@@ -139,6 +159,8 @@ int node_metrics_register(node_t *n)
          "Pushed-down query evaluations stopped by the router's CANCEL."},
         {&n->reads_timed_out, "strata_node_reads_timed_out_total",
          "Series, label and export reads stopped at the router's deadline."},
+        {&n->deletes_served, "strata_node_shard_deletes_total",
+         "Deletes received for a shard (coordinated, forwarded or replayed from hints)."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         if (!(*counters[i].c =

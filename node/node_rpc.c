@@ -77,30 +77,29 @@ static void do_write(job_t *j)
 
 /* ---- reads ---- */
 
-/* Matchers from a ReadRequest, with NUL-terminated copies. */
-typedef struct matchers {
-    st_matcher_t m[NODE_READ_MAX_MATCHERS];
-    size_t n;
-    char *arena;
-} matchers_t;
-
 static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *msg, size_t msglen)
+{
+    return node_matchers_from(r->matchers, r->n_matchers, out, msg, msglen);
+}
+
+int node_matchers_from(Strata__Matcher *const *ms, size_t nms, matchers_t *out, char *msg,
+                       size_t msglen)
 {
     out->n = 0;
     out->arena = NULL;
-    if (r->n_matchers > NODE_READ_MAX_MATCHERS) {
+    if (nms > NODE_READ_MAX_MATCHERS) {
         snprintf(msg, msglen, "too many matchers (max %d)", NODE_READ_MAX_MATCHERS);
         return ST_ELIMIT;
     }
     size_t bytes = 0;
-    for (size_t i = 0; i < r->n_matchers; i++)
-        bytes += r->matchers[i]->name.len + r->matchers[i]->value.len + 2;
+    for (size_t i = 0; i < nms; i++)
+        bytes += ms[i]->name.len + ms[i]->value.len + 2;
     out->arena = malloc(bytes + 1);
     if (!out->arena)
         return ST_ENOMEM;
     char *p = out->arena;
-    for (size_t i = 0; i < r->n_matchers; i++) {
-        const Strata__Matcher *m = r->matchers[i];
+    for (size_t i = 0; i < nms; i++) {
+        const Strata__Matcher *m = ms[i];
         if ((unsigned)m->type > ST_MATCH_NRE) {
             snprintf(msg, msglen, "unknown matcher type %d", m->type);
             return ST_EINVAL;
@@ -123,7 +122,7 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
         p += m->value.len;
         *p++ = '\0';
     }
-    out->n = r->n_matchers;
+    out->n = nms;
     return 0;
 }
 
@@ -403,6 +402,10 @@ static void work_cb(uv_work_t *w)
         break;
     case RPC_TSDB_STATUS:
         do_tsdb_status(j);
+        break;
+    case RPC_DELETE:
+        j->err = node_delete_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_DELETE_RESP;
         break;
     case RPC_QUERY:
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

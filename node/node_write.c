@@ -56,11 +56,18 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     int rc;
     uint32_t shard = UINT32_MAX;
     size_t bi = 0, li = 0, si = 0;
+    const uint8_t *del = NULL; /* WriteRequest.delete (node_delete.c) */
+    size_t del_len = 0;
     /* one pass: arrays may move while growing, so entries hold offsets
      * (in the pointer fields) until the pass is over */
     while ((rc = wire_next(&q, end, &f)) == 1) {
         if (f.num == WIRE_WRITE_REQUEST_SHARD && f.type == WIRE_VARINT) {
             shard = (uint32_t)f.u;
+            continue;
+        }
+        if (f.num == WIRE_WRITE_REQUEST_DELETE && f.type == WIRE_LEN) {
+            del = f.data;
+            del_len = f.len;
             continue;
         }
         if (!(f.num == WIRE_WRITE_REQUEST_SERIES && f.type == WIRE_LEN))
@@ -95,6 +102,14 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         snprintf(res->msg, sizeof res->msg, "shard %u is not placed on node %s", shard,
                  topo_node_id(n->topo, n->self));
         return ST_EINVAL;
+    }
+    if (del) { /* a delete, in its place among the shard's writes */
+        uint64_t gone = 0;
+        rc = node_delete_shard(n, shard, del, del_len, &gone, res->msg, sizeof res->msg);
+        if (!rc)
+            metric_counter_inc(n->deletes_served);
+        res->samples = gone;
+        return rc;
     }
     for (size_t i = 0; i < bi; i++) {
         ws->b[i].labels = ws->labels + (uintptr_t)ws->b[i].labels;

@@ -25,6 +25,7 @@
 #include "router.h"
 #include "router_console.h"
 #include "router_resp.h"
+#include "router_delete.h"
 #include "router_import.h"
 #include "net_listen.h"
 #include "st_err.h"
@@ -303,6 +304,8 @@ static const struct router_route {
     {"/api/v1/rules", NULL, router_handle_rules},
     {"/api/v1/alerts", NULL, router_handle_alerts},
     {"/query", NULL, router_handle_influx_query},
+    {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series},
+    {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones},
     {"/api/v1/status/nodes", NULL, router_handle_nodes_status},
     {"/", NULL, router_handle_console},
     {"/ui/", "", router_handle_console}, /* /ui/<file> */
@@ -518,7 +521,7 @@ int router_server_start(router_server_t *s)
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
-        router_import_metrics(r) || router_console_metrics(r)) {
+        router_import_metrics(r) || router_console_metrics(r) || router_delete_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }

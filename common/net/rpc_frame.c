@@ -60,6 +60,10 @@ const char *rpc_type_name(unsigned type)
         return "CANCEL";
     case RPC_CANCEL_RESP:
         return "CANCEL_RESP";
+    case RPC_DELETE:
+        return "DELETE";
+    case RPC_DELETE_RESP:
+        return "DELETE_RESP";
     }
     return "UNKNOWN";
 }

@@ -71,6 +71,8 @@ typedef enum rpc_type {
     RPC_TSDB_STATUS_RESP = 31, /* TsdbStatusResponse */
     RPC_CANCEL = 32,           /* CancelRequest: stop the running QUERYs of a query id */
     RPC_CANCEL_RESP = 33,      /* empty */
+    RPC_DELETE = 34,           /* DeleteRequest: dry run or purge (deletes ride RPC_WRITE) */
+    RPC_DELETE_RESP = 35,      /* DeleteResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

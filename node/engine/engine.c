@@ -257,6 +257,9 @@ static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len
     case WAL_REC_SAMPLES:
         rc = replay_samples(c, payload, end);
         break;
+    case WAL_REC_TOMB:
+        rc = engine_tomb_replay(c->e, payload, len);
+        break;
     default:
         engine_set_error("unknown WAL record type %u", type);
         return ST_ECORRUPT;
@@ -346,8 +349,9 @@ static void *bg_main(void *arg)
         pthread_mutex_lock(&e->parts_mu);
         for (size_t i = 0; i < e->nparts && target == INT64_MIN; i++) {
             part_t *p = e->parts[i];
-            if (p->nsegs >= 8 || (p->nsegs >= 2 && now - p->last_flush_ms >= quiet))
-                target = p->start;
+            if (p->nsegs >= 8 || (p->nsegs >= 2 && now - p->last_flush_ms >= quiet) ||
+                (now - p->last_flush_ms >= quiet && engine_tomb_part_pending(e, p)))
+                target = p->start; /* the last: a partition holding deleted samples */
         }
         pthread_mutex_unlock(&e->parts_mu);
         if (target != INT64_MIN && now >= e->retry_at_ms) {
@@ -416,6 +420,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     pthread_cond_init(&e->head_cv, NULL);
     pthread_rwlock_init(&e->idx_lock, NULL);
     pthread_mutex_init(&e->parts_mu, NULL);
+    pthread_mutex_init(&e->tomb_mu, NULL);
     pthread_mutex_init(&e->bg_mu, NULL);
     pthread_cond_init(&e->bg_cv, NULL);
     e->dir = strdup(dir);
@@ -449,6 +454,8 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
         goto fail;
     }
     rc = engine_parts_load(e);
+    if (!rc)
+        rc = engine_tomb_load(e);
     if (rc)
         goto fail;
     replay_ctx_t rctx = {.e = e};
@@ -471,6 +478,9 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
                          "dropped",
                          info.trunc_file, (unsigned long long)info.trunc_offset,
                          (unsigned long long)info.trunc_bytes, info.files_dropped);
+    rc = engine_tomb_ready(e);
+    if (rc)
+        goto fail;
     e->head->created_ms = st_now_ms();
     /* the replayed head and the series count against the node's budget */
     pthread_mutex_lock(&e->head_mu);
@@ -502,6 +512,7 @@ fail:
         close(e->lock_fd);
     if (e->own_bud)
         engine_budget_destroy(e->bud);
+    engine_tomb_free(e);
     pthread_mutex_destroy(&e->health_mu);
     free(e->dir);
     free(e);
@@ -575,6 +586,8 @@ int engine_close(engine_t *e)
     pthread_mutex_destroy(&e->parts_mu);
     pthread_mutex_destroy(&e->bg_mu);
     pthread_cond_destroy(&e->bg_cv);
+    engine_tomb_free(e);
+    pthread_mutex_destroy(&e->tomb_mu);
     free(e->dir);
     free(e);
     return rc;
@@ -935,6 +948,8 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
             rc = head_note_parts(e, h, b[i].ts, b[i].n);
         total += b[i].n;
     }
+    if (!rc && engine_tomb_any_dead(e))
+        engine_tomb_note_write(e, ws.ids, n); /* written again: listed again */
     engine_head_account(e);
     int over = h->bytes >= e->o.memtable_max_bytes ||
                (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) ||
@@ -986,9 +1001,21 @@ static int label_meta(engine_t *e, const char *name, const st_matcher_t *m, size
         if (rc && why)
             engine_set_error("%s", why);
     }
-    if (!rc && (nm == 0 || n > 0))
-        rc = name ? idx_label_values(e->idx, name, nm ? ids : NULL, n, cb, arg)
-                  : idx_label_names(e->idx, nm ? ids : NULL, n, cb, arg);
+    if (!rc && engine_tomb_any_dead(e)) { /* series a delete emptied are not listed */
+        if (!nm) {
+            n = idx_count(e->idx);
+            if (!(ids = malloc((n ? n : 1) * sizeof *ids)))
+                rc = ST_ENOMEM;
+            for (size_t i = 0; ids && i < n; i++)
+                ids[i] = (uint32_t)i;
+        }
+        if (!rc)
+            n = engine_tomb_filter_ids(e, ids, n);
+    }
+    int all = !ids && nm == 0; /* every series */
+    if (!rc && (all || n > 0))
+        rc = name ? idx_label_values(e->idx, name, all ? NULL : ids, n, cb, arg)
+                  : idx_label_names(e->idx, all ? NULL : ids, n, cb, arg);
     pthread_rwlock_unlock(&e->idx_lock);
     free(ids);
     return rc;
@@ -1045,6 +1072,14 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->wal_errors = atomic_load(&e->wal_errors);
     s->compaction_errors = atomic_load(&e->compaction_errors);
     s->retention_errors = atomic_load(&e->retention_errors);
+    s->tombstones_pending = engine_tomb_pending(e, &s->purge_eta_ms);
+    pthread_mutex_lock(&e->tomb_mu);
+    s->tombstones = e->ntombs;
+    pthread_mutex_unlock(&e->tomb_mu);
+    s->deletes = atomic_load(&e->deletes);
+    s->samples_deleted = atomic_load(&e->samples_deleted);
+    s->purge_bytes_reclaimed = atomic_load(&e->purge_bytes);
+    s->purges = atomic_load(&e->purges);
     char why[8];
     s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

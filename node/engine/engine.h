@@ -251,6 +251,30 @@ int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str
 int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
                         engine_str_cb cb, void *arg);
 
+/*
+ * Delete (engine_delete.c): the samples in [start, end] (inclusive) of the
+ * series matching all `m` (at least one matcher; Prometheus' selection
+ * rules), written before this call. Reads stop returning them at once;
+ * later writes (any timestamp) are kept. Durable on return (WAL record +
+ * <dir>/tombstones). The bytes go when compaction next rewrites each
+ * partition concerned (engine_get_stats: purge_eta_ms), or at once with
+ * engine_purge. A series left with no sample disappears from label names /
+ * values and engine_label_pairs until it is written again.
+ * id: the delete's identity across deliveries (non-zero: a second call with
+ * the same id does nothing and sets r->duplicate). dry_run: only count.
+ * r: series with samples in range and those samples (before the delete).
+ */
+typedef struct engine_delete_result {
+    uint64_t series;
+    uint64_t samples;
+    int duplicate;
+} engine_delete_result_t;
+int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
+                  uint64_t id, int dry_run, engine_delete_result_t *r);
+/* Compact now every partition holding deleted samples; *bytes (may be NULL)
+ * gets the bytes this freed. */
+int engine_purge(engine_t *e, uint64_t *bytes);
+
 /* Flush the whole head to segments now (synchronously). */
 int engine_flush(engine_t *e);
 /* Compact every partition that has more than one segment (synchronously). */
@@ -285,6 +309,14 @@ typedef struct engine_stats {
     uint64_t compaction_errors;
     uint64_t retention_errors;
     uint32_t degraded; /* 1 while engine_health() reports degraded */
+    /* --- deletion (issue 14) --- */
+    uint64_t tombstones;            /* kept (done ones too: idempotence) */
+    uint64_t tombstones_pending;    /* older data still on disk in their range */
+    int64_t purge_eta_ms;           /* until the background compaction purges them (0: none) */
+    uint64_t deletes;               /* deletes applied */
+    uint64_t samples_deleted;       /* samples they removed */
+    uint64_t purge_bytes_reclaimed; /* bytes compaction freed while applying tombstones */
+    uint64_t purges;                /* such compactions */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

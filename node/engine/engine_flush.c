@@ -50,6 +50,7 @@
 #include "st_err.h"
 #include "st_time.h"
 #include "st_file.h"
+#include "tomb.h"
 
 /* ---- segment references ---- */
 
@@ -699,7 +700,8 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     size_t nin = 0;
     pthread_mutex_lock(&e->parts_mu);
     part_t *p = part_get_unsafe(e, part_start, 0);
-    if (p && p->nsegs >= 2) {
+    /* one segment is rewritten too when it holds deleted samples (a purge) */
+    if (p && (p->nsegs >= 2 || (p->nsegs == 1 && engine_tomb_part_pending(e, p)))) {
         in = malloc(p->nsegs * sizeof *in);
         if (in) {
             nin = p->nsegs;
@@ -709,18 +711,34 @@ int engine_compact_part(engine_t *e, int64_t part_start)
             }
         }
     }
+    int64_t part_end = p ? p->end : part_start;
     pthread_mutex_unlock(&e->parts_mu);
-    if (nin < 2) {
+    if (nin < 1) {
         free(in);
         return 0;
     }
-    uint64_t smin = UINT64_MAX, smax = 0;
+    uint64_t smin = UINT64_MAX, smax = 0, in_bytes = 0;
     for (size_t i = 0; i < nin; i++) {
         if (in[i]->seq_min < smin)
             smin = in[i]->seq_min;
         if (in[i]->seq_max > smax)
             smax = in[i]->seq_max;
+        in_bytes += in[i]->size;
     }
+    /* tombstones over the partition: their samples are dropped, and the
+     * output covers sequences up to theirs (no real segment has a
+     * tombstone's sequence), so nothing older than them is left here */
+    tomb_t **tombs = NULL;
+    size_t ntombs = engine_tomb_snapshot(e, part_start, part_end - 1, &tombs);
+    if (ntombs == SIZE_MAX) {
+        for (size_t i = 0; i < nin; i++)
+            seg_ref_release(in[i]);
+        free(in);
+        return ST_ENOMEM;
+    }
+    for (size_t i = 0; i < ntombs; i++)
+        if (tombs[i]->seq > smax)
+            smax = tombs[i]->seq;
     size_t pinned = 0;
     int rc = 0;
     while (pinned < nin && (rc = seg_ref_pin(in[pinned])) == 0)
@@ -772,6 +790,9 @@ int engine_compact_part(engine_t *e, int64_t part_start)
                     codec_decode(en.block, en.block_len, mb.ts + mb.n, mb.v + mb.n, en.count, &got);
                 if (!rc && got != en.count)
                     rc = ST_ECORRUPT;
+                if (ntombs) /* purge what a later delete masks */
+                    got = tomb_mask(tombs, ntombs, id, in[i]->seq_max, mb.ts + mb.n, mb.v + mb.n,
+                                    got);
                 mb.n += got;
                 cur[i].i++;
             }
@@ -779,6 +800,8 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         if (rc)
             break;
         size_t n = samples_sort_dedup(mb.ts, mb.v, mb.n);
+        if (n == 0)
+            continue; /* every sample of the series deleted */
         rc = write_blocks(pw.w, id, mb.ts, mb.v, n, &buf);
     }
     if (!rc && cur) {
@@ -818,6 +841,8 @@ int engine_compact_part(engine_t *e, int64_t part_start)
             pthread_mutex_unlock(&e->parts_mu);
             atomic_fetch_add(&e->compactions, 1);
             engine_recovered(e, FAIL_COMPACT);
+            if (ntombs)
+                engine_tomb_compacted(e, in_bytes, out->size);
         }
     } else {
         const char *why = rc == ST_EIO ? strerror(en) : st_strerror(rc);
@@ -828,6 +853,7 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     for (size_t i = 0; i < nin; i++)
         seg_ref_release(in[i]);
     free(in);
+    free(tombs);
     return rc;
 }
 

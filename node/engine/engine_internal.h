@@ -68,7 +68,7 @@ void budget_series_charge(engine_budget_t *b, uint64_t before, uint64_t after);
  * series already created by the same write. */
 const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_t *limit_value);
 
-enum { WAL_REC_SERIES = 1, WAL_REC_SAMPLES = 2 };
+enum { WAL_REC_SERIES = 1, WAL_REC_SAMPLES = 2, WAL_REC_TOMB = 3 /* tomb.h record */ };
 
 /* ---- head: in-memory samples per series (engine_head.c) ---- */
 
@@ -181,6 +181,17 @@ struct engine {
     atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
         samples_too_old, samples_too_far_future, series_refused, samples_refused, writes_busy,
         early_flushes, wal_errors, compaction_errors, retention_errors;
+
+    /* tombstones (engine_delete.c); tomb_mu is a leaf lock */
+    pthread_mutex_t tomb_mu;
+    struct tomb **tombs; /* never freed before close: iterators keep pointers */
+    size_t ntombs, tombs_cap;
+    atomic_size_t ntombs_live; /* not yet done (something older may still hold data) */
+    uint8_t *dead;             /* [series id]: emptied by a delete, not written since */
+    size_t dead_cap;
+    atomic_size_t ndead;
+    int tomb_dirty; /* open: a WAL tombstone not in the file yet */
+    atomic_uint_least64_t deletes, samples_deleted, purge_bytes, purges;
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
@@ -217,5 +228,33 @@ int engine_wal_recover(engine_t *e);
 int engine_compact_part(engine_t *e, int64_t part_start);
 /* Collect referenced segments overlapping [mint, maxt], ascending seq. */
 int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n);
+
+/* ---- tombstones (engine_delete.c) ---- */
+
+struct tomb;
+/* Open: load <dir>/tombstones (after engine_parts_load, before the WAL). */
+int engine_tomb_load(engine_t *e);
+/* WAL replay of a WAL_REC_TOMB record: prune the replayed head, keep it. */
+int engine_tomb_replay(engine_t *e, const uint8_t *p, size_t len);
+/* Open, after the WAL: select the tombstones' series, re-check the dead list. */
+int engine_tomb_ready(engine_t *e);
+void engine_tomb_free(engine_t *e);
+/* Series written again (head_mu held): no longer dead. */
+void engine_tomb_note_write(engine_t *e, const uint32_t *ids, size_t n);
+int engine_tomb_any_dead(engine_t *e);
+/* Drop the dead series from ids[0..n); returns the count kept. */
+size_t engine_tomb_filter_ids(engine_t *e, uint32_t *ids, size_t n);
+/* Tombstones not done overlapping [mint, maxt] (*out malloc'd, NULL when 0;
+ * SIZE_MAX: no memory). */
+size_t engine_tomb_snapshot(engine_t *e, int64_t mint, int64_t maxt, struct tomb ***out);
+/* Has partition p a segment older than a tombstone over it? (parts_mu held) */
+int engine_tomb_part_pending(engine_t *e, const part_t *p);
+/* A compaction applied tombstones: in/out bytes of the partition. */
+void engine_tomb_compacted(engine_t *e, uint64_t in_bytes, uint64_t out_bytes);
+/* Tombstones still pending, and *eta_ms until the background purges them. */
+uint64_t engine_tomb_pending(engine_t *e, int64_t *eta_ms);
+/* An iterator over these series ids (taken over, freed on failure too). */
+int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
+                    engine_iter_t **out);
 
 #endif

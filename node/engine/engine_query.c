@@ -17,6 +17,7 @@
 #include "codec.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "tomb.h"
 
 struct engine_iter {
     engine_t *e;
@@ -25,6 +26,8 @@ struct engine_iter {
     int64_t mint, maxt;
     seg_ref_t **segs;
     size_t nsegs;
+    tomb_t **tombs; /* tombstones that may mask these segments (engine_delete.c) */
+    size_t ntombs;
     st_label_t labels[ST_LABELS_MAX];
     int64_t *ts;
     double *v;
@@ -50,6 +53,26 @@ static int it_reserve(engine_iter_t *it, size_t extra)
     return 0;
 }
 
+/* Segments and tombstones of a selected iterator. */
+static int iter_start(engine_iter_t *it, int rc, engine_iter_t **out)
+{
+    if (!rc && it->nids && it->mint <= it->maxt)
+        rc = engine_collect_segs(it->e, it->mint, it->maxt, &it->segs, &it->nsegs);
+    if (!rc && it->nsegs) {
+        it->ntombs = engine_tomb_snapshot(it->e, it->mint, it->maxt, &it->tombs);
+        if (it->ntombs == SIZE_MAX) {
+            it->ntombs = 0;
+            rc = ST_ENOMEM;
+        }
+    }
+    if (rc) {
+        engine_iter_destroy(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
 int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                  engine_iter_t **out)
 {
@@ -69,14 +92,23 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
         free(it);
         return rc;
     }
-    if (it->nids && mint <= maxt)
-        rc = engine_collect_segs(e, mint, maxt, &it->segs, &it->nsegs);
-    if (rc) {
-        engine_iter_destroy(it);
-        return rc;
+    return iter_start(it, rc, out);
+}
+
+int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
+                    engine_iter_t **out)
+{
+    engine_iter_t *it = calloc(1, sizeof *it);
+    if (!it) {
+        free(ids);
+        return ST_ENOMEM;
     }
-    *out = it;
-    return 0;
+    it->e = e;
+    it->mint = mint;
+    it->maxt = maxt;
+    it->ids = ids;
+    it->nids = n;
+    return iter_start(it, 0, out);
 }
 
 /* Copy head samples of `id` in range (head_mu held). */
@@ -112,6 +144,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
             continue;
         }
         int used = 0;
+        size_t n0 = it->n;
         for (size_t i = first; i < first + cnt && !rc; i++) {
             seg_entry_t en;
             if ((rc = seg_entry(r->seg, i, &en)))
@@ -129,6 +162,9 @@ static int load_series(engine_iter_t *it, uint32_t id)
             used = 1;
         }
         seg_ref_unpin(r);
+        if (it->ntombs && it->n > n0) /* deleted after this segment was written */
+            it->n = n0 + tomb_mask(it->tombs, it->ntombs, id, r->seq_max, it->ts + n0, it->v + n0,
+                                   it->n - n0);
         sources += used;
     }
     if (rc) {
@@ -197,6 +233,7 @@ void engine_iter_destroy(engine_iter_t *it)
     for (size_t i = 0; i < it->nsegs; i++)
         seg_ref_release(it->segs[i]);
     free(it->segs);
+    free(it->tombs);
     free(it->ids);
     free(it->ts);
     free(it->v);

@@ -85,8 +85,12 @@ int engine_label_pairs(engine_t *e, const st_matcher_t *m, size_t nm, uint64_t *
         n = idx_count(e->idx);
     }
     st_label_t l[ST_LABELS_MAX];
+    int dead = engine_tomb_any_dead(e); /* series a delete emptied are not counted */
     for (size_t i = 0; i < n && !rc; i++) {
-        int nl = idx_labels(e->idx, nm ? ids[i] : (uint32_t)i, l);
+        uint32_t id = nm ? ids[i] : (uint32_t)i;
+        if (dead && engine_tomb_filter_ids(e, &id, 1) == 0)
+            continue;
+        int nl = idx_labels(e->idx, id, l);
         if (nl < 0)
             continue; /* an id the index no longer knows */
         (*series)++;

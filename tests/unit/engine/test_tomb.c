@@ -1,0 +1,305 @@
+/*
+ * Tombstones: the record and file codecs (round trip, every truncation
+ * refused, CRC), masking, and deletion through the engine — reads hide
+ * deleted samples from segments and heads, later writes are kept, a dry run
+ * only counts, a repeated id is ignored, deletes survive a crash (WAL) and
+ * a reopen (file), emptied series leave the label answers, and a purge
+ * frees the bytes without bringing anything back.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "st_err.h"
+#include "tomb.h"
+
+static const st_matcher_t M2[] = {{ST_MATCH_EQ, "__name__", "cpu"}, {ST_MATCH_RE, "host", "a|b"}};
+
+static void test_codec_roundtrip(void **state)
+{
+    (void)state;
+    tomb_t *t;
+    assert_int_equal(tomb_new(M2, 2, -5, 100, 77, 9, 1234, &t), 0);
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(tomb_encode(&b, t), 0);
+    tomb_t *u;
+    assert_int_equal(tomb_decode(b.data, b.len, &u), 0);
+    assert_int_equal(u->id, 77);
+    assert_int_equal(u->seq, 9);
+    assert_int_equal(u->start, -5);
+    assert_int_equal(u->end, 100);
+    assert_int_equal(u->nm, 2);
+    assert_string_equal(u->m[1].name, "host");
+    assert_string_equal(u->m[1].value, "a|b");
+    assert_int_equal(u->m[1].type, ST_MATCH_RE);
+    for (size_t cut = 0; cut < b.len; cut++) { /* every truncation is refused */
+        tomb_t *x = NULL;
+        assert_int_equal(tomb_decode(b.data, cut, &x), ST_ECORRUPT);
+    }
+    /* file: two tombstones, dead ids */
+    st_buf_t f;
+    st_buf_init(&f);
+    tomb_t *two[2] = {t, u};
+    uint32_t dead[3] = {1, 5, 900};
+    assert_int_equal(tomb_file_encode(&f, two, 2, dead, 3), 0);
+    tomb_t **got;
+    size_t n, nd;
+    uint32_t *gd;
+    assert_int_equal(tomb_file_decode(f.data, f.len, &got, &n, &gd, &nd), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(nd, 3);
+    assert_int_equal(gd[2], 900);
+    for (size_t i = 0; i < n; i++)
+        tomb_free(got[i]);
+    free(got);
+    free(gd);
+    f.data[f.len - 1] ^= 1; /* CRC */
+    assert_int_equal(tomb_file_decode(f.data, f.len, &got, &n, &gd, &nd), ST_ECORRUPT);
+    tomb_free(t);
+    tomb_free(u);
+    st_buf_deinit(&b);
+    st_buf_deinit(&f);
+}
+
+static void test_mask(void **state)
+{
+    (void)state;
+    tomb_t *t;
+    assert_int_equal(tomb_new(M2, 1, 10, 20, 0, 5, 0, &t), 0);
+    uint32_t ids[2] = {3, 8};
+    t->ids = malloc(sizeof ids);
+    memcpy(t->ids, ids, sizeof ids);
+    t->nids = 2;
+    int64_t ts[5] = {5, 10, 15, 20, 25};
+    double v[5] = {1, 2, 3, 4, 5};
+    assert_int_equal(tomb_mask(&t, 1, 4, 0, ts, v, 5), 5); /* other series */
+    assert_int_equal(tomb_mask(&t, 1, 3, 5, ts, v, 5), 5); /* source not older */
+    assert_int_equal(tomb_mask(&t, 1, 8, 4, ts, v, 5), 2);
+    assert_int_equal(ts[0], 5);
+    assert_int_equal(ts[1], 25);
+    assert_true(v[1] == 5);
+    tomb_free(t);
+}
+
+/* ---- through the engine ---- */
+
+static char *make_dir(void)
+{
+    char *d = strdup("/tmp/strata-test-tomb-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static engine_t *open_e(const char *dir)
+{
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    engine_t *e;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    return e;
+}
+
+/* Series host=h<i> of metric cpu, samples at t0 .. t0 + n - 1 (step 100 ms). */
+static void put(engine_t *e, int host, int64_t t0, size_t n, double val)
+{
+    char hv[16];
+    snprintf(hv, sizeof hv, "h%d", host);
+    st_label_t l[2] = {{"__name__", "cpu", 8, 3}, {"host", hv, 4, (uint32_t)strlen(hv)}};
+    int64_t ts[256];
+    double v[256];
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = t0 + (int64_t)i * 100;
+        v[i] = val;
+    }
+    engine_series_batch_t b = {l, 2, ts, v, n};
+    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+}
+
+/* Samples of host h<i> in [mint, maxt]; *sum their values. */
+static size_t count(engine_t *e, int host, int64_t mint, int64_t maxt, double *sum)
+{
+    char hv[16];
+    snprintf(hv, sizeof hv, "h%d", host);
+    st_matcher_t m = {ST_MATCH_EQ, "host", hv};
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, &m, 1, mint, maxt, &it), 0);
+    const st_label_t *l;
+    size_t nl, n, total = 0;
+    const int64_t *ts;
+    const double *v;
+    double s = 0;
+    while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1) {
+        total += n;
+        for (size_t i = 0; i < n; i++)
+            s += v[i];
+    }
+    engine_iter_destroy(it);
+    if (sum)
+        *sum = s;
+    return total;
+}
+
+static int collect_cb(void *arg, const char *s, size_t len)
+{
+    char *out = arg;
+    strncat(out, s, len);
+    strcat(out, ",");
+    return 0;
+}
+
+static void test_engine_delete(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_e(dir);
+    put(e, 1, 0, 50, 1.0); /* 0 .. 4900: partitions 0..4 */
+    put(e, 2, 0, 50, 1.0);
+    assert_int_equal(engine_flush(e), 0);
+    put(e, 1, 5000, 10, 1.0); /* in the head */
+    st_matcher_t m1 = {ST_MATCH_EQ, "host", "h1"};
+    engine_delete_result_t r;
+    /* dry run: counts, changes nothing */
+    assert_int_equal(engine_delete(e, &m1, 1, 1000, 5400, 0, 1, &r), 0);
+    assert_int_equal(r.series, 1);
+    assert_int_equal(r.samples, 45);
+    assert_int_equal(count(e, 1, 0, 100000, NULL), 60);
+    assert_int_equal(engine_delete(e, &m1, 1, 1000, 5400, 42, 0, &r), 0);
+    assert_int_equal(r.samples, 45);
+    assert_int_equal(count(e, 1, 0, 100000, NULL), 15);
+    assert_int_equal(count(e, 2, 0, 100000, NULL), 50); /* others untouched */
+    /* same id again: ignored (a re-delivered delete must not hit later writes) */
+    put(e, 1, 2000, 5, 7.0);
+    assert_int_equal(engine_delete(e, &m1, 1, 1000, 5400, 42, 0, &r), 0);
+    assert_true(r.duplicate);
+    double sum;
+    assert_int_equal(count(e, 1, 0, 100000, &sum), 20); /* the write after the delete is kept */
+    assert_true(sum == 15 + 35.0);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.tombstones, 1);
+    assert_int_equal(st.tombstones_pending, 1);
+    assert_true(st.purge_eta_ms > 0);
+    /* reopen: the tombstone is durable, the later write kept */
+    assert_int_equal(engine_close(e), 0);
+    e = open_e(dir);
+    assert_int_equal(count(e, 1, 0, 100000, &sum), 20);
+    assert_true(sum == 50.0);
+    /* purge: bytes go, nothing comes back */
+    engine_get_stats(e, &st);
+    uint64_t before = st.disk_bytes, freed = 0;
+    assert_int_equal(engine_purge(e, &freed), 0);
+    engine_get_stats(e, &st);
+    assert_true(freed > 0);
+    assert_int_equal(st.tombstones_pending, 0);
+    assert_true(st.disk_bytes < before);
+    assert_int_equal(count(e, 1, 0, 100000, NULL), 20);
+    assert_int_equal(count(e, 2, 0, 100000, NULL), 50);
+    assert_int_equal(engine_close(e), 0);
+    e = open_e(dir);
+    assert_int_equal(count(e, 1, 0, 100000, NULL), 20);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_engine_delete_labels_and_crash(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_e(dir);
+    put(e, 1, 0, 10, 1.0);
+    put(e, 2, 0, 10, 1.0);
+    assert_int_equal(engine_flush(e), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a crash right after the delete: only the WAL knows of it */
+        engine_t *c = NULL;
+        (void)c;
+        st_matcher_t m = {ST_MATCH_EQ, "host", "h2"};
+        engine_delete_result_t r;
+        put(e, 2, 50000, 3, 1.0); /* head, before the delete: must go too */
+        if (engine_delete(e, &m, 1, INT64_MIN, INT64_MAX, 0, 0, &r) != 0)
+            _exit(2);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* the parent's engine never saw it: close it without flushing anything new */
+    assert_int_equal(engine_close(e), 0);
+    e = open_e(dir);
+    assert_int_equal(count(e, 2, INT64_MIN / 4, INT64_MAX / 4, NULL), 0);
+    assert_int_equal(count(e, 1, 0, 100000, NULL), 10);
+    char vals[256] = "";
+    assert_int_equal(engine_label_values(e, "host", NULL, 0, collect_cb, vals), 0);
+    assert_string_equal(vals, "h1,");
+    /* written again: listed again */
+    put(e, 2, 90000, 1, 1.0);
+    vals[0] = '\0';
+    assert_int_equal(engine_label_values(e, "host", NULL, 0, collect_cb, vals), 0);
+    assert_string_equal(vals, "h1,h2,");
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A partition whose every sample is deleted: the purge writes an empty
+ * segment, and a reopen is fine with it. */
+static void test_purge_empties_partition(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_e(dir);
+    put(e, 1, 10000, 5, 1.0); /* partition 10000 only */
+    put(e, 2, 0, 5, 1.0);     /* partition 0 */
+    assert_int_equal(engine_flush(e), 0);
+    st_matcher_t m = {ST_MATCH_EQ, "host", "h1"};
+    engine_delete_result_t r;
+    assert_int_equal(engine_delete(e, &m, 1, INT64_MIN, INT64_MAX, 0, 0, &r), 0);
+    assert_int_equal(r.samples, 5);
+    uint64_t freed = 0;
+    assert_int_equal(engine_purge(e, &freed), 0);
+    assert_true(freed > 0);
+    assert_int_equal(count(e, 1, INT64_MIN / 4, INT64_MAX / 4, NULL), 0);
+    assert_int_equal(engine_close(e), 0);
+    e = open_e(dir);
+    assert_int_equal(count(e, 1, INT64_MIN / 4, INT64_MAX / 4, NULL), 0);
+    assert_int_equal(count(e, 2, INT64_MIN / 4, INT64_MAX / 4, NULL), 5);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.tombstones_pending, 0);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_roundtrip),
+        cmocka_unit_test(test_mask),
+        cmocka_unit_test(test_engine_delete),
+        cmocka_unit_test(test_engine_delete_labels_and_crash),
+        cmocka_unit_test(test_purge_empties_partition),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
