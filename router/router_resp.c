@@ -28,6 +28,7 @@
  * TS.ADD past it). TS.INCRBY/DECRBY run one at a time per router.
  */
 #include "router_resp.h"
+#include "router_delete.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -1270,30 +1271,194 @@ static void cmd_info(rconn_t *c)
     resp_bulk(&c->out, t, (size_t)n);
 }
 
-/* Deletion (DEL, TS.DEL, FLUSHALL) comes with the deletion work; one
- * place answers until it is wired. */
-static void not_yet(rconn_t *c, const char *what)
+/* ---- deletion: DEL, TS.DEL, FLUSHALL ----------------------------------------
+ * All three go through router_delete_submit(), the path of the HTTP
+ * delete_series endpoint (tombstones replicated like writes). A key's data
+ * series and, for DEL, its metadata series are deleted; the key's cache
+ * entry is forgotten so the next command reads the metadata again. */
+
+#define RESP_DEL_MAX_KEYS (ROUTER_DELETE_MAX_SELECTORS / 2)
+
+static int job_key(job_t *j, size_t i);
+
+/* Parse the selector text of key i's data series (and, if meta, its
+ * metadata series) into sel[*n...]. 0 or -1 (reply written). */
+static int del_key_selectors(rconn_t *c, const resp_arg_t *a, selector_t *sel, size_t *n, int meta)
 {
-    resp_errorf(&c->out, "ERR %s: not available yet", what);
+    char err[200];
+    int plain;
+    st_buf_t t;
+    st_buf_init(&t);
+    int rc = memchr(a->p, 0, a->len) || a->len == 0 ||
+             key_selector(&t, a->p, a->len, &plain, err, sizeof err);
+    if (!rc)
+        rc = selector_parse((const char *)t.data, strlen((const char *)t.data), &sel[*n], err,
+                            sizeof err);
+    if (!rc)
+        (*n)++;
+    if (!rc && meta && !plain) {
+        char *key = dupn(a->p, a->len);
+        t.len = 0;
+        rc = !key || meta_selector(&t, key);
+        free(key);
+        if (!rc)
+            rc = selector_parse((const char *)t.data, strlen((const char *)t.data), &sel[*n], err,
+                                sizeof err);
+        if (!rc)
+            (*n)++;
+    }
+    st_buf_deinit(&t);
+    if (rc)
+        resp_error(&c->out, "ERR TSDB: invalid key");
+    return rc ? -1 : 0;
+}
+
+static void del_reply(job_t *j)
+{
+    st_buf_t *o = &j->c->out;
+    if (j->status != 0) {
+        resp_errorf(o, "ERR delete failed: %s", j->missing[0] ? j->missing : "shards unavailable");
+    } else if (j->kind == 'D') { /* TS.DEL: samples deleted */
+        if (j->ts == 0 && !j->plain && !(j->e && j->e->exists))
+            resp_error(o, "ERR TSDB: the key does not exist");
+        else
+            resp_int(o, j->ts);
+    } else if (j->kind == 'k') { /* DEL: keys that had data (at most the keys named) */
+        resp_int(o, j->dup < j->ts ? j->dup : j->ts);
+    } else { /* FLUSHALL */
+        resp_simple(o, "OK");
+    }
+    /* forget every cached key: deleted data must not be answered from cache */
+    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
+        for (ent_t *e = j->s->buckets[i]; e; e = e->next) {
+            if (j->kind == 'D' && e != j->e)
+                continue;
+            e->loaded_ms = 0;
+            e->hi_known = 0;
+            e->last_known = 0;
+        }
+    job_end(j);
+}
+
+static void del_keys_submit(job_t *j, int dry_run);
+
+static void del_done(void *arg, int status, const router_delete_result_t *res)
+{
+    job_t *j = arg;
+    j->status = status;
+    snprintf(j->missing, sizeof j->missing, "%.200s", res ? res->why : "");
+    if (j->kind == 'K') { /* DEL's dry run: how many of the keys hold data */
+        j->ts = res ? (int64_t)res->series : 0;
+        j->kind = 'k';
+        if (status == 0) {
+            del_keys_submit(j, 0);
+            return;
+        }
+    } else if (j->kind != 'k') {
+        j->ts = res ? (int64_t)res->samples : 0;
+    }
+    j->next = del_reply;
+    uv_timer_start(&j->timer, on_job_timer, 0, 0);
+}
+
+/* Submit sel[0..n) for [from, to]; the reply comes from del_reply. */
+static void del_submit(job_t *j, selector_t *sel, size_t n, int64_t from, int64_t to, int dry_run)
+{
+    int rc = router_delete_submit(j->s->r, sel, n, from, to, dry_run, 0, del_done, j);
+    for (size_t i = 0; i < n; i++)
+        selector_free(&sel[i]);
+    if (rc) {
+        resp_error(&j->c->out, rc == ST_ENOMEM ? "ERR out of memory" : "ERR delete refused");
+        job_end(j);
+    }
+}
+
+/* DEL: a dry run first (its series count is the reply: keys with data),
+ * then the delete of the keys' data and metadata series. */
+static void del_keys_submit(job_t *j, int dry_run)
+{
+    size_t nkeys = j->argc - 1;
+    selector_t *sel = calloc(2 * nkeys, sizeof *sel);
+    if (!sel) {
+        fatal_oom(j->c);
+        job_end(j);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nkeys; i++)
+        if (del_key_selectors(j->c, &j->argv[1 + i], sel, &n, !dry_run)) {
+            for (size_t k = 0; k < n; k++)
+                selector_free(&sel[k]);
+            free(sel);
+            job_end(j);
+            return;
+        }
+    del_submit(j, sel, n, INT64_MIN, INT64_MAX, dry_run);
+    free(sel);
 }
 
 static void cmd_del(rconn_t *c)
 {
-    not_yet(c, "DEL");
+    size_t nkeys = c->argc - 1;
+    if (nkeys > RESP_DEL_MAX_KEYS) {
+        resp_errorf(&c->out, "ERR DEL: at most %d keys per command", RESP_DEL_MAX_KEYS);
+        return;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    j->kind = 'K';
+    j->dup = (int)nkeys;
+    del_keys_submit(j, 1);
+}
+
+static void ts_del_step(job_t *j)
+{
+    selector_t sel[1];
+    size_t n = 0;
+    if (del_key_selectors(j->c, &j->argv[1], sel, &n, 0)) {
+        job_end(j);
+        return;
+    }
+    del_submit(j, sel, n, j->rg.from, j->rg.to, 0);
 }
 
 static void cmd_ts_del(rconn_t *c)
 {
     int64_t a, b;
-    if (resp_parse_int(&c->argv[2], &a) && !(c->argv[2].len == 1 && c->argv[2].p[0] == '-')) {
+    if (c->argv[2].len == 1 && c->argv[2].p[0] == '-')
+        a = INT64_MIN;
+    else if (resp_parse_int(&c->argv[2], &a)) {
         resp_error(&c->out, "ERR TSDB: invalid fromTimestamp");
         return;
     }
-    if (resp_parse_int(&c->argv[3], &b) && !(c->argv[3].len == 1 && c->argv[3].p[0] == '+')) {
+    if (c->argv[3].len == 1 && c->argv[3].p[0] == '+')
+        b = INT64_MAX;
+    else if (resp_parse_int(&c->argv[3], &b)) {
         resp_error(&c->out, "ERR TSDB: invalid toTimestamp");
         return;
     }
-    not_yet(c, "TS.DEL");
+    if (b < a) {
+        resp_error(&c->out, "ERR TSDB: fromTimestamp must not be after toTimestamp");
+        return;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    if (job_key(j, 1) != 0) {
+        job_end(j);
+        return;
+    }
+    j->kind = 'D';
+    j->rg.from = a;
+    j->rg.to = b;
+    job_meta(j, ts_del_step);
 }
 
 static void cmd_flushall(rconn_t *c)
@@ -1303,7 +1468,28 @@ static void cmd_flushall(rconn_t *c)
                    "ERR FLUSHALL is disabled (set [router] resp_flushall = on to allow it)");
         return;
     }
-    not_yet(c, "FLUSHALL");
+    selector_t sel[1];
+    char err[200];
+    if (selector_parse("{__name__=~\".+\"}", 16, &sel[0], err, sizeof err)) {
+        resp_error(&c->out, "ERR out of memory");
+        return;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        selector_free(&sel[0]);
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    j->kind = 'F';
+    del_submit(j, sel, 1, INT64_MIN, INT64_MAX, 0);
+}
+
+/* Compaction rules come with the lifecycle work; one place answers until
+ * they are wired. */
+static void not_yet(rconn_t *c, const char *what)
+{
+    resp_errorf(&c->out, "ERR %s: not available yet", what);
 }
 
 static void cmd_createrule(rconn_t *c)

@@ -474,6 +474,34 @@ class RespTest(ClusterTestCase):
 
     # ---- errors and limits ---------------------------------------------------------
 
+    def test_del_and_ts_del(self):
+        """TS.DEL removes a range (the count of samples it removed), a later
+        write into that range is kept, DEL removes the key with its
+        settings (TS.RANGE then says the key does not exist)."""
+        T = self.T
+        r = self.r()
+        r.execute_command("TS.CREATE", "del:1", "LABELS", "kind", "del")
+        for i in range(10):
+            r.execute_command("TS.ADD", "del:1", T + i * 1000, i)
+        self.assertEqual(r.execute_command("TS.DEL", "del:1", T + 2000, T + 5000), 4)
+        got = self.vals(r.execute_command("TS.RANGE", "del:1", "-", "+"))
+        self.assertEqual(got, [(T + i * 1000, float(i)) for i in (0, 1, 6, 7, 8, 9)])
+        # a write after the delete, into the deleted range, is kept
+        r.execute_command("TS.ADD", "del:1", T + 3000, 33, "ON_DUPLICATE", "LAST")
+        got = self.vals(r.execute_command("TS.RANGE", "del:1", T + 2000, T + 5000))
+        self.assertEqual(got, [(T + 3000, 33.0)])
+        # the data series is gone from PromQL's view too
+        q = urllib.parse.urlencode({"match[]": '{__name__="del:1"}', "start": str((T - 1000) / 1000),
+                                    "end": str((T + 20000) / 1000)})
+        st, _, body = http_request(self.c.router_url(0) + "/api/v1/export?" + q)
+        self.assertEqual(st, 200)
+        ts = sorted(t for s in parse_export(body) for t in s["timestamps"])
+        self.assertEqual(ts, [T, T + 1000, T + 3000, T + 6000, T + 7000, T + 8000, T + 9000])
+        # DEL: the key and its settings
+        self.assertEqual(r.execute_command("DEL", "del:1", "del:none"), 1)
+        self.assertIn("does not exist", self.err("TS.RANGE", "del:1", "-", "+"))
+        self.assertEqual(r.execute_command("TS.QUERYINDEX", "kind=del"), [])
+
     def test_errors(self):
         e = self.err
         self.assertIn("wrong number of arguments for 'ts.add'", e("TS.ADD", "k"))
@@ -494,7 +522,8 @@ class RespTest(ClusterTestCase):
         self.assertIn("missing FILTER", e("TS.MRANGE", "-", "+", "COUNT", 3))
         self.assertIn("WITHLABELS", e("TS.MGET", "WITHLABELS", "SELECTED_LABELS", "a",
                                       "FILTER", "a=b"))
-        self.assertIn("TS.DEL: not available yet", e("TS.DEL", "k", "-", "+"))
+        self.assertIn("invalid fromTimestamp", e("TS.DEL", "k", "x", "+"))
+        self.assertIn("does not exist", e("TS.DEL", "nokey:3", "-", "+"))
         self.assertIn("TS.CREATERULE: not available yet",
                       e("TS.CREATERULE", "a", "b", "AGGREGATION", "avg", 1000))
         self.assertIn("TS.DELETERULE: not available yet", e("TS.DELETERULE", "a", "b"))
