@@ -65,9 +65,14 @@ enum sect {
 
 /* Sections without an argument; [node "ID"] is parsed separately. */
 static const char *const sect_names[SECT__COUNT] = {
-    [SECT_NONE] = "",         [SECT_CLUSTER] = "cluster",         [SECT_STORAGE] = "storage",
-    [SECT_ROUTER] = "router", [SECT_REPLICATION] = "replication", [SECT_NODE] = "node",
-    [SECT_DOWNSAMPLING] = "downsampling", [SECT_RETENTION] = "retention",
+    [SECT_NONE] = "",
+    [SECT_CLUSTER] = "cluster",
+    [SECT_STORAGE] = "storage",
+    [SECT_ROUTER] = "router",
+    [SECT_REPLICATION] = "replication",
+    [SECT_NODE] = "node",
+    [SECT_DOWNSAMPLING] = "downsampling",
+    [SECT_RETENTION] = "retention",
 };
 
 enum ktype {
@@ -268,7 +273,7 @@ struct topo {
     struct ret_override { /* [retention], sorted by name after parsing */
         char *name;
         int64_t ms;
-    } *ret;
+    } * ret;
     size_t nret;
 };
 
@@ -661,8 +666,8 @@ static int on_section(struct parse *p, const char *s, size_t n)
         }
     }
     return fail(p, p->lineno,
-                "unknown section [%s] (expected [cluster], [storage], [router], [replication], "
-                "[downsampling], [retention] or [node \"ID\"])",
+                "unknown section [%s] (expected [cluster], [storage], [router], [replication] or "
+                "[node \"ID\"])",
                 clean(q, sizeof q, tmp));
 }
 
@@ -1569,7 +1574,8 @@ void topo_print(const topo_t *t, FILE *f)
             st_fmt_duration_one(b, sizeof b, t->repl.rpc_frame_timeout_ms));
     fprintf(f, "downsampling: ");
     for (size_t i = 0; i < t->ntiers; i++) {
-        fprintf(f, "%s%s", i ? ", " : "tiers ", st_fmt_duration_one(b, sizeof b, t->tiers[i].age_ms));
+        fprintf(f, "%s%s", i ? ", " : "tiers ",
+                st_fmt_duration_one(b, sizeof b, t->tiers[i].age_ms));
         fprintf(f, ":%s", st_fmt_duration_one(b, sizeof b, t->tiers[i].res_ms));
     }
     fprintf(f, "%s\n", t->ntiers ? "" : "none (raw data only)");

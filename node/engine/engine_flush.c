@@ -857,7 +857,21 @@ int engine_apply_retention(engine_t *e, int64_t now_ms)
 {
     if (e->o.retention_ms <= 0)
         return 0;
-    int64_t cutoff = now_ms - e->o.retention_ms;
+    return engine_drop_before(e, now_ms - e->o.retention_ms);
+}
+
+int engine_oldest_partition(engine_t *e, int64_t *start)
+{
+    pthread_mutex_lock(&e->parts_mu);
+    int rc = e->nparts ? 0 : ST_ENOENT;
+    if (!rc)
+        *start = e->parts[0]->start;
+    pthread_mutex_unlock(&e->parts_mu);
+    return rc;
+}
+
+int engine_drop_before(engine_t *e, int64_t cutoff)
+{
     pthread_mutex_lock(&e->flush_mu);
     for (;;) {
         pthread_mutex_lock(&e->parts_mu);
