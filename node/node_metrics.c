@@ -136,7 +136,7 @@ static int tier_gauges(void *arg, st_buf_t *out)
             sum[i].chunks += st[i].chunks;
             sum[i].disk_bytes += st[i].disk_bytes;
             sum[i].series += st[i].series;
-            if (st[i].watermark_ms < sum[i].watermark_ms)
+            if (st[i].watermark_ms != INT64_MIN && st[i].watermark_ms < sum[i].watermark_ms)
                 sum[i].watermark_ms = st[i].watermark_ms;
         }
         if (k > nt)
@@ -154,7 +154,7 @@ static int tier_gauges(void *arg, st_buf_t *out)
         {"strata_node_tier_disk_bytes", "gauge", "Bytes on disk of a tier, by resolution (ms)."},
         {"strata_node_tier_series", "gauge", "Series in a tier, by resolution (ms)."},
         {"strata_node_tier_watermark_seconds", "gauge",
-         "Buckets ending at or before this are in the tier (oldest over the shards; absent: none)."},
+         "Buckets ending at or before this are in the tier (oldest over the shards that have one)."},
     };
     char tmp[512];
     for (size_t g = 0; g < sizeof m / sizeof m[0]; g++) {

@@ -260,8 +260,9 @@ int engine_apply_retention(engine_t *e, int64_t now_ms);
 /* Drop every partition (its segments) that ends at or before `cutoff` (ms);
  * the head is untouched. Used by downsampling (engine_tier.h). */
 int engine_drop_before(engine_t *e, int64_t cutoff);
-/* Start of the oldest partition with segments, or ST_ENOENT if none. */
-int engine_oldest_partition(engine_t *e, int64_t *start);
+/* Start of the oldest partition with segments starting at or after
+ * `after`, or ST_ENOENT if none. */
+int engine_partition_after(engine_t *e, int64_t after, int64_t *start);
 
 typedef struct engine_stats {
     uint64_t series;

@@ -860,12 +860,15 @@ int engine_apply_retention(engine_t *e, int64_t now_ms)
     return engine_drop_before(e, now_ms - e->o.retention_ms);
 }
 
-int engine_oldest_partition(engine_t *e, int64_t *start)
+int engine_partition_after(engine_t *e, int64_t after, int64_t *start)
 {
+    int rc = ST_ENOENT;
     pthread_mutex_lock(&e->parts_mu);
-    int rc = e->nparts ? 0 : ST_ENOENT;
-    if (!rc)
-        *start = e->parts[0]->start;
+    for (size_t i = 0; i < e->nparts && rc; i++)
+        if (e->parts[i]->start >= after && e->parts[i]->nsegs) {
+            *start = e->parts[i]->start;
+            rc = 0;
+        }
     pthread_mutex_unlock(&e->parts_mu);
     return rc;
 }

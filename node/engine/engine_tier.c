@@ -561,48 +561,69 @@ static void drop_moved(engine_tiers_t *t, size_t k, int64_t w)
         engine_drop_before(src, w + 1);
 }
 
-static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_chunks, wbatch_t *wb,
-                    tier_bucket_t **bk, size_t *bcap)
+/* Where the next chunk of tier k starts: the watermark, or just before
+ * the first source partition after it (gaps are skipped). ST_ENOENT: the
+ * source has no partition after the watermark. */
+static int next_chunk(engine_tiers_t *t, size_t k, int64_t w, int64_t *cur)
+{
+    engine_t *src = k ? t->eng[k - 1] : t->raw;
+    int64_t start;
+    int rc = engine_partition_after(src, w, &start);
+    if (rc)
+        return rc;
+    *cur = w == INT64_MIN || start - t->part_ms > w ? start - t->part_ms : w;
+    return 0;
+}
+
+static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_chunks,
+                    wbatch_t *wb, tier_bucket_t **bk, size_t *bcap)
 {
     engine_t *src = k ? t->eng[k - 1] : t->raw;
     int64_t P = t->part_ms;
     int64_t cut = now_ms - t->spec[k].age_ms;
-    int64_t w = atomic_load(&t->wm[k]);
-    int64_t oldest;
-    int rc = engine_oldest_partition(src, &oldest);
-    if (rc == ST_ENOENT) {
-        if (w == INT64_MIN)
-            return 0; /* nothing to move yet */
-        oldest = INT64_MAX;
-    }
-    int64_t start = w;
-    if (oldest != INT64_MAX && (w == INT64_MIN || oldest - P > w))
-        start = oldest - P; /* a gap: skip it */
-    /* the finer tier's own watermark bounds what it can hand on */
+    /* the finer tier holds buckets up to its own watermark only */
     int64_t limit = k ? atomic_load(&t->wm[k - 1]) : INT64_MAX;
+    int64_t w = atomic_load(&t->wm[k]), cur;
+    int rc = next_chunk(t, k, w, &cur);
+    if (rc == ST_ENOENT || (!rc && (cur > cut - P || cur + P > limit))) {
+        if (w != INT64_MIN) { /* backfill that landed after its chunk moved */
+            pthread_rwlock_wrlock(&t->move_mu);
+            drop_moved(t, k, w);
+            pthread_rwlock_unlock(&t->move_mu);
+        }
+        return 0;
+    }
+    if (rc)
+        return rc;
+    /* a chunk is due: the source's head goes to segments first, so that no
+     * unflushed sample is skipped with a gap */
+    if ((rc = engine_flush(src)) || (rc = next_chunk(t, k, w, &cur)))
+        return rc == ST_ENOENT ? 0 : rc;
     unsigned done = 0;
-    int64_t cur = start;
     while (done < max_chunks && cur <= cut - P && cur + P <= limit) {
         if ((rc = move_chunk(t, k, cur, wb, bk, bcap)))
             return rc;
         cur += P;
         done++;
-    }
-    if (cur != w && done) {
-        if ((rc = engine_flush(t->eng[k])))
+        int64_t nx;
+        rc = next_chunk(t, k, cur, &nx);
+        if (rc == ST_ENOENT)
+            break;
+        if (rc)
             return rc;
-        if ((rc = wm_store(t->dir[k], cur)))
-            return rc;
-        pthread_rwlock_wrlock(&t->move_mu);
-        atomic_store(&t->wm[k], cur);
-        drop_moved(t, k, cur);
-        pthread_rwlock_unlock(&t->move_mu);
-        atomic_fetch_add(&t->chunks[k], done);
-    } else if (w != INT64_MIN) {
-        pthread_rwlock_wrlock(&t->move_mu);
-        drop_moved(t, k, w); /* backfill that landed after the move */
-        pthread_rwlock_unlock(&t->move_mu);
+        cur = nx;
     }
+    if (!done)
+        return 0;
+    if ((rc = engine_flush(t->eng[k])))
+        return rc;
+    if ((rc = wm_store(t->dir[k], cur)))
+        return rc;
+    pthread_rwlock_wrlock(&t->move_mu);
+    atomic_store(&t->wm[k], cur);
+    drop_moved(t, k, cur);
+    pthread_rwlock_unlock(&t->move_mu);
+    atomic_fetch_add(&t->chunks[k], done);
     return (int)done;
 }
 
