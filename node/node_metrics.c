@@ -154,7 +154,8 @@ static int tier_gauges(void *arg, st_buf_t *out)
         {"strata_node_tier_disk_bytes", "gauge", "Bytes on disk of a tier, by resolution (ms)."},
         {"strata_node_tier_series", "gauge", "Series in a tier, by resolution (ms)."},
         {"strata_node_tier_watermark_seconds", "gauge",
-         "Buckets ending at or before this are in the tier (oldest over the shards that have one)."},
+         "Buckets ending at or before this are in the tier (oldest over the shards that have "
+         "one)."},
     };
     char tmp[512];
     for (size_t g = 0; g < sizeof m / sizeof m[0]; g++) {
@@ -166,7 +167,7 @@ static int tier_gauges(void *arg, st_buf_t *out)
             const engine_tier_stats_t *x = &sum[i];
             if (g == 4 && (x->watermark_ms == INT64_MIN || x->watermark_ms == INT64_MAX))
                 continue;
-            uint64_t v = g == 0 ? x->buckets_written
+            uint64_t v = g == 0   ? x->buckets_written
                          : g == 1 ? x->chunks
                          : g == 2 ? x->disk_bytes
                          : g == 3 ? x->series

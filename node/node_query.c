@@ -218,8 +218,7 @@ static int nq_buckets(void *arg, const st_matcher_t *m, size_t nm, int64_t mint,
         if (rc) {
             q->regex_limit = rc == ST_ELIMIT;
             if (rc < 0 && !q->msg[0])
-                snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si],
-                         engine_last_error());
+                snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
             return rc;
         }
     }

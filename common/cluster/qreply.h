@@ -28,9 +28,9 @@ int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint3
 
 /* The counters at the end of a reply (0 when absent or malformed). */
 typedef struct qreply_counts {
-    uint64_t samples; /* raw samples the node read */
-    uint64_t points;  /* values in the reply */
-    uint64_t series;  /* series the node selected */
+    uint64_t samples;       /* raw samples the node read */
+    uint64_t points;        /* values in the reply */
+    uint64_t series;        /* series the node selected */
     uint64_t resolution_ms; /* every selection read buckets this wide (0: raw samples) */
 } qreply_counts_t;
 void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out);

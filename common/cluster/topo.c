@@ -1195,10 +1195,19 @@ static int finish(struct parse *p)
     t->storage.retention_ms = t->val[K_RETENTION];
     if (t->nret)
         qsort(t->ret, t->nret, sizeof *t->ret, ret_cmp);
-    for (size_t i = 0; i < t->ntiers; i++)
+    for (size_t i = 0; i < t->ntiers; i++) {
         if (t->storage.partition_ms % t->tiers[i].res_ms)
             return fail(p, p->tiers_line,
                         "tier %zu: its resolution must divide [storage] partition", i + 1);
+        if (t->storage.retention_ms && t->tiers[i].age_ms >= t->storage.retention_ms)
+            return fail(p, p->tiers_line,
+                        "tier %zu: its age must be shorter than [storage] retention", i + 1);
+    }
+    for (size_t i = 0; i < t->nret && t->storage.retention_ms; i++)
+        if (!t->ret[i].ms || t->ret[i].ms > t->storage.retention_ms)
+            return fail(p, p->sect_line[SECT_RETENTION],
+                        "[retention] %s: an override may only shorten [storage] retention",
+                        t->ret[i].name);
     t->storage.memtable_max_bytes = (uint64_t)t->val[K_MEMTABLE_MAX];
     t->storage.memtable_max_age_ms = t->val[K_MEMTABLE_MAX_AGE];
     t->router.max_body_bytes = (uint64_t)t->val[K_MAX_BODY_BYTES];

@@ -575,8 +575,8 @@ static int next_chunk(engine_tiers_t *t, size_t k, int64_t w, int64_t *cur)
     return 0;
 }
 
-static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_chunks,
-                    wbatch_t *wb, tier_bucket_t **bk, size_t *bcap)
+static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_chunks, wbatch_t *wb,
+                    tier_bucket_t **bk, size_t *bcap)
 {
     engine_t *src = k ? t->eng[k - 1] : t->raw;
     int64_t P = t->part_ms;
