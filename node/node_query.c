@@ -18,6 +18,14 @@
  * fails in the index (idx_match.c). Each refusal is counted in
  * strata_node_queries_refused_total{limit="<setting>"}.
  *
+ * Downsampling ([downsampling] tiers, engine_tier.h): the evaluator is
+ * given the tier widths and nq_buckets, so a rollup exact on whole buckets
+ * whose window and evaluation times are multiples of a width reads the
+ * widest such buckets; the reply's resolution_ms says the width read when
+ * every selection read buckets (0 otherwise: the router's
+ * X-Strata-Resolution). Raw selections reaching before the first tier's
+ * watermark read each bucket's last sample there (nq_select_tiered).
+ *
  * Cancellation: a QueryRequest with a query_id takes a slot of
  * n->running for its evaluation; a CANCEL RPC of that id (the router
  * answered without waiting for this node: another node's refusal, a failed
@@ -141,6 +149,48 @@ static int nq_stopped(nq_t *q)
     return 0;
 }
 
+typedef struct nq_bsink {
+    nq_t *q;
+    promql_sink_t *sink;
+} nq_bsink_t;
+
+/* engine_tier_cb for a raw selection reaching into the tiers: each bucket
+ * becomes its last sample (a raw sample is a bucket of its own). */
+static int nq_tier_samples(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b,
+                           size_t n)
+{
+    nq_bsink_t *bs = arg;
+    int64_t *ts = malloc((n + 1) * sizeof *ts);
+    double *v = malloc((n + 1) * sizeof *v);
+    int rc = ts && v ? 0 : ST_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        ts[i] = b[i].last_ts;
+        v[i] = b[i].last;
+    }
+    bs->q->series++;
+    if (!rc)
+        rc = promql_sink_add(bs->sink, l, nl, ts, v, n);
+    free(ts);
+    free(v);
+    return rc ? rc : nq_stopped(bs->q);
+}
+
+/* A raw selection over a shard whose older data is in tiers: raw samples
+ * after the first watermark, the buckets' last samples before it. */
+static int nq_select_tiered(nq_t *q, engine_tiers_t *t, uint32_t shard, const st_matcher_t *m,
+                            size_t nm, int64_t mint, int64_t maxt, promql_sink_t *sink)
+{
+    nq_bsink_t bs = {q, sink};
+    int64_t used = 0;
+    int rc = engine_tiers_select(t, m, nm, mint, maxt, 0, nq_tier_samples, &bs, &used, &q->samples);
+    if (rc) {
+        q->regex_limit = rc == ST_ELIMIT;
+        if (rc < 0 && !q->msg[0])
+            snprintf(q->msg, q->msglen, "shard %u: %s", shard, engine_last_error());
+    }
+    return rc;
+}
+
 static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                      promql_sink_t *sink)
 {
@@ -148,10 +198,17 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     q->raw_read = 1;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
+        engine_tiers_t *tiers = q->n->tiers[q->r->shards[si]];
         engine_iter_t *it;
         int rc = nq_stopped(q);
         if (rc)
             return rc;
+        if (tiers && engine_tiers_raw_after(tiers) != INT64_MIN &&
+            mint <= engine_tiers_raw_after(tiers)) {
+            if ((rc = nq_select_tiered(q, tiers, q->r->shards[si], m, nm, mint, maxt, sink)))
+                return rc;
+            continue;
+        }
         rc = engine_query(e, m, nm, mint, maxt, &it);
         if (rc) {
             q->regex_limit = rc == ST_ELIMIT;
@@ -177,11 +234,6 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
 }
 
 /* engine_tier_cb: one series' buckets into the evaluator. */
-typedef struct nq_bsink {
-    nq_t *q;
-    promql_sink_t *sink;
-} nq_bsink_t;
-
 _Static_assert(sizeof(tier_bucket_t) == sizeof(promql_bucket_t) &&
                    offsetof(tier_bucket_t, rsum) == offsetof(promql_bucket_t, rsum) &&
                    offsetof(tier_bucket_t, count) == offsetof(promql_bucket_t, count) &&

@@ -739,7 +739,7 @@ static int sel_source(engine_tiers_t *t, size_t k, const st_matcher_t *m, size_t
     if (!raw)
         mm[n++] = (st_matcher_t){ST_MATCH_EQ, TIER_LABEL, TIER_SERIES_VALUE};
     /* raw: samples of the buckets ending in [lo, hi]; tier: their 9 samples */
-    int64_t qlo = raw ? tier_bucket_end(lo, res) - res + 1 : lo - (TIER_FIELDS - 1);
+    int64_t qlo = !raw ? lo - (TIER_FIELDS - 1) : res ? tier_bucket_end(lo, res) - res + 1 : lo;
     engine_iter_t *it;
     int rc = engine_query(e, mm, n, qlo, hi, &it);
     if (rc)
@@ -762,7 +762,14 @@ static int sel_source(engine_tiers_t *t, size_t k, const st_matcher_t *m, size_t
         *read += raw ? cnt : cnt / TIER_FIELDS;
         size_t nb;
         if (raw) {
-            nb = tier_aggregate(ts, v, cnt, res, bk);
+            if (res) {
+                nb = tier_aggregate(ts, v, cnt, res, bk);
+            } else { /* samples: one bucket each, ending at its timestamp */
+                for (size_t i = 0; i < cnt; i++)
+                    bk[i] =
+                        (tier_bucket_t){ts[i], ts[i], ts[i], 1, v[i], v[i], v[i], v[i], v[i], -0.0};
+                nb = cnt;
+            }
         } else {
             if ((rc = tier_decode(ts, v, cnt, tres, lo, hi, bk, &nb))) {
                 engine_set_error("tier %" PRId64 " ms: corrupt bucket", tres);
@@ -793,7 +800,7 @@ int engine_tiers_select(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int
     sel_t s = {0};
     int rc = 0;
     *used_res = res;
-    if (res < 1 || mint > maxt)
+    if (res < 0 || mint > maxt)
         return mint > maxt ? 0 : ST_EINVAL;
     pthread_rwlock_rdlock(&t->move_mu);
     int64_t after = INT64_MIN; /* W[k + 1] going from the coarsest tier up */

@@ -107,9 +107,11 @@ int engine_tiers_run(engine_tiers_t *t, int64_t now_ms, unsigned max_chunks);
  * [mint, maxt]: tiers whose width divides res are re-aggregated, coarser
  * ones are passed as they are (*used_res gets the coarsest width actually
  * read, res if none was coarser), raw data after the first watermark is
- * aggregated on the fly. cb gets each series once (labels sorted, buckets
- * ascending); a non-zero return stops and is returned. *read (added to)
- * counts raw samples and tier buckets read.
+ * aggregated on the fly. res 0: raw samples as they are (one bucket each,
+ * ending at its timestamp) and tier buckets as they are. cb gets each
+ * series once (labels sorted, buckets ascending); a non-zero return stops
+ * and is returned. *read (added to) counts raw samples and tier buckets
+ * read.
  */
 typedef int (*engine_tier_cb)(void *arg, const st_label_t *labels, size_t nlabels,
                               const tier_bucket_t *b, size_t n);

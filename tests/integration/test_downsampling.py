@@ -14,7 +14,8 @@ _over_time, rate, increase, delta, and aggregations of them), and the
 tiered answer carries `X-Strata-Resolution: 1h`. A query the tiers cannot
 answer exactly (avg_over_time, or times that are not multiples of any tier
 width) says `raw` instead; one on times that are multiples of 1m but not 1h
-reads the 1h buckets (all that is left) and says `1h`.
+reads the 1h buckets (all that is left) and says `1h`. Raw selections
+over moved data read each bucket's last sample.
 """
 
 import json
@@ -126,6 +127,18 @@ class DownsamplingTest(ClusterTestCase):
         h, _ = self.query(self.tier, "sum_over_time(cpu_usage_user[1h])", "1h",
                           start=START + 600)
         self.assertEqual(h.get("x-strata-resolution"), "1h")
+
+    def test_selector_reads_bucket_last_samples(self):
+        """Raw selections over moved data read each bucket's last sample:
+        with samples on every 10 s the last one of an hour sits on the hour,
+        so a plain selector at whole hours matches the raw cluster."""
+        h_raw, want = self.query(self.raw, "cpu_usage_user", "1h")
+        h, got = self.query(self.tier, "cpu_usage_user", "1h")
+        self.assertTrue(want["result"])
+        self.assertEqual(got, want)
+        self.assertEqual(h.get("x-strata-resolution"), "raw")
+        h, got = self.query(self.tier, "avg_over_time(cpu_usage_user[2h])", "1h")
+        self.assertTrue(got["result"])
 
     def test_metrics(self):
         m = self.tier.metrics(self.tier.node_http_url(0))
