@@ -207,6 +207,7 @@ struct engine_tiers {
     pthread_mutex_t thr_mu;
     pthread_cond_t thr_cv;
     int stop;
+    atomic_int stopping; /* engine_tiers_close: a pass stops between chunks */
     int64_t interval_ms;
     engine_log_cb log;
     void *log_arg;
@@ -324,6 +325,7 @@ void engine_tiers_close(engine_tiers_t *t)
 {
     if (!t)
         return;
+    atomic_store(&t->stopping, 1);
     if (t->thr_running) {
         pthread_mutex_lock(&t->thr_mu);
         t->stop = 1;
@@ -600,7 +602,7 @@ static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_ch
     if ((rc = engine_flush(src)) || (rc = next_chunk(t, k, w, &cur)))
         return rc == ST_ENOENT ? 0 : rc;
     unsigned done = 0;
-    while (done < max_chunks && cur <= cut - P && cur + P <= limit) {
+    while (done < max_chunks && cur <= cut - P && cur + P <= limit && !atomic_load(&t->stopping)) {
         if ((rc = move_chunk(t, k, cur, wb, bk, bcap)))
             return rc;
         cur += P;
