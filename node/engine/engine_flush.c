@@ -873,6 +873,17 @@ int engine_partition_after(engine_t *e, int64_t after, int64_t *start)
     return rc;
 }
 
+int64_t engine_partition_flushed_ms(engine_t *e, int64_t start)
+{
+    int64_t t = 0;
+    pthread_mutex_lock(&e->parts_mu);
+    for (size_t i = 0; i < e->nparts; i++)
+        if (e->parts[i]->start == start)
+            t = e->parts[i]->last_flush_ms;
+    pthread_mutex_unlock(&e->parts_mu);
+    return t;
+}
+
 int engine_drop_before(engine_t *e, int64_t cutoff)
 {
     pthread_mutex_lock(&e->flush_mu);

@@ -209,6 +209,7 @@ struct engine_tiers {
     int stop;
     atomic_int stopping; /* engine_tiers_close: a pass stops between chunks */
     int64_t interval_ms;
+    int64_t quiet_ms; /* a chunk moves once its source partitions had no flush for this */
     engine_log_cb log;
     void *log_arg;
 };
@@ -277,6 +278,7 @@ int engine_tiers_open(engine_t *raw, const char *dir, const engine_tier_spec_t *
     t->n = n;
     t->part_ms = base->partition_ms;
     t->interval_ms = interval_ms;
+    t->quiet_ms = interval_ms > 0 ? 2 * interval_ms : 0;
     t->log = base->log;
     t->log_arg = base->log_arg;
     pthread_mutex_init(&t->pass_mu, NULL);

@@ -25,9 +25,11 @@
  * older than the tier's age: reads the source, aggregates, writes and
  * flushes the tier, then persists W and only then drops the source
  * partitions that end at or before W. A crash in between redoes the chunk
- * (the rewrite is idempotent: the same buckets, last write wins). Samples
- * written later than their chunk was moved (backfill past the watermark)
- * are dropped by the next pass, like data past retention.
+ * (the rewrite is idempotent: the same buckets, last write wins). A chunk
+ * waits while its source partitions are still being written (see
+ * engine_tiers_open); samples written after their chunk was moved
+ * (backfill past the watermark) are dropped by the next pass, like data
+ * past retention.
  *
  * Thread safety: every function may be called from any thread; a pass and
  * queries run concurrently (a rwlock keeps a query from seeing a watermark
@@ -91,7 +93,10 @@ typedef struct engine_tiers engine_tiers_t;
  * with the options of base (its budget and log shared; partition_ms and
  * retention_ms taken as they are). spec: n <= TIER_MAX tiers, finest first,
  * as topo validates them. interval_ms > 0 starts a background thread that
- * runs a pass that often; 0: only engine_tiers_run.
+ * runs a pass that often, and a chunk then moves only once the source
+ * partitions it reads had no segment written for two intervals (a load or
+ * backfill in progress is waited for); 0: only engine_tiers_run, which
+ * moves whatever is due.
  */
 int engine_tiers_open(engine_t *raw, const char *dir, const engine_tier_spec_t *spec, size_t n,
                       const engine_opts_t *base, int64_t interval_ms, engine_tiers_t **out);
