@@ -3,14 +3,14 @@
 1h over raw data and over the 1h tier, and bytes on disk per tier.
 
   tests/bench/downsampling_bench.py [--hosts 2] [--days 90] [--reps 5]
-                                    [--build build] [--keep]
+                                    [--decimals 0] [--build build] [--keep]
 
 1. Three clusters from tests/integration/harness.py (1 node + 1 router,
    4 shards, real processes on 127.0.0.1): "raw" (no tiers), "1m"
    (`tiers = 7d:1m`: everything old ends in the 1-minute tier) and "1h"
    (`tiers = 7d:1m, 90d:1h`: everything old ends in the 1-hour tier).
 2. Each is loaded with `strata bench` (the devops cpu workload, 10 s
-   interval, integer values) for --days days starting 2020-01-01, so all
+   interval, integer values unless --decimals) for --days days starting 2020-01-01, so all
    of it is older than every tier age; the tiered clusters wait until
    their tiers hold all of it (strata_node_tier_watermark_seconds).
 3. The same queries over the whole range at step 1h run --reps times on
@@ -64,9 +64,10 @@ def node_metrics(c):
     return c.metrics(c.node_http_url(0))
 
 
-def load(c, hosts, days):
+def load(c, hosts, days, decimals):
     subprocess.run([binary("cli"), "bench", "--router", c.router_url(), "--hosts", str(hosts),
-                    "--hours", str(days * 24), "--start", str(START), "--batch", "10000"],
+                    "--hours", str(days * 24), "--start", str(START), "--batch", "10000",
+                    "--decimals", str(decimals)],
                    check=True, stdout=subprocess.DEVNULL)
 
 
@@ -100,6 +101,7 @@ def main():
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--build", default="build")
+    ap.add_argument("--decimals", type=int, default=0)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     os.environ.setdefault("STRATA_BIN_DIR", os.path.abspath(a.build))
@@ -109,7 +111,7 @@ def main():
         for name, tiers in (("raw", None), ("1m", "7d:1m"), ("1h", "7d:1m, 90d:1h")):
             clusters[name] = c = make(tiers, "dsb-" + name)
             t0 = time.monotonic()
-            load(c, a.hosts, a.days)
+            load(c, a.hosts, a.days, a.decimals)
             print("%s: loaded %d hosts x %d days in %.1f s" % (name, a.hosts, a.days,
                                                                 time.monotonic() - t0), flush=True)
         t0 = time.monotonic()
