@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "engine.h"
+#include "engine_tier.h"
 #include "http.h"
 #include "metrics.h"
 #include "promql_eval.h"
@@ -53,6 +54,7 @@ typedef struct node {
     char *node_id; /* this node's [node "ID"] (--node-id or the hostname) */
     char *data_dir;
     engine_t **engines;      /* [shards]; NULL when the shard is not placed here */
+    engine_tiers_t **tiers;  /* [shards]; downsampling tiers of engines[s] ([downsampling]) */
     engine_budget_t *budget; /* [storage] limits shared by the engines (node_server.c) */
     rpc_server_t *rpc;
     rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
@@ -71,7 +73,8 @@ typedef struct node {
     size_t cancelled_next;
     atomic_int running_lock;
     metric_counter_t *queries_cancelled, *reads_timed_out;
-    metric_counter_t *deletes_served; /* shard deletes applied (node_delete.c) */
+    metric_counter_t *deletes_served;      /* shard deletes applied (node_delete.c) */
+    metric_counter_t *queries_downsampled; /* evaluations answered from tier buckets only */
     /* node_query.c: bytes all running pushed-down queries hold ([storage]
      * query_total_max_mb), and the queries refused per limit */
     _Atomic uint64_t query_bytes;

@@ -137,6 +137,77 @@ static int engine_gauges(void *arg, st_buf_t *out)
     return 0;
 }
 
+/* The downsampling tiers, per resolution, summed over the shards. */
+static int tier_gauges(void *arg, st_buf_t *out)
+{
+    node_t *n = arg;
+    engine_tier_stats_t sum[TIER_MAX] = {0}, st[TIER_MAX];
+    size_t nt = 0;
+    uint64_t errors = 0;
+    for (uint32_t s = 0; s < topo_shards(n->topo); s++) {
+        if (!n->tiers[s])
+            continue;
+        size_t k = engine_tiers_stats(n->tiers[s], st, TIER_MAX);
+        errors += engine_tiers_errors(n->tiers[s]);
+        for (size_t i = 0; i < k; i++) {
+            if (i >= nt)
+                sum[i] = (engine_tier_stats_t){.res_ms = st[i].res_ms, .watermark_ms = INT64_MAX};
+            sum[i].buckets_written += st[i].buckets_written;
+            sum[i].chunks += st[i].chunks;
+            sum[i].disk_bytes += st[i].disk_bytes;
+            sum[i].series += st[i].series;
+            if (st[i].watermark_ms != INT64_MIN && st[i].watermark_ms < sum[i].watermark_ms)
+                sum[i].watermark_ms = st[i].watermark_ms;
+        }
+        if (k > nt)
+            nt = k;
+    }
+    if (!nt)
+        return 0;
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"strata_node_tier_buckets_written_total", "counter",
+         "Downsampled buckets written, by tier resolution (ms)."},
+        {"strata_node_tier_chunks_total", "counter",
+         "Partition-long chunks moved into a tier, by tier resolution (ms)."},
+        {"strata_node_tier_disk_bytes", "gauge", "Bytes on disk of a tier, by resolution (ms)."},
+        {"strata_node_tier_series", "gauge", "Series in a tier, by resolution (ms)."},
+        {"strata_node_tier_watermark_seconds", "gauge",
+         "Buckets ending at or before this are in the tier (oldest over the shards that have "
+         "one)."},
+    };
+    char tmp[512];
+    for (size_t g = 0; g < sizeof m / sizeof m[0]; g++) {
+        int k = snprintf(tmp, sizeof tmp, "# HELP %s %s\n# TYPE %s %s\n", m[g].name, m[g].help,
+                         m[g].name, m[g].type);
+        if (st_buf_append(out, tmp, (size_t)k))
+            return ST_ENOMEM;
+        for (size_t i = 0; i < nt; i++) {
+            const engine_tier_stats_t *x = &sum[i];
+            if (g == 4 && (x->watermark_ms == INT64_MIN || x->watermark_ms == INT64_MAX))
+                continue;
+            uint64_t v = g == 0   ? x->buckets_written
+                         : g == 1 ? x->chunks
+                         : g == 2 ? x->disk_bytes
+                         : g == 3 ? x->series
+                                  : 0;
+            k = g == 4 ? snprintf(tmp, sizeof tmp, "%s{resolution_ms=\"%lld\"} %.3f\n", m[g].name,
+                                  (long long)x->res_ms, (double)x->watermark_ms / 1000.0)
+                       : snprintf(tmp, sizeof tmp, "%s{resolution_ms=\"%lld\"} %llu\n", m[g].name,
+                                  (long long)x->res_ms, (unsigned long long)v);
+            if (st_buf_append(out, tmp, (size_t)k))
+                return ST_ENOMEM;
+        }
+    }
+    int k = snprintf(tmp, sizeof tmp,
+                     "# HELP strata_node_tier_errors_total Failed downsampling passes (retried).\n"
+                     "# TYPE strata_node_tier_errors_total counter\n"
+                     "strata_node_tier_errors_total %llu\n",
+                     (unsigned long long)errors);
+    return st_buf_append(out, tmp, (size_t)k) ? ST_ENOMEM : 0;
+}
+
 int node_metrics_register(node_t *n)
 {
     const struct {
@@ -161,6 +232,8 @@ int node_metrics_register(node_t *n)
          "Series, label and export reads stopped at the router's deadline."},
         {&n->deletes_served, "strata_node_shard_deletes_total",
          "Deletes received for a shard (coordinated, forwarded or replayed from hints)."},
+        {&n->queries_downsampled, "strata_node_queries_downsampled_total",
+         "Pushed-down query evaluations answered from downsampled buckets only."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         if (!(*counters[i].c =
@@ -173,6 +246,8 @@ int node_metrics_register(node_t *n)
                   promql_limit_name((promql_limit_t)l), NULL)))
             return ST_ENOMEM;
     if (node_write_metrics(n))
+        return ST_ENOMEM;
+    if (metrics_collector(n->metrics, tier_gauges, n))
         return ST_ENOMEM;
     return metrics_collector(n->metrics, engine_gauges, n);
 }

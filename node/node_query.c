@@ -18,6 +18,14 @@
  * fails in the index (idx_match.c). Each refusal is counted in
  * strata_node_queries_refused_total{limit="<setting>"}.
  *
+ * Downsampling ([downsampling] tiers, engine_tier.h): the evaluator is
+ * given the tier widths and nq_buckets, so a rollup exact on whole buckets
+ * whose window and evaluation times are multiples of a width reads the
+ * widest such buckets; the reply's resolution_ms says the width read when
+ * every selection read buckets (0 otherwise: the router's
+ * X-Strata-Resolution). Raw selections reaching before the first tier's
+ * watermark read each bucket's last sample there (nq_select_tiered).
+ *
  * Cancellation: a QueryRequest with a query_id takes a slot of
  * n->running for its evaluation; a CANCEL RPC of that id (the router
  * answered without waiting for this node: another node's refusal, a failed
@@ -32,6 +40,7 @@
  * every slot taken a query runs uncancellable (its deadline still holds).
  */
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +70,8 @@ typedef struct nq {
     int64_t deadline;
     const atomic_int *cancel; /* NULL: not cancellable */
     int regex_limit;          /* a shard's index refused a regex (match limit) */
+    int raw_read;             /* a selection read raw samples */
+    int64_t res_read;         /* the widest buckets read (0: none) */
     char *msg;
     size_t msglen;
 } nq_t;
@@ -138,16 +149,66 @@ static int nq_stopped(nq_t *q)
     return 0;
 }
 
+typedef struct nq_bsink {
+    nq_t *q;
+    promql_sink_t *sink;
+} nq_bsink_t;
+
+/* engine_tier_cb for a raw selection reaching into the tiers: each bucket
+ * becomes its last sample (a raw sample is a bucket of its own). */
+static int nq_tier_samples(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b,
+                           size_t n)
+{
+    nq_bsink_t *bs = arg;
+    int64_t *ts = malloc((n + 1) * sizeof *ts);
+    double *v = malloc((n + 1) * sizeof *v);
+    int rc = ts && v ? 0 : ST_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        ts[i] = b[i].last_ts;
+        v[i] = b[i].last;
+    }
+    bs->q->series++;
+    if (!rc)
+        rc = promql_sink_add(bs->sink, l, nl, ts, v, n);
+    free(ts);
+    free(v);
+    return rc ? rc : nq_stopped(bs->q);
+}
+
+/* A raw selection over a shard whose older data is in tiers: raw samples
+ * after the first watermark, the buckets' last samples before it. */
+static int nq_select_tiered(nq_t *q, engine_tiers_t *t, uint32_t shard, const st_matcher_t *m,
+                            size_t nm, int64_t mint, int64_t maxt, promql_sink_t *sink)
+{
+    nq_bsink_t bs = {q, sink};
+    int64_t used = 0;
+    int rc = engine_tiers_select(t, m, nm, mint, maxt, 0, nq_tier_samples, &bs, &used, &q->samples);
+    if (rc) {
+        q->regex_limit = rc == ST_ELIMIT;
+        if (rc < 0 && !q->msg[0])
+            snprintf(q->msg, q->msglen, "shard %u: %s", shard, engine_last_error());
+    }
+    return rc;
+}
+
 static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                      promql_sink_t *sink)
 {
     nq_t *q = arg;
+    q->raw_read = 1;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
+        engine_tiers_t *tiers = q->n->tiers[q->r->shards[si]];
         engine_iter_t *it;
         int rc = nq_stopped(q);
         if (rc)
             return rc;
+        if (tiers && engine_tiers_raw_after(tiers) != INT64_MIN &&
+            mint <= engine_tiers_raw_after(tiers)) {
+            if ((rc = nq_select_tiered(q, tiers, q->r->shards[si], m, nm, mint, maxt, sink)))
+                return rc;
+            continue;
+        }
         rc = engine_query(e, m, nm, mint, maxt, &it);
         if (rc) {
             q->regex_limit = rc == ST_ELIMIT;
@@ -168,6 +229,50 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
         engine_iter_destroy(it);
         if (rc < 0)
             return rc;
+    }
+    return 0;
+}
+
+/* engine_tier_cb: one series' buckets into the evaluator. */
+_Static_assert(sizeof(tier_bucket_t) == sizeof(promql_bucket_t) &&
+                   offsetof(tier_bucket_t, rsum) == offsetof(promql_bucket_t, rsum) &&
+                   offsetof(tier_bucket_t, count) == offsetof(promql_bucket_t, count) &&
+                   offsetof(tier_bucket_t, last) == offsetof(promql_bucket_t, last),
+               "tier_bucket_t and promql_bucket_t are one layout");
+
+static int nq_bucket_series(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b,
+                            size_t n)
+{
+    nq_bsink_t *bs = arg;
+    bs->q->series++;
+    int rc = promql_sink_add_buckets(bs->sink, l, nl, (const promql_bucket_t *)b, n);
+    return rc ? rc : nq_stopped(bs->q);
+}
+
+/* promql_bucket_fn: buckets of width res from every requested shard's tiers. */
+static int nq_buckets(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                      int64_t res, promql_sink_t *sink)
+{
+    nq_t *q = arg;
+    nq_bsink_t bs = {q, sink};
+    for (size_t si = 0; si < q->r->n_shards; si++) {
+        engine_tiers_t *t = q->n->tiers[q->r->shards[si]];
+        int rc = nq_stopped(q);
+        if (rc)
+            return rc;
+        if (!t) /* no tiers: only the raw path selects (not reached: no widths given) */
+            return ST_EINVAL;
+        int64_t used = res;
+        rc = engine_tiers_select(t, m, nm, mint, maxt, res, nq_bucket_series, &bs, &used,
+                                 &q->samples);
+        if (used > q->res_read)
+            q->res_read = used;
+        if (rc) {
+            q->regex_limit = rc == ST_ELIMIT;
+            if (rc < 0 && !q->msg[0])
+                snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
+            return rc;
+        }
     }
     return 0;
 }
@@ -208,7 +313,7 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         goto done;
     }
     node_running_t *slot = running_add(n, r->query_id);
-    nq_t q = {n, r, 0, 0, 0, slot ? &slot->cancel : NULL, 0, msg, msglen};
+    nq_t q = {n, r, 0, 0, 0, slot ? &slot->cancel : NULL, 0, 0, 0, msg, msglen};
     q.deadline = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS);
     const topo_storage_t *st = topo_storage(n->topo);
     promql_limit_t refused = PROMQL_LIMIT_NONE;
@@ -227,6 +332,19 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         .query_start_ms = r->query_start_ms,
         .query_end_ms = r->query_end_ms,
     };
+    const topo_tier_t *tt;
+    size_t ntiers = topo_tiers(n->topo, &tt);
+    int64_t widths[TOPO_TIERS_MAX];
+    int tiered = ntiers > 0;
+    for (size_t i = 0; i < r->n_shards && tiered; i++)
+        tiered = n->tiers[r->shards[i]] != NULL;
+    if (tiered) {
+        for (size_t i = 0; i < ntiers; i++)
+            widths[i] = tt[i].res_ms;
+        o.tier_res = widths;
+        o.ntier_res = ntiers;
+        o.buckets = nq_buckets;
+    }
     int64_t end = r->start_ms + (int64_t)(r->steps - 1) * r->step_ms;
     msg[0] = 0;
     rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);
@@ -253,7 +371,9 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     if ((rc = qreply_encode(res, r->start_ms, r->step_ms, r->steps, NQ_MAX_REPLY, out, &points, msg,
                             msglen)))
         goto done;
-    qreply_counts_t cnt = {q.samples, points, q.series};
+    qreply_counts_t cnt = {q.samples, points, q.series, q.raw_read ? 0 : (uint64_t)q.res_read};
+    if (cnt.resolution_ms)
+        metric_counter_inc(n->queries_downsampled);
     rc = qreply_put_counts(out, &cnt);
     metric_counter_inc(n->queries);
     metric_counter_add(n->query_points, points);

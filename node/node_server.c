@@ -27,6 +27,7 @@
 
 #define NODE_MIN_MEMTABLE_BYTES (1u << 20) /* per shard, whatever the split */
 #define NODE_CLOSE_FLUSH_MS 5000           /* engine_close bound, split over the shards */
+#define NODE_TIER_INTERVAL_MS 5000         /* downsampling pass: at most this far apart */
 #define NODE_RPC_RESOLVE_ATTEMPTS 120      /* 1 s apart: how long to wait for our name */
 #define NODE_HTTP_CLOSE_GRACE_MS 5000      /* in-flight requests on shutdown */
 
@@ -120,6 +121,24 @@ static void engine_log(void *arg, int level, const char *msg)
     st_log(level, "storage engine", "detail=\"%s\"", msg);
 }
 
+/* The [downsampling] tiers of a shard's engine, in <dir>/tier-<res ms>. */
+static int open_tiers(node_t *n, uint32_t shard, const char *dir, const engine_opts_t *eo)
+{
+    const topo_tier_t *tt;
+    size_t nt = topo_tiers(n->topo, &tt);
+    if (!nt)
+        return 0;
+    engine_tier_spec_t spec[TOPO_TIERS_MAX];
+    for (size_t i = 0; i < nt && i < TOPO_TIERS_MAX; i++)
+        spec[i] = (engine_tier_spec_t){tt[i].age_ms, tt[i].res_ms};
+    int rc = engine_tiers_open(n->engines[shard], dir, spec, nt, eo, NODE_TIER_INTERVAL_MS,
+                               &n->tiers[shard]);
+    if (rc)
+        st_error("cannot open the downsampling tiers", "shard=%u dir=%s err=\"%s\" detail=\"%s\"",
+                 shard, dir, st_strerror(rc), engine_last_error());
+    return rc ? 1 : 0;
+}
+
 /*
  * One engine per shard placed here, in <data-dir>/shard-<n>, sharing one
  * budget built from [storage] (head memory, open files, series limits per
@@ -173,6 +192,8 @@ static int open_engines(node_t *n, size_t *nlocal_out)
         if (engine_last_error()[0])
             st_warn("shard recovered with a warning", "shard=%u detail=\"%s\"", local[i],
                     engine_last_error());
+        if (open_tiers(n, local[i], dir, &eo))
+            return 1;
     }
     *nlocal_out = nlocal;
     return 0;
@@ -264,7 +285,8 @@ int node_start(node_t *n, const node_opts_t *o)
     net_thread_pool_size(2, 4);
     n->loop = uv_default_loop();
     n->engines = calloc(topo_shards(n->topo), sizeof *n->engines);
-    if (!n->engines || metrics_create(&n->metrics) || node_metrics_register(n)) {
+    n->tiers = calloc(topo_shards(n->topo), sizeof *n->tiers);
+    if (!n->engines || !n->tiers || metrics_create(&n->metrics) || node_metrics_register(n)) {
         fprintf(stderr, "strata-node: out of memory\n");
         return 1;
     }
@@ -321,6 +343,8 @@ void node_run(node_t *n)
 int node_stop(node_t *n)
 {
     int failed = 0, rc;
+    for (uint32_t s = 0; n->tiers && s < topo_shards(n->topo); s++)
+        engine_tiers_close(n->tiers[s]); /* before the engines they read */
     for (uint32_t s = 0; n->engines && s < topo_shards(n->topo); s++) {
         if (n->engines[s] && (rc = engine_close(n->engines[s])) != 0) {
             st_error("flush on shutdown failed", "shard=%d err=\"%s\" detail=\"%s\"", (int)s,
@@ -335,6 +359,7 @@ int node_stop(node_t *n)
     rpc_budget_destroy(n->rpc_budget);
     metrics_destroy(n->metrics);
     free(n->engines);
+    free(n->tiers);
     free(n->data_dir);
     topo_destroy(n->topo);
     if (n->loop)

@@ -116,6 +116,8 @@ typedef struct qjob {
     uint64_t max_bytes;               /* [router] query_max_mb (here and on every node) */
     promql_limit_t refused;           /* the limit the evaluation ran into */
     uint64_t qid;                     /* QueryRequest.query_id: what a CANCEL names */
+    int64_t res_ms;                   /* widest downsampled buckets a pushed part read */
+    int res_raw;                      /* a pushed part read raw samples */
     /* fetch state */
     int need, partial, responded;
     fanout_t *fan;
@@ -492,6 +494,10 @@ static int q_remote_reply(qjob_t *j, const fanout_call_t *c, const uint8_t *payl
     qremote_t *q = &j->rem[c->item];
     qreply_counts_t cnt;
     qreply_counts(payload, len, &cnt);
+    if (!cnt.resolution_ms)
+        j->res_raw = 1;
+    else if ((int64_t)cnt.resolution_ms > j->res_ms)
+        j->res_ms = (int64_t)cnt.resolution_ms;
     j->samples += cnt.points;
     j->series += cnt.series;
     if (j->samples > j->max_samples || j->series > j->max_series) {
@@ -634,10 +640,15 @@ static void eval_after(uv_work_t *w, int status)
         return;
     }
     if (j->phase == 2) {
-        char pushed[32];
+        char pushed[32], res[32] = "raw";
         snprintf(pushed, sizeof pushed, "%zu", j->pushed);
-        http_header_t h = {"X-Strata-Pushdown", pushed};
-        http_respond_headers(j->req, 200, "application/json", &h, 1, j->out.data, j->out.len);
+        const topo_tier_t *tt;
+        /* with tiers: which data answered (raw when anything read raw samples) */
+        if (j->res_ms && !j->res_raw && !j->nsel)
+            st_fmt_duration_one(res, sizeof res, j->res_ms);
+        http_header_t h[2] = {{"X-Strata-Pushdown", pushed}, {"X-Strata-Resolution", res}};
+        http_respond_headers(j->req, 200, "application/json", h,
+                             topo_tiers(j->r->topo, &tt) ? 2 : 1, j->out.data, j->out.len);
         j->responded = 1;
         free_job(j);
         return;

@@ -67,6 +67,7 @@ struct wbatch {
     /* retention: points before min_ts are rejected (INT64_MIN: none);
      * max_future: points after max_ts are (INT64_MAX: none) */
     int64_t min_ts, retention_ms;
+    int64_t now_ms; /* for the per-metric retention overrides ([retention]) */
     int64_t max_ts, max_future_ms;
     size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
     /* results of parsing */
@@ -252,6 +253,39 @@ static void fmt_rfc3339(char *buf, size_t cap, int64_t ms)
         snprintf(buf + n, cap - (size_t)n, frac ? ".%03dZ" : "Z", (int)frac);
 }
 
+/* A [retention] override of the series' metric that ts is older than: its
+ * value (the series' name in *name), or 0 (none, or ts is recent enough). */
+static int64_t metric_too_old(const wbatch_t *b, const st_label_t *l, size_t n, int64_t ts,
+                              const st_label_t **name)
+{
+    if (!b->now_ms || !topo_retention_overrides(b->t))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (l[i].name_len == 8 && !memcmp(l[i].name, ST_METRIC_LABEL, 8)) {
+            int64_t r = topo_retention_of(b->t, l[i].value, l[i].value_len);
+            *name = &l[i];
+            return r > 0 && b->now_ms > INT64_MIN + r && ts < b->now_ms - r ? r : 0;
+        }
+    return 0;
+}
+
+/* A line of which series `name` is older than its metric's retention. */
+static void reject_metric_too_old(wbatch_t *j, uint64_t line, const st_label_t *name, int64_t ts,
+                                  int64_t ret_ms, size_t count)
+{
+    char when[48], ret[32], why[WBATCH_REASON_MAX];
+    fmt_rfc3339(when, sizeof when, ts);
+    st_fmt_duration_one(ret, sizeof ret, ret_ms);
+    if (count)
+        snprintf(why, sizeof why, "%zu sample(s) from %s are older than the retention of %.*s (%s)",
+                 count, when, (int)name->value_len, name->value, ret);
+    else
+        snprintf(why, sizeof why, "timestamp %s is older than the retention of %.*s (%s)", when,
+                 (int)name->value_len, name->value, ret);
+    j->lines_too_old++;
+    on_error(j, line, 0, why);
+}
+
 static void reject_too_old(wbatch_t *j, const lp_point_t *pt)
 {
     char when[48], ret[32], why[WBATCH_REASON_MAX];
@@ -329,9 +363,17 @@ static int reserve_samples(wbatch_t *j, size_t more)
 int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
                       const int64_t *ts, const double *v, size_t count)
 {
+    /* a [retention] override of the metric moves the bound (ts INT64_MIN:
+     * always "too old", so mret is the override if there is one) */
+    const st_label_t *name = NULL;
+    int64_t mret = metric_too_old(b, l, n, INT64_MIN, &name), min_ts = b->min_ts;
+    if (mret && b->now_ms - mret > min_ts)
+        min_ts = b->now_ms - mret;
+    else
+        mret = 0;
     size_t keep = 0;
     for (size_t k = 0; k < count; k++)
-        keep += ts[k] >= b->min_ts && ts[k] <= b->max_ts;
+        keep += ts[k] >= min_ts && ts[k] <= b->max_ts;
     long ei = 0;
     if (keep) { /* a series with nothing to keep gets no entry */
         ei = entry_of_series(b, l, n);
@@ -343,7 +385,7 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
     size_t old = 0, future = 0;
     int64_t oldest = 0, newest = 0;
     for (size_t k = 0; k < count; k++) {
-        if (ts[k] < b->min_ts) {
+        if (ts[k] < min_ts) {
             if (!old++ || ts[k] < oldest)
                 oldest = ts[k];
             continue;
@@ -373,6 +415,11 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
                  future, when, st_fmt_duration_one(ret, sizeof ret, b->max_future_ms));
         b->lines_too_far_future += first;
         on_error(b, item, 0, why);
+        return 0;
+    }
+    if (mret) {
+        b->lines_too_old -= !first; /* counted once per item */
+        reject_metric_too_old(b, item, name, oldest, mret, old);
         return 0;
     }
     fmt_rfc3339(when, sizeof when, oldest);
@@ -407,6 +454,15 @@ static int on_point(void *arg, const lp_point_t *pt)
     if (pt->nseries == 0) {
         j->lines_ok++;
         return 0;
+    }
+    for (uint32_t i = 0; i < pt->nseries; i++) { /* the whole line, like the global retention */
+        const st_label_t *name = NULL;
+        int64_t r =
+            metric_too_old(j, pt->series[i].labels, pt->series[i].nlabels, pt->ts_ms, &name);
+        if (r) {
+            reject_metric_too_old(j, pt->line, name, pt->ts_ms, r, 0);
+            return 0;
+        }
     }
     uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
     long tsi = tagset_of(j, pt, tags_hash);
@@ -543,6 +599,7 @@ void wbatch_destroy(wbatch_t *b)
 
 void wbatch_set_retention(wbatch_t *b, int64_t now_ms, int64_t retention_ms)
 {
+    b->now_ms = now_ms;
     b->retention_ms = retention_ms;
     b->min_ts =
         retention_ms > 0 && now_ms > INT64_MIN + retention_ms ? now_ms - retention_ms : INT64_MIN;

@@ -64,6 +64,8 @@ void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out)
             out->points = f.u;
         else if (f.num == WIRE_QUERY_RESPONSE_SELECTED_SERIES)
             out->series = f.u;
+        else if (f.num == WIRE_QUERY_RESPONSE_RESOLUTION_MS)
+            out->resolution_ms = f.u;
     }
 }
 
@@ -72,6 +74,8 @@ int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c)
     int rc = wire_put_varint_field(out, WIRE_QUERY_RESPONSE_SAMPLES, c->samples);
     rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_POINTS, c->points);
     rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_SELECTED_SERIES, c->series);
+    if (c->resolution_ms)
+        rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_RESOLUTION_MS, c->resolution_ms);
     return rc ? ST_ENOMEM : 0;
 }
 

@@ -28,12 +28,13 @@ int qreply_encode(const promql_result_t *res, int64_t start, int64_t step, uint3
 
 /* The counters at the end of a reply (0 when absent or malformed). */
 typedef struct qreply_counts {
-    uint64_t samples; /* raw samples the node read */
-    uint64_t points;  /* values in the reply */
-    uint64_t series;  /* series the node selected */
+    uint64_t samples;       /* raw samples the node read */
+    uint64_t points;        /* values in the reply */
+    uint64_t series;        /* series the node selected */
+    uint64_t resolution_ms; /* every selection read buckets this wide (0: raw samples) */
 } qreply_counts_t;
 void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out);
-/* Append the counters (fields 2, 3, 4). 0 or ST_ENOMEM. */
+/* Append the counters (fields 2, 3, 4; 5 when non-zero). 0 or ST_ENOMEM. */
 int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c);
 
 /*

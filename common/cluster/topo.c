@@ -57,14 +57,22 @@ enum sect {
     SECT_STORAGE,
     SECT_ROUTER,
     SECT_REPLICATION,
+    SECT_DOWNSAMPLING, /* tiers (parsed by parse_tiers) */
+    SECT_RETENTION,    /* METRIC = DURATION (any metric name) */
     SECT_NODE,
     SECT__COUNT
 };
 
 /* Sections without an argument; [node "ID"] is parsed separately. */
 static const char *const sect_names[SECT__COUNT] = {
-    [SECT_NONE] = "",         [SECT_CLUSTER] = "cluster",         [SECT_STORAGE] = "storage",
-    [SECT_ROUTER] = "router", [SECT_REPLICATION] = "replication", [SECT_NODE] = "node",
+    [SECT_NONE] = "",
+    [SECT_CLUSTER] = "cluster",
+    [SECT_STORAGE] = "storage",
+    [SECT_ROUTER] = "router",
+    [SECT_REPLICATION] = "replication",
+    [SECT_NODE] = "node",
+    [SECT_DOWNSAMPLING] = "downsampling",
+    [SECT_RETENTION] = "retention",
 };
 
 enum ktype {
@@ -265,6 +273,13 @@ struct topo {
     uint32_t *held;     /* shards * rf: every node's shard list, back to back */
     uint64_t fp;
     char fp_hex[17];
+    topo_tier_t tiers[TOPO_TIERS_MAX]; /* [downsampling] */
+    size_t ntiers;
+    struct ret_override { /* [retention], sorted by name after parsing */
+        char *name;
+        int64_t ms;
+    } * ret;
+    size_t nret;
 };
 
 struct parse {
@@ -276,6 +291,7 @@ struct parse {
     uint32_t node;  /* current node when sect == SECT_NODE */
     uint32_t sect_line[SECT__COUNT];
     uint32_t key_line[K__COUNT]; /* non-node keys */
+    uint32_t tiers_line;         /* [downsampling] tiers */
     char *err;
     size_t errlen;
     int rc; /* 0 until the first error */
@@ -748,6 +764,109 @@ bad:
                 d->name, describe(exp, sizeof exp, d));
 }
 
+/* One duration of [downsampling] / [retention] at s[0..n), whole. */
+static int lifecycle_duration(struct parse *p, const char *s, size_t n, const char *what,
+                              int64_t *ms)
+{
+    char q[80], tmp[100];
+    size_t used = 0;
+    if (n == 1 && s[0] == '0') {
+        *ms = 0;
+        return 0;
+    }
+    int rc = st_duration_parse(s, n, 0, 100 * 366 * MS_D, ms, &used);
+    if (rc == 0 && used == n)
+        return 0;
+    snprintf(tmp, sizeof tmp, "%.*s", (int)(n < 90 ? n : 90), s);
+    fail(p, p->lineno, "bad %s '%s': expected a duration such as 90s, 1m, 1h, 7d", what,
+         clean(q, sizeof q, tmp));
+    return -1;
+}
+
+/* tiers = AGE:RES, AGE:RES, ... */
+static int parse_tiers(struct parse *p, const char *v)
+{
+    topo_t *t = p->t;
+    t->ntiers = 0;
+    const char *s = v;
+    while (*s) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        const char *e = strchr(s, ',');
+        if (!e)
+            e = s + strlen(s);
+        const char *c = memchr(s, ':', (size_t)(e - s));
+        const char *te = e;
+        while (te > s && (te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        if (!c || c == s || c + 1 >= te)
+            return fail(p, p->lineno, "bad tier '%.*s': expected AGE:RESOLUTION such as 7d:1m",
+                        (int)((te - s) < 60 ? (te - s) : 60), s);
+        if (t->ntiers == TOPO_TIERS_MAX)
+            return fail(p, p->lineno, "more than %d tiers", TOPO_TIERS_MAX);
+        topo_tier_t *ti = &t->tiers[t->ntiers];
+        if (lifecycle_duration(p, s, (size_t)(c - s), "tier age", &ti->age_ms) ||
+            lifecycle_duration(p, c + 1, (size_t)(te - c - 1), "tier resolution", &ti->res_ms))
+            return 0;
+        if (ti->res_ms < 1000 || ti->res_ms >= ti->age_ms)
+            return fail(p, p->lineno,
+                        "tier %zu: resolution must be at least 1s and shorter than its age",
+                        t->ntiers + 1);
+        if (t->ntiers) {
+            const topo_tier_t *pv = ti - 1;
+            if (ti->age_ms <= pv->age_ms || ti->res_ms <= pv->res_ms)
+                return fail(p, p->lineno, "tier %zu: ages and resolutions must ascend",
+                            t->ntiers + 1);
+            if (ti->res_ms % pv->res_ms)
+                return fail(p, p->lineno,
+                            "tier %zu: resolution must be a multiple of the previous tier's",
+                            t->ntiers + 1);
+        }
+        t->ntiers++;
+        s = *e ? e + 1 : e;
+    }
+    if (t->ntiers == 0)
+        return fail(p, p->lineno, "tiers is empty (remove it, or list AGE:RESOLUTION pairs)");
+    return 1;
+}
+
+/* A key of [downsampling] or [retention]. */
+static int on_lifecycle_key(struct parse *p, const char *name, const char *value)
+{
+    topo_t *t = p->t;
+    char qn[80];
+    if (p->sect == SECT_DOWNSAMPLING) {
+        if (strcmp(name, "tiers") != 0)
+            return fail(p, p->lineno, "unknown key '%s' in [downsampling] (expected tiers)",
+                        clean(qn, sizeof qn, name));
+        if (p->tiers_line)
+            return fail(p, p->lineno, "duplicate key 'tiers' in [downsampling]");
+        p->tiers_line = p->lineno;
+        return parse_tiers(p, value);
+    }
+    size_t nl = strlen(name);
+    if (!st_prom_metric_name_ok(name, nl))
+        return fail(p, p->lineno, "bad metric name '%s' in [retention]",
+                    clean(qn, sizeof qn, name));
+    for (size_t i = 0; i < t->nret; i++)
+        if (strcmp(t->ret[i].name, name) == 0)
+            return fail(p, p->lineno, "duplicate key '%s' in [retention]",
+                        clean(qn, sizeof qn, name));
+    if (t->nret == TOPO_RETENTION_MAX)
+        return fail(p, p->lineno, "more than %d keys in [retention]", TOPO_RETENTION_MAX);
+    int64_t ms;
+    if (lifecycle_duration(p, value, strlen(value), "retention", &ms))
+        return 0;
+    struct ret_override *r = realloc(t->ret, (t->nret + 1) * sizeof *r);
+    if (!r)
+        return fail(p, p->lineno, "out of memory");
+    t->ret = r;
+    if (!(r[t->nret].name = strdup(name)))
+        return fail(p, p->lineno, "out of memory");
+    r[t->nret++].ms = ms;
+    return 1;
+}
+
 /* inih handler: one "key = value" line of the current section. */
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
@@ -761,6 +880,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
                     "key '%s' is outside any section (put it under [cluster], [storage], "
                     "[router] or [node \"ID\"])",
                     clean(qn, sizeof qn, name));
+    if (p->sect == SECT_DOWNSAMPLING || p->sect == SECT_RETENTION)
+        return on_lifecycle_key(p, name, value);
     int k = 0;
     for (; k < K__COUNT; k++)
         if (keys[k].sect == p->sect && strcmp(keys[k].name, name) == 0)
@@ -1012,6 +1133,8 @@ static void canonical(const topo_t *t, struct sink *k)
     }
 }
 
+static int ret_cmp(const void *a, const void *b);
+
 static int finish(struct parse *p)
 {
     topo_t *t = p->t;
@@ -1076,6 +1199,21 @@ static int finish(struct parse *p)
     t->storage.wal_sync_interval_ms = t->val[K_WAL_SYNC_INTERVAL];
     t->storage.partition_ms = t->val[K_PARTITION];
     t->storage.retention_ms = t->val[K_RETENTION];
+    if (t->nret)
+        qsort(t->ret, t->nret, sizeof *t->ret, ret_cmp);
+    for (size_t i = 0; i < t->ntiers; i++) {
+        if (t->storage.partition_ms % t->tiers[i].res_ms)
+            return fail(p, p->tiers_line,
+                        "tier %zu: its resolution must divide [storage] partition", i + 1);
+        if (t->storage.retention_ms && t->tiers[i].age_ms >= t->storage.retention_ms)
+            return fail(p, p->tiers_line,
+                        "tier %zu: its age must be shorter than [storage] retention", i + 1);
+    }
+    for (size_t i = 0; i < t->nret && t->storage.retention_ms; i++)
+        if (!t->ret[i].ms || t->ret[i].ms > t->storage.retention_ms)
+            return fail(p, p->sect_line[SECT_RETENTION],
+                        "[retention] %s: an override may only shorten [storage] retention",
+                        t->ret[i].name);
     t->storage.memtable_max_bytes = (uint64_t)t->val[K_MEMTABLE_MAX];
     t->storage.memtable_max_age_ms = t->val[K_MEMTABLE_MAX_AGE];
     t->router.max_body_bytes = (uint64_t)t->val[K_MAX_BODY_BYTES];
@@ -1216,6 +1354,9 @@ void topo_destroy(topo_t *t)
     }
     free_addr(&t->router.listen);
     free_addr(&t->router.resp_listen);
+    for (size_t i = 0; i < t->nret; i++)
+        free(t->ret[i].name);
+    free(t->ret);
     free(t->nodes);
     free(t->replicas);
     free(t->held);
@@ -1448,5 +1589,52 @@ void topo_print(const topo_t *t, FILE *f)
             fmt_size(b, sizeof b, (int64_t)t->repl.rpc_inflight_max_bytes));
     fprintf(f, ", rpc_frame_timeout %s\n",
             st_fmt_duration_one(b, sizeof b, t->repl.rpc_frame_timeout_ms));
+    fprintf(f, "downsampling: ");
+    for (size_t i = 0; i < t->ntiers; i++) {
+        fprintf(f, "%s%s", i ? ", " : "tiers ",
+                st_fmt_duration_one(b, sizeof b, t->tiers[i].age_ms));
+        fprintf(f, ":%s", st_fmt_duration_one(b, sizeof b, t->tiers[i].res_ms));
+    }
+    fprintf(f, "%s\n", t->ntiers ? "" : "none (raw data only)");
+    fprintf(f, "retention overrides: %zu", t->nret);
+    for (size_t i = 0; i < t->nret && i < 20; i++)
+        fprintf(f, "%s%s %s", i ? ", " : " (", t->ret[i].name,
+                t->ret[i].ms ? st_fmt_duration_one(b, sizeof b, t->ret[i].ms) : "forever");
+    fprintf(f, "%s\n", t->nret > 20 ? ", ...)" : t->nret ? ")" : "");
     fprintf(f, "fingerprint %s\n", t->fp_hex);
+}
+
+size_t topo_tiers(const topo_t *t, const topo_tier_t **out)
+{
+    *out = t->tiers;
+    return t->ntiers;
+}
+
+static int ret_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct ret_override *)a)->name, ((const struct ret_override *)b)->name);
+}
+
+int64_t topo_retention_of(const topo_t *t, const char *name, size_t len)
+{
+    size_t lo = 0, hi = t->nret;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = t->ret[mid].name;
+        int c = strncmp(m, name, len);
+        if (c == 0)
+            c = m[len] ? 1 : 0;
+        if (c == 0)
+            return t->ret[mid].ms;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return t->storage.retention_ms;
+}
+
+size_t topo_retention_overrides(const topo_t *t)
+{
+    return t->nret;
 }

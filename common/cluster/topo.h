@@ -187,6 +187,30 @@ const char *topo_read_consistency_name(topo_read_consistency_t v);
 const char *topo_sharding_name(topo_sharding_t v);
 const char *topo_wal_durability_name(topo_wal_durability_t v);
 
+/*
+ * [downsampling] tiers = AGE:RESOLUTION, ... (e.g. "7d:1m, 90d:1h"): data
+ * older than AGE is kept as RESOLUTION buckets. Ages and resolutions
+ * ascend, each resolution is a multiple of the previous one, divides the
+ * [storage] partition and is shorter than its age. Not in the fingerprint.
+ */
+#define TOPO_TIERS_MAX 8
+typedef struct topo_tier {
+    int64_t age_ms;
+    int64_t res_ms;
+} topo_tier_t;
+/* The tiers, finest first; returns how many (0: no downsampling). */
+size_t topo_tiers(const topo_t *t, const topo_tier_t **out);
+
+/*
+ * [retention] METRIC = DURATION: per-metric overrides of [storage]
+ * retention (0 = keep forever). At most TOPO_RETENTION_MAX keys.
+ */
+#define TOPO_RETENTION_MAX 4096
+/* The retention of metric `name` (the override, else [storage] retention). */
+int64_t topo_retention_of(const topo_t *t, const char *name, size_t len);
+/* Number of overrides. */
+size_t topo_retention_overrides(const topo_t *t);
+
 /* Human summary for --check: cluster, nodes and addresses, replicas per shard, fingerprint. */
 void topo_print(const topo_t *t, FILE *f);
 

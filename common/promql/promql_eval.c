@@ -79,6 +79,7 @@ typedef struct sink_in {
     const uint8_t *present; /* vsink: step bitmap, or NULL for every step */
     const double *v;
     size_t n;
+    const promql_bucket_t *b; /* sink: buckets instead of ts / v */
 } sink_in_t;
 
 /* Account for one series from a caller's callback and add it with add(); a
@@ -118,17 +119,32 @@ static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
     r->nl = in->nlabels;
     r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
     r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
-    if (n) {
+    r->b = NULL;
+    if (in->b) {
+        r->b = pe_alloc(c, (n + 1) * sizeof *r->b);
+        if (n)
+            memcpy(r->b, in->b, n * sizeof *in->b);
+        for (size_t i = 0; i < n; i++) {
+            r->ts[i] = in->b[i].end;
+            r->v[i] = in->b[i].last;
+        }
+    } else if (n) {
         memcpy(r->ts, in->ts, n * sizeof *in->ts);
         memcpy(r->v, in->v, n * sizeof *in->v);
     }
     r->n = n;
 }
 
+int promql_sink_add_buckets(promql_sink_t *sk, const st_label_t *labels, size_t nlabels,
+                            const promql_bucket_t *b, size_t n)
+{
+    return sink_call(sk->c, sink_add, sk, &(sink_in_t){labels, nlabels, NULL, NULL, NULL, n, b});
+}
+
 int promql_sink_add(promql_sink_t *sk, const st_label_t *labels, size_t nlabels, const int64_t *ts,
                     const double *v, size_t n)
 {
-    return sink_call(sk->c, sink_add, sk, &(sink_in_t){labels, nlabels, ts, NULL, v, n});
+    return sink_call(sk->c, sink_add, sk, &(sink_in_t){labels, nlabels, ts, NULL, v, n, NULL});
 }
 
 static int raw_cmp(const void *a, const void *b)
@@ -137,7 +153,8 @@ static int raw_cmp(const void *a, const void *b)
     return st_labels_cmp(x->l, x->nl, y->l, y->nl);
 }
 
-static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt,
+/* Select raw samples (res == 0) or buckets of width res. */
+static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt, int64_t res,
                       pe_raw_t **out, size_t *nout)
 {
     promql_sink_t sk = {c, NULL, 0, 0};
@@ -150,7 +167,8 @@ static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_
             m[k++] = (st_matcher_t){ST_MATCH_EQ, ST_METRIC_LABEL, vs->u.vs.name};
         for (size_t i = 0; i < nm; i++)
             m[k++] = vs->u.vs.sets[s].m[i];
-        int rc = c->fn(c->arg, m, k, mint, maxt, &sk);
+        int rc =
+            res ? c->bfn(c->arg, m, k, mint, maxt, res, &sk) : c->fn(c->arg, m, k, mint, maxt, &sk);
         if (c->sink_rc) {
             c->rc = c->sink_rc;
             longjmp(c->jb, 1); /* message already set */
@@ -236,7 +254,7 @@ static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_
     int64_t *t = sel_times(c, g, &n->u.vs.at, n->u.vs.offset_ms, &mn, &mx);
     pe_raw_t *r;
     size_t nr;
-    do_select(c, n, mn - c->lookback + 1, mx, &r, &nr);
+    do_select(c, n, mn - c->lookback + 1, mx, 0, &r, &nr);
     /* inside a subquery every selected series becomes g->n steps (counted
      * by pe_add_ser): refused here before any is allocated */
     if (c->subquery_depth && nr && c->samples + (uint64_t)nr * g->n > c->max_samples)
@@ -269,7 +287,7 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
         const promql_node_t *vs = n->u.ms.vs;
         *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
         *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
-        do_select(c, vs, mn - *range + 1, mx, out, nout);
+        do_select(c, vs, mn - *range + 1, mx, 0, out, nout);
         drop_stale(*out, *nout);
         return;
     }
@@ -321,6 +339,34 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
     }
     *out = r;
     *nout = iv.ns;
+}
+
+/* A plain range selector whose window and evaluation times are multiples
+ * of a bucket width the storage has: its buckets (the largest such width). */
+static int pe_buckets(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+                      size_t *nout, int64_t *range, int64_t **times)
+{
+    n = promql_unparen(n);
+    if (!c->bfn || !c->ntier_res || n->kind != PROMQL_MATRIX_SELECTOR)
+        return 0;
+    const promql_node_t *vs = n->u.ms.vs;
+    int64_t rng = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms, mn, mx;
+    int64_t *t = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
+    int64_t res = 0;
+    for (size_t i = c->ntier_res; i-- > 0 && !res;) {
+        int64_t w = c->tier_res[i];
+        int ok = w > 0 && rng > 0 && rng % w == 0;
+        for (size_t k = 0; k < g->n && ok; k++)
+            ok = t[k] % w == 0;
+        if (ok)
+            res = w;
+    }
+    if (!res)
+        return 0;
+    *range = rng;
+    *times = t;
+    do_select(c, vs, mn - rng + 1, mx, res, out, nout);
+    return 1;
 }
 
 /* ---- binary operators ---------------------------------------------------- */
@@ -959,7 +1005,8 @@ static void vsink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
 int promql_vsink_add(promql_vsink_t *sk, const st_label_t *labels, size_t nlabels,
                      const uint8_t *present, const double *v, size_t nv)
 {
-    return sink_call(sk->c, vsink_add, sk, &(sink_in_t){labels, nlabels, NULL, present, v, nv});
+    return sink_call(sk->c, vsink_add, sk,
+                     &(sink_in_t){labels, nlabels, NULL, present, v, nv, NULL});
 }
 
 static int pser_cmp(const void *a, const void *b)
@@ -1195,6 +1242,10 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->arg = arg;
     c->eval = pe_eval;
     c->matrix = pe_matrix;
+    c->buckets = pe_buckets;
+    c->tier_res = o ? o->tier_res : NULL;
+    c->ntier_res = o ? o->ntier_res : 0;
+    c->bfn = o ? o->buckets : NULL;
     int range = start_ms != end_ms;
     if (setjmp(c->jb)) {
         int rc = c->rc;

@@ -39,6 +39,21 @@ typedef int (*promql_select_fn)(void *arg, const st_matcher_t *m, size_t nm, int
                                 int64_t maxt_ms, promql_sink_t *sink);
 
 /*
+ * Downsampled data (a storage with tiers, e.g. engine_tier.h): one bucket
+ * per res ms, covering (end - res, end]. A select of buckets pushes whole
+ * series of ascending buckets with promql_sink_add_buckets.
+ */
+typedef struct promql_bucket {
+    int64_t end, first_ts, last_ts;
+    double count, sum, min, max, first, last;
+    double rsum; /* sum of the values before each decrease (-0.0: none) */
+} promql_bucket_t;
+int promql_sink_add_buckets(promql_sink_t *sink, const st_label_t *labels, size_t nlabels,
+                            const promql_bucket_t *b, size_t n);
+typedef int (*promql_bucket_fn)(void *arg, const st_matcher_t *m, size_t nm, int64_t mint_ms,
+                                int64_t maxt_ms, int64_t res_ms, promql_sink_t *sink);
+
+/*
  * Pushed-down subtrees (promql_plan.h): results computed elsewhere, one
  * value per step of the grid start + i * step, i < nsteps. The callback
  * adds series with promql_vsink_add(); present is a bitmap over the steps
@@ -95,7 +110,21 @@ typedef struct promql_eval_opts {
      * @ start() / @ end() refer to, and no 11,000-point limit on the grid. */
     int subquery;
     int64_t query_start_ms, query_end_ms;
+    /* Downsampling: the bucket widths the storage has (ms, finest first) and
+     * how to select buckets (same arg as the select callback). A rollup
+     * that is exact on whole buckets (promql_bucket_exact) over a plain
+     * range selector whose window and every evaluation time are multiples
+     * of a width reads buckets of the largest such width instead of raw
+     * samples. NULL / 0: raw samples only. */
+    const int64_t *tier_res;
+    size_t ntier_res;
+    promql_bucket_fn buckets;
 } promql_eval_opts_t;
+
+/* 1 if the rollup function `name` gives the same answer from whole buckets
+ * as from the raw samples (see docs: sum/count/min/max/last/present
+ * _over_time, rate, increase, delta). */
+int promql_bucket_exact(const char *name);
 
 typedef enum {
     PROMQL_RES_MATRIX,

@@ -37,6 +37,7 @@ typedef struct pe_raw {
     int64_t *ts;
     double *v;
     size_t n;
+    promql_bucket_t *b; /* non-NULL: buckets (ts = their ends), not samples */
 } pe_raw_t;
 
 typedef struct pe_val {
@@ -56,10 +57,18 @@ typedef void pe_eval_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g,
 /* Materialize a range-vector argument: raw series, window, and per-step eval times. */
 typedef void pe_matrix_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
                           size_t *nout, int64_t *range, int64_t **times);
+/* The same as buckets when the storage can answer exactly from them (see
+ * promql_eval_opts_t.tier_res); returns 0 (nothing done) otherwise. */
+typedef int pe_buckets_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+                          size_t *nout, int64_t *range, int64_t **times);
 
 struct pe_ctx {
-    pe_eval_fn *eval;     /* set by promql_eval; what a function calls for its arguments */
-    pe_matrix_fn *matrix; /* likewise for a range-vector argument */
+    pe_eval_fn *eval;       /* set by promql_eval; what a function calls for its arguments */
+    pe_matrix_fn *matrix;   /* likewise for a range-vector argument */
+    pe_buckets_fn *buckets; /* likewise, from downsampled buckets */
+    const int64_t *tier_res;
+    size_t ntier_res;
+    promql_bucket_fn bfn;
     pe_chunk_t *mem;
     jmp_buf jb;
     int rc;

@@ -47,33 +47,17 @@ typedef enum {
     R_HOLT
 } rollup_t;
 
-/* Prometheus' extrapolatedRate over samples in (te - range, te]. */
-static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te, int64_t range,
-                        int counter, int is_rate, double *out)
+/* The extrapolation of Prometheus' extrapolatedRate: n samples from (t0, v0)
+ * to t1, whose change (resets added back for a counter) is res. */
+static double extrapolate(int64_t t0, int64_t t1, double v0, size_t n, double res, int64_t te,
+                          int64_t range, int counter, int is_rate)
 {
-    if (n < 2)
-        return 0;
-    double res = v[n - 1] - v[0];
-    /* resets add the value before them; the others add -0.0, which leaves
-     * any double (NaN, -0.0 included) unchanged, so this equals the branchy
-     * loop bit for bit; done with a mask because the compiler turns a
-     * ternary back into a branch (rates of gauges reset at every other
-     * sample: a branch mispredicts half the time) */
-    if (counter)
-        for (size_t i = 1; i < n; i++) {
-            uint64_t m = (uint64_t)0 - (uint64_t)(v[i] < v[i - 1]), b;
-            memcpy(&b, &v[i - 1], sizeof b);
-            b = (b & m) | (0x8000000000000000ull & ~m); /* v[i - 1] or -0.0 */
-            double add;
-            memcpy(&add, &b, sizeof add);
-            res += add;
-        }
-    double to_start = (double)(ts[0] - (te - range)) / 1000.0;
-    double to_end = (double)(te - ts[n - 1]) / 1000.0;
-    double sampled = (double)(ts[n - 1] - ts[0]) / 1000.0;
+    double to_start = (double)(t0 - (te - range)) / 1000.0;
+    double to_end = (double)(te - t1) / 1000.0;
+    double sampled = (double)(t1 - t0) / 1000.0;
     double avg = sampled / (double)(n - 1);
-    if (counter && res > 0 && v[0] >= 0) {
-        double to_zero = sampled * (v[0] / res);
+    if (counter && res > 0 && v0 >= 0) {
+        double to_zero = sampled * (v0 / res);
         if (to_zero < to_start)
             to_start = to_zero;
     }
@@ -83,7 +67,56 @@ static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te
     double f = interval / sampled;
     if (is_rate)
         f /= (double)range / 1000.0;
-    *out = res * f;
+    return res * f;
+}
+
+/* What a counter adds back between prev and cur: prev at a reset, else
+ * -0.0, which leaves any double (NaN, -0.0 included) unchanged. Done with a
+ * mask because the compiler turns a ternary back into a branch (rates of
+ * gauges reset at every other sample: a branch mispredicts half the time). */
+static double reset_add(double prev, double cur)
+{
+    uint64_t m = (uint64_t)0 - (uint64_t)(cur < prev), b;
+    memcpy(&b, &prev, sizeof b);
+    b = (b & m) | (0x8000000000000000ull & ~m); /* prev or -0.0 */
+    double add;
+    memcpy(&add, &b, sizeof add);
+    return add;
+}
+
+/* Prometheus' extrapolatedRate over samples in (te - range, te]. */
+static int extrapolated(const int64_t *ts, const double *v, size_t n, int64_t te, int64_t range,
+                        int counter, int is_rate, double *out)
+{
+    if (n < 2)
+        return 0;
+    double res = v[n - 1] - v[0];
+    if (counter) /* resets add the value before them (equal to the branchy loop bit for bit) */
+        for (size_t i = 1; i < n; i++)
+            res += reset_add(v[i - 1], v[i]);
+    *out = extrapolate(ts[0], ts[n - 1], v[0], n, res, te, range, counter, is_rate);
+    return 1;
+}
+
+/* The same from whole buckets: the first and last samples, the count, and
+ * the resets inside (rsum) and between buckets, added in time order. */
+static int extrapolated_b(const promql_bucket_t *b, size_t n, int64_t te, int64_t range,
+                          int counter, int is_rate, double *out)
+{
+    double cnt = 0;
+    for (size_t i = 0; i < n; i++)
+        cnt += b[i].count;
+    if (n == 0 || cnt < 2)
+        return 0;
+    double res = b[n - 1].last - b[0].first;
+    if (counter)
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                res += reset_add(b[i - 1].last, b[i].first);
+            res += b[i].rsum;
+        }
+    *out = extrapolate(b[0].first_ts, b[n - 1].last_ts, b[0].first, (size_t)cnt, res, te, range,
+                       counter, is_rate);
     return 1;
 }
 
@@ -238,6 +271,63 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
     return 1;
 }
 
+/* Rollups exact on whole buckets (promql_bucket_exact). */
+static int bucket_rollup(rollup_t r)
+{
+    switch (r) {
+    case R_SUM:
+    case R_COUNT:
+    case R_MIN:
+    case R_MAX:
+    case R_LAST:
+    case R_PRESENT:
+    case R_RATE:
+    case R_INCREASE:
+    case R_DELTA:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* rollup1 over n whole buckets of the window. */
+static int rollup_b(rollup_t r, const promql_bucket_t *b, size_t n, int64_t te, int64_t range,
+                    double *out)
+{
+    if (r == R_RATE || r == R_INCREASE || r == R_DELTA)
+        return extrapolated_b(b, n, te, range, r != R_DELTA, r == R_RATE, out);
+    if (n == 0)
+        return 0;
+    double acc = 0;
+    switch (r) {
+    case R_SUM:
+        for (size_t i = 0; i < n; i++)
+            acc += b[i].sum;
+        break;
+    case R_COUNT:
+        for (size_t i = 0; i < n; i++)
+            acc += b[i].count;
+        break;
+    case R_MIN:
+    case R_MAX:
+        acc = r == R_MIN ? b[0].min : b[0].max;
+        for (size_t i = 1; i < n; i++) {
+            double v = r == R_MIN ? b[i].min : b[i].max;
+            if ((r == R_MIN ? v < acc : v > acc) || isnan(acc))
+                acc = v;
+        }
+        break;
+    case R_LAST:
+        acc = b[n - 1].last;
+        break;
+    default: /* R_PRESENT */
+        acc = 1;
+        break;
+    }
+    *out = acc;
+    return 1;
+}
+
 /*
  * Labels absent() / absent_over_time() report, as Prometheus builds them:
  * matchers in order, the first name="v" of a name sets it, any later matcher
@@ -296,7 +386,8 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
     pe_raw_t *raw;
     size_t nraw;
     int64_t range, *te;
-    c->matrix(c, marg, g, &raw, &nraw, &range, &te);
+    if (!(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &range, &te)))
+        c->matrix(c, marg, g, &raw, &nraw, &range, &te);
     out->type = PROMQL_TYPE_VECTOR;
     if (r == R_ABSENT) {
         size_t nl;
@@ -339,8 +430,10 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
                     pe_fail(c, ST_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f",
                             param2[k]);
             }
-            if (!rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range, pe_t(g, k),
-                         param ? param[k] : 0, param2 ? param2[k] : 0, tmp, &v))
+            if (raw[i].b
+                    ? !rollup_b(r, raw[i].b + lo, hi - lo, te[k], range, &v)
+                    : !rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range, pe_t(g, k),
+                               param ? param[k] : 0, param2 ? param2[k] : 0, tmp, &v))
                 continue;
             if (!s) {
                 size_t nl = raw[i].nl;
@@ -1116,4 +1209,10 @@ static int64_t sample_ts_selector(pe_ctx_t *c, const promql_node_t *a, const pe_
     }
     pe_dedup(c, out, g->n);
     return 0;
+}
+
+int promql_bucket_exact(const char *name)
+{
+    const promql_func_t *f = promql_func_lookup(name, strlen(name));
+    return f && f->eval == f_rollup && bucket_rollup((rollup_t)f->op);
 }

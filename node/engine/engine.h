@@ -281,6 +281,15 @@ int engine_flush(engine_t *e);
 int engine_compact(engine_t *e);
 /* Drop partitions that end before now - retention (synchronously). */
 int engine_apply_retention(engine_t *e, int64_t now_ms);
+/* Drop every partition (its segments) that ends at or before `cutoff` (ms);
+ * the head is untouched. Used by downsampling (engine_tier.h). */
+int engine_drop_before(engine_t *e, int64_t cutoff);
+/* Start of the oldest partition with segments starting at or after
+ * `after`, or ST_ENOENT if none. */
+int engine_partition_after(engine_t *e, int64_t after, int64_t *start);
+/* Wall-clock ms of the last segment written to the partition starting at
+ * `start` in this process (0: none since open, or no such partition). */
+int64_t engine_partition_flushed_ms(engine_t *e, int64_t start);
 
 typedef struct engine_stats {
     uint64_t series;

@@ -883,7 +883,35 @@ int engine_apply_retention(engine_t *e, int64_t now_ms)
 {
     if (e->o.retention_ms <= 0)
         return 0;
-    int64_t cutoff = now_ms - e->o.retention_ms;
+    return engine_drop_before(e, now_ms - e->o.retention_ms);
+}
+
+int engine_partition_after(engine_t *e, int64_t after, int64_t *start)
+{
+    int rc = ST_ENOENT;
+    pthread_mutex_lock(&e->parts_mu);
+    for (size_t i = 0; i < e->nparts && rc; i++)
+        if (e->parts[i]->start >= after && e->parts[i]->nsegs) {
+            *start = e->parts[i]->start;
+            rc = 0;
+        }
+    pthread_mutex_unlock(&e->parts_mu);
+    return rc;
+}
+
+int64_t engine_partition_flushed_ms(engine_t *e, int64_t start)
+{
+    int64_t t = 0;
+    pthread_mutex_lock(&e->parts_mu);
+    for (size_t i = 0; i < e->nparts; i++)
+        if (e->parts[i]->start == start)
+            t = e->parts[i]->last_flush_ms;
+    pthread_mutex_unlock(&e->parts_mu);
+    return t;
+}
+
+int engine_drop_before(engine_t *e, int64_t cutoff)
+{
     pthread_mutex_lock(&e->flush_mu);
     for (;;) {
         pthread_mutex_lock(&e->parts_mu);

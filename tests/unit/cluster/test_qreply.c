@@ -123,7 +123,7 @@ static void round_trip(const char *q, int64_t start, int64_t end, int64_t step)
     uint32_t steps = (uint32_t)((end - start) / step + 1);
     assert_int_equal(qreply_encode(a, start, step, steps, 1u << 20, &buf, &points, err, sizeof err),
                      0);
-    qreply_counts_t want = {123, points, 7}, got;
+    qreply_counts_t want = {123, points, 7, 0}, got;
     assert_int_equal(qreply_put_counts(&buf, &want), 0);
     qreply_counts(buf.data, buf.len, &got);
     assert_true(got.samples == 123 && got.points == points && got.series == 7);

@@ -932,6 +932,56 @@ static void test_print(void **state)
     topo_destroy(t);
 }
 
+static void test_lifecycle_sections(void **state)
+{
+    (void)state;
+    topo_t *t = load_ok(CLUSTER12_RF2 NODES2 "[downsampling]\ntiers = 7d:1m, 90d:1h\n"
+                                             "[storage]\nretention = 0\n"
+                                             "[retention]\ncpu_usage = 7d\nmem = 0\n");
+    const topo_tier_t *tt;
+    assert_int_equal(topo_tiers(t, &tt), 2);
+    assert_true(tt[0].age_ms == 7 * 86400000LL && tt[0].res_ms == 60000);
+    assert_true(tt[1].age_ms == 90 * 86400000LL && tt[1].res_ms == 3600000);
+    assert_int_equal(topo_retention_overrides(t), 2);
+    assert_true(topo_retention_of(t, "cpu_usage", 9) == 7 * 86400000LL);
+    assert_true(topo_retention_of(t, "cpu_usagex", 9) == 7 * 86400000LL); /* len counts */
+    assert_true(topo_retention_of(t, "cpu", 3) == 0);                     /* [storage]: forever */
+    assert_true(topo_retention_of(t, "mem", 3) == 0);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    topo_print(t, f);
+    fclose(f);
+    assert_non_null(strstr(out, "downsampling: tiers 7d:1m, 90d:1h\n"));
+    assert_non_null(strstr(out, "retention overrides: 2 (cpu_usage 7d, mem forever)\n"));
+    free(out);
+    topo_destroy(t);
+    t = load_ok(CLUSTER12_RF2 NODES2);
+    assert_int_equal(topo_tiers(t, &tt), 0);
+    assert_true(topo_retention_of(t, "x", 1) == 30 * 86400000LL);
+    topo_destroy(t);
+#define DS CLUSTER12_RF2 NODES2 "[storage]\nretention = 0\n[downsampling]\n"
+    expect_err(DS "tiers = 7d:1m, 1d:1h\n",
+               "t.ini:13: ", "tier 2: ages and resolutions must ascend");
+    expect_err(DS "tiers = 7d:1m, 90d:90s\n",
+               "t.ini:13: ", "tier 2: resolution must be a multiple of the previous tier's");
+    expect_err(DS "tiers = 7d\n", "t.ini:13: ", "bad tier '7d': expected AGE:RESOLUTION");
+    expect_err(DS "tiers = 7d:1x\n", "t.ini:13: ", "bad tier resolution '1x'");
+    expect_err(DS "tiers = 1m:1h\n", "t.ini:13: ", "shorter than its age");
+    expect_err(DS "tiers = 7d:7h\n", "t.ini:13: ", "tier 1: its resolution must divide [storage]");
+    expect_err(DS "tiers = 7d:1m\ntiers = 8d:1m\n", "t.ini:14: ", "duplicate key 'tiers'");
+    expect_err(DS "levels = 7d:1m\n", "t.ini:13: ", "unknown key 'levels' in [downsampling]");
+#undef DS
+    expect_err(CLUSTER12_RF2 NODES2 "[downsampling]\ntiers = 7d:1m, 90d:1h\n",
+               "t.ini:", "tier 2: its age must be shorter than [storage] retention");
+    expect_err(CLUSTER12_RF2 NODES2 "[retention]\n9cpu = 1d\n",
+               "t.ini:11: ", "bad metric name '9cpu' in [retention]");
+    expect_err(CLUSTER12_RF2 NODES2 "[retention]\ncpu = 1d\ncpu = 2d\n",
+               "t.ini:12: ", "duplicate key 'cpu' in [retention]");
+    expect_err(CLUSTER12_RF2 NODES2 "[retention]\ncpu = 60d\n",
+               "t.ini:", "[retention] cpu: an override may only shorten [storage] retention");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -960,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_shard_of_metric),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_print),
+        cmocka_unit_test(test_lifecycle_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
