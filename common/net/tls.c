@@ -605,3 +605,66 @@ const char *tls_conn_peer_name(const tls_conn_t *c)
 {
     return c->peer;
 }
+
+/* ---- a process's contexts ------------------------------------------------ */
+
+int tls_set_create(const tls_files_t *f, int want_rpc_server, tls_set_t *out, char *err,
+                   size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    int rc = 0;
+    if (f->cert) {
+        tls_config_t c = {
+            .server = 1, .cert_file = f->cert, .key_file = f->key, .ca_file = f->client_ca};
+        rc = tls_ctx_create(&c, &out->listen, err, errlen);
+    }
+    if (rc == 0 && f->rpc_ca && want_rpc_server) {
+        tls_config_t c = {
+            .server = 1, .cert_file = f->rpc_cert, .key_file = f->rpc_key, .ca_file = f->rpc_ca};
+        rc = tls_ctx_create(&c, &out->rpc_server, err, errlen);
+    }
+    if (rc == 0 && f->rpc_ca) {
+        tls_config_t c = {
+            .server = 0, .cert_file = f->rpc_cert, .key_file = f->rpc_key, .ca_file = f->rpc_ca};
+        rc = tls_ctx_create(&c, &out->rpc_client, err, errlen);
+    }
+    if (rc)
+        tls_set_destroy(out);
+    return rc;
+}
+
+int tls_set_reload(tls_set_t *s, char *err, size_t errlen)
+{
+    tls_ctx_t *all[3] = {s->listen, s->rpc_server, s->rpc_client};
+    int first = 0;
+    for (int i = 0; i < 3; i++) {
+        char e[512];
+        int rc = all[i] ? tls_ctx_reload(all[i], e, sizeof e) : 0;
+        if (rc && !first) {
+            first = rc;
+            if (err && errlen)
+                snprintf(err, errlen, "%s", e);
+        }
+    }
+    return first;
+}
+
+int tls_set_metrics(tls_set_t *s, metrics_t *reg, const char *listen_name)
+{
+    int rc = 0;
+    if (s->listen)
+        rc = tls_ctx_metrics(s->listen, reg, listen_name);
+    if (!rc && s->rpc_server)
+        rc = tls_ctx_metrics(s->rpc_server, reg, "rpc_server");
+    if (!rc && s->rpc_client)
+        rc = tls_ctx_metrics(s->rpc_client, reg, "rpc_client");
+    return rc;
+}
+
+void tls_set_destroy(tls_set_t *s)
+{
+    tls_ctx_destroy(s->listen);
+    tls_ctx_destroy(s->rpc_server);
+    tls_ctx_destroy(s->rpc_client);
+    memset(s, 0, sizeof *s);
+}

@@ -109,4 +109,32 @@ const char *tls_conn_version(const tls_conn_t *c);
 /* The peer certificate's subject CN (or "" without one), for logs. */
 const char *tls_conn_peer_name(const tls_conn_t *c);
 
+/* ---- a process's contexts ------------------------------------------------
+ * What a daemon holds: the client-facing listener's context (HTTP and, later,
+ * RESP and PostgreSQL), and for mutual TLS on RPC a server and a client
+ * context with the same certificate and CA. Any of them may be NULL (off). */
+typedef struct tls_files {
+    const char *cert, *key; /* listeners: NULL = plaintext */
+    const char *client_ca;  /* listeners: clients must present a certificate it signed */
+    const char *rpc_ca;     /* NULL = plaintext RPC */
+    const char *rpc_cert, *rpc_key;
+} tls_files_t;
+
+typedef struct tls_set {
+    tls_ctx_t *listen;     /* server side of client-facing listeners */
+    tls_ctx_t *rpc_server; /* NULL in the router (it only connects) */
+    tls_ctx_t *rpc_client;
+} tls_set_t;
+
+/* Build the contexts f asks for (rpc_server only if want_rpc_server).
+ * On failure err names the file and the reason and *out holds nothing. */
+int tls_set_create(const tls_files_t *f, int want_rpc_server, tls_set_t *out, char *err,
+                   size_t errlen);
+/* SIGHUP: re-read every file; all or nothing per context (a context whose
+ * files fail to load keeps its old certificates; err says which). */
+int tls_set_reload(tls_set_t *s, char *err, size_t errlen);
+/* Metrics with listener="<listen_name>", "rpc_server", "rpc_client". */
+int tls_set_metrics(tls_set_t *s, metrics_t *reg, const char *listen_name);
+void tls_set_destroy(tls_set_t *s);
+
 #endif
