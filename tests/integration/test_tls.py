@@ -172,6 +172,25 @@ class TlsListenerTest(ClusterTestCase):
         self.assertGreater(tls_metric(m, "rpc_server"), 0)
         self.assertGreater(tls_metric(m, "node_http"), 0)
 
+    def test_cli_https_with_cacert(self):
+        cli = harness.binary("cli")
+        url = self.c.router_url(0)
+        ca = self.pki.path("ca.crt")
+        r = run([cli, "write", "--router", url, "--cacert", ca, "--precision", "ms", "-"],
+                stdin=b"tls_cli,host=b v=7 1700000000000\n")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = run([cli, "export", "--router", url, "--cacert", ca, "tls_cli_v"])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn(b"tls_cli_v", r.stdout)
+        env = dict(os.environ, STRATA_CACERT=ca)
+        r = subprocess.run([cli, "status", "--router", url], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        # a CA that did not sign the router's certificate: a clear error, exit != 0
+        r = run([cli, "status", "--router", url, "--cacert", self.pki.path("other-ca.crt")])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"certificate verify failed", r.stdout)
+
     def test_openssl_versions_and_wrong_ca(self):
         before = tls_metric(self.router_metrics(), "router", "version")
         for v, want in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
