@@ -27,6 +27,8 @@
 
 #include "st_err.h"
 
+#define HS_PIECE 4096 /* handshake bytes fed to OpenSSL at a time */
+
 struct tls_ctx {
     int server;
     char *cert_file, *key_file, *ca_file;
@@ -484,22 +486,29 @@ int tls_conn_feed(tls_conn_t *c, const void *data, size_t len, st_buf_t *plain)
         if (b0 != 22 && b0 != 21)
             return fail(c, TLS_FAIL_NOT_TLS, "the peer does not speak TLS");
     }
-    if (!c->established) {
-        if (len > c->ctx->hs_max - c->hs_in) {
+    /* During the handshake, bytes go in a piece at a time so that what
+     * follows the peer's last handshake message in the same read (TLS 1.3:
+     * the client's first request right behind its Finished) is not charged
+     * to the handshake limit. */
+    const uint8_t *p = data;
+    size_t left = len;
+    while (!c->established && left > 0) {
+        size_t n = left < HS_PIECE ? left : HS_PIECE;
+        if (n > c->ctx->hs_max - c->hs_in) {
             char msg[96];
             snprintf(msg, sizeof msg, "handshake over the limit of %zu bytes", c->ctx->hs_max);
             return fail(c, TLS_FAIL_LIMIT, msg);
         }
-        c->hs_in += len;
-    }
-    if (len > 0 && BIO_write(c->rbio, data, (int)len) != (int)len)
-        return fail(c, TLS_FAIL_PROTOCOL, "out of memory");
-    if (!c->established) {
+        c->hs_in += n;
+        if (BIO_write(c->rbio, p, (int)n) != (int)n)
+            return fail(c, TLS_FAIL_PROTOCOL, "out of memory");
+        p += n;
+        left -= n;
         int r = SSL_do_handshake(c->ssl);
         if (r != 1) {
             int e = SSL_get_error(c->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-                return 0;
+                continue;
             return fail_ssl(c);
         }
         c->established = 1;
@@ -519,6 +528,10 @@ int tls_conn_feed(tls_conn_t *c, const void *data, size_t len, st_buf_t *plain)
                 return rc;
         }
     }
+    if (!c->established)
+        return 0;
+    if (left > 0 && BIO_write(c->rbio, p, (int)left) != (int)left)
+        return fail(c, TLS_FAIL_PROTOCOL, "out of memory");
     for (;;) {
         if (st_buf_reserve(plain, 16384) != 0)
             return fail(c, TLS_FAIL_PROTOCOL, "out of memory");

@@ -119,6 +119,28 @@ static void test_handshake_and_data(void **state)
     tls_ctx_destroy(c);
 }
 
+/* TLS 1.3: the client's first data rides right behind its Finished, so the
+ * server gets both in one read; that data is not the handshake's and must
+ * not count against its byte limit. */
+static void test_data_right_behind_the_handshake(void **state)
+{
+    (void)state;
+    tls_ctx_t *s = mk_ctx(1, TT_SRV_CRT, TT_SRV_KEY, NULL);
+    tls_ctx_t *c = mk_ctx(0, NULL, NULL, TT_CA_CRT);
+    pair_t p;
+    pair_open(&p, s, c, "127.0.0.1");
+    size_t big = 3 * TLS_HANDSHAKE_MAX_DEFAULT;
+    char *buf = calloc(1, big);
+    assert_int_equal(tls_conn_write(p.c, buf, big), 0);
+    pump(&p);
+    assert_int_equal(p.s_rc, 0);
+    assert_int_equal(p.s_plain.len, big);
+    free(buf);
+    pair_close(&p);
+    tls_ctx_destroy(s);
+    tls_ctx_destroy(c);
+}
+
 static void test_mutual_tls(void **state)
 {
     (void)state;
@@ -297,9 +319,13 @@ static void test_config_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_handshake_and_data), cmocka_unit_test(test_mutual_tls),
-        cmocka_unit_test(test_wrong_name),         cmocka_unit_test(test_plaintext_and_limit),
-        cmocka_unit_test(test_version_floor),      cmocka_unit_test(test_reload_keeps_sessions),
+        cmocka_unit_test(test_handshake_and_data),
+        cmocka_unit_test(test_data_right_behind_the_handshake),
+        cmocka_unit_test(test_mutual_tls),
+        cmocka_unit_test(test_wrong_name),
+        cmocka_unit_test(test_plaintext_and_limit),
+        cmocka_unit_test(test_version_floor),
+        cmocka_unit_test(test_reload_keeps_sessions),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
