@@ -754,6 +754,17 @@ static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
     wreq_t *w = wreq_tls_out(conn->tls);
     if (w && conn_write(conn, w) != 0)
         return;
+    if (rc == ST_EPROTO && tls_conn_failure(conn->tls) == TLS_FAIL_NOT_TLS &&
+        conn->state == CONN_HANDSHAKE) {
+        /* a process with rpc_tls off: tell it why, in the plaintext it speaks */
+        log_tls_failure(srv->o.log, srv->o.log_arg, 1, "peer_addr", conn->peer_addr, conn->tls);
+        tls_conn_destroy(conn->tls);
+        conn->tls = NULL;
+        conn_refuse(conn, ST_EPROTO,
+                    "this node requires mutual TLS on RPC ([security] rpc_tls = on) and the "
+                    "peer connected without TLS; rpc_tls must be the same on every process");
+        return;
+    }
     if (rc == ST_EPROTO) {
         log_tls_failure(srv->o.log, srv->o.log_arg, 1, "peer_addr", conn->peer_addr, conn->tls);
         srv->st.handshakes_refused++;
@@ -814,7 +825,12 @@ static void conn_process(rpc_conn_t *conn)
             break;
         if (rc < 0) {
             char msg[160];
-            if (rc == ST_ELIMIT && conn->state == CONN_HANDSHAKE)
+            if (conn->state == CONN_HANDSHAKE && conn->rx.end > conn->rx.start &&
+                conn->rx.buf[conn->rx.start] == 22 && !conn->tls)
+                snprintf(msg, sizeof msg,
+                         "the peer speaks TLS and this node has rpc_tls off: [security] rpc_tls "
+                         "must be the same on every process");
+            else if (rc == ST_ELIMIT && conn->state == CONN_HANDSHAKE)
                 snprintf(msg, sizeof msg,
                          "frame larger than the limit of %zu bytes before the handshake (HELLO)",
                          conn->rx.max_frame);
@@ -1622,7 +1638,10 @@ static void cc_tls_read(cconn_t *cc, const uint8_t *data, size_t n)
         log_tls_failure(cli->o.log, cli->o.log_arg, !cli->tls_failed, "peer", cli->host, cc->tls);
         cli->tls_failed = 1;
         snprintf(what, sizeof what, "tls refused (%s)", tls_fail_name(tls_conn_failure(cc->tls)));
-        attempt_failed(cli, ST_EUNAVAIL, what, tls_conn_error(cc->tls));
+        attempt_failed(cli, ST_EUNAVAIL, what,
+                       tls_conn_failure(cc->tls) == TLS_FAIL_NOT_TLS
+                           ? "the peer does not speak TLS: rpc_tls must be on on every process"
+                           : tls_conn_error(cc->tls));
         return;
     }
     if (tls_conn_established(cc->tls))

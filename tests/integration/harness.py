@@ -431,7 +431,8 @@ class Cluster:
             p.stop()
         self.proxies = {}
 
-    def ini_text(self, cluster=None, storage=None, router=None, nodes=None, replication=None):
+    def ini_text(self, cluster=None, storage=None, router=None, nodes=None, replication=None,
+                 security=None):
         """cluster.ini for this cluster, with optional overrides (used to make
         a deliberately different config)."""
         ckv = dict(self.cluster_kv)
@@ -450,8 +451,9 @@ class Cluster:
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
             kv.update((nodes or {}).get(nid, {}))
             secs.append(('node "%s"' % nid, kv))
-        if self.security_kv:
-            secs.append(("security", self.security_kv))
+        seckv = self.security_kv if security is None else security  # {}: no section
+        if seckv:
+            secs.append(("security", seckv))
         return render_ini(secs)
 
     def write_config(self, path=None, **overrides):

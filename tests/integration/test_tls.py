@@ -19,6 +19,8 @@ What it checks:
   - plaintext to a node's RPC port is refused and logged (no back door);
   - a node whose RPC certificate comes from another CA is refused by the
     router and its peers, and the refusal is logged on both sides;
+  - a node with rpc_tls off among nodes with it on: refused both ways, and
+    the logs say that rpc_tls must be the same everywhere;
   - replication and hinted handoff under mTLS: a node is kill -9'd during
     writes and restarted; every acknowledged sample is on every replica.
 """
@@ -292,6 +294,29 @@ class TlsForeignCaTest(ClusterTestCase):
         st = c.wait_node_state("n3", NOT_UP, 10)
         self.assertTrue(st)
         self.assertGreater(tls_metric(c.node_metrics(0), "rpc_server", "certificate"), 0)
+        c.stop()
+
+
+class TlsHalfConfiguredTest(ClusterTestCase):
+    """n3 runs with rpc_tls off while the others have it on: the cluster
+    refuses to form, and every side says why."""
+
+    def test_rpc_tls_mismatch_refused_loudly(self):
+        pki = make_pki("half", ["n1", "n2", "n3"])
+        listeners_only = {"tls_cert": pki.path("tls.crt"), "tls_key": pki.path("tls.key")}
+        c = self.cluster(nodes=3, routers=1, shards=6, rf=1, replication=REPL,
+                         security=pki.security(),
+                         node_overrides={2: {"security": listeners_only}})
+        c.start(wait_routers_ready=False)
+        n1, n3 = c.nodes[0], c.nodes[2]
+
+        def logged():
+            return ("requires mutual TLS on RPC" in n1.log_text()
+                    and "rpc_tls off" in n3.log_text()
+                    and "requires mutual TLS on RPC" in n3.log_text())
+        c.wait_until(logged, 30, "n1 and n3 to log why they refuse each other")
+        self.assertRegex(n3.log_text(), r'level=error msg="rpc handshake refused"')
+        c.wait_node_state("n3", NOT_UP, 10)
         c.stop()
 
 
