@@ -95,7 +95,6 @@ struct conn {
     uint64_t acct; /* body bytes of the request being received, in st.inflight_bytes */
     uint64_t accepted, head_start, body_progress, write_progress, idle_since, deadline;
     tls_conn_t *tls; /* NULL: plaintext */
-    st_buf_t tplain; /* plaintext of the last read (TLS) */
     char remote[64];
 };
 
@@ -127,7 +126,9 @@ struct http_server {
         metric_gauge_t *open, *inflight;
         metric_hist_t *dur;
     } m;
-    tls_ctx_t *tls; /* not owned; NULL: plaintext listener */
+    tls_ctx_t *tls;  /* not owned; NULL: plaintext listener */
+    st_buf_t tplain; /* plaintext of the read being handled (TLS), shared: reads
+                        are handled one at a time and conn_rx copies what it keeps */
     int rbuf_busy;
     char rbuf[READ_BUF];
 };
@@ -214,7 +215,6 @@ static void on_conn_closed(uv_handle_t *h)
     http_rx_deinit(&c->rx);
     st_buf_deinit(&c->pend);
     tls_conn_destroy(c->tls);
-    st_buf_deinit(&c->tplain);
     ST_LIST_REMOVE(srv->conns, c);
     srv->nconns--;
     srv->st.open_connections = srv->nconns;
@@ -942,8 +942,9 @@ static void conn_rx(conn_t *c, const char *data, size_t n)
 /* Ciphertext from the peer: decrypt, answer the handshake, pass plaintext on. */
 static void conn_tls_rx(conn_t *c, const char *data, size_t n)
 {
-    c->tplain.len = 0;
-    int rc = tls_conn_feed(c->tls, data, n, &c->tplain);
+    st_buf_t *plain = &c->srv->tplain;
+    plain->len = 0;
+    int rc = tls_conn_feed(c->tls, data, n, plain);
     if (conn_tls_flush(c) != 0 || c->uv_closing)
         return;
     if (rc == ST_EPROTO && tls_conn_failure(c->tls) == TLS_FAIL_NOT_TLS && c->nreq == 0) {
@@ -960,7 +961,7 @@ static void conn_tls_rx(conn_t *c, const char *data, size_t n)
         conn_linger(c); /* the alert, if any, is queued: let it go out */
         return;
     }
-    conn_rx(c, (const char *)c->tplain.data, c->tplain.len);
+    conn_rx(c, (const char *)plain->data, plain->len);
     if (rc == ST_ECLOSED && !c->uv_closing)
         conn_peer_eof(c, 1);
 }
@@ -1114,7 +1115,6 @@ static void on_connection(uv_stream_t *ls, int status)
     c->srv = srv;
     http_rx_init(&c->rx, &srv->lim);
     st_buf_init(&c->pend);
-    st_buf_init(&c->tplain);
     c->handles = net_conn_handles_init(srv->loop, &c->tcp, &c->timer, c);
     ST_LIST_PUSH(srv->conns, c);
     srv->nconns++;
@@ -1274,6 +1274,7 @@ static void srv_maybe_done(http_server_t *srv)
         return;
     void (*cb)(void *) = srv->close_cb;
     void *arg = srv->close_arg;
+    st_buf_deinit(&srv->tplain);
     free(srv);
     if (cb)
         cb(arg);

@@ -353,7 +353,6 @@ struct rpc_conn {
     unsigned nwrites;
     unsigned inflight; /* requests handed to the handler and not answered */
     tls_conn_t *tls;   /* mutual TLS (srv->o.tls) */
-    st_buf_t tplain;   /* plaintext of the last read */
     char peer_addr[80];
     char peer_id[ID_MAX];
 };
@@ -376,7 +375,8 @@ struct rpc_server {
     void *close_arg;
     rpc_server_stats_t st;
     metric_counter_t *m_closed[RPC_CLOSE_NREASONS];
-    uint8_t *tbuf; /* TLS_RBUF bytes of ciphertext being read (TLS only) */
+    uint8_t *tbuf;   /* TLS_RBUF bytes of ciphertext being read (TLS only) */
+    st_buf_t tplain; /* their plaintext, until pushed into the connection's rx */
 };
 
 static void conn_process(rpc_conn_t *conn);
@@ -421,6 +421,7 @@ static void srv_maybe_finish(rpc_server_t *srv)
     void (*cb)(void *) = srv->close_cb;
     void *arg = srv->close_arg;
     free(srv->tbuf);
+    st_buf_deinit(&srv->tplain);
     free(srv);
     if (cb)
         cb(arg);
@@ -460,7 +461,6 @@ static void conn_handle_closed(uv_handle_t *h)
     rpc_rx_deinit(&conn->rx);
     tls_conn_destroy(conn->tls);
     conn->tls = NULL;
-    st_buf_deinit(&conn->tplain);
     budget_move(conn->srv->o.budget, &conn->held, 0);
     rpc_server_t *srv = conn->srv;
     conn->srv = NULL;
@@ -748,8 +748,9 @@ static void conn_cut_budget(rpc_conn_t *conn)
 static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
 {
     rpc_server_t *srv = conn->srv;
-    conn->tplain.len = 0;
-    int rc = tls_conn_feed(conn->tls, data, n, &conn->tplain);
+    st_buf_t *plain = &srv->tplain;
+    plain->len = 0;
+    int rc = tls_conn_feed(conn->tls, data, n, plain);
     srv->st.bytes_in += n;
     wreq_t *w = wreq_tls_out(conn->tls);
     if (w && conn_write(conn, w) != 0)
@@ -771,14 +772,14 @@ static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
         conn_close_after_flush(conn); /* the alert goes out first */
         return;
     }
-    size_t len = conn->tplain.len;
+    size_t len = plain->len;
     if (len > 0) {
         size_t need = rpc_rx_mem(&conn->rx) + len;
         if (need > conn->held && budget_move(srv->o.budget, &conn->held, need) != 0) {
             conn_cut_budget(conn);
             return;
         }
-        if (rpc_rx_push(&conn->rx, conn->tplain.data, len) != 0) {
+        if (rpc_rx_push(&conn->rx, plain->data, len) != 0) {
             conn_close(conn);
             return;
         }
@@ -976,7 +977,6 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         conn_close(conn);
         return;
     }
-    st_buf_init(&conn->tplain);
     if (srv->o.tls && tls_conn_create(srv->o.tls, NULL, &conn->tls) != 0) {
         conn_close(conn);
         return;
