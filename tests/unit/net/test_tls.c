@@ -141,6 +141,41 @@ static void test_data_right_behind_the_handshake(void **state)
     tls_ctx_destroy(c);
 }
 
+/* Start TLS on a stream after N plaintext bytes (PostgreSQL: an 8-byte
+ * SSLRequest answered 'S'): the glue keeps the first bytes, makes the
+ * session and feeds it what came after them, here in the same read. */
+static void test_starttls_after_plaintext(void **state)
+{
+    (void)state;
+    tls_ctx_t *s = mk_ctx(1, TT_SRV_CRT, TT_SRV_KEY, NULL);
+    tls_ctx_t *c = mk_ctx(0, NULL, NULL, TT_CA_CRT);
+    tls_conn_t *cli;
+    assert_int_equal(tls_conn_create(c, "localhost", &cli), 0);
+    static const uint8_t sslrequest[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    st_buf_t wire;
+    st_buf_init(&wire);
+    assert_int_equal(st_buf_append(&wire, sslrequest, 8), 0);
+    assert_int_equal(tls_conn_take(cli, &wire), 0); /* the ClientHello, right behind */
+    assert_true(wire.len > 8);
+    assert_memory_equal(wire.data, sslrequest, 8);
+    pair_t p;
+    memset(&p, 0, sizeof p);
+    st_buf_init(&p.s_plain);
+    st_buf_init(&p.c_plain);
+    p.c = cli;
+    assert_int_equal(tls_conn_create(s, NULL, &p.s), 0);
+    p.s_rc = tls_conn_feed(p.s, wire.data + 8, wire.len - 8, &p.s_plain);
+    assert_int_equal(p.s_rc, 0);
+    assert_int_equal(tls_conn_write(p.c, "SELECT 1", 8), 0);
+    pump(&p);
+    assert_true(tls_conn_established(p.s));
+    assert_int_equal(p.s_plain.len, 8);
+    st_buf_deinit(&wire);
+    pair_close(&p);
+    tls_ctx_destroy(s);
+    tls_ctx_destroy(c);
+}
+
 static void test_mutual_tls(void **state)
 {
     (void)state;
@@ -321,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_and_data),
         cmocka_unit_test(test_data_right_behind_the_handshake),
+        cmocka_unit_test(test_starttls_after_plaintext),
         cmocka_unit_test(test_mutual_tls),
         cmocka_unit_test(test_wrong_name),
         cmocka_unit_test(test_plaintext_and_limit),
