@@ -180,7 +180,7 @@ static wreq_t *wreq_tls_out(tls_conn_t *t)
     return w;
 }
 
-/* Log a failed TLS session: once loudly (ERROR), then at DEBUG. */
+/* Log a TLS session the server refused (loud: ERROR, else DEBUG). */
 static void log_tls_failure(rpc_log_fn fn, void *arg, int loud, const char *who_key,
                             const char *who, const tls_conn_t *t)
 {
@@ -1635,7 +1635,10 @@ static void cc_tls_read(cconn_t *cc, const uint8_t *data, size_t n)
     }
     if (rc == ST_EPROTO) {
         char what[300];
-        log_tls_failure(cli->o.log, cli->o.log_arg, !cli->tls_failed, "peer", cli->host, cc->tls);
+        kvb_t k = {.n = 0};
+        kvb_str(&k, "reason", tls_fail_name(tls_conn_failure(cc->tls)));
+        kvb_str(&k, "detail", tls_conn_error(cc->tls));
+        cli_log(cli, cli->tls_failed ? ST_LOG_DEBUG : ST_LOG_ERROR, "rpc tls refused", &k);
         cli->tls_failed = 1;
         snprintf(what, sizeof what, "tls refused (%s)", tls_fail_name(tls_conn_failure(cc->tls)));
         attempt_failed(cli, ST_EUNAVAIL, what,
