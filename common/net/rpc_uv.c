@@ -180,16 +180,7 @@ static wreq_t *wreq_tls_out(tls_conn_t *t)
     return w;
 }
 
-/* Log a TLS session the server refused (loud: ERROR, else DEBUG). */
-static void log_tls_failure(rpc_log_fn fn, void *arg, int loud, const char *who_key,
-                            const char *who, const tls_conn_t *t)
-{
-    kvb_t k = {.n = 0};
-    kvb_str(&k, who_key, who);
-    kvb_str(&k, "reason", tls_fail_name(tls_conn_failure(t)));
-    kvb_str(&k, "detail", tls_conn_error(t));
-    emit(fn, arg, loud ? ST_LOG_ERROR : ST_LOG_DEBUG, "rpc tls refused", &k);
-}
+#define TLS_LOG_EVERY_MS 10000 /* a server logs refused TLS peers at ERROR this often */
 
 static void wreq_free(wreq_t *w)
 {
@@ -375,8 +366,10 @@ struct rpc_server {
     void *close_arg;
     rpc_server_stats_t st;
     metric_counter_t *m_closed[RPC_CLOSE_NREASONS];
-    uint8_t *tbuf;   /* TLS_RBUF bytes of ciphertext being read (TLS only) */
-    st_buf_t tplain; /* their plaintext, until pushed into the connection's rx */
+    uint8_t *tbuf;          /* TLS_RBUF bytes of ciphertext being read (TLS only) */
+    uint64_t tls_log_next;  /* loop ms from which the next refusal is logged at ERROR */
+    unsigned tls_log_quiet; /* refusals logged at DEBUG since the last ERROR line */
+    st_buf_t tplain;        /* their plaintext, until pushed into the connection's rx */
 };
 
 static void conn_process(rpc_conn_t *conn);
@@ -744,6 +737,29 @@ static void conn_cut_budget(rpc_conn_t *conn)
     conn_cut(conn, RPC_CLOSE_INFLIGHT, ST_EBUSY, msg);
 }
 
+/* A peer's TLS session failed: at ERROR once per TLS_LOG_EVERY_MS (with the
+ * number logged at DEBUG since), else at DEBUG, so a peer retrying every
+ * backoff does not flood the log. */
+static void log_tls_failure(rpc_conn_t *conn)
+{
+    rpc_server_t *srv = conn->srv;
+    uint64_t now = uv_now(srv->loop);
+    int loud = now >= srv->tls_log_next;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    kvb_str(&k, "reason", tls_fail_name(tls_conn_failure(conn->tls)));
+    kvb_str(&k, "detail", tls_conn_error(conn->tls));
+    if (loud) {
+        if (srv->tls_log_quiet)
+            kvb_raw(&k, " more_at_debug=%u", srv->tls_log_quiet);
+        srv->tls_log_quiet = 0;
+        srv->tls_log_next = now + TLS_LOG_EVERY_MS;
+    } else {
+        srv->tls_log_quiet++;
+    }
+    srv_log(srv, loud ? ST_LOG_ERROR : ST_LOG_DEBUG, "rpc tls refused", &k);
+}
+
 /* Ciphertext from the peer: answer the handshake, push the plaintext into rx. */
 static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
 {
@@ -758,7 +774,7 @@ static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
     if (rc == ST_EPROTO && tls_conn_failure(conn->tls) == TLS_FAIL_NOT_TLS &&
         conn->state == CONN_HANDSHAKE) {
         /* a process with rpc_tls off: tell it why, in the plaintext it speaks */
-        log_tls_failure(srv->o.log, srv->o.log_arg, 1, "peer_addr", conn->peer_addr, conn->tls);
+        log_tls_failure(conn);
         tls_conn_destroy(conn->tls);
         conn->tls = NULL;
         conn_refuse(conn, ST_EPROTO,
@@ -767,7 +783,7 @@ static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
         return;
     }
     if (rc == ST_EPROTO) {
-        log_tls_failure(srv->o.log, srv->o.log_arg, 1, "peer_addr", conn->peer_addr, conn->tls);
+        log_tls_failure(conn);
         srv->st.handshakes_refused++;
         conn_close_after_flush(conn); /* the alert goes out first */
         return;
@@ -1549,6 +1565,7 @@ static void client_handshake(rpc_client_t *cli, const rpc_frame_t *f)
     cli->phase = PH_UP;
     cli->attempts = 0;
     cli->refused = 0;
+    cli->tls_failed = 0;
     cli->ping_outstanding = 0;
     cli->last_hb_tick = uv_now(cli->loop);
     uv_timer_stop(&cli->conn_timer);
@@ -1647,8 +1664,6 @@ static void cc_tls_read(cconn_t *cc, const uint8_t *data, size_t n)
                            : tls_conn_error(cc->tls));
         return;
     }
-    if (tls_conn_established(cc->tls))
-        cli->tls_failed = 0;
     size_t len = cc->tplain.len;
     if (len > 0) {
         size_t need = rpc_rx_mem(&cc->rx) + len;
