@@ -16,9 +16,11 @@ TLS/plain ratio (the aim is >= 0.85). Every process it starts is stopped by
 PID at the end.
 """
 import argparse
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,6 +90,7 @@ def main():
     import harness
     import ssl
     d = tempfile.mkdtemp(prefix="strata-tlsbench-")
+    atexit.register(shutil.rmtree, d, True)
     security = make_certs(d, ["n%d" % (i + 1) for i in range(args.nodes)] + ["router"])
     ca = os.path.join(d, "ca.crt")
     harness.TLS_CONTEXT = ssl.create_default_context(cafile=ca)

@@ -25,12 +25,15 @@ What it checks:
     writes and restarted; every acknowledged sample is on every replica.
 """
 
+import atexit
 import http.client
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -107,8 +110,9 @@ class Pki:
 
 
 def make_pki(tag, node_ids, foreign=()):
-    import tempfile
-    pki = Pki(tempfile.mkdtemp(prefix="strata-it-pki-%s-" % tag))
+    d = tempfile.mkdtemp(prefix="strata-it-pki-%s-" % tag)
+    atexit.register(shutil.rmtree, d, True)
+    pki = Pki(d)
     pki.leaf("tls", "strata listener")
     for pid in list(node_ids) + ["router"]:
         pki.leaf("rpc-" + pid, pid, ca=pki.other_ca if pid in foreign else None)
