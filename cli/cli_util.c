@@ -500,7 +500,26 @@ static int config_router(const char *cmd, const cli_common_t *c, char *buf, size
     return 0;
 }
 
+static int common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url,
+                         const char **shown);
+
+/* The CA file for https: --cacert, else $STRATA_CACERT, else none (the system's). */
+static const char *common_cacert(const cli_common_t *c)
+{
+    const char *ca = c->cacert && *c->cacert ? c->cacert : getenv("STRATA_CACERT");
+    return ca && *ca ? ca : NULL;
+}
+
 int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, const char **shown)
+{
+    int rc = common_router(cmd, c, url, shown);
+    if (rc == 0)
+        url->cacert = common_cacert(c);
+    return rc;
+}
+
+static int common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url,
+                         const char **shown)
 {
     static char from_file[TOPO_HOST_MAX + 32]; /* *shown may point here */
     int rc;
@@ -517,7 +536,7 @@ int cli_common_router(const char *cmd, const cli_common_t *c, httpc_url_t *url, 
         return 0;
     }
     if (cli_router(c->router, url, shown) < 0)
-        return cli_usage_error(cmd, "bad router URL '%s' (want http://HOST:PORT)", *shown);
+        return cli_usage_error(cmd, "bad router URL '%s' (want http[s]://HOST:PORT)", *shown);
     return 0;
 }
 

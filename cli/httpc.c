@@ -37,6 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "st_err.h"
 
 #ifndef STRATA_VERSION
@@ -72,16 +77,19 @@ int httpc_url_parse(const char *s, httpc_url_t *out)
 #define HAS(f) ((u.field_set & (1 << (f))) != 0)
 #define OFF(f) (u.field_data[f].off)
 #define LEN(f) (u.field_data[f].len)
-    /* http only; no userinfo, query, fragment or IPv6 literal */
-    if (!HAS(UF_SCHEMA) || LEN(UF_SCHEMA) != 4 ||
-        strncasecmp(buf + OFF(UF_SCHEMA), "http", 4) != 0 || !HAS(UF_HOST) || LEN(UF_HOST) == 0 ||
-        HAS(UF_USERINFO) || HAS(UF_QUERY) || HAS(UF_FRAGMENT) || buf[OFF(UF_HOST) - 1] == '[' ||
-        LEN(UF_HOST) >= sizeof(out->host))
+    /* http or https; no userinfo, query, fragment or IPv6 literal */
+    bool tls =
+        HAS(UF_SCHEMA) && LEN(UF_SCHEMA) == 5 && strncasecmp(buf + OFF(UF_SCHEMA), "https", 5) == 0;
+    if (!HAS(UF_SCHEMA) ||
+        (!tls && (LEN(UF_SCHEMA) != 4 || strncasecmp(buf + OFF(UF_SCHEMA), "http", 4) != 0)) ||
+        !HAS(UF_HOST) || LEN(UF_HOST) == 0 || HAS(UF_USERINFO) || HAS(UF_QUERY) ||
+        HAS(UF_FRAGMENT) || buf[OFF(UF_HOST) - 1] == '[' || LEN(UF_HOST) >= sizeof(out->host))
         return ST_EINVAL;
     if (HAS(UF_PORT) && (LEN(UF_PORT) == 0 || u.port == 0))
         return ST_EINVAL;
     memcpy(out->host, buf + OFF(UF_HOST), LEN(UF_HOST));
-    out->port = HAS(UF_PORT) ? u.port : 80;
+    out->port = HAS(UF_PORT) ? u.port : tls ? 443 : 80;
+    out->tls = tls;
     size_t plen = HAS(UF_PATH) ? LEN(UF_PATH) : 0;
     const char *path = buf + (HAS(UF_PATH) ? OFF(UF_PATH) : 0);
 #undef HAS
@@ -375,6 +383,8 @@ int httpc_collect(void *ud, const char *p, size_t n)
 struct httpc_conn {
     httpc_url_t url;
     int fd;
+    SSL_CTX *ssl_ctx; /* https: made on the first connect */
+    SSL *ssl;         /* https: the session on fd */
     int connect_timeout_ms;
     int io_timeout_ms;
     char *rbuf;
@@ -402,6 +412,8 @@ httpc_conn_t *httpc_conn_create(const httpc_url_t *url, int connect_timeout_ms, 
 
 void httpc_conn_close(httpc_conn_t *c)
 {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -412,6 +424,7 @@ void httpc_conn_destroy(httpc_conn_t *c)
     if (c == NULL)
         return;
     httpc_conn_close(c);
+    SSL_CTX_free(c->ssl_ctx);
     free(c->rbuf);
     free(c);
 }
@@ -489,8 +502,131 @@ static int do_connect(httpc_conn_t *c)
     return rc;
 }
 
+/* ---- TLS (https) ---- */
+
+/* OpenSSL's reason for the last failure, with the certificate check's verdict. */
+static void tls_errmsg(httpc_conn_t *c, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    if (vr != X509_V_OK)
+        snprintf(c->err, sizeof(c->err),
+                 "%s %s:%u: certificate verify failed: %s (pass the CA with --cacert)", what,
+                 c->url.host, c->url.port, X509_verify_cert_error_string(vr));
+    else
+        snprintf(c->err, sizeof(c->err), "%s %s:%u: %s", what, c->url.host, c->url.port,
+                 why ? why : "TLS error (is it an https port?)");
+    ERR_clear_error();
+}
+
+/* Wait as OpenSSL asks after a call that returned r; 0 = try again. */
+static int tls_wait(httpc_conn_t *c, int r, const char *what)
+{
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return wait_fd(c, POLLIN, c->io_timeout_ms, what);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return wait_fd(c, POLLOUT, c->io_timeout_ms, what);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 1; /* clean close */
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        return errno == 0 || errno == EAGAIN ? 1 : ST_ECLOSED; /* EOF without close_notify */
+    }
+    tls_errmsg(c, what);
+    return ST_ECLOSED;
+}
+
+static int tls_start(httpc_conn_t *c)
+{
+    ERR_clear_error();
+    if (!c->ssl_ctx) {
+        c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!c->ssl_ctx)
+            return ST_ENOMEM;
+        SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
+        int ok = c->url.cacert ? SSL_CTX_load_verify_locations(c->ssl_ctx, c->url.cacert, NULL)
+                               : SSL_CTX_set_default_verify_paths(c->ssl_ctx);
+        if (ok != 1) {
+            snprintf(c->err, sizeof(c->err), "cannot load the CA certificates from %s",
+                     c->url.cacert ? c->url.cacert : "the system's trust store");
+            SSL_CTX_free(c->ssl_ctx);
+            c->ssl_ctx = NULL;
+            ERR_clear_error();
+            return ST_EINVAL;
+        }
+    }
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+        return ST_ENOMEM;
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, c->url.host, ip) == 1)
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->url.host);
+    else if (SSL_set_tlsext_host_name(c->ssl, c->url.host) != 1 ||
+             SSL_set1_host(c->ssl, c->url.host) != 1)
+        return ST_EINVAL;
+    for (int i = 0; i < 1000; i++) {
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        int rc = tls_wait(c, r, "TLS handshake with");
+        if (rc == 1) {
+            tls_errmsg(c, "TLS handshake with");
+            return ST_EUNAVAIL;
+        }
+        if (rc < 0)
+            return rc == ST_ECLOSED ? ST_EUNAVAIL : rc;
+    }
+    snprintf(c->err, sizeof(c->err), "TLS handshake with %s:%u did not finish", c->url.host,
+             c->url.port);
+    return ST_EUNAVAIL;
+}
+
+static int tls_send(httpc_conn_t *c, const void *p, size_t n)
+{
+    while (n > 0) {
+        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w > 0) {
+            p = (const char *)p + w;
+            n -= (size_t)w;
+            continue;
+        }
+        int rc = tls_wait(c, w, "send to");
+        if (rc != 0)
+            return rc < 0 ? rc : ST_ECLOSED;
+    }
+    return 0;
+}
+
+/* Like recv(): bytes, 0 at the end of the stream, or -1 with *err set. */
+static ssize_t tls_recv(httpc_conn_t *c, int *err)
+{
+    for (;;) {
+        int n = SSL_read(c->ssl, c->rbuf, c->rcap > INT_MAX ? INT_MAX : (int)c->rcap);
+        if (n > 0)
+            return n;
+        int rc = tls_wait(c, n, "read from");
+        if (rc == 1)
+            return 0;
+        if (rc < 0) {
+            *err = rc;
+            return -1;
+        }
+    }
+}
+
 static int send_all(httpc_conn_t *c, struct iovec *iov, int iovcnt)
 {
+    if (c->ssl) {
+        for (int i = 0; i < iovcnt; i++) {
+            int rc = tls_send(c, iov[i].iov_base, iov[i].iov_len);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
     while (iovcnt > 0) {
         if (iov[0].iov_len == 0) {
             iov++;
@@ -538,7 +674,10 @@ static int attempt(httpc_conn_t *c, const st_buf_t *head, const void *body, size
         return rc;
     httpc_resp_init(resp, head_req);
     for (;;) {
-        ssize_t n = recv(c->fd, c->rbuf, c->rcap, 0);
+        int terr = 0;
+        ssize_t n = c->ssl ? tls_recv(c, &terr) : recv(c->fd, c->rbuf, c->rcap, 0);
+        if (n < 0 && terr)
+            return terr;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -605,6 +744,10 @@ int httpc_request(httpc_conn_t *c, const char *method, const char *target,
         bool reused = c->fd >= 0;
         if (!reused && (rc = do_connect(c)) < 0)
             goto out;
+        if (!reused && c->url.tls && (rc = tls_start(c)) < 0) {
+            httpc_conn_close(c);
+            goto out;
+        }
         bool got = false;
         rc = attempt(c, &head, body, body_len, resp, head_req, fn, ud, &got);
         if (rc == 0) {

@@ -15,7 +15,10 @@
  *       bodiless statuses (204, 304, responses to HEAD) are handled.
  *
  *  2. A connection (httpc_conn_t): one IPv4 TCP socket with keep-alive,
- *     TCP_NODELAY, a connect timeout and a per-read/write inactivity timeout.
+ *     TCP_NODELAY, a connect timeout and a per-read/write inactivity timeout;
+ *     for https:// URLs a TLS session (OpenSSL over the same non-blocking
+ *     socket, TLS 1.2+, the server certificate checked against url.cacert or
+ *     the system's trust store, and its name against the URL's host).
  *     httpc_request() sends one request and streams the response body to a
  *     callback. A request on a reused keep-alive connection that fails before
  *     any response byte arrived (the server closed an idle connection) is
@@ -39,13 +42,16 @@
 typedef struct httpc_url {
     char host[256];
     uint16_t port;
-    char prefix[512]; /* path prefix without a trailing '/', "" for the root */
+    char prefix[512];   /* path prefix without a trailing '/', "" for the root */
+    bool tls;           /* https:// */
+    const char *cacert; /* PEM file of CAs to trust for https (NULL: the system's), not owned */
 } httpc_url_t;
 
 /*
- * Parse "http://HOST[:PORT][/PREFIX]" (also "HOST:PORT" without the scheme).
- * HOST is an IPv4 address or a name resolved to IPv4; PORT defaults to 80.
- * Returns 0 or ST_EINVAL (https, IPv6 literals, userinfo, bad port).
+ * Parse "http[s]://HOST[:PORT][/PREFIX]" (also "HOST:PORT" without the
+ * scheme: http). HOST is an IPv4 address or a name resolved to IPv4; PORT
+ * defaults to 80 (443 for https). Returns 0 or ST_EINVAL (other schemes,
+ * IPv6 literals, userinfo, bad port).
  */
 int httpc_url_parse(const char *s, httpc_url_t *out /* OUT */);
 

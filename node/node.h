@@ -81,6 +81,8 @@ typedef struct node {
     metric_counter_t *query_refused[PROMQL_LIMIT_COUNT];
     metric_counter_t *series_refused[REPL_NLIMITS]; /* by limit (node_write.c) */
     uv_signal_t sig_term, sig_int;                  /* node_server.c: shutdown */
+    uv_signal_t sig_hup;                            /* node_server.c: reload certificates */
+    tls_set_t tls; /* [security]: node HTTP listener, RPC server and peer clients */
     int shutting_down;
 } node_t;
 

@@ -943,6 +943,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
             .on_state = on_state,
             .state_arg = p,
             .log = node_rpc_log,
+            .tls = n->tls.rpc_client,
         };
         rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
         if (rc) {

@@ -244,6 +244,48 @@ static void on_signal(uv_signal_t *s, int signum)
     node_repl_shutdown(n->repl);
     uv_close((uv_handle_t *)&n->sig_term, NULL);
     uv_close((uv_handle_t *)&n->sig_int, NULL);
+    uv_close((uv_handle_t *)&n->sig_hup, NULL);
+}
+
+/* SIGHUP: new TLS sessions use the certificates on disk now; connections
+ * already open keep theirs. A file that fails to load keeps the old one. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    node_t *n = s->data;
+    char err[512];
+    (void)signum;
+    if (tls_set_reload(&n->tls, err, sizeof err) != 0)
+        st_error("tls reload failed; keeping the previous certificates", "err=\"%s\"", err);
+    else if (n->tls.listen || n->tls.rpc_server)
+        st_info("tls certificates reloaded", "node=%s", n->node_id);
+}
+
+/* [security] TLS contexts; rpc_cert/rpc_key may name the node as {id}. */
+static int load_tls(node_t *n)
+{
+    const topo_security_t *sec = topo_security(n->topo);
+    char cert[TOPO_PATH_MAX + 256], key[TOPO_PATH_MAX + 256], err[512];
+    if (topo_security_path(sec->rpc_cert, n->node_id, cert, sizeof cert) ||
+        topo_security_path(sec->rpc_key, n->node_id, key, sizeof key)) {
+        st_error("[security] rpc_cert/rpc_key too long", "node=%s", n->node_id);
+        return 1;
+    }
+    tls_files_t f = {
+        sec->tls_cert, sec->tls_key, sec->tls_client_ca, sec->rpc_tls ? sec->rpc_ca : NULL,
+        cert,          key};
+    if (tls_set_create(&f, 1, &n->tls, err, sizeof err) != 0) {
+        st_error("cannot set up TLS", "err=\"%s\"", err);
+        return 1;
+    }
+    if (tls_set_metrics(&n->tls, n->metrics, "node_http") != 0)
+        return 1;
+    if (sec->rpc_tls)
+        st_info("rpc mutual TLS on", "node=%s cert=%s ca=%s", n->node_id, cert, sec->rpc_ca);
+    else
+        st_warn("rpc is plaintext and unauthenticated: anyone who reaches the RPC port can "
+                "read and write shards; set [security] rpc_tls = on",
+                "node=%s", n->node_id);
+    return 0;
 }
 
 /* The RPC server on ra. In Kubernetes a pod's own DNS name
@@ -259,7 +301,8 @@ static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me
         return rc;
     rpc_server_opts_t ro = {.log = node_rpc_log,
                             .frame_timeout_ms = (unsigned)rp->rpc_frame_timeout_ms,
-                            .budget = n->rpc_budget};
+                            .budget = n->rpc_budget,
+                            .tls = n->tls.rpc_server};
     for (int attempt = 0;; attempt++) {
         rc = rpc_server_create(n->loop, ra->host, ra->port, me, &ro, node_rpc_handler, n, &n->rpc);
         if (rc != ST_EINVAL || attempt >= NODE_RPC_RESOLVE_ATTEMPTS || n->shutting_down)
@@ -307,7 +350,7 @@ int node_start(node_t *n, const node_opts_t *o)
         ra = &bind_addr;
     }
     rpc_identity_t me = {topo_cluster_name(n->topo), topo_fingerprint(n->topo), n->node_id};
-    if (listen_rpc(n, ra, &me) != 0)
+    if (load_tls(n) != 0 || listen_rpc(n, ra, &me) != 0)
         return 1;
     const topo_addr_t *ha = topo_node_http(n->topo, (uint32_t)n->self);
     http_limits_t hl;
@@ -318,6 +361,7 @@ int node_start(node_t *n, const node_opts_t *o)
         return 1;
     }
     http_server_metrics(n->http, n->metrics, "node");
+    http_server_set_tls(n->http, n->tls.listen);
     if ((rc = node_repl_create(n, &me, &n->repl)) != 0) {
         st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
         return 1;
@@ -327,6 +371,9 @@ int node_start(node_t *n, const node_opts_t *o)
     n->sig_term.data = n->sig_int.data = n;
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
+    uv_signal_init(n->loop, &n->sig_hup);
+    n->sig_hup.data = n;
+    uv_signal_start(&n->sig_hup, on_sighup, SIGHUP);
     n->ready = 1;
     st_info("strata-node started",
             "node=%s rpc=%s http=%s shards=%zu data_dir=%s fingerprint=%016llx version=%s",
@@ -357,6 +404,7 @@ int node_stop(node_t *n)
     if (n->loop)
         uv_loop_close(n->loop);
     rpc_budget_destroy(n->rpc_budget);
+    tls_set_destroy(&n->tls);
     metrics_destroy(n->metrics);
     free(n->engines);
     free(n->tiers);

@@ -50,6 +50,8 @@ struct router_server {
     int port;
     node_ctx_t *nodes; /* [node] */
     uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_hup; /* reload certificates */
+    tls_set_t tls;       /* [security]: HTTPS listener, RPC client certificate */
     int shutting_down;
     const char *resp_listen; /* NULL: no RESP door */
     char resp_host[256];
@@ -466,7 +468,8 @@ static int create_clients(router_server_t *s)
                                 .state_arg = &s->nodes[i],
                                 .ping_interval_ms =
                                     (unsigned)topo_replication(r->topo)->heartbeat_interval_ms,
-                                .default_timeout_ms = (unsigned)r->timeout_ms};
+                                .default_timeout_ms = (unsigned)r->timeout_ms,
+                                .tls = s->tls.rpc_client};
         const topo_addr_t *a = topo_node_rpc(r->topo, i);
         int rc = rpc_client_create(r->loop, a->host, a->port, &me, &co, &r->clients[i]);
         if (rc) {
@@ -504,6 +507,40 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_hup, NULL);
+}
+
+/* SIGHUP: new TLS sessions use the certificates on disk now; connections
+ * already open keep theirs. A file that fails to load keeps the old one. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    router_server_t *s = sig->data;
+    char err[512];
+    (void)signum;
+    if (tls_set_reload(&s->tls, err, sizeof err) != 0)
+        st_error("tls reload failed; keeping the previous certificates", "err=\"%s\"", err);
+    else if (s->tls.listen || s->tls.rpc_client)
+        st_info("tls certificates reloaded", "listen=%s", s->listen);
+}
+
+/* [security] TLS contexts; rpc_cert/rpc_key may name the process as {id} ("router"). */
+static int load_tls(router_server_t *s)
+{
+    const topo_security_t *sec = topo_security(s->r.topo);
+    char cert[TOPO_PATH_MAX + 16], key[TOPO_PATH_MAX + 16], err[512];
+    if (topo_security_path(sec->rpc_cert, "router", cert, sizeof cert) ||
+        topo_security_path(sec->rpc_key, "router", key, sizeof key)) {
+        st_error("[security] rpc_cert/rpc_key too long", "listen=%s", s->listen);
+        return 1;
+    }
+    tls_files_t f = {
+        sec->tls_cert, sec->tls_key, sec->tls_client_ca, sec->rpc_tls ? sec->rpc_ca : NULL,
+        cert,          key};
+    if (tls_set_create(&f, 0, &s->tls, err, sizeof err) != 0) {
+        st_error("cannot set up TLS", "err=\"%s\"", err);
+        return 1;
+    }
+    return tls_set_metrics(&s->tls, s->r.metrics, "router") != 0;
 }
 
 int router_server_start(router_server_t *s)
@@ -525,7 +562,7 @@ int router_server_start(router_server_t *s)
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
-    if (create_clients(s) != 0)
+    if (load_tls(s) != 0 || create_clients(s) != 0)
         return 1;
     r->hints_held = calloc((size_t)nn * nn, sizeof *r->hints_held);
     r->stats_fresh = calloc(nn, 1);
@@ -555,6 +592,7 @@ int router_server_start(router_server_t *s)
         return 1;
     }
     http_server_metrics(r->http, r->metrics, "router");
+    http_server_set_tls(r->http, s->tls.listen);
     if (s->resp_listen) {
         rc = router_resp_start(r, s->resp_host, s->resp_port, route, r, &s->resp);
         if (rc) {
@@ -568,6 +606,9 @@ int router_server_start(router_server_t *s)
     s->sig_term.data = s->sig_int.data = s;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_init(r->loop, &s->sig_hup);
+    s->sig_hup.data = s;
+    uv_signal_start(&s->sig_hup, on_sighup, SIGHUP);
     st_info("strata-router started", "listen=%s nodes=%u shards=%u fingerprint=%s version=%s",
             s->listen, nn, topo_shards(r->topo), topo_fingerprint_hex(r->topo), STRATA_VERSION);
     return 0;
@@ -583,6 +624,7 @@ int router_server_stop(router_server_t *s)
     router_t *r = &s->r;
     uv_loop_close(r->loop);
     metrics_destroy(r->metrics);
+    tls_set_destroy(&s->tls);
     free(r->hints_held);
     free(r->stats_fresh);
     free(r->stats_inflight);

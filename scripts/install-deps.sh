@@ -10,7 +10,7 @@ set -euo pipefail
 # from its lockfile); chromium: tests/integration/test_console.py drives it headless.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
-      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
+      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev libssl-dev openssl
       python3 curl procps prometheus victoria-metrics nodejs npm chromium
       python3-redis redis-tools)
 missing=()

@@ -59,6 +59,7 @@ enum sect {
     SECT_REPLICATION,
     SECT_DOWNSAMPLING, /* tiers (parsed by parse_tiers) */
     SECT_RETENTION,    /* METRIC = DURATION (any metric name) */
+    SECT_SECURITY,
     SECT_NODE,
     SECT__COUNT
 };
@@ -73,6 +74,7 @@ static const char *const sect_names[SECT__COUNT] = {
     [SECT_NODE] = "node",
     [SECT_DOWNSAMPLING] = "downsampling",
     [SECT_RETENTION] = "retention",
+    [SECT_SECURITY] = "security",
 };
 
 enum ktype {
@@ -83,6 +85,7 @@ enum ktype {
     KT_SIZE,      /* 512KiB, 64MiB, 1GiB; plain number * unit bytes */
     KT_ADDR,      /* host:port or [v6]:port (node rpc/http, [router] listen) */
     KT_SHARDLIST, /* 0-3,8,10-11 (node keys only) */
+    KT_PATH,      /* a file name, kept as written ([security]) */
 };
 
 enum key_id {
@@ -131,6 +134,14 @@ enum key_id {
     K_HTTP,
     K_NODE_SHARDS,
     K_NODE_REPLICA_SHARDS,
+    /* [security] (TLS) */
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_TLS_CLIENT_CA,
+    K_RPC_TLS,
+    K_RPC_CA,
+    K_RPC_CERT,
+    K_RPC_KEY,
     K__COUNT
 };
 
@@ -239,6 +250,15 @@ static const struct key_desc keys[K__COUNT] = {
     [K_HTTP] = {SECT_NODE, "http", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_NODE_SHARDS] = {SECT_NODE, "shards", KT_SHARDLIST, 0, 0, 0, NULL, NULL, 0},
     [K_NODE_REPLICA_SHARDS] = {SECT_NODE, "replica_shards", KT_SHARDLIST, 0, 0, 0, NULL, NULL, 0},
+
+    [K_TLS_CERT] = {SECT_SECURITY, "tls_cert", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_TLS_KEY] = {SECT_SECURITY, "tls_key", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_TLS_CLIENT_CA] = {SECT_SECURITY, "tls_client_ca", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    /* in the fingerprint only when on, so clusters without it keep theirs */
+    [K_RPC_TLS] = {SECT_SECURITY, "rpc_tls", KT_ENUM, 0, 0, 0, onoff_names, "off", KF_FINGERPRINT},
+    [K_RPC_CA] = {SECT_SECURITY, "rpc_ca", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_RPC_CERT] = {SECT_SECURITY, "rpc_cert", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_RPC_KEY] = {SECT_SECURITY, "rpc_key", KT_PATH, 0, 0, 0, NULL, NULL, 0},
 };
 
 /* ------------------------------------------------------------------------ */
@@ -266,6 +286,8 @@ struct topo {
     topo_storage_t storage;
     topo_router_t router;
     topo_replication_t repl;
+    topo_security_t sec;
+    char *path[K__COUNT]; /* KT_PATH values */
     struct node *nodes;
     uint32_t nnodes, cap;
     int explicit_placement;
@@ -476,6 +498,9 @@ static const char *describe(char *buf, size_t cap, const struct key_desc *k)
         break;
     case KT_SHARDLIST:
         snprintf(buf, cap, "a list of shards and ranges such as 0-3,8,10-11");
+        break;
+    case KT_PATH:
+        snprintf(buf, cap, "a file name (at most %d bytes)", TOPO_PATH_MAX);
         break;
     }
     return buf;
@@ -747,6 +772,13 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
                                 t->nodes[i].key_line[w ? K_HTTP : K_RPC]);
         return 1;
     }
+    case KT_PATH:
+        if (!value[0] || strlen(value) > TOPO_PATH_MAX)
+            goto bad;
+        free(t->path[k]);
+        if (!(t->path[k] = strdup(value)))
+            return fail_nomem(p);
+        return 1;
     case KT_SHARDLIST: {
         struct node *nd = cur_node(p);
         int which = k == K_NODE_REPLICA_SHARDS;
@@ -1111,7 +1143,7 @@ static void canonical(const topo_t *t, struct sink *k)
     char b[64], host[TOPO_HOST_MAX + 1];
     emit(k, "strata-topology 1\n");
     for (int i = 0; i < K__COUNT; i++)
-        if (keys[i].flags & KF_FINGERPRINT)
+        if ((keys[i].flags & KF_FINGERPRINT) && !(i == K_RPC_TLS && !t->val[i]))
             emit(k, "%s.%s=%s\n", sect_names[keys[i].sect], keys[i].name,
                  fmt_value(t, (enum key_id)i, b, sizeof b));
     for (uint32_t i = 0; i < t->nnodes; i++) {
@@ -1134,6 +1166,37 @@ static void canonical(const topo_t *t, struct sink *k)
 }
 
 static int ret_cmp(const void *a, const void *b);
+/* [security]: TLS keys that only make sense together. */
+static int security_check(struct parse *p)
+{
+    topo_t *t = p->t;
+    topo_security_t *sec = &t->sec;
+    sec->tls_cert = t->path[K_TLS_CERT];
+    sec->tls_key = t->path[K_TLS_KEY];
+    sec->tls_client_ca = t->path[K_TLS_CLIENT_CA];
+    sec->rpc_tls = t->val[K_RPC_TLS] != 0;
+    sec->rpc_ca = t->path[K_RPC_CA];
+    sec->rpc_cert = t->path[K_RPC_CERT];
+    sec->rpc_key = t->path[K_RPC_KEY];
+    if (!sec->tls_cert != !sec->tls_key)
+        return fail(p, p->key_line[sec->tls_cert ? K_TLS_CERT : K_TLS_KEY],
+                    "[security] tls_cert and tls_key go together (set both or neither)");
+    if (sec->tls_client_ca && !sec->tls_cert)
+        return fail(p, p->key_line[K_TLS_CLIENT_CA],
+                    "[security] tls_client_ca needs tls_cert and tls_key (client certificates "
+                    "are checked on a TLS listener)");
+    static const enum key_id rpc_keys[] = {K_RPC_CA, K_RPC_CERT, K_RPC_KEY};
+    for (size_t i = 0; i < 3; i++) {
+        enum key_id k = rpc_keys[i];
+        if (sec->rpc_tls && !t->path[k])
+            return fail(p, p->key_line[K_RPC_TLS],
+                        "[security] rpc_tls = on needs rpc_ca, rpc_cert and rpc_key (missing %s)",
+                        keys[k].name);
+        if (!sec->rpc_tls && t->path[k])
+            return fail(p, p->key_line[k], "[security] %s is set but rpc_tls is off", keys[k].name);
+    }
+    return 1;
+}
 
 static int finish(struct parse *p)
 {
@@ -1238,6 +1301,8 @@ static int finish(struct parse *p)
     t->router.idle_timeout_ms = t->val[K_IDLE_TIMEOUT];
     t->router.max_inflight_bytes = (uint64_t)t->val[K_MAX_INFLIGHT];
     t->router.resp_flushall = (int)t->val[K_RESP_FLUSHALL];
+    if (!security_check(p))
+        return 0;
 
     XXH3_state_t *st = XXH3_createState();
     if (!st)
@@ -1357,6 +1422,8 @@ void topo_destroy(topo_t *t)
     for (size_t i = 0; i < t->nret; i++)
         free(t->ret[i].name);
     free(t->ret);
+    for (int k = 0; k < K__COUNT; k++)
+        free(t->path[k]);
     free(t->nodes);
     free(t->replicas);
     free(t->held);
@@ -1406,6 +1473,19 @@ const topo_router_t *topo_router(const topo_t *t)
 const topo_replication_t *topo_replication(const topo_t *t)
 {
     return &t->repl;
+}
+
+const topo_security_t *topo_security(const topo_t *t)
+{
+    return &t->sec;
+}
+
+int topo_security_path(const char *tmpl, const char *id, char *buf, size_t cap)
+{
+    const char *at = tmpl ? strstr(tmpl, "{id}") : NULL;
+    int n = at ? snprintf(buf, cap, "%.*s%s%s", (int)(at - tmpl), tmpl, id ? id : "", at + 4)
+               : snprintf(buf, cap, "%s", tmpl ? tmpl : "");
+    return n >= 0 && (size_t)n < cap ? 0 : ST_ELIMIT;
 }
 
 uint32_t topo_node_count(const topo_t *t)

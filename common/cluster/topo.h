@@ -89,6 +89,18 @@ typedef struct topo_replication {
     int64_t rpc_frame_timeout_ms;    /* a started frame must complete within this */
 } topo_replication_t;
 
+/* [security] TLS settings: per host, file names as written (NULL = unset).
+ * Only rpc_tls is part of the fingerprint (and only when on), so a cluster
+ * whose processes disagree on it refuses to form. */
+#define TOPO_PATH_MAX 1024
+typedef struct topo_security {
+    const char *tls_cert, *tls_key; /* TLS on every client-facing listener */
+    const char *tls_client_ca;      /* clients must present a certificate it signed */
+    int rpc_tls;                    /* mutual TLS on every RPC connection */
+    const char *rpc_ca;             /* the cluster CA: peers' certificates must chain to it */
+    const char *rpc_cert, *rpc_key; /* this process's RPC certificate; "{id}" = node id/"router" */
+} topo_security_t;
+
 /* A node (or router) address exactly as written ("host:port" or "[v6]:port"), never resolved. */
 typedef struct topo_addr {
     const char *addr; /* as written */
@@ -135,6 +147,10 @@ topo_sharding_t topo_sharding(const topo_t *t);
 const topo_storage_t *topo_storage(const topo_t *t);
 const topo_router_t *topo_router(const topo_t *t);
 const topo_replication_t *topo_replication(const topo_t *t);
+const topo_security_t *topo_security(const topo_t *t);
+/* tmpl with "{id}" replaced by id (rpc_cert = /etc/strata/tls/{id}.crt):
+ * 0, or ST_ELIMIT when it does not fit in cap. */
+int topo_security_path(const char *tmpl, const char *id, char *buf, size_t cap);
 
 /* Nodes, in file order; i < topo_node_count(). */
 uint32_t topo_node_count(const topo_t *t);

@@ -4,6 +4,14 @@
  * request parser (http_parse.c) per connection. Listening sockets come from
  * net_listen.c.
  *
+ * TLS (http_server_set_tls): a connection gets a tls_conn_t at accept;
+ * on_read feeds it the ciphertext and the plaintext it yields takes the
+ * plain path (conn_rx), and conn_write3 encrypts before it queues. The
+ * handshake's own bytes go out the same way (conn_tls_flush). A client
+ * that speaks plain HTTP to the TLS port gets a plaintext 400 saying so.
+ * The handshake has the header timeout (it is the time to the first
+ * request); a timeout before it completed is counted as a TLS failure.
+ *
  * Connection (conn_t) states, with the function behind each transition:
  *
  *    accept ──> READING ──conn_feed: HTTP_RX_REQUEST──> HANDLING
@@ -47,6 +55,7 @@
 #include "st_err.h"
 #include "st_list.h"
 #include "st_text.h"
+#include "tls.h"
 
 typedef struct conn conn_t;
 
@@ -85,6 +94,7 @@ struct conn {
     uint64_t nreq;
     uint64_t acct; /* body bytes of the request being received, in st.inflight_bytes */
     uint64_t accepted, head_start, body_progress, write_progress, idle_since, deadline;
+    tls_conn_t *tls; /* NULL: plaintext */
     char remote[64];
 };
 
@@ -116,6 +126,9 @@ struct http_server {
         metric_gauge_t *open, *inflight;
         metric_hist_t *dur;
     } m;
+    tls_ctx_t *tls;  /* not owned; NULL: plaintext listener */
+    st_buf_t tplain; /* plaintext of the read being handled (TLS), shared: reads
+                        are handled one at a time and conn_rx copies what it keeps */
     int rbuf_busy;
     char rbuf[READ_BUF];
 };
@@ -125,6 +138,7 @@ static void conn_arm(conn_t *c);
 static void on_timer(uv_timer_t *t);
 static void conn_resume(conn_t *c);
 static void srv_maybe_done(http_server_t *srv);
+static int conn_tls_flush(conn_t *c);
 
 static uint64_t now_ms(conn_t *c)
 {
@@ -200,6 +214,7 @@ static void on_conn_closed(uv_handle_t *h)
     inflight_set(srv, &c->acct, 0);
     http_rx_deinit(&c->rx);
     st_buf_deinit(&c->pend);
+    tls_conn_destroy(c->tls);
     ST_LIST_REMOVE(srv->conns, c);
     srv->nconns--;
     srv->st.open_connections = srv->nconns;
@@ -241,6 +256,12 @@ static void conn_linger(conn_t *c)
     c->closing = 1;
     conn_detach(c, 1);
     c->deadline = now_ms(c) + LINGER_MS;
+    if (c->tls && tls_conn_established(c->tls)) {
+        tls_conn_close_notify(c->tls);
+        conn_tls_flush(c);
+        if (c->uv_closing)
+            return;
+    }
     c->shut.data = c;
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         conn_close(c, 1);
@@ -284,11 +305,11 @@ static void on_write(uv_write_t *w, int status)
     conn_arm(c);
 }
 
-/* Queue len bytes (copied from up to three pieces). Returns 0 or
- * ST_ECLOSED/ST_ENOMEM; on ST_ECLOSED the connection is being closed
+/* Queue len bytes (copied from up to three pieces) as they are. Returns 0
+ * or ST_ECLOSED/ST_ENOMEM; on ST_ECLOSED the connection is being closed
  * (without notify: we are inside an API call). */
-static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_t bl, const void *d,
-                       size_t dl)
+static int conn_write_raw3(conn_t *c, const void *a, size_t al, const void *b, size_t bl,
+                           const void *d, size_t dl)
 {
     size_t len = al + bl + dl;
     wreq_t *wr = malloc(sizeof *wr + (len ? len : 1));
@@ -313,6 +334,34 @@ static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_
     c->nwrites++;
     c->wq += len;
     return 0;
+}
+
+/* Send the ciphertext the TLS session has ready (handshake, records, alerts). */
+static int conn_tls_flush(conn_t *c)
+{
+    if (!c->tls || tls_conn_out_pending(c->tls) == 0)
+        return 0;
+    st_buf_t out;
+    st_buf_init(&out);
+    int rc = tls_conn_take(c->tls, &out);
+    if (rc == 0)
+        rc = conn_write_raw3(c, out.data, out.len, NULL, 0, NULL, 0);
+    st_buf_deinit(&out);
+    return rc;
+}
+
+/* Queue len bytes of response (encrypted on a TLS connection); as conn_write_raw3. */
+static int conn_write3(conn_t *c, const void *a, size_t al, const void *b, size_t bl, const void *d,
+                       size_t dl)
+{
+    if (!c->tls)
+        return conn_write_raw3(c, a, al, b, bl, d, dl);
+    if (tls_conn_write(c->tls, a, al) || tls_conn_write(c->tls, b, bl) ||
+        tls_conn_write(c->tls, d, dl)) {
+        conn_close(c, 0);
+        return ST_ECLOSED;
+    }
+    return conn_tls_flush(c);
 }
 
 static int valid_header_text(const char *s, int name)
@@ -956,37 +1005,80 @@ static void release_buf(http_server_t *srv, const uv_buf_t *buf)
         free(buf->base);
 }
 
+/* The peer closed its side (EOF, or a TLS close_notify), or reading failed. */
+static void conn_peer_eof(conn_t *c, int eof)
+{
+    if (eof) {
+        c->peer_eof = 1;
+        c->reading = 0;
+        if (!c->closing && !c->cur && c->flushing) {
+            c->close_after = 1; /* let the queued response go out */
+            return;
+        }
+    }
+    conn_close(c, 1);
+}
+
+/* Plaintext from the peer. */
+static void conn_rx(conn_t *c, const char *data, size_t n)
+{
+    if (n == 0)
+        return;
+    if (c->pend.len == c->pend_off && conn_can_feed(c)) {
+        size_t used = conn_feed(c, data, n);
+        if (!c->closing)
+            pend_keep(c, data + used, n - used);
+    } else {
+        pend_keep(c, data, n);
+        if (conn_can_feed(c))
+            conn_resume(c);
+    }
+}
+
+/* Ciphertext from the peer: decrypt, answer the handshake, pass plaintext on. */
+static void conn_tls_rx(conn_t *c, const char *data, size_t n)
+{
+    st_buf_t *plain = &c->srv->tplain;
+    plain->len = 0;
+    int rc = tls_conn_feed(c->tls, data, n, plain);
+    if (conn_tls_flush(c) != 0 || c->uv_closing)
+        return;
+    if (rc == ST_EPROTO && tls_conn_failure(c->tls) == TLS_FAIL_NOT_TLS && c->nreq == 0) {
+        /* plain HTTP on the TLS port: say so in plain HTTP, then close */
+        tls_conn_destroy(c->tls);
+        c->tls = NULL;
+        c->srv->st.bad_requests++;
+        metric_counter_inc(c->srv->m.bad);
+        send_error_close(c, 400, "bad_data",
+                         "this port speaks HTTPS (TLS): use https:// with this address", NULL, 0);
+        return;
+    }
+    if (rc == ST_EPROTO) {
+        conn_linger(c); /* the alert, if any, is queued: let it go out */
+        return;
+    }
+    conn_rx(c, (const char *)plain->data, plain->len);
+    if (rc == ST_ECLOSED && !c->uv_closing)
+        conn_peer_eof(c, 1);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     http_server_t *srv = c->srv;
     if (nread < 0) {
         release_buf(srv, buf);
-        if (nread == UV_EOF) {
-            c->peer_eof = 1;
-            c->reading = 0;
-            if (!c->closing && !c->cur && c->flushing) {
-                c->close_after = 1; /* let the queued response go out */
-                return;
-            }
-        }
-        conn_close(c, 1);
+        conn_peer_eof(c, nread == UV_EOF);
         return;
     }
     if (nread == 0 || c->closing || c->close_after) { /* closing: discard */
         release_buf(srv, buf);
         return;
     }
-    size_t n = (size_t)nread;
-    if (c->pend.len == c->pend_off && conn_can_feed(c)) {
-        size_t used = conn_feed(c, buf->base, n);
-        if (!c->closing)
-            pend_keep(c, buf->base + used, n - used);
-    } else {
-        pend_keep(c, buf->base, n);
-        if (conn_can_feed(c))
-            conn_resume(c);
-    }
+    if (c->tls)
+        conn_tls_rx(c, buf->base, (size_t)nread);
+    else
+        conn_rx(c, buf->base, (size_t)nread);
     release_buf(srv, buf);
     conn_arm(c);
 }
@@ -1015,6 +1107,8 @@ static void on_timer(uv_timer_t *t)
         conn_arm(c);
         return;
     }
+    if (c->tls && c->nreq == 0 && !tls_conn_established(c->tls) && !tls_conn_failure(c->tls))
+        tls_ctx_count_failure(c->srv->tls, TLS_FAIL_TIMEOUT);
     if (c->tkind != T_IDLE && c->tkind != T_LINGER) {
         c->srv->st.timeouts++;
         metric_counter_inc(c->srv->m.tmo);
@@ -1123,7 +1217,8 @@ static void on_connection(uv_stream_t *ls, int status)
     srv->st.open_connections = srv->nconns;
     metric_gauge_set(srv->m.open, (double)srv->nconns);
     c->accepted = now_ms(c);
-    if (net_accept(ls, &c->tcp, c->remote, sizeof c->remote) != 0) {
+    if (net_accept(ls, &c->tcp, c->remote, sizeof c->remote) != 0 ||
+        (srv->tls && tls_conn_create(srv->tls, NULL, &c->tls) != 0)) {
         conn_close(c, 0);
         return;
     }
@@ -1190,6 +1285,11 @@ int http_server_create(uv_loop_t *loop, const char *host, int port, const http_l
     }
     *out = srv;
     return 0;
+}
+
+void http_server_set_tls(http_server_t *srv, tls_ctx_t *tls)
+{
+    srv->tls = tls;
 }
 
 int http_server_port(const http_server_t *srv)
@@ -1270,6 +1370,7 @@ static void srv_maybe_done(http_server_t *srv)
         return;
     void (*cb)(void *) = srv->close_cb;
     void *arg = srv->close_arg;
+    st_buf_deinit(&srv->tplain);
     free(srv);
     if (cb)
         cb(arg);

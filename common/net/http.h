@@ -51,6 +51,7 @@
 
 #include "http_util.h"
 #include "metrics.h"
+#include "tls.h"
 
 /* ---- limits ------------------------------------------------------------- */
 
@@ -218,6 +219,10 @@ typedef void (*http_handler_fn)(http_req_t *req, void *arg);
  */
 int http_server_create(uv_loop_t *loop, const char *host, int port, const http_limits_t *lim,
                        http_handler_fn handler, void *arg, http_server_t **out);
+/* Serve HTTPS: connections accepted from now on speak TLS with tls (a
+ * server-side context, not owned; it must outlive the server; reload it
+ * with tls_ctx_reload). NULL: plaintext again. */
+void http_server_set_tls(http_server_t *srv, tls_ctx_t *tls);
 /* The bound port. */
 int http_server_port(const http_server_t *srv);
 /*

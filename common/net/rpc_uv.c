@@ -33,6 +33,16 @@
  *
  * The server's listening socket (resolve, bind, listen) comes from
  * net_listen.c, shared with the HTTP server.
+ *
+ * Mutual TLS (opts.tls, a tls.h context on each side): the TLS session sits
+ * under the frames. Reads go into a per-process ciphertext buffer, are
+ * decrypted and pushed into the rx state machine (rpc_rx_push); each frame
+ * is sealed (encrypted in place) before uv_write; handshake records go out
+ * on their own. The client's HELLO waits inside the session until the TLS
+ * handshake is done, so the existing handshake timeouts cover both. Byte
+ * accounting (queued/out bytes, budgets) counts frame bytes, not
+ * ciphertext. A TLS failure is logged on both sides ("rpc tls refused")
+ * with the reason, and counted in strata_tls_handshake_failures_total.
  */
 #include "rpc_uv.h"
 
@@ -48,18 +58,21 @@
 #include "st_list.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
+#include "tls.h"
 
 #define ID_MAX 320          /* a node id, or "router:" + host:port */
 #define HELLO_MAX 4096      /* a HELLO larger than this is a protocol error */
 #define CLOSE_FLUSH_MS 1000 /* how long a refused peer gets to read our ERROR */
 #define HT_BUCKETS 4096     /* client reqid -> call table (power of two) */
+#define TLS_RBUF 65536      /* ciphertext read buffer (one per server / client connection) */
 
 /* One frame on its way out: freed in the write callback. */
 typedef struct wreq {
     uv_write_t req;
     st_buf_t buf;
     void *owner;
-    int counted; /* client: counts towards queued_bytes */
+    size_t plain; /* frame bytes (buf holds ciphertext once sealed) */
+    int counted;  /* client: counts towards queued_bytes */
 } wreq_t;
 
 /* ---- logging helpers --------------------------------------------------- */
@@ -134,9 +147,40 @@ static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, siz
         free(w);
         return rc;
     }
+    w->plain = w->buf.len;
     *out = w;
     return 0;
 }
+
+/* Encrypt the frame in w (and take any handshake bytes the session has
+ * waiting): buf then holds what goes on the wire. No-op without TLS. */
+static int wreq_seal(tls_conn_t *t, wreq_t *w)
+{
+    if (!t)
+        return 0;
+    int rc = tls_conn_write(t, w->buf.data, w->buf.len);
+    w->buf.len = 0;
+    return rc ? rc : tls_conn_take(t, &w->buf);
+}
+
+/* A write request carrying only what the TLS session has to send (NULL: nothing). */
+static wreq_t *wreq_tls_out(tls_conn_t *t)
+{
+    if (!t || tls_conn_out_pending(t) == 0)
+        return NULL;
+    wreq_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    st_buf_init(&w->buf);
+    if (tls_conn_take(t, &w->buf) != 0) {
+        st_buf_deinit(&w->buf);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+#define TLS_LOG_EVERY_MS 10000 /* a server logs refused TLS peers at ERROR this often */
 
 static void wreq_free(wreq_t *w)
 {
@@ -299,6 +343,7 @@ struct rpc_conn {
     size_t out_bytes; /* encoded reply bytes not yet written */
     unsigned nwrites;
     unsigned inflight; /* requests handed to the handler and not answered */
+    tls_conn_t *tls;   /* mutual TLS (srv->o.tls) */
     char peer_addr[80];
     char peer_id[ID_MAX];
 };
@@ -321,6 +366,10 @@ struct rpc_server {
     void *close_arg;
     rpc_server_stats_t st;
     metric_counter_t *m_closed[RPC_CLOSE_NREASONS];
+    uint8_t *tbuf;          /* TLS_RBUF bytes of ciphertext being read (TLS only) */
+    uint64_t tls_log_next;  /* loop ms from which the next refusal is logged at ERROR */
+    unsigned tls_log_quiet; /* refusals logged at DEBUG since the last ERROR line */
+    st_buf_t tplain;        /* their plaintext, until pushed into the connection's rx */
 };
 
 static void conn_process(rpc_conn_t *conn);
@@ -364,6 +413,8 @@ static void srv_maybe_finish(rpc_server_t *srv)
         return;
     void (*cb)(void *) = srv->close_cb;
     void *arg = srv->close_arg;
+    free(srv->tbuf);
+    st_buf_deinit(&srv->tplain);
     free(srv);
     if (cb)
         cb(arg);
@@ -401,6 +452,8 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--conn->handles > 0)
         return;
     rpc_rx_deinit(&conn->rx);
+    tls_conn_destroy(conn->tls);
+    conn->tls = NULL;
     budget_move(conn->srv->o.budget, &conn->held, 0);
     rpc_server_t *srv = conn->srv;
     conn->srv = NULL;
@@ -460,7 +513,7 @@ static void conn_write_cb(uv_write_t *req, int status)
 {
     wreq_t *w = (wreq_t *)req;
     rpc_conn_t *conn = w->owner;
-    conn->out_bytes -= w->buf.len;
+    conn->out_bytes -= w->plain;
     conn->nwrites--;
     wreq_free(w);
     if (conn->state == CONN_CLOSED)
@@ -476,6 +529,8 @@ static void conn_write_cb(uv_write_t *req, int status)
         conn_kick(conn);
 }
 
+static int conn_write(rpc_conn_t *conn, wreq_t *w);
+
 static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void *p, size_t len)
 {
     rpc_server_t *srv = conn->srv;
@@ -485,9 +540,21 @@ static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void 
     int rc = wreq_new(type, reqid, p, len, srv->o.compress_min, &w);
     if (rc)
         return rc;
+    if ((rc = wreq_seal(conn->tls, w)) != 0) {
+        wreq_free(w);
+        conn_close(conn);
+        return ST_ECLOSED;
+    }
+    return conn_write(conn, w);
+}
+
+/* Queue w (sealed already) on the connection. */
+static int conn_write(rpc_conn_t *conn, wreq_t *w)
+{
+    rpc_server_t *srv = conn->srv;
     w->owner = conn;
     uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
-    rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
+    int rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &b, 1, conn_write_cb);
     if (rc) {
         wreq_free(w);
         conn_close(conn);
@@ -495,9 +562,9 @@ static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void 
     }
     if (conn->nwrites == 0)
         conn->write_progress = uv_now(srv->loop);
-    conn->out_bytes += w->buf.len;
+    conn->out_bytes += w->plain;
     conn->nwrites++;
-    srv->st.bytes_out += w->buf.len;
+    srv->st.bytes_out += w->plain;
     if (conn->nwrites == 1 && !uv_is_active((uv_handle_t *)&conn->timer))
         conn_arm_frame(conn);
     return 0;
@@ -640,6 +707,10 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested; /* sized by the pending frame instead */
+    if (conn->tls) { /* ciphertext: decrypted into rx in conn_tls_read */
+        *buf = uv_buf_init((char *)conn->srv->tbuf, TLS_RBUF);
+        return;
+    }
     size_t need = rpc_rx_reserve_cap(&conn->rx) + conn->rx.scratch.cap;
     if (need > conn->held && budget_move(conn->srv->o.budget, &conn->held, need) != 0) {
         conn->over_budget = 1;
@@ -657,21 +728,96 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)p, (unsigned)n);
 }
 
+static void conn_cut_budget(rpc_conn_t *conn)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "server busy: RPC receive buffers are over the limit of %" PRIu64 " MiB; retry later",
+             rpc_budget_max(conn->srv->o.budget) >> 20);
+    conn_cut(conn, RPC_CLOSE_INFLIGHT, ST_EBUSY, msg);
+}
+
+/* A peer's TLS session failed: at ERROR once per TLS_LOG_EVERY_MS (with the
+ * number logged at DEBUG since), else at DEBUG, so a peer retrying every
+ * backoff does not flood the log. */
+static void log_tls_failure(rpc_conn_t *conn)
+{
+    rpc_server_t *srv = conn->srv;
+    uint64_t now = uv_now(srv->loop);
+    int loud = now >= srv->tls_log_next;
+    kvb_t k = {.n = 0};
+    kvb_str(&k, "peer_addr", conn->peer_addr);
+    kvb_str(&k, "reason", tls_fail_name(tls_conn_failure(conn->tls)));
+    kvb_str(&k, "detail", tls_conn_error(conn->tls));
+    if (loud) {
+        if (srv->tls_log_quiet)
+            kvb_raw(&k, " more_at_debug=%u", srv->tls_log_quiet);
+        srv->tls_log_quiet = 0;
+        srv->tls_log_next = now + TLS_LOG_EVERY_MS;
+    } else {
+        srv->tls_log_quiet++;
+    }
+    srv_log(srv, loud ? ST_LOG_ERROR : ST_LOG_DEBUG, "rpc tls refused", &k);
+}
+
+/* Ciphertext from the peer: answer the handshake, push the plaintext into rx. */
+static void conn_tls_read(rpc_conn_t *conn, const uint8_t *data, size_t n)
+{
+    rpc_server_t *srv = conn->srv;
+    st_buf_t *plain = &srv->tplain;
+    plain->len = 0;
+    int rc = tls_conn_feed(conn->tls, data, n, plain);
+    srv->st.bytes_in += n;
+    wreq_t *w = wreq_tls_out(conn->tls);
+    if (w && conn_write(conn, w) != 0)
+        return;
+    if (rc == ST_EPROTO && tls_conn_failure(conn->tls) == TLS_FAIL_NOT_TLS &&
+        conn->state == CONN_HANDSHAKE) {
+        /* a process with rpc_tls off: tell it why, in the plaintext it speaks */
+        log_tls_failure(conn);
+        tls_conn_destroy(conn->tls);
+        conn->tls = NULL;
+        conn_refuse(conn, ST_EPROTO,
+                    "this node requires mutual TLS on RPC ([security] rpc_tls = on) and the "
+                    "peer connected without TLS; rpc_tls must be the same on every process");
+        return;
+    }
+    if (rc == ST_EPROTO) {
+        log_tls_failure(conn);
+        srv->st.handshakes_refused++;
+        conn_close_after_flush(conn); /* the alert goes out first */
+        return;
+    }
+    size_t len = plain->len;
+    if (len > 0) {
+        size_t need = rpc_rx_mem(&conn->rx) + len;
+        if (need > conn->held && budget_move(srv->o.budget, &conn->held, need) != 0) {
+            conn_cut_budget(conn);
+            return;
+        }
+        if (rpc_rx_push(&conn->rx, plain->data, len) != 0) {
+            conn_close(conn);
+            return;
+        }
+        conn_mem_sync(conn);
+        conn_process(conn);
+    }
+    if (rc == ST_ECLOSED && conn->state != CONN_CLOSED)
+        conn_close(conn);
+}
+
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     rpc_conn_t *conn = s->data;
-    (void)buf; /* the buffer belongs to conn->rx */
-    if (nread > 0) {
+    (void)buf; /* the buffer belongs to conn->rx (or is srv->tbuf with TLS) */
+    if (nread > 0 && conn->tls) {
+        conn_tls_read(conn, (const uint8_t *)buf->base, (size_t)nread);
+    } else if (nread > 0) {
         rpc_rx_commit(&conn->rx, (size_t)nread);
         conn->srv->st.bytes_in += (uint64_t)nread;
         conn_process(conn);
     } else if (nread == UV_ENOBUFS && conn->over_budget) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "server busy: RPC receive buffers are over the limit of %" PRIu64
-                 " MiB; retry later",
-                 rpc_budget_max(conn->srv->o.budget) >> 20);
-        conn_cut(conn, RPC_CLOSE_INFLIGHT, ST_EBUSY, msg);
+        conn_cut_budget(conn);
     } else if (nread < 0) {
         if (nread != UV_EOF) {
             kvb_t k = {.n = 0};
@@ -696,7 +842,12 @@ static void conn_process(rpc_conn_t *conn)
             break;
         if (rc < 0) {
             char msg[160];
-            if (rc == ST_ELIMIT && conn->state == CONN_HANDSHAKE)
+            if (conn->state == CONN_HANDSHAKE && conn->rx.end > conn->rx.start &&
+                conn->rx.buf[conn->rx.start] == 22 && !conn->tls)
+                snprintf(msg, sizeof msg,
+                         "the peer speaks TLS and this node has rpc_tls off: [security] rpc_tls "
+                         "must be the same on every process");
+            else if (rc == ST_ELIMIT && conn->state == CONN_HANDSHAKE)
                 snprintf(msg, sizeof msg,
                          "frame larger than the limit of %zu bytes before the handshake (HELLO)",
                          conn->rx.max_frame);
@@ -796,6 +947,10 @@ static void conn_handshake_timeout(uv_timer_t *t)
         return;
     kvb_t k = {.n = 0};
     kvb_str(&k, "peer_addr", conn->peer_addr);
+    if (conn->tls && !tls_conn_established(conn->tls)) {
+        tls_ctx_count_failure(conn->srv->o.tls, TLS_FAIL_TIMEOUT);
+        kvb_str(&k, "tls", "handshake not completed");
+    }
     srv_log(conn->srv, ST_LOG_WARN, "rpc handshake timeout", &k);
     count_close(conn->srv, RPC_CLOSE_HANDSHAKE_TIMEOUT);
     conn_close(conn);
@@ -835,6 +990,10 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         kvb_str(&k, "peer_addr", conn->peer_addr);
         kvb_raw(&k, " max_conns=%u", srv->o.max_conns);
         srv_log(srv, ST_LOG_WARN, "rpc connection refused: too many connections", &k);
+        conn_close(conn);
+        return;
+    }
+    if (srv->o.tls && tls_conn_create(srv->o.tls, NULL, &conn->tls) != 0) {
         conn_close(conn);
         return;
     }
@@ -924,12 +1083,17 @@ int rpc_server_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     opts_default_u(&srv->o.frame_timeout_ms, 30000);
     srv->handler = handler;
     srv->arg = arg;
+    if (srv->o.tls && !(srv->tbuf = malloc(TLS_RBUF))) {
+        free(srv);
+        return ST_ENOMEM;
+    }
     uv_tcp_init(loop, &srv->listener);
     srv->listener.data = srv;
     srv->listener_open = 1;
     rc = net_listen_tcp(&srv->listener, &ss, srv_on_connection, &srv->port);
     if (rc) {
         /* freed on the next loop run, once the handle is closed */
+        free(srv->tbuf);
         uv_close((uv_handle_t *)&srv->listener, free_on_close);
         return ST_EIO;
     }
@@ -1018,6 +1182,9 @@ typedef struct cconn {
     size_t held;     /* bytes of rx charged to cli->o.budget */
     int over_budget; /* the alloc callback refused a buffer */
     int closed;
+    tls_conn_t *tls; /* mutual TLS (cli->o.tls) */
+    st_buf_t tplain; /* plaintext of the last read */
+    uint8_t *tbuf;   /* TLS_RBUF bytes of ciphertext being read */
 } cconn_t;
 
 struct rpc_client {
@@ -1037,7 +1204,8 @@ struct rpc_client {
     unsigned live_cconns;
     int phase;
     rpc_client_state_t state;
-    int refused; /* the last handshake was refused: calls fail fast */
+    int refused;    /* the last handshake was refused: calls fail fast */
+    int tls_failed; /* the last TLS session failed (logged loudly once) */
     unsigned attempts;
     uint64_t rng;
     uint64_t next_reqid;
@@ -1141,7 +1309,7 @@ static void call_remove(rpc_client_t *cli, call_t *c)
     if (!c->sent)
         q_unlink(cli, c);
     if (c->w) {
-        cli->queued_bytes -= c->w->buf.len;
+        cli->queued_bytes -= c->w->plain;
         wreq_free(c->w);
         c->w = NULL;
     }
@@ -1214,6 +1382,9 @@ static void cc_closed_cb(uv_handle_t *h)
     rpc_client_t *cli = cc->cli;
     rpc_rx_deinit(&cc->rx);
     budget_move(cli->o.budget, &cc->held, 0);
+    tls_conn_destroy(cc->tls);
+    st_buf_deinit(&cc->tplain);
+    free(cc->tbuf);
     free(cc);
     cli->live_cconns--;
     client_maybe_finish(cli);
@@ -1310,9 +1481,9 @@ static void cli_write_cb(uv_write_t *req, int status)
     cconn_t *cc = w->owner;
     rpc_client_t *cli = cc->cli;
     if (w->counted)
-        cli->queued_bytes -= w->buf.len;
+        cli->queued_bytes -= w->plain;
     if (status >= 0)
-        cli->tx_done += w->buf.len;
+        cli->tx_done += w->plain;
     wreq_free(w);
     if (status < 0 && cc == cli->cc && !cc->closed && !cli->closing)
         attempt_failed(cli, ST_ECLOSED, "write failed", uv_strerror(status));
@@ -1321,6 +1492,8 @@ static void cli_write_cb(uv_write_t *req, int status)
 static int cc_write(cconn_t *cc, wreq_t *w)
 {
     w->owner = cc;
+    if (wreq_seal(cc->tls, w) != 0)
+        return ST_ECLOSED;
     uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
     return uv_write(&w->req, (uv_stream_t *)&cc->tcp, &b, 1, cli_write_cb);
 }
@@ -1392,6 +1565,7 @@ static void client_handshake(rpc_client_t *cli, const rpc_frame_t *f)
     cli->phase = PH_UP;
     cli->attempts = 0;
     cli->refused = 0;
+    cli->tls_failed = 0;
     cli->ping_outstanding = 0;
     cli->last_hb_tick = uv_now(cli->loop);
     uv_timer_stop(&cli->conn_timer);
@@ -1440,6 +1614,10 @@ static void cc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested;
+    if (cc->tls) { /* ciphertext: decrypted into rx in cc_tls_read */
+        *buf = uv_buf_init((char *)cc->tbuf, TLS_RBUF);
+        return;
+    }
     size_t need = rpc_rx_reserve_cap(&cc->rx) + cc->rx.scratch.cap;
     if (need > cc->held && budget_move(cc->cli->o.budget, &cc->held, need) != 0) {
         cc->over_budget = 1;
@@ -1458,12 +1636,57 @@ static void cc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)p, (unsigned)n);
 }
 
+/* Ciphertext from the server: finish the handshake (our HELLO follows),
+ * push the plaintext into rx. */
+static void cc_tls_read(cconn_t *cc, const uint8_t *data, size_t n)
+{
+    rpc_client_t *cli = cc->cli;
+    cc->tplain.len = 0;
+    int rc = tls_conn_feed(cc->tls, data, n, &cc->tplain);
+    wreq_t *w = wreq_tls_out(cc->tls);
+    if (w) {
+        w->owner = cc;
+        uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+        if (uv_write(&w->req, (uv_stream_t *)&cc->tcp, &b, 1, cli_write_cb) != 0)
+            wreq_free(w);
+    }
+    if (rc == ST_EPROTO) {
+        char what[300];
+        kvb_t k = {.n = 0};
+        kvb_str(&k, "reason", tls_fail_name(tls_conn_failure(cc->tls)));
+        kvb_str(&k, "detail", tls_conn_error(cc->tls));
+        cli_log(cli, cli->tls_failed ? ST_LOG_DEBUG : ST_LOG_ERROR, "rpc tls refused", &k);
+        cli->tls_failed = 1;
+        snprintf(what, sizeof what, "tls refused (%s)", tls_fail_name(tls_conn_failure(cc->tls)));
+        attempt_failed(cli, ST_EUNAVAIL, what,
+                       tls_conn_failure(cc->tls) == TLS_FAIL_NOT_TLS
+                           ? "the peer does not speak TLS: rpc_tls must be on on every process"
+                           : tls_conn_error(cc->tls));
+        return;
+    }
+    size_t len = cc->tplain.len;
+    if (len > 0) {
+        size_t need = rpc_rx_mem(&cc->rx) + len;
+        if ((need > cc->held && budget_move(cli->o.budget, &cc->held, need) != 0) ||
+            rpc_rx_push(&cc->rx, cc->tplain.data, len) != 0) {
+            attempt_failed(cli, ST_ECLOSED, "rpc receive buffers over rpc_inflight_max_mb", NULL);
+            return;
+        }
+        cc_process(cc);
+    }
+    if (rc == ST_ECLOSED && cc == cli->cc && !cc->closed && !cli->closing)
+        attempt_failed(cli, ST_ECLOSED, "connection lost", "closed by peer");
+}
+
 static void cc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     cconn_t *cc = s->data;
     rpc_client_t *cli = cc->cli;
-    (void)buf; /* owned by cc->rx */
-    if (nread > 0) {
+    (void)buf; /* owned by cc->rx (or cc->tbuf with TLS) */
+    if (nread > 0 && cc->tls) {
+        if (cc == cli->cc && !cc->closed && !cli->closing)
+            cc_tls_read(cc, (const uint8_t *)buf->base, (size_t)nread);
+    } else if (nread > 0) {
         rpc_rx_commit(&cc->rx, (size_t)nread);
         cc_process(cc);
     } else if (nread < 0 && cc == cli->cc && !cc->closed && !cli->closing) {
@@ -1509,9 +1732,16 @@ static void cc_on_connect(uv_connect_t *req, int status)
         attempt_failed(cli, ST_EUNAVAIL, "connect failed", uv_strerror(status));
         return;
     }
+    int rc = 0;
+    if (cli->o.tls) { /* the ClientHello goes out with the HELLO frame below */
+        st_buf_init(&cc->tplain);
+        cc->tbuf = malloc(TLS_RBUF);
+        rc = cc->tbuf ? tls_conn_create(cli->o.tls, cli->host, &cc->tls) : ST_ENOMEM;
+    }
     st_buf_t b;
     st_buf_init(&b);
-    int rc = pack_hello(cli->cluster, cli->fp, cli->node_id, &b);
+    if (rc == 0)
+        rc = pack_hello(cli->cluster, cli->fp, cli->node_id, &b);
     if (rc == 0)
         rc = send_small(cli, RPC_HELLO, b.data, b.len);
     st_buf_deinit(&b);
@@ -1704,7 +1934,7 @@ int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t
     c->cb = cb;
     c->arg = arg;
     c->deadline = uv_now(cli->loop) + (timeout_ms ? timeout_ms : cli->o.default_timeout_ms);
-    cli->queued_bytes += c->w->buf.len;
+    cli->queued_bytes += c->w->plain;
     cli->npending++;
     call_t **slot = ht_slot(cli, c->reqid);
     c->hnext = *slot;

@@ -24,6 +24,7 @@
 
 #include "metrics.h"
 #include "rpc_frame.h"
+#include "tls.h"
 
 typedef struct rpc_server rpc_server_t;
 typedef struct rpc_conn rpc_conn_t;
@@ -72,6 +73,8 @@ typedef struct rpc_server_opts {
     rpc_budget_t *budget;          /* [NULL: none] receive buffers, shared per process */
     rpc_log_fn log;
     void *log_arg;
+    tls_ctx_t *tls; /* [NULL: plaintext] server-side TLS context (with a CA: mutual TLS);
+                       not owned, must outlive the server */
 } rpc_server_opts_t;
 
 /*
@@ -181,6 +184,8 @@ typedef struct rpc_client_opts {
     void *state_arg;
     rpc_log_fn log;
     void *log_arg;
+    tls_ctx_t *tls; /* [NULL: plaintext] client-side TLS context; the server's certificate
+                       must name host. Not owned, must outlive the client */
 } rpc_client_opts_t;
 
 /*

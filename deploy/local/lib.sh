@@ -114,10 +114,51 @@ node_http() {
     in_node && $1 == "http" { print $3; exit }' "$CONFIG"
 }
 
+# A cluster started with --secure ([security] in cluster.ini) speaks https
+# with the CA in $DIR/tls; tls_vars sets SCHEME (http|https) and CURL_CA
+# (curl's --cacert option, or nothing) from the config.
+SCHEME=http
+CURL_CA=()
+tls_vars() {
+  if [ -f "$CONFIG" ] && grep -q '^\[security\]' "$CONFIG"; then
+    SCHEME=https
+    CURL_CA=(--cacert "$DIR/tls/ca.crt")
+  else
+    SCHEME=http
+    CURL_CA=()
+  fi
+}
+
+# make_certs: a CA and certificates (EC P-256, SAN 127.0.0.1 and localhost)
+# in $DIR/tls (mode 700, keys 600): tls.crt for the HTTPS listeners and
+# rpc-ID.crt per process (n1 n2 n3 router) for mutual TLS on RPC. Kept
+# when they exist already (a restart keeps the same CA).
+make_certs() {
+  local t="$DIR/tls" name
+  mkdir -p "$t"
+  chmod 700 "$t"
+  [ -f "$t/ca.crt" ] && return 0
+  (
+    umask 077
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+      > "$t/leaf.ext"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+      -keyout "$t/ca.key" -out "$t/ca.crt" -subj "/CN=strata-local CA" 2>/dev/null
+    for name in tls rpc-n1 rpc-n2 rpc-n3 rpc-router; do
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$t/$name.key" -out "$t/$name.csr" -subj "/CN=strata-local $name" 2>/dev/null
+      openssl x509 -req -in "$t/$name.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial \
+        -days 365 -out "$t/$name.crt" -extfile "$t/leaf.ext" 2>/dev/null
+      rm -f "$t/$name.csr"
+    done
+  )
+  chmod 644 "$t"/*.crt
+}
+
 # wait_ready URL SECONDS
 wait_ready() {
   for _ in $(seq $(($2 * 10))); do
-    curl -sf "$1" >/dev/null 2>&1 && return 0
+    curl -sf "${CURL_CA[@]}" "$1" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "not ready: $1 (see $(show "$DIR/logs"))" >&2

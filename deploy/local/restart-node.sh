@@ -25,5 +25,6 @@ start_node "$id"
 tmp=$(mktemp "$PIDS.XXXXXX")
 awk -v n="$line" -v pid="$STARTED_PID" 'NR == n { $0 = pid } { print }' "$PIDS" > "$tmp"
 mv "$tmp" "$PIDS"
-wait_ready "http://$(node_http "$id")/ready" 30
+tls_vars
+wait_ready "$SCHEME://$(node_http "$id")/ready" 30
 echo "$id started: PID $STARTED_PID (was ${old:-none}; recorded in $D/pids)"

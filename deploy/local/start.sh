@@ -14,12 +14,24 @@
 # same data (after stop.sh) finds the marker data/sample-loaded (or, for
 # data from before markers, the sample's series through the router) and says
 # it does not load it again.
+#
+# --secure: TLS everywhere. A CA and certificates are made with openssl in
+# ./strata-local/tls/ (kept across restarts); the router and node HTTP
+# listeners speak https, every RPC link is mutual TLS (rpc_tls = on), and
+# the script prints how to use curl --cacert and the CLI (STRATA_CACERT).
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "$0")/lib.sh"
 ROUTER_PORT=${ROUTER_PORT:-8086}
 BASE=${NODE_PORT_BASE:-7400}
 SAMPLE_MARK="$DIR/data/sample-loaded"
+SECURE=0
+for arg in "$@"; do
+  case "$arg" in
+    --secure) SECURE=1 ;;
+    *) echo "usage: deploy/local/start.sh [--secure]" >&2; exit 2 ;;
+  esac
+done
 
 if [ "$PREBUILT" = 1 ]; then
   need_binaries
@@ -72,6 +84,21 @@ http = 127.0.0.1:$((BASE+12))
 rpc  = 127.0.0.1:$((BASE+21))
 http = 127.0.0.1:$((BASE+22))
 EOT
+if [ "$SECURE" = 1 ]; then
+  make_certs
+  cat >> "$CONFIG" <<EOT
+
+[security]
+tls_cert = $DIR/tls/tls.crt   ; HTTPS on the router and node HTTP listeners
+tls_key  = $DIR/tls/tls.key
+rpc_tls  = on                 ; mutual TLS on every RPC link (part of the fingerprint)
+rpc_ca   = $DIR/tls/ca.crt
+rpc_cert = $DIR/tls/rpc-{id}.crt   ; {id} = n1, n2, n3 or router
+rpc_key  = $DIR/tls/rpc-{id}.key
+; --- admin token: added here once users/tokens (issue 16, part 1) are merged ---
+EOT
+fi
+tls_vars
 
 : > "$PIDS"
 for n in 1 2 3; do : > "$DIR/logs/n$n.log"; done
@@ -85,11 +112,16 @@ for n in 1 2 3; do
   start_node "n$n"
   echo "$STARTED_PID" >> "$PIDS"
 done
-for n in 1 2 3; do wait_ready "http://$(node_http "n$n")/ready" 30; done
+for n in 1 2 3; do wait_ready "$SCHEME://$(node_http "n$n")/ready" 30; done
 "$BUILD/router/strata-router" --config "$CONFIG" --listen "127.0.0.1:$ROUTER_PORT" --resp-listen "127.0.0.1:${RESP_PORT:-6379}" \
   </dev/null >>"$DIR/logs/router.log" 2>&1 &
 echo $! >> "$PIDS"
-R=http://127.0.0.1:$ROUTER_PORT
+R=$SCHEME://127.0.0.1:$ROUTER_PORT
+C=curl  # the curl the printed commands use
+if [ "$SECURE" = 1 ]; then
+  export STRATA_CACERT="$DIR/tls/ca.crt"
+  C="curl --cacert $D/tls/ca.crt"
+fi
 wait_ready "$R/ready" 30
 
 # sample data: 100 hosts x 1 h of devops cpu metrics ending now, written
@@ -98,7 +130,7 @@ wait_ready "$R/ready" 30
 # days (data loaded by an older start.sh, which left no marker)
 sample_on_router() {
   local j
-  j=$(curl -sfg "$R/api/v1/series?match[]=cpu_usage_user{hostname=\"host_0\"}&start=$(($(date +%s) - 31 * 86400))") || return 1
+  j=$(curl -sfg "${CURL_CA[@]}" "$R/api/v1/series?match[]=cpu_usage_user{hostname=\"host_0\"}&start=$(($(date +%s) - 31 * 86400))") || return 1
   [[ "$j" == *'"hostname":"host_0"'* ]]
 }
 if [ ! -f "$SAMPLE_MARK" ] && sample_on_router; then
@@ -119,34 +151,45 @@ else
 a later start on this data will not load it again)."
 fi
 trap - ERR
+SECURE_NOTE=""
+if [ "$SECURE" = 1 ]; then
+  SECURE_NOTE="
+
+Secure: HTTPS on the router and the nodes, mutual TLS between them (CA and
+certificates in $D/tls/; rotate: replace tls.crt/tls.key, then kill -HUP the PIDs).
+curl needs --cacert $D/tls/ca.crt; the CLI reads the CA from STRATA_CACERT:
+  export STRATA_CACERT=$D/tls/ca.crt
+  openssl s_client -connect 127.0.0.1:$ROUTER_PORT -CAfile $D/tls/ca.crt -brief </dev/null
+# --- admin token (issue 16 part 1): how to pass it (--token / STRATA_TOKEN) goes here ---"
+fi
 cat <<EOT
 
 Strata is running: 3 nodes + 1 router on 127.0.0.1 (data and logs in $D/).
-$SAMPLE
+$SAMPLE$SECURE_NOTE
 
 Try:
   $B/cli/strata status --router $R
-  curl -s '$R/cluster'
-  curl -s '$R/api/v1/labels'
-  curl -s '$R/api/v1/label/hostname/values'
-  curl -sg '$R/api/v1/export?match[]=cpu_usage_user{hostname="host_1"}'
-  echo 'weather,city=paris temp=21.5' | curl -s --data-binary @- '$R/write'
-  curl -sg '$R/api/v1/export?match[]=weather_temp'
-  curl -s 'http://$(node_http n1)/api/v1/export?shard=0' | head -2   # one node's local data
-  curl -s '$R/metrics' | grep strata_router
+  $C -s '$R/cluster'
+  $C -s '$R/api/v1/labels'
+  $C -s '$R/api/v1/label/hostname/values'
+  $C -sg '$R/api/v1/export?match[]=cpu_usage_user{hostname="host_1"}'
+  echo 'weather,city=paris temp=21.5' | $C -s --data-binary @- '$R/write'
+  $C -sg '$R/api/v1/export?match[]=weather_temp'
+  $C -s '$SCHEME://$(node_http n1)/api/v1/export?shard=0' | head -2   # one node's local data
+  $C -s '$R/metrics' | grep strata_router
 PromQL (nodes evaluate rates and partial sums; docs/query.md):
   $B/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
   $B/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
-  curl -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
+  $C -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
 Prometheus world (remote write, imports, files; docs/api.md, docs/migrating.md):
-  printf 'http_requests_total{code="200"} 7\\n' | curl -s --data-binary @- '$R/api/v1/import/prometheus'
-  curl -sg '$R/api/v1/export?match[]=weather_temp' | curl -s --data-binary @- '$R/api/v1/import'
+  printf 'http_requests_total{code="200"} 7\\n' | $C -s --data-binary @- '$R/api/v1/import/prometheus'
+  $C -sg '$R/api/v1/export?match[]=weather_temp' | $C -s --data-binary @- '$R/api/v1/import'
   $B/cli/strata bench --print --hosts 10 --hours 1 | gzip > $D/more.lp.gz
   $B/cli/strata import --router $R $D/more.lp.gz
   Prometheus or vmagent: remote_write url $R/api/v1/write
 Replication (RF=3, quorum writes): stop a node, keep writing, watch the hints drain:
   kill \$(sed -n 3p $D/pids)                       # node n3
-  echo 'weather,city=oslo temp=3.5' | curl -s -w '%{http_code}\\n' --data-binary @- '$R/write'
+  echo 'weather,city=oslo temp=3.5' | $C -s -w '%{http_code}\\n' --data-binary @- '$R/write'
   $B/cli/strata status --router $R               # n3 down, hints_pending on it
   ${ENVP}deploy/local/restart-node.sh n3              # starts n3 again, records its new PID in $D/pids
   $B/cli/strata status --router $R               # catching_up, then up

@@ -131,11 +131,19 @@ def free_port():
 
 # -------------------------------------------------------------------- HTTP --
 
+# ssl.SSLContext for https:// URLs (trusting the test CA); set by test_tls.py.
+TLS_CONTEXT = None
+
+
 def http_request(url, method="GET", body=None, headers=None, timeout=HTTP_TIMEOUT):
     """One request on a fresh connection. Returns (status, headers dict with
     lower-case names, body bytes). Network errors propagate."""
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if u.scheme == "https":  # a cluster with [security] tls_cert (test_tls.py)
+        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout,
+                                           context=TLS_CONTEXT)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
         path = u.path or "/"
         if u.query:
@@ -360,7 +368,7 @@ class Cluster:
 
     def __init__(self, nodes=3, routers=2, shards=12, rf=1, cluster=None, storage=None,
                  router=None, name="itest", tag="cluster", node_overrides=None,
-                 replication=None, node_extra_args=None, proxied=None):
+                 replication=None, node_extra_args=None, proxied=None, security=None):
         self.n_nodes, self.n_routers = nodes, routers
         self.cluster_kv = {"name": name, "shards": shards, "replication_factor": rf,
                            "write_consistency": "quorum", "read_consistency": "one",
@@ -390,6 +398,9 @@ class Cluster:
         self.proxied = sorted(set(proxied or ()))
         self.proxies = {}          # node index -> Proxy
         self.node_rpc_listen = {}  # node index -> real RPC port (proxied nodes)
+        # [security] section (None: none); with tls_cert the URLs are https
+        self.security_kv = dict(security) if security else None
+        self.scheme = "https" if (security or {}).get("tls_cert") else "http"
         self.failed = False
         self.closed = False
 
@@ -420,7 +431,8 @@ class Cluster:
             p.stop()
         self.proxies = {}
 
-    def ini_text(self, cluster=None, storage=None, router=None, nodes=None, replication=None):
+    def ini_text(self, cluster=None, storage=None, router=None, nodes=None, replication=None,
+                 security=None):
         """cluster.ini for this cluster, with optional overrides (used to make
         a deliberately different config)."""
         ckv = dict(self.cluster_kv)
@@ -439,6 +451,9 @@ class Cluster:
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
             kv.update((nodes or {}).get(nid, {}))
             secs.append(('node "%s"' % nid, kv))
+        seckv = self.security_kv if security is None else security  # {}: no section
+        if seckv:
+            secs.append(("security", seckv))
         return render_ini(secs)
 
     def write_config(self, path=None, **overrides):
@@ -453,10 +468,10 @@ class Cluster:
     # -- urls ---------------------------------------------------------------
 
     def router_url(self, i=0):
-        return "http://%s:%d" % (LOOPBACK, self.router_port[i])
+        return "%s://%s:%d" % (self.scheme, LOOPBACK, self.router_port[i])
 
     def node_http_url(self, i):
-        return "http://%s:%d" % (LOOPBACK, self.node_http[i])
+        return "%s://%s:%d" % (self.scheme, LOOPBACK, self.node_http[i])
 
     def node_rpc_addr(self, i):
         return "%s:%d" % (LOOPBACK, self.node_rpc[i])

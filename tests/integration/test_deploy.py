@@ -49,7 +49,7 @@ from harness import (ClusterTestCase, HarnessError, Proc, assert_samples_equal, 
 
 DEPLOY = os.environ.get("STRATA_DEPLOY_DIR") or os.path.join(harness.REPO, "deploy", "k8s")
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
-OVERLAY_NODES = {"three-nodes": 3, "six-nodes": 6}
+OVERLAY_NODES = {"three-nodes": 3, "six-nodes": 6, "secure": 3}
 ENDPOINTS = {"/health", "/ready"}
 HOSTS = "/etc/hosts"
 HOSTS_MARK = "# strata-test-deploy pid=%d" % os.getpid()

@@ -51,7 +51,16 @@ static void test_url_parse(void **state)
     assert_string_equal(u.host, "router-1.example");
     assert_int_equal(u.port, 80);
 
-    static const char *const bad[] = {"https://127.0.0.1:8086",
+    assert_int_equal(httpc_url_parse("https://127.0.0.1:8086", &u), 0);
+    assert_true(u.tls);
+    assert_int_equal(u.port, 8086);
+    assert_int_equal(httpc_url_parse("https://router.example/p", &u), 0);
+    assert_int_equal(u.port, 443);
+    assert_string_equal(u.prefix, "/p");
+    assert_int_equal(httpc_url_parse("http://127.0.0.1:8086", &u), 0);
+    assert_false(u.tls);
+
+    static const char *const bad[] = {"httpx://127.0.0.1:8086",
                                       "ftp://x",
                                       "",
                                       "http://",

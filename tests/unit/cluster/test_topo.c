@@ -184,6 +184,48 @@ static void test_replication_section(void **state)
     expect_err(CLUSTER12_RF2 "[replication]\nhints = 1\n", "t.ini:5: ", "unknown key");
 }
 
+static void test_security_section(void **state)
+{
+    (void)state;
+    topo_t *t = load_ok(CLUSTER12_RF2 NODES2);
+    const topo_security_t *sec = topo_security(t);
+    assert_null(sec->tls_cert);
+    assert_int_equal(sec->rpc_tls, 0);
+    topo_destroy(t);
+    t = load_ok(CLUSTER12_RF2
+                "[security]\ntls_cert = /etc/s/tls.crt\ntls_key = /etc/s/tls.key\n"
+                "tls_client_ca = /etc/s/ca.crt\nrpc_tls = on\nrpc_ca = /etc/s/ca.crt\n"
+                "rpc_cert = /etc/s/{id}.crt\nrpc_key = /etc/s/{id}.key\n" NODES2);
+    sec = topo_security(t);
+    assert_string_equal(sec->tls_cert, "/etc/s/tls.crt");
+    assert_string_equal(sec->tls_key, "/etc/s/tls.key");
+    assert_string_equal(sec->tls_client_ca, "/etc/s/ca.crt");
+    assert_int_equal(sec->rpc_tls, 1);
+    char path[64];
+    assert_int_equal(topo_security_path(sec->rpc_cert, "n2", path, sizeof path), 0);
+    assert_string_equal(path, "/etc/s/n2.crt");
+    assert_int_equal(topo_security_path(sec->rpc_ca, "n2", path, sizeof path), 0);
+    assert_string_equal(path, "/etc/s/ca.crt");
+    assert_int_equal(topo_security_path(sec->rpc_cert, "n2", path, 8), ST_ELIMIT);
+    topo_destroy(t);
+    /* rpc_tls is in the fingerprint when on; TLS on listeners and off are not */
+    uint64_t plain = fp_of(CLUSTER12_RF2 NODES2);
+    assert_true(fp_of(CLUSTER12_RF2 "[security]\nrpc_tls = off\n" NODES2) == plain);
+    assert_true(fp_of(CLUSTER12_RF2 "[security]\ntls_cert = a\ntls_key = b\n" NODES2) == plain);
+    assert_true(fp_of(CLUSTER12_RF2 "[security]\nrpc_tls = on\nrpc_ca = c\nrpc_cert = d\n"
+                                    "rpc_key = e\n" NODES2) != plain);
+    expect_err(CLUSTER12_RF2 "[security]\ntls_cert = a\n" NODES2,
+               "t.ini:5: ", "tls_cert and tls_key go together");
+    expect_err(CLUSTER12_RF2 "[security]\nrpc_tls = on\nrpc_ca = c\n" NODES2,
+               "t.ini:5: ", "rpc_tls = on needs rpc_ca, rpc_cert and rpc_key (missing rpc_cert)");
+    expect_err(CLUSTER12_RF2 "[security]\nrpc_ca = c\n" NODES2,
+               "t.ini:5: ", "rpc_ca is set but rpc_tls is off");
+    expect_err(CLUSTER12_RF2 "[security]\nrpc_tls = yes\n" NODES2,
+               "t.ini:5: ", "expected one of off | on");
+    expect_err(CLUSTER12_RF2 "[security]\ntls_client_ca = c\n" NODES2,
+               "t.ini:5: ", "tls_client_ca needs tls_cert");
+}
+
 static void test_enums_and_names(void **state)
 {
     (void)state;
@@ -988,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_design_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_replication_section),
+        cmocka_unit_test(test_security_section),
         cmocka_unit_test(test_router_listen),
         cmocka_unit_test(test_enums_and_names),
         cmocka_unit_test(test_inline_comment_rules),
