@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "engine.h"
+#include "auth_gate.h"
 #include "http.h"
 #include "metrics.h"
 #include "promql_eval.h"
@@ -59,6 +60,7 @@ typedef struct node {
     struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
     http_server_t *http;
     metrics_t *metrics;
+    auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */
     int ready;
     atomic_int jobs; /* engine jobs in flight */
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;

@@ -214,6 +214,7 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     st_info("shutting down", "signal=%d", signum);
     n->ready = 0;
+    auth_gate_close(n->auth);
     if (n->http)
         http_server_close(n->http, NODE_HTTP_CLOSE_GRACE_MS, on_closed, NULL);
     n->http = NULL;
@@ -290,7 +291,15 @@ int node_start(node_t *n, const node_opts_t *o)
     const topo_addr_t *ha = topo_node_http(n->topo, (uint32_t)n->self);
     http_limits_t hl;
     http_limits_default(&hl);
-    int rc = http_server_create(n->loop, ha->host, ha->port, &hl, node_http_handler, n, &n->http);
+    char aerr[1024];
+    int rc = auth_gate_create(n->loop, topo_security(n->topo)->users_file, n->metrics,
+                              "strata-node", &n->auth, aerr, sizeof aerr);
+    if (rc) {
+        st_error("cannot load the users file", "err=\"%s\"",
+                 rc == ST_ENOMEM ? "out of memory" : aerr);
+        return 1;
+    }
+    rc = http_server_create(n->loop, ha->host, ha->port, &hl, node_http_handler, n, &n->http);
     if (rc) {
         st_error("cannot listen for HTTP", "addr=%s err=\"%s\"", ha->addr, st_strerror(rc));
         return 1;
@@ -333,6 +342,7 @@ int node_stop(node_t *n)
     if (n->loop)
         uv_loop_close(n->loop);
     rpc_budget_destroy(n->rpc_budget);
+    auth_gate_destroy(n->auth);
     metrics_destroy(n->metrics);
     free(n->engines);
     free(n->data_dir);

@@ -69,6 +69,10 @@ struct wbatch {
     int64_t min_ts, retention_ms;
     int64_t max_ts, max_future_ms;
     size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
+    wbatch_filter_fn filter; /* NULL: every series may be written */
+    void *filter_arg;
+    const char *filter_why;
+    uint64_t lines_forbidden; /* of lines_bad: refused by the filter */
     /* results of parsing */
     uint64_t lines_ok, lines_bad, lines_too_old, lines_too_far_future;
     uint64_t last_item; /* wbatch_add_series: item + 1 last counted (several series, one line) */
@@ -326,9 +330,22 @@ static int reserve_samples(wbatch_t *j, size_t more)
     return j->oom ? ST_ENOMEM : 0;
 }
 
+void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why)
+{
+    b->filter = fn;
+    b->filter_arg = arg;
+    b->filter_why = why;
+}
+
 int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
                       const int64_t *ts, const double *v, size_t count)
 {
+    if (b->filter && !b->filter(b->filter_arg, l, n)) {
+        b->last_item = item + 1;
+        b->lines_forbidden++;
+        on_error(b, item, 0, b->filter_why);
+        return 0;
+    }
     size_t keep = 0;
     for (size_t k = 0; k < count; k++)
         keep += ts[k] >= b->min_ts && ts[k] <= b->max_ts;
@@ -388,6 +405,11 @@ void wbatch_reject(wbatch_t *b, uint64_t item, const char *reason)
     on_error(b, item, 0, reason);
 }
 
+uint64_t wbatch_lines_forbidden(const wbatch_t *b)
+{
+    return b->lines_forbidden;
+}
+
 int wbatch_finish(wbatch_t *b)
 {
     return encode(b);
@@ -407,6 +429,13 @@ static int on_point(void *arg, const lp_point_t *pt)
     if (pt->nseries == 0) {
         j->lines_ok++;
         return 0;
+    }
+    for (uint32_t i = 0; j->filter && i < pt->nseries; i++) {
+        if (!j->filter(j->filter_arg, pt->series[i].labels, pt->series[i].nlabels)) {
+            j->lines_forbidden++;
+            on_error(j, pt->line, 0, j->filter_why); /* the whole line, like a bad line */
+            return 0;
+        }
     }
     uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
     long tsi = tagset_of(j, pt, tags_hash);

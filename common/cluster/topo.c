@@ -57,6 +57,7 @@ enum sect {
     SECT_STORAGE,
     SECT_ROUTER,
     SECT_REPLICATION,
+    SECT_SECURITY,
     SECT_NODE,
     SECT__COUNT
 };
@@ -64,7 +65,8 @@ enum sect {
 /* Sections without an argument; [node "ID"] is parsed separately. */
 static const char *const sect_names[SECT__COUNT] = {
     [SECT_NONE] = "",         [SECT_CLUSTER] = "cluster",         [SECT_STORAGE] = "storage",
-    [SECT_ROUTER] = "router", [SECT_REPLICATION] = "replication", [SECT_NODE] = "node",
+    [SECT_ROUTER] = "router", [SECT_REPLICATION] = "replication", [SECT_SECURITY] = "security",
+    [SECT_NODE] = "node",
 };
 
 enum ktype {
@@ -75,6 +77,7 @@ enum ktype {
     KT_SIZE,      /* 512KiB, 64MiB, 1GiB; plain number * unit bytes */
     KT_ADDR,      /* host:port or [v6]:port (node rpc/http, [router] listen) */
     KT_SHARDLIST, /* 0-3,8,10-11 (node keys only) */
+    KT_PATH,      /* a file path, kept as written ([security]) */
 };
 
 enum key_id {
@@ -116,6 +119,9 @@ enum key_id {
     K_HEARTBEAT_INTERVAL,
     K_RPC_INFLIGHT_MAX,
     K_RPC_FRAME_TIMEOUT,
+    /* [security] */
+    K_USERS_FILE,
+    K_METRICS_AUTH,
     /* [node "ID"] */
     K_RPC,
     K_HTTP,
@@ -151,6 +157,7 @@ static const char *const write_cons_names[] = {"sync", "quorum", "async", NULL};
 static const char *const read_cons_names[] = {"one", "quorum", NULL};
 static const char *const sharding_names[] = {"series", "metric", NULL};
 static const char *const wal_names[] = {"every_write", "periodic", "os_default", "none", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 static const struct key_desc keys[K__COUNT] = {
     [K_NAME] = {SECT_CLUSTER, "name", KT_NAME, 0, 0, 0, NULL, "strata", KF_FINGERPRINT},
@@ -222,6 +229,9 @@ static const struct key_desc keys[K__COUNT] = {
     [K_RPC_FRAME_TIMEOUT] = {SECT_REPLICATION, "rpc_frame_timeout", KT_DURATION, MS_S, 100, MS_H,
                              NULL, "30s", 0},
 
+    [K_USERS_FILE] = {SECT_SECURITY, "users_file", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_METRICS_AUTH] = {SECT_SECURITY, "metrics_auth", KT_ENUM, 0, 0, 0, off_on_names, "on", 0},
+
     [K_RPC] = {SECT_NODE, "rpc", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_HTTP] = {SECT_NODE, "http", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_NODE_SHARDS] = {SECT_NODE, "shards", KT_SHARDLIST, 0, 0, 0, NULL, NULL, 0},
@@ -253,6 +263,7 @@ struct topo {
     topo_storage_t storage;
     topo_router_t router;
     topo_replication_t repl;
+    topo_security_t security;
     struct node *nodes;
     uint32_t nnodes, cap;
     int explicit_placement;
@@ -455,6 +466,9 @@ static const char *describe(char *buf, size_t cap, const struct key_desc *k)
         break;
     case KT_SHARDLIST:
         snprintf(buf, cap, "a list of shards and ranges such as 0-3,8,10-11");
+        break;
+    case KT_PATH:
+        snprintf(buf, cap, "a file path (1 to 4095 bytes)");
         break;
     }
     return buf;
@@ -725,6 +739,17 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
                                 t->nodes[i].key_line[w ? K_HTTP : K_RPC]);
         return 1;
     }
+    case KT_PATH: {
+        size_t n = strlen(value);
+        if (n == 0 || n > 4095)
+            goto bad;
+        char *dup = strdup(value);
+        if (!dup)
+            return fail_nomem(p);
+        free((char *)t->security.users_file);
+        t->security.users_file = dup;
+        return 1;
+    }
     case KT_SHARDLIST: {
         struct node *nd = cur_node(p);
         int which = k == K_NODE_REPLICA_SHARDS;
@@ -973,6 +998,8 @@ static const char *fmt_value(const topo_t *t, enum key_id k, char *buf, size_t c
         return st_fmt_duration_one(buf, cap, t->val[k]);
     case KT_SIZE:
         return fmt_size(buf, cap, t->val[k]);
+    case KT_PATH:
+        return t->security.users_file ? t->security.users_file : "";
     default:
         snprintf(buf, cap, "%" PRId64, t->val[k]);
         return buf;
@@ -1093,6 +1120,7 @@ static int finish(struct parse *p)
     t->router.query_max_bytes = (uint64_t)t->val[K_QUERY_MAX_BYTES];
     t->router.idle_timeout_ms = t->val[K_IDLE_TIMEOUT];
     t->router.max_inflight_bytes = (uint64_t)t->val[K_MAX_INFLIGHT];
+    t->security.metrics_auth = (int)t->val[K_METRICS_AUTH];
 
     XXH3_state_t *st = XXH3_createState();
     if (!st)
@@ -1208,6 +1236,7 @@ void topo_destroy(topo_t *t)
         }
     }
     free_addr(&t->router.listen);
+    free((char *)t->security.users_file);
     free(t->nodes);
     free(t->replicas);
     free(t->held);
@@ -1257,6 +1286,11 @@ const topo_router_t *topo_router(const topo_t *t)
 const topo_replication_t *topo_replication(const topo_t *t)
 {
     return &t->repl;
+}
+
+const topo_security_t *topo_security(const topo_t *t)
+{
+    return &t->security;
 }
 
 uint32_t topo_node_count(const topo_t *t)

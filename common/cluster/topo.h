@@ -108,6 +108,12 @@ typedef struct topo_router {
     uint64_t max_inflight_bytes; /* request bytes the router buffers at once */
 } topo_router_t;
 
+/* [security]: per host, not part of the fingerprint. */
+typedef struct topo_security {
+    const char *users_file; /* users, roles, password and token hashes; NULL: open */
+    int metrics_auth;       /* 1: /metrics needs the read role (with a users file) */
+} topo_security_t;
+
 /*
  * Parse and validate cluster.ini. On success *out owns a new topology and 0
  * is returned. On failure *out is NULL, err (if errlen > 0) holds one line
@@ -133,6 +139,7 @@ topo_sharding_t topo_sharding(const topo_t *t);
 const topo_storage_t *topo_storage(const topo_t *t);
 const topo_router_t *topo_router(const topo_t *t);
 const topo_replication_t *topo_replication(const topo_t *t);
+const topo_security_t *topo_security(const topo_t *t);
 
 /* Nodes, in file order; i < topo_node_count(). */
 uint32_t topo_node_count(const topo_t *t);
