@@ -84,8 +84,7 @@ static int credentials(const user_opts_t *o, auth_db_t *db, const char *name)
     if ((ret = save(db, o->file)) != 0)
         return ret;
     printf("%s\n", token);
-    fprintf(stderr, "strata user: the token of '%s' is shown once; keep it (STRATA_TOKEN)\n",
-            name);
+    fprintf(stderr, "strata user: the token of '%s' is shown once; keep it (STRATA_TOKEN)\n", name);
     return CLI_EXIT_OK;
 }
 
@@ -115,8 +114,7 @@ static int run_user(void *opts, int argc, char **argv)
         for (size_t i = 0; i < auth_db_count(db); i++) {
             const auth_user_t *u = auth_db_user_at(db, i);
             printf("%-20s %-6s %-9s %-6s %s\n", auth_user_name(u),
-                   auth_role_name(auth_user_role(u)),
-                   auth_user_has_password(u) ? "password" : "-",
+                   auth_role_name(auth_user_role(u)), auth_user_has_password(u) ? "password" : "-",
                    auth_user_has_token(u) ? "token" : "-",
                    auth_user_selector(u) ? auth_user_selector(u) : "");
         }

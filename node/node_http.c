@@ -13,9 +13,9 @@
  * methods allowed, role, handler). With [security] users_file the data
  * endpoint needs a credential of the read role (auth_gate.h) and refuses
  * confined users (a node export cannot be confined); /metrics needs read
- * unless metrics_auth = off; /health and /ready stay open. Exports run on the thread pool and are capped
- * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the
- * router's export is paged).
+ * unless metrics_auth = off; /health and /ready stay open. Exports run on the thread pool and are
+ * capped at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the router's export is
+ * paged).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +284,20 @@ static const struct node_route {
      handle_export, AUTH_ROLE_READ},
 };
 
+/* The route's handler, once the gate let req through (now or after a
+ * password check on the thread pool). */
+static void run_route(void *arg, const void *route, http_req_t *req)
+{
+    node_t *n = arg;
+    const struct node_route *r = route;
+    if (auth_gate_user(req) && auth_user_selector(auth_gate_user(req)))
+        auth_gate_forbid(n->auth, req, "is confined to a selector; a node export cannot be");
+    else if (r->methods && !(r->methods & METHOD(req->method)))
+        http_respond_error(req, 405, r->not_allowed);
+    else
+        r->fn(n, req);
+}
+
 void node_http_handler(http_req_t *req, void *arg)
 {
     node_t *n = arg;
@@ -294,14 +308,8 @@ void node_http_handler(http_req_t *req, void *arg)
         int role = r->role == ROLE_METRICS
                        ? (topo_security(n->topo)->metrics_auth ? AUTH_ROLE_READ : AUTH_ROLE_NONE)
                        : r->role;
-        if (!auth_gate_check(n->auth, req, (auth_role_t)role))
-            return;
-        if (auth_gate_user(req) && auth_user_selector(auth_gate_user(req)))
-            auth_gate_forbid(n->auth, req, "is confined to a selector; a node export cannot be");
-        else if (r->methods && !(r->methods & METHOD(req->method)))
-            http_respond_error(req, 405, r->not_allowed);
-        else
-            r->fn(n, req);
+        if (auth_gate_check(n->auth, req, (auth_role_t)role, run_route, n, r))
+            run_route(n, r, req);
         return;
     }
     http_respond_error(req, 404, "not found");

@@ -123,7 +123,7 @@ typedef struct qjob {
     /* a confined user (auth.h): its matchers, ANDed into every selector */
     const st_matcher_t *confine;
     size_t nconfine;
-    st_matcher_t **confined_sets; /* the matcher arrays that replaced the parser's */
+    void **confined_sets; /* the arrays that replaced the parser's (sets, matchers) */
     size_t nconfined, confined_cap;
 } qjob_t;
 
@@ -375,6 +375,18 @@ static void limit_hint(qjob_t *j)
 /* AND the confined user's matchers into every matcher set of every
  * selector under n (the parsed tree is this job's own, so it is changed in
  * place; the new arrays are the job's). 0, or -1 with j->err set. */
+/* p belongs to the job from now on (freed even when this fails). */
+static int keep_confined(qjob_t *j, void *p)
+{
+    if (j->nconfined == j->confined_cap &&
+        st_grow(&j->confined_sets, &j->confined_cap, sizeof *j->confined_sets, 8)) {
+        free(p);
+        return -1;
+    }
+    j->confined_sets[j->nconfined++] = p;
+    return 0;
+}
+
 static int confine_tree(qjob_t *j, promql_node_t *n, int depth)
 {
     if (!n)
@@ -386,6 +398,15 @@ static int confine_tree(qjob_t *j, promql_node_t *n, int depth)
     int rc = 0;
     switch (n->kind) {
     case PROMQL_VECTOR_SELECTOR:
+        if (n->u.vs.nsets == 0) { /* a bare name: one set, of the user's matchers */
+            promql_matcher_set_t *one = calloc(1, sizeof *one);
+            if (!one || keep_confined(j, one)) {
+                snprintf(j->err, sizeof j->err, "out of memory");
+                return -1;
+            }
+            n->u.vs.sets = one;
+            n->u.vs.nsets = 1;
+        }
         for (size_t i = 0; i < n->u.vs.nsets; i++) {
             promql_matcher_set_t *set = &n->u.vs.sets[i];
             if (set->n + j->nconfine > ROUTER_MAX_MATCHERS) {
@@ -395,13 +416,10 @@ static int confine_tree(qjob_t *j, promql_node_t *n, int depth)
                 return -1;
             }
             st_matcher_t *m = malloc((set->n + j->nconfine) * sizeof *m);
-            if (!m || (j->nconfined == j->confined_cap &&
-                       st_grow(&j->confined_sets, &j->confined_cap, sizeof *j->confined_sets, 8))) {
-                free(m);
+            if (!m || keep_confined(j, m)) {
                 snprintf(j->err, sizeof j->err, "out of memory");
                 return -1;
             }
-            j->confined_sets[j->nconfined++] = m;
             memcpy(m, set->m, set->n * sizeof *m);
             memcpy(m + set->n, j->confine, j->nconfine * sizeof *m);
             set->m = m;

@@ -273,10 +273,13 @@ static void handle_users(router_t *r, http_req_t *req)
     for (size_t i = 0; db && i < auth_db_count(db); i++) {
         const auth_user_t *u = auth_db_user_at(db, i);
         const char *sel = auth_user_selector(u);
-        ST_BUF_LIT(&b, i ? ",{\"name\":" : "{\"name\":");
+        if (i)
+            st_buf_put_u8(&b, ',');
+        ST_BUF_LIT(&b, "{\"name\":");
         st_json_str(&b, auth_user_name(u), strlen(auth_user_name(u)));
         ST_BUF_LIT(&b, ",\"role\":\"");
-        st_buf_append(&b, auth_role_name(auth_user_role(u)), strlen(auth_role_name(auth_user_role(u))));
+        st_buf_append(&b, auth_role_name(auth_user_role(u)),
+                      strlen(auth_role_name(auth_user_role(u))));
         ST_BUF_LIT(&b, "\",\"selector\":");
         if (sel)
             st_json_str(&b, sel, strlen(sel));
@@ -347,6 +350,19 @@ static const struct router_route {
     {"/api/v1/admin/users", NULL, handle_users, R_ADMIN, 0},
 };
 
+/* The route's handler, once the gate let req through (now or after a
+ * password check on the thread pool). */
+static void run_route(void *arg, const void *route, http_req_t *req)
+{
+    router_t *r = arg;
+    const struct router_route *rt = route;
+    const auth_user_t *u = auth_gate_user(req);
+    if (u && !rt->confines && auth_user_selector(u))
+        auth_gate_forbid(r->auth, req, "is confined to a selector; this endpoint cannot be");
+    else
+        rt->fn(r, req);
+}
+
 static void route(http_req_t *req, void *arg)
 {
     router_t *r = arg;
@@ -358,15 +374,8 @@ static void route(http_req_t *req, void *arg)
             int role = rt->role;
             if (role == R_METRICS)
                 role = topo_security(r->topo)->metrics_auth ? R_READ : R_OPEN;
-            if (!auth_gate_check(r->auth, req, (auth_role_t)role))
-                return;
-            const auth_user_t *u = auth_gate_user(req);
-            if (u && !rt->confines && auth_user_selector(u)) {
-                auth_gate_forbid(r->auth, req,
-                                 "is confined to a selector; this endpoint cannot be confined");
-                return;
-            }
-            rt->fn(r, req);
+            if (auth_gate_check(r->auth, req, (auth_role_t)role, run_route, r, rt))
+                run_route(r, rt, req);
             return;
         }
     }
@@ -578,7 +587,8 @@ int router_server_start(router_server_t *s)
     int rc = auth_gate_create(r->loop, topo_security(r->topo)->users_file, r->metrics,
                               "strata-router", &r->auth, aerr, sizeof aerr);
     if (rc) {
-        st_error("cannot load the users file", "err=\"%s\"", rc == ST_ENOMEM ? "out of memory" : aerr);
+        st_error("cannot load the users file", "err=\"%s\"",
+                 rc == ST_ENOMEM ? "out of memory" : aerr);
         return 1;
     }
     rc = http_server_create(r->loop, s->host, s->port, &hl, route, r, &r->http);

@@ -68,7 +68,7 @@ struct wbatch {
      * max_future: points after max_ts are (INT64_MAX: none) */
     int64_t min_ts, retention_ms;
     int64_t max_ts, max_future_ms;
-    size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
+    size_t piece_max;        /* bytes of series per entry; 0: one entry per shard */
     wbatch_filter_fn filter; /* NULL: every series may be written */
     void *filter_arg;
     const char *filter_why;

@@ -134,8 +134,7 @@ static int user_set_selector(auth_user_t *u, const char *s, size_t len, char *er
                                  PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_DOTALL | PCRE2_UTF, &ec,
                                  &off, NULL);
         if (!u->re[i]) {
-            snprintf(err, errlen, "bad selector: regex for label '%s' does not compile",
-                     m->name);
+            snprintf(err, errlen, "bad selector: regex for label '%s' does not compile", m->name);
             return ST_EPARSE;
         }
     }
@@ -258,8 +257,8 @@ static int push(auth_db_t *db, auth_user_t *u)
     return 0;
 }
 
-int auth_db_add(auth_db_t *db, const char *name, auth_role_t role, const char *selector,
-                char *err, size_t errlen)
+int auth_db_add(auth_db_t *db, const char *name, auth_role_t role, const char *selector, char *err,
+                size_t errlen)
 {
     size_t nl = strlen(name);
     if (!name_ok(name, nl)) {
@@ -658,6 +657,38 @@ auth_result_t auth_check_token(const auth_db_t *db, const char *token, size_t le
     return hit ? AUTH_OK : AUTH_BAD_TOKEN;
 }
 
+int auth_password_begin(auth_db_t *db, const char *name, const char *pw, size_t len,
+                        const auth_user_t **user)
+{
+    uint8_t c[32];
+    auth_user_t *u = find(db, name, strlen(name));
+    *user = u && u->has_pw ? u : NULL;
+    if (!*user)
+        return AUTH_SLOW;
+    sha256(u->salt, AUTH_SALT_LEN, pw, len, c);
+    return u->cache_set && CRYPTO_memcmp(c, u->cache, 32) == 0 ? AUTH_OK : AUTH_SLOW;
+}
+
+int auth_password_slow(const auth_user_t *u, const char *pw, size_t len)
+{
+    static const uint8_t dummy_salt[AUTH_SALT_LEN];
+    uint8_t key[AUTH_KEY_LEN];
+    if (!u) {
+        pbkdf2(pw, len, dummy_salt, AUTH_PBKDF2_ITER, key);
+        return 0;
+    }
+    int ok = pbkdf2(pw, len, u->salt, u->iter, key) == 0 && CRYPTO_memcmp(key, u->key, 32) == 0;
+    OPENSSL_cleanse(key, sizeof key);
+    return ok;
+}
+
+void auth_password_remember(const auth_user_t *cu, const char *pw, size_t len)
+{
+    auth_user_t *u = (auth_user_t *)(uintptr_t)cu; /* the cache is the one mutable part */
+    sha256(u->salt, AUTH_SALT_LEN, pw, len, u->cache);
+    u->cache_set = 1;
+}
+
 auth_result_t auth_check_password(auth_db_t *db, const char *name, const char *pw, size_t len,
                                   const auth_user_t **user)
 {
@@ -668,7 +699,7 @@ auth_result_t auth_check_password(auth_db_t *db, const char *name, const char *p
     if (!u || !u->has_pw) {
         /* the same work as a real check: the answer's time does not tell
          * whether the user exists */
-        pbkdf2(pw, len, dummy_salt, AUTH_PBKDF2_ITER_MIN, key);
+        pbkdf2(pw, len, dummy_salt, AUTH_PBKDF2_ITER, key);
         return AUTH_BAD_CREDENTIALS;
     }
     sha256(u->salt, AUTH_SALT_LEN, pw, len, c);

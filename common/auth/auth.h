@@ -50,16 +50,16 @@
 
 #define AUTH_FILE_MAX (1u << 20) /* bytes of a users file */
 #define AUTH_MAX_USERS 10000
-#define AUTH_LINE_MAX 8192     /* bytes of one line */
-#define AUTH_NAME_MAX 64       /* bytes of a user name */
-#define AUTH_SECRET_MAX 1024   /* bytes of a presented password or token */
-#define AUTH_HEADER_MAX 4096   /* bytes of an Authorization header value */
+#define AUTH_LINE_MAX 8192      /* bytes of one line */
+#define AUTH_NAME_MAX 64        /* bytes of a user name */
+#define AUTH_SECRET_MAX 1024    /* bytes of a presented password or token */
+#define AUTH_HEADER_MAX 4096    /* bytes of an Authorization header value */
 #define AUTH_PBKDF2_ITER 600000 /* default iterations of a new password hash */
 #define AUTH_PBKDF2_ITER_MIN 1000
 #define AUTH_PBKDF2_ITER_MAX 10000000
 #define AUTH_SALT_LEN 16
-#define AUTH_KEY_LEN 32     /* PBKDF2 output = SCRAM SaltedPassword */
-#define AUTH_TOKEN_LEN 67   /* "st_" + 64 hex */
+#define AUTH_KEY_LEN 32   /* PBKDF2 output = SCRAM SaltedPassword */
+#define AUTH_TOKEN_LEN 67 /* "st_" + 64 hex */
 #define AUTH_TOKEN_PREFIX "st_"
 
 typedef enum auth_role {
@@ -98,12 +98,13 @@ const auth_user_t *auth_db_find(const auth_db_t *db, const char *name);
 /* Add a user (no password, no token). selector may be NULL/"" (not
  * confined). Returns 0, ST_EEXIST, ST_EINVAL (bad name/role, with err),
  * ST_EPARSE (bad selector, with err), ST_ELIMIT (too many users), ST_ENOMEM. */
-int auth_db_add(auth_db_t *db, const char *name, auth_role_t role, const char *selector,
-                char *err, size_t errlen);
+int auth_db_add(auth_db_t *db, const char *name, auth_role_t role, const char *selector, char *err,
+                size_t errlen);
 /* Remove a user: 0 or ST_ENOENT. */
 int auth_db_remove(auth_db_t *db, const char *name);
 /* Set a user's password (a new salt; iterations 0 = AUTH_PBKDF2_ITER). */
-int auth_db_set_password(auth_db_t *db, const char *name, const char *password, uint32_t iterations);
+int auth_db_set_password(auth_db_t *db, const char *name, const char *password,
+                         uint32_t iterations);
 /* Make a new random token for a user (replacing any old one) and write it,
  * NUL-terminated, to token[AUTH_TOKEN_LEN + 1]. 0, ST_ENOENT, ST_EIO (no
  * randomness). */
@@ -167,10 +168,23 @@ const char *auth_result_name(auth_result_t r);
 /* Check a credential: AUTH_OK with *user set, or why not. */
 auth_result_t auth_check(auth_db_t *db, const auth_cred_t *c, const auth_user_t **user);
 /* The same for doors with their own framing (RESP AUTH). */
-auth_result_t auth_check_password(auth_db_t *db, const char *name, const char *password,
-                                  size_t len, const auth_user_t **user);
+auth_result_t auth_check_password(auth_db_t *db, const char *name, const char *password, size_t len,
+                                  const auth_user_t **user);
 auth_result_t auth_check_token(const auth_db_t *db, const char *token, size_t len,
                                const auth_user_t **user);
+/*
+ * auth_check_password in three steps, for a daemon that keeps the slow hash
+ * off its loop: auth_password_begin (loop) answers at once from the cache
+ * (AUTH_OK) or says AUTH_SLOW with *user the user (NULL: no such user, or
+ * no password); auth_password_slow (any thread; u may be NULL: it then does
+ * the same work and fails) runs PBKDF2; auth_password_remember (loop)
+ * caches a password auth_password_slow accepted.
+ */
+#define AUTH_SLOW AUTH_RESULT_COUNT
+int auth_password_begin(auth_db_t *db, const char *name, const char *password, size_t len,
+                        const auth_user_t **user);
+int auth_password_slow(const auth_user_t *u, const char *password, size_t len);
+void auth_password_remember(const auth_user_t *u, const char *password, size_t len);
 
 /* Does the series (sorted labels) satisfy the user's confinement? 1 yes
  * (always, when not confined), 0 no. Regex matchers are compiled at load. */

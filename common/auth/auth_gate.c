@@ -36,8 +36,23 @@ typedef struct delayed {
     struct delayed *prev, *next;
 } delayed_t;
 
+/* A password checked on the thread pool. */
+typedef struct slow {
+    uv_work_t w;
+    auth_gate_t *g;
+    http_req_t *req;
+    auth_role_t need;
+    auth_gate_next_fn next;
+    void *ctx;
+    const void *route;
+    const auth_user_t *user; /* NULL: no such user (the work is done anyway) */
+    int ok;
+    auth_cred_t cred;
+} slow_t;
+
 struct auth_gate {
     uv_loop_t *loop;
+    size_t nslow;
     char *path;
     auth_db_t *db;
     uv_signal_t sighup;
@@ -218,22 +233,9 @@ void auth_gate_forbid(auth_gate_t *g, http_req_t *req, const char *what)
     respond_json_error(req, 403, "forbidden", msg, NULL, 0);
 }
 
-int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need)
+/* The user is known: may it use a route of role need? 1 yes, 0 answered 403. */
+static int allow(auth_gate_t *g, http_req_t *req, const auth_user_t *u, auth_role_t need)
 {
-    req->data = NULL;
-    if (!g || !g->db || need == AUTH_ROLE_NONE)
-        return 1;
-    auth_cred_t c;
-    auth_cred_parse(http_req_header(req, "Authorization"), http_req_param(req, "u"),
-                    http_req_param(req, "p"), &c);
-    const auth_user_t *u = NULL;
-    auth_result_t rc = auth_check(g->db, &c, &u);
-    if (rc != AUTH_OK) {
-        fail(g, req, rc, &c);
-        auth_cred_clear(&c);
-        return 0;
-    }
-    auth_cred_clear(&c);
     req->data = (void *)u;
     if (auth_user_role(u) < need) {
         char what[200];
@@ -243,6 +245,75 @@ int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need)
         return 0;
     }
     return 1;
+}
+
+static void slow_work(uv_work_t *w)
+{
+    slow_t *s = w->data;
+    s->ok = auth_password_slow(s->user, s->cred.secret, s->cred.secret_len);
+}
+
+static void slow_after(uv_work_t *w, int status)
+{
+    slow_t *s = w->data;
+    auth_gate_t *g = s->g;
+    g->nslow--;
+    if (status == 0 && s->ok && s->user) {
+        auth_password_remember(s->user, s->cred.secret, s->cred.secret_len);
+        if (allow(g, s->req, s->user, s->need))
+            s->next(s->ctx, s->route, s->req);
+    } else {
+        fail(g, s->req, AUTH_BAD_CREDENTIALS, &s->cred);
+    }
+    auth_cred_clear(&s->cred);
+    free(s);
+}
+
+int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need, auth_gate_next_fn next,
+                    void *ctx, const void *route)
+{
+    req->data = NULL;
+    if (!g || !g->db || need == AUTH_ROLE_NONE)
+        return 1;
+    slow_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        http_respond_error(req, 503, "out of memory");
+        return 0;
+    }
+    auth_cred_t *c = &s->cred;
+    auth_cred_parse(http_req_header(req, "Authorization"), http_req_param(req, "u"),
+                    http_req_param(req, "p"), c);
+    const auth_user_t *u = NULL;
+    int rc = c->kind == AUTH_CRED_PASSWORD
+                 ? auth_password_begin(g->db, c->user, c->secret, c->secret_len, &u)
+                 : (int)auth_check(g->db, c, &u);
+    if (rc == AUTH_SLOW && g->nslow >= AUTH_GATE_MAX_SLOW) {
+        static const http_header_t ra = {"Retry-After", "1"};
+        respond_json_error(req, 503, "unavailable", "too many password checks at once; retry", &ra,
+                           1);
+        rc = -1;
+    } else if (rc == AUTH_SLOW) {
+        *s = (slow_t){.g = g,
+                      .req = req,
+                      .need = need,
+                      .next = next,
+                      .ctx = ctx,
+                      .route = route,
+                      .user = u,
+                      .cred = *c};
+        s->w.data = s;
+        if (uv_queue_work(g->loop, &s->w, slow_work, slow_after) == 0) {
+            g->nslow++;
+            return 0;
+        }
+        respond_json_error(req, 503, "unavailable", "cannot queue the password check", NULL, 0);
+        rc = -1;
+    } else if (rc != AUTH_OK) {
+        fail(g, req, (auth_result_t)rc, c);
+    }
+    auth_cred_clear(c);
+    free(s);
+    return rc == AUTH_OK ? allow(g, req, u, need) : 0;
 }
 
 const auth_user_t *auth_gate_user(const http_req_t *req)
@@ -340,9 +411,9 @@ int auth_gate_create(uv_loop_t *loop, const char *path, metrics_t *m, const char
                                        "401 answers delayed because their client address failed "
                                        "too often.",
                                        NULL)) ||
-        !(g->reload_ok = metrics_counter(m, "strata_auth_reloads_total",
-                                         "Users file reloads (SIGHUP), by result.", "result", "ok",
-                                         NULL)) ||
+        !(g->reload_ok =
+              metrics_counter(m, "strata_auth_reloads_total",
+                              "Users file reloads (SIGHUP), by result.", "result", "ok", NULL)) ||
         !(g->reload_err = metrics_counter(m, "strata_auth_reloads_total",
                                           "Users file reloads (SIGHUP), by result.", "result",
                                           "error", NULL)) ||

@@ -46,6 +46,7 @@
 #define AUTH_GATE_MAX_PENDING 1024 /* delayed 401s in flight; more are answered at once */
 #define AUTH_GATE_RETIRE_MS 600000
 #define AUTH_GATE_MAX_RETIRED 32
+#define AUTH_GATE_MAX_SLOW 64 /* password checks on the thread pool at once */
 
 typedef struct auth_gate auth_gate_t;
 
@@ -57,10 +58,18 @@ int auth_gate_create(uv_loop_t *loop, const char *path, metrics_t *m, const char
                      auth_gate_t **out, char *err, size_t errlen);
 /* 1 when a users file is configured. */
 int auth_gate_enabled(const auth_gate_t *g);
-/* May req use a route that needs role `need` (AUTH_ROLE_NONE: open)?
- * 1: yes, run the handler (req->data = the user or NULL); 0: the gate has
- * answered req (now or after the delay). */
-int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need);
+/*
+ * May req use a route that needs role `need` (AUTH_ROLE_NONE: open)?
+ * 1: yes, run the handler now (req->data = the user or NULL); 0: not now —
+ * the gate has answered req (401/403, now or after the delay), or a
+ * password is being checked on the thread pool (PBKDF2 is slow on purpose;
+ * the loop never runs it) and next(ctx, route, req) runs on the loop when
+ * it passes. At most AUTH_GATE_MAX_SLOW such checks run at once; more are
+ * answered 503 with Retry-After: 1.
+ */
+typedef void (*auth_gate_next_fn)(void *ctx, const void *route, http_req_t *req);
+int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need, auth_gate_next_fn next,
+                    void *ctx, const void *route);
 /* 403 from a handler: "user 'u' <what>". */
 void auth_gate_forbid(auth_gate_t *g, http_req_t *req, const char *what);
 /* The user auth_gate_check let through (NULL: open gate or open route). */

@@ -360,7 +360,7 @@ class Cluster:
 
     def __init__(self, nodes=3, routers=2, shards=12, rf=1, cluster=None, storage=None,
                  router=None, name="itest", tag="cluster", node_overrides=None,
-                 replication=None, node_extra_args=None, proxied=None):
+                 replication=None, node_extra_args=None, proxied=None, security=None):
         self.n_nodes, self.n_routers = nodes, routers
         self.cluster_kv = {"name": name, "shards": shards, "replication_factor": rf,
                            "write_consistency": "quorum", "read_consistency": "one",
@@ -383,6 +383,8 @@ class Cluster:
         self.node_overrides = dict(node_overrides or {})
         # [replication] section (None: no section at all)
         self.replication_kv = dict(replication) if replication is not None else None
+        # [security] section (None: no section at all)
+        self.security_kv = dict(security) if security is not None else None
         # node index -> extra command-line arguments
         self.node_extra_args = {i: list(a) for i, a in (node_extra_args or {}).items()}
         # node indexes whose RPC port sits behind a proxy.Proxy: cluster.ini
@@ -434,6 +436,8 @@ class Cluster:
             repkv = dict(self.replication_kv or {})
             repkv.update(replication or {})
             secs.append(("replication", repkv))
+        if self.security_kv is not None:
+            secs.append(("security", self.security_kv))
         for i, nid in enumerate(self.node_ids):
             kv = {"rpc": "%s:%d" % (LOOPBACK, self.node_rpc[i]),
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
