@@ -94,7 +94,7 @@ static void user_free(auth_user_t *u)
     free(u);
 }
 
-static int name_ok(const char *s, size_t n)
+int auth_name_ok(const char *s, size_t n)
 {
     if (n == 0 || n > AUTH_NAME_MAX)
         return 0;
@@ -261,7 +261,7 @@ int auth_db_add(auth_db_t *db, const char *name, auth_role_t role, const char *s
                 size_t errlen)
 {
     size_t nl = strlen(name);
-    if (!name_ok(name, nl)) {
+    if (!auth_name_ok(name, nl)) {
         snprintf(err, errlen, "bad user name: expected 1 to %d of A-Z a-z 0-9 . _ @ -",
                  AUTH_NAME_MAX);
         return ST_EINVAL;
@@ -471,7 +471,7 @@ static int parse_line(auth_db_t *db, const char *s, size_t n, size_t line, struc
     }
     f[4] = p;
     fl[4] = (size_t)(e - p);
-    if (!name_ok(f[0], fl[0]))
+    if (!auth_name_ok(f[0], fl[0]))
         return fail(pe, ST_ECONFIG, line, "bad user name: expected 1 to %d of A-Z a-z 0-9 . _ @ -",
                     AUTH_NAME_MAX);
     char role[8] = "";

@@ -69,6 +69,8 @@ typedef enum auth_role {
     AUTH_ROLE_ADMIN = 3,
 } auth_role_t;
 
+/* 1 when [s, s+n) is a valid user name (1..AUTH_NAME_MAX of [A-Za-z0-9._@-]). */
+int auth_name_ok(const char *s, size_t n);
 /* "read", "write", "admin" ("open" for NONE). */
 const char *auth_role_name(auth_role_t r);
 /* The role called `s`, or AUTH_ROLE_NONE when it is none of the three. */

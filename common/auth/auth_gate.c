@@ -181,17 +181,6 @@ static void on_delay(uv_timer_t *t)
     delayed_done(t->data);
 }
 
-static int safe_name(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '@' || *s == '-'))
-            return 0;
-    return 1;
-}
-
 static void fail(auth_gate_t *g, http_req_t *req, auth_result_t why, const auth_cred_t *c)
 {
     char addr[48];
@@ -200,7 +189,7 @@ static void fail(auth_gate_t *g, http_req_t *req, auth_result_t why, const auth_
     uint64_t delay = note_failure(g, addr);
     st_warn("authentication failed", "reason=%s remote=%s path=\"%s\" user=%s delay_ms=%llu",
             auth_result_name(why), addr, req->path,
-            c->kind == AUTH_CRED_PASSWORD && safe_name(c->user) ? c->user : "-",
+            c->kind == AUTH_CRED_PASSWORD && auth_name_ok(c->user, strlen(c->user)) ? c->user : "-",
             (unsigned long long)delay);
     const char *detail = c->kind == AUTH_CRED_BAD ? c->why : NULL;
     delayed_t *d;
