@@ -54,6 +54,11 @@ struct auth_user {
 struct auth_db {
     auth_user_t **users;
     size_t n, cap;
+    /* a parsed file (daemons) is indexed: users by name and by token hash,
+     * sorted, for binary search; an edited db (the CLI) is scanned */
+    int indexed;
+    auth_user_t **by_name, **by_token;
+    size_t ntoken;
 };
 
 const char *auth_role_name(auth_role_t r)
@@ -221,6 +226,8 @@ void auth_db_destroy(auth_db_t *db)
     for (size_t i = 0; i < db->n; i++)
         user_free(db->users[i]);
     free(db->users);
+    free(db->by_name);
+    free(db->by_token);
     free(db);
 }
 
@@ -234,8 +241,63 @@ const auth_user_t *auth_db_user_at(const auth_db_t *db, size_t i)
     return i < db->n ? db->users[i] : NULL;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp((*(auth_user_t *const *)a)->name, (*(auth_user_t *const *)b)->name);
+}
+
+static int cmp_token(const void *a, const void *b)
+{
+    return memcmp((*(auth_user_t *const *)a)->token_hash, (*(auth_user_t *const *)b)->token_hash,
+                  32);
+}
+
+/* Sort the users by name and by token hash (after a parse). */
+static int build_index(auth_db_t *db)
+{
+    size_t n = db->n ? db->n : 1;
+    if (!(db->by_name = malloc(n * sizeof *db->by_name)) ||
+        !(db->by_token = malloc(n * sizeof *db->by_token)))
+        return ST_ENOMEM;
+    memcpy(db->by_name, db->users, db->n * sizeof *db->users);
+    qsort(db->by_name, db->n, sizeof *db->by_name, cmp_name);
+    for (size_t i = 0; i < db->n; i++)
+        if (db->users[i]->has_token)
+            db->by_token[db->ntoken++] = db->users[i];
+    qsort(db->by_token, db->ntoken, sizeof *db->by_token, cmp_token);
+    db->indexed = 1;
+    return 0;
+}
+
+/* Edits drop the index (the CLI's few lookups scan). */
+static void unindex(auth_db_t *db)
+{
+    free(db->by_name);
+    free(db->by_token);
+    db->by_name = db->by_token = NULL;
+    db->ntoken = 0;
+    db->indexed = 0;
+}
+
 static auth_user_t *find(const auth_db_t *db, const char *name, size_t len)
 {
+    if (db->indexed) {
+        size_t lo = 0, hi = db->n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const char *k = db->by_name[mid]->name;
+            int c = strncmp(k, name, len);
+            if (c == 0 && k[len] != '\0')
+                c = 1;
+            if (c == 0)
+                return db->by_name[mid];
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < db->n; i++)
         if (strlen(db->users[i]->name) == len && memcmp(db->users[i]->name, name, len) == 0)
             return db->users[i];
@@ -253,6 +315,7 @@ static int push(auth_db_t *db, auth_user_t *u)
         return ST_ELIMIT;
     if (db->n == db->cap && st_grow(&db->users, &db->cap, sizeof *db->users, 16) != 0)
         return ST_ENOMEM;
+    unindex(db);
     db->users[db->n++] = u;
     return 0;
 }
@@ -296,6 +359,7 @@ int auth_db_remove(auth_db_t *db, const char *name)
 {
     for (size_t i = 0; i < db->n; i++) {
         if (strcmp(db->users[i]->name, name) == 0) {
+            unindex(db);
             user_free(db->users[i]);
             memmove(&db->users[i], &db->users[i + 1], (db->n - i - 1) * sizeof *db->users);
             db->n--;
@@ -363,6 +427,7 @@ int auth_db_new_token(auth_db_t *db, const char *name, char *token)
     memcpy(token, AUTH_TOKEN_PREFIX, 3);
     hex(rnd, sizeof rnd, token + 3);
     OPENSSL_cleanse(rnd, sizeof rnd);
+    unindex(db);
     sha256(token, AUTH_TOKEN_LEN, NULL, 0, u->token_hash);
     u->has_token = 1;
     return 0;
@@ -544,6 +609,8 @@ int auth_db_parse(const char *text, size_t len, const char *name, auth_db_t **ou
         }
         p = nl ? nl + 1 : e;
     }
+    if (!rc && build_index(db))
+        rc = ST_ENOMEM;
     if (rc) {
         auth_db_destroy(db);
         return rc;
@@ -650,6 +717,29 @@ auth_result_t auth_check_token(const auth_db_t *db, const char *token, size_t le
     *user = NULL;
     sha256(token, len, NULL, 0, h);
     const auth_user_t *hit = NULL;
+    if (db->indexed) {
+        /* A binary search over the hashes. Its time depends on SHA-256 of
+         * the presented token, which tells an attacker nothing about any
+         * stored token (finding one would need a preimage); the match is
+         * then confirmed in constant time. */
+        size_t lo = 0, hi = db->ntoken;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = memcmp(db->by_token[mid]->token_hash, h, 32);
+            if (c == 0) {
+                lo = mid;
+                break;
+            }
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < db->ntoken && CRYPTO_memcmp(db->by_token[lo]->token_hash, h, 32) == 0)
+            hit = db->by_token[lo];
+        *user = hit;
+        return hit ? AUTH_OK : AUTH_BAD_TOKEN;
+    }
     for (size_t i = 0; i < db->n; i++) /* no early exit */
         if (db->users[i]->has_token && CRYPTO_memcmp(h, db->users[i]->token_hash, 32) == 0)
             hit = db->users[i];

@@ -33,8 +33,9 @@
  * Tokens: "st_" + 64 hex digits of 256 random bits; the file keeps only
  * SHA-256 of the token. A slow hash protects guessable secrets; nothing can
  * guess 2^256, so a fast hash loses nothing and keeps per-request checks
- * cheap. Every comparison of secrets is constant-time (CRYPTO_memcmp) and
- * a token is compared with every user's hash, not stopping at a match.
+ * cheap. A parsed file is indexed (users sorted by name and by token
+ * hash): a lookup is a binary search whatever the number of users, and
+ * every final comparison of secrets is constant-time (CRYPTO_memcmp).
  *
  * Threads: an auth_db_t is used by one thread at a time (the loop thread of
  * a daemon; the password cache is written on verification).
