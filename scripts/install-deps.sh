@@ -8,7 +8,7 @@ set -euo pipefail
 # sends with vmagent; tests/bench/remote_write_bench.py compares with VictoriaMetrics.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
-      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
+      libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev libssl-dev
       python3 curl procps prometheus victoria-metrics)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -327,6 +327,13 @@ class AuthTest(ClusterTestCase):
             timeout=POLL_S, what="users reloaded")
         self.assertEqual(cl.request("GET", "/api/v1/labels", headers=bearer(new))[0], 200)
         self.assertIs(cl.conn.sock, sock, "the keep-alive connection was kept")
+        # the node reads the same file on its SIGHUP
+        node = self.client(self.c.node_http[0])
+        self.assertEqual(node.request("GET", "/api/v1/export", headers=bearer(new))[0], 401)
+        self.c.nodes[0].signal(signal.SIGHUP)
+        self.c.wait_until(lambda: node.request("GET", "/api/v1/export",
+                                               headers=bearer(new))[0] == 200,
+                          timeout=POLL_S, what="node reloaded its users")
         # a file that does not parse keeps the old users
         with open(self.users, "a") as f:
             f.write("broken line\n")
@@ -374,6 +381,13 @@ class AuthTest(ClusterTestCase):
         for tok in self.tok.values():
             self.assertNotIn(tok, log)
         self.assertNotIn("reader-pw", log)
+
+    def test_open_without_users_file(self):
+        c = self.cluster(nodes=1, routers=1, shards=2, rf=1).start()
+        st, _, _ = Client(c.router_port[0], "127.0.0.1").request("GET", "/api/v1/labels")
+        self.assertEqual(st, 200)
+        for p in (c.routers[0], c.nodes[0]):
+            self.assertIn("no [security] users_file: every request is accepted", p.log_text())
 
     # -------------------------------------------------------------------- CLI
 
