@@ -264,44 +264,42 @@ int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need, auth_gate
     req->data = NULL;
     if (!g || !g->db || need == AUTH_ROLE_NONE)
         return 1;
-    slow_t *s = calloc(1, sizeof *s);
-    if (!s) {
-        http_respond_error(req, 503, "out of memory");
-        return 0;
-    }
-    auth_cred_t *c = &s->cred;
+    auth_cred_t c;
     auth_cred_parse(http_req_header(req, "Authorization"), http_req_param(req, "u"),
-                    http_req_param(req, "p"), c);
+                    http_req_param(req, "p"), &c);
     const auth_user_t *u = NULL;
-    int rc = c->kind == AUTH_CRED_PASSWORD
-                 ? auth_password_begin(g->db, c->user, c->secret, c->secret_len, &u)
-                 : (int)auth_check(g->db, c, &u);
+    int rc = c.kind == AUTH_CRED_PASSWORD
+                 ? auth_password_begin(g->db, c.user, c.secret, c.secret_len, &u)
+                 : (int)auth_check(g->db, &c, &u);
+    slow_t *s = NULL;
     if (rc == AUTH_SLOW && g->nslow >= AUTH_GATE_MAX_SLOW) {
         static const http_header_t ra = {"Retry-After", "1"};
         respond_json_error(req, 503, "unavailable", "too many password checks at once; retry", &ra,
                            1);
-        rc = -1;
     } else if (rc == AUTH_SLOW) {
-        *s = (slow_t){.g = g,
-                      .req = req,
-                      .need = need,
-                      .next = next,
-                      .ctx = ctx,
-                      .route = route,
-                      .user = u,
-                      .cred = *c};
-        s->w.data = s;
-        if (uv_queue_work(g->loop, &s->w, slow_work, slow_after) == 0) {
-            g->nslow++;
-            return 0;
+        if ((s = calloc(1, sizeof *s)) != NULL) {
+            *s = (slow_t){.g = g,
+                          .req = req,
+                          .need = need,
+                          .next = next,
+                          .ctx = ctx,
+                          .route = route,
+                          .user = u,
+                          .cred = c};
+            s->w.data = s;
+            if (uv_queue_work(g->loop, &s->w, slow_work, slow_after) == 0) {
+                g->nslow++;
+                auth_cred_clear(&c);
+                return 0;
+            }
+            auth_cred_clear(&s->cred);
+            free(s);
         }
         respond_json_error(req, 503, "unavailable", "cannot queue the password check", NULL, 0);
-        rc = -1;
     } else if (rc != AUTH_OK) {
-        fail(g, req, (auth_result_t)rc, c);
+        fail(g, req, (auth_result_t)rc, &c);
     }
-    auth_cred_clear(c);
-    free(s);
+    auth_cred_clear(&c);
     return rc == AUTH_OK ? allow(g, req, u, need) : 0;
 }
 
