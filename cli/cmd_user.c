@@ -166,6 +166,8 @@ const cli_cmd_t cli_cmd_user = {
                 "       [--password-stdin]",
     .about = "Edit a users file. add and rotate print a new API token once; the file keeps\n"
              "only hashes. Send SIGHUP to strata-router and strata-node to reload it.\n\n",
+    .footer = "\nEvery command that talks to a router also takes --token TOKEN (env\n"
+              "STRATA_TOKEN) or --user NAME (password from env STRATA_PASSWORD, else asked).\n",
     .help_col = 22,
     .min_args = 1,
     .max_args = 2,

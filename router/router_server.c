@@ -6,7 +6,10 @@
  *
  * One router per process: router_server_t holds the router_t every
  * handler gets, plus what only start/stop need. The routes are one table
- * (exact path, or prefix + segment + suffix, and the handler); the writes,
+ * (exact path, or prefix + segment + suffix, the handler, the role it
+ * needs and whether it confines a user to its selector); with [security]
+ * users_file every request passes the auth gate (auth_gate.h: 401/403,
+ * SIGHUP reload) before its handler runs; the writes,
  * reads and queries are answered in router_write.c, router_read.c and
  * router_query.c.
  *
