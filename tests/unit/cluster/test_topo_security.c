@@ -36,7 +36,7 @@ static void test_security(void **state)
     assert_int_equal(
         topo_load_string(BASE "[security]\nmetrics_auth = maybe\n", "t.ini", &t, err, sizeof err),
         ST_ECONFIG);
-    assert_non_null(strstr(err, "t.ini:6: bad value 'maybe' for metrics_auth"));
+    assert_non_null(strstr(err, "t.ini:8: bad value 'maybe' for metrics_auth"));
     assert_int_equal(
         topo_load_string(BASE "[security]\nusers_file =\n", "t.ini", &t, err, sizeof err),
         ST_ECONFIG);
