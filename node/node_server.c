@@ -269,6 +269,15 @@ int node_start(node_t *n, const node_opts_t *o)
         fprintf(stderr, "strata-node: out of memory\n");
         return 1;
     }
+    /* the users file first: a bad one stops the node before it opens anything */
+    char aerr[1024];
+    int arc = auth_gate_create(n->loop, topo_security(n->topo)->users_file, n->metrics,
+                               "strata-node", &n->auth, aerr, sizeof aerr);
+    if (arc) {
+        st_error("cannot load the users file", "err=\"%s\"",
+                 arc == ST_ENOMEM ? "out of memory" : aerr);
+        return 1;
+    }
     if (st_mkdir_p(n->data_dir) != 0) {
         st_error("cannot create data dir", "dir=%s err=\"%s\"", n->data_dir, strerror(errno));
         return 1;
@@ -291,15 +300,7 @@ int node_start(node_t *n, const node_opts_t *o)
     const topo_addr_t *ha = topo_node_http(n->topo, (uint32_t)n->self);
     http_limits_t hl;
     http_limits_default(&hl);
-    char aerr[1024];
-    int rc = auth_gate_create(n->loop, topo_security(n->topo)->users_file, n->metrics,
-                              "strata-node", &n->auth, aerr, sizeof aerr);
-    if (rc) {
-        st_error("cannot load the users file", "err=\"%s\"",
-                 rc == ST_ENOMEM ? "out of memory" : aerr);
-        return 1;
-    }
-    rc = http_server_create(n->loop, ha->host, ha->port, &hl, node_http_handler, n, &n->http);
+    int rc = http_server_create(n->loop, ha->host, ha->port, &hl, node_http_handler, n, &n->http);
     if (rc) {
         st_error("cannot listen for HTTP", "addr=%s err=\"%s\"", ha->addr, st_strerror(rc));
         return 1;

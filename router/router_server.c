@@ -562,6 +562,15 @@ int router_server_start(router_server_t *s)
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
+    /* the users file first: a bad one stops the router before it connects */
+    char aerr[1024];
+    int arc = auth_gate_create(r->loop, topo_security(r->topo)->users_file, r->metrics,
+                               "strata-router", &r->auth, aerr, sizeof aerr);
+    if (arc) {
+        st_error("cannot load the users file", "err=\"%s\"",
+                 arc == ST_ENOMEM ? "out of memory" : aerr);
+        return 1;
+    }
     if (create_clients(s) != 0)
         return 1;
     r->hints_held = calloc((size_t)nn * nn, sizeof *r->hints_held);
@@ -586,15 +595,7 @@ int router_server_start(router_server_t *s)
     hl.request_timeout_ms = (uint32_t)r->timeout_ms;
     hl.keepalive_timeout_ms = (uint32_t)topo_router(r->topo)->idle_timeout_ms;
     hl.max_inflight_bytes = (size_t)topo_router(r->topo)->max_inflight_bytes;
-    char aerr[1024];
-    int rc = auth_gate_create(r->loop, topo_security(r->topo)->users_file, r->metrics,
-                              "strata-router", &r->auth, aerr, sizeof aerr);
-    if (rc) {
-        st_error("cannot load the users file", "err=\"%s\"",
-                 rc == ST_ENOMEM ? "out of memory" : aerr);
-        return 1;
-    }
-    rc = http_server_create(r->loop, s->host, s->port, &hl, route, r, &r->http);
+    int rc = http_server_create(r->loop, s->host, s->port, &hl, route, r, &r->http);
     if (rc) {
         st_error("cannot listen", "addr=%s err=\"%s\"", s->listen, st_strerror(rc));
         return 1;

@@ -389,6 +389,21 @@ class AuthTest(ClusterTestCase):
         for p in (c.routers[0], c.nodes[0]):
             self.assertIn("no [security] users_file: every request is accepted", p.log_text())
 
+    def test_bad_users_file_refused_at_start(self):
+        bad = os.path.join(self.c.dir, "bad-users")
+        with open(bad, "w") as f:
+            f.write("ok:read:::\nnope:superuser:::\n")
+        ini = os.path.join(self.c.dir, "bad.ini")
+        with open(ini, "w") as f:
+            f.write(self.c.ini_text().replace("users_file = " + self.users,
+                                              "users_file = " + bad))
+        for argv in ([binary("router"), "--config", ini, "--listen", "127.0.0.1:1"],
+                     [binary("node"), "--config", ini, "--node-id", "n1", "--data-dir",
+                      os.path.join(self.c.dir, "bad-data")]):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("%s:2: bad role for user 'nope'" % bad, out.stderr + out.stdout)
+
     # -------------------------------------------------------------------- CLI
 
     def test_cli_token(self):
