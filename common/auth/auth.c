@@ -43,6 +43,7 @@ struct auth_user {
     uint8_t salt[AUTH_SALT_LEN];
     uint8_t key[AUTH_KEY_LEN];
     uint8_t token_hash[32];
+    size_t line;         /* in the file it was parsed from (for messages) */
     char *selector_text; /* NULL: not confined */
     selector_t sel;
     pcre2_code **re; /* [sel.n]: compiled for RE/NRE matchers, else NULL */
@@ -546,13 +547,12 @@ static int parse_line(auth_db_t *db, const char *s, size_t n, size_t line, struc
     if (r == AUTH_ROLE_NONE)
         return fail(pe, ST_ECONFIG, line, "bad role for user '%.*s': expected read, write or admin",
                     (int)fl[0], f[0]);
-    if (find(db, f[0], fl[0]))
-        return fail(pe, ST_ECONFIG, line, "duplicate user '%.*s'", (int)fl[0], f[0]);
     auth_user_t *u = calloc(1, sizeof *u);
     if (!u)
         return ST_ENOMEM;
     memcpy(u->name, f[0], fl[0]);
     u->role = r;
+    u->line = line;
     char why[260];
     int rc = 0;
     if (fl[2] && parse_pw(u, f[2], fl[2]))
@@ -611,6 +611,14 @@ int auth_db_parse(const char *text, size_t len, const char *name, auth_db_t **ou
     }
     if (!rc && build_index(db))
         rc = ST_ENOMEM;
+    /* names are unique: sorted, a duplicate is next to its first */
+    for (size_t i = 1; !rc && i < db->n; i++) {
+        const auth_user_t *a = db->by_name[i - 1], *b = db->by_name[i];
+        if (strcmp(a->name, b->name) == 0)
+            rc = fail(&pe, ST_ECONFIG, a->line > b->line ? a->line : b->line,
+                      "duplicate user '%s' (first at line %zu)", a->name,
+                      a->line < b->line ? a->line : b->line);
+    }
     if (rc) {
         auth_db_destroy(db);
         return rc;

@@ -147,7 +147,8 @@ static void test_bad_files(void **state)
     parse_fails("alice:read::\n", ST_ECONFIG, "u:1: expected NAME:ROLE");
     parse_fails("# c\n\nbad name:read:::\n", ST_ECONFIG, "u:3: bad user name");
     parse_fails("a:root:::\n", ST_ECONFIG, "bad role for user 'a'");
-    parse_fails("a:read:::\na:write:::\n", ST_ECONFIG, "u:2: duplicate user 'a'");
+    parse_fails("a:read:::\nb:read:::\na:write:::\n", ST_ECONFIG,
+                "u:3: duplicate user 'a' (first at line 1)");
     parse_fails("a:read:md5$x:::\n", ST_ECONFIG, "bad password hash for user 'a'");
     parse_fails("a:read:pbkdf2-sha256$10$MDEyMzQ1Njc4OWFiY2RlZg==$"
                 "Wxpz/hcm7fY7QtsT4KkeAcNwG6mHb2ybwvoxgnYTEmM=::\n",
