@@ -260,7 +260,8 @@ static int build_index(auth_db_t *db)
     if (!(db->by_name = malloc(n * sizeof *db->by_name)) ||
         !(db->by_token = malloc(n * sizeof *db->by_token)))
         return ST_ENOMEM;
-    memcpy(db->by_name, db->users, db->n * sizeof *db->users);
+    if (db->n)
+        memcpy(db->by_name, db->users, db->n * sizeof *db->users);
     qsort(db->by_name, db->n, sizeof *db->by_name, cmp_name);
     for (size_t i = 0; i < db->n; i++)
         if (db->users[i]->has_token)
