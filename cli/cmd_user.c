@@ -64,6 +64,9 @@ static int read_password(char *buf, size_t cap)
     buf[n] = '\0';
     if (n == 0)
         return cli_fail(CMD, "--password-stdin: empty password");
+    if (strncmp(buf, AUTH_TOKEN_PREFIX, 3) == 0) /* it would be taken for a token */
+        return cli_fail(CMD, "--password-stdin: a password must not start with \"%s\"",
+                        AUTH_TOKEN_PREFIX);
     return 0;
 }
 
