@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_auth.h"
 #include "st_err.h"
 
 #ifndef STRATA_VERSION
@@ -15,6 +16,8 @@
 
 #define MAX_OPTS 64
 #define LONG_ONLY 256 /* getopt value of table entry i without a short name: LONG_ONLY + i */
+#define OPT_TOKEN (LONG_ONLY + MAX_OPTS + 1) /* global --token (cli_auth.c) */
+#define OPT_USER (LONG_ONLY + MAX_OPTS + 2)  /* global --user */
 
 /* Is `v` one of the '|'-separated `choices`? */
 static bool is_choice(const char *choices, const char *v)
@@ -77,7 +80,7 @@ static int set_value(const cli_opt_t *o, void *opts, const char *arg, double now
 
 int cli_opts_parse(const cli_cmd_t *cmd, int argc, char **argv, void *opts, int *first)
 {
-    struct option lo[MAX_OPTS + 2];
+    struct option lo[MAX_OPTS + 4];
     char shorts[2 * MAX_OPTS + 2] = "h";
     size_t n = 0, ns = 1;
     for (const cli_opt_t *o = cmd->opts; o->name && n < MAX_OPTS; o++, n++) {
@@ -92,7 +95,9 @@ int cli_opts_parse(const cli_cmd_t *cmd, int argc, char **argv, void *opts, int 
     }
     shorts[ns] = '\0';
     lo[n] = (struct option){"help", no_argument, NULL, 'h'};
-    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+    lo[n + 1] = (struct option){"token", required_argument, NULL, OPT_TOKEN};
+    lo[n + 2] = (struct option){"user", required_argument, NULL, OPT_USER};
+    lo[n + 3] = (struct option){NULL, 0, NULL, 0};
 
     memcpy(opts, cmd->defaults, cmd->opts_size);
     cli_common_t *common = opts;
@@ -103,6 +108,10 @@ int cli_opts_parse(const cli_cmd_t *cmd, int argc, char **argv, void *opts, int 
         if (c == 'h') {
             cli_cmd_help(cmd, stdout);
             return CLI_EXIT_OK;
+        }
+        if (c == OPT_TOKEN || c == OPT_USER) {
+            cli_auth_option(c == OPT_TOKEN ? CLI_AUTH_TOKEN : CLI_AUTH_USER, optarg);
+            continue;
         }
         const cli_opt_t *o = NULL;
         if (c >= LONG_ONLY && (size_t)(c - LONG_ONLY) < n)
@@ -126,6 +135,9 @@ int cli_opts_parse(const cli_cmd_t *cmd, int argc, char **argv, void *opts, int 
             return cli_usage_error(cmd->name, "unexpected argument '%s'", argv[optind]);
         return cli_usage_error(cmd->name, "%s", cmd->too_many);
     }
+    int arc = cli_auth_apply(cmd->name);
+    if (arc)
+        return arc;
     *first = optind;
     return CLI_PARSED;
 }

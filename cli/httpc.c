@@ -711,6 +711,14 @@ static int attempt(httpc_conn_t *c, const st_buf_t *head, const void *body, size
     }
 }
 
+/* The Authorization header value every request carries (NULL: none). */
+static const char *httpc_authorization;
+
+void httpc_set_authorization(const char *value)
+{
+    httpc_authorization = value;
+}
+
 int httpc_request(httpc_conn_t *c, const char *method, const char *target,
                   const char *extra_headers, const void *body, size_t body_len, httpc_resp_t *resp,
                   httpc_body_fn fn, void *ud)
@@ -736,6 +744,11 @@ int httpc_request(httpc_conn_t *c, const char *method, const char *target,
             goto out;
     }
     if (extra_headers && (rc = st_buf_append(&head, extra_headers, strlen(extra_headers))) < 0)
+        goto out;
+    if (httpc_authorization &&
+        ((rc = st_buf_append(&head, "Authorization: ", 15)) < 0 ||
+         (rc = st_buf_append(&head, httpc_authorization, strlen(httpc_authorization))) < 0 ||
+         (rc = st_buf_append(&head, "\r\n", 2)) < 0))
         goto out;
     if ((rc = st_buf_append(&head, "\r\n", 2)) < 0)
         goto out;

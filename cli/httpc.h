@@ -135,6 +135,10 @@ void httpc_conn_close(httpc_conn_t *c);
 /* The last system-level error as a sentence ("connection refused"), "" if none. */
 const char *httpc_conn_errmsg(const httpc_conn_t *c);
 
+/* Send "Authorization: value" on every request from now on (NULL: none);
+ * value must stay valid (cli_auth.c sets it from --token / --user). */
+void httpc_set_authorization(const char *value);
+
 /*
  * Send `method target` (target = path + query, appended to the URL prefix),
  * `extra_headers` ("Name: value\r\n..." or NULL) and `body` (may be NULL).

@@ -2,6 +2,7 @@
  * strata — the command-line client and admin tool of a Strata cluster.
  *
  *   strata status | write FILE | import FILE... | migrate | export SELECTOR | query PROMQL | bench
+ *          | user add|list|remove|rotate
  *
  * Every subcommand talks HTTP to a router (--router URL, $STRATA_ROUTER,
  * default http://127.0.0.1:8086). Exit codes: 0 ok, 1 failure with a one-line
@@ -17,7 +18,7 @@
 
 static const cli_cmd_t *const COMMANDS[] = {&cli_cmd_status,  &cli_cmd_write,  &cli_cmd_import,
                                             &cli_cmd_migrate, &cli_cmd_export, &cli_cmd_query,
-                                            &cli_cmd_bench,   &cli_cmd_delete};
+                                            &cli_cmd_bench,   &cli_cmd_delete, &cli_cmd_user};
 
 int main(int argc, char **argv)
 {

@@ -22,6 +22,7 @@
 
 #include "engine.h"
 #include "engine_tier.h"
+#include "auth_gate.h"
 #include "http.h"
 #include "metrics.h"
 #include "promql_eval.h"
@@ -61,6 +62,7 @@ typedef struct node {
     struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
     http_server_t *http;
     metrics_t *metrics;
+    auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */
     int ready;
     atomic_int jobs; /* engine jobs in flight */
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;

@@ -10,9 +10,12 @@
  *                          GET or POST (else 405); a POST form body is read
  *                          with the query string (http_req_params_all)
  * Any other path is 404 "not found". The routes are one table (path,
- * methods allowed, handler). Exports run on the thread pool and are capped
- * at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the
- * router's export is paged).
+ * methods allowed, role, handler). With [security] users_file the data
+ * endpoint needs a credential of the read role (auth_gate.h) and refuses
+ * confined users (a node export cannot be confined); /metrics needs read
+ * unless metrics_auth = off; /health and /ready stay open. Exports run on the thread pool and are
+ * capped at NODE_HTTP_EXPORT_MAX bytes per response (an operator tool; the router's export is
+ * paged).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +266,7 @@ static void handle_ready(node_t *n, http_req_t *req)
 }
 
 #define METHOD(m) (1u << (m))
+#define ROLE_METRICS (-1)
 
 /* The node's routes: exact paths; methods 0 = any, else a mask of
  * METHOD(HTTP_METHOD_*) with the 405 text for the others. */
@@ -271,13 +275,28 @@ static const struct node_route {
     unsigned methods;
     const char *not_allowed;
     void (*fn)(node_t *n, http_req_t *req);
+    int role; /* auth_role_t, or ROLE_METRICS (read or open by [security] metrics_auth) */
 } routes[] = {
-    {"/health", 0, NULL, handle_health},
-    {"/ready", 0, NULL, handle_ready},
-    {"/metrics", 0, NULL, handle_metrics},
+    {"/health", 0, NULL, handle_health, AUTH_ROLE_NONE},
+    {"/ready", 0, NULL, handle_ready, AUTH_ROLE_NONE},
+    {"/metrics", 0, NULL, handle_metrics, ROLE_METRICS},
     {"/api/v1/export", METHOD(HTTP_METHOD_GET) | METHOD(HTTP_METHOD_POST), "use GET or POST",
-     handle_export},
+     handle_export, AUTH_ROLE_READ},
 };
+
+/* The route's handler, once the gate let req through (now or after a
+ * password check on the thread pool). */
+static void run_route(void *arg, const void *route, http_req_t *req)
+{
+    node_t *n = arg;
+    const struct node_route *r = route;
+    if (auth_gate_user(req) && auth_user_selector(auth_gate_user(req)))
+        auth_gate_forbid(n->auth, req, "is confined to a selector; a node export cannot be");
+    else if (r->methods && !(r->methods & METHOD(req->method)))
+        http_respond_error(req, 405, r->not_allowed);
+    else
+        r->fn(n, req);
+}
 
 void node_http_handler(http_req_t *req, void *arg)
 {
@@ -286,10 +305,11 @@ void node_http_handler(http_req_t *req, void *arg)
         const struct node_route *r = &routes[i];
         if (strcmp(req->path, r->path) != 0)
             continue;
-        if (r->methods && !(r->methods & METHOD(req->method)))
-            http_respond_error(req, 405, r->not_allowed);
-        else
-            r->fn(n, req);
+        int role = r->role == ROLE_METRICS
+                       ? (topo_security(n->topo)->metrics_auth ? AUTH_ROLE_READ : AUTH_ROLE_NONE)
+                       : r->role;
+        if (auth_gate_check(n->auth, req, (auth_role_t)role, run_route, n, r))
+            run_route(n, r, req);
         return;
     }
     http_respond_error(req, 404, "not found");

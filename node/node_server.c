@@ -235,6 +235,7 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     st_info("shutting down", "signal=%d", signum);
     n->ready = 0;
+    auth_gate_close(n->auth);
     if (n->http)
         http_server_close(n->http, NODE_HTTP_CLOSE_GRACE_MS, on_closed, NULL);
     n->http = NULL;
@@ -333,6 +334,15 @@ int node_start(node_t *n, const node_opts_t *o)
         fprintf(stderr, "strata-node: out of memory\n");
         return 1;
     }
+    /* the users file first: a bad one stops the node before it opens anything */
+    char aerr[1024];
+    int arc = auth_gate_create(n->loop, topo_security(n->topo)->users_file, n->metrics,
+                               "strata-node", &n->auth, aerr, sizeof aerr);
+    if (arc) {
+        st_error("cannot load the users file", "err=\"%s\"",
+                 arc == ST_ENOMEM ? "out of memory" : aerr);
+        return 1;
+    }
     if (st_mkdir_p(n->data_dir) != 0) {
         st_error("cannot create data dir", "dir=%s err=\"%s\"", n->data_dir, strerror(errno));
         return 1;
@@ -405,6 +415,7 @@ int node_stop(node_t *n)
         uv_loop_close(n->loop);
     rpc_budget_destroy(n->rpc_budget);
     tls_set_destroy(&n->tls);
+    auth_gate_destroy(n->auth);
     metrics_destroy(n->metrics);
     free(n->engines);
     free(n->tiers);

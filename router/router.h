@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth_gate.h"
 #include "fanout.h"
 #include "http.h"
 #include "metrics.h"
@@ -45,6 +46,7 @@ typedef struct router {
     rpc_client_t **clients; /* [node] */
     http_server_t *http;
     metrics_t *metrics;
+    auth_gate_t *auth; /* users, roles, 401/403 ([security] users_file) */
     int64_t timeout_ms;
     uint64_t max_body;
     metric_counter_t *lines_ok, *lines_bad, *samples, *write_503, *rpc_fail, *reads;
@@ -91,6 +93,12 @@ int router_read_load(http_req_t *req, http_params_t *params, char *msg, size_t m
  * a 400 message in err. */
 int router_read_matches(const http_params_t *params, selector_t *sel, size_t max, size_t *n,
                         char *err, size_t errlen);
+/* A confined user's selector (auth_gate_user(req)) ANDed into sel[0..*n)
+ * (into a new sel[0] when *n is 0, so the read is still confined); nothing
+ * for other users. Returns 0, or -1 with a 400 message in err (too many
+ * matchers together). */
+int router_read_confine(const http_req_t *req, selector_t *sel, size_t max, size_t *n, char *err,
+                        size_t errlen);
 /* Read options shared by every read: readopt_parse() of read_consistency
  * and partial_response in params. Returns 0, or -1 with msg set (400). */
 int router_read_params(const router_t *r, const http_params_t *params, int *need, int *partial,

@@ -877,6 +877,10 @@ void router_handle_tsdb_status(router_t *r, http_req_t *req)
         }
         j->has_sel = 1;
     }
+    size_t nsel = (size_t)j->has_sel;
+    if (router_read_confine(req, &j->sel, 1, &nsel, err, sizeof err))
+        goto bad;
+    j->has_sel = (int)nsel;
     if (router_read_params(r, &params, &need, &partial, err, sizeof err))
         goto bad;
     /* one replica per shard whatever read_consistency says: each series once */

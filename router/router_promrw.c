@@ -631,6 +631,15 @@ void router_handle_promrw_read(router_t *r, http_req_t *req)
             it->m[k] = (st_matcher_t){match_types[lm->type], lm->name, lm->value};
         }
         it->nm = pq->n_matchers;
+        const st_matcher_t *cm; /* a confined user's selector, ANDed in */
+        size_t ncm = auth_gate_user(req) ? auth_user_matchers(auth_gate_user(req), &cm) : 0;
+        if (it->nm + ncm > ROUTER_MAX_MATCHERS) {
+            snprintf(err, sizeof err, "query %zu: more than %d matchers with the user's selector",
+                     q, ROUTER_MAX_MATCHERS);
+            goto bad;
+        }
+        for (size_t k = 0; k < ncm; k++)
+            it->m[it->nm++] = cm[k];
         it->start = pq->start_timestamp_ms;
         it->end = pq->end_timestamp_ms;
     }
@@ -674,6 +683,8 @@ void router_handle_federate(router_t *r, http_req_t *req)
         snprintf(err, sizeof err, "no match[] parameter provided");
         goto bad;
     }
+    if (router_read_confine(req, j->sel, FEDERATE_MAX_SEL, &j->nsel, err, sizeof err))
+        goto bad;
     j->items = calloc(j->nsel, sizeof *j->items);
     if (!j->items) {
         snprintf(err, sizeof err, "out of memory");

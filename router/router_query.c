@@ -122,6 +122,11 @@ typedef struct qjob {
     int need, partial, responded;
     fanout_t *fan;
     int fan_idle; /* the fan-out is idle (or was never started) */
+    /* a confined user (auth.h): its matchers, ANDed into every selector */
+    const st_matcher_t *confine;
+    size_t nconfine;
+    void **confined_sets; /* the arrays that replaced the parser's (sets, matchers) */
+    size_t nconfined, confined_cap;
 } qjob_t;
 
 static void free_job(qjob_t *j)
@@ -144,6 +149,9 @@ static void free_job(qjob_t *j)
     fanout_destroy(j->fan);
     if (j->expr)
         promql_free(j->expr);
+    for (size_t i = 0; i < j->nconfined; i++)
+        free(j->confined_sets[i]);
+    free(j->confined_sets);
     st_buf_deinit(&j->out);
     free(j->query);
     free(j);
@@ -366,6 +374,85 @@ static void limit_hint(qjob_t *j)
              (unsigned long long)j->max_samples, (unsigned long long)j->max_series);
 }
 
+/* AND the confined user's matchers into every matcher set of every
+ * selector under n (the parsed tree is this job's own, so it is changed in
+ * place; the new arrays are the job's). 0, or -1 with j->err set. */
+/* p belongs to the job from now on (freed even when this fails). */
+static int keep_confined(qjob_t *j, void *p)
+{
+    if (j->nconfined == j->confined_cap &&
+        st_grow(&j->confined_sets, &j->confined_cap, sizeof *j->confined_sets, 8)) {
+        free(p);
+        return -1;
+    }
+    j->confined_sets[j->nconfined++] = p;
+    return 0;
+}
+
+static int confine_tree(qjob_t *j, promql_node_t *n, int depth)
+{
+    if (!n)
+        return 0;
+    if (depth > PROMQL_MAX_TREE_DEPTH) {
+        snprintf(j->err, sizeof j->err, "query too deep");
+        return -1;
+    }
+    int rc = 0;
+    switch (n->kind) {
+    case PROMQL_VECTOR_SELECTOR:
+        if (n->u.vs.nsets == 0) { /* a bare name: one set, of the user's matchers */
+            promql_matcher_set_t *one = calloc(1, sizeof *one);
+            if (!one || keep_confined(j, one)) {
+                snprintf(j->err, sizeof j->err, "out of memory");
+                return -1;
+            }
+            n->u.vs.sets = one;
+            n->u.vs.nsets = 1;
+        }
+        for (size_t i = 0; i < n->u.vs.nsets; i++) {
+            promql_matcher_set_t *set = &n->u.vs.sets[i];
+            if (set->n + j->nconfine > ROUTER_MAX_MATCHERS) {
+                snprintf(j->err, sizeof j->err,
+                         "more than %d matchers in a selector with the user's selector",
+                         ROUTER_MAX_MATCHERS);
+                return -1;
+            }
+            st_matcher_t *m = malloc((set->n + j->nconfine) * sizeof *m);
+            if (!m || keep_confined(j, m)) {
+                snprintf(j->err, sizeof j->err, "out of memory");
+                return -1;
+            }
+            memcpy(m, set->m, set->n * sizeof *m);
+            memcpy(m + set->n, j->confine, j->nconfine * sizeof *m);
+            set->m = m;
+            set->n += j->nconfine;
+        }
+        return 0;
+    case PROMQL_MATRIX_SELECTOR:
+        return confine_tree(j, n->u.ms.vs, depth + 1);
+    case PROMQL_SUBQUERY:
+        return confine_tree(j, n->u.sq.expr, depth + 1);
+    case PROMQL_UNARY:
+        return confine_tree(j, n->u.unary.expr, depth + 1);
+    case PROMQL_BINARY:
+        if ((rc = confine_tree(j, n->u.bin.lhs, depth + 1)) != 0)
+            return rc;
+        return confine_tree(j, n->u.bin.rhs, depth + 1);
+    case PROMQL_AGGREGATE:
+        if ((rc = confine_tree(j, n->u.agg.param, depth + 1)) != 0)
+            return rc;
+        return confine_tree(j, n->u.agg.expr, depth + 1);
+    case PROMQL_CALL:
+        for (size_t i = 0; i < n->u.call.nargs && !rc; i++)
+            rc = confine_tree(j, n->u.call.args[i], depth + 1);
+        return rc;
+    case PROMQL_PAREN:
+        return confine_tree(j, n->u.paren.expr, depth + 1);
+    default:
+        return 0;
+    }
+}
+
 static void eval_work(uv_work_t *w)
 {
     qjob_t *j = w->data;
@@ -373,6 +460,12 @@ static void eval_work(uv_work_t *w)
         if (promql_parse(j->query, strlen(j->query), &j->expr, j->err, sizeof j->err)) {
             j->status = 400;
             j->etype = "bad_data";
+            return;
+        }
+        if (j->nconfine &&
+            confine_tree(j, (promql_node_t *)(uintptr_t)promql_root(j->expr), 0) != 0) {
+            j->status = 422;
+            j->etype = "execution";
             return;
         }
         promql_type_t t = promql_root(j->expr)->type;
@@ -767,6 +860,8 @@ void router_handle_query(router_t *r, http_req_t *req, int range)
         }
     }
     j->query = strdup(q);
+    if (auth_gate_user(req))
+        j->nconfine = auth_user_matchers(auth_gate_user(req), &j->confine);
     http_params_deinit(&form);
     if (!j->query) {
         http_respond_error(req, 503, "out of memory");

@@ -674,6 +674,32 @@ int router_read_matches(const http_params_t *params, selector_t *sel, size_t max
     return 0;
 }
 
+int router_read_confine(const http_req_t *req, selector_t *sel, size_t max, size_t *n, char *err,
+                        size_t errlen)
+{
+    const auth_user_t *u = auth_gate_user(req);
+    const st_matcher_t *m;
+    size_t nm = u ? auth_user_matchers(u, &m) : 0;
+    if (!nm)
+        return 0;
+    if (*n == 0 && max > 0) {
+        memset(&sel[0], 0, sizeof sel[0]); /* no arena: the matchers are the user's */
+        *n = 1;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        if (sel[i].n + nm > SELECTOR_MAX_MATCHERS) {
+            snprintf(err, errlen,
+                     "invalid parameter \"match[]\": more than %d matchers with the user's "
+                     "selector",
+                     SELECTOR_MAX_MATCHERS);
+            return -1;
+        }
+        memcpy(&sel[i].m[sel[i].n], m, nm * sizeof *m);
+        sel[i].n += nm;
+    }
+    return 0;
+}
+
 /* Parse params, plan which node serves which shards, start (fmt_arg is
  * the job's from here). */
 static void start_read(router_t *r, http_req_t *req, int kind, const char *label_name,
@@ -722,6 +748,8 @@ static void start_read(router_t *r, http_req_t *req, int kind, const char *label
         snprintf(err, sizeof err, "no match[] parameter provided");
         goto bad;
     }
+    if (router_read_confine(req, j->sel, MAX_SEL, &j->nsel, err, sizeof err))
+        goto bad;
     if (label_name && !(j->label_name = strdup(label_name))) {
         snprintf(err, sizeof err, "out of memory");
         goto bad;
@@ -794,6 +822,8 @@ void router_collect_strings(router_t *r, http_req_t *req, const char *label_name
     if (match && selector_parse(match, strlen(match), &j->sel[0], err, sizeof err) == 0)
         j->nsel = 1;
     else if (match)
+        goto bad;
+    if (router_read_confine(req, j->sel, MAX_SEL, &j->nsel, err, sizeof err))
         goto bad;
     if (router_read_params(r, &params, &j->need, &j->partial, err, sizeof err))
         goto bad;

@@ -6,7 +6,10 @@
  *
  * One router per process: router_server_t holds the router_t every
  * handler gets, plus what only start/stop need. The routes are one table
- * (exact path, or prefix + segment + suffix, and the handler); the writes,
+ * (exact path, or prefix + segment + suffix, the handler, the role it
+ * needs and whether it confines a user to its selector); with [security]
+ * users_file every request passes the auth gate (auth_gate.h: 401/403,
+ * SIGHUP reload) before its handler runs; the writes,
  * reads and queries are answered in router_write.c, router_read.c and
  * router_query.c.
  *
@@ -272,46 +275,111 @@ static void handle_query_range(router_t *r, http_req_t *req)
     router_handle_query(r, req, 1);
 }
 
+/* GET /api/v1/admin/users: every user's name, role, selector and which
+ * credentials it has (never a hash). */
+static void handle_users(router_t *r, http_req_t *req)
+{
+    const auth_db_t *db = auth_gate_db(r->auth);
+    st_buf_t b;
+    st_buf_init(&b);
+    ST_BUF_LIT(&b, "{\"status\":\"success\",\"data\":[");
+    for (size_t i = 0; db && i < auth_db_count(db); i++) {
+        const auth_user_t *u = auth_db_user_at(db, i);
+        const char *sel = auth_user_selector(u);
+        if (i)
+            st_buf_put_u8(&b, ',');
+        ST_BUF_LIT(&b, "{\"name\":");
+        st_json_str(&b, auth_user_name(u), strlen(auth_user_name(u)));
+        ST_BUF_LIT(&b, ",\"role\":\"");
+        st_buf_append(&b, auth_role_name(auth_user_role(u)),
+                      strlen(auth_role_name(auth_user_role(u))));
+        ST_BUF_LIT(&b, "\",\"selector\":");
+        if (sel)
+            st_json_str(&b, sel, strlen(sel));
+        else
+            ST_BUF_LIT(&b, "null");
+        ST_BUF_LIT(&b, ",\"password\":");
+        if (auth_user_has_password(u))
+            ST_BUF_LIT(&b, "true");
+        else
+            ST_BUF_LIT(&b, "false");
+        ST_BUF_LIT(&b, ",\"token\":");
+        if (auth_user_has_token(u))
+            ST_BUF_LIT(&b, "true}");
+        else
+            ST_BUF_LIT(&b, "false}");
+    }
+    ST_BUF_LIT(&b, "]}");
+    respond_json(req, 200, &b);
+}
+
+/* Roles: R_OPEN needs no credential; R_METRICS is read or open by
+ * [security] metrics_auth. CONFINES: the handler ANDs a confined user's
+ * selector into what it reads or writes (router_read_confine, the write
+ * filter, the query tree); a confined user gets 403 on the other routes. */
+#define R_OPEN AUTH_ROLE_NONE
+#define R_READ AUTH_ROLE_READ
+#define R_WRITE AUTH_ROLE_WRITE
+#define R_ADMIN AUTH_ROLE_ADMIN
+#define R_METRICS (-1)
+#define CONFINES 1
+
 /* Any method; a handler that cares checks it. */
 static const struct router_route {
     const char *path;   /* the exact path; with suffix: the prefix */
     const char *suffix; /* NULL, or: path SEGMENT suffix (path_segment) */
     void (*fn)(router_t *r, http_req_t *req);
+    int role;     /* auth_role_t, or R_METRICS */
+    int confines; /* CONFINES, or 0 */
 } routes[] = {
-    {"/write", NULL, router_handle_write},
-    {"/api/v2/write", NULL, router_handle_write},
-    {"/api/v1/export", NULL, router_handle_export},
-    {"/api/v1/series", NULL, router_handle_series},
-    {"/api/v1/labels", NULL, handle_label_names},
-    {LABEL_VALUES_PREFIX, LABEL_VALUES_SUFFIX, handle_label_values},
-    {"/health", NULL, handle_health},
-    {"/ready", NULL, handle_ready},
-    {"/metrics", NULL, handle_metrics},
-    {"/cluster", NULL, handle_cluster},
-    {"/ping", NULL, handle_ping},
-    {"/api/v1/query", NULL, handle_query},
-    {"/api/v1/query_range", NULL, handle_query_range},
-    {"/api/v1/write", NULL, router_handle_promrw_write},
-    {"/api/v1/read", NULL, router_handle_promrw_read},
-    {"/federate", NULL, router_handle_federate},
-    {"/api/v1/import", NULL, router_handle_import},
-    {"/api/v1/import/prometheus", NULL, router_handle_import_prom},
-    {"/api/v1/import/csv", NULL, router_handle_import_csv},
-    {"/api/v1/export/csv", NULL, router_handle_export_csv},
-    {"/api/v1/status/buildinfo", NULL, router_handle_buildinfo},
-    {"/api/v1/status/tsdb", NULL, router_handle_tsdb_status},
-    {"/api/v1/metadata", NULL, router_handle_metadata},
-    {"/api/v1/query_exemplars", NULL, router_handle_exemplars},
-    {"/api/v1/format_query", NULL, router_handle_format_query},
-    {"/api/v1/rules", NULL, router_handle_rules},
-    {"/api/v1/alerts", NULL, router_handle_alerts},
-    {"/query", NULL, router_handle_influx_query},
-    {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series},
-    {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones},
-    {"/api/v1/status/nodes", NULL, router_handle_nodes_status},
-    {"/", NULL, router_handle_console},
-    {"/ui/", "", router_handle_console}, /* /ui/<file> */
+    {"/write", NULL, router_handle_write, R_WRITE, CONFINES},
+    {"/api/v2/write", NULL, router_handle_write, R_WRITE, CONFINES},
+    {"/api/v1/export", NULL, router_handle_export, R_READ, CONFINES},
+    {"/api/v1/series", NULL, router_handle_series, R_READ, CONFINES},
+    {"/api/v1/labels", NULL, handle_label_names, R_READ, CONFINES},
+    {LABEL_VALUES_PREFIX, LABEL_VALUES_SUFFIX, handle_label_values, R_READ, CONFINES},
+    {"/health", NULL, handle_health, R_OPEN, CONFINES},
+    {"/ready", NULL, handle_ready, R_OPEN, CONFINES},
+    {"/metrics", NULL, handle_metrics, R_METRICS, 0},
+    {"/cluster", NULL, handle_cluster, R_READ, 0},
+    {"/ping", NULL, handle_ping, R_OPEN, CONFINES},
+    {"/api/v1/query", NULL, handle_query, R_READ, CONFINES},
+    {"/api/v1/query_range", NULL, handle_query_range, R_READ, CONFINES},
+    {"/api/v1/write", NULL, router_handle_promrw_write, R_WRITE, CONFINES},
+    {"/api/v1/read", NULL, router_handle_promrw_read, R_READ, CONFINES},
+    {"/federate", NULL, router_handle_federate, R_READ, CONFINES},
+    {"/api/v1/import", NULL, router_handle_import, R_WRITE, CONFINES},
+    {"/api/v1/import/prometheus", NULL, router_handle_import_prom, R_WRITE, CONFINES},
+    {"/api/v1/import/csv", NULL, router_handle_import_csv, R_WRITE, CONFINES},
+    {"/api/v1/export/csv", NULL, router_handle_export_csv, R_READ, CONFINES},
+    {"/api/v1/status/buildinfo", NULL, router_handle_buildinfo, R_READ, CONFINES},
+    {"/api/v1/status/tsdb", NULL, router_handle_tsdb_status, R_READ, CONFINES},
+    {"/api/v1/metadata", NULL, router_handle_metadata, R_READ, CONFINES},
+    {"/api/v1/query_exemplars", NULL, router_handle_exemplars, R_READ, CONFINES},
+    {"/api/v1/format_query", NULL, router_handle_format_query, R_READ, CONFINES},
+    {"/api/v1/rules", NULL, router_handle_rules, R_READ, CONFINES},
+    {"/api/v1/alerts", NULL, router_handle_alerts, R_READ, CONFINES},
+    {"/query", NULL, router_handle_influx_query, R_READ, CONFINES},
+    {"/api/v1/admin/users", NULL, handle_users, R_ADMIN, 0},
+    {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series, R_ADMIN, 0},
+    {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones, R_ADMIN, 0},
+    {"/api/v1/status/nodes", NULL, router_handle_nodes_status, R_READ, 0},
+    {"/", NULL, router_handle_console, R_OPEN, CONFINES},
+    {"/ui/", "", router_handle_console, R_OPEN, CONFINES}, /* /ui/<file> */
 };
+
+/* The route's handler, once the gate let req through (now or after a
+ * password check on the thread pool). */
+static void run_route(void *arg, const void *route, http_req_t *req)
+{
+    router_t *r = arg;
+    const struct router_route *rt = route;
+    const auth_user_t *u = auth_gate_user(req);
+    if (u && !rt->confines && auth_user_selector(u))
+        auth_gate_forbid(r->auth, req, "is confined to a selector; this endpoint cannot be");
+    else
+        rt->fn(r, req);
+}
 
 static void route(http_req_t *req, void *arg)
 {
@@ -321,7 +389,11 @@ static void route(http_req_t *req, void *arg)
         size_t n;
         if (rt->suffix ? path_segment(req->path, rt->path, rt->suffix, &n) != NULL
                        : strcmp(req->path, rt->path) == 0) {
-            rt->fn(r, req);
+            int role = rt->role;
+            if (role == R_METRICS)
+                role = topo_security(r->topo)->metrics_auth ? R_READ : R_OPEN;
+            if (auth_gate_check(r->auth, req, (auth_role_t)role, run_route, r, rt))
+                run_route(r, rt, req);
             return;
         }
     }
@@ -502,6 +574,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     st_info("shutting down", "signal=%d", signum);
     router_resp_close(s->resp);
+    auth_gate_close(s->r.auth);
     http_server_close(s->r.http, ROUTER_HTTP_CLOSE_GRACE_MS, on_http_closed, &s->r);
     uv_timer_stop(&s->r.heartbeat);
     uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
@@ -560,6 +633,15 @@ int router_server_start(router_server_t *s)
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
         router_import_metrics(r) || router_console_metrics(r) || router_delete_metrics(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
+        return 1;
+    }
+    /* the users file first: a bad one stops the router before it connects */
+    char aerr[1024];
+    int arc = auth_gate_create(r->loop, topo_security(r->topo)->users_file, r->metrics,
+                               "strata-router", &r->auth, aerr, sizeof aerr);
+    if (arc) {
+        st_error("cannot load the users file", "err=\"%s\"",
+                 arc == ST_ENOMEM ? "out of memory" : aerr);
         return 1;
     }
     if (load_tls(s) != 0 || create_clients(s) != 0)
@@ -623,6 +705,7 @@ int router_server_stop(router_server_t *s)
 {
     router_t *r = &s->r;
     uv_loop_close(r->loop);
+    auth_gate_destroy(r->auth);
     metrics_destroy(r->metrics);
     tls_set_destroy(&s->tls);
     free(r->hints_held);

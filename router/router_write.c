@@ -242,6 +242,13 @@ static uint64_t put_refused(wjob_t *j, st_buf_t *b, const shard_t **first)
     return total;
 }
 
+/* A confined user writes only series its selector matches (auth.h). */
+#define CONFINE_WHY "forbidden: series outside the user's selector"
+static int confine_filter(void *arg, const st_label_t *l, size_t n)
+{
+    return auth_user_allows(arg, l, n);
+}
+
 static void finish(wjob_t *j)
 {
     router_t *r = j->r;
@@ -297,6 +304,16 @@ static void finish(wjob_t *j)
         put_rejected(j, &b);
         st_buf_put_u8(&b, '}');
         http_respond(j->req, 400, "application/json", b.data, b.len);
+    } else if (lines_bad && !lines_ok && wbatch_lines_forbidden(j->batch) == lines_bad) {
+        int k = snprintf(tmp, sizeof tmp,
+                         "{\"error\":\"forbidden: every one of %llu %s is outside the series "
+                         "user '%s' may write\",",
+                         (unsigned long long)lines_bad, j->src.items,
+                         auth_user_name(auth_gate_user(j->req)));
+        st_buf_append(&b, tmp, (size_t)k);
+        put_rejected(j, &b);
+        st_buf_put_u8(&b, '}');
+        http_respond(j->req, 403, "application/json", b.data, b.len);
     } else if (lines_bad) {
         int k = snprintf(tmp, sizeof tmp, "{\"error\":\"partial write: %llu of %llu %s rejected\",",
                          (unsigned long long)lines_bad, (unsigned long long)(lines_bad + lines_ok),
@@ -769,6 +786,9 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
     wbatch_set_retention(j->batch, now_ms, st->retention_ms);
     wbatch_set_max_future(j->batch, now_ms, st->max_future_ms);
     wbatch_set_piece_max(j->batch, ROUTER_WRITE_PIECE);
+    const auth_user_t *u = auth_gate_user(req);
+    if (u && auth_user_selector(u))
+        wbatch_set_filter(j->batch, confine_filter, (void *)u, CONFINE_WHY);
     j->w.data = j;
     if (uv_queue_work(r->loop, &j->w, write_work, write_after) != 0) {
         free_job(j, 0);

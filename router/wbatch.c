@@ -69,7 +69,11 @@ struct wbatch {
     int64_t min_ts, retention_ms;
     int64_t now_ms; /* for the per-metric retention overrides ([retention]) */
     int64_t max_ts, max_future_ms;
-    size_t piece_max; /* bytes of series per entry; 0: one entry per shard */
+    size_t piece_max;        /* bytes of series per entry; 0: one entry per shard */
+    wbatch_filter_fn filter; /* NULL: every series may be written */
+    void *filter_arg;
+    const char *filter_why;
+    uint64_t lines_forbidden; /* of lines_bad: refused by the filter */
     /* results of parsing */
     uint64_t lines_ok, lines_bad, lines_too_old, lines_too_far_future;
     uint64_t last_item; /* wbatch_add_series: item + 1 last counted (several series, one line) */
@@ -360,9 +364,22 @@ static int reserve_samples(wbatch_t *j, size_t more)
     return j->oom ? ST_ENOMEM : 0;
 }
 
+void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why)
+{
+    b->filter = fn;
+    b->filter_arg = arg;
+    b->filter_why = why;
+}
+
 int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t n,
                       const int64_t *ts, const double *v, size_t count)
 {
+    if (b->filter && !b->filter(b->filter_arg, l, n)) {
+        b->last_item = item + 1;
+        b->lines_forbidden++;
+        on_error(b, item, 0, b->filter_why);
+        return 0;
+    }
     /* a [retention] override of the metric moves the bound (ts INT64_MIN:
      * always "too old", so mret is the override if there is one) */
     const st_label_t *name = NULL;
@@ -435,6 +452,11 @@ void wbatch_reject(wbatch_t *b, uint64_t item, const char *reason)
     on_error(b, item, 0, reason);
 }
 
+uint64_t wbatch_lines_forbidden(const wbatch_t *b)
+{
+    return b->lines_forbidden;
+}
+
 int wbatch_finish(wbatch_t *b)
 {
     return encode(b);
@@ -454,6 +476,13 @@ static int on_point(void *arg, const lp_point_t *pt)
     if (pt->nseries == 0) {
         j->lines_ok++;
         return 0;
+    }
+    for (uint32_t i = 0; j->filter && i < pt->nseries; i++) {
+        if (!j->filter(j->filter_arg, pt->series[i].labels, pt->series[i].nlabels)) {
+            j->lines_forbidden++;
+            on_error(j, pt->line, 0, j->filter_why); /* the whole line, like a bad line */
+            return 0;
+        }
     }
     for (uint32_t i = 0; i < pt->nseries; i++) { /* the whole line, like the global retention */
         const st_label_t *name = NULL;

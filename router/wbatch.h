@@ -74,6 +74,14 @@ void wbatch_set_max_future(wbatch_t *b, int64_t now_ms, int64_t max_future_ms);
  */
 void wbatch_set_piece_max(wbatch_t *b, size_t bytes);
 /*
+ * Only series fn(arg, labels, n) accepts may be written: a line (or an
+ * item of wbatch_add_series) with a series it refuses is rejected whole
+ * with reason `why` (a static string), like a bad line. NULL: no filter.
+ * fn runs on the thread that builds the batch. Call before wbatch_parse().
+ */
+typedef int (*wbatch_filter_fn)(void *arg, const st_label_t *l, size_t n);
+void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why);
+/*
  * Parse `body` with `p` (created with lp_opts_t.series set; its precision
  * and default timestamp are the caller's) and build the batches. Call once
  * per wbatch. Returns 0, ST_ENOMEM, or lp_parse()'s error.
@@ -101,6 +109,8 @@ uint64_t wbatch_lines_bad(const wbatch_t *b);
 uint64_t wbatch_lines_too_old(const wbatch_t *b);
 /* Of those, the lines rejected as further ahead than max_future. */
 uint64_t wbatch_lines_too_far_future(const wbatch_t *b);
+/* Of those, the lines (items) the filter refused (wbatch_set_filter). */
+uint64_t wbatch_lines_forbidden(const wbatch_t *b);
 /* The first rejected lines (at most WBATCH_MAX_REJECTED). */
 const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n);
 /* Entries of shards with data, by shard ascending (one per shard unless

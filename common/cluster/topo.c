@@ -129,6 +129,9 @@ enum key_id {
     K_HEARTBEAT_INTERVAL,
     K_RPC_INFLIGHT_MAX,
     K_RPC_FRAME_TIMEOUT,
+    /* [security] */
+    K_USERS_FILE,
+    K_METRICS_AUTH,
     /* [node "ID"] */
     K_RPC,
     K_HTTP,
@@ -245,6 +248,9 @@ static const struct key_desc keys[K__COUNT] = {
                             1024 * GIB, NULL, "2048", 0},
     [K_RPC_FRAME_TIMEOUT] = {SECT_REPLICATION, "rpc_frame_timeout", KT_DURATION, MS_S, 100, MS_H,
                              NULL, "30s", 0},
+
+    [K_USERS_FILE] = {SECT_SECURITY, "users_file", KT_PATH, 0, 0, 0, NULL, NULL, 0},
+    [K_METRICS_AUTH] = {SECT_SECURITY, "metrics_auth", KT_ENUM, 0, 0, 0, onoff_names, "on", 0},
 
     [K_RPC] = {SECT_NODE, "rpc", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
     [K_HTTP] = {SECT_NODE, "http", KT_ADDR, 0, 0, 0, NULL, NULL, KF_REQUIRED},
@@ -1132,6 +1138,8 @@ static const char *fmt_value(const topo_t *t, enum key_id k, char *buf, size_t c
         return st_fmt_duration_one(buf, cap, t->val[k]);
     case KT_SIZE:
         return fmt_size(buf, cap, t->val[k]);
+    case KT_PATH:
+        return t->sec.users_file ? t->sec.users_file : "";
     default:
         snprintf(buf, cap, "%" PRId64, t->val[k]);
         return buf;
@@ -1171,6 +1179,7 @@ static int security_check(struct parse *p)
 {
     topo_t *t = p->t;
     topo_security_t *sec = &t->sec;
+    sec->users_file = t->path[K_USERS_FILE];
     sec->tls_cert = t->path[K_TLS_CERT];
     sec->tls_key = t->path[K_TLS_KEY];
     sec->tls_client_ca = t->path[K_TLS_CLIENT_CA];
@@ -1301,6 +1310,7 @@ static int finish(struct parse *p)
     t->router.idle_timeout_ms = t->val[K_IDLE_TIMEOUT];
     t->router.max_inflight_bytes = (uint64_t)t->val[K_MAX_INFLIGHT];
     t->router.resp_flushall = (int)t->val[K_RESP_FLUSHALL];
+    t->sec.metrics_auth = (int)t->val[K_METRICS_AUTH];
     if (!security_check(p))
         return 0;
 

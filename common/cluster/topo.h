@@ -89,11 +89,14 @@ typedef struct topo_replication {
     int64_t rpc_frame_timeout_ms;    /* a started frame must complete within this */
 } topo_replication_t;
 
-/* [security] TLS settings: per host, file names as written (NULL = unset).
+/* [security]: users file and TLS settings, per host, file names as written (NULL = unset).
  * Only rpc_tls is part of the fingerprint (and only when on), so a cluster
  * whose processes disagree on it refuses to form. */
 #define TOPO_PATH_MAX 1024
 typedef struct topo_security {
+    const char
+        *users_file;  /* users, roles, password and token hashes; NULL: open (not fingerprinted) */
+    int metrics_auth; /* 1: /metrics needs the read role (with a users file) */
     const char *tls_cert, *tls_key; /* TLS on every client-facing listener */
     const char *tls_client_ca;      /* clients must present a certificate it signed */
     int rpc_tls;                    /* mutual TLS on every RPC connection */
