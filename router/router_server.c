@@ -24,6 +24,7 @@
 
 #include "router.h"
 #include "router_import.h"
+#include "router_sql.h"
 #include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -281,6 +282,7 @@ static const struct router_route {
     {"/ping", NULL, handle_ping},
     {"/api/v1/query", NULL, handle_query},
     {"/api/v1/query_range", NULL, handle_query_range},
+    {"/sql", NULL, router_handle_sql},
     {"/api/v1/write", NULL, router_handle_promrw_write},
     {"/api/v1/read", NULL, router_handle_promrw_read},
     {"/federate", NULL, router_handle_federate},
@@ -415,6 +417,8 @@ static int register_metrics(router_t *r)
                   "refused them (here or on a node).",
                   "limit", promql_limit_name((promql_limit_t)l), NULL)))
             return ST_ENOMEM;
+    if (router_sql_metrics(r))
+        return ST_ENOMEM;
     return router_limit_metrics(r);
 }
 

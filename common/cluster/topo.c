@@ -109,6 +109,7 @@ enum key_id {
     K_QUERY_MAX_BYTES,
     K_IDLE_TIMEOUT,
     K_MAX_INFLIGHT,
+    K_PG_LISTEN,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
@@ -208,6 +209,7 @@ static const struct key_desc keys[K__COUNT] = {
                         "300s", 0},
     [K_MAX_INFLIGHT] = {SECT_ROUTER, "max_inflight_mb", KT_SIZE, MIB, 16 * MIB, 1024 * GIB, NULL,
                         "2048", 0},
+    [K_PG_LISTEN] = {SECT_ROUTER, "pg_listen", KT_ADDR, 0, 0, 0, NULL, NULL, 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -691,7 +693,7 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
             goto bad;
         break;
     case KT_ADDR: {
-        if (k == K_ROUTER_LISTEN) { /* one per file: replaces the default */
+        if (k == K_ROUTER_LISTEN || k == K_PG_LISTEN) { /* one per file: replaces the default */
             topo_addr_t a = {0};
             if ((rc = parse_addr(value, &a)) != 0) {
                 free_addr(&a);
@@ -699,8 +701,9 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
                     return fail_nomem(p);
                 goto bad;
             }
-            free_addr(&t->router.listen);
-            t->router.listen = a;
+            topo_addr_t *to = k == K_PG_LISTEN ? &t->router.pg_listen : &t->router.listen;
+            free_addr(to);
+            *to = a;
             return 1;
         }
         struct node *nd = cur_node(p);
@@ -1208,6 +1211,7 @@ void topo_destroy(topo_t *t)
         }
     }
     free_addr(&t->router.listen);
+    free_addr(&t->router.pg_listen);
     free(t->nodes);
     free(t->replicas);
     free(t->held);

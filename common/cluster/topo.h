@@ -106,6 +106,7 @@ typedef struct topo_router {
     uint64_t query_max_bytes;    /* bytes one query may materialise (router and each node) */
     int64_t idle_timeout_ms;     /* an idle keep-alive connection is closed after this */
     uint64_t max_inflight_bytes; /* request bytes the router buffers at once */
+    topo_addr_t pg_listen;       /* PostgreSQL wire protocol; addr NULL: off (--pg-listen wins) */
 } topo_router_t;
 
 /*

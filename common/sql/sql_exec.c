@@ -1086,6 +1086,10 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
             (size_t)g->lit.u.i <= s->nitems)
             s->group[i] = s->items[g->lit.u.i - 1];
     }
+    if (!x->src && !s->table[0]) { /* SELECT without FROM: one row */
+        sql_val_t none = {.type = SQL_NULL};
+        rc = row_in(x, &none);
+    }
     for (size_t i = 0; x->src && i < x->src->nrows && !rc; i++)
         rc = row_in(x, x->src->rows[i]);
     if (rc)

@@ -1,0 +1,265 @@
+"""SQL through the cluster: POST/GET /sql (JSON and CSV) and the PostgreSQL
+wire protocol (psql, python3-psycopg2) on a 3-node cluster whose series
+land on every node. Expected results are computed here from the written
+data; for a set of aggregates SQL and the equivalent PromQL agree."""
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+import unittest
+import urllib.parse
+
+from harness import ClusterTestCase, free_port, http_request
+
+HOSTS = ["host_%d" % i for i in range(8)]
+REGIONS = ["eu", "us"]
+N = 60  # points per host, 10 s apart
+
+
+def value(h, i, f):
+    return float((h * 7 + i * 3 + f * 11) % 100) + 0.25 * f
+
+
+class SqlTest(ClusterTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg_port = free_port()
+        c = cls.class_cluster(nodes=3, routers=1, shards=12,
+                              router={"pg_listen": "127.0.0.1:%d" % cls.pg_port})
+        cls.c = c
+        c.start()
+        now = int(time.time())
+        cls.t0 = now - now % 60 - 3600  # a whole minute, an hour ago
+        rows = []  # (host, region, ts_ms, usage_user, usage_system)
+        lines = []
+        for h in range(len(HOSTS)):
+            for i in range(N):
+                t = cls.t0 + 10 * i
+                uu, us = value(h, i, 0), value(h, i, 1)
+                rows.append((HOSTS[h], REGIONS[h % 2], t * 1000, uu, us))
+                lines.append("cpu,hostname=%s,region=%s usage_user=%s,usage_system=%s %d"
+                             % (HOSTS[h], REGIONS[h % 2], uu, us, t))
+        status, body = c.write(lines, router=0, precision="s")
+        assert status == 204, (status, body)
+        cls.rows = rows
+
+    # ---- helpers -----------------------------------------------------------
+
+    def sql(self, q, method="POST", accept=None, form=False):
+        url = self.c.router_url(0) + "/sql"
+        hdrs = {}
+        if accept:
+            hdrs["Accept"] = accept
+        if method == "GET":
+            status, h, body = http_request(url + "?" + urllib.parse.urlencode({"q": q}),
+                                           headers=hdrs)
+        elif form:
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+            status, h, body = http_request(url, "POST", urllib.parse.urlencode({"q": q}).encode(),
+                                           hdrs)
+        else:
+            status, h, body = http_request(url, "POST", q.encode(), hdrs)
+        return status, body
+
+    def rows_of(self, q, **kw):
+        status, body = self.sql(q, **kw)
+        self.assertEqual(status, 200, body)
+        doc = json.loads(body)
+        return [c["name"] for c in doc["columns"]], doc["rows"]
+
+    def where(self, host=None):
+        return [r for r in self.rows if host is None or r[0] == host]
+
+    def iso(self, ms):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+    def trange(self):
+        return "time >= '%s' AND time < '%s'" % (self.iso(self.t0 * 1000),
+                                                  self.iso((self.t0 + 10 * N) * 1000))
+
+    # ---- tests -------------------------------------------------------------
+
+    def test_series_on_every_node(self):
+        for i in range(3):
+            status, _, body = http_request(self.c.node_http_url(i) +
+                                           "/api/v1/export?match[]=cpu_usage_user")
+            self.assertEqual(status, 200)
+            self.assertTrue(body.strip(), "node %d holds no cpu series" % i)
+
+    def test_count_and_aggregates(self):
+        cols, rows = self.rows_of("SELECT count(*), count(usage_user), sum(usage_user), "
+                                  "min(usage_system), max(usage_system), avg(usage_user) "
+                                  "FROM cpu WHERE " + self.trange())
+        d = self.rows
+        self.assertEqual(cols, ["count", "count", "sum", "min", "max", "avg"])
+        self.assertEqual(rows[0][0], len(d))
+        self.assertEqual(rows[0][1], len(d))
+        self.assertAlmostEqual(rows[0][2], sum(r[3] for r in d))
+        self.assertEqual(rows[0][3], min(r[4] for r in d))
+        self.assertEqual(rows[0][4], max(r[4] for r in d))
+        self.assertAlmostEqual(rows[0][5], sum(r[3] for r in d) / len(d))
+
+    def test_filters(self):
+        q = ("SELECT count(*) AS n, avg(usage_user) AS a FROM cpu WHERE hostname = 'host_3' "
+             "AND usage_user > 40 AND " + self.trange())
+        _, rows = self.rows_of(q)
+        d = [r for r in self.rows if r[0] == "host_3" and r[3] > 40]
+        self.assertEqual(rows[0][0], len(d))
+        self.assertAlmostEqual(rows[0][1], sum(r[3] for r in d) / len(d))
+        _, rows = self.rows_of("SELECT count(*) FROM cpu WHERE hostname IN ('host_1', 'host_2') "
+                               "AND region != 'eu'")
+        self.assertEqual(rows[0][0], len([r for r in self.rows if r[0] in ("host_1",)]))
+        _, rows = self.rows_of("SELECT count(*) FROM cpu WHERE hostname LIKE 'host\\_1%' "
+                               "OR hostname ~ '^host_[67]$'")
+        self.assertEqual(rows[0][0], len([r for r in self.rows
+                                          if r[0] in ("host_1", "host_6", "host_7")]))
+        t1 = self.t0 + 100
+        _, rows = self.rows_of("SELECT count(*) FROM cpu WHERE time BETWEEN '%s' AND '%s'"
+                               % (self.iso(t1 * 1000), self.iso((t1 + 50) * 1000)))
+        self.assertEqual(rows[0][0], len([r for r in self.rows
+                                          if t1 * 1000 <= r[2] <= (t1 + 50) * 1000]))
+        _, rows = self.rows_of("SELECT count(*) FROM cpu WHERE time >= now() - interval '2 hours'")
+        self.assertEqual(rows[0][0], len(self.rows))
+
+    def test_group_by_time_bucket(self):
+        q = ("SELECT hostname, time_bucket('1 minute', time) AS minute, max(usage_user) AS m "
+             "FROM cpu WHERE " + self.trange() + " GROUP BY hostname, minute "
+             "ORDER BY hostname, minute")
+        cols, rows = self.rows_of(q)
+        self.assertEqual(cols, ["hostname", "minute", "m"])
+        want = {}
+        for h, _, ts, uu, _ in self.rows:
+            k = (h, ts - ts % 60000)
+            want[k] = max(want.get(k, -1), uu)
+        expect = [[h, self.iso(b), m] for (h, b), m in sorted(want.items())]
+        self.assertEqual(rows, expect)
+        # date_bin is the same bucketing
+        _, rows2 = self.rows_of(q.replace("time_bucket('1 minute', time)",
+                                          "date_bin(interval '1 minute', time)"))
+        self.assertEqual(rows2, expect)
+
+    def test_group_having_order_limit(self):
+        q = ("SELECT region, count(*) AS n, stddev(usage_user) AS sd FROM cpu GROUP BY region "
+             "HAVING count(*) > 10 ORDER BY n DESC, region LIMIT 1")
+        _, rows = self.rows_of(q)
+        per = {}
+        for r in self.rows:
+            per.setdefault(r[1], []).append(r[3])
+        best = sorted(per.items(), key=lambda kv: (-len(kv[1]), kv[0]))[0]
+        vals = best[1]
+        mean = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+        self.assertEqual(rows[0][0], best[0])
+        self.assertEqual(rows[0][1], len(vals))
+        self.assertAlmostEqual(rows[0][2], sd)
+
+    def test_raw_order_by_time_desc(self):
+        cols, rows = self.rows_of("SELECT time, hostname, usage_user FROM cpu "
+                                  "WHERE hostname = 'host_5' ORDER BY time DESC LIMIT 3 OFFSET 1")
+        d = sorted(self.where("host_5"), key=lambda r: -r[2])[1:4]
+        self.assertEqual(rows, [[self.iso(r[2]), "host_5", r[3]] for r in d])
+        cols, rows = self.rows_of("SELECT * FROM cpu WHERE hostname = 'host_0' LIMIT 1")
+        self.assertEqual(cols, ["time", "hostname", "region", "usage_system", "usage_user"])
+
+    def test_percentile(self):
+        _, rows = self.rows_of("SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY usage_user), "
+                               "approx_percentile(usage_user, 0.5) FROM cpu "
+                               "WHERE hostname = 'host_2'")
+        v = sorted(r[3] for r in self.where("host_2"))
+
+        def pc(p):
+            pos = p * (len(v) - 1)
+            lo, hi = math.floor(pos), math.ceil(pos)
+            return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+        self.assertAlmostEqual(rows[0][0], pc(0.9))
+        self.assertAlmostEqual(rows[0][1], pc(0.5))
+
+    def test_metric_name_table(self):
+        # every metric is a table with time, labels and value
+        _, rows = self.rows_of("SELECT count(value), max(value) FROM cpu_usage_user")
+        self.assertEqual(rows[0][0], len(self.rows))
+        self.assertEqual(rows[0][1], max(r[3] for r in self.rows))
+
+    def test_sql_equals_promql(self):
+        end = self.t0 + 10 * N  # exclusive; PromQL windows are (t-R, t]
+        for agg, fn in (("sum", "sum_over_time"), ("count", "count_over_time"),
+                        ("max", "max_over_time"), ("min", "min_over_time")):
+            _, rows = self.rows_of(
+                "SELECT hostname, %s(usage_user) FROM cpu WHERE %s GROUP BY hostname "
+                "ORDER BY hostname" % (agg, self.trange()))
+            outer = "sum" if agg in ("sum", "count") else agg
+            pq = "%s by (hostname) (%s(cpu_usage_user[%ds]))" % (outer, fn, 10 * N)
+            url = (self.c.router_url(0) + "/api/v1/query?" +
+                   urllib.parse.urlencode({"query": pq, "time": "%.3f" % (end - 0.001)}))
+            status, _, body = http_request(url)
+            self.assertEqual(status, 200, body)
+            prom = {r["metric"]["hostname"]: float(r["value"][1])
+                    for r in json.loads(body)["data"]["result"]}
+            self.assertEqual(len(rows), len(HOSTS))
+            for h, v in rows:
+                self.assertAlmostEqual(v, prom[h], msg="%s %s" % (agg, h))
+
+    def test_show_and_catalog(self):
+        _, rows = self.rows_of("SHOW TABLES")
+        names = [r[0] for r in rows]
+        for t in ("cpu", "cpu_usage_user", "cpu_usage_system"):
+            self.assertIn(t, names)
+        cols, rows = self.rows_of("SHOW COLUMNS FROM cpu")
+        self.assertEqual([r[0] for r in rows],
+                         ["time", "hostname", "region", "usage_system", "usage_user"])
+        _, rows = self.rows_of("SELECT table_name FROM information_schema.tables "
+                               "WHERE table_name LIKE 'cpu%' ORDER BY table_name")
+        self.assertEqual([r[0] for r in rows], ["cpu", "cpu_usage_system", "cpu_usage_user"])
+        _, rows = self.rows_of("SELECT column_name, data_type FROM information_schema.columns "
+                               "WHERE table_name = 'cpu' ORDER BY ordinal_position")
+        self.assertEqual(rows[0], ["time", "timestamp with time zone"])
+        self.assertEqual(rows[-1], ["usage_user", "double precision"])
+
+    def test_http_forms_and_csv(self):
+        q = "SELECT count(*) AS n FROM cpu WHERE hostname = 'host_4'"
+        for kw in ({"method": "GET"}, {"form": True}, {}):
+            status, body = self.sql(q, **kw)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body)["rows"], [[N]])
+        status, body = self.sql("SELECT time, usage_user FROM cpu WHERE hostname = 'host_4' "
+                                "ORDER BY time LIMIT 2", accept="text/csv")
+        self.assertEqual(status, 200)
+        got = list(csv.reader(io.StringIO(body.decode())))
+        d = sorted(self.where("host_4"), key=lambda r: r[2])[:2]
+        self.assertEqual(got[0], ["time", "usage_user"])
+        self.assertEqual(got[1:], [[self.iso(r[2]), "%g" % r[3]] for r in d])
+
+    def test_errors(self):
+        status, body = self.sql("SELECT count(* FROM cpu")
+        self.assertEqual(status, 400)
+        doc = json.loads(body)
+        self.assertIn("syntax error at position 16", doc["error"])
+        self.assertEqual(doc["position"], 16)
+        self.assertEqual(doc["sqlstate"], "42601")
+        status, body = self.sql("SELECT nope FROM cpu")
+        self.assertEqual(status, 400)
+        self.assertIn('column "nope" does not exist', json.loads(body)["error"])
+        status, body = self.sql("DELETE FROM cpu WHERE hostname = 'host_1'")
+        self.assertEqual(status, 501)
+        self.assertEqual(json.loads(body)["error"], "DELETE is not available yet")
+        status, body = self.sql("")
+        self.assertEqual(status, 400)
+        status, body = self.sql("SELECT 1/0")
+        self.assertEqual(status, 400)
+        self.assertIn("division by zero", json.loads(body)["error"])
+
+    def test_no_from(self):
+        cols, rows = self.rows_of("SELECT 1 + 2 AS x, version(), 'a' || 'b'")
+        self.assertEqual(cols, ["x", "version", "?column?"])
+        self.assertEqual(rows[0][0], 3)
+        self.assertEqual(rows[0][2], "ab")
+
+
+if __name__ == "__main__":
+    unittest.main()
