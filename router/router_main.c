@@ -12,12 +12,15 @@ int main(int argc, char **argv)
         ST_OPT_REQUIRED("config", "FILE", "cluster.ini (see docs/configuration.md)", &o.config),
         ST_OPT_STR("listen", "HOST:PORT",
                    "HTTP API address (default [router] listen or 127.0.0.1:8086)", &o.listen),
+        ST_OPT_STR("pg-listen", "HOST:PORT",
+                   "PostgreSQL wire protocol address (default [router] pg_listen; off when unset)",
+                   &o.pg_listen),
         ST_OPT_FLAG("check", "validate the config, print the topology, exit 0/1", &o.check),
     };
     const st_opts_spec_t spec = {
         .prog = "strata-router",
         .version = STRATA_VERSION,
-        .synopsis = "--config FILE [--listen HOST:PORT] [--check]",
+        .synopsis = "--config FILE [--listen HOST:PORT] [--pg-listen HOST:PORT] [--check]",
         .help_col = 22,
         .opts = opts,
         .nopts = sizeof opts / sizeof opts[0],

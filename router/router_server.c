@@ -24,6 +24,7 @@
 
 #include "router.h"
 #include "router_import.h"
+#include "router_pg.h"
 #include "router_sql.h"
 #include "net_listen.h"
 #include "st_err.h"
@@ -49,7 +50,23 @@ struct router_server {
     node_ctx_t *nodes; /* [node] */
     uv_signal_t sig_term, sig_int;
     int shutting_down;
+    const char *pg_listen; /* NULL: no PostgreSQL door */
+    char pg_host[256];
+    int pg_port;
+    router_pg_t *pg;
 };
+
+/* HOST:PORT into host and *port: 0, or -1. */
+static int split_addr(const char *a, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(a, ':');
+    *port = colon ? atoi(colon + 1) : 0;
+    if (!colon || colon == a || (size_t)(colon - a) >= cap || *port <= 0 || *port > 65535)
+        return -1;
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    return 0;
+}
 
 /* ---- heartbeat ---------------------------------------------------------- */
 
@@ -333,19 +350,21 @@ int router_server_load(const router_opts_t *o, router_server_t **out)
     }
     /* --listen wins; else [router] listen (validated by topo, default 127.0.0.1:8086) */
     const char *listen = o->listen ? o->listen : topo_router(s->r.topo)->listen.addr;
-    const char *colon = strrchr(listen, ':');
-    int port = colon ? atoi(colon + 1) : 0;
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof s->host || port <= 0 ||
-        port > 65535) {
+    if (split_addr(listen, s->host, sizeof s->host, &s->port)) {
         fprintf(stderr, "strata-router: --listen must be HOST:PORT, got '%s'\n", listen);
         topo_destroy(s->r.topo);
         free(s);
         return 1;
     }
-    memcpy(s->host, listen, (size_t)(colon - listen));
-    s->host[colon - listen] = '\0';
-    s->port = port;
     s->listen = listen;
+    /* --pg-listen wins; else [router] pg_listen; neither: no PostgreSQL door */
+    s->pg_listen = o->pg_listen ? o->pg_listen : topo_router(s->r.topo)->pg_listen.addr;
+    if (s->pg_listen && split_addr(s->pg_listen, s->pg_host, sizeof s->pg_host, &s->pg_port)) {
+        fprintf(stderr, "strata-router: --pg-listen must be HOST:PORT, got '%s'\n", s->pg_listen);
+        topo_destroy(s->r.topo);
+        free(s);
+        return 1;
+    }
     *out = s;
     return 0;
 }
@@ -354,6 +373,8 @@ int router_server_check(router_server_t *s)
 {
     topo_print(s->r.topo, stdout);
     printf("router listen: %s\n", s->listen);
+    if (s->pg_listen)
+        printf("router pg_listen: %s\n", s->pg_listen);
     topo_destroy(s->r.topo);
     free(s);
     return 0;
@@ -468,6 +489,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     st_info("shutting down", "signal=%d", signum);
     http_server_close(s->r.http, ROUTER_HTTP_CLOSE_GRACE_MS, on_http_closed, &s->r);
+    router_pg_close(s->pg);
     uv_timer_stop(&s->r.heartbeat);
     uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -523,13 +545,19 @@ int router_server_start(router_server_t *s)
         return 1;
     }
     http_server_metrics(r->http, r->metrics, "router");
+    if (s->pg_listen && (rc = router_pg_create(r, s->pg_host, s->pg_port, &s->pg))) {
+        st_error("cannot listen", "pg_listen=%s err=\"%s\"", s->pg_listen, st_strerror(rc));
+        return 1;
+    }
     uv_signal_init(r->loop, &s->sig_term);
     uv_signal_init(r->loop, &s->sig_int);
     s->sig_term.data = s->sig_int.data = s;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    st_info("strata-router started", "listen=%s nodes=%u shards=%u fingerprint=%s version=%s",
-            s->listen, nn, topo_shards(r->topo), topo_fingerprint_hex(r->topo), STRATA_VERSION);
+    st_info("strata-router started",
+            "listen=%s pg_listen=%s nodes=%u shards=%u fingerprint=%s version=%s", s->listen,
+            s->pg_listen ? s->pg_listen : "off", nn, topo_shards(r->topo),
+            topo_fingerprint_hex(r->topo), STRATA_VERSION);
     return 0;
 }
 

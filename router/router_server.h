@@ -15,9 +15,10 @@ typedef struct router_server router_server_t;
 
 /* What the command line asks for (router_main.c fills it). */
 typedef struct router_opts {
-    const char *config; /* cluster.ini */
-    const char *listen; /* HOST:PORT of the HTTP API; NULL: [router] listen */
-    int check;          /* validate, print the topology, exit */
+    const char *config;    /* cluster.ini */
+    const char *listen;    /* HOST:PORT of the HTTP API; NULL: [router] listen */
+    int check;             /* validate, print the topology, exit */
+    const char *pg_listen; /* HOST:PORT of the PostgreSQL door; NULL: [router] pg_listen */
 } router_opts_t;
 
 /* Load the config and check --listen (else the file's [router] listen): 0 with *out, or

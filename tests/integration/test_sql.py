@@ -261,5 +261,81 @@ class SqlTest(ClusterTestCase):
         self.assertEqual(rows[0][2], "ab")
 
 
+    # ---- PostgreSQL wire protocol --------------------------------------------
+
+    def psql(self, *args, ok=True):
+        exe = shutil.which("psql")
+        self.assertIsNotNone(exe, "psql not installed (Debian postgresql-client)")
+        env = dict(os.environ, PGCONNECT_TIMEOUT="10", PGPASSWORD="", PGOPTIONS="")
+        p = subprocess.run([exe, "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "tester",
+                            "-d", "strata", "-X", "-v", "ON_ERROR_STOP=1"] + list(args),
+                           capture_output=True, text=True, timeout=60, env=env)
+        if ok:
+            self.assertEqual(p.returncode, 0, p.stderr)
+        return p
+
+    def test_psql_simple(self):
+        p = self.psql("-At", "-c", "SELECT count(*), max(usage_user) FROM cpu "
+                      "WHERE hostname = 'host_1'")
+        d = self.where("host_1")
+        self.assertEqual(p.stdout.strip(), "%d|%g" % (len(d), max(r[3] for r in d)))
+        p = self.psql("-At", "-F", ",", "-c", "SELECT time, hostname FROM cpu WHERE "
+                      "hostname = 'host_0' ORDER BY time LIMIT 1")
+        t = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(self.t0))
+        self.assertEqual(p.stdout.strip(), t + ",host_0")
+        # two statements in one Query, a transaction block, SET and SHOW
+        p = self.psql("-At", "-c", "BEGIN; SELECT 1; COMMIT")
+        self.assertEqual(p.stdout.split(), ["BEGIN", "1", "COMMIT"])
+        p = self.psql("-At", "-c", "SHOW server_version")
+        self.assertEqual(p.stdout.strip(), "14.0")
+
+    def test_psql_errors(self):
+        p = self.psql("-c", "SELECT count(* FROM cpu", ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("syntax error at position 16", p.stderr)
+        p = self.psql("-c", "DELETE FROM cpu", ok=False)
+        self.assertIn("DELETE is not available yet", p.stderr)
+        # the session goes on after an error
+        p = self.psql("-At", "-v", "ON_ERROR_STOP=0", "-c", "SELECT nope FROM cpu", "-c",
+                      "SELECT 2", ok=False)
+        self.assertIn("2", p.stdout)
+
+    def test_psql_catalog(self):
+        p = self.psql("-c", "\\dt")
+        self.assertIn("cpu_usage_user", p.stdout)
+        self.assertIn("public", p.stdout)
+        p = self.psql("-c", "\\d cpu")
+        for col in ("time", "hostname", "region", "usage_user", "usage_system",
+                    "timestamp with time zone", "double precision"):
+            self.assertIn(col, p.stdout)
+
+    def test_psycopg2(self):
+        # Debian's python3-psycopg2 lives with /usr/bin/python3
+        script = r"""
+import json, sys, psycopg2
+c = psycopg2.connect(host="127.0.0.1", port=int(sys.argv[1]), user="u", dbname="strata",
+                     connect_timeout=10)
+cur = c.cursor()
+cur.execute("SELECT time, hostname, usage_user FROM cpu WHERE hostname = %s "
+            "ORDER BY time DESC LIMIT 2", ("host_6",))
+rows = cur.fetchall()
+types = [d.type_code for d in cur.description]
+cur.execute("SELECT count(*) FROM cpu WHERE usage_user >= %s AND hostname IN %s",
+            (50, ("host_6", "host_7")))
+n = cur.fetchone()[0]
+c.rollback()
+print(json.dumps({"rows": [[r[0].timestamp(), r[1], r[2]] for r in rows], "types": types,
+                  "n": n, "tz": str(rows[0][0].tzinfo)}))
+"""
+        p = subprocess.run(["/usr/bin/python3", "-c", script, str(self.pg_port)],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        d = sorted(self.where("host_6"), key=lambda r: -r[2])[:2]
+        self.assertEqual(out["rows"], [[r[2] / 1000, "host_6", r[3]] for r in d])
+        self.assertEqual(out["types"], [1184, 25, 701])
+        self.assertEqual(out["n"], len([r for r in self.rows
+                                        if r[0] in ("host_6", "host_7") and r[3] >= 50]))
+
 if __name__ == "__main__":
     unittest.main()
