@@ -9,6 +9,8 @@ import json
 import math
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import time
 import unittest
@@ -336,6 +338,133 @@ print(json.dumps({"rows": [[r[0].timestamp(), r[1], r[2]] for r in rows], "types
         self.assertEqual(out["types"], [1184, 25, 701])
         self.assertEqual(out["n"], len([r for r in self.rows
                                         if r[0] in ("host_6", "host_7") and r[3] >= 50]))
+
+    def test_extended_protocol(self):
+        """Parse/Bind/Describe/Execute/Sync by hand: $n parameters (text and
+        binary int8), binary results (timestamptz, float8, int8), a row limit
+        with PortalSuspended, Describe of a statement, an error skipped to
+        Sync, SSLRequest answered 'N'."""
+        pg = PgClient(self.pg_port)
+        try:
+            q = "SELECT time, usage_user FROM cpu WHERE hostname = $1 ORDER BY time LIMIT 5"
+            pg.send(b"P", cstr("s1") + cstr(q) + struct.pack("!hI", 1, 25))
+            pg.send(b"D", b"S" + cstr("s1"))
+            pg.send(b"B", cstr("p1") + cstr("s1") + struct.pack("!hh", 1, 0) +
+                    struct.pack("!h", 1) + struct.pack("!i", 6) + b"host_2" +
+                    struct.pack("!hh", 1, 1))
+            pg.send(b"D", b"P" + cstr("p1"))
+            pg.send(b"E", cstr("p1") + struct.pack("!i", 2))
+            pg.send(b"E", cstr("p1") + struct.pack("!i", 0))
+            pg.send(b"S", b"")
+            msgs = pg.until_ready()
+            types = [t for t, _ in msgs]
+            self.assertEqual(types, [b"1", b"t", b"T", b"2", b"T", b"D", b"D", b"s", b"D", b"D",
+                                     b"D", b"C", b"Z"])
+            self.assertEqual(struct.unpack("!hI", msgs[1][1]), (1, 25))
+            cols = parse_row_desc(msgs[4][1])
+            self.assertEqual(cols, [("time", 1184, 1), ("usage_user", 701, 1)])
+            d = sorted(self.where("host_2"), key=lambda r: r[2])[:5]
+            got = []
+            for t, body in msgs:
+                if t == b"D":
+                    (n,) = struct.unpack("!h", body[:2])
+                    l1, us = struct.unpack("!iq", body[2:14])
+                    l2, v = struct.unpack("!id", body[14:26])
+                    got.append((us // 1000 + 946684800000, v))
+            self.assertEqual(got, [(r[2], r[3]) for r in d])
+            self.assertEqual(msgs[11][1], b"SELECT 5\0")
+            # a binary int8 parameter, an int8 result in binary
+            q2 = "SELECT count(*) AS n FROM cpu WHERE usage_user > $1"
+            pg.send(b"P", cstr("") + cstr(q2) + struct.pack("!hI", 1, 20))
+            pg.send(b"B", cstr("") + cstr("") + struct.pack("!hh", 1, 1) +
+                    struct.pack("!hiq", 1, 8, 50) + struct.pack("!hh", 1, 1))
+            pg.send(b"E", cstr("") + struct.pack("!i", 0))
+            pg.send(b"S", b"")
+            msgs = pg.until_ready()
+            self.assertEqual([t for t, _ in msgs], [b"1", b"2", b"D", b"C", b"Z"])
+            self.assertEqual(struct.unpack("!hiq", msgs[2][1]),
+                             (1, 8, len([r for r in self.rows if r[3] > 50])))
+            # an error: the rest up to Sync is skipped, the session goes on
+            pg.send(b"P", cstr("") + cstr("SELEKT 1") + struct.pack("!h", 0))
+            pg.send(b"B", cstr("") + cstr("") + struct.pack("!hhh", 0, 0, 0))
+            pg.send(b"E", cstr("") + struct.pack("!i", 0))
+            pg.send(b"E", cstr("") + struct.pack("!i", 0))
+            pg.send(b"S", b"")
+            msgs = pg.until_ready()
+            self.assertEqual([t for t, _ in msgs], [b"1", b"2", b"E", b"Z"])
+            self.assertIn(b"C42601\0", msgs[2][1])
+        finally:
+            pg.close()
+
+
+def cstr(s):
+    return s.encode() + b"\0"
+
+
+def parse_row_desc(body):
+    (n,) = struct.unpack("!h", body[:2])
+    at, out = 2, []
+    for _ in range(n):
+        z = body.index(b"\0", at)
+        name = body[at:z].decode()
+        at = z + 1
+        _, _, oid, _, _, fmt = struct.unpack("!IhIhih", body[at:at + 18])
+        at += 18
+        out.append((name, oid, fmt))
+    return out
+
+
+class PgClient:
+    """A PostgreSQL protocol client written here, for what psql and psycopg2
+    do not send (the extended protocol with binary formats)."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.s.sendall(struct.pack("!II", 8, 80877103))
+        assert self.read_exact(1) == b"N"
+        body = struct.pack("!I", 196608) + cstr("user") + cstr("t") + cstr("database") + \
+            cstr("strata") + b"\0"
+        self.s.sendall(struct.pack("!I", len(body) + 4) + body)
+        msgs = self.until_ready()
+        assert msgs[0] == (b"R", struct.pack("!I", 0)), msgs[0]
+        params = dict(m[1][:-1].split(b"\0", 1) for m in msgs if m[0] == b"S")
+        for k in (b"server_version", b"client_encoding", b"DateStyle", b"integer_datetimes",
+                  b"standard_conforming_strings"):
+            assert k in params, k
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send(self, t, body):
+        self.s.sendall(t + struct.pack("!I", len(body) + 4) + body)
+
+    def recv(self):
+        t = self.read_exact(1)
+        (n,) = struct.unpack("!I", self.read_exact(4))
+        return t, self.read_exact(n - 4)
+
+    def until_ready(self):
+        out = []
+        for _ in range(100000):
+            m = self.recv()
+            out.append(m)
+            if m[0] == b"Z":
+                return out
+        raise AssertionError("no ReadyForQuery")
+
+    def close(self):
+        try:
+            self.send(b"X", b"")
+        finally:
+            self.s.close()
+
 
 if __name__ == "__main__":
     unittest.main()
