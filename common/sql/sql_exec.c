@@ -623,7 +623,7 @@ static int setup(sql_exec_t *x)
     for (size_t i = 0; i < x->nser; i++) {
         xser_t *se = &x->ser[i];
         const char *f = field_of(x, se->l, se->nl);
-        if (f && !bsearch(&f, fields, nf, sizeof *fields, cmp_str)) {
+        if (f && !(nf && bsearch(&f, fields, nf, sizeof *fields, cmp_str))) {
             if (nf == cf && st_grow(&fields, &cf, sizeof *fields, 16))
                 goto out;
             fields[nf++] = f;
@@ -631,7 +631,7 @@ static int setup(sql_exec_t *x)
         }
         for (size_t k = 0; k < se->nl; k++) {
             const char *t = se->l[k].name;
-            if (!strcmp(t, ST_METRIC_LABEL) || bsearch(&t, tags, nt, sizeof *tags, cmp_str))
+            if (!strcmp(t, ST_METRIC_LABEL) || (nt && bsearch(&t, tags, nt, sizeof *tags, cmp_str)))
                 continue;
             if (nt == ct && st_grow(&tags, &ct, sizeof *tags, 16))
                 goto out;
@@ -655,8 +655,10 @@ static int setup(sql_exec_t *x)
     if (!x->cols)
         goto out;
     x->cols[0] = "time";
-    memcpy(x->cols + 1, tags, nt * sizeof *tags);
-    memcpy(x->cols + 1 + nt, fields, nf * sizeof *fields);
+    if (nt)
+        memcpy(x->cols + 1, tags, nt * sizeof *tags);
+    if (nf)
+        memcpy(x->cols + 1 + nt, fields, nf * sizeof *fields);
     for (size_t i = 0; i < x->nser; i++) {
         const char *f = field_of(x, x->ser[i].l, x->ser[i].nl);
         x->ser[i].field =
