@@ -376,6 +376,8 @@ void sql_exec_destroy(sql_exec_t *x)
             free(x->g[i].acc[k].vals);
     free(x->g);
     free(x->gtab);
+    for (size_t i = 0; i < x->nrows; i++)
+        free(x->rows[i].v);
     free(x->rows);
     free(x->ser);
     free(x->cols);
@@ -936,6 +938,8 @@ static int finish_aggs(sql_exec_t *x, group_t *g, sql_val_t *out)
     return 0;
 }
 
+static int cmp_rows(const void *pa, const void *pb, void *arg);
+
 static int emit(sql_exec_t *x, const sql_val_t *row)
 {
     size_t w = x->nout + x->s->norder;
@@ -969,16 +973,31 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
     if (!rc) {
         if (x->nrows == x->rcap && st_grow(&x->rows, &x->rcap, sizeof *x->rows, 256))
             rc = ST_ENOMEM;
-        sql_val_t *r = NULL;
-        if (!rc)
-            rc = copy_row(x, v, w, &r);
-        if (!rc) {
-            /* text made by functions may live in the arena already; tag text in
-             * the series' labels stays valid until finish ends */
+        /* text points into the series' labels, the parameters or the arena:
+         * all valid until sql_exec_finish returns */
+        sql_val_t *r = rc ? NULL : malloc(w * sizeof *r);
+        if (!rc && !r)
+            rc = ST_ENOMEM;
+        if (!rc && !(rc = over_bytes(x, w * sizeof *r))) {
+            memcpy(r, v, w * sizeof *r);
             x->rows[x->nrows++] = (outrow_t){r};
+        } else {
+            free(r);
         }
     }
     free(big);
+    /* ORDER BY ... LIMIT: keep the best offset + limit rows only (sorted
+     * and cut whenever twice that many, plus slack, have gathered) */
+    if (!rc && x->s->norder && x->s->limit >= 0) {
+        size_t k = (size_t)x->s->limit + (size_t)x->s->offset;
+        if (x->nrows >= 2 * k + 1024) {
+            qsort_r(x->rows, x->nrows, sizeof *x->rows, cmp_rows, x);
+            for (size_t i = k; i < x->nrows; i++)
+                free(x->rows[i].v);
+            x->bytes -= (x->nrows - k) * w * sizeof(sql_val_t);
+            x->nrows = k;
+        }
+    }
     return rc;
 }
 

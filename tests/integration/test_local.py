@@ -63,7 +63,7 @@ def pick_ports():
     blocks = list(range(20000, 32000, 100))
     random.shuffle(blocks)
     for base in blocks:
-        if all(port_free(base + o) for o in (1, 2, 11, 12, 21, 22, 31)):
+        if all(port_free(base + o) for o in (1, 2, 11, 12, 21, 22, 31, 32)):
             return base, base + 31
     raise AssertionError("no free block of ports in 20000..32000")
 
@@ -114,7 +114,8 @@ class LocalDemo:
 
     def new_ports(self):
         self.base, self.router_port = pick_ports()
-        self.env.update(ROUTER_PORT=str(self.router_port), NODE_PORT_BASE=str(self.base))
+        self.env.update(ROUTER_PORT=str(self.router_port), NODE_PORT_BASE=str(self.base),
+                        PG_PORT=str(self.base + 32))
 
     def start(self):
         """start.sh; when a port was taken between the choice and the start

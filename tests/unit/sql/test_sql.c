@@ -147,12 +147,45 @@ static void test_plan(void **state)
     sql_stmt_free(s);
 }
 
+/* ORDER BY ... LIMIT over many rows: the best rows survive the cuts. */
+static void test_topk(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    static int64_t ts[N];
+    static double v[N];
+    for (int i = 0; i < N; i++) {
+        ts[i] = T0 + i;
+        v[i] = (double)((i * 7919) % N); /* a permutation of 0..N-1 */
+    }
+    const char *q = "SELECT value FROM m ORDER BY value DESC LIMIT 3 OFFSET 2";
+    sql_stmt_t *s;
+    char err[SQL_ERR_MAX];
+    assert_int_equal(sql_parse(q, strlen(q), &s, err, sizeof err), 0);
+    sql_plan_t p;
+    assert_int_equal(sql_plan(s, T0, T0 - 1, T0 + N, NULL, 0, &p, err, sizeof err), 0);
+    sql_exec_opts_t o = {.max_rows = 1000000, .max_bytes = 256 << 10}; /* < N rows */
+    sql_exec_t *x;
+    assert_int_equal(sql_exec_create(s, &p, &o, &x), 0);
+    st_label_t l[1] = {{"__name__", "m", 8, 1}};
+    sql_exec_series(x, l, 1, ts, v, N);
+    sql_result_t *r;
+    assert_int_equal(sql_exec_finish(x, &r, err, sizeof err), 0);
+    assert_int_equal(sql_result_nrows(r), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(sql_result_cell(r, (size_t)i, 0)->u.f == (double)(N - 3 - i));
+    sql_result_free(r);
+    sql_exec_destroy(x);
+    sql_stmt_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_topk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
