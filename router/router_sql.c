@@ -22,7 +22,8 @@
 #include "st_text.h"
 #include "st_time.h"
 
-#define SQL_Q_MAX 512 /* bytes of the PromQL text of a fetch (beyond the selector) */
+#define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
+#define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS } fetch_t;
 
@@ -38,9 +39,11 @@ typedef struct sqljob {
     int64_t now, deadline;
     fetch_t fetch;
     int catalog; /* 1: information_schema.tables, 2: .columns, 3: SHOW TABLES, 4: SHOW COLUMNS */
-    const char *ctable;  /* the table of a columns catalog */
-    int retried;         /* refetched with all fields */
-    promql_result_t *pr; /* what the nodes returned */
+    const char *ctable;   /* the table of a columns catalog */
+    int retried;          /* refetched with all fields */
+    int64_t wstart, wend; /* the whole range of a windowed read (plan.time_order) */
+    int64_t window;       /* the current window's length; 0: not windowed */
+    promql_result_t *pr;  /* what the nodes returned */
     sql_result_t *res;
     int status;
     const char *sqlstate;
@@ -224,10 +227,33 @@ out:
 
 static void fetch(sqljob_t *j);
 
+/* A windowed read (ORDER BY time ... LIMIT): short of rows and the window
+ * not yet the whole range: grow it and read again. */
+static int window_grow(sqljob_t *j)
+{
+    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
+        (j->plan.start <= j->wstart && j->plan.end >= j->wend))
+        return 0;
+    j->window *= SQL_WINDOW_GROWTH;
+    if (j->plan.time_order < 0)
+        j->plan.start = j->wend - j->window < j->wstart ? j->wstart : j->wend - j->window;
+    else
+        j->plan.end = j->wstart + j->window > j->wend ? j->wend : j->wstart + j->window;
+    sql_result_free(j->res);
+    j->res = NULL;
+    promql_result_free(j->pr);
+    j->pr = NULL;
+    return 1;
+}
+
 static void exec_after(uv_work_t *w, int status)
 {
     sqljob_t *j = w->data;
     (void)status;
+    if (window_grow(j)) {
+        fetch(j);
+        return;
+    }
     answer(j);
 }
 
@@ -466,6 +492,16 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
         return;
     }
     j->fetch = FETCH_DATA;
+    if (j->plan.time_order && j->plan.limit > 0 &&
+        j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
+        j->wstart = j->plan.start;
+        j->wend = j->plan.end;
+        j->window = SQL_WINDOW_FIRST_MS;
+        if (j->plan.time_order < 0)
+            j->plan.start = j->wend - j->window;
+        else
+            j->plan.end = j->wstart + j->window;
+    }
     fetch(j);
 }
 

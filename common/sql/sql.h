@@ -111,6 +111,12 @@ typedef struct sql_plan {
     st_matcher_t m[SQL_MAX_ITEMS]; /* label matchers from WHERE (ANDed, exact) */
     size_t nm;
     int needs_data; /* 0: no FROM (SELECT 1, version()) or an empty range */
+    /* ORDER BY time DESC (-1) / ASC (1) ... LIMIT without aggregates: the
+     * statement may be run over a window at the end (start) of the range
+     * first; when it yields `limit` rows they are the answer (every row
+     * outside is later in the order), else the window grows. 0: no. */
+    int time_order;
+    int64_t limit;
 } sql_plan_t;
 
 /* now_ms: the statement's clock; default_start/default_end: the range when

@@ -271,6 +271,17 @@ int sql_plan(sql_stmt_t *s, int64_t now_ms, int64_t default_start, int64_t defau
     nf = k;
     p->fields = f;
     p->nfields = nf;
+    int agg = sql_has_aggregate(s->having);
+    for (size_t i = 0; i < s->nitems; i++)
+        agg |= sql_has_aggregate(s->items[i]);
+    for (size_t i = 0; i < s->nitems; i++)
+        if (s->aliases[i] && !strcmp(s->aliases[i], "time"))
+            agg = 1; /* "time" is not the column */
+    if (s->limit >= 0 && s->norder && !agg && !s->ngroup && !s->distinct &&
+        is_time_col(s->order[0])) {
+        p->time_order = s->desc[0] ? -1 : 1;
+        p->limit = s->limit;
+    }
     p->all_fields = star || nf == 0;
     return 0;
 }
