@@ -15,9 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_util.h"
+#include "repl.h"
 #include "router_sql.h"
+#include "wbatch.h"
 #include "st_err.h"
 #include "st_text.h"
 #include "st_time.h"
@@ -566,6 +569,69 @@ static void http_answer(void *arg, const router_sql_answer_t *a)
     free(h);
 }
 
+/* ---- INSERT: the write pipeline of /write (router_write_submit) ------------- */
+
+typedef struct sqlins {
+    sql_stmt_t *stmt;
+    wbatch_t *b;
+    uint64_t item;
+    int64_t now;
+} sqlins_t;
+
+static int ins_sample(void *arg, const st_label_t *l, size_t nl, int64_t ts, double v)
+{
+    sqlins_t *a = arg;
+    const char *why;
+    if (st_labels_validate(l, nl, &why)) {
+        wbatch_reject(a->b, a->item++, why);
+        return 0;
+    }
+    return wbatch_add_series(a->b, a->item++, l, (uint32_t)nl, &ts, &v, 1);
+}
+
+/* Worker: the statement's rows into the batch (400 and nothing written when
+ * a row is not one Strata can store). */
+static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen)
+{
+    sqlins_t *a = arg;
+    (void)req;
+    a->b = b;
+    int rc = sql_insert_each(a->stmt, a->now, NULL, 0, ins_sample, a, msg, msglen);
+    if (rc && rc != ST_ENOMEM && !msg[0])
+        snprintf(msg, msglen, "%s", st_strerror(rc));
+    return rc ? (rc == ST_ENOMEM ? ST_ENOMEM : ST_EINVAL) : wbatch_finish(b);
+}
+
+static void ins_done(void *arg, router_t *r, const wbatch_t *b)
+{
+    sqlins_t *a = arg;
+    (void)b;
+    metric_counter_inc(b ? sql_ok : sql_err);
+    (void)r;
+    sql_stmt_free(a->stmt);
+    free(a);
+}
+
+/* INSERT over HTTP: answered like /write (204, 400 partial write, 503). */
+static void http_insert(router_t *r, http_req_t *req, sql_stmt_t *stmt)
+{
+    sqlins_t *a = calloc(1, sizeof *a);
+    int consistency = repl_consistency_param(http_req_param(req, "consistency"));
+    if (!a || consistency < 0) {
+        free(a);
+        sql_stmt_free(stmt);
+        if (consistency < 0)
+            http_respond_error(req, 400, "invalid consistency (sync, quorum, async)");
+        else
+            http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    a->stmt = stmt;
+    a->now = st_now_ms();
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_submit(r, req, consistency, a->now, &src);
+}
+
 void router_handle_sql(router_t *r, http_req_t *req)
 {
     if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_POST) {
@@ -606,6 +672,24 @@ void router_handle_sql(router_t *r, http_req_t *req)
     h->req = req;
     const char *acc = http_req_header(req, "Accept");
     h->csv = acc && strstr(acc, "text/csv") != NULL;
+    size_t sp = 0;
+    while (sp < qlen && (q[sp] == ' ' || q[sp] == '\n' || q[sp] == '\t' || q[sp] == '\r'))
+        sp++;
+    if (qlen - sp >= 6 && !strncasecmp(q + sp, "insert", 6)) {
+        sql_stmt_t *stmt;
+        char err[SQL_ERR_MAX];
+        int rc = sql_parse(q, qlen, &stmt, err, sizeof err);
+        http_params_deinit(&form);
+        free(h);
+        if (rc) {
+            metric_counter_inc(sql_err);
+            http_error(req, status_of(rc == ST_EINVAL ? ST_EPARSE : rc),
+                       rc == ST_EINVAL ? "0A000" : state_of(rc), err);
+            return;
+        }
+        http_insert(r, req, stmt);
+        return;
+    }
     router_sql_run(r, q, qlen, NULL, 0, http_answer, h);
     http_params_deinit(&form);
 }

@@ -256,6 +256,29 @@ class SqlTest(ClusterTestCase):
         self.assertEqual(status, 400)
         self.assertIn("division by zero", json.loads(body)["error"])
 
+    def test_insert(self):
+        t = self.t0 + 5
+        q = ("INSERT INTO weather (time, city, temp, hum) VALUES "
+             "('%s', 'paris', 21.5, 40), ('%s', 'oslo', -3, 80), (%d, 'paris', 22, NULL)"
+             % (self.iso(t * 1000), self.iso(t * 1000), (t + 10) * 1000))
+        status, body = self.sql(q)
+        self.assertEqual(status, 204, body)
+        cols, rows = self.rows_of("SELECT time, city, hum, temp FROM weather ORDER BY time, city")
+        self.assertEqual(rows, [[self.iso(t * 1000), "oslo", 80, -3],
+                                [self.iso(t * 1000), "paris", 40, 21.5],
+                                [self.iso((t + 10) * 1000), "paris", None, 22]])
+        # the same data through PromQL: line protocol's mapping
+        url = (self.c.router_url(0) + "/api/v1/query?" + urllib.parse.urlencode(
+            {"query": 'weather_temp{city="oslo"}', "time": t + 1}))
+        status, _, body = http_request(url)
+        self.assertEqual(json.loads(body)["data"]["result"][0]["value"][1], "-3")
+        status, body = self.sql("INSERT INTO weather (time, city) VALUES (now(), 'x')")
+        self.assertEqual(status, 400)
+        self.assertIn("no field value", body.decode())
+        status, body = self.sql("INSERT INTO weather (time, temp) VALUES (now(), 1, 2)")
+        self.assertEqual(status, 400)
+        self.assertIn("more values than", body.decode())
+
     def test_no_from(self):
         cols, rows = self.rows_of("SELECT 1 + 2 AS x, version(), 'a' || 'b'")
         self.assertEqual(cols, ["x", "version", "?column?"])
