@@ -797,7 +797,7 @@ bad:
 }
 
 void router_promql_run(router_t *r, const char *query, int64_t start, int64_t end, int64_t step,
-                       int64_t deadline, router_promql_cb cb, void *arg)
+                       int64_t deadline, int pushdown, router_promql_cb cb, void *arg)
 {
     qjob_t *j = calloc(1, sizeof *j);
     char msg[Q_MSG_MAX];
@@ -822,7 +822,7 @@ void router_promql_run(router_t *r, const char *query, int64_t start, int64_t en
         respond_error(j, 400, "bad_data", msg);
         return;
     }
-    j->pushdown = j->need == 1;
+    j->pushdown = pushdown && j->need == 1;
     metric_counter_inc(r->reads);
     start_phase(j, 1);
 }

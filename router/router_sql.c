@@ -28,7 +28,7 @@
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
 
-typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS } fetch_t;
+typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
 
 typedef struct sqljob {
     uv_work_t w;
@@ -47,6 +47,12 @@ typedef struct sqljob {
     int64_t wstart, wend; /* the whole range of a windowed read (plan.time_order) */
     int64_t window;       /* the current window's length; 0: not windowed */
     promql_result_t *pr;  /* what the nodes returned */
+    sql_push_t push;      /* FETCH_PUSH: the partial-aggregate queries */
+    promql_result_t *prs[SQL_PUSH_MAX];
+    size_t pushed;
+    char *names[SQL_PUSH_MAX]; /* their metric names */
+    st_label_t **lab;          /* label sets made for them */
+    size_t nlab, labcap;
     sql_result_t *res;
     int status;
     const char *sqlstate;
@@ -68,6 +74,13 @@ int router_sql_metrics(router_t *r)
 
 static void job_free(sqljob_t *j)
 {
+    for (size_t i = 0; i < j->pushed; i++) {
+        promql_result_free(j->prs[i]);
+        free(j->names[i]);
+    }
+    for (size_t i = 0; i < j->nlab; i++)
+        free(j->lab[i]);
+    free(j->lab);
     promql_result_free(j->pr);
     sql_result_free(j->res);
     sql_stmt_free(j->stmt);
@@ -213,6 +226,42 @@ static void exec_work(uv_work_t *w)
         const promql_series_t *s = &j->pr->series[i];
         rc = sql_exec_series(x, s->labels, s->nlabels, s->ts, s->v, s->n);
     }
+    /* partial aggregates: each query's series are a synthetic field, at the
+     * rows' time (the labels and times are rewritten in place: the
+     * results are ours) */
+    for (size_t q = 0; q < j->pushed && !rc; q++) {
+        promql_result_t *pr = j->prs[q];
+        const sql_push_q_t *pq = &j->push.q[q];
+        char *name = NULL;
+        if (asprintf(&name, "%s_%s", sql_stmt_table(j->stmt), pq->field) < 0) {
+            rc = ST_ENOMEM;
+            break;
+        }
+        j->names[q] = name;
+        for (size_t i = 0; i < pr->nseries && !rc; i++) {
+            promql_series_t *s = &pr->series[i];
+            st_label_t *l = malloc((s->nlabels + 1) * sizeof *l);
+            if (!l) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            memcpy(l, s->labels, s->nlabels * sizeof *l);
+            l[s->nlabels] = (st_label_t){ST_METRIC_LABEL, name, 8, (uint32_t)strlen(name)};
+            j->lab[j->nlab++] = l; /* freed with the job */
+            for (size_t k = 0; k < s->n; k++)
+                s->ts[k] += pq->shift;
+            rc = sql_exec_series(x, l, s->nlabels + 1, s->ts, s->v, s->n);
+            if (j->nlab == j->labcap) {
+                st_label_t **nl = realloc(j->lab, 2 * j->labcap * sizeof *nl);
+                if (!nl)
+                    rc = ST_ENOMEM;
+                else {
+                    j->lab = nl;
+                    j->labcap *= 2;
+                }
+            }
+        }
+    }
     if (!rc)
         rc = sql_exec_finish(x, &j->res, j->err, sizeof j->err);
     else
@@ -289,6 +338,30 @@ static void on_fetched(void *arg, int status, const char *msg, promql_result_t *
     exec_start(j);
 }
 
+static void push_next(sqljob_t *j);
+
+static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+        return;
+    }
+    j->prs[j->pushed++] = res;
+    if (j->pushed < j->push.nq)
+        push_next(j);
+    else
+        exec_start(j);
+}
+
+/* The next partial-aggregate query (pushed to the nodes). */
+static void push_next(sqljob_t *j)
+{
+    const sql_push_q_t *q = &j->push.q[j->pushed];
+    router_promql_run(j->r, q->promql, q->start, q->end, q->step ? q->step : PROMQL_INSTANT_STEP_MS,
+                      j->deadline, 1, on_pushed, j);
+}
+
 static void fetch(sqljob_t *j)
 {
     st_buf_t q;
@@ -331,8 +404,9 @@ static void fetch(sqljob_t *j)
         return;
     }
     /* an instant query at end - 1 ms: the range (end-1-R, end-1] = [start, end) */
+    /* raw rows come in EXPORT pages; catalogs may be pushed down */
     router_promql_run(j->r, (char *)q.data, end - 1, end - 1, PROMQL_INSTANT_STEP_MS, j->deadline,
-                      on_fetched, j);
+                      j->fetch != FETCH_DATA, on_fetched, j);
     st_buf_deinit(&q);
 }
 
@@ -492,6 +566,17 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
     }
     if (!j->plan.needs_data) {
         exec_start(j);
+        return;
+    }
+    rc = sql_push_plan(j->stmt, &j->plan, &j->push);
+    if (rc < 0) {
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    if (rc == 1 && (j->lab = malloc(64 * sizeof *j->lab))) {
+        j->labcap = 64;
+        j->fetch = FETCH_PUSH;
+        push_next(j);
         return;
     }
     j->fetch = FETCH_DATA;

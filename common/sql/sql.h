@@ -117,6 +117,7 @@ typedef struct sql_plan {
      * outside is later in the order), else the window grows. 0: no. */
     int time_order;
     int64_t limit;
+    int exact; /* every WHERE conjunct is a time bound or an exact tag matcher */
 } sql_plan_t;
 
 /* now_ms: the statement's clock; default_start/default_end: the range when
@@ -127,6 +128,25 @@ int sql_plan(sql_stmt_t *s, int64_t now_ms, int64_t default_start, int64_t defau
 void sql_plan_free(sql_plan_t *p);
 /* The PromQL selector reading the plan's metrics: {__name__=~"T|T_(f1|f2)",m...}. */
 int sql_plan_selector(const sql_stmt_t *s, const sql_plan_t *p, st_buf_t *out);
+
+/* ---- pushdown: aggregates the nodes compute (sql_push.c) -------------------- */
+
+#define SQL_PUSH_MAX 64
+typedef struct sql_push_q {
+    const char *promql;
+    int64_t start, end, step; /* an instant query when start == end */
+    int64_t shift;            /* add to each timestamp: the rows' time */
+    const char *field;        /* the synthetic field its series become */
+} sql_push_q_t;
+typedef struct sql_push {
+    sql_push_q_t q[SQL_PUSH_MAX];
+    size_t nq;
+} sql_push_t;
+/* 1 when the planned SELECT s can be answered from the queries in *out:
+ * s is then rewritten to run over their series (fed to sql_exec with
+ * __name__ = <table>_<field> and timestamps + shift); 0: read raw rows
+ * (s unchanged); ST_ENOMEM. */
+int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out);
 
 /* ---- results -------------------------------------------------------------- */
 

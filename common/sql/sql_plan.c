@@ -78,13 +78,26 @@ static int add_matcher(sql_plan_t *p, sql_stmt_t *s, st_match_type_t t, const ch
     return 0;
 }
 
+static int conjunct1(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e, int *exact);
+
+/* A conjunct: narrows the read; *exact stays 1 when the read applies it
+ * exactly (time bounds, tag = or IN with non-empty strings). */
 static int conjunct(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e)
 {
-    sql_stmt_t *s = x->s;
     if (e->kind == E_BIN && e->op == OP_AND) {
         int rc = conjunct(x, p, e->args[0]);
         return rc ? rc : conjunct(x, p, e->args[1]);
     }
+    int exact = 0;
+    int rc = conjunct1(x, p, e, &exact);
+    if (!exact)
+        p->exact = 0;
+    return rc;
+}
+
+static int conjunct1(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e, int *exact)
+{
+    sql_stmt_t *s = x->s;
     int64_t t;
     if (e->kind == E_BETWEEN && !e->inv && is_time_col(e->args[0])) {
         int64_t lo, hi;
@@ -93,6 +106,7 @@ static int conjunct(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e)
                 p->start = lo;
             if (hi + 1 < p->end)
                 p->end = hi + 1;
+            *exact = 1;
         }
         return 0;
     }
@@ -117,11 +131,12 @@ static int conjunct(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e)
                 p->end = t + 1;
             if (op == OP_LT && t < p->end)
                 p->end = t;
+            *exact = op != OP_NE;
             return 0;
         }
         sql_val_t v;
         if (l->kind == E_COL && !is_time_col(l) && (op == OP_EQ || op == OP_NE) &&
-            is_str_const(x, r, &v) && v.u.t.len > 0)
+            is_str_const(x, r, &v) && v.u.t.len > 0 && (*exact = op == OP_EQ, 1))
             return add_matcher(p, s, op == OP_EQ ? ST_MATCH_EQ : ST_MATCH_NE, l->name, v.u.t.s,
                                v.u.t.len);
         return 0;
@@ -156,6 +171,7 @@ static int conjunct(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e)
                 st_buf_put_u8(&b, '|');
             re_escape(&b, v.u.t.s, v.u.t.len);
         }
+        *exact = 1;
         int rc = b.data ? add_matcher(p, s, ST_MATCH_RE, e->args[0]->name, (char *)b.data, b.len)
                         : ST_ENOMEM;
         st_buf_deinit(&b);
@@ -225,6 +241,7 @@ int sql_plan(sql_stmt_t *s, int64_t now_ms, int64_t default_start, int64_t defau
         return ST_EINVAL;
     }
     p->needs_data = s->table[0] != 0;
+    p->exact = 1;
     sql_xctx_t x = {.s = s, .now = now_ms, .params = params, .nparams = nparams};
     if (s->where) {
         int rc = conjunct(&x, p, s->where);

@@ -140,6 +140,7 @@ def main():
     ap.add_argument("--build", default=None)
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--only", default=None, help="run only the queries whose name contains this")
     args = ap.parse_args()
     if args.build:
         os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
@@ -187,6 +188,8 @@ def main():
         e_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_s))
         print("%-28s %-12s %10s %10s %8s" % ("query", "door", "p50 ms", "p99 ms", "rows"))
         for name, sql, iql in QUERIES:
+            if args.only and args.only not in name:
+                continue
             sql, iql = sql.format(s=s_iso, e=e_iso), iql.format(s=s_iso, e=e_iso)
             lat = {d: [] for d, _, _ in doors}
             first = {}
