@@ -518,7 +518,7 @@ class PgClient:
 
     def until_ready(self):
         out = []
-        for _ in range(100000):
+        for _ in range(10000000):
             m = self.recv()
             out.append(m)
             if m[0] == b"Z":
