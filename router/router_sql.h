@@ -2,10 +2,12 @@
  * router_sql — one SQL statement run against the cluster, for every SQL
  * door (HTTP /sql in router_sql.c, PostgreSQL wire in router_pg.c).
  *
- * A SELECT becomes one PromQL instant query of a range selector over the
- * table's metrics (`{__name__=~"T|T_(f..)",tag matchers}[end-start]` at
- * end-1ms: exactly the samples in [start, end)), run through
- * router_promql_run (fan-out, limits, deadline), and the series it returns
+ * A SELECT whose aggregates the nodes can compute becomes PromQL partial
+ * aggregates (sql_push.c) run with pushdown; any other becomes one PromQL
+ * instant query of a range selector over the table's metrics
+ * (`{__name__=~"T|T_(f..)",tag matchers}[end-start]` at end-1ms: exactly
+ * the samples in [start, end)), read raw in EXPORT pages. Both go through
+ * router_promql_run (fan-out, limits, deadline), and the series returned
  * go through sql_exec on the thread pool. SHOW TABLES and
  * information_schema read the metric names / label sets the same way.
  * SET, BEGIN/COMMIT, SHOW <setting> are answered here without the nodes.
