@@ -91,7 +91,7 @@ struct pgconn {
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
     uint8_t *in;
-    size_t inlen;
+    size_t inlen, incap;
     st_buf_t out;
     /* simple query: the statements left */
     char *sq;
@@ -227,9 +227,23 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)hint;
     pgconn_t *c = h->data;
-    if (!c->in)
-        c->in = malloc(PGW_MAX_MSG + ROUTER_PG_READ);
-    size_t room = c->in ? PGW_MAX_MSG + ROUTER_PG_READ - c->inlen : 0;
+    /* the buffer grows with what is pending, up to one whole message and a read */
+    size_t want = c->inlen + ROUTER_PG_READ;
+    if (want > PGW_MAX_MSG + ROUTER_PG_READ)
+        want = PGW_MAX_MSG + ROUTER_PG_READ;
+    if (want > c->incap) {
+        size_t cap = c->incap ? c->incap : ROUTER_PG_READ;
+        while (cap < want)
+            cap *= 2;
+        if (cap > PGW_MAX_MSG + ROUTER_PG_READ)
+            cap = PGW_MAX_MSG + ROUTER_PG_READ;
+        uint8_t *n = realloc(c->in, cap);
+        if (n) {
+            c->in = n;
+            c->incap = cap;
+        }
+    }
+    size_t room = c->in ? c->incap - c->inlen : 0;
     if (room > ROUTER_PG_READ)
         room = ROUTER_PG_READ;
     *buf = uv_buf_init(room ? (char *)c->in + c->inlen : NULL, (unsigned)room);

@@ -462,6 +462,29 @@ print(json.dumps({"rows": [[r[0].timestamp(), r[1], r[2]] for r in rows], "types
         finally:
             pg.close()
 
+    def test_pg_bad_input(self):
+        """A message announcing more than the limit: FATAL 54000 and close,
+        counted; an unknown protocol version refused; garbage after the
+        startup closes the session; the router serves on."""
+        pg = PgClient(self.pg_port)
+        pg.s.sendall(b"Q" + struct.pack("!I", 64 << 20))
+        t, body = pg.recv()
+        self.assertEqual(t, b"E")
+        self.assertIn(b"C54000\0", body)
+        self.assertIn(b"message too long", body)
+        self.assertEqual(pg.s.recv(100), b"")  # closed
+        pg.s.close()
+        s = socket.create_connection(("127.0.0.1", self.pg_port), timeout=30)
+        s.sendall(struct.pack("!II", 8, 0x00020000))  # protocol 2.0
+        data = s.recv(1000)
+        self.assertEqual(data[:1], b"E")
+        self.assertIn(b"unsupported frontend protocol", data)
+        s.close()
+        status, _, body = http_request(self.c.router_url(0) + "/metrics")
+        self.assertRegex(body.decode(), r"strata_router_pg_protocol_errors_total [1-9]")
+        _, rows = self.rows_of("SELECT 1")
+        self.assertEqual(rows, [[1]])
+
 
 def cstr(s):
     return s.encode() + b"\0"
