@@ -13,6 +13,7 @@
 #include "sql.h"
 #include "st_err.h"
 #include "st_text.h"
+#include "st_time.h"
 
 const char *sql_type_name(sql_type_t t)
 {
@@ -32,31 +33,6 @@ const char *sql_type_name(sql_type_t t)
     default:
         return "unknown";
     }
-}
-
-/* days since 1970-01-01 of a civil date (Howard Hinnant's algorithm) */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t yy = (int64_t)yoe + era * 400;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yy + (*m <= 2);
 }
 
 static int digits(const char *s, size_t n, size_t *i, int cnt, int *out)
@@ -129,7 +105,7 @@ int sql_parse_time(const char *s, size_t n, int64_t *ms)
         i++;
     if (i != n)
         return ST_EPARSE;
-    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    int64_t days = st_days_from_civil(y, (unsigned)mo, (unsigned)d);
     *ms = ((days * 86400 + h * 3600 + mi * 60 + se) * 1000 + frac) - off;
     return 0;
 }
@@ -206,7 +182,7 @@ static int fmt_time(st_buf_t *b, int64_t ms)
     int64_t rem = ms - days * 86400000;
     int64_t y;
     unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
+    st_civil_from_days(days, &y, &mo, &d);
     char buf[64];
     int n = snprintf(buf, sizeof buf, "%04lld-%02u-%02u %02d:%02d:%02d", (long long)y, mo, d,
                      (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60));
