@@ -42,12 +42,13 @@ typedef struct sqljob {
     int64_t now, deadline;
     fetch_t fetch;
     int catalog; /* 1: information_schema.tables, 2: .columns, 3: SHOW TABLES, 4: SHOW COLUMNS */
-    const char *ctable;   /* the table of a columns catalog */
-    int retried;          /* refetched with all fields */
-    int64_t wstart, wend; /* the whole range of a windowed read (plan.time_order) */
-    int64_t window;       /* the current window's length; 0: not windowed */
-    promql_result_t *pr;  /* what the nodes returned */
-    sql_push_t push;      /* FETCH_PUSH: the partial-aggregate queries */
+    const char *ctable;                  /* the table of a columns catalog */
+    int retried;                         /* refetched with all fields */
+    int64_t wstart, wend;                /* the whole range of a windowed read (plan.time_order) */
+    int64_t window;                      /* the current window's length; 0: not windowed */
+    int64_t probe_w, probe_lo, probe_hi; /* the probe's window; known empty / with data */
+    promql_result_t *pr;                 /* what the nodes returned */
+    sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
     promql_result_t *prs[SQL_PUSH_MAX];
     size_t pushed;
     char *names[SQL_PUSH_MAX]; /* their metric names */
@@ -286,7 +287,8 @@ static int window_grow(sqljob_t *j)
     if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
         (j->plan.start <= j->wstart && j->plan.end >= j->wend))
         return 0;
-    j->window *= SQL_WINDOW_GROWTH;
+    /* the part past the empty stretch the probes found grows */
+    j->window = j->probe_lo + (j->window - j->probe_lo) * SQL_WINDOW_GROWTH;
     if (j->plan.time_order < 0)
         j->plan.start = j->wend - j->window < j->wstart ? j->wstart : j->wend - j->window;
     else
@@ -339,6 +341,79 @@ static void on_fetched(void *arg, int status, const char *msg, promql_result_t *
 }
 
 static void push_next(sqljob_t *j);
+static void probe(sqljob_t *j, int64_t w);
+
+/* Read the window of w ms at the range's end (DESC) or start (ASC). */
+static void window_read(sqljob_t *j, int64_t w)
+{
+    int64_t full = j->wend - j->wstart;
+    j->window = w < full ? w : full;
+    if (j->plan.time_order < 0)
+        j->plan.start = j->wend - j->window, j->plan.end = j->wend;
+    else
+        j->plan.start = j->wstart, j->plan.end = j->wstart + j->window;
+    fetch(j);
+}
+
+/* A probe's answer: the samples in its window (pushed count, cheap). The
+ * windows grow 16-fold until one holds data, then bisect down to a minute:
+ * the raw read then starts just past the newest (oldest) data instead of
+ * reading an empty stretch and then far too much. */
+static void on_probed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+        return;
+    }
+    int any = res && res->nseries > 0 && res->series[0].n > 0 && res->series[0].v[0] > 0;
+    promql_result_free(res);
+    int64_t full = j->wend - j->wstart, w = j->probe_w;
+    if (any)
+        j->probe_hi = w;
+    else
+        j->probe_lo = w;
+    if (!j->probe_hi) { /* still growing */
+        if (w >= full) {
+            window_read(j, full); /* no data at all: an empty answer */
+            return;
+        }
+        probe(j, w * SQL_WINDOW_GROWTH);
+        return;
+    }
+    if (j->probe_hi - j->probe_lo > SQL_WINDOW_FIRST_MS) {
+        probe(j, j->probe_lo + (j->probe_hi - j->probe_lo) / 2);
+        return;
+    }
+    window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
+}
+
+static void probe(sqljob_t *j, int64_t w)
+{
+    int64_t full = j->wend - j->wstart;
+    if (w > full)
+        w = full;
+    j->probe_w = w;
+    st_buf_t q;
+    st_buf_init(&q);
+    ST_BUF_LIT(&q, "count(last_over_time("); /* keeps __name__: no clash */
+    int rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    char range[64];
+    snprintf(range, sizeof range, "[%lldms]))", (long long)w);
+    if (!rc)
+        rc = st_buf_append(&q, range, strlen(range));
+    if (!rc)
+        rc = st_buf_put_u8(&q, 0);
+    if (rc) {
+        st_buf_deinit(&q);
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    int64_t at = j->plan.time_order < 0 ? j->wend - 1 : j->wstart + w - 1;
+    router_promql_run(j->r, (char *)q.data, at, at, PROMQL_INSTANT_STEP_MS, j->deadline, 1,
+                      on_probed, j);
+    st_buf_deinit(&q);
+}
 
 static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
 {
@@ -584,11 +659,8 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
         j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
         j->wstart = j->plan.start;
         j->wend = j->plan.end;
-        j->window = SQL_WINDOW_FIRST_MS;
-        if (j->plan.time_order < 0)
-            j->plan.start = j->wend - j->window;
-        else
-            j->plan.end = j->wstart + j->window;
+        probe(j, SQL_WINDOW_FIRST_MS);
+        return;
     }
     fetch(j);
 }
