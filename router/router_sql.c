@@ -355,10 +355,12 @@ static void window_read(sqljob_t *j, int64_t w)
     fetch(j);
 }
 
-/* A probe's answer: the samples in its window (pushed count, cheap). The
- * windows grow 16-fold until one holds data, then bisect down to a minute:
- * the raw read then starts just past the newest (oldest) data instead of
- * reading an empty stretch and then far too much. */
+/* A probe's answer: whether its segment [lo, hi) (ms from the range's end
+ * for DESC, from its start for ASC) holds data (pushed, cheap: each probe
+ * reads only its segment). Segments grow 16-fold until one holds data,
+ * then bisect down to a minute: the raw read then starts just past the
+ * newest (oldest) data instead of reading an empty stretch and then far
+ * too much. */
 static void on_probed(void *arg, int status, const char *msg, promql_result_t *res)
 {
     sqljob_t *j = arg;
@@ -388,9 +390,10 @@ static void on_probed(void *arg, int status, const char *msg, promql_result_t *r
     window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
 }
 
+/* Probe the segment [probe_lo, w). */
 static void probe(sqljob_t *j, int64_t w)
 {
-    int64_t full = j->wend - j->wstart;
+    int64_t full = j->wend - j->wstart, lo = j->probe_lo;
     if (w > full)
         w = full;
     j->probe_w = w;
@@ -398,8 +401,12 @@ static void probe(sqljob_t *j, int64_t w)
     st_buf_init(&q);
     ST_BUF_LIT(&q, "count(last_over_time("); /* keeps __name__: no clash */
     int rc = sql_plan_selector(j->stmt, &j->plan, &q);
-    char range[64];
-    snprintf(range, sizeof range, "[%lldms]))", (long long)w);
+    char range[96];
+    if (j->plan.time_order < 0 && lo > 0)
+        snprintf(range, sizeof range, "[%lldms] offset %lldms))", (long long)(w - lo),
+                 (long long)lo);
+    else
+        snprintf(range, sizeof range, "[%lldms]))", (long long)(w - lo));
     if (!rc)
         rc = st_buf_append(&q, range, strlen(range));
     if (!rc)
