@@ -6,10 +6,13 @@ set -euo pipefail
 # and tests/bench/query_bench.py (the tests start their own on 127.0.0.1).
 # victoria-metrics (vmagent, victoria-metrics): tests/integration/test_remote_write.py
 # sends with vmagent; tests/bench/remote_write_bench.py compares with VictoriaMetrics.
+# postgresql-client (psql), python3-psycopg2: tests/integration/test_sql.py's clients;
+# influxdb (influxd 1.x): tests/bench/sql_bench.py compares with InfluxQL.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev
-      python3 curl procps prometheus victoria-metrics)
+      python3 curl procps prometheus victoria-metrics
+      postgresql-client python3-psycopg2 influxdb)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
