@@ -23,6 +23,7 @@
 #include "lp.h"
 #include "st_err.h"
 #include "st_text.h"
+#include "st_time.h"
 
 #define IMP_TOKEN_QUOTE 40 /* bytes of a token quoted in a reason */
 #define IMP_GROW_MIN 256   /* first capacity of the sample columns */
@@ -781,30 +782,6 @@ static int time_format(const char *s, size_t n)
     return -1;
 }
 
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned dd)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + dd - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *dd)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *dd = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 static int digits(const char *s, size_t n, unsigned *out)
 {
     unsigned v = 0;
@@ -860,7 +837,7 @@ static int parse_rfc3339(const char *s, size_t n, int64_t *out)
     }
     if (i != n)
         return -1;
-    int64_t days = days_from_civil((int64_t)y, mo, dd);
+    int64_t days = st_days_from_civil((int64_t)y, mo, dd);
     int64_t sec = days * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se;
     sec -= sign * ((int64_t)oh * 3600 + (int64_t)om * 60);
     *out = sec * 1000 + ms;
@@ -943,7 +920,7 @@ static int put_time(st_buf_t *b, int tf, int64_t ms)
             days--;
         }
         unsigned m, dd;
-        civil_from_days(days, &y, &m, &dd);
+        st_civil_from_days(days, &y, &m, &dd);
         k = snprintf(tmp, sizeof tmp, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d.%03dZ", y, m, dd,
                      (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)frac);
     }

@@ -199,5 +199,16 @@ void router_collect_strings(router_t *r, http_req_t *req, const char *label_name
 void router_handle_series(router_t *r, http_req_t *req);
 void router_handle_labels(router_t *r, http_req_t *req, const char *label_name);
 void router_handle_query(router_t *r, http_req_t *req, int range);
+/* Run a PromQL query for another door (SQL): an instant query when start
+ * == end, else a range query; the same plan, pushdown, fan-out and limits
+ * as /api/v1/query (default read consistency), deadline an st_mono_ms()
+ * time; pushdown 0: raw samples are fetched in EXPORT pages (a big raw
+ * read), 1: the plan may push parts to the nodes. cb runs once on the loop: status 0 with the
+ * result (cb owns it: promql_result_free), or an HTTP status (400, 422, 503) and a message. */
+typedef void (*router_promql_cb)(void *arg, int status, const char *msg, promql_result_t *res);
+void router_promql_run(router_t *r, const char *query, int64_t start, int64_t end, int64_t step,
+                       int64_t deadline, int pushdown, router_promql_cb cb, void *arg);
+/* POST/GET /sql (router_sql.c). */
+void router_handle_sql(router_t *r, http_req_t *req);
 
 #endif

@@ -16,12 +16,16 @@ int main(int argc, char **argv)
                    "RESP (valkey-timeseries TS.*) address (default [router] resp_listen; off when "
                    "neither is set)",
                    &o.resp_listen),
+        ST_OPT_STR("pg-listen", "HOST:PORT",
+                   "PostgreSQL wire protocol address (default [router] pg_listen; off when unset)",
+                   &o.pg_listen),
         ST_OPT_FLAG("check", "validate the config, print the topology, exit 0/1", &o.check),
     };
     const st_opts_spec_t spec = {
         .prog = "strata-router",
         .version = STRATA_VERSION,
-        .synopsis = "--config FILE [--listen HOST:PORT] [--resp-listen HOST:PORT] [--check]",
+        .synopsis = "--config FILE [--listen HOST:PORT] [--resp-listen HOST:PORT] [--pg-listen "
+                    "HOST:PORT] [--check]",
         .help_col = 22,
         .opts = opts,
         .nopts = sizeof opts / sizeof opts[0],

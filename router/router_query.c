@@ -127,6 +127,11 @@ typedef struct qjob {
     size_t nconfine;
     void **confined_sets; /* the arrays that replaced the parser's (sets, matchers) */
     size_t nconfined, confined_cap;
+    /* another door's query (router_promql_run): no HTTP request, the
+     * result or the error goes to cb */
+    router_promql_cb cb;
+    void *cb_arg;
+    promql_result_t *res;
 } qjob_t;
 
 static void free_job(qjob_t *j)
@@ -147,6 +152,7 @@ static void free_job(qjob_t *j)
         st_buf_deinit(&q->text);
     }
     fanout_destroy(j->fan);
+    promql_result_free(j->res);
     if (j->expr)
         promql_free(j->expr);
     for (size_t i = 0; i < j->nconfined; i++)
@@ -206,7 +212,10 @@ static void cancel_nodes(qjob_t *j)
 static void respond_error(qjob_t *j, int status, const char *etype, const char *msg)
 {
     if (!j->responded) {
-        router_prom_error(j->req, status, etype, msg);
+        if (j->cb)
+            j->cb(j->cb_arg, status, msg, NULL);
+        else
+            router_prom_error(j->req, status, etype, msg);
         j->responded = 1;
         cancel_nodes(j);
     }
@@ -515,6 +524,10 @@ static void eval_work(uv_work_t *w)
         count_refused(j, j->refused);
         return;
     }
+    if (j->phase == 2 && j->cb) {
+        j->res = res; /* handed to cb on the loop */
+        return;
+    }
     if (j->phase == 2) {
         ST_BUF_LIT(&j->out, "{\"status\":\"success\",\"data\":");
         rc = promql_result_json(res, j->range, &j->out);
@@ -732,6 +745,14 @@ static void eval_after(uv_work_t *w, int status)
         respond_error(j, j->status, j->etype, j->err);
         return;
     }
+    if (j->phase == 2 && j->cb) {
+        promql_result_t *res = j->res;
+        j->res = NULL;
+        j->responded = 1;
+        j->cb(j->cb_arg, 0, NULL, res);
+        free_job(j);
+        return;
+    }
     if (j->phase == 2) {
         char pushed[32], res[32] = "raw";
         snprintf(pushed, sizeof pushed, "%zu", j->pushed);
@@ -756,7 +777,8 @@ static void eval_after(uv_work_t *w, int status)
         return;
     }
     j->qid = next_query_id();
-    http_req_notify(j->req, on_client_gone, j);
+    if (j->req)
+        http_req_notify(j->req, on_client_gone, j);
     fanout_start(j->fan); /* the job is the fan-out's from here */
 }
 
@@ -878,4 +900,35 @@ bad_step:
 bad:
     http_params_deinit(&form);
     respond_error(j, 400, "bad_data", msg);
+}
+
+void router_promql_run(router_t *r, const char *query, int64_t start, int64_t end, int64_t step,
+                       int64_t deadline, int pushdown, router_promql_cb cb, void *arg)
+{
+    qjob_t *j = calloc(1, sizeof *j);
+    char msg[Q_MSG_MAX];
+    if (!j || !(j->query = strdup(query))) {
+        free(j);
+        cb(arg, 503, "out of memory", NULL);
+        return;
+    }
+    j->r = r;
+    j->cb = cb;
+    j->cb_arg = arg;
+    j->range = start != end;
+    j->start = start;
+    j->end = end;
+    j->step = step;
+    j->deadline = deadline;
+    j->max_samples = topo_router(r->topo)->query_max_samples;
+    j->max_series = topo_router(r->topo)->query_max_series;
+    j->max_bytes = topo_router(r->topo)->query_max_bytes;
+    st_buf_init(&j->out);
+    if (readopt_parse(r->topo, NULL, NULL, &j->need, &j->partial, msg, sizeof msg)) {
+        respond_error(j, 400, "bad_data", msg);
+        return;
+    }
+    j->pushdown = pushdown && j->need == 1;
+    metric_counter_inc(r->reads);
+    start_phase(j, 1);
 }

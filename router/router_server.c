@@ -30,6 +30,8 @@
 #include "router_resp.h"
 #include "router_delete.h"
 #include "router_import.h"
+#include "router_pg.h"
+#include "router_sql.h"
 #include "net_listen.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -60,7 +62,28 @@ struct router_server {
     char resp_host[256];
     int resp_port;
     router_resp_t *resp;
+    const char *pg_listen; /* NULL: no PostgreSQL door */
+    char pg_host[256];
+    int pg_port;
+    router_pg_t *pg;
 };
+
+/* HOST:PORT into host and *port: 0, or -1. */
+static int split_addr(const char *a, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(a, ':');
+    *port = colon ? atoi(colon + 1) : 0;
+    if (!colon || colon == a || (size_t)(colon - a) >= cap || *port <= 0 || *port > 65535)
+        return -1;
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') { /* [v6]:port */
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    return 0;
+}
 
 /* ---- heartbeat ---------------------------------------------------------- */
 
@@ -345,6 +368,7 @@ static const struct router_route {
     {"/ping", NULL, handle_ping, R_OPEN, CONFINES},
     {"/api/v1/query", NULL, handle_query, R_READ, CONFINES},
     {"/api/v1/query_range", NULL, handle_query_range, R_READ, CONFINES},
+    {"/sql", NULL, router_handle_sql, R_READ, 0}, /* INSERT needs write: checked in router_sql */
     {"/api/v1/write", NULL, router_handle_promrw_write, R_WRITE, CONFINES},
     {"/api/v1/read", NULL, router_handle_promrw_read, R_READ, CONFINES},
     {"/federate", NULL, router_handle_federate, R_READ, CONFINES},
@@ -418,38 +442,29 @@ int router_server_load(const router_opts_t *o, router_server_t **out)
     }
     /* --listen wins; else [router] listen (validated by topo, default 127.0.0.1:8086) */
     const char *listen = o->listen ? o->listen : topo_router(s->r.topo)->listen.addr;
-    const char *colon = strrchr(listen, ':');
-    int port = colon ? atoi(colon + 1) : 0;
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof s->host || port <= 0 ||
-        port > 65535) {
+    if (split_addr(listen, s->host, sizeof s->host, &s->port)) {
         fprintf(stderr, "strata-router: --listen must be HOST:PORT, got '%s'\n", listen);
         topo_destroy(s->r.topo);
         free(s);
         return 1;
     }
-    memcpy(s->host, listen, (size_t)(colon - listen));
-    s->host[colon - listen] = '\0';
-    s->port = port;
     s->listen = listen;
     /* the RESP door: --resp-listen, else [router] resp_listen, else off */
     const char *rl = o->resp_listen ? o->resp_listen : topo_router(s->r.topo)->resp_listen.addr;
-    if (rl) {
-        const char *rc = strrchr(rl, ':');
-        int rp = rc ? atoi(rc + 1) : 0;
-        if (!rc || rc == rl || (size_t)(rc - rl) >= sizeof s->resp_host || rp <= 0 || rp > 65535) {
-            fprintf(stderr, "strata-router: --resp-listen must be HOST:PORT, got '%s'\n", rl);
-            topo_destroy(s->r.topo);
-            free(s);
-            return 1;
-        }
-        memcpy(s->resp_host, rl, (size_t)(rc - rl));
-        s->resp_host[rc - rl] = '\0';
-        if (s->resp_host[0] == '[' && s->resp_host[strlen(s->resp_host) - 1] == ']') {
-            memmove(s->resp_host, s->resp_host + 1, strlen(s->resp_host));
-            s->resp_host[strlen(s->resp_host) - 1] = '\0';
-        }
-        s->resp_port = rp;
-        s->resp_listen = rl;
+    if (rl && split_addr(rl, s->resp_host, sizeof s->resp_host, &s->resp_port)) {
+        fprintf(stderr, "strata-router: --resp-listen must be HOST:PORT, got '%s'\n", rl);
+        topo_destroy(s->r.topo);
+        free(s);
+        return 1;
+    }
+    s->resp_listen = rl;
+    /* --pg-listen wins; else [router] pg_listen; neither: no PostgreSQL door */
+    s->pg_listen = o->pg_listen ? o->pg_listen : topo_router(s->r.topo)->pg_listen.addr;
+    if (s->pg_listen && split_addr(s->pg_listen, s->pg_host, sizeof s->pg_host, &s->pg_port)) {
+        fprintf(stderr, "strata-router: --pg-listen must be HOST:PORT, got '%s'\n", s->pg_listen);
+        topo_destroy(s->r.topo);
+        free(s);
+        return 1;
     }
     *out = s;
     return 0;
@@ -461,6 +476,8 @@ int router_server_check(router_server_t *s)
     printf("router listen: %s\n", s->listen);
     if (s->resp_listen)
         printf("router resp_listen: %s\n", s->resp_listen);
+    if (s->pg_listen)
+        printf("router pg_listen: %s\n", s->pg_listen);
     topo_destroy(s->r.topo);
     free(s);
     return 0;
@@ -524,6 +541,8 @@ static int register_metrics(router_t *r)
                   "refused them (here or on a node).",
                   "limit", promql_limit_name((promql_limit_t)l), NULL)))
             return ST_ENOMEM;
+    if (router_sql_metrics(r))
+        return ST_ENOMEM;
     return router_limit_metrics(r);
 }
 
@@ -576,6 +595,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     router_resp_close(s->resp);
     auth_gate_close(s->r.auth);
     http_server_close(s->r.http, ROUTER_HTTP_CLOSE_GRACE_MS, on_http_closed, &s->r);
+    router_pg_close(s->pg);
     uv_timer_stop(&s->r.heartbeat);
     uv_close((uv_handle_t *)&s->r.heartbeat, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -683,6 +703,10 @@ int router_server_start(router_server_t *s)
         }
         st_info("RESP door open", "resp_listen=%s", s->resp_listen);
     }
+    if (s->pg_listen && (rc = router_pg_create(r, s->pg_host, s->pg_port, &s->pg))) {
+        st_error("cannot listen", "pg_listen=%s err=\"%s\"", s->pg_listen, st_strerror(rc));
+        return 1;
+    }
     uv_signal_init(r->loop, &s->sig_term);
     uv_signal_init(r->loop, &s->sig_int);
     s->sig_term.data = s->sig_int.data = s;
@@ -691,8 +715,10 @@ int router_server_start(router_server_t *s)
     uv_signal_init(r->loop, &s->sig_hup);
     s->sig_hup.data = s;
     uv_signal_start(&s->sig_hup, on_sighup, SIGHUP);
-    st_info("strata-router started", "listen=%s nodes=%u shards=%u fingerprint=%s version=%s",
-            s->listen, nn, topo_shards(r->topo), topo_fingerprint_hex(r->topo), STRATA_VERSION);
+    st_info("strata-router started",
+            "listen=%s pg_listen=%s nodes=%u shards=%u fingerprint=%s version=%s", s->listen,
+            s->pg_listen ? s->pg_listen : "off", nn, topo_shards(r->topo),
+            topo_fingerprint_hex(r->topo), STRATA_VERSION);
     return 0;
 }
 

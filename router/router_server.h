@@ -19,6 +19,7 @@ typedef struct router_opts {
     const char *listen;      /* HOST:PORT of the HTTP API; NULL: [router] listen */
     const char *resp_listen; /* HOST:PORT of the RESP door; NULL: [router] resp_listen */
     int check;               /* validate, print the topology, exit */
+    const char *pg_listen;   /* HOST:PORT of the PostgreSQL door; NULL: [router] pg_listen */
 } router_opts_t;
 
 /* Load the config and check --listen (else the file's [router] listen): 0 with *out, or

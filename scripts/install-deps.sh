@@ -8,11 +8,13 @@ set -euo pipefail
 # sends with vmagent; tests/bench/remote_write_bench.py compares with VictoriaMetrics.
 # nodejs + npm: the build bundles the router's web console (router/console, npm ci
 # from its lockfile); chromium: tests/integration/test_console.py drives it headless.
+# postgresql-client (psql), python3-psycopg2: tests/integration/test_sql.py's clients;
+# influxdb (influxd 1.x): tests/bench/sql_bench.py compares with InfluxQL.
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
       libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblz4-dev libinih-dev libcmocka-dev
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev libssl-dev openssl
       python3 curl procps prometheus victoria-metrics nodejs npm chromium
-      python3-redis redis-tools)
+      python3-redis redis-tools postgresql-client python3-psycopg2 influxdb)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

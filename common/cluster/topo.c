@@ -122,6 +122,7 @@ enum key_id {
     K_MAX_INFLIGHT,
     K_RESP_LISTEN,
     K_RESP_FLUSHALL,
+    K_PG_LISTEN,
     /* [replication] */
     K_HINT_MAX_BYTES,
     K_HINT_MAX_AGE,
@@ -235,6 +236,7 @@ static const struct key_desc keys[K__COUNT] = {
                         "2048", 0},
     [K_RESP_LISTEN] = {SECT_ROUTER, "resp_listen", KT_ADDR, 0, 0, 0, NULL, NULL, 0},
     [K_RESP_FLUSHALL] = {SECT_ROUTER, "resp_flushall", KT_ENUM, 0, 0, 0, onoff_names, "off", 0},
+    [K_PG_LISTEN] = {SECT_ROUTER, "pg_listen", KT_ADDR, 0, 0, 0, NULL, NULL, 0},
 
     [K_HINT_MAX_BYTES] = {SECT_REPLICATION, "hint_max_bytes", KT_SIZE, 1, MIB, 16 * TIB, NULL,
                           "1GiB", 0},
@@ -743,8 +745,11 @@ static int set_value(struct parse *p, enum key_id k, const char *value)
             goto bad;
         break;
     case KT_ADDR: {
-        if (k == K_ROUTER_LISTEN || k == K_RESP_LISTEN) { /* one per file: replaces the default */
-            topo_addr_t *dst = k == K_RESP_LISTEN ? &t->router.resp_listen : &t->router.listen;
+        if (k == K_ROUTER_LISTEN || k == K_RESP_LISTEN ||
+            k == K_PG_LISTEN) { /* one per file: replaces the default */
+            topo_addr_t *dst = k == K_RESP_LISTEN ? &t->router.resp_listen
+                               : k == K_PG_LISTEN ? &t->router.pg_listen
+                                                  : &t->router.listen;
             topo_addr_t a = {0};
             if ((rc = parse_addr(value, &a)) != 0) {
                 free_addr(&a);
@@ -1434,6 +1439,7 @@ void topo_destroy(topo_t *t)
     free(t->ret);
     for (int k = 0; k < K__COUNT; k++)
         free(t->path[k]);
+    free_addr(&t->router.pg_listen);
     free(t->nodes);
     free(t->replicas);
     free(t->held);

@@ -123,6 +123,7 @@ typedef struct topo_router {
     uint64_t max_inflight_bytes; /* request bytes the router buffers at once */
     topo_addr_t resp_listen;     /* the RESP door (host NULL: off) */
     int resp_flushall;           /* resp_flushall = on: FLUSHALL deletes every series */
+    topo_addr_t pg_listen;       /* PostgreSQL wire protocol; addr NULL: off (--pg-listen wins) */
 } topo_router_t;
 
 /*

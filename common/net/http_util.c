@@ -12,6 +12,7 @@
 #include "st_err.h"
 #include "st_labels.h"
 #include "st_text.h"
+#include "st_time.h"
 
 /* ---- query strings ------------------------------------------------------ */
 
@@ -267,18 +268,6 @@ int http_has_token(const char *value, const char *token)
 
 /* ---- time --------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 static int digits(const char *s, size_t n, int *out)
 {
     int v = 0;
@@ -343,7 +332,7 @@ static int parse_rfc3339(const char *s, size_t len, int64_t *out)
     if (i != len)
         return ST_EPARSE;
     int64_t secs =
-        days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 + sec - off;
+        st_days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 + sec - off;
     *out = secs * 1000 + ms;
     return 0;
 }

@@ -23,6 +23,7 @@ set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "$0")/lib.sh"
 ROUTER_PORT=${ROUTER_PORT:-8086}
+PG_PORT=${PG_PORT:-5432}
 BASE=${NODE_PORT_BASE:-7400}
 SAMPLE_MARK="$DIR/data/sample-loaded"
 SECURE=0
@@ -51,9 +52,9 @@ if [ -f "$PIDS" ]; then
   exit 1
 fi
 mkdir -p "$DIR/logs" "$DIR/data"
-for port in "$ROUTER_PORT" "${RESP_PORT:-6379}" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((BASE+21)) $((BASE+22)); do
+for port in "$ROUTER_PORT" "${RESP_PORT:-6379}" "$PG_PORT" $((BASE+1)) $((BASE+2)) $((BASE+11)) $((BASE+12)) $((BASE+21)) $((BASE+22)); do
   if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-    echo "port $port on 127.0.0.1 is in use; set ROUTER_PORT / RESP_PORT / NODE_PORT_BASE" >&2
+    echo "port $port on 127.0.0.1 is in use; set ROUTER_PORT / RESP_PORT / PG_PORT / NODE_PORT_BASE" >&2
     exit 1
   fi
 done
@@ -71,6 +72,7 @@ retention      = 30d
 
 [router]
 listen = 127.0.0.1:$ROUTER_PORT   ; = the router's --listen; read by strata --config
+pg_listen = 127.0.0.1:$PG_PORT    ; PostgreSQL wire protocol (psql, drivers; docs/sql.md)
 
 [node "n1"]
 rpc  = 127.0.0.1:$((BASE+1))
@@ -181,6 +183,10 @@ PromQL (nodes evaluate rates and partial sums; docs/query.md):
   $B/cli/strata query --router $R 'sum by (region) (rate(cpu_usage_user[5m]))' --start -1h
   $B/cli/strata query --router $R 'topk(3, avg_over_time(cpu_usage_user[10m]))'
   $C -sg '$R/api/v1/query_range?query=max(cpu_usage_user)&start='\$(( \$(date +%s) - 3600 ))'&end='\$(date +%s)'&step=60'
+SQL (docs/sql.md): HTTP /sql, and the PostgreSQL protocol at 127.0.0.1:$PG_PORT:
+  $C -s --data-binary "SELECT hostname, max(usage_user) FROM cpu GROUP BY hostname ORDER BY 2 DESC LIMIT 3" '$R/sql'
+  $C -s -H 'Accept: text/csv' --data-binary "SELECT time_bucket('5 minutes', time) AS t, avg(usage_user) FROM cpu GROUP BY t ORDER BY t" '$R/sql'
+  psql -h 127.0.0.1 -p $PG_PORT -U strata -c '\\dt' -c "SELECT count(*) FROM cpu WHERE time > now() - interval '10 minutes'"
 Prometheus world (remote write, imports, files; docs/api.md, docs/migrating.md):
   printf 'http_requests_total{code="200"} 7\\n' | $C -s --data-binary @- '$R/api/v1/import/prometheus'
   $C -sg '$R/api/v1/export?match[]=weather_temp' | $C -s --data-binary @- '$R/api/v1/import'

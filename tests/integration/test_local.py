@@ -63,7 +63,7 @@ def pick_ports():
     blocks = list(range(20000, 32000, 100))
     random.shuffle(blocks)
     for base in blocks:
-        if all(port_free(base + o) for o in (1, 2, 11, 12, 21, 22, 31, 32)):
+        if all(port_free(base + o) for o in (1, 2, 11, 12, 21, 22, 31, 32, 33)):
             return base, base + 31
     raise AssertionError("no free block of ports in 20000..32000")
 
@@ -114,9 +114,9 @@ class LocalDemo:
 
     def new_ports(self):
         self.base, self.router_port = pick_ports()
-        # RESP_PORT: the RESP door (6379 by default) on a free port of the block
+        # RESP_PORT, PG_PORT: the RESP (6379) and PostgreSQL (5432) doors on free ports of the block
         self.env.update(ROUTER_PORT=str(self.router_port), NODE_PORT_BASE=str(self.base),
-                        RESP_PORT=str(self.base + 32))
+                        RESP_PORT=str(self.base + 32), PG_PORT=str(self.base + 33))
 
     def start(self):
         """start.sh; when a port was taken between the choice and the start

@@ -1,0 +1,868 @@
+/*
+ * router_sql — SQL statements against the cluster (router_sql.h), and the
+ * HTTP door: POST /sql (body = the statement, or a form with q=), GET
+ * /sql?q=. Answers {"columns":[{"name":..,"type":..}],"rows":[[..]]} or,
+ * with Accept: text/csv, CSV with a header row; errors as
+ * {"error":"syntax error at position N: ...","sqlstate":"42601"} with
+ * 400 (statement), 422 (a query limit), 501 (not available), 503.
+ *
+ * A statement's steps (see router_sql.h for the mapping to PromQL):
+ *   1. loop: parse, plan;
+ *   2. loop: router_promql_run (fan-out, pushdown, limits, deadline);
+ *   3. worker: sql_exec over the series (rows, WHERE, groups, order);
+ *   4. loop: cb with the result.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_util.h"
+#include "repl.h"
+#include "router_sql.h"
+#include "auth_gate.h"
+#include "wbatch.h"
+#include "st_err.h"
+#include "st_text.h"
+#include "st_time.h"
+
+#define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
+#define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
+
+typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
+
+typedef struct sqljob {
+    uv_work_t w;
+    router_t *r;
+    router_sql_cb cb;
+    void *arg;
+    sql_stmt_t *stmt;
+    sql_plan_t plan;
+    char **params;
+    size_t nparams;
+    int64_t now, deadline;
+    fetch_t fetch;
+    int catalog; /* 1: information_schema.tables, 2: .columns, 3: SHOW TABLES, 4: SHOW COLUMNS */
+    const char *ctable;                  /* the table of a columns catalog */
+    int retried;                         /* refetched with all fields */
+    int64_t wstart, wend;                /* the whole range of a windowed read (plan.time_order) */
+    int64_t window;                      /* the current window's length; 0: not windowed */
+    int64_t probe_w, probe_lo, probe_hi; /* the probe's window; known empty / with data */
+    promql_result_t *pr;                 /* what the nodes returned */
+    sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
+    promql_result_t *prs[SQL_PUSH_MAX];
+    size_t pushed;
+    char *names[SQL_PUSH_MAX]; /* their metric names */
+    st_label_t **lab;          /* label sets made for them */
+    size_t nlab, labcap;
+    sql_result_t *res;
+    int status;
+    const char *sqlstate;
+    char err[SQL_ERR_MAX + 64];
+} sqljob_t;
+
+static metric_counter_t *sql_ok, *sql_err;
+
+int router_sql_metrics(router_t *r)
+{
+    sql_ok = metrics_counter(r->metrics, "strata_router_sql_statements_total",
+                             "SQL statements answered (HTTP /sql and PostgreSQL), by result.",
+                             "result", "ok", NULL);
+    sql_err = metrics_counter(r->metrics, "strata_router_sql_statements_total",
+                              "SQL statements answered (HTTP /sql and PostgreSQL), by result.",
+                              "result", "error", NULL);
+    return sql_ok && sql_err ? 0 : ST_ENOMEM;
+}
+
+static void job_free(sqljob_t *j)
+{
+    for (size_t i = 0; i < j->pushed; i++) {
+        promql_result_free(j->prs[i]);
+        free(j->names[i]);
+    }
+    for (size_t i = 0; i < j->nlab; i++)
+        free(j->lab[i]);
+    free(j->lab);
+    promql_result_free(j->pr);
+    sql_result_free(j->res);
+    sql_stmt_free(j->stmt);
+    for (size_t i = 0; i < j->nparams; i++)
+        free(j->params[i]);
+    free(j->params);
+    free(j);
+}
+
+static void answer(sqljob_t *j)
+{
+    router_sql_answer_t a = {.status = j->status,
+                             .sqlstate = j->sqlstate,
+                             .msg = j->err,
+                             .stmt = j->stmt,
+                             .res = j->status ? NULL : j->res};
+    metric_counter_inc(j->status ? sql_err : sql_ok);
+    j->cb(j->arg, &a);
+    job_free(j);
+}
+
+static void fail(sqljob_t *j, int status, const char *sqlstate, const char *msg)
+{
+    j->status = status;
+    j->sqlstate = sqlstate;
+    if (msg != j->err)
+        snprintf(j->err, sizeof j->err, "%s", msg);
+    answer(j);
+}
+
+/* SQLSTATE of an ST_* code from the library. */
+static const char *state_of(int rc)
+{
+    switch (rc) {
+    case ST_EPARSE:
+        return "42601"; /* syntax_error */
+    case ST_ELIMIT:
+        return "54000"; /* program_limit_exceeded */
+    case ST_ETIMEDOUT:
+        return "57014"; /* query_canceled */
+    case ST_ENOMEM:
+        return "53200"; /* out_of_memory */
+    default:
+        return "42000"; /* syntax_error_or_access_rule_violation */
+    }
+}
+
+static int status_of(int rc)
+{
+    return rc == ST_ELIMIT ? 422 : rc == ST_ETIMEDOUT || rc == ST_ENOMEM ? 503 : 400;
+}
+
+/* ---- step 3: exec on the thread pool ------------------------------------- */
+
+static int columns_of(sqljob_t *j)
+{
+    /* tags and fields of table j->ctable from the label sets returned */
+    const char **tags = NULL, **fields = NULL;
+    size_t nt = 0, nf = 0, ct = 0, cf = 0;
+    size_t tl = strlen(j->ctable);
+    int rc = 0;
+    for (size_t i = 0; i < j->pr->nseries && !rc; i++) {
+        const promql_series_t *s = &j->pr->series[i];
+        for (size_t k = 0; k < s->nlabels && !rc; k++) {
+            const st_label_t *l = &s->labels[k];
+            const char *name = l->name;
+            const char ***arr = &tags;
+            size_t *n = &nt, *cap = &ct;
+            if (!strcmp(name, ST_METRIC_LABEL)) {
+                name = l->value_len == tl ? "value" : l->value + tl + 1;
+                arr = &fields, n = &nf, cap = &cf;
+            }
+            size_t f = 0;
+            while (f < *n && strcmp((*arr)[f], name))
+                f++;
+            if (f < *n)
+                continue;
+            if (*n == *cap && st_grow(arr, cap, sizeof **arr, 16)) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            (*arr)[(*n)++] = name;
+        }
+    }
+    /* sorted: insertion sort keeps it simple (tables have few columns) */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        const char **a = pass ? fields : tags;
+        size_t n = pass ? nf : nt;
+        for (size_t i = 1; i < n; i++)
+            for (size_t k = i; k > 0 && strcmp(a[k - 1], a[k]) > 0; k--) {
+                const char *t = a[k];
+                a[k] = a[k - 1];
+                a[k - 1] = t;
+            }
+    }
+    if (!rc)
+        rc = sql_columns_result(j->ctable, tags, nt, fields, nf, j->catalog == 2, &j->res);
+    free(tags);
+    free(fields);
+    return rc;
+}
+
+static int tables_of(sqljob_t *j)
+{
+    const char **names = malloc((j->pr->nseries + 1) * sizeof *names);
+    if (!names)
+        return ST_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < j->pr->nseries; i++) {
+        const promql_series_t *s = &j->pr->series[i];
+        int k = st_labels_find(s->labels, s->nlabels, ST_METRIC_LABEL);
+        if (k >= 0)
+            names[n++] = s->labels[k].value;
+    }
+    int rc = sql_tables_result(names, n, j->catalog == 1, &j->res);
+    free(names);
+    return rc;
+}
+
+static void exec_work(uv_work_t *w)
+{
+    sqljob_t *j = w->data;
+    sql_exec_opts_t o = {.max_rows = topo_router(j->r->topo)->query_max_samples,
+                         .max_bytes = topo_router(j->r->topo)->query_max_bytes,
+                         .deadline_ms = j->deadline};
+    sql_exec_t *x = NULL;
+    sql_result_t *cat = NULL;
+    int rc = 0;
+    if (j->catalog) {
+        rc = j->catalog == 2 || j->catalog == 4 ? columns_of(j) : tables_of(j);
+        if (rc || j->catalog > 2)
+            goto out;
+        cat = j->res; /* SELECT over the catalog table */
+        j->res = NULL;
+    }
+    rc = sql_exec_create(j->stmt, &j->plan, &o, &x);
+    if (rc)
+        goto out;
+    sql_exec_set_params(x, j->now, (const char *const *)j->params, j->nparams);
+    if (cat)
+        sql_exec_table(x, cat);
+    for (size_t i = 0; j->pr && !cat && i < j->pr->nseries && !rc; i++) {
+        const promql_series_t *s = &j->pr->series[i];
+        rc = sql_exec_series(x, s->labels, s->nlabels, s->ts, s->v, s->n);
+    }
+    /* partial aggregates: each query's series are a synthetic field, at the
+     * rows' time (the labels and times are rewritten in place: the
+     * results are ours) */
+    for (size_t q = 0; q < j->pushed && !rc; q++) {
+        promql_result_t *pr = j->prs[q];
+        const sql_push_q_t *pq = &j->push.q[q];
+        char *name = NULL;
+        if (asprintf(&name, "%s_%s", sql_stmt_table(j->stmt), pq->field) < 0) {
+            rc = ST_ENOMEM;
+            break;
+        }
+        j->names[q] = name;
+        for (size_t i = 0; i < pr->nseries && !rc; i++) {
+            promql_series_t *s = &pr->series[i];
+            st_label_t *l = malloc((s->nlabels + 1) * sizeof *l);
+            if (!l) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            memcpy(l, s->labels, s->nlabels * sizeof *l);
+            l[s->nlabels] = (st_label_t){ST_METRIC_LABEL, name, 8, (uint32_t)strlen(name)};
+            j->lab[j->nlab++] = l; /* freed with the job */
+            for (size_t k = 0; k < s->n; k++)
+                s->ts[k] += pq->shift;
+            rc = sql_exec_series(x, l, s->nlabels + 1, s->ts, s->v, s->n);
+            if (j->nlab == j->labcap) {
+                st_label_t **nl = realloc(j->lab, 2 * j->labcap * sizeof *nl);
+                if (!nl)
+                    rc = ST_ENOMEM;
+                else {
+                    j->lab = nl;
+                    j->labcap *= 2;
+                }
+            }
+        }
+    }
+    if (!rc)
+        rc = sql_exec_finish(x, &j->res, j->err, sizeof j->err);
+    else
+        snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
+out:
+    if (rc) {
+        if (!j->err[0])
+            snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
+        j->status = status_of(rc);
+        j->sqlstate = state_of(rc);
+    }
+    sql_exec_destroy(x);
+    sql_result_free(cat);
+}
+
+static void fetch(sqljob_t *j);
+
+/* A windowed read (ORDER BY time ... LIMIT): short of rows and the window
+ * not yet the whole range: grow it and read again. */
+static int window_grow(sqljob_t *j)
+{
+    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
+        (j->plan.start <= j->wstart && j->plan.end >= j->wend))
+        return 0;
+    /* the part past the empty stretch the probes found grows */
+    j->window = j->probe_lo + (j->window - j->probe_lo) * SQL_WINDOW_GROWTH;
+    if (j->plan.time_order < 0)
+        j->plan.start = j->wend - j->window < j->wstart ? j->wstart : j->wend - j->window;
+    else
+        j->plan.end = j->wstart + j->window > j->wend ? j->wend : j->wstart + j->window;
+    sql_result_free(j->res);
+    j->res = NULL;
+    promql_result_free(j->pr);
+    j->pr = NULL;
+    return 1;
+}
+
+static void exec_after(uv_work_t *w, int status)
+{
+    sqljob_t *j = w->data;
+    (void)status;
+    if (window_grow(j)) {
+        fetch(j);
+        return;
+    }
+    answer(j);
+}
+
+static void exec_start(sqljob_t *j)
+{
+    j->w.data = j;
+    if (uv_queue_work(j->r->loop, &j->w, exec_work, exec_after))
+        fail(j, 503, "53000", "cannot queue work");
+}
+
+/* ---- step 2: the fetch ------------------------------------------------------ */
+
+static void on_fetched(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+        return;
+    }
+    j->pr = res;
+    /* the names a query used were all tags: read every field */
+    if (j->fetch == FETCH_DATA && !j->retried && !j->plan.all_fields && res && res->nseries == 0) {
+        promql_result_free(res);
+        j->pr = NULL;
+        j->retried = 1;
+        j->plan.all_fields = 1;
+        fetch(j);
+        return;
+    }
+    exec_start(j);
+}
+
+static void push_next(sqljob_t *j);
+static void probe(sqljob_t *j, int64_t w);
+
+/* Read the window of w ms at the range's end (DESC) or start (ASC). */
+static void window_read(sqljob_t *j, int64_t w)
+{
+    int64_t full = j->wend - j->wstart;
+    j->window = w < full ? w : full;
+    if (j->plan.time_order < 0)
+        j->plan.start = j->wend - j->window, j->plan.end = j->wend;
+    else
+        j->plan.start = j->wstart, j->plan.end = j->wstart + j->window;
+    fetch(j);
+}
+
+/* A probe's answer: whether its segment [lo, hi) (ms from the range's end
+ * for DESC, from its start for ASC) holds data (pushed, cheap: each probe
+ * reads only its segment). Segments grow 16-fold until one holds data,
+ * then bisect down to a minute: the raw read then starts just past the
+ * newest (oldest) data instead of reading an empty stretch and then far
+ * too much. */
+static void on_probed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+        return;
+    }
+    int any = res && res->nseries > 0 && res->series[0].n > 0 && res->series[0].v[0] > 0;
+    promql_result_free(res);
+    int64_t full = j->wend - j->wstart, w = j->probe_w;
+    if (any)
+        j->probe_hi = w;
+    else
+        j->probe_lo = w;
+    if (!j->probe_hi) { /* still growing */
+        if (w >= full) {
+            window_read(j, full); /* no data at all: an empty answer */
+            return;
+        }
+        probe(j, w * SQL_WINDOW_GROWTH);
+        return;
+    }
+    if (j->probe_hi - j->probe_lo > SQL_WINDOW_FIRST_MS) {
+        probe(j, j->probe_lo + (j->probe_hi - j->probe_lo) / 2);
+        return;
+    }
+    window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
+}
+
+/* Probe the segment [probe_lo, w). */
+static void probe(sqljob_t *j, int64_t w)
+{
+    int64_t full = j->wend - j->wstart, lo = j->probe_lo;
+    if (w > full)
+        w = full;
+    j->probe_w = w;
+    st_buf_t q;
+    st_buf_init(&q);
+    ST_BUF_LIT(&q, "count(last_over_time("); /* keeps __name__: no clash */
+    int rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    char range[96];
+    if (j->plan.time_order < 0 && lo > 0)
+        snprintf(range, sizeof range, "[%lldms] offset %lldms))", (long long)(w - lo),
+                 (long long)lo);
+    else
+        snprintf(range, sizeof range, "[%lldms]))", (long long)(w - lo));
+    if (!rc)
+        rc = st_buf_append(&q, range, strlen(range));
+    if (!rc)
+        rc = st_buf_put_u8(&q, 0);
+    if (rc) {
+        st_buf_deinit(&q);
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    int64_t at = j->plan.time_order < 0 ? j->wend - 1 : j->wstart + w - 1;
+    router_promql_run(j->r, (char *)q.data, at, at, PROMQL_INSTANT_STEP_MS, j->deadline, 1,
+                      on_probed, j);
+    st_buf_deinit(&q);
+}
+
+static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+        return;
+    }
+    j->prs[j->pushed++] = res;
+    if (j->pushed < j->push.nq)
+        push_next(j);
+    else
+        exec_start(j);
+}
+
+/* The next partial-aggregate query (pushed to the nodes). */
+static void push_next(sqljob_t *j)
+{
+    const sql_push_q_t *q = &j->push.q[j->pushed];
+    router_promql_run(j->r, q->promql, q->start, q->end, q->step ? q->step : PROMQL_INSTANT_STEP_MS,
+                      j->deadline, 1, on_pushed, j);
+}
+
+static void fetch(sqljob_t *j)
+{
+    st_buf_t q;
+    st_buf_init(&q);
+    int64_t start = j->plan.start, end = j->plan.end;
+    char range[64];
+    snprintf(range, sizeof range, "[%lldms]", (long long)(end - start));
+    int rc = 0;
+    if (j->fetch == FETCH_DATA) {
+        rc = sql_plan_selector(j->stmt, &j->plan, &q);
+        if (!rc)
+            rc = st_buf_append(&q, range, strlen(range));
+    } else if (j->fetch == FETCH_TABLES) {
+        ST_BUF_LIT(&q, "count by (__name__) (last_over_time({__name__=~\".+\"}");
+        st_buf_append(&q, range, strlen(range));
+        rc = ST_BUF_LIT(&q, "))");
+    } else {
+        /* last_over_time keeps __name__: one point per series, all labels */
+        ST_BUF_LIT(&q, "last_over_time({__name__=~\"");
+        for (int k = 0; k < 2; k++) {
+            if (k)
+                st_buf_put_u8(&q, '|');
+            for (const char *c = j->ctable; *c; c++) {
+                if (strchr("\\.+*?()|[]{}^$", *c))
+                    ST_BUF_LIT(&q, "\\\\");
+                if (*c == '"')
+                    st_buf_put_u8(&q, '\\');
+                st_buf_put_u8(&q, (uint8_t)*c);
+            }
+        }
+        ST_BUF_LIT(&q, "_.+\"}");
+        st_buf_append(&q, range, strlen(range));
+        rc = st_buf_put_u8(&q, ')');
+    }
+    if (!rc)
+        rc = st_buf_put_u8(&q, 0);
+    if (rc) {
+        st_buf_deinit(&q);
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    /* an instant query at end - 1 ms: the range (end-1-R, end-1] = [start, end) */
+    /* raw rows come in EXPORT pages; catalogs may be pushed down */
+    router_promql_run(j->r, (char *)q.data, end - 1, end - 1, PROMQL_INSTANT_STEP_MS, j->deadline,
+                      j->fetch != FETCH_DATA, on_fetched, j);
+    st_buf_deinit(&q);
+}
+
+/* ---- step 1: parse and dispatch -------------------------------------------- */
+
+static const struct {
+    const char *name, *value;
+} settings[] = {
+    {"server_version", "14.0"},
+    {"server_version_num", "140000"},
+    {"client_encoding", "UTF8"},
+    {"server_encoding", "UTF8"},
+    {"datestyle", "ISO, MDY"},
+    {"timezone", "UTC"},
+    {"integer_datetimes", "on"},
+    {"standard_conforming_strings", "on"},
+    {"transaction_isolation", "read committed"},
+    {"default_transaction_isolation", "read committed"},
+    {"search_path", "public"},
+    {"max_identifier_length", "63"},
+    {"application_name", ""},
+    {"is_superuser", "off"},
+    {"intervalstyle", "postgres"},
+};
+
+static int show_var(sqljob_t *j)
+{
+    const char *name = sql_stmt_table(j->stmt);
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        if (strcmp(settings[i].name, name))
+            continue;
+        j->res = sql_result_create();
+        if (!j->res || sql_result_col(j->res, name, SQL_TEXT))
+            return ST_ENOMEM;
+        sql_val_t v = {.type = SQL_TEXT};
+        v.u.t.s = settings[i].value;
+        v.u.t.len = strlen(settings[i].value);
+        return sql_result_row(j->res, &v);
+    }
+    snprintf(j->err, sizeof j->err, "unrecognized configuration parameter \"%s\"", name);
+    return ST_ENOENT;
+}
+
+void router_sql_run(router_t *r, const char *text, size_t len, const char *const *params,
+                    size_t nparams, router_sql_cb cb, void *arg)
+{
+    sqljob_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        router_sql_answer_t a = {503, "53200", "out of memory", NULL, NULL};
+        cb(arg, &a);
+        return;
+    }
+    j->r = r;
+    j->cb = cb;
+    j->arg = arg;
+    j->now = st_now_ms();
+    j->deadline = st_mono_ms() + r->timeout_ms;
+    if (nparams) {
+        j->params = calloc(nparams, sizeof *j->params);
+        if (!j->params) {
+            fail(j, 503, "53200", "out of memory");
+            return;
+        }
+        j->nparams = nparams;
+        for (size_t i = 0; i < nparams; i++)
+            if (params[i] && !(j->params[i] = strdup(params[i]))) {
+                fail(j, 503, "53200", "out of memory");
+                return;
+            }
+    }
+    int rc = sql_parse(text, len, &j->stmt, j->err, sizeof j->err);
+    if (rc) {
+        fail(j, status_of(rc == ST_EINVAL ? ST_EPARSE : rc),
+             rc == ST_EINVAL ? "0A000" : state_of(rc), j->err);
+        return;
+    }
+    if ((size_t)sql_stmt_nparams(j->stmt) > nparams) {
+        snprintf(j->err, sizeof j->err, "statement uses $%d but %zu parameter(s) were given",
+                 sql_stmt_nparams(j->stmt), nparams);
+        fail(j, 400, "08P01", j->err);
+        return;
+    }
+    const topo_storage_t *st = topo_storage(r->topo);
+    int64_t dstart = st->retention_ms ? j->now - st->retention_ms : 0;
+    int64_t dend = j->now + st->max_future_ms + 1;
+    const char *schema = sql_stmt_schema(j->stmt), *table = sql_stmt_table(j->stmt);
+    switch (sql_stmt_kind(j->stmt)) {
+    case SQL_EMPTY:
+    case SQL_SET:
+    case SQL_TXN:
+        answer(j);
+        return;
+    case SQL_SHOW_VAR:
+        if ((rc = show_var(j))) {
+            fail(j, rc == ST_ENOENT ? 400 : 503, rc == ST_ENOENT ? "42704" : "53200", j->err);
+            return;
+        }
+        answer(j);
+        return;
+    case SQL_DELETE:
+        fail(j, 501, "0A000", "DELETE is not available yet");
+        return;
+    case SQL_INSERT:
+        fail(j, 501, "0A000", "INSERT is answered on POST /sql only");
+        return;
+    case SQL_SHOW_TABLES:
+        j->catalog = 3;
+        j->fetch = FETCH_TABLES;
+        j->plan.start = dstart, j->plan.end = dend;
+        fetch(j);
+        return;
+    case SQL_SHOW_COLUMNS:
+        j->catalog = 4;
+        j->ctable = table;
+        j->fetch = FETCH_COLUMNS;
+        j->plan.start = dstart, j->plan.end = dend;
+        fetch(j);
+        return;
+    case SQL_SELECT:
+        break;
+    }
+    rc = sql_plan(j->stmt, j->now, dstart, dend, (const char *const *)j->params, j->nparams,
+                  &j->plan, j->err, sizeof j->err);
+    if (rc) {
+        fail(j, status_of(rc), state_of(rc), j->err);
+        return;
+    }
+    if (!strcmp(schema, "information_schema") || !strcmp(schema, "pg_catalog")) {
+        if (!strcmp(table, "tables")) {
+            j->catalog = 1;
+            j->fetch = FETCH_TABLES;
+        } else if (!strcmp(table, "columns")) {
+            j->catalog = 2;
+            for (size_t i = 0; i < j->plan.nm; i++)
+                if (!strcmp(j->plan.m[i].name, "table_name") && j->plan.m[i].type == ST_MATCH_EQ)
+                    j->ctable = j->plan.m[i].value;
+            if (!j->ctable) {
+                fail(j, 400, "0A000",
+                     "information_schema.columns needs WHERE table_name = '<table>'");
+                return;
+            }
+            j->fetch = FETCH_COLUMNS;
+        } else {
+            snprintf(j->err, sizeof j->err, "relation \"%s.%s\" does not exist", schema, table);
+            fail(j, 400, "42P01", j->err);
+            return;
+        }
+        j->plan.start = dstart, j->plan.end = dend;
+        j->plan.nm = 0; /* the catalog filters itself */
+        fetch(j);
+        return;
+    }
+    if (schema[0] && strcmp(schema, "public")) {
+        snprintf(j->err, sizeof j->err, "schema \"%s\" does not exist", schema);
+        fail(j, 400, "3F000", j->err);
+        return;
+    }
+    if (!j->plan.needs_data) {
+        exec_start(j);
+        return;
+    }
+    rc = sql_push_plan(j->stmt, &j->plan, &j->push);
+    if (rc < 0) {
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    if (rc == 1 && (j->lab = malloc(64 * sizeof *j->lab))) {
+        j->labcap = 64;
+        j->fetch = FETCH_PUSH;
+        push_next(j);
+        return;
+    }
+    j->fetch = FETCH_DATA;
+    if (j->plan.time_order && j->plan.limit > 0 &&
+        j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
+        j->wstart = j->plan.start;
+        j->wend = j->plan.end;
+        probe(j, SQL_WINDOW_FIRST_MS);
+        return;
+    }
+    fetch(j);
+}
+
+/* ---- the HTTP door ------------------------------------------------------- */
+
+typedef struct sqlhttp {
+    http_req_t *req;
+    int csv;
+} sqlhttp_t;
+
+static void http_error(http_req_t *req, int status, const char *sqlstate, const char *msg)
+{
+    st_buf_t b;
+    st_buf_init(&b);
+    ST_BUF_LIT(&b, "{\"error\":");
+    st_json_str(&b, msg, strlen(msg));
+    const char *p = strstr(msg, "at position ");
+    if (p) {
+        ST_BUF_LIT(&b, ",\"position\":");
+        p += strlen("at position ");
+        while (*p >= '0' && *p <= '9')
+            st_buf_put_u8(&b, (uint8_t)*p++);
+    }
+    if (sqlstate) {
+        ST_BUF_LIT(&b, ",\"sqlstate\":");
+        st_json_str(&b, sqlstate, strlen(sqlstate));
+    }
+    ST_BUF_LIT(&b, "}\n");
+    if (b.data)
+        http_respond(req, status, "application/json", b.data, b.len);
+    else
+        http_respond_error(req, 503, "out of memory");
+    st_buf_deinit(&b);
+}
+
+static void http_answer(void *arg, const router_sql_answer_t *a)
+{
+    sqlhttp_t *h = arg;
+    if (a->status) {
+        http_error(h->req, a->status, a->sqlstate, a->msg);
+        free(h);
+        return;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = 0;
+    if (!a->res) {
+        char tag[64];
+        sql_result_tag(NULL, a->stmt, tag, sizeof tag);
+        ST_BUF_LIT(&b, "{\"columns\":[],\"rows\":[],\"command\":");
+        st_json_str(&b, tag, strlen(tag));
+        rc = ST_BUF_LIT(&b, "}\n");
+    } else {
+        rc = h->csv ? sql_result_csv(a->res, &b) : sql_result_json(a->res, &b);
+    }
+    if (rc)
+        http_respond_error(h->req, 503, "out of memory");
+    else
+        http_respond(h->req, 200, h->csv ? "text/csv; charset=utf-8" : "application/json", b.data,
+                     b.len);
+    st_buf_deinit(&b);
+    free(h);
+}
+
+/* ---- INSERT: the write pipeline of /write (router_write_submit) ------------- */
+
+typedef struct sqlins {
+    sql_stmt_t *stmt;
+    wbatch_t *b;
+    uint64_t item;
+    int64_t now;
+} sqlins_t;
+
+static int ins_sample(void *arg, const st_label_t *l, size_t nl, int64_t ts, double v)
+{
+    sqlins_t *a = arg;
+    const char *why;
+    if (st_labels_validate(l, nl, &why)) {
+        wbatch_reject(a->b, a->item++, why);
+        return 0;
+    }
+    return wbatch_add_series(a->b, a->item++, l, (uint32_t)nl, &ts, &v, 1);
+}
+
+/* Worker: the statement's rows into the batch (400 and nothing written when
+ * a row is not one Strata can store). */
+static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen)
+{
+    sqlins_t *a = arg;
+    (void)req;
+    a->b = b;
+    int rc = sql_insert_each(a->stmt, a->now, NULL, 0, ins_sample, a, msg, msglen);
+    if (rc && rc != ST_ENOMEM && !msg[0])
+        snprintf(msg, msglen, "%s", st_strerror(rc));
+    return rc ? (rc == ST_ENOMEM ? ST_ENOMEM : ST_EINVAL) : wbatch_finish(b);
+}
+
+static void ins_done(void *arg, router_t *r, const wbatch_t *b)
+{
+    sqlins_t *a = arg;
+    (void)b;
+    metric_counter_inc(b ? sql_ok : sql_err);
+    (void)r;
+    sql_stmt_free(a->stmt);
+    free(a);
+}
+
+/* INSERT over HTTP: answered like /write (204, 400 partial write, 503). */
+static void http_insert(router_t *r, http_req_t *req, sql_stmt_t *stmt)
+{
+    /* /sql needs read; an INSERT needs write (a users file: the gate let
+     * the request through with its user) */
+    const auth_user_t *u = auth_gate_user(req);
+    if (u && auth_user_role(u) < AUTH_ROLE_WRITE) {
+        sql_stmt_free(stmt);
+        auth_gate_forbid(r->auth, req, "has role read; INSERT needs the write role");
+        return;
+    }
+    sqlins_t *a = calloc(1, sizeof *a);
+    int consistency = repl_consistency_param(http_req_param(req, "consistency"));
+    if (!a || consistency < 0) {
+        free(a);
+        sql_stmt_free(stmt);
+        if (consistency < 0)
+            http_respond_error(req, 400, "invalid consistency (sync, quorum, async)");
+        else
+            http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    a->stmt = stmt;
+    a->now = st_now_ms();
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_submit(r, req, consistency, a->now, &src);
+}
+
+void router_handle_sql(router_t *r, http_req_t *req)
+{
+    if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_POST) {
+        http_respond_error(req, 405, "use GET or POST");
+        return;
+    }
+    const char *q = NULL;
+    size_t qlen = 0;
+    http_params_t form;
+    http_params_init(&form);
+    const char *ct = http_req_header(req, "Content-Type");
+    if (req->method == HTTP_METHOD_POST &&
+        !(ct && strstr(ct, "application/x-www-form-urlencoded"))) {
+        q = (const char *)req->body;
+        qlen = req->body_len;
+    } else {
+        char msg[300];
+        if (router_read_load(req, &form, msg, sizeof msg)) {
+            http_params_deinit(&form);
+            http_error(req, 400, "08P01", msg);
+            return;
+        }
+        q = http_params_get(&form, "q");
+        qlen = q ? strlen(q) : 0;
+    }
+    if (!q || !qlen) {
+        http_params_deinit(&form);
+        http_error(req, 400, "42601",
+                   "no statement: send it as the POST body, or as q= (GET or a POST form)");
+        return;
+    }
+    sqlhttp_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        http_params_deinit(&form);
+        http_respond_error(req, 503, "out of memory");
+        return;
+    }
+    h->req = req;
+    const char *acc = http_req_header(req, "Accept");
+    h->csv = acc && strstr(acc, "text/csv") != NULL;
+    size_t sp = 0;
+    while (sp < qlen && (q[sp] == ' ' || q[sp] == '\n' || q[sp] == '\t' || q[sp] == '\r'))
+        sp++;
+    if (qlen - sp >= 6 && !strncasecmp(q + sp, "insert", 6)) {
+        sql_stmt_t *stmt;
+        char err[SQL_ERR_MAX];
+        int rc = sql_parse(q, qlen, &stmt, err, sizeof err);
+        http_params_deinit(&form);
+        free(h);
+        if (rc) {
+            metric_counter_inc(sql_err);
+            http_error(req, status_of(rc == ST_EINVAL ? ST_EPARSE : rc),
+                       rc == ST_EINVAL ? "0A000" : state_of(rc), err);
+            return;
+        }
+        http_insert(r, req, stmt);
+        return;
+    }
+    router_sql_run(r, q, qlen, NULL, 0, http_answer, h);
+    http_params_deinit(&form);
+}
