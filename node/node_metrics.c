@@ -18,7 +18,7 @@
     X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
     X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
     X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
-    X(retention_errors) X(degraded)
+    X(retention_errors) X(degraded) X(segment_opens) X(segment_reads_skipped)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -103,6 +103,13 @@ static int engine_gauges(void *arg, st_buf_t *out)
          t.compaction_errors},
         {"strata_node_retention_errors_total", "counter", "Failed retention passes (retried).",
          t.retention_errors},
+        {"strata_node_segment_opens_total", "counter",
+         "Segment files opened (mapped) to read them; closed ones reopen through the LRU.",
+         t.segment_opens},
+        {"strata_node_segment_reads_skipped_total", "counter",
+         "Segment reads skipped unopened: the segment's in-memory summary shows no sample of "
+         "the series in the range.",
+         t.segment_reads_skipped},
         {"strata_node_degraded", "gauge",
          "1 while an engine reports itself degraded (/ready answers 503 with the reason).",
          t.degraded ? 1 : 0},

@@ -1042,6 +1042,8 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->writes_refused_busy = atomic_load(&e->writes_busy);
     s->open_files = atomic_load(&e->open_files);
     s->early_flushes = atomic_load(&e->early_flushes);
+    s->segment_opens = atomic_load(&e->seg_opens);
+    s->segment_reads_skipped = atomic_load(&e->seg_reads_skipped);
     s->wal_errors = atomic_load(&e->wal_errors);
     s->compaction_errors = atomic_load(&e->compaction_errors);
     s->retention_errors = atomic_load(&e->retention_errors);

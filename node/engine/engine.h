@@ -284,7 +284,9 @@ typedef struct engine_stats {
     uint64_t wal_errors;             /* failed WAL appends / syncs / rotations */
     uint64_t compaction_errors;
     uint64_t retention_errors;
-    uint32_t degraded; /* 1 while engine_health() reports degraded */
+    uint32_t degraded;              /* 1 while engine_health() reports degraded */
+    uint64_t segment_opens;         /* segment files opened (mmap) by readers */
+    uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -60,6 +60,7 @@ void seg_ref_release(seg_ref_t *r)
     seg_ref_lru_drop(r);
     if (atomic_load(&r->obsolete))
         unlink(r->path);
+    seg_summary_free(atomic_load(&r->sum));
     free(r->path);
     free(r);
 }
@@ -132,6 +133,7 @@ static seg_ref_t *seg_ref_new(engine_t *e, const char *path, uint64_t seq_min, u
     r->size = (uint64_t)sb.st_size;
     r->bud = e->bud;
     r->eng_open = &e->open_files;
+    r->eng_opens = &e->seg_opens;
     atomic_init(&r->refs, 1);
     atomic_init(&r->obsolete, 0);
     *rc = 0;
@@ -289,6 +291,7 @@ typedef struct part_writer {
     char path[4096];
     uint64_t seq;
     size_t blocks;
+    seg_summary_t *sum; /* taken from the writer before it finishes (NULL: unknown) */
 } part_writer_t;
 
 static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v, size_t n,
@@ -319,6 +322,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     pw->start = start;
     pw->seq = seq_max;
     pw->blocks = 0;
+    pw->sum = NULL;
     seg_meta_t meta = {
         .part_start = start, .part_end = start + e->o.partition_ms, .seq = seq_max, .level = level};
     int rc = seg_writer_create(pw->path, &meta, &pw->w);
@@ -331,13 +335,24 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     return rc;
 }
 
-/* Publish a finished segment file in its partition. */
-static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax)
+/* The writer's summary of what it holds (before finishing it); NULL when
+ * it cannot tell: the first open summarizes the file then. */
+static seg_summary_t *writer_summary(seg_writer_t *w)
+{
+    seg_summary_t *m = NULL;
+    return seg_writer_summary(w, &m) == 0 ? m : NULL;
+}
+
+/* Publish a finished segment file in its partition (*sum moves to it). */
+static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax,
+                   seg_summary_t **sum)
 {
     int rc;
     seg_ref_t *r = seg_ref_new(e, path, smin, smax, &rc);
     if (!r)
         return rc;
+    atomic_store(&r->sum, *sum);
+    *sum = NULL;
     pthread_mutex_lock(&e->parts_mu);
     part_t *p = part_get_unsafe(e, start, 1);
     rc = p ? part_add_seg_unsafe(p, r) : ST_ENOMEM;
@@ -427,7 +442,13 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, 
         errno = en;
         return rc;
     }
-    return seg_writer_finish_deferred(pw->w);
+    pw->sum = writer_summary(pw->w);
+    rc = seg_writer_finish_deferred(pw->w);
+    if (rc) {
+        seg_summary_free(pw->sum);
+        pw->sum = NULL;
+    }
+    return rc;
 }
 
 /* Make everything written under the data dir durable: one syncfs(2) for a
@@ -490,7 +511,7 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int
     int rc2 = np ? sync_data_fs(e) : 0;
     for (size_t k = 0; k < np && !rc2; k++) {
         if ((rc2 = seg_commit(pw[k].path)) == 0)
-            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq);
+            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq, &pw[k].sum);
         if (!rc2)
             f->done_before = pw[k].start + e->o.partition_ms;
     }
@@ -507,6 +528,8 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int
         engine_fail(e, FAIL_FLUSH, "%s (syncing %zu segments)", strerror(en), np);
         rc = rc ? rc : rc2;
     }
+    for (size_t k = 0; k < np; k++)
+        seg_summary_free(pw[k].sum); /* those not published */
     free(pw);
     return rc;
 }
@@ -781,7 +804,9 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         size_t n = samples_sort_dedup(mb.ts, mb.v, mb.n);
         rc = write_blocks(pw.w, id, mb.ts, mb.v, n, &buf);
     }
+    seg_summary_t *sum = NULL;
     if (!rc && cur) {
+        sum = writer_summary(pw.w);
         rc = seg_writer_finish(pw.w);
     } else if (cur) {
         seg_writer_abort(pw.w);
@@ -796,6 +821,8 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     if (!rc) {
         seg_ref_t *out = seg_ref_new(e, pw.path, smin, smax, &rc);
         if (out) {
+            atomic_store(&out->sum, sum);
+            sum = NULL;
             pthread_mutex_lock(&e->parts_mu);
             p = part_get_unsafe(e, part_start, 1);
             /* replace the inputs (still in the list: flush_mu excludes other compactions
@@ -825,6 +852,7 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         atomic_fetch_add(&e->compaction_errors, 1);
         engine_fail(e, FAIL_COMPACT, "%s (partition %" PRId64 ")", why, part_start);
     }
+    seg_summary_free(sum);
     for (size_t i = 0; i < nin; i++)
         seg_ref_release(in[i]);
     free(in);

@@ -123,7 +123,12 @@ typedef struct seg_ref {
     atomic_int refs;     /* the partition's list holds one */
     atomic_int obsolete; /* unlink on last release */
     engine_budget_t *bud;
-    atomic_uint_least64_t *eng_open; /* the owning engine's open-file gauge */
+    atomic_uint_least64_t *eng_open;  /* the owning engine's open-file gauge */
+    atomic_uint_least64_t *eng_opens; /* ... and its count of files opened */
+    /* what the file holds (time, series ids), kept while it is closed so a
+     * reader can skip it unopened; set once (by the writer or the first
+     * open), NULL until then */
+    _Atomic(seg_summary_t *) sum;
     /* guarded by bud->lru_mu */
     int pins;
     int in_lru;
@@ -138,6 +143,9 @@ typedef struct part {
 } part_t;
 
 void seg_ref_release(seg_ref_t *r);
+/* 0 when r surely holds no sample of `id` in [mint, maxt] (its summary
+ * says so; unknown: 1). */
+int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt);
 
 /* Kinds of failure engine_health reports (one reason each). */
 enum { FAIL_FLUSH, FAIL_WAL, FAIL_COMPACT, FAIL_RETENTION, FAIL_KINDS };
@@ -181,6 +189,7 @@ struct engine {
     atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
         samples_too_old, samples_too_far_future, series_refused, samples_refused, writes_busy,
         early_flushes, wal_errors, compaction_errors, retention_errors;
+    atomic_uint_least64_t seg_opens, seg_reads_skipped; /* segment files opened; reads skipped */
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
