@@ -18,7 +18,8 @@
     X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
     X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
     X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
-    X(retention_errors) X(degraded) X(segment_opens) X(segment_reads_skipped)
+    X(retention_errors) X(degraded) X(segment_opens) X(segment_reads_skipped) \
+    X(writes_backpressure_cut)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -110,6 +111,9 @@ static int engine_gauges(void *arg, st_buf_t *out)
          "Segment reads skipped unopened: the segment's in-memory summary shows no sample of "
          "the series in the range.",
          t.segment_reads_skipped},
+        {"strata_node_writes_backpressure_timeouts_total", "counter",
+         "Shard writes acknowledged after waiting 250 ms for a flush behind (backpressure).",
+         t.writes_backpressure_cut},
         {"strata_node_degraded", "gauge",
          "1 while an engine reports itself degraded (/ready answers 503 with the reason).",
          t.degraded ? 1 : 0},

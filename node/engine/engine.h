@@ -287,6 +287,8 @@ typedef struct engine_stats {
     uint32_t degraded;              /* 1 while engine_health() reports degraded */
     uint64_t segment_opens;         /* segment files opened (mmap) by readers */
     uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
+    uint64_t
+        writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -36,6 +36,9 @@
 
 #define ENGINE_BLOCK_MAX 4096 /* samples per segment block */
 #define ENGINE_DEFAULT_MAX_OPEN_FILES 1024
+/* longest a write waits for a flush behind (backpressure) before it is
+ * acknowledged anyway (it is in the WAL and head already) */
+#define ENGINE_BACKPRESSURE_MAX_MS 250
 
 /* ---- the node budget (engine_budget.c) ---- */
 
@@ -190,6 +193,7 @@ struct engine {
         samples_too_old, samples_too_far_future, series_refused, samples_refused, writes_busy,
         early_flushes, wal_errors, compaction_errors, retention_errors;
     atomic_uint_least64_t seg_opens, seg_reads_skipped; /* segment files opened; reads skipped */
+    atomic_uint_least64_t writes_backpressure_cut; /* writes that stopped waiting for a flush */
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
