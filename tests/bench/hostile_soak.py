@@ -320,7 +320,7 @@ def main():
         val = lambda name: int(sum(v for (n, _), v in m.items() if n == name))
         counters.append("n%d: segments %d, segment opens %d, segment reads skipped %d, early "
                         "flushes %d, flushes %d, compactions %d, flush errors %d, compaction "
-                        "errors %d, open files %d, degraded %d"
+                        "errors %d, open files %d, degraded %d, backpressure cut %d"
                         % (i + 1, val("strata_node_segments"),
                            val("strata_node_segment_opens_total"),
                            val("strata_node_segment_reads_skipped_total"),
@@ -328,7 +328,8 @@ def main():
                            val("strata_node_flushes_total"), val("strata_node_compactions_total"),
                            val("strata_node_flush_errors_total"),
                            val("strata_node_compaction_errors_total"),
-                           val("strata_node_open_files"), val("strata_node_degraded")))
+                           val("strata_node_open_files"), val("strata_node_degraded"),
+                           val("strata_node_writes_backpressure_timeouts_total")))
     # stop the processes, then remove the (huge) data dir off the critical path
     data_dir = c.dir
     c.dir = tempfile.mkdtemp(prefix="strata-soak-empty-")
