@@ -950,6 +950,7 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
     head_t *h = e->head;
     if (h->samples == 0)
         h->created_ms = st_now_ms();
+    uint64_t data0 = head_data_bytes(h);
     for (size_t i = 0; i < n && !rc; i++) {
         rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
         if (!rc)
@@ -967,9 +968,12 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
      * write is already in the WAL and head, and a flush of a head spanning
      * thousands of partitions can take minutes, during which a waiting
      * writer would hold a thread every other request shares; the node's
-     * head_max_bytes stays the hard bound (refused before writing) */
+     * head_max_bytes stays the hard bound (refused before writing). Only a
+     * write that grew the head by 1/64 of its budget or more waits: the
+     * writers filling the head are slowed, not the small ones behind them */
     struct timespec bp_until = engine_deadline_in(ENGINE_BACKPRESSURE_MAX_MS);
-    while (!rc && e->frozen && head_data_bytes(e->head) >= 2 * e->o.memtable_max_bytes &&
+    int big = head_data_bytes(h) - data0 >= e->o.memtable_max_bytes / 64;
+    while (!rc && big && e->frozen && head_data_bytes(e->head) >= 2 * e->o.memtable_max_bytes &&
            e->bg_running) {
         if (e->flush_err) {
             rc = e->flush_err;
