@@ -19,7 +19,8 @@
     X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
     X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
     X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
-    X(samples_deleted) X(purge_bytes_reclaimed) X(purges)
+    X(samples_deleted) X(purge_bytes_reclaimed) X(purges) X(segment_opens) \
+    X(segment_reads_skipped) X(writes_backpressure_cut)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -123,6 +124,16 @@ static int engine_gauges(void *arg, st_buf_t *out)
          "Bytes freed by compactions that dropped deleted samples.", t.purge_bytes_reclaimed},
         {"strata_node_purges_total", "counter", "Compactions that dropped deleted samples.",
          t.purges},
+        {"strata_node_segment_opens_total", "counter",
+         "Segment files opened (mapped) to read them; closed ones reopen through the LRU.",
+         t.segment_opens},
+        {"strata_node_segment_reads_skipped_total", "counter",
+         "Segment reads skipped unopened: the segment's in-memory summary shows no sample of "
+         "the series in the range.",
+         t.segment_reads_skipped},
+        {"strata_node_writes_backpressure_timeouts_total", "counter",
+         "Shard writes acknowledged after waiting 250 ms for a flush behind (backpressure).",
+         t.writes_backpressure_cut},
         {"strata_node_degraded", "gauge",
          "1 while an engine reports itself degraded (/ready answers 503 with the reason).",
          t.degraded ? 1 : 0},

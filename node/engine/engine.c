@@ -271,12 +271,25 @@ static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len
 
 /* ---- background thread ---- */
 
+/*
+ * The head bytes a flush frees for good: all but its series index (one
+ * pointer per series id of the engine, sized by the id space, not by what
+ * was written: a fresh head grows it again at its first write). The
+ * per-engine flush trigger and backpressure use this; the node budget
+ * charges every byte.
+ */
+static uint64_t head_data_bytes(const head_t *h)
+{
+    uint64_t index = (uint64_t)h->ns * sizeof *h->s;
+    return h->bytes > index ? h->bytes - index : 0;
+}
+
 static int head_needs_flush(engine_t *e)
 {
     head_t *h = e->head;
     if (h->samples == 0)
         return 0;
-    if (h->bytes >= e->o.memtable_max_bytes)
+    if (head_data_bytes(h) >= e->o.memtable_max_bytes)
         return 1;
     if (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) {
         atomic_fetch_add(&e->early_flushes, 1);
@@ -320,6 +333,20 @@ static void bg_flush(engine_t *e)
     }
 }
 
+/* The CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait. */
+static struct timespec engine_deadline_in(long ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    return dl;
+}
+
 static void *bg_main(void *arg)
 {
     engine_t *e = arg;
@@ -327,13 +354,7 @@ static void *bg_main(void *arg)
     pthread_mutex_lock(&e->bg_mu);
     while (!e->bg_stop) {
         if (!e->bg_kick) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_nsec += 250 * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            struct timespec dl = engine_deadline_in(250);
             pthread_cond_timedwait(&e->bg_cv, &e->bg_mu, &dl);
         }
         e->bg_kick = 0;
@@ -942,6 +963,7 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
     head_t *h = e->head;
     if (h->samples == 0)
         h->created_ms = st_now_ms();
+    uint64_t data0 = head_data_bytes(h);
     for (size_t i = 0; i < n && !rc; i++) {
         rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
         if (!rc)
@@ -951,20 +973,32 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
     if (!rc && engine_tomb_any_dead(e))
         engine_tomb_note_write(e, ws.ids, n); /* written again: listed again */
     engine_head_account(e);
-    int over = h->bytes >= e->o.memtable_max_bytes ||
+    int over = head_data_bytes(h) >= e->o.memtable_max_bytes ||
                (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) ||
                budget_head_over(e->bud);
     /* backpressure: while a frozen head is still being written and the active
      * one is twice over its budget, wait for the flush to finish (or fail:
      * then this write is in the WAL and head but reported as not durable,
-     * and a retry is harmless) */
-    while (!rc && e->frozen && e->head->bytes >= 2 * e->o.memtable_max_bytes && e->bg_running) {
+     * and a retry is harmless) -- at most ENGINE_BACKPRESSURE_MAX_MS: the
+     * write is already in the WAL and head, and a flush of a head spanning
+     * thousands of partitions can take minutes, during which a waiting
+     * writer would hold a thread every other request shares; the node's
+     * head_max_bytes stays the hard bound (refused before writing). Only a
+     * write that grew the head by 1/64 of its budget or more waits: the
+     * writers filling the head are slowed, not the small ones behind them */
+    struct timespec bp_until = engine_deadline_in(ENGINE_BACKPRESSURE_MAX_MS);
+    int big = head_data_bytes(h) - data0 >= e->o.memtable_max_bytes / 64;
+    while (!rc && big && e->frozen && head_data_bytes(e->head) >= 2 * e->o.memtable_max_bytes &&
+           e->bg_running) {
         if (e->flush_err) {
             rc = e->flush_err;
             engine_set_error("flush failing, write not acknowledged: %s", st_strerror(rc));
             break;
         }
-        pthread_cond_wait(&e->head_cv, &e->head_mu);
+        if (pthread_cond_timedwait(&e->head_cv, &e->head_mu, &bp_until) == ETIMEDOUT) {
+            atomic_fetch_add(&e->writes_backpressure_cut, 1);
+            break;
+        }
     }
     pthread_mutex_unlock(&e->head_mu);
     if (rc)
@@ -1069,6 +1103,9 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->writes_refused_busy = atomic_load(&e->writes_busy);
     s->open_files = atomic_load(&e->open_files);
     s->early_flushes = atomic_load(&e->early_flushes);
+    s->segment_opens = atomic_load(&e->seg_opens);
+    s->segment_reads_skipped = atomic_load(&e->seg_reads_skipped);
+    s->writes_backpressure_cut = atomic_load(&e->writes_backpressure_cut);
     s->wal_errors = atomic_load(&e->wal_errors);
     s->compaction_errors = atomic_load(&e->compaction_errors);
     s->retention_errors = atomic_load(&e->retention_errors);

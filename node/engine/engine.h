@@ -326,6 +326,10 @@ typedef struct engine_stats {
     uint64_t samples_deleted;       /* samples they removed */
     uint64_t purge_bytes_reclaimed; /* bytes compaction freed while applying tombstones */
     uint64_t purges;                /* such compactions */
+    uint64_t segment_opens;         /* segment files opened (mmap) by readers */
+    uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
+    uint64_t
+        writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -14,7 +14,9 @@
  * opens a closed file outside the lock, links it first and closes the least
  * recently used unpinned files beyond max_open_files (munmap outside the
  * lock too); a pinned file is never closed, so the bound can be passed
- * while more files than it are being read at the same moment.
+ * while more files than it are being read at the same moment. The first
+ * open of a file without a summary (startup) gives it one, which outlives
+ * the mapping, so readers can skip it later without opening it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,23 @@ static seg_t *lru_evict(engine_budget_t *b, seg_ref_t *r)
     return s;
 }
 
+/* Give r its summary from the open file if it has none yet (the first open
+ * after startup); a failure only leaves it unknown. */
+static void seg_ref_summarize(seg_ref_t *r, const seg_t *s)
+{
+    seg_summary_t *m = NULL, *none = NULL;
+    if (atomic_load(&r->sum) || seg_summarize(s, &m) != 0)
+        return;
+    if (!atomic_compare_exchange_strong(&r->sum, &none, m))
+        seg_summary_free(m);
+}
+
+int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt)
+{
+    seg_summary_t *m = atomic_load(&r->sum);
+    return !m || seg_summary_may_hold(m, id, mint, maxt);
+}
+
 int seg_ref_pin(seg_ref_t *r)
 {
     engine_budget_t *b = r->bud;
@@ -122,6 +141,8 @@ int seg_ref_pin(seg_ref_t *r)
     int rc = seg_open(r->path, &s);
     if (rc)
         return rc;
+    atomic_fetch_add(r->eng_opens, 1);
+    seg_ref_summarize(r, s);
     seg_t *victims[8];
     size_t nv = 0;
     pthread_mutex_lock(&b->lru_mu);

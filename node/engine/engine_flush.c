@@ -61,6 +61,7 @@ void seg_ref_release(seg_ref_t *r)
     seg_ref_lru_drop(r);
     if (atomic_load(&r->obsolete))
         unlink(r->path);
+    seg_summary_free(atomic_load(&r->sum));
     free(r->path);
     free(r);
 }
@@ -133,6 +134,7 @@ static seg_ref_t *seg_ref_new(engine_t *e, const char *path, uint64_t seq_min, u
     r->size = (uint64_t)sb.st_size;
     r->bud = e->bud;
     r->eng_open = &e->open_files;
+    r->eng_opens = &e->seg_opens;
     atomic_init(&r->refs, 1);
     atomic_init(&r->obsolete, 0);
     *rc = 0;
@@ -290,6 +292,7 @@ typedef struct part_writer {
     char path[4096];
     uint64_t seq;
     size_t blocks;
+    seg_summary_t *sum; /* taken from the writer before it finishes (NULL: unknown) */
 } part_writer_t;
 
 static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v, size_t n,
@@ -320,6 +323,7 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     pw->start = start;
     pw->seq = seq_max;
     pw->blocks = 0;
+    pw->sum = NULL;
     seg_meta_t meta = {
         .part_start = start, .part_end = start + e->o.partition_ms, .seq = seq_max, .level = level};
     int rc = seg_writer_create(pw->path, &meta, &pw->w);
@@ -332,13 +336,24 @@ static int open_part_writer(engine_t *e, part_writer_t *pw, int64_t start, uint6
     return rc;
 }
 
-/* Publish a finished segment file in its partition. */
-static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax)
+/* The writer's summary of what it holds (before finishing it); NULL when
+ * it cannot tell: the first open summarizes the file then. */
+static seg_summary_t *writer_summary(seg_writer_t *w)
+{
+    seg_summary_t *m = NULL;
+    return seg_writer_summary(w, &m) == 0 ? m : NULL;
+}
+
+/* Publish a finished segment file in its partition (*sum moves to it). */
+static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax,
+                   seg_summary_t **sum)
 {
     int rc;
     seg_ref_t *r = seg_ref_new(e, path, smin, smax, &rc);
     if (!r)
         return rc;
+    atomic_store(&r->sum, *sum);
+    *sum = NULL;
     pthread_mutex_lock(&e->parts_mu);
     part_t *p = part_get_unsafe(e, start, 1);
     rc = p ? part_add_seg_unsafe(p, r) : ST_ENOMEM;
@@ -402,8 +417,8 @@ static uint32_t first_at(const head_series_t *s, int64_t t)
  * left as "<path>.tmp" for the batch to sync and commit. One file open at a
  * time, whatever the head spans.
  */
-static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, st_buf_t *buf,
-                          part_writer_t *pw)
+static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t *ids, size_t nids,
+                          int64_t start, st_buf_t *buf, part_writer_t *pw)
 {
     pthread_mutex_lock(&e->parts_mu);
     uint64_t seq = e->next_seq++;
@@ -412,7 +427,8 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, 
     if (rc)
         return rc;
     int64_t end = start + e->o.partition_ms;
-    for (uint32_t id = 0; id < f->ns && !rc; id++) {
+    for (size_t k = 0; k < nids && !rc; k++) {
+        uint32_t id = ids[k];
         head_series_t *s = f->s[id];
         if (!s || cur[id] >= s->n || s->ts[cur[id]] >= end)
             continue;
@@ -428,7 +444,13 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, int64_t start, 
         errno = en;
         return rc;
     }
-    return seg_writer_finish_deferred(pw->w);
+    pw->sum = writer_summary(pw->w);
+    rc = seg_writer_finish_deferred(pw->w);
+    if (rc) {
+        seg_summary_free(pw->sum);
+        pw->sum = NULL;
+    }
+    return rc;
 }
 
 /* Make everything written under the data dir durable: one syncfs(2) for a
@@ -448,13 +470,115 @@ static int sync_data_fs(engine_t *e)
 #define FLUSH_BATCH 256 /* partitions written between two syncs */
 
 /*
+ * The frozen head's series ordered by their next unwritten timestamp (a
+ * binary min-heap), so each partition is written from the series that have
+ * samples in it: a flush costs O(pairs of series and partition x log
+ * series), not O(partitions x series ids) -- a head spanning thousands of
+ * partitions with a million series ids took minutes of CPU that way.
+ */
+typedef struct fq_item {
+    int64_t ts;
+    uint32_t id;
+} fq_item_t;
+
+typedef struct flush_queue {
+    fq_item_t *h;
+    size_t n, cap;
+    uint32_t *ids; /* scratch: the ids of one partition (cap entries) */
+} flush_queue_t;
+
+static void fq_down(flush_queue_t *q, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < q->n && q->h[l].ts < q->h[m].ts)
+            m = l;
+        if (l + 1 < q->n && q->h[l + 1].ts < q->h[m].ts)
+            m = l + 1;
+        if (m == i)
+            return;
+        fq_item_t t = q->h[i];
+        q->h[i] = q->h[m];
+        q->h[m] = t;
+        i = m;
+    }
+}
+
+static void fq_push(flush_queue_t *q, int64_t ts, uint32_t id)
+{
+    size_t i = q->n++; /* never over cap: an id is in the heap at most once */
+    q->h[i] = (fq_item_t){ts, id};
+    while (i > 0 && q->h[(i - 1) / 2].ts > q->h[i].ts) {
+        fq_item_t t = q->h[i];
+        q->h[i] = q->h[(i - 1) / 2];
+        q->h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+/* (Re)build from the cursors: every series with samples left. */
+static int fq_build(flush_queue_t *q, const head_t *f, const uint32_t *cur)
+{
+    size_t n = 0;
+    for (uint32_t id = 0; id < f->ns; id++)
+        n += f->s[id] && cur[id] < f->s[id]->n;
+    if (n > q->cap) {
+        fq_item_t *h = realloc(q->h, n * sizeof *h);
+        if (!h)
+            return ST_ENOMEM;
+        q->h = h;
+        uint32_t *ids = realloc(q->ids, n * sizeof *ids);
+        if (!ids)
+            return ST_ENOMEM;
+        q->ids = ids;
+        q->cap = n;
+    }
+    q->n = 0;
+    for (uint32_t id = 0; id < f->ns; id++)
+        if (f->s[id] && cur[id] < f->s[id]->n)
+            q->h[q->n++] = (fq_item_t){f->s[id]->ts[cur[id]], id};
+    for (size_t i = q->n / 2; i-- > 0;)
+        fq_down(q, i);
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Take out the series with a next sample before `end` (ascending ids). */
+static size_t fq_take(flush_queue_t *q, int64_t end)
+{
+    size_t k = 0;
+    while (q->n && q->h[0].ts < end) {
+        q->ids[k++] = q->h[0].id;
+        q->h[0] = q->h[--q->n];
+        fq_down(q, 0);
+    }
+    qsort(q->ids, k, sizeof *q->ids, cmp_u32);
+    return k;
+}
+
+/* Put back the series of q->ids[0..k) that have samples left. */
+static void fq_put_back(flush_queue_t *q, const head_t *f, const uint32_t *cur, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        const head_series_t *s = f->s[q->ids[i]];
+        if (cur[q->ids[i]] < s->n)
+            fq_push(q, s->ts[cur[q->ids[i]]], q->ids[i]);
+    }
+}
+
+/*
  * One batch: the next partitions (at most FLUSH_BATCH) written as .tmp
  * files, one file open at a time; synced; renamed into place and
  * published; synced again. done_before moves past each published one.
  * Returns 0 with *more = 0 when the frozen head is all written.
  */
-static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int64_t deadline_ms,
-                       int *more)
+static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, flush_queue_t *q, st_buf_t *buf,
+                       int64_t deadline_ms, int *more)
 {
     part_writer_t *pw = malloc(FLUSH_BATCH * sizeof *pw);
     if (!pw)
@@ -463,20 +587,17 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int
     int rc = 0;
     *more = 0;
     while (np < FLUSH_BATCH) {
-        int64_t mint = INT64_MAX;
-        for (uint32_t id = 0; id < f->ns; id++) {
-            head_series_t *s = f->s[id];
-            if (s && cur[id] < s->n && s->ts[cur[id]] < mint)
-                mint = s->ts[cur[id]];
-        }
-        if (mint == INT64_MAX)
+        if (q->n == 0)
             break;
         if ((deadline_ms && st_now_ms() >= deadline_ms) || atomic_load(&e->stopping)) {
             rc = ST_ETIMEDOUT;
             break;
         }
-        int64_t start = engine_part_start(e, mint);
-        if ((rc = flush_one_part(e, f, cur, start, buf, &pw[np])) != 0) {
+        int64_t start = engine_part_start(e, q->h[0].ts);
+        size_t k = fq_take(q, start + e->o.partition_ms);
+        rc = flush_one_part(e, f, cur, q->ids, k, start, buf, &pw[np]);
+        fq_put_back(q, f, cur, k);
+        if (rc) {
             int en = errno;
             engine_set_error("cannot write a segment of partition %" PRId64 ": %s", start,
                              rc == ST_EIO ? strerror(en) : st_strerror(rc));
@@ -491,7 +612,7 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int
     int rc2 = np ? sync_data_fs(e) : 0;
     for (size_t k = 0; k < np && !rc2; k++) {
         if ((rc2 = seg_commit(pw[k].path)) == 0)
-            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq);
+            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq, &pw[k].sum);
         if (!rc2)
             f->done_before = pw[k].start + e->o.partition_ms;
     }
@@ -508,6 +629,8 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, st_buf_t *buf, int
         engine_fail(e, FAIL_FLUSH, "%s (syncing %zu segments)", strerror(en), np);
         rc = rc ? rc : rc2;
     }
+    for (size_t k = 0; k < np; k++)
+        seg_summary_free(pw[k].sum); /* those not published */
     free(pw);
     return rc;
 }
@@ -551,6 +674,7 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
     pthread_mutex_unlock(&e->head_mu);
     st_buf_t buf;
     st_buf_init(&buf);
+    flush_queue_t q = {0};
     int more = 1;
     while (more && !rc) {
         /* resume where the last batch stopped (a failure rewinds cursors) */
@@ -558,9 +682,13 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
             for (uint32_t id = 0; id < f->ns; id++)
                 if (f->s[id] && f->s[id]->n)
                     cur[id] = first_at(f->s[id], f->done_before);
-        rc = flush_batch(e, f, cur, &buf, deadline_ms, &more);
+        rc = fq_build(&q, f, cur);
+        if (!rc)
+            rc = flush_batch(e, f, cur, &q, &buf, deadline_ms, &more);
     }
     st_buf_deinit(&buf);
+    free(q.h);
+    free(q.ids);
     free(cur);
     if (rc)
         return rc;
@@ -804,7 +932,9 @@ int engine_compact_part(engine_t *e, int64_t part_start)
             continue; /* every sample of the series deleted */
         rc = write_blocks(pw.w, id, mb.ts, mb.v, n, &buf);
     }
+    seg_summary_t *sum = NULL;
     if (!rc && cur) {
+        sum = writer_summary(pw.w);
         rc = seg_writer_finish(pw.w);
     } else if (cur) {
         seg_writer_abort(pw.w);
@@ -819,6 +949,8 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     if (!rc) {
         seg_ref_t *out = seg_ref_new(e, pw.path, smin, smax, &rc);
         if (out) {
+            atomic_store(&out->sum, sum);
+            sum = NULL;
             pthread_mutex_lock(&e->parts_mu);
             p = part_get_unsafe(e, part_start, 1);
             /* replace the inputs (still in the list: flush_mu excludes other compactions
@@ -850,6 +982,7 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         atomic_fetch_add(&e->compaction_errors, 1);
         engine_fail(e, FAIL_COMPACT, "%s (partition %" PRId64 ")", why, part_start);
     }
+    seg_summary_free(sum);
     for (size_t i = 0; i < nin; i++)
         seg_ref_release(in[i]);
     free(in);

@@ -36,6 +36,9 @@
 
 #define ENGINE_BLOCK_MAX 4096 /* samples per segment block */
 #define ENGINE_DEFAULT_MAX_OPEN_FILES 1024
+/* longest a write waits for a flush behind (backpressure) before it is
+ * acknowledged anyway (it is in the WAL and head already) */
+#define ENGINE_BACKPRESSURE_MAX_MS 250
 
 /* ---- the node budget (engine_budget.c) ---- */
 
@@ -123,7 +126,12 @@ typedef struct seg_ref {
     atomic_int refs;     /* the partition's list holds one */
     atomic_int obsolete; /* unlink on last release */
     engine_budget_t *bud;
-    atomic_uint_least64_t *eng_open; /* the owning engine's open-file gauge */
+    atomic_uint_least64_t *eng_open;  /* the owning engine's open-file gauge */
+    atomic_uint_least64_t *eng_opens; /* ... and its count of files opened */
+    /* what the file holds (time, series ids), kept while it is closed so a
+     * reader can skip it unopened; set once (by the writer or the first
+     * open), NULL until then */
+    _Atomic(seg_summary_t *) sum;
     /* guarded by bud->lru_mu */
     int pins;
     int in_lru;
@@ -138,6 +146,9 @@ typedef struct part {
 } part_t;
 
 void seg_ref_release(seg_ref_t *r);
+/* 0 when r surely holds no sample of `id` in [mint, maxt] (its summary
+ * says so; unknown: 1). */
+int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt);
 
 /* Kinds of failure engine_health reports (one reason each). */
 enum { FAIL_FLUSH, FAIL_WAL, FAIL_COMPACT, FAIL_RETENTION, FAIL_KINDS };
@@ -192,6 +203,8 @@ struct engine {
     atomic_size_t ndead;
     int tomb_dirty; /* open: a WAL tombstone not in the file yet */
     atomic_uint_least64_t deletes, samples_deleted, purge_bytes, purges;
+    atomic_uint_least64_t seg_opens, seg_reads_skipped; /* segment files opened; reads skipped */
+    atomic_uint_least64_t writes_backpressure_cut; /* writes that stopped waiting for a flush */
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million

@@ -10,6 +10,12 @@
  * each segment is pinned (opened if the LRU closed it) only while one
  * series is read from it, so a wide query does not hold every file open;
  * head samples are copied under head_mu series by series.
+ *
+ * Segment selection: each segment's in-memory summary (time range, series
+ * ids; seg.h) is kept while its file is closed, so a segment that cannot
+ * hold a selected series in the range is dropped when the iterator is made
+ * and one that cannot hold the series being read is skipped, both without
+ * opening the file (counted in seg_reads_skipped).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +38,7 @@ struct engine_iter {
     int64_t *ts;
     double *v;
     size_t n, cap;
+    uint64_t skipped; /* segment reads avoided by summaries */
 };
 
 static int it_reserve(engine_iter_t *it, size_t extra)
@@ -53,11 +60,38 @@ static int it_reserve(engine_iter_t *it, size_t extra)
     return 0;
 }
 
+/* Drop the segments whose summary shows no selected id in
+ * the range: they are never opened for this iterator. */
+static void prune_segs(engine_iter_t *it)
+{
+    if (!it->nids)
+        return;
+    uint32_t lo = UINT32_MAX, hi = 0; /* ids need not be sorted (engine_iter_ids) */
+    for (size_t i = 0; i < it->nids; i++) {
+        lo = it->ids[i] < lo ? it->ids[i] : lo;
+        hi = it->ids[i] > hi ? it->ids[i] : hi;
+    }
+    size_t w = 0;
+    for (size_t k = 0; k < it->nsegs; k++) {
+        seg_ref_t *r = it->segs[k];
+        seg_summary_t *m = atomic_load(&r->sum);
+        if (m && !seg_summary_may_overlap(m, lo, hi, it->mint, it->maxt)) {
+            seg_ref_release(r);
+            it->skipped++;
+        } else {
+            it->segs[w++] = r;
+        }
+    }
+    it->nsegs = w;
+}
+
 /* Segments and tombstones of a selected iterator. */
 static int iter_start(engine_iter_t *it, int rc, engine_iter_t **out)
 {
     if (!rc && it->nids && it->mint <= it->maxt)
         rc = engine_collect_segs(it->e, it->mint, it->maxt, &it->segs, &it->nsegs);
+    if (!rc)
+        prune_segs(it);
     if (!rc && it->nsegs) {
         it->ntombs = engine_tomb_snapshot(it->e, it->mint, it->maxt, &it->tombs);
         if (it->ntombs == SIZE_MAX) {
@@ -137,6 +171,10 @@ static int load_series(engine_iter_t *it, uint32_t id)
     for (size_t k = 0; k < it->nsegs && !rc; k++) {
         size_t first, cnt;
         seg_ref_t *r = it->segs[k];
+        if (!seg_ref_may_hold(r, id, it->mint, it->maxt)) {
+            it->skipped++;
+            continue;
+        }
         if ((rc = seg_ref_pin(r)) != 0) /* opened lazily, closed by the LRU */
             break;
         if (seg_find(r->seg, id, &first, &cnt) != 0) {
@@ -230,6 +268,7 @@ void engine_iter_destroy(engine_iter_t *it)
 {
     if (!it)
         return;
+    atomic_fetch_add(&it->e->seg_reads_skipped, it->skipped);
     for (size_t i = 0; i < it->nsegs; i++)
         seg_ref_release(it->segs[i]);
     free(it->segs);

@@ -78,6 +78,13 @@
  *   (read-only, already mapped) bytes matched, it publishes no other data.
  *   A writer is used by one thread at a time.
  *
+ * SUMMARY (seg_summary_t; in memory only, the file format is unchanged)
+ *   The time range of the entries and their distinct series ids, as the
+ *   smallest exact form within SEG_SUMMARY_MAX_BYTES: an ascending list
+ *   (8 bytes an id) or a bitmap over [id_min, id_max]; else a Bloom filter
+ *   of ~10 bits an id (3 probes, capped at that size). The writer collects
+ *   the ids it is given; an open segment rebuilds it from its directory.
+ *
  * DURABILITY
  *   The writer streams to "<path>.tmp" through a 1 MiB buffer, then writes
  *   the directory and footer, fdatasync()s, closes, renames to <path> and
@@ -155,6 +162,11 @@ struct seg_writer {
     uint64_t data_end; /* file offset after the last block */
     dir_state_t st;
     st_buf_t dir; /* raw directory */
+    /* for seg_writer_summary: the distinct ids added, the time covered */
+    uint32_t *ids;
+    size_t nids, idcap;
+    int ids_lost; /* an allocation failed: no summary from the writer */
+    int64_t mint, maxt;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -223,10 +235,34 @@ static void writer_free(seg_writer_t *w)
     if (w->fd >= 0)
         close(w->fd);
     st_buf_deinit(&w->dir);
+    free(w->ids);
     free(w->wbuf);
     free(w->path);
     free(w->tmp);
     free(w);
+}
+
+/* Remember the id and time of an added block for the summary (a failed
+ * allocation only costs the writer's summary). */
+static void writer_note(seg_writer_t *w, uint32_t id, int64_t mint, int64_t maxt)
+{
+    if (w->st.n == 0 || mint < w->mint)
+        w->mint = mint;
+    if (w->st.n == 0 || maxt > w->maxt)
+        w->maxt = maxt;
+    if (w->ids_lost || (w->nids && w->ids[w->nids - 1] == id))
+        return;
+    if (w->nids == w->idcap) {
+        size_t cap = w->idcap ? 2 * w->idcap : 64;
+        uint32_t *ids = realloc(w->ids, cap * sizeof *ids);
+        if (!ids) {
+            w->ids_lost = 1;
+            return;
+        }
+        w->ids = ids;
+        w->idcap = cap;
+    }
+    w->ids[w->nids++] = id;
 }
 
 int seg_writer_create(const char *path, const seg_meta_t *meta, seg_writer_t **out)
@@ -300,6 +336,7 @@ int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t 
         return rc;
     }
     st_buf_append(&w->dir, ent, k); /* cannot fail: reserved above */
+    writer_note(w, series_id, mint, maxt);
     w->data_end += len;
     st->n++;
     st->id = series_id;
@@ -689,4 +726,163 @@ int seg_entry(const seg_t *s, size_t i, seg_entry_t *e)
     e->block = block;
     e->block_len = d->len;
     return 0;
+}
+
+/* ---- summary ------------------------------------------------------------ */
+
+enum { SUM_EMPTY, SUM_LIST, SUM_BITMAP, SUM_BLOOM };
+#define SUM_BLOOM_K 3
+
+struct seg_summary {
+    int64_t mint, maxt; /* over every entry */
+    uint32_t id_min, id_max;
+    uint32_t kind;
+    uint32_t nw;  /* words in w[] */
+    uint64_t w[]; /* list: one id per word, ascending; bitmap: bit i = id_min + i;
+                     bloom: nw * 64 bits (a power of two) */
+};
+
+/* splitmix64's finalizer: spreads consecutive ids over the Bloom bits. */
+static uint64_t sum_hash(uint32_t id)
+{
+    uint64_t h = (uint64_t)id + 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
+static uint64_t bloom_bit(uint64_t h, unsigned i, uint64_t nbits)
+{
+    uint64_t h1 = h >> 32, h2 = (h & 0xffffffffu) | 1;
+    return (h1 + i * h2) & (nbits - 1);
+}
+
+/* Build from ascending distinct ids: the smallest exact form that fits in
+ * SEG_SUMMARY_MAX_BYTES, else a Bloom filter (~10 bits per id, capped). */
+static int summary_build(const uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
+                         seg_summary_t **out)
+{
+    const uint64_t maxw = SEG_SUMMARY_MAX_BYTES / 8;
+    uint32_t kind = SUM_EMPTY;
+    uint64_t nw = 0;
+    if (n) {
+        uint64_t range = (uint64_t)ids[n - 1] - ids[0] + 1;
+        uint64_t bmw = (range + 63) / 64;
+        if (n <= bmw && n <= maxw) {
+            kind = SUM_LIST;
+            nw = n;
+        } else if (bmw <= maxw) {
+            kind = SUM_BITMAP;
+            nw = bmw;
+        } else {
+            kind = SUM_BLOOM;
+            nw = 1;
+            while (nw < maxw && nw * 64 < (uint64_t)n * 10)
+                nw *= 2;
+        }
+    }
+    seg_summary_t *m = calloc(1, sizeof *m + nw * sizeof m->w[0]);
+    if (!m)
+        return ST_ENOMEM;
+    m->mint = mint;
+    m->maxt = maxt;
+    m->kind = kind;
+    m->nw = (uint32_t)nw;
+    if (n) {
+        m->id_min = ids[0];
+        m->id_max = ids[n - 1];
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (kind == SUM_LIST) {
+            m->w[i] = ids[i];
+        } else if (kind == SUM_BITMAP) {
+            uint64_t b = ids[i] - m->id_min;
+            m->w[b / 64] |= (uint64_t)1 << (b % 64);
+        } else {
+            uint64_t h = sum_hash(ids[i]);
+            for (unsigned k = 0; k < SUM_BLOOM_K; k++) {
+                uint64_t b = bloom_bit(h, k, nw * 64);
+                m->w[b / 64] |= (uint64_t)1 << (b % 64);
+            }
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+int seg_writer_summary(const seg_writer_t *w, seg_summary_t **out)
+{
+    if (!w || !out)
+        return ST_EINVAL;
+    if (w->ids_lost)
+        return ST_ENOMEM;
+    return summary_build(w->ids, w->nids, w->mint, w->maxt, out);
+}
+
+int seg_summarize(const seg_t *s, seg_summary_t **out)
+{
+    if (!s || !out)
+        return ST_EINVAL;
+    size_t nids = 0;
+    uint32_t *ids = s->n ? malloc(s->n * sizeof *ids) : NULL;
+    if (s->n && !ids)
+        return ST_ENOMEM;
+    int64_t mint = 0, maxt = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const seg_ent_t *d = &s->ents[i];
+        if (i == 0 || d->mint < mint)
+            mint = d->mint;
+        if (i == 0 || d->maxt > maxt)
+            maxt = d->maxt;
+        if (nids == 0 || ids[nids - 1] != d->id)
+            ids[nids++] = d->id;
+    }
+    int rc = summary_build(ids, nids, mint, maxt, out);
+    free(ids);
+    return rc;
+}
+
+void seg_summary_free(seg_summary_t *m)
+{
+    free(m);
+}
+
+size_t seg_summary_bytes(const seg_summary_t *m)
+{
+    return m ? sizeof *m + m->nw * sizeof m->w[0] : 0;
+}
+
+int seg_summary_may_overlap(const seg_summary_t *m, uint32_t id_lo, uint32_t id_hi, int64_t mint,
+                            int64_t maxt)
+{
+    return m->kind != SUM_EMPTY && id_lo <= m->id_max && id_hi >= m->id_min && mint <= m->maxt &&
+           maxt >= m->mint;
+}
+
+int seg_summary_may_hold(const seg_summary_t *m, uint32_t id, int64_t mint, int64_t maxt)
+{
+    if (!seg_summary_may_overlap(m, id, id, mint, maxt))
+        return 0;
+    if (m->kind == SUM_LIST) {
+        size_t lo = 0, hi = m->nw;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (m->w[mid] < id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo < m->nw && m->w[lo] == id;
+    }
+    if (m->kind == SUM_BITMAP) {
+        uint64_t b = id - m->id_min;
+        return (m->w[b / 64] >> (b % 64)) & 1;
+    }
+    uint64_t h = sum_hash(id);
+    for (unsigned k = 0; k < SUM_BLOOM_K; k++) {
+        uint64_t b = bloom_bit(h, k, (uint64_t)m->nw * 64);
+        if (!((m->w[b / 64] >> (b % 64)) & 1))
+            return 0;
+    }
+    return 1;
 }

@@ -65,4 +65,32 @@ int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count);
 /* Entry i with its block CRC checked (ST_ECORRUPT on mismatch). */
 int seg_entry(const seg_t *s, size_t i, seg_entry_t *e);
 
+/*
+ * A segment's summary: the time range its entries cover and the set of
+ * series ids it holds, small enough to keep in memory for every segment
+ * (at most SEG_SUMMARY_MAX_BYTES of id set, whatever the segment holds) so
+ * a reader can skip a segment without opening it. The id set is exact (a
+ * sorted list, or a bitmap over [id_min, id_max]) when that fits, else a
+ * Bloom filter: seg_summary_may_hold never answers 0 for an id the segment
+ * holds. Built by the writer (from the blocks it was given) or from an
+ * open segment's directory; immutable once built, so many threads may read
+ * one at once.
+ */
+typedef struct seg_summary seg_summary_t;
+#define SEG_SUMMARY_MAX_BYTES 1024
+
+/* The summary of what was added to w so far (call before finishing it). */
+int seg_writer_summary(const seg_writer_t *w, seg_summary_t **out);
+/* The summary of an open segment. */
+int seg_summarize(const seg_t *s, seg_summary_t **out);
+void seg_summary_free(seg_summary_t *m);
+/* 0 when the segment surely holds no sample of `id` in [mint, maxt]. */
+int seg_summary_may_hold(const seg_summary_t *m, uint32_t id, int64_t mint, int64_t maxt);
+/* 0 when the segment surely holds no sample of an id in [id_lo, id_hi]
+ * in [mint, maxt]. */
+int seg_summary_may_overlap(const seg_summary_t *m, uint32_t id_lo, uint32_t id_hi, int64_t mint,
+                            int64_t maxt);
+/* Bytes the summary takes in memory. */
+size_t seg_summary_bytes(const seg_summary_t *m);
+
 #endif

@@ -3,7 +3,7 @@
 requests while a normal writer keeps writing. Not a test (not in CI): it
 prints figures and a verdict.
 
-  tests/bench/hostile_soak.py --build build [--duration 600] [--rss-budget-mb 3072]
+  tests/bench/hostile_soak.py --build build [--duration 600] [--after 60] [--rss-budget-mb 3072]
 
 What runs at once, each in its own thread, until --duration is over:
   normal     line protocol, 100 series x 1 sample per request, new timestamps
@@ -18,12 +18,17 @@ What runs at once, each in its own thread, until --duration is over:
   slowbody   bodies trickled one byte per second
   rpcframe   a valid RPC handshake, then half of a 48 MiB frame, held open
 
-At the end: every sample the normal writer saw acknowledged is read back
-(export through the router, read_consistency=quorum for the check), the
-normal writer's latency p50/p99, each node's peak RSS (sampled VmRSS and
-VmHWM) against --rss-budget-mb, and the count of each hostile kind's
-outcomes by HTTP status. Exit 1 when acknowledged data is missing or a node
-went over budget or died.
+After --duration the hostile kinds stop and the normal writer alone goes
+on for --after seconds (its latency "after" the mix). At the end: every
+sample the normal writer saw acknowledged is read back (export through the
+router, read_consistency=quorum for the check), the normal writer's
+latency p50/p99 during and after the mix, each node's peak RSS (sampled
+VmRSS and VmHWM) against --rss-budget-mb and peak open descriptors, the
+nodes' segment and flush counters (segment files opened and reads skipped
+unopened, early flushes, compactions, errors), and the count of each
+hostile kind's outcomes by HTTP status. Exit 1 when acknowledged data is
+missing, a node went over budget or died, or the read-back did not answer.
+The data dir is removed in the background (it can hold ~10^5 files).
 
 Everything is on 127.0.0.1 with ports picked at run time; processes are
 stopped by PID (the harness).
@@ -35,6 +40,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -110,6 +116,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--duration", type=float, default=600)
+    ap.add_argument("--after", type=float, default=60,
+                    help="seconds the normal writer goes on alone after the mix")
     ap.add_argument("--rss-budget-mb", type=int, default=3072)
     args = ap.parse_args()
     os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
@@ -121,6 +129,9 @@ def main():
     c.start()
     router = c.router_url(0)
     stop = threading.Event()
+    normal_stop = threading.Event()
+    lat_after = []
+    fds = [0] * 3
     deadline = time.time() + args.duration
     stats = Stats()
     acked = {}  # series index -> set of ts
@@ -131,12 +142,13 @@ def main():
     def normal():
         i = 0
         base = now_ms() - 60000
-        while not stop.is_set():
+        while not normal_stop.is_set():
             ts = base + i
             body = "".join("soak_normal,s=%d v=%d %d\n" % (s, i, ts) for s in range(100)).encode()
+            during = not stop.is_set()
             t0 = time.time()
             st, _ = post(router + "/write?precision=ms", body)
-            lat.append(time.time() - t0)
+            (lat if during else lat_after).append(time.time() - t0)
             stats.add("normal", st)
             if st == 204:
                 acked[ts] = i
@@ -244,19 +256,25 @@ def main():
                 s.close()
 
     def sampler():
-        while not stop.is_set():
+        while not normal_stop.is_set():
             for i, p in enumerate(c.nodes):
                 if p.poll() is not None:
-                    died.append(i)
+                    if i not in died:
+                        died.append(i)
                     stop.set()
+                    normal_stop.set()
                 peak[i] = max(peak[i], rss_kb(p.pid))
-            stop.wait(0.5)
+                try:
+                    fds[i] = max(fds[i], len(os.listdir("/proc/%d/fd" % p.pid)))
+                except OSError:
+                    pass
+            normal_stop.wait(0.5)
 
-    kinds = [normal, partitions, future, subquery, regex, topk, cardinal, nul, slowbody,
-             rpcframe, sampler]
-    threads = [threading.Thread(target=k, daemon=True) for k in kinds]
+    hostile = [partitions, future, subquery, regex, topk, cardinal, nul, slowbody, rpcframe]
+    threads = [threading.Thread(target=k, daemon=True) for k in hostile]
+    steady = [threading.Thread(target=k, daemon=True) for k in (normal, sampler)]
     t0 = time.time()
-    for t in threads:
+    for t in steady + threads:
         t.start()
     while time.time() < deadline and not stop.is_set():
         stop.wait(1)
@@ -264,6 +282,12 @@ def main():
     for t in threads:
         t.join(timeout=120)
     elapsed = time.time() - t0
+    after_end = time.time() + args.after
+    while time.time() < after_end and not normal_stop.is_set():
+        normal_stop.wait(1)
+    normal_stop.set()
+    for t in steady:
+        t.join(timeout=120)
 
     hwm = [rss_kb(p.pid, "VmHWM:") for p in c.nodes]
     # read back every acknowledged normal sample (quorum read)
@@ -285,21 +309,57 @@ def main():
     for s in range(100):
         have = got.get(s, set())
         missing += sum(1 for ts in acked if ts not in have)
+    unread = 100 - len(got)
+    counters = []
+    for i in range(3):
+        try:
+            m = c.node_metrics(i, timeout=30)
+        except Exception as e:  # a dead or stuck node: say so
+            counters.append("n%d: metrics unavailable (%s)" % (i + 1, type(e).__name__))
+            continue
+        val = lambda name: int(sum(v for (n, _), v in m.items() if n == name))
+        counters.append("n%d: segments %d, segment opens %d, segment reads skipped %d, early "
+                        "flushes %d, flushes %d, compactions %d, flush errors %d, compaction "
+                        "errors %d, open files %d, degraded %d, backpressure cut %d"
+                        % (i + 1, val("strata_node_segments"),
+                           val("strata_node_segment_opens_total"),
+                           val("strata_node_segment_reads_skipped_total"),
+                           val("strata_node_early_flushes_total"),
+                           val("strata_node_flushes_total"), val("strata_node_compactions_total"),
+                           val("strata_node_flush_errors_total"),
+                           val("strata_node_compaction_errors_total"),
+                           val("strata_node_open_files"), val("strata_node_degraded"),
+                           val("strata_node_writes_backpressure_timeouts_total")))
+    # stop the processes, then remove the (huge) data dir off the critical path
+    data_dir = c.dir
+    c.dir = tempfile.mkdtemp(prefix="strata-soak-empty-")
     c.close()
+    gone = data_dir + ".deleting"
+    os.rename(data_dir, gone)
+    subprocess.Popen(["nice", "-n", "19", "rm", "-rf", gone, c.dir])
+
+    def pct(v, p):
+        return v[min(len(v) - 1, int(p * len(v)))] * 1000 if v else 0
 
     lat.sort()
-    pct = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0)
-    print("soak: %.0f s, normal writes acknowledged %d (%d samples), missing after the run %d"
-          % (elapsed, len(acked), len(acked) * 100, missing))
-    print("read back took %.1f s after the hostile mix stopped" % settle)
-    print("normal write latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
-          % (pct(0.50), pct(0.99), pct(1.0)))
+    lat_after.sort()
+    print("soak: %.0f s of hostile mix + %.0f s normal writer alone; normal writes acknowledged "
+          "%d (%d samples), missing after the run %d, series not read back %d"
+          % (elapsed, args.after, len(acked), len(acked) * 100, missing, unread))
+    print("read back took %.1f s after the normal writer stopped" % settle)
+    print("normal write latency during the mix: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d writes)"
+          % (pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1.0), len(lat)))
+    print("normal write latency after the mix:  p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d writes)"
+          % (pct(lat_after, 0.50), pct(lat_after, 0.99), pct(lat_after, 1.0), len(lat_after)))
     for i in range(3):
-        print("node n%d: peak sampled RSS %.0f MiB, VmHWM %.0f MiB (budget %d MiB)"
-              % (i + 1, peak[i] / 1024, hwm[i] / 1024, args.rss_budget_mb))
+        print("node n%d: peak sampled RSS %.0f MiB, VmHWM %.0f MiB (budget %d MiB), "
+              "peak open descriptors %d"
+              % (i + 1, peak[i] / 1024, hwm[i] / 1024, args.rss_budget_mb, fds[i]))
+    for line in counters:
+        print(line)
     for k, d in sorted(stats.by_kind.items()):
         print("%-10s %s" % (k, ", ".join("%s: %d" % (o, n) for o, n in sorted(d.items(), key=str))))
-    bad = missing or died or any(h / 1024 > args.rss_budget_mb for h in hwm)
+    bad = missing or unread or died or any(h / 1024 > args.rss_budget_mb for h in hwm)
     print("verdict: %s" % ("FAIL" if bad else "ok"))
     return 1 if bad else 0
 

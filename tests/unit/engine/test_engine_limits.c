@@ -114,6 +114,21 @@ static engine_t *open_eng(const char *dir, engine_opts_t *o)
     return e;
 }
 
+/* An engine (no background thread) whose node budget keeps at most
+ * max_open segment files open; *o is kept to reopen it. */
+static engine_t *open_with_files(const char *dir, uint64_t max_open, engine_budget_t **bud,
+                                 engine_opts_t *o)
+{
+    engine_budget_opts_t bo;
+    engine_budget_opts_default(&bo);
+    bo.max_open_files = max_open;
+    assert_int_equal(engine_budget_create(&bo, bud), 0);
+    engine_opts_default(o);
+    o->background = 0;
+    o->budget = *bud;
+    return open_eng(dir, o);
+}
+
 /* ---- accepted-time window ---- */
 
 static void test_future_window_and_int64_edges(void **state)
@@ -168,16 +183,9 @@ static void test_wide_head_flushes_with_bounded_files(void **state)
 {
     (void)state;
     char *dir = make_dir();
-    engine_budget_opts_t bo;
-    engine_budget_opts_default(&bo);
-    bo.max_open_files = 16;
     engine_budget_t *bud;
-    assert_int_equal(engine_budget_create(&bo, &bud), 0);
     engine_opts_t o;
-    engine_opts_default(&o);
-    o.background = 0;
-    o.budget = bud;
-    engine_t *e = open_eng(dir, &o);
+    engine_t *e = open_with_files(dir, 16, &bud, &o);
     int fds0 = count_fds();
     int64_t *ts = malloc(WIDE_DAYS * sizeof *ts);
     double *v = malloc(WIDE_DAYS * sizeof *v);
@@ -559,6 +567,74 @@ static void test_close_is_bounded_and_head_stays_in_wal(void **state)
     free(dir);
 }
 
+/* ---- segment selection: a read opens only the segments that can hold it ---- */
+
+#define SKIP_DAYS 40
+
+/* Segment files opened (mapped) by the engine so far. */
+static uint64_t seg_opens(engine_t *e)
+{
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    return st.segment_opens;
+}
+
+static void test_read_opens_only_segments_that_hold_the_series(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_budget_t *bud;
+    engine_opts_t o;
+    /* files are closed again: a reopen would be counted */
+    engine_t *e = open_with_files(dir, 4, &bud, &o);
+    /* series 0 in days 0..9; series 1 in days 0..29 (one flush); series 1 in
+     * days 30..39 and series 2 in days 5..6 (a second flush): 42 segments,
+     * 10 of them hold series 0, 2 hold series 2 */
+    int64_t ts[SKIP_DAYS];
+    double v[SKIP_DAYS];
+    for (int d = 0; d < SKIP_DAYS; d++) {
+        ts[d] = (int64_t)d * DAY + 5000;
+        v[d] = d;
+    }
+    engine_series_batch_t b[2];
+    one_series(&b[0], 0, ts, v, 10);
+    one_series(&b[1], 1, ts, v, 30);
+    assert_int_equal(engine_write(e, b, 2, NULL), 0);
+    assert_int_equal(engine_flush(e), 0);
+    one_series(&b[0], 1, ts + 30, v + 30, 10);
+    one_series(&b[1], 2, ts + 5, v + 5, 2);
+    assert_int_equal(engine_write(e, b, 2, NULL), 0);
+    assert_int_equal(engine_flush(e), 0);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.segments, 42);
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: summaries from the writers; pass 1: rebuilt at reopen */
+        uint64_t o0 = seg_opens(e);
+        assert_int_equal(count_samples(e, 0, INT64_MIN, INT64_MAX), 10);
+        assert_true(seg_opens(e) - o0 <= 10);
+        o0 = seg_opens(e);
+        assert_int_equal(count_samples(e, 2, INT64_MIN, INT64_MAX), 2);
+        assert_true(seg_opens(e) - o0 <= 2);
+        /* a time range: only the segments of those days */
+        o0 = seg_opens(e);
+        assert_int_equal(count_samples(e, 1, 20 * DAY, 22 * DAY), 2);
+        assert_true(seg_opens(e) - o0 <= 2);
+        o0 = seg_opens(e);
+        assert_int_equal(count_samples(e, 1, INT64_MIN, INT64_MAX), 40);
+        assert_true(seg_opens(e) - o0 <= 40);
+        engine_get_stats(e, &st);
+        /* pruned: 20 + 12 segments for series 0, 40 for series 2, 1 + 2 for series 1 */
+        assert_int_equal(st.segment_reads_skipped, 32 + 40 + 1 + 2);
+        engine_close(e);
+        e = open_eng(dir, &o);
+    }
+    engine_close(e);
+    engine_budget_destroy(bud);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -569,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_cardinality_limits),
         cmocka_unit_test(test_disk_full_recovers_without_reopen),
         cmocka_unit_test(test_close_is_bounded_and_head_stays_in_wal),
+        cmocka_unit_test(test_read_opens_only_segments_that_hold_the_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -837,6 +837,88 @@ static void test_directory_size(void **state)
     assert_true(jittered < 16.0);
 }
 
+/* Write a segment of the given ascending ids (one block each at [id*10,
+ * id*10+5]), check the writer's summary and the one rebuilt from the file
+ * agree: every id held is "may hold" (no false negative), ids outside
+ * [min, max] and times outside the blocks are refused, and exact forms
+ * refuse every id not held. */
+static void check_summary(tstate_t *t, const uint32_t *ids, size_t n, int exact)
+{
+    seg_meta_t meta = {.part_start = 0, .part_end = 1 << 30, .seq = 1, .level = 0};
+    seg_writer_t *w;
+    assert_int_equal(seg_writer_create(t->path, &meta, &w), 0);
+    uint8_t blk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(seg_writer_add(w, ids[i], 2, (int64_t)ids[i] * 10,
+                                        (int64_t)ids[i] * 10 + 5, blk, sizeof blk),
+                         0);
+    seg_summary_t *ms[2];
+    assert_int_equal(seg_writer_summary(w, &ms[0]), 0);
+    assert_int_equal(seg_writer_finish(w), 0);
+    seg_t *s;
+    assert_int_equal(seg_open(t->path, &s), 0);
+    assert_int_equal(seg_summarize(s, &ms[1]), 0);
+    seg_close(s);
+    for (int k = 0; k < 2; k++) {
+        seg_summary_t *m = ms[k];
+        assert_true(seg_summary_bytes(m) <= SEG_SUMMARY_MAX_BYTES + 64);
+        size_t j = 0, false_pos = 0, absent = 0;
+        uint32_t hi = n ? ids[n - 1] : 0;
+        for (uint32_t id = 0; id <= hi + 2; id++) {
+            int held = j < n && ids[j] == id;
+            if (held)
+                j++;
+            int may = seg_summary_may_hold(m, id, INT64_MIN, INT64_MAX);
+            if (held) {
+                assert_true(may);
+                /* the right time only */
+                assert_true(seg_summary_may_hold(m, id, (int64_t)id * 10 + 5, INT64_MAX));
+                assert_false(seg_summary_may_hold(m, id, INT64_MIN, (int64_t)ids[0] * 10 - 1));
+                assert_false(
+                    seg_summary_may_hold(m, id, (int64_t)hi * 10 + 6, (int64_t)hi * 10 + 100));
+            } else {
+                absent++;
+                false_pos += (size_t)may;
+                if (exact || n == 0 || id < ids[0] || id > hi)
+                    assert_false(may);
+            }
+        }
+        if (n) {
+            assert_true(seg_summary_may_overlap(m, 0, UINT32_MAX, INT64_MIN, INT64_MAX));
+            assert_false(seg_summary_may_overlap(m, hi + 1, UINT32_MAX, INT64_MIN, INT64_MAX));
+            assert_false(
+                seg_summary_may_overlap(m, 0, UINT32_MAX, (int64_t)hi * 10 + 6, INT64_MAX));
+        }
+        if (!exact) /* the Bloom filter still refuses most absent ids */
+            assert_true(false_pos * 4 < absent);
+        seg_summary_free(m);
+    }
+    unlink(t->path);
+}
+
+static void test_summary(void **state)
+{
+    tstate_t *t = *state;
+    uint32_t *ids = malloc(20000 * sizeof *ids);
+    assert_non_null(ids);
+    check_summary(t, ids, 0, 1);
+    /* a few scattered ids: a sorted list */
+    uint32_t few[] = {3, 17, 4000, 4001, 900000};
+    check_summary(t, few, 5, 1);
+    /* many dense ids: a bitmap */
+    size_t n = 0;
+    for (uint32_t id = 100; id < 6000; id++)
+        if (id % 3)
+            ids[n++] = id;
+    check_summary(t, ids, n, 1);
+    /* many scattered ids: a Bloom filter, still no false negative */
+    n = 0;
+    for (uint32_t id = 5; n < 700; id += 1 + (uint32_t)(rnd() % 200))
+        ids[n++] = id;
+    check_summary(t, ids, n, 0);
+    free(ids);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -857,6 +939,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
