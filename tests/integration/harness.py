@@ -391,8 +391,6 @@ class Cluster:
         self.node_overrides = dict(node_overrides or {})
         # [replication] section (None: no section at all)
         self.replication_kv = dict(replication) if replication is not None else None
-        # [security] section (None: no section at all)
-        self.security_kv = dict(security) if security is not None else None
         # node index -> extra command-line arguments
         self.node_extra_args = {i: list(a) for i, a in (node_extra_args or {}).items()}
         # node indexes whose RPC port sits behind a proxy.Proxy: cluster.ini
@@ -448,8 +446,6 @@ class Cluster:
             repkv = dict(self.replication_kv or {})
             repkv.update(replication or {})
             secs.append(("replication", repkv))
-        if self.security_kv is not None:
-            secs.append(("security", self.security_kv))
         for i, nid in enumerate(self.node_ids):
             kv = {"rpc": "%s:%d" % (LOOPBACK, self.node_rpc[i]),
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
