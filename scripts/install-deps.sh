@@ -15,8 +15,16 @@ PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clan
       libhttp-parser-dev zlib1g-dev libxxhash-dev libpcre2-dev libsnappy-dev libjansson-dev libssl-dev openssl
       python3 curl procps prometheus victoria-metrics nodejs npm chromium
       python3-redis redis-tools postgresql-client python3-psycopg2 influxdb)
+# Packages wanted for a command: present when the command is (a machine may have
+# it from elsewhere, e.g. NodeSource's nodejs, which ships npm and conflicts with
+# Debian's npm package; psql from postgresql-client-15).
+declare -A CMD_OF=([nodejs]=node [npm]=npm [chromium]=chromium [postgresql-client]=psql
+                   [redis-tools]=redis-cli [influxdb]=influxd)
 missing=()
 for p in "${PKGS[@]}"; do
+  if [ -n "${CMD_OF[$p]:-}" ] && command -v "${CMD_OF[$p]}" >/dev/null 2>&1; then
+    continue
+  fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
