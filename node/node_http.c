@@ -291,7 +291,9 @@ static void run_route(void *arg, const void *route, http_req_t *req)
     node_t *n = arg;
     const struct node_route *r = route;
     if (auth_gate_user(req) && auth_user_selector(auth_gate_user(req)))
-        auth_gate_forbid(n->auth, req, "is confined to a selector; a node export cannot be");
+        auth_gate_forbid(
+            n->auth, req,
+            "is confined to a selector; a node export cannot be confined, so it is refused");
     else if (r->methods && !(r->methods & METHOD(req->method)))
         http_respond_error(req, 405, r->not_allowed);
     else

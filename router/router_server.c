@@ -400,7 +400,9 @@ static void run_route(void *arg, const void *route, http_req_t *req)
     const struct router_route *rt = route;
     const auth_user_t *u = auth_gate_user(req);
     if (u && !rt->confines && auth_user_selector(u))
-        auth_gate_forbid(r->auth, req, "is confined to a selector; this endpoint cannot be");
+        auth_gate_forbid(
+            r->auth, req,
+            "is confined to a selector; this endpoint cannot be confined, so it is refused");
     else
         rt->fn(r, req);
 }

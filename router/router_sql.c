@@ -822,13 +822,19 @@ void router_handle_sql(router_t *r, http_req_t *req)
         qlen = req->body_len;
     } else {
         char msg[300];
-        if (router_read_load(req, &form, msg, sizeof msg)) {
+        int lrc = router_read_load(req, &form, msg, sizeof msg);
+        q = lrc ? NULL : http_params_get(&form, "q");
+        qlen = q ? strlen(q) : 0;
+        if (!q && req->method == HTTP_METHOD_POST && req->body_len) {
+            /* a form content type without q= (curl --data-binary sends
+             * one by default): the body is the statement */
+            q = (const char *)req->body;
+            qlen = req->body_len;
+        } else if (lrc) {
             http_params_deinit(&form);
             http_error(req, 400, "08P01", msg);
             return;
         }
-        q = http_params_get(&form, "q");
-        qlen = q ? strlen(q) : 0;
     }
     if (!q || !qlen) {
         http_params_deinit(&form);

@@ -704,8 +704,8 @@ static int on_section(struct parse *p, const char *s, size_t n)
         }
     }
     return fail(p, p->lineno,
-                "unknown section [%s] (expected [cluster], [storage], [router], [replication] or "
-                "[node \"ID\"])",
+                "unknown section [%s] (expected [cluster], [storage], [router], [replication], "
+                "[security], [downsampling], [retention] or [node \"ID\"])",
                 clean(q, sizeof q, tmp));
 }
 

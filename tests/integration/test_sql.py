@@ -272,6 +272,12 @@ class SqlTest(ClusterTestCase):
             status, body = self.sql(q, **kw)
             self.assertEqual(status, 200, body)
             self.assertEqual(json.loads(body)["rows"], [[N]])
+        # curl --data-binary "SELECT ..." sends the form content type with a
+        # bare statement: the body is the statement
+        status, _, body = http_request(self.c.router_url(0) + "/sql", "POST", q.encode(),
+                                       {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["rows"], [[N]])
         status, body = self.sql("SELECT time, usage_user FROM cpu WHERE hostname = 'host_4' "
                                 "ORDER BY time LIMIT 2", accept="text/csv")
         self.assertEqual(status, 200)

@@ -416,7 +416,7 @@ static void test_err_sections(void **state)
     (void)state;
     expect_err(CLUSTER12_RF2 "[clusterx]\n", "t.ini:4: ",
                "unknown section [clusterx] (expected [cluster], [storage], [router], "
-               "[replication] or [node");
+               "[replication], [security], [downsampling], [retention] or [node");
     expect_err(CLUSTER12_RF2 "\n[Cluster]\nshards = 1\n", "t.ini:5: ", "unknown section [Cluster]");
     expect_err(CLUSTER12_RF2 "[node n1]\n", "t.ini:4: ", "expected [node \"ID\"] with a quoted id");
     expect_err(CLUSTER12_RF2 "[node]\n", "t.ini:4: ", "expected [node \"ID\"]");
@@ -555,10 +555,11 @@ static void test_err_buffer(void **state)
     assert_null(t);
     assert_string_equal(small, "a-long-");
     assert_int_equal(topo_load_string("[x]\n", NULL, &t, NULL, 0), ST_ECONFIG);
-    char err[128];
+    char err[256];
     assert_int_equal(topo_load_string("[x]\n", NULL, &t, err, sizeof err), ST_ECONFIG);
     assert_string_equal(err, "<string>:1: unknown section [x] (expected [cluster], [storage], "
-                             "[router], [replication] or [node \"ID\"])");
+                             "[router], [replication], [security], [downsampling], [retention] "
+                             "or [node \"ID\"])");
     assert_int_equal(topo_load_string(NULL, NULL, &t, err, sizeof err), ST_EINVAL);
     assert_int_equal(topo_load_string("", NULL, NULL, err, sizeof err), ST_EINVAL);
 }
