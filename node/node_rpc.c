@@ -82,50 +82,6 @@ static int matchers_from(const Strata__ReadRequest *r, matchers_t *out, char *ms
     return node_matchers_from(r->matchers, r->n_matchers, out, msg, msglen);
 }
 
-int node_matchers_from(Strata__Matcher *const *ms, size_t nms, matchers_t *out, char *msg,
-                       size_t msglen)
-{
-    out->n = 0;
-    out->arena = NULL;
-    if (nms > NODE_READ_MAX_MATCHERS) {
-        snprintf(msg, msglen, "too many matchers (max %d)", NODE_READ_MAX_MATCHERS);
-        return ST_ELIMIT;
-    }
-    size_t bytes = 0;
-    for (size_t i = 0; i < nms; i++)
-        bytes += ms[i]->name.len + ms[i]->value.len + 2;
-    out->arena = malloc(bytes + 1);
-    if (!out->arena)
-        return ST_ENOMEM;
-    char *p = out->arena;
-    for (size_t i = 0; i < nms; i++) {
-        const Strata__Matcher *m = ms[i];
-        if ((unsigned)m->type > ST_MATCH_NRE) {
-            snprintf(msg, msglen, "unknown matcher type %d", m->type);
-            return ST_EINVAL;
-        }
-        /* name and value become C strings below: a NUL would cut them short */
-        if ((m->name.len && memchr(m->name.data, 0, m->name.len)) ||
-            (m->value.len && memchr(m->value.data, 0, m->value.len))) {
-            snprintf(msg, msglen, "NUL byte in matcher %zu", i);
-            return ST_EINVAL;
-        }
-        out->m[i].type = (st_match_type_t)m->type;
-        out->m[i].name = p;
-        if (m->name.len) /* protobuf-c leaves data NULL for empty bytes */
-            memcpy(p, m->name.data, m->name.len);
-        p += m->name.len;
-        *p++ = '\0';
-        out->m[i].value = p;
-        if (m->value.len)
-            memcpy(p, m->value.data, m->value.len);
-        p += m->value.len;
-        *p++ = '\0';
-    }
-    out->n = nms;
-    return 0;
-}
-
 /* The deadline of a ReadRequest (0: none), from when the job starts. */
 static int64_t read_deadline(const Strata__ReadRequest *r)
 {

@@ -28,6 +28,8 @@ int sql_as_time(const sql_val_t *v, int64_t *t);
 int sql_val_compare(const sql_val_t *a, const sql_val_t *b);
 /* A function of the scalar table or an aggregate. */
 int sql_func_known(const char *name);
+/* s with every PCRE2 metacharacter escaped (sql_val.c). */
+void sql_re_escape(st_buf_t *b, const char *s, size_t n);
 void sql_like_regex(st_buf_t *b, const char *s, size_t n, int ci);
 
 #endif

@@ -14,33 +14,6 @@
 #include "sql_exec_int.h"
 #include "st_err.h"
 
-/* Escape s for a PCRE2 pattern. */
-static void re_escape(st_buf_t *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strchr("\\.+*?()|[]{}^$", s[i]))
-            st_buf_put_u8(b, '\\');
-        st_buf_put_u8(b, (uint8_t)s[i]);
-    }
-}
-
-/* LIKE pattern -> anchored regex ('%' any, '_' one, '\' escapes). */
-void sql_like_regex(st_buf_t *b, const char *s, size_t n, int ci)
-{
-    if (ci)
-        ST_BUF_LIT(b, "(?i)");
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n)
-            re_escape(b, s + ++i, 1);
-        else if (s[i] == '%')
-            ST_BUF_LIT(b, ".*");
-        else if (s[i] == '_')
-            st_buf_put_u8(b, '.');
-        else
-            re_escape(b, s + i, 1);
-    }
-}
-
 static int is_time_col(const sql_expr_t *e)
 {
     return e->kind == E_COL && !strcmp(e->name, "time");
@@ -169,7 +142,7 @@ static int conjunct1(sql_xctx_t *x, sql_plan_t *p, const sql_expr_t *e, int *exa
             }
             if (i > 1)
                 st_buf_put_u8(&b, '|');
-            re_escape(&b, v.u.t.s, v.u.t.len);
+            sql_re_escape(&b, v.u.t.s, v.u.t.len);
         }
         *exact = 1;
         int rc = b.data ? add_matcher(p, s, ST_MATCH_RE, e->args[0]->name, (char *)b.data, b.len)
@@ -313,7 +286,7 @@ int sql_plan_selector(const sql_stmt_t *s, const sql_plan_t *p, st_buf_t *out)
     ST_BUF_LIT(out, "{__name__=~\"");
     st_buf_t re;
     st_buf_init(&re);
-    re_escape(&re, s->table, strlen(s->table));
+    sql_re_escape(&re, s->table, strlen(s->table));
     if (p->all_fields) {
         st_buf_append(out, re.data, re.len);
         st_buf_put_u8(out, '|');
@@ -331,7 +304,7 @@ int sql_plan_selector(const sql_stmt_t *s, const sql_plan_t *p, st_buf_t *out)
             }
             st_buf_append(out, re.data, re.len);
             st_buf_put_u8(out, '_');
-            re_escape(out, p->fields[i], strlen(p->fields[i]));
+            sql_re_escape(out, p->fields[i], strlen(p->fields[i]));
         }
     }
     st_buf_deinit(&re);

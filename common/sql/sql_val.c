@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "sql.h"
+#include "sql_exec_int.h"
 #include "st_err.h"
 #include "st_text.h"
 #include "st_time.h"
@@ -232,4 +233,31 @@ int sql_val_text(st_buf_t *b, const sql_val_t *v)
     }
     }
     return 0;
+}
+
+/* Escape s for a PCRE2 pattern. */
+void sql_re_escape(st_buf_t *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("\\.+*?()|[]{}^$", s[i]))
+            st_buf_put_u8(b, '\\');
+        st_buf_put_u8(b, (uint8_t)s[i]);
+    }
+}
+
+/* LIKE pattern -> anchored regex ('%' any, '_' one, '\' escapes). */
+void sql_like_regex(st_buf_t *b, const char *s, size_t n, int ci)
+{
+    if (ci)
+        ST_BUF_LIT(b, "(?i)");
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n)
+            sql_re_escape(b, s + ++i, 1);
+        else if (s[i] == '%')
+            ST_BUF_LIT(b, ".*");
+        else if (s[i] == '_')
+            st_buf_put_u8(b, '.');
+        else
+            sql_re_escape(b, s + i, 1);
+    }
 }

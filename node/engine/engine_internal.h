@@ -242,9 +242,25 @@ int engine_compact_part(engine_t *e, int64_t part_start);
 /* Collect referenced segments overlapping [mint, maxt], ascending seq. */
 int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n);
 
-/* ---- tombstones (engine_delete.c) ---- */
+/* ---- tombstones: state and persistence (engine_tomb.c); engine_delete,
+ * engine_purge and engine_tomb_ready (engine_delete.c) sit above ---- */
 
 struct tomb;
+/* Resolve tombstone t's matchers to its series ids. */
+int engine_tomb_select(engine_t *e, struct tomb *t);
+/* Keep t (taken over on success). */
+int engine_tomb_push(engine_t *e, struct tomb *t);
+/* Mark series id emptied by a delete (on) or written again (off). */
+void engine_tomb_dead_set(engine_t *e, uint32_t id, int on);
+/* Rewrite <dir>/tombstones atomically. */
+int engine_tomb_save(engine_t *e);
+/* Remove ids' samples in [start, end] from head h; the count removed. */
+uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_t start,
+                                int64_t end);
+/* Does head h hold a sample of id? */
+int engine_tomb_head_has(const head_t *h, uint32_t id);
+/* Mark done the tombstones nothing older overlaps; the count still pending. */
+uint64_t engine_tomb_refresh(engine_t *e);
 /* Open: load <dir>/tombstones (after engine_parts_load, before the WAL). */
 int engine_tomb_load(engine_t *e);
 /* WAL replay of a WAL_REC_TOMB record: prune the replayed head, keep it. */
