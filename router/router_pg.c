@@ -87,7 +87,8 @@ struct pgconn {
     int busy;    /* a statement is running */
     int gone;    /* closed while busy: freed when it answers */
     int cancelled;
-    int in_process; /* process() is on the stack: an answer does not re-enter it */
+    int in_process;          /* process() is on the stack: an answer does not re-enter it */
+    const auth_user_t *user; /* the authenticated user (NULL: no users file) */
     int skip_to_sync;
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
@@ -384,7 +385,7 @@ static int encode_answer(pgportal_t *p, const router_sql_answer_t *a)
     p->nrows = p->cursor = 0;
     if (!a->res) {
         pgw_simple(&p->desc, 'n');
-        sql_result_tag(NULL, a->stmt, p->tag, sizeof p->tag);
+        router_sql_tag(a, p->tag, sizeof p->tag);
         return 0;
     }
     const sql_result_t *res = a->res;
@@ -603,9 +604,10 @@ static void run(pgconn_t *c, const char *text, size_t len, char **params, size_t
     c->busy = 1;
     c->cancelled = 0;
     if (c->compat != C_NONE)
-        router_sql_run(c->srv->r, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
+        router_sql_run(c->srv->r, c->user, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
     else
-        router_sql_run(c->srv->r, text, len, (const char *const *)params, np, on_answer, c);
+        router_sql_run(c->srv->r, c->user, text, len, (const char *const *)params, np, on_answer,
+                       c);
 }
 
 /* The next statement of a simple Query; ReadyForQuery after the last. */
