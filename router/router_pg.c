@@ -33,11 +33,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "net_listen.h"
 #include "pgwire.h"
 #include "router_pg.h"
 #include "auth_gate.h"
 #include "router_sql.h"
+#include "scram.h"
 #include "st_err.h"
 #include "st_list.h"
 #include "st_log.h"
@@ -70,7 +73,8 @@ typedef struct pgportal {
     char tag[64];
 } pgportal_t;
 
-typedef enum { PG_STARTUP, PG_READY, PG_CLOSED } pgstate_t;
+/* PG_SASL1/PG_SASL2: waiting for SASLInitialResponse / SASLResponse. */
+typedef enum { PG_STARTUP, PG_SASL1, PG_SASL2, PG_READY, PG_CLOSED } pgstate_t;
 
 /* What the session waits for when a statement answers. */
 typedef enum { W_NONE, W_SIMPLE, W_DESCRIBE, W_EXECUTE, W_DESCRIBE_STMT } pgwait_t;
@@ -87,8 +91,12 @@ struct pgconn {
     int busy;    /* a statement is running */
     int gone;    /* closed while busy: freed when it answers */
     int cancelled;
-    int in_process;          /* process() is on the stack: an answer does not re-enter it */
-    const auth_user_t *user; /* the authenticated user (NULL: no users file) */
+    int in_process;  /* process() is on the stack: an answer does not re-enter it */
+    char uname[128]; /* the authenticated user ("": no users file) */
+    char app[128];
+    char peer[64];
+    scram_server_t *scram; /* the exchange under way */
+    int scram_known;       /* the user exists and has a password */
     int skip_to_sync;
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
@@ -119,7 +127,7 @@ struct router_pg {
     size_t nconns;
     int closing;
     int32_t next_pid;
-    metric_counter_t *c_conns, *c_refused, *c_proto;
+    metric_counter_t *c_conns, *c_refused, *c_proto, *c_authfail, *c_authok;
 };
 
 static void process(pgconn_t *c);
@@ -193,6 +201,7 @@ static void conn_free(pgconn_t *c)
     }
     free(c->in);
     free(c->sq);
+    free(c->scram);
     st_buf_deinit(&c->out);
     free(c);
 }
@@ -603,11 +612,21 @@ static void run(pgconn_t *c, const char *text, size_t len, char **params, size_t
     free(tmp);
     c->busy = 1;
     c->cancelled = 0;
+    /* the user by name, now: a users file reloaded since the login counts */
+    const auth_user_t *user = NULL;
+    if (c->uname[0]) {
+        const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+        user = db ? auth_db_find(db, c->uname) : NULL;
+        if (!user) {
+            router_sql_answer_t a = {403, "28000", "this user no longer exists", NULL, NULL, 0};
+            on_answer(c, &a);
+            return;
+        }
+    }
     if (c->compat != C_NONE)
-        router_sql_run(c->srv->r, c->user, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
+        router_sql_run(c->srv->r, user, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
     else
-        router_sql_run(c->srv->r, c->user, text, len, (const char *const *)params, np, on_answer,
-                       c);
+        router_sql_run(c->srv->r, user, text, len, (const char *const *)params, np, on_answer, c);
 }
 
 /* The next statement of a simple Query; ReadyForQuery after the last. */
@@ -800,6 +819,117 @@ static char *param_text(uint32_t oid, int16_t fmt, const uint8_t *p, int32_t len
     return strdup(buf);
 }
 
+/* AuthenticationOk, the ParameterStatus values drivers check,
+ * BackendKeyData, ReadyForQuery: the session is READY. */
+static int startup_done(pgconn_t *c)
+{
+    pgw_auth_ok(&c->out);
+    static const char *const ps[][2] = {{"server_version", "14.0"},
+                                        {"server_encoding", "UTF8"},
+                                        {"client_encoding", "UTF8"},
+                                        {"DateStyle", "ISO, MDY"},
+                                        {"TimeZone", "UTC"},
+                                        {"integer_datetimes", "on"},
+                                        {"IntervalStyle", "postgres"},
+                                        {"is_superuser", "off"},
+                                        {"standard_conforming_strings", "on"}};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        pgw_param_status(&c->out, ps[i][0], ps[i][1]);
+    pgw_param_status(&c->out, "application_name", c->app);
+    pgw_param_status(&c->out, "session_authorization", c->uname[0] ? c->uname : "strata");
+    pgw_backend_key(&c->out, c->pid, c->key);
+    pgw_ready(&c->out, 'I');
+    c->state = PG_READY;
+    c->txn = 'I';
+    return 0;
+}
+
+/* FATAL 28P01 (or 08P01 for a malformed exchange), counted and logged
+ * without secrets; the connection closes. */
+static int auth_failed(pgconn_t *c, const char *why, int proto)
+{
+    metric_counter_inc(c->srv->c_authfail);
+    st_warn("authentication failed", "reason=\"%s\" remote=%s door=postgres user=%s", why, c->peer,
+            auth_name_ok(c->uname, strlen(c->uname)) ? c->uname : "-");
+    char msg[200];
+    snprintf(msg, sizeof msg, "password authentication failed for user \"%.100s\"", c->uname);
+    pgw_error(&c->out, "FATAL", proto ? "08P01" : "28P01", proto ? why : msg, 0);
+    return -1;
+}
+
+/* SASLInitialResponse (PG_SASL1), then SASLResponse (PG_SASL2). */
+static int sasl_step(pgconn_t *c, const pgw_msg_t *m)
+{
+    if (m->type != 'p')
+        return auth_failed(c, "expected a SASL response", 1);
+    pgw_rd_t r;
+    pgw_rd_init(&r, m);
+    const char *data;
+    size_t dlen;
+    if (c->state == PG_SASL1) {
+        const char *mech;
+        size_t ml;
+        int32_t n;
+        const uint8_t *d = NULL;
+        if (pgw_get_str(&r, &mech, &ml) || pgw_get_i32(&r, &n) || n < 0 ||
+            pgw_get_bytes(&r, (size_t)n, &d))
+            return auth_failed(c, "malformed SASLInitialResponse", 1);
+        if (strcmp(mech, SCRAM_MECH))
+            return auth_failed(c, "unsupported SASL mechanism", 1);
+        data = (const char *)d;
+        dlen = (size_t)n;
+        const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+        const auth_user_t *u = db ? auth_db_find(db, c->uname) : NULL;
+        const uint8_t *salt = NULL, *key = NULL;
+        size_t sl = 0;
+        uint32_t iter = 4096;
+        uint8_t fake[16], rnd[SCRAM_NONCE_BYTES];
+        c->scram_known = u && !auth_user_scram(u, &salt, &sl, &iter, &key);
+        if (!c->scram_known) { /* go on as if it existed: the answer tells nothing */
+            salt = fake;
+            sl = sizeof fake;
+            iter = 4096;
+            if (RAND_bytes(fake, sizeof fake) != 1)
+                return auth_failed(c, "no random bytes", 1);
+        }
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            return auth_failed(c, "no random bytes", 1);
+        if (!c->scram && !(c->scram = malloc(sizeof *c->scram)))
+            return -1;
+        if (scram_server_first(c->scram, data, dlen, salt, sl, iter, rnd))
+            return auth_failed(c, "malformed SCRAM client-first-message", 1);
+        size_t at = pgw_begin(&c->out, 'R');
+        pgw_put_i32(&c->out, 11);
+        st_buf_append(&c->out, c->scram->first, c->scram->first_len);
+        pgw_end(&c->out, at);
+        c->state = PG_SASL2;
+        return 0;
+    }
+    data = (const char *)m->body;
+    dlen = m->len;
+    const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+    const auth_user_t *u = db ? auth_db_find(db, c->uname) : NULL;
+    const uint8_t *salt, *key = NULL;
+    size_t sl;
+    uint32_t iter;
+    if (!c->scram_known || !u || auth_user_scram(u, &salt, &sl, &iter, &key))
+        key = NULL;
+    char v[128];
+    int rc = scram_server_final(c->scram, data, dlen, key, v, sizeof v);
+    free(c->scram);
+    c->scram = NULL;
+    if (rc == ST_EPROTO || rc == ST_ELIMIT)
+        return auth_failed(c, "malformed SCRAM client-final-message", 1);
+    if (rc)
+        return auth_failed(c, c->scram_known ? "wrong password" : "unknown user", 0);
+    size_t at = pgw_begin(&c->out, 'R');
+    pgw_put_i32(&c->out, 12);
+    st_buf_append(&c->out, v, strlen(v));
+    pgw_end(&c->out, at);
+    metric_counter_inc(c->srv->c_authok);
+    return startup_done(c);
+}
+
 /* Handle one message: 0 to go on, 1 when a statement now runs, -1 to close. */
 static int handle(pgconn_t *c, const pgw_msg_t *m)
 {
@@ -835,33 +965,23 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             if (!strcmp(su.key[i], "application_name"))
                 app = su.val[i];
         }
-        if (auth_gate_enabled(c->srv->r->auth)) { /* fail closed until SCRAM is wired */
-            pgw_error(&c->out, "FATAL", "28000",
-                      "this cluster has a users file and the PostgreSQL door has no password "
-                      "authentication yet: use POST /sql with credentials",
-                      0);
-            return -1;
+        snprintf(c->uname, sizeof c->uname, "%s", user);
+        snprintf(c->app, sizeof c->app, "%s", app);
+        if (auth_gate_enabled(s->r->auth)) {
+            /* SCRAM-SHA-256 (the only mechanism offered) */
+            size_t at = pgw_begin(&c->out, 'R');
+            pgw_put_i32(&c->out, 10);
+            pgw_put_str(&c->out, SCRAM_MECH);
+            st_buf_put_u8(&c->out, 0);
+            pgw_end(&c->out, at);
+            c->state = PG_SASL1;
+            return 0;
         }
-        pgw_auth_ok(&c->out); /* trust: no users file */
-        static const char *const ps[][2] = {{"server_version", "14.0"},
-                                            {"server_encoding", "UTF8"},
-                                            {"client_encoding", "UTF8"},
-                                            {"DateStyle", "ISO, MDY"},
-                                            {"TimeZone", "UTC"},
-                                            {"integer_datetimes", "on"},
-                                            {"IntervalStyle", "postgres"},
-                                            {"is_superuser", "off"},
-                                            {"standard_conforming_strings", "on"}};
-        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-            pgw_param_status(&c->out, ps[i][0], ps[i][1]);
-        pgw_param_status(&c->out, "application_name", app);
-        pgw_param_status(&c->out, "session_authorization", user);
-        pgw_backend_key(&c->out, c->pid, c->key);
-        pgw_ready(&c->out, 'I');
-        c->state = PG_READY;
-        c->txn = 'I';
-        return 0;
+        c->uname[0] = 0; /* trust: no users file */
+        return startup_done(c);
     }
+    if (c->state == PG_SASL1 || c->state == PG_SASL2)
+        return sasl_step(c, m);
     if (c->skip_to_sync && m->type != 'S') {
         return 0;
     }
@@ -1104,8 +1224,7 @@ static void on_conn(uv_stream_t *ls, int status)
     c->tcp.data = c;
     c->handles = 1;
     st_buf_init(&c->out);
-    char peer[64];
-    if (net_accept(ls, &c->tcp, peer, sizeof peer)) {
+    if (net_accept(ls, &c->tcp, c->peer, sizeof c->peer)) {
         c->state = PG_CLOSED;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
@@ -1144,7 +1263,13 @@ int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)
                         "PostgreSQL messages refused (bad length, too long, unknown).", NULL);
     struct sockaddr_storage ss;
     int bound;
-    if (!s->c_conns || !s->c_refused || !s->c_proto) {
+    s->c_authfail = metrics_counter(r->metrics, "strata_router_pg_auth_total",
+                                    "PostgreSQL logins with a users file, by result.", "result",
+                                    "failed", NULL);
+    s->c_authok =
+        metrics_counter(r->metrics, "strata_router_pg_auth_total",
+                        "PostgreSQL logins with a users file, by result.", "result", "ok", NULL);
+    if (!s->c_conns || !s->c_refused || !s->c_proto || !s->c_authfail || !s->c_authok) {
         free(s);
         return ST_ENOMEM;
     }

@@ -616,11 +616,34 @@ static int sql_allowed(sqljob_t *j, const auth_user_t *u)
                  auth_role_name(need));
         return 403;
     }
-    if (auth_user_selector(u) && (k == SQL_DELETE || k == SQL_INSERT)) {
-        snprintf(j->err, sizeof j->err, "user '%s' is confined to a selector; %s is not allowed",
-                 auth_user_name(u), sql_stmt_tag(j->stmt));
+    const char *schema = sql_stmt_schema(j->stmt);
+    if (auth_user_selector(u) && (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
+                                  (schema[0] && strcmp(schema, "public")))) {
+        if (k == SQL_EMPTY || k == SQL_SET || k == SQL_TXN || k == SQL_SHOW_VAR ||
+            (k == SQL_SELECT && !sql_stmt_table(j->stmt)[0]))
+            return 0; /* reads no series */
+        snprintf(j->err, sizeof j->err,
+                 "user '%s' is confined to a selector; only SELECT from a table is allowed",
+                 auth_user_name(u));
         return 403;
     }
+    return 0;
+}
+
+/* A confined user's matchers ANDed into what a planned SELECT reads: 0 or
+ * 403 (no room). */
+static int sql_confine(sqljob_t *j, const auth_user_t *u)
+{
+    const st_matcher_t *m;
+    size_t n = u ? auth_user_matchers(u, &m) : 0;
+    if (j->plan.nm + n > SQL_MAX_ITEMS) {
+        snprintf(j->err, sizeof j->err, "too many conditions for a confined user");
+        return 403;
+    }
+    for (size_t i = 0; i < n; i++)
+        j->plan.m[j->plan.nm++] = m[i];
+    if (n)
+        j->plan.exact = 0;
     return 0;
 }
 
@@ -710,6 +733,10 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
                   &j->plan, j->err, sizeof j->err);
     if (rc) {
         fail(j, status_of(rc), state_of(rc), j->err);
+        return;
+    }
+    if (sql_confine(j, user)) {
+        fail(j, 403, "42501", j->err);
         return;
     }
     if (!strcmp(schema, "information_schema") || !strcmp(schema, "pg_catalog")) {
