@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "net_listen.h"
@@ -41,6 +42,7 @@
 #include "auth_gate.h"
 #include "router_sql.h"
 #include "scram.h"
+#include "tls.h"
 #include "st_err.h"
 #include "st_list.h"
 #include "st_log.h"
@@ -74,7 +76,8 @@ typedef struct pgportal {
 } pgportal_t;
 
 /* PG_SASL1/PG_SASL2: waiting for SASLInitialResponse / SASLResponse. */
-typedef enum { PG_STARTUP, PG_SASL1, PG_SASL2, PG_READY, PG_CLOSED } pgstate_t;
+/* PG_PASSWORD: waiting for a cleartext PasswordMessage (TLS sessions). */
+typedef enum { PG_STARTUP, PG_SASL1, PG_SASL2, PG_PASSWORD, PG_READY, PG_CLOSED } pgstate_t;
 
 /* What the session waits for when a statement answers. */
 typedef enum { W_NONE, W_SIMPLE, W_DESCRIBE, W_EXECUTE, W_DESCRIBE_STMT } pgwait_t;
@@ -97,6 +100,9 @@ struct pgconn {
     char peer[64];
     scram_server_t *scram; /* the exchange under way */
     int scram_known;       /* the user exists and has a password */
+    tls_conn_t *tls;       /* after SSLRequest answered 'S'; NULL: plaintext */
+    int tls_fresh;         /* the bytes after SSLRequest are ciphertext */
+    char *raw;             /* ciphertext read buffer (TLS) */
     int skip_to_sync;
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
@@ -128,6 +134,7 @@ struct router_pg {
     int closing;
     int32_t next_pid;
     metric_counter_t *c_conns, *c_refused, *c_proto, *c_authfail, *c_authok;
+    tls_ctx_t *tls; /* not owned; NULL: SSLRequest answered 'N' */
 };
 
 static void process(pgconn_t *c);
@@ -147,25 +154,53 @@ static void on_written(uv_write_t *w, int status)
     free(w);
 }
 
+static void raw_write(pgconn_t *c, const void *data, size_t len)
+{
+    wreq_t *wr = malloc(sizeof *wr + len);
+    if (!wr) {
+        conn_close(c);
+        return;
+    }
+    memcpy(wr->data, data, len);
+    wr->len = len;
+    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written)) {
+        free(wr);
+        conn_close(c);
+    }
+}
+
+/* Send the TLS session's pending ciphertext (handshake, records, alerts). */
+static void tls_flush(pgconn_t *c)
+{
+    if (!c->tls || !tls_conn_out_pending(c->tls))
+        return;
+    st_buf_t b;
+    st_buf_init(&b);
+    if (tls_conn_take(c->tls, &b) == 0 && b.len)
+        raw_write(c, b.data, b.len);
+    else if (!b.data)
+        conn_close(c);
+    st_buf_deinit(&b);
+}
+
 static void flush_out(pgconn_t *c)
 {
     if (!c->out.len || c->state == PG_CLOSED) {
         c->out.len = 0;
         return;
     }
-    wreq_t *wr = malloc(sizeof *wr + c->out.len);
-    if (!wr) {
-        conn_close(c);
+    if (c->tls) {
+        int rc = tls_conn_write(c->tls, c->out.data, c->out.len);
+        c->out.len = 0;
+        if (rc)
+            conn_close(c);
+        else
+            tls_flush(c);
         return;
     }
-    memcpy(wr->data, c->out.data, c->out.len);
-    wr->len = c->out.len;
+    raw_write(c, c->out.data, c->out.len);
     c->out.len = 0;
-    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written)) {
-        free(wr);
-        conn_close(c);
-    }
 }
 
 /* ---- connection life ------------------------------------------------------ */
@@ -202,6 +237,8 @@ static void conn_free(pgconn_t *c)
     free(c->in);
     free(c->sq);
     free(c->scram);
+    free(c->raw);
+    tls_conn_destroy(c->tls);
     st_buf_deinit(&c->out);
     free(c);
 }
@@ -238,6 +275,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)hint;
     pgconn_t *c = h->data;
+    if (c->tls) { /* ciphertext: decrypted into c->in by on_read */
+        if (!c->raw)
+            c->raw = malloc(ROUTER_PG_READ);
+        *buf = uv_buf_init(c->raw, c->raw ? ROUTER_PG_READ : 0);
+        return;
+    }
     /* the buffer grows with what is pending, up to one whole message and a read */
     size_t want = c->inlen + ROUTER_PG_READ;
     if (want > PGW_MAX_MSG + ROUTER_PG_READ)
@@ -260,6 +303,39 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(room ? (char *)c->in + c->inlen : NULL, (unsigned)room);
 }
 
+/* Ciphertext from the peer: its plaintext appended to c->in. 0, or -1
+ * when the session failed (closed). */
+static int tls_in(pgconn_t *c, const char *data, size_t n)
+{
+    st_buf_t plain;
+    st_buf_init(&plain);
+    int rc = tls_conn_feed(c->tls, data, n, &plain);
+    tls_flush(c);
+    if (!rc && plain.len) {
+        size_t want = c->inlen + plain.len;
+        if (want > c->incap) {
+            uint8_t *b = realloc(c->in, want);
+            if (!b)
+                rc = ST_ENOMEM;
+            else
+                c->in = b, c->incap = want;
+        }
+        if (!rc) {
+            memcpy(c->in + c->inlen, plain.data, plain.len);
+            c->inlen += plain.len;
+        }
+    }
+    st_buf_deinit(&plain);
+    if (rc) {
+        if (c->state != PG_CLOSED)
+            st_warn("tls session failed", "remote=%s door=postgres err=\"%s\"", c->peer,
+                    tls_conn_error(c->tls));
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     pgconn_t *c = st->data;
@@ -268,7 +344,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    c->inlen += (size_t)n;
+    if (c->tls) {
+        if (tls_in(c, buf->base, (size_t)n))
+            return;
+    } else {
+        c->inlen += (size_t)n;
+    }
     if (c->inlen >= PGW_MAX_MSG + ROUTER_PG_READ) { /* a message too long is refused in process */
         uv_read_stop(st);
     }
@@ -930,11 +1011,105 @@ static int sasl_step(pgconn_t *c, const pgw_msg_t *m)
     return startup_done(c);
 }
 
+/* A password checked on the thread pool (PBKDF2 is slow on purpose). */
+typedef struct pwcheck {
+    uv_work_t w;
+    pgconn_t *c;
+    const auth_user_t *u;
+    int ok;
+    size_t len;
+    char pw[];
+} pwcheck_t;
+
+static void pw_work(uv_work_t *w)
+{
+    pwcheck_t *k = w->data;
+    k->ok = auth_password_slow(k->u, k->pw, k->len);
+}
+
+static void pw_after(uv_work_t *w, int status)
+{
+    pwcheck_t *k = w->data;
+    pgconn_t *c = k->c;
+    c->busy = 0;
+    if (c->gone) {
+        conn_free(c);
+    } else if (c->state == PG_PASSWORD) {
+        int rc;
+        if (status == 0 && k->ok && k->u) {
+            auth_password_remember(k->u, k->pw, k->len);
+            metric_counter_inc(c->srv->c_authok);
+            rc = startup_done(c);
+        } else {
+            rc = auth_failed(c, k->u ? "wrong password" : "unknown user", 0);
+        }
+        flush_out(c);
+        if (rc < 0)
+            conn_close(c);
+        else
+            process(c);
+    }
+    OPENSSL_cleanse(k->pw, k->len);
+    free(k);
+}
+
+/* PasswordMessage on a TLS session: a token (st_...) of this user, or its
+ * password. Returns 1 while the password is checked off the loop. */
+static int password_step(pgconn_t *c, const pgw_msg_t *m)
+{
+    pgw_rd_t r;
+    const char *pw;
+    size_t len;
+    pgw_rd_init(&r, m);
+    if (m->type != 'p' || pgw_get_str(&r, &pw, &len))
+        return auth_failed(c, "expected a PasswordMessage", 1);
+    auth_db_t *db = (auth_db_t *)auth_gate_db(c->srv->r->auth);
+    const auth_user_t *u = NULL;
+    if (len > 3 && !strncmp(pw, "st_", 3)) {
+        if (!db || auth_check_token(db, pw, len, &u) != AUTH_OK ||
+            strcmp(auth_user_name(u), c->uname))
+            return auth_failed(c, "bad token", 0);
+        metric_counter_inc(c->srv->c_authok);
+        return startup_done(c);
+    }
+    int rc = db ? auth_password_begin(db, c->uname, pw, len, &u) : AUTH_BAD_CREDENTIALS;
+    if (rc == AUTH_OK) {
+        metric_counter_inc(c->srv->c_authok);
+        return startup_done(c);
+    }
+    if (rc != AUTH_SLOW)
+        return auth_failed(c, "wrong password", 0);
+    pwcheck_t *k = malloc(sizeof *k + len + 1);
+    if (!k)
+        return -1;
+    k->c = c;
+    k->u = u;
+    k->ok = 0;
+    k->len = len;
+    memcpy(k->pw, pw, len + 1);
+    k->w.data = k;
+    if (uv_queue_work(c->srv->r->loop, &k->w, pw_work, pw_after)) {
+        free(k);
+        return -1;
+    }
+    c->busy = 1;
+    return 1;
+}
+
 /* Handle one message: 0 to go on, 1 when a statement now runs, -1 to close. */
 static int handle(pgconn_t *c, const pgw_msg_t *m)
 {
     router_pg_t *s = c->srv;
     if (c->state == PG_STARTUP) {
+        if (m->code == PGW_SSL_REQUEST && s->tls && !c->tls) {
+            /* 'S' in plaintext, then TLS on the same stream */
+            st_buf_put_u8(&c->out, 'S');
+            flush_out(c);
+            if (tls_conn_create(s->tls, NULL, &c->tls))
+                return -1;
+            c->tls_fresh = 1;
+            return 0;
+        }
         if (m->code == PGW_SSL_REQUEST || m->code == PGW_GSSENC_REQUEST) {
             st_buf_put_u8(&c->out, 'N');
             return 0;
@@ -967,8 +1142,16 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
         }
         snprintf(c->uname, sizeof c->uname, "%s", user);
         snprintf(c->app, sizeof c->app, "%s", app);
+        if (auth_gate_enabled(s->r->auth) && c->tls) {
+            /* TLS: a cleartext password or token (AuthenticationCleartextPassword) */
+            size_t at = pgw_begin(&c->out, 'R');
+            pgw_put_i32(&c->out, 3);
+            pgw_end(&c->out, at);
+            c->state = PG_PASSWORD;
+            return 0;
+        }
         if (auth_gate_enabled(s->r->auth)) {
-            /* SCRAM-SHA-256 (the only mechanism offered) */
+            /* plaintext: SCRAM-SHA-256 (the only mechanism offered) */
             size_t at = pgw_begin(&c->out, 'R');
             pgw_put_i32(&c->out, 10);
             pgw_put_str(&c->out, SCRAM_MECH);
@@ -982,6 +1165,8 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
     }
     if (c->state == PG_SASL1 || c->state == PG_SASL2)
         return sasl_step(c, m);
+    if (c->state == PG_PASSWORD)
+        return password_step(c, m);
     if (c->skip_to_sync && m->type != 'S') {
         return 0;
     }
@@ -1196,6 +1381,22 @@ static void process(pgconn_t *c)
             conn_close(c);
             break;
         }
+        if (c->tls_fresh) { /* what came after SSLRequest is the TLS handshake */
+            c->tls_fresh = 0;
+            size_t rest = c->inlen - at;
+            char *tmp = rest ? malloc(rest) : NULL;
+            if (rest && !tmp) {
+                conn_close(c);
+                break;
+            }
+            if (rest)
+                memcpy(tmp, c->in + at, rest);
+            c->inlen = at;
+            int bad = rest ? tls_in(c, tmp, rest) : 0;
+            free(tmp);
+            if (bad)
+                break;
+        }
     }
     c->in_process = 0;
     if (c->state == PG_CLOSED)
@@ -1245,6 +1446,11 @@ static void on_conn(uv_stream_t *ls, int status)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void router_pg_set_tls(router_pg_t *s, tls_ctx_t *tls)
+{
+    s->tls = tls;
 }
 
 int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)

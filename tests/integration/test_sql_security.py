@@ -5,7 +5,9 @@ unknown users refused with 28P01 and counted, the role a statement needs
 confined to a selector reading only its series over PostgreSQL.
 
 One cluster (2 nodes, 1 router, the PostgreSQL listener on) whose users are
-made by `strata user add`."""
+made by `strata user add`; a second cluster with [security] tls_cert/tls_key
+where SSLRequest is answered 'S': psql sslmode=verify-full against the test
+CA, a cleartext password or a token over TLS, a wrong CA refused."""
 
 import base64
 import json
@@ -17,6 +19,7 @@ import unittest
 import urllib.parse
 
 from harness import ClusterTestCase, free_port, http_request, parse_metrics, user_add
+from test_tls import make_pki
 
 T0 = int(time.time()) - 600  # s
 HOSTS = ["a", "b", "c"]
@@ -164,6 +167,62 @@ class SqlSecurityTest(ClusterTestCase):
         self.assertIn("confined to a selector", p.stderr)
         p = self.psql("conf", "conf-pw", "-c", "SELECT 1 + 1")
         self.assertEqual(p.stdout.strip(), "2")
+
+
+class SqlTlsTest(ClusterTestCase):
+    """[security] tls_cert + users_file: the PostgreSQL door over TLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = make_pki("sql", [])
+        cls.pg_port = free_port()
+        c = cls.class_cluster(nodes=1, routers=1, shards=2, rf=1,
+                              router={"pg_listen": "127.0.0.1:%d" % cls.pg_port})
+        cls.users = os.path.join(c.dir, "users")
+        cls.tok = user_add(cls.users, "admin", "admin", password="admin-pw")
+        c.security_kv = {"users_file": cls.users, "tls_cert": cls.pki.path("tls.crt"),
+                         "tls_key": cls.pki.path("tls.key")}
+        c.scheme = "https"
+        cls.c = c.start()
+        st, body = c.write(["disk,host=a used=1 %d" % T0, "disk,host=a used=2 %d" % (T0 + 10)],
+                           precision="s", headers={"Authorization": "Bearer " + cls.tok})
+        assert st == 204, (st, body)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.close_class_clusters()
+
+    def psql(self, conninfo, password, *args):
+        exe = shutil.which("psql")
+        self.assertIsNotNone(exe, "psql not installed (Debian postgresql-client)")
+        env = dict(os.environ, PGCONNECT_TIMEOUT="10", PGPASSWORD=password, PGOPTIONS="")
+        env.pop("PGSSLMODE", None)
+        return subprocess.run([exe, conninfo + " port=%d user=admin dbname=strata" % self.pg_port,
+                               "-X", "-At", "-v", "ON_ERROR_STOP=1"] + list(args),
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    def test_verify_full(self):
+        ca = self.pki.path("ca.crt")
+        for pw in ("admin-pw", self.tok):  # a password, then a token
+            p = self.psql("sslmode=verify-full sslrootcert=%s host=localhost" % ca, pw,
+                          "-c", "SELECT count(*) FROM disk")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.strip(), "2")
+        p = self.psql("sslmode=verify-full sslrootcert=%s host=localhost" % ca, "nope",
+                      "-c", "SELECT 1")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('password authentication failed for user "admin"', p.stderr)
+
+    def test_wrong_ca_refused(self):
+        p = self.psql("sslmode=verify-full sslrootcert=%s host=localhost"
+                      % self.pki.path("other-ca.crt"), "admin-pw", "-c", "SELECT 1")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("certificate verify failed", p.stderr)
+
+    def test_plaintext_still_scram(self):
+        p = self.psql("sslmode=disable host=127.0.0.1", "admin-pw", "-c", "SELECT 1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), "1")
 
 
 if __name__ == "__main__":
