@@ -3,10 +3,22 @@
  *
  * Session states (one connection):
  *
- *   STARTUP --SSLRequest/GSSENCRequest--> answer 'N', STARTUP
+ *   STARTUP --SSLRequest--> 'S' and TLS on the same stream when [security]
+ *             tls_cert is set (router_pg_set_tls; every later byte goes through
+ *             the tls_conn_t), else 'N'; GSSENCRequest --> 'N'; STARTUP
  *   STARTUP --CancelRequest--> mark the named session cancelled, close
- *   STARTUP --StartupMessage 3.0--> AuthenticationOk (trust), ParameterStatus...,
- *                                   BackendKeyData, ReadyForQuery: READY
+ *   STARTUP --StartupMessage 3.0-->
+ *       no users file: AuthenticationOk (trust)
+ *       users file, TLS: AuthenticationCleartextPassword --> PASSWORD: a token
+ *             (st_..., of that user) or the password (PBKDF2 on the thread pool)
+ *       users file, plaintext: AuthenticationSASL SCRAM-SHA-256 --> SASL1
+ *             --SASLInitialResponse--> SASLContinue --> SASL2 --SASLResponse-->
+ *             SASLFinal (scram.h: the stored PBKDF2 key is SaltedPassword)
+ *       a failure: FATAL 28P01 password authentication failed for user "x",
+ *             counted (strata_router_pg_auth_total{result="failed"}), logged
+ *             without secrets, closed; unknown users go through the same steps
+ *   then ParameterStatus..., BackendKeyData, ReadyForQuery: READY. Each
+ *   statement runs as the user (router_sql_run checks the role it needs).
  *   READY --Query--> run each ';'-separated statement (run_next) --> READY
  *   READY --Parse/Bind/Describe/Execute/Close/Flush--> extended protocol;
  *         an error skips messages until Sync; Sync --> ReadyForQuery
