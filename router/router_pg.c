@@ -107,7 +107,8 @@ struct pgconn {
     int gone;    /* closed while busy: freed when it answers */
     int cancelled;
     int in_process;  /* process() is on the stack: an answer does not re-enter it */
-    char uname[128]; /* the authenticated user ("": no users file) */
+    char uname[128]; /* the startup packet's user */
+    int auth_on;     /* a users file: uname was authenticated */
     char app[128];
     char peer[64];
     scram_server_t *scram; /* the exchange under way */
@@ -707,7 +708,7 @@ static void run(pgconn_t *c, const char *text, size_t len, char **params, size_t
     c->cancelled = 0;
     /* the user by name, now: a users file reloaded since the login counts */
     const auth_user_t *user = NULL;
-    if (c->uname[0]) {
+    if (c->auth_on) {
         const auth_db_t *db = auth_gate_db(c->srv->r->auth);
         user = db ? auth_db_find(db, c->uname) : NULL;
         if (!user) {
@@ -929,7 +930,7 @@ static int startup_done(pgconn_t *c)
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         pgw_param_status(&c->out, ps[i][0], ps[i][1]);
     pgw_param_status(&c->out, "application_name", c->app);
-    pgw_param_status(&c->out, "session_authorization", c->uname[0] ? c->uname : "strata");
+    pgw_param_status(&c->out, "session_authorization", c->uname);
     pgw_backend_key(&c->out, c->pid, c->key);
     pgw_ready(&c->out, 'I');
     c->state = PG_READY;
@@ -1154,7 +1155,8 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
         }
         snprintf(c->uname, sizeof c->uname, "%s", user);
         snprintf(c->app, sizeof c->app, "%s", app);
-        if (auth_gate_enabled(s->r->auth) && c->tls) {
+        c->auth_on = auth_gate_enabled(s->r->auth);
+        if (c->auth_on && c->tls) {
             /* TLS: a cleartext password or token (AuthenticationCleartextPassword) */
             size_t at = pgw_begin(&c->out, 'R');
             pgw_put_i32(&c->out, 3);
@@ -1162,7 +1164,7 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             c->state = PG_PASSWORD;
             return 0;
         }
-        if (auth_gate_enabled(s->r->auth)) {
+        if (c->auth_on) {
             /* plaintext: SCRAM-SHA-256 (the only mechanism offered) */
             size_t at = pgw_begin(&c->out, 'R');
             pgw_put_i32(&c->out, 10);
@@ -1172,8 +1174,7 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             c->state = PG_SASL1;
             return 0;
         }
-        c->uname[0] = 0; /* trust: no users file */
-        return startup_done(c);
+        return startup_done(c); /* trust: no users file */
     }
     if (c->state == PG_SASL1 || c->state == PG_SASL2)
         return sasl_step(c, m);
