@@ -16,7 +16,9 @@
  *             SASLFinal (scram.h: the stored PBKDF2 key is SaltedPassword)
  *       a failure: FATAL 28P01 password authentication failed for user "x",
  *             counted (strata_router_pg_auth_total{result="failed"}), logged
- *             without secrets, closed; unknown users go through the same steps
+ *             without secrets, closed; unknown users go through the same steps;
+ *             past AUTH_GATE_FREE_FAILS failures from an address the FATAL is
+ *             sent late (a timer; strata_router_pg_auth_delayed_total)
  *   then ParameterStatus..., BackendKeyData, ReadyForQuery: READY. Each
  *   statement runs as the user (router_sql_run checks the role it needs).
  *   READY --Query--> run each ';'-separated statement (run_next) --> READY
@@ -63,6 +65,7 @@
 #define ROUTER_PG_MAX_CONNS 1024
 #define ROUTER_PG_MAX_STMTS 256
 #define ROUTER_PG_READ 65536
+#define ROUTER_PG_SLOW_SLOTS 256   /* client addresses remembered for the slowdown */
 #define PG_EPOCH_MS 946684800000LL /* 2000-01-01T00:00:00Z */
 
 typedef struct pgstmt {
@@ -116,6 +119,8 @@ struct pgconn {
     tls_conn_t *tls;       /* after SSLRequest answered 'S'; NULL: plaintext */
     int tls_fresh;         /* the bytes after SSLRequest are ciphertext */
     char *raw;             /* ciphertext read buffer (TLS) */
+    uv_timer_t delay;      /* a failed login answered late (per-address slowdown) */
+    char fatal[200];       /* ... with this 28P01 message */
     int skip_to_sync;
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
@@ -148,6 +153,12 @@ struct router_pg {
     int32_t next_pid;
     metric_counter_t *c_conns, *c_refused, *c_proto, *c_authfail, *c_authok;
     tls_ctx_t *tls; /* not owned; NULL: SSLRequest answered 'N' */
+    metric_counter_t *c_delayed;
+    struct pgslow {
+        char addr[48];
+        uint32_t fails;
+        int64_t last;
+    } slow[ROUTER_PG_SLOW_SLOTS]; /* recent login failures per client address */
 };
 
 static void process(pgconn_t *c);
@@ -938,16 +949,74 @@ static int startup_done(pgconn_t *c)
     return 0;
 }
 
+/* A failed login from peer ("addr:port"): how long to hold its answer (ms).
+ * The HTTP gate's policy: AUTH_GATE_FREE_FAILS free, then 250 ms doubling
+ * up to AUTH_GATE_MAX_DELAY_MS; forgotten AUTH_GATE_FORGET_MS after the
+ * last failure; the oldest slot is reused. */
+static uint64_t note_failure(router_pg_t *s, const char *peer)
+{
+    char addr[48];
+    snprintf(addr, sizeof addr, "%.47s", peer);
+    char *colon = strrchr(addr, ':');
+    if (colon)
+        *colon = 0;
+    int64_t now = st_mono_ms();
+    struct pgslow *e = NULL, *old = &s->slow[0];
+    for (size_t i = 0; i < ROUTER_PG_SLOW_SLOTS && !e; i++) {
+        if (!strcmp(s->slow[i].addr, addr))
+            e = &s->slow[i];
+        else if (s->slow[i].last < old->last)
+            old = &s->slow[i];
+    }
+    if (!e) {
+        e = old;
+        snprintf(e->addr, sizeof e->addr, "%s", addr);
+        e->fails = 0;
+    }
+    if (now - e->last > AUTH_GATE_FORGET_MS)
+        e->fails = 0;
+    e->last = now;
+    if (++e->fails <= AUTH_GATE_FREE_FAILS)
+        return 0;
+    uint32_t k = e->fails - AUTH_GATE_FREE_FAILS - 1;
+    uint64_t d = k >= 8 ? AUTH_GATE_MAX_DELAY_MS : 250ull << k;
+    return d > AUTH_GATE_MAX_DELAY_MS ? AUTH_GATE_MAX_DELAY_MS : d;
+}
+
+static void on_delay(uv_timer_t *t)
+{
+    pgconn_t *c = t->data;
+    c->busy = 0;
+    uv_close((uv_handle_t *)t, on_closed);
+    if (c->state != PG_CLOSED) {
+        pgw_error(&c->out, "FATAL", "28P01", c->fatal, 0);
+        flush_out(c);
+        conn_close(c);
+    }
+}
+
 /* FATAL 28P01 (or 08P01 for a malformed exchange), counted and logged
- * without secrets; the connection closes. */
+ * without secrets; the connection closes — late, for an address with
+ * recent failures (the session is held busy until the timer). */
 static int auth_failed(pgconn_t *c, const char *why, int proto)
 {
     metric_counter_inc(c->srv->c_authfail);
-    st_warn("authentication failed", "reason=\"%s\" remote=%s door=postgres user=%s", why, c->peer,
-            auth_name_ok(c->uname, strlen(c->uname)) ? c->uname : "-");
-    char msg[200];
-    snprintf(msg, sizeof msg, "password authentication failed for user \"%.100s\"", c->uname);
-    pgw_error(&c->out, "FATAL", proto ? "08P01" : "28P01", proto ? why : msg, 0);
+    uint64_t delay = proto || c->srv->closing ? 0 : note_failure(c->srv, c->peer);
+    st_warn("authentication failed", "reason=\"%s\" remote=%s door=postgres user=%s delay_ms=%llu",
+            why, c->peer, auth_name_ok(c->uname, strlen(c->uname)) ? c->uname : "-",
+            (unsigned long long)delay);
+    snprintf(c->fatal, sizeof c->fatal, "password authentication failed for user \"%.100s\"",
+             c->uname);
+    if (delay && uv_timer_init(c->srv->r->loop, &c->delay) == 0) {
+        metric_counter_inc(c->srv->c_delayed);
+        c->handles++;
+        c->delay.data = c;
+        c->busy = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_start(&c->delay, on_delay, delay, 0);
+        return 0;
+    }
+    pgw_error(&c->out, "FATAL", proto ? "08P01" : "28P01", proto ? why : c->fatal, 0);
     return -1;
 }
 
@@ -1488,7 +1557,11 @@ int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)
     s->c_authok =
         metrics_counter(r->metrics, "strata_router_pg_auth_total",
                         "PostgreSQL logins with a users file, by result.", "result", "ok", NULL);
-    if (!s->c_conns || !s->c_refused || !s->c_proto || !s->c_authfail || !s->c_authok) {
+    s->c_delayed =
+        metrics_counter(r->metrics, "strata_router_pg_auth_delayed_total",
+                        "PostgreSQL failed logins answered late (per-address slowdown).", NULL);
+    if (!s->c_conns || !s->c_refused || !s->c_proto || !s->c_authfail || !s->c_authok ||
+        !s->c_delayed) {
         free(s);
         return ST_ENOMEM;
     }

@@ -107,6 +107,20 @@ class SqlSecurityTest(ClusterTestCase):
         self.assertGreaterEqual(self.pg_auth("failed"), before + 3)
         self.assertGreaterEqual(self.pg_auth("ok"), 1 if before else 0)
 
+    def test_failures_slowed(self):
+        # past the free failures an address gets its 28P01 late (counted)
+        for _ in range(5):
+            p = self.psql("reader", "wrong", "-c", "SELECT 1", ok=False)
+            self.assertIn('password authentication failed for user "reader"', p.stderr)
+        status, _, body = http_request(
+            self.c.router_url(0) + "/metrics",
+            headers={"Authorization": "Bearer " + self.tok["admin"]})
+        self.assertGreaterEqual(parse_metrics(body).get(
+            ("strata_router_pg_auth_delayed_total", frozenset()), 0), 1)
+        # a right password is not held back
+        p = self.psql("reader", "reader-pw", "-c", "SELECT 1")
+        self.assertEqual(p.stdout.strip(), "1")
+
     def test_no_password_refused(self):
         p = self.psql("reader", "", "-w", "-c", "SELECT 1", ok=False)
         self.assertNotEqual(p.returncode, 0)
