@@ -3,10 +3,24 @@
  *
  * Session states (one connection):
  *
- *   STARTUP --SSLRequest/GSSENCRequest--> answer 'N', STARTUP
+ *   STARTUP --SSLRequest--> 'S' and TLS on the same stream when [security]
+ *             tls_cert is set (router_pg_set_tls; every later byte goes through
+ *             the tls_conn_t), else 'N'; GSSENCRequest --> 'N'; STARTUP
  *   STARTUP --CancelRequest--> mark the named session cancelled, close
- *   STARTUP --StartupMessage 3.0--> AuthenticationOk (trust), ParameterStatus...,
- *                                   BackendKeyData, ReadyForQuery: READY
+ *   STARTUP --StartupMessage 3.0-->
+ *       no users file: AuthenticationOk (trust)
+ *       users file, TLS: AuthenticationCleartextPassword --> PASSWORD: a token
+ *             (st_..., of that user) or the password (PBKDF2 on the thread pool)
+ *       users file, plaintext: AuthenticationSASL SCRAM-SHA-256 --> SASL1
+ *             --SASLInitialResponse--> SASLContinue --> SASL2 --SASLResponse-->
+ *             SASLFinal (scram.h: the stored PBKDF2 key is SaltedPassword)
+ *       a failure: FATAL 28P01 password authentication failed for user "x",
+ *             counted (strata_router_pg_auth_total{result="failed"}), logged
+ *             without secrets, closed; unknown users go through the same steps;
+ *             past AUTH_GATE_FREE_FAILS failures from an address the FATAL is
+ *             sent late (a timer; strata_router_pg_auth_delayed_total)
+ *   then ParameterStatus..., BackendKeyData, ReadyForQuery: READY. Each
+ *   statement runs as the user (router_sql_run checks the role it needs).
  *   READY --Query--> run each ';'-separated statement (run_next) --> READY
  *   READY --Parse/Bind/Describe/Execute/Close/Flush--> extended protocol;
  *         an error skips messages until Sync; Sync --> ReadyForQuery
@@ -33,11 +47,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "net_listen.h"
 #include "pgwire.h"
 #include "router_pg.h"
 #include "auth_gate.h"
 #include "router_sql.h"
+#include "scram.h"
+#include "tls.h"
 #include "st_err.h"
 #include "st_list.h"
 #include "st_log.h"
@@ -46,6 +65,7 @@
 #define ROUTER_PG_MAX_CONNS 1024
 #define ROUTER_PG_MAX_STMTS 256
 #define ROUTER_PG_READ 65536
+#define ROUTER_PG_SLOW_SLOTS 256   /* client addresses remembered for the slowdown */
 #define PG_EPOCH_MS 946684800000LL /* 2000-01-01T00:00:00Z */
 
 typedef struct pgstmt {
@@ -70,7 +90,9 @@ typedef struct pgportal {
     char tag[64];
 } pgportal_t;
 
-typedef enum { PG_STARTUP, PG_READY, PG_CLOSED } pgstate_t;
+/* PG_SASL1/PG_SASL2: waiting for SASLInitialResponse / SASLResponse. */
+/* PG_PASSWORD: waiting for a cleartext PasswordMessage (TLS sessions). */
+typedef enum { PG_STARTUP, PG_SASL1, PG_SASL2, PG_PASSWORD, PG_READY, PG_CLOSED } pgstate_t;
 
 /* What the session waits for when a statement answers. */
 typedef enum { W_NONE, W_SIMPLE, W_DESCRIBE, W_EXECUTE, W_DESCRIBE_STMT } pgwait_t;
@@ -87,7 +109,18 @@ struct pgconn {
     int busy;    /* a statement is running */
     int gone;    /* closed while busy: freed when it answers */
     int cancelled;
-    int in_process; /* process() is on the stack: an answer does not re-enter it */
+    int in_process;  /* process() is on the stack: an answer does not re-enter it */
+    char uname[128]; /* the startup packet's user */
+    int auth_on;     /* a users file: uname was authenticated */
+    char app[128];
+    char peer[64];
+    scram_server_t *scram; /* the exchange under way */
+    int scram_known;       /* the user exists and has a password */
+    tls_conn_t *tls;       /* after SSLRequest answered 'S'; NULL: plaintext */
+    int tls_fresh;         /* the bytes after SSLRequest are ciphertext */
+    char *raw;             /* ciphertext read buffer (TLS) */
+    uv_timer_t delay;      /* a failed login answered late (per-address slowdown) */
+    char fatal[200];       /* ... with this 28P01 message */
     int skip_to_sync;
     char txn; /* 'I' or 'T' */
     int32_t pid, key;
@@ -118,7 +151,14 @@ struct router_pg {
     size_t nconns;
     int closing;
     int32_t next_pid;
-    metric_counter_t *c_conns, *c_refused, *c_proto;
+    metric_counter_t *c_conns, *c_refused, *c_proto, *c_authfail, *c_authok;
+    tls_ctx_t *tls; /* not owned; NULL: SSLRequest answered 'N' */
+    metric_counter_t *c_delayed;
+    struct pgslow {
+        char addr[48];
+        uint32_t fails;
+        int64_t last;
+    } slow[ROUTER_PG_SLOW_SLOTS]; /* recent login failures per client address */
 };
 
 static void process(pgconn_t *c);
@@ -138,25 +178,53 @@ static void on_written(uv_write_t *w, int status)
     free(w);
 }
 
+static void raw_write(pgconn_t *c, const void *data, size_t len)
+{
+    wreq_t *wr = malloc(sizeof *wr + len);
+    if (!wr) {
+        conn_close(c);
+        return;
+    }
+    memcpy(wr->data, data, len);
+    wr->len = len;
+    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written)) {
+        free(wr);
+        conn_close(c);
+    }
+}
+
+/* Send the TLS session's pending ciphertext (handshake, records, alerts). */
+static void tls_flush(pgconn_t *c)
+{
+    if (!c->tls || !tls_conn_out_pending(c->tls))
+        return;
+    st_buf_t b;
+    st_buf_init(&b);
+    if (tls_conn_take(c->tls, &b) == 0 && b.len)
+        raw_write(c, b.data, b.len);
+    else if (!b.data)
+        conn_close(c);
+    st_buf_deinit(&b);
+}
+
 static void flush_out(pgconn_t *c)
 {
     if (!c->out.len || c->state == PG_CLOSED) {
         c->out.len = 0;
         return;
     }
-    wreq_t *wr = malloc(sizeof *wr + c->out.len);
-    if (!wr) {
-        conn_close(c);
+    if (c->tls) {
+        int rc = tls_conn_write(c->tls, c->out.data, c->out.len);
+        c->out.len = 0;
+        if (rc)
+            conn_close(c);
+        else
+            tls_flush(c);
         return;
     }
-    memcpy(wr->data, c->out.data, c->out.len);
-    wr->len = c->out.len;
+    raw_write(c, c->out.data, c->out.len);
     c->out.len = 0;
-    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_written)) {
-        free(wr);
-        conn_close(c);
-    }
 }
 
 /* ---- connection life ------------------------------------------------------ */
@@ -192,6 +260,9 @@ static void conn_free(pgconn_t *c)
     }
     free(c->in);
     free(c->sq);
+    free(c->scram);
+    free(c->raw);
+    tls_conn_destroy(c->tls);
     st_buf_deinit(&c->out);
     free(c);
 }
@@ -228,6 +299,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)hint;
     pgconn_t *c = h->data;
+    if (c->tls) { /* ciphertext: decrypted into c->in by on_read */
+        if (!c->raw)
+            c->raw = malloc(ROUTER_PG_READ);
+        *buf = uv_buf_init(c->raw, c->raw ? ROUTER_PG_READ : 0);
+        return;
+    }
     /* the buffer grows with what is pending, up to one whole message and a read */
     size_t want = c->inlen + ROUTER_PG_READ;
     if (want > PGW_MAX_MSG + ROUTER_PG_READ)
@@ -250,6 +327,39 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(room ? (char *)c->in + c->inlen : NULL, (unsigned)room);
 }
 
+/* Ciphertext from the peer: its plaintext appended to c->in. 0, or -1
+ * when the session failed (closed). */
+static int tls_in(pgconn_t *c, const char *data, size_t n)
+{
+    st_buf_t plain;
+    st_buf_init(&plain);
+    int rc = tls_conn_feed(c->tls, data, n, &plain);
+    tls_flush(c);
+    if (!rc && plain.len) {
+        size_t want = c->inlen + plain.len;
+        if (want > c->incap) {
+            uint8_t *b = realloc(c->in, want);
+            if (!b)
+                rc = ST_ENOMEM;
+            else
+                c->in = b, c->incap = want;
+        }
+        if (!rc) {
+            memcpy(c->in + c->inlen, plain.data, plain.len);
+            c->inlen += plain.len;
+        }
+    }
+    st_buf_deinit(&plain);
+    if (rc) {
+        if (c->state != PG_CLOSED)
+            st_warn("tls session failed", "remote=%s door=postgres err=\"%s\"", c->peer,
+                    tls_conn_error(c->tls));
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     pgconn_t *c = st->data;
@@ -258,7 +368,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    c->inlen += (size_t)n;
+    if (c->tls) {
+        if (tls_in(c, buf->base, (size_t)n))
+            return;
+    } else {
+        c->inlen += (size_t)n;
+    }
     if (c->inlen >= PGW_MAX_MSG + ROUTER_PG_READ) { /* a message too long is refused in process */
         uv_read_stop(st);
     }
@@ -384,7 +499,7 @@ static int encode_answer(pgportal_t *p, const router_sql_answer_t *a)
     p->nrows = p->cursor = 0;
     if (!a->res) {
         pgw_simple(&p->desc, 'n');
-        sql_result_tag(NULL, a->stmt, p->tag, sizeof p->tag);
+        router_sql_tag(a, p->tag, sizeof p->tag);
         return 0;
     }
     const sql_result_t *res = a->res;
@@ -602,10 +717,21 @@ static void run(pgconn_t *c, const char *text, size_t len, char **params, size_t
     free(tmp);
     c->busy = 1;
     c->cancelled = 0;
+    /* the user by name, now: a users file reloaded since the login counts */
+    const auth_user_t *user = NULL;
+    if (c->auth_on) {
+        const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+        user = db ? auth_db_find(db, c->uname) : NULL;
+        if (!user) {
+            router_sql_answer_t a = {403, "28000", "this user no longer exists", NULL, NULL, 0};
+            on_answer(c, &a);
+            return;
+        }
+    }
     if (c->compat != C_NONE)
-        router_sql_run(c->srv->r, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
+        router_sql_run(c->srv->r, user, rewritten, strlen(rewritten), NULL, 0, on_answer, c);
     else
-        router_sql_run(c->srv->r, text, len, (const char *const *)params, np, on_answer, c);
+        router_sql_run(c->srv->r, user, text, len, (const char *const *)params, np, on_answer, c);
 }
 
 /* The next statement of a simple Query; ReadyForQuery after the last. */
@@ -798,11 +924,274 @@ static char *param_text(uint32_t oid, int16_t fmt, const uint8_t *p, int32_t len
     return strdup(buf);
 }
 
+/* AuthenticationOk, the ParameterStatus values drivers check,
+ * BackendKeyData, ReadyForQuery: the session is READY. */
+static int startup_done(pgconn_t *c)
+{
+    pgw_auth_ok(&c->out);
+    static const char *const ps[][2] = {{"server_version", "14.0"},
+                                        {"server_encoding", "UTF8"},
+                                        {"client_encoding", "UTF8"},
+                                        {"DateStyle", "ISO, MDY"},
+                                        {"TimeZone", "UTC"},
+                                        {"integer_datetimes", "on"},
+                                        {"IntervalStyle", "postgres"},
+                                        {"is_superuser", "off"},
+                                        {"standard_conforming_strings", "on"}};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        pgw_param_status(&c->out, ps[i][0], ps[i][1]);
+    pgw_param_status(&c->out, "application_name", c->app);
+    pgw_param_status(&c->out, "session_authorization", c->uname);
+    pgw_backend_key(&c->out, c->pid, c->key);
+    pgw_ready(&c->out, 'I');
+    c->state = PG_READY;
+    c->txn = 'I';
+    return 0;
+}
+
+/* A failed login from peer ("addr:port"): how long to hold its answer (ms).
+ * The HTTP gate's policy: AUTH_GATE_FREE_FAILS free, then 250 ms doubling
+ * up to AUTH_GATE_MAX_DELAY_MS; forgotten AUTH_GATE_FORGET_MS after the
+ * last failure; the oldest slot is reused. */
+static uint64_t note_failure(router_pg_t *s, const char *peer)
+{
+    char addr[48];
+    snprintf(addr, sizeof addr, "%.47s", peer);
+    char *colon = strrchr(addr, ':');
+    if (colon)
+        *colon = 0;
+    int64_t now = st_mono_ms();
+    struct pgslow *e = NULL, *old = &s->slow[0];
+    for (size_t i = 0; i < ROUTER_PG_SLOW_SLOTS && !e; i++) {
+        if (!strcmp(s->slow[i].addr, addr))
+            e = &s->slow[i];
+        else if (s->slow[i].last < old->last)
+            old = &s->slow[i];
+    }
+    if (!e) {
+        e = old;
+        snprintf(e->addr, sizeof e->addr, "%s", addr);
+        e->fails = 0;
+    }
+    if (now - e->last > AUTH_GATE_FORGET_MS)
+        e->fails = 0;
+    e->last = now;
+    if (++e->fails <= AUTH_GATE_FREE_FAILS)
+        return 0;
+    uint32_t k = e->fails - AUTH_GATE_FREE_FAILS - 1;
+    uint64_t d = k >= 8 ? AUTH_GATE_MAX_DELAY_MS : 250ull << k;
+    return d > AUTH_GATE_MAX_DELAY_MS ? AUTH_GATE_MAX_DELAY_MS : d;
+}
+
+static void on_delay(uv_timer_t *t)
+{
+    pgconn_t *c = t->data;
+    c->busy = 0;
+    uv_close((uv_handle_t *)t, on_closed);
+    if (c->state != PG_CLOSED) {
+        pgw_error(&c->out, "FATAL", "28P01", c->fatal, 0);
+        flush_out(c);
+        conn_close(c);
+    }
+}
+
+/* FATAL 28P01 (or 08P01 for a malformed exchange), counted and logged
+ * without secrets; the connection closes — late, for an address with
+ * recent failures (the session is held busy until the timer). */
+static int auth_failed(pgconn_t *c, const char *why, int proto)
+{
+    metric_counter_inc(c->srv->c_authfail);
+    uint64_t delay = proto || c->srv->closing ? 0 : note_failure(c->srv, c->peer);
+    st_warn("authentication failed", "reason=\"%s\" remote=%s door=postgres user=%s delay_ms=%llu",
+            why, c->peer, auth_name_ok(c->uname, strlen(c->uname)) ? c->uname : "-",
+            (unsigned long long)delay);
+    snprintf(c->fatal, sizeof c->fatal, "password authentication failed for user \"%.100s\"",
+             c->uname);
+    if (delay && uv_timer_init(c->srv->r->loop, &c->delay) == 0) {
+        metric_counter_inc(c->srv->c_delayed);
+        c->handles++;
+        c->delay.data = c;
+        c->busy = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_start(&c->delay, on_delay, delay, 0);
+        return 0;
+    }
+    pgw_error(&c->out, "FATAL", proto ? "08P01" : "28P01", proto ? why : c->fatal, 0);
+    return -1;
+}
+
+/* SASLInitialResponse (PG_SASL1), then SASLResponse (PG_SASL2). */
+static int sasl_step(pgconn_t *c, const pgw_msg_t *m)
+{
+    if (m->type != 'p')
+        return auth_failed(c, "expected a SASL response", 1);
+    pgw_rd_t r;
+    pgw_rd_init(&r, m);
+    const char *data;
+    size_t dlen;
+    if (c->state == PG_SASL1) {
+        const char *mech;
+        size_t ml;
+        int32_t n;
+        const uint8_t *d = NULL;
+        if (pgw_get_str(&r, &mech, &ml) || pgw_get_i32(&r, &n) || n < 0 ||
+            pgw_get_bytes(&r, (size_t)n, &d))
+            return auth_failed(c, "malformed SASLInitialResponse", 1);
+        if (strcmp(mech, SCRAM_MECH))
+            return auth_failed(c, "unsupported SASL mechanism", 1);
+        data = (const char *)d;
+        dlen = (size_t)n;
+        const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+        const auth_user_t *u = db ? auth_db_find(db, c->uname) : NULL;
+        const uint8_t *salt = NULL, *key = NULL;
+        size_t sl = 0;
+        uint32_t iter = 4096;
+        uint8_t fake[16], rnd[SCRAM_NONCE_BYTES];
+        c->scram_known = u && !auth_user_scram(u, &salt, &sl, &iter, &key);
+        if (!c->scram_known) { /* go on as if it existed: the answer tells nothing */
+            salt = fake;
+            sl = sizeof fake;
+            iter = 4096;
+            if (RAND_bytes(fake, sizeof fake) != 1)
+                return auth_failed(c, "no random bytes", 1);
+        }
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            return auth_failed(c, "no random bytes", 1);
+        if (!c->scram && !(c->scram = malloc(sizeof *c->scram)))
+            return -1;
+        if (scram_server_first(c->scram, data, dlen, salt, sl, iter, rnd))
+            return auth_failed(c, "malformed SCRAM client-first-message", 1);
+        size_t at = pgw_begin(&c->out, 'R');
+        pgw_put_i32(&c->out, 11);
+        st_buf_append(&c->out, c->scram->first, c->scram->first_len);
+        pgw_end(&c->out, at);
+        c->state = PG_SASL2;
+        return 0;
+    }
+    data = (const char *)m->body;
+    dlen = m->len;
+    const auth_db_t *db = auth_gate_db(c->srv->r->auth);
+    const auth_user_t *u = db ? auth_db_find(db, c->uname) : NULL;
+    const uint8_t *salt, *key = NULL;
+    size_t sl;
+    uint32_t iter;
+    if (!c->scram_known || !u || auth_user_scram(u, &salt, &sl, &iter, &key))
+        key = NULL;
+    char v[128];
+    int rc = scram_server_final(c->scram, data, dlen, key, v, sizeof v);
+    free(c->scram);
+    c->scram = NULL;
+    if (rc == ST_EPROTO || rc == ST_ELIMIT)
+        return auth_failed(c, "malformed SCRAM client-final-message", 1);
+    if (rc)
+        return auth_failed(c, c->scram_known ? "wrong password" : "unknown user", 0);
+    size_t at = pgw_begin(&c->out, 'R');
+    pgw_put_i32(&c->out, 12);
+    st_buf_append(&c->out, v, strlen(v));
+    pgw_end(&c->out, at);
+    metric_counter_inc(c->srv->c_authok);
+    return startup_done(c);
+}
+
+/* A password checked on the thread pool (PBKDF2 is slow on purpose). */
+typedef struct pwcheck {
+    uv_work_t w;
+    pgconn_t *c;
+    const auth_user_t *u;
+    int ok;
+    size_t len;
+    char pw[];
+} pwcheck_t;
+
+static void pw_work(uv_work_t *w)
+{
+    pwcheck_t *k = w->data;
+    k->ok = auth_password_slow(k->u, k->pw, k->len);
+}
+
+static void pw_after(uv_work_t *w, int status)
+{
+    pwcheck_t *k = w->data;
+    pgconn_t *c = k->c;
+    c->busy = 0;
+    if (c->gone) {
+        conn_free(c);
+    } else if (c->state == PG_PASSWORD) {
+        int rc;
+        if (status == 0 && k->ok && k->u) {
+            auth_password_remember(k->u, k->pw, k->len);
+            metric_counter_inc(c->srv->c_authok);
+            rc = startup_done(c);
+        } else {
+            rc = auth_failed(c, k->u ? "wrong password" : "unknown user", 0);
+        }
+        flush_out(c);
+        if (rc < 0)
+            conn_close(c);
+        else
+            process(c);
+    }
+    OPENSSL_cleanse(k->pw, k->len);
+    free(k);
+}
+
+/* PasswordMessage on a TLS session: a token (st_...) of this user, or its
+ * password. Returns 1 while the password is checked off the loop. */
+static int password_step(pgconn_t *c, const pgw_msg_t *m)
+{
+    pgw_rd_t r;
+    const char *pw;
+    size_t len;
+    pgw_rd_init(&r, m);
+    if (m->type != 'p' || pgw_get_str(&r, &pw, &len))
+        return auth_failed(c, "expected a PasswordMessage", 1);
+    auth_db_t *db = (auth_db_t *)auth_gate_db(c->srv->r->auth);
+    const auth_user_t *u = NULL;
+    if (len > 3 && !strncmp(pw, "st_", 3)) {
+        if (!db || auth_check_token(db, pw, len, &u) != AUTH_OK ||
+            strcmp(auth_user_name(u), c->uname))
+            return auth_failed(c, "bad token", 0);
+        metric_counter_inc(c->srv->c_authok);
+        return startup_done(c);
+    }
+    int rc = db ? auth_password_begin(db, c->uname, pw, len, &u) : AUTH_BAD_CREDENTIALS;
+    if (rc == AUTH_OK) {
+        metric_counter_inc(c->srv->c_authok);
+        return startup_done(c);
+    }
+    if (rc != AUTH_SLOW)
+        return auth_failed(c, "wrong password", 0);
+    pwcheck_t *k = malloc(sizeof *k + len + 1);
+    if (!k)
+        return -1;
+    k->c = c;
+    k->u = u;
+    k->ok = 0;
+    k->len = len;
+    memcpy(k->pw, pw, len + 1);
+    k->w.data = k;
+    if (uv_queue_work(c->srv->r->loop, &k->w, pw_work, pw_after)) {
+        free(k);
+        return -1;
+    }
+    c->busy = 1;
+    return 1;
+}
+
 /* Handle one message: 0 to go on, 1 when a statement now runs, -1 to close. */
 static int handle(pgconn_t *c, const pgw_msg_t *m)
 {
     router_pg_t *s = c->srv;
     if (c->state == PG_STARTUP) {
+        if (m->code == PGW_SSL_REQUEST && s->tls && !c->tls) {
+            /* 'S' in plaintext, then TLS on the same stream */
+            st_buf_put_u8(&c->out, 'S');
+            flush_out(c);
+            if (tls_conn_create(s->tls, NULL, &c->tls))
+                return -1;
+            c->tls_fresh = 1;
+            return 0;
+        }
         if (m->code == PGW_SSL_REQUEST || m->code == PGW_GSSENC_REQUEST) {
             st_buf_put_u8(&c->out, 'N');
             return 0;
@@ -833,33 +1222,33 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             if (!strcmp(su.key[i], "application_name"))
                 app = su.val[i];
         }
-        if (auth_gate_enabled(c->srv->r->auth)) { /* fail closed until SCRAM is wired */
-            pgw_error(&c->out, "FATAL", "28000",
-                      "this cluster has a users file and the PostgreSQL door has no password "
-                      "authentication yet: use POST /sql with credentials",
-                      0);
-            return -1;
+        snprintf(c->uname, sizeof c->uname, "%s", user);
+        snprintf(c->app, sizeof c->app, "%s", app);
+        c->auth_on = auth_gate_enabled(s->r->auth);
+        if (c->auth_on && c->tls) {
+            /* TLS: a cleartext password or token (AuthenticationCleartextPassword) */
+            size_t at = pgw_begin(&c->out, 'R');
+            pgw_put_i32(&c->out, 3);
+            pgw_end(&c->out, at);
+            c->state = PG_PASSWORD;
+            return 0;
         }
-        pgw_auth_ok(&c->out); /* trust: no users file */
-        static const char *const ps[][2] = {{"server_version", "14.0"},
-                                            {"server_encoding", "UTF8"},
-                                            {"client_encoding", "UTF8"},
-                                            {"DateStyle", "ISO, MDY"},
-                                            {"TimeZone", "UTC"},
-                                            {"integer_datetimes", "on"},
-                                            {"IntervalStyle", "postgres"},
-                                            {"is_superuser", "off"},
-                                            {"standard_conforming_strings", "on"}};
-        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-            pgw_param_status(&c->out, ps[i][0], ps[i][1]);
-        pgw_param_status(&c->out, "application_name", app);
-        pgw_param_status(&c->out, "session_authorization", user);
-        pgw_backend_key(&c->out, c->pid, c->key);
-        pgw_ready(&c->out, 'I');
-        c->state = PG_READY;
-        c->txn = 'I';
-        return 0;
+        if (c->auth_on) {
+            /* plaintext: SCRAM-SHA-256 (the only mechanism offered) */
+            size_t at = pgw_begin(&c->out, 'R');
+            pgw_put_i32(&c->out, 10);
+            pgw_put_str(&c->out, SCRAM_MECH);
+            st_buf_put_u8(&c->out, 0);
+            pgw_end(&c->out, at);
+            c->state = PG_SASL1;
+            return 0;
+        }
+        return startup_done(c); /* trust: no users file */
     }
+    if (c->state == PG_SASL1 || c->state == PG_SASL2)
+        return sasl_step(c, m);
+    if (c->state == PG_PASSWORD)
+        return password_step(c, m);
     if (c->skip_to_sync && m->type != 'S') {
         return 0;
     }
@@ -1074,6 +1463,22 @@ static void process(pgconn_t *c)
             conn_close(c);
             break;
         }
+        if (c->tls_fresh) { /* what came after SSLRequest is the TLS handshake */
+            c->tls_fresh = 0;
+            size_t rest = c->inlen - at;
+            char *tmp = rest ? malloc(rest) : NULL;
+            if (rest && !tmp) {
+                conn_close(c);
+                break;
+            }
+            if (rest)
+                memcpy(tmp, c->in + at, rest);
+            c->inlen = at;
+            int bad = rest ? tls_in(c, tmp, rest) : 0;
+            free(tmp);
+            if (bad)
+                break;
+        }
     }
     c->in_process = 0;
     if (c->state == PG_CLOSED)
@@ -1102,8 +1507,7 @@ static void on_conn(uv_stream_t *ls, int status)
     c->tcp.data = c;
     c->handles = 1;
     st_buf_init(&c->out);
-    char peer[64];
-    if (net_accept(ls, &c->tcp, peer, sizeof peer)) {
+    if (net_accept(ls, &c->tcp, c->peer, sizeof c->peer)) {
         c->state = PG_CLOSED;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
@@ -1126,6 +1530,11 @@ static void on_conn(uv_stream_t *ls, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+void router_pg_set_tls(router_pg_t *s, tls_ctx_t *tls)
+{
+    s->tls = tls;
+}
+
 int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)
 {
     router_pg_t *s = calloc(1, sizeof *s);
@@ -1142,7 +1551,17 @@ int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)
                         "PostgreSQL messages refused (bad length, too long, unknown).", NULL);
     struct sockaddr_storage ss;
     int bound;
-    if (!s->c_conns || !s->c_refused || !s->c_proto) {
+    s->c_authfail = metrics_counter(r->metrics, "strata_router_pg_auth_total",
+                                    "PostgreSQL logins with a users file, by result.", "result",
+                                    "failed", NULL);
+    s->c_authok =
+        metrics_counter(r->metrics, "strata_router_pg_auth_total",
+                        "PostgreSQL logins with a users file, by result.", "result", "ok", NULL);
+    s->c_delayed =
+        metrics_counter(r->metrics, "strata_router_pg_auth_delayed_total",
+                        "PostgreSQL failed logins answered late (per-address slowdown).", NULL);
+    if (!s->c_conns || !s->c_refused || !s->c_proto || !s->c_authfail || !s->c_authok ||
+        !s->c_delayed) {
         free(s);
         return ST_ENOMEM;
     }

@@ -709,6 +709,8 @@ int router_server_start(router_server_t *s)
         st_error("cannot listen", "pg_listen=%s err=\"%s\"", s->pg_listen, st_strerror(rc));
         return 1;
     }
+    if (s->pg)
+        router_pg_set_tls(s->pg, s->tls.listen);
     uv_signal_init(r->loop, &s->sig_term);
     uv_signal_init(r->loop, &s->sig_int);
     s->sig_term.data = s->sig_int.data = s;

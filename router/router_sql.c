@@ -19,6 +19,7 @@
 
 #include "http_util.h"
 #include "repl.h"
+#include "router_delete.h"
 #include "router_sql.h"
 #include "auth_gate.h"
 #include "wbatch.h"
@@ -56,6 +57,7 @@ typedef struct sqljob {
     st_label_t **lab;          /* label sets made for them */
     size_t nlab, labcap;
     sql_result_t *res;
+    uint64_t deleted;
     int status;
     const char *sqlstate;
     char err[SQL_ERR_MAX + 64];
@@ -98,7 +100,8 @@ static void answer(sqljob_t *j)
                              .sqlstate = j->sqlstate,
                              .msg = j->err,
                              .stmt = j->stmt,
-                             .res = j->status ? NULL : j->res};
+                             .res = j->status ? NULL : j->res,
+                             .deleted = j->deleted};
     metric_counter_inc(j->status ? sql_err : sql_ok);
     j->cb(j->arg, &a);
     job_free(j);
@@ -533,12 +536,123 @@ static int show_var(sqljob_t *j)
     return ST_ENOENT;
 }
 
-void router_sql_run(router_t *r, const char *text, size_t len, const char *const *params,
-                    size_t nparams, router_sql_cb cb, void *arg)
+void router_sql_tag(const router_sql_answer_t *a, char *buf, size_t cap)
+{
+    if (a->stmt && sql_stmt_kind(a->stmt) == SQL_DELETE)
+        snprintf(buf, cap, "DELETE %llu", (unsigned long long)a->deleted);
+    else
+        sql_result_tag(a->res, a->stmt, buf, cap);
+}
+
+/* ---- DELETE: router_delete_submit over what SELECT * would read ------------ */
+
+static void on_deleted(void *arg, int status, const router_delete_result_t *res)
+{
+    sqljob_t *j = arg;
+    if (status) {
+        snprintf(j->err, sizeof j->err, "delete failed on %u shard(s): %.300s", res->shards_failed,
+                 res->why);
+        fail(j, 503, "58000", j->err);
+        return;
+    }
+    j->deleted = res->samples;
+    answer(j);
+}
+
+static void sql_delete(sqljob_t *j, int64_t dstart, int64_t dend)
+{
+    int rc = sql_plan(j->stmt, j->now, dstart, dend, (const char *const *)j->params, j->nparams,
+                      &j->plan, j->err, sizeof j->err);
+    if (rc) {
+        fail(j, status_of(rc), state_of(rc), j->err);
+        return;
+    }
+    const char *schema = sql_stmt_schema(j->stmt);
+    if (schema[0] && strcmp(schema, "public")) {
+        fail(j, 400, "42501", "only tables of the public schema can be deleted from");
+        return;
+    }
+    if (!j->plan.exact || j->plan.nfields) {
+        fail(j, 400, "0A000",
+             "DELETE takes a WHERE of bounds on time and tag matchers (=, !=, IN, LIKE, ~) "
+             "joined by AND, nothing else");
+        return;
+    }
+    if (!j->plan.needs_data) { /* an empty time range */
+        answer(j);
+        return;
+    }
+    j->plan.all_fields = 1;
+    st_buf_t q;
+    st_buf_init(&q);
+    selector_t sel;
+    rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    if (!rc)
+        rc = selector_parse((const char *)q.data, q.len, &sel, j->err, sizeof j->err);
+    st_buf_deinit(&q);
+    if (rc) {
+        fail(j, rc == ST_ENOMEM ? 503 : 400, rc == ST_ENOMEM ? "53200" : "42601",
+             rc == ST_ENOMEM ? "out of memory" : j->err);
+        return;
+    }
+    rc = router_delete_submit(j->r, &sel, 1, j->plan.start, j->plan.end - 1, 0, 0, on_deleted, j);
+    selector_free(&sel);
+    if (rc)
+        fail(j, rc == ST_ENOMEM ? 503 : 400, rc == ST_ENOMEM ? "53200" : "42601", st_strerror(rc));
+}
+
+/* May user run a statement of this kind? 0, or 403 with j->err set. */
+static int sql_allowed(sqljob_t *j, const auth_user_t *u)
+{
+    if (!u)
+        return 0;
+    sql_kind_t k = sql_stmt_kind(j->stmt);
+    auth_role_t need = k == SQL_DELETE   ? AUTH_ROLE_ADMIN
+                       : k == SQL_INSERT ? AUTH_ROLE_WRITE
+                                         : AUTH_ROLE_READ;
+    if (auth_user_role(u) < need) {
+        snprintf(j->err, sizeof j->err, "user '%s' has role %s; %s needs the %s role",
+                 auth_user_name(u), auth_role_name(auth_user_role(u)), sql_stmt_tag(j->stmt),
+                 auth_role_name(need));
+        return 403;
+    }
+    const char *schema = sql_stmt_schema(j->stmt);
+    if (auth_user_selector(u) && (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
+                                  (schema[0] && strcmp(schema, "public")))) {
+        if (k == SQL_EMPTY || k == SQL_SET || k == SQL_TXN || k == SQL_SHOW_VAR ||
+            (k == SQL_SELECT && !sql_stmt_table(j->stmt)[0]))
+            return 0; /* reads no series */
+        snprintf(j->err, sizeof j->err,
+                 "user '%s' is confined to a selector; only SELECT from a table is allowed",
+                 auth_user_name(u));
+        return 403;
+    }
+    return 0;
+}
+
+/* A confined user's matchers ANDed into what a planned SELECT reads: 0 or
+ * 403 (no room). */
+static int sql_confine(sqljob_t *j, const auth_user_t *u)
+{
+    const st_matcher_t *m;
+    size_t n = u ? auth_user_matchers(u, &m) : 0;
+    if (j->plan.nm + n > SQL_MAX_ITEMS) {
+        snprintf(j->err, sizeof j->err, "too many conditions for a confined user");
+        return 403;
+    }
+    for (size_t i = 0; i < n; i++)
+        j->plan.m[j->plan.nm++] = m[i];
+    if (n)
+        j->plan.exact = 0;
+    return 0;
+}
+
+void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size_t len,
+                    const char *const *params, size_t nparams, router_sql_cb cb, void *arg)
 {
     sqljob_t *j = calloc(1, sizeof *j);
     if (!j) {
-        router_sql_answer_t a = {503, "53200", "out of memory", NULL, NULL};
+        router_sql_answer_t a = {503, "53200", "out of memory", NULL, NULL, 0};
         cb(arg, &a);
         return;
     }
@@ -572,6 +686,10 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
         fail(j, 400, "08P01", j->err);
         return;
     }
+    if (sql_allowed(j, user)) {
+        fail(j, 403, "42501", j->err);
+        return;
+    }
     const topo_storage_t *st = topo_storage(r->topo);
     int64_t dstart = st->retention_ms ? j->now - st->retention_ms : 0;
     int64_t dend = j->now + st->max_future_ms + 1;
@@ -590,7 +708,7 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
         answer(j);
         return;
     case SQL_DELETE:
-        fail(j, 501, "0A000", "DELETE is not available yet");
+        sql_delete(j, dstart, dend);
         return;
     case SQL_INSERT:
         fail(j, 501, "0A000", "INSERT is answered on POST /sql only");
@@ -615,6 +733,10 @@ void router_sql_run(router_t *r, const char *text, size_t len, const char *const
                   &j->plan, j->err, sizeof j->err);
     if (rc) {
         fail(j, status_of(rc), state_of(rc), j->err);
+        return;
+    }
+    if (sql_confine(j, user)) {
+        fail(j, 403, "42501", j->err);
         return;
     }
     if (!strcmp(schema, "information_schema") || !strcmp(schema, "pg_catalog")) {
@@ -718,9 +840,14 @@ static void http_answer(void *arg, const router_sql_answer_t *a)
     int rc = 0;
     if (!a->res) {
         char tag[64];
-        sql_result_tag(NULL, a->stmt, tag, sizeof tag);
+        router_sql_tag(a, tag, sizeof tag);
         ST_BUF_LIT(&b, "{\"columns\":[],\"rows\":[],\"command\":");
         st_json_str(&b, tag, strlen(tag));
+        if (a->stmt && sql_stmt_kind(a->stmt) == SQL_DELETE) {
+            char n[48];
+            int k = snprintf(n, sizeof n, ",\"deleted\":%llu", (unsigned long long)a->deleted);
+            st_buf_append(&b, n, (size_t)k);
+        }
         rc = ST_BUF_LIT(&b, "}\n");
     } else {
         rc = h->csv ? sql_result_csv(a->res, &b) : sql_result_json(a->res, &b);
@@ -869,6 +996,6 @@ void router_handle_sql(router_t *r, http_req_t *req)
         http_insert(r, req, stmt);
         return;
     }
-    router_sql_run(r, q, qlen, NULL, 0, http_answer, h);
+    router_sql_run(r, auth_gate_user(req), q, qlen, NULL, 0, http_answer, h);
     http_params_deinit(&form);
 }

@@ -15,6 +15,7 @@
 #ifndef ROUTER_SQL_H
 #define ROUTER_SQL_H
 
+#include "auth.h"
 #include "router.h"
 #include "sql.h"
 
@@ -23,15 +24,28 @@ typedef struct router_sql_answer {
     const char *sqlstate;    /* PostgreSQL SQLSTATE of an error */
     const char *msg;         /* the error */
     const sql_stmt_t *stmt;  /* NULL when the statement did not parse */
-    const sql_result_t *res; /* rows, or NULL for SET/BEGIN/... */
+    const sql_result_t *res; /* rows, or NULL for SET/BEGIN/DELETE/... */
+    uint64_t deleted;        /* DELETE: the samples removed */
 } router_sql_answer_t;
 
 /* cb runs once on the loop; the answer's parts live during the call only. */
 typedef void (*router_sql_cb)(void *arg, const router_sql_answer_t *a);
 
-/* Run text with parameters $1..$nparams (text, NULL = SQL NULL; copied). */
-void router_sql_run(router_t *r, const char *text, size_t len, const char *const *params,
-                    size_t nparams, router_sql_cb cb, void *arg);
+/*
+ * Run text with parameters $1..$nparams (text, NULL = SQL NULL; copied) for
+ * user (NULL: no users file). With a user, the statement's kind needs a
+ * role: DELETE admin, INSERT write, the rest read; a user confined to a
+ * selector may not run DELETE or INSERT here. Refused: 403, SQLSTATE 42501.
+ *
+ * DELETE FROM t WHERE <bounds on time> AND <tag matchers> removes the
+ * samples SELECT * FROM t WHERE ... reads (every field of t) through
+ * router_delete_submit; any other condition is refused (0A000).
+ */
+void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size_t len,
+                    const char *const *params, size_t nparams, router_sql_cb cb, void *arg);
+
+/* The PostgreSQL command tag of a successful answer ("SELECT 3", "DELETE 12"). */
+void router_sql_tag(const router_sql_answer_t *a, char *buf, size_t cap);
 
 /* Register the SQL counters (router_server.c). */
 int router_sql_metrics(router_t *r);

@@ -451,7 +451,7 @@ static int unhex(const char *s, size_t n, uint8_t *out, size_t outlen)
 }
 
 /* Standard base64 with padding (EVP_DecodeBlock), exactly `want` bytes. */
-static int unb64(const char *s, size_t n, uint8_t *out, size_t want)
+int auth_unb64(const char *s, size_t n, uint8_t *out, size_t want)
 {
     uint8_t buf[96];
     if (n == 0 || n % 4 || n / 4 * 3 > sizeof buf)
@@ -480,8 +480,8 @@ static int parse_pw(auth_user_t *u, const char *s, size_t n)
     if (q == p || q >= e || *q != '$' || it < AUTH_PBKDF2_ITER_MIN || it > AUTH_PBKDF2_ITER_MAX)
         return -1;
     const char *salt = q + 1, *d = memchr(salt, '$', (size_t)(e - salt));
-    if (!d || unb64(salt, (size_t)(d - salt), u->salt, AUTH_SALT_LEN) ||
-        unb64(d + 1, (size_t)(e - d - 1), u->key, AUTH_KEY_LEN))
+    if (!d || auth_unb64(salt, (size_t)(d - salt), u->salt, AUTH_SALT_LEN) ||
+        auth_unb64(d + 1, (size_t)(e - d - 1), u->key, AUTH_KEY_LEN))
         return -1;
     u->iter = (uint32_t)it;
     u->has_pw = 1;

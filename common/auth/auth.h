@@ -194,4 +194,8 @@ void auth_password_remember(const auth_user_t *u, const char *password, size_t l
 struct st_label;
 int auth_user_allows(const auth_user_t *u, const struct st_label *labels, size_t n);
 
+/* Standard padded base64 s[0..n) that decodes to exactly `want` bytes
+ * (at most 72): 0, or -1. */
+int auth_unb64(const char *s, size_t n, uint8_t *out, size_t want);
+
 #endif

@@ -106,6 +106,22 @@ def binary(kind):
     return path
 
 
+def user_add(users, name, role, selector=None, password=None):
+    """`strata user add NAME --role ROLE --file USERS` (with --selector,
+    --password-stdin): returns the token it prints once."""
+    argv = [binary("cli"), "user", "add", name, "--role", role, "--file", users]
+    if selector:
+        argv += ["--selector", selector]
+    if password:
+        argv.append("--password-stdin")
+    out = subprocess.run(argv, input=(password + "\n" if password else ""),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    tok = out.stdout.strip()
+    assert tok.startswith("st_") and len(tok) == 67, out.stdout
+    return tok
+
+
 # ------------------------------------------------------------------- ports --
 
 _ports_lock = threading.Lock()

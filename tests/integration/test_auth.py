@@ -31,7 +31,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import LOOPBACK, ClusterTestCase, binary, parse_json, parse_metrics
+from harness import LOOPBACK, ClusterTestCase, binary, parse_json, parse_metrics, user_add
 
 T0 = int(time.time() * 1000) - 60_000
 POLL_S = 30.0
@@ -107,17 +107,7 @@ class AuthTest(ClusterTestCase):
 
     @classmethod
     def user_add(cls, name, role, selector=None, password=None):
-        argv = [cls.cli, "user", "add", name, "--role", role, "--file", cls.users]
-        if selector:
-            argv += ["--selector", selector]
-        if password:
-            argv.append("--password-stdin")
-        out = subprocess.run(argv, input=(password + "\n" if password else ""),
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        tok = out.stdout.strip()
-        assert tok.startswith("st_") and len(tok) == 67, out.stdout
-        return tok
+        return user_add(cls.users, name, role, selector, password)
 
     def client(self, port=None):
         type(self).src += 1

@@ -296,9 +296,10 @@ class SqlTest(ClusterTestCase):
         status, body = self.sql("SELECT nope FROM cpu")
         self.assertEqual(status, 400)
         self.assertIn('column "nope" does not exist', json.loads(body)["error"])
-        status, body = self.sql("DELETE FROM cpu WHERE hostname = 'host_1'")
-        self.assertEqual(status, 501)
-        self.assertEqual(json.loads(body)["error"], "DELETE is not available yet")
+        status, body = self.sql("DELETE FROM cpu WHERE usage_user > 5")
+        self.assertEqual(status, 400)
+        self.assertIn("DELETE takes a WHERE of bounds on time and tag matchers",
+                      json.loads(body)["error"])
         status, body = self.sql("")
         self.assertEqual(status, 400)
         status, body = self.sql("SELECT 1/0")
@@ -327,6 +328,47 @@ class SqlTest(ClusterTestCase):
         status, body = self.sql("INSERT INTO weather (time, temp) VALUES (now(), 1, 2)")
         self.assertEqual(status, 400)
         self.assertIn("more values than", body.decode())
+
+    def export_count(self, match):
+        url = (self.c.router_url(0) + "/api/v1/export?" + urllib.parse.urlencode(
+            {"match[]": match, "start": self.t0 - 60, "end": self.t0 + 10 * N + 60}))
+        status, _, body = http_request(url)
+        self.assertEqual(status, 200, body)
+        return sum(len(json.loads(line)["values"]) for line in body.decode().splitlines()
+                   if line.strip())
+
+    def test_delete(self):
+        # its own table: the other tests read cpu
+        lines, t = [], self.t0
+        for h in ("a", "b", "c"):
+            for i in range(10):
+                lines.append("mem,host=%s,dc=x used=%d,free=%d %d" % (h, i, 100 - i, t + 10 * i))
+        status, body = self.c.write(lines, router=0, precision="s")
+        self.assertEqual(status, 204, body)
+        self.assertEqual(self.rows_of("SELECT count(*) FROM mem")[1], [[30]])
+        # host a, the samples at t+30 .. t+50 (3 rows, 2 fields = 6 samples)
+        status, body = self.sql("DELETE FROM mem WHERE host = 'a' AND time >= '%s' AND "
+                                "time < '%s'" % (self.iso((t + 30) * 1000),
+                                                 self.iso((t + 60) * 1000)))
+        self.assertEqual(status, 200, body)
+        doc = json.loads(body)
+        self.assertEqual(doc["command"], "DELETE 6")
+        self.assertEqual(doc["deleted"], 6)
+        _, rows = self.rows_of("SELECT time FROM mem WHERE host = 'a' ORDER BY time")
+        self.assertEqual(rows, [[self.iso((t + 10 * i) * 1000)] for i in range(10)
+                                if not 3 <= i < 6])
+        self.assertEqual(self.export_count('{__name__=~"mem_.+",host="a"}'), 14)
+        self.assertEqual(self.export_count('{__name__=~"mem_.+",host="b"}'), 20)
+        # over PostgreSQL: all of host b
+        p = self.psql("-c", "DELETE FROM mem WHERE host IN ('b')")
+        self.assertIn("DELETE 20", p.stdout)
+        self.assertEqual(self.rows_of("SELECT count(*) FROM mem WHERE host = 'b'")[1], [[0]])
+        self.assertEqual(self.export_count('{__name__=~"mem_.+",host="b"}'), 0)
+        self.assertEqual(self.export_count('{__name__=~"mem_.+",host="c"}'), 20)
+        self.assertEqual(self.rows_of("SELECT count(*) FROM mem")[1], [[17]])
+        # nothing left to delete
+        p = self.psql("-c", "DELETE FROM mem WHERE host = 'b'")
+        self.assertIn("DELETE 0", p.stdout)
 
     def test_no_from(self):
         cols, rows = self.rows_of("SELECT 1 + 2 AS x, version(), 'a' || 'b'")
@@ -367,8 +409,8 @@ class SqlTest(ClusterTestCase):
         p = self.psql("-c", "SELECT count(* FROM cpu", ok=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("syntax error at position 16", p.stderr)
-        p = self.psql("-c", "DELETE FROM cpu", ok=False)
-        self.assertIn("DELETE is not available yet", p.stderr)
+        p = self.psql("-c", "DELETE FROM cpu WHERE usage_user > 1", ok=False)
+        self.assertIn("DELETE takes a WHERE", p.stderr)
         # the session goes on after an error
         p = self.psql("-At", "-v", "ON_ERROR_STOP=0", "-c", "SELECT nope FROM cpu", "-c",
                       "SELECT 2", ok=False)
