@@ -1252,7 +1252,7 @@ static void auth_passed(rconn_t *c, const auth_user_t *u, const authwork_t *a, i
 static void auth_slow_work(uv_work_t *w)
 {
     authwork_t *a = w->data;
-    a->ok = auth_password_slow(a->u, a->pw, a->len) == 0 && a->u != NULL;
+    a->ok = auth_password_slow(a->u, a->pw, a->len) == 1 && a->u != NULL;
 }
 
 static void auth_slow_after(uv_work_t *w, int status)
@@ -1420,14 +1420,11 @@ static int deny_delete(rconn_t *c, const char *what)
         return 1;
     }
     if (auth_user_role(u) < AUTH_ROLE_ADMIN)
-        resp_errorf(&c->out,
-                    "ERR %s failed: user '%s' has role %s; this command needs the admin role", what,
-                    c->user, auth_role_name(auth_user_role(u)));
+        resp_errorf(&c->out, "ERR user '%s' has role %s; %s needs the admin role", c->user,
+                    auth_role_name(auth_user_role(u)), what);
     else if (auth_user_selector(u))
-        resp_errorf(&c->out,
-                    "ERR %s failed: user '%s' is confined to a selector; this command "
-                    "cannot be",
-                    what, c->user);
+        resp_errorf(&c->out, "ERR user '%s' is confined to a selector; %s cannot be", c->user,
+                    what);
     else
         return 0;
     return 1;

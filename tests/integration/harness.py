@@ -448,8 +448,6 @@ class Cluster:
             repkv = dict(self.replication_kv or {})
             repkv.update(replication or {})
             secs.append(("replication", repkv))
-        if self.security_kv is not None:
-            secs.append(("security", self.security_kv))
         for i, nid in enumerate(self.node_ids):
             kv = {"rpc": "%s:%d" % (LOOPBACK, self.node_rpc[i]),
                   "http": "%s:%d" % (LOOPBACK, self.node_http[i])}
