@@ -56,6 +56,7 @@
 #define RESP_CACHE_BUCKETS 65536
 #define RESP_FAR_MS (2 * 86400000LL) /* "until the end of time" of a read: now + 2 days */
 #define RESP_NAME_MAX 128
+#define RESP_TLS_HANDSHAKE_MS 10000 /* a TLS client must finish its handshake within */
 
 typedef struct rconn rconn_t;
 typedef struct job job_t;
@@ -118,9 +119,10 @@ struct rconn {
     size_t wq;
     int nwrites;
     char peer[64];
-    tls_conn_t *tls; /* NULL: plaintext */
-    int authed;      /* AUTH succeeded (only meaningful with a users file) */
-    char *authz;     /* the Authorization header its commands carry (NULL: none) */
+    tls_conn_t *tls;      /* NULL: plaintext */
+    uv_timer_t *hs_timer; /* the TLS handshake's deadline (NULL: none running) */
+    int authed;           /* AUTH succeeded (only meaningful with a users file) */
+    char *authz;          /* the Authorization header its commands carry (NULL: none) */
     char user[AUTH_NAME_MAX + 1];
 };
 
@@ -308,11 +310,25 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
+static void hs_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void hs_timer_stop(rconn_t *c)
+{
+    if (c->hs_timer) {
+        uv_close((uv_handle_t *)c->hs_timer, hs_timer_closed);
+        c->hs_timer = NULL;
+    }
+}
+
 /* Free the connection once nothing refers to it (no job, no write). */
 static void conn_maybe_free(rconn_t *c)
 {
     if (c->dead && !c->busy && c->nwrites == 0 && !c->uv_closing) {
         c->uv_closing = 1;
+        hs_timer_stop(c);
         uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     }
 }
@@ -4580,6 +4596,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             conn_close(c);
             return;
         }
+        if (tls_conn_established(c->tls))
+            hs_timer_stop(c);
     } else if (st_buf_append(&c->in, buf->base, (size_t)n)) {
         conn_close(c);
         return;
@@ -4587,6 +4605,29 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->dead)
         return;
     conn_run(c);
+}
+
+static void on_hs_timeout(uv_timer_t *t)
+{
+    rconn_t *c = t->data;
+    hs_timer_stop(c);
+    if (c->dead || tls_conn_established(c->tls))
+        return;
+    tls_ctx_count_failure(c->s->tls, TLS_FAIL_TIMEOUT);
+    metric_counter_inc(c->s->m_proto);
+    st_warn("RESP TLS handshake timed out", "remote=%s", c->peer);
+    conn_close(c);
+}
+
+/* A TLS connection gets RESP_TLS_HANDSHAKE_MS to finish its handshake. */
+static void hs_timer_start(rconn_t *c)
+{
+    c->hs_timer = malloc(sizeof *c->hs_timer);
+    if (!c->hs_timer)
+        return; /* no deadline: the connection still works */
+    uv_timer_init(c->s->r->loop, c->hs_timer);
+    c->hs_timer->data = c;
+    uv_timer_start(c->hs_timer, on_hs_timeout, RESP_TLS_HANDSHAKE_MS, 0);
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -4626,6 +4667,8 @@ static void on_connection(uv_stream_t *ls, int status)
     s->nconns++;
     metric_counter_inc(s->m_conns);
     metric_gauge_set(s->m_open, (double)s->nconns);
+    if (c->tls)
+        hs_timer_start(c);
     conn_run(c);
 }
 

@@ -18,7 +18,9 @@ One cluster (2 nodes, 1 router, RF 1) whose users are made by
   - RESET forgets the credential;
   - redis-cli --tls --cacert with --user/--pass; plaintext to the TLS RESP
     port gets one plaintext error line and is closed, counted as
-    strata_tls_handshake_failures_total{reason="not_tls"}.
+    strata_tls_handshake_failures_total{reason="not_tls"};
+  - a client that never starts its handshake is closed after 10 s
+    (reason="timeout").
 """
 
 import os
@@ -239,6 +241,15 @@ class RespSecurityTest(ClusterTestCase):
         self.assertEqual(after - before, 1)
         # the door still serves TLS clients
         self.assertEqual(self.raw().cmd("AUTH", self.tok["reader"]), "+OK")
+
+    def test_silent_client_closed_after_handshake_deadline(self):
+        before = metric_sum(self.metrics(), "strata_tls_handshake_failures_total",
+                            reason="timeout")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as s:
+            self.assertEqual(s.recv(4096), b"")  # closed by the router (10 s), nothing sent
+        after = metric_sum(self.metrics(), "strata_tls_handshake_failures_total",
+                           reason="timeout")
+        self.assertEqual(after - before, 1)
 
 
 if __name__ == "__main__":
