@@ -1430,7 +1430,13 @@ static int deny_delete(rconn_t *c, const char *what)
     if (!auth_gate_enabled(g))
         return 0;
     const auth_user_t *u = auth_db_find(auth_gate_db(g), c->user);
-    if (!u) { /* removed by a reload since AUTH */
+    if (u && c->authz && strncmp(c->authz, "Bearer ", 7) == 0) { /* a token rotated since AUTH */
+        const auth_user_t *t = NULL;
+        if (auth_check_token(auth_gate_db(g), c->authz + 7, strlen(c->authz + 7), &t) != AUTH_OK ||
+            t != u)
+            u = NULL;
+    }
+    if (!u) { /* removed (or its token rotated) by a reload since AUTH */
         conn_forget_auth(c);
         resp_error(&c->out, RESP_NOAUTH);
         return 1;

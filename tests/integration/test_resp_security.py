@@ -16,6 +16,8 @@ One cluster (2 nodes, 1 router, RF 1) whose users are made by
   - a user confined to {team="a"} sees only team a series in TS.MRANGE
     FILTER;
   - RESET forgets the credential;
+  - SIGHUP with clients connected: a new user can AUTH on a connection
+    that failed before, a rotated token stops working (DEL too);
   - redis-cli --tls --cacert with --user/--pass; plaintext to the TLS RESP
     port gets one plaintext error line and is closed, counted as
     strata_tls_handshake_failures_total{reason="not_tls"};
@@ -25,6 +27,7 @@ One cluster (2 nodes, 1 router, RF 1) whose users are made by
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -241,6 +244,36 @@ class RespSecurityTest(ClusterTestCase):
         self.assertEqual(after - before, 1)
         # the door still serves TLS clients
         self.assertEqual(self.raw().cmd("AUTH", self.tok["reader"]), "+OK")
+
+    def test_sighup_rotation_with_clients_connected(self):
+        """A user added later works after SIGHUP on the same connection that
+        failed before; a rotated admin token stops working at the reload,
+        DEL included (it is not an HTTP request), and the connection lives."""
+        def reload():
+            def ok():
+                return metric_sum(self.metrics(), "strata_auth_reloads_total", result="ok")
+            n = ok()
+            self.c.routers[0].signal(signal.SIGHUP)
+            self.c.wait_until(lambda: ok() > n, timeout=30, what="users reloaded")
+
+        old = self.user_add("rot", "admin")
+        reload()
+        a = self.raw()
+        self.assertEqual(a.cmd("AUTH", old), "+OK")
+        self.assertTrue(a.cmd("TS.ADD", "sec:rot", self.T, 1).startswith(":"))
+        late = self.raw()
+        wp = "-WRONGPASS invalid username-password pair or user is disabled."
+        tok = self.user_add("late", "read")
+        self.assertEqual(late.cmd("AUTH", tok), wp)
+        out = subprocess.run([self.cli, "user", "rotate", "rot", "--file", self.users],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        reload()
+        self.assertEqual(late.cmd("AUTH", tok), "+OK")
+        self.assertEqual(late.cmd("PING"), "+PONG")
+        self.assertEqual(a.cmd("DEL", "sec:rot"), "-NOAUTH Authentication required.")
+        self.assertEqual(a.cmd("AUTH", out.stdout.strip()), "+OK")
+        self.assertEqual(a.cmd("DEL", "sec:rot"), ":1")
 
     def test_silent_client_closed_after_handshake_deadline(self):
         before = metric_sum(self.metrics(), "strata_tls_handshake_failures_total",
