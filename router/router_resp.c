@@ -23,6 +23,13 @@
  * (cpu{host="a"}) names that exact series (line protocol, remote write),
  * with no metadata.
  *
+ * Security ([security] users_file, tls_cert/tls_key; docs/security.md):
+ * AUTH/HELLO AUTH check the users file (the slow hash on the thread
+ * pool); the connection's credential then rides on every in-process
+ * request as its Authorization header, so the auth gate applies roles and
+ * confinement as on HTTP. TLS: a tls_conn_t per connection over memory
+ * BIOs, the router's HTTP context, a handshake deadline.
+ *
  * Caches: per key, the router remembers the metadata for RESP_META_TTL_MS
  * and the highest timestamp it knows of (to skip the duplicate probe of a
  * TS.ADD past it). TS.INCRBY/DECRBY run one at a time per router.
