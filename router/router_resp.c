@@ -23,6 +23,13 @@
  * (cpu{host="a"}) names that exact series (line protocol, remote write),
  * with no metadata.
  *
+ * Security ([security] users_file, tls_cert/tls_key; docs/security.md):
+ * AUTH/HELLO AUTH check the users file (the slow hash on the thread
+ * pool); the connection's credential then rides on every in-process
+ * request as its Authorization header, so the auth gate applies roles and
+ * confinement as on HTTP. TLS: a tls_conn_t per connection over memory
+ * BIOs, the router's HTTP context, a handshake deadline.
+ *
  * Caches: per key, the router remembers the metadata for RESP_META_TTL_MS
  * and the highest timestamp it knows of (to skip the duplicate probe of a
  * TS.ADD past it). TS.INCRBY/DECRBY run one at a time per router.
@@ -46,6 +53,7 @@
 #include "st_log.h"
 #include "st_text.h"
 #include "st_time.h"
+#include "tls.h"
 
 #define RESP_READ_BUF 65536
 #define RESP_OUT_HIGH (16u << 20) /* queued reply bytes above which a connection stops reading */
@@ -55,6 +63,7 @@
 #define RESP_CACHE_BUCKETS 65536
 #define RESP_FAR_MS (2 * 86400000LL) /* "until the end of time" of a read: now + 2 days */
 #define RESP_NAME_MAX 128
+#define RESP_TLS_HANDSHAKE_MS 10000 /* a TLS client must finish its handshake within */
 
 typedef struct rconn rconn_t;
 typedef struct job job_t;
@@ -91,7 +100,9 @@ struct router_resp {
     size_t nent;
     job_t *incr_head, *incr_tail; /* INCRBY/DECRBY waiting their turn */
     int incr_busy;
-    metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other;
+    metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other, *m_auth_fail;
+    tls_ctx_t *tls; /* not owned; NULL: plaintext */
+    int auth_slow;  /* password checks on the thread pool now */
     metric_gauge_t *m_open;
     metric_counter_t **m_cmd; /* [command table index] */
     char rbuf[RESP_READ_BUF];
@@ -114,6 +125,12 @@ struct rconn {
     job_t *batch; /* pipelined writes being gathered (router_resp write batches) */
     size_t wq;
     int nwrites;
+    char peer[64];
+    tls_conn_t *tls;      /* NULL: plaintext */
+    uv_timer_t *hs_timer; /* the TLS handshake's deadline (NULL: none running) */
+    int authed;           /* AUTH succeeded (only meaningful with a users file) */
+    char *authz;          /* the Authorization header its commands carry (NULL: none) */
+    char user[AUTH_NAME_MAX + 1];
 };
 
 typedef void (*job_fn)(job_t *j);
@@ -266,6 +283,20 @@ static void conn_close(rconn_t *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
+/* Drop the connection's credential (wiped: it holds a password or token). */
+static void conn_forget_auth(rconn_t *c)
+{
+    if (c->authz) {
+        volatile char *p = c->authz;
+        while (*p)
+            *p++ = 0;
+        free(c->authz);
+    }
+    c->authz = NULL;
+    c->authed = 0;
+    c->user[0] = 0;
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
     rconn_t *c = h->data;
@@ -281,7 +312,22 @@ static void on_conn_closed(uv_handle_t *h)
     st_buf_deinit(&c->in);
     st_buf_deinit(&c->out);
     free(c->argv);
+    conn_forget_auth(c);
+    tls_conn_destroy(c->tls);
     free(c);
+}
+
+static void hs_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void hs_timer_stop(rconn_t *c)
+{
+    if (c->hs_timer) {
+        uv_close((uv_handle_t *)c->hs_timer, hs_timer_closed);
+        c->hs_timer = NULL;
+    }
 }
 
 /* Free the connection once nothing refers to it (no job, no write). */
@@ -289,6 +335,7 @@ static void conn_maybe_free(rconn_t *c)
 {
     if (c->dead && !c->busy && c->nwrites == 0 && !c->uv_closing) {
         c->uv_closing = 1;
+        hs_timer_stop(c);
         uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     }
 }
@@ -332,19 +379,19 @@ static void on_write(uv_write_t *w, int status)
         conn_run(c);
 }
 
-static void conn_flush(rconn_t *c)
+/* Queue bytes for the socket as they are (ciphertext on a TLS connection). */
+static void conn_write_raw(rconn_t *c, const void *data, size_t len)
 {
-    if (c->out.len == 0 || c->dead)
+    if (len == 0 || c->dead)
         return;
-    wreq_t *wr = malloc(sizeof *wr + c->out.len);
+    wreq_t *wr = malloc(sizeof *wr + len);
     if (!wr) {
         conn_close(c);
         return;
     }
-    memcpy(wr->data, c->out.data, c->out.len);
+    memcpy(wr->data, data, len);
     wr->c = c;
-    wr->len = c->out.len;
-    c->out.len = 0;
+    wr->len = len;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
         free(wr);
@@ -353,6 +400,38 @@ static void conn_flush(rconn_t *c)
     }
     c->wq += wr->len;
     c->nwrites++;
+}
+
+/* Send what the TLS session has for the peer (handshake, records, alerts). */
+static void conn_tls_send(rconn_t *c)
+{
+    if (!c->tls || tls_conn_out_pending(c->tls) == 0)
+        return;
+    st_buf_t t;
+    st_buf_init(&t);
+    if (tls_conn_take(c->tls, &t) == 0)
+        conn_write_raw(c, t.data, t.len);
+    else
+        conn_close(c);
+    st_buf_deinit(&t);
+}
+
+static void conn_flush(rconn_t *c)
+{
+    if (c->out.len == 0 || c->dead)
+        return;
+    if (c->tls) {
+        int rc = tls_conn_write(c->tls, c->out.data, c->out.len);
+        c->out.len = 0;
+        if (rc) {
+            conn_close(c);
+            return;
+        }
+        conn_tls_send(c);
+        return;
+    }
+    conn_write_raw(c, c->out.data, c->out.len);
+    c->out.len = 0;
 }
 
 /* ---- jobs ---------------------------------------------------------------------- */
@@ -436,7 +515,8 @@ static void job_http(job_t *j, const char *method, const char *target, const cha
     j->over = 0;
     j->missing[0] = 0;
     http_req_t *req;
-    int rc = http_req_local(&j->s->hl, method, target, ctype, body, len, job_sink, j, &req);
+    int rc = http_req_local_as(&j->s->hl, method, target, ctype, j->c->authz, j->c->peer, body, len,
+                               job_sink, j, &req);
     if (rc) {
         j->status = rc == ST_ELIMIT ? 413 : 500;
         st_buf_t *b = &j->body;
@@ -1072,29 +1152,248 @@ static void hello_reply(rconn_t *c)
     resp_int(o, 10000);
 }
 
-static void cmd_auth(rconn_t *c);
+/* ---- AUTH ---------------------------------------------------------------
+ * With [security] users_file, a connection runs nothing but AUTH, HELLO
+ * ... AUTH, QUIT and RESET until it authenticates (-NOAUTH). AUTH checks
+ * the password or token with the auth library (the slow hash on the
+ * thread pool, never on the loop; at most AUTH_GATE_MAX_SLOW at once);
+ * then every command's in-process HTTP requests carry the credential
+ * (Bearer token, or Basic user:password: the gate has just cached the
+ * password, so it is not hashed again), and the auth gate enforces roles
+ * and selector confinement exactly as on HTTP. */
+
+#define RESP_NOAUTH "NOAUTH Authentication required."
+#define RESP_WRONGPASS "WRONGPASS invalid username-password pair or user is disabled."
+
+typedef struct authwork {
+    uv_work_t w;
+    job_t *job;
+    const auth_user_t *u;
+    char user[AUTH_NAME_MAX + 1];
+    char pw[AUTH_SECRET_MAX + 1];
+    size_t len;
+    int ok;
+    int proto;      /* HELLO: the protocol asked for (0: plain AUTH) */
+    size_t setname; /* HELLO: argv index of SETNAME's value (0: none) */
+} authwork_t;
+
+static void authwork_free(void *p)
+{
+    authwork_t *a = p;
+    volatile char *q = a->pw;
+    for (size_t i = 0; i < sizeof a->pw; i++)
+        q[i] = 0;
+    free(a);
+}
+
+static int conn_needs_auth(const rconn_t *c)
+{
+    return !c->authed && auth_gate_enabled(c->s->r->auth);
+}
+
+static int b64_put(st_buf_t *b, const unsigned char *p, size_t n)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {al[v >> 18], al[(v >> 12) & 63], i + 1 < n ? al[(v >> 6) & 63] : '=',
+                     i + 2 < n ? al[v & 63] : '='};
+        if (st_buf_append(b, q, 4))
+            return ST_ENOMEM;
+    }
+    return 0;
+}
+
+static void hello_reply(rconn_t *c);
+
+static void auth_failed(rconn_t *c, const char *user, const char *why)
+{
+    metric_counter_inc(c->s->m_auth_fail);
+    st_warn("RESP authentication failed", "reason=%s remote=%s user=%s", why, c->peer,
+            user && *user ? user : "-");
+    resp_error(&c->out, RESP_WRONGPASS);
+}
+
+/* The credential passed: remember it for the connection's requests and
+ * answer AUTH (+OK) or HELLO (its map). */
+static void auth_passed(rconn_t *c, const auth_user_t *u, const authwork_t *a, int token)
+{
+    conn_forget_auth(c);
+    st_buf_t h;
+    st_buf_init(&h);
+    int rc;
+    if (token) {
+        rc = st_buf_append(&h, "Bearer ", 7);
+        if (!rc)
+            rc = st_buf_append(&h, a->pw, a->len);
+    } else {
+        st_buf_t pair;
+        st_buf_init(&pair);
+        rc = st_buf_append(&h, "Basic ", 6);
+        if (!rc)
+            rc = st_buf_append(&pair, a->user, strlen(a->user));
+        if (!rc)
+            rc = st_buf_put_u8(&pair, ':');
+        if (!rc)
+            rc = st_buf_append(&pair, a->pw, a->len);
+        if (!rc)
+            rc = b64_put(&h, pair.data, pair.len);
+        if (pair.data)
+            memset(pair.data, 0, pair.cap);
+        st_buf_deinit(&pair);
+    }
+    if (!rc)
+        rc = st_buf_put_u8(&h, 0);
+    if (rc) {
+        if (h.data)
+            memset(h.data, 0, h.cap);
+        st_buf_deinit(&h);
+        resp_error(&c->out, "ERR out of memory");
+        return;
+    }
+    c->authz = (char *)h.data; /* handed over: freed by conn_forget_auth */
+    c->authed = 1;
+    snprintf(c->user, sizeof c->user, "%s", auth_user_name(u));
+    if (!a->proto) {
+        resp_simple(&c->out, "OK");
+        return;
+    }
+    c->proto = a->proto;
+    if (a->setname) {
+        const resp_arg_t *n = &c->argv[a->setname];
+        size_t l = n->len < RESP_NAME_MAX - 1 ? n->len : RESP_NAME_MAX - 1;
+        memcpy(c->name, n->p, l);
+        c->name[l] = 0;
+    }
+    hello_reply(c);
+}
+
+static void auth_slow_work(uv_work_t *w)
+{
+    authwork_t *a = w->data;
+    a->ok = auth_password_slow(a->u, a->pw, a->len) == 1 && a->u != NULL;
+}
+
+static void auth_slow_after(uv_work_t *w, int status)
+{
+    authwork_t *a = w->data;
+    job_t *job = a->job;
+    rconn_t *c = job->c;
+    c->s->auth_slow--;
+    /* the users may have been reloaded meanwhile: check the name again */
+    const auth_user_t *now = auth_db_find(auth_gate_db(c->s->r->auth), a->user);
+    if (status == 0 && a->ok && now == a->u) {
+        auth_password_remember(a->u, a->pw, a->len);
+        auth_passed(c, a->u, a, 0);
+    } else {
+        auth_failed(c, a->user, "bad_credentials");
+    }
+    job_end(job);
+}
+
+/* AUTH [user] password, or HELLO proto AUTH user password [SETNAME n]. */
+static void auth_start(rconn_t *c, const resp_arg_t *user, const resp_arg_t *pw, int proto,
+                       size_t setname)
+{
+    auth_gate_t *g = c->s->r->auth;
+    if (!auth_gate_enabled(g)) {
+        resp_error(&c->out, "ERR AUTH <password> called without any password configured for the "
+                            "default user. Are you sure your configuration is correct?");
+        return;
+    }
+    authwork_t *a = calloc(1, sizeof *a);
+    if (!a) {
+        resp_error(&c->out, "ERR out of memory");
+        return;
+    }
+    a->proto = proto;
+    a->setname = setname;
+    if (user && user->len > AUTH_NAME_MAX) {
+        authwork_free(a);
+        auth_failed(c, NULL, "malformed");
+        return;
+    }
+    snprintf(a->user, sizeof a->user, "%.*s", user ? (int)user->len : 7,
+             user ? user->p : "default");
+    if (pw->len > AUTH_SECRET_MAX) {
+        auth_failed(c, a->user, "malformed");
+        authwork_free(a);
+        return;
+    }
+    memcpy(a->pw, pw->p, pw->len);
+    a->len = pw->len;
+    auth_db_t *db = (auth_db_t *)auth_gate_db(g);
+    const auth_user_t *u = NULL;
+    if (a->len >= 3 && memcmp(a->pw, AUTH_TOKEN_PREFIX, 3) == 0) {
+        if (auth_check_token(db, a->pw, a->len, &u) == AUTH_OK)
+            auth_passed(c, u, a, 1);
+        else
+            auth_failed(c, a->user, "bad_token");
+        authwork_free(a);
+        return;
+    }
+    int r = auth_password_begin(db, a->user, a->pw, a->len, &u);
+    if (r == AUTH_OK) {
+        auth_passed(c, u, a, 0);
+        authwork_free(a);
+        return;
+    }
+    if (r != AUTH_SLOW) {
+        auth_failed(c, a->user, auth_result_name((auth_result_t)r));
+        authwork_free(a);
+        return;
+    }
+    if (c->s->auth_slow >= AUTH_GATE_MAX_SLOW) {
+        metric_counter_inc(c->s->m_errors);
+        resp_error(&c->out, "ERR too many authentications in progress, try again");
+        authwork_free(a);
+        return;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        authwork_free(a);
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    a->u = u; /* NULL (no such user) still does the same work, then fails */
+    j->ctx = a;
+    j->ctx_free = authwork_free;
+    a->w.data = a;
+    a->job = j;
+    if (uv_queue_work(c->s->r->loop, &a->w, auth_slow_work, auth_slow_after) != 0) {
+        resp_error(&c->out, "ERR cannot check the password now");
+        job_end(j);
+        return;
+    }
+    c->s->auth_slow++;
+}
 
 static void cmd_hello(rconn_t *c)
 {
-    size_t i = 1;
+    size_t i = 1, setname = 0;
+    const resp_arg_t *user = NULL, *pw = NULL;
+    int proto = c->proto;
     if (c->argc >= 2) {
         int64_t v;
         if (resp_parse_int(&c->argv[1], &v) || (v != 2 && v != 3)) {
             resp_error(&c->out, "NOPROTO unsupported protocol version");
             return;
         }
-        c->proto = (int)v;
+        proto = (int)v;
         i = 2;
     }
     while (i < c->argc) {
         if (resp_arg_is(&c->argv[i], "AUTH") && i + 2 < c->argc) {
-            cmd_auth(c);
-            return;
+            user = &c->argv[i + 1];
+            pw = &c->argv[i + 2];
+            i += 3;
         } else if (resp_arg_is(&c->argv[i], "SETNAME") && i + 1 < c->argc) {
-            size_t n =
-                c->argv[i + 1].len < RESP_NAME_MAX - 1 ? c->argv[i + 1].len : RESP_NAME_MAX - 1;
-            memcpy(c->name, c->argv[i + 1].p, n);
-            c->name[n] = 0;
+            setname = i + 1;
             i += 2;
         } else {
             resp_errorf(&c->out, "ERR Syntax error in HELLO option '%.*s'",
@@ -1102,14 +1401,62 @@ static void cmd_hello(rconn_t *c)
             return;
         }
     }
+    if (pw) {
+        auth_start(c, user, pw, proto, setname);
+        return;
+    }
+    if (conn_needs_auth(c)) {
+        resp_error(&c->out, "NOAUTH HELLO must be called with the client already authenticated, "
+                            "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                            "authenticate the client and select the RESP protocol version at the "
+                            "same time");
+        return;
+    }
+    c->proto = proto;
+    if (setname) {
+        const resp_arg_t *n = &c->argv[setname];
+        size_t l = n->len < RESP_NAME_MAX - 1 ? n->len : RESP_NAME_MAX - 1;
+        memcpy(c->name, n->p, l);
+        c->name[l] = 0;
+    }
     hello_reply(c);
 }
 
-/* AUTH: the users and roles come with the security work; until then the
- * door is open and says so from this one place. */
 static void cmd_auth(rconn_t *c)
 {
-    resp_error(&c->out, "ERR AUTH: not available yet (this cluster has no users configured)");
+    if (c->argc > 3)
+        return wrong_args(c, "auth");
+    auth_start(c, c->argc == 3 ? &c->argv[1] : NULL, &c->argv[c->argc - 1], 0, 0);
+}
+
+/* DEL, TS.DEL, FLUSHALL delete as /api/v1/admin/tsdb/delete_series does:
+ * admin role, not confined. 1 (and the error written) when c may not. */
+static int deny_delete(rconn_t *c, const char *what)
+{
+    auth_gate_t *g = c->s->r->auth;
+    if (!auth_gate_enabled(g))
+        return 0;
+    const auth_user_t *u = auth_db_find(auth_gate_db(g), c->user);
+    if (u && c->authz && strncmp(c->authz, "Bearer ", 7) == 0) { /* a token rotated since AUTH */
+        const auth_user_t *t = NULL;
+        if (auth_check_token(auth_gate_db(g), c->authz + 7, strlen(c->authz + 7), &t) != AUTH_OK ||
+            t != u)
+            u = NULL;
+    }
+    if (!u) { /* removed (or its token rotated) by a reload since AUTH */
+        conn_forget_auth(c);
+        resp_error(&c->out, RESP_NOAUTH);
+        return 1;
+    }
+    if (auth_user_role(u) < AUTH_ROLE_ADMIN)
+        resp_errorf(&c->out, "ERR user '%s' has role %s; %s needs the admin role", c->user,
+                    auth_role_name(auth_user_role(u)), what);
+    else if (auth_user_selector(u))
+        resp_errorf(&c->out, "ERR user '%s' is confined to a selector; %s cannot be", c->user,
+                    what);
+    else
+        return 0;
+    return 1;
 }
 
 static void cmd_client(rconn_t *c)
@@ -1160,6 +1507,7 @@ static void cmd_quit(rconn_t *c)
 
 static void cmd_reset(rconn_t *c)
 {
+    conn_forget_auth(c);
     c->proto = 2;
     c->name[0] = 0;
     resp_simple(&c->out, "RESET");
@@ -1400,6 +1748,8 @@ static void del_keys_submit(job_t *j, int dry_run)
 static void cmd_del(rconn_t *c)
 {
     size_t nkeys = c->argc - 1;
+    if (deny_delete(c, "DEL"))
+        return;
     if (nkeys > RESP_DEL_MAX_KEYS) {
         resp_errorf(&c->out, "ERR DEL: at most %d keys per command", RESP_DEL_MAX_KEYS);
         return;
@@ -1429,6 +1779,8 @@ static void ts_del_step(job_t *j)
 static void cmd_ts_del(rconn_t *c)
 {
     int64_t a, b;
+    if (deny_delete(c, "TS.DEL"))
+        return;
     if (c->argv[2].len == 1 && c->argv[2].p[0] == '-')
         a = INT64_MIN;
     else if (resp_parse_int(&c->argv[2], &a)) {
@@ -1468,6 +1820,8 @@ static void cmd_flushall(rconn_t *c)
                    "ERR FLUSHALL is disabled (set [router] resp_flushall = on to allow it)");
         return;
     }
+    if (deny_delete(c, "FLUSHALL"))
+        return;
     selector_t sel[1];
     char err[200];
     if (selector_parse("{__name__=~\".+\"}", 16, &sel[0], err, sizeof err)) {
@@ -4084,6 +4438,12 @@ static void dispatch(rconn_t *c)
         return;
     }
     metric_counter_inc(s->m_cmd[k - commands]);
+    if (conn_needs_auth(c) && k->fn != cmd_auth && k->fn != cmd_hello && k->fn != cmd_quit &&
+        k->fn != cmd_reset) {
+        metric_counter_inc(s->m_errors);
+        resp_error(&c->out, RESP_NOAUTH);
+        return;
+    }
     if ((k->arity > 0 && c->argc != (size_t)k->arity) ||
         (k->arity < 0 && c->argc < (size_t)-k->arity)) {
         metric_counter_inc(s->m_errors);
@@ -4147,7 +4507,7 @@ static void conn_run(rconn_t *c)
         }
         c->argc = argc;
         c->cmd_used = used;
-        if (argc && batch_try(c, find_cmd(&c->argv[0]))) {
+        if (argc && !conn_needs_auth(c) && batch_try(c, find_cmd(&c->argv[0]))) {
             c->in_off += used;
             c->cmd_used = 0;
             continue;
@@ -4225,11 +4585,62 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
-    if (st_buf_append(&c->in, buf->base, (size_t)n)) {
+    if (c->tls) {
+        int rc = tls_conn_feed(c->tls, buf->base, (size_t)n, &c->in);
+        conn_tls_send(c);
+        if (rc == ST_EPROTO && !c->dead) {
+            metric_counter_inc(c->s->m_proto);
+            st_warn("RESP TLS handshake failed", "remote=%s reason=%s err=\"%s\"", c->peer,
+                    tls_fail_name(tls_conn_failure(c->tls)), tls_conn_error(c->tls));
+            if (tls_conn_failure(c->tls) == TLS_FAIL_NOT_TLS && !tls_conn_established(c->tls)) {
+                static const char plain[] = "-ERR Protocol error: this port speaks TLS only\r\n";
+                conn_write_raw(c, plain, sizeof plain - 1);
+            }
+            c->closing = 1;
+            if (c->nwrites == 0)
+                conn_close(c);
+            else if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = 0;
+            }
+            return;
+        }
+        if (rc) {
+            conn_close(c);
+            return;
+        }
+        if (tls_conn_established(c->tls))
+            hs_timer_stop(c);
+    } else if (st_buf_append(&c->in, buf->base, (size_t)n)) {
         conn_close(c);
         return;
     }
+    if (c->dead)
+        return;
     conn_run(c);
+}
+
+static void on_hs_timeout(uv_timer_t *t)
+{
+    rconn_t *c = t->data;
+    hs_timer_stop(c);
+    if (c->dead || tls_conn_established(c->tls))
+        return;
+    tls_ctx_count_failure(c->s->tls, TLS_FAIL_TIMEOUT);
+    metric_counter_inc(c->s->m_proto);
+    st_warn("RESP TLS handshake timed out", "remote=%s", c->peer);
+    conn_close(c);
+}
+
+/* A TLS connection gets RESP_TLS_HANDSHAKE_MS to finish its handshake. */
+static void hs_timer_start(rconn_t *c)
+{
+    c->hs_timer = malloc(sizeof *c->hs_timer);
+    if (!c->hs_timer)
+        return; /* no deadline: the connection still works */
+    uv_timer_init(c->s->r->loop, c->hs_timer);
+    c->hs_timer->data = c;
+    uv_timer_start(c->hs_timer, on_hs_timeout, RESP_TLS_HANDSHAKE_MS, 0);
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -4244,8 +4655,8 @@ static void on_connection(uv_stream_t *ls, int status)
     c->proto = 2;
     uv_tcp_init(s->r->loop, &c->tcp);
     c->tcp.data = c;
-    char peer[64];
-    if (net_accept(ls, &c->tcp, peer, sizeof peer) != 0 || s->nconns >= RESP_MAX_CONNS) {
+    if (net_accept(ls, &c->tcp, c->peer, sizeof c->peer) != 0 || s->nconns >= RESP_MAX_CONNS ||
+        (s->tls && tls_conn_create(s->tls, NULL, &c->tls) != 0)) {
         c->dead = 1;
         c->uv_closing = 1;
         c->next = s->conns;
@@ -4269,6 +4680,8 @@ static void on_connection(uv_stream_t *ls, int status)
     s->nconns++;
     metric_counter_inc(s->m_conns);
     metric_gauge_set(s->m_open, (double)s->nconns);
+    if (c->tls)
+        hs_timer_start(c);
     conn_run(c);
 }
 
@@ -4285,7 +4698,10 @@ static int register_metrics(router_resp_t *s)
     s->m_cmds_other = metrics_counter(m, "strata_resp_commands_total", "RESP commands, by name.",
                                       "command", "unknown", NULL);
     s->m_cmd = calloc(ncommands, sizeof *s->m_cmd);
-    if (!s->m_conns || !s->m_open || !s->m_errors || !s->m_proto || !s->m_cmds_other || !s->m_cmd)
+    s->m_auth_fail = metrics_counter(m, "strata_resp_auth_failures_total",
+                                     "RESP AUTH/HELLO AUTH attempts refused (WRONGPASS).", NULL);
+    if (!s->m_conns || !s->m_open || !s->m_errors || !s->m_proto || !s->m_cmds_other || !s->m_cmd ||
+        !s->m_auth_fail)
         return ST_ENOMEM;
     for (size_t i = 0; i < ncommands; i++) {
         char low[64];
@@ -4338,6 +4754,11 @@ int router_resp_start(router_t *r, const char *host, int port, router_route_fn r
     }
     *out = s;
     return 0;
+}
+
+void router_resp_set_tls(router_resp_t *s, tls_ctx_t *tls)
+{
+    s->tls = tls;
 }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -15,6 +15,7 @@
 #define ROUTER_RESP_H
 
 #include "router.h"
+#include "tls.h"
 
 typedef struct router_resp router_resp_t;
 /* The router's HTTP dispatcher (route table of router_server.c). */
@@ -24,6 +25,12 @@ typedef void (*router_route_fn)(http_req_t *req, void *arg);
  * ST_* error (address in use, ...). */
 int router_resp_start(router_t *r, const char *host, int port, router_route_fn route, void *arg,
                       router_resp_t **out);
+/* Speak TLS on every connection accepted from now on (the router's
+ * [security] tls_cert/tls_key context, shared with HTTP; not owned). NULL:
+ * plaintext. A client that does not start a TLS handshake gets one
+ * plaintext "-ERR Protocol error: this port speaks TLS only" line and is
+ * closed (counted in strata_tls_handshake_failures_total{reason="not_tls"}). */
+void router_resp_set_tls(router_resp_t *s, tls_ctx_t *tls);
 /* Stop accepting, close every connection; the memory is freed once the
  * handles are closed (the loop runs on). */
 void router_resp_close(router_resp_t *s);

@@ -703,6 +703,7 @@ int router_server_start(router_server_t *s)
             st_error("cannot listen (RESP)", "addr=%s err=\"%s\"", s->resp_listen, st_strerror(rc));
             return 1;
         }
+        router_resp_set_tls(s->resp, s->tls.listen);
         st_info("RESP door open", "resp_listen=%s", s->resp_listen);
     }
     if (s->pg_listen && (rc = router_pg_create(r, s->pg_host, s->pg_port, &s->pg))) {

@@ -719,6 +719,14 @@ int http_req_local(const http_limits_t *lim, const char *method, const char *tar
                    const char *content_type, const void *body, size_t len, http_sink_fn sink,
                    void *arg, http_req_t **out)
 {
+    return http_req_local_as(lim, method, target, content_type, NULL, NULL, body, len, sink, arg,
+                             out);
+}
+
+int http_req_local_as(const http_limits_t *lim, const char *method, const char *target,
+                      const char *content_type, const char *authorization, const char *remote,
+                      const void *body, size_t len, http_sink_fn sink, void *arg, http_req_t **out)
+{
     *out = NULL;
     st_buf_t raw;
     st_buf_init(&raw);
@@ -737,6 +745,17 @@ int http_req_local(const http_limits_t *lim, const char *method, const char *tar
         rc = st_buf_append(&raw, "Content-Type: ", 14);
         if (!rc)
             rc = st_buf_append(&raw, content_type, strlen(content_type));
+        if (!rc)
+            rc = st_buf_append(&raw, "\r\n", 2);
+    }
+    if (!rc && authorization) {
+        if (strpbrk(authorization, "\r\n")) {
+            st_buf_deinit(&raw);
+            return ST_EPARSE;
+        }
+        rc = st_buf_append(&raw, "Authorization: ", 15);
+        if (!rc)
+            rc = st_buf_append(&raw, authorization, strlen(authorization));
         if (!rc)
             rc = st_buf_append(&raw, "\r\n", 2);
     }
@@ -771,7 +790,7 @@ int http_req_local(const http_limits_t *lim, const char *method, const char *tar
     rp->sink = sink;
     rp->sink_arg = arg;
     rp->t_start = uv_hrtime();
-    snprintf(rp->remote, sizeof rp->remote, "local");
+    snprintf(rp->remote, sizeof rp->remote, "%s", remote && *remote ? remote : "local");
     rp->pub.remote = rp->remote;
     *out = req;
     return 0;

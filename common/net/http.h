@@ -149,6 +149,13 @@ typedef int (*http_sink_fn)(void *arg, int status, const char *content_type,
 int http_req_local(const http_limits_t *lim, const char *method, const char *target,
                    const char *content_type, const void *body, size_t len, http_sink_fn sink,
                    void *arg, http_req_t **out);
+/* The same on behalf of a client of that door: authorization (NULL: none)
+ * becomes the request's Authorization header (the auth gate checks it as
+ * on a socket; CR or LF in it: ST_EPARSE), remote (NULL: "local") its
+ * client address. */
+int http_req_local_as(const http_limits_t *lim, const char *method, const char *target,
+                      const char *content_type, const char *authorization, const char *remote,
+                      const void *body, size_t len, http_sink_fn sink, void *arg, http_req_t **out);
 
 /* ---- responses ---------------------------------------------------------- */
 

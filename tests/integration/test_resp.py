@@ -528,7 +528,7 @@ class RespTest(ClusterTestCase):
                       e("TS.CREATERULE", "a", "b", "AGGREGATION", "avg", 1000))
         self.assertIn("TS.DELETERULE: not available yet", e("TS.DELETERULE", "a", "b"))
         self.assertIn("FLUSHALL is disabled", e("FLUSHALL"))
-        self.assertIn("AUTH: not available", e("AUTH", "x"))
+        self.assertIn("called without any password configured", e("AUTH", "x"))
         # protocol limits: an error reply, then the connection closes
         for bad in (b"*200000\r\n", b"*1\r\n$2000000\r\n", b"*1\r\n$x\r\n"):
             with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:

@@ -141,6 +141,51 @@ static void test_req_params_all(void **state)
     http_req_destroy(req);
 }
 
+static int local_sink(void *arg, int status, const char *ctype, const http_header_t *hdrs,
+                      size_t nhdrs, const void *data, size_t len, int final)
+{
+    int *got = arg;
+    (void)ctype;
+    (void)hdrs;
+    (void)nhdrs;
+    if (final && len == 2 && memcmp(data, "ok", 2) == 0)
+        *got = status;
+    return 0;
+}
+
+/* An in-process request on behalf of a client: its Authorization header
+ * and address are the caller's; a header value with CR or LF is refused. */
+static void test_req_local_as(void **state)
+{
+    (void)state;
+    http_limits_t lim;
+    http_limits_default(&lim);
+    int got = 0;
+    http_req_t *req = NULL;
+    assert_int_equal(http_req_local_as(&lim, "GET", "/api/v1/export?match[]=x", NULL,
+                                       "Bearer st_abc", "10.0.0.1:5000", NULL, 0, local_sink, &got,
+                                       &req),
+                     0);
+    assert_non_null(req);
+    assert_string_equal(http_req_header(req, "Authorization"), "Bearer st_abc");
+    assert_string_equal(req->remote, "10.0.0.1:5000");
+    assert_string_equal(req->path, "/api/v1/export");
+    assert_int_equal(http_respond(req, 200, "text/plain", "ok", 2), 0);
+    assert_int_equal(got, 200);
+    /* no credential, no address: as http_req_local */
+    assert_int_equal(
+        http_req_local_as(&lim, "GET", "/x", NULL, NULL, NULL, NULL, 0, local_sink, &got, &req), 0);
+    assert_null(http_req_header(req, "Authorization"));
+    assert_string_equal(req->remote, "local");
+    assert_int_equal(http_respond(req, 204, NULL, "ok", 2), 0);
+    assert_int_equal(got, 204);
+    req = NULL;
+    assert_int_equal(http_req_local_as(&lim, "GET", "/x", NULL, "Bearer a\r\nX-Evil: 1", NULL, NULL,
+                                       0, local_sink, &got, &req),
+                     ST_EPARSE);
+    assert_null(req);
+}
+
 static void test_rx_pipelined_and_events(void **state)
 {
     (void)state;
@@ -1258,6 +1303,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rx_basic),
         cmocka_unit_test(test_req_params_all),
+        cmocka_unit_test(test_req_local_as),
         cmocka_unit_test(test_rx_pipelined_and_events),
         cmocka_unit_test(test_rx_errors),
         cmocka_unit_test(test_rx_chunked_trailers_expect),
