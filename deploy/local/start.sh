@@ -97,10 +97,19 @@ rpc_tls  = on                 ; mutual TLS on every RPC link (part of the finger
 rpc_ca   = $DIR/tls/ca.crt
 rpc_cert = $DIR/tls/rpc-{id}.crt   ; {id} = n1, n2, n3 or router
 rpc_key  = $DIR/tls/rpc-{id}.key
-; --- admin token: added here once users/tokens (issue 16, part 1) are merged ---
+users_file = $DIR/users         ; users and hashed tokens (strata user add|list|remove|rotate)
 EOT
+  # one admin user, made once; its token is kept (mode 600) so later starts can show it
+  if [ ! -s "$DIR/users" ] || [ ! -s "$DIR/tls/admin.token" ]; then
+    rm -f "$DIR/users"
+    (umask 077; "$BUILD/cli/strata" user add admin --role admin --file "$DIR/users" \
+      2>/dev/null > "$DIR/tls/admin.token")
+  fi
+  export STRATA_TOKEN
+  STRATA_TOKEN=$(cat "$DIR/tls/admin.token")
 fi
 tls_vars
+if [ "$SECURE" = 1 ]; then CURL_CA+=(-H "Authorization: Bearer $STRATA_TOKEN"); fi
 
 : > "$PIDS"
 for n in 1 2 3; do : > "$DIR/logs/n$n.log"; done
@@ -122,7 +131,7 @@ R=$SCHEME://127.0.0.1:$ROUTER_PORT
 C=curl  # the curl the printed commands use
 if [ "$SECURE" = 1 ]; then
   export STRATA_CACERT="$DIR/tls/ca.crt"
-  C="curl --cacert $D/tls/ca.crt"
+  C="curl --cacert $D/tls/ca.crt -H \"Authorization: Bearer \$STRATA_TOKEN\""
 fi
 wait_ready "$R/ready" 30
 
@@ -162,7 +171,12 @@ certificates in $D/tls/; rotate: replace tls.crt/tls.key, then kill -HUP the PID
 curl needs --cacert $D/tls/ca.crt; the CLI reads the CA from STRATA_CACERT:
   export STRATA_CACERT=$D/tls/ca.crt
   openssl s_client -connect 127.0.0.1:$ROUTER_PORT -CAfile $D/tls/ca.crt -brief </dev/null
-# --- admin token (issue 16 part 1): how to pass it (--token / STRATA_TOKEN) goes here ---"
+Authentication is on ([security] users_file = $D/users). The admin token is in
+$D/tls/admin.token; curl and the CLI take it from STRATA_TOKEN:
+  export STRATA_TOKEN=\$(cat $D/tls/admin.token)
+  redis-cli -p ${RESP_PORT:-6379} --tls --cacert $D/tls/ca.crt --no-auth-warning -a \$STRATA_TOKEN TS.MRANGE - + COUNT 2 FILTER hostname=host_0 __name__=cpu_usage_user
+  PGPASSWORD=\$STRATA_TOKEN psql \"host=localhost port=$PG_PORT user=admin sslmode=verify-full sslrootcert=$D/tls/ca.crt\" -c 'SHOW TABLES'
+  ${B}/cli/strata user add reader --role read --file $D/users && kill -HUP \$(cat $D/pids)"
 fi
 cat <<EOT
 

@@ -21,13 +21,16 @@ import random
 import re
 import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import harness
 from harness import REPO, http_request, parse_export
@@ -292,6 +295,53 @@ class LocalScriptsTest(unittest.TestCase):
             self.assertFalse(d.ours(pid, name), "%s (PID %d) survived stop.sh: %s"
                              % (name, pid, out))
         self.assertFalse(os.path.exists(d.pids_path))
+        self.passed = True
+
+    def test_secure_tour(self):
+        """start.sh --secure: HTTPS with the CA it made, an admin token it
+        printed where to find, 401 without it; the RESP and PostgreSQL doors
+        speak TLS and take the token; stop.sh stops it all."""
+        d = self.demo
+        out = d.run("start.sh", "--secure")
+        self.assertIn("Strata is running", out)
+        self.assertIn("Authentication is on", out)
+        self.check_running(d.pids())
+        ca = os.path.join(d.dir, "tls", "ca.crt")
+        token = read_text(os.path.join(d.dir, "tls", "admin.token")).strip()
+        self.assertTrue(token.startswith("st_"), token[:8])
+        ctx = ssl.create_default_context(cafile=ca)
+        url = "https://127.0.0.1:%d" % d.router_port
+
+        def get(path, tok=None):
+            req = urllib.request.Request(url + path)
+            if tok:
+                req.add_header("Authorization", "Bearer " + tok)
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        self.assertEqual(get("/ready")[0], 200)
+        self.assertEqual(get("/api/v1/labels")[0], 401)
+        st, body = get('/api/v1/series?match[]=cpu_usage_user{hostname="host_1"}', token)
+        self.assertEqual(st, 200, body)
+        self.assertIn(b'"host_1"', body)
+        # the printed redis-cli line: TLS + the token
+        r = subprocess.run(["redis-cli", "-p", d.env["RESP_PORT"], "--tls", "--cacert", ca,
+                            "--no-auth-warning", "-a", token, "TS.MRANGE", "-", "+", "COUNT", "1",
+                            "FILTER", "hostname=host_1", "__name__=cpu_usage_user"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertIn('"hostname"="host_1"', r.stdout, r.stdout + r.stderr)
+        # the printed psql line: verify-full, the token as the password
+        r = subprocess.run(["psql", "host=localhost port=%s user=admin sslmode=verify-full "
+                            "sslrootcert=%s" % (d.env["PG_PORT"], ca), "-At", "-c", "SHOW TABLES"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, PGPASSWORD=token))
+        self.assertIn("cpu", r.stdout.split(), r.stdout + r.stderr)
+        d.run("stop.sh")
+        wait_until(lambda: not any(d.ours(p, n) for p, n in d.seen), "the cluster to stop",
+                   timeout=harness.STOP_TIMEOUT)
         self.passed = True
 
     def test_second_start_does_not_load_sample_again(self):
