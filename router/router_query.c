@@ -431,7 +431,8 @@ static int confine_tree(qjob_t *j, promql_node_t *n, int depth)
                 snprintf(j->err, sizeof j->err, "out of memory");
                 return -1;
             }
-            memcpy(m, set->m, set->n * sizeof *m);
+            if (set->n) /* a bare {} has no matchers of its own */
+                memcpy(m, set->m, set->n * sizeof *m);
             memcpy(m + set->n, j->confine, j->nconfine * sizeof *m);
             set->m = m;
             set->n += j->nconfine;

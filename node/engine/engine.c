@@ -627,12 +627,47 @@ typedef struct write_scratch {
     int64_t *fts;
     double *fv;
     size_t fcap, fscap;
+    int registered; /* ws_key holds &ws: freed when the thread exits */
 } write_scratch_t;
 
 static __thread write_scratch_t ws;
 
+/* Threads that write and then exit (the downsampling threads, embedders'
+ * threads) give their scratch back through a key destructor. */
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+
+static void ws_free(void *p)
+{
+    write_scratch_t *w = p;
+    st_buf_deinit(&w->rec);
+    free(w->ids);
+    free(w->is_new);
+    free(w->hashes);
+    free(w->filtered);
+    free(w->fmap);
+    free(w->fts);
+    free(w->fv);
+    memset(w, 0, sizeof *w);
+}
+
+static void ws_key_make(void)
+{
+    (void)pthread_key_create(&ws_key, ws_free);
+}
+
+static void ws_register(void)
+{
+    if (!ws.registered) {
+        pthread_once(&ws_once, ws_key_make);
+        (void)pthread_setspecific(ws_key, &ws);
+        ws.registered = 1;
+    }
+}
+
 static int scratch_filtered(size_t nseries, size_t nsamples)
 {
+    ws_register();
     if (nseries > ws.fcap) {
         engine_series_batch_t *f = realloc(ws.filtered, nseries * sizeof *f);
         if (!f)
@@ -660,6 +695,7 @@ static int scratch_filtered(size_t nseries, size_t nsamples)
 
 static int scratch_reserve(size_t n)
 {
+    ws_register();
     if (n <= ws.cap)
         return 0;
     size_t cap = ws.cap ? ws.cap : 256;

@@ -23,7 +23,8 @@ static int scan_ids(engine_t *e, const uint32_t *ids, size_t n, int64_t start, i
     uint32_t *copy = malloc((n ? n : 1) * sizeof *copy);
     if (!copy)
         return ST_ENOMEM;
-    memcpy(copy, ids, n * sizeof *copy);
+    if (n)
+        memcpy(copy, ids, n * sizeof *copy);
     engine_iter_t *it;
     int rc = engine_iter_ids(e, copy, n, ENGINE_TS_MIN, ENGINE_TS_MAX, &it);
     if (rc)
