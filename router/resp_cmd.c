@@ -409,7 +409,8 @@ int resp_range_parse(const resp_arg_t *argv, size_t argc, int kind, resp_range_t
                 BAD("out of memory");
             for (size_t k = 0; k < n; k++)
                 resp_parse_int(&argv[s + k], &o->filter_ts[k]);
-            qsort(o->filter_ts, n, sizeof *o->filter_ts, cmp_i64);
+            if (n > 1)
+                qsort(o->filter_ts, n, sizeof *o->filter_ts, cmp_i64);
             o->nfilter_ts = n;
         } else if (resp_arg_is(a, "FILTER_BY_VALUE") && kind != RESP_RANGE_MGET) {
             if (i + 2 >= argc || resp_parse_double(&argv[i + 1], &o->vmin) ||

@@ -3438,7 +3438,8 @@ static void mfilter_done(job_t *j)
             }
         }
     }
-    qsort(rows, n, sizeof *rows, mrow_cmp);
+    if (n > 1)
+        qsort(rows, n, sizeof *rows, mrow_cmp);
     st_buf_t *o = &j->c->out;
     int p = j->c->proto;
     if (j->kind == 'M') { /* TS.MGET */
@@ -3507,7 +3508,8 @@ static void mfilter_done(job_t *j)
                 }
                 list[nl++] = (char *)s;
             }
-        qsort(list, nl, sizeof *list, str_cmp);
+        if (nl > 1)
+            qsort(list, nl, sizeof *list, str_cmp);
         resp_array(o, nl);
         for (size_t q = 0; q < nl; q++)
             resp_bulk_str(o, list[q]);
@@ -3540,7 +3542,8 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
         fatal_oom(j->c);
         return;
     }
-    qsort(vals, nv, sizeof *vals, str_cmp);
+    if (nv > 1)
+        qsort(vals, nv, sizeof *vals, str_cmp);
     rows_head(j->c, nv);
     for (size_t g = 0; g < nv; g++) {
         /* timestamps of the group, merged */

@@ -262,11 +262,13 @@ static int build_index(auth_db_t *db)
         return ST_ENOMEM;
     if (db->n)
         memcpy(db->by_name, db->users, db->n * sizeof *db->users);
-    qsort(db->by_name, db->n, sizeof *db->by_name, cmp_name);
+    if (db->n > 1)
+        qsort(db->by_name, db->n, sizeof *db->by_name, cmp_name);
     for (size_t i = 0; i < db->n; i++)
         if (db->users[i]->has_token)
             db->by_token[db->ntoken++] = db->users[i];
-    qsort(db->by_token, db->ntoken, sizeof *db->by_token, cmp_token);
+    if (db->ntoken > 1)
+        qsort(db->by_token, db->ntoken, sizeof *db->by_token, cmp_token);
     db->indexed = 1;
     return 0;
 }

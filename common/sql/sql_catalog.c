@@ -57,7 +57,8 @@ int sql_table_names(const char *const *metrics, size_t n, const char ***out, siz
             at += pl + 1;
         }
     }
-    qsort(t, k, sizeof *t, cmp_str);
+    if (k > 1)
+        qsort(t, k, sizeof *t, cmp_str);
     size_t d = 0;
     for (size_t i = 0; i < k; i++)
         if (!d || strcmp(t[d - 1], t[i]))

@@ -629,7 +629,8 @@ static int setup(sql_exec_t *x)
             if (nf == cf && st_grow(&fields, &cf, sizeof *fields, 16))
                 goto out;
             fields[nf++] = f;
-            qsort(fields, nf, sizeof *fields, cmp_str);
+            if (nf > 1)
+                qsort(fields, nf, sizeof *fields, cmp_str);
         }
         for (size_t k = 0; k < se->nl; k++) {
             const char *t = se->l[k].name;
@@ -638,7 +639,8 @@ static int setup(sql_exec_t *x)
             if (nt == ct && st_grow(&tags, &ct, sizeof *tags, 16))
                 goto out;
             tags[nt++] = t;
-            qsort(tags, nt, sizeof *tags, cmp_str);
+            if (nt > 1)
+                qsort(tags, nt, sizeof *tags, cmp_str);
         }
     }
     if (x->src) {
@@ -927,7 +929,8 @@ static int finish_aggs(sql_exec_t *x, group_t *g, sql_val_t *out)
                     return ST_EINVAL;
                 }
             }
-            qsort(a->vals, a->nv, sizeof *a->vals, cmp_double);
+            if (a->nv > 1)
+                qsort(a->vals, a->nv, sizeof *a->vals, cmp_double);
             double pos = p * (double)(a->nv - 1);
             size_t lo = (size_t)floor(pos), hi = (size_t)ceil(pos);
             v.type = SQL_FLOAT;
@@ -1116,7 +1119,8 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
     if (rc)
         goto fail;
     if (!x->src && x->p && x->p->needs_data) {
-        qsort(x->ser, x->nser, sizeof *x->ser, cmp_ser);
+        if (x->nser > 1)
+            qsort(x->ser, x->nser, sizeof *x->ser, cmp_ser);
         sql_val_t *row = malloc(x->ncols * sizeof *row);
         size_t *cur = NULL, curcap = 0;
         if (!row) {
