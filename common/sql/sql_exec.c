@@ -660,9 +660,11 @@ static int setup(sql_exec_t *x)
         goto out;
     x->cols[0] = "time";
     if (nt)
-        memcpy(x->cols + 1, tags, nt * sizeof *tags);
+        if (nt)
+            memcpy(x->cols + 1, tags, nt * sizeof *tags);
     if (nf)
-        memcpy(x->cols + 1 + nt, fields, nf * sizeof *fields);
+        if (nf)
+            memcpy(x->cols + 1 + nt, fields, nf * sizeof *fields);
     for (size_t i = 0; i < x->nser; i++) {
         const char *f = field_of(x, x->ser[i].l, x->ser[i].nl);
         x->ser[i].field =
@@ -746,7 +748,8 @@ static int copy_row(sql_exec_t *x, const sql_val_t *row, size_t n, sql_val_t **o
         return ST_ENOMEM;
     /* text points into the series' labels, the parameters or the arena:
      * all valid until sql_exec_finish returns */
-    memcpy(r, row, n * sizeof *r);
+    if (n)
+        memcpy(r, row, n * sizeof *r);
     *out = r;
     return over_bytes(x, n * sizeof *r);
 }
@@ -982,7 +985,8 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
         if (!rc && !r)
             rc = ST_ENOMEM;
         if (!rc && !(rc = over_bytes(x, w * sizeof *r))) {
-            memcpy(r, v, w * sizeof *r);
+            if (w)
+                memcpy(r, v, w * sizeof *r);
             x->rows[x->nrows++] = (outrow_t){r};
         } else {
             free(r);
@@ -1156,7 +1160,8 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
                 row[c].u.t.s = se->l[k].value;
                 row[c].u.t.len = se->l[k].value_len;
             }
-            memset(cur, 0, (b - a) * sizeof *cur);
+            if (b > a)
+                memset(cur, 0, (b - a) * sizeof *cur);
             for (;;) {
                 int64_t t = INT64_MAX;
                 for (size_t k = a; k < b; k++)
@@ -1242,7 +1247,7 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
         if (rc)
             goto fail;
     }
-    if (s->norder) {
+    if (s->norder && x->nrows > 1) {
         qsort_r(x->rows, x->nrows, sizeof *x->rows, cmp_rows, x);
     }
     rc = build_result(x, out);
