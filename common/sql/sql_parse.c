@@ -378,6 +378,20 @@ static void call_args(parser_t *P, sql_expr_t *f)
     f->nargs = n;
 }
 
+/* The decimal digits of the current token from offset skip (the input is
+ * not NUL-terminated: never strtol past the token); saturates at 10^18. */
+static int64_t tok_digits(const parser_t *P, size_t skip)
+{
+    int64_t v = 0;
+    for (size_t i = skip; i < P->tlen; i++) {
+        char c = P->p[P->tpos + i];
+        if (c < '0' || c > '9')
+            break;
+        v = v > 100000000000000000LL ? 1000000000000000000LL : v * 10 + (c - '0');
+    }
+    return v;
+}
+
 static sql_expr_t *primary(parser_t *P)
 {
     size_t pos = P->tpos;
@@ -415,7 +429,7 @@ static sql_expr_t *primary(parser_t *P)
     }
     if (P->k == T_PARAM) {
         e = mk(P, E_PARAM, pos);
-        long v = strtol(P->p + P->tpos + 1, NULL, 10);
+        long v = (long)tok_digits(P, 1);
         if (v < 1 || v > SQL_MAX_PARAMS)
             failf(P, ST_EPARSE, pos, "parameter $%ld out of range ($1..$%d)", v, SQL_MAX_PARAMS);
         e->param = (int)v;
@@ -778,7 +792,7 @@ static int64_t count(parser_t *P, const char *what)
 {
     if (P->k != T_NUM || memchr(P->p + P->tpos, '.', P->tlen) || P->tlen > 18)
         expected(P, what);
-    int64_t v = strtoll(P->p + P->tpos, NULL, 10);
+    int64_t v = tok_digits(P, 0);
     next(P);
     return v;
 }
