@@ -179,6 +179,27 @@ static void test_topk(void **state)
     sql_stmt_free(s);
 }
 
+/* The statement is not NUL-terminated (HTTP bodies, PostgreSQL messages):
+ * a $n or a LIMIT count at the very end must not be read past its token
+ * (ASan catches an overread in the exact-size copy). */
+static void test_unterminated_numbers(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"select\n$9", "SELECT $12", "SELECT 1 LIMIT 42",
+                                        "SELECT 1 LIMIT 1 OFFSET 7"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        size_t n = strlen(texts[i]);
+        char *exact = malloc(n);
+        assert_non_null(exact);
+        memcpy(exact, texts[i], n);
+        sql_stmt_t *s = NULL;
+        char err[SQL_ERR_MAX];
+        if (sql_parse(exact, n, &s, err, sizeof err) == 0)
+            sql_stmt_free(s);
+        free(exact);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_unterminated_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
