@@ -65,7 +65,6 @@
 #define ROUTER_PG_MAX_CONNS 1024
 #define ROUTER_PG_MAX_STMTS 256
 #define ROUTER_PG_READ 65536
-#define ROUTER_PG_SLOW_SLOTS 256   /* client addresses remembered for the slowdown */
 #define PG_EPOCH_MS 946684800000LL /* 2000-01-01T00:00:00Z */
 
 typedef struct pgstmt {
@@ -154,11 +153,6 @@ struct router_pg {
     metric_counter_t *c_conns, *c_refused, *c_proto, *c_authfail, *c_authok;
     tls_ctx_t *tls; /* not owned; NULL: SSLRequest answered 'N' */
     metric_counter_t *c_delayed;
-    struct pgslow {
-        char addr[48];
-        uint32_t fails;
-        int64_t last;
-    } slow[ROUTER_PG_SLOW_SLOTS]; /* recent login failures per client address */
 };
 
 static void process(pgconn_t *c);
@@ -949,40 +943,6 @@ static int startup_done(pgconn_t *c)
     return 0;
 }
 
-/* A failed login from peer ("addr:port"): how long to hold its answer (ms).
- * The HTTP gate's policy: AUTH_GATE_FREE_FAILS free, then 250 ms doubling
- * up to AUTH_GATE_MAX_DELAY_MS; forgotten AUTH_GATE_FORGET_MS after the
- * last failure; the oldest slot is reused. */
-static uint64_t note_failure(router_pg_t *s, const char *peer)
-{
-    char addr[48];
-    snprintf(addr, sizeof addr, "%.47s", peer);
-    char *colon = strrchr(addr, ':');
-    if (colon)
-        *colon = 0;
-    int64_t now = st_mono_ms();
-    struct pgslow *e = NULL, *old = &s->slow[0];
-    for (size_t i = 0; i < ROUTER_PG_SLOW_SLOTS && !e; i++) {
-        if (!strcmp(s->slow[i].addr, addr))
-            e = &s->slow[i];
-        else if (s->slow[i].last < old->last)
-            old = &s->slow[i];
-    }
-    if (!e) {
-        e = old;
-        snprintf(e->addr, sizeof e->addr, "%s", addr);
-        e->fails = 0;
-    }
-    if (now - e->last > AUTH_GATE_FORGET_MS)
-        e->fails = 0;
-    e->last = now;
-    if (++e->fails <= AUTH_GATE_FREE_FAILS)
-        return 0;
-    uint32_t k = e->fails - AUTH_GATE_FREE_FAILS - 1;
-    uint64_t d = k >= 8 ? AUTH_GATE_MAX_DELAY_MS : 250ull << k;
-    return d > AUTH_GATE_MAX_DELAY_MS ? AUTH_GATE_MAX_DELAY_MS : d;
-}
-
 static void on_delay(uv_timer_t *t)
 {
     pgconn_t *c = t->data;
@@ -1001,7 +961,8 @@ static void on_delay(uv_timer_t *t)
 static int auth_failed(pgconn_t *c, const char *why, int proto)
 {
     metric_counter_inc(c->srv->c_authfail);
-    uint64_t delay = proto || c->srv->closing ? 0 : note_failure(c->srv, c->peer);
+    uint64_t delay =
+        proto || c->srv->closing ? 0 : auth_gate_note_failure(c->srv->r->auth, c->peer);
     st_warn("authentication failed", "reason=\"%s\" remote=%s door=postgres user=%s delay_ms=%llu",
             why, c->peer, auth_name_ok(c->uname, strlen(c->uname)) ? c->uname : "-",
             (unsigned long long)delay);

@@ -110,6 +110,8 @@ static struct slot *slot_for(auth_gate_t *g, const char *addr, int64_t now)
 /* Count a failure from addr; the delay its answer gets (ms). */
 static uint64_t note_failure(auth_gate_t *g, const char *addr)
 {
+    if (!g)
+        return 0;
     int64_t now = st_mono_ms();
     struct slot *s = slot_for(g, addr, now);
     s->fails++;
@@ -119,6 +121,13 @@ static uint64_t note_failure(auth_gate_t *g, const char *addr)
     uint32_t k = s->fails - AUTH_GATE_FREE_FAILS - 1;
     uint64_t d = k >= 5 ? AUTH_GATE_MAX_DELAY_MS : 250ull << k;
     return d > AUTH_GATE_MAX_DELAY_MS ? AUTH_GATE_MAX_DELAY_MS : d;
+}
+
+uint64_t auth_gate_note_failure(auth_gate_t *g, const char *remote)
+{
+    char addr[64];
+    client_addr(remote ? remote : "", addr, sizeof addr);
+    return note_failure(g, addr);
 }
 
 /* ---- answers -------------------------------------------------------------- */

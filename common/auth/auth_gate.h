@@ -70,6 +70,10 @@ int auth_gate_enabled(const auth_gate_t *g);
 typedef void (*auth_gate_next_fn)(void *ctx, const void *route, http_req_t *req);
 int auth_gate_check(auth_gate_t *g, http_req_t *req, auth_role_t need, auth_gate_next_fn next,
                     void *ctx, const void *route);
+/* A failed login at another door (PostgreSQL) from remote ("ip:port"):
+ * counted in the same per-address table as HTTP failures; the delay its
+ * answer should get (ms; 0 for the first AUTH_GATE_FREE_FAILS). */
+uint64_t auth_gate_note_failure(auth_gate_t *g, const char *remote);
 /* 403 from a handler: "user 'u' <what>". */
 void auth_gate_forbid(auth_gate_t *g, http_req_t *req, const char *what);
 /* The user auth_gate_check let through (NULL: open gate or open route). */
