@@ -944,6 +944,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
             .state_arg = p,
             .log = node_rpc_log,
             .tls = n->tls.rpc_client,
+            .peer_node_id = p->id,
         };
         rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
         if (rc) {

@@ -100,7 +100,7 @@ struct router_resp {
     size_t nent;
     job_t *incr_head, *incr_tail; /* INCRBY/DECRBY waiting their turn */
     int incr_busy;
-    metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other, *m_auth_fail;
+    metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other, *m_auth_fail, *m_auth_delayed;
     tls_ctx_t *tls; /* not owned; NULL: plaintext */
     int auth_slow;  /* password checks on the thread pool now */
     metric_gauge_t *m_open;
@@ -131,6 +131,7 @@ struct rconn {
     int authed;           /* AUTH succeeded (only meaningful with a users file) */
     char *authz;          /* the Authorization header its commands carry (NULL: none) */
     char user[AUTH_NAME_MAX + 1];
+    job_t *auth_delay; /* a -WRONGPASS held back (per-address slowdown), NULL: none */
 };
 
 typedef void (*job_fn)(job_t *j);
@@ -1210,12 +1211,36 @@ static int b64_put(st_buf_t *b, const unsigned char *p, size_t n)
 
 static void hello_reply(rconn_t *c);
 
-static void auth_failed(rconn_t *c, const char *user, const char *why)
+static void auth_wrongpass_late(job_t *j)
+{
+    j->c->auth_delay = NULL;
+    resp_error(&j->c->out, RESP_WRONGPASS);
+    job_end(j);
+}
+
+/* -WRONGPASS, counted and logged without secrets. The failure goes into
+ * the auth gate's per-address table (shared with HTTP and PostgreSQL): an
+ * address with recent failures at any door gets its answer late, the
+ * connection held busy on a job whose timer writes it. j: the command's
+ * job if it has one (it ends here, now or after the delay), else NULL. */
+static void auth_failed(rconn_t *c, job_t *j, const char *user, const char *why)
 {
     metric_counter_inc(c->s->m_auth_fail);
-    st_warn("RESP authentication failed", "reason=%s remote=%s user=%s", why, c->peer,
-            user && *user ? user : "-");
+    uint64_t delay = c->s->closing ? 0 : auth_gate_note_failure(c->s->r->auth, c->peer);
+    st_warn("RESP authentication failed", "reason=%s remote=%s user=%s delay_ms=%llu", why, c->peer,
+            user && *user ? user : "-", (unsigned long long)delay);
+    if (delay && !j)
+        j = job_new(c); /* NULL: answered at once */
+    if (delay && j) {
+        metric_counter_inc(c->s->m_auth_delayed);
+        c->auth_delay = j;
+        j->next = auth_wrongpass_late;
+        uv_timer_start(&j->timer, on_job_timer, delay, 0);
+        return;
+    }
     resp_error(&c->out, RESP_WRONGPASS);
+    if (j)
+        job_end(j);
 }
 
 /* The credential passed: remember it for the connection's requests and
@@ -1289,10 +1314,10 @@ static void auth_slow_after(uv_work_t *w, int status)
     if (status == 0 && a->ok && now == a->u) {
         auth_password_remember(a->u, a->pw, a->len);
         auth_passed(c, a->u, a, 0);
+        job_end(job);
     } else {
-        auth_failed(c, a->user, "bad_credentials");
+        auth_failed(c, job, a->user, "bad_credentials");
     }
-    job_end(job);
 }
 
 /* AUTH [user] password, or HELLO proto AUTH user password [SETNAME n]. */
@@ -1314,13 +1339,13 @@ static void auth_start(rconn_t *c, const resp_arg_t *user, const resp_arg_t *pw,
     a->setname = setname;
     if (user && user->len > AUTH_NAME_MAX) {
         authwork_free(a);
-        auth_failed(c, NULL, "malformed");
+        auth_failed(c, NULL, NULL, "malformed");
         return;
     }
     snprintf(a->user, sizeof a->user, "%.*s", user ? (int)user->len : 7,
              user ? user->p : "default");
     if (pw->len > AUTH_SECRET_MAX) {
-        auth_failed(c, a->user, "malformed");
+        auth_failed(c, NULL, a->user, "malformed");
         authwork_free(a);
         return;
     }
@@ -1332,7 +1357,7 @@ static void auth_start(rconn_t *c, const resp_arg_t *user, const resp_arg_t *pw,
         if (auth_check_token(db, a->pw, a->len, &u) == AUTH_OK)
             auth_passed(c, u, a, 1);
         else
-            auth_failed(c, a->user, "bad_token");
+            auth_failed(c, NULL, a->user, "bad_token");
         authwork_free(a);
         return;
     }
@@ -1343,7 +1368,7 @@ static void auth_start(rconn_t *c, const resp_arg_t *user, const resp_arg_t *pw,
         return;
     }
     if (r != AUTH_SLOW) {
-        auth_failed(c, a->user, auth_result_name((auth_result_t)r));
+        auth_failed(c, NULL, a->user, auth_result_name((auth_result_t)r));
         authwork_free(a);
         return;
     }
@@ -4703,8 +4728,13 @@ static int register_metrics(router_resp_t *s)
     s->m_cmd = calloc(ncommands, sizeof *s->m_cmd);
     s->m_auth_fail = metrics_counter(m, "strata_resp_auth_failures_total",
                                      "RESP AUTH/HELLO AUTH attempts refused (WRONGPASS).", NULL);
+    s->m_auth_delayed = metrics_counter(
+        m, "strata_resp_auth_delayed_total",
+        "RESP AUTH/HELLO AUTH refusals answered late: the client address had recent failed "
+        "logins at any door (HTTP, RESP, PostgreSQL).",
+        NULL);
     if (!s->m_conns || !s->m_open || !s->m_errors || !s->m_proto || !s->m_cmds_other || !s->m_cmd ||
-        !s->m_auth_fail)
+        !s->m_auth_fail || !s->m_auth_delayed)
         return ST_ENOMEM;
     for (size_t i = 0; i < ncommands; i++) {
         char low[64];
@@ -4778,7 +4808,10 @@ void router_resp_close(router_resp_t *s)
         s->listener_open = 0;
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
     }
-    for (rconn_t *c = s->conns; c; c = c->next)
+    for (rconn_t *c = s->conns; c; c = c->next) {
+        if (c->auth_delay) /* answer a held -WRONGPASS now rather than hold the shutdown */
+            uv_timer_start(&c->auth_delay->timer, on_job_timer, 0, 0);
         if (!c->dead)
             conn_close(c);
+    }
 }

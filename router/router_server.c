@@ -562,7 +562,8 @@ static int create_clients(router_server_t *s)
                                 .ping_interval_ms =
                                     (unsigned)topo_replication(r->topo)->heartbeat_interval_ms,
                                 .default_timeout_ms = (unsigned)r->timeout_ms,
-                                .tls = s->tls.rpc_client};
+                                .tls = s->tls.rpc_client,
+                                .peer_node_id = topo_node_id(r->topo, i)};
         const topo_addr_t *a = topo_node_rpc(r->topo, i);
         int rc = rpc_client_create(r->loop, a->host, a->port, &me, &co, &r->clients[i]);
         if (rc) {

@@ -43,6 +43,14 @@
  * accounting (queued/out bytes, budgets) counts frame bytes, not
  * ciphertext. A TLS failure is logged on both sides ("rpc tls refused")
  * with the reason, and counted in strata_tls_handshake_failures_total.
+ *
+ * Under mutual TLS a certificate is tied to an identity (check_cert_id):
+ * the id a peer claims in its HELLO / HELLO_ACK must be named by its
+ * certificate (CN or DNS subjectAltName): a node's id, or "router" for a
+ * router (whose HELLO says "router:<addr>"). A client given peer_node_id
+ * also checks that the server is that node. A mismatch is refused like a
+ * fingerprint mismatch (both sides log "rpc handshake refused") and counted
+ * as strata_tls_handshake_failures_total{reason="identity"}.
  */
 #include "rpc_uv.h"
 
@@ -228,6 +236,24 @@ static int check_hello(const Strata__Hello *h, const char *cluster, uint64_t fp,
         return ST_ECONFIG;
     }
     return 0;
+}
+
+/* Mutual TLS: does the peer's certificate name the id it claims? 0, or
+ * ST_ECONFIG with the reason in msg. No session (plaintext RPC): 0. */
+static int check_cert_id(const tls_conn_t *t, const char *claimed, char *msg, size_t cap)
+{
+    if (!t)
+        return 0;
+    claimed = claimed ? claimed : "";
+    const char *want = strncmp(claimed, "router:", 7) == 0 ? "router" : claimed;
+    if (tls_conn_peer_named(t, want))
+        return 0;
+    snprintf(msg, cap,
+             "certificate does not match the node id: the peer claims \"%.64s\", its RPC "
+             "certificate (CN \"%.64s\") does not name \"%.64s\"; a node's rpc_cert must carry "
+             "its node id as CN or DNS subjectAltName, a router's the name \"router\"",
+             claimed, tls_conn_peer_name(t), want);
+    return ST_ECONFIG;
 }
 
 /* Decode an ERROR payload: code (negative ST_E*; anything else -> EPROTO)
@@ -649,6 +675,8 @@ static void conn_handshake(rpc_conn_t *conn, const rpc_frame_t *f)
     }
     copy_id(conn->peer_id, sizeof conn->peer_id, h->node_id);
     int rc = check_hello(h, srv->cluster, srv->fp, msg, sizeof msg);
+    if (rc == 0 && (rc = check_cert_id(conn->tls, h->node_id, msg, sizeof msg)) != 0)
+        tls_ctx_count_failure(srv->o.tls, TLS_FAIL_IDENTITY);
     strata__hello__free_unpacked(h, NULL);
     if (rc) {
         conn_refuse(conn, rc, msg);
@@ -1194,6 +1222,7 @@ struct rpc_client {
     char cluster[ID_MAX];
     char node_id[ID_MAX];
     char peer_id[ID_MAX];
+    char expect_id[ID_MAX]; /* o.peer_node_id ("" none) */
     uint64_t fp;
     rpc_client_opts_t o;
     uv_timer_t conn_timer; /* backoff, connect/handshake timeout, heartbeat */
@@ -1557,6 +1586,21 @@ static void client_handshake(rpc_client_t *cli, const rpc_frame_t *f)
     }
     copy_id(cli->peer_id, sizeof cli->peer_id, h->node_id);
     int rc = check_hello(h, cli->cluster, cli->fp, msg, sizeof msg);
+    if (rc == 0 && cli->cc->tls) {
+        const char *id = h->node_id ? h->node_id : "";
+        if (cli->expect_id[0] && strcmp(id, cli->expect_id) != 0) {
+            snprintf(
+                msg, sizeof msg,
+                "wrong node: %.80s:%.7s answered as node \"%.64s\", the topology says \"%.64s\" "
+                "is there",
+                cli->host, cli->port_str, id, cli->expect_id);
+            rc = ST_ECONFIG;
+        } else {
+            rc = check_cert_id(cli->cc->tls, id, msg, sizeof msg);
+        }
+        if (rc)
+            tls_ctx_count_failure(cli->o.tls, TLS_FAIL_IDENTITY);
+    }
     strata__hello__free_unpacked(h, NULL);
     if (rc) {
         client_refused(cli, rc, msg);
@@ -1879,6 +1923,8 @@ int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     cli->fp = me->topology_fingerprint;
     if (opts)
         cli->o = *opts;
+    copy_id(cli->expect_id, sizeof cli->expect_id, cli->o.peer_node_id);
+    cli->o.peer_node_id = NULL; /* the copy above is used */
     opts_default_size(&cli->o.max_frame, RPC_FRAME_MAX_DEFAULT);
     if (cli->o.max_frame < 64)
         cli->o.max_frame = 64;

@@ -184,8 +184,10 @@ typedef struct rpc_client_opts {
     void *state_arg;
     rpc_log_fn log;
     void *log_arg;
-    tls_ctx_t *tls; /* [NULL: plaintext] client-side TLS context; the server's certificate
-                       must name host. Not owned, must outlive the client */
+    tls_ctx_t *tls;           /* [NULL: plaintext] client-side TLS context; the server's certificate
+                                 must name host. Not owned, must outlive the client */
+    const char *peer_node_id; /* [NULL: any] with tls: the node id the server must claim in
+                                 HELLO_ACK (and so name in its certificate); copied */
 } rpc_client_opts_t;
 
 /*

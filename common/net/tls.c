@@ -55,7 +55,7 @@ struct tls_conn {
 };
 
 static const char *const fail_names[TLS_FAIL__COUNT] = {
-    "none", "not_tls", "version", "certificate", "limit", "timeout", "protocol"};
+    "none", "not_tls", "version", "certificate", "limit", "timeout", "protocol", "identity"};
 
 const char *tls_fail_name(tls_fail_t r)
 {
@@ -305,7 +305,8 @@ int tls_ctx_metrics(tls_ctx_t *ctx, metrics_t *reg, const char *name)
             reg, "strata_tls_handshake_failures_total",
             "TLS handshakes that failed, by reason: not_tls (plaintext on a TLS port), version "
             "(protocol or cipher refused), certificate (missing or untrusted peer certificate), "
-            "limit (handshake over its byte limit), timeout, protocol (any other TLS error).",
+            "limit (handshake over its byte limit), timeout, protocol (any other TLS error), "
+            "identity (RPC: the certificate does not name the node id the peer claims).",
             "listener", name, "reason", fail_names[i], NULL);
         if (!ctx->m_fail[i])
             return ST_ENOMEM;
@@ -617,6 +618,35 @@ const char *tls_conn_version(const tls_conn_t *c)
 const char *tls_conn_peer_name(const tls_conn_t *c)
 {
     return c->peer;
+}
+
+static int asn1_is(const ASN1_STRING *a, const char *name, size_t n)
+{
+    return a && (size_t)ASN1_STRING_length(a) == n &&
+           memcmp(ASN1_STRING_get0_data(a), name, n) == 0;
+}
+
+int tls_conn_peer_named(const tls_conn_t *c, const char *name)
+{
+    if (!c || !c->established || !name || !*name)
+        return 0;
+    X509 *x = SSL_get0_peer_certificate(c->ssl);
+    if (!x)
+        return 0;
+    size_t n = strlen(name);
+    const X509_NAME *subj = X509_get_subject_name(x);
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;)
+        if (asn1_is(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)), name, n))
+            return 1;
+    int found = 0;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && !found && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        found = g->type == GEN_DNS && asn1_is(g->d.dNSName, name, n);
+    }
+    GENERAL_NAMES_free(sans);
+    ERR_clear_error();
+    return found;
 }
 
 /* ---- a process's contexts ------------------------------------------------ */

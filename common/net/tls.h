@@ -44,6 +44,8 @@ typedef enum tls_fail {
     TLS_FAIL_LIMIT,    /* handshake larger than handshake_max_bytes */
     TLS_FAIL_TIMEOUT,  /* handshake not done in time (counted by the glue) */
     TLS_FAIL_PROTOCOL, /* any other TLS error, including the peer's alert */
+    TLS_FAIL_IDENTITY, /* RPC: the certificate does not name the node id the peer claims
+                        * (counted by rpc_uv after the handshake, not by tls_conn_feed) */
     TLS_FAIL__COUNT
 } tls_fail_t;
 
@@ -108,6 +110,10 @@ const char *tls_conn_error(const tls_conn_t *c); /* "" while fine */
 const char *tls_conn_version(const tls_conn_t *c);
 /* The peer certificate's subject CN (or "" without one), for logs. */
 const char *tls_conn_peer_name(const tls_conn_t *c);
+/* 1 if the peer's (verified) certificate names `name`: a subject CN or a
+ * DNS subjectAltName equal to it, byte for byte (no wildcards, no case
+ * folding); 0 otherwise or without a certificate. */
+int tls_conn_peer_named(const tls_conn_t *c, const char *name);
 
 /* ---- a process's contexts ------------------------------------------------
  * What a daemon holds: the client-facing listener's context (HTTP and, later,

@@ -190,6 +190,14 @@ static void test_mutual_tls(void **state)
     assert_true(tls_conn_established(p.s));
     assert_string_equal(tls_conn_peer_name(p.s), "client");
     assert_int_equal(p.s_plain.len, 1);
+    /* the names a certificate carries: CN or DNS subjectAltName, exactly */
+    assert_true(tls_conn_peer_named(p.s, "client"));
+    assert_true(tls_conn_peer_named(p.s, "localhost"));
+    assert_false(tls_conn_peer_named(p.s, "clien"));
+    assert_false(tls_conn_peer_named(p.s, "Client"));
+    assert_false(tls_conn_peer_named(p.s, "127.0.0.1")); /* an IP SAN is not a name */
+    assert_false(tls_conn_peer_named(p.s, ""));
+    assert_true(tls_conn_peer_named(p.c, "server"));
     pair_close(&p);
 
     /* no client certificate: refused, counted as a certificate failure */
@@ -199,6 +207,7 @@ static void test_mutual_tls(void **state)
     assert_int_equal(p.s_rc, ST_EPROTO);
     assert_int_equal(tls_conn_failure(p.s), TLS_FAIL_CERT);
     assert_int_equal(p.s_plain.len, 0);
+    assert_false(tls_conn_peer_named(p.s, "client"));
     pair_close(&p);
 
     /* a certificate from another CA: refused on the server, and the client
