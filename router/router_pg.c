@@ -1171,6 +1171,21 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             pgw_error(&c->out, "FATAL", "0A000", "unsupported frontend protocol", 0);
             return -1;
         }
+        if (s->tls && !c->tls && tls_ctx_wants_peer_cert(s->tls)) {
+            /* [security] tls_client_ca: a client certificate is the door's
+             * key, and plaintext would go around it */
+            metric_counter_inc(s->c_refused);
+            st_warn("connection refused",
+                    "remote=%s door=postgres reason=\"plaintext while "
+                    "client certificates are required\"",
+                    c->peer);
+            pgw_error(&c->out, "FATAL", "28000",
+                      "this server requires SSL with a client certificate ([security] "
+                      "tls_client_ca): connect with sslmode=require or stronger, sslcert and "
+                      "sslkey",
+                      0);
+            return -1;
+        }
         pgw_startup_t su;
         if (pgw_parse_startup(m, &su)) {
             pgw_error(&c->out, "FATAL", "08P01", "invalid startup packet", 0);
@@ -1506,7 +1521,9 @@ int router_pg_create(router_t *r, const char *host, int port, router_pg_t **out)
     s->c_conns = metrics_counter(r->metrics, "strata_router_pg_connections_total",
                                  "PostgreSQL protocol connections accepted.", NULL);
     s->c_refused = metrics_counter(r->metrics, "strata_router_pg_refused_total",
-                                   "PostgreSQL connections refused (too many clients).", NULL);
+                                   "PostgreSQL connections refused (too many clients, or plaintext "
+                                   "while [security] tls_client_ca requires a certificate).",
+                                   NULL);
     s->c_proto =
         metrics_counter(r->metrics, "strata_router_pg_protocol_errors_total",
                         "PostgreSQL messages refused (bad length, too long, unknown).", NULL);

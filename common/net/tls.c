@@ -343,6 +343,11 @@ uint64_t tls_ctx_reloads(const tls_ctx_t *ctx)
     return ctx->reloads;
 }
 
+int tls_ctx_wants_peer_cert(const tls_ctx_t *ctx)
+{
+    return ctx && ctx->server && (ctx->ca_file || ctx->ca_pem);
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 int tls_conn_create(tls_ctx_t *ctx, const char *peer_host, tls_conn_t **out)

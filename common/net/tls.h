@@ -85,6 +85,9 @@ void tls_ctx_count_failure(tls_ctx_t *ctx, tls_fail_t r);
 uint64_t tls_ctx_failures(const tls_ctx_t *ctx, tls_fail_t r);
 uint64_t tls_ctx_handshakes(const tls_ctx_t *ctx);
 uint64_t tls_ctx_reloads(const tls_ctx_t *ctx);
+/* 1 for a server context with a CA: every client must present a certificate
+ * it signed (doors that also speak plaintext must refuse it then). */
+int tls_ctx_wants_peer_cert(const tls_ctx_t *ctx);
 
 /* A session. peer_host (client side, may be NULL): the server certificate
  * must name it (DNS name or IP address in its subjectAltName). */
