@@ -131,22 +131,33 @@ tls_vars() {
 
 # make_certs: a CA and certificates (EC P-256, SAN 127.0.0.1 and localhost)
 # in $DIR/tls (mode 700, keys 600): tls.crt for the HTTPS listeners and
-# rpc-ID.crt per process (n1 n2 n3 router) for mutual TLS on RPC. Kept
-# when they exist already (a restart keeps the same CA).
+# rpc-ID.crt per process (n1 n2 n3 router) for mutual TLS on RPC. An RPC
+# certificate names its process (CN and DNS subjectAltName = the node id,
+# or "router"): a peer refuses a HELLO whose node id the certificate does
+# not name. Kept when they exist already (a restart keeps the same CA);
+# RPC certificates made before that rule are made again.
 make_certs() {
-  local t="$DIR/tls" name
+  local t="$DIR/tls" name id
   mkdir -p "$t"
   chmod 700 "$t"
-  [ -f "$t/ca.crt" ] && return 0
   (
     umask 077
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
-      > "$t/leaf.ext"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
-      -keyout "$t/ca.key" -out "$t/ca.crt" -subj "/CN=strata-local CA" 2>/dev/null
+    if [ ! -f "$t/ca.crt" ]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+        -keyout "$t/ca.key" -out "$t/ca.crt" -subj "/CN=strata-local CA" 2>/dev/null
+    fi
     for name in tls rpc-n1 rpc-n2 rpc-n3 rpc-router; do
+      id=${name#rpc-}
+      [ "$name" = tls ] && id="strata-local listener"
+      if [ -f "$t/$name.crt" ] && { [ "$name" = tls ] ||
+           openssl x509 -in "$t/$name.crt" -noout -ext subjectAltName 2>/dev/null |
+             grep -q "DNS:$id\(,\|\$\)"; }; then
+        continue
+      fi
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s\nextendedKeyUsage=serverAuth,clientAuth\n' \
+        "$([ "$name" = tls ] || echo ",DNS:$id")" > "$t/leaf.ext"
       openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$t/$name.key" -out "$t/$name.csr" -subj "/CN=strata-local $name" 2>/dev/null
+        -keyout "$t/$name.key" -out "$t/$name.csr" -subj "/CN=$id" 2>/dev/null
       openssl x509 -req -in "$t/$name.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial \
         -days 365 -out "$t/$name.crt" -extfile "$t/leaf.ext" 2>/dev/null
       rm -f "$t/$name.csr"

@@ -44,7 +44,9 @@ def make_certs(d, ids):
             "-keyout", p("ca.key"), "-out", p("ca.crt"), "-days", "2", "-subj", "/CN=bench CA")
     for name in ["tls"] + ["rpc-" + i for i in ids]:
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", p(name + ".key"), "-out", p(name + ".csr"), "-subj", "/CN=" + name)
+                "-keyout", p(name + ".key"), "-out", p(name + ".csr"),
+                # an RPC certificate names its process: CN = node id, or "router"
+                "-subj", "/CN=" + (name[4:] if name.startswith("rpc-") else name))
         openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p("ca.crt"), "-CAkey",
                 p("ca.key"), "-CAcreateserial", "-days", "2", "-out", p(name + ".crt"),
                 "-extfile", ext)

@@ -28,6 +28,7 @@ What it checks:
 import atexit
 import http.client
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -85,18 +86,51 @@ class Pki:
                 "-days", "2", "-subj", "/CN=" + cn)
         return name
 
-    def leaf(self, name, cn, ca=None):
-        """name.crt / name.key signed by ca (default: the cluster CA)."""
+    def leaf(self, name, cn, ca=None, dns=(), expired=False):
+        """name.crt / name.key signed by ca (default: the cluster CA); dns:
+        more DNS subjectAltNames; expired: valid in 2020 only."""
         ca = ca or self.ca
+        ext = self.ext
+        if dns:
+            ext = self.path(name + ".ext")
+            with open(ext, "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1,DNS:localhost,%s\n"
+                        "extendedKeyUsage=serverAuth,clientAuth\n"
+                        % ",".join("DNS:" + d for d in dns))
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", self.path(name + ".key.new"), "-out", self.path(name + ".csr"),
                 "-subj", "/CN=" + cn)
-        openssl("x509", "-req", "-in", self.path(name + ".csr"), "-CA", self.path(ca + ".crt"),
-                "-CAkey", self.path(ca + ".key"), "-CAcreateserial", "-days", "2",
-                "-out", self.path(name + ".crt.new"), "-extfile", self.ext)
+        if expired:
+            self.sign_dated(name, ca, ext, "20200101000000Z", "20200102000000Z")
+        else:
+            openssl("x509", "-req", "-in", self.path(name + ".csr"),
+                    "-CA", self.path(ca + ".crt"), "-CAkey", self.path(ca + ".key"),
+                    "-CAcreateserial", "-days", "2", "-out", self.path(name + ".crt.new"),
+                    "-extfile", ext)
         # swap in whole files (a process reloading on SIGHUP never sees half a file)
         os.replace(self.path(name + ".key.new"), self.path(name + ".key"))
         os.replace(self.path(name + ".crt.new"), self.path(name + ".crt"))
+
+    def sign_dated(self, name, ca, ext, start, end):
+        """Sign name.csr with explicit validity dates: OpenSSL 3.0's x509
+        has no -not_before/-not_after, `openssl ca` has -startdate/-enddate
+        (it needs a small database, made here)."""
+        db = self.path("ca-db")
+        os.makedirs(db, exist_ok=True)
+        if not os.path.exists(os.path.join(db, "serial")):
+            open(os.path.join(db, "index.txt"), "w").close()
+            with open(os.path.join(db, "serial"), "w") as f:
+                f.write("1000\n")
+        cfg = os.path.join(db, "ca.cnf")
+        with open(cfg, "w") as f:
+            f.write("[ca]\ndefault_ca = dated\n[dated]\ndatabase = %s/index.txt\n"
+                    "new_certs_dir = %s\nserial = %s/serial\ndefault_md = sha256\n"
+                    "policy = anything\nunique_subject = no\n[anything]\n"
+                    "commonName = supplied\n" % (db, db, db))
+        openssl("ca", "-batch", "-notext", "-config", cfg, "-cert", self.path(ca + ".crt"),
+                "-keyfile", self.path(ca + ".key"), "-in", self.path(name + ".csr"),
+                "-out", self.path(name + ".crt.new"), "-startdate", start, "-enddate", end,
+                "-extfile", ext)
 
     def security(self, listeners=True):
         kv = {"rpc_tls": "on", "rpc_ca": self.path("ca.crt"),
@@ -298,6 +332,55 @@ class TlsForeignCaTest(ClusterTestCase):
         st = c.wait_node_state("n3", NOT_UP, 10)
         self.assertTrue(st)
         self.assertGreater(tls_metric(c.node_metrics(0), "rpc_server", "certificate"), 0)
+        c.stop()
+
+
+class TlsNodeCertificateTest(ClusterTestCase):
+    """A certificate is tied to a node id (CN or DNS subjectAltName), and
+    an expired one is refused. n1's certificate names its id in a DNS
+    subjectAltName only (its CN is free text): accepted. n2's certificate
+    is valid but names n1: whoever n2 talks to refuses it. n3's has
+    expired: refused by the TLS handshake. Every refusal is logged on
+    both sides and counted."""
+
+    def test_expired_and_wrong_node_id_refused_and_logged(self):
+        pki = make_pki("nodecert", ["n1", "n2", "n3"])
+        pki.leaf("rpc-n1", "strata node one", dns=("n1",))
+        pki.leaf("rpc-n2", "n1")
+        pki.leaf("rpc-n3", "n3", expired=True)
+        c = self.cluster(nodes=3, routers=1, shards=6, rf=1, replication=REPL,
+                         security=pki.security()).start(wait_routers_ready=False)
+        n1, n2, n3, router = c.nodes[0], c.nodes[1], c.nodes[2], c.routers[0]
+        wrong_id = 'the peer claims \\"n2\\", its RPC certificate (CN \\"n1\\") does not name'
+
+        def logged():
+            return (re.search(r"rpc tls refused.*reason=certificate.*expired", n1.log_text())
+                    and re.search(r"rpc tls refused.*reason=certificate.*expired",
+                                  router.log_text())
+                    and "rpc tls refused" in n3.log_text()
+                    and wrong_id in n1.log_text() and wrong_id in n2.log_text()
+                    and wrong_id in router.log_text())
+        try:
+            c.wait_until(logged, 30, "expired and wrong-id refusals logged on both sides")
+        except AssertionError:
+            for p in (n1, n2, n3, router):
+                say("---- %s\n%s" % (p.name, p.log_text()[-3000:]))
+            raise
+        # the server side refused the HELLO (n1 <- n2), the client side the
+        # HELLO_ACK (router -> n2, n1 -> n2), both as an identity failure
+        self.assertRegex(n1.log_text(), r'level=error msg="rpc handshake refused".*peer_node=n2')
+        self.assertRegex(n2.log_text(), r'level=error msg="rpc handshake refused"')
+        self.assertRegex(router.log_text(), r'msg="rpc handshake refused".*does not name')
+        m1, mr = c.node_metrics(0), c.metrics(c.router_url(0))
+        self.assertGreater(tls_metric(m1, "rpc_server", "identity"), 0)
+        self.assertGreater(tls_metric(m1, "rpc_server", "certificate"), 0)
+        self.assertGreater(tls_metric(m1, "rpc_client", "identity"), 0)
+        self.assertGreater(tls_metric(mr, "rpc_client", "identity"), 0)
+        self.assertGreater(tls_metric(mr, "rpc_client", "certificate"), 0)
+        # n1 (named by a DNS subjectAltName) is in; n2 and n3 stay out
+        c.wait_node_state("n1", UP, 30)
+        for nid in ("n2", "n3"):
+            c.wait_node_state(nid, NOT_UP, 10)
         c.stop()
 
 
