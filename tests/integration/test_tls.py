@@ -39,6 +39,7 @@ import time
 import unittest
 
 import harness
+from test_resp import REDIS_CLI
 from harness import (ALL, AckLog, BackgroundWriter, BatchGen, ClusterTestCase, LOOPBACK,
                      export_to_dict, metric_sum, parse_export)
 
@@ -310,6 +311,112 @@ class TlsListenerTest(ClusterTestCase):
             self.assertIn("tls certificates reloaded", self.c.routers[0].log_text())
         finally:
             old.close()
+
+
+class TlsClientCaTest(ClusterTestCase):
+    """[security] tls_client_ca: the router's HTTP, RESP and PostgreSQL doors
+    (and node HTTP) take a client certificate signed by that CA and refuse a
+    client without one or with one from another CA. No users file: the
+    certificate is the only key."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = make_pki("clientca", [])
+        pki = cls.pki
+        pki.make_ca("client-ca", "Strata clients CA")
+        pki.leaf("client", "some app", ca="client-ca")
+        pki.leaf("intruder", "intruder", ca="other-ca")
+        for k in ("client.key", "intruder.key"):
+            os.chmod(pki.path(k), 0o600)  # libpq refuses a key others can read
+        ctx = pki.client_context()
+        ctx.load_cert_chain(pki.path("client.crt"), pki.path("client.key"))
+        harness.TLS_CONTEXT = ctx  # the harness's own requests present the client certificate
+        cls.resp_port, cls.pg_port = harness.free_port(), harness.free_port()
+        sec = {"tls_cert": pki.path("tls.crt"), "tls_key": pki.path("tls.key"),
+               "tls_client_ca": pki.path("client-ca.crt")}
+        cls.c = cls.class_cluster(nodes=1, routers=1, shards=2, rf=1, security=sec,
+                                  router={"resp_listen": "127.0.0.1:%d" % cls.resp_port,
+                                          "pg_listen": "127.0.0.1:%d" % cls.pg_port}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.close_class_clusters()
+        harness.TLS_CONTEXT = None
+
+    def refused(self):
+        return tls_metric(self.c.metrics(self.c.router_url(0)), "router", "certificate")
+
+    def cert_args(self, who):
+        return {"client": (self.pki.path("client.crt"), self.pki.path("client.key")),
+                "intruder": (self.pki.path("intruder.crt"), self.pki.path("intruder.key")),
+                None: None}[who]
+
+    def test_http_curl_client_certificate(self):
+        url = self.c.router_url(0) + "/api/v1/labels"
+        for who, ok in (("client", True), (None, False), ("intruder", False)):
+            before = self.refused()
+            argv = ["curl", "-sS", "--cacert", self.pki.path("ca.crt"), "-o", "/dev/null",
+                    "-w", "%{http_code}", url]
+            if who:
+                crt, key = self.cert_args(who)
+                argv += ["--cert", crt, "--key", key]
+            r = run(argv)
+            if ok:
+                self.assertEqual(r.stdout.decode(), "200", r.stdout)
+            else:
+                self.assertNotEqual(r.stdout.decode()[-3:], "200", (who, r.stdout))
+                self.c.wait_until(lambda: self.refused() > before, 10,
+                                  "the router counts the refused certificate (%s)" % who)
+        # node HTTP asks for one too
+        r = run(["curl", "-sS", "--cacert", self.pki.path("ca.crt"), "-o", "/dev/null",
+                 "-w", "%{http_code}", self.c.node_http_url(0) + "/health"])
+        self.assertNotEqual(r.stdout.decode()[-3:], "200", r.stdout)
+
+    def test_resp_redis_cli_client_certificate(self):
+        for who, ok in (("client", True), (None, False), ("intruder", False)):
+            before = self.refused()
+            argv = [REDIS_CLI, "--tls", "--cacert", self.pki.path("ca.crt"),
+                    "-h", "127.0.0.1", "-p", str(self.resp_port)]
+            if who:
+                crt, key = self.cert_args(who)
+                argv += ["--cert", crt, "--key", key]
+            r = run(argv + ["PING"])
+            out = r.stdout.decode(errors="replace")
+            if ok:
+                self.assertEqual(out.strip(), "PONG", out)
+            else:
+                self.assertNotIn("PONG", out, who)
+                self.c.wait_until(lambda: self.refused() > before, 10,
+                                  "the router counts the refused certificate (%s)" % who)
+
+    def test_postgres_psql_client_certificate(self):
+        exe = shutil.which("psql")
+        self.assertIsNotNone(exe, "psql not installed (Debian postgresql-client)")
+        env = dict(os.environ, PGCONNECT_TIMEOUT="10", PGOPTIONS="")
+        for k in ("PGSSLMODE", "PGSSLCERT", "PGSSLKEY", "PGPASSWORD"):
+            env.pop(k, None)
+        base = ("host=localhost hostaddr=127.0.0.1 port=%d user=admin dbname=strata "
+                "sslrootcert=%s " % (self.pg_port, self.pki.path("ca.crt")))
+        nocert = os.path.join(self.pki.dir, "no-such.crt")  # not ~/.postgresql's default
+
+        def psql(conninfo):
+            return subprocess.run([exe, base + conninfo, "-X", "-At", "-c", "SELECT 1"],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        crt, key = self.cert_args("client")
+        p = psql("sslmode=verify-full sslcert=%s sslkey=%s" % (crt, key))
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "1"), p.stderr)
+        crt, key = self.cert_args("intruder")
+        for conninfo in ("sslmode=verify-full sslcert=%s sslkey=%s" % (nocert, nocert),
+                         "sslmode=verify-full sslcert=%s sslkey=%s" % (crt, key)):
+            before = self.refused()
+            p = psql(conninfo)
+            self.assertNotEqual(p.returncode, 0, conninfo)
+            self.c.wait_until(lambda: self.refused() > before, 10,
+                              "the router counts the refused certificate (%s)" % conninfo)
+        # plaintext would go around the certificate: refused with a clear error
+        p = psql("sslmode=disable")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("requires SSL with a client certificate", p.stderr)
 
 
 class TlsForeignCaTest(ClusterTestCase):
