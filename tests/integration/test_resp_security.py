@@ -10,6 +10,9 @@ One cluster (2 nodes, 1 router, RF 1) whose users are made by
     -NOAUTH; HELLO 3 without AUTH is refused the same way;
   - a wrong password or token: -WRONGPASS, counted in
     strata_resp_auth_failures_total; the connection may AUTH again;
+  - failed logins at HTTP and RESP count together per client address:
+    past 3, RESP answers late (strata_resp_auth_delayed_total) and so does
+    HTTP (strata_auth_delayed_total); another address is not slowed;
   - a read token reads but cannot TS.ADD (the 403 text of HTTP as -ERR);
   - a write user (password: PBKDF2 on the thread pool) writes through
     python3-redis; it cannot TS.DEL (admin only), the admin token can;
@@ -25,6 +28,7 @@ One cluster (2 nodes, 1 router, RF 1) whose users are made by
     (reason="timeout").
 """
 
+import http.client
 import os
 import shutil
 import signal
@@ -52,8 +56,9 @@ class Raw:
     """A RESP connection over TLS that returns the raw first reply line of
     simple replies (+OK, -ERR ..., :1)."""
 
-    def __init__(self, port, ctx):
-        s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    def __init__(self, port, ctx, src=None):
+        s = socket.create_connection(("127.0.0.1", port), timeout=60,
+                                     source_address=(src, 0) if src else None)
         self.s = ctx.wrap_socket(s, server_hostname="localhost")
         self.buf = b""
 
@@ -110,8 +115,8 @@ class RespSecurityTest(ClusterTestCase):
     # `strata user add` into cls.users, as test_auth does; returns the token
     user_add = classmethod(test_auth.AuthTest.user_add.__func__)
 
-    def raw(self):
-        r = Raw(self.port, self.ctx)
+    def raw(self, src=None):
+        r = Raw(self.port, self.ctx, src)
         self.addCleanup(r.close)
         return r
 
@@ -159,6 +164,53 @@ class RespSecurityTest(ClusterTestCase):
         self.assertEqual(r.cmd("PING"), "+PONG")
         after = metric_sum(self.metrics(), "strata_resp_auth_failures_total")
         self.assertEqual(after - before, 5)
+
+    def http_401(self, src):
+        """A request with a bad token from source address src: 401."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.c.router_port[0], timeout=60,
+                                           context=self.ctx, source_address=(src, 0))
+        try:
+            conn.request("GET", "/api/v1/labels", headers={"Authorization": "Bearer st_bad"})
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
+
+    def test_failures_slowed_per_address_with_http(self):
+        """Failed logins at HTTP and RESP count together per client address
+        (the auth gate's table): after 3 failed HTTP requests from an address,
+        its next RESP AUTH failure is answered late, and after that its next
+        HTTP failure too; another address is not slowed."""
+        src, other = "127.0.0.23", "127.0.0.24"
+        wp = "-WRONGPASS invalid username-password pair or user is disabled."
+
+        def delayed():
+            m = self.metrics()
+            return (metric_sum(m, "strata_resp_auth_delayed_total"),
+                    metric_sum(m, "strata_auth_delayed_total"))
+        resp0, http0 = delayed()
+        for _ in range(3):  # the free failures of this address, at the HTTP door
+            self.assertEqual(self.http_401(src), 401)
+        self.assertEqual(delayed(), (resp0, http0))
+        r = self.raw(src)
+        self.assertEqual(r.cmd("AUTH", "st_bad"), wp)
+        self.assertEqual(delayed(), (resp0 + 1, http0))
+        self.assertEqual(r.cmd("AUTH", "writer", "nope"), wp)  # the slow (PBKDF2) path too
+        self.assertEqual(delayed(), (resp0 + 2, http0))
+        # the connection lives on and may still log in
+        self.assertEqual(r.cmd("AUTH", self.tok["reader"]), "+OK")
+        self.assertEqual(r.cmd("PING"), "+PONG")
+        # RESP failures count at the HTTP door
+        self.assertEqual(self.http_401(src), 401)
+        self.assertEqual(delayed(), (resp0 + 2, http0 + 1))
+        # another address is answered at once
+        self.assertEqual(self.raw(other).cmd("AUTH", "st_bad"), wp)
+        self.assertEqual(delayed(), (resp0 + 2, http0 + 1))
+        log = self.c.routers[0].log_text()
+        self.assertRegex(log, r"RESP authentication failed.*remote=127\.0\.0\.23:\d+ "
+                              r"user=\S+ delay_ms=[1-9]")
+        self.assertNotIn("writer-pw", log)
 
     def test_read_token_cannot_write(self):
         a = self.raw()
