@@ -3,7 +3,8 @@ tls_key, rpc_tls, rpc_ca, rpc_cert, rpc_key), with real clients: curl
 --cacert, openssl s_client, Python's ssl module, raw TCP.
 
 Certificates are made per test class with the openssl command line: a
-cluster CA, per-process RPC certificates (rpc_cert = .../{id}.crt), a
+cluster CA, per-process RPC certificates (rpc_cert = .../{id}.crt, CN = the
+node id or "router"), a
 listener certificate (SAN 127.0.0.1, localhost), and a second CA whose
 certificate a node is given to show that peers refuse it.
 
@@ -19,6 +20,14 @@ What it checks:
   - plaintext to a node's RPC port is refused and logged (no back door);
   - a node whose RPC certificate comes from another CA is refused by the
     router and its peers, and the refusal is logged on both sides;
+  - a certificate is tied to a node id (CN or DNS subjectAltName; routers
+    "router"): a node whose certificate names another node is refused by
+    the peers it talks to, an expired node certificate (signed by the
+    cluster CA with `openssl ca -startdate/-enddate`) is refused; both
+    logged on both sides, counted as reason="identity" / "certificate";
+  - [security] tls_client_ca: curl --cert, redis-cli --tls --cert and psql
+    sslcert/sslkey get in with a certificate from that CA; without one, or
+    with one from another CA, they are refused (psql in plaintext too);
   - a node with rpc_tls off among nodes with it on: refused both ways, and
     the logs say that rpc_tls must be the same everywhere;
   - replication and hinted handoff under mTLS: a node is kill -9'd during
