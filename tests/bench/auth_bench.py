@@ -2,7 +2,10 @@
 """Authentication benchmark: ingest and query throughput of one cluster
 with [security] users_file against the same cluster without it, in one
 run. Prints lines/s of ingest and queries/s, each with auth off, with a
-token (Bearer) and with a password (Basic), and the ratio to auth off.
+token (Bearer), with a password (Basic) and with a token over TLS
+("tls+token": HTTPS on the router and node listeners and rpc_tls = on, so
+router->node RPC is mutual TLS too; certificates as tests/bench/tls_bench.py
+makes them), and the ratio to auth off.
 
   tests/bench/auth_bench.py --build build [--hosts 200] [--hours 1]
       [--batch 1000] [--conns 4] [--queries 400] [--nodes 2]
@@ -30,8 +33,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
+import harness  # noqa: E402
 from harness import Cluster  # noqa: E402
 from load_lp import Sender  # noqa: E402
+from tls_bench import make_certs  # noqa: E402
+
+SSL_CTX = None  # the "tls+token" mode's client context (trusts the bench CA)
+
+
+def connection(port, timeout=120):
+    if SSL_CTX:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=SSL_CTX)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+class TlsSender(Sender):
+    def connect(self):
+        return http.client.HTTPSConnection(self.host, self.port, timeout=300, context=SSL_CTX)
 
 
 def generate(args):
@@ -50,7 +68,7 @@ def query_rate(port, headers, n, conns):
     errors = []
 
     def worker():
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c = connection(port)
         while True:
             with lock:
                 if not todo:
@@ -75,10 +93,12 @@ def query_rate(port, headers, n, conns):
     return n / (time.monotonic() - t0)
 
 
-def one_mode(args, bodies, mode):
+def one_mode(args, bodies, mode, tls_security):
+    global SSL_CTX
     os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
-    c = Cluster(nodes=args.nodes, routers=1, shards=8, rf=1, tag="authbench-" + mode,
-                storage={"retention": "0"})
+    c = Cluster(nodes=args.nodes, routers=1, shards=8, rf=1,
+                tag="authbench-" + mode.replace("+", "-"), storage={"retention": "0"})
+    SSL_CTX = harness.TLS_CONTEXT = tls_security[1] if mode == "tls+token" else None
     headers = {"Content-Type": "text/plain; charset=utf-8"}
     try:
         if mode != "off":
@@ -89,20 +109,23 @@ def one_mode(args, bodies, mode):
                                  stdout=subprocess.PIPE, check=True)
             token = out.stdout.decode().strip()
             c.security_kv = {"users_file": users}
-            headers["Authorization"] = ("Bearer " + token if mode == "token" else
-                                        "Basic " + base64.b64encode(b"bench:bench-pw").decode())
+            if mode == "tls+token":
+                c.security_kv.update(tls_security[0])
+                c.scheme = "https"
+            headers["Authorization"] = ("Basic " + base64.b64encode(b"bench:bench-pw").decode()
+                                        if mode == "password" else "Bearer " + token)
         c.start()
         url = c.router_url(0) + "/write"
         # one request before the clock: a password's slow hash is paid once
         # per process (then cached), which is not what a steady stream costs
-        warm = http.client.HTTPConnection("127.0.0.1", c.router_port[0], timeout=120)
+        warm = connection(c.router_port[0])
         warm.request("GET", "/api/v1/labels", headers={k: v for k, v in headers.items()
                                                        if k == "Authorization"})
         if warm.getresponse().status != 200:
             raise SystemExit("%s: the warm-up request failed" % mode)
         warm.close()
         t0 = time.monotonic()
-        s = Sender(url, bodies, t0 + 600, headers)
+        s = (TlsSender if SSL_CTX else Sender)(url, bodies, t0 + 600, headers)
         ts = [threading.Thread(target=s.run_one_connection) for _ in range(args.conns)]
         for t in ts:
             t.start()
@@ -134,10 +157,19 @@ def main():
     args = ap.parse_args()
     bodies = generate(args)
     print("%d bodies of up to %d lines, %d connections" % (len(bodies), args.batch, args.conns))
-    runs = {"off": [], "token": [], "password": []}
-    for _ in range(max(1, args.rounds)):  # in turn: a busy spell hits every mode alike
-        for mode in runs:
-            runs[mode].append(one_mode(args, bodies, mode))
+    import ssl
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="strata-authbench-pki-")
+    try:
+        sec = make_certs(d, ["n%d" % (i + 1) for i in range(args.nodes)] + ["router"])
+        tls_security = (sec, ssl.create_default_context(cafile=os.path.join(d, "ca.crt")))
+        runs = {"off": [], "token": [], "password": [], "tls+token": []}
+        for _ in range(max(1, args.rounds)):  # in turn: a busy spell hits every mode alike
+            for mode in runs:
+                runs[mode].append(one_mode(args, bodies, mode, tls_security))
+    finally:
+        shutil.rmtree(d, True)
     res = {m: (sorted(r[0] for r in v)[len(v) // 2], sorted(r[1] for r in v)[len(v) // 2])
            for m, v in runs.items()}
     print("%-10s %14s %8s %12s %8s" % ("auth", "ingest lines/s", "ratio", "queries/s", "ratio"))
