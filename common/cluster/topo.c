@@ -1209,6 +1209,12 @@ static int security_check(struct parse *p)
         if (!sec->rpc_tls && t->path[k])
             return fail(p, p->key_line[k], "[security] %s is set but rpc_tls is off", keys[k].name);
     }
+    /* under mutual TLS a router's RPC certificate names "router": no node may be called so */
+    for (uint32_t i = 0; sec->rpc_tls && i < t->nnodes; i++)
+        if (strcmp(t->nodes[i].id, "router") == 0)
+            return fail(p, p->key_line[K_RPC_TLS],
+                        "[security] rpc_tls = on reserves the node id 'router' (the name a "
+                        "router's RPC certificate carries); rename [node \"router\"]");
     return 1;
 }
 

@@ -224,6 +224,15 @@ static void test_security_section(void **state)
                "t.ini:5: ", "expected one of off | on");
     expect_err(CLUSTER12_RF2 "[security]\ntls_client_ca = c\n" NODES2,
                "t.ini:5: ", "tls_client_ca needs tls_cert");
+    /* a router's RPC certificate names "router": no node may claim that id */
+    expect_err(CLUSTER12_RF2 "[security]\nrpc_tls = on\nrpc_ca = c\nrpc_cert = d\nrpc_key = e\n"
+                             "[node \"router\"]\nrpc = 127.0.0.1:7401\nhttp = 127.0.0.1:7402\n"
+                             "[node \"n2\"]\nrpc = 127.0.0.1:7411\nhttp = 127.0.0.1:7412\n",
+               "t.ini:5: ", "reserves the node id 'router'");
+    topo_destroy(load_ok(CLUSTER12_RF2
+                         "[node \"router\"]\nrpc = 127.0.0.1:7401\n"
+                         "http = 127.0.0.1:7402\n"
+                         "[node \"n2\"]\nrpc = 127.0.0.1:7411\nhttp = 127.0.0.1:7412\n"));
 }
 
 static void test_enums_and_names(void **state)
