@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "http_util.h"
 #include "repl.h"
 #include "router_delete.h"
@@ -277,6 +279,12 @@ out:
             snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
         j->status = status_of(rc);
         j->sqlstate = state_of(rc);
+        /* the codes drivers tell apart (PostgreSQL's undefined_column,
+         * undefined_function) */
+        if (rc == ST_EINVAL && strstr(j->err, "does not exist"))
+            j->sqlstate = strstr(j->err, "column \"")   ? "42703"
+                          : strstr(j->err, "function ") ? "42883"
+                                                        : j->sqlstate;
     }
     sql_exec_destroy(x);
     sql_result_free(cat);
@@ -601,6 +609,8 @@ static void sql_delete(sqljob_t *j, int64_t dstart, int64_t dend)
         fail(j, rc == ST_ENOMEM ? 503 : 400, rc == ST_ENOMEM ? "53200" : "42601", st_strerror(rc));
 }
 
+static void job_insert(sqljob_t *j, const auth_user_t *user);
+
 /* May user run a statement of this kind? 0, or 403 with j->err set. */
 static int sql_allowed(sqljob_t *j, const auth_user_t *u)
 {
@@ -617,8 +627,11 @@ static int sql_allowed(sqljob_t *j, const auth_user_t *u)
         return 403;
     }
     const char *schema = sql_stmt_schema(j->stmt);
-    if (auth_user_selector(u) && (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
-                                  (schema[0] && strcmp(schema, "public")))) {
+    /* a confined user's INSERT: the write pipeline keeps the rows inside
+     * its selector (as for /write) */
+    if (auth_user_selector(u) && k != SQL_INSERT &&
+        (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
+         (schema[0] && strcmp(schema, "public")))) {
         if (k == SQL_EMPTY || k == SQL_SET || k == SQL_TXN || k == SQL_SHOW_VAR ||
             (k == SQL_SELECT && !sql_stmt_table(j->stmt)[0]))
             return 0; /* reads no series */
@@ -711,7 +724,7 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         sql_delete(j, dstart, dend);
         return;
     case SQL_INSERT:
-        fail(j, 501, "0A000", "INSERT is answered on POST /sql only");
+        job_insert(j, user);
         return;
     case SQL_SHOW_TABLES:
         j->catalog = 3;
@@ -864,7 +877,8 @@ static void http_answer(void *arg, const router_sql_answer_t *a)
 /* ---- INSERT: the write pipeline of /write (router_write_submit) ------------- */
 
 typedef struct sqlins {
-    sql_stmt_t *stmt;
+    sql_stmt_t *stmt; /* owned unless job is set */
+    sqljob_t *job;    /* a statement of router_sql_run (PostgreSQL): it owns stmt */
     wbatch_t *b;
     uint64_t item;
     int64_t now;
@@ -888,7 +902,9 @@ static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t 
     sqlins_t *a = arg;
     (void)req;
     a->b = b;
-    int rc = sql_insert_each(a->stmt, a->now, NULL, 0, ins_sample, a, msg, msglen);
+    const char *const *params = a->job ? (const char *const *)a->job->params : NULL;
+    size_t np = a->job ? a->job->nparams : 0;
+    int rc = sql_insert_each(a->stmt, a->now, params, np, ins_sample, a, msg, msglen);
     if (rc && rc != ST_ENOMEM && !msg[0])
         snprintf(msg, msglen, "%s", st_strerror(rc));
     return rc ? (rc == ST_ENOMEM ? ST_ENOMEM : ST_EINVAL) : wbatch_finish(b);
@@ -897,11 +913,66 @@ static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t 
 static void ins_done(void *arg, router_t *r, const wbatch_t *b)
 {
     sqlins_t *a = arg;
-    (void)b;
-    metric_counter_inc(b ? sql_ok : sql_err);
     (void)r;
-    sql_stmt_free(a->stmt);
+    if (!a->job) { /* a job is counted and freed by its answer (ins_sink) */
+        metric_counter_inc(b ? sql_ok : sql_err);
+        sql_stmt_free(a->stmt);
+    }
     free(a);
+}
+
+/* The write pipeline's HTTP answer to an INSERT of router_sql_run: 204 is
+ * the statement's success ("INSERT 0 n"), anything else its error (the
+ * "error" text of the JSON body). Runs before or after ins_done; the job is
+ * answered (and freed) here. */
+static int ins_sink(void *arg, int status, const char *ctype, const http_header_t *hdrs,
+                    size_t nhdrs, const void *data, size_t len, int final)
+{
+    sqljob_t *j = arg;
+    (void)ctype, (void)hdrs, (void)nhdrs;
+    if (!final)
+        return 0;
+    if (status == 204 || status == 200) {
+        answer(j);
+        return 0;
+    }
+    const char *msg = "write failed";
+    json_t *doc = len ? json_loadb(data, len, 0, NULL) : NULL;
+    json_t *e = doc ? json_object_get(doc, "error") : NULL;
+    if (e && json_is_string(e))
+        msg = json_string_value(e);
+    snprintf(j->err, sizeof j->err, "%s", msg);
+    json_decref(doc);
+    fail(j, status,
+         status == 403   ? "42501"
+         : status == 413 ? "54000"
+         : status == 400 ? "22000"
+                         : "58000",
+         j->err);
+    return 0;
+}
+
+/* INSERT for a door without HTTP (PostgreSQL): the same write pipeline as
+ * POST /sql's INSERT (validation, retention, sharding, replication, the
+ * cluster's write consistency, a confined user's filter), through an
+ * in-process request that carries the session's user. */
+static void job_insert(sqljob_t *j, const auth_user_t *user)
+{
+    sqlins_t *a = calloc(1, sizeof *a);
+    http_limits_t hl;
+    http_limits_default(&hl);
+    http_req_t *req = NULL;
+    if (!a || http_req_local(&hl, "POST", "/sql", "text/plain", NULL, 0, ins_sink, j, &req)) {
+        free(a);
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    req->data = (void *)user;
+    a->stmt = j->stmt;
+    a->job = j;
+    a->now = j->now;
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_submit(j->r, req, 0, a->now, &src);
 }
 
 /* INSERT over HTTP: answered like /write (204, 400 partial write, 503). */
