@@ -50,6 +50,11 @@ typedef struct group {
     int filled; /* a bucket time_bucket_gapfill added: its aggregates are NULL */
 } group_t;
 
+typedef struct gslot {
+    uint64_t hash; /* the group's, here too: a probe reads one cache line */
+    size_t gi;     /* group index + 1; 0: free */
+} gslot_t;
+
 typedef struct outrow {
     sql_val_t *v; /* nout + norder */
 } outrow_t;
@@ -82,12 +87,14 @@ struct sql_exec {
     int grouped;
     group_t *g;
     size_t ng, gcap;
-    size_t *gtab; /* open addressing: group index + 1 */
+    gslot_t *gtab; /* open addressing */
     size_t gtabcap;
+    size_t glast; /* the group the previous row went to + 1 (rows come in runs) */
     outrow_t *rows;
     size_t nrows, rcap;
     uint64_t bytes, built;
-    int gapfill; /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    int gapfill;  /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    st_buf_t key; /* the GROUP BY key of the row at hand */
     sql_stmt_t mem;
     sql_xctx_t x;
     char err[SQL_ERR_MAX];
@@ -386,6 +393,7 @@ void sql_exec_destroy(sql_exec_t *x)
     free(x->out);
     free(x->outnames);
     free(x->aggs);
+    st_buf_deinit(&x->key);
     arena_free(&x->mem);
     free(x);
 }
@@ -520,6 +528,14 @@ static int resolve(sql_exec_t *x, sql_expr_t *e, int aliases, int in_agg, int al
                  e->pos + 1, e->name);
         return ST_EINVAL;
     }
+    /* a bucket width written as text ('1 minute'): parsed once, not per row */
+    int64_t iv;
+    if (e->kind == E_FUNC && e->nargs >= 2 && e->args[0]->kind == E_LIT &&
+        e->args[0]->lit.type == SQL_TEXT &&
+        (!strcmp(e->name, "time_bucket") || !strcmp(e->name, "date_bin") ||
+         !strcmp(e->name, "time_bucket_gapfill")) &&
+        !sql_parse_interval(e->args[0]->lit.u.t.s, e->args[0]->lit.u.t.len, &iv) && iv > 0)
+        e->args[0]->lit = (sql_val_t){.type = SQL_INTERVAL, .u.i = iv};
     for (size_t i = 0; i < e->nargs; i++) {
         int rc = resolve(x, e->args[i], aliases, in_agg, allow_agg);
         if (rc)
@@ -717,7 +733,11 @@ static uint64_t hash_bytes(const char *p, size_t n)
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-    return h;
+    /* FNV's low bits (the table's index) hardly depend on the key's last
+     * bytes (a bucket's time): mix the high bits down (SplitMix64's end) */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 static int key_add(st_buf_t *k, const sql_val_t *v)
@@ -762,14 +782,23 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
 {
     uint64_t h = hash_bytes(key, len);
     *rc = 0;
+    if (x->glast) {
+        group_t *g = &x->g[x->glast - 1];
+        if (g->hash == h && g->keylen == len && !memcmp(g->key, key, len))
+            return g;
+    }
     if (x->gtabcap) {
         for (size_t i = h & (x->gtabcap - 1);; i = (i + 1) & (x->gtabcap - 1)) {
-            size_t gi = x->gtab[i];
+            size_t gi = x->gtab[i].gi;
             if (!gi)
                 break;
+            if (x->gtab[i].hash != h)
+                continue;
             group_t *g = &x->g[gi - 1];
-            if (g->hash == h && g->keylen == len && !memcmp(g->key, key, len))
+            if (g->keylen == len && !memcmp(g->key, key, len)) {
+                x->glast = gi;
                 return g;
+            }
         }
     }
     /* new group */
@@ -787,16 +816,16 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     }
     if ((x->ng + 1) * 2 > x->gtabcap) {
         size_t cap = x->gtabcap ? 2 * x->gtabcap : 128;
-        size_t *nt = calloc(cap, sizeof *nt);
+        gslot_t *nt = calloc(cap, sizeof *nt);
         if (!nt) {
             *rc = ST_ENOMEM;
             return NULL;
         }
         for (size_t k = 0; k < x->ng; k++) {
             size_t i = x->g[k].hash & (cap - 1);
-            while (nt[i])
+            while (nt[i].gi)
                 i = (i + 1) & (cap - 1);
-            nt[i] = k + 1;
+            nt[i] = (gslot_t){x->g[k].hash, k + 1};
         }
         free(x->gtab);
         x->gtab = nt;
@@ -818,9 +847,10 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
         g->acc[k].max = -INFINITY;
     }
     size_t i = h & (x->gtabcap - 1);
-    while (x->gtab[i])
+    while (x->gtab[i].gi)
         i = (i + 1) & (x->gtabcap - 1);
-    x->gtab[i] = ++x->ng;
+    x->gtab[i] = (gslot_t){h, ++x->ng};
+    x->glast = x->ng;
     return g;
 }
 
@@ -1025,19 +1055,18 @@ static int row_in(sql_exec_t *x, const sql_val_t *row)
     }
     if (!x->grouped)
         return emit(x, row);
-    st_buf_t k;
-    st_buf_init(&k);
+    st_buf_t *k = &x->key; /* reused from row to row */
+    k->len = 0;
     int rc = 0;
     for (size_t i = 0; i < s->ngroup && !rc; i++) {
         sql_val_t v;
         rc = sql_eval(&x->x, s->group[i], row, &v);
         if (!rc)
-            rc = key_add(&k, &v);
+            rc = key_add(k, &v);
     }
     group_t *g = NULL;
     if (!rc)
-        g = find_group(x, k.data ? (char *)k.data : "", k.len, &rc);
-    st_buf_deinit(&k);
+        g = find_group(x, k->data ? (char *)k->data : "", k->len, &rc);
     if (rc)
         return rc;
     if (!g->row && (rc = copy_row(x, row, x->ncols, &g->row)))
