@@ -31,6 +31,7 @@
 
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
+#define SQL_PROBE_GROWTH 2        /* each probe's segment past the last empty one */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
 
@@ -51,6 +52,7 @@ typedef struct sqljob {
     int64_t wstart, wend;                /* the whole range of a windowed read (plan.time_order) */
     int64_t window;                      /* the current window's length; 0: not windowed */
     int64_t probe_w, probe_lo, probe_hi; /* the probe's window; known empty / with data */
+    int64_t probe_step;                  /* the last empty segment's length */
     promql_result_t *pr;                 /* what the nodes returned */
     sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
     promql_result_t *prs[SQL_PUSH_MAX];
@@ -367,12 +369,18 @@ static void window_read(sqljob_t *j, int64_t w)
     fetch(j);
 }
 
-/* A probe's answer: whether its segment [lo, hi) (ms from the range's end
- * for DESC, from its start for ASC) holds data (pushed, cheap: each probe
- * reads only its segment). Segments grow 16-fold until one holds data,
- * then bisect down to a minute: the raw read then starts just past the
- * newest (oldest) data instead of reading an empty stretch and then far
- * too much. */
+/* A probe's answer: whether its segment [lo, w) (ms from the range's end
+ * for DESC, from its start for ASC) holds data. Probes are pushed and read
+ * only their segment, but cost what the samples in it cost to decode, so
+ * they stay short near the data: the first DESC probe is the future part
+ * of the range (usually empty); then segments past the empty stretch
+ * [0, lo), each twice as long as the last empty one (one minute first);
+ * a segment with data (w becomes hi) starts that growth again from lo
+ * (halving [lo, hi) when the next segment would reach hi). So a probe
+ * with data decodes at most about the distance from lo to the newest
+ * (oldest) data, and that distance shrinks each time. At a minute, the
+ * raw read starts just past the newest (oldest) data instead of reading
+ * an empty stretch and then far too much. */
 static void on_probed(void *arg, int status, const char *msg, promql_result_t *res)
 {
     sqljob_t *j = arg;
@@ -383,23 +391,25 @@ static void on_probed(void *arg, int status, const char *msg, promql_result_t *r
     int any = res && res->nseries > 0 && res->series[0].n > 0 && res->series[0].v[0] > 0;
     promql_result_free(res);
     int64_t full = j->wend - j->wstart, w = j->probe_w;
-    if (any)
+    if (any) {
         j->probe_hi = w;
-    else
+        j->probe_step = 0;
+    } else {
         j->probe_lo = w;
-    if (!j->probe_hi) { /* still growing */
-        if (w >= full) {
-            window_read(j, full); /* no data at all: an empty answer */
-            return;
-        }
-        probe(j, w * SQL_WINDOW_GROWTH);
+    }
+    if (!j->probe_hi && w >= full) {
+        window_read(j, full); /* no data at all: an empty answer */
         return;
     }
-    if (j->probe_hi - j->probe_lo > SQL_WINDOW_FIRST_MS) {
-        probe(j, j->probe_lo + (j->probe_hi - j->probe_lo) / 2);
+    if (j->probe_hi && j->probe_hi - j->probe_lo <= SQL_WINDOW_FIRST_MS) {
+        window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
         return;
     }
-    window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
+    j->probe_step = j->probe_step ? j->probe_step * SQL_PROBE_GROWTH : SQL_WINDOW_FIRST_MS;
+    int64_t next = j->probe_lo + j->probe_step;
+    if (j->probe_hi && next >= j->probe_hi)
+        next = j->probe_lo + (j->probe_hi - j->probe_lo) / 2;
+    probe(j, next);
 }
 
 /* Probe the segment [probe_lo, w). */
@@ -802,7 +812,8 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
         j->wstart = j->plan.start;
         j->wend = j->plan.end;
-        probe(j, SQL_WINDOW_FIRST_MS);
+        int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
+        probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;
     }
     fetch(j);
