@@ -1140,6 +1140,20 @@ static int password_step(pgconn_t *c, const pgw_msg_t *m)
 }
 
 /* Handle one message: 0 to go on, 1 when a statement now runs, -1 to close. */
+/* May the statement answer rows? 0 for those that change data or
+ * settings (a Describe of them must not run them); 1 when it may, or does
+ * not parse (running it reports the error). */
+static int returns_rows(const char *text)
+{
+    sql_stmt_t *st;
+    char err[SQL_ERR_MAX];
+    if (sql_parse(text, strlen(text), &st, err, sizeof err))
+        return 1;
+    sql_kind_t k = sql_stmt_kind(st);
+    sql_stmt_free(st);
+    return k == SQL_SELECT || k == SQL_SHOW_TABLES || k == SQL_SHOW_COLUMNS || k == SQL_SHOW_VAR;
+}
+
 static int handle(pgconn_t *c, const pgw_msg_t *m)
 {
     router_pg_t *s = c->srv;
@@ -1379,6 +1393,12 @@ static int handle(pgconn_t *c, const pgw_msg_t *m)
             c->wdesc_n = (*st)->noid;
             for (size_t i = 0; i < c->wdesc_n; i++)
                 c->wdesc_oids[i] = (*st)->oid[i] ? (*st)->oid[i] : PGW_TEXT;
+            if (!returns_rows((*st)->text)) {
+                /* INSERT, DELETE, SET...: described without running */
+                pgw_param_desc(&c->out, c->wdesc_oids, c->wdesc_n);
+                pgw_simple(&c->out, 'n');
+                return 0;
+            }
             char *nulls[PGW_MAX_PARAMS] = {0};
             c->wait = W_DESCRIBE_STMT;
             run(c, (*st)->text, strlen((*st)->text), nulls, c->wdesc_n);

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "http_util.h"
 #include "repl.h"
 #include "router_delete.h"
@@ -29,6 +31,7 @@
 
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
+#define SQL_PROBE_GROWTH 2        /* each probe's segment past the last empty one */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
 
@@ -49,6 +52,7 @@ typedef struct sqljob {
     int64_t wstart, wend;                /* the whole range of a windowed read (plan.time_order) */
     int64_t window;                      /* the current window's length; 0: not windowed */
     int64_t probe_w, probe_lo, probe_hi; /* the probe's window; known empty / with data */
+    int64_t probe_step;                  /* the last empty segment's length */
     promql_result_t *pr;                 /* what the nodes returned */
     sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
     promql_result_t *prs[SQL_PUSH_MAX];
@@ -277,6 +281,12 @@ out:
             snprintf(j->err, sizeof j->err, "%s", st_strerror(rc));
         j->status = status_of(rc);
         j->sqlstate = state_of(rc);
+        /* the codes drivers tell apart (PostgreSQL's undefined_column,
+         * undefined_function) */
+        if (rc == ST_EINVAL && strstr(j->err, "does not exist"))
+            j->sqlstate = strstr(j->err, "column \"")   ? "42703"
+                          : strstr(j->err, "function ") ? "42883"
+                                                        : j->sqlstate;
     }
     sql_exec_destroy(x);
     sql_result_free(cat);
@@ -359,12 +369,18 @@ static void window_read(sqljob_t *j, int64_t w)
     fetch(j);
 }
 
-/* A probe's answer: whether its segment [lo, hi) (ms from the range's end
- * for DESC, from its start for ASC) holds data (pushed, cheap: each probe
- * reads only its segment). Segments grow 16-fold until one holds data,
- * then bisect down to a minute: the raw read then starts just past the
- * newest (oldest) data instead of reading an empty stretch and then far
- * too much. */
+/* A probe's answer: whether its segment [lo, w) (ms from the range's end
+ * for DESC, from its start for ASC) holds data. Probes are pushed and read
+ * only their segment, but cost what the samples in it cost to decode, so
+ * they stay short near the data: the first DESC probe is the future part
+ * of the range (usually empty); then segments past the empty stretch
+ * [0, lo), each twice as long as the last empty one (one minute first);
+ * a segment with data (w becomes hi) starts that growth again from lo
+ * (halving [lo, hi) when the next segment would reach hi). So a probe
+ * with data decodes at most about the distance from lo to the newest
+ * (oldest) data, and that distance shrinks each time. At a minute, the
+ * raw read starts just past the newest (oldest) data instead of reading
+ * an empty stretch and then far too much. */
 static void on_probed(void *arg, int status, const char *msg, promql_result_t *res)
 {
     sqljob_t *j = arg;
@@ -375,23 +391,25 @@ static void on_probed(void *arg, int status, const char *msg, promql_result_t *r
     int any = res && res->nseries > 0 && res->series[0].n > 0 && res->series[0].v[0] > 0;
     promql_result_free(res);
     int64_t full = j->wend - j->wstart, w = j->probe_w;
-    if (any)
+    if (any) {
         j->probe_hi = w;
-    else
+        j->probe_step = 0;
+    } else {
         j->probe_lo = w;
-    if (!j->probe_hi) { /* still growing */
-        if (w >= full) {
-            window_read(j, full); /* no data at all: an empty answer */
-            return;
-        }
-        probe(j, w * SQL_WINDOW_GROWTH);
+    }
+    if (!j->probe_hi && w >= full) {
+        window_read(j, full); /* no data at all: an empty answer */
         return;
     }
-    if (j->probe_hi - j->probe_lo > SQL_WINDOW_FIRST_MS) {
-        probe(j, j->probe_lo + (j->probe_hi - j->probe_lo) / 2);
+    if (j->probe_hi && j->probe_hi - j->probe_lo <= SQL_WINDOW_FIRST_MS) {
+        window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
         return;
     }
-    window_read(j, j->probe_hi + SQL_WINDOW_FIRST_MS);
+    j->probe_step = j->probe_step ? j->probe_step * SQL_PROBE_GROWTH : SQL_WINDOW_FIRST_MS;
+    int64_t next = j->probe_lo + j->probe_step;
+    if (j->probe_hi && next >= j->probe_hi)
+        next = j->probe_lo + (j->probe_hi - j->probe_lo) / 2;
+    probe(j, next);
 }
 
 /* Probe the segment [probe_lo, w). */
@@ -601,6 +619,8 @@ static void sql_delete(sqljob_t *j, int64_t dstart, int64_t dend)
         fail(j, rc == ST_ENOMEM ? 503 : 400, rc == ST_ENOMEM ? "53200" : "42601", st_strerror(rc));
 }
 
+static void job_insert(sqljob_t *j, const auth_user_t *user);
+
 /* May user run a statement of this kind? 0, or 403 with j->err set. */
 static int sql_allowed(sqljob_t *j, const auth_user_t *u)
 {
@@ -617,8 +637,11 @@ static int sql_allowed(sqljob_t *j, const auth_user_t *u)
         return 403;
     }
     const char *schema = sql_stmt_schema(j->stmt);
-    if (auth_user_selector(u) && (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
-                                  (schema[0] && strcmp(schema, "public")))) {
+    /* a confined user's INSERT: the write pipeline keeps the rows inside
+     * its selector (as for /write) */
+    if (auth_user_selector(u) && k != SQL_INSERT &&
+        (k != SQL_SELECT || !sql_stmt_table(j->stmt)[0] ||
+         (schema[0] && strcmp(schema, "public")))) {
         if (k == SQL_EMPTY || k == SQL_SET || k == SQL_TXN || k == SQL_SHOW_VAR ||
             (k == SQL_SELECT && !sql_stmt_table(j->stmt)[0]))
             return 0; /* reads no series */
@@ -711,7 +734,7 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         sql_delete(j, dstart, dend);
         return;
     case SQL_INSERT:
-        fail(j, 501, "0A000", "INSERT is answered on POST /sql only");
+        job_insert(j, user);
         return;
     case SQL_SHOW_TABLES:
         j->catalog = 3;
@@ -789,7 +812,8 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
         j->wstart = j->plan.start;
         j->wend = j->plan.end;
-        probe(j, SQL_WINDOW_FIRST_MS);
+        int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
+        probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;
     }
     fetch(j);
@@ -864,7 +888,8 @@ static void http_answer(void *arg, const router_sql_answer_t *a)
 /* ---- INSERT: the write pipeline of /write (router_write_submit) ------------- */
 
 typedef struct sqlins {
-    sql_stmt_t *stmt;
+    sql_stmt_t *stmt; /* owned unless job is set */
+    sqljob_t *job;    /* a statement of router_sql_run (PostgreSQL): it owns stmt */
     wbatch_t *b;
     uint64_t item;
     int64_t now;
@@ -888,7 +913,9 @@ static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t 
     sqlins_t *a = arg;
     (void)req;
     a->b = b;
-    int rc = sql_insert_each(a->stmt, a->now, NULL, 0, ins_sample, a, msg, msglen);
+    const char *const *params = a->job ? (const char *const *)a->job->params : NULL;
+    size_t np = a->job ? a->job->nparams : 0;
+    int rc = sql_insert_each(a->stmt, a->now, params, np, ins_sample, a, msg, msglen);
     if (rc && rc != ST_ENOMEM && !msg[0])
         snprintf(msg, msglen, "%s", st_strerror(rc));
     return rc ? (rc == ST_ENOMEM ? ST_ENOMEM : ST_EINVAL) : wbatch_finish(b);
@@ -897,11 +924,66 @@ static int ins_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t 
 static void ins_done(void *arg, router_t *r, const wbatch_t *b)
 {
     sqlins_t *a = arg;
-    (void)b;
-    metric_counter_inc(b ? sql_ok : sql_err);
     (void)r;
-    sql_stmt_free(a->stmt);
+    if (!a->job) { /* a job is counted and freed by its answer (ins_sink) */
+        metric_counter_inc(b ? sql_ok : sql_err);
+        sql_stmt_free(a->stmt);
+    }
     free(a);
+}
+
+/* The write pipeline's HTTP answer to an INSERT of router_sql_run: 204 is
+ * the statement's success ("INSERT 0 n"), anything else its error (the
+ * "error" text of the JSON body). Runs before or after ins_done; the job is
+ * answered (and freed) here. */
+static int ins_sink(void *arg, int status, const char *ctype, const http_header_t *hdrs,
+                    size_t nhdrs, const void *data, size_t len, int final)
+{
+    sqljob_t *j = arg;
+    (void)ctype, (void)hdrs, (void)nhdrs;
+    if (!final)
+        return 0;
+    if (status == 204 || status == 200) {
+        answer(j);
+        return 0;
+    }
+    const char *msg = "write failed";
+    json_t *doc = len ? json_loadb(data, len, 0, NULL) : NULL;
+    json_t *e = doc ? json_object_get(doc, "error") : NULL;
+    if (e && json_is_string(e))
+        msg = json_string_value(e);
+    snprintf(j->err, sizeof j->err, "%s", msg);
+    json_decref(doc);
+    fail(j, status,
+         status == 403   ? "42501"
+         : status == 413 ? "54000"
+         : status == 400 ? "22000"
+                         : "58000",
+         j->err);
+    return 0;
+}
+
+/* INSERT for a door without HTTP (PostgreSQL): the same write pipeline as
+ * POST /sql's INSERT (validation, retention, sharding, replication, the
+ * cluster's write consistency, a confined user's filter), through an
+ * in-process request that carries the session's user. */
+static void job_insert(sqljob_t *j, const auth_user_t *user)
+{
+    sqlins_t *a = calloc(1, sizeof *a);
+    http_limits_t hl;
+    http_limits_default(&hl);
+    http_req_t *req = NULL;
+    if (!a || http_req_local(&hl, "POST", "/sql", "text/plain", NULL, 0, ins_sink, j, &req)) {
+        free(a);
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    req->data = (void *)user;
+    a->stmt = j->stmt;
+    a->job = j;
+    a->now = j->now;
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_submit(j->r, req, 0, a->now, &src);
 }
 
 /* INSERT over HTTP: answered like /write (204, 400 partial write, 503). */

@@ -35,7 +35,13 @@ typedef void (*router_sql_cb)(void *arg, const router_sql_answer_t *a);
  * Run text with parameters $1..$nparams (text, NULL = SQL NULL; copied) for
  * user (NULL: no users file). With a user, the statement's kind needs a
  * role: DELETE admin, INSERT write, the rest read; a user confined to a
- * selector may not run DELETE or INSERT here. Refused: 403, SQLSTATE 42501.
+ * selector may not run DELETE here, and its INSERT writes only the rows
+ * inside its selector. Refused: 403, SQLSTATE 42501.
+ *
+ * INSERT goes through the /write pipeline (router_write_submit: validation,
+ * retention, sharding, replication, the cluster's write consistency) as an
+ * in-process request carrying user; its answer is "INSERT 0 n", or the
+ * write's error (400: 22000, 403: 42501, 413: 54000, else 58000).
  *
  * DELETE FROM t WHERE <bounds on time> AND <tag matchers> removes the
  * samples SELECT * FROM t WHERE ... reads (every field of t) through

@@ -35,6 +35,7 @@
 #define SQL_MAX_ITEMS 256      /* select items, group/order keys, IN list entries */
 #define SQL_MAX_PARAMS 64      /* $1..$64 */
 #define SQL_MAX_INSERT_ROWS 100000
+#define SQL_GAPFILL_MAX 100000 /* buckets time_bucket_gapfill fills per series */
 
 /* ---- values --------------------------------------------------------------- */
 

@@ -243,6 +243,31 @@ static int f_time_bucket(sql_xctx_t *x, const sql_expr_t *e, sql_val_t *a, size_
     return bucket(x, e, a, n, 0, out);
 }
 
+/* time_bucket_gapfill(width, time [, start, finish]): the bucket of
+ * time_bucket (origin the epoch); start and finish bound the buckets the
+ * executor fills (sql_exec.c), so they must be times. */
+static int f_gapfill(sql_xctx_t *x, const sql_expr_t *e, sql_val_t *a, size_t n, sql_val_t *out)
+{
+    int64_t t;
+    for (size_t i = 2; i < n; i++)
+        if (a[i].type != SQL_NULL && sql_as_time(&a[i], &t))
+            return fail(x, e, "%s: start and finish must be times", e->name);
+    return bucket(x, e, a, 2, 0, out);
+}
+
+/* locf(v) / interpolate(v): v itself here; the executor fills the NULLs of
+ * gap-filled buckets afterwards (sql_exec.c). interpolate is float8. */
+static int f_fill(sql_xctx_t *x, const sql_expr_t *e, sql_val_t *a, size_t n, sql_val_t *out)
+{
+    (void)x, (void)n;
+    *out = a[0];
+    if (e->name[0] == 'i' && a[0].type == SQL_INT)
+        *out = (sql_val_t){.type = SQL_FLOAT, .u.f = (double)a[0].u.i};
+    else if (e->name[0] == 'i' && a[0].type != SQL_NULL && a[0].type != SQL_FLOAT)
+        return fail(x, e, "%s", "interpolate() needs a number");
+    return 0;
+}
+
 static int f_date_trunc(sql_xctx_t *x, const sql_expr_t *e, sql_val_t *a, size_t n, sql_val_t *out)
 {
     (void)n;
@@ -388,7 +413,9 @@ static const struct sql_fn {
     {"current_timestamp", 0, 0, f_now},
     {"time_bucket", 2, 3, f_time_bucket},
     {"date_bin", 2, 3, f_time_bucket},
-    {"time_bucket_gapfill", 2, 3, f_time_bucket},
+    {"time_bucket_gapfill", 2, 4, f_gapfill},
+    {"locf", 1, 1, f_fill},
+    {"interpolate", 1, 1, f_fill},
     {"date_trunc", 2, 2, f_date_trunc},
     {"to_timestamp", 1, 1, f_to_timestamp},
     {"abs", 1, 1, f_math},

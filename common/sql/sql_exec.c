@@ -47,7 +47,13 @@ typedef struct group {
     size_t keylen;
     sql_val_t *row; /* first row */
     acc_t *acc;
+    int filled; /* a bucket time_bucket_gapfill added: its aggregates are NULL */
 } group_t;
+
+typedef struct gslot {
+    uint64_t hash; /* the group's, here too: a probe reads one cache line */
+    size_t gi;     /* group index + 1; 0: free */
+} gslot_t;
 
 typedef struct outrow {
     sql_val_t *v; /* nout + norder */
@@ -81,11 +87,14 @@ struct sql_exec {
     int grouped;
     group_t *g;
     size_t ng, gcap;
-    size_t *gtab; /* open addressing: group index + 1 */
+    gslot_t *gtab; /* open addressing */
     size_t gtabcap;
+    size_t glast; /* the group the previous row went to + 1 (rows come in runs) */
     outrow_t *rows;
     size_t nrows, rcap;
     uint64_t bytes, built;
+    int gapfill;  /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    st_buf_t key; /* the GROUP BY key of the row at hand */
     sql_stmt_t mem;
     sql_xctx_t x;
     char err[SQL_ERR_MAX];
@@ -384,6 +393,7 @@ void sql_exec_destroy(sql_exec_t *x)
     free(x->out);
     free(x->outnames);
     free(x->aggs);
+    st_buf_deinit(&x->key);
     arena_free(&x->mem);
     free(x);
 }
@@ -518,6 +528,14 @@ static int resolve(sql_exec_t *x, sql_expr_t *e, int aliases, int in_agg, int al
                  e->pos + 1, e->name);
         return ST_EINVAL;
     }
+    /* a bucket width written as text ('1 minute'): parsed once, not per row */
+    int64_t iv;
+    if (e->kind == E_FUNC && e->nargs >= 2 && e->args[0]->kind == E_LIT &&
+        e->args[0]->lit.type == SQL_TEXT &&
+        (!strcmp(e->name, "time_bucket") || !strcmp(e->name, "date_bin") ||
+         !strcmp(e->name, "time_bucket_gapfill")) &&
+        !sql_parse_interval(e->args[0]->lit.u.t.s, e->args[0]->lit.u.t.len, &iv) && iv > 0)
+        e->args[0]->lit = (sql_val_t){.type = SQL_INTERVAL, .u.i = iv};
     for (size_t i = 0; i < e->nargs; i++) {
         int rc = resolve(x, e->args[i], aliases, in_agg, allow_agg);
         if (rc)
@@ -579,6 +597,8 @@ static sql_type_t etype(const sql_exec_t *x, const sql_expr_t *e)
         if (!strcmp(f, "lower") || !strcmp(f, "upper") || !strcmp(f, "version") ||
             !strncmp(f, "current_", 8) || !strcmp(f, "session_user"))
             return SQL_TEXT;
+        if (!strcmp(f, "locf") && e->nargs)
+            return etype(x, e->args[0]);
         if (!strcmp(f, "coalesce") && e->nargs)
             return etype(x, e->args[0]);
         if (!strcmp(f, "abs"))
@@ -713,7 +733,11 @@ static uint64_t hash_bytes(const char *p, size_t n)
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-    return h;
+    /* FNV's low bits (the table's index) hardly depend on the key's last
+     * bytes (a bucket's time): mix the high bits down (SplitMix64's end) */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 static int key_add(st_buf_t *k, const sql_val_t *v)
@@ -758,14 +782,23 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
 {
     uint64_t h = hash_bytes(key, len);
     *rc = 0;
+    if (x->glast) {
+        group_t *g = &x->g[x->glast - 1];
+        if (g->hash == h && g->keylen == len && !memcmp(g->key, key, len))
+            return g;
+    }
     if (x->gtabcap) {
         for (size_t i = h & (x->gtabcap - 1);; i = (i + 1) & (x->gtabcap - 1)) {
-            size_t gi = x->gtab[i];
+            size_t gi = x->gtab[i].gi;
             if (!gi)
                 break;
+            if (x->gtab[i].hash != h)
+                continue;
             group_t *g = &x->g[gi - 1];
-            if (g->hash == h && g->keylen == len && !memcmp(g->key, key, len))
+            if (g->keylen == len && !memcmp(g->key, key, len)) {
+                x->glast = gi;
                 return g;
+            }
         }
     }
     /* new group */
@@ -783,16 +816,16 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     }
     if ((x->ng + 1) * 2 > x->gtabcap) {
         size_t cap = x->gtabcap ? 2 * x->gtabcap : 128;
-        size_t *nt = calloc(cap, sizeof *nt);
+        gslot_t *nt = calloc(cap, sizeof *nt);
         if (!nt) {
             *rc = ST_ENOMEM;
             return NULL;
         }
         for (size_t k = 0; k < x->ng; k++) {
             size_t i = x->g[k].hash & (cap - 1);
-            while (nt[i])
+            while (nt[i].gi)
                 i = (i + 1) & (cap - 1);
-            nt[i] = k + 1;
+            nt[i] = (gslot_t){x->g[k].hash, k + 1};
         }
         free(x->gtab);
         x->gtab = nt;
@@ -814,9 +847,10 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
         g->acc[k].max = -INFINITY;
     }
     size_t i = h & (x->gtabcap - 1);
-    while (x->gtab[i])
+    while (x->gtab[i].gi)
         i = (i + 1) & (x->gtabcap - 1);
-    x->gtab[i] = ++x->ng;
+    x->gtab[i] = (gslot_t){h, ++x->ng};
+    x->glast = x->ng;
     return g;
 }
 
@@ -995,7 +1029,7 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
     free(big);
     /* ORDER BY ... LIMIT: keep the best offset + limit rows only (sorted
      * and cut whenever twice that many, plus slack, have gathered) */
-    if (!rc && x->s->norder && x->s->limit >= 0) {
+    if (!rc && x->s->norder && x->s->limit >= 0 && !x->gapfill) {
         size_t k = (size_t)x->s->limit + (size_t)x->s->offset;
         if (x->nrows >= 2 * k + 1024) {
             qsort_r(x->rows, x->nrows, sizeof *x->rows, cmp_rows, x);
@@ -1021,24 +1055,260 @@ static int row_in(sql_exec_t *x, const sql_val_t *row)
     }
     if (!x->grouped)
         return emit(x, row);
-    st_buf_t k;
-    st_buf_init(&k);
+    st_buf_t *k = &x->key; /* reused from row to row */
+    k->len = 0;
     int rc = 0;
     for (size_t i = 0; i < s->ngroup && !rc; i++) {
         sql_val_t v;
         rc = sql_eval(&x->x, s->group[i], row, &v);
         if (!rc)
-            rc = key_add(&k, &v);
+            rc = key_add(k, &v);
     }
     group_t *g = NULL;
     if (!rc)
-        g = find_group(x, k.data ? (char *)k.data : "", k.len, &rc);
-    st_buf_deinit(&k);
+        g = find_group(x, k->data ? (char *)k->data : "", k->len, &rc);
     if (rc)
         return rc;
     if (!g->row && (rc = copy_row(x, row, x->ncols, &g->row)))
         return rc;
     return accumulate(x, g, row);
+}
+
+/* ---- gap filling: time_bucket_gapfill, locf, interpolate ------------------------ */
+
+/* The GROUP BY key that is time_bucket_gapfill(...) (an alias resolved), or -1. */
+static int gapfill_key(const sql_exec_t *x, const sql_expr_t **fn)
+{
+    const sql_stmt_t *s = x->s;
+    for (size_t i = 0; i < s->ngroup; i++) {
+        const sql_expr_t *e = s->group[i];
+        if (e->kind == E_COL && e->col < 0)
+            e = s->items[-e->col - 1];
+        if (e->kind == E_FUNC && !strcmp(e->name, "time_bucket_gapfill")) {
+            *fn = e;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+typedef struct gfent {
+    const char *sk; /* the group's key without the bucket */
+    size_t sklen;
+    int64_t b; /* its bucket */
+    size_t gi;
+} gfent_t;
+
+static int cmp_gfent(const void *pa, const void *pb)
+{
+    const gfent_t *a = pa, *b = pb;
+    size_t n = a->sklen < b->sklen ? a->sklen : b->sklen;
+    int c = n ? memcmp(a->sk, b->sk, n) : 0;
+    if (c)
+        return c;
+    if (a->sklen != b->sklen)
+        return a->sklen < b->sklen ? -1 : 1;
+    return a->b < b->b ? -1 : a->b > b->b;
+}
+
+/* Evaluate the GROUP BY keys over row into k: all of them (skip < 0), or
+ * all but key skip. */
+static int group_key(sql_exec_t *x, const sql_val_t *row, int skip, st_buf_t *k)
+{
+    k->len = 0;
+    for (size_t i = 0; i < x->s->ngroup; i++) {
+        if ((int)i == skip)
+            continue;
+        sql_val_t v;
+        int rc = sql_eval(&x->x, x->s->group[i], row, &v);
+        if (rc || (rc = key_add(k, &v)))
+            return rc;
+    }
+    return 0;
+}
+
+/* The groups' (series key, bucket) entries, sorted. */
+static int gapfill_entries(sql_exec_t *x, int gk, const sql_expr_t *fn, gfent_t **out)
+{
+    gfent_t *e = malloc((x->ng ? x->ng : 1) * sizeof *e);
+    st_buf_t k;
+    st_buf_init(&k);
+    int rc = e ? 0 : ST_ENOMEM;
+    for (size_t i = 0; i < x->ng && !rc; i++) {
+        sql_val_t b;
+        if ((rc = group_key(x, x->g[i].row, gk, &k)) || (rc = sql_eval(&x->x, fn, x->g[i].row, &b)))
+            break;
+        char *sk = sql_alloc(&x->mem, k.len ? k.len : 1);
+        if (!sk) {
+            rc = ST_ENOMEM;
+            break;
+        }
+        if (k.len)
+            memcpy(sk, k.data, k.len);
+        e[i] = (gfent_t){sk, k.len, b.type == SQL_TIME ? b.u.i : INT64_MIN, i};
+    }
+    st_buf_deinit(&k);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    if (x->ng > 1)
+        qsort(e, x->ng, sizeof *e, cmp_gfent);
+    *out = e;
+    return 0;
+}
+
+/* Add the missing buckets of [start, finish) to every series (the other
+ * GROUP BY keys) as groups without rows (aggregates NULL, count 0), then
+ * give the emit order: *out[i] the groups sorted by series, bucket. */
+static int gapfill(sql_exec_t *x, int gk, const sql_expr_t *fn, gfent_t **out)
+{
+    int64_t width, start, finish;
+    sql_val_t a;
+    int rc = sql_eval(&x->x, fn->args[0], NULL, &a);
+    if (rc)
+        return rc;
+    if (a.type == SQL_INTERVAL || a.type == SQL_INT)
+        width = a.u.i;
+    else if (a.type != SQL_TEXT || sql_parse_interval(a.u.t.s, a.u.t.len, &width))
+        width = 0;
+    int have_start = 0, have_finish = 0;
+    if (fn->nargs > 2 && !(rc = sql_eval(&x->x, fn->args[2], NULL, &a)) && a.type != SQL_NULL)
+        have_start = !sql_as_time(&a, &start);
+    if (!rc && fn->nargs > 3 && !(rc = sql_eval(&x->x, fn->args[3], NULL, &a)) &&
+        a.type != SQL_NULL)
+        have_finish = !sql_as_time(&a, &finish);
+    if (rc)
+        return rc;
+    if (!have_start)
+        start = x->p ? x->p->start : 0;
+    if (!have_finish)
+        finish = x->p ? x->p->end : 0;
+    if (width <= 0 || finish <= start || (finish - start) / width >= SQL_GAPFILL_MAX) {
+        snprintf(x->err, sizeof x->err,
+                 "error at position %zu: time_bucket_gapfill needs a positive width and at most "
+                 "%d buckets from start to finish: bound time in WHERE (time >= .. AND time < ..) "
+                 "or pass start and finish",
+                 fn->pos + 1, SQL_GAPFILL_MAX);
+        return ST_EINVAL;
+    }
+    if (x->src || !x->ncols) {
+        snprintf(x->err, sizeof x->err, "time_bucket_gapfill needs a table with a time column");
+        return ST_EINVAL;
+    }
+    gfent_t *e;
+    if ((rc = gapfill_entries(x, gk, fn, &e)))
+        return rc;
+    size_t n0 = x->ng;
+    sql_val_t *tmp = malloc(x->ncols * sizeof *tmp);
+    st_buf_t k;
+    st_buf_init(&k);
+    if (!tmp)
+        rc = ST_ENOMEM;
+    for (size_t i = 0; i < n0 && !rc;) {
+        size_t j = i + 1;
+        while (j < n0 && e[j].sklen == e[i].sklen && !memcmp(e[j].sk, e[i].sk, e[i].sklen))
+            j++;
+        /* series e[i..j): a row of it with each bucket's time */
+        memcpy(tmp, x->g[e[i].gi].row, x->ncols * sizeof *tmp);
+        tmp[0].type = SQL_TIME;
+        tmp[0].u.i = start;
+        sql_val_t b;
+        if ((rc = sql_eval(&x->x, fn, tmp, &b)))
+            break;
+        if (b.type != SQL_TIME)
+            b.u.i = start;
+        for (int64_t t = b.u.i; t < finish && !rc; t += width) {
+            tmp[0].u.i = t;
+            if ((rc = group_key(x, tmp, -1, &k)))
+                break;
+            group_t *g = find_group(x, k.data ? (char *)k.data : "", k.len, &rc);
+            if (g && !g->row) {
+                g->filled = 1;
+                rc = copy_row(x, tmp, x->ncols, &g->row);
+            }
+        }
+        i = j;
+    }
+    st_buf_deinit(&k);
+    free(tmp);
+    free(e);
+    if (rc)
+        return rc;
+    return gapfill_entries(x, gk, fn, out);
+}
+
+static int as_double(const sql_val_t *v, double *d)
+{
+    if (v->type == SQL_FLOAT)
+        *d = v->u.f;
+    else if (v->type == SQL_INT)
+        *d = (double)v->u.i;
+    else
+        return -1;
+    return 0;
+}
+
+/* After the groups of a gap-filled query were emitted in (series, bucket)
+ * order (sid[r], bt[r] of output row r): fill the NULLs of the select
+ * items locf(...) (the series' last value before) and interpolate(...)
+ * (linear in time between the series' values before and after; none at
+ * the ends), and the ORDER BY keys that name those items. */
+static int gapfill_columns(sql_exec_t *x, const size_t *sid, const int64_t *bt)
+{
+    size_t n = x->nrows;
+    size_t *next = malloc((n ? n : 1) * sizeof *next);
+    if (!next)
+        return ST_ENOMEM;
+    for (size_t c = 0; c < x->nout; c++) {
+        const sql_expr_t *e = x->out[c];
+        if (e->kind != E_FUNC || (strcmp(e->name, "locf") && strcmp(e->name, "interpolate")))
+            continue;
+        int interp = e->name[0] == 'i';
+        /* next[r]: the series' next row with a value at c (n: none) */
+        for (size_t r = n, after = n; r-- > 0;) {
+            next[r] = after;
+            if (r > 0 && sid[r - 1] != sid[r])
+                after = n;
+            else if (x->rows[r].v[c].type != SQL_NULL)
+                after = r;
+        }
+        size_t prev = n;
+        for (size_t r = 0; r < n; r++) {
+            if (r > 0 && sid[r] != sid[r - 1])
+                prev = n;
+            sql_val_t *v = &x->rows[r].v[c];
+            if (v->type != SQL_NULL) {
+                prev = r;
+                continue;
+            }
+            if (prev == n)
+                continue;
+            const sql_val_t *pv = &x->rows[prev].v[c];
+            if (!interp) {
+                *v = *pv;
+                continue;
+            }
+            double d0, d1;
+            size_t nx = next[r];
+            if (nx == n || as_double(pv, &d0) || as_double(&x->rows[nx].v[c], &d1))
+                continue;
+            double f = (double)(bt[r] - bt[prev]) / (double)(bt[nx] - bt[prev]);
+            *v = (sql_val_t){.type = SQL_FLOAT, .u.f = d0 + (d1 - d0) * f};
+        }
+        /* ORDER BY keys that are this item (ordinal, alias or the same expression) */
+        for (size_t i = 0; i < x->s->norder; i++) {
+            const sql_expr_t *o = x->s->order[i];
+            int same =
+                o == e ||
+                (o->kind == E_LIT && o->lit.type == SQL_INT && o->lit.u.i == (int64_t)c + 1) ||
+                (o->kind == E_COL && o->col < 0 && x->s->items[-o->col - 1] == e);
+            for (size_t r = 0; same && r < n; r++)
+                x->rows[r].v[x->nout + i] = x->rows[r].v[c];
+        }
+    }
+    free(next);
+    return 0;
 }
 
 static int cmp_rows(const void *pa, const void *pb, void *arg)
@@ -1215,19 +1485,41 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
             if (rc)
                 goto fail;
         }
+        const sql_expr_t *gfn = NULL;
+        int gk = gapfill_key(x, &gfn);
+        gfent_t *gorder = NULL;
+        size_t *sid = NULL;
+        int64_t *bt = NULL;
+        if (gk >= 0) {
+            x->gapfill = 1;
+            if ((rc = gapfill(x, gk, gfn, &gorder)))
+                goto fail;
+            sid = malloc((x->ng ? x->ng : 1) * sizeof *sid);
+            bt = malloc((x->ng ? x->ng : 1) * sizeof *bt);
+        }
         sql_val_t *aggv = malloc((x->nagg ? x->nagg : 1) * sizeof *aggv);
         sql_val_t *nullrow = calloc(x->ncols, sizeof *nullrow);
-        if (!aggv || !nullrow) {
+        if (!aggv || !nullrow || (gk >= 0 && (!sid || !bt))) {
             free(aggv);
             free(nullrow);
+            free(gorder);
+            free(sid);
+            free(bt);
             rc = ST_ENOMEM;
             goto fail;
         }
+        size_t series = 0;
         for (size_t i = 0; i < x->ng && !rc; i++) {
-            group_t *g = &x->g[i];
+            group_t *g = &x->g[gorder ? gorder[i].gi : i];
+            if (gorder && i > 0 &&
+                (gorder[i].sklen != gorder[i - 1].sklen ||
+                 memcmp(gorder[i].sk, gorder[i - 1].sk, gorder[i].sklen)))
+                series++;
             rc = finish_aggs(x, g, aggv);
             if (rc)
                 break;
+            for (size_t k = 0; g->filled && k < x->nagg; k++)
+                aggv[k].type = SQL_NULL;
             x->x.aggs = aggv;
             x->x.row = g->row ? g->row : nullrow;
             if (s->having) {
@@ -1238,12 +1530,22 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
                 if (!((h.type == SQL_BOOL || h.type == SQL_INT) && h.u.i))
                     continue;
             }
+            size_t before = x->nrows;
             rc = emit(x, NULL);
+            if (!rc && gorder && x->nrows > before) {
+                sid[before] = series;
+                bt[before] = gorder[i].b;
+            }
         }
         x->x.aggs = NULL;
         x->x.row = NULL;
+        if (!rc && gorder)
+            rc = gapfill_columns(x, sid, bt);
         free(aggv);
         free(nullrow);
+        free(gorder);
+        free(sid);
+        free(bt);
         if (rc)
             goto fail;
     }

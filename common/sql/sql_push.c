@@ -1,7 +1,8 @@
 /*
  * sql_push — aggregates the nodes compute. A SELECT whose WHERE the plan
  * consumed exactly (time bounds, tag = / IN with non-empty literals), whose
- * GROUP BY is tags and at most one time_bucket/date_bin(interval, time),
+ * GROUP BY is tags and at most one time_bucket/date_bin/time_bucket_gapfill
+ * (interval, time),
  * and whose aggregates are count/sum/min/max/avg of fields, is answered
  * from PromQL partial aggregates instead of raw samples:
  *
@@ -67,9 +68,15 @@ static int is_alias(const sql_stmt_t *s, const char *n)
 
 static int bucket_of(const sql_expr_t *e, int64_t *B)
 {
-    if (e->kind != E_FUNC || e->nargs != 2 ||
-        (strcmp(e->name, "time_bucket") && strcmp(e->name, "date_bin")))
+    /* time_bucket_gapfill buckets alike; its start and finish (literals)
+     * only tell the executor which empty buckets to add */
+    int gf = e->kind == E_FUNC && !strcmp(e->name, "time_bucket_gapfill");
+    if (e->kind != E_FUNC || e->nargs < 2 || e->nargs > (gf ? 4u : 2u) ||
+        (strcmp(e->name, "time_bucket") && strcmp(e->name, "date_bin") && !gf))
         return 0;
+    for (size_t i = 2; i < e->nargs; i++)
+        if (e->args[i]->kind != E_LIT)
+            return 0;
     const sql_expr_t *a = e->args[0], *t = e->args[1];
     if (t->kind != E_COL || strcmp(t->name, "time") || a->kind != E_LIT)
         return 0;

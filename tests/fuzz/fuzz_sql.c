@@ -36,6 +36,11 @@ static const char *const seeds[] = {
     "region IS NULL AND hostname NOT IN ('x', 'y')",
     "SELECT approx_percentile(value, 0.5), date_bin('1m', time, '2026-01-01T00:00:00Z') AS t FROM "
     "cpu GROUP BY t",
+    "SELECT hostname, time_bucket_gapfill('1 minute', time) AS b, locf(avg(value)), "
+    "interpolate(max(usage_user)), count(*) FROM cpu GROUP BY hostname, b ORDER BY 3 DESC LIMIT 4",
+    "SELECT time_bucket_gapfill('10s', time, now() - interval '1 hour', now()) AS b, "
+    "interpolate(count(*)) AS i, locf(last(value)) FROM cpu GROUP BY 1 HAVING count(*) >= 0 "
+    "ORDER BY i",
     "SELECT 1 / 0",
     "SELECT 9223372036854775807 + 1",
     "SELECT count(*) FROM cpu WHERE time >= '2026-01-01' AND time < '2026-01-02 00:00:00+02'",

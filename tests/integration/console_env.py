@@ -21,26 +21,26 @@ def chromium_missing():
     return None
 
 
-def npm_install(bin_dir):
-    """npm ci of console/package.json + package-lock.json into
-    <bin_dir>/tests/console-npm (skipped when already done for this lockfile).
-    Returns the node_modules path."""
-    dest = os.path.join(bin_dir, "tests", "console-npm")
+def npm_install(bin_dir, pkg="console"):
+    """npm ci of <pkg>/package.json + package-lock.json (console: puppeteer-core,
+    pgjs: node-postgres) into <bin_dir>/tests/<pkg>-npm (skipped when already
+    done for this lockfile). Returns the node_modules path."""
+    dest = os.path.join(bin_dir, "tests", pkg + "-npm")
     os.makedirs(dest, exist_ok=True)
-    lock = os.path.join(HERE, "console", "package-lock.json")
+    lock = os.path.join(HERE, pkg, "package-lock.json")
     stamp = os.path.join(dest, "node_modules", ".package-lock.json")
     if not os.path.exists(stamp) or os.path.getmtime(stamp) < os.path.getmtime(lock):
         npm = shutil.which("npm")
         if not npm:
-            raise AssertionError("npm not found: the console test needs node and npm "
-                                 "(scripts/install-deps.sh installs them)")
+            raise AssertionError("npm not found: the %s test needs node and npm "
+                                 "(scripts/install-deps.sh installs them)" % pkg)
         for f in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(HERE, "console", f), dest)
+            shutil.copy(os.path.join(HERE, pkg, f), dest)
         env = dict(os.environ, PUPPETEER_SKIP_DOWNLOAD="1")
         p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dest,
                            env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT)
         if p.returncode != 0:
-            raise AssertionError("npm ci for puppeteer-core failed:\n%s%s" % (p.stdout, p.stderr))
+            raise AssertionError("npm ci for %s failed:\n%s%s" % (pkg, p.stdout, p.stderr))
     return os.path.join(dest, "node_modules")
 
 

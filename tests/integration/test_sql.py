@@ -453,6 +453,113 @@ print(json.dumps({"rows": [[r[0].timestamp(), r[1], r[2]] for r in rows], "types
         self.assertEqual(out["n"], len([r for r in self.rows
                                         if r[0] in ("host_6", "host_7") and r[3] >= 50]))
 
+    def test_pg_insert(self):
+        """INSERT over PostgreSQL (simple protocol; psycopg2 below and node-pg
+        in test_pgjs use the extended one): CommandComplete INSERT 0 n, the
+        rows read back over HTTP; a bad row is an ErrorResponse."""
+        t = self.t0 + 7
+        p = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "u",
+                            "-d", "strata", "-v", "ON_ERROR_STOP=1", "-c",
+                            "INSERT INTO pgins (time, site, level) VALUES ('%s', 'x', 1.5), "
+                            "('%s', 'y', 2)" % (self.iso(t * 1000), self.iso(t * 1000))],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("INSERT 0 2", p.stdout)
+        _, rows = self.rows_of("SELECT site, level FROM pgins ORDER BY site")
+        self.assertEqual(rows, [["x", 1.5], ["y", 2]])
+        script = r"""
+import json, sys, psycopg2
+c = psycopg2.connect(host="127.0.0.1", port=int(sys.argv[1]), user="u", dbname="strata",
+                     connect_timeout=10)
+c.autocommit = True
+cur = c.cursor()
+cur.execute("INSERT INTO pgins (time, site, level) VALUES (%s, %s, %s)",
+            (int(sys.argv[2]), "z", 7.25))
+n = cur.rowcount
+try:
+    cur.execute("INSERT INTO pgins (time, site) VALUES (now(), 'w')")
+    err = None
+except psycopg2.Error as e:
+    err = e.pgcode
+print(json.dumps({"n": n, "err": err}))
+"""
+        p = subprocess.run(["/usr/bin/python3", "-c", script, str(self.pg_port),
+                            str((t + 1) * 1000)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout), {"n": 1, "err": "22000"})
+        _, rows = self.rows_of("SELECT time, level FROM pgins WHERE site = 'z'")
+        self.assertEqual(rows, [[self.iso((t + 1) * 1000), 7.25]])
+
+    def test_gapfill(self):
+        """time_bucket_gapfill adds the empty buckets (aggregates NULL);
+        locf carries the last value on, interpolate draws the line; the
+        pushed-down and the raw read agree."""
+        lo, hi = self.t0 * 1000, (self.t0 + 10 * N) * 1000
+        # host_1's samples with a hole: none in the 2nd and 3rd minute
+        d = [r for r in self.where("host_1") if not (lo + 60000 <= r[2] < lo + 180000)]
+        hole = "(time < '%s' OR time >= '%s')" % (self.iso(lo + 60000), self.iso(lo + 180000))
+        rng = "time >= '%s' AND time < '%s'" % (self.iso(lo), self.iso(hi + 120000))
+        q = ("SELECT time_bucket_gapfill('1 minute', time) AS b, max(usage_user) AS m, "
+             "locf(max(usage_user)) AS l, interpolate(max(usage_user)) AS i, count(*) AS n "
+             "FROM cpu WHERE hostname = 'host_1' AND %s AND %s GROUP BY b ORDER BY b"
+             % (hole, rng))
+        _, rows = self.rows_of(q)
+        buckets = list(range(lo, hi + 120000, 60000))
+        self.assertEqual([r[0] for r in rows], [self.iso(b) for b in buckets])
+        mx = {b: max((r[3] for r in d if b <= r[2] < b + 60000), default=None) for b in buckets}
+        self.assertEqual([r[1] for r in rows], [mx[b] for b in buckets])
+        self.assertEqual([r[4] for r in rows],
+                         [len([r for r in d if b <= r[2] < b + 60000]) or None for b in buckets])
+        last = None
+        for b, r in zip(buckets, rows):
+            last = mx[b] if mx[b] is not None else last
+            self.assertEqual(r[2], last)
+        # the hole: minutes 1 and 2, between minute 0 and 3
+        v0, v3 = mx[buckets[0]], mx[buckets[3]]
+        self.assertAlmostEqual(rows[1][3], v0 + (v3 - v0) / 3)
+        self.assertAlmostEqual(rows[2][3], v0 + 2 * (v3 - v0) / 3)
+        self.assertIsNone(rows[-1][3])  # nothing after the end to draw to
+        # pushdown (exact WHERE) equals the raw read (a value condition)
+        q1 = ("SELECT hostname, time_bucket_gapfill('1 minute', time) AS b, avg(usage_user) AS a "
+              "FROM cpu WHERE hostname IN ('host_1', 'host_2') AND %s GROUP BY hostname, b "
+              "ORDER BY hostname, b" % rng)
+        _, pushed = self.rows_of(q1)
+        _, raw = self.rows_of(q1.replace("GROUP BY", "AND usage_user > -1 GROUP BY"))
+        self.assertEqual(len(pushed), 2 * len(buckets))
+        self.assertEqual([r[:2] for r in pushed], [r[:2] for r in raw])
+        for a, b in zip(pushed, raw):
+            if a[2] is None:
+                self.assertIsNone(b[2])
+            else:
+                self.assertAlmostEqual(a[2], b[2])
+        status, body = self.sql("SELECT time_bucket_gapfill('1 second', time) AS b, count(*) "
+                                "FROM cpu GROUP BY b")
+        self.assertEqual(status, 400)
+        self.assertIn("bound time in WHERE", json.loads(body)["error"])
+
+    def test_pgjs(self):
+        """npm's node-postgres (pinned in pgjs/package-lock.json): prepared
+        statements with parameters, binary results, errors with SQLSTATE, an
+        INSERT, all over the extended protocol."""
+        from console_env import npm_install
+        modules = npm_install(os.environ.get("STRATA_BIN_DIR", "build"), "pgjs")
+        t = (self.t0 + 3) * 1000
+        here = os.path.dirname(os.path.abspath(__file__))
+        p = subprocess.run(["node", os.path.join(here, "pgjs", "pg_client.js"), str(self.pg_port),
+                            "pgjs", str(t)], env=dict(os.environ, NODE_PATH=modules),
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertEqual(out["insert"], {"command": "INSERT", "rowCount": 3})
+        self.assertEqual(out["count"], 3)
+        self.assertEqual(out["prepared"], [[[t, "a", 1.5], [t + 1000, "a", 2.5]],
+                                           [[t, "b", -4]]])
+        self.assertEqual(out["binary"], [["a", "2", 2.5], ["b", "1", 4]])
+        self.assertEqual(out["binary_types"], [["host", 25, "binary"], ["n", 20, "binary"],
+                                               ["m", 701, "binary"]])
+        self.assertEqual(out["errors"], ["42601", "42703", "22000"])
+        self.assertEqual(out["after_errors"], 42)
+
     def test_extended_protocol(self):
         """Parse/Bind/Describe/Execute/Sync by hand: $n parameters (text and
         binary int8), binary results (timestamptz, float8, int8), a row limit

@@ -38,6 +38,7 @@ class SqlSecurityTest(ClusterTestCase):
         cls.tok["admin"] = cls.user_add("admin", "admin", password="admin-pw")
         cls.tok["reader"] = cls.user_add("reader", "read", password="reader-pw")
         cls.tok["conf"] = cls.user_add("conf", "read", selector='{host="a"}', password="conf-pw")
+        cls.tok["cw"] = cls.user_add("cw", "write", selector='{host="a"}', password="cw-pw")
         c.security_kv = {"users_file": cls.users}
         cls.c = c.start()
         lines = []
@@ -181,6 +182,25 @@ class SqlSecurityTest(ClusterTestCase):
         self.assertIn("confined to a selector", p.stderr)
         p = self.psql("conf", "conf-pw", "-c", "SELECT 1 + 1")
         self.assertEqual(p.stdout.strip(), "2")
+
+
+    def test_insert_roles(self):
+        """INSERT over PostgreSQL needs the write role; a confined writer
+        writes only inside its selector (the /write pipeline's filter)."""
+        t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0))
+        q = "INSERT INTO ins (time, host, used) VALUES ('%s', '%s', 5)"
+        p = self.psql("reader", "reader-pw", "-c", q % (t, "a"), ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("user 'reader' has role read; INSERT needs the write role", p.stderr)
+        p = self.psql("cw", "cw-pw", "-c", q % (t, "a"))
+        self.assertEqual(p.stdout.strip(), "INSERT 0 1")
+        p = self.psql("cw", "cw-pw", "-c", q % (t, "b"), ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("outside the series user 'cw' may write", p.stderr)
+        p = self.psql("admin", "admin-pw", "-c", q % (t, "c"))
+        self.assertEqual(p.stdout.strip(), "INSERT 0 1")
+        p = self.psql("admin", "admin-pw", "-c", "SELECT host FROM ins GROUP BY host ORDER BY 1")
+        self.assertEqual(p.stdout.split(), ["a", "c"])
 
 
 class SqlTlsTest(ClusterTestCase):

@@ -126,6 +126,28 @@ static void test_exec(void **state)
            "\"hostname\",\"type\":\"text\"},{\"name\":\"usage_system\"");
 }
 
+/* time_bucket_gapfill adds the empty buckets of [start, finish) per series
+ * (aggregates NULL); locf carries the last value on, interpolate draws a
+ * line between the values around a gap. */
+static void test_gapfill(void **state)
+{
+    (void)state;
+    EXPECT("SELECT time_bucket_gapfill('1 minute', time) AS b, hostname, avg(usage_user) AS a, "
+           "locf(max(usage_user)) AS l, count(*) AS c FROM cpu WHERE time >= "
+           "'2026-01-01T00:00:00Z' AND time < '2026-01-01T00:05:00Z' GROUP BY b, hostname "
+           "ORDER BY hostname, b LIMIT 5",
+           "\"rows\":[[\"2026-01-01T00:00:00Z\",\"h1\",0.5,1,2],[\"2026-01-01T00:01:00Z\",\"h1\","
+           "2.5,3,2],[\"2026-01-01T00:02:00Z\",\"h1\",4.5,5,2],[\"2026-01-01T00:03:00Z\",\"h1\","
+           "null,5,null],[\"2026-01-01T00:04:00Z\",\"h1\",null,5,null]]");
+    EXPECT("SELECT time_bucket_gapfill('1 minute', time, '2026-01-01T00:00:00Z', "
+           "'2026-01-01T00:04:00Z') AS b, interpolate(avg(usage_user)) FROM cpu WHERE hostname = "
+           "'h1' AND (usage_user < 2 OR usage_user > 3) GROUP BY b",
+           "\"rows\":[[\"2026-01-01T00:00:00Z\",0.5],[\"2026-01-01T00:01:00Z\",2.5],[\"2026-01-"
+           "01T00:02:00Z\",4.5],[\"2026-01-01T00:03:00Z\",null]]");
+    EXPECT("SELECT time_bucket_gapfill('1 second', time) AS b, count(*) FROM cpu GROUP BY b",
+           "at most 100000 buckets");
+}
+
 static void test_plan(void **state)
 {
     (void)state;
@@ -203,11 +225,9 @@ static void test_unterminated_numbers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_plan),
-        cmocka_unit_test(test_exec),
-        cmocka_unit_test(test_topk),
-        cmocka_unit_test(test_unterminated_numbers),
+        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_exec),         cmocka_unit_test(test_gapfill),
+        cmocka_unit_test(test_topk),         cmocka_unit_test(test_unterminated_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
