@@ -47,6 +47,7 @@
 #include "net_listen.h"
 #include "resp.h"
 #include "resp_cmd.h"
+#include "resp_write.h"
 #include "selector.h"
 #include "st_err.h"
 #include "st_labels.h"
@@ -157,7 +158,7 @@ struct job {
     int64_t ts;
     double v;
     int dup;
-    st_buf_t w; /* a write body being built */
+    resp_write_t *wr; /* the samples and metadata rows of a write (resp_write.h) */
     void *ctx;
     void (*ctx_free)(void *);
     job_fn after_meta; /* job_meta's next step */
@@ -446,7 +447,7 @@ static void job_end(job_t *j)
 {
     rconn_t *c = j->c;
     st_buf_deinit(&j->body);
-    st_buf_deinit(&j->w);
+    resp_write_destroy(j->wr);
     resp_range_free(&j->rg);
     free(j->key);
     if (j->ctx_free)
@@ -505,6 +506,15 @@ static int job_sink(void *arg, int status, const char *ctype, const http_header_
     return j->over ? -1 : 0;
 }
 
+/* A step whose request could not be made: answered as a 413/500. */
+static void job_unsent(job_t *j, int rc)
+{
+    j->status = rc == ST_ELIMIT ? 413 : 500;
+    st_buf_t *b = &j->body;
+    ST_BUF_LIT(b, "{\"status\":\"error\",\"error\":\"request too large\"}");
+    uv_timer_start(&j->timer, on_job_timer, 0, 0);
+}
+
 /* One step: an in-process HTTP request; next(j) runs with j->status and
  * j->body. */
 static void job_http(job_t *j, const char *method, const char *target, const char *ctype,
@@ -518,13 +528,25 @@ static void job_http(job_t *j, const char *method, const char *target, const cha
     int rc = http_req_local_as(&j->s->hl, method, target, ctype, j->c->authz, j->c->peer, body, len,
                                job_sink, j, &req);
     if (rc) {
-        j->status = rc == ST_ELIMIT ? 413 : 500;
-        st_buf_t *b = &j->body;
-        ST_BUF_LIT(b, "{\"status\":\"error\",\"error\":\"request too large\"}");
-        uv_timer_start(&j->timer, on_job_timer, 0, 0);
+        job_unsent(j, rc);
         return;
     }
     j->s->route(req, j->s->route_arg);
+}
+
+/* One write step: j->wr through the direct write path (resp_write.h);
+ * next(j) runs with j->status and j->body like after job_http. */
+static void job_write(job_t *j, job_fn next)
+{
+    j->next = next;
+    j->body.len = 0;
+    j->over = 0;
+    j->missing[0] = 0;
+    int rc =
+        j->wr ? resp_write_submit(j->s->r, &j->s->hl, j->wr, j->c->authz, j->c->peer, job_sink, j)
+              : ST_ENOMEM;
+    if (rc)
+        job_unsent(j, rc);
 }
 
 /* The "error" text of a JSON error body, or the body itself. */
@@ -982,33 +1004,42 @@ static void meta_loaded(job_t *j)
     next(j);
 }
 
-/* Append a metadata line (the key's settings m and labels kv) to w. */
-static int meta_line(st_buf_t *w, const char *key, const resp_meta_t *m, char *const *kv, size_t nl,
-                     int64_t ts)
+/* The job's write items (made on first use); NULL when out of memory. */
+static resp_write_t *job_wr(job_t *j)
 {
-    int rc = ST_BUF_LIT(w, "{\"metric\":{\"__name__\":");
-    if (!rc)
-        rc = st_json_str(w, RESP_TS_META_NAME, strlen(RESP_TS_META_NAME));
-    if (!rc)
-        rc = ST_BUF_LIT(w, ",\"" RESP_TS_KEY_LABEL "\":");
-    if (!rc)
-        rc = st_json_str(w, key, strlen(key));
-    for (size_t i = 0; i < nl && !rc; i++) {
-        rc = st_buf_put_u8(w, ',');
-        if (!rc)
-            rc = st_json_str(w, kv[2 * i], strlen(kv[2 * i]));
-        if (!rc)
-            rc = st_buf_put_u8(w, ':');
-        if (!rc)
-            rc = st_json_str(w, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+    if (!j->wr && resp_write_create(&j->wr))
+        return NULL;
+    return j->wr;
+}
+
+/* A metadata row of e (its settings and labels at ts) into j's write. */
+static int job_meta_row(job_t *j, uint32_t tag, const ent_t *e, int64_t ts)
+{
+    resp_write_t *w = job_wr(j);
+    return w ? resp_write_meta(w, tag, e->key, &e->meta, e->kv, e->nl, ts) : ST_ENOMEM;
+}
+
+/* A sample of the key (spelled as a series when plain) into j's write. */
+static int job_sample(job_t *j, uint32_t tag, const char *key, size_t klen, int plain, int64_t ts,
+                      double v)
+{
+    resp_write_t *w = job_wr(j);
+    return w ? resp_write_sample(w, tag, key, klen, plain, ts, v) : ST_ENOMEM;
+}
+
+static int rejects_only(const job_t *j);
+
+/* A one-command write that failed: the reason its item was rejected for
+ * when the pipeline rejected it alone, else the write's error. */
+static void reply_write_failed(job_t *j)
+{
+    const char *why = rejects_only(j) ? resp_write_rejected(j->wr, 0) : NULL;
+    if (!why) {
+        reply_http_error(j, "write");
+        return;
     }
-    if (!rc)
-        rc = resp_meta_to_json(w, m);
-    char t[64];
-    int n = snprintf(t, sizeof t, "},\"values\":[1],\"timestamps\":[%lld]}\n", (long long)ts);
-    if (!rc)
-        rc = st_buf_append(w, t, (size_t)n);
-    return rc;
+    metric_counter_inc(j->s->m_errors);
+    resp_errorf(&j->c->out, "ERR write failed: %s", why);
 }
 
 /* Is the key's metadata sample older than half the cluster's retention?
@@ -1035,54 +1066,6 @@ static int ent_set_labels(ent_t *e, const resp_tsopts_t *o)
             return ST_ENOMEM;
     }
     return 0;
-}
-
-/* A sample line for the key's series. */
-static int sample_line(st_buf_t *w, const char *key, size_t klen, int plain, int64_t ts, double v)
-{
-    int rc = ST_BUF_LIT(w, "{\"metric\":{");
-    if (!plain) {
-        if (!rc)
-            rc = ST_BUF_LIT(w, "\"__name__\":");
-        if (!rc)
-            rc = st_json_str(w, key, klen);
-    } else {
-        char err[128];
-        selector_t sel;
-        if (selector_parse(key, klen, &sel, err, sizeof err) != 0)
-            return ST_EINVAL;
-        for (size_t i = 0; i < sel.n && !rc; i++) {
-            if (i)
-                rc = st_buf_put_u8(w, ',');
-            if (!rc)
-                rc = st_json_str(w, sel.m[i].name, strlen(sel.m[i].name));
-            if (!rc)
-                rc = st_buf_put_u8(w, ':');
-            if (!rc)
-                rc = st_json_str(w, sel.m[i].value, strlen(sel.m[i].value));
-        }
-        selector_free(&sel);
-    }
-    if (!rc)
-        rc = ST_BUF_LIT(w, "},\"values\":[");
-    if (!rc) {
-        if (isnan(v))
-            rc = ST_BUF_LIT(w, "\"NaN\"");
-        else if (isinf(v))
-            rc = v > 0 ? ST_BUF_LIT(w, "\"Infinity\"") : ST_BUF_LIT(w, "\"-Infinity\"");
-        else
-            rc = st_fmt_double_g(w, v);
-    }
-    char t[64];
-    int n = snprintf(t, sizeof t, "],\"timestamps\":[%lld]}\n", (long long)ts);
-    if (!rc)
-        rc = st_buf_append(w, t, (size_t)n);
-    return rc;
-}
-
-static void job_write(job_t *j, job_fn next)
-{
-    job_http(j, "POST", "/api/v1/import", "application/json", j->w.data, j->w.len, next);
 }
 
 /* ---- the command table ----------------------------------------------------------- */
@@ -1891,7 +1874,7 @@ static int job_key(job_t *j, size_t i)
 static void reply_ok_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->loaded_ms = 0;
     } else {
         resp_simple(&j->c->out, "OK");
@@ -1910,7 +1893,7 @@ static void create_step(job_t *j)
     resp_meta_default(&e->meta);
     resp_meta_apply(&e->meta, &j->o);
     int64_t now = st_now_ms();
-    if (ent_set_labels(e, &j->o) || meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now)) {
+    if (ent_set_labels(e, &j->o) || job_meta_row(j, 0, e, now)) {
         fatal_oom(j->c);
         job_end(j);
         return;
@@ -1932,8 +1915,7 @@ static void alter_step(job_t *j)
     int64_t now = st_now_ms();
     if (now <= e->meta_ts)
         now = e->meta_ts + 1;
-    if ((j->o.has_labels && ent_set_labels(e, &j->o)) ||
-        meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now)) {
+    if ((j->o.has_labels && ent_set_labels(e, &j->o)) || job_meta_row(j, 0, e, now)) {
         fatal_oom(j->c);
         job_end(j);
         return;
@@ -1989,7 +1971,7 @@ static void cmd_alter(rconn_t *c)
 static void add_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->loaded_ms = 0;
         j->e->hi_known = j->e->last_known = 0;
     } else {
@@ -2014,16 +1996,16 @@ static void add_write(job_t *j)
         rc = ent_set_labels(e, &j->o);
         int64_t now = st_now_ms();
         if (!rc)
-            rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+            rc = job_meta_row(j, 0, e, now);
         e->exists = 1;
         e->meta_ts = now;
     } else if (!j->plain && meta_stale(j->s, e)) {
         int64_t now = st_now_ms();
-        rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+        rc = job_meta_row(j, 0, e, now);
         e->meta_ts = now;
     }
     if (!rc)
-        rc = sample_line(&j->w, j->key, j->klen, j->plain, j->ts, j->v);
+        rc = job_sample(j, 0, j->key, j->klen, j->plain, j->ts, j->v);
     if (rc) {
         fatal_oom(j->c);
         job_end(j);
@@ -2245,42 +2227,61 @@ static int bctx_cmd(bctx_t *b, int32_t cnt)
     return 0;
 }
 
+/* A 400 of the write pipeline that only rejected items (no sample refused
+ * by a cardinality limit) whose reasons are all known: each command can
+ * then be answered on its own. */
+static int rejects_only(const job_t *j)
+{
+    if (j->status != 400 || !j->wr || !resp_write_rejected_all(j->wr))
+        return 0;
+    return !j->body.len || !memmem(j->body.data, j->body.len, "\"refused\":[{", 12);
+}
+
+/* The error reply of a write that failed as a whole: the text
+ * reply_http_error would send, without the "-" and CRLF, into msg. */
+static void write_error_text(job_t *j, char *msg, size_t cap)
+{
+    st_buf_t tmp = j->c->out;
+    st_buf_init(&j->c->out);
+    reply_http_error(j, "write");
+    size_t el = j->c->out.len;
+    snprintf(msg, cap, "%.*s", (int)(el > 3 ? el - 3 : 0),
+             el > 1 ? (const char *)j->c->out.data + 1 : "");
+    st_buf_deinit(&j->c->out);
+    j->c->out = tmp;
+}
+
 static void batch_written(job_t *j)
 {
     bctx_t *b = j->ctx;
     st_buf_t *o = &j->c->out;
     char msg[400] = "";
     int ok = j->status == 204 || j->status == 200;
+    int each = !ok && rejects_only(j);
     if (!ok) {
-        /* one write for the whole batch: every sample shares its fate */
-        st_buf_t tmp = j->c->out;
-        st_buf_init(&j->c->out);
-        reply_http_error(j, "write");
-        size_t el = j->c->out.len;
-        snprintf(msg, sizeof msg, "%.*s", (int)(el > 3 ? el - 3 : 0),
-                 el > 1 ? (const char *)j->c->out.data + 1 : "");
-        st_buf_deinit(&j->c->out);
-        j->c->out = tmp;
+        /* one write for the whole batch: every sample shares its fate,
+         * unless the pipeline rejected single items (those answer alone) */
+        if (!each)
+            write_error_text(j, msg, sizeof msg);
         cache_clear(j->s); /* what the cache assumed of these keys may be wrong */
     }
     size_t k = 0;
     for (size_t i = 0; i < b->nc; i++) {
-        if (b->cnt[i] < 0) {
-            if (ok)
-                resp_int(o, b->v[k]);
-            else
+        size_t cnt = b->cnt[i] < 0 ? 1 : (size_t)b->cnt[i];
+        if (b->cnt[i] >= 0)
+            resp_array(o, cnt);
+        for (size_t q = 0; q < cnt; q++, k++) {
+            const char *why = each ? resp_write_rejected(j->wr, (uint32_t)k) : NULL;
+            if (!ok && !each) {
                 resp_error(o, msg);
-            k++;
-            continue;
-        }
-        resp_array(o, (size_t)b->cnt[i]);
-        for (int32_t q = 0; q < b->cnt[i]; q++, k++) {
-            if (!ok)
-                resp_error(o, msg);
-            else if (b->v[k] == INT64_MIN)
+            } else if (b->v[k] == INT64_MIN) {
                 resp_error(o, "ERR TSDB: invalid sample");
-            else
+            } else if (why) {
+                metric_counter_inc(j->s->m_errors);
+                resp_errorf(o, "ERR write failed: %s", why);
+            } else {
                 resp_int(o, b->v[k]);
+            }
         }
     }
     job_end(j);
@@ -2316,20 +2317,25 @@ static void batch_submit(rconn_t *c)
     c->batch = NULL;
     c->busy = 1;
     c->cmd_used = 0;
-    bctx_t *b = j->ctx;
-    if (j->w.len == 0) { /* nothing valid to write */
+    if (!j->wr || resp_write_count(j->wr) == 0) { /* nothing valid to write */
         j->status = 204;
         batch_written(j);
         return;
     }
-    (void)b;
     job_write(j, batch_written);
 }
 
 static int batch_full(const job_t *j)
 {
     const bctx_t *b = j->ctx;
-    return j->w.len >= RESP_BATCH_MAX_BYTES || b->nc >= RESP_BATCH_MAX_CMDS;
+    return (j->wr && resp_write_bytes(j->wr) >= RESP_BATCH_MAX_BYTES) ||
+           b->nc >= RESP_BATCH_MAX_CMDS;
+}
+
+/* Is the key spelled as a series (cpu{host="a"})? */
+static int key_is_series(const resp_arg_t *k)
+{
+    return k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
 }
 
 /* TS.MADD key ts value ...: its samples into the open batch. Returns 0, or
@@ -2337,7 +2343,7 @@ static int batch_full(const job_t *j)
 static int batch_madd(rconn_t *c)
 {
     job_t *j = batch_get(c);
-    if (!j) {
+    if (!j || !job_wr(j)) {
         fatal_oom(c);
         return -1;
     }
@@ -2352,25 +2358,25 @@ static int batch_madd(rconn_t *c)
         int now;
         double v;
         int64_t rep = INT64_MIN;
+        uint32_t slot = (uint32_t)b->nv;
         if (k->len > 0 && !memchr(k->p, 0, k->len) &&
             !resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) &&
             !resp_parse_double(&c->argv[3 + 3 * i], &v)) {
             if (now)
                 ts = now_ms;
-            int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
-            size_t mark = j->w.len;
-            if (sample_line(&j->w, k->p, k->len, plain, ts, v) == 0) {
-                rep = ts;
-                ent_t *e = cache_get(c->s, k->p, k->len, 0);
-                if (e && e->hi_known && ts >= e->hi) {
-                    e->hi = ts;
-                    e->last_v = v;
-                }
-                if (e && !plain && meta_stale(c->s, e) &&
-                    meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now_ms) == 0)
-                    e->meta_ts = now_ms;
-            } else {
-                j->w.len = mark;
+            int plain = key_is_series(k);
+            if (resp_write_sample(j->wr, slot, k->p, k->len, plain, ts, v))
+                goto oom;
+            rep = ts;
+            ent_t *e = cache_get(c->s, k->p, k->len, 0);
+            if (e && e->hi_known && ts >= e->hi) {
+                e->hi = ts;
+                e->last_v = v;
+            }
+            if (e && !plain && meta_stale(c->s, e)) {
+                if (job_meta_row(j, slot, e, now_ms))
+                    goto oom;
+                e->meta_ts = now_ms;
             }
         }
         if (bctx_push(b, rep))
@@ -2398,10 +2404,7 @@ static int batch_add(rconn_t *c)
     if (c->argc < 4)
         return 0;
     const resp_arg_t *k = &c->argv[1];
-    if (k->len == 0 || memchr(k->p, 0, k->len))
-        return 0;
-    int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
-    if (plain)
+    if (k->len == 0 || memchr(k->p, 0, k->len) || key_is_series(k))
         return 0;
     ent_t *e = cache_get(c->s, k->p, k->len, 0);
     if (!e || !e->exists || !e->loaded_ms ||
@@ -2425,16 +2428,16 @@ static int batch_add(rconn_t *c)
     if (dup != DUP_LAST && !(e->hi_known && ts > e->hi))
         return 0;
     job_t *j = batch_get(c);
-    if (!j)
+    if (!j || !job_wr(j))
         return 0;
     bctx_t *b = j->ctx;
-    size_t mark = j->w.len;
-    if (sample_line(&j->w, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
-        j->w.len = mark;
+    size_t mark = resp_write_count(j->wr);
+    if (resp_write_sample(j->wr, (uint32_t)b->nv, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
+        resp_write_truncate(j->wr, mark);
         return 0;
     }
     if (bctx_push(b, ts)) {
-        j->w.len = mark;
+        resp_write_truncate(j->wr, mark);
         b->nc--;
         return 0;
     }
@@ -2480,7 +2483,7 @@ static void incr_done(job_t *j)
 static void incr_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->hi_known = j->e->last_known = 0;
         j->e->loaded_ms = 0;
     } else {
@@ -2541,18 +2544,18 @@ static void incr_probed(job_t *j)
         rc = ent_set_labels(e, &j->o);
         int64_t now = st_now_ms();
         if (!rc)
-            rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+            rc = job_meta_row(j, 0, e, now);
         e->exists = 1;
         e->meta_ts = now;
     }
     if (!rc)
-        rc = sample_line(&j->w, j->key, j->klen, j->plain, j->ts, j->v);
+        rc = job_sample(j, 0, j->key, j->klen, j->plain, j->ts, j->v);
     if (rc) {
         fatal_oom(j->c);
         incr_done(j);
         return;
     }
-    job_http(j, "POST", "/api/v1/import", "application/json", j->w.data, j->w.len, incr_written);
+    job_write(j, incr_written);
 }
 
 static void incr_step(job_t *j)

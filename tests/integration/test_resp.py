@@ -130,6 +130,74 @@ class RespTest(ClusterTestCase):
         self.assertEqual(len(rows), 500)
         self.assertEqual(self.vals(rows[:2]), [(T, 0.0), (T + 1, 1.0)])
 
+    @staticmethod
+    def read_replies(s, n):
+        """n RESP2 replies read from socket s: ints, errors ("-..."), arrays."""
+        buf = b""
+
+        def fill():
+            nonlocal buf
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed after %r" % buf[:200])
+            buf += chunk
+
+        def line():
+            nonlocal buf
+            for _ in range(1000):
+                i = buf.find(b"\r\n")
+                if i >= 0:
+                    ln, buf = buf[:i], buf[i + 2:]
+                    return ln.decode()
+                fill()
+            raise AssertionError("no line")
+
+        def one():
+            ln = line()
+            if ln[0] == ":":
+                return int(ln[1:])
+            if ln[0] == "*":
+                return [one() for _ in range(int(ln[1:]))]
+            return ln
+
+        return [one() for _ in range(n)]
+
+    def test_pipelined_write_batch(self):
+        """One socket read of write commands becomes one write: replies in
+        command order, a sample the pipeline refuses answers alone."""
+        self.ex("TS.CREATE", "pb:1", "DUPLICATE_POLICY", "LAST")
+        T = self.T + 8 * HOUR // 10
+        far = int(time.time() * 1000) + 3 * 24 * HOUR  # past max_future (1d)
+        cmds = [("TS.ADD", "pb:1", T, 1),
+                ("TS.MADD", "pb:1", T + 1, 2, "pb:1", far, 3, "pb:1", T + 2, 4),
+                ("TS.ADD", "pb:1", far + 1, 5),
+                ("TS.ADD", "pb:1", T + 3, 6),
+                ("TS.MADD", "pb:1", "bad", 1),
+                ("TS.ADD", "pb:1", T + 4, 7)]
+        data = b"".join(b"*%d\r\n" % len(c) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in c) for c in cmds)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as s:
+            s.sendall(data)
+            got = self.read_replies(s, len(cmds))
+        self.assertEqual(got[0], T)
+        self.assertEqual(got[1][0], T + 1)
+        self.assertRegex(got[1][1], r"^-ERR write failed: .*max_future")
+        self.assertEqual(got[1][2], T + 2)
+        self.assertRegex(got[2], r"^-ERR write failed: .*max_future")
+        self.assertEqual(got[3], T + 3)
+        self.assertEqual(got[4], ["-ERR TSDB: invalid sample"])
+        self.assertEqual(got[5], T + 4)
+        rows = self.ex("TS.RANGE", "pb:1", "-", "+")
+        self.assertEqual(self.vals(rows), [(T, 1.0), (T + 1, 2.0), (T + 2, 4.0), (T + 3, 6.0),
+                                           (T + 4, 7.0)])
+        # many pipelined TS.MADDs over several keys: every reply, in order
+        p = self.r().pipeline(transaction=False)
+        for i in range(300):
+            p.execute_command("TS.MADD", "pb:m%d" % (i % 7), T + i, i, "pb:n", T + i, -i)
+        self.assertEqual(p.execute(), [[T + i, T + i] for i in range(300)])
+        rows = self.ex("TS.RANGE", "pb:n", "-", "+")
+        self.assertEqual(self.vals(rows), [(T + i, float(-i)) for i in range(300)])
+
     # ---- create / alter / add ---------------------------------------------
 
     def test_create_alter_info(self):
