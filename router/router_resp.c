@@ -3525,6 +3525,21 @@ static void mfilter_done(job_t *j)
 /* GROUPBY label REDUCE r: series grouped by their value of the label
  * (series without it are left out); per timestamp, the reducer over the
  * group's values at that timestamp. */
+/* A sample of a GROUPBY group: its time, its place in the group, its value. */
+typedef struct gsample {
+    int64_t ts;
+    size_t i;
+    double v;
+} gsample_t;
+
+static int gsample_cmp(const void *a, const void *b)
+{
+    const gsample_t *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
 static void reply_groups(job_t *j, mrow_t *rows, size_t n)
 {
     char lab[300];
@@ -3564,28 +3579,21 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
                 resp_samples_push(&all, rows[i].s->ts[k], rows[i].s->v[k]);
         }
         st_buf_put_u8(&src, 0);
-        /* sort by timestamp (insertion sort is fine for small groups; use
-         * a simple index sort) */
+        /* by timestamp, the group's series in order at equal times
+         * (n log n: a group may hold millions of samples) */
         size_t m = all.n;
-        size_t *idx = malloc((m + 1) * sizeof *idx);
-        for (size_t i = 0; idx && i < m; i++)
-            idx[i] = i;
-        for (size_t i = 1; idx && i < m; i++) {
-            size_t t = idx[i], k = i;
-            while (k > 0 && all.ts[idx[k - 1]] > all.ts[t]) {
-                idx[k] = idx[k - 1];
-                k--;
-            }
-            idx[k] = t;
-        }
+        gsample_t *gs = malloc((m + 1) * sizeof *gs);
+        for (size_t i = 0; gs && i < m; i++)
+            gs[i] = (gsample_t){all.ts[i], i, all.v[i]};
+        if (gs && m > 1)
+            qsort(gs, m, sizeof *gs, gsample_cmp);
         resp_samples_t red = {0};
         double *buf = malloc((m + 1) * sizeof *buf);
-        for (size_t i = 0; idx && buf && i < m;) {
+        for (size_t i = 0; gs && buf && i < m;) {
             size_t k = i, c = 0;
-            while (k < m && all.ts[idx[k]] == all.ts[idx[i]])
-                buf[c++] = all.v[idx[k++]];
-            resp_samples_push(&red, all.ts[idx[i]],
-                              resp_agg_values(j->rg.reducer, NULL, buf, c, 0, 0));
+            while (k < m && gs[k].ts == gs[i].ts)
+                buf[c++] = gs[k++].v;
+            resp_samples_push(&red, gs[i].ts, resp_agg_values(j->rg.reducer, NULL, buf, c, 0, 0));
             i = k;
         }
         if (j->rg.rev)
@@ -3608,7 +3616,7 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
                              "__source__",  (const char *)src.data};
         reply_labels(j->c, &j->rg, (char *const *)gl, 3, 1);
         reply_samples(j->c, &red);
-        free(idx);
+        free(gs);
         free(buf);
         resp_samples_free(&all);
         resp_samples_free(&red);
