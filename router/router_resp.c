@@ -83,6 +83,7 @@ typedef struct ent {
     int64_t hi;
     int last_known; /* (hi, last_v) is the newest sample */
     double last_v;
+    uint64_t pf_gen; /* the metadata prefetch that asked for it last */
 } ent_t;
 
 struct router_resp {
@@ -100,10 +101,12 @@ struct router_resp {
     ent_t **buckets;
     size_t nent;
     job_t *incr_head, *incr_tail; /* INCRBY/DECRBY waiting their turn */
+    uint64_t pf_gen;              /* metadata prefetches so far */
     int incr_busy;
     metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other, *m_auth_fail;
-    tls_ctx_t *tls; /* not owned; NULL: plaintext */
-    int auth_slow;  /* password checks on the thread pool now */
+    metric_counter_t *m_prefetch, *m_batches; /* metadata prefetches, pipelined write batches */
+    tls_ctx_t *tls;                           /* not owned; NULL: plaintext */
+    int auth_slow;                            /* password checks on the thread pool now */
     metric_gauge_t *m_open;
     metric_counter_t **m_cmd; /* [command table index] */
     char rbuf[RESP_READ_BUF];
@@ -123,7 +126,8 @@ struct rconn {
     char name[RESP_NAME_MAX];
     uint64_t id;
     int busy, closing, dead, reading, uv_closing;
-    job_t *batch; /* pipelined writes being gathered (router_resp write batches) */
+    job_t *batch;  /* pipelined writes being gathered (router_resp write batches) */
+    size_t pf_end; /* input before this offset was scanned by a metadata prefetch */
     size_t wq;
     int nwrites;
     char peer[64];
@@ -895,22 +899,10 @@ static int key_unavailable(job_t *j, int meta_found)
 
 /* ---- metadata ------------------------------------------------------------------ */
 
-/* Fill e from the metadata series in x (every version of one key): the
- * newest wins. */
-static void meta_from(ent_t *e, xset_t *x, const char *key)
+/* Fill e from one metadata series (best, whose newest sample is at bt;
+ * NULL: the key has none). */
+static void meta_fill(ent_t *e, const xser_t *best, int64_t bt)
 {
-    xser_t *best = NULL;
-    int64_t bt = INT64_MIN;
-    for (size_t i = 0; i < x->n; i++) {
-        const char *k = kv_get(x->v[i].kv, x->v[i].nl, RESP_TS_KEY_LABEL);
-        if (!k || strcmp(k, key) != 0 || x->v[i].s.n == 0)
-            continue;
-        int64_t t = x->v[i].s.ts[x->v[i].s.n - 1];
-        if (t >= bt) {
-            bt = t;
-            best = &x->v[i];
-        }
-    }
     ent_free_labels(e);
     resp_meta_default(&e->meta);
     e->exists = best != NULL;
@@ -927,6 +919,25 @@ static void meta_from(ent_t *e, xset_t *x, const char *key)
         e->kv[2 * e->nl + 1] = strdup(v);
         e->nl++;
     }
+}
+
+/* Fill e from the metadata series in x (every version of one key): the
+ * newest wins. */
+static void meta_from(ent_t *e, xset_t *x, const char *key)
+{
+    xser_t *best = NULL;
+    int64_t bt = INT64_MIN;
+    for (size_t i = 0; i < x->n; i++) {
+        const char *k = kv_get(x->v[i].kv, x->v[i].nl, RESP_TS_KEY_LABEL);
+        if (!k || strcmp(k, key) != 0 || x->v[i].s.n == 0)
+            continue;
+        int64_t t = x->v[i].s.ts[x->v[i].s.n - 1];
+        if (t >= bt) {
+            bt = t;
+            best = &x->v[i];
+        }
+    }
+    meta_fill(e, best, bt);
 }
 
 static int meta_selector(st_buf_t *b, const char *key)
@@ -2322,6 +2333,7 @@ static void batch_submit(rconn_t *c)
         batch_written(j);
         return;
     }
+    metric_counter_inc(c->s->m_batches);
     job_write(j, batch_written);
 }
 
@@ -2396,9 +2408,18 @@ static void cmd_madd(rconn_t *c)
         batch_submit(c);
 }
 
+/* Are the key's settings cached and fresh enough for a batched write? */
+static int ent_fresh(const router_resp_t *s, const ent_t *e)
+{
+    return e && e->loaded_ms && (uint64_t)st_now_ms() - e->loaded_ms < RESP_META_TTL_MS &&
+           !meta_stale(s, e);
+}
+
 /* A TS.ADD that can join the batch: its key's settings are cached and
- * fresh, it exists, and the sample needs no read first (no duplicate
- * possible under its policy, no IGNORE). Returns 1 when added. */
+ * fresh, and the sample needs no read first (no duplicate possible under
+ * its policy, no IGNORE); a key without settings is created with the
+ * TS.ADD's options, as add_write does. Returns 1 when added, -1 when the
+ * key's settings are not cached (a prefetch may help), else 0. */
 static int batch_add(rconn_t *c)
 {
     if (c->argc < 4)
@@ -2407,9 +2428,8 @@ static int batch_add(rconn_t *c)
     if (k->len == 0 || memchr(k->p, 0, k->len) || key_is_series(k))
         return 0;
     ent_t *e = cache_get(c->s, k->p, k->len, 0);
-    if (!e || !e->exists || !e->loaded_ms ||
-        (uint64_t)st_now_ms() - e->loaded_ms >= RESP_META_TTL_MS || meta_stale(c->s, e))
-        return 0;
+    if (!ent_fresh(c->s, e))
+        return -1;
     int64_t ts;
     int now;
     double v;
@@ -2421,8 +2441,12 @@ static int batch_add(rconn_t *c)
         return 0;
     if (now)
         ts = st_now_ms();
-    int dup = o.on_dup != DUP_UNSET ? o.on_dup : e->meta.dup != DUP_UNSET ? e->meta.dup : DUP_BLOCK;
-    int ignore = e->meta.ignore_max_time || e->meta.ignore_max_val;
+    /* the policy add_step would choose */
+    int dup = o.on_dup != DUP_UNSET                   ? o.on_dup
+              : e->exists && e->meta.dup != DUP_UNSET ? e->meta.dup
+              : o.dup != DUP_UNSET && !e->exists      ? o.dup
+                                                      : DUP_BLOCK;
+    int ignore = e->exists && (e->meta.ignore_max_time || e->meta.ignore_max_val);
     if (ignore && dup == DUP_LAST)
         return 0;
     if (dup != DUP_LAST && !(e->hi_known && ts > e->hi))
@@ -2432,7 +2456,26 @@ static int batch_add(rconn_t *c)
         return 0;
     bctx_t *b = j->ctx;
     size_t mark = resp_write_count(j->wr);
-    if (resp_write_sample(j->wr, (uint32_t)b->nv, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
+    uint32_t slot = (uint32_t)b->nv;
+    int64_t now_ms = st_now_ms();
+    if (!e->exists) { /* auto-create with the options of this TS.ADD */
+        resp_meta_t m;
+        resp_meta_default(&m);
+        resp_meta_apply(&m, &o);
+        ent_t tmp = {.key = e->key, .meta = m};
+        if (ent_set_labels(&tmp, &o) || job_meta_row(j, slot, &tmp, now_ms)) {
+            ent_free_labels(&tmp);
+            resp_write_truncate(j->wr, mark);
+            return 0;
+        }
+        ent_free_labels(e);
+        e->meta = m;
+        e->kv = tmp.kv;
+        e->nl = tmp.nl;
+        e->exists = 1;
+        e->meta_ts = now_ms;
+    }
+    if (resp_write_sample(j->wr, slot, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
         resp_write_truncate(j->wr, mark);
         return 0;
     }
@@ -2449,7 +2492,8 @@ static int batch_add(rconn_t *c)
 }
 
 /* Pipelined writes join one batch: called by conn_run for each command.
- * Returns 1 when the command went into the batch (answered later). */
+ * Returns 1 when the command went into the batch (answered later), -1 when
+ * a TS.ADD could join once its key's settings are read, else 0. */
 static int batch_try(rconn_t *c, const cmd_t *k)
 {
     if (!k || (k->fn != cmd_madd && k->fn != cmd_add))
@@ -2459,8 +2503,10 @@ static int batch_try(rconn_t *c, const cmd_t *k)
             return 0;
         if (batch_madd(c))
             return 0;
-    } else if (!batch_add(c)) {
-        return 0;
+    } else {
+        int rc = batch_add(c);
+        if (rc != 1)
+            return rc;
     }
     metric_counter_inc(c->s->m_cmd[k - commands]);
     if (batch_full(c->batch))
@@ -4438,6 +4484,124 @@ static const cmd_t commands[] = {
 };
 static const size_t ncommands = sizeof commands / sizeof commands[0];
 
+/* ---- metadata prefetch for pipelined TS.ADD ------------------------------------ */
+
+/* A pipelined TS.ADD whose key's settings are not cached would run alone
+ * (a metadata read, then its write) and hold up the commands after it.
+ * Instead, the TS.ADD keys without fresh settings in the connection's
+ * buffered input (at most RESP_PREFETCH_KEYS) are read in one metadata
+ * export; the commands then join write batches. A prefetch that fails
+ * changes nothing: the commands take the one-by-one path, which answers
+ * the errors. */
+#define RESP_PREFETCH_KEYS 1024
+#define RESP_PREFETCH_ARGS 64 /* commands with more arguments end the scan */
+
+typedef struct pfetch {
+    char **keys;
+    size_t n;
+    uint64_t gen;
+} pfetch_t;
+
+static void pfetch_free(void *p)
+{
+    pfetch_t *f = p;
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        free(f->keys[i]);
+    free(f->keys);
+    free(f);
+}
+
+static void prefetch_done(job_t *j)
+{
+    pfetch_t *f = j->ctx;
+    xset_t x = {0};
+    char err[256];
+    if (j->status == 200 && !j->missing[0] && !parse_export(&j->body, &x, err, sizeof err)) {
+        /* every key asked for: no settings, unless a series below says so */
+        for (size_t i = 0; i < f->n; i++) {
+            ent_t *e = cache_get(j->s, f->keys[i], strlen(f->keys[i]), 1);
+            if (e) {
+                meta_fill(e, NULL, 0);
+                e->pf_gen = f->gen;
+            }
+        }
+        for (size_t i = 0; i < x.n; i++) {
+            const char *k = kv_get(x.v[i].kv, x.v[i].nl, RESP_TS_KEY_LABEL);
+            ent_t *e = k ? cache_get(j->s, k, strlen(k), 0) : NULL;
+            if (!e || e->pf_gen != f->gen || x.v[i].s.n == 0)
+                continue;
+            int64_t t = x.v[i].s.ts[x.v[i].s.n - 1];
+            if (!e->exists || t >= e->meta_ts)
+                meta_fill(e, &x.v[i], t);
+        }
+    }
+    xset_free(&x);
+    job_end(j);
+}
+
+/* The TS.ADD keys from the buffered input at c->in_off on whose settings
+ * are not cached, read in one export (the connection waits). Returns 1
+ * when started, 0 when there is nothing to read. */
+static int prefetch_start(rconn_t *c)
+{
+    router_resp_t *s = c->s;
+    resp_arg_t av[RESP_PREFETCH_ARGS];
+    size_t off = c->in_off, argc, used;
+    const char *msg;
+    pfetch_t *f = calloc(1, sizeof *f);
+    if (f)
+        f->keys = calloc(RESP_PREFETCH_KEYS, sizeof *f->keys);
+    if (!f || !f->keys) {
+        pfetch_free(f);
+        return 0;
+    }
+    f->gen = ++s->pf_gen;
+    while (f->n < RESP_PREFETCH_KEYS &&
+           resp_parse((const char *)c->in.data + off, c->in.len - off, av, RESP_PREFETCH_ARGS,
+                      &argc, &used, &msg) == RESP_CMD) {
+        off += used;
+        if (argc < 4 || av[0].len != 6 || strncasecmp(av[0].p, "TS.ADD", 6) != 0)
+            continue;
+        const resp_arg_t *k = &av[1];
+        if (k->len == 0 || memchr(k->p, 0, k->len) || key_is_series(k))
+            continue;
+        ent_t *e = cache_get(s, k->p, k->len, 1);
+        if (!e || ent_fresh(s, e) || e->pf_gen == f->gen)
+            continue;
+        e->pf_gen = f->gen;
+        if (!(f->keys[f->n] = dupn(k->p, k->len)))
+            break;
+        f->n++;
+    }
+    c->pf_end = off;
+    st_buf_t bufs[RESP_SEL_MAX];
+    size_t ns = 0;
+    if (!f->n || key_selectors(bufs, RESP_SEL_MAX, &ns, "__name__", RESP_TS_META_NAME,
+                               RESP_TS_KEY_LABEL, f->keys, f->n)) {
+        bufs_free(bufs, ns);
+        pfetch_free(f);
+        return 0;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        bufs_free(bufs, ns);
+        pfetch_free(f);
+        return 0;
+    }
+    j->ctx = f;
+    j->ctx_free = pfetch_free;
+    const char *sels[RESP_SEL_MAX] = {0};
+    for (size_t i = 0; i < ns; i++)
+        sels[i] = (const char *)bufs[i].data;
+    j->partial = 1;
+    metric_counter_inc(s->m_prefetch);
+    job_export(j, sels, ns, 0, INT64_MAX, prefetch_done);
+    bufs_free(bufs, ns);
+    return 1;
+}
+
 /* ---- dispatch and input ---------------------------------------------------------- */
 
 static void dispatch(rconn_t *c)
@@ -4521,10 +4685,20 @@ static void conn_run(rconn_t *c)
         }
         c->argc = argc;
         c->cmd_used = used;
-        if (argc && !conn_needs_auth(c) && batch_try(c, find_cmd(&c->argv[0]))) {
+        int bt = argc && !conn_needs_auth(c) ? batch_try(c, find_cmd(&c->argv[0])) : 0;
+        if (bt == 1) {
             c->in_off += used;
             c->cmd_used = 0;
             continue;
+        }
+        if (bt < 0 && c->in_off >= c->pf_end) { /* read the settings of the keys ahead */
+            c->cmd_used = 0;
+            if (c->batch) { /* the batch goes first; this command comes back here */
+                batch_submit(c);
+                break;
+            }
+            if (prefetch_start(c))
+                break;
         }
         if (c->batch) { /* the batch goes first; this command waits for it */
             c->cmd_used = 0;
@@ -4546,9 +4720,11 @@ static void conn_run(rconn_t *c)
         if (c->in_off == c->in.len) {
             c->in.len = 0;
             c->in_off = 0;
+            c->pf_end = 0;
         } else if (c->in_off > (1u << 16)) {
             memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
             c->in.len -= c->in_off;
+            c->pf_end = c->pf_end > c->in_off ? c->pf_end - c->in_off : 0;
             c->in_off = 0;
         }
     }
@@ -4714,8 +4890,14 @@ static int register_metrics(router_resp_t *s)
     s->m_cmd = calloc(ncommands, sizeof *s->m_cmd);
     s->m_auth_fail = metrics_counter(m, "strata_resp_auth_failures_total",
                                      "RESP AUTH/HELLO AUTH attempts refused (WRONGPASS).", NULL);
+    s->m_prefetch =
+        metrics_counter(m, "strata_resp_meta_prefetches_total",
+                        "Metadata reads for the TS.ADD keys of a pipeline at once.", NULL);
+    s->m_batches =
+        metrics_counter(m, "strata_resp_write_batches_total",
+                        "Writes of pipelined TS.ADD/TS.MADD commands gathered into one.", NULL);
     if (!s->m_conns || !s->m_open || !s->m_errors || !s->m_proto || !s->m_cmds_other || !s->m_cmd ||
-        !s->m_auth_fail)
+        !s->m_auth_fail || !s->m_prefetch || !s->m_batches)
         return ST_ENOMEM;
     for (size_t i = 0; i < ncommands; i++) {
         char low[64];

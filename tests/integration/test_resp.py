@@ -198,6 +198,41 @@ class RespTest(ClusterTestCase):
         rows = self.ex("TS.RANGE", "pb:n", "-", "+")
         self.assertEqual(self.vals(rows), [(T + i, float(-i)) for i in range(300)])
 
+    def resp_metric(self, name):
+        st, _, body = http_request(self.c.router_url(0) + "/metrics")
+        self.assertEqual(st, 200)
+        return sum(v for (n, _), v in parse_metrics(body.decode()).items() if n == name)
+
+    def test_pipelined_add_new_keys(self):
+        """Pipelined TS.ADD to keys the router has not seen: their settings
+        are read at once, new keys are created with the TS.ADD options, and
+        a duplicate under BLOCK answers only its own command."""
+        T = self.T + 9 * HOUR // 10
+        self.ex("TS.CREATE", "pf:blk", "DUPLICATE_POLICY", "BLOCK")
+        self.ex("TS.ADD", "pf:blk", T, 1)
+        pre, bat = (self.resp_metric("strata_resp_meta_prefetches_total"),
+                    self.resp_metric("strata_resp_write_batches_total"))
+        p = self.r().pipeline(transaction=False)
+        for i in range(200):
+            p.execute_command("TS.ADD", "pf:%d" % (i % 40), T + i, i, "ON_DUPLICATE", "LAST",
+                              "LABELS", "grp", "pf", "n", str(i % 40))
+            if i == 100:
+                p.execute_command("TS.ADD", "pf:blk", T, 2)
+        out = p.execute(raise_on_error=False)
+        self.assertEqual(len(out), 201)
+        self.assertEqual(out[:101], [T + i for i in range(101)])
+        self.assertIsInstance(out[101], redis.ResponseError)
+        self.assertIn("DUPLICATE_POLICY is set to BLOCK", str(out[101]))
+        self.assertEqual(out[102:], [T + i for i in range(101, 200)])
+        self.assertGreater(self.resp_metric("strata_resp_meta_prefetches_total"), pre)
+        self.assertGreater(self.resp_metric("strata_resp_write_batches_total"), bat)
+        keys = self.ex("TS.QUERYINDEX", "grp=pf")
+        self.assertEqual(sorted(keys), sorted("pf:%d" % i for i in range(40)))
+        self.assertEqual(self.ex("TS.QUERYINDEX", "n=7"), ["pf:7"])
+        rows = self.ex("TS.RANGE", "pf:7", "-", "+")
+        self.assertEqual(self.vals(rows), [(T + i, float(i)) for i in range(7, 200, 40)])
+        self.assertEqual(self.vals(self.ex("TS.RANGE", "pf:blk", "-", "+")), [(T, 1.0)])
+
     # ---- create / alter / add ---------------------------------------------
 
     def test_create_alter_info(self):
