@@ -567,12 +567,16 @@ static void reply_http_error(job_t *j, const char *what)
         json_t *e = doc ? json_object_get(doc, "error") : NULL;
         text = e && json_is_string(e) ? json_string_value(e) : NULL;
     }
+    /* a write the cluster could not take now (a node busy over head_max_mb,
+     * shards short of their consistency): TRYAGAIN, as Redis answers what
+     * may succeed when retried unchanged */
+    const char *code = j->status == 503 && strcmp(what, "write") == 0 ? "TRYAGAIN" : "ERR";
     if (!text) {
         size_t n = j->body.len < 200 ? j->body.len : 200;
-        snprintf(msg, sizeof msg, "ERR %s failed (HTTP %d): %.*s", what, j->status, (int)n,
+        snprintf(msg, sizeof msg, "%s %s failed (HTTP %d): %.*s", code, what, j->status, (int)n,
                  j->body.data ? (const char *)j->body.data : "");
     } else {
-        snprintf(msg, sizeof msg, "ERR %s failed: %s", what, text);
+        snprintf(msg, sizeof msg, "%s %s failed: %s", code, what, text);
     }
     json_decref(doc);
     metric_counter_inc(j->s->m_errors);

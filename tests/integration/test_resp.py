@@ -46,6 +46,38 @@ def base_ts():
     return t - t % 100000
 
 
+def read_replies(s, n):
+    """n RESP2 replies read from socket s: ints, errors ("-..."), arrays."""
+    buf = b""
+
+    def fill():
+        nonlocal buf
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed after %r" % buf[:200])
+        buf += chunk
+
+    def line():
+        nonlocal buf
+        for _ in range(1000):
+            i = buf.find(b"\r\n")
+            if i >= 0:
+                ln, buf = buf[:i], buf[i + 2:]
+                return ln.decode()
+            fill()
+        raise AssertionError("no line")
+
+    def one():
+        ln = line()
+        if ln[0] == ":":
+            return int(ln[1:])
+        if ln[0] == "*":
+            return [one() for _ in range(int(ln[1:]))]
+        return ln
+
+    return [one() for _ in range(n)]
+
+
 class RespTest(ClusterTestCase):
     @classmethod
     def setUpClass(cls):
@@ -130,38 +162,6 @@ class RespTest(ClusterTestCase):
         self.assertEqual(len(rows), 500)
         self.assertEqual(self.vals(rows[:2]), [(T, 0.0), (T + 1, 1.0)])
 
-    @staticmethod
-    def read_replies(s, n):
-        """n RESP2 replies read from socket s: ints, errors ("-..."), arrays."""
-        buf = b""
-
-        def fill():
-            nonlocal buf
-            chunk = s.recv(65536)
-            if not chunk:
-                raise AssertionError("connection closed after %r" % buf[:200])
-            buf += chunk
-
-        def line():
-            nonlocal buf
-            for _ in range(1000):
-                i = buf.find(b"\r\n")
-                if i >= 0:
-                    ln, buf = buf[:i], buf[i + 2:]
-                    return ln.decode()
-                fill()
-            raise AssertionError("no line")
-
-        def one():
-            ln = line()
-            if ln[0] == ":":
-                return int(ln[1:])
-            if ln[0] == "*":
-                return [one() for _ in range(int(ln[1:]))]
-            return ln
-
-        return [one() for _ in range(n)]
-
     def test_pipelined_write_batch(self):
         """One socket read of write commands becomes one write: replies in
         command order, a sample the pipeline refuses answers alone."""
@@ -178,7 +178,7 @@ class RespTest(ClusterTestCase):
             b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in c) for c in cmds)
         with socket.create_connection(("127.0.0.1", self.port), timeout=60) as s:
             s.sendall(data)
-            got = self.read_replies(s, len(cmds))
+            got = read_replies(s, len(cmds))
         self.assertEqual(got[0], T)
         self.assertEqual(got[1][0], T + 1)
         self.assertRegex(got[1][1], r"^-ERR write failed: .*max_future")
@@ -685,6 +685,16 @@ class RespDegradedTest(ClusterTestCase):
                 failed += 1
         self.assertGreater(failed, 0)
         self.assertGreater(ok, 0)
+        # a write some shards could not take answers TRYAGAIN (retry unchanged)
+        args = [x for k in keys for x in (k, T + 2, 3)]
+        data = b"*%d\r\n" % (len(args) + 1) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in ["TS.MADD"] + args)
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+            s.sendall(data)
+            got = read_replies(s, 1)[0]
+        self.assertEqual(len(got), len(keys))
+        for e in got:
+            self.assertRegex(e, r"^-TRYAGAIN write failed: .*shard")
 
 
 if __name__ == "__main__":
