@@ -961,6 +961,7 @@ static int meta_selector(st_buf_t *b, const char *key)
 }
 
 static void meta_loaded(job_t *j);
+static int meta_stale(const router_resp_t *s, const ent_t *e);
 
 /* Make j->e the key's cache entry with fresh metadata, then call next. */
 static void job_meta(job_t *j, job_fn next)
@@ -971,8 +972,11 @@ static void job_meta(job_t *j, job_fn next)
         job_end(j);
         return;
     }
+    /* settings due to be re-asserted (meta_stale) are read again first: a
+     * re-assert must not bring back what another router's TS.ALTER replaced */
     if (j->plain ||
-        (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS)) {
+        (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS &&
+         !meta_stale(j->s, j->e))) {
         next(j);
         return;
     }
