@@ -252,6 +252,21 @@ static void cache_clear(router_resp_t *s)
     s->nent = 0;
 }
 
+/* Forget what the cache knows of one entry (only) or of all (only NULL):
+ * settings and newest sample are read again on next use. The entries stay
+ * (jobs in flight may point to them). */
+static void cache_forget(router_resp_t *s, const ent_t *only)
+{
+    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
+        for (ent_t *e = s->buckets[i]; e; e = e->next) {
+            if (only && e != only)
+                continue;
+            e->loaded_ms = 0;
+            e->hi_known = 0;
+            e->last_known = 0;
+        }
+}
+
 static ent_t *cache_get(router_resp_t *s, const char *key, size_t n, int create)
 {
     size_t b = hash_str(key, n) % RESP_CACHE_BUCKETS;
@@ -1679,14 +1694,8 @@ static void del_reply(job_t *j)
         resp_simple(o, "OK");
     }
     /* forget every cached key: deleted data must not be answered from cache */
-    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
-        for (ent_t *e = j->s->buckets[i]; e; e = e->next) {
-            if (j->kind == 'D' && e != j->e)
-                continue;
-            e->loaded_ms = 0;
-            e->hi_known = 0;
-            e->last_known = 0;
-        }
+    if (j->kind != 'D' || j->e)
+        cache_forget(j->s, j->kind == 'D' ? j->e : NULL);
     job_end(j);
 }
 
@@ -2282,7 +2291,7 @@ static void batch_written(job_t *j)
          * unless the pipeline rejected single items (those answer alone) */
         if (!each)
             write_error_text(j, msg, sizeof msg);
-        cache_clear(j->s); /* what the cache assumed of these keys may be wrong */
+        cache_forget(j->s, NULL); /* what the cache assumed of these keys may be wrong */
     }
     size_t k = 0;
     for (size_t i = 0; i < b->nc; i++) {
