@@ -84,6 +84,7 @@ typedef struct ent {
     int last_known; /* (hi, last_v) is the newest sample */
     double last_v;
     uint64_t pf_gen; /* the metadata prefetch that asked for it last */
+    unsigned pins;   /* jobs holding it (j->e): a full cache keeps it */
 } ent_t;
 
 struct router_resp {
@@ -236,20 +237,27 @@ static void ent_free_labels(ent_t *e)
     e->nl = 0;
 }
 
+/* Free every entry but those a job holds (the cache is full). */
 static void cache_clear(router_resp_t *s)
 {
+    s->nent = 0;
     for (size_t b = 0; b < RESP_CACHE_BUCKETS; b++) {
-        ent_t *e = s->buckets[b];
+        ent_t *e = s->buckets[b], **keep = &s->buckets[b];
         while (e) {
             ent_t *n = e->next;
-            ent_free_labels(e);
-            free(e->key);
-            free(e);
+            if (e->pins) {
+                *keep = e;
+                keep = &e->next;
+                s->nent++;
+            } else {
+                ent_free_labels(e);
+                free(e->key);
+                free(e);
+            }
             e = n;
         }
-        s->buckets[b] = NULL;
+        *keep = NULL;
     }
-    s->nent = 0;
 }
 
 /* Forget what the cache knows of one entry (only) or of all (only NULL):
@@ -469,6 +477,8 @@ static void job_end(job_t *j)
     resp_write_destroy(j->wr);
     resp_range_free(&j->rg);
     free(j->key);
+    if (j->e)
+        j->e->pins--;
     if (j->ctx_free)
         j->ctx_free(j->ctx);
     uv_close((uv_handle_t *)&j->timer, job_free_timer);
@@ -981,7 +991,11 @@ static int meta_stale(const router_resp_t *s, const ent_t *e);
 /* Make j->e the key's cache entry with fresh metadata, then call next. */
 static void job_meta(job_t *j, job_fn next)
 {
-    j->e = cache_get(j->s, j->key, j->klen, 1);
+    ent_t *e = cache_get(j->s, j->key, j->klen, 1);
+    if (j->e)
+        j->e->pins--;
+    if ((j->e = e))
+        e->pins++;
     if (!j->e) {
         fatal_oom(j->c);
         job_end(j);
