@@ -13,7 +13,14 @@
  * Jobs: each step is one in-process HTTP request (http_req_local) given to
  * the router's route table; its response body is collected (at most
  * [router] query_max_mb) and the next step runs from a zero timer, never
- * from inside the handler's respond call.
+ * from inside the handler's respond call. Writes skip the route table's
+ * text formats: their samples and metadata rows go to the write pipeline
+ * as binary items (resp_write.h), answered like an HTTP write.
+ *
+ * Write batches: the TS.ADD/TS.MADD commands of one pipelined read become
+ * one write (replies in command order when it completes; a sample the
+ * pipeline rejected answers alone). TS.ADD keys whose settings are not
+ * cached are read for the whole pipeline in one export first (prefetch).
  *
  * Keys and series (docs/resp.md): a TS key K is the series
  * {__name__="K"}; its labels and settings live in a metadata series
@@ -32,7 +39,10 @@
  *
  * Caches: per key, the router remembers the metadata for RESP_META_TTL_MS
  * and the highest timestamp it knows of (to skip the duplicate probe of a
- * TS.ADD past it). TS.INCRBY/DECRBY run one at a time per router.
+ * TS.ADD past it). TS.CREATE/ALTER/DEL/TS.DEL/FLUSHALL through this router
+ * update or forget it at once; another router's changes are seen within
+ * RESP_META_TTL_MS. A job pins the entry it holds. TS.INCRBY/DECRBY run
+ * one at a time per router.
  */
 #include "router_resp.h"
 #include "router_delete.h"
