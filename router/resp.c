@@ -190,11 +190,23 @@ static int line(st_buf_t *b, char type, const char *s, size_t n)
     return 0;
 }
 
+/* type, the decimal n, CRLF (by hand: every reply of a pipeline has one,
+ * and snprintf showed in the profile) */
 static int head(st_buf_t *b, char type, long long n)
 {
     char t[32];
-    int k = snprintf(t, sizeof t, "%c%lld\r\n", type, n);
-    return st_buf_append(b, t, (size_t)k);
+    size_t k = sizeof t;
+    t[--k] = '\n';
+    t[--k] = '\r';
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        t[--k] = '-';
+    t[--k] = type;
+    return st_buf_append(b, t + k, sizeof t - k);
 }
 
 int resp_simple(st_buf_t *b, const char *s)

@@ -742,8 +742,9 @@ int resp_meta_reserved(const char *name)
     return strncmp(name, "__ts_", 5) == 0;
 }
 
-static int kv(st_buf_t *b, const char *k, const char *v)
+static int kv(void *arg, const char *k, const char *v)
 {
+    st_buf_t *b = arg;
     int rc = st_buf_put_u8(b, ',');
     if (!rc)
         rc = st_json_str(b, k, strlen(k));
@@ -754,18 +755,18 @@ static int kv(st_buf_t *b, const char *k, const char *v)
     return rc;
 }
 
-int resp_meta_to_json(st_buf_t *b, const resp_meta_t *m)
+int resp_meta_each(const resp_meta_t *m, resp_meta_kv_fn fn, void *arg)
 {
     char t[64];
     snprintf(t, sizeof t, "%lld", (long long)m->retention_ms);
-    int rc = kv(b, "__ts_retention__", t);
+    int rc = fn(arg, "__ts_retention__", t);
     if (!rc && m->dup != DUP_UNSET)
-        rc = kv(b, "__ts_dup__", resp_dup_name(m->dup));
+        rc = fn(arg, "__ts_dup__", resp_dup_name(m->dup));
     snprintf(t, sizeof t, "%lld", (long long)m->chunk_size);
     if (!rc)
-        rc = kv(b, "__ts_chunk__", t);
+        rc = fn(arg, "__ts_chunk__", t);
     if (!rc)
-        rc = kv(b, "__ts_enc__", m->compressed ? "compressed" : "uncompressed");
+        rc = fn(arg, "__ts_enc__", m->compressed ? "compressed" : "uncompressed");
     if (!rc && (m->ignore_max_time || m->ignore_max_val)) {
         st_buf_t v;
         st_buf_init(&v);
@@ -776,10 +777,15 @@ int resp_meta_to_json(st_buf_t *b, const resp_meta_t *m)
         if (!rc)
             rc = st_buf_put_u8(&v, 0);
         if (!rc)
-            rc = kv(b, "__ts_ignore__", (const char *)v.data);
+            rc = fn(arg, "__ts_ignore__", (const char *)v.data);
         st_buf_deinit(&v);
     }
     return rc;
+}
+
+int resp_meta_to_json(st_buf_t *b, const resp_meta_t *m)
+{
+    return resp_meta_each(m, kv, b);
 }
 
 int resp_meta_label(resp_meta_t *m, const char *name, const char *value)

@@ -158,6 +158,10 @@ void resp_meta_default(resp_meta_t *m);
 void resp_meta_apply(resp_meta_t *m, const resp_tsopts_t *o);
 /* Reserved label names of the metadata series, and their values. */
 int resp_meta_to_json(st_buf_t *b, const resp_meta_t *m);
+/* The same (name, value) pairs handed to fn one by one (values valid during
+ * the call); stops at fn's first non-zero return and returns it. */
+typedef int (*resp_meta_kv_fn)(void *arg, const char *name, const char *value);
+int resp_meta_each(const resp_meta_t *m, resp_meta_kv_fn fn, void *arg);
 /* Read one reserved label (name, value) into m; 1 if it was one, 0 not. */
 int resp_meta_label(resp_meta_t *m, const char *name, const char *value);
 /* Is name reserved (starts with "__ts_")? */

@@ -13,7 +13,14 @@
  * Jobs: each step is one in-process HTTP request (http_req_local) given to
  * the router's route table; its response body is collected (at most
  * [router] query_max_mb) and the next step runs from a zero timer, never
- * from inside the handler's respond call.
+ * from inside the handler's respond call. Writes skip the route table's
+ * text formats: their samples and metadata rows go to the write pipeline
+ * as binary items (resp_write.h), answered like an HTTP write.
+ *
+ * Write batches: the TS.ADD/TS.MADD commands of one pipelined read become
+ * one write (replies in command order when it completes; a sample the
+ * pipeline rejected answers alone). TS.ADD keys whose settings are not
+ * cached are read for the whole pipeline in one export first (prefetch).
  *
  * Keys and series (docs/resp.md): a TS key K is the series
  * {__name__="K"}; its labels and settings live in a metadata series
@@ -32,7 +39,10 @@
  *
  * Caches: per key, the router remembers the metadata for RESP_META_TTL_MS
  * and the highest timestamp it knows of (to skip the duplicate probe of a
- * TS.ADD past it). TS.INCRBY/DECRBY run one at a time per router.
+ * TS.ADD past it). TS.CREATE/ALTER/DEL/TS.DEL/FLUSHALL through this router
+ * update or forget it at once; another router's changes are seen within
+ * RESP_META_TTL_MS. A job pins the entry it holds. TS.INCRBY/DECRBY run
+ * one at a time per router.
  */
 #include "router_resp.h"
 #include "router_delete.h"
@@ -47,6 +57,7 @@
 #include "net_listen.h"
 #include "resp.h"
 #include "resp_cmd.h"
+#include "resp_write.h"
 #include "selector.h"
 #include "st_err.h"
 #include "st_labels.h"
@@ -82,6 +93,8 @@ typedef struct ent {
     int64_t hi;
     int last_known; /* (hi, last_v) is the newest sample */
     double last_v;
+    uint64_t pf_gen; /* the metadata prefetch that asked for it last */
+    unsigned pins;   /* jobs holding it (j->e): a full cache keeps it */
 } ent_t;
 
 struct router_resp {
@@ -99,10 +112,12 @@ struct router_resp {
     ent_t **buckets;
     size_t nent;
     job_t *incr_head, *incr_tail; /* INCRBY/DECRBY waiting their turn */
+    uint64_t pf_gen;              /* metadata prefetches so far */
     int incr_busy;
     metric_counter_t *m_conns, *m_errors, *m_proto, *m_cmds_other, *m_auth_fail, *m_auth_delayed;
-    tls_ctx_t *tls; /* not owned; NULL: plaintext */
-    int auth_slow;  /* password checks on the thread pool now */
+    metric_counter_t *m_prefetch, *m_batches; /* metadata prefetches, pipelined write batches */
+    tls_ctx_t *tls;                           /* not owned; NULL: plaintext */
+    int auth_slow;                            /* password checks on the thread pool now */
     metric_gauge_t *m_open;
     metric_counter_t **m_cmd; /* [command table index] */
     char rbuf[RESP_READ_BUF];
@@ -122,7 +137,8 @@ struct rconn {
     char name[RESP_NAME_MAX];
     uint64_t id;
     int busy, closing, dead, reading, uv_closing;
-    job_t *batch; /* pipelined writes being gathered (router_resp write batches) */
+    job_t *batch;  /* pipelined writes being gathered (router_resp write batches) */
+    size_t pf_end; /* input before this offset was scanned by a metadata prefetch */
     size_t wq;
     int nwrites;
     char peer[64];
@@ -158,7 +174,7 @@ struct job {
     int64_t ts;
     double v;
     int dup;
-    st_buf_t w; /* a write body being built */
+    resp_write_t *wr; /* the samples and metadata rows of a write (resp_write.h) */
     void *ctx;
     void (*ctx_free)(void *);
     job_fn after_meta; /* job_meta's next step */
@@ -232,20 +248,42 @@ static void ent_free_labels(ent_t *e)
     e->nl = 0;
 }
 
+/* Free every entry but those a job holds (the cache is full). */
 static void cache_clear(router_resp_t *s)
 {
+    s->nent = 0;
     for (size_t b = 0; b < RESP_CACHE_BUCKETS; b++) {
-        ent_t *e = s->buckets[b];
+        ent_t *e = s->buckets[b], **keep = &s->buckets[b];
         while (e) {
             ent_t *n = e->next;
-            ent_free_labels(e);
-            free(e->key);
-            free(e);
+            if (e->pins) {
+                *keep = e;
+                keep = &e->next;
+                s->nent++;
+            } else {
+                ent_free_labels(e);
+                free(e->key);
+                free(e);
+            }
             e = n;
         }
-        s->buckets[b] = NULL;
+        *keep = NULL;
     }
-    s->nent = 0;
+}
+
+/* Forget what the cache knows of one entry (only) or of all (only NULL):
+ * settings and newest sample are read again on next use. The entries stay
+ * (jobs in flight may point to them). */
+static void cache_forget(router_resp_t *s, const ent_t *only)
+{
+    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
+        for (ent_t *e = s->buckets[i]; e; e = e->next) {
+            if (only && e != only)
+                continue;
+            e->loaded_ms = 0;
+            e->hi_known = 0;
+            e->last_known = 0;
+        }
 }
 
 static ent_t *cache_get(router_resp_t *s, const char *key, size_t n, int create)
@@ -447,9 +485,11 @@ static void job_end(job_t *j)
 {
     rconn_t *c = j->c;
     st_buf_deinit(&j->body);
-    st_buf_deinit(&j->w);
+    resp_write_destroy(j->wr);
     resp_range_free(&j->rg);
     free(j->key);
+    if (j->e)
+        j->e->pins--;
     if (j->ctx_free)
         j->ctx_free(j->ctx);
     uv_close((uv_handle_t *)&j->timer, job_free_timer);
@@ -506,6 +546,15 @@ static int job_sink(void *arg, int status, const char *ctype, const http_header_
     return j->over ? -1 : 0;
 }
 
+/* A step whose request could not be made: answered as a 413/500. */
+static void job_unsent(job_t *j, int rc)
+{
+    j->status = rc == ST_ELIMIT ? 413 : 500;
+    st_buf_t *b = &j->body;
+    ST_BUF_LIT(b, "{\"status\":\"error\",\"error\":\"request too large\"}");
+    uv_timer_start(&j->timer, on_job_timer, 0, 0);
+}
+
 /* One step: an in-process HTTP request; next(j) runs with j->status and
  * j->body. */
 static void job_http(job_t *j, const char *method, const char *target, const char *ctype,
@@ -519,13 +568,25 @@ static void job_http(job_t *j, const char *method, const char *target, const cha
     int rc = http_req_local_as(&j->s->hl, method, target, ctype, j->c->authz, j->c->peer, body, len,
                                job_sink, j, &req);
     if (rc) {
-        j->status = rc == ST_ELIMIT ? 413 : 500;
-        st_buf_t *b = &j->body;
-        ST_BUF_LIT(b, "{\"status\":\"error\",\"error\":\"request too large\"}");
-        uv_timer_start(&j->timer, on_job_timer, 0, 0);
+        job_unsent(j, rc);
         return;
     }
     j->s->route(req, j->s->route_arg);
+}
+
+/* One write step: j->wr through the direct write path (resp_write.h);
+ * next(j) runs with j->status and j->body like after job_http. */
+static void job_write(job_t *j, job_fn next)
+{
+    j->next = next;
+    j->body.len = 0;
+    j->over = 0;
+    j->missing[0] = 0;
+    int rc =
+        j->wr ? resp_write_submit(j->s->r, &j->s->hl, j->wr, j->c->authz, j->c->peer, job_sink, j)
+              : ST_ENOMEM;
+    if (rc)
+        job_unsent(j, rc);
 }
 
 /* The "error" text of a JSON error body, or the body itself. */
@@ -542,12 +603,16 @@ static void reply_http_error(job_t *j, const char *what)
         json_t *e = doc ? json_object_get(doc, "error") : NULL;
         text = e && json_is_string(e) ? json_string_value(e) : NULL;
     }
+    /* a write the cluster could not take now (a node busy over head_max_mb,
+     * shards short of their consistency): TRYAGAIN, as Redis answers what
+     * may succeed when retried unchanged */
+    const char *code = j->status == 503 && strcmp(what, "write") == 0 ? "TRYAGAIN" : "ERR";
     if (!text) {
         size_t n = j->body.len < 200 ? j->body.len : 200;
-        snprintf(msg, sizeof msg, "ERR %s failed (HTTP %d): %.*s", what, j->status, (int)n,
+        snprintf(msg, sizeof msg, "%s %s failed (HTTP %d): %.*s", code, what, j->status, (int)n,
                  j->body.data ? (const char *)j->body.data : "");
     } else {
-        snprintf(msg, sizeof msg, "ERR %s failed: %s", what, text);
+        snprintf(msg, sizeof msg, "%s %s failed: %s", code, what, text);
     }
     json_decref(doc);
     metric_counter_inc(j->s->m_errors);
@@ -874,22 +939,10 @@ static int key_unavailable(job_t *j, int meta_found)
 
 /* ---- metadata ------------------------------------------------------------------ */
 
-/* Fill e from the metadata series in x (every version of one key): the
- * newest wins. */
-static void meta_from(ent_t *e, xset_t *x, const char *key)
+/* Fill e from one metadata series (best, whose newest sample is at bt;
+ * NULL: the key has none). */
+static void meta_fill(ent_t *e, const xser_t *best, int64_t bt)
 {
-    xser_t *best = NULL;
-    int64_t bt = INT64_MIN;
-    for (size_t i = 0; i < x->n; i++) {
-        const char *k = kv_get(x->v[i].kv, x->v[i].nl, RESP_TS_KEY_LABEL);
-        if (!k || strcmp(k, key) != 0 || x->v[i].s.n == 0)
-            continue;
-        int64_t t = x->v[i].s.ts[x->v[i].s.n - 1];
-        if (t >= bt) {
-            bt = t;
-            best = &x->v[i];
-        }
-    }
     ent_free_labels(e);
     resp_meta_default(&e->meta);
     e->exists = best != NULL;
@@ -906,6 +959,25 @@ static void meta_from(ent_t *e, xset_t *x, const char *key)
         e->kv[2 * e->nl + 1] = strdup(v);
         e->nl++;
     }
+}
+
+/* Fill e from the metadata series in x (every version of one key): the
+ * newest wins. */
+static void meta_from(ent_t *e, xset_t *x, const char *key)
+{
+    xser_t *best = NULL;
+    int64_t bt = INT64_MIN;
+    for (size_t i = 0; i < x->n; i++) {
+        const char *k = kv_get(x->v[i].kv, x->v[i].nl, RESP_TS_KEY_LABEL);
+        if (!k || strcmp(k, key) != 0 || x->v[i].s.n == 0)
+            continue;
+        int64_t t = x->v[i].s.ts[x->v[i].s.n - 1];
+        if (t >= bt) {
+            bt = t;
+            best = &x->v[i];
+        }
+    }
+    meta_fill(e, best, bt);
 }
 
 static int meta_selector(st_buf_t *b, const char *key)
@@ -925,18 +997,26 @@ static int meta_selector(st_buf_t *b, const char *key)
 }
 
 static void meta_loaded(job_t *j);
+static int meta_stale(const router_resp_t *s, const ent_t *e);
 
 /* Make j->e the key's cache entry with fresh metadata, then call next. */
 static void job_meta(job_t *j, job_fn next)
 {
-    j->e = cache_get(j->s, j->key, j->klen, 1);
+    ent_t *e = cache_get(j->s, j->key, j->klen, 1);
+    if (j->e)
+        j->e->pins--;
+    if ((j->e = e))
+        e->pins++;
     if (!j->e) {
         fatal_oom(j->c);
         job_end(j);
         return;
     }
+    /* settings due to be re-asserted (meta_stale) are read again first: a
+     * re-assert must not bring back what another router's TS.ALTER replaced */
     if (j->plain ||
-        (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS)) {
+        (j->e->loaded_ms && (uint64_t)st_now_ms() - j->e->loaded_ms < RESP_META_TTL_MS &&
+         !meta_stale(j->s, j->e))) {
         next(j);
         return;
     }
@@ -983,33 +1063,42 @@ static void meta_loaded(job_t *j)
     next(j);
 }
 
-/* Append a metadata line (the key's settings m and labels kv) to w. */
-static int meta_line(st_buf_t *w, const char *key, const resp_meta_t *m, char *const *kv, size_t nl,
-                     int64_t ts)
+/* The job's write items (made on first use); NULL when out of memory. */
+static resp_write_t *job_wr(job_t *j)
 {
-    int rc = ST_BUF_LIT(w, "{\"metric\":{\"__name__\":");
-    if (!rc)
-        rc = st_json_str(w, RESP_TS_META_NAME, strlen(RESP_TS_META_NAME));
-    if (!rc)
-        rc = ST_BUF_LIT(w, ",\"" RESP_TS_KEY_LABEL "\":");
-    if (!rc)
-        rc = st_json_str(w, key, strlen(key));
-    for (size_t i = 0; i < nl && !rc; i++) {
-        rc = st_buf_put_u8(w, ',');
-        if (!rc)
-            rc = st_json_str(w, kv[2 * i], strlen(kv[2 * i]));
-        if (!rc)
-            rc = st_buf_put_u8(w, ':');
-        if (!rc)
-            rc = st_json_str(w, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+    if (!j->wr && resp_write_create(&j->wr))
+        return NULL;
+    return j->wr;
+}
+
+/* A metadata row of e (its settings and labels at ts) into j's write. */
+static int job_meta_row(job_t *j, uint32_t tag, const ent_t *e, int64_t ts)
+{
+    resp_write_t *w = job_wr(j);
+    return w ? resp_write_meta(w, tag, e->key, &e->meta, e->kv, e->nl, ts) : ST_ENOMEM;
+}
+
+/* A sample of the key (spelled as a series when plain) into j's write. */
+static int job_sample(job_t *j, uint32_t tag, const char *key, size_t klen, int plain, int64_t ts,
+                      double v)
+{
+    resp_write_t *w = job_wr(j);
+    return w ? resp_write_sample(w, tag, key, klen, plain, ts, v) : ST_ENOMEM;
+}
+
+static int rejects_only(const job_t *j);
+
+/* A one-command write that failed: the reason its item was rejected for
+ * when the pipeline rejected it alone, else the write's error. */
+static void reply_write_failed(job_t *j)
+{
+    const char *why = rejects_only(j) ? resp_write_rejected(j->wr, 0) : NULL;
+    if (!why) {
+        reply_http_error(j, "write");
+        return;
     }
-    if (!rc)
-        rc = resp_meta_to_json(w, m);
-    char t[64];
-    int n = snprintf(t, sizeof t, "},\"values\":[1],\"timestamps\":[%lld]}\n", (long long)ts);
-    if (!rc)
-        rc = st_buf_append(w, t, (size_t)n);
-    return rc;
+    metric_counter_inc(j->s->m_errors);
+    resp_errorf(&j->c->out, "ERR write failed: %s", why);
 }
 
 /* Is the key's metadata sample older than half the cluster's retention?
@@ -1036,54 +1125,6 @@ static int ent_set_labels(ent_t *e, const resp_tsopts_t *o)
             return ST_ENOMEM;
     }
     return 0;
-}
-
-/* A sample line for the key's series. */
-static int sample_line(st_buf_t *w, const char *key, size_t klen, int plain, int64_t ts, double v)
-{
-    int rc = ST_BUF_LIT(w, "{\"metric\":{");
-    if (!plain) {
-        if (!rc)
-            rc = ST_BUF_LIT(w, "\"__name__\":");
-        if (!rc)
-            rc = st_json_str(w, key, klen);
-    } else {
-        char err[128];
-        selector_t sel;
-        if (selector_parse(key, klen, &sel, err, sizeof err) != 0)
-            return ST_EINVAL;
-        for (size_t i = 0; i < sel.n && !rc; i++) {
-            if (i)
-                rc = st_buf_put_u8(w, ',');
-            if (!rc)
-                rc = st_json_str(w, sel.m[i].name, strlen(sel.m[i].name));
-            if (!rc)
-                rc = st_buf_put_u8(w, ':');
-            if (!rc)
-                rc = st_json_str(w, sel.m[i].value, strlen(sel.m[i].value));
-        }
-        selector_free(&sel);
-    }
-    if (!rc)
-        rc = ST_BUF_LIT(w, "},\"values\":[");
-    if (!rc) {
-        if (isnan(v))
-            rc = ST_BUF_LIT(w, "\"NaN\"");
-        else if (isinf(v))
-            rc = v > 0 ? ST_BUF_LIT(w, "\"Infinity\"") : ST_BUF_LIT(w, "\"-Infinity\"");
-        else
-            rc = st_fmt_double_g(w, v);
-    }
-    char t[64];
-    int n = snprintf(t, sizeof t, "],\"timestamps\":[%lld]}\n", (long long)ts);
-    if (!rc)
-        rc = st_buf_append(w, t, (size_t)n);
-    return rc;
-}
-
-static void job_write(job_t *j, job_fn next)
-{
-    job_http(j, "POST", "/api/v1/import", "application/json", j->w.data, j->w.len, next);
 }
 
 /* ---- the command table ----------------------------------------------------------- */
@@ -1702,14 +1743,8 @@ static void del_reply(job_t *j)
         resp_simple(o, "OK");
     }
     /* forget every cached key: deleted data must not be answered from cache */
-    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
-        for (ent_t *e = j->s->buckets[i]; e; e = e->next) {
-            if (j->kind == 'D' && e != j->e)
-                continue;
-            e->loaded_ms = 0;
-            e->hi_known = 0;
-            e->last_known = 0;
-        }
+    if (j->kind != 'D' || j->e)
+        cache_forget(j->s, j->kind == 'D' ? j->e : NULL);
     job_end(j);
 }
 
@@ -1916,7 +1951,7 @@ static int job_key(job_t *j, size_t i)
 static void reply_ok_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->loaded_ms = 0;
     } else {
         resp_simple(&j->c->out, "OK");
@@ -1935,7 +1970,7 @@ static void create_step(job_t *j)
     resp_meta_default(&e->meta);
     resp_meta_apply(&e->meta, &j->o);
     int64_t now = st_now_ms();
-    if (ent_set_labels(e, &j->o) || meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now)) {
+    if (ent_set_labels(e, &j->o) || job_meta_row(j, 0, e, now)) {
         fatal_oom(j->c);
         job_end(j);
         return;
@@ -1957,8 +1992,7 @@ static void alter_step(job_t *j)
     int64_t now = st_now_ms();
     if (now <= e->meta_ts)
         now = e->meta_ts + 1;
-    if ((j->o.has_labels && ent_set_labels(e, &j->o)) ||
-        meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now)) {
+    if ((j->o.has_labels && ent_set_labels(e, &j->o)) || job_meta_row(j, 0, e, now)) {
         fatal_oom(j->c);
         job_end(j);
         return;
@@ -2014,7 +2048,7 @@ static void cmd_alter(rconn_t *c)
 static void add_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->loaded_ms = 0;
         j->e->hi_known = j->e->last_known = 0;
     } else {
@@ -2039,16 +2073,16 @@ static void add_write(job_t *j)
         rc = ent_set_labels(e, &j->o);
         int64_t now = st_now_ms();
         if (!rc)
-            rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+            rc = job_meta_row(j, 0, e, now);
         e->exists = 1;
         e->meta_ts = now;
     } else if (!j->plain && meta_stale(j->s, e)) {
         int64_t now = st_now_ms();
-        rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+        rc = job_meta_row(j, 0, e, now);
         e->meta_ts = now;
     }
     if (!rc)
-        rc = sample_line(&j->w, j->key, j->klen, j->plain, j->ts, j->v);
+        rc = job_sample(j, 0, j->key, j->klen, j->plain, j->ts, j->v);
     if (rc) {
         fatal_oom(j->c);
         job_end(j);
@@ -2270,42 +2304,61 @@ static int bctx_cmd(bctx_t *b, int32_t cnt)
     return 0;
 }
 
+/* A 400 of the write pipeline that only rejected items (no sample refused
+ * by a cardinality limit) whose reasons are all known: each command can
+ * then be answered on its own. */
+static int rejects_only(const job_t *j)
+{
+    if (j->status != 400 || !j->wr || !resp_write_rejected_all(j->wr))
+        return 0;
+    return !j->body.len || !memmem(j->body.data, j->body.len, "\"refused\":[{", 12);
+}
+
+/* The error reply of a write that failed as a whole: the text
+ * reply_http_error would send, without the "-" and CRLF, into msg. */
+static void write_error_text(job_t *j, char *msg, size_t cap)
+{
+    st_buf_t tmp = j->c->out;
+    st_buf_init(&j->c->out);
+    reply_http_error(j, "write");
+    size_t el = j->c->out.len;
+    snprintf(msg, cap, "%.*s", (int)(el > 3 ? el - 3 : 0),
+             el > 1 ? (const char *)j->c->out.data + 1 : "");
+    st_buf_deinit(&j->c->out);
+    j->c->out = tmp;
+}
+
 static void batch_written(job_t *j)
 {
     bctx_t *b = j->ctx;
     st_buf_t *o = &j->c->out;
     char msg[400] = "";
     int ok = j->status == 204 || j->status == 200;
+    int each = !ok && rejects_only(j);
     if (!ok) {
-        /* one write for the whole batch: every sample shares its fate */
-        st_buf_t tmp = j->c->out;
-        st_buf_init(&j->c->out);
-        reply_http_error(j, "write");
-        size_t el = j->c->out.len;
-        snprintf(msg, sizeof msg, "%.*s", (int)(el > 3 ? el - 3 : 0),
-                 el > 1 ? (const char *)j->c->out.data + 1 : "");
-        st_buf_deinit(&j->c->out);
-        j->c->out = tmp;
-        cache_clear(j->s); /* what the cache assumed of these keys may be wrong */
+        /* one write for the whole batch: every sample shares its fate,
+         * unless the pipeline rejected single items (those answer alone) */
+        if (!each)
+            write_error_text(j, msg, sizeof msg);
+        cache_forget(j->s, NULL); /* what the cache assumed of these keys may be wrong */
     }
     size_t k = 0;
     for (size_t i = 0; i < b->nc; i++) {
-        if (b->cnt[i] < 0) {
-            if (ok)
-                resp_int(o, b->v[k]);
-            else
+        size_t cnt = b->cnt[i] < 0 ? 1 : (size_t)b->cnt[i];
+        if (b->cnt[i] >= 0)
+            resp_array(o, cnt);
+        for (size_t q = 0; q < cnt; q++, k++) {
+            const char *why = each ? resp_write_rejected(j->wr, (uint32_t)k) : NULL;
+            if (!ok && !each) {
                 resp_error(o, msg);
-            k++;
-            continue;
-        }
-        resp_array(o, (size_t)b->cnt[i]);
-        for (int32_t q = 0; q < b->cnt[i]; q++, k++) {
-            if (!ok)
-                resp_error(o, msg);
-            else if (b->v[k] == INT64_MIN)
+            } else if (b->v[k] == INT64_MIN) {
                 resp_error(o, "ERR TSDB: invalid sample");
-            else
+            } else if (why) {
+                metric_counter_inc(j->s->m_errors);
+                resp_errorf(o, "ERR write failed: %s", why);
+            } else {
                 resp_int(o, b->v[k]);
+            }
         }
     }
     job_end(j);
@@ -2341,20 +2394,26 @@ static void batch_submit(rconn_t *c)
     c->batch = NULL;
     c->busy = 1;
     c->cmd_used = 0;
-    bctx_t *b = j->ctx;
-    if (j->w.len == 0) { /* nothing valid to write */
+    if (!j->wr || resp_write_count(j->wr) == 0) { /* nothing valid to write */
         j->status = 204;
         batch_written(j);
         return;
     }
-    (void)b;
+    metric_counter_inc(c->s->m_batches);
     job_write(j, batch_written);
 }
 
 static int batch_full(const job_t *j)
 {
     const bctx_t *b = j->ctx;
-    return j->w.len >= RESP_BATCH_MAX_BYTES || b->nc >= RESP_BATCH_MAX_CMDS;
+    return (j->wr && resp_write_bytes(j->wr) >= RESP_BATCH_MAX_BYTES) ||
+           b->nc >= RESP_BATCH_MAX_CMDS;
+}
+
+/* Is the key spelled as a series (cpu{host="a"})? */
+static int key_is_series(const resp_arg_t *k)
+{
+    return k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
 }
 
 /* TS.MADD key ts value ...: its samples into the open batch. Returns 0, or
@@ -2362,7 +2421,7 @@ static int batch_full(const job_t *j)
 static int batch_madd(rconn_t *c)
 {
     job_t *j = batch_get(c);
-    if (!j) {
+    if (!j || !job_wr(j)) {
         fatal_oom(c);
         return -1;
     }
@@ -2377,25 +2436,25 @@ static int batch_madd(rconn_t *c)
         int now;
         double v;
         int64_t rep = INT64_MIN;
+        uint32_t slot = (uint32_t)b->nv;
         if (k->len > 0 && !memchr(k->p, 0, k->len) &&
             !resp_parse_ts(&c->argv[2 + 3 * i], &ts, &now) &&
             !resp_parse_double(&c->argv[3 + 3 * i], &v)) {
             if (now)
                 ts = now_ms;
-            int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
-            size_t mark = j->w.len;
-            if (sample_line(&j->w, k->p, k->len, plain, ts, v) == 0) {
-                rep = ts;
-                ent_t *e = cache_get(c->s, k->p, k->len, 0);
-                if (e && e->hi_known && ts >= e->hi) {
-                    e->hi = ts;
-                    e->last_v = v;
-                }
-                if (e && !plain && meta_stale(c->s, e) &&
-                    meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now_ms) == 0)
-                    e->meta_ts = now_ms;
-            } else {
-                j->w.len = mark;
+            int plain = key_is_series(k);
+            if (resp_write_sample(j->wr, slot, k->p, k->len, plain, ts, v))
+                goto oom;
+            rep = ts;
+            ent_t *e = cache_get(c->s, k->p, k->len, 0);
+            if (e && e->hi_known && ts >= e->hi) {
+                e->hi = ts;
+                e->last_v = v;
+            }
+            if (e && !plain && meta_stale(c->s, e)) {
+                if (job_meta_row(j, slot, e, now_ms))
+                    goto oom;
+                e->meta_ts = now_ms;
             }
         }
         if (bctx_push(b, rep))
@@ -2415,23 +2474,28 @@ static void cmd_madd(rconn_t *c)
         batch_submit(c);
 }
 
+/* Are the key's settings cached and fresh enough for a batched write? */
+static int ent_fresh(const router_resp_t *s, const ent_t *e)
+{
+    return e && e->loaded_ms && (uint64_t)st_now_ms() - e->loaded_ms < RESP_META_TTL_MS &&
+           !meta_stale(s, e);
+}
+
 /* A TS.ADD that can join the batch: its key's settings are cached and
- * fresh, it exists, and the sample needs no read first (no duplicate
- * possible under its policy, no IGNORE). Returns 1 when added. */
+ * fresh, and the sample needs no read first (no duplicate possible under
+ * its policy, no IGNORE); a key without settings is created with the
+ * TS.ADD's options, as add_write does. Returns 1 when added, -1 when the
+ * key's settings are not cached (a prefetch may help), else 0. */
 static int batch_add(rconn_t *c)
 {
     if (c->argc < 4)
         return 0;
     const resp_arg_t *k = &c->argv[1];
-    if (k->len == 0 || memchr(k->p, 0, k->len))
-        return 0;
-    int plain = k->len > 1 && k->p[k->len - 1] == '}' && memchr(k->p, '{', k->len);
-    if (plain)
+    if (k->len == 0 || memchr(k->p, 0, k->len) || key_is_series(k))
         return 0;
     ent_t *e = cache_get(c->s, k->p, k->len, 0);
-    if (!e || !e->exists || !e->loaded_ms ||
-        (uint64_t)st_now_ms() - e->loaded_ms >= RESP_META_TTL_MS || meta_stale(c->s, e))
-        return 0;
+    if (!ent_fresh(c->s, e))
+        return -1;
     int64_t ts;
     int now;
     double v;
@@ -2443,23 +2507,46 @@ static int batch_add(rconn_t *c)
         return 0;
     if (now)
         ts = st_now_ms();
-    int dup = o.on_dup != DUP_UNSET ? o.on_dup : e->meta.dup != DUP_UNSET ? e->meta.dup : DUP_BLOCK;
-    int ignore = e->meta.ignore_max_time || e->meta.ignore_max_val;
+    /* the policy add_step would choose */
+    int dup = o.on_dup != DUP_UNSET                   ? o.on_dup
+              : e->exists && e->meta.dup != DUP_UNSET ? e->meta.dup
+              : o.dup != DUP_UNSET && !e->exists      ? o.dup
+                                                      : DUP_BLOCK;
+    int ignore = e->exists && (e->meta.ignore_max_time || e->meta.ignore_max_val);
     if (ignore && dup == DUP_LAST)
         return 0;
     if (dup != DUP_LAST && !(e->hi_known && ts > e->hi))
         return 0;
     job_t *j = batch_get(c);
-    if (!j)
+    if (!j || !job_wr(j))
         return 0;
     bctx_t *b = j->ctx;
-    size_t mark = j->w.len;
-    if (sample_line(&j->w, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
-        j->w.len = mark;
+    size_t mark = resp_write_count(j->wr);
+    uint32_t slot = (uint32_t)b->nv;
+    int64_t now_ms = st_now_ms();
+    if (!e->exists) { /* auto-create with the options of this TS.ADD */
+        resp_meta_t m;
+        resp_meta_default(&m);
+        resp_meta_apply(&m, &o);
+        ent_t tmp = {.key = e->key, .meta = m};
+        if (ent_set_labels(&tmp, &o) || job_meta_row(j, slot, &tmp, now_ms)) {
+            ent_free_labels(&tmp);
+            resp_write_truncate(j->wr, mark);
+            return 0;
+        }
+        ent_free_labels(e);
+        e->meta = m;
+        e->kv = tmp.kv;
+        e->nl = tmp.nl;
+        e->exists = 1;
+        e->meta_ts = now_ms;
+    }
+    if (resp_write_sample(j->wr, slot, k->p, k->len, 0, ts, v) || bctx_cmd(b, -1)) {
+        resp_write_truncate(j->wr, mark);
         return 0;
     }
     if (bctx_push(b, ts)) {
-        j->w.len = mark;
+        resp_write_truncate(j->wr, mark);
         b->nc--;
         return 0;
     }
@@ -2471,7 +2558,8 @@ static int batch_add(rconn_t *c)
 }
 
 /* Pipelined writes join one batch: called by conn_run for each command.
- * Returns 1 when the command went into the batch (answered later). */
+ * Returns 1 when the command went into the batch (answered later), -1 when
+ * a TS.ADD could join once its key's settings are read, else 0. */
 static int batch_try(rconn_t *c, const cmd_t *k)
 {
     if (!k || (k->fn != cmd_madd && k->fn != cmd_add))
@@ -2481,8 +2569,10 @@ static int batch_try(rconn_t *c, const cmd_t *k)
             return 0;
         if (batch_madd(c))
             return 0;
-    } else if (!batch_add(c)) {
-        return 0;
+    } else {
+        int rc = batch_add(c);
+        if (rc != 1)
+            return rc;
     }
     metric_counter_inc(c->s->m_cmd[k - commands]);
     if (batch_full(c->batch))
@@ -2505,7 +2595,7 @@ static void incr_done(job_t *j)
 static void incr_written(job_t *j)
 {
     if (j->status != 204 && j->status != 200) {
-        reply_http_error(j, "write");
+        reply_write_failed(j);
         j->e->hi_known = j->e->last_known = 0;
         j->e->loaded_ms = 0;
     } else {
@@ -2566,18 +2656,18 @@ static void incr_probed(job_t *j)
         rc = ent_set_labels(e, &j->o);
         int64_t now = st_now_ms();
         if (!rc)
-            rc = meta_line(&j->w, e->key, &e->meta, e->kv, e->nl, now);
+            rc = job_meta_row(j, 0, e, now);
         e->exists = 1;
         e->meta_ts = now;
     }
     if (!rc)
-        rc = sample_line(&j->w, j->key, j->klen, j->plain, j->ts, j->v);
+        rc = job_sample(j, 0, j->key, j->klen, j->plain, j->ts, j->v);
     if (rc) {
         fatal_oom(j->c);
         incr_done(j);
         return;
     }
-    job_http(j, "POST", "/api/v1/import", "application/json", j->w.data, j->w.len, incr_written);
+    job_write(j, incr_written);
 }
 
 static void incr_step(job_t *j)
@@ -3547,6 +3637,21 @@ static void mfilter_done(job_t *j)
 /* GROUPBY label REDUCE r: series grouped by their value of the label
  * (series without it are left out); per timestamp, the reducer over the
  * group's values at that timestamp. */
+/* A sample of a GROUPBY group: its time, its place in the group, its value. */
+typedef struct gsample {
+    int64_t ts;
+    size_t i;
+    double v;
+} gsample_t;
+
+static int gsample_cmp(const void *a, const void *b)
+{
+    const gsample_t *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
 static void reply_groups(job_t *j, mrow_t *rows, size_t n)
 {
     char lab[300];
@@ -3586,28 +3691,21 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
                 resp_samples_push(&all, rows[i].s->ts[k], rows[i].s->v[k]);
         }
         st_buf_put_u8(&src, 0);
-        /* sort by timestamp (insertion sort is fine for small groups; use
-         * a simple index sort) */
+        /* by timestamp, the group's series in order at equal times
+         * (n log n: a group may hold millions of samples) */
         size_t m = all.n;
-        size_t *idx = malloc((m + 1) * sizeof *idx);
-        for (size_t i = 0; idx && i < m; i++)
-            idx[i] = i;
-        for (size_t i = 1; idx && i < m; i++) {
-            size_t t = idx[i], k = i;
-            while (k > 0 && all.ts[idx[k - 1]] > all.ts[t]) {
-                idx[k] = idx[k - 1];
-                k--;
-            }
-            idx[k] = t;
-        }
+        gsample_t *gs = malloc((m + 1) * sizeof *gs);
+        for (size_t i = 0; gs && i < m; i++)
+            gs[i] = (gsample_t){all.ts[i], i, all.v[i]};
+        if (gs && m > 1)
+            qsort(gs, m, sizeof *gs, gsample_cmp);
         resp_samples_t red = {0};
         double *buf = malloc((m + 1) * sizeof *buf);
-        for (size_t i = 0; idx && buf && i < m;) {
+        for (size_t i = 0; gs && buf && i < m;) {
             size_t k = i, c = 0;
-            while (k < m && all.ts[idx[k]] == all.ts[idx[i]])
-                buf[c++] = all.v[idx[k++]];
-            resp_samples_push(&red, all.ts[idx[i]],
-                              resp_agg_values(j->rg.reducer, NULL, buf, c, 0, 0));
+            while (k < m && gs[k].ts == gs[i].ts)
+                buf[c++] = gs[k++].v;
+            resp_samples_push(&red, gs[i].ts, resp_agg_values(j->rg.reducer, NULL, buf, c, 0, 0));
             i = k;
         }
         if (j->rg.rev)
@@ -3630,7 +3728,7 @@ static void reply_groups(job_t *j, mrow_t *rows, size_t n)
                              "__source__",  (const char *)src.data};
         reply_labels(j->c, &j->rg, (char *const *)gl, 3, 1);
         reply_samples(j->c, &red);
-        free(idx);
+        free(gs);
         free(buf);
         resp_samples_free(&all);
         resp_samples_free(&red);
@@ -4452,6 +4550,124 @@ static const cmd_t commands[] = {
 };
 static const size_t ncommands = sizeof commands / sizeof commands[0];
 
+/* ---- metadata prefetch for pipelined TS.ADD ------------------------------------ */
+
+/* A pipelined TS.ADD whose key's settings are not cached would run alone
+ * (a metadata read, then its write) and hold up the commands after it.
+ * Instead, the TS.ADD keys without fresh settings in the connection's
+ * buffered input (at most RESP_PREFETCH_KEYS) are read in one metadata
+ * export; the commands then join write batches. A prefetch that fails
+ * changes nothing: the commands take the one-by-one path, which answers
+ * the errors. */
+#define RESP_PREFETCH_KEYS 1024
+#define RESP_PREFETCH_ARGS 64 /* commands with more arguments end the scan */
+
+typedef struct pfetch {
+    char **keys;
+    size_t n;
+    uint64_t gen;
+} pfetch_t;
+
+static void pfetch_free(void *p)
+{
+    pfetch_t *f = p;
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        free(f->keys[i]);
+    free(f->keys);
+    free(f);
+}
+
+static void prefetch_done(job_t *j)
+{
+    pfetch_t *f = j->ctx;
+    xset_t x = {0};
+    char err[256];
+    if (j->status == 200 && !j->missing[0] && !parse_export(&j->body, &x, err, sizeof err)) {
+        /* every key asked for: no settings, unless a series below says so */
+        for (size_t i = 0; i < f->n; i++) {
+            ent_t *e = cache_get(j->s, f->keys[i], strlen(f->keys[i]), 1);
+            if (e) {
+                meta_fill(e, NULL, 0);
+                e->pf_gen = f->gen;
+            }
+        }
+        for (size_t i = 0; i < x.n; i++) {
+            const char *k = kv_get(x.v[i].kv, x.v[i].nl, RESP_TS_KEY_LABEL);
+            ent_t *e = k ? cache_get(j->s, k, strlen(k), 0) : NULL;
+            if (!e || e->pf_gen != f->gen || x.v[i].s.n == 0)
+                continue;
+            int64_t t = x.v[i].s.ts[x.v[i].s.n - 1];
+            if (!e->exists || t >= e->meta_ts)
+                meta_fill(e, &x.v[i], t);
+        }
+    }
+    xset_free(&x);
+    job_end(j);
+}
+
+/* The TS.ADD keys from the buffered input at c->in_off on whose settings
+ * are not cached, read in one export (the connection waits). Returns 1
+ * when started, 0 when there is nothing to read. */
+static int prefetch_start(rconn_t *c)
+{
+    router_resp_t *s = c->s;
+    resp_arg_t av[RESP_PREFETCH_ARGS];
+    size_t off = c->in_off, argc, used;
+    const char *msg;
+    pfetch_t *f = calloc(1, sizeof *f);
+    if (f)
+        f->keys = calloc(RESP_PREFETCH_KEYS, sizeof *f->keys);
+    if (!f || !f->keys) {
+        pfetch_free(f);
+        return 0;
+    }
+    f->gen = ++s->pf_gen;
+    while (f->n < RESP_PREFETCH_KEYS &&
+           resp_parse((const char *)c->in.data + off, c->in.len - off, av, RESP_PREFETCH_ARGS,
+                      &argc, &used, &msg) == RESP_CMD) {
+        off += used;
+        if (argc < 4 || av[0].len != 6 || strncasecmp(av[0].p, "TS.ADD", 6) != 0)
+            continue;
+        const resp_arg_t *k = &av[1];
+        if (k->len == 0 || memchr(k->p, 0, k->len) || key_is_series(k))
+            continue;
+        ent_t *e = cache_get(s, k->p, k->len, 1);
+        if (!e || ent_fresh(s, e) || e->pf_gen == f->gen)
+            continue;
+        e->pf_gen = f->gen;
+        if (!(f->keys[f->n] = dupn(k->p, k->len)))
+            break;
+        f->n++;
+    }
+    c->pf_end = off;
+    st_buf_t bufs[RESP_SEL_MAX];
+    size_t ns = 0;
+    if (!f->n || key_selectors(bufs, RESP_SEL_MAX, &ns, "__name__", RESP_TS_META_NAME,
+                               RESP_TS_KEY_LABEL, f->keys, f->n)) {
+        bufs_free(bufs, ns);
+        pfetch_free(f);
+        return 0;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        bufs_free(bufs, ns);
+        pfetch_free(f);
+        return 0;
+    }
+    j->ctx = f;
+    j->ctx_free = pfetch_free;
+    const char *sels[RESP_SEL_MAX] = {0};
+    for (size_t i = 0; i < ns; i++)
+        sels[i] = (const char *)bufs[i].data;
+    j->partial = 1;
+    metric_counter_inc(s->m_prefetch);
+    job_export(j, sels, ns, 0, INT64_MAX, prefetch_done);
+    bufs_free(bufs, ns);
+    return 1;
+}
+
 /* ---- dispatch and input ---------------------------------------------------------- */
 
 static void dispatch(rconn_t *c)
@@ -4535,10 +4751,20 @@ static void conn_run(rconn_t *c)
         }
         c->argc = argc;
         c->cmd_used = used;
-        if (argc && !conn_needs_auth(c) && batch_try(c, find_cmd(&c->argv[0]))) {
+        int bt = argc && !conn_needs_auth(c) ? batch_try(c, find_cmd(&c->argv[0])) : 0;
+        if (bt == 1) {
             c->in_off += used;
             c->cmd_used = 0;
             continue;
+        }
+        if (bt < 0 && c->in_off >= c->pf_end) { /* read the settings of the keys ahead */
+            c->cmd_used = 0;
+            if (c->batch) { /* the batch goes first; this command comes back here */
+                batch_submit(c);
+                break;
+            }
+            if (prefetch_start(c))
+                break;
         }
         if (c->batch) { /* the batch goes first; this command waits for it */
             c->cmd_used = 0;
@@ -4560,9 +4786,11 @@ static void conn_run(rconn_t *c)
         if (c->in_off == c->in.len) {
             c->in.len = 0;
             c->in_off = 0;
+            c->pf_end = 0;
         } else if (c->in_off > (1u << 16)) {
             memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
             c->in.len -= c->in_off;
+            c->pf_end = c->pf_end > c->in_off ? c->pf_end - c->in_off : 0;
             c->in_off = 0;
         }
     }
@@ -4733,8 +4961,14 @@ static int register_metrics(router_resp_t *s)
         "RESP AUTH/HELLO AUTH refusals answered late: the client address had recent failed "
         "logins at any door (HTTP, RESP, PostgreSQL).",
         NULL);
+    s->m_prefetch =
+        metrics_counter(m, "strata_resp_meta_prefetches_total",
+                        "Metadata reads for the TS.ADD keys of a pipeline at once.", NULL);
+    s->m_batches =
+        metrics_counter(m, "strata_resp_write_batches_total",
+                        "Writes of pipelined TS.ADD/TS.MADD commands gathered into one.", NULL);
     if (!s->m_conns || !s->m_open || !s->m_errors || !s->m_proto || !s->m_cmds_other || !s->m_cmd ||
-        !s->m_auth_fail || !s->m_auth_delayed)
+        !s->m_auth_fail || !s->m_auth_delayed || !s->m_prefetch || !s->m_batches)
         return ST_ENOMEM;
     for (size_t i = 0; i < ncommands; i++) {
         char low[64];

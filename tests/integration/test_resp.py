@@ -46,6 +46,38 @@ def base_ts():
     return t - t % 100000
 
 
+def read_replies(s, n):
+    """n RESP2 replies read from socket s: ints, errors ("-..."), arrays."""
+    buf = b""
+
+    def fill():
+        nonlocal buf
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed after %r" % buf[:200])
+        buf += chunk
+
+    def line():
+        nonlocal buf
+        for _ in range(1000):
+            i = buf.find(b"\r\n")
+            if i >= 0:
+                ln, buf = buf[:i], buf[i + 2:]
+                return ln.decode()
+            fill()
+        raise AssertionError("no line")
+
+    def one():
+        ln = line()
+        if ln[0] == ":":
+            return int(ln[1:])
+        if ln[0] == "*":
+            return [one() for _ in range(int(ln[1:]))]
+        return ln
+
+    return [one() for _ in range(n)]
+
+
 class RespTest(ClusterTestCase):
     @classmethod
     def setUpClass(cls):
@@ -129,6 +161,77 @@ class RespTest(ClusterTestCase):
         rows = r.execute_command("TS.RANGE", "pipe:1", "-", "+")
         self.assertEqual(len(rows), 500)
         self.assertEqual(self.vals(rows[:2]), [(T, 0.0), (T + 1, 1.0)])
+
+    def test_pipelined_write_batch(self):
+        """One socket read of write commands becomes one write: replies in
+        command order, a sample the pipeline refuses answers alone."""
+        self.ex("TS.CREATE", "pb:1", "DUPLICATE_POLICY", "LAST")
+        T = self.T + 8 * HOUR // 10
+        far = int(time.time() * 1000) + 3 * 24 * HOUR  # past max_future (1d)
+        cmds = [("TS.ADD", "pb:1", T, 1),
+                ("TS.MADD", "pb:1", T + 1, 2, "pb:1", far, 3, "pb:1", T + 2, 4),
+                ("TS.ADD", "pb:1", far + 1, 5),
+                ("TS.ADD", "pb:1", T + 3, 6),
+                ("TS.MADD", "pb:1", "bad", 1),
+                ("TS.ADD", "pb:1", T + 4, 7)]
+        data = b"".join(b"*%d\r\n" % len(c) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in c) for c in cmds)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as s:
+            s.sendall(data)
+            got = read_replies(s, len(cmds))
+        self.assertEqual(got[0], T)
+        self.assertEqual(got[1][0], T + 1)
+        self.assertRegex(got[1][1], r"^-ERR write failed: .*max_future")
+        self.assertEqual(got[1][2], T + 2)
+        self.assertRegex(got[2], r"^-ERR write failed: .*max_future")
+        self.assertEqual(got[3], T + 3)
+        self.assertEqual(got[4], ["-ERR TSDB: invalid sample"])
+        self.assertEqual(got[5], T + 4)
+        rows = self.ex("TS.RANGE", "pb:1", "-", "+")
+        self.assertEqual(self.vals(rows), [(T, 1.0), (T + 1, 2.0), (T + 2, 4.0), (T + 3, 6.0),
+                                           (T + 4, 7.0)])
+        # many pipelined TS.MADDs over several keys: every reply, in order
+        p = self.r().pipeline(transaction=False)
+        for i in range(300):
+            p.execute_command("TS.MADD", "pb:m%d" % (i % 7), T + i, i, "pb:n", T + i, -i)
+        self.assertEqual(p.execute(), [[T + i, T + i] for i in range(300)])
+        rows = self.ex("TS.RANGE", "pb:n", "-", "+")
+        self.assertEqual(self.vals(rows), [(T + i, float(-i)) for i in range(300)])
+
+    def resp_metric(self, name):
+        st, _, body = http_request(self.c.router_url(0) + "/metrics")
+        self.assertEqual(st, 200)
+        return sum(v for (n, _), v in parse_metrics(body.decode()).items() if n == name)
+
+    def test_pipelined_add_new_keys(self):
+        """Pipelined TS.ADD to keys the router has not seen: their settings
+        are read at once, new keys are created with the TS.ADD options, and
+        a duplicate under BLOCK answers only its own command."""
+        T = self.T + 9 * HOUR // 10
+        self.ex("TS.CREATE", "pf:blk", "DUPLICATE_POLICY", "BLOCK")
+        self.ex("TS.ADD", "pf:blk", T, 1)
+        pre, bat = (self.resp_metric("strata_resp_meta_prefetches_total"),
+                    self.resp_metric("strata_resp_write_batches_total"))
+        p = self.r().pipeline(transaction=False)
+        for i in range(200):
+            p.execute_command("TS.ADD", "pf:%d" % (i % 40), T + i, i, "ON_DUPLICATE", "LAST",
+                              "LABELS", "grp", "pf", "n", str(i % 40))
+            if i == 100:
+                p.execute_command("TS.ADD", "pf:blk", T, 2)
+        out = p.execute(raise_on_error=False)
+        self.assertEqual(len(out), 201)
+        self.assertEqual(out[:101], [T + i for i in range(101)])
+        self.assertIsInstance(out[101], redis.ResponseError)
+        self.assertIn("DUPLICATE_POLICY is set to BLOCK", str(out[101]))
+        self.assertEqual(out[102:], [T + i for i in range(101, 200)])
+        self.assertGreater(self.resp_metric("strata_resp_meta_prefetches_total"), pre)
+        self.assertGreater(self.resp_metric("strata_resp_write_batches_total"), bat)
+        keys = self.ex("TS.QUERYINDEX", "grp=pf")
+        self.assertEqual(sorted(keys), sorted("pf:%d" % i for i in range(40)))
+        self.assertEqual(self.ex("TS.QUERYINDEX", "n=7"), ["pf:7"])
+        rows = self.ex("TS.RANGE", "pf:7", "-", "+")
+        self.assertEqual(self.vals(rows), [(T + i, float(i)) for i in range(7, 200, 40)])
+        self.assertEqual(self.vals(self.ex("TS.RANGE", "pf:blk", "-", "+")), [(T, 1.0)])
 
     # ---- create / alter / add ---------------------------------------------
 
@@ -582,6 +685,16 @@ class RespDegradedTest(ClusterTestCase):
                 failed += 1
         self.assertGreater(failed, 0)
         self.assertGreater(ok, 0)
+        # a write some shards could not take answers TRYAGAIN (retry unchanged)
+        args = [x for k in keys for x in (k, T + 2, 3)]
+        data = b"*%d\r\n" % (len(args) + 1) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in ["TS.MADD"] + args)
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+            s.sendall(data)
+            got = read_replies(s, 1)[0]
+        self.assertEqual(len(got), len(keys))
+        for e in got:
+            self.assertRegex(e, r"^-TRYAGAIN write failed: .*shard")
 
 
 if __name__ == "__main__":
