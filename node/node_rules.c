@@ -567,13 +567,16 @@ static void wake(uv_async_t *a)
 
 /* ---- RPC_RULES and peers ---- */
 
-static int pack_response(node_rules_t *r, st_buf_t *out)
+static int pack_response(node_rules_t *r, const Strata__RulesRequest *q, st_buf_t *out)
 {
     pthread_mutex_lock(&r->mu);
     Strata__RulesResponse o = STRATA__RULES_RESPONSE__INIT;
-    o.rules.data = r->blob;
-    o.rules.len = r->blob_len;
     o.version = r->set.version;
+    o.crc = rules_blob_crc(r->blob, r->blob_len);
+    if (q->rules.len || q->have_version != o.version || q->have_crc != o.crc) {
+        o.rules.data = r->blob;
+        o.rules.len = r->blob_len;
+    }
     size_t sz = strata__rules_response__get_packed_size(&o);
     int rc = st_buf_reserve(out, sz) ? ST_ENOMEM : 0;
     if (!rc)
@@ -597,9 +600,9 @@ int node_rules_rpc(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out,
         if (rc > 0)
             rc = 0;
     }
-    strata__rules_request__free_unpacked(q, NULL);
     if (!rc)
-        rc = pack_response(r, out);
+        rc = pack_response(r, q, out);
+    strata__rules_request__free_unpacked(q, NULL);
     return rc;
 }
 

@@ -194,7 +194,16 @@ int rules_add(rules_t *s, const rule_t *r, uint64_t *id, char *err, size_t errle
         snprintf(err, errlen, "a rule from this source to this dest exists");
         return ST_EEXIST;
     }
+    if (strcmp(r->source, r->dest) == 0) {
+        snprintf(err, errlen, "source and dest must differ");
+        return ST_EINVAL;
+    }
     for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i].dest, r->dest) == 0) {
+            snprintf(err, errlen, "the dest already receives rule %llu (one source per dest)",
+                     (unsigned long long)s->v[i].id);
+            return ST_EEXIST;
+        }
         if (strcmp(s->v[i].source, r->dest) == 0) {
             snprintf(err, errlen, "the dest is the source of rule %llu (no chains)",
                      (unsigned long long)s->v[i].id);

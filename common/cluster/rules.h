@@ -88,7 +88,8 @@ void rules_free(rules_t *s);
 /* Deep copy (dst is overwritten, not freed). 0 or ST_ENOMEM. */
 int rules_copy(rules_t *dst, const rules_t *src);
 /* Append a copy of r after checks: validation, RULES_MAX (ST_ELIMIT),
- * the same source and dest already ruled (ST_EEXIST), chains: the new
+ * the same source and dest already ruled or the dest already receiving
+ * a rule (ST_EEXIST), source == dest, chains: the new
  * dest is the source of a rule, or the new source is some rule's dest
  * (ST_EINVAL). r->id 0: the next free id is given (returned in *id). */
 int rules_add(rules_t *s, const rule_t *r, uint64_t *id, char *err, size_t errlen);
