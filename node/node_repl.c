@@ -364,7 +364,8 @@ static void maybe_reply(coord_t *c)
         size_t bad = 0;
         while (bad < c->env.n && res[bad].code == 0)
             bad++;
-        c->done(c->done_arg, bad < c->env.n ? res[bad].code : 0, bad < c->env.n ? res[bad].msg : "");
+        c->done(c->done_arg, bad < c->env.n ? res[bad].code : 0,
+                bad < c->env.n ? res[bad].msg : "");
         goto out;
     }
     st_buf_t out;
@@ -599,7 +600,8 @@ static void on_submitted(void *arg, int status, uint8_t type, const uint8_t *pay
         for (size_t i = 0; res && i < res->n_results && !code; i++)
             if (res->results[i]->code) {
                 code = res->results[i]->code;
-                snprintf(why, sizeof why, "%s", res->results[i]->error ? res->results[i]->error : "");
+                snprintf(why, sizeof why, "%s",
+                         res->results[i]->error ? res->results[i]->error : "");
             }
         if (res)
             strata__node_write_result__free_unpacked(res, NULL);

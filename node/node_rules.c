@@ -79,8 +79,8 @@ struct node_rules {
     uv_async_t async;
     int async_open;
     int64_t last_log_ms;
-    metric_counter_t *buckets, *emitted, *err_write, *err_late, *err_state, *err_read,
-        *err_pending, *installs;
+    metric_counter_t *buckets, *emitted, *err_write, *err_late, *err_state, *err_read, *err_pending,
+        *installs;
     metric_gauge_t *g_rules, *g_states;
 };
 
@@ -332,8 +332,8 @@ static void close_bucket(node_rules_t *r, rule_compiled_t *c, uint32_t shard, co
     if (s->reread) {
         rule_acc_t a;
         rule_acc_reset(&a, s->acc.start_ms);
-        if (read_stored(r, shard, l, nl, a.start_ms, a.start_ms + ru->bucket_ms - 1, 0, NULL,
-                        &a) == 0)
+        if (read_stored(r, shard, l, nl, a.start_ms, a.start_ms + ru->bucket_ms - 1, 0, NULL, &a) ==
+            0)
             s->acc = a;
         else
             metric_counter_inc(r->err_read);
@@ -472,8 +472,7 @@ static void eval_wire_series(node_rules_t *r, uint32_t shard, const wire_series_
     }
 }
 
-void node_rules_observe(node_t *n, const repl_entry_t *e, size_t ne,
-                        const node_shard_result_t *res)
+void node_rules_observe(node_t *n, const repl_entry_t *e, size_t ne, const node_shard_result_t *res)
 {
     node_rules_t *r = n->rules;
     if (!r || atomic_load(&r->nrules) == 0)
@@ -731,9 +730,9 @@ int node_rules_create(node_t *n, node_rules_t **out)
                      "reads of stored samples that failed (read), closed buckets dropped "
                      "because too many wait (pending).";
     metrics_t *m = n->metrics;
-    r->buckets = metrics_counter(m, "strata_node_rule_buckets_written_total",
-                                 "Closed compaction rule buckets written to their destination.",
-                                 NULL);
+    r->buckets =
+        metrics_counter(m, "strata_node_rule_buckets_written_total",
+                        "Closed compaction rule buckets written to their destination.", NULL);
     r->emitted = metrics_counter(m, "strata_node_rule_buckets_closed_total",
                                  "Compaction rule buckets closed and sent to be written.", NULL);
     r->err_write = metrics_counter(m, "strata_node_rule_errors_total", eh, "reason", "write", NULL);

@@ -34,7 +34,7 @@
 #include "node_write.h"
 #include "repl.h"
 
-#define NODE_RULES_STATES_MAX 4000000 /* open buckets (rule x series) held in memory */
+#define NODE_RULES_STATES_MAX 4000000      /* open buckets (rule x series) held in memory */
 #define NODE_RULES_PENDING_MAX (64u << 20) /* bytes of closed buckets waiting to be written */
 
 typedef struct node_rules node_rules_t;

@@ -122,8 +122,7 @@ static int rule_json(st_buf_t *b, const rule_t *ru)
     char num[200];
     int rc = st_buf_append(b, "{\"id\":", 6);
     snprintf(num, sizeof num, "%llu,\"source\":", (unsigned long long)ru->id);
-    rc = rc || st_buf_append(b, num, strlen(num)) ||
-         st_json_str(b, ru->source, strlen(ru->source));
+    rc = rc || st_buf_append(b, num, strlen(num)) || st_json_str(b, ru->source, strlen(ru->source));
     snprintf(num, sizeof num,
              ",\"exact\":%s,\"aggregation\":\"%s\",\"bucket_ms\":%lld,\"align_ms\":%lld,"
              "\"created_ms\":%lld,\"dest\":",
@@ -256,12 +255,13 @@ static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload
     if (status || type != RPC_RULES_RESP ||
         !(o = strata__rules_response__unpack(NULL, len, payload))) {
         note(j, c->node,
-             status && type == RPC_ERROR && len ? "refused" : status ? st_strerror(status)
-                                                                     : "malformed reply");
+             status && type == RPC_ERROR && len ? "refused"
+             : status                           ? st_strerror(status)
+                                                : "malformed reply");
     } else if (j->phase == 0) {
         j->answered++;
-        if (o->rules.len && (!j->best || rules_blob_newer(o->rules.data, o->rules.len, j->best,
-                                                          j->best_len))) {
+        if (o->rules.len &&
+            (!j->best || rules_blob_newer(o->rules.data, o->rules.len, j->best, j->best_len))) {
             uint8_t *cp = malloc(o->rules.len);
             if (cp) {
                 memcpy(cp, o->rules.data, o->rules.len);
@@ -371,8 +371,8 @@ static int put_label(st_buf_t *b, const char *name, size_t nl, const char *value
 }
 
 /* dest text: dest, with labels added inside its braces. */
-static int build_dest(const char *dest, json_t *o, const char *form_labels, st_buf_t *b,
-                      char *err, size_t errlen)
+static int build_dest(const char *dest, json_t *o, const char *form_labels, st_buf_t *b, char *err,
+                      size_t errlen)
 {
     json_t *jl = o ? json_object_get(o, "labels") : NULL;
     int have = (jl && json_object_size(jl)) || (form_labels && *form_labels);
@@ -455,7 +455,8 @@ static int parse_add(rjob_t *j, json_t *o, const http_params_t *p, char *err, si
         j->nr.bucket_ms = b;
         j->nr.align_ms = al;
         j->nr.created_ms = st_now_ms();
-        j->nr.flags = exact && (!strcmp(exact, "1") || !strcmp(exact, "true")) ? RULE_FLAG_EXACT : 0;
+        j->nr.flags =
+            exact && (!strcmp(exact, "1") || !strcmp(exact, "true")) ? RULE_FLAG_EXACT : 0;
         if (!j->nr.dest)
             rc = ST_ENOMEM;
         else
@@ -636,8 +637,8 @@ int router_rules_create(router_t *r)
     r->rules = rr;
     rr->asking = calloc(topo_node_count(r->topo) ? topo_node_count(r->topo) : 1, 1);
     const char *h = "Compaction rule requests (/api/v1/admin/rules) by result.";
-    rr->ok = metrics_counter(r->metrics, "strata_router_rule_requests_total", h, "result", "ok",
-                             NULL);
+    rr->ok =
+        metrics_counter(r->metrics, "strata_router_rule_requests_total", h, "result", "ok", NULL);
     rr->failed = metrics_counter(r->metrics, "strata_router_rule_requests_total", h, "result",
                                  "unavailable", NULL);
     rr->refused = metrics_counter(r->metrics, "strata_router_rule_requests_total", h, "result",
