@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.parse
 
-from harness import ClusterTestCase, free_port, http_request, metric_sum
+from harness import ClusterTestCase, binary, free_port, http_request, metric_sum
 
 try:
     import redis
@@ -221,12 +221,19 @@ class RulesTest(ClusterTestCase):
         info = r.execute_command("TS.INFO", "rsrc")
         self.assertEqual(dict(zip(info[::2], info[1::2]))["rules"], [])
 
+    def strata(self, *args):
+        out = subprocess.run([binary("cli"), "rule", "--router", self.c.router_url(0)] +
+                             list(args), capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
     def test_3_node_down_during_create(self):
         c = self.c
         c.kill9(2)
-        st, js = self.create(source="mem_v", aggregation="min", bucket="1m", dest="mem_min")
-        self.assertEqual(st, 200, js)
-        self.assertEqual(js["data"]["nodes_acked"], 2)
+        out = self.strata("add", "mem_v", "mem_min", "--aggregation", "min", "--bucket", "1m")
+        self.assertRegex(out, r"rule \d+ added")
+        self.assertIn("mem_v -> mem_min", self.strata("list"))
+        st, js = self.rules_api("GET")
         version = js["data"]["version"]
         c.restart(2)
         c.wait_until(lambda: metric_sum(c.node_metrics(2), "strata_node_rules") >= 1, 60,
@@ -234,10 +241,9 @@ class RulesTest(ClusterTestCase):
         st, js = self.rules_api("GET")
         self.assertEqual(js["data"]["version"], version)
         self.assertTrue(os.path.exists(os.path.join(c.data_dir(2), "rules")))
-        # the rule set survives a restart of every node (it is on disk)
-        st, js = self.rules_api("DELETE", {"id": [r["id"] for r in js["data"]["rules"]
-                                                  if r["dest"] == "mem_min"][0]})
-        self.assertEqual(st, 200, js)
+        rid = [r["id"] for r in js["data"]["rules"] if r["dest"] == "mem_min"][0]
+        self.assertIn("removed", self.strata("remove", str(rid)))
+        self.assertNotIn("mem_min", self.strata("list"))
 
 
 if __name__ == "__main__":
