@@ -79,8 +79,8 @@ struct node_rules {
     uv_async_t async;
     int async_open;
     int64_t last_log_ms;
-    metric_counter_t *buckets, *emitted, *err_write, *err_late, *err_state, *err_read, *err_pending,
-        *installs;
+    metric_counter_t *buckets, *emitted, *recomputed, *err_write, *err_late, *err_state, *err_read,
+        *err_pending, *installs;
     metric_gauge_t *g_rules, *g_states;
 };
 
@@ -343,6 +343,23 @@ static void close_bucket(node_rules_t *r, rule_compiled_t *c, uint32_t shard, co
         emit(r, c, l, nl, s->acc.start_ms, rule_acc_value(&s->acc, ru->agg, ru->bucket_ms));
 }
 
+/* Closed bucket b again from the stored samples: written again. */
+static int recompute(node_rules_t *r, rule_compiled_t *c, uint32_t shard, const st_label_t *l,
+                     size_t nl, int64_t b)
+{
+    const rule_t *ru = rule_compiled_rule(c);
+    rule_acc_t a;
+    rule_acc_reset(&a, b);
+    if (read_stored(r, shard, l, nl, b, b + ru->bucket_ms - 1, 0, NULL, &a) != 0) {
+        metric_counter_inc(r->err_late);
+        return -1;
+    }
+    metric_counter_inc(r->recomputed);
+    if (a.n)
+        emit(r, c, l, nl, b, rule_acc_value(&a, ru->agg, ru->bucket_ms));
+    return 0;
+}
+
 static void eval_series(node_rules_t *r, rule_compiled_t *c, uint32_t shard, const st_label_t *l,
                         size_t nl, uint64_t series, const int64_t *ts, const double *v, size_t ns)
 {
@@ -361,10 +378,14 @@ static void eval_series(node_rules_t *r, rule_compiled_t *c, uint32_t shard, con
         if (prev.n)
             emit(r, c, l, nl, prev.start_ms, rule_acc_value(&prev, ru->agg, ru->bucket_ms));
     }
+    int64_t redone = INT64_MIN; /* the closed bucket last recomputed for this batch */
     for (size_t i = 0; i < ns; i++) {
         int64_t b = rule_bucket_start(ts[i], ru->bucket_ms, ru->align_ms);
         if (b < s->acc.start_ms) {
-            metric_counter_inc(r->err_late);
+            /* a late sample (stored already): its closed bucket is
+             * recomputed from storage and written again */
+            if (b != redone && recompute(r, c, shard, l, nl, b) == 0)
+                redone = b;
             continue;
         }
         if (b > s->acc.start_ms) {
@@ -726,7 +747,8 @@ int node_rules_create(node_t *n, node_rules_t **out)
     r->pend = calloc(nsh ? nsh : 1, sizeof *r->pend);
     r->pend_n = calloc(nsh ? nsh : 1, sizeof *r->pend_n);
     const char *eh = "Compaction rule problems: bucket writes that failed (write), samples "
-                     "older than the open bucket (late), open buckets over the limit (state), "
+                     "older than the open bucket whose bucket could not be recomputed (late), "
+                     "open buckets over the limit (state), "
                      "reads of stored samples that failed (read), closed buckets dropped "
                      "because too many wait (pending).";
     metrics_t *m = n->metrics;
@@ -735,6 +757,9 @@ int node_rules_create(node_t *n, node_rules_t **out)
                         "Closed compaction rule buckets written to their destination.", NULL);
     r->emitted = metrics_counter(m, "strata_node_rule_buckets_closed_total",
                                  "Compaction rule buckets closed and sent to be written.", NULL);
+    r->recomputed = metrics_counter(
+        m, "strata_node_rule_buckets_recomputed_total",
+        "Closed compaction rule buckets recomputed from storage for a late sample.", NULL);
     r->err_write = metrics_counter(m, "strata_node_rule_errors_total", eh, "reason", "write", NULL);
     r->err_late = metrics_counter(m, "strata_node_rule_errors_total", eh, "reason", "late", NULL);
     r->err_state = metrics_counter(m, "strata_node_rule_errors_total", eh, "reason", "state", NULL);

@@ -20,8 +20,10 @@
  * open bucket in memory (after a restart, a failover to this replica, or
  * a rule set change) is rebuilt from the stored samples of the current
  * and the previous bucket; the previous bucket is written again (the same
- * value: idempotent). Samples older than the open bucket are ignored
- * (counted as late); one out of order inside the open bucket makes the
+ * value: idempotent). A late sample (older than the open bucket: parallel
+ * writers, a backfill) makes its closed bucket be recomputed from the
+ * stored samples and written again (unlike valkey-timeseries, which
+ * ignores it); one out of order inside the open bucket makes the open
  * bucket be recomputed from storage when it closes.
  */
 #ifndef NODE_RULES_H

@@ -146,6 +146,10 @@ class RulesTest(ClusterTestCase):
                      for h in range(3)}
         self.wait_buckets("load_max", want_load, "max buckets per host")
         self.assertNotIn(self.T + 3 * B, self.dest("temp_avg")[key])  # bucket 3 is open
+        # a late sample into closed bucket 1: the bucket is recomputed from storage
+        self.write(["temp,room=r1 value=100 %d" % (self.T + B + 500)])
+        want = {key: {self.T + B: (sum(range(PER, 2 * PER)) + 100) / (PER + 1.0)}}
+        self.wait_buckets("temp_avg", want, "bucket 1 recomputed for a late sample")
         # the line-protocol series that no rule matches stay untouched
         self.assertEqual(self.dest('{__name__=~"temp_avg|load_max",host="h9"}'), {})
 
@@ -158,13 +162,13 @@ class RulesTest(ClusterTestCase):
         c.kill9(ev)
         for k in (4, 5):
             self.write(self.temp_lines(k, k + 1))
-        want = {key: {self.T + k * B: k * PER + (PER - 1) / 2.0 for k in range(5)}}
+        want = {key: {self.T + k * B: k * PER + (PER - 1) / 2.0 for k in range(2, 5)}}
         self.wait_buckets("temp_avg", want, "buckets 3 and 4 after kill -9")
         c.restart(ev)
         c.wait_hints_drained(60)
         for k in (6, 7):
             self.write(self.temp_lines(k, k + 1))
-        want = {key: {self.T + k * B: k * PER + (PER - 1) / 2.0 for k in range(7)}}
+        want = {key: {self.T + k * B: k * PER + (PER - 1) / 2.0 for k in range(2, 7)}}
         self.wait_buckets("temp_avg", want, "buckets 5 and 6 after the restart")
         self.assertGreater(self.node_sum("strata_node_rule_buckets_written_total"), 0)
 
