@@ -42,6 +42,10 @@ def main():
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--conns", type=int, default=4)
+    ap.add_argument("--bucket", default="1m")
+    ap.add_argument("--unmatched", action="store_true",
+                    help="rules on metric names the workload does not write (lookup cost only)")
     a = ap.parse_args()
     os.environ["STRATA_BIN_DIR"] = os.path.abspath(a.build)
     from harness import Cluster, binary, http_request, metric_sum
@@ -54,7 +58,8 @@ def main():
 
         def bench(start):
             out = subprocess.run([binary("cli"), "bench", "--router", url, "--hosts",
-                                  str(a.hosts), "--hours", str(a.hours), "--start", str(start)],
+                                  str(a.hosts), "--hours", str(a.hours), "--start", str(start),
+                                  "--conns", str(a.conns)],
                                  capture_output=True, text=True, timeout=3600)
             if out.returncode != 0:
                 raise SystemExit(out.stderr)
@@ -68,8 +73,9 @@ def main():
         for i in range(a.rules):
             f = FIELDS[i % len(FIELDS)]
             body = urllib.parse.urlencode({
-                "source": 'cpu_%s{hostname="host_%d"}' % (f, (i // len(FIELDS)) % a.hosts),
-                "aggregation": "avg", "bucket": "1m",
+                "source": '%s_%s{hostname="host_%d"}' % ("nocpu" if a.unmatched else "cpu", f,
+                                                          (i // len(FIELDS)) % a.hosts),
+                "aggregation": "avg", "bucket": a.bucket,
                 "dest": 'cpu_%s_1m{r="%d"}' % (f, i)}).encode()
             st, _, data = http_request(url + "/api/v1/admin/rules", "POST", body,
                                        {"Content-Type": "application/x-www-form-urlencoded"})
