@@ -60,6 +60,7 @@ typedef struct node {
     rpc_server_t *rpc;
     rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
     struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
+    struct node_rules *rules; /* compaction rules: the set and its evaluation (node_rules.h) */
     http_server_t *http;
     metrics_t *metrics;
     auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */

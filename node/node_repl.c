@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "hints.h"
+#include "node_rules.h"
 #include "node_write.h"
 #include "st_err.h"
 #include "st_file.h"
@@ -216,6 +217,8 @@ typedef struct coord {
     uint32_t rf;
     int refs; /* outstanding outcomes: local job + peer calls */
     int local_done, replied, local_err;
+    node_repl_done_fn done; /* node_repl_submit: called instead of replying on conn */
+    void *done_arg;
     uv_work_t w;
 } coord_t;
 
@@ -228,7 +231,8 @@ typedef struct fwd {
 
 static void coord_free(coord_t *c)
 {
-    rpc_conn_release(c->conn);
+    if (c->conn)
+        rpc_conn_release(c->conn);
     free(c->payload);
     free(c->e);
     free(c->tally);
@@ -321,7 +325,10 @@ static void maybe_reply(coord_t *c)
         goto out;
     c->replied = 1;
     if (c->local_err) {
-        rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
+        if (c->done)
+            c->done(c->done_arg, c->local_err, st_strerror(c->local_err));
+        else
+            rpc_conn_reply_error(c->conn, c->reqid, c->local_err, st_strerror(c->local_err));
         goto out;
     }
     node_shard_result_t *res = c->local;
@@ -353,6 +360,14 @@ static void maybe_reply(coord_t *c)
                      topo_write_consistency_name(c->mode), t->acks, t->rf, t->required, who) < 0)
             res[i].msg[0] = '\0';
     }
+    if (c->done) {
+        size_t bad = 0;
+        while (bad < c->env.n && res[bad].code == 0)
+            bad++;
+        c->done(c->done_arg, bad < c->env.n ? res[bad].code : 0,
+                bad < c->env.n ? res[bad].msg : "");
+        goto out;
+    }
     st_buf_t out;
     st_buf_init(&out);
     if (node_pack_write_result(res, c->env.n, &out) == 0)
@@ -372,6 +387,8 @@ static void local_work(uv_work_t *w)
 {
     coord_t *c = w->data;
     c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
+    if (!c->local_err) /* this node coordinates: it evaluates the compaction rules */
+        node_rules_observe(c->r->n, c->e, c->env.n, c->local);
 }
 
 static void local_after(uv_work_t *w, int status)
@@ -447,19 +464,25 @@ static void on_fwd(void *arg, int status, uint8_t type, const uint8_t *payload, 
     fwd_done(f, status, payload, len, why);
 }
 
-void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
-                     size_t len)
+static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
+                       size_t len, node_repl_done_fn done, void *done_arg)
 {
     node_t *n = r->n;
     coord_t *c = calloc(1, sizeof *c);
     if (!c) {
-        rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
+        if (done)
+            done(done_arg, ST_ENOMEM, "out of memory");
+        else
+            rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
         return;
     }
     c->r = r;
     c->conn = conn;
     c->reqid = reqid;
-    rpc_conn_acquire(conn);
+    c->done = done;
+    c->done_arg = done_arg;
+    if (conn)
+        rpc_conn_acquire(conn);
     c->payload = malloc(len ? len : 1);
     int rc = c->payload ? 0 : ST_ENOMEM;
     if (!rc) {
@@ -481,8 +504,11 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
     if (!rc)
         rc = repl_scan(c->payload, len, c->e, ne, &c->env);
     if (rc) {
-        rpc_conn_reply_error(conn, reqid, rc,
-                             rc == ST_ENOMEM ? "out of memory" : "malformed NodeWrite");
+        const char *why = rc == ST_ENOMEM ? "out of memory" : "malformed NodeWrite";
+        if (done)
+            done(done_arg, rc, why);
+        else
+            rpc_conn_reply_error(conn, reqid, rc, why);
         coord_free(c);
         return;
     }
@@ -543,6 +569,102 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
         c->refs--;
         maybe_reply(c);
     }
+}
+
+void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
+                     size_t len)
+{
+    coordinate(r, conn, reqid, payload, len, NULL, NULL);
+}
+
+/* node_repl_submit: a NodeWrite sent to a peer that coordinates it. */
+typedef struct submit {
+    node_repl_t *r;
+    uint8_t *payload;
+    size_t len;
+    uint32_t shard, rank; /* the replica rank tried */
+    node_repl_done_fn done;
+    void *arg;
+} submit_t;
+
+static void submit_next(submit_t *s);
+
+static void on_submitted(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    submit_t *s = arg;
+    int code = status;
+    char why[200] = "";
+    if (!status && type == RPC_WRITE_RESP) {
+        Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
+        code = res ? 0 : ST_EPROTO;
+        for (size_t i = 0; res && i < res->n_results && !code; i++)
+            if (res->results[i]->code) {
+                code = res->results[i]->code;
+                snprintf(why, sizeof why, "%s",
+                         res->results[i]->error ? res->results[i]->error : "");
+            }
+        if (res)
+            strata__node_write_result__free_unpacked(res, NULL);
+    } else if (status && type == RPC_ERROR && len) {
+        snprintf(why, sizeof why, "%.*s", (int)(len < 190 ? len : 190), (const char *)payload);
+    } else if (!status) {
+        code = ST_EPROTO;
+    }
+    if (code && code != ST_EBUSY && ++s->rank < topo_replication_factor(s->r->n->topo)) {
+        submit_next(s); /* the next replica coordinates it */
+        return;
+    }
+    s->done(s->arg, code, why[0] ? why : code ? st_strerror(code) : "");
+    free(s->payload);
+    free(s);
+}
+
+static void submit_next(submit_t *s)
+{
+    node_repl_t *r = s->r;
+    const uint32_t *rep = topo_shard_replicas(r->n->topo, s->shard);
+    uint32_t rf = topo_replication_factor(r->n->topo);
+    for (; s->rank < rf; s->rank++) {
+        uint32_t node = rep[s->rank];
+        if (node == (uint32_t)r->n->self) {
+            coordinate(r, NULL, 0, s->payload, s->len, s->done, s->arg);
+            free(s->payload);
+            free(s);
+            return;
+        }
+        peer_t *p = &r->peers[node];
+        if (r->closing || !atomic_load(&p->up))
+            continue;
+        if (rpc_client_call(p->cli, RPC_WRITE, s->payload, s->len, (unsigned)r->timeout_ms,
+                            on_submitted, s) == 0)
+            return;
+    }
+    s->done(s->arg, ST_EUNAVAIL, "no replica of the shard is up");
+    free(s->payload);
+    free(s);
+}
+
+void node_repl_submit(node_repl_t *r, uint32_t shard, const uint8_t *payload, size_t len,
+                      node_repl_done_fn done, void *arg)
+{
+    submit_t *s = calloc(1, sizeof *s);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!s || !copy || shard >= topo_shards(r->n->topo)) {
+        free(s);
+        free(copy);
+        done(arg, s && copy ? ST_EINVAL : ST_ENOMEM, "cannot submit the write");
+        return;
+    }
+    memcpy(copy, payload, len);
+    *s = (submit_t){r, copy, len, shard, 0, done, arg};
+    submit_next(s);
+}
+
+rpc_client_t *node_repl_peer(node_repl_t *r, uint32_t node)
+{
+    if (node >= r->nnodes || r->closing || !r->peers[node].cli || !atomic_load(&r->peers[node].up))
+        return NULL;
+    return r->peers[node].cli;
 }
 
 /* ---- replay ------------------------------------------------------------ */
@@ -773,6 +895,7 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
     if (state == RPC_CLIENT_UP && !was) {
         st_info("peer up", "peer=%s", p->id);
         kick(p);
+        node_rules_peer_up(p->r->n, p->cli); /* the newest compaction rules win on both sides */
     } else if (state != RPC_CLIENT_UP && was) {
         st_warn("peer down", "peer=%s err=\"%s\"", p->id, st_strerror(err));
     }

@@ -38,6 +38,17 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out);
 /* Coordinate one RPC_WRITE (payload copied): replies on conn later. */
 void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
                      size_t len);
+/* The outcome of a submitted write: code 0, or ST_E* with a sentence. */
+typedef void (*node_repl_done_fn)(void *arg, int code, const char *msg);
+/* A NodeWrite (payload copied; consistency in its envelope) that this node
+ * originates (compaction rules): its shard's first live replica
+ * coordinates it (this node when it is that replica; else the call goes to
+ * the peer, and on to the next replica when that one fails). done runs
+ * once, later, on the loop. Loop thread only. */
+void node_repl_submit(node_repl_t *r, uint32_t shard, const uint8_t *payload, size_t len,
+                      node_repl_done_fn done, void *arg);
+/* The RPC client of peer `node` when it is up, else NULL (loop thread). */
+rpc_client_t *node_repl_peer(node_repl_t *r, uint32_t node);
 /* Stop timers and close the peer clients (on SIGTERM, on the loop). */
 void node_repl_shutdown(node_repl_t *r);
 /* Close the hint queues and free (after the loop has ended). */

@@ -12,6 +12,7 @@
  *   STATS        -> NodeStats (engine totals, hints, peers, degraded + reason)
  *   TSDB_STATUS  ReadRequest -> TsdbStatusResponse (node_status.c)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
+ *   RULES        RulesRequest -> RulesResponse (node_rules.c): the compaction rule set
  *   CANCEL       CancelRequest -> CANCEL_RESP (empty), on the loop: flags the
  *                running QUERYs of that id (node_query.c); unknown ids ignored
  * Reads (EXPORT, SERIES, LABEL_*) stop at the router's deadline
@@ -26,6 +27,7 @@
 
 #include "node.h"
 #include "node_repl.h"
+#include "node_rules.h"
 #include "node_write.h"
 #include "st_err.h"
 #include "st_log.h"
@@ -62,6 +64,8 @@ static void do_write(job_t *j)
     }
     if (!rc)
         rc = node_write_local(j->n, e, env.n, res);
+    if (!rc && !env.forwarded) /* RF = 1: this node is the coordinator */
+        node_rules_observe(j->n, e, env.n, res);
     if (!rc)
         rc = node_pack_write_result(res, env.n, &j->out);
     if (rc) {
@@ -362,6 +366,10 @@ static void work_cb(uv_work_t *w)
     case RPC_DELETE:
         j->err = node_delete_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_DELETE_RESP;
+        break;
+    case RPC_RULES:
+        j->err = node_rules_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_RULES_RESP;
         break;
     case RPC_QUERY:
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

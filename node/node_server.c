@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "node_repl.h"
+#include "node_rules.h"
 #include "net_listen.h"
 #include "st_err.h"
 #include "st_file.h"
@@ -243,6 +244,7 @@ static void on_signal(uv_signal_t *s, int signum)
         rpc_server_close(n->rpc, on_closed, NULL);
     n->rpc = NULL;
     node_repl_shutdown(n->repl);
+    node_rules_shutdown(n->rules);
     uv_close((uv_handle_t *)&n->sig_term, NULL);
     uv_close((uv_handle_t *)&n->sig_int, NULL);
     uv_close((uv_handle_t *)&n->sig_hup, NULL);
@@ -372,6 +374,10 @@ int node_start(node_t *n, const node_opts_t *o)
     }
     http_server_metrics(n->http, n->metrics, "node");
     http_server_set_tls(n->http, n->tls.listen);
+    if ((rc = node_rules_create(n, &n->rules)) != 0) {
+        st_error("cannot start the compaction rules", "err=\"%s\"", st_strerror(rc));
+        return 1;
+    }
     if ((rc = node_repl_create(n, &me, &n->repl)) != 0) {
         st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
         return 1;
@@ -411,6 +417,7 @@ int node_stop(node_t *n)
     }
     engine_budget_destroy(n->budget); /* after every engine */
     node_repl_destroy(n->repl);
+    node_rules_destroy(n->rules);
     if (n->loop)
         uv_loop_close(n->loop);
     rpc_budget_destroy(n->rpc_budget);

@@ -46,6 +46,7 @@
  */
 #include "router_resp.h"
 #include "router_delete.h"
+#include "router_rules.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -57,6 +58,7 @@
 #include "net_listen.h"
 #include "resp.h"
 #include "resp_cmd.h"
+#include "resp_rules.h"
 #include "resp_write.h"
 #include "selector.h"
 #include "st_err.h"
@@ -1899,11 +1901,92 @@ static void cmd_flushall(rconn_t *c)
     del_submit(j, sel, 1, INT64_MIN, INT64_MAX, 0);
 }
 
-/* Compaction rules come with the lifecycle work; one place answers until
- * they are wired. */
-static void not_yet(rconn_t *c, const char *what)
+/* ---- TS.CREATERULE / TS.DELETERULE (resp_rules.h) ------------------------------- */
+
+static int job_key(job_t *j, size_t i);
+
+/* The series selector of key argv[i] (owned, NUL-terminated), or NULL. */
+static char *arg_selector(job_t *j, size_t i)
 {
-    resp_errorf(&c->out, "ERR %s: not available yet", what);
+    st_buf_t t;
+    st_buf_init(&t);
+    int plain;
+    char err[200];
+    if (key_selector(&t, j->argv[i].p, j->argv[i].len, &plain, err, sizeof err) != 0) {
+        st_buf_deinit(&t);
+        return NULL;
+    }
+    return (char *)t.data;
+}
+
+typedef struct rule_ctx {
+    char *src, *dst;
+    int agg;
+    int64_t bucket, align;
+} rule_ctx_t;
+
+static void rule_ctx_free(void *p)
+{
+    rule_ctx_t *x = p;
+    free(x->src);
+    free(x->dst);
+    free(x);
+}
+
+static void rule_done(job_t *j)
+{
+    if (j->status == 200) {
+        resp_simple(&j->c->out, "OK");
+    } else {
+        json_t *doc =
+            j->body.len ? json_loadb((const char *)j->body.data, j->body.len, 0, NULL) : NULL;
+        json_t *e = doc ? json_object_get(doc, "error") : NULL;
+        const char *w =
+            resp_rules_error(j->status, json_is_string(e) ? json_string_value(e) : NULL);
+        if (w)
+            resp_error(&j->c->out, w);
+        else
+            reply_http_error(j, j->kind == 'r' ? "TS.CREATERULE" : "TS.DELETERULE");
+        json_decref(doc);
+    }
+    job_end(j);
+}
+
+static void createrule_dst(job_t *j)
+{
+    rule_ctx_t *x = j->ctx;
+    if (!j->e->exists && !j->plain) {
+        resp_error(&j->c->out, "ERR TSDB: the key does not exist");
+        job_end(j);
+        return;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    if (resp_rules_create_form(&b, x->src, x->dst, x->agg, x->bucket, x->align)) {
+        st_buf_deinit(&b);
+        fatal_oom(j->c);
+        job_end(j);
+        return;
+    }
+    job_http(j, "POST", "/api/v1/admin/rules", "application/x-www-form-urlencoded", b.data, b.len,
+             rule_done);
+    st_buf_deinit(&b);
+}
+
+static void createrule_src(job_t *j)
+{
+    if (!j->e->exists && !j->plain) {
+        resp_error(&j->c->out, "ERR TSDB: the key does not exist");
+        job_end(j);
+        return;
+    }
+    free(j->key);
+    j->key = NULL;
+    if (job_key(j, 2) != 0) {
+        job_end(j);
+        return;
+    }
+    job_meta(j, createrule_dst);
 }
 
 static void cmd_createrule(rconn_t *c)
@@ -1912,21 +1995,86 @@ static void cmd_createrule(rconn_t *c)
         resp_error(&c->out, "ERR TSDB: wrong aggregation type");
         return;
     }
-    int64_t b;
+    int64_t b, a = 0;
     if (resp_parse_int(&c->argv[5], &b) || b <= 0) {
         resp_error(&c->out, "ERR TSDB: bucketDuration must be greater than zero");
         return;
     }
-    if (c->argc == 7 && resp_parse_int(&c->argv[6], &b)) {
+    if (c->argc == 7 && resp_parse_int(&c->argv[6], &a)) {
         resp_error(&c->out, "ERR TSDB: invalid alignTimestamp");
         return;
     }
-    not_yet(c, "TS.CREATERULE");
+    if (c->argc > 7) {
+        resp_error(&c->out, "ERR TSDB: wrong number of arguments for 'TS.CREATERULE' command");
+        return;
+    }
+    if (c->argv[1].len == c->argv[2].len && !memcmp(c->argv[1].p, c->argv[2].p, c->argv[1].len)) {
+        resp_error(&c->out, "ERR TSDB: the source key and destination key should be different");
+        return;
+    }
+    job_t *j = job_new(c);
+    if (!j) {
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    rule_ctx_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        fatal_oom(c);
+        job_end(j);
+        return;
+    }
+    j->ctx = x;
+    j->ctx_free = rule_ctx_free;
+    j->kind = 'r';
+    x->agg = rule_agg_parse(c->argv[4].p, c->argv[4].len);
+    x->bucket = b;
+    x->align = a;
+    x->src = arg_selector(j, 1);
+    x->dst = arg_selector(j, 2);
+    if (!x->src || !x->dst) {
+        resp_error(&c->out, "ERR TSDB: invalid key");
+        job_end(j);
+        return;
+    }
+    if (job_key(j, 1) != 0) {
+        job_end(j);
+        return;
+    }
+    job_meta(j, createrule_src);
 }
 
 static void cmd_deleterule(rconn_t *c)
 {
-    not_yet(c, "TS.DELETERULE");
+    job_t *j = job_new(c);
+    if (!j) {
+        fatal_oom(c);
+        c->busy = 0;
+        return;
+    }
+    j->kind = 'd';
+    char *src = arg_selector(j, 1), *dst = arg_selector(j, 2);
+    st_buf_t t;
+    st_buf_init(&t);
+    if (!src || !dst) {
+        resp_error(&c->out, "ERR TSDB: invalid key");
+        free(src);
+        free(dst);
+        job_end(j);
+        return;
+    }
+    if (resp_rules_delete_target(&t, src, dst)) {
+        fatal_oom(c);
+        free(src);
+        free(dst);
+        st_buf_deinit(&t);
+        job_end(j);
+        return;
+    }
+    free(src);
+    free(dst);
+    job_http(j, "DELETE", (const char *)t.data, NULL, NULL, 0, rule_done);
+    st_buf_deinit(&t);
 }
 
 /* ---- TS.CREATE / TS.ALTER ------------------------------------------------------ */
@@ -2886,10 +3034,18 @@ static void range_read(job_t *j)
                 resp_bulk_str(o, e->kv[2 * i + 1]);
             }
         }
-        resp_bulk_str(o, "sourceKey");
-        resp_null(o, p);
-        resp_bulk_str(o, "rules");
-        resp_array(o, 0);
+        rules_t set; /* the router's newest known rule set (its heartbeat refreshes it) */
+        char *ksel = arg_selector(j, 1);
+        if (router_rules_snapshot(j->s->r, &set) == 0 && ksel) {
+            resp_rules_info(o, p, &set, ksel);
+        } else {
+            resp_bulk_str(o, "sourceKey");
+            resp_null(o, p);
+            resp_bulk_str(o, "rules");
+            resp_array(o, 0);
+        }
+        rules_free(&set);
+        free(ksel);
         resp_bulk_str(o, "ignoreMaxTimeDiff");
         resp_int(o, e->meta.ignore_max_time);
         resp_bulk_str(o, "ignoreMaxValDiff");

@@ -29,6 +29,7 @@
 #include "router_console.h"
 #include "router_resp.h"
 #include "router_delete.h"
+#include "router_rules.h"
 #include "router_import.h"
 #include "router_pg.h"
 #include "router_sql.h"
@@ -124,6 +125,7 @@ static void on_heartbeat(uv_timer_t *t)
                             &s->nodes[i]) == 0)
             r->stats_inflight[i] = 1;
     }
+    router_rules_tick(r); /* nodes behind on the compaction rules get the newest set */
 }
 
 static void rpc_log(void *arg, int level, const char *msg, const char *kv)
@@ -387,6 +389,8 @@ static const struct router_route {
     {"/api/v1/admin/users", NULL, handle_users, R_ADMIN, 0},
     {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series, R_ADMIN, 0},
     {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones, R_ADMIN, 0},
+    /* GET: read role; POST and DELETE ask the gate for admin in the handler */
+    {"/api/v1/admin/rules", NULL, router_handle_admin_rules, R_READ, 0},
     {"/api/v1/status/nodes", NULL, router_handle_nodes_status, R_READ, 0},
     {"/", NULL, router_handle_console, R_OPEN, CONFINES},
     {"/ui/", "", router_handle_console, R_OPEN, CONFINES}, /* /ui/<file> */
@@ -654,7 +658,8 @@ int router_server_start(router_server_t *s)
     r->clients = calloc(nn, sizeof *r->clients);
     s->nodes = calloc(nn, sizeof *s->nodes);
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
-        router_import_metrics(r) || router_console_metrics(r) || router_delete_metrics(r)) {
+        router_import_metrics(r) || router_console_metrics(r) || router_delete_metrics(r) ||
+        router_rules_create(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
@@ -738,6 +743,7 @@ int router_server_stop(router_server_t *s)
     router_t *r = &s->r;
     uv_loop_close(r->loop);
     auth_gate_destroy(r->auth);
+    router_rules_destroy(r);
     metrics_destroy(r->metrics);
     tls_set_destroy(&s->tls);
     free(r->hints_held);

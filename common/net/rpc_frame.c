@@ -64,6 +64,10 @@ const char *rpc_type_name(unsigned type)
         return "DELETE";
     case RPC_DELETE_RESP:
         return "DELETE_RESP";
+    case RPC_RULES:
+        return "RULES";
+    case RPC_RULES_RESP:
+        return "RULES_RESP";
     }
     return "UNKNOWN";
 }

@@ -73,6 +73,8 @@ typedef enum rpc_type {
     RPC_CANCEL_RESP = 33,      /* empty */
     RPC_DELETE = 34,           /* DeleteRequest: dry run or purge (deletes ride RPC_WRITE) */
     RPC_DELETE_RESP = 35,      /* DeleteResponse */
+    RPC_RULES = 38,            /* RulesRequest: offer / ask for the compaction rule set */
+    RPC_RULES_RESP = 39,       /* RulesResponse: the node's rule set */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

@@ -627,9 +627,10 @@ class RespTest(ClusterTestCase):
                                       "FILTER", "a=b"))
         self.assertIn("invalid fromTimestamp", e("TS.DEL", "k", "x", "+"))
         self.assertIn("does not exist", e("TS.DEL", "nokey:3", "-", "+"))
-        self.assertIn("TS.CREATERULE: not available yet",
-                      e("TS.CREATERULE", "a", "b", "AGGREGATION", "avg", 1000))
-        self.assertIn("TS.DELETERULE: not available yet", e("TS.DELETERULE", "a", "b"))
+        # compaction rules (test_rules.py covers them): keys that do not exist
+        self.assertIn("the key does not exist",
+                      e("TS.CREATERULE", "nokey:4", "nokey:5", "AGGREGATION", "avg", 1000))
+        self.assertIn("compaction rule does not exist", e("TS.DELETERULE", "nokey:4", "nokey:5"))
         self.assertIn("FLUSHALL is disabled", e("FLUSHALL"))
         self.assertIn("called without any password configured", e("AUTH", "x"))
         # protocol limits: an error reply, then the connection closes
