@@ -24,25 +24,22 @@
  * Thread safety: every function may be called from any thread; writes and
  * queries run concurrently (internal locking). engine_close() must not race
  * with other calls. One process at a time may open a directory (flock).
- */
-**VERSIONS(replication
-           : last write wins by version) *
-    *Every sample has a version,
-    a uint64(a hybrid logical clock, st_hlc.h
-             : *48 - bit wall ms << 16 | 16 - bit counter,
-               assigned once per RPC_WRITE by the *coordinating node and carried unchanged to every
-                   replica,
-               into the WAL *and into hints)
-        .0 = unversioned : engine_write without a version,
-  and all *data written before versions existed(WAL and segment format 1) reads as *version 0. Rule,
-  applied by every replica the same way : of two samples of *one(series, timestamp)
-the one with the HIGHER version is kept; equal
+ *
+ * VERSIONS (replication: last write wins by version)
+ *
+ * Every sample has a version, a uint64 (a hybrid logical clock, st_hlc.h:
+ * 48-bit wall ms << 16 | 16-bit counter, assigned once per RPC_WRITE by the
+ * coordinating node and carried unchanged to every replica, into the WAL
+ * and into hints). 0 = unversioned: engine_write without a version, and all
+ * data written before versions existed (WAL and segment format 1) reads as
+ * version 0. Rule, applied by every replica the same way: of two samples of
+ * one (series, timestamp) the one with the HIGHER version is kept; equal
  * versions: the later arrival (a redelivery of the same write).
  *
- * Where versions live (cost: data written once stays within ~0.1% of its
- * size without versions):
- *  - head and WAL: exact, one version per sample (WAL: one per record, a
- *    record is one write's series batch);
+ * Where versions live (data written once grows by one varint per segment
+ * block, well under 1%):
+ *  - head and WAL: exact, one version per sample (WAL: one per SAMPLES_V
+ *    record, a record is one write);
  *  - segment files (format 2): one version per block, `vmax`, the highest
  *    version of the samples flushed into the block (a varint in the block's
  *    directory entry). A flushed sample competes with its block's vmax, an
@@ -73,339 +70,339 @@ extern "C" {
 #include "st_err.h"
 #include "st_labels.h"
 #include "st_matcher.h"
-    typedef struct engine engine_t;
-    typedef struct engine_iter engine_iter_t;
 
-    typedef enum {
-        ENGINE_WAL_EVERY_WRITE = 0, /* fsync before a write returns (group commit) */
-        ENGINE_WAL_PERIODIC = 1,    /* fsync every wal_sync_interval_ms */
-        ENGINE_WAL_OS_DEFAULT = 2,  /* write(2) only; the OS decides when */
-        ENGINE_WAL_NONE = 3,        /* no WAL: unflushed data is lost on crash */
-    } engine_wal_mode_t;
+typedef struct engine engine_t;
+typedef struct engine_iter engine_iter_t;
 
-    /*
-     * A node-wide budget shared by the engines of one process (one per shard):
-     * head memory, open segment files and series cardinality are limited per
-     * node, not per engine. Thread-safe; create it before the engines that use
-     * it and destroy it after the last of them is closed. Every limit is 0 = no
-     * limit.
-     *
-     *   head_max_bytes           head (in-memory, unflushed) bytes summed over
-     *                            the engines; above it engine_write refuses
-     *                            whole writes with ST_EBUSY (nothing written,
-     *                            nothing logged) and wakes the flushers; writes
-     *                            are accepted again once flushing brings the
-     *                            sum back under it.
-     *   max_open_files           segment files held open (descriptor + mmap)
-     *                            over the engines: an LRU, files are opened on
-     *                            first read and the least recently used closed.
-     *                            Segments being read stay open while read, so
-     *                            the bound may be passed briefly by readers.
-     *   max_series               series summed over the engines (new series
-     *                            beyond it are refused; existing ones written).
-     *   max_new_series_per_hour  series created per node in a fixed window of
-     *                            one hour (wall clock, aligned to the hour).
-     *   max_new_series_per_write series created by one write: one
-     *                            engine_write_ex call, or several calls that
-     *                            share one engine_write_result_t (see below).
-     */
-    typedef struct engine_budget engine_budget_t;
+typedef enum {
+    ENGINE_WAL_EVERY_WRITE = 0, /* fsync before a write returns (group commit) */
+    ENGINE_WAL_PERIODIC = 1,    /* fsync every wal_sync_interval_ms */
+    ENGINE_WAL_OS_DEFAULT = 2,  /* write(2) only; the OS decides when */
+    ENGINE_WAL_NONE = 3,        /* no WAL: unflushed data is lost on crash */
+} engine_wal_mode_t;
 
-    typedef struct engine_budget_opts {
-        uint64_t head_max_bytes;
-        uint64_t max_open_files;
-        uint64_t max_series;
-        uint64_t max_new_series_per_hour;
-        uint64_t max_new_series_per_write;
-    } engine_budget_opts_t;
+/*
+ * A node-wide budget shared by the engines of one process (one per shard):
+ * head memory, open segment files and series cardinality are limited per
+ * node, not per engine. Thread-safe; create it before the engines that use
+ * it and destroy it after the last of them is closed. Every limit is 0 = no
+ * limit.
+ *
+ *   head_max_bytes           head (in-memory, unflushed) bytes summed over
+ *                            the engines; above it engine_write refuses
+ *                            whole writes with ST_EBUSY (nothing written,
+ *                            nothing logged) and wakes the flushers; writes
+ *                            are accepted again once flushing brings the
+ *                            sum back under it.
+ *   max_open_files           segment files held open (descriptor + mmap)
+ *                            over the engines: an LRU, files are opened on
+ *                            first read and the least recently used closed.
+ *                            Segments being read stay open while read, so
+ *                            the bound may be passed briefly by readers.
+ *   max_series               series summed over the engines (new series
+ *                            beyond it are refused; existing ones written).
+ *   max_new_series_per_hour  series created per node in a fixed window of
+ *                            one hour (wall clock, aligned to the hour).
+ *   max_new_series_per_write series created by one write: one
+ *                            engine_write_ex call, or several calls that
+ *                            share one engine_write_result_t (see below).
+ */
+typedef struct engine_budget engine_budget_t;
 
-    /* Fill `o` with no limits except max_open_files = 1024. */
-    void engine_budget_opts_default(engine_budget_opts_t * o);
-    int engine_budget_create(const engine_budget_opts_t *o, engine_budget_t **out);
-    /* After every engine using it is closed. NULL is a no-op. */
-    void engine_budget_destroy(engine_budget_t * b);
+typedef struct engine_budget_opts {
+    uint64_t head_max_bytes;
+    uint64_t max_open_files;
+    uint64_t max_series;
+    uint64_t max_new_series_per_hour;
+    uint64_t max_new_series_per_write;
+} engine_budget_opts_t;
 
-    typedef struct engine_budget_stats {
-        uint64_t head_bytes;      /* summed over the engines */
-        uint64_t open_files;      /* segment files open now */
-        uint64_t series;          /* summed over the engines */
-        uint64_t new_series_hour; /* created in the current hour window */
-        uint64_t files_opened;    /* lazy opens (LRU misses) */
-        uint64_t files_closed;    /* LRU evictions */
-    } engine_budget_stats_t;
-    void engine_budget_get_stats(engine_budget_t * b, engine_budget_stats_t * s);
+/* Fill `o` with no limits except max_open_files = 1024. */
+void engine_budget_opts_default(engine_budget_opts_t *o);
+int engine_budget_create(const engine_budget_opts_t *o, engine_budget_t **out);
+/* After every engine using it is closed. NULL is a no-op. */
+void engine_budget_destroy(engine_budget_t *b);
 
-    /* Levels of the log callback (same order as st_log's). */
-    enum { ENGINE_LOG_INFO = 1, ENGINE_LOG_WARN = 2, ENGINE_LOG_ERROR = 3 };
-    /* One line, no newline, e.g. "flush failed: partition 1700000000000: No
-     * space left on device". Called from engine threads (never with a lock that
-     * engine calls need); it must not call back into the engine. */
-    typedef void (*engine_log_cb)(void *arg, int level, const char *msg);
+typedef struct engine_budget_stats {
+    uint64_t head_bytes;      /* summed over the engines */
+    uint64_t open_files;      /* segment files open now */
+    uint64_t series;          /* summed over the engines */
+    uint64_t new_series_hour; /* created in the current hour window */
+    uint64_t files_opened;    /* lazy opens (LRU misses) */
+    uint64_t files_closed;    /* LRU evictions */
+} engine_budget_stats_t;
+void engine_budget_get_stats(engine_budget_t *b, engine_budget_stats_t *s);
 
-    typedef struct engine_opts {
-        engine_wal_mode_t wal_durability;
-        uint32_t wal_sync_interval_ms; /* PERIODIC: interval (default 100) */
-        int64_t partition_ms;          /* time partition length (default 1 day) */
-        int64_t retention_ms;          /* 0 = keep forever */
-        size_t memtable_max_bytes;     /* flush the head past this (default 64 MiB) */
-        int64_t memtable_max_age_ms;   /* flush the head when older (default 60 s) */
-        int background;                /* 1 (default): flush/compact on an engine thread;
-                                          0: only when engine_flush/engine_compact are called */
-        /* --- limits (issue 11) --- */
-        engine_budget_t *budget;      /* shared node limits; NULL (default): the engine
-                                         makes a private one from engine_budget_opts_default */
-        int64_t max_future_ms;        /* samples with ts > now + this are refused and counted
-                                         (too_far_future); 0 (default) = no limit */
-        uint32_t head_max_partitions; /* a head spanning more partitions flushes its oldest
-                                         ones early (default 64; 0 = no limit) */
-        int64_t close_max_ms;         /* engine_close flushes the head only if it can within
-                                         about this; else the head stays in the WAL and is
-                                         replayed at the next open (default 5000; 0 = always
-                                         flush; with ENGINE_WAL_NONE it always flushes) */
-        engine_log_cb log;            /* failures and recoveries, one line each (NULL: none) */
-        void *log_arg;
-    } engine_opts_t;
+/* Levels of the log callback (same order as st_log's). */
+enum { ENGINE_LOG_INFO = 1, ENGINE_LOG_WARN = 2, ENGINE_LOG_ERROR = 3 };
+/* One line, no newline, e.g. "flush failed: partition 1700000000000: No
+ * space left on device". Called from engine threads (never with a lock that
+ * engine calls need); it must not call back into the engine. */
+typedef void (*engine_log_cb)(void *arg, int level, const char *msg);
 
-    /* Fill `o` with the defaults above. */
-    void engine_opts_default(engine_opts_t * o);
+typedef struct engine_opts {
+    engine_wal_mode_t wal_durability;
+    uint32_t wal_sync_interval_ms; /* PERIODIC: interval (default 100) */
+    int64_t partition_ms;          /* time partition length (default 1 day) */
+    int64_t retention_ms;          /* 0 = keep forever */
+    size_t memtable_max_bytes;     /* flush the head past this (default 64 MiB) */
+    int64_t memtable_max_age_ms;   /* flush the head when older (default 60 s) */
+    int background;                /* 1 (default): flush/compact on an engine thread;
+                                      0: only when engine_flush/engine_compact are called */
+    /* --- limits (issue 11) --- */
+    engine_budget_t *budget;      /* shared node limits; NULL (default): the engine
+                                     makes a private one from engine_budget_opts_default */
+    int64_t max_future_ms;        /* samples with ts > now + this are refused and counted
+                                     (too_far_future); 0 (default) = no limit */
+    uint32_t head_max_partitions; /* a head spanning more partitions flushes its oldest
+                                     ones early (default 64; 0 = no limit) */
+    int64_t close_max_ms;         /* engine_close flushes the head only if it can within
+                                     about this; else the head stays in the WAL and is
+                                     replayed at the next open (default 5000; 0 = always
+                                     flush; with ENGINE_WAL_NONE it always flushes) */
+    engine_log_cb log;            /* failures and recoveries, one line each (NULL: none) */
+    void *log_arg;
+} engine_opts_t;
 
-    /*
-     * Open (creating if needed) the engine in `dir`; replays the WAL. On failure
-     * engine_last_error() says why in one line (file, offset, reason).
-     */
-    int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out);
-    /*
-     * Detail of the last failure on this thread ("" if none), or a warning from
-     * the last successful engine_open (e.g. a torn WAL tail that was cut).
-     */
-    const char *engine_last_error(void);
-    /*
-     * Stop background work, flush the head to segments, release everything.
-     * Bounded in time (opts.close_max_ms): a head too large to flush in time, or
-     * a flush that fails, is left in the WAL (replayed at the next open) instead.
-     */
-    int engine_close(engine_t * e);
+/* Fill `o` with the defaults above. */
+void engine_opts_default(engine_opts_t *o);
 
-    /* One series' samples in a write: labels sorted by name (st_labels_sort). */
-    typedef struct engine_series_batch {
-        const st_label_t *labels;
-        size_t nlabels;
-        const int64_t *ts;
-        const double *values;
-        size_t n;
-    } engine_series_batch_t;
+/*
+ * Open (creating if needed) the engine in `dir`; replays the WAL. On failure
+ * engine_last_error() says why in one line (file, offset, reason).
+ */
+int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out);
+/*
+ * Detail of the last failure on this thread ("" if none), or a warning from
+ * the last successful engine_open (e.g. a torn WAL tail that was cut).
+ */
+const char *engine_last_error(void);
+/*
+ * Stop background work, flush the head to segments, release everything.
+ * Bounded in time (opts.close_max_ms): a head too large to flush in time, or
+ * a flush that fails, is left in the WAL (replayed at the next open) instead.
+ */
+int engine_close(engine_t *e);
 
-    /*
-     * Write samples for `n` series. Samples in partitions already past the
-     * retention period are dropped and counted (samples_too_old), and so are
-     * samples more than max_future_ms ahead of the clock (too_far_future); a
-     * series all of whose samples are dropped is not added to the index. The
-     * batch is validated first (labels against the limits of st_labels.h); on a
-     * validation error nothing is written and *bad (if non-NULL) is set to the
-     * index of the offending series. Returns 0 once the batch is durable per the
-     * WAL mode; ST_EBUSY / ST_ELIMIT as engine_write_ex (engine_last_error()
-     * holds the reason).
-     */
-    int engine_write(engine_t * e, const engine_series_batch_t *b, size_t n, size_t *bad);
+/* One series' samples in a write: labels sorted by name (st_labels_sort). */
+typedef struct engine_series_batch {
+    const st_label_t *labels;
+    size_t nlabels;
+    const int64_t *ts;
+    const double *values;
+    size_t n;
+} engine_series_batch_t;
 
-    /*
-     * What a write did and what it refused. Counts are ADDED to (zero the struct
-     * with engine_write_result_init once per client request): one result passed
-     * to the calls of one request (e.g. one per shard, in sequence — never
-     * shared by concurrent calls) sums them, and max_new_series_per_write then
-     * applies to the whole request (new_series counts the series created so
-     * far). code/limit/reason keep the FIRST refusal.
-     */
-    typedef struct engine_write_result {
-        uint64_t written;         /* samples accepted (durable when the call returned 0
-                                     or ST_ELIMIT) */
-        uint64_t too_old;         /* samples dropped: before the retention period */
-        uint64_t too_far_future;  /* samples dropped: after now + max_future_ms */
-        uint64_t new_series;      /* series created */
-        uint64_t series_refused;  /* new series refused by a cardinality limit */
-        uint64_t samples_refused; /* their samples, plus everything of an ST_EBUSY write */
-        int code;                 /* 0, ST_EBUSY or ST_ELIMIT (first refusal) */
-        const char *limit;        /* its limit's name: "head_max_bytes", "max_series",
-                                     "max_new_series_per_hour", "max_new_series_per_write";
-                                     NULL if none */
-        uint64_t limit_value;     /* that limit's configured value */
-        uint32_t retry_after_s;   /* ST_EBUSY: suggested Retry-After (seconds, >= 1) */
-        size_t bad;               /* validation error: index of the offending series */
-        char reason[192];         /* one line naming the limit, e.g. "max_series limit
-                                     20000000 reached on this node" ("" if none) */
-    } engine_write_result_t;
+/*
+ * Write samples for `n` series. Samples in partitions already past the
+ * retention period are dropped and counted (samples_too_old), and so are
+ * samples more than max_future_ms ahead of the clock (too_far_future); a
+ * series all of whose samples are dropped is not added to the index. The
+ * batch is validated first (labels against the limits of st_labels.h); on a
+ * validation error nothing is written and *bad (if non-NULL) is set to the
+ * index of the offending series. Returns 0 once the batch is durable per the
+ * WAL mode; ST_EBUSY / ST_ELIMIT as engine_write_ex (engine_last_error()
+ * holds the reason).
+ */
+int engine_write(engine_t *e, const engine_series_batch_t *b, size_t n, size_t *bad);
 
-    void engine_write_result_init(engine_write_result_t * r);
+/*
+ * What a write did and what it refused. Counts are ADDED to (zero the struct
+ * with engine_write_result_init once per client request): one result passed
+ * to the calls of one request (e.g. one per shard, in sequence — never
+ * shared by concurrent calls) sums them, and max_new_series_per_write then
+ * applies to the whole request (new_series counts the series created so
+ * far). code/limit/reason keep the FIRST refusal.
+ */
+typedef struct engine_write_result {
+    uint64_t written;         /* samples accepted (durable when the call returned 0
+                                 or ST_ELIMIT) */
+    uint64_t too_old;         /* samples dropped: before the retention period */
+    uint64_t too_far_future;  /* samples dropped: after now + max_future_ms */
+    uint64_t new_series;      /* series created */
+    uint64_t series_refused;  /* new series refused by a cardinality limit */
+    uint64_t samples_refused; /* their samples, plus everything of an ST_EBUSY write */
+    int code;                 /* 0, ST_EBUSY or ST_ELIMIT (first refusal) */
+    const char *limit;        /* its limit's name: "head_max_bytes", "max_series",
+                                 "max_new_series_per_hour", "max_new_series_per_write";
+                                 NULL if none */
+    uint64_t limit_value;     /* that limit's configured value */
+    uint32_t retry_after_s;   /* ST_EBUSY: suggested Retry-After (seconds, >= 1) */
+    size_t bad;               /* validation error: index of the offending series */
+    char reason[192];         /* one line naming the limit, e.g. "max_series limit
+                                 20000000 reached on this node" ("" if none) */
+} engine_write_result_t;
 
-    /*
-     * engine_write with a result. Returns:
-     *   0          everything not dropped (too old / too far in the future) was
-     *              written and is durable;
-     *   ST_EBUSY   the node's head is over head_max_bytes: NOTHING was written
-     *              (nor logged); retry after r->retry_after_s (HTTP: 503 +
-     *              Retry-After);
-     *   ST_ELIMIT  a cardinality limit refused the new series counted in
-     *              r->series_refused; every other series was written and is
-     *              durable (HTTP: partial write, the reason names the limit);
-     *   another negative ST_E* code: as engine_write (r->bad on validation).
-     */
-    int engine_write_ex(engine_t * e, const engine_series_batch_t *b, size_t n,
-                        engine_write_result_t *r);
+void engine_write_result_init(engine_write_result_t *r);
 
-    /*
-     * engine_write_ex with a version for every sample of the call (see
-     * VERSIONS; 0 = unversioned, what engine_write_ex writes). A sample whose
-     * (series, timestamp) already holds a higher version is accepted (counted
-     * in r->written) but hidden by the newer value.
-     */
-    int engine_write_v(engine_t * e, const engine_series_batch_t *b, size_t n, uint64_t version,
-                       engine_write_result_t *r);
+/*
+ * engine_write with a result. Returns:
+ *   0          everything not dropped (too old / too far in the future) was
+ *              written and is durable;
+ *   ST_EBUSY   the node's head is over head_max_bytes: NOTHING was written
+ *              (nor logged); retry after r->retry_after_s (HTTP: 503 +
+ *              Retry-After);
+ *   ST_ELIMIT  a cardinality limit refused the new series counted in
+ *              r->series_refused; every other series was written and is
+ *              durable (HTTP: partial write, the reason names the limit);
+ *   another negative ST_E* code: as engine_write (r->bad on validation).
+ */
+int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n,
+                    engine_write_result_t *r);
 
-    /*
-     * Select series matching all `m` and iterate their samples in [mint, maxt]
-     * (inclusive). Prometheus semantics: a matcher that matches "" also selects
-     * series that lack the label; at least one matcher must not match "".
-     */
-    int engine_query(engine_t * e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
-                     engine_iter_t **out);
-    /*
-     * Next series with at least one sample in range: returns 1 and sets the
-     * outputs (valid until the next call), 0 at the end, or a negative error.
-     * Samples are sorted by timestamp, no duplicates.
-     */
-    int engine_iter_next(engine_iter_t * it, const st_label_t **labels, size_t *nlabels,
-                         const int64_t **ts, const double **values, size_t *n);
-    void engine_iter_destroy(engine_iter_t * it);
-    /*
-     * The versions of the samples the last engine_iter_next returned (same
-     * length and order as its ts/values, valid as long as they are): exact for
-     * samples in the head, the block's vmax for flushed ones (see VERSIONS).
-     */
-    const uint64_t *engine_iter_versions(const engine_iter_t *it);
-    /*
-     * Position of the iterator among the selected series (0 = before the first),
-     * and a jump to such a position: a paged export resumes where the previous
-     * page stopped. Positions are stable for one query, not across queries that
-     * see newly created series.
-     */
-    size_t engine_iter_pos(const engine_iter_t *it);
-    void engine_iter_seek(engine_iter_t * it, size_t pos);
+/*
+ * engine_write_ex with a version for every sample of the call (see
+ * VERSIONS; 0 = unversioned, what engine_write_ex writes). A sample whose
+ * (series, timestamp) already holds a higher version is accepted (counted
+ * in r->written) but hidden by the newer value.
+ */
+int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64_t version,
+                   engine_write_result_t *r);
 
-    /*
-     * Label names, or values of one label, over series matching `m` (nm may be
-     * 0: all series). `cb` gets each distinct string once, sorted, not
-     * NUL-terminated; a non-zero return stops the walk and is returned.
-     */
-    typedef int (*engine_str_cb)(void *arg, const char *s, size_t len);
-    int engine_label_names(engine_t * e, const st_matcher_t *m, size_t nm, engine_str_cb cb,
-                           void *arg);
-    int engine_label_values(engine_t * e, const char *name, const st_matcher_t *m, size_t nm,
-                            engine_str_cb cb, void *arg);
+/*
+ * Select series matching all `m` and iterate their samples in [mint, maxt]
+ * (inclusive). Prometheus semantics: a matcher that matches "" also selects
+ * series that lack the label; at least one matcher must not match "".
+ */
+int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                 engine_iter_t **out);
+/*
+ * Next series with at least one sample in range: returns 1 and sets the
+ * outputs (valid until the next call), 0 at the end, or a negative error.
+ * Samples are sorted by timestamp, no duplicates.
+ */
+int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabels,
+                     const int64_t **ts, const double **values, size_t *n);
+void engine_iter_destroy(engine_iter_t *it);
+/*
+ * The versions of the samples the last engine_iter_next returned (same
+ * length and order as its ts/values, valid as long as they are): exact for
+ * samples in the head, the block's vmax for flushed ones (see VERSIONS).
+ */
+const uint64_t *engine_iter_versions(const engine_iter_t *it);
+/*
+ * Position of the iterator among the selected series (0 = before the first),
+ * and a jump to such a position: a paged export resumes where the previous
+ * page stopped. Positions are stable for one query, not across queries that
+ * see newly created series.
+ */
+size_t engine_iter_pos(const engine_iter_t *it);
+void engine_iter_seek(engine_iter_t *it, size_t pos);
 
-    /*
-     * Delete (engine_delete.c): the samples in [start, end] (inclusive) of the
-     * series matching all `m` (at least one matcher; Prometheus' selection
-     * rules), written before this call. Reads stop returning them at once;
-     * later writes (any timestamp) are kept. Durable on return (WAL record +
-     * <dir>/tombstones). The bytes go when compaction next rewrites each
-     * partition concerned (engine_get_stats: purge_eta_ms), or at once with
-     * engine_purge. A series left with no sample disappears from label names /
-     * values and engine_label_pairs until it is written again.
-     * id: the delete's identity across deliveries (non-zero: a second call with
-     * the same id does nothing and sets r->duplicate). dry_run: only count.
-     * r: series with samples in range and those samples (before the delete).
-     */
-    typedef struct engine_delete_result {
-        uint64_t series;
-        uint64_t samples;
-        int duplicate;
-    } engine_delete_result_t;
-    int engine_delete(engine_t * e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
-                      uint64_t id, int dry_run, engine_delete_result_t *r);
-    /* Compact now every partition holding deleted samples; *bytes (may be NULL)
-     * gets the bytes this freed. */
-    int engine_purge(engine_t * e, uint64_t * bytes);
+/*
+ * Label names, or values of one label, over series matching `m` (nm may be
+ * 0: all series). `cb` gets each distinct string once, sorted, not
+ * NUL-terminated; a non-zero return stops the walk and is returned.
+ */
+typedef int (*engine_str_cb)(void *arg, const char *s, size_t len);
+int engine_label_names(engine_t *e, const st_matcher_t *m, size_t nm, engine_str_cb cb, void *arg);
+int engine_label_values(engine_t *e, const char *name, const st_matcher_t *m, size_t nm,
+                        engine_str_cb cb, void *arg);
 
-    /* Flush the whole head to segments now (synchronously). */
-    int engine_flush(engine_t * e);
-    /* Compact every partition that has more than one segment (synchronously). */
-    int engine_compact(engine_t * e);
-    /* Drop partitions that end before now - retention (synchronously). */
-    int engine_apply_retention(engine_t * e, int64_t now_ms);
-    /* Drop every partition (its segments) that ends at or before `cutoff` (ms);
-     * the head is untouched. Used by downsampling (engine_tier.h). */
-    int engine_drop_before(engine_t * e, int64_t cutoff);
-    /* Start of the oldest partition with segments starting at or after
-     * `after`, or ST_ENOENT if none. */
-    int engine_partition_after(engine_t * e, int64_t after, int64_t * start);
-    /* Wall-clock ms of the last segment written to the partition starting at
-     * `start` in this process (0: none since open, or no such partition). */
-    int64_t engine_partition_flushed_ms(engine_t * e, int64_t start);
+/*
+ * Delete (engine_delete.c): the samples in [start, end] (inclusive) of the
+ * series matching all `m` (at least one matcher; Prometheus' selection
+ * rules), written before this call. Reads stop returning them at once;
+ * later writes (any timestamp) are kept. Durable on return (WAL record +
+ * <dir>/tombstones). The bytes go when compaction next rewrites each
+ * partition concerned (engine_get_stats: purge_eta_ms), or at once with
+ * engine_purge. A series left with no sample disappears from label names /
+ * values and engine_label_pairs until it is written again.
+ * id: the delete's identity across deliveries (non-zero: a second call with
+ * the same id does nothing and sets r->duplicate). dry_run: only count.
+ * r: series with samples in range and those samples (before the delete).
+ */
+typedef struct engine_delete_result {
+    uint64_t series;
+    uint64_t samples;
+    int duplicate;
+} engine_delete_result_t;
+int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
+                  uint64_t id, int dry_run, engine_delete_result_t *r);
+/* Compact now every partition holding deleted samples; *bytes (may be NULL)
+ * gets the bytes this freed. */
+int engine_purge(engine_t *e, uint64_t *bytes);
 
-    typedef struct engine_stats {
-        uint64_t series;
-        uint64_t head_samples;
-        uint64_t head_bytes;
-        uint64_t segments;
-        uint64_t partitions;
-        uint64_t disk_bytes; /* segments + index + WAL */
-        uint64_t samples_written;
-        uint64_t samples_out_of_order;
-        uint64_t flushes;
-        uint64_t compactions;
-        uint64_t flush_errors;    /* failed flush attempts (retried; see engine_last_error) */
-        uint64_t samples_too_old; /* dropped: older than the retention period */
-        uint64_t wal_bytes;
-        uint64_t wal_syncs;
-        /* --- limits and failures (issue 11) --- */
-        uint64_t samples_too_far_future; /* dropped: after now + max_future_ms */
-        uint64_t series_refused;         /* new series refused by a cardinality limit */
-        uint64_t samples_refused;        /* samples of refused series and of busy writes */
-        uint64_t writes_refused_busy;    /* writes refused: node head over head_max_bytes */
-        uint64_t open_files;             /* segment files of this engine open now */
-        uint64_t head_partitions;        /* partitions the in-memory head spans */
-        uint64_t early_flushes;          /* flushes started by head_max_partitions */
-        uint64_t wal_errors;             /* failed WAL appends / syncs / rotations */
-        uint64_t compaction_errors;
-        uint64_t retention_errors;
-        uint32_t degraded; /* 1 while engine_health() reports degraded */
-        /* --- deletion (issue 14) --- */
-        uint64_t tombstones;            /* kept (done ones too: idempotence) */
-        uint64_t tombstones_pending;    /* older data still on disk in their range */
-        int64_t purge_eta_ms;           /* until the background compaction purges them (0: none) */
-        uint64_t deletes;               /* deletes applied */
-        uint64_t samples_deleted;       /* samples they removed */
-        uint64_t purge_bytes_reclaimed; /* bytes compaction freed while applying tombstones */
-        uint64_t purges;                /* such compactions */
-        uint64_t segment_opens;         /* segment files opened (mmap) by readers */
-        uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
-        uint64_t
-            writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
-    } engine_stats_t;
-    void engine_get_stats(engine_t * e, engine_stats_t * s);
+/* Flush the whole head to segments now (synchronously). */
+int engine_flush(engine_t *e);
+/* Compact every partition that has more than one segment (synchronously). */
+int engine_compact(engine_t *e);
+/* Drop partitions that end before now - retention (synchronously). */
+int engine_apply_retention(engine_t *e, int64_t now_ms);
+/* Drop every partition (its segments) that ends at or before `cutoff` (ms);
+ * the head is untouched. Used by downsampling (engine_tier.h). */
+int engine_drop_before(engine_t *e, int64_t cutoff);
+/* Start of the oldest partition with segments starting at or after
+ * `after`, or ST_ENOENT if none. */
+int engine_partition_after(engine_t *e, int64_t after, int64_t *start);
+/* Wall-clock ms of the last segment written to the partition starting at
+ * `start` in this process (0: none since open, or no such partition). */
+int64_t engine_partition_flushed_ms(engine_t *e, int64_t start);
 
-    /*
-     * Cardinality (engine_status.c): over the series matching m (every series
-     * when nm == 0), *series gets their count and cb every distinct label pair
-     * they carry (__name__ included) with the number of those series carrying
-     * it, in no particular order; the label's bytes are valid during the call.
-     * A non-zero return from cb stops the walk and is returned. Returns 0,
-     * ST_EINVAL (matchers that select nothing by themselves, a bad regex:
-     * engine_last_error) or ST_ENOMEM.
-     */
-    typedef int (*engine_pair_cb)(void *arg, const st_label_t *pair, uint64_t series);
-    int engine_label_pairs(engine_t * e, const st_matcher_t *m, size_t nm, uint64_t *series,
-                           engine_pair_cb cb, void *arg);
+typedef struct engine_stats {
+    uint64_t series;
+    uint64_t head_samples;
+    uint64_t head_bytes;
+    uint64_t segments;
+    uint64_t partitions;
+    uint64_t disk_bytes; /* segments + index + WAL */
+    uint64_t samples_written;
+    uint64_t samples_out_of_order;
+    uint64_t flushes;
+    uint64_t compactions;
+    uint64_t flush_errors;    /* failed flush attempts (retried; see engine_last_error) */
+    uint64_t samples_too_old; /* dropped: older than the retention period */
+    uint64_t wal_bytes;
+    uint64_t wal_syncs;
+    /* --- limits and failures (issue 11) --- */
+    uint64_t samples_too_far_future; /* dropped: after now + max_future_ms */
+    uint64_t series_refused;         /* new series refused by a cardinality limit */
+    uint64_t samples_refused;        /* samples of refused series and of busy writes */
+    uint64_t writes_refused_busy;    /* writes refused: node head over head_max_bytes */
+    uint64_t open_files;             /* segment files of this engine open now */
+    uint64_t head_partitions;        /* partitions the in-memory head spans */
+    uint64_t early_flushes;          /* flushes started by head_max_partitions */
+    uint64_t wal_errors;             /* failed WAL appends / syncs / rotations */
+    uint64_t compaction_errors;
+    uint64_t retention_errors;
+    uint32_t degraded; /* 1 while engine_health() reports degraded */
+    /* --- deletion (issue 14) --- */
+    uint64_t tombstones;            /* kept (done ones too: idempotence) */
+    uint64_t tombstones_pending;    /* older data still on disk in their range */
+    int64_t purge_eta_ms;           /* until the background compaction purges them (0: none) */
+    uint64_t deletes;               /* deletes applied */
+    uint64_t samples_deleted;       /* samples they removed */
+    uint64_t purge_bytes_reclaimed; /* bytes compaction freed while applying tombstones */
+    uint64_t purges;                /* such compactions */
+    uint64_t segment_opens;         /* segment files opened (mmap) by readers */
+    uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
+    uint64_t
+        writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
+} engine_stats_t;
+void engine_get_stats(engine_t *e, engine_stats_t *s);
 
-    /*
-     * Health: 0 = healthy; 1 = degraded, with a one-line reason in `reason`
-     * (cap bytes, NUL-terminated), e.g. "flush failing: No space left on device
-     * (partition 1764892800000)" or "WAL write failing: ...". Degraded lasts
-     * from a failed flush / WAL write / compaction / retention pass until the
-     * same operation next succeeds; the engine retries by itself (with back-off,
-     * never giving up) and needs no restart.
-     */
-    int engine_health(engine_t * e, char *reason, size_t cap);
+/*
+ * Cardinality (engine_status.c): over the series matching m (every series
+ * when nm == 0), *series gets their count and cb every distinct label pair
+ * they carry (__name__ included) with the number of those series carrying
+ * it, in no particular order; the label's bytes are valid during the call.
+ * A non-zero return from cb stops the walk and is returned. Returns 0,
+ * ST_EINVAL (matchers that select nothing by themselves, a bad regex:
+ * engine_last_error) or ST_ENOMEM.
+ */
+typedef int (*engine_pair_cb)(void *arg, const st_label_t *pair, uint64_t series);
+int engine_label_pairs(engine_t *e, const st_matcher_t *m, size_t nm, uint64_t *series,
+                       engine_pair_cb cb, void *arg);
+
+/*
+ * Health: 0 = healthy; 1 = degraded, with a one-line reason in `reason`
+ * (cap bytes, NUL-terminated), e.g. "flush failing: No space left on device
+ * (partition 1764892800000)" or "WAL write failing: ...". Degraded lasts
+ * from a failed flush / WAL write / compaction / retention pass until the
+ * same operation next succeeds; the engine retries by itself (with back-off,
+ * never giving up) and needs no restart.
+ */
+int engine_health(engine_t *e, char *reason, size_t cap);
 
 #ifdef __cplusplus
 }
