@@ -460,14 +460,22 @@ void node_repl_write(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const uin
     c->conn = conn;
     c->reqid = reqid;
     rpc_conn_acquire(conn);
-    c->payload = malloc(len ? len : 1);
-    int rc = c->payload ? 0 : ST_ENOMEM;
+    /* every WriteRequest gets this write's version (local copy, forwards
+     * and hints alike: engine.h, VERSIONS) */
+    st_buf_t stamped;
+    st_buf_init(&stamped);
+    int rc = repl_stamp_version(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &stamped);
+    len = stamped.len;
+    c->payload = rc ? NULL : malloc(len ? len : 1);
+    if (!rc && !c->payload)
+        rc = ST_ENOMEM;
     if (!rc) {
         if (len)
-            memcpy(c->payload, payload, len);
+            memcpy(c->payload, stamped.data, len);
         c->len = len;
         rc = repl_scan(c->payload, len, NULL, 0, &c->env);
     }
+    st_buf_deinit(&stamped);
     size_t ne = c->env.n;
     if (!rc) {
         c->e = calloc(ne ? ne : 1, sizeof *c->e);
