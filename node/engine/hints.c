@@ -58,7 +58,10 @@
  *      the first record whose header does not fit, whose len >
  *      HINTS_MAX_RECORD, whose batch runs past EOF, or whose crc mismatches:
  *      the segment is ftruncated there and fsynced, the cut bytes counted
- *      (dropped_corrupt_bytes, corrupt_cuts). BEHAVIOUR ON CORRUPTION: the
+ *      (dropped_corrupt_bytes, corrupt_cuts), and the records lost with
+ *      them (dropped_corrupt_records): the damaged one plus every intact
+ *      record after it not yet consumed, found by resynchronising byte by
+ *      byte on a plausible header whose CRC matches (count_lost). BEHAVIOUR ON CORRUPTION: the
  *      rest of THAT segment is lost (its framing cannot be trusted) but later
  *      segments are kept — hints are independent idempotent batches, so
  *      keeping the later ones is strictly better than dropping them. A torn
@@ -359,6 +362,41 @@ fail:
     return ST_EIO;
 }
 
+/* Plausibility of a record header found while resynchronising past damage:
+ * a shard number below this and a timestamp within this of the last good
+ * record's, before its CRC is computed (random bytes almost never pass). */
+#define RESYNC_MAX_SHARD (1u << 24)
+#define RESYNC_MAX_SKEW_MS (INT64_C(366) * 24 * 3600 * 1000)
+
+/*
+ * The records lost when segment m[0..fsz) is cut at `off` (the first record
+ * there is damaged): that one, plus every intact record after it, found by
+ * resynchronising byte by byte on a record whose header is plausible and
+ * whose CRC matches (then skipping it whole). Records starting before
+ * `consumed` were acked already and are not lost. ref_ts: the timestamp of
+ * the last good record (have_ref 0: none).
+ */
+static uint64_t count_lost(const uint8_t *m, uint64_t off, uint64_t fsz, uint64_t consumed,
+                           int64_t ref_ts, int have_ref)
+{
+    uint64_t lost = off >= consumed ? 1 : 0;
+    for (uint64_t p = off + 1; fsz - p >= RHDR && p < fsz;) {
+        uint32_t len = st_load_u32le(m + p);
+        uint32_t shard = st_load_u32le(m + p + 8);
+        int64_t ts = (int64_t)st_load_u64le(m + p + 12);
+        int ok = len <= HINTS_MAX_RECORD && len <= fsz - p - RHDR && shard < RESYNC_MAX_SHARD;
+        if (ok && have_ref)
+            ok = ts > ref_ts - RESYNC_MAX_SKEW_MS && ts < ref_ts + RESYNC_MAX_SKEW_MS;
+        if (ok && st_crc32c(0, m + p + 8, (size_t)len + 12) == st_load_u32le(m + p + 4)) {
+            lost += p >= consumed;
+            p += RHDR + len;
+        } else {
+            p++;
+        }
+    }
+    return lost;
+}
+
 /*
  * Recovery step 4: validate segment `seq`, cut what is bad. *size and *nrec
  * get the valid length and record count (0 if the header is bad). If
@@ -390,7 +428,8 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
             return ST_EIO;
         }
     }
-    uint64_t off = 0, n = 0;
+    uint64_t off = 0, n = 0, lost = 0;
+    int64_t ref_ts = 0;
     if (m && memcmp(m, SEG_MAGIC, 8) == 0 && st_load_u32le(m + 8) == HINTS_VERSION &&
         st_load_u32le(m + 12) == seq && st_load_u32le(m + 16) == st_crc32c(0, m, 16)) {
         off = SHDR;
@@ -406,9 +445,12 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
                 break;
             if (st_crc32c(0, m + off + 8, (size_t)len + 12) != st_load_u32le(m + off + 4))
                 break;
+            ref_ts = (int64_t)st_load_u64le(m + off + 12);
             off += RHDR + len;
             n++;
         }
+        if (off < fsz && want_off != UINT64_MAX) /* damaged or torn: count what is lost */
+            lost = count_lost(m, off, fsz, want_off > off ? want_off : 0, ref_ts, n > 0);
         if (want_off != UINT64_MAX && want_off >= off && want_off > SHDR) {
             *at_off = off; /* at or past the valid end: all consumed */
             *at_rec = n;
@@ -422,6 +464,7 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
     int rc = 0;
     if (off < fsz) {
         h->st.dropped_corrupt_bytes += fsz - off;
+        h->st.dropped_corrupt_records += lost;
         h->st.corrupt_cuts++;
         if (off > 0 && (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0))
             rc = ST_EIO;
