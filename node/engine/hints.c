@@ -167,6 +167,8 @@ struct hints {
     int peeked;
     uint32_t peek_seq;
     uint64_t peek_off, peek_end;
+    uint64_t peek_ends[HINTS_PEEK_MAX]; /* hints_peek_many: end of each record handed out */
+    size_t peek_count;
     st_buf_t pbuf; /* the peeked record's batch */
     int failed;
     hints_stats_t st; /* counters only; pending fields computed on demand */
@@ -769,6 +771,8 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
         h->peek_seq = s->seq;
         h->peek_off = h->cur_off;
         h->peek_end = end;
+        h->peek_ends[0] = end;
+        h->peek_count = 1;
         *shard = st_load_u32le(hdr + 8);
         *ts = t;
         *batch = h->pbuf.data;
@@ -782,6 +786,81 @@ int hints_peek(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts, const u
 {
     pthread_mutex_lock(&h->mu);
     int rc = peek_locked(h, now_ms, shard, ts, batch, len);
+    pthread_mutex_unlock(&h->mu);
+    return rc;
+}
+
+int hints_peek_many(hints_t *h, int64_t now_ms, size_t max_n, size_t max_bytes, hints_item_fn cb,
+                    void *arg, size_t *n_out)
+{
+    uint32_t shard;
+    int64_t ts;
+    const uint8_t *batch;
+    size_t len;
+    *n_out = 0;
+    if (max_n > HINTS_PEEK_MAX)
+        max_n = HINTS_PEEK_MAX;
+    pthread_mutex_lock(&h->mu);
+    int rc = peek_locked(h, now_ms, &shard, &ts, &batch, &len);
+    if (!rc)
+        rc = cb(arg, shard, ts, batch, len);
+    size_t n = 0, bytes = len;
+    if (!rc) {
+        h->peek_ends[n++] = h->peek_end;
+        /* the following records of the same segment, while intact and young
+         * (a damaged or too old one is left to the next peek, which cuts or
+         * skips it) */
+        const hseg_t *sg = &h->segs[0];
+        uint64_t off = h->peek_end;
+        while (n < max_n && bytes < max_bytes && sg->size - off >= RHDR) {
+            uint8_t hdr[RHDR];
+            if (st_pread_all(h->rfd, hdr, RHDR, off) != 0)
+                break;
+            uint32_t k = st_load_u32le(hdr);
+            if (k > HINTS_MAX_RECORD || k > sg->size - off - RHDR)
+                break;
+            st_buf_reset(&h->pbuf);
+            if (st_buf_reserve(&h->pbuf, k ? k : 1) != 0 ||
+                (k && st_pread_all(h->rfd, h->pbuf.data, k, off + RHDR) != 0))
+                break;
+            if (st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, k) != st_load_u32le(hdr + 4))
+                break;
+            int64_t t = (int64_t)st_load_u64le(hdr + 12);
+            if (h->max_age_ms >= 0 && now_ms > t &&
+                (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms)
+                break;
+            if ((rc = cb(arg, st_load_u32le(hdr + 8), t, h->pbuf.data, k)) != 0)
+                break;
+            off += RHDR + k;
+            bytes += k;
+            h->peek_ends[n++] = off;
+        }
+        h->peek_count = n;
+        h->peek_end = h->peek_ends[n - 1];
+        rc = 0; /* a callback failure after the first: hand out what we have */
+    } else {
+        h->peeked = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+    *n_out = n;
+    return rc;
+}
+
+int hints_ack_many(hints_t *h, size_t k)
+{
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    if (!h->peeked || k > h->peek_count) {
+        rc = ST_EINVAL;
+    } else {
+        h->peeked = 0;
+        if (h->nsegs > 0 && h->segs[0].seq == h->peek_seq && h->cur_off == h->peek_off) {
+            for (size_t i = 0; i < k && !rc; i++) {
+                h->st.acked++;
+                rc = advance(h, h->peek_ends[i]);
+            }
+        }
+    }
     pthread_mutex_unlock(&h->mu);
     return rc;
 }

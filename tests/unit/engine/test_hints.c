@@ -642,6 +642,56 @@ static void test_damage_count(void **state)
     free(img);
 }
 
+typedef struct win_ctx {
+    uint64_t ids[HINTS_PEEK_MAX];
+    size_t n;
+} win_ctx_t;
+
+static int win_take(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch, size_t len)
+{
+    win_ctx_t *w = arg;
+    (void)ts;
+    w->ids[w->n++] = check_batch(batch, len, shard);
+    return 0;
+}
+
+/* A replay window: consecutive hints from the cursor, acked by prefix; an
+ * unacked rest comes back in the next window. */
+static void test_peek_many(void **state)
+{
+    tdir_t *t = *state;
+    hints_t *h;
+    assert_int_equal(hints_open(t->q, NULL, &h), 0);
+    append_range(h, 0, 20, 9);
+    win_ctx_t w = {{0}, 0};
+    size_t n;
+    assert_int_equal(hints_peek_many(h, 0, 8, 1u << 20, win_take, &w, &n), 0);
+    assert_int_equal(n, 8);
+    assert_int_equal(w.n, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(w.ids[i], i);
+    assert_int_equal(hints_ack_many(h, 3), 0);
+    hints_stats_t s;
+    hints_stats(h, &s);
+    assert_int_equal(s.pending_records, 17);
+    assert_int_equal(s.acked, 3);
+    assert_int_equal(hints_ack_many(h, 1), ST_EINVAL); /* no window peeked */
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 64, 1, win_take, &w, &n), 0); /* byte bound: one */
+    assert_int_equal(n, 1);
+    assert_int_equal(w.ids[0], 3);
+    assert_int_equal(hints_ack_many(h, 0), 0);
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 64, 1u << 20, win_take, &w, &n), 0);
+    assert_int_equal(n, 17);
+    assert_int_equal(w.ids[16], 19);
+    assert_int_equal(hints_ack_many(h, 17), 0);
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 8, 1u << 20, win_take, &w, &n), ST_ENOENT);
+    assert_int_equal(n, 0);
+    assert_int_equal(hints_close(h), 0);
+}
+
 static void test_concurrent(void **state)
 {
     tdir_t *t = *state;
@@ -763,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitflip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damage_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_kill, setup, teardown),
     };
