@@ -318,9 +318,13 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
         return rc;
     }
     for (uint32_t id = 0; id < f->ns && !rc; id++) {
-        pthread_mutex_lock(&e->head_mu);
+        /* a frozen head takes no appends: its series and their version
+         * arrays are fixed; only a delete may shrink a series (head_mu) */
         head_series_t *s = f->s[id];
-        int versioned = s && s->n && s->ver;
+        if (!s || !s->ver)
+            continue;
+        pthread_mutex_lock(&e->head_mu);
+        int versioned = s->n > 0;
         int64_t mint = versioned ? s->mint : 0, maxt = versioned ? s->maxt : 0;
         pthread_mutex_unlock(&e->head_mu);
         if (!versioned)

@@ -713,6 +713,36 @@ int hints_sync(hints_t *h)
     return rc;
 }
 
+/* Read the record at `off` of segment sg (open as h->rfd) into hdr and
+ * h->pbuf: 1 when intact, 0 when damaged (header or CRC), or ST_EIO /
+ * ST_ENOMEM. *n: its batch length. */
+static int read_record(hints_t *h, const hseg_t *sg, uint64_t off, uint8_t hdr[RHDR], uint32_t *n)
+{
+    *n = 0;
+    if (sg->size - off < RHDR)
+        return 0;
+    if (st_pread_all(h->rfd, hdr, RHDR, off) != 0)
+        return ST_EIO;
+    uint32_t k = st_load_u32le(hdr);
+    if (k > HINTS_MAX_RECORD || k > sg->size - off - RHDR)
+        return 0;
+    st_buf_reset(&h->pbuf);
+    if (st_buf_reserve(&h->pbuf, k ? k : 1) != 0)
+        return ST_ENOMEM;
+    if (k && st_pread_all(h->rfd, h->pbuf.data, k, off + RHDR) != 0)
+        return ST_EIO;
+    h->pbuf.len = k;
+    *n = k;
+    return st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, k) == st_load_u32le(hdr + 4);
+}
+
+/* Is a record stamped t too old to hand out at now_ms? */
+static int too_old(const hints_t *h, int64_t now_ms, int64_t t)
+{
+    return h->max_age_ms >= 0 && now_ms > t &&
+           (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms;
+}
+
 static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
                        const uint8_t **batch, size_t *len)
 {
@@ -735,32 +765,18 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
             h->rseq = s->seq;
         }
         uint8_t hdr[RHDR];
-        uint32_t n = 0;
-        int bad = s->size - h->cur_off < RHDR;
-        if (!bad) {
-            if (st_pread_all(h->rfd, hdr, RHDR, h->cur_off) != 0)
-                return ST_EIO;
-            n = st_load_u32le(hdr);
-            bad = n > HINTS_MAX_RECORD || n > s->size - h->cur_off - RHDR;
-        }
-        if (!bad) {
-            st_buf_reset(&h->pbuf);
-            if (st_buf_reserve(&h->pbuf, n ? n : 1) != 0)
-                return ST_ENOMEM;
-            if (n && st_pread_all(h->rfd, h->pbuf.data, n, h->cur_off + RHDR) != 0)
-                return ST_EIO;
-            h->pbuf.len = n;
-            bad = st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, n) != st_load_u32le(hdr + 4);
-        }
-        if (bad) { /* damaged since recovery: cut like recovery would */
+        uint32_t n;
+        int ok = read_record(h, s, h->cur_off, hdr, &n);
+        if (ok < 0)
+            return ok;
+        if (!ok) { /* damaged since recovery: cut like recovery would */
             if ((rc = cut_front(h)) != 0)
                 return rc;
             continue;
         }
         int64_t t = (int64_t)st_load_u64le(hdr + 12);
         uint64_t end = h->cur_off + RHDR + n;
-        if (h->max_age_ms >= 0 && now_ms > t &&
-            (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms) {
+        if (too_old(h, now_ms, t)) {
             h->st.dropped_age_records++;
             h->st.dropped_age_bytes += RHDR + n;
             if ((rc = advance(h, end)) != 0)
@@ -812,22 +828,13 @@ int hints_peek_many(hints_t *h, int64_t now_ms, size_t max_n, size_t max_bytes, 
          * skips it) */
         const hseg_t *sg = &h->segs[0];
         uint64_t off = h->peek_end;
-        while (n < max_n && bytes < max_bytes && sg->size - off >= RHDR) {
+        while (n < max_n && bytes < max_bytes) {
             uint8_t hdr[RHDR];
-            if (st_pread_all(h->rfd, hdr, RHDR, off) != 0)
-                break;
-            uint32_t k = st_load_u32le(hdr);
-            if (k > HINTS_MAX_RECORD || k > sg->size - off - RHDR)
-                break;
-            st_buf_reset(&h->pbuf);
-            if (st_buf_reserve(&h->pbuf, k ? k : 1) != 0 ||
-                (k && st_pread_all(h->rfd, h->pbuf.data, k, off + RHDR) != 0))
-                break;
-            if (st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, k) != st_load_u32le(hdr + 4))
+            uint32_t k;
+            if (read_record(h, sg, off, hdr, &k) != 1)
                 break;
             int64_t t = (int64_t)st_load_u64le(hdr + 12);
-            if (h->max_age_ms >= 0 && now_ms > t &&
-                (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms)
+            if (too_old(h, now_ms, t))
                 break;
             if ((rc = cb(arg, st_load_u32le(hdr + 8), t, h->pbuf.data, k)) != 0)
                 break;
