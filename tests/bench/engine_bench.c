@@ -302,7 +302,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s --file LP [--dir DIR] [--wal every_write|periodic|"
-                    "os_default|none] [--batch LINES] [--keep]\n",
+                    "os_default|none] [--batch LINES] [--keep] [--versioned]\n",
                     argv[0]);
             return 2;
         }
