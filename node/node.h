@@ -28,6 +28,7 @@
 #include "promql_eval.h"
 #include "repl.h"
 #include "rpc_uv.h"
+#include "st_hlc.h"
 #include "st_log.h"
 #include "topo.h"
 
@@ -61,6 +62,8 @@ typedef struct node {
     rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
     struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
     struct node_rules *rules; /* compaction rules: the set and its evaluation (node_rules.h) */
+    st_hlc_t hlc; /* versions of the writes this node coordinates (zeroed = initialized);
+                     it observes the versions of writes forwarded to it */
     http_server_t *http;
     metrics_t *metrics;
     auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */

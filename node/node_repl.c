@@ -11,9 +11,13 @@
  * every replica in placement order: "2 of 3 replicas acked (need 3): n1 ok,
  * n2 ok, n3 failed: replica is down".
  *
- * Replay (per peer, one hint in flight): peek (pool) -> send (loop) ->
- * ack (pool) -> peek ... ; a transport failure backs off and resends the
- * same hint; a replica that answers that the batch is invalid is retried
+ * Replay (per peer, pipelined): peek a window of up to REPLAY_WINDOW hints
+ * (pool) -> send them all at once (loop) -> when every answer is in, ack
+ * the delivered prefix (pool) -> peek ... ; at the first hint not
+ * delivered the window stops: a transport failure backs off and resends
+ * from that hint (the later ones again too: writes are idempotent, and
+ * versioned, so a resend never puts an older value back); a replica that
+ * answers that the batch is invalid is retried
  * REPLAY_MAX_ATTEMPTS times, then the hint is dropped and counted
  * (reason="rejected"); other errors (I/O, a shard refusing writes) are
  * retried with backoff until the hint ages out (hint_max_age). Replay starts when the peer comes up
@@ -43,8 +47,23 @@
 #define REPLAY_BACKOFF_MIN_MS 100
 #define REPLAY_BACKOFF_MAX_MS 5000
 #define TICK_MS 1000
+#define REPLAY_WINDOW 8                 /* hints in flight per peer */
+#define REPLAY_WINDOW_BYTES (16u << 20) /* ... holding at most about this much */
 
-typedef struct peer {
+typedef struct peer peer_t;
+
+/* One hint of the replay window: a NodeWrite ready to send, its outcome. */
+typedef struct replay_slot {
+    peer_t *p;
+    uint8_t *msg;
+    size_t len;
+    uint32_t shard;
+    int status; /* transport: 0 = answered */
+    int code;   /* the replica's code when answered */
+    char why[200];
+} replay_slot_t;
+
+struct peer {
     node_repl_t *r;
     uint32_t node;
     const char *id;
@@ -56,9 +75,11 @@ typedef struct peer {
     uv_timer_t timer;
     unsigned backoff_ms;
     int attempts;
-    uint8_t *hint;
-    size_t hint_len;
-    uint32_t hint_shard;
+    replay_slot_t win[REPLAY_WINDOW];
+    size_t nwin;     /* hints in the window (0: none peeked) */
+    size_t inflight; /* of them, calls not answered yet */
+    size_t ack_k;    /* the delivered prefix being acked */
+    int then_backoff;
     int job_rc;
     uv_work_t w;
     /* stats */
@@ -66,7 +87,7 @@ typedef struct peer {
     atomic_uint_fast64_t rejected;
     metric_counter_t *fwd_ok, *fwd_err;
     hints_stats_t snap; /* under r->mu */
-} peer_t;
+};
 
 struct node_repl {
     node_t *n;
@@ -483,14 +504,22 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
     c->done_arg = done_arg;
     if (conn)
         rpc_conn_acquire(conn);
-    c->payload = malloc(len ? len : 1);
-    int rc = c->payload ? 0 : ST_ENOMEM;
+    /* every WriteRequest gets this write's version (local copy, forwards
+     * and hints alike: engine.h, VERSIONS) */
+    st_buf_t stamped;
+    st_buf_init(&stamped);
+    int rc = repl_stamp_version(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &stamped);
+    len = stamped.len;
+    c->payload = rc ? NULL : malloc(len ? len : 1);
+    if (!rc && !c->payload)
+        rc = ST_ENOMEM;
     if (!rc) {
         if (len)
-            memcpy(c->payload, payload, len);
+            memcpy(c->payload, stamped.data, len);
         c->len = len;
         rc = repl_scan(c->payload, len, NULL, 0, &c->env);
     }
+    st_buf_deinit(&stamped);
     size_t ne = c->env.n;
     if (!rc) {
         c->e = calloc(ne ? ne : 1, sizeof *c->e);
@@ -671,23 +700,31 @@ rpc_client_t *node_repl_peer(node_repl_t *r, uint32_t node)
 
 static void replay_peek(peer_t *p);
 
+static void win_free(peer_t *p)
+{
+    for (size_t i = 0; i < p->nwin; i++) {
+        free(p->win[i].msg);
+        p->win[i].msg = NULL;
+    }
+    p->nwin = 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     peer_t *p = t->data;
     if (p->r->closing)
         return;
-    if (!p->hint) { /* a failed peek: start over */
+    if (!p->nwin) { /* a failed peek: start over */
         p->replaying = 0;
         kick(p);
         return;
     }
     if (!atomic_load(&p->up)) {
-        free(p->hint);
-        p->hint = NULL;
+        win_free(p);
         p->replaying = 0; /* the UP transition kicks again */
         return;
     }
-    replay_peek(p); /* peeking again returns the same hint */
+    replay_peek(p); /* peeking again starts at the same hint */
 }
 
 static void backoff(peer_t *p)
@@ -701,7 +738,7 @@ static void backoff(peer_t *p)
 static void ack_work(uv_work_t *w)
 {
     peer_t *p = w->data;
-    p->job_rc = hints_ack(p->h);
+    p->job_rc = hints_ack_many(p->h, p->ack_k);
     snapshot(p);
 }
 
@@ -709,10 +746,11 @@ static void ack_after(uv_work_t *w, int status)
 {
     peer_t *p = w->data;
     (void)status;
-    free(p->hint);
-    p->hint = NULL;
-    p->attempts = 0;
-    p->backoff_ms = 0;
+    win_free(p);
+    if (!p->then_backoff) {
+        p->attempts = 0;
+        p->backoff_ms = 0;
+    }
     if (p->job_rc)
         st_warn("cannot persist the hint cursor (hints may be replayed twice)",
                 "peer=%s err=\"%s\"", p->id, st_strerror(p->job_rc));
@@ -720,86 +758,122 @@ static void ack_after(uv_work_t *w, int status)
         p->replaying = 0;
         return;
     }
-    replay_peek(p);
+    if (p->then_backoff)
+        backoff(p);
+    else
+        replay_peek(p);
 }
 
-static void replay_ack(peer_t *p)
+/* Ack the first k hints of the window, then peek the next window (or back
+ * off first). */
+static void replay_ack(peer_t *p, size_t k, int then_backoff)
 {
+    p->ack_k = k;
+    p->then_backoff = then_backoff;
     p->w.data = p;
     if (uv_queue_work(p->r->n->loop, &p->w, ack_work, ack_after) != 0) {
-        free(p->hint);
-        p->hint = NULL;
+        win_free(p);
         p->replaying = 0;
     }
+}
+
+/* Every answer of the window is in: ack the delivered prefix (hopeless
+ * batches dropped after REPLAY_MAX_ATTEMPTS count as delivered). */
+static void window_done(peer_t *p)
+{
+    if (p->r->closing) {
+        win_free(p);
+        p->replaying = 0;
+        return;
+    }
+    size_t k = 0;
+    int stop = 0;
+    while (k < p->nwin && !stop) {
+        replay_slot_t *sl = &p->win[k];
+        if (sl->status) { /* the peer is gone or slow: from this hint again later */
+            stop = 1;
+            break;
+        }
+        if (sl->code == 0) {
+            k++;
+            continue;
+        }
+        /* a batch the replica finds invalid will never pass: drop it after a
+         * few tries; anything else (a failing disk, a shard refusing writes)
+         * may heal: keep it, with backoff, until hint_max_age */
+        int hopeless = sl->code == ST_EINVAL || sl->code == ST_ECORRUPT || sl->code == ST_ELIMIT ||
+                       sl->code == ST_EPROTO || sl->code == ST_EPARSE;
+        if (++p->attempts >= REPLAY_MAX_ATTEMPTS && hopeless) {
+            atomic_fetch_add(&p->rejected, 1);
+            st_error("replica rejected a hint; dropping it",
+                     "peer=%s shard=%u attempts=%d err=\"%s\"", p->id, sl->shard, p->attempts,
+                     sl->why);
+            p->attempts = 0;
+            k++;
+            continue;
+        }
+        st_warn("replica rejected a hint; retrying", "peer=%s shard=%u attempt=%d err=\"%s\"",
+                p->id, sl->shard, p->attempts, sl->why);
+        stop = 1;
+    }
+    if (k == 0) {
+        win_free(p);
+        backoff(p);
+        return;
+    }
+    replay_ack(p, k, stop);
 }
 
 static void on_replayed(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
-    peer_t *p = arg;
+    replay_slot_t *sl = arg;
+    peer_t *p = sl->p;
     (void)type;
-    if (p->r->closing) {
-        free(p->hint);
-        p->hint = NULL;
-        p->replaying = 0;
-        return;
+    sl->status = status;
+    sl->code = 0;
+    sl->why[0] = '\0';
+    if (!status) {
+        Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
+        sl->code = !res || res->n_results != 1 ? ST_EPROTO : res->results[0]->code;
+        snprintf(sl->why, sizeof sl->why, "%s",
+                 !res || res->n_results != 1 ? "malformed reply"
+                 : res->results[0]->error    ? res->results[0]->error
+                                             : "");
+        if (res)
+            strata__node_write_result__free_unpacked(res, NULL);
     }
-    if (status) {
-        backoff(p); /* the peer is gone or slow: the same hint again later */
-        return;
+    if (--p->inflight == 0)
+        window_done(p);
+}
+
+/* hints_peek_many callback: one hint into the next window slot, as a
+ * forwarded NodeWrite. */
+static int take_hint(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch, size_t len)
+{
+    peer_t *p = arg;
+    (void)ts;
+    st_buf_t b;
+    st_buf_init(&b);
+    if (repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */) ||
+        repl_put_entry(&b, batch, len)) {
+        st_buf_deinit(&b);
+        return ST_ENOMEM;
     }
-    Strata__NodeWriteResult *res = strata__node_write_result__unpack(NULL, len, payload);
-    int code = !res || res->n_results != 1 ? ST_EPROTO : res->results[0]->code;
-    char why[200];
-    snprintf(why, sizeof why, "%s",
-             !res || res->n_results != 1 ? "malformed reply"
-             : res->results[0]->error    ? res->results[0]->error
-                                         : "");
-    if (res)
-        strata__node_write_result__free_unpacked(res, NULL);
-    if (code == 0) {
-        replay_ack(p);
-        return;
-    }
-    /* a batch the replica finds invalid will never pass: drop it after a
-     * few tries; anything else (a failing disk, a shard refusing writes)
-     * may heal: keep it, with backoff, until hint_max_age */
-    int hopeless = code == ST_EINVAL || code == ST_ECORRUPT || code == ST_ELIMIT ||
-                   code == ST_EPROTO || code == ST_EPARSE;
-    if (++p->attempts >= REPLAY_MAX_ATTEMPTS && hopeless) {
-        atomic_fetch_add(&p->rejected, 1);
-        st_error("replica rejected a hint; dropping it", "peer=%s shard=%u attempts=%d err=\"%s\"",
-                 p->id, p->hint_shard, p->attempts, why);
-        replay_ack(p);
-        return;
-    }
-    st_warn("replica rejected a hint; retrying", "peer=%s shard=%u attempt=%d err=\"%s\"", p->id,
-            p->hint_shard, p->attempts, why);
-    backoff(p);
+    replay_slot_t *sl = &p->win[p->nwin++];
+    sl->p = p;
+    sl->msg = b.data; /* owned now */
+    sl->len = b.len;
+    sl->shard = shard;
+    return 0;
 }
 
 static void peek_work(uv_work_t *w)
 {
     peer_t *p = w->data;
-    uint32_t shard;
-    int64_t ts;
-    const uint8_t *batch;
-    size_t len;
-    free(p->hint);
-    p->hint = NULL;
-    p->job_rc = hints_peek(p->h, st_now_ms(), &shard, &ts, &batch, &len);
-    if (p->job_rc == 0) {
-        st_buf_t b;
-        st_buf_init(&b);
-        if (repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */) ||
-            repl_put_entry(&b, batch, len)) {
-            st_buf_deinit(&b);
-            p->job_rc = ST_ENOMEM;
-        } else {
-            p->hint = b.data; /* owned now */
-            p->hint_len = b.len;
-            p->hint_shard = shard;
-        }
-    }
+    size_t n;
+    win_free(p);
+    p->job_rc =
+        hints_peek_many(p->h, st_now_ms(), REPLAY_WINDOW, REPLAY_WINDOW_BYTES, take_hint, p, &n);
     if (atomic_exchange(&p->unsynced, 0))
         hints_sync(p->h);
     snapshot(p);
@@ -810,8 +884,7 @@ static void peek_after(uv_work_t *w, int status)
     peer_t *p = w->data;
     (void)status;
     if (p->r->closing) {
-        free(p->hint);
-        p->hint = NULL;
+        win_free(p);
         p->replaying = 0;
         return;
     }
@@ -825,15 +898,24 @@ static void peek_after(uv_work_t *w, int status)
         return;
     }
     if (!atomic_load(&p->up)) {
-        free(p->hint);
-        p->hint = NULL;
+        win_free(p);
         p->replaying = 0;
         return;
     }
-    int rc = rpc_client_call(p->cli, RPC_WRITE, p->hint, p->hint_len, (unsigned)p->r->timeout_ms,
-                             on_replayed, p);
-    if (rc)
-        backoff(p);
+    /* the whole window at once; a call that cannot even be queued counts as
+     * a transport failure of its hint */
+    p->inflight = p->nwin + 1; /* + 1: no window_done before every call is made */
+    for (size_t i = 0; i < p->nwin; i++) {
+        replay_slot_t *sl = &p->win[i];
+        int rc = rpc_client_call(p->cli, RPC_WRITE, sl->msg, sl->len, (unsigned)p->r->timeout_ms,
+                                 on_replayed, sl);
+        if (rc) {
+            sl->status = rc;
+            p->inflight--;
+        }
+    }
+    if (--p->inflight == 0)
+        window_done(p);
 }
 
 static void replay_peek(peer_t *p)
@@ -1118,7 +1200,7 @@ void node_repl_destroy(node_repl_t *r)
                 st_error("closing the hint queue failed", "peer=%s err=\"%s\"", p->id,
                          st_strerror(rc));
         }
-        free(p->hint);
+        win_free(p);
     }
     pthread_mutex_destroy(&r->mu);
     free(r->peers);

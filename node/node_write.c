@@ -3,7 +3,8 @@
  *
  * A WriteRequest is decoded zero-copy (wire.h): the labels, timestamps
  * and values of all its series go into scratch arrays (reused across the
- * entries of one NodeWrite), then the shard's batch is one engine_write_ex,
+ * entries of one NodeWrite), then the shard's batch is one engine_write_v
+ * with the WriteRequest's version (set by the coordinator; 0: none),
  * all entries of the NodeWrite sharing one engine_write_result_t (so that
  * max_new_series_per_write applies to the RPC). What the engine refused
  * comes back per entry: ST_EBUSY (head over head_max_mb; nothing written)
@@ -58,11 +59,16 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     size_t bi = 0, li = 0, si = 0;
     const uint8_t *del = NULL; /* WriteRequest.delete (node_delete.c) */
     size_t del_len = 0;
+    uint64_t version = 0; /* WriteRequest.version: the coordinator's (engine.h, VERSIONS) */
     /* one pass: arrays may move while growing, so entries hold offsets
      * (in the pointer fields) until the pass is over */
     while ((rc = wire_next(&q, end, &f)) == 1) {
         if (f.num == WIRE_WRITE_REQUEST_SHARD && f.type == WIRE_VARINT) {
             shard = (uint32_t)f.u;
+            continue;
+        }
+        if (f.num == WIRE_WRITE_REQUEST_VERSION && f.type == WIRE_VARINT) {
+            version = f.u;
             continue;
         }
         if (f.num == WIRE_WRITE_REQUEST_DELETE && f.type == WIRE_LEN) {
@@ -117,7 +123,9 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
     }
     uint64_t written0 = wr->written, refused0 = wr->samples_refused, sref0 = wr->series_refused;
-    rc = engine_write_ex(n->engines[shard], ws->b, bi, wr);
+    if (version) /* versions this node issues later exceed it */
+        st_hlc_observe(&n->hlc, version);
+    rc = engine_write_v(n->engines[shard], ws->b, bi, version, wr);
     uint64_t written = wr->written - written0;
     res->samples = written;
     metric_counter_add(n->samples_written, written);

@@ -560,7 +560,13 @@ static int create_clients(router_server_t *s)
     rpc_identity_t me = {topo_cluster_name(r->topo), topo_fingerprint(r->topo), r->listen};
     for (uint32_t i = 0; i < nn; i++) {
         s->nodes[i] = (node_ctx_t){s, i};
+        /* a connection opened during a partition gives up after
+         * replica_timeout (not the client's 5 s default) and retries within
+         * 1 s, so a healed node is seen up at once (as the nodes' peers) */
+        int64_t rt = topo_replication(r->topo)->replica_timeout_ms;
         rpc_client_opts_t co = {.log = rpc_log,
+                                .connect_timeout_ms = (unsigned)(rt > 0 && rt < 5000 ? rt : 5000),
+                                .backoff_max_ms = 1000,
                                 .on_state = on_state,
                                 .state_arg = &s->nodes[i],
                                 .ping_interval_ms =

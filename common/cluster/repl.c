@@ -109,6 +109,46 @@ int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len)
     return wire_put_bytes_field(b, WIRE_NODE_WRITE_SHARDS, msg, len) ? ST_ENOMEM : 0;
 }
 
+uint64_t repl_entry_version(const uint8_t *msg, size_t len)
+{
+    const uint8_t *q = msg, *end = msg + len;
+    wire_field_t f;
+    uint64_t v = 0;
+    while (wire_next(&q, end, &f) == 1)
+        if (f.num == WIRE_WRITE_REQUEST_VERSION && f.type == WIRE_VARINT)
+            v = f.u; /* the last occurrence wins (protobuf merge rule) */
+    return v;
+}
+
+int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out)
+{
+    const uint8_t *q = p, *end = p + len;
+    wire_field_t f;
+    int rc;
+    st_buf_t tail;
+    st_buf_init(&tail);
+    for (;;) {
+        const uint8_t *start = q;
+        if ((rc = wire_next(&q, end, &f)) != 1)
+            break;
+        if (f.num == WIRE_NODE_WRITE_SHARDS && f.type == WIRE_LEN && version &&
+            repl_entry_version(f.data, f.len) == 0) {
+            st_buf_reset(&tail);
+            if (st_buf_append(&tail, f.data, f.len) ||
+                wire_put_varint_field(&tail, WIRE_WRITE_REQUEST_VERSION, version) ||
+                repl_put_entry(out, tail.data, tail.len)) {
+                rc = ST_ENOMEM;
+                break;
+            }
+        } else if (st_buf_append(out, start, (size_t)(q - start))) {
+            rc = ST_ENOMEM;
+            break;
+        }
+    }
+    st_buf_deinit(&tail);
+    return rc < 0 ? (rc == ST_ENOMEM ? rc : ST_ECORRUPT) : 0;
+}
+
 int repl_consistency_param(const char *s)
 {
     if (!s || !*s)

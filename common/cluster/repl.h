@@ -69,6 +69,16 @@ int repl_scan(const uint8_t *p, size_t len, repl_entry_t *entries, size_t cap,
  * repl_put_entry() from a bare WriteRequest message. */
 int repl_put_envelope(st_buf_t *b, uint32_t consistency, int forwarded);
 int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len);
+/*
+ * The NodeWrite p[0..len) again with `version` (WriteRequest.version) in
+ * every WriteRequest that has none (one that carries a version keeps it),
+ * appended to out: the coordinator stamps its writes this way, so local
+ * copy, forwards and hints carry the same version. Returns 0, ST_ECORRUPT
+ * or ST_ENOMEM.
+ */
+int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out);
+/* WriteRequest.version of msg[0..len) (0 when absent). */
+uint64_t repl_entry_version(const uint8_t *msg, size_t len);
 
 /* Parse the per-request consistency name (sync|quorum|async, and InfluxDB's
  * all = sync, any/one = async). Returns the wire value (1 + mode), or 0 for

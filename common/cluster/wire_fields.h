@@ -34,6 +34,7 @@
     X(write_request, WIRE_WRITE_REQUEST_SHARD, 1, "shard") \
     X(write_request, WIRE_WRITE_REQUEST_SERIES, 2, "series") \
     X(write_request, WIRE_WRITE_REQUEST_DELETE, 3, "delete") \
+    X(write_request, WIRE_WRITE_REQUEST_VERSION, 4, "version") \
     /* message WriteResponse */ \
     X(write_response, WIRE_WRITE_RESPONSE_SHARD, 1, "shard") \
     X(write_response, WIRE_WRITE_RESPONSE_STATUS, 2, "status") \

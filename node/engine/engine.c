@@ -29,6 +29,8 @@
  *            name_len, name, value_len, value
  *   SAMPLES: nseries, then per series: id, n, ts[0] (zigzag), n-1 zigzag
  *            deltas, n raw float64 (8 bytes LE each)
+ *   SAMPLES_V: the version of every sample in it (uvarint), then a SAMPLES
+ *            payload (written for engine_write_v with a version != 0)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -192,10 +194,16 @@ static int replay_series(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
     return 0;
 }
 
-static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
+static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end, int versioned)
 {
-    uint64_t ns;
-    int k = st_uvarint_get(p, end, &ns);
+    uint64_t ns, version = 0;
+    int k;
+    if (versioned) {
+        if ((k = st_uvarint_get(p, end, &version)) <= 0)
+            return ST_ECORRUPT;
+        p += k;
+    }
+    k = st_uvarint_get(p, end, &ns);
     if (k <= 0)
         return ST_ECORRUPT;
     p += k;
@@ -237,7 +245,7 @@ static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
         for (uint64_t j = 0; j < n; j++, p += 8)
             c->v[j] = st_bits_f64(st_load_u64le(p));
         uint64_t ooo = 0;
-        int rc = head_append(c->e->head, (uint32_t)id, c->ts, c->v, n, &ooo);
+        int rc = head_append(c->e->head, (uint32_t)id, c->ts, c->v, n, version, &ooo);
         if (rc)
             return rc;
         c->samples += n;
@@ -255,7 +263,8 @@ static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len
         rc = replay_series(c, payload, end);
         break;
     case WAL_REC_SAMPLES:
-        rc = replay_samples(c, payload, end);
+    case WAL_REC_SAMPLES_V:
+        rc = replay_samples(c, payload, end, type == WAL_REC_SAMPLES_V);
         break;
     case WAL_REC_TOMB:
         rc = engine_tomb_replay(c->e, payload, len);
@@ -851,6 +860,12 @@ static void wal_failure(engine_t *e, int rc, int en, const char *what)
 
 int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engine_write_result_t *r)
 {
+    return engine_write_v(e, b, n, 0, r);
+}
+
+int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64_t version,
+                   engine_write_result_t *r)
+{
     size_t *bad = &r->bad;
     if (n == 0)
         return 0;
@@ -981,12 +996,15 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
         return refused_rc;
     /* 2. WAL record + head, atomically with respect to freezing */
     st_buf_reset(&ws.rec);
+    if (e->o.wal_durability != ENGINE_WAL_NONE && version && st_buf_put_uvarint(&ws.rec, version))
+        return ST_ENOMEM;
     if (e->o.wal_durability != ENGINE_WAL_NONE && (rc = encode_samples_rec(&ws.rec, b, ws.ids, n)))
         return rc;
     uint64_t total = 0, ooo = 0;
     pthread_mutex_lock(&e->head_mu);
     if (e->o.wal_durability != ENGINE_WAL_NONE) {
-        rc = wal_append(e->wal, WAL_REC_SAMPLES, ws.rec.data, ws.rec.len, &lsn);
+        rc = wal_append(e->wal, version ? WAL_REC_SAMPLES_V : WAL_REC_SAMPLES, ws.rec.data,
+                        ws.rec.len, &lsn);
         if (rc) {
             int en = errno;
             pthread_mutex_unlock(&e->head_mu);
@@ -1001,7 +1019,7 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
         h->created_ms = st_now_ms();
     uint64_t data0 = head_data_bytes(h);
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, &ooo);
+        rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, version, &ooo);
         if (!rc)
             rc = head_note_parts(e, h, b[i].ts, b[i].n);
         total += b[i].n;

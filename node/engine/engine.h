@@ -12,7 +12,8 @@
  * Semantics:
  *  - samples are (int64 ms timestamp, float64 value), kept bit-exact;
  *  - a second write of the same (series, timestamp) replaces the value
- *    (last write wins); reads never return duplicates;
+ *    (last write wins); reads never return duplicates; with versions (below)
+ *    the write with the higher version wins, whatever the arrival order;
  *  - out-of-order writes are accepted anywhere in time;
  *  - a write acknowledged in `every_write` mode survives a crash.
  *
@@ -23,6 +24,38 @@
  * Thread safety: every function may be called from any thread; writes and
  * queries run concurrently (internal locking). engine_close() must not race
  * with other calls. One process at a time may open a directory (flock).
+ *
+ * VERSIONS (replication: last write wins by version)
+ *
+ * Every sample has a version, a uint64 (a hybrid logical clock, st_hlc.h:
+ * 48-bit wall ms << 16 | 16-bit counter, assigned once per RPC_WRITE by the
+ * coordinating node and carried unchanged to every replica, into the WAL
+ * and into hints). 0 = unversioned: engine_write without a version, and all
+ * data written before versions existed (WAL and segment format 1) reads as
+ * version 0. Rule, applied by every replica the same way: of two samples of
+ * one (series, timestamp) the one with the HIGHER version is kept; equal
+ * versions: the later arrival (a redelivery of the same write).
+ *
+ * Where versions live (data written once grows by one varint per segment
+ * block, well under 1%):
+ *  - head and WAL: exact, one version per sample (WAL: one per SAMPLES_V
+ *    record, a record is one write);
+ *  - segment files (format 2): one version per block, `vmax`, the highest
+ *    version of the samples flushed into the block (a varint in the block's
+ *    directory entry). A flushed sample competes with its block's vmax, an
+ *    upper bound of its own version. So a write arriving after the flush
+ *    replaces a flushed sample iff its version is > that block's vmax, and
+ *    a late older write (hint replay, repair) never puts an older value
+ *    back. The one imprecision: a delayed NEWER write (version v, arriving
+ *    after the flush) loses against a flushed block of the same series that
+ *    also holds a sample written with a version >= v; in the head it wins.
+ *  - compaction: a merged sample takes its input block's vmax; an output
+ *    block's vmax is the max over its samples.
+ *  - tombstones (engine_delete) are not versioned yet: a delete hides what
+ *    this replica received before it (by arrival), as before.
+ * Readers that compare or move data between replicas (anti-entropy,
+ * repair) read each sample's version (as above) with engine_iter_versions
+ * and write them back with engine_write_v (one version per call).
  */
 #ifndef ENGINE_H
 #define ENGINE_H
@@ -218,6 +251,15 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n,
                     engine_write_result_t *r);
 
 /*
+ * engine_write_ex with a version for every sample of the call (see
+ * VERSIONS; 0 = unversioned, what engine_write_ex writes). A sample whose
+ * (series, timestamp) already holds a higher version is accepted (counted
+ * in r->written) but hidden by the newer value.
+ */
+int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64_t version,
+                   engine_write_result_t *r);
+
+/*
  * Select series matching all `m` and iterate their samples in [mint, maxt]
  * (inclusive). Prometheus semantics: a matcher that matches "" also selects
  * series that lack the label; at least one matcher must not match "".
@@ -232,6 +274,12 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
 int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabels,
                      const int64_t **ts, const double **values, size_t *n);
 void engine_iter_destroy(engine_iter_t *it);
+/*
+ * The versions of the samples the last engine_iter_next returned (same
+ * length and order as its ts/values, valid as long as they are): exact for
+ * samples in the head, the block's vmax for flushed ones (see VERSIONS).
+ */
+const uint64_t *engine_iter_versions(const engine_iter_t *it);
 /*
  * Position of the iterator among the selected series (0 = before the first),
  * and a jump to such a position: a paged export resumes where the previous

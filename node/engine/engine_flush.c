@@ -295,15 +295,21 @@ typedef struct part_writer {
     seg_summary_t *sum; /* taken from the writer before it finishes (NULL: unknown) */
 } part_writer_t;
 
-static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v, size_t n,
-                        st_buf_t *buf)
+/* Blocks of n samples (ver: their versions, NULL = all 0); a block's
+ * version is the highest of its samples' (engine.h, VERSIONS). */
+static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v,
+                        const uint64_t *ver, size_t n, st_buf_t *buf)
 {
     for (size_t off = 0; off < n; off += ENGINE_BLOCK_MAX) {
         size_t k = n - off < ENGINE_BLOCK_MAX ? n - off : ENGINE_BLOCK_MAX;
+        uint64_t vmax = 0;
+        for (size_t i = 0; ver && i < k; i++)
+            vmax = ver[off + i] > vmax ? ver[off + i] : vmax;
         st_buf_reset(buf);
         int rc = codec_encode(ts + off, v + off, k, buf);
         if (!rc)
-            rc = seg_writer_add(w, id, (uint32_t)k, ts[off], ts[off + k - 1], buf->data, buf->len);
+            rc = seg_writer_add_v(w, id, (uint32_t)k, ts[off], ts[off + k - 1], vmax, buf->data,
+                                  buf->len);
         if (rc)
             return rc;
     }
@@ -435,7 +441,8 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
         uint32_t j = cur[id];
         while (j < s->n && s->ts[j] < end)
             j++;
-        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id], j - cur[id], buf);
+        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id],
+                          s->ver ? s->ver + cur[id] : NULL, j - cur[id], buf);
         cur[id] = j;
     }
     if (rc) {
@@ -659,6 +666,11 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
                     rc == ST_EIO ? strerror(en) : st_strerror(rc));
         return rc;
     }
+    uint64_t hidden = 0; /* versioned samples a higher version already hides */
+    if (f->done_before == INT64_MIN && (rc = engine_frozen_resolve(e, f, &hidden)) != 0) {
+        engine_fail(e, FAIL_FLUSH, "%s (resolving versions)", st_strerror(rc));
+        return rc;
+    }
     uint32_t *cur = f->ns ? calloc(f->ns, sizeof *cur) : NULL;
     if (f->ns && !cur)
         return ST_ENOMEM;
@@ -797,6 +809,7 @@ typedef struct cursor {
 typedef struct merge_buf {
     int64_t *ts;
     double *v;
+    uint64_t *ver;
     size_t n, cap;
     int64_t *dts;
     double *dv;
@@ -818,6 +831,10 @@ static int mb_reserve(merge_buf_t *m, size_t extra)
     if (!v)
         return ST_ENOMEM;
     m->v = v;
+    uint64_t *ver = realloc(m->ver, cap * sizeof *ver);
+    if (!ver)
+        return ST_ENOMEM;
+    m->ver = ver;
     m->cap = cap;
     return 0;
 }
@@ -921,16 +938,18 @@ int engine_compact_part(engine_t *e, int64_t part_start)
                 if (ntombs) /* purge what a later delete masks */
                     got = tomb_mask(tombs, ntombs, id, in[i]->seq_max, mb.ts + mb.n, mb.v + mb.n,
                                     got);
+                for (size_t k = 0; k < got; k++) /* a flushed sample has its block's version */
+                    mb.ver[mb.n + k] = en.vmax;
                 mb.n += got;
                 cur[i].i++;
             }
         }
         if (rc)
             break;
-        size_t n = samples_sort_dedup(mb.ts, mb.v, mb.n);
+        size_t n = samples_sort_dedup(mb.ts, mb.v, mb.ver, mb.n);
         if (n == 0)
             continue; /* every sample of the series deleted */
-        rc = write_blocks(pw.w, id, mb.ts, mb.v, n, &buf);
+        rc = write_blocks(pw.w, id, mb.ts, mb.v, mb.ver, n, &buf);
     }
     seg_summary_t *sum = NULL;
     if (!rc && cur) {
@@ -942,6 +961,7 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     free(cur);
     free(mb.ts);
     free(mb.v);
+    free(mb.ver);
     st_buf_deinit(&buf);
     int en = errno;
     for (size_t i = 0; i < pinned; i++)

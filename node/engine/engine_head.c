@@ -7,6 +7,11 @@
  * of one timestamp stays later) and deduplicated (last write wins) when it
  * is read or flushed. `bytes` counts allocated capacity, which is what the
  * flush threshold (memtable_max_bytes) bounds.
+ *
+ * Versions (engine.h, VERSIONS): a series keeps a per-sample version array
+ * only once a sample with a version != 0 arrives (8 bytes a sample, counted
+ * in `bytes`); deduplication keeps, of equal timestamps, the highest
+ * version and, on a tie, the later write.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +40,7 @@ void head_destroy(head_t *h)
         if (h->s[i]) {
             free(h->s[i]->ts);
             free(h->s[i]->v);
+            free(h->s[i]->ver);
             free(h->s[i]);
         }
     }
@@ -104,7 +110,8 @@ static int head_grow_index(head_t *h, uint32_t id)
     return 0;
 }
 
-int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n, uint64_t *ooo)
+int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
+                uint64_t version, uint64_t *ooo)
 {
     if (n == 0)
         return 0;
@@ -132,8 +139,21 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         if (!nv)
             return ST_ENOMEM;
         s->v = nv;
+        if (s->ver) {
+            uint64_t *nver = realloc(s->ver, (size_t)cap * sizeof *nver);
+            if (!nver)
+                return ST_ENOMEM;
+            s->ver = nver;
+            h->bytes += (uint64_t)(cap - s->cap) * sizeof *nver;
+        }
         h->bytes += (uint64_t)(cap - s->cap) * 16;
         s->cap = cap;
+    }
+    if (version && !s->ver) { /* the first versioned sample: earlier ones are 0 */
+        s->ver = calloc(s->cap, sizeof *s->ver);
+        if (!s->ver)
+            return ST_ENOMEM;
+        h->bytes += (uint64_t)s->cap * sizeof *s->ver;
     }
     int64_t prev = s->n ? s->ts[s->n - 1] : INT64_MIN;
     for (size_t i = 0; i < n; i++) {
@@ -150,6 +170,9 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
     }
     memcpy(s->ts + s->n, ts, n * sizeof *ts);
     memcpy(s->v + s->n, v, n * sizeof *v);
+    if (s->ver)
+        for (size_t i = 0; i < n; i++)
+            s->ver[s->n + i] = version;
     s->n += (uint32_t)n;
     h->samples += n;
     if (s->mint < h->mint)
@@ -163,69 +186,77 @@ void head_series_normalize(head_series_t *s)
 {
     if (!s->unsorted)
         return;
-    s->n = (uint32_t)samples_sort_dedup(s->ts, s->v, s->n);
+    s->n = (uint32_t)samples_sort_dedup(s->ts, s->v, s->ver, s->n);
     s->unsorted = 0;
 }
 
-/* Bottom-up stable merge sort of (ts, v) pairs by ts, using scratch arrays. */
-static void merge_sort(int64_t *ts, double *v, int64_t *tts, double *tv, size_t n)
+/* The (ts, value, version) triples being sorted; ver may be NULL. */
+typedef struct triples {
+    int64_t *ts;
+    double *v;
+    uint64_t *ver;
+} triples_t;
+
+static inline void tr_copy(triples_t *d, size_t k, const triples_t *s, size_t j)
 {
-    int64_t *a_ts = ts, *b_ts = tts;
-    double *a_v = v, *b_v = tv;
+    d->ts[k] = s->ts[j];
+    d->v[k] = s->v[j];
+    if (d->ver)
+        d->ver[k] = s->ver[j];
+}
+
+/* Bottom-up stable merge sort of a by ts, using scratch b (same shape). */
+static void merge_sort(triples_t a, triples_t b, size_t n)
+{
+    triples_t orig = a;
     for (size_t width = 1; width < n; width *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
-                if (a_ts[j] < a_ts[i]) {
-                    b_ts[k] = a_ts[j];
-                    b_v[k++] = a_v[j++];
-                } else {
-                    b_ts[k] = a_ts[i];
-                    b_v[k++] = a_v[i++];
-                }
+                if (a.ts[j] < a.ts[i])
+                    tr_copy(&b, k++, &a, j++);
+                else
+                    tr_copy(&b, k++, &a, i++);
             }
-            while (i < mid) {
-                b_ts[k] = a_ts[i];
-                b_v[k++] = a_v[i++];
-            }
-            while (j < hi) {
-                b_ts[k] = a_ts[j];
-                b_v[k++] = a_v[j++];
-            }
+            while (i < mid)
+                tr_copy(&b, k++, &a, i++);
+            while (j < hi)
+                tr_copy(&b, k++, &a, j++);
         }
-        int64_t *t1 = a_ts;
-        a_ts = b_ts;
-        b_ts = t1;
-        double *t2 = a_v;
-        a_v = b_v;
-        b_v = t2;
+        triples_t t = a;
+        a = b;
+        b = t;
     }
-    if (a_ts != ts) {
-        memcpy(ts, a_ts, n * sizeof *ts);
-        memcpy(v, a_v, n * sizeof *v);
+    if (a.ts != orig.ts) {
+        memcpy(orig.ts, a.ts, n * sizeof *a.ts);
+        memcpy(orig.v, a.v, n * sizeof *a.v);
+        if (orig.ver)
+            memcpy(orig.ver, a.ver, n * sizeof *a.ver);
     }
 }
 
-/* Stable insertion sort of (ts, v) pairs by ts: for short or nearly sorted runs. */
-static void insertion_sort(int64_t *ts, double *v, size_t n)
+/* Stable insertion sort by ts: for short or nearly sorted runs. */
+static void insertion_sort(triples_t a, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
-        int64_t t = ts[i];
-        double x = v[i];
+        int64_t t = a.ts[i];
+        double x = a.v[i];
+        uint64_t ver = a.ver ? a.ver[i] : 0;
         size_t j = i;
-        while (j > 0 && ts[j - 1] > t) {
-            ts[j] = ts[j - 1];
-            v[j] = v[j - 1];
+        while (j > 0 && a.ts[j - 1] > t) {
+            tr_copy(&a, j, &a, j - 1);
             j--;
         }
-        ts[j] = t;
-        v[j] = x;
+        a.ts[j] = t;
+        a.v[j] = x;
+        if (a.ver)
+            a.ver[j] = ver;
     }
 }
 
-size_t samples_sort_dedup(int64_t *ts, double *v, size_t n)
+size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
 {
     if (n < 2)
         return n;
@@ -240,21 +271,34 @@ size_t samples_sort_dedup(int64_t *ts, double *v, size_t n)
         return n;
     /* insertion sort for short runs, merge sort otherwise (both stable); without
      * memory for the merge, insertion sort: slow but allocation-free */
-    int64_t *tts = n > 32 ? malloc(n * sizeof *tts) : NULL;
-    double *tv = tts ? malloc(n * sizeof *tv) : NULL;
-    if (tts && tv)
-        merge_sort(ts, v, tts, tv, n);
+    triples_t a = {ts, v, ver};
+    triples_t b = {NULL, NULL, NULL};
+    if (n > 32) {
+        b.ts = malloc(n * sizeof *b.ts);
+        b.v = b.ts ? malloc(n * sizeof *b.v) : NULL;
+        b.ver = b.v && ver ? malloc(n * sizeof *b.ver) : NULL;
+    }
+    if (b.ts && b.v && (!ver || b.ver))
+        merge_sort(a, b, n);
     else
-        insertion_sort(ts, v, n);
-    free(tts);
-    free(tv);
-    /* dedup: keep the last of each equal-timestamp run */
+        insertion_sort(a, n);
+    free(b.ts);
+    free(b.v);
+    free(b.ver);
+    /* dedup: of each equal-timestamp run keep the highest version, the last
+     * of those (stable sort: later writes come later) */
     size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n && ts[i + 1] == ts[i])
-            continue;
-        ts[w] = ts[i];
-        v[w++] = v[i];
+    for (size_t i = 0; i < n;) {
+        size_t best = i, j = i + 1;
+        for (; j < n && ts[j] == ts[i]; j++)
+            if (!ver || ver[j] >= ver[best])
+                best = j;
+        ts[w] = ts[best];
+        v[w] = v[best];
+        if (ver)
+            ver[w] = ver[best];
+        w++;
+        i = j;
     }
     return w;
 }

@@ -71,13 +71,19 @@ void budget_series_charge(engine_budget_t *b, uint64_t before, uint64_t after);
  * series already created by the same write. */
 const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_t *limit_value);
 
-enum { WAL_REC_SERIES = 1, WAL_REC_SAMPLES = 2, WAL_REC_TOMB = 3 /* tomb.h record */ };
+enum {
+    WAL_REC_SERIES = 1,
+    WAL_REC_SAMPLES = 2,
+    WAL_REC_TOMB = 3,     /* tomb.h record */
+    WAL_REC_SAMPLES_V = 4 /* a version, then a SAMPLES payload */
+};
 
 /* ---- head: in-memory samples per series (engine_head.c) ---- */
 
 typedef struct head_series {
     int64_t *ts;
     double *v;
+    uint64_t *ver; /* per-sample versions; NULL while every one is 0 */
     uint32_t n, cap;
     int64_t mint, maxt;
     uint8_t unsorted; /* an append went backwards: sort + dedup before reading */
@@ -99,16 +105,19 @@ typedef struct head {
 
 head_t *head_create(void);
 void head_destroy(head_t *h);
-/* Append n samples of series `id`; counts out-of-order appends in *ooo. */
+/* Append n samples of series `id`, all of version `version`; counts
+ * out-of-order appends in *ooo. */
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
-                uint64_t *ooo);
+                uint64_t version, uint64_t *ooo);
 /* Note that the head holds samples of the partition starting at `start`. */
 int head_add_part(head_t *h, int64_t start);
-/* Sort + dedup (last write wins) a series in place if needed. */
+/* Sort + dedup (highest version, then last write wins) a series in place if needed. */
 void head_series_normalize(head_series_t *s);
 
-/* Stable sort by timestamp, then keep the last of each run of equal timestamps. */
-size_t samples_sort_dedup(int64_t *ts, double *v, size_t n);
+/* Stable sort by timestamp, then keep one sample of each run of equal
+ * timestamps: the one with the highest version, the last of those on a tie.
+ * ver (parallel to ts, may be NULL: all 0) is sorted along. */
+size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n);
 
 /* ---- segments and partitions (engine_flush.c) ---- */
 
@@ -282,6 +291,9 @@ int engine_tomb_part_pending(engine_t *e, const part_t *p);
 void engine_tomb_compacted(engine_t *e, uint64_t in_bytes, uint64_t out_bytes);
 /* Tombstones still pending, and *eta_ms until the background purges them. */
 uint64_t engine_tomb_pending(engine_t *e, int64_t *eta_ms);
+/* Flush: drop the samples of frozen head f that a higher version already
+ * hides (segments, active head), counted in *dropped (engine_query.c). */
+int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped);
 /* An iterator over these series ids (taken over, freed on failure too). */
 int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
                     engine_iter_t **out);

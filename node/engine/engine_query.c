@@ -2,8 +2,9 @@
  * engine_query — select series through the label index, then merge each
  * series' samples from every source in age order: segments by ascending
  * sequence, the frozen head, the active head. Sources are concatenated
- * oldest first and stably sorted, so for equal timestamps the newest
- * source's value is the one kept (last write wins).
+ * oldest first and stably sorted, so for equal timestamps the value with the
+ * highest version is kept, and of equal versions the newest source's (last
+ * write wins). A segment sample's version is its block's vmax.
  *
  * The iterator holds references to the segments it saw at creation, so a
  * concurrent compaction or retention pass cannot unmap them underneath it;
@@ -37,7 +38,9 @@ struct engine_iter {
     st_label_t labels[ST_LABELS_MAX];
     int64_t *ts;
     double *v;
+    uint64_t *ver; /* versions: exact from the head, the block's vmax from segments */
     size_t n, cap;
+    size_t lo;        /* the last engine_iter_next returned [lo, lo + count) */
     uint64_t skipped; /* segment reads avoided by summaries */
 };
 
@@ -56,6 +59,10 @@ static int it_reserve(engine_iter_t *it, size_t extra)
     if (!v)
         return ST_ENOMEM;
     it->v = v;
+    uint64_t *ver = realloc(it->ver, cap * sizeof *ver);
+    if (!ver)
+        return ST_ENOMEM;
+    it->ver = ver;
     it->cap = cap;
     return 0;
 }
@@ -159,6 +166,10 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
         return rc;
     memcpy(it->ts + it->n, s->ts, s->n * sizeof *it->ts);
     memcpy(it->v + it->n, s->v, s->n * sizeof *it->v);
+    if (s->ver)
+        memcpy(it->ver + it->n, s->ver, s->n * sizeof *it->ver);
+    else
+        memset(it->ver + it->n, 0, s->n * sizeof *it->ver);
     it->n += s->n;
     (*sources)++;
     return 0;
@@ -182,7 +193,6 @@ static int load_series(engine_iter_t *it, uint32_t id)
             continue;
         }
         int used = 0;
-        size_t n0 = it->n;
         for (size_t i = first; i < first + cnt && !rc; i++) {
             seg_entry_t en;
             if ((rc = seg_entry(r->seg, i, &en)))
@@ -196,13 +206,15 @@ static int load_series(engine_iter_t *it, uint32_t id)
                 codec_decode(en.block, en.block_len, it->ts + it->n, it->v + it->n, en.count, &got);
             if (!rc && got != en.count)
                 rc = ST_ECORRUPT;
+            if (!rc && it->ntombs) /* deleted after this segment was written */
+                got = tomb_mask(it->tombs, it->ntombs, id, r->seq_max, it->ts + it->n,
+                                it->v + it->n, got);
+            for (size_t j = 0; !rc && j < got; j++)
+                it->ver[it->n + j] = en.vmax;
             it->n += got;
             used = 1;
         }
         seg_ref_unpin(r);
-        if (it->ntombs && it->n > n0) /* deleted after this segment was written */
-            it->n = n0 + tomb_mask(it->tombs, it->ntombs, id, r->seq_max, it->ts + n0, it->v + n0,
-                                   it->n - n0);
         sources += used;
     }
     if (rc) {
@@ -219,7 +231,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
         return rc;
     /* blocks of one segment are ordered and disjoint, so one source is sorted */
     if (sources > 1)
-        it->n = samples_sort_dedup(it->ts, it->v, it->n);
+        it->n = samples_sort_dedup(it->ts, it->v, it->ver, it->n);
     return 0;
 }
 
@@ -249,9 +261,15 @@ int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabe
         *ts = it->ts + lo;
         *values = it->v + lo;
         *n = hi - lo;
+        it->lo = lo;
         return 1;
     }
     return 0;
+}
+
+const uint64_t *engine_iter_versions(const engine_iter_t *it)
+{
+    return it->ver + it->lo;
 }
 
 size_t engine_iter_pos(const engine_iter_t *it)
@@ -276,5 +294,85 @@ void engine_iter_destroy(engine_iter_t *it)
     free(it->ids);
     free(it->ts);
     free(it->v);
+    free(it->ver);
     free(it);
+}
+
+/*
+ * Before a flush gives the frozen head's samples their block's version
+ * (engine.h, VERSIONS), drop the frozen samples that already lose: a
+ * sample of a segment or of the active head at the same timestamp holds a
+ * higher version. Otherwise a hidden older value would be promoted to its
+ * new block's vmax and win. Only series with versions that a segment may
+ * hold in their time range are read (summaries decide, unopened).
+ */
+int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
+{
+    if (!f || f->mint > f->maxt)
+        return 0;
+    seg_ref_t **segs = NULL;
+    size_t nsegs = 0;
+    int rc = engine_collect_segs(e, f->mint, f->maxt, &segs, &nsegs);
+    if (rc || !nsegs) {
+        free(segs);
+        return rc;
+    }
+    for (uint32_t id = 0; id < f->ns && !rc; id++) {
+        /* a frozen head takes no appends: its series and their version
+         * arrays are fixed; only a delete may shrink a series (head_mu) */
+        head_series_t *s = f->s[id];
+        if (!s || !s->ver)
+            continue;
+        pthread_mutex_lock(&e->head_mu);
+        int versioned = s->n > 0;
+        int64_t mint = versioned ? s->mint : 0, maxt = versioned ? s->maxt : 0;
+        pthread_mutex_unlock(&e->head_mu);
+        if (!versioned)
+            continue;
+        int contested = 0;
+        for (size_t k = 0; k < nsegs && !contested; k++)
+            contested = seg_ref_may_hold(segs[k], id, mint, maxt);
+        if (!contested)
+            continue;
+        uint32_t *ids = malloc(sizeof *ids);
+        if (!ids) {
+            rc = ST_ENOMEM;
+            break;
+        }
+        ids[0] = id;
+        engine_iter_t *it;
+        if ((rc = engine_iter_ids(e, ids, 1, mint, maxt, &it)) != 0)
+            break;
+        rc = load_series(it, id); /* segments + frozen + active head, merged */
+        if (!rc) {
+            pthread_mutex_lock(&e->head_mu);
+            head_series_normalize(s);
+            uint32_t w = 0;
+            size_t j = 0;
+            int64_t nmin = INT64_MAX, nmax = INT64_MIN;
+            for (uint32_t i = 0; i < s->n; i++) {
+                while (j < it->n && it->ts[j] < s->ts[i])
+                    j++;
+                if (j < it->n && it->ts[j] == s->ts[i] && it->ver[j] > s->ver[i])
+                    continue; /* hidden by a higher version */
+                s->ts[w] = s->ts[i];
+                s->v[w] = s->v[i];
+                s->ver[w] = s->ver[i];
+                nmin = s->ts[w] < nmin ? s->ts[w] : nmin;
+                nmax = s->ts[w] > nmax ? s->ts[w] : nmax;
+                w++;
+            }
+            *dropped += s->n - w;
+            f->samples -= s->n - w;
+            s->n = w;
+            s->mint = nmin;
+            s->maxt = nmax;
+            pthread_mutex_unlock(&e->head_mu);
+        }
+        engine_iter_destroy(it);
+    }
+    for (size_t k = 0; k < nsegs; k++)
+        seg_ref_release(segs[k]);
+    free(segs);
+    return rc;
 }

@@ -215,6 +215,8 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
                 continue;
             s->ts[w] = s->ts[i];
             s->v[w] = s->v[i];
+            if (s->ver)
+                s->ver[w] = s->ver[i];
             if (s->ts[w] < mint)
                 mint = s->ts[w];
             if (s->ts[w] > maxt)

@@ -58,7 +58,10 @@
  *      the first record whose header does not fit, whose len >
  *      HINTS_MAX_RECORD, whose batch runs past EOF, or whose crc mismatches:
  *      the segment is ftruncated there and fsynced, the cut bytes counted
- *      (dropped_corrupt_bytes, corrupt_cuts). BEHAVIOUR ON CORRUPTION: the
+ *      (dropped_corrupt_bytes, corrupt_cuts), and the records lost with
+ *      them (dropped_corrupt_records): the damaged one plus every intact
+ *      record after it not yet consumed, found by resynchronising byte by
+ *      byte on a plausible header whose CRC matches (count_lost). BEHAVIOUR ON CORRUPTION: the
  *      rest of THAT segment is lost (its framing cannot be trusted) but later
  *      segments are kept — hints are independent idempotent batches, so
  *      keeping the later ones is strictly better than dropping them. A torn
@@ -164,6 +167,8 @@ struct hints {
     int peeked;
     uint32_t peek_seq;
     uint64_t peek_off, peek_end;
+    uint64_t peek_ends[HINTS_PEEK_MAX]; /* hints_peek_many: end of each record handed out */
+    size_t peek_count;
     st_buf_t pbuf; /* the peeked record's batch */
     int failed;
     hints_stats_t st; /* counters only; pending fields computed on demand */
@@ -359,6 +364,41 @@ fail:
     return ST_EIO;
 }
 
+/* Plausibility of a record header found while resynchronising past damage:
+ * a shard number below this and a timestamp within this of the last good
+ * record's, before its CRC is computed (random bytes almost never pass). */
+#define RESYNC_MAX_SHARD (1u << 24)
+#define RESYNC_MAX_SKEW_MS (INT64_C(366) * 24 * 3600 * 1000)
+
+/*
+ * The records lost when segment m[0..fsz) is cut at `off` (the first record
+ * there is damaged): that one, plus every intact record after it, found by
+ * resynchronising byte by byte on a record whose header is plausible and
+ * whose CRC matches (then skipping it whole). Records starting before
+ * `consumed` were acked already and are not lost. ref_ts: the timestamp of
+ * the last good record (have_ref 0: none).
+ */
+static uint64_t count_lost(const uint8_t *m, uint64_t off, uint64_t fsz, uint64_t consumed,
+                           int64_t ref_ts, int have_ref)
+{
+    uint64_t lost = off >= consumed ? 1 : 0;
+    for (uint64_t p = off + 1; fsz - p >= RHDR && p < fsz;) {
+        uint32_t len = st_load_u32le(m + p);
+        uint32_t shard = st_load_u32le(m + p + 8);
+        int64_t ts = (int64_t)st_load_u64le(m + p + 12);
+        int ok = len <= HINTS_MAX_RECORD && len <= fsz - p - RHDR && shard < RESYNC_MAX_SHARD;
+        if (ok && have_ref)
+            ok = ts > ref_ts - RESYNC_MAX_SKEW_MS && ts < ref_ts + RESYNC_MAX_SKEW_MS;
+        if (ok && st_crc32c(0, m + p + 8, (size_t)len + 12) == st_load_u32le(m + p + 4)) {
+            lost += p >= consumed;
+            p += RHDR + len;
+        } else {
+            p++;
+        }
+    }
+    return lost;
+}
+
 /*
  * Recovery step 4: validate segment `seq`, cut what is bad. *size and *nrec
  * get the valid length and record count (0 if the header is bad). If
@@ -390,7 +430,8 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
             return ST_EIO;
         }
     }
-    uint64_t off = 0, n = 0;
+    uint64_t off = 0, n = 0, lost = 0;
+    int64_t ref_ts = 0;
     if (m && memcmp(m, SEG_MAGIC, 8) == 0 && st_load_u32le(m + 8) == HINTS_VERSION &&
         st_load_u32le(m + 12) == seq && st_load_u32le(m + 16) == st_crc32c(0, m, 16)) {
         off = SHDR;
@@ -406,9 +447,12 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
                 break;
             if (st_crc32c(0, m + off + 8, (size_t)len + 12) != st_load_u32le(m + off + 4))
                 break;
+            ref_ts = (int64_t)st_load_u64le(m + off + 12);
             off += RHDR + len;
             n++;
         }
+        if (off < fsz && want_off != UINT64_MAX) /* damaged or torn: count what is lost */
+            lost = count_lost(m, off, fsz, want_off > off ? want_off : 0, ref_ts, n > 0);
         if (want_off != UINT64_MAX && want_off >= off && want_off > SHDR) {
             *at_off = off; /* at or past the valid end: all consumed */
             *at_rec = n;
@@ -422,6 +466,7 @@ static int seg_scan(hints_t *h, uint32_t seq, uint64_t want_off, uint64_t *size,
     int rc = 0;
     if (off < fsz) {
         h->st.dropped_corrupt_bytes += fsz - off;
+        h->st.dropped_corrupt_records += lost;
         h->st.corrupt_cuts++;
         if (off > 0 && (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0))
             rc = ST_EIO;
@@ -668,6 +713,36 @@ int hints_sync(hints_t *h)
     return rc;
 }
 
+/* Read the record at `off` of segment sg (open as h->rfd) into hdr and
+ * h->pbuf: 1 when intact, 0 when damaged (header or CRC), or ST_EIO /
+ * ST_ENOMEM. *n: its batch length. */
+static int read_record(hints_t *h, const hseg_t *sg, uint64_t off, uint8_t hdr[RHDR], uint32_t *n)
+{
+    *n = 0;
+    if (sg->size - off < RHDR)
+        return 0;
+    if (st_pread_all(h->rfd, hdr, RHDR, off) != 0)
+        return ST_EIO;
+    uint32_t k = st_load_u32le(hdr);
+    if (k > HINTS_MAX_RECORD || k > sg->size - off - RHDR)
+        return 0;
+    st_buf_reset(&h->pbuf);
+    if (st_buf_reserve(&h->pbuf, k ? k : 1) != 0)
+        return ST_ENOMEM;
+    if (k && st_pread_all(h->rfd, h->pbuf.data, k, off + RHDR) != 0)
+        return ST_EIO;
+    h->pbuf.len = k;
+    *n = k;
+    return st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, k) == st_load_u32le(hdr + 4);
+}
+
+/* Is a record stamped t too old to hand out at now_ms? */
+static int too_old(const hints_t *h, int64_t now_ms, int64_t t)
+{
+    return h->max_age_ms >= 0 && now_ms > t &&
+           (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms;
+}
+
 static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
                        const uint8_t **batch, size_t *len)
 {
@@ -690,32 +765,18 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
             h->rseq = s->seq;
         }
         uint8_t hdr[RHDR];
-        uint32_t n = 0;
-        int bad = s->size - h->cur_off < RHDR;
-        if (!bad) {
-            if (st_pread_all(h->rfd, hdr, RHDR, h->cur_off) != 0)
-                return ST_EIO;
-            n = st_load_u32le(hdr);
-            bad = n > HINTS_MAX_RECORD || n > s->size - h->cur_off - RHDR;
-        }
-        if (!bad) {
-            st_buf_reset(&h->pbuf);
-            if (st_buf_reserve(&h->pbuf, n ? n : 1) != 0)
-                return ST_ENOMEM;
-            if (n && st_pread_all(h->rfd, h->pbuf.data, n, h->cur_off + RHDR) != 0)
-                return ST_EIO;
-            h->pbuf.len = n;
-            bad = st_crc32c(st_crc32c(0, hdr + 8, 12), h->pbuf.data, n) != st_load_u32le(hdr + 4);
-        }
-        if (bad) { /* damaged since recovery: cut like recovery would */
+        uint32_t n;
+        int ok = read_record(h, s, h->cur_off, hdr, &n);
+        if (ok < 0)
+            return ok;
+        if (!ok) { /* damaged since recovery: cut like recovery would */
             if ((rc = cut_front(h)) != 0)
                 return rc;
             continue;
         }
         int64_t t = (int64_t)st_load_u64le(hdr + 12);
         uint64_t end = h->cur_off + RHDR + n;
-        if (h->max_age_ms >= 0 && now_ms > t &&
-            (uint64_t)now_ms - (uint64_t)t > (uint64_t)h->max_age_ms) {
+        if (too_old(h, now_ms, t)) {
             h->st.dropped_age_records++;
             h->st.dropped_age_bytes += RHDR + n;
             if ((rc = advance(h, end)) != 0)
@@ -726,6 +787,8 @@ static int peek_locked(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts,
         h->peek_seq = s->seq;
         h->peek_off = h->cur_off;
         h->peek_end = end;
+        h->peek_ends[0] = end;
+        h->peek_count = 1;
         *shard = st_load_u32le(hdr + 8);
         *ts = t;
         *batch = h->pbuf.data;
@@ -739,6 +802,72 @@ int hints_peek(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts, const u
 {
     pthread_mutex_lock(&h->mu);
     int rc = peek_locked(h, now_ms, shard, ts, batch, len);
+    pthread_mutex_unlock(&h->mu);
+    return rc;
+}
+
+int hints_peek_many(hints_t *h, int64_t now_ms, size_t max_n, size_t max_bytes, hints_item_fn cb,
+                    void *arg, size_t *n_out)
+{
+    uint32_t shard;
+    int64_t ts;
+    const uint8_t *batch;
+    size_t len;
+    *n_out = 0;
+    if (max_n > HINTS_PEEK_MAX)
+        max_n = HINTS_PEEK_MAX;
+    pthread_mutex_lock(&h->mu);
+    int rc = peek_locked(h, now_ms, &shard, &ts, &batch, &len);
+    if (!rc)
+        rc = cb(arg, shard, ts, batch, len);
+    size_t n = 0, bytes = len;
+    if (!rc) {
+        h->peek_ends[n++] = h->peek_end;
+        /* the following records of the same segment, while intact and young
+         * (a damaged or too old one is left to the next peek, which cuts or
+         * skips it) */
+        const hseg_t *sg = &h->segs[0];
+        uint64_t off = h->peek_end;
+        while (n < max_n && bytes < max_bytes) {
+            uint8_t hdr[RHDR];
+            uint32_t k;
+            if (read_record(h, sg, off, hdr, &k) != 1)
+                break;
+            int64_t t = (int64_t)st_load_u64le(hdr + 12);
+            if (too_old(h, now_ms, t))
+                break;
+            if ((rc = cb(arg, st_load_u32le(hdr + 8), t, h->pbuf.data, k)) != 0)
+                break;
+            off += RHDR + k;
+            bytes += k;
+            h->peek_ends[n++] = off;
+        }
+        h->peek_count = n;
+        h->peek_end = h->peek_ends[n - 1];
+        rc = 0; /* a callback failure after the first: hand out what we have */
+    } else {
+        h->peeked = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+    *n_out = n;
+    return rc;
+}
+
+int hints_ack_many(hints_t *h, size_t k)
+{
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    if (!h->peeked || k > h->peek_count) {
+        rc = ST_EINVAL;
+    } else {
+        h->peeked = 0;
+        if (h->nsegs > 0 && h->segs[0].seq == h->peek_seq && h->cur_off == h->peek_off) {
+            for (size_t i = 0; i < k && !rc; i++) {
+                h->st.acked++;
+                rc = advance(h, h->peek_ends[i]);
+            }
+        }
+    }
     pthread_mutex_unlock(&h->mu);
     return rc;
 }

@@ -104,6 +104,26 @@ int hints_peek(hints_t *h, int64_t now_ms, uint32_t *shard, int64_t *ts, const u
  */
 int hints_ack(hints_t *h);
 
+/*
+ * Pipelined replay: up to max_n (<= HINTS_PEEK_MAX) pending hints from the
+ * cursor, consecutive records of one segment holding at most about
+ * max_bytes of batches (always at least one). The first is found as
+ * hints_peek finds it (age skips, damage cuts); a later one that is damaged
+ * or too old ends the window (the next peek deals with it). cb gets each
+ * (its batch is valid during the call only) and may stop the window by
+ * returning non-zero (then the hints it got so far are the window; on the
+ * first hint its return is returned). *n: the window's size.
+ * ST_ENOENT when the queue is empty.
+ */
+#define HINTS_PEEK_MAX 64
+typedef int (*hints_item_fn)(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch,
+                             size_t len);
+int hints_peek_many(hints_t *h, int64_t now_ms, size_t max_n, size_t max_bytes, hints_item_fn cb,
+                    void *arg, size_t *n);
+/* The first k hints of the last window were delivered: advance past them
+ * (k <= its size; 0 advances nothing). Like hints_ack otherwise. */
+int hints_ack_many(hints_t *h, size_t k);
+
 void hints_stats(hints_t *h, hints_stats_t *s);
 
 #endif

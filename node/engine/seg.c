@@ -1,7 +1,7 @@
 /*
  * seg — immutable segment files; API in seg.h.
  *
- * FILE LAYOUT (format version 1; all integers little-endian)
+ * FILE LAYOUT (format version 2; all integers little-endian)
  *
  *   +-----------+------------------------------+-----------+----------+
  *   | header 52 | block data (concatenated)    | directory | footer 52|
@@ -10,7 +10,7 @@
  *
  * Header (52 bytes, offset 0):
  *    0  u8[8]  magic "STRSEG01"
- *    8  u32    format version (1)
+ *    8  u32    format version (2; 1 is read too, see below)
  *   12  u32    header flags (0; any other value is rejected)
  *   16  i64    meta.part_start   (ms, partition [start, end))
  *   24  i64    meta.part_end
@@ -41,8 +41,12 @@
  *     uvarint  zz(span - prev_span)  where span = maxt - mint (>= 0)
  *     uvarint  zz(count - prev_count)
  *     uvarint  block length in bytes
+ *     uvarint  zz(vmax - prev_vmax)  format 2 only: the block's version, the
+ *                                    highest version of its samples
+ *                                    (engine.h, VERSIONS); prev_vmax starts 0
  *     u32      CRC-32C of the block bytes
- *   then prev_* := this entry's values. Offsets are not stored: they follow
+ *   then prev_* := this entry's values. A format 1 file has no vmax field:
+ *   every block reads as version 0. Offsets are not stored: they follow
  *   from the cumulative lengths. A raw entry is 9..54 bytes; typically ~10.
  *
  * Footer (52 bytes, at size - 52):
@@ -114,18 +118,20 @@
 
 #define SEG_MAGIC "STRSEG01"
 #define SEG_FOOT_MAGIC "STRSEGFT"
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u    /* written */
+#define SEG_VERSION_V1 1u /* read: no block versions */
 #define SEG_HDR_SIZE 52u
 #define SEG_FTR_SIZE 52u
 #define SEG_DIR_LZ4 1u
 #define SEG_MIN_ENTRY 9u /* five 1-byte varints + u32 crc */
 #define SEG_WBUF_SIZE (1u << 20)
 
-/* One decoded directory entry (40 bytes). */
+/* One decoded directory entry (48 bytes). */
 typedef struct seg_ent {
     int64_t mint;
     int64_t maxt;
     uint64_t off;
+    uint64_t vmax;
     uint32_t id;
     uint32_t count;
     uint32_t len;
@@ -149,6 +155,7 @@ typedef struct dir_state {
     int64_t maxt;
     uint64_t span;
     uint64_t count;
+    uint64_t vmax;
 } dir_state_t;
 
 struct seg_writer {
@@ -303,6 +310,12 @@ int seg_writer_create(const char *path, const seg_meta_t *meta, seg_writer_t **o
 int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint, int64_t maxt,
                    const uint8_t *block, size_t len)
 {
+    return seg_writer_add_v(w, series_id, count, mint, maxt, 0, block, len);
+}
+
+int seg_writer_add_v(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint,
+                     int64_t maxt, uint64_t vmax, const uint8_t *block, size_t len)
+{
     if (!w || count == 0 || mint > maxt || (len > 0 && !block) || len > UINT32_MAX)
         return ST_EINVAL;
     if (w->err)
@@ -315,13 +328,14 @@ int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t 
 
     bool same = st->n > 0 && series_id == st->id;
     uint64_t span = (uint64_t)maxt - (uint64_t)mint;
-    uint8_t ent[5 * ST_UVARINT_MAX + 4];
+    uint8_t ent[6 * ST_UVARINT_MAX + 4];
     size_t k = 0;
     k += st_uvarint_put(ent + k, (uint64_t)(series_id - st->id));
     k += st_uvarint_put(ent + k, zz((uint64_t)mint - (uint64_t)(same ? st->maxt : st->mint)));
     k += st_uvarint_put(ent + k, zz(span - st->span));
     k += st_uvarint_put(ent + k, zz((uint64_t)count - st->count));
     k += st_uvarint_put(ent + k, (uint64_t)len);
+    k += st_uvarint_put(ent + k, zz(vmax - st->vmax));
     st_store_u32le(ent + k, st_crc32c(0, block, len));
     k += 4;
 
@@ -344,6 +358,7 @@ int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t 
     st->maxt = maxt;
     st->span = span;
     st->count = count;
+    st->vmax = vmax;
     return 0;
 }
 
@@ -482,14 +497,15 @@ void seg_writer_abort(seg_writer_t *w)
 /* ---- reader ----------------------------------------------------------- */
 
 /* Decode the raw directory [p, end) of n entries into s->ents. */
-static int decode_dir(seg_t *s, const uint8_t *p, const uint8_t *end, uint64_t dir_off)
+static int decode_dir(seg_t *s, const uint8_t *p, const uint8_t *end, uint64_t dir_off,
+                      int versioned)
 {
     dir_state_t st;
     dir_state_init(&st, s->meta.part_start);
     uint64_t off = SEG_HDR_SIZE;
     for (size_t i = 0; i < s->n; i++) {
-        uint64_t v[5];
-        for (int j = 0; j < 5; j++) {
+        uint64_t v[6] = {0};
+        for (int j = 0; j < 5 + versioned; j++) {
             int k = st_uvarint_get(p, end, &v[j]);
             if (k <= 0)
                 return ST_ECORRUPT;
@@ -524,6 +540,7 @@ static int decode_dir(seg_t *s, const uint8_t *p, const uint8_t *end, uint64_t d
         e->id = id;
         e->count = (uint32_t)count;
         e->len = (uint32_t)v[4];
+        e->vmax = st.vmax + unzz(v[5]);
         e->crc = crc;
         off += v[4];
         st.id = id;
@@ -531,6 +548,7 @@ static int decode_dir(seg_t *s, const uint8_t *p, const uint8_t *end, uint64_t d
         st.maxt = maxt;
         st.span = span;
         st.count = count;
+        st.vmax = e->vmax;
     }
     if (p != end || off != dir_off)
         return ST_ECORRUPT;
@@ -544,7 +562,8 @@ static int parse(seg_t *s)
     uint64_t size = s->map_len;
     if (size < SEG_HDR_SIZE + SEG_FTR_SIZE || memcmp(m, SEG_MAGIC, 8) != 0)
         return ST_ECORRUPT;
-    if (st_load_u32le(m + 8) != SEG_VERSION)
+    uint32_t version = st_load_u32le(m + 8);
+    if (version != SEG_VERSION && version != SEG_VERSION_V1)
         return ST_EVERSION;
     if (st_load_u32le(m + 48) != st_crc32c(0, m, 48) || st_load_u32le(m + 12) != 0)
         return ST_ECORRUPT;
@@ -604,7 +623,7 @@ static int parse(seg_t *s)
     s->ents = malloc((size_t)n * sizeof(seg_ent_t));
     s->verified = calloc(((size_t)n + 63) / 64, sizeof(uint64_t));
     if (s->ents && s->verified)
-        rc = decode_dir(s, dir, dir + raw_len, dir_off);
+        rc = decode_dir(s, dir, dir + raw_len, dir_off, version == SEG_VERSION);
     free(raw);
     return rc;
 }
@@ -725,6 +744,7 @@ int seg_entry(const seg_t *s, size_t i, seg_entry_t *e)
     e->maxt = d->maxt;
     e->block = block;
     e->block_len = d->len;
+    e->vmax = d->vmax;
     return 0;
 }
 

@@ -33,6 +33,7 @@ typedef struct seg_entry {
     int64_t maxt;
     const uint8_t *block; /* points into the mapping (valid until seg_close) */
     uint32_t block_len;
+    uint64_t vmax; /* highest version of the block's samples (0 in format 1 files) */
 } seg_entry_t;
 
 /* Start writing the segment that will be named `path`. */
@@ -40,6 +41,9 @@ int seg_writer_create(const char *path, const seg_meta_t *meta, seg_writer_t **o
 /* Add a block; calls must come in non-decreasing (series_id, mint) order. */
 int seg_writer_add(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint, int64_t maxt,
                    const uint8_t *block, size_t len);
+/* The same with the block's version (its samples' highest; engine.h VERSIONS). */
+int seg_writer_add_v(seg_writer_t *w, uint32_t series_id, uint32_t count, int64_t mint,
+                     int64_t maxt, uint64_t vmax, const uint8_t *block, size_t len);
 /* Write the directory and footer, fsync, rename into place, fsync the dir. Frees w. */
 int seg_writer_finish(seg_writer_t *w);
 /*

@@ -3,13 +3,14 @@
  * print what it costs.
  *
  *   strata-engine-bench --file h1000_3h.lp [--dir DIR] [--wal MODE]
- *                       [--batch LINES] [--keep]
+ *                       [--batch LINES] [--keep] [--versioned]
  *
  * The file is streamed in 4 MiB chunks (so the file itself does not count in
  * RSS), parsed with the line-protocol parser (lp.h) and written with
  * engine_write() in batches of --batch lines, as a node receives them from
- * routers. Prints: samples/s end to end (parse + append) and append alone
- * (time inside engine_write), flush + compaction time, bytes/sample on disk
+ * routers (--versioned: with engine_write_v and a new hybrid-logical-clock
+ * version per batch, as a replicated node writes). Prints: samples/s end to end (parse + append)
+ * and append alone (time inside engine_write), flush + compaction time, bytes/sample on disk
  * (segments + series.log + WAL after flush and compaction), peak RSS, and
  * the time to scan all samples of one series and of all series.
  */
@@ -26,6 +27,11 @@
 #include "engine.h"
 #include "lp.h"
 #include "st_err.h"
+#include "st_hlc.h"
+#include "st_time.h"
+
+static int versioned; /* --versioned: engine_write_v, one version per batch */
+static st_hlc_t hlc;
 
 static double now_s(void)
 {
@@ -207,8 +213,16 @@ static void flush_batch(engine_t *e, batch_t *b)
         o->n++;
     }
     double t0 = now_s();
-    size_t bad;
-    int rc = engine_write(e, b->out, b->ne, &bad);
+    size_t bad = 0;
+    int rc;
+    if (versioned) {
+        engine_write_result_t r;
+        engine_write_result_init(&r);
+        rc = engine_write_v(e, b->out, b->ne, st_hlc_next(&hlc, st_now_ms()), &r);
+        bad = r.bad;
+    } else {
+        rc = engine_write(e, b->out, b->ne, &bad);
+    }
     write_time += now_s() - t0;
     if (rc) {
         fprintf(stderr, "engine_write: %s (%s)\n", st_strerror(rc), engine_last_error());
@@ -281,12 +295,14 @@ int main(int argc, char **argv)
             wal = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             batch_lines = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--versioned"))
+            versioned = 1;
         else if (!strcmp(argv[i], "--keep"))
             keep = 1;
         else {
             fprintf(stderr,
                     "usage: %s --file LP [--dir DIR] [--wal every_write|periodic|"
-                    "os_default|none] [--batch LINES] [--keep]\n",
+                    "os_default|none] [--batch LINES] [--keep] [--versioned]\n",
                     argv[0]);
             return 2;
         }

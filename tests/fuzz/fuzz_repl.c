@@ -1,4 +1,5 @@
-/* Fuzz target: a NodeWrite envelope (repl_scan: what a coordinator forwards)
+/* Fuzz target: a NodeWrite envelope (repl_scan: what a coordinator forwards,
+ * repl_stamp_version: how it stamps its version)
  * and an EXPORT page folded into a series set (sset: quorum reads) never
  * crash, over-read or leak, and entries stay inside the input. */
 #include <stddef.h>
@@ -23,6 +24,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(e);
     }
+    /* the coordinator's version stamp: a NodeWrite it accepts scans again
+     * with the same entries, each now carrying a version */
+    st_buf_t st;
+    st_buf_init(&st);
+    repl_envelope_t env2;
+    if (repl_scan(data, size, NULL, 0, &env) == 0 && repl_stamp_version(data, size, 42, &st) == 0) {
+        if (repl_scan(st.data, st.len, NULL, 0, &env2) != 0 || env2.n != env.n)
+            abort();
+    }
+    st_buf_deinit(&st);
     sset_t ss;
     sset_init(&ss, 1u << 20);
     int done;

@@ -7,7 +7,8 @@
  *   2     the rest is the content of a file that gets valid header, footer
  *         and directory CRCs (layout as documented in seg.c), so the fuzzer
  *         reaches the directory decoder; bit 2 of byte 0 LZ4-compresses the
- *         fuzzer's raw directory first.
+ *         fuzzer's raw directory first; bit 3 writes format version 2 (block
+ *         versions in the directory) instead of 1.
  *   3     the rest is a list of seg_writer_add calls; the segment is written,
  *         reopened and must return exactly what was accepted.
  * Nothing may crash, leak, or read outside the file.
@@ -102,7 +103,7 @@ static void walk(void)
     seg_close(s);
 }
 
-static void mode_framed(const uint8_t *p, size_t n, int lz4)
+static void mode_framed(const uint8_t *p, size_t n, int lz4, int v2)
 {
     /* part_start i64 | entry count u8 | data length u16 | data | raw dir */
     if (n < 11)
@@ -137,7 +138,7 @@ static void mode_framed(const uint8_t *p, size_t n, int lz4)
     st_buf_t f;
     st_buf_init(&f);
     st_buf_append(&f, "STRSEG01", 8);
-    st_buf_put_u32le(&f, 1);
+    st_buf_put_u32le(&f, v2 ? 2 : 1);
     st_buf_put_u32le(&f, 0);
     st_buf_put_u64le(&f, (uint64_t)part_start);
     st_buf_put_u64le(&f, 0);
@@ -251,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         walk();
         break;
     case 2:
-        mode_framed(data + 1, size - 1, data[0] & 4);
+        mode_framed(data + 1, size - 1, data[0] & 4, data[0] & 8);
         break;
     case 3:
         mode_writer(data + 1, size - 1);

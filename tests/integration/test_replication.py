@@ -655,9 +655,8 @@ class HintBoundsTest(ReplicationCase):
 
 
 # Rewriting the same series + timestamp with a new value while a replica is
-# catching up is not covered: a late hint puts the older value back on that
-# replica (no per-sample versions yet). docs/operations.md lists it under
-# "Known limitations"; a test for it would fail by design today.
+# catching up (a late hint with an older version must not put the older value
+# back) is covered by test_versions.py.
 
 
 class ReadTest(ReplicationCase):

@@ -598,6 +598,100 @@ static void *consumer(void *arg)
     return NULL;
 }
 
+/* Damage found at open loses the damaged record and every later one of its
+ * segment: all of them are counted (not just one per cut), the records
+ * already consumed are not. */
+static void test_damage_count(void **state)
+{
+    tdir_t *t = *state;
+    const uint64_t K = 12;
+    long size;
+    uint8_t *img = one_segment(t, K, &size);
+    char path[128], cur[128];
+    seg_path(t, 1, path, sizeof path);
+    snprintf(cur, sizeof cur, "%s/cursor", t->q);
+    long off5 = SHDR;
+    for (uint64_t i = 0; i < 5; i++)
+        off5 += (long)rec_bytes(i);
+    img[off5 + RHDR + 3] ^= 0x10; /* record 5's batch */
+    unlink(cur);
+    put_file(path, img, (size_t)size);
+    hints_t *h;
+    hints_stats_t s;
+    assert_int_equal(hints_open(t->q, &base_opts, &h), 0);
+    hints_stats(h, &s);
+    assert_int_equal(s.corrupt_cuts, 1);
+    assert_int_equal(s.dropped_corrupt_records, K - 5); /* records 5..11 */
+    assert_int_equal(s.pending_records, 5);
+    /* consume two, close (cursor saved), damage record 3: 3..11 lost,
+     * 0..1 were consumed, 2 survives */
+    assert_int_equal(drain(h, 0, 0, 2), 2);
+    assert_int_equal(hints_close(h), 0);
+    long off3 = SHDR;
+    for (uint64_t i = 0; i < 3; i++)
+        off3 += (long)rec_bytes(i);
+    img[off5 + RHDR + 3] ^= 0x10; /* repair record 5 */
+    img[off3 + 9] ^= 0x01;        /* record 3's shard */
+    put_file(path, img, (size_t)size);
+    assert_int_equal(hints_open(t->q, &base_opts, &h), 0);
+    hints_stats(h, &s);
+    assert_int_equal(s.dropped_corrupt_records, K - 3);
+    assert_int_equal(s.pending_records, 1);
+    assert_int_equal(drain(h, 0, 2, UINT64_MAX), 1);
+    assert_int_equal(hints_close(h), 0);
+    free(img);
+}
+
+typedef struct win_ctx {
+    uint64_t ids[HINTS_PEEK_MAX];
+    size_t n;
+} win_ctx_t;
+
+static int win_take(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch, size_t len)
+{
+    win_ctx_t *w = arg;
+    (void)ts;
+    w->ids[w->n++] = check_batch(batch, len, shard);
+    return 0;
+}
+
+/* A replay window: consecutive hints from the cursor, acked by prefix; an
+ * unacked rest comes back in the next window. */
+static void test_peek_many(void **state)
+{
+    tdir_t *t = *state;
+    hints_t *h;
+    assert_int_equal(hints_open(t->q, NULL, &h), 0);
+    append_range(h, 0, 20, 9);
+    win_ctx_t w = {{0}, 0};
+    size_t n;
+    assert_int_equal(hints_peek_many(h, 0, 8, 1u << 20, win_take, &w, &n), 0);
+    assert_int_equal(n, 8);
+    assert_int_equal(w.n, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(w.ids[i], i);
+    assert_int_equal(hints_ack_many(h, 3), 0);
+    hints_stats_t s;
+    hints_stats(h, &s);
+    assert_int_equal(s.pending_records, 17);
+    assert_int_equal(s.acked, 3);
+    assert_int_equal(hints_ack_many(h, 1), ST_EINVAL); /* no window peeked */
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 64, 1, win_take, &w, &n), 0); /* byte bound: one */
+    assert_int_equal(n, 1);
+    assert_int_equal(w.ids[0], 3);
+    assert_int_equal(hints_ack_many(h, 0), 0);
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 64, 1u << 20, win_take, &w, &n), 0);
+    assert_int_equal(n, 17);
+    assert_int_equal(w.ids[16], 19);
+    assert_int_equal(hints_ack_many(h, 17), 0);
+    w.n = 0;
+    assert_int_equal(hints_peek_many(h, 0, 8, 1u << 20, win_take, &w, &n), ST_ENOENT);
+    assert_int_equal(n, 0);
+    assert_int_equal(hints_close(h), 0);
+}
+
 static void test_concurrent(void **state)
 {
     tdir_t *t = *state;
@@ -718,6 +812,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitflip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_kill, setup, teardown),
     };

@@ -703,7 +703,7 @@ static void test_version_rejected(void **state)
     assert_int_equal(write_segment(t->path, 2, 1), 0);
     size_t len;
     uint8_t *p = read_file(t->path, &len);
-    p[8] = 2; /* header: magic[8], u32 version */
+    p[8] = 3; /* header: magic[8], u32 version (2 is current, 1 still read) */
     write_file(t->path, p, len);
     seg_t *s;
     assert_int_equal(seg_open(t->path, &s), ST_EVERSION);

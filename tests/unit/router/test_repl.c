@@ -129,6 +129,51 @@ static void test_scan_and_forward(void **state)
     st_buf_deinit(&f);
 }
 
+/* The coordinator stamps a version into every WriteRequest that has none;
+ * protobuf-c reads it; an entry that carries one keeps it. */
+static void test_stamp_version(void **state)
+{
+    (void)state;
+    st_label_t l[1] = {{"__name__", "m", 8, 1}};
+    int64_t ts = 1000;
+    double v = 1.5;
+    st_buf_t b, out;
+    st_buf_init(&b);
+    st_buf_init(&out);
+    for (uint32_t s = 0; s < 2; s++) {
+        size_t mark;
+        assert_int_equal(wire_begin(&b, 1, &mark), 0);
+        assert_int_equal(wire_put_varint_field(&b, 1, s), 0);
+        assert_int_equal(wire_put_series(&b, 2, l, 1, &ts, &v, 1), 0);
+        if (s == 1)
+            assert_int_equal(wire_put_varint_field(&b, 4, 77), 0);
+        wire_end(&b, mark);
+    }
+    assert_int_equal(repl_put_envelope(&b, 1 + TOPO_WRITE_QUORUM, 0), 0);
+    uint64_t version = (UINT64_C(1765000000000) << 16) | 3;
+    assert_int_equal(repl_stamp_version(b.data, b.len, version, &out), 0);
+    Strata__NodeWrite *nw = strata__node_write__unpack(NULL, out.len, out.data);
+    assert_non_null(nw);
+    assert_int_equal(nw->n_shards, 2);
+    assert_int_equal(nw->consistency, 1 + TOPO_WRITE_QUORUM);
+    assert_true(nw->shards[0]->version == version);
+    assert_int_equal(nw->shards[0]->n_series, 1);
+    assert_int_equal(nw->shards[1]->version, 77);
+    strata__node_write__free_unpacked(nw, NULL);
+    repl_entry_t e[2];
+    repl_envelope_t env;
+    assert_int_equal(repl_scan(out.data, out.len, e, 2, &env), 0);
+    assert_true(repl_entry_version(e[0].msg, e[0].msg_len) == version);
+    assert_int_equal(repl_entry_version(e[1].msg, e[1].msg_len), 77);
+    for (size_t cut = 1; cut < b.len; cut++) { /* truncated: corrupt or a prefix, never past */
+        st_buf_reset(&out);
+        int rc = repl_stamp_version(b.data, cut, version, &out);
+        assert_true(rc == 0 || rc == ST_ECORRUPT);
+    }
+    st_buf_deinit(&b);
+    st_buf_deinit(&out);
+}
+
 static const char *INI3 = "[cluster]\nshards = 6\nreplication_factor = 3\n"
                           "[node \"n1\"]\nrpc = 127.0.0.1:7001\nhttp = 127.0.0.1:8001\n"
                           "[node \"n2\"]\nrpc = 127.0.0.1:7002\nhttp = 127.0.0.1:8002\n"
@@ -287,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_required),          cmocka_unit_test(test_tally),
         cmocka_unit_test(test_consistency_param), cmocka_unit_test(test_scan_and_forward),
         cmocka_unit_test(test_readplan),          cmocka_unit_test(test_sset_merge),
+        cmocka_unit_test(test_stamp_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
