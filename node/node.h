@@ -58,8 +58,9 @@ typedef struct node {
     engine_tiers_t **tiers;  /* [shards]; downsampling tiers of engines[s] ([downsampling]) */
     engine_budget_t *budget; /* [storage] limits shared by the engines (node_server.c) */
     rpc_server_t *rpc;
-    rpc_budget_t *rpc_budget; /* [replication] rpc_inflight_max_mb, for rpc's connections */
-    struct node_repl *repl;   /* coordinated writes, hints, peers (node_repl.h) */
+    rpc_budget_t *rpc_budget;   /* [replication] rpc_inflight_max_mb, for rpc's connections */
+    struct node_repl *repl;     /* coordinated writes, hints, peers (node_repl.h) */
+    struct node_repair *repair; /* anti-entropy, repair, rebuild (node_repair.h) */
     http_server_t *http;
     metrics_t *metrics;
     auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */

@@ -64,6 +64,18 @@ const char *rpc_type_name(unsigned type)
         return "DELETE";
     case RPC_DELETE_RESP:
         return "DELETE_RESP";
+    case RPC_DIGEST:
+        return "DIGEST";
+    case RPC_DIGEST_RESP:
+        return "DIGEST_RESP";
+    case RPC_REPAIR_PULL:
+        return "REPAIR_PULL";
+    case RPC_REPAIR_PULL_RESP:
+        return "REPAIR_PULL_RESP";
+    case RPC_REPAIR:
+        return "REPAIR";
+    case RPC_REPAIR_RESP:
+        return "REPAIR_RESP";
     }
     return "UNKNOWN";
 }

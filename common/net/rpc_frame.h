@@ -73,6 +73,12 @@ typedef enum rpc_type {
     RPC_CANCEL_RESP = 33,      /* empty */
     RPC_DELETE = 34,           /* DeleteRequest: dry run or purge (deletes ride RPC_WRITE) */
     RPC_DELETE_RESP = 35,      /* DeleteResponse */
+    RPC_DIGEST = 44,           /* DigestRequest: a shard's digest (repair) */
+    RPC_DIGEST_RESP = 45,      /* DigestResponse */
+    RPC_REPAIR_PULL = 46,      /* RepairPullRequest: samples of some buckets and a window */
+    RPC_REPAIR_PULL_RESP = 47, /* ReadResponse page */
+    RPC_REPAIR = 48,           /* RepairRequest: repair / copy shards now */
+    RPC_REPAIR_RESP = 49,      /* RepairResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was
