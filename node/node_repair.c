@@ -540,10 +540,10 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
         goto out;
     res->series++;
     res->samples += nm;
-    metric_counter_inc(r->series);
-    metric_counter_add(r->samples, nm);
     if (dry_run)
         goto out;
+    metric_counter_inc(r->series);
+    metric_counter_add(r->samples, nm);
     engine_series_batch_t b = {ws->labels, ws->nlabels, mts, mv, nm};
     for (int attempt = 0; attempt < 600 && !atomic_load(&r->stopping); attempt++) {
         engine_write_result_t wr;
@@ -766,6 +766,8 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
                         (unsigned long long)pr.ms, dry_run);
             any_ok |= !prc;
             result_add(&sum, &pr);
+            if (dry_run && !prc)
+                break; /* nothing was written: the next peer would count it again */
         }
         pthread_mutex_lock(&r->mu);
         if (!dry_run)

@@ -14,6 +14,9 @@
  * timestamp with another value is a conflict: counted and left as it is
  * until writes carry versions (last version wins then).
  *
+ * A dry run compares and counts without writing, against the first
+ * replica that answers (the others would count the same samples again).
+ *
  * "Copy shard S from A to B" is the same pass run on B against A only
  * (RepairRequest{shards: [S], peer: A} sent to B); rebuilding is that pass
  * for every local shard, run at start when the data directory was empty

@@ -29,6 +29,7 @@
 #include "router_console.h"
 #include "router_resp.h"
 #include "router_delete.h"
+#include "router_repair.h"
 #include "router_import.h"
 #include "router_pg.h"
 #include "router_sql.h"
@@ -387,6 +388,7 @@ static const struct router_route {
     {"/api/v1/admin/users", NULL, handle_users, R_ADMIN, 0},
     {"/api/v1/admin/tsdb/delete_series", NULL, router_handle_delete_series, R_ADMIN, 0},
     {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones, R_ADMIN, 0},
+    {"/api/v1/admin/repair", NULL, router_handle_repair, R_ADMIN, 0},
     {"/api/v1/status/nodes", NULL, router_handle_nodes_status, R_READ, 0},
     {"/", NULL, router_handle_console, R_OPEN, CONFINES},
     {"/ui/", "", router_handle_console, R_OPEN, CONFINES}, /* /ui/<file> */

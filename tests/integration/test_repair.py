@@ -1,11 +1,13 @@
 """Anti-entropy repair and rebuilding an empty replica: 3 nodes, RF=3, one
-router, [replication] repair_interval = 1s (so the scheduled passes do the
-work in a test-sized time).
+router, scheduled repair off ([replication] repair_interval = 0s) so that
+what heals is what the test asks for.
 
   - hints dropped: n3 is stopped, writes are acknowledged by n1/n2, then the
     hint queues for n3 are deleted (n1 and n2 stopped meanwhile), so hints
-    can no longer heal n3; repair converges every shard's replicas to
-    identical node-local exports holding every acknowledged sample.
+    can no longer heal n3; `strata repair --dry-run` counts what n3 lacks
+    and changes nothing, `strata repair` pulls it, and every shard's
+    replicas end with identical node-local exports holding every
+    acknowledged sample.
   - data dir wiped under load: n3 is kill -9'd while a writer runs, its
     whole data directory removed, and it is started again; it notices the
     empty directory, rebuilds from n1/n2 (strata_node_rebuilding 1 -> 0, the
@@ -14,16 +16,18 @@ work in a test-sized time).
 """
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 import unittest
 
-from harness import (ALL, AckLog, BackgroundWriter, BatchGen, ClusterTestCase, body_of,
-                     export_to_dict, metric_sum, write_with_retries)
+from harness import (AckLog, BackgroundWriter, BatchGen, ClusterTestCase, binary, body_of,
+                     metric_sum, write_with_retries)
 
 REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
-        "repair_interval": "1s"}
+        "repair_interval": "0s"}
 SHARDS = 4
 
 
@@ -49,6 +53,21 @@ class RepairTest(ClusterTestCase):
         return {k: v for k, v in out.items()
                 if dict(k)["__name__"].startswith(measurement + "_")}
 
+    def cli_repair(self, *args):
+        """`strata repair ARGS` against the router: (exit code, stdout)."""
+        p = subprocess.run([binary("cli"), "repair", "--router", self.c.router_url(0)] +
+                           list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=120)
+        out = p.stdout.decode()
+        say("strata repair %s -> %d:\n%s" % (" ".join(args), p.returncode, out.rstrip()))
+        return p.returncode, out
+
+    def moved_into(self, out, node):
+        """Samples the summary says went into `node`."""
+        m = re.search(r"into %s\s+(\d+) series, (\d+) samples" % node, out)
+        self.assertIsNotNone(m, "no summary line for %s in %r" % (node, out))
+        return int(m.group(2))
+
     def repair_metric(self, i, name):
         return metric_sum(self.c.node_metrics(i), name)
 
@@ -72,18 +91,28 @@ class RepairTest(ClusterTestCase):
                 shutil.rmtree(d)
                 dropped += 1
         self.assertGreater(dropped, 0, "no hint queue for n3 was found to drop")
-        t0 = time.monotonic()
         c.start_all()
         c.wait_peers_up()
-        secs, union = c.wait_replicas_identical(60)
-        say("replicas identical %.1f s after the restart (hints dropped: %d queues)"
+        want = sum(len(v) for v in log.acked.data.values())
+        rc, out = self.cli_repair("--dry-run")
+        self.assertEqual(rc, 0)
+        self.assertEqual(self.moved_into(out, "n3"), want)
+        self.assertEqual(self.repair_metric(2, "strata_node_repair_samples_total"), 0)
+        self.assertTrue(c.replica_diffs()[0], "a dry run changed nothing")
+        t0 = time.monotonic()
+        rc, out = self.cli_repair()
+        self.assertEqual(rc, 0)
+        self.assertEqual(self.moved_into(out, "n3"), want)
+        self.assertEqual(self.moved_into(out, "n1"), 0)
+        secs, union = c.wait_replicas_identical(30)
+        say("replicas identical %.1f s after `strata repair` (hints dropped: %d queues)"
             % (time.monotonic() - t0, dropped))
+        rc, out = self.cli_repair("--shard", "0", "--node", "n3", "--from", "n1")
+        self.assertEqual((rc, self.moved_into(out, "n3")), (0, 0), "nothing left to copy")
         log.check({k: v for k, v in union.items() if dict(k)["__name__"].startswith("hintless_")},
                   "union of the replicas after repair")
         log.check(self.node_data(2, "hintless"), "n3 alone after repair")
-        pulled = self.repair_metric(2, "strata_node_repair_samples_total")
-        self.assertGreater(pulled, 0, "n3 got its samples by repair, not by hints")
-        say("n3 pulled %d samples by repair" % pulled)
+        self.assertEqual(self.repair_metric(2, "strata_node_repair_samples_total"), want)
 
     def test_b_wiped_data_dir_rebuilds(self):
         c = self.c
