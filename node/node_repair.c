@@ -753,7 +753,7 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
                 continue;
             pass_result_t pr;
             int prc = pass(&ps, s, rep[j], dry_run, &pr);
-            if (prc)
+            if (prc && !(prc == ST_EUNAVAIL && atomic_load(&r->rebuilding)))
                 st_warn("repair pass failed", "shard=%u peer=%s err=\"%s\"", s,
                         topo_node_id(n->topo, rep[j]), pr.error);
             else if (pr.cells)

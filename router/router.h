@@ -68,6 +68,7 @@ typedef struct router {
     uint8_t *stats_inflight;
     struct router_health *health;   /* [node]: degraded state from STATS (router.c) */
     struct router_console *console; /* web console counters, node figures (router_console.c) */
+    struct router_repair_seen *repair_seen; /* nodes' repair state from STATS (router_repair.c) */
 } router_t;
 
 /* Register samples_refused (strata_router_samples_refused_total{limit}). */

@@ -17,6 +17,10 @@
  * A node that cannot be reached or refuses shows its error in its entry;
  * the status is still 200 (the summary says what happened where). A bad
  * parameter is 400 with the reason.
+ *
+ * /cluster shows what the nodes report in STATS (router_repair_note): per
+ * node "rebuilding", per shard "repair" (the latest pass among its
+ * replicas: last_ms, divergent cells, samples pulled, conflicts, error).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,4 +218,90 @@ void router_handle_repair(router_t *r, http_req_t *req)
     }
     st_buf_deinit(&b);
     finish(j);
+}
+
+/* ---- what the nodes report (STATS) ---- */
+
+typedef struct seen_state {
+    int64_t last_ms;
+    uint64_t cells, samples, conflicts;
+    char node[72];
+    char error[96];
+} seen_state_t;
+
+struct router_repair_seen {
+    uint8_t *rebuilding; /* [nodes] */
+    seen_state_t *s;     /* [nodes * shards] */
+};
+
+void router_repair_note(router_t *r, uint32_t node, const Strata__NodeStats *st)
+{
+    uint32_t nn = topo_node_count(r->topo), ns = topo_shards(r->topo);
+    if (!r->repair_seen) {
+        struct router_repair_seen *v = calloc(1, sizeof *v);
+        if (!v || !(v->rebuilding = calloc(nn, 1)) ||
+            !(v->s = calloc((size_t)nn * ns, sizeof *v->s))) {
+            if (v)
+                free(v->rebuilding);
+            free(v);
+            return;
+        }
+        r->repair_seen = v;
+    }
+    struct router_repair_seen *v = r->repair_seen;
+    v->rebuilding[node] = st->rebuilding;
+    for (size_t i = 0; i < st->n_repair; i++) {
+        const Strata__RepairState *x = st->repair[i];
+        if (x->shard >= ns)
+            continue;
+        seen_state_t *d = &v->s[(size_t)node * ns + x->shard];
+        d->last_ms = x->last_ms;
+        d->cells = x->cells_differing;
+        d->samples = x->samples_pulled;
+        d->conflicts = x->samples_conflicting;
+        snprintf(d->node, sizeof d->node, "%s", topo_node_id(r->topo, node));
+        snprintf(d->error, sizeof d->error, "%s", x->error ? x->error : "");
+    }
+}
+
+int router_repair_node_json(router_t *r, uint32_t node, st_buf_t *b)
+{
+    int on = r->repair_seen && r->repair_seen->rebuilding[node];
+    return on ? st_buf_append(b, ",\"rebuilding\":true", 18)
+              : st_buf_append(b, ",\"rebuilding\":false", 19);
+}
+
+int router_repair_shard_json(router_t *r, uint32_t shard, st_buf_t *b)
+{
+    if (!r->repair_seen)
+        return 0;
+    uint32_t nn = topo_node_count(r->topo), ns = topo_shards(r->topo);
+    const seen_state_t *best = NULL;
+    for (uint32_t n = 0; n < nn; n++) {
+        const seen_state_t *x = &r->repair_seen->s[(size_t)n * ns + shard];
+        if (x->last_ms && (!best || x->last_ms > best->last_ms))
+            best = x;
+    }
+    if (!best)
+        return 0;
+    char tmp[256];
+    int k = snprintf(tmp, sizeof tmp,
+                     ",\"repair\":{\"last_ms\":%lld,\"node\":\"%s\",\"divergent_cells\":%llu,"
+                     "\"samples_pulled\":%llu,\"conflicts\":%llu,\"error\":",
+                     (long long)best->last_ms, best->node, (unsigned long long)best->cells,
+                     (unsigned long long)best->samples, (unsigned long long)best->conflicts);
+    int rc = st_buf_append(b, tmp, (size_t)k);
+    rc |= st_json_str(b, best->error, strlen(best->error));
+    rc |= st_buf_append(b, "}", 1);
+    return rc;
+}
+
+void router_repair_free(router_t *r)
+{
+    if (!r->repair_seen)
+        return;
+    free(r->repair_seen->rebuilding);
+    free(r->repair_seen->s);
+    free(r->repair_seen);
+    r->repair_seen = NULL;
 }

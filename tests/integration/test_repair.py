@@ -107,6 +107,13 @@ class RepairTest(ClusterTestCase):
         secs, union = c.wait_replicas_identical(30)
         say("replicas identical %.1f s after `strata repair` (hints dropped: %d queues)"
             % (time.monotonic() - t0, dropped))
+        # /cluster shows the last repair per shard (from the nodes' STATS)
+        c.wait_until(lambda: all(p.get("repair", {}).get("last_ms", 0) > 0
+                                 for p in c.cluster_info()["placement"]), 30,
+                     "/cluster to show a repair for every shard")
+        pulled = sum(p["repair"]["samples_pulled"] for p in c.cluster_info()["placement"])
+        self.assertLessEqual(pulled, want)
+        self.assertTrue(all(n["rebuilding"] is False for n in c.cluster_info()["nodes"]))
         rc, out = self.cli_repair("--shard", "0", "--node", "n3", "--from", "n1")
         self.assertEqual((rc, self.moved_into(out, "n3")), (0, 0), "nothing left to copy")
         log.check({k: v for k, v in union.items() if dict(k)["__name__"].startswith("hintless_")},
