@@ -109,6 +109,7 @@ def main():
         print("repair with nothing to move: %.2f s, %d samples, %.1f kB of digests for %d "
               "digest exchanges (6 shards x 2 peers x 3 nodes); %.0f series per node"
               % (rs, moved, rx / 1e3, 36, series))
+        print(out)
         print("  digest bytes per exchange: %.0f; per series: %.1f"
               % (rx / 36, rx / 36 / (series / 6) if series else 0))
 
