@@ -34,7 +34,7 @@
 
 /* Cached encoded digest of one shard. */
 typedef struct digest_cache {
-    uint64_t token[4]; /* engine content counters when computed */
+    uint64_t token[6]; /* engine content counters when computed */
     uint32_t nbuckets;
     int64_t window_ms;
     uint8_t *bytes;
@@ -114,7 +114,10 @@ static uint32_t buckets_for(uint64_t series)
     return b;
 }
 
-static void content_token(engine_t *e, uint64_t tok[4])
+/* Counters that move whenever the content, or where it lives, changes:
+ * a digest is cached only when they did not move while it was computed
+ * (a scan that overlapped a flush or compaction is not kept). */
+static void content_token(engine_t *e, uint64_t tok[6])
 {
     engine_stats_t s;
     engine_get_stats(e, &s);
@@ -122,6 +125,8 @@ static void content_token(engine_t *e, uint64_t tok[4])
     tok[1] = s.deletes;
     tok[2] = s.partitions;
     tok[3] = s.samples_too_old + s.series;
+    tok[4] = s.flushes;
+    tok[5] = s.compactions;
 }
 
 /* The encoded digest of a local shard (a malloc'd copy in *out). */
@@ -130,7 +135,7 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
 {
     engine_t *e = n->engines[shard];
     node_repair_t *r = n->repair;
-    uint64_t tok[4];
+    uint64_t tok[6], after[6];
     content_token(e, tok);
     if (r) {
         pthread_mutex_lock(&r->mu);
@@ -152,7 +157,8 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
         return rc;
     rc = engine_digest_encode(d, out, len);
     engine_digest_destroy(d);
-    if (rc || !r)
+    content_token(e, after);
+    if (rc || !r || memcmp(tok, after, sizeof tok))
         return rc;
     uint8_t *copy = malloc(*len ? *len : 1);
     if (copy) {
