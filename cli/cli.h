@@ -140,6 +140,7 @@ int cli_get(httpc_conn_t *c, const char *target, httpc_resp_t *resp, st_buf_t *b
 
 /* The subcommands (cmd_*.c), dispatched by strata.c. */
 extern const cli_cmd_t cli_cmd_status, cli_cmd_write, cli_cmd_import, cli_cmd_migrate,
-    cli_cmd_export, cli_cmd_query, cli_cmd_bench, cli_cmd_delete, cli_cmd_user, cli_cmd_rule;
+    cli_cmd_export, cli_cmd_query, cli_cmd_bench, cli_cmd_delete, cli_cmd_user, cli_cmd_rule,
+    cli_cmd_repair;
 
 #endif

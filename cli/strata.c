@@ -16,9 +16,10 @@
 
 #include "cli.h"
 
-static const cli_cmd_t *const COMMANDS[] = {
-    &cli_cmd_status, &cli_cmd_write, &cli_cmd_import, &cli_cmd_migrate, &cli_cmd_export,
-    &cli_cmd_query,  &cli_cmd_bench, &cli_cmd_delete, &cli_cmd_user,    &cli_cmd_rule};
+static const cli_cmd_t *const COMMANDS[] = {&cli_cmd_status,  &cli_cmd_write,  &cli_cmd_import,
+                                            &cli_cmd_migrate, &cli_cmd_export, &cli_cmd_query,
+                                            &cli_cmd_bench,   &cli_cmd_delete, &cli_cmd_user,
+                                            &cli_cmd_rule,    &cli_cmd_repair};
 
 int main(int argc, char **argv)
 {

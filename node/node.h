@@ -64,6 +64,7 @@ typedef struct node {
     struct node_rules *rules; /* compaction rules: the set and its evaluation (node_rules.h) */
     st_hlc_t hlc; /* versions of the writes this node coordinates (zeroed = initialized);
                      it observes the versions of writes forwarded to it */
+    struct node_repair *repair; /* anti-entropy, repair, rebuild (node_repair.h) */
     http_server_t *http;
     metrics_t *metrics;
     auth_gate_t *auth; /* [security] users_file: credentials on the HTTP data endpoints */

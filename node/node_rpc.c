@@ -26,6 +26,7 @@
 #include "st_time.h"
 
 #include "node.h"
+#include "node_repair.h"
 #include "node_repl.h"
 #include "node_rules.h"
 #include "node_write.h"
@@ -304,8 +305,16 @@ static void do_stats(job_t *j)
     st.shards = shards;
     char why[NODE_DEGRADED_REASON_MAX];
     st.degraded = node_degraded(n, why, sizeof why);
+    if (!st.degraded) /* routers prefer other replicas while this one rebuilds */
+        st.degraded = node_repair_rebuilding(n->repair, why, sizeof why);
     st.degraded_reason = why;
+    if (node_repair_stats(n->repair, &st)) {
+        j->err = ST_ENOMEM;
+        free(shards);
+        return;
+    }
     if (n->repl && node_repl_stats(n->repl, &st)) {
+        node_repair_stats_free(&st);
         j->err = ST_ENOMEM;
         free(shards);
         return;
@@ -318,6 +327,7 @@ static void do_stats(job_t *j)
         j->out_type = RPC_STATS_RESP;
     }
     node_repl_stats_free(&st);
+    node_repair_stats_free(&st);
     free(shards);
 }
 
@@ -370,6 +380,18 @@ static void work_cb(uv_work_t *w)
     case RPC_RULES:
         j->err = node_rules_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_RULES_RESP;
+        break;
+    case RPC_DIGEST:
+        j->err = node_repair_digest_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_DIGEST_RESP;
+        break;
+    case RPC_REPAIR_PULL:
+        j->err = node_repair_pull_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_REPAIR_PULL_RESP;
+        break;
+    case RPC_REPAIR:
+        j->err = node_repair_run_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_REPAIR_RESP;
         break;
     case RPC_QUERY:
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "node_repair.h"
 #include "node_repl.h"
 #include "node_rules.h"
 #include "net_listen.h"
@@ -245,6 +246,7 @@ static void on_signal(uv_signal_t *s, int signum)
     n->rpc = NULL;
     node_repl_shutdown(n->repl);
     node_rules_shutdown(n->rules);
+    node_repair_shutdown(n->repair);
     uv_close((uv_handle_t *)&n->sig_term, NULL);
     uv_close((uv_handle_t *)&n->sig_int, NULL);
     uv_close((uv_handle_t *)&n->sig_hup, NULL);
@@ -349,6 +351,7 @@ int node_start(node_t *n, const node_opts_t *o)
         st_error("cannot create data dir", "dir=%s err=\"%s\"", n->data_dir, strerror(errno));
         return 1;
     }
+    int fresh = node_repair_fresh_dir(n->data_dir); /* before the shard dirs exist */
     size_t nlocal;
     if (open_engines(n, &nlocal) != 0)
         return 1;
@@ -382,6 +385,10 @@ int node_start(node_t *n, const node_opts_t *o)
         st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
         return 1;
     }
+    if ((rc = node_repair_create(n, &me, fresh, &n->repair)) != 0) {
+        st_error("cannot start repair", "err=\"%s\"", st_strerror(rc));
+        return 1;
+    }
     uv_signal_init(n->loop, &n->sig_term);
     uv_signal_init(n->loop, &n->sig_int);
     n->sig_term.data = n->sig_int.data = n;
@@ -406,6 +413,8 @@ void node_run(node_t *n)
 int node_stop(node_t *n)
 {
     int failed = 0, rc;
+    node_repair_destroy(n->repair); /* its thread writes into the engines */
+    n->repair = NULL;
     for (uint32_t s = 0; n->tiers && s < topo_shards(n->topo); s++)
         engine_tiers_close(n->tiers[s]); /* before the engines they read */
     for (uint32_t s = 0; n->engines && s < topo_shards(n->topo); s++) {

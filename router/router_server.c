@@ -30,6 +30,7 @@
 #include "router_resp.h"
 #include "router_delete.h"
 #include "router_rules.h"
+#include "router_repair.h"
 #include "router_import.h"
 #include "router_pg.h"
 #include "router_sql.h"
@@ -107,6 +108,7 @@ static void on_stats(void *arg, int status, uint8_t type, const uint8_t *payload
         }
         router_note_health(r, node, st->degraded, st->degraded_reason);
         router_status_note(r, node, st);
+        router_repair_note(r, node, st);
         strata__node_stats__free_unpacked(st, NULL);
     }
     /* a node that does not answer keeps its last known hint counts: the
@@ -183,7 +185,9 @@ static void handle_cluster(router_t *r, http_req_t *req)
                      "\"hints_held\":%llu}",
                      router_node_state(r, i), rpc_client_pending(r->clients[i]),
                      (unsigned long long)router_hints_for(r, i), (unsigned long long)held);
-        st_buf_append(&b, tmp, (size_t)k);
+        st_buf_append(&b, tmp, (size_t)k - 1); /* the closing brace after the repair fields */
+        router_repair_node_json(r, i, &b);
+        st_buf_put_u8(&b, '}');
     }
     ST_BUF_LIT(&b, "],\"placement\":[");
     for (uint32_t s = 0; s < topo_shards(t); s++) {
@@ -195,7 +199,9 @@ static void handle_cluster(router_t *r, http_req_t *req)
                 st_buf_put_u8(&b, ',');
             st_json_str(&b, topo_node_id(t, rep[i]), strlen(topo_node_id(t, rep[i])));
         }
-        ST_BUF_LIT(&b, "]}");
+        ST_BUF_LIT(&b, "]");
+        router_repair_shard_json(r, s, &b);
+        ST_BUF_LIT(&b, "}");
     }
     ST_BUF_LIT(&b, "]}");
     respond_json(req, 200, &b);
@@ -391,6 +397,7 @@ static const struct router_route {
     {"/api/v1/admin/tsdb/clean_tombstones", NULL, router_handle_clean_tombstones, R_ADMIN, 0},
     /* GET: read role; POST and DELETE ask the gate for admin in the handler */
     {"/api/v1/admin/rules", NULL, router_handle_admin_rules, R_READ, 0},
+    {"/api/v1/admin/repair", NULL, router_handle_repair, R_ADMIN, 0},
     {"/api/v1/status/nodes", NULL, router_handle_nodes_status, R_READ, 0},
     {"/", NULL, router_handle_console, R_OPEN, CONFINES},
     {"/ui/", "", router_handle_console, R_OPEN, CONFINES}, /* /ui/<file> */
@@ -757,6 +764,7 @@ int router_server_stop(router_server_t *s)
     free(r->stats_inflight);
     router_health_free(r);
     router_status_free(r);
+    router_repair_free(r);
     free(r->clients);
     free(s->nodes);
     st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */

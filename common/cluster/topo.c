@@ -130,6 +130,8 @@ enum key_id {
     K_HEARTBEAT_INTERVAL,
     K_RPC_INFLIGHT_MAX,
     K_RPC_FRAME_TIMEOUT,
+    K_REPAIR_INTERVAL,
+    K_REPAIR_MAX_MB_PER_S,
     /* [security] */
     K_USERS_FILE,
     K_METRICS_AUTH,
@@ -250,6 +252,10 @@ static const struct key_desc keys[K__COUNT] = {
                             1024 * GIB, NULL, "2048", 0},
     [K_RPC_FRAME_TIMEOUT] = {SECT_REPLICATION, "rpc_frame_timeout", KT_DURATION, MS_S, 100, MS_H,
                              NULL, "30s", 0},
+    [K_REPAIR_INTERVAL] = {SECT_REPLICATION, "repair_interval", KT_DURATION, MS_S, 0, 7 * MS_D,
+                           NULL, "10m", 0},
+    [K_REPAIR_MAX_MB_PER_S] = {SECT_REPLICATION, "repair_max_mb_per_s", KT_SIZE, MIB, MIB, 64 * GIB,
+                               NULL, "32", 0},
 
     [K_USERS_FILE] = {SECT_SECURITY, "users_file", KT_PATH, 0, 0, 0, NULL, NULL, 0},
     [K_METRICS_AUTH] = {SECT_SECURITY, "metrics_auth", KT_ENUM, 0, 0, 0, onoff_names, "on", 0},
@@ -1309,6 +1315,8 @@ static int finish(struct parse *p)
     t->repl.heartbeat_interval_ms = t->val[K_HEARTBEAT_INTERVAL];
     t->repl.rpc_inflight_max_bytes = (uint64_t)t->val[K_RPC_INFLIGHT_MAX];
     t->repl.rpc_frame_timeout_ms = t->val[K_RPC_FRAME_TIMEOUT];
+    t->repl.repair_interval_ms = t->val[K_REPAIR_INTERVAL];
+    t->repl.repair_max_bytes_per_s = (uint64_t)t->val[K_REPAIR_MAX_MB_PER_S];
     t->storage.max_future_ms = t->val[K_MAX_FUTURE];
     t->storage.head_max_bytes = (uint64_t)t->val[K_HEAD_MAX];
     t->storage.head_max_partitions = (uint64_t)t->val[K_HEAD_MAX_PARTITIONS];

@@ -87,6 +87,8 @@ typedef struct topo_replication {
     int64_t heartbeat_interval_ms;   /* RPC ping; silent for 2 intervals = down */
     uint64_t rpc_inflight_max_bytes; /* per process: RPC frame bytes buffered */
     int64_t rpc_frame_timeout_ms;    /* a started frame must complete within this */
+    int64_t repair_interval_ms;      /* anti-entropy pass per local shard (0 = off) */
+    uint64_t repair_max_bytes_per_s; /* repair streaming rate limit (bytes received) */
 } topo_replication_t;
 
 /* [security]: users file and TLS settings, per host, file names as written (NULL = unset).

@@ -97,6 +97,8 @@
     X(node_stats, WIRE_NODE_STATS_PEERS, 8, "peers") \
     X(node_stats, WIRE_NODE_STATS_DEGRADED, 9, "degraded") \
     X(node_stats, WIRE_NODE_STATS_DEGRADED_REASON, 10, "degraded_reason") \
+    X(node_stats, WIRE_NODE_STATS_REBUILDING, 20, "rebuilding") \
+    X(node_stats, WIRE_NODE_STATS_REPAIR, 21, "repair") \
     /* message PeerHints */ \
     X(peer_hints, WIRE_PEER_HINTS_PEER, 1, "peer") \
     X(peer_hints, WIRE_PEER_HINTS_PENDING_RECORDS, 2, "pending_records") \

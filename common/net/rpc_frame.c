@@ -68,6 +68,18 @@ const char *rpc_type_name(unsigned type)
         return "RULES";
     case RPC_RULES_RESP:
         return "RULES_RESP";
+    case RPC_DIGEST:
+        return "DIGEST";
+    case RPC_DIGEST_RESP:
+        return "DIGEST_RESP";
+    case RPC_REPAIR_PULL:
+        return "REPAIR_PULL";
+    case RPC_REPAIR_PULL_RESP:
+        return "REPAIR_PULL_RESP";
+    case RPC_REPAIR:
+        return "REPAIR";
+    case RPC_REPAIR_RESP:
+        return "REPAIR_RESP";
     }
     return "UNKNOWN";
 }

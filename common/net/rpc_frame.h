@@ -75,6 +75,12 @@ typedef enum rpc_type {
     RPC_DELETE_RESP = 35,      /* DeleteResponse */
     RPC_RULES = 38,            /* RulesRequest: offer / ask for the compaction rule set */
     RPC_RULES_RESP = 39,       /* RulesResponse: the node's rule set */
+    RPC_DIGEST = 44,           /* DigestRequest: a shard's digest (repair) */
+    RPC_DIGEST_RESP = 45,      /* DigestResponse */
+    RPC_REPAIR_PULL = 46,      /* RepairPullRequest: samples of some buckets and a window */
+    RPC_REPAIR_PULL_RESP = 47, /* ReadResponse page */
+    RPC_REPAIR = 48,           /* RepairRequest: repair / copy shards now */
+    RPC_REPAIR_RESP = 49,      /* RepairResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

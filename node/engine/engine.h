@@ -404,6 +404,70 @@ int engine_label_pairs(engine_t *e, const st_matcher_t *m, size_t nm, uint64_t *
  */
 int engine_health(engine_t *e, char *reason, size_t cap);
 
+/*
+ * Digests (engine_digest.c): a compact summary of what the engine holds, so
+ * that two replicas of a shard find what differs between them without
+ * exchanging the data (anti-entropy, docs/operations.md "Repair").
+ *
+ * Samples are grouped by time window (window_ms, by default the partition
+ * length) and by series bucket (a hash of the label set modulo nbuckets).
+ * Each (window, bucket) cell holds the sample count and the wrapping sum of
+ * a 64-bit hash of every sample (series key, timestamp, value bits): the sum
+ * does not depend on the order samples are visited in, so two engines
+ * holding the same samples have equal cells, and a cell that differs names
+ * the only series (bucket) and time range (window) worth streaming. A later
+ * per-sample version enters the sample hash (engine_digest_sample).
+ *
+ * Size: nbuckets * (8 + count varint) bytes per window with data, encoded
+ * sparsely (empty cells cost nothing).
+ */
+#define ENGINE_DIGEST_BUCKETS_MAX 65536u
+#define ENGINE_DIGEST_WINDOWS_MAX 1000000u
+#define ENGINE_DIGEST_CELLS_MAX (4u << 20) /* windows * nbuckets */
+
+typedef struct engine_digest {
+    int64_t window_ms;
+    uint32_t nbuckets;
+    size_t n;        /* windows with at least one sample, ascending start */
+    int64_t *start;  /* [n] */
+    uint64_t *hash;  /* [n * nbuckets]: cell (w, b) at w * nbuckets + b */
+    uint64_t *count; /* [n * nbuckets]: samples in the cell */
+} engine_digest_t;
+
+/* The bucket of a series (labels sorted), for nbuckets >= 1. */
+uint32_t engine_digest_bucket(const st_label_t *l, size_t nl, uint32_t nbuckets);
+/* The hash one sample adds to its cell; key = st_labels_hash of its series. */
+uint64_t engine_digest_sample(uint64_t key, int64_t ts, double v);
+/* An empty digest (ST_EINVAL: nbuckets 0 or over the maximum, window_ms < 1). */
+int engine_digest_create(uint32_t nbuckets, int64_t window_ms, engine_digest_t **out);
+/* Add one series' samples (ts ascending or not). ST_ELIMIT past
+ * ENGINE_DIGEST_WINDOWS_MAX windows or ENGINE_DIGEST_CELLS_MAX cells, ST_ENOMEM. */
+int engine_digest_add(engine_digest_t *d, const st_label_t *l, size_t nl, const int64_t *ts,
+                      const double *v, size_t n);
+/* The digest of everything the engine holds now (window_ms 0: the
+ * partition length). Reads like a query of all series over all time, one
+ * series at a time. */
+int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_digest_t **out);
+void engine_digest_destroy(engine_digest_t *d);
+/* Encode into a malloc'd buffer (*out, *len); decode (ST_ECORRUPT on any
+ * malformed or out-of-limit input, never reading past p + len). */
+int engine_digest_encode(const engine_digest_t *d, uint8_t **out, size_t *len);
+int engine_digest_decode(const uint8_t *p, size_t len, engine_digest_t **out);
+/*
+ * Compare two digests of the same shape (nbuckets, window_ms; else
+ * ST_EINVAL): cb(arg, start, bucket, count_a, count_b) for every cell that
+ * differs, windows ascending, buckets ascending within a window (a window
+ * only one side has counts as all-zero on the other). A non-zero return
+ * from cb stops the walk and is returned; else the number of differing
+ * cells is returned.
+ */
+typedef int (*engine_digest_diff_cb)(void *arg, int64_t start, uint32_t bucket, uint64_t count_a,
+                                     uint64_t count_b);
+int64_t engine_digest_diff(const engine_digest_t *a, const engine_digest_t *b,
+                           engine_digest_diff_cb cb, void *arg);
+/* The engine's partition length (ms). */
+int64_t engine_partition_ms(const engine_t *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,1068 @@
+/*
+ * node_repair — anti-entropy, on-demand repair and rebuilding an empty
+ * replica (the design is in node_repair.h).
+ *
+ * A pass over (shard, peer): local digest (cached per shard while the
+ * engine's content counters do not move), the peer's digest (RPC_DIGEST,
+ * same shape), engine_digest_diff; for every window with cells the peer
+ * has and we differ on, REPAIR_PULL pages of those buckets' series; each
+ * series is merged with the local copy (one exact-label query) and the
+ * timestamps we lack are written with engine_write_ex.
+ *
+ * The repair thread owns a private uv loop; a call is synchronous: queue
+ * it with rpc_client_call and run the loop until its callback fires (the
+ * client's own deadline bounds it). The thread-pool thread that serves
+ * RPC_REPAIR makes its own loop the same way.
+ */
+#include "node_repair.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "st_file.h"
+#include "st_time.h"
+#include "st_varint.h"
+#include "strata.pb-c.h"
+#include "wire.h"
+
+/* Cached encoded digest of one shard. */
+typedef struct digest_cache {
+    uint64_t token[6]; /* engine content counters when computed */
+    uint32_t nbuckets;
+    int64_t window_ms;
+    uint8_t *bytes;
+    size_t len;
+} digest_cache_t;
+
+/* What a pass over one (shard, peer) found and did. */
+typedef struct pass_result {
+    uint64_t cells, series, samples, conflicts, bytes, ms;
+    int64_t last_ms;
+    int peer_rebuilding;
+    char error[160];
+} pass_result_t;
+
+typedef struct shard_state {
+    pass_result_t last; /* summed over the peers of the last pass */
+    int synced;         /* rebuild: pulled completely from one peer */
+} shard_state_t;
+
+struct node_repair {
+    node_t *n;
+    char *cluster, *node_id;
+    uint64_t fingerprint;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu; /* states, cache */
+    atomic_int stopping;
+    atomic_int rebuilding;
+    uint32_t rebuild_total, rebuild_done;
+    pthread_mutex_t run_mu; /* one pass at a time */
+    shard_state_t *state;   /* [shards] */
+    digest_cache_t *cache;  /* [shards] */
+    metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *bytes;
+    metric_gauge_t *rebuild_gauge;
+};
+
+/* ---- digests and the marker ---- */
+
+int node_repair_fresh_dir(const char *data_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", data_dir, NODE_REPAIR_MARKER);
+    if (access(path, F_OK) == 0)
+        return 0;
+    DIR *d = opendir(data_dir);
+    if (!d)
+        return 1;
+    struct dirent *e;
+    int fresh = 1;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "shard-", 6)) {
+            fresh = 0;
+            break;
+        }
+    closedir(d);
+    return fresh;
+}
+
+static void write_marker(node_t *n)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", n->data_dir, NODE_REPAIR_MARKER);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", n->node_id) < 0 || fflush(f) || fsync(fileno(f))) {
+        st_warn("cannot write the node marker", "path=%s err=\"%s\"", path, strerror(errno));
+    }
+    if (f)
+        fclose(f);
+}
+
+/* Bucket count for a shard of `series` series: about 64 series a bucket. */
+static uint32_t buckets_for(uint64_t series)
+{
+    uint32_t b = 64;
+    while (b < 4096 && (uint64_t)b * 64 < series)
+        b <<= 1;
+    return b;
+}
+
+/* Counters that move whenever the content, or where it lives, changes:
+ * a digest is cached only when they did not move while it was computed
+ * (a scan that overlapped a flush or compaction is not kept). */
+static void content_token(engine_t *e, uint64_t tok[6])
+{
+    engine_stats_t s;
+    engine_get_stats(e, &s);
+    tok[0] = s.samples_written;
+    tok[1] = s.deletes;
+    tok[2] = s.partitions;
+    tok[3] = s.samples_too_old + s.series;
+    tok[4] = s.flushes;
+    tok[5] = s.compactions;
+}
+
+/* The encoded digest of a local shard (a malloc'd copy in *out). */
+static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_ms, uint8_t **out,
+                        size_t *len)
+{
+    engine_t *e = n->engines[shard];
+    node_repair_t *r = n->repair;
+    uint64_t tok[6], after[6];
+    content_token(e, tok);
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        digest_cache_t *c = &r->cache[shard];
+        if (c->bytes && c->nbuckets == nb && c->window_ms == window_ms &&
+            !memcmp(c->token, tok, sizeof tok)) {
+            *out = malloc(c->len ? c->len : 1);
+            if (*out)
+                memcpy(*out, c->bytes, c->len);
+            *len = c->len;
+            pthread_mutex_unlock(&r->mu);
+            return *out ? 0 : ST_ENOMEM;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    engine_digest_t *d;
+    int rc = engine_digest(e, nb, window_ms, &d);
+    if (rc)
+        return rc;
+    rc = engine_digest_encode(d, out, len);
+    engine_digest_destroy(d);
+    content_token(e, after);
+    if (rc || !r || memcmp(tok, after, sizeof tok))
+        return rc;
+    uint8_t *copy = malloc(*len ? *len : 1);
+    if (copy) {
+        memcpy(copy, *out, *len);
+        pthread_mutex_lock(&r->mu);
+        digest_cache_t *c = &r->cache[shard];
+        free(c->bytes);
+        c->bytes = copy;
+        c->len = *len;
+        c->nbuckets = nb;
+        c->window_ms = window_ms;
+        memcpy(c->token, tok, sizeof tok);
+        pthread_mutex_unlock(&r->mu);
+    }
+    return 0;
+}
+
+static engine_t *local_engine(node_t *n, uint32_t shard, char *msg, size_t msglen)
+{
+    if (shard >= topo_shards(n->topo) || !n->engines[shard]) {
+        snprintf(msg, msglen, "shard %u is not placed on node %s", shard, n->node_id);
+        return NULL;
+    }
+    return n->engines[shard];
+}
+
+/* ---- server side: DIGEST, REPAIR_PULL ---- */
+
+int node_repair_digest_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
+                           size_t msglen)
+{
+    Strata__DigestRequest *q = strata__digest_request__unpack(NULL, len, p);
+    if (!q) {
+        snprintf(msg, msglen, "malformed DigestRequest");
+        return ST_EPROTO;
+    }
+    int rc = ST_EINVAL;
+    uint8_t *d = NULL;
+    size_t dl = 0;
+    if (!local_engine(n, q->shard, msg, msglen))
+        goto done;
+    if (!q->nbuckets || q->nbuckets > ENGINE_DIGEST_BUCKETS_MAX || q->window_ms < 1) {
+        snprintf(msg, msglen, "invalid digest shape: nbuckets %u (1..%u), window_ms %lld (>= 1)",
+                 q->nbuckets, ENGINE_DIGEST_BUCKETS_MAX, (long long)q->window_ms);
+        goto done;
+    }
+    if ((rc = shard_digest(n, q->shard, q->nbuckets, q->window_ms, &d, &dl))) {
+        snprintf(msg, msglen, "shard %u digest: %s", q->shard,
+                 rc == ST_ELIMIT ? "too many cells (window_ms too small)" : engine_last_error());
+        goto done;
+    }
+    Strata__DigestResponse resp = STRATA__DIGEST_RESPONSE__INIT;
+    resp.digest.data = d;
+    resp.digest.len = dl;
+    resp.rebuilding = n->repair && atomic_load(&n->repair->rebuilding);
+    size_t sz = strata__digest_response__get_packed_size(&resp);
+    if ((rc = st_buf_reserve(out, sz)))
+        goto done;
+    out->len = strata__digest_response__pack(&resp, out->data);
+done:
+    free(d);
+    strata__digest_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+int node_repair_pull_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
+                         size_t msglen)
+{
+    Strata__RepairPullRequest *q = strata__repair_pull_request__unpack(NULL, len, p);
+    if (!q) {
+        snprintf(msg, msglen, "malformed RepairPullRequest");
+        return ST_EPROTO;
+    }
+    int rc = ST_EINVAL;
+    engine_t *e = local_engine(n, q->shard, msg, msglen);
+    if (!e)
+        goto done;
+    if (!q->nbuckets || q->nbuckets > ENGINE_DIGEST_BUCKETS_MAX ||
+        q->buckets.len != (q->nbuckets + 7) / 8 || q->end_ms < q->start_ms) {
+        snprintf(msg, msglen, "invalid RepairPullRequest: nbuckets %u, bitmap %zu bytes",
+                 q->nbuckets, q->buckets.len);
+        goto done;
+    }
+    uint64_t max = q->max_samples ? q->max_samples : NODE_REPAIR_PAGE_SAMPLES;
+    if (max > NODE_REPAIR_PAGE_MAX)
+        max = NODE_REPAIR_PAGE_MAX;
+    static const st_matcher_t all = {ST_MATCH_RE, ST_METRIC_LABEL, ".+"};
+    engine_iter_t *it;
+    if ((rc = engine_query(e, &all, 1, q->start_ms, q->end_ms, &it))) {
+        snprintf(msg, msglen, "%s", engine_last_error());
+        goto done;
+    }
+    engine_iter_seek(it, q->cursor_pos);
+    const st_label_t *l;
+    size_t nl, cnt;
+    const int64_t *ts;
+    const double *v;
+    uint64_t samples = 0;
+    int more = 0;
+    while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+        uint32_t b = engine_digest_bucket(l, nl, q->nbuckets);
+        if (!(q->buckets.data[b / 8] & (1u << (b % 8))))
+            continue;
+        if ((rc = wire_put_series(out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v, cnt)))
+            break;
+        samples += cnt;
+        if (samples >= max) {
+            more = 1;
+            break;
+        }
+    }
+    uint64_t pos = engine_iter_pos(it);
+    engine_iter_destroy(it);
+    if (rc < 0) {
+        snprintf(msg, msglen, "shard %u: %s", q->shard, engine_last_error());
+        goto done;
+    }
+    rc = wire_put_varint_field(out, WIRE_READ_RESPONSE_DONE, (uint64_t)!more);
+    if (more)
+        rc |= wire_put_varint_field(out, WIRE_READ_RESPONSE_NEXT_POS, pos);
+done:
+    strata__repair_pull_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+/* ---- synchronous calls on a private loop ---- */
+
+typedef struct peers {
+    uv_loop_t loop;
+    rpc_client_t **cli; /* [nodes], created on first use */
+    node_repair_t *r;
+} peers_t;
+
+typedef struct wait {
+    int done, status;
+    st_buf_t reply;
+} wait_t;
+
+static void on_reply(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
+{
+    (void)type;
+    wait_t *w = arg;
+    w->done = 1;
+    w->status = status;
+    w->reply.len = 0;
+    if (len && st_buf_append(&w->reply, payload, len))
+        w->status = ST_ENOMEM;
+}
+
+static int peers_init(peers_t *ps, node_repair_t *r)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->r = r;
+    ps->cli = calloc(topo_node_count(r->n->topo), sizeof *ps->cli);
+    if (!ps->cli)
+        return ST_ENOMEM;
+    if (uv_loop_init(&ps->loop)) {
+        free(ps->cli);
+        return ST_ENOMEM;
+    }
+    return 0;
+}
+
+static void on_cli_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void peers_close(peers_t *ps)
+{
+    for (uint32_t i = 0; i < topo_node_count(ps->r->n->topo); i++)
+        if (ps->cli[i])
+            rpc_client_close(ps->cli[i], on_cli_closed, NULL);
+    uv_run(&ps->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&ps->loop);
+    free(ps->cli);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Call peer `node` and wait: 0 with the reply in w->reply, or ST_E* with
+ * err set ("n2: <message>"). */
+static int call(peers_t *ps, uint32_t node, uint8_t type, const void *p, size_t len, wait_t *w,
+                char *err, size_t errlen)
+{
+    node_t *n = ps->r->n;
+    const char *pid = topo_node_id(n->topo, node);
+    if (!ps->cli[node]) {
+        rpc_identity_t me = {ps->r->cluster, ps->r->fingerprint, ps->r->node_id};
+        const topo_addr_t *a = topo_node_rpc(n->topo, node);
+        const topo_replication_t *rc_ = topo_replication(n->topo);
+        rpc_client_opts_t co = {
+            .connect_timeout_ms =
+                (unsigned)(rc_->replica_timeout_ms < 5000 ? rc_->replica_timeout_ms : 5000),
+            .backoff_max_ms = 1000,
+            .default_timeout_ms = NODE_REPAIR_CALL_TIMEOUT_MS,
+            .log = node_rpc_log,
+            .tls = n->tls.rpc_client,
+        };
+        int rc = rpc_client_create(&ps->loop, a->host, a->port, &me, &co, &ps->cli[node]);
+        if (rc) {
+            snprintf(err, errlen, "%s: cannot create a client: %s", pid, st_strerror(rc));
+            return rc;
+        }
+    }
+    w->done = 0;
+    w->status = 0;
+    int rc = rpc_client_call(ps->cli[node], type, p, len, 0, on_reply, w);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", pid, st_strerror(rc));
+        return rc;
+    }
+    /* a timer wakes the loop: a peer that goes down, or a node that stops,
+     * ends the wait at once (closing the client fails the call) */
+    uv_timer_t tick;
+    uv_timer_init(&ps->loop, &tick);
+    uv_timer_start(&tick, on_tick, 50, 50);
+    int unreachable = 0;
+    while (!w->done) {
+        uv_run(&ps->loop, UV_RUN_ONCE);
+        if (!w->done &&
+            (atomic_load(&ps->r->stopping) || rpc_client_state(ps->cli[node]) == RPC_CLIENT_DOWN)) {
+            unreachable = !atomic_load(&ps->r->stopping);
+            rpc_client_close(ps->cli[node], on_cli_closed, NULL);
+            ps->cli[node] = NULL;
+        }
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&ps->loop, UV_RUN_NOWAIT);
+    if (unreachable) {
+        snprintf(err, errlen, "%s: unreachable", pid);
+        return ST_EUNAVAIL;
+    }
+    if (w->status) {
+        if (w->status < 0 && w->reply.len) /* an ERROR frame's text */
+            snprintf(err, errlen, "%s: %.*s", pid, (int)w->reply.len, (const char *)w->reply.data);
+        else
+            snprintf(err, errlen, "%s: %s", pid, st_strerror(w->status));
+        return w->status;
+    }
+    return 0;
+}
+
+/* ---- the pass ---- */
+
+/* Wait up to ms in steps of at most 50 ms (a stop ends it); returns 1
+ * when stopping. */
+static int nap(node_repair_t *r, int64_t ms)
+{
+    int64_t end = st_mono_ms() + ms, now;
+    while (!atomic_load(&r->stopping) && (now = st_mono_ms()) < end) {
+        int64_t step = end - now > 50 ? 50 : end - now;
+        struct timespec ts = {0, step * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(&r->stopping);
+}
+
+/* Keep the received bytes under max_bytes_per_s since the pass began. */
+static void rate_limit(node_repair_t *r, int64_t t0, uint64_t bytes)
+{
+    uint64_t rate = topo_replication(r->n->topo)->repair_max_bytes_per_s;
+    if (rate)
+        nap(r, t0 + (int64_t)(bytes * 1000 / rate) - st_mono_ms());
+}
+
+typedef struct cells {
+    int64_t *start; /* windows with cells to pull, ascending */
+    uint8_t *bits;  /* [nw * bitmap bytes] */
+    size_t nw, cap, bmlen;
+    uint64_t ncells;
+} cells_t;
+
+static int note_cell(void *arg, int64_t start, uint32_t b, uint64_t local, uint64_t remote)
+{
+    cells_t *c = arg;
+    (void)local;
+    if (!remote)
+        return 0; /* the peer lacks samples here: its own pass pulls them */
+    c->ncells++;
+    if (!c->nw || c->start[c->nw - 1] != start) {
+        if (c->nw == c->cap) {
+            size_t cap = c->cap ? c->cap * 2 : 16;
+            int64_t *s = realloc(c->start, cap * sizeof *s);
+            if (!s)
+                return ST_ENOMEM;
+            c->start = s;
+            uint8_t *bits = realloc(c->bits, cap * c->bmlen);
+            if (!bits)
+                return ST_ENOMEM;
+            c->bits = bits;
+            c->cap = cap;
+        }
+        c->start[c->nw] = start;
+        memset(c->bits + c->nw * c->bmlen, 0, c->bmlen);
+        c->nw++;
+    }
+    c->bits[(c->nw - 1) * c->bmlen + b / 8] |= (uint8_t)(1u << (b % 8));
+    return 0;
+}
+
+/* Merge one remote series of window [start, end] into the local engine. */
+static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, int64_t start,
+                        int64_t end, int dry_run, pass_result_t *res, char *err, size_t errlen)
+{
+    size_t cap = ws->nvals, cnt = 0;
+    int64_t *rts = malloc((cap ? cap : 1) * sizeof *rts);
+    double *rv = malloc((cap ? cap : 1) * sizeof *rv);
+    int64_t *mts = malloc((cap ? cap : 1) * sizeof *mts);
+    double *mv = malloc((cap ? cap : 1) * sizeof *mv);
+    st_matcher_t m[ST_LABELS_MAX];
+    char *arena = NULL;
+    int rc = ST_ENOMEM;
+    if (!rts || !rv || !mts || !mv)
+        goto out;
+    if ((rc = wire_series_samples(ws, rts, rv, cap, &cnt))) {
+        snprintf(err, errlen, "malformed series in a repair page");
+        goto out;
+    }
+    size_t asz = 0;
+    for (size_t i = 0; i < ws->nlabels; i++)
+        asz += ws->labels[i].name_len + ws->labels[i].value_len + 2;
+    if (!(arena = malloc(asz ? asz : 1))) {
+        rc = ST_ENOMEM;
+        goto out;
+    }
+    char *a = arena;
+    for (size_t i = 0; i < ws->nlabels; i++) {
+        const st_label_t *l = &ws->labels[i];
+        m[i].type = ST_MATCH_EQ;
+        memcpy(a, l->name, l->name_len);
+        a[l->name_len] = '\0';
+        m[i].name = a;
+        a += l->name_len + 1;
+        memcpy(a, l->value, l->value_len);
+        a[l->value_len] = '\0';
+        m[i].value = a;
+        a += l->value_len + 1;
+    }
+    /* the local samples of exactly this label set */
+    const int64_t *lts = NULL;
+    const double *lv = NULL;
+    size_t ln = 0;
+    engine_iter_t *it;
+    if ((rc = engine_query(e, m, ws->nlabels, start, end, &it))) {
+        snprintf(err, errlen, "local query: %s", engine_last_error());
+        goto out;
+    }
+    const st_label_t *ll;
+    size_t lnl;
+    while ((rc = engine_iter_next(it, &ll, &lnl, &lts, &lv, &ln)) == 1)
+        if (lnl == ws->nlabels)
+            break;
+    if (rc != 1) {
+        lts = NULL;
+        ln = 0;
+    }
+    if (rc < 0) {
+        engine_iter_destroy(it);
+        snprintf(err, errlen, "local query: %s", engine_last_error());
+        goto out;
+    }
+    size_t nm = 0, i = 0, j = 0;
+    uint64_t conflicts = 0;
+    while (i < cnt) {
+        while (j < ln && lts[j] < rts[i])
+            j++;
+        if (j < ln && lts[j] == rts[i]) {
+            if (st_f64_bits(lv[j]) != st_f64_bits(rv[i]))
+                conflicts++;
+        } else {
+            mts[nm] = rts[i];
+            mv[nm++] = rv[i];
+        }
+        i++;
+    }
+    engine_iter_destroy(it);
+    rc = 0;
+    res->conflicts += conflicts;
+    metric_counter_add(r->conflicts, conflicts);
+    if (!nm)
+        goto out;
+    res->series++;
+    res->samples += nm;
+    if (dry_run)
+        goto out;
+    metric_counter_inc(r->series);
+    metric_counter_add(r->samples, nm);
+    engine_series_batch_t b = {ws->labels, ws->nlabels, mts, mv, nm};
+    for (int attempt = 0; attempt < 600 && !atomic_load(&r->stopping); attempt++) {
+        engine_write_result_t wr;
+        engine_write_result_init(&wr);
+        rc = engine_write_ex(e, &b, 1, &wr);
+        if (rc != ST_EBUSY)
+            break;
+        nap(r, 100); /* head full: wait for the flush */
+    }
+    if (rc == ST_ELIMIT)
+        rc = 0; /* refused by a cardinality limit: counted by the engine */
+    if (rc)
+        snprintf(err, errlen, "local write: %s",
+                 rc == ST_EBUSY ? "head full" : engine_last_error());
+out:
+    free(rts);
+    free(rv);
+    free(mts);
+    free(mv);
+    free(arena);
+    return rc;
+}
+
+/* Pull the cells of window w from the peer, page by page. */
+static int pull_window(peers_t *ps, uint32_t shard, uint32_t peer, uint32_t nb, int64_t start,
+                       int64_t end, const uint8_t *bits, size_t bmlen, int dry_run, int64_t t0,
+                       pass_result_t *res)
+{
+    node_repair_t *r = ps->r;
+    engine_t *e = r->n->engines[shard];
+    uint64_t pos = 0;
+    wait_t w = {0};
+    st_buf_init(&w.reply);
+    int rc = 0;
+    for (int done = 0; !done && !rc;) {
+        if (atomic_load(&r->stopping)) {
+            snprintf(res->error, sizeof res->error, "stopped");
+            rc = ST_ECLOSED;
+            break;
+        }
+        Strata__RepairPullRequest q = STRATA__REPAIR_PULL_REQUEST__INIT;
+        q.shard = shard;
+        q.nbuckets = nb;
+        q.start_ms = start;
+        q.end_ms = end;
+        q.buckets.data = (uint8_t *)bits;
+        q.buckets.len = bmlen;
+        q.cursor_pos = pos;
+        q.max_samples = NODE_REPAIR_PAGE_SAMPLES;
+        uint8_t buf[256 + 4096];
+        size_t sz = strata__repair_pull_request__get_packed_size(&q);
+        if (sz > sizeof buf) {
+            rc = ST_ELIMIT;
+            break;
+        }
+        strata__repair_pull_request__pack(&q, buf);
+        if ((rc = call(ps, peer, RPC_REPAIR_PULL, buf, sz, &w, res->error, sizeof res->error)))
+            break;
+        res->bytes += w.reply.len;
+        metric_counter_add(r->bytes, w.reply.len);
+        const uint8_t *p = w.reply.data, *pend = w.reply.data + w.reply.len;
+        wire_field_t f;
+        done = 1;
+        int k;
+        while (!rc && (k = wire_next(&p, pend, &f)) == 1) {
+            if (f.num == WIRE_READ_RESPONSE_SERIES && f.type == WIRE_LEN) {
+                wire_series_t ws;
+                if ((rc = wire_series_decode(f.data, f.len, &ws))) {
+                    snprintf(res->error, sizeof res->error, "%s: malformed repair page",
+                             topo_node_id(r->n->topo, peer));
+                    break;
+                }
+                rc = merge_series(r, e, &ws, start, end, dry_run, res, res->error,
+                                  sizeof res->error);
+            } else if (f.num == WIRE_READ_RESPONSE_DONE && f.type == WIRE_VARINT) {
+                done = f.u != 0;
+            } else if (f.num == WIRE_READ_RESPONSE_NEXT_POS && f.type == WIRE_VARINT) {
+                pos = f.u;
+            }
+        }
+        if (!rc && k < 0) {
+            rc = ST_ECORRUPT;
+            snprintf(res->error, sizeof res->error, "%s: malformed repair page",
+                     topo_node_id(r->n->topo, peer));
+        }
+        rate_limit(r, t0, res->bytes);
+    }
+    st_buf_deinit(&w.reply);
+    return rc;
+}
+
+/* One (shard, peer) pass. */
+static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_result_t *res)
+{
+    node_repair_t *r = ps->r;
+    node_t *n = r->n;
+    engine_t *e = n->engines[shard];
+    int64_t t0 = st_mono_ms();
+    memset(res, 0, sizeof *res);
+    engine_stats_t s;
+    engine_get_stats(e, &s);
+    uint32_t nb = buckets_for(s.series);
+    int64_t win = engine_partition_ms(e);
+    uint8_t *mine = NULL;
+    size_t mlen = 0;
+    engine_digest_t *a = NULL, *b = NULL;
+    cells_t c = {0};
+    c.bmlen = (nb + 7) / 8;
+    wait_t w = {0};
+    st_buf_init(&w.reply);
+    Strata__DigestResponse *dr = NULL;
+    int rc = shard_digest(n, shard, nb, win, &mine, &mlen);
+    if (!rc)
+        rc = engine_digest_decode(mine, mlen, &a);
+    if (rc) {
+        snprintf(res->error, sizeof res->error, "local digest: %s", st_strerror(rc));
+        goto out;
+    }
+    Strata__DigestRequest q = STRATA__DIGEST_REQUEST__INIT;
+    q.shard = shard;
+    q.nbuckets = nb;
+    q.window_ms = win;
+    uint8_t qb[64];
+    size_t qsz = strata__digest_request__pack(&q, qb);
+    if ((rc = call(ps, peer, RPC_DIGEST, qb, qsz, &w, res->error, sizeof res->error)))
+        goto out;
+    res->bytes += w.reply.len;
+    metric_counter_add(r->bytes, w.reply.len);
+    dr = strata__digest_response__unpack(NULL, w.reply.len, w.reply.data);
+    if (!dr || engine_digest_decode(dr->digest.data, dr->digest.len, &b)) {
+        rc = ST_EPROTO;
+        snprintf(res->error, sizeof res->error, "%s: malformed digest",
+                 topo_node_id(n->topo, peer));
+        goto out;
+    }
+    res->peer_rebuilding = dr->rebuilding;
+    int64_t d = engine_digest_diff(a, b, note_cell, &c);
+    if (d < 0) {
+        rc = (int)d;
+        snprintf(res->error, sizeof res->error, "digest compare: %s", st_strerror(rc));
+        goto out;
+    }
+    res->cells = c.ncells;
+    metric_counter_add(r->cells, c.ncells);
+    for (size_t i = 0; i < c.nw && !rc; i++)
+        rc = pull_window(ps, shard, peer, nb, c.start[i], c.start[i] + win - 1,
+                         c.bits + i * c.bmlen, c.bmlen, dry_run, t0, res);
+out:
+    res->ms = (uint64_t)(st_mono_ms() - t0);
+    res->last_ms = st_now_ms();
+    metric_counter_inc(rc ? r->passes_err : r->passes_ok);
+    if (dr)
+        strata__digest_response__free_unpacked(dr, NULL);
+    st_buf_deinit(&w.reply);
+    engine_digest_destroy(a);
+    engine_digest_destroy(b);
+    free(mine);
+    free(c.start);
+    free(c.bits);
+    return rc;
+}
+
+/* Sum b into a (errors: the first kept). */
+static void result_add(pass_result_t *a, const pass_result_t *b)
+{
+    a->cells += b->cells;
+    a->series += b->series;
+    a->samples += b->samples;
+    a->conflicts += b->conflicts;
+    a->bytes += b->bytes;
+    a->ms += b->ms;
+    a->last_ms = b->last_ms;
+    if (!a->error[0] && b->error[0])
+        snprintf(a->error, sizeof a->error, "%s", b->error);
+}
+
+/*
+ * A repair of `shards` (NULL: every local shard) against their other
+ * replicas (peer -1) or one of them. Results per shard into out[] (same
+ * order as the shards repaired, *nout of them, capacity = shards of the
+ * topology). Returns 0; ST_EINVAL with msg for a shard not local or a peer
+ * not a replica of it.
+ */
+static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int peer, int dry_run,
+               uint32_t *out_shard, pass_result_t *out, size_t *nout)
+{
+    node_t *n = r->n;
+    const uint32_t *local;
+    if (!shards)
+        nshards = topo_node_shards(n->topo, (uint32_t)n->self, &local);
+    else
+        local = shards;
+    peers_t ps;
+    int rc = peers_init(&ps, r);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&r->run_mu);
+    size_t k = 0;
+    for (size_t i = 0; i < nshards && !atomic_load(&r->stopping); i++) {
+        uint32_t s = local[i];
+        const uint32_t *rep = topo_shard_replicas(n->topo, s);
+        uint32_t rf = topo_replication_factor(n->topo);
+        pass_result_t sum = {0};
+        int any_ok = 0;
+        for (uint32_t j = 0; j < rf; j++) {
+            if (rep[j] == (uint32_t)n->self || (peer >= 0 && rep[j] != (uint32_t)peer))
+                continue;
+            pass_result_t pr;
+            int prc = pass(&ps, s, rep[j], dry_run, &pr);
+            if (prc && !(prc == ST_EUNAVAIL && atomic_load(&r->rebuilding)))
+                st_warn("repair pass failed", "shard=%u peer=%s err=\"%s\"", s,
+                        topo_node_id(n->topo, rep[j]), pr.error);
+            else if (pr.cells)
+                st_info("repair pass",
+                        "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
+                        "conflicts=%llu bytes=%llu ms=%llu dry_run=%d",
+                        s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
+                        (unsigned long long)pr.series, (unsigned long long)pr.samples,
+                        (unsigned long long)pr.conflicts, (unsigned long long)pr.bytes,
+                        (unsigned long long)pr.ms, dry_run);
+            any_ok |= !prc;
+            result_add(&sum, &pr);
+            if (dry_run && !prc)
+                break; /* nothing was written: the next peer would count it again */
+        }
+        pthread_mutex_lock(&r->mu);
+        if (!dry_run)
+            r->state[s].last = sum;
+        if (any_ok && !dry_run && !r->state[s].synced) {
+            r->state[s].synced = 1;
+            r->rebuild_done++;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (out) {
+            out_shard[k] = s;
+            out[k++] = sum;
+        }
+    }
+    if (nout)
+        *nout = k;
+    pthread_mutex_unlock(&r->run_mu);
+    peers_close(&ps);
+    return 0;
+}
+
+/* ---- RPC_REPAIR ---- */
+
+int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
+                        size_t msglen)
+{
+    node_repair_t *r = n->repair;
+    if (!r) {
+        snprintf(msg, msglen, "repair is not running on node %s", n->node_id);
+        return ST_EUNAVAIL;
+    }
+    Strata__RepairRequest *q = strata__repair_request__unpack(NULL, len, p);
+    if (!q) {
+        snprintf(msg, msglen, "malformed RepairRequest");
+        return ST_EPROTO;
+    }
+    int rc = ST_EINVAL, peer = -1;
+    uint32_t ns = topo_shards(n->topo);
+    uint32_t *shards = malloc(ns * sizeof *shards);
+    pass_result_t *res = calloc(ns, sizeof *res);
+    Strata__RepairState *st = calloc(ns, sizeof *st);
+    Strata__RepairState **stp = calloc(ns, sizeof *stp);
+    size_t nres = 0;
+    if (!shards || !res || !st || !stp) {
+        rc = ST_ENOMEM;
+        goto done;
+    }
+    if (q->peer && q->peer[0]) {
+        if ((peer = topo_node_index(n->topo, q->peer)) < 0) {
+            snprintf(msg, msglen, "unknown node \"%.64s\"", q->peer);
+            goto done;
+        }
+    }
+    size_t nq = 0;
+    for (size_t i = 0; i < q->n_shards; i++) {
+        uint32_t s = q->shards[i];
+        if (!local_engine(n, s, msg, msglen))
+            goto done;
+        if (peer >= 0 && (peer == n->self || topo_replica_rank(n->topo, s, (uint32_t)peer) < 0)) {
+            snprintf(msg, msglen, "node %s is not another replica of shard %u", q->peer, s);
+            goto done;
+        }
+        if (nq < ns)
+            shards[nq++] = s;
+    }
+    if ((rc = run(r, q->n_shards ? shards : NULL, nq, peer, q->dry_run, shards, res, &nres))) {
+        snprintf(msg, msglen, "repair: %s", st_strerror(rc));
+        goto done;
+    }
+    Strata__RepairResponse resp = STRATA__REPAIR_RESPONSE__INIT;
+    resp.node_id = n->node_id;
+    resp.dry_run = q->dry_run;
+    for (size_t i = 0; i < nres; i++) {
+        strata__repair_state__init(&st[i]);
+        st[i].shard = shards[i];
+        st[i].peer = peer >= 0 ? (char *)topo_node_id(n->topo, (uint32_t)peer) : "";
+        st[i].last_ms = res[i].last_ms;
+        st[i].cells_differing = res[i].cells;
+        st[i].series_pulled = res[i].series;
+        st[i].samples_pulled = res[i].samples;
+        st[i].samples_conflicting = res[i].conflicts;
+        st[i].bytes = res[i].bytes;
+        st[i].duration_ms = res[i].ms;
+        st[i].error = res[i].error;
+        stp[i] = &st[i];
+    }
+    resp.n_shards = nres;
+    resp.shards = stp;
+    size_t sz = strata__repair_response__get_packed_size(&resp);
+    if ((rc = st_buf_reserve(out, sz)))
+        goto done;
+    out->len = strata__repair_response__pack(&resp, out->data);
+done:
+    free(shards);
+    free(res);
+    free(st);
+    free(stp);
+    strata__repair_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+/* ---- the repair thread ---- */
+
+static void *repair_thread(void *arg)
+{
+    node_repair_t *r = arg;
+    node_t *n = r->n;
+    int64_t interval = topo_replication(n->topo)->repair_interval_ms;
+    int64_t t0 = st_mono_ms();
+    while (!atomic_load(&r->stopping)) {
+        if (atomic_load(&r->rebuilding)) {
+            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+            pthread_mutex_lock(&r->mu);
+            int done = r->rebuild_done >= r->rebuild_total;
+            pthread_mutex_unlock(&r->mu);
+            if (done && !atomic_load(&r->stopping)) {
+                atomic_store(&r->rebuilding, 0);
+                metric_gauge_set(r->rebuild_gauge, 0);
+                write_marker(n);
+                st_info("rebuild finished: the node is a full replica again", "shards=%u ms=%lld",
+                        r->rebuild_total, (long long)(st_mono_ms() - t0));
+                continue;
+            }
+            if (nap(r, NODE_REPAIR_RETRY_MS))
+                break;
+            continue;
+        }
+        if (nap(r, interval > 0 ? interval : 3600 * 1000))
+            break;
+        if (interval > 0)
+            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+    }
+    return NULL;
+}
+
+int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_repair_t **out)
+{
+    node_repair_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return ST_ENOMEM;
+    r->n = n;
+    uint32_t ns = topo_shards(n->topo);
+    r->cluster = strdup(me->cluster_name);
+    r->node_id = strdup(me->node_id);
+    r->fingerprint = me->topology_fingerprint;
+    r->state = calloc(ns, sizeof *r->state);
+    r->cache = calloc(ns, sizeof *r->cache);
+    if (!r->cluster || !r->node_id || !r->state || !r->cache) {
+        node_repair_destroy(r);
+        return ST_ENOMEM;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->run_mu, NULL);
+    metrics_t *m = n->metrics;
+    static const char ph[] = "Repair passes (one local shard against one peer replica), by result.";
+    r->passes_ok = metrics_counter(m, "strata_node_repair_passes_total", ph, "result", "ok", NULL);
+    r->passes_err =
+        metrics_counter(m, "strata_node_repair_passes_total", ph, "result", "error", NULL);
+    r->cells = metrics_counter(m, "strata_node_repair_divergent_cells_total",
+                               "Digest cells (time window x series bucket) found to differ from a "
+                               "peer that holds samples there.",
+                               NULL);
+    r->series = metrics_counter(m, "strata_node_repair_series_total",
+                                "Series that repair wrote missing samples into.", NULL);
+    r->samples =
+        metrics_counter(m, "strata_node_repair_samples_total",
+                        "Samples this node lacked and repair wrote (pulled from peers).", NULL);
+    r->conflicts = metrics_counter(m, "strata_node_repair_conflicts_total",
+                                   "Samples a peer holds with the same timestamp and another "
+                                   "value (left as they are).",
+                                   NULL);
+    r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
+                               "Repair bytes received from peers (digests and pages).", NULL);
+    r->rebuild_gauge =
+        metrics_gauge(m, "strata_node_rebuilding",
+                      "1 while the node rebuilds its shards from their replicas.", NULL);
+    const uint32_t *local;
+    r->rebuild_total = topo_node_shards(n->topo, (uint32_t)n->self, &local);
+    if (rebuild && topo_replication_factor(n->topo) > 1 && r->rebuild_total) {
+        atomic_store(&r->rebuilding, 1);
+        metric_gauge_set(r->rebuild_gauge, 1);
+        st_info("empty data directory: rebuilding the local shards from their replicas",
+                "shards=%u", r->rebuild_total);
+    } else {
+        write_marker(n);
+    }
+    if (pthread_create(&r->thread, NULL, repair_thread, r)) {
+        node_repair_destroy(r);
+        return ST_ENOMEM;
+    }
+    r->thread_started = 1;
+    *out = r;
+    return 0;
+}
+
+void node_repair_shutdown(node_repair_t *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stopping, 1);
+}
+
+void node_repair_destroy(node_repair_t *r)
+{
+    if (!r)
+        return;
+    if (r->thread_started) {
+        node_repair_shutdown(r);
+        pthread_join(r->thread, NULL);
+        pthread_mutex_destroy(&r->mu);
+        pthread_mutex_destroy(&r->run_mu);
+    }
+    for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++)
+        free(r->cache[s].bytes);
+    free(r->cache);
+    free(r->state);
+    free(r->cluster);
+    free(r->node_id);
+    free(r);
+}
+
+int node_repair_rebuilding(node_repair_t *r, char *why, size_t cap)
+{
+    if (cap)
+        why[0] = '\0';
+    if (!r || !atomic_load(&r->rebuilding))
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    snprintf(why, cap, "rebuilding: %u of %u shards pulled from their replicas", r->rebuild_done,
+             r->rebuild_total);
+    pthread_mutex_unlock(&r->mu);
+    return 1;
+}
+
+int node_repair_stats(node_repair_t *r, Strata__NodeStats *st)
+{
+    if (!r)
+        return 0;
+    st->rebuilding = atomic_load(&r->rebuilding) != 0;
+    const uint32_t *local;
+    uint32_t nl = topo_node_shards(r->n->topo, (uint32_t)r->n->self, &local);
+    Strata__RepairState **v = calloc(nl ? nl : 1, sizeof *v);
+    Strata__RepairState *s = calloc(nl ? nl : 1, sizeof *s);
+    char *errs = calloc(nl ? nl : 1, sizeof r->state[0].last.error);
+    if (!v || !s || !errs) {
+        free(v);
+        free(s);
+        free(errs);
+        return ST_ENOMEM;
+    }
+    pthread_mutex_lock(&r->mu);
+    for (uint32_t i = 0; i < nl; i++) {
+        const pass_result_t *p = &r->state[local[i]].last;
+        strata__repair_state__init(&s[i]);
+        s[i].shard = local[i];
+        s[i].peer = "";
+        s[i].last_ms = p->last_ms;
+        s[i].cells_differing = p->cells;
+        s[i].series_pulled = p->series;
+        s[i].samples_pulled = p->samples;
+        s[i].samples_conflicting = p->conflicts;
+        s[i].bytes = p->bytes;
+        s[i].duration_ms = p->ms;
+        char *e = errs + i * sizeof p->error;
+        memcpy(e, p->error, sizeof p->error);
+        s[i].error = e;
+        v[i] = &s[i];
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!nl) {
+        free(v);
+        free(s);
+        free(errs);
+        return 0;
+    }
+    st->n_repair = nl;
+    st->repair = v;
+    return 0;
+}
+
+void node_repair_stats_free(Strata__NodeStats *st)
+{
+    if (!st->repair)
+        return;
+    if (st->n_repair) {
+        free(st->repair[0]->error); /* the errs block */
+        free(st->repair[0]);        /* the states block */
+    }
+    free(st->repair);
+    st->repair = NULL;
+    st->n_repair = 0;
+}

@@ -1,0 +1,160 @@
+"""Anti-entropy repair and rebuilding an empty replica: 3 nodes, RF=3, one
+router, scheduled repair off ([replication] repair_interval = 0s) so that
+what heals is what the test asks for.
+
+  - hints dropped: n3 is stopped, writes are acknowledged by n1/n2, then the
+    hint queues for n3 are deleted (n1 and n2 stopped meanwhile), so hints
+    can no longer heal n3; `strata repair --dry-run` counts what n3 lacks
+    and changes nothing, `strata repair` pulls it, and every shard's
+    replicas end with identical node-local exports holding every
+    acknowledged sample.
+  - data dir wiped under load: n3 is kill -9'd while a writer runs, its
+    whole data directory removed, and it is started again; it notices the
+    empty directory, rebuilds from n1/n2 (strata_node_rebuilding 1 -> 0, the
+    node marker written), and afterwards its own export holds every
+    acknowledged sample.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import (AckLog, BackgroundWriter, BatchGen, ClusterTestCase, binary, body_of,
+                     metric_sum, write_with_retries)
+
+REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
+        "repair_interval": "0s"}
+SHARDS = 4
+
+
+def say(msg):
+    sys.stderr.write("    %s\n" % msg)
+    sys.stderr.flush()
+
+
+class RepairTest(ClusterTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = cls.start_class_cluster(nodes=3, routers=1, shards=SHARDS, rf=3,
+                                        replication=REPL, router={"request_timeout": "3s"})
+        cls.c.wait_peers_up()
+
+    def node_data(self, i, measurement):
+        """Node i's local data of one measurement's series over every shard
+        (RF=3: all of them)."""
+        out = {}
+        for s in range(SHARDS):
+            out.update(self.c.node_shard_data(i, s))
+        return {k: v for k, v in out.items()
+                if dict(k)["__name__"].startswith(measurement + "_")}
+
+    def cli_repair(self, *args):
+        """`strata repair ARGS` against the router: (exit code, stdout)."""
+        p = subprocess.run([binary("cli"), "repair", "--router", self.c.router_url(0)] +
+                           list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=120)
+        out = p.stdout.decode()
+        say("strata repair %s -> %d:\n%s" % (" ".join(args), p.returncode, out.rstrip()))
+        return p.returncode, out
+
+    def moved_into(self, out, node):
+        """Samples the summary says went into `node`."""
+        m = re.search(r"into %s\s+(\d+) series, (\d+) samples" % node, out)
+        self.assertIsNotNone(m, "no summary line for %s in %r" % (node, out))
+        return int(m.group(2))
+
+    def repair_metric(self, i, name):
+        return metric_sum(self.c.node_metrics(i), name)
+
+    def test_a_dropped_hints_are_repaired(self):
+        c = self.c
+        log = AckLog()
+        gen = BatchGen("hintless", hosts=20, seed=5)
+        self.assertEqual(c.sigterm(2), 0)
+        for b in range(30):
+            built = gen.batch(b)
+            r = write_with_retries(c, body_of(built), consistency="quorum", precision="ms")
+            log.record(built, r.ok)
+        self.assertEqual(log.n_unacked, 0)
+        # n3 is down: everything n3 must get is in the hint queues of n1/n2.
+        for i in (0, 1):
+            self.assertEqual(c.sigterm(i), 0)
+        dropped = 0
+        for i in (0, 1):
+            d = os.path.join(c.data_dir(i), "hints", c.node_ids[2])
+            if os.path.isdir(d):
+                shutil.rmtree(d)
+                dropped += 1
+        self.assertGreater(dropped, 0, "no hint queue for n3 was found to drop")
+        c.start_all()
+        c.wait_peers_up()
+        want = sum(len(v) for v in log.acked.data.values())
+        rc, out = self.cli_repair("--dry-run")
+        self.assertEqual(rc, 0)
+        self.assertEqual(self.moved_into(out, "n3"), want)
+        self.assertEqual(self.repair_metric(2, "strata_node_repair_samples_total"), 0)
+        self.assertTrue(c.replica_diffs()[0], "a dry run changed nothing")
+        t0 = time.monotonic()
+        rc, out = self.cli_repair()
+        self.assertEqual(rc, 0)
+        self.assertEqual(self.moved_into(out, "n3"), want)
+        self.assertEqual(self.moved_into(out, "n1"), 0)
+        secs, union = c.wait_replicas_identical(30)
+        say("replicas identical %.1f s after `strata repair` (hints dropped: %d queues)"
+            % (time.monotonic() - t0, dropped))
+        # /cluster shows the last repair per shard (from the nodes' STATS)
+        c.wait_until(lambda: all(p.get("repair", {}).get("last_ms", 0) > 0
+                                 for p in c.cluster_info()["placement"]), 30,
+                     "/cluster to show a repair for every shard")
+        pulled = sum(p["repair"]["samples_pulled"] for p in c.cluster_info()["placement"])
+        self.assertLessEqual(pulled, want)
+        self.assertTrue(all(n["rebuilding"] is False for n in c.cluster_info()["nodes"]))
+        rc, out = self.cli_repair("--shard", "0", "--node", "n3", "--from", "n1")
+        self.assertEqual((rc, self.moved_into(out, "n3")), (0, 0), "nothing left to copy")
+        log.check({k: v for k, v in union.items() if dict(k)["__name__"].startswith("hintless_")},
+                  "union of the replicas after repair")
+        log.check(self.node_data(2, "hintless"), "n3 alone after repair")
+        self.assertEqual(self.repair_metric(2, "strata_node_repair_samples_total"), want)
+
+    def test_b_wiped_data_dir_rebuilds(self):
+        c = self.c
+        log = AckLog()
+        w = BackgroundWriter(c, BatchGen("wipe", hosts=30, seed=9), log, tries=30, backoff=0.2,
+                             consistency="quorum")
+        w.start()
+        try:
+            c.wait_until(lambda: log.n_acked >= 20 or not w.is_alive(), 60, "20 writes")
+            c.kill9(2)
+            shutil.rmtree(c.data_dir(2))
+            n0 = log.n_acked
+            c.wait_until(lambda: log.n_acked >= n0 + 10 or not w.is_alive(), 60,
+                         "10 writes while n3 is gone")
+            t0 = time.monotonic()
+            c.start_node(2)
+            c.wait_until(lambda: self.repair_metric(2, "strata_node_rebuilding") == 0, 60,
+                         "n3 to finish rebuilding")
+            rebuild_s = time.monotonic() - t0
+            n1 = log.n_acked
+            c.wait_until(lambda: log.n_acked >= n1 + 5 or not w.is_alive(), 60,
+                         "5 writes after the rebuild")
+        finally:
+            w.stop()
+        self.assertTrue(os.path.exists(os.path.join(c.data_dir(2), "node.marker")))
+        self.assertIn("rebuild finished", c.nodes[2].log_text())
+        # the hints of the last writes may still be in flight: wait for the
+        # replicas to agree, then n3 alone must hold every acknowledged sample
+        c.wait_hints_drained(60)
+        c.wait_replicas_identical(60)
+        got = self.node_data(2, "wipe")
+        log.check(got, "n3 alone after rebuilding")
+        say("rebuild of n3 took %.1f s; %d writes acknowledged; n3 holds %d series"
+            % (rebuild_s, log.n_acked, len(got)))
+
+
+if __name__ == "__main__":
+    unittest.main()
