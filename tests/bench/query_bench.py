@@ -4,7 +4,7 @@ read `one`, 1 router) against VictoriaMetrics (single node, one copy) and
 Prometheus (Debian's 2.42), all on the same devops workload, in one run.
 
   tests/bench/query_bench.py [--sizes 1000x3,4000x1] [--reps 7] [--quick]
-                             [--only TEXT] [--no-rf1] [--raw] [--keep]
+                             [--only TEXT] [--no-rf1] [--raw] [--perf DIR] [--keep]
                              [--build build]
 
 --quick: one small size (200 hosts x 1 h), 3 reps, no RF=1 ingest run (for
@@ -338,11 +338,21 @@ def run_size(args, harness, hosts, hours):
         for n, k, q in qlist:  # warm-up, and the answers compared
             for e, base, extra in engines:
                 _, answers[(n, e)] = run_query(base, k, q, qs, qe, args.step, extra)
+        perf = None
+        if args.perf:  # router and nodes together, through the timed rounds
+            os.makedirs(args.perf, exist_ok=True)
+            perf = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-o",
+                                     os.path.join(args.perf, "perf-%dx%g.data" % (hosts, hours)),
+                                     "-p", ",".join(str(p) for _, p in strata_pids(cluster))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(args.reps):
             for n, k, q in qlist:
                 for e, base, extra in engines:
                     dt, _ = run_query(base, k, q, qs, qe, args.step, extra)
                     lat[(n, e)].append(dt)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(timeout=120)
         for who, pid in strata_pids(cluster) + [("victoria", vm.proc.pid)]:
             rss[(who, "query")] = vm_hwm_kib(pid)
 
@@ -425,6 +435,8 @@ def main():
     ap.add_argument("--no-rf1", action="store_true", help="skip the RF=1 ingest run")
     ap.add_argument("--raw", action="store_true",
                     help="time Strata with pushdown=0 as well (raw samples to the router)")
+    ap.add_argument("--perf", default=None, metavar="DIR",
+                    help="perf record -g the router and nodes during the timed rounds into DIR")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     ap.add_argument("--build", default=None,
                     help="build dir with node/, router/ and cli/ (default $STRATA_BIN_DIR or build)")
