@@ -897,6 +897,20 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
     size_t *cnt = pe_alloc(c, (ng + 1) * sizeof *cnt);
     double *mean = pe_alloc(c, (ng + 1) * sizeof *mean);
     double *m2 = pe_alloc(c, (ng + 1) * sizeof *m2);
+    size_t *members = NULL, *first = NULL;
+    if (op == PROMQL_AGG_QUANTILE) {
+        /* the input series of each group, in input order (a counting sort
+         * by group): each step visits every series once, not once per group */
+        members = pe_alloc(c, (in.ns + 1) * sizeof *members);
+        first = pe_alloc(c, (ng + 2) * sizeof *first);
+        memset(first, 0, (ng + 2) * sizeof *first);
+        for (size_t i = 0; i < in.ns; i++)
+            first[gid[i] + 2]++;
+        for (size_t gr = 2; gr < ng + 2; gr++)
+            first[gr] += first[gr - 1];
+        for (size_t i = 0; i < in.ns; i++)
+            members[first[gid[i] + 1]++] = i;
+    }
     for (size_t k = 0; k < g->n; k++) {
         pe_check(c);
         memset(cnt, 0, ng * sizeof *cnt);
@@ -954,9 +968,11 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         if (op == PROMQL_AGG_QUANTILE)
             for (size_t gr = 0; gr < ng; gr++) {
                 size_t m = 0;
-                for (size_t i = 0; i < in.ns; i++)
-                    if (gid[i] == gr && in.s[i].ok[k])
+                for (size_t x = first[gr]; x < first[gr + 1]; x++) {
+                    size_t i = members[x];
+                    if (in.s[i].ok[k])
                         buf[m++] = in.s[i].v[k];
+                }
                 if (m)
                     os[gr]->v[k] = pe_quantile(param[k], buf, m);
             }
