@@ -167,15 +167,27 @@ void head_series_normalize(head_series_t *s)
     s->unsorted = 0;
 }
 
-/* Bottom-up stable merge sort of (ts, v) pairs by ts, using scratch arrays. */
+/* The end of the ascending (non-decreasing) run of ts that starts at lo. */
+static size_t run_end(const int64_t *ts, size_t lo, size_t n)
+{
+    size_t i = lo + 1;
+    while (i < n && ts[i] >= ts[i - 1])
+        i++;
+    return i < n ? i : n;
+}
+
+/* Natural stable merge sort of (ts, v) pairs by ts, using scratch arrays:
+ * each pass merges neighbouring ascending runs, so a series read from a few
+ * sorted sources (segments, head) takes a pass or two, not log2(n). */
 static void merge_sort(int64_t *ts, double *v, int64_t *tts, double *tv, size_t n)
 {
     int64_t *a_ts = ts, *b_ts = tts;
     double *a_v = v, *b_v = tv;
-    for (size_t width = 1; width < n; width *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n;
-            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+    for (size_t runs = 2; runs > 1;) {
+        runs = 0;
+        for (size_t lo = 0; lo < n; runs++) {
+            size_t mid = run_end(a_ts, lo, n);
+            size_t hi = mid < n ? run_end(a_ts, mid, n) : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
                 if (a_ts[j] < a_ts[i]) {
@@ -194,6 +206,7 @@ static void merge_sort(int64_t *ts, double *v, int64_t *tts, double *tv, size_t 
                 b_ts[k] = a_ts[j];
                 b_v[k++] = a_v[j++];
             }
+            lo = hi;
         }
         int64_t *t1 = a_ts;
         a_ts = b_ts;
