@@ -247,6 +247,15 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
         break;
     }
     case R_AVG:
+        /* the sum divided once (no division per sample) while it stays
+         * finite; else Prometheus' running mean, whose infinities and NaN
+         * rules this keeps */
+        for (size_t i = 0; i < n; i++)
+            acc += v[i];
+        if (isfinite(acc)) {
+            acc /= (double)n;
+            break;
+        }
         acc = v[0];
         for (size_t i = 1; i < n; i++)
             acc = pe_mean_add(acc, (double)(i + 1), v[i]);

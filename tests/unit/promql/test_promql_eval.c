@@ -541,7 +541,7 @@ static void test_cases(void **state)
     assert_int_equal(fails, 0);
 }
 
-/* ---- quantile by selection, min/max loops: against a sort and the plain loop ------ */
+/* ---- quantile by selection, min/max loops, avg as a sum: against the plain way ---- */
 
 static int ref_cmp(const void *a, const void *b) /* ascending, NaN first */
 {
@@ -619,7 +619,24 @@ static void test_quantile_select(void **state)
         }
         same_or_nan(mn, eval_one("min_over_time(r[100s])", t));
         same_or_nan(mx, eval_one("max_over_time(r[100s])", t));
+        /* avg_over_time: Prometheus' running mean (its infinity rules), or
+         * within 1e-12 of it where the sum stays finite */
+        double mean = s->v[0];
+        for (size_t i = 1; i < s->n; i++) {
+            double x = s->v[i], k = (double)(i + 1);
+            if (!(isinf(mean) && ((isinf(x) && (mean > 0) == (x > 0)) || (!isinf(x) && !isnan(x)))))
+                mean = mean + (x / k - mean / k);
+        }
+        double avg = eval_one("avg_over_time(r[100s])", t);
+        if (isfinite(mean) && isfinite(avg))
+            assert_true(fabs(mean - avg) <= 1e-12 * fmax(1, fabs(mean)));
+        else
+            same_or_nan(mean, avg);
     }
+    /* a sum that overflows: the running mean */
+    db[0].n = 3;
+    db[0].v[0] = db[0].v[1] = db[0].v[2] = 1e308;
+    same_or_nan(1e308, eval_one("avg_over_time(r[100s])", 2500));
 }
 
 /* ---- window-less rollups in instant queries ------------------------------------- */
