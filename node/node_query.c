@@ -26,6 +26,12 @@
  * X-Strata-Resolution). Raw selections reaching before the first tier's
  * watermark read each bucket's last sample there (nq_select_tiered).
  *
+ * A pushed avg (the router sends the text `avg by (g) (X)` when its plan
+ * has the parts `sum by (g) (X)` and `count by (g) (X)`) is evaluated once
+ * (promql_eval_opts_t.avg_parts): the reply holds the per-group sums, then
+ * the counts, and says where the counts start (QueryResponse.avg_sums), so
+ * X is selected, decoded and rolled up once instead of twice.
+ *
  * Cancellation: a QueryRequest with a query_id takes a slot of
  * n->running for its evaluation; a CANCEL RPC of that id (the router
  * answered without waiting for this node: another node's refusal, a failed
@@ -331,6 +337,7 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         .subquery = 1,
         .query_start_ms = r->query_start_ms,
         .query_end_ms = r->query_end_ms,
+        .avg_parts = 1,
     };
     const topo_tier_t *tt;
     size_t ntiers = topo_tiers(n->topo, &tt);
@@ -371,7 +378,13 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     if ((rc = qreply_encode(res, r->start_ms, r->step_ms, r->steps, NQ_MAX_REPLY, out, &points, msg,
                             msglen)))
         goto done;
-    qreply_counts_t cnt = {q.samples, points, q.series, q.raw_read ? 0 : (uint64_t)q.res_read};
+    const promql_node_t *root = promql_unparen(promql_root(e));
+    qreply_counts_t cnt = {q.samples,
+                           points,
+                           q.series,
+                           q.raw_read ? 0 : (uint64_t)q.res_read,
+                           root->kind == PROMQL_AGGREGATE && root->u.agg.op == PROMQL_AGG_AVG,
+                           res->avg_sums};
     if (cnt.resolution_ms)
         metric_counter_inc(n->queries_downsampled);
     rc = qreply_put_counts(out, &cnt);

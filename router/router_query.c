@@ -15,6 +15,9 @@
  *   3. worker: evaluate again, serving selections from the fetched samples
  *      and pushed parts from the nodes' answers (partial aggregates are
  *      merged there), and render Prometheus' JSON.
+ * A pushed avg (plan parts: its sum and its count) is one QUERY RPC of
+ * the avg's own text: the node evaluates the argument once and answers
+ * the sums, then the counts (qreply_decode_avg serves each part).
  * Quorum reads (several replicas per shard) fetch raw samples only: the
  * replicas' samples are folded before evaluation. pushdown=0 turns the
  * pushdown off for one query.
@@ -81,10 +84,12 @@ typedef struct qreply {
     size_t len;
 } qreply_t;
 
-/* A pushed part: subtree n (part 1: the count of an avg) on a grid. */
+/* A pushed part: subtree n on a grid (an avg: both its parts, sums and
+ * counts, from one RPC). */
 typedef struct qremote {
     const promql_node_t *n;
     int part;
+    int avg;
     int64_t start, step;
     size_t nsteps;
     st_buf_t text;
@@ -276,9 +281,18 @@ static int plan_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint
     return 0;
 }
 
+/* A partial avg: its sum and count parts come from one RPC of its own text. */
+static int remote_avg(const promql_node_t *n)
+{
+    return n->push == PROMQL_PUSH_PARTIAL && n->kind == PROMQL_AGGREGATE &&
+           n->u.agg.op == PROMQL_AGG_AVG;
+}
+
 static qremote_t *find_remote(qjob_t *j, const promql_node_t *n, int part, int64_t start,
                               int64_t step, size_t nsteps)
 {
+    if (remote_avg(n))
+        part = 0;
     for (size_t i = 0; i < j->nrem; i++) {
         qremote_t *q = &j->rem[i];
         if (q->n == n && q->part == part && q->start == start && q->step == step &&
@@ -307,8 +321,11 @@ static int plan_remote(void *arg, const promql_node_t *n, int part, int64_t star
     q->start = start;
     q->step = step;
     q->nsteps = nsteps;
+    q->avg = remote_avg(n);
+    if (q->avg)
+        q->part = 0;
     st_buf_init(&q->text);
-    return promql_push_text(n, part, &q->text);
+    return q->avg ? promql_format(n, &q->text) : promql_push_text(n, part, &q->text);
 }
 
 /* Pass 2: serve from the fetched data. */
@@ -341,7 +358,8 @@ static int serve_remote(void *arg, const promql_node_t *n, int part, int64_t sta
     int rc = 0;
     for (size_t i = 0; i < q->nr && !rc; i++)
         if (!fanout_group_failed(j->fan, q->r[i].group))
-            rc = qreply_decode(q->r[i].data, q->r[i].len, q->nsteps, sink);
+            rc = q->avg ? qreply_decode_avg(q->r[i].data, q->r[i].len, q->nsteps, part, sink)
+                        : qreply_decode(q->r[i].data, q->r[i].len, q->nsteps, sink);
     if (rc == ST_ECORRUPT)
         snprintf(j->err, sizeof j->err, "malformed pushed-down result from a node");
     return rc;

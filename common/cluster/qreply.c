@@ -66,6 +66,10 @@ void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out)
             out->series = f.u;
         else if (f.num == WIRE_QUERY_RESPONSE_RESOLUTION_MS)
             out->resolution_ms = f.u;
+        else if (f.num == WIRE_QUERY_RESPONSE_AVG_SUMS) {
+            out->avg = 1;
+            out->avg_sums = f.u;
+        }
     }
 }
 
@@ -76,6 +80,8 @@ int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c)
     rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_SELECTED_SERIES, c->series);
     if (c->resolution_ms)
         rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_RESOLUTION_MS, c->resolution_ms);
+    if (c->avg)
+        rc |= wire_put_varint_field(out, WIRE_QUERY_RESPONSE_AVG_SUMS, c->avg_sums);
     return rc ? ST_ENOMEM : 0;
 }
 
@@ -87,7 +93,9 @@ static size_t popcount_bits(const uint8_t *b, size_t nbits)
     return n;
 }
 
-int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *sink)
+/* The series [from, to) of a reply into sink. */
+static int decode_range(const uint8_t *p, size_t len, size_t nsteps, uint64_t from, uint64_t to,
+                        promql_vsink_t *sink)
 {
     const uint8_t *end = p + len;
     wire_field_t f;
@@ -95,9 +103,14 @@ int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *s
     size_t plen = (nsteps + 7) / 8;
     double *vals = NULL;
     size_t vcap = 0;
+    uint64_t at = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.num != WIRE_QUERY_RESPONSE_SERIES || f.type != WIRE_LEN)
             continue;
+        if (at++ < from)
+            continue;
+        if (at > to)
+            break;
         wire_series_t s; /* a StepSeries: ts/ts_len hold the bitmap */
         if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
             break;
@@ -122,4 +135,24 @@ int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *s
     }
     free(vals);
     return rc < 0 ? rc : 0;
+}
+
+int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *sink)
+{
+    return decode_range(p, len, nsteps, 0, UINT64_MAX, sink);
+}
+
+int qreply_decode_avg(const uint8_t *p, size_t len, size_t nsteps, int part, promql_vsink_t *sink)
+{
+    qreply_counts_t c;
+    qreply_counts(p, len, &c);
+    const uint8_t *q = p, *end = p + len;
+    wire_field_t f;
+    uint64_t n = 0;
+    int rc;
+    while ((rc = wire_next(&q, end, &f)) == 1)
+        n += f.num == WIRE_QUERY_RESPONSE_SERIES && f.type == WIRE_LEN;
+    if (rc < 0 || !c.avg || c.avg_sums > n || n - c.avg_sums != c.avg_sums)
+        return ST_ECORRUPT;
+    return decode_range(p, len, nsteps, part ? c.avg_sums : 0, part ? n : c.avg_sums, sink);
 }

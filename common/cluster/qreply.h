@@ -32,9 +32,11 @@ typedef struct qreply_counts {
     uint64_t points;        /* values in the reply */
     uint64_t series;        /* series the node selected */
     uint64_t resolution_ms; /* every selection read buckets this wide (0: raw samples) */
+    int avg;                /* a pushed avg's reply: sums, then counts (field 6 present) */
+    uint64_t avg_sums;      /* avg: series [0, avg_sums) are the per-group sums */
 } qreply_counts_t;
 void qreply_counts(const uint8_t *p, size_t len, qreply_counts_t *out);
-/* Append the counters (fields 2, 3, 4; 5 when non-zero). 0 or ST_ENOMEM. */
+/* Append the counters (fields 2, 3, 4; 5 when non-zero; 6 when avg). 0 or ST_ENOMEM. */
 int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c);
 
 /*
@@ -44,5 +46,14 @@ int qreply_put_counts(st_buf_t *out, const qreply_counts_t *c);
  * labels), ST_ENOMEM, or the sink's error.
  */
 int qreply_decode(const uint8_t *p, size_t len, size_t nsteps, promql_vsink_t *sink);
+
+/*
+ * A pushed avg's reply (its sums, then the same groups' counts: one
+ * evaluation on the node serves both parts): feed part 0 (the sums) or
+ * part 1 (the counts) into sink. As qreply_decode; ST_ECORRUPT also when
+ * the reply is not an avg's (no avg_sums field, or not twice as many
+ * series).
+ */
+int qreply_decode_avg(const uint8_t *p, size_t len, size_t nsteps, int part, promql_vsink_t *sink);
 
 #endif

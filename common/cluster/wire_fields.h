@@ -133,7 +133,8 @@
     X(query_response, WIRE_QUERY_RESPONSE_SAMPLES, 2, "samples") \
     X(query_response, WIRE_QUERY_RESPONSE_POINTS, 3, "points") \
     X(query_response, WIRE_QUERY_RESPONSE_SELECTED_SERIES, 4, "selected_series") \
-    X(query_response, WIRE_QUERY_RESPONSE_RESOLUTION_MS, 5, "resolution_ms")
+    X(query_response, WIRE_QUERY_RESPONSE_RESOLUTION_MS, 5, "resolution_ms") \
+    X(query_response, WIRE_QUERY_RESPONSE_AVG_SUMS, 6, "avg_sums")
 
 #define WIRE_FIELD_ENUM_(msg, name, num, field) name = num,
 enum wire_field_num { WIRE_FIELDS(WIRE_FIELD_ENUM_) };

@@ -9,6 +9,7 @@
 #include "promql_plan.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -896,6 +897,20 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
     size_t *cnt = pe_alloc(c, (ng + 1) * sizeof *cnt);
     double *mean = pe_alloc(c, (ng + 1) * sizeof *mean);
     double *m2 = pe_alloc(c, (ng + 1) * sizeof *m2);
+    size_t *members = NULL, *first = NULL;
+    if (op == PROMQL_AGG_QUANTILE) {
+        /* the input series of each group, in input order (a counting sort
+         * by group): each step visits every series once, not once per group */
+        members = pe_alloc(c, (in.ns + 1) * sizeof *members);
+        first = pe_alloc(c, (ng + 2) * sizeof *first);
+        memset(first, 0, (ng + 2) * sizeof *first);
+        for (size_t i = 0; i < in.ns; i++)
+            first[gid[i] + 2]++;
+        for (size_t gr = 2; gr < ng + 2; gr++)
+            first[gr] += first[gr - 1];
+        for (size_t i = 0; i < in.ns; i++)
+            members[first[gid[i] + 1]++] = i;
+    }
     for (size_t k = 0; k < g->n; k++) {
         pe_check(c);
         memset(cnt, 0, ng * sizeof *cnt);
@@ -953,9 +968,11 @@ static void agg_apply(pe_ctx_t *c, const promql_node_t *n, promql_aggop_t op, co
         if (op == PROMQL_AGG_QUANTILE)
             for (size_t gr = 0; gr < ng; gr++) {
                 size_t m = 0;
-                for (size_t i = 0; i < in.ns; i++)
-                    if (gid[i] == gr && in.s[i].ok[k])
+                for (size_t x = first[gr]; x < first[gr + 1]; x++) {
+                    size_t i = members[x];
+                    if (in.s[i].ok[k])
                         buf[m++] = in.s[i].v[k];
+                }
                 if (m)
                     os[gr]->v[k] = pe_quantile(param[k], buf, m);
             }
@@ -977,6 +994,26 @@ static void eval_aggregate(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t 
     const double *param = agg_param(c, n, g);
     pe_eval(c, n->u.agg.expr, g, &in);
     agg_apply(c, n, n->u.agg.op, g, &in, param, out);
+}
+
+/* opts.avg_parts: avg n as its sums then its counts, the argument evaluated
+ * once (a router's pushed avg otherwise costs the node two evaluations). */
+static void eval_avg_parts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out,
+                           size_t *nsums)
+{
+    pe_val_t in = {0}, sums = {0}, cnts = {0};
+    pe_eval(c, n->u.agg.expr, g, &in);
+    agg_apply(c, n, PROMQL_AGG_SUM, g, &in, NULL, &sums);
+    agg_apply(c, n, PROMQL_AGG_COUNT, g, &in, NULL, &cnts);
+    memset(out, 0, sizeof *out);
+    out->type = PROMQL_TYPE_VECTOR;
+    out->ns = out->cap = sums.ns + cnts.ns;
+    out->s = pe_alloc(c, (out->ns + 1) * sizeof *out->s);
+    if (sums.ns)
+        memcpy(out->s, sums.s, sums.ns * sizeof *out->s);
+    if (cnts.ns)
+        memcpy(out->s + sums.ns, cnts.s, cnts.ns * sizeof *out->s);
+    *nsums = sums.ns;
 }
 
 /* ---- pushed-down subtrees -------------------------------------------------- */
@@ -1276,7 +1313,12 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
         return 0;
     }
     pe_val_t v;
-    pe_eval(c, root, &g, &v);
+    const promql_node_t *ur = promql_unparen(root);
+    size_t vsums = SIZE_MAX; /* avg_parts: the series of v that are sums */
+    if (o && o->avg_parts && ur->kind == PROMQL_AGGREGATE && ur->u.agg.op == PROMQL_AGG_AVG)
+        eval_avg_parts(c, ur, &g, &v, &vsums);
+    else
+        pe_eval(c, root, &g, &v);
     if (v.type == PROMQL_TYPE_STRING) {
         if (range)
             pe_fail(c, ST_EINVAL,
@@ -1300,6 +1342,8 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
         r->series = pe_alloc(c, (v.ns + 1) * sizeof *r->series);
         for (size_t i = 0; i < v.ns; i++) {
             size_t cnt = 0;
+            if (i == vsums)
+                r->avg_sums = r->nseries;
             for (size_t k = 0; k < g.n; k++)
                 cnt += v.s[i].ok[k];
             if (!cnt)
@@ -1316,8 +1360,14 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
                     s->v[s->n++] = v.s[i].v[k];
                 }
         }
-        if (range || !root_keeps_order(root))
+        if (vsums != SIZE_MAX) { /* each half sorted on its own */
+            if (vsums == v.ns)
+                r->avg_sums = r->nseries;
+            qsort(r->series, r->avg_sums, sizeof *r->series, ser_cmp);
+            qsort(r->series + r->avg_sums, r->nseries - r->avg_sums, sizeof *r->series, ser_cmp);
+        } else if (range || !root_keeps_order(root)) {
             qsort(r->series, r->nseries, sizeof *r->series, ser_cmp);
+        }
     }
     r->mem_ = c->mem;
     r->mem_bytes_ = c->bytes;

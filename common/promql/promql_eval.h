@@ -119,6 +119,12 @@ typedef struct promql_eval_opts {
     const int64_t *tier_res;
     size_t ntier_res;
     promql_bucket_fn buckets;
+    /* A node answering a router's pushed avg: when the root is an avg
+     * aggregation, the result is its per-group sums followed by its
+     * per-group counts (the same groups, each half sorted by labels;
+     * promql_result_t.avg_sums says where the counts start), the argument
+     * evaluated once. Other roots are not affected. */
+    int avg_parts;
 } promql_eval_opts_t;
 
 /* 1 if the rollup function `name` gives the same answer from whole buckets
@@ -149,8 +155,9 @@ typedef struct promql_result {
     double scalar;   /* SCALAR */
     const char *str; /* STRING */
     size_t str_len;
-    void *mem_;                    /* internal */
-    uint64_t mem_bytes_;           /* internal: bytes charged to the budgets */
+    size_t avg_sums;     /* opts.avg_parts with an avg root: series [0, avg_sums) are sums */
+    void *mem_;          /* internal */
+    uint64_t mem_bytes_; /* internal: bytes charged to the budgets */
     _Atomic uint64_t *mem_shared_; /* internal */
 } promql_result_t;
 

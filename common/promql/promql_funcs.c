@@ -230,13 +230,32 @@ static int rollup1(rollup_t r, const int64_t *ts, const double *v, size_t n, int
         acc = (double)n;
         break;
     case R_MIN:
-    case R_MAX:
+    case R_MAX: {
+        /* a NaN is replaced by the next value; then NaNs never win: one
+         * branch-free loop per operator (the windows overlap, so these
+         * loops are most of a min/max_over_time's time) */
+        size_t i = 1;
         acc = v[0];
-        for (size_t i = 1; i < n; i++)
-            if ((r == R_MIN ? v[i] < acc : v[i] > acc) || isnan(acc))
-                acc = v[i];
+        while (isnan(acc) && i < n)
+            acc = v[i++];
+        if (r == R_MIN)
+            for (; i < n; i++)
+                acc = v[i] < acc ? v[i] : acc;
+        else
+            for (; i < n; i++)
+                acc = v[i] > acc ? v[i] : acc;
         break;
+    }
     case R_AVG:
+        /* the sum divided once (no division per sample) while it stays
+         * finite; else Prometheus' running mean, whose infinities and NaN
+         * rules this keeps */
+        for (size_t i = 0; i < n; i++)
+            acc += v[i];
+        if (isfinite(acc)) {
+            acc /= (double)n;
+            break;
+        }
         acc = v[0];
         for (size_t i = 1; i < n; i++)
             acc = pe_mean_add(acc, (double)(i + 1), v[i]);

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,16 +275,62 @@ void pe_dedup(pe_ctx_t *c, pe_val_t *v, size_t nsteps)
 
 /* ---- quantiles and means ---------------------------------------------------- */
 
-/* Ascending, NaN first (Prometheus sorts NaN as the smallest value). */
-static int dbl_cmp(const void *a, const void *b)
+/* x sorts before y: ascending, NaN first (Prometheus sorts NaN as the smallest value). */
+static inline int dbl_before(double x, double y)
 {
-    double x = *(const double *)a, y = *(const double *)b;
     if (isnan(x) || isnan(y))
-        return isnan(y) - isnan(x);
-    return x < y ? -1 : x > y;
+        return isnan(x) && !isnan(y);
+    return x < y;
 }
 
-/* Prometheus' quantile over a sorted-able array (modified in place). */
+static inline void dbl_swap(double *v, ptrdiff_t i, ptrdiff_t j)
+{
+    double t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+}
+
+/* Quickselect: v[k] becomes the value an ascending sort would put there,
+ * with no larger value before it and no smaller one after it. O(n) on
+ * average where a sort is O(n log n): quantile and quantile_over_time call
+ * this once per group or window and step. */
+static void select_kth(double *v, ptrdiff_t n, ptrdiff_t k)
+{
+    ptrdiff_t lo = 0, hi = n - 1;
+    while (hi - lo >= 16) {
+        ptrdiff_t mid = lo + (hi - lo) / 2;
+        if (dbl_before(v[mid], v[lo]))
+            dbl_swap(v, lo, mid);
+        if (dbl_before(v[hi], v[lo]))
+            dbl_swap(v, lo, hi);
+        if (dbl_before(v[hi], v[mid]))
+            dbl_swap(v, mid, hi);
+        double p = v[mid]; /* v[lo] <= p <= v[hi]: both scans stop in range */
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (dbl_before(v[i], p))
+                i++;
+            while (dbl_before(p, v[j]))
+                j--;
+            if (i <= j)
+                dbl_swap(v, i++, j--);
+        }
+        /* [lo, j] <= p, [i, hi] >= p, anything between equals p */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+    for (ptrdiff_t i = lo + 1; i <= hi; i++) /* a short run: insertion sort */
+        for (ptrdiff_t j = i; j > lo && dbl_before(v[j], v[j - 1]); j--)
+            dbl_swap(v, j, j - 1);
+}
+
+/* Prometheus' quantile over an array (reordered in place): the values at
+ * ranks floor(q(n-1)) and the next one of the sorted array, interpolated;
+ * found by selection instead of a sort. */
 double pe_quantile(double q, double *v, size_t n)
 {
     double r;
@@ -291,11 +338,18 @@ double pe_quantile(double q, double *v, size_t n)
         return NAN;
     if (pe_quantile_out_of_range(q, &r))
         return r;
-    qsort(v, n, sizeof *v, dbl_cmp);
     double rank = q * (double)(n - 1);
     size_t lo = (size_t)floor(rank), hi = lo + 1 < n ? lo + 1 : n - 1;
     double w = rank - floor(rank);
-    return v[lo] * (1 - w) + v[hi] * w;
+    select_kth(v, (ptrdiff_t)n, (ptrdiff_t)lo);
+    double a = v[lo], b = a;
+    if (hi != lo) { /* the next rank: the smallest value after lo */
+        b = v[lo + 1];
+        for (size_t i = lo + 2; i < n; i++)
+            if (dbl_before(v[i], b))
+                b = v[i];
+    }
+    return a * (1 - w) + b * w;
 }
 
 /*

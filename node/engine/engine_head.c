@@ -205,14 +205,26 @@ static inline void tr_copy(triples_t *d, size_t k, const triples_t *s, size_t j)
         d->ver[k] = s->ver[j];
 }
 
-/* Bottom-up stable merge sort of a by ts, using scratch b (same shape). */
+/* The end of the ascending (non-decreasing) run of ts that starts at lo. */
+static size_t run_end(const int64_t *ts, size_t lo, size_t n)
+{
+    size_t i = lo + 1;
+    while (i < n && ts[i] >= ts[i - 1])
+        i++;
+    return i < n ? i : n;
+}
+
+/* Natural stable merge sort of a by ts, using scratch b (same shape): each
+ * pass merges neighbouring ascending runs, so a series read from a few
+ * sorted sources (segments, head) takes a pass or two, not log2(n). */
 static void merge_sort(triples_t a, triples_t b, size_t n)
 {
     triples_t orig = a;
-    for (size_t width = 1; width < n; width *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n;
-            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+    for (size_t runs = 2; runs > 1;) {
+        runs = 0;
+        for (size_t lo = 0; lo < n; runs++) {
+            size_t mid = run_end(a.ts, lo, n);
+            size_t hi = mid < n ? run_end(a.ts, mid, n) : n;
             size_t i = lo, j = mid, k = lo;
             while (i < mid && j < hi) {
                 if (a.ts[j] < a.ts[i])
@@ -224,6 +236,7 @@ static void merge_sort(triples_t a, triples_t b, size_t n)
                 tr_copy(&b, k++, &a, i++);
             while (j < hi)
                 tr_copy(&b, k++, &a, j++);
+            lo = hi;
         }
         triples_t t = a;
         a = b;

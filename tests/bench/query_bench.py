@@ -1,39 +1,50 @@
 #!/usr/bin/env python3
-"""Query latency benchmark: Strata (3 nodes + 1 router, rf=1) against
-Prometheus (Debian's 2.42) on the same devops workload.
+"""Query and ingest benchmark at scale: Strata (3 nodes RF=3, write quorum,
+read `one`, 1 router) against VictoriaMetrics (single node, one copy) and
+Prometheus (Debian's 2.42), all on the same devops workload, in one run.
 
-  tests/bench/query_bench.py [--hosts 100] [--hours 12] [--reps 20] [--keep]
+  tests/bench/query_bench.py [--sizes 1000x3,4000x1] [--reps 7] [--quick]
+                             [--only TEXT] [--no-rf1] [--raw] [--perf DIR] [--keep]
                              [--build build]
 
-Strata runs every query twice: with pushdown (the default) and with
-pushdown=0 ("strata-raw": raw samples to the router, evaluated there).
-When Debian's victoria-metrics is installed, a single VictoriaMetrics loaded
-with the same line protocol is timed too (nocache=1; its MetricsQL answers
-differ from PromQL's in details, so they are not compared).
+--quick: one small size (200 hosts x 1 h), 3 reps, no RF=1 ingest run (for
+development). --sizes takes HOSTSxHOURS pairs; the default is the two shapes
+of the issue: 1000 hosts x 3 h (1080 samples a series) and 4000 hosts x 1 h.
 
+For each size:
 1. `strata bench --print` (the CLI of --build) makes the TSBS-like devops cpu
    data (--decimals 2, seed 1), ending about an hour ago.
-2. Strata: a cluster from tests/integration/harness.py (real processes on
-   127.0.0.1, free ports), loaded through the router with
-   tests/bench/load_lp.py (4 connections, 10k lines per request).
+2. Ingest, each with tests/bench/load_lp.py (4 connections x 10k lines):
+   VictoriaMetrics (-retentionPeriod=100y), Strata RF=1 (3 nodes, a cluster
+   started only for that and stopped afterwards; --no-rf1 skips it), Strata
+   RF=3 quorum (the cluster the queries then run on; the hint queues are
+   drained before the queries). samples/s is the loader's (first request to
+   last answer). Peak RSS (VmHWM) of each process is read after its ingest,
+   then reset (/proc/PID/clear_refs) and read again after the query set.
 3. Prometheus: the same line protocol converted to OpenMetrics exactly as
    Strata maps it (measurement_field, tags as labels, ns -> ms), turned into
-   blocks by `promtool tsdb create-blocks-from openmetrics`, then served by
-   `prometheus` on 127.0.0.1.
-4. Each query runs over the whole data range at step 60 s, one warm-up run
-   and then --reps timed runs per engine (alternating engines); prints p50 /
-   p99 latency in ms and the number of series returned, and whether the two
-   answers agree (compare() of test_promql_compare: same series, values
-   within 1e-9 relative).
+   blocks by `promtool tsdb create-blocks-from openmetrics`.
+4. Queries (QUERIES: range queries over the whole data at step 60 s, and
+   instant queries at the end whose windows span the whole data): one
+   warm-up per engine, then --reps rounds; each round runs every query on
+   every engine (queries and engines interleaved). Latency = median of the
+   rounds. VictoriaMetrics gets nocache=1 (no rollup result cache). Strata's
+   answer is compared with Prometheus' (compare() of test_promql_compare:
+   same series, values within 1e-9 relative); VictoriaMetrics' MetricsQL
+   answers differ in details and are not compared.
+5. Prints a table per size: per query the medians, Strata/VM and
+   Strata/Prometheus ratios, the answer check; then the geometric means and
+   the best / worst ratio; ingest samples/s and ratios; peak RSS.
 
 Evaluation times sit at x.5 s so no sample falls on a window boundary
 (Prometheus 2.42's windows are closed, Strata's left-open like Prometheus 3).
 A benchmark, not a test: it prints figures. Every process it starts is
-stopped by PID at the end; --keep keeps the temp dir (data, logs).
+stopped by PID at the end; --keep keeps the temp dirs (data, logs).
 """
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -47,24 +58,76 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 LOADER = os.path.join(HERE, "load_lp.py")
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
+# (name, kind, query). kind "range": [start, end] at --step; "instant": at
+# end, {R} is replaced by the whole data range ("10800s").
 QUERIES = [
-    ("selector", 'cpu_usage_user{hostname="host_1"}'),
-    ("rate", "rate(cpu_usage_user[5m])"),
-    ("sum by rate", "sum by (region) (rate(cpu_usage_user[5m]))"),
-    ("topk", "topk(5, cpu_usage_user)"),
-    ("max by host", "max by (hostname) (cpu_usage_user)"),
-    ("avg by", "avg by (region) (cpu_usage_user)"),
+    ("avg of avg_over_time 1m", "range", "avg(avg_over_time(cpu_usage_user[1m]))"),
+    ("sum by region rate", "range", "sum by (region) (rate(cpu_usage_user[5m]))"),
+    ("avg by dc avg_over_time", "range",
+     "avg by (datacenter) (avg_over_time(cpu_usage_system[5m]))"),
+    ("max by host max_over_time", "range",
+     "max by (hostname) (max_over_time(cpu_usage_user[5m]))"),
+    ("min by rack min_over_time", "range", "min by (rack) (min_over_time(cpu_usage_iowait[10m]))"),
+    ("sum of sum_over_time", "range", "sum(sum_over_time(cpu_usage_nice[5m]))"),
+    ("quantile", "range", "quantile(0.9, cpu_usage_user)"),
+    ("quantile by region of avg_o_t", "range",
+     "quantile by (region) (0.99, avg_over_time(cpu_usage_user[5m]))"),
+    ("topk of avg_over_time", "range", "topk(5, avg_over_time(cpu_usage_user[5m]))"),
+    ("topk raw", "range", "topk(5, cpu_usage_user)"),
+    ("count of comparison", "range", "count(cpu_usage_user > 90)"),
+    ("sum by region of comparison", "range", "sum by (region) (cpu_usage_user > 50)"),
+    ("ratio of two sums", "range", "sum(cpu_usage_system) / sum(cpu_usage_idle)"),
+    ("ratio by region", "range",
+     "sum by (region) (rate(cpu_usage_system[5m])) / sum by (region) (rate(cpu_usage_user[5m]))"),
+    ("regex host selector avg", "range", 'avg by (service) (cpu_usage_user{hostname=~"host_1.*"})'),
+    ("regex region max", "range", 'max(max_over_time(cpu_usage_user{region=~"us-.*"}[5m]))'),
+    ("one series", "range", 'cpu_usage_user{hostname="host_1"}'),
+    ("stddev by region", "range", "stddev by (region) (cpu_usage_user)"),
+    ("count by os", "range", "count by (os) (cpu_usage_user)"),
+    ("avg by region", "range", "avg by (region) (cpu_usage_user)"),
+    ("max_over_time whole range", "instant", "max_over_time(cpu_usage_user[{R}])"),
+    ("avg of avg_over_time whole", "instant", "avg(avg_over_time(cpu_usage_user[{R}]))"),
+    ("topk of max_over_time whole", "instant", "topk(10, max_over_time(cpu_usage_system[{R}]))"),
+    ("quantile of q_over_time whole", "instant",
+     "quantile(0.5, quantile_over_time(0.9, cpu_usage_user[{R}]))"),
+    ("sum by region count_o_t whole", "instant",
+     "sum by (region) (count_over_time(cpu_usage_user[{R}]))"),
+    ("count of last_o_t > 50 whole", "instant", "count(last_over_time(cpu_usage_user[{R}]) > 50)"),
 ]
 
 
-def pct(xs, p):
+def median(xs):
     xs = sorted(xs)
     if not xs:
         return float("nan")
-    k = (len(xs) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def geomean(xs):
+    xs = [x for x in xs if x > 0 and not math.isnan(x)]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def vm_hwm_kib(pid):
+    """Peak resident set (VmHWM, KiB) of a process, None when it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_hwm(pid):
+    """Resets the peak RSS of a process of ours (clear_refs 5)."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def lp_to_openmetrics(lp_path, om_path):
@@ -125,11 +188,16 @@ def same_values_per_step(a, b):
         len(pa[t]) == len(pb[t]) and all(close(x, y) for x, y in zip(pa[t], pb[t])) for t in pa)
 
 
-def run_query(base, q, start, end, step, extra=None):
+def run_query(base, kind, q, start, end, step, extra=None):
     from harness import http_request
-    params = {"query": q, "start": start, "end": end, "step": step}
+    if kind == "range":
+        params = {"query": q, "start": start, "end": end, "step": step}
+        path = "/api/v1/query_range?"
+    else:
+        params = {"query": q, "time": end}
+        path = "/api/v1/query?"
     params.update(extra or {})
-    url = base + "/api/v1/query_range?" + urllib.parse.urlencode(params)
+    url = base + path + urllib.parse.urlencode(params)
     t0 = time.perf_counter()
     st, _, body = http_request(url, timeout=300)
     dt = (time.perf_counter() - t0) * 1000.0
@@ -139,154 +207,205 @@ def run_query(base, q, start, end, step, extra=None):
     return dt, j
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hosts", type=int, default=100)
-    ap.add_argument("--hours", type=float, default=12)
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--step", type=int, default=60)
-    ap.add_argument("--only", default=None,
-                    help="run only the queries whose text contains this string")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    ap.add_argument("--no-vm", action="store_true",
-                    help="skip VictoriaMetrics even when victoria-metrics is installed")
-    ap.add_argument("--build", default=None,
-                    help="build dir with node/, router/ and cli/ (default $STRATA_BIN_DIR or build)")
-    args = ap.parse_args()
-    if args.build:
-        os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
-    import harness
-    from test_promql_compare import Prometheus, compare
+def load(url, lp):
+    out = subprocess.run([sys.executable, LOADER, "--url", url + "/write?precision=ns",
+                          "--file", lp, "--batch", "10000", "--conns", "4",
+                          "--max-seconds", "3600"],
+                         capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise RuntimeError("load into %s failed: %s %s" % (url, out.stdout[-500:],
+                                                           out.stderr[-500:]))
+    return json.loads(lines[-1])
 
+
+def strata_cluster(harness, rf, tag):
+    return harness.Cluster(nodes=3, routers=1, shards=12, rf=rf, tag=tag,
+                           cluster={"write_consistency": "quorum", "read_consistency": "one"},
+                           storage={"memtable_max_mb": "64MiB"},
+                           router={"request_timeout": "120s"})
+
+
+def strata_pids(cluster):
+    return ([("router", cluster.routers[0].pid)] +
+            [("node%d" % (i + 1), p.pid) for i, p in enumerate(cluster.nodes)])
+
+
+class VM:
+    def __init__(self, harness, tmp):
+        self.port = harness.free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.proc = subprocess.Popen(["victoria-metrics", "-httpListenAddr=127.0.0.1:%d" % self.port,
+                                      "-storageDataPath=" + os.path.join(tmp, "vm"),
+                                      "-retentionPeriod=100y", "-search.latencyOffset=0s",
+                                      "-search.maxPointsPerTimeseries=1000000"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if harness.http_request(self.url + "/health", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("victoria-metrics not ready within 30 s")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def mib(kib):
+    return "%.0f" % (kib / 1024.0) if kib else "-"
+
+
+def run_size(args, harness, hosts, hours):
+    from test_promql_compare import Prometheus, compare
     tmp = tempfile.mkdtemp(prefix="strata-query-bench-")
     cluster = prom = vm = None
-    vm_url = None
     ok = False
+    report = []
+
+    def say(s=""):
+        print(s, flush=True)
+        report.append(s)
     try:
         prom = Prometheus(tmp)  # fails early when prometheus/promtool are missing
         now = int(time.time())
         end_s = now - now % 3600 - 3600
-        start_s = end_s - int(args.hours * 3600)
+        start_s = end_s - int(hours * 3600)
         lp = os.path.join(tmp, "devops.lp")
         with open(lp, "wb") as out:
-            subprocess.run([harness.binary("cli"), "bench", "--print", "--hosts", str(args.hosts),
-                            "--hours", str(args.hours), "--start", str(start_s), "--seed", "1",
+            subprocess.run([harness.binary("cli"), "bench", "--print", "--hosts", str(hosts),
+                            "--hours", str(hours), "--start", str(start_s), "--seed", "1",
                             "--decimals", "2"], stdout=out, check=True)
         with open(lp) as f:
             lines = sum(1 for _ in f)
         samples = lines * 10
-        print("data: %d hosts x %g h = %d lines, %d samples (%.0f MiB of line protocol)"
-              % (args.hosts, args.hours, lines, samples, os.path.getsize(lp) / 2**20))
+        say("== %d hosts x %g h: %d lines, %d samples (%d per series), %.0f MiB of line protocol"
+            % (hosts, hours, lines, samples, samples // (hosts * 10), os.path.getsize(lp) / 2**20))
 
-        # -- Strata
-        cluster = harness.Cluster(nodes=3, routers=1, shards=12, rf=1, tag="query-bench",
-                                  storage={"memtable_max_mb": "64MiB"},
-                                  router={"request_timeout": "120s"})
+        ingest, rss = {}, {}
+        # -- VictoriaMetrics: one copy
+        vm = VM(harness, tmp)
+        ingest["victoria"] = load(vm.url, lp)["samples_per_s"]
+        rss[("victoria", "ingest")] = vm_hwm_kib(vm.proc.pid)
+        harness.http_request(vm.url + "/internal/force_flush", timeout=60)
+        reset_hwm(vm.proc.pid)
+        # -- Strata RF=1 (ingest figure only)
+        if not args.no_rf1:
+            c1 = strata_cluster(harness, 1, "qbench-rf1")
+            try:
+                c1.start()
+                ingest["strata rf1"] = load(c1.router_url(), lp)["samples_per_s"]
+                for who, pid in strata_pids(c1):
+                    rss[(who + " rf1", "ingest")] = vm_hwm_kib(pid)
+            finally:
+                c1.stop()
+                c1.close()
+        # -- Strata RF=3 quorum, read one: the query cluster
+        cluster = strata_cluster(harness, 3, "qbench-rf3")
         cluster.start()
-        t0 = time.monotonic()
-        out = subprocess.run([sys.executable, LOADER, "--url",
-                              cluster.router_url() + "/write?precision=ns", "--file", lp,
-                              "--batch", "10000", "--conns", "4"],
-                             capture_output=True, text=True, check=True)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        wall = time.monotonic() - t0
-        print("strata load: %s" % json.dumps(res))
-        print("strata load: %d samples in %.1f s wall incl. reading the file (%.2fM samples/s)"
-              % (samples, wall, samples / wall / 1e6))
-
+        ingest["strata rf3"] = load(cluster.router_url(), lp)["samples_per_s"]
+        for who, pid in strata_pids(cluster):
+            rss[(who, "ingest")] = vm_hwm_kib(pid)
+        cluster.wait_hints_drained(timeout=600)
         # -- Prometheus
         om = os.path.join(tmp, "devops.om")
-        t0 = time.monotonic()
         n_om = lp_to_openmetrics(lp, om)
-        t1 = time.monotonic()
-        prom.create_blocks(om, timeout=3600)
-        t2 = time.monotonic()
-        os.unlink(om)
-        prom.start()
-        print("prometheus load: LP -> OpenMetrics %.1f s (%d samples), promtool "
-              "create-blocks %.1f s (%.2fM samples/s; offline block creation, not HTTP "
-              "ingestion)" % (t1 - t0, n_om, t2 - t1, n_om / (t2 - t1) / 1e6))
         if n_om != samples:
             raise RuntimeError("OpenMetrics has %d samples, expected %d" % (n_om, samples))
-
-        # -- VictoriaMetrics (single node), when installed
-        if shutil.which("victoria-metrics") and not args.no_vm:
-            port = harness.free_port()
-            vm_url = "http://127.0.0.1:%d" % port
-            vm = subprocess.Popen(["victoria-metrics", "-httpListenAddr=127.0.0.1:%d" % port,
-                                   "-storageDataPath=" + os.path.join(tmp, "vm"),
-                                   "-retentionPeriod=100y", "-search.latencyOffset=0s"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if harness.http_request(vm_url + "/health", timeout=2)[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            subprocess.run([sys.executable, LOADER, "--url",
-                            vm_url + "/write?precision=ns", "--file", lp, "--batch", "10000",
-                            "--conns", "4"], capture_output=True, text=True, check=True)
-            harness.http_request(vm_url + "/internal/force_flush", timeout=60)
-            print("victoria-metrics: loaded, flushed")
+        prom.create_blocks(om, timeout=3600)
+        os.unlink(om)
+        prom.start()
+        for _, pid in strata_pids(cluster):
+            reset_hwm(pid)
 
         # -- queries
         qs, qe = "%d.5" % start_s, "%d.5" % end_s
-        # strata: with pushdown (the default); strata-raw: pushdown=0, the
-        # router fetches raw samples and evaluates everything itself
-        engines = [("strata", cluster.router_url(), None),
-                   ("strata-raw", cluster.router_url(), {"pushdown": "0"}),
-                   ("prometheus", prom.url(), None)]
-        if vm:
-            # nocache: VictoriaMetrics would otherwise answer repeats from
-            # its rollup result cache
-            engines.append(("victoria", vm_url, {"nocache": "1"}))
-        rows = []
-        for name, q in QUERIES:
-            if args.only and args.only not in q:
-                continue
-            lat = {e: [] for e, _, _ in engines}
-            answers = {}
-            for e, base, extra in engines:  # warm-up
-                _, answers[e] = run_query(base, q, qs, qe, args.step, extra)
-            for _ in range(args.reps):
+        whole = "%ds" % int(hours * 3600)
+        engines = [("strata", cluster.router_url(), None)]
+        if args.raw:
+            engines.append(("strata-raw", cluster.router_url(), {"pushdown": "0"}))
+        engines += [("victoria", vm.url, {"nocache": "1"}), ("prometheus", prom.url(), None)]
+        qlist = [(n, k, q.replace("{R}", whole)) for n, k, q in QUERIES
+                 if not args.only or args.only in q or args.only in n]
+        lat = {(n, e): [] for n, _, _ in qlist for e, _, _ in engines}
+        answers = {}
+        for n, k, q in qlist:  # warm-up, and the answers compared
+            for e, base, extra in engines:
+                _, answers[(n, e)] = run_query(base, k, q, qs, qe, args.step, extra)
+        perf = None
+        if args.perf:  # router and nodes together, through the timed rounds
+            os.makedirs(args.perf, exist_ok=True)
+            perf = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-o",
+                                     os.path.join(args.perf, "perf-%dx%g.data" % (hosts, hours)),
+                                     "-p", ",".join(str(p) for _, p in strata_pids(cluster))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(args.reps):
+            for n, k, q in qlist:
                 for e, base, extra in engines:
-                    dt, _ = run_query(base, q, qs, qe, args.step, extra)
-                    lat[e].append(dt)
-            for e, _, _ in engines:
-                verdict = ""
-                if e == "victoria":
-                    verdict = "(MetricsQL semantics, not compared)"
-                elif e != "prometheus":
-                    diffs = compare(answers["prometheus"], answers[e], False)
-                    if not diffs:
-                        verdict = "same"
-                    elif same_values_per_step(answers["prometheus"], answers[e]):
-                        verdict = "same values (ties picked differently)"
-                    else:
-                        verdict = "DIFFERS: " + diffs[0][:80]
-                res_ = answers[e]["data"]["result"]
-                rows.append((name, q, e, pct(lat[e], 50), pct(lat[e], 99), len(res_),
-                             sum(len(r["values"]) for r in res_), verdict))
-        print()
-        print("queries: %s .. %s, step %ds, %d reps each (after 1 warm-up), alternating engines"
-              % (qs, qe, args.step, args.reps))
-        print("%-44s %-11s %9s %9s %7s %8s  %s" % ("query", "engine", "p50 ms", "p99 ms",
-                                                   "series", "points", "answer"))
-        for name, q, e, p50, p99, ns, npts, same in rows:
-            print("%-44s %-11s %9.1f %9.1f %7d %8d  %s" % (q[:44], e, p50, p99, ns, npts, same))
+                    dt, _ = run_query(base, k, q, qs, qe, args.step, extra)
+                    lat[(n, e)].append(dt)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(timeout=120)
+        for who, pid in strata_pids(cluster) + [("victoria", vm.proc.pid)]:
+            rss[(who, "query")] = vm_hwm_kib(pid)
+
+        say()
+        say("queries: range %s .. %s step %ds, instants at %s; median of %d rounds "
+            "(queries and engines interleaved, 1 warm-up)" % (qs, qe, args.step, qe, args.reps))
+        say("%-32s %-7s %9s %9s %9s %7s %7s %7s  %s" % (
+            "query", "kind", "strata", "victoria", "prom", "s/vm", "s/prom", "series", "answer"))
+        r_vm, r_prom = [], []
+        for n, k, q in qlist:
+            m = {e: median(lat[(n, e)]) for e, _, _ in engines}
+            a_s, a_p = answers[(n, "strata")], answers[(n, "prometheus")]
+            diffs = compare(a_p, a_s, False)
+            if not diffs:
+                verdict = "same"
+            elif k == "range" and same_values_per_step(a_p, a_s):
+                verdict = "same values (ties picked differently)"
+            else:
+                verdict = "DIFFERS: " + diffs[0][:80]
+            rv, rp = m["strata"] / m["victoria"], m["strata"] / m["prometheus"]
+            r_vm.append((rv, n))
+            r_prom.append((rp, n))
+            say("%-32s %-7s %9.1f %9.1f %9.1f %7.2f %7.2f %7d  %s" % (
+                n[:32], k, m["strata"], m["victoria"], m["prometheus"], rv, rp,
+                len(a_s["data"]["result"]), verdict))
+            if args.raw:
+                say("%-32s %-7s %9.1f  (strata pushdown=0)" % ("", "", m["strata-raw"]))
+        if r_vm:
+            say("geomean strata/victoria %.2f (best %.2f %s, worst %.2f %s); "
+                "strata/prometheus %.2f (best %.2f, worst %.2f)" % (
+                    geomean([r for r, _ in r_vm]), min(r_vm)[0], min(r_vm)[1], max(r_vm)[0],
+                    max(r_vm)[1], geomean([r for r, _ in r_prom]), min(r_prom)[0],
+                    max(r_prom)[0]))
+        say("queries: %s" % "; ".join("%s = %s" % (n, q) for n, _, q in qlist))
+        say()
+        v = ingest["victoria"]
+        say("ingest samples/s (4 conns x 10k lines): victoria %d; %s" % (v, "; ".join(
+            "%s %d (%.2fx victoria)" % (k, ingest[k], ingest[k] / v)
+            for k in ("strata rf1", "strata rf3") if k in ingest)))
+        for phase in ("ingest", "query"):
+            names = sorted(set(w for w, p in rss if p == phase))
+            say("peak RSS MiB during %s: %s" % (phase, ", ".join(
+                "%s %s" % (w, mib(rss[(w, phase)])) for w in names)))
+        tot = sum(rss.get((w, "ingest")) or 0 for w in ("router", "node1", "node2", "node3"))
+        say("strata rf3 ingest, all 4 processes: %s MiB for 3 copies (%s MiB per copy) vs "
+            "victoria %s MiB" % (mib(tot), mib(tot / 3), mib(rss[("victoria", "ingest")])))
         ok = True
+        return report
     finally:
         if prom:
             prom.stop()
         if vm:
-            vm.terminate()
-            try:
-                vm.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                vm.kill()
-                vm.wait()
+            vm.stop()
         if cluster:
             try:
                 cluster.stop()
@@ -297,9 +416,48 @@ def main():
             else:
                 cluster.close(failed=not ok)
         if args.keep or not ok:
-            print("kept %s (line protocol, prometheus tsdb, log)" % tmp)
+            print("kept %s (line protocol, prometheus tsdb, vm, logs)" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000x3,4000x1",
+                    help="HOSTSxHOURS[,HOSTSxHOURS...] (default 1000x3,4000x1)")
+    ap.add_argument("--reps", type=int, default=7, help="timed rounds (median; default 7)")
+    ap.add_argument("--step", type=int, default=60)
+    ap.add_argument("--quick", action="store_true",
+                    help="200 hosts x 1 h, 3 rounds, no RF=1 ingest run")
+    ap.add_argument("--only", default=None,
+                    help="run only the queries whose name or text contains this string")
+    ap.add_argument("--no-rf1", action="store_true", help="skip the RF=1 ingest run")
+    ap.add_argument("--raw", action="store_true",
+                    help="time Strata with pushdown=0 as well (raw samples to the router)")
+    ap.add_argument("--perf", default=None, metavar="DIR",
+                    help="perf record -g the router and nodes during the timed rounds into DIR")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    ap.add_argument("--build", default=None,
+                    help="build dir with node/, router/ and cli/ (default $STRATA_BIN_DIR or build)")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.no_rf1 = "200x1", True
+        if args.reps == 7:
+            args.reps = 3
+    if args.build:
+        os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.build)
+    if not shutil.which("victoria-metrics"):
+        sys.exit("victoria-metrics is not installed (Debian package victoria-metrics)")
+    import harness
+    reports = []
+    for size in args.sizes.split(","):
+        h, hr = size.lower().split("x")
+        reports.append(run_size(args, harness, int(h), float(hr)))
+    if len(reports) > 1:
+        print("\n== summary")
+        for r in reports:
+            print("\n".join(r))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
  * exactly the result evaluated directly (range with gaps, instant, NaN and
  * infinities, a series present at every step); off-grid points, the size
  * limit and malformed replies (wrong bitmap size, too many values, cut
- * anywhere) are errors, never crashes. */
+ * anywhere) are errors, never crashes. A pushed avg evaluated once on the
+ * node (avg_parts: sums, then counts) serves both of the router's parts
+ * and gives the direct answer; a reply that is not an avg's is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +79,16 @@ static int remote(void *arg, const promql_node_t *n, int part, int64_t start, in
     return qreply_decode(r->p, r->len, nsteps, sink);
 }
 
+/* The router's side of a pushed avg: both parts from one reply. */
+static int remote_avg(void *arg, const promql_node_t *n, int part, int64_t start, int64_t step,
+                      size_t nsteps, promql_vsink_t *sink)
+{
+    reply_t *r = arg;
+    (void)n, (void)start, (void)step;
+    r->calls++;
+    return qreply_decode_avg(r->p, r->len, nsteps, part, sink);
+}
+
 static int no_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                      promql_sink_t *sink)
 {
@@ -85,16 +97,20 @@ static int no_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     return ST_EINVAL;
 }
 
-static void same_values(double a, double b)
+/* Equal values (NaN equals NaN); finite ones within tol relative. */
+static void same_values(double a, double b, double tol)
 {
     if (isnan(a) || isnan(b)) {
         assert_true(isnan(a) && isnan(b));
         return;
     }
-    assert_true(a == b);
+    if (tol > 0 && isfinite(a) && isfinite(b))
+        assert_true(fabs(a - b) <= tol * fmax(fabs(a), fabs(b)));
+    else
+        assert_true(a == b);
 }
 
-static void same_result(const promql_result_t *a, const promql_result_t *b)
+static void same_result(const promql_result_t *a, const promql_result_t *b, double tol)
 {
     assert_int_equal(a->type, b->type);
     assert_int_equal(a->nseries, b->nseries);
@@ -104,7 +120,7 @@ static void same_result(const promql_result_t *a, const promql_result_t *b)
         assert_int_equal(x->n, y->n);
         for (size_t k = 0; k < x->n; k++) {
             assert_true(x->ts[k] == y->ts[k]);
-            same_values(x->v[k], y->v[k]);
+            same_values(x->v[k], y->v[k], tol);
         }
     }
 }
@@ -123,7 +139,7 @@ static void round_trip(const char *q, int64_t start, int64_t end, int64_t step)
     uint32_t steps = (uint32_t)((end - start) / step + 1);
     assert_int_equal(qreply_encode(a, start, step, steps, 1u << 20, &buf, &points, err, sizeof err),
                      0);
-    qreply_counts_t want = {123, points, 7, 0}, got;
+    qreply_counts_t want = {.samples = 123, .points = points, .series = 7}, got;
     assert_int_equal(qreply_put_counts(&buf, &want), 0);
     qreply_counts(buf.data, buf.len, &got);
     assert_true(got.samples == 123 && got.points == points && got.series == 7);
@@ -132,7 +148,7 @@ static void round_trip(const char *q, int64_t start, int64_t end, int64_t step)
     promql_eval_opts_t o = {.remote = remote};
     assert_int_equal(promql_eval(e, start, end, step, &o, no_select, &r, &b, err, sizeof err), 0);
     assert_int_equal(r.calls, 1);
-    same_result(a, b);
+    same_result(a, b, 0);
     promql_result_free(a);
     promql_result_free(b);
     st_buf_deinit(&buf);
@@ -151,6 +167,68 @@ static void test_round_trip(void **state)
     round_trip("x", 1100000, 1200000, 10000);
     round_trip("x", 1500000, 1500000, 1000);
     round_trip("-x", 1500000, 1500000, 1000);
+}
+
+/* q (an avg) evaluated directly, and on a "node" with avg_parts whose one
+ * reply serves the router's sum and count parts: the same answer. */
+static void avg_round_trip(const char *q, int64_t start, int64_t end, int64_t step)
+{
+    char err[256];
+    promql_expr_t *e;
+    assert_int_equal(promql_parse(q, strlen(q), &e, err, sizeof err), 0);
+    promql_result_t *a = NULL, *node = NULL, *b = NULL;
+    assert_int_equal(promql_eval(e, start, end, step, NULL, sel_all, NULL, &a, err, sizeof err), 0);
+    promql_eval_opts_t no = {.avg_parts = 1};
+    assert_int_equal(promql_eval(e, start, end, step, &no, sel_all, NULL, &node, err, sizeof err),
+                     0);
+    assert_true(node->nseries == 2 * node->avg_sums);
+    assert_true(node->avg_sums == a->nseries);
+    st_buf_t buf;
+    st_buf_init(&buf);
+    uint64_t points = 0;
+    uint32_t steps = (uint32_t)((end - start) / step + 1);
+    assert_int_equal(
+        qreply_encode(node, start, step, steps, 1u << 20, &buf, &points, err, sizeof err), 0);
+    size_t bare = buf.len; /* without the counters: not an avg's reply */
+    qreply_counts_t want = {1, points, 3, 0, 1, node->avg_sums}, got;
+    assert_int_equal(qreply_put_counts(&buf, &want), 0);
+    qreply_counts(buf.data, buf.len, &got);
+    assert_true(got.avg == 1 && got.avg_sums == node->avg_sums);
+    assert_true(promql_plan(e, 0) == 1);
+    reply_t r = {buf.data, buf.len, 0};
+    promql_eval_opts_t o = {.remote = remote_avg};
+    assert_int_equal(promql_eval(e, start, end, step, &o, no_select, &r, &b, err, sizeof err), 0);
+    assert_int_equal(r.calls, 2);
+    same_result(a, b, 1e-12); /* sums / counts round unlike a running mean */
+    promql_result_free(b);
+    b = NULL;
+    if (node->nseries) {
+        r = (reply_t){buf.data, bare, 0};
+        assert_int_equal(promql_eval(e, start, end, step, &o, no_select, &r, &b, err, sizeof err),
+                         ST_ECORRUPT);
+        /* counters that do not split the series in two halves */
+        buf.len = bare;
+        want.avg_sums = node->avg_sums + 1;
+        assert_int_equal(qreply_put_counts(&buf, &want), 0);
+        r = (reply_t){buf.data, buf.len, 0};
+        assert_int_equal(promql_eval(e, start, end, step, &o, no_select, &r, &b, err, sizeof err),
+                         ST_ECORRUPT);
+    }
+    promql_result_free(a);
+    promql_result_free(node);
+    st_buf_deinit(&buf);
+    promql_free(e);
+}
+
+static void test_avg_parts(void **state)
+{
+    (void)state;
+    build_data();
+    avg_round_trip("avg(x)", 1000000, 2200000, 15000);
+    avg_round_trip("avg by (k) (x)", 1000000, 2200000, 15000);
+    avg_round_trip("avg without (k) (rate(x[2m]))", 1060000, 2200000, 30000);
+    avg_round_trip("(avg by (k) (x))", 1500000, 1500000, 1000);
+    avg_round_trip("avg(x{k=\"none\"})", 1000000, 2200000, 15000);
 }
 
 static void test_encode_errors(void **state)
@@ -232,6 +310,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_avg_parts),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_decode_errors),
     };

@@ -2,7 +2,8 @@
  * Engine tests: the engine against a simple in-memory reference model on
  * random workloads (appends, out-of-order, duplicates, flushes, compactions,
  * reopen, retention), plus recovery from a torn WAL tail, a corrupt
- * segment, the data-dir lock and label metadata.
+ * segment, the data-dir lock and label metadata; samples_sort_dedup (a read
+ * merging several sorted sources) against an insertion sort.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "engine_internal.h"
 #include "st_err.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -635,9 +637,57 @@ static void test_too_old_series_not_indexed(void **state)
     free(dir);
 }
 
+/* samples_sort_dedup on a few sorted runs (what a read of segments + head
+ * gives), duplicates across and within runs: sorted by time, the last
+ * sample of equal times kept, as a stable insertion sort + dedup does. */
+static void test_sort_dedup_runs(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    static int64_t ts[N], rts[N];
+    static double v[N], rv[N];
+    uint64_t seed = 99;
+    for (int trial = 0; trial < 400; trial++) {
+        size_t n = 1 + (size_t)trial * 7 % N, runs = 1 + (size_t)trial % 6, at = 0;
+        for (size_t r = 0; r < runs; r++) {
+            size_t len = r + 1 == runs ? n - at : (n - at) / 2;
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            int64_t t = (int64_t)(seed >> 40) % 300;
+            for (size_t i = 0; i < len; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                t += (int64_t)(seed >> 62); /* steps of 0..3: equal times too */
+                ts[at] = t;
+                v[at] = (double)(trial * N + (int)at);
+                at++;
+            }
+        }
+        memcpy(rts, ts, n * sizeof *ts);
+        memcpy(rv, v, n * sizeof *v);
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && rts[j - 1] > rts[j]; j--) {
+                int64_t t = rts[j];
+                rts[j] = rts[j - 1];
+                rts[j - 1] = t;
+                double x = rv[j];
+                rv[j] = rv[j - 1];
+                rv[j - 1] = x;
+            }
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++)
+            if (i + 1 == n || rts[i + 1] != rts[i]) {
+                rts[w] = rts[i];
+                rv[w++] = rv[i];
+            }
+        assert_int_equal(samples_sort_dedup(ts, v, NULL, n), w);
+        assert_memory_equal(ts, rts, w * sizeof *ts);
+        assert_memory_equal(v, rv, w * sizeof *v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sort_dedup_runs),
         cmocka_unit_test(test_model_os_default),
         cmocka_unit_test(test_model_no_wal),
         cmocka_unit_test(test_wal_replay_after_exit),

@@ -541,6 +541,104 @@ static void test_cases(void **state)
     assert_int_equal(fails, 0);
 }
 
+/* ---- quantile by selection, min/max loops, avg as a sum: against the plain way ---- */
+
+static int ref_cmp(const void *a, const void *b) /* ascending, NaN first */
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    if (isnan(x) || isnan(y))
+        return isnan(y) - isnan(x);
+    return x < y ? -1 : x > y;
+}
+
+/* One instant value of q over the series r (loaded by the caller). */
+static double eval_one(const char *q, int64_t t)
+{
+    promql_expr_t *e;
+    char err[256];
+    assert_int_equal(promql_parse(q, strlen(q), &e, err, sizeof err), 0);
+    promql_result_t *r = NULL;
+    assert_int_equal(promql_eval(e, t, t, 1000, NULL, mem_select, NULL, &r, err, sizeof err), 0);
+    assert_int_equal(r->nseries, 1);
+    double v = r->series[0].v[0];
+    promql_result_free(r);
+    promql_free(e);
+    return v;
+}
+
+static void same_or_nan(double want, double got)
+{
+    if (isnan(want))
+        assert_true(isnan(got));
+    else
+        assert_true(memcmp(&want, &got, sizeof want) == 0);
+}
+
+static void test_quantile_select(void **state)
+{
+    (void)state;
+    static const double qs[] = {0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1};
+    uint64_t seed = 12345;
+    for (int trial = 0; trial < 300; trial++) {
+        mser_t *s = &db[0];
+        memset(s, 0, sizeof *s);
+        ndb = 1;
+        memcpy(s->text, "__name__\0r", 11);
+        s->l[0] = (st_label_t){s->text, s->text + 9, 8, 1};
+        s->nl = 1;
+        s->n = 1 + (size_t)trial % MAXP;
+        for (size_t i = 0; i < s->n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned k = (unsigned)(seed >> 33);
+            double v = (double)(k % 1000) / 8.0 - 60; /* duplicates, negatives */
+            if (trial % 3 == 1 && k % 17 == 0)
+                v = NAN;
+            if (trial % 3 == 2 && k % 13 == 0)
+                v = k % 2 ? INFINITY : -INFINITY;
+            s->ts[i] = (int64_t)i * 1000;
+            s->v[i] = v;
+        }
+        int64_t t = (int64_t)(s->n - 1) * 1000 + 500;
+        double sorted[MAXP];
+        memcpy(sorted, s->v, s->n * sizeof *sorted);
+        qsort(sorted, s->n, sizeof *sorted, ref_cmp);
+        for (size_t x = 0; x < sizeof qs / sizeof qs[0]; x++) {
+            double rank = qs[x] * (double)(s->n - 1);
+            size_t lo = (size_t)floor(rank), hi = lo + 1 < s->n ? lo + 1 : s->n - 1;
+            double w = rank - floor(rank);
+            char q[64];
+            snprintf(q, sizeof q, "quantile_over_time(%g, r[100s])", qs[x]);
+            same_or_nan(sorted[lo] * (1 - w) + sorted[hi] * w, eval_one(q, t));
+        }
+        double mn = s->v[0], mx = s->v[0];
+        for (size_t i = 1; i < s->n; i++) {
+            if (s->v[i] < mn || isnan(mn))
+                mn = s->v[i];
+            if (s->v[i] > mx || isnan(mx))
+                mx = s->v[i];
+        }
+        same_or_nan(mn, eval_one("min_over_time(r[100s])", t));
+        same_or_nan(mx, eval_one("max_over_time(r[100s])", t));
+        /* avg_over_time: Prometheus' running mean (its infinity rules), or
+         * within 1e-12 of it where the sum stays finite */
+        double mean = s->v[0];
+        for (size_t i = 1; i < s->n; i++) {
+            double x = s->v[i], k = (double)(i + 1);
+            if (!(isinf(mean) && ((isinf(x) && (mean > 0) == (x > 0)) || (!isinf(x) && !isnan(x)))))
+                mean = mean + (x / k - mean / k);
+        }
+        double avg = eval_one("avg_over_time(r[100s])", t);
+        if (isfinite(mean) && isfinite(avg))
+            assert_true(fabs(mean - avg) <= 1e-12 * fmax(1, fabs(mean)));
+        else
+            same_or_nan(mean, avg);
+    }
+    /* a sum that overflows: the running mean */
+    db[0].n = 3;
+    db[0].v[0] = db[0].v[1] = db[0].v[2] = 1e308;
+    same_or_nan(1e308, eval_one("avg_over_time(r[100s])", 2500));
+}
+
 /* ---- window-less rollups in instant queries ------------------------------------- */
 
 static void eval_render(const char *q, int64_t t, int64_t step, char *out, size_t cap)
@@ -877,7 +975,7 @@ int main(void)
         cmocka_unit_test(test_cases),     cmocka_unit_test(test_json),
         cmocka_unit_test(test_fmt_value), cmocka_unit_test(test_fmt_value_random),
         cmocka_unit_test(test_limits),    cmocka_unit_test(test_windowless_instant),
-        cmocka_unit_test(test_staleness),
+        cmocka_unit_test(test_staleness), cmocka_unit_test(test_quantile_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
