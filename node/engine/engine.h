@@ -248,9 +248,13 @@ typedef struct engine_count_stats {
     uint64_t decoded;      /* samples decoded */
     uint64_t slow_series;  /* series read in full (overlapping sources) */
 } engine_count_stats_t;
+#define ENGINE_COUNT_NO_STALE                                                                      \
+    1 /* leave out Prometheus staleness markers (as range                                          \
+       * selections do): only blocks with a decimal value                                          \
+       * coding (no NaN) count from headers */
 typedef int (*engine_count_cb)(void *arg, const st_label_t *labels, size_t nlabels, uint64_t count);
 int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
-                 engine_count_cb cb, void *arg, engine_count_stats_t *stats);
+                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats);
 
 /*
  * Position of the iterator among the selected series (0 = before the first),

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "codec_internal.h"
 #include "engine_internal.h"
 #include "st_err.h"
 #include "tomb.h"
@@ -31,6 +32,7 @@ typedef struct span {
 typedef struct cnt {
     engine_t *e;
     int64_t mint, maxt;
+    int no_stale; /* ENGINE_COUNT_NO_STALE */
     seg_ref_t **segs;
     size_t nsegs;
     tomb_t **tombs;
@@ -93,7 +95,9 @@ static int tomb_touches(const cnt_t *c, uint32_t id, uint64_t seq_max, int64_t m
     return 0;
 }
 
-static size_t in_range(const int64_t *ts, size_t n, int64_t mint, int64_t maxt)
+#define STALE_NAN 0x7ff0000000000002ULL /* Prometheus' staleness marker */
+
+static size_t in_range(const int64_t *ts, size_t n, int64_t mint, int64_t maxt, size_t *first)
 {
     size_t lo = 0, hi = n; /* first >= mint */
     while (lo < hi) {
@@ -112,7 +116,33 @@ static size_t in_range(const int64_t *ts, size_t n, int64_t mint, int64_t maxt)
         else
             hi = m;
     }
+    *first = a;
     return lo - a;
+}
+
+/* Samples of sorted ts/v[0..n) in the range (staleness markers left out
+ * with no_stale). */
+static uint64_t count_in(const cnt_t *c, const int64_t *ts, const double *v, size_t n)
+{
+    size_t a, k = in_range(ts, n, c->mint, c->maxt, &a);
+    uint64_t got = k;
+    for (size_t i = a; c->no_stale && i < a + k; i++) {
+        uint64_t u;
+        memcpy(&u, &v[i], sizeof u);
+        got -= u == STALE_NAN;
+    }
+    return got;
+}
+
+/* Can a block's header count stand for its samples? A decimal value coding
+ * holds no NaN, so no staleness marker. */
+static int header_ok(const cnt_t *c, const seg_entry_t *en)
+{
+    int tm, vm;
+    if (!c->no_stale)
+        return 1;
+    return codec_block_modes(en->block, en->block_len, &tm, &vm) == 0 &&
+           (vm == CODEC_V_DEC_DELTA || vm == CODEC_V_DEC_DOD);
 }
 
 /* The spans of the heads' samples of `id` (head_mu held). */
@@ -135,7 +165,7 @@ static uint64_t head_count(cnt_t *c, head_t *h, uint32_t id)
         return 0;
     head_series_normalize(s);
     c->st.decoded += s->n;
-    return in_range(s->ts, s->n, c->mint, c->maxt);
+    return count_in(c, s->ts, s->v, s->n);
 }
 
 /* Decode one block and count its samples in range that no tombstone masks. */
@@ -166,7 +196,7 @@ static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t se
     if (c->ntombs)
         got = tomb_mask(c->tombs, c->ntombs, id, seq_max, c->ts, c->v, got);
     /* a block is sorted, and masking keeps the order */
-    *out += in_range(c->ts, got, c->mint, c->maxt);
+    *out += count_in(c, c->ts, c->v, got);
     return 0;
 }
 
@@ -194,7 +224,7 @@ static int seg_blocks(cnt_t *c, uint32_t id, int pass, uint64_t *total)
                 continue;
             if (pass == 0) {
                 rc = span_add(c, en.mint, en.maxt, (int)k);
-            } else if (en.mint >= c->mint && en.maxt <= c->maxt &&
+            } else if (en.mint >= c->mint && en.maxt <= c->maxt && header_ok(c, &en) &&
                        !tomb_touches(c, id, r->seq_max, en.mint, en.maxt)) {
                 *total += en.count;
                 c->st.from_headers += en.count;
@@ -223,7 +253,8 @@ static int count_slow(cnt_t *c, uint32_t id, uint64_t *total)
     const int64_t *ts;
     const double *v;
     if ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &n)) == 1) {
-        *total = n;
+        cnt_t one = {.mint = c->mint, .maxt = c->maxt, .no_stale = c->no_stale};
+        *total = count_in(&one, ts, v, n);
         c->st.decoded += n;
         rc = 0;
     }
@@ -261,9 +292,9 @@ static int count_series(cnt_t *c, uint32_t id, uint64_t *total)
 }
 
 int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
-                 engine_count_cb cb, void *arg, engine_count_stats_t *stats)
+                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats)
 {
-    cnt_t c = {.e = e, .mint = mint, .maxt = maxt};
+    cnt_t c = {.e = e, .mint = mint, .maxt = maxt, .no_stale = !!(flags & ENGINE_COUNT_NO_STALE)};
     uint32_t *ids = NULL;
     size_t nids = 0;
     const char *why = NULL;

@@ -63,7 +63,23 @@ static int on_count(void *arg, const st_label_t *l, size_t nl, uint64_t n)
     return 0;
 }
 
-static void check(engine_t *e, int64_t mint, int64_t maxt, engine_count_stats_t *st)
+static int is_stale(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u == 0x7ff0000000000002ULL;
+}
+
+static double stale(void)
+{
+    uint64_t u = 0x7ff0000000000002ULL;
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void check_flags(engine_t *e, int64_t mint, int64_t maxt, int flags,
+                        engine_count_stats_t *st)
 {
     st_matcher_t m = {ST_MATCH_EQ, "__name__", "cpu"};
     counts_t want = {{0}}, got = {{0}};
@@ -73,12 +89,22 @@ static void check(engine_t *e, int64_t mint, int64_t maxt, engine_count_stats_t 
     size_t nl, n;
     const int64_t *ts;
     const double *v;
-    while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1)
-        want.n[series_of(l, nl)] = n;
+    while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1) {
+        uint64_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k += !(flags & ENGINE_COUNT_NO_STALE) || !is_stale(v[i]);
+        want.n[series_of(l, nl)] = k;
+    }
     engine_iter_destroy(it);
-    assert_int_equal(engine_count(e, &m, 1, mint, maxt, on_count, &got, st), 0);
+    assert_int_equal(engine_count(e, &m, 1, mint, maxt, flags, on_count, &got, st), 0);
     for (int i = 0; i < NS; i++)
         assert_int_equal(got.n[i], want.n[i]);
+}
+
+static void check(engine_t *e, int64_t mint, int64_t maxt, engine_count_stats_t *st)
+{
+    check_flags(e, mint, maxt, ENGINE_COUNT_NO_STALE, NULL);
+    check_flags(e, mint, maxt, 0, st);
 }
 
 static engine_t *open_engine(const char *dir)
@@ -111,7 +137,8 @@ static void test_counts_match_reads(void **state)
         for (int k = 0; k < 3000; k++) { /* mostly in order, some rewrites/ooo */
             int s = (int)(rnd() % NS);
             int64_t ts = rnd() % 10 ? t + (int64_t)(rnd() % 50) : (int64_t)(rnd() % (t + 1));
-            write_one(e, s, ts, (double)k);
+            int r = (int)(rnd() % 16);
+            write_one(e, s, ts, r == 0 ? stale() : r < 8 ? (double)(k % 100) : (double)k / 7.0);
             t += 7;
         }
         int op = (int)(rnd() % 4);
