@@ -268,27 +268,27 @@ static int count_series(cnt_t *c, uint32_t id, uint64_t *total)
     engine_t *e = c->e;
     *total = 0;
     c->nsp = 0;
-    int rc = seg_blocks(c, id, 0, total);
+    int rc = seg_blocks(c, id, 0, total); /* the segments are this scan's snapshot */
     if (rc)
         return rc;
+    /* the heads' spans checked and their samples counted under one hold of
+     * head_mu, so a write landing between cannot make a duplicate */
     pthread_mutex_lock(&e->head_mu);
     rc = head_spans(c, e->frozen, id, -1);
     if (!rc)
         rc = head_spans(c, e->head, id, -2);
-    pthread_mutex_unlock(&e->head_mu);
-    if (rc)
-        return rc;
-    if (!c->nsp)
-        return 0;
-    if (spans_overlap(c))
-        return count_slow(c, id, total);
-    if ((rc = seg_blocks(c, id, 1, total)))
-        return rc;
+    int overlap = !rc && spans_overlap(c);
     /* heads: a delete prunes them in place, so no tombstone applies */
-    pthread_mutex_lock(&e->head_mu);
-    *total += head_count(c, e->frozen, id) + head_count(c, e->head, id);
+    if (!rc && !overlap)
+        *total += head_count(c, e->frozen, id) + head_count(c, e->head, id);
     pthread_mutex_unlock(&e->head_mu);
-    return 0;
+    if (rc || !c->nsp)
+        return rc;
+    if (overlap) {
+        *total = 0;
+        return count_slow(c, id, total);
+    }
+    return seg_blocks(c, id, 1, total);
 }
 
 int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
