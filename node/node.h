@@ -73,6 +73,7 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
+    metric_counter_t *count_from_headers; /* count_over_time samples not decoded */
     /* node_query.c: running pushed-down queries by id (slots claimed and
      * searched under the spin lock running_lock; CANCEL sets their flag) */
     node_running_t running[NODE_RUNNING_MAX];

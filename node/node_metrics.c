@@ -235,6 +235,8 @@ int node_metrics_register(node_t *n)
          "Pushed-down query evaluations (QUERY RPCs) answered."},
         {&n->query_samples, "strata_node_query_samples_total",
          "Raw samples read by pushed-down query evaluations."},
+        {&n->count_from_headers, "strata_node_query_samples_counted_unread_total",
+         "Samples count_over_time counted from segment block headers without reading them."},
         {&n->query_points, "strata_node_query_points_total",
          "Values returned by pushed-down query evaluations."},
         {&n->queries_cancelled, "strata_node_queries_cancelled_total",

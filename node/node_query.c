@@ -239,6 +239,48 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     return 0;
 }
 
+/* engine_count_cb: a series' count as one sample at the window's end. */
+typedef struct nq_csink {
+    nq_t *q;
+    promql_sink_t *sink;
+    int64_t at;
+} nq_csink_t;
+
+static int nq_count_series(void *arg, const st_label_t *l, size_t nl, uint64_t count)
+{
+    nq_csink_t *cs = arg;
+    double v = (double)count;
+    cs->q->series++;
+    int rc = promql_sink_add(cs->sink, l, nl, &cs->at, &v, 1);
+    return rc ? rc : nq_stopped(cs->q);
+}
+
+/* promql_count_fn: count_over_time from block headers (engine_count),
+ * on requests whose shards keep no tiers. */
+static int nq_counts(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                     promql_sink_t *sink)
+{
+    nq_t *q = arg;
+    nq_csink_t cs = {q, sink, maxt};
+    for (size_t si = 0; si < q->r->n_shards; si++) {
+        engine_count_stats_t st = {0};
+        int rc = nq_stopped(q);
+        if (!rc)
+            rc = engine_count(q->n->engines[q->r->shards[si]], m, nm, mint, maxt,
+                              ENGINE_COUNT_NO_STALE, nq_count_series, &cs, &st);
+        q->samples += st.decoded;
+        metric_counter_add(q->n->count_from_headers, st.from_headers);
+        if (rc) {
+            q->regex_limit = rc == ST_ELIMIT;
+            if (rc < 0 && !q->msg[0])
+                snprintf(q->msg, q->msglen, "shard %u: %s", q->r->shards[si], engine_last_error());
+            return rc;
+        }
+    }
+    q->raw_read = 1;
+    return 0;
+}
+
 /* engine_tier_cb: one series' buckets into the evaluator. */
 _Static_assert(sizeof(tier_bucket_t) == sizeof(promql_bucket_t) &&
                    offsetof(tier_bucket_t, rsum) == offsetof(promql_bucket_t, rsum) &&
@@ -352,6 +394,11 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         o.ntier_res = ntiers;
         o.buckets = nq_buckets;
     }
+    int notiers = 1;
+    for (size_t i = 0; i < r->n_shards; i++)
+        notiers = notiers && !n->tiers[r->shards[i]];
+    if (notiers)
+        o.counts = nq_counts;
     int64_t end = r->start_ms + (int64_t)(r->steps - 1) * r->step_ms;
     msg[0] = 0;
     rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);

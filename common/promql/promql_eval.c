@@ -168,8 +168,9 @@ static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_
             m[k++] = (st_matcher_t){ST_MATCH_EQ, ST_METRIC_LABEL, vs->u.vs.name};
         for (size_t i = 0; i < nm; i++)
             m[k++] = vs->u.vs.sets[s].m[i];
-        int rc =
-            res ? c->bfn(c->arg, m, k, mint, maxt, res, &sk) : c->fn(c->arg, m, k, mint, maxt, &sk);
+        int rc = res < 0   ? c->cfn(c->arg, m, k, mint, maxt, &sk)
+                 : res > 0 ? c->bfn(c->arg, m, k, mint, maxt, res, &sk)
+                           : c->fn(c->arg, m, k, mint, maxt, &sk);
         if (c->sink_rc) {
             c->rc = c->sink_rc;
             longjmp(c->jb, 1); /* message already set */
@@ -367,6 +368,20 @@ static int pe_buckets(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
     *range = rng;
     *times = t;
     do_select(c, vs, mn - rng + 1, mx, res, out, nout);
+    return 1;
+}
+
+int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out, size_t *nout,
+              int64_t *range, int64_t **times)
+{
+    n = promql_unparen(n);
+    if (!c->cfn || g->n != 1 || n->kind != PROMQL_MATRIX_SELECTOR)
+        return 0;
+    const promql_node_t *vs = n->u.ms.vs;
+    int64_t mn, mx;
+    *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
+    *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
+    do_select(c, vs, mn - *range + 1, mx, -1, out, nout);
     return 1;
 }
 
@@ -1283,6 +1298,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->tier_res = o ? o->tier_res : NULL;
     c->ntier_res = o ? o->ntier_res : 0;
     c->bfn = o ? o->buckets : NULL;
+    c->cfn = o ? o->counts : NULL;
     int range = start_ms != end_ms;
     if (setjmp(c->jb)) {
         int rc = c->rc;

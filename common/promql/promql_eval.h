@@ -54,6 +54,16 @@ typedef int (*promql_bucket_fn)(void *arg, const st_matcher_t *m, size_t nm, int
                                 int64_t maxt_ms, int64_t res_ms, promql_sink_t *sink);
 
 /*
+ * Sample counts: count_over_time of a plain range selector at one instant
+ * asks the storage for counts instead of samples. The callback pushes, per
+ * series with samples in [mint_ms, maxt_ms], one sample at maxt_ms whose
+ * value is that number, staleness markers left out (as a range selection
+ * drops them). NULL: counted from the samples.
+ */
+typedef int (*promql_count_fn)(void *arg, const st_matcher_t *m, size_t nm, int64_t mint_ms,
+                               int64_t maxt_ms, promql_sink_t *sink);
+
+/*
  * Pushed-down subtrees (promql_plan.h): results computed elsewhere, one
  * value per step of the grid start + i * step, i < nsteps. The callback
  * adds series with promql_vsink_add(); present is a bitmap over the steps
@@ -125,6 +135,8 @@ typedef struct promql_eval_opts {
      * promql_result_t.avg_sums says where the counts start), the argument
      * evaluated once. Other roots are not affected. */
     int avg_parts;
+    /* Sample counts from the storage (same arg as the select callback). */
+    promql_count_fn counts;
 } promql_eval_opts_t;
 
 /* 1 if the rollup function `name` gives the same answer from whole buckets

@@ -62,6 +62,12 @@ typedef void pe_matrix_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *
 typedef int pe_buckets_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
                           size_t *nout, int64_t *range, int64_t **times);
 
+/* count_over_time of a plain range selector at one instant, when the
+ * storage counts (promql_eval_opts_t.counts): one sample per series at the
+ * evaluation time holding its count; returns 0 (nothing done) otherwise. */
+int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out, size_t *nout,
+              int64_t *range, int64_t **times);
+
 struct pe_ctx {
     pe_eval_fn *eval;       /* set by promql_eval; what a function calls for its arguments */
     pe_matrix_fn *matrix;   /* likewise for a range-vector argument */
@@ -69,6 +75,7 @@ struct pe_ctx {
     const int64_t *tier_res;
     size_t ntier_res;
     promql_bucket_fn bfn;
+    promql_count_fn cfn; /* promql_eval_opts_t.counts */
     pe_chunk_t *mem;
     jmp_buf jb;
     int rc;

@@ -405,7 +405,8 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
     pe_raw_t *raw;
     size_t nraw;
     int64_t range, *te;
-    if (!(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &range, &te)))
+    int counted = r == R_COUNT && pe_counts(c, marg, g, &raw, &nraw, &range, &te);
+    if (!counted && !(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &range, &te)))
         c->matrix(c, marg, g, &raw, &nraw, &range, &te);
     out->type = PROMQL_TYPE_VECTOR;
     if (r == R_ABSENT) {
@@ -449,10 +450,14 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
                     pe_fail(c, ST_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f",
                             param2[k]);
             }
-            if (raw[i].b
-                    ? !rollup_b(r, raw[i].b + lo, hi - lo, te[k], range, &v)
-                    : !rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range, pe_t(g, k),
-                               param ? param[k] : 0, param2 ? param2[k] : 0, tmp, &v))
+            if (counted) { /* one sample: the series' count */
+                if (hi == lo)
+                    continue;
+                v = raw[i].v[lo];
+            } else if (raw[i].b ? !rollup_b(r, raw[i].b + lo, hi - lo, te[k], range, &v)
+                                : !rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range,
+                                           pe_t(g, k), param ? param[k] : 0, param2 ? param2[k] : 0,
+                                           tmp, &v))
                 continue;
             if (!s) {
                 size_t nl = raw[i].nl;

@@ -281,6 +281,30 @@ void engine_iter_destroy(engine_iter_t *it);
  */
 const uint64_t *engine_iter_versions(const engine_iter_t *it);
 /*
+ * Samples per series matching `m` in [mint, maxt] (inclusive), the number
+ * engine_query would return, read mostly from segment block headers: a
+ * block wholly in range that no tombstone masks adds its stored count; the
+ * blocks the range cuts, masked blocks and the heads are decoded; a series
+ * whose sources overlap in time (possible duplicates) is read in full.
+ * cb runs once per series with a nonzero count; a nonzero return stops the
+ * scan and is returned. stats (may be NULL) gets the figures.
+ */
+typedef struct engine_count_stats {
+    uint64_t series;       /* series with samples in range */
+    uint64_t samples;      /* their total */
+    uint64_t from_headers; /* samples counted from block headers, not decoded */
+    uint64_t decoded;      /* samples decoded */
+    uint64_t slow_series;  /* series read in full (overlapping sources) */
+} engine_count_stats_t;
+#define ENGINE_COUNT_NO_STALE                                                                      \
+    1 /* leave out Prometheus staleness markers (as range                                          \
+       * selections do): only blocks with a decimal value                                          \
+       * coding (no NaN) count from headers */
+typedef int (*engine_count_cb)(void *arg, const st_label_t *labels, size_t nlabels, uint64_t count);
+int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats);
+
+/*
  * Position of the iterator among the selected series (0 = before the first),
  * and a jump to such a position: a paged export resumes where the previous
  * page stopped. Positions are stable for one query, not across queries that

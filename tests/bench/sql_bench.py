@@ -37,6 +37,7 @@ LOADER = os.path.join(HERE, "load_lp.py")
 # (name, SQL, InfluxQL); {s} {e}: the data's range (RFC 3339)
 QUERIES = [
     ("count", "SELECT count(*) FROM cpu", "SELECT count(usage_user) FROM cpu"),
+    ("count field", "SELECT count(usage_user) FROM cpu", "SELECT count(usage_user) FROM cpu"),
     ("filtered aggregate",
      "SELECT avg(usage_user), max(usage_system) FROM cpu WHERE hostname = 'host_1'",
      "SELECT mean(usage_user), max(usage_system) FROM cpu WHERE hostname = 'host_1'"),

@@ -1,0 +1,350 @@
+/*
+ * engine_count — how many samples each selected series holds in a time
+ * range, mostly without decoding them (engine_count in engine.h). SQL's
+ * count() and PromQL's count_over_time need the number, not the samples.
+ *
+ * A segment's index keeps each block's sample count and time range, so a
+ * block wholly inside the range adds its count as is, unless a tombstone
+ * newer than the segment selects the series over the block's range (then
+ * the block is decoded and masked). Blocks the range cuts are decoded and
+ * the samples inside counted; head samples are counted by binary search.
+ *
+ * The sum is exact only when no timestamp is held twice: a series whose
+ * sources (segments, frozen head, active head) overlap in time may hold a
+ * sample in two of them (a rewrite, an unmerged compaction), which the
+ * reader deduplicates. Such a series is counted through the ordinary reader
+ * (engine_iter_ids), so the answer always equals what engine_query reads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "codec_internal.h"
+#include "engine_internal.h"
+#include "st_err.h"
+#include "tomb.h"
+
+typedef struct span {
+    int64_t mint, maxt;
+    int src; /* segment index, or -1/-2 for the frozen/active head */
+} span_t;
+
+typedef struct cnt {
+    engine_t *e;
+    int64_t mint, maxt;
+    int no_stale; /* ENGINE_COUNT_NO_STALE */
+    seg_ref_t **segs;
+    size_t nsegs;
+    tomb_t **tombs;
+    size_t ntombs;
+    span_t *sp;
+    size_t nsp, spcap;
+    int64_t *ts;
+    double *v;
+    size_t cap;
+    engine_count_stats_t st;
+} cnt_t;
+
+static int span_add(cnt_t *c, int64_t mint, int64_t maxt, int src)
+{
+    if (c->nsp == c->spcap) {
+        size_t cap = c->spcap ? c->spcap * 2 : 64;
+        span_t *sp = realloc(c->sp, cap * sizeof *sp);
+        if (!sp)
+            return ST_ENOMEM;
+        c->sp = sp;
+        c->spcap = cap;
+    }
+    c->sp[c->nsp++] = (span_t){mint, maxt, src};
+    return 0;
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span_t *x = a, *y = b;
+    return x->mint < y->mint ? -1 : x->mint > y->mint;
+}
+
+/* Do spans of two different sources overlap? (sorts c->sp) */
+static int spans_overlap(cnt_t *c)
+{
+    if (c->nsp < 2)
+        return 0;
+    qsort(c->sp, c->nsp, sizeof *c->sp, span_cmp);
+    int64_t end = c->sp[0].maxt;
+    int src = c->sp[0].src;
+    for (size_t i = 1; i < c->nsp; i++) {
+        if (c->sp[i].mint <= end && c->sp[i].src != src)
+            return 1;
+        if (c->sp[i].maxt > end) {
+            end = c->sp[i].maxt;
+            src = c->sp[i].src;
+        }
+    }
+    return 0;
+}
+
+/* Could a tombstone mask samples of `id` in [mint, maxt] held by a source of seq_max? */
+static int tomb_touches(const cnt_t *c, uint32_t id, uint64_t seq_max, int64_t mint, int64_t maxt)
+{
+    for (size_t j = 0; j < c->ntombs; j++) {
+        const tomb_t *t = c->tombs[j];
+        if (t->seq > seq_max && t->start <= maxt && t->end >= mint && tomb_has_id(t, id))
+            return 1;
+    }
+    return 0;
+}
+
+#define STALE_NAN 0x7ff0000000000002ULL /* Prometheus' staleness marker */
+
+static size_t in_range(const int64_t *ts, size_t n, int64_t mint, int64_t maxt, size_t *first)
+{
+    size_t lo = 0, hi = n; /* first >= mint */
+    while (lo < hi) {
+        size_t m = lo + (hi - lo) / 2;
+        if (ts[m] < mint)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    size_t a = lo;
+    hi = n; /* first > maxt */
+    while (lo < hi) {
+        size_t m = lo + (hi - lo) / 2;
+        if (ts[m] <= maxt)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    *first = a;
+    return lo - a;
+}
+
+/* Samples of sorted ts/v[0..n) in the range (staleness markers left out
+ * with no_stale). */
+static uint64_t count_in(const cnt_t *c, const int64_t *ts, const double *v, size_t n)
+{
+    size_t a, k = in_range(ts, n, c->mint, c->maxt, &a);
+    uint64_t got = k;
+    for (size_t i = a; c->no_stale && i < a + k; i++) {
+        uint64_t u;
+        memcpy(&u, &v[i], sizeof u);
+        got -= u == STALE_NAN;
+    }
+    return got;
+}
+
+/* Can a block's header count stand for its samples? A decimal value coding
+ * holds no NaN, so no staleness marker. */
+static int header_ok(const cnt_t *c, const seg_entry_t *en)
+{
+    int tm, vm;
+    if (!c->no_stale)
+        return 1;
+    return codec_block_modes(en->block, en->block_len, &tm, &vm) == 0 &&
+           (vm == CODEC_V_DEC_DELTA || vm == CODEC_V_DEC_DOD);
+}
+
+/* The spans of the heads' samples of `id` (head_mu held). */
+static int head_spans(cnt_t *c, head_t *h, uint32_t id, int src)
+{
+    if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
+        return 0;
+    head_series_t *s = h->s[id];
+    if (s->maxt < c->mint || s->mint > c->maxt)
+        return 0;
+    return span_add(c, s->mint, s->maxt, src);
+}
+
+static uint64_t head_count(cnt_t *c, head_t *h, uint32_t id)
+{
+    if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
+        return 0;
+    head_series_t *s = h->s[id];
+    if (s->maxt < c->mint || s->mint > c->maxt)
+        return 0;
+    head_series_normalize(s);
+    c->st.decoded += s->n;
+    return count_in(c, s->ts, s->v, s->n);
+}
+
+/* Decode one block and count its samples in range that no tombstone masks. */
+static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t seq_max,
+                       uint64_t *out)
+{
+    if (en->count > c->cap) {
+        size_t cap = c->cap ? c->cap : 1024;
+        while (cap < en->count)
+            cap *= 2;
+        int64_t *ts = realloc(c->ts, cap * sizeof *ts);
+        if (!ts)
+            return ST_ENOMEM;
+        c->ts = ts;
+        double *v = realloc(c->v, cap * sizeof *v);
+        if (!v)
+            return ST_ENOMEM;
+        c->v = v;
+        c->cap = cap;
+    }
+    size_t got;
+    int rc = codec_decode(en->block, en->block_len, c->ts, c->v, en->count, &got);
+    if (!rc && got != en->count)
+        rc = ST_ECORRUPT;
+    if (rc)
+        return rc;
+    c->st.decoded += got;
+    if (c->ntombs)
+        got = tomb_mask(c->tombs, c->ntombs, id, seq_max, c->ts, c->v, got);
+    /* a block is sorted, and masking keeps the order */
+    *out += count_in(c, c->ts, c->v, got);
+    return 0;
+}
+
+/* One pass over the segment blocks of `id`: pass 0 notes their spans,
+ * pass 1 adds up their counts. */
+static int seg_blocks(cnt_t *c, uint32_t id, int pass, uint64_t *total)
+{
+    int rc = 0;
+    for (size_t k = 0; k < c->nsegs && !rc; k++) {
+        seg_ref_t *r = c->segs[k];
+        size_t first, n;
+        if (!seg_ref_may_hold(r, id, c->mint, c->maxt))
+            continue;
+        if ((rc = seg_ref_pin(r)) != 0)
+            break;
+        if (seg_find(r->seg, id, &first, &n) != 0) {
+            seg_ref_unpin(r);
+            continue;
+        }
+        for (size_t i = first; i < first + n && !rc; i++) {
+            seg_entry_t en;
+            if ((rc = seg_entry(r->seg, i, &en)))
+                break;
+            if (en.maxt < c->mint || en.mint > c->maxt)
+                continue;
+            if (pass == 0) {
+                rc = span_add(c, en.mint, en.maxt, (int)k);
+            } else if (en.mint >= c->mint && en.maxt <= c->maxt && header_ok(c, &en) &&
+                       !tomb_touches(c, id, r->seq_max, en.mint, en.maxt)) {
+                *total += en.count;
+                c->st.from_headers += en.count;
+            } else {
+                rc = block_count(c, &en, id, r->seq_max, total);
+            }
+        }
+        seg_ref_unpin(r);
+    }
+    return rc;
+}
+
+/* Through the ordinary reader: sources overlap, so duplicates may exist. */
+static int count_slow(cnt_t *c, uint32_t id, uint64_t *total)
+{
+    uint32_t *ids = malloc(sizeof *ids);
+    if (!ids)
+        return ST_ENOMEM;
+    ids[0] = id;
+    engine_iter_t *it;
+    int rc = engine_iter_ids(c->e, ids, 1, c->mint, c->maxt, &it);
+    if (rc)
+        return rc;
+    const st_label_t *l;
+    size_t nl, n;
+    const int64_t *ts;
+    const double *v;
+    if ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &n)) == 1) {
+        cnt_t one = {.mint = c->mint, .maxt = c->maxt, .no_stale = c->no_stale};
+        *total = count_in(&one, ts, v, n);
+        c->st.decoded += n;
+        rc = 0;
+    }
+    engine_iter_destroy(it);
+    c->st.slow_series++;
+    return rc;
+}
+
+static int count_series(cnt_t *c, uint32_t id, uint64_t *total)
+{
+    engine_t *e = c->e;
+    *total = 0;
+    c->nsp = 0;
+    int rc = seg_blocks(c, id, 0, total); /* the segments are this scan's snapshot */
+    if (rc)
+        return rc;
+    /* the heads' spans checked and their samples counted under one hold of
+     * head_mu, so a write landing between cannot make a duplicate */
+    pthread_mutex_lock(&e->head_mu);
+    rc = head_spans(c, e->frozen, id, -1);
+    if (!rc)
+        rc = head_spans(c, e->head, id, -2);
+    int overlap = !rc && spans_overlap(c);
+    /* heads: a delete prunes them in place, so no tombstone applies */
+    if (!rc && !overlap)
+        *total += head_count(c, e->frozen, id) + head_count(c, e->head, id);
+    pthread_mutex_unlock(&e->head_mu);
+    if (rc || !c->nsp)
+        return rc;
+    if (overlap) {
+        *total = 0;
+        return count_slow(c, id, total);
+    }
+    return seg_blocks(c, id, 1, total);
+}
+
+int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats)
+{
+    cnt_t c = {.e = e, .mint = mint, .maxt = maxt, .no_stale = !!(flags & ENGINE_COUNT_NO_STALE)};
+    uint32_t *ids = NULL;
+    size_t nids = 0;
+    const char *why = NULL;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int rc = idx_select(e->idx, m, nm, &ids, &nids, &why);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (rc) {
+        if (why)
+            engine_set_error("%s", why);
+        return rc;
+    }
+    if (nids && mint <= maxt)
+        rc = engine_collect_segs(e, mint, maxt, &c.segs, &c.nsegs);
+    if (!rc && c.nsegs) {
+        c.ntombs = engine_tomb_snapshot(e, mint, maxt, &c.tombs);
+        if (c.ntombs == SIZE_MAX) {
+            c.ntombs = 0;
+            rc = ST_ENOMEM;
+        }
+    }
+    st_label_t labels[ST_LABELS_MAX];
+    for (size_t i = 0; i < nids && !rc && mint <= maxt; i++) {
+        uint64_t n;
+        if ((rc = count_series(&c, ids[i], &n)) != 0) {
+            if (rc < 0)
+                engine_set_error("cannot count series %u: %s", ids[i], st_strerror(rc));
+            break;
+        }
+        if (!n)
+            continue;
+        pthread_rwlock_rdlock(&e->idx_lock);
+        int nl = idx_labels(e->idx, ids[i], labels);
+        pthread_rwlock_unlock(&e->idx_lock);
+        if (nl < 0) {
+            rc = nl;
+            break;
+        }
+        c.st.series++;
+        c.st.samples += n;
+        rc = cb(arg, labels, (size_t)nl, n);
+    }
+    for (size_t i = 0; i < c.nsegs; i++)
+        seg_ref_release(c.segs[i]);
+    free(c.segs);
+    free(c.tombs);
+    free(c.sp);
+    free(c.ts);
+    free(c.v);
+    free(ids);
+    if (stats)
+        *stats = c.st;
+    return rc;
+}
