@@ -851,14 +851,13 @@ static int64_t id_cut(engine_t *e, uint32_t id, int64_t now)
 
 int engine_compact_part(engine_t *e, int64_t part_start)
 {
-    return engine_compact_part_ex(e, part_start, 0);
+    return engine_compact_part_ex(e, part_start, 0, st_now_ms());
 }
 
-int engine_compact_part_ex(engine_t *e, int64_t part_start, int force)
+int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t now)
 {
     seg_ref_t **in = NULL;
     size_t nin = 0;
-    int64_t now = st_now_ms();
     pthread_mutex_lock(&e->parts_mu);
     part_t *p = part_get_unsafe(e, part_start, 0);
     /* one segment is rewritten too when it holds deleted samples (a purge) */
@@ -900,6 +899,11 @@ int engine_compact_part_ex(engine_t *e, int64_t part_start, int force)
     for (size_t i = 0; i < ntombs; i++)
         if (tombs[i]->seq > smax)
             smax = tombs[i]->seq;
+    if (nin == 1 && smax == in[0]->seq_max) { /* a forced rewrite needs a name of its own */
+        pthread_mutex_lock(&e->parts_mu);
+        smax = e->next_seq++;
+        pthread_mutex_unlock(&e->parts_mu);
+    }
     size_t pinned = 0;
     int rc = 0;
     while (pinned < nin && (rc = seg_ref_pin(in[pinned])) == 0)
@@ -1223,7 +1227,7 @@ static int apply_metric_retention(engine_t *e, int64_t now)
             continue;
         }
         if (what == 2) {
-            if ((rc = engine_compact_part_ex(e, start, 1)))
+            if ((rc = engine_compact_part_ex(e, start, 1, now)))
                 break;
             atomic_fetch_add(&e->mret_rewrites, 1);
         }

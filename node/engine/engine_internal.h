@@ -249,8 +249,9 @@ int engine_freeze_head(engine_t *e, int wait);
 /* After a WAL failure: flush both heads, then start a fresh WAL. */
 int engine_wal_recover(engine_t *e);
 int engine_compact_part(engine_t *e, int64_t part_start);
-/* The same, also for one segment that holds nothing to purge (force). */
-int engine_compact_part_ex(engine_t *e, int64_t part_start, int force);
+/* The same, also for one segment that holds nothing to purge (force), with
+ * the per-metric cuts at now_ms. */
+int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t now_ms);
 /* The oldest timestamp series `l` keeps under the per-metric retentions at
  * now_ms (ENGINE_TS_MIN: no rule for it). */
 int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms);
