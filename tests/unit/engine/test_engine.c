@@ -382,9 +382,9 @@ static engine_t *simple_write(const char *dir, int64_t t0, int n)
     return e;
 }
 
-static size_t count_samples(engine_t *e)
+static size_t count_metric(engine_t *e, const char *metric)
 {
-    st_matcher_t m = {ST_MATCH_EQ, "__name__", "m"};
+    st_matcher_t m = {ST_MATCH_EQ, "__name__", metric};
     engine_iter_t *it;
     assert_int_equal(engine_query(e, &m, 1, INT64_MIN, INT64_MAX, &it), 0);
     const st_label_t *l;
@@ -395,6 +395,11 @@ static size_t count_samples(engine_t *e)
         total += n;
     engine_iter_destroy(it);
     return total;
+}
+
+static size_t count_samples(engine_t *e)
+{
+    return count_metric(e, "m");
 }
 
 static void test_retention_drops_partitions(void **state)
@@ -441,21 +446,6 @@ static int64_t now_s_ms(void)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     return (int64_t)now.tv_sec * 1000;
-}
-
-static size_t count_metric(engine_t *e, const char *metric)
-{
-    st_matcher_t m = {ST_MATCH_EQ, "__name__", metric};
-    engine_iter_t *it;
-    assert_int_equal(engine_query(e, &m, 1, INT64_MIN, INT64_MAX, &it), 0);
-    const st_label_t *l;
-    size_t nl, n, total = 0;
-    const int64_t *ts;
-    const double *v;
-    while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1)
-        total += n;
-    engine_iter_destroy(it);
-    return total;
 }
 
 /* A per-metric retention of 5 s (1 s partitions): reads hide the short
