@@ -74,7 +74,7 @@ static void round_trip(const uint8_t *data, size_t size, int64_t res)
     for (size_t i = 0; i < nb; i++)
         cnt += b[i].count;
     check(cnt == (double)n);
-    tier_encode(b, nb, ts2, v2);
+    tier_encode(b, nb, res, ts2, v2);
     size_t nb2 = 0;
     check(tier_decode(ts2, v2, nb * TIER_FIELDS, res, INT64_MIN / 2, INT64_MAX / 2, b2, &nb2) == 0);
     check(nb2 == nb && memcmp(b, b2, nb * sizeof *b) == 0);
