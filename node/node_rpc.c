@@ -141,23 +141,14 @@ typedef struct tread {
     int full; /* the page is full: pos is where the next one starts */
 } tread_t;
 
-static int tread_series(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b, size_t n)
+static int tread_series(void *arg, const st_label_t *l, size_t nl, const int64_t *ts,
+                        const double *v, size_t n)
 {
     tread_t *t = arg;
     if (t->pos++ < t->skip)
         return 0;
-    int64_t *ts = malloc((n + 1) * sizeof *ts);
-    double *v = malloc((n + 1) * sizeof *v);
-    int rc = ts && v ? 0 : ST_ENOMEM;
-    for (size_t i = 0; i < n && !rc; i++) {
-        ts[i] = b[i].last_ts;
-        v[i] = b[i].last;
-    }
-    if (!rc)
-        rc = wire_put_series(&t->j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
+    int rc = wire_put_series(&t->j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
                              t->with_samples ? n : 0);
-    free(ts);
-    free(v);
     if (rc || (rc = read_late(t->j, t->deadline)))
         return rc;
     *t->samples += n;
@@ -199,10 +190,9 @@ static void do_read(job_t *j, int with_samples)
                          0,          &samples,
                          &series,    max_samples,
                          max_series, 0};
-            int64_t used = 0;
             uint64_t read = 0;
-            rc = engine_tiers_select(tiers, m.m, m.n, r->start_ms, r->end_ms, 0, tread_series, &t,
-                                     &used, &read);
+            rc = engine_tiers_select_samples(tiers, m.m, m.n, r->start_ms, r->end_ms, tread_series,
+                                             &t, &read);
             if (rc == 1)
                 rc = 0;
             if (rc == ST_ETIMEDOUT)

@@ -858,6 +858,38 @@ int engine_tiers_select(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int
     return rc;
 }
 
+typedef struct last_cb {
+    engine_tier_samples_cb cb;
+    void *arg;
+} last_cb_t;
+
+/* engine_tier_cb: each bucket becomes its last sample (a raw sample read at
+ * resolution 0 is a bucket of its own). */
+static int last_samples(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b, size_t n)
+{
+    last_cb_t *lc = arg;
+    int64_t *ts = malloc((n + 1) * sizeof *ts);
+    double *v = malloc((n + 1) * sizeof *v);
+    int rc = ts && v ? 0 : ST_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        ts[i] = b[i].last_ts;
+        v[i] = b[i].last;
+    }
+    if (!rc)
+        rc = lc->cb(lc->arg, l, nl, ts, v, n);
+    free(ts);
+    free(v);
+    return rc;
+}
+
+int engine_tiers_select_samples(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int64_t mint,
+                                int64_t maxt, engine_tier_samples_cb cb, void *arg, uint64_t *read)
+{
+    last_cb_t lc = {cb, arg};
+    int64_t used = 0;
+    return engine_tiers_select(t, m, nm, mint, maxt, 0, last_samples, &lc, &used, read);
+}
+
 int64_t engine_tiers_raw_after(engine_tiers_t *t)
 {
     return atomic_load(&t->wm[0]);

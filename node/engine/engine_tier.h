@@ -131,6 +131,17 @@ int engine_tiers_select(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int
                         int64_t maxt, int64_t res, engine_tier_cb cb, void *arg, int64_t *used_res,
                         uint64_t *read);
 
+/*
+ * Samples of the series matching m in [mint, maxt] for a raw read (export,
+ * a PromQL selector): raw samples after the first watermark, each bucket's
+ * last sample (its own timestamp and value) before it. cb as
+ * engine_tiers_select's, one series at a time, sorted by labels.
+ */
+typedef int (*engine_tier_samples_cb)(void *arg, const st_label_t *labels, size_t nlabels,
+                                      const int64_t *ts, const double *v, size_t n);
+int engine_tiers_select_samples(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int64_t mint,
+                                int64_t maxt, engine_tier_samples_cb cb, void *arg, uint64_t *read);
+
 /* Raw data is only in the engine after this (INT64_MIN: no tier has data). */
 int64_t engine_tiers_raw_after(engine_tiers_t *t);
 
