@@ -899,7 +899,8 @@ int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t n
     for (size_t i = 0; i < ntombs; i++)
         if (tombs[i]->seq > smax)
             smax = tombs[i]->seq;
-    if (nin == 1 && smax == in[0]->seq_max) { /* a forced rewrite needs a name of its own */
+    if (force && nin == 1 &&
+        smax == in[0]->seq_max) { /* a forced rewrite needs a name of its own */
         pthread_mutex_lock(&e->parts_mu);
         smax = e->next_seq++;
         pthread_mutex_unlock(&e->parts_mu);

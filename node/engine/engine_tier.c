@@ -612,6 +612,12 @@ static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_ch
         return rc == ST_ENOENT ? 0 : rc;
     unsigned done = 0;
     while (done < max_chunks && cur <= cut - P && cur + P <= limit && !atomic_load(&t->stopping)) {
+        /* raw data still arriving (a load, a backfill) waits: the chunk reads
+         * the partitions starting at cur and cur + P (its last bucket's end) */
+        if (!k && t->quiet_ms > 0 &&
+            (now_ms - engine_partition_flushed_ms(src, cur) < t->quiet_ms ||
+             now_ms - engine_partition_flushed_ms(src, cur + P) < t->quiet_ms))
+            break;
         if ((rc = move_chunk(t, k, cur, wb, bk, bcap)))
             return rc;
         cur += P;

@@ -5,8 +5,8 @@ Two clusters get the same data, 50 hours of 10-second samples from
 `tiers = 7d:1m, 90d:1h`, one without tiers (raw). On the tiered cluster the
 background pass moves the data into the 1-minute tier and then into the
 1-hour tier and drops what it moved (raw partitions, then 1-minute ones).
-An export of that range (read_consistency one or quorum, the tiered cluster
-has two replicas) reads through the tiers: each 1-hour bucket's last
+An export of that range (read_consistency one or quorum: the router's
+buffered path) reads through the tiers: each 1-hour bucket's last
 sample, with its own timestamp and value, the samples of the raw cluster's
 export that are the last of their hour (the rule raw PromQL selections
 follow too).
@@ -72,8 +72,7 @@ class DownsamplingTest(ClusterTestCase):
         storage = {"memtable_max_age": "1s"}
         cls.raw = cls.start_class_cluster(nodes=2, routers=1, shards=4, storage=storage,
                                           tag="ds-raw")
-        tiered = TierCluster(nodes=2, routers=1, shards=4, rf=2, storage=storage,
-                             tag="ds-tier")
+        tiered = TierCluster(nodes=2, routers=1, shards=4, storage=storage, tag="ds-tier")
         cls._class_clusters = list(cls._class_clusters) + [tiered]
         tiered.start()
         cls.tier = tiered
