@@ -1159,6 +1159,8 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->samples_deleted = atomic_load(&e->samples_deleted);
     s->purge_bytes_reclaimed = atomic_load(&e->purge_bytes);
     s->purges = atomic_load(&e->purges);
+    s->metric_retention_drops = atomic_load(&e->mret_drops);
+    s->metric_retention_rewrites = atomic_load(&e->mret_rewrites);
     char why[8];
     s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

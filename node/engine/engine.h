@@ -345,6 +345,9 @@ typedef struct engine_stats {
     uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
     uint64_t
         writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
+    /* --- per-metric retentions (opts.metric_retention) --- */
+    uint64_t metric_retention_drops;    /* partitions dropped: every series past its cut */
+    uint64_t metric_retention_rewrites; /* partitions compacted: some series past its cut */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -481,8 +481,13 @@ static void test_metric_retention(void **state)
     assert_int_equal(st.partitions, 3);
     assert_int_equal(engine_apply_retention(e, now), 0);
     engine_get_stats(e, &st);
-    assert_int_equal(st.partitions, 2);                  /* [now-7 s, now-6 s) had only "short" */
-    assert_int_equal(engine_apply_retention(e, now), 0); /* nothing new: left alone */
+    assert_int_equal(st.partitions, 2); /* [now-7 s, now-6 s) had only "short" */
+    assert_int_equal(st.metric_retention_drops, 1);
+    assert_int_equal(st.metric_retention_rewrites, 1);
+    /* nothing new: left alone */
+    assert_int_equal(engine_apply_retention(e, now), 0);
+    engine_get_stats(e, &st);
+    assert_int_equal(st.metric_retention_rewrites, 1);
     engine_close(e);
     o.metric_retention = NULL;
     o.n_metric_retention = 0;
