@@ -73,6 +73,14 @@
  *                   (DEC_DOD needs g >= 3)
  *     u8 mode 4     SAME: u8 i < c; the column repeats column i bit for
  *                   bit (a field derivable from another one costs 2 bytes)
+ *     u8 mode 5     DIFF: u8 i < c, uvarint e (0 <= e <= 22), u8 k, then a
+ *                   bitstream of g Rice_k(zigzag(d[j])): with r[j] the
+ *                   mantissa of column i's value j at exponent e (the m
+ *                   with m / 10^e == value bit-exactly, |m| < 2^53: found
+ *                   as the encoder finds decimal mantissas; none is
+ *                   corrupt), value j is (double)(r[j] + d[j]) / 10^e,
+ *                   |r[j] + d[j]| < 2^53 (a bucket's min or max next to
+ *                   its first or last value costs a few bits)
  * A decoder of version 0 only refuses these blocks as corrupt; this one
  * reads both.
  *
@@ -774,6 +782,39 @@ static size_t group_width(const int64_t *ts, size_t n)
     return s;
 }
 
+/* DIFF: column cc against column rc (g values), in out if smaller than
+ * `best` bytes; returns 1 if written. m holds 2 * g words. */
+static int encode_diff(const double *cc, const double *rc, size_t g, size_t ref, int64_t *m,
+                       uint64_t *z, size_t best, st_buf_t *out, int *err)
+{
+    unsigned e = 0;
+    size_t i = 0;
+    while (i < g) { /* the smallest e that both columns' values take exactly */
+        if (dec_try(cc[i], e, &m[i]) && dec_try(rc[i], e, &m[g + i])) {
+            i++;
+            continue;
+        }
+        if (++e > DEC_EMAX)
+            return 0;
+        i = 0;
+    }
+    for (i = 0; i < g; i++)
+        z[i] = st_zigzag(m[i] - m[g + i]);
+    uint64_t bits;
+    unsigned k = rice_pick(z, g, &bits);
+    size_t size = 3 + 1 + (size_t)((bits + 7) / 8);
+    if (size >= best)
+        return 0;
+    if ((*err = st_buf_reserve(out, size + WSLACK)))
+        return 0;
+    out->data[out->len++] = CODEC_V_DIFF;
+    out->data[out->len++] = (uint8_t)ref;
+    out->len += st_uvarint_put(out->data + out->len, e);
+    out->data[out->len++] = (uint8_t)k;
+    put_rice_stream(out, z, g, k);
+    return 1;
+}
+
 /* The columnar block of n samples in groups of s (group_width); scratch as
  * codec_encode's (3 * n words) plus col (n doubles) and g (n / s words). */
 static int encode_columns(const int64_t *ts, const double *v, size_t n, size_t s, uint64_t *za,
@@ -813,6 +854,28 @@ static int encode_columns(const int64_t *ts, const double *v, size_t n, size_t s
         if ((rc = encode_values(cc, g, m, za, zb, out, &cm)))
             return rc;
         out->data[at] = (uint8_t)cm;
+        /* a difference from an earlier column, if smaller */
+        size_t best = out->len - at, pick = c;
+        st_buf_t d;
+        st_buf_init(&d);
+        for (size_t i = 0; i < c && !rc; i++) {
+            size_t mark = d.len;
+            if (encode_diff(cc, col + i * g, g, i, m, za, best, &d, &rc)) {
+                memmove(d.data, d.data + mark, d.len - mark);
+                d.len -= mark;
+                best = d.len;
+                pick = i;
+            } else {
+                d.len = mark;
+            }
+        }
+        if (!rc && pick < c) {
+            out->len = at;
+            rc = st_buf_append(out, d.data, d.len);
+        }
+        st_buf_deinit(&d);
+        if (rc)
+            return rc;
     }
     out->data[start] = (uint8_t)(CODEC_VERSION_COLS << 5 | gmode);
     return 0;
@@ -1019,6 +1082,42 @@ static const uint8_t *decode_groups(const hdr_t *h, const uint8_t *p, const uint
     return p;
 }
 
+/* A DIFF column (after its mode byte) into cc; NULL if corrupt. */
+static const uint8_t *decode_diff(const uint8_t *p, const uint8_t *end, size_t c, const double *col,
+                                  size_t g, double *cc)
+{
+    uint64_t e;
+    int r;
+    if (end - p < 3 || p[0] >= c)
+        return NULL;
+    const double *rc = col + p[0] * g;
+    p++;
+    if ((r = st_uvarint_get(p, end, &e)) <= 0 || e > DEC_EMAX)
+        return NULL;
+    p += r;
+    if (p >= end || *p > 63)
+        return NULL;
+    unsigned k = *p++;
+    br_t b;
+    br_init(&b, p, end);
+    const uint64_t lim = 2 * (MANT_LIM - 1);
+    uint64_t bad = 0;
+    for (size_t i = 0; i < g; i++) {
+        int64_t m;
+        uint64_t d = (uint64_t)st_unzigzag(rice_get(&b, k));
+        if (!dec_try(rc[i], (unsigned)e, &m)) {
+            bad = 1;
+            m = 0;
+        }
+        uint64_t x = (uint64_t)m + d;
+        bad |= (x + (MANT_LIM - 1) > lim);
+        cc[i] = e ? (double)u2i(x) / pow10_tab[e] : (double)u2i(x);
+    }
+    if (bad)
+        return NULL;
+    return br_finish(&b);
+}
+
 /* A columnar block's values: each column, then interleaved into v. */
 static int decode_columns(const hdr_t *h, const uint8_t **pp, const uint8_t *end, double *v)
 {
@@ -1039,6 +1138,12 @@ static int decode_columns(const hdr_t *h, const uint8_t **pp, const uint8_t *end
                 memcpy(cc, col + p[1] * g, g * sizeof *cc);
                 p += 2;
             }
+        } else if (*p == CODEC_V_DIFF) {
+            const uint8_t *q = decode_diff(p + 1, end, c, col, g, cc);
+            if (!q)
+                rc = ST_ECORRUPT;
+            else
+                p = q;
         } else if (*p < CODEC_V_MODES && (*p != CODEC_V_DEC_DOD || g >= 3)) {
             hdr_t ch = *h;
             ch.n = g;

@@ -35,6 +35,9 @@ enum codec_val_mode {
  * value mode codec_block_modes reports for a columnar block). */
 #define CODEC_V_SAME 4
 #define CODEC_V_COLUMNS 4
+/* A column of a columnar block coded as decimal differences from an
+ * earlier column (min or max against first or last: small numbers). */
+#define CODEC_V_DIFF 5
 
 /* Read the modes of an encoded block (only its header). For a columnar
  * block: the group starts' timestamp mode and CODEC_V_COLUMNS. */

@@ -553,6 +553,36 @@ static void test_columnar(void **state)
     p[hl + 2] = 0;
     assert_int_equal(codec_decode(p, b.len, ts2, v2, N, &n), ST_ECORRUPT);
     free(p);
+    /* a gauge with two decimals: min, max and last apart from first, coded
+     * as small differences from it; read back bit for bit, every prefix
+     * refused */
+    double g = 50;
+    for (size_t j = 0; j < G; j++) {
+        double x[6], sum = 0, lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < 6; i++) {
+            g += (double)((int)(rnd() % 201) - 100) / 100;
+            x[i] = from_text(g, 2);
+            sum += x[i];
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        double f[S] = {6, sum, lo, hi, x[0], 50000, x[5], 0, -0.0};
+        for (size_t k = 0; k < S; k++)
+            v[j * S + k] = f[k];
+    }
+    size_t glen = roundtrip(ts, v, N, &tsm, &vm);
+    assert_int_equal(vm, CODEC_V_COLUMNS);
+    st_buf_reset(&b);
+    assert_int_equal(codec_encode(ts, v, N, &b), 0);
+    assert_int_equal(b.len, glen);
+    for (size_t l = 0; l < b.len; l += (l < 64 ? 1 : 5)) {
+        uint8_t *q = malloc(l ? l : 1);
+        memcpy(q, b.data, l);
+        assert_int_equal(codec_decode(q, l, ts2, v2, N, &n), ST_ECORRUPT);
+        free(q);
+    }
+    size_t gilen = roundtrip(ts, v, N - 4, &tsm, &vm);
+    assert_true(gilen > 2 * glen);
     /* a cut through a group: the interleaved coding, several times larger */
     size_t ilen = roundtrip(ts, v, N - 4, &tsm, &vm);
     assert_true(vm != CODEC_V_COLUMNS);
