@@ -76,11 +76,13 @@ def load(c, hosts, days, decimals):
 
 
 def wait_tier(c, res_ms, end):
+    """The tier's watermark (over the shards that moved something) is past
+    the data and no raw segment is left (every shard moved)."""
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        wm = metric_sum(node_metrics(c), "strata_node_tier_watermark_seconds",
-                        resolution_ms=str(res_ms))
-        if wm >= end:
+        m = node_metrics(c)
+        wm = metric_sum(m, "strata_node_tier_watermark_seconds", resolution_ms=str(res_ms))
+        if wm >= end and metric_sum(m, "strata_node_segments") == 0:
             return
         time.sleep(1)
     raise SystemExit("tier %d ms never reached %d" % (res_ms, end))

@@ -85,14 +85,17 @@ class DownsamplingTest(ClusterTestCase):
 
     @classmethod
     def wait_moved(cls):
-        """Every node's 1h tier holds the whole data range."""
+        """Every node's 1h tier holds the whole data range (the watermark
+        counts the shards that moved something; no raw segment is left
+        once every shard has)."""
         want = START + HOURS * 3600
 
         def moved():
             for i in range(2):
                 m = cls.tier.metrics(cls.tier.node_http_url(i))
                 if metric_sum(m, "strata_node_tier_watermark_seconds",
-                              resolution_ms="3600000") < want:
+                              resolution_ms="3600000") < want or \
+                        metric_sum(m, "strata_node_segments") != 0:
                     return False
             return True
 
