@@ -20,7 +20,8 @@
     X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
     X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
     X(samples_deleted) X(purge_bytes_reclaimed) X(purges) X(segment_opens) \
-    X(segment_reads_skipped) X(writes_backpressure_cut)
+    X(segment_reads_skipped) X(writes_backpressure_cut) X(metric_retention_drops) \
+    X(metric_retention_rewrites)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -124,6 +125,12 @@ static int engine_gauges(void *arg, st_buf_t *out)
          "Bytes freed by compactions that dropped deleted samples.", t.purge_bytes_reclaimed},
         {"strata_node_purges_total", "counter", "Compactions that dropped deleted samples.",
          t.purges},
+        {"strata_node_metric_retention_drops_total", "counter",
+         "Partitions dropped whole by the [retention] per-metric overrides.",
+         t.metric_retention_drops},
+        {"strata_node_metric_retention_rewrites_total", "counter",
+         "Partitions compacted to drop samples past a [retention] per-metric override.",
+         t.metric_retention_rewrites},
         {"strata_node_segment_opens_total", "counter",
          "Segment files opened (mapped) to read them; closed ones reopen through the LRU.",
          t.segment_opens},

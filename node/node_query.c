@@ -160,24 +160,13 @@ typedef struct nq_bsink {
     promql_sink_t *sink;
 } nq_bsink_t;
 
-/* engine_tier_cb for a raw selection reaching into the tiers: each bucket
- * becomes its last sample (a raw sample is a bucket of its own). */
-static int nq_tier_samples(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b,
-                           size_t n)
+/* engine_tier_samples_cb for a raw selection reaching into the tiers. */
+static int nq_tier_samples(void *arg, const st_label_t *l, size_t nl, const int64_t *ts,
+                           const double *v, size_t n)
 {
     nq_bsink_t *bs = arg;
-    int64_t *ts = malloc((n + 1) * sizeof *ts);
-    double *v = malloc((n + 1) * sizeof *v);
-    int rc = ts && v ? 0 : ST_ENOMEM;
-    for (size_t i = 0; i < n && !rc; i++) {
-        ts[i] = b[i].last_ts;
-        v[i] = b[i].last;
-    }
     bs->q->series++;
-    if (!rc)
-        rc = promql_sink_add(bs->sink, l, nl, ts, v, n);
-    free(ts);
-    free(v);
+    int rc = promql_sink_add(bs->sink, l, nl, ts, v, n);
     return rc ? rc : nq_stopped(bs->q);
 }
 
@@ -187,8 +176,7 @@ static int nq_select_tiered(nq_t *q, engine_tiers_t *t, uint32_t shard, const st
                             size_t nm, int64_t mint, int64_t maxt, promql_sink_t *sink)
 {
     nq_bsink_t bs = {q, sink};
-    int64_t used = 0;
-    int rc = engine_tiers_select(t, m, nm, mint, maxt, 0, nq_tier_samples, &bs, &used, &q->samples);
+    int rc = engine_tiers_select_samples(t, m, nm, mint, maxt, nq_tier_samples, &bs, &q->samples);
     if (rc) {
         q->regex_limit = rc == ST_ELIMIT;
         if (rc < 0 && !q->msg[0])

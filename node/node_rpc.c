@@ -5,7 +5,10 @@
  * callback (off the loop); the after-work callback replies on the loop.
  *   WRITE        NodeWrite: coordinated by node_repl.c when RF > 1 and it
  *                was not forwarded; else per shard into the engines (node_write.c)
- *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples
+ *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples; a range
+ *                reaching before a shard's first downsampling watermark
+ *                reads through its tiers (tread_series: the buckets' last
+ *                samples there)
  *   SERIES       same, without samples
  *   LABEL_NAMES  ReadRequest -> StringList
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
@@ -128,6 +131,40 @@ static Strata__ReadRequest *read_request(job_t *j, matchers_t *m, int *rc)
     return r;
 }
 
+/* A page of an export or series read over a shard whose older data is in
+ * downsampling tiers (engine_tiers_select at resolution 0): raw samples
+ * after the first tier's watermark, each bucket's last sample (its own
+ * timestamp and value) before it, the rule PromQL's raw selections follow
+ * (node_query.c). Series come sorted by labels; a page resumes at its
+ * position in that order. */
+typedef struct tread {
+    job_t *j;
+    int with_samples;
+    int64_t deadline;
+    uint64_t skip, pos; /* series to pass over (the cursor), series seen */
+    uint64_t *samples, *series, max_samples, max_series;
+    int full; /* the page is full: pos is where the next one starts */
+} tread_t;
+
+static int tread_series(void *arg, const st_label_t *l, size_t nl, const int64_t *ts,
+                        const double *v, size_t n)
+{
+    tread_t *t = arg;
+    if (t->pos++ < t->skip)
+        return 0;
+    int rc = wire_put_series(&t->j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
+                             t->with_samples ? n : 0);
+    if (rc || (rc = read_late(t->j, t->deadline)))
+        return rc;
+    *t->samples += n;
+    (*t->series)++;
+    if ((t->with_samples && *t->samples >= t->max_samples) || *t->series >= t->max_series) {
+        t->full = 1;
+        return 1; /* stops the selection */
+    }
+    return 0;
+}
+
 static void do_read(job_t *j, int with_samples)
 {
     matchers_t m;
@@ -150,6 +187,33 @@ static void do_read(job_t *j, int with_samples)
         }
         if ((rc = read_late(j, deadline)))
             break;
+        engine_tiers_t *tiers = j->n->tiers[r->shards[si]];
+        if (tiers && engine_tiers_raw_after(tiers) != INT64_MIN &&
+            r->start_ms <= engine_tiers_raw_after(tiers)) {
+            tread_t t = {j,          with_samples,
+                         deadline,   si == r->cursor_shard ? r->cursor_pos : 0,
+                         0,          &samples,
+                         &series,    max_samples,
+                         max_series, 0};
+            uint64_t read = 0;
+            rc = engine_tiers_select_samples(tiers, m.m, m.n, r->start_ms, r->end_ms, tread_series,
+                                             &t, &read);
+            if (rc == 1)
+                rc = 0;
+            if (rc == ST_ETIMEDOUT)
+                break;
+            if (rc < 0) {
+                snprintf(j->msg, sizeof j->msg, "shard %u: %s", r->shards[si], engine_last_error());
+                break;
+            }
+            if (t.full) {
+                done = 0;
+                next_shard = (uint32_t)si;
+                next_pos = t.pos;
+                break;
+            }
+            continue;
+        }
         engine_iter_t *it;
         if ((rc = engine_query(e, m.m, m.n, r->start_ms, r->end_ms, &it))) {
             snprintf(j->msg, sizeof j->msg, "%s", engine_last_error());

@@ -182,6 +182,17 @@ static int open_engines(node_t *n, size_t *nlocal_out)
         eo.close_max_ms = 100;
     eo.log = engine_log;
     eo.log_arg = n;
+    /* [retention] METRIC = DURATION: honoured by reads and compaction too */
+    size_t nret = topo_retention_overrides(n->topo);
+    engine_metric_retention_t *mret = calloc(nret ? nret : 1, sizeof *mret);
+    if (!mret) {
+        st_error("cannot open shard", "err=\"%s\"", st_strerror(ST_ENOMEM));
+        return 1;
+    }
+    for (size_t i = 0; i < nret; i++)
+        topo_retention_override(n->topo, i, &mret[i].metric, &mret[i].ms);
+    eo.metric_retention = mret;
+    eo.n_metric_retention = nret;
     for (size_t i = 0; i < nlocal; i++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/shard-%u", n->data_dir, local[i]);
@@ -189,14 +200,18 @@ static int open_engines(node_t *n, size_t *nlocal_out)
         if (rc) {
             st_error("cannot open shard", "shard=%u dir=%s err=\"%s\" detail=\"%s\"", local[i], dir,
                      st_strerror(rc), engine_last_error());
+            free(mret);
             return 1;
         }
         if (engine_last_error()[0])
             st_warn("shard recovered with a warning", "shard=%u detail=\"%s\"", local[i],
                     engine_last_error());
-        if (open_tiers(n, local[i], dir, &eo))
+        if (open_tiers(n, local[i], dir, &eo)) {
+            free(mret);
             return 1;
+        }
     }
+    free(mret); /* the engines keep copies */
     *nlocal_out = nlocal;
     return 0;
 }

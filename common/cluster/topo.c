@@ -1748,3 +1748,9 @@ size_t topo_retention_overrides(const topo_t *t)
 {
     return t->nret;
 }
+
+void topo_retention_override(const topo_t *t, size_t i, const char **metric, int64_t *ms)
+{
+    *metric = t->ret[i].name;
+    *ms = t->ret[i].ms;
+}

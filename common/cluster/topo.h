@@ -232,6 +232,8 @@ size_t topo_tiers(const topo_t *t, const topo_tier_t **out);
 int64_t topo_retention_of(const topo_t *t, const char *name, size_t len);
 /* Number of overrides. */
 size_t topo_retention_overrides(const topo_t *t);
+/* Override i < topo_retention_overrides (by name): its metric and duration. */
+void topo_retention_override(const topo_t *t, size_t i, const char **metric, int64_t *ms);
 
 /* Human summary for --check: cluster, nodes and addresses, replicas per shard, fingerprint. */
 void topo_print(const topo_t *t, FILE *f);

@@ -8,7 +8,8 @@
  * little-endian. Timestamp arithmetic is modulo 2^64 (two's complement).
  *
  *   u8       format  bits 0-1: timestamp mode, bits 2-4: value mode,
- *                    bits 5-7: version (0). Other values are corrupt.
+ *                    bits 5-7: version (0; 1 is a columnar block, below).
+ *                    Other values are corrupt.
  *   uvarint  n       sample count, 1 <= n <= CODEC_MAX_SAMPLES
  *   svarint  t0      first timestamp
  *   uvarint  span    t[n-1] - t0 (as unsigned 64-bit). 0 when n == 1.
@@ -57,6 +58,32 @@
  *              z (1..64), then the low L - 1 bits of z (its top bit is 1).
  * The escape bounds the cost of an outlier to 93 bits whatever k is.
  *
+ * COLUMNAR BLOCKS (version 1): samples that come in groups of s
+ * consecutive milliseconds (t, t+1, ..., t+s-1), such as a downsampling
+ * tier's buckets (engine_tier.h: one sample per field), are stored as s
+ * columns sharing one timestamp stream. Header as above with bits 0-1 the
+ * group starts' timestamp mode and bits 2-4 zero, then:
+ *   u8       s       2 <= s <= 16, n % s == 0, g = n / s >= 1 groups
+ *   ...      the g group starts G[j] as a timestamp section (CONST, DELTA
+ *                    or DOD as above over g timestamps from t0 with span
+ *                    span - (s - 1)); G[j] - G[j-1] >= s.
+ *                    Sample j * s + c has timestamp G[j] + c.
+ *   then for each column c = 0..s-1 (values j * s + c, j = 0..g-1):
+ *     u8 mode 0..3  a value section as above over the column's g values
+ *                   (DEC_DOD needs g >= 3)
+ *     u8 mode 4     SAME: u8 i < c; the column repeats column i bit for
+ *                   bit (a field derivable from another one costs 2 bytes)
+ *     u8 mode 5     DIFF: u8 i < c, uvarint e (0 <= e <= 22), u8 k, then a
+ *                   bitstream of g Rice_k(zigzag(d[j])): with r[j] the
+ *                   mantissa of column i's value j at exponent e (the m
+ *                   with m / 10^e == value bit-exactly, |m| < 2^53: found
+ *                   as the encoder finds decimal mantissas; none is
+ *                   corrupt), value j is (double)(r[j] + d[j]) / 10^e,
+ *                   |r[j] + d[j]| < 2^53 (a bucket's min or max next to
+ *                   its first or last value costs a few bits)
+ * A decoder of version 0 only refuses these blocks as corrupt; this one
+ * reads both.
+ *
  * ENCODER CHOICES: the candidate codings' exact sizes are computed and the
  * smallest is written. Delta-of-delta orders are only sized when the sum of
  * their residuals' bit lengths is not clearly above the delta order's, and
@@ -65,6 +92,8 @@
  * found by a histogram estimate then a local search on the exact cost. The
  * decimal exponent is the smallest e >= 0 that reproduces all values; when
  * e == 0 and every mantissa is a multiple of 10^j (j <= 18), e = -j.
+ * Samples in groups of s consecutive ms (s read off the first group; at
+ * least two groups) are also encoded as a columnar block, kept if smaller.
  *
  * DECODER SAFETY: every read is bounds-checked against [p, p+len): the bit
  * reader feeds zero bytes past the end and the section is rejected if it
@@ -516,6 +545,8 @@ static int dec_find(const double *v, size_t n, int64_t *m, int *e_out)
 typedef struct hdr {
     unsigned ts_mode, val_mode;
     size_t n;
+    size_t cols, groups; /* columnar block: s and g (cols 0: not columnar) */
+    uint64_t gspan;      /* columnar block: G[g-1] - G[0] */
     int64_t t0;
     uint64_t span;
     const uint8_t *body; /* first byte after the header */
@@ -529,7 +560,11 @@ static int hdr_parse(const uint8_t *p, size_t len, hdr_t *h)
     unsigned fmt = p[0];
     h->ts_mode = fmt & 3;
     h->val_mode = (fmt >> 2) & 7;
-    if ((fmt >> 5) != CODEC_VERSION || h->ts_mode >= CODEC_TS_MODES || h->val_mode >= CODEC_V_MODES)
+    h->cols = h->groups = 0;
+    h->gspan = 0;
+    int columnar = (fmt >> 5) == CODEC_VERSION_COLS;
+    if (((fmt >> 5) != CODEC_VERSION && !columnar) || h->ts_mode >= CODEC_TS_MODES ||
+        h->val_mode >= (columnar ? 1u : CODEC_V_MODES))
         return ST_ECORRUPT;
     uint64_t n;
     int r = st_uvarint_get(q, end, &n);
@@ -546,6 +581,25 @@ static int hdr_parse(const uint8_t *p, size_t len, hdr_t *h)
     q += r;
     if (h->span > (uint64_t)INT64_MAX - (uint64_t)h->t0)
         return ST_ECORRUPT;
+    if (columnar) {
+        if (q >= end || *q < 2 || *q > CODEC_COLS_MAX || n % *q || h->span < (uint64_t)*q - 1)
+            return ST_ECORRUPT;
+        size_t s = *q++, g = (size_t)n / s;
+        uint64_t gs = h->span - (s - 1);
+        if (g == 1 && (gs != 0 || h->ts_mode != CODEC_TS_CONST))
+            return ST_ECORRUPT;
+        if (h->ts_mode == CODEC_TS_CONST && g >= 2 && (gs % (g - 1) != 0 || gs / (g - 1) < s))
+            return ST_ECORRUPT;
+        if (h->ts_mode == CODEC_TS_DOD && g < 3)
+            return ST_ECORRUPT;
+        h->n = (size_t)n;
+        h->cols = s;
+        h->groups = g;
+        h->gspan = gs;
+        h->val_mode = CODEC_V_COLUMNS;
+        h->body = q;
+        return 0;
+    }
     if (n == 1 && (h->span != 0 || h->ts_mode != CODEC_TS_CONST))
         return ST_ECORRUPT;
     if (h->ts_mode == CODEC_TS_CONST && n >= 2 && (h->span < n - 1 || h->span % (n - 1) != 0))
@@ -712,6 +766,121 @@ static int encode_values(const double *v, size_t n, int64_t *m, uint64_t *za, ui
     return 0;
 }
 
+/* Width s of the groups of consecutive-ms timestamps (read off the first
+ * group), if the block is made of at least two such groups; else 0. */
+static size_t group_width(const int64_t *ts, size_t n)
+{
+    size_t s = 1;
+    while (s < n && s <= CODEC_COLS_MAX && (uint64_t)ts[s] - (uint64_t)ts[0] == s)
+        s++;
+    if (s < 2 || s > CODEC_COLS_MAX || s >= n || n % s)
+        return 0;
+    for (size_t j = s; j < n; j += s)
+        for (size_t c = 1; c < s; c++)
+            if ((uint64_t)ts[j + c] - (uint64_t)ts[j] != c)
+                return 0;
+    return s;
+}
+
+/* DIFF: column cc against column rc (g values), in out if smaller than
+ * `best` bytes; returns 1 if written. m holds 2 * g words. */
+static int encode_diff(const double *cc, const double *rc, size_t g, size_t ref, int64_t *m,
+                       uint64_t *z, size_t best, st_buf_t *out, int *err)
+{
+    unsigned e = 0;
+    size_t i = 0;
+    while (i < g) { /* the smallest e that both columns' values take exactly */
+        if (dec_try(cc[i], e, &m[i]) && dec_try(rc[i], e, &m[g + i])) {
+            i++;
+            continue;
+        }
+        if (++e > DEC_EMAX)
+            return 0;
+        i = 0;
+    }
+    for (i = 0; i < g; i++)
+        z[i] = st_zigzag(m[i] - m[g + i]);
+    uint64_t bits;
+    unsigned k = rice_pick(z, g, &bits);
+    size_t size = 3 + 1 + (size_t)((bits + 7) / 8);
+    if (size >= best)
+        return 0;
+    if ((*err = st_buf_reserve(out, size + WSLACK)))
+        return 0;
+    out->data[out->len++] = CODEC_V_DIFF;
+    out->data[out->len++] = (uint8_t)ref;
+    out->len += st_uvarint_put(out->data + out->len, e);
+    out->data[out->len++] = (uint8_t)k;
+    put_rice_stream(out, z, g, k);
+    return 1;
+}
+
+/* The columnar block of n samples in groups of s (group_width); scratch as
+ * codec_encode's (3 * n words) plus col (n doubles) and g (n / s words). */
+static int encode_columns(const int64_t *ts, const double *v, size_t n, size_t s, uint64_t *za,
+                          uint64_t *zb, int64_t *m, double *col, int64_t *gs, st_buf_t *out)
+{
+    size_t g = n / s, start = out->len;
+    unsigned gmode = 0;
+    int rc = st_buf_reserve(out, 2 + 3 * ST_UVARINT_MAX);
+    if (rc)
+        return rc;
+    out->data[out->len++] = 0; /* format, patched below */
+    out->len += st_uvarint_put(out->data + out->len, (uint64_t)n);
+    out->len += st_uvarint_put(out->data + out->len, st_zigzag(ts[0]));
+    out->len += st_uvarint_put(out->data + out->len, (uint64_t)ts[n - 1] - (uint64_t)ts[0]);
+    out->data[out->len++] = (uint8_t)s;
+    for (size_t j = 0; j < g; j++)
+        gs[j] = ts[j * s];
+    if ((rc = encode_ts(gs, g, za, zb, out, &gmode)))
+        return rc;
+    for (size_t c = 0; c < s; c++) {
+        double *cc = col + c * g;
+        for (size_t j = 0; j < g; j++)
+            cc[j] = v[j * s + c];
+        size_t same = c;
+        for (size_t i = 0; i < c && same == c; i++)
+            if (!memcmp(col + i * g, cc, g * sizeof *cc))
+                same = i;
+        if ((rc = st_buf_reserve(out, 2)))
+            return rc;
+        if (same < c) {
+            out->data[out->len++] = CODEC_V_SAME;
+            out->data[out->len++] = (uint8_t)same;
+            continue;
+        }
+        size_t at = out->len++;
+        unsigned cm = 0;
+        if ((rc = encode_values(cc, g, m, za, zb, out, &cm)))
+            return rc;
+        out->data[at] = (uint8_t)cm;
+        /* a difference from an earlier column, if smaller */
+        size_t best = out->len - at, pick = c;
+        st_buf_t d;
+        st_buf_init(&d);
+        for (size_t i = 0; i < c && !rc; i++) {
+            size_t mark = d.len;
+            if (encode_diff(cc, col + i * g, g, i, m, za, best, &d, &rc)) {
+                memmove(d.data, d.data + mark, d.len - mark);
+                d.len -= mark;
+                best = d.len;
+                pick = i;
+            } else {
+                d.len = mark;
+            }
+        }
+        if (!rc && pick < c) {
+            out->len = at;
+            rc = st_buf_append(out, d.data, d.len);
+        }
+        st_buf_deinit(&d);
+        if (rc)
+            return rc;
+    }
+    out->data[start] = (uint8_t)(CODEC_VERSION_COLS << 5 | gmode);
+    return 0;
+}
+
 int codec_encode(const int64_t *ts, const double *v, size_t n, st_buf_t *out)
 {
     if (!ts || !v || !out || n < 1 || n > CODEC_MAX_SAMPLES)
@@ -740,6 +909,21 @@ int codec_encode(const int64_t *ts, const double *v, size_t n, st_buf_t *out)
     if (rc)
         goto out;
     out->data[start] = (uint8_t)(CODEC_VERSION << 5 | vmode << 2 | tmode);
+    size_t s = group_width(ts, n);
+    if (s) { /* the columnar form, kept if smaller */
+        st_buf_t cb;
+        st_buf_init(&cb);
+        double *col = malloc(n * sizeof *col);
+        int64_t *gs = malloc((n / s) * sizeof *gs);
+        rc = col && gs ? encode_columns(ts, v, n, s, za, zb, m, col, gs, &cb) : ST_ENOMEM;
+        if (!rc && cb.len < out->len - start) {
+            out->len = start;
+            rc = st_buf_append(out, cb.data, cb.len);
+        }
+        free(col);
+        free(gs);
+        st_buf_deinit(&cb);
+    }
 out:
     if (rc)
         out->len = start;
@@ -876,6 +1060,109 @@ static const uint8_t *decode_values(const hdr_t *h, const uint8_t *p, const uint
     return br_finish(&r);
 }
 
+/* A columnar block's timestamps: the group starts, then each group. */
+static const uint8_t *decode_groups(const hdr_t *h, const uint8_t *p, const uint8_t *end,
+                                    int64_t *ts)
+{
+    hdr_t gh = *h;
+    gh.n = h->groups;
+    gh.span = h->gspan;
+    size_t s = h->cols, g = h->groups;
+    p = decode_ts(&gh, p, end, ts);
+    if (!p)
+        return NULL;
+    for (size_t j = 1; j < g; j++)
+        if ((uint64_t)ts[j] - (uint64_t)ts[j - 1] < s)
+            return NULL;
+    for (size_t j = g; j-- > 0;) { /* in place, from the back: j * s >= j */
+        int64_t t = ts[j];
+        for (size_t c = s; c-- > 0;)
+            ts[j * s + c] = u2i((uint64_t)t + c);
+    }
+    return p;
+}
+
+/* A DIFF column (after its mode byte) into cc; NULL if corrupt. */
+static const uint8_t *decode_diff(const uint8_t *p, const uint8_t *end, size_t c, const double *col,
+                                  size_t g, double *cc)
+{
+    uint64_t e;
+    int r;
+    if (end - p < 3 || p[0] >= c)
+        return NULL;
+    const double *rc = col + p[0] * g;
+    p++;
+    if ((r = st_uvarint_get(p, end, &e)) <= 0 || e > DEC_EMAX)
+        return NULL;
+    p += r;
+    if (p >= end || *p > 63)
+        return NULL;
+    unsigned k = *p++;
+    br_t b;
+    br_init(&b, p, end);
+    const uint64_t lim = 2 * (MANT_LIM - 1);
+    uint64_t bad = 0;
+    for (size_t i = 0; i < g; i++) {
+        int64_t m;
+        uint64_t d = (uint64_t)st_unzigzag(rice_get(&b, k));
+        if (!dec_try(rc[i], (unsigned)e, &m)) {
+            bad = 1;
+            m = 0;
+        }
+        uint64_t x = (uint64_t)m + d;
+        bad |= (x + (MANT_LIM - 1) > lim);
+        cc[i] = e ? (double)u2i(x) / pow10_tab[e] : (double)u2i(x);
+    }
+    if (bad)
+        return NULL;
+    return br_finish(&b);
+}
+
+/* A columnar block's values: each column, then interleaved into v. */
+static int decode_columns(const hdr_t *h, const uint8_t **pp, const uint8_t *end, double *v)
+{
+    size_t s = h->cols, g = h->groups;
+    const uint8_t *p = *pp;
+    double *col = malloc(h->n * sizeof *col);
+    if (!col)
+        return ST_ENOMEM;
+    int rc = 0;
+    for (size_t c = 0; c < s && !rc; c++) {
+        double *cc = col + c * g;
+        if (p >= end) {
+            rc = ST_ECORRUPT;
+        } else if (*p == CODEC_V_SAME) {
+            if (end - p < 2 || p[1] >= c) {
+                rc = ST_ECORRUPT;
+            } else {
+                memcpy(cc, col + p[1] * g, g * sizeof *cc);
+                p += 2;
+            }
+        } else if (*p == CODEC_V_DIFF) {
+            const uint8_t *q = decode_diff(p + 1, end, c, col, g, cc);
+            if (!q)
+                rc = ST_ECORRUPT;
+            else
+                p = q;
+        } else if (*p < CODEC_V_MODES && (*p != CODEC_V_DEC_DOD || g >= 3)) {
+            hdr_t ch = *h;
+            ch.n = g;
+            ch.val_mode = *p++;
+            if (!(p = decode_values(&ch, p, end, cc)))
+                rc = ST_ECORRUPT;
+        } else {
+            rc = ST_ECORRUPT;
+        }
+    }
+    if (!rc)
+        for (size_t c = 0; c < s; c++)
+            for (size_t j = 0; j < g; j++)
+                v[j * s + c] = col[c * g + j];
+    free(col);
+    *pp = p;
+    return rc;
+}
+
 int codec_decode(const uint8_t *p, size_t len, int64_t *ts, double *v, size_t cap, size_t *n)
 {
     if (!ts || !v || !n)
@@ -887,6 +1174,17 @@ int codec_decode(const uint8_t *p, size_t len, int64_t *ts, double *v, size_t ca
     if (h.n > cap)
         return ST_ELIMIT;
     const uint8_t *end = p + len;
+    if (h.cols) {
+        const uint8_t *q = decode_groups(&h, h.body, end, ts);
+        if (!q)
+            return ST_ECORRUPT;
+        if ((rc = decode_columns(&h, &q, end, v)))
+            return rc;
+        if (q != end)
+            return ST_ECORRUPT;
+        *n = h.n;
+        return 0;
+    }
     const uint8_t *q = decode_ts(&h, h.body, end, ts);
     if (!q)
         return ST_ECORRUPT;

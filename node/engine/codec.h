@@ -6,7 +6,12 @@
  * infinities and denormals included. The encoder picks, per block, the
  * smallest of several value codings (constant, decimal-integer with
  * entropy-coded deltas, Gorilla XOR) and of several timestamp codings
- * (constant step, entropy-coded delta-of-delta). Format: docs/storage-format.md.
+ * (constant step, entropy-coded delta-of-delta). Samples in groups of
+ * consecutive milliseconds (a downsampling tier's buckets, one sample per
+ * field) may instead be stored as a columnar block: one timestamp stream
+ * for the groups, one value stream per column, a column equal to or close
+ * to an earlier one coded against it. Format: codec.c (BLOCK LAYOUT,
+ * COLUMNAR BLOCKS) and docs/storage-format.md.
  */
 #ifndef CODEC_H
 #define CODEC_H

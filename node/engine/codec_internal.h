@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CODEC_VERSION 0
+#define CODEC_VERSION 0      /* a block of samples (sections below) */
+#define CODEC_VERSION_COLS 1 /* a columnar block (codec.c, COLUMNAR BLOCKS) */
+#define CODEC_COLS_MAX 16    /* columns of a columnar block */
 
 enum codec_ts_mode {
     CODEC_TS_CONST = 0, /* equal steps: nothing stored beyond the header */
@@ -29,8 +31,16 @@ enum codec_val_mode {
 
 #define CODEC_TS_MODES 3
 #define CODEC_V_MODES 4
+/* A column of a columnar block that repeats an earlier column (and the
+ * value mode codec_block_modes reports for a columnar block). */
+#define CODEC_V_SAME 4
+#define CODEC_V_COLUMNS 4
+/* A column of a columnar block coded as decimal differences from an
+ * earlier column (min or max against first or last: small numbers). */
+#define CODEC_V_DIFF 5
 
-/* Read the modes of an encoded block (only its first byte). */
+/* Read the modes of an encoded block (only its header). For a columnar
+ * block: the group starts' timestamp mode and CODEC_V_COLUMNS. */
 int codec_block_modes(const uint8_t *p, size_t len, int *ts_mode, int *val_mode);
 
 #endif

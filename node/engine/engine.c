@@ -65,6 +65,8 @@ void engine_opts_default(engine_opts_t *o)
     o->close_max_ms = 5000;
     o->log = NULL;
     o->log_arg = NULL;
+    o->metric_retention = NULL;
+    o->n_metric_retention = 0;
 }
 
 /* The public durability modes are the WAL's own, value for value (engine.h
@@ -391,7 +393,7 @@ static void *bg_main(void *arg)
             if (rc) /* the same back-off as flushes: a full disk fails both */
                 e->retry_at_ms = st_now_ms() + (e->backoff_ms ? e->backoff_ms : BACKOFF_MIN_MS);
         }
-        if (e->o.retention_ms > 0 && now - last_retention >= 60000) {
+        if ((e->o.retention_ms > 0 || e->nmret) && now - last_retention >= 60000) {
             engine_apply_retention(e, now);
             last_retention = now;
         }
@@ -454,7 +456,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     pthread_mutex_init(&e->bg_mu, NULL);
     pthread_cond_init(&e->bg_cv, NULL);
     e->dir = strdup(dir);
-    if (!e->dir)
+    if (!e->dir || engine_mret_init(e))
         goto fail;
     if (st_mkdir(dir)) {
         engine_set_error("cannot create data dir %s: %s", dir, strerror(errno));
@@ -544,6 +546,8 @@ fail:
         engine_budget_destroy(e->bud);
     engine_tomb_free(e);
     pthread_mutex_destroy(&e->health_mu);
+    free(e->mret);
+    free(e->mret_strs);
     free(e->dir);
     free(e);
     return rc;
@@ -618,6 +622,8 @@ int engine_close(engine_t *e)
     pthread_cond_destroy(&e->bg_cv);
     engine_tomb_free(e);
     pthread_mutex_destroy(&e->tomb_mu);
+    free(e->mret);
+    free(e->mret_strs);
     free(e->dir);
     free(e);
     return rc;
@@ -1171,6 +1177,8 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->samples_deleted = atomic_load(&e->samples_deleted);
     s->purge_bytes_reclaimed = atomic_load(&e->purge_bytes);
     s->purges = atomic_load(&e->purges);
+    s->metric_retention_drops = atomic_load(&e->mret_drops);
+    s->metric_retention_rewrites = atomic_load(&e->mret_rewrites);
     char why[8];
     s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

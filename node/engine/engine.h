@@ -140,6 +140,13 @@ enum { ENGINE_LOG_INFO = 1, ENGINE_LOG_WARN = 2, ENGINE_LOG_ERROR = 3 };
  * engine calls need); it must not call back into the engine. */
 typedef void (*engine_log_cb)(void *arg, int level, const char *msg);
 
+/* A per-metric retention: the series whose __name__ is `metric` keep
+ * samples for `ms` (> 0) only. */
+typedef struct engine_metric_retention {
+    const char *metric;
+    int64_t ms;
+} engine_metric_retention_t;
+
 typedef struct engine_opts {
     engine_wal_mode_t wal_durability;
     uint32_t wal_sync_interval_ms; /* PERIODIC: interval (default 100) */
@@ -162,6 +169,13 @@ typedef struct engine_opts {
                                      flush; with ENGINE_WAL_NONE it always flushes) */
     engine_log_cb log;            /* failures and recoveries, one line each (NULL: none) */
     void *log_arg;
+    /* per-metric retentions (copied by engine_open; NULL/0 (default): none):
+     * a series' samples older than now - its metric's ms are never read
+     * (engine_query), and the retention pass (every minute, or
+     * engine_apply_retention) drops a partition they all cover whole, or
+     * compacts one where some series is covered whole */
+    const engine_metric_retention_t *metric_retention;
+    size_t n_metric_retention;
 } engine_opts_t;
 
 /* Fill `o` with the defaults above. */
@@ -351,7 +365,8 @@ int engine_purge(engine_t *e, uint64_t *bytes);
 int engine_flush(engine_t *e);
 /* Compact every partition that has more than one segment (synchronously). */
 int engine_compact(engine_t *e);
-/* Drop partitions that end before now - retention (synchronously). */
+/* Drop partitions that end before now - retention, and apply the
+ * per-metric retentions (synchronously). */
 int engine_apply_retention(engine_t *e, int64_t now_ms);
 /* Drop every partition (its segments) that ends at or before `cutoff` (ms);
  * the head is untouched. Used by downsampling (engine_tier.h). */
@@ -402,6 +417,9 @@ typedef struct engine_stats {
     uint64_t segment_reads_skipped; /* segment reads avoided by in-memory summaries */
     uint64_t
         writes_backpressure_cut; /* writes acknowledged after waiting the longest for a flush */
+    /* --- per-metric retentions (opts.metric_retention) --- */
+    uint64_t metric_retention_drops;    /* partitions dropped: every series past its cut */
+    uint64_t metric_retention_rewrites; /* partitions compacted: some series past its cut */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

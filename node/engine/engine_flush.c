@@ -33,6 +33,12 @@
  * another's is superseded and removed (crash between rename and unlink).
  *
  * Retention removes whole partitions that end before now - retention.
+ * Per-metric retentions (opts.metric_retention): compaction drops the
+ * samples of a series older than its metric's cut; the retention pass
+ * drops a partition that every series in it has outlived (cut >= end), and
+ * compacts one where some series has (the rest keep theirs). A partition
+ * is looked at again only when it got a segment or a cut crossed its end
+ * since (part_t.mret_*). Reads hide what is past the cut meanwhile.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -300,8 +306,17 @@ typedef struct part_writer {
 static int write_blocks(seg_writer_t *w, uint32_t id, const int64_t *ts, const double *v,
                         const uint64_t *ver, size_t n, st_buf_t *buf)
 {
-    for (size_t off = 0; off < n; off += ENGINE_BLOCK_MAX) {
-        size_t k = n - off < ENGINE_BLOCK_MAX ? n - off : ENGINE_BLOCK_MAX;
+    for (size_t off = 0, k; off < n; off += k) {
+        k = n - off < ENGINE_BLOCK_MAX ? n - off : ENGINE_BLOCK_MAX;
+        /* a cut between samples 1 ms apart moves back to the start of their
+         * run: a tier's bucket (one sample per field) stays in one block,
+         * where the codec stores it as columns */
+        size_t cut = k;
+        while (off + cut < n && cut > ENGINE_BLOCK_MAX / 2 &&
+               (uint64_t)ts[off + cut] - (uint64_t)ts[off + cut - 1] == 1)
+            cut--;
+        if (off + cut < n && (uint64_t)ts[off + cut] - (uint64_t)ts[off + cut - 1] != 1)
+            k = cut;
         uint64_t vmax = 0;
         for (size_t i = 0; ver && i < k; i++)
             vmax = ver[off + i] > vmax ? ver[off + i] : vmax;
@@ -839,14 +854,31 @@ static int mb_reserve(merge_buf_t *m, size_t extra)
     return 0;
 }
 
+/* The per-metric cut of series id (ENGINE_TS_MIN: none). */
+static int64_t id_cut(engine_t *e, uint32_t id, int64_t now)
+{
+    if (!e->nmret)
+        return ENGINE_TS_MIN;
+    st_label_t l[ST_LABELS_MAX];
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int nl = idx_labels(e->idx, id, l);
+    pthread_rwlock_unlock(&e->idx_lock);
+    return nl < 0 ? ENGINE_TS_MIN : engine_metric_cut(e, l, (size_t)nl, now);
+}
+
 int engine_compact_part(engine_t *e, int64_t part_start)
+{
+    return engine_compact_part_ex(e, part_start, 0, st_now_ms());
+}
+
+int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t now)
 {
     seg_ref_t **in = NULL;
     size_t nin = 0;
     pthread_mutex_lock(&e->parts_mu);
     part_t *p = part_get_unsafe(e, part_start, 0);
     /* one segment is rewritten too when it holds deleted samples (a purge) */
-    if (p && (p->nsegs >= 2 || (p->nsegs == 1 && engine_tomb_part_pending(e, p)))) {
+    if (p && (p->nsegs >= 2 || (p->nsegs == 1 && (force || engine_tomb_part_pending(e, p))))) {
         in = malloc(p->nsegs * sizeof *in);
         if (in) {
             nin = p->nsegs;
@@ -884,6 +916,12 @@ int engine_compact_part(engine_t *e, int64_t part_start)
     for (size_t i = 0; i < ntombs; i++)
         if (tombs[i]->seq > smax)
             smax = tombs[i]->seq;
+    if (force && nin == 1 &&
+        smax == in[0]->seq_max) { /* a forced rewrite needs a name of its own */
+        pthread_mutex_lock(&e->parts_mu);
+        smax = e->next_seq++;
+        pthread_mutex_unlock(&e->parts_mu);
+    }
     size_t pinned = 0;
     int rc = 0;
     while (pinned < nin && (rc = seg_ref_pin(in[pinned])) == 0)
@@ -947,6 +985,17 @@ int engine_compact_part(engine_t *e, int64_t part_start)
         if (rc)
             break;
         size_t n = samples_sort_dedup(mb.ts, mb.v, mb.ver, mb.n);
+        int64_t cut = id_cut(e, id, now);
+        size_t lo = 0;
+        while (lo < n && mb.ts[lo] < cut) /* past its metric's retention */
+            lo++;
+        if (lo) {
+            memmove(mb.ts, mb.ts + lo, (n - lo) * sizeof *mb.ts);
+            memmove(mb.v, mb.v + lo, (n - lo) * sizeof *mb.v);
+            if (mb.ver)
+                memmove(mb.ver, mb.ver + lo, (n - lo) * sizeof *mb.ver);
+            n -= lo;
+        }
         if (n == 0)
             continue; /* every sample of the series deleted */
         rc = write_blocks(pw.w, id, mb.ts, mb.v, mb.ver, n, &buf);
@@ -1032,11 +1081,199 @@ int engine_compact(engine_t *e)
 
 /* ---- retention ---- */
 
+static int mret_cmp(const void *a, const void *b)
+{
+    return strcmp(((const engine_metric_retention_t *)a)->metric,
+                  ((const engine_metric_retention_t *)b)->metric);
+}
+
+int engine_mret_init(engine_t *e)
+{
+    const engine_metric_retention_t *in = e->o.metric_retention;
+    size_t n = in ? e->o.n_metric_retention : 0, bytes = 1, k = 0;
+    e->o.metric_retention = NULL;
+    e->o.n_metric_retention = 0;
+    e->mret_min = INT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(in[i].metric) + 1;
+    if (!n)
+        return 0;
+    e->mret = malloc(n * sizeof *e->mret);
+    e->mret_strs = malloc(bytes);
+    if (!e->mret || !e->mret_strs)
+        return ST_ENOMEM;
+    char *q = e->mret_strs;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].ms <= 0)
+            continue;
+        size_t len = strlen(in[i].metric) + 1;
+        memcpy(q, in[i].metric, len);
+        e->mret[k++] = (engine_metric_retention_t){q, in[i].ms};
+        q += len;
+        if (in[i].ms < e->mret_min)
+            e->mret_min = in[i].ms;
+    }
+    qsort(e->mret, k, sizeof *e->mret, mret_cmp);
+    e->nmret = k;
+    e->o.metric_retention = e->mret;
+    e->o.n_metric_retention = k;
+    return 0;
+}
+
+int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms)
+{
+    if (!e->nmret)
+        return ENGINE_TS_MIN;
+    for (size_t i = 0; i < nl; i++) {
+        if (l[i].name_len != sizeof ST_METRIC_LABEL - 1 ||
+            memcmp(l[i].name, ST_METRIC_LABEL, l[i].name_len))
+            continue;
+        size_t lo = 0, hi = e->nmret;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const char *m = e->mret[mid].metric;
+            int c = strncmp(m, l[i].value, l[i].value_len);
+            if (c == 0)
+                c = m[l[i].value_len] ? 1 : 0;
+            if (c == 0)
+                return now_ms - e->mret[mid].ms;
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return ENGINE_TS_MIN;
+    }
+    return ENGINE_TS_MIN;
+}
+
+/* What the per-metric retentions want of the partition [start, end) now:
+ * 0 nothing, 1 drop it (every series in it is past its cut), 2 compact it
+ * (some are). */
+static int mret_verdict(engine_t *e, int64_t start, int64_t end, int64_t now, int *out)
+{
+    seg_ref_t **refs;
+    size_t nr;
+    int rc = engine_collect_segs(e, start, end - 1, &refs, &nr);
+    if (rc)
+        return rc;
+    int all = nr > 0, any = 0;
+    uint32_t last = UINT32_MAX;
+    int last_full = 0;
+    for (size_t i = 0; i < nr && !rc; i++) {
+        if ((rc = seg_ref_pin(refs[i])))
+            break;
+        size_t ne = seg_entry_count(refs[i]->seg);
+        for (size_t j = 0; j < ne && !rc; j++) {
+            uint32_t id;
+            if ((rc = seg_entry_id(refs[i]->seg, j, &id)))
+                break;
+            if (id != last) {
+                last = id;
+                last_full = id_cut(e, id, now) >= end;
+            }
+            all &= last_full;
+            any |= last_full;
+        }
+        seg_ref_unpin(refs[i]);
+    }
+    for (size_t i = 0; i < nr; i++)
+        seg_ref_release(refs[i]);
+    free(refs);
+    *out = all ? 1 : any ? 2 : 0;
+    return rc;
+}
+
+/* Remove partition i from the list (parts_mu held) and return it. */
+static part_t *part_take_unsafe(engine_t *e, size_t i)
+{
+    part_t *p = e->parts[i];
+    memmove(e->parts + i, e->parts + i + 1, (e->nparts - i - 1) * sizeof *e->parts);
+    e->nparts--;
+    return p;
+}
+
+/* Free a partition taken off the list: its segments go once unread. */
+static void part_discard(engine_t *e, part_t *victim)
+{
+    for (size_t j = 0; j < victim->nsegs; j++) {
+        atomic_store(&victim->segs[j]->obsolete, 1);
+        seg_ref_release(victim->segs[j]);
+    }
+    char dpath[4096];
+    part_dir(e, victim->start, dpath, sizeof dpath);
+    rmdir(dpath); /* succeeds once the last reader released its segments */
+    free(victim->segs);
+    free(victim);
+}
+
+/* Drop the partition starting at start (flush_mu held). */
+static void drop_part(engine_t *e, int64_t start)
+{
+    pthread_mutex_lock(&e->parts_mu);
+    part_t *victim = NULL;
+    for (size_t i = 0; i < e->nparts && !victim; i++)
+        if (e->parts[i]->start == start)
+            victim = part_take_unsafe(e, i);
+    pthread_mutex_unlock(&e->parts_mu);
+    if (victim)
+        part_discard(e, victim);
+}
+
+/* The per-metric retentions over the partitions some cut has passed whole. */
+static int apply_metric_retention(engine_t *e, int64_t now)
+{
+    int rc = 0;
+    pthread_mutex_lock(&e->flush_mu);
+    for (size_t i = 0; !rc; i++) {
+        pthread_mutex_lock(&e->parts_mu);
+        if (i >= e->nparts || e->parts[i]->end > now - e->mret_min) {
+            pthread_mutex_unlock(&e->parts_mu);
+            break;
+        }
+        part_t *p = e->parts[i];
+        int64_t start = p->start, end = p->end, checked = p->mret_checked;
+        uint64_t seq = p->nsegs ? p->segs[p->nsegs - 1]->seq_max : 0;
+        int again = !p->nsegs ? 0 : seq != p->mret_seq || !checked;
+        for (size_t r = 0; r < e->nmret && !again; r++)
+            again = checked < end + e->mret[r].ms && end + e->mret[r].ms <= now;
+        pthread_mutex_unlock(&e->parts_mu);
+        if (!again)
+            continue;
+        int what = 0;
+        if ((rc = mret_verdict(e, start, end, now, &what)))
+            break;
+        if (what == 1) {
+            drop_part(e, start);
+            atomic_fetch_add(&e->mret_drops, 1);
+            i--; /* the next partition moved to i */
+            continue;
+        }
+        if (what == 2) {
+            if ((rc = engine_compact_part_ex(e, start, 1, now)))
+                break;
+            atomic_fetch_add(&e->mret_rewrites, 1);
+        }
+        pthread_mutex_lock(&e->parts_mu);
+        part_t *q = part_get_unsafe(e, start, 0);
+        if (q) {
+            q->mret_checked = now;
+            q->mret_seq = q->nsegs ? q->segs[q->nsegs - 1]->seq_max : 0;
+        }
+        pthread_mutex_unlock(&e->parts_mu);
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
 int engine_apply_retention(engine_t *e, int64_t now_ms)
 {
-    if (e->o.retention_ms <= 0)
-        return 0;
-    return engine_drop_before(e, now_ms - e->o.retention_ms);
+    int rc = 0;
+    if (e->o.retention_ms > 0)
+        rc = engine_drop_before(e, now_ms - e->o.retention_ms);
+    if (!rc && e->nmret)
+        rc = apply_metric_retention(e, now_ms);
+    return rc;
 }
 
 int engine_partition_after(engine_t *e, int64_t after, int64_t *start)
@@ -1069,23 +1306,12 @@ int engine_drop_before(engine_t *e, int64_t cutoff)
     for (;;) {
         pthread_mutex_lock(&e->parts_mu);
         part_t *victim = NULL;
-        if (e->nparts > 0 && e->parts[0]->end <= cutoff) {
-            victim = e->parts[0];
-            memmove(e->parts, e->parts + 1, (e->nparts - 1) * sizeof *e->parts);
-            e->nparts--;
-        }
+        if (e->nparts > 0 && e->parts[0]->end <= cutoff)
+            victim = part_take_unsafe(e, 0);
         pthread_mutex_unlock(&e->parts_mu);
         if (!victim)
             break;
-        for (size_t j = 0; j < victim->nsegs; j++) {
-            atomic_store(&victim->segs[j]->obsolete, 1);
-            seg_ref_release(victim->segs[j]);
-        }
-        char dpath[4096];
-        part_dir(e, victim->start, dpath, sizeof dpath);
-        rmdir(dpath); /* succeeds once the last reader released its segments */
-        free(victim->segs);
-        free(victim);
+        part_discard(e, victim);
     }
     pthread_mutex_unlock(&e->flush_mu);
     return 0;

@@ -152,6 +152,8 @@ typedef struct part {
     seg_ref_t **segs; /* ascending seq_max */
     size_t nsegs, cap;
     int64_t last_flush_ms;
+    int64_t mret_checked; /* per-metric retention: last check that left it as it was */
+    uint64_t mret_seq;    /* ... and the newest segment's seq_max then */
 } part_t;
 
 void seg_ref_release(seg_ref_t *r);
@@ -214,6 +216,14 @@ struct engine {
     atomic_uint_least64_t deletes, samples_deleted, purge_bytes, purges;
     atomic_uint_least64_t seg_opens, seg_reads_skipped; /* segment files opened; reads skipped */
     atomic_uint_least64_t writes_backpressure_cut; /* writes that stopped waiting for a flush */
+
+    /* per-metric retentions (o.metric_retention points here): sorted by
+     * name, names in mret_strs; mret_min the shortest */
+    engine_metric_retention_t *mret;
+    size_t nmret;
+    char *mret_strs;
+    int64_t mret_min;
+    atomic_uint_least64_t mret_drops, mret_rewrites; /* partitions dropped / compacted */
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
@@ -248,6 +258,14 @@ int engine_freeze_head(engine_t *e, int wait);
 /* After a WAL failure: flush both heads, then start a fresh WAL. */
 int engine_wal_recover(engine_t *e);
 int engine_compact_part(engine_t *e, int64_t part_start);
+/* The same, also for one segment that holds nothing to purge (force), with
+ * the per-metric cuts at now_ms. */
+int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t now_ms);
+/* The oldest timestamp series `l` keeps under the per-metric retentions at
+ * now_ms (ENGINE_TS_MIN: no rule for it). */
+int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms);
+/* Copy opts' per-metric retentions into e (engine_open); freed by close. */
+int engine_mret_init(engine_t *e);
 /* Collect referenced segments overlapping [mint, maxt], ascending seq. */
 int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n);
 

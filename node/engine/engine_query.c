@@ -17,6 +17,10 @@
  * hold a selected series in the range is dropped when the iterator is made
  * and one that cannot hold the series being read is skipped, both without
  * opening the file (counted in seg_reads_skipped).
+ *
+ * Per-metric retentions (engine_opts.metric_retention): a series' samples
+ * older than its metric's cut at the iterator's creation are not returned,
+ * whether or not the retention pass has removed them yet.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@
 #include "codec.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "tomb.h"
 
 struct engine_iter {
@@ -31,6 +36,7 @@ struct engine_iter {
     uint32_t *ids;
     size_t nids, pos;
     int64_t mint, maxt;
+    int64_t now; /* for the per-metric retentions */
     seg_ref_t **segs;
     size_t nsegs;
     tomb_t **tombs; /* tombstones that may mask these segments (engine_delete.c) */
@@ -95,6 +101,7 @@ static void prune_segs(engine_iter_t *it)
 /* Segments and tombstones of a selected iterator. */
 static int iter_start(engine_iter_t *it, int rc, engine_iter_t **out)
 {
+    it->now = st_now_ms();
     if (!rc && it->nids && it->mint <= it->maxt)
         rc = engine_collect_segs(it->e, it->mint, it->maxt, &it->segs, &it->nsegs);
     if (!rc)
@@ -243,7 +250,7 @@ int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabe
         int rc = load_series(it, id);
         if (rc)
             return rc;
-        /* trim to [mint, maxt] */
+        /* trim to [mint, maxt], then to its metric's retention */
         size_t lo = 0, hi = it->n;
         while (lo < hi && it->ts[lo] < it->mint)
             lo++;
@@ -256,6 +263,11 @@ int engine_iter_next(engine_iter_t *it, const st_label_t **labels, size_t *nlabe
         pthread_rwlock_unlock(&it->e->idx_lock);
         if (nl < 0)
             return nl;
+        int64_t cut = engine_metric_cut(it->e, it->labels, (size_t)nl, it->now);
+        while (lo < hi && it->ts[lo] < cut)
+            lo++;
+        if (lo == hi)
+            continue;
         *labels = it->labels;
         *nlabels = (size_t)nl;
         *ts = it->ts + lo;

@@ -126,7 +126,12 @@ size_t tier_rebucket(tier_bucket_t *b, size_t n, int64_t res)
     return k;
 }
 
-void tier_encode(const tier_bucket_t *b, size_t n, int64_t *ts, double *v)
+int64_t tier_field_ts(int64_t end, int64_t res, int field)
+{
+    return end - res + 1 + field;
+}
+
+void tier_encode(const tier_bucket_t *b, size_t n, int64_t res, int64_t *ts, double *v)
 {
     for (size_t i = 0; i < n; i++) {
         const tier_bucket_t *x = &b[i];
@@ -136,7 +141,7 @@ void tier_encode(const tier_bucket_t *b, size_t n, int64_t *ts, double *v)
                                  x->last,  (double)(x->end - x->last_ts),
                                  x->rsum};
         for (int c = 0; c < TIER_FIELDS; c++) {
-            ts[i * TIER_FIELDS + (size_t)c] = x->end - (TIER_FIELDS - 1) + c;
+            ts[i * TIER_FIELDS + (size_t)c] = tier_field_ts(x->end, res, c);
             v[i * TIER_FIELDS + (size_t)c] = f[c];
         }
     }
@@ -166,8 +171,10 @@ int tier_decode(const int64_t *ts, const double *v, size_t n, int64_t res, int64
         }
         if (j - i != TIER_FIELDS)
             return ST_ECORRUPT;
+        /* the fields open the bucket, or (layout 1) close it */
+        int64_t f0 = ts[i] == tier_field_ts(end, res, 0) ? ts[i] : end - (TIER_FIELDS - 1);
         for (size_t c = 0; c < TIER_FIELDS; c++)
-            if (ts[i + c] != end - (int64_t)(TIER_FIELDS - 1) + (int64_t)c)
+            if (ts[i + c] != f0 + (int64_t)c)
                 return ST_ECORRUPT;
         const double *f = v + i;
         if (!(f[0] >= 1 && f[0] <= 9.0e15 && f[0] == floor(f[0])) || !offset_ok(f[5], res) ||
@@ -449,7 +456,7 @@ static int wb_flush(engine_t *dst, wbatch_t *w)
 
 /* Queue one series' buckets for dst: labels (sorted) plus __tier__ if add_tier. */
 static int wb_add(engine_t *dst, wbatch_t *w, const st_label_t *l, size_t nl, int add_tier,
-                  const tier_bucket_t *bk, size_t nb)
+                  const tier_bucket_t *bk, size_t nb, int64_t res)
 {
     if (!nb)
         return 0;
@@ -495,7 +502,7 @@ static int wb_add(engine_t *dst, wbatch_t *w, const st_label_t *l, size_t nl, in
         w->strs[w->nstr + dl[i].value_len] = 0;
         w->nstr += dl[i].value_len + 1;
     }
-    tier_encode(bk, nb, w->ts + w->nsamp, w->v + w->nsamp);
+    tier_encode(bk, nb, res, w->ts + w->nsamp, w->v + w->nsamp);
     w->b[w->ns++] = (engine_series_batch_t){
         .labels = (const st_label_t *)(uintptr_t)lab, .nlabels = k, .n = nsm};
     w->nlab += k;
@@ -545,7 +552,7 @@ static int move_chunk(engine_tiers_t *t, size_t k, int64_t w, wbatch_t *wb, tier
             nb = tier_aggregate(ts, v, n, res, *bk);
         }
         written += nb;
-        if ((rc = wb_add(t->eng[k], wb, l, nl, k == 0, *bk, nb)))
+        if ((rc = wb_add(t->eng[k], wb, l, nl, k == 0, *bk, nb, res)))
             break;
     }
     engine_iter_destroy(it);
@@ -605,6 +612,12 @@ static int run_tier(engine_tiers_t *t, size_t k, int64_t now_ms, unsigned max_ch
         return rc == ST_ENOENT ? 0 : rc;
     unsigned done = 0;
     while (done < max_chunks && cur <= cut - P && cur + P <= limit && !atomic_load(&t->stopping)) {
+        /* raw data still arriving (a load, a backfill) waits: the chunk reads
+         * the partitions starting at cur and cur + P (its last bucket's end) */
+        if (!k && t->quiet_ms > 0 &&
+            (now_ms - engine_partition_flushed_ms(src, cur) < t->quiet_ms ||
+             now_ms - engine_partition_flushed_ms(src, cur + P) < t->quiet_ms))
+            break;
         if ((rc = move_chunk(t, k, cur, wb, bk, bcap)))
             return rc;
         cur += P;
@@ -742,8 +755,9 @@ static int sel_source(engine_tiers_t *t, size_t k, const st_matcher_t *m, size_t
     size_t n = nm;
     if (!raw)
         mm[n++] = (st_matcher_t){ST_MATCH_EQ, TIER_LABEL, TIER_SERIES_VALUE};
-    /* raw: samples of the buckets ending in [lo, hi]; tier: their 9 samples */
-    int64_t qlo = !raw ? lo - (TIER_FIELDS - 1) : res ? tier_bucket_end(lo, res) - res + 1 : lo;
+    /* raw: samples of the buckets ending in [lo, hi]; tier: their 9 samples
+     * (either layout: all inside the bucket) */
+    int64_t qlo = !raw ? lo - tres + 1 : res ? tier_bucket_end(lo, res) - res + 1 : lo;
     engine_iter_t *it;
     int rc = engine_query(e, mm, n, qlo, hi, &it);
     if (rc)
@@ -848,6 +862,38 @@ int engine_tiers_select(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int
     free(all);
     sel_free(&s);
     return rc;
+}
+
+typedef struct last_cb {
+    engine_tier_samples_cb cb;
+    void *arg;
+} last_cb_t;
+
+/* engine_tier_cb: each bucket becomes its last sample (a raw sample read at
+ * resolution 0 is a bucket of its own). */
+static int last_samples(void *arg, const st_label_t *l, size_t nl, const tier_bucket_t *b, size_t n)
+{
+    last_cb_t *lc = arg;
+    int64_t *ts = malloc((n + 1) * sizeof *ts);
+    double *v = malloc((n + 1) * sizeof *v);
+    int rc = ts && v ? 0 : ST_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        ts[i] = b[i].last_ts;
+        v[i] = b[i].last;
+    }
+    if (!rc)
+        rc = lc->cb(lc->arg, l, nl, ts, v, n);
+    free(ts);
+    free(v);
+    return rc;
+}
+
+int engine_tiers_select_samples(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int64_t mint,
+                                int64_t maxt, engine_tier_samples_cb cb, void *arg, uint64_t *read)
+{
+    last_cb_t lc = {cb, arg};
+    int64_t used = 0;
+    return engine_tiers_select(t, m, nm, mint, maxt, 0, last_samples, &lc, &used, read);
 }
 
 int64_t engine_tiers_raw_after(engine_tiers_t *t)

@@ -13,8 +13,14 @@
  * Storage: tier k of a shard is an ordinary engine (engine.h) in
  * <shard dir>/tier-<RES ms>/, so it inherits the WAL, segments, compression
  * and crash safety. A source series {L} becomes the series {L, __tier__="b"}
- * with 9 samples per bucket at E-8 .. E: count, sum, min, max, first,
- * E - first_ts, last, E - last_ts, reset correction. <tier dir>/WATERMARK
+ * with 9 samples per bucket at S+1 .. S+9 (S = E - RES, the bucket's start):
+ * count, sum, min, max, first, E - first_ts, last, E - last_ts, reset
+ * correction. A bucket therefore never straddles a partition, and the block
+ * codec stores a series' buckets as columns (codec.c, columnar blocks): one
+ * timestamp stream for the bucket starts, a value stream per field, a field
+ * equal to another (min = first on a counter, all of them when a bucket
+ * holds one sample) as a reference. Layout 1, written before, put the 9
+ * samples at E-8 .. E; tier_decode reads both. <tier dir>/WATERMARK
  * (one decimal line, written atomically) is W: every bucket ending at or
  * before W has been moved into this tier from the finer one (or from raw
  * data for the first tier); queries read tier k for bucket ends in
@@ -68,9 +74,10 @@ void tier_merge(tier_bucket_t *a, const tier_bucket_t *b);
 /* Re-aggregate n ascending buckets into width res (a multiple of theirs),
  * in place; returns the new count. */
 size_t tier_rebucket(tier_bucket_t *b, size_t n, int64_t res);
-/* The 9 samples of each bucket (ts out[9 * i ...]); the buckets' width
- * must be at least 9 ms. */
-void tier_encode(const tier_bucket_t *b, size_t n, int64_t *ts, double *v);
+/* Timestamp of field 0..8 of the bucket ending at end (width res). */
+int64_t tier_field_ts(int64_t end, int64_t res, int field);
+/* The 9 samples of each bucket of width res >= 9 ms (ts out[9 * i ...]). */
+void tier_encode(const tier_bucket_t *b, size_t n, int64_t res, int64_t *ts, double *v);
 /*
  * Rebuild buckets of width res from tier samples (ascending): groups whose
  * end is outside [lo, hi] are skipped (a range cut through them); a group
@@ -123,6 +130,17 @@ typedef int (*engine_tier_cb)(void *arg, const st_label_t *labels, size_t nlabel
 int engine_tiers_select(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int64_t mint,
                         int64_t maxt, int64_t res, engine_tier_cb cb, void *arg, int64_t *used_res,
                         uint64_t *read);
+
+/*
+ * Samples of the series matching m in [mint, maxt] for a raw read (export,
+ * a PromQL selector): raw samples after the first watermark, each bucket's
+ * last sample (its own timestamp and value) before it. cb as
+ * engine_tiers_select's, one series at a time, sorted by labels.
+ */
+typedef int (*engine_tier_samples_cb)(void *arg, const st_label_t *labels, size_t nlabels,
+                                      const int64_t *ts, const double *v, size_t n);
+int engine_tiers_select_samples(engine_tiers_t *t, const st_matcher_t *m, size_t nm, int64_t mint,
+                                int64_t maxt, engine_tier_samples_cb cb, void *arg, uint64_t *read);
 
 /* Raw data is only in the engine after this (INT64_MIN: no tier has data). */
 int64_t engine_tiers_raw_after(engine_tiers_t *t);

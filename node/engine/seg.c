@@ -748,6 +748,14 @@ int seg_entry(const seg_t *s, size_t i, seg_entry_t *e)
     return 0;
 }
 
+int seg_entry_id(const seg_t *s, size_t i, uint32_t *id)
+{
+    if (!s || i >= s->n)
+        return ST_EINVAL;
+    *id = s->ents[i].id;
+    return 0;
+}
+
 /* ---- summary ------------------------------------------------------------ */
 
 enum { SUM_EMPTY, SUM_LIST, SUM_BITMAP, SUM_BLOOM };

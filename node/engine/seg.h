@@ -68,6 +68,8 @@ uint64_t seg_file_size(const seg_t *s);
 int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count);
 /* Entry i with its block CRC checked (ST_ECORRUPT on mismatch). */
 int seg_entry(const seg_t *s, size_t i, seg_entry_t *e);
+/* Only the series id of entry i (from the directory, checked at open). */
+int seg_entry_id(const seg_t *s, size_t i, uint32_t *id);
 
 /*
  * A segment's summary: the time range its entries cover and the set of

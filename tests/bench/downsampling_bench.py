@@ -4,6 +4,7 @@
 
   tests/bench/downsampling_bench.py [--hosts 2] [--days 90] [--reps 5]
                                     [--decimals 0] [--build build] [--keep]
+                                    [--bytes-only]
 
 1. Three clusters from tests/integration/harness.py (1 node + 1 router,
    4 shards, real processes on 127.0.0.1): "raw" (no tiers), "1m"
@@ -19,8 +20,11 @@
    buckets) and whether the answers are identical.
 4. Bytes on disk: strata_node_disk_bytes (raw engine) of "raw", and
    strata_node_tier_disk_bytes of the 1m tier ("1m") and of the 1h tier
-   ("1h"), per series-day; then a year of 10 s data with the example tiers
-   (7 days raw, 83 days at 1m, 275 days at 1h) against a year raw.
+   ("1h"), per series-day, and per bucket (bytes / buckets written); then a
+   year of 10 s data with the example tiers (7 days raw, 83 days at 1m, 275
+   days at 1h: each tier's measured bytes per series-day times its days,
+   the loaded days being a slice of that year) against a year raw.
+   --bytes-only skips step 3.
 
 A benchmark, not a test: it prints figures. Processes are stopped by PID.
 """
@@ -72,11 +76,13 @@ def load(c, hosts, days, decimals):
 
 
 def wait_tier(c, res_ms, end):
+    """The tier's watermark (over the shards that moved something) is past
+    the data and no raw segment is left (every shard moved)."""
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        wm = metric_sum(node_metrics(c), "strata_node_tier_watermark_seconds",
-                        resolution_ms=str(res_ms))
-        if wm >= end:
+        m = node_metrics(c)
+        wm = metric_sum(m, "strata_node_tier_watermark_seconds", resolution_ms=str(res_ms))
+        if wm >= end and metric_sum(m, "strata_node_segments") == 0:
             return
         time.sleep(1)
     raise SystemExit("tier %d ms never reached %d" % (res_ms, end))
@@ -103,6 +109,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--decimals", type=int, default=0)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--bytes-only", action="store_true")
     a = ap.parse_args()
     os.environ.setdefault("STRATA_BIN_DIR", os.path.abspath(a.build))
     end = START + a.days * 86400
@@ -119,7 +126,7 @@ def main():
         wait_tier(clusters["1h"], 3600000, end)
         print("tiers took the data in %.1f s" % (time.monotonic() - t0), flush=True)
         series = metric_sum(node_metrics(clusters["raw"]), "strata_node_series")
-        for q in QUERIES:
+        for q in ([] if a.bytes_only else QUERIES):
             out = {}
             for name in ("raw", "1h"):
                 run_query(clusters[name], q, end)  # warm-up
@@ -147,6 +154,12 @@ def main():
         per = {"raw": raw_b / sd, "1m": m1_b / sd, "1h": h1_b / sd}
         print("series %d; bytes per series-day: raw %.0f, 1m tier %.0f, 1h tier %.0f" %
               (series, per["raw"], per["1m"], per["1h"]))
+        m1_n = metric_sum(node_metrics(clusters["1m"]), "strata_node_tier_buckets_written_total",
+                          resolution_ms="60000")
+        h1_n = metric_sum(node_metrics(clusters["1h"]), "strata_node_tier_buckets_written_total",
+                          resolution_ms="3600000")
+        print("bytes per bucket: 1m tier %.2f, 1h tier %.2f (a raw sample: %.2f)" %
+              (m1_b / max(m1_n, 1), h1_b / max(h1_n, 1), raw_b / max(sd * 8640, 1)))
         year_raw = 365 * per["raw"]
         year_tiered = 7 * per["raw"] + 83 * per["1m"] + 275 * per["1h"]
         print("1 year of 10 s data per series: raw %.0f KiB, tiers 7d:1m,90d:1h %.0f KiB "

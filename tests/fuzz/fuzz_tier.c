@@ -7,7 +7,10 @@
  *    accepts must be consistent (ends ascending and in range, count >= 1,
  *    first_ts <= last_ts inside the bucket).
  * 2. The input as samples: aggregate, encode, decode, compare bit for bit
- *    (and re-aggregate to a coarser width: the count is kept).
+ *    (and re-aggregate to a coarser width: the count is kept); the tier
+ *    samples also through the block codec, whose columnar form (version 1,
+ *    codec.c) they take, and back bit for bit.
+ * Hostile columnar blocks reach codec_decode through 1 as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 
 #include "codec.h"
 #include "engine_tier.h"
+#include "st_buf.h"
 #include "st_err.h"
 
 #define FUZZ_MAX_N 4096
@@ -23,6 +27,8 @@
 static int64_t ts[FUZZ_MAX_N], ts2[FUZZ_MAX_N * TIER_FIELDS];
 static double v[FUZZ_MAX_N], v2[FUZZ_MAX_N * TIER_FIELDS];
 static tier_bucket_t b[FUZZ_MAX_N + 1], b2[FUZZ_MAX_N + 1];
+static int64_t ts3[FUZZ_MAX_N * TIER_FIELDS];
+static double v3[FUZZ_MAX_N * TIER_FIELDS];
 
 static void check_at(int cond, int line)
 {
@@ -68,10 +74,17 @@ static void round_trip(const uint8_t *data, size_t size, int64_t res)
     for (size_t i = 0; i < nb; i++)
         cnt += b[i].count;
     check(cnt == (double)n);
-    tier_encode(b, nb, ts2, v2);
+    tier_encode(b, nb, res, ts2, v2);
     size_t nb2 = 0;
     check(tier_decode(ts2, v2, nb * TIER_FIELDS, res, INT64_MIN / 2, INT64_MAX / 2, b2, &nb2) == 0);
     check(nb2 == nb && memcmp(b, b2, nb * sizeof *b) == 0);
+    st_buf_t blk;
+    st_buf_init(&blk);
+    size_t ns = nb * TIER_FIELDS, n3 = 0;
+    check(codec_encode(ts2, v2, ns, &blk) == 0);
+    check(codec_decode(blk.data, blk.len, ts3, v3, ns, &n3) == 0 && n3 == ns);
+    check(!memcmp(ts3, ts2, ns * sizeof *ts3) && !memcmp(v3, v2, ns * sizeof *v3));
+    st_buf_deinit(&blk);
     size_t nc = tier_rebucket(b2, nb2, res * 7);
     double cnt2 = 0;
     for (size_t i = 0; i < nc; i++)

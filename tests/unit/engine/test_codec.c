@@ -493,6 +493,107 @@ static void test_truncated(void **state)
     st_buf_deinit(&b);
 }
 
+/* Samples in groups of 9 consecutive ms (a downsampling tier's buckets:
+ * count, sum, min, max, first, first offset, last, last offset, resets) of
+ * a 10 s counter into 1-minute buckets: a columnar block, far smaller than
+ * the interleaved coding, read back bit for bit; every prefix refused. */
+static void test_columnar(void **state)
+{
+    (void)state;
+    enum { G = 400, S = 9, N = G * S };
+    int64_t *ts = malloc(N * sizeof *ts);
+    double *v = malloc(N * sizeof *v);
+    double c = 1000;
+    for (size_t j = 0; j < G; j++) {
+        int64_t end = 1577836800000 + (int64_t)(j + 1) * 60000;
+        double first = c, sum = 0;
+        for (int i = 0; i < 6; i++) {
+            sum += c;
+            c += (double)(rnd() % 50);
+        }
+        double last = c - 1;
+        double f[S] = {6, sum, first, last, first, 50000, last, 0, -0.0};
+        for (size_t k = 0; k < S; k++) {
+            ts[j * S + k] = end - (S - 1) + (int64_t)k;
+            v[j * S + k] = f[k];
+        }
+    }
+    int tsm, vm;
+    size_t len = roundtrip(ts, v, N, &tsm, &vm);
+    assert_int_equal(vm, CODEC_V_COLUMNS);
+    assert_int_equal(tsm, CODEC_TS_CONST);
+    /* sum, first (= min) and last (= max) columns of 7-9 bit deltas; the
+     * rest constant or repeated: under 4 bytes a bucket */
+    assert_true(len < G * 4);
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(codec_encode(ts, v, N, &b), 0);
+    int64_t *ts2 = malloc(N * sizeof *ts2);
+    double *v2 = malloc(N * sizeof *v2);
+    size_t n;
+    for (size_t l = 0; l < b.len; l += (l < 64 ? 1 : 7)) {
+        uint8_t *p = malloc(l ? l : 1);
+        memcpy(p, b.data, l);
+        assert_int_equal(codec_decode(p, l, ts2, v2, N, &n), ST_ECORRUPT);
+        free(p);
+    }
+    /* hostile headers: one column, more columns than samples allow, a
+     * column referring to itself */
+    uint8_t *p = malloc(b.len);
+    uint8_t tmp[16];
+    size_t hl = 1 + st_uvarint_put(tmp, N) + st_uvarint_put(tmp, st_zigzag(ts[0])) +
+                st_uvarint_put(tmp, (uint64_t)(ts[N - 1] - ts[0]));
+    for (int bad = 1; bad <= 17; bad += 16) {
+        memcpy(p, b.data, b.len);
+        p[hl] = (uint8_t)bad;
+        assert_int_equal(codec_decode(p, b.len, ts2, v2, N, &n), ST_ECORRUPT);
+    }
+    memcpy(p, b.data, b.len);
+    p[hl + 1] = CODEC_V_SAME; /* the first column (after a CONST group section) */
+    p[hl + 2] = 0;
+    assert_int_equal(codec_decode(p, b.len, ts2, v2, N, &n), ST_ECORRUPT);
+    free(p);
+    /* a gauge with two decimals: min, max and last apart from first, coded
+     * as small differences from it; read back bit for bit, every prefix
+     * refused */
+    double g = 50;
+    for (size_t j = 0; j < G; j++) {
+        double x[6], sum = 0, lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < 6; i++) {
+            g += (double)((int)(rnd() % 201) - 100) / 100;
+            x[i] = from_text(g, 2);
+            sum += x[i];
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        double f[S] = {6, sum, lo, hi, x[0], 50000, x[5], 0, -0.0};
+        for (size_t k = 0; k < S; k++)
+            v[j * S + k] = f[k];
+    }
+    size_t glen = roundtrip(ts, v, N, &tsm, &vm);
+    assert_int_equal(vm, CODEC_V_COLUMNS);
+    st_buf_reset(&b);
+    assert_int_equal(codec_encode(ts, v, N, &b), 0);
+    assert_int_equal(b.len, glen);
+    for (size_t l = 0; l < b.len; l += (l < 64 ? 1 : 5)) {
+        uint8_t *q = malloc(l ? l : 1);
+        memcpy(q, b.data, l);
+        assert_int_equal(codec_decode(q, l, ts2, v2, N, &n), ST_ECORRUPT);
+        free(q);
+    }
+    size_t gilen = roundtrip(ts, v, N - 4, &tsm, &vm);
+    assert_true(gilen > 2 * glen);
+    /* a cut through a group: the interleaved coding, several times larger */
+    size_t ilen = roundtrip(ts, v, N - 4, &tsm, &vm);
+    assert_true(vm != CODEC_V_COLUMNS);
+    assert_true(ilen > 3 * len);
+    st_buf_deinit(&b);
+    free(ts);
+    free(v);
+    free(ts2);
+    free(v2);
+}
+
 static void test_corrupted(void **state)
 {
     (void)state;
@@ -568,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_corrupted),
+        cmocka_unit_test(test_columnar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -384,9 +384,9 @@ static engine_t *simple_write(const char *dir, int64_t t0, int n)
     return e;
 }
 
-static size_t count_samples(engine_t *e)
+static size_t count_metric(engine_t *e, const char *metric)
 {
-    st_matcher_t m = {ST_MATCH_EQ, "__name__", "m"};
+    st_matcher_t m = {ST_MATCH_EQ, "__name__", metric};
     engine_iter_t *it;
     assert_int_equal(engine_query(e, &m, 1, INT64_MIN, INT64_MAX, &it), 0);
     const st_label_t *l;
@@ -397,6 +397,11 @@ static size_t count_samples(engine_t *e)
         total += n;
     engine_iter_destroy(it);
     return total;
+}
+
+static size_t count_samples(engine_t *e)
+{
+    return count_metric(e, "m");
 }
 
 static void test_retention_drops_partitions(void **state)
@@ -443,6 +448,57 @@ static int64_t now_s_ms(void)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     return (int64_t)now.tv_sec * 1000;
+}
+
+/* A per-metric retention of 5 s (1 s partitions): reads hide the short
+ * metric's old samples at once; the retention pass drops the partition
+ * only it has and rewrites the one it shares, so an engine opened without
+ * the rule finds them gone and the other metric's samples kept. */
+static void test_metric_retention(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_metric_retention_t rule = {"short", 5000};
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    o.metric_retention = &rule;
+    o.n_metric_retention = 1;
+    engine_t *e;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    int64_t now = now_s_ms();
+    st_label_t ls[2] = {{"__name__", "short", 8, 5}, {"host", "a", 4, 1}};
+    st_label_t ll[2] = {{"__name__", "long", 8, 4}, {"host", "a", 4, 1}};
+    int64_t ts_s[4] = {now - 9000, now - 8500, now - 7000, now};
+    int64_t ts_l[2] = {now - 9000, now};
+    double v[4] = {1, 2, 3, 4};
+    engine_series_batch_t b[2] = {{ls, 2, ts_s, v, 4}, {ll, 2, ts_l, v, 2}};
+    assert_int_equal(engine_write(e, b, 2, NULL), 0);
+    assert_int_equal(count_metric(e, "short"), 1);
+    assert_int_equal(count_metric(e, "long"), 2);
+    assert_int_equal(engine_flush(e), 0);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.partitions, 3);
+    assert_int_equal(engine_apply_retention(e, now), 0);
+    engine_get_stats(e, &st);
+    assert_int_equal(st.partitions, 2); /* [now-7 s, now-6 s) had only "short" */
+    assert_int_equal(st.metric_retention_drops, 1);
+    assert_int_equal(st.metric_retention_rewrites, 1);
+    /* nothing new: left alone */
+    assert_int_equal(engine_apply_retention(e, now), 0);
+    engine_get_stats(e, &st);
+    assert_int_equal(st.metric_retention_rewrites, 1);
+    engine_close(e);
+    o.metric_retention = NULL;
+    o.n_metric_retention = 0;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    assert_int_equal(count_metric(e, "short"), 1);
+    assert_int_equal(count_metric(e, "long"), 2);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
 }
 
 static void test_too_old_samples_dropped_and_counted(void **state)
@@ -693,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_wal_replay_after_exit),
         cmocka_unit_test(test_retention_drops_partitions),
         cmocka_unit_test(test_too_old_samples_dropped_and_counted),
+        cmocka_unit_test(test_metric_retention),
         cmocka_unit_test(test_torn_wal_tail),
         cmocka_unit_test(test_corrupt_segment_is_reported),
         cmocka_unit_test(test_lock_excludes_second_open),

@@ -90,13 +90,29 @@ static void test_rebucket_and_codec(void **state)
     }
     int64_t *ets = malloc(nc * TIER_FIELDS * sizeof *ets);
     double *ev = malloc(nc * TIER_FIELDS * sizeof *ev);
-    tier_encode(coarse, nc, ets, ev);
+    tier_encode(coarse, nc, H, ets, ev);
+    /* the fields open each bucket (never in the previous partition) */
+    assert_int_equal(ets[0], coarse[0].end - H + 1);
+    assert_int_equal(ets[TIER_FIELDS - 1], coarse[0].end - H + TIER_FIELDS);
     tier_bucket_t *back = malloc((nc + 1) * sizeof *back);
     size_t nb;
     assert_int_equal(
         tier_decode(ets, ev, nc * TIER_FIELDS, H, INT64_MIN / 2, INT64_MAX / 2, back, &nb), 0);
     assert_int_equal(nb, nc);
     assert_memory_equal(back, coarse, nc * sizeof *back);
+    /* layout 1 (the fields closing each bucket, E-8 .. E) still reads */
+    for (size_t i = 0; i < nc * TIER_FIELDS; i++)
+        ets[i] = coarse[i / TIER_FIELDS].end - (TIER_FIELDS - 1) + (int64_t)(i % TIER_FIELDS);
+    assert_int_equal(
+        tier_decode(ets, ev, nc * TIER_FIELDS, H, INT64_MIN / 2, INT64_MAX / 2, back, &nb), 0);
+    assert_int_equal(nb, nc);
+    assert_memory_equal(back, coarse, nc * sizeof *back);
+    /* a group mixing the layouts is corrupt */
+    ets[1] = coarse[0].end - H + 2;
+    assert_int_equal(
+        tier_decode(ets, ev, nc * TIER_FIELDS, H, INT64_MIN / 2, INT64_MAX / 2, back, &nb),
+        ST_ECORRUPT);
+    tier_encode(coarse, nc, H, ets, ev);
     /* a cut range skips the cut groups; a broken group inside is corrupt */
     assert_int_equal(tier_decode(ets + 3, ev + 3, nc * TIER_FIELDS - 3, H, coarse[1].end,
                                  coarse[nc - 1].end, back, &nb),
