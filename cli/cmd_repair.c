@@ -34,7 +34,7 @@ typedef struct repair_opts {
 
 typedef struct node_sum {
     char id[72];
-    uint64_t series, samples, conflicts, bytes, cells;
+    uint64_t series, samples, conflicts, resolved, bytes, cells;
     int errors;
 } node_sum_t;
 
@@ -82,6 +82,7 @@ static void add_reply(sums_t *s, json_t *doc, unsigned shard)
             n->series += (uint64_t)json_integer_value(json_object_get(sh, "series"));
             n->samples += (uint64_t)json_integer_value(json_object_get(sh, "samples"));
             n->conflicts += (uint64_t)json_integer_value(json_object_get(sh, "conflicts"));
+            n->resolved += (uint64_t)json_integer_value(json_object_get(sh, "resolved"));
             n->bytes += (uint64_t)json_integer_value(json_object_get(sh, "bytes"));
             n->cells += (uint64_t)json_integer_value(json_object_get(sh, "cells_differing"));
             const char *se = json_string_value(json_object_get(sh, "error"));
@@ -206,10 +207,11 @@ static int run_repair(void *opts, int argc, char **argv)
         char b[32];
         cli_fmt_bytes(b, sizeof b, (double)n->bytes);
         printf("  into %-12s %llu series, %llu samples %s; %llu differing cells, %llu "
-               "conflicting samples, %s received%s\n",
+               "conflicting samples (%llu %s to the newer version), %s received%s\n",
                n->id, (unsigned long long)n->series, (unsigned long long)n->samples,
                o->dry_run ? "missing" : "pulled", (unsigned long long)n->cells,
-               (unsigned long long)n->conflicts, b, n->errors ? ", ERRORS" : "");
+               (unsigned long long)n->conflicts, (unsigned long long)n->resolved,
+               o->dry_run ? "would be set" : "set", b, n->errors ? ", ERRORS" : "");
     }
     if (s->errors)
         ret = CLI_EXIT_FAIL;

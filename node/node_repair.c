@@ -6,8 +6,14 @@
  * engine's content counters do not move), the peer's digest (RPC_DIGEST,
  * same shape), engine_digest_diff; for every window with cells the peer
  * has and we differ on, REPAIR_PULL pages of those buckets' series; each
- * series is merged with the local copy (one exact-label query) and the
- * timestamps we lack are written with engine_write_ex.
+ * series is merged with the local copy (one exact-label query). Pages
+ * carry each sample's version (engine_iter_versions on the serving side);
+ * the timestamps we lack, and those where the peer holds another value
+ * with a HIGHER version than ours, are written with engine_write_v and the
+ * peer's version (one call per run of equal versions), so the latest write
+ * wins as it does everywhere else. A conflict where our version is higher
+ * (or equal) is left: the peer pulls ours in its own pass (equal versions
+ * with different values cannot come from one write; counted, not moved).
  *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
@@ -43,7 +49,7 @@ typedef struct digest_cache {
 
 /* What a pass over one (shard, peer) found and did. */
 typedef struct pass_result {
-    uint64_t cells, series, samples, conflicts, bytes, ms;
+    uint64_t cells, series, samples, conflicts, resolved, bytes, ms;
     int64_t last_ms;
     int peer_rebuilding;
     char error[160];
@@ -67,7 +73,8 @@ struct node_repair {
     pthread_mutex_t run_mu; /* one pass at a time */
     shard_state_t *state;   /* [shards] */
     digest_cache_t *cache;  /* [shards] */
-    metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *bytes;
+    metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
+        *bytes;
     metric_gauge_t *rebuild_gauge;
 };
 
@@ -262,7 +269,8 @@ int node_repair_pull_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out,
         uint32_t b = engine_digest_bucket(l, nl, q->nbuckets);
         if (!(q->buckets.data[b / 8] & (1u << (b % 8))))
             continue;
-        if ((rc = wire_put_series(out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v, cnt)))
+        if ((rc = wire_put_series_v(out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
+                                    engine_iter_versions(it), cnt)))
             break;
         samples += cnt;
         if (samples >= max) {
@@ -463,21 +471,51 @@ static int note_cell(void *arg, int64_t start, uint32_t b, uint64_t local, uint6
     return 0;
 }
 
+/* Write samples [0, n) of one series with their versions, one
+ * engine_write_v per run of equal versions (a full head: wait for the
+ * flush, bounded). */
+static int write_runs(node_repair_t *r, engine_t *e, const wire_series_t *ws, const int64_t *ts,
+                      const double *v, const uint64_t *ver, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        size_t j = i + 1;
+        while (j < n && ver[j] == ver[i])
+            j++;
+        engine_series_batch_t b = {ws->labels, ws->nlabels, ts + i, v + i, j - i};
+        for (int attempt = 0; attempt < 600 && !atomic_load(&r->stopping); attempt++) {
+            engine_write_result_t wr;
+            engine_write_result_init(&wr);
+            rc = engine_write_v(e, &b, 1, ver[i], &wr);
+            if (rc != ST_EBUSY)
+                break;
+            nap(r, 100); /* head full: wait for the flush */
+        }
+        if (rc == ST_ELIMIT)
+            rc = 0; /* refused by a cardinality limit: counted by the engine */
+        i = j;
+    }
+    return rc;
+}
+
 /* Merge one remote series of window [start, end] into the local engine. */
 static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, int64_t start,
                         int64_t end, int dry_run, pass_result_t *res, char *err, size_t errlen)
 {
-    size_t cap = ws->nvals, cnt = 0;
-    int64_t *rts = malloc((cap ? cap : 1) * sizeof *rts);
-    double *rv = malloc((cap ? cap : 1) * sizeof *rv);
-    int64_t *mts = malloc((cap ? cap : 1) * sizeof *mts);
-    double *mv = malloc((cap ? cap : 1) * sizeof *mv);
+    size_t cap = ws->nvals, cnt = 0, c1 = cap ? cap : 1;
+    int64_t *rts = malloc(c1 * sizeof *rts);
+    double *rv = malloc(c1 * sizeof *rv);
+    uint64_t *rver = malloc(c1 * sizeof *rver);
+    int64_t *mts = malloc(c1 * sizeof *mts);
+    double *mv = malloc(c1 * sizeof *mv);
+    uint64_t *mver = malloc(c1 * sizeof *mver);
     st_matcher_t m[ST_LABELS_MAX];
     char *arena = NULL;
     int rc = ST_ENOMEM;
-    if (!rts || !rv || !mts || !mv)
+    if (!rts || !rv || !rver || !mts || !mv || !mver)
         goto out;
-    if ((rc = wire_series_samples(ws, rts, rv, cap, &cnt))) {
+    if ((rc = wire_series_samples(ws, rts, rv, cap, &cnt)) ||
+        (rc = wire_series_versions(ws, rver, cnt))) {
         snprintf(err, errlen, "malformed series in a repair page");
         goto out;
     }
@@ -504,6 +542,7 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
     /* the local samples of exactly this label set */
     const int64_t *lts = NULL;
     const double *lv = NULL;
+    const uint64_t *lver = NULL;
     size_t ln = 0;
     engine_iter_t *it;
     if ((rc = engine_query(e, m, ws->nlabels, start, end, &it))) {
@@ -515,7 +554,9 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
     while ((rc = engine_iter_next(it, &ll, &lnl, &lts, &lv, &ln)) == 1)
         if (lnl == ws->nlabels)
             break;
-    if (rc != 1) {
+    if (rc == 1)
+        lver = engine_iter_versions(it);
+    if (rc != 1 || !lver) {
         lts = NULL;
         ln = 0;
     }
@@ -525,22 +566,31 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
         goto out;
     }
     size_t nm = 0, i = 0, j = 0;
-    uint64_t conflicts = 0;
+    uint64_t conflicts = 0, resolved = 0;
     while (i < cnt) {
         while (j < ln && lts[j] < rts[i])
             j++;
         if (j < ln && lts[j] == rts[i]) {
-            if (st_f64_bits(lv[j]) != st_f64_bits(rv[i]))
+            if (st_f64_bits(lv[j]) != st_f64_bits(rv[i])) {
                 conflicts++;
+                if (rver[i] > lver[j]) { /* the peer's write is the later one */
+                    resolved++;
+                    mts[nm] = rts[i];
+                    mv[nm] = rv[i];
+                    mver[nm++] = rver[i];
+                }
+            }
         } else {
             mts[nm] = rts[i];
-            mv[nm++] = rv[i];
+            mv[nm] = rv[i];
+            mver[nm++] = rver[i];
         }
         i++;
     }
     engine_iter_destroy(it);
     rc = 0;
     res->conflicts += conflicts;
+    res->resolved += resolved;
     metric_counter_add(r->conflicts, conflicts);
     if (!nm)
         goto out;
@@ -548,27 +598,20 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
     res->samples += nm;
     if (dry_run)
         goto out;
+    metric_counter_add(r->resolved, resolved);
     metric_counter_inc(r->series);
     metric_counter_add(r->samples, nm);
-    engine_series_batch_t b = {ws->labels, ws->nlabels, mts, mv, nm};
-    for (int attempt = 0; attempt < 600 && !atomic_load(&r->stopping); attempt++) {
-        engine_write_result_t wr;
-        engine_write_result_init(&wr);
-        rc = engine_write_ex(e, &b, 1, &wr);
-        if (rc != ST_EBUSY)
-            break;
-        nap(r, 100); /* head full: wait for the flush */
-    }
-    if (rc == ST_ELIMIT)
-        rc = 0; /* refused by a cardinality limit: counted by the engine */
+    rc = write_runs(r, e, ws, mts, mv, mver, nm);
     if (rc)
         snprintf(err, errlen, "local write: %s",
                  rc == ST_EBUSY ? "head full" : engine_last_error());
 out:
     free(rts);
     free(rv);
+    free(rver);
     free(mts);
     free(mv);
+    free(mver);
     free(arena);
     return rc;
 }
@@ -719,6 +762,7 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
     a->series += b->series;
     a->samples += b->samples;
     a->conflicts += b->conflicts;
+    a->resolved += b->resolved;
     a->bytes += b->bytes;
     a->ms += b->ms;
     a->last_ms = b->last_ms;
@@ -765,11 +809,11 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
             else if (pr.cells)
                 st_info("repair pass",
                         "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
-                        "conflicts=%llu bytes=%llu ms=%llu dry_run=%d",
+                        "conflicts=%llu resolved=%llu bytes=%llu ms=%llu dry_run=%d",
                         s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
                         (unsigned long long)pr.series, (unsigned long long)pr.samples,
-                        (unsigned long long)pr.conflicts, (unsigned long long)pr.bytes,
-                        (unsigned long long)pr.ms, dry_run);
+                        (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
+                        (unsigned long long)pr.bytes, (unsigned long long)pr.ms, dry_run);
             any_ok |= !prc;
             result_add(&sum, &pr);
             if (dry_run && !prc)
@@ -855,6 +899,7 @@ int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, 
         st[i].series_pulled = res[i].series;
         st[i].samples_pulled = res[i].samples;
         st[i].samples_conflicting = res[i].conflicts;
+        st[i].samples_resolved = res[i].resolved;
         st[i].bytes = res[i].bytes;
         st[i].duration_ms = res[i].ms;
         st[i].error = res[i].error;
@@ -943,8 +988,12 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
                         "Samples this node lacked and repair wrote (pulled from peers).", NULL);
     r->conflicts = metrics_counter(m, "strata_node_repair_conflicts_total",
                                    "Samples a peer holds with the same timestamp and another "
-                                   "value (left as they are).",
+                                   "value (the higher version wins: see ..._resolved_total).",
                                    NULL);
+    r->resolved = metrics_counter(m, "strata_node_repair_conflicts_resolved_total",
+                                  "Conflicting samples repair replaced with the peer's value "
+                                  "because the peer's version was higher.",
+                                  NULL);
     r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
                                "Repair bytes received from peers (digests and pages).", NULL);
     r->rebuild_gauge =
@@ -1035,6 +1084,7 @@ int node_repair_stats(node_repair_t *r, Strata__NodeStats *st)
         s[i].series_pulled = p->series;
         s[i].samples_pulled = p->samples;
         s[i].samples_conflicting = p->conflicts;
+        s[i].samples_resolved = p->resolved;
         s[i].bytes = p->bytes;
         s[i].duration_ms = p->ms;
         char *e = errs + i * sizeof p->error;

@@ -11,8 +11,11 @@
  *
  *   {"status":"success","data":{"dry_run":false,"nodes":[{"node":"n1",
  *    "error":"","shards":[{"shard":0,"cells_differing":3,"series":2,
- *    "samples":40,"conflicts":0,"bytes":1234,"duration_ms":5,"error":""}]}],
- *    "series":2,"samples":40,"conflicts":0,"bytes":1234}}
+ *    "samples":40,"conflicts":0,"resolved":0,"bytes":1234,"duration_ms":5,
+ *    "error":""}]}],"series":2,"samples":40,"conflicts":0,"resolved":0,
+ *    "bytes":1234}}
+ * (conflicts: same timestamp, another value; resolved: those of them
+ * replaced because the peer's version was higher).
  *
  * A node that cannot be reached or refuses shows its error in its entry;
  * the status is still 200 (the summary says what happened where). A bad
@@ -41,7 +44,7 @@ typedef struct rjob {
     int dry_run;
     uint32_t nnodes;
     st_buf_t *node_json; /* [nodes]: each node's entry ("" = not asked) */
-    uint64_t series, samples, conflicts, bytes;
+    uint64_t series, samples, conflicts, resolved, bytes;
 } rjob_t;
 
 typedef struct rcall {
@@ -71,9 +74,11 @@ static void finish(rjob_t *j)
     }
     char tail[256];
     k = snprintf(tail, sizeof tail,
-                 "],\"series\":%llu,\"samples\":%llu,\"conflicts\":%llu,\"bytes\":%llu}}",
+                 "],\"series\":%llu,\"samples\":%llu,\"conflicts\":%llu,\"resolved\":%llu,"
+                 "\"bytes\":%llu}}",
                  (unsigned long long)j->series, (unsigned long long)j->samples,
-                 (unsigned long long)j->conflicts, (unsigned long long)j->bytes);
+                 (unsigned long long)j->conflicts, (unsigned long long)j->resolved,
+                 (unsigned long long)j->bytes);
     rc |= st_buf_append(&b, tail, (size_t)k);
     if (rc)
         http_respond_error(j->req, 503, "out of memory");
@@ -100,20 +105,22 @@ static int node_entry(rjob_t *j, uint32_t node, const char *err, size_t errlen,
     for (size_t i = 0; resp && i < resp->n_shards; i++) {
         const Strata__RepairState *s = resp->shards[i];
         char line[400];
-        int k =
-            snprintf(line, sizeof line,
-                     "%s{\"shard\":%u,\"cells_differing\":%llu,\"series\":%llu,\"samples\":%llu,"
-                     "\"conflicts\":%llu,\"bytes\":%llu,\"duration_ms\":%llu,\"error\":",
-                     i ? "," : "", s->shard, (unsigned long long)s->cells_differing,
-                     (unsigned long long)s->series_pulled, (unsigned long long)s->samples_pulled,
-                     (unsigned long long)s->samples_conflicting, (unsigned long long)s->bytes,
-                     (unsigned long long)s->duration_ms);
+        int k = snprintf(
+            line, sizeof line,
+            "%s{\"shard\":%u,\"cells_differing\":%llu,\"series\":%llu,\"samples\":%llu,"
+            "\"conflicts\":%llu,\"resolved\":%llu,\"bytes\":%llu,\"duration_ms\":%llu,"
+            "\"error\":",
+            i ? "," : "", s->shard, (unsigned long long)s->cells_differing,
+            (unsigned long long)s->series_pulled, (unsigned long long)s->samples_pulled,
+            (unsigned long long)s->samples_conflicting, (unsigned long long)s->samples_resolved,
+            (unsigned long long)s->bytes, (unsigned long long)s->duration_ms);
         rc |= st_buf_append(b, line, (size_t)k);
         rc |= st_json_str(b, s->error ? s->error : "", s->error ? strlen(s->error) : 0);
         rc |= st_buf_append(b, "}", 1);
         j->series += s->series_pulled;
         j->samples += s->samples_pulled;
         j->conflicts += s->samples_conflicting;
+        j->resolved += s->samples_resolved;
         j->bytes += s->bytes;
     }
     rc |= st_buf_append(b, "]}", 2);

@@ -147,10 +147,40 @@ static size_t labels_room(const st_label_t *l, size_t nl)
     return need;
 }
 
+/* Patch a 5-byte varint length placeholder at lenp. */
+static void patch_len5(uint8_t *lenp, uint64_t tl)
+{
+    for (int i = 0; i < 4; i++) {
+        lenp[i] = (uint8_t)((tl & 0x7f) | 0x80);
+        tl >>= 7;
+    }
+    lenp[4] = (uint8_t)(tl & 0x7f);
+}
+
+/* A packed varint field (5-byte length placeholder patched at the end);
+ * returns the new write position. */
+static uint8_t *put_packed_varints(uint8_t *p, uint32_t field, const uint64_t *u, size_t n)
+{
+    p += put_key(p, field, WIRE_LEN);
+    uint8_t *lenp = p;
+    p += 5;
+    uint8_t *start = p;
+    for (size_t i = 0; i < n; i++)
+        p += st_uvarint_put(p, u[i]);
+    patch_len5(lenp, (uint64_t)(p - start));
+    return p;
+}
+
 int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
                     const double *v, size_t n)
 {
-    size_t need = 16 + labels_room(l, nl) + 2 * 16 + n * (ST_UVARINT_MAX + 8);
+    return wire_put_series_v(b, field, l, nl, ts, v, NULL, n);
+}
+
+int wire_put_series_v(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
+                      const int64_t *ts, const double *v, const uint64_t *vers, size_t n)
+{
+    size_t need = 16 + labels_room(l, nl) + 3 * 16 + n * (2 * ST_UVARINT_MAX + 8);
     if (st_buf_reserve(b, need))
         return ST_ENOMEM;
     size_t mark;
@@ -167,13 +197,10 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
             p += st_uvarint_put(p, st_zigzag((int64_t)((uint64_t)ts[i] - (uint64_t)prev)));
             prev = ts[i];
         }
-        uint64_t tl = (uint64_t)(p - start);
-        for (int i = 0; i < 4; i++) {
-            lenp[i] = (uint8_t)((tl & 0x7f) | 0x80);
-            tl >>= 7;
-        }
-        lenp[4] = (uint8_t)(tl & 0x7f);
+        patch_len5(lenp, (uint64_t)(p - start));
         p = put_doubles(p, WIRE_SERIES_SAMPLES_VALUES, v, n);
+        if (vers)
+            p = put_packed_varints(p, WIRE_SERIES_SAMPLES_VERSIONS, vers, n);
     }
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
@@ -238,6 +265,8 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
     s->nlabels = 0;
     s->ts = s->vals = NULL;
     s->ts_len = s->nvals = 0;
+    s->vers = NULL;
+    s->vers_len = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.type != WIRE_LEN)
             continue; /* unknown scalar field: skip, as protobuf does */
@@ -257,6 +286,11 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
                 return ST_ECORRUPT;
             s->vals = f.data;
             s->nvals = f.len / 8;
+        } else if (f.num == WIRE_SERIES_SAMPLES_VERSIONS) {
+            if (s->vers)
+                return ST_ECORRUPT;
+            s->vers = f.data;
+            s->vers_len = f.len;
         }
     }
     return rc < 0 ? rc : 0;
@@ -284,4 +318,22 @@ int wire_series_samples(const wire_series_t *s, int64_t *ts, double *v, size_t c
         v[j] = st_bits_f64(st_load_u64le(s->vals + 8 * j));
     *n = i;
     return 0;
+}
+
+int wire_series_versions(const wire_series_t *s, uint64_t *vers, size_t n)
+{
+    const uint8_t *p = s->vers, *end = s->vers + s->vers_len;
+    size_t i = 0;
+    if (!p) {
+        memset(vers, 0, n * sizeof *vers);
+        return 0;
+    }
+    while (p < end) {
+        int k = i < n ? st_uvarint_get(p, end, &vers[i]) : 0;
+        if (k <= 0)
+            return ST_ECORRUPT;
+        p += k;
+        i++;
+    }
+    return i == n ? 0 : ST_ECORRUPT;
 }

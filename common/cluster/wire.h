@@ -62,6 +62,9 @@ int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n);
 /* Append one SeriesSamples as field `field` of the enclosing message. */
 int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,
                     const double *v, size_t n);
+/* The same with per-sample versions (field versions; vers NULL: none). */
+int wire_put_series_v(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
+                      const int64_t *ts, const double *v, const uint64_t *vers, size_t n);
 
 /* Append one StepSeries (labels, present bitmap, values) as field `field`.
  * It decodes with wire_series_decode: ts/ts_len are then the bitmap. */
@@ -76,6 +79,8 @@ typedef struct wire_series {
     size_t ts_len;
     const uint8_t *vals; /* packed little-endian doubles */
     size_t nvals;
+    const uint8_t *vers; /* packed varint versions, NULL when absent */
+    size_t vers_len;
 } wire_series_t;
 
 /* Decode a Label message (name 1, value 2: also Prometheus' prompb.Label)
@@ -89,5 +94,8 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s);
  * timestamp and value counts differ, ST_ELIMIT when cap is too small.
  */
 int wire_series_samples(const wire_series_t *s, int64_t *ts, double *v, size_t cap, size_t *n);
+/* Unpack its n versions (n from wire_series_samples); all 0 when the
+ * message has none; ST_ECORRUPT when the count differs. */
+int wire_series_versions(const wire_series_t *s, uint64_t *vers, size_t n);
 
 #endif

@@ -20,10 +20,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t *ts = malloc((cap ? cap : 1) * sizeof *ts);
         double *v = malloc((cap ? cap : 1) * sizeof *v);
         size_t n;
-        if (wire_series_samples(&s, ts, v, cap, &n) == 0 && n != s.nvals)
-            abort();
+        uint64_t *ver = malloc((cap ? cap : 1) * sizeof *ver);
+        if (wire_series_samples(&s, ts, v, cap, &n) == 0) {
+            if (n != s.nvals)
+                abort();
+            (void)wire_series_versions(&s, ver, n);
+        }
         free(ts);
         free(v);
+        free(ver);
     }
     return 0;
 }

@@ -13,6 +13,12 @@ what heals is what the test asks for.
     empty directory, rebuilds from n1/n2 (strata_node_rebuilding 1 -> 0, the
     node marker written), and afterwards its own export holds every
     acknowledged sample.
+  - conflicting rewrite: every series' samples are rewritten with new
+    values while n3 is SIGSTOPped (then kill -9'd) and n3's hints are
+    dropped; `strata
+    repair` replaces n3's older values with the newer version's (counted as
+    resolved conflicts) and leaves n1/n2's (their version is higher), so
+    every replica ends with the latest values.
 """
 
 import os
@@ -154,6 +160,51 @@ class RepairTest(ClusterTestCase):
         log.check(got, "n3 alone after rebuilding")
         say("rebuild of n3 took %.1f s; %d writes acknowledged; n3 holds %d series"
             % (rebuild_s, log.n_acked, len(got)))
+
+    def test_c_conflicting_rewrite_converges(self):
+        c = self.c
+        t = int(time.time() * 1000) - 60000
+        keys = [(h, t + 1000 * k) for h in range(8) for k in range(5)]
+
+        def put(value):
+            body = "".join("rewrite,host=h%d value=%d %d\n" % (h, value, ts) for h, ts in keys)
+            r = write_with_retries(c, body, consistency="quorum", precision="ms")
+            self.assertEqual(r.status, 204, "write %d: %s %r" % (value, r.status, r.errors[-3:]))
+
+        def values(i):
+            return sorted(v for d in self.node_data(i, "rewrite").values() for v in d.values())
+
+        put(1)
+        c.wait_until(lambda: all(values(i) == [1] * len(keys) for i in range(3)), 30,
+                     "value 1 on every replica")
+        resolved0 = self.repair_metric(2, "strata_node_repair_conflicts_resolved_total")
+        c.sigstop(2)
+        try:
+            put(2)  # n1/n2 take it; n3's copy waits in hints
+            for i in (0, 1):
+                self.assertEqual(c.sigterm(i), 0)
+            for i in (0, 1):
+                d = os.path.join(c.data_dir(i), "hints", c.node_ids[2])
+                if os.path.isdir(d):
+                    shutil.rmtree(d)
+        finally:
+            # SIGKILL, not SIGCONT: the forwarded write sits unread in n3's
+            # socket buffer and would still arrive after a resume
+            c.kill9(2)
+        c.start_all()
+        c.wait_peers_up()
+        self.assertEqual(values(2), [1] * len(keys), "n3 kept the older values")
+        rc, out = self.cli_repair()
+        self.assertEqual(rc, 0)
+        m = re.search(r"into n3 .*\((\d+) set to the newer version\)", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(int(m.group(1)), len(keys))
+        self.assertEqual(self.moved_into(out, "n1"), 0, "n1's newer values are left")
+        c.wait_replicas_identical(30)
+        for i in range(3):
+            self.assertEqual(values(i), [2] * len(keys), "latest values on %s" % c.node_ids[i])
+        self.assertEqual(self.repair_metric(2, "strata_node_repair_conflicts_resolved_total")
+                         - resolved0, len(keys))
 
 
 if __name__ == "__main__":

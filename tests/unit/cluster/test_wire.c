@@ -80,6 +80,40 @@ static void test_roundtrip_zero_copy(void **state)
     st_buf_deinit(&b);
 }
 
+static void test_versions(void **state)
+{
+    int64_t ts[3] = {10, 20, 30};
+    double v[3] = {1, 2, 3};
+    uint64_t ver[3] = {0, 1ull << 50, UINT64_MAX}, out[3];
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(wire_put_series_v(&b, 1, L, 3, ts, v, ver, 3), 0);
+    Strata__ReadResponse *r = strata__read_response__unpack(NULL, b.len, b.data);
+    assert_non_null(r); /* protobuf-c reads them */
+    assert_int_equal(r->series[0]->n_versions, 3);
+    assert_memory_equal(r->series[0]->versions, ver, sizeof ver);
+    strata__read_response__free_unpacked(r, NULL);
+    const uint8_t *p = b.data;
+    wire_field_t f;
+    assert_int_equal(wire_next(&p, b.data + b.len, &f), 1);
+    wire_series_t s;
+    assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+    assert_int_equal(wire_series_versions(&s, out, 3), 0);
+    assert_memory_equal(out, ver, sizeof ver);
+    assert_int_equal(wire_series_versions(&s, out, 2), ST_ECORRUPT); /* count differs */
+    /* no versions field: all 0 */
+    b.len = 0;
+    assert_int_equal(wire_put_series(&b, 1, L, 3, ts, v, 3), 0);
+    p = b.data;
+    assert_int_equal(wire_next(&p, b.data + b.len, &f), 1);
+    assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
+    memset(out, 0xff, sizeof out);
+    assert_int_equal(wire_series_versions(&s, out, 3), 0);
+    assert_true(out[0] == 0 && out[1] == 0 && out[2] == 0);
+    st_buf_deinit(&b);
+    (void)state;
+}
+
 static void test_reads_protobuf_c_output(void **state)
 {
     Strata__Label l = STRATA__LABEL__INIT;
@@ -133,6 +167,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_protobuf_c_reads_ours),
         cmocka_unit_test(test_roundtrip_zero_copy),
+        cmocka_unit_test(test_versions),
         cmocka_unit_test(test_reads_protobuf_c_output),
         cmocka_unit_test(test_malformed),
     };
