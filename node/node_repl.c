@@ -35,7 +35,6 @@
 #include <time.h>
 
 #include "hints.h"
-#include "node_rules.h"
 #include "node_write.h"
 #include "st_err.h"
 #include "st_file.h"
@@ -91,6 +90,8 @@ struct peer {
 
 struct node_repl {
     node_t *n;
+    node_repl_observe_fn observe; /* node_repl_set_hooks */
+    node_repl_peer_up_fn peer_up;
     uint32_t nnodes;
     peer_t *peers; /* [nnodes]; peers[self].cli == NULL */
     uv_timer_t tick;
@@ -408,8 +409,8 @@ static void local_work(uv_work_t *w)
 {
     coord_t *c = w->data;
     c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
-    if (!c->local_err) /* this node coordinates: it evaluates the compaction rules */
-        node_rules_observe(c->r->n, c->e, c->env.n, c->local);
+    if (!c->local_err && c->r->observe) /* this node coordinates (compaction rules) */
+        c->r->observe(c->r->n, c->e, c->env.n, c->local);
 }
 
 static void local_after(uv_work_t *w, int status)
@@ -687,6 +688,12 @@ void node_repl_submit(node_repl_t *r, uint32_t shard, const uint8_t *payload, si
     memcpy(copy, payload, len);
     *s = (submit_t){r, copy, len, shard, 0, done, arg};
     submit_next(s);
+}
+
+void node_repl_set_hooks(node_repl_t *r, node_repl_observe_fn observe, node_repl_peer_up_fn peer_up)
+{
+    r->observe = observe;
+    r->peer_up = peer_up;
 }
 
 rpc_client_t *node_repl_peer(node_repl_t *r, uint32_t node)
@@ -977,7 +984,8 @@ static void on_state(void *arg, rpc_client_t *cli, rpc_client_state_t state, int
     if (state == RPC_CLIENT_UP && !was) {
         st_info("peer up", "peer=%s", p->id);
         kick(p);
-        node_rules_peer_up(p->r->n, p->cli); /* the newest compaction rules win on both sides */
+        if (p->r->peer_up) /* the newest compaction rules win on both sides */
+            p->r->peer_up(p->r->n, p->cli);
     } else if (state != RPC_CLIENT_UP && was) {
         st_warn("peer down", "peer=%s err=\"%s\"", p->id, st_strerror(err));
     }

@@ -47,6 +47,17 @@ typedef void (*node_repl_done_fn)(void *arg, int code, const char *msg);
  * once, later, on the loop. Loop thread only. */
 void node_repl_submit(node_repl_t *r, uint32_t shard, const uint8_t *payload, size_t len,
                       node_repl_done_fn done, void *arg);
+/* What a layer above replication (the compaction rules, node_rules.h) is
+ * told, so that this file does not call it: `observe` after this node
+ * stored a write it coordinates (a worker thread), `peer_up` when a peer's
+ * connection comes up (loop thread). Set once, before the loop runs;
+ * either may be NULL. */
+struct node_shard_result;
+typedef void (*node_repl_observe_fn)(node_t *n, const repl_entry_t *e, size_t ne,
+                                     const struct node_shard_result *res);
+typedef void (*node_repl_peer_up_fn)(node_t *n, rpc_client_t *cli);
+void node_repl_set_hooks(node_repl_t *r, node_repl_observe_fn observe,
+                         node_repl_peer_up_fn peer_up);
 /* The RPC client of peer `node` when it is up, else NULL (loop thread). */
 rpc_client_t *node_repl_peer(node_repl_t *r, uint32_t node);
 /* Stop timers and close the peer clients (on SIGTERM, on the loop). */

@@ -400,6 +400,7 @@ int node_start(node_t *n, const node_opts_t *o)
         st_error("cannot start replication", "err=\"%s\"", st_strerror(rc));
         return 1;
     }
+    node_repl_set_hooks(n->repl, node_rules_observe, node_rules_peer_up);
     if ((rc = node_repair_create(n, &me, fresh, &n->repair)) != 0) {
         st_error("cannot start repair", "err=\"%s\"", st_strerror(rc));
         return 1;

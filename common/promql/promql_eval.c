@@ -371,8 +371,8 @@ static int pe_buckets(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
     return 1;
 }
 
-int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out, size_t *nout,
-              int64_t *range, int64_t **times)
+static int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
+                     size_t *nout, int64_t *range, int64_t **times)
 {
     n = promql_unparen(n);
     if (!c->cfn || g->n != 1 || n->kind != PROMQL_MATRIX_SELECTOR)
@@ -1295,6 +1295,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->eval = pe_eval;
     c->matrix = pe_matrix;
     c->buckets = pe_buckets;
+    c->counts = pe_counts;
     c->tier_res = o ? o->tier_res : NULL;
     c->ntier_res = o ? o->ntier_res : 0;
     c->bfn = o ? o->buckets : NULL;

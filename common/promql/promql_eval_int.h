@@ -64,14 +64,15 @@ typedef int pe_buckets_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *
 
 /* count_over_time of a plain range selector at one instant, when the
  * storage counts (promql_eval_opts_t.counts): one sample per series at the
- * evaluation time holding its count; returns 0 (nothing done) otherwise. */
-int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out, size_t *nout,
-              int64_t *range, int64_t **times);
+ * evaluation time holding its count; returns 0 (nothing done) otherwise.
+ * Same shape as pe_buckets_fn. */
+typedef pe_buckets_fn pe_counts_fn;
 
 struct pe_ctx {
     pe_eval_fn *eval;       /* set by promql_eval; what a function calls for its arguments */
     pe_matrix_fn *matrix;   /* likewise for a range-vector argument */
     pe_buckets_fn *buckets; /* likewise, from downsampled buckets */
+    pe_counts_fn *counts;   /* likewise, sample counts only */
     const int64_t *tier_res;
     size_t ntier_res;
     promql_bucket_fn bfn;

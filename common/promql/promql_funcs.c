@@ -405,7 +405,7 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
     pe_raw_t *raw;
     size_t nraw;
     int64_t range, *te;
-    int counted = r == R_COUNT && pe_counts(c, marg, g, &raw, &nraw, &range, &te);
+    int counted = r == R_COUNT && c->counts(c, marg, g, &raw, &nraw, &range, &te);
     if (!counted && !(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &range, &te)))
         c->matrix(c, marg, g, &raw, &nraw, &range, &te);
     out->type = PROMQL_TYPE_VECTOR;

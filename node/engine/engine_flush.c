@@ -60,18 +60,6 @@
 
 /* ---- segment references ---- */
 
-void seg_ref_release(seg_ref_t *r)
-{
-    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
-        return;
-    seg_ref_lru_drop(r);
-    if (atomic_load(&r->obsolete))
-        unlink(r->path);
-    seg_summary_free(atomic_load(&r->sum));
-    free(r->path);
-    free(r);
-}
-
 static void part_dir(const engine_t *e, int64_t start, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/parts/%" PRId64, e->dir, start);
@@ -260,34 +248,6 @@ void engine_parts_free(engine_t *e)
     free(e->parts);
     e->parts = NULL;
     e->nparts = 0;
-}
-
-int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***out, size_t *n)
-{
-    pthread_mutex_lock(&e->parts_mu);
-    size_t cnt = 0;
-    for (size_t i = 0; i < e->nparts; i++)
-        if (e->parts[i]->start <= maxt && e->parts[i]->end > mint)
-            cnt += e->parts[i]->nsegs;
-    seg_ref_t **v = cnt ? malloc(cnt * sizeof *v) : NULL;
-    if (cnt && !v) {
-        pthread_mutex_unlock(&e->parts_mu);
-        return ST_ENOMEM;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < e->nparts; i++) {
-        part_t *p = e->parts[i];
-        if (!(p->start <= maxt && p->end > mint))
-            continue;
-        for (size_t j = 0; j < p->nsegs; j++) {
-            atomic_fetch_add(&p->segs[j]->refs, 1);
-            v[k++] = p->segs[j];
-        }
-    }
-    pthread_mutex_unlock(&e->parts_mu);
-    *out = v;
-    *n = k;
-    return 0;
 }
 
 /* ---- flush ---- */
@@ -1118,33 +1078,6 @@ int engine_mret_init(engine_t *e)
     e->o.metric_retention = e->mret;
     e->o.n_metric_retention = k;
     return 0;
-}
-
-int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms)
-{
-    if (!e->nmret)
-        return ENGINE_TS_MIN;
-    for (size_t i = 0; i < nl; i++) {
-        if (l[i].name_len != sizeof ST_METRIC_LABEL - 1 ||
-            memcmp(l[i].name, ST_METRIC_LABEL, l[i].name_len))
-            continue;
-        size_t lo = 0, hi = e->nmret;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            const char *m = e->mret[mid].metric;
-            int c = strncmp(m, l[i].value, l[i].value_len);
-            if (c == 0)
-                c = m[l[i].value_len] ? 1 : 0;
-            if (c == 0)
-                return now_ms - e->mret[mid].ms;
-            if (c < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return ENGINE_TS_MIN;
-    }
-    return ENGINE_TS_MIN;
 }
 
 /* What the per-metric retentions want of the partition [start, end) now:
