@@ -65,11 +65,11 @@ static int list(httpc_conn_t *conn)
         json_t *r;
         json_array_foreach(rules, i, r)
         {
-            json_t *ret = json_object_get(r, "retention_ms");
-            if (ret) { /* a key's retention (TS.CREATE ... RETENTION) */
+            json_t *keep = json_object_get(r, "retention_ms");
+            if (keep) { /* a key's retention (TS.CREATE ... RETENTION) */
                 printf("%-6lld %-6s %10lldms  %s\n",
                        (long long)json_integer_value(json_object_get(r, "id")), "retain",
-                       (long long)json_integer_value(ret),
+                       (long long)json_integer_value(keep),
                        json_string_value(json_object_get(r, "source")));
                 continue;
             }
