@@ -440,6 +440,10 @@ void rule_compiled_free(rule_compiled_t *c)
 int rule_compile(const rule_t *r, rule_compiled_t **out, char *err, size_t errlen)
 {
     *out = NULL;
+    if (rule_is_retention(r)) {
+        snprintf(err, errlen, "a retention entry is not a compaction rule");
+        return ST_EINVAL;
+    }
     int rc = rule_validate(r, err, errlen);
     if (rc)
         return rc;

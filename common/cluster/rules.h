@@ -126,7 +126,8 @@ uint64_t rules_blob_version(const uint8_t *p, size_t len);
 /* ---- a rule ready to match and emit ---- */
 
 typedef struct rule_compiled rule_compiled_t;
-/* Compile r (copied). 0, or ST_EINVAL / ST_ENOMEM with err set. */
+/* Compile r (copied). 0, or ST_EINVAL / ST_ENOMEM with err set (a
+ * retention entry: ST_EINVAL). */
 int rule_compile(const rule_t *r, rule_compiled_t **out, char *err, size_t errlen);
 void rule_compiled_free(rule_compiled_t *c);
 const rule_t *rule_compiled_rule(const rule_compiled_t *c);
