@@ -2108,6 +2108,8 @@ static void reply_ok_written(job_t *j)
     job_end(j);
 }
 
+static int64_t retention_entry_ms(int64_t ms);
+
 static void retention_done(job_t *j)
 {
     if (j->status == 200)
@@ -2128,7 +2130,7 @@ static void written_set_retention(job_t *j)
     }
     st_buf_t b;
     st_buf_init(&b);
-    if (resp_rules_retention_form(&b, j->key, j->e->meta.retention_ms)) {
+    if (resp_rules_retention_form(&b, j->key, retention_entry_ms(j->e->meta.retention_ms))) {
         st_buf_deinit(&b);
         fatal_oom(j->c);
         job_end(j);
@@ -2139,9 +2141,17 @@ static void written_set_retention(job_t *j)
     st_buf_deinit(&b);
 }
 
+/* The retention entry's duration for a key's RETENTION ms (0: none;
+ * longer than the rule set takes: its longest, as good as forever). */
+static int64_t retention_entry_ms(int64_t ms)
+{
+    return ms > RULE_RETENTION_MAX_MS ? RULE_RETENTION_MAX_MS : ms < 0 ? 0 : ms;
+}
+
 /* Does the key's retention entry need a change to hold ms (0: none)? */
 static int retention_changes(job_t *j, int64_t ms)
 {
+    ms = retention_entry_ms(ms);
     rules_t set;
     if (router_rules_snapshot(j->s->r, &set) != 0)
         return 1;
