@@ -2,7 +2,8 @@
  * strata rule add|list|remove — compaction rules through the router's
  * /api/v1/admin/rules: add SOURCE DEST (a selector and the destination
  * metric name or {=}-selector) with --aggregation and --bucket; list
- * prints one rule a line (id, aggregation, bucket, source -> dest); remove
+ * prints one rule a line (id, aggregation, bucket, source -> dest; a key's
+ * retention: id, "retain", duration, key); remove
  * ID deletes one.
  */
 #include <stddef.h>
@@ -64,6 +65,14 @@ static int list(httpc_conn_t *conn)
         json_t *r;
         json_array_foreach(rules, i, r)
         {
+            json_t *keep = json_object_get(r, "retention_ms");
+            if (keep) { /* a key's retention (TS.CREATE ... RETENTION) */
+                printf("%-6lld %-6s %10lldms  %s\n",
+                       (long long)json_integer_value(json_object_get(r, "id")), "retain",
+                       (long long)json_integer_value(keep),
+                       json_string_value(json_object_get(r, "source")));
+                continue;
+            }
             printf("%-6lld %-6s %10lldms  %s%s -> %s\n",
                    (long long)json_integer_value(json_object_get(r, "id")),
                    json_string_value(json_object_get(r, "aggregation")),

@@ -14,6 +14,10 @@
  * (rule id, series hash); a rule set change drops them all (they are
  * rebuilt from storage on the next sample).
  *
+ * Retention entries of the set (rules.h) are not evaluated: each install
+ * hands them to every local shard engine (engine_set_metric_retention),
+ * which honours them on reads and in its retention pass.
+ *
  * The file <data_dir>/rules holds the encoded set (rules.h: CRC
  * included), written to rules.tmp, fsynced, renamed, directory fsynced.
  */
@@ -81,7 +85,7 @@ struct node_rules {
     int64_t last_log_ms;
     metric_counter_t *buckets, *emitted, *recomputed, *err_write, *err_late, *err_state, *err_read,
         *err_pending, *installs;
-    metric_gauge_t *g_rules, *g_states;
+    metric_gauge_t *g_rules, *g_states, *g_retentions;
 };
 
 /* ---- the set: compile, index, install, persist ---- */
@@ -112,6 +116,26 @@ static void compiled_free(rule_compiled_t **c, size_t n)
     free(c);
 }
 
+/* Hand the set's nret retention entries to every local shard engine as
+ * its dynamic per-metric retentions (they replace the previous ones). */
+static int retentions_install(node_rules_t *r, const rules_t *s, size_t nret)
+{
+    engine_metric_retention_t *v = calloc(nret ? nret : 1, sizeof *v);
+    if (!v)
+        return ST_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (rule_is_retention(&s->v[i]))
+            v[k++] = (engine_metric_retention_t){s->v[i].source, s->v[i].bucket_ms};
+    int rc = 0;
+    uint32_t nsh = topo_shards(r->n->topo);
+    for (uint32_t sh = 0; sh < nsh && !rc; sh++)
+        if (r->n->engines && r->n->engines[sh])
+            rc = engine_set_metric_retention(r->n->engines[sh], v, k);
+    free(v);
+    return rc;
+}
+
 /* Replace the set with the encoded one (r->mu held). */
 static int install_locked(node_rules_t *r, const uint8_t *p, size_t len, char *err, size_t errlen)
 {
@@ -124,8 +148,12 @@ static int install_locked(node_rules_t *r, const uint8_t *p, size_t len, char *e
     uint8_t *blob = malloc(len ? len : 1);
     if (!rc && (!c || !names || !dests || !noname || !blob))
         rc = ST_ENOMEM;
-    size_t nn = 0, nx = 0;
+    size_t nn = 0, nx = 0, nd = 0, nret = 0;
     for (size_t i = 0; !rc && i < s.n; i++) {
+        if (rule_is_retention(&s.v[i])) { /* for the engines, not evaluated here */
+            nret++;
+            continue;
+        }
         if ((rc = rule_compile(&s.v[i], &c[i], err, errlen)))
             break;
         const char *sn = rule_compiled_source_name(c[i]);
@@ -133,8 +161,10 @@ static int install_locked(node_rules_t *r, const uint8_t *p, size_t len, char *e
             names[nn++] = (byname_t){sn, (uint32_t)i};
         else
             noname[nx++] = (uint32_t)i;
-        dests[i] = (byname_t){rule_compiled_dest_name(c[i]), (uint32_t)i};
+        dests[nd++] = (byname_t){rule_compiled_dest_name(c[i]), (uint32_t)i};
     }
+    if (!rc)
+        rc = retentions_install(r, &s, nret);
     if (rc) {
         compiled_free(c, s.n);
         free(names);
@@ -145,7 +175,7 @@ static int install_locked(node_rules_t *r, const uint8_t *p, size_t len, char *e
         return rc;
     }
     qsort(names, nn, sizeof *names, byname_cmp);
-    qsort(dests, s.n, sizeof *dests, byname_cmp);
+    qsort(dests, nd, sizeof *dests, byname_cmp);
     memcpy(blob, p, len);
     compiled_free(r->c, r->set.n);
     free(r->names);
@@ -160,12 +190,13 @@ static int install_locked(node_rules_t *r, const uint8_t *p, size_t len, char *e
     r->noname = noname;
     r->nnoname = nx;
     r->dests = dests;
-    r->ndests = s.n;
+    r->ndests = nd;
     r->blob = blob;
     r->blob_len = len;
     states_clear(r);
-    atomic_store(&r->nrules, s.n);
-    metric_gauge_set(r->g_rules, (double)s.n);
+    atomic_store(&r->nrules, s.n - nret);
+    metric_gauge_set(r->g_rules, (double)(s.n - nret));
+    metric_gauge_set(r->g_retentions, (double)nret);
     metric_gauge_set(r->g_states, 0);
     return 0;
 }
@@ -769,6 +800,9 @@ int node_rules_create(node_t *n, node_rules_t **out)
     r->installs = metrics_counter(m, "strata_node_rule_set_installs_total",
                                   "Newer compaction rule sets installed (router or peer).", NULL);
     r->g_rules = metrics_gauge(m, "strata_node_rules", "Compaction rules in the set held.", NULL);
+    r->g_retentions = metrics_gauge(
+        m, "strata_node_rule_retentions",
+        "Per-key retentions (TS.CREATE/TS.ALTER RETENTION) in the rule set held.", NULL);
     r->g_states = metrics_gauge(m, "strata_node_rule_open_buckets",
                                 "Open compaction rule buckets (rule x series) in memory.", NULL);
     rules_t empty;
@@ -777,7 +811,7 @@ int node_rules_create(node_t *n, node_rules_t **out)
     st_buf_init(&b);
     char err[64];
     int rc = !r->states || !r->pend || !r->pend_n || !r->buckets || !r->err_pending ||
-                     !r->g_states || rules_encode(&empty, &b)
+                     !r->g_states || !r->g_retentions || rules_encode(&empty, &b)
                  ? ST_ENOMEM
                  : 0;
     if (!rc) {

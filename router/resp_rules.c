@@ -47,6 +47,16 @@ int resp_rules_create_form(st_buf_t *b, const char *src_sel, const char *dst_sel
     return rc ? ST_ENOMEM : 0;
 }
 
+int resp_rules_retention_form(st_buf_t *b, const char *key, int64_t retention_ms)
+{
+    char num[64];
+    snprintf(num, sizeof num, "&retention=%lldms", (long long)retention_ms);
+    int rc = lit(b, "source=") || pct_str(b, key) || lit(b, num) || st_buf_put_u8(b, 0);
+    if (!rc)
+        b->len--;
+    return rc ? ST_ENOMEM : 0;
+}
+
 int resp_rules_delete_target(st_buf_t *b, const char *src_sel, const char *dst_sel)
 {
     int rc = lit(b, "/api/v1/admin/rules?source=") || pct_str(b, src_sel) || lit(b, "&dest=") ||

@@ -23,6 +23,10 @@
 int resp_rules_create_form(st_buf_t *b, const char *src_sel, const char *dst_sel, int agg,
                            int64_t bucket_ms, int64_t align_ms);
 /* The query of DELETE /api/v1/admin/rules for the key rule src -> dst. */
+/* The form that sets the retention of key K (a metric name) to ms (0:
+ * removes it) through POST /api/v1/admin/rules, NUL-terminated (not
+ * counted in b->len). 0 or ST_ENOMEM. */
+int resp_rules_retention_form(st_buf_t *b, const char *key, int64_t retention_ms);
 int resp_rules_delete_target(st_buf_t *b, const char *src_sel, const char *dst_sel);
 /* The valkey-timeseries error for the router's answer (HTTP status and its
  * "error" text), or NULL when it has none (then say the HTTP error). */

@@ -181,6 +181,7 @@ struct job {
     void (*ctx_free)(void *);
     job_fn after_meta; /* job_meta's next step */
     int partial;       /* the next export may answer without some shards */
+    int set_ret;       /* TS.CREATE/TS.ALTER: the key's retention entry changes */
     char missing[256]; /* X-Strata-Missing-Shards of the last answer ("" none) */
 };
 
@@ -2107,6 +2108,59 @@ static void reply_ok_written(job_t *j)
     job_end(j);
 }
 
+static int64_t retention_entry_ms(int64_t ms);
+
+static void retention_done(job_t *j)
+{
+    if (j->status == 200)
+        resp_simple(&j->c->out, "OK");
+    else
+        reply_http_error(j, "setting the key's retention");
+    job_end(j);
+}
+
+/* After the metadata write: the key's retention entry in the cluster's
+ * rule set (the engines then drop its samples older than now - retention;
+ * reads still count back from the newest sample, valkey's way). */
+static void written_set_retention(job_t *j)
+{
+    if (j->status != 204 && j->status != 200) {
+        reply_ok_written(j);
+        return;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    if (resp_rules_retention_form(&b, j->key, retention_entry_ms(j->e->meta.retention_ms))) {
+        st_buf_deinit(&b);
+        fatal_oom(j->c);
+        job_end(j);
+        return;
+    }
+    job_http(j, "POST", "/api/v1/admin/rules", "application/x-www-form-urlencoded", b.data, b.len,
+             retention_done);
+    st_buf_deinit(&b);
+}
+
+/* The retention entry's duration for a key's RETENTION ms (0: none;
+ * longer than the rule set takes: its longest, as good as forever). */
+static int64_t retention_entry_ms(int64_t ms)
+{
+    return ms > RULE_RETENTION_MAX_MS ? RULE_RETENTION_MAX_MS : ms < 0 ? 0 : ms;
+}
+
+/* Does the key's retention entry need a change to hold ms (0: none)? */
+static int retention_changes(job_t *j, int64_t ms)
+{
+    ms = retention_entry_ms(ms);
+    rules_t set;
+    if (router_rules_snapshot(j->s->r, &set) != 0)
+        return 1;
+    long k = rules_find_retention(&set, j->key);
+    int change = k >= 0 ? set.v[k].bucket_ms != ms : ms > 0;
+    rules_free(&set);
+    return change;
+}
+
 static void create_step(job_t *j)
 {
     ent_t *e = j->e;
@@ -2125,7 +2179,8 @@ static void create_step(job_t *j)
     }
     e->exists = 1;
     e->meta_ts = now;
-    job_write(j, reply_ok_written);
+    j->set_ret = retention_changes(j, e->meta.retention_ms);
+    job_write(j, j->set_ret ? written_set_retention : reply_ok_written);
 }
 
 static void alter_step(job_t *j)
@@ -2146,7 +2201,8 @@ static void alter_step(job_t *j)
         return;
     }
     e->meta_ts = now;
-    job_write(j, reply_ok_written);
+    j->set_ret = j->o.has_retention && retention_changes(j, e->meta.retention_ms);
+    job_write(j, j->set_ret ? written_set_retention : reply_ok_written);
 }
 
 static void cmd_create_alter(rconn_t *c, int alter)

@@ -13,6 +13,9 @@
  * align (ms, default 0), dest (metric name or selector of = labels),
  * labels (JSON object, or form "k=v,k2=v2": added to dest), exact
  * (1/true: the source is exactly one series).
+ * A retention entry instead (the RESP door's TS.CREATE/TS.ALTER RETENTION):
+ * POST source=METRIC&retention=DURATION sets or replaces the retention of
+ * metric METRIC (retention=0 removes it; no change: 200 without a push).
  */
 #include "router_rules.h"
 
@@ -38,7 +41,7 @@ struct router_rules {
     metric_counter_t *ok, *failed, *refused, *pushes;
 };
 
-enum { OP_LIST, OP_ADD, OP_DEL };
+enum { OP_LIST, OP_ADD, OP_DEL, OP_RET };
 
 typedef struct rjob {
     router_t *r;
@@ -120,6 +123,14 @@ static void note(rjob_t *j, uint32_t node, const char *why)
 static int rule_json(st_buf_t *b, const rule_t *ru)
 {
     char num[200];
+    if (rule_is_retention(ru)) {
+        snprintf(num, sizeof num, "{\"id\":%llu,\"source\":", (unsigned long long)ru->id);
+        int rc =
+            st_buf_append(b, num, strlen(num)) || st_json_str(b, ru->source, strlen(ru->source));
+        snprintf(num, sizeof num, ",\"retention_ms\":%lld,\"created_ms\":%lld}",
+                 (long long)ru->bucket_ms, (long long)ru->created_ms);
+        return rc || st_buf_append(b, num, strlen(num));
+    }
     int rc = st_buf_append(b, "{\"id\":", 6);
     snprintf(num, sizeof num, "%llu,\"source\":", (unsigned long long)ru->id);
     rc = rc || st_buf_append(b, num, strlen(num)) || st_json_str(b, ru->source, strlen(ru->source));
@@ -185,7 +196,24 @@ static void ask_done(rjob_t *j)
     rules_init(&s);
     if (j->best)
         rc = rules_decode(j->best, j->best_len, &s, err, sizeof err);
-    if (!rc && j->op == OP_ADD) {
+    if (!rc && j->op == OP_RET) {
+        long k = rules_find_retention(&s, j->nr.source);
+        if (k >= 0 ? s.v[k].bucket_ms == j->nr.bucket_ms : j->nr.bucket_ms == 0) {
+            char body[200]; /* nothing to change */
+            snprintf(body, sizeof body,
+                     "{\"status\":\"success\",\"data\":{\"id\":%llu,\"version\":%llu,"
+                     "\"unchanged\":true}}",
+                     (unsigned long long)(k >= 0 ? s.v[k].id : 0), (unsigned long long)s.version);
+            rules_free(&s);
+            http_respond(j->req, 200, "application/json", body, strlen(body));
+            job_free(j);
+            return;
+        }
+        if (k >= 0)
+            rc = rules_remove(&s, s.v[k].id);
+        if (!rc && j->nr.bucket_ms > 0)
+            rc = rules_add(&s, &j->nr, &j->new_id, err, sizeof err);
+    } else if (!rc && j->op == OP_ADD) {
         rc = rules_add(&s, &j->nr, &j->new_id, err, sizeof err);
     } else if (!rc) {
         uint64_t id = j->del_id;
@@ -473,6 +501,34 @@ static int parse_add(rjob_t *j, json_t *o, const http_params_t *p, char *err, si
     return rc;
 }
 
+/* source=METRIC&retention=DURATION (0: remove) into j->nr. */
+static int parse_retention(rjob_t *j, json_t *o, const http_params_t *p, const char *ret, char *err,
+                           size_t errlen)
+{
+    char num[64];
+    int64_t ms = readopt_duration_ms(ret);
+    j->nr.source = json_or_param(o, p, "source", num, sizeof num);
+    j->nr.dest = strdup("");
+    if (!j->nr.source || !j->nr.dest) {
+        snprintf(err, errlen, "source (a metric name) is required with retention");
+        return j->nr.dest ? ST_EINVAL : ST_ENOMEM;
+    }
+    if (ms < 0) {
+        snprintf(err, errlen, "invalid retention \"%.32s\" (a duration such as 1d, or 0)", ret);
+        return ST_EINVAL;
+    }
+    j->nr.flags = RULE_FLAG_RETENTION;
+    j->nr.bucket_ms = ms;
+    j->nr.created_ms = st_now_ms();
+    if (ms == 0) { /* removal: only the name is checked */
+        j->nr.bucket_ms = 1;
+        int rc = rule_validate(&j->nr, err, errlen);
+        j->nr.bucket_ms = 0;
+        return rc;
+    }
+    return rule_validate(&j->nr, err, errlen);
+}
+
 static void start(router_t *r, http_req_t *req, int op)
 {
     router_rules_t *rr = r->rules;
@@ -502,7 +558,14 @@ static void start(router_t *r, http_req_t *req, int op)
         if (!rc && router_read_load(req, &params, err, sizeof err))
             rc = ST_EINVAL;
         else if (!rc) {
-            if (op == OP_ADD) {
+            char num[64], *ret = op == OP_ADD
+                                     ? json_or_param(o, &params, "retention", num, sizeof num)
+                                     : NULL;
+            if (ret) {
+                j->op = OP_RET;
+                rc = parse_retention(j, o, &params, ret, err, sizeof err);
+                free(ret);
+            } else if (op == OP_ADD) {
                 rc = parse_add(j, o, &params, err, sizeof err);
             } else {
                 const char *id = http_params_get(&params, "id");

@@ -52,8 +52,35 @@ static const st_matcher_t *find_eq(const selector_t *s, const char *name)
     return NULL;
 }
 
+int rule_is_retention(const rule_t *r)
+{
+    return (r->flags & RULE_FLAG_RETENTION) != 0;
+}
+
+/* A retention entry: a metric name (no selector), no dest, a duration. */
+static int retention_validate(const rule_t *r, char *err, size_t errlen)
+{
+    size_t sl = r->source ? strlen(r->source) : 0;
+    if (!sl || sl > RULE_TEXT_MAX) {
+        snprintf(err, errlen, "a retention needs a metric name of at most %d bytes", RULE_TEXT_MAX);
+        return ST_EINVAL;
+    }
+    if (r->flags != RULE_FLAG_RETENTION || (r->dest && r->dest[0]) || r->agg != 0 ||
+        r->align_ms != 0) {
+        snprintf(err, errlen, "a retention has no dest, aggregation or alignment");
+        return ST_EINVAL;
+    }
+    if (r->bucket_ms <= 0 || r->bucket_ms > RULE_RETENTION_MAX_MS) {
+        snprintf(err, errlen, "retention must be between 1ms and 100 years");
+        return ST_EINVAL;
+    }
+    return 0;
+}
+
 int rule_validate(const rule_t *r, char *err, size_t errlen)
 {
+    if (rule_is_retention(r))
+        return retention_validate(r, err, errlen);
     if (!r->source || !r->dest || !r->source[0] || !r->dest[0]) {
         snprintf(err, errlen, "a rule needs a source and a dest");
         return ST_EINVAL;
@@ -152,7 +179,7 @@ static int push(rules_t *s, const rule_t *r)
     rule_t *c = &s->v[s->n];
     *c = *r;
     c->source = strdup(r->source);
-    c->dest = strdup(r->dest);
+    c->dest = strdup(r->dest ? r->dest : "");
     if (!c->source || !c->dest) {
         rule_free(c);
         return ST_ENOMEM;
@@ -173,10 +200,19 @@ int rules_copy(rules_t *dst, const rules_t *src)
     return 0;
 }
 
+long rules_find_retention(const rules_t *s, const char *metric)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (rule_is_retention(&s->v[i]) && strcmp(s->v[i].source, metric) == 0)
+            return (long)i;
+    return -1;
+}
+
 long rules_find(const rules_t *s, const char *source, const char *dest)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->v[i].source, source) == 0 && strcmp(s->v[i].dest, dest) == 0)
+        if (!rule_is_retention(&s->v[i]) && strcmp(s->v[i].source, source) == 0 &&
+            strcmp(s->v[i].dest, dest) == 0)
             return (long)i;
     return -1;
 }
@@ -190,15 +226,21 @@ int rules_add(rules_t *s, const rule_t *r, uint64_t *id, char *err, size_t errle
         snprintf(err, errlen, "too many rules (at most %d)", RULES_MAX);
         return ST_ELIMIT;
     }
-    if (rules_find(s, r->source, r->dest) >= 0) {
+    if (rule_is_retention(r)) {
+        if (rules_find_retention(s, r->source) >= 0) {
+            snprintf(err, errlen, "a retention for this metric exists");
+            return ST_EEXIST;
+        }
+    } else if (rules_find(s, r->source, r->dest) >= 0) {
         snprintf(err, errlen, "a rule from this source to this dest exists");
         return ST_EEXIST;
-    }
-    if (strcmp(r->source, r->dest) == 0) {
+    } else if (strcmp(r->source, r->dest) == 0) {
         snprintf(err, errlen, "source and dest must differ");
         return ST_EINVAL;
     }
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t i = 0; i < s->n && !rule_is_retention(r); i++) {
+        if (rule_is_retention(&s->v[i]))
+            continue;
         if (strcmp(s->v[i].dest, r->dest) == 0) {
             snprintf(err, errlen, "the dest already receives rule %llu (one source per dest)",
                      (unsigned long long)s->v[i].id);
@@ -398,6 +440,10 @@ void rule_compiled_free(rule_compiled_t *c)
 int rule_compile(const rule_t *r, rule_compiled_t **out, char *err, size_t errlen)
 {
     *out = NULL;
+    if (rule_is_retention(r)) {
+        snprintf(err, errlen, "a retention entry is not a compaction rule");
+        return ST_EINVAL;
+    }
     int rc = rule_validate(r, err, errlen);
     if (rc)
         return rc;

@@ -22,6 +22,13 @@
  * rules_decode checks everything (lengths, counts, CRC, aggregator, and
  * each rule with rule_validate), so a damaged file or frame is refused.
  *
+ * A retention entry (flags RULE_FLAG_RETENTION) is no compaction rule: it
+ * keeps the series of metric `source` (a plain metric name, a RESP key)
+ * for bucket_ms only (TS.CREATE/TS.ALTER ... RETENTION); dest is empty,
+ * agg and align are 0. At most one per metric. It rides in the same
+ * versioned set so it converges the same way; nodes hand these to their
+ * engines as per-metric retentions.
+ *
  * Pure (no sockets, no disk): the codec, validation, matching of a label
  * set against a compiled rule, and the aggregator.
  */
@@ -39,6 +46,8 @@
 #define RULE_TEXT_MAX 4096               /* bytes of a source or dest selector */
 #define RULE_BUCKET_MAX_MS 31622400000LL /* 366 days */
 #define RULE_FLAG_EXACT 1u
+#define RULE_FLAG_RETENTION 2u                /* a retention entry, not a rule */
+#define RULE_RETENTION_MAX_MS 3155760000000LL /* 100 years */
 
 typedef enum {
     RULE_AGG_AVG,
@@ -97,6 +106,10 @@ int rules_add(rules_t *s, const rule_t *r, uint64_t *id, char *err, size_t errle
 int rules_remove(rules_t *s, uint64_t id);
 /* Index of the rule with this source and dest text, or -1. */
 long rules_find(const rules_t *s, const char *source, const char *dest);
+/* Index of the retention entry of metric `metric`, or -1. */
+long rules_find_retention(const rules_t *s, const char *metric);
+/* 1 when r is a retention entry. */
+int rule_is_retention(const rule_t *r);
 
 int rules_encode(const rules_t *s, st_buf_t *out);
 /* Decode into out (initialised here; free with rules_free whatever the
@@ -113,7 +126,8 @@ uint64_t rules_blob_version(const uint8_t *p, size_t len);
 /* ---- a rule ready to match and emit ---- */
 
 typedef struct rule_compiled rule_compiled_t;
-/* Compile r (copied). 0, or ST_EINVAL / ST_ENOMEM with err set. */
+/* Compile r (copied). 0, or ST_EINVAL / ST_ENOMEM with err set (a
+ * retention entry: ST_EINVAL). */
 int rule_compile(const rule_t *r, rule_compiled_t **out, char *err, size_t errlen);
 void rule_compiled_free(rule_compiled_t *c);
 const rule_t *rule_compiled_rule(const rule_compiled_t *c);

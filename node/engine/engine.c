@@ -451,6 +451,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     pthread_mutex_init(&e->head_mu, NULL);
     pthread_cond_init(&e->head_cv, NULL);
     pthread_rwlock_init(&e->idx_lock, NULL);
+    pthread_rwlock_init(&e->mret_lock, NULL);
     pthread_mutex_init(&e->parts_mu, NULL);
     pthread_mutex_init(&e->tomb_mu, NULL);
     pthread_mutex_init(&e->bg_mu, NULL);
@@ -548,6 +549,9 @@ fail:
     pthread_mutex_destroy(&e->health_mu);
     free(e->mret);
     free(e->mret_strs);
+    free(e->mret_st);
+    free(e->mret_st_strs);
+    pthread_rwlock_destroy(&e->mret_lock);
     free(e->dir);
     free(e);
     return rc;
@@ -624,6 +628,9 @@ int engine_close(engine_t *e)
     pthread_mutex_destroy(&e->tomb_mu);
     free(e->mret);
     free(e->mret_strs);
+    free(e->mret_st);
+    free(e->mret_st_strs);
+    pthread_rwlock_destroy(&e->mret_lock);
     free(e->dir);
     free(e);
     return rc;

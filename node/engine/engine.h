@@ -365,6 +365,12 @@ int engine_purge(engine_t *e, uint64_t *bytes);
 int engine_flush(engine_t *e);
 /* Compact every partition that has more than one segment (synchronously). */
 int engine_compact(engine_t *e);
+/* Replace the dynamic per-metric retentions (copied; n 0 clears them; an
+ * entry with ms <= 0 is ignored). They join opts.metric_retention, the
+ * shorter winning for a metric named in both, and are honoured like it
+ * (reads at once, the retention pass at its next run). Thread-safe.
+ * 0 or ST_ENOMEM (the retentions held stay). */
+int engine_set_metric_retention(engine_t *e, const engine_metric_retention_t *r, size_t n);
 /* Drop partitions that end before now - retention, and apply the
  * per-metric retentions (synchronously). */
 int engine_apply_retention(engine_t *e, int64_t now_ms);

@@ -14,6 +14,8 @@
  * sample in two of them (a rewrite, an unmerged compaction), which the
  * reader deduplicates. Such a series is counted through the ordinary reader
  * (engine_iter_ids), so the answer always equals what engine_query reads.
+ * A series under a per-metric retention is counted from its cut on (what
+ * engine_query hides is not counted).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include "codec_internal.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_time.h"
 #include "tomb.h"
 
 typedef struct span {
@@ -316,8 +319,25 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
         }
     }
     st_label_t labels[ST_LABELS_MAX];
+    int64_t now = st_now_ms();
     for (size_t i = 0; i < nids && !rc && mint <= maxt; i++) {
         uint64_t n;
+        int nl = -1;
+        c.mint = mint;
+        if (atomic_load(&e->nmret)) { /* a per-metric retention starts the range later */
+            pthread_rwlock_rdlock(&e->idx_lock);
+            nl = idx_labels(e->idx, ids[i], labels);
+            pthread_rwlock_unlock(&e->idx_lock);
+            if (nl < 0) {
+                rc = nl;
+                break;
+            }
+            int64_t cut = engine_metric_cut(e, labels, (size_t)nl, now);
+            if (cut > c.mint)
+                c.mint = cut;
+            if (c.mint > maxt)
+                continue;
+        }
         if ((rc = count_series(&c, ids[i], &n)) != 0) {
             if (rc < 0)
                 engine_set_error("cannot count series %u: %s", ids[i], st_strerror(rc));
@@ -325,9 +345,11 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
         }
         if (!n)
             continue;
-        pthread_rwlock_rdlock(&e->idx_lock);
-        int nl = idx_labels(e->idx, ids[i], labels);
-        pthread_rwlock_unlock(&e->idx_lock);
+        if (nl < 0) {
+            pthread_rwlock_rdlock(&e->idx_lock);
+            nl = idx_labels(e->idx, ids[i], labels);
+            pthread_rwlock_unlock(&e->idx_lock);
+        }
         if (nl < 0) {
             rc = nl;
             break;

@@ -39,6 +39,9 @@
  * compacts one where some series has (the rest keep theirs). A partition
  * is looked at again only when it got a segment or a cut crossed its end
  * since (part_t.mret_*). Reads hide what is past the cut meanwhile.
+ * engine_set_metric_retention adds dynamic ones (the cluster's rule set):
+ * the table is rebuilt, swapped under mret_lock, and every partition is
+ * looked at again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1047,36 +1050,101 @@ static int mret_cmp(const void *a, const void *b)
                   ((const engine_metric_retention_t *)b)->metric);
 }
 
+/* A sorted table of a[na] and b[nb] (entries with ms <= 0 left out; a
+ * metric in both: the shorter), names copied into *strs. 0 or ST_ENOMEM. */
+static int mret_build(const engine_metric_retention_t *a, size_t na,
+                      const engine_metric_retention_t *b, size_t nb,
+                      engine_metric_retention_t **out, size_t *nout, char **strs)
+{
+    size_t bytes = 1, k = 0;
+    *out = NULL;
+    *strs = NULL;
+    *nout = 0;
+    for (size_t i = 0; i < na + nb; i++)
+        bytes += strlen(i < na ? a[i].metric : b[i - na].metric) + 1;
+    if (!na && !nb)
+        return 0;
+    engine_metric_retention_t *v = malloc((na + nb) * sizeof *v);
+    char *q = malloc(bytes), *q0 = q;
+    if (!v || !q) {
+        free(v);
+        free(q);
+        return ST_ENOMEM;
+    }
+    for (size_t i = 0; i < na + nb; i++) {
+        const engine_metric_retention_t *x = i < na ? &a[i] : &b[i - na];
+        if (x->ms <= 0)
+            continue;
+        size_t len = strlen(x->metric) + 1;
+        memcpy(q, x->metric, len);
+        v[k++] = (engine_metric_retention_t){q, x->ms};
+        q += len;
+    }
+    qsort(v, k, sizeof *v, mret_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (w && strcmp(v[w - 1].metric, v[i].metric) == 0) {
+            if (v[i].ms < v[w - 1].ms)
+                v[w - 1].ms = v[i].ms;
+            continue;
+        }
+        v[w++] = v[i];
+    }
+    *out = v;
+    *nout = w;
+    *strs = q0;
+    return 0;
+}
+
+static int64_t mret_shortest(const engine_metric_retention_t *v, size_t n)
+{
+    int64_t m = INT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].ms < m)
+            m = v[i].ms;
+    return m;
+}
+
 int engine_mret_init(engine_t *e)
 {
     const engine_metric_retention_t *in = e->o.metric_retention;
-    size_t n = in ? e->o.n_metric_retention : 0, bytes = 1, k = 0;
+    size_t n = in ? e->o.n_metric_retention : 0, k = 0;
     e->o.metric_retention = NULL;
     e->o.n_metric_retention = 0;
     e->mret_min = INT64_MAX;
-    for (size_t i = 0; i < n; i++)
-        bytes += strlen(in[i].metric) + 1;
-    if (!n)
-        return 0;
-    e->mret = malloc(n * sizeof *e->mret);
-    e->mret_strs = malloc(bytes);
-    if (!e->mret || !e->mret_strs)
+    if (mret_build(in, n, NULL, 0, &e->mret_st, &e->nmret_st, &e->mret_st_strs) ||
+        mret_build(in, n, NULL, 0, &e->mret, &k, &e->mret_strs))
         return ST_ENOMEM;
-    char *q = e->mret_strs;
-    for (size_t i = 0; i < n; i++) {
-        if (in[i].ms <= 0)
-            continue;
-        size_t len = strlen(in[i].metric) + 1;
-        memcpy(q, in[i].metric, len);
-        e->mret[k++] = (engine_metric_retention_t){q, in[i].ms};
-        q += len;
-        if (in[i].ms < e->mret_min)
-            e->mret_min = in[i].ms;
-    }
-    qsort(e->mret, k, sizeof *e->mret, mret_cmp);
-    e->nmret = k;
-    e->o.metric_retention = e->mret;
-    e->o.n_metric_retention = k;
+    e->mret_min = mret_shortest(e->mret, k);
+    atomic_store(&e->nmret, k);
+    e->o.metric_retention = e->mret_st;
+    e->o.n_metric_retention = e->nmret_st;
+    return 0;
+}
+
+int engine_set_metric_retention(engine_t *e, const engine_metric_retention_t *r, size_t n)
+{
+    engine_metric_retention_t *v;
+    char *strs;
+    size_t k;
+    if (mret_build(e->mret_st, e->nmret_st, r, n, &v, &k, &strs))
+        return ST_ENOMEM;
+    pthread_rwlock_wrlock(&e->mret_lock);
+    engine_metric_retention_t *ov = e->mret;
+    char *os = e->mret_strs;
+    e->mret = v;
+    e->mret_strs = strs;
+    e->mret_min = mret_shortest(v, k);
+    atomic_store(&e->nmret, k);
+    pthread_rwlock_unlock(&e->mret_lock);
+    free(ov);
+    free(os);
+    /* a new cut may cover partitions already looked at: look again */
+    pthread_mutex_lock(&e->parts_mu);
+    for (size_t i = 0; i < e->nparts; i++)
+        e->parts[i]->mret_checked = 0;
+    e->mret_gen++;
+    pthread_mutex_unlock(&e->parts_mu);
     return 0;
 }
 
@@ -1160,16 +1228,20 @@ static int apply_metric_retention(engine_t *e, int64_t now)
     pthread_mutex_lock(&e->flush_mu);
     for (size_t i = 0; !rc; i++) {
         pthread_mutex_lock(&e->parts_mu);
-        if (i >= e->nparts || e->parts[i]->end > now - e->mret_min) {
+        pthread_rwlock_rdlock(&e->mret_lock);
+        if (!e->nmret || i >= e->nparts || e->parts[i]->end > now - e->mret_min) {
+            pthread_rwlock_unlock(&e->mret_lock);
             pthread_mutex_unlock(&e->parts_mu);
             break;
         }
         part_t *p = e->parts[i];
         int64_t start = p->start, end = p->end, checked = p->mret_checked;
+        uint64_t gen = e->mret_gen;
         uint64_t seq = p->nsegs ? p->segs[p->nsegs - 1]->seq_max : 0;
         int again = !p->nsegs ? 0 : seq != p->mret_seq || !checked;
         for (size_t r = 0; r < e->nmret && !again; r++)
             again = checked < end + e->mret[r].ms && end + e->mret[r].ms <= now;
+        pthread_rwlock_unlock(&e->mret_lock);
         pthread_mutex_unlock(&e->parts_mu);
         if (!again)
             continue;
@@ -1189,7 +1261,7 @@ static int apply_metric_retention(engine_t *e, int64_t now)
         }
         pthread_mutex_lock(&e->parts_mu);
         part_t *q = part_get_unsafe(e, start, 0);
-        if (q) {
+        if (q && gen == e->mret_gen) { /* else the retentions changed meanwhile */
             q->mret_checked = now;
             q->mret_seq = q->nsegs ? q->segs[q->nsegs - 1]->seq_max : 0;
         }

@@ -220,9 +220,17 @@ struct engine {
     /* per-metric retentions (o.metric_retention points here): sorted by
      * name, names in mret_strs; mret_min the shortest */
     engine_metric_retention_t *mret;
-    size_t nmret;
+    atomic_size_t nmret;
     char *mret_strs;
     int64_t mret_min;
+    /* the table above is the static ones (mret_st*, from the options)
+     * merged with the dynamic ones (engine_set_metric_retention), the
+     * shorter winning; mret_lock guards it (a leaf lock) */
+    pthread_rwlock_t mret_lock;
+    engine_metric_retention_t *mret_st;
+    size_t nmret_st;
+    char *mret_st_strs;
+    uint64_t mret_gen; /* parts_mu: bumped by each engine_set_metric_retention */
     atomic_uint_least64_t mret_drops, mret_rewrites; /* partitions dropped / compacted */
 };
 
@@ -263,7 +271,7 @@ int engine_compact_part(engine_t *e, int64_t part_start);
 int engine_compact_part_ex(engine_t *e, int64_t part_start, int force, int64_t now_ms);
 /* The oldest timestamp series `l` keeps under the per-metric retentions at
  * now_ms (ENGINE_TS_MIN: no rule for it). */
-int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms);
+int64_t engine_metric_cut(engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms);
 /* Copy opts' per-metric retentions into e (engine_open); freed by close. */
 int engine_mret_init(engine_t *e);
 /* Collect referenced segments overlapping [mint, maxt], ascending seq. */

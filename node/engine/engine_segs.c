@@ -10,6 +10,7 @@
  * path depend on this file, not on each other: engine_flush.c may call the
  * query side (the version check before a flush) without a circle.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,14 +57,16 @@ int engine_collect_segs(engine_t *e, int64_t mint, int64_t maxt, seg_ref_t ***ou
     return 0;
 }
 
-int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms)
+int64_t engine_metric_cut(engine_t *e, const st_label_t *l, size_t nl, int64_t now_ms)
 {
-    if (!e->nmret)
+    if (!atomic_load(&e->nmret))
         return ENGINE_TS_MIN;
+    int64_t cut = ENGINE_TS_MIN;
     for (size_t i = 0; i < nl; i++) {
         if (l[i].name_len != sizeof ST_METRIC_LABEL - 1 ||
             memcmp(l[i].name, ST_METRIC_LABEL, l[i].name_len))
             continue;
+        pthread_rwlock_rdlock(&e->mret_lock);
         size_t lo = 0, hi = e->nmret;
         while (lo < hi) {
             size_t mid = lo + (hi - lo) / 2;
@@ -71,14 +74,17 @@ int64_t engine_metric_cut(const engine_t *e, const st_label_t *l, size_t nl, int
             int c = strncmp(m, l[i].value, l[i].value_len);
             if (c == 0)
                 c = m[l[i].value_len] ? 1 : 0;
-            if (c == 0)
-                return now_ms - e->mret[mid].ms;
+            if (c == 0) {
+                cut = now_ms - e->mret[mid].ms;
+                break;
+            }
             if (c < 0)
                 lo = mid + 1;
             else
                 hi = mid;
         }
-        return ENGINE_TS_MIN;
+        pthread_rwlock_unlock(&e->mret_lock);
+        break;
     }
-    return ENGINE_TS_MIN;
+    return cut;
 }

@@ -86,6 +86,10 @@ class RespTest(ClusterTestCase):
                                   router={"resp_listen": "127.0.0.1:%d" % cls.port})
         cls.c.start()
         cls.T = base_ts()
+        # keys with RETENTION: the nodes drop their samples older than now -
+        # retention, so those keys write from 10 minutes ahead (valkey's rule,
+        # counted from the newest sample, is what the router's reads show)
+        cls.TF = cls.T + HOUR + 10 * 60000
 
     @classmethod
     def tearDownClass(cls):
@@ -241,7 +245,7 @@ class RespTest(ClusterTestCase):
                                            128, "DUPLICATE_POLICY", "MAX", "LABELS", "a", "1",
                                            "b", "x"), "OK")
         self.assertIn("already exists", self.err("TS.CREATE", "ca:1"))
-        r.execute_command("TS.ADD", "ca:1", self.T, 5)
+        r.execute_command("TS.ADD", "ca:1", self.TF, 5)
         info = r.execute_command("TS.INFO", "ca:1")
         d = dict(zip(info[::2], info[1::2]))
         self.assertEqual(d["retentionTime"], 60000)
@@ -249,13 +253,13 @@ class RespTest(ClusterTestCase):
         self.assertEqual(d["duplicatePolicy"], "max")
         self.assertEqual(d["labels"], [["a", "1"], ["b", "x"]])
         self.assertEqual(d["totalSamples"], 1)
-        self.assertEqual(d["firstTimestamp"], self.T)
+        self.assertEqual(d["firstTimestamp"], self.TF)
         # ALTER: new labels, same series (its samples stay)
         self.assertEqual(r.execute_command("TS.ALTER", "ca:1", "LABELS", "a", "2"), "OK")
         self.assertEqual(r.execute_command("TS.QUERYINDEX", "a=1"), [])
         self.assertEqual(r.execute_command("TS.QUERYINDEX", "a=2"), ["ca:1"])
         self.assertEqual(self.vals(r.execute_command("TS.RANGE", "ca:1", "-", "+")),
-                         [(self.T, 5.0)])
+                         [(self.TF, 5.0)])
         self.assertIn("does not exist", self.err("TS.ALTER", "nokey:1", "RETENTION", 5))
         # the settings live in the cluster: a restarted router knows them
         c = self.c
@@ -309,6 +313,7 @@ class RespTest(ClusterTestCase):
                          [(T, 1.0), (T + 600, 2.0), (T + 5000, 2.1)])
         # RETENTION 5000: samples older than the newest minus 5 s are gone
         r.execute_command("TS.CREATE", "ret:1", "RETENTION", 5000)
+        T = self.TF
         for dt, v in ((0, 1), (3000, 2), (6000, 3), (10000, 4)):
             r.execute_command("TS.ADD", "ret:1", T + dt, v)
         self.assertEqual(self.vals(r.execute_command("TS.RANGE", "ret:1", "-", "+")),

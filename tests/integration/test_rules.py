@@ -5,7 +5,9 @@ written across several buckets, the destination series read back and
 compared with values computed here; kill -9 of the evaluating node (the next
 replica coordinates and the buckets keep coming, rebuilt from stored data),
 its restart, deleting rules (no more buckets), and a node that was down while
-a rule was created gets the rule when it returns. One cluster for the file.
+a rule was created gets the rule when it returns; TS.CREATE ... RETENTION
+makes the engines hide a key's samples older than now - retention. One
+cluster for the file.
 """
 
 import json
@@ -248,6 +250,47 @@ class RulesTest(ClusterTestCase):
         rid = [r["id"] for r in js["data"]["rules"] if r["dest"] == "mem_min"][0]
         self.assertIn("removed", self.strata("remove", str(rid)))
         self.assertNotIn("mem_min", self.strata("list"))
+
+    def test_4_key_retention(self):
+        """TS.CREATE ... RETENTION puts a retention entry in the rule set; the
+        nodes' engines hide (and later drop) the key's samples older than
+        now - retention on every read path; another key keeps its samples."""
+        c, r = self.c, self.r()
+        self.assertEqual(r.execute_command("TS.CREATE", "kret", "RETENTION", 20000), "OK")
+        st, js = self.rules_api("GET")
+        self.assertEqual(st, 200, js)
+        ent = [x for x in js["data"]["rules"] if x["source"] == "kret"]
+        self.assertEqual([x.get("retention_ms") for x in ent], [20000])
+        self.assertIn("retain", self.strata("list"))
+        c.wait_until(lambda: self.node_sum("strata_node_rule_retentions") == 3, 60,
+                     "every node holds the key's retention")
+        now = int(time.time() * 1000)
+        old = [now - 120000, now - 90000]
+        new = [now - 1000, now]
+        self.assertEqual(r.execute_command("TS.CREATE", "kkeep"), "OK")
+        for part in (old, new):  # the old ones first: valkey refuses what is past the newest
+            args = [x for k in ("kret", "kkeep") for ts in part for x in (k, ts, 1)]
+            self.assertEqual(r.execute_command("TS.MADD", *args), [ts for _ in "ab" for ts in part])
+
+        def ts_of(key):
+            rows = c.export('{__name__="%s"}' % key)
+            return sorted(t for row in rows for t in row["timestamps"])
+        try:
+            c.wait_until(lambda: ts_of("kret") == new, 60, "kret keeps only its recent samples")
+        except AssertionError:
+            raise AssertionError("kret: want %r got %r" % (new, ts_of("kret")))
+        self.assertEqual(ts_of("kkeep"), old + new)
+        info = r.execute_command("TS.INFO", "kret")
+        self.assertEqual(dict(zip(info[::2], info[1::2]))["retentionTime"], 20000)
+        # TS.ALTER ... RETENTION 0 removes the entry; an unchanged one is no change
+        self.assertEqual(r.execute_command("TS.ALTER", "kret", "RETENTION", 0), "OK")
+        st, js = self.rules_api("GET")
+        self.assertFalse([x for x in js["data"]["rules"] if x["source"] == "kret"])
+        c.wait_until(lambda: self.node_sum("strata_node_rule_retentions") == 0, 60,
+                     "the key's retention leaves every node")
+        st, js = self.create(source="kret", retention="-5")
+        self.assertEqual(st, 400, js)
+        self.assertIn("invalid retention", js["error"])
 
 
 if __name__ == "__main__":

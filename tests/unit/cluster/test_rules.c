@@ -180,6 +180,47 @@ static void test_codec(void **state)
     rules_free(&s);
 }
 
+/* Retention entries: validated apart, one per metric, beside rules of
+ * the same name, round trip through the codec, never compiled. */
+static void test_retention_entries(void **state)
+{
+    (void)state;
+    char err[256];
+    rules_t s, u;
+    rules_init(&s);
+    rule_t r = mk("kret", "", 0, 20000, RULE_FLAG_RETENTION);
+    assert_int_equal(rules_add(&s, &r, NULL, err, sizeof err), 0);
+    assert_int_equal(rules_add(&s, &r, NULL, err, sizeof err), ST_EEXIST);
+    rule_t bad = mk("kret2", "", 0, 0, RULE_FLAG_RETENTION);
+    assert_int_equal(rule_validate(&bad, err, sizeof err), ST_EINVAL);
+    bad = mk("kret2", "x", 0, 1000, RULE_FLAG_RETENTION);
+    assert_int_equal(rule_validate(&bad, err, sizeof err), ST_EINVAL);
+    bad = mk("", "", 0, 1000, RULE_FLAG_RETENTION);
+    assert_int_equal(rule_validate(&bad, err, sizeof err), ST_EINVAL);
+    bad = mk("kret2", "", 0, 1000, RULE_FLAG_RETENTION | RULE_FLAG_EXACT);
+    assert_int_equal(rule_validate(&bad, err, sizeof err), ST_EINVAL);
+    /* a compaction rule from and to keys of the same names is fine */
+    rule_t c = mk("{__name__=\"kret\"}", "kret_1m", RULE_AGG_AVG, 60000, RULE_FLAG_EXACT);
+    assert_int_equal(rules_add(&s, &c, NULL, err, sizeof err), 0);
+    assert_int_equal(rules_find_retention(&s, "kret"), 0);
+    assert_int_equal(rules_find_retention(&s, "kret_1m"), -1);
+    assert_int_equal(rules_find(&s, "kret", ""), -1);
+    st_buf_t b;
+    st_buf_init(&b);
+    assert_int_equal(rules_encode(&s, &b), 0);
+    assert_int_equal(rules_decode(b.data, b.len, &u, err, sizeof err), 0);
+    assert_int_equal(u.n, 2);
+    assert_true(rule_is_retention(&u.v[0]));
+    assert_false(rule_is_retention(&u.v[1]));
+    assert_int_equal(u.v[0].bucket_ms, 20000);
+    assert_string_equal(u.v[0].dest, "");
+    rule_compiled_t *cc;
+    assert_int_equal(rule_compile(&u.v[0], &cc, err, sizeof err), ST_EINVAL);
+    rules_free(&u);
+    st_buf_deinit(&b);
+    rules_free(&s);
+}
+
 static void test_match_dest(void **state)
 {
     (void)state;
@@ -221,7 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aggregators),      cmocka_unit_test(test_buckets),
         cmocka_unit_test(test_validate_and_set), cmocka_unit_test(test_codec),
-        cmocka_unit_test(test_match_dest),
+        cmocka_unit_test(test_match_dest),       cmocka_unit_test(test_retention_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

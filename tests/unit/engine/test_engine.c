@@ -501,6 +501,56 @@ static void test_metric_retention(void **state)
     free(dir);
 }
 
+/* Dynamic per-metric retentions (engine_set_metric_retention): reads hide
+ * at once, the shorter of a static and a dynamic one wins, the retention
+ * pass drops what they cover, and clearing them shows the rest again. */
+static void test_metric_retention_dynamic(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_metric_retention_t stat = {"both", 60000};
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.background = 0;
+    o.partition_ms = 1000;
+    o.metric_retention = &stat;
+    o.n_metric_retention = 1;
+    engine_t *e;
+    assert_int_equal(engine_open(dir, &o, &e), 0);
+    int64_t now = now_s_ms();
+    st_label_t lk[1] = {{"__name__", "kret", 8, 4}};
+    st_label_t lb[1] = {{"__name__", "both", 8, 4}};
+    st_label_t lo[1] = {{"__name__", "other", 8, 5}};
+    int64_t ts[3] = {now - 30000, now - 9000, now};
+    double v[3] = {1, 2, 3};
+    engine_series_batch_t b[3] = {{lk, 1, ts, v, 3}, {lb, 1, ts, v, 3}, {lo, 1, ts, v, 3}};
+    assert_int_equal(engine_write(e, b, 3, NULL), 0);
+    assert_int_equal(count_metric(e, "kret"), 3);
+    assert_int_equal(count_metric(e, "both"), 3);
+    engine_metric_retention_t dyn[3] = {{"kret", 20000}, {"both", 5000}, {"gone", 0}};
+    assert_int_equal(engine_set_metric_retention(e, dyn, 3), 0);
+    assert_int_equal(count_metric(e, "kret"), 2);  /* now - 30 s hidden */
+    assert_int_equal(count_metric(e, "both"), 1);  /* the dynamic 5 s beats the static 60 s */
+    assert_int_equal(count_metric(e, "other"), 3); /* untouched */
+    /* cleared before any pass: everything shows again; then set again */
+    assert_int_equal(engine_set_metric_retention(e, NULL, 0), 0);
+    assert_int_equal(count_metric(e, "kret"), 3);
+    assert_int_equal(count_metric(e, "both"), 3);
+    assert_int_equal(engine_set_metric_retention(e, dyn, 3), 0);
+    assert_int_equal(engine_flush(e), 0);
+    assert_int_equal(engine_apply_retention(e, now), 0);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_true(st.metric_retention_drops + st.metric_retention_rewrites >= 1);
+    assert_int_equal(count_metric(e, "other"), 3);
+    /* cleared after the pass: the dropped samples stay gone */
+    assert_int_equal(engine_set_metric_retention(e, NULL, 0), 0);
+    assert_int_equal(count_metric(e, "kret"), 2);
+    assert_int_equal(count_metric(e, "both"), 1);
+    engine_close(e);
+    rm_rf(dir);
+}
+
 static void test_too_old_samples_dropped_and_counted(void **state)
 {
     char *dir = make_dir();
@@ -750,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_retention_drops_partitions),
         cmocka_unit_test(test_too_old_samples_dropped_and_counted),
         cmocka_unit_test(test_metric_retention),
+        cmocka_unit_test(test_metric_retention_dynamic),
         cmocka_unit_test(test_torn_wal_tail),
         cmocka_unit_test(test_corrupt_segment_is_reported),
         cmocka_unit_test(test_lock_excludes_second_open),
