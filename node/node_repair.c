@@ -589,6 +589,9 @@ static int merge_series(node_repair_t *r, engine_t *e, const wire_series_t *ws, 
     }
     engine_iter_destroy(it);
     rc = 0;
+    /* what a delete here covers stays deleted: the peer may not have heard
+     * of the delete yet (its hint is still on its way) */
+    nm = engine_tomb_drop_masked(e, ws->labels, ws->nlabels, mts, mv, mver, nm);
     res->conflicts += conflicts;
     res->resolved += resolved;
     metric_counter_add(r->conflicts, conflicts);

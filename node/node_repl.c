@@ -41,6 +41,8 @@
 #include "st_time.h"
 #include "st_log.h"
 #include "strata.pb-c.h"
+#include "wire.h"
+#include "wire_fields.h"
 
 #define REPLAY_MAX_ATTEMPTS 5
 #define REPLAY_BACKOFF_MIN_MS 100
@@ -77,6 +79,7 @@ struct peer {
     replay_slot_t win[REPLAY_WINDOW];
     size_t nwin;     /* hints in the window (0: none peeked) */
     size_t inflight; /* of them, calls not answered yet */
+    int barrier;     /* the window holds a delete: nothing more joins it */
     size_t ack_k;    /* the delivered prefix being acked */
     int then_backoff;
     int job_rc;
@@ -714,6 +717,7 @@ static void win_free(peer_t *p)
         p->win[i].msg = NULL;
     }
     p->nwin = 0;
+    p->barrier = 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -855,10 +859,33 @@ static void on_replayed(void *arg, int status, uint8_t type, const uint8_t *payl
 
 /* hints_peek_many callback: one hint into the next window slot, as a
  * forwarded NodeWrite. */
+/* Whether a stored WriteRequest carries a delete (field 3). */
+static int hint_is_delete(const uint8_t *batch, size_t len)
+{
+    const uint8_t *q = batch, *end = batch + len;
+    wire_field_t f;
+    while (wire_next(&q, end, &f) == 1)
+        if (f.num == WIRE_WRITE_REQUEST_DELETE)
+            return 1;
+    return 0;
+}
+
+/* A delete travels alone: the replica may run the calls of one window in
+ * any order, and a tombstone hides only what its replica stored before it,
+ * so the writes it missed before the delete must be stored first (and the
+ * writes after it, after it). A delete ends the window before it, and
+ * nothing joins a window that holds one. */
 static int take_hint(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch, size_t len)
 {
     peer_t *p = arg;
     (void)ts;
+    if (p->barrier)
+        return ST_EAGAIN;
+    if (hint_is_delete(batch, len)) {
+        if (p->nwin)
+            return ST_EAGAIN;
+        p->barrier = 1;
+    }
     st_buf_t b;
     st_buf_init(&b);
     if (repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */) ||

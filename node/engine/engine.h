@@ -295,6 +295,16 @@ void engine_iter_destroy(engine_iter_t *it);
  */
 const uint64_t *engine_iter_versions(const engine_iter_t *it);
 /*
+ * Drop from ts/v/ver (n samples of the series with these sorted labels;
+ * ver may be NULL) the samples a local tombstone covers: the series was
+ * selected by a delete whose range holds them. For data arriving from
+ * another replica by repair, which must not bring back what this replica
+ * deleted while the peer has not heard of the delete yet. Returns the
+ * number kept (compacted in place, order kept).
+ */
+size_t engine_tomb_drop_masked(engine_t *e, const st_label_t *l, size_t nl, int64_t *ts, double *v,
+                               uint64_t *ver, size_t n);
+/*
  * Samples per series matching `m` in [mint, maxt] (inclusive), the number
  * engine_query would return, read mostly from segment block headers: a
  * block wholly in range that no tombstone masks adds its stored count; the

@@ -411,3 +411,39 @@ uint64_t engine_tomb_pending(engine_t *e, int64_t *eta_ms)
         *eta_ms = eta;
     return pending;
 }
+
+size_t engine_tomb_drop_masked(engine_t *e, const st_label_t *l, size_t nl, int64_t *ts, double *v,
+                               uint64_t *ver, size_t n)
+{
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&e->tomb_mu);
+    size_t nt = e->ntombs;
+    pthread_mutex_unlock(&e->tomb_mu);
+    if (!nt)
+        return n;
+    uint32_t id;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int found = idx_lookup(e->idx, l, nl, st_labels_hash(l, nl), &id) == 0;
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (!found)
+        return n; /* a series no delete here selected */
+    size_t w = 0;
+    pthread_mutex_lock(&e->tomb_mu);
+    for (size_t i = 0; i < n; i++) {
+        int masked = 0;
+        for (size_t k = 0; k < e->ntombs && !masked; k++) {
+            const tomb_t *t = e->tombs[k];
+            masked = ts[i] >= t->start && ts[i] <= t->end && tomb_has_id(t, id);
+        }
+        if (masked)
+            continue;
+        ts[w] = ts[i];
+        v[w] = v[i];
+        if (ver)
+            ver[w] = ver[i];
+        w++;
+    }
+    pthread_mutex_unlock(&e->tomb_mu);
+    return w;
+}

@@ -549,6 +549,7 @@ static void test_metric_retention_dynamic(void **state)
     assert_int_equal(count_metric(e, "both"), 1);
     engine_close(e);
     rm_rf(dir);
+    free(dir);
 }
 
 static void test_too_old_samples_dropped_and_counted(void **state)
