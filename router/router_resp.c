@@ -50,129 +50,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-char *rresp_dupn(const char *p, size_t n)
-{
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, p, n);
-        s[n] = 0;
-    }
-    return s;
-}
-
-void rresp_fatal_oom(rconn_t *c)
-{
-    resp_error(&c->out, "ERR out of memory");
-}
-
-/* %XX-encode s for a URL query or form value. */
-int rresp_pct(st_buf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            rc = st_buf_put_u8(b, ch);
-        } else {
-            char t[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            rc = st_buf_append(b, t, 3);
-        }
-    }
-    return rc;
-}
-
-/* Append matcher m as PromQL selector text: "name"<op>"value". */
-int rresp_sel_matcher(st_buf_t *b, const char *name, st_match_type_t t, const char *value)
-{
-    static const char *const ops[] = {"=", "!=", "=~", "!~"};
-    int rc = st_json_str(b, name, strlen(name));
-    if (!rc)
-        rc = st_buf_append(b, ops[t], strlen(ops[t]));
-    if (!rc)
-        rc = st_json_str(b, value, strlen(value));
-    return rc;
-}
-
 /* ---- the key cache ---------------------------------------------------------- */
-
-static uint64_t hash_str(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-void rresp_ent_free_labels(ent_t *e)
-{
-    for (size_t i = 0; i < 2 * e->nl; i++)
-        free(e->kv[i]);
-    free(e->kv);
-    e->kv = NULL;
-    e->nl = 0;
-}
-
-/* Free every entry but those a job holds (the cache is full). */
-static void cache_clear(router_resp_t *s)
-{
-    s->nent = 0;
-    for (size_t b = 0; b < RESP_CACHE_BUCKETS; b++) {
-        ent_t *e = s->buckets[b], **keep = &s->buckets[b];
-        while (e) {
-            ent_t *n = e->next;
-            if (e->pins) {
-                *keep = e;
-                keep = &e->next;
-                s->nent++;
-            } else {
-                rresp_ent_free_labels(e);
-                free(e->key);
-                free(e);
-            }
-            e = n;
-        }
-        *keep = NULL;
-    }
-}
-
-/* Forget what the cache knows of one entry (only) or of all (only NULL):
- * settings and newest sample are read again on next use. The entries stay
- * (jobs in flight may point to them). */
-void rresp_cache_forget(router_resp_t *s, const ent_t *only)
-{
-    for (size_t i = 0; i < RESP_CACHE_BUCKETS; i++)
-        for (ent_t *e = s->buckets[i]; e; e = e->next) {
-            if (only && e != only)
-                continue;
-            e->loaded_ms = 0;
-            e->hi_known = 0;
-            e->last_known = 0;
-        }
-}
-
-ent_t *rresp_cache_get(router_resp_t *s, const char *key, size_t n, int create)
-{
-    size_t b = hash_str(key, n) % RESP_CACHE_BUCKETS;
-    for (ent_t *e = s->buckets[b]; e; e = e->next)
-        if (strlen(e->key) == n && memcmp(e->key, key, n) == 0)
-            return e;
-    if (!create)
-        return NULL;
-    if (s->nent >= RESP_CACHE_MAX)
-        cache_clear(s);
-    ent_t *e = calloc(1, sizeof *e);
-    if (!e || !(e->key = rresp_dupn(key, n))) {
-        free(e);
-        return NULL;
-    }
-    resp_meta_default(&e->meta);
-    e->next = s->buckets[b];
-    s->buckets[b] = e;
-    s->nent++;
-    return e;
-}
 
 /* ---- connections: output -------------------------------------------------- */
 
@@ -184,22 +62,9 @@ typedef struct wreq {
 } wreq_t;
 
 static void conn_close(rconn_t *c);
+static void conn_run(rconn_t *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
-
-/* Drop the connection's credential (wiped: it holds a password or token). */
-static void conn_forget_auth(rconn_t *c)
-{
-    if (c->authz) {
-        volatile char *p = c->authz;
-        while (*p)
-            *p++ = 0;
-        free(c->authz);
-    }
-    c->authz = NULL;
-    c->authed = 0;
-    c->user[0] = 0;
-}
 
 static void on_conn_closed(uv_handle_t *h)
 {
@@ -216,7 +81,7 @@ static void on_conn_closed(uv_handle_t *h)
     st_buf_deinit(&c->in);
     st_buf_deinit(&c->out);
     free(c->argv);
-    conn_forget_auth(c);
+    rresp_conn_forget_auth(c);
     tls_conn_destroy(c->tls);
     free(c);
 }
@@ -278,7 +143,7 @@ static void on_write(uv_write_t *w, int status)
         return;
     }
     if (c->wq < RESP_OUT_HIGH / 2)
-        rresp_conn_run(c);
+        conn_run(c);
 }
 
 /* Queue bytes for the socket as they are (ciphertext on a TLS connection). */
@@ -338,160 +203,21 @@ static void conn_flush(rconn_t *c)
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
-void rresp_job_free_timer(uv_handle_t *h)
-{
-    free(h->data);
-}
+/* ---- the command table ----------------------------------------------------------- */
 
-/* The job has written its reply: free it, run the connection's next command. */
-void rresp_job_end(job_t *j)
+static const cmd_t commands[];
+static const size_t ncommands;
+
+/* A job ended (router_resp_job.c): free a dead connection, or run its next
+ * command. */
+static void job_done(rconn_t *c)
 {
-    rconn_t *c = j->c;
-    st_buf_deinit(&j->body);
-    resp_write_destroy(j->wr);
-    resp_range_free(&j->rg);
-    free(j->key);
-    if (j->e)
-        j->e->pins--;
-    if (j->ctx_free)
-        j->ctx_free(j->ctx);
-    uv_close((uv_handle_t *)&j->timer, rresp_job_free_timer);
-    c->busy = 0;
-    c->in_off += c->cmd_used;
-    c->cmd_used = 0;
     if (c->dead)
         conn_maybe_free(c);
     else
-        rresp_conn_run(c);
+        conn_run(c);
 }
-
-job_t *rresp_job_new(rconn_t *c)
-{
-    job_t *j = calloc(1, sizeof *j);
-    if (!j)
-        return NULL;
-    j->c = c;
-    j->s = c->s;
-    j->argv = c->argv;
-    j->argc = c->argc;
-    uv_timer_init(c->s->r->loop, &j->timer);
-    j->timer.data = j;
-    c->busy = 1;
-    return j;
-}
-
-void rresp_on_job_timer(uv_timer_t *t)
-{
-    job_t *j = t->data;
-    j->next(j);
-}
-
-static int job_sink(void *arg, int status, const char *ctype, const http_header_t *hdrs,
-                    size_t nhdrs, const void *data, size_t len, int final)
-{
-    job_t *j = arg;
-    (void)ctype;
-    for (size_t i = 0; i < nhdrs; i++)
-        if (strcasecmp(hdrs[i].name, "X-Strata-Missing-Shards") == 0)
-            snprintf(j->missing, sizeof j->missing, "%s", hdrs[i].value);
-    if (len && !j->over) {
-        if (j->body.len + len > topo_router(j->s->r->topo)->query_max_bytes) {
-            j->over = 1;
-        } else if (st_buf_append(&j->body, data, len)) {
-            j->over = 1;
-        }
-    }
-    if (final) {
-        j->status = j->over ? 413 : status;
-        uv_timer_start(&j->timer, rresp_on_job_timer, 0, 0);
-        return 0;
-    }
-    return j->over ? -1 : 0;
-}
-
-/* A step whose request could not be made: answered as a 413/500. */
-static void job_unsent(job_t *j, int rc)
-{
-    j->status = rc == ST_ELIMIT ? 413 : 500;
-    st_buf_t *b = &j->body;
-    ST_BUF_LIT(b, "{\"status\":\"error\",\"error\":\"request too large\"}");
-    uv_timer_start(&j->timer, rresp_on_job_timer, 0, 0);
-}
-
-/* One step: an in-process HTTP request; next(j) runs with j->status and
- * j->body. */
-void rresp_job_http(job_t *j, const char *method, const char *target, const char *ctype,
-                    const void *body, size_t len, job_fn next)
-{
-    j->next = next;
-    j->body.len = 0;
-    j->over = 0;
-    j->missing[0] = 0;
-    http_req_t *req;
-    int rc = http_req_local_as(&j->s->hl, method, target, ctype, j->c->authz, j->c->peer, body, len,
-                               job_sink, j, &req);
-    if (rc) {
-        job_unsent(j, rc);
-        return;
-    }
-    j->s->route(req, j->s->route_arg);
-}
-
-/* One write step: j->wr through the direct write path (resp_write.h);
- * next(j) runs with j->status and j->body like after job_http. */
-void rresp_job_write(job_t *j, job_fn next)
-{
-    j->next = next;
-    j->body.len = 0;
-    j->over = 0;
-    j->missing[0] = 0;
-    int rc =
-        j->wr ? resp_write_submit(j->s->r, &j->s->hl, j->wr, j->c->authz, j->c->peer, job_sink, j)
-              : ST_ENOMEM;
-    if (rc)
-        job_unsent(j, rc);
-}
-
-/* The "error" text of a JSON error body, or the body itself. */
-void rresp_reply_http_error(job_t *j, const char *what)
-{
-    st_buf_t *o = &j->c->out;
-    char msg[400];
-    const char *text = NULL;
-    json_t *doc = NULL;
-    if (j->status == 413)
-        text = "reply over [router] query_max_mb";
-    else if (j->body.len) {
-        doc = json_loadb((const char *)j->body.data, j->body.len, 0, NULL);
-        json_t *e = doc ? json_object_get(doc, "error") : NULL;
-        text = e && json_is_string(e) ? json_string_value(e) : NULL;
-    }
-    /* a write the cluster could not take now (a node busy over head_max_mb,
-     * shards short of their consistency): TRYAGAIN, as Redis answers what
-     * may succeed when retried unchanged */
-    const char *code = j->status == 503 && strcmp(what, "write") == 0 ? "TRYAGAIN" : "ERR";
-    if (!text) {
-        size_t n = j->body.len < 200 ? j->body.len : 200;
-        snprintf(msg, sizeof msg, "%s %s failed (HTTP %d): %.*s", code, what, j->status, (int)n,
-                 j->body.data ? (const char *)j->body.data : "");
-    } else {
-        snprintf(msg, sizeof msg, "%s %s failed: %s", code, what, text);
-    }
-    json_decref(doc);
-    metric_counter_inc(j->s->m_errors);
-    resp_error(o, msg);
-}
-
-/* ---- the command table ----------------------------------------------------------- */
-
-const cmd_t rresp_commands[];
-static const size_t ncommands;
 static const cmd_t *find_cmd(const resp_arg_t *a);
-
-void rresp_wrong_args(rconn_t *c, const char *name)
-{
-    resp_errorf(&c->out, "ERR wrong number of arguments for '%s' command", name);
-}
 
 /* ---- connection commands ----------------------------------------------------------- */
 
@@ -544,9 +270,6 @@ static void hello_reply(rconn_t *c)
  * (Bearer token, or Basic user:password: the gate has just cached the
  * password, so it is not hashed again), and the auth gate enforces roles
  * and selector confinement exactly as on HTTP. */
-
-#define RESP_NOAUTH "NOAUTH Authentication required."
-#define RESP_WRONGPASS "WRONGPASS invalid username-password pair or user is disabled."
 
 typedef struct authwork {
     uv_work_t w;
@@ -629,7 +352,7 @@ static void auth_failed(rconn_t *c, job_t *j, const char *user, const char *why)
  * answer AUTH (+OK) or HELLO (its map). */
 static void auth_passed(rconn_t *c, const auth_user_t *u, const authwork_t *a, int token)
 {
-    conn_forget_auth(c);
+    rresp_conn_forget_auth(c);
     st_buf_t h;
     st_buf_init(&h);
     int rc;
@@ -662,7 +385,7 @@ static void auth_passed(rconn_t *c, const auth_user_t *u, const authwork_t *a, i
         resp_error(&c->out, "ERR out of memory");
         return;
     }
-    c->authz = (char *)h.data; /* handed over: freed by conn_forget_auth */
+    c->authz = (char *)h.data; /* handed over: freed by rresp_conn_forget_auth */
     c->authed = 1;
     snprintf(c->user, sizeof c->user, "%s", auth_user_name(u));
     if (!a->proto) {
@@ -836,36 +559,6 @@ static void cmd_auth(rconn_t *c)
     auth_start(c, c->argc == 3 ? &c->argv[1] : NULL, &c->argv[c->argc - 1], 0, 0);
 }
 
-/* DEL, TS.DEL, FLUSHALL delete as /api/v1/admin/tsdb/delete_series does:
- * admin role, not confined. 1 (and the error written) when c may not. */
-int rresp_deny_delete(rconn_t *c, const char *what)
-{
-    auth_gate_t *g = c->s->r->auth;
-    if (!auth_gate_enabled(g))
-        return 0;
-    const auth_user_t *u = auth_db_find(auth_gate_db(g), c->user);
-    if (u && c->authz && strncmp(c->authz, "Bearer ", 7) == 0) { /* a token rotated since AUTH */
-        const auth_user_t *t = NULL;
-        if (auth_check_token(auth_gate_db(g), c->authz + 7, strlen(c->authz + 7), &t) != AUTH_OK ||
-            t != u)
-            u = NULL;
-    }
-    if (!u) { /* removed (or its token rotated) by a reload since AUTH */
-        conn_forget_auth(c);
-        resp_error(&c->out, RESP_NOAUTH);
-        return 1;
-    }
-    if (auth_user_role(u) < AUTH_ROLE_ADMIN)
-        resp_errorf(&c->out, "ERR user '%s' has role %s; %s needs the admin role", c->user,
-                    auth_role_name(auth_user_role(u)), what);
-    else if (auth_user_selector(u))
-        resp_errorf(&c->out, "ERR user '%s' is confined to a selector; %s cannot be", c->user,
-                    what);
-    else
-        return 0;
-    return 1;
-}
-
 static void cmd_client(rconn_t *c)
 {
     const resp_arg_t *sub = &c->argv[1];
@@ -914,7 +607,7 @@ static void cmd_quit(rconn_t *c)
 
 static void cmd_reset(rconn_t *c)
 {
-    conn_forget_auth(c);
+    rresp_conn_forget_auth(c);
     c->proto = 2;
     c->name[0] = 0;
     resp_simple(&c->out, "RESET");
@@ -946,8 +639,8 @@ static void command_entry(rconn_t *c, const cmd_t *k)
 static const cmd_t *find_cmd(const resp_arg_t *a)
 {
     for (size_t i = 0; i < ncommands; i++)
-        if (resp_arg_is(a, rresp_commands[i].name))
-            return &rresp_commands[i];
+        if (resp_arg_is(a, commands[i].name))
+            return &commands[i];
     return NULL;
 }
 
@@ -957,7 +650,7 @@ static void cmd_command(rconn_t *c)
     if (c->argc == 1) {
         resp_array(o, ncommands);
         for (size_t i = 0; i < ncommands; i++)
-            command_entry(c, &rresp_commands[i]);
+            command_entry(c, &commands[i]);
         return;
     }
     const resp_arg_t *sub = &c->argv[1];
@@ -977,7 +670,7 @@ static void cmd_command(rconn_t *c)
         const cmd_t *sel[256];
         if (c->argc == 2)
             for (size_t i = 0; i < ncommands && n < 256; i++)
-                sel[n++] = &rresp_commands[i];
+                sel[n++] = &commands[i];
         for (size_t i = 2; i < c->argc && n < 256; i++) {
             const cmd_t *k = find_cmd(&c->argv[i]);
             if (k)
@@ -1005,7 +698,7 @@ static void cmd_command(rconn_t *c)
     } else if (resp_arg_is(sub, "LIST")) {
         resp_array(o, ncommands);
         for (size_t i = 0; i < ncommands; i++)
-            resp_bulk_str(o, rresp_commands[i].name);
+            resp_bulk_str(o, commands[i].name);
     } else {
         resp_errorf(o, "ERR unknown subcommand '%.*s'", (int)(sub->len > 32 ? 32 : sub->len),
                     sub->p);
@@ -1028,7 +721,7 @@ static void cmd_info(rconn_t *c)
 
 /* ---- the table -------------------------------------------------------------------- */
 
-const cmd_t rresp_commands[] = {
+static const cmd_t commands[] = {
     {"PING", -1, CF_FAST | CF_CONN, cmd_ping, 0, 0, 0, "Ping the server.", "PING [message]"},
     {"ECHO", 2, CF_FAST | CF_CONN, cmd_echo, 0, 0, 0, "Return the message.", "ECHO message"},
     {"HELLO", -1, CF_FAST | CF_CONN, cmd_hello, 0, 0, 0, "Handshake: protocol 2 or 3.",
@@ -1107,7 +800,7 @@ const cmd_t rresp_commands[] = {
      "TS.INFO key [DEBUG]"},
     {"TS.STATS", -1, CF_READ, rresp_cmd_stats, 0, 0, 0, "Keyspace statistics.", "TS.STATS"},
 };
-static const size_t ncommands = sizeof rresp_commands / sizeof rresp_commands[0];
+static const size_t ncommands = sizeof commands / sizeof commands[0];
 
 /* ---- metadata prefetch for pipelined TS.ADD ------------------------------------ */
 
@@ -1240,7 +933,7 @@ static void dispatch(rconn_t *c)
                     (int)(c->argv[0].len > 64 ? 64 : c->argv[0].len), c->argv[0].p);
         return;
     }
-    metric_counter_inc(s->m_cmd[k - rresp_commands]);
+    metric_counter_inc(s->m_cmd[k - commands]);
     if (conn_needs_auth(c) && k->fn != cmd_auth && k->fn != cmd_hello && k->fn != cmd_quit &&
         k->fn != cmd_reset) {
         metric_counter_inc(s->m_errors);
@@ -1264,7 +957,7 @@ static void dispatch(rconn_t *c)
         metric_counter_inc(s->m_errors);
 }
 
-void rresp_conn_run(rconn_t *c)
+static void conn_run(rconn_t *c)
 {
     while (!c->busy && !c->closing && !c->dead && c->wq < RESP_OUT_HIGH) {
         if (!c->argv) {
@@ -1310,7 +1003,10 @@ void rresp_conn_run(rconn_t *c)
         }
         c->argc = argc;
         c->cmd_used = used;
-        int bt = argc && !conn_needs_auth(c) ? rresp_batch_try(c, find_cmd(&c->argv[0])) : 0;
+        const cmd_t *bk = argc && !conn_needs_auth(c) ? find_cmd(&c->argv[0]) : NULL;
+        int bt = argc && !conn_needs_auth(c)
+                     ? rresp_batch_try(c, bk, bk ? c->s->m_cmd[bk - commands] : NULL)
+                     : 0;
         if (bt == 1) {
             c->in_off += used;
             c->cmd_used = 0;
@@ -1432,7 +1128,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (c->dead)
         return;
-    rresp_conn_run(c);
+    conn_run(c);
 }
 
 static void on_hs_timeout(uv_timer_t *t)
@@ -1497,7 +1193,7 @@ static void on_connection(uv_stream_t *ls, int status)
     metric_gauge_set(s->m_open, (double)s->nconns);
     if (c->tls)
         hs_timer_start(c);
-    rresp_conn_run(c);
+    conn_run(c);
 }
 
 static int register_metrics(router_resp_t *s)
@@ -1531,11 +1227,11 @@ static int register_metrics(router_resp_t *s)
         return ST_ENOMEM;
     for (size_t i = 0; i < ncommands; i++) {
         char low[64];
-        size_t n = strlen(rresp_commands[i].name);
+        size_t n = strlen(commands[i].name);
         for (size_t q = 0; q <= n && q < sizeof low; q++)
-            low[q] = (char)((rresp_commands[i].name[q] >= 'A' && rresp_commands[i].name[q] <= 'Z')
-                                ? rresp_commands[i].name[q] + 32
-                                : rresp_commands[i].name[q]);
+            low[q] = (char)((commands[i].name[q] >= 'A' && commands[i].name[q] <= 'Z')
+                                ? commands[i].name[q] + 32
+                                : commands[i].name[q]);
         if (!(s->m_cmd[i] = metrics_counter(m, "strata_resp_commands_total",
                                             "RESP commands, by name.", "command", low, NULL)))
             return ST_ENOMEM;
@@ -1551,6 +1247,7 @@ int router_resp_start(router_t *r, const char *host, int port, router_route_fn r
     if (!s)
         return ST_ENOMEM;
     s->r = r;
+    s->job_done = job_done;
     s->route = route;
     s->route_arg = arg;
     s->buckets = calloc(RESP_CACHE_BUCKETS, sizeof *s->buckets);

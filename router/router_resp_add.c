@@ -268,16 +268,6 @@ static int bctx_cmd(bctx_t *b, int32_t cnt)
     return 0;
 }
 
-/* A 400 of the write pipeline that only rejected items (no sample refused
- * by a cardinality limit) whose reasons are all known: each command can
- * then be answered on its own. */
-int rresp_rejects_only(const job_t *j)
-{
-    if (j->status != 400 || !j->wr || !resp_write_rejected_all(j->wr))
-        return 0;
-    return !j->body.len || !memmem(j->body.data, j->body.len, "\"refused\":[{", 12);
-}
-
 /* The error reply of a write that failed as a whole: the text
  * reply_http_error would send, without the "-" and CRLF, into msg. */
 static void write_error_text(job_t *j, char *msg, size_t cap)
@@ -524,7 +514,7 @@ static int batch_add(rconn_t *c)
 /* Pipelined writes join one batch: called by conn_run for each command.
  * Returns 1 when the command went into the batch (answered later), -1 when
  * a TS.ADD could join once its key's settings are read, else 0. */
-int rresp_batch_try(rconn_t *c, const cmd_t *k)
+int rresp_batch_try(rconn_t *c, const cmd_t *k, metric_counter_t *m)
 {
     if (!k || (k->fn != rresp_cmd_madd && k->fn != rresp_cmd_add))
         return 0;
@@ -538,7 +528,7 @@ int rresp_batch_try(rconn_t *c, const cmd_t *k)
         if (rc != 1)
             return rc;
     }
-    metric_counter_inc(c->s->m_cmd[k - rresp_commands]);
+    metric_counter_inc(m);
     if (batch_full(c->batch))
         rresp_batch_submit(c);
     return 1;

@@ -1,18 +1,20 @@
 /*
  * router_resp_int — what the files of the RESP door share (internal; only
  * router_resp*.c include it). The door is one module, router_resp.h, kept
- * in four files by command family:
+ * in five files, each using only files listed below it:
  *
- *   router_resp.c       connections, jobs (in-process HTTP steps), the key
- *                       cache, the command table, connection commands and
- *                       AUTH, metadata prefetch, start/close
- *   router_resp_keys.c  keys and their metadata series, exports, DEL/TS.DEL/
- *                       FLUSHALL, TS.CREATERULE/DELETERULE, TS.CREATE/ALTER
+ *   router_resp.c       connections, the command table and dispatch,
+ *                       connection commands and AUTH, metadata prefetch,
+ *                       start/close
  *   router_resp_add.c   TS.ADD, TS.MADD and pipelined write batches,
  *                       TS.INCRBY/DECRBY
  *   router_resp_read.c  TS.GET/RANGE/REVRANGE/INFO, EXISTS/TYPE, the
  *                       many-key reads (MGET/MRANGE/QUERYINDEX/CARD/labels),
  *                       KEYS/SCAN, TS.JOIN, TS.STATS
+ *   router_resp_keys.c  keys and their metadata series, exports, DEL/TS.DEL/
+ *                       FLUSHALL, TS.CREATERULE/DELETERULE, TS.CREATE/ALTER
+ *   router_resp_job.c   small helpers, the per-key cache, jobs (in-process
+ *                       HTTP steps and direct writes)
  *
  * The types below are the connection (rconn_t), a command's job (job_t),
  * the per-key cache entry (ent_t), an export's series (xser_t) and the
@@ -54,6 +56,8 @@
 #define RESP_CACHE_BUCKETS 65536
 #define RESP_FAR_MS (2 * 86400000LL) /* "until the end of time" of a read: now + 2 days */
 #define RESP_NAME_MAX 128
+#define RESP_NOAUTH "NOAUTH Authentication required."
+#define RESP_WRONGPASS "WRONGPASS invalid username-password pair or user is disabled."
 #define RESP_TLS_HANDSHAKE_MS 10000 /* a TLS client must finish its handshake within */
 
 typedef struct rconn rconn_t;
@@ -102,6 +106,7 @@ struct router_resp {
     metric_counter_t **m_cmd; /* [command table index] */
     char rbuf[RESP_READ_BUF];
     int rbuf_busy;
+    void (*job_done)(rconn_t *c); /* a job ended: run the connection's next command */
 };
 
 struct rconn {
@@ -196,6 +201,9 @@ typedef struct cmd {
 
 char *rresp_dupn(const char *p, size_t n);
 void rresp_fatal_oom(rconn_t *c);
+uint64_t rresp_hash_str(const char *s, size_t n);
+void rresp_cache_clear(router_resp_t *s);
+void rresp_conn_forget_auth(rconn_t *c);
 int rresp_pct(st_buf_t *b, const char *s, size_t n);
 int rresp_sel_matcher(st_buf_t *b, const char *name, st_match_type_t t, const char *value);
 void rresp_ent_free_labels(ent_t *e);
@@ -230,7 +238,6 @@ void rresp_reply_write_failed(job_t *j);
 int rresp_meta_stale(const router_resp_t *s, const ent_t *e);
 int rresp_ent_set_labels(ent_t *e, const resp_tsopts_t *o);
 void rresp_wrong_args(rconn_t *c, const char *name);
-int rresp_deny_delete(rconn_t *c, const char *what);
 void rresp_cmd_del(rconn_t *c);
 void rresp_cmd_ts_del(rconn_t *c);
 void rresp_cmd_flushall(rconn_t *c);
@@ -246,7 +253,7 @@ void rresp_batch_submit(rconn_t *c);
 int rresp_key_is_series(const resp_arg_t *k);
 void rresp_cmd_madd(rconn_t *c);
 int rresp_ent_fresh(const router_resp_t *s, const ent_t *e);
-int rresp_batch_try(rconn_t *c, const cmd_t *k);
+int rresp_batch_try(rconn_t *c, const cmd_t *k, metric_counter_t *m);
 void rresp_cmd_incrby(rconn_t *c);
 void rresp_cmd_decrby(rconn_t *c);
 void rresp_cmd_range(rconn_t *c);
@@ -269,7 +276,5 @@ void rresp_cmd_keys(rconn_t *c);
 void rresp_cmd_scan(rconn_t *c);
 void rresp_cmd_join(rconn_t *c);
 void rresp_cmd_stats(rconn_t *c);
-extern const cmd_t rresp_commands[];
-void rresp_conn_run(rconn_t *c);
 
 #endif

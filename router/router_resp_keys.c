@@ -501,6 +501,36 @@ int rresp_ent_set_labels(ent_t *e, const resp_tsopts_t *o)
     return 0;
 }
 
+/* DEL, TS.DEL, FLUSHALL delete as /api/v1/admin/tsdb/delete_series does:
+ * admin role, not confined. 1 (and the error written) when c may not. */
+static int deny_delete(rconn_t *c, const char *what)
+{
+    auth_gate_t *g = c->s->r->auth;
+    if (!auth_gate_enabled(g))
+        return 0;
+    const auth_user_t *u = auth_db_find(auth_gate_db(g), c->user);
+    if (u && c->authz && strncmp(c->authz, "Bearer ", 7) == 0) { /* a token rotated since AUTH */
+        const auth_user_t *t = NULL;
+        if (auth_check_token(auth_gate_db(g), c->authz + 7, strlen(c->authz + 7), &t) != AUTH_OK ||
+            t != u)
+            u = NULL;
+    }
+    if (!u) { /* removed (or its token rotated) by a reload since AUTH */
+        rresp_conn_forget_auth(c);
+        resp_error(&c->out, RESP_NOAUTH);
+        return 1;
+    }
+    if (auth_user_role(u) < AUTH_ROLE_ADMIN)
+        resp_errorf(&c->out, "ERR user '%s' has role %s; %s needs the admin role", c->user,
+                    auth_role_name(auth_user_role(u)), what);
+    else if (auth_user_selector(u))
+        resp_errorf(&c->out, "ERR user '%s' is confined to a selector; %s cannot be", c->user,
+                    what);
+    else
+        return 0;
+    return 1;
+}
+
 /* ---- deletion: DEL, TS.DEL, FLUSHALL ----------------------------------------
  * All three go through router_delete_submit(), the path of the HTTP
  * delete_series endpoint (tombstones replicated like writes). A key's data
@@ -622,7 +652,7 @@ static void del_keys_submit(job_t *j, int dry_run)
 void rresp_cmd_del(rconn_t *c)
 {
     size_t nkeys = c->argc - 1;
-    if (rresp_deny_delete(c, "DEL"))
+    if (deny_delete(c, "DEL"))
         return;
     if (nkeys > RESP_DEL_MAX_KEYS) {
         resp_errorf(&c->out, "ERR DEL: at most %d keys per command", RESP_DEL_MAX_KEYS);
@@ -653,7 +683,7 @@ static void ts_del_step(job_t *j)
 void rresp_cmd_ts_del(rconn_t *c)
 {
     int64_t a, b;
-    if (rresp_deny_delete(c, "TS.DEL"))
+    if (deny_delete(c, "TS.DEL"))
         return;
     if (c->argv[2].len == 1 && c->argv[2].p[0] == '-')
         a = INT64_MIN;
@@ -694,7 +724,7 @@ void rresp_cmd_flushall(rconn_t *c)
                    "ERR FLUSHALL is disabled (set [router] resp_flushall = on to allow it)");
         return;
     }
-    if (rresp_deny_delete(c, "FLUSHALL"))
+    if (deny_delete(c, "FLUSHALL"))
         return;
     selector_t sel[1];
     char err[200];
