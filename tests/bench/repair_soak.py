@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Repair soak: 3 nodes, RF=3, write_consistency=quorum, one router, under
+continuous ingest while a random node is kill -9'd and restarted every few
+seconds; one node's data directory is wiped once (node stopped, directory
+removed, node started: it rebuilds from its replicas). Not a test (not in
+CI): it prints figures and a verdict.
+
+  tests/bench/repair_soak.py --build build [--minutes 30] [--cycles 0]
+        [--writers 2] [--hosts 40] [--repair-interval 5m] [--converge-timeout 600]
+
+Ingest: --writers threads, each writing its own --hosts series (one line per
+host per batch, measurement soak_w<k>) through the router with
+consistency=quorum, retrying a 503 or a cut connection with the same body.
+Batch b of writer k has timestamp base + b * 100 ms and the value
+b * 1000 + host, so a sample is known from its batch number alone: the
+loader keeps one byte per batch (acknowledged, or sent without an
+acknowledgement: maybe stored).
+
+Kills: every cycle a random running node gets SIGKILL, stays down 0.5-3 s,
+is started again (waits for its /ready), then 2-5 s pass. Once, halfway
+through the run, the cycle's node is stopped instead, its data directory
+removed and the node started again; the soak waits (bounded) for its
+rebuild to finish (strata_node_rebuilding 0) before the next kill. The
+kills end after --minutes or --cycles cycles (0: no cycle limit),
+whichever comes first.
+
+Then: the writers stop, every node is up, `strata repair` runs (repeated
+while replicas differ) until every node's own export holds exactly the
+same samples, bounded by --converge-timeout. Checked per node, from the
+node's own export (its local data of every shard; RF=3 on 3 nodes: every
+shard): acknowledged samples missing, samples with a value no write sent,
+and difference from the other replicas. Exit 0 only when nothing
+acknowledged is missing anywhere and all replicas are identical.
+
+Everything is on 127.0.0.1 with ports picked at run time; processes are
+stopped by PID (the harness). The temp dir is removed on success, kept on
+failure (its path is printed).
+"""
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+# a node restarted after kill -9 replays its WAL on a loaded machine: give
+# it time (read by the harness at import)
+os.environ.setdefault("STRATA_IT_START_TIMEOUT", "120")
+import harness  # noqa: E402
+
+STEP_MS = 100
+UNSENT, ACKED, MAYBE = 0, 1, 2
+
+
+def say(msg):
+    sys.stdout.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stdout.flush()
+
+
+class Loader(threading.Thread):
+    """One writer: batch b -> hosts lines at base + b*STEP_MS, value
+    b*1000+h. status[b] says what became of batch b."""
+
+    def __init__(self, c, k, hosts, base_ms, max_batches):
+        super().__init__(name="writer%d" % k, daemon=True)
+        self.c, self.k, self.hosts, self.base_ms = c, k, hosts, base_ms
+        self.measurement = "soak_w%d" % k
+        self.status = bytearray(max_batches)
+        self.next = 0
+        self.retries = 0
+        self.errors = {}
+        self.exc = None
+        self.ev = threading.Event()
+
+    def body(self, b):
+        ts = self.base_ms + b * STEP_MS
+        return "".join("%s,host=h%03d v=%d %d\n" % (self.measurement, h, b * 1000 + h, ts)
+                       for h in range(self.hosts))
+
+    def run(self):
+        try:
+            while not self.ev.is_set() and self.next < len(self.status):
+                b = self.next
+                r = harness.write_with_retries(self.c, self.body(b), tries=60, backoff=0.25,
+                                               consistency="quorum", precision="ms")
+                self.status[b] = ACKED if r.ok else MAYBE
+                self.retries += r.attempts - 1
+                for e in r.errors:
+                    key = e.split(":")[0][:40]
+                    self.errors[key] = self.errors.get(key, 0) + 1
+                self.next += 1
+        except BaseException as e:
+            self.exc = e
+
+    def stop(self):
+        self.ev.set()
+        self.join(300)
+        if self.is_alive():
+            raise RuntimeError("%s did not stop" % self.name)
+        if self.exc:
+            raise RuntimeError("%s failed: %r" % (self.name, self.exc))
+
+    def n(self, what):
+        return self.status[:self.next].count(what)
+
+    def check(self, data):
+        """data: {series key: {ts: value}} of one node. (missing acked,
+        wrong or never sent)."""
+        missing = wrong = 0
+        examples = []
+        sent = self.next
+        for h in range(self.hosts):
+            key = harness.series_key({"__name__": self.measurement + "_v",
+                                      "host": "h%03d" % h})
+            got = data.get(key, {})
+            for b in range(sent):
+                st = self.status[b]
+                ts = self.base_ms + b * STEP_MS
+                v = got.get(ts)
+                if st == ACKED and v is None:
+                    missing += 1
+                    if len(examples) < 3:
+                        examples.append("missing %s h%03d batch %d ts %d" %
+                                        (self.measurement, h, b, ts))
+            for ts, v in got.items():
+                off = ts - self.base_ms
+                b = off // STEP_MS
+                ok = (off % STEP_MS == 0 and 0 <= b < sent and self.status[b] != UNSENT
+                      and float(v) == float(b * 1000 + h))
+                if not ok:
+                    wrong += 1
+                    if len(examples) < 3:
+                        examples.append("unexpected %s h%03d ts %d value %r" %
+                                        (self.measurement, h, ts, v))
+        return missing, wrong, examples
+
+
+def node_data(c, i, shards):
+    out = {}
+    for s in range(shards):
+        out.update(c.node_shard_data(i, s))
+    return out
+
+
+def soak_only(data):
+    return {k: v for k, v in data.items() if dict(k)["__name__"].startswith("soak_w")}
+
+
+def metric(c, i, name):
+    try:
+        return harness.metric_sum(c.node_metrics(i), name)
+    except Exception:
+        return None
+
+
+def cli_repair(c):
+    t0 = time.monotonic()
+    p = subprocess.run([harness.binary("cli"), "repair", "--router",
+                        c.router_url(0)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=600)
+    out = p.stdout.decode(errors="replace")
+    lines = [l for l in out.splitlines() if "into" in l or "error" in l.lower()]
+    say("strata repair -> exit %d in %.1f s: %s" % (p.returncode, time.monotonic() - t0,
+                                                    " | ".join(l.strip() for l in lines)[:600]))
+    return p.returncode
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--cycles", type=int, default=0, help="stop the kills after N (0: no limit)")
+    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--hosts", type=int, default=40, help="series per writer")
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--repair-interval", default="5m")
+    ap.add_argument("--converge-timeout", type=float, default=600.0)
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    os.environ["STRATA_BIN_DIR"] = build
+    rng = random.Random(a.seed)
+    say("repair soak: seed %d, %.1f min, cycles %s, %d writers x %d series, %d shards, "
+        "repair_interval %s; load %s" % (a.seed, a.minutes, a.cycles or "unlimited", a.writers,
+                                         a.hosts, a.shards, a.repair_interval,
+                                         open("/proc/loadavg").read().strip()))
+    c = harness.Cluster(nodes=3, routers=1, shards=a.shards, rf=3, tag="repair-soak",
+                        cluster={"write_consistency": "quorum"},
+                        replication={"replica_timeout": "2s", "heartbeat_interval": "250ms",
+                                     "hint_max_age": "2h",
+                                     "repair_interval": a.repair_interval},
+                        router={"request_timeout": "10s"})
+    ok = False
+    try:
+        c.start()
+        c.wait_peers_up(60)
+        base_ms = (int(time.time()) // 3600 - 2) * 3600 * 1000
+        max_batches = int(2 * 3600 * 1000 / STEP_MS)  # 2 h of timestamps: up to about now
+        loaders = [Loader(c, k, a.hosts, base_ms, max_batches) for k in range(a.writers)]
+        for w in loaders:
+            w.start()
+        t_start = time.monotonic()
+        deadline = t_start + a.minutes * 60
+        cycles, wiped, rebuild_s, kills = 0, None, None, [0, 0, 0]
+        wipe_at = t_start + a.minutes * 30
+        last_report = t_start
+        while time.monotonic() < deadline and (not a.cycles or cycles < a.cycles):
+            if any(not w.is_alive() for w in loaders):
+                raise RuntimeError("a writer stopped: %r" % [w.exc for w in loaders])
+            i = rng.randrange(3)
+            wipe = wiped is None and (time.monotonic() >= wipe_at or
+                                      (a.cycles and cycles == a.cycles // 2))
+            if wipe:
+                rc = c.sigterm(i)
+                shutil.rmtree(c.data_dir(i))
+                os.makedirs(c.data_dir(i))
+                wiped = i
+                say("cycle %d: %s stopped (exit %s), data dir wiped" % (cycles + 1,
+                                                                        c.node_ids[i], rc))
+            else:
+                c.kill9(i)
+                kills[i] += 1
+            time.sleep(rng.uniform(0.5, 3.0))
+            t0 = time.monotonic()
+            c.start_node(i)
+            if wipe:
+                c.wait_until(lambda: metric(c, i, "strata_node_rebuilding") == 0, 300,
+                             "the wiped node to finish rebuilding")
+                rebuild_s = time.monotonic() - t0
+                say("%s rebuilt in %.1f s" % (c.node_ids[i], rebuild_s))
+            cycles += 1
+            time.sleep(rng.uniform(2.0, 5.0))
+            if time.monotonic() - last_report >= 60:
+                last_report = time.monotonic()
+                say("cycle %d, %.1f min: batches acked %s, maybe %s; load %s" % (
+                    cycles, (last_report - t_start) / 60,
+                    [w.n(ACKED) for w in loaders], [w.n(MAYBE) for w in loaders],
+                    open("/proc/loadavg").read().strip()))
+        kill_s = time.monotonic() - t_start
+        for w in loaders:
+            w.stop()
+        for i in range(3):
+            if not c.nodes[i].running():
+                c.start_node(i)
+        c.wait_peers_up(120)
+        acked = sum(w.n(ACKED) for w in loaders)
+        maybe = sum(w.n(MAYBE) for w in loaders)
+        say("kills over: %d cycles in %.1f min (kill -9 per node %s; wiped %s, rebuilt in %s s);"
+            " batches acked %d (%d samples), not acked %d; writer retries %d, errors %r"
+            % (cycles, kill_s / 60, kills, c.node_ids[wiped] if wiped is not None else "none",
+               "%.1f" % rebuild_s if rebuild_s is not None else "-", acked, acked * a.hosts,
+               maybe, sum(w.retries for w in loaders),
+               {k: v for w in loaders for k, v in w.errors.items()}))
+        # converge: repair until every node holds the same samples
+        t_conv = time.monotonic()
+        conv_deadline = t_conv + a.converge_timeout
+        datas, passes, converged = None, 0, False
+        try:
+            c.wait_hints_drained(min(300, a.converge_timeout))
+        except AssertionError as e:
+            say("hints not drained: %s" % str(e)[:400])
+        while time.monotonic() < conv_deadline:
+            datas = [soak_only(node_data(c, i, a.shards)) for i in range(3)]
+            if datas[0] == datas[1] == datas[2] and passes > 0:
+                converged = True
+                break
+            if passes == 0:
+                say("before repair: per node %s samples; identical: %s" % (
+                    [sum(map(len, d.values())) for d in datas],
+                    datas[0] == datas[1] == datas[2]))
+            passes += 1
+            cli_repair(c)
+        conv_s = time.monotonic() - t_conv
+        say("%s after %.1f s (%d repair passes)" % ("converged" if converged else
+                                                   "NOT converged", conv_s, passes))
+        total_missing = 0
+        for i in range(3):
+            mi = wr = 0
+            ex = []
+            for w in loaders:
+                m, x, e = w.check(datas[i])
+                mi, wr, ex = mi + m, wr + x, ex + e
+            total_missing += mi + wr
+            others = [j for j in range(3) if j != i]
+            diff = sum(1 for j in others if datas[j] != datas[i])
+            say("%s: %d samples held, %d acknowledged missing, %d extra/wrong, differs from %d "
+                "other replica(s)%s; repaired samples %s, repair passes %s" % (
+                    c.node_ids[i], sum(map(len, datas[i].values())), mi, wr, diff,
+                    ("; e.g. " + "; ".join(ex)) if ex else "",
+                    metric(c, i, "strata_node_repair_samples_total"),
+                    metric(c, i, "strata_node_repair_passes_total")))
+        ok = converged and total_missing == 0
+        say("VERDICT: %s -- cycles %d, samples acked %d, time to converge %.1f s; load %s" % (
+            "ok" if ok else "FAILED", cycles, acked * a.hosts, conv_s,
+            open("/proc/loadavg").read().strip()))
+    finally:
+        try:
+            c.stop(expect=None)
+        finally:
+            c.close(failed=not ok)
+            if not ok:
+                say("kept %s" % c.dir)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

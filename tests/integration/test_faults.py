@@ -1,0 +1,159 @@
+"""Faults that hints cannot heal, healed by anti-entropy repair: 3 nodes,
+RF=3, quorum writes, one router, scheduled repair off ([replication]
+repair_interval = 0s) so that nothing heals before the test asks. The
+faults are injected with the node's test-only knobs (node/node_fault.h,
+environment variables read at node start).
+
+  - kill between ack and hint: n3 is down; n1 and n2 start with
+    STRATA_TEST_HINT_DELAY_MS, so a hint for n3 is appended only long after
+    the write was acknowledged; both are kill -9'd in that gap. After a
+    restart no hint for n3 exists and n3 lacks every acknowledged sample
+    (the replicas differ); `strata repair` makes the three node-local
+    exports identical and each holds every acknowledged sample.
+  - failed local write on the coordinator: n1 starts with
+    STRATA_TEST_FAIL_LOCAL_WRITE=1 (its own copy of every write it
+    coordinates fails, reported): the router hands each such batch to the
+    next replica, which stores it and forwards it to n1, so the replicas
+    agree without repair. With STRATA_TEST_DROP_LOCAL_WRITE=1 (the copy is
+    lost but reported stored: nobody knows it is missing) n1 lacks the
+    writes it coordinated until `strata repair` pulls them.
+
+Dropped hints are covered by test_repair.py.
+"""
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+from harness import AckLog, BatchGen, ClusterTestCase, binary, body_of, write_with_retries
+
+REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
+        "repair_interval": "0s"}
+SHARDS = 4
+HINT_DELAY_MS = 60000  # far longer than the test needs between the acks and the kill
+
+
+def say(msg):
+    sys.stderr.write("    %s\n" % msg)
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def env(**kv):
+    """os.environ with kv set (the node processes started inside inherit it)."""
+    old = {k: os.environ.get(k) for k in kv}
+    os.environ.update({k: str(v) for k, v in kv.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class FaultTest(ClusterTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = cls.start_class_cluster(nodes=3, routers=1, shards=SHARDS, rf=3,
+                                        replication=REPL, router={"request_timeout": "5s"})
+        cls.c.wait_peers_up()
+
+    def node_data(self, i, measurement):
+        """Node i's local data of one measurement's series (RF=3: every shard)."""
+        out = {}
+        for s in range(SHARDS):
+            out.update(self.c.node_shard_data(i, s))
+        return {k: v for k, v in out.items()
+                if dict(k)["__name__"].startswith(measurement + "_")}
+
+    def restart_with(self, i, **knobs):
+        """Node i stopped (SIGTERM) and started again with the knobs set."""
+        c = self.c
+        if c.nodes[i].running():
+            self.assertEqual(c.sigterm(i), 0)
+        with env(**knobs):
+            c.start_node(i)
+
+    def write(self, gen, log, batches):
+        for b in range(batches):
+            built = gen.batch(b)
+            r = write_with_retries(self.c, body_of(built), consistency="quorum", precision="ms")
+            log.record(built, r.ok)
+        self.assertEqual(log.n_unacked, 0, "every write acknowledged")
+
+    def repair_and_check(self, log, measurement):
+        """`strata repair`, then identical replicas holding every acked sample."""
+        c = self.c
+        p = subprocess.run([binary("cli"), "repair", "--router", c.router_url(0)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        out = p.stdout.decode()
+        say("strata repair -> %d:\n%s" % (p.returncode, out.rstrip()))
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        secs, _ = c.wait_replicas_identical(30)
+        for i in range(3):
+            log.check(self.node_data(i, measurement), "%s alone after repair" % c.node_ids[i])
+        return out
+
+    def test_a_kill_between_ack_and_hint(self):
+        c = self.c
+        log = AckLog()
+        gen = BatchGen("gap", hosts=20, seed=3)
+        self.assertEqual(c.sigterm(2), 0)
+        # a delayed hint append holds a pool thread: give the pool room
+        for i in (0, 1):
+            self.restart_with(i, STRATA_TEST_HINT_DELAY_MS=HINT_DELAY_MS, UV_THREADPOOL_SIZE=16)
+        c.wait_peers_up(nodes=[0, 1])
+        for i in (0, 1):
+            self.assertTrue(c.log_lines(c.nodes[i], r"TEST FAULT KNOB SET.*HINT_DELAY"))
+        self.write(gen, log, 3)
+        # acknowledged by n1 + n2; the hints for n3 are still waiting
+        for i in (0, 1):
+            self.assertEqual(c.hints_pending(i).get("n3", 0), 0, "no hint appended yet")
+        for i in (0, 1):
+            c.kill9(i)
+        c.start_all()
+        c.wait_peers_up()
+        for i in range(3):
+            self.assertEqual(sum(c.hints_pending(i).values()), 0, "the hints were lost")
+        self.assertEqual(self.node_data(2, "gap"), {}, "n3 never got the writes")
+        diffs, _ = c.replica_diffs()
+        self.assertTrue(diffs, "the replicas differ before repair")
+        out = self.repair_and_check(log, "gap")
+        want = sum(len(v) for v in log.acked.data.values())
+        m = re.search(r"into n3\s+(\d+) series, (\d+) samples", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(int(m.group(2)), want)
+
+    def test_b_failed_local_write(self):
+        c = self.c
+        # reported failure: the router's handoff gives n1 its copy, no repair
+        self.restart_with(0, STRATA_TEST_FAIL_LOCAL_WRITE=1)
+        c.wait_peers_up()
+        log = AckLog()
+        self.write(BatchGen("lfail", hosts=20, seed=4), log, 3)
+        c.wait_replicas_identical(30)
+        log.check(self.node_data(0, "lfail"), "n1 after its failed local writes")
+        # a lost local write nobody knows about: only repair brings it back
+        self.restart_with(0, STRATA_TEST_DROP_LOCAL_WRITE=1)
+        c.wait_peers_up()
+        log = AckLog()
+        self.write(BatchGen("ldrop", hosts=20, seed=6), log, 3)
+        c.wait_hints_drained(30)
+        n1 = sum(len(v) for v in self.node_data(0, "ldrop").values())
+        n2 = sum(len(v) for v in self.node_data(1, "ldrop").values())
+        say("before repair: n1 holds %d samples, n2 %d" % (n1, n2))
+        self.assertLess(n1, n2, "n1 lost the copies of the writes it coordinated")
+        self.assertTrue(c.replica_diffs()[0], "the replicas differ before repair")
+        self.restart_with(0)  # knobs off again
+        c.wait_peers_up()
+        self.repair_and_check(log, "ldrop")
+
+
+if __name__ == "__main__":
+    unittest.main()
