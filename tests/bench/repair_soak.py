@@ -6,11 +6,13 @@ removed, node started: it rebuilds from its replicas). Not a test (not in
 CI): it prints figures and a verdict.
 
   tests/bench/repair_soak.py --build build [--minutes 30] [--cycles 0]
-        [--writers 2] [--hosts 40] [--repair-interval 5m] [--converge-timeout 600]
+        [--writers 2] [--hosts 40] [--rate 10] [--repair-interval 5m]
+        [--converge-timeout 600] [--seed N]
 
 Ingest: --writers threads, each writing its own --hosts series (one line per
-host per batch, measurement soak_w<k>) through the router with
-consistency=quorum, retrying a 503 or a cut connection with the same body.
+host per batch, measurement soak_w<k>, at most --rate batches a second)
+through the router with consistency=quorum, retrying a 503 or a cut
+connection with the same body.
 Batch b of writer k has timestamp base + b * 100 ms and the value
 b * 1000 + host, so a sample is known from its batch number alone: the
 loader keeps one byte per batch (acknowledged, or sent without an
@@ -20,8 +22,10 @@ Kills: every cycle a random running node gets SIGKILL, stays down 0.5-3 s,
 is started again (waits for its /ready), then 2-5 s pass. Once, halfway
 through the run, the cycle's node is stopped instead, its data directory
 removed and the node started again; the soak waits (bounded) for its
-rebuild to finish (strata_node_rebuilding 0) before the next kill. The
-kills end after --minutes or --cycles cycles (0: no cycle limit),
+rebuild to finish (strata_node_rebuilding 0) before the next kill, after
+killing it once more while it rebuilds (it must rebuild again), and checks
+that its own export then holds every sample acknowledged before the wipe.
+The kills end after --minutes or --cycles cycles (0: no cycle limit),
 whichever comes first.
 
 Then: the writers stop, every node is up, `strata repair` runs (repeated
@@ -37,6 +41,7 @@ stopped by PID (the harness). The temp dir is removed on success, kept on
 failure (its path is printed).
 """
 import argparse
+import array
 import os
 import random
 import shutil
@@ -65,9 +70,10 @@ class Loader(threading.Thread):
     """One writer: batch b -> hosts lines at base + b*STEP_MS, value
     b*1000+h. status[b] says what became of batch b."""
 
-    def __init__(self, c, k, hosts, base_ms, max_batches):
+    def __init__(self, c, k, hosts, base_ms, max_batches, rate):
         super().__init__(name="writer%d" % k, daemon=True)
         self.c, self.k, self.hosts, self.base_ms = c, k, hosts, base_ms
+        self.period = 1.0 / rate if rate > 0 else 0.0
         self.measurement = "soak_w%d" % k
         self.status = bytearray(max_batches)
         self.next = 0
@@ -83,8 +89,14 @@ class Loader(threading.Thread):
 
     def run(self):
         try:
+            t_next = time.monotonic()
             while not self.ev.is_set() and self.next < len(self.status):
                 b = self.next
+                t_next += self.period
+                if t_next > time.monotonic():  # at most --rate batches a second
+                    self.ev.wait(t_next - time.monotonic())
+                else:
+                    t_next = time.monotonic()
                 r = harness.write_with_retries(self.c, self.body(b), tries=60, backoff=0.25,
                                                consistency="quorum", precision="ms")
                 self.status[b] = ACKED if r.ok else MAYBE
@@ -107,30 +119,31 @@ class Loader(threading.Thread):
     def n(self, what):
         return self.status[:self.next].count(what)
 
-    def check(self, data):
-        """data: {series key: {ts: value}} of one node. (missing acked,
-        wrong or never sent)."""
+    def check(self, data, status=None):
+        """data: {series key: (timestamps, values)} of one node. Returns
+        (acknowledged samples missing, samples with a value never sent,
+        a few examples). status: an earlier copy of self.status[:next]
+        (then only what was acknowledged by then counts as missing)."""
         missing = wrong = 0
         examples = []
-        sent = self.next
+        status = self.status if status is None else status
+        sent = self.next if status is self.status else len(status)
+        acked = [b for b in range(sent) if status[b] == ACKED]
         for h in range(self.hosts):
             key = harness.series_key({"__name__": self.measurement + "_v",
                                       "host": "h%03d" % h})
-            got = data.get(key, {})
-            for b in range(sent):
-                st = self.status[b]
-                ts = self.base_ms + b * STEP_MS
-                v = got.get(ts)
-                if st == ACKED and v is None:
+            ts_arr, v_arr = data.get(key, ((), ()))
+            have = set(ts_arr)
+            for b in acked:
+                if self.base_ms + b * STEP_MS not in have:
                     missing += 1
                     if len(examples) < 3:
-                        examples.append("missing %s h%03d batch %d ts %d" %
-                                        (self.measurement, h, b, ts))
-            for ts, v in got.items():
+                        examples.append("missing %s h%03d batch %d" % (self.measurement, h, b))
+            for ts, v in zip(ts_arr, v_arr):
                 off = ts - self.base_ms
                 b = off // STEP_MS
-                ok = (off % STEP_MS == 0 and 0 <= b < sent and self.status[b] != UNSENT
-                      and float(v) == float(b * 1000 + h))
+                ok = (off % STEP_MS == 0 and 0 <= b < self.next and self.status[b] != UNSENT
+                      and v == float(b * 1000 + h))
                 if not ok:
                     wrong += 1
                     if len(examples) < 3:
@@ -140,14 +153,21 @@ class Loader(threading.Thread):
 
 
 def node_data(c, i, shards):
+    """Node i's own data of the soak's series, every shard: {series key:
+    (array of timestamps, array of values)} (compact: millions of samples)."""
     out = {}
     for s in range(shards):
-        out.update(c.node_shard_data(i, s))
+        for r in c.node_export(i, shard=s, match='{__name__=~"soak_w.*"}'):
+            key = harness.series_key(r["metric"])
+            if key in out:
+                raise AssertionError("%s: series %r twice" % (c.node_ids[i], r["metric"]))
+            out[key] = (array.array("q", (int(t) for t in r["timestamps"])),
+                        array.array("d", (float(v) for v in r["values"])))
     return out
 
 
-def soak_only(data):
-    return {k: v for k, v in data.items() if dict(k)["__name__"].startswith("soak_w")}
+def n_samples(data):
+    return sum(len(t) for t, _ in data.values())
 
 
 def metric(c, i, name):
@@ -176,6 +196,8 @@ def main():
     ap.add_argument("--cycles", type=int, default=0, help="stop the kills after N (0: no limit)")
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--hosts", type=int, default=40, help="series per writer")
+    ap.add_argument("--rate", type=float, default=10.0,
+                    help="batches per second per writer (0: as fast as acknowledged)")
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--repair-interval", default="5m")
     ap.add_argument("--converge-timeout", type=float, default=600.0)
@@ -200,12 +222,13 @@ def main():
         c.wait_peers_up(60)
         base_ms = (int(time.time()) // 3600 - 2) * 3600 * 1000
         max_batches = int(2 * 3600 * 1000 / STEP_MS)  # 2 h of timestamps: up to about now
-        loaders = [Loader(c, k, a.hosts, base_ms, max_batches) for k in range(a.writers)]
+        loaders = [Loader(c, k, a.hosts, base_ms, max_batches, a.rate) for k in range(a.writers)]
         for w in loaders:
             w.start()
         t_start = time.monotonic()
         deadline = t_start + a.minutes * 60
         cycles, wiped, rebuild_s, kills = 0, None, None, [0, 0, 0]
+        rebuild_killed, rebuild_missing = False, None
         wipe_at = t_start + a.minutes * 30
         last_report = t_start
         while time.monotonic() < deadline and (not a.cycles or cycles < a.cycles):
@@ -215,6 +238,7 @@ def main():
             wipe = wiped is None and (time.monotonic() >= wipe_at or
                                       (a.cycles and cycles == a.cycles // 2))
             if wipe:
+                before = [bytes(w.status[:w.next]) for w in loaders]
                 rc = c.sigterm(i)
                 shutil.rmtree(c.data_dir(i))
                 os.makedirs(c.data_dir(i))
@@ -228,10 +252,22 @@ def main():
             t0 = time.monotonic()
             c.start_node(i)
             if wipe:
+                # killed once more while it rebuilds (at once: a rebuild
+                # takes seconds): it must rebuild again
+                if metric(c, i, "strata_node_rebuilding") == 1:
+                    c.kill9(i)
+                    kills[i] += 1
+                    rebuild_killed = True
+                    say("%s kill -9'd while rebuilding; started again" % c.node_ids[i])
+                    c.start_node(i)
                 c.wait_until(lambda: metric(c, i, "strata_node_rebuilding") == 0, 300,
                              "the wiped node to finish rebuilding")
                 rebuild_s = time.monotonic() - t0
-                say("%s rebuilt in %.1f s" % (c.node_ids[i], rebuild_s))
+                d = node_data(c, i, a.shards)
+                rebuild_missing = sum(w.check(d, before[k])[0] for k, w in enumerate(loaders))
+                say("%s rebuilt in %.1f s; its own export lacks %d samples acknowledged before "
+                    "the wipe" % (c.node_ids[i], rebuild_s, rebuild_missing))
+                del d
             cycles += 1
             time.sleep(rng.uniform(2.0, 5.0))
             if time.monotonic() - last_report >= 60:
@@ -249,10 +285,13 @@ def main():
         c.wait_peers_up(120)
         acked = sum(w.n(ACKED) for w in loaders)
         maybe = sum(w.n(MAYBE) for w in loaders)
-        say("kills over: %d cycles in %.1f min (kill -9 per node %s; wiped %s, rebuilt in %s s);"
-            " batches acked %d (%d samples), not acked %d; writer retries %d, errors %r"
+        say("kills over: %d cycles in %.1f min (kill -9 per node %s; wiped %s, rebuilt in %s s%s,"
+            " lacking %s samples); batches acked %d (%d samples), not acked %d; writer retries %d,"
+            " errors %r"
             % (cycles, kill_s / 60, kills, c.node_ids[wiped] if wiped is not None else "none",
-               "%.1f" % rebuild_s if rebuild_s is not None else "-", acked, acked * a.hosts,
+               "%.1f" % rebuild_s if rebuild_s is not None else "-",
+               ", killed once while rebuilding" if rebuild_killed else "", rebuild_missing,
+               acked, acked * a.hosts,
                maybe, sum(w.retries for w in loaders),
                {k: v for w in loaders for k, v in w.errors.items()}))
         # converge: repair until every node holds the same samples
@@ -260,17 +299,18 @@ def main():
         conv_deadline = t_conv + a.converge_timeout
         datas, passes, converged = None, 0, False
         try:
-            c.wait_hints_drained(min(300, a.converge_timeout))
+            say("hints drained %.1f s after the kills" %
+                c.wait_hints_drained(min(300, a.converge_timeout)))
         except AssertionError as e:
             say("hints not drained: %s" % str(e)[:400])
         while time.monotonic() < conv_deadline:
-            datas = [soak_only(node_data(c, i, a.shards)) for i in range(3)]
+            datas = [node_data(c, i, a.shards) for i in range(3)]
             if datas[0] == datas[1] == datas[2] and passes > 0:
                 converged = True
                 break
             if passes == 0:
                 say("before repair: per node %s samples; identical: %s" % (
-                    [sum(map(len, d.values())) for d in datas],
+                    [n_samples(d) for d in datas],
                     datas[0] == datas[1] == datas[2]))
             passes += 1
             cli_repair(c)
@@ -289,11 +329,11 @@ def main():
             diff = sum(1 for j in others if datas[j] != datas[i])
             say("%s: %d samples held, %d acknowledged missing, %d extra/wrong, differs from %d "
                 "other replica(s)%s; repaired samples %s, repair passes %s" % (
-                    c.node_ids[i], sum(map(len, datas[i].values())), mi, wr, diff,
+                    c.node_ids[i], n_samples(datas[i]), mi, wr, diff,
                     ("; e.g. " + "; ".join(ex)) if ex else "",
                     metric(c, i, "strata_node_repair_samples_total"),
                     metric(c, i, "strata_node_repair_passes_total")))
-        ok = converged and total_missing == 0
+        ok = converged and total_missing == 0 and not rebuild_missing
         say("VERDICT: %s -- cycles %d, samples acked %d, time to converge %.1f s; load %s" % (
             "ok" if ok else "FAILED", cycles, acked * a.hosts, conv_s,
             open("/proc/loadavg").read().strip()))

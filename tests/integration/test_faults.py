@@ -18,17 +18,25 @@ environment variables read at node start).
     lost but reported stored: nobody knows it is missing) n1 lacks the
     writes it coordinated until `strata repair` pulls them.
 
+  - a rebuild cut short: n3 starts with an empty data directory while n1
+    and n2 are down (its rebuild cannot pull anything yet) and is kill -9'd;
+    started again once n1 and n2 are up, it rebuilds again (it does not
+    count as a full replica because its shard directories now exist) and
+    its own export holds every acknowledged sample.
+
 Dropped hints are covered by test_repair.py.
 """
 
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import unittest
 
-from harness import AckLog, BatchGen, ClusterTestCase, binary, body_of, write_with_retries
+from harness import (AckLog, BatchGen, ClusterTestCase, binary, body_of, metric_sum,
+                     write_with_retries)
 
 REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
         "repair_interval": "0s"}
@@ -153,6 +161,30 @@ class FaultTest(ClusterTestCase):
         self.restart_with(0)  # knobs off again
         c.wait_peers_up()
         self.repair_and_check(log, "ldrop")
+
+    def test_c_rebuild_cut_short_starts_again(self):
+        c = self.c
+        log = AckLog()
+        self.write(BatchGen("rebuild", hosts=20, seed=8), log, 3)
+        for i in range(3):
+            self.assertEqual(c.sigterm(i), 0)
+        shutil.rmtree(c.data_dir(2))
+        os.makedirs(c.data_dir(2))
+        c.start_node(2)  # alone: nothing to pull from, it stays rebuilding
+
+        def rebuilding():
+            return metric_sum(c.node_metrics(2), "strata_node_rebuilding")
+
+        self.assertEqual(rebuilding(), 1)
+        c.kill9(2)
+        self.assertTrue(any(d.startswith("shard-") for d in os.listdir(c.data_dir(2))))
+        for i in (0, 1):
+            c.start_node(i)
+        c.start_node(2)
+        c.wait_until(lambda: rebuilding() == 0, 60, "n3 to finish its second rebuild")
+        self.assertIn("rebuild finished", c.nodes[2].log_text())
+        log.check(self.node_data(2, "rebuild"), "n3 alone after a rebuild cut short")
+        c.wait_peers_up()
 
 
 if __name__ == "__main__":
