@@ -95,6 +95,23 @@ class FaultTest(ClusterTestCase):
             log.record(built, r.ok)
         self.assertEqual(log.n_unacked, 0, "every write acknowledged")
 
+    def write_coordinated_by(self, i, gen, log, want=3, most=60):
+        """Batches until node i (restarted with a knob) coordinated `want`
+        writes: the router may take a moment to route to it again."""
+        c = self.c
+
+        def coordinated():
+            return metric_sum(c.node_metrics(i), "strata_node_coordinated_writes_total")
+
+        b = 0
+        while coordinated() < want:
+            self.assertLess(b, most, "%s coordinated no write" % c.node_ids[i])
+            built = gen.batch(b)
+            r = write_with_retries(c, body_of(built), consistency="quorum", precision="ms")
+            log.record(built, r.ok)
+            b += 1
+        self.assertEqual(log.n_unacked, 0, "every write acknowledged")
+
     def repair_and_check(self, log, measurement):
         """`strata repair`, then identical replicas holding every acked sample."""
         c = self.c
@@ -144,14 +161,14 @@ class FaultTest(ClusterTestCase):
         self.restart_with(0, STRATA_TEST_FAIL_LOCAL_WRITE=1)
         c.wait_peers_up()
         log = AckLog()
-        self.write(BatchGen("lfail", hosts=20, seed=4), log, 3)
+        self.write_coordinated_by(0, BatchGen("lfail", hosts=20, seed=4), log)
         c.wait_replicas_identical(30)
         log.check(self.node_data(0, "lfail"), "n1 after its failed local writes")
         # a lost local write nobody knows about: only repair brings it back
         self.restart_with(0, STRATA_TEST_DROP_LOCAL_WRITE=1)
         c.wait_peers_up()
         log = AckLog()
-        self.write(BatchGen("ldrop", hosts=20, seed=6), log, 3)
+        self.write_coordinated_by(0, BatchGen("ldrop", hosts=20, seed=6), log)
         c.wait_hints_drained(30)
         n1 = sum(len(v) for v in self.node_data(0, "ldrop").values())
         n2 = sum(len(v) for v in self.node_data(1, "ldrop").values())
