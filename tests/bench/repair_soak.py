@@ -297,15 +297,19 @@ def main():
         # converge: repair until every node holds the same samples
         t_conv = time.monotonic()
         conv_deadline = t_conv + a.converge_timeout
-        datas, passes, converged = None, 0, False
+        datas, passes, converged, identical_s = None, 0, False, None
         try:
             say("hints drained %.1f s after the kills" %
                 c.wait_hints_drained(min(300, a.converge_timeout)))
         except AssertionError as e:
             say("hints not drained: %s" % str(e)[:400])
         while time.monotonic() < conv_deadline:
+            t_cmp = time.monotonic() - t_conv  # the exports below take seconds
             datas = [node_data(c, i, a.shards) for i in range(3)]
-            if datas[0] == datas[1] == datas[2] and passes > 0:
+            same = datas[0] == datas[1] == datas[2]
+            if same and identical_s is None:
+                identical_s = t_cmp
+            if same and passes > 0:
                 converged = True
                 break
             if passes == 0:
@@ -315,8 +319,10 @@ def main():
             passes += 1
             cli_repair(c)
         conv_s = time.monotonic() - t_conv
-        say("%s after %.1f s (%d repair passes)" % ("converged" if converged else
-                                                   "NOT converged", conv_s, passes))
+        say("%s: replicas identical in the exports taken %s s after the kills ended; "
+            "checked again after %d repair pass(es), %.1f s after the kills" % (
+                "converged" if converged else "NOT converged",
+                "%.1f" % identical_s if identical_s is not None else "-", passes, conv_s))
         total_missing = 0
         for i in range(3):
             mi = wr = 0
@@ -334,8 +340,10 @@ def main():
                     metric(c, i, "strata_node_repair_samples_total"),
                     metric(c, i, "strata_node_repair_passes_total")))
         ok = converged and total_missing == 0 and not rebuild_missing
-        say("VERDICT: %s -- cycles %d, samples acked %d, time to converge %.1f s; load %s" % (
-            "ok" if ok else "FAILED", cycles, acked * a.hosts, conv_s,
+        say("VERDICT: %s -- cycles %d, samples acked %d, time to converge %s s (%.1f s with the "
+            "check after repair); load %s" % (
+            "ok" if ok else "FAILED", cycles, acked * a.hosts,
+            "%.1f" % identical_s if identical_s is not None else "-", conv_s,
             open("/proc/loadavg").read().strip()))
     finally:
         try:
