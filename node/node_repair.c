@@ -80,9 +80,25 @@ struct node_repair {
 
 /* ---- digests and the marker ---- */
 
+/* data_dir/name holding `content`, fsynced; a failure is logged. */
+static void write_small_file(const char *data_dir, const char *name, const char *content)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", data_dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", content) < 0 || fflush(f) || fsync(fileno(f))) {
+        st_warn("cannot write the node marker", "path=%s err=\"%s\"", path, strerror(errno));
+    }
+    if (f)
+        fclose(f);
+}
+
 int node_repair_fresh_dir(const char *data_dir)
 {
     char path[4096];
+    snprintf(path, sizeof path, "%s/%s", data_dir, NODE_REPAIR_REBUILDING);
+    if (access(path, F_OK) == 0)
+        return 1; /* a rebuild was cut short: start it again */
     snprintf(path, sizeof path, "%s/%s", data_dir, NODE_REPAIR_MARKER);
     if (access(path, F_OK) == 0)
         return 0;
@@ -97,19 +113,19 @@ int node_repair_fresh_dir(const char *data_dir)
             break;
         }
     closedir(d);
+    if (fresh) /* before any shard directory exists */
+        write_small_file(data_dir, NODE_REPAIR_REBUILDING, "rebuild started");
     return fresh;
 }
 
+/* The node is a full replica: the marker, then no rebuild pending. */
 static void write_marker(node_t *n)
 {
+    write_small_file(n->data_dir, NODE_REPAIR_MARKER, n->node_id);
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", n->data_dir, NODE_REPAIR_MARKER);
-    FILE *f = fopen(path, "w");
-    if (!f || fprintf(f, "%s\n", n->node_id) < 0 || fflush(f) || fsync(fileno(f))) {
-        st_warn("cannot write the node marker", "path=%s err=\"%s\"", path, strerror(errno));
-    }
-    if (f)
-        fclose(f);
+    snprintf(path, sizeof path, "%s/%s", n->data_dir, NODE_REPAIR_REBUILDING);
+    if (unlink(path) != 0 && errno != ENOENT)
+        st_warn("cannot remove the rebuild marker", "path=%s err=\"%s\"", path, strerror(errno));
 }
 
 /* Bucket count for a shard of `series` series: about 64 series a bucket. */

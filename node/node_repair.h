@@ -24,7 +24,9 @@
  * each shard has been pulled from at least one replica. Until then the
  * node reports itself rebuilding (NodeStats.rebuilding, degraded in STATS
  * so routers prefer other replicas; /cluster shows it); then it writes the
- * marker.
+ * marker. An empty directory gets <data-dir>/node.rebuilding at once, removed
+ * only with the marker: a node stopped or killed mid-rebuild (its shard
+ * directories already exist) rebuilds again at its next start.
  *
  * Threads: one repair thread per node (the schedule, [replication]
  * repair_interval, and the rebuild) with its own libuv loop and RPC clients
@@ -46,9 +48,15 @@
 #define NODE_REPAIR_RETRY_MS 500           /* rebuild: retry after a failed pass */
 #define NODE_REPAIR_CALL_TIMEOUT_MS 60000u /* one DIGEST / REPAIR_PULL call */
 
+/* in the data dir while a rebuild has begun and not finished */
+#define NODE_REPAIR_REBUILDING "node.rebuilding"
+
 typedef struct node_repair node_repair_t;
 
-/* 1 when data_dir holds neither the marker nor any shard directory. */
+/* 1 when data_dir holds neither the marker nor any shard directory (then
+ * NODE_REPAIR_REBUILDING is written there), or holds NODE_REPAIR_REBUILDING:
+ * a node killed before its rebuild finished rebuilds again at its next
+ * start instead of counting as a full replica. */
 int node_repair_fresh_dir(const char *data_dir);
 /* Start the repair thread; rebuild: the data dir was fresh (rebuild the
  * local shards from their replicas before counting as a full replica). */

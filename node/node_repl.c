@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "hints.h"
+#include "node_fault.h"
 #include "node_write.h"
 #include "st_err.h"
 #include "st_file.h"
@@ -149,6 +150,7 @@ static void kick(peer_t *p);
 static void hint_work(uv_work_t *w)
 {
     hint_job_t *j = w->data;
+    node_fault_hint_delay(); /* test-only (node_fault.h) */
     int64_t t = st_now_ms();
     for (size_t i = 0; i < j->n; i++) {
         int rc = hints_append(j->p->h, j->items[i].shard, t, j->items[i].msg, j->items[i].len);
@@ -411,6 +413,16 @@ out:
 static void local_work(uv_work_t *w)
 {
     coord_t *c = w->data;
+    node_fault_t f = node_fault_local_write(); /* test-only (node_fault.h) */
+    if (f != NODE_FAULT_NONE) {
+        for (size_t i = 0; i < c->env.n; i++) {
+            c->local[i].shard = c->e[i].shard;
+            c->local[i].code = f == NODE_FAULT_FAIL ? ST_EIO : 0;
+            snprintf(c->local[i].msg, sizeof c->local[i].msg, "%s",
+                     f == NODE_FAULT_FAIL ? "test fault: local write failed" : "");
+        }
+        return;
+    }
     c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
     if (!c->local_err && c->r->observe) /* this node coordinates (compaction rules) */
         c->r->observe(c->r->n, c->e, c->env.n, c->local);
@@ -1112,6 +1124,7 @@ static int collect(void *arg, st_buf_t *out)
 int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
 {
     *out = NULL;
+    node_fault_init(); /* test-only knobs, read once at start */
     node_repl_t *r = calloc(1, sizeof *r);
     if (!r)
         return ST_ENOMEM;
