@@ -22,6 +22,8 @@
  */
 #include "node_repair.h"
 
+#include <inttypes.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -32,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "node_copy.h"
 #include "st_file.h"
 #include "st_time.h"
 #include "st_varint.h"
@@ -50,14 +53,25 @@ typedef struct digest_cache {
 /* What a pass over one (shard, peer) found and did. */
 typedef struct pass_result {
     uint64_t cells, series, samples, conflicts, resolved, bytes, ms;
+    uint64_t files, file_bytes, skipped; /* files copied, their bytes; partitions not compared */
     int64_t last_ms;
     int peer_rebuilding;
     char error[160];
 } pass_result_t;
 
+/* A sealed partition last found equal on this node and one peer: the
+ * tokens (node_copy_part_t) both sides had then. */
+typedef struct equal_part {
+    uint32_t peer;
+    int64_t start;
+    uint64_t mine, theirs;
+} equal_part_t;
+
 typedef struct shard_state {
     pass_result_t last; /* summed over the peers of the last pass */
     int synced;         /* rebuild: pulled completely from one peer */
+    equal_part_t *eq;   /* sealed partitions found equal, per peer */
+    size_t neq, eqcap;
 } shard_state_t;
 
 struct node_repair {
@@ -74,7 +88,7 @@ struct node_repair {
     shard_state_t *state;   /* [shards] */
     digest_cache_t *cache;  /* [shards] */
     metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
-        *bytes;
+        *bytes, *files, *file_bytes, *skipped;
     metric_gauge_t *rebuild_gauge;
 };
 
@@ -441,12 +455,36 @@ typedef struct cells {
     uint8_t *bits;  /* [nw * bitmap bytes] */
     size_t nw, cap, bmlen;
     uint64_t ncells;
+    const int64_t *skip; /* windows not compared (sealed, found equal before), ascending */
+    size_t nskip;
+    int64_t *dw; /* windows with any differing cell, ascending */
+    size_t ndw, dwcap;
 } cells_t;
+
+static int in_sorted(const int64_t *v, size_t n, int64_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo] == x;
+}
 
 static int note_cell(void *arg, int64_t start, uint32_t b, uint64_t local, uint64_t remote)
 {
     cells_t *c = arg;
     (void)local;
+    if (in_sorted(c->skip, c->nskip, start))
+        return 0;
+    if (!c->ndw || c->dw[c->ndw - 1] != start) {
+        if (c->ndw == c->dwcap && st_grow(&c->dw, &c->dwcap, sizeof *c->dw, 16))
+            return ST_ENOMEM;
+        c->dw[c->ndw++] = start;
+    }
     if (!remote)
         return 0; /* the peer lacks samples here: its own pass pulls them */
     c->ncells++;
@@ -687,7 +725,192 @@ static int pull_window(peers_t *ps, uint32_t shard, uint32_t peer, uint32_t nb, 
     return rc;
 }
 
-/* One (shard, peer) pass. */
+/* ---- copying files; sealed partitions found equal ---- */
+
+/* node_copy_io_t over call() to one peer. */
+typedef struct copy_link {
+    peers_t *ps;
+    uint32_t peer;
+    wait_t w;
+    int64_t t0;
+    uint64_t base; /* pass bytes before the copy (the rate limit counts both) */
+} copy_link_t;
+
+static int link_call(void *arg, uint8_t type, const void *p, size_t len, const uint8_t **reply,
+                     size_t *rlen, char *err, size_t errlen)
+{
+    copy_link_t *l = arg;
+    int rc = call(l->ps, l->peer, type, p, len, &l->w, err, errlen);
+    if (!rc) {
+        *reply = l->w.reply.data;
+        *rlen = l->w.reply.len;
+    }
+    return rc;
+}
+
+static int link_progress(void *arg, uint64_t bytes)
+{
+    copy_link_t *l = arg;
+    if (atomic_load(&l->ps->r->stopping))
+        return ST_ECLOSED;
+    rate_limit(l->ps->r, l->t0, l->base + bytes);
+    return 0;
+}
+
+/* The peer's file list (NULL when it cannot give one: not an error of the
+ * pass, whose digest call reports an unreachable peer). */
+static Strata__CopyListResponse *peer_files(copy_link_t *l, uint32_t shard, pass_result_t *res)
+{
+    Strata__CopyListRequest q = STRATA__COPY_LIST_REQUEST__INIT;
+    q.shard = shard;
+    uint8_t qb[32];
+    size_t qsz = strata__copy_list_request__pack(&q, qb);
+    char err[160];
+    if (call(l->ps, l->peer, RPC_COPY_LIST, qb, qsz, &l->w, err, sizeof err))
+        return NULL;
+    res->bytes += l->w.reply.len;
+    metric_counter_add(l->ps->r->bytes, l->w.reply.len);
+    return strata__copy_list_response__unpack(NULL, l->w.reply.len, l->w.reply.data);
+}
+
+/* A sealed partition on both sides: its tokens (else 0). */
+static int both_sealed(const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
+                       size_t npp, size_t i, uint64_t *theirs)
+{
+    if (!lp[i].sealed)
+        return 0;
+    size_t lo = 0, hi = npp;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pp[mid].start < lp[i].start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    (void)nlp;
+    if (lo >= npp || pp[lo].start != lp[i].start || !pp[lo].sealed)
+        return 0;
+    *theirs = pp[lo].token;
+    return 1;
+}
+
+static equal_part_t *equal_find(shard_state_t *st, uint32_t peer, int64_t start)
+{
+    for (size_t i = 0; i < st->neq; i++)
+        if (st->eq[i].peer == peer && st->eq[i].start == start)
+            return &st->eq[i];
+    return NULL;
+}
+
+int node_repair_equal_skip(const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
+                           size_t npp, const node_repair_equal_t *eq, size_t neq, int64_t *skip)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nlp; i++) {
+        uint64_t theirs;
+        if (!both_sealed(lp, nlp, pp, npp, i, &theirs))
+            continue;
+        for (size_t j = 0; j < neq; j++)
+            if (eq[j].start == lp[i].start && eq[j].mine == lp[i].token && eq[j].theirs == theirs) {
+                skip[k++] = lp[i].start;
+                break;
+            }
+    }
+    return (int)k;
+}
+
+/* The partitions skipped this pass (ascending, *skip malloc'd). */
+static size_t skip_set(node_repair_t *r, uint32_t shard, uint32_t peer, const node_copy_part_t *lp,
+                       size_t nlp, const node_copy_part_t *pp, size_t npp, int64_t **skip)
+{
+    *skip = nlp ? malloc(nlp * sizeof **skip) : NULL;
+    if (!*skip)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    shard_state_t *st = &r->state[shard];
+    node_repair_equal_t *eq = malloc((st->neq ? st->neq : 1) * sizeof *eq);
+    size_t neq = 0;
+    for (size_t i = 0; eq && i < st->neq; i++)
+        if (st->eq[i].peer == peer)
+            eq[neq++] = (node_repair_equal_t){st->eq[i].start, st->eq[i].mine, st->eq[i].theirs};
+    pthread_mutex_unlock(&r->mu);
+    size_t k = eq ? (size_t)node_repair_equal_skip(lp, nlp, pp, npp, eq, neq, *skip) : 0;
+    free(eq);
+    return k;
+}
+
+/* After a pass: remember the sealed partitions whose windows did not differ. */
+static void remember_equal(node_repair_t *r, uint32_t shard, uint32_t peer,
+                           const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
+                           size_t npp, const cells_t *c)
+{
+    pthread_mutex_lock(&r->mu);
+    shard_state_t *st = &r->state[shard];
+    for (size_t i = 0; i < nlp; i++) {
+        uint64_t theirs;
+        equal_part_t *q = equal_find(st, peer, lp[i].start);
+        if (!both_sealed(lp, nlp, pp, npp, i, &theirs) || in_sorted(c->dw, c->ndw, lp[i].start)) {
+            if (q) /* changed, or differs: compared again next time */
+                *q = st->eq[--st->neq];
+            continue;
+        }
+        if (!q) {
+            if (st->neq == st->eqcap && st_grow(&st->eq, &st->eqcap, sizeof *st->eq, 16))
+                break;
+            q = &st->eq[st->neq++];
+        }
+        *q = (equal_part_t){peer, lp[i].start, lp[i].token, theirs};
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Copy the files of the partitions this node lacks (not in a dry run). */
+static void copy_files(copy_link_t *l, uint32_t shard, const Strata__CopyListResponse *pf,
+                       pass_result_t *res)
+{
+    node_repair_t *r = l->ps->r;
+    node_copy_io_t io = {link_call, link_progress, l};
+    node_copy_result_t cr;
+    char err[160];
+    l->base = res->bytes;
+    int rc = node_copy_shard(r->n, shard, &io, pf, &cr, err, sizeof err);
+    res->files += cr.files;
+    res->file_bytes += cr.bytes;
+    res->bytes += cr.bytes;
+    res->samples += cr.samples;
+    metric_counter_add(r->bytes, cr.bytes);
+    metric_counter_add(r->files, cr.files);
+    metric_counter_add(r->file_bytes, cr.bytes);
+    metric_counter_add(r->samples, cr.samples);
+    if (rc && rc != ST_ECLOSED)
+        st_warn("copying segment files failed (the pull repair goes on)",
+                "shard=%u peer=%s err=\"%s\"", shard, topo_node_id(r->n->topo, l->peer), err);
+    if (cr.files)
+        st_info("repair copied segment files",
+                "shard=%u peer=%s partitions=%llu files=%llu "
+                "bytes=%llu samples=%llu refused=%llu",
+                shard, topo_node_id(r->n->topo, l->peer), (unsigned long long)cr.partitions,
+                (unsigned long long)cr.files, (unsigned long long)cr.bytes,
+                (unsigned long long)cr.samples, (unsigned long long)cr.refused);
+}
+
+/* The local partitions with their tokens. */
+static int local_parts(engine_t *e, node_copy_part_t **lp, size_t *nlp)
+{
+    engine_seg_file_t *f;
+    size_t nf;
+    uint64_t slog;
+    int rc = engine_copy_list(e, NULL, 0, 0, &f, &nf, &slog);
+    if (rc)
+        return rc;
+    rc = node_copy_parts(f, nf, lp, nlp);
+    free(f);
+    return rc;
+}
+
+/* One (shard, peer) pass: copy the files of partitions this node lacks,
+ * then compare digests (skipping the sealed partitions found equal
+ * before) and pull what differs. */
 static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_result_t *res)
 {
     node_repair_t *r = ps->r;
@@ -695,15 +918,36 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     engine_t *e = n->engines[shard];
     int64_t t0 = st_mono_ms();
     memset(res, 0, sizeof *res);
+    int64_t win = engine_partition_ms(e);
+    copy_link_t lk = {ps, peer, {0}, t0, 0};
+    st_buf_init(&lk.w.reply);
+    node_copy_part_t *lp = NULL, *pp = NULL;
+    size_t nlp = 0, npp = 0;
+    int64_t *skip = NULL;
+    Strata__CopyListResponse *pf = peer_files(&lk, shard, res);
+    if (pf && pf->partition_ms != win) {
+        strata__copy_list_response__free_unpacked(pf, NULL);
+        pf = NULL;
+    }
+    if (pf && !dry_run)
+        copy_files(&lk, shard, pf, res);
+    if (pf && (node_copy_parts_msg(pf, &pp, &npp) || local_parts(e, &lp, &nlp))) {
+        free(pp);
+        pp = NULL;
+        npp = 0;
+    }
     engine_stats_t s;
     engine_get_stats(e, &s);
     uint32_t nb = buckets_for(s.series);
-    int64_t win = engine_partition_ms(e);
     uint8_t *mine = NULL;
     size_t mlen = 0;
     engine_digest_t *a = NULL, *b = NULL;
     cells_t c = {0};
     c.bmlen = (nb + 7) / 8;
+    c.nskip = skip_set(r, shard, peer, lp, nlp, pp, npp, &skip);
+    c.skip = skip;
+    res->skipped = c.nskip;
+    metric_counter_add(r->skipped, c.nskip);
     wait_t w = {0};
     st_buf_init(&w.reply);
     Strata__DigestResponse *dr = NULL;
@@ -743,18 +987,28 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     for (size_t i = 0; i < c.nw && !rc; i++)
         rc = pull_window(ps, shard, peer, nb, c.start[i], c.start[i] + win - 1,
                          c.bits + i * c.bmlen, c.bmlen, dry_run, t0, res);
+    /* a peer that is itself rebuilding may lack what it has not pulled yet */
+    if (!rc && !dry_run && !dr->rebuilding && npp)
+        remember_equal(r, shard, peer, lp, nlp, pp, npp, &c);
 out:
     res->ms = (uint64_t)(st_mono_ms() - t0);
     res->last_ms = st_now_ms();
     metric_counter_inc(rc ? r->passes_err : r->passes_ok);
     if (dr)
         strata__digest_response__free_unpacked(dr, NULL);
+    if (pf)
+        strata__copy_list_response__free_unpacked(pf, NULL);
     st_buf_deinit(&w.reply);
+    st_buf_deinit(&lk.w.reply);
     engine_digest_destroy(a);
     engine_digest_destroy(b);
     free(mine);
     free(c.start);
     free(c.bits);
+    free(c.dw);
+    free(skip);
+    free(lp);
+    free(pp);
     return rc;
 }
 
@@ -767,6 +1021,9 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
     a->conflicts += b->conflicts;
     a->resolved += b->resolved;
     a->bytes += b->bytes;
+    a->files += b->files;
+    a->file_bytes += b->file_bytes;
+    a->skipped += b->skipped;
     a->ms += b->ms;
     a->last_ms = b->last_ms;
     if (!a->error[0] && b->error[0])
@@ -809,14 +1066,16 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
             if (prc && !(prc == ST_EUNAVAIL && atomic_load(&r->rebuilding)))
                 st_warn("repair pass failed", "shard=%u peer=%s err=\"%s\"", s,
                         topo_node_id(n->topo, rep[j]), pr.error);
-            else if (pr.cells)
+            else if (pr.cells || pr.files)
                 st_info("repair pass",
                         "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
-                        "conflicts=%llu resolved=%llu bytes=%llu ms=%llu dry_run=%d",
+                        "conflicts=%llu resolved=%llu bytes=%llu files=%llu skipped=%llu "
+                        "ms=%llu dry_run=%d",
                         s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
                         (unsigned long long)pr.series, (unsigned long long)pr.samples,
                         (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
-                        (unsigned long long)pr.bytes, (unsigned long long)pr.ms, dry_run);
+                        (unsigned long long)pr.bytes, (unsigned long long)pr.files,
+                        (unsigned long long)pr.skipped, (unsigned long long)pr.ms, dry_run);
             any_ok |= !prc;
             result_add(&sum, &pr);
             if (dry_run && !prc)
@@ -903,6 +1162,8 @@ int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, 
         st[i].samples_pulled = res[i].samples;
         st[i].samples_conflicting = res[i].conflicts;
         st[i].samples_resolved = res[i].resolved;
+        st[i].files_copied = res[i].files;
+        st[i].partitions_skipped = res[i].skipped;
         st[i].bytes = res[i].bytes;
         st[i].duration_ms = res[i].ms;
         st[i].error = res[i].error;
@@ -999,6 +1260,18 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
                                   NULL);
     r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
                                "Repair bytes received from peers (digests and pages).", NULL);
+    r->files = metrics_counter(m, "strata_node_repair_files_copied_total",
+                               "Segment files copied from a peer replica as files and installed "
+                               "(partitions this node had no segment of).",
+                               NULL);
+    r->file_bytes = metrics_counter(m, "strata_node_repair_file_bytes_total",
+                                    "Bytes of segment files (and series.log) received to copy "
+                                    "them (also in strata_node_repair_bytes_total).",
+                                    NULL);
+    r->skipped = metrics_counter(m, "strata_repair_partitions_skipped_total",
+                                 "Sealed partitions a repair pass did not compare: unchanged on "
+                                 "both replicas since they were last found equal.",
+                                 NULL);
     r->rebuild_gauge =
         metrics_gauge(m, "strata_node_rebuilding",
                       "1 while the node rebuilds its shards from their replicas.", NULL);
@@ -1041,6 +1314,8 @@ void node_repair_destroy(node_repair_t *r)
     for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++)
         free(r->cache[s].bytes);
     free(r->cache);
+    for (uint32_t s = 0; r->state && s < topo_shards(r->n->topo); s++)
+        free(r->state[s].eq);
     free(r->state);
     free(r->cluster);
     free(r->node_id);
@@ -1088,6 +1363,8 @@ int node_repair_stats(node_repair_t *r, Strata__NodeStats *st)
         s[i].samples_pulled = p->samples;
         s[i].samples_conflicting = p->conflicts;
         s[i].samples_resolved = p->resolved;
+        s[i].files_copied = p->files;
+        s[i].partitions_skipped = p->skipped;
         s[i].bytes = p->bytes;
         s[i].duration_ms = p->ms;
         char *e = errs + i * sizeof p->error;

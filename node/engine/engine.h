@@ -436,6 +436,8 @@ typedef struct engine_stats {
     /* --- per-metric retentions (opts.metric_retention) --- */
     uint64_t metric_retention_drops;    /* partitions dropped: every series past its cut */
     uint64_t metric_retention_rewrites; /* partitions compacted: some series past its cut */
+    /* --- copies between replicas (engine_copy.c) --- */
+    uint64_t segments_installed; /* segment files received from a replica and installed */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 
@@ -525,6 +527,72 @@ int64_t engine_digest_diff(const engine_digest_t *a, const engine_digest_t *b,
                            engine_digest_diff_cb cb, void *arg);
 /* The engine's partition length (ms). */
 int64_t engine_partition_ms(const engine_t *e);
+
+/*
+ * Copying sealed segment files between replicas (engine_copy.c): "copy
+ * shard S from A to B" moves A's segment files as files where B has no
+ * segment of a partition, instead of streaming their samples.
+ *
+ * Segments name series by ids local to one engine (series.log), so a file
+ * is never installed as it is: the receiver loads the sender's series.log
+ * (a prefix of it that covers every id the listed files use), verifies the
+ * file (segment format, every block CRC), maps each id to its own id
+ * through the labels (creating series as a write would, under the same
+ * limits) and writes the blocks, unchanged, into a segment of its own with
+ * a new flush sequence number (tmp + fsync + rename + directory fsync),
+ * then publishes it as if it had been flushed locally.
+ *
+ * Partitions with a delete still pending over them are not listed (their
+ * files hold samples the sender's reads hide); a partition the receiver
+ * holds anything of (a segment, samples in a head) or has a delete over
+ * is not installed into (the pull repair handles those). Installed blocks
+ * keep their versions (vmax), so a later write of an older version still
+ * loses to them on read, as it would after a local flush.
+ */
+typedef struct engine_seg_file {
+    int64_t part_start;
+    uint64_t seq_min, seq_max;
+    uint64_t size;
+    uint32_t crc; /* CRC-32C of the whole file (0 when not asked for) */
+    int sealed;   /* neither head holds samples of the partition */
+} engine_seg_file_t;
+
+/* The listable segment files, ascending (partition, seq_max): of every
+ * partition (nparts 0) or of those starting at parts[]; with_crc reads each
+ * file once for its CRC. *series_log: the bytes of series.log that define
+ * every series those files use. *out malloc'd (NULL when *n is 0). */
+int engine_copy_list(engine_t *e, const int64_t *parts, size_t nparts, int with_crc,
+                     engine_seg_file_t **out, size_t *n, uint64_t *series_log);
+/* Read up to cap bytes at off of the listed file f (its part_start,
+ * seq_min, seq_max; ST_ENOENT once compaction or retention replaced it) or,
+ * with f NULL, of series.log below limit bytes. *got 0: end of file. */
+int engine_copy_read(engine_t *e, const engine_seg_file_t *f, uint64_t limit, uint64_t off,
+                     uint8_t *buf, size_t cap, size_t *got);
+
+typedef struct engine_copy engine_copy_t;
+/* Start receiving files into e: a scratch directory under e's directory
+ * (a leftover one is removed first). */
+int engine_copy_begin(engine_t *e, engine_copy_t **out);
+/* Path of a scratch file named name (a segment being received, the
+ * sender's series.log as "series.log"). */
+const char *engine_copy_path(engine_copy_t *c, const char *name, char *buf, size_t cap);
+/* Load the sender's series.log received at engine_copy_path("series.log"). */
+int engine_copy_load_series(engine_copy_t *c);
+/* 1 when e holds nothing of the partition starting at start (no segment,
+ * no sample in either head) and no delete over it (a file may be
+ * installed), else 0. */
+int engine_copy_part_empty(engine_t *e, int64_t start);
+/* Verify the received segments at paths[0..n) (scratch paths, removed
+ * after; ascending sequence, the files of one partition of the sender)
+ * and install them into partition start with their series mapped, all or
+ * none: 0, ST_ECORRUPT (bad file, unknown series id), ST_EEXIST (the
+ * partition has data here, or got some meanwhile), ST_ELIMIT (a series
+ * limit refused a series), ST_EINVAL (the partition length differs).
+ * *samples: how many samples they hold. */
+int engine_copy_install(engine_copy_t *c, int64_t start, const char *const *paths, size_t n,
+                        uint64_t *samples);
+/* Remove the scratch directory and free. NULL is a no-op. */
+void engine_copy_end(engine_copy_t *c);
 
 #ifdef __cplusplus
 }
