@@ -156,79 +156,16 @@ done:
 
 /* ---- tokens ---- */
 
-static uint64_t mix(uint64_t h, uint64_t x)
+int node_copy_parts_msg(const Strata__CopyListResponse *r, engine_part_token_t **out, size_t *nout)
 {
-    h ^= x + UINT64_C(0x9e3779b97f4a7c15) + (h << 6) + (h >> 2);
-    h *= UINT64_C(0xbf58476d1ce4e5b9);
-    return h ^ (h >> 31);
-}
-
-static int cmp_part(const void *a, const void *b)
-{
-    const node_copy_part_t *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Fold file (start, smin, smax, size, sealed) into the partition list. */
-static int add_file(node_copy_part_t **v, size_t *n, size_t *cap, int64_t start, uint64_t smin,
-                    uint64_t smax, uint64_t size, int sealed)
-{
-    node_copy_part_t *p = NULL;
-    for (size_t i = *n; i > 0 && !p; i--)
-        if ((*v)[i - 1].start == start)
-            p = &(*v)[i - 1];
-    if (!p) {
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 16;
-            node_copy_part_t *nv = realloc(*v, c * sizeof *nv);
-            if (!nv)
-                return ST_ENOMEM;
-            *v = nv;
-            *cap = c;
-        }
-        p = &(*v)[(*n)++];
-        p->start = start;
-        p->token = UINT64_C(0x243f6a8885a308d3);
-        p->sealed = 1;
-    }
-    p->token = mix(mix(mix(p->token, smin), smax), size);
-    p->sealed &= sealed != 0;
-    return 0;
-}
-
-int node_copy_parts(const engine_seg_file_t *f, size_t n, node_copy_part_t **out, size_t *nout)
-{
-    node_copy_part_t *v = NULL;
-    size_t k = 0, cap = 0;
-    for (size_t i = 0; i < n; i++)
-        if (add_file(&v, &k, &cap, f[i].part_start, f[i].seq_min, f[i].seq_max, f[i].size,
-                     f[i].sealed)) {
-            free(v);
-            return ST_ENOMEM;
-        }
-    if (k)
-        qsort(v, k, sizeof *v, cmp_part);
-    *out = v;
-    *nout = k;
-    return 0;
-}
-
-int node_copy_parts_msg(const Strata__CopyListResponse *r, node_copy_part_t **out, size_t *nout)
-{
-    node_copy_part_t *v = NULL;
-    size_t k = 0, cap = 0;
-    for (size_t i = 0; i < r->n_files; i++) {
-        const Strata__CopyFile *c = r->files[i];
-        if (add_file(&v, &k, &cap, c->part_start, c->seq_min, c->seq_max, c->size, c->sealed)) {
-            free(v);
-            return ST_ENOMEM;
-        }
-    }
-    if (k)
-        qsort(v, k, sizeof *v, cmp_part);
-    *out = v;
-    *nout = k;
-    return 0;
+    engine_seg_file_t *f = malloc((r->n_files ? r->n_files : 1) * sizeof *f);
+    if (!f)
+        return ST_ENOMEM;
+    for (size_t i = 0; i < r->n_files; i++)
+        file_of(r->files[i], &f[i]);
+    int rc = engine_copy_parts(f, r->n_files, out, nout);
+    free(f);
+    return rc;
 }
 
 /* ---- receiving ---- */

@@ -43,14 +43,6 @@ typedef struct node_copy_result {
     uint64_t refused;    /* partitions received but not installed (see the log) */
 } node_copy_result_t;
 
-/* One partition's state on one side: what its token covers (the files,
- * their sizes) and whether it is sealed. */
-typedef struct node_copy_part {
-    int64_t start;
-    uint64_t token; /* hash of (seq_min, seq_max, size) of its files */
-    int sealed;
-} node_copy_part_t;
-
 /*
  * Copy the segment files of `shard` from the source behind io into the
  * local engine where the local engine has no segment of the partition.
@@ -63,10 +55,8 @@ int node_copy_shard(node_t *n, uint32_t shard, const node_copy_io_t *io,
                     const struct Strata__CopyListResponse *files, node_copy_result_t *res,
                     char *err, size_t errlen);
 
-/* The partitions of a file list (sorted by start, *out malloc'd). */
-int node_copy_parts(const engine_seg_file_t *f, size_t n, node_copy_part_t **out, size_t *nout);
-/* The same from a COPY_LIST answer. */
-int node_copy_parts_msg(const struct Strata__CopyListResponse *r, node_copy_part_t **out,
+/* The partitions of a COPY_LIST answer with their tokens (engine_copy_parts). */
+int node_copy_parts_msg(const struct Strata__CopyListResponse *r, engine_part_token_t **out,
                         size_t *nout);
 
 /* RPC handlers (thread-pool thread): append the reply to out, or return

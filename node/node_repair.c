@@ -60,7 +60,7 @@ typedef struct pass_result {
 } pass_result_t;
 
 /* A sealed partition last found equal on this node and one peer: the
- * tokens (node_copy_part_t) both sides had then. */
+ * tokens (engine_part_token_t) both sides had then. */
 typedef struct equal_part {
     uint32_t peer;
     int64_t start;
@@ -773,27 +773,6 @@ static Strata__CopyListResponse *peer_files(copy_link_t *l, uint32_t shard, pass
     return strata__copy_list_response__unpack(NULL, l->w.reply.len, l->w.reply.data);
 }
 
-/* A sealed partition on both sides: its tokens (else 0). */
-static int both_sealed(const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
-                       size_t npp, size_t i, uint64_t *theirs)
-{
-    if (!lp[i].sealed)
-        return 0;
-    size_t lo = 0, hi = npp;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (pp[mid].start < lp[i].start)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    (void)nlp;
-    if (lo >= npp || pp[lo].start != lp[i].start || !pp[lo].sealed)
-        return 0;
-    *theirs = pp[lo].token;
-    return 1;
-}
-
 static equal_part_t *equal_find(shard_state_t *st, uint32_t peer, int64_t start)
 {
     for (size_t i = 0; i < st->neq; i++)
@@ -802,54 +781,38 @@ static equal_part_t *equal_find(shard_state_t *st, uint32_t peer, int64_t start)
     return NULL;
 }
 
-int node_repair_equal_skip(const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
-                           size_t npp, const node_repair_equal_t *eq, size_t neq, int64_t *skip)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < nlp; i++) {
-        uint64_t theirs;
-        if (!both_sealed(lp, nlp, pp, npp, i, &theirs))
-            continue;
-        for (size_t j = 0; j < neq; j++)
-            if (eq[j].start == lp[i].start && eq[j].mine == lp[i].token && eq[j].theirs == theirs) {
-                skip[k++] = lp[i].start;
-                break;
-            }
-    }
-    return (int)k;
-}
-
 /* The partitions skipped this pass (ascending, *skip malloc'd). */
-static size_t skip_set(node_repair_t *r, uint32_t shard, uint32_t peer, const node_copy_part_t *lp,
-                       size_t nlp, const node_copy_part_t *pp, size_t npp, int64_t **skip)
+static size_t skip_set(node_repair_t *r, uint32_t shard, uint32_t peer,
+                       const engine_part_token_t *lp, size_t nlp, const engine_part_token_t *pp,
+                       size_t npp, int64_t **skip)
 {
     *skip = nlp ? malloc(nlp * sizeof **skip) : NULL;
     if (!*skip)
         return 0;
     pthread_mutex_lock(&r->mu);
     shard_state_t *st = &r->state[shard];
-    node_repair_equal_t *eq = malloc((st->neq ? st->neq : 1) * sizeof *eq);
+    engine_part_equal_t *eq = malloc((st->neq ? st->neq : 1) * sizeof *eq);
     size_t neq = 0;
     for (size_t i = 0; eq && i < st->neq; i++)
         if (st->eq[i].peer == peer)
-            eq[neq++] = (node_repair_equal_t){st->eq[i].start, st->eq[i].mine, st->eq[i].theirs};
+            eq[neq++] = (engine_part_equal_t){st->eq[i].start, st->eq[i].mine, st->eq[i].theirs};
     pthread_mutex_unlock(&r->mu);
-    size_t k = eq ? (size_t)node_repair_equal_skip(lp, nlp, pp, npp, eq, neq, *skip) : 0;
+    size_t k = eq ? engine_copy_skip(lp, nlp, pp, npp, eq, neq, *skip) : 0;
     free(eq);
     return k;
 }
 
 /* After a pass: remember the sealed partitions whose windows did not differ. */
 static void remember_equal(node_repair_t *r, uint32_t shard, uint32_t peer,
-                           const node_copy_part_t *lp, size_t nlp, const node_copy_part_t *pp,
+                           const engine_part_token_t *lp, size_t nlp, const engine_part_token_t *pp,
                            size_t npp, const cells_t *c)
 {
     pthread_mutex_lock(&r->mu);
     shard_state_t *st = &r->state[shard];
     for (size_t i = 0; i < nlp; i++) {
-        uint64_t theirs;
+        const engine_part_token_t *t = engine_copy_part_find(pp, npp, lp[i].start);
         equal_part_t *q = equal_find(st, peer, lp[i].start);
-        if (!both_sealed(lp, nlp, pp, npp, i, &theirs) || in_sorted(c->dw, c->ndw, lp[i].start)) {
+        if (!lp[i].sealed || !t || !t->sealed || in_sorted(c->dw, c->ndw, lp[i].start)) {
             if (q) /* changed, or differs: compared again next time */
                 *q = st->eq[--st->neq];
             continue;
@@ -859,7 +822,7 @@ static void remember_equal(node_repair_t *r, uint32_t shard, uint32_t peer,
                 break;
             q = &st->eq[st->neq++];
         }
-        *q = (equal_part_t){peer, lp[i].start, lp[i].token, theirs};
+        *q = (equal_part_t){peer, lp[i].start, lp[i].token, t->token};
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -895,7 +858,7 @@ static void copy_files(copy_link_t *l, uint32_t shard, const Strata__CopyListRes
 }
 
 /* The local partitions with their tokens. */
-static int local_parts(engine_t *e, node_copy_part_t **lp, size_t *nlp)
+static int local_parts(engine_t *e, engine_part_token_t **lp, size_t *nlp)
 {
     engine_seg_file_t *f;
     size_t nf;
@@ -903,7 +866,7 @@ static int local_parts(engine_t *e, node_copy_part_t **lp, size_t *nlp)
     int rc = engine_copy_list(e, NULL, 0, 0, &f, &nf, &slog);
     if (rc)
         return rc;
-    rc = node_copy_parts(f, nf, lp, nlp);
+    rc = engine_copy_parts(f, nf, lp, nlp);
     free(f);
     return rc;
 }
@@ -921,7 +884,7 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     int64_t win = engine_partition_ms(e);
     copy_link_t lk = {ps, peer, {0}, t0, 0};
     st_buf_init(&lk.w.reply);
-    node_copy_part_t *lp = NULL, *pp = NULL;
+    engine_part_token_t *lp = NULL, *pp = NULL;
     size_t nlp = 0, npp = 0;
     int64_t *skip = NULL;
     Strata__CopyListResponse *pf = peer_files(&lk, shard, res);

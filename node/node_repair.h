@@ -71,21 +71,6 @@ int node_repair_pull_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out,
 int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
                         size_t msglen);
 
-/* A sealed partition found equal on both sides with these tokens. */
-typedef struct node_repair_equal {
-    int64_t start;
-    uint64_t mine, theirs;
-} node_repair_equal_t;
-/* The partitions a pass does not compare (written to skip, ascending as
- * lp; returns how many): sealed on both sides (local lp, peer pp, both
- * sorted by start) with the same tokens as when last found equal (eq). A
- * flush, compaction, retention, late write (the head holds the partition:
- * not sealed) or delete (pending: not listed) on either side changes that. */
-struct node_copy_part;
-int node_repair_equal_skip(const struct node_copy_part *lp, size_t nlp,
-                           const struct node_copy_part *pp, size_t npp,
-                           const node_repair_equal_t *eq, size_t neq, int64_t *skip);
-
 /* The repair part of NodeStats (rebuilding, last repair per local shard);
  * free with node_repair_stats_free. Any thread. */
 struct Strata__NodeStats;

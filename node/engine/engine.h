@@ -594,6 +594,41 @@ int engine_copy_install(engine_copy_t *c, int64_t start, const char *const *path
 /* Remove the scratch directory and free. NULL is a no-op. */
 void engine_copy_end(engine_copy_t *c);
 
+/*
+ * Sealed partitions found equal (anti-entropy skips them): a partition's
+ * token is a hash of its listed files (sequence range and size of each),
+ * so a flush, compaction, retention rewrite or installed copy changes it;
+ * a late write makes it unsealed (a head holds samples of it) and a
+ * pending delete unlisted until its purge rewrites the files. A partition
+ * sealed on both replicas whose two tokens are those recorded when the two
+ * were last found equal need not be compared again.
+ */
+typedef struct engine_part_token {
+    int64_t start;
+    uint64_t token;
+    int sealed; /* every file of it listed sealed */
+} engine_part_token_t;
+
+/* The partitions of a file list (any order), sorted by start (*out
+ * malloc'd, NULL when *nout is 0). */
+int engine_copy_parts(const engine_seg_file_t *f, size_t n, engine_part_token_t **out,
+                      size_t *nout);
+
+typedef struct engine_part_equal {
+    int64_t start;
+    uint64_t mine, theirs; /* the two tokens when last found equal */
+} engine_part_equal_t;
+
+/* The partitions not to compare (written to skip[], capacity nmine, in
+ * ascending order; returns how many): sealed in mine and in theirs (both
+ * sorted by start) with the tokens recorded in eq (any order). */
+size_t engine_copy_skip(const engine_part_token_t *mine, size_t nmine,
+                        const engine_part_token_t *theirs, size_t ntheirs,
+                        const engine_part_equal_t *eq, size_t neq, int64_t *skip);
+/* Its partition in a sorted list (NULL when absent). */
+const engine_part_token_t *engine_copy_part_find(const engine_part_token_t *v, size_t n,
+                                                 int64_t start);
+
 #ifdef __cplusplus
 }
 #endif

@@ -518,3 +518,86 @@ void engine_copy_end(engine_copy_t *c)
     remove_dir(c->dir);
     free(c);
 }
+
+/* ---- tokens of sealed partitions ---- */
+
+static uint64_t mix(uint64_t h, uint64_t x)
+{
+    h ^= x + UINT64_C(0x9e3779b97f4a7c15) + (h << 6) + (h >> 2);
+    h *= UINT64_C(0xbf58476d1ce4e5b9);
+    return h ^ (h >> 31);
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+    const engine_seg_file_t *x = a, *y = b;
+    if (x->part_start != y->part_start)
+        return x->part_start < y->part_start ? -1 : 1;
+    return x->seq_max < y->seq_max ? -1 : x->seq_max > y->seq_max;
+}
+
+int engine_copy_parts(const engine_seg_file_t *f, size_t n, engine_part_token_t **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    if (!n)
+        return 0;
+    engine_seg_file_t *s = malloc(n * sizeof *s);
+    engine_part_token_t *v = malloc(n * sizeof *v);
+    if (!s || !v) {
+        free(s);
+        free(v);
+        return ST_ENOMEM;
+    }
+    memcpy(s, f, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_file);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!k || v[k - 1].start != s[i].part_start) {
+            v[k].start = s[i].part_start;
+            v[k].token = UINT64_C(0x243f6a8885a308d3);
+            v[k].sealed = 1;
+            k++;
+        }
+        engine_part_token_t *p = &v[k - 1];
+        p->token = mix(mix(mix(p->token, s[i].seq_min), s[i].seq_max), s[i].size);
+        p->sealed &= s[i].sealed != 0;
+    }
+    free(s);
+    *out = v;
+    *nout = k;
+    return 0;
+}
+
+const engine_part_token_t *engine_copy_part_find(const engine_part_token_t *v, size_t n,
+                                                 int64_t start)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo].start == start ? &v[lo] : NULL;
+}
+
+size_t engine_copy_skip(const engine_part_token_t *mine, size_t nmine,
+                        const engine_part_token_t *theirs, size_t ntheirs,
+                        const engine_part_equal_t *eq, size_t neq, int64_t *skip)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nmine; i++) {
+        const engine_part_token_t *t = engine_copy_part_find(theirs, ntheirs, mine[i].start);
+        if (!mine[i].sealed || !t || !t->sealed)
+            continue;
+        for (size_t j = 0; j < neq; j++)
+            if (eq[j].start == mine[i].start && eq[j].mine == mine[i].token &&
+                eq[j].theirs == t->token) {
+                skip[k++] = mine[i].start;
+                break;
+            }
+    }
+    return k;
+}
