@@ -83,6 +83,7 @@ struct node_repair {
     pthread_mutex_t mu; /* states, cache */
     atomic_int stopping;
     atomic_int rebuilding;
+    int no_files; /* STRATA_REPAIR_NO_FILES set: stream only (benchmark A/B) */
     uint32_t rebuild_total, rebuild_done;
     pthread_mutex_t run_mu; /* one pass at a time */
     shard_state_t *state;   /* [shards] */
@@ -892,7 +893,7 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
         strata__copy_list_response__free_unpacked(pf, NULL);
         pf = NULL;
     }
-    if (pf && !dry_run)
+    if (pf && !dry_run && !r->no_files)
         copy_files(&lk, shard, pf, res);
     if (pf && (node_copy_parts_msg(pf, &pp, &npp) || local_parts(e, &lp, &nlp))) {
         free(pp);
@@ -1199,6 +1200,10 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
     }
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->run_mu, NULL);
+    /* tests/bench/repair_bench.py: rebuild by streaming alone, to compare */
+    r->no_files = getenv("STRATA_REPAIR_NO_FILES") != NULL;
+    if (r->no_files)
+        st_warn("repair streams samples and copies no files", "knob=%s", "STRATA_REPAIR_NO_FILES");
     metrics_t *m = n->metrics;
     static const char ph[] = "Repair passes (one local shard against one peer replica), by result.";
     r->passes_ok = metrics_counter(m, "strata_node_repair_passes_total", ph, "result", "ok", NULL);
