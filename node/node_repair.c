@@ -41,13 +41,25 @@
 #include "strata.pb-c.h"
 #include "wire.h"
 
-/* Cached encoded digest of one shard. */
+/* The encoded digest of one sealed partition (one window of the
+ * partition's length), valid while the partition's token is the same. */
+typedef struct part_digest {
+    int64_t start;
+    uint64_t token;
+    uint32_t nbuckets;
+    uint8_t *bytes;
+    size_t len;
+} part_digest_t;
+
+/* Cached encoded digest of one shard, and of each of its sealed partitions. */
 typedef struct digest_cache {
-    uint64_t token[6]; /* engine content counters when computed */
+    uint64_t token[7]; /* engine content counters when computed */
     uint32_t nbuckets;
     int64_t window_ms;
     uint8_t *bytes;
     size_t len;
+    part_digest_t *pd; /* ascending start */
+    size_t npd;
 } digest_cache_t;
 
 /* What a pass over one (shard, peer) found and did. */
@@ -139,7 +151,7 @@ static uint32_t buckets_for(uint64_t series)
 /* Counters that move whenever the content, or where it lives, changes:
  * a digest is cached only when they did not move while it was computed
  * (a scan that overlapped a flush or compaction is not kept). */
-static void content_token(engine_t *e, uint64_t tok[6])
+static void content_token(engine_t *e, uint64_t tok[7])
 {
     engine_stats_t s;
     engine_get_stats(e, &s);
@@ -149,6 +161,122 @@ static void content_token(engine_t *e, uint64_t tok[6])
     tok[3] = s.samples_too_old + s.series;
     tok[4] = s.flushes;
     tok[5] = s.compactions;
+    tok[6] = s.segments_installed;
+}
+
+static int local_parts(engine_t *e, engine_part_token_t **lp, size_t *nlp);
+
+static void part_digests_free(part_digest_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].bytes);
+    free(v);
+}
+
+/* The cached digest of sealed partition p (mu held): decoded into *out, or
+ * NULL when there is none for its token. */
+static engine_digest_t *part_cached(digest_cache_t *c, const engine_part_token_t *p, uint32_t nb)
+{
+    for (size_t i = 0; i < c->npd; i++)
+        if (c->pd[i].start == p->start) {
+            engine_digest_t *d = NULL;
+            if (c->pd[i].token != p->token || c->pd[i].nbuckets != nb ||
+                engine_digest_decode(c->pd[i].bytes, c->pd[i].len, &d))
+                return NULL;
+            return d;
+        }
+    return NULL;
+}
+
+/*
+ * The digest of a shard with windows of its partition length: each sealed
+ * partition's cells come from the cache while its token holds (computed
+ * once, alone, then kept); the rest -- partitions a head holds samples of,
+ * partitions with a pending delete, time outside every partition with
+ * segments -- is read in a few range scans. What was computed is kept only
+ * if the partition's token did not move meanwhile.
+ */
+static int digest_by_parts(node_repair_t *r, engine_t *e, uint32_t shard, uint32_t nb, int64_t win,
+                           engine_digest_t **out)
+{
+    engine_part_token_t *lp = NULL, *lp2 = NULL;
+    size_t nlp = 0, nlp2 = 0, nfresh = 0;
+    engine_digest_t *d = NULL;
+    part_digest_t *fresh = NULL;
+    int rc = local_parts(e, &lp, &nlp);
+    if (!rc)
+        rc = engine_digest_create(nb, win, &d);
+    if (!rc && nlp && !(fresh = calloc(nlp, sizeof *fresh)))
+        rc = ST_ENOMEM;
+    int64_t from = INT64_MIN;
+    for (size_t i = 0; i < nlp && !rc; i++) {
+        if (!lp[i].sealed)
+            continue;
+        if (lp[i].start > from && (rc = engine_digest_range(e, d, from, lp[i].start - 1)))
+            break;
+        from = lp[i].start + win;
+        pthread_mutex_lock(&r->mu);
+        engine_digest_t *pd = part_cached(&r->cache[shard], &lp[i], nb);
+        pthread_mutex_unlock(&r->mu);
+        int computed = !pd;
+        if (computed && !(rc = engine_digest_create(nb, win, &pd)))
+            rc = engine_digest_range(e, pd, lp[i].start, lp[i].start + win - 1);
+        if (!rc)
+            rc = engine_digest_merge(d, pd);
+        if (!rc && computed) {
+            part_digest_t *f = &fresh[nfresh];
+            if (!engine_digest_encode(pd, &f->bytes, &f->len)) {
+                f->start = lp[i].start;
+                f->token = lp[i].token;
+                f->nbuckets = nb;
+                nfresh++;
+            }
+        }
+        engine_digest_destroy(pd);
+    }
+    if (!rc)
+        rc = engine_digest_range(e, d, from, INT64_MAX);
+    /* keep: what was cached and is still listed, plus what was computed
+     * and whose token held */
+    if (!rc && !local_parts(e, &lp2, &nlp2)) {
+        pthread_mutex_lock(&r->mu);
+        digest_cache_t *c = &r->cache[shard];
+        part_digest_t *keep = calloc(nlp2 + 1, sizeof *keep);
+        size_t nk = 0;
+        for (size_t i = 0; keep && i < nlp2; i++) {
+            if (!lp2[i].sealed)
+                continue;
+            part_digest_t *src = NULL;
+            for (size_t j = 0; j < nfresh && !src; j++)
+                if (fresh[j].start == lp2[i].start && fresh[j].token == lp2[i].token)
+                    src = &fresh[j];
+            for (size_t j = 0; j < c->npd && !src; j++)
+                if (c->pd[j].start == lp2[i].start && c->pd[j].token == lp2[i].token &&
+                    c->pd[j].bytes)
+                    src = &c->pd[j];
+            if (src) {
+                keep[nk++] = *src;
+                src->bytes = NULL; /* moved */
+            }
+        }
+        if (keep) {
+            part_digests_free(c->pd, c->npd);
+            c->pd = keep;
+            c->npd = nk;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    for (size_t i = 0; i < nfresh; i++)
+        free(fresh[i].bytes);
+    free(fresh);
+    free(lp);
+    free(lp2);
+    if (rc) {
+        engine_digest_destroy(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
 }
 
 /* The encoded digest of a local shard (a malloc'd copy in *out). */
@@ -157,7 +285,7 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
 {
     engine_t *e = n->engines[shard];
     node_repair_t *r = n->repair;
-    uint64_t tok[6], after[6];
+    uint64_t tok[7], after[7];
     content_token(e, tok);
     if (r) {
         pthread_mutex_lock(&r->mu);
@@ -174,7 +302,9 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
         pthread_mutex_unlock(&r->mu);
     }
     engine_digest_t *d;
-    int rc = engine_digest(e, nb, window_ms, &d);
+    int rc = r && window_ms == engine_partition_ms(e)
+                 ? digest_by_parts(r, e, shard, nb, window_ms, &d)
+                 : engine_digest(e, nb, window_ms, &d);
     if (rc)
         return rc;
     rc = engine_digest_encode(d, out, len);
@@ -1279,8 +1409,10 @@ void node_repair_destroy(node_repair_t *r)
         pthread_mutex_destroy(&r->mu);
         pthread_mutex_destroy(&r->run_mu);
     }
-    for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++)
+    for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++) {
         free(r->cache[s].bytes);
+        part_digests_free(r->cache[s].pd, r->cache[s].npd);
+    }
     free(r->cache);
     for (uint32_t s = 0; r->state && s < topo_shards(r->n->topo); s++)
         free(r->state[s].eq);

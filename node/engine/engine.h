@@ -508,6 +508,11 @@ int engine_digest_add(engine_digest_t *d, const st_label_t *l, size_t nl, const 
  * partition length). Reads like a query of all series over all time, one
  * series at a time. */
 int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_digest_t **out);
+/* Add the samples in [mint, maxt] to d (the same read, over that range). */
+int engine_digest_range(engine_t *e, engine_digest_t *d, int64_t mint, int64_t maxt);
+/* Add from's cells into into (same shape, else ST_EINVAL): the digest of
+ * the union of two disjoint sample sets. */
+int engine_digest_merge(engine_digest_t *into, const engine_digest_t *from);
 void engine_digest_destroy(engine_digest_t *d);
 /* Encode into a malloc'd buffer (*out, *len); decode (ST_ECORRUPT on any
  * malformed or out-of-limit input, never reading past p + len). */

@@ -39,6 +39,7 @@
 #include "engine_internal.h"
 #include "st_crc32c.h"
 #include "st_file.h"
+#include "st_time.h"
 
 #define COPY_DIR "copy.tmp"
 #define COPY_READ_CHUNK (1u << 20)
@@ -90,6 +91,14 @@ int engine_copy_list(engine_t *e, const int64_t *parts, size_t nparts, int with_
 {
     *out = NULL;
     *n = 0;
+    /* per-metric retentions hide samples as their cuts move, files or
+     * not: a partition a cut may be inside of is never "sealed" */
+    int64_t unstable_before = INT64_MIN;
+    if (atomic_load(&e->nmret)) {
+        pthread_rwlock_rdlock(&e->mret_lock);
+        unstable_before = st_now_ms() - e->mret_min;
+        pthread_rwlock_unlock(&e->mret_lock);
+    }
     pthread_mutex_lock(&e->head_mu);
     pthread_mutex_lock(&e->parts_mu);
     size_t cnt = 0;
@@ -109,8 +118,9 @@ int engine_copy_list(engine_t *e, const int64_t *parts, size_t nparts, int with_
         part_t *p = e->parts[i];
         if (!p->nsegs || !wanted(parts, nparts, p->start) || engine_tomb_part_pending(e, p))
             continue;
-        int sealed =
-            !head_has_part(e->head, p->start) && !(e->frozen && head_has_part(e->frozen, p->start));
+        int sealed = !head_has_part(e->head, p->start) &&
+                     !(e->frozen && head_has_part(e->frozen, p->start)) &&
+                     p->start >= unstable_before;
         for (size_t j = 0; j < p->nsegs; j++) {
             seg_ref_t *r = p->segs[j];
             atomic_fetch_add(&r->refs, 1);
