@@ -2,8 +2,11 @@
  * node_repair — anti-entropy, on-demand repair and rebuilding an empty
  * replica (the design is in node_repair.h).
  *
- * A pass over (shard, peer): local digest (cached per shard while the
- * engine's content counters do not move), the peer's digest (RPC_DIGEST,
+ * A pass over (shard, peer): the peer's file list (RPC_COPY_LIST) and the
+ * copy of the partitions this node holds nothing of (node_copy.c), the
+ * sealed partitions to skip (found equal before, tokens unchanged), local
+ * digest (cached per shard while the engine's content counters do not
+ * move, and per sealed partition while its token holds), the peer's digest (RPC_DIGEST,
  * same shape), engine_digest_diff; for every window with cells the peer
  * has and we differ on, REPAIR_PULL pages of those buckets' series; each
  * series is merged with the local copy (one exact-label query). Pages
@@ -97,9 +100,10 @@ struct node_repair {
     atomic_int rebuilding;
     int no_files; /* STRATA_REPAIR_NO_FILES set: stream only (benchmark A/B) */
     uint32_t rebuild_total, rebuild_done;
-    pthread_mutex_t run_mu; /* one pass at a time */
-    shard_state_t *state;   /* [shards] */
-    digest_cache_t *cache;  /* [shards] */
+    uint64_t rebuild_files, rebuild_bytes; /* copied / received while rebuilding (mu) */
+    pthread_mutex_t run_mu;                /* one pass at a time */
+    shard_state_t *state;                  /* [shards] */
+    digest_cache_t *cache;                 /* [shards] */
     metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
         *bytes, *files, *file_bytes, *skipped;
     metric_gauge_t *rebuild_gauge;
@@ -1178,6 +1182,10 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
         pthread_mutex_lock(&r->mu);
         if (!dry_run)
             r->state[s].last = sum;
+        if (atomic_load(&r->rebuilding)) {
+            r->rebuild_files += sum.files;
+            r->rebuild_bytes += sum.bytes;
+        }
         if (any_ok && !dry_run && !r->state[s].synced) {
             r->state[s].synced = 1;
             r->rebuild_done++;
@@ -1429,8 +1437,11 @@ int node_repair_rebuilding(node_repair_t *r, char *why, size_t cap)
     if (!r || !atomic_load(&r->rebuilding))
         return 0;
     pthread_mutex_lock(&r->mu);
-    snprintf(why, cap, "rebuilding: %u of %u shards pulled from their replicas", r->rebuild_done,
-             r->rebuild_total);
+    snprintf(why, cap,
+             "rebuilding: %u of %u shards pulled from their replicas (%llu segment files "
+             "copied, %.1f MB received)",
+             r->rebuild_done, r->rebuild_total, (unsigned long long)r->rebuild_files,
+             (double)r->rebuild_bytes / 1e6);
     pthread_mutex_unlock(&r->mu);
     return 1;
 }
