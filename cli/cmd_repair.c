@@ -34,7 +34,7 @@ typedef struct repair_opts {
 
 typedef struct node_sum {
     char id[72];
-    uint64_t series, samples, conflicts, resolved, bytes, cells;
+    uint64_t series, samples, conflicts, resolved, bytes, cells, files, skipped;
     int errors;
 } node_sum_t;
 
@@ -85,6 +85,8 @@ static void add_reply(sums_t *s, json_t *doc, unsigned shard)
             n->resolved += (uint64_t)json_integer_value(json_object_get(sh, "resolved"));
             n->bytes += (uint64_t)json_integer_value(json_object_get(sh, "bytes"));
             n->cells += (uint64_t)json_integer_value(json_object_get(sh, "cells_differing"));
+            n->files += (uint64_t)json_integer_value(json_object_get(sh, "files"));
+            n->skipped += (uint64_t)json_integer_value(json_object_get(sh, "skipped"));
             const char *se = json_string_value(json_object_get(sh, "error"));
             if (se && *se) {
                 fprintf(stderr, "\nstrata repair: shard %u on %s: %s\n", shard, n->id, se);
@@ -207,11 +209,13 @@ static int run_repair(void *opts, int argc, char **argv)
         char b[32];
         cli_fmt_bytes(b, sizeof b, (double)n->bytes);
         printf("  into %-12s %llu series, %llu samples %s; %llu differing cells, %llu "
-               "conflicting samples (%llu %s to the newer version), %s received%s\n",
+               "conflicting samples (%llu %s to the newer version), %s received; %llu "
+               "files copied, %llu sealed partitions skipped%s\n",
                n->id, (unsigned long long)n->series, (unsigned long long)n->samples,
                o->dry_run ? "missing" : "pulled", (unsigned long long)n->cells,
                (unsigned long long)n->conflicts, (unsigned long long)n->resolved,
-               o->dry_run ? "would be set" : "set", b, n->errors ? ", ERRORS" : "");
+               o->dry_run ? "would be set" : "set", b, (unsigned long long)n->files,
+               (unsigned long long)n->skipped, n->errors ? ", ERRORS" : "");
     }
     if (s->errors)
         ret = CLI_EXIT_FAIL;

@@ -2,8 +2,11 @@
  * node_repair — anti-entropy, on-demand repair and rebuilding an empty
  * replica (the design is in node_repair.h).
  *
- * A pass over (shard, peer): local digest (cached per shard while the
- * engine's content counters do not move), the peer's digest (RPC_DIGEST,
+ * A pass over (shard, peer): the peer's file list (RPC_COPY_LIST) and the
+ * copy of the partitions this node holds nothing of (node_copy.c), the
+ * sealed partitions to skip (found equal before, tokens unchanged), local
+ * digest (cached per shard while the engine's content counters do not
+ * move, and per sealed partition while its token holds), the peer's digest (RPC_DIGEST,
  * same shape), engine_digest_diff; for every window with cells the peer
  * has and we differ on, REPAIR_PULL pages of those buckets' series; each
  * series is merged with the local copy (one exact-label query). Pages
@@ -22,6 +25,8 @@
  */
 #include "node_repair.h"
 
+#include <inttypes.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -32,32 +37,56 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "node_copy.h"
 #include "st_file.h"
 #include "st_time.h"
 #include "st_varint.h"
 #include "strata.pb-c.h"
 #include "wire.h"
 
-/* Cached encoded digest of one shard. */
+/* The encoded digest of one sealed partition (one window of the
+ * partition's length), valid while the partition's token is the same. */
+typedef struct part_digest {
+    int64_t start;
+    uint64_t token;
+    uint32_t nbuckets;
+    uint8_t *bytes;
+    size_t len;
+} part_digest_t;
+
+/* Cached encoded digest of one shard, and of each of its sealed partitions. */
 typedef struct digest_cache {
-    uint64_t token[6]; /* engine content counters when computed */
+    uint64_t token[7]; /* engine content counters when computed */
     uint32_t nbuckets;
     int64_t window_ms;
     uint8_t *bytes;
     size_t len;
+    part_digest_t *pd; /* ascending start */
+    size_t npd;
 } digest_cache_t;
 
 /* What a pass over one (shard, peer) found and did. */
 typedef struct pass_result {
     uint64_t cells, series, samples, conflicts, resolved, bytes, ms;
+    uint64_t files, file_bytes, skipped; /* files copied, their bytes; partitions not compared */
     int64_t last_ms;
     int peer_rebuilding;
     char error[160];
 } pass_result_t;
 
+/* A sealed partition last found equal on this node and one peer: the
+ * tokens (engine_part_token_t) both sides had then. */
+typedef struct equal_part {
+    uint32_t peer;
+    int64_t start;
+    uint64_t mine, theirs;
+} equal_part_t;
+
 typedef struct shard_state {
     pass_result_t last; /* summed over the peers of the last pass */
     int synced;         /* rebuild: pulled completely from one peer */
+    equal_part_t *eq;   /* sealed partitions found equal, per peer */
+    size_t neq, eqcap;
 } shard_state_t;
 
 struct node_repair {
@@ -69,12 +98,14 @@ struct node_repair {
     pthread_mutex_t mu; /* states, cache */
     atomic_int stopping;
     atomic_int rebuilding;
+    int no_files; /* STRATA_REPAIR_NO_FILES set: stream only (benchmark A/B) */
     uint32_t rebuild_total, rebuild_done;
-    pthread_mutex_t run_mu; /* one pass at a time */
-    shard_state_t *state;   /* [shards] */
-    digest_cache_t *cache;  /* [shards] */
+    uint64_t rebuild_files, rebuild_bytes; /* copied / received while rebuilding (mu) */
+    pthread_mutex_t run_mu;                /* one pass at a time */
+    shard_state_t *state;                  /* [shards] */
+    digest_cache_t *cache;                 /* [shards] */
     metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
-        *bytes;
+        *bytes, *files, *file_bytes, *skipped;
     metric_gauge_t *rebuild_gauge;
 };
 
@@ -140,7 +171,7 @@ static uint32_t buckets_for(uint64_t series)
 /* Counters that move whenever the content, or where it lives, changes:
  * a digest is cached only when they did not move while it was computed
  * (a scan that overlapped a flush or compaction is not kept). */
-static void content_token(engine_t *e, uint64_t tok[6])
+static void content_token(engine_t *e, uint64_t tok[7])
 {
     engine_stats_t s;
     engine_get_stats(e, &s);
@@ -150,6 +181,122 @@ static void content_token(engine_t *e, uint64_t tok[6])
     tok[3] = s.samples_too_old + s.series;
     tok[4] = s.flushes;
     tok[5] = s.compactions;
+    tok[6] = s.segments_installed;
+}
+
+static int local_parts(engine_t *e, engine_part_token_t **lp, size_t *nlp);
+
+static void part_digests_free(part_digest_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].bytes);
+    free(v);
+}
+
+/* The cached digest of sealed partition p (mu held): decoded into *out, or
+ * NULL when there is none for its token. */
+static engine_digest_t *part_cached(digest_cache_t *c, const engine_part_token_t *p, uint32_t nb)
+{
+    for (size_t i = 0; i < c->npd; i++)
+        if (c->pd[i].start == p->start) {
+            engine_digest_t *d = NULL;
+            if (c->pd[i].token != p->token || c->pd[i].nbuckets != nb ||
+                engine_digest_decode(c->pd[i].bytes, c->pd[i].len, &d))
+                return NULL;
+            return d;
+        }
+    return NULL;
+}
+
+/*
+ * The digest of a shard with windows of its partition length: each sealed
+ * partition's cells come from the cache while its token holds (computed
+ * once, alone, then kept); the rest -- partitions a head holds samples of,
+ * partitions with a pending delete, time outside every partition with
+ * segments -- is read in a few range scans. What was computed is kept only
+ * if the partition's token did not move meanwhile.
+ */
+static int digest_by_parts(node_repair_t *r, engine_t *e, uint32_t shard, uint32_t nb, int64_t win,
+                           engine_digest_t **out)
+{
+    engine_part_token_t *lp = NULL, *lp2 = NULL;
+    size_t nlp = 0, nlp2 = 0, nfresh = 0;
+    engine_digest_t *d = NULL;
+    part_digest_t *fresh = NULL;
+    int rc = local_parts(e, &lp, &nlp);
+    if (!rc)
+        rc = engine_digest_create(nb, win, &d);
+    if (!rc && nlp && !(fresh = calloc(nlp, sizeof *fresh)))
+        rc = ST_ENOMEM;
+    int64_t from = INT64_MIN;
+    for (size_t i = 0; i < nlp && !rc; i++) {
+        if (!lp[i].sealed)
+            continue;
+        if (lp[i].start > from && (rc = engine_digest_range(e, d, from, lp[i].start - 1)))
+            break;
+        from = lp[i].start + win;
+        pthread_mutex_lock(&r->mu);
+        engine_digest_t *pd = part_cached(&r->cache[shard], &lp[i], nb);
+        pthread_mutex_unlock(&r->mu);
+        int computed = !pd;
+        if (computed && !(rc = engine_digest_create(nb, win, &pd)))
+            rc = engine_digest_range(e, pd, lp[i].start, lp[i].start + win - 1);
+        if (!rc)
+            rc = engine_digest_merge(d, pd);
+        if (!rc && computed) {
+            part_digest_t *f = &fresh[nfresh];
+            if (!engine_digest_encode(pd, &f->bytes, &f->len)) {
+                f->start = lp[i].start;
+                f->token = lp[i].token;
+                f->nbuckets = nb;
+                nfresh++;
+            }
+        }
+        engine_digest_destroy(pd);
+    }
+    if (!rc)
+        rc = engine_digest_range(e, d, from, INT64_MAX);
+    /* keep: what was cached and is still listed, plus what was computed
+     * and whose token held */
+    if (!rc && !local_parts(e, &lp2, &nlp2)) {
+        pthread_mutex_lock(&r->mu);
+        digest_cache_t *c = &r->cache[shard];
+        part_digest_t *keep = calloc(nlp2 + 1, sizeof *keep);
+        size_t nk = 0;
+        for (size_t i = 0; keep && i < nlp2; i++) {
+            if (!lp2[i].sealed)
+                continue;
+            part_digest_t *src = NULL;
+            for (size_t j = 0; j < nfresh && !src; j++)
+                if (fresh[j].start == lp2[i].start && fresh[j].token == lp2[i].token)
+                    src = &fresh[j];
+            for (size_t j = 0; j < c->npd && !src; j++)
+                if (c->pd[j].start == lp2[i].start && c->pd[j].token == lp2[i].token &&
+                    c->pd[j].bytes)
+                    src = &c->pd[j];
+            if (src) {
+                keep[nk++] = *src;
+                src->bytes = NULL; /* moved */
+            }
+        }
+        if (keep) {
+            part_digests_free(c->pd, c->npd);
+            c->pd = keep;
+            c->npd = nk;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    for (size_t i = 0; i < nfresh; i++)
+        free(fresh[i].bytes);
+    free(fresh);
+    free(lp);
+    free(lp2);
+    if (rc) {
+        engine_digest_destroy(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
 }
 
 /* The encoded digest of a local shard (a malloc'd copy in *out). */
@@ -158,7 +305,7 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
 {
     engine_t *e = n->engines[shard];
     node_repair_t *r = n->repair;
-    uint64_t tok[6], after[6];
+    uint64_t tok[7], after[7];
     content_token(e, tok);
     if (r) {
         pthread_mutex_lock(&r->mu);
@@ -175,7 +322,9 @@ static int shard_digest(node_t *n, uint32_t shard, uint32_t nb, int64_t window_m
         pthread_mutex_unlock(&r->mu);
     }
     engine_digest_t *d;
-    int rc = engine_digest(e, nb, window_ms, &d);
+    int rc = r && window_ms == engine_partition_ms(e)
+                 ? digest_by_parts(r, e, shard, nb, window_ms, &d)
+                 : engine_digest(e, nb, window_ms, &d);
     if (rc)
         return rc;
     rc = engine_digest_encode(d, out, len);
@@ -457,12 +606,36 @@ typedef struct cells {
     uint8_t *bits;  /* [nw * bitmap bytes] */
     size_t nw, cap, bmlen;
     uint64_t ncells;
+    const int64_t *skip; /* windows not compared (sealed, found equal before), ascending */
+    size_t nskip;
+    int64_t *dw; /* windows with any differing cell, ascending */
+    size_t ndw, dwcap;
 } cells_t;
+
+static int in_sorted(const int64_t *v, size_t n, int64_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo] == x;
+}
 
 static int note_cell(void *arg, int64_t start, uint32_t b, uint64_t local, uint64_t remote)
 {
     cells_t *c = arg;
     (void)local;
+    if (in_sorted(c->skip, c->nskip, start))
+        return 0;
+    if (!c->ndw || c->dw[c->ndw - 1] != start) {
+        if (c->ndw == c->dwcap && st_grow(&c->dw, &c->dwcap, sizeof *c->dw, 16))
+            return ST_ENOMEM;
+        c->dw[c->ndw++] = start;
+    }
     if (!remote)
         return 0; /* the peer lacks samples here: its own pass pulls them */
     c->ncells++;
@@ -703,7 +876,155 @@ static int pull_window(peers_t *ps, uint32_t shard, uint32_t peer, uint32_t nb, 
     return rc;
 }
 
-/* One (shard, peer) pass. */
+/* ---- copying files; sealed partitions found equal ---- */
+
+/* node_copy_io_t over call() to one peer. */
+typedef struct copy_link {
+    peers_t *ps;
+    uint32_t peer;
+    wait_t w;
+    int64_t t0;
+    uint64_t base; /* pass bytes before the copy (the rate limit counts both) */
+} copy_link_t;
+
+static int link_call(void *arg, uint8_t type, const void *p, size_t len, const uint8_t **reply,
+                     size_t *rlen, char *err, size_t errlen)
+{
+    copy_link_t *l = arg;
+    int rc = call(l->ps, l->peer, type, p, len, &l->w, err, errlen);
+    if (!rc) {
+        *reply = l->w.reply.data;
+        *rlen = l->w.reply.len;
+    }
+    return rc;
+}
+
+static int link_progress(void *arg, uint64_t bytes)
+{
+    copy_link_t *l = arg;
+    if (atomic_load(&l->ps->r->stopping))
+        return ST_ECLOSED;
+    rate_limit(l->ps->r, l->t0, l->base + bytes);
+    return 0;
+}
+
+/* The peer's file list (NULL when it cannot give one: not an error of the
+ * pass, whose digest call reports an unreachable peer). */
+static Strata__CopyListResponse *peer_files(copy_link_t *l, uint32_t shard, pass_result_t *res)
+{
+    Strata__CopyListRequest q = STRATA__COPY_LIST_REQUEST__INIT;
+    q.shard = shard;
+    uint8_t qb[32];
+    size_t qsz = strata__copy_list_request__pack(&q, qb);
+    char err[160];
+    if (call(l->ps, l->peer, RPC_COPY_LIST, qb, qsz, &l->w, err, sizeof err))
+        return NULL;
+    res->bytes += l->w.reply.len;
+    metric_counter_add(l->ps->r->bytes, l->w.reply.len);
+    return strata__copy_list_response__unpack(NULL, l->w.reply.len, l->w.reply.data);
+}
+
+static equal_part_t *equal_find(shard_state_t *st, uint32_t peer, int64_t start)
+{
+    for (size_t i = 0; i < st->neq; i++)
+        if (st->eq[i].peer == peer && st->eq[i].start == start)
+            return &st->eq[i];
+    return NULL;
+}
+
+/* The partitions skipped this pass (ascending, *skip malloc'd). */
+static size_t skip_set(node_repair_t *r, uint32_t shard, uint32_t peer,
+                       const engine_part_token_t *lp, size_t nlp, const engine_part_token_t *pp,
+                       size_t npp, int64_t **skip)
+{
+    *skip = nlp ? malloc(nlp * sizeof **skip) : NULL;
+    if (!*skip)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    shard_state_t *st = &r->state[shard];
+    engine_part_equal_t *eq = malloc((st->neq ? st->neq : 1) * sizeof *eq);
+    size_t neq = 0;
+    for (size_t i = 0; eq && i < st->neq; i++)
+        if (st->eq[i].peer == peer)
+            eq[neq++] = (engine_part_equal_t){st->eq[i].start, st->eq[i].mine, st->eq[i].theirs};
+    pthread_mutex_unlock(&r->mu);
+    size_t k = eq ? engine_copy_skip(lp, nlp, pp, npp, eq, neq, *skip) : 0;
+    free(eq);
+    return k;
+}
+
+/* After a pass: remember the sealed partitions whose windows did not differ. */
+static void remember_equal(node_repair_t *r, uint32_t shard, uint32_t peer,
+                           const engine_part_token_t *lp, size_t nlp, const engine_part_token_t *pp,
+                           size_t npp, const cells_t *c)
+{
+    pthread_mutex_lock(&r->mu);
+    shard_state_t *st = &r->state[shard];
+    for (size_t i = 0; i < nlp; i++) {
+        const engine_part_token_t *t = engine_copy_part_find(pp, npp, lp[i].start);
+        equal_part_t *q = equal_find(st, peer, lp[i].start);
+        if (!lp[i].sealed || !t || !t->sealed || in_sorted(c->dw, c->ndw, lp[i].start)) {
+            if (q) /* changed, or differs: compared again next time */
+                *q = st->eq[--st->neq];
+            continue;
+        }
+        if (!q) {
+            if (st->neq == st->eqcap && st_grow(&st->eq, &st->eqcap, sizeof *st->eq, 16))
+                break;
+            q = &st->eq[st->neq++];
+        }
+        *q = (equal_part_t){peer, lp[i].start, lp[i].token, t->token};
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Copy the files of the partitions this node lacks (not in a dry run). */
+static void copy_files(copy_link_t *l, uint32_t shard, const Strata__CopyListResponse *pf,
+                       pass_result_t *res)
+{
+    node_repair_t *r = l->ps->r;
+    node_copy_io_t io = {link_call, link_progress, l};
+    node_copy_result_t cr;
+    char err[160];
+    l->base = res->bytes;
+    int rc = node_copy_shard(r->n, shard, &io, pf, &cr, err, sizeof err);
+    res->files += cr.files;
+    res->file_bytes += cr.bytes;
+    res->bytes += cr.bytes;
+    res->samples += cr.samples;
+    metric_counter_add(r->bytes, cr.bytes);
+    metric_counter_add(r->files, cr.files);
+    metric_counter_add(r->file_bytes, cr.bytes);
+    metric_counter_add(r->samples, cr.samples);
+    if (rc && rc != ST_ECLOSED)
+        st_warn("copying segment files failed (the pull repair goes on)",
+                "shard=%u peer=%s err=\"%s\"", shard, topo_node_id(r->n->topo, l->peer), err);
+    if (cr.files)
+        st_info("repair copied segment files",
+                "shard=%u peer=%s partitions=%llu files=%llu "
+                "bytes=%llu samples=%llu refused=%llu",
+                shard, topo_node_id(r->n->topo, l->peer), (unsigned long long)cr.partitions,
+                (unsigned long long)cr.files, (unsigned long long)cr.bytes,
+                (unsigned long long)cr.samples, (unsigned long long)cr.refused);
+}
+
+/* The local partitions with their tokens. */
+static int local_parts(engine_t *e, engine_part_token_t **lp, size_t *nlp)
+{
+    engine_seg_file_t *f;
+    size_t nf;
+    uint64_t slog;
+    int rc = engine_copy_list(e, NULL, 0, 0, &f, &nf, &slog);
+    if (rc)
+        return rc;
+    rc = engine_copy_parts(f, nf, lp, nlp);
+    free(f);
+    return rc;
+}
+
+/* One (shard, peer) pass: copy the files of partitions this node lacks,
+ * then compare digests (skipping the sealed partitions found equal
+ * before) and pull what differs. */
 static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_result_t *res)
 {
     node_repair_t *r = ps->r;
@@ -711,15 +1032,36 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     engine_t *e = n->engines[shard];
     int64_t t0 = st_mono_ms();
     memset(res, 0, sizeof *res);
+    int64_t win = engine_partition_ms(e);
+    copy_link_t lk = {ps, peer, {0}, t0, 0};
+    st_buf_init(&lk.w.reply);
+    engine_part_token_t *lp = NULL, *pp = NULL;
+    size_t nlp = 0, npp = 0;
+    int64_t *skip = NULL;
+    Strata__CopyListResponse *pf = peer_files(&lk, shard, res);
+    if (pf && pf->partition_ms != win) {
+        strata__copy_list_response__free_unpacked(pf, NULL);
+        pf = NULL;
+    }
+    if (pf && !dry_run && !r->no_files)
+        copy_files(&lk, shard, pf, res);
+    if (pf && (node_copy_parts_msg(pf, &pp, &npp) || local_parts(e, &lp, &nlp))) {
+        free(pp);
+        pp = NULL;
+        npp = 0;
+    }
     engine_stats_t s;
     engine_get_stats(e, &s);
     uint32_t nb = buckets_for(s.series);
-    int64_t win = engine_partition_ms(e);
     uint8_t *mine = NULL;
     size_t mlen = 0;
     engine_digest_t *a = NULL, *b = NULL;
     cells_t c = {0};
     c.bmlen = (nb + 7) / 8;
+    c.nskip = skip_set(r, shard, peer, lp, nlp, pp, npp, &skip);
+    c.skip = skip;
+    res->skipped = c.nskip;
+    metric_counter_add(r->skipped, c.nskip);
     wait_t w = {0};
     st_buf_init(&w.reply);
     Strata__DigestResponse *dr = NULL;
@@ -759,18 +1101,28 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     for (size_t i = 0; i < c.nw && !rc; i++)
         rc = pull_window(ps, shard, peer, nb, c.start[i], c.start[i] + win - 1,
                          c.bits + i * c.bmlen, c.bmlen, dry_run, t0, res);
+    /* a peer that is itself rebuilding may lack what it has not pulled yet */
+    if (!rc && !dry_run && !dr->rebuilding && npp)
+        remember_equal(r, shard, peer, lp, nlp, pp, npp, &c);
 out:
     res->ms = (uint64_t)(st_mono_ms() - t0);
     res->last_ms = st_now_ms();
     metric_counter_inc(rc ? r->passes_err : r->passes_ok);
     if (dr)
         strata__digest_response__free_unpacked(dr, NULL);
+    if (pf)
+        strata__copy_list_response__free_unpacked(pf, NULL);
     st_buf_deinit(&w.reply);
+    st_buf_deinit(&lk.w.reply);
     engine_digest_destroy(a);
     engine_digest_destroy(b);
     free(mine);
     free(c.start);
     free(c.bits);
+    free(c.dw);
+    free(skip);
+    free(lp);
+    free(pp);
     return rc;
 }
 
@@ -783,6 +1135,9 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
     a->conflicts += b->conflicts;
     a->resolved += b->resolved;
     a->bytes += b->bytes;
+    a->files += b->files;
+    a->file_bytes += b->file_bytes;
+    a->skipped += b->skipped;
     a->ms += b->ms;
     a->last_ms = b->last_ms;
     if (!a->error[0] && b->error[0])
@@ -825,14 +1180,16 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
             if (prc && !(prc == ST_EUNAVAIL && atomic_load(&r->rebuilding)))
                 st_warn("repair pass failed", "shard=%u peer=%s err=\"%s\"", s,
                         topo_node_id(n->topo, rep[j]), pr.error);
-            else if (pr.cells)
+            else if (pr.cells || pr.files)
                 st_info("repair pass",
                         "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
-                        "conflicts=%llu resolved=%llu bytes=%llu ms=%llu dry_run=%d",
+                        "conflicts=%llu resolved=%llu bytes=%llu files=%llu skipped=%llu "
+                        "ms=%llu dry_run=%d",
                         s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
                         (unsigned long long)pr.series, (unsigned long long)pr.samples,
                         (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
-                        (unsigned long long)pr.bytes, (unsigned long long)pr.ms, dry_run);
+                        (unsigned long long)pr.bytes, (unsigned long long)pr.files,
+                        (unsigned long long)pr.skipped, (unsigned long long)pr.ms, dry_run);
             any_ok |= !prc;
             result_add(&sum, &pr);
             if (dry_run && !prc)
@@ -841,6 +1198,10 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
         pthread_mutex_lock(&r->mu);
         if (!dry_run)
             r->state[s].last = sum;
+        if (atomic_load(&r->rebuilding)) {
+            r->rebuild_files += sum.files;
+            r->rebuild_bytes += sum.bytes;
+        }
         if (any_ok && !dry_run && !r->state[s].synced) {
             r->state[s].synced = 1;
             r->rebuild_done++;
@@ -919,6 +1280,8 @@ int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, 
         st[i].samples_pulled = res[i].samples;
         st[i].samples_conflicting = res[i].conflicts;
         st[i].samples_resolved = res[i].resolved;
+        st[i].files_copied = res[i].files;
+        st[i].partitions_skipped = res[i].skipped;
         st[i].bytes = res[i].bytes;
         st[i].duration_ms = res[i].ms;
         st[i].error = res[i].error;
@@ -991,6 +1354,10 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
     }
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->run_mu, NULL);
+    /* tests/bench/repair_bench.py: rebuild by streaming alone, to compare */
+    r->no_files = getenv("STRATA_REPAIR_NO_FILES") != NULL;
+    if (r->no_files)
+        st_warn("repair streams samples and copies no files", "knob=%s", "STRATA_REPAIR_NO_FILES");
     metrics_t *m = n->metrics;
     static const char ph[] = "Repair passes (one local shard against one peer replica), by result.";
     r->passes_ok = metrics_counter(m, "strata_node_repair_passes_total", ph, "result", "ok", NULL);
@@ -1015,6 +1382,18 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
                                   NULL);
     r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
                                "Repair bytes received from peers (digests and pages).", NULL);
+    r->files = metrics_counter(m, "strata_node_repair_files_copied_total",
+                               "Segment files copied from a peer replica as files and installed "
+                               "(partitions this node had no segment of).",
+                               NULL);
+    r->file_bytes = metrics_counter(m, "strata_node_repair_file_bytes_total",
+                                    "Bytes of segment files (and series.log) received to copy "
+                                    "them (also in strata_node_repair_bytes_total).",
+                                    NULL);
+    r->skipped = metrics_counter(m, "strata_repair_partitions_skipped_total",
+                                 "Sealed partitions a repair pass did not compare: unchanged on "
+                                 "both replicas since they were last found equal.",
+                                 NULL);
     r->rebuild_gauge =
         metrics_gauge(m, "strata_node_rebuilding",
                       "1 while the node rebuilds its shards from their replicas.", NULL);
@@ -1054,9 +1433,13 @@ void node_repair_destroy(node_repair_t *r)
         pthread_mutex_destroy(&r->mu);
         pthread_mutex_destroy(&r->run_mu);
     }
-    for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++)
+    for (uint32_t s = 0; r->cache && s < topo_shards(r->n->topo); s++) {
         free(r->cache[s].bytes);
+        part_digests_free(r->cache[s].pd, r->cache[s].npd);
+    }
     free(r->cache);
+    for (uint32_t s = 0; r->state && s < topo_shards(r->n->topo); s++)
+        free(r->state[s].eq);
     free(r->state);
     free(r->cluster);
     free(r->node_id);
@@ -1070,8 +1453,11 @@ int node_repair_rebuilding(node_repair_t *r, char *why, size_t cap)
     if (!r || !atomic_load(&r->rebuilding))
         return 0;
     pthread_mutex_lock(&r->mu);
-    snprintf(why, cap, "rebuilding: %u of %u shards pulled from their replicas", r->rebuild_done,
-             r->rebuild_total);
+    snprintf(why, cap,
+             "rebuilding: %u of %u shards pulled from their replicas (%llu segment files "
+             "copied, %.1f MB received)",
+             r->rebuild_done, r->rebuild_total, (unsigned long long)r->rebuild_files,
+             (double)r->rebuild_bytes / 1e6);
     pthread_mutex_unlock(&r->mu);
     return 1;
 }
@@ -1104,6 +1490,8 @@ int node_repair_stats(node_repair_t *r, Strata__NodeStats *st)
         s[i].samples_pulled = p->samples;
         s[i].samples_conflicting = p->conflicts;
         s[i].samples_resolved = p->resolved;
+        s[i].files_copied = p->files;
+        s[i].partitions_skipped = p->skipped;
         s[i].bytes = p->bytes;
         s[i].duration_ms = p->ms;
         char *e = errs + i * sizeof p->error;

@@ -17,6 +17,17 @@
  * A dry run compares and counts without writing, against the first
  * replica that answers (the others would count the same samples again).
  *
+ * Each pass first asks the peer for its shard's segment files
+ * (RPC_COPY_LIST) and copies, as files, those of every partition this node
+ * holds nothing of (node_copy.h; not in a dry run); only then digests are
+ * compared, so the pull moves just the head and what differs. A sealed
+ * partition (no unflushed samples, no pending delete) found equal on both
+ * sides is remembered per (shard, partition, peer) with both sides' file
+ * tokens and not compared again until either token changes (a flush,
+ * compaction, retention rewrite or copy into it; a late write unseals it)
+ * -- strata_repair_partitions_skipped_total. The digest of a sealed
+ * partition is cached the same way, so a digest reads only the rest.
+ *
  * "Copy shard S from A to B" is the same pass run on B against A only
  * (RepairRequest{shards: [S], peer: A} sent to B); rebuilding is that pass
  * for every local shard, run at start when the data directory was empty

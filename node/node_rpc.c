@@ -29,6 +29,7 @@
 #include "st_time.h"
 
 #include "node.h"
+#include "node_copy.h"
 #include "node_repair.h"
 #include "node_repl.h"
 #include "node_rules.h"
@@ -456,6 +457,14 @@ static void work_cb(uv_work_t *w)
     case RPC_REPAIR:
         j->err = node_repair_run_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_REPAIR_RESP;
+        break;
+    case RPC_COPY_LIST:
+        j->err = node_copy_list_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_COPY_LIST_RESP;
+        break;
+    case RPC_COPY_FETCH:
+        j->err = node_copy_fetch_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_COPY_FETCH_RESP;
         break;
     case RPC_QUERY:
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

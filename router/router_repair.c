@@ -11,11 +11,13 @@
  *
  *   {"status":"success","data":{"dry_run":false,"nodes":[{"node":"n1",
  *    "error":"","shards":[{"shard":0,"cells_differing":3,"series":2,
- *    "samples":40,"conflicts":0,"resolved":0,"bytes":1234,"duration_ms":5,
- *    "error":""}]}],"series":2,"samples":40,"conflicts":0,"resolved":0,
- *    "bytes":1234}}
+ *    "samples":40,"conflicts":0,"resolved":0,"bytes":1234,"files":0,
+ *    "skipped":0,"duration_ms":5,"error":""}]}],"series":2,"samples":40,
+ *    "conflicts":0,"resolved":0,"bytes":1234,"files":0,"skipped":0}}
  * (conflicts: same timestamp, another value; resolved: those of them
- * replaced because the peer's version was higher).
+ * replaced because the peer's version was higher; files: segment files
+ * copied as files, their samples counted in samples; skipped: sealed
+ * partitions not compared, unchanged since last found equal).
  *
  * A node that cannot be reached or refuses shows its error in its entry;
  * the status is still 200 (the summary says what happened where). A bad
@@ -44,7 +46,7 @@ typedef struct rjob {
     int dry_run;
     uint32_t nnodes;
     st_buf_t *node_json; /* [nodes]: each node's entry ("" = not asked) */
-    uint64_t series, samples, conflicts, resolved, bytes;
+    uint64_t series, samples, conflicts, resolved, bytes, files, skipped;
 } rjob_t;
 
 typedef struct rcall {
@@ -72,13 +74,14 @@ static void finish(rjob_t *j)
         first = 0;
         rc |= st_buf_append(&b, j->node_json[n].data, j->node_json[n].len);
     }
-    char tail[256];
+    char tail[320];
     k = snprintf(tail, sizeof tail,
                  "],\"series\":%llu,\"samples\":%llu,\"conflicts\":%llu,\"resolved\":%llu,"
-                 "\"bytes\":%llu}}",
+                 "\"bytes\":%llu,\"files\":%llu,\"skipped\":%llu}}",
                  (unsigned long long)j->series, (unsigned long long)j->samples,
                  (unsigned long long)j->conflicts, (unsigned long long)j->resolved,
-                 (unsigned long long)j->bytes);
+                 (unsigned long long)j->bytes, (unsigned long long)j->files,
+                 (unsigned long long)j->skipped);
     rc |= st_buf_append(&b, tail, (size_t)k);
     if (rc)
         http_respond_error(j->req, 503, "out of memory");
@@ -104,16 +107,17 @@ static int node_entry(rjob_t *j, uint32_t node, const char *err, size_t errlen,
     rc |= st_buf_append(b, ",\"shards\":[", 11);
     for (size_t i = 0; resp && i < resp->n_shards; i++) {
         const Strata__RepairState *s = resp->shards[i];
-        char line[400];
+        char line[480];
         int k = snprintf(
             line, sizeof line,
             "%s{\"shard\":%u,\"cells_differing\":%llu,\"series\":%llu,\"samples\":%llu,"
-            "\"conflicts\":%llu,\"resolved\":%llu,\"bytes\":%llu,\"duration_ms\":%llu,"
-            "\"error\":",
+            "\"conflicts\":%llu,\"resolved\":%llu,\"bytes\":%llu,\"files\":%llu,"
+            "\"skipped\":%llu,\"duration_ms\":%llu,\"error\":",
             i ? "," : "", s->shard, (unsigned long long)s->cells_differing,
             (unsigned long long)s->series_pulled, (unsigned long long)s->samples_pulled,
             (unsigned long long)s->samples_conflicting, (unsigned long long)s->samples_resolved,
-            (unsigned long long)s->bytes, (unsigned long long)s->duration_ms);
+            (unsigned long long)s->bytes, (unsigned long long)s->files_copied,
+            (unsigned long long)s->partitions_skipped, (unsigned long long)s->duration_ms);
         rc |= st_buf_append(b, line, (size_t)k);
         rc |= st_json_str(b, s->error ? s->error : "", s->error ? strlen(s->error) : 0);
         rc |= st_buf_append(b, "}", 1);
@@ -122,6 +126,8 @@ static int node_entry(rjob_t *j, uint32_t node, const char *err, size_t errlen,
         j->conflicts += s->samples_conflicting;
         j->resolved += s->samples_resolved;
         j->bytes += s->bytes;
+        j->files += s->files_copied;
+        j->skipped += s->partitions_skipped;
     }
     rc |= st_buf_append(b, "]}", 2);
     return rc;

@@ -80,6 +80,14 @@ const char *rpc_type_name(unsigned type)
         return "REPAIR";
     case RPC_REPAIR_RESP:
         return "REPAIR_RESP";
+    case RPC_COPY_LIST:
+        return "COPY_LIST";
+    case RPC_COPY_LIST_RESP:
+        return "COPY_LIST_RESP";
+    case RPC_COPY_FETCH:
+        return "COPY_FETCH";
+    case RPC_COPY_FETCH_RESP:
+        return "COPY_FETCH_RESP";
     }
     return "UNKNOWN";
 }

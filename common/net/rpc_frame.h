@@ -81,6 +81,10 @@ typedef enum rpc_type {
     RPC_REPAIR_PULL_RESP = 47, /* ReadResponse page */
     RPC_REPAIR = 48,           /* RepairRequest: repair / copy shards now */
     RPC_REPAIR_RESP = 49,      /* RepairResponse */
+    RPC_COPY_LIST = 50,        /* CopyListRequest: a shard's segment files (copy) */
+    RPC_COPY_LIST_RESP = 51,   /* CopyListResponse */
+    RPC_COPY_FETCH = 52,       /* CopyFetchRequest: a chunk of one file */
+    RPC_COPY_FETCH_RESP = 53,  /* CopyFetchResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

@@ -196,6 +196,8 @@ static int replay_series(replay_ctx_t *c, const uint8_t *p, const uint8_t *end)
     return 0;
 }
 
+static int head_note_parts(engine_t *e, head_t *h, const int64_t *ts, size_t n);
+
 static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end, int versioned)
 {
     uint64_t ns, version = 0;
@@ -248,6 +250,8 @@ static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end,
             c->v[j] = st_bits_f64(st_load_u64le(p));
         uint64_t ooo = 0;
         int rc = head_append(c->e->head, (uint32_t)id, c->ts, c->v, n, version, &ooo);
+        if (!rc) /* the replayed head knows its partitions as the one written did */
+            rc = head_note_parts(c->e, c->e->head, c->ts, n);
         if (rc)
             return rc;
         c->samples += n;
@@ -1162,6 +1166,7 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->samples_out_of_order = atomic_load(&e->samples_ooo);
     s->flushes = atomic_load(&e->flushes);
     s->compactions = atomic_load(&e->compactions);
+    s->segments_installed = atomic_load(&e->segments_installed);
     s->flush_errors = atomic_load(&e->flush_errors);
     s->samples_too_old = atomic_load(&e->samples_too_old);
     s->samples_too_far_future = atomic_load(&e->samples_too_far_future);

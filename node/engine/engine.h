@@ -436,6 +436,8 @@ typedef struct engine_stats {
     /* --- per-metric retentions (opts.metric_retention) --- */
     uint64_t metric_retention_drops;    /* partitions dropped: every series past its cut */
     uint64_t metric_retention_rewrites; /* partitions compacted: some series past its cut */
+    /* --- copies between replicas (engine_copy.c) --- */
+    uint64_t segments_installed; /* segment files received from a replica and installed */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 
@@ -506,6 +508,11 @@ int engine_digest_add(engine_digest_t *d, const st_label_t *l, size_t nl, const 
  * partition length). Reads like a query of all series over all time, one
  * series at a time. */
 int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_digest_t **out);
+/* Add the samples in [mint, maxt] to d (the same read, over that range). */
+int engine_digest_range(engine_t *e, engine_digest_t *d, int64_t mint, int64_t maxt);
+/* Add from's cells into into (same shape, else ST_EINVAL): the digest of
+ * the union of two disjoint sample sets. */
+int engine_digest_merge(engine_digest_t *into, const engine_digest_t *from);
 void engine_digest_destroy(engine_digest_t *d);
 /* Encode into a malloc'd buffer (*out, *len); decode (ST_ECORRUPT on any
  * malformed or out-of-limit input, never reading past p + len). */
@@ -525,6 +532,107 @@ int64_t engine_digest_diff(const engine_digest_t *a, const engine_digest_t *b,
                            engine_digest_diff_cb cb, void *arg);
 /* The engine's partition length (ms). */
 int64_t engine_partition_ms(const engine_t *e);
+
+/*
+ * Copying sealed segment files between replicas (engine_copy.c): "copy
+ * shard S from A to B" moves A's segment files as files where B has no
+ * segment of a partition, instead of streaming their samples.
+ *
+ * Segments name series by ids local to one engine (series.log), so a file
+ * is never installed as it is: the receiver loads the sender's series.log
+ * (a prefix of it that covers every id the listed files use), verifies the
+ * file (segment format, every block CRC), maps each id to its own id
+ * through the labels (creating series as a write would, under the same
+ * limits) and writes the blocks, unchanged, into a segment of its own with
+ * a new flush sequence number (tmp + fsync + rename + directory fsync),
+ * then publishes it as if it had been flushed locally.
+ *
+ * Partitions with a delete still pending over them are not listed (their
+ * files hold samples the sender's reads hide); a partition the receiver
+ * holds anything of (a segment, samples in a head) or has a delete over
+ * is not installed into (the pull repair handles those). Installed blocks
+ * keep their versions (vmax), so a later write of an older version still
+ * loses to them on read, as it would after a local flush.
+ */
+typedef struct engine_seg_file {
+    int64_t part_start;
+    uint64_t seq_min, seq_max;
+    uint64_t size;
+    uint32_t crc; /* CRC-32C of the whole file (0 when not asked for) */
+    int sealed;   /* neither head holds samples of the partition */
+} engine_seg_file_t;
+
+/* The listable segment files, ascending (partition, seq_max): of every
+ * partition (nparts 0) or of those starting at parts[]; with_crc reads each
+ * file once for its CRC. *series_log: the bytes of series.log that define
+ * every series those files use. *out malloc'd (NULL when *n is 0). */
+int engine_copy_list(engine_t *e, const int64_t *parts, size_t nparts, int with_crc,
+                     engine_seg_file_t **out, size_t *n, uint64_t *series_log);
+/* Read up to cap bytes at off of the listed file f (its part_start,
+ * seq_min, seq_max; ST_ENOENT once compaction or retention replaced it) or,
+ * with f NULL, of series.log below limit bytes. *got 0: end of file. */
+int engine_copy_read(engine_t *e, const engine_seg_file_t *f, uint64_t limit, uint64_t off,
+                     uint8_t *buf, size_t cap, size_t *got);
+
+typedef struct engine_copy engine_copy_t;
+/* Start receiving files into e: a scratch directory under e's directory
+ * (a leftover one is removed first). */
+int engine_copy_begin(engine_t *e, engine_copy_t **out);
+/* Path of a scratch file named name (a segment being received, the
+ * sender's series.log as "series.log"). */
+const char *engine_copy_path(engine_copy_t *c, const char *name, char *buf, size_t cap);
+/* Load the sender's series.log received at engine_copy_path("series.log"). */
+int engine_copy_load_series(engine_copy_t *c);
+/* 1 when e holds nothing of the partition starting at start (no segment,
+ * no sample in either head) and no delete over it (a file may be
+ * installed), else 0. */
+int engine_copy_part_empty(engine_t *e, int64_t start);
+/* Verify the received segments at paths[0..n) (scratch paths, removed
+ * after; ascending sequence, the files of one partition of the sender)
+ * and install them into partition start with their series mapped, all or
+ * none: 0, ST_ECORRUPT (bad file, unknown series id), ST_EEXIST (the
+ * partition has data here, or got some meanwhile), ST_ELIMIT (a series
+ * limit refused a series), ST_EINVAL (the partition length differs).
+ * *samples: how many samples they hold. */
+int engine_copy_install(engine_copy_t *c, int64_t start, const char *const *paths, size_t n,
+                        uint64_t *samples);
+/* Remove the scratch directory and free. NULL is a no-op. */
+void engine_copy_end(engine_copy_t *c);
+
+/*
+ * Sealed partitions found equal (anti-entropy skips them): a partition's
+ * token is a hash of its listed files (sequence range and size of each),
+ * so a flush, compaction, retention rewrite or installed copy changes it;
+ * a late write makes it unsealed (a head holds samples of it) and a
+ * pending delete unlisted until its purge rewrites the files. A partition
+ * sealed on both replicas whose two tokens are those recorded when the two
+ * were last found equal need not be compared again.
+ */
+typedef struct engine_part_token {
+    int64_t start;
+    uint64_t token;
+    int sealed; /* every file of it listed sealed */
+} engine_part_token_t;
+
+/* The partitions of a file list (any order), sorted by start (*out
+ * malloc'd, NULL when *nout is 0). */
+int engine_copy_parts(const engine_seg_file_t *f, size_t n, engine_part_token_t **out,
+                      size_t *nout);
+
+typedef struct engine_part_equal {
+    int64_t start;
+    uint64_t mine, theirs; /* the two tokens when last found equal */
+} engine_part_equal_t;
+
+/* The partitions not to compare (written to skip[], capacity nmine, in
+ * ascending order; returns how many): sealed in mine and in theirs (both
+ * sorted by start) with the tokens recorded in eq (any order). */
+size_t engine_copy_skip(const engine_part_token_t *mine, size_t nmine,
+                        const engine_part_token_t *theirs, size_t ntheirs,
+                        const engine_part_equal_t *eq, size_t neq, int64_t *skip);
+/* Its partition in a sorted list (NULL when absent). */
+const engine_part_token_t *engine_copy_part_find(const engine_part_token_t *v, size_t n,
+                                                 int64_t start);
 
 #ifdef __cplusplus
 }

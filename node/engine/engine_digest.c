@@ -150,18 +150,17 @@ int engine_digest_add(engine_digest_t *d, const st_label_t *l, size_t nl, const 
     return 0;
 }
 
-int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_digest_t **out)
+int engine_digest_range(engine_t *e, engine_digest_t *d, int64_t mint, int64_t maxt)
 {
-    engine_digest_t *d;
-    int rc = engine_digest_create(nbuckets, window_ms ? window_ms : e->o.partition_ms, &d);
-    if (rc)
-        return rc;
+    mint = mint < ENGINE_TS_MIN ? ENGINE_TS_MIN : mint;
+    maxt = maxt > ENGINE_TS_MAX ? ENGINE_TS_MAX : maxt;
+    if (maxt < mint)
+        return 0;
     static const st_matcher_t all = {ST_MATCH_RE, ST_METRIC_LABEL, ".+"};
     engine_iter_t *it;
-    if ((rc = engine_query(e, &all, 1, ENGINE_TS_MIN, ENGINE_TS_MAX, &it))) {
-        engine_digest_destroy(d);
+    int rc = engine_query(e, &all, 1, mint, maxt, &it);
+    if (rc)
         return rc;
-    }
     const st_label_t *l;
     size_t nl, n;
     const int64_t *ts;
@@ -170,11 +169,38 @@ int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_dige
         if ((rc = engine_digest_add(d, l, nl, ts, v, n)))
             break;
     engine_iter_destroy(it);
-    if (rc < 0) {
+    return rc < 0 ? rc : 0;
+}
+
+int engine_digest(engine_t *e, uint32_t nbuckets, int64_t window_ms, engine_digest_t **out)
+{
+    engine_digest_t *d;
+    int rc = engine_digest_create(nbuckets, window_ms ? window_ms : e->o.partition_ms, &d);
+    if (rc)
+        return rc;
+    if ((rc = engine_digest_range(e, d, ENGINE_TS_MIN, ENGINE_TS_MAX))) {
         engine_digest_destroy(d);
         return rc;
     }
     *out = d;
+    return 0;
+}
+
+int engine_digest_merge(engine_digest_t *into, const engine_digest_t *from)
+{
+    if (into->nbuckets != from->nbuckets || into->window_ms != from->window_ms)
+        return ST_EINVAL;
+    size_t nb = into->nbuckets;
+    for (size_t w = 0; w < from->n; w++) {
+        size_t wi;
+        int rc = window_index(into, from->start[w], &wi);
+        if (rc)
+            return rc;
+        for (size_t b = 0; b < nb; b++) {
+            into->hash[wi * nb + b] += from->hash[w * nb + b];
+            into->count[wi * nb + b] += from->count[w * nb + b];
+        }
+    }
     return 0;
 }
 

@@ -329,8 +329,8 @@ static seg_summary_t *writer_summary(seg_writer_t *w)
 }
 
 /* Publish a finished segment file in its partition (*sum moves to it). */
-static int publish(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax,
-                   seg_summary_t **sum)
+int engine_publish_seg(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax,
+                       seg_summary_t **sum)
 {
     int rc;
     seg_ref_t *r = seg_ref_new(e, path, smin, smax, &rc);
@@ -597,7 +597,7 @@ static int flush_batch(engine_t *e, head_t *f, uint32_t *cur, flush_queue_t *q, 
     int rc2 = np ? sync_data_fs(e) : 0;
     for (size_t k = 0; k < np && !rc2; k++) {
         if ((rc2 = seg_commit(pw[k].path)) == 0)
-            rc2 = publish(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq, &pw[k].sum);
+            rc2 = engine_publish_seg(e, pw[k].path, pw[k].start, pw[k].seq, pw[k].seq, &pw[k].sum);
         if (!rc2)
             f->done_before = pw[k].start + e->o.partition_ms;
     }

@@ -95,6 +95,18 @@ int head_add_part(head_t *h, int64_t start)
     return 0;
 }
 
+int head_has_part(const head_t *h, int64_t start)
+{
+    if (!h || !h->pcap)
+        return 0;
+    for (uint32_t i = pset_slot(start, h->pcap);; i = (i + 1) & (h->pcap - 1)) {
+        if (h->pset[i] == start)
+            return 1;
+        if (h->pset[i] == PSET_EMPTY)
+            return 0;
+    }
+}
+
 static int head_grow_index(head_t *h, uint32_t id)
 {
     uint32_t n = h->ns ? h->ns : 1024;

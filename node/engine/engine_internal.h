@@ -111,6 +111,8 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
                 uint64_t version, uint64_t *ooo);
 /* Note that the head holds samples of the partition starting at `start`. */
 int head_add_part(head_t *h, int64_t start);
+/* Does head h hold samples of the partition starting at start? */
+int head_has_part(const head_t *h, int64_t start);
 /* Sort + dedup (highest version, then last write wins) a series in place if needed. */
 void head_series_normalize(head_series_t *s);
 
@@ -232,6 +234,7 @@ struct engine {
     char *mret_st_strs;
     uint64_t mret_gen; /* parts_mu: bumped by each engine_set_metric_retention */
     atomic_uint_least64_t mret_drops, mret_rewrites; /* partitions dropped / compacted */
+    atomic_uint_least64_t segments_installed;        /* engine_copy_install */
 };
 
 /* Oldest / newest timestamp the engine stores (+-2^62 ms, about 146 million
@@ -258,6 +261,10 @@ void engine_head_account(engine_t *e);
  * engine.c calls these; engine_flush.c never calls into engine.c. */
 
 int engine_parts_load(engine_t *e);
+/* Add the durable segment file at path to partition start (created when
+ * missing); takes *sum (the file's summary or NULL) on success. */
+int engine_publish_seg(engine_t *e, const char *path, int64_t start, uint64_t smin, uint64_t smax,
+                       seg_summary_t **sum);
 void engine_parts_free(engine_t *e);
 /* Flush the frozen head; deadline_ms (monotonic-free wall clock, 0 = none)
  * stops between partitions with ST_ETIMEDOUT (not a failure). */

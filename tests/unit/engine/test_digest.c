@@ -169,6 +169,17 @@ static void test_engine_digest(void **state)
     assert_int_equal(engine_digest(e, NB, WIN, &got), 0);
     assert_int_equal(engine_digest_diff(want, got, NULL, NULL), 0);
     engine_digest_destroy(got);
+    /* two ranges read apart and merged: the same digest */
+    engine_digest_t *lo, *hi;
+    assert_int_equal(engine_digest_create(NB, WIN, &lo), 0);
+    assert_int_equal(engine_digest_create(NB, WIN, &hi), 0);
+    assert_int_equal(engine_digest_range(e, lo, INT64_MIN, 1499), 0);
+    assert_int_equal(engine_digest_range(e, hi, 1500, INT64_MAX), 0);
+    assert_true(engine_digest_diff(want, lo, NULL, NULL) > 0); /* windows 1000, 2000 missing */
+    assert_int_equal(engine_digest_merge(lo, hi), 0);
+    assert_int_equal(engine_digest_diff(want, lo, NULL, NULL), 0);
+    engine_digest_destroy(lo);
+    engine_digest_destroy(hi);
     assert_int_equal(engine_flush(e), 0);
     /* a rewrite of the same value changes nothing; another value does */
     assert_int_equal(engine_write(e, b, 1, NULL), 0);
