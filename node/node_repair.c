@@ -14,6 +14,9 @@
  * wins as it does everywhere else. A conflict where our version is higher
  * (or equal) is left: the peer pulls ours in its own pass (equal versions
  * with different values cannot come from one write; counted, not moved).
+ * An RPC_REPAIR may name a time range (the router's read repair asks for
+ * the range of the read that saw its replicas disagree): only the digest
+ * windows overlapping it are pulled.
  *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
@@ -298,6 +301,7 @@ typedef struct peers {
     uv_loop_t loop;
     rpc_client_t **cli; /* [nodes], created on first use */
     node_repair_t *r;
+    int64_t win_from, win_to; /* pull only windows overlapping this range (0/0: all) */
 } peers_t;
 
 typedef struct wait {
@@ -740,9 +744,13 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     }
     res->cells = c.ncells;
     metric_counter_add(r->cells, c.ncells);
-    for (size_t i = 0; i < c.nw && !rc; i++)
+    for (size_t i = 0; i < c.nw && !rc; i++) {
+        if ((ps->win_from || ps->win_to) &&
+            (c.start[i] + win - 1 < ps->win_from || c.start[i] > ps->win_to))
+            continue; /* outside the range a read repair asked for */
         rc = pull_window(ps, shard, peer, nb, c.start[i], c.start[i] + win - 1,
                          c.bits + i * c.bmlen, c.bmlen, dry_run, t0, res);
+    }
 out:
     res->ms = (uint64_t)(st_mono_ms() - t0);
     res->last_ms = st_now_ms();
@@ -781,7 +789,8 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
  * not a replica of it.
  */
 static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int peer, int dry_run,
-               uint32_t *out_shard, pass_result_t *out, size_t *nout)
+               int64_t win_from, int64_t win_to, uint32_t *out_shard, pass_result_t *out,
+               size_t *nout)
 {
     node_t *n = r->n;
     const uint32_t *local;
@@ -793,6 +802,8 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
     int rc = peers_init(&ps, r);
     if (rc)
         return rc;
+    ps.win_from = win_from;
+    ps.win_to = win_to;
     pthread_mutex_lock(&r->run_mu);
     size_t k = 0;
     for (size_t i = 0; i < nshards && !atomic_load(&r->stopping); i++) {
@@ -886,7 +897,8 @@ int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, 
         if (nq < ns)
             shards[nq++] = s;
     }
-    if ((rc = run(r, q->n_shards ? shards : NULL, nq, peer, q->dry_run, shards, res, &nres))) {
+    if ((rc = run(r, q->n_shards ? shards : NULL, nq, peer, q->dry_run, q->start_ms, q->end_ms,
+                  shards, res, &nres))) {
         snprintf(msg, msglen, "repair: %s", st_strerror(rc));
         goto done;
     }
@@ -933,7 +945,7 @@ static void *repair_thread(void *arg)
     int64_t t0 = st_mono_ms();
     while (!atomic_load(&r->stopping)) {
         if (atomic_load(&r->rebuilding)) {
-            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+            run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
             pthread_mutex_lock(&r->mu);
             int done = r->rebuild_done >= r->rebuild_total;
             pthread_mutex_unlock(&r->mu);
@@ -952,7 +964,7 @@ static void *repair_thread(void *arg)
         if (nap(r, interval > 0 ? interval : 3600 * 1000))
             break;
         if (interval > 0)
-            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+            run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
     }
     return NULL;
 }
