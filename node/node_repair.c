@@ -836,7 +836,8 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
         pthread_mutex_lock(&r->mu);
         if (!dry_run)
             r->state[s].last = sum;
-        if (any_ok && !dry_run && !r->state[s].synced) {
+        if (any_ok && !dry_run && !win_from && !win_to && !r->state[s].synced) {
+            /* pulled whole (not a read repair's time range): rebuilt */
             r->state[s].synced = 1;
             r->rebuild_done++;
         }

@@ -12,9 +12,12 @@ stale replica converges after one quorum read.
    (`strata bench`: HOSTS x HOURS x 10 fields at 10 s) is loaded.
 2. Cost (A/B, interleaved, the same data, replicas in agreement): each
    round runs every query of QUERIES with read_consistency=quorum on
-   router 0 and on router 1, alternating which goes first; p50 over the
-   rounds per query and router.
-3. Convergence: n3 is stopped, 20 minutes more of the workload loaded,
+   router 0 and on router 1, alternating which goes first; then both
+   routers are restarted with the configs swapped and the rounds run
+   again (so a difference between the two processes cancels out); p50
+   per query, read repair on vs off.
+3. Convergence: n3 is stopped, 20 minutes of the workload loaded at
+   timestamps the first load does not have (5 h ago),
    n1/n2 stopped, their hint queues for n3 deleted, all restarted; one
    quorum export of everything on router 0, then the time until n3's
    node-local export of every shard the read asked it for equals n1's.
@@ -68,9 +71,10 @@ def main():
                 replication=repl, router={"request_timeout": "60s"}).start()
     cli = os.path.join(a.build, "cli", "strata")
 
-    def bench(hours):
+    def bench(hours, start=None):
+        extra = ["--start", str(start)] if start else []
         r = subprocess.run([cli, "bench", "--hosts", str(a.hosts), "--hours", str(hours),
-                            "--router", c.router_url(0)], stdout=subprocess.PIPE,
+                            "--router", c.router_url(0)] + extra, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=7200)
         assert r.returncode == 0, r.stdout.decode()[-600:]
 
@@ -95,29 +99,45 @@ def main():
             assert st == 200, (st, body[:300])
             return (time.monotonic() - t) * 1000
 
-        lat = {(q[0], r): [] for q in QUERIES for r in (0, 1)}
-        for q in QUERIES:  # warm-up
-            for r in (0, 1):
-                run(r, q[1], q[2](start, end))
-        div0 = metric_sum(c.metrics(c.router_url(0)), "strata_router_read_repair_divergent_total")
+        on_cfg, off_cfg = c.config_path, off
+        divs = 0  # divergent reads seen by the router with read repair on
+        lat = {(q[0], on): [] for q in QUERIES for on in (True, False)}
         la0 = loadavg()
-        for rep in range(a.reps):
-            for q in QUERIES:
-                for r in ((0, 1) if rep % 2 == 0 else (1, 0)):
-                    lat[(q[0], r)].append(run(r, q[1], q[2](start, end)))
-        div1 = metric_sum(c.metrics(c.router_url(0)), "strata_router_read_repair_divergent_total")
-        print("\nquorum read p50 over %d interleaved rounds (loadavg before %s, after %s)"
-              % (a.reps, la0, loadavg()))
+        for swap in (False, True):
+            if swap:  # the other way round: router 0 off, router 1 on
+                for i, cfg in ((0, off_cfg), (1, on_cfg)):
+                    c.routers[i].terminate()
+                    c.routers[i].argv[2] = cfg
+                    c.start_router(i)
+                c.wait_peers_up()
+            on_router = 1 if swap else 0
+            for q in QUERIES:  # warm-up
+                for r in (0, 1):
+                    run(r, q[1], q[2](start, end))
+            for rep in range(a.reps):
+                for q in QUERIES:
+                    for r in ((0, 1) if rep % 2 == 0 else (1, 0)):
+                        lat[(q[0], r == on_router)].append(run(r, q[1], q[2](start, end)))
+            divs += metric_sum(c.metrics(c.router_url(on_router)),
+                               "strata_router_read_repair_divergent_total")
+        print("\nquorum read p50 over 2 x %d interleaved rounds, each router once on and once "
+              "off (loadavg before %s, after %s)" % (a.reps, la0, loadavg()))
         print("%-30s %12s %12s %8s" % ("query", "rr on (ms)", "rr off (ms)", "on/off"))
         for q in QUERIES:
-            on = statistics.median(lat[(q[0], 0)])
-            offm = statistics.median(lat[(q[0], 1)])
+            on = statistics.median(lat[(q[0], True)])
+            offm = statistics.median(lat[(q[0], False)])
             print("%-30s %12.1f %12.1f %8.3f" % (q[0], on, offm, on / offm))
-        print("divergent reads seen while the replicas agreed: %d" % (div1 - div0))
+        print("divergent reads seen while the replicas agreed: %d" % divs)
+        # back to router 0 on for the convergence
+        for i, cfg in ((0, on_cfg), (1, off_cfg)):
+            c.routers[i].terminate()
+            c.routers[i].argv[2] = cfg
+            c.start_router(i)
+        c.wait_peers_up()
 
         # convergence after one quorum read
         assert c.sigterm(2) == 0
-        bench(1 / 3)
+        bench(1 / 3, start=int(time.time()) - 5 * 3600)  # timestamps the first load has not
         for i in (0, 1):
             assert c.sigterm(i) == 0
             shutil.rmtree(os.path.join(c.data_dir(i), "hints", c.node_ids[2]),
