@@ -132,11 +132,29 @@ static void on_repaired(void *arg, int status, uint8_t type, const uint8_t *payl
 {
     rr_call_t *c = arg;
     router_t *r = c->r;
-    if (status || type != RPC_REPAIR_RESP)
+    if (status || type != RPC_REPAIR_RESP) {
         st_warn("read repair failed", "shard=%u node=%s status=%d err=\"%.*s\"", c->shard,
                 topo_node_id(r->topo, c->node), status,
                 type == RPC_ERROR && payload ? (int)(len > 200 ? 200 : len) : 0,
                 payload ? (const char *)payload : "");
+    } else {
+        Strata__RepairResponse *resp = strata__repair_response__unpack(NULL, len, payload);
+        for (size_t i = 0; resp && i < resp->n_shards; i++) {
+            const Strata__RepairState *x = resp->shards[i];
+            if (x->error && x->error[0])
+                st_warn("read repair failed", "shard=%u node=%s err=\"%s\"", x->shard,
+                        topo_node_id(r->topo, c->node), x->error);
+            else
+                st_info("read repair done",
+                        "shard=%u node=%s series=%llu samples=%llu resolved=%llu ms=%llu", x->shard,
+                        topo_node_id(r->topo, c->node), (unsigned long long)x->series_pulled,
+                        (unsigned long long)x->samples_pulled,
+                        (unsigned long long)x->samples_resolved,
+                        (unsigned long long)x->duration_ms);
+        }
+        if (resp)
+            strata__repair_response__free_unpacked(resp, NULL);
+    }
     if (r->rrepair && r->rrepair->q) {
         rrepair_done(r->rrepair->q, c->shard, c->node);
         pump(r);
