@@ -17,6 +17,9 @@
  * wins as it does everywhere else. A conflict where our version is higher
  * (or equal) is left: the peer pulls ours in its own pass (equal versions
  * with different values cannot come from one write; counted, not moved).
+ * An RPC_REPAIR may name a time range (the router's read repair asks for
+ * the range of the read that saw its replicas disagree): only the digest
+ * windows overlapping it are pulled.
  *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
@@ -463,6 +466,7 @@ typedef struct peers {
     uv_loop_t loop;
     rpc_client_t **cli; /* [nodes], created on first use */
     node_repair_t *r;
+    int64_t win_from, win_to; /* pull only windows overlapping this range (0/0: all) */
 } peers_t;
 
 typedef struct wait {
@@ -1098,11 +1102,16 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     }
     res->cells = c.ncells;
     metric_counter_add(r->cells, c.ncells);
-    for (size_t i = 0; i < c.nw && !rc; i++)
+    for (size_t i = 0; i < c.nw && !rc; i++) {
+        if ((ps->win_from || ps->win_to) &&
+            (c.start[i] + win - 1 < ps->win_from || c.start[i] > ps->win_to))
+            continue; /* outside the range a read repair asked for */
         rc = pull_window(ps, shard, peer, nb, c.start[i], c.start[i] + win - 1,
                          c.bits + i * c.bmlen, c.bmlen, dry_run, t0, res);
-    /* a peer that is itself rebuilding may lack what it has not pulled yet */
-    if (!rc && !dry_run && !dr->rebuilding && npp)
+    }
+    /* a peer that is itself rebuilding may lack what it has not pulled yet;
+     * a read repair's time range compared only part of the shard */
+    if (!rc && !dry_run && !dr->rebuilding && npp && !ps->win_from && !ps->win_to)
         remember_equal(r, shard, peer, lp, nlp, pp, npp, &c);
 out:
     res->ms = (uint64_t)(st_mono_ms() - t0);
@@ -1152,7 +1161,8 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
  * not a replica of it.
  */
 static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int peer, int dry_run,
-               uint32_t *out_shard, pass_result_t *out, size_t *nout)
+               int64_t win_from, int64_t win_to, uint32_t *out_shard, pass_result_t *out,
+               size_t *nout)
 {
     node_t *n = r->n;
     const uint32_t *local;
@@ -1164,6 +1174,8 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
     int rc = peers_init(&ps, r);
     if (rc)
         return rc;
+    ps.win_from = win_from;
+    ps.win_to = win_to;
     pthread_mutex_lock(&r->run_mu);
     size_t k = 0;
     for (size_t i = 0; i < nshards && !atomic_load(&r->stopping); i++) {
@@ -1202,7 +1214,8 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
             r->rebuild_files += sum.files;
             r->rebuild_bytes += sum.bytes;
         }
-        if (any_ok && !dry_run && !r->state[s].synced) {
+        if (any_ok && !dry_run && !win_from && !win_to && !r->state[s].synced) {
+            /* pulled whole (not a read repair's time range): rebuilt */
             r->state[s].synced = 1;
             r->rebuild_done++;
         }
@@ -1263,7 +1276,8 @@ int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, 
         if (nq < ns)
             shards[nq++] = s;
     }
-    if ((rc = run(r, q->n_shards ? shards : NULL, nq, peer, q->dry_run, shards, res, &nres))) {
+    if ((rc = run(r, q->n_shards ? shards : NULL, nq, peer, q->dry_run, q->start_ms, q->end_ms,
+                  shards, res, &nres))) {
         snprintf(msg, msglen, "repair: %s", st_strerror(rc));
         goto done;
     }
@@ -1312,7 +1326,7 @@ static void *repair_thread(void *arg)
     int64_t t0 = st_mono_ms();
     while (!atomic_load(&r->stopping)) {
         if (atomic_load(&r->rebuilding)) {
-            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+            run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
             pthread_mutex_lock(&r->mu);
             int done = r->rebuild_done >= r->rebuild_total;
             pthread_mutex_unlock(&r->mu);
@@ -1331,7 +1345,7 @@ static void *repair_thread(void *arg)
         if (nap(r, interval > 0 ? interval : 3600 * 1000))
             break;
         if (interval > 0)
-            run(r, NULL, 0, -1, 0, NULL, NULL, NULL);
+            run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
     }
     return NULL;
 }

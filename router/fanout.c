@@ -412,6 +412,16 @@ int fanout_group_failed(const fanout_t *f, size_t gi)
     return gi < f->gcap && f->gfailed[gi];
 }
 
+size_t fanout_groups(const fanout_t *f)
+{
+    return f->planned ? f->plan.ng : 0;
+}
+
+const readplan_group_t *fanout_group(const fanout_t *f, size_t gi)
+{
+    return gi < fanout_groups(f) ? &f->plan.g[gi] : NULL;
+}
+
 unsigned fanout_failovers(const fanout_t *f)
 {
     return f->failovers;

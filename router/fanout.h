@@ -144,6 +144,10 @@ void fanout_group_msg(const fanout_t *f, size_t group, const char *why, char *bu
 size_t fanout_partial_warning(const fanout_t *f, char *buf, size_t len);
 /* Group gi failed over (its replies were dropped). */
 int fanout_group_failed(const fanout_t *f, size_t gi);
+/* Plan groups so far (failed-over ones included) and group gi: its node
+ * and shards (NULL past the end). */
+size_t fanout_groups(const fanout_t *f);
+const readplan_group_t *fanout_group(const fanout_t *f, size_t gi);
 /* Groups failed over so far. */
 unsigned fanout_failovers(const fanout_t *f);
 /* The nodes that still have a call of this fan-out to answer (sent, no

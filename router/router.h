@@ -70,6 +70,7 @@ typedef struct router {
     struct router_console *console; /* web console counters, node figures (router_console.c) */
     struct router_rules *rules;     /* compaction rules: the newest set known (router_rules.c) */
     struct router_repair_seen *repair_seen; /* nodes' repair state from STATS (router_repair.c) */
+    struct router_rrepair *rrepair;         /* read repair: queue, counters (router_rrepair.c) */
 } router_t;
 
 /* Register samples_refused (strata_router_samples_refused_total{limit}). */

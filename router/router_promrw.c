@@ -12,8 +12,9 @@
  *       a shard missed its consistency, so senders retry exactly then.
  *   POST /api/v1/read    remote read, SAMPLES response type: every Query is
  *       a raw selection fetched with EXPORT pages over the read plan
- *       (fanout.h, folded with sset.h as /api/v1/query does), bounded by
- *       [router] query_max_samples and query_max_series; the ReadResponse
+ *       (fanout.h, folded with sset.h as /api/v1/query does; a quorum
+ *       read queues read repair of replicas that disagree, router_rrepair.h),
+ *       bounded by [router] query_max_samples and query_max_series; the ReadResponse
  *       is encoded by hand and snappy-compressed.
  *   GET/POST /federate   the latest sample (within 5 minutes, not a stale
  *       marker) of each series matching match[], in the text exposition
@@ -35,6 +36,7 @@
 #include "promrw.h"
 #include "repl.h"
 #include "router.h"
+#include "router_rrepair.h"
 #include "selector.h"
 #include "sset.h"
 #include "st_err.h"
@@ -172,6 +174,7 @@ typedef struct cjob {
     size_t nsel;
     int need, partial;
     fanout_t *fan;
+    router_rrcheck_t *rrc; /* read repair check of the folds (NULL: none) */
     int fan_idle, busy, responded;
     uint64_t samples, max_samples, max_series;
     uv_work_t w;
@@ -190,6 +193,7 @@ static void cjob_free(cjob_t *j)
     for (size_t i = 0; i < j->nsel; i++)
         selector_free(&j->sel[i]);
     fanout_destroy(j->fan);
+    router_rrcheck_end(j->r, j->rrc);
     st_buf_deinit(&j->out);
     free(j);
 }
@@ -229,6 +233,7 @@ static int c_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t l
     int done;
     uint32_t nshard = 0;
     uint64_t npos = 0, before = it->set.samples;
+    it->set.origin = c->node; /* read repair: which replica sent these series */
     int rc = sset_add_page(&it->set, payload, len, &done, &nshard, &npos);
     j->samples += it->set.samples - before;
     if (!rc && j->samples > j->max_samples)
@@ -278,6 +283,14 @@ static void c_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
     if (how == FANOUT_COMPLETE) {
         j->w.data = j;
         j->busy = 1;
+        if (j->nitems) { /* read repair over the time the items read */
+            int64_t lo = j->items[0].start, hi = j->items[0].end;
+            for (size_t i = 1; i < j->nitems; i++) {
+                lo = j->items[i].start < lo ? j->items[i].start : lo;
+                hi = j->items[i].end > hi ? j->items[i].end : hi;
+            }
+            j->rrc = router_rrcheck_begin(j->r, j->fan, j->need, lo, hi);
+        }
         if (uv_queue_work(j->r->loop, &j->w, render_work, render_after) != 0) {
             j->busy = 0;
             c_error(j, 503, "cannot queue work");
@@ -497,7 +510,7 @@ static void render_work(uv_work_t *w)
     cjob_t *j = w->data;
     int rc = 0;
     for (size_t q = 0; q < j->nitems && !rc; q++)
-        rc = sset_merge(&j->items[q].set);
+        rc = router_rrcheck_merge(j->rrc, &j->items[q].set);
     j->status = 200;
     if (!rc && j->kind == C_FEDERATE) {
         rc = render_federate(j, &j->out);
@@ -528,6 +541,8 @@ static void render_after(uv_work_t *w, int status)
     cjob_t *j = w->data;
     (void)status;
     j->busy = 0;
+    router_rrcheck_end(j->r, j->rrc);
+    j->rrc = NULL;
     if (j->status != 200) {
         c_error(j, j->status, j->err);
     } else if (!j->responded) {

@@ -50,6 +50,7 @@
 #include "qreply.h"
 #include "readopt.h"
 #include "router.h"
+#include "router_rrepair.h"
 #include "sset.h"
 #include "st_err.h"
 #include "st_time.h"
@@ -105,6 +106,7 @@ typedef struct qjob {
     int range;
     int64_t start, end, step, deadline;
     promql_expr_t *expr;
+    router_rrcheck_t *rr; /* read repair check of phase 2's folds (NULL: none) */
     qselect_t sel[Q_MAX_SELECTS];
     size_t nsel;
     qremote_t rem[Q_MAX_REMOTES];
@@ -141,6 +143,7 @@ typedef struct qjob {
 
 static void free_job(qjob_t *j)
 {
+    router_rrcheck_end(j->r, j->rr);
     for (size_t i = 0; i < j->nsel; i++) {
         qselect_t *s = &j->sel[i];
         for (size_t k = 0; k < s->nm; k++) {
@@ -515,7 +518,7 @@ static void eval_work(uv_work_t *w)
     if (j->phase == 2 && (j->need > 1 || fanout_failovers(j->fan))) {
         /* several replicas answered for some shards: fold duplicates */
         for (size_t i = 0; i < j->nsel; i++) {
-            if (sset_merge(&j->sel[i].set)) {
+            if (router_rrcheck_merge(j->rr, &j->sel[i].set)) {
                 j->status = 503;
                 j->etype = "internal";
                 snprintf(j->err, sizeof j->err, "out of memory");
@@ -572,6 +575,15 @@ static void eval_after(uv_work_t *w, int status);
 static void start_phase(qjob_t *j, int phase)
 {
     j->phase = phase;
+    if (phase == 2 && j->nsel) {
+        /* read repair over the time the selections read */
+        int64_t lo = j->sel[0].mint, hi = j->sel[0].maxt;
+        for (size_t i = 1; i < j->nsel; i++) {
+            lo = j->sel[i].mint < lo ? j->sel[i].mint : lo;
+            hi = j->sel[i].maxt > hi ? j->sel[i].maxt : hi;
+        }
+        j->rr = router_rrcheck_begin(j->r, j->fan, j->need, lo, hi);
+    }
     j->w.data = j;
     if (uv_queue_work(j->r->loop, &j->w, eval_work, eval_after) != 0)
         respond_error(j, 503, "internal", "cannot queue work");
@@ -664,6 +676,7 @@ static int q_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t l
     uint64_t npos = 0;
     qselect_t *s = &j->sel[c->item - j->nrem];
     uint64_t before = s->set.samples;
+    s->set.origin = c->node; /* read repair: which replica sent these series */
     int rc = sset_add_page(&s->set, payload, len, &done, &nshard, &npos);
     j->samples += s->set.samples - before;
     if (!rc && j->samples > j->max_samples)
@@ -760,6 +773,8 @@ static void eval_after(uv_work_t *w, int status)
 {
     qjob_t *j = w->data;
     (void)status;
+    router_rrcheck_end(j->r, j->rr); /* counts and queues what the folds found */
+    j->rr = NULL;
     if (j->status) {
         respond_error(j, j->status, j->etype, j->err);
         return;

@@ -11,7 +11,8 @@
  * file builds the requests and takes the replies. With
  * read_consistency=quorum, floor(RF/2)+1 replicas answer per shard: series
  * and labels are de-duplicated as usual, exports are collected (sset.h),
- * folded and sent at the end. Export pages are turned into JSON lines on
+ * folded and sent at the end; the fold notes replicas that disagree and
+ * queues their read repair (router_rrepair.h). Export pages are turned into JSON lines on
  * the thread pool (the call is held meanwhile) and streamed to the client
  * with chunked encoding; when the client reads slowly the call stays held
  * until the HTTP layer reports the buffer drained, so memory stays bounded
@@ -42,6 +43,7 @@
 #include "fanout.h"
 #include "http_util.h"
 #include "router.h"
+#include "router_rrepair.h"
 #include "selector.h"
 #include "sset.h"
 #include "st_err.h"
@@ -78,6 +80,7 @@ typedef struct rjob {
     size_t emitted_group;   /* the group that streamed something: no failover */
     char why[READ_WHY_MAX]; /* the last failure */
     sset_t set;             /* buffered export (read_consistency=quorum): merged at the end */
+    router_rrcheck_t *rr;   /* read repair check of the fold (NULL: none) */
     int started, paused, closed, busy; /* busy: a work job is in flight */
     fanout_call_t *held;               /* the call whose page is being converted or sent */
     int held_verdict;                  /* what the fan-out is told once the client drained */
@@ -223,7 +226,7 @@ static void render_work(uv_work_t *w)
 {
     rjob_t *j = w->data;
     st_buf_reset(&j->json);
-    j->page_err = sset_merge(&j->set);
+    j->page_err = router_rrcheck_merge(j->rr, &j->set);
     for (size_t i = 0; i < j->set.n && !j->page_err; i++) {
         const sset_series_t *fs = &j->set.s[i];
         if (render_line(j, &j->json, fs->labels, fs->nlabels, fs->ts, fs->v, fs->n) < 0)
@@ -246,6 +249,8 @@ static void render_after(uv_work_t *w, int status)
     rjob_t *j = w->data;
     (void)status;
     j->busy = 0;
+    router_rrcheck_end(j->r, j->rr);
+    j->rr = NULL;
     if (j->closed) {
         maybe_free(j);
         return;
@@ -271,8 +276,11 @@ static void finish(rjob_t *j)
         if (j->buffered) {
             j->w.data = j;
             j->busy = 1;
+            j->rr = router_rrcheck_begin(j->r, j->fan, j->need, j->start, j->end);
             if (uv_queue_work(j->r->loop, &j->w, render_work, render_after) != 0) {
                 j->busy = 0;
+                router_rrcheck_end(j->r, j->rr);
+                j->rr = NULL;
                 router_prom_error(j->req, 503, "internal", "cannot queue work");
             }
             st_buf_deinit(&b);
@@ -565,6 +573,7 @@ static int read_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_
         memcpy(j->page, payload, len);
     j->page_len = len;
     j->held = c;
+    j->set.origin = c->node; /* read repair: which replica sent these series */
     j->w.data = j;
     j->busy = 1;
     if (uv_queue_work(j->r->loop, &j->w, page_work, page_after) != 0) {

@@ -31,6 +31,7 @@
 #include "router_delete.h"
 #include "router_rules.h"
 #include "router_repair.h"
+#include "router_rrepair.h"
 #include "router_import.h"
 #include "router_pg.h"
 #include "router_sql.h"
@@ -672,7 +673,7 @@ int router_server_start(router_server_t *s)
     s->nodes = calloc(nn, sizeof *s->nodes);
     if (!r->clients || !s->nodes || metrics_create(&r->metrics) || register_metrics(r) ||
         router_import_metrics(r) || router_console_metrics(r) || router_delete_metrics(r) ||
-        router_rules_create(r)) {
+        router_rules_create(r) || router_rrepair_init(r)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
@@ -765,6 +766,7 @@ int router_server_stop(router_server_t *s)
     router_health_free(r);
     router_status_free(r);
     router_repair_free(r);
+    router_rrepair_free(r);
     free(r->clients);
     free(s->nodes);
     st_info("strata-router stopped", "listen=%s", s->listen); /* s->listen may be in topo */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "st_buf.h"
+#include "st_crc32c.h"
 #include "st_err.h"
 #include "wire.h"
 
@@ -70,6 +71,7 @@ int sset_add_page(sset_t *ss, const uint8_t *p, size_t len, int *done, uint32_t 
                 return ST_ENOMEM;
             sset_series_t *fs = &ss->s[ss->n];
             memset(fs, 0, sizeof *fs);
+            fs->origin = ss->origin;
             fs->labels = calloc(ws.nlabels ? ws.nlabels : 1, sizeof *fs->labels);
             fs->ts = malloc((ws.nvals ? ws.nvals : 1) * sizeof *fs->ts);
             fs->v = malloc((ws.nvals ? ws.nvals : 1) * sizeof *fs->v);
@@ -161,9 +163,84 @@ static int fold(sset_series_t *a, sset_series_t *b)
     return 0;
 }
 
-int sset_merge(sset_t *ss)
+/* Samples of s at or before cutoff (timestamps ascend). */
+static size_t upto(const sset_series_t *s, int64_t cutoff)
 {
-    if (ss->n < 2)
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->ts[mid] <= cutoff)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* What one copy holds up to the cutoff: count and checksum. */
+typedef struct summary {
+    size_t n;
+    uint32_t crc;
+} summary_t;
+
+static summary_t summarize(const sset_series_t *s, int64_t cutoff)
+{
+    summary_t m = {upto(s, cutoff), 0};
+    m.crc = st_crc32c(0, s->ts, m.n * sizeof *s->ts);
+    m.crc = st_crc32c(m.crc, s->v, m.n * sizeof *s->v);
+    return m;
+}
+
+static int same_copy(const sset_series_t *a, const sset_series_t *b)
+{
+    return a->n == b->n && !memcmp(a->ts, b->ts, a->n * sizeof *a->ts) &&
+           !memcmp(a->v, b->v, a->n * sizeof *a->v);
+}
+
+/* The run r[0..k) of one label set: judged before folding (the copies'
+ * arrays are gone after). Fills origins and summaries of distinct origins
+ * (the fullest copy of each); returns 1 when the run needs a closer look
+ * after folding, 0 when every copy agrees and `expect` origins sent one. */
+static int prejudge(const ref_t *r, size_t k, size_t expect, int64_t cutoff, uint32_t *origin,
+                    summary_t *sum, size_t *nor)
+{
+    size_t no = 0;
+    int differ = 0;
+    for (size_t i = 0; i < k; i++) {
+        const sset_series_t *s = r[i].s;
+        if (i && !same_copy(r[0].s, s))
+            differ = 1;
+        size_t o = 0;
+        while (o < no && origin[o] != s->origin)
+            o++;
+        if (o == no) {
+            if (no == SSET_COPIES_MAX)
+                continue;
+            origin[no++] = s->origin;
+        }
+    }
+    *nor = no;
+    if (!differ && no == expect)
+        return 0;
+    /* the closer look: each origin's fullest copy up to the cutoff */
+    uint8_t seen[SSET_COPIES_MAX] = {0};
+    for (size_t i = 0; i < k; i++) {
+        size_t o = 0;
+        while (o < no && origin[o] != r[i].s->origin)
+            o++;
+        if (o == no)
+            continue;
+        summary_t m = summarize(r[i].s, cutoff);
+        if (!seen[o] || m.n > sum[o].n)
+            sum[o] = m;
+        seen[o] = 1;
+    }
+    return 1;
+}
+
+int sset_merge_check(sset_t *ss, size_t expect, int64_t cutoff, sset_diverged_fn fn, void *arg)
+{
+    if (!ss->n)
         return 0;
     ref_t *r = malloc(ss->n * sizeof *r);
     sset_series_t *out = malloc(ss->n * sizeof *out);
@@ -174,25 +251,54 @@ int sset_merge(sset_t *ss)
     }
     for (size_t i = 0; i < ss->n; i++)
         r[i] = (ref_t){&ss->s[i], i};
-    qsort(r, ss->n, sizeof *r, cmp_ref);
+    if (ss->n > 1)
+        qsort(r, ss->n, sizeof *r, cmp_ref);
     size_t m = 0;
     int rc = 0;
-    for (size_t i = 0; i < ss->n; i++) {
-        if (m && !rc && cmp_labels(&out[m - 1], r[i].s) == 0) {
-            rc = fold(&out[m - 1], r[i].s);
-            series_free(r[i].s);
-            continue;
-        }
+    for (size_t i = 0; i < ss->n;) {
+        size_t e = i + 1;
+        while (e < ss->n && cmp_labels(r[i].s, r[e].s) == 0)
+            e++;
+        uint32_t origin[SSET_COPIES_MAX];
+        summary_t sum[SSET_COPIES_MAX];
+        size_t no = 0;
+        int look = fn && prejudge(&r[i], e - i, expect, cutoff, origin, sum, &no);
         out[m++] = *r[i].s;
+        for (size_t k = i + 1; k < e; k++) {
+            if (!rc)
+                rc = fold(&out[m - 1], r[k].s);
+            series_free(r[k].s);
+        }
+        if (look && !rc) {
+            summary_t all = summarize(&out[m - 1], cutoff);
+            uint8_t stale[SSET_COPIES_MAX];
+            int any = no != expect, conflict = 0;
+            for (size_t o = 0; o < no; o++) {
+                stale[o] = sum[o].n < all.n;
+                any |= stale[o];
+                conflict |= sum[o].n == all.n && sum[o].crc != all.crc;
+            }
+            if (conflict)
+                memset(stale, 1, no);
+            if (any || conflict)
+                fn(arg, &out[m - 1], origin, stale, no);
+        }
+        i = e;
     }
     free(r);
     free(ss->s);
     ss->s = out;
     ss->n = ss->cap = m;
-    ss->cap = ss->n;
     uint64_t total = 0;
     for (size_t i = 0; i < m; i++)
         total += out[i].n;
     ss->samples = total;
     return rc;
+}
+
+int sset_merge(sset_t *ss)
+{
+    if (ss->n < 2)
+        return 0;
+    return sset_merge_check(ss, 0, 0, NULL, NULL);
 }

@@ -132,6 +132,7 @@ enum key_id {
     K_RPC_FRAME_TIMEOUT,
     K_REPAIR_INTERVAL,
     K_REPAIR_MAX_MB_PER_S,
+    K_READ_REPAIR,
     /* [security] */
     K_USERS_FILE,
     K_METRICS_AUTH,
@@ -256,6 +257,7 @@ static const struct key_desc keys[K__COUNT] = {
                            NULL, "10m", 0},
     [K_REPAIR_MAX_MB_PER_S] = {SECT_REPLICATION, "repair_max_mb_per_s", KT_SIZE, MIB, MIB, 64 * GIB,
                                NULL, "32", 0},
+    [K_READ_REPAIR] = {SECT_REPLICATION, "read_repair", KT_ENUM, 0, 0, 0, onoff_names, "on", 0},
 
     [K_USERS_FILE] = {SECT_SECURITY, "users_file", KT_PATH, 0, 0, 0, NULL, NULL, 0},
     [K_METRICS_AUTH] = {SECT_SECURITY, "metrics_auth", KT_ENUM, 0, 0, 0, onoff_names, "on", 0},
@@ -1317,6 +1319,7 @@ static int finish(struct parse *p)
     t->repl.rpc_frame_timeout_ms = t->val[K_RPC_FRAME_TIMEOUT];
     t->repl.repair_interval_ms = t->val[K_REPAIR_INTERVAL];
     t->repl.repair_max_bytes_per_s = (uint64_t)t->val[K_REPAIR_MAX_MB_PER_S];
+    t->repl.read_repair = (int)t->val[K_READ_REPAIR];
     t->storage.max_future_ms = t->val[K_MAX_FUTURE];
     t->storage.head_max_bytes = (uint64_t)t->val[K_HEAD_MAX];
     t->storage.head_max_partitions = (uint64_t)t->val[K_HEAD_MAX_PARTITIONS];

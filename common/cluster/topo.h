@@ -89,6 +89,7 @@ typedef struct topo_replication {
     int64_t rpc_frame_timeout_ms;    /* a started frame must complete within this */
     int64_t repair_interval_ms;      /* anti-entropy pass per local shard (0 = off) */
     uint64_t repair_max_bytes_per_s; /* repair streaming rate limit (bytes received) */
+    int read_repair;                 /* 1: quorum reads repair the stale replicas they see */
 } topo_replication_t;
 
 /* [security]: users file and TLS settings, per host, file names as written (NULL = unset).
