@@ -478,3 +478,108 @@ int node_matchers_from(Strata__Matcher *const *ms, size_t nms, matchers_t *out, 
     out->n = nms;
     return 0;
 }
+
+/* ---- TOPN: the newest (oldest) n row keys (SQL ORDER BY time ... LIMIT) ---- */
+
+typedef struct tkey {
+    uint64_t tagset;
+    int64_t ts;
+} tkey_t;
+
+typedef struct topn {
+    tkey_t *k;
+    size_t n, cap;
+    int64_t deadline;
+} topn_t;
+
+static int topn_edge(void *arg, const st_label_t *l, size_t nl, int64_t ts)
+{
+    topn_t *t = arg;
+    if (t->n == t->cap && st_grow(&t->k, &t->cap, sizeof *t->k, 1024))
+        return ST_ENOMEM;
+    t->k[t->n++] = (tkey_t){st_labels_hash_noname(l, nl), ts};
+    if ((t->n & 4095) == 0 && st_mono_ms() > t->deadline)
+        return ST_ETIMEDOUT;
+    return 0;
+}
+
+static int tkey_newest(const void *pa, const void *pb)
+{
+    const tkey_t *a = pa, *b = pb;
+    if (a->ts != b->ts)
+        return a->ts > b->ts ? -1 : 1;
+    return a->tagset < b->tagset ? -1 : a->tagset > b->tagset;
+}
+
+static int tkey_oldest(const void *pa, const void *pb)
+{
+    const tkey_t *a = pa, *b = pb;
+    if (a->ts != b->ts)
+        return a->ts < b->ts ? -1 : 1;
+    return a->tagset < b->tagset ? -1 : a->tagset > b->tagset;
+}
+
+int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+              size_t msglen)
+{
+    Strata__TopnRequest *r = strata__topn_request__unpack(NULL, len, payload);
+    if (!r) {
+        snprintf(msg, msglen, "malformed TopnRequest");
+        return ST_EPROTO;
+    }
+    matchers_t m;
+    topn_t t = {.deadline = st_mono_ms() + NQ_TIMEOUT_MS};
+    int rc = node_matchers_from(r->matchers, r->n_matchers, &m, msg, msglen);
+    if (!rc && (r->n == 0 || r->n > NODE_TOPN_MAX)) {
+        snprintf(msg, msglen, "n must be 1..%u", NODE_TOPN_MAX);
+        rc = ST_EINVAL;
+    }
+    for (size_t i = 0; !rc && i < r->n_shards; i++) {
+        if (r->shards[i] >= (uint32_t)topo_shards(n->topo) || !n->engines[r->shards[i]]) {
+            snprintf(msg, msglen, "shard %u is not placed on node %s", r->shards[i],
+                     topo_node_id(n->topo, n->self));
+            rc = ST_EINVAL;
+            break;
+        }
+        rc = engine_edge(n->engines[r->shards[i]], m.m, m.n, r->start_ms, r->end_ms, r->oldest,
+                         topn_edge, &t);
+        if (rc)
+            snprintf(msg, msglen, "shard %u: %s", r->shards[i],
+                     rc == ST_ETIMEDOUT ? "timed out" : engine_last_error());
+    }
+    uint64_t series = t.n;
+    size_t k = 0;
+    if (!rc && t.n) { /* sorted, distinct, the first n */
+        qsort(t.k, t.n, sizeof *t.k, r->oldest ? tkey_oldest : tkey_newest);
+        for (size_t i = 0; i < t.n && k < r->n; i++)
+            if (!k || t.k[i].ts != t.k[k - 1].ts || t.k[i].tagset != t.k[k - 1].tagset)
+                t.k[k++] = t.k[i];
+    }
+    if (!rc) {
+        Strata__TopnResponse resp = STRATA__TOPN_RESPONSE__INIT;
+        uint64_t *hs = malloc((k ? k : 1) * sizeof *hs);
+        int64_t *ts = malloc((k ? k : 1) * sizeof *ts);
+        if (!hs || !ts) {
+            rc = ST_ENOMEM;
+        } else {
+            for (size_t i = 0; i < k; i++)
+                hs[i] = t.k[i].tagset, ts[i] = t.k[i].ts;
+            resp.n_tagsets = resp.n_ts = k;
+            resp.tagsets = hs;
+            resp.ts = ts;
+            resp.series = series;
+            size_t plen = strata__topn_response__get_packed_size(&resp);
+            rc = st_buf_reserve(out, plen);
+            if (!rc) {
+                strata__topn_response__pack(&resp, out->data + out->len);
+                out->len += plen;
+            }
+        }
+        free(hs);
+        free(ts);
+    }
+    free(t.k);
+    free(m.arena);
+    strata__topn_request__free_unpacked(r, NULL);
+    return rc;
+}

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "http_util.h"
+#include "readopt.h"
 #include "repl.h"
 #include "router_delete.h"
 #include "router_sql.h"
@@ -28,6 +29,7 @@
 #include "st_err.h"
 #include "st_text.h"
 #include "st_time.h"
+#include "strata.pb-c.h"
 
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
@@ -356,6 +358,164 @@ static void on_fetched(void *arg, int status, const char *msg, promql_result_t *
 
 static void push_next(sqljob_t *j);
 static void probe(sqljob_t *j, int64_t w);
+static void window_read(sqljob_t *j, int64_t w);
+
+/* ---- ORDER BY time ... LIMIT n: TOPN (RPC 56) finds where the rows are ----
+ *
+ * Each node answers the newest (ASC: oldest) n (tag set, time) keys of the
+ * series the statement reads (from block headers, no decoding); the merge
+ * (sql_topn.c) gives the time of the n-th newest key across the cluster,
+ * and the raw read is the window from there to the range's end: it holds
+ * at least n rows when the keys are rows WHERE keeps. When it does not
+ * (a value filter, a deleted sample, a user's confining matchers) the
+ * window grows as before (window_grow), so the answer stays exact; with
+ * fewer than n keys in all, or a failed TOPN, the probes of today run. */
+
+typedef struct topnjob {
+    sqljob_t *j;
+    fanout_t *fan;
+    sql_topn_t *t;
+    selector_t sel;
+    int failed; /* 1: fall back to the probes; 2: fail the statement (err set) */
+    int status;
+    char err[256];
+} topnjob_t;
+
+static int t_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *timeout_ms,
+                   st_buf_t *out)
+{
+    topnjob_t *t = ctx;
+    sqljob_t *j = t->j;
+    Strata__TopnRequest rq = STRATA__TOPN_REQUEST__INIT;
+    Strata__Matcher mm[SELECTOR_MAX_MATCHERS], *mp[SELECTOR_MAX_MATCHERS];
+    for (size_t i = 0; i < t->sel.n; i++) {
+        const st_matcher_t *m = &t->sel.m[i];
+        strata__matcher__init(&mm[i]);
+        mm[i].type = (Strata__Matcher__Type)m->type;
+        mm[i].name = (ProtobufCBinaryData){strlen(m->name), (uint8_t *)m->name};
+        mm[i].value = (ProtobufCBinaryData){strlen(m->value), (uint8_t *)m->value};
+        mp[i] = &mm[i];
+    }
+    rq.n_matchers = t->sel.n;
+    rq.matchers = mp;
+    rq.n_shards = c->nshards;
+    rq.shards = (uint32_t *)c->shards;
+    rq.start_ms = j->wstart;
+    rq.end_ms = j->wend - 1;
+    rq.n = (uint32_t)(j->plan.limit + sql_stmt_offset(j->stmt));
+    rq.oldest = j->plan.time_order > 0;
+    *type = RPC_TOPN;
+    int64_t left = j->deadline - st_mono_ms();
+    *timeout_ms = left > 1000 ? (unsigned)left : 1000;
+    return router_pack(out, &rq.base);
+}
+
+static int t_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t len)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    Strata__TopnResponse *r = strata__topn_response__unpack(NULL, len, payload);
+    int rc = !r || r->n_tagsets != r->n_ts ? ST_EPROTO
+                                           : sql_topn_add(t->t, r->tagsets, r->ts, r->n_ts);
+    if (r)
+        strata__topn_response__free_unpacked(r, NULL);
+    if (rc) {
+        t->failed = 1;
+        return FANOUT_STOP;
+    }
+    return FANOUT_DONE;
+}
+
+static int t_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    if (f->node_said && f->status == ST_EPROTO) { /* a node without TOPN: the probes */
+        t->failed = 1;
+        return FANOUT_STOP;
+    }
+    return FANOUT_FAILOVER;
+}
+
+static void t_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    if (how == FANOUT_UNAVAILABLE) {
+        t->failed = 2;
+        t->status = 503;
+        fanout_unavailable_msg(t->fan, t->err, sizeof t->err);
+    } else if (how != FANOUT_COMPLETE) {
+        t->failed = 1;
+    }
+}
+
+static void t_idle(void *ctx)
+{
+    topnjob_t *t = ctx;
+    sqljob_t *j = t->j;
+    int64_t edge = 0;
+    size_t got = t->failed ? 0 : sql_topn_finish(t->t, &edge);
+    int failed = t->failed, status = t->status;
+    char err[sizeof t->err];
+    snprintf(err, sizeof err, "%s", t->err);
+    fanout_destroy(t->fan);
+    sql_topn_destroy(t->t);
+    selector_free(&t->sel);
+    free(t);
+    if (failed == 2) {
+        fail(j, status, "57014", err);
+        return;
+    }
+    int64_t full = j->wend - j->wstart;
+    if (failed || got < (size_t)(j->plan.limit + sql_stmt_offset(j->stmt))) {
+        /* fewer keys than rows asked: every row is in range, or TOPN failed */
+        if (!failed && got == 0) {
+            window_read(j, full); /* nothing in range: an empty answer */
+            return;
+        }
+        int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
+        probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
+        return;
+    }
+    /* the window [edge, wend) (DESC) or [wstart, edge] (ASC) */
+    window_read(j, j->plan.time_order < 0 ? j->wend - edge : edge - j->wstart + 1);
+}
+
+static const fanout_ops_t topn_ops = {t_build, t_reply, t_failed, t_end, t_idle};
+
+/* 0: TOPN under way (the job is its from here); else use the probes. */
+static int topn_start(sqljob_t *j)
+{
+    int64_t n = j->plan.limit + sql_stmt_offset(j->stmt);
+    int need = 1, partial = 0;
+    char msg[128];
+    if (n <= 0 || n > SQL_TOPN_MAX ||
+        readopt_parse(j->r->topo, NULL, NULL, &need, &partial, msg, sizeof msg))
+        return -1;
+    topnjob_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return -1;
+    t->j = j;
+    st_buf_t q;
+    st_buf_init(&q);
+    int rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    if (!rc)
+        rc = selector_parse((const char *)q.data, q.len, &t->sel, msg, sizeof msg);
+    st_buf_deinit(&q);
+    if (!rc)
+        rc = sql_topn_create((size_t)n, j->plan.time_order > 0, &t->t);
+    fanout_cfg_t cfg = router_fanout_cfg(j->r, need, partial, 1, 64, &topn_ops, t);
+    if (rc || fanout_create(&cfg, &t->fan)) {
+        selector_free(&t->sel);
+        sql_topn_destroy(t->t);
+        free(t);
+        return -1;
+    }
+    j->probe_lo = j->probe_hi = 0;
+    fanout_start(t->fan);
+    return 0;
+}
 
 /* Read the window of w ms at the range's end (DESC) or start (ASC). */
 static void window_read(sqljob_t *j, int64_t w)
@@ -812,6 +972,8 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
         j->wstart = j->plan.start;
         j->wend = j->plan.end;
+        if (!topn_start(j))
+            return;
         int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
         probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;

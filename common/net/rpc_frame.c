@@ -80,6 +80,10 @@ const char *rpc_type_name(unsigned type)
         return "REPAIR";
     case RPC_REPAIR_RESP:
         return "REPAIR_RESP";
+    case RPC_TOPN:
+        return "TOPN";
+    case RPC_TOPN_RESP:
+        return "TOPN_RESP";
     }
     return "UNKNOWN";
 }

@@ -81,6 +81,8 @@ typedef enum rpc_type {
     RPC_REPAIR_PULL_RESP = 47, /* ReadResponse page */
     RPC_REPAIR = 48,           /* RepairRequest: repair / copy shards now */
     RPC_REPAIR_RESP = 49,      /* RepairResponse */
+    RPC_TOPN = 56,             /* TopnRequest: newest (oldest) row keys (SQL ORDER BY time) */
+    RPC_TOPN_RESP = 57,        /* TopnResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

@@ -149,6 +149,21 @@ typedef struct sql_push {
  * (s unchanged); ST_ENOMEM. */
 int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out);
 
+/* ---- ORDER BY time ... LIMIT: where the rows are (sql_topn.c) ------------- */
+
+#define SQL_TOPN_MAX 100000 /* LIMIT + OFFSET answered through the nodes' TOPN */
+typedef struct sql_topn sql_topn_t;
+/* Merge the nodes' newest (oldest: oldest) n (tag-set hash, time) keys. */
+int sql_topn_create(size_t n, int oldest, sql_topn_t **out);
+/* One node's keys (any order; past n ignored). 0 or ST_ENOMEM. */
+int sql_topn_add(sql_topn_t *t, const uint64_t *tagsets, const int64_t *ts, size_t k);
+/* The number of distinct keys kept (at most n), and with it the time of the
+ * last of them in *edge: every key not kept is older (newer) or equal. */
+size_t sql_topn_finish(sql_topn_t *t, int64_t *edge);
+void sql_topn_destroy(sql_topn_t *t);
+/* A SELECT's OFFSET (0: none). */
+int64_t sql_stmt_offset(const sql_stmt_t *s);
+
 /* ---- results -------------------------------------------------------------- */
 
 typedef struct sql_result sql_result_t;
