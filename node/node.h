@@ -38,7 +38,7 @@
 #define NODE_EXPORT_PAGE_SAMPLES 1000000  /* default samples per EXPORT page */
 #define NODE_EXPORT_PAGE_SERIES 100000    /* default series per EXPORT/SERIES page */
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
-#define NODE_TOPN_MAX 100000u           /* keys one TOPN may ask for (SQL_TOPN_MAX) */
+#define NODE_TOPN_MAX 100000u             /* keys one TOPN may ask for (SQL_TOPN_MAX) */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
 #define NODE_RUNNING_MAX 256  /* pushed-down queries a CANCEL reaches (more run uncancellable) */

@@ -519,6 +519,61 @@ static int tkey_oldest(const void *pa, const void *pb)
     return a->tagset < b->tagset ? -1 : a->tagset > b->tagset;
 }
 
+/* Sort t's keys, keep the first r->n distinct ones: their count. */
+static size_t topn_distinct(topn_t *t, const Strata__TopnRequest *r)
+{
+    size_t k = 0;
+    qsort(t->k, t->n, sizeof *t->k, r->oldest ? tkey_oldest : tkey_newest);
+    for (size_t i = 0; i < t->n && k < r->n; i++)
+        if (!k || t->k[i].ts != t->k[k - 1].ts || t->k[i].tagset != t->k[k - 1].tagset)
+            t->k[k++] = t->k[i];
+    t->n = k;
+    return k;
+}
+
+/* The keys of every sample in [lo, hi] of one shard: each series' newest
+ * (oldest) n. */
+static int topn_window(topn_t *t, engine_t *e, const matchers_t *m, int64_t lo, int64_t hi,
+                       const Strata__TopnRequest *r, char *msg, size_t msglen)
+{
+    engine_iter_t *it;
+    int rc = engine_query(e, m->m, m->n, lo, hi, &it);
+    if (rc) {
+        snprintf(msg, msglen, "%s", engine_last_error());
+        return rc;
+    }
+    const st_label_t *l;
+    size_t nl, cnt;
+    const int64_t *ts;
+    const double *v;
+    while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+        size_t take = cnt < r->n ? cnt : r->n;
+        size_t from = r->oldest ? 0 : cnt - take;
+        uint64_t h = st_labels_hash_noname(l, nl);
+        if (t->n + take > t->cap) {
+            size_t cap = t->cap ? t->cap : 1024;
+            while (cap < t->n + take)
+                cap *= 2;
+            tkey_t *nk = realloc(t->k, cap * sizeof *nk);
+            if (!nk) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            t->k = nk;
+            t->cap = cap;
+        }
+        for (size_t i = from; i < from + take; i++)
+            t->k[t->n++] = (tkey_t){h, ts[i]};
+        if (st_mono_ms() > t->deadline) {
+            snprintf(msg, msglen, "timed out");
+            rc = ST_ETIMEDOUT;
+            break;
+        }
+    }
+    engine_iter_destroy(it);
+    return rc < 0 ? rc : 0;
+}
+
 int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
               size_t msglen)
 {
@@ -548,12 +603,21 @@ int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char
                      rc == ST_ETIMEDOUT ? "timed out" : engine_last_error());
     }
     uint64_t series = t.n;
-    size_t k = 0;
-    if (!rc && t.n) { /* sorted, distinct, the first n */
-        qsort(t.k, t.n, sizeof *t.k, r->oldest ? tkey_oldest : tkey_newest);
-        for (size_t i = 0; i < t.n && k < r->n; i++)
-            if (!k || t.k[i].ts != t.k[k - 1].ts || t.k[i].tagset != t.k[k - 1].tagset)
-                t.k[k++] = t.k[i];
+    size_t k = rc ? 0 : topn_distinct(&t, r);
+    /* fewer distinct keys than asked (few tag sets): the samples of a window
+     * from the newest (oldest) edge, growing until it holds n keys or is
+     * the whole range */
+    int64_t w = 60000, edge = k ? t.k[0].ts : 0;
+    for (int round = 0;
+         !rc && k && k < r->n && round<32; round++, w = w> INT64_MAX / 8 ? INT64_MAX : w * 8) {
+        int64_t lo = r->oldest || edge - r->start_ms <= w ? r->start_ms : edge - w;
+        int64_t hi = !r->oldest || r->end_ms - edge <= w ? r->end_ms : edge + w;
+        t.n = 0;
+        for (size_t i = 0; !rc && i < r->n_shards; i++)
+            rc = topn_window(&t, n->engines[r->shards[i]], &m, lo, hi, r, msg, msglen);
+        k = rc ? 0 : topn_distinct(&t, r);
+        if (lo == r->start_ms && hi == r->end_ms)
+            break;
     }
     if (!rc) {
         Strata__TopnResponse resp = STRATA__TOPN_RESPONSE__INIT;

@@ -69,7 +69,7 @@ typedef struct sqljob {
     char err[SQL_ERR_MAX + 64];
 } sqljob_t;
 
-static metric_counter_t *sql_ok, *sql_err;
+static metric_counter_t *sql_ok, *sql_err, *topn_window, *topn_probe;
 
 int router_sql_metrics(router_t *r)
 {
@@ -79,7 +79,19 @@ int router_sql_metrics(router_t *r)
     sql_err = metrics_counter(r->metrics, "strata_router_sql_statements_total",
                               "SQL statements answered (HTTP /sql and PostgreSQL), by result.",
                               "result", "error", NULL);
-    return sql_ok && sql_err ? 0 : ST_ENOMEM;
+    topn_window = metrics_counter(
+        r->metrics, "strata_router_sql_topn_total",
+        "SQL ORDER BY time ... LIMIT reads by how the window was found: the nodes' TOPN keys "
+        "(window) or probing (probe: fewer keys than rows asked, a failed TOPN, or OFFSET + "
+        "LIMIT over 100000).",
+        "how", "window", NULL);
+    topn_probe = metrics_counter(
+        r->metrics, "strata_router_sql_topn_total",
+        "SQL ORDER BY time ... LIMIT reads by how the window was found: the nodes' TOPN keys "
+        "(window) or probing (probe: fewer keys than rows asked, a failed TOPN, or OFFSET + "
+        "LIMIT over 100000).",
+        "how", "probe", NULL);
+    return sql_ok && sql_err && topn_window && topn_probe ? 0 : ST_ENOMEM;
 }
 
 static void job_free(sqljob_t *j)
@@ -415,8 +427,8 @@ static int t_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t l
     topnjob_t *t = ctx;
     (void)c;
     Strata__TopnResponse *r = strata__topn_response__unpack(NULL, len, payload);
-    int rc = !r || r->n_tagsets != r->n_ts ? ST_EPROTO
-                                           : sql_topn_add(t->t, r->tagsets, r->ts, r->n_ts);
+    int rc =
+        !r || r->n_tagsets != r->n_ts ? ST_EPROTO : sql_topn_add(t->t, r->tagsets, r->ts, r->n_ts);
     if (r)
         strata__topn_response__free_unpacked(r, NULL);
     if (rc) {
@@ -469,15 +481,19 @@ static void t_idle(void *ctx)
     }
     int64_t full = j->wend - j->wstart;
     if (failed || got < (size_t)(j->plan.limit + sql_stmt_offset(j->stmt))) {
-        /* fewer keys than rows asked: every row is in range, or TOPN failed */
-        if (!failed && got == 0) {
-            window_read(j, full); /* nothing in range: an empty answer */
+        /* fewer keys than rows asked: each node gave all it holds (its
+         * window grew to the whole range), so the range is the window */
+        if (!failed) {
+            metric_counter_inc(topn_window);
+            window_read(j, full);
             return;
         }
+        metric_counter_inc(topn_probe);
         int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
         probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;
     }
+    metric_counter_inc(topn_window);
     /* the window [edge, wend) (DESC) or [wstart, edge] (ASC) */
     window_read(j, j->plan.time_order < 0 ? j->wend - edge : edge - j->wstart + 1);
 }
@@ -974,6 +990,7 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         j->wend = j->plan.end;
         if (!topn_start(j))
             return;
+        metric_counter_inc(topn_probe);
         int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
         probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;

@@ -96,8 +96,7 @@ static int block_edge(edge_t *c, const seg_entry_t *en, int64_t *best, int *has)
     return 0;
 }
 
-static int seg_edge(edge_t *c, seg_ref_t **segs, size_t nsegs, uint32_t id, int64_t *best,
-                    int *has)
+static int seg_edge(edge_t *c, seg_ref_t **segs, size_t nsegs, uint32_t id, int64_t *best, int *has)
 {
     int rc = 0;
     for (size_t k = 0; k < nsegs && !rc; k++) {
