@@ -34,6 +34,7 @@
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
 #define SQL_PROBE_GROWTH 2        /* each probe's segment past the last empty one */
+#define SQL_PUSH_INFLIGHT 8       /* partial-aggregate queries of a statement in flight */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
 
@@ -58,7 +59,10 @@ typedef struct sqljob {
     promql_result_t *pr;                 /* what the nodes returned */
     sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
     promql_result_t *prs[SQL_PUSH_MAX];
-    size_t pushed;
+    size_t pushed;                         /* answers the job owns (prs[0..pushed)) */
+    struct sqljob *push_arg[SQL_PUSH_MAX]; /* each query's callback argument: its index */
+    size_t push_next, push_pending;
+    int push_issuing, push_status;
     char *names[SQL_PUSH_MAX]; /* their metric names */
     st_label_t **lab;          /* label sets made for them */
     size_t nlab, labcap;
@@ -620,26 +624,57 @@ static void probe(sqljob_t *j, int64_t w)
     st_buf_deinit(&q);
 }
 
-static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+/* The partial-aggregate queries run side by side (at most
+ * SQL_PUSH_INFLIGHT at a time): a statement's fixed cost is one round trip,
+ * not one per query. Each answer lands at its query's index; the first
+ * failure stops the issuing and is the statement's error once every query
+ * in flight has answered (they point into the job). */
+static void push_finish(sqljob_t *j)
 {
-    sqljob_t *j = arg;
-    if (status) {
-        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+    if (j->push_issuing || j->push_pending || (!j->push_status && j->push_next < j->push.nq))
+        return;
+    j->pushed = j->push.nq; /* every answer (NULL when none) is the job's */
+    if (j->push_status) {
+        int st = j->push_status;
+        fail(j, st, st == 422 ? "54000" : st == 503 ? "57014" : "42000", j->err);
         return;
     }
-    j->prs[j->pushed++] = res;
-    if (j->pushed < j->push.nq)
-        push_next(j);
-    else
-        exec_start(j);
+    exec_start(j);
 }
 
-/* The next partial-aggregate query (pushed to the nodes). */
+static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = *(sqljob_t **)arg;
+    size_t i = (size_t)((sqljob_t **)arg - j->push_arg);
+    if (status && !j->push_status) {
+        j->push_status = status;
+        snprintf(j->err, sizeof j->err, "%s", msg ? msg : "query failed");
+    }
+    if (status)
+        promql_result_free(res);
+    else
+        j->prs[i] = res;
+    j->push_pending--;
+    push_next(j);
+}
+
+/* Issue the next partial-aggregate queries (pushed to the nodes). */
 static void push_next(sqljob_t *j)
 {
-    const sql_push_q_t *q = &j->push.q[j->pushed];
-    router_promql_run(j->r, q->promql, q->start, q->end, q->step ? q->step : PROMQL_INSTANT_STEP_MS,
-                      j->deadline, 1, on_pushed, j);
+    if (j->push_issuing)
+        return; /* an answer came back while issuing: the loop goes on */
+    j->push_issuing = 1;
+    while (!j->push_status && j->push_next < j->push.nq && j->push_pending < SQL_PUSH_INFLIGHT) {
+        size_t i = j->push_next++;
+        const sql_push_q_t *q = &j->push.q[i];
+        j->push_arg[i] = j;
+        j->push_pending++;
+        router_promql_run(j->r, q->promql, q->start, q->end,
+                          q->step ? q->step : PROMQL_INSTANT_STEP_MS, j->deadline, 1, on_pushed,
+                          &j->push_arg[i]);
+    }
+    j->push_issuing = 0;
+    push_finish(j);
 }
 
 static void fetch(sqljob_t *j)
