@@ -34,6 +34,7 @@
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
 #define SQL_PROBE_GROWTH 2        /* each probe's segment past the last empty one */
+#define SQL_TOPN_NARROW_MAX 1000  /* LIMIT + OFFSET up to which the read names TOPN's tag sets */
 #define SQL_PUSH_INFLIGHT 8       /* partial-aggregate queries of a statement in flight */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
@@ -62,6 +63,8 @@ typedef struct sqljob {
     size_t pushed;                         /* answers the job owns (prs[0..pushed)) */
     struct sqljob *push_arg[SQL_PUSH_MAX]; /* each query's callback argument: its index */
     size_t push_next, push_pending;
+    char *topn_mem; /* the matchers TOPN's tag sets added (plan.m[topn_nm0..]) */
+    size_t topn_nm0;
     int push_issuing, push_status;
     char *names[SQL_PUSH_MAX]; /* their metric names */
     st_label_t **lab;          /* label sets made for them */
@@ -100,6 +103,7 @@ int router_sql_metrics(router_t *r)
 
 static void job_free(sqljob_t *j)
 {
+    free(j->topn_mem);
     for (size_t i = 0; i < j->pushed; i++) {
         promql_result_free(j->prs[i]);
         free(j->names[i]);
@@ -319,6 +323,11 @@ static int window_grow(sqljob_t *j)
     if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
         (j->plan.start <= j->wstart && j->plan.end >= j->wend))
         return 0;
+    if (j->topn_mem) { /* the tag sets TOPN named held too few rows: all of them */
+        j->plan.nm = j->topn_nm0;
+        free(j->topn_mem);
+        j->topn_mem = NULL;
+    }
     /* the part past the empty stretch the probes found grows */
     j->window = j->probe_lo + (j->window - j->probe_lo) * SQL_WINDOW_GROWTH;
     if (j->plan.time_order < 0)
@@ -431,8 +440,21 @@ static int t_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t l
     topnjob_t *t = ctx;
     (void)c;
     Strata__TopnResponse *r = strata__topn_response__unpack(NULL, len, payload);
-    int rc =
-        !r || r->n_tagsets != r->n_ts ? ST_EPROTO : sql_topn_add(t->t, r->tagsets, r->ts, r->n_ts);
+    int rc = !r || r->n_labels != r->n_ts ? ST_EPROTO : 0;
+    const uint8_t **lab = NULL;
+    size_t *lablen = NULL;
+    if (!rc && r->n_ts) {
+        lab = malloc(r->n_ts * sizeof *lab);
+        lablen = malloc(r->n_ts * sizeof *lablen);
+        if (!lab || !lablen)
+            rc = ST_ENOMEM;
+        for (size_t i = 0; !rc && i < r->n_ts; i++)
+            lab[i] = r->labels[i].data, lablen[i] = r->labels[i].len;
+        if (!rc)
+            rc = sql_topn_add(t->t, r->ts, lab, lablen, r->n_ts);
+    }
+    free(lab);
+    free(lablen);
     if (r)
         strata__topn_response__free_unpacked(r, NULL);
     if (rc) {
@@ -473,6 +495,17 @@ static void t_idle(void *ctx)
     int64_t edge = 0;
     size_t got = t->failed ? 0 : sql_topn_finish(t->t, &edge);
     int failed = t->failed, status = t->status;
+    size_t want = (size_t)(j->plan.limit + sql_stmt_offset(j->stmt));
+    /* WHERE applied exactly by the read: only the rows of the kept keys'
+     * tag sets can be the answer (every other row comes later) */
+    size_t nm = 0;
+    if (!failed && got >= want && want <= SQL_TOPN_NARROW_MAX && j->plan.exact &&
+        sql_topn_matchers(t->t, j->plan.m + j->plan.nm, SQL_MAX_ITEMS - j->plan.nm, &nm,
+                          &j->topn_mem) == 0 &&
+        nm) {
+        j->topn_nm0 = j->plan.nm;
+        j->plan.nm += nm;
+    }
     char err[sizeof t->err];
     snprintf(err, sizeof err, "%s", t->err);
     fanout_destroy(t->fan);
@@ -484,7 +517,7 @@ static void t_idle(void *ctx)
         return;
     }
     int64_t full = j->wend - j->wstart;
-    if (failed || got < (size_t)(j->plan.limit + sql_stmt_offset(j->stmt))) {
+    if (failed || got < want) {
         /* fewer keys than rows asked: each node gave all it holds (its
          * window grew to the whole range), so the range is the window */
         if (!failed) {

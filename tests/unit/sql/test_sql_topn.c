@@ -17,6 +17,26 @@
 
 #include "sql.h"
 #include "st_err.h"
+#include "st_matcher.h"
+
+/* Add keys whose tag sets are {host="<h[i]>"} ("" : no labels). */
+static int add(sql_topn_t *t, const char *const *h, const int64_t *ts, size_t k)
+{
+    char buf[64][32];
+    const uint8_t *lab[64];
+    size_t len[64];
+    for (size_t i = 0; i < k; i++) {
+        len[i] = 0;
+        if (h[i][0]) {
+            memcpy(buf[i], "host", 5);
+            size_t n = strlen(h[i]) + 1;
+            memcpy(buf[i] + 5, h[i], n);
+            len[i] = 5 + n;
+        }
+        lab[i] = (const uint8_t *)buf[i];
+    }
+    return sql_topn_add(t, ts, lab, len, k);
+}
 
 static void test_newest(void **state)
 {
@@ -25,18 +45,53 @@ static void test_newest(void **state)
     assert_int_equal(sql_topn_create(3, 0, &t), 0);
     /* node A: tag sets 1, 2 at 100; node B: tag set 3 at 90, 1 at 100 again
      * (a replica or another field of the same row), node C: 4 at 95 */
-    uint64_t ha[] = {1, 2};
-    int64_t ta[] = {100, 100};
-    uint64_t hb[] = {3, 1};
-    int64_t tb[] = {90, 100};
-    uint64_t hc[] = {4};
-    int64_t tc[] = {95};
-    assert_int_equal(sql_topn_add(t, ha, ta, 2), 0);
-    assert_int_equal(sql_topn_add(t, hb, tb, 2), 0);
-    assert_int_equal(sql_topn_add(t, hc, tc, 1), 0);
+    const char *ha[] = {"1", "2"}, *hb[] = {"3", "1"}, *hc[] = {"4"};
+    int64_t ta[] = {100, 100}, tb[] = {90, 100}, tc[] = {95};
+    assert_int_equal(add(t, ha, ta, 2), 0);
+    assert_int_equal(add(t, hb, tb, 2), 0);
+    assert_int_equal(add(t, hc, tc, 1), 0);
     int64_t edge = 0;
     assert_int_equal(sql_topn_finish(t, &edge), 3); /* (1,100) (2,100) (4,95) */
     assert_int_equal(edge, 95);
+    st_matcher_t m[4];
+    size_t nm;
+    char *mem;
+    assert_int_equal(sql_topn_matchers(t, m, 4, &nm, &mem), 0);
+    assert_int_equal(nm, 1);
+    assert_string_equal(m[0].name, "host");
+    assert_string_equal(m[0].value, "1|2|4");
+    assert_int_equal(m[0].type, ST_MATCH_RE);
+    free(mem);
+    assert_int_equal(sql_topn_matchers(t, m, 0, &nm, &mem), ST_ELIMIT);
+    sql_topn_destroy(t);
+}
+
+/* Ties on time are cut in tag-set order; a tag set without a label makes
+ * the label's alternation take "" (absent). */
+static void test_ties_and_absent(void **state)
+{
+    (void)state;
+    sql_topn_t *t;
+    assert_int_equal(sql_topn_create(2, 0, &t), 0);
+    const char *h[] = {"", "a", "b.c"}; /* a node's order */
+    int64_t ts[] = {7, 7, 7};
+    assert_int_equal(add(t, h, ts, 3), 0);
+    int64_t edge = 0;
+    assert_int_equal(sql_topn_finish(t, &edge), 2); /* {} and {host="a"} */
+    st_matcher_t m[4];
+    size_t nm;
+    char *mem;
+    assert_int_equal(sql_topn_matchers(t, m, 4, &nm, &mem), 0);
+    assert_int_equal(nm, 1);
+    assert_string_equal(m[0].value, "|a");
+    free(mem);
+    sql_topn_destroy(t);
+    assert_int_equal(sql_topn_create(3, 0, &t), 0);
+    assert_int_equal(add(t, h, ts, 3), 0);
+    assert_int_equal(sql_topn_finish(t, &edge), 3);
+    assert_int_equal(sql_topn_matchers(t, m, 4, &nm, &mem), 0);
+    assert_string_equal(m[0].value, "|a|b\\.c"); /* values escaped */
+    free(mem);
     sql_topn_destroy(t);
 }
 
@@ -45,9 +100,9 @@ static void test_oldest_and_short(void **state)
     (void)state;
     sql_topn_t *t;
     assert_int_equal(sql_topn_create(2, 1, &t), 0);
-    uint64_t h[] = {7, 8, 9};
+    const char *h[] = {"7", "8", "9"};
     int64_t ts[] = {50, 10, 30};
-    assert_int_equal(sql_topn_add(t, h, ts, 3), 0);
+    assert_int_equal(add(t, h, ts, 3), 0);
     int64_t edge = 0;
     /* at most n keys of one node count: (7,50) (8,10) */
     assert_int_equal(sql_topn_finish(t, &edge), 2);
@@ -55,9 +110,9 @@ static void test_oldest_and_short(void **state)
     sql_topn_destroy(t);
     /* fewer distinct keys than n: the count says so */
     assert_int_equal(sql_topn_create(5, 0, &t), 0);
-    uint64_t h2[] = {1, 1};
+    const char *h2[] = {"1", "1"};
     int64_t t2[] = {5, 5};
-    assert_int_equal(sql_topn_add(t, h2, t2, 2), 0);
+    assert_int_equal(add(t, h2, t2, 2), 0);
     assert_int_equal(sql_topn_finish(t, &edge), 1);
     assert_int_equal(edge, 5);
     sql_topn_destroy(t);
@@ -71,58 +126,36 @@ static void test_oldest_and_short(void **state)
 static void test_random(void **state)
 {
     (void)state;
+    static const char *const hn[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     srand(7);
     for (int round = 0; round < 50; round++) {
         size_t n = 1 + (size_t)(rand() % 20);
         int oldest = round & 1;
-        uint64_t h[400];
-        int64_t ts[400];
-        size_t nk = 0;
+        int given[30][10];
+        memset(given, 0, sizeof given);
         sql_topn_t *t;
         assert_int_equal(sql_topn_create(n, oldest, &t), 0);
         for (int node = 0; node < 4; node++) {
-            uint64_t nh[100];
-            int64_t nt[100];
-            size_t k = (size_t)(rand() % 100);
+            const char *nh[64];
+            int64_t nt[64];
+            size_t k = (size_t)(rand() % 64);
             for (size_t i = 0; i < k; i++) {
-                nh[i] = (uint64_t)(rand() % 10);
+                int hv = rand() % 10;
+                nh[i] = hn[hv];
                 nt[i] = rand() % 30;
+                if (i < n) /* a node's keys past n are ignored */
+                    given[nt[i]][hv] = 1;
             }
-            /* a node answers its own first n distinct keys, sorted */
-            for (size_t i = 1; i < k; i++)
-                for (size_t j = i; j > 0; j--) {
-                    int before = oldest ? nt[j] < nt[j - 1] : nt[j] > nt[j - 1];
-                    if (!before && nt[j] == nt[j - 1])
-                        before = nh[j] < nh[j - 1];
-                    if (!before)
-                        break;
-                    uint64_t th = nh[j];
-                    int64_t tt = nt[j];
-                    nh[j] = nh[j - 1], nt[j] = nt[j - 1];
-                    nh[j - 1] = th, nt[j - 1] = tt;
-                }
-            size_t d = 0;
-            for (size_t i = 0; i < k; i++)
-                if (!d || nh[i] != nh[d - 1] || nt[i] != nt[d - 1])
-                    nh[d] = nh[i], nt[d] = nt[i], d++;
-            assert_int_equal(sql_topn_add(t, nh, nt, d), 0);
-            for (size_t i = 0; i < d; i++)
-                h[nk] = nh[i], ts[nk++] = nt[i];
+            assert_int_equal(add(t, nh, nt, k), 0);
         }
-        /* brute force: distinct keys overall, the n-th in order */
         size_t distinct = 0;
         int64_t want = 0;
-        for (int64_t tv = oldest ? 0 : 29; oldest ? tv < 30 : tv >= 0; tv += oldest ? 1 : -1) {
-            for (uint64_t hv = 0; hv < 10; hv++) {
-                int seen = 0;
-                for (size_t i = 0; i < nk && !seen; i++)
-                    seen = h[i] == hv && ts[i] == tv;
-                if (seen && distinct < n) {
+        for (int64_t tv = oldest ? 0 : 29; oldest ? tv < 30 : tv >= 0; tv += oldest ? 1 : -1)
+            for (int hv = 0; hv < 10; hv++)
+                if (given[tv][hv] && distinct < n) {
                     distinct++;
                     want = tv;
                 }
-            }
-        }
         int64_t edge = -1;
         assert_int_equal(sql_topn_finish(t, &edge), distinct);
         if (distinct)
@@ -193,9 +226,8 @@ static void test_tie_order(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_newest),
-        cmocka_unit_test(test_oldest_and_short),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_newest),           cmocka_unit_test(test_ties_and_absent),
+        cmocka_unit_test(test_oldest_and_short), cmocka_unit_test(test_random),
         cmocka_unit_test(test_tie_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
