@@ -320,14 +320,16 @@ static void fetch(sqljob_t *j);
  * not yet the whole range: grow it and read again. */
 static int window_grow(sqljob_t *j)
 {
-    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
-        (j->plan.start <= j->wstart && j->plan.end >= j->wend))
+    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit)
         return 0;
-    if (j->topn_mem) { /* the tag sets TOPN named held too few rows: all of them */
+    int narrowed = j->topn_mem != NULL;
+    if (narrowed) { /* the tag sets TOPN named held too few rows: all of them */
         j->plan.nm = j->topn_nm0;
         free(j->topn_mem);
         j->topn_mem = NULL;
     }
+    if (j->plan.start <= j->wstart && j->plan.end >= j->wend && !narrowed)
+        return 0;
     /* the part past the empty stretch the probes found grows */
     j->window = j->probe_lo + (j->window - j->probe_lo) * SQL_WINDOW_GROWTH;
     if (j->plan.time_order < 0)

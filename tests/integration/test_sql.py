@@ -466,6 +466,26 @@ class SqlTest(ClusterTestCase):
         p = self.psql("-c", "DELETE FROM mem WHERE host = 'b'")
         self.assertIn("DELETE 0", p.stdout)
 
+    def test_order_by_time_after_delete(self):
+        """TOPN reads block headers and knows no tombstones: a deleted newest
+        sample is one of its keys, the read that names only the keys' tag
+        sets comes up short, and the window grows over every tag set."""
+        lines, t = [], self.t0 - 600
+        for h in ("a", "b", "c"):
+            for i in range(5):
+                lines.append("tn,host=%s v=%d %d" % (h, i, t + 10 * i))
+        status, body = self.c.write(lines, router=0, precision="s")
+        self.assertEqual(status, 204, body)
+        last = (t + 40) * 1000
+        status, body = self.sql("DELETE FROM tn WHERE host = 'a' AND time >= '%s'"
+                                % self.iso(last))
+        self.assertEqual(status, 200, body)
+        _, rows = self.rows_of("SELECT time, host, v FROM tn ORDER BY time DESC LIMIT 2")
+        self.assertEqual(rows, [[self.iso(last), "b", 4], [self.iso(last), "c", 4]])
+        _, rows = self.rows_of("SELECT time, host FROM tn WHERE host IN ('a', 'c') "
+                               "ORDER BY time DESC LIMIT 2")
+        self.assertEqual(rows, [[self.iso(last), "c"], [self.iso(last - 10000), "a"]])
+
     def test_no_from(self):
         cols, rows = self.rows_of("SELECT 1 + 2 AS x, version(), 'a' || 'b'")
         self.assertEqual(cols, ["x", "version", "?column?"])
