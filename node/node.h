@@ -38,6 +38,7 @@
 #define NODE_EXPORT_PAGE_SAMPLES 1000000  /* default samples per EXPORT page */
 #define NODE_EXPORT_PAGE_SERIES 100000    /* default series per EXPORT/SERIES page */
 #define NODE_READ_MAX_MATCHERS 64         /* matchers one ReadRequest may carry */
+#define NODE_TOPN_MAX 100000u             /* keys one TOPN may ask for (SQL_TOPN_MAX) */
 #define NODE_HTTP_EXPORT_MAX (512u << 20) /* local /api/v1/export response cap */
 #define NODE_DEGRADED_REASON_MAX 256      /* bytes of a degraded reason (NUL included) */
 #define NODE_RUNNING_MAX 256  /* pushed-down queries a CANCEL reaches (more run uncancellable) */
@@ -125,6 +126,11 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
  * Appends a QueryResponse to out; else returns ST_E* with a message. */
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen);
+/* TOPN: the newest (oldest) n (tag set, time) keys of the local shards'
+ * series (SQL ORDER BY time ... LIMIT; thread pool). Appends a TopnResponse
+ * to out; else returns ST_E* with a message. */
+int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+              size_t msglen);
 /* CANCEL: set the cancel flag of every running QUERY with this id (any
  * thread; the loop's). Returns how many were found (0: ignored). */
 size_t node_query_cancel(node_t *n, uint64_t query_id);

@@ -478,3 +478,205 @@ int node_matchers_from(Strata__Matcher *const *ms, size_t nms, matchers_t *out, 
     out->n = nms;
     return 0;
 }
+
+/* ---- TOPN: the newest (oldest) n row keys (SQL ORDER BY time ... LIMIT) ----
+ *
+ * A key is (tag set, time); its tag set travels as "name\0value\0" per label
+ * but __name__ (labels are sorted by name), kept in one buffer. Keys sort
+ * by time, then by those bytes: the order SQL gives rows of equal time
+ * (sql_exec.c compares tag sets label by label, which is the same). */
+
+typedef struct tkey {
+    int64_t ts;
+    uint64_t tagset; /* hash */
+    size_t off;      /* its tag set's bytes in topn_t.lab */
+    uint32_t len;
+} tkey_t;
+
+typedef struct topn {
+    tkey_t *k;
+    size_t n, cap;
+    st_buf_t lab;
+    int64_t deadline;
+    int oldest;
+} topn_t;
+
+static int topn_key(topn_t *t, const st_label_t *l, size_t nl, uint64_t h, int64_t ts, size_t off,
+                    uint32_t len)
+{
+    (void)l, (void)nl;
+    if (t->n == t->cap && st_grow(&t->k, &t->cap, sizeof *t->k, 1024))
+        return ST_ENOMEM;
+    t->k[t->n++] = (tkey_t){ts, h, off, len};
+    return 0;
+}
+
+/* Append l's tag set bytes to t->lab: 0 with *off / *len, or ST_ENOMEM. */
+static int topn_lab(topn_t *t, const st_label_t *l, size_t nl, size_t *off, uint32_t *len)
+{
+    *off = t->lab.len;
+    for (size_t i = 0; i < nl; i++) {
+        if (!strcmp(l[i].name, ST_METRIC_LABEL))
+            continue;
+        st_buf_append(&t->lab, l[i].name, l[i].name_len);
+        st_buf_put_u8(&t->lab, 0);
+        st_buf_append(&t->lab, l[i].value, l[i].value_len);
+        if (st_buf_put_u8(&t->lab, 0))
+            return ST_ENOMEM;
+    }
+    *len = (uint32_t)(t->lab.len - *off);
+    return 0;
+}
+
+static int topn_edge(void *arg, const st_label_t *l, size_t nl, int64_t ts)
+{
+    topn_t *t = arg;
+    size_t off;
+    uint32_t len;
+    int rc = topn_lab(t, l, nl, &off, &len);
+    if (!rc)
+        rc = topn_key(t, l, nl, st_labels_hash_noname(l, nl), ts, off, len);
+    if (!rc && (t->n & 4095) == 0 && st_mono_ms() > t->deadline)
+        rc = ST_ETIMEDOUT;
+    return rc;
+}
+
+static int tkey_cmp(const void *pa, const void *pb, void *arg)
+{
+    const topn_t *t = arg;
+    const tkey_t *a = pa, *b = pb;
+    if (a->ts != b->ts)
+        return (a->ts > b->ts ? -1 : 1) * (t->oldest ? -1 : 1);
+    uint32_t m = a->len < b->len ? a->len : b->len;
+    int c = m ? memcmp(t->lab.data + a->off, t->lab.data + b->off, m) : 0;
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Sort t's keys, keep the first r->n distinct ones: their count. */
+static size_t topn_distinct(topn_t *t, const Strata__TopnRequest *r)
+{
+    size_t k = 0;
+    qsort_r(t->k, t->n, sizeof *t->k, tkey_cmp, t);
+    for (size_t i = 0; i < t->n && k < r->n; i++)
+        if (!k || tkey_cmp(&t->k[i], &t->k[k - 1], t))
+            t->k[k++] = t->k[i];
+    t->n = k;
+    return k;
+}
+
+/* The keys of every sample in [lo, hi] of one shard: each series' newest
+ * (oldest) n. */
+static int topn_window(topn_t *t, engine_t *e, const matchers_t *m, int64_t lo, int64_t hi,
+                       const Strata__TopnRequest *r, char *msg, size_t msglen)
+{
+    engine_iter_t *it;
+    int rc = engine_query(e, m->m, m->n, lo, hi, &it);
+    if (rc) {
+        snprintf(msg, msglen, "%s", engine_last_error());
+        return rc;
+    }
+    const st_label_t *l;
+    size_t nl, cnt;
+    const int64_t *ts;
+    const double *v;
+    while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+        size_t take = cnt < r->n ? cnt : r->n;
+        size_t from = r->oldest ? 0 : cnt - take;
+        uint64_t h = st_labels_hash_noname(l, nl);
+        size_t off;
+        uint32_t len;
+        rc = topn_lab(t, l, nl, &off, &len);
+        for (size_t i = from; !rc && i < from + take; i++)
+            rc = topn_key(t, l, nl, h, ts[i], off, len);
+        if (!rc && st_mono_ms() > t->deadline) {
+            snprintf(msg, msglen, "timed out");
+            rc = ST_ETIMEDOUT;
+        }
+        if (rc)
+            break;
+    }
+    engine_iter_destroy(it);
+    return rc < 0 ? rc : 0;
+}
+
+int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+              size_t msglen)
+{
+    Strata__TopnRequest *r = strata__topn_request__unpack(NULL, len, payload);
+    if (!r) {
+        snprintf(msg, msglen, "malformed TopnRequest");
+        return ST_EPROTO;
+    }
+    matchers_t m;
+    topn_t t = {.deadline = st_mono_ms() + NQ_TIMEOUT_MS, .oldest = r->oldest};
+    st_buf_init(&t.lab);
+    int rc = node_matchers_from(r->matchers, r->n_matchers, &m, msg, msglen);
+    if (!rc && (r->n == 0 || r->n > NODE_TOPN_MAX)) {
+        snprintf(msg, msglen, "n must be 1..%u", NODE_TOPN_MAX);
+        rc = ST_EINVAL;
+    }
+    for (size_t i = 0; !rc && i < r->n_shards; i++) {
+        if (r->shards[i] >= (uint32_t)topo_shards(n->topo) || !n->engines[r->shards[i]]) {
+            snprintf(msg, msglen, "shard %u is not placed on node %s", r->shards[i],
+                     topo_node_id(n->topo, n->self));
+            rc = ST_EINVAL;
+            break;
+        }
+        rc = engine_edge(n->engines[r->shards[i]], m.m, m.n, r->start_ms, r->end_ms, r->oldest,
+                         topn_edge, &t);
+        if (rc)
+            snprintf(msg, msglen, "shard %u: %s", r->shards[i],
+                     rc == ST_ETIMEDOUT ? "timed out" : engine_last_error());
+    }
+    uint64_t series = t.n;
+    size_t k = rc ? 0 : topn_distinct(&t, r);
+    /* fewer distinct keys than asked (few tag sets): the samples of a window
+     * from the newest (oldest) edge, growing until it holds n keys or is
+     * the whole range */
+    int64_t w = 60000, edge = k ? t.k[0].ts : 0;
+    for (int round = 0;
+         !rc && k && k < r->n && round<32; round++, w = w> INT64_MAX / 8 ? INT64_MAX : w * 8) {
+        int64_t lo = r->oldest || edge - r->start_ms <= w ? r->start_ms : edge - w;
+        int64_t hi = !r->oldest || r->end_ms - edge <= w ? r->end_ms : edge + w;
+        t.n = 0;
+        t.lab.len = 0;
+        for (size_t i = 0; !rc && i < r->n_shards; i++)
+            rc = topn_window(&t, n->engines[r->shards[i]], &m, lo, hi, r, msg, msglen);
+        k = rc ? 0 : topn_distinct(&t, r);
+        if (lo == r->start_ms && hi == r->end_ms)
+            break;
+    }
+    if (!rc) {
+        Strata__TopnResponse resp = STRATA__TOPN_RESPONSE__INIT;
+        uint64_t *hs = malloc((k ? k : 1) * sizeof *hs);
+        int64_t *ts = malloc((k ? k : 1) * sizeof *ts);
+        ProtobufCBinaryData *lb = malloc((k ? k : 1) * sizeof *lb);
+        if (!hs || !ts || !lb) {
+            rc = ST_ENOMEM;
+        } else {
+            for (size_t i = 0; i < k; i++) {
+                hs[i] = t.k[i].tagset, ts[i] = t.k[i].ts;
+                lb[i] = (ProtobufCBinaryData){t.k[i].len, t.lab.data + t.k[i].off};
+            }
+            resp.n_tagsets = resp.n_ts = resp.n_labels = k;
+            resp.tagsets = hs;
+            resp.ts = ts;
+            resp.labels = lb;
+            resp.series = series;
+            size_t plen = strata__topn_response__get_packed_size(&resp);
+            rc = st_buf_reserve(out, plen);
+            if (!rc) {
+                strata__topn_response__pack(&resp, out->data + out->len);
+                out->len += plen;
+            }
+        }
+        free(hs);
+        free(ts);
+        free(lb);
+    }
+    free(t.k);
+    st_buf_deinit(&t.lab);
+    free(m.arena);
+    strata__topn_request__free_unpacked(r, NULL);
+    return rc;
+}

@@ -470,6 +470,10 @@ static void work_cb(uv_work_t *w)
         j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_QUERY_RESP;
         break;
+    case RPC_TOPN:
+        j->err = node_topn(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_TOPN_RESP;
+        break;
     default:
         j->err = ST_EPROTO;
         snprintf(j->msg, sizeof j->msg, "unknown request type %u", j->type);

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "http_util.h"
+#include "readopt.h"
 #include "repl.h"
 #include "router_delete.h"
 #include "router_sql.h"
@@ -28,10 +29,13 @@
 #include "st_err.h"
 #include "st_text.h"
 #include "st_time.h"
+#include "strata.pb-c.h"
 
 #define SQL_WINDOW_FIRST_MS 60000 /* ORDER BY time ... LIMIT: the first window read */
 #define SQL_WINDOW_GROWTH 16      /* ... and how it grows while rows are short */
 #define SQL_PROBE_GROWTH 2        /* each probe's segment past the last empty one */
+#define SQL_TOPN_NARROW_MAX 1000  /* LIMIT + OFFSET up to which the read names TOPN's tag sets */
+#define SQL_PUSH_INFLIGHT 8       /* partial-aggregate queries of a statement in flight */
 
 typedef enum { FETCH_NONE, FETCH_DATA, FETCH_TABLES, FETCH_COLUMNS, FETCH_PUSH } fetch_t;
 
@@ -56,7 +60,12 @@ typedef struct sqljob {
     promql_result_t *pr;                 /* what the nodes returned */
     sql_push_t push;                     /* FETCH_PUSH: the partial-aggregate queries */
     promql_result_t *prs[SQL_PUSH_MAX];
-    size_t pushed;
+    size_t pushed;                         /* answers the job owns (prs[0..pushed)) */
+    struct sqljob *push_arg[SQL_PUSH_MAX]; /* each query's callback argument: its index */
+    size_t push_next, push_pending;
+    char *topn_mem; /* the matchers TOPN's tag sets added (plan.m[topn_nm0..]) */
+    size_t topn_nm0;
+    int push_issuing, push_status;
     char *names[SQL_PUSH_MAX]; /* their metric names */
     st_label_t **lab;          /* label sets made for them */
     size_t nlab, labcap;
@@ -67,7 +76,7 @@ typedef struct sqljob {
     char err[SQL_ERR_MAX + 64];
 } sqljob_t;
 
-static metric_counter_t *sql_ok, *sql_err;
+static metric_counter_t *sql_ok, *sql_err, *topn_window, *topn_probe;
 
 int router_sql_metrics(router_t *r)
 {
@@ -77,11 +86,24 @@ int router_sql_metrics(router_t *r)
     sql_err = metrics_counter(r->metrics, "strata_router_sql_statements_total",
                               "SQL statements answered (HTTP /sql and PostgreSQL), by result.",
                               "result", "error", NULL);
-    return sql_ok && sql_err ? 0 : ST_ENOMEM;
+    topn_window = metrics_counter(
+        r->metrics, "strata_router_sql_topn_total",
+        "SQL ORDER BY time ... LIMIT reads by how the window was found: the nodes' TOPN keys "
+        "(window) or probing (probe: fewer keys than rows asked, a failed TOPN, or OFFSET + "
+        "LIMIT over 100000).",
+        "how", "window", NULL);
+    topn_probe = metrics_counter(
+        r->metrics, "strata_router_sql_topn_total",
+        "SQL ORDER BY time ... LIMIT reads by how the window was found: the nodes' TOPN keys "
+        "(window) or probing (probe: fewer keys than rows asked, a failed TOPN, or OFFSET + "
+        "LIMIT over 100000).",
+        "how", "probe", NULL);
+    return sql_ok && sql_err && topn_window && topn_probe ? 0 : ST_ENOMEM;
 }
 
 static void job_free(sqljob_t *j)
 {
+    free(j->topn_mem);
     for (size_t i = 0; i < j->pushed; i++) {
         promql_result_free(j->prs[i]);
         free(j->names[i]);
@@ -298,8 +320,15 @@ static void fetch(sqljob_t *j);
  * not yet the whole range: grow it and read again. */
 static int window_grow(sqljob_t *j)
 {
-    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit ||
-        (j->plan.start <= j->wstart && j->plan.end >= j->wend))
+    if (!j->window || j->status || !j->res || sql_result_nrows(j->res) >= (size_t)j->plan.limit)
+        return 0;
+    int narrowed = j->topn_mem != NULL;
+    if (narrowed) { /* the tag sets TOPN named held too few rows: all of them */
+        j->plan.nm = j->topn_nm0;
+        free(j->topn_mem);
+        j->topn_mem = NULL;
+    }
+    if (j->plan.start <= j->wstart && j->plan.end >= j->wend && !narrowed)
         return 0;
     /* the part past the empty stretch the probes found grows */
     j->window = j->probe_lo + (j->window - j->probe_lo) * SQL_WINDOW_GROWTH;
@@ -356,6 +385,192 @@ static void on_fetched(void *arg, int status, const char *msg, promql_result_t *
 
 static void push_next(sqljob_t *j);
 static void probe(sqljob_t *j, int64_t w);
+static void window_read(sqljob_t *j, int64_t w);
+
+/* ---- ORDER BY time ... LIMIT n: TOPN (RPC 56) finds where the rows are ----
+ *
+ * Each node answers the newest (ASC: oldest) n (tag set, time) keys of the
+ * series the statement reads (from block headers, no decoding); the merge
+ * (sql_topn.c) gives the time of the n-th newest key across the cluster,
+ * and the raw read is the window from there to the range's end: it holds
+ * at least n rows when the keys are rows WHERE keeps. When it does not
+ * (a value filter, a deleted sample, a user's confining matchers) the
+ * window grows as before (window_grow), so the answer stays exact; with
+ * fewer than n keys in all, or a failed TOPN, the probes of today run. */
+
+typedef struct topnjob {
+    sqljob_t *j;
+    fanout_t *fan;
+    sql_topn_t *t;
+    selector_t sel;
+    int failed; /* 1: fall back to the probes; 2: fail the statement (err set) */
+    int status;
+    char err[256];
+} topnjob_t;
+
+static int t_build(void *ctx, const fanout_call_t *c, uint8_t *type, unsigned *timeout_ms,
+                   st_buf_t *out)
+{
+    topnjob_t *t = ctx;
+    sqljob_t *j = t->j;
+    Strata__TopnRequest rq = STRATA__TOPN_REQUEST__INIT;
+    Strata__Matcher mm[SELECTOR_MAX_MATCHERS], *mp[SELECTOR_MAX_MATCHERS];
+    for (size_t i = 0; i < t->sel.n; i++) {
+        const st_matcher_t *m = &t->sel.m[i];
+        strata__matcher__init(&mm[i]);
+        mm[i].type = (Strata__Matcher__Type)m->type;
+        mm[i].name = (ProtobufCBinaryData){strlen(m->name), (uint8_t *)m->name};
+        mm[i].value = (ProtobufCBinaryData){strlen(m->value), (uint8_t *)m->value};
+        mp[i] = &mm[i];
+    }
+    rq.n_matchers = t->sel.n;
+    rq.matchers = mp;
+    rq.n_shards = c->nshards;
+    rq.shards = (uint32_t *)c->shards;
+    rq.start_ms = j->wstart;
+    rq.end_ms = j->wend - 1;
+    rq.n = (uint32_t)(j->plan.limit + sql_stmt_offset(j->stmt));
+    rq.oldest = j->plan.time_order > 0;
+    *type = RPC_TOPN;
+    int64_t left = j->deadline - st_mono_ms();
+    *timeout_ms = left > 1000 ? (unsigned)left : 1000;
+    return router_pack(out, &rq.base);
+}
+
+static int t_reply(void *ctx, fanout_call_t *c, const uint8_t *payload, size_t len)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    Strata__TopnResponse *r = strata__topn_response__unpack(NULL, len, payload);
+    int rc = !r || r->n_labels != r->n_ts ? ST_EPROTO : 0;
+    const uint8_t **lab = NULL;
+    size_t *lablen = NULL;
+    if (!rc && r->n_ts) {
+        lab = malloc(r->n_ts * sizeof *lab);
+        lablen = malloc(r->n_ts * sizeof *lablen);
+        if (!lab || !lablen)
+            rc = ST_ENOMEM;
+        for (size_t i = 0; !rc && i < r->n_ts; i++)
+            lab[i] = r->labels[i].data, lablen[i] = r->labels[i].len;
+        if (!rc)
+            rc = sql_topn_add(t->t, r->ts, lab, lablen, r->n_ts);
+    }
+    free(lab);
+    free(lablen);
+    if (r)
+        strata__topn_response__free_unpacked(r, NULL);
+    if (rc) {
+        t->failed = 1;
+        return FANOUT_STOP;
+    }
+    return FANOUT_DONE;
+}
+
+static int t_failed(void *ctx, const fanout_call_t *c, const fanout_failure_t *f)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    if (f->node_said && f->status == ST_EPROTO) { /* a node without TOPN: the probes */
+        t->failed = 1;
+        return FANOUT_STOP;
+    }
+    return FANOUT_FAILOVER;
+}
+
+static void t_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
+{
+    topnjob_t *t = ctx;
+    (void)c;
+    if (how == FANOUT_UNAVAILABLE) {
+        t->failed = 2;
+        t->status = 503;
+        fanout_unavailable_msg(t->fan, t->err, sizeof t->err);
+    } else if (how != FANOUT_COMPLETE) {
+        t->failed = 1;
+    }
+}
+
+static void t_idle(void *ctx)
+{
+    topnjob_t *t = ctx;
+    sqljob_t *j = t->j;
+    int64_t edge = 0;
+    size_t got = t->failed ? 0 : sql_topn_finish(t->t, &edge);
+    int failed = t->failed, status = t->status;
+    size_t want = (size_t)(j->plan.limit + sql_stmt_offset(j->stmt));
+    /* WHERE applied exactly by the read: only the rows of the kept keys'
+     * tag sets can be the answer (every other row comes later) */
+    size_t nm = 0;
+    if (!failed && got >= want && want <= SQL_TOPN_NARROW_MAX && j->plan.exact &&
+        sql_topn_matchers(t->t, j->plan.m + j->plan.nm, SQL_MAX_ITEMS - j->plan.nm, &nm,
+                          &j->topn_mem) == 0 &&
+        nm) {
+        j->topn_nm0 = j->plan.nm;
+        j->plan.nm += nm;
+    }
+    char err[sizeof t->err];
+    snprintf(err, sizeof err, "%s", t->err);
+    fanout_destroy(t->fan);
+    sql_topn_destroy(t->t);
+    selector_free(&t->sel);
+    free(t);
+    if (failed == 2) {
+        fail(j, status, "57014", err);
+        return;
+    }
+    int64_t full = j->wend - j->wstart;
+    if (failed || got < want) {
+        /* fewer keys than rows asked: each node gave all it holds (its
+         * window grew to the whole range), so the range is the window */
+        if (!failed) {
+            metric_counter_inc(topn_window);
+            window_read(j, full);
+            return;
+        }
+        metric_counter_inc(topn_probe);
+        int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
+        probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
+        return;
+    }
+    metric_counter_inc(topn_window);
+    /* the window [edge, wend) (DESC) or [wstart, edge] (ASC) */
+    window_read(j, j->plan.time_order < 0 ? j->wend - edge : edge - j->wstart + 1);
+}
+
+static const fanout_ops_t topn_ops = {t_build, t_reply, t_failed, t_end, t_idle};
+
+/* 0: TOPN under way (the job is its from here); else use the probes. */
+static int topn_start(sqljob_t *j)
+{
+    int64_t n = j->plan.limit + sql_stmt_offset(j->stmt);
+    int need = 1, partial = 0;
+    char msg[128];
+    if (n <= 0 || n > SQL_TOPN_MAX ||
+        readopt_parse(j->r->topo, NULL, NULL, &need, &partial, msg, sizeof msg))
+        return -1;
+    topnjob_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return -1;
+    t->j = j;
+    st_buf_t q;
+    st_buf_init(&q);
+    int rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    if (!rc)
+        rc = selector_parse((const char *)q.data, q.len, &t->sel, msg, sizeof msg);
+    st_buf_deinit(&q);
+    if (!rc)
+        rc = sql_topn_create((size_t)n, j->plan.time_order > 0, &t->t);
+    fanout_cfg_t cfg = router_fanout_cfg(j->r, need, partial, 1, 64, &topn_ops, t);
+    if (rc || fanout_create(&cfg, &t->fan)) {
+        selector_free(&t->sel);
+        sql_topn_destroy(t->t);
+        free(t);
+        return -1;
+    }
+    j->probe_lo = j->probe_hi = 0;
+    fanout_start(t->fan);
+    return 0;
+}
 
 /* Read the window of w ms at the range's end (DESC) or start (ASC). */
 static void window_read(sqljob_t *j, int64_t w)
@@ -444,26 +659,57 @@ static void probe(sqljob_t *j, int64_t w)
     st_buf_deinit(&q);
 }
 
-static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+/* The partial-aggregate queries run side by side (at most
+ * SQL_PUSH_INFLIGHT at a time): a statement's fixed cost is one round trip,
+ * not one per query. Each answer lands at its query's index; the first
+ * failure stops the issuing and is the statement's error once every query
+ * in flight has answered (they point into the job). */
+static void push_finish(sqljob_t *j)
 {
-    sqljob_t *j = arg;
-    if (status) {
-        fail(j, status, status == 422 ? "54000" : status == 503 ? "57014" : "42000", msg);
+    if (j->push_issuing || j->push_pending || (!j->push_status && j->push_next < j->push.nq))
+        return;
+    j->pushed = j->push.nq; /* every answer (NULL when none) is the job's */
+    if (j->push_status) {
+        int st = j->push_status;
+        fail(j, st, st == 422 ? "54000" : st == 503 ? "57014" : "42000", j->err);
         return;
     }
-    j->prs[j->pushed++] = res;
-    if (j->pushed < j->push.nq)
-        push_next(j);
-    else
-        exec_start(j);
+    exec_start(j);
 }
 
-/* The next partial-aggregate query (pushed to the nodes). */
+static void on_pushed(void *arg, int status, const char *msg, promql_result_t *res)
+{
+    sqljob_t *j = *(sqljob_t **)arg;
+    size_t i = (size_t)((sqljob_t **)arg - j->push_arg);
+    if (status && !j->push_status) {
+        j->push_status = status;
+        snprintf(j->err, sizeof j->err, "%s", msg ? msg : "query failed");
+    }
+    if (status)
+        promql_result_free(res);
+    else
+        j->prs[i] = res;
+    j->push_pending--;
+    push_next(j);
+}
+
+/* Issue the next partial-aggregate queries (pushed to the nodes). */
 static void push_next(sqljob_t *j)
 {
-    const sql_push_q_t *q = &j->push.q[j->pushed];
-    router_promql_run(j->r, q->promql, q->start, q->end, q->step ? q->step : PROMQL_INSTANT_STEP_MS,
-                      j->deadline, 1, on_pushed, j);
+    if (j->push_issuing)
+        return; /* an answer came back while issuing: the loop goes on */
+    j->push_issuing = 1;
+    while (!j->push_status && j->push_next < j->push.nq && j->push_pending < SQL_PUSH_INFLIGHT) {
+        size_t i = j->push_next++;
+        const sql_push_q_t *q = &j->push.q[i];
+        j->push_arg[i] = j;
+        j->push_pending++;
+        router_promql_run(j->r, q->promql, q->start, q->end,
+                          q->step ? q->step : PROMQL_INSTANT_STEP_MS, j->deadline, 1, on_pushed,
+                          &j->push_arg[i]);
+    }
+    j->push_issuing = 0;
+    push_finish(j);
 }
 
 static void fetch(sqljob_t *j)
@@ -812,6 +1058,9 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
         j->plan.end - j->plan.start > SQL_WINDOW_FIRST_MS) {
         j->wstart = j->plan.start;
         j->wend = j->plan.end;
+        if (!topn_start(j))
+            return;
+        metric_counter_inc(topn_probe);
         int64_t future = j->plan.time_order < 0 ? j->wend - j->now : 0;
         probe(j, future > SQL_WINDOW_FIRST_MS ? future : SQL_WINDOW_FIRST_MS);
         return;

@@ -88,6 +88,10 @@ const char *rpc_type_name(unsigned type)
         return "COPY_FETCH";
     case RPC_COPY_FETCH_RESP:
         return "COPY_FETCH_RESP";
+    case RPC_TOPN:
+        return "TOPN";
+    case RPC_TOPN_RESP:
+        return "TOPN_RESP";
     }
     return "UNKNOWN";
 }

@@ -85,6 +85,8 @@ typedef enum rpc_type {
     RPC_COPY_LIST_RESP = 51,   /* CopyListResponse */
     RPC_COPY_FETCH = 52,       /* CopyFetchRequest: a chunk of one file */
     RPC_COPY_FETCH_RESP = 53,  /* CopyFetchResponse */
+    RPC_TOPN = 56,             /* TopnRequest: newest (oldest) row keys (SQL ORDER BY time) */
+    RPC_TOPN_RESP = 57,        /* TopnResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

@@ -149,6 +149,30 @@ typedef struct sql_push {
  * (s unchanged); ST_ENOMEM. */
 int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out);
 
+/* ---- ORDER BY time ... LIMIT: where the rows are (sql_topn.c) ------------- */
+
+#define SQL_TOPN_MAX 100000 /* LIMIT + OFFSET answered through the nodes' TOPN */
+typedef struct sql_topn sql_topn_t;
+/* Merge the nodes' newest (oldest: oldest) n (tag set, time) keys. */
+int sql_topn_create(size_t n, int oldest, sql_topn_t **out);
+/* One node's keys: times and tag sets ("name\0value\0" per label but
+ * __name__, sorted by name; lab NULL: all empty), any order, past n
+ * ignored. 0 or ST_ENOMEM. */
+int sql_topn_add(sql_topn_t *t, const int64_t *ts, const uint8_t *const *lab, const size_t *lablen,
+                 size_t k);
+/* The number of distinct keys kept (at most n), and with it the time of the
+ * last of them in *edge: every key not kept comes later in the order (time,
+ * then tag set, as SQL orders rows). */
+size_t sql_topn_finish(sql_topn_t *t, int64_t *edge);
+/* After finish: one regex matcher per label name of the kept tag sets, each
+ * the alternation of their values (empty for a tag set without it), so
+ * they select every kept tag set. *mem holds the strings (free it).
+ * 0, ST_ELIMIT (more than max names) or ST_ENOMEM. */
+int sql_topn_matchers(const sql_topn_t *t, st_matcher_t *m, size_t max, size_t *nm, char **mem);
+void sql_topn_destroy(sql_topn_t *t);
+/* A SELECT's OFFSET (0: none). */
+int64_t sql_stmt_offset(const sql_stmt_t *s);
+
 /* ---- results -------------------------------------------------------------- */
 
 typedef struct sql_result sql_result_t;

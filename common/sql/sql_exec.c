@@ -57,6 +57,7 @@ typedef struct gslot {
 
 typedef struct outrow {
     sql_val_t *v; /* nout + norder */
+    uint64_t seq; /* emission order: ORDER BY's ties keep it (tag set, then time) */
 } outrow_t;
 
 struct sql_result {
@@ -91,6 +92,7 @@ struct sql_exec {
     size_t gtabcap;
     size_t glast; /* the group the previous row went to + 1 (rows come in runs) */
     outrow_t *rows;
+    uint64_t nemitted;
     size_t nrows, rcap;
     uint64_t bytes, built;
     int gapfill;  /* groups emitted in (series, bucket) order: no early LIMIT cut */
@@ -210,20 +212,17 @@ static int json_val(st_buf_t *b, const sql_val_t *v)
             break;
         return st_fmt_double(b, v->u.f);
     case SQL_TIME: {
-        /* RFC 3339 */
-        st_buf_t t;
-        st_buf_init(&t);
-        int rc = sql_val_text(&t, v);
-        if (!rc && t.len > 10) {
-            t.data[10] = 'T';
-            t.len -= 3; /* "+00" */
-            rc = ST_BUF_LIT(&t, "Z");
-        }
-        if (!rc)
-            rc = st_json_str(b, t.data, t.len);
-        st_buf_deinit(&t);
-        return rc;
+        /* RFC 3339, formatted on the stack (a time per row) */
+        char t[64];
+        size_t n = sql_time_chars(t + 1, v->u.i) + 1;
+        t[0] = '"';
+        t[11] = 'T';
+        t[n - 3] = 'Z'; /* "+00" -> "Z" */
+        t[n - 2] = '"';
+        return st_buf_append(b, t, n - 1);
     }
+    case SQL_TEXT:
+        return st_json_str(b, v->u.t.s, v->u.t.len);
     default:
         break;
     }
@@ -1021,7 +1020,7 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
         if (!rc && !(rc = over_bytes(x, w * sizeof *r))) {
             if (w)
                 memcpy(r, v, w * sizeof *r);
-            x->rows[x->nrows++] = (outrow_t){r};
+            x->rows[x->nrows++] = (outrow_t){r, x->nemitted++};
         } else {
             free(r);
         }
@@ -1326,7 +1325,7 @@ static int cmp_rows(const void *pa, const void *pb, void *arg)
         if (c)
             return c;
     }
-    return 0;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
 static int build_result(sql_exec_t *x, sql_result_t **out)

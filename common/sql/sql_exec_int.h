@@ -32,4 +32,8 @@ int sql_func_known(const char *name);
 void sql_re_escape(st_buf_t *b, const char *s, size_t n);
 void sql_like_regex(st_buf_t *b, const char *s, size_t n, int ci);
 
+/* A time as PostgreSQL text "YYYY-MM-DD HH:MM:SS[.mmm]+00" into buf (>= 48
+ * bytes), without allocating: its length (sql_val.c). */
+size_t sql_time_chars(char *buf, int64_t ms);
+
 #endif

@@ -177,20 +177,53 @@ int sql_parse_interval(const char *s, size_t n, int64_t *ms)
     return 0;
 }
 
-static int fmt_time(st_buf_t *b, int64_t ms)
+static char *put2(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+/* "YYYY-MM-DD HH:MM:SS[.mmm]+00" into buf (>= 48 bytes): its length. Digits
+ * are written directly (no snprintf): result sets print a time per row. */
+size_t sql_time_chars(char *buf, int64_t ms)
 {
     int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
     int64_t rem = ms - days * 86400000;
     int64_t y;
     unsigned mo, d;
     st_civil_from_days(days, &y, &mo, &d);
+    char *p = buf;
+    if (y >= 0 && y <= 9999) {
+        p = put2(p, (unsigned)(y / 100));
+        p = put2(p, (unsigned)(y % 100));
+    } else {
+        p += snprintf(p, 24, "%04lld", (long long)y);
+    }
+    *p++ = '-';
+    p = put2(p, mo);
+    *p++ = '-';
+    p = put2(p, d);
+    *p++ = ' ';
+    p = put2(p, (unsigned)(rem / 3600000));
+    *p++ = ':';
+    p = put2(p, (unsigned)(rem / 60000 % 60));
+    *p++ = ':';
+    p = put2(p, (unsigned)(rem / 1000 % 60));
+    if (rem % 1000) {
+        unsigned f = (unsigned)(rem % 1000);
+        *p++ = '.';
+        *p++ = (char)('0' + f / 100);
+        p = put2(p, f % 100);
+    }
+    memcpy(p, "+00", 3);
+    return (size_t)(p + 3 - buf);
+}
+
+static int fmt_time(st_buf_t *b, int64_t ms)
+{
     char buf[64];
-    int n = snprintf(buf, sizeof buf, "%04lld-%02u-%02u %02d:%02d:%02d", (long long)y, mo, d,
-                     (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60));
-    if (rem % 1000)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, ".%03d", (int)(rem % 1000));
-    n += snprintf(buf + n, sizeof buf - (size_t)n, "+00");
-    return st_buf_append(b, buf, (size_t)n);
+    return st_buf_append(b, buf, sql_time_chars(buf, ms));
 }
 
 int sql_val_text(st_buf_t *b, const sql_val_t *v)

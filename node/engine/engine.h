@@ -329,6 +329,18 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
                  int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats);
 
 /*
+ * Each series matching `m` with a sample in [mint, maxt]: its newest
+ * timestamp there (oldest: its oldest), read from segment block headers
+ * where a block lies wholly in range (engine_topn.c). A hint on one side:
+ * tombstones are not applied, so a deleted sample may be the edge. cb
+ * runs once per such series; a nonzero return stops the scan and is
+ * returned.
+ */
+typedef int (*engine_edge_cb)(void *arg, const st_label_t *labels, size_t nlabels, int64_t ts);
+int engine_edge(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                int oldest, engine_edge_cb cb, void *arg);
+
+/*
  * Position of the iterator among the selected series (0 = before the first),
  * and a jump to such a position: a paged export resumes where the previous
  * page stopped. Positions are stable for one query, not across queries that

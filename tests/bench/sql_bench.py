@@ -3,7 +3,7 @@
 against InfluxDB 1.x's InfluxQL (Debian `influxd`) on the same devops data.
 
   tests/bench/sql_bench.py [--hosts 1000] [--hours 3] [--reps 20] [--build build]
-                           [--no-influx] [--keep]
+                           [--no-influx] [--keep] [--ab OTHER_BUILD]
 
 1. `strata bench --print` makes the TSBS-like devops cpu data (seed 1),
    ending an hour ago.
@@ -17,6 +17,9 @@ against InfluxDB 1.x's InfluxQL (Debian `influxd`) on the same devops data.
    over HTTP (one keep-alive connection). Prints p50 / p99 in ms and the
    rows returned; the first two queries' numbers are compared between
    Strata and InfluxDB.
+With --ab, a second Strata cluster runs the binaries of OTHER_BUILD (a
+build directory of another commit) on the same data, its doors named
+base-http and base-pg: before/after figures from one run.
 Every process started is stopped by PID.
 """
 import argparse
@@ -141,6 +144,7 @@ def main():
     ap.add_argument("--build", default=None)
     ap.add_argument("--no-influx", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--ab", default=None, help="a build dir of other binaries to run alongside")
     ap.add_argument("--only", default=None, help="run only the queries whose name contains this")
     args = ap.parse_args()
     if args.build:
@@ -149,7 +153,7 @@ def main():
     from test_sql import PgClient
 
     tmp = tempfile.mkdtemp(prefix="strata-sql-bench-")
-    cluster = inf = None
+    cluster = inf = base = None
     try:
         now = int(time.time())
         end_s = now - now % 3600 - 3600
@@ -175,6 +179,23 @@ def main():
         print("strata load: %.1f s" % (time.monotonic() - t0))
         doors = [("strata-http", Http(cluster.router_url()), strata_http),
                  ("strata-pg", PgClient(pg_port), strata_pg)]
+        if args.ab:
+            mine = os.environ.get("STRATA_BIN_DIR")
+            os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.ab)
+            bpg = harness.free_port()
+            base = harness.Cluster(nodes=3, routers=1, shards=12, rf=1, tag="sql-bench-base",
+                                   router={"request_timeout": "300s",
+                                           "pg_listen": "127.0.0.1:%d" % bpg})
+            base.start()
+            if mine:
+                os.environ["STRATA_BIN_DIR"] = mine
+            else:
+                del os.environ["STRATA_BIN_DIR"]
+            subprocess.run([sys.executable, LOADER, "--url", base.router_url() +
+                            "/write?precision=ns", "--file", lp, "--batch", "10000", "--conns", "4"],
+                           capture_output=True, text=True, check=True)
+            doors += [("base-http", Http(base.router_url()), strata_http),
+                      ("base-pg", PgClient(bpg), strata_pg)]
         if not args.no_influx and shutil.which("influxd"):
             inf, url = start_influx(tmp)
             h = Http(url)
@@ -192,6 +213,7 @@ def main():
             if args.only and args.only not in name:
                 continue
             sql, iql = sql.format(s=s_iso, e=e_iso), iql.format(s=s_iso, e=e_iso)
+            print("load average: %s" % open("/proc/loadavg").read().strip())
             lat = {d: [] for d, _, _ in doors}
             first = {}
             for d, conn, fn in doors:  # warm-up
@@ -210,7 +232,9 @@ def main():
                 same = all(abs(float(x) - float(y)) <= 1e-9 * max(1, abs(float(y)))
                            for x, y in zip(a, b))
                 print("%-28s strata %s influxdb %s: %s" % ("", a, b, "same" if same else "DIFFER"))
-        doors[1][1].close()
+        for d, conn, _ in doors:
+            if d.endswith("-pg"):
+                conn.close()
     finally:
         if inf:
             inf.terminate()
@@ -220,6 +244,8 @@ def main():
                 inf.kill()
         if cluster:
             cluster.close()
+        if base:
+            base.close()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

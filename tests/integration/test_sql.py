@@ -172,6 +172,47 @@ class SqlTest(ClusterTestCase):
         cols, rows = self.rows_of("SELECT * FROM cpu WHERE hostname = 'host_0' LIMIT 1")
         self.assertEqual(cols, ["time", "hostname", "region", "usage_system", "usage_user"])
 
+    def test_order_by_time_topn(self):
+        """ORDER BY time DESC|ASC LIMIT n [OFFSET m] (the nodes' TOPN finds
+        the window): equal to sorting the written rows; rows of equal time
+        come in tag-set order (hostname, then region)."""
+        def expect(rows, desc, off, lim):
+            k = sorted(rows, key=lambda r: ((-r[2] if desc else r[2]), r[0], r[1]))
+            return [[self.iso(r[2]), r[0], r[1], r[3]] for r in k[off:off + lim]]
+
+        cols = "SELECT time, hostname, region, usage_user FROM cpu "
+        t_mid = (self.t0 + 10 * (N // 2)) * 1000
+        cases = [
+            ("ORDER BY time DESC LIMIT 7", self.rows, True, 0, 7),
+            ("ORDER BY time ASC LIMIT 5 OFFSET 3", self.rows, False, 3, 5),
+            ("ORDER BY time DESC LIMIT 3 OFFSET 9", self.rows, True, 9, 3),
+            ("WHERE region = 'us' AND time < '%s' ORDER BY time DESC LIMIT 4 OFFSET 2"
+             % self.iso(t_mid), [r for r in self.rows if r[1] == "us" and r[2] < t_mid],
+             True, 2, 4),
+            ("WHERE hostname IN ('host_3', 'host_4') AND time >= '%s' ORDER BY time LIMIT 3"
+             % self.iso(t_mid), [r for r in self.rows if r[0] in ("host_3", "host_4")
+                                 and r[2] >= t_mid], False, 0, 3),
+            # a value filter: the window the keys give is short, it grows
+            ("WHERE usage_user > 90 ORDER BY time DESC LIMIT 6",
+             [r for r in self.rows if r[3] > 90], True, 0, 6),
+            # more rows asked than there are: all of them
+            ("WHERE hostname = 'host_2' ORDER BY time DESC LIMIT %d" % (N + 5),
+             self.where("host_2"), True, 0, N + 5),
+        ]
+        before = self.topn_windows()
+        for q, rows, desc, off, lim in cases:
+            _, got = self.rows_of(cols + q)
+            self.assertEqual(got, expect(rows, desc, off, lim), q)
+        # every case found its window through the nodes' TOPN (no probing)
+        self.assertGreaterEqual(self.topn_windows() - before, len(cases))
+
+    def topn_windows(self):
+        _, _, body = http_request(self.c.router_url(0) + "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith('strata_router_sql_topn_total{how="window"}'):
+                return float(line.split()[-1])
+        return 0.0
+
     def test_percentile(self):
         _, rows = self.rows_of("SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY usage_user), "
                                "approx_percentile(usage_user, 0.5) FROM cpu "
@@ -424,6 +465,26 @@ class SqlTest(ClusterTestCase):
         # nothing left to delete
         p = self.psql("-c", "DELETE FROM mem WHERE host = 'b'")
         self.assertIn("DELETE 0", p.stdout)
+
+    def test_order_by_time_after_delete(self):
+        """TOPN reads block headers and knows no tombstones: a deleted newest
+        sample is one of its keys, the read that names only the keys' tag
+        sets comes up short, and the window grows over every tag set."""
+        lines, t = [], self.t0 - 600
+        for h in ("a", "b", "c"):
+            for i in range(5):
+                lines.append("tn,host=%s v=%d %d" % (h, i, t + 10 * i))
+        status, body = self.c.write(lines, router=0, precision="s")
+        self.assertEqual(status, 204, body)
+        last = (t + 40) * 1000
+        status, body = self.sql("DELETE FROM tn WHERE host = 'a' AND time >= '%s'"
+                                % self.iso(last))
+        self.assertEqual(status, 200, body)
+        _, rows = self.rows_of("SELECT time, host, v FROM tn ORDER BY time DESC LIMIT 2")
+        self.assertEqual(rows, [[self.iso(last), "b", 4], [self.iso(last), "c", 4]])
+        _, rows = self.rows_of("SELECT time, host FROM tn WHERE host IN ('a', 'c') "
+                               "ORDER BY time DESC LIMIT 2")
+        self.assertEqual(rows, [[self.iso(last), "c"], [self.iso(last - 10000), "a"]])
 
     def test_no_from(self):
         cols, rows = self.rows_of("SELECT 1 + 2 AS x, version(), 'a' || 'b'")
