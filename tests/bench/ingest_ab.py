@@ -114,7 +114,12 @@ def run_size(args, harness, hosts, hours):
                         pp = os.path.join(args.perf, "perf-%s-rf%d-%s.data" %
                                           (os.path.basename(os.path.normpath(b.split("@")[0])),
                                            rf, tag))
-                    rate, rss = run_strata(harness, b, rf, lp, pp)
+                    try:
+                        rate, rss = run_strata(harness, b, rf, lp, pp)
+                    except RuntimeError as e:  # a failed load is reported, the run goes on
+                        print("%s round %d %s rf%d: FAILED %s (load %s)" %
+                              (tag, rnd, b, rf, str(e)[-300:], la), flush=True)
+                        continue
                     tot = sum(k or 0 for _, k in rss)
                     print("%s round %d %s rf%d: %d samples/s%s; peak RSS MiB %s; all %s "
                           "(%s per copy) (load %s)" %
