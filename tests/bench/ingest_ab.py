@@ -63,9 +63,9 @@ def run_strata(harness, build, rf, lp, perf_path):
         rss = [(who, vm_hwm_kib(pid)) for who, pid in pids]
         return rate, rss
     finally:
-        if perf:
-            perf.kill()
-            perf.wait()
+        if perf:  # stopped like above, so that the profile of a failed load is readable
+            perf.send_signal(2)
+            perf.wait(timeout=120)
         c.stop()
         c.close()
         if old:
