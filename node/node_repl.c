@@ -526,12 +526,15 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
     st_buf_init(&stamped);
     int rc = repl_stamp_version(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &stamped);
     len = stamped.len;
-    c->payload = rc ? NULL : malloc(len ? len : 1);
+    if (!rc && stamped.data) { /* the stamped copy is the write's payload: no second copy */
+        c->payload = stamped.data;
+        st_buf_init(&stamped);
+    } else if (!rc) {
+        c->payload = malloc(1);
+    }
     if (!rc && !c->payload)
         rc = ST_ENOMEM;
     if (!rc) {
-        if (len)
-            memcpy(c->payload, stamped.data, len);
         c->len = len;
         rc = repl_scan(c->payload, len, NULL, 0, &c->env);
     }
@@ -1198,6 +1201,7 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
             .log = node_rpc_log,
             .tls = n->tls.rpc_client,
             .peer_node_id = p->id,
+            .raw_loopback = 1,
         };
         rc = rpc_client_create(n->loop, a->host, a->port, me, &co, &p->cli);
         if (rc) {

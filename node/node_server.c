@@ -322,6 +322,7 @@ static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me
     rpc_server_opts_t ro = {.log = node_rpc_log,
                             .frame_timeout_ms = (unsigned)rp->rpc_frame_timeout_ms,
                             .budget = n->rpc_budget,
+                            .raw_loopback = 1,
                             .tls = n->tls.rpc_server};
     for (int attempt = 0;; attempt++) {
         rc = rpc_server_create(n->loop, ra->host, ra->port, me, &ro, node_rpc_handler, n, &n->rpc);

@@ -581,6 +581,7 @@ static int create_clients(router_server_t *s)
                                     (unsigned)topo_replication(r->topo)->heartbeat_interval_ms,
                                 .default_timeout_ms = (unsigned)r->timeout_ms,
                                 .tls = s->tls.rpc_client,
+                                .raw_loopback = 1,
                                 .peer_node_id = topo_node_id(r->topo, i)};
         const topo_addr_t *a = topo_node_rpc(r->topo, i);
         int rc = rpc_client_create(r->loop, a->host, a->port, &me, &co, &r->clients[i]);

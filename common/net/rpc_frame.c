@@ -8,8 +8,10 @@
 #include "st_err.h"
 #include "st_varint.h"
 
-/* Above this the receive buffer / scratch is released once it is empty. */
-#define RX_KEEP_MAX (1u << 20)
+/* Above this the receive buffer / scratch is released once it is empty: at
+ * 2 MiB a write piece of 1 MiB (ROUTER_WRITE_PIECE) and its frame stay in a
+ * kept buffer instead of a fresh one regrown (copied, faulted in) per frame. */
+#define RX_KEEP_MAX (2u << 20)
 
 const char *rpc_type_name(unsigned type)
 {

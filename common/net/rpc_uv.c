@@ -140,6 +140,18 @@ static void copy_id(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* Is host (a literal, "ip:port" or "[ip6]:port" as net_addr_name writes
+ * it, or a name) this machine's loopback? Only what is loopback by its
+ * spelling: 127.0.0.0/8, ::1, localhost. */
+static int addr_is_loopback(const char *host)
+{
+    if (strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0)
+        return 1;
+    if (host[0] == '[')
+        host++;
+    return strncmp(host, "::1", 3) == 0 && (host[3] == 0 || host[3] == ']');
+}
+
 /* Encode a frame into a fresh write request. */
 static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, size_t compress_min,
                     wreq_t **out)
@@ -372,6 +384,7 @@ struct rpc_conn {
     tls_conn_t *tls;   /* mutual TLS (srv->o.tls) */
     char peer_addr[80];
     char peer_id[ID_MAX];
+    size_t compress_min; /* srv->o.compress_min, or SIZE_MAX (raw_loopback, loopback peer) */
 };
 
 struct rpc_server {
@@ -563,7 +576,7 @@ static int conn_send(rpc_conn_t *conn, uint8_t type, uint64_t reqid, const void 
     if (len > srv->o.max_frame - RPC_FRAME_HDR)
         return ST_ELIMIT;
     wreq_t *w;
-    int rc = wreq_new(type, reqid, p, len, srv->o.compress_min, &w);
+    int rc = wreq_new(type, reqid, p, len, conn->compress_min, &w);
     if (rc)
         return rc;
     if ((rc = wreq_seal(conn->tls, w)) != 0) {
@@ -1013,6 +1026,8 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     srv->st.conns_accepted++;
     if (!conn->peer_addr[0])
         copy_id(conn->peer_addr, sizeof conn->peer_addr, "?");
+    conn->compress_min =
+        srv->o.raw_loopback && addr_is_loopback(conn->peer_addr) ? SIZE_MAX : srv->o.compress_min;
     if (srv->closing || srv->nconns > srv->o.max_conns) {
         kvb_t k = {.n = 0};
         kvb_str(&k, "peer_addr", conn->peer_addr);
@@ -1929,6 +1944,8 @@ int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     if (cli->o.max_frame < 64)
         cli->o.max_frame = 64;
     opts_default_size(&cli->o.compress_min, RPC_COMPRESS_MIN_DEFAULT);
+    if (cli->o.raw_loopback && addr_is_loopback(cli->host))
+        cli->o.compress_min = SIZE_MAX;
     opts_default_size(&cli->o.max_queue_bytes, 128u << 20);
     opts_default_u(&cli->o.max_pending, 16384);
     opts_default_u(&cli->o.connect_timeout_ms, 5000);

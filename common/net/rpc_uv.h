@@ -63,6 +63,8 @@ uint64_t rpc_budget_max(const rpc_budget_t *b);
 typedef struct rpc_server_opts {
     size_t max_frame;              /* [64 MiB] largest frame / decompressed payload accepted */
     size_t compress_min;           /* [64 KiB] LZ4 replies from this size; SIZE_MAX = never */
+    int raw_loopback;              /* [0] 1: never LZ4 replies to a loopback peer (127/8, ::1):
+                                      compressing costs more CPU than it saves in copies */
     size_t max_conn_out_bytes;     /* [16 MiB] unwritten reply bytes before reading pauses */
     unsigned max_conn_inflight;    /* [1024] unanswered requests before reading pauses */
     unsigned max_conns;            /* [4096] further connections are closed at accept */
@@ -172,6 +174,8 @@ typedef void (*rpc_state_fn)(void *arg, rpc_client_t *cli, rpc_client_state_t st
 typedef struct rpc_client_opts {
     size_t max_frame;            /* [64 MiB] */
     size_t compress_min;         /* [64 KiB] SIZE_MAX = never compress */
+    int raw_loopback;            /* [0] 1: never compress when host is a loopback literal
+                                    (127.x.y.z, ::1, localhost) */
     size_t max_queue_bytes;      /* [128 MiB] encoded request bytes not yet written */
     unsigned max_pending;        /* [16384] calls waiting for a reply (queued or sent) */
     unsigned connect_timeout_ms; /* [5000] TCP connect + handshake */

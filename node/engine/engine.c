@@ -647,6 +647,8 @@ typedef struct write_scratch {
     uint32_t *ids;
     uint8_t *is_new;
     uint64_t *hashes;
+    const st_label_t **lp; /* the batch's label sets and sizes, for idx_lookup_many */
+    size_t *nl;
     size_t cap;
     engine_series_batch_t *filtered; /* drop_too_old() output */
     size_t *fmap;                    /* filtered[j] is the caller's series fmap[j] */
@@ -670,6 +672,8 @@ static void ws_free(void *p)
     free(w->ids);
     free(w->is_new);
     free(w->hashes);
+    free(w->lp);
+    free(w->nl);
     free(w->filtered);
     free(w->fmap);
     free(w->fts);
@@ -739,6 +743,14 @@ static int scratch_reserve(size_t n)
     if (!h)
         return ST_ENOMEM;
     ws.hashes = h;
+    const st_label_t **lp = realloc(ws.lp, cap * sizeof *lp);
+    if (!lp)
+        return ST_ENOMEM;
+    ws.lp = lp;
+    size_t *nl = realloc(ws.nl, cap * sizeof *nl);
+    if (!nl)
+        return ST_ENOMEM;
+    ws.nl = nl;
     ws.cap = cap;
     return 0;
 }
@@ -928,14 +940,18 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     if (rc)
         return rc;
     size_t nnew = 0;
-    /* 1. resolve ids; validate only series we have not seen */
-    pthread_rwlock_rdlock(&e->idx_lock);
+    /* 1. resolve ids (hashes outside the lock, lookups batched with
+     * prefetching); validate only series we have not seen */
     for (size_t i = 0; i < n; i++) {
         ws.hashes[i] = st_labels_hash(b[i].labels, b[i].nlabels);
-        ws.is_new[i] = idx_lookup(e->idx, b[i].labels, b[i].nlabels, ws.hashes[i], &ws.ids[i]) != 0;
-        nnew += ws.is_new[i];
+        ws.lp[i] = b[i].labels;
+        ws.nl[i] = b[i].nlabels;
     }
+    pthread_rwlock_rdlock(&e->idx_lock);
+    nnew = n - (size_t)idx_lookup_many(e->idx, ws.lp, ws.nl, ws.hashes, n, ws.ids);
     pthread_rwlock_unlock(&e->idx_lock);
+    for (size_t i = 0; i < n; i++)
+        ws.is_new[i] = ws.ids[i] == UINT32_MAX;
     for (size_t i = 0; i < n; i++) {
         const char *why;
         if (ws.is_new[i] && (rc = st_labels_validate(b[i].labels, b[i].nlabels, &why)) != 0) {

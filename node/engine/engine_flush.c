@@ -411,6 +411,8 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
     if (rc)
         return rc;
     int64_t end = start + e->o.partition_ms;
+    uint64_t *vs = NULL; /* versions of a series in runs form, spelled out */
+    size_t vcap = 0;
     for (size_t k = 0; k < nids && !rc; k++) {
         uint32_t id = ids[k];
         head_series_t *s = f->s[id];
@@ -419,10 +421,24 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
         uint32_t j = cur[id];
         while (j < s->n && s->ts[j] < end)
             j++;
-        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id],
-                          s->ver ? s->ver + cur[id] : NULL, j - cur[id], buf);
+        const uint64_t *ver = s->ver ? s->ver + cur[id] : NULL;
+        if (s->nvr) {
+            if (vcap < j - cur[id]) {
+                uint64_t *nv = realloc(vs, (j - cur[id]) * sizeof *nv);
+                if (!nv) {
+                    rc = ST_ENOMEM;
+                    break;
+                }
+                vs = nv;
+                vcap = j - cur[id];
+            }
+            head_series_versions(s, cur[id], j - cur[id], vs);
+            ver = vs;
+        }
+        rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id], ver, j - cur[id], buf);
         cur[id] = j;
     }
+    free(vs);
     if (rc) {
         int en = errno;
         seg_writer_abort(pw->w);

@@ -8,10 +8,12 @@
  * is read or flushed. `bytes` counts allocated capacity, which is what the
  * flush threshold (memtable_max_bytes) bounds.
  *
- * Versions (engine.h, VERSIONS): a series keeps a per-sample version array
- * only once a sample with a version != 0 arrives (8 bytes a sample, counted
- * in `bytes`); deduplication keeps, of equal timestamps, the highest
- * version and, on a tie, the later write.
+ * Versions (engine.h, VERSIONS): a series keeps versions only once a
+ * sample with a version != 0 arrives, exact, as runs (one per append call
+ * whose version differs from the last: a write's samples of a series share
+ * its version) while the series stays in time order, else one per sample
+ * (8 bytes a sample); both counted in `bytes`. Deduplication keeps, of
+ * equal timestamps, the highest version and, on a tie, the later write.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,8 @@ void head_destroy(head_t *h)
             free(h->s[i]->ts);
             free(h->s[i]->v);
             free(h->s[i]->ver);
+            free(h->s[i]->vr_start);
+            free(h->s[i]->vr_ver);
             free(h->s[i]);
         }
     }
@@ -122,6 +126,87 @@ static int head_grow_index(head_t *h, uint32_t id)
     return 0;
 }
 
+int head_series_versioned(const head_series_t *s)
+{
+    return s->ver || s->nvr;
+}
+
+void head_series_versions(const head_series_t *s, uint32_t from, uint32_t n, uint64_t *out)
+{
+    if (s->ver) {
+        memcpy(out, s->ver + from, (size_t)n * sizeof *out);
+        return;
+    }
+    /* the run holding `from`: the last whose start is <= from (none: 0) */
+    uint32_t lo = 0, hi = s->nvr;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->vr_start[mid] <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint32_t k = lo; /* runs [0, k) start at or before from */
+    uint32_t i = from, end = from + n;
+    while (i < end) {
+        uint32_t stop = k < s->nvr && s->vr_start[k] < end ? s->vr_start[k] : end;
+        uint64_t v = k ? s->vr_ver[k - 1] : 0;
+        for (; i < stop; i++)
+            out[i - from] = v;
+        k++;
+    }
+}
+
+int head_series_expand(head_t *h, head_series_t *s)
+{
+    if (!s->nvr)
+        return 0;
+    uint64_t *ver = malloc((size_t)(s->cap ? s->cap : 1) * sizeof *ver);
+    if (!ver)
+        return ST_ENOMEM;
+    head_series_versions(s, 0, s->n, ver);
+    h->bytes += (uint64_t)s->cap * sizeof *ver;
+    h->bytes -= (uint64_t)s->vrcap * (sizeof *s->vr_start + sizeof *s->vr_ver);
+    free(s->vr_start);
+    free(s->vr_ver);
+    s->vr_start = NULL;
+    s->vr_ver = NULL;
+    s->nvr = s->vrcap = 0;
+    s->ver = ver;
+    return 0;
+}
+
+/* Runs form: samples from s->n on have `version` (a new run unless the
+ * last one has it already). */
+static int vr_push(head_t *h, head_series_t *s, uint64_t version)
+{
+    if (s->nvr && s->vr_ver[s->nvr - 1] == version)
+        return 0;
+    if (s->nvr && s->vr_start[s->nvr - 1] == s->n) { /* an empty run: replace it */
+        s->vr_ver[s->nvr - 1] = version;
+        if (s->nvr > 1 && s->vr_ver[s->nvr - 2] == version)
+            s->nvr--;
+        return 0;
+    }
+    if (s->nvr == s->vrcap) {
+        uint32_t cap = s->vrcap ? s->vrcap * 2 : 4;
+        uint32_t *st = realloc(s->vr_start, (size_t)cap * sizeof *st);
+        if (!st)
+            return ST_ENOMEM;
+        s->vr_start = st;
+        uint64_t *vv = realloc(s->vr_ver, (size_t)cap * sizeof *vv);
+        if (!vv)
+            return ST_ENOMEM;
+        s->vr_ver = vv;
+        h->bytes += (uint64_t)(cap - s->vrcap) * (sizeof *st + sizeof *vv);
+        s->vrcap = cap;
+    }
+    s->vr_start[s->nvr] = s->n;
+    s->vr_ver[s->nvr] = version;
+    s->nvr++;
+    return 0;
+}
+
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
                 uint64_t version, uint64_t *ooo)
 {
@@ -161,13 +246,8 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         h->bytes += (uint64_t)(cap - s->cap) * 16;
         s->cap = cap;
     }
-    if (version && !s->ver) { /* the first versioned sample: earlier ones are 0 */
-        s->ver = calloc(s->cap, sizeof *s->ver);
-        if (!s->ver)
-            return ST_ENOMEM;
-        h->bytes += (uint64_t)s->cap * sizeof *s->ver;
-    }
     int64_t prev = s->n ? s->ts[s->n - 1] : INT64_MIN;
+    uint8_t was_unsorted = s->unsorted;
     for (size_t i = 0; i < n; i++) {
         int64_t t = ts[i];
         if (t <= prev && (s->n + i > 0)) {
@@ -179,6 +259,16 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
             s->mint = t;
         if (t > s->maxt)
             s->maxt = t;
+    }
+    /* versions: runs while in order and cheaper than one a sample */
+    if (!s->ver && (version || s->nvr)) {
+        int rc = vr_push(h, s, version);
+        if (!rc && (s->unsorted || (s->n + n >= 16 && s->nvr * 3 > (s->n + n) * 2)))
+            rc = head_series_expand(h, s); /* sorting moves samples; dense runs cost more */
+        if (rc) {
+            s->unsorted = was_unsorted; /* nothing appended */
+            return rc;
+        }
     }
     memcpy(s->ts + s->n, ts, n * sizeof *ts);
     memcpy(s->v + s->n, v, n * sizeof *v);

@@ -80,10 +80,23 @@ enum {
 
 /* ---- head: in-memory samples per series (engine_head.c) ---- */
 
+/*
+ * Versions of a head series (engine.h, VERSIONS), exact, in one of two
+ * forms: runs (vr_start/vr_ver: samples from vr_start[k] up to the next
+ * run's start, or n, have version vr_ver[k]; samples before vr_start[0]
+ * have 0) while appends come in time order -- one run per append call
+ * whose version differs from the last run's, so a batch of samples costs
+ * 12 bytes, not 8 a sample -- or, once a series goes out of order (or its
+ * runs cost more than per-sample versions would), `ver`, one a sample.
+ * Never both; neither: every version is 0.
+ */
 typedef struct head_series {
     int64_t *ts;
     double *v;
-    uint64_t *ver; /* per-sample versions; NULL while every one is 0 */
+    uint64_t *ver;      /* per-sample versions (expanded form); NULL otherwise */
+    uint32_t *vr_start; /* runs form: first sample of each run, ascending */
+    uint64_t *vr_ver;   /* ... and its version */
+    uint32_t nvr, vrcap;
     uint32_t n, cap;
     int64_t mint, maxt;
     uint8_t unsorted; /* an append went backwards: sort + dedup before reading */
@@ -115,6 +128,13 @@ int head_add_part(head_t *h, int64_t start);
 int head_has_part(const head_t *h, int64_t start);
 /* Sort + dedup (highest version, then last write wins) a series in place if needed. */
 void head_series_normalize(head_series_t *s);
+/* Does the series hold a sample with a version != 0 (either form)? */
+int head_series_versioned(const head_series_t *s);
+/* The versions of samples [from, from + n) into out (any form; 0 where none). */
+void head_series_versions(const head_series_t *s, uint32_t from, uint32_t n, uint64_t *out);
+/* Turn runs into per-sample versions (s->ver) before samples are moved in
+ * place; h is charged for the array. No-op unless in runs form. */
+int head_series_expand(head_t *h, head_series_t *s);
 
 /* Stable sort by timestamp, then keep one sample of each run of equal
  * timestamps: the one with the highest version, the last of those on a tie.

@@ -173,10 +173,7 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
         return rc;
     memcpy(it->ts + it->n, s->ts, s->n * sizeof *it->ts);
     memcpy(it->v + it->n, s->v, s->n * sizeof *it->v);
-    if (s->ver)
-        memcpy(it->ver + it->n, s->ver, s->n * sizeof *it->ver);
-    else
-        memset(it->ver + it->n, 0, s->n * sizeof *it->ver);
+    head_series_versions(s, 0, s->n, it->ver + it->n);
     it->n += s->n;
     (*sources)++;
     return 0;
@@ -333,7 +330,7 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
         /* a frozen head takes no appends: its series and their version
          * arrays are fixed; only a delete may shrink a series (head_mu) */
         head_series_t *s = f->s[id];
-        if (!s || !s->ver)
+        if (!s || !head_series_versioned(s))
             continue;
         pthread_mutex_lock(&e->head_mu);
         int versioned = s->n > 0;
@@ -359,6 +356,11 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
         if (!rc) {
             pthread_mutex_lock(&e->head_mu);
             head_series_normalize(s);
+            if ((rc = head_series_expand(f, s)) != 0) { /* samples move in place below */
+                pthread_mutex_unlock(&e->head_mu);
+                engine_iter_destroy(it);
+                break;
+            }
             uint32_t w = 0;
             size_t j = 0;
             int64_t nmin = INT64_MAX, nmax = INT64_MIN;

@@ -208,6 +208,8 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
         if (s->n == 0 || s->maxt < start || s->mint > end)
             continue;
         head_series_normalize(s);
+        if (head_series_expand(h, s)) /* out of memory: the samples stay (not counted gone) */
+            continue;
         uint32_t w = 0;
         int64_t mint = INT64_MAX, maxt = INT64_MIN;
         for (uint32_t i = 0; i < s->n; i++) {

@@ -39,6 +39,15 @@ uint32_t idx_count(const idx_t *x);
  * Returns 0 and *id, or ST_ENOENT.
  */
 int idx_lookup(const idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uint32_t *id);
+
+/*
+ * idx_lookup for `count` label sets at once (the ingest path): ids[i] = id
+ * or UINT32_MAX; returns how many were found. Prefetching the hash slots
+ * and series runs ahead overlaps the cache misses that dominate single
+ * lookups in a large index.
+ */
+int idx_lookup_many(const idx_t *x, const st_label_t *const *l, const size_t *n,
+                    const uint64_t *hash, size_t count, uint32_t *ids);
 /* Add a new label set (must not exist): *id = idx_count() before the call. */
 int idx_add(idx_t *x, const st_label_t *l, size_t n, uint64_t hash, uint32_t *id);
 /*

@@ -128,15 +128,6 @@ int64_t idx__pair_find(const idx_t *x, uint32_t name, uint32_t value);
 /* Index in x->names of a name given as a string, or -1. */
 int64_t idx__name_find(const idx_t *x, const char *name, size_t len);
 
-/*
- * Proposed for idx.h (the engine's ingest path): idx_lookup for `count`
- * label sets at once, ids[i] = id or UINT32_MAX; returns how many were
- * found. Prefetching the hash slots and series runs ahead overlaps the
- * cache misses that dominate single lookups in a large index.
- */
-int idx_lookup_many(const idx_t *x, const st_label_t *const *l, const size_t *n,
-                    const uint64_t *hash, size_t count, uint32_t *ids);
-
 /* Test hook: 0 forces every regex through PCRE2 (to compare with the fast paths). */
 void idx__set_regex_opt(idx_t *x, int on);
 

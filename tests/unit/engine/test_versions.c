@@ -229,6 +229,87 @@ static void test_random_order_converges(void **state)
     free(dir);
 }
 
+/* Every sample's version of the series over [lo, hi] into out (count back). */
+static size_t all_versions(engine_t *e, int64_t lo, int64_t hi, int64_t *ts_out, uint64_t *out,
+                           size_t cap)
+{
+    st_matcher_t m = {ST_MATCH_EQ, "host", "a"};
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, &m, 1, lo, hi, &it), 0);
+    const st_label_t *l;
+    size_t nl, n = 0;
+    const int64_t *ts;
+    const double *v;
+    if (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1) {
+        assert_true(n <= cap);
+        memcpy(ts_out, ts, n * sizeof *ts);
+        memcpy(out, engine_iter_versions(it), n * sizeof *out);
+    }
+    engine_iter_destroy(it);
+    return n;
+}
+
+/* The head keeps a series' versions as runs (one per write) while writes
+ * come in time order, and one a sample once they do not (or runs would
+ * cost more): either way every sample reads back with its own version,
+ * including 0 before the first versioned write and between versioned
+ * ones; an out-of-order write in the middle keeps them all. */
+static void test_head_version_runs_exact(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir);
+    enum { N = 120 };
+    int64_t want_ts[N];
+    uint64_t want[N];
+    size_t n = 0;
+    /* batches of 1..5 samples; versions: 0, repeats, rising, falling */
+    static const uint64_t vers[] = {0, 0, 70, 70, 50, 0, 90, 90, 90, 200, 10, 0, 300};
+    for (size_t b = 0; n < N; b++) {
+        uint64_t version = vers[b % (sizeof vers / sizeof vers[0])] + (b / 13) * 1000;
+        size_t k = 1 + b % 5;
+        if (k > N - n)
+            k = N - n;
+        int64_t ts[5];
+        double v[5];
+        for (size_t i = 0; i < k; i++) {
+            ts[i] = 100000 + (int64_t)(n + i) * 10;
+            v[i] = (double)(n + i);
+            want_ts[n + i] = ts[i];
+            want[n + i] = version;
+        }
+        engine_series_batch_t bb = {lab, 2, ts, v, k};
+        engine_write_result_t r;
+        engine_write_result_init(&r);
+        assert_int_equal(engine_write_v(e, &bb, 1, version, &r), 0);
+        n += k;
+    }
+    int64_t got_ts[N + 1];
+    uint64_t got[N + 1];
+    assert_int_equal(all_versions(e, 0, 1000000, got_ts, got, N + 1), N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(got_ts[i], want_ts[i]);
+        assert_int_equal(got[i], want[i]);
+    }
+    /* out of order, between existing samples, and a rewrite with a higher version */
+    put(e, 100005, -1.0, 7);
+    put(e, 100000 + 60 * 10, -2.0, 99999);
+    assert_int_equal(all_versions(e, 0, 1000000, got_ts, got, N + 1), N + 1);
+    for (size_t i = 0, j = 0; i < N + 1; i++) {
+        if (got_ts[i] == 100005) {
+            assert_int_equal(got[i], 7);
+            continue;
+        }
+        assert_int_equal(got_ts[i], want_ts[j]);
+        assert_int_equal(got[i], j == 60 ? 99999 : want[j]);
+        j++;
+    }
+    assert_true(get(e, 100000 + 60 * 10, NULL) == -2.0);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_flushed_block_version),
         cmocka_unit_test(test_wal_replay_keeps_versions),
         cmocka_unit_test(test_random_order_converges),
+        cmocka_unit_test(test_head_version_runs_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
