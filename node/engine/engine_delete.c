@@ -84,6 +84,12 @@ int engine_tomb_ready(engine_t *e)
 int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
                   uint64_t id, int dry_run, engine_delete_result_t *r)
 {
+    return engine_delete_v(e, m, nm, start, end, id, 0, dry_run, r);
+}
+
+int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
+                    uint64_t id, uint64_t version, int dry_run, engine_delete_result_t *r)
+{
     memset(r, 0, sizeof *r);
     if (nm == 0 || nm > TOMB_MATCHERS_MAX || start > end) {
         engine_set_error(nm == 0                  ? "a delete needs at least one matcher"
@@ -111,13 +117,17 @@ int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, 
     tomb_t *t = NULL;
     uint8_t *stays = NULL;
     int rc = tomb_new(m, nm, start, end, id, 0, st_now_ms(), &t);
-    if (!rc)
+    if (!rc) {
+        t->version = version;
         rc = engine_tomb_select(e, t);
+    }
     if (!rc && !(stays = calloc(t->nids ? t->nids : 1, 1)))
         rc = ST_ENOMEM;
     if (!rc)
         rc = scan_ids(e, t->ids, t->nids, start, end, &r->series, &r->samples, stays);
-    if (rc || dry_run || t->nids == 0) {
+    /* a versioned delete is kept even when it selects nothing here yet: an
+     * older write arriving later (hint, repair) must stay hidden */
+    if (rc || dry_run || (t->nids == 0 && !version)) {
         pthread_mutex_unlock(&e->flush_mu);
         tomb_free(t);
         free(stays);
@@ -134,8 +144,8 @@ int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, 
             rc = wal_append(e->wal, WAL_REC_TOMB, rec.data, rec.len, &lsn);
     }
     if (!rc) {
-        engine_tomb_head_prune(e->head, t->ids, t->nids, start, end);
-        engine_tomb_head_prune(e->frozen, t->ids, t->nids, start, end);
+        engine_tomb_head_prune(e->head, t->ids, t->nids, start, end, version);
+        engine_tomb_head_prune(e->frozen, t->ids, t->nids, start, end, version);
         engine_head_account(e);
         pthread_mutex_lock(&e->tomb_mu);
         for (size_t i = 0; i < t->nids; i++)
