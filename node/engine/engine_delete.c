@@ -48,6 +48,37 @@ static int scan_ids(engine_t *e, const uint32_t *ids, size_t n, int64_t start, i
     return rc < 0 ? rc : 0;
 }
 
+/* A versioned delete, under head_mu: series created since its selection
+ * (a write racing the delete, maybe older than it) are selected too, so
+ * the head prune reaches them; their `stays` is 1 (just written). */
+static int reselect(engine_t *e, tomb_t *t, uint32_t seen, uint8_t **stays)
+{
+    pthread_rwlock_rdlock(&e->idx_lock);
+    uint32_t now = idx_count(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (now == seen)
+        return 0;
+    uint32_t *old = t->ids;
+    size_t nold = t->nids;
+    t->ids = NULL;
+    t->nids = 0;
+    int rc = engine_tomb_select(e, t);
+    uint8_t *st = rc ? NULL : calloc(t->nids ? t->nids : 1, 1);
+    if (!rc && !st)
+        rc = ST_ENOMEM;
+    for (size_t i = 0, j = 0; !rc && i < t->nids; i++) { /* both ascending */
+        while (j < nold && old[j] < t->ids[i])
+            j++;
+        st[i] = j < nold && old[j] == t->ids[i] ? (*stays)[j] : 1;
+    }
+    free(old);
+    if (!rc) {
+        free(*stays);
+        *stays = st;
+    }
+    return rc;
+}
+
 int engine_tomb_ready(engine_t *e)
 {
     int rc = 0;
@@ -117,6 +148,9 @@ int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start
     tomb_t *t = NULL;
     uint8_t *stays = NULL;
     int rc = tomb_new(m, nm, start, end, id, 0, st_now_ms(), &t);
+    pthread_rwlock_rdlock(&e->idx_lock);
+    uint32_t seen = idx_count(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
     if (!rc) {
         t->version = version;
         rc = engine_tomb_select(e, t);
@@ -138,7 +172,9 @@ int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start
     st_buf_init(&rec);
     uint64_t lsn = 0;
     pthread_mutex_lock(&e->head_mu);
-    if (e->o.wal_durability != ENGINE_WAL_NONE) {
+    if (version)
+        rc = reselect(e, t, seen, &stays);
+    if (!rc && e->o.wal_durability != ENGINE_WAL_NONE) {
         rc = tomb_encode(&rec, t);
         if (!rc)
             rc = wal_append(e->wal, WAL_REC_TOMB, rec.data, rec.len, &lsn);
