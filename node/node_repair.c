@@ -15,6 +15,11 @@
  * (or equal) is left: the peer pulls ours in its own pass (equal versions
  * with different values cannot come from one write; counted, not moved).
  *
+ * Deletes go first in a pass: the peer's versioned tombstones this node
+ * lacks (RPC_TOMBS, one call when both hold the same ones) are applied as
+ * the deletes themselves would be (node_delete.c), so a replica that
+ * missed a delete and all its hints gets it here, before any sample.
+ *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
  * client's own deadline bounds it). The thread-pool thread that serves

@@ -592,6 +592,8 @@ static int close_flush(engine_t *e)
         rc = engine_freeze_head(e, 0);
     if (!rc)
         rc = engine_flush_frozen(e, dl);
+    if (!rc)
+        rc = engine_tomb_save_dirty(e);
     pthread_mutex_unlock(&e->flush_mu);
     if (rc && e->o.log) {
         char line[512];

@@ -179,6 +179,11 @@ int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start
         if (!rc)
             rc = wal_append(e->wal, WAL_REC_TOMB, rec.data, rec.len, &lsn);
     }
+    /* one that selects nothing changes no data and no dead list: its WAL
+     * record makes it durable, and the tombstones file takes it before
+     * that WAL file goes (engine_tomb_save_dirty) -- a delete of series
+     * other shards hold costs this shard no file rewrite */
+    int defer = t->nids == 0 && e->o.wal_durability != ENGINE_WAL_NONE;
     if (!rc) {
         engine_tomb_head_prune(e->head, t->ids, t->nids, start, end, version);
         engine_tomb_head_prune(e->frozen, t->ids, t->nids, start, end, version);
@@ -198,8 +203,12 @@ int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start
     free(stays);
     if (!rc && e->o.wal_durability != ENGINE_WAL_NONE)
         rc = wal_sync(e->wal, lsn);
-    if (!rc)
+    if (!rc && defer) {
+        e->tomb_dirty = 1;
+    } else if (!rc) {
         rc = engine_tomb_save(e);
+        e->tomb_dirty = rc ? e->tomb_dirty : 0;
+    }
     pthread_mutex_unlock(&e->flush_mu);
     tomb_free(t);
     if (!rc) {

@@ -291,6 +291,9 @@ int engine_tomb_push(engine_t *e, struct tomb *t);
 void engine_tomb_dead_set(engine_t *e, uint32_t id, int on);
 /* Rewrite <dir>/tombstones atomically. */
 int engine_tomb_save(engine_t *e);
+/* The same if a tombstone is only in the WAL yet (flush_mu held): before
+ * WAL files are removed. */
+int engine_tomb_save_dirty(engine_t *e);
 /* Remove ids' samples in [start, end] from head h -- with version > 0 only
  * those of a lower version (head_mu held); the count removed. */
 uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_t start,

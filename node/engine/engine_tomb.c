@@ -156,6 +156,16 @@ int engine_tomb_save(engine_t *e)
     return rc;
 }
 
+int engine_tomb_save_dirty(engine_t *e)
+{
+    if (!e->tomb_dirty)
+        return 0;
+    int rc = engine_tomb_save(e);
+    if (!rc)
+        e->tomb_dirty = 0;
+    return rc;
+}
+
 int engine_tomb_load(engine_t *e)
 {
     char path[4096];

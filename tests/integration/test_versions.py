@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import ClusterTestCase, http_request, write_with_retries
+from harness import ClusterTestCase, http_request, metric_sum, write_with_retries
 
 REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms",
         "hint_max_bytes": "64MiB", "hint_max_age": "1h"}
@@ -152,6 +152,8 @@ class VersionsCase(ClusterTestCase):
         for i in range(3):
             self.assertEqual(self.values(c, i, "d"), [3], "rewrite kept on %s" % c.node_ids[i])
             self.assertEqual(self.values(c, i, "e"), [], "e stays deleted on %s" % c.node_ids[i])
+        self.assertGreaterEqual(metric_sum(c.node_metrics(2), "strata_node_samples_hidden_late_total"),
+                                1, "n3 left the late older write out")
         c.stop()
 
 

@@ -531,6 +531,38 @@ static void test_versioned_wal_replay(void **state)
     free(dir);
 }
 
+/* A versioned delete that selects nothing is written to the tombstones
+ * file lazily: before the WAL file holding it goes (a flush), so a crash
+ * after the flush still keeps it. */
+static void test_versioned_empty_after_flush_crash(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        engine_t *c = open_e(dir);
+        putv(c, 9, 0, 10, 1.0, 10);
+        delv(c, 3, 0, 900, 33, 20); /* selects nothing */
+        if (engine_flush(c) != 0)   /* the WAL files holding it go */
+            _exit(2);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    engine_t *e = open_e(dir);
+    engine_stats_t st;
+    engine_get_stats(e, &st);
+    assert_int_equal(st.tombstones, 1);
+    putv(e, 3, 0, 10, 1.0, 10);
+    assert_int_equal(count(e, 3, 0, 100000, NULL), 0);
+    assert_int_equal(count(e, 9, 0, 100000, NULL), 10);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* The one imprecision: a newer write flushed before the older delete
  * arrives is hidden with its block; a versioned rewrite (repair) heals it. */
 static void test_versioned_flushed_before(void **state)
@@ -615,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_match_labels),
         cmocka_unit_test(test_versioned_arrivals),
         cmocka_unit_test(test_versioned_wal_replay),
+        cmocka_unit_test(test_versioned_empty_after_flush_crash),
         cmocka_unit_test(test_versioned_flushed_before),
         cmocka_unit_test(test_versioned_list),
     };
