@@ -115,10 +115,20 @@ int node_matchers_from(struct Strata__Matcher *const *ms, size_t nms, matchers_t
 /* RPC_DELETE (dry run, purge) over this node's shards (node_delete.c). */
 int node_delete_rpc(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                     size_t msglen);
-/* A WriteRequest's delete field applied to its shard's engine (node_delete.c):
- * *samples gets the samples removed. Returns 0 or ST_E* with msg set. */
-int node_delete_shard(node_t *n, uint32_t shard, const uint8_t *p, size_t len, uint64_t *samples,
-                      char *msg, size_t msglen);
+/* A WriteRequest's delete field applied to its shard's engine with the
+ * WriteRequest's version (0: unversioned) (node_delete.c): *samples gets the
+ * samples in range before it. Returns 0 or ST_E* with msg set. */
+int node_delete_shard(node_t *n, uint32_t shard, const uint8_t *p, size_t len, uint64_t version,
+                      uint64_t *samples, char *msg, size_t msglen);
+/* RPC_TOMBS: a page of a local shard's versioned tombstones (node_delete.c). */
+int node_delete_tombs_rpc(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
+                          size_t msglen);
+/* Apply the tombstones of a TombsResponse page to a local shard (repair;
+ * dry_run: only count): *next_cursor, *done from the page; *applied gets
+ * the count not known here before. 0 or ST_E* with msg set. */
+int node_delete_tombs_apply(node_t *n, uint32_t shard, const uint8_t *page, size_t len, int dry_run,
+                            uint64_t *applied, uint64_t *next_cursor, int *done, int *same,
+                            char *msg, size_t msglen);
 
 void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
                       const uint8_t *payload, size_t len);

@@ -21,7 +21,7 @@
     X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
     X(samples_deleted) X(purge_bytes_reclaimed) X(purges) X(segment_opens) \
     X(segment_reads_skipped) X(writes_backpressure_cut) X(metric_retention_drops) \
-    X(metric_retention_rewrites)
+    X(metric_retention_rewrites) X(samples_hidden_late)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -125,6 +125,10 @@ static int engine_gauges(void *arg, st_buf_t *out)
          "Bytes freed by compactions that dropped deleted samples.", t.purge_bytes_reclaimed},
         {"strata_node_purges_total", "counter", "Compactions that dropped deleted samples.",
          t.purges},
+        {"strata_node_samples_hidden_late_total", "counter",
+         "Samples of writes made before a delete that arrived after it (hints, repair) and "
+         "were left out: the delete's version is higher.",
+         t.samples_hidden_late},
         {"strata_node_metric_retention_drops_total", "counter",
          "Partitions dropped whole by the [retention] per-metric overrides.",
          t.metric_retention_drops},

@@ -21,6 +21,11 @@
  * the range of the read that saw its replicas disagree): only the digest
  * windows overlapping it are pulled.
  *
+ * Deletes go first in a pass: the peer's versioned tombstones this node
+ * lacks (RPC_TOMBS, one call when both hold the same ones) are applied as
+ * the deletes themselves would be (node_delete.c), so a replica that
+ * missed a delete and all its hints gets it here, before any sample.
+ *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
  * client's own deadline bounds it). The thread-pool thread that serves
@@ -70,7 +75,7 @@ typedef struct digest_cache {
 
 /* What a pass over one (shard, peer) found and did. */
 typedef struct pass_result {
-    uint64_t cells, series, samples, conflicts, resolved, bytes, ms;
+    uint64_t cells, series, samples, conflicts, resolved, bytes, ms, tombs;
     uint64_t files, file_bytes, skipped; /* files copied, their bytes; partitions not compared */
     int64_t last_ms;
     int peer_rebuilding;
@@ -108,7 +113,7 @@ struct node_repair {
     shard_state_t *state;                  /* [shards] */
     digest_cache_t *cache;                 /* [shards] */
     metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
-        *bytes, *files, *file_bytes, *skipped;
+        *bytes, *files, *file_bytes, *skipped, *tombs;
     metric_gauge_t *rebuild_gauge;
 };
 
@@ -880,6 +885,45 @@ static int pull_window(peers_t *ps, uint32_t shard, uint32_t peer, uint32_t nb, 
     return rc;
 }
 
+/* Deletes first: the peer's versioned tombstones this node lacks are
+ * applied (node_delete.c) before any sample is pulled, so a replica that
+ * missed a delete and all its hints gets it here. Skipped in one call when
+ * both hold the same ones; a peer that does not know RPC_TOMBS is skipped. */
+static int sync_tombs(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_result_t *res)
+{
+    node_repair_t *r = ps->r;
+    wait_t w = {0};
+    st_buf_init(&w.reply);
+    Strata__TombsRequest q = STRATA__TOMBS_REQUEST__INIT;
+    q.shard = shard;
+    engine_tomb_summary(r->n->engines[shard], &q.count, &q.hash);
+    int rc = 0, done = 0, same = 0;
+    for (int pages = 0; !rc && !done && pages < 100000; pages++) {
+        uint8_t qb[64];
+        size_t qsz = strata__tombs_request__pack(&q, qb);
+        if ((rc = call(ps, peer, RPC_TOMBS, qb, qsz, &w, res->error, sizeof res->error))) {
+            if (rc == ST_EPROTO) { /* an older peer */
+                res->error[0] = '\0';
+                rc = 0;
+            }
+            break;
+        }
+        res->bytes += w.reply.len;
+        metric_counter_add(r->bytes, w.reply.len);
+        uint64_t applied = 0, next = 0;
+        rc = node_delete_tombs_apply(r->n, shard, w.reply.data, w.reply.len, dry_run, &applied,
+                                     &next, &done, &same, res->error, sizeof res->error);
+        res->tombs += applied;
+        if (!dry_run)
+            metric_counter_add(r->tombs, applied);
+        if (!done && next <= q.cursor)
+            break; /* no progress: a confused peer */
+        q.cursor = next;
+    }
+    st_buf_deinit(&w.reply);
+    return rc;
+}
+
 /* ---- copying files; sealed partitions found equal ---- */
 
 /* node_copy_io_t over call() to one peer. */
@@ -1042,7 +1086,9 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     engine_part_token_t *lp = NULL, *pp = NULL;
     size_t nlp = 0, npp = 0;
     int64_t *skip = NULL;
-    Strata__CopyListResponse *pf = peer_files(&lk, shard, res);
+    /* deletes first, before any sample (files or pulled pages) arrives */
+    int trc = sync_tombs(ps, shard, peer, dry_run, res);
+    Strata__CopyListResponse *pf = trc ? NULL : peer_files(&lk, shard, res);
     if (pf && pf->partition_ms != win) {
         strata__copy_list_response__free_unpacked(pf, NULL);
         pf = NULL;
@@ -1069,7 +1115,10 @@ static int pass(peers_t *ps, uint32_t shard, uint32_t peer, int dry_run, pass_re
     wait_t w = {0};
     st_buf_init(&w.reply);
     Strata__DigestResponse *dr = NULL;
-    int rc = shard_digest(n, shard, nb, win, &mine, &mlen);
+    int rc = trc;
+    if (rc)
+        goto out;
+    rc = shard_digest(n, shard, nb, win, &mine, &mlen);
     if (!rc)
         rc = engine_digest_decode(mine, mlen, &a);
     if (rc) {
@@ -1148,6 +1197,7 @@ static void result_add(pass_result_t *a, const pass_result_t *b)
     a->file_bytes += b->file_bytes;
     a->skipped += b->skipped;
     a->ms += b->ms;
+    a->tombs += b->tombs;
     a->last_ms = b->last_ms;
     if (!a->error[0] && b->error[0])
         snprintf(a->error, sizeof a->error, "%s", b->error);
@@ -1192,16 +1242,17 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
             if (prc && !(prc == ST_EUNAVAIL && atomic_load(&r->rebuilding)))
                 st_warn("repair pass failed", "shard=%u peer=%s err=\"%s\"", s,
                         topo_node_id(n->topo, rep[j]), pr.error);
-            else if (pr.cells || pr.files)
+            else if (pr.cells || pr.files || pr.tombs)
                 st_info("repair pass",
                         "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
-                        "conflicts=%llu resolved=%llu bytes=%llu files=%llu skipped=%llu "
-                        "ms=%llu dry_run=%d",
+                        "conflicts=%llu resolved=%llu tombstones=%llu bytes=%llu files=%llu "
+                        "skipped=%llu ms=%llu dry_run=%d",
                         s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
                         (unsigned long long)pr.series, (unsigned long long)pr.samples,
                         (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
-                        (unsigned long long)pr.bytes, (unsigned long long)pr.files,
-                        (unsigned long long)pr.skipped, (unsigned long long)pr.ms, dry_run);
+                        (unsigned long long)pr.tombs, (unsigned long long)pr.bytes,
+                        (unsigned long long)pr.files, (unsigned long long)pr.skipped,
+                        (unsigned long long)pr.ms, dry_run);
             any_ok |= !prc;
             result_add(&sum, &pr);
             if (dry_run && !prc)
@@ -1396,18 +1447,16 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
                                   NULL);
     r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
                                "Repair bytes received from peers (digests and pages).", NULL);
-    r->files = metrics_counter(m, "strata_node_repair_files_copied_total",
-                               "Segment files copied from a peer replica as files and installed "
-                               "(partitions this node had no segment of).",
-                               NULL);
-    r->file_bytes = metrics_counter(m, "strata_node_repair_file_bytes_total",
-                                    "Bytes of segment files (and series.log) received to copy "
-                                    "them (also in strata_node_repair_bytes_total).",
-                                    NULL);
-    r->skipped = metrics_counter(m, "strata_repair_partitions_skipped_total",
-                                 "Sealed partitions a repair pass did not compare: unchanged on "
-                                 "both replicas since they were last found equal.",
-                                 NULL);
+    else if (pr.cells || pr.files || pr.tombs) st_info(
+        "repair pass",
+        "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
+        "conflicts=%llu resolved=%llu tombstones=%llu bytes=%llu files=%llu "
+        "skipped=%llu ms=%llu dry_run=%d",
+        s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
+        (unsigned long long)pr.series, (unsigned long long)pr.samples,
+        (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
+        (unsigned long long)pr.tombs, (unsigned long long)pr.bytes, (unsigned long long)pr.files,
+        (unsigned long long)pr.skipped, (unsigned long long)pr.ms, dry_run);
     r->rebuild_gauge =
         metrics_gauge(m, "strata_node_rebuilding",
                       "1 while the node rebuilds its shards from their replicas.", NULL);

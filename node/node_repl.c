@@ -80,7 +80,7 @@ struct peer {
     replay_slot_t win[REPLAY_WINDOW];
     size_t nwin;     /* hints in the window (0: none peeked) */
     size_t inflight; /* of them, calls not answered yet */
-    int barrier;     /* the window holds a delete: nothing more joins it */
+    int barrier;     /* the window holds an unversioned delete: nothing more joins it */
     size_t ack_k;    /* the delivered prefix being acked */
     int then_backoff;
     int job_rc;
@@ -872,31 +872,36 @@ static void on_replayed(void *arg, int status, uint8_t type, const uint8_t *payl
         window_done(p);
 }
 
-/* hints_peek_many callback: one hint into the next window slot, as a
- * forwarded NodeWrite. */
-/* Whether a stored WriteRequest carries a delete (field 3). */
-static int hint_is_delete(const uint8_t *batch, size_t len)
+/* Whether a stored WriteRequest carries a delete (field 3) without a
+ * version (a hint stored before deletes were versioned). */
+static int hint_is_unversioned_delete(const uint8_t *batch, size_t len)
 {
     const uint8_t *q = batch, *end = batch + len;
     wire_field_t f;
-    while (wire_next(&q, end, &f) == 1)
+    int del = 0;
+    uint64_t version = 0;
+    while (wire_next(&q, end, &f) == 1) {
         if (f.num == WIRE_WRITE_REQUEST_DELETE)
-            return 1;
-    return 0;
+            del = 1;
+        else if (f.num == WIRE_WRITE_REQUEST_VERSION && f.type == WIRE_VARINT)
+            version = f.u;
+    }
+    return del && !version;
 }
 
-/* A delete travels alone: the replica may run the calls of one window in
- * any order, and a tombstone hides only what its replica stored before it,
- * so the writes it missed before the delete must be stored first (and the
- * writes after it, after it). A delete ends the window before it, and
- * nothing joins a window that holds one. */
+/* hints_peek_many callback: one hint into the next window slot, as a
+ * forwarded NodeWrite. The replica may run the calls of one window in any
+ * order; a versioned delete does not mind (it hides the lower versions and
+ * only those, whenever they arrive: engine.h, VERSIONS), but an unversioned
+ * one hides what its replica stored before it, so it travels alone: it ends
+ * the window before it, and nothing joins a window that holds one. */
 static int take_hint(void *arg, uint32_t shard, int64_t ts, const uint8_t *batch, size_t len)
 {
     peer_t *p = arg;
     (void)ts;
     if (p->barrier)
         return ST_EAGAIN;
-    if (hint_is_delete(batch, len)) {
+    if (hint_is_unversioned_delete(batch, len)) {
         if (p->nwin)
             return ST_EAGAIN;
         p->barrier = 1;

@@ -446,6 +446,10 @@ static void work_cb(uv_work_t *w)
         j->err = node_rules_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_RULES_RESP;
         break;
+    case RPC_TOMBS:
+        j->err = node_delete_tombs_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->out_type = RPC_TOMBS_RESP;
+        break;
     case RPC_DIGEST:
         j->err = node_repair_digest_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_DIGEST_RESP;

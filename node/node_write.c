@@ -109,9 +109,11 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
                  topo_node_id(n->topo, n->self));
         return ST_EINVAL;
     }
-    if (del) { /* a delete, in its place among the shard's writes */
+    if (version) /* versions this node issues later exceed it (deletes too) */
+        st_hlc_observe(&n->hlc, version);
+    if (del) { /* a delete, in its place among the shard's writes, with its version */
         uint64_t gone = 0;
-        rc = node_delete_shard(n, shard, del, del_len, &gone, res->msg, sizeof res->msg);
+        rc = node_delete_shard(n, shard, del, del_len, version, &gone, res->msg, sizeof res->msg);
         if (!rc)
             metric_counter_inc(n->deletes_served);
         res->samples = gone;
@@ -123,8 +125,6 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
     }
     uint64_t written0 = wr->written, refused0 = wr->samples_refused, sref0 = wr->series_refused;
-    if (version) /* versions this node issues later exceed it */
-        st_hlc_observe(&n->hlc, version);
     rc = engine_write_v(n->engines[shard], ws->b, bi, version, wr);
     uint64_t written = wr->written - written0;
     res->samples = written;

@@ -70,6 +70,10 @@ const char *rpc_type_name(unsigned type)
         return "RULES";
     case RPC_RULES_RESP:
         return "RULES_RESP";
+    case RPC_TOMBS:
+        return "TOMBS";
+    case RPC_TOMBS_RESP:
+        return "TOMBS_RESP";
     case RPC_DIGEST:
         return "DIGEST";
     case RPC_DIGEST_RESP:

@@ -75,6 +75,8 @@ typedef enum rpc_type {
     RPC_DELETE_RESP = 35,      /* DeleteResponse */
     RPC_RULES = 38,            /* RulesRequest: offer / ask for the compaction rule set */
     RPC_RULES_RESP = 39,       /* RulesResponse: the node's rule set */
+    RPC_TOMBS = 40,            /* TombsRequest: a shard's versioned deletes (repair) */
+    RPC_TOMBS_RESP = 41,       /* TombsResponse */
     RPC_DIGEST = 44,           /* DigestRequest: a shard's digest (repair) */
     RPC_DIGEST_RESP = 45,      /* DigestResponse */
     RPC_REPAIR_PULL = 46,      /* RepairPullRequest: samples of some buckets and a window */

@@ -249,9 +249,22 @@ static int replay_samples(replay_ctx_t *c, const uint8_t *p, const uint8_t *end,
         for (uint64_t j = 0; j < n; j++, p += 8)
             c->v[j] = st_bits_f64(st_load_u64le(p));
         uint64_t ooo = 0;
-        int rc = head_append(c->e->head, (uint32_t)id, c->ts, c->v, n, version, &ooo);
-        if (!rc) /* the replayed head knows its partitions as the one written did */
-            rc = head_note_parts(c->e, c->e->head, c->ts, n);
+        const int64_t *ts = c->ts;
+        const double *vals = c->v;
+        size_t cnt = (size_t)n;
+        void *own = NULL;
+        int rc = 0;
+        if (engine_tomb_may_hide(c->e, version)) { /* as engine_write_v does */
+            st_label_t l[ST_LABELS_MAX];
+            int nl = idx_labels(c->e->idx, (uint32_t)id, l);
+            rc = nl < 0 ? nl
+                        : engine_tomb_filter(c->e, l, (size_t)nl, version, &ts, &vals, &cnt, &own);
+        }
+        if (!rc && cnt)
+            rc = head_append(c->e->head, (uint32_t)id, ts, vals, cnt, version, &ooo);
+        if (!rc && cnt) /* the replayed head knows its partitions as the one written did */
+            rc = head_note_parts(c->e, c->e->head, ts, cnt);
+        free(own);
         if (rc)
             return rc;
         c->samples += n;
@@ -583,6 +596,8 @@ static int close_flush(engine_t *e)
         rc = engine_freeze_head(e, 0);
     if (!rc)
         rc = engine_flush_frozen(e, dl);
+    if (!rc)
+        rc = engine_tomb_save_dirty(e);
     pthread_mutex_unlock(&e->flush_mu);
     if (rc && e->o.log) {
         char line[512];
@@ -1051,14 +1066,25 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     if (h->samples == 0)
         h->created_ms = st_now_ms();
     uint64_t data0 = head_data_bytes(h);
+    size_t nlive = 0; /* series that got samples: ws.ids[0, nlive) */
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = head_append(h, ws.ids[i], b[i].ts, b[i].values, b[i].n, version, &ooo);
-        if (!rc)
-            rc = head_note_parts(e, h, b[i].ts, b[i].n);
+        /* a newer delete hides what an older write brings late (engine_tomb.c) */
+        const int64_t *ts = b[i].ts;
+        const double *vals = b[i].values;
+        size_t cnt = b[i].n;
+        void *own = NULL;
+        rc = engine_tomb_filter(e, b[i].labels, b[i].nlabels, version, &ts, &vals, &cnt, &own);
+        if (!rc && cnt)
+            rc = head_append(h, ws.ids[i], ts, vals, cnt, version, &ooo);
+        if (!rc && cnt)
+            rc = head_note_parts(e, h, ts, cnt);
+        free(own);
+        if (cnt)
+            ws.ids[nlive++] = ws.ids[i];
         total += b[i].n;
     }
     if (!rc && engine_tomb_any_dead(e))
-        engine_tomb_note_write(e, ws.ids, n); /* written again: listed again */
+        engine_tomb_note_write(e, ws.ids, nlive); /* written again: listed again */
     engine_head_account(e);
     int over = head_data_bytes(h) >= e->o.memtable_max_bytes ||
                (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) ||
@@ -1207,6 +1233,7 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->purges = atomic_load(&e->purges);
     s->metric_retention_drops = atomic_load(&e->mret_drops);
     s->metric_retention_rewrites = atomic_load(&e->mret_rewrites);
+    s->samples_hidden_late = atomic_load(&e->samples_hidden_late);
     char why[8];
     s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

@@ -53,8 +53,26 @@
  *    also holds a sample written with a version >= v; in the head it wins.
  *  - compaction: a merged sample takes its input block's vmax; an output
  *    block's vmax is the max over its samples.
- *  - tombstones (engine_delete) are not versioned yet: a delete hides what
- *    this replica received before it (by arrival), as before.
+ *  - deletes: engine_delete_v gives a tombstone a version V (the
+ *    coordinator's, like a write's). It hides the samples of its series and
+ *    range whose version is LOWER than V and never one with a higher
+ *    version, whatever the arrival order: head samples of versions >= V
+ *    stay when the delete is applied, a later write of a version < V is
+ *    left out as it enters the head (matched on its labels, so also for a
+ *    series this replica creates only after the delete; counted in
+ *    samples_hidden_late), a later write of a version >= V is kept, and a
+ *    segment flushed before the delete arrived is masked in the range (a
+ *    block with vmax < V holds only older versions: exact). The one
+ *    imprecision, leaning to never bringing deleted data back: a write of
+ *    a version >= V that reached this replica BEFORE the delete and was
+ *    flushed to a segment before the delete arrived is hidden with its
+ *    block (vmax cannot tell it from the older samples beside it); the
+ *    replicas that applied the delete first keep it, and repair writes it
+ *    back here (a versioned write, which the tombstone does not hide).
+ *    engine_delete (version 0, and every tombstone written before versions
+ *    existed) keeps the arrival rule: it hides what this replica stored
+ *    before it. Unversioned writes (version 0) are never left out: they
+ *    arrive after any tombstone already applied.
  * Readers that compare or move data between replicas (anti-entropy,
  * repair) read each sample's version (as above) with engine_iter_versions
  * and write them back with engine_write_v (one version per call).
@@ -298,8 +316,9 @@ void engine_iter_destroy(engine_iter_t *it);
 const uint64_t *engine_iter_versions(const engine_iter_t *it);
 /*
  * Drop from ts/v/ver (n samples of the series with these sorted labels;
- * ver may be NULL) the samples a local tombstone covers: the series was
- * selected by a delete whose range holds them. For data arriving from
+ * ver may be NULL: all 0) the samples a local tombstone covers: the series
+ * was selected by a delete whose range holds them and, for a versioned
+ * delete, the sample's version is lower than the delete's. For data arriving from
  * another replica by repair, which must not bring back what this replica
  * deleted while the peer has not heard of the delete yet. Returns the
  * number kept (compacted in place, order kept).
@@ -381,6 +400,34 @@ typedef struct engine_delete_result {
 } engine_delete_result_t;
 int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
                   uint64_t id, int dry_run, engine_delete_result_t *r);
+/*
+ * engine_delete with a version (see VERSIONS; 0 = engine_delete): the
+ * samples in range of the selected series with a LOWER version are hidden,
+ * now and when they arrive later; higher versions stay, whenever they
+ * arrive. Kept (durably) even when it selects nothing yet.
+ */
+int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
+                    uint64_t id, uint64_t version, int dry_run, engine_delete_result_t *r);
+/*
+ * The tombstones that travel between replicas (repair): versioned, with a
+ * non-zero id, so that applying one again elsewhere (engine_delete_v with
+ * its id and version) has the same outcome and a repeat is a no-op.
+ * engine_tomb_list calls cb for each from position `from` (positions are
+ * stable while the engine is open); a non-zero return stops the walk and
+ * is returned, and *next (may be NULL) gets the position to resume at (the
+ * stopping tombstone's own). The info's strings are valid until close.
+ * engine_tomb_summary: their count and an order-independent hash of their
+ * (id, version), equal on two replicas holding the same ones.
+ */
+typedef struct engine_tomb_info {
+    uint64_t id, version;
+    int64_t start, end; /* inclusive, ms */
+    const st_matcher_t *m;
+    size_t nm;
+} engine_tomb_info_t;
+typedef int (*engine_tomb_cb)(void *arg, const engine_tomb_info_t *t);
+int engine_tomb_list(engine_t *e, size_t from, engine_tomb_cb cb, void *arg, size_t *next);
+void engine_tomb_summary(engine_t *e, uint64_t *count, uint64_t *hash);
 /* Compact now every partition holding deleted samples; *bytes (may be NULL)
  * gets the bytes this freed. */
 int engine_purge(engine_t *e, uint64_t *bytes);
@@ -452,6 +499,9 @@ typedef struct engine_stats {
     uint64_t metric_retention_rewrites; /* partitions compacted: some series past its cut */
     /* --- copies between replicas (engine_copy.c) --- */
     uint64_t segments_installed; /* segment files received from a replica and installed */
+    /* --- versioned deletes --- */
+    uint64_t samples_hidden_late; /* samples of writes older than a delete that arrived
+                                     after it (left out: engine_delete_v) */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -48,6 +48,37 @@ static int scan_ids(engine_t *e, const uint32_t *ids, size_t n, int64_t start, i
     return rc < 0 ? rc : 0;
 }
 
+/* A versioned delete, under head_mu: series created since its selection
+ * (a write racing the delete, maybe older than it) are selected too, so
+ * the head prune reaches them; their `stays` is 1 (just written). */
+static int reselect(engine_t *e, tomb_t *t, uint32_t seen, uint8_t **stays)
+{
+    pthread_rwlock_rdlock(&e->idx_lock);
+    uint32_t now = idx_count(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (now == seen)
+        return 0;
+    uint32_t *old = t->ids;
+    size_t nold = t->nids;
+    t->ids = NULL;
+    t->nids = 0;
+    int rc = engine_tomb_select(e, t);
+    uint8_t *st = rc ? NULL : calloc(t->nids ? t->nids : 1, 1);
+    if (!rc && !st)
+        rc = ST_ENOMEM;
+    for (size_t i = 0, j = 0; !rc && i < t->nids; i++) { /* both ascending */
+        while (j < nold && old[j] < t->ids[i])
+            j++;
+        st[i] = j < nold && old[j] == t->ids[i] ? (*stays)[j] : 1;
+    }
+    free(old);
+    if (!rc) {
+        free(*stays);
+        *stays = st;
+    }
+    return rc;
+}
+
 int engine_tomb_ready(engine_t *e)
 {
     int rc = 0;
@@ -84,6 +115,12 @@ int engine_tomb_ready(engine_t *e)
 int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
                   uint64_t id, int dry_run, engine_delete_result_t *r)
 {
+    return engine_delete_v(e, m, nm, start, end, id, 0, dry_run, r);
+}
+
+int engine_delete_v(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, int64_t end,
+                    uint64_t id, uint64_t version, int dry_run, engine_delete_result_t *r)
+{
     memset(r, 0, sizeof *r);
     if (nm == 0 || nm > TOMB_MATCHERS_MAX || start > end) {
         engine_set_error(nm == 0                  ? "a delete needs at least one matcher"
@@ -111,13 +148,20 @@ int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, 
     tomb_t *t = NULL;
     uint8_t *stays = NULL;
     int rc = tomb_new(m, nm, start, end, id, 0, st_now_ms(), &t);
-    if (!rc)
+    pthread_rwlock_rdlock(&e->idx_lock);
+    uint32_t seen = idx_count(e->idx);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (!rc) {
+        t->version = version;
         rc = engine_tomb_select(e, t);
+    }
     if (!rc && !(stays = calloc(t->nids ? t->nids : 1, 1)))
         rc = ST_ENOMEM;
     if (!rc)
         rc = scan_ids(e, t->ids, t->nids, start, end, &r->series, &r->samples, stays);
-    if (rc || dry_run || t->nids == 0) {
+    /* a versioned delete is kept even when it selects nothing here yet: an
+     * older write arriving later (hint, repair) must stay hidden */
+    if (rc || dry_run || (t->nids == 0 && !version)) {
         pthread_mutex_unlock(&e->flush_mu);
         tomb_free(t);
         free(stays);
@@ -128,14 +172,21 @@ int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, 
     st_buf_init(&rec);
     uint64_t lsn = 0;
     pthread_mutex_lock(&e->head_mu);
-    if (e->o.wal_durability != ENGINE_WAL_NONE) {
+    if (version)
+        rc = reselect(e, t, seen, &stays);
+    if (!rc && e->o.wal_durability != ENGINE_WAL_NONE) {
         rc = tomb_encode(&rec, t);
         if (!rc)
             rc = wal_append(e->wal, WAL_REC_TOMB, rec.data, rec.len, &lsn);
     }
+    /* one that selects nothing changes no data and no dead list: its WAL
+     * record makes it durable, and the tombstones file takes it before
+     * that WAL file goes (engine_tomb_save_dirty) -- a delete of series
+     * other shards hold costs this shard no file rewrite */
+    int defer = t->nids == 0 && e->o.wal_durability != ENGINE_WAL_NONE;
     if (!rc) {
-        engine_tomb_head_prune(e->head, t->ids, t->nids, start, end);
-        engine_tomb_head_prune(e->frozen, t->ids, t->nids, start, end);
+        engine_tomb_head_prune(e->head, t->ids, t->nids, start, end, version);
+        engine_tomb_head_prune(e->frozen, t->ids, t->nids, start, end, version);
         engine_head_account(e);
         pthread_mutex_lock(&e->tomb_mu);
         for (size_t i = 0; i < t->nids; i++)
@@ -152,8 +203,12 @@ int engine_delete(engine_t *e, const st_matcher_t *m, size_t nm, int64_t start, 
     free(stays);
     if (!rc && e->o.wal_durability != ENGINE_WAL_NONE)
         rc = wal_sync(e->wal, lsn);
-    if (!rc)
+    if (!rc && defer) {
+        e->tomb_dirty = 1;
+    } else if (!rc) {
         rc = engine_tomb_save(e);
+        e->tomb_dirty = rc ? e->tomb_dirty : 0;
+    }
     pthread_mutex_unlock(&e->flush_mu);
     tomb_free(t);
     if (!rc) {

@@ -707,8 +707,11 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
     head_destroy(f);
     atomic_fetch_add(&e->flushes, 1);
     engine_recovered(e, FAIL_FLUSH);
-    if (e->o.wal_durability != ENGINE_WAL_NONE && !keep_wal)
-        rc = wal_remove_before(e->wal, wal_seq);
+    if (e->o.wal_durability != ENGINE_WAL_NONE && !keep_wal) {
+        rc = engine_tomb_save_dirty(e); /* a tombstone only in these WAL files */
+        if (!rc)
+            rc = wal_remove_before(e->wal, wal_seq);
+    }
     return rc;
 }
 
@@ -770,7 +773,9 @@ int engine_wal_recover(engine_t *e)
                     rc == ST_EIO ? strerror(en) : st_strerror(rc));
         return rc;
     }
-    rc = wal_remove_before(e->wal, seq);
+    rc = engine_tomb_save_dirty(e);
+    if (!rc)
+        rc = wal_remove_before(e->wal, seq);
     if (!rc)
         engine_recovered(e, FAIL_WAL);
     return rc;

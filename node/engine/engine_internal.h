@@ -234,8 +234,10 @@ struct engine {
     uint8_t *dead;             /* [series id]: emptied by a delete, not written since */
     size_t dead_cap;
     atomic_size_t ndead;
-    int tomb_dirty; /* open: a WAL tombstone not in the file yet */
+    int tomb_dirty;                  /* open: a WAL tombstone not in the file yet */
+    atomic_uint_least64_t tomb_vmax; /* highest tombstone version (0: none versioned) */
     atomic_uint_least64_t deletes, samples_deleted, purge_bytes, purges;
+    atomic_uint_least64_t samples_hidden_late;          /* versioned writes a newer delete hid */
     atomic_uint_least64_t seg_opens, seg_reads_skipped; /* segment files opened; reads skipped */
     atomic_uint_least64_t writes_backpressure_cut; /* writes that stopped waiting for a flush */
 
@@ -316,9 +318,26 @@ int engine_tomb_push(engine_t *e, struct tomb *t);
 void engine_tomb_dead_set(engine_t *e, uint32_t id, int on);
 /* Rewrite <dir>/tombstones atomically. */
 int engine_tomb_save(engine_t *e);
-/* Remove ids' samples in [start, end] from head h; the count removed. */
+/* The same if a tombstone is only in the WAL yet (flush_mu held): before
+ * WAL files are removed. */
+int engine_tomb_save_dirty(engine_t *e);
+/* Remove ids' samples in [start, end] from head h -- with version > 0 only
+ * those of a lower version (head_mu held); the count removed. */
 uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_t start,
-                                int64_t end);
+                                int64_t end, uint64_t version);
+/*
+ * The write filter (head_mu held), for n samples of the series with sorted
+ * labels l written at `version`, before they enter the head: the samples a
+ * versioned tombstone with a HIGHER version selects (labels, time range)
+ * are left out. Fast (one atomic load) unless version is below the highest
+ * tombstone version. When some are left out, *ts / *v point to malloc'd
+ * copies of the kept ones (*owned: free it after use), *n is their count
+ * and the others are counted (samples_hidden_late). 0 or ST_ENOMEM.
+ */
+int engine_tomb_filter(engine_t *e, const st_label_t *l, size_t nl, uint64_t version,
+                       const int64_t **ts, const double **v, size_t *n, void **owned);
+/* Could engine_tomb_filter leave out something written at `version`? */
+int engine_tomb_may_hide(engine_t *e, uint64_t version);
 /* Does head h hold a sample of id? */
 int engine_tomb_head_has(const head_t *h, uint32_t id);
 /* Mark done the tombstones nothing older overlaps; the count still pending. */

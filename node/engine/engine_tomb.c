@@ -20,6 +20,14 @@
  *  - a series left with no sample at all is "dead": label names / values
  *    and /api/v1/status/tsdb skip it until it is written again. The dead
  *    list is saved with the tombstones and re-checked at open.
+ *  - a versioned tombstone (version V, engine_delete_v) obeys last write
+ *    wins by version instead of arrival (tomb.h): the heads keep their
+ *    samples of versions >= V when it is applied; a later write of a lower
+ *    version is filtered as it enters the head (engine_tomb_filter, under
+ *    head_mu like the delete's prune, so a write and a delete racing give
+ *    the same outcome in either order; WAL replay filters the same way);
+ *    it is kept even when it selects nothing yet (a late older write may
+ *    create the series) and it travels in repair (engine_tomb_list).
  *
  * Locks: tomb_mu is a leaf (taken last, nothing called under it locks).
  */
@@ -77,6 +85,9 @@ int engine_tomb_push(engine_t *e, tomb_t *t)
     pthread_mutex_unlock(&e->tomb_mu);
     if (!rc)
         atomic_fetch_add(&e->ntombs_live, 1);
+    uint64_t vm = atomic_load(&e->tomb_vmax);
+    while (!rc && t->version > vm && !atomic_compare_exchange_weak(&e->tomb_vmax, &vm, t->version))
+        ;
     return rc;
 }
 
@@ -145,6 +156,16 @@ int engine_tomb_save(engine_t *e)
     return rc;
 }
 
+int engine_tomb_save_dirty(engine_t *e)
+{
+    if (!e->tomb_dirty)
+        return 0;
+    int rc = engine_tomb_save(e);
+    if (!rc)
+        e->tomb_dirty = 0;
+    return rc;
+}
+
 int engine_tomb_load(engine_t *e)
 {
     char path[4096];
@@ -193,9 +214,10 @@ int engine_tomb_load(engine_t *e)
     return rc;
 }
 
-/* Remove samples of series ids[] in [start, end] from a head (head_mu held). */
+/* Remove samples of series ids[] in [start, end] from a head (head_mu held);
+ * with version > 0 only those of a lower version (0 included). */
 uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_t start,
-                                int64_t end)
+                                int64_t end, uint64_t version)
 {
     uint64_t gone = 0;
     if (!h)
@@ -213,7 +235,8 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
         uint32_t w = 0;
         int64_t mint = INT64_MAX, maxt = INT64_MIN;
         for (uint32_t i = 0; i < s->n; i++) {
-            if (s->ts[i] >= start && s->ts[i] <= end)
+            if (s->ts[i] >= start && s->ts[i] <= end &&
+                (!version || (s->ver ? s->ver[i] : 0) < version))
                 continue;
             s->ts[w] = s->ts[i];
             s->v[w] = s->v[i];
@@ -251,7 +274,7 @@ int engine_tomb_replay(engine_t *e, const uint8_t *p, size_t len)
         tomb_free(t);
         return rc;
     }
-    engine_tomb_head_prune(e->head, t->ids, t->nids, t->start, t->end);
+    engine_tomb_head_prune(e->head, t->ids, t->nids, t->start, t->end, t->version);
     if (t->seq >= e->next_seq)
         e->next_seq = t->seq + 1;
     int known = 0;
@@ -436,7 +459,8 @@ size_t engine_tomb_drop_masked(engine_t *e, const st_label_t *l, size_t nl, int6
         int masked = 0;
         for (size_t k = 0; k < e->ntombs && !masked; k++) {
             const tomb_t *t = e->tombs[k];
-            masked = ts[i] >= t->start && ts[i] <= t->end && tomb_has_id(t, id);
+            masked = ts[i] >= t->start && ts[i] <= t->end &&
+                     (!t->version || (ver ? ver[i] : 0) < t->version) && tomb_has_id(t, id);
         }
         if (masked)
             continue;
@@ -448,4 +472,130 @@ size_t engine_tomb_drop_masked(engine_t *e, const st_label_t *l, size_t nl, int6
     }
     pthread_mutex_unlock(&e->tomb_mu);
     return w;
+}
+
+int engine_tomb_may_hide(engine_t *e, uint64_t version)
+{
+    return version && version < atomic_load(&e->tomb_vmax);
+}
+
+int engine_tomb_filter(engine_t *e, const st_label_t *l, size_t nl, uint64_t version,
+                       const int64_t **ts, const double **v, size_t *n, void **owned)
+{
+    *owned = NULL;
+    if (!*n || !engine_tomb_may_hide(e, version))
+        return 0;
+    const int64_t *t0 = *ts;
+    int64_t mint = INT64_MAX, maxt = INT64_MIN;
+    for (size_t i = 0; i < *n; i++) {
+        mint = t0[i] < mint ? t0[i] : mint;
+        maxt = t0[i] > maxt ? t0[i] : maxt;
+    }
+    /* the tombstones that hide some of it: newer, overlapping, selecting l */
+    tomb_t **hit = NULL;
+    size_t nhit = 0;
+    int rc = 0;
+    pthread_mutex_lock(&e->tomb_mu);
+    for (size_t k = 0; k < e->ntombs && !rc; k++) {
+        tomb_t *t = e->tombs[k];
+        if (t->version <= version || t->start > maxt || t->end < mint)
+            continue;
+        int m = tomb_match(t, l, nl);
+        if (m < 0) {
+            rc = m;
+        } else if (m) {
+            tomb_t **h = realloc(hit, (nhit + 1) * sizeof *h);
+            if (!h)
+                rc = ST_ENOMEM;
+            else
+                (hit = h)[nhit++] = t;
+        }
+    }
+    pthread_mutex_unlock(&e->tomb_mu);
+    if (rc || !nhit) {
+        free(hit);
+        return rc;
+    }
+    /* start/end of a tombstone never change: read without the lock */
+    size_t cnt = *n, w = 0;
+    uint8_t *mem = malloc(cnt * (sizeof(int64_t) + sizeof(double)));
+    if (!mem) {
+        free(hit);
+        return ST_ENOMEM;
+    }
+    int64_t *ots = (int64_t *)mem;
+    double *ov = (double *)(mem + cnt * sizeof(int64_t));
+    for (size_t i = 0; i < cnt; i++) {
+        int hidden = 0;
+        for (size_t k = 0; k < nhit && !hidden; k++)
+            hidden = t0[i] >= hit[k]->start && t0[i] <= hit[k]->end;
+        if (hidden)
+            continue;
+        ots[w] = t0[i];
+        ov[w++] = (*v)[i];
+    }
+    free(hit);
+    if (w == cnt) {
+        free(mem);
+        return 0;
+    }
+    atomic_fetch_add(&e->samples_hidden_late, cnt - w);
+    *ts = ots;
+    *v = ov;
+    *n = w;
+    *owned = mem;
+    return 0;
+}
+
+/* One tombstone's contribution to the summary hash (splitmix64 of both). */
+static uint64_t tomb_mix(uint64_t id, uint64_t version)
+{
+    uint64_t z = id * 0x9e3779b97f4a7c15ull ^ version;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Repair exchanges the versioned tombstones with an id: only those can be
+ * applied on another replica with the same outcome. */
+static int tomb_travels(const tomb_t *t)
+{
+    return t->version && t->id;
+}
+
+void engine_tomb_summary(engine_t *e, uint64_t *count, uint64_t *hash)
+{
+    uint64_t c = 0, h = 0;
+    pthread_mutex_lock(&e->tomb_mu);
+    for (size_t i = 0; i < e->ntombs; i++)
+        if (tomb_travels(e->tombs[i])) {
+            c++;
+            h += tomb_mix(e->tombs[i]->id, e->tombs[i]->version);
+        }
+    pthread_mutex_unlock(&e->tomb_mu);
+    *count = c;
+    *hash = h;
+}
+
+int engine_tomb_list(engine_t *e, size_t from, engine_tomb_cb cb, void *arg, size_t *next)
+{
+    /* tombstones are never freed before close and never change once
+     * pushed: the callback runs without the lock */
+    size_t i = from;
+    int rc = 0;
+    for (;; i++) {
+        pthread_mutex_lock(&e->tomb_mu);
+        tomb_t *t = i < e->ntombs ? e->tombs[i] : NULL;
+        pthread_mutex_unlock(&e->tomb_mu);
+        if (!t)
+            break;
+        if (!tomb_travels(t))
+            continue;
+        engine_tomb_info_t in = {t->id, t->version, t->start, t->end, t->m, t->nm};
+        if ((rc = cb(arg, &in)) != 0)
+            break;
+    }
+    if (next)
+        *next = i;
+    return rc;
 }

@@ -9,13 +9,39 @@
 
 #include <stdlib.h>
 #include <string.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "st_crc32c.h"
 #include "st_err.h"
 #include "st_varint.h"
 
-#define TOMB_VERSION 1
-#define TOMB_HDR 16 /* magic + body_len + crc */
+#define TOMB_FORMAT 1   /* an unversioned tombstone */
+#define TOMB_FORMAT_V 2 /* a versioned one */
+#define TOMB_HDR 16     /* magic + body_len + crc */
+/* the label index's limits for a regex matcher (idx_match.c) */
+#define TOMB_RE_MATCH_LIMIT 1000000u
+#define TOMB_RE_DEPTH_LIMIT 10000u
+
+/* tomb_match's compiled regexes: re[i] for matcher i (NULL: not a regex) */
+struct tomb_re {
+    size_t n;
+    pcre2_code **re;
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+};
+
+static void tomb_re_free(tomb_re_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; r->re && i < r->n; i++)
+        pcre2_code_free(r->re[i]);
+    pcre2_match_data_free(r->md);
+    pcre2_match_context_free(r->mc);
+    free(r->re);
+    free(r);
+}
 
 static char *dupn(const char *s, size_t n)
 {
@@ -37,6 +63,7 @@ void tomb_free(tomb_t *t)
     }
     free(t->m);
     free(t->ids);
+    tomb_re_free(t->re);
     free(t);
 }
 
@@ -83,9 +110,11 @@ int tomb_new(const st_matcher_t *m, size_t nm, int64_t start, int64_t end, uint6
 
 int tomb_encode(st_buf_t *b, const tomb_t *t)
 {
-    int rc = st_buf_put_u8(b, TOMB_VERSION);
+    int rc = st_buf_put_u8(b, t->version ? TOMB_FORMAT_V : TOMB_FORMAT);
     rc = rc ? rc : st_buf_put_uvarint(b, t->id);
     rc = rc ? rc : st_buf_put_uvarint(b, t->seq);
+    if (t->version)
+        rc = rc ? rc : st_buf_put_uvarint(b, t->version);
     rc = rc ? rc : st_buf_put_svarint(b, t->start);
     rc = rc ? rc : st_buf_put_svarint(b, t->end);
     rc = rc ? rc : st_buf_put_svarint(b, t->created_ms);
@@ -120,11 +149,12 @@ static int get_str(const uint8_t **p, const uint8_t *end, char **out)
 int tomb_decode(const uint8_t *p, size_t len, tomb_t **out)
 {
     const uint8_t *end = p + len;
-    uint64_t id, seq, nm;
+    uint64_t id, seq, nm, version = 0;
     int64_t start, end_ms, created;
     int k;
-    if (len < 1 || p[0] != TOMB_VERSION)
+    if (len < 1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_V))
         return ST_ECORRUPT;
+    int versioned = p[0] == TOMB_FORMAT_V;
     p++;
     if ((k = st_uvarint_get(p, end, &id)) <= 0)
         return ST_ECORRUPT;
@@ -132,6 +162,11 @@ int tomb_decode(const uint8_t *p, size_t len, tomb_t **out)
     if ((k = st_uvarint_get(p, end, &seq)) <= 0)
         return ST_ECORRUPT;
     p += k;
+    if (versioned) { /* version 0 is written as format 1: one encoding each */
+        if ((k = st_uvarint_get(p, end, &version)) <= 0 || version == 0)
+            return ST_ECORRUPT;
+        p += k;
+    }
     if ((k = st_svarint_get(p, end, &start)) <= 0)
         return ST_ECORRUPT;
     p += k;
@@ -152,6 +187,7 @@ int tomb_decode(const uint8_t *p, size_t len, tomb_t **out)
         return ST_ENOMEM;
     t->id = id;
     t->seq = seq;
+    t->version = version;
     t->start = start;
     t->end = end_ms;
     t->created_ms = created;
@@ -315,4 +351,64 @@ size_t tomb_mask(tomb_t *const *t, size_t nt, uint32_t id, uint64_t src_seq, int
         n = w;
     }
     return n;
+}
+
+/* Compile t's regexes (first use). */
+static int tomb_re_make(tomb_t *t)
+{
+    tomb_re_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return ST_ENOMEM;
+    r->n = t->nm;
+    r->re = calloc(t->nm ? t->nm : 1, sizeof *r->re);
+    r->md = pcre2_match_data_create(1, NULL);
+    r->mc = pcre2_match_context_create(NULL);
+    if (!r->re || !r->md || !r->mc) {
+        tomb_re_free(r);
+        return ST_ENOMEM;
+    }
+    pcre2_set_match_limit(r->mc, TOMB_RE_MATCH_LIMIT);
+    pcre2_set_depth_limit(r->mc, TOMB_RE_DEPTH_LIMIT);
+    for (size_t i = 0; i < t->nm; i++) {
+        if (t->m[i].type != ST_MATCH_RE && t->m[i].type != ST_MATCH_NRE)
+            continue;
+        int ec;
+        PCRE2_SIZE eo;
+        /* a pattern that does not compile (it selected nothing when the
+         * delete ran, or the delete failed) stays NULL: it matches nothing */
+        r->re[i] = pcre2_compile((PCRE2_SPTR)t->m[i].value, strlen(t->m[i].value),
+                                 PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_DOTALL, &ec,
+                                 &eo, NULL);
+    }
+    t->re = r;
+    return 0;
+}
+
+int tomb_match(tomb_t *t, const st_label_t *l, size_t nl)
+{
+    if (!t->re && tomb_re_make(t) != 0)
+        return ST_ENOMEM;
+    for (size_t i = 0; i < t->nm; i++) {
+        const st_matcher_t *m = &t->m[i];
+        int at = st_labels_find(l, nl, m->name);
+        const char *v = at >= 0 ? l[at].value : "";
+        size_t vl = at >= 0 ? l[at].value_len : 0;
+        int hit;
+        if (m->type == ST_MATCH_EQ || m->type == ST_MATCH_NE) {
+            hit = strlen(m->value) == vl && memcmp(m->value, v, vl) == 0;
+        } else if (!t->re->re[i]) {
+            return 0;
+        } else {
+            int rc = pcre2_match(t->re->re[i], (PCRE2_SPTR)v, vl, 0, 0, t->re->md, t->re->mc);
+            if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+                rc == PCRE2_ERROR_HEAPLIMIT)
+                continue; /* undecided: selected */
+            hit = rc >= 0;
+        }
+        if (m->type == ST_MATCH_NE || m->type == ST_MATCH_NRE)
+            hit = !hit;
+        if (!hit)
+            return 0;
+    }
+    return 1;
 }

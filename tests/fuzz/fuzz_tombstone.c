@@ -2,7 +2,8 @@
  * fuzz_tombstone — the tombstone decoders (node/engine/tomb.c) on hostile
  * bytes: one WAL record (byte 0 even) or a whole tombstones file (odd;
  * with bit 1 set the header's length and CRC are fixed up so the body is
- * fuzzed). Whatever decodes must encode again and decode to the same bytes.
+ * fuzzed). Whatever decodes must encode again and decode to the same bytes;
+ * a decoded tombstone's matchers are run on a few label sets (tomb_match).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,13 @@ static void one_record(const uint8_t *p, size_t n)
     tomb_t *u;
     CHECK(tomb_decode(b.data, b.len, &u) == 0);
     CHECK(u->id == t->id && u->seq == t->seq && u->nm == t->nm && u->start == t->start);
+    CHECK(u->version == t->version);
+    /* label-set matching (the write filter of versioned deletes) on a few sets */
+    st_label_t ls[2] = {{"__name__", "cpu", 8, 3}, {"host", "a", 4, 1}};
+    for (size_t k = 0; k <= 2; k++) {
+        int m = tomb_match(t, ls, k);
+        CHECK(m == 0 || m == 1 || m == ST_ENOMEM);
+    }
     for (size_t i = 0; i < t->nm; i++)
         CHECK(strcmp(u->m[i].name, t->m[i].name) == 0 &&
               strcmp(u->m[i].value, t->m[i].value) == 0 && u->m[i].type == t->m[i].type);

@@ -24,6 +24,10 @@ what heals is what the test asks for.
     repair` replaces n3's older values with the newer version's (counted as
     resolved conflicts) and leaves n1/n2's (their version is higher), so
     every replica ends with the latest values.
+  - dropped delete: a delete n3 missed (SIGSTOPped, then kill -9'd) and
+    whose hints are dropped reaches n3 through `strata repair` (the peers'
+    versioned tombstones travel before any sample), so n3's own export no
+    longer holds the deleted samples and the replicas end identical.
 """
 
 import os
@@ -33,9 +37,10 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.parse
 
 from harness import (AckLog, BackgroundWriter, BatchGen, ClusterTestCase, binary, body_of,
-                     metric_sum, recent_base_s, write_with_retries)
+                     http_request, metric_sum, recent_base_s, write_with_retries)
 
 REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
         "repair_interval": "0s"}
@@ -238,6 +243,45 @@ class RepairTest(ClusterTestCase):
             self.assertEqual(values(i), [2] * len(keys), "latest values on %s" % c.node_ids[i])
         self.assertEqual(self.repair_metric(2, "strata_node_repair_conflicts_resolved_total")
                          - resolved0, len(keys))
+
+    def test_d_dropped_delete_is_repaired(self):
+        c = self.c
+        t = int(time.time() * 1000) - 60000
+        body = "".join("gone,host=h%d value=1 %d\n" % (h, t + 1000 * k)
+                       for h in range(4) for k in range(5))
+        r = write_with_retries(c, body, consistency="quorum", precision="ms")
+        self.assertEqual(r.status, 204, r.errors[-3:])
+
+        def held(i):
+            return sum(len(d) for d in self.node_data(i, "gone").values())
+
+        c.wait_until(lambda: all(held(i) == 20 for i in range(3)), 30, "data on every replica")
+        tombs0 = self.repair_metric(2, "strata_node_repair_tombstones_total")
+        c.sigstop(2)
+        try:
+            url = c.router_url(0) + "/api/v1/admin/tsdb/delete_series?" + \
+                urllib.parse.urlencode({"match[]": '{__name__="gone_value"}',
+                                        "consistency": "quorum"})
+            st, _, data = http_request(url, "POST", b"")
+            self.assertEqual(st, 204, data[:300])
+            for i in (0, 1):
+                self.assertEqual(c.sigterm(i), 0)
+            for i in (0, 1):
+                d = os.path.join(c.data_dir(i), "hints", c.node_ids[2])
+                if os.path.isdir(d):
+                    shutil.rmtree(d)
+        finally:
+            c.kill9(2)  # the forwarded delete may sit unread in n3's socket
+        c.start_all()
+        c.wait_peers_up()
+        self.assertEqual(held(2), 20, "n3 missed the delete")
+        rc, out = self.cli_repair()
+        self.assertEqual(rc, 0)
+        c.wait_replicas_identical(30)
+        for i in range(3):
+            self.assertEqual(held(i), 0, "deleted on %s" % c.node_ids[i])
+        self.assertGreaterEqual(self.repair_metric(2, "strata_node_repair_tombstones_total")
+                                - tombs0, 1)
 
 
 if __name__ == "__main__":
