@@ -1447,16 +1447,22 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
                                   NULL);
     r->bytes = metrics_counter(m, "strata_node_repair_bytes_total",
                                "Repair bytes received from peers (digests and pages).", NULL);
-    else if (pr.cells || pr.files || pr.tombs) st_info(
-        "repair pass",
-        "shard=%u peer=%s cells=%llu series=%llu samples=%llu "
-        "conflicts=%llu resolved=%llu tombstones=%llu bytes=%llu files=%llu "
-        "skipped=%llu ms=%llu dry_run=%d",
-        s, topo_node_id(n->topo, rep[j]), (unsigned long long)pr.cells,
-        (unsigned long long)pr.series, (unsigned long long)pr.samples,
-        (unsigned long long)pr.conflicts, (unsigned long long)pr.resolved,
-        (unsigned long long)pr.tombs, (unsigned long long)pr.bytes, (unsigned long long)pr.files,
-        (unsigned long long)pr.skipped, (unsigned long long)pr.ms, dry_run);
+    r->files = metrics_counter(m, "strata_node_repair_files_copied_total",
+                               "Segment files copied from a peer replica as files and installed "
+                               "(partitions this node had no segment of).",
+                               NULL);
+    r->file_bytes = metrics_counter(m, "strata_node_repair_file_bytes_total",
+                                    "Bytes of segment files (and series.log) received to copy "
+                                    "them (also in strata_node_repair_bytes_total).",
+                                    NULL);
+    r->skipped = metrics_counter(m, "strata_repair_partitions_skipped_total",
+                                 "Sealed partitions a repair pass did not compare: unchanged on "
+                                 "both replicas since they were last found equal.",
+                                 NULL);
+    r->tombs = metrics_counter(m, "strata_node_repair_tombstones_total",
+                               "Deletes (versioned tombstones) this node lacked and repair "
+                               "applied (from peers).",
+                               NULL);
     r->rebuild_gauge =
         metrics_gauge(m, "strata_node_rebuilding",
                       "1 while the node rebuilds its shards from their replicas.", NULL);
