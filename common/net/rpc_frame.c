@@ -80,6 +80,10 @@ const char *rpc_type_name(unsigned type)
         return "REPAIR";
     case RPC_REPAIR_RESP:
         return "REPAIR_RESP";
+    case RPC_ROW_STATS:
+        return "ROW_STATS";
+    case RPC_ROW_STATS_RESP:
+        return "ROW_STATS_RESP";
     }
     return "UNKNOWN";
 }

@@ -81,6 +81,8 @@ typedef enum rpc_type {
     RPC_REPAIR_PULL_RESP = 47, /* ReadResponse page */
     RPC_REPAIR = 48,           /* RepairRequest: repair / copy shards now */
     RPC_REPAIR_RESP = 49,      /* RepairResponse */
+    RPC_ROW_STATS = 54,        /* ReadRequest: timestamp fingerprints per tag set (SQL count(*)) */
+    RPC_ROW_STATS_RESP = 55,   /* RowStatsResponse */
 } rpc_type_t;
 
 /* A decoded frame. payload points into the input buffer when the frame was

@@ -329,6 +329,28 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
                  int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats);
 
 /*
+ * The same walk, fingerprinting each series' set of timestamps in [mint,
+ * maxt] (what engine_query returns; staleness markers left out with
+ * ENGINE_COUNT_NO_STALE): their number, the sum of engine_ts_mix() over
+ * them (mod 2^64: the same set gives the same sum however it is stored),
+ * the first and the last. Two series with equal fingerprints hold the same
+ * timestamps unless two different sets collide in the 64-bit sum. Whole
+ * blocks in range decode only their timestamps. cb as for engine_count;
+ * stats->from_headers counts the samples of such blocks.
+ */
+typedef struct engine_tstats {
+    uint64_t count;
+    uint64_t hash;
+    int64_t mint, maxt;
+} engine_tstats_t;
+typedef int (*engine_tstats_cb)(void *arg, const st_label_t *labels, size_t nlabels,
+                                const engine_tstats_t *s);
+int engine_tstats(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                  int flags, engine_tstats_cb cb, void *arg, engine_count_stats_t *stats);
+/* The 64-bit word a timestamp adds to a fingerprint (a bijection). */
+uint64_t engine_ts_mix(int64_t t);
+
+/*
  * Position of the iterator among the selected series (0 = before the first),
  * and a jump to such a position: a paged export resumes where the previous
  * page stopped. Positions are stable for one query, not across queries that
