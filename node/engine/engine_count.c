@@ -151,8 +151,7 @@ static int is_stale(double v)
 
 /* Add the samples of sorted ts/v[0..n) in the range to *a (staleness
  * markers left out with no_stale; v may be NULL when none can be one). */
-static void acc_in(const cnt_t *c, engine_tstats_t *a, const int64_t *ts, const double *v,
-                   size_t n)
+static void acc_in(const cnt_t *c, engine_tstats_t *a, const int64_t *ts, const double *v, size_t n)
 {
     size_t f, k = in_range(ts, n, c->mint, c->maxt, &f);
     if (!c->hash) {
