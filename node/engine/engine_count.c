@@ -23,7 +23,10 @@
  * tag set with it). The timestamps are then needed, not only the header
  * counts: a whole block in range decodes only its timestamp section
  * (codec_decode_ts; no staleness marker can hide in a decimal value
- * coding), the others are decoded and masked as for counting.
+ * coding) and its sum is kept with the segment (seg_ref_t.tsh: a file
+ * never changes, so the sum stays right; writes, deletes and compactions
+ * make other files or tombstones, which the walk sees as for counting);
+ * the other blocks are decoded and masked as for counting.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -254,24 +257,77 @@ static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t se
     return 0;
 }
 
-/* A block wholly in range, unmasked, without staleness markers: its count
- * from the header; fingerprinting, its timestamps alone decoded. */
-static int block_whole(cnt_t *c, const seg_entry_t *en, engine_tstats_t *a)
+/* A segment's kept fingerprints: h[i] is valid once ready[i] is set
+ * (release / acquire; racing writers store the same value). */
+typedef struct seg_tshash {
+    size_t n;
+    _Atomic uint64_t *h;
+    _Atomic uint8_t *ready;
+} seg_tshash_t;
+
+void seg_tshash_free(seg_tshash_t *t)
+{
+    free(t);
+}
+
+/* r's fingerprints (r pinned), made on first use; NULL without memory. */
+static seg_tshash_t *tshash_of(seg_ref_t *r)
+{
+    seg_tshash_t *t = atomic_load_explicit(&r->tsh, memory_order_acquire);
+    if (t)
+        return t;
+    size_t n = seg_entry_count(r->seg);
+    t = calloc(1, sizeof *t + n * (sizeof(uint64_t) + 1));
+    if (!t)
+        return NULL;
+    t->n = n;
+    t->h = (_Atomic uint64_t *)(t + 1);
+    t->ready = (_Atomic uint8_t *)(t->h + n);
+    seg_tshash_t *none = NULL;
+    if (!atomic_compare_exchange_strong(&r->tsh, &none, t)) {
+        free(t);
+        t = none;
+    }
+    return t;
+}
+
+/* A block (entry i of r) wholly in range, unmasked, without staleness
+ * markers: its count from the header; fingerprinting, the sum of its
+ * timestamps' mixes, decoded once and kept with the segment. */
+static int block_whole(cnt_t *c, seg_ref_t *r, size_t i, const seg_entry_t *en, engine_tstats_t *a)
 {
     c->st.from_headers += en->count;
-    if (!c->hash) {
-        a->count += en->count;
+    a->count += en->count;
+    if (!c->hash)
         return 0;
+    seg_tshash_t *t = tshash_of(r);
+    int kept = t && i < t->n;
+    uint64_t h = 0;
+    if (kept && atomic_load_explicit(&t->ready[i], memory_order_acquire)) {
+        h = atomic_load_explicit(&t->h[i], memory_order_relaxed);
+        c->st.ts_cached += en->count;
+    } else {
+        size_t got;
+        int rc = reserve(c, en->count);
+        if (!rc)
+            rc = codec_decode_ts(en->block, en->block_len, c->ts, en->count, &got);
+        if (!rc && got != en->count)
+            rc = ST_ECORRUPT;
+        if (rc)
+            return rc;
+        for (size_t k = 0; k < got; k++)
+            h += engine_ts_mix(c->ts[k]);
+        if (kept) {
+            atomic_store_explicit(&t->h[i], h, memory_order_relaxed);
+            atomic_store_explicit(&t->ready[i], 1, memory_order_release);
+        }
     }
-    size_t got;
-    int rc = reserve(c, en->count);
-    if (!rc)
-        rc = codec_decode_ts(en->block, en->block_len, c->ts, en->count, &got);
-    if (!rc && got != en->count)
-        rc = ST_ECORRUPT;
-    if (!rc)
-        acc_in(c, a, c->ts, NULL, got);
-    return rc;
+    a->hash += h;
+    if (en->mint < a->mint)
+        a->mint = en->mint;
+    if (en->maxt > a->maxt)
+        a->maxt = en->maxt;
+    return 0;
 }
 
 /* One pass over the segment blocks of `id`: pass 0 notes their spans,
@@ -300,7 +356,7 @@ static int seg_blocks(cnt_t *c, uint32_t id, int pass, engine_tstats_t *total)
                 rc = span_add(c, en.mint, en.maxt, (int)k);
             } else if (en.mint >= c->mint && en.maxt <= c->maxt && header_ok(c, &en) &&
                        !tomb_touches(c, id, r->seq_max, en.mint, en.maxt)) {
-                rc = block_whole(c, &en, total);
+                rc = block_whole(c, r, i, &en, total);
             } else {
                 rc = block_count(c, &en, id, r->seq_max, total);
             }
