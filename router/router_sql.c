@@ -624,6 +624,7 @@ static void rows_start(sqljob_t *j)
     st_buf_t q;
     st_buf_init(&q);
     selector_t sel;
+    j->plan.all_fields = 1; /* the rows of every field */
     int rc = sql_plan_selector(j->stmt, &j->plan, &q);
     if (!rc)
         rc = selector_parse((const char *)q.data, q.len, &sel, j->err, sizeof j->err);

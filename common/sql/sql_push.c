@@ -292,7 +292,12 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
     }
     if (ok && c->bucket && (p->end - p->start) / c->B > PUSH_MAX_BUCKETS)
         ok = 0;
-    c->rows_ok = p->all_fields && !c->bucket;
+    /* count(*) counts the rows of every field: only when the statement
+     * names no field (a name the plan took for a field but that is grouped
+     * by is a tag here; the caller checks that it is no field) */
+    c->rows_ok = !c->bucket;
+    for (size_t i = 0; i < p->nfields && c->rows_ok && !p->all_fields; i++)
+        c->rows_ok = is_tag(c, p->fields[i]);
     for (size_t i = 0; i < s->nitems && ok; i++)
         ok = check(c, s->items[i], 1);
     if (ok && s->having)
