@@ -42,6 +42,8 @@ QUERIES = [
     ("count, rows path", "SELECT count(*) FROM cpu WHERE hostname LIKE '%'",
      "SELECT count(usage_user) FROM cpu"),
     ("count field", "SELECT count(usage_user) FROM cpu", "SELECT count(usage_user) FROM cpu"),
+    ("count by host", "SELECT hostname, count(*) FROM cpu GROUP BY hostname",
+     "SELECT count(usage_user) FROM cpu GROUP BY hostname"),
     ("filtered aggregate",
      "SELECT avg(usage_user), max(usage_system) FROM cpu WHERE hostname = 'host_1'",
      "SELECT mean(usage_user), max(usage_system) FROM cpu WHERE hostname = 'host_1'"),
