@@ -74,7 +74,8 @@ typedef struct node {
     metric_counter_t *rpc_requests, *rpc_errors, *samples_written, *write_rejected;
     metric_counter_t *http_exports;
     metric_counter_t *queries, *query_samples, *query_points;
-    metric_counter_t *count_from_headers; /* count_over_time samples not decoded */
+    metric_counter_t *count_from_headers;            /* count_over_time samples not decoded */
+    metric_counter_t *row_stats, *row_stats_samples; /* ROW_STATS (node_query.c) */
     /* node_query.c: running pushed-down queries by id (slots claimed and
      * searched under the spin lock running_lock; CANCEL sets their flag) */
     node_running_t running[NODE_RUNNING_MAX];
@@ -141,6 +142,13 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
  * to out; else returns ST_E* with a message. */
 int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
               size_t msglen);
+/* ROW_STATS (node_query.c): for a ReadRequest's local shards, matchers and
+ * inclusive range [start_ms, end_ms], each tag set's timestamp fingerprint
+ * (rowstats.h; at most max_series tag sets, until timeout_ms); appends a
+ * RowStatsResponse to out, else ST_E* with msg. */
+struct Strata__ReadRequest;
+int node_row_stats(node_t *n, const struct Strata__ReadRequest *r, const st_matcher_t *m, size_t nm,
+                   st_buf_t *out, char *msg, size_t msglen);
 /* CANCEL: set the cancel flag of every running QUERY with this id (any
  * thread; the loop's). Returns how many were found (0: ignored). */
 size_t node_query_cancel(node_t *n, uint64_t query_id);

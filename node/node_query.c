@@ -56,6 +56,7 @@
 #include "promql.h"
 #include "promql_eval.h"
 #include "qreply.h"
+#include "rowstats.h"
 #include "st_err.h"
 #include "st_time.h"
 #include "strata.pb-c.h"
@@ -313,6 +314,18 @@ static int nq_buckets(void *arg, const st_matcher_t *m, size_t nm, int64_t mint,
     return 0;
 }
 
+/* Are these shards this node's? 0 with msg when one is not. */
+static int shards_local(node_t *n, const uint32_t *shards, size_t nshards, char *msg, size_t msglen)
+{
+    for (size_t i = 0; i < nshards; i++)
+        if (shards[i] >= (uint32_t)topo_shards(n->topo) || !n->engines[shards[i]]) {
+            snprintf(msg, msglen, "shard %u is not placed on node %s", shards[i],
+                     topo_node_id(n->topo, n->self));
+            return 0;
+        }
+    return 1;
+}
+
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen)
 {
@@ -330,12 +343,8 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
                  (long long)r->step_ms, r->steps, (long long)r->lookback_ms);
         goto done;
     }
-    for (size_t i = 0; i < r->n_shards; i++)
-        if (r->shards[i] >= (uint32_t)topo_shards(n->topo) || !n->engines[r->shards[i]]) {
-            snprintf(msg, msglen, "shard %u is not placed on node %s", r->shards[i],
-                     topo_node_id(n->topo, n->self));
-            goto done;
-        }
+    if (!shards_local(n, r->shards, r->n_shards, msg, msglen))
+        goto done;
     if (r->expr.len > PROMQL_MAX_LEN) {
         rc = ST_ELIMIT;
         snprintf(msg, msglen, "expression longer than %d bytes", PROMQL_MAX_LEN);
@@ -541,6 +550,26 @@ static int topn_edge(void *arg, const st_label_t *l, size_t nl, int64_t ts)
     return rc;
 }
 
+/* ---- ROW_STATS: timestamp fingerprints per tag set (SQL count(*)) ---- */
+
+#define NRS_MAX_SETS 1000000u /* tag sets when the router sends no max_series */
+
+typedef struct nrs {
+    rowstats_t *rs;
+    int64_t deadline;
+    uint64_t series;
+} nrs_t;
+
+static int nrs_series(void *arg, const st_label_t *l, size_t nl, const engine_tstats_t *t)
+{
+    nrs_t *x = arg;
+    rowstat_t st = {t->count, t->hash, t->mint, t->maxt};
+    int rc = rowstats_add_series(x->rs, l, nl, &st);
+    if (!rc && (++x->series & 255) == 0 && st_mono_ms() > x->deadline)
+        rc = ST_ETIMEDOUT;
+    return rc;
+}
+
 static int tkey_cmp(const void *pa, const void *pb, void *arg)
 {
     const topn_t *t = arg;
@@ -678,5 +707,42 @@ int node_topn(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char
     st_buf_deinit(&t.lab);
     free(m.arena);
     strata__topn_request__free_unpacked(r, NULL);
+    return rc;
+}
+
+int node_row_stats(node_t *n, const Strata__ReadRequest *r, const st_matcher_t *m, size_t nm,
+                   st_buf_t *out, char *msg, size_t msglen)
+{
+    if (!shards_local(n, r->shards, r->n_shards, msg, msglen))
+        return ST_EINVAL;
+    nrs_t x = {NULL, st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS), 0};
+    size_t max_sets = r->max_series && r->max_series < NRS_MAX_SETS ? r->max_series : NRS_MAX_SETS;
+    int rc = rowstats_create(max_sets, &x.rs);
+    uint64_t samples = 0;
+    for (size_t si = 0; si < r->n_shards && !rc && !rowstats_raw(x.rs); si++) {
+        engine_tiers_t *tiers = n->tiers[r->shards[si]];
+        if (tiers && engine_tiers_raw_after(tiers) != INT64_MIN &&
+            r->start_ms <= engine_tiers_raw_after(tiers)) {
+            rowstats_set_raw(x.rs); /* reads go through the tiers there (nq_select) */
+            break;
+        }
+        engine_count_stats_t st = {0};
+        rc = engine_tstats(n->engines[r->shards[si]], m, nm, r->start_ms, r->end_ms,
+                           ENGINE_COUNT_NO_STALE, nrs_series, &x, &st);
+        samples += st.samples;
+        if (rc == ST_ETIMEDOUT)
+            snprintf(msg, msglen, "row stats timed out (request_timeout)");
+        else if (rc == ST_ELIMIT &&
+                 (rowstats_nsets(x.rs) >= max_sets || rowstats_nmetrics(x.rs) >= max_sets))
+            snprintf(msg, msglen, "more than %zu tag sets", max_sets);
+        else if (rc)
+            snprintf(msg, msglen, "shard %u: %s", r->shards[si], engine_last_error());
+    }
+    if (!rc && (rc = rowstats_encode(x.rs, NQ_MAX_REPLY, out)) == ST_ELIMIT)
+        snprintf(msg, msglen, "row stats larger than %u bytes", (unsigned)NQ_MAX_REPLY);
+    rowstats_destroy(x.rs);
+    metric_counter_add(n->row_stats_samples, samples);
+    if (!rc)
+        metric_counter_inc(n->row_stats);
     return rc;
 }

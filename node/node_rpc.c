@@ -14,6 +14,7 @@
  *   LABEL_VALUES ReadRequest (label_name) -> StringList
  *   STATS        -> NodeStats (engine totals, hints, peers, degraded + reason)
  *   TSDB_STATUS  ReadRequest -> TsdbStatusResponse (node_status.c)
+ *   ROW_STATS    ReadRequest -> RowStatsResponse (node_query.c): SQL count(*)
  *   QUERY        QueryRequest -> QueryResponse (node_query.c)
  *   RULES        RulesRequest -> RulesResponse (node_rules.c): the compaction rule set
  *   CANCEL       CancelRequest -> CANCEL_RESP (empty), on the loop: flags the
@@ -396,21 +397,24 @@ static void do_stats(job_t *j)
     free(shards);
 }
 
-/* TSDB_STATUS: node_status.c, over a ReadRequest's shards and matchers. */
-static void do_tsdb_status(job_t *j)
+/* TSDB_STATUS (node_status.c) and ROW_STATS (node_query.c): a ReadRequest
+ * answered by fn with one reply of type out_type. */
+static void do_read_rpc(job_t *j, int row_stats, uint8_t out_type)
 {
     matchers_t m;
     int rc;
     Strata__ReadRequest *r = read_request(j, &m, &rc);
     if (!r)
         return;
-    if (!rc)
+    if (!rc && row_stats)
+        rc = node_row_stats(j->n, r, m.m, m.n, &j->out, j->msg, sizeof j->msg);
+    else if (!rc)
         rc = node_tsdb_status(j->n, r->shards, r->n_shards, m.m, m.n, &j->out, j->msg,
                               sizeof j->msg);
     free(m.arena);
     strata__read_request__free_unpacked(r, NULL);
     j->err = rc;
-    j->out_type = RPC_TSDB_STATUS_RESP;
+    j->out_type = out_type;
 }
 
 static void work_cb(uv_work_t *w)
@@ -436,7 +440,10 @@ static void work_cb(uv_work_t *w)
         do_stats(j);
         break;
     case RPC_TSDB_STATUS:
-        do_tsdb_status(j);
+        do_read_rpc(j, 0, RPC_TSDB_STATUS_RESP);
+        break;
+    case RPC_ROW_STATS:
+        do_read_rpc(j, 1, RPC_ROW_STATS_RESP);
         break;
     case RPC_DELETE:
         j->err = node_delete_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);

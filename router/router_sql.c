@@ -11,6 +11,16 @@
  *   2. loop: router_promql_run (fan-out, pushdown, limits, deadline);
  *   3. worker: sql_exec over the series (rows, WHERE, groups, order);
  *   4. loop: cb with the result.
+ *
+ * count(*) of a statement that names no field (sql_push_plan sets
+ * push.rows) takes another step 2: ROW_STATS (router_rowstats.c) gives
+ * each tag set's rows when its fields' timestamp fingerprints agree; the
+ * tag sets whose fields differ are read raw over a selection narrowed to
+ * them (sql_count_narrow) and their rows counted from the samples
+ * (rowstats_resolve); step 3 feeds one row per tag set (sql_count_feed).
+ * When the nodes cannot answer (tiers, an older node, a limit), or no tag
+ * set has data, or a GROUP BY key is a field, the statement is planned
+ * again from its text and its rows are read as for any statement.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +33,7 @@
 #include "readopt.h"
 #include "repl.h"
 #include "router_delete.h"
+#include "router_rowstats.h"
 #include "router_sql.h"
 #include "auth_gate.h"
 #include "wbatch.h"
@@ -69,6 +80,15 @@ typedef struct sqljob {
     char *names[SQL_PUSH_MAX]; /* their metric names */
     st_label_t **lab;          /* label sets made for them */
     size_t nlab, labcap;
+    /* count(*) per tag set (push.rows) */
+    char *text; /* the statement, to plan it again for the rows */
+    size_t textlen;
+    int64_t dstart, dend; /* the default range */
+    rowstats_t *rows;
+    st_label_t *rows_lab; /* the rows' label sets, fed to sql_exec */
+    double *rows_v;
+    char *rows_name;
+    int64_t rows_at;
     sql_result_t *res;
     uint64_t deleted;
     int status;
@@ -77,6 +97,7 @@ typedef struct sqljob {
 } sqljob_t;
 
 static metric_counter_t *sql_ok, *sql_err, *topn_window, *topn_probe;
+static metric_counter_t *count_fp, *count_samples, *count_rows; /* count(*) by path */
 
 int router_sql_metrics(router_t *r)
 {
@@ -98,7 +119,16 @@ int router_sql_metrics(router_t *r)
         "(window) or probing (probe: fewer keys than rows asked, a failed TOPN, or OFFSET + "
         "LIMIT over 100000).",
         "how", "probe", NULL);
-    return sql_ok && sql_err && topn_window && topn_probe ? 0 : ST_ENOMEM;
+    static const char *const help =
+        "SQL count(*) statements counted per tag set by how: timestamp fingerprints only, "
+        "fingerprints and the samples of tag sets whose fields differ, or rows read (fallback).";
+    count_fp = metrics_counter(r->metrics, "strata_router_sql_count_star_total", help, "path",
+                               "fingerprints", NULL);
+    count_samples = metrics_counter(r->metrics, "strata_router_sql_count_star_total", help, "path",
+                                    "samples", NULL);
+    count_rows = metrics_counter(r->metrics, "strata_router_sql_count_star_total", help, "path",
+                                 "rows", NULL);
+    return sql_ok && sql_err && topn_window && topn_probe && count_fp && count_samples && count_rows ? 0 : ST_ENOMEM;
 }
 
 static void job_free(sqljob_t *j)
@@ -111,6 +141,11 @@ static void job_free(sqljob_t *j)
     for (size_t i = 0; i < j->nlab; i++)
         free(j->lab[i]);
     free(j->lab);
+    rowstats_destroy(j->rows);
+    free(j->rows_lab);
+    free(j->rows_v);
+    free(j->rows_name);
+    free(j->text);
     promql_result_free(j->pr);
     sql_result_free(j->res);
     sql_stmt_free(j->stmt);
@@ -165,6 +200,43 @@ static int status_of(int rc)
 }
 
 /* ---- step 3: exec on the thread pool ------------------------------------- */
+
+/* count(*): the rows of the tag sets whose fields differ from their samples
+ * (the narrowed raw read in j->pr), then one row per tag set. */
+static int rows_feed(sqljob_t *j, sql_exec_t *x)
+{
+    rowstats_t *rs = j->rows;
+    int rc = 0;
+    for (size_t i = 0; j->pr && i < j->pr->nseries && !rc; i++) {
+        const promql_series_t *s = &j->pr->series[i];
+        long k = rowstats_find(rs, s->labels, s->nlabels);
+        if (k >= 0)
+            rc = rowstats_samples(rs, (size_t)k, s->ts, s->n);
+    }
+    if (!rc)
+        rc = rowstats_resolve(rs);
+    size_t n = rowstats_nsets(rs), nlab = 0, nl;
+    for (size_t i = 0; i < n; i++) {
+        rowstats_labels(rs, i, &nl);
+        nlab += nl + 1;
+    }
+    j->rows_lab = malloc((nlab ? nlab : 1) * sizeof *j->rows_lab);
+    j->rows_v = malloc((n ? n : 1) * sizeof *j->rows_v);
+    if (!rc && (!j->rows_lab || !j->rows_v ||
+                asprintf(&j->rows_name, "%s_%s", sql_stmt_table(j->stmt), j->push.rows) < 0)) {
+        j->rows_name = NULL;
+        rc = ST_ENOMEM;
+    }
+    j->rows_at = j->plan.start;
+    for (size_t i = 0, off = 0; i < n && !rc; i++) {
+        const st_label_t *l = rowstats_labels(rs, i, &nl);
+        j->rows_v[i] = (double)rowstats_rows(rs, i);
+        rc = sql_count_feed(x, j->stmt, j->rows_name, j->rows_lab + off, l, nl, &j->rows_at,
+                            &j->rows_v[i]);
+        off += nl + 1;
+    }
+    return rc;
+}
 
 static int columns_of(sqljob_t *j)
 {
@@ -253,10 +325,12 @@ static void exec_work(uv_work_t *w)
     sql_exec_set_params(x, j->now, (const char *const *)j->params, j->nparams);
     if (cat)
         sql_exec_table(x, cat);
-    for (size_t i = 0; j->pr && !cat && i < j->pr->nseries && !rc; i++) {
+    for (size_t i = 0; j->pr && !cat && !j->rows && i < j->pr->nseries && !rc; i++) {
         const promql_series_t *s = &j->pr->series[i];
         rc = sql_exec_series(x, s->labels, s->nlabels, s->ts, s->v, s->n);
     }
+    if (j->rows && !rc)
+        rc = rows_feed(j, x);
     /* partial aggregates: each query's series are a synthetic field, at the
      * rows' time (the labels and times are rewritten in place: the
      * results are ours) */
@@ -712,6 +786,103 @@ static void push_next(sqljob_t *j)
     push_finish(j);
 }
 
+/* count(*) the ordinary way: the statement planned again from its text
+ * (sql_push_plan rewrote it), its rows read. */
+static void rows_fallback(sqljob_t *j)
+{
+    metric_counter_inc(count_rows);
+    rowstats_destroy(j->rows);
+    j->rows = NULL;
+    j->push.rows = NULL;
+    j->push.nq = 0;
+    sql_stmt_t *s;
+    int rc = sql_parse(j->text, j->textlen, &s, j->err, sizeof j->err);
+    if (!rc) {
+        sql_stmt_free(j->stmt);
+        j->stmt = s;
+        rc = sql_plan(j->stmt, j->now, j->dstart, j->dend, (const char *const *)j->params,
+                      j->nparams, &j->plan, j->err, sizeof j->err);
+    }
+    if (rc) {
+        fail(j, status_of(rc), state_of(rc), j->err);
+        return;
+    }
+    j->fetch = FETCH_DATA;
+    fetch(j);
+}
+
+/* ROW_STATS answered: every tag set's fingerprint verdict. */
+static void on_rows(void *arg, int status, const char *msg, rowstats_t *rs)
+{
+    sqljob_t *j = arg;
+    if (status == ROUTER_ROWSTATS_SAMPLES) {
+        rows_fallback(j);
+        return;
+    }
+    if (status) {
+        fail(j, status, "57014", msg);
+        return;
+    }
+    j->rows = rs;
+    size_t n = rowstats_nsets(rs), nm = rowstats_nmetrics(rs), nd = rowstats_ndiffer(rs);
+    const char **metrics = malloc((nm ? nm : 1) * sizeof *metrics);
+    const st_label_t **sets = malloc((nd ? nd : 1) * sizeof *sets);
+    size_t *nls = malloc((nd ? nd : 1) * sizeof *nls);
+    int rc = metrics && sets && nls ? 0 : ST_ENOMEM, back = !n;
+    for (size_t i = 0; i < nm && !rc; i++)
+        metrics[i] = rowstats_metric(rs, i);
+    if (!rc && !back)
+        back = sql_count_groups_field(j->stmt, metrics, nm);
+    for (size_t i = 0, k = 0; i < n && nd && !rc && !back; i++)
+        if (rowstats_differ(rs, i)) {
+            sets[k] = rowstats_labels(rs, i, &nls[k]);
+            k++;
+        }
+    /* the tag sets whose fields differ: their samples, over a selection
+     * narrowed to them when that is short enough */
+    if (!rc && !back && nd)
+        rc = sql_count_narrow(j->stmt, &j->plan, sets, nls, nd) < 0 ? ST_ENOMEM : 0;
+    free(metrics);
+    free((void *)sets);
+    free(nls);
+    if (rc) {
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    if (back) {
+        rows_fallback(j);
+        return;
+    }
+    metric_counter_inc(nd ? count_samples : count_fp);
+    if (nd) {
+        j->fetch = FETCH_DATA;
+        fetch(j);
+    } else if (j->push.nq) {
+        push_next(j);
+    } else {
+        exec_start(j);
+    }
+}
+
+/* count(*): ask the nodes for the tag sets' timestamp fingerprints. */
+static void rows_start(sqljob_t *j)
+{
+    st_buf_t q;
+    st_buf_init(&q);
+    selector_t sel;
+    j->plan.all_fields = 1; /* the rows of every field */
+    int rc = sql_plan_selector(j->stmt, &j->plan, &q);
+    if (!rc)
+        rc = selector_parse((const char *)q.data, q.len, &sel, j->err, sizeof j->err);
+    st_buf_deinit(&q);
+    if (rc) {
+        j->err[0] = 0;
+        rows_fallback(j);
+        return;
+    }
+    router_rowstats_run(j->r, &sel, j->plan.start, j->plan.end - 1, j->deadline, on_rows, j);
+}
+
 static void fetch(sqljob_t *j)
 {
     st_buf_t q;
@@ -944,6 +1115,14 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
             }
     }
     int rc = sql_parse(text, len, &j->stmt, j->err, sizeof j->err);
+    if (!rc && !(j->text = malloc(len ? len : 1))) {
+        fail(j, 503, "53200", "out of memory");
+        return;
+    }
+    if (!rc) {
+        memcpy(j->text, text, len);
+        j->textlen = len;
+    }
     if (rc) {
         fail(j, status_of(rc == ST_EINVAL ? ST_EPARSE : rc),
              rc == ST_EINVAL ? "0A000" : state_of(rc), j->err);
@@ -962,6 +1141,8 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
     const topo_storage_t *st = topo_storage(r->topo);
     int64_t dstart = st->retention_ms ? j->now - st->retention_ms : 0;
     int64_t dend = j->now + st->max_future_ms + 1;
+    j->dstart = dstart;
+    j->dend = dend;
     const char *schema = sql_stmt_schema(j->stmt), *table = sql_stmt_table(j->stmt);
     switch (sql_stmt_kind(j->stmt)) {
     case SQL_EMPTY:
@@ -1050,7 +1231,10 @@ void router_sql_run(router_t *r, const auth_user_t *user, const char *text, size
     if (rc == 1 && (j->lab = malloc(64 * sizeof *j->lab))) {
         j->labcap = 64;
         j->fetch = FETCH_PUSH;
-        push_next(j);
+        if (j->push.rows)
+            rows_start(j);
+        else
+            push_next(j);
         return;
     }
     j->fetch = FETCH_DATA;

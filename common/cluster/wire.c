@@ -127,6 +127,26 @@ static uint8_t *put_labels(uint8_t *p, const st_label_t *l, size_t nl)
     return p;
 }
 
+static size_t labels_room(const st_label_t *l, size_t nl);
+
+int wire_put_labels(st_buf_t *b, const st_label_t *l, size_t nl)
+{
+    if (st_buf_reserve(b, labels_room(l, nl)))
+        return ST_ENOMEM;
+    b->len = (size_t)(put_labels(b->data + b->len, l, nl) - b->data);
+    return 0;
+}
+
+int wire_put_fixed64_field(st_buf_t *b, uint32_t field, uint64_t v)
+{
+    if (st_buf_reserve(b, ST_UVARINT_MAX + 8))
+        return ST_ENOMEM;
+    b->len += put_key(b->data + b->len, field, WIRE_I64);
+    st_store_u64le(b->data + b->len, v);
+    b->len += 8;
+    return 0;
+}
+
 /* n doubles as a packed field (little-endian); the caller reserved room. */
 static uint8_t *put_doubles(uint8_t *p, uint32_t field, const double *v, size_t n)
 {

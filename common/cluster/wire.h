@@ -58,6 +58,10 @@ int wire_begin(st_buf_t *b, uint32_t field, size_t *mark);
 void wire_end(st_buf_t *b, size_t mark);
 int wire_put_varint_field(st_buf_t *b, uint32_t field, uint64_t v);
 int wire_put_bytes_field(st_buf_t *b, uint32_t field, const void *p, size_t n);
+int wire_put_fixed64_field(st_buf_t *b, uint32_t field, uint64_t v);
+/* Append labels as the repeated Label field 1 of the message being written
+ * (SeriesSamples, StepSeries, TagSetStats). */
+int wire_put_labels(st_buf_t *b, const st_label_t *l, size_t nl);
 
 /* Append one SeriesSamples as field `field` of the enclosing message. */
 int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl, const int64_t *ts,

@@ -135,7 +135,18 @@
     X(query_response, WIRE_QUERY_RESPONSE_POINTS, 3, "points") \
     X(query_response, WIRE_QUERY_RESPONSE_SELECTED_SERIES, 4, "selected_series") \
     X(query_response, WIRE_QUERY_RESPONSE_RESOLUTION_MS, 5, "resolution_ms") \
-    X(query_response, WIRE_QUERY_RESPONSE_AVG_SUMS, 6, "avg_sums")
+    X(query_response, WIRE_QUERY_RESPONSE_AVG_SUMS, 6, "avg_sums") \
+    /* message TagSetStats */ \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_LABELS, 1, "labels") \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_COUNT, 2, "count") \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_HASH, 3, "hash") \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_MIN_MS, 4, "min_ms") \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_MAX_MS, 5, "max_ms") \
+    X(tag_set_stats, WIRE_TAG_SET_STATS_DIFFER, 6, "differ") \
+    /* message RowStatsResponse */ \
+    X(row_stats_response, WIRE_ROW_STATS_RESPONSE_SETS, 1, "sets") \
+    X(row_stats_response, WIRE_ROW_STATS_RESPONSE_METRICS, 2, "metrics") \
+    X(row_stats_response, WIRE_ROW_STATS_RESPONSE_RAW, 3, "raw")
 
 #define WIRE_FIELD_ENUM_(msg, name, num, field) name = num,
 enum wire_field_num { WIRE_FIELDS(WIRE_FIELD_ENUM_) };

@@ -98,6 +98,10 @@ const char *rpc_type_name(unsigned type)
         return "TOPN";
     case RPC_TOPN_RESP:
         return "TOPN_RESP";
+    case RPC_ROW_STATS:
+        return "ROW_STATS";
+    case RPC_ROW_STATS_RESP:
+        return "ROW_STATS_RESP";
     }
     return "UNKNOWN";
 }

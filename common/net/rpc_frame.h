@@ -87,6 +87,8 @@ typedef enum rpc_type {
     RPC_COPY_LIST_RESP = 51,   /* CopyListResponse */
     RPC_COPY_FETCH = 52,       /* CopyFetchRequest: a chunk of one file */
     RPC_COPY_FETCH_RESP = 53,  /* CopyFetchResponse */
+    RPC_ROW_STATS = 54,        /* ReadRequest: timestamp fingerprints per tag set (SQL count(*)) */
+    RPC_ROW_STATS_RESP = 55,   /* RowStatsResponse */
     RPC_TOPN = 56,             /* TopnRequest: newest (oldest) row keys (SQL ORDER BY time) */
     RPC_TOPN_RESP = 57,        /* TopnResponse */
 } rpc_type_t;

@@ -142,11 +142,15 @@ typedef struct sql_push_q {
 typedef struct sql_push {
     sql_push_q_t q[SQL_PUSH_MAX];
     size_t nq;
+    /* count(*) (a statement naming no field, no time bucket): the synthetic
+     * field of one row per tag set at the range's start holding the tag
+     * set's rows (sql_count.c; see sql_count_feed); NULL: none */
+    const char *rows;
 } sql_push_t;
-/* 1 when the planned SELECT s can be answered from the queries in *out:
- * s is then rewritten to run over their series (fed to sql_exec with
- * __name__ = <table>_<field> and timestamps + shift); 0: read raw rows
- * (s unchanged); ST_ENOMEM. */
+/* 1 when the planned SELECT s can be answered from the queries in *out
+ * (and the rows per tag set when out->rows): s is then rewritten to run
+ * over their series (fed to sql_exec with __name__ = <table>_<field> and
+ * timestamps + shift); 0: read raw rows (s unchanged); ST_ENOMEM. */
 int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out);
 
 /* ---- ORDER BY time ... LIMIT: where the rows are (sql_topn.c) ------------- */
@@ -237,5 +241,26 @@ int sql_table_names(const char *const *metrics, size_t n, const char ***out, siz
 typedef int (*sql_insert_fn)(void *arg, const st_label_t *l, size_t nl, int64_t ts, double v);
 int sql_insert_each(const sql_stmt_t *s, int64_t now_ms, const char *const *params, size_t nparams,
                     sql_insert_fn fn, void *arg, char *err, size_t errlen);
+
+/* ---- count(*) per tag set (sql_count.c) ------------------------------------- */
+
+/* 1 when a GROUP BY key of s names a field of its table among these
+ * metric names (the rows per tag set then cannot answer it), else 0. */
+int sql_count_groups_field(const sql_stmt_t *s, const char *const *metrics, size_t n);
+/* Narrow p's matchers to a superset of these tag sets (label sets without
+ * __name__): per label name, its values as alternatives ("" when a set
+ * lacks it). 1 when narrowed; 0 when that would take more than
+ * SQL_COUNT_NARROW_MAX bytes or matchers (p unchanged); ST_ENOMEM. */
+#define SQL_COUNT_NARROW_MAX 32768
+int sql_count_narrow(sql_stmt_t *s, sql_plan_t *p, const st_label_t *const *sets, const size_t *nls,
+                     size_t n);
+/* Feed the rows of one tag set (labels without __name__) to x, the
+ * executor of the rewritten s, as a series named rows_metric (<table>_<the
+ * rows field of sql_push_plan>) with one sample (*at, *v); a tag set
+ * without rows (*v == 0) only when s has no GROUP BY (no group of its
+ * own). lab: room for nl + 1 labels, kept by the caller until
+ * sql_exec_finish returns, as are *v and *at. */
+int sql_count_feed(sql_exec_t *x, const sql_stmt_t *s, const char *rows_metric, st_label_t *lab,
+                   const st_label_t *l, size_t nl, const int64_t *at, const double *v);
 
 #endif

@@ -100,4 +100,10 @@ int sql_is_aggregate(const char *name);
 /* Does e contain an aggregate call? */
 int sql_has_aggregate(const sql_expr_t *e);
 
+/* Is e count(*)? (sql_count.c) */
+int sql_count_is_star(const sql_expr_t *e);
+/* The expression GROUP BY key e stands for: an ordinal or a select alias
+ * resolved (sql_push.c). */
+const sql_expr_t *sql_group_expr(const sql_stmt_t *s, const sql_expr_t *e);
+
 #endif

@@ -19,6 +19,11 @@
  * (count -> sum of counts, avg -> sum / sum): GROUP BY, HAVING, ORDER BY,
  * LIMIT then run unchanged on a handful of rows. WHERE is dropped (the
  * reads applied it).
+ *
+ * count(*) in a statement that names no field and has no time bucket is
+ * answered per tag set instead (sql_count.c): sql_push_t.rows names its
+ * synthetic field, and the caller feeds one row per tag set holding the
+ * tag set's rows.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +37,7 @@
 
 typedef struct agg {
     sql_expr_t *e;
-    int fn; /* 0 count, 1 sum, 2 min, 3 max, 4 avg */
+    int fn; /* 0 count, 1 sum, 2 min, 3 max, 4 avg, 5 count(*) (FN_ROWS) */
     const char *field;
     int slot; /* first synthetic field */
 } agg_t;
@@ -46,7 +51,10 @@ typedef struct pctx {
     agg_t aggs[SQL_PUSH_MAX];
     size_t nagg;
     int nslot;
+    int rows_ok; /* count(*) may be answered per tag set */
 } pctx_t;
+
+#define FN_ROWS 5
 
 static const char *const fns[] = {"count", "sum", "min", "max", "avg", NULL};
 
@@ -87,8 +95,7 @@ static int bucket_of(const sql_expr_t *e, int64_t *B)
     return *B > 0;
 }
 
-/* The group expression e stands for (an alias or an ordinal resolved). */
-static const sql_expr_t *group_expr(const sql_stmt_t *s, const sql_expr_t *e)
+const sql_expr_t *sql_group_expr(const sql_stmt_t *s, const sql_expr_t *e)
 {
     if (e->kind == E_LIT && e->lit.type == SQL_INT && e->lit.u.i >= 1 &&
         (size_t)e->lit.u.i <= s->nitems)
@@ -106,6 +113,12 @@ static int check(pctx_t *c, sql_expr_t *e, int top_item)
 {
     (void)top_item;
     if (e->kind == E_FUNC && sql_is_aggregate(e->name)) {
+        if (sql_count_is_star(e)) {
+            if (!c->rows_ok || c->nagg == SQL_PUSH_MAX)
+                return 0;
+            c->aggs[c->nagg++] = (agg_t){e, FN_ROWS, "*", -1};
+            return 1;
+        }
         int fn = -1;
         for (int i = 0; fns[i]; i++)
             if (!strcmp(fns[i], e->name) || (i == 4 && !strcmp(e->name, "mean")))
@@ -256,6 +269,7 @@ static int slot_queries(pctx_t *c, const sql_plan_t *p, sql_push_t *out, int slo
 int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
 {
     out->nq = 0;
+    out->rows = NULL;
     if (s->kind != SQL_SELECT || !s->table[0] || !p->needs_data || !p->exact || s->distinct ||
         s->schema[0])
         return 0;
@@ -265,7 +279,7 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
     c->s = s;
     int ok = 1, rc = 0;
     for (size_t i = 0; i < s->ngroup && ok; i++) {
-        const sql_expr_t *g = group_expr(s, s->group[i]);
+        const sql_expr_t *g = sql_group_expr(s, s->group[i]);
         int64_t B;
         if (g->kind == E_COL && strcmp(g->name, "time") &&
             st_prom_label_name_ok(g->name, strlen(g->name)) && c->ngt < SQL_MAX_ITEMS &&
@@ -278,6 +292,12 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
     }
     if (ok && c->bucket && (p->end - p->start) / c->B > PUSH_MAX_BUCKETS)
         ok = 0;
+    /* count(*) counts the rows of every field: only when the statement
+     * names no field (a name the plan took for a field but that is grouped
+     * by is a tag here; the caller checks that it is no field) */
+    c->rows_ok = !c->bucket;
+    for (size_t i = 0; i < p->nfields && c->rows_ok && !p->all_fields; i++)
+        c->rows_ok = is_tag(c, p->fields[i]);
     for (size_t i = 0; i < s->nitems && ok; i++)
         ok = check(c, s->items[i], 1);
     if (ok && s->having)
@@ -297,7 +317,10 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
             continue;
         a->slot = c->nslot;
         c->nslot += a->fn == 4 ? 2 : 1;
-        if (a->fn == 4) {
+        if (a->fn == FN_ROWS) {
+            out->rows = slot_name(s, a->slot);
+            rc = out->rows ? 0 : ST_ENOMEM;
+        } else if (a->fn == 4) {
             rc = slot_queries(c, p, out, a->slot, 4, 1, a->field);
             if (!rc)
                 rc = slot_queries(c, p, out, a->slot + 1, 4, 0, a->field);
@@ -307,6 +330,7 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
     }
     if (rc) {
         out->nq = 0;
+        out->rows = NULL;
         if (rc == ST_ELIMIT)
             rc = 0; /* too many parts: read raw */
         goto out;
@@ -319,7 +343,19 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
         agg_t *a = &c->aggs[i];
         sql_expr_t *e = a->e;
         const char *f0 = slot_name(s, a->slot);
-        if (a->fn == 4) {
+        if (a->fn == FN_ROWS) { /* sum(rows)::bigint: count(*)'s type */
+            sql_expr_t *sum = call(s, "sum", col(s, f0));
+            sql_expr_t **args = sql_alloc(s, sizeof *args);
+            if (!sum || !args) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            args[0] = sum;
+            e->kind = E_CAST;
+            e->name = "bigint";
+            e->args = args;
+            e->nargs = 1;
+        } else if (a->fn == 4) {
             sql_expr_t *sum = call(s, "sum", col(s, f0));
             sql_expr_t *cnt = call(s, "sum", col(s, slot_name(s, a->slot + 1)));
             sql_expr_t **args = sql_alloc(s, 2 * sizeof *args);
@@ -346,7 +382,9 @@ int sql_push_plan(sql_stmt_t *s, const sql_plan_t *p, sql_push_t *out)
     s->where = NULL;
 out:
     free(c);
-    if (rc)
+    if (rc) {
         out->nq = 0;
-    return rc ? rc : out->nq > 0;
+        out->rows = NULL;
+    }
+    return rc ? rc : out->nq > 0 || out->rows;
 }

@@ -1194,3 +1194,20 @@ int codec_decode(const uint8_t *p, size_t len, int64_t *ts, double *v, size_t ca
     *n = h.n;
     return 0;
 }
+
+int codec_decode_ts(const uint8_t *p, size_t len, int64_t *ts, size_t cap, size_t *n)
+{
+    if (!ts || !n)
+        return ST_EINVAL;
+    hdr_t h;
+    int rc = hdr_parse(p, len, &h);
+    if (rc)
+        return rc;
+    if (h.n > cap)
+        return ST_ELIMIT;
+    const uint8_t *end = p + len;
+    if (!(h.cols ? decode_groups(&h, h.body, end, ts) : decode_ts(&h, h.body, end, ts)))
+        return ST_ECORRUPT;
+    *n = h.n;
+    return 0;
+}

@@ -40,4 +40,10 @@ int codec_peek(const uint8_t *p, size_t len, size_t *n, int64_t *mint, int64_t *
  */
 int codec_decode(const uint8_t *p, size_t len, int64_t *ts, double *v, size_t cap, size_t *n);
 
+/*
+ * Decode only a block's timestamps into ts[] (capacity `cap`): the value
+ * section is skipped, not checked. Returns as codec_decode.
+ */
+int codec_decode_ts(const uint8_t *p, size_t len, int64_t *ts, size_t cap, size_t *n);
+
 #endif

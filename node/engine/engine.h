@@ -340,6 +340,8 @@ typedef struct engine_count_stats {
     uint64_t from_headers; /* samples counted from block headers, not decoded */
     uint64_t decoded;      /* samples decoded */
     uint64_t slow_series;  /* series read in full (overlapping sources) */
+    uint64_t ts_cached;    /* engine_tstats: samples of whole blocks fingerprinted from
+                              the cache (their timestamps decoded once per segment) */
 } engine_count_stats_t;
 #define ENGINE_COUNT_NO_STALE                                                                      \
     1 /* leave out Prometheus staleness markers (as range                                          \
@@ -348,6 +350,30 @@ typedef struct engine_count_stats {
 typedef int (*engine_count_cb)(void *arg, const st_label_t *labels, size_t nlabels, uint64_t count);
 int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
                  int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats);
+
+/*
+ * The same walk, fingerprinting each series' set of timestamps in [mint,
+ * maxt] (what engine_query returns; staleness markers left out with
+ * ENGINE_COUNT_NO_STALE): their number, the sum of engine_ts_mix() over
+ * them (mod 2^64: the same set gives the same sum however it is stored),
+ * the first and the last. Two series with equal fingerprints hold the same
+ * timestamps unless two different sets collide in the 64-bit sum. Whole
+ * blocks in range decode only their timestamps, once: the segment keeps
+ * each block's sum (9 bytes per block of a segment fingerprinted once, for
+ * its life). cb as for engine_count; stats->from_headers counts the samples
+ * of such blocks, stats->ts_cached those whose sum was kept.
+ */
+typedef struct engine_tstats {
+    uint64_t count;
+    uint64_t hash;
+    int64_t mint, maxt;
+} engine_tstats_t;
+typedef int (*engine_tstats_cb)(void *arg, const st_label_t *labels, size_t nlabels,
+                                const engine_tstats_t *s);
+int engine_tstats(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                  int flags, engine_tstats_cb cb, void *arg, engine_count_stats_t *stats);
+/* The 64-bit word a timestamp adds to a fingerprint (a bijection). */
+uint64_t engine_ts_mix(int64_t t);
 
 /*
  * Each series matching `m` with a sample in [mint, maxt]: its newest

@@ -16,6 +16,17 @@
  * (engine_iter_ids), so the answer always equals what engine_query reads.
  * A series under a per-metric retention is counted from its cut on (what
  * engine_query hides is not counted).
+ *
+ * engine_tstats walks the same way and also sums engine_ts_mix() of the
+ * timestamps and keeps the first and last: an order-free fingerprint of a
+ * series' set of timestamps (SQL's count(*) compares the fields of a row's
+ * tag set with it). The timestamps are then needed, not only the header
+ * counts: a whole block in range decodes only its timestamp section
+ * (codec_decode_ts; no staleness marker can hide in a decimal value
+ * coding) and its sum is kept with the segment (seg_ref_t.tsh: a file
+ * never changes, so the sum stays right; writes, deletes and compactions
+ * make other files or tombstones, which the walk sees as for counting);
+ * the other blocks are decoded and masked as for counting.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +47,7 @@ typedef struct cnt {
     engine_t *e;
     int64_t mint, maxt;
     int no_stale; /* ENGINE_COUNT_NO_STALE */
+    int hash;     /* engine_tstats: fingerprint the timestamps too */
     seg_ref_t **segs;
     size_t nsegs;
     tomb_t **tombs;
@@ -123,18 +135,52 @@ static size_t in_range(const int64_t *ts, size_t n, int64_t mint, int64_t maxt, 
     return lo - a;
 }
 
-/* Samples of sorted ts/v[0..n) in the range (staleness markers left out
- * with no_stale). */
-static uint64_t count_in(const cnt_t *c, const int64_t *ts, const double *v, size_t n)
+uint64_t engine_ts_mix(int64_t t)
 {
-    size_t a, k = in_range(ts, n, c->mint, c->maxt, &a);
-    uint64_t got = k;
-    for (size_t i = a; c->no_stale && i < a + k; i++) {
-        uint64_t u;
-        memcpy(&u, &v[i], sizeof u);
-        got -= u == STALE_NAN;
+    /* splitmix64's finaliser: a bijection of 64-bit words whose outputs
+     * look independent, so sums over different sets rarely meet */
+    uint64_t z = (uint64_t)t + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int is_stale(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u == STALE_NAN;
+}
+
+/* Add the samples of sorted ts/v[0..n) in the range to *a (staleness
+ * markers left out with no_stale; v may be NULL when none can be one). */
+static void acc_in(const cnt_t *c, engine_tstats_t *a, const int64_t *ts, const double *v, size_t n)
+{
+    size_t f, k = in_range(ts, n, c->mint, c->maxt, &f);
+    if (!c->hash) {
+        uint64_t got = k;
+        for (size_t i = f; v && c->no_stale && i < f + k; i++)
+            got -= is_stale(v[i]);
+        a->count += got;
+        return;
     }
-    return got;
+    uint64_t h = 0, got = 0;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (size_t i = f; i < f + k; i++) {
+        if (v && c->no_stale && is_stale(v[i]))
+            continue;
+        h += engine_ts_mix(ts[i]);
+        got++;
+        if (ts[i] < lo)
+            lo = ts[i];
+        hi = ts[i]; /* sorted */
+    }
+    a->count += got;
+    a->hash += h;
+    if (got && lo < a->mint)
+        a->mint = lo;
+    if (got && hi > a->maxt)
+        a->maxt = hi;
 }
 
 /* Can a block's header count stand for its samples? A decimal value coding
@@ -159,25 +205,24 @@ static int head_spans(cnt_t *c, head_t *h, uint32_t id, int src)
     return span_add(c, s->mint, s->maxt, src);
 }
 
-static uint64_t head_count(cnt_t *c, head_t *h, uint32_t id)
+static void head_count(cnt_t *c, head_t *h, uint32_t id, engine_tstats_t *a)
 {
     if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
-        return 0;
+        return;
     head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
-        return 0;
+        return;
     head_series_normalize(s);
     c->st.decoded += s->n;
-    return count_in(c, s->ts, s->v, s->n);
+    acc_in(c, a, s->ts, s->v, s->n);
 }
 
-/* Decode one block and count its samples in range that no tombstone masks. */
-static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t seq_max,
-                       uint64_t *out)
+/* Room for n decoded samples in c->ts / c->v. */
+static int reserve(cnt_t *c, size_t n)
 {
-    if (en->count > c->cap) {
+    if (n > c->cap) {
         size_t cap = c->cap ? c->cap : 1024;
-        while (cap < en->count)
+        while (cap < n)
             cap *= 2;
         int64_t *ts = realloc(c->ts, cap * sizeof *ts);
         if (!ts)
@@ -189,8 +234,17 @@ static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t se
         c->v = v;
         c->cap = cap;
     }
+    return 0;
+}
+
+/* Decode one block and count its samples in range that no tombstone masks. */
+static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t seq_max,
+                       engine_tstats_t *a)
+{
     size_t got;
-    int rc = codec_decode(en->block, en->block_len, c->ts, c->v, en->count, &got);
+    int rc = reserve(c, en->count);
+    if (!rc)
+        rc = codec_decode(en->block, en->block_len, c->ts, c->v, en->count, &got);
     if (!rc && got != en->count)
         rc = ST_ECORRUPT;
     if (rc)
@@ -199,13 +253,86 @@ static int block_count(cnt_t *c, const seg_entry_t *en, uint32_t id, uint64_t se
     if (c->ntombs)
         got = tomb_mask(c->tombs, c->ntombs, id, seq_max, c->ts, c->v, got);
     /* a block is sorted, and masking keeps the order */
-    *out += count_in(c, c->ts, c->v, got);
+    acc_in(c, a, c->ts, c->v, got);
+    return 0;
+}
+
+/* A segment's kept fingerprints: h[i] is valid once ready[i] is set
+ * (release / acquire; racing writers store the same value). */
+typedef struct seg_tshash {
+    size_t n;
+    _Atomic uint64_t *h;
+    _Atomic uint8_t *ready;
+} seg_tshash_t;
+
+void seg_tshash_free(seg_tshash_t *t)
+{
+    free(t);
+}
+
+/* r's fingerprints (r pinned), made on first use; NULL without memory. */
+static seg_tshash_t *tshash_of(seg_ref_t *r)
+{
+    seg_tshash_t *t = atomic_load_explicit(&r->tsh, memory_order_acquire);
+    if (t)
+        return t;
+    size_t n = seg_entry_count(r->seg);
+    t = calloc(1, sizeof *t + n * (sizeof(uint64_t) + 1));
+    if (!t)
+        return NULL;
+    t->n = n;
+    t->h = (_Atomic uint64_t *)(t + 1);
+    t->ready = (_Atomic uint8_t *)(t->h + n);
+    seg_tshash_t *none = NULL;
+    if (!atomic_compare_exchange_strong(&r->tsh, &none, t)) {
+        free(t);
+        t = none;
+    }
+    return t;
+}
+
+/* A block (entry i of r) wholly in range, unmasked, without staleness
+ * markers: its count from the header; fingerprinting, the sum of its
+ * timestamps' mixes, decoded once and kept with the segment. */
+static int block_whole(cnt_t *c, seg_ref_t *r, size_t i, const seg_entry_t *en, engine_tstats_t *a)
+{
+    c->st.from_headers += en->count;
+    a->count += en->count;
+    if (!c->hash)
+        return 0;
+    seg_tshash_t *t = tshash_of(r);
+    int kept = t && i < t->n;
+    uint64_t h = 0;
+    if (kept && atomic_load_explicit(&t->ready[i], memory_order_acquire)) {
+        h = atomic_load_explicit(&t->h[i], memory_order_relaxed);
+        c->st.ts_cached += en->count;
+    } else {
+        size_t got;
+        int rc = reserve(c, en->count);
+        if (!rc)
+            rc = codec_decode_ts(en->block, en->block_len, c->ts, en->count, &got);
+        if (!rc && got != en->count)
+            rc = ST_ECORRUPT;
+        if (rc)
+            return rc;
+        for (size_t k = 0; k < got; k++)
+            h += engine_ts_mix(c->ts[k]);
+        if (kept) {
+            atomic_store_explicit(&t->h[i], h, memory_order_relaxed);
+            atomic_store_explicit(&t->ready[i], 1, memory_order_release);
+        }
+    }
+    a->hash += h;
+    if (en->mint < a->mint)
+        a->mint = en->mint;
+    if (en->maxt > a->maxt)
+        a->maxt = en->maxt;
     return 0;
 }
 
 /* One pass over the segment blocks of `id`: pass 0 notes their spans,
  * pass 1 adds up their counts. */
-static int seg_blocks(cnt_t *c, uint32_t id, int pass, uint64_t *total)
+static int seg_blocks(cnt_t *c, uint32_t id, int pass, engine_tstats_t *total)
 {
     int rc = 0;
     for (size_t k = 0; k < c->nsegs && !rc; k++) {
@@ -229,8 +356,7 @@ static int seg_blocks(cnt_t *c, uint32_t id, int pass, uint64_t *total)
                 rc = span_add(c, en.mint, en.maxt, (int)k);
             } else if (en.mint >= c->mint && en.maxt <= c->maxt && header_ok(c, &en) &&
                        !tomb_touches(c, id, r->seq_max, en.mint, en.maxt)) {
-                *total += en.count;
-                c->st.from_headers += en.count;
+                rc = block_whole(c, r, i, &en, total);
             } else {
                 rc = block_count(c, &en, id, r->seq_max, total);
             }
@@ -241,7 +367,7 @@ static int seg_blocks(cnt_t *c, uint32_t id, int pass, uint64_t *total)
 }
 
 /* Through the ordinary reader: sources overlap, so duplicates may exist. */
-static int count_slow(cnt_t *c, uint32_t id, uint64_t *total)
+static int count_slow(cnt_t *c, uint32_t id, engine_tstats_t *total)
 {
     uint32_t *ids = malloc(sizeof *ids);
     if (!ids)
@@ -256,8 +382,7 @@ static int count_slow(cnt_t *c, uint32_t id, uint64_t *total)
     const int64_t *ts;
     const double *v;
     if ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &n)) == 1) {
-        cnt_t one = {.mint = c->mint, .maxt = c->maxt, .no_stale = c->no_stale};
-        *total = count_in(&one, ts, v, n);
+        acc_in(c, total, ts, v, n);
         c->st.decoded += n;
         rc = 0;
     }
@@ -266,10 +391,12 @@ static int count_slow(cnt_t *c, uint32_t id, uint64_t *total)
     return rc;
 }
 
-static int count_series(cnt_t *c, uint32_t id, uint64_t *total)
+static const engine_tstats_t acc_zero = {0, 0, INT64_MAX, INT64_MIN};
+
+static int count_series(cnt_t *c, uint32_t id, engine_tstats_t *total)
 {
     engine_t *e = c->e;
-    *total = 0;
+    *total = acc_zero;
     c->nsp = 0;
     int rc = seg_blocks(c, id, 0, total); /* the segments are this scan's snapshot */
     if (rc)
@@ -282,22 +409,30 @@ static int count_series(cnt_t *c, uint32_t id, uint64_t *total)
         rc = head_spans(c, e->head, id, -2);
     int overlap = !rc && spans_overlap(c);
     /* heads: a delete prunes them in place, so no tombstone applies */
-    if (!rc && !overlap)
-        *total += head_count(c, e->frozen, id) + head_count(c, e->head, id);
+    if (!rc && !overlap) {
+        head_count(c, e->frozen, id, total);
+        head_count(c, e->head, id, total);
+    }
     pthread_mutex_unlock(&e->head_mu);
     if (rc || !c->nsp)
         return rc;
     if (overlap) {
-        *total = 0;
+        *total = acc_zero;
         return count_slow(c, id, total);
     }
     return seg_blocks(c, id, 1, total);
 }
 
-int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
-                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats)
+/* engine_count (ccb) or engine_tstats (tcb). */
+static int count_all(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                     int flags, engine_count_cb ccb, engine_tstats_cb tcb, void *arg,
+                     engine_count_stats_t *stats)
 {
-    cnt_t c = {.e = e, .mint = mint, .maxt = maxt, .no_stale = !!(flags & ENGINE_COUNT_NO_STALE)};
+    cnt_t c = {.e = e,
+               .mint = mint,
+               .maxt = maxt,
+               .no_stale = !!(flags & ENGINE_COUNT_NO_STALE),
+               .hash = tcb != NULL};
     uint32_t *ids = NULL;
     size_t nids = 0;
     const char *why = NULL;
@@ -321,7 +456,7 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
     st_label_t labels[ST_LABELS_MAX];
     int64_t now = st_now_ms();
     for (size_t i = 0; i < nids && !rc && mint <= maxt; i++) {
-        uint64_t n;
+        engine_tstats_t n;
         int nl = -1;
         c.mint = mint;
         if (atomic_load(&e->nmret)) { /* a per-metric retention starts the range later */
@@ -343,7 +478,7 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
                 engine_set_error("cannot count series %u: %s", ids[i], st_strerror(rc));
             break;
         }
-        if (!n)
+        if (!n.count)
             continue;
         if (nl < 0) {
             pthread_rwlock_rdlock(&e->idx_lock);
@@ -355,8 +490,8 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
             break;
         }
         c.st.series++;
-        c.st.samples += n;
-        rc = cb(arg, labels, (size_t)nl, n);
+        c.st.samples += n.count;
+        rc = tcb ? tcb(arg, labels, (size_t)nl, &n) : ccb(arg, labels, (size_t)nl, n.count);
     }
     for (size_t i = 0; i < c.nsegs; i++)
         seg_ref_release(c.segs[i]);
@@ -369,4 +504,16 @@ int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
     if (stats)
         *stats = c.st;
     return rc;
+}
+
+int engine_count(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                 int flags, engine_count_cb cb, void *arg, engine_count_stats_t *stats)
+{
+    return count_all(e, m, nm, mint, maxt, flags, cb, NULL, arg, stats);
+}
+
+int engine_tstats(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int64_t maxt,
+                  int flags, engine_tstats_cb cb, void *arg, engine_count_stats_t *stats)
+{
+    return count_all(e, m, nm, mint, maxt, flags, NULL, cb, arg, stats);
 }

@@ -163,6 +163,10 @@ typedef struct seg_ref {
      * reader can skip it unopened; set once (by the writer or the first
      * open), NULL until then */
     _Atomic(seg_summary_t *) sum;
+    /* engine_tstats (engine_count.c): per directory entry, the fingerprint
+     * of its block's timestamps, computed the first time it is asked for
+     * (the file never changes); NULL until then, freed with the ref */
+    _Atomic(struct seg_tshash *) tsh;
     /* guarded by bud->lru_mu */
     int pins;
     int in_lru;
@@ -179,6 +183,8 @@ typedef struct part {
 } part_t;
 
 void seg_ref_release(seg_ref_t *r);
+/* Free a seg_ref's timestamp fingerprints (engine_count.c). */
+void seg_tshash_free(struct seg_tshash *t);
 /* 0 when r surely holds no sample of `id` in [mint, maxt] (its summary
  * says so; unknown: 1). */
 int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt);

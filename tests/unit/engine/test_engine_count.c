@@ -2,7 +2,9 @@
  * engine_count tests: on random workloads (in-order and out-of-order
  * appends, rewrites of old timestamps, flushes, compactions, deletes) the
  * per-series counts over random ranges equal what engine_query returns, and
- * wholly covered flushed blocks are counted from their headers.
+ * wholly covered flushed blocks are counted from their headers; so do the
+ * timestamp fingerprints of engine_tstats (count, sum of engine_ts_mix,
+ * first, last).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,7 +53,19 @@ static int series_of(const st_label_t *l, size_t nl)
 
 typedef struct counts {
     uint64_t n[NS];
+    engine_tstats_t f[NS];
 } counts_t;
+
+static int on_tstats(void *arg, const st_label_t *l, size_t nl, const engine_tstats_t *t)
+{
+    counts_t *c = arg;
+    int s = series_of(l, nl);
+    assert_true(s >= 0 && s < NS);
+    assert_int_equal(c->f[s].count, 0); /* once per series */
+    assert_true(t->count > 0);
+    c->f[s] = *t;
+    return 0;
+}
 
 static int on_count(void *arg, const st_label_t *l, size_t nl, uint64_t n)
 {
@@ -78,11 +92,15 @@ static double stale(void)
     return v;
 }
 
+static engine_count_stats_t last_tst; /* of the last engine_tstats call */
+
 static void check_flags(engine_t *e, int64_t mint, int64_t maxt, int flags,
                         engine_count_stats_t *st)
 {
     st_matcher_t m = {ST_MATCH_EQ, "__name__", "cpu"};
-    counts_t want = {{0}}, got = {{0}};
+    counts_t want, got;
+    memset(&want, 0, sizeof want);
+    memset(&got, 0, sizeof got);
     engine_iter_t *it;
     assert_int_equal(engine_query(e, &m, 1, mint, maxt, &it), 0);
     const st_label_t *l;
@@ -91,14 +109,37 @@ static void check_flags(engine_t *e, int64_t mint, int64_t maxt, int flags,
     const double *v;
     while (engine_iter_next(it, &l, &nl, &ts, &v, &n) == 1) {
         uint64_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            k += !(flags & ENGINE_COUNT_NO_STALE) || !is_stale(v[i]);
+        engine_tstats_t f = {0, 0, INT64_MAX, INT64_MIN};
+        for (size_t i = 0; i < n; i++) {
+            if ((flags & ENGINE_COUNT_NO_STALE) && is_stale(v[i]))
+                continue;
+            k++;
+            f.count++;
+            f.hash += engine_ts_mix(ts[i]);
+            f.mint = ts[i] < f.mint ? ts[i] : f.mint;
+            f.maxt = ts[i] > f.maxt ? ts[i] : f.maxt;
+        }
         want.n[series_of(l, nl)] = k;
+        if (k)
+            want.f[series_of(l, nl)] = f;
     }
     engine_iter_destroy(it);
     assert_int_equal(engine_count(e, &m, 1, mint, maxt, flags, on_count, &got, st), 0);
     for (int i = 0; i < NS; i++)
         assert_int_equal(got.n[i], want.n[i]);
+    engine_count_stats_t tst;
+    assert_int_equal(engine_tstats(e, &m, 1, mint, maxt, flags, on_tstats, &got, &tst), 0);
+    last_tst = tst;
+    for (int i = 0; i < NS; i++) {
+        assert_int_equal(got.f[i].count, want.f[i].count);
+        assert_true(got.f[i].hash == want.f[i].hash);
+        if (want.f[i].count) {
+            assert_true(got.f[i].mint == want.f[i].mint);
+            assert_true(got.f[i].maxt == want.f[i].maxt);
+        }
+    }
+    if (st) /* the same blocks are whole; fingerprinting decodes their timestamps only */
+        assert_int_equal(tst.from_headers, st->from_headers);
 }
 
 static void check(engine_t *e, int64_t mint, int64_t maxt, engine_count_stats_t *st)
@@ -191,6 +232,8 @@ static void test_whole_blocks_from_headers(void **state)
     assert_int_equal(st.samples, (uint64_t)NS * N);
     assert_int_equal(st.decoded, 0);
     assert_int_equal(st.from_headers, st.samples);
+    /* fingerprinted before (check runs twice): every block's sum was kept */
+    assert_int_equal(last_tst.ts_cached, st.samples);
     /* a range cutting blocks decodes only those */
     check(e, 12345, 145678, &st);
     assert_true(st.from_headers > 0);
