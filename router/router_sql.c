@@ -128,7 +128,9 @@ int router_sql_metrics(router_t *r)
                                     "samples", NULL);
     count_rows = metrics_counter(r->metrics, "strata_router_sql_count_star_total", help, "path",
                                  "rows", NULL);
-    return sql_ok && sql_err && topn_window && topn_probe && count_fp && count_samples && count_rows ? 0 : ST_ENOMEM;
+    return sql_ok && sql_err && topn_window && topn_probe && count_fp && count_samples && count_rows
+               ? 0
+               : ST_ENOMEM;
 }
 
 static void job_free(sqljob_t *j)
