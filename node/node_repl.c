@@ -45,6 +45,8 @@
 #include "wire.h"
 #include "wire_fields.h"
 
+#define REPL_MISSED_LOCAL 1 /* a done code: met without the coordinator's own copy */
+
 #define REPLAY_MAX_ATTEMPTS 5
 #define REPLAY_BACKOFF_MIN_MS 100
 #define REPLAY_BACKOFF_MAX_MS 5000
@@ -388,11 +390,21 @@ static void maybe_reply(coord_t *c)
             res[i].msg[0] = '\0';
     }
     if (c->done) {
-        size_t bad = 0;
+        size_t bad = 0, missed = 0;
         while (bad < c->env.n && res[bad].code == 0)
             bad++;
-        c->done(c->done_arg, bad < c->env.n ? res[bad].code : 0,
-                bad < c->env.n ? res[bad].msg : "");
+        for (size_t i = 0; i < c->env.n; i++)
+            missed += res[i].coordinator_missed != 0;
+        /* met without this node's own copy: REPL_MISSED_LOCAL, so node_repl_submit
+         * has the next replica coordinate it (which forwards it back here),
+         * as a router does for a write whose coordinator missed it */
+        c->done(c->done_arg,
+                bad < c->env.n ? res[bad].code
+                : missed       ? REPL_MISSED_LOCAL
+                               : 0,
+                bad < c->env.n ? res[bad].msg
+                : missed       ? "the coordinator's own copy failed"
+                               : "");
         goto out;
     }
     st_buf_t out;
@@ -637,6 +649,21 @@ typedef struct submit {
 
 static void submit_next(submit_t *s);
 
+/* A coordinator answered: done, or the next replica coordinates it (a
+ * failure other than busy, or a write met without the coordinator's own
+ * copy: the next coordinator forwards it to every replica, that one
+ * included). */
+static void submit_end(submit_t *s, int code, const char *why)
+{
+    if (code && code != ST_EBUSY && ++s->rank < topo_replication_factor(s->r->n->topo)) {
+        submit_next(s);
+        return;
+    }
+    s->done(s->arg, code == REPL_MISSED_LOCAL ? 0 : code, code == REPL_MISSED_LOCAL ? "" : why);
+    free(s->payload);
+    free(s);
+}
+
 static void on_submitted(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len)
 {
     submit_t *s = arg;
@@ -651,6 +678,9 @@ static void on_submitted(void *arg, int status, uint8_t type, const uint8_t *pay
                 snprintf(why, sizeof why, "%s",
                          res->results[i]->error ? res->results[i]->error : "");
             }
+        for (size_t i = 0; res && i < res->n_results && !code; i++)
+            if (res->results[i]->coordinator_missed)
+                code = REPL_MISSED_LOCAL; /* met, but not on the coordinator */
         if (res)
             strata__node_write_result__free_unpacked(res, NULL);
     } else if (status && type == RPC_ERROR && len) {
@@ -658,13 +688,13 @@ static void on_submitted(void *arg, int status, uint8_t type, const uint8_t *pay
     } else if (!status) {
         code = ST_EPROTO;
     }
-    if (code && code != ST_EBUSY && ++s->rank < topo_replication_factor(s->r->n->topo)) {
-        submit_next(s); /* the next replica coordinates it */
-        return;
-    }
-    s->done(s->arg, code, why[0] ? why : code ? st_strerror(code) : "");
-    free(s->payload);
-    free(s);
+    submit_end(s, code, why[0] ? why : code ? st_strerror(code) : "");
+}
+
+/* This node coordinated it (coordinate's done). */
+static void on_submitted_here(void *arg, int code, const char *msg)
+{
+    submit_end(arg, code, msg);
 }
 
 static void submit_next(submit_t *s)
@@ -675,9 +705,7 @@ static void submit_next(submit_t *s)
     for (; s->rank < rf; s->rank++) {
         uint32_t node = rep[s->rank];
         if (node == (uint32_t)r->n->self) {
-            coordinate(r, NULL, 0, s->payload, s->len, s->done, s->arg);
-            free(s->payload);
-            free(s);
+            coordinate(r, NULL, 0, s->payload, s->len, on_submitted_here, s);
             return;
         }
         peer_t *p = &r->peers[node];

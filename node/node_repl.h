@@ -43,7 +43,8 @@ typedef void (*node_repl_done_fn)(void *arg, int code, const char *msg);
 /* A NodeWrite (payload copied; consistency in its envelope) that this node
  * originates (compaction rules): its shard's first live replica
  * coordinates it (this node when it is that replica; else the call goes to
- * the peer, and on to the next replica when that one fails). done runs
+ * the peer, and on to the next replica when that one fails, or met the
+ * consistency without its own copy). done runs
  * once, later, on the loop. Loop thread only. */
 void node_repl_submit(node_repl_t *r, uint32_t shard, const uint8_t *payload, size_t len,
                       node_repl_done_fn done, void *arg);

@@ -24,10 +24,19 @@ environment variables read at node start).
     count as a full replica because its shard directories now exist) and
     its own export holds every acknowledged sample.
 
+  - a compaction rule's output when the evaluating side's coordinator
+    fails its own copy: every node starts with
+    STRATA_TEST_FAIL_LOCAL_WRITE=1; a rule's output write that a node
+    coordinates meets quorum on the other two, and is then handed to the
+    next replica, which forwards it back: every node's own export holds
+    the rule's buckets (without the handoff the coordinator lacks them and
+    only repair would bring them).
+
 Dropped hints are covered by test_repair.py.
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -35,7 +44,10 @@ import subprocess
 import sys
 import unittest
 
-from harness import (AckLog, BatchGen, ClusterTestCase, binary, body_of, metric_sum,
+import time
+import urllib.parse
+
+from harness import (AckLog, BatchGen, ClusterTestCase, binary, body_of, http_request, metric_sum,
                      write_with_retries)
 
 REPL = {"replica_timeout": "1s", "heartbeat_interval": "200ms", "hint_max_age": "1h",
@@ -201,6 +213,48 @@ class FaultTest(ClusterTestCase):
         c.wait_until(lambda: rebuilding() == 0, 60, "n3 to finish its second rebuild")
         self.assertIn("rebuild finished", c.nodes[2].log_text())
         log.check(self.node_data(2, "rebuild"), "n3 alone after a rebuild cut short")
+        c.wait_peers_up()
+
+    def test_d_rule_output_coordinator_copy_fails(self):
+        c = self.c
+        # the knob on the node that coordinates the output (the first replica
+        # of the destination series' shard)
+        shard = c.documented_shards([{"__name__": "frule_max"}])[0]
+        k = c.node_index(c.cluster_placement()[shard][0])
+        self.restart_with(k, STRATA_TEST_FAIL_LOCAL_WRITE=1)
+        c.wait_peers_up()
+        form = {"source": 'frule_value{room="r1"}', "aggregation": "max", "bucket": "10s",
+                "dest": "frule_max", "exact": "1"}
+        st, _, data = http_request(c.router_url(0) + "/api/v1/admin/rules", "POST",
+                                   urllib.parse.urlencode(form).encode(),
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(st, 200, data)
+        self.assertEqual(json.loads(data)["data"]["nodes_acked"], 3)
+        t = int(time.time() * 1000) - 3600 * 1000
+        t -= t % 10000
+        for b in range(5):  # one write per bucket: buckets 0..3 close
+            lines = ["frule,room=r1 value=%d %d" % (k, t + k * 1000)
+                     for k in range(b * 10, b * 10 + 10)]
+            r = write_with_retries(c, "\n".join(lines).encode(), consistency="quorum",
+                                   precision="ms")
+            self.assertTrue(r.ok, r)
+        want = {t + b * 10000: float(b * 10 + 9) for b in range(4)}  # buckets 0..3 closed
+
+        def buckets(i):
+            got = {}
+            for k, v in self.node_data(i, "frule").items():
+                if dict(k)["__name__"] == "frule_max":
+                    got.update(v)
+            return got
+
+        for i in range(3):
+            try:
+                c.wait_until(lambda: all(buckets(i).get(ts) == v for ts, v in want.items()),
+                             60, "%s's own copy of the rule's buckets" % c.node_ids[i])
+            except AssertionError:
+                raise AssertionError("%s holds %r, want %r (router: %r)" % (
+                    c.node_ids[i], buckets(i), want, c.export("frule_max")))
+        self.restart_with(k)  # knob off again
         c.wait_peers_up()
 
 
