@@ -223,6 +223,8 @@ class FaultTest(ClusterTestCase):
         k = c.node_index(c.cluster_placement()[shard][0])
         self.restart_with(k, STRATA_TEST_FAIL_LOCAL_WRITE=1)
         c.wait_peers_up()
+        for node_id in c.node_ids:  # the rule goes to every node through the router
+            c.wait_node_state(node_id, ("up",), 30)
         form = {"source": 'frule_value{room="r1"}', "aggregation": "max", "bucket": "10s",
                 "dest": "frule_max", "exact": "1"}
         st, _, data = http_request(c.router_url(0) + "/api/v1/admin/rules", "POST",
