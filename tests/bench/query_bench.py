@@ -354,8 +354,9 @@ def run_size(args, harness, hosts, hours):
         engines.append(("victoria", vm.url, {"nocache": "1"}))
         if prom:
             engines.append(("prometheus", prom.url(), None))
+        only = args.only.split("|") if args.only else None
         qlist = [(n, k, q.replace("{R}", whole)) for n, k, q in QUERIES
-                 if not args.only or args.only in q or args.only in n]
+                 if not only or any(o in q or o in n for o in only)]
         lat = {(n, e): [] for n, _, _ in qlist for e, _, _ in engines}
         answers = {}
         for n, k, q in qlist:  # warm-up, and the answers compared
@@ -480,7 +481,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="200 hosts x 1 h, 3 rounds, no RF=1 ingest run")
     ap.add_argument("--only", default=None,
-                    help="run only the queries whose name or text contains this string")
+                    help="run only the queries whose name or text contains this string "
+                         "(several: A|B|C)")
     ap.add_argument("--no-rf1", action="store_true", help="skip the RF=1 ingest run")
     ap.add_argument("--raw", action="store_true",
                     help="time Strata with pushdown=0 as well (raw samples to the router)")
