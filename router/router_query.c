@@ -71,6 +71,7 @@
 #define Q_ID_STRIDE 0x9e3779b97f4a7c15ull /* odd: successive ids differ in every bit range */
 #define Q_INLINE_TEXT_MAX 1024            /* plan on the loop: query text up to this, no subquery */
 #define Q_INLINE_SAMPLES 16384 /* evaluate on the loop: fetched samples + points up to this */
+#define Q_INLINE_WORK 1000000  /* ... and (those + 1) x steps up to this */
 
 typedef struct qselect {
     st_matcher_t m[ROUTER_MAX_MATCHERS];
@@ -601,16 +602,21 @@ static int text_has_subquery(const char *q)
  * loop, but each hand-off (a worker's wake-up, then the loop's) costs more
  * than the work of a small query: planning a short query without
  * subqueries (its no-data pass over at most 11,000 steps), or evaluating
- * and rendering at most Q_INLINE_SAMPLES fetched samples and points. Those
- * run on the loop (HTTP queries only).
+ * and rendering at most Q_INLINE_SAMPLES fetched samples and points, whose
+ * windows over all steps visit at most Q_INLINE_WORK samples. Those run on
+ * the loop (HTTP queries only).
  */
 static int phase_inline(const qjob_t *j, int phase)
 {
     if (j->cb) /* other doors expect their callback from the loop's top */
         return 0;
+    if (strlen(j->query) > Q_INLINE_TEXT_MAX || text_has_subquery(j->query))
+        return 0;
     if (phase == 1)
-        return strlen(j->query) <= Q_INLINE_TEXT_MAX && !text_has_subquery(j->query);
-    return j->samples <= Q_INLINE_SAMPLES && j->need == 1 && !fanout_failovers(j->fan);
+        return 1;
+    uint64_t steps = j->step > 0 ? (uint64_t)((j->end - j->start) / j->step) + 1 : 1;
+    return j->samples <= Q_INLINE_SAMPLES && (j->samples + 1) * steps <= Q_INLINE_WORK &&
+           j->need == 1 && !fanout_failovers(j->fan);
 }
 
 static void start_phase(qjob_t *j, int phase)
