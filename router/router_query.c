@@ -70,6 +70,9 @@
 #define Q_BARE_SELECTOR_STEP 10000 /* push bare selectors from this step up (ms) */
 #define Q_CANCEL_TIMEOUT_MS 2000   /* a CANCEL's answer is awaited this long (then dropped) */
 #define Q_ID_STRIDE 0x9e3779b97f4a7c15ull /* odd: successive ids differ in every bit range */
+#define Q_INLINE_TEXT_MAX 1024            /* plan on the loop: query text up to this, no subquery */
+#define Q_INLINE_SAMPLES 16384 /* evaluate on the loop: fetched samples + points up to this */
+#define Q_INLINE_WORK 1000000  /* ... and (those + 1) x steps up to this */
 
 typedef struct qselect {
     st_matcher_t m[ROUTER_MAX_MATCHERS];
@@ -129,6 +132,7 @@ typedef struct qjob {
     int need, partial, responded;
     fanout_t *fan;
     int fan_idle; /* the fan-out is idle (or was never started) */
+    int inline2;  /* fetch complete, small: evaluate on the loop once the fan-out idles */
     /* a confined user (auth.h): its matchers, ANDed into every selector */
     const st_matcher_t *confine;
     size_t nconfine;
@@ -572,6 +576,52 @@ static void eval_work(uv_work_t *w)
 
 static void eval_after(uv_work_t *w, int status);
 
+/* A subquery ([range:step]) in the text: ':' inside brackets, outside
+ * string literals. Its planning pass may walk many inner steps. */
+static int text_has_subquery(const char *q)
+{
+    int depth = 0;
+    for (const char *p = q; *p; p++) {
+        if (*p == '"' || *p == '\'' || *p == '`') {
+            char quote = *p;
+            while (p[1] && p[1] != quote)
+                p += p[1] == '\\' && quote != '`' && p[2] ? 2 : 1;
+            if (!p[1])
+                return 1; /* unterminated: let the worker's parser say so */
+            p++;
+        } else if (*p == '[') {
+            depth++;
+        } else if (*p == ']') {
+            depth -= depth > 0;
+        } else if (*p == ':' && depth) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Where a phase runs. The thread pool keeps long evaluations off the
+ * loop, but each hand-off (a worker's wake-up, then the loop's) costs more
+ * than the work of a small query: planning a short query without
+ * subqueries (its no-data pass over at most 11,000 steps), or evaluating
+ * and rendering at most Q_INLINE_SAMPLES fetched samples and points, whose
+ * windows over all steps visit at most Q_INLINE_WORK samples. Those run on
+ * the loop (HTTP queries only).
+ */
+static int phase_inline(const qjob_t *j, int phase)
+{
+    if (j->cb) /* other doors expect their callback from the loop's top */
+        return 0;
+    if (strlen(j->query) > Q_INLINE_TEXT_MAX || text_has_subquery(j->query))
+        return 0;
+    if (phase == 1)
+        return 1;
+    uint64_t steps = j->step > 0 ? (uint64_t)((j->end - j->start) / j->step) + 1 : 1;
+    return j->samples <= Q_INLINE_SAMPLES && (j->samples + 1) * steps <= Q_INLINE_WORK &&
+           j->need == 1 && !fanout_failovers(j->fan);
+}
+
 static void start_phase(qjob_t *j, int phase)
 {
     j->phase = phase;
@@ -585,6 +635,11 @@ static void start_phase(qjob_t *j, int phase)
         j->rr = router_rrcheck_begin(j->r, j->fan, j->need, lo, hi);
     }
     j->w.data = j;
+    if (phase_inline(j, phase)) {
+        eval_work(&j->w);
+        eval_after(&j->w, 0);
+        return;
+    }
     if (uv_queue_work(j->r->loop, &j->w, eval_work, eval_after) != 0)
         respond_error(j, 503, "internal", "cannot queue work");
 }
@@ -749,7 +804,12 @@ static void q_end(void *ctx, fanout_how_t how, const fanout_call_t *c)
     qjob_t *j = ctx;
     (void)c;
     if (how == FANOUT_COMPLETE) {
-        start_phase(j, 2);
+        /* inside the fan-out's call: a small evaluation waits for q_idle
+         * (right after this, when the fan-out may be destroyed) */
+        if (phase_inline(j, 2))
+            j->inline2 = 1;
+        else
+            start_phase(j, 2);
     } else if (how == FANOUT_UNAVAILABLE) {
         /* shards without enough replicas and no partial_response=1 */
         char msg[FANOUT_MISSING_MAX + 160];
@@ -764,6 +824,11 @@ static void q_idle(void *ctx)
 {
     qjob_t *j = ctx;
     j->fan_idle = 1;
+    if (j->inline2 && !j->responded) {
+        j->inline2 = 0;
+        start_phase(j, 2); /* small: evaluates here */
+        return;
+    }
     maybe_free(j);
 }
 

@@ -230,16 +230,7 @@ static int shortest_slow(double v, char *dig, int *exp10)
     return nd;
 }
 
-#if LDBL_MANT_DIG >= 64
-/* 10^k, exact in a 64-bit mantissa for k <= 27 (5^27 < 2^64). */
-static const long double P10L[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
-                                     1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
-                                     1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
-                                     1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-/* 10^k, exact as doubles for k <= 22. */
-static const double P10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+/* 10^k as integers, k <= 17. */
 static const uint64_t P10U[18] = {1ull,
                                   10ull,
                                   100ull,
@@ -258,6 +249,17 @@ static const uint64_t P10U[18] = {1ull,
                                   1000000000000000ull,
                                   10000000000000000ull,
                                   100000000000000000ull};
+
+#if LDBL_MANT_DIG >= 64
+/* 10^k, exact in a 64-bit mantissa for k <= 27 (5^27 < 2^64). */
+static const long double P10L[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                     1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                     1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                     1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+/* 10^k, exact as doubles for k <= 22. */
+static const double P10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* D * 10^-k == v, decided exactly: D and 10^k are exact doubles and one
  * IEEE division is correctly rounded (Clinger's fast path). */
@@ -348,49 +350,313 @@ static int shortest_fast(double v, char *dig, int *exp10)
 }
 #endif
 
-int st_shortest_digits(double v, char *dig, int *exp10)
+#if defined(__SIZEOF_INT128__)
+/* 5^k for k <= 27 (5^27 < 2^63). */
+static const uint64_t P5U[28] = {
+    1ull,
+    5ull,
+    25ull,
+    125ull,
+    625ull,
+    3125ull,
+    15625ull,
+    78125ull,
+    390625ull,
+    1953125ull,
+    9765625ull,
+    48828125ull,
+    244140625ull,
+    1220703125ull,
+    6103515625ull,
+    30517578125ull,
+    152587890625ull,
+    762939453125ull,
+    3814697265625ull,
+    19073486328125ull,
+    95367431640625ull,
+    476837158203125ull,
+    2384185791015625ull,
+    11920928955078125ull,
+    59604644775390625ull,
+    298023223876953125ull,
+    1490116119384765625ull,
+    7450580596923828125ull,
+};
+
+/* floor(x * 2^s) for |s| < 64 as used below, and whether it was exact. */
+static uint64_t floor_shift(unsigned __int128 x, int s, int *exact)
 {
+    if (s >= 0) {
+        *exact = 1;
+        return (uint64_t)(x << s);
+    }
+    *exact = (x & (((unsigned __int128)1 << -s) - 1)) == 0;
+    return (uint64_t)(x >> -s);
+}
+
+/* "00" "01" ... "99": two digits per division. */
+static const char DIGITS2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Digit removal state: floors of the bounds and of v, whether vm is in
+ * the interval with only zeros dropped, whether vr's dropped digits after
+ * the last one are all zero, the last dropped digit of vr, the count. */
+typedef struct drop {
+    uint64_t vm, vr, vp;
+    int vm_tz, vr_tz;
+    unsigned last;
+    int removed;
+} drop_t;
+
+/* Drop n digits (when a shorter number is still in (vm, vp], or always
+ * with force); n is a constant at each call so the divisions become
+ * multiplications. */
+static inline __attribute__((always_inline)) void drop_digits(drop_t *d, int n, int force)
+{
+    uint64_t pn = P10U[n], p1 = P10U[n - 1];
+    if (!force && d->vp / pn <= d->vm / pn)
+        return;
+    d->vm_tz &= d->vm % pn == 0;
+    d->vr_tz &= d->last == 0 && d->vr % p1 == 0;
+    d->last = (unsigned)(d->vr / p1 % 10);
+    d->vr /= pn;
+    d->vp /= pn;
+    d->vm /= pn;
+    d->removed += n;
+}
+
+/*
+ * Exact shortest digits for a normal v in [1e-10, 1e16) with 128-bit
+ * integers; 0 = not handled. v = m * 2^e2; the doubles next to v bound the
+ * decimals that read back as v: (c -+ 1/2 ulp), or with a lower gap half
+ * as wide when v is a power of two (m = 2^52); the bounds belong to the
+ * interval when m is even (round-half-even reading). At the scale 10^k
+ * that puts v in [1e17, 1e19) the interval is wider than 10 (so at least
+ * one digit is dropped and rounding sees the first dropped digit), and
+ * L, C, U = bound * 10^k = bound * 5^k * 2^(f + k) are exact in 128 bits
+ * (5^k < 2^63, bound < 2^56), so their floors vm, vr, vp (< 2^64) and
+ * whether each is an integer are exact. Digits are then dropped while the interval
+ * still holds a shorter number (vp/10 > vm/10, and further while vm is
+ * exact and in the interval with trailing zeros); the result is vr rounded
+ * (half to even on an exact tie), or vr + 1 when vr is below the interval:
+ * the shortest decimal that reads back as v, the closest such one to v,
+ * as Go's strconv (Ryu) prints it. pow2_go = 0 leaves powers of two to
+ * the caller (the printf-loop layout wants the symmetric answer there).
+ */
+static int shortest_exact(double v, char *dig, int *exp10, int pow2_go)
+{
+    if (!(v >= 1e-10 && v < 1e16))
+        return 0;
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int bexp = (int)(bits >> 52) & 0x7ff;
+    uint64_t frac = bits & ((1ull << 52) - 1);
+    uint64_t m = frac | (1ull << 52);
+    int e2 = bexp - 1075;
+    uint64_t c, dl, du;
+    int f;
+    if (frac == 0) {
+        if (!pow2_go)
+            return 0;
+        c = 4 * m; /* lower neighbour is half as far */
+        dl = 1;
+        du = 2;
+        f = e2 - 2;
+    } else {
+        c = 2 * m;
+        dl = 1;
+        du = 1;
+        f = e2 - 1;
+    }
+    int incl = (m & 1) == 0;
+    /* floor(log10(v)) or one less: v in [2^(bexp-1023), 2^(bexp-1022)) */
+    int e = (int)floor((double)(bexp - 1023) * 0.30102999566398120);
+    int k = 17 - e;
+    if (k < 0 || k > 27)
+        return 0;
+    int s = f + k;
+    if (s >= 8 || s <= -120)
+        return 0;
+    unsigned __int128 p5 = P5U[k];
+    unsigned __int128 xc = (unsigned __int128)c * p5;
+    int ex_m, ex_r, ex_p;
+    uint64_t vm = floor_shift(xc - dl * p5, s, &ex_m);
+    uint64_t vr = floor_shift(xc, s, &ex_r);
+    uint64_t vp = floor_shift(xc + du * p5, s, &ex_p);
+    if (ex_p && !incl)
+        vp--;
+    drop_t d = {vm, vr, vp, incl && ex_m, ex_r, 0, 0};
+    /* How many digits can go is monotone in the count, so it is found by
+     * trying 16, 8, 4, 2, 1 once each; dropping n digits at once keeps
+     * the same flags as n single steps. */
+    drop_digits(&d, 16, 0);
+    drop_digits(&d, 8, 0);
+    drop_digits(&d, 4, 0);
+    drop_digits(&d, 2, 0);
+    drop_digits(&d, 1, 0);
+    if (d.vm_tz) {
+        while (d.vm % 10 == 0)
+            drop_digits(&d, 1, 0);
+    }
+    if (d.vr_tz && d.last == 5 && d.vr % 2 == 0)
+        d.last = 4; /* exact tie: to even */
+    uint64_t out = d.vr + ((d.vr == d.vm && !d.vm_tz) || d.last >= 5);
+    int removed = d.removed;
+    while (out % 10 == 0) {
+        out /= 10;
+        removed++;
+    }
+    char tmp[24], *end = tmp + sizeof tmp, *q = end;
+    while (out >= 100) {
+        unsigned r = (unsigned)(out % 100);
+        out /= 100;
+        q -= 2;
+        memcpy(q, DIGITS2 + 2 * r, 2);
+    }
+    if (out >= 10) {
+        q -= 2;
+        memcpy(q, DIGITS2 + 2 * out, 2);
+    } else {
+        *--q = (char)('0' + out);
+    }
+    int nd = (int)(end - q);
+    memcpy(dig, q, (size_t)nd);
+    dig[nd] = 0;
+    *exp10 = nd - 1 + removed - k;
+    return nd;
+}
+#endif
+
+/*
+ * Slow shortest digits of an exact power of two (a normal v with no
+ * fraction bits), whose lower neighbour is twice as near as the upper
+ * one: for 1, 2, ... digits the nearest decimal at that length reads back
+ * as v, or else its neighbour on the other side of v may (the interval
+ * reaches further up); the first that does is Go's answer.
+ */
+static int shortest_pow2(double v, char *dig, int *exp10)
+{
+    char tmp[48];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, v);
+        double r = strtod(tmp, NULL);
+        char *ep = strchr(tmp, 'e');
+        int x = atoi(ep + 1);
+        uint64_t d = 0;
+        for (char *c = tmp; c < ep; c++)
+            if (*c >= '0' && *c <= '9')
+                d = d * 10 + (uint64_t)(*c - '0');
+        if (r != v) {
+            if (r < v && ++d == P10U[p]) { /* 99..9 + 1 = 10..0, one decade up */
+                d = P10U[p - 1];
+                x++;
+            } else if (r > v && --d < P10U[p - 1]) { /* 10..0 - 1 = 99..9, one down */
+                d = P10U[p] - 1;
+                x--;
+            }
+            snprintf(tmp, sizeof tmp, "%" PRIu64 "e%d", d, x - (p - 1));
+            if (strtod(tmp, NULL) != v)
+                continue;
+        }
+        int nd = p;
+        for (int i = p - 1; i >= 0; i--) {
+            dig[i] = (char)('0' + d % 10);
+            d /= 10;
+        }
+        while (nd > 1 && dig[nd - 1] == '0')
+            nd--;
+        dig[nd] = 0;
+        *exp10 = x;
+        return nd;
+    }
+    return shortest_slow(v, dig, exp10);
+}
+
+static int shortest_digits(double v, char *dig, int *exp10, int pow2_go)
+{
+    int nd;
+#if defined(__SIZEOF_INT128__)
+    nd = shortest_exact(v, dig, exp10, pow2_go);
+    if (nd)
+        return nd;
+#else
+    (void)pow2_go;
+#endif
+    if (pow2_go && v >= DBL_MIN) {
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        if ((bits & ((1ull << 52) - 1)) == 0)
+            return shortest_pow2(v, dig, exp10);
+    }
 #if LDBL_MANT_DIG >= 64
-    int nd = shortest_fast(v, dig, exp10);
+    nd = shortest_fast(v, dig, exp10);
     if (nd)
         return nd;
 #endif
     return shortest_slow(v, dig, exp10);
 }
 
-int st_fmt_double(st_buf_t *b, double v)
+int st_shortest_digits(double v, char *dig, int *exp10)
 {
-    if (isnan(v))
-        return ST_BUF_LIT(b, "NaN");
-    if (isinf(v))
-        return v > 0 ? ST_BUF_LIT(b, "+Inf") : ST_BUF_LIT(b, "-Inf");
-    int rc = 0;
-    if (v == 0)
-        return signbit(v) ? ST_BUF_LIT(b, "-0") : ST_BUF_LIT(b, "0");
-    if (v < 0) {
-        rc |= st_buf_put_u8(b, '-');
-        v = -v;
+    return shortest_digits(v, dig, exp10, 1);
+}
+
+int st_shortest_digits_ref(double v, char *dig, int *exp10)
+{
+    return shortest_slow(v, dig, exp10);
+}
+
+size_t st_fmt_double_to(char *out, double v)
+{
+    if (isnan(v)) {
+        memcpy(out, "NaN", 3);
+        return 3;
+    }
+    if (isinf(v)) {
+        memcpy(out, v > 0 ? "+Inf" : "-Inf", 4);
+        return 4;
+    }
+    char *p = out;
+    if (signbit(v))
+        *p++ = '-';
+    if (v == 0) {
+        *p++ = '0';
+        return (size_t)(p - out);
     }
     char dig[40];
     int e;
-    int nd = st_shortest_digits(v, dig, &e);
+    int nd = st_shortest_digits(fabs(v), dig, &e);
     /* value = 0.dig * 10^(e+1) */
     int point = e + 1; /* digits before the decimal point */
     if (point <= 0) {
-        rc |= ST_BUF_LIT(b, "0.");
-        for (int i = 0; i < -point; i++)
-            rc |= st_buf_put_u8(b, '0');
-        rc |= st_buf_append(b, dig, (size_t)nd);
+        *p++ = '0';
+        *p++ = '.';
+        memset(p, '0', (size_t)-point);
+        p += -point;
+        memcpy(p, dig, (size_t)nd);
+        p += nd;
     } else if (point >= nd) {
-        rc |= st_buf_append(b, dig, (size_t)nd);
-        for (int i = nd; i < point; i++)
-            rc |= st_buf_put_u8(b, '0');
+        memcpy(p, dig, (size_t)nd);
+        memset(p + nd, '0', (size_t)(point - nd));
+        p += point;
     } else {
-        rc |= st_buf_append(b, dig, (size_t)point);
-        rc |= st_buf_put_u8(b, '.');
-        rc |= st_buf_append(b, dig + point, (size_t)(nd - point));
+        memcpy(p, dig, (size_t)point);
+        p += point;
+        *p++ = '.';
+        memcpy(p, dig + point, (size_t)(nd - point));
+        p += nd - point;
     }
-    return rc ? ST_ENOMEM : 0;
+    return (size_t)(p - out);
+}
+
+int st_fmt_double(st_buf_t *b, double v)
+{
+    if (st_buf_reserve(b, ST_FMT_DOUBLE_MAX))
+        return ST_ENOMEM;
+    b->len += st_fmt_double_to((char *)b->data + b->len, v);
+    return 0;
 }
 
 /* The printf("%.15g".."%.17g") loop itself: the reference for subnormals. */
@@ -426,7 +692,7 @@ int st_fmt_double_g(st_buf_t *b, double v)
      * layout from P and the exponent, and drops trailing zeros. */
     char dig[24];
     int e;
-    int nd = st_shortest_digits(a, dig, &e);
+    int nd = shortest_digits(a, dig, &e, 0);
     int prec = nd > 15 ? nd : 15;
     char *p = tmp;
     if (v < 0)

@@ -54,10 +54,16 @@ int st_json_str(st_buf_t *b, const void *s, size_t len);
  * NUL-terminated) with the fewest significant digits d1 d2 ... that parse
  * back to v (the closest such string when several exist, as Go picks), no
  * trailing zeros, and *exp10 with v ~= d1.d2d3... * 10^exp10. Returns the
- * digit count (1..17). A fast exact path (Clinger) covers [1e-7, 1e15); the
- * rest is decided with snprintf/strtod.
+ * digit count (1..17). An exact integer path (Ryu-style digit removal on
+ * 128-bit bounds) covers [1e-10, 1e16), what query results mostly hold; a
+ * Clinger fast path and then snprintf/strtod decide the rest.
  */
 int st_shortest_digits(double v, char *dig, int *exp10);
+/* The snprintf/strtod reference for st_shortest_digits (tests, fuzzing):
+ * the closest decimal at the first of 15, 16, 17 digits that reads back as
+ * v. Equal to st_shortest_digits except for exact powers of two, whose
+ * lower neighbour is nearer (there Go may print a shorter string). */
+int st_shortest_digits_ref(double v, char *dig, int *exp10);
 /*
  * Append v as Go's strconv.FormatFloat(v, 'f', -1, 64) prints it (no
  * exponent: 1e+20 -> "100000000000000000000", 1e-7 -> "0.0000001"), with
@@ -65,6 +71,11 @@ int st_shortest_digits(double v, char *dig, int *exp10);
  * Returns 0 or ST_ENOMEM.
  */
 int st_fmt_double(st_buf_t *b, double v);
+/* The longest st_fmt_double text: "-0." 323 zeros and 17 digits. */
+#define ST_FMT_DOUBLE_MAX 344
+/* The same text written at out (room for ST_FMT_DOUBLE_MAX bytes, no NUL);
+ * returns its length. For writers that reserve once for several fields. */
+size_t st_fmt_double_to(char *out, double v);
 /*
  * Append v as the first of printf("%.15g"), "%.16g", "%.17g" that parses
  * back to v (byte-identical to that loop, without the snprintf calls for

@@ -13,8 +13,9 @@
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-/* Seconds with up to 3 decimals, trailing zeros dropped ("12", "12.5", "12.125"). */
-static int fmt_ts(st_buf_t *b, int64_t ms)
+/* Seconds with up to 3 decimals, trailing zeros dropped ("12", "12.5",
+ * "12.125") written at out (room for 24 bytes); returns the length. */
+static size_t fmt_ts_to(char *out, int64_t ms)
 {
     char tmp[32], *end = tmp + sizeof tmp, *p = end;
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
@@ -38,17 +39,33 @@ static int fmt_ts(st_buf_t *b, int64_t ms)
     } while (secs);
     if (ms < 0)
         *--p = '-';
-    return st_buf_append(b, p, (size_t)(end - p));
+    memcpy(out, p, (size_t)(end - p));
+    return (size_t)(end - p);
 }
 
+static int fmt_ts(st_buf_t *b, int64_t ms)
+{
+    if (st_buf_reserve(b, 24))
+        return ST_ENOMEM;
+    b->len += fmt_ts_to((char *)b->data + b->len, ms);
+    return 0;
+}
+
+/* [ts,"v"]: one reservation, written in place (the bulk of a matrix). */
 static int fmt_point(st_buf_t *b, int64_t ts, double v)
 {
-    int rc = st_buf_put_u8(b, '[');
-    rc |= fmt_ts(b, ts);
-    rc |= ST_BUF_LIT(b, ",\"");
-    rc |= st_fmt_double(b, v);
-    rc |= ST_BUF_LIT(b, "\"]");
-    return rc;
+    if (st_buf_reserve(b, 24 + ST_FMT_DOUBLE_MAX + 5))
+        return ST_ENOMEM;
+    char *p0 = (char *)b->data + b->len, *p = p0;
+    *p++ = '[';
+    p += fmt_ts_to(p, ts);
+    *p++ = ',';
+    *p++ = '"';
+    p += st_fmt_double_to(p, v);
+    *p++ = '"';
+    *p++ = ']';
+    b->len += (size_t)(p - p0);
+    return 0;
 }
 
 static int fmt_metric(st_buf_t *b, const promql_series_t *s)

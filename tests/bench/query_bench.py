@@ -5,10 +5,14 @@ Prometheus (Debian's 2.42), all on the same devops workload, in one run.
 
   tests/bench/query_bench.py [--sizes 1000x3,4000x1] [--reps 7] [--quick]
                              [--only TEXT] [--no-rf1] [--raw] [--perf DIR] [--keep]
-                             [--build build]
+                             [--build build] [--ab BASE_BUILD] [--no-prom]
 
 --quick: one small size (200 hosts x 1 h), 3 reps, no RF=1 ingest run (for
-development). --sizes takes HOSTSxHOURS pairs; the default is the two shapes
+development). --ab BASE_BUILD: a second RF=3 cluster from the binaries of
+another build dir (node/, router/; e.g. the commit before a change) gets the
+same data and runs every query interleaved with the others: an A/B on the
+same data in the same run ("base" column, "new/base" ratio). --no-prom skips
+Prometheus (no answer check; saves the block creation). --sizes takes HOSTSxHOURS pairs; the default is the two shapes
 of the issue: 1000 hosts x 3 h (1080 samples a series) and 4000 hosts x 1 h.
 
 For each size:
@@ -265,7 +269,7 @@ def mib(kib):
 def run_size(args, harness, hosts, hours):
     from test_promql_compare import Prometheus, compare
     tmp = tempfile.mkdtemp(prefix="strata-query-bench-")
-    cluster = prom = vm = None
+    cluster = prom = vm = base_cluster = None
     ok = False
     report = []
 
@@ -273,7 +277,8 @@ def run_size(args, harness, hosts, hours):
         print(s, flush=True)
         report.append(s)
     try:
-        prom = Prometheus(tmp)  # fails early when prometheus/promtool are missing
+        if not args.no_prom:
+            prom = Prometheus(tmp)  # fails early when prometheus/promtool are missing
         now = int(time.time())
         end_s = now - now % 3600 - 3600
         start_s = end_s - int(hours * 3600)
@@ -313,14 +318,28 @@ def run_size(args, harness, hosts, hours):
         for who, pid in strata_pids(cluster):
             rss[(who, "ingest")] = vm_hwm_kib(pid)
         cluster.wait_hints_drained(timeout=600)
+        if args.ab:  # the same data into a cluster of the base build's binaries
+            saved = os.environ.get("STRATA_BIN_DIR")
+            os.environ["STRATA_BIN_DIR"] = os.path.abspath(args.ab)
+            try:
+                base_cluster = strata_cluster(harness, 3, "qbench-base")
+                base_cluster.start()
+            finally:
+                if saved is None:
+                    del os.environ["STRATA_BIN_DIR"]
+                else:
+                    os.environ["STRATA_BIN_DIR"] = saved
+            load(base_cluster.router_url(), lp)
+            base_cluster.wait_hints_drained(timeout=600)
         # -- Prometheus
-        om = os.path.join(tmp, "devops.om")
-        n_om = lp_to_openmetrics(lp, om)
-        if n_om != samples:
-            raise RuntimeError("OpenMetrics has %d samples, expected %d" % (n_om, samples))
-        prom.create_blocks(om, timeout=3600)
-        os.unlink(om)
-        prom.start()
+        if prom:
+            om = os.path.join(tmp, "devops.om")
+            n_om = lp_to_openmetrics(lp, om)
+            if n_om != samples:
+                raise RuntimeError("OpenMetrics has %d samples, expected %d" % (n_om, samples))
+            prom.create_blocks(om, timeout=3600)
+            os.unlink(om)
+            prom.start()
         for _, pid in strata_pids(cluster):
             reset_hwm(pid)
 
@@ -330,9 +349,14 @@ def run_size(args, harness, hosts, hours):
         engines = [("strata", cluster.router_url(), None)]
         if args.raw:
             engines.append(("strata-raw", cluster.router_url(), {"pushdown": "0"}))
-        engines += [("victoria", vm.url, {"nocache": "1"}), ("prometheus", prom.url(), None)]
+        if base_cluster:
+            engines.append(("base", base_cluster.router_url(), None))
+        engines.append(("victoria", vm.url, {"nocache": "1"}))
+        if prom:
+            engines.append(("prometheus", prom.url(), None))
+        only = args.only.split("|") if args.only else None
         qlist = [(n, k, q.replace("{R}", whole)) for n, k, q in QUERIES
-                 if not args.only or args.only in q or args.only in n]
+                 if not only or any(o in q or o in n for o in only)]
         lat = {(n, e): [] for n, _, _ in qlist for e, _, _ in engines}
         answers = {}
         for n, k, q in qlist:  # warm-up, and the answers compared
@@ -359,25 +383,38 @@ def run_size(args, harness, hosts, hours):
         say()
         say("queries: range %s .. %s step %ds, instants at %s; median of %d rounds "
             "(queries and engines interleaved, 1 warm-up)" % (qs, qe, args.step, qe, args.reps))
-        say("%-32s %-7s %9s %9s %9s %7s %7s %7s  %s" % (
-            "query", "kind", "strata", "victoria", "prom", "s/vm", "s/prom", "series", "answer"))
-        r_vm, r_prom = [], []
+        say("%-32s %-7s %9s %9s %9s %9s %7s %7s %8s %7s  %s" % (
+            "query", "kind", "strata", "base", "victoria", "prom", "s/vm", "s/prom", "new/base",
+            "series", "answer"))
+        r_vm, r_prom, r_base, r_bvm = [], [], [], []
+        nan = float("nan")
         for n, k, q in qlist:
             m = {e: median(lat[(n, e)]) for e, _, _ in engines}
-            a_s, a_p = answers[(n, "strata")], answers[(n, "prometheus")]
-            diffs = compare(a_p, a_s, False)
-            if not diffs:
-                verdict = "same"
-            elif k == "range" and same_values_per_step(a_p, a_s):
-                verdict = "same values (ties picked differently)"
+            a_s = answers[(n, "strata")]
+            if prom:
+                a_p = answers[(n, "prometheus")]
+                diffs = compare(a_p, a_s, False)
+                if not diffs:
+                    verdict = "same"
+                elif k == "range" and same_values_per_step(a_p, a_s):
+                    verdict = "same values (ties picked differently)"
+                else:
+                    verdict = "DIFFERS: " + diffs[0][:80]
             else:
-                verdict = "DIFFERS: " + diffs[0][:80]
-            rv, rp = m["strata"] / m["victoria"], m["strata"] / m["prometheus"]
+                verdict = "not checked (--no-prom)"
+            if base_cluster and compare(answers[(n, "base")], a_s, False):
+                verdict += "; DIFFERS from base"
+            rv = m["strata"] / m["victoria"]
+            rp = m["strata"] / m["prometheus"] if prom else nan
+            rb = m["strata"] / m["base"] if base_cluster else nan
             r_vm.append((rv, n))
             r_prom.append((rp, n))
-            say("%-32s %-7s %9.1f %9.1f %9.1f %7.2f %7.2f %7d  %s" % (
-                n[:32], k, m["strata"], m["victoria"], m["prometheus"], rv, rp,
-                len(a_s["data"]["result"]), verdict))
+            if base_cluster:
+                r_base.append((rb, n))
+                r_bvm.append((m["base"] / m["victoria"], n))
+            say("%-32s %-7s %9.1f %9.1f %9.1f %9.1f %7.2f %7.2f %8.2f %7d  %s" % (
+                n[:32], k, m["strata"], m.get("base", nan), m["victoria"],
+                m.get("prometheus", nan), rv, rp, rb, len(a_s["data"]["result"]), verdict))
             if args.raw:
                 say("%-32s %-7s %9.1f  (strata pushdown=0)" % ("", "", m["strata-raw"]))
         if r_vm:
@@ -386,6 +423,13 @@ def run_size(args, harness, hosts, hours):
                     geomean([r for r, _ in r_vm]), min(r_vm)[0], min(r_vm)[1], max(r_vm)[0],
                     max(r_vm)[1], geomean([r for r, _ in r_prom]), min(r_prom)[0],
                     max(r_prom)[0]))
+        if r_base:
+            say("geomean new/base %.2f (best %.2f %s, worst %.2f %s); base/victoria %.2f "
+                "(worst %.2f %s)" % (
+                    geomean([r for r, _ in r_base]), min(r_base)[0], min(r_base)[1],
+                    max(r_base)[0], max(r_base)[1], geomean([r for r, _ in r_bvm]),
+                    max(r_bvm)[0], max(r_bvm)[1]))
+        say("load average: %s" % open("/proc/loadavg").read().strip())
         say("queries: %s" % "; ".join("%s = %s" % (n, q) for n, _, q in qlist))
         say()
         v = ingest["victoria"]
@@ -406,6 +450,12 @@ def run_size(args, harness, hosts, hours):
             prom.stop()
         if vm:
             vm.stop()
+        if base_cluster:
+            try:
+                base_cluster.stop()
+            except AssertionError as e:
+                print("warning: %s" % e)
+            base_cluster.close(failed=not ok)
         if cluster:
             try:
                 cluster.stop()
@@ -431,13 +481,18 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="200 hosts x 1 h, 3 rounds, no RF=1 ingest run")
     ap.add_argument("--only", default=None,
-                    help="run only the queries whose name or text contains this string")
+                    help="run only the queries whose name or text contains this string "
+                         "(several: A|B|C)")
     ap.add_argument("--no-rf1", action="store_true", help="skip the RF=1 ingest run")
     ap.add_argument("--raw", action="store_true",
                     help="time Strata with pushdown=0 as well (raw samples to the router)")
     ap.add_argument("--perf", default=None, metavar="DIR",
                     help="perf record -g the router and nodes during the timed rounds into DIR")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    ap.add_argument("--ab", default=None, metavar="BASE_BUILD",
+                    help="also run a cluster of BASE_BUILD's binaries on the same data (A/B)")
+    ap.add_argument("--no-prom", action="store_true",
+                    help="skip Prometheus (no answer check)")
     ap.add_argument("--build", default=None,
                     help="build dir with node/, router/ and cli/ (default $STRATA_BIN_DIR or build)")
     args = ap.parse_args()

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <math.h>
 #include <stdio.h>
@@ -76,6 +77,15 @@ static void test_fmt_double(void **state)
     check_fmt(1e20, "100000000000000000000");
     check_fmt(1e-7, "0.0000001");
     check_fmt(123456.789, "123456.789");
+    check_fmt(45.23, "45.23");
+    check_fmt(-186.22333333333333, "-186.22333333333333");
+    check_fmt(1e15 + 0.5, "1000000000000000.5");
+    check_fmt(9007199254740993.0, "9007199254740992");
+    /* a power of two: the lower neighbour is nearer, Go prints the shorter
+     * 5.684341886080802e-14 where %.17g-style rounding needs 17 digits */
+    check_fmt(ldexp(1, -44), "0.00000000000005684341886080802");
+    check_fmt(0.5, "0.5");
+    check_fmt(1024, "1024");
     /* the extremes print every digit: 0.000...5 and 17976931348623157000...0 */
     char big[400];
     memcpy(big, "0.", 2);
@@ -121,6 +131,111 @@ static uint64_t rng(void)
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return rng_state;
+}
+
+/* Digits as a decimal string "D.DDDeE" that strtod reads. */
+static double digits_value(const char *dig, int e)
+{
+    char txt[64];
+    snprintf(txt, sizeof txt, "%.1s.%se%d", dig, dig + 1, e);
+    return strtod(txt, NULL);
+}
+
+/* st_shortest_digits reads back as v and equals the snprintf reference
+ * (exact powers of two aside) on random bit patterns, 2-decimal values,
+ * averages of them and every power of ten's neighbourhood. */
+static void check_shortest(double v)
+{
+    char dig[40], ref[40];
+    int e, er;
+    int nd = st_shortest_digits(v, dig, &e);
+    int nr = st_shortest_digits_ref(v, ref, &er);
+    if (digits_value(dig, e) != v || nd != nr || e != er || strcmp(dig, ref) != 0) {
+        print_error("%.17g: got %s e%d want %s e%d\n", v, dig, e, ref, er);
+        fail();
+    }
+}
+
+static void test_shortest_digits(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 60000; i++) {
+        uint64_t r = rng();
+        double v;
+        switch (i % 4) {
+        case 0:
+            r &= 0x7fffffffffffffffull;
+            memcpy(&v, &r, sizeof v);
+            break;
+        case 1:
+            v = (double)(r % 10000000) / 100.0;
+            break;
+        case 2:
+            v = (double)(r >> 11) * 0x1p-53 * pow(10, (int)(rng() % 30) - 12);
+            break;
+        default:
+            v = ((double)(r % 100000) / 100.0 + (double)(rng() % 100000) / 100.0) / 3.0;
+        }
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        if (!isfinite(v) || v <= 0 || (bits & ((1ull << 52) - 1)) == 0)
+            continue;
+        check_shortest(v);
+    }
+    for (int k = -12; k <= 17; k++) {
+        double p = pow(10, k);
+        double v = p;
+        for (int j = 0; j < 50; j++)
+            v = nextafter(v, 0);
+        for (int j = 0; j < 100; j++, v = nextafter(v, INFINITY)) {
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            if ((bits & ((1ull << 52) - 1)) != 0)
+                check_shortest(v);
+        }
+    }
+}
+
+/* An exact power of two has a nearer lower neighbour: Go prints the
+ * shortest decimal inside that asymmetric interval. Every normal power of
+ * two: the digits read back as v, no decimal with one digit less (the
+ * nearest ones at that length, and their neighbours) does, and when the
+ * reference has as many digits it is the same string. */
+static void test_shortest_pow2(void **state)
+{
+    (void)state;
+    int shorter = 0;
+    for (int x = -1022; x <= 1023; x++) {
+        double v = ldexp(1, x);
+        char dig[40], ref[40], txt[64];
+        int e, er;
+        int nd = st_shortest_digits(v, dig, &e);
+        int nr = st_shortest_digits_ref(v, ref, &er);
+        assert_true(digits_value(dig, e) == v);
+        assert_true(nd <= nr);
+        if (nd == nr) {
+            assert_int_equal(e, er);
+            assert_string_equal(dig, ref);
+        } else {
+            shorter++;
+        }
+        if (nd == 1)
+            continue;
+        int p = nd - 1; /* no p-digit decimal reads back as v */
+        snprintf(txt, sizeof txt, "%.*e", p - 1, v);
+        char *ep = strchr(txt, 'e');
+        int x10 = atoi(ep + 1);
+        uint64_t d = 0;
+        for (char *c = txt; c < ep; c++)
+            if (*c >= '0' && *c <= '9')
+                d = d * 10 + (uint64_t)(*c - '0');
+        for (int dd = -1; dd <= 1; dd++) {
+            snprintf(txt, sizeof txt, "%" PRIu64 "e%d", d + (uint64_t)(int64_t)dd, x10 - (p - 1));
+            assert_true(strtod(txt, NULL) != v);
+        }
+    }
+    /* the reference differs from Go somewhere (else this test proves nothing) */
+    assert_true(shorter > 0);
 }
 
 static void test_fmt_double_g(void **state)
@@ -339,10 +454,16 @@ static void test_clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json),         cmocka_unit_test(test_fmt_double),
-        cmocka_unit_test(test_fmt_double_g), cmocka_unit_test(test_unquote),
-        cmocka_unit_test(test_prom_names),   cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_utf8_agree),   cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_fmt_double),
+        cmocka_unit_test(test_shortest_digits),
+        cmocka_unit_test(test_shortest_pow2),
+        cmocka_unit_test(test_fmt_double_g),
+        cmocka_unit_test(test_unquote),
+        cmocka_unit_test(test_prom_names),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_utf8_agree),
+        cmocka_unit_test(test_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
