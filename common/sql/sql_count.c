@@ -21,15 +21,7 @@
 #include "sql_exec_int.h"
 #include "st_err.h"
 
-#define NARROW_MATCHERS 32 /* matchers a narrowed selection may add */
-
-int sql_count_is_star(const sql_expr_t *e)
-{
-    return e->kind == E_FUNC && !strcmp(e->name, "count") && e->nargs == 1 &&
-           e->args[0]->kind == E_STAR && !e->distinct && !e->within;
-}
-
-/* The field of table t a metric name is, or NULL. */
+#define NARROW_MATCHERS 32 /* The field of table t a metric name is, or NULL. */
 static const char *field_of(const char *t, size_t tl, const char *m)
 {
     if (strncmp(m, t, tl))

@@ -95,6 +95,14 @@ static int bucket_of(const sql_expr_t *e, int64_t *B)
     return *B > 0;
 }
 
+/* matchers a narrowed selection may add */
+
+int sql_count_is_star(const sql_expr_t *e)
+{
+    return e->kind == E_FUNC && !strcmp(e->name, "count") && e->nargs == 1 &&
+           e->args[0]->kind == E_STAR && !e->distinct && !e->within;
+}
+
 const sql_expr_t *sql_group_expr(const sql_stmt_t *s, const sql_expr_t *e)
 {
     if (e->kind == E_LIT && e->lit.type == SQL_INT && e->lit.u.i >= 1 &&

@@ -265,11 +265,6 @@ typedef struct seg_tshash {
     _Atomic uint8_t *ready;
 } seg_tshash_t;
 
-void seg_tshash_free(seg_tshash_t *t)
-{
-    free(t);
-}
-
 /* r's fingerprints (r pinned), made on first use; NULL without memory. */
 static seg_tshash_t *tshash_of(seg_ref_t *r)
 {

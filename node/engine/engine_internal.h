@@ -183,8 +183,6 @@ typedef struct part {
 } part_t;
 
 void seg_ref_release(seg_ref_t *r);
-/* Free a seg_ref's timestamp fingerprints (engine_count.c). */
-void seg_tshash_free(struct seg_tshash *t);
 /* 0 when r surely holds no sample of `id` in [mint, maxt] (its summary
  * says so; unknown: 1). */
 int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt);

@@ -25,7 +25,7 @@ void seg_ref_release(seg_ref_t *r)
     if (atomic_load(&r->obsolete))
         unlink(r->path);
     seg_summary_free(atomic_load(&r->sum));
-    seg_tshash_free(atomic_load(&r->tsh));
+    free(atomic_load(&r->tsh)); /* one allocation (engine_count.c, tshash_of) */
     free(r->path);
     free(r);
 }
