@@ -65,6 +65,11 @@ struct sql_result {
     char **names;
     sql_type_t *types;
     size_t ncols;
+    /* per column: the text copied last and its copy (a tag set's rows
+     * repeat their tags: one copy) */
+    const char **lastsrc;
+    const char **lastdup;
+    size_t *lastlen;
     sql_val_t **rows;
     size_t nrows, cap;
 };
@@ -84,6 +89,7 @@ struct sql_exec {
     char **outnames;
     size_t nout;
     sql_expr_t **aggs;
+    uint8_t *aggfn; /* each aggregate's function (AF_*), found once */
     size_t nagg;
     int grouped;
     group_t *g;
@@ -152,9 +158,18 @@ int sql_result_row(sql_result_t *r, const sql_val_t *vals)
         r->rows = nr;
         r->cap = cap;
     }
-    sql_val_t *row = sql_alloc(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
+    sql_val_t *row = sql_alloc_nz(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
     if (!row)
         return ST_ENOMEM;
+    if (!r->lastsrc && r->ncols) {
+        r->lastsrc = sql_alloc(&r->mem, r->ncols * sizeof *r->lastsrc);
+        r->lastdup = sql_alloc(&r->mem, r->ncols * sizeof *r->lastdup);
+        r->lastlen = sql_alloc(&r->mem, r->ncols * sizeof *r->lastlen);
+        if (!r->lastsrc || !r->lastdup || !r->lastlen) {
+            r->lastsrc = NULL;
+            return ST_ENOMEM;
+        }
+    }
     for (size_t c = 0; c < r->ncols; c++) {
         sql_val_t v = vals[c];
         sql_type_t t = r->types[c];
@@ -164,9 +179,17 @@ int sql_result_row(sql_result_t *r, const sql_val_t *vals)
             v.type = SQL_FLOAT;
         }
         if (v.type == SQL_TEXT) {
-            v.u.t.s = sql_strndup(&r->mem, v.u.t.s, v.u.t.len);
-            if (!v.u.t.s)
-                return ST_ENOMEM;
+            if (r->lastsrc[c] && r->lastsrc[c] == v.u.t.s && r->lastlen[c] == v.u.t.len) {
+                v.u.t.s = r->lastdup[c];
+            } else {
+                const char *src = v.u.t.s;
+                v.u.t.s = sql_strndup(&r->mem, src, v.u.t.len);
+                if (!v.u.t.s)
+                    return ST_ENOMEM;
+                r->lastsrc[c] = src;
+                r->lastdup[c] = v.u.t.s;
+                r->lastlen[c] = v.u.t.len;
+            }
         }
         row[c] = v;
     }
@@ -375,6 +398,13 @@ size_t sql_exec_nseries(const sql_exec_t *x)
     return x->nser;
 }
 
+/* ORDER BY ... LIMIT cuts the rows as they come (emit): each row its own
+ * block then; otherwise the rows live in the arena. */
+static int rows_malloced(const sql_exec_t *x)
+{
+    return x->s->norder && x->s->limit >= 0;
+}
+
 void sql_exec_destroy(sql_exec_t *x)
 {
     if (!x)
@@ -384,10 +414,11 @@ void sql_exec_destroy(sql_exec_t *x)
             free(x->g[i].acc[k].vals);
     free(x->g);
     free(x->gtab);
-    for (size_t i = 0; i < x->nrows; i++)
+    for (size_t i = 0; rows_malloced(x) && i < x->nrows; i++)
         free(x->rows[i].v);
     free(x->rows);
     free(x->ser);
+    free(x->aggfn);
     free(x->cols);
     free(x->out);
     free(x->outnames);
@@ -766,7 +797,7 @@ static int over_bytes(sql_exec_t *x, size_t add)
 
 static int copy_row(sql_exec_t *x, const sql_val_t *row, size_t n, sql_val_t **out)
 {
-    sql_val_t *r = sql_alloc(&x->mem, n * sizeof *r);
+    sql_val_t *r = sql_alloc_nz(&x->mem, (n ? n : 1) * sizeof *r);
     if (!r)
         return ST_ENOMEM;
     /* text points into the series' labels, the parameters or the arena:
@@ -775,6 +806,36 @@ static int copy_row(sql_exec_t *x, const sql_val_t *row, size_t n, sql_val_t **o
         memcpy(r, row, n * sizeof *r);
     *out = r;
     return over_bytes(x, n * sizeof *r);
+}
+
+/* Size the groups and their hash table for n groups at once. */
+static int groups_reserve(sql_exec_t *x, size_t n)
+{
+    if (n <= x->gcap)
+        return 0;
+    size_t tab = 128;
+    while (tab < 2 * n)
+        tab *= 2;
+    group_t *ng = realloc(x->g, n * sizeof *ng);
+    if (!ng)
+        return ST_ENOMEM;
+    x->g = ng;
+    x->gcap = n;
+    if (tab <= x->gtabcap)
+        return 0;
+    gslot_t *nt = calloc(tab, sizeof *nt);
+    if (!nt)
+        return ST_ENOMEM;
+    for (size_t k = 0; k < x->ng; k++) {
+        size_t i = x->g[k].hash & (tab - 1);
+        while (nt[i].gi)
+            i = (i + 1) & (tab - 1);
+        nt[i] = (gslot_t){x->g[k].hash, k + 1};
+    }
+    free(x->gtab);
+    x->gtab = nt;
+    x->gtabcap = tab;
+    return 0;
 }
 
 static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
@@ -833,7 +894,7 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     group_t *g = &x->g[x->ng];
     memset(g, 0, sizeof *g);
     g->hash = h;
-    g->key = sql_alloc(&x->mem, len ? len : 1);
+    g->key = sql_alloc_nz(&x->mem, len ? len : 1);
     g->acc = sql_alloc(&x->mem, (x->nagg ? x->nagg : 1) * sizeof *g->acc);
     if (!g->key || !g->acc) {
         *rc = ST_ENOMEM;
@@ -853,6 +914,37 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     return g;
 }
 
+/* The aggregate functions, told apart once per statement (aggfn_of), not
+ * by name per row. */
+enum {
+    AF_COUNT,
+    AF_SUM,
+    AF_AVG,
+    AF_MIN,
+    AF_MAX,
+    AF_FIRST,
+    AF_LAST,
+    AF_STDDEV,
+    AF_PCT,
+    AF_VALS = 16
+};
+
+static uint8_t aggfn_of(const sql_expr_t *e)
+{
+    const char *f = e->name;
+    int vals = e->within || !strcmp(f, "approx_percentile") || !strcmp(f, "median");
+    int fn = !strcmp(f, "count")                       ? AF_COUNT
+             : !strcmp(f, "sum")                       ? AF_SUM
+             : !strcmp(f, "avg") || !strcmp(f, "mean") ? AF_AVG
+             : !strcmp(f, "min")                       ? AF_MIN
+             : !strcmp(f, "max")                       ? AF_MAX
+             : !strcmp(f, "first")                     ? AF_FIRST
+             : !strcmp(f, "last")                      ? AF_LAST
+             : !strncmp(f, "stddev", 6)                ? AF_STDDEV
+                                                       : AF_PCT;
+    return (uint8_t)(fn | (vals ? AF_VALS : 0));
+}
+
 static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
 {
     for (size_t k = 0; k < x->nagg; k++) {
@@ -869,7 +961,7 @@ static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
         if (v.type == SQL_FLOAT)
             d = v.u.f;
         else if (v.type == SQL_TEXT) {
-            if (!strcmp(e->name, "count")) {
+            if ((x->aggfn[k] & ~AF_VALS) == AF_COUNT) {
                 a->n++;
                 continue;
             }
@@ -894,7 +986,7 @@ static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
             a->min = d;
         if (d > a->max || isnan(a->max))
             a->max = d;
-        if (e->within || !strcmp(e->name, "approx_percentile") || !strcmp(e->name, "median")) {
+        if (x->aggfn[k] & AF_VALS) {
             if (a->nv == a->cap) {
                 if ((rc = over_bytes(x, (a->cap ? a->cap : 16) * sizeof(double))))
                     return rc;
@@ -920,27 +1012,27 @@ static int finish_aggs(sql_exec_t *x, group_t *g, sql_val_t *out)
         acc_t *a = &g->acc[k];
         const char *f = e->name;
         sql_val_t v = {.type = SQL_NULL};
-        sql_type_t at = etype(x, e->within ? e->within : e->args[0]);
-        if (!strcmp(f, "count")) {
+        int fn = x->aggfn[k] & ~AF_VALS;
+        if (fn == AF_COUNT) {
             v.type = SQL_INT;
             v.u.i = a->n;
         } else if (a->n == 0) {
             /* NULL */
-        } else if (!strcmp(f, "sum")) {
+        } else if (fn == AF_SUM) {
             v.type = SQL_FLOAT, v.u.f = a->sum;
-        } else if (!strcmp(f, "avg") || !strcmp(f, "mean")) {
+        } else if (fn == AF_AVG) {
             v.type = SQL_FLOAT, v.u.f = a->sum / (double)a->n;
-        } else if (!strcmp(f, "min") || !strcmp(f, "max") || !strcmp(f, "first") ||
-                   !strcmp(f, "last")) {
-            double d = f[1] == 'i'   ? a->min
-                       : f[1] == 'a' ? a->max
-                       : f[0] == 'f' ? a->first
-                                     : a->last;
+        } else if (fn == AF_MIN || fn == AF_MAX || fn == AF_FIRST || fn == AF_LAST) {
+            double d = fn == AF_MIN     ? a->min
+                       : fn == AF_MAX   ? a->max
+                       : fn == AF_FIRST ? a->first
+                                        : a->last;
+            sql_type_t at = etype(x, e->within ? e->within : e->args[0]);
             if (at == SQL_TIME || at == SQL_INTERVAL)
                 v.type = at, v.u.i = (int64_t)d;
             else
                 v.type = SQL_FLOAT, v.u.f = d;
-        } else if (!strncmp(f, "stddev", 6)) {
+        } else if (fn == AF_STDDEV) {
             int pop = !strcmp(f, "stddev_pop");
             if (a->n > 1 || pop) {
                 double n = (double)a->n, mean = a->sum / n;
@@ -1014,14 +1106,17 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
             rc = ST_ENOMEM;
         /* text points into the series' labels, the parameters or the arena:
          * all valid until sql_exec_finish returns */
-        sql_val_t *r = rc ? NULL : malloc(w * sizeof *r);
+        int own = rows_malloced(x);
+        sql_val_t *r = rc    ? NULL
+                       : own ? malloc((w ? w : 1) * sizeof *r)
+                             : sql_alloc_nz(&x->mem, (w ? w : 1) * sizeof *r);
         if (!rc && !r)
             rc = ST_ENOMEM;
         if (!rc && !(rc = over_bytes(x, w * sizeof *r))) {
             if (w)
                 memcpy(r, v, w * sizeof *r);
             x->rows[x->nrows++] = (outrow_t){r, x->nemitted++};
-        } else {
+        } else if (own) {
             free(r);
         }
     }
@@ -1341,6 +1436,13 @@ static int build_result(sql_exec_t *x, sql_result_t **out)
         from = to;
     if (x->s->limit >= 0 && from + (size_t)x->s->limit < to)
         to = from + (size_t)x->s->limit;
+    if (to > from) { /* the row pointers sized once */
+        sql_val_t **nr = realloc(r->rows, (to - from) * sizeof *nr);
+        if (nr) {
+            r->rows = nr;
+            r->cap = to - from;
+        }
+    }
     for (size_t i = from; i < to && !rc; i++)
         rc = sql_result_row(r, x->rows[i].v);
     if (rc) {
@@ -1375,6 +1477,13 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
         rc = ST_EINVAL;
         goto fail;
     }
+    x->aggfn = malloc(x->nagg ? x->nagg : 1);
+    if (!x->aggfn) {
+        rc = ST_ENOMEM;
+        goto fail;
+    }
+    for (size_t k = 0; k < x->nagg; k++)
+        x->aggfn[k] = aggfn_of(x->aggs[k]);
     x->grouped = s->ngroup > 0 || x->nagg > 0;
     /* GROUP BY ordinal / alias: group by that item */
     for (size_t i = 0; i < s->ngroup; i++) {
@@ -1392,6 +1501,10 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
     if (rc)
         goto fail;
     if (!x->src && x->p && x->p->needs_data) {
+        if (x->grouped && x->o.groups_hint &&
+            (rc = groups_reserve(x, x->o.groups_hint < ((size_t)1 << 24) ? x->o.groups_hint
+                                                                         : ((size_t)1 << 24))))
+            goto fail;
         if (x->nser > 1)
             qsort(x->ser, x->nser, sizeof *x->ser, cmp_ser);
         sql_val_t *row = malloc(x->ncols * sizeof *row);
@@ -1506,6 +1619,13 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
             free(bt);
             rc = ST_ENOMEM;
             goto fail;
+        }
+        if (!rows_malloced(x) && x->rcap < x->ng) { /* a row per group at most */
+            outrow_t *nr = realloc(x->rows, x->ng * sizeof *nr);
+            if (nr) {
+                x->rows = nr;
+                x->rcap = x->ng;
+            }
         }
         size_t series = 0;
         for (size_t i = 0; i < x->ng && !rc; i++) {

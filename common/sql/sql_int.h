@@ -60,6 +60,7 @@ struct sql_expr {
     int agg;            /* aggregate slot + 1 (sql_exec.c); 0: not an aggregate call */
     int col;            /* resolved column + 1; -(item + 1): a select alias (sql_exec.c) */
     sql_expr_t *within; /* percentile_cont(p) WITHIN GROUP (ORDER BY within) */
+    int fn;             /* scalar function: sql_eval.c's table index + 1 (found once) */
 };
 
 typedef struct sql_arena_blk sql_arena_blk_t;
@@ -91,7 +92,8 @@ struct sql_stmt {
     sql_arena_blk_t *arena;
 };
 
-void *sql_alloc(sql_stmt_t *s, size_t n);
+void *sql_alloc(sql_stmt_t *s, size_t n); /* zeroed */
+void *sql_alloc_nz(sql_stmt_t *s, size_t n);
 char *sql_strndup(sql_stmt_t *s, const char *p, size_t n);
 void sql_arena_free(sql_stmt_t *s); /* the arena only */
 
