@@ -101,7 +101,9 @@ struct sql_exec {
     uint64_t nemitted;
     size_t nrows, rcap;
     uint64_t bytes, built;
-    int gapfill;  /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    int gapfill; /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    acc_t *dacc; /* rows_are_groups: the accumulators of the row at hand */
+    sql_val_t *daggv;
     st_buf_t key; /* the GROUP BY key of the row at hand */
     sql_stmt_t mem;
     sql_xctx_t x;
@@ -419,6 +421,8 @@ void sql_exec_destroy(sql_exec_t *x)
     free(x->rows);
     free(x->ser);
     free(x->aggfn);
+    free(x->dacc);
+    free(x->daggv);
     free(x->cols);
     free(x->out);
     free(x->outnames);
@@ -1136,6 +1140,35 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
     return rc;
 }
 
+/* rows_are_groups: the row is its group; its aggregates, HAVING and the
+ * output row at once (what the groups' pass does, in the same order). */
+static int row_group(sql_exec_t *x, const sql_val_t *row)
+{
+    group_t g = {.acc = x->dacc};
+    for (size_t k = 0; k < x->nagg; k++)
+        x->dacc[k] = (acc_t){.min = INFINITY, .max = -INFINITY};
+    int rc = accumulate(x, &g, row);
+    if (!rc)
+        rc = finish_aggs(x, &g, x->daggv);
+    for (size_t k = 0; k < x->nagg; k++)
+        free(x->dacc[k].vals);
+    if (rc)
+        return rc;
+    x->x.aggs = x->daggv;
+    x->x.row = row;
+    int keep = 1;
+    if (x->s->having) {
+        sql_val_t h;
+        rc = sql_eval(&x->x, x->s->having, NULL, &h);
+        keep = !rc && (h.type == SQL_BOOL || h.type == SQL_INT) && h.u.i;
+    }
+    if (!rc && keep)
+        rc = emit(x, NULL);
+    x->x.aggs = NULL;
+    x->x.row = NULL;
+    return rc;
+}
+
 static int row_in(sql_exec_t *x, const sql_val_t *row)
 {
     sql_stmt_t *s = x->s;
@@ -1149,6 +1182,8 @@ static int row_in(sql_exec_t *x, const sql_val_t *row)
     }
     if (!x->grouped)
         return emit(x, row);
+    if (x->dacc)
+        return row_group(x, row);
     st_buf_t *k = &x->key; /* reused from row to row */
     k->len = 0;
     int rc = 0;
@@ -1501,9 +1536,28 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
     if (rc)
         goto fail;
     if (!x->src && x->p && x->p->needs_data) {
-        if (x->grouped && x->o.groups_hint &&
-            (rc = groups_reserve(x, x->o.groups_hint < ((size_t)1 << 24) ? x->o.groups_hint
-                                                                         : ((size_t)1 << 24))))
+        const sql_expr_t *gf = NULL;
+        if (x->o.rows_are_groups && x->grouped && s->ngroup > 0 && !s->where &&
+            gapfill_key(x, &gf) < 0) {
+            x->dacc = calloc(x->nagg ? x->nagg : 1, sizeof *x->dacc);
+            x->daggv = calloc(x->nagg ? x->nagg : 1, sizeof *x->daggv);
+            if (!x->dacc || !x->daggv) {
+                rc = ST_ENOMEM;
+                goto fail;
+            }
+            if (!rows_malloced(x) && x->o.groups_hint && x->o.groups_hint < ((size_t)1 << 24)) {
+                outrow_t *nr = realloc(x->rows, x->o.groups_hint * sizeof *nr);
+                if (!nr) {
+                    rc = ST_ENOMEM;
+                    goto fail;
+                }
+                x->rows = nr;
+                x->rcap = x->o.groups_hint;
+            }
+        } else if (x->grouped && x->o.groups_hint &&
+                   (rc = groups_reserve(x, x->o.groups_hint < ((size_t)1 << 24)
+                                               ? x->o.groups_hint
+                                               : ((size_t)1 << 24))))
             goto fail;
         if (x->nser > 1)
             qsort(x->ser, x->nser, sizeof *x->ser, cmp_ser);
