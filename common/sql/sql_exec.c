@@ -150,19 +150,10 @@ int sql_result_col(sql_result_t *r, const char *name, sql_type_t t)
     return 0;
 }
 
-int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+/* A row of the result's own (its arena or adopted): coerced into the
+ * columns' types, its texts copied into the result. */
+static int result_fix(sql_result_t *r, sql_val_t *row)
 {
-    if (r->nrows == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 64;
-        sql_val_t **nr = realloc(r->rows, cap * sizeof *nr);
-        if (!nr)
-            return ST_ENOMEM;
-        r->rows = nr;
-        r->cap = cap;
-    }
-    sql_val_t *row = sql_alloc_nz(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
-    if (!row)
-        return ST_ENOMEM;
     if (!r->lastsrc && r->ncols) {
         r->lastsrc = sql_alloc(&r->mem, r->ncols * sizeof *r->lastsrc);
         r->lastdup = sql_alloc(&r->mem, r->ncols * sizeof *r->lastdup);
@@ -173,28 +164,53 @@ int sql_result_row(sql_result_t *r, const sql_val_t *vals)
         }
     }
     for (size_t c = 0; c < r->ncols; c++) {
-        sql_val_t v = vals[c];
-        sql_type_t t = r->types[c];
-        /* coerce into the column's type */
-        if (v.type == SQL_INT && t == SQL_FLOAT) {
-            v.u.f = (double)v.u.i;
-            v.type = SQL_FLOAT;
+        sql_val_t *v = &row[c];
+        if (v->type == SQL_INT && r->types[c] == SQL_FLOAT) {
+            v->u.f = (double)v->u.i;
+            v->type = SQL_FLOAT;
         }
-        if (v.type == SQL_TEXT) {
-            if (r->lastsrc[c] && r->lastsrc[c] == v.u.t.s && r->lastlen[c] == v.u.t.len) {
-                v.u.t.s = r->lastdup[c];
-            } else {
-                const char *src = v.u.t.s;
-                v.u.t.s = sql_strndup(&r->mem, src, v.u.t.len);
-                if (!v.u.t.s)
-                    return ST_ENOMEM;
-                r->lastsrc[c] = src;
-                r->lastdup[c] = v.u.t.s;
-                r->lastlen[c] = v.u.t.len;
-            }
+        if (v->type != SQL_TEXT)
+            continue;
+        if (r->lastsrc[c] && r->lastsrc[c] == v->u.t.s && r->lastlen[c] == v->u.t.len) {
+            v->u.t.s = r->lastdup[c];
+        } else {
+            const char *src = v->u.t.s;
+            v->u.t.s = sql_strndup(&r->mem, src, v->u.t.len);
+            if (!v->u.t.s)
+                return ST_ENOMEM;
+            r->lastsrc[c] = src;
+            r->lastdup[c] = v->u.t.s;
+            r->lastlen[c] = v->u.t.len;
         }
-        row[c] = v;
     }
+    return 0;
+}
+
+static int result_grow(sql_result_t *r)
+{
+    if (r->nrows < r->cap)
+        return 0;
+    size_t cap = r->cap ? 2 * r->cap : 64;
+    sql_val_t **nr = realloc(r->rows, cap * sizeof *nr);
+    if (!nr)
+        return ST_ENOMEM;
+    r->rows = nr;
+    r->cap = cap;
+    return 0;
+}
+
+int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+{
+    if (result_grow(r))
+        return ST_ENOMEM;
+    sql_val_t *row = sql_alloc_nz(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
+    if (!row)
+        return ST_ENOMEM;
+    if (r->ncols)
+        memcpy(row, vals, r->ncols * sizeof *row);
+    int rc = result_fix(r, row);
+    if (rc)
+        return rc;
     r->rows[r->nrows++] = row;
     return 0;
 }
@@ -1478,8 +1494,22 @@ static int build_result(sql_exec_t *x, sql_result_t **out)
             r->cap = to - from;
         }
     }
-    for (size_t i = from; i < to && !rc; i++)
-        rc = sql_result_row(r, x->rows[i].v);
+    /* rows in the arena are the result's own: adopted, with the arena */
+    int adopt = !rows_malloced(x) && r->cap >= to - from;
+    for (size_t i = from; i < to && !rc; i++) {
+        if (!adopt) {
+            rc = sql_result_row(r, x->rows[i].v);
+        } else if (!(rc = result_fix(r, x->rows[i].v))) {
+            r->rows[r->nrows++] = x->rows[i].v;
+        }
+    }
+    if (adopt && !rc) { /* the groups' accumulators (in the arena) done with first */
+        for (size_t i = 0; i < x->ng; i++)
+            for (size_t k = 0; k < x->nagg; k++)
+                free(x->g[i].acc[k].vals);
+        x->ng = 0;
+        sql_arena_move(&r->mem, &x->mem);
+    }
     if (rc) {
         sql_result_free(r);
         snprintf(x->err, sizeof x->err, "out of memory");

@@ -96,6 +96,8 @@ void *sql_alloc(sql_stmt_t *s, size_t n); /* zeroed */
 void *sql_alloc_nz(sql_stmt_t *s, size_t n);
 char *sql_strndup(sql_stmt_t *s, const char *p, size_t n);
 void sql_arena_free(sql_stmt_t *s); /* the arena only */
+/* from's arena becomes to's (freed with it); from's is empty */
+void sql_arena_move(sql_stmt_t *to, sql_stmt_t *from);
 
 /* Is name an aggregate function? */
 int sql_is_aggregate(const char *name);

@@ -83,6 +83,15 @@ void sql_arena_free(sql_stmt_t *s)
     s->arena = NULL;
 }
 
+void sql_arena_move(sql_stmt_t *to, sql_stmt_t *from)
+{
+    sql_arena_blk_t **t = &to->arena;
+    while (*t)
+        t = &(*t)->next;
+    *t = from->arena;
+    from->arena = NULL;
+}
+
 void sql_stmt_free(sql_stmt_t *s)
 {
     if (!s)
