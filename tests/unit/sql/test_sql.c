@@ -41,6 +41,8 @@ static void test_parse_errors(void **state)
 
 static const int64_t T0 = 1767225600000; /* 2026-01-01T00:00:00Z */
 
+static int rows_groups; /* sql_exec_opts_t.rows_are_groups for run() */
+
 static char *run(const char *q, sql_result_t **res)
 {
     static char err[SQL_ERR_MAX];
@@ -50,7 +52,7 @@ static char *run(const char *q, sql_result_t **res)
     sql_plan_t p;
     assert_int_equal(
         sql_plan(s, T0 + 3600000, T0 - 86400000, T0 + 86400000, NULL, 0, &p, err, sizeof err), 0);
-    sql_exec_opts_t o = {.max_rows = 1000000};
+    sql_exec_opts_t o = {.max_rows = 1000000, .rows_are_groups = rows_groups, .groups_hint = 12};
     sql_exec_t *x;
     assert_int_equal(sql_exec_create(s, &p, &o, &x), 0);
     static int64_t ts[6];
@@ -124,6 +126,34 @@ static void test_exec(void **state)
     EXPECT("SELECT * FROM cpu LIMIT 1",
            "\"columns\":[{\"name\":\"time\",\"type\":\"timestamp with time zone\"},{\"name\":"
            "\"hostname\",\"type\":\"text\"},{\"name\":\"usage_system\"");
+}
+
+/* Rows that are each their own group (a tag set's samples 30 s apart,
+ * buckets of 30 s) give the same answer straight (rows_are_groups) as
+ * through the group table. */
+static void test_rows_are_groups(void **state)
+{
+    (void)state;
+    static const char *const qs[] = {
+        "SELECT hostname, time_bucket('30 seconds', time) AS b, max(usage_user), "
+        "sum(usage_system) AS s, avg(usage_user) + 1 FROM cpu GROUP BY hostname, b",
+        "SELECT hostname, time_bucket('30 seconds', time) AS b, max(usage_user) AS m FROM cpu "
+        "GROUP BY hostname, b HAVING max(usage_user) > 1 ORDER BY m DESC, b LIMIT 4 OFFSET 1",
+        "SELECT time_bucket('30 seconds', time) AS b, hostname, count(usage_system) FROM cpu "
+        "GROUP BY 1, 2 ORDER BY 3, b DESC",
+    };
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        rows_groups = 0;
+        char *want = json(qs[i]);
+        rows_groups = 1;
+        char *got = json(qs[i]);
+        rows_groups = 0;
+        if (strcmp(got, want))
+            fail_msg("%s\n straight %s\n grouped  %s", qs[i], got, want);
+        assert_null(strstr(want, "error"));
+        free(got);
+        free(want);
+    }
 }
 
 /* time_bucket_gapfill adds the empty buckets of [start, finish) per series
@@ -225,9 +255,13 @@ static void test_unterminated_numbers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_plan),
-        cmocka_unit_test(test_exec),         cmocka_unit_test(test_gapfill),
-        cmocka_unit_test(test_topk),         cmocka_unit_test(test_unterminated_numbers),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_gapfill),
+        cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_rows_are_groups),
+        cmocka_unit_test(test_unterminated_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
