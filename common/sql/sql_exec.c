@@ -248,10 +248,13 @@ static int json_val(st_buf_t *b, const sql_val_t *v)
         if (v->type == SQL_INT)
             return sql_val_text(b, v);
         break;
-    case SQL_FLOAT:
+    case SQL_FLOAT: {
         if (isnan(v->u.f) || isinf(v->u.f))
             break;
-        return st_fmt_double(b, v->u.f);
+        char d[24];
+        size_t nd = sql_fmt_integral(d, v->u.f);
+        return nd ? st_buf_append(b, d, nd) : st_fmt_double(b, v->u.f);
+    }
     case SQL_TIME: {
         /* RFC 3339, formatted on the stack (a time per row) */
         char t[64];

@@ -92,6 +92,10 @@ struct sql_stmt {
     sql_arena_blk_t *arena;
 };
 
+/* An integral double of magnitude under 1e15 (not 0) as its digits, what
+ * the shortest round-trip formatters (st_fmt_double, st_fmt_double_g)
+ * print for it, without their digit search; buf holds 24. 0: another value. */
+size_t sql_fmt_integral(char *buf, double v);
 void *sql_alloc(sql_stmt_t *s, size_t n); /* zeroed */
 void *sql_alloc_nz(sql_stmt_t *s, size_t n);
 char *sql_strndup(sql_stmt_t *s, const char *p, size_t n);

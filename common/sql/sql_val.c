@@ -226,6 +226,26 @@ static int fmt_time(st_buf_t *b, int64_t ms)
     return st_buf_append(b, buf, sql_time_chars(buf, ms));
 }
 
+size_t sql_fmt_integral(char *buf, double v)
+{
+    if (!(v > -1e15 && v < 1e15) || v == 0)
+        return 0;
+    int64_t i = (int64_t)v;
+    if ((double)i != v)
+        return 0;
+    char tmp[24];
+    size_t n = 0, k = 0;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (i < 0)
+        buf[k++] = '-';
+    while (n)
+        buf[k++] = tmp[--n];
+    return k;
+}
+
 int sql_val_text(st_buf_t *b, const sql_val_t *v)
 {
     char buf[64];
@@ -243,6 +263,8 @@ int sql_val_text(st_buf_t *b, const sql_val_t *v)
             return ST_BUF_LIT(b, "NaN");
         if (isinf(v->u.f))
             return v->u.f > 0 ? ST_BUF_LIT(b, "Infinity") : ST_BUF_LIT(b, "-Infinity");
+        if ((n = (int)sql_fmt_integral(buf, v->u.f)) > 0)
+            return st_buf_append(b, buf, (size_t)n);
         return st_fmt_double_g(b, v->u.f);
     case SQL_TEXT:
         return st_buf_append(b, v->u.t.s, v->u.t.len);

@@ -15,7 +15,9 @@
 #include <cmocka.h>
 
 #include "sql.h"
+#include "sql_int.h"
 #include "st_err.h"
+#include "st_text.h"
 
 static void test_parse_errors(void **state)
 {
@@ -156,6 +158,65 @@ static void test_rows_are_groups(void **state)
     }
 }
 
+/* Integral doubles print as the shortest round-trip formatters print
+ * them; other values are left to those. */
+static void test_fmt_integral(void **state)
+{
+    (void)state;
+    static const double vs[] = {1,
+                                -1,
+                                7,
+                                100,
+                                -250,
+                                1e14,
+                                999999999999999.0,
+                                1e15,
+                                1e16,
+                                0.5,
+                                -0.0,
+                                0,
+                                4096,
+                                -123456789012345.0,
+                                1e21,
+                                3e-5,
+                                12.25,
+                                1099511627776.0};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        char d[24];
+        size_t n = sql_fmt_integral(d, vs[i]);
+        int integral =
+            vs[i] != 0 && vs[i] == (double)(long long)vs[i] && vs[i] < 1e15 && vs[i] > -1e15;
+        assert_int_equal(n > 0, integral);
+        if (!n)
+            continue;
+        st_buf_t a, g;
+        st_buf_init(&a);
+        st_buf_init(&g);
+        assert_int_equal(st_fmt_double(&a, vs[i]), 0);
+        assert_int_equal(st_fmt_double_g(&g, vs[i]), 0);
+        assert_int_equal(a.len, n);
+        assert_memory_equal(a.data, d, n);
+        assert_int_equal(g.len, n);
+        assert_memory_equal(g.data, d, n);
+        st_buf_deinit(&a);
+        st_buf_deinit(&g);
+    }
+    for (uint64_t k = 1; k < 3000; k++) { /* integers of every length */
+        double v = (double)((k * 2654435761ull * k) % (1ull << (k % 49 + 1)));
+        v = k & 1 ? -v : v;
+        char d[24];
+        size_t n = sql_fmt_integral(d, v);
+        st_buf_t a;
+        st_buf_init(&a);
+        assert_int_equal(st_fmt_double(&a, v), 0);
+        if (v != 0) {
+            assert_int_equal(a.len, n);
+            assert_memory_equal(a.data, d, n);
+        }
+        st_buf_deinit(&a);
+    }
+}
+
 /* time_bucket_gapfill adds the empty buckets of [start, finish) per series
  * (aggregates NULL); locf carries the last value on, interpolate draws a
  * line between the values around a gap. */
@@ -255,13 +316,10 @@ static void test_unterminated_numbers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_plan),
-        cmocka_unit_test(test_exec),
-        cmocka_unit_test(test_gapfill),
-        cmocka_unit_test(test_topk),
-        cmocka_unit_test(test_rows_are_groups),
-        cmocka_unit_test(test_unterminated_numbers),
+        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_exec),         cmocka_unit_test(test_gapfill),
+        cmocka_unit_test(test_topk),         cmocka_unit_test(test_rows_are_groups),
+        cmocka_unit_test(test_fmt_integral), cmocka_unit_test(test_unterminated_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
