@@ -151,10 +151,13 @@ int sql_result_col(sql_result_t *r, const char *name, sql_type_t t)
 }
 
 /* A row of the result's own (its arena or adopted): coerced into the
- * columns' types, its texts copied into the result. */
-static int result_fix(sql_result_t *r, sql_val_t *row)
+ * columns' types, its texts copied into the result. intern: the caller's
+ * texts stay put and unchanged until the result is built (the executor's:
+ * labels, literals, parameters, its arena), so a text at the address copied
+ * last in its column is that copy again. */
+static int result_fix(sql_result_t *r, sql_val_t *row, int intern)
 {
-    if (!r->lastsrc && r->ncols) {
+    if (intern && !r->lastsrc && r->ncols) {
         r->lastsrc = sql_alloc(&r->mem, r->ncols * sizeof *r->lastsrc);
         r->lastdup = sql_alloc(&r->mem, r->ncols * sizeof *r->lastdup);
         r->lastlen = sql_alloc(&r->mem, r->ncols * sizeof *r->lastlen);
@@ -171,16 +174,18 @@ static int result_fix(sql_result_t *r, sql_val_t *row)
         }
         if (v->type != SQL_TEXT)
             continue;
-        if (r->lastsrc[c] && r->lastsrc[c] == v->u.t.s && r->lastlen[c] == v->u.t.len) {
+        if (intern && r->lastsrc[c] && r->lastsrc[c] == v->u.t.s && r->lastlen[c] == v->u.t.len) {
             v->u.t.s = r->lastdup[c];
         } else {
             const char *src = v->u.t.s;
             v->u.t.s = sql_strndup(&r->mem, src, v->u.t.len);
             if (!v->u.t.s)
                 return ST_ENOMEM;
-            r->lastsrc[c] = src;
-            r->lastdup[c] = v->u.t.s;
-            r->lastlen[c] = v->u.t.len;
+            if (intern) {
+                r->lastsrc[c] = src;
+                r->lastdup[c] = v->u.t.s;
+                r->lastlen[c] = v->u.t.len;
+            }
         }
     }
     return 0;
@@ -199,7 +204,7 @@ static int result_grow(sql_result_t *r)
     return 0;
 }
 
-int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+static int result_copy(sql_result_t *r, const sql_val_t *vals, int intern)
 {
     if (result_grow(r))
         return ST_ENOMEM;
@@ -208,11 +213,16 @@ int sql_result_row(sql_result_t *r, const sql_val_t *vals)
         return ST_ENOMEM;
     if (r->ncols)
         memcpy(row, vals, r->ncols * sizeof *row);
-    int rc = result_fix(r, row);
+    int rc = result_fix(r, row, intern);
     if (rc)
         return rc;
     r->rows[r->nrows++] = row;
     return 0;
+}
+
+int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+{
+    return result_copy(r, vals, 0);
 }
 
 size_t sql_result_ncols(const sql_result_t *r)
@@ -1501,8 +1511,8 @@ static int build_result(sql_exec_t *x, sql_result_t **out)
     int adopt = !rows_malloced(x) && r->cap >= to - from;
     for (size_t i = from; i < to && !rc; i++) {
         if (!adopt) {
-            rc = sql_result_row(r, x->rows[i].v);
-        } else if (!(rc = result_fix(r, x->rows[i].v))) {
+            rc = result_copy(r, x->rows[i].v, 1);
+        } else if (!(rc = result_fix(r, x->rows[i].v, 1))) {
             r->rows[r->nrows++] = x->rows[i].v;
         }
     }
