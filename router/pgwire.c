@@ -202,16 +202,20 @@ size_t pgw_begin(st_buf_t *b, uint8_t t)
     return at;
 }
 
-int pgw_end(st_buf_t *b, size_t at)
+int pgw_patch_i32(st_buf_t *b, size_t at, uint32_t v)
 {
     if (!b->data || b->len < at + 4)
         return ST_ENOMEM;
-    uint32_t l = (uint32_t)(b->len - at);
-    b->data[at] = (uint8_t)(l >> 24);
-    b->data[at + 1] = (uint8_t)(l >> 16);
-    b->data[at + 2] = (uint8_t)(l >> 8);
-    b->data[at + 3] = (uint8_t)l;
+    b->data[at] = (uint8_t)(v >> 24);
+    b->data[at + 1] = (uint8_t)(v >> 16);
+    b->data[at + 2] = (uint8_t)(v >> 8);
+    b->data[at + 3] = (uint8_t)v;
     return 0;
+}
+
+int pgw_end(st_buf_t *b, size_t at)
+{
+    return pgw_patch_i32(b, at, (uint32_t)(b->len - at));
 }
 
 int pgw_put_i16(st_buf_t *b, int16_t v)

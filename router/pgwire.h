@@ -97,6 +97,9 @@ int pgw_parse_parse(const pgw_msg_t *m, pgw_parse_t *p);
 /* Start a message of type t; pgw_end patches its length. */
 size_t pgw_begin(st_buf_t *b, uint8_t t);
 int pgw_end(st_buf_t *b, size_t at);
+/* Write v big-endian over the 4 bytes at offset at (a length put in front
+ * of what followed it). */
+int pgw_patch_i32(st_buf_t *b, size_t at, uint32_t v);
 int pgw_put_i16(st_buf_t *b, int16_t v);
 int pgw_put_i32(st_buf_t *b, int32_t v);
 int pgw_put_i64(st_buf_t *b, int64_t v);

@@ -434,8 +434,7 @@ static int row_desc(st_buf_t *b, const sql_result_t *res, const pgportal_t *p)
 }
 
 /* One DataRow. */
-static int data_row(st_buf_t *b, const sql_result_t *res, size_t row, const pgportal_t *p,
-                    st_buf_t *tmp)
+static int data_row(st_buf_t *b, const sql_result_t *res, size_t row, const pgportal_t *p)
 {
     size_t n = sql_result_ncols(res);
     size_t at = pgw_begin(b, 'D');
@@ -477,10 +476,12 @@ static int data_row(st_buf_t *b, const sql_result_t *res, size_t row, const pgpo
                 break; /* text: the same bytes */
             }
         }
-        tmp->len = 0;
-        sql_val_text(tmp, v);
-        pgw_put_i32(b, (int32_t)tmp->len);
-        st_buf_append(b, tmp->data, tmp->len);
+        /* text written in place, its length put in front after */
+        size_t lat = b->len;
+        pgw_put_i32(b, 0);
+        sql_val_text(b, v);
+        if (b->len >= lat + 4)
+            pgw_patch_i32(b, lat, (uint32_t)(b->len - lat - 4));
     }
     return pgw_end(b, at);
 }
@@ -503,15 +504,12 @@ static int encode_answer(pgportal_t *p, const router_sql_answer_t *a)
     p->off = malloc((n + 1) * sizeof *p->off);
     if (!p->off)
         return ST_ENOMEM;
-    st_buf_t tmp;
-    st_buf_init(&tmp);
     for (size_t i = 0; i < n && !rc; i++) {
         p->off[i] = p->rows.len;
-        rc = data_row(&p->rows, res, i, p, &tmp);
+        rc = data_row(&p->rows, res, i, p);
     }
     p->off[n] = p->rows.len;
     p->nrows = n;
-    st_buf_deinit(&tmp);
     sql_result_tag(res, a->stmt, p->tag, sizeof p->tag);
     if (!p->rows.data && n)
         rc = ST_ENOMEM;

@@ -321,6 +321,15 @@ static void exec_work(uv_work_t *w)
         cat = j->res; /* SELECT over the catalog table */
         j->res = NULL;
     }
+    /* partial aggregates: a point of the first aggregate is a group (tag
+     * set, bucket); the executor sizes its tables once */
+    for (size_t q = 0; q < j->pushed; q++)
+        for (size_t i = 0;
+             j->prs[q] && !strcmp(j->push.q[q].field, j->push.q[0].field) && i < j->prs[q]->nseries;
+             i++)
+            o.groups_hint += j->prs[q]->series[i].n;
+    /* the pushed answers alone: a row per (tag set, bucket), each its group */
+    o.rows_are_groups = j->pushed && !j->rows && !j->pr && !j->catalog;
     rc = sql_exec_create(j->stmt, &j->plan, &o, &x);
     if (rc)
         goto out;

@@ -182,9 +182,14 @@ int64_t sql_stmt_offset(const sql_stmt_t *s);
 typedef struct sql_result sql_result_t;
 
 typedef struct sql_exec_opts {
-    uint64_t max_rows;   /* rows built from the series before filtering */
-    uint64_t max_bytes;  /* bytes of rows held */
-    int64_t deadline_ms; /* st_mono_ms() deadline; 0: none */
+    uint64_t max_rows;    /* rows built from the series before filtering */
+    uint64_t max_bytes;   /* bytes of rows held */
+    int64_t deadline_ms;  /* st_mono_ms() deadline; 0: none */
+    uint64_t groups_hint; /* groups the caller expects (0: unknown): tables sized once */
+    /* each row built from the series is a group of its own (partial
+     * aggregates at bucket starts, labels the GROUP BY tags): rows go
+     * straight to the output, no group table */
+    int rows_are_groups;
 } sql_exec_opts_t;
 
 typedef struct sql_exec sql_exec_t;

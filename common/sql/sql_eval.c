@@ -749,12 +749,17 @@ int sql_eval(sql_xctx_t *x, const sql_expr_t *e, const sql_val_t *row, sql_val_t
     case E_BIN:
         break;
     case E_FUNC: {
-        const struct sql_fn *f = NULL;
-        for (size_t i = 0; i < sizeof funcs / sizeof funcs[0]; i++)
-            if (!strcmp(funcs[i].name, e->name))
-                f = &funcs[i];
-        if (!f)
+        /* the table is searched once per call site: the index is kept in
+         * the expression (the same answer whichever thread writes it) */
+        if (!e->fn)
+            for (size_t i = 0; i < sizeof funcs / sizeof funcs[0]; i++)
+                if (!strcmp(funcs[i].name, e->name)) {
+                    ((sql_expr_t *)e)->fn = (int)i + 1;
+                    break;
+                }
+        if (!e->fn)
             return fail(x, e, "function %s() does not exist", e->name);
+        const struct sql_fn *f = &funcs[e->fn - 1];
         if (e->nargs < f->min || e->nargs > f->max)
             return fail(x, e, "wrong number of arguments to %s()", e->name);
         sql_val_t av[SQL_MAX_ITEMS];

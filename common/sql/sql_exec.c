@@ -65,6 +65,11 @@ struct sql_result {
     char **names;
     sql_type_t *types;
     size_t ncols;
+    /* per column: the text copied last and its copy (a tag set's rows
+     * repeat their tags: one copy) */
+    const char **lastsrc;
+    const char **lastdup;
+    size_t *lastlen;
     sql_val_t **rows;
     size_t nrows, cap;
 };
@@ -84,6 +89,7 @@ struct sql_exec {
     char **outnames;
     size_t nout;
     sql_expr_t **aggs;
+    uint8_t *aggfn; /* each aggregate's function (AF_*), found once */
     size_t nagg;
     int grouped;
     group_t *g;
@@ -95,7 +101,9 @@ struct sql_exec {
     uint64_t nemitted;
     size_t nrows, rcap;
     uint64_t bytes, built;
-    int gapfill;  /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    int gapfill; /* groups emitted in (series, bucket) order: no early LIMIT cut */
+    acc_t *dacc; /* rows_are_groups: the accumulators of the row at hand */
+    sql_val_t *daggv;
     st_buf_t key; /* the GROUP BY key of the row at hand */
     sql_stmt_t mem;
     sql_xctx_t x;
@@ -142,36 +150,79 @@ int sql_result_col(sql_result_t *r, const char *name, sql_type_t t)
     return 0;
 }
 
-int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+/* A row of the result's own (its arena or adopted): coerced into the
+ * columns' types, its texts copied into the result. intern: the caller's
+ * texts stay put and unchanged until the result is built (the executor's:
+ * labels, literals, parameters, its arena), so a text at the address copied
+ * last in its column is that copy again. */
+static int result_fix(sql_result_t *r, sql_val_t *row, int intern)
 {
-    if (r->nrows == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 64;
-        sql_val_t **nr = realloc(r->rows, cap * sizeof *nr);
-        if (!nr)
+    if (intern && !r->lastsrc && r->ncols) {
+        r->lastsrc = sql_alloc(&r->mem, r->ncols * sizeof *r->lastsrc);
+        r->lastdup = sql_alloc(&r->mem, r->ncols * sizeof *r->lastdup);
+        r->lastlen = sql_alloc(&r->mem, r->ncols * sizeof *r->lastlen);
+        if (!r->lastsrc || !r->lastdup || !r->lastlen) {
+            r->lastsrc = NULL;
             return ST_ENOMEM;
-        r->rows = nr;
-        r->cap = cap;
+        }
     }
-    sql_val_t *row = sql_alloc(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
+    for (size_t c = 0; c < r->ncols; c++) {
+        sql_val_t *v = &row[c];
+        if (v->type == SQL_INT && r->types[c] == SQL_FLOAT) {
+            v->u.f = (double)v->u.i;
+            v->type = SQL_FLOAT;
+        }
+        if (v->type != SQL_TEXT)
+            continue;
+        if (intern && r->lastsrc[c] && r->lastsrc[c] == v->u.t.s && r->lastlen[c] == v->u.t.len) {
+            v->u.t.s = r->lastdup[c];
+        } else {
+            const char *src = v->u.t.s;
+            v->u.t.s = sql_strndup(&r->mem, src, v->u.t.len);
+            if (!v->u.t.s)
+                return ST_ENOMEM;
+            if (intern) {
+                r->lastsrc[c] = src;
+                r->lastdup[c] = v->u.t.s;
+                r->lastlen[c] = v->u.t.len;
+            }
+        }
+    }
+    return 0;
+}
+
+static int result_grow(sql_result_t *r)
+{
+    if (r->nrows < r->cap)
+        return 0;
+    size_t cap = r->cap ? 2 * r->cap : 64;
+    sql_val_t **nr = realloc(r->rows, cap * sizeof *nr);
+    if (!nr)
+        return ST_ENOMEM;
+    r->rows = nr;
+    r->cap = cap;
+    return 0;
+}
+
+static int result_copy(sql_result_t *r, const sql_val_t *vals, int intern)
+{
+    if (result_grow(r))
+        return ST_ENOMEM;
+    sql_val_t *row = sql_alloc_nz(&r->mem, (r->ncols ? r->ncols : 1) * sizeof *row);
     if (!row)
         return ST_ENOMEM;
-    for (size_t c = 0; c < r->ncols; c++) {
-        sql_val_t v = vals[c];
-        sql_type_t t = r->types[c];
-        /* coerce into the column's type */
-        if (v.type == SQL_INT && t == SQL_FLOAT) {
-            v.u.f = (double)v.u.i;
-            v.type = SQL_FLOAT;
-        }
-        if (v.type == SQL_TEXT) {
-            v.u.t.s = sql_strndup(&r->mem, v.u.t.s, v.u.t.len);
-            if (!v.u.t.s)
-                return ST_ENOMEM;
-        }
-        row[c] = v;
-    }
+    if (r->ncols)
+        memcpy(row, vals, r->ncols * sizeof *row);
+    int rc = result_fix(r, row, intern);
+    if (rc)
+        return rc;
     r->rows[r->nrows++] = row;
     return 0;
+}
+
+int sql_result_row(sql_result_t *r, const sql_val_t *vals)
+{
+    return result_copy(r, vals, 0);
 }
 
 size_t sql_result_ncols(const sql_result_t *r)
@@ -207,10 +258,13 @@ static int json_val(st_buf_t *b, const sql_val_t *v)
         if (v->type == SQL_INT)
             return sql_val_text(b, v);
         break;
-    case SQL_FLOAT:
+    case SQL_FLOAT: {
         if (isnan(v->u.f) || isinf(v->u.f))
             break;
-        return st_fmt_double(b, v->u.f);
+        char d[24];
+        size_t nd = sql_fmt_integral(d, v->u.f);
+        return nd ? st_buf_append(b, d, nd) : st_fmt_double(b, v->u.f);
+    }
     case SQL_TIME: {
         /* RFC 3339, formatted on the stack (a time per row) */
         char t[64];
@@ -375,6 +429,13 @@ size_t sql_exec_nseries(const sql_exec_t *x)
     return x->nser;
 }
 
+/* ORDER BY ... LIMIT cuts the rows as they come (emit): each row its own
+ * block then; otherwise the rows live in the arena. */
+static int rows_malloced(const sql_exec_t *x)
+{
+    return x->s->norder && x->s->limit >= 0;
+}
+
 void sql_exec_destroy(sql_exec_t *x)
 {
     if (!x)
@@ -384,10 +445,13 @@ void sql_exec_destroy(sql_exec_t *x)
             free(x->g[i].acc[k].vals);
     free(x->g);
     free(x->gtab);
-    for (size_t i = 0; i < x->nrows; i++)
+    for (size_t i = 0; rows_malloced(x) && i < x->nrows; i++)
         free(x->rows[i].v);
     free(x->rows);
     free(x->ser);
+    free(x->aggfn);
+    free(x->dacc);
+    free(x->daggv);
     free(x->cols);
     free(x->out);
     free(x->outnames);
@@ -766,7 +830,7 @@ static int over_bytes(sql_exec_t *x, size_t add)
 
 static int copy_row(sql_exec_t *x, const sql_val_t *row, size_t n, sql_val_t **out)
 {
-    sql_val_t *r = sql_alloc(&x->mem, n * sizeof *r);
+    sql_val_t *r = sql_alloc_nz(&x->mem, (n ? n : 1) * sizeof *r);
     if (!r)
         return ST_ENOMEM;
     /* text points into the series' labels, the parameters or the arena:
@@ -775,6 +839,36 @@ static int copy_row(sql_exec_t *x, const sql_val_t *row, size_t n, sql_val_t **o
         memcpy(r, row, n * sizeof *r);
     *out = r;
     return over_bytes(x, n * sizeof *r);
+}
+
+/* Size the groups and their hash table for n groups at once. */
+static int groups_reserve(sql_exec_t *x, size_t n)
+{
+    if (n <= x->gcap)
+        return 0;
+    size_t tab = 128;
+    while (tab < 2 * n)
+        tab *= 2;
+    group_t *ng = realloc(x->g, n * sizeof *ng);
+    if (!ng)
+        return ST_ENOMEM;
+    x->g = ng;
+    x->gcap = n;
+    if (tab <= x->gtabcap)
+        return 0;
+    gslot_t *nt = calloc(tab, sizeof *nt);
+    if (!nt)
+        return ST_ENOMEM;
+    for (size_t k = 0; k < x->ng; k++) {
+        size_t i = x->g[k].hash & (tab - 1);
+        while (nt[i].gi)
+            i = (i + 1) & (tab - 1);
+        nt[i] = (gslot_t){x->g[k].hash, k + 1};
+    }
+    free(x->gtab);
+    x->gtab = nt;
+    x->gtabcap = tab;
+    return 0;
 }
 
 static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
@@ -833,7 +927,7 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     group_t *g = &x->g[x->ng];
     memset(g, 0, sizeof *g);
     g->hash = h;
-    g->key = sql_alloc(&x->mem, len ? len : 1);
+    g->key = sql_alloc_nz(&x->mem, len ? len : 1);
     g->acc = sql_alloc(&x->mem, (x->nagg ? x->nagg : 1) * sizeof *g->acc);
     if (!g->key || !g->acc) {
         *rc = ST_ENOMEM;
@@ -853,6 +947,37 @@ static group_t *find_group(sql_exec_t *x, const char *key, size_t len, int *rc)
     return g;
 }
 
+/* The aggregate functions, told apart once per statement (aggfn_of), not
+ * by name per row. */
+enum {
+    AF_COUNT,
+    AF_SUM,
+    AF_AVG,
+    AF_MIN,
+    AF_MAX,
+    AF_FIRST,
+    AF_LAST,
+    AF_STDDEV,
+    AF_PCT,
+    AF_VALS = 16
+};
+
+static uint8_t aggfn_of(const sql_expr_t *e)
+{
+    const char *f = e->name;
+    int vals = e->within || !strcmp(f, "approx_percentile") || !strcmp(f, "median");
+    int fn = !strcmp(f, "count")                       ? AF_COUNT
+             : !strcmp(f, "sum")                       ? AF_SUM
+             : !strcmp(f, "avg") || !strcmp(f, "mean") ? AF_AVG
+             : !strcmp(f, "min")                       ? AF_MIN
+             : !strcmp(f, "max")                       ? AF_MAX
+             : !strcmp(f, "first")                     ? AF_FIRST
+             : !strcmp(f, "last")                      ? AF_LAST
+             : !strncmp(f, "stddev", 6)                ? AF_STDDEV
+                                                       : AF_PCT;
+    return (uint8_t)(fn | (vals ? AF_VALS : 0));
+}
+
 static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
 {
     for (size_t k = 0; k < x->nagg; k++) {
@@ -869,7 +994,7 @@ static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
         if (v.type == SQL_FLOAT)
             d = v.u.f;
         else if (v.type == SQL_TEXT) {
-            if (!strcmp(e->name, "count")) {
+            if ((x->aggfn[k] & ~AF_VALS) == AF_COUNT) {
                 a->n++;
                 continue;
             }
@@ -894,7 +1019,7 @@ static int accumulate(sql_exec_t *x, group_t *g, const sql_val_t *row)
             a->min = d;
         if (d > a->max || isnan(a->max))
             a->max = d;
-        if (e->within || !strcmp(e->name, "approx_percentile") || !strcmp(e->name, "median")) {
+        if (x->aggfn[k] & AF_VALS) {
             if (a->nv == a->cap) {
                 if ((rc = over_bytes(x, (a->cap ? a->cap : 16) * sizeof(double))))
                     return rc;
@@ -920,27 +1045,27 @@ static int finish_aggs(sql_exec_t *x, group_t *g, sql_val_t *out)
         acc_t *a = &g->acc[k];
         const char *f = e->name;
         sql_val_t v = {.type = SQL_NULL};
-        sql_type_t at = etype(x, e->within ? e->within : e->args[0]);
-        if (!strcmp(f, "count")) {
+        int fn = x->aggfn[k] & ~AF_VALS;
+        if (fn == AF_COUNT) {
             v.type = SQL_INT;
             v.u.i = a->n;
         } else if (a->n == 0) {
             /* NULL */
-        } else if (!strcmp(f, "sum")) {
+        } else if (fn == AF_SUM) {
             v.type = SQL_FLOAT, v.u.f = a->sum;
-        } else if (!strcmp(f, "avg") || !strcmp(f, "mean")) {
+        } else if (fn == AF_AVG) {
             v.type = SQL_FLOAT, v.u.f = a->sum / (double)a->n;
-        } else if (!strcmp(f, "min") || !strcmp(f, "max") || !strcmp(f, "first") ||
-                   !strcmp(f, "last")) {
-            double d = f[1] == 'i'   ? a->min
-                       : f[1] == 'a' ? a->max
-                       : f[0] == 'f' ? a->first
-                                     : a->last;
+        } else if (fn == AF_MIN || fn == AF_MAX || fn == AF_FIRST || fn == AF_LAST) {
+            double d = fn == AF_MIN     ? a->min
+                       : fn == AF_MAX   ? a->max
+                       : fn == AF_FIRST ? a->first
+                                        : a->last;
+            sql_type_t at = etype(x, e->within ? e->within : e->args[0]);
             if (at == SQL_TIME || at == SQL_INTERVAL)
                 v.type = at, v.u.i = (int64_t)d;
             else
                 v.type = SQL_FLOAT, v.u.f = d;
-        } else if (!strncmp(f, "stddev", 6)) {
+        } else if (fn == AF_STDDEV) {
             int pop = !strcmp(f, "stddev_pop");
             if (a->n > 1 || pop) {
                 double n = (double)a->n, mean = a->sum / n;
@@ -1014,14 +1139,17 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
             rc = ST_ENOMEM;
         /* text points into the series' labels, the parameters or the arena:
          * all valid until sql_exec_finish returns */
-        sql_val_t *r = rc ? NULL : malloc(w * sizeof *r);
+        int own = rows_malloced(x);
+        sql_val_t *r = rc    ? NULL
+                       : own ? malloc((w ? w : 1) * sizeof *r)
+                             : sql_alloc_nz(&x->mem, (w ? w : 1) * sizeof *r);
         if (!rc && !r)
             rc = ST_ENOMEM;
         if (!rc && !(rc = over_bytes(x, w * sizeof *r))) {
             if (w)
                 memcpy(r, v, w * sizeof *r);
             x->rows[x->nrows++] = (outrow_t){r, x->nemitted++};
-        } else {
+        } else if (own) {
             free(r);
         }
     }
@@ -1041,6 +1169,35 @@ static int emit(sql_exec_t *x, const sql_val_t *row)
     return rc;
 }
 
+/* rows_are_groups: the row is its group; its aggregates, HAVING and the
+ * output row at once (what the groups' pass does, in the same order). */
+static int row_group(sql_exec_t *x, const sql_val_t *row)
+{
+    group_t g = {.acc = x->dacc};
+    for (size_t k = 0; k < x->nagg; k++)
+        x->dacc[k] = (acc_t){.min = INFINITY, .max = -INFINITY};
+    int rc = accumulate(x, &g, row);
+    if (!rc)
+        rc = finish_aggs(x, &g, x->daggv);
+    for (size_t k = 0; k < x->nagg; k++)
+        free(x->dacc[k].vals);
+    if (rc)
+        return rc;
+    x->x.aggs = x->daggv;
+    x->x.row = row;
+    int keep = 1;
+    if (x->s->having) {
+        sql_val_t h;
+        rc = sql_eval(&x->x, x->s->having, NULL, &h);
+        keep = !rc && (h.type == SQL_BOOL || h.type == SQL_INT) && h.u.i;
+    }
+    if (!rc && keep)
+        rc = emit(x, NULL);
+    x->x.aggs = NULL;
+    x->x.row = NULL;
+    return rc;
+}
+
 static int row_in(sql_exec_t *x, const sql_val_t *row)
 {
     sql_stmt_t *s = x->s;
@@ -1054,6 +1211,8 @@ static int row_in(sql_exec_t *x, const sql_val_t *row)
     }
     if (!x->grouped)
         return emit(x, row);
+    if (x->dacc)
+        return row_group(x, row);
     st_buf_t *k = &x->key; /* reused from row to row */
     k->len = 0;
     int rc = 0;
@@ -1341,8 +1500,29 @@ static int build_result(sql_exec_t *x, sql_result_t **out)
         from = to;
     if (x->s->limit >= 0 && from + (size_t)x->s->limit < to)
         to = from + (size_t)x->s->limit;
-    for (size_t i = from; i < to && !rc; i++)
-        rc = sql_result_row(r, x->rows[i].v);
+    if (to > from) { /* the row pointers sized once */
+        sql_val_t **nr = realloc(r->rows, (to - from) * sizeof *nr);
+        if (nr) {
+            r->rows = nr;
+            r->cap = to - from;
+        }
+    }
+    /* rows in the arena are the result's own: adopted, with the arena */
+    int adopt = !rows_malloced(x) && r->cap >= to - from;
+    for (size_t i = from; i < to && !rc; i++) {
+        if (!adopt) {
+            rc = result_copy(r, x->rows[i].v, 1);
+        } else if (!(rc = result_fix(r, x->rows[i].v, 1))) {
+            r->rows[r->nrows++] = x->rows[i].v;
+        }
+    }
+    if (adopt && !rc) { /* the groups' accumulators (in the arena) done with first */
+        for (size_t i = 0; i < x->ng; i++)
+            for (size_t k = 0; k < x->nagg; k++)
+                free(x->g[i].acc[k].vals);
+        x->ng = 0;
+        sql_arena_move(&r->mem, &x->mem);
+    }
     if (rc) {
         sql_result_free(r);
         snprintf(x->err, sizeof x->err, "out of memory");
@@ -1375,6 +1555,13 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
         rc = ST_EINVAL;
         goto fail;
     }
+    x->aggfn = malloc(x->nagg ? x->nagg : 1);
+    if (!x->aggfn) {
+        rc = ST_ENOMEM;
+        goto fail;
+    }
+    for (size_t k = 0; k < x->nagg; k++)
+        x->aggfn[k] = aggfn_of(x->aggs[k]);
     x->grouped = s->ngroup > 0 || x->nagg > 0;
     /* GROUP BY ordinal / alias: group by that item */
     for (size_t i = 0; i < s->ngroup; i++) {
@@ -1392,6 +1579,29 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
     if (rc)
         goto fail;
     if (!x->src && x->p && x->p->needs_data) {
+        const sql_expr_t *gf = NULL;
+        if (x->o.rows_are_groups && x->grouped && s->ngroup > 0 && !s->where &&
+            gapfill_key(x, &gf) < 0) {
+            x->dacc = calloc(x->nagg ? x->nagg : 1, sizeof *x->dacc);
+            x->daggv = calloc(x->nagg ? x->nagg : 1, sizeof *x->daggv);
+            if (!x->dacc || !x->daggv) {
+                rc = ST_ENOMEM;
+                goto fail;
+            }
+            if (!rows_malloced(x) && x->o.groups_hint && x->o.groups_hint < ((size_t)1 << 24)) {
+                outrow_t *nr = realloc(x->rows, x->o.groups_hint * sizeof *nr);
+                if (!nr) {
+                    rc = ST_ENOMEM;
+                    goto fail;
+                }
+                x->rows = nr;
+                x->rcap = x->o.groups_hint;
+            }
+        } else if (x->grouped && x->o.groups_hint &&
+                   (rc = groups_reserve(x, x->o.groups_hint < ((size_t)1 << 24)
+                                               ? x->o.groups_hint
+                                               : ((size_t)1 << 24))))
+            goto fail;
         if (x->nser > 1)
             qsort(x->ser, x->nser, sizeof *x->ser, cmp_ser);
         sql_val_t *row = malloc(x->ncols * sizeof *row);
@@ -1506,6 +1716,13 @@ int sql_exec_finish(sql_exec_t *x, sql_result_t **out, char *err, size_t errlen)
             free(bt);
             rc = ST_ENOMEM;
             goto fail;
+        }
+        if (!rows_malloced(x) && x->rcap < x->ng) { /* a row per group at most */
+            outrow_t *nr = realloc(x->rows, x->ng * sizeof *nr);
+            if (nr) {
+                x->rows = nr;
+                x->rcap = x->ng;
+            }
         }
         size_t series = 0;
         for (size_t i = 0; i < x->ng && !rc; i++) {

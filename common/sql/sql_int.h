@@ -60,6 +60,7 @@ struct sql_expr {
     int agg;            /* aggregate slot + 1 (sql_exec.c); 0: not an aggregate call */
     int col;            /* resolved column + 1; -(item + 1): a select alias (sql_exec.c) */
     sql_expr_t *within; /* percentile_cont(p) WITHIN GROUP (ORDER BY within) */
+    int fn;             /* scalar function: sql_eval.c's table index + 1 (found once) */
 };
 
 typedef struct sql_arena_blk sql_arena_blk_t;
@@ -91,9 +92,16 @@ struct sql_stmt {
     sql_arena_blk_t *arena;
 };
 
-void *sql_alloc(sql_stmt_t *s, size_t n);
+/* An integral double of magnitude under 1e15 (not 0) as its digits, what
+ * the shortest round-trip formatters (st_fmt_double, st_fmt_double_g)
+ * print for it, without their digit search; buf holds 24. 0: another value. */
+size_t sql_fmt_integral(char *buf, double v);
+void *sql_alloc(sql_stmt_t *s, size_t n); /* zeroed */
+void *sql_alloc_nz(sql_stmt_t *s, size_t n);
 char *sql_strndup(sql_stmt_t *s, const char *p, size_t n);
 void sql_arena_free(sql_stmt_t *s); /* the arena only */
+/* from's arena becomes to's (freed with it); from's is empty */
+void sql_arena_move(sql_stmt_t *to, sql_stmt_t *from);
 
 /* Is name an aggregate function? */
 int sql_is_aggregate(const char *name);

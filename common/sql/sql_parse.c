@@ -27,12 +27,19 @@ struct sql_arena_blk {
     _Alignas(16) unsigned char data[];
 };
 
-void *sql_alloc(sql_stmt_t *s, size_t n)
+/* Uninitialised arena memory. Blocks grow with the arena (8 KiB, doubling
+ * up to 1 MiB): a statement takes one block, an executor's many groups and
+ * rows take a few large ones. */
+void *sql_alloc_nz(sql_stmt_t *s, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     sql_arena_blk_t *b = s->arena;
     if (!b || b->cap - b->used < n) {
-        size_t cap = n > 8192 ? n : 8192;
+        size_t cap = b ? 2 * b->cap : 8192;
+        if (cap > ((size_t)1 << 20))
+            cap = (size_t)1 << 20;
+        if (cap < n)
+            cap = n;
         b = malloc(sizeof *b + cap);
         if (!b)
             return NULL;
@@ -43,15 +50,23 @@ void *sql_alloc(sql_stmt_t *s, size_t n)
     }
     void *p = b->data + b->used;
     b->used += n;
-    memset(p, 0, n);
+    return p;
+}
+
+void *sql_alloc(sql_stmt_t *s, size_t n)
+{
+    void *p = sql_alloc_nz(s, n);
+    if (p)
+        memset(p, 0, n);
     return p;
 }
 
 char *sql_strndup(sql_stmt_t *s, const char *p, size_t n)
 {
-    char *d = sql_alloc(s, n + 1);
+    char *d = sql_alloc_nz(s, n + 1);
     if (d) {
-        memcpy(d, p, n);
+        if (n)
+            memcpy(d, p, n);
         d[n] = 0;
     }
     return d;
@@ -66,6 +81,15 @@ void sql_arena_free(sql_stmt_t *s)
         b = n;
     }
     s->arena = NULL;
+}
+
+void sql_arena_move(sql_stmt_t *to, sql_stmt_t *from)
+{
+    sql_arena_blk_t **t = &to->arena;
+    while (*t)
+        t = &(*t)->next;
+    *t = from->arena;
+    from->arena = NULL;
 }
 
 void sql_stmt_free(sql_stmt_t *s)

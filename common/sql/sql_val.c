@@ -190,21 +190,32 @@ size_t sql_time_chars(char *buf, int64_t ms)
 {
     int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
     int64_t rem = ms - days * 86400000;
-    int64_t y;
-    unsigned mo, d;
-    st_civil_from_days(days, &y, &mo, &d);
+    /* rows come in time order: the date of the last day, kept per thread */
+    static _Thread_local int64_t last_day = INT64_MIN;
+    static _Thread_local char last_date[32];
+    static _Thread_local size_t last_len;
     char *p = buf;
-    if (y >= 0 && y <= 9999) {
-        p = put2(p, (unsigned)(y / 100));
-        p = put2(p, (unsigned)(y % 100));
-    } else {
-        p += snprintf(p, 24, "%04lld", (long long)y);
+    if (days != last_day) {
+        int64_t y;
+        unsigned mo, d;
+        st_civil_from_days(days, &y, &mo, &d);
+        char *q = last_date;
+        if (y >= 0 && y <= 9999) {
+            q = put2(q, (unsigned)(y / 100));
+            q = put2(q, (unsigned)(y % 100));
+        } else {
+            q += snprintf(q, 24, "%04lld", (long long)y);
+        }
+        *q++ = '-';
+        q = put2(q, mo);
+        *q++ = '-';
+        q = put2(q, d);
+        *q++ = ' ';
+        last_len = (size_t)(q - last_date);
+        last_day = days;
     }
-    *p++ = '-';
-    p = put2(p, mo);
-    *p++ = '-';
-    p = put2(p, d);
-    *p++ = ' ';
+    memcpy(p, last_date, last_len);
+    p += last_len;
     p = put2(p, (unsigned)(rem / 3600000));
     *p++ = ':';
     p = put2(p, (unsigned)(rem / 60000 % 60));
@@ -226,6 +237,26 @@ static int fmt_time(st_buf_t *b, int64_t ms)
     return st_buf_append(b, buf, sql_time_chars(buf, ms));
 }
 
+size_t sql_fmt_integral(char *buf, double v)
+{
+    if (!(v > -1e15 && v < 1e15) || v == 0)
+        return 0;
+    int64_t i = (int64_t)v;
+    if ((double)i != v)
+        return 0;
+    char tmp[24];
+    size_t n = 0, k = 0;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (i < 0)
+        buf[k++] = '-';
+    while (n)
+        buf[k++] = tmp[--n];
+    return k;
+}
+
 int sql_val_text(st_buf_t *b, const sql_val_t *v)
 {
     char buf[64];
@@ -243,6 +274,8 @@ int sql_val_text(st_buf_t *b, const sql_val_t *v)
             return ST_BUF_LIT(b, "NaN");
         if (isinf(v->u.f))
             return v->u.f > 0 ? ST_BUF_LIT(b, "Infinity") : ST_BUF_LIT(b, "-Infinity");
+        if ((n = (int)sql_fmt_integral(buf, v->u.f)) > 0)
+            return st_buf_append(b, buf, (size_t)n);
         return st_fmt_double_g(b, v->u.f);
     case SQL_TEXT:
         return st_buf_append(b, v->u.t.s, v->u.t.len);
