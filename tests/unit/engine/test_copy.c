@@ -127,7 +127,7 @@ static int copy_part(engine_t *from, engine_copy_t *c, int64_t start, int damage
     const char *pp[8];
     assert_true(n <= 8);
     for (size_t i = 0; i < n; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "%zu.seg", i);
         pp[i] = engine_copy_path(c, name, paths[i], sizeof paths[i]);
         fetch(from, &f[i], 0, paths[i]);
