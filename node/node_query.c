@@ -585,7 +585,8 @@ static int tkey_cmp(const void *pa, const void *pb, void *arg)
 static size_t topn_distinct(topn_t *t, const Strata__TopnRequest *r)
 {
     size_t k = 0;
-    qsort_r(t->k, t->n, sizeof *t->k, tkey_cmp, t);
+    if (t->n > 1) /* t->k is NULL with no key */
+        qsort_r(t->k, t->n, sizeof *t->k, tkey_cmp, t);
     for (size_t i = 0; i < t->n && k < r->n; i++)
         if (!k || tkey_cmp(&t->k[i], &t->k[k - 1], t))
             t->k[k++] = t->k[i];

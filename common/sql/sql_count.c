@@ -130,7 +130,8 @@ int sql_count_feed(sql_exec_t *x, const sql_stmt_t *s, const char *rows_metric, 
 {
     if (*v == 0 && s->ngroup)
         return 0;
-    memcpy(lab, l, nl * sizeof *lab);
+    if (nl)
+        memcpy(lab, l, nl * sizeof *lab);
     lab[nl] = (st_label_t){ST_METRIC_LABEL, rows_metric, 8, (uint32_t)strlen(rows_metric)};
     return sql_exec_series(x, lab, nl + 1, at, v, 1);
 }
