@@ -3,10 +3,12 @@
  * load, start, run and stop (node_server.c).
  */
 #include "node_server.h"
+#include "st_mem.h"
 #include "st_opts.h"
 
 int main(int argc, char **argv)
 {
+    st_mem_tune(); /* before any thread: see st_mem.h */
     node_opts_t o = {.data_dir = "./strata-data"};
     const st_opt_t opts[] = {
         ST_OPT_REQUIRED("config", "FILE", "cluster.ini (see docs/configuration.md)", &o.config),

@@ -3,10 +3,12 @@
  * load, start, run and stop (router_server.c).
  */
 #include "router_server.h"
+#include "st_mem.h"
 #include "st_opts.h"
 
 int main(int argc, char **argv)
 {
+    st_mem_tune();         /* before any thread: see st_mem.h */
     router_opts_t o = {0}; /* no --listen: [router] listen of the file */
     const st_opt_t opts[] = {
         ST_OPT_REQUIRED("config", "FILE", "cluster.ini (see docs/configuration.md)", &o.config),

@@ -1,0 +1,25 @@
+/*
+ * st_mem — the allocator settings of the daemons (strata-node,
+ * strata-router), applied once at start, before any thread exists.
+ *
+ * Why: the write and query paths hand buffers of 0.1-2 MiB from one
+ * stage to the next (RPC frames, batches, decoded blocks). With glibc's
+ * defaults each such buffer is a fresh mmap or a heap top that is trimmed
+ * again as soon as it is freed, so every write pays page faults on memory
+ * it just gave back; on a 2-core box that was a third of the CPU of a
+ * replicated ingest. The settings keep that memory in the allocator:
+ *   - mmap only for blocks of 4 MiB and more (fixed: glibc's sliding
+ *     threshold is off),
+ *   - give a heap top back only past 32 MiB free, grow it 4 MiB at a time,
+ *   - two arenas: the pool threads share them instead of each keeping its
+ *     own free memory (which bounds what the first two settings keep).
+ * An operator's GLIBC_TUNABLES naming any glibc.malloc key wins: then
+ * nothing is changed.
+ */
+#ifndef ST_MEM_H
+#define ST_MEM_H
+
+/* Applies the settings above (once; later calls do nothing). */
+void st_mem_tune(void);
+
+#endif
