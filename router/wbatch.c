@@ -18,6 +18,7 @@
  */
 #include "wbatch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,13 @@
 #define WBATCH_GROW_MIN 256   /* first size of a growing array (elements) */
 #define WBATCH_TABLE_MIN 4096 /* first size of a hash table (slots, power of 2) */
 
-#define NO_NAME UINT32_MAX    /* an entry whose tagset holds all its labels */
-#define NAME_CACHE 64         /* fields of a point whose name index is remembered */
+#define NO_NAME UINT32_MAX /* an entry whose tagset holds all its labels */
+#define NAME_CACHE 64      /* fields of a point whose name index is remembered */
+/* Encoded-entry buffers of finished batches kept for the next ones: a
+ * fresh multi-MB buffer is a fresh mmap whose every page faults on first
+ * write (the largest cost of encoding before). Bounded in count and bytes. */
+#define WBATCH_POOL_N 4
+#define WBATCH_POOL_BYTES (64u << 20)
 #define SERIES_SAMPLE_ROOM 20 /* encoded bytes of a sample, at most (varint ts + double) */
 
 typedef struct entry {
@@ -315,6 +321,7 @@ static void reject_too_far_future(wbatch_t *j, const lp_point_t *pt)
 
 static int encode(wbatch_t *j);
 static void grouping_free(wbatch_t *b);
+static void pool_take(st_buf_t *b, size_t need);
 
 /* A series handed over whole (wbatch_add_series): a tagset of all its
  * labels, keyed by its series hash, and no name. */
@@ -552,7 +559,10 @@ static int encode(wbatch_t *j)
                 (en->name != NO_NAME ? j->names.v[en->name].len : 0);
     }
     size_t npieces = j->piece_max ? room / j->piece_max + 1 : 0;
-    int rc = st_buf_reserve(&j->all, room + (nshards + npieces) * 16);
+    room += (nshards + npieces) * 16;
+    if (!j->all.data)
+        pool_take(&j->all, room);
+    int rc = st_buf_reserve(&j->all, room);
     for (uint32_t s = 0; s < nshards && !rc; s++) {
         size_t k = bystart[s];
         /* one entry per shard, or several of at most piece_max bytes of
@@ -589,6 +599,47 @@ static int encode(wbatch_t *j)
     free(order);
     grouping_free(j);
     return rc ? ST_ENOMEM : 0;
+}
+
+static struct {
+    pthread_mutex_t mu;
+    st_buf_t b[WBATCH_POOL_N];
+    size_t n, bytes;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* A pooled buffer into *b (empty, no data before), the smallest holding
+ * `need` bytes, else the largest. */
+static void pool_take(st_buf_t *b, size_t need)
+{
+    pthread_mutex_lock(&pool.mu);
+    size_t best = pool.n;
+    for (size_t i = 0; i < pool.n; i++) {
+        size_t c = pool.b[i].cap, bc = best < pool.n ? pool.b[best].cap : 0;
+        if (best == pool.n || (c >= need ? bc < need || c < bc : bc < need && c > bc))
+            best = i;
+    }
+    if (best < pool.n) {
+        *b = pool.b[best];
+        b->len = 0;
+        pool.bytes -= b->cap;
+        pool.b[best] = pool.b[--pool.n];
+    }
+    pthread_mutex_unlock(&pool.mu);
+}
+
+/* Keep b's storage for a later batch, or free it. */
+static void pool_put(st_buf_t *b)
+{
+    if (b->data) {
+        pthread_mutex_lock(&pool.mu);
+        if (pool.n < WBATCH_POOL_N && pool.bytes + b->cap <= WBATCH_POOL_BYTES) {
+            pool.b[pool.n++] = *b;
+            pool.bytes += b->cap;
+            st_buf_init(b);
+        }
+        pthread_mutex_unlock(&pool.mu);
+    }
+    st_buf_deinit(b);
 }
 
 int wbatch_create(const topo_t *t, wbatch_t **out)
@@ -641,7 +692,7 @@ void wbatch_destroy(wbatch_t *b)
     if (!b)
         return;
     free(b->sh);
-    st_buf_deinit(&b->all);
+    pool_put(&b->all);
     grouping_free(b);
     free(b);
 }
