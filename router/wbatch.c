@@ -10,7 +10,8 @@
  * hashed, compared and encoded once per point whatever its number of
  * fields, and no label is copied per series. Series handed over whole
  * (wbatch_add_series) are a tagset of all their labels and no name.
- * Encoding lays each series' samples out contiguously, sorts the series by
+ * A series' samples are linked in body order (no copy per sample until it is
+ * encoded). Encoding sorts the series by
  * shard (counting sort) and writes one WriteRequest per shard, each series
  * as its tagset's bytes before the name, the name, the bytes after (the
  * labels stay sorted). Once encoded, the grouping state is freed: only the
@@ -48,7 +49,7 @@ typedef struct entry {
     uint32_t name;   /* index into names, or NO_NAME */
     uint32_t shard;
     uint32_t count;
-    uint32_t first; /* offset of its samples after grouping */
+    uint32_t head, tail; /* its first and last sample (linked by s_next) */
 } entry_t;
 
 /* Encoded Label fields interned by hash and bytes (bytes in wbatch.enc):
@@ -79,7 +80,7 @@ struct wbatch {
     size_t encl, enccap;
     st_buf_t scratch;                /* a point's tags being encoded */
     uint32_t name_cache[NAME_CACHE]; /* names index + 1 of the last point's fields */
-    uint32_t *s_entry;
+    uint32_t *s_next;                /* the next sample of the same series */
     int64_t *s_ts;
     double *s_v;
     size_t ns, s_cap;
@@ -341,7 +342,7 @@ static long entry_of_series(wbatch_t *j, const st_label_t *l, uint32_t n)
 static int reserve_samples(wbatch_t *j, size_t more)
 {
     size_t c0 = j->s_cap;
-    j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + more, sizeof *j->s_entry, &j->oom);
+    j->s_next = grow(j->s_next, &j->s_cap, j->ns + more, sizeof *j->s_next, &j->oom);
     if (j->s_cap != c0) {
         size_t c1 = c0;
         j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
@@ -349,6 +350,21 @@ static int reserve_samples(wbatch_t *j, size_t more)
         j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
     }
     return j->oom ? ST_ENOMEM : 0;
+}
+
+/* Append a sample to entry ei (room reserved). */
+static void add_sample(wbatch_t *j, uint32_t ei, int64_t ts, double v)
+{
+    entry_t *en = &j->e[ei];
+    uint32_t k = (uint32_t)j->ns++;
+    j->s_ts[k] = ts;
+    j->s_v[k] = v;
+    j->s_next[k] = UINT32_MAX;
+    if (en->count++)
+        j->s_next[en->tail] = k;
+    else
+        en->head = k;
+    en->tail = k;
 }
 
 void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why)
@@ -399,11 +415,7 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
                 newest = ts[k];
             continue;
         }
-        b->s_entry[b->ns] = (uint32_t)ei;
-        b->s_ts[b->ns] = ts[k];
-        b->s_v[b->ns] = v[k];
-        b->ns++;
-        b->e[ei].count++;
+        add_sample(b, (uint32_t)ei, ts[k], v[k]);
     }
     int first = b->last_item != item + 1;
     b->last_item = item + 1;
@@ -497,11 +509,7 @@ static int on_point(void *arg, const lp_point_t *pt)
             return (int)ei;
         if (reserve_samples(j, 1))
             return ST_ENOMEM;
-        j->s_entry[j->ns] = (uint32_t)ei;
-        j->s_ts[j->ns] = pt->ts_ms;
-        j->s_v[j->ns] = pt->series[i].value;
-        j->ns++;
-        j->e[ei].count++;
+        add_sample(j, (uint32_t)ei, pt->ts_ms, pt->series[i].value);
     }
     j->lines_ok++;
     return 0;
@@ -510,9 +518,13 @@ static int on_point(void *arg, const lp_point_t *pt)
 static int encode(wbatch_t *j)
 {
     uint32_t nshards = topo_shards(j->t);
-    /* columns: entries' samples contiguous */
-    int64_t *cts = malloc((j->ns ? j->ns : 1) * sizeof *cts);
-    double *cv = malloc((j->ns ? j->ns : 1) * sizeof *cv);
+    /* a series' samples are gathered (body order) into cts/cv to encode */
+    uint32_t most = 0;
+    for (size_t i = 0; i < j->ne; i++)
+        if (j->e[i].count > most)
+            most = j->e[i].count;
+    int64_t *cts = malloc((most ? most : 1) * sizeof *cts);
+    double *cv = malloc((most ? most : 1) * sizeof *cv);
     size_t *bystart = calloc((size_t)nshards + 1, sizeof *bystart);
     uint32_t *order = malloc((j->ne ? j->ne : 1) * sizeof *order);
     if (!cts || !cv || !bystart || !order) {
@@ -521,18 +533,6 @@ static int encode(wbatch_t *j)
         free(bystart);
         free(order);
         return ST_ENOMEM;
-    }
-    uint32_t off = 0;
-    for (size_t i = 0; i < j->ne; i++) {
-        j->e[i].first = off;
-        off += j->e[i].count;
-        j->e[i].count = 0;
-    }
-    for (size_t k = 0; k < j->ns; k++) {
-        entry_t *en = &j->e[j->s_entry[k]];
-        cts[en->first + en->count] = j->s_ts[k];
-        cv[en->first + en->count] = j->s_v[k];
-        en->count++;
     }
     /* entries by shard (counting sort) */
     for (size_t i = 0; i < j->ne; i++)
@@ -585,8 +585,12 @@ static int encode(wbatch_t *j)
                 if (en->name != NO_NAME)
                     lab[1] =
                         (wire_bytes_t){j->enc + j->names.v[en->name].off, j->names.v[en->name].len};
-                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, cts + en->first,
-                                         cv + en->first, en->count);
+                uint32_t n = 0;
+                for (uint32_t x = en->head; n < en->count; x = j->s_next[x], n++) {
+                    cts[n] = j->s_ts[x];
+                    cv[n] = j->s_v[x];
+                }
+                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, cts, cv, n);
             }
             wire_end(b, mark);
             if (!rc)
@@ -674,13 +678,13 @@ static void grouping_free(wbatch_t *b)
     blobs_free(&b->names);
     free(b->enc);
     st_buf_deinit(&b->scratch);
-    free(b->s_entry);
+    free(b->s_next);
     free(b->s_ts);
     free(b->s_v);
     b->e = NULL;
     b->table = NULL;
     b->enc = NULL;
-    b->s_entry = NULL;
+    b->s_next = NULL;
     b->s_ts = NULL;
     b->s_v = NULL;
     b->ne = b->ecap = b->tcap = b->encl = b->enccap = b->ns = b->s_cap = 0;
