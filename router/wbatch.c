@@ -59,6 +59,10 @@ typedef struct blob {
     uint64_t hash;
     size_t off;
     uint32_t len, split;
+    /* a tagset's series made by its first point, field by field: entries
+     * [e_first, e_first + e_n) (later points with the same fields find
+     * theirs there, without hashing or probing) */
+    uint32_t e_first, e_n;
 } blob_t;
 
 typedef struct blobs {
@@ -161,7 +165,7 @@ static long blob_intern(wbatch_t *j, blobs_t *s, uint64_t hash, const uint8_t *p
     if (j->oom)
         return ST_ENOMEM;
     memcpy(j->enc + j->encl, p, len);
-    s->v[s->n] = (blob_t){hash, j->encl, (uint32_t)len, split};
+    s->v[s->n] = (blob_t){.hash = hash, .off = j->encl, .len = (uint32_t)len, .split = split};
     j->encl += len;
     s->tab[h] = (uint32_t)++s->n;
     return (long)(s->n - 1);
@@ -502,11 +506,19 @@ static int on_point(void *arg, const lp_point_t *pt)
         long ni = name_of(j, name, i);
         if (ni < 0)
             return (int)ni;
-        long ei = entry_of(j, (uint32_t)tsi, (uint32_t)ni,
-                           st_series_hash_from(tags_hash, name->value, name->value_len),
-                           name->value, name->value_len);
-        if (ei < 0)
-            return (int)ei;
+        blob_t *tg = &j->tags.v[tsi];
+        long ei = tg->e_first + i;
+        if (i >= tg->e_n || j->e[ei].name != (uint32_t)ni) {
+            ei = entry_of(j, (uint32_t)tsi, (uint32_t)ni,
+                          st_series_hash_from(tags_hash, name->value, name->value_len), name->value,
+                          name->value_len);
+            if (ei < 0)
+                return (int)ei;
+            if (!tg->e_n)
+                tg->e_first = (uint32_t)ei;
+            if (tg->e_n == i && (size_t)ei == (size_t)tg->e_first + i)
+                tg->e_n++;
+        }
         if (reserve_samples(j, 1))
             return ST_ENOMEM;
         add_sample(j, (uint32_t)ei, pt->ts_ms, pt->series[i].value);
