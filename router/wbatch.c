@@ -49,7 +49,7 @@ typedef struct entry {
     uint32_t name;   /* index into names, or NO_NAME */
     uint32_t shard;
     uint32_t count;
-    uint32_t head, tail; /* its first and last sample (linked by s_next) */
+    uint32_t head, tail; /* its first and last sample (linked by next) */
 } entry_t;
 
 /* Encoded Label fields interned by hash and bytes (bytes in wbatch.enc):
@@ -64,6 +64,14 @@ typedef struct blob {
      * theirs there, without hashing or probing) */
     uint32_t e_first, e_n;
 } blob_t;
+
+/* A sample and the next one of its series (one cache line visited per
+ * sample when a series is gathered). */
+typedef struct sample {
+    int64_t ts;
+    double v;
+    uint32_t next;
+} sample_t;
 
 typedef struct blobs {
     blob_t *v;
@@ -84,9 +92,7 @@ struct wbatch {
     size_t encl, enccap;
     st_buf_t scratch;                /* a point's tags being encoded */
     uint32_t name_cache[NAME_CACHE]; /* names index + 1 of the last point's fields */
-    uint32_t *s_next;                /* the next sample of the same series */
-    int64_t *s_ts;
-    double *s_v;
+    sample_t *s;                     /* in body order, linked per series */
     size_t ns, s_cap;
     int oom;
     /* retention: points before min_ts are rejected (INT64_MIN: none);
@@ -342,17 +348,10 @@ static long entry_of_series(wbatch_t *j, const st_label_t *l, uint32_t n)
                     name ? name->value_len : 0);
 }
 
-/* Room for `more` samples in the sample columns. */
+/* Room for `more` samples. */
 static int reserve_samples(wbatch_t *j, size_t more)
 {
-    size_t c0 = j->s_cap;
-    j->s_next = grow(j->s_next, &j->s_cap, j->ns + more, sizeof *j->s_next, &j->oom);
-    if (j->s_cap != c0) {
-        size_t c1 = c0;
-        j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
-        c1 = c0;
-        j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
-    }
+    j->s = grow(j->s, &j->s_cap, j->ns + more, sizeof *j->s, &j->oom);
     return j->oom ? ST_ENOMEM : 0;
 }
 
@@ -361,11 +360,9 @@ static void add_sample(wbatch_t *j, uint32_t ei, int64_t ts, double v)
 {
     entry_t *en = &j->e[ei];
     uint32_t k = (uint32_t)j->ns++;
-    j->s_ts[k] = ts;
-    j->s_v[k] = v;
-    j->s_next[k] = UINT32_MAX;
+    j->s[k] = (sample_t){ts, v, UINT32_MAX};
     if (en->count++)
-        j->s_next[en->tail] = k;
+        j->s[en->tail].next = k;
     else
         en->head = k;
     en->tail = k;
@@ -598,9 +595,9 @@ static int encode(wbatch_t *j)
                     lab[1] =
                         (wire_bytes_t){j->enc + j->names.v[en->name].off, j->names.v[en->name].len};
                 uint32_t n = 0;
-                for (uint32_t x = en->head; n < en->count; x = j->s_next[x], n++) {
-                    cts[n] = j->s_ts[x];
-                    cv[n] = j->s_v[x];
+                for (uint32_t x = en->head; n < en->count; x = j->s[x].next, n++) {
+                    cts[n] = j->s[x].ts;
+                    cv[n] = j->s[x].v;
                 }
                 rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, cts, cv, n);
             }
@@ -690,15 +687,11 @@ static void grouping_free(wbatch_t *b)
     blobs_free(&b->names);
     free(b->enc);
     st_buf_deinit(&b->scratch);
-    free(b->s_next);
-    free(b->s_ts);
-    free(b->s_v);
+    free(b->s);
     b->e = NULL;
     b->table = NULL;
     b->enc = NULL;
-    b->s_next = NULL;
-    b->s_ts = NULL;
-    b->s_v = NULL;
+    b->s = NULL;
     b->ne = b->ecap = b->tcap = b->encl = b->enccap = b->ns = b->s_cap = 0;
     memset(b->name_cache, 0, sizeof b->name_cache);
 }
