@@ -210,14 +210,6 @@ static long name_of(wbatch_t *j, const st_label_t *name, uint32_t field)
     return ni;
 }
 
-static uint32_t name_index(const lp_series_t *ls)
-{
-    for (uint32_t k = 0; k < ls->nlabels; k++)
-        if (ls->labels[k].name_len == 8 && memcmp(ls->labels[k].name, ST_METRIC_LABEL, 8) == 0)
-            return k;
-    return 0; /* the parser always adds __name__ */
-}
-
 /* The entry of series (tagset, name) of sharding hash `hash` (metric name
  * mname), added if new. */
 static long entry_of(wbatch_t *j, uint32_t tagset, uint32_t name, uint64_t hash, const char *mname,
@@ -478,7 +470,17 @@ static int on_point(void *arg, const lp_point_t *pt)
         return 0;
     }
     for (uint32_t i = 0; j->filter && i < pt->nseries; i++) {
-        if (!j->filter(j->filter_arg, pt->series[i].labels, pt->series[i].nlabels)) {
+        const lp_series_t *ls = &pt->series[i];
+        st_label_t built[ST_LABELS_MAX]; /* the parser's names_only mode */
+        const st_label_t *l = ls->labels;
+        if (!l && ls->nlabels <= ST_LABELS_MAX) {
+            memcpy(built, pt->tags, pt->name_pos * sizeof *built);
+            built[pt->name_pos] = *ls->name;
+            memcpy(built + pt->name_pos + 1, pt->tags + pt->name_pos,
+                   (pt->ntags - pt->name_pos) * sizeof *built);
+            l = built;
+        }
+        if (!l || !j->filter(j->filter_arg, l, ls->nlabels)) {
             j->lines_forbidden++;
             on_error(j, pt->line, 0, j->filter_why); /* the whole line, like a bad line */
             return 0;
@@ -486,20 +488,19 @@ static int on_point(void *arg, const lp_point_t *pt)
     }
     for (uint32_t i = 0; i < pt->nseries; i++) { /* the whole line, like the global retention */
         const st_label_t *name = NULL;
-        int64_t r =
-            metric_too_old(j, pt->series[i].labels, pt->series[i].nlabels, pt->ts_ms, &name);
+        int64_t r = metric_too_old(j, pt->series[i].name, 1, pt->ts_ms, &name);
         if (r) {
             reject_metric_too_old(j, pt->line, name, pt->ts_ms, r, 0);
             return 0;
         }
     }
     uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
-    uint32_t pos = name_index(&pt->series[0]); /* the same in every series of the point */
+    uint32_t pos = pt->name_pos;
     long tsi = tagset_of(j, pt->tags, pt->ntags, pos, tags_hash);
     if (tsi < 0)
         return (int)tsi;
     for (uint32_t i = 0; i < pt->nseries; i++) {
-        const st_label_t *name = &pt->series[i].labels[pos];
+        const st_label_t *name = pt->series[i].name;
         long ni = name_of(j, name, i);
         if (ni < 0)
             return (int)ni;

@@ -45,7 +45,7 @@ static topo_t *load(const char *ini)
 
 static wbatch_t *parse(const topo_t *t, const char *body)
 {
-    lp_opts_t o = {.series = 1};
+    lp_opts_t o = {.series = 1, .names_only = 1}; /* the router's mode */
     lp_parser_t *p;
     assert_int_equal(lp_parser_create(&o, &p), 0);
     lp_parser_set_precision(p, LP_PREC_MS);
