@@ -102,6 +102,7 @@ struct lp_parser {
     size_t max_line;
     uint32_t max_fields;
     int series;
+    int names_only; /* series mode without label arrays (lp_opts_t) */
     lp_stats_t st;
 
     blk_t *head, *cur;
@@ -783,10 +784,12 @@ static int build_series(lp_parser_t *P, lp_point_t *pt, const char *eol)
     while (P->ser_cap < nnum)
         if (grow((void **)&P->ser, &P->ser_cap, sizeof *P->ser))
             return ST_ENOMEM;
-    st_label_t *lab = arena_alloc(P, (size_t)nnum * nl * sizeof *lab);
+    st_label_t *lab = P->names_only ? NULL : arena_alloc(P, (size_t)nnum * nl * sizeof *lab);
+    st_label_t *nlab = arena_alloc(P, (size_t)nnum * sizeof *nlab);
     char *nb = arena_alloc(P, names);
-    if (!lab || !nb)
+    if ((!lab && !P->names_only) || !nlab || !nb)
         return ST_ENOMEM;
+    pt->name_pos = pos;
     uint32_t k = 0;
     for (uint32_t i = 0; i < pt->nfields; i++) {
         const lp_field_t *f = &pt->fields[i];
@@ -798,17 +801,23 @@ static int build_series(lp_parser_t *P, lp_point_t *pt, const char *eol)
         *nb++ = '_';
         memcpy(nb, f->name, f->name_len);
         nb += f->name_len;
-        st_label_t *l = lab + (size_t)k * nl;
-        for (uint32_t j = 0; j < pos; j++)
-            l[j] = pt->tags[j];
-        l[pos].name = metric_label;
-        l[pos].name_len = METRIC_LABEL_LEN;
-        l[pos].value = name;
-        l[pos].value_len = (uint32_t)(nb - name);
-        for (uint32_t j = pos; j < nt; j++)
-            l[j + 1] = pt->tags[j];
-        P->ser[k].labels = l;
+        st_label_t *nl1 = &nlab[k];
+        nl1->name = metric_label;
+        nl1->name_len = METRIC_LABEL_LEN;
+        nl1->value = name;
+        nl1->value_len = (uint32_t)(nb - name);
+        P->ser[k].labels = NULL;
+        if (lab) {
+            st_label_t *l = lab + (size_t)k * nl;
+            for (uint32_t j = 0; j < pos; j++)
+                l[j] = pt->tags[j];
+            l[pos] = *nl1;
+            for (uint32_t j = pos; j < nt; j++)
+                l[j + 1] = pt->tags[j];
+            P->ser[k].labels = l;
+        }
         P->ser[k].nlabels = nl;
+        P->ser[k].name = nl1;
         P->ser[k].field = i;
         P->ser[k].value = f->value;
         k++;
@@ -1126,6 +1135,7 @@ done:
     pt->nfields = nf;
     pt->series = NULL;
     pt->nseries = 0;
+    pt->name_pos = 0;
     *eolp = p;
     *nlp = nl;
     if (P->series)
@@ -1292,6 +1302,7 @@ int lp_parser_create(const lp_opts_t *opts, lp_parser_t **out)
     P->max_line = opts->max_line ? opts->max_line : LP_DEFAULT_MAX_LINE;
     P->max_fields = opts->max_fields ? opts->max_fields : LP_DEFAULT_MAX_FIELDS;
     P->series = opts->series != 0;
+    P->names_only = opts->names_only != 0;
     P->dedup_size = 1u << DEDUP_BITS;
     while (P->dedup_size < 2 * P->max_fields)
         P->dedup_size *= 2;

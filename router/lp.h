@@ -50,6 +50,9 @@
  * the data-model limits (docs/api.md) once per line: at most 64 labels (tags + __name__),
  * tag keys 1..256 bytes, tag values <= 4096 bytes, metric names 1..256 bytes,
  * no tag called "__name__". A violation rejects the whole line with a reason.
+ * With opts.names_only the label sets are not built (a series is its
+ * point's tags with its __name__ label inserted before tag name_pos): the
+ * router's write path encodes the tags once per point, not once per field.
  *
  * Threads: a parser is single-threaded; use one per connection/worker.
  */
@@ -97,9 +100,10 @@ typedef struct lp_field {
 
 /* One numeric field as a series sample (series mode only). */
 typedef struct lp_series {
-    const st_label_t *labels; /* sorted by name, includes __name__ */
+    const st_label_t *labels; /* sorted by name, includes __name__ (NULL: names_only) */
     uint32_t nlabels;
-    uint32_t field; /* index into lp_point_t.fields */
+    const st_label_t *name; /* its __name__ label (measurement "_" field) */
+    uint32_t field;         /* index into lp_point_t.fields */
     double value;
 } lp_series_t;
 
@@ -112,6 +116,7 @@ typedef struct lp_point {
     uint32_t nfields; /* unique keys, input order (first occurrence) */
     uint32_t nseries; /* series mode: one per numeric field */
     const lp_series_t *series;
+    uint32_t name_pos; /* series mode: the tags sorting before __name__ */
     int64_t ts_ms;
     uint64_t line; /* 1-based line number where the point starts */
 } lp_point_t;
@@ -122,6 +127,9 @@ typedef struct lp_opts {
     size_t max_line;       /* bytes, excluding the newline; 0 = LP_DEFAULT_MAX_LINE */
     uint32_t max_fields;   /* per line; 0 = LP_DEFAULT_MAX_FIELDS */
     int series;            /* nonzero: build and validate lp_point_t.series */
+    int names_only;        /* series mode without label arrays: a series' labels
+                              are the tags with its name at name_pos (the
+                              caller builds them if it needs them) */
 } lp_opts_t;
 
 typedef struct lp_stats {

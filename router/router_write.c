@@ -113,7 +113,7 @@ static int lp_build(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t m
     (void)msg;
     (void)msglen;
     if (!tl_parser) {
-        lp_opts_t o = {.series = 1};
+        lp_opts_t o = {.series = 1, .names_only = 1};
         if (lp_parser_create(&o, &tl_parser))
             return ST_ENOMEM;
     }

@@ -1,17 +1,25 @@
 /*
  * wbatch — line protocol -> per-shard NodeWrite entries. See wbatch.h.
  *
- * Grouping: a point's tags (a tagset) are interned once per request, keyed
- * by st_labels_hash_noname(); each numeric field adds a sample to the entry
- * of its series, keyed by st_series_hash_from(tagset hash, metric name), so
- * the tags are hashed once per point whatever its number of fields. Labels
- * are copied into one arena as offsets (the arena moves while it grows) and
- * turned into pointers before encoding. Encoding lays each series' samples
- * out contiguously, sorts the series by shard (counting sort) and writes one
- * WriteRequest per shard.
+ * Grouping: the tags of a point (a tagset) are encoded once, as the Label
+ * fields of the wire format (wire_put_labels), and interned per request by
+ * st_labels_hash_noname() and the encoded bytes (one memcmp); a metric name
+ * is interned as its encoded __name__ Label. A series is then (tagset,
+ * name): each numeric field adds a sample to the entry of its series,
+ * keyed by st_series_hash_from(tagset hash, metric name), so the tags are
+ * hashed, compared and encoded once per point whatever its number of
+ * fields, and no label is copied per series. Series handed over whole
+ * (wbatch_add_series) are a tagset of all their labels and no name.
+ * A series' samples are linked in body order (no copy per sample until it is
+ * encoded). Encoding sorts the series by
+ * shard (counting sort) and writes one WriteRequest per shard, each series
+ * as its tagset's bytes before the name, the name, the bytes after (the
+ * labels stay sorted). Once encoded, the grouping state is freed: only the
+ * encoded entries live while the pieces are sent.
  */
 #include "wbatch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,23 +34,51 @@
 #define WBATCH_GROW_MIN 256   /* first size of a growing array (elements) */
 #define WBATCH_TABLE_MIN 4096 /* first size of a hash table (slots, power of 2) */
 
+#define NO_NAME UINT32_MAX /* an entry whose tagset holds all its labels */
+#define NAME_CACHE 64      /* fields of a point whose name index is remembered */
+/* Encoded-entry buffers of finished batches kept for the next ones: a
+ * fresh multi-MB buffer is a fresh mmap whose every page faults on first
+ * write (the largest cost of encoding before). Bounded in count and bytes. */
+#define WBATCH_POOL_N 4
+#define WBATCH_POOL_BYTES (64u << 20)
+#define SERIES_SAMPLE_ROOM 20 /* encoded bytes of a sample, at most (varint ts + double) */
+
 typedef struct entry {
-    uint64_t hash; /* st_series_hash */
-    size_t label_off;
-    uint32_t nlabels;
+    uint64_t hash;   /* st_series_hash */
+    uint32_t tagset; /* index into tags */
+    uint32_t name;   /* index into names, or NO_NAME */
     uint32_t shard;
     uint32_t count;
-    uint32_t first;      /* offset of its samples after grouping */
-    uint32_t tagset;     /* index into tagsets */
-    uint32_t name_label; /* index of __name__ within its labels */
+    uint32_t head, tail; /* its first and last sample (linked by next) */
 } entry_t;
 
-/* The tags of a line-protocol point: shared by the series of its fields. */
-typedef struct tagset {
-    uint64_t hash; /* st_labels_hash_noname */
-    size_t label_off;
-    uint32_t ntags;
-} tagset_t;
+/* Encoded Label fields interned by hash and bytes (bytes in wbatch.enc):
+ * a tagset (its __name__ label goes at byte `split`) or a metric name's
+ * __name__ label (split: the length of the name, its last bytes). */
+typedef struct blob {
+    uint64_t hash;
+    size_t off;
+    uint32_t len, split;
+    /* a tagset's series made by its first point, field by field: entries
+     * [e_first, e_first + e_n) (later points with the same fields find
+     * theirs there, without hashing or probing) */
+    uint32_t e_first, e_n;
+} blob_t;
+
+/* A sample and the next one of its series (one cache line visited per
+ * sample when a series is gathered). */
+typedef struct sample {
+    int64_t ts;
+    double v;
+    uint32_t next;
+} sample_t;
+
+typedef struct blobs {
+    blob_t *v;
+    size_t n, cap;
+    uint32_t *tab; /* index + 1, 0 = empty */
+    size_t tcap;
+} blobs_t;
 
 struct wbatch {
     const topo_t *t;
@@ -51,17 +87,12 @@ struct wbatch {
     size_t ne, ecap;
     uint32_t *table;
     size_t tcap;
-    tagset_t *ts;
-    size_t nts, tscap;
-    uint32_t *tstable;
-    size_t tstcap;
-    st_label_t *labels;
-    size_t nl, lcap;
-    char *str;
-    size_t sl, scap;
-    uint32_t *s_entry;
-    int64_t *s_ts;
-    double *s_v;
+    blobs_t tags, names;
+    uint8_t *enc; /* the blobs' bytes */
+    size_t encl, enccap;
+    st_buf_t scratch;                /* a point's tags being encoded */
+    uint32_t name_cache[NAME_CACHE]; /* names index + 1 of the last point's fields */
+    sample_t *s;                     /* in body order, linked per series */
     size_t ns, s_cap;
     int oom;
     /* retention: points before min_ts are rejected (INT64_MIN: none);
@@ -101,39 +132,6 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
     return np;
 }
 
-static int slice_eq(const wbatch_t *j, const st_label_t *stored, const st_label_t *y)
-{
-    return stored->name_len == y->name_len && stored->value_len == y->value_len &&
-           memcmp(j->str + (uintptr_t)stored->name, y->name, y->name_len) == 0 &&
-           memcmp(j->str + (uintptr_t)stored->value, y->value, y->value_len) == 0;
-}
-
-/* Copy labels into the job's arena (as offsets: str may move until encoding). */
-static long copy_labels(wbatch_t *j, const st_label_t *l, size_t n)
-{
-    size_t bytes = 0;
-    for (size_t k = 0; k < n; k++)
-        bytes += l[k].name_len + l[k].value_len;
-    j->labels = grow(j->labels, &j->lcap, j->nl + n, sizeof *j->labels, &j->oom);
-    j->str = grow(j->str, &j->scap, j->sl + bytes, 1, &j->oom);
-    if (j->oom)
-        return ST_ENOMEM;
-    size_t off = j->nl;
-    for (size_t k = 0; k < n; k++) {
-        st_label_t *d = &j->labels[j->nl + k];
-        memcpy(j->str + j->sl, l[k].name, l[k].name_len);
-        d->name = (const char *)(uintptr_t)j->sl;
-        d->name_len = l[k].name_len;
-        j->sl += l[k].name_len;
-        memcpy(j->str + j->sl, l[k].value, l[k].value_len);
-        d->value = (const char *)(uintptr_t)j->sl;
-        d->value_len = l[k].value_len;
-        j->sl += l[k].value_len;
-    }
-    j->nl += n;
-    return (long)off;
-}
-
 /* Open-addressing tables of uint32 (index + 1, 0 = empty) keyed by a hash. */
 static int table_grow(uint32_t **tab, size_t *cap, size_t n, const void *items, size_t stride)
 {
@@ -154,73 +152,87 @@ static int table_grow(uint32_t **tab, size_t *cap, size_t n, const void *items, 
     return 0;
 }
 
-static long tagset_of(wbatch_t *j, const lp_point_t *pt, uint64_t hash)
+/* The index of bytes [p, p + len) in s (added if new; p must not point
+ * into j->enc), or ST_ENOMEM. */
+static long blob_intern(wbatch_t *j, blobs_t *s, uint64_t hash, const uint8_t *p, size_t len,
+                        uint32_t split)
 {
-    if ((j->nts + 1) * 2 > j->tstcap &&
-        table_grow(&j->tstable, &j->tstcap, j->nts, j->ts, sizeof *j->ts))
+    if ((s->n + 1) * 2 > s->tcap && table_grow(&s->tab, &s->tcap, s->n, s->v, sizeof *s->v))
         return ST_ENOMEM;
-    size_t h = hash & (j->tstcap - 1);
-    while (j->tstable[h]) {
-        tagset_t *t = &j->ts[j->tstable[h] - 1];
-        if (t->hash == hash && t->ntags == pt->ntags) {
-            uint32_t k = 0;
-            while (k < pt->ntags && slice_eq(j, &j->labels[t->label_off + k], &pt->tags[k]))
-                k++;
-            if (k == pt->ntags)
-                return j->tstable[h] - 1;
-        }
-        h = (h + 1) & (j->tstcap - 1);
+    size_t h = hash & (s->tcap - 1);
+    while (s->tab[h]) {
+        const blob_t *x = &s->v[s->tab[h] - 1];
+        if (x->hash == hash && x->len == len && memcmp(j->enc + x->off, p, len) == 0)
+            return s->tab[h] - 1;
+        h = (h + 1) & (s->tcap - 1);
     }
-    j->ts = grow(j->ts, &j->tscap, j->nts + 1, sizeof *j->ts, &j->oom);
+    s->v = grow(s->v, &s->cap, s->n + 1, sizeof *s->v, &j->oom);
+    j->enc = grow(j->enc, &j->enccap, j->encl + len, 1, &j->oom);
     if (j->oom)
         return ST_ENOMEM;
-    long off = copy_labels(j, pt->tags, pt->ntags);
-    if (off < 0)
-        return off;
-    j->ts[j->nts] = (tagset_t){hash, (size_t)off, pt->ntags};
-    j->tstable[h] = (uint32_t)++j->nts;
-    return (long)(j->nts - 1);
+    memcpy(j->enc + j->encl, p, len);
+    s->v[s->n] = (blob_t){.hash = hash, .off = j->encl, .len = (uint32_t)len, .split = split};
+    j->encl += len;
+    s->tab[h] = (uint32_t)++s->n;
+    return (long)(s->n - 1);
 }
 
-static uint32_t name_index(const lp_series_t *ls)
+/* Intern labels l[0, n) encoded, the __name__ label to go before l[pos]. */
+static long tagset_of(wbatch_t *j, const st_label_t *l, uint32_t n, uint32_t pos, uint64_t hash)
 {
-    for (uint32_t k = 0; k < ls->nlabels; k++)
-        if (ls->labels[k].name_len == 8 && memcmp(ls->labels[k].name, ST_METRIC_LABEL, 8) == 0)
-            return k;
-    return 0; /* the parser always adds __name__ */
+    st_buf_reset(&j->scratch);
+    if (wire_put_labels(&j->scratch, l, pos))
+        return ST_ENOMEM;
+    uint32_t split = (uint32_t)j->scratch.len;
+    if (wire_put_labels(&j->scratch, l + pos, n - pos))
+        return ST_ENOMEM;
+    return blob_intern(j, &j->tags, hash, j->scratch.data, j->scratch.len, split);
 }
 
-static long entry_of(wbatch_t *j, uint32_t tagset, uint64_t tags_hash, const lp_series_t *ls)
+/* The names index of metric name `name` (a __name__ label), field `field`
+ * of its point: the same field of the previous point usually has it. */
+static long name_of(wbatch_t *j, const st_label_t *name, uint32_t field)
+{
+    uint32_t c = field < NAME_CACHE ? j->name_cache[field] : 0;
+    if (c) {
+        const blob_t *x = &j->names.v[c - 1];
+        if (x->split == name->value_len &&
+            memcmp(j->enc + x->off + x->len - x->split, name->value, name->value_len) == 0)
+            return c - 1;
+    }
+    st_buf_reset(&j->scratch);
+    if (wire_put_labels(&j->scratch, name, 1))
+        return ST_ENOMEM;
+    long ni = blob_intern(j, &j->names, st_series_hash_from(0, name->value, name->value_len),
+                          j->scratch.data, j->scratch.len, name->value_len);
+    if (ni >= 0 && field < NAME_CACHE)
+        j->name_cache[field] = (uint32_t)ni + 1;
+    return ni;
+}
+
+/* The entry of series (tagset, name) of sharding hash `hash` (metric name
+ * mname), added if new. */
+static long entry_of(wbatch_t *j, uint32_t tagset, uint32_t name, uint64_t hash, const char *mname,
+                     size_t mlen)
 {
     if ((j->ne + 1) * 2 > j->tcap && table_grow(&j->table, &j->tcap, j->ne, j->e, sizeof *j->e))
         return ST_ENOMEM;
-    uint32_t ni = name_index(ls);
-    const st_label_t *name = &ls->labels[ni];
-    uint64_t hash = st_series_hash_from(tags_hash, name->value, name->value_len);
     size_t h = hash & (j->tcap - 1);
     while (j->table[h]) {
-        entry_t *en = &j->e[j->table[h] - 1];
-        if (en->hash == hash && en->tagset == tagset &&
-            slice_eq(j, &j->labels[en->label_off + en->name_label], name))
+        const entry_t *en = &j->e[j->table[h] - 1];
+        if (en->hash == hash && en->tagset == tagset && en->name == name)
             return j->table[h] - 1;
         h = (h + 1) & (j->tcap - 1);
     }
     j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
     if (j->oom)
         return ST_ENOMEM;
-    long off = copy_labels(j, ls->labels, ls->nlabels);
-    if (off < 0)
-        return off;
-    entry_t *en = &j->e[j->ne];
-    en->hash = hash;
-    en->label_off = (size_t)off;
-    en->nlabels = ls->nlabels;
-    en->count = 0;
-    en->tagset = tagset;
-    en->name_label = ni;
-    /* the placement rule of topo.h: topo_shard_of_labels(ls->labels), with
-     * the series hash already at hand */
-    en->shard = topo_shard_of_hash(j->t, hash, name->value, name->value_len);
+    /* the placement rule of topo.h: topo_shard_of_labels(labels), with the
+     * series hash already at hand */
+    j->e[j->ne] = (entry_t){.hash = hash,
+                            .tagset = tagset,
+                            .name = name,
+                            .shard = topo_shard_of_hash(j->t, hash, mname, mlen)};
     j->table[h] = (uint32_t)++j->ne;
     return (long)(j->ne - 1);
 }
@@ -311,57 +323,41 @@ static void reject_too_far_future(wbatch_t *j, const lp_point_t *pt)
 }
 
 static int encode(wbatch_t *j);
+static void grouping_free(wbatch_t *b);
+static void pool_take(st_buf_t *b, size_t need);
 
-/* A series handed over whole (wbatch_add_series): keyed by its full label
- * set; tagset is unused (UINT32_MAX). */
+/* A series handed over whole (wbatch_add_series): a tagset of all its
+ * labels, keyed by its series hash, and no name. */
 static long entry_of_series(wbatch_t *j, const st_label_t *l, uint32_t n)
 {
-    if ((j->ne + 1) * 2 > j->tcap && table_grow(&j->table, &j->tcap, j->ne, j->e, sizeof *j->e))
-        return ST_ENOMEM;
     uint64_t hash = st_series_hash(l, n);
-    size_t h = hash & (j->tcap - 1);
-    while (j->table[h]) {
-        entry_t *en = &j->e[j->table[h] - 1];
-        if (en->hash == hash && en->nlabels == n) {
-            uint32_t k = 0;
-            while (k < n && slice_eq(j, &j->labels[en->label_off + k], &l[k]))
-                k++;
-            if (k == n)
-                return j->table[h] - 1;
-        }
-        h = (h + 1) & (j->tcap - 1);
-    }
-    j->e = grow(j->e, &j->ecap, j->ne + 1, sizeof *j->e, &j->oom);
-    if (j->oom)
-        return ST_ENOMEM;
-    long off = copy_labels(j, l, n);
-    if (off < 0)
-        return off;
+    long ti = tagset_of(j, l, n, n, hash);
+    if (ti < 0)
+        return ti;
     int ni = st_labels_find(l, n, ST_METRIC_LABEL);
     const st_label_t *name = ni >= 0 ? &l[ni] : NULL;
-    entry_t *en = &j->e[j->ne];
-    *en = (entry_t){.hash = hash,
-                    .label_off = (size_t)off,
-                    .nlabels = n,
-                    .tagset = UINT32_MAX,
-                    .name_label = ni >= 0 ? (uint32_t)ni : 0};
-    en->shard = topo_shard_of_hash(j->t, hash, name ? name->value : "", name ? name->value_len : 0);
-    j->table[h] = (uint32_t)++j->ne;
-    return (long)(j->ne - 1);
+    return entry_of(j, (uint32_t)ti, NO_NAME, hash, name ? name->value : "",
+                    name ? name->value_len : 0);
 }
 
-/* Room for `more` samples in the sample columns. */
+/* Room for `more` samples. */
 static int reserve_samples(wbatch_t *j, size_t more)
 {
-    size_t c0 = j->s_cap;
-    j->s_entry = grow(j->s_entry, &j->s_cap, j->ns + more, sizeof *j->s_entry, &j->oom);
-    if (j->s_cap != c0) {
-        size_t c1 = c0;
-        j->s_ts = grow(j->s_ts, &c1, j->s_cap, sizeof *j->s_ts, &j->oom);
-        c1 = c0;
-        j->s_v = grow(j->s_v, &c1, j->s_cap, sizeof *j->s_v, &j->oom);
-    }
+    j->s = grow(j->s, &j->s_cap, j->ns + more, sizeof *j->s, &j->oom);
     return j->oom ? ST_ENOMEM : 0;
+}
+
+/* Append a sample to entry ei (room reserved). */
+static void add_sample(wbatch_t *j, uint32_t ei, int64_t ts, double v)
+{
+    entry_t *en = &j->e[ei];
+    uint32_t k = (uint32_t)j->ns++;
+    j->s[k] = (sample_t){ts, v, UINT32_MAX};
+    if (en->count++)
+        j->s[en->tail].next = k;
+    else
+        en->head = k;
+    en->tail = k;
 }
 
 void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why)
@@ -412,11 +408,7 @@ int wbatch_add_series(wbatch_t *b, uint64_t item, const st_label_t *l, uint32_t 
                 newest = ts[k];
             continue;
         }
-        b->s_entry[b->ns] = (uint32_t)ei;
-        b->s_ts[b->ns] = ts[k];
-        b->s_v[b->ns] = v[k];
-        b->ns++;
-        b->e[ei].count++;
+        add_sample(b, (uint32_t)ei, ts[k], v[k]);
     }
     int first = b->last_item != item + 1;
     b->last_item = item + 1;
@@ -478,7 +470,17 @@ static int on_point(void *arg, const lp_point_t *pt)
         return 0;
     }
     for (uint32_t i = 0; j->filter && i < pt->nseries; i++) {
-        if (!j->filter(j->filter_arg, pt->series[i].labels, pt->series[i].nlabels)) {
+        const lp_series_t *ls = &pt->series[i];
+        st_label_t built[ST_LABELS_MAX]; /* the parser's names_only mode */
+        const st_label_t *l = ls->labels;
+        if (!l && ls->nlabels <= ST_LABELS_MAX) {
+            memcpy(built, pt->tags, pt->name_pos * sizeof *built);
+            built[pt->name_pos] = *ls->name;
+            memcpy(built + pt->name_pos + 1, pt->tags + pt->name_pos,
+                   (pt->ntags - pt->name_pos) * sizeof *built);
+            l = built;
+        }
+        if (!l || !j->filter(j->filter_arg, l, ls->nlabels)) {
             j->lines_forbidden++;
             on_error(j, pt->line, 0, j->filter_why); /* the whole line, like a bad line */
             return 0;
@@ -486,28 +488,38 @@ static int on_point(void *arg, const lp_point_t *pt)
     }
     for (uint32_t i = 0; i < pt->nseries; i++) { /* the whole line, like the global retention */
         const st_label_t *name = NULL;
-        int64_t r =
-            metric_too_old(j, pt->series[i].labels, pt->series[i].nlabels, pt->ts_ms, &name);
+        int64_t r = metric_too_old(j, pt->series[i].name, 1, pt->ts_ms, &name);
         if (r) {
             reject_metric_too_old(j, pt->line, name, pt->ts_ms, r, 0);
             return 0;
         }
     }
     uint64_t tags_hash = st_labels_hash_noname(pt->tags, pt->ntags);
-    long tsi = tagset_of(j, pt, tags_hash);
+    uint32_t pos = pt->name_pos;
+    long tsi = tagset_of(j, pt->tags, pt->ntags, pos, tags_hash);
     if (tsi < 0)
         return (int)tsi;
     for (uint32_t i = 0; i < pt->nseries; i++) {
-        long ei = entry_of(j, (uint32_t)tsi, tags_hash, &pt->series[i]);
-        if (ei < 0)
-            return (int)ei;
+        const st_label_t *name = pt->series[i].name;
+        long ni = name_of(j, name, i);
+        if (ni < 0)
+            return (int)ni;
+        blob_t *tg = &j->tags.v[tsi];
+        long ei = tg->e_first + i;
+        if (i >= tg->e_n || j->e[ei].name != (uint32_t)ni) {
+            ei = entry_of(j, (uint32_t)tsi, (uint32_t)ni,
+                          st_series_hash_from(tags_hash, name->value, name->value_len), name->value,
+                          name->value_len);
+            if (ei < 0)
+                return (int)ei;
+            if (!tg->e_n)
+                tg->e_first = (uint32_t)ei;
+            if (tg->e_n == i && (size_t)ei == (size_t)tg->e_first + i)
+                tg->e_n++;
+        }
         if (reserve_samples(j, 1))
             return ST_ENOMEM;
-        j->s_entry[j->ns] = (uint32_t)ei;
-        j->s_ts[j->ns] = pt->ts_ms;
-        j->s_v[j->ns] = pt->series[i].value;
-        j->ns++;
-        j->e[ei].count++;
+        add_sample(j, (uint32_t)ei, pt->ts_ms, pt->series[i].value);
     }
     j->lines_ok++;
     return 0;
@@ -516,14 +528,13 @@ static int on_point(void *arg, const lp_point_t *pt)
 static int encode(wbatch_t *j)
 {
     uint32_t nshards = topo_shards(j->t);
-    /* fix up label pointers */
-    for (size_t i = 0; i < j->nl; i++) {
-        j->labels[i].name = j->str + (uintptr_t)j->labels[i].name;
-        j->labels[i].value = j->str + (uintptr_t)j->labels[i].value;
-    }
-    /* columns: entries' samples contiguous */
-    int64_t *cts = malloc((j->ns ? j->ns : 1) * sizeof *cts);
-    double *cv = malloc((j->ns ? j->ns : 1) * sizeof *cv);
+    /* a series' samples are gathered (body order) into cts/cv to encode */
+    uint32_t most = 0;
+    for (size_t i = 0; i < j->ne; i++)
+        if (j->e[i].count > most)
+            most = j->e[i].count;
+    int64_t *cts = malloc((most ? most : 1) * sizeof *cts);
+    double *cv = malloc((most ? most : 1) * sizeof *cv);
     size_t *bystart = calloc((size_t)nshards + 1, sizeof *bystart);
     uint32_t *order = malloc((j->ne ? j->ne : 1) * sizeof *order);
     if (!cts || !cv || !bystart || !order) {
@@ -532,18 +543,6 @@ static int encode(wbatch_t *j)
         free(bystart);
         free(order);
         return ST_ENOMEM;
-    }
-    uint32_t off = 0;
-    for (size_t i = 0; i < j->ne; i++) {
-        j->e[i].first = off;
-        off += j->e[i].count;
-        j->e[i].count = 0;
-    }
-    for (size_t k = 0; k < j->ns; k++) {
-        entry_t *en = &j->e[j->s_entry[k]];
-        cts[en->first + en->count] = j->s_ts[k];
-        cv[en->first + en->count] = j->s_v[k];
-        en->count++;
     }
     /* entries by shard (counting sort) */
     for (size_t i = 0; i < j->ne; i++)
@@ -562,7 +561,18 @@ static int encode(wbatch_t *j)
     for (size_t i = 0; i < j->ne; i++)
         order[fill[j->e[i].shard]++] = (uint32_t)i;
     free(fill);
-    int rc = 0;
+    /* room for everything at once: no copy while the buffer grows */
+    size_t room = 0;
+    for (size_t i = 0; i < j->ne; i++) {
+        const entry_t *en = &j->e[i];
+        room += 32 + j->tags.v[en->tagset].len + SERIES_SAMPLE_ROOM * en->count +
+                (en->name != NO_NAME ? j->names.v[en->name].len : 0);
+    }
+    size_t npieces = j->piece_max ? room / j->piece_max + 1 : 0;
+    room += (nshards + npieces) * 16;
+    if (!j->all.data)
+        pool_take(&j->all, room);
+    int rc = st_buf_reserve(&j->all, room);
     for (uint32_t s = 0; s < nshards && !rc; s++) {
         size_t k = bystart[s];
         /* one entry per shard, or several of at most piece_max bytes of
@@ -577,9 +587,20 @@ static int encode(wbatch_t *j)
             for (; k < bystart[s + 1] && !rc; k++) {
                 if (j->piece_max && b->len > body && b->len - body >= j->piece_max)
                     break;
-                entry_t *en = &j->e[order[k]];
-                rc = wire_put_series(b, WIRE_WRITE_REQUEST_SERIES, j->labels + en->label_off,
-                                     en->nlabels, cts + en->first, cv + en->first, en->count);
+                const entry_t *en = &j->e[order[k]];
+                const blob_t *tg = &j->tags.v[en->tagset];
+                wire_bytes_t lab[3] = {{j->enc + tg->off, tg->split},
+                                       {NULL, 0},
+                                       {j->enc + tg->off + tg->split, tg->len - tg->split}};
+                if (en->name != NO_NAME)
+                    lab[1] =
+                        (wire_bytes_t){j->enc + j->names.v[en->name].off, j->names.v[en->name].len};
+                uint32_t n = 0;
+                for (uint32_t x = en->head; n < en->count; x = j->s[x].next, n++) {
+                    cts[n] = j->s[x].ts;
+                    cv[n] = j->s[x].v;
+                }
+                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, cts, cv, n);
             }
             wire_end(b, mark);
             if (!rc)
@@ -590,7 +611,49 @@ static int encode(wbatch_t *j)
     free(cv);
     free(bystart);
     free(order);
+    grouping_free(j);
     return rc ? ST_ENOMEM : 0;
+}
+
+static struct {
+    pthread_mutex_t mu;
+    st_buf_t b[WBATCH_POOL_N];
+    size_t n, bytes;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* A pooled buffer into *b (empty, no data before), the smallest holding
+ * `need` bytes, else the largest. */
+static void pool_take(st_buf_t *b, size_t need)
+{
+    pthread_mutex_lock(&pool.mu);
+    size_t best = pool.n;
+    for (size_t i = 0; i < pool.n; i++) {
+        size_t c = pool.b[i].cap, bc = best < pool.n ? pool.b[best].cap : 0;
+        if (best == pool.n || (c >= need ? bc < need || c < bc : bc < need && c > bc))
+            best = i;
+    }
+    if (best < pool.n) {
+        *b = pool.b[best];
+        b->len = 0;
+        pool.bytes -= b->cap;
+        pool.b[best] = pool.b[--pool.n];
+    }
+    pthread_mutex_unlock(&pool.mu);
+}
+
+/* Keep b's storage for a later batch, or free it. */
+static void pool_put(st_buf_t *b)
+{
+    if (b->data) {
+        pthread_mutex_lock(&pool.mu);
+        if (pool.n < WBATCH_POOL_N && pool.bytes + b->cap <= WBATCH_POOL_BYTES) {
+            pool.b[pool.n++] = *b;
+            pool.bytes += b->cap;
+            st_buf_init(b);
+        }
+        pthread_mutex_unlock(&pool.mu);
+    }
+    st_buf_deinit(b);
 }
 
 int wbatch_create(const topo_t *t, wbatch_t **out)
@@ -604,8 +667,34 @@ int wbatch_create(const topo_t *t, wbatch_t **out)
     b->min_ts = INT64_MIN;
     b->max_ts = INT64_MAX;
     st_buf_init(&b->all);
+    st_buf_init(&b->scratch);
     *out = b;
     return 0;
+}
+
+static void blobs_free(blobs_t *s)
+{
+    free(s->v);
+    free(s->tab);
+    *s = (blobs_t){0};
+}
+
+/* Free what grouping used (encoding is done, or the batch goes). */
+static void grouping_free(wbatch_t *b)
+{
+    free(b->e);
+    free(b->table);
+    blobs_free(&b->tags);
+    blobs_free(&b->names);
+    free(b->enc);
+    st_buf_deinit(&b->scratch);
+    free(b->s);
+    b->e = NULL;
+    b->table = NULL;
+    b->enc = NULL;
+    b->s = NULL;
+    b->ne = b->ecap = b->tcap = b->encl = b->enccap = b->ns = b->s_cap = 0;
+    memset(b->name_cache, 0, sizeof b->name_cache);
 }
 
 void wbatch_destroy(wbatch_t *b)
@@ -613,16 +702,8 @@ void wbatch_destroy(wbatch_t *b)
     if (!b)
         return;
     free(b->sh);
-    st_buf_deinit(&b->all);
-    free(b->e);
-    free(b->table);
-    free(b->ts);
-    free(b->tstable);
-    free(b->labels);
-    free(b->str);
-    free(b->s_entry);
-    free(b->s_ts);
-    free(b->s_v);
+    pool_put(&b->all);
+    grouping_free(b);
     free(b);
 }
 

@@ -197,31 +197,63 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
     return wire_put_series_v(b, field, l, nl, ts, v, NULL, n);
 }
 
+/* The timestamps, values and versions of a SeriesSamples; the caller
+ * reserved room. Returns the new write position. */
+static uint8_t *put_samples(uint8_t *p, const int64_t *ts, const double *v, const uint64_t *vers,
+                            size_t n)
+{
+    if (!n)
+        return p;
+    /* timestamps: packed, 5-byte length placeholder patched below */
+    p += put_key(p, WIRE_SERIES_SAMPLES_TIMESTAMPS, WIRE_LEN);
+    uint8_t *lenp = p;
+    p += 5;
+    uint8_t *start = p;
+    int64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        p += st_uvarint_put(p, st_zigzag((int64_t)((uint64_t)ts[i] - (uint64_t)prev)));
+        prev = ts[i];
+    }
+    patch_len5(lenp, (uint64_t)(p - start));
+    p = put_doubles(p, WIRE_SERIES_SAMPLES_VALUES, v, n);
+    if (vers)
+        p = put_packed_varints(p, WIRE_SERIES_SAMPLES_VERSIONS, vers, n);
+    return p;
+}
+
+#define SAMPLES_ROOM(n) (3 * 16 + (n) * (2 * ST_UVARINT_MAX + 8))
+
 int wire_put_series_v(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
                       const int64_t *ts, const double *v, const uint64_t *vers, size_t n)
 {
-    size_t need = 16 + labels_room(l, nl) + 3 * 16 + n * (2 * ST_UVARINT_MAX + 8);
+    size_t need = 16 + labels_room(l, nl) + SAMPLES_ROOM(n);
     if (st_buf_reserve(b, need))
         return ST_ENOMEM;
     size_t mark;
     wire_begin(b, field, &mark);
     uint8_t *p = put_labels(b->data + b->len, l, nl);
-    if (n) {
-        /* timestamps: packed, 5-byte length placeholder patched below */
-        p += put_key(p, WIRE_SERIES_SAMPLES_TIMESTAMPS, WIRE_LEN);
-        uint8_t *lenp = p;
-        p += 5;
-        uint8_t *start = p;
-        int64_t prev = 0;
-        for (size_t i = 0; i < n; i++) {
-            p += st_uvarint_put(p, st_zigzag((int64_t)((uint64_t)ts[i] - (uint64_t)prev)));
-            prev = ts[i];
-        }
-        patch_len5(lenp, (uint64_t)(p - start));
-        p = put_doubles(p, WIRE_SERIES_SAMPLES_VALUES, v, n);
-        if (vers)
-            p = put_packed_varints(p, WIRE_SERIES_SAMPLES_VERSIONS, vers, n);
+    p = put_samples(p, ts, v, vers, n);
+    b->len = (size_t)(p - b->data);
+    wire_end(b, mark);
+    return 0;
+}
+
+int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
+                        const int64_t *ts, const double *v, size_t n)
+{
+    size_t need = 16 + SAMPLES_ROOM(n);
+    for (size_t i = 0; i < nlab; i++)
+        need += lab[i].len;
+    if (st_buf_reserve(b, need))
+        return ST_ENOMEM;
+    size_t mark;
+    wire_begin(b, field, &mark);
+    uint8_t *p = b->data + b->len;
+    for (size_t i = 0; i < nlab; i++) {
+        memcpy(p, lab[i].p, lab[i].len);
+        p += lab[i].len;
     }
+    p = put_samples(p, ts, v, NULL, n);
     b->len = (size_t)(p - b->data);
     wire_end(b, mark);
     return 0;

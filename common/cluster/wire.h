@@ -70,6 +70,17 @@ int wire_put_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
 int wire_put_series_v(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
                       const int64_t *ts, const double *v, const uint64_t *vers, size_t n);
 
+/* A run of bytes already in wire format. */
+typedef struct wire_bytes {
+    const uint8_t *p;
+    size_t len;
+} wire_bytes_t;
+/* Append one SeriesSamples whose labels are already encoded (Label fields
+ * as wire_put_labels() writes them, in runs concatenated in order): the
+ * write path encodes the tags of a point once for all its fields. */
+int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
+                        const int64_t *ts, const double *v, size_t n);
+
 /* Append one StepSeries (labels, present bitmap, values) as field `field`.
  * It decodes with wire_series_decode: ts/ts_len are then the bitmap. */
 int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,

@@ -12,7 +12,9 @@ each replication factor (3 nodes + 1 router, 12 shards, write quorum, a
 fresh cluster every time, as query_bench.py starts it) are fed the file by
 load_lp.py (4 connections x 10k lines). Prints per run samples/s (the
 loader's), the ratio to VictoriaMetrics of the same round, peak RSS (VmHWM)
-of router and each node and VM, and the load average before the run.
+of router and each node and VM, the CPU seconds each Strata process used
+from its start to the end of the load (steadier than samples/s on a busy
+box), and the load average before the run.
 --perf DIR records router + nodes together (perf record -g) during each
 Strata load into DIR/perf-<build>-rf<N>-<size>.data. Every process it
 starts is stopped by PID at the end.
@@ -38,6 +40,16 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def cpu_s(pid):
+    """CPU seconds (user + system) a process used so far, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_strata(harness, build, rf, lp, perf_path):
     build, _, env = build.partition("@")  # DIR@NAME=VALUE: an environment variable for the run
     os.environ["STRATA_BIN_DIR"] = os.path.abspath(build)
@@ -61,7 +73,8 @@ def run_strata(harness, build, rf, lp, perf_path):
             perf.wait(timeout=120)
             perf = None
         rss = [(who, vm_hwm_kib(pid)) for who, pid in pids]
-        return rate, rss
+        cpu = [(who, cpu_s(pid)) for who, pid in pids]
+        return rate, rss, cpu
     finally:
         if perf:  # stopped like above, so that the profile of a failed load is readable
             perf.send_signal(2)
@@ -115,17 +128,19 @@ def run_size(args, harness, hosts, hours):
                                           (os.path.basename(os.path.normpath(b.split("@")[0])),
                                            rf, tag))
                     try:
-                        rate, rss = run_strata(harness, b, rf, lp, pp)
+                        rate, rss, cpu = run_strata(harness, b, rf, lp, pp)
                     except RuntimeError as e:  # a failed load is reported, the run goes on
                         print("%s round %d %s rf%d: FAILED %s (load %s)" %
                               (tag, rnd, b, rf, str(e)[-300:], la), flush=True)
                         continue
                     tot = sum(k or 0 for _, k in rss)
                     print("%s round %d %s rf%d: %d samples/s%s; peak RSS MiB %s; all %s "
-                          "(%s per copy) (load %s)" %
+                          "(%s per copy); CPU s %s (load %s)" %
                           (tag, rnd, b, rf, rate, " (%.2fx victoria)" % (rate / v) if v else "",
                            ", ".join("%s %s" % (w, mib(k)) for w, k in rss), mib(tot),
-                           mib(tot / rf), la), flush=True)
+                           mib(tot / rf),
+                           ", ".join("%s %.1f" % (w, c) for w, c in cpu if c is not None),
+                           la), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -2,7 +2,7 @@
  * fuzz_lp — line protocol parser on arbitrary bodies.
  *
  * The first input byte picks options (precision, series mode, a small
- * max_line/max_fields); the rest is the body. The callbacks touch every byte
+ * max_line/max_fields, names_only); the rest is the body. The callbacks touch every byte
  * of every slice and check the invariants: each slice lies inside the body
  * or is scratch memory (then it must not overlap the body), names are not
  * empty, everything is valid UTF-8, tags are sorted and unique, series label
@@ -86,13 +86,25 @@ static int on_point(void *arg, const lp_point_t *pt)
     for (uint32_t i = 0; i < pt->nseries; i++) {
         const lp_series_t *s = &pt->series[i];
         const char *why = NULL;
-        check(st_labels_validate(s->labels, s->nlabels, &why) == 0);
-        check(s->nlabels == pt->ntags + 1);
+        check(s->nlabels == pt->ntags + 1 && s->nlabels <= ST_LABELS_MAX);
+        check(pt->name_pos <= pt->ntags);
+        check(s->name->name_len == 8 && memcmp(s->name->name, ST_METRIC_LABEL, 8) == 0);
+        st_label_t built[ST_LABELS_MAX]; /* names_only: the tags, __name__ at name_pos */
+        if (!s->labels) {
+            memcpy(built, pt->tags, pt->name_pos * sizeof *built);
+            built[pt->name_pos] = *s->name;
+            memcpy(built + pt->name_pos + 1, pt->tags + pt->name_pos,
+                   (pt->ntags - pt->name_pos) * sizeof *built);
+        } else {
+            check(s->labels[pt->name_pos].value == s->name->value);
+        }
+        const st_label_t *sl = s->labels ? s->labels : built;
+        check(st_labels_validate(sl, s->nlabels, &why) == 0);
         check(s->field < pt->nfields && pt->fields[s->field].type != LP_STRING);
         check(s->value == pt->fields[s->field].value);
         for (uint32_t j = 0; j < s->nlabels; j++) {
-            touch(z, s->labels[j].name, s->labels[j].name_len);
-            touch(z, s->labels[j].value, s->labels[j].value_len);
+            touch(z, sl[j].name, sl[j].name_len);
+            touch(z, sl[j].value, sl[j].value_len);
         }
     }
     return 0;
@@ -121,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .series = (mode >> 2) & 1,
         .max_line = (mode & 8) ? 40 : 0,
         .max_fields = (mode & 16) ? 4 : 0,
+        .names_only = (mode >> 5) & 1,
         .default_ts_ms = 123,
     };
     lp_parser_t *p;

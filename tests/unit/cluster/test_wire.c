@@ -46,6 +46,32 @@ static void test_protobuf_c_reads_ours(void **state)
     st_buf_deinit(&b);
 }
 
+/* Labels encoded beforehand, in runs, give the same bytes as labels
+ * encoded on the fly (the write path encodes a point's tags once). */
+static void test_preencoded_labels(void **state)
+{
+    int64_t ts[3] = {1000, 2000, 1500};
+    double v[3] = {1, 2, 3};
+    st_buf_t a, pre1, pre2, b;
+    st_buf_init(&a);
+    st_buf_init(&pre1);
+    st_buf_init(&pre2);
+    st_buf_init(&b);
+    assert_int_equal(wire_put_series(&a, 2, L, 3, ts, v, 3), 0);
+    assert_int_equal(wire_put_series(&a, 2, L, 3, ts, v, 0), 0);
+    assert_int_equal(wire_put_labels(&pre1, L, 1), 0);
+    assert_int_equal(wire_put_labels(&pre2, L + 1, 2), 0);
+    wire_bytes_t runs[3] = {{pre1.data, pre1.len}, {NULL, 0}, {pre2.data, pre2.len}};
+    assert_int_equal(wire_put_series_enc(&b, 2, runs, 3, ts, v, 3), 0);
+    assert_int_equal(wire_put_series_enc(&b, 2, runs, 3, ts, v, 0), 0);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    st_buf_deinit(&a);
+    st_buf_deinit(&pre1);
+    st_buf_deinit(&pre2);
+    st_buf_deinit(&b);
+}
+
 static void test_roundtrip_zero_copy(void **state)
 {
     enum { N = 1000 };
@@ -168,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_protobuf_c_reads_ours),
         cmocka_unit_test(test_roundtrip_zero_copy),
         cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_preencoded_labels),
         cmocka_unit_test(test_reads_protobuf_c_output),
         cmocka_unit_test(test_malformed),
     };

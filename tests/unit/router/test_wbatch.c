@@ -45,7 +45,7 @@ static topo_t *load(const char *ini)
 
 static wbatch_t *parse(const topo_t *t, const char *body)
 {
-    lp_opts_t o = {.series = 1};
+    lp_opts_t o = {.series = 1, .names_only = 1}; /* the router's mode */
     lp_parser_t *p;
     assert_int_equal(lp_parser_create(&o, &p), 0);
     lp_parser_set_precision(p, LP_PREC_MS);
@@ -151,16 +151,11 @@ static void test_many_series_placement(void **state)
     }
 }
 
-/* One series' samples are one SeriesSamples, in body order. */
-static void test_grouping_order(void **state)
+/* Call fn on every series of every shard entry of b, decoded. */
+static void each_series(const wbatch_t *b, void (*fn)(void *arg, const wire_series_t *s), void *arg)
 {
-    (void)state;
-    topo_t *t = load(INI_SERIES);
-    wbatch_t *b = parse(t, "cpu,host=a v=3 30\ncpu,host=a v=1 10\nother v=9 5\n"
-                           "cpu,host=a v=2 20\n");
     size_t n;
     const wbatch_shard_t *sh = wbatch_shards(b, &n);
-    int found = 0;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = wbatch_data(b) + sh[i].off, *end = p + sh[i].len;
         wire_field_t f;
@@ -171,23 +166,88 @@ static void test_grouping_order(void **state)
                 continue;
             wire_series_t s;
             assert_int_equal(wire_series_decode(f.data, f.len, &s), 0);
-            int i_name = st_labels_find(s.labels, s.nlabels, ST_METRIC_LABEL);
-            assert_true(i_name >= 0);
-            if (s.labels[i_name].value_len != 5 || memcmp(s.labels[i_name].value, "cpu_v", 5))
-                continue;
-            int64_t ts[8];
-            double v[8];
-            size_t ns;
-            assert_int_equal(wire_series_samples(&s, ts, v, 8, &ns), 0);
-            assert_int_equal(ns, 3);
-            assert_int_equal(ts[0], 30);
-            assert_int_equal(ts[1], 10);
-            assert_int_equal(ts[2], 20);
-            assert_true(v[0] == 3 && v[1] == 1 && v[2] == 2);
-            found++;
+            fn(arg, &s);
         }
     }
+}
+
+/* One series' samples are one SeriesSamples, in body order. */
+static void grouping_order_series(void *arg, const wire_series_t *s)
+{
+    int i_name = st_labels_find(s->labels, s->nlabels, ST_METRIC_LABEL);
+    assert_true(i_name >= 0);
+    if (s->labels[i_name].value_len != 5 || memcmp(s->labels[i_name].value, "cpu_v", 5))
+        return;
+    int64_t ts[8];
+    double v[8];
+    size_t ns;
+    assert_int_equal(wire_series_samples(s, ts, v, 8, &ns), 0);
+    assert_int_equal(ns, 3);
+    assert_int_equal(ts[0], 30);
+    assert_int_equal(ts[1], 10);
+    assert_int_equal(ts[2], 20);
+    assert_true(v[0] == 3 && v[1] == 1 && v[2] == 2);
+    (*(int *)arg)++;
+}
+
+static void test_grouping_order(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    wbatch_t *b = parse(t, "cpu,host=a v=3 30\ncpu,host=a v=1 10\nother v=9 5\n"
+                           "cpu,host=a v=2 20\n");
+    int found = 0;
+    each_series(b, grouping_order_series, &found);
     assert_int_equal(found, 1);
+    wbatch_destroy(b);
+    topo_destroy(t);
+}
+
+/* Points of one tagset with their fields in other orders, some missing,
+ * some new: every sample lands in its own series, in body order, and the
+ * labels stay sorted (a tag before __name__, one after). */
+static const struct {
+    const char *name;
+    size_t n;
+    double v[4];
+    int64_t ts[4];
+} FIELD_ORDERS[] = {{"cpu_a", 4, {1, 4, 6, 8}, {10, 20, 30, 40}},
+                    {"cpu_b", 3, {2, 3, 7}, {10, 20, 30}},
+                    {"cpu_c", 1, {5}, {30}}};
+
+static void field_orders_series(void *arg, const wire_series_t *s)
+{
+    int *found = arg;
+    assert_int_equal(s->nlabels, 3);
+    assert_memory_equal(s->labels[0].name, "Zone", 4);
+    assert_memory_equal(s->labels[1].name, ST_METRIC_LABEL, 8);
+    assert_memory_equal(s->labels[2].name, "host", 4);
+    int64_t ts[8];
+    double v[8];
+    size_t ns;
+    assert_int_equal(wire_series_samples(s, ts, v, 8, &ns), 0);
+    for (size_t k = 0; k < 3; k++) {
+        if (s->labels[1].value_len != 5 || memcmp(s->labels[1].value, FIELD_ORDERS[k].name, 5))
+            continue;
+        found[k]++;
+        assert_int_equal(ns, FIELD_ORDERS[k].n);
+        for (size_t x = 0; x < ns; x++) {
+            assert_true(v[x] == FIELD_ORDERS[k].v[x]);
+            assert_int_equal(ts[x], FIELD_ORDERS[k].ts[x]);
+        }
+    }
+}
+
+static void test_field_orders(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    wbatch_t *b = parse(t, "cpu,host=a,Zone=z a=1,b=2 10\ncpu,host=a,Zone=z b=3,a=4 20\n"
+                           "cpu,Zone=z,host=a c=5,a=6,b=7 30\ncpu,host=a,Zone=z a=8 40\n");
+    int found[3] = {0};
+    each_series(b, field_orders_series, found);
+    for (size_t k = 0; k < 3; k++)
+        assert_int_equal(found[k], 1);
     wbatch_destroy(b);
     topo_destroy(t);
 }
@@ -386,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_mixed_series_placement),
         cmocka_unit_test(test_many_series_placement),
         cmocka_unit_test(test_grouping_order),
+        cmocka_unit_test(test_field_orders),
         cmocka_unit_test(test_rejected),
         cmocka_unit_test(test_too_old),
         cmocka_unit_test(test_too_far_future),
