@@ -710,19 +710,55 @@ static size_t lower_bound(const seg_t *s, uint64_t id)
     return lo;
 }
 
-int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count)
+/* The entries of series_id from lo (the first index whose id is >= it):
+ * few per series, so counted one by one. */
+static int found(const seg_t *s, uint32_t series_id, size_t lo, size_t *first, size_t *count)
 {
-    if (!s)
-        return ST_EINVAL;
-    size_t lo = lower_bound(s, series_id);
     if (lo == s->n || s->ents[lo].id != series_id)
         return ST_ENOENT;
-    size_t hi = lower_bound(s, (uint64_t)series_id + 1);
+    size_t hi = lo + 1;
+    while (hi < s->n && s->ents[hi].id == series_id)
+        hi++;
     if (first)
         *first = lo;
     if (count)
         *count = hi - lo;
     return 0;
+}
+
+int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count)
+{
+    if (!s)
+        return ST_EINVAL;
+    return found(s, series_id, lower_bound(s, series_id), first, count);
+}
+
+int seg_find_from(const seg_t *s, uint32_t series_id, size_t *hint, size_t *first, size_t *count)
+{
+    if (!s)
+        return ST_EINVAL;
+    size_t from = *hint, lo;
+    if (from < s->n && s->ents[from].id <= series_id) {
+        /* gallop forward from the hint, then search the last step */
+        size_t step = 1, base = from;
+        while (base + step < s->n && s->ents[base + step].id < series_id) {
+            base += step;
+            step *= 2;
+        }
+        size_t a = base, b = base + step < s->n ? base + step : s->n;
+        while (a < b) {
+            size_t mid = a + (b - a) / 2;
+            if (s->ents[mid].id < series_id)
+                a = mid + 1;
+            else
+                b = mid;
+        }
+        lo = a;
+    } else {
+        lo = lower_bound(s, series_id);
+    }
+    *hint = lo;
+    return found(s, series_id, lo, first, count);
 }
 
 int seg_entry(const seg_t *s, size_t i, seg_entry_t *e)
