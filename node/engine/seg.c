@@ -696,10 +696,9 @@ uint64_t seg_file_size(const seg_t *s)
     return s->map_len;
 }
 
-/* First index whose id is >= id (n if none). */
-static size_t lower_bound(const seg_t *s, uint64_t id)
+/* First index of [lo, hi) whose id is >= id (hi if none). */
+static size_t lower_bound_in(const seg_t *s, uint64_t id, size_t lo, size_t hi)
 {
-    size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (s->ents[mid].id < id)
@@ -708,6 +707,12 @@ static size_t lower_bound(const seg_t *s, uint64_t id)
             hi = mid;
     }
     return lo;
+}
+
+/* First index whose id is >= id (n if none). */
+static size_t lower_bound(const seg_t *s, uint64_t id)
+{
+    return lower_bound_in(s, id, 0, s->n);
 }
 
 /* The entries of series_id from lo (the first index whose id is >= it):
@@ -745,15 +750,7 @@ int seg_find_from(const seg_t *s, uint32_t series_id, size_t *hint, size_t *firs
             base += step;
             step *= 2;
         }
-        size_t a = base, b = base + step < s->n ? base + step : s->n;
-        while (a < b) {
-            size_t mid = a + (b - a) / 2;
-            if (s->ents[mid].id < series_id)
-                a = mid + 1;
-            else
-                b = mid;
-        }
-        lo = a;
+        lo = lower_bound_in(s, series_id, base, base + step < s->n ? base + step : s->n);
     } else {
         lo = lower_bound(s, series_id);
     }
