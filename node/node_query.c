@@ -53,7 +53,10 @@
  * selected, (samples + 1) x steps at most NQ_INLINE_WORK. Past any of
  * them the evaluation stops at once (the selection callback refuses) and
  * NODE_QUERY_LATER sends the request to the pool, which evaluates it from
- * the start; the loop spent at most that budget on it.
+ * the start; the loop spent at most that budget on it. Before a selection
+ * reads any series, the index's count of the series it selects over all
+ * shards is checked (node_select_small), so a wide query leaves the loop
+ * after its first index lookups, not after a budget of wasted reads.
  */
 #include <sched.h>
 #include <stddef.h>
@@ -125,6 +128,20 @@ static int nq_regex_later(nq_t *q, const st_matcher_t *m, size_t nm)
             return 1;
         }
     return 0;
+}
+
+int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
+                      size_t nm, int64_t mint, int64_t maxt, uint64_t max_series)
+{
+    uint64_t total = 0;
+    for (size_t si = 0; si < nshards && total <= max_series; si++) {
+        engine_iter_t *it;
+        if (engine_query(n->engines[shards[si]], m, nm, mint, maxt, &it))
+            return 0; /* the pool's run reports it */
+        total += engine_iter_size(it);
+        engine_iter_destroy(it);
+    }
+    return total <= max_series;
 }
 
 static int has_subquery(const promql_node_t *n)
@@ -262,6 +279,9 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     q->raw_read = 1;
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
+    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, mint, maxt,
+                                         NQ_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
         engine_tiers_t *tiers = q->n->tiers[q->r->shards[si]];
@@ -330,6 +350,9 @@ static int nq_counts(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     nq_csink_t cs = {q, sink, maxt};
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
+    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, mint, maxt,
+                                         NQ_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_count_stats_t st = {0};
         int rc = nq_stopped(q);

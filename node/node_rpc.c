@@ -186,8 +186,15 @@ static void do_read(job_t *j, int with_samples)
         return;
     for (size_t i = 0; j->on_loop && !rc && i < m.n; i++)
         j->later |= m.m[i].type == ST_MATCH_RE || m.m[i].type == ST_MATCH_NRE;
+    for (size_t si = r->cursor_shard; j->on_loop && !rc && si < r->n_shards && !j->later; si++)
+        j->later = r->shards[si] >= (uint32_t)topo_shards(j->n->topo) ||
+                   !j->n->engines[r->shards[si]] || j->n->tiers[r->shards[si]];
+    if (!rc && !j->later && j->on_loop && r->cursor_shard < r->n_shards)
+        j->later =
+            !node_select_small(j->n, r->shards + r->cursor_shard, r->n_shards - r->cursor_shard,
+                               m.m, m.n, r->start_ms, r->end_ms, NODE_INLINE_SERIES);
     if (j->later)
-        rc = ST_EBUSY; /* the index may take long on a regex: the pool */
+        rc = ST_EBUSY; /* a regex (the index may take long), tiers, many series: the pool */
     uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;
     uint64_t max_series = r->max_series ? r->max_series : NODE_EXPORT_PAGE_SERIES;
     uint64_t samples = 0, series = 0;

@@ -319,6 +319,11 @@ size_t engine_iter_pos(const engine_iter_t *it)
     return it->pos;
 }
 
+size_t engine_iter_size(const engine_iter_t *it)
+{
+    return it->nids;
+}
+
 void engine_iter_seek(engine_iter_t *it, size_t pos)
 {
     it->pos = pos < it->nids ? pos : it->nids;
