@@ -140,7 +140,7 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
 /* 1 when matchers m select at most max_series series over these local
  * shards (index lookups only; 0 on an error too). */
 int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
-                      size_t nm, int64_t mint, int64_t maxt, uint64_t max_series);
+                      size_t nm, uint64_t max_series);
 /* The same; on_loop: only when it is small (node_query.c), else
  * NODE_QUERY_LATER with nothing appended (evaluate it off the loop). */
 #define NODE_QUERY_LATER 1

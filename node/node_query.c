@@ -131,15 +131,15 @@ static int nq_regex_later(nq_t *q, const st_matcher_t *m, size_t nm)
 }
 
 int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
-                      size_t nm, int64_t mint, int64_t maxt, uint64_t max_series)
+                      size_t nm, uint64_t max_series)
 {
+    /* a bound: series without samples in the range count too */
     uint64_t total = 0;
     for (size_t si = 0; si < nshards && total <= max_series; si++) {
-        engine_iter_t *it;
-        if (engine_query(n->engines[shards[si]], m, nm, mint, maxt, &it))
+        size_t cnt;
+        if (engine_select_count(n->engines[shards[si]], m, nm, &cnt))
             return 0; /* the pool's run reports it */
-        total += engine_iter_size(it);
-        engine_iter_destroy(it);
+        total += cnt;
     }
     return total <= max_series;
 }
@@ -279,8 +279,8 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     q->raw_read = 1;
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
-    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, mint, maxt,
-                                         NQ_INLINE_SERIES - q->series))
+    if (q->on_loop &&
+        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
         return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
@@ -350,8 +350,8 @@ static int nq_counts(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     nq_csink_t cs = {q, sink, maxt};
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
-    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, mint, maxt,
-                                         NQ_INLINE_SERIES - q->series))
+    if (q->on_loop &&
+        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
         return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_count_stats_t st = {0};

@@ -190,9 +190,8 @@ static void do_read(job_t *j, int with_samples)
         j->later = r->shards[si] >= (uint32_t)topo_shards(j->n->topo) ||
                    !j->n->engines[r->shards[si]] || j->n->tiers[r->shards[si]];
     if (!rc && !j->later && j->on_loop && r->cursor_shard < r->n_shards)
-        j->later =
-            !node_select_small(j->n, r->shards + r->cursor_shard, r->n_shards - r->cursor_shard,
-                               m.m, m.n, r->start_ms, r->end_ms, NODE_INLINE_SERIES);
+        j->later = !node_select_small(j->n, r->shards + r->cursor_shard,
+                                      r->n_shards - r->cursor_shard, m.m, m.n, NODE_INLINE_SERIES);
     if (j->later)
         rc = ST_EBUSY; /* a regex (the index may take long), tiers, many series: the pool */
     uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;

@@ -151,6 +151,21 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
     return iter_start(it, rc, out);
 }
 
+int engine_select_count(engine_t *e, const st_matcher_t *m, size_t nm, size_t *count)
+{
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    const char *why = NULL;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int rc = idx_select(e->idx, m, nm, &ids, &n, &why);
+    pthread_rwlock_unlock(&e->idx_lock);
+    free(ids);
+    if (rc && why)
+        engine_set_error("%s", why);
+    *count = rc ? 0 : n;
+    return rc;
+}
+
 int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
                     engine_iter_t **out)
 {
@@ -317,11 +332,6 @@ const uint64_t *engine_iter_versions(const engine_iter_t *it)
 size_t engine_iter_pos(const engine_iter_t *it)
 {
     return it->pos;
-}
-
-size_t engine_iter_size(const engine_iter_t *it)
-{
-    return it->nids;
 }
 
 void engine_iter_seek(engine_iter_t *it, size_t pos)
