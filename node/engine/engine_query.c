@@ -138,30 +138,33 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
     it->e = e;
     it->mint = mint;
     it->maxt = maxt;
-    const char *why = NULL;
-    pthread_rwlock_rdlock(&e->idx_lock);
-    int rc = idx_select(e->idx, m, nm, &it->ids, &it->nids, &why);
-    pthread_rwlock_unlock(&e->idx_lock);
+    int rc = engine_select_ids(e, m, nm, &it->ids, &it->nids);
     if (rc) {
-        if (why)
-            engine_set_error("%s", why);
         free(it);
         return rc;
     }
     return iter_start(it, rc, out);
 }
 
-int engine_select_count(engine_t *e, const st_matcher_t *m, size_t nm, size_t *count)
+int engine_select_ids(engine_t *e, const st_matcher_t *m, size_t nm, uint32_t **ids, size_t *n)
 {
-    uint32_t *ids = NULL;
-    size_t n = 0;
     const char *why = NULL;
+    *ids = NULL;
+    *n = 0;
     pthread_rwlock_rdlock(&e->idx_lock);
-    int rc = idx_select(e->idx, m, nm, &ids, &n, &why);
+    int rc = idx_select(e->idx, m, nm, ids, n, &why);
     pthread_rwlock_unlock(&e->idx_lock);
-    free(ids);
     if (rc && why)
         engine_set_error("%s", why);
+    return rc;
+}
+
+int engine_select_count(engine_t *e, const st_matcher_t *m, size_t nm, size_t *count)
+{
+    uint32_t *ids;
+    size_t n;
+    int rc = engine_select_ids(e, m, nm, &ids, &n);
+    free(ids);
     *count = rc ? 0 : n;
     return rc;
 }
