@@ -44,6 +44,19 @@
  * slots are claimed and searched under a spin lock held for a scan of
  * NODE_RUNNING_MAX entries at most (never across any other work); with
  * every slot taken a query runs uncancellable (its deadline still holds).
+ *
+ * Small queries on the loop (node_query_ex with on_loop): the thread-pool
+ * hop (a queue, a wake-up, the answer posted back) costs more than a
+ * dashboard's one-series read. node_rpc.c first evaluates each QUERY on
+ * the loop under a budget: no subquery, no shard with tiers, no regex
+ * matcher, at most NQ_INLINE_SERIES series and NQ_INLINE_SAMPLES samples
+ * selected, (samples + 1) x steps at most NQ_INLINE_WORK. Past any of
+ * them the evaluation stops at once (the selection callback refuses) and
+ * NODE_QUERY_LATER sends the request to the pool, which evaluates it from
+ * the start; the loop spent at most that budget on it. Before a selection
+ * reads any series, the index's count of the series it selects over all
+ * shards is checked (node_select_small), so a wide query leaves the loop
+ * after its first index lookups, not after a budget of wasted reads.
  */
 #include <sched.h>
 #include <stddef.h>
@@ -69,6 +82,10 @@
     (1024ull << 20) /* bytes one evaluation may hold when the router sends none                    \
                      */
 #define NQ_MAX_REPLY (RPC_FRAME_MAX_DEFAULT - (1u << 20))
+#define NQ_INLINE_SERIES 256    /* on the loop: series selected at most */
+#define NQ_INLINE_SAMPLES 16384 /* ... samples selected at most */
+#define NQ_INLINE_WORK 1000000u /* ... (samples + 1) x steps at most */
+#define NQ_INLINE_STEPS 11000u  /* ... grid points at most */
 
 typedef struct nq {
     node_t *n;
@@ -81,7 +98,76 @@ typedef struct nq {
     int64_t res_read;         /* the widest buckets read (0: none) */
     char *msg;
     size_t msglen;
+    int on_loop; /* evaluating on the loop under the NQ_INLINE_* budget */
+    int later;   /* ... which this query exceeds: the pool evaluates it */
 } nq_t;
+
+/* On the loop: would n more series of cnt samples pass the budget? Else
+ * flags the query for the pool (the callbacks then stop the evaluation). */
+static int nq_over_budget(nq_t *q, uint64_t series, uint64_t cnt)
+{
+    if (!q->on_loop)
+        return 0;
+    uint64_t samples = q->samples + cnt;
+    if (q->series + series > NQ_INLINE_SERIES || samples > NQ_INLINE_SAMPLES ||
+        (samples + 1) * q->r->steps > NQ_INLINE_WORK) {
+        q->later = 1;
+        snprintf(q->msg, q->msglen, "over the loop's budget");
+        return 1;
+    }
+    return 0;
+}
+
+/* On the loop, regex matchers go to the pool: the index may take long. */
+static int nq_regex_later(nq_t *q, const st_matcher_t *m, size_t nm)
+{
+    for (size_t i = 0; q->on_loop && i < nm; i++)
+        if (m[i].type == ST_MATCH_RE || m[i].type == ST_MATCH_NRE) {
+            q->later = 1;
+            snprintf(q->msg, q->msglen, "over the loop's budget");
+            return 1;
+        }
+    return 0;
+}
+
+int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
+                      size_t nm, uint64_t max_series)
+{
+    /* a bound: series without samples in the range count too */
+    uint64_t total = 0;
+    for (size_t si = 0; si < nshards && total <= max_series; si++) {
+        size_t cnt;
+        if (engine_select_count(n->engines[shards[si]], m, nm, &cnt))
+            return 0; /* the pool's run reports it */
+        total += cnt;
+    }
+    return total <= max_series;
+}
+
+static int has_subquery(const promql_node_t *n)
+{
+    if (!n)
+        return 0;
+    switch (n->kind) {
+    case PROMQL_SUBQUERY:
+        return 1;
+    case PROMQL_UNARY:
+        return has_subquery(n->u.unary.expr);
+    case PROMQL_BINARY:
+        return has_subquery(n->u.bin.lhs) || has_subquery(n->u.bin.rhs);
+    case PROMQL_AGGREGATE:
+        return has_subquery(n->u.agg.param) || has_subquery(n->u.agg.expr);
+    case PROMQL_CALL:
+        for (size_t i = 0; i < n->u.call.nargs; i++)
+            if (has_subquery(n->u.call.args[i]))
+                return 1;
+        return 0;
+    case PROMQL_PAREN:
+        return has_subquery(n->u.paren.expr);
+    default:
+        return 0;
+    }
+}
 
 static void running_lock(node_t *n)
 {
@@ -191,6 +277,11 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
 {
     nq_t *q = arg;
     q->raw_read = 1;
+    if (nq_regex_later(q, m, nm))
+        return ST_EBUSY;
+    if (q->on_loop &&
+        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
         engine_tiers_t *tiers = q->n->tiers[q->r->shards[si]];
@@ -216,6 +307,10 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
         const double *v;
         /* between series: a long selection stops at the deadline or a CANCEL */
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+            if (nq_over_budget(q, 1, cnt)) {
+                rc = ST_EBUSY;
+                break;
+            }
             q->samples += cnt;
             q->series++;
             if ((rc = promql_sink_add(sink, l, nl, ts, v, cnt)) || (rc = nq_stopped(q)))
@@ -239,6 +334,8 @@ static int nq_count_series(void *arg, const st_label_t *l, size_t nl, uint64_t c
 {
     nq_csink_t *cs = arg;
     double v = (double)count;
+    if (nq_over_budget(cs->q, 1, 1))
+        return ST_EBUSY;
     cs->q->series++;
     int rc = promql_sink_add(cs->sink, l, nl, &cs->at, &v, 1);
     return rc ? rc : nq_stopped(cs->q);
@@ -251,6 +348,11 @@ static int nq_counts(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
 {
     nq_t *q = arg;
     nq_csink_t cs = {q, sink, maxt};
+    if (nq_regex_later(q, m, nm))
+        return ST_EBUSY;
+    if (q->on_loop &&
+        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_count_stats_t st = {0};
         int rc = nq_stopped(q);
@@ -329,6 +431,12 @@ static int shards_local(node_t *n, const uint32_t *shards, size_t nshards, char 
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen)
 {
+    return node_query_ex(n, payload, len, 0, out, msg, msglen);
+}
+
+int node_query_ex(node_t *n, const uint8_t *payload, size_t len, int on_loop, st_buf_t *out,
+                  char *msg, size_t msglen)
+{
     Strata__QueryRequest *r = strata__query_request__unpack(NULL, len, payload);
     if (!r) {
         snprintf(msg, msglen, "malformed QueryRequest");
@@ -357,8 +465,15 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         snprintf(msg, msglen, "a pushed-down expression must be an instant vector");
         goto done;
     }
+    int notiers = 1;
+    for (size_t i = 0; i < r->n_shards; i++)
+        notiers = notiers && !n->tiers[r->shards[i]];
+    if (on_loop && (!notiers || r->steps > NQ_INLINE_STEPS || has_subquery(promql_root(e)))) {
+        rc = NODE_QUERY_LATER;
+        goto done;
+    }
     node_running_t *slot = running_add(n, r->query_id);
-    nq_t q = {n, r, 0, 0, 0, slot ? &slot->cancel : NULL, 0, 0, 0, msg, msglen};
+    nq_t q = {n, r, 0, 0, 0, slot ? &slot->cancel : NULL, 0, 0, 0, msg, msglen, on_loop, 0};
     q.deadline = st_mono_ms() + (r->timeout_ms ? r->timeout_ms : NQ_TIMEOUT_MS);
     const topo_storage_t *st = topo_storage(n->topo);
     promql_limit_t refused = PROMQL_LIMIT_NONE;
@@ -391,9 +506,6 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
         o.ntier_res = ntiers;
         o.buckets = nq_buckets;
     }
-    int notiers = 1;
-    for (size_t i = 0; i < r->n_shards; i++)
-        notiers = notiers && !n->tiers[r->shards[i]];
     if (notiers)
         o.counts = nq_counts;
     int64_t end = r->start_ms + (int64_t)(r->steps - 1) * r->step_ms;
@@ -401,6 +513,11 @@ int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, cha
     rc = promql_eval(e, r->start_ms, end, r->step_ms, &o, nq_select, &q, &res, msg, msglen);
     int cancelled = rc && q.cancel && atomic_load(q.cancel);
     running_remove(n, slot);
+    if (rc && q.later) { /* over the loop's budget: the pool starts over */
+        msg[0] = 0;
+        rc = NODE_QUERY_LATER;
+        goto done;
+    }
     metric_counter_add(n->query_samples, q.samples);
     if (cancelled) {
         metric_counter_inc(n->queries_cancelled);

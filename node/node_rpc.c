@@ -19,6 +19,11 @@
  *   RULES        RulesRequest -> RulesResponse (node_rules.c): the compaction rule set
  *   CANCEL       CancelRequest -> CANCEL_RESP (empty), on the loop: flags the
  *                running QUERYs of that id (node_query.c); unknown ids ignored
+ * QUERY, EXPORT and SERIES are first tried on the loop (run_on_loop): a
+ * small one is answered there without the pool hop; one past the loop's
+ * budget (node_query.c for QUERY; here NODE_INLINE_SERIES series and
+ * NODE_INLINE_SAMPLES samples, no regex matcher, no tiers) stops at once and
+ * is queued like the rest, its answer started over.
  * Reads (EXPORT, SERIES, LABEL_*) stop at the router's deadline
  * (ReadRequest.timeout_ms, checked between shards, series and label
  * strings) and answer ETIMEDOUT "read timed out (request_timeout)",
@@ -40,6 +45,9 @@
 #include "strata.pb-c.h"
 #include "wire.h"
 
+#define NODE_INLINE_SERIES 256    /* a read on the loop: series at most */
+#define NODE_INLINE_SAMPLES 16384 /* ... samples at most */
+
 typedef struct job {
     uv_work_t req;
     node_t *n;
@@ -50,6 +58,8 @@ typedef struct job {
     size_t len;
     st_buf_t out;
     int err;
+    int on_loop; /* tried on the loop under its budget (run_on_loop) */
+    int later;   /* ... which it exceeds: queue it */
     char msg[512];
 } job_t;
 
@@ -174,6 +184,16 @@ static void do_read(job_t *j, int with_samples)
     Strata__ReadRequest *r = read_request(j, &m, &rc);
     if (!r)
         return;
+    for (size_t i = 0; j->on_loop && !rc && i < m.n; i++)
+        j->later |= m.m[i].type == ST_MATCH_RE || m.m[i].type == ST_MATCH_NRE;
+    for (size_t si = r->cursor_shard; j->on_loop && !rc && si < r->n_shards && !j->later; si++)
+        j->later = r->shards[si] >= (uint32_t)topo_shards(j->n->topo) ||
+                   !j->n->engines[r->shards[si]] || j->n->tiers[r->shards[si]];
+    if (!rc && !j->later && j->on_loop && r->cursor_shard < r->n_shards)
+        j->later = !node_select_small(j->n, r->shards + r->cursor_shard,
+                                      r->n_shards - r->cursor_shard, m.m, m.n, NODE_INLINE_SERIES);
+    if (j->later)
+        rc = ST_EBUSY; /* a regex (the index may take long), tiers, many series: the pool */
     uint64_t max_samples = r->max_samples ? r->max_samples : NODE_EXPORT_PAGE_SAMPLES;
     uint64_t max_series = r->max_series ? r->max_series : NODE_EXPORT_PAGE_SERIES;
     uint64_t samples = 0, series = 0;
@@ -192,6 +212,11 @@ static void do_read(job_t *j, int with_samples)
         engine_tiers_t *tiers = j->n->tiers[r->shards[si]];
         if (tiers && engine_tiers_raw_after(tiers) != INT64_MIN &&
             r->start_ms <= engine_tiers_raw_after(tiers)) {
+            if (j->on_loop) {
+                j->later = 1;
+                rc = ST_EBUSY;
+                break;
+            }
             tread_t t = {j,          with_samples,
                          deadline,   si == r->cursor_shard ? r->cursor_pos : 0,
                          0,          &samples,
@@ -228,6 +253,12 @@ static void do_read(job_t *j, int with_samples)
         const int64_t *ts;
         const double *v;
         while ((rc = engine_iter_next(it, &l, &nl, &ts, &v, &cnt)) == 1) {
+            if (j->on_loop && (series >= NODE_INLINE_SERIES ||
+                               (with_samples && samples + cnt > NODE_INLINE_SAMPLES))) {
+                j->later = 1;
+                rc = ST_EBUSY;
+                break;
+            }
             rc = wire_put_series(&j->out, WIRE_READ_RESPONSE_SERIES, l, nl, ts, v,
                                  with_samples ? cnt : 0);
             if (rc || (rc = read_late(j, deadline)))
@@ -478,7 +509,9 @@ static void work_cb(uv_work_t *w)
         j->out_type = RPC_COPY_FETCH_RESP;
         break;
     case RPC_QUERY:
-        j->err = node_query(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
+        j->err =
+            node_query_ex(j->n, j->payload, j->len, j->on_loop, &j->out, j->msg, sizeof j->msg);
+        j->later = j->err == NODE_QUERY_LATER;
         j->out_type = RPC_QUERY_RESP;
         break;
     case RPC_TOPN:
@@ -491,14 +524,9 @@ static void work_cb(uv_work_t *w)
     }
 }
 
-static void after_cb(uv_work_t *w, int status)
+/* The job's answer: its error or its reply. */
+static void job_reply(job_t *j)
 {
-    job_t *j = w->data;
-    atomic_fetch_sub(&j->n->jobs, 1);
-    if (status == UV_ECANCELED && !j->err) {
-        j->err = ST_ECLOSED;
-        snprintf(j->msg, sizeof j->msg, "node shutting down");
-    }
     if (j->err) {
         metric_counter_inc(j->n->rpc_errors);
         rpc_conn_reply_error(j->conn, j->reqid, j->err, j->msg[0] ? j->msg : st_strerror(j->err));
@@ -508,10 +536,42 @@ static void after_cb(uv_work_t *w, int status)
             st_warn("reply larger than the maximum frame", "type=%u bytes=%zu", j->out_type,
                     j->out.len);
     }
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    atomic_fetch_sub(&j->n->jobs, 1);
+    if (status == UV_ECANCELED && !j->err) {
+        j->err = ST_ECLOSED;
+        snprintf(j->msg, sizeof j->msg, "node shutting down");
+    }
+    job_reply(j);
     rpc_conn_release(j->conn);
     st_buf_deinit(&j->out);
     free(j->payload);
     free(j);
+}
+
+/* QUERY, EXPORT, SERIES on the loop when small (j->payload is the
+ * caller's): 1 when answered, 0 when over the budget (j reset for the
+ * pool). */
+static int run_on_loop(job_t *j)
+{
+    if (j->type != RPC_QUERY && j->type != RPC_EXPORT && j->type != RPC_SERIES)
+        return 0;
+    j->on_loop = 1;
+    work_cb(&j->req);
+    j->on_loop = 0;
+    if (j->later) {
+        j->later = 0;
+        j->err = 0;
+        j->msg[0] = 0;
+        j->out.len = 0;
+        return 0;
+    }
+    job_reply(j);
+    return 1;
 }
 
 void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
@@ -539,23 +599,33 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
         }
     }
     job_t *j = calloc(1, sizeof *j);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!j || !copy) {
+    if (!j) {
+        rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->conn = conn;
+    j->reqid = reqid;
+    j->type = type;
+    j->payload = (uint8_t *)payload; /* the caller's, while on the loop */
+    j->len = len;
+    st_buf_init(&j->out);
+    j->req.data = j;
+    if (run_on_loop(j)) {
+        st_buf_deinit(&j->out);
         free(j);
-        free(copy);
+        return;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        st_buf_deinit(&j->out);
+        free(j);
         rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
         return;
     }
     if (len)
         memcpy(copy, payload, len);
-    j->n = n;
-    j->conn = conn;
-    j->reqid = reqid;
-    j->type = type;
     j->payload = copy;
-    j->len = len;
-    st_buf_init(&j->out);
-    j->req.data = j;
     rpc_conn_acquire(conn);
     atomic_fetch_add(&n->jobs, 1);
     int rc = uv_queue_work(n->loop, &j->req, work_cb, after_cb);
@@ -563,6 +633,7 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
         atomic_fetch_sub(&n->jobs, 1);
         rpc_conn_reply_error(conn, reqid, ST_EBUSY, "cannot queue work");
         rpc_conn_release(conn);
+        st_buf_deinit(&j->out);
         free(copy);
         free(j);
     }

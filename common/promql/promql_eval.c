@@ -118,8 +118,10 @@ static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
     pe_raw_t *r = &sk->r[sk->n++];
     r->l = copy_labels(c, in->labels, in->nlabels);
     r->nl = in->nlabels;
-    r->ts = pe_alloc(c, (n + 1) * sizeof *r->ts);
-    r->v = pe_alloc(c, (n + 1) * sizeof *r->v);
+    r->ts = pe_alloc_raw(c, (n + 1) * sizeof *r->ts); /* filled below */
+    r->v = pe_alloc_raw(c, (n + 1) * sizeof *r->v);
+    r->ts[n] = 0;
+    r->v[n] = 0;
     r->b = NULL;
     if (in->b) {
         r->b = pe_alloc(c, (n + 1) * sizeof *r->b);
@@ -1369,8 +1371,8 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
             promql_series_t *s = &r->series[r->nseries++];
             s->labels = v.s[i].l;
             s->nlabels = v.s[i].nl;
-            s->ts = pe_alloc(c, cnt * sizeof *s->ts);
-            s->v = pe_alloc(c, cnt * sizeof *s->v);
+            s->ts = pe_alloc_raw(c, cnt * sizeof *s->ts); /* cnt values below */
+            s->v = pe_alloc_raw(c, cnt * sizeof *s->v);
             for (size_t k = 0; k < g.n; k++)
                 if (v.s[i].ok[k]) {
                     s->ts[s->n] = pe_t(&g, k);

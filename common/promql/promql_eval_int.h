@@ -125,7 +125,10 @@ static inline size_t pe_upto(const pe_raw_t *r, size_t j, const int64_t *t, size
 
 /* Arena memory (zeroed), charged to the byte budgets before it is taken. */
 void *pe_alloc(pe_ctx_t *c, size_t n);
-/* Free an arena chain (the context's, or a result's). */
+/* The same, not zeroed: for arrays the caller fills entirely. */
+void *pe_alloc_raw(pe_ctx_t *c, size_t n);
+/* Free an arena chain (the context's, or a result's); a few chunks stay
+ * with the calling thread for its next evaluations. */
 void pe_mem_free(pe_chunk_t *k);
 /* Give back `bytes` charged to *shared (NULL: nothing). */
 void pe_mem_release(_Atomic uint64_t *shared, uint64_t bytes);

@@ -395,6 +395,9 @@ int engine_edge(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, int
  */
 size_t engine_iter_pos(const engine_iter_t *it);
 void engine_iter_seek(engine_iter_t *it, size_t pos);
+/* How many series the index selects for m, whatever their samples (no
+ * segment is looked at): a bound on what engine_query would return. */
+int engine_select_count(engine_t *e, const st_matcher_t *m, size_t nm, size_t *count);
 
 /*
  * Label names, or values of one label, over series matching `m` (nm may be

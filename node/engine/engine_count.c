@@ -428,17 +428,11 @@ static int count_all(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint
                .maxt = maxt,
                .no_stale = !!(flags & ENGINE_COUNT_NO_STALE),
                .hash = tcb != NULL};
-    uint32_t *ids = NULL;
-    size_t nids = 0;
-    const char *why = NULL;
-    pthread_rwlock_rdlock(&e->idx_lock);
-    int rc = idx_select(e->idx, m, nm, &ids, &nids, &why);
-    pthread_rwlock_unlock(&e->idx_lock);
-    if (rc) {
-        if (why)
-            engine_set_error("%s", why);
+    uint32_t *ids;
+    size_t nids;
+    int rc = engine_select_ids(e, m, nm, &ids, &nids);
+    if (rc)
         return rc;
-    }
     if (nids && mint <= maxt)
         rc = engine_collect_segs(e, mint, maxt, &c.segs, &c.nsegs);
     if (!rc && c.nsegs) {

@@ -139,6 +139,9 @@ int head_series_expand(head_t *h, head_series_t *s);
 /* Stable sort by timestamp, then keep one sample of each run of equal
  * timestamps: the one with the highest version, the last of those on a tie.
  * ver (parallel to ts, may be NULL: all 0) is sorted along. */
+/* The ids the index selects for m, under idx_lock (engine_query.c); free
+ * *ids. On an error the index's reason is the engine's last error. */
+int engine_select_ids(engine_t *e, const st_matcher_t *m, size_t nm, uint32_t **ids, size_t *n);
 size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n);
 
 /* ---- segments and partitions (engine_flush.c) ---- */

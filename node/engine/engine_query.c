@@ -18,6 +18,11 @@
  * and one that cannot hold the series being read is skipped, both without
  * opening the file (counted in seg_reads_skipped).
  *
+ * Lookups: a segment's entries are found from where the previous series'
+ * search ended there (seg_find_from; ids come ascending from the index),
+ * and a series read from several sources is sorted only from the first
+ * sample that a later source reaches back to (the rest is in order).
+ *
  * Per-metric retentions (engine_opts.metric_retention): a series' samples
  * older than its metric's cut at the iterator's creation are not returned,
  * whether or not the retention pass has removed them yet.
@@ -38,6 +43,7 @@ struct engine_iter {
     int64_t mint, maxt;
     int64_t now; /* for the per-metric retentions */
     seg_ref_t **segs;
+    size_t *hint; /* [nsegs]: seg_find_from's position in each */
     size_t nsegs;
     tomb_t **tombs; /* tombstones that may mask these segments (engine_delete.c) */
     size_t ntombs;
@@ -106,6 +112,8 @@ static int iter_start(engine_iter_t *it, int rc, engine_iter_t **out)
         rc = engine_collect_segs(it->e, it->mint, it->maxt, &it->segs, &it->nsegs);
     if (!rc)
         prune_segs(it);
+    if (!rc && it->nsegs && !(it->hint = calloc(it->nsegs, sizeof *it->hint)))
+        rc = ST_ENOMEM;
     if (!rc && it->nsegs) {
         it->ntombs = engine_tomb_snapshot(it->e, it->mint, it->maxt, &it->tombs);
         if (it->ntombs == SIZE_MAX) {
@@ -130,17 +138,35 @@ int engine_query(engine_t *e, const st_matcher_t *m, size_t nm, int64_t mint, in
     it->e = e;
     it->mint = mint;
     it->maxt = maxt;
-    const char *why = NULL;
-    pthread_rwlock_rdlock(&e->idx_lock);
-    int rc = idx_select(e->idx, m, nm, &it->ids, &it->nids, &why);
-    pthread_rwlock_unlock(&e->idx_lock);
+    int rc = engine_select_ids(e, m, nm, &it->ids, &it->nids);
     if (rc) {
-        if (why)
-            engine_set_error("%s", why);
         free(it);
         return rc;
     }
     return iter_start(it, rc, out);
+}
+
+int engine_select_ids(engine_t *e, const st_matcher_t *m, size_t nm, uint32_t **ids, size_t *n)
+{
+    const char *why = NULL;
+    *ids = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&e->idx_lock);
+    int rc = idx_select(e->idx, m, nm, ids, n, &why);
+    pthread_rwlock_unlock(&e->idx_lock);
+    if (rc && why)
+        engine_set_error("%s", why);
+    return rc;
+}
+
+int engine_select_count(engine_t *e, const st_matcher_t *m, size_t nm, size_t *count)
+{
+    uint32_t *ids;
+    size_t n;
+    int rc = engine_select_ids(e, m, nm, &ids, &n);
+    free(ids);
+    *count = rc ? 0 : n;
+    return rc;
 }
 
 int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t maxt,
@@ -179,6 +205,31 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
     return 0;
 }
 
+/* Sort and dedup it's samples (samples_sort_dedup) from the first one not
+ * below every later sample: the part before is in order and holds no
+ * timestamp of the rest. Returns the new count. */
+static size_t sort_tail(engine_iter_t *it)
+{
+    const int64_t *ts = it->ts;
+    size_t n = it->n, k = 1;
+    while (k < n && ts[k] > ts[k - 1])
+        k++;
+    if (k >= n)
+        return n;
+    int64_t min = ts[k];
+    for (size_t i = k + 1; i < n; i++)
+        min = ts[i] < min ? ts[i] : min;
+    size_t lo = 0, hi = k; /* the first of [0, k) at or after min */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ts[mid] < min)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo + samples_sort_dedup(it->ts + lo, it->v + lo, it->ver + lo, n - lo);
+}
+
 static int load_series(engine_iter_t *it, uint32_t id)
 {
     int sources = 0, rc = 0;
@@ -192,7 +243,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
         }
         if ((rc = seg_ref_pin(r)) != 0) /* opened lazily, closed by the LRU */
             break;
-        if (seg_find(r->seg, id, &first, &cnt) != 0) {
+        if (seg_find_from(r->seg, id, &it->hint[k], &first, &cnt) != 0) {
             seg_ref_unpin(r);
             continue;
         }
@@ -235,7 +286,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
         return rc;
     /* blocks of one segment are ordered and disjoint, so one source is sorted */
     if (sources > 1)
-        it->n = samples_sort_dedup(it->ts, it->v, it->ver, it->n);
+        it->n = sort_tail(it);
     return 0;
 }
 
@@ -299,6 +350,7 @@ void engine_iter_destroy(engine_iter_t *it)
     for (size_t i = 0; i < it->nsegs; i++)
         seg_ref_release(it->segs[i]);
     free(it->segs);
+    free(it->hint);
     free(it->tombs);
     free(it->ids);
     free(it->ts);

@@ -696,10 +696,9 @@ uint64_t seg_file_size(const seg_t *s)
     return s->map_len;
 }
 
-/* First index whose id is >= id (n if none). */
-static size_t lower_bound(const seg_t *s, uint64_t id)
+/* First index of [lo, hi) whose id is >= id (hi if none). */
+static size_t lower_bound_in(const seg_t *s, uint64_t id, size_t lo, size_t hi)
 {
-    size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (s->ents[mid].id < id)
@@ -710,19 +709,53 @@ static size_t lower_bound(const seg_t *s, uint64_t id)
     return lo;
 }
 
-int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count)
+/* First index whose id is >= id (n if none). */
+static size_t lower_bound(const seg_t *s, uint64_t id)
 {
-    if (!s)
-        return ST_EINVAL;
-    size_t lo = lower_bound(s, series_id);
+    return lower_bound_in(s, id, 0, s->n);
+}
+
+/* The entries of series_id from lo (the first index whose id is >= it):
+ * few per series, so counted one by one. */
+static int found(const seg_t *s, uint32_t series_id, size_t lo, size_t *first, size_t *count)
+{
     if (lo == s->n || s->ents[lo].id != series_id)
         return ST_ENOENT;
-    size_t hi = lower_bound(s, (uint64_t)series_id + 1);
+    size_t hi = lo + 1;
+    while (hi < s->n && s->ents[hi].id == series_id)
+        hi++;
     if (first)
         *first = lo;
     if (count)
         *count = hi - lo;
     return 0;
+}
+
+int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count)
+{
+    if (!s)
+        return ST_EINVAL;
+    return found(s, series_id, lower_bound(s, series_id), first, count);
+}
+
+int seg_find_from(const seg_t *s, uint32_t series_id, size_t *hint, size_t *first, size_t *count)
+{
+    if (!s)
+        return ST_EINVAL;
+    size_t from = *hint, lo;
+    if (from < s->n && s->ents[from].id <= series_id) {
+        /* gallop forward from the hint, then search the last step */
+        size_t step = 1, base = from;
+        while (base + step < s->n && s->ents[base + step].id < series_id) {
+            base += step;
+            step *= 2;
+        }
+        lo = lower_bound_in(s, series_id, base, base + step < s->n ? base + step : s->n);
+    } else {
+        lo = lower_bound(s, series_id);
+    }
+    *hint = lo;
+    return found(s, series_id, lo, first, count);
 }
 
 int seg_entry(const seg_t *s, size_t i, seg_entry_t *e)

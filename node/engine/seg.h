@@ -66,6 +66,11 @@ size_t seg_entry_count(const seg_t *s);
 uint64_t seg_file_size(const seg_t *s);
 /* Index of the first entry with this series id (and how many), or ST_ENOENT. */
 int seg_find(const seg_t *s, uint32_t series_id, size_t *first, size_t *count);
+/* The same, searching forward from *hint (an index; 0 at first) when the
+ * entry there is not past series_id, else from the start; *hint becomes
+ * where the search ended. For ids read in ascending order: each lookup
+ * starts where the previous one ended. */
+int seg_find_from(const seg_t *s, uint32_t series_id, size_t *hint, size_t *first, size_t *count);
 /* Entry i with its block CRC checked (ST_ECORRUPT on mismatch). */
 int seg_entry(const seg_t *s, size_t i, seg_entry_t *e);
 /* Only the series id of entry i (from the directory, checked at open). */

@@ -31,7 +31,8 @@ For each size:
 4. Queries (QUERIES: range queries over the whole data at step 60 s, and
    instant queries at the end whose windows span the whole data): one
    warm-up per engine, then --reps rounds; each round runs every query on
-   every engine (queries and engines interleaved). Latency = median of the
+   every engine (queries and engines interleaved; the engine that goes first
+   on each query changes from round to round). Latency = median of the
    rounds. VictoriaMetrics gets nocache=1 (no rollup result cache). Strata's
    answer is compared with Prometheus' (compare() of test_promql_compare:
    same series, values within 1e-9 relative); VictoriaMetrics' MetricsQL
@@ -369,9 +370,12 @@ def run_size(args, harness, hosts, hours):
                                      os.path.join(args.perf, "perf-%dx%g.data" % (hosts, hours)),
                                      "-p", ",".join(str(p) for _, p in strata_pids(cluster))],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(args.reps):
+        for rnd in range(args.reps):
+            # the engines take turns going first: no one is always first
+            # (or always right after another one) on a query
+            turn = engines[rnd % len(engines):] + engines[:rnd % len(engines)]
             for n, k, q in qlist:
-                for e, base, extra in engines:
+                for e, base, extra in turn:
                     dt, _ = run_query(base, k, q, qs, qe, args.step, extra)
                     lat[(n, e)].append(dt)
         if perf:

@@ -13,7 +13,8 @@ with -9 is failed over with pushdown on.
 
 The data: 3 nodes, RF 2, 12 shards. 24 hosts in 3 regions, 1 h at 10 s:
 a gauge with decimals, a counter with resets, a classic histogram, and
-two metrics with the same labels (for the clash).
+two metrics with the same labels (for the clash); and 700 series of one
+metric at 200 s (more than a node reads on its event loop).
 """
 
 import json
@@ -26,6 +27,7 @@ import urllib.parse
 from harness import ClusterTestCase, http_request, parse_metrics
 
 HOSTS = 24
+WIDE = 700  # series of the metric wide_v
 POINTS = 360
 REL_TOL = 1e-9
 
@@ -107,6 +109,12 @@ class PushdownTest(ClusterTestCase):
                                  % (host, region, le, buckets[k], t))
                 # the same labels under two names, on different shards
                 lines.append("clash,host=%s a=%d,b=%d %d" % (host, i, i + 1, t))
+        # more series than a node reads on its event loop (node_query.c,
+        # NQ_INLINE_SERIES 256): such reads go to its thread pool
+        for w in range(WIDE):
+            for i in range(0, POINTS, 20):
+                t = (cls.t0 + 10 * i) * 1000 + 500
+                lines.append("wide,w=%d,g=%d v=%d %d" % (w, w % 7, (w * 31 + i) % 97, t))
         for k in range(0, len(lines), 20000):
             status, body = c.write(lines[k:k + 20000], precision="ms")
             assert status == 204, (status, body)
@@ -174,6 +182,21 @@ class PushdownTest(ClusterTestCase):
                     self.assert_same(got, want, "%s at %d" % (query, t))
                     self.assertEqual(pushed, str(npushed), query)
         self.assertGreater(checked, len(QUERIES))
+
+    def test_wide_selections(self):
+        # a node answers small reads on its loop and sends wide ones (more
+        # series than its loop's budget) to its pool: the same answers
+        for query in ("sum by (g) (wide_v)", "count(wide_v)", "wide_v", "max(wide_v{g=\"3\"})"):
+            with self.subTest(query=query):
+                got, want, _ = self.both("/api/v1/query_range", query=query,
+                                         start=str(self.t0 + 600), end=str(self.t_end), step="60")
+                self.assert_same(got, want, query)
+                self.assertTrue(got["data"]["result"], query)
+                got, want, _ = self.both("/api/v1/query", query=query, time=str(self.t_end))
+                self.assert_same(got, want, query)
+        s, _, b = self.q("/api/v1/query", query="count(wide_v)", time=str(self.t_end))
+        self.assertEqual(s, 200, b)
+        self.assertEqual(b["data"]["result"][0]["value"][1], str(WIDE))
 
     def test_pushed_aggregate_moves_no_raw_samples(self):
         p0, r0 = self.router_metrics()

@@ -212,6 +212,37 @@ static void test_find_hits_and_misses(void **state)
     seg_close(s);
 }
 
+/* seg_find_from agrees with seg_find for ids read ascending (the hint moves
+ * forward), descending and jumping (the hint is past them: searched from
+ * the start), hits and misses alike. */
+static void test_find_from_hint(void **state)
+{
+    tstate_t *t = *state;
+    assert_int_equal(write_segment(t->path, 300, 2), 0);
+    seg_t *s;
+    assert_int_equal(seg_open(t->path, &s), 0);
+    for (int order = 0; order < 3; order++) {
+        size_t hint = 0;
+        for (uint32_t i = 0; i < 905; i++) {
+            uint32_t id = order == 0 ? i : order == 1 ? 904 - i : (i * 337) % 905;
+            size_t f1 = 7, c1 = 7, f2 = 7, c2 = 7;
+            int rc1 = seg_find(s, id, &f1, &c1);
+            int rc2 = seg_find_from(s, id, &hint, &f2, &c2);
+            assert_int_equal(rc1, rc2);
+            if (!rc1) {
+                assert_int_equal(f1, f2);
+                assert_int_equal(c1, c2);
+                assert_int_equal(c1, 2);
+            }
+            assert_true(hint <= seg_entry_count(s));
+        }
+    }
+    size_t hint = 12345, first, cnt; /* a hint past the end: from the start */
+    assert_int_equal(seg_find_from(s, 1, &hint, &first, &cnt), 0);
+    assert_int_equal(first, 0);
+    seg_close(s);
+}
+
 static void test_empty_segment(void **state)
 {
     tstate_t *t = *state;
@@ -924,6 +955,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_hits_and_misses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_from_hint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_leaves_no_files, setup, teardown),
