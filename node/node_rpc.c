@@ -60,14 +60,15 @@ typedef struct job {
 static void do_write(job_t *j)
 {
     repl_envelope_t env;
-    int rc = repl_scan(j->payload, j->len, NULL, 0, &env);
-    repl_entry_t *e = NULL;
+    repl_entry_t stack_e[32], *e = stack_e; /* a NodeWrite has one entry per shard */
     node_shard_result_t *res = NULL;
-    if (!rc) {
-        e = calloc(env.n ? env.n : 1, sizeof *e);
-        res = calloc(env.n ? env.n : 1, sizeof *res);
-        rc = e && res ? repl_scan(j->payload, j->len, e, env.n, &env) : ST_ENOMEM;
+    int rc = repl_scan(j->payload, j->len, e, 32, &env);
+    if (!rc && env.n > 32) { /* more entries than room: scan again into the heap */
+        e = calloc(env.n, sizeof *e);
+        rc = e ? repl_scan(j->payload, j->len, e, env.n, &env) : ST_ENOMEM;
     }
+    if (!rc && !(res = calloc(env.n ? env.n : 1, sizeof *res)))
+        rc = ST_ENOMEM;
     if (!rc)
         rc = node_write_local(j->n, e, env.n, res);
     if (!rc && !env.forwarded) /* RF = 1: this node is the coordinator */
@@ -81,7 +82,8 @@ static void do_write(job_t *j)
     } else {
         j->out_type = RPC_WRITE_RESP;
     }
-    free(e);
+    if (e != stack_e)
+        free(e);
     free(res);
 }
 

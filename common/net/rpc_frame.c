@@ -114,6 +114,14 @@ static void put_header(uint8_t *p, uint32_t len, uint8_t type, uint8_t flags, ui
     st_store_u64le(p + 6, reqid);
 }
 
+int rpc_frame_header(uint8_t hdr[RPC_FRAME_HDR], uint8_t type, uint64_t reqid, size_t len)
+{
+    if (len > RPC_PAYLOAD_MAX)
+        return ST_ELIMIT;
+    put_header(hdr, (uint32_t)(RPC_FRAME_LEN_MIN + len), type, 0, reqid);
+    return 0;
+}
+
 int rpc_frame_encode(st_buf_t *out, uint8_t type, uint64_t reqid, const void *payload, size_t len,
                      size_t compress_min)
 {

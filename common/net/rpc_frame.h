@@ -115,6 +115,9 @@ const char *rpc_type_name(unsigned type);
  */
 int rpc_frame_encode(st_buf_t *out, uint8_t type, uint64_t reqid, const void *payload, size_t len,
                      size_t compress_min);
+/* The header alone of an uncompressed frame whose len payload bytes are
+ * sent from elsewhere (a second write buffer). ST_ELIMIT over RPC_PAYLOAD_MAX. */
+int rpc_frame_header(uint8_t hdr[RPC_FRAME_HDR], uint8_t type, uint64_t reqid, size_t len);
 
 /*
  * Decode the frame at the start of buf[0..len). On success returns 0, fills
