@@ -46,7 +46,8 @@ typedef struct job {
     rpc_conn_t *conn;
     uint64_t reqid;
     uint8_t type, out_type;
-    uint8_t *payload;
+    uint8_t *block; /* what to free: the payload's copy, or the receive buffer it is in */
+    const uint8_t *payload;
     size_t len;
     st_buf_t out;
     int err;
@@ -512,7 +513,7 @@ static void after_cb(uv_work_t *w, int status)
     }
     rpc_conn_release(j->conn);
     st_buf_deinit(&j->out);
-    free(j->payload);
+    free(j->block);
     free(j);
 }
 
@@ -541,20 +542,24 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
         }
     }
     job_t *j = calloc(1, sizeof *j);
-    uint8_t *copy = malloc(len ? len : 1);
+    /* a forwarded write keeps the receive buffer it came in when the
+     * transport can give it up: no copy of a large NodeWrite */
+    uint8_t *block = j && type == RPC_WRITE ? rpc_conn_take_payload(conn, payload, len) : NULL;
+    uint8_t *copy = block ? block : malloc(len ? len : 1);
     if (!j || !copy) {
         free(j);
         free(copy);
         rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
         return;
     }
-    if (len)
+    if (!block && len)
         memcpy(copy, payload, len);
     j->n = n;
     j->conn = conn;
     j->reqid = reqid;
     j->type = type;
-    j->payload = copy;
+    j->block = copy;
+    j->payload = block ? payload : copy;
     j->len = len;
     st_buf_init(&j->out);
     j->req.data = j;

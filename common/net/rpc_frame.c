@@ -327,3 +327,14 @@ int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out)
         rx->err = rc;
     return rc;
 }
+
+uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len)
+{
+    if (!rx->buf || rx->start != rx->end || payload != rx->buf + RPC_FRAME_HDR ||
+        rx->end != RPC_FRAME_HDR + len || 2 * rx->end < rx->cap)
+        return NULL;
+    uint8_t *b = rx->buf;
+    rx->buf = NULL;
+    rx->cap = rx->start = rx->end = 0;
+    return b;
+}

@@ -1087,6 +1087,12 @@ int rpc_conn_reply(rpc_conn_t *conn, uint64_t reqid, uint8_t type, const void *p
     return rc;
 }
 
+void *rpc_conn_take_payload(rpc_conn_t *conn, const uint8_t *payload, size_t len)
+{
+    /* the budget follows: conn_process syncs held with the smaller rx */
+    return conn->state == CONN_READY ? rpc_rx_detach(&conn->rx, payload, len) : NULL;
+}
+
 int rpc_conn_reply_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *message)
 {
     if (conn->state != CONN_READY)

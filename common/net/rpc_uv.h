@@ -145,6 +145,15 @@ int rpc_server_metrics(rpc_server_t *srv, metrics_t *reg, const char *name);
  * ELIMIT instead); ST_ENOMEM.
  */
 int rpc_conn_reply(rpc_conn_t *conn, uint64_t reqid, uint8_t type, const void *payload, size_t len);
+/*
+ * From inside the handler, for the request it was given: take the memory
+ * that holds payload instead of copying it, when the transport can give it
+ * up (the frame arrived alone in the connection's receive buffer, not
+ * compressed, and fills most of it). Returns the block to free() once done
+ * with payload (which stays valid and where it is), or NULL: then payload
+ * is valid during the call only, as always.
+ */
+void *rpc_conn_take_payload(rpc_conn_t *conn, const uint8_t *payload, size_t len);
 /* Reply with an ERROR frame {code (negative ST_E*), message}. */
 int rpc_conn_reply_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *message);
 void rpc_conn_acquire(rpc_conn_t *conn);
