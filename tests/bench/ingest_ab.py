@@ -12,7 +12,9 @@ each replication factor (3 nodes + 1 router, 12 shards, write quorum, a
 fresh cluster every time, as query_bench.py starts it) are fed the file by
 load_lp.py (4 connections x 10k lines). Prints per run samples/s (the
 loader's), the ratio to VictoriaMetrics of the same round, peak RSS (VmHWM)
-of router and each node and VM, and the load average before the run.
+of router and each node and VM, the CPU seconds each process used during
+the load (steadier than samples/s on a busy machine), and the load average
+before the run.
 --perf DIR records router + nodes together (perf record -g) during each
 Strata load into DIR/perf-<build>-rf<N>-<size>.data. Every process it
 starts is stopped by PID at the end.
@@ -31,6 +33,16 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from query_bench import VM, load, mib, strata_cluster, strata_pids, vm_hwm_kib  # noqa: E402
+
+
+def cpu_s(pid):
+    """User + system CPU seconds a process has used so far (0 when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def loadavg():
@@ -55,13 +67,15 @@ def run_strata(harness, build, rf, lp, perf_path):
             perf = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-o", perf_path, "-p",
                                      ",".join(str(p) for _, p in pids)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = [cpu_s(p) for _, p in pids]
         rate = load(c.router_url(), lp)["samples_per_s"]
+        cpu = [(who, cpu_s(p) - c0) for (who, p), c0 in zip(pids, cpu0)]
         if perf:
             perf.send_signal(2)
             perf.wait(timeout=120)
             perf = None
         rss = [(who, vm_hwm_kib(pid)) for who, pid in pids]
-        return rate, rss
+        return rate, rss, cpu
     finally:
         if perf:  # stopped like above, so that the profile of a failed load is readable
             perf.send_signal(2)
@@ -98,13 +112,15 @@ def run_size(args, harness, hosts, hours):
                 os.makedirs(vdir)
                 vm = VM(harness, vdir)
                 try:
+                    vc0 = cpu_s(vm.proc.pid)
                     v = load(vm.url, lp)["samples_per_s"]
+                    vcpu = cpu_s(vm.proc.pid) - vc0
                     vr = vm_hwm_kib(vm.proc.pid)
                 finally:
                     vm.stop()
                 shutil.rmtree(vdir, ignore_errors=True)
-                print("%s round %d victoria: %d samples/s, peak RSS %s MiB (load %s)" %
-                      (tag, rnd, v, mib(vr), la), flush=True)
+                print("%s round %d victoria: %d samples/s, peak RSS %s MiB, CPU %.1f s (load %s)" %
+                      (tag, rnd, v, mib(vr), vcpu, la), flush=True)
             for rf in args.rf:
                 for b in args.builds:
                     la = loadavg()
@@ -115,17 +131,19 @@ def run_size(args, harness, hosts, hours):
                                           (os.path.basename(os.path.normpath(b.split("@")[0])),
                                            rf, tag))
                     try:
-                        rate, rss = run_strata(harness, b, rf, lp, pp)
+                        rate, rss, cpu = run_strata(harness, b, rf, lp, pp)
                     except RuntimeError as e:  # a failed load is reported, the run goes on
                         print("%s round %d %s rf%d: FAILED %s (load %s)" %
                               (tag, rnd, b, rf, str(e)[-300:], la), flush=True)
                         continue
                     tot = sum(k or 0 for _, k in rss)
                     print("%s round %d %s rf%d: %d samples/s%s; peak RSS MiB %s; all %s "
-                          "(%s per copy) (load %s)" %
+                          "(%s per copy); CPU s %s (load %s)" %
                           (tag, rnd, b, rf, rate, " (%.2fx victoria)" % (rate / v) if v else "",
                            ", ".join("%s %s" % (w, mib(k)) for w, k in rss), mib(tot),
-                           mib(tot / rf), la), flush=True)
+                           mib(tot / rf), ", ".join("%s %.1f" % (w, t) for w, t in cpu) +
+                           ", nodes %.1f" % sum(t for w, t in cpu if w != "router"), la),
+                          flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
