@@ -1,8 +1,10 @@
 /*
  * node_rpc — the node's RPC request handlers.
  *
- * A request's payload is copied into a job and handled in a uv_queue_work
- * callback (off the loop); the after-work callback replies on the loop.
+ * A request's payload is copied into a job (a WRITE takes the receive
+ * buffer instead when rpc_uv can give it up: rpc_conn_take_payload) and
+ * handled in a uv_queue_work callback (off the loop); the after-work
+ * callback replies on the loop.
  *   WRITE        NodeWrite: coordinated by node_repl.c when RF > 1 and it
  *                was not forwarded; else per shard into the engines (node_write.c)
  *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples; a range
