@@ -231,12 +231,30 @@ typedef struct outcome {
     char why[OUTCOME_WHY_MAX];
 } outcome_t;
 
+/* The stamped NodeWrite of a coordinated write, shared without copies by
+ * the local job (its entries point into it) and the forwards
+ * (rpc_client_call_shared); references are taken and dropped on the loop
+ * thread only. A forward may hold it after its coord is gone (a write
+ * still queued to a stalled peer). */
+typedef struct wpay {
+    int refs;
+    st_buf_t b;
+} wpay_t;
+
+static void wpay_unref(void *arg)
+{
+    wpay_t *w = arg;
+    if (w && --w->refs == 0) {
+        st_buf_deinit(&w->b);
+        free(w);
+    }
+}
+
 typedef struct coord {
     node_repl_t *r;
     rpc_conn_t *conn;
     uint64_t reqid;
-    uint8_t *payload;
-    size_t len;
+    wpay_t *pay;
     repl_envelope_t env;
     topo_write_consistency_t mode;
     repl_entry_t *e;
@@ -262,7 +280,7 @@ static void coord_free(coord_t *c)
 {
     if (c->conn)
         rpc_conn_release(c->conn);
-    free(c->payload);
+    wpay_unref(c->pay);
     free(c->e);
     free(c->tally);
     free(c->local);
@@ -533,36 +551,25 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
     if (conn)
         rpc_conn_acquire(conn);
     /* every WriteRequest gets this write's version (local copy, forwards
-     * and hints alike: engine.h, VERSIONS) */
-    st_buf_t stamped;
-    st_buf_init(&stamped);
-    int rc = repl_stamp_version(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &stamped);
-    len = stamped.len;
-    if (!rc && stamped.data) { /* the stamped copy is the write's payload: no second copy */
-        c->payload = stamped.data;
-        st_buf_init(&stamped);
-    } else if (!rc) {
-        c->payload = malloc(1);
+     * and hints alike: engine.h, VERSIONS), in one pass that also makes the
+     * forwarded envelope and finds the entries */
+    int rc = ST_ENOMEM;
+    c->pay = calloc(1, sizeof *c->pay);
+    if (c->pay) {
+        c->pay->refs = 1;
+        st_buf_init(&c->pay->b);
+        rc = repl_stamp_forward(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &c->pay->b, &c->e,
+                                &c->env);
     }
-    if (!rc && !c->payload)
-        rc = ST_ENOMEM;
-    if (!rc) {
-        c->len = len;
-        rc = repl_scan(c->payload, len, NULL, 0, &c->env);
-    }
-    st_buf_deinit(&stamped);
     size_t ne = c->env.n;
     if (!rc) {
-        c->e = calloc(ne ? ne : 1, sizeof *c->e);
         c->tally = calloc(ne ? ne : 1, sizeof *c->tally);
         c->local = calloc(ne ? ne : 1, sizeof *c->local);
         c->rf = topo_replication_factor(n->topo);
         c->out = calloc((ne ? ne : 1) * c->rf, sizeof *c->out);
-        if (!c->e || !c->tally || !c->local || !c->out)
+        if (!c->tally || !c->local || !c->out)
             rc = ST_ENOMEM;
     }
-    if (!rc)
-        rc = repl_scan(c->payload, len, c->e, ne, &c->env);
     if (rc) {
         const char *why = rc == ST_ENOMEM ? "out of memory" : "malformed NodeWrite";
         if (done)
@@ -604,15 +611,24 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
             fwd_done(f, ST_EUNAVAIL, NULL, 0, "replica is down");
             continue;
         }
-        st_buf_t b;
-        st_buf_init(&b);
-        int brc = repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */);
-        for (size_t q = 0; q < k && !brc; q++)
-            brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
-        int crc = brc ? ST_ENOMEM
+        int crc;
+        if (k == ne) { /* every entry: the shared stamped message, no copy */
+            c->pay->refs++;
+            crc = rpc_client_call_shared(p->cli, RPC_WRITE, c->pay->b.data, c->pay->b.len,
+                                         wpay_unref, c->pay, (unsigned)r->timeout_ms, on_fwd, f);
+            if (crc)
+                c->pay->refs--;
+        } else {
+            st_buf_t b;
+            st_buf_init(&b);
+            int brc = repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */);
+            for (size_t q = 0; q < k && !brc; q++)
+                brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
+            crc = brc ? ST_ENOMEM
                       : rpc_client_call(p->cli, RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms,
                                         on_fwd, f);
-        st_buf_deinit(&b);
+            st_buf_deinit(&b);
+        }
         if (crc)
             fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
     }

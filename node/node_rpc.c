@@ -1,8 +1,10 @@
 /*
  * node_rpc — the node's RPC request handlers.
  *
- * A request's payload is copied into a job and handled in a uv_queue_work
- * callback (off the loop); the after-work callback replies on the loop.
+ * A request's payload is copied into a job (a WRITE takes the receive
+ * buffer instead when rpc_uv can give it up: rpc_conn_take_payload) and
+ * handled in a uv_queue_work callback (off the loop); the after-work
+ * callback replies on the loop.
  *   WRITE        NodeWrite: coordinated by node_repl.c when RF > 1 and it
  *                was not forwarded; else per shard into the engines (node_write.c)
  *   EXPORT       ReadRequest -> ReadResponse pages of SeriesSamples; a range
@@ -54,7 +56,8 @@ typedef struct job {
     rpc_conn_t *conn;
     uint64_t reqid;
     uint8_t type, out_type;
-    uint8_t *payload;
+    uint8_t *block; /* what to free: the payload's copy, or the receive buffer it is in */
+    const uint8_t *payload;
     size_t len;
     st_buf_t out;
     int err;
@@ -70,14 +73,15 @@ typedef struct job {
 static void do_write(job_t *j)
 {
     repl_envelope_t env;
-    int rc = repl_scan(j->payload, j->len, NULL, 0, &env);
-    repl_entry_t *e = NULL;
+    repl_entry_t stack_e[32], *e = stack_e; /* a NodeWrite has one entry per shard */
     node_shard_result_t *res = NULL;
-    if (!rc) {
-        e = calloc(env.n ? env.n : 1, sizeof *e);
-        res = calloc(env.n ? env.n : 1, sizeof *res);
-        rc = e && res ? repl_scan(j->payload, j->len, e, env.n, &env) : ST_ENOMEM;
+    int rc = repl_scan(j->payload, j->len, e, 32, &env);
+    if (!rc && env.n > 32) { /* more entries than room: scan again into the heap */
+        e = calloc(env.n, sizeof *e);
+        rc = e ? repl_scan(j->payload, j->len, e, env.n, &env) : ST_ENOMEM;
     }
+    if (!rc && !(res = calloc(env.n ? env.n : 1, sizeof *res)))
+        rc = ST_ENOMEM;
     if (!rc)
         rc = node_write_local(j->n, e, env.n, res);
     if (!rc && !env.forwarded) /* RF = 1: this node is the coordinator */
@@ -91,7 +95,8 @@ static void do_write(job_t *j)
     } else {
         j->out_type = RPC_WRITE_RESP;
     }
-    free(e);
+    if (e != stack_e)
+        free(e);
     free(res);
 }
 
@@ -549,7 +554,7 @@ static void after_cb(uv_work_t *w, int status)
     job_reply(j);
     rpc_conn_release(j->conn);
     st_buf_deinit(&j->out);
-    free(j->payload);
+    free(j->block);
     free(j);
 }
 
@@ -607,7 +612,7 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
     j->conn = conn;
     j->reqid = reqid;
     j->type = type;
-    j->payload = (uint8_t *)payload; /* the caller's, while on the loop */
+    j->payload = payload; /* the caller's, while on the loop */
     j->len = len;
     st_buf_init(&j->out);
     j->req.data = j;
@@ -616,16 +621,20 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
         free(j);
         return;
     }
-    uint8_t *copy = malloc(len ? len : 1);
+    /* a forwarded write keeps the receive buffer it came in when the
+     * transport can give it up: no copy of a large NodeWrite */
+    uint8_t *block = type == RPC_WRITE ? rpc_conn_take_payload(conn, payload, len) : NULL;
+    uint8_t *copy = block ? block : malloc(len ? len : 1);
     if (!copy) {
         st_buf_deinit(&j->out);
         free(j);
         rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
         return;
     }
-    if (len)
+    if (!block && len)
         memcpy(copy, payload, len);
-    j->payload = copy;
+    j->block = copy;
+    j->payload = block ? payload : copy;
     rpc_conn_acquire(conn);
     atomic_fetch_add(&n->jobs, 1);
     int rc = uv_queue_work(n->loop, &j->req, work_cb, after_cb);

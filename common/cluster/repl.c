@@ -4,9 +4,11 @@
  */
 #include "repl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "st_err.h"
+#include "st_varint.h"
 #include "wire.h"
 
 uint32_t repl_required(int mode, uint32_t rf)
@@ -147,6 +149,113 @@ int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t 
     }
     st_buf_deinit(&tail);
     return rc < 0 ? (rc == ST_ENOMEM ? rc : ST_ECORRUPT) : 0;
+}
+
+/* The shard and version of a WriteRequest in one pass (the last of each wins). */
+static int entry_info(const uint8_t *msg, size_t len, uint32_t *shard, uint64_t *version)
+{
+    const uint8_t *q = msg, *end = msg + len;
+    wire_field_t f;
+    int rc, have_shard = 0;
+    *shard = UINT32_MAX;
+    *version = 0;
+    while ((rc = wire_next(&q, end, &f)) == 1) {
+        if (f.type != WIRE_VARINT)
+            continue;
+        if (f.num == WIRE_WRITE_REQUEST_SHARD && !have_shard) { /* as shard_of: the first */
+            *shard = f.u > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)f.u;
+            have_shard = 1;
+        } else if (f.num == WIRE_WRITE_REQUEST_VERSION) {
+            *version = f.u;
+        }
+    }
+    return rc < 0 ? ST_ECORRUPT : 0;
+}
+
+int repl_stamp_forward(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out,
+                       repl_entry_t **entries, repl_envelope_t *env)
+{
+    const uint8_t *q = p, *end = p + len;
+    wire_field_t f;
+    int rc;
+    size_t cap = 0;
+    repl_entry_t *e = NULL;
+    memset(env, 0, sizeof *env);
+    *entries = NULL;
+    /* room for the whole message with a version in each of up to 64 entries
+     * up front: growing later is correct (offsets below), just slower */
+    if (st_buf_reserve(out, len + 16 + 64 * (1 + ST_UVARINT_MAX + ST_UVARINT_MAX)) ||
+        repl_put_envelope(out, 0, 1))
+        return ST_ENOMEM;
+    for (;;) {
+        const uint8_t *start = q;
+        if ((rc = wire_next(&q, end, &f)) != 1)
+            break;
+        if (f.num == WIRE_NODE_WRITE_CONSISTENCY && f.type == WIRE_VARINT) {
+            env->consistency = f.u > 3 ? 0 : (uint32_t)f.u;
+            continue;
+        }
+        if (f.num == WIRE_NODE_WRITE_FORWARDED && f.type == WIRE_VARINT) {
+            env->forwarded = f.u != 0;
+            continue;
+        }
+        if (!(f.num == WIRE_NODE_WRITE_SHARDS && f.type == WIRE_LEN)) {
+            if (st_buf_append(out, start, (size_t)(q - start))) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            continue;
+        }
+        uint32_t shard;
+        uint64_t has;
+        if ((rc = entry_info(f.data, f.len, &shard, &has)) != 0)
+            break;
+        if (env->n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            repl_entry_t *ne = realloc(e, nc * sizeof *e);
+            if (!ne) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            e = ne;
+            cap = nc;
+        }
+        /* offsets into out until the end: out may move while it grows */
+        size_t field_off = out->len, msg_len = f.len;
+        if (version && has == 0) { /* the field again, one varint longer: one copy */
+            uint8_t vfield[1 + ST_UVARINT_MAX];
+            vfield[0] = (uint8_t)(WIRE_WRITE_REQUEST_VERSION << 3 | WIRE_VARINT);
+            size_t vl = 1 + st_uvarint_put(vfield + 1, version);
+            msg_len = f.len + vl;
+            if (st_buf_reserve(out, 2 * ST_UVARINT_MAX + msg_len)) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            uint8_t *w = out->data + out->len;
+            w += st_uvarint_put(w, (uint64_t)WIRE_NODE_WRITE_SHARDS << 3 | WIRE_LEN);
+            w += st_uvarint_put(w, msg_len);
+            memcpy(w, f.data, f.len);
+            memcpy(w + f.len, vfield, vl);
+            out->len = (size_t)(w - out->data) + msg_len;
+        } else if (st_buf_append(out, start, (size_t)(q - start))) {
+            rc = ST_ENOMEM;
+            break;
+        }
+        e[env->n++] =
+            (repl_entry_t){(const uint8_t *)(uintptr_t)field_off, out->len - field_off,
+                           (const uint8_t *)(uintptr_t)(out->len - msg_len), msg_len, shard};
+    }
+    if (rc < 0) {
+        free(e);
+        env->n = 0;
+        return rc == ST_ENOMEM ? rc : ST_ECORRUPT;
+    }
+    for (size_t i = 0; i < env->n; i++) {
+        e[i].field = out->data + (uintptr_t)e[i].field;
+        e[i].msg = out->data + (uintptr_t)e[i].msg;
+    }
+    *entries = e;
+    return 0;
 }
 
 int repl_consistency_param(const char *s)

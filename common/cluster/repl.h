@@ -77,6 +77,17 @@ int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len);
  * or ST_ENOMEM.
  */
 int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out);
+/*
+ * What a coordinator does with a NodeWrite in one pass: appends to out the
+ * message to forward (the envelope "forwarded, consistency 0", then every
+ * entry as repl_stamp_version makes it, stamped with one copy; other fields
+ * as they are), reads the received envelope into env and returns the
+ * entries of out in *entries (malloc'd, NULL when there are none; they
+ * point into out->data, so out must not change while they are used).
+ * Returns 0, ST_ECORRUPT or ST_ENOMEM (then *entries is NULL).
+ */
+int repl_stamp_forward(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out,
+                       repl_entry_t **entries, repl_envelope_t *env);
 /* WriteRequest.version of msg[0..len) (0 when absent). */
 uint64_t repl_entry_version(const uint8_t *msg, size_t len);
 

@@ -11,6 +11,18 @@ int wire_next(const uint8_t **pp, const uint8_t *end, wire_field_t *f)
     const uint8_t *p = *pp;
     if (p >= end)
         return 0;
+    /* fast path, most fields of a write: a one-byte key of a LEN field and
+     * a one-byte length (the general code below reads them the same way) */
+    if (end - p >= 2 && (p[0] & 0x87) == WIRE_LEN && p[0] >= 8 && p[1] < 0x80 &&
+        p[1] <= end - p - 2) {
+        f->num = (uint32_t)(p[0] >> 3);
+        f->type = WIRE_LEN;
+        f->u = 0;
+        f->data = p + 2;
+        f->len = p[1];
+        *pp = p + 2 + p[1];
+        return 1;
+    }
     uint64_t key;
     int k = st_uvarint_get(p, end, &key);
     if (k <= 0)

@@ -114,6 +114,14 @@ static void put_header(uint8_t *p, uint32_t len, uint8_t type, uint8_t flags, ui
     st_store_u64le(p + 6, reqid);
 }
 
+int rpc_frame_header(uint8_t hdr[RPC_FRAME_HDR], uint8_t type, uint64_t reqid, size_t len)
+{
+    if (len > RPC_PAYLOAD_MAX)
+        return ST_ELIMIT;
+    put_header(hdr, (uint32_t)(RPC_FRAME_LEN_MIN + len), type, 0, reqid);
+    return 0;
+}
+
 int rpc_frame_encode(st_buf_t *out, uint8_t type, uint64_t reqid, const void *payload, size_t len,
                      size_t compress_min)
 {
@@ -318,4 +326,15 @@ int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out)
     if (rc != ST_EAGAIN)
         rx->err = rc;
     return rc;
+}
+
+uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len)
+{
+    if (!rx->buf || rx->start != rx->end || payload != rx->buf + RPC_FRAME_HDR ||
+        rx->end != RPC_FRAME_HDR + len || 2 * rx->end < rx->cap)
+        return NULL;
+    uint8_t *b = rx->buf;
+    rx->buf = NULL;
+    rx->cap = rx->start = rx->end = 0;
+    return b;
 }

@@ -115,6 +115,9 @@ const char *rpc_type_name(unsigned type);
  */
 int rpc_frame_encode(st_buf_t *out, uint8_t type, uint64_t reqid, const void *payload, size_t len,
                      size_t compress_min);
+/* The header alone of an uncompressed frame whose len payload bytes are
+ * sent from elsewhere (a second write buffer). ST_ELIMIT over RPC_PAYLOAD_MAX. */
+int rpc_frame_header(uint8_t hdr[RPC_FRAME_HDR], uint8_t type, uint64_t reqid, size_t len);
 
 /*
  * Decode the frame at the start of buf[0..len). On success returns 0, fills
@@ -173,6 +176,14 @@ int rpc_rx_push(rpc_rx_t *rx, const void *p, size_t n);
  * connection cannot be resynchronized and must be closed.
  */
 int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out);
+/*
+ * The buffer of rx itself, when the frame rpc_rx_next just handed out
+ * (payload[0..len), not compressed) is all it holds and fills at least half
+ * of it: the caller owns the block from then on (free() it; payload stays
+ * where it is) and rx starts a new buffer. NULL otherwise: copy the payload.
+ * Lets a receiver keep a large request without copying it.
+ */
+uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len);
 
 /* Bytes received and not yet returned as frames. */
 static inline size_t rpc_rx_buffered(const rpc_rx_t *rx)

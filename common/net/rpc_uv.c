@@ -74,13 +74,19 @@
 #define HT_BUCKETS 4096     /* client reqid -> call table (power of two) */
 #define TLS_RBUF 65536      /* ciphertext read buffer (one per server / client connection) */
 
-/* One frame on its way out: freed in the write callback. */
+/* One frame on its way out: freed in the write callback. A shared frame
+ * (rpc_client_call_shared) has only its header in buf and the payload in
+ * the caller's memory (ext), released through rel once written or dropped. */
 typedef struct wreq {
     uv_write_t req;
     st_buf_t buf;
     void *owner;
     size_t plain; /* frame bytes (buf holds ciphertext once sealed) */
     int counted;  /* client: counts towards queued_bytes */
+    const uint8_t *ext;
+    size_t ext_len;
+    void (*rel)(void *arg);
+    void *rel_arg;
 } wreq_t;
 
 /* ---- logging helpers --------------------------------------------------- */
@@ -162,6 +168,10 @@ static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, siz
     st_buf_init(&w->buf);
     w->counted = 0;
     w->owner = NULL;
+    w->ext = NULL;
+    w->ext_len = 0;
+    w->rel = NULL;
+    w->rel_arg = NULL;
     int rc = rpc_frame_encode(&w->buf, type, reqid, p, len, compress_min);
     if (rc) {
         free(w);
@@ -174,11 +184,16 @@ static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, siz
 
 /* Encrypt the frame in w (and take any handshake bytes the session has
  * waiting): buf then holds what goes on the wire. No-op without TLS. */
+static void wreq_release(wreq_t *w);
+
 static int wreq_seal(tls_conn_t *t, wreq_t *w)
 {
     if (!t)
         return 0;
     int rc = tls_conn_write(t, w->buf.data, w->buf.len);
+    if (!rc && w->ext)
+        rc = tls_conn_write(t, w->ext, w->ext_len);
+    wreq_release(w); /* sealed: the ciphertext in buf is all that is sent */
     w->buf.len = 0;
     return rc ? rc : tls_conn_take(t, &w->buf);
 }
@@ -202,8 +217,20 @@ static wreq_t *wreq_tls_out(tls_conn_t *t)
 
 #define TLS_LOG_EVERY_MS 10000 /* a server logs refused TLS peers at ERROR this often */
 
+/* Give a shared payload back to its owner (once). */
+static void wreq_release(wreq_t *w)
+{
+    void (*rel)(void *) = w->rel;
+    w->rel = NULL;
+    w->ext = NULL;
+    w->ext_len = 0;
+    if (rel)
+        rel(w->rel_arg);
+}
+
 static void wreq_free(wreq_t *w)
 {
+    wreq_release(w);
     st_buf_deinit(&w->buf);
     free(w);
 }
@@ -1060,6 +1087,12 @@ int rpc_conn_reply(rpc_conn_t *conn, uint64_t reqid, uint8_t type, const void *p
     return rc;
 }
 
+void *rpc_conn_take_payload(rpc_conn_t *conn, const uint8_t *payload, size_t len)
+{
+    /* the budget follows: conn_process syncs held with the smaller rx */
+    return conn->state == CONN_READY ? rpc_rx_detach(&conn->rx, payload, len) : NULL;
+}
+
 int rpc_conn_reply_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *message)
 {
     if (conn->state != CONN_READY)
@@ -1538,8 +1571,9 @@ static int cc_write(cconn_t *cc, wreq_t *w)
     w->owner = cc;
     if (wreq_seal(cc->tls, w) != 0)
         return ST_ECLOSED;
-    uv_buf_t b = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
-    return uv_write(&w->req, (uv_stream_t *)&cc->tcp, &b, 1, cli_write_cb);
+    uv_buf_t b[2] = {uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len),
+                     uv_buf_init((char *)(uintptr_t)w->ext, (unsigned)w->ext_len)};
+    return uv_write(&w->req, (uv_stream_t *)&cc->tcp, b, w->ext_len ? 2 : 1, cli_write_cb);
 }
 
 /* Write every queued call (UP only). */
@@ -1969,8 +2003,9 @@ int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
     return 0;
 }
 
-int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
-                    unsigned timeout_ms, rpc_call_cb cb, void *arg)
+/* The checks every call passes before anything is allocated. */
+static int call_check(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                      rpc_call_cb cb)
 {
     if (!cb || (len && !payload) || type < RPC_WRITE)
         return ST_EINVAL;
@@ -1984,15 +2019,13 @@ int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t
         return ST_EBUSY;
     if (cli->queued_bytes > 0 && cli->queued_bytes + len + RPC_FRAME_HDR > cli->o.max_queue_bytes)
         return ST_EBUSY;
-    call_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return ST_ENOMEM;
-    c->reqid = cli->next_reqid++;
-    int rc = wreq_new(type, c->reqid, payload, len, cli->o.compress_min, &c->w);
-    if (rc) {
-        free(c);
-        return rc;
-    }
+    return 0;
+}
+
+/* Queue call c, whose frame c->w is made: tables, deadline, write. */
+static void call_enqueue(rpc_client_t *cli, call_t *c, unsigned timeout_ms, rpc_call_cb cb,
+                         void *arg)
+{
     c->w->counted = 1;
     c->cb = cb;
     c->arg = arg;
@@ -2026,7 +2059,65 @@ int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t
         dl_rearm(cli);
     if (cli->phase == PH_UP)
         client_flush(cli);
+}
+
+/* A call whose frame is the payload encoded (release NULL), or a header
+ * with the caller's payload behind it (shared: released once written). */
+static int call_start(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                      void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
+                      rpc_call_cb cb, void *arg)
+{
+    int rc = call_check(cli, type, payload, len, cb);
+    if (rc)
+        return rc;
+    call_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return ST_ENOMEM;
+    c->reqid = cli->next_reqid++;
+    if (!release) {
+        rc = wreq_new(type, c->reqid, payload, len, cli->o.compress_min, &c->w);
+    } else {
+        rc = wreq_new(type, c->reqid, NULL, 0, 0, &c->w); /* an empty frame: its header's room */
+        if (!rc)
+            rc = rpc_frame_header(c->w->buf.data, type, c->reqid, len); /* ... counting ext */
+        if (!rc) {
+            c->w->ext = payload;
+            c->w->ext_len = len;
+            c->w->plain += len;
+            c->w->rel = release;
+            c->w->rel_arg = rel_arg;
+        } else {
+            wreq_free(c->w);
+        }
+    }
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    call_enqueue(cli, c, timeout_ms, cb, arg);
     return 0;
+}
+
+int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                    unsigned timeout_ms, rpc_call_cb cb, void *arg)
+{
+    return call_start(cli, type, payload, len, NULL, NULL, timeout_ms, cb, arg);
+}
+
+int rpc_client_call_shared(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                           void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
+                           rpc_call_cb cb, void *arg)
+{
+    if (!release)
+        return ST_EINVAL;
+    /* TLS seals a copy anyway, and a compressed frame is a new buffer */
+    if (cli->o.tls || (cli->o.compress_min > 0 && len >= cli->o.compress_min)) {
+        int rc = call_start(cli, type, payload, len, NULL, NULL, timeout_ms, cb, arg);
+        if (!rc)
+            release(rel_arg);
+        return rc;
+    }
+    return call_start(cli, type, payload, len, release, rel_arg, timeout_ms, cb, arg);
 }
 
 rpc_client_state_t rpc_client_state(const rpc_client_t *cli)

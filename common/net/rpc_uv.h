@@ -145,6 +145,15 @@ int rpc_server_metrics(rpc_server_t *srv, metrics_t *reg, const char *name);
  * ELIMIT instead); ST_ENOMEM.
  */
 int rpc_conn_reply(rpc_conn_t *conn, uint64_t reqid, uint8_t type, const void *payload, size_t len);
+/*
+ * From inside the handler, for the request it was given: take the memory
+ * that holds payload instead of copying it, when the transport can give it
+ * up (the frame arrived alone in the connection's receive buffer, not
+ * compressed, and fills most of it). Returns the block to free() once done
+ * with payload (which stays valid and where it is), or NULL: then payload
+ * is valid during the call only, as always.
+ */
+void *rpc_conn_take_payload(rpc_conn_t *conn, const uint8_t *payload, size_t len);
 /* Reply with an ERROR frame {code (negative ST_E*), message}. */
 int rpc_conn_reply_error(rpc_conn_t *conn, uint64_t reqid, int code, const char *message);
 void rpc_conn_acquire(rpc_conn_t *conn);
@@ -225,6 +234,24 @@ int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
  */
 int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
                     unsigned timeout_ms, rpc_call_cb cb, void *arg);
+/*
+ * rpc_client_call without the copy: payload[0..len) is sent from the
+ * caller's memory (the frame header goes in its own small buffer, one
+ * write of two buffers), so one payload can be shared by calls to several
+ * peers. The transport holds it until release(rel_arg), called exactly
+ * once, on the loop thread, when the bytes are no longer needed: after the
+ * write completed or failed, or when the call ends before it was written
+ * (deadline, lost connection, close). That is not tied to cb: a write may
+ * still be queued to a stalled peer after the call timed out, so the
+ * payload must stay valid and unchanged until release. With TLS, or when
+ * the payload would be compressed (compress_min), the payload is copied as
+ * by rpc_client_call and release runs before this returns. On an error
+ * return (the codes of rpc_client_call) release is not called: the caller
+ * still owns its reference.
+ */
+int rpc_client_call_shared(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
+                           void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
+                           rpc_call_cb cb, void *arg);
 rpc_client_state_t rpc_client_state(const rpc_client_t *cli);
 /* The server's node id from HELLO_ACK ("" before the first handshake). */
 const char *rpc_client_peer_id(const rpc_client_t *cli);

@@ -396,6 +396,56 @@ static void test_rx_reads_and_trim(void **state)
     st_buf_deinit(&b);
 }
 
+/* rpc_rx_detach gives the buffer away only when the frame just handed out
+ * is alone in it and not compressed; the rx goes on with a new buffer; the
+ * frame header helper makes the header rpc_frame_encode makes. */
+static void test_rx_detach(void **state)
+{
+    (void)state;
+    st_buf_t b;
+    st_buf_init(&b);
+    uint8_t *p = malloc(100000);
+    for (size_t i = 0; i < 100000; i++)
+        p[i] = (uint8_t)(i * 13);
+    assert_int_equal(rpc_frame_encode(&b, RPC_WRITE, 7, p, 100000, 0), 0);
+    uint8_t hdr[RPC_FRAME_HDR];
+    assert_int_equal(rpc_frame_header(hdr, RPC_WRITE, 7, 100000), 0);
+    assert_memory_equal(hdr, b.data, RPC_FRAME_HDR);
+    assert_int_equal(rpc_frame_header(hdr, RPC_WRITE, 7, (size_t)RPC_PAYLOAD_MAX + 1), ST_ELIMIT);
+    rpc_rx_t rx;
+    rpc_rx_init(&rx, 0);
+    assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
+    rpc_frame_t f;
+    assert_null(rpc_rx_detach(&rx, b.data + RPC_FRAME_HDR, 100000)); /* not its payload */
+    assert_int_equal(rpc_rx_next(&rx, &f), 0);
+    uint8_t *blk = rpc_rx_detach(&rx, f.payload, f.len);
+    assert_non_null(blk);
+    assert_memory_equal(f.payload, p, 100000); /* still there, now ours */
+    free(blk);
+    /* rx still works; two frames in the buffer: no detach */
+    assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
+    assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
+    assert_int_equal(rpc_rx_next(&rx, &f), 0);
+    assert_null(rpc_rx_detach(&rx, f.payload, f.len));
+    assert_memory_equal(f.payload, p, 100000);
+    assert_int_equal(rpc_rx_next(&rx, &f), 0);
+    assert_null(rpc_rx_detach(&rx, f.payload, f.len)); /* not at the buffer's start */
+    assert_memory_equal(f.payload, p, 100000);
+    assert_int_equal(rpc_rx_next(&rx, &f), ST_EAGAIN);
+    /* compressed: the payload is in scratch, never detached */
+    memset(p, 'a', 100000);
+    st_buf_reset(&b);
+    assert_int_equal(rpc_frame_encode(&b, RPC_WRITE, 8, p, 100000, 1024), 0);
+    assert_true(b.len < 100000);
+    assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
+    assert_int_equal(rpc_rx_next(&rx, &f), 0);
+    assert_null(rpc_rx_detach(&rx, f.payload, f.len));
+    assert_memory_equal(f.payload, p, 100000);
+    rpc_rx_deinit(&rx);
+    st_buf_deinit(&b);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_encode_limits),
         cmocka_unit_test(test_rx_reads_and_trim),
+        cmocka_unit_test(test_rx_detach),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

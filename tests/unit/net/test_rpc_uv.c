@@ -485,6 +485,95 @@ static void test_large_compressed(void **state)
     env_finish(&e);
 }
 
+static void count_release(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* big_cb per call: c->idx = 1 when the echo matched */
+static void shared_cb(void *arg, int status, uint8_t type, const uint8_t *p, size_t len)
+{
+    callctx_t *c = arg;
+    big_cb(arg, status, type, p, len);
+    c->idx = c->e->big_ok;
+}
+
+/* rpc_client_call_shared: one payload, several calls, no copy; released
+ * once per call when written (or dropped unwritten); copied (and released
+ * at once) when the frame is compressed; an error return keeps it. */
+static void test_shared_payload(void **state)
+{
+    (void)state;
+    env_t e;
+    env_init(&e);
+    start_server(&e, 0, NULL);
+    rpc_client_opts_t co = {.compress_min = SIZE_MAX};
+    start_client(&e, rpc_server_port(e.srv), NULL, &co);
+    e.big_len = 3u << 20;
+    e.big = malloc(e.big_len);
+    for (size_t i = 0; i < e.big_len; i++)
+        e.big[i] = (uint8_t)(i * 7 + i / 251);
+    int released = 0;
+    callctx_t c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = (callctx_t){.e = &e};
+        assert_int_equal(rpc_client_call_shared(e.cli, RPC_EXPORT, e.big, e.big_len, count_release,
+                                                &released, 10000, shared_cb, &c[i]),
+                         0);
+    }
+    assert_int_equal(released, 0); /* never inside the call */
+    for (int i = 0; i < 3; i++) {
+        run_until(&e, &c[i].done);
+        assert_int_equal(c[i].status, 0);
+        assert_int_equal(c[i].idx, 1);
+    }
+    assert_int_equal(released, 3);
+    /* an error return keeps the caller's reference */
+    assert_int_equal(rpc_client_call_shared(e.cli, RPC_EXPORT, e.big, e.big_len, NULL, NULL, 1000,
+                                            big_cb, &c[0]),
+                     ST_EINVAL);
+    assert_int_equal(rpc_client_call_shared(e.cli, RPC_PING, e.big, 10, count_release, &released,
+                                            1000, big_cb, &c[0]),
+                     ST_EINVAL);
+    assert_int_equal(released, 3);
+    close_client(&e);
+    /* compressed: copied, released before the call returns, answered right */
+    rpc_client_opts_t cz = {.compress_min = 1024};
+    start_client(&e, rpc_server_port(e.srv), NULL, &cz);
+    memset(e.big, 'x', e.big_len / 2);
+    c[0] = (callctx_t){.e = &e};
+    assert_int_equal(rpc_client_call_shared(e.cli, RPC_EXPORT, e.big, e.big_len, count_release,
+                                            &released, 10000, big_cb, &c[0]),
+                     0);
+    assert_int_equal(released, 4);
+    e.big_ok = 0;
+    run_until(&e, &c[0].done);
+    assert_int_equal(c[0].status, 0);
+    assert_true(e.big_ok);
+    close_client(&e);
+    /* never written (nobody listens): released when the deadline fails it */
+    int port = rpc_server_port(e.srv);
+    close_server(&e);
+    start_client(&e, port, NULL, &co);
+    c[0] = (callctx_t){.e = &e};
+    assert_int_equal(rpc_client_call_shared(e.cli, RPC_EXPORT, e.big, 100, count_release, &released,
+                                            100, big_cb, &c[0]),
+                     0);
+    run_until(&e, &c[0].done);
+    assert_int_equal(c[0].status, ST_EUNAVAIL);
+    assert_int_equal(released, 5);
+    /* queued when the client closes: released once too */
+    c[1] = (callctx_t){.e = &e};
+    assert_int_equal(rpc_client_call_shared(e.cli, RPC_EXPORT, e.big, 100, count_release, &released,
+                                            10000, big_cb, &c[1]),
+                     0);
+    close_client(&e);
+    assert_int_equal(c[1].done, 1);
+    assert_int_equal(c[1].status, ST_ECLOSED);
+    assert_int_equal(released, 6);
+    env_finish(&e);
+}
+
 static void test_timeout_and_late_reply(void **state)
 {
     (void)state;
@@ -971,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_write_stall),
         cmocka_unit_test(test_big_frame_before_hello),
         cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_shared_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,6 +174,74 @@ static void test_stamp_version(void **state)
     st_buf_deinit(&out);
 }
 
+/* The coordinator's one pass: the forwarded envelope, every entry stamped
+ * as repl_stamp_version stamps it, the received envelope read, the
+ * entries found in the output (many of them: the list grows). */
+static void test_stamp_forward(void **state)
+{
+    (void)state;
+    st_label_t l[1] = {{"__name__", "m", 8, 1}};
+    int64_t ts = 1000;
+    double v = 1.5;
+    st_buf_t b, out, ref;
+    st_buf_init(&b);
+    st_buf_init(&out);
+    st_buf_init(&ref);
+    assert_int_equal(repl_put_envelope(&b, 1 + TOPO_WRITE_SYNC, 0), 0);
+    const uint32_t N = 100;
+    for (uint32_t s = 0; s < N; s++) {
+        size_t mark;
+        assert_int_equal(wire_begin(&b, 1, &mark), 0);
+        assert_int_equal(wire_put_varint_field(&b, 1, s), 0);
+        assert_int_equal(wire_put_series(&b, 2, l, 1, &ts, &v, 1), 0);
+        if (s % 3 == 1)
+            assert_int_equal(wire_put_varint_field(&b, 4, 77), 0);
+        wire_end(&b, mark);
+    }
+    uint64_t version = (UINT64_C(1765000000000) << 16) | 3;
+    repl_entry_t *e = NULL;
+    repl_envelope_t env;
+    assert_int_equal(repl_stamp_forward(b.data, b.len, version, &out, &e, &env), 0);
+    assert_non_null(e);
+    assert_int_equal(env.n, N);
+    assert_int_equal(env.consistency, 1 + TOPO_WRITE_SYNC);
+    assert_false(env.forwarded);
+    Strata__NodeWrite *nw = strata__node_write__unpack(NULL, out.len, out.data);
+    assert_non_null(nw);
+    assert_true(nw->forwarded);
+    assert_int_equal(nw->consistency, 0);
+    assert_int_equal(nw->n_shards, N);
+    assert_int_equal(repl_stamp_version(b.data, b.len, version, &ref), 0);
+    repl_entry_t r[100];
+    repl_envelope_t renv;
+    assert_int_equal(repl_scan(ref.data, ref.len, r, N, &renv), 0);
+    for (uint32_t s = 0; s < N; s++) {
+        assert_int_equal(e[s].shard, s);
+        assert_int_equal(nw->shards[s]->shard, s);
+        assert_true(nw->shards[s]->version == (s % 3 == 1 ? 77 : version));
+        assert_int_equal(nw->shards[s]->n_series, 1);
+        /* the same entry bytes as repl_stamp_version's, pointing into out */
+        assert_int_equal(e[s].field_len, r[s].field_len);
+        assert_memory_equal(e[s].field, r[s].field, r[s].field_len);
+        assert_int_equal(e[s].msg_len, r[s].msg_len);
+        assert_memory_equal(e[s].msg, r[s].msg, r[s].msg_len);
+        assert_true(e[s].field >= out.data && e[s].field + e[s].field_len <= out.data + out.len);
+    }
+    strata__node_write__free_unpacked(nw, NULL);
+    free(e);
+    for (size_t cut = 1; cut < b.len; cut += 7) { /* truncated: corrupt or a prefix, never past */
+        st_buf_reset(&out);
+        e = NULL;
+        int rc = repl_stamp_forward(b.data, cut, version, &out, &e, &env);
+        assert_true(rc == 0 || rc == ST_ECORRUPT);
+        assert_true(rc == 0 || e == NULL);
+        free(e);
+    }
+    st_buf_deinit(&b);
+    st_buf_deinit(&out);
+    st_buf_deinit(&ref);
+}
+
 static const char *INI3 = "[cluster]\nshards = 6\nreplication_factor = 3\n"
                           "[node \"n1\"]\nrpc = 127.0.0.1:7001\nhttp = 127.0.0.1:8001\n"
                           "[node \"n2\"]\nrpc = 127.0.0.1:7002\nhttp = 127.0.0.1:8002\n"
@@ -332,7 +400,7 @@ int main(void)
         cmocka_unit_test(test_required),          cmocka_unit_test(test_tally),
         cmocka_unit_test(test_consistency_param), cmocka_unit_test(test_scan_and_forward),
         cmocka_unit_test(test_readplan),          cmocka_unit_test(test_sset_merge),
-        cmocka_unit_test(test_stamp_version),
+        cmocka_unit_test(test_stamp_version),     cmocka_unit_test(test_stamp_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
