@@ -162,7 +162,7 @@ static long blob_intern(wbatch_t *j, blobs_t *s, uint64_t hash, const uint8_t *p
     size_t h = hash & (s->tcap - 1);
     while (s->tab[h]) {
         const blob_t *x = &s->v[s->tab[h] - 1];
-        if (x->hash == hash && x->len == len && memcmp(j->enc + x->off, p, len) == 0)
+        if (x->hash == hash && x->len == len && (!len || memcmp(j->enc + x->off, p, len) == 0))
             return s->tab[h] - 1;
         h = (h + 1) & (s->tcap - 1);
     }
@@ -170,7 +170,8 @@ static long blob_intern(wbatch_t *j, blobs_t *s, uint64_t hash, const uint8_t *p
     j->enc = grow(j->enc, &j->enccap, j->encl + len, 1, &j->oom);
     if (j->oom)
         return ST_ENOMEM;
-    memcpy(j->enc + j->encl, p, len);
+    if (len) /* an empty blob may leave enc unallocated */
+        memcpy(j->enc + j->encl, p, len);
     s->v[s->n] = (blob_t){.hash = hash, .off = j->encl, .len = (uint32_t)len, .split = split};
     j->encl += len;
     s->tab[h] = (uint32_t)++s->n;

@@ -262,7 +262,8 @@ int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, si
     wire_begin(b, field, &mark);
     uint8_t *p = b->data + b->len;
     for (size_t i = 0; i < nlab; i++) {
-        memcpy(p, lab[i].p, lab[i].len);
+        if (lab[i].len) /* an empty one may have no bytes at all */
+            memcpy(p, lab[i].p, lab[i].len);
         p += lab[i].len;
     }
     p = put_samples(p, ts, v, NULL, n);
