@@ -241,6 +241,8 @@ static size_t rx_need_cap(const rpc_rx_t *rx, size_t avail, size_t cap)
     }
     if (cap - avail >= want)
         return cap;
+    if (cap == 0 && avail == 0 && rx->next_cap > want)
+        return rx->next_cap; /* the size of the buffer a handler took (rpc_rx_detach) */
     size_t ncap = avail + want;
     /* grow at least geometrically while small, to keep reads efficient */
     if (ncap < 2 * cap && 2 * cap <= RX_KEEP_MAX)
@@ -277,6 +279,7 @@ int rpc_rx_reserve(rpc_rx_t *rx, uint8_t **p, size_t *n)
             return ST_ENOMEM;
         rx->buf = nb;
         rx->cap = ncap;
+        rx->next_cap = 0;
     }
     *p = rx->buf + rx->end;
     *n = rx->cap - rx->end;
@@ -334,6 +337,7 @@ uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len)
         rx->end != RPC_FRAME_HDR + len || 2 * rx->end < rx->cap)
         return NULL;
     uint8_t *b = rx->buf;
+    rx->next_cap = rx->cap < RX_KEEP_MAX ? rx->cap : RX_KEEP_MAX;
     rx->buf = NULL;
     rx->cap = rx->start = rx->end = 0;
     return b;

@@ -143,6 +143,7 @@ typedef struct rpc_rx {
     size_t max_frame;
     int err; /* sticky: the first decode error */
     st_buf_t scratch;
+    size_t next_cap; /* after a detach: the new buffer's first size (the old one's, capped) */
 } rpc_rx_t;
 
 /* max_frame 0 = RPC_FRAME_MAX_DEFAULT. Allocates nothing. */
@@ -180,7 +181,9 @@ int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out);
  * The buffer of rx itself, when the frame rpc_rx_next just handed out
  * (payload[0..len), not compressed) is all it holds and fills at least half
  * of it: the caller owns the block from then on (free() it; payload stays
- * where it is) and rx starts a new buffer. NULL otherwise: copy the payload.
+ * where it is) and rx starts a new buffer, of the detached one's size (up
+ * to the 2 MiB a connection keeps anyway), so that a stream of large frames
+ * is not regrown from a chunk for each. NULL otherwise: copy the payload.
  * Lets a receiver keep a large request without copying it.
  */
 uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len);

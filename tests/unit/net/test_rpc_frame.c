@@ -422,6 +422,15 @@ static void test_rx_detach(void **state)
     assert_non_null(blk);
     assert_memory_equal(f.payload, p, 100000); /* still there, now ours */
     free(blk);
+    /* the next buffer starts at the detached one's size: one allocation
+     * for a frame like the last, not a regrowth from a chunk */
+    size_t first = rpc_rx_reserve_cap(&rx);
+    assert_true(first >= RPC_FRAME_HDR + 100000);
+    uint8_t *room;
+    size_t nroom;
+    assert_int_equal(rpc_rx_reserve(&rx, &room, &nroom), 0);
+    assert_int_equal(nroom, first);
+    assert_int_equal(rx.next_cap, 0); /* once */
     /* rx still works; two frames in the buffer: no detach */
     assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
     assert_int_equal(rpc_rx_push(&rx, b.data, b.len), 0);
