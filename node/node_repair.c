@@ -201,19 +201,32 @@ static void part_digests_free(part_digest_t *v, size_t n)
     free(v);
 }
 
+/* The entry of v[0, n) (sorted by start, as the partition lists are) for
+ * the partition starting at start, or NULL: a binary search, so that a
+ * shard of many thousand partitions is not compared pair by pair. */
+static part_digest_t *part_find(part_digest_t *v, size_t n, int64_t start)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo].start == start ? &v[lo] : NULL;
+}
+
 /* The cached digest of sealed partition p (mu held): decoded into *out, or
  * NULL when there is none for its token. */
 static engine_digest_t *part_cached(digest_cache_t *c, const engine_part_token_t *p, uint32_t nb)
 {
-    for (size_t i = 0; i < c->npd; i++)
-        if (c->pd[i].start == p->start) {
-            engine_digest_t *d = NULL;
-            if (c->pd[i].token != p->token || c->pd[i].nbuckets != nb ||
-                engine_digest_decode(c->pd[i].bytes, c->pd[i].len, &d))
-                return NULL;
-            return d;
-        }
-    return NULL;
+    part_digest_t *x = part_find(c->pd, c->npd, p->start);
+    engine_digest_t *d = NULL;
+    if (!x || x->token != p->token || x->nbuckets != nb ||
+        engine_digest_decode(x->bytes, x->len, &d))
+        return NULL;
+    return d;
 }
 
 /*
@@ -240,6 +253,10 @@ static int digest_by_parts(node_repair_t *r, engine_t *e, uint32_t shard, uint32
     for (size_t i = 0; i < nlp && !rc; i++) {
         if (!lp[i].sealed)
             continue;
+        if (atomic_load(&r->stopping)) { /* a node that stops does not wait for this */
+            rc = ST_ECLOSED;
+            break;
+        }
         if (lp[i].start > from && (rc = engine_digest_range(e, d, from, lp[i].start - 1)))
             break;
         from = lp[i].start + win;
@@ -274,14 +291,15 @@ static int digest_by_parts(node_repair_t *r, engine_t *e, uint32_t shard, uint32
         for (size_t i = 0; keep && i < nlp2; i++) {
             if (!lp2[i].sealed)
                 continue;
-            part_digest_t *src = NULL;
-            for (size_t j = 0; j < nfresh && !src; j++)
-                if (fresh[j].start == lp2[i].start && fresh[j].token == lp2[i].token)
-                    src = &fresh[j];
-            for (size_t j = 0; j < c->npd && !src; j++)
-                if (c->pd[j].start == lp2[i].start && c->pd[j].token == lp2[i].token &&
-                    c->pd[j].bytes)
-                    src = &c->pd[j];
+            /* fresh and the cache are sorted by start like lp2 */
+            part_digest_t *src = part_find(fresh, nfresh, lp2[i].start);
+            if (src && src->token != lp2[i].token)
+                src = NULL;
+            if (!src) {
+                src = part_find(c->pd, c->npd, lp2[i].start);
+                if (src && (src->token != lp2[i].token || !src->bytes))
+                    src = NULL;
+            }
             if (src) {
                 keep[nk++] = *src;
                 src->bytes = NULL; /* moved */
