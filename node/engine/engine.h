@@ -582,6 +582,7 @@ typedef struct engine_digest {
     int64_t window_ms;
     uint32_t nbuckets;
     size_t n;        /* windows with at least one sample, ascending start */
+    size_t cap;      /* windows the arrays have room for */
     int64_t *start;  /* [n] */
     uint64_t *hash;  /* [n * nbuckets]: cell (w, b) at w * nbuckets + b */
     uint64_t *count; /* [n * nbuckets]: samples in the cell */

@@ -103,18 +103,30 @@ static int window_index(engine_digest_t *d, int64_t start, size_t *idx)
         (uint64_t)(d->n + 1) * d->nbuckets > ENGINE_DIGEST_CELLS_MAX)
         return ST_ELIMIT;
     size_t nb = d->nbuckets;
-    int64_t *s = realloc(d->start, (d->n + 1) * sizeof *s);
-    if (!s)
-        return ST_ENOMEM;
-    d->start = s;
-    uint64_t *h = realloc(d->hash, (d->n + 1) * nb * sizeof *h);
-    if (!h)
-        return ST_ENOMEM;
-    d->hash = h;
-    uint64_t *c = realloc(d->count, (d->n + 1) * nb * sizeof *c);
-    if (!c)
-        return ST_ENOMEM;
-    d->count = c;
+    if (d->n == d->cap) {
+        /* room doubles: a shard of thousands of partitions is not copied
+         * once per window it adds */
+        size_t nc = d->cap ? 2 * d->cap : 16;
+        if (nc > ENGINE_DIGEST_WINDOWS_MAX)
+            nc = ENGINE_DIGEST_WINDOWS_MAX;
+        if (nc > ENGINE_DIGEST_CELLS_MAX / nb) /* >= n + 1: checked above */
+            nc = ENGINE_DIGEST_CELLS_MAX / nb;
+        int64_t *s = realloc(d->start, nc * sizeof *s);
+        if (!s)
+            return ST_ENOMEM;
+        d->start = s;
+        uint64_t *h = realloc(d->hash, nc * nb * sizeof *h);
+        if (!h)
+            return ST_ENOMEM;
+        d->hash = h;
+        uint64_t *c = realloc(d->count, nc * nb * sizeof *c);
+        if (!c)
+            return ST_ENOMEM;
+        d->count = c;
+        d->cap = nc;
+    }
+    int64_t *s = d->start;
+    uint64_t *h = d->hash, *c = d->count;
     memmove(s + lo + 1, s + lo, (d->n - lo) * sizeof *s);
     memmove(h + (lo + 1) * nb, h + lo * nb, (d->n - lo) * nb * sizeof *h);
     memmove(c + (lo + 1) * nb, c + lo * nb, (d->n - lo) * nb * sizeof *c);
