@@ -182,10 +182,11 @@ static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, siz
     return 0;
 }
 
-/* Encrypt the frame in w (and take any handshake bytes the session has
- * waiting): buf then holds what goes on the wire. No-op without TLS. */
 static void wreq_release(wreq_t *w);
 
+/* Encrypt the frame in w (and take any handshake bytes the session has
+ * waiting): buf then holds what goes on the wire, and a shared payload is
+ * given back at once. No-op without TLS. */
 static int wreq_seal(tls_conn_t *t, wreq_t *w)
 {
     if (!t)
