@@ -73,8 +73,8 @@ int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len);
  * The NodeWrite p[0..len) again with `version` (WriteRequest.version) in
  * every WriteRequest that has none (one that carries a version keeps it),
  * appended to out, everything else as it is. The plain form of the
- * stamping repl_stamp_forward does in its one pass (the unit tests and
- * test_repl holds the two to the same entry bytes). Returns 0, ST_ECORRUPT
+ * stamping repl_stamp_forward does in its one pass (test_repl holds the
+ * two to the same entry bytes). Returns 0, ST_ECORRUPT
  * or ST_ENOMEM.
  */
 int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out);
