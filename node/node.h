@@ -137,10 +137,16 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
  * Appends a QueryResponse to out; else returns ST_E* with a message. */
 int node_query(node_t *n, const uint8_t *payload, size_t len, st_buf_t *out, char *msg,
                size_t msglen);
+/* The budget of a read answered on the loop (QUERY, EXPORT, SERIES):
+ * series and samples selected at most, and no regex matcher. */
+#define NODE_INLINE_SERIES 256
+#define NODE_INLINE_SAMPLES 16384
 /* 1 when matchers m select at most max_series series over these local
  * shards (index lookups only; 0 on an error too). */
 int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
                       size_t nm, uint64_t max_series);
+/* 1 when one of m[0, nm) is a regex matcher (=~ or !~). */
+int node_has_regex(const st_matcher_t *m, size_t nm);
 /* The same; on_loop: only when it is small (node_query.c), else
  * NODE_QUERY_LATER with nothing appended (evaluate it off the loop). */
 #define NODE_QUERY_LATER 1

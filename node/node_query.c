@@ -49,7 +49,7 @@
  * hop (a queue, a wake-up, the answer posted back) costs more than a
  * dashboard's one-series read. node_rpc.c first evaluates each QUERY on
  * the loop under a budget: no subquery, no shard with tiers, no regex
- * matcher, at most NQ_INLINE_SERIES series and NQ_INLINE_SAMPLES samples
+ * matcher, at most NODE_INLINE_SERIES series and NODE_INLINE_SAMPLES samples
  * selected, (samples + 1) x steps at most NQ_INLINE_WORK. Past any of
  * them the evaluation stops at once (the selection callback refuses) and
  * NODE_QUERY_LATER sends the request to the pool, which evaluates it from
@@ -82,9 +82,7 @@
     (1024ull << 20) /* bytes one evaluation may hold when the router sends none                    \
                      */
 #define NQ_MAX_REPLY (RPC_FRAME_MAX_DEFAULT - (1u << 20))
-#define NQ_INLINE_SERIES 256    /* on the loop: series selected at most */
-#define NQ_INLINE_SAMPLES 16384 /* ... samples selected at most */
-#define NQ_INLINE_WORK 1000000u /* ... (samples + 1) x steps at most */
+#define NQ_INLINE_WORK 1000000u /* on the loop: (samples + 1) x steps at most */
 #define NQ_INLINE_STEPS 11000u  /* ... grid points at most */
 
 typedef struct nq {
@@ -98,7 +96,7 @@ typedef struct nq {
     int64_t res_read;         /* the widest buckets read (0: none) */
     char *msg;
     size_t msglen;
-    int on_loop; /* evaluating on the loop under the NQ_INLINE_* budget */
+    int on_loop; /* evaluating on the loop under its budget (NODE_INLINE_*, NQ_INLINE_*) */
     int later;   /* ... which this query exceeds: the pool evaluates it */
 } nq_t;
 
@@ -109,7 +107,7 @@ static int nq_over_budget(nq_t *q, uint64_t series, uint64_t cnt)
     if (!q->on_loop)
         return 0;
     uint64_t samples = q->samples + cnt;
-    if (q->series + series > NQ_INLINE_SERIES || samples > NQ_INLINE_SAMPLES ||
+    if (q->series + series > NODE_INLINE_SERIES || samples > NODE_INLINE_SAMPLES ||
         (samples + 1) * q->r->steps > NQ_INLINE_WORK) {
         q->later = 1;
         snprintf(q->msg, q->msglen, "over the loop's budget");
@@ -118,16 +116,22 @@ static int nq_over_budget(nq_t *q, uint64_t series, uint64_t cnt)
     return 0;
 }
 
+int node_has_regex(const st_matcher_t *m, size_t nm)
+{
+    for (size_t i = 0; i < nm; i++)
+        if (m[i].type == ST_MATCH_RE || m[i].type == ST_MATCH_NRE)
+            return 1;
+    return 0;
+}
+
 /* On the loop, regex matchers go to the pool: the index may take long. */
 static int nq_regex_later(nq_t *q, const st_matcher_t *m, size_t nm)
 {
-    for (size_t i = 0; q->on_loop && i < nm; i++)
-        if (m[i].type == ST_MATCH_RE || m[i].type == ST_MATCH_NRE) {
-            q->later = 1;
-            snprintf(q->msg, q->msglen, "over the loop's budget");
-            return 1;
-        }
-    return 0;
+    if (!q->on_loop || !node_has_regex(m, nm))
+        return 0;
+    q->later = 1;
+    snprintf(q->msg, q->msglen, "over the loop's budget");
+    return 1;
 }
 
 int node_select_small(node_t *n, const uint32_t *shards, size_t nshards, const st_matcher_t *m,
@@ -279,9 +283,9 @@ static int nq_select(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     q->raw_read = 1;
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
-    if (q->on_loop &&
-        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
-        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
+    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm,
+                                         NODE_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NODE_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_t *e = q->n->engines[q->r->shards[si]];
         engine_tiers_t *tiers = q->n->tiers[q->r->shards[si]];
@@ -350,9 +354,9 @@ static int nq_counts(void *arg, const st_matcher_t *m, size_t nm, int64_t mint, 
     nq_csink_t cs = {q, sink, maxt};
     if (nq_regex_later(q, m, nm))
         return ST_EBUSY;
-    if (q->on_loop &&
-        !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm, NQ_INLINE_SERIES - q->series))
-        return nq_over_budget(q, NQ_INLINE_SERIES + 1, 0), ST_EBUSY;
+    if (q->on_loop && !node_select_small(q->n, q->r->shards, q->r->n_shards, m, nm,
+                                         NODE_INLINE_SERIES - q->series))
+        return nq_over_budget(q, NODE_INLINE_SERIES + 1, 0), ST_EBUSY;
     for (size_t si = 0; si < q->r->n_shards; si++) {
         engine_count_stats_t st = {0};
         int rc = nq_stopped(q);

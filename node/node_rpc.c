@@ -23,8 +23,8 @@
  *                running QUERYs of that id (node_query.c); unknown ids ignored
  * QUERY, EXPORT and SERIES are first tried on the loop (run_on_loop): a
  * small one is answered there without the pool hop; one past the loop's
- * budget (node_query.c for QUERY; here NODE_INLINE_SERIES series and
- * NODE_INLINE_SAMPLES samples, no regex matcher, no tiers) stops at once and
+ * budget (node.h: NODE_INLINE_SERIES series, NODE_INLINE_SAMPLES samples,
+ * no regex matcher; no tiers; node_query.c adds its own for QUERY) stops at once and
  * is queued like the rest, its answer started over.
  * Reads (EXPORT, SERIES, LABEL_*) stop at the router's deadline
  * (ReadRequest.timeout_ms, checked between shards, series and label
@@ -46,9 +46,6 @@
 #include "st_log.h"
 #include "strata.pb-c.h"
 #include "wire.h"
-
-#define NODE_INLINE_SERIES 256    /* a read on the loop: series at most */
-#define NODE_INLINE_SAMPLES 16384 /* ... samples at most */
 
 typedef struct job {
     uv_work_t req;
@@ -189,8 +186,8 @@ static void do_read(job_t *j, int with_samples)
     Strata__ReadRequest *r = read_request(j, &m, &rc);
     if (!r)
         return;
-    for (size_t i = 0; j->on_loop && !rc && i < m.n; i++)
-        j->later |= m.m[i].type == ST_MATCH_RE || m.m[i].type == ST_MATCH_NRE;
+    if (j->on_loop && !rc)
+        j->later = node_has_regex(m.m, m.n);
     for (size_t si = r->cursor_shard; j->on_loop && !rc && si < r->n_shards && !j->later; si++)
         j->later = r->shards[si] >= (uint32_t)topo_shards(j->n->topo) ||
                    !j->n->engines[r->shards[si]] || j->n->tiers[r->shards[si]];
