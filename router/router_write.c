@@ -549,7 +549,9 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
     }
     st_buf_t b;
     st_buf_init(&b);
-    int rc = repl_put_envelope(&b, (uint32_t)j->consistency, 0);
+    int rc = st_buf_reserve(&b, bytes + 16); /* envelope + pieces: one allocation */
+    if (!rc)
+        rc = repl_put_envelope(&b, (uint32_t)j->consistency, 0);
     uint32_t n = 0;
     for (size_t i = 0; i < j->npc && n < cnt && !rc; i++) {
         piece_t *p = &j->pc[i];
@@ -574,9 +576,11 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
     c->j = j;
     c->node = node;
     c->n = n;
-    rc = rpc_client_call(r->clients[node], RPC_WRITE, b.data, b.len, timeout_ms, on_write_resp, c);
-    st_buf_deinit(&b);
+    /* sent from b's memory (no second copy); free()d by the transport when written */
+    rc = rpc_client_call_shared(r->clients[node], RPC_WRITE, b.data, b.len, free, b.data,
+                                timeout_ms, on_write_resp, c);
     if (rc) {
+        st_buf_deinit(&b);
         const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
         metric_counter_inc(r->rpc_fail);
         for (uint32_t i = 0; i < n; i++) {

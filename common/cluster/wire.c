@@ -6,23 +6,11 @@
 #include "st_err.h"
 #include "st_varint.h"
 
-int wire_next(const uint8_t **pp, const uint8_t *end, wire_field_t *f)
+int wire_next_any(const uint8_t **pp, const uint8_t *end, wire_field_t *f)
 {
     const uint8_t *p = *pp;
     if (p >= end)
         return 0;
-    /* fast path, most fields of a write: a one-byte key of a LEN field and
-     * a one-byte length (the general code below reads them the same way) */
-    if (end - p >= 2 && (p[0] & 0x87) == WIRE_LEN && p[0] >= 8 && p[1] < 0x80 &&
-        p[1] <= end - p - 2) {
-        f->num = (uint32_t)(p[0] >> 3);
-        f->type = WIRE_LEN;
-        f->u = 0;
-        f->data = p + 2;
-        f->len = p[1];
-        *pp = p + 2 + p[1];
-        return 1;
-    }
     uint64_t key;
     int k = st_uvarint_get(p, end, &key);
     if (k <= 0)
@@ -299,6 +287,19 @@ int wire_label_decode(const uint8_t *p, size_t len, st_label_t *l)
     const uint8_t *end = p + len;
     wire_field_t f;
     int rc;
+    /* fast path: name (field 1) then value (field 2), each shorter than 128
+     * bytes, nothing else: how every encoder of ours writes a label */
+    if (len >= 4 && p[0] == ((WIRE_LABEL_NAME << 3) | WIRE_LEN) && p[1] < 0x80 &&
+        (size_t)p[1] + 4 <= len) {
+        const uint8_t *v = p + 2 + p[1];
+        if (v[0] == ((WIRE_LABEL_VALUE << 3) | WIRE_LEN) && v[1] < 0x80 && v + 2 + v[1] == end) {
+            l->name = (const char *)p + 2;
+            l->name_len = p[1];
+            l->value = (const char *)v + 2;
+            l->value_len = v[1];
+            return 0;
+        }
+    }
     l->name = l->value = "";
     l->name_len = l->value_len = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {

@@ -50,7 +50,24 @@ typedef struct wire_field {
  * Read the next field of a message at *p (advanced past it). Returns 1 with
  * a field, 0 at the end, ST_ECORRUPT on malformed input. Groups are rejected.
  */
-int wire_next(const uint8_t **p, const uint8_t *end, wire_field_t *f);
+int wire_next_any(const uint8_t **p, const uint8_t *end, wire_field_t *f);
+static inline int wire_next(const uint8_t **pp, const uint8_t *end, wire_field_t *f)
+{
+    /* inline fast path, most fields of a write: a one-byte key of a LEN
+     * field and a one-byte length (wire_next_any reads them the same way) */
+    const uint8_t *p = *pp;
+    if (end - p >= 2 && (p[0] & 0x87) == WIRE_LEN && p[0] >= 8 && p[1] < 0x80 &&
+        p[1] <= end - p - 2) {
+        f->num = (uint32_t)(p[0] >> 3);
+        f->type = WIRE_LEN;
+        f->u = 0;
+        f->data = p + 2;
+        f->len = p[1];
+        *pp = p + 2 + p[1];
+        return 1;
+    }
+    return wire_next_any(pp, end, f);
+}
 
 /* Open a nested LEN field; returns its start offset for wire_end(). */
 int wire_begin(st_buf_t *b, uint32_t field, size_t *mark);

@@ -188,6 +188,64 @@ static void test_malformed(void **state)
     assert_int_equal(wire_series_samples(&s, ts, v, 4, &n), ST_ECORRUPT);
 }
 
+/* wire_label_decode: the usual layout (name, value) on the fast path, and
+ * every other layout protobuf allows on the general one, read alike. */
+static void test_label_layouts(void **state)
+{
+    (void)state;
+    static const struct {
+        const uint8_t *b;
+        size_t n;
+        const char *name, *value;
+        int rc;
+    } cases[] = {
+        {(const uint8_t *)"\x0a\x01"
+                          "a"
+                          "\x12\x02"
+                          "bc",
+         7, "a", "bc", 0}, /* fast */
+        {(const uint8_t *)"\x0a\x01"
+                          "a"
+                          "\x12\x00",
+         5, "a", "", 0}, /* empty value */
+        {(const uint8_t *)"\x12\x02"
+                          "bc"
+                          "\x0a\x01"
+                          "a",
+         7, "a", "bc", 0}, /* value first */
+        {(const uint8_t *)"\x0a\x01"
+                          "a",
+         3, "a", "", 0}, /* no value */
+        {(const uint8_t *)"\x0a\x01"
+                          "a"
+                          "\x12\x01"
+                          "b"
+                          "\x18\x07",
+         8, "a", "b", 0}, /* extra varint */
+        {(const uint8_t *)"\x0a\x01"
+                          "a"
+                          "\x12\x05"
+                          "b",
+         6, "", "", ST_ECORRUPT}, /* value cut */
+        {(const uint8_t *)"\x0a\x09"
+                          "a"
+                          "\x12\x01"
+                          "b",
+         6, "", "", ST_ECORRUPT}, /* name past end */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        st_label_t l;
+        int rc = wire_label_decode(cases[i].b, cases[i].n, &l);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc)
+            continue;
+        assert_int_equal(l.name_len, strlen(cases[i].name));
+        assert_memory_equal(l.name, cases[i].name, l.name_len);
+        assert_int_equal(l.value_len, strlen(cases[i].value));
+        assert_memory_equal(l.value, cases[i].value, l.value_len);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_preencoded_labels),
         cmocka_unit_test(test_reads_protobuf_c_output),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_label_layouts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
