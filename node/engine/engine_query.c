@@ -20,8 +20,10 @@
  *
  * Lookups: a segment's entries are found from where the previous series'
  * search ended there (seg_find_from; ids come ascending from the index),
- * and a series read from several sources is sorted only from the first
- * sample that a later source reaches back to (the rest is in order).
+ * and a series read from several sources (segments, frozen and active
+ * head: each strictly ascending) is merged source by source, in time
+ * linear in its samples plus the overlaps (merge_runs); a sort only when a
+ * source is found out of order.
  *
  * Per-metric retentions (engine_opts.metric_retention): a series' samples
  * older than its metric's cut at the iterator's creation are not returned,
@@ -52,6 +54,12 @@ struct engine_iter {
     double *v;
     uint64_t *ver; /* versions: exact from the head, the block's vmax from segments */
     size_t n, cap;
+    size_t *run; /* where each source's samples start in ts/v/ver (load_series) */
+    size_t nrun, runcap;
+    int64_t *mts; /* merge scratch (merge_runs) */
+    double *mv;
+    uint64_t *mver;
+    size_t mcap;
     size_t lo;        /* the last engine_iter_next returned [lo, lo + count) */
     uint64_t skipped; /* segment reads avoided by summaries */
 };
@@ -76,6 +84,42 @@ static int it_reserve(engine_iter_t *it, size_t extra)
         return ST_ENOMEM;
     it->ver = ver;
     it->cap = cap;
+    return 0;
+}
+
+/* Note that a source's samples start at it->n. */
+static int run_begin(engine_iter_t *it)
+{
+    if (it->nrun == it->runcap) {
+        size_t cap = it->runcap ? it->runcap * 2 : 16;
+        size_t *r = realloc(it->run, cap * sizeof *r);
+        if (!r)
+            return ST_ENOMEM;
+        it->run = r;
+        it->runcap = cap;
+    }
+    it->run[it->nrun++] = it->n;
+    return 0;
+}
+
+static int merge_reserve(engine_iter_t *it, size_t n)
+{
+    if (n <= it->mcap)
+        return 0;
+    size_t cap = it->mcap ? it->mcap : 1024;
+    while (cap < n)
+        cap *= 2;
+    int64_t *t = realloc(it->mts, cap * sizeof *t);
+    if (t)
+        it->mts = t;
+    double *v = t ? realloc(it->mv, cap * sizeof *v) : NULL;
+    if (v)
+        it->mv = v;
+    uint64_t *ver = v ? realloc(it->mver, cap * sizeof *ver) : NULL;
+    if (!ver)
+        return ST_ENOMEM;
+    it->mver = ver;
+    it->mcap = cap;
     return 0;
 }
 
@@ -195,6 +239,8 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
         return 0;
     head_series_normalize(s);
     int rc = it_reserve(it, s->n);
+    if (!rc)
+        rc = run_begin(it);
     if (rc)
         return rc;
     memcpy(it->ts + it->n, s->ts, s->n * sizeof *it->ts);
@@ -203,6 +249,78 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
     it->n += s->n;
     (*sources)++;
     return 0;
+}
+
+/*
+ * Merge the sources of one series, each strictly ascending (a segment's
+ * blocks are ordered, disjoint and deduplicated; a head series is
+ * normalized), in source order: a source that starts after what is merged
+ * so far is moved up; one that reaches back is merged with the merged
+ * samples from the first it reaches, keeping of equal timestamps the
+ * higher version and, on a tie, the later source (the rule of
+ * samples_sort_dedup, whose stable sort saw the sources in this order).
+ * Work is linear in the samples plus the overlaps. Returns the new count,
+ * or SIZE_MAX when a source is not strictly ascending or memory is short
+ * (the caller sorts instead: nothing was changed then).
+ */
+static size_t merge_runs(engine_iter_t *it)
+{
+    int64_t *ts = it->ts;
+    double *v = it->v;
+    uint64_t *ver = it->ver;
+    for (size_t r = 0; r < it->nrun; r++) {
+        size_t a = it->run[r], b = r + 1 < it->nrun ? it->run[r + 1] : it->n;
+        for (size_t i = a + 1; i < b; i++)
+            if (ts[i] <= ts[i - 1])
+                return SIZE_MAX;
+    }
+    if (merge_reserve(it, it->n)) /* the most one merge can take */
+        return SIZE_MAX;
+    size_t m = 0; /* [0, m): merged, strictly ascending */
+    for (size_t r = 0; r < it->nrun; r++) {
+        size_t a = it->run[r], b = r + 1 < it->nrun ? it->run[r + 1] : it->n;
+        if (a == b)
+            continue;
+        if (m == 0 || ts[a] > ts[m - 1]) { /* after everything so far */
+            if (m != a) {
+                memmove(ts + m, ts + a, (b - a) * sizeof *ts);
+                memmove(v + m, v + a, (b - a) * sizeof *v);
+                memmove(ver + m, ver + a, (b - a) * sizeof *ver);
+            }
+            m += b - a;
+            continue;
+        }
+        size_t lo = 0, hi = m; /* the first merged sample at or after ts[a] */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (ts[mid] < ts[a])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t i = lo, j = a, w = 0;
+        while (i < m || j < b) {
+            size_t from;
+            if (j >= b || (i < m && ts[i] < ts[j])) {
+                from = i++;
+            } else if (i >= m || ts[j] < ts[i]) {
+                from = j++;
+            } else { /* equal: the higher version, the later source on a tie */
+                from = ver[i] > ver[j] ? i : j;
+                i++;
+                j++;
+            }
+            it->mts[w] = ts[from];
+            it->mv[w] = v[from];
+            it->mver[w] = ver[from];
+            w++;
+        }
+        memcpy(ts + lo, it->mts, w * sizeof *ts);
+        memcpy(v + lo, it->mv, w * sizeof *v);
+        memcpy(ver + lo, it->mver, w * sizeof *ver);
+        m = lo + w;
+    }
+    return m;
 }
 
 /* Sort and dedup it's samples (samples_sort_dedup) from the first one not
@@ -234,6 +352,7 @@ static int load_series(engine_iter_t *it, uint32_t id)
 {
     int sources = 0, rc = 0;
     it->n = 0;
+    it->nrun = 0;
     for (size_t k = 0; k < it->nsegs && !rc; k++) {
         size_t first, cnt;
         seg_ref_t *r = it->segs[k];
@@ -248,6 +367,8 @@ static int load_series(engine_iter_t *it, uint32_t id)
             continue;
         }
         int used = 0;
+        if ((rc = run_begin(it)))
+            break;
         for (size_t i = first; i < first + cnt && !rc; i++) {
             seg_entry_t en;
             if ((rc = seg_entry(r->seg, i, &en)))
@@ -285,8 +406,10 @@ static int load_series(engine_iter_t *it, uint32_t id)
     if (rc)
         return rc;
     /* blocks of one segment are ordered and disjoint, so one source is sorted */
-    if (sources > 1)
-        it->n = sort_tail(it);
+    if (sources > 1) {
+        size_t m = merge_runs(it);
+        it->n = m != SIZE_MAX ? m : sort_tail(it);
+    }
     return 0;
 }
 
@@ -356,6 +479,10 @@ void engine_iter_destroy(engine_iter_t *it)
     free(it->ts);
     free(it->v);
     free(it->ver);
+    free(it->run);
+    free(it->mts);
+    free(it->mv);
+    free(it->mver);
     free(it);
 }
 
