@@ -1066,8 +1066,15 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     if (h->samples == 0)
         h->created_ms = st_now_ms();
     uint64_t data0 = head_data_bytes(h);
-    size_t nlive = 0; /* series that got samples: ws.ids[0, nlive) */
+    size_t nlive = 0;          /* series that got samples: ws.ids[0, nlive) */
+    enum { PF1 = 8, PF2 = 4 }; /* prefetch distances (series ahead): struct, then arrays */
+    for (size_t i = 0; i < n && i < PF1; i++)
+        head_prefetch(h, ws.ids[i], 1);
     for (size_t i = 0; i < n && !rc; i++) {
+        if (i + PF1 < n)
+            head_prefetch(h, ws.ids[i + PF1], 1);
+        if (i + PF2 < n)
+            head_prefetch(h, ws.ids[i + PF2], 2);
         /* a newer delete hides what an older write brings late (engine_tomb.c) */
         const int64_t *ts = b[i].ts;
         const double *vals = b[i].values;

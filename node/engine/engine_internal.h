@@ -120,6 +120,25 @@ head_t *head_create(void);
 void head_destroy(head_t *h);
 /* Append n samples of series `id`, all of version `version`; counts
  * out-of-order appends in *ooo. */
+/* Prefetch what head_append(h, id, ...) touches: stage 1 the series'
+ * struct, stage 2 (a few series later, the struct arrived) the ends of its
+ * arrays. A hint only: nothing is read that may be missing. */
+static inline void head_prefetch(const head_t *h, uint32_t id, int stage)
+{
+    if (id >= h->ns || !h->s[id])
+        return;
+    const head_series_t *s = h->s[id];
+    if (stage == 1) {
+        __builtin_prefetch(s, 1);
+        return;
+    }
+    if (s->ts && s->n < s->cap) {
+        __builtin_prefetch(s->ts + s->n, 1);
+        __builtin_prefetch(s->v + s->n, 1);
+        if (s->ver)
+            __builtin_prefetch(s->ver + s->n, 1);
+    }
+}
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
                 uint64_t version, uint64_t *ooo);
 /* Note that the head holds samples of the partition starting at `start`. */
