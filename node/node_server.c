@@ -24,6 +24,7 @@
 #include "node_rules.h"
 #include "net_listen.h"
 #include "st_err.h"
+#include "wire.h"
 #include "st_file.h"
 #include "st_log.h"
 
@@ -182,6 +183,7 @@ static int open_engines(node_t *n, size_t *nlocal_out)
         eo.close_max_ms = 100;
     eo.log = engine_log;
     eo.log_arg = n;
+    eo.key_labels = wire_labels_decode; /* node_write.c passes known series by key */
     /* [retention] METRIC = DURATION: honoured by reads and compaction too */
     size_t nret = topo_retention_overrides(n->topo);
     engine_metric_retention_t *mret = calloc(nret ? nret : 1, sizeof *mret);

@@ -29,10 +29,13 @@
 
 typedef struct write_scratch {
     engine_series_batch_t *b;
+    engine_series_key_t *k;
+    const uint8_t **kp; /* the keys, for engine_keys_resolve */
+    uint32_t *kl, *ids;
     st_label_t *labels;
     int64_t *ts;
     double *v;
-    size_t bcap, lcap, scap;
+    size_t bcap, kcap, lcap, scap;
 } write_scratch_t;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem)
@@ -49,6 +52,14 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
     return np;
 }
 
+#define NO_LABELS UINTPTR_MAX /* an entry's labels offset until they are decoded */
+
+/*
+ * The series of one shard write: the labels of a series whose label fields
+ * lie together are its key (wire_series_scan), decoded only if the engine
+ * does not know the key yet (engine_keys_resolve); the others are decoded
+ * as they come.
+ */
 static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
                        engine_write_result_t *wr, node_shard_result_t *res)
 {
@@ -79,10 +90,16 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         if (!(f.num == WIRE_WRITE_REQUEST_SERIES && f.type == WIRE_LEN))
             continue;
         wire_series_t s;
-        if ((rc = wire_series_decode(f.data, f.len, &s)) < 0)
+        if ((rc = wire_series_scan(f.data, f.len, &s)) < 0)
             break;
-        size_t c0 = ws->scap;
+        if (!s.lab && (rc = wire_series_decode(f.data, f.len, &s)) < 0)
+            break;
+        size_t c0 = ws->scap, c1 = ws->kcap, c2 = ws->kcap, c3 = ws->kcap;
         if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
+            !(ws->k = grow(ws->k, &c1, bi + 1, sizeof *ws->k)) ||
+            !(ws->kp = grow(ws->kp, &c2, bi + 1, sizeof *ws->kp)) ||
+            !(ws->kl = grow(ws->kl, &c3, bi + 1, sizeof *ws->kl)) ||
+            !(ws->ids = grow(ws->ids, &ws->kcap, bi + 1, sizeof *ws->ids)) ||
             !(ws->labels = grow(ws->labels, &ws->lcap, li + s.nlabels, sizeof *ws->labels)) ||
             !(ws->ts = grow(ws->ts, &c0, si + s.nvals, sizeof *ws->ts)) ||
             !(ws->v = grow(ws->v, &ws->scap, si + s.nvals, sizeof *ws->v)))
@@ -92,9 +109,12 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
             break;
         if (s.nlabels)
             memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
-        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(uintptr_t)li, s.nlabels,
+        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(s.lab ? NO_LABELS : li), s.nlabels,
                                             (const int64_t *)(uintptr_t)si,
                                             (const double *)(uintptr_t)si, got};
+        ws->k[bi] = (engine_series_key_t){s.lab, (uint32_t)s.lab_len, 0};
+        ws->kp[bi] = s.lab;
+        ws->kl[bi] = (uint32_t)s.lab_len;
         li += s.nlabels;
         si += got;
         bi++;
@@ -119,13 +139,35 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         res->samples = gone;
         return rc;
     }
+    engine_t *e = n->engines[shard];
+    if (bi)
+        engine_keys_resolve(e, ws->kp, ws->kl, bi, ws->ids);
     for (size_t i = 0; i < bi; i++) {
-        ws->b[i].labels = ws->labels + (uintptr_t)ws->b[i].labels;
+        if ((uintptr_t)ws->b[i].labels != NO_LABELS)
+            continue;
+        if (ws->ids[i] != UINT32_MAX) { /* a known key: its id, no labels */
+            ws->k[i].id1 = ws->ids[i] + 1;
+            continue;
+        }
+        size_t nl;
+        if (!(ws->labels = grow(ws->labels, &ws->lcap, li + ST_LABELS_MAX, sizeof *ws->labels)))
+            return ST_ENOMEM;
+        if ((rc = wire_labels_decode(ws->k[i].key, ws->k[i].len, ws->labels + li, ST_LABELS_MAX,
+                                     &nl)) < 0) {
+            snprintf(res->msg, sizeof res->msg, "malformed ShardWrite: %s", st_strerror(rc));
+            return rc;
+        }
+        ws->b[i].labels = (const st_label_t *)(uintptr_t)li;
+        ws->b[i].nlabels = nl;
+        li += nl;
+    }
+    for (size_t i = 0; i < bi; i++) {
+        ws->b[i].labels = ws->k[i].id1 ? NULL : ws->labels + (uintptr_t)ws->b[i].labels;
         ws->b[i].ts = ws->ts + (uintptr_t)ws->b[i].ts;
         ws->b[i].values = ws->v + (uintptr_t)ws->b[i].values;
     }
     uint64_t written0 = wr->written, refused0 = wr->samples_refused, sref0 = wr->series_refused;
-    rc = engine_write_v(n->engines[shard], ws->b, bi, version, wr);
+    rc = engine_write_keyed(e, ws->b, ws->k, bi, version, wr);
     uint64_t written = wr->written - written0;
     res->samples = written;
     metric_counter_add(n->samples_written, written);
@@ -187,6 +229,10 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
             log_failure(&res[i]);
     }
     free(ws.b);
+    free(ws.k);
+    free(ws.kp);
+    free(ws.kl);
+    free(ws.ids);
     free(ws.labels);
     free(ws.ts);
     free(ws.v);

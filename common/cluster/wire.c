@@ -333,6 +333,8 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
     s->ts_len = s->nvals = 0;
     s->vers = NULL;
     s->vers_len = 0;
+    s->lab = NULL;
+    s->lab_len = 0;
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.type != WIRE_LEN)
             continue; /* unknown scalar field: skip, as protobuf does */
@@ -358,6 +360,78 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
             s->vers = f.data;
             s->vers_len = f.len;
         }
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int wire_series_scan(const uint8_t *p, size_t len, wire_series_t *s)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc, split = 0; /* another field came after the first label */
+    s->nlabels = 0;
+    s->ts = s->vals = NULL;
+    s->ts_len = s->nvals = 0;
+    s->vers = NULL;
+    s->vers_len = 0;
+    s->lab = NULL;
+    s->lab_len = 0;
+    const uint8_t *at = p;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.num == WIRE_SERIES_SAMPLES_LABELS && f.type == WIRE_LEN) {
+            if (!s->lab) {
+                s->lab = at;
+            } else if (split) {
+                s->lab = NULL; /* not contiguous: decoded the long way */
+                s->lab_len = 0;
+                return 0;
+            }
+            s->lab_len = (size_t)(p - s->lab);
+            if (++s->nlabels > ST_LABELS_MAX)
+                return ST_ELIMIT;
+        } else {
+            split = s->lab != NULL;
+            if (f.type != WIRE_LEN) {
+                at = p;
+                continue;
+            }
+            if (f.num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {
+                if (s->ts)
+                    return ST_ECORRUPT;
+                s->ts = f.data;
+                s->ts_len = f.len;
+            } else if (f.num == WIRE_SERIES_SAMPLES_VALUES) {
+                if (s->vals || f.len % 8)
+                    return ST_ECORRUPT;
+                s->vals = f.data;
+                s->nvals = f.len / 8;
+            } else if (f.num == WIRE_SERIES_SAMPLES_VERSIONS) {
+                if (s->vers)
+                    return ST_ECORRUPT;
+                s->vers = f.data;
+                s->vers_len = f.len;
+            }
+        }
+        at = p;
+    }
+    s->nlabels = 0;
+    return rc < 0 ? rc : 0;
+}
+
+int wire_labels_decode(const uint8_t *p, size_t len, st_label_t *out, size_t cap, size_t *n)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc;
+    *n = 0;
+    while ((rc = wire_next(&p, end, &f)) == 1) {
+        if (f.num != WIRE_SERIES_SAMPLES_LABELS || f.type != WIRE_LEN)
+            return ST_ECORRUPT;
+        if (*n >= cap)
+            return ST_ELIMIT;
+        if ((rc = wire_label_decode(f.data, f.len, &out[*n])) < 0)
+            return rc;
+        (*n)++;
     }
     return rc < 0 ? rc : 0;
 }

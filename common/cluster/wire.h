@@ -113,6 +113,10 @@ typedef struct wire_series {
     size_t nvals;
     const uint8_t *vers; /* packed varint versions, NULL when absent */
     size_t vers_len;
+    /* wire_series_scan: the bytes of the label fields (their keys and
+     * lengths included) when they are contiguous, else NULL */
+    const uint8_t *lab;
+    size_t lab_len;
 } wire_series_t;
 
 /* Decode a Label message (name 1, value 2: also Prometheus' prompb.Label)
@@ -121,6 +125,17 @@ int wire_label_decode(const uint8_t *p, size_t len, st_label_t *l);
 
 /* Decode a SeriesSamples message (ST_ECORRUPT, ST_ELIMIT for > 64 labels). */
 int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s);
+/*
+ * wire_series_decode without decoding the labels (nlabels stays 0): their
+ * fields are only skipped, and [lab, lab + lab_len) is where they lie when
+ * nothing else comes between them (lab NULL otherwise, or when there are
+ * none: then call wire_series_decode). The same bytes always hold the same
+ * labels, so a writer can name a series by them (engine_keys_resolve).
+ */
+int wire_series_scan(const uint8_t *p, size_t len, wire_series_t *s);
+/* Decode the label fields [p, p + len) of wire_series_scan into out[0, *n)
+ * (ST_ECORRUPT, ST_ELIMIT for more than cap). */
+int wire_labels_decode(const uint8_t *p, size_t len, st_label_t *out, size_t cap, size_t *n);
 /*
  * Unpack its samples into ts[]/v[] (capacity cap). ST_ECORRUPT when the
  * timestamp and value counts differ, ST_ELIMIT when cap is too small.

@@ -52,6 +52,7 @@
 
 void engine_opts_default(engine_opts_t *o)
 {
+    memset(o, 0, sizeof *o); /* fields added later stay off for older callers */
     o->wal_durability = ENGINE_WAL_PERIODIC;
     o->wal_sync_interval_ms = 100;
     o->partition_ms = 86400000;
@@ -67,6 +68,7 @@ void engine_opts_default(engine_opts_t *o)
     o->log_arg = NULL;
     o->metric_retention = NULL;
     o->n_metric_retention = 0;
+    o->key_labels = NULL;
 }
 
 /* The public durability modes are the WAL's own, value for value (engine.h
@@ -474,7 +476,7 @@ int engine_open(const char *dir, const engine_opts_t *opts, engine_t **out)
     pthread_mutex_init(&e->bg_mu, NULL);
     pthread_cond_init(&e->bg_cv, NULL);
     e->dir = strdup(dir);
-    if (!e->dir || engine_mret_init(e))
+    if (!e->dir || engine_mret_init(e) || engine_keys_create(e))
         goto fail;
     if (st_mkdir(dir)) {
         engine_set_error("cannot create data dir %s: %s", dir, strerror(errno));
@@ -569,6 +571,7 @@ fail:
     free(e->mret_st);
     free(e->mret_st_strs);
     pthread_rwlock_destroy(&e->mret_lock);
+    engine_keys_destroy(e);
     free(e->dir);
     free(e);
     return rc;
@@ -650,6 +653,7 @@ int engine_close(engine_t *e)
     free(e->mret_st);
     free(e->mret_st_strs);
     pthread_rwlock_destroy(&e->mret_lock);
+    engine_keys_destroy(e);
     free(e->dir);
     free(e);
     return rc;
@@ -664,6 +668,10 @@ typedef struct write_scratch {
     uint64_t *hashes;
     const st_label_t **lp; /* the batch's label sets and sizes, for idx_lookup_many */
     size_t *nl;
+    uint64_t *uh;               /* ... their hashes (the series without an id, compacted) */
+    uint32_t *uid;              /* ... what idx_lookup_many found */
+    size_t *umap;               /* lp[j] is series umap[j] of the batch */
+    engine_series_key_t *fkeys; /* the keys of a filtered or compacted batch */
     size_t cap;
     engine_series_batch_t *filtered; /* drop_too_old() output */
     size_t *fmap;                    /* filtered[j] is the caller's series fmap[j] */
@@ -689,6 +697,10 @@ static void ws_free(void *p)
     free(w->hashes);
     free(w->lp);
     free(w->nl);
+    free(w->uh);
+    free(w->uid);
+    free(w->umap);
+    free(w->fkeys);
     free(w->filtered);
     free(w->fmap);
     free(w->fts);
@@ -766,6 +778,22 @@ static int scratch_reserve(size_t n)
     if (!nl)
         return ST_ENOMEM;
     ws.nl = nl;
+    uint64_t *uh = realloc(ws.uh, cap * sizeof *uh);
+    if (!uh)
+        return ST_ENOMEM;
+    ws.uh = uh;
+    uint32_t *uid = realloc(ws.uid, cap * sizeof *uid);
+    if (!uid)
+        return ST_ENOMEM;
+    ws.uid = uid;
+    size_t *umap = realloc(ws.umap, cap * sizeof *umap);
+    if (!umap)
+        return ST_ENOMEM;
+    ws.umap = umap;
+    engine_series_key_t *fk = realloc(ws.fkeys, cap * sizeof *fk);
+    if (!fk)
+        return ST_ENOMEM;
+    ws.fkeys = fk;
     ws.cap = cap;
     return 0;
 }
@@ -784,7 +812,8 @@ static int scratch_reserve(size_t n)
  * else ws.filtered (*nout series, ws.fmap[j] the index in `b` of filtered
  * series j). Returns 0, ST_ENOMEM or a validation error (with *bad set).
  */
-static int drop_outside(engine_t *e, const engine_series_batch_t *b, size_t n,
+static int drop_outside(engine_t *e, const engine_series_batch_t *b,
+                        const engine_series_key_t *keys, size_t n,
                         const engine_series_batch_t **out, size_t *nout, uint64_t *old_out,
                         uint64_t *future_out, size_t *bad)
 {
@@ -827,7 +856,7 @@ static int drop_outside(engine_t *e, const engine_series_batch_t *b, size_t n,
         }
         if (m == 0 && b[i].n > 0) {
             const char *why;
-            int rc = st_labels_validate(b[i].labels, b[i].nlabels, &why);
+            int rc = keys && keys[i].id1 ? 0 : st_labels_validate(b[i].labels, b[i].nlabels, &why);
             if (rc) {
                 engine_set_error("series %zu: %s", i, why);
                 if (bad)
@@ -910,11 +939,18 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n, engin
 int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64_t version,
                    engine_write_result_t *r)
 {
+    return engine_write_keyed(e, b, NULL, n, version, r);
+}
+
+int engine_write_keyed(engine_t *e, const engine_series_batch_t *b, const engine_series_key_t *k,
+                       size_t n, uint64_t version, engine_write_result_t *r)
+{
     size_t *bad = &r->bad;
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        if (b[i].n > 0 && (!b[i].ts || !b[i].values)) {
+        if ((b[i].n > 0 && (!b[i].ts || !b[i].values)) || (!b[i].labels && b[i].nlabels) ||
+            (!b[i].labels && (!k || !k[i].id1 || !k[i].key || !e->o.key_labels))) {
             *bad = i;
             return ST_EINVAL;
         }
@@ -938,7 +974,7 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     }
     uint64_t too_old, too_future;
     const engine_series_batch_t *kept;
-    int rc = drop_outside(e, b, n, &kept, &n, &too_old, &too_future, bad);
+    int rc = drop_outside(e, b, k, n, &kept, &n, &too_old, &too_future, bad);
     if (rc)
         return rc;
     int filtered = kept != b;
@@ -954,17 +990,42 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     rc = scratch_reserve(n);
     if (rc)
         return rc;
+    if (k && filtered) { /* the keys follow the series kept */
+        for (size_t i = 0; i < n; i++)
+            ws.fkeys[i] = k[ws.fmap[i]];
+        k = ws.fkeys;
+    }
     size_t nnew = 0;
     /* 1. resolve ids (hashes outside the lock, lookups batched with
      * prefetching); validate only series we have not seen */
+    size_t nu = 0; /* series without an id (engine_keys_resolve): looked up by labels */
     for (size_t i = 0; i < n; i++) {
+        if (k && k[i].id1) {
+            ws.ids[i] = k[i].id1 - 1;
+            continue;
+        }
         ws.hashes[i] = st_labels_hash(b[i].labels, b[i].nlabels);
-        ws.lp[i] = b[i].labels;
-        ws.nl[i] = b[i].nlabels;
+        ws.lp[nu] = b[i].labels;
+        ws.nl[nu] = b[i].nlabels;
+        ws.uh[nu] = ws.hashes[i];
+        ws.umap[nu++] = i;
     }
     pthread_rwlock_rdlock(&e->idx_lock);
-    nnew = n - (size_t)idx_lookup_many(e->idx, ws.lp, ws.nl, ws.hashes, n, ws.ids);
+    uint32_t nids = idx_count(e->idx);
+    for (size_t i = 0; i < n; i++) {
+        if (k && k[i].id1 && ws.ids[i] >= nids) { /* not an id of this engine */
+            pthread_rwlock_unlock(&e->idx_lock);
+            size_t orig = filtered ? ws.fmap[i] : i;
+            engine_set_error("series %zu: unknown series id %u", orig, ws.ids[i]);
+            *bad = orig;
+            return ST_EINVAL;
+        }
+    }
+    if (nu)
+        nnew = nu - (size_t)idx_lookup_many(e->idx, ws.lp, ws.nl, ws.uh, nu, ws.uid);
     pthread_rwlock_unlock(&e->idx_lock);
+    for (size_t j = 0; j < nu; j++)
+        ws.ids[ws.umap[j]] = ws.uid[j];
     for (size_t i = 0; i < n; i++)
         ws.is_new[i] = ws.ids[i] == UINT32_MAX;
     for (size_t i = 0; i < n; i++) {
@@ -1022,6 +1083,8 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
         if (rc)
             return rc;
     }
+    if (k) /* the next write of these series skips the above */
+        engine_keys_learn(e, k, ws.ids, ws.is_new, n);
     /* refused series leave the batch (compacted in place in the scratch ids) */
     if (nrefused) {
         if (scratch_filtered(n, 0))
@@ -1032,9 +1095,13 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
                 continue;
             ws.filtered[w] = b[i]; /* safe in place: w <= i when b is ws.filtered */
             ws.ids[w] = ws.ids[i];
+            if (k)
+                ws.fkeys[w] = k[i]; /* likewise */
             w++;
         }
         b = ws.filtered;
+        if (k)
+            k = ws.fkeys;
         n = w;
     }
     int refused_rc = nrefused ? ST_ELIMIT : 0;
@@ -1066,7 +1133,8 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
     if (h->samples == 0)
         h->created_ms = st_now_ms();
     uint64_t data0 = head_data_bytes(h);
-    size_t nlive = 0;          /* series that got samples: ws.ids[0, nlive) */
+    size_t nlive = 0; /* series that got samples: ws.ids[0, nlive) */
+    st_label_t kl[ST_LABELS_MAX];
     enum { PF1 = 8, PF2 = 4 }; /* prefetch distances (series ahead): struct, then arrays */
     for (size_t i = 0; i < n && i < PF1; i++)
         head_prefetch(h, ws.ids[i], 1);
@@ -1080,7 +1148,14 @@ int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64
         const double *vals = b[i].values;
         size_t cnt = b[i].n;
         void *own = NULL;
-        rc = engine_tomb_filter(e, b[i].labels, b[i].nlabels, version, &ts, &vals, &cnt, &own);
+        const st_label_t *l = b[i].labels;
+        size_t nl = b[i].nlabels;
+        if (!l && engine_tomb_may_hide(e, version)) { /* passed by key: its labels, to match */
+            rc = e->o.key_labels(k[i].key, k[i].len, kl, ST_LABELS_MAX, &nl);
+            l = kl;
+        }
+        if (!rc)
+            rc = engine_tomb_filter(e, l, nl, version, &ts, &vals, &cnt, &own);
         if (!rc && cnt)
             rc = head_append(h, ws.ids[i], ts, vals, cnt, version, &ooo);
         if (!rc && cnt)

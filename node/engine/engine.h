@@ -196,6 +196,11 @@ typedef struct engine_opts {
      * compacts one where some series is covered whole */
     const engine_metric_retention_t *metric_retention;
     size_t n_metric_retention;
+    /* series keys (engine_keys_resolve): the labels a key encodes, into
+     * out[0, *n) (at most cap; 0 or a negative ST_E* code). Needed by a
+     * writer that passes a series by key and id without its labels (NULL:
+     * such writes are refused with ST_EINVAL) */
+    int (*key_labels)(const uint8_t *key, size_t len, st_label_t *out, size_t cap, size_t *n);
 } engine_opts_t;
 
 /* Fill `o` with the defaults above. */
@@ -226,6 +231,33 @@ typedef struct engine_series_batch {
     const double *values;
     size_t n;
 } engine_series_batch_t;
+
+/*
+ * A series' key in a write (engine_write_keyed): its labels in the
+ * writer's own canonical encoding (the same labels always give the same
+ * bytes, as a protobuf encoder does). The engine remembers key -> series id
+ * once a write resolved the series by its labels, and engine_keys_resolve
+ * gives the id of a known key back: a later write passes that id
+ * (id1 = id + 1) with the key and may leave the labels out (NULL, 0): no
+ * decoding, hashing and index lookup of labels for a series written before.
+ */
+typedef struct engine_series_key {
+    const uint8_t *key; /* NULL: none */
+    uint32_t len;
+    uint32_t id1; /* 0: resolve by labels; else engine_keys_resolve's id + 1 */
+} engine_series_key_t;
+
+/*
+ * Series ids of known keys: ids[i] for key[i] (klen[i] bytes), UINT32_MAX
+ * for a key not seen (yet) or not kept. Returns how many were found. Keys
+ * are kept for the engine's life (ids never change; deleted series keep
+ * theirs), up to ENGINE_KEYS_MAX_BYTES of keys per engine, each at most
+ * ENGINE_KEY_MAX bytes.
+ */
+#define ENGINE_KEYS_MAX_BYTES (32u << 20)
+#define ENGINE_KEY_MAX 4096u
+size_t engine_keys_resolve(engine_t *e, const uint8_t *const *key, const uint32_t *klen, size_t n,
+                           uint32_t *ids);
 
 /*
  * Write samples for `n` series. Samples in partitions already past the
@@ -292,6 +324,15 @@ int engine_write_ex(engine_t *e, const engine_series_batch_t *b, size_t n,
  */
 int engine_write_v(engine_t *e, const engine_series_batch_t *b, size_t n, uint64_t version,
                    engine_write_result_t *r);
+/*
+ * engine_write_v with keys: k[i] (k may be NULL: none) for b[i]. A series
+ * with k[i].id1 set is that id; its labels may then be NULL (0), and
+ * opts.key_labels must be set (a write that a newer delete may hide needs
+ * them). A series without an id is resolved by its labels, and its key
+ * (if any) kept. ST_EINVAL (r->bad) for an id the engine never gave.
+ */
+int engine_write_keyed(engine_t *e, const engine_series_batch_t *b, const engine_series_key_t *k,
+                       size_t n, uint64_t version, engine_write_result_t *r);
 
 /*
  * Select series matching all `m` and iterate their samples in [mint, maxt]

@@ -235,6 +235,7 @@ struct engine {
     head_t *frozen;
     int flush_err; /* last flush's error (0 after a success), under head_mu */
     pthread_rwlock_t idx_lock;
+    struct engine_keys *keys; /* engine_keys.c */
     pthread_mutex_t parts_mu;
     part_t **parts; /* ascending start */
     size_t nparts, parts_cap;
@@ -375,6 +376,17 @@ int engine_tomb_replay(engine_t *e, const uint8_t *p, size_t len);
 /* Open, after the WAL: select the tombstones' series, re-check the dead list. */
 int engine_tomb_ready(engine_t *e);
 void engine_tomb_free(engine_t *e);
+
+/* ---- series keys (engine_keys.c) ---- */
+typedef struct engine_keys engine_keys_t;
+int engine_keys_create(engine_t *e);
+void engine_keys_destroy(engine_t *e);
+/* Keep the keys k[i] that came without an id, resolved to ids[i]
+ * (state[i] == 2: refused by a limit, not kept). */
+void engine_keys_learn(engine_t *e, const engine_series_key_t *k, const uint32_t *ids,
+                       const uint8_t *state, size_t n);
+/* Memory the key table holds. */
+size_t engine_keys_bytes(engine_t *e);
 /* Series written again (head_mu held): no longer dead. */
 void engine_tomb_note_write(engine_t *e, const uint32_t *ids, size_t n);
 int engine_tomb_any_dead(engine_t *e);

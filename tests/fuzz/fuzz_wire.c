@@ -1,4 +1,6 @@
-/* Fuzz target: decoding SeriesSamples / walking messages never crashes or over-reads. */
+/* Fuzz target: decoding SeriesSamples / walking messages never crashes or
+ * over-reads; the key path (wire_series_scan + wire_labels_decode) reads the
+ * same labels and samples as wire_series_decode. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +31,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(ts);
         free(v);
         free(ver);
+    }
+    wire_series_t k;
+    int rk = wire_series_scan(data, size, &k);
+    if (rk == 0 && k.lab) {
+        if (k.lab < data || k.lab + k.lab_len > end)
+            abort();
+        st_label_t l[ST_LABELS_MAX];
+        size_t nl;
+        int rl = wire_labels_decode(k.lab, k.lab_len, l, ST_LABELS_MAX, &nl);
+        /* what the long way reads, when it reads it */
+        if (rl == 0 && wire_series_decode(data, size, &s) == 0) {
+            if (nl != s.nlabels || k.ts != s.ts || k.vals != s.vals || k.nvals != s.nvals)
+                abort();
+            for (size_t i = 0; i < nl; i++)
+                if (l[i].name != s.labels[i].name || l[i].value != s.labels[i].value ||
+                    l[i].name_len != s.labels[i].name_len ||
+                    l[i].value_len != s.labels[i].value_len)
+                    abort();
+        }
     }
     return 0;
 }
