@@ -71,8 +71,8 @@ static uint32_t resolve(engine_t *e, const char *key)
 }
 
 /* Write (t, v) by labels l (NULL: by key and id only) with key `key`. */
-static int put(engine_t *e, const st_label_t *l, const char *key, uint32_t id1, int64_t t,
-               double v, uint64_t version, engine_write_result_t *r)
+static int put(engine_t *e, const st_label_t *l, const char *key, uint32_t id1, int64_t t, double v,
+               uint64_t version, engine_write_result_t *r)
 {
     engine_series_batch_t b = {l, l ? 2 : 0, &t, &v, 1};
     engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), id1};
