@@ -21,7 +21,7 @@
     X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
     X(samples_deleted) X(purge_bytes_reclaimed) X(purges) X(segment_opens) \
     X(segment_reads_skipped) X(writes_backpressure_cut) X(metric_retention_drops) \
-    X(metric_retention_rewrites) X(samples_hidden_late)
+    X(metric_retention_rewrites) X(samples_hidden_late) X(series_key_bytes)
 /* clang-format on */
 
 size_t node_engine_totals(node_t *n, engine_stats_t *t, uint32_t *shards, size_t cap)
@@ -73,6 +73,9 @@ static int engine_gauges(void *arg, st_buf_t *out)
         {"strata_node_head_samples", "gauge", "Samples in memory not yet in segments.",
          t.head_samples},
         {"strata_node_head_bytes", "gauge", "Memory held by the heads.", t.head_bytes},
+        {"strata_node_series_key_bytes", "gauge",
+         "Memory held by the series keys (label bytes of a write -> series id).",
+         t.series_key_bytes},
         {"strata_node_segments", "gauge", "Segment files.", t.segments},
         {"strata_node_disk_bytes", "gauge", "Bytes on disk (segments, series logs, WAL).",
          t.disk_bytes},

@@ -1316,6 +1316,7 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->metric_retention_drops = atomic_load(&e->mret_drops);
     s->metric_retention_rewrites = atomic_load(&e->mret_rewrites);
     s->samples_hidden_late = atomic_load(&e->samples_hidden_late);
+    s->series_key_bytes = engine_keys_bytes(e);
     char why[8];
     s->degraded = (uint32_t)engine_health(e, why, sizeof why);
 }

@@ -572,6 +572,7 @@ typedef struct engine_stats {
     /* --- versioned deletes --- */
     uint64_t samples_hidden_late; /* samples of writes older than a delete that arrived
                                      after it (left out: engine_delete_v) */
+    uint64_t series_key_bytes;    /* memory of the series keys (engine_write_keyed) */
 } engine_stats_t;
 void engine_get_stats(engine_t *e, engine_stats_t *s);
 

@@ -12,8 +12,10 @@
  * adds), and a deleted series keeps its id. The same labels in another
  * encoding are just another key of the same id.
  *
- * Layout: an open-addressing table of (hash, id, offset) slots, the bytes
- * of each key (a u16 length, then the key) in one growing arena; at most
+ * Layout: an open-addressing table of (hash, id, where) slots, the bytes
+ * of each key (a u16 length, then the key) in chunks filled in turn and
+ * never moved (16 KiB, doubling up to 256 KiB: a small shard holds
+ * little, a large one wastes no doubling slack); at most
  * ENGINE_KEYS_MAX_BYTES of keys (past that no key is added: lookups of
  * the others still work, the rest resolve by labels). A rwlock: lookups
  * share it, learning takes it alone (once per series).
@@ -31,15 +33,19 @@
 typedef struct keyslot {
     uint64_t hash; /* 0: empty (a key's hash is made odd) */
     uint32_t id;
-    uint32_t off; /* of its u16 length in bytes[] */
+    uint32_t at; /* its u16 length: chunk at >> KEYS_CHUNK_BITS, offset the rest */
 } keyslot_t;
+
+#define KEYS_CHUNK_BITS 18 /* 256 KiB chunks */
+#define KEYS_CHUNK ((size_t)1 << KEYS_CHUNK_BITS)
 
 struct engine_keys {
     pthread_rwlock_t lock;
     keyslot_t *slot;
     uint32_t cap, n; /* cap: a power of two, or 0 */
-    uint8_t *bytes;
-    size_t len, bcap;
+    uint8_t **chunk;
+    size_t nchunk, used, csize; /* used of csize bytes of the last chunk */
+    size_t total;               /* bytes of keys kept */
 };
 
 static uint64_t key_hash(const uint8_t *k, size_t len)
@@ -64,14 +70,16 @@ void engine_keys_destroy(engine_t *e)
         return;
     pthread_rwlock_destroy(&k->lock);
     free(k->slot);
-    free(k->bytes);
+    for (size_t i = 0; i < k->nchunk; i++)
+        free(k->chunk[i]);
+    free(k->chunk);
     free(k);
     e->keys = NULL;
 }
 
 static int key_eq(const engine_keys_t *k, const keyslot_t *s, const uint8_t *key, size_t len)
 {
-    const uint8_t *p = k->bytes + s->off;
+    const uint8_t *p = k->chunk[s->at >> KEYS_CHUNK_BITS] + (s->at & (KEYS_CHUNK - 1));
     return (size_t)(p[0] | p[1] << 8) == len && memcmp(p + 2, key, len) == 0;
 }
 
@@ -146,7 +154,7 @@ static int keys_grow(engine_keys_t *k)
 /* Keep key -> id (no-op when known, too long, or the table is full). */
 static void keys_add(engine_keys_t *k, const uint8_t *key, size_t len, uint32_t id)
 {
-    if (!len || len > ENGINE_KEY_MAX || k->len + 2 + len > ENGINE_KEYS_MAX_BYTES)
+    if (!len || len > ENGINE_KEY_MAX || k->total + 2 + len > ENGINE_KEYS_MAX_BYTES)
         return;
     if (keys_grow(k))
         return;
@@ -154,23 +162,29 @@ static void keys_add(engine_keys_t *k, const uint8_t *key, size_t len, uint32_t 
     uint32_t mask = k->cap - 1, j = (uint32_t)h & mask;
     for (; k->slot[j].hash; j = (j + 1) & mask)
         if (k->slot[j].hash == h && key_eq(k, &k->slot[j], key, len))
-            return; /* another writer learnt it first */
-    if (k->len + 2 + len > k->bcap) {
-        size_t cap = k->bcap ? k->bcap : 64 * 1024;
-        while (cap < k->len + 2 + len)
-            cap *= 2;
-        uint8_t *nb = realloc(k->bytes, cap);
-        if (!nb)
+            return;                                   /* another writer learnt it first */
+    if (!k->nchunk || k->used + 2 + len > k->csize) { /* the rest of a chunk stays unused */
+        size_t cs = k->nchunk ? k->csize * 2 : 16 * 1024;
+        cs = cs > KEYS_CHUNK ? KEYS_CHUNK : cs;
+        while (cs < 2 + len)
+            cs *= 2; /* a key is at most ENGINE_KEY_MAX: within KEYS_CHUNK */
+        uint8_t **nc = realloc(k->chunk, (k->nchunk + 1) * sizeof *nc);
+        if (!nc)
             return;
-        k->bytes = nb;
-        k->bcap = cap;
+        k->chunk = nc;
+        if (!(nc[k->nchunk] = malloc(cs)))
+            return;
+        k->nchunk++;
+        k->used = 0;
+        k->csize = cs;
     }
-    uint8_t *p = k->bytes + k->len;
+    uint8_t *p = k->chunk[k->nchunk - 1] + k->used;
     p[0] = (uint8_t)len;
     p[1] = (uint8_t)(len >> 8);
     memcpy(p + 2, key, len);
-    k->slot[j] = (keyslot_t){h, id, (uint32_t)k->len};
-    k->len += 2 + len;
+    k->slot[j] = (keyslot_t){h, id, (uint32_t)((k->nchunk - 1) << KEYS_CHUNK_BITS | k->used)};
+    k->used += 2 + len;
+    k->total += 2 + len;
     k->n++;
 }
 
@@ -194,7 +208,7 @@ size_t engine_keys_bytes(engine_t *e)
 {
     engine_keys_t *k = e->keys;
     pthread_rwlock_rdlock(&k->lock);
-    size_t b = k->bcap + (size_t)k->cap * sizeof(keyslot_t);
+    size_t b = k->total + (size_t)k->cap * sizeof(keyslot_t);
     pthread_rwlock_unlock(&k->lock);
     return b;
 }
