@@ -1135,14 +1135,14 @@ int engine_write_keyed(engine_t *e, const engine_series_batch_t *b, const engine
     uint64_t data0 = head_data_bytes(h);
     size_t nlive = 0; /* series that got samples: ws.ids[0, nlive) */
     st_label_t kl[ST_LABELS_MAX];
-    enum { PF1 = 8, PF2 = 4 }; /* prefetch distances (series ahead): struct, then arrays */
+    enum { PF1 = 16, PF2 = 8 }; /* prefetch distances (series ahead): struct, then arrays */
     for (size_t i = 0; i < n && i < PF1; i++)
-        head_prefetch(h, ws.ids[i], 1);
+        head_prefetch_series(h, ws.ids[i]);
     for (size_t i = 0; i < n && !rc; i++) {
         if (i + PF1 < n)
-            head_prefetch(h, ws.ids[i + PF1], 1);
+            head_prefetch_series(h, ws.ids[i + PF1]);
         if (i + PF2 < n)
-            head_prefetch(h, ws.ids[i + PF2], 2);
+            head_prefetch_tail(h, ws.ids[i + PF2]);
         /* a newer delete hides what an older write brings late (engine_tomb.c) */
         const int64_t *ts = b[i].ts;
         const double *vals = b[i].values;

@@ -120,23 +120,26 @@ head_t *head_create(void);
 void head_destroy(head_t *h);
 /* Append n samples of series `id`, all of version `version`; counts
  * out-of-order appends in *ooo. */
-/* Prefetch what head_append(h, id, ...) touches: stage 1 the series'
- * struct, stage 2 (a few series later, the struct arrived) the ends of its
- * arrays. A hint only: nothing is read that may be missing. */
-static inline void head_prefetch(const head_t *h, uint32_t id, int stage)
+/* Prefetch what head_append(h, id, ...) touches, a few series ahead:
+ * first the series' struct, then (the struct arrived) the ends of its
+ * arrays. Hints only: nothing is read that may be missing. Always inlined:
+ * GCC takes a function of nothing but prefetches for one without effects
+ * and drops its calls before it would inline them. */
+static inline __attribute__((always_inline)) void head_prefetch_series(const head_t *h, uint32_t id)
 {
-    if (id >= h->ns || !h->s[id])
-        return;
-    const head_series_t *s = h->s[id];
-    if (stage == 1) {
-        __builtin_prefetch(s, 1);
-        return;
+    if (id < h->ns && h->s[id]) { /* 72 bytes: may straddle two lines */
+        __builtin_prefetch(h->s[id]);
+        __builtin_prefetch(&h->s[id]->unsorted);
     }
-    if (s->ts && s->n < s->cap) {
-        __builtin_prefetch(s->ts + s->n, 1);
-        __builtin_prefetch(s->v + s->n, 1);
+}
+static inline __attribute__((always_inline)) void head_prefetch_tail(const head_t *h, uint32_t id)
+{
+    const head_series_t *s = id < h->ns ? h->s[id] : NULL;
+    if (s && s->n && s->n < s->cap) {
+        __builtin_prefetch(s->ts + s->n - 1); /* the newest, read to check the order */
+        __builtin_prefetch(s->v + s->n);
         if (s->ver)
-            __builtin_prefetch(s->ver + s->n, 1);
+            __builtin_prefetch(s->ver + s->n);
     }
 }
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
