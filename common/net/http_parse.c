@@ -403,10 +403,11 @@ static int on_body(http_parser *p, const char *at, size_t len)
     if (len > rx->lim.max_body_bytes - b->len)
         return rx_fail(rx, 413, "request body too large");
     if (len > b->cap - b->len) {
-        /* Grow geometrically, but never past the announced length (so a
+        /* Grow geometrically (x4: a 4 MiB write is copied about 1.3x, not
+         * 2x, on its way in), but never past the announced length (so a
          * lying Content-Length costs nothing until the bytes arrive). */
         size_t need = b->len + len;
-        size_t cap = b->cap ? b->cap * 2 : 4096;
+        size_t cap = b->cap ? b->cap * 4 : 4096;
         if (rp->expect_len && cap > rp->expect_len)
             cap = rp->expect_len;
         if (cap > rx->lim.max_body_bytes)

@@ -15,6 +15,7 @@
  * (8 bytes a sample); both counted in `bytes`. Deduplication keeps, of
  * equal timestamps, the highest version and, on a tie, the later write.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -371,6 +372,30 @@ static void insertion_sort(triples_t a, size_t n)
     }
 }
 
+#define SORT_SCRATCH_MAX 65536 /* samples: 1.5 MiB of scratch kept per thread at most */
+
+/* samples_sort_dedup's merge scratch, per thread: a flush sorts thousands
+ * of series in a row; given back by the key's destructor when a thread
+ * ends (downsampling threads, an embedder's threads) */
+static __thread struct {
+    void *p;
+    size_t cap;
+} scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    free(p);
+    scratch.p = NULL;
+    scratch.cap = 0;
+}
+
+static void scratch_key_make(void)
+{
+    (void)pthread_key_create(&scratch_key, scratch_free);
+}
+
 size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
 {
     if (n < 2)
@@ -388,18 +413,32 @@ size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
      * memory for the merge, insertion sort: slow but allocation-free */
     triples_t a = {ts, v, ver};
     triples_t b = {NULL, NULL, NULL};
+    /* the merge scratch: this thread's (kept, up to SORT_SCRATCH_MAX
+     * samples: a flush sorts thousands of series in a row), else its own */
+    void *own = NULL;
     if (n > 32) {
-        b.ts = malloc(n * sizeof *b.ts);
-        b.v = b.ts ? malloc(n * sizeof *b.v) : NULL;
-        b.ver = b.v && ver ? malloc(n * sizeof *b.ver) : NULL;
+        size_t need = n * (sizeof *b.ts + sizeof *b.v + sizeof *b.ver);
+        if (n <= SORT_SCRATCH_MAX && scratch.cap < need) {
+            pthread_once(&scratch_once, scratch_key_make);
+            void *np = realloc(scratch.p, need);
+            if (np) {
+                scratch.p = np;
+                scratch.cap = need;
+                (void)pthread_setspecific(scratch_key, scratch.p); /* freed when the thread ends */
+            }
+        }
+        void *mem = n <= SORT_SCRATCH_MAX && scratch.cap >= need ? scratch.p : (own = malloc(need));
+        if (mem) {
+            b.ts = mem;
+            b.v = (double *)(b.ts + n);
+            b.ver = ver ? (uint64_t *)(b.v + n) : NULL;
+        }
     }
-    if (b.ts && b.v && (!ver || b.ver))
+    if (b.ts)
         merge_sort(a, b, n);
     else
         insertion_sort(a, n);
-    free(b.ts);
-    free(b.v);
-    free(b.ver);
+    free(own);
     /* dedup: of each equal-timestamp run keep the highest version, the last
      * of those (stable sort: later writes come later) */
     size_t w = 0;
