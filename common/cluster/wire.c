@@ -323,11 +323,9 @@ _Static_assert(WIRE_STEP_SERIES_LABELS == WIRE_SERIES_SAMPLES_LABELS &&
                    WIRE_STEP_SERIES_VALUES == WIRE_SERIES_SAMPLES_VALUES,
                "StepSeries and SeriesSamples field numbers differ");
 
-int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
+/* Everything of s but the labels array: nothing read yet. */
+static void series_reset(wire_series_t *s)
 {
-    const uint8_t *end = p + len;
-    wire_field_t f;
-    int rc;
     s->nlabels = 0;
     s->ts = s->vals = NULL;
     s->ts_len = s->nvals = 0;
@@ -335,6 +333,37 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
     s->vers_len = 0;
     s->lab = NULL;
     s->lab_len = 0;
+}
+
+/* A SeriesSamples field other than a label: the samples' columns (each at
+ * most once); other fields are skipped. 0 or ST_ECORRUPT. */
+static int series_column(wire_series_t *s, const wire_field_t *f)
+{
+    if (f->num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {
+        if (s->ts)
+            return ST_ECORRUPT; /* one packed run only: we never split them */
+        s->ts = f->data;
+        s->ts_len = f->len;
+    } else if (f->num == WIRE_SERIES_SAMPLES_VALUES) {
+        if (s->vals || f->len % 8)
+            return ST_ECORRUPT;
+        s->vals = f->data;
+        s->nvals = f->len / 8;
+    } else if (f->num == WIRE_SERIES_SAMPLES_VERSIONS) {
+        if (s->vers)
+            return ST_ECORRUPT;
+        s->vers = f->data;
+        s->vers_len = f->len;
+    }
+    return 0;
+}
+
+int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
+{
+    const uint8_t *end = p + len;
+    wire_field_t f;
+    int rc;
+    series_reset(s);
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.type != WIRE_LEN)
             continue; /* unknown scalar field: skip, as protobuf does */
@@ -344,21 +373,8 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s)
             if ((rc = wire_label_decode(f.data, f.len, &s->labels[s->nlabels])) < 0)
                 return rc;
             s->nlabels++;
-        } else if (f.num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {
-            if (s->ts)
-                return ST_ECORRUPT; /* one packed run only: we never split them */
-            s->ts = f.data;
-            s->ts_len = f.len;
-        } else if (f.num == WIRE_SERIES_SAMPLES_VALUES) {
-            if (s->vals || f.len % 8)
-                return ST_ECORRUPT;
-            s->vals = f.data;
-            s->nvals = f.len / 8;
-        } else if (f.num == WIRE_SERIES_SAMPLES_VERSIONS) {
-            if (s->vers)
-                return ST_ECORRUPT;
-            s->vers = f.data;
-            s->vers_len = f.len;
+        } else if ((rc = series_column(s, &f)) < 0) {
+            return rc;
         }
     }
     return rc < 0 ? rc : 0;
@@ -369,13 +385,7 @@ int wire_series_scan(const uint8_t *p, size_t len, wire_series_t *s)
     const uint8_t *end = p + len;
     wire_field_t f;
     int rc, split = 0; /* another field came after the first label */
-    s->nlabels = 0;
-    s->ts = s->vals = NULL;
-    s->ts_len = s->nvals = 0;
-    s->vers = NULL;
-    s->vers_len = 0;
-    s->lab = NULL;
-    s->lab_len = 0;
+    series_reset(s);
     const uint8_t *at = p;
     while ((rc = wire_next(&p, end, &f)) == 1) {
         if (f.num == WIRE_SERIES_SAMPLES_LABELS && f.type == WIRE_LEN) {
@@ -395,22 +405,8 @@ int wire_series_scan(const uint8_t *p, size_t len, wire_series_t *s)
                 at = p;
                 continue;
             }
-            if (f.num == WIRE_SERIES_SAMPLES_TIMESTAMPS) {
-                if (s->ts)
-                    return ST_ECORRUPT;
-                s->ts = f.data;
-                s->ts_len = f.len;
-            } else if (f.num == WIRE_SERIES_SAMPLES_VALUES) {
-                if (s->vals || f.len % 8)
-                    return ST_ECORRUPT;
-                s->vals = f.data;
-                s->nvals = f.len / 8;
-            } else if (f.num == WIRE_SERIES_SAMPLES_VERSIONS) {
-                if (s->vers)
-                    return ST_ECORRUPT;
-                s->vers = f.data;
-                s->vers_len = f.len;
-            }
+            if ((rc = series_column(s, &f)) < 0)
+                return rc;
         }
         at = p;
     }

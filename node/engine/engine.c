@@ -758,42 +758,24 @@ static int scratch_reserve(size_t n)
     size_t cap = ws.cap ? ws.cap : 256;
     while (cap < n)
         cap *= 2;
-    uint32_t *ids = realloc(ws.ids, cap * sizeof *ids);
-    if (!ids)
-        return ST_ENOMEM;
-    ws.ids = ids;
-    uint8_t *nw = realloc(ws.is_new, cap);
-    if (!nw)
-        return ST_ENOMEM;
-    ws.is_new = nw;
-    uint64_t *h = realloc(ws.hashes, cap * sizeof *h);
-    if (!h)
-        return ST_ENOMEM;
-    ws.hashes = h;
-    const st_label_t **lp = realloc(ws.lp, cap * sizeof *lp);
-    if (!lp)
-        return ST_ENOMEM;
-    ws.lp = lp;
-    size_t *nl = realloc(ws.nl, cap * sizeof *nl);
-    if (!nl)
-        return ST_ENOMEM;
-    ws.nl = nl;
-    uint64_t *uh = realloc(ws.uh, cap * sizeof *uh);
-    if (!uh)
-        return ST_ENOMEM;
-    ws.uh = uh;
-    uint32_t *uid = realloc(ws.uid, cap * sizeof *uid);
-    if (!uid)
-        return ST_ENOMEM;
-    ws.uid = uid;
-    size_t *umap = realloc(ws.umap, cap * sizeof *umap);
-    if (!umap)
-        return ST_ENOMEM;
-    ws.umap = umap;
-    engine_series_key_t *fk = realloc(ws.fkeys, cap * sizeof *fk);
-    if (!fk)
-        return ST_ENOMEM;
-    ws.fkeys = fk;
+        /* each array to cap elements (ws.cap only once all are) */
+#define WS_GROW(a)                                                                                 \
+    do {                                                                                           \
+        void *np_ = realloc(ws.a, cap * sizeof *ws.a);                                             \
+        if (!np_)                                                                                  \
+            return ST_ENOMEM;                                                                      \
+        ws.a = np_;                                                                                \
+    } while (0)
+    WS_GROW(ids);
+    WS_GROW(is_new);
+    WS_GROW(hashes);
+    WS_GROW(lp);
+    WS_GROW(nl);
+    WS_GROW(uh);
+    WS_GROW(uid);
+    WS_GROW(umap);
+    WS_GROW(fkeys);
+#undef WS_GROW
     ws.cap = cap;
     return 0;
 }

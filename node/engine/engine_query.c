@@ -64,27 +64,33 @@ struct engine_iter {
     uint64_t skipped; /* segment reads avoided by summaries */
 };
 
+/* Room for `need` (ts, value, version) triples in three arrays of *cap. */
+static int grow3(int64_t **ts, double **v, uint64_t **ver, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    int64_t *t = realloc(*ts, c * sizeof *t);
+    if (!t)
+        return ST_ENOMEM;
+    *ts = t;
+    double *x = realloc(*v, c * sizeof *x);
+    if (!x)
+        return ST_ENOMEM;
+    *v = x;
+    uint64_t *vr = realloc(*ver, c * sizeof *vr);
+    if (!vr)
+        return ST_ENOMEM;
+    *ver = vr;
+    *cap = c; /* only once all three hold c */
+    return 0;
+}
+
 static int it_reserve(engine_iter_t *it, size_t extra)
 {
-    if (it->n + extra <= it->cap)
-        return 0;
-    size_t cap = it->cap ? it->cap : 1024;
-    while (cap < it->n + extra)
-        cap *= 2;
-    int64_t *ts = realloc(it->ts, cap * sizeof *ts);
-    if (!ts)
-        return ST_ENOMEM;
-    it->ts = ts;
-    double *v = realloc(it->v, cap * sizeof *v);
-    if (!v)
-        return ST_ENOMEM;
-    it->v = v;
-    uint64_t *ver = realloc(it->ver, cap * sizeof *ver);
-    if (!ver)
-        return ST_ENOMEM;
-    it->ver = ver;
-    it->cap = cap;
-    return 0;
+    return grow3(&it->ts, &it->v, &it->ver, &it->cap, it->n + extra);
 }
 
 /* Note that a source's samples start at it->n. */
@@ -104,23 +110,7 @@ static int run_begin(engine_iter_t *it)
 
 static int merge_reserve(engine_iter_t *it, size_t n)
 {
-    if (n <= it->mcap)
-        return 0;
-    size_t cap = it->mcap ? it->mcap : 1024;
-    while (cap < n)
-        cap *= 2;
-    int64_t *t = realloc(it->mts, cap * sizeof *t);
-    if (t)
-        it->mts = t;
-    double *v = t ? realloc(it->mv, cap * sizeof *v) : NULL;
-    if (v)
-        it->mv = v;
-    uint64_t *ver = v ? realloc(it->mver, cap * sizeof *ver) : NULL;
-    if (!ver)
-        return ST_ENOMEM;
-    it->mver = ver;
-    it->mcap = cap;
-    return 0;
+    return grow3(&it->mts, &it->mv, &it->mver, &it->mcap, n);
 }
 
 /* Drop the segments whose summary shows no selected id in

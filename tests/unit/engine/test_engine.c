@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "../../common/tmpdir.h"
+
 #include "engine.h"
 #include "engine_internal.h"
 #include "st_err.h"
@@ -37,16 +39,7 @@ static uint64_t rnd(void)
 
 static char *make_dir(void)
 {
-    char *d = strdup("/tmp/strata-test-engine-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    return make_dir_tagged("engine");
 }
 
 static double scale(void)

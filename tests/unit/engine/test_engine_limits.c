@@ -26,6 +26,8 @@
 
 #include <cmocka.h>
 
+#include "../../common/tmpdir.h"
+
 #include "engine.h"
 #include "st_err.h"
 
@@ -33,16 +35,7 @@
 
 static char *make_dir(void)
 {
-    char *d = strdup("/tmp/strata-test-limits-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    return make_dir_tagged("limits");
 }
 
 static int64_t now_ms(void)

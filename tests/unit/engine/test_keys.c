@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "../../common/tmpdir.h"
+
 #include "engine.h"
 #include "st_err.h"
 
@@ -38,16 +40,7 @@ static int toy_labels(const uint8_t *key, size_t len, st_label_t *out, size_t ca
 
 static char *make_dir(void)
 {
-    char *d = strdup("/tmp/strata-test-keys-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    return make_dir_tagged("keys");
 }
 
 static engine_t *open_engine(const char *dir, int with_decoder)

@@ -26,6 +26,8 @@
 
 #include <cmocka.h>
 
+#include "../../common/tmpdir.h"
+
 #include "engine.h"
 #include "st_err.h"
 #include "tomb.h"
@@ -103,16 +105,7 @@ static void test_mask(void **state)
 
 static char *make_dir(void)
 {
-    char *d = strdup("/tmp/strata-test-tomb-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    return make_dir_tagged("tomb");
 }
 
 static engine_t *open_e(const char *dir)

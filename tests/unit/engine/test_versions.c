@@ -17,21 +17,14 @@
 
 #include <cmocka.h>
 
+#include "../../common/tmpdir.h"
+
 #include "engine.h"
 #include "st_err.h"
 
 static char *make_dir(void)
 {
-    char *d = strdup("/tmp/strata-test-versions-XXXXXX");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_rf(const char *path)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    return make_dir_tagged("versions");
 }
 
 static const st_label_t lab[2] = {{"__name__", "m", 8, 1}, {"host", "a", 4, 1}};
