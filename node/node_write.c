@@ -1,10 +1,13 @@
 /*
  * node_write — a shard's batch into its engine (see node_write.h).
  *
- * A WriteRequest is decoded zero-copy (wire.h): the labels, timestamps
- * and values of all its series go into scratch arrays (reused across the
- * entries of one NodeWrite), then the shard's batch is one engine_write_v
- * with the WriteRequest's version (set by the coordinator; 0: none),
+ * A WriteRequest is decoded zero-copy (wire.h): the timestamps and values
+ * of all its series go into scratch arrays (reused across the entries of
+ * one NodeWrite), and each series' label fields, as bytes, are its key:
+ * the engine gives back the ids of the keys it knows (engine_keys_resolve)
+ * and only the other series' labels are decoded. The shard's batch is then
+ * one engine_write_keyed with the WriteRequest's version (set by the
+ * coordinator; 0: none),
  * all entries of the NodeWrite sharing one engine_write_result_t (so that
  * max_new_series_per_write applies to the RPC). What the engine refused
  * comes back per entry: ST_EBUSY (head over head_max_mb; nothing written)
@@ -30,8 +33,7 @@
 typedef struct write_scratch {
     engine_series_batch_t *b;
     engine_series_key_t *k;
-    const uint8_t **kp; /* the keys, for engine_keys_resolve */
-    uint32_t *kl, *ids;
+    uint32_t *ids;
     st_label_t *labels;
     int64_t *ts;
     double *v;
@@ -94,11 +96,9 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
             break;
         if (!s.lab && (rc = wire_series_decode(f.data, f.len, &s)) < 0)
             break;
-        size_t c0 = ws->scap, c1 = ws->kcap, c2 = ws->kcap, c3 = ws->kcap;
+        size_t c0 = ws->scap, c1 = ws->kcap;
         if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
             !(ws->k = grow(ws->k, &c1, bi + 1, sizeof *ws->k)) ||
-            !(ws->kp = grow(ws->kp, &c2, bi + 1, sizeof *ws->kp)) ||
-            !(ws->kl = grow(ws->kl, &c3, bi + 1, sizeof *ws->kl)) ||
             !(ws->ids = grow(ws->ids, &ws->kcap, bi + 1, sizeof *ws->ids)) ||
             !(ws->labels = grow(ws->labels, &ws->lcap, li + s.nlabels, sizeof *ws->labels)) ||
             !(ws->ts = grow(ws->ts, &c0, si + s.nvals, sizeof *ws->ts)) ||
@@ -113,8 +113,6 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
                                             (const int64_t *)(uintptr_t)si,
                                             (const double *)(uintptr_t)si, got};
         ws->k[bi] = (engine_series_key_t){s.lab, (uint32_t)s.lab_len, 0};
-        ws->kp[bi] = s.lab;
-        ws->kl[bi] = (uint32_t)s.lab_len;
         li += s.nlabels;
         si += got;
         bi++;
@@ -141,7 +139,7 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     }
     engine_t *e = n->engines[shard];
     if (bi)
-        engine_keys_resolve(e, ws->kp, ws->kl, bi, ws->ids);
+        engine_keys_resolve(e, ws->k, bi, ws->ids);
     for (size_t i = 0; i < bi; i++) {
         if ((uintptr_t)ws->b[i].labels != NO_LABELS)
             continue;
@@ -230,8 +228,6 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
     }
     free(ws.b);
     free(ws.k);
-    free(ws.kp);
-    free(ws.kl);
     free(ws.ids);
     free(ws.labels);
     free(ws.ts);

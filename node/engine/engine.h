@@ -248,16 +248,15 @@ typedef struct engine_series_key {
 } engine_series_key_t;
 
 /*
- * Series ids of known keys: ids[i] for key[i] (klen[i] bytes), UINT32_MAX
- * for a key not seen (yet) or not kept. Returns how many were found. Keys
+ * Series ids of known keys: ids[i] for k[i] (its key and len; id1 is not
+ * read), UINT32_MAX for a key not seen (yet), not kept, or NULL. Returns how many were found. Keys
  * are kept for the engine's life (ids never change; deleted series keep
  * theirs), up to ENGINE_KEYS_MAX_BYTES of keys per engine, each at most
  * ENGINE_KEY_MAX bytes.
  */
 #define ENGINE_KEYS_MAX_BYTES (32u << 20)
 #define ENGINE_KEY_MAX 4096u
-size_t engine_keys_resolve(engine_t *e, const uint8_t *const *key, const uint32_t *klen, size_t n,
-                           uint32_t *ids);
+size_t engine_keys_resolve(engine_t *e, const engine_series_key_t *k, size_t n, uint32_t *ids);
 
 /*
  * Write samples for `n` series. Samples in partitions already past the

@@ -83,8 +83,7 @@ static int key_eq(const engine_keys_t *k, const keyslot_t *s, const uint8_t *key
     return (size_t)(p[0] | p[1] << 8) == len && memcmp(p + 2, key, len) == 0;
 }
 
-size_t engine_keys_resolve(engine_t *e, const uint8_t *const *key, const uint32_t *klen, size_t n,
-                           uint32_t *ids)
+size_t engine_keys_resolve(engine_t *e, const engine_series_key_t *key, size_t n, uint32_t *ids)
 {
     enum { CHUNK = 64 }; /* hashed (and their slots prefetched) a chunk ahead of the probes */
     engine_keys_t *k = e->keys;
@@ -103,8 +102,8 @@ size_t engine_keys_resolve(engine_t *e, const uint8_t *const *key, const uint32_
         for (size_t i = 0; i < m; i++) {
             size_t x = c + i;
             h[i] = 0;
-            if (key[x] && klen[x] && klen[x] <= ENGINE_KEY_MAX) {
-                h[i] = key_hash(key[x], klen[x]);
+            if (key[x].key && key[x].len && key[x].len <= ENGINE_KEY_MAX) {
+                h[i] = key_hash(key[x].key, key[x].len);
                 __builtin_prefetch(&k->slot[(uint32_t)h[i] & mask]);
             }
         }
@@ -116,7 +115,7 @@ size_t engine_keys_resolve(engine_t *e, const uint8_t *const *key, const uint32_
                 const keyslot_t *s = &k->slot[j];
                 if (!s->hash)
                     break;
-                if (s->hash == h[i] && key_eq(k, s, key[x], klen[x])) {
+                if (s->hash == h[i] && key_eq(k, s, key[x].key, key[x].len)) {
                     ids[x] = s->id;
                     found++;
                     break;

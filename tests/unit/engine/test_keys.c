@@ -57,9 +57,9 @@ static engine_t *open_engine(const char *dir, int with_decoder)
 
 static uint32_t resolve(engine_t *e, const char *key)
 {
-    const uint8_t *k = (const uint8_t *)key;
-    uint32_t len = (uint32_t)strlen(key), id;
-    engine_keys_resolve(e, &k, &len, 1, &id);
+    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), 0};
+    uint32_t id;
+    engine_keys_resolve(e, &k, 1, &id);
     return id;
 }
 
