@@ -108,12 +108,58 @@ struct promql_sink {
     pe_ctx_t *c;
     pe_raw_t *r;
     size_t n, cap;
+    int drop_stale;   /* a range vector's samples: stale markers are left out */
+    pe_each_fn *each; /* non-NULL: each series goes to each(), none is kept */
+    void *each_arg;
 };
+
+/* Prometheus' staleness marker: a NaN with this payload, which a scraper
+ * writes once a series disappears (remote write brings it in bit-exact).
+ * At an instant selector it hides the series; range selections skip it. */
+#define PE_STALE_NAN 0x7ff0000000000002ULL
+
+static int pe_is_stale(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u == PE_STALE_NAN;
+}
+
+/* A range vector's series handed on as it comes (pe_stream): the samples
+ * are the caller's, read in place while they are still in the cache;
+ * only a series holding stale markers is copied (without them). */
+static void sink_each(pe_ctx_t *c, promql_sink_t *sk, const sink_in_t *in)
+{
+    pe_raw_t r = {copy_labels(c, in->labels, in->nlabels),
+                  in->nlabels,
+                  (int64_t *)in->ts,
+                  (double *)in->v,
+                  in->n,
+                  NULL};
+    size_t k = 0;
+    while (k < in->n && !pe_is_stale(in->v[k]))
+        k++;
+    if (k < in->n) {
+        r.ts = pe_alloc_raw(c, (in->n + 1) * sizeof *r.ts);
+        r.v = pe_alloc_raw(c, (in->n + 1) * sizeof *r.v);
+        r.n = 0;
+        for (size_t j = 0; j < in->n; j++)
+            if (!pe_is_stale(in->v[j])) {
+                r.ts[r.n] = in->ts[j];
+                r.v[r.n++] = in->v[j];
+            }
+    }
+    sk->each(c, sk->each_arg, &r);
+}
 
 static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
 {
     promql_sink_t *sk = skv;
     size_t n = in->n;
+    if (sk->each && !in->b) {
+        sink_each(c, sk, in);
+        return;
+    }
     pe_grow(c, (void **)&sk->r, sk->n, &sk->cap, sizeof *sk->r, 16);
     pe_raw_t *r = &sk->r[sk->n++];
     r->l = copy_labels(c, in->labels, in->nlabels);
@@ -132,8 +178,21 @@ static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
             r->v[i] = in->b[i].last;
         }
     } else if (n) {
-        memcpy(r->ts, in->ts, n * sizeof *in->ts);
-        memcpy(r->v, in->v, n * sizeof *in->v);
+        /* the copy leaves stale markers out of a range vector while the
+         * samples are at hand (a pass over them all afterwards cost more
+         * than the copy) */
+        size_t k = 0;
+        while (sk->drop_stale && k < n && !pe_is_stale(in->v[k]))
+            k++;
+        size_t keep = sk->drop_stale ? k : n;
+        memcpy(r->ts, in->ts, keep * sizeof *in->ts);
+        memcpy(r->v, in->v, keep * sizeof *in->v);
+        for (size_t j = keep; j < n; j++)
+            if (!pe_is_stale(in->v[j])) {
+                r->ts[keep] = in->ts[j];
+                r->v[keep++] = in->v[j];
+            }
+        n = keep;
     }
     r->n = n;
 }
@@ -157,10 +216,11 @@ static int raw_cmp(const void *a, const void *b)
 }
 
 /* Select raw samples (res == 0) or buckets of width res. */
-static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt, int64_t res,
-                      pe_raw_t **out, size_t *nout)
+static void do_select_each(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt,
+                           int64_t res, int drop_stale, pe_each_fn *each, void *each_arg,
+                           pe_raw_t **out, size_t *nout)
 {
-    promql_sink_t sk = {c, NULL, 0, 0};
+    promql_sink_t sk = {c, NULL, 0, 0, drop_stale, each, each_arg};
     size_t nsets = vs->u.vs.nsets ? vs->u.vs.nsets : 1;
     for (size_t s = 0; s < nsets; s++) {
         size_t nm = vs->u.vs.nsets ? vs->u.vs.sets[s].n : 0;
@@ -184,6 +244,8 @@ static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_
         if (rc)
             pe_fail(c, rc < 0 ? rc : ST_EIO, "select failed: %s", st_strerror(rc));
     }
+    if (each)
+        return;
     if (sk.n)
         qsort(sk.r, sk.n, sizeof *sk.r, raw_cmp);
     size_t k = 0; /* drop duplicates from overlapping `or` sets */
@@ -192,6 +254,12 @@ static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_
             sk.r[k++] = sk.r[i];
     *out = sk.r;
     *nout = k;
+}
+
+static void do_select(pe_ctx_t *c, const promql_node_t *vs, int64_t mint, int64_t maxt, int64_t res,
+                      int drop_stale, pe_raw_t **out, size_t *nout)
+{
+    do_select_each(c, vs, mint, maxt, res, drop_stale, NULL, NULL, out, nout);
 }
 
 static int64_t at_time(pe_ctx_t *c, const promql_at_t *at, int64_t t)
@@ -225,40 +293,13 @@ static int64_t *sel_times(pe_ctx_t *c, const pe_grid_t *g, const promql_at_t *at
     return t;
 }
 
-/* Prometheus' staleness marker: a NaN with this payload, which a scraper
- * writes once a series disappears (remote write brings it in bit-exact).
- * At an instant selector it hides the series; range selections skip it. */
-#define PE_STALE_NAN 0x7ff0000000000002ULL
-
-static int pe_is_stale(double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof u);
-    return u == PE_STALE_NAN;
-}
-
-/* Range selections see no staleness markers (the arena copies are ours). */
-static void drop_stale(pe_raw_t *r, size_t nr)
-{
-    for (size_t i = 0; i < nr; i++) {
-        size_t k = 0;
-        for (size_t j = 0; j < r[i].n; j++) {
-            if (pe_is_stale(r[i].v[j]))
-                continue;
-            r[i].ts[k] = r[i].ts[j];
-            r[i].v[k++] = r[i].v[j];
-        }
-        r[i].n = k;
-    }
-}
-
 static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     int64_t mn, mx;
     int64_t *t = sel_times(c, g, &n->u.vs.at, n->u.vs.offset_ms, &mn, &mx);
     pe_raw_t *r;
     size_t nr;
-    do_select(c, n, mn - c->lookback + 1, mx, 0, &r, &nr);
+    do_select(c, n, mn - c->lookback + 1, mx, 0, 0, &r, &nr);
     /* inside a subquery every selected series becomes g->n steps (counted
      * by pe_add_ser): refused here before any is allocated */
     if (c->subquery_depth && nr && c->samples + (uint64_t)nr * g->n > c->max_samples)
@@ -291,8 +332,7 @@ static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
         const promql_node_t *vs = n->u.ms.vs;
         *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
         *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
-        do_select(c, vs, mn - *range + 1, mx, 0, out, nout);
-        drop_stale(*out, *nout);
+        do_select(c, vs, mn - *range + 1, mx, 0, 1, out, nout);
         return;
     }
     if (n->kind != PROMQL_SUBQUERY)
@@ -369,7 +409,7 @@ static int pe_buckets(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, p
         return 0;
     *range = rng;
     *times = t;
-    do_select(c, vs, mn - rng + 1, mx, res, out, nout);
+    do_select(c, vs, mn - rng + 1, mx, res, 0, out, nout);
     return 1;
 }
 
@@ -383,7 +423,25 @@ static int pe_counts(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe
     int64_t mn, mx;
     *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
     *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
-    do_select(c, vs, mn - *range + 1, mx, -1, out, nout);
+    do_select(c, vs, mn - *range + 1, mx, -1, 0, out, nout);
+    return 1;
+}
+
+/* A plain range selector of one matcher set, streamed: each series to
+ * each() as the storage hands it over (see pe_stream_fn). */
+static int pe_stream(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, int64_t *range,
+                     int64_t **times, pe_each_fn *each, void *arg)
+{
+    n = promql_unparen(n);
+    if (n->kind != PROMQL_MATRIX_SELECTOR || n->u.ms.vs->u.vs.nsets > 1)
+        return 0;
+    const promql_node_t *vs = n->u.ms.vs;
+    int64_t mn, mx;
+    *range = n->u.ms.window_omitted ? g->step : n->u.ms.range_ms;
+    *times = sel_times(c, g, &vs->u.vs.at, vs->u.vs.offset_ms, &mn, &mx);
+    pe_raw_t *none;
+    size_t nnone;
+    do_select_each(c, vs, mn - *range + 1, mx, 0, 1, each, arg, &none, &nnone);
     return 1;
 }
 
@@ -1298,6 +1356,7 @@ int promql_eval(const promql_expr_t *expr, int64_t start_ms, int64_t end_ms, int
     c->matrix = pe_matrix;
     c->buckets = pe_buckets;
     c->counts = pe_counts;
+    c->stream = pe_stream;
     c->tier_res = o ? o->tier_res : NULL;
     c->ntier_res = o ? o->ntier_res : 0;
     c->bfn = o ? o->buckets : NULL;

@@ -68,11 +68,22 @@ typedef int pe_buckets_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *
  * Same shape as pe_buckets_fn. */
 typedef pe_buckets_fn pe_counts_fn;
 
+/* What pe_stream_fn hands each series to: r's labels are the evaluation's,
+ * its samples only borrowed for the call. */
+typedef void pe_each_fn(pe_ctx_t *c, void *arg, const pe_raw_t *r);
+/* A plain range selector (one matcher set) streamed: *range and *times set
+ * first (as pe_matrix_fn sets them), then each(c, arg, series) for every
+ * selected series in the storage's order, without stale markers; no series
+ * is kept. Returns 0 (nothing done) for anything else. */
+typedef int pe_stream_fn(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, int64_t *range,
+                         int64_t **times, pe_each_fn *each, void *arg);
+
 struct pe_ctx {
     pe_eval_fn *eval;       /* set by promql_eval; what a function calls for its arguments */
     pe_matrix_fn *matrix;   /* likewise for a range-vector argument */
     pe_buckets_fn *buckets; /* likewise, from downsampled buckets */
     pe_counts_fn *counts;   /* likewise, sample counts only */
+    pe_stream_fn *stream;   /* likewise, a series at a time */
     const int64_t *tier_res;
     size_t ntier_res;
     promql_bucket_fn bfn;

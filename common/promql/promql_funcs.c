@@ -383,32 +383,144 @@ static st_label_t *absent_labels(pe_ctx_t *c, const promql_node_t *a, size_t *nl
     return l;
 }
 
+/* One rollup over a grid: what each series is evaluated with. */
+typedef struct rollup_job {
+    rollup_t r;
+    const pe_grid_t *g;
+    int64_t range;
+    int64_t *te; /* per-step evaluation times */
+    const double *param, *param2;
+    int counted; /* raw holds counts (pe_counts_fn), one sample a window */
+    int keep;    /* the metric name stays */
+    double *tmp; /* scratch of rollup1, tmpcap values */
+    size_t tmpcap;
+    pe_val_t *out;
+    pe_raw_t *from; /* streamed: the input series of out->s[i], to order by */
+    size_t fromcap;
+} rollup_job_t;
+
+/* The rollup of one series into j->out (nothing if no window holds a sample). */
+static void rollup_series(pe_ctx_t *c, rollup_job_t *j, const pe_raw_t *raw)
+{
+    const pe_grid_t *g = j->g;
+    const int64_t *te = j->te;
+    rollup_t r = j->r;
+    if (raw->n >= j->tmpcap) {
+        j->tmpcap = raw->n + 1 > 2 * j->tmpcap ? raw->n + 1 : 2 * j->tmpcap;
+        j->tmp = pe_alloc_raw(c, j->tmpcap * sizeof *j->tmp);
+    }
+    pe_ser_t *s = NULL;
+    size_t lo = 0, hi = 0;
+    for (size_t k = 0; k < g->n; k++) {
+        if (k && te[k] < te[k - 1])
+            lo = hi = 0;
+        while (hi < raw->n && raw->ts[hi] <= te[k])
+            hi++;
+        while (lo < hi && raw->ts[lo] <= te[k] - j->range)
+            lo++;
+        double v;
+        if (r == R_HOLT && hi > lo) { /* checked where a series has samples */
+            if (!(j->param[k] > 0 && j->param[k] < 1))
+                pe_fail(c, ST_EINVAL, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f",
+                        j->param[k]);
+            if (!(j->param2[k] > 0 && j->param2[k] < 1))
+                pe_fail(c, ST_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f",
+                        j->param2[k]);
+        }
+        if (j->counted) { /* one sample: the series' count */
+            if (hi == lo)
+                continue;
+            v = raw->v[lo];
+        } else if (raw->b ? !rollup_b(r, raw->b + lo, hi - lo, te[k], j->range, &v)
+                          : !rollup1(r, raw->ts + lo, raw->v + lo, hi - lo, te[k], j->range,
+                                     pe_t(g, k), j->param ? j->param[k] : 0,
+                                     j->param2 ? j->param2[k] : 0, j->tmp, &v))
+            continue;
+        if (!s) {
+            size_t nl = raw->nl;
+            st_label_t *l = j->keep ? raw->l : pe_labels_drop_name(c, raw->l, &nl);
+            s = pe_add_ser(c, j->out, l, nl, g->n);
+        }
+        s->ok[k] = 1;
+        s->v[k] = v;
+    }
+    pe_check(c);
+}
+
+/* pe_each_fn: a streamed series; its labels are kept to order the output by. */
+static void rollup_each(pe_ctx_t *c, void *arg, const pe_raw_t *raw)
+{
+    rollup_job_t *j = arg;
+    size_t before = j->out->ns;
+    rollup_series(c, j, raw);
+    if (j->out->ns == before)
+        return;
+    pe_grow(c, (void **)&j->from, before, &j->fromcap, sizeof *j->from, 64);
+    j->from[before] = (pe_raw_t){raw->l, raw->nl, NULL, NULL, 0, NULL};
+}
+
+typedef struct ser_from {
+    pe_ser_t s;
+    const pe_raw_t *from;
+} ser_from_t;
+
+static int ser_from_cmp(const void *a, const void *b)
+{
+    const pe_raw_t *x = ((const ser_from_t *)a)->from, *y = ((const ser_from_t *)b)->from;
+    return st_labels_cmp(x->l, x->nl, y->l, y->nl);
+}
+
+/* Streamed output in the order of its input series' labels, the order of a
+ * materialised selection (the series are the same; float sums downstream
+ * add them in this order). */
+static void rollup_order(pe_ctx_t *c, rollup_job_t *j)
+{
+    pe_val_t *out = j->out;
+    if (out->ns < 2)
+        return;
+    ser_from_t *t = pe_alloc_raw(c, out->ns * sizeof *t);
+    for (size_t i = 0; i < out->ns; i++)
+        t[i] = (ser_from_t){out->s[i], &j->from[i]};
+    qsort(t, out->ns, sizeof *t, ser_from_cmp);
+    for (size_t i = 0; i < out->ns; i++)
+        out->s[i] = t[i].s;
+}
+
 static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const pe_grid_t *g,
                         pe_val_t *out)
 {
     const promql_node_t *marg = n->u.call.args[0];
     pe_val_t pv = {0}, pv2 = {0};
-    const double *param = NULL, *param2 = NULL;
+    rollup_job_t j = {.r = r, .g = g, .out = out};
     if (r == R_HOLT) {
         c->eval(c, n->u.call.args[1], g, &pv);
         c->eval(c, n->u.call.args[2], g, &pv2);
-        param = pv.sc;
-        param2 = pv2.sc;
+        j.param = pv.sc;
+        j.param2 = pv2.sc;
     } else if (r == R_QUANTILE) {
         c->eval(c, n->u.call.args[0], g, &pv);
-        param = pv.sc;
+        j.param = pv.sc;
         marg = n->u.call.args[1];
     } else if (r == R_PREDICT) {
         c->eval(c, n->u.call.args[1], g, &pv);
-        param = pv.sc;
+        j.param = pv.sc;
     }
+    j.keep = n->u.call.keep_metric_names || r == R_LAST;
+    out->type = PROMQL_TYPE_VECTOR;
     pe_raw_t *raw;
     size_t nraw;
-    int64_t range, *te;
-    int counted = r == R_COUNT && c->counts(c, marg, g, &raw, &nraw, &range, &te);
-    if (!counted && !(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &range, &te)))
-        c->matrix(c, marg, g, &raw, &nraw, &range, &te);
-    out->type = PROMQL_TYPE_VECTOR;
+    j.counted = r == R_COUNT && c->counts(c, marg, g, &raw, &nraw, &j.range, &j.te);
+    if (!j.counted && !(bucket_rollup(r) && c->buckets(c, marg, g, &raw, &nraw, &j.range, &j.te))) {
+        /* a series at a time, while its samples are in the cache: the
+         * rollup reads them where the storage decoded them */
+        if (r != R_ABSENT && c->stream(c, marg, g, &j.range, &j.te, rollup_each, &j)) {
+            rollup_order(c, &j);
+            if (!j.keep)
+                pe_dedup(c, out, g->n);
+            return;
+        }
+        c->matrix(c, marg, g, &raw, &nraw, &j.range, &j.te);
+    }
     if (r == R_ABSENT) {
         size_t nl;
         st_label_t *l = absent_labels(c, marg, &nl);
@@ -416,8 +528,8 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
         for (size_t k = 0; k < g->n; k++) {
             int any = 0;
             for (size_t i = 0; i < nraw && !any; i++)
-                for (size_t j = 0; j < raw[i].n && !any; j++)
-                    any = raw[i].ts[j] > te[k] - range && raw[i].ts[j] <= te[k];
+                for (size_t jj = 0; jj < raw[i].n && !any; jj++)
+                    any = raw[i].ts[jj] > j.te[k] - j.range && raw[i].ts[jj] <= j.te[k];
             if (!any) {
                 s->ok[k] = 1;
                 s->v[k] = 1;
@@ -425,51 +537,9 @@ static void eval_rollup(pe_ctx_t *c, const promql_node_t *n, rollup_t r, const p
         }
         return;
     }
-    int keep = n->u.call.keep_metric_names || r == R_LAST;
-    size_t maxn = 0;
     for (size_t i = 0; i < nraw; i++)
-        if (raw[i].n > maxn)
-            maxn = raw[i].n;
-    double *tmp = pe_alloc(c, (maxn + 1) * sizeof *tmp);
-    for (size_t i = 0; i < nraw; i++) {
-        pe_ser_t *s = NULL;
-        size_t lo = 0, hi = 0;
-        for (size_t k = 0; k < g->n; k++) {
-            if (k && te[k] < te[k - 1])
-                lo = hi = 0;
-            while (hi < raw[i].n && raw[i].ts[hi] <= te[k])
-                hi++;
-            while (lo < hi && raw[i].ts[lo] <= te[k] - range)
-                lo++;
-            double v;
-            if (r == R_HOLT && hi > lo) { /* checked where a series has samples */
-                if (!(param[k] > 0 && param[k] < 1))
-                    pe_fail(c, ST_EINVAL, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f",
-                            param[k]);
-                if (!(param2[k] > 0 && param2[k] < 1))
-                    pe_fail(c, ST_EINVAL, "invalid trend factor. Expected: 0 < tf < 1, got: %f",
-                            param2[k]);
-            }
-            if (counted) { /* one sample: the series' count */
-                if (hi == lo)
-                    continue;
-                v = raw[i].v[lo];
-            } else if (raw[i].b ? !rollup_b(r, raw[i].b + lo, hi - lo, te[k], range, &v)
-                                : !rollup1(r, raw[i].ts + lo, raw[i].v + lo, hi - lo, te[k], range,
-                                           pe_t(g, k), param ? param[k] : 0, param2 ? param2[k] : 0,
-                                           tmp, &v))
-                continue;
-            if (!s) {
-                size_t nl = raw[i].nl;
-                st_label_t *l = keep ? raw[i].l : pe_labels_drop_name(c, raw[i].l, &nl);
-                s = pe_add_ser(c, out, l, nl, g->n);
-            }
-            s->ok[k] = 1;
-            s->v[k] = v;
-        }
-        pe_check(c);
-    }
-    if (!keep)
+        rollup_series(c, &j, &raw[i]);
+    if (!j.keep)
         pe_dedup(c, out, g->n);
 }
 

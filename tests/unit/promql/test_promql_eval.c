@@ -730,6 +730,14 @@ static void test_staleness(void **state)
     assert_string_equal(got, "{} 3");
     eval_render("last_over_time(st[10m])", 200000, 1000, got, sizeof got);
     assert_string_equal(got, "{__name__=st} 3");
+    /* a marker between samples: the range skips it and keeps what follows */
+    db[0].n = 5;
+    eval_render("count_over_time(st[10m])", 300000, 1000, got, sizeof got);
+    assert_string_equal(got, "{} 4");
+    eval_render("sum_over_time(st[10m])", 300000, 1000, got, sizeof got);
+    assert_string_equal(got, "{} 11");
+    eval_render("last_over_time(st[10m])", 300000, 1000, got, sizeof got);
+    assert_string_equal(got, "{__name__=st} 5");
 }
 
 /* ---- JSON ---------------------------------------------------------------------- */
