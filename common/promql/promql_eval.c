@@ -125,9 +125,9 @@ static int pe_is_stale(double v)
     return u == PE_STALE_NAN;
 }
 
-/* A range vector's series handed on as it comes (pe_stream): the samples
- * are the caller's, read in place while they are still in the cache;
- * only a series holding stale markers is copied (without them). */
+/* A series handed on as it comes (pe_stream, eval_vs): the samples are
+ * the caller's, read in place while they are still in the cache; only a
+ * range vector's series holding stale markers is copied (without them). */
 static void sink_each(pe_ctx_t *c, promql_sink_t *sk, const sink_in_t *in)
 {
     pe_raw_t r = {copy_labels(c, in->labels, in->nlabels),
@@ -137,9 +137,9 @@ static void sink_each(pe_ctx_t *c, promql_sink_t *sk, const sink_in_t *in)
                   in->n,
                   NULL};
     size_t k = 0;
-    while (k < in->n && !pe_is_stale(in->v[k]))
+    while (sk->drop_stale && k < in->n && !pe_is_stale(in->v[k]))
         k++;
-    if (k < in->n) {
+    if (sk->drop_stale && k < in->n) {
         r.ts = pe_alloc_raw(c, (in->n + 1) * sizeof *r.ts);
         r.v = pe_alloc_raw(c, (in->n + 1) * sizeof *r.v);
         r.n = 0;
@@ -293,31 +293,60 @@ static int64_t *sel_times(pe_ctx_t *c, const pe_grid_t *g, const promql_at_t *at
     return t;
 }
 
+/* An instant selector's steps of one series: its last sample within the
+ * lookback before each, unless that is a stale marker. */
+typedef struct vs_job {
+    const pe_grid_t *g;
+    const int64_t *t; /* per-step evaluation times */
+    pe_val_t *out;
+} vs_job_t;
+
+static void vs_series(pe_ctx_t *c, void *arg, const pe_raw_t *r)
+{
+    vs_job_t *vj = arg;
+    pe_ser_t *s = NULL;
+    size_t j = 0;
+    for (size_t k = 0; k < vj->g->n; k++) {
+        j = pe_upto(r, j, vj->t, k);
+        if (j == 0 || r->ts[j - 1] <= vj->t[k] - c->lookback || pe_is_stale(r->v[j - 1]))
+            continue;
+        if (!s)
+            s = pe_add_ser(c, vj->out, r->l, r->nl, vj->g->n);
+        s->ok[k] = 1;
+        s->v[k] = r->v[j - 1];
+    }
+    pe_check(c);
+}
+
+static int pe_ser_cmp(const void *a, const void *b)
+{
+    const pe_ser_t *x = a, *y = b;
+    return st_labels_cmp(x->l, x->nl, y->l, y->nl);
+}
+
 static void eval_vs(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_val_t *out)
 {
     int64_t mn, mx;
     int64_t *t = sel_times(c, g, &n->u.vs.at, n->u.vs.offset_ms, &mn, &mx);
     pe_raw_t *r;
     size_t nr;
+    vs_job_t vj = {g, t, out};
+    if (!c->subquery_depth && n->u.vs.nsets <= 1) {
+        /* a series at a time, read where the storage decoded it; then in
+         * the order of their labels, as a materialised selection is */
+        size_t before = out->ns;
+        do_select_each(c, n, mn - c->lookback + 1, mx, 0, 0, vs_series, &vj, &r, &nr);
+        if (out->ns - before > 1)
+            qsort(out->s + before, out->ns - before, sizeof *out->s, pe_ser_cmp);
+        return;
+    }
     do_select(c, n, mn - c->lookback + 1, mx, 0, 0, &r, &nr);
     /* inside a subquery every selected series becomes g->n steps (counted
      * by pe_add_ser): refused here before any is allocated */
     if (c->subquery_depth && nr && c->samples + (uint64_t)nr * g->n > c->max_samples)
         pe_count_samples(c, (uint64_t)nr * g->n);
-    for (size_t i = 0; i < nr; i++) {
-        pe_ser_t *s = NULL;
-        size_t j = 0;
-        for (size_t k = 0; k < g->n; k++) {
-            j = pe_upto(&r[i], j, t, k);
-            if (j == 0 || r[i].ts[j - 1] <= t[k] - c->lookback || pe_is_stale(r[i].v[j - 1]))
-                continue;
-            if (!s)
-                s = pe_add_ser(c, out, r[i].l, r[i].nl, g->n);
-            s->ok[k] = 1;
-            s->v[k] = r[i].v[j - 1];
-        }
-        pe_check(c);
-    }
+    for (size_t i = 0; i < nr; i++)
+        vs_series(c, &vj, &r[i]);
 }
 
 static void pe_matrix(pe_ctx_t *c, const promql_node_t *n, const pe_grid_t *g, pe_raw_t **out,
