@@ -17,7 +17,7 @@
     X(samples_written) X(samples_out_of_order) X(flushes) X(compactions) X(flush_errors) \
     X(samples_too_old) X(wal_bytes) X(wal_syncs) X(samples_too_far_future) \
     X(series_refused) X(samples_refused) X(writes_refused_busy) X(open_files) \
-    X(head_partitions) X(early_flushes) X(wal_errors) X(compaction_errors) \
+    X(head_partitions) X(early_flushes) X(idle_flushes) X(wal_errors) X(compaction_errors) \
     X(retention_errors) X(degraded) X(tombstones) X(tombstones_pending) X(deletes) \
     X(samples_deleted) X(purge_bytes_reclaimed) X(purges) X(segment_opens) \
     X(segment_reads_skipped) X(writes_backpressure_cut) X(metric_retention_drops) \
@@ -105,6 +105,10 @@ static int engine_gauges(void *arg, st_buf_t *out)
          t.head_partitions},
         {"strata_node_early_flushes_total", "counter",
          "Flushes started because a head spanned more than head_max_partitions.", t.early_flushes},
+        {"strata_node_idle_flushes_total", "counter",
+         "Flushes started because writes stopped after a burst (the partitions are compacted "
+         "next).",
+         t.idle_flushes},
         {"strata_node_wal_errors_total", "counter", "Failed WAL appends, syncs or rotations.",
          t.wal_errors},
         {"strata_node_compaction_errors_total", "counter", "Failed compactions (retried).",

@@ -314,21 +314,50 @@ static uint64_t head_data_bytes(const head_t *h)
     return h->bytes > index ? h->bytes - index : 0;
 }
 
+/* Writes stopped this long after a burst (the head holds 1/8 of its
+ * budget or more, or the last flush was of a full head: not a trickle)
+ * make the head go to disk now rather than at memtable_max_age, and its
+ * partitions compacted: data just bulk-loaded reads from one segment a
+ * partition within seconds, not minutes. */
+static int64_t idle_ms(const engine_t *e)
+{
+    return e->o.memtable_max_age_ms / 2 < 10000 ? e->o.memtable_max_age_ms / 2 : 10000;
+}
+
 static int head_needs_flush(engine_t *e)
 {
     head_t *h = e->head;
+    int idle = st_now_ms() - e->last_write_ms >= idle_ms(e);
+    if (idle && e->bulk && h->samples == 0) { /* a burst ended with a full head's flush */
+        e->bulk = 0;
+        atomic_store(&e->settling, 1);
+        return 0;
+    }
     if (h->samples == 0)
         return 0;
-    if (head_data_bytes(h) >= e->o.memtable_max_bytes)
+    if (idle && (e->bulk || head_data_bytes(h) >= e->o.memtable_max_bytes / 8)) {
+        atomic_fetch_add(&e->idle_flushes, 1);
+        atomic_store(&e->settling, 1);
+        e->bulk = 0;
         return 1;
+    }
+    if (head_data_bytes(h) >= e->o.memtable_max_bytes) {
+        e->bulk = 1;
+        return 1;
+    }
     if (e->o.head_max_partitions && h->npart > e->o.head_max_partitions) {
         atomic_fetch_add(&e->early_flushes, 1);
         return 1;
     }
     /* the node is over its head budget: every engine with a head helps */
-    if (budget_head_over(e->bud))
+    if (budget_head_over(e->bud)) {
+        e->bulk = 1;
         return 1;
-    return st_now_ms() - h->created_ms >= e->o.memtable_max_age_ms;
+    }
+    if (st_now_ms() - h->created_ms < e->o.memtable_max_age_ms)
+        return 0;
+    e->bulk = 0; /* flushed by age: writes trickle */
+    return 1;
 }
 
 #define BACKOFF_MIN_MS 500
@@ -377,6 +406,22 @@ static struct timespec engine_deadline_in(long ms)
     return dl;
 }
 
+/* Several segments, and the flushed ones (never compacted: one sequence
+ * each) hold a quarter of its bytes or more: compacting it after a burst
+ * rewrites at most about four times what the burst wrote. */
+static int part_fresh(const part_t *p)
+{
+    if (p->nsegs < 2)
+        return 0;
+    uint64_t fresh = 0, all = 0;
+    for (size_t i = 0; i < p->nsegs; i++) {
+        all += p->segs[i]->size;
+        if (p->segs[i]->seq_min == p->segs[i]->seq_max)
+            fresh += p->segs[i]->size;
+    }
+    return fresh >= all / 4;
+}
+
 static void *bg_main(void *arg)
 {
     engine_t *e = arg;
@@ -393,18 +438,23 @@ static void *bg_main(void *arg)
         pthread_mutex_unlock(&e->bg_mu);
 
         bg_flush(e);
-        /* compact partitions with several segments once they are quiet */
+        /* compact partitions with several segments once they are quiet, or
+         * once a burst that made them ended (an idle flush) */
         int64_t now = st_now_ms();
         int64_t quiet = 2 * e->o.memtable_max_age_ms;
         int64_t target = INT64_MIN;
+        int settling = atomic_load(&e->settling);
         pthread_mutex_lock(&e->parts_mu);
         for (size_t i = 0; i < e->nparts && target == INT64_MIN; i++) {
             part_t *p = e->parts[i];
             if (p->nsegs >= 8 || (p->nsegs >= 2 && now - p->last_flush_ms >= quiet) ||
+                (settling && part_fresh(p)) ||
                 (now - p->last_flush_ms >= quiet && engine_tomb_part_pending(e, p)))
                 target = p->start; /* the last: a partition holding deleted samples */
         }
         pthread_mutex_unlock(&e->parts_mu);
+        if (settling && target == INT64_MIN)
+            atomic_store(&e->settling, 0);
         if (target != INT64_MIN && now >= e->retry_at_ms) {
             pthread_mutex_lock(&e->flush_mu);
             int rc = engine_compact_part(e, target);
@@ -1112,8 +1162,9 @@ int engine_write_keyed(engine_t *e, const engine_series_batch_t *b, const engine
         }
     }
     head_t *h = e->head;
+    e->last_write_ms = st_now_ms();
     if (h->samples == 0)
-        h->created_ms = st_now_ms();
+        h->created_ms = e->last_write_ms;
     uint64_t data0 = head_data_bytes(h);
     size_t nlive = 0; /* series that got samples: ws.ids[0, nlive) */
     st_label_t kl[ST_LABELS_MAX];
@@ -1281,6 +1332,7 @@ void engine_get_stats(engine_t *e, engine_stats_t *s)
     s->writes_refused_busy = atomic_load(&e->writes_busy);
     s->open_files = atomic_load(&e->open_files);
     s->early_flushes = atomic_load(&e->early_flushes);
+    s->idle_flushes = atomic_load(&e->idle_flushes);
     s->segment_opens = atomic_load(&e->seg_opens);
     s->segment_reads_skipped = atomic_load(&e->seg_reads_skipped);
     s->writes_backpressure_cut = atomic_load(&e->writes_backpressure_cut);

@@ -547,6 +547,7 @@ typedef struct engine_stats {
     uint64_t open_files;             /* segment files of this engine open now */
     uint64_t head_partitions;        /* partitions the in-memory head spans */
     uint64_t early_flushes;          /* flushes started by head_max_partitions */
+    uint64_t idle_flushes;           /* flushes started by writes stopping after a burst */
     uint64_t wal_errors;             /* failed WAL appends / syncs / rotations */
     uint64_t compaction_errors;
     uint64_t retention_errors;

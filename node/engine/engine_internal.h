@@ -236,7 +236,10 @@ struct engine {
     pthread_cond_t head_cv; /* signalled when a frozen head is gone */
     head_t *head;
     head_t *frozen;
-    int flush_err; /* last flush's error (0 after a success), under head_mu */
+    int flush_err;         /* last flush's error (0 after a success), under head_mu */
+    int64_t last_write_ms; /* wall clock of the last write into the head, under head_mu */
+    int bulk;              /* the last flush was of a full head (a burst going on), under head_mu */
+    atomic_int settling;   /* an idle flush ended a burst: its partitions get compacted (bg_main) */
     pthread_rwlock_t idx_lock;
     struct engine_keys *keys; /* engine_keys.c */
     pthread_mutex_t parts_mu;
@@ -254,7 +257,7 @@ struct engine {
 
     atomic_uint_least64_t samples_written, samples_ooo, flushes, compactions, flush_errors,
         samples_too_old, samples_too_far_future, series_refused, samples_refused, writes_busy,
-        early_flushes, wal_errors, compaction_errors, retention_errors;
+        early_flushes, wal_errors, compaction_errors, retention_errors, idle_flushes;
 
     /* tombstones (engine_delete.c); tomb_mu is a leaf lock */
     pthread_mutex_t tomb_mu;

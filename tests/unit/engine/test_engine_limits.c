@@ -256,6 +256,92 @@ static void test_head_max_partitions_flushes_early(void **state)
     free(dir);
 }
 
+/* Writes wait for a stat to hold, polling (up to 20 s on a loaded machine). */
+static int wait_stats(engine_t *e, engine_stats_t *st, int (*ok)(const engine_stats_t *))
+{
+    for (int i = 0; i < 400; i++) {
+        engine_get_stats(e, st);
+        if (ok(st))
+            return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+static int settled(const engine_stats_t *st)
+{
+    return st->head_samples == 0 && st->compactions >= 1 && st->segments == 1;
+}
+
+static int flushed(const engine_stats_t *st)
+{
+    return st->head_samples == 0 && st->flushes >= 1;
+}
+
+static int flushed_full(const engine_stats_t *st)
+{
+    return st->flushes >= 1;
+}
+
+/* A burst (heads flushed because they were full) that stops: what is left
+ * in the head is written out once writes have stopped for the idle time,
+ * not at memtable_max_age (an hour here), and the partition's segments are
+ * compacted into one, not 2 x memtable_max_age later; every sample reads
+ * back. */
+static void test_burst_settles_into_one_segment(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.memtable_max_bytes = 64 << 10;
+    o.memtable_max_age_ms = 3600000; /* idle time: 10 s; the age never comes */
+    engine_t *e = open_eng(dir, &o);
+    enum { N = 20000, BATCH = 500 };
+    int64_t ts[BATCH];
+    double v[BATCH];
+    engine_stats_t st;
+    for (int k = 0; k < N / BATCH; k++) {
+        for (int j = 0; j < BATCH; j++) {
+            ts[j] = (int64_t)(k * BATCH + j) * 1000;
+            v[j] = k * BATCH + j;
+        }
+        engine_series_batch_t b;
+        one_series(&b, 0, ts, v, BATCH);
+        assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+        if (k == N / BATCH / 2 - 1) /* each half is a full head: two segments at least */
+            assert_true(wait_stats(e, &st, flushed_full));
+    }
+    assert_true(wait_stats(e, &st, settled));
+    assert_int_equal(count_samples(e, 0, INT64_MIN, INT64_MAX), N);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A trickle (a small head, never a full one) is not flushed for being
+ * idle: it waits for memtable_max_age, as before. */
+static void test_trickle_waits_for_age(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.memtable_max_age_ms = 1000; /* idle time 500 ms, age 1 s */
+    engine_t *e = open_eng(dir, &o);
+    int64_t ts[3] = {1000, 2000, 3000};
+    double v[3] = {1, 2, 3};
+    engine_series_batch_t b;
+    one_series(&b, 0, ts, v, 3);
+    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+    engine_stats_t st;
+    assert_true(wait_stats(e, &st, flushed));
+    assert_int_equal(st.idle_flushes, 0);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* ---- head memory budget ---- */
 
 static void test_head_budget_refuses_then_recovers(void **state)
@@ -634,6 +720,8 @@ int main(void)
         cmocka_unit_test(test_future_window_and_int64_edges),
         cmocka_unit_test(test_wide_head_flushes_with_bounded_files),
         cmocka_unit_test(test_head_max_partitions_flushes_early),
+        cmocka_unit_test(test_burst_settles_into_one_segment),
+        cmocka_unit_test(test_trickle_waits_for_age),
         cmocka_unit_test(test_head_budget_refuses_then_recovers),
         cmocka_unit_test(test_cardinality_limits),
         cmocka_unit_test(test_disk_full_recovers_without_reopen),
