@@ -223,40 +223,7 @@ static void test_wide_head_flushes_with_bounded_files(void **state)
     free(dir);
 }
 
-static void test_head_max_partitions_flushes_early(void **state)
-{
-    (void)state;
-    char *dir = make_dir();
-    engine_opts_t o;
-    engine_opts_default(&o);
-    o.head_max_partitions = 8;
-    o.memtable_max_age_ms = 3600000; /* only the partition bound can trigger */
-    engine_t *e = open_eng(dir, &o);
-    int64_t ts[20];
-    double v[20];
-    for (int d = 0; d < 20; d++) {
-        ts[d] = (int64_t)d * DAY;
-        v[d] = d;
-    }
-    engine_series_batch_t b;
-    one_series(&b, 0, ts, v, 20);
-    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
-    engine_stats_t st;
-    int ok = 0;
-    for (int i = 0; i < 400 && !ok; i++) { /* up to 20 s on a loaded machine */
-        engine_get_stats(e, &st);
-        ok = st.head_samples == 0 && st.flushes >= 1;
-        if (!ok)
-            sleep_ms(50);
-    }
-    assert_true(ok);
-    assert_true(st.early_flushes >= 1);
-    engine_close(e);
-    rm_rf(dir);
-    free(dir);
-}
-
-/* Writes wait for a stat to hold, polling (up to 20 s on a loaded machine). */
+/* Waits for the engine's stats to pass ok(), polling (up to 20 s on a loaded machine). */
 static int wait_stats(engine_t *e, engine_stats_t *st, int (*ok)(const engine_stats_t *))
 {
     for (int i = 0; i < 400; i++) {
@@ -281,6 +248,32 @@ static int flushed(const engine_stats_t *st)
 static int flushed_full(const engine_stats_t *st)
 {
     return st->flushes >= 1;
+}
+
+static void test_head_max_partitions_flushes_early(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_opts_t o;
+    engine_opts_default(&o);
+    o.head_max_partitions = 8;
+    o.memtable_max_age_ms = 3600000; /* only the partition bound can trigger */
+    engine_t *e = open_eng(dir, &o);
+    int64_t ts[20];
+    double v[20];
+    for (int d = 0; d < 20; d++) {
+        ts[d] = (int64_t)d * DAY;
+        v[d] = d;
+    }
+    engine_series_batch_t b;
+    one_series(&b, 0, ts, v, 20);
+    assert_int_equal(engine_write(e, &b, 1, NULL), 0);
+    engine_stats_t st;
+    assert_true(wait_stats(e, &st, flushed));
+    assert_true(st.early_flushes >= 1);
+    engine_close(e);
+    rm_rf(dir);
+    free(dir);
 }
 
 /* A burst (heads flushed because they were full) that stops: what is left
