@@ -125,6 +125,31 @@ static int pe_is_stale(double v)
     return u == PE_STALE_NAN;
 }
 
+/* The index of v's first stale marker (n: none). */
+static size_t first_stale(const double *v, size_t n)
+{
+    size_t k = 0;
+    while (k < n && !pe_is_stale(v[k]))
+        k++;
+    return k;
+}
+
+/* in's samples into ts and v (room for in->n), leaving out the stale
+ * markers from `first` on (the index of the first one; in->n: none, a
+ * plain copy); how many were copied. */
+static size_t copy_unstale(const sink_in_t *in, size_t first, int64_t *ts, double *v)
+{
+    memcpy(ts, in->ts, first * sizeof *ts);
+    memcpy(v, in->v, first * sizeof *v);
+    size_t k = first;
+    for (size_t j = first; j < in->n; j++)
+        if (!pe_is_stale(in->v[j])) {
+            ts[k] = in->ts[j];
+            v[k++] = in->v[j];
+        }
+    return k;
+}
+
 /* A series handed on as it comes (pe_stream, eval_vs): the samples are
  * the caller's, read in place while they are still in the cache; only a
  * range vector's series holding stale markers is copied (without them). */
@@ -136,18 +161,11 @@ static void sink_each(pe_ctx_t *c, promql_sink_t *sk, const sink_in_t *in)
                   (double *)in->v,
                   in->n,
                   NULL};
-    size_t k = 0;
-    while (sk->drop_stale && k < in->n && !pe_is_stale(in->v[k]))
-        k++;
-    if (sk->drop_stale && k < in->n) {
+    size_t first = sk->drop_stale ? first_stale(in->v, in->n) : in->n;
+    if (first < in->n) {
         r.ts = pe_alloc_raw(c, (in->n + 1) * sizeof *r.ts);
         r.v = pe_alloc_raw(c, (in->n + 1) * sizeof *r.v);
-        r.n = 0;
-        for (size_t j = 0; j < in->n; j++)
-            if (!pe_is_stale(in->v[j])) {
-                r.ts[r.n] = in->ts[j];
-                r.v[r.n++] = in->v[j];
-            }
+        r.n = copy_unstale(in, first, r.ts, r.v);
     }
     sk->each(c, sk->each_arg, &r);
 }
@@ -181,18 +199,7 @@ static void sink_add(pe_ctx_t *c, void *skv, const sink_in_t *in)
         /* the copy leaves stale markers out of a range vector while the
          * samples are at hand (a pass over them all afterwards cost more
          * than the copy) */
-        size_t k = 0;
-        while (sk->drop_stale && k < n && !pe_is_stale(in->v[k]))
-            k++;
-        size_t keep = sk->drop_stale ? k : n;
-        memcpy(r->ts, in->ts, keep * sizeof *in->ts);
-        memcpy(r->v, in->v, keep * sizeof *in->v);
-        for (size_t j = keep; j < n; j++)
-            if (!pe_is_stale(in->v[j])) {
-                r->ts[keep] = in->ts[j];
-                r->v[keep++] = in->v[j];
-            }
-        n = keep;
+        n = copy_unstale(in, sk->drop_stale ? first_stale(in->v, n) : n, r->ts, r->v);
     }
     r->n = n;
 }
