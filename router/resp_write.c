@@ -321,7 +321,7 @@ static void gate_next(void *ctx, const void *route, http_req_t *req)
 {
     resp_write_t *w = ctx;
     (void)route;
-    router_write_src_t src = {src_build, src_done, "sample", "samples", w};
+    router_write_src_t src = {src_build, src_done, "sample", "samples", w, 0};
     router_write_submit(w->r, req, 0, st_now_ms(), &src);
 }
 

@@ -149,13 +149,16 @@ void router_handle_write(router_t *r, http_req_t *req);
  * 400: a bad body, nothing written), else 503 for ST_ENOMEM, 500; done() runs on the loop when the
  * job ends, with the batch when it was built and answered from (to count
  * it), else NULL, and frees arg. item/items name the unit of a rejection
- * in a 400 answer ("line"/"lines"). */
+ * in a 400 answer ("line"/"lines"). drop_body: nothing (arg, done) points
+ * into the request's body once build() returned, so its memory is given
+ * back before the pieces are sent. */
 typedef struct wbatch wbatch_t;
 typedef struct router_write_src {
     int (*build)(void *arg, http_req_t *req, wbatch_t *b, char *msg, size_t msglen);
     void (*done)(void *arg, router_t *r, const wbatch_t *b);
     const char *item, *items;
     void *arg;
+    int drop_body;
 } router_write_src_t;
 /* Build (src), place, send and answer one write request like /write:
  * retention, consistency, failover, 204 / 400 / 503. */

@@ -148,7 +148,7 @@ void router_handle_promrw_write(router_t *r, http_req_t *req)
         return;
     }
     src->max_body = r->max_body;
-    router_write_src_t ws = {rw_build, rw_done, "series", "series", src};
+    router_write_src_t ws = {rw_build, rw_done, "series", "series", src, 0};
     router_write_submit(r, req, consistency, st_now_ms(), &ws);
 }
 

@@ -1426,7 +1426,7 @@ static void job_insert(sqljob_t *j, const auth_user_t *user)
     a->stmt = j->stmt;
     a->job = j;
     a->now = j->now;
-    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a, 0};
     router_write_submit(j->r, req, 0, a->now, &src);
 }
 
@@ -1454,7 +1454,7 @@ static void http_insert(router_t *r, http_req_t *req, sql_stmt_t *stmt)
     }
     a->stmt = stmt;
     a->now = st_now_ms();
-    router_write_src_t src = {ins_build, ins_done, "value", "values", a};
+    router_write_src_t src = {ins_build, ins_done, "value", "values", a, 0};
     router_write_submit(r, req, consistency, a->now, &src);
 }
 

@@ -80,6 +80,24 @@ typedef struct shard {
     char *refused_why;
 } shard_t;
 
+/* The batch, kept while a call may still send from its bytes
+ * (rpc_client_call_pieces: until the transport releases them, which can
+ * be after the job is answered): the job holds one reference, each call
+ * in flight one. Loop thread only. */
+typedef struct batch_ref {
+    wbatch_t *b;
+    unsigned refs;
+} batch_ref_t;
+
+static void batch_unref(void *arg)
+{
+    batch_ref_t *h = arg;
+    if (--h->refs == 0) {
+        wbatch_destroy(h->b);
+        free(h);
+    }
+}
+
 typedef struct wjob {
     uv_work_t w;
     router_t *r;
@@ -87,6 +105,7 @@ typedef struct wjob {
     router_write_src_t src; /* fills the batch on the worker */
     uint64_t deadline;      /* uv_now: nothing is sent after it */
     wbatch_t *batch;        /* parsed, grouped, placed and encoded (wbatch.h) */
+    batch_ref_t *hold;      /* owns batch */
     shard_t *sh;            /* [shards] */
     piece_t *pc;            /* [npc] */
     size_t npc;
@@ -162,7 +181,7 @@ static void free_job(wjob_t *j, int counted)
     free(j->sh);
     free(j->pc);
     free(j->inflight);
-    wbatch_destroy(j->batch);
+    batch_unref(j->hold);
     free(j);
 }
 
@@ -536,7 +555,10 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
     if (!cnt)
         return 0;
     call_ctx_t *c = malloc(sizeof *c + cnt * sizeof c->pieces[0]);
-    if (!c) {
+    rpc_piece_t *iov = malloc(cnt * sizeof *iov);
+    st_buf_t env;
+    st_buf_init(&env);
+    if (!c || !iov || repl_put_envelope(&env, (uint32_t)j->consistency, 0)) {
         for (size_t i = 0; i < j->npc; i++) {
             piece_t *p = &j->pc[i];
             int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
@@ -545,42 +567,34 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
                 piece_failed(j, p);
             }
         }
+        free(c);
+        free(iov);
+        st_buf_deinit(&env);
         return 0;
     }
-    st_buf_t b;
-    st_buf_init(&b);
-    int rc = st_buf_reserve(&b, bytes + 16); /* envelope + pieces: one allocation */
-    if (!rc)
-        rc = repl_put_envelope(&b, (uint32_t)j->consistency, 0);
+    /* the envelope, then the pieces sent from the batch where they lie */
     uint32_t n = 0;
-    for (size_t i = 0; i < j->npc && n < cnt && !rc; i++) {
+    for (size_t i = 0; i < j->npc && n < cnt; i++) {
         piece_t *p = &j->pc[i];
         int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
         if (rank < 0 || topo_shard_replicas(t, p->shard)[rank] != node)
             continue;
-        rc = st_buf_append(&b, wbatch_data(j->batch) + p->off, p->len);
+        iov[n] = (rpc_piece_t){wbatch_data(j->batch) + p->off, p->len};
         p->tried |= 1u << rank;
         p->node = node;
         p->state = P_SENT;
         c->pieces[n++] = (uint32_t)i;
     }
-    if (rc) {
-        for (uint32_t i = 0; i < n; i++) {
-            shard_note(j, j->pc[c->pieces[i]].shard, node, "out of memory");
-            piece_failed(j, &j->pc[c->pieces[i]]);
-        }
-        free(c);
-        st_buf_deinit(&b);
-        return 0;
-    }
     c->j = j;
     c->node = node;
     c->n = n;
-    /* sent from b's memory (no second copy); free()d by the transport when written */
-    rc = rpc_client_call_shared(r->clients[node], RPC_WRITE, b.data, b.len, free, b.data,
-                                timeout_ms, on_write_resp, c);
+    j->hold->refs++; /* the call's, given back by the transport (batch_unref) */
+    int rc = rpc_client_call_pieces(r->clients[node], RPC_WRITE, env.data, env.len, iov, n,
+                                    batch_unref, j->hold, timeout_ms, on_write_resp, c);
+    st_buf_deinit(&env);
+    free(iov);
     if (rc) {
-        st_buf_deinit(&b);
+        j->hold->refs--;
         const char *why = rc == ST_EBUSY ? "node queue full (overloaded)" : st_strerror(rc);
         metric_counter_inc(r->rpc_fail);
         for (uint32_t i = 0; i < n; i++) {
@@ -649,6 +663,8 @@ static void write_after(uv_work_t *w, int status)
         free_job(j, 0);
         return;
     }
+    if (j->src.drop_body)
+        http_req_drop_body(j->req); /* parsed: only the batch is needed now */
     send_round(j);
 }
 
@@ -711,7 +727,7 @@ void router_handle_write(router_t *r, http_req_t *req)
     }
     ls->prec = prec;
     ls->now_ms = st_now_ms();
-    router_write_src_t src = {lp_build, lp_done, "line", "lines", ls};
+    router_write_src_t src = {lp_build, lp_done, "line", "lines", ls, 1};
     router_write_submit(r, req, consistency, ls->now_ms, &src);
 }
 
@@ -754,7 +770,7 @@ void router_write_decoded(router_t *r, http_req_t *req, const router_decoder_t *
     ds->dec = *dec;
     ds->arg = arg;
     ds->now_ms = st_now_ms();
-    router_write_src_t src = {dec_build, dec_done, "line", "lines", ds};
+    router_write_src_t src = {dec_build, dec_done, "line", "lines", ds, 0};
     router_write_submit(r, req, consistency, ds->now_ms, &src);
 }
 
@@ -766,13 +782,15 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
     if (j) {
         j->sh = calloc(nshards, sizeof *j->sh);
         j->inflight = calloc(topo_node_count(r->topo), sizeof *j->inflight);
+        j->hold = malloc(sizeof *j->hold);
         if (wbatch_create(r->topo, &j->batch))
             j->batch = NULL;
     }
-    if (!j || !j->sh || !j->inflight || !j->batch) {
+    if (!j || !j->sh || !j->inflight || !j->batch || !j->hold) {
         if (j) {
             free(j->sh);
             free(j->inflight);
+            free(j->hold);
             wbatch_destroy(j->batch);
         }
         free(j);
@@ -781,6 +799,7 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
         http_respond_error(req, 503, "out of memory");
         return;
     }
+    *j->hold = (batch_ref_t){j->batch, 1};
     j->src = *src;
     j->consistency = consistency;
     j->r = r;

@@ -192,6 +192,16 @@ static void req_uncount(http_server_t *srv, req_priv_t *rp)
     }
 }
 
+void http_req_drop_body(http_req_t *req)
+{
+    req_priv_t *rp = priv(req);
+    st_buf_deinit(&rp->body);
+    req->body = (const uint8_t *)"";
+    req->body_len = 0;
+    if (rp->inflight && rp->conn)
+        inflight_set(rp->conn->srv, &rp->inflight_bytes, 0);
+}
+
 /* Detach the request the handler holds; tell it (notify) if asked. */
 static void conn_detach(conn_t *c, int notify)
 {

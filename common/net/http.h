@@ -128,6 +128,13 @@ int http_req_params_all(const http_req_t *req, http_params_t *out);
  * (-> 400), ST_EPROTO for an unsupported encoding (-> 415), ST_ENOMEM.
  */
 int http_req_decode_body(http_req_t *req, size_t max_out);
+/*
+ * Free the body once the handler has what it needs from it (e.g. parsed
+ * it): body becomes "" (length 0) and its bytes stop counting against
+ * max_inflight_bytes. Loop thread only; nothing may point into the old
+ * body afterwards.
+ */
+void http_req_drop_body(http_req_t *req);
 
 /*
  * An in-process request: another door of the same process (the router's

@@ -73,18 +73,22 @@
 #define CLOSE_FLUSH_MS 1000 /* how long a refused peer gets to read our ERROR */
 #define HT_BUCKETS 4096     /* client reqid -> call table (power of two) */
 #define TLS_RBUF 65536      /* ciphertext read buffer (one per server / client connection) */
+#define CC_WRITE_BUFS 16    /* buffers of one client write described on the stack */
 
 /* One frame on its way out: freed in the write callback. A shared frame
- * (rpc_client_call_shared) has only its header in buf and the payload in
- * the caller's memory (ext), released through rel once written or dropped. */
+ * (rpc_client_call_shared, _pieces) has only its header (and a small head)
+ * in buf and the rest of its payload in the caller's memory (ext: one
+ * piece in ext1, several in an array of their own), released through rel
+ * once written or dropped. */
 typedef struct wreq {
     uv_write_t req;
     st_buf_t buf;
     void *owner;
     size_t plain; /* frame bytes (buf holds ciphertext once sealed) */
     int counted;  /* client: counts towards queued_bytes */
-    const uint8_t *ext;
-    size_t ext_len;
+    rpc_piece_t *ext;
+    size_t next; /* pieces in ext */
+    rpc_piece_t ext1;
     void (*rel)(void *arg);
     void *rel_arg;
 } wreq_t;
@@ -169,7 +173,7 @@ static int wreq_new(uint8_t type, uint64_t reqid, const void *p, size_t len, siz
     w->counted = 0;
     w->owner = NULL;
     w->ext = NULL;
-    w->ext_len = 0;
+    w->next = 0;
     w->rel = NULL;
     w->rel_arg = NULL;
     int rc = rpc_frame_encode(&w->buf, type, reqid, p, len, compress_min);
@@ -192,8 +196,8 @@ static int wreq_seal(tls_conn_t *t, wreq_t *w)
     if (!t)
         return 0;
     int rc = tls_conn_write(t, w->buf.data, w->buf.len);
-    if (!rc && w->ext)
-        rc = tls_conn_write(t, w->ext, w->ext_len);
+    for (size_t i = 0; !rc && i < w->next; i++)
+        rc = tls_conn_write(t, w->ext[i].p, w->ext[i].len);
     wreq_release(w); /* sealed: the ciphertext in buf is all that is sent */
     w->buf.len = 0;
     return rc ? rc : tls_conn_take(t, &w->buf);
@@ -223,8 +227,10 @@ static void wreq_release(wreq_t *w)
 {
     void (*rel)(void *) = w->rel;
     w->rel = NULL;
+    if (w->ext != &w->ext1)
+        free(w->ext);
     w->ext = NULL;
-    w->ext_len = 0;
+    w->next = 0;
     if (rel)
         rel(w->rel_arg);
 }
@@ -1572,9 +1578,16 @@ static int cc_write(cconn_t *cc, wreq_t *w)
     w->owner = cc;
     if (wreq_seal(cc->tls, w) != 0)
         return ST_ECLOSED;
-    uv_buf_t b[2] = {uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len),
-                     uv_buf_init((char *)(uintptr_t)w->ext, (unsigned)w->ext_len)};
-    return uv_write(&w->req, (uv_stream_t *)&cc->tcp, b, w->ext_len ? 2 : 1, cli_write_cb);
+    uv_buf_t few[CC_WRITE_BUFS], *b = few; /* uv_write keeps its own copy of the array */
+    if (w->next >= CC_WRITE_BUFS && !(b = malloc((w->next + 1) * sizeof *b)))
+        return ST_ENOMEM;
+    b[0] = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+    for (size_t i = 0; i < w->next; i++)
+        b[i + 1] = uv_buf_init((char *)(uintptr_t)w->ext[i].p, (unsigned)w->ext[i].len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&cc->tcp, b, (unsigned)w->next + 1, cli_write_cb);
+    if (b != few)
+        free(b);
+    return rc;
 }
 
 /* Write every queued call (UP only). */
@@ -2006,7 +2019,7 @@ int rpc_client_create(uv_loop_t *loop, const char *host, int port, const rpc_ide
 
 /* The checks every call passes before anything is allocated. */
 static int call_check(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
-                      rpc_call_cb cb)
+                      size_t total, rpc_call_cb cb)
 {
     if (!cb || (len && !payload) || type < RPC_WRITE)
         return ST_EINVAL;
@@ -2014,11 +2027,11 @@ static int call_check(rpc_client_t *cli, uint8_t type, const void *payload, size
         return ST_ECLOSED;
     if (cli->refused)
         return ST_EUNAVAIL;
-    if (len > cli->o.max_frame - RPC_FRAME_HDR)
+    if (total > cli->o.max_frame - RPC_FRAME_HDR)
         return ST_ELIMIT;
     if (cli->npending >= cli->o.max_pending)
         return ST_EBUSY;
-    if (cli->queued_bytes > 0 && cli->queued_bytes + len + RPC_FRAME_HDR > cli->o.max_queue_bytes)
+    if (cli->queued_bytes > 0 && cli->queued_bytes + total + RPC_FRAME_HDR > cli->o.max_queue_bytes)
         return ST_EBUSY;
     return 0;
 }
@@ -2063,12 +2076,16 @@ static void call_enqueue(rpc_client_t *cli, call_t *c, unsigned timeout_ms, rpc_
 }
 
 /* A call whose frame is the payload encoded (release NULL), or a header
- * with the caller's payload behind it (shared: released once written). */
+ * and `head` with the caller's pieces behind them (shared: released once
+ * written). */
 static int call_start(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
-                      void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
-                      rpc_call_cb cb, void *arg)
+                      const rpc_piece_t *pieces, size_t npieces, void (*release)(void *rel_arg),
+                      void *rel_arg, unsigned timeout_ms, rpc_call_cb cb, void *arg)
 {
-    int rc = call_check(cli, type, payload, len, cb);
+    size_t total = len;
+    for (size_t i = 0; i < npieces; i++)
+        total += pieces[i].len;
+    int rc = call_check(cli, type, payload, len, total, cb);
     if (rc)
         return rc;
     call_t *c = calloc(1, sizeof *c);
@@ -2079,16 +2096,25 @@ static int call_start(rpc_client_t *cli, uint8_t type, const void *payload, size
         rc = wreq_new(type, c->reqid, payload, len, cli->o.compress_min, &c->w);
     } else {
         rc = wreq_new(type, c->reqid, NULL, 0, 0, &c->w); /* an empty frame: its header's room */
-        if (!rc)
-            rc = rpc_frame_header(c->w->buf.data, type, c->reqid, len); /* ... counting ext */
-        if (!rc) {
-            c->w->ext = payload;
-            c->w->ext_len = len;
-            c->w->plain += len;
-            c->w->rel = release;
-            c->w->rel_arg = rel_arg;
-        } else {
-            wreq_free(c->w);
+        wreq_t *w = rc ? NULL : c->w;
+        if (w)
+            rc = rpc_frame_header(w->buf.data, type, c->reqid, total); /* ... counting ext */
+        if (w && !rc && len)
+            rc = st_buf_append(&w->buf, payload, len);
+        if (w && !rc) {
+            w->ext = npieces == 1 ? &w->ext1 : malloc(npieces * sizeof *w->ext);
+            if (!w->ext)
+                rc = ST_ENOMEM;
+        }
+        if (w && !rc) {
+            memcpy(w->ext, pieces, npieces * sizeof *w->ext);
+            w->next = npieces;
+            w->plain = w->buf.len + (total - len);
+            w->rel = release;
+            w->rel_arg = rel_arg;
+        } else if (w) {
+            w->ext = NULL; /* the caller keeps its reference on an error */
+            wreq_free(w);
         }
     }
     if (rc) {
@@ -2102,23 +2128,53 @@ static int call_start(rpc_client_t *cli, uint8_t type, const void *payload, size
 int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
                     unsigned timeout_ms, rpc_call_cb cb, void *arg)
 {
-    return call_start(cli, type, payload, len, NULL, NULL, timeout_ms, cb, arg);
+    return call_start(cli, type, payload, len, NULL, 0, NULL, NULL, timeout_ms, cb, arg);
+}
+
+int rpc_client_call_pieces(rpc_client_t *cli, uint8_t type, const void *head, size_t head_len,
+                           const rpc_piece_t *pieces, size_t npieces,
+                           void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
+                           rpc_call_cb cb, void *arg)
+{
+    if (!release || !npieces || (head_len && !head))
+        return ST_EINVAL;
+    size_t total = head_len;
+    for (size_t i = 0; i < npieces; i++) {
+        if (pieces[i].len && !pieces[i].p)
+            return ST_EINVAL;
+        total += pieces[i].len;
+    }
+    /* TLS seals a copy anyway, and a compressed frame is a new buffer:
+     * the pieces are copied into one payload, as rpc_client_call would */
+    if (cli->o.tls || (cli->o.compress_min > 0 && total >= cli->o.compress_min)) {
+        uint8_t *all = malloc(total ? total : 1);
+        if (!all)
+            return ST_ENOMEM;
+        size_t at = head_len;
+        if (head_len)
+            memcpy(all, head, head_len);
+        for (size_t i = 0; i < npieces; i++) {
+            if (pieces[i].len)
+                memcpy(all + at, pieces[i].p, pieces[i].len);
+            at += pieces[i].len;
+        }
+        int rc = call_start(cli, type, all, total, NULL, 0, NULL, NULL, timeout_ms, cb, arg);
+        free(all);
+        if (!rc)
+            release(rel_arg);
+        return rc;
+    }
+    return call_start(cli, type, head, head_len, pieces, npieces, release, rel_arg, timeout_ms, cb,
+                      arg);
 }
 
 int rpc_client_call_shared(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
                            void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
                            rpc_call_cb cb, void *arg)
 {
-    if (!release)
-        return ST_EINVAL;
-    /* TLS seals a copy anyway, and a compressed frame is a new buffer */
-    if (cli->o.tls || (cli->o.compress_min > 0 && len >= cli->o.compress_min)) {
-        int rc = call_start(cli, type, payload, len, NULL, NULL, timeout_ms, cb, arg);
-        if (!rc)
-            release(rel_arg);
-        return rc;
-    }
-    return call_start(cli, type, payload, len, release, rel_arg, timeout_ms, cb, arg);
+    rpc_piece_t one = {payload, len};
+    return rpc_client_call_pieces(cli, type, NULL, 0, &one, 1, release, rel_arg, timeout_ms, cb,
+                                  arg);
 }
 
 rpc_client_state_t rpc_client_state(const rpc_client_t *cli)

@@ -252,6 +252,25 @@ int rpc_client_call(rpc_client_t *cli, uint8_t type, const void *payload, size_t
 int rpc_client_call_shared(rpc_client_t *cli, uint8_t type, const void *payload, size_t len,
                            void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
                            rpc_call_cb cb, void *arg);
+/* One run of bytes of a payload sent in pieces (rpc_client_call_pieces). */
+typedef struct rpc_piece {
+    const void *p;
+    size_t len;
+} rpc_piece_t;
+/*
+ * rpc_client_call_shared for a payload made of several runs of the
+ * caller's memory: one frame whose payload is head[0..head_len) (copied
+ * with the frame header; may be empty) followed by pieces[0..npieces) in
+ * order, sent from where they lie (one write of 1 + npieces buffers). The
+ * pieces array itself is copied. release(rel_arg) covers every piece, with
+ * the contract of rpc_client_call_shared (with TLS or compression the
+ * pieces are copied into one payload and release runs before this
+ * returns). ST_EINVAL without release or pieces.
+ */
+int rpc_client_call_pieces(rpc_client_t *cli, uint8_t type, const void *head, size_t head_len,
+                           const rpc_piece_t *pieces, size_t npieces,
+                           void (*release)(void *rel_arg), void *rel_arg, unsigned timeout_ms,
+                           rpc_call_cb cb, void *arg);
 rpc_client_state_t rpc_client_state(const rpc_client_t *cli);
 /* The server's node id from HELLO_ACK ("" before the first handshake). */
 const char *rpc_client_peer_id(const rpc_client_t *cli);
