@@ -39,9 +39,8 @@
  * Where versions live (data written once grows by one varint per segment
  * block, well under 1%):
  *  - head and WAL: exact per sample (WAL: one per SAMPLES_V record, a
- *    record is one write; head: a series in time order keeps one (first
- *    sample, version) run per write, and switches to one version per
- *    sample when it goes out of order or runs would cost more);
+ *    record is one write; head: each distinct version once per head, and
+ *    a versioned series a 4-byte index into that table per sample);
  *  - segment files (format 2): one version per block, `vmax`, the highest
  *    version of the samples flushed into the block (a varint in the block's
  *    directory entry). A flushed sample competes with its block's vmax, an

@@ -212,7 +212,7 @@ static void head_count(cnt_t *c, head_t *h, uint32_t id, engine_tstats_t *a)
     head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
         return;
-    head_series_normalize(s);
+    head_series_normalize(h, s);
     c->st.decoded += s->n;
     acc_in(c, a, s->ts, s->v, s->n);
 }

@@ -411,7 +411,7 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
     if (rc)
         return rc;
     int64_t end = start + e->o.partition_ms;
-    uint64_t *vs = NULL; /* versions of a series in runs form, spelled out */
+    uint64_t *vs = NULL; /* versions of a series' samples, from the head's table */
     size_t vcap = 0;
     for (size_t k = 0; k < nids && !rc; k++) {
         uint32_t id = ids[k];
@@ -421,8 +421,8 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
         uint32_t j = cur[id];
         while (j < s->n && s->ts[j] < end)
             j++;
-        const uint64_t *ver = s->ver ? s->ver + cur[id] : NULL;
-        if (s->nvr) {
+        const uint64_t *ver = NULL;
+        if (s->vi) {
             if (vcap < j - cur[id]) {
                 uint64_t *nv = realloc(vs, (j - cur[id]) * sizeof *nv);
                 if (!nv) {
@@ -432,7 +432,7 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
                 vs = nv;
                 vcap = j - cur[id];
             }
-            head_series_versions(s, cur[id], j - cur[id], vs);
+            head_series_versions(f, s, cur[id], j - cur[id], vs);
             ver = vs;
         }
         rc = write_blocks(pw->w, id, s->ts + cur[id], s->v + cur[id], ver, j - cur[id], buf);
@@ -674,7 +674,7 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
         head_series_t *s = f->s[id];
         if (!s || s->n == 0)
             continue;
-        head_series_normalize(s);
+        head_series_normalize(f, s);
         cur[id] = f->done_before == INT64_MIN ? 0 : first_at(s, f->done_before);
     }
     pthread_mutex_unlock(&e->head_mu);

@@ -8,12 +8,13 @@
  * is read or flushed. `bytes` counts allocated capacity, which is what the
  * flush threshold (memtable_max_bytes) bounds.
  *
- * Versions (engine.h, VERSIONS): a series keeps versions only once a
- * sample with a version != 0 arrives, exact, as runs (one per append call
- * whose version differs from the last: a write's samples of a series share
- * its version) while the series stays in time order, else one per sample
- * (8 bytes a sample); both counted in `bytes`. Deduplication keeps, of
- * equal timestamps, the highest version and, on a tie, the later write.
+ * Versions (engine.h, VERSIONS): the head interns each distinct version
+ * (one per write) in a small table (vt, hashed by vslot; vt[0] = 0) and a
+ * series keeps, once a sample with a version != 0 arrives, one uint32
+ * index into it a sample (vi; its earlier samples get index 0), in any
+ * order: sorting moves the indices along. 4 bytes a sample, counted in
+ * `bytes`. Deduplication keeps, of equal timestamps, the highest version
+ * and, on a tie, the later write.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "st_err.h"
 
 #define HEAD_INIT_CAP 16
+#define HEAD_SERIES_MAX (1u << 30) /* samples of one series in one head */
 
 head_t *head_create(void)
 {
@@ -43,14 +45,14 @@ void head_destroy(head_t *h)
         if (h->s[i]) {
             free(h->s[i]->ts);
             free(h->s[i]->v);
-            free(h->s[i]->ver);
-            free(h->s[i]->vr_start);
-            free(h->s[i]->vr_ver);
+            free(h->s[i]->vi);
             free(h->s[i]);
         }
     }
     free(h->s);
     free(h->pset);
+    free(h->vt);
+    free(h->vslot);
     free(h);
 }
 
@@ -129,82 +131,107 @@ static int head_grow_index(head_t *h, uint32_t id)
 
 int head_series_versioned(const head_series_t *s)
 {
-    return s->ver || s->nvr;
+    return s->vi != NULL;
 }
 
-void head_series_versions(const head_series_t *s, uint32_t from, uint32_t n, uint64_t *out)
+void head_series_versions(const head_t *h, const head_series_t *s, uint32_t from, uint32_t n,
+                          uint64_t *out)
 {
-    if (s->ver) {
-        memcpy(out, s->ver + from, (size_t)n * sizeof *out);
+    if (!s->vi) {
+        memset(out, 0, (size_t)n * sizeof *out);
         return;
     }
-    /* the run holding `from`: the last whose start is <= from (none: 0) */
-    uint32_t lo = 0, hi = s->nvr;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (s->vr_start[mid] <= from)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    uint32_t k = lo; /* runs [0, k) start at or before from */
-    uint32_t i = from, end = from + n;
-    while (i < end) {
-        uint32_t stop = k < s->nvr && s->vr_start[k] < end ? s->vr_start[k] : end;
-        uint64_t v = k ? s->vr_ver[k - 1] : 0;
-        for (; i < stop; i++)
-            out[i - from] = v;
-        k++;
-    }
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = h->vt[s->vi[from + i]];
 }
 
-int head_series_expand(head_t *h, head_series_t *s)
+static uint32_t vslot_of(uint64_t version, uint32_t cap)
 {
-    if (!s->nvr)
+    return (uint32_t)((version * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* The index of `version` (!= 0) in h->vt, added if new. */
+static int head_vindex(head_t *h, uint64_t version, uint32_t *out)
+{
+    if (h->nvt && h->vt[h->vlast] == version) {
+        *out = h->vlast;
         return 0;
-    uint64_t *ver = malloc((size_t)(s->cap ? s->cap : 1) * sizeof *ver);
-    if (!ver)
-        return ST_ENOMEM;
-    head_series_versions(s, 0, s->n, ver);
-    h->bytes += (uint64_t)s->cap * sizeof *ver;
-    h->bytes -= (uint64_t)s->vrcap * (sizeof *s->vr_start + sizeof *s->vr_ver);
-    free(s->vr_start);
-    free(s->vr_ver);
-    s->vr_start = NULL;
-    s->vr_ver = NULL;
-    s->nvr = s->vrcap = 0;
-    s->ver = ver;
+    }
+    if (h->vscap) {
+        for (uint32_t i = vslot_of(version, h->vscap);; i = (i + 1) & (h->vscap - 1)) {
+            uint32_t x = h->vslot[i];
+            if (!x)
+                break;
+            if (h->vt[x - 1] == version) {
+                *out = h->vlast = x - 1;
+                return 0;
+            }
+        }
+    }
+    if (h->nvt == UINT32_MAX - 1)
+        return ST_ELIMIT;
+    if (h->nvt + 1 >= h->vtcap) { /* +1: vt[0] = 0 comes with the first */
+        uint32_t cap = h->vtcap ? h->vtcap * 2 : 64;
+        uint64_t *vt = realloc(h->vt, (size_t)cap * sizeof *vt);
+        if (!vt)
+            return ST_ENOMEM;
+        h->bytes += (uint64_t)(cap - h->vtcap) * sizeof *vt;
+        h->vt = vt;
+        h->vtcap = cap;
+        if (!h->nvt)
+            h->vt[h->nvt++] = 0;
+    }
+    if ((h->nvt + 1) * 2 > h->vscap) { /* at most half full */
+        uint32_t cap = h->vscap ? h->vscap * 2 : 128;
+        uint32_t *sl = calloc(cap, sizeof *sl);
+        if (!sl)
+            return ST_ENOMEM;
+        for (uint32_t x = 1; x < h->nvt; x++) {
+            uint32_t i = vslot_of(h->vt[x], cap);
+            while (sl[i])
+                i = (i + 1) & (cap - 1);
+            sl[i] = x + 1;
+        }
+        h->bytes += (uint64_t)(cap - h->vscap) * sizeof *sl;
+        free(h->vslot);
+        h->vslot = sl;
+        h->vscap = cap;
+    }
+    uint32_t x = h->nvt++;
+    h->vt[x] = version;
+    uint32_t i = vslot_of(version, h->vscap);
+    while (h->vslot[i])
+        i = (i + 1) & (h->vscap - 1);
+    h->vslot[i] = x + 1;
+    *out = h->vlast = x;
     return 0;
 }
 
-/* Runs form: samples from s->n on have `version` (a new run unless the
- * last one has it already). */
-static int vr_push(head_t *h, head_series_t *s, uint64_t version)
+/* Room for `need` samples in s's arrays (vi too when it has one). */
+static int series_grow(head_t *h, head_series_t *s, uint32_t need)
 {
-    if (s->nvr && s->vr_ver[s->nvr - 1] == version)
+    if (need <= s->cap)
         return 0;
-    if (s->nvr && s->vr_start[s->nvr - 1] == s->n) { /* an empty run: replace it */
-        s->vr_ver[s->nvr - 1] = version;
-        if (s->nvr > 1 && s->vr_ver[s->nvr - 2] == version)
-            s->nvr--;
-        return 0;
-    }
-    if (s->nvr == s->vrcap) {
-        uint32_t cap = s->vrcap ? s->vrcap * 2 : 4;
-        uint32_t *st = realloc(s->vr_start, (size_t)cap * sizeof *st);
-        if (!st)
+    uint32_t cap = s->cap ? s->cap : HEAD_INIT_CAP;
+    while (cap < need)
+        cap *= 2;
+    int64_t *nts = realloc(s->ts, (size_t)cap * sizeof *nts);
+    if (!nts)
+        return ST_ENOMEM;
+    s->ts = nts;
+    double *nv = realloc(s->v, (size_t)cap * sizeof *nv);
+    if (!nv)
+        return ST_ENOMEM;
+    s->v = nv;
+    if (s->vi) {
+        uint32_t *nvi = realloc(s->vi, (size_t)cap * sizeof *nvi);
+        if (!nvi)
             return ST_ENOMEM;
-        s->vr_start = st;
-        uint64_t *vv = realloc(s->vr_ver, (size_t)cap * sizeof *vv);
-        if (!vv)
-            return ST_ENOMEM;
-        s->vr_ver = vv;
-        h->bytes += (uint64_t)(cap - s->vrcap) * (sizeof *st + sizeof *vv);
-        s->vrcap = cap;
+        s->vi = nvi;
+        h->bytes += (uint64_t)(cap - s->cap) * sizeof *nvi;
     }
-    s->vr_start[s->nvr] = s->n;
-    s->vr_ver[s->nvr] = version;
-    s->nvr++;
+    h->bytes += (uint64_t)(cap - s->cap) * 16;
+    s->cap = cap;
     return 0;
 }
 
@@ -213,6 +240,8 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
 {
     if (n == 0)
         return 0;
+    if (n > HEAD_SERIES_MAX)
+        return ST_ELIMIT;
     if (id >= h->ns && head_grow_index(h, id))
         return ST_ENOMEM;
     head_series_t *s = h->s[id];
@@ -225,30 +254,22 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         h->s[id] = s;
         h->bytes += sizeof *s;
     }
-    if (s->cap - s->n < n) {
-        uint32_t cap = s->cap ? s->cap : HEAD_INIT_CAP;
-        while (cap - s->n < n)
-            cap *= 2;
-        int64_t *nts = realloc(s->ts, (size_t)cap * sizeof *nts);
-        if (!nts)
-            return ST_ENOMEM;
-        s->ts = nts;
-        double *nv = realloc(s->v, (size_t)cap * sizeof *nv);
-        if (!nv)
-            return ST_ENOMEM;
-        s->v = nv;
-        if (s->ver) {
-            uint64_t *nver = realloc(s->ver, (size_t)cap * sizeof *nver);
-            if (!nver)
-                return ST_ENOMEM;
-            s->ver = nver;
-            h->bytes += (uint64_t)(cap - s->cap) * sizeof *nver;
-        }
-        h->bytes += (uint64_t)(cap - s->cap) * 16;
-        s->cap = cap;
+    if (s->n > HEAD_SERIES_MAX - n)
+        return ST_ELIMIT; /* the doubling capacity stays within uint32 */
+    uint32_t vx = 0;
+    int rc = version ? head_vindex(h, version, &vx) : 0;
+    if (!rc)
+        rc = series_grow(h, s, s->n + (uint32_t)n);
+    if (!rc && vx && !s->vi) { /* the series' first version: its samples so far have 0 */
+        s->vi = calloc(s->cap, sizeof *s->vi);
+        if (!s->vi)
+            rc = ST_ENOMEM;
+        else
+            h->bytes += (uint64_t)s->cap * sizeof *s->vi;
     }
+    if (rc)
+        return rc; /* nothing appended */
     int64_t prev = s->n ? s->ts[s->n - 1] : INT64_MIN;
-    uint8_t was_unsorted = s->unsorted;
     for (size_t i = 0; i < n; i++) {
         int64_t t = ts[i];
         if (t <= prev && (s->n + i > 0)) {
@@ -261,21 +282,11 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         if (t > s->maxt)
             s->maxt = t;
     }
-    /* versions: runs while in order and cheaper than one a sample */
-    if (!s->ver && (version || s->nvr)) {
-        int rc = vr_push(h, s, version);
-        if (!rc && (s->unsorted || (s->n + n >= 16 && s->nvr * 3 > (s->n + n) * 2)))
-            rc = head_series_expand(h, s); /* sorting moves samples; dense runs cost more */
-        if (rc) {
-            s->unsorted = was_unsorted; /* nothing appended */
-            return rc;
-        }
-    }
     memcpy(s->ts + s->n, ts, n * sizeof *ts);
     memcpy(s->v + s->n, v, n * sizeof *v);
-    if (s->ver)
+    if (s->vi)
         for (size_t i = 0; i < n; i++)
-            s->ver[s->n + i] = version;
+            s->vi[s->n + i] = vx;
     s->n += (uint32_t)n;
     h->samples += n;
     if (s->mint < h->mint)
@@ -285,19 +296,23 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
     return 0;
 }
 
-void head_series_normalize(head_series_t *s)
+void head_series_normalize(const head_t *h, head_series_t *s)
 {
     if (!s->unsorted)
         return;
-    s->n = (uint32_t)samples_sort_dedup(s->ts, s->v, s->ver, s->n);
+    s->n = (uint32_t)(s->vi ? samples_sort_dedup_vi(s->ts, s->v, s->vi, h->vt, s->n)
+                            : samples_sort_dedup(s->ts, s->v, NULL, s->n));
     s->unsorted = 0;
 }
 
-/* The (ts, value, version) triples being sorted; ver may be NULL. */
+/* The (ts, value, version) triples being sorted: the version as a value
+ * (ver) or as an index into vt (vi), or neither (all 0). */
 typedef struct triples {
     int64_t *ts;
     double *v;
     uint64_t *ver;
+    uint32_t *vi;
+    const uint64_t *vt;
 } triples_t;
 
 static inline void tr_copy(triples_t *d, size_t k, const triples_t *s, size_t j)
@@ -306,6 +321,13 @@ static inline void tr_copy(triples_t *d, size_t k, const triples_t *s, size_t j)
     d->v[k] = s->v[j];
     if (d->ver)
         d->ver[k] = s->ver[j];
+    if (d->vi)
+        d->vi[k] = s->vi[j];
+}
+
+static inline uint64_t tr_version(const triples_t *a, size_t i)
+{
+    return a->ver ? a->ver[i] : a->vi ? a->vt[a->vi[i]] : 0;
 }
 
 /* The end of the ascending (non-decreasing) run of ts that starts at lo. */
@@ -350,6 +372,8 @@ static void merge_sort(triples_t a, triples_t b, size_t n)
         memcpy(orig.v, a.v, n * sizeof *a.v);
         if (orig.ver)
             memcpy(orig.ver, a.ver, n * sizeof *a.ver);
+        if (orig.vi)
+            memcpy(orig.vi, a.vi, n * sizeof *a.vi);
     }
 }
 
@@ -360,6 +384,7 @@ static void insertion_sort(triples_t a, size_t n)
         int64_t t = a.ts[i];
         double x = a.v[i];
         uint64_t ver = a.ver ? a.ver[i] : 0;
+        uint32_t vi = a.vi ? a.vi[i] : 0;
         size_t j = i;
         while (j > 0 && a.ts[j - 1] > t) {
             tr_copy(&a, j, &a, j - 1);
@@ -369,6 +394,8 @@ static void insertion_sort(triples_t a, size_t n)
         a.v[j] = x;
         if (a.ver)
             a.ver[j] = ver;
+        if (a.vi)
+            a.vi[j] = vi;
     }
 }
 
@@ -396,13 +423,13 @@ static void scratch_key_make(void)
     (void)pthread_key_create(&scratch_key, scratch_free);
 }
 
-size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
+static size_t sort_dedup(triples_t a, size_t n)
 {
     if (n < 2)
         return n;
     int sorted = 1;
     for (size_t i = 1; i < n; i++) {
-        if (ts[i] <= ts[i - 1]) {
+        if (a.ts[i] <= a.ts[i - 1]) {
             sorted = 0;
             break;
         }
@@ -411,13 +438,13 @@ size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
         return n;
     /* insertion sort for short runs, merge sort otherwise (both stable); without
      * memory for the merge, insertion sort: slow but allocation-free */
-    triples_t a = {ts, v, ver};
-    triples_t b = {NULL, NULL, NULL};
+    triples_t b = {NULL, NULL, NULL, NULL, a.vt};
     /* the merge scratch: this thread's (kept, up to SORT_SCRATCH_MAX
      * samples: a flush sorts thousands of series in a row), else its own */
     void *own = NULL;
     if (n > 32) {
-        size_t need = n * (sizeof *b.ts + sizeof *b.v + sizeof *b.ver);
+        size_t need = n * (sizeof *b.ts + sizeof *b.v + (a.ver ? sizeof *b.ver : 0) +
+                           (a.vi ? sizeof *b.vi : 0));
         if (n <= SORT_SCRATCH_MAX && scratch.cap < need) {
             pthread_once(&scratch_once, scratch_key_make);
             void *np = realloc(scratch.p, need);
@@ -431,7 +458,8 @@ size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
         if (mem) {
             b.ts = mem;
             b.v = (double *)(b.ts + n);
-            b.ver = ver ? (uint64_t *)(b.v + n) : NULL;
+            b.ver = a.ver ? (uint64_t *)(b.v + n) : NULL;
+            b.vi = a.vi ? (uint32_t *)(b.ver ? (void *)(b.ver + n) : (void *)(b.v + n)) : NULL;
         }
     }
     if (b.ts)
@@ -444,15 +472,22 @@ size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
     size_t w = 0;
     for (size_t i = 0; i < n;) {
         size_t best = i, j = i + 1;
-        for (; j < n && ts[j] == ts[i]; j++)
-            if (!ver || ver[j] >= ver[best])
+        for (; j < n && a.ts[j] == a.ts[i]; j++)
+            if ((!a.ver && !a.vi) || tr_version(&a, j) >= tr_version(&a, best))
                 best = j;
-        ts[w] = ts[best];
-        v[w] = v[best];
-        if (ver)
-            ver[w] = ver[best];
+        tr_copy(&a, w, &a, best);
         w++;
         i = j;
     }
     return w;
+}
+
+size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)
+{
+    return sort_dedup((triples_t){ts, v, ver, NULL, NULL}, n);
+}
+
+size_t samples_sort_dedup_vi(int64_t *ts, double *v, uint32_t *vi, const uint64_t *vt, size_t n)
+{
+    return sort_dedup((triples_t){ts, v, NULL, vi, vt}, n);
 }

@@ -81,22 +81,16 @@ enum {
 /* ---- head: in-memory samples per series (engine_head.c) ---- */
 
 /*
- * Versions of a head series (engine.h, VERSIONS), exact, in one of two
- * forms: runs (vr_start/vr_ver: samples from vr_start[k] up to the next
- * run's start, or n, have version vr_ver[k]; samples before vr_start[0]
- * have 0) while appends come in time order -- one run per append call
- * whose version differs from the last run's, so a batch of samples costs
- * 12 bytes, not 8 a sample -- or, once a series goes out of order (or its
- * runs cost more than per-sample versions would), `ver`, one a sample.
- * Never both; neither: every version is 0.
+ * Versions of head samples (engine.h, VERSIONS), exact: the head keeps
+ * each distinct version once (vt; vt[0] = 0) and a versioned series one
+ * 4-byte index into it a sample (vi, parallel to ts and v); a series that
+ * only ever had version 0 has no vi. A head sees one version per write,
+ * so the table stays small, and a sample costs 4 bytes, not 8.
  */
 typedef struct head_series {
     int64_t *ts;
     double *v;
-    uint64_t *ver;      /* per-sample versions (expanded form); NULL otherwise */
-    uint32_t *vr_start; /* runs form: first sample of each run, ascending */
-    uint64_t *vr_ver;   /* ... and its version */
-    uint32_t nvr, vrcap;
+    uint32_t *vi; /* per sample: its version's index in the head's vt; NULL: all 0 */
     uint32_t n, cap;
     int64_t mint, maxt;
     uint8_t unsorted; /* an append went backwards: sort + dedup before reading */
@@ -114,6 +108,11 @@ typedef struct head {
     int64_t *pset; /* open-addressing set of the partition starts it spans */
     uint32_t npart, pcap;
     int64_t done_before; /* frozen: partitions starting before this are in segments */
+    uint64_t *vt;        /* distinct versions of its samples, vt[0] = 0 (NULL: none yet) */
+    uint32_t nvt, vtcap;
+    uint32_t *vslot; /* open addressing over vt: index + 1, 0 = empty */
+    uint32_t vscap;
+    uint32_t vlast; /* index of the version looked up last (a write's series share one) */
 } head_t;
 
 head_t *head_create(void);
@@ -127,7 +126,7 @@ void head_destroy(head_t *h);
  * and drops its calls before it would inline them. */
 static inline __attribute__((always_inline)) void head_prefetch_series(const head_t *h, uint32_t id)
 {
-    if (id < h->ns && h->s[id]) { /* 72 bytes: may straddle two lines */
+    if (id < h->ns && h->s[id]) { /* 48 bytes: may straddle two lines */
         __builtin_prefetch(h->s[id]);
         __builtin_prefetch(&h->s[id]->unsorted);
     }
@@ -138,8 +137,8 @@ static inline __attribute__((always_inline)) void head_prefetch_tail(const head_
     if (s && s->n && s->n < s->cap) {
         __builtin_prefetch(s->ts + s->n - 1); /* the newest, read to check the order */
         __builtin_prefetch(s->v + s->n);
-        if (s->ver)
-            __builtin_prefetch(s->ver + s->n);
+        if (s->vi)
+            __builtin_prefetch(s->vi + s->n);
     }
 }
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
@@ -148,23 +147,30 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
 int head_add_part(head_t *h, int64_t start);
 /* Does head h hold samples of the partition starting at start? */
 int head_has_part(const head_t *h, int64_t start);
-/* Sort + dedup (highest version, then last write wins) a series in place if needed. */
-void head_series_normalize(head_series_t *s);
-/* Does the series hold a sample with a version != 0 (either form)? */
+/* Sort + dedup (highest version, then last write wins) a series of head h
+ * in place if needed. */
+void head_series_normalize(const head_t *h, head_series_t *s);
+/* Does the series hold a sample with a version != 0? */
 int head_series_versioned(const head_series_t *s);
-/* The versions of samples [from, from + n) into out (any form; 0 where none). */
-void head_series_versions(const head_series_t *s, uint32_t from, uint32_t n, uint64_t *out);
-/* Turn runs into per-sample versions (s->ver) before samples are moved in
- * place; h is charged for the array. No-op unless in runs form. */
-int head_series_expand(head_t *h, head_series_t *s);
+/* The version of sample i of series s of head h. */
+static inline uint64_t head_version(const head_t *h, const head_series_t *s, uint32_t i)
+{
+    return s->vi ? h->vt[s->vi[i]] : 0;
+}
+/* The versions of samples [from, from + n) into out (0 where none). */
+void head_series_versions(const head_t *h, const head_series_t *s, uint32_t from, uint32_t n,
+                          uint64_t *out);
 
-/* Stable sort by timestamp, then keep one sample of each run of equal
- * timestamps: the one with the highest version, the last of those on a tie.
- * ver (parallel to ts, may be NULL: all 0) is sorted along. */
 /* The ids the index selects for m, under idx_lock (engine_query.c); free
  * *ids. On an error the index's reason is the engine's last error. */
 int engine_select_ids(engine_t *e, const st_matcher_t *m, size_t nm, uint32_t **ids, size_t *n);
+/* Stable sort by timestamp, then keep one sample of each run of equal
+ * timestamps: the one with the highest version, the last of those on a tie.
+ * ver (parallel to ts, may be NULL: all 0) is sorted along. */
 size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n);
+/* samples_sort_dedup with each sample's version as an index into vt (vi
+ * sorted along), as a head series keeps them. */
+size_t samples_sort_dedup_vi(int64_t *ts, double *v, uint32_t *vi, const uint64_t *vt, size_t n);
 
 /* ---- segments and partitions (engine_flush.c) ---- */
 

@@ -227,7 +227,7 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
     head_series_t *s = h->s[id];
     if (s->n == 0 || s->maxt < it->mint || s->mint > it->maxt)
         return 0;
-    head_series_normalize(s);
+    head_series_normalize(h, s);
     int rc = it_reserve(it, s->n);
     if (!rc)
         rc = run_begin(it);
@@ -235,7 +235,7 @@ static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
         return rc;
     memcpy(it->ts + it->n, s->ts, s->n * sizeof *it->ts);
     memcpy(it->v + it->n, s->v, s->n * sizeof *it->v);
-    head_series_versions(s, 0, s->n, it->ver + it->n);
+    head_series_versions(h, s, 0, s->n, it->ver + it->n);
     it->n += s->n;
     (*sources)++;
     return 0;
@@ -524,23 +524,18 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
         rc = load_series(it, id); /* segments + frozen + active head, merged */
         if (!rc) {
             pthread_mutex_lock(&e->head_mu);
-            head_series_normalize(s);
-            if ((rc = head_series_expand(f, s)) != 0) { /* samples move in place below */
-                pthread_mutex_unlock(&e->head_mu);
-                engine_iter_destroy(it);
-                break;
-            }
+            head_series_normalize(f, s);
             uint32_t w = 0;
             size_t j = 0;
             int64_t nmin = INT64_MAX, nmax = INT64_MIN;
             for (uint32_t i = 0; i < s->n; i++) {
                 while (j < it->n && it->ts[j] < s->ts[i])
                     j++;
-                if (j < it->n && it->ts[j] == s->ts[i] && it->ver[j] > s->ver[i])
+                if (j < it->n && it->ts[j] == s->ts[i] && it->ver[j] > head_version(f, s, i))
                     continue; /* hidden by a higher version */
                 s->ts[w] = s->ts[i];
                 s->v[w] = s->v[i];
-                s->ver[w] = s->ver[i];
+                s->vi[w] = s->vi[i];
                 nmin = s->ts[w] < nmin ? s->ts[w] : nmin;
                 nmax = s->ts[w] > nmax ? s->ts[w] : nmax;
                 w++;

@@ -229,19 +229,17 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
         head_series_t *s = h->s[id];
         if (s->n == 0 || s->maxt < start || s->mint > end)
             continue;
-        head_series_normalize(s);
-        if (head_series_expand(h, s)) /* out of memory: the samples stay (not counted gone) */
-            continue;
+        head_series_normalize(h, s);
         uint32_t w = 0;
         int64_t mint = INT64_MAX, maxt = INT64_MIN;
         for (uint32_t i = 0; i < s->n; i++) {
             if (s->ts[i] >= start && s->ts[i] <= end &&
-                (!version || (s->ver ? s->ver[i] : 0) < version))
+                (!version || head_version(h, s, i) < version))
                 continue;
             s->ts[w] = s->ts[i];
             s->v[w] = s->v[i];
-            if (s->ver)
-                s->ver[w] = s->ver[i];
+            if (s->vi)
+                s->vi[w] = s->vi[i];
             if (s->ts[w] < mint)
                 mint = s->ts[w];
             if (s->ts[w] > maxt)

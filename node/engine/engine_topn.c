@@ -139,7 +139,7 @@ static void head_edge(edge_t *c, head_t *h, uint32_t id, int64_t *best, int *has
     head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
         return;
-    head_series_normalize(s);
+    head_series_normalize(h, s);
     sorted_edge(c, s->ts, s->n, best, has);
 }
 

@@ -242,9 +242,8 @@ static size_t all_versions(engine_t *e, int64_t lo, int64_t hi, int64_t *ts_out,
     return n;
 }
 
-/* The head keeps a series' versions as runs (one per write) while writes
- * come in time order, and one a sample once they do not (or runs would
- * cost more): either way every sample reads back with its own version,
+/* The head keeps one version a sample (an index into its table of the
+ * versions it saw): every sample reads back with its own version,
  * including 0 before the first versioned write and between versioned
  * ones; an out-of-order write in the middle keeps them all. */
 static void test_head_version_runs_exact(void **state)
@@ -303,6 +302,49 @@ static void test_head_version_runs_exact(void **state)
     free(dir);
 }
 
+/* Many distinct versions in one head (its table and hash grow several
+ * times), arriving in no order and revisited: each sample keeps its own,
+ * and of two writes of one timestamp the higher version wins whatever
+ * came first -- in the head, after a sort (the series goes out of order),
+ * and after a flush (values only: a segment keeps one version a block). */
+static void test_head_many_versions(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir);
+    enum { N = 700 };
+    uint64_t want[N];
+    for (int i = 0; i < N; i++) {
+        /* a permutation of 1..N (7919 is prime to N) spaced by 1000 */
+        want[i] = (uint64_t)((i * 7919) % N + 1) * 1000;
+        put(e, 100000 + (int64_t)i * 10, (double)i, want[i]);
+    }
+    /* every other timestamp again, backwards (out of order): a version
+     * one above the first write's wins, one below loses */
+    for (int i = N - 2; i >= 0; i -= 2) {
+        uint64_t v = i % 4 == 0 ? want[i] + 1 : want[i] - 1;
+        put(e, 100000 + (int64_t)i * 10, -(double)i, v);
+        if (v > want[i])
+            want[i] = v;
+    }
+    for (int round = 0; round < 2; round++) {
+        int64_t got_ts[N + 1];
+        uint64_t got[N + 1];
+        assert_int_equal(all_versions(e, 0, 1000000, got_ts, got, N + 1), N);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(got_ts[i], 100000 + (int64_t)i * 10);
+            if (round == 0) /* a flushed sample has its block's highest version */
+                assert_int_equal(got[i], want[i]);
+            double x = get(e, got_ts[i], NULL);
+            assert_true(x == (i % 4 == 0 ? -(double)i : (double)i));
+        }
+        assert_int_equal(engine_flush(e), 0); /* and again from the segment */
+    }
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_wal_replay_keeps_versions),
         cmocka_unit_test(test_random_order_converges),
         cmocka_unit_test(test_head_version_runs_exact),
+        cmocka_unit_test(test_head_many_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
