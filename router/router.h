@@ -35,8 +35,12 @@
 /* Writes: a shard's series are cut into pieces of about this many bytes and
  * sent in RPCs of about this size, at most ROUTER_WRITE_WINDOW in flight
  * per node per request (router_write.c): the loop never copies or
- * compresses a huge frame at once, so heartbeats are never stuck behind it. */
-#define ROUTER_WRITE_PIECE (1u << 20)
+ * compresses a huge frame at once, so heartbeats are never stuck behind it.
+ * The size also bounds what a write keeps in flight on the nodes (each
+ * piece is held by its coordinator and queued on the replicas until
+ * written): 512 KiB instead of 1 MiB took a node's peak RSS at 4000 hosts,
+ * RF=3, from ~230 to ~180 MiB for ~2% of the ingest rate. */
+#define ROUTER_WRITE_PIECE (512u << 10)
 #define ROUTER_WRITE_WINDOW 2
 
 typedef struct router {
