@@ -10,9 +10,11 @@
  * hashed, compared and encoded once per point whatever its number of
  * fields, and no label is copied per series. Series handed over whole
  * (wbatch_add_series) are a tagset of all their labels and no name.
- * A series' samples are linked in body order (no copy per sample until it is
- * encoded). Encoding sorts the series by
- * shard (counting sort) and writes one WriteRequest per shard, each series
+ * Samples are kept in body order, each with its series' entry; encoding
+ * sorts the series by shard (counting sort), gathers every series' samples
+ * into one array in that order (one pass over the samples, each series'
+ * in body order: reads in sequence, not a chain of cache misses per
+ * series) and writes one WriteRequest per shard, each series
  * as its tagset's bytes before the name, the name, the bytes after (the
  * labels stay sorted). Once encoded, the grouping state is freed: only the
  * encoded entries live while the pieces are sent.
@@ -48,8 +50,7 @@ typedef struct entry {
     uint32_t tagset; /* index into tags */
     uint32_t name;   /* index into names, or NO_NAME */
     uint32_t shard;
-    uint32_t count;
-    uint32_t head, tail; /* its first and last sample (linked by next) */
+    uint32_t count; /* samples */
 } entry_t;
 
 /* Encoded Label fields interned by hash and bytes (bytes in wbatch.enc):
@@ -65,12 +66,11 @@ typedef struct blob {
     uint32_t e_first, e_n;
 } blob_t;
 
-/* A sample and the next one of its series (one cache line visited per
- * sample when a series is gathered). */
+/* A sample and the entry of its series. */
 typedef struct sample {
     int64_t ts;
     double v;
-    uint32_t next;
+    uint32_t entry;
 } sample_t;
 
 typedef struct blobs {
@@ -92,7 +92,7 @@ struct wbatch {
     size_t encl, enccap;
     st_buf_t scratch;                /* a point's tags being encoded */
     uint32_t name_cache[NAME_CACHE]; /* names index + 1 of the last point's fields */
-    sample_t *s;                     /* in body order, linked per series */
+    sample_t *s;                     /* in body order */
     size_t ns, s_cap;
     int oom;
     /* retention: points before min_ts are rejected (INT64_MIN: none);
@@ -351,14 +351,8 @@ static int reserve_samples(wbatch_t *j, size_t more)
 /* Append a sample to entry ei (room reserved). */
 static void add_sample(wbatch_t *j, uint32_t ei, int64_t ts, double v)
 {
-    entry_t *en = &j->e[ei];
-    uint32_t k = (uint32_t)j->ns++;
-    j->s[k] = (sample_t){ts, v, UINT32_MAX};
-    if (en->count++)
-        j->s[en->tail].next = k;
-    else
-        en->head = k;
-    en->tail = k;
+    j->e[ei].count++;
+    j->s[j->ns++] = (sample_t){ts, v, ei};
 }
 
 void wbatch_set_filter(wbatch_t *b, wbatch_filter_fn fn, void *arg, const char *why)
@@ -529,20 +523,21 @@ static int on_point(void *arg, const lp_point_t *pt)
 static int encode(wbatch_t *j)
 {
     uint32_t nshards = topo_shards(j->t);
-    /* a series' samples are gathered (body order) into cts/cv to encode */
-    uint32_t most = 0;
-    for (size_t i = 0; i < j->ne; i++)
-        if (j->e[i].count > most)
-            most = j->e[i].count;
-    int64_t *cts = malloc((most ? most : 1) * sizeof *cts);
-    double *cv = malloc((most ? most : 1) * sizeof *cv);
+    /* every series' samples, gathered into dts/dv in the order the series
+     * are encoded (shard, then first appearance), each in body order */
+    int64_t *dts = malloc((j->ns ? j->ns : 1) * sizeof *dts);
+    double *dv = malloc((j->ns ? j->ns : 1) * sizeof *dv);
+    size_t *at = malloc((j->ne ? j->ne : 1) * sizeof *at);
     size_t *bystart = calloc((size_t)nshards + 1, sizeof *bystart);
     uint32_t *order = malloc((j->ne ? j->ne : 1) * sizeof *order);
-    if (!cts || !cv || !bystart || !order) {
-        free(cts);
-        free(cv);
+    size_t *fill = malloc(((size_t)nshards + 1) * sizeof *fill);
+    if (!dts || !dv || !at || !bystart || !order || !fill) {
+        free(dts);
+        free(dv);
+        free(at);
         free(bystart);
         free(order);
+        free(fill);
         return ST_ENOMEM;
     }
     /* entries by shard (counting sort) */
@@ -550,18 +545,20 @@ static int encode(wbatch_t *j)
         bystart[j->e[i].shard + 1]++;
     for (uint32_t s = 0; s < nshards; s++)
         bystart[s + 1] += bystart[s];
-    size_t *fill = malloc(((size_t)nshards + 1) * sizeof *fill);
-    if (!fill) {
-        free(cts);
-        free(cv);
-        free(bystart);
-        free(order);
-        return ST_ENOMEM;
-    }
     memcpy(fill, bystart, ((size_t)nshards + 1) * sizeof *fill);
     for (size_t i = 0; i < j->ne; i++)
         order[fill[j->e[i].shard]++] = (uint32_t)i;
     free(fill);
+    size_t pos = 0;
+    for (size_t k = 0; k < j->ne; k++) {
+        at[order[k]] = pos;
+        pos += j->e[order[k]].count;
+    }
+    for (size_t x = 0; x < j->ns; x++) { /* at[e] moves to the end of entry e's samples */
+        size_t d = at[j->s[x].entry]++;
+        dts[d] = j->s[x].ts;
+        dv[d] = j->s[x].v;
+    }
     /* room for everything at once: no copy while the buffer grows */
     size_t room = 0;
     for (size_t i = 0; i < j->ne; i++) {
@@ -596,20 +593,18 @@ static int encode(wbatch_t *j)
                 if (en->name != NO_NAME)
                     lab[1] =
                         (wire_bytes_t){j->enc + j->names.v[en->name].off, j->names.v[en->name].len};
-                uint32_t n = 0;
-                for (uint32_t x = en->head; n < en->count; x = j->s[x].next, n++) {
-                    cts[n] = j->s[x].ts;
-                    cv[n] = j->s[x].v;
-                }
-                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, cts, cv, n);
+                size_t first = at[order[k]] - en->count;
+                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, dts + first,
+                                         dv + first, en->count);
             }
             wire_end(b, mark);
             if (!rc)
                 j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
         }
     }
-    free(cts);
-    free(cv);
+    free(dts);
+    free(dv);
+    free(at);
     free(bystart);
     free(order);
     grouping_free(j);
