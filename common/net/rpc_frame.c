@@ -333,12 +333,25 @@ int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out)
 
 uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len)
 {
-    if (!rx->buf || rx->start != rx->end || payload != rx->buf + RPC_FRAME_HDR ||
-        rx->end != RPC_FRAME_HDR + len || 2 * rx->end < rx->cap)
+    size_t fend = RPC_FRAME_HDR + len; /* the frame is buf[0, fend) */
+    if (!rx->buf || payload != rx->buf + RPC_FRAME_HDR || rx->start != fend || 2 * fend < rx->cap)
         return NULL;
+    size_t tail = rx->end - rx->start, keep = rx->cap < RX_KEEP_MAX ? rx->cap : RX_KEEP_MAX;
+    if (tail > len / 2)
+        return NULL;
+    uint8_t *nb = NULL;
+    if (tail) { /* the next frames' first bytes: into a buffer of the usual size */
+        size_t ncap = keep > tail ? keep : tail;
+        if (!(nb = malloc(ncap)))
+            return NULL;
+        memcpy(nb, rx->buf + rx->start, tail);
+        keep = ncap;
+    }
     uint8_t *b = rx->buf;
-    rx->next_cap = rx->cap < RX_KEEP_MAX ? rx->cap : RX_KEEP_MAX;
-    rx->buf = NULL;
-    rx->cap = rx->start = rx->end = 0;
+    rx->next_cap = keep;
+    rx->buf = nb;
+    rx->cap = nb ? keep : 0;
+    rx->start = 0;
+    rx->end = tail;
     return b;
 }

@@ -179,12 +179,15 @@ int rpc_rx_push(rpc_rx_t *rx, const void *p, size_t n);
 int rpc_rx_next(rpc_rx_t *rx, rpc_frame_t *out);
 /*
  * The buffer of rx itself, when the frame rpc_rx_next just handed out
- * (payload[0..len), not compressed) is all it holds and fills at least half
- * of it: the caller owns the block from then on (free() it; payload stays
+ * (payload[0..len), not compressed) starts it and fills at least half of
+ * it: the caller owns the block from then on (free() it; payload stays
  * where it is) and rx starts a new buffer, of the detached one's size (up
  * to the 2 MiB a connection keeps anyway), so that a stream of large frames
- * is not regrown from a chunk for each. NULL otherwise: copy the payload.
- * Lets a receiver keep a large request without copying it.
+ * is not regrown from a chunk for each. Bytes already received after the
+ * frame (the start of the next ones, at most half the frame's size) move
+ * into the new buffer: copying them costs less than copying the payload.
+ * NULL otherwise: copy the payload. Lets a receiver keep a large request
+ * without copying it.
  */
 uint8_t *rpc_rx_detach(rpc_rx_t *rx, const uint8_t *payload, size_t len);
 

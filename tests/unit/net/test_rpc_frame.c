@@ -397,8 +397,9 @@ static void test_rx_reads_and_trim(void **state)
 }
 
 /* rpc_rx_detach gives the buffer away only when the frame just handed out
- * is alone in it and not compressed; the rx goes on with a new buffer; the
- * frame header helper makes the header rpc_frame_encode makes. */
+ * starts it, is not compressed and what follows it is short (moved into
+ * the new buffer); the rx goes on with a new buffer; the frame header
+ * helper makes the header rpc_frame_encode makes. */
 static void test_rx_detach(void **state)
 {
     (void)state;
@@ -441,6 +442,28 @@ static void test_rx_detach(void **state)
     assert_null(rpc_rx_detach(&rx, f.payload, f.len)); /* not at the buffer's start */
     assert_memory_equal(f.payload, p, 100000);
     assert_int_equal(rpc_rx_next(&rx, &f), ST_EAGAIN);
+    /* a frame and the first 1000 bytes of the next: detached, the 1000
+     * bytes move, and the next frame completes from there */
+    rpc_rx_t rx2; /* a new connection's: sized by the frame */
+    rpc_rx_init(&rx2, 0);
+    uint8_t *two = malloc(2 * b.len);
+    memcpy(two, b.data, b.len);
+    memcpy(two + b.len, b.data, b.len);
+    two[b.len + RPC_FRAME_HDR] ^= 0xff; /* the second payload differs */
+    assert_int_equal(rpc_rx_push(&rx2, two, b.len + 1000), 0);
+    assert_int_equal(rpc_rx_next(&rx2, &f), 0);
+    blk = rpc_rx_detach(&rx2, f.payload, f.len);
+    assert_non_null(blk);
+    assert_memory_equal(f.payload, p, 100000);
+    free(blk);
+    assert_int_equal(rpc_rx_next(&rx2, &f), ST_EAGAIN); /* 1000 bytes: not a frame yet */
+    assert_int_equal(rpc_rx_push(&rx2, two + b.len + 1000, b.len - 1000), 0);
+    assert_int_equal(rpc_rx_next(&rx2, &f), 0);
+    assert_int_equal(f.len, 100000);
+    assert_memory_equal(f.payload, two + b.len + RPC_FRAME_HDR, 100000);
+    assert_int_equal(rpc_rx_next(&rx2, &f), ST_EAGAIN);
+    free(two);
+    rpc_rx_deinit(&rx2);
     /* compressed: the payload is in scratch, never detached */
     memset(p, 'a', 100000);
     st_buf_reset(&b);
