@@ -134,6 +134,11 @@ int head_series_versioned(const head_series_t *s)
     return s->vi != NULL;
 }
 
+uint64_t head_version(const head_t *h, const head_series_t *s, uint32_t i)
+{
+    return s->vi ? h->vt[s->vi[i]] : 0;
+}
+
 void head_series_versions(const head_t *h, const head_series_t *s, uint32_t from, uint32_t n,
                           uint64_t *out)
 {

@@ -153,10 +153,7 @@ void head_series_normalize(const head_t *h, head_series_t *s);
 /* Does the series hold a sample with a version != 0? */
 int head_series_versioned(const head_series_t *s);
 /* The version of sample i of series s of head h. */
-static inline uint64_t head_version(const head_t *h, const head_series_t *s, uint32_t i)
-{
-    return s->vi ? h->vt[s->vi[i]] : 0;
-}
+uint64_t head_version(const head_t *h, const head_series_t *s, uint32_t i);
 /* The versions of samples [from, from + n) into out (0 where none). */
 void head_series_versions(const head_t *h, const head_series_t *s, uint32_t from, uint32_t n,
                           uint64_t *out);

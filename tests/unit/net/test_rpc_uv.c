@@ -498,6 +498,18 @@ static void shared_cb(void *arg, int status, uint8_t type, const uint8_t *p, siz
     c->idx = c->e->big_ok;
 }
 
+/* A server, a client with options co, and e.big: len patterned bytes. */
+static void start_with_big(env_t *e, rpc_client_opts_t *co, size_t len)
+{
+    env_init(e);
+    start_server(e, 0, NULL);
+    start_client(e, rpc_server_port(e->srv), NULL, co);
+    e->big_len = len;
+    e->big = malloc(e->big_len);
+    for (size_t i = 0; i < e->big_len; i++)
+        e->big[i] = (uint8_t)(i * 7 + i / 251);
+}
+
 /* rpc_client_call_shared: one payload, several calls, no copy; released
  * once per call when written (or dropped unwritten); copied (and released
  * at once) when the frame is compressed; an error return keeps it. */
@@ -505,14 +517,8 @@ static void test_shared_payload(void **state)
 {
     (void)state;
     env_t e;
-    env_init(&e);
-    start_server(&e, 0, NULL);
     rpc_client_opts_t co = {.compress_min = SIZE_MAX};
-    start_client(&e, rpc_server_port(e.srv), NULL, &co);
-    e.big_len = 3u << 20;
-    e.big = malloc(e.big_len);
-    for (size_t i = 0; i < e.big_len; i++)
-        e.big[i] = (uint8_t)(i * 7 + i / 251);
+    start_with_big(&e, &co, 3u << 20);
     int released = 0;
     callctx_t c[3];
     for (int i = 0; i < 3; i++) {
@@ -581,14 +587,8 @@ static void test_pieces_payload(void **state)
 {
     (void)state;
     env_t e;
-    env_init(&e);
-    start_server(&e, 0, NULL);
     rpc_client_opts_t co = {.compress_min = SIZE_MAX};
-    start_client(&e, rpc_server_port(e.srv), NULL, &co);
-    e.big_len = (1u << 20) + 37;
-    e.big = malloc(e.big_len);
-    for (size_t i = 0; i < e.big_len; i++)
-        e.big[i] = (uint8_t)(i * 7 + i / 251);
+    start_with_big(&e, &co, (1u << 20) + 37);
     /* the payload after a 100-byte head, in 40 pieces stored in reverse
      * order in another buffer: only gathering them in order rebuilds it */
     enum { HEAD = 100, NP = 40 };
