@@ -32,22 +32,12 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
-from query_bench import VM, load, mib, strata_cluster, strata_pids, vm_hwm_kib  # noqa: E402
+from query_bench import VM, cpu_s, load, mib, strata_cluster, strata_pids, vm_hwm_kib  # noqa: E402
 
 
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
-
-
-def cpu_s(pid):
-    """CPU seconds (user + system) a process used so far, or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def run_strata(harness, build, rf, lp, perf_path):

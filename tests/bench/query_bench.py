@@ -23,7 +23,9 @@ For each size:
    started only for that and stopped afterwards; --no-rf1 skips it), Strata
    RF=3 quorum (the cluster the queries then run on; the hint queues are
    drained before the queries). samples/s is the loader's (first request to
-   last answer). Peak RSS (VmHWM) of each process is read after its ingest,
+   last answer). VictoriaMetrics stays up for the queries; after its load the
+   run waits until it is idle (under 5% of a core for a second, at most
+   2 min: its merges would otherwise run during Strata's loads). Peak RSS (VmHWM) of each process is read after its ingest,
    then reset (/proc/PID/clear_refs) and read again after the query set.
 3. Prometheus: the same line protocol converted to OpenMetrics exactly as
    Strata maps it (measurement_field, tags as labels, ns -> ms), turned into
@@ -263,6 +265,32 @@ class VM:
             self.proc.wait()
 
 
+def cpu_s(pid):
+    """CPU seconds (user + system) a process used so far, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_idle(pid, limit_s=120.0):
+    """Poll until process pid uses less than 5% of a core over a second (its
+    background work after a load, e.g. VictoriaMetrics merging parts, would
+    otherwise run during the next engine's load), at most limit_s. Returns
+    the seconds waited."""
+    t0 = time.monotonic()
+    last = cpu_s(pid)
+    while last is not None and time.monotonic() - t0 < limit_s:
+        time.sleep(1.0)
+        now = cpu_s(pid)
+        if now is None or now - last < 0.05:
+            break
+        last = now
+    return time.monotonic() - t0
+
+
 def mib(kib):
     return "%.0f" % (kib / 1024.0) if kib else "-"
 
@@ -300,6 +328,8 @@ def run_size(args, harness, hosts, hours):
         ingest["victoria"] = load(vm.url, lp)["samples_per_s"]
         rss[("victoria", "ingest")] = vm_hwm_kib(vm.proc.pid)
         harness.http_request(vm.url + "/internal/force_flush", timeout=60)
+        say("victoria idle %.0f s after its load (its merges do not overlap the next load)"
+            % wait_idle(vm.proc.pid))
         reset_hwm(vm.proc.pid)
         # -- Strata RF=1 (ingest figure only)
         if not args.no_rf1:
