@@ -10,12 +10,21 @@
 #define ST_MEM_TOP_PAD (4 << 20)  /* a heap grows this much more than asked */
 #define ST_MEM_ARENAS 2           /* malloc arenas shared by all threads */
 
+static int tuned; /* st_mem_tune ran: a daemon */
+
+void st_mem_release(void)
+{
+    if (__atomic_load_n(&tuned, __ATOMIC_RELAXED))
+        malloc_trim(0);
+}
+
 void st_mem_tune(void)
 {
     static int done;
     if (done)
         return;
     done = 1;
+    __atomic_store_n(&tuned, 1, __ATOMIC_RELAXED);
     const char *t = getenv("GLIBC_TUNABLES");
     if (t && strstr(t, "glibc.malloc."))
         return; /* the operator's own settings */

@@ -21,5 +21,14 @@
 
 /* Applies the settings above (once; later calls do nothing). */
 void st_mem_tune(void);
+/*
+ * Give the allocator's free memory back to the OS (malloc_trim), in a
+ * process that called st_mem_tune (a daemon); nothing elsewhere (an
+ * embedder keeps its own policy). For quiet moments: after a burst of
+ * writes has been flushed, the heads it filled are free, and the settings
+ * above would otherwise keep up to 32 MiB a heap plus every hole below
+ * its top resident while the node only answers queries.
+ */
+void st_mem_release(void);
 
 #endif

@@ -48,6 +48,7 @@
 #include "st_err.h"
 #include "st_time.h"
 #include "st_file.h"
+#include "st_mem.h"
 #include "st_varint.h"
 
 void engine_opts_default(engine_opts_t *o)
@@ -453,8 +454,10 @@ static void *bg_main(void *arg)
                 target = p->start; /* the last: a partition holding deleted samples */
         }
         pthread_mutex_unlock(&e->parts_mu);
-        if (settling && target == INT64_MIN)
+        if (settling && target == INT64_MIN) { /* the burst is flushed and compacted */
             atomic_store(&e->settling, 0);
+            st_mem_release(); /* its heads' memory back to the OS (a daemon only) */
+        }
         if (target != INT64_MIN && now >= e->retry_at_ms) {
             pthread_mutex_lock(&e->flush_mu);
             int rc = engine_compact_part(e, target);

@@ -4,8 +4,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -13,6 +15,7 @@
 #include "st_crc32c.h"
 #include "st_err.h"
 #include "st_labels.h"
+#include "st_mem.h"
 #include "st_text.h"
 #include "st_varint.h"
 
@@ -123,6 +126,50 @@ static void test_grow(void **state)
     free(a);
 }
 
+static long rss_kib(void)
+{
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* st_mem_release (in a process that ran st_mem_tune) gives memory the
+ * allocator keeps back to the OS: 64 MiB of small blocks freed below a
+ * block still in use stay resident until then. */
+static void test_mem_release(void **state)
+{
+    (void)state;
+#ifdef __SANITIZE_ADDRESS__
+    skip(); /* ASan's allocator is not glibc's: nothing of this applies */
+#endif
+    st_mem_tune();
+    enum { N = 16384, SZ = 4000 };
+    void **p = malloc(N * sizeof *p);
+    assert_non_null(p);
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(SZ);
+        assert_non_null(p[i]);
+        memset(p[i], 1, SZ);
+    }
+    void *pin = malloc(64); /* above them: the freed blocks are no heap top */
+    assert_non_null(pin);
+    long used = rss_kib(); /* (also keeps the writes above: the blocks are read) */
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    long kept = rss_kib();
+    assert_true(kept > used - 8 * 1024); /* freed, still resident */
+    st_mem_release();
+    long after = rss_kib();
+    assert_true(after < kept - 32 * 1024);
+    free(pin);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_mem_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
