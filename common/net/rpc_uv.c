@@ -2145,8 +2145,16 @@ int rpc_client_call_pieces(rpc_client_t *cli, uint8_t type, const void *head, si
         total += pieces[i].len;
     }
     /* TLS seals a copy anyway, and a compressed frame is a new buffer:
-     * the pieces are copied into one payload, as rpc_client_call would */
+     * the payload is copied as rpc_client_call would (several runs are
+     * gathered first; a lone piece is that payload already) */
     if (cli->o.tls || (cli->o.compress_min > 0 && total >= cli->o.compress_min)) {
+        if (!head_len && npieces == 1) {
+            int rc = call_start(cli, type, pieces[0].p, pieces[0].len, NULL, 0, NULL, NULL,
+                                timeout_ms, cb, arg);
+            if (!rc)
+                release(rel_arg);
+            return rc;
+        }
         uint8_t *all = malloc(total ? total : 1);
         if (!all)
             return ST_ENOMEM;
