@@ -2,6 +2,13 @@
  * node_repl — coordinated writes, hinted handoff and peer health. See
  * node_repl.h for the model; docs/operations.md for what an operator sees.
  *
+ * Forwards name series by reference (repl.h, repl_put_forward_refs: a
+ * 16-byte hash of the labels with this process's secret seed) instead of
+ * their labels: a replica keeps the references it learnt; one that
+ * answers ST_ENOREF for an entry (a new series, or it restarted) gets
+ * that entry again at once with labels and references, which it learns.
+ * Hints keep the labels (the stamped NodeWrite).
+ *
  * A coordinated write (coord_t) lives until every outcome is in: the local
  * write job and one forward call per peer. It answers the router as soon
  * as every shard is decided and the local write is done; later outcomes
@@ -31,8 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hints.h"
 #include "node_fault.h"
@@ -90,7 +99,7 @@ struct peer {
     /* stats */
     atomic_int unsynced;
     atomic_uint_fast64_t rejected;
-    metric_counter_t *fwd_ok, *fwd_err;
+    metric_counter_t *fwd_ok, *fwd_err, *fwd_labels;
     hints_stats_t snap; /* under r->mu */
 };
 
@@ -105,6 +114,7 @@ struct node_repl {
     int closing;
     int sync_each; /* wal_durability = every_write: fsync each hint append */
     int64_t timeout_ms;
+    uint64_t ref_seed;  /* series references (repl_series_ref): random, per process */
     pthread_mutex_t mu; /* snapshots */
     metric_counter_t *coord_writes, *coord_failed;
 };
@@ -255,6 +265,7 @@ typedef struct coord {
     rpc_conn_t *conn;
     uint64_t reqid;
     wpay_t *pay;
+    wpay_t *rpay; /* the forward of every entry by reference (NULL: not made) */
     repl_envelope_t env;
     topo_write_consistency_t mode;
     repl_entry_t *e;
@@ -272,6 +283,7 @@ typedef struct coord {
 typedef struct fwd {
     coord_t *c;
     peer_t *p;
+    int labels; /* sent with labels (after an ST_ENOREF) */
     size_t n;
     size_t idx[]; /* entries sent */
 } fwd_t;
@@ -281,6 +293,7 @@ static void coord_free(coord_t *c)
     if (c->conn)
         rpc_conn_release(c->conn);
     wpay_unref(c->pay);
+    wpay_unref(c->rpay);
     free(c->e);
     free(c->tally);
     free(c->local);
@@ -453,7 +466,7 @@ static void local_work(uv_work_t *w)
         }
         return;
     }
-    c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
+    c->local_err = node_write_local(c->r->n, c->e, c->env.n, 0, c->local);
     if (!c->local_err && c->r->observe) /* this node coordinates (compaction rules) */
         c->r->observe(c->r->n, c->e, c->env.n, c->local);
 }
@@ -476,12 +489,74 @@ static void local_after(uv_work_t *w, int status)
     maybe_reply(c);
 }
 
+static void on_fwd(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len);
+static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, const char *why);
+
+/* Send entries c->e[idx[0..k)] to p by reference (labels: with their
+ * labels too); 0 or the call's error (f not sent, the caller's). */
+static int forward(coord_t *c, peer_t *p, fwd_t *f, const size_t *idx, size_t k, int labels)
+{
+    node_repl_t *r = c->r;
+    f->labels = labels;
+    if (k == c->env.n && !labels) { /* every entry: one message shared by the peers */
+        if (!c->rpay) {
+            wpay_t *w = calloc(1, sizeof *w);
+            if (!w)
+                return ST_ENOMEM;
+            w->refs = 1;
+            st_buf_init(&w->b);
+            int rc = repl_put_forward_refs(&w->b, c->e, NULL, k, r->ref_seed, 0);
+            if (rc) {
+                wpay_unref(w);
+                return rc;
+            }
+            c->rpay = w;
+        }
+        c->rpay->refs++;
+        int crc = rpc_client_call_shared(p->cli, RPC_WRITE, c->rpay->b.data, c->rpay->b.len,
+                                         wpay_unref, c->rpay, (unsigned)r->timeout_ms, on_fwd, f);
+        if (crc)
+            c->rpay->refs--;
+        return crc;
+    }
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = repl_put_forward_refs(&b, c->e, idx, k, r->ref_seed, labels);
+    if (!rc)
+        rc = rpc_client_call(p->cli, RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms, on_fwd, f);
+    st_buf_deinit(&b);
+    return rc;
+}
+
+/* Entries answered ST_ENOREF: sent again at once with their labels. */
+static void forward_labels(coord_t *c, peer_t *p, const size_t *idx, size_t k)
+{
+    fwd_t *f = malloc(sizeof *f + k * sizeof f->idx[0]);
+    if (!f) {
+        for (size_t q = 0; q < k; q++) /* a miss like any other: hinted */
+            repl_tally_add(&c->tally[idx[q]], 0);
+        add_hints(p, c->e, idx, k);
+        for (size_t q = 0; q < k; q++)
+            note(c, idx[q], p->node, 0, "out of memory");
+        return;
+    }
+    f->c = c;
+    f->p = p;
+    f->n = k;
+    memcpy(f->idx, idx, k * sizeof *idx);
+    c->refs++;
+    metric_counter_add(p->fwd_labels, k);
+    int crc = c->r->closing ? ST_ECLOSED : forward(c, p, f, idx, k, 1);
+    if (crc)
+        fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
+}
+
 static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, const char *why)
 {
     coord_t *c = f->c;
     peer_t *p = f->p;
-    size_t *failed = malloc((f->n ? f->n : 1) * sizeof *failed);
-    size_t nf = 0;
+    size_t *failed = malloc((f->n ? 2 * f->n : 1) * sizeof *failed);
+    size_t nf = 0, nl = 0, *again = failed ? failed + f->n : NULL;
     Strata__NodeWriteResult *res = NULL;
     if (status == 0) {
         res = strata__node_write_result__unpack(NULL, len, payload);
@@ -492,6 +567,10 @@ static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, c
     }
     for (size_t k = 0; k < f->n; k++) {
         size_t i = f->idx[k];
+        if (status == 0 && res->results[k]->code == ST_ENOREF && !f->labels && again) {
+            again[nl++] = i; /* the replica does not know some references */
+            continue;
+        }
         int ok = status == 0 && res->results[k]->code == 0;
         repl_tally_add(&c->tally[i], ok);
         if (ok) {
@@ -514,6 +593,8 @@ static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, c
         strata__node_write_result__free_unpacked(res, NULL);
     if (nf)
         add_hints(p, c->e, failed, nf);
+    if (nl)
+        forward_labels(c, p, again, nl);
     free(failed);
     free(f);
     c->refs--;
@@ -611,24 +692,7 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
             fwd_done(f, ST_EUNAVAIL, NULL, 0, "replica is down");
             continue;
         }
-        int crc;
-        if (k == ne) { /* every entry: the shared stamped message, no copy */
-            c->pay->refs++;
-            crc = rpc_client_call_shared(p->cli, RPC_WRITE, c->pay->b.data, c->pay->b.len,
-                                         wpay_unref, c->pay, (unsigned)r->timeout_ms, on_fwd, f);
-            if (crc)
-                c->pay->refs--;
-        } else {
-            st_buf_t b;
-            st_buf_init(&b);
-            int brc = repl_put_envelope(&b, 0 /* consistency: none */, 1 /* forwarded */);
-            for (size_t q = 0; q < k && !brc; q++)
-                brc = st_buf_append(&b, c->e[idx[q]].field, c->e[idx[q]].field_len);
-            crc = brc ? ST_ENOMEM
-                      : rpc_client_call(p->cli, RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms,
-                                        on_fwd, f);
-            st_buf_deinit(&b);
-        }
+        int crc = forward(c, p, f, idx, k, 0);
         if (crc)
             fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
     }
@@ -1185,6 +1249,8 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
     r->nnodes = topo_node_count(n->topo);
     r->timeout_ms = rc_->replica_timeout_ms;
     r->sync_each = topo_storage(n->topo)->wal_durability == TOPO_WAL_EVERY_WRITE;
+    if (getrandom(&r->ref_seed, sizeof r->ref_seed, 0) != (ssize_t)sizeof r->ref_seed)
+        r->ref_seed = (uint64_t)st_now_ms() * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
     pthread_mutex_init(&r->mu, NULL);
     r->peers = calloc(r->nnodes, sizeof *r->peers);
     if (!r->peers) {
@@ -1236,6 +1302,11 @@ int node_repl_create(node_t *n, const rpc_identity_t *me, node_repl_t **out)
         p->fwd_err = metrics_counter(n->metrics, "strata_replica_writes_total",
                                      "Shard batches forwarded to a replica, by outcome.", "peer",
                                      p->id, "result", "error", NULL);
+        p->fwd_labels = metrics_counter(
+            n->metrics, "strata_replica_writes_with_labels_total",
+            "Shard batches sent to a replica again with their labels: it did not know some "
+            "series references (new series, or the replica restarted).",
+            "peer", p->id, NULL);
         uv_timer_init(n->loop, &p->timer);
         p->timer.data = p;
         const topo_addr_t *a = topo_node_rpc(n->topo, i);

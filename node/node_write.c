@@ -5,10 +5,12 @@
  * of all its series go into scratch arrays (reused across the entries of
  * one NodeWrite), and each series' label fields, as bytes, are its key:
  * the engine gives back the ids of the keys it knows (engine_keys_resolve)
- * and only the other series' labels are decoded. The shard's batch is then
- * one engine_write_keyed with the WriteRequest's version (set by the
- * coordinator; 0: none),
- * all entries of the NodeWrite sharing one engine_write_result_t (so that
+ * and only the other series' labels are decoded. A forward's series may
+ * come as a reference alone (repl.h): the engine gives its key and id
+ * back (engine_keys_resolve_refs); one it does not know refuses the entry
+ * (ST_ENOREF, before anything is written). The shard's batch is then one
+ * engine_write_keyed with the WriteRequest's version (set by the
+ * coordinator; 0: none), all entries of the NodeWrite sharing one engine_write_result_t (so that
  * max_new_series_per_write applies to the RPC). What the engine refused
  * comes back per entry: ST_EBUSY (head over head_max_mb; nothing written)
  * as the entry's code with a Retry-After, a cardinality refusal (the rest
@@ -32,12 +34,14 @@
 
 typedef struct write_scratch {
     engine_series_batch_t *b;
-    engine_series_key_t *k;
+    engine_series_key_t *k, *rk;
+    const uint8_t **refs; /* references of the series that came without labels */
+    size_t *ri;           /* ... and their places in b */
     uint32_t *ids;
     st_label_t *labels;
     int64_t *ts;
     double *v;
-    size_t bcap, kcap, lcap, scap;
+    size_t bcap, kcap, lcap, scap, rcap, rkcap;
 } write_scratch_t;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem)
@@ -62,9 +66,10 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
  * does not know the key yet (engine_keys_resolve); the others are decoded
  * as they come.
  */
-static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
+static int write_shard(node_t *n, const uint8_t *p, size_t len, int refs, write_scratch_t *ws,
                        engine_write_result_t *wr, node_shard_result_t *res)
 {
+    size_t nr = 0; /* series by reference alone */
     const uint8_t *end = p + len, *q = p;
     wire_field_t f;
     int rc;
@@ -109,10 +114,21 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
             break;
         if (s.nlabels)
             memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
-        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(s.lab ? NO_LABELS : li), s.nlabels,
-                                            (const int64_t *)(uintptr_t)si,
+        const uint8_t *ref = refs ? s.ref : NULL;
+        int by_ref = ref && !s.lab && !s.nlabels;
+        if (by_ref) {
+            size_t c2 = ws->rcap;
+            if (!(ws->refs = grow(ws->refs, &c2, nr + 1, sizeof *ws->refs)) ||
+                !(ws->ri = grow(ws->ri, &ws->rcap, nr + 1, sizeof *ws->ri)))
+                return ST_ENOMEM;
+            ws->refs[nr] = ref;
+            ws->ri[nr++] = bi;
+        }
+        ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(s.lab || by_ref ? NO_LABELS : li),
+                                            s.nlabels, (const int64_t *)(uintptr_t)si,
                                             (const double *)(uintptr_t)si, got};
-        ws->k[bi] = (engine_series_key_t){s.lab, (uint32_t)s.lab_len, 0};
+        /* with labels, a reference is learnt for the forwards to come */
+        ws->k[bi] = (engine_series_key_t){s.lab, (uint32_t)s.lab_len, 0, by_ref ? NULL : ref};
         li += s.nlabels;
         si += got;
         bi++;
@@ -140,6 +156,21 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
     engine_t *e = n->engines[shard];
     if (bi)
         engine_keys_resolve(e, ws->k, bi, ws->ids);
+    if (nr) { /* the series that came by reference: their keys and ids, or a refusal */
+        if (!(ws->rk = grow(ws->rk, &ws->rkcap, nr, sizeof *ws->rk)))
+            return ST_ENOMEM;
+        size_t found = engine_keys_resolve_refs(e, ws->refs, nr, ws->rk);
+        if (found < nr) {
+            snprintf(res->msg, sizeof res->msg,
+                     "%zu of %zu series references unknown on node %s; send their labels",
+                     nr - found, nr, topo_node_id(n->topo, n->self));
+            return ST_ENOREF;
+        }
+        for (size_t j = 0; j < nr; j++) {
+            ws->k[ws->ri[j]] = ws->rk[j];
+            ws->ids[ws->ri[j]] = ws->rk[j].id1 - 1;
+        }
+    }
     for (size_t i = 0; i < bi; i++) {
         if ((uintptr_t)ws->b[i].labels != NO_LABELS)
             continue;
@@ -210,7 +241,8 @@ static void log_failure(const node_shard_result_t *res)
             (unsigned long long)atomic_exchange(&quiet, 0));
 }
 
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
+                     node_shard_result_t *res)
 {
     write_scratch_t ws = {0};
     engine_write_result_t wr;
@@ -218,16 +250,19 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
     int rc = 0;
     for (size_t i = 0; i < ne && !rc; i++) {
         memset(&res[i], 0, sizeof res[i]);
-        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &wr, &res[i]);
+        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, refs, &ws, &wr, &res[i]);
         if (res[i].code == ST_ENOMEM)
             rc = ST_ENOMEM;
-        else if (res[i].code)
+        else if (res[i].code && res[i].code != ST_ENOREF) /* ENOREF: sent again with labels */
             metric_counter_inc(n->write_rejected);
-        if (res[i].code && res[i].code != ST_EBUSY)
+        if (res[i].code && res[i].code != ST_EBUSY && res[i].code != ST_ENOREF)
             log_failure(&res[i]);
     }
     free(ws.b);
     free(ws.k);
+    free(ws.rk);
+    free(ws.refs);
+    free(ws.ri);
     free(ws.ids);
     free(ws.labels);
     free(ws.ts);

@@ -37,9 +37,14 @@ typedef struct node_shard_result {
 /* Write the WriteRequests `e[0..ne)` into this node's engines (thread pool
  * only: it does disk I/O). res[i] gets entry i's outcome. The entries are
  * one write for max_new_series_per_write. Counts refusals (by limit) and
- * busy refusals in the node's metrics. Returns 0 or ST_ENOMEM (then res is
- * unspecified). */
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res);
+ * busy refusals in the node's metrics. refs: a forward, whose series may
+ * come as references alone (repl.h: repl_put_forward_refs; not a router's
+ * write, whose references are ignored); an entry with a reference this
+ * node does not know is refused whole with ST_ENOREF (nothing of it
+ * written: the coordinator sends it again with labels). Returns 0 or
+ * ST_ENOMEM (then res is unspecified). */
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
+                     node_shard_result_t *res);
 
 /* Register the counters node_write_local feeds (at startup). */
 int node_write_metrics(node_t *n);

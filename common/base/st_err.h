@@ -24,7 +24,8 @@
     X(EPARSE, -13, "parse error")                                                                  \
     X(EUNAVAIL, -14, "unavailable")                                                                \
     X(EBUSY, -15, "busy")                                                                          \
-    X(ECONFIG, -16, "invalid configuration")
+    X(ECONFIG, -16, "invalid configuration")                                                       \
+    X(ENOREF, -17, "unknown series reference")
 
 enum {
     ST_OK = 0,

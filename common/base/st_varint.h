@@ -35,6 +35,17 @@ static inline size_t st_uvarint_put(uint8_t *p, uint64_t v)
     return i;
 }
 
+/* Bytes st_uvarint_put writes for v. */
+static inline size_t st_uvarint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
 static inline int st_uvarint_get(const uint8_t *p, const uint8_t *end, uint64_t *out)
 {
     uint64_t v = 0;

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
 #include "st_err.h"
 #include "st_varint.h"
 #include "wire.h"
@@ -109,6 +112,89 @@ int repl_put_envelope(st_buf_t *b, uint32_t consistency, int forwarded)
 int repl_put_entry(st_buf_t *b, const uint8_t *msg, size_t len)
 {
     return wire_put_bytes_field(b, WIRE_NODE_WRITE_SHARDS, msg, len) ? ST_ENOMEM : 0;
+}
+
+void repl_series_ref(const uint8_t *lab, size_t len, uint64_t seed, uint8_t out[WIRE_REF_LEN])
+{
+    XXH128_hash_t h = XXH3_128bits_withSeed(lab, len, seed);
+    memcpy(out, &h.low64, 8);
+    memcpy(out + 8, &h.high64, 8);
+}
+
+/* Bytes of a LEN field of n bytes (key of field numbers < 16). */
+static size_t len_field(size_t n)
+{
+    return 1 + (size_t)st_uvarint_len(n) + n;
+}
+
+static uint8_t *put_len_field(uint8_t *w, uint32_t num, const uint8_t *p, size_t n)
+{
+    *w++ = (uint8_t)(num << 3 | WIRE_LEN);
+    w += st_uvarint_put(w, n);
+    memcpy(w, p, n);
+    return w + n;
+}
+
+/* One WriteRequest again with references (repl_put_forward_refs). */
+static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_t seed,
+                          int with_labels)
+{
+    size_t mark;
+    if (wire_begin(out, WIRE_NODE_WRITE_SHARDS, &mark))
+        return ST_ENOMEM;
+    const uint8_t *q = msg, *end = msg + len;
+    wire_field_t f;
+    int rc;
+    for (;;) {
+        const uint8_t *start = q;
+        if ((rc = wire_next(&q, end, &f)) != 1)
+            break;
+        wire_series_t s;
+        if (!(f.num == WIRE_WRITE_REQUEST_SERIES && f.type == WIRE_LEN) ||
+            wire_series_scan(f.data, f.len, &s) < 0 || !s.lab) {
+            /* not a series, or one this cannot name: as it is (a malformed
+             * one is the replica's to refuse) */
+            if (st_buf_append(out, start, (size_t)(q - start)))
+                return ST_ENOMEM;
+            continue;
+        }
+        size_t inner = (with_labels ? s.lab_len : 0) + len_field(WIRE_REF_LEN) +
+                       (s.ts ? len_field(s.ts_len) : 0) + (s.vals ? len_field(s.nvals * 8) : 0) +
+                       (s.vers ? len_field(s.vers_len) : 0);
+        if (st_buf_reserve(out, len_field(inner)))
+            return ST_ENOMEM;
+        uint8_t *w = out->data + out->len, ref[WIRE_REF_LEN];
+        *w++ = (uint8_t)(WIRE_WRITE_REQUEST_SERIES << 3 | WIRE_LEN);
+        w += st_uvarint_put(w, inner);
+        if (with_labels) {
+            memcpy(w, s.lab, s.lab_len);
+            w += s.lab_len;
+        }
+        repl_series_ref(s.lab, s.lab_len, seed, ref);
+        w = put_len_field(w, WIRE_SERIES_SAMPLES_REF, ref, WIRE_REF_LEN);
+        if (s.ts)
+            w = put_len_field(w, WIRE_SERIES_SAMPLES_TIMESTAMPS, s.ts, s.ts_len);
+        if (s.vals)
+            w = put_len_field(w, WIRE_SERIES_SAMPLES_VALUES, s.vals, s.nvals * 8);
+        if (s.vers)
+            w = put_len_field(w, WIRE_SERIES_SAMPLES_VERSIONS, s.vers, s.vers_len);
+        out->len = (size_t)(w - out->data);
+    }
+    if (rc < 0)
+        return ST_ECORRUPT;
+    wire_end(out, mark);
+    return 0;
+}
+
+int repl_put_forward_refs(st_buf_t *out, const repl_entry_t *e, const size_t *idx, size_t k,
+                          uint64_t seed, int with_labels)
+{
+    int rc = repl_put_envelope(out, 0, 1);
+    for (size_t i = 0; i < k && !rc; i++) {
+        const repl_entry_t *x = &e[idx ? idx[i] : i];
+        rc = put_entry_refs(out, x->msg, x->msg_len, seed, with_labels);
+    }
+    return rc;
 }
 
 uint64_t repl_entry_version(const uint8_t *msg, size_t len)

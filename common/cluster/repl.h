@@ -24,6 +24,7 @@
 
 #include "st_buf.h"
 #include "topo.h"
+#include "wire.h"
 
 /* Acks needed by `mode` (topo_write_consistency_t) with rf replicas. */
 uint32_t repl_required(int mode, uint32_t rf);
@@ -89,6 +90,24 @@ int repl_stamp_version(const uint8_t *p, size_t len, uint64_t version, st_buf_t 
  */
 int repl_stamp_forward(const uint8_t *p, size_t len, uint64_t version, st_buf_t *out,
                        repl_entry_t **entries, repl_envelope_t *env);
+/*
+ * Series references (docs/protocol.md, "Forwarding"): a coordinator names
+ * each series it forwards by 16 bytes, a hash of its label bytes with a
+ * seed of its own (secret, so no writer can make two label sets collide),
+ * in SeriesSamples field `ref`. A replica that wrote a series sent with
+ * labels and a reference keeps reference -> series; a later forward may
+ * carry the reference alone. repl_series_ref makes it; out gets 16 bytes.
+ */
+void repl_series_ref(const uint8_t *lab, size_t len, uint64_t seed, uint8_t out[WIRE_REF_LEN]);
+/*
+ * Append a forwarded NodeWrite (envelope "forwarded, consistency 0") of
+ * the entries e[idx[0..k)] (idx NULL: e[0..k)), every series whose labels
+ * lie together re-made as its reference, its samples and (with_labels)
+ * its labels; other series and fields as they are. Returns 0, ST_ECORRUPT
+ * (a malformed entry) or ST_ENOMEM.
+ */
+int repl_put_forward_refs(st_buf_t *out, const repl_entry_t *e, const size_t *idx, size_t k,
+                          uint64_t seed, int with_labels);
 /* WriteRequest.version of msg[0..len) (0 when absent). */
 uint64_t repl_entry_version(const uint8_t *msg, size_t len);
 

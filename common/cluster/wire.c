@@ -333,6 +333,7 @@ static void series_reset(wire_series_t *s)
     s->vers_len = 0;
     s->lab = NULL;
     s->lab_len = 0;
+    s->ref = NULL;
 }
 
 /* A SeriesSamples field other than a label: the samples' columns (each at
@@ -354,6 +355,10 @@ static int series_column(wire_series_t *s, const wire_field_t *f)
             return ST_ECORRUPT;
         s->vers = f->data;
         s->vers_len = f->len;
+    } else if (f->num == WIRE_SERIES_SAMPLES_REF) {
+        if (s->ref || f->len != WIRE_REF_LEN)
+            return ST_ECORRUPT;
+        s->ref = f->data;
     }
     return 0;
 }

@@ -11,7 +11,9 @@
  *   message Label         { bytes name = 1; bytes value = 2; }
  *   message SeriesSamples { repeated Label labels = 1;
  *                           repeated sint64 timestamps = 2 [packed];  // t0, t1-t0, ...
- *                           repeated double values = 3 [packed]; }
+ *                           repeated double values = 3 [packed];
+ *                           repeated uint64 versions = 4 [packed];  // repair pages
+ *                           bytes ref = 5; }                        // forwards (repl.h)
  *   message WriteRequest  { uint32 shard = 1; repeated SeriesSamples series = 2; }
  *   message StepSeries    { repeated Label labels = 1; bytes present = 2;
  *                           repeated double values = 3 [packed]; }
@@ -37,6 +39,8 @@
 #include "wire_fields.h"
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
+
+#define WIRE_REF_LEN 16 /* SeriesSamples.ref: a series reference (repl.h) */
 
 /* A field read by wire_next(): varint/i64/i32 in `u`, LEN in (data, len). */
 typedef struct wire_field {
@@ -123,6 +127,7 @@ typedef struct wire_series {
      * lengths included) when they are contiguous, else NULL */
     const uint8_t *lab;
     size_t lab_len;
+    const uint8_t *ref; /* the 16 bytes of field `ref` (WIRE_REF_LEN), NULL when absent */
 } wire_series_t;
 
 /* Decode a Label message (name 1, value 2: also Prometheus' prompb.Label)

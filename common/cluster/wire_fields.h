@@ -23,6 +23,7 @@
     X(series_samples, WIRE_SERIES_SAMPLES_TIMESTAMPS, 2, "timestamps") \
     X(series_samples, WIRE_SERIES_SAMPLES_VALUES, 3, "values") \
     X(series_samples, WIRE_SERIES_SAMPLES_VERSIONS, 4, "versions") \
+    X(series_samples, WIRE_SERIES_SAMPLES_REF, 5, "ref") \
     /* message Hello */ \
     X(hello, WIRE_HELLO_PROTOCOL_VERSION, 1, "protocol_version") \
     X(hello, WIRE_HELLO_CLUSTER_NAME, 2, "cluster_name") \

@@ -244,6 +244,10 @@ typedef struct engine_series_key {
     const uint8_t *key; /* NULL: none */
     uint32_t len;
     uint32_t id1; /* 0: resolve by labels; else engine_keys_resolve's id + 1 */
+    /* ENGINE_REF_LEN bytes the writer names this key by from now on
+     * (engine_keys_resolve_refs), kept with the key once the write
+     * resolved it; NULL: none */
+    const uint8_t *ref;
 } engine_series_key_t;
 
 /*
@@ -256,6 +260,21 @@ typedef struct engine_series_key {
 #define ENGINE_KEYS_MAX_BYTES (32u << 20)
 #define ENGINE_KEY_MAX 4096u
 size_t engine_keys_resolve(engine_t *e, const engine_series_key_t *k, size_t n, uint32_t *ids);
+/*
+ * Keys by reference: a writer that names its keys by references (16
+ * bytes it chose, e.g. a seeded 128-bit hash of the key: equal references
+ * are taken to be the same key) passes engine_series_key_t.ref with a key
+ * once; after that write, out[i] for refs[i] is that key (in the engine's
+ * own copy: valid for the engine's life) with id1 set, ready for
+ * engine_write_keyed without labels; {0} for a reference not known (then
+ * the writer sends the key again). Only a kept key gets references; the
+ * references are forgotten all at once when they outnumber the keys four
+ * to one (a writer that restarts with new ones). Returns how many were
+ * found.
+ */
+#define ENGINE_REF_LEN 16
+size_t engine_keys_resolve_refs(engine_t *e, const uint8_t *const *refs, size_t n,
+                                engine_series_key_t *out);
 
 /*
  * Write samples for `n` series. Samples in partitions already past the

@@ -43,9 +43,7 @@ void head_destroy(head_t *h)
         return;
     for (uint32_t i = 0; i < h->ns; i++) {
         if (h->s[i]) {
-            free(h->s[i]->ts);
-            free(h->s[i]->v);
-            free(h->s[i]->vi);
+            free(h->s[i]->ts); /* v and vi lie in the same block */
             free(h->s[i]);
         }
     }
@@ -212,30 +210,40 @@ static int head_vindex(head_t *h, uint64_t version, uint32_t *out)
     return 0;
 }
 
-/* Room for `need` samples in s's arrays (vi too when it has one). */
-static int series_grow(head_t *h, head_series_t *s, uint32_t need)
+/*
+ * Room for `need` samples in s's arrays, with vi (its samples so far at
+ * version index 0) when `vi` or it has one. The three arrays are one
+ * block (ts, then v, then vi; s->ts is the block): one allocation a
+ * growth instead of three.
+ */
+static int series_grow(head_t *h, head_series_t *s, uint32_t need, int vi)
 {
-    if (need <= s->cap)
+    vi = vi || s->vi;
+    if (need <= s->cap && (!vi || s->vi))
         return 0;
     uint32_t cap = s->cap ? s->cap : HEAD_INIT_CAP;
     while (cap < need)
         cap *= 2;
-    int64_t *nts = realloc(s->ts, (size_t)cap * sizeof *nts);
-    if (!nts)
+    size_t per = 16 + (vi ? sizeof *s->vi : 0);
+    uint8_t *b = malloc((size_t)cap * per);
+    if (!b)
         return ST_ENOMEM;
-    s->ts = nts;
-    double *nv = realloc(s->v, (size_t)cap * sizeof *nv);
-    if (!nv)
-        return ST_ENOMEM;
-    s->v = nv;
-    if (s->vi) {
-        uint32_t *nvi = realloc(s->vi, (size_t)cap * sizeof *nvi);
-        if (!nvi)
-            return ST_ENOMEM;
-        s->vi = nvi;
-        h->bytes += (uint64_t)(cap - s->cap) * sizeof *nvi;
+    int64_t *nts = (int64_t *)b;
+    double *nv = (double *)(b + (size_t)cap * 8);
+    uint32_t *nvi = vi ? (uint32_t *)(b + (size_t)cap * 16) : NULL;
+    if (s->n) {
+        memcpy(nts, s->ts, (size_t)s->n * sizeof *nts);
+        memcpy(nv, s->v, (size_t)s->n * sizeof *nv);
+        if (s->vi)
+            memcpy(nvi, s->vi, (size_t)s->n * sizeof *nvi);
+        else if (nvi)
+            memset(nvi, 0, (size_t)s->n * sizeof *nvi);
     }
-    h->bytes += (uint64_t)(cap - s->cap) * 16;
+    h->bytes += (uint64_t)cap * per - (uint64_t)s->cap * (16 + (s->vi ? sizeof *s->vi : 0));
+    free(s->ts);
+    s->ts = nts;
+    s->v = nv;
+    s->vi = nvi;
     s->cap = cap;
     return 0;
 }
@@ -263,15 +271,8 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         return ST_ELIMIT; /* the doubling capacity stays within uint32 */
     uint32_t vx = 0;
     int rc = version ? head_vindex(h, version, &vx) : 0;
-    if (!rc)
-        rc = series_grow(h, s, s->n + (uint32_t)n);
-    if (!rc && vx && !s->vi) { /* the series' first version: its samples so far have 0 */
-        s->vi = calloc(s->cap, sizeof *s->vi);
-        if (!s->vi)
-            rc = ST_ENOMEM;
-        else
-            h->bytes += (uint64_t)s->cap * sizeof *s->vi;
-    }
+    if (!rc) /* the series' first version: its samples so far have 0 */
+        rc = series_grow(h, s, s->n + (uint32_t)n, vx != 0);
     if (rc)
         return rc; /* nothing appended */
     int64_t prev = s->n ? s->ts[s->n - 1] : INT64_MIN;

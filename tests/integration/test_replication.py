@@ -538,6 +538,46 @@ class FaultTest(ReplicationCase):
         c.stop()
 
 
+class ReferencesTest(ReplicationCase):
+
+    def test_forwards_by_reference(self):
+        # Forwards name known series by reference alone: a replica that does
+        # not know a reference (new series; or it restarted and forgot them
+        # all) answers so, and gets that shard's batch again with labels at
+        # once -- every sync write is still acknowledged by all three
+        # replicas without a hint, and the replicas end identical.
+        c = self.rcluster()
+        gen, log = BatchGen("ref", hosts=30, seed=71), AckLog()
+
+        def with_labels():
+            return sum(sum(c.peer_metric(i, "strata_replica_writes_with_labels_total").values())
+                       for i in range(3))
+
+        def errors():
+            return sum(sum(c.peer_metric(i, "strata_replica_writes_total",
+                                         result="error").values()) for i in range(3))
+
+        r = self.send(c, log, gen.batch(0), tries=1, consistency="sync")
+        self.assertEqual(r.status, 204, r)
+        first = with_labels()
+        self.assertGreater(first, 0, "new series were not sent again with their labels")
+        for b in (1, 2, 3):  # the same series again: references alone
+            r = self.send(c, log, gen.batch(b), tries=1, consistency="sync")
+            self.assertEqual(r.status, 204, r)
+        self.assertEqual(with_labels(), first, "known references were sent with labels again")
+        self.kill(c, 2)
+        c.restart(2)
+        c.wait_peers_up()
+        r = self.send(c, log, gen.batch(4), tries=5, consistency="sync")
+        self.assertEqual(r.status, 204, r)
+        self.assertGreater(with_labels(), first,
+                           "n3 forgot its references on restart but got none with labels")
+        self.assertEqual(errors(), 0, "a reference round was counted as a failed forward")
+        self.converge(c, log, "references")
+        log.check(self.export_all(c), "router export at the end")
+        c.stop()
+
+
 class HintBoundsTest(ReplicationCase):
 
     def test_hint_queue_size_bound(self):

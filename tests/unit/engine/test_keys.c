@@ -6,7 +6,12 @@
  * out without opts.key_labels, are refused; a newer delete still hides an
  * older write that comes by key (its labels decoded from the key to match
  * the tombstone); keys are not kept across a reopen (ids are, and
- * writes by labels learn them again).
+ * writes by labels learn them again). References
+ * (engine_keys_resolve_refs): learnt with a key, even one known before;
+ * they give the key and id back, a write by them lands in that series
+ * (a newer delete hides it too); an unknown one gives {0}; many
+ * references (a writer restarting with new ones) are forgotten all at
+ * once, the keys stay.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,7 +62,7 @@ static engine_t *open_engine(const char *dir, int with_decoder)
 
 static uint32_t resolve(engine_t *e, const char *key)
 {
-    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), 0};
+    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), 0, NULL};
     uint32_t id;
     engine_keys_resolve(e, &k, 1, &id);
     return id;
@@ -68,7 +73,7 @@ static int put(engine_t *e, const st_label_t *l, const char *key, uint32_t id1, 
                uint64_t version, engine_write_result_t *r)
 {
     engine_series_batch_t b = {l, l ? 2 : 0, &t, &v, 1};
-    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), id1};
+    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), id1, NULL};
     engine_write_result_init(r);
     return engine_write_keyed(e, &b, &k, 1, version, r);
 }
@@ -179,12 +184,96 @@ static void test_newer_delete_hides_keyed_write(void **state)
     free(dir);
 }
 
+/* Write by labels with key and reference (id1 as resolve found it). */
+static int put_ref(engine_t *e, const st_label_t *l, const char *key, uint32_t id1,
+                   const uint8_t *ref, int64_t t, double v, uint64_t version,
+                   engine_write_result_t *r)
+{
+    engine_series_batch_t b = {l, 2, &t, &v, 1};
+    engine_series_key_t k = {(const uint8_t *)key, (uint32_t)strlen(key), id1, ref};
+    engine_write_result_init(r);
+    return engine_write_keyed(e, &b, &k, 1, version, r);
+}
+
+/* Write by reference alone, as node_write does: its key and id, no labels. */
+static int put_by_ref(engine_t *e, const uint8_t *ref, int64_t t, double v, uint64_t version,
+                      engine_write_result_t *r)
+{
+    engine_series_key_t k;
+    if (engine_keys_resolve_refs(e, &ref, 1, &k) != 1)
+        return ST_ENOENT;
+    engine_series_batch_t b = {NULL, 0, &t, &v, 1};
+    engine_write_result_init(r);
+    return engine_write_keyed(e, &b, &k, 1, version, r);
+}
+
+static void test_refs(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir, 1);
+    engine_write_result_t r;
+    uint8_t ra[ENGINE_REF_LEN], rb[ENGINE_REF_LEN], rx[ENGINE_REF_LEN];
+    memset(ra, 0xa1, sizeof ra);
+    memset(rb, 0xb2, sizeof rb);
+    memset(rx, 0xa1, sizeof rx);
+    rx[15] = 0; /* ra but for its last byte: another reference */
+    const uint8_t *q[3] = {ra, rb, rx};
+    engine_series_key_t k[3];
+    assert_int_equal(engine_keys_resolve_refs(e, q, 3, k), 0);
+    assert_null(k[0].key);
+    assert_int_equal(k[0].id1, 0);
+    /* lab_a new, with its reference; lab_b known before, then a reference */
+    assert_int_equal(put(e, lab_b, "B", 0, 1000, 1.0, 0, &r), 0);
+    assert_int_equal(put_ref(e, lab_a, "A", 0, ra, 1000, 1.0, 0, &r), 0);
+    uint32_t ia = resolve(e, "A"), ib = resolve(e, "B");
+    assert_int_equal(put_ref(e, lab_b, "B", ib + 1, rb, 2000, 2.0, 0, &r), 0);
+    assert_int_equal(engine_keys_resolve_refs(e, q, 3, k), 2);
+    assert_int_equal(k[0].id1, ia + 1);
+    assert_int_equal(k[0].len, 1);
+    assert_memory_equal(k[0].key, "A", 1);
+    assert_int_equal(k[1].id1, ib + 1);
+    assert_memory_equal(k[1].key, "B", 1);
+    assert_null(k[2].key); /* 15 bytes alike are not the reference */
+    /* a write by reference alone lands in its series */
+    assert_int_equal(put_by_ref(e, ra, 3000, 3.0, 0, &r), 0);
+    assert_int_equal(r.written, 1);
+    assert_int_equal(r.new_series, 0);
+    double last = 0;
+    assert_int_equal(count(e, "a", &last), 2);
+    assert_true(last == 3.0);
+    assert_int_equal(count(e, "b", NULL), 2);
+    /* a newer delete hides an older write by reference (labels from the key) */
+    st_matcher_t m = {ST_MATCH_EQ, "host", "a"};
+    engine_delete_result_t d;
+    assert_int_equal(engine_delete_v(e, &m, 1, 0, 10000, 7, 50, 0, &d), 0);
+    assert_int_equal(put_by_ref(e, ra, 4000, 4.0, 20, &r), 0);
+    assert_int_equal(count(e, "a", NULL), 0);
+    assert_int_equal(put_by_ref(e, ra, 5000, 5.0, 60, &r), 0);
+    assert_int_equal(count(e, "a", NULL), 1);
+    /* references past four a key (and 1024) are forgotten together; keys stay */
+    static uint8_t many[1100][ENGINE_REF_LEN];
+    for (size_t i = 0; i < 1100; i++) {
+        memcpy(many[i] + 4, &i, sizeof i); /* (the lowest bit is not part of a reference) */
+        many[i][15] = 0x5c;
+        assert_int_equal(put_ref(e, lab_b, "B", ib + 1, many[i], 6000, 6.0, 0, &r), 0);
+    }
+    const uint8_t *m0 = many[1099];
+    assert_int_equal(engine_keys_resolve_refs(e, &m0, 1, k), 1);
+    assert_int_equal(engine_keys_resolve_refs(e, q, 2, k), 0);
+    assert_int_equal(resolve(e, "A"), ia);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learn_and_write_by_key),
         cmocka_unit_test(test_no_labels_needs_decoder),
         cmocka_unit_test(test_newer_delete_hides_keyed_write),
+        cmocka_unit_test(test_refs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
