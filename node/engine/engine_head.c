@@ -383,10 +383,16 @@ static void merge_sort(triples_t a, triples_t b, size_t n)
     }
 }
 
-/* Stable insertion sort by ts: for short or nearly sorted runs. */
-static void insertion_sort(triples_t a, size_t n)
+/*
+ * Stable insertion sort by ts of a[0, n) whose a[0, from) is sorted,
+ * while it has moved at most `budget` samples (SIZE_MAX: no bound; the
+ * sample that goes past it is still put in place). Returns 1 when sorted,
+ * 0 when the budget ran out: then a prefix is sorted and the rest
+ * untouched, so a stable sort of the whole is still stable.
+ */
+static int insertion_sort(triples_t a, size_t from, size_t n, size_t budget)
 {
-    for (size_t i = 1; i < n; i++) {
+    for (size_t i = from ? from : 1; i < n; i++) {
         int64_t t = a.ts[i];
         double x = a.v[i];
         uint64_t ver = a.ver ? a.ver[i] : 0;
@@ -402,7 +408,13 @@ static void insertion_sort(triples_t a, size_t n)
             a.ver[j] = ver;
         if (a.vi)
             a.vi[j] = vi;
+        if (budget != SIZE_MAX) {
+            if (i - j > budget)
+                return i + 1 == n; /* a[0, i] sorted, the rest untouched */
+            budget -= i - j;
+        }
     }
+    return 1;
 }
 
 #define SORT_SCRATCH_MAX 65536 /* samples: 1.5 MiB of scratch kept per thread at most */
@@ -429,21 +441,43 @@ static void scratch_key_make(void)
     (void)pthread_key_create(&scratch_key, scratch_free);
 }
 
+static void merge_or_insert(triples_t a, size_t n);
+
 static size_t sort_dedup(triples_t a, size_t n)
 {
     if (n < 2)
         return n;
-    int sorted = 1;
-    for (size_t i = 1; i < n; i++) {
-        if (a.ts[i] <= a.ts[i - 1]) {
-            sorted = 0;
-            break;
-        }
-    }
-    if (sorted)
+    size_t first = 1; /* the first sample not after its predecessor */
+    while (first < n && a.ts[first] > a.ts[first - 1])
+        first++;
+    if (first == n)
         return n;
-    /* insertion sort for short runs, merge sort otherwise (both stable); without
-     * memory for the merge, insertion sort: slow but allocation-free */
+    /* nearly sorted (a series written by a few connections at once: a
+     * sample or a batch late here and there): insertion sort, while it
+     * moves at most 2n samples; then (or for a disorder that costs more)
+     * a merge sort (both stable); without memory for the merge, insertion
+     * sort: slow but allocation-free */
+    if (!insertion_sort(a, first, n, 2 * n))
+        merge_or_insert(a, n);
+    /* dedup: of each equal-timestamp run keep the highest version, the last
+     * of those (stable sort: later writes come later) */
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t best = i, j = i + 1;
+        for (; j < n && a.ts[j] == a.ts[i]; j++)
+            if ((!a.ver && !a.vi) || tr_version(&a, j) >= tr_version(&a, best))
+                best = j;
+        tr_copy(&a, w, &a, best);
+        w++;
+        i = j;
+    }
+    return w;
+}
+
+/* Stable sort of a[0, n) by ts: a merge sort in this thread's scratch (or
+ * its own), an insertion sort without memory for it. */
+static void merge_or_insert(triples_t a, size_t n)
+{
     triples_t b = {NULL, NULL, NULL, NULL, a.vt};
     /* the merge scratch: this thread's (kept, up to SORT_SCRATCH_MAX
      * samples: a flush sorts thousands of series in a row), else its own */
@@ -471,21 +505,8 @@ static size_t sort_dedup(triples_t a, size_t n)
     if (b.ts)
         merge_sort(a, b, n);
     else
-        insertion_sort(a, n);
+        insertion_sort(a, 1, n, SIZE_MAX);
     free(own);
-    /* dedup: of each equal-timestamp run keep the highest version, the last
-     * of those (stable sort: later writes come later) */
-    size_t w = 0;
-    for (size_t i = 0; i < n;) {
-        size_t best = i, j = i + 1;
-        for (; j < n && a.ts[j] == a.ts[i]; j++)
-            if ((!a.ver && !a.vi) || tr_version(&a, j) >= tr_version(&a, best))
-                best = j;
-        tr_copy(&a, w, &a, best);
-        w++;
-        i = j;
-    }
-    return w;
 }
 
 size_t samples_sort_dedup(int64_t *ts, double *v, uint64_t *ver, size_t n)

@@ -2,7 +2,8 @@
  * Engine tests: the engine against a simple in-memory reference model on
  * random workloads (appends, out-of-order, duplicates, flushes, compactions,
  * reopen, retention), plus recovery from a torn WAL tail, a corrupt
- * segment, the data-dir lock and label metadata; samples_sort_dedup (a read
+ * segment, the data-dir lock and label metadata; samples_sort_dedup (nearly
+ * sorted series, disordered ones, a read
  * merging several sorted sources) against an insertion sort.
  */
 #include <dirent.h>
@@ -784,10 +785,93 @@ static void test_sort_dedup_runs(void **state)
     }
 }
 
+/* The same on nearly sorted series (what a few connections writing one
+ * series give: a sample or a short batch late here and there; insertion
+ * sort) and on ones so disordered that the insertion sort gives up half
+ * way and a merge sort finishes (reversed blocks): the same result as a
+ * stable insertion sort + dedup, with the versions kept along. */
+static void test_sort_dedup_nearly(void **state)
+{
+    (void)state;
+    enum { N = 700 };
+    static int64_t ts[N], rts[N];
+    static double v[N], rv[N];
+    static uint64_t ver[N], rver[N];
+    uint64_t seed = 7;
+    for (int trial = 0; trial < 300; trial++) {
+        size_t n = 2 + (size_t)trial * 13 % (N - 2);
+        int64_t t = 1000;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            t += (int64_t)(seed >> 62); /* equal times too */
+            ts[i] = t;
+            v[i] = (double)(trial * N + (int)i);
+            ver[i] = seed >> 60;
+        }
+        /* late batches: a block moved some places on (trial % 3 == 2: reversed blocks) */
+        for (int k = 0; k < 1 + trial % 5; k++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            size_t a = (size_t)(seed >> 33) % n, len = 1 + (size_t)(seed >> 20) % 4;
+            size_t b = a + len + (size_t)(seed >> 50) % 6;
+            if (b + len > n)
+                continue;
+            for (size_t i = 0; i < len; i++) { /* swap blocks [a, a+len) and [b, b+len) */
+                int64_t x = ts[a + i];
+                ts[a + i] = ts[b + i];
+                ts[b + i] = x;
+                double y = v[a + i];
+                v[a + i] = v[b + i];
+                v[b + i] = y;
+                uint64_t z = ver[a + i];
+                ver[a + i] = ver[b + i];
+                ver[b + i] = z;
+            }
+        }
+        if (trial % 3 == 2)
+            for (size_t lo = 0; lo + 40 <= n; lo += 40)
+                for (size_t i = 0; i < 20; i++) {
+                    int64_t x = ts[lo + i];
+                    ts[lo + i] = ts[lo + 39 - i];
+                    ts[lo + 39 - i] = x;
+                }
+        memcpy(rts, ts, n * sizeof *ts);
+        memcpy(rv, v, n * sizeof *v);
+        memcpy(rver, ver, n * sizeof *ver);
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && rts[j - 1] > rts[j]; j--) {
+                int64_t x = rts[j];
+                rts[j] = rts[j - 1];
+                rts[j - 1] = x;
+                double y = rv[j];
+                rv[j] = rv[j - 1];
+                rv[j - 1] = y;
+                uint64_t z = rver[j];
+                rver[j] = rver[j - 1];
+                rver[j - 1] = z;
+            }
+        size_t w = 0;
+        for (size_t i = 0; i < n;) { /* highest version of equal times, the last of those */
+            size_t best = i, j = i + 1;
+            for (; j < n && rts[j] == rts[i]; j++)
+                if (rver[j] >= rver[best])
+                    best = j;
+            rts[w] = rts[best];
+            rv[w] = rv[best];
+            rver[w++] = rver[best];
+            i = j;
+        }
+        assert_int_equal(samples_sort_dedup(ts, v, ver, n), w);
+        assert_memory_equal(ts, rts, w * sizeof *ts);
+        assert_memory_equal(v, rv, w * sizeof *v);
+        assert_memory_equal(ver, rver, w * sizeof *ver);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sort_dedup_runs),
+        cmocka_unit_test(test_sort_dedup_nearly),
         cmocka_unit_test(test_model_os_default),
         cmocka_unit_test(test_model_no_wal),
         cmocka_unit_test(test_wal_replay_after_exit),
