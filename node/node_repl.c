@@ -99,6 +99,7 @@ struct peer {
     /* stats */
     atomic_int unsynced;
     atomic_uint_fast64_t rejected;
+    atomic_uint_fast64_t unhinted; /* entries by references this node does not know */
     metric_counter_t *fwd_ok, *fwd_err, *fwd_labels;
     hints_stats_t snap; /* under r->mu */
 };
@@ -207,15 +208,22 @@ static void add_hints(peer_t *p, const repl_entry_t *e, const size_t *idx, size_
     }
     j->p = p;
     for (size_t k = 0; k < n; k++) {
+        /* with labels: a replay must not depend on references */
         const repl_entry_t *en = &e[idx[k]];
-        uint8_t *c = malloc(en->msg_len ? en->msg_len : 1);
-        if (!c)
+        st_buf_t b;
+        st_buf_init(&b);
+        int rc = node_write_expand(p->r->n, en->shard, en->msg, en->msg_len, &b);
+        if (rc) {
+            st_buf_deinit(&b);
+            if (rc == ST_ENOREF) /* this node never knew them: the router sends them again */
+                atomic_fetch_add(&p->unhinted, 1);
             continue;
-        if (en->msg_len)
-            memcpy(c, en->msg, en->msg_len);
+        }
         j->items[j->n].shard = en->shard;
-        j->items[j->n].msg = c;
-        j->items[j->n].len = en->msg_len;
+        j->items[j->n].msg = b.data ? b.data : malloc(1);
+        j->items[j->n].len = b.len;
+        if (!j->items[j->n].msg)
+            continue;
         j->n++;
     }
     j->w.data = j;
@@ -404,6 +412,10 @@ static void maybe_reply(coord_t *c)
                 res[i].msg[0] = '\0';
             continue;
         }
+        if (res[i].code == ST_ENOREF) { /* the router sends it again with labels */
+            res[i].refused_samples = 0;
+            continue;
+        }
         metric_counter_inc(r->coord_failed);
         /* a replica refused as busy: the sender should slow down and retry
          * (503 + Retry-After), not try another coordinator at once */
@@ -466,7 +478,7 @@ static void local_work(uv_work_t *w)
         }
         return;
     }
-    c->local_err = node_write_local(c->r->n, c->e, c->env.n, 0, c->local);
+    c->local_err = node_write_local(c->r->n, c->e, c->env.n, c->local);
     if (!c->local_err && c->r->observe) /* this node coordinates (compaction rules) */
         c->r->observe(c->r->n, c->e, c->env.n, c->local);
 }
@@ -528,25 +540,63 @@ static int forward(coord_t *c, peer_t *p, fwd_t *f, const size_t *idx, size_t k,
     return rc;
 }
 
-/* Entries answered ST_ENOREF: sent again at once with their labels. */
+/* Entries answered ST_ENOREF: sent again at once with their labels (a
+ * router's series by reference get theirs from this node's engines). */
 static void forward_labels(coord_t *c, peer_t *p, const size_t *idx, size_t k)
 {
     fwd_t *f = malloc(sizeof *f + k * sizeof f->idx[0]);
-    if (!f) {
-        for (size_t q = 0; q < k; q++) /* a miss like any other: hinted */
+    st_buf_t b;
+    st_buf_init(&b);
+    int rc = f ? repl_put_envelope(&b, 0, 1) : ST_ENOMEM;
+    size_t m = 0, q = 0;
+    for (; q < k && !rc; q++) {
+        const repl_entry_t *en = &c->e[idx[q]];
+        size_t mark, len0 = b.len;
+        rc = wire_begin(&b, WIRE_NODE_WRITE_SHARDS, &mark);
+        int erc = rc ? rc : node_write_expand(c->r->n, en->shard, en->msg, en->msg_len, &b);
+        if (erc == ST_ENOREF) { /* neither knows it: failed, not hinted (see add_hints) */
+            b.len = len0;
             repl_tally_add(&c->tally[idx[q]], 0);
-        add_hints(p, c->e, idx, k);
-        for (size_t q = 0; q < k; q++)
-            note(c, idx[q], p->node, 0, "out of memory");
+            note_code(c, idx[q], p->node, 0, "unknown series reference", ST_ENOREF, 0);
+            atomic_fetch_add(&p->unhinted, 1);
+            continue;
+        }
+        if ((rc = erc) == 0) {
+            wire_end(&b, mark);
+            f->idx[m++] = idx[q];
+        } else {
+            break; /* idx[q] not counted yet */
+        }
+    }
+    if (rc || !m) {
+        if (rc) { /* out of memory: a miss like any other, hinted: those taken and the rest */
+            size_t miss = 0, *mi = malloc((m + k - q) * sizeof *mi + 1);
+            for (size_t x = 0; mi && x < m; x++)
+                mi[miss++] = f->idx[x];
+            for (size_t x = q; mi && x < k; x++)
+                mi[miss++] = idx[x];
+            for (size_t x = 0; x < miss; x++) {
+                repl_tally_add(&c->tally[mi[x]], 0);
+                note(c, mi[x], p->node, 0, "out of memory");
+            }
+            if (miss)
+                add_hints(p, c->e, mi, miss);
+            free(mi);
+        }
+        st_buf_deinit(&b);
+        free(f);
         return;
     }
     f->c = c;
     f->p = p;
-    f->n = k;
-    memcpy(f->idx, idx, k * sizeof *idx);
+    f->n = m;
+    f->labels = 1;
     c->refs++;
-    metric_counter_add(p->fwd_labels, k);
-    int crc = c->r->closing ? ST_ECLOSED : forward(c, p, f, idx, k, 1);
+    metric_counter_add(p->fwd_labels, m);
+    int crc = c->r->closing ? ST_ECLOSED
+                            : rpc_client_call(p->cli, RPC_WRITE, b.data, b.len,
+                                              (unsigned)c->r->timeout_ms, on_fwd, f);
+    st_buf_deinit(&b);
     if (crc)
         fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
 }
@@ -631,12 +681,13 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
     c->done_arg = done_arg;
     if (conn)
         rpc_conn_acquire(conn);
+    int rc = 0;
     /* every WriteRequest gets this write's version (local copy, forwards
      * and hints alike: engine.h, VERSIONS), in one pass that also makes the
      * forwarded envelope and finds the entries */
-    int rc = ST_ENOMEM;
-    c->pay = calloc(1, sizeof *c->pay);
-    if (c->pay) {
+    if (!rc && !(c->pay = calloc(1, sizeof *c->pay)))
+        rc = ST_ENOMEM;
+    if (!rc) {
         c->pay->refs = 1;
         st_buf_init(&c->pay->b);
         rc = repl_stamp_forward(payload, len, st_hlc_next(&n->hlc, st_now_ms()), &c->pay->b, &c->e,
@@ -1179,7 +1230,8 @@ static int collect(void *arg, st_buf_t *out)
         {"strata_hints_replayed_total", "counter", "Hints delivered since start."},
         {"strata_hints_dropped_total", "counter",
          "Hints dropped since start (size: over hint_max_bytes, age: over hint_max_age, "
-         "corrupt: damaged on disk, rejected: refused by the replica)."},
+         "corrupt: damaged on disk, rejected: refused by the replica, unknown_reference: "
+         "series by references this node did not know either, never stored)."},
         {"strata_peer_up", "gauge", "1 while the RPC connection to the peer is up."},
     };
     int64_t now = st_now_ms();
@@ -1220,11 +1272,13 @@ static int collect(void *arg, st_buf_t *out)
                              "%s{peer=\"%s\",reason=\"size\"} %llu\n"
                              "%s{peer=\"%s\",reason=\"age\"} %llu\n"
                              "%s{peer=\"%s\",reason=\"corrupt\"} %llu\n"
-                             "%s{peer=\"%s\",reason=\"rejected\"} %llu\n",
+                             "%s{peer=\"%s\",reason=\"rejected\"} %llu\n"
+                             "%s{peer=\"%s\",reason=\"unknown_reference\"} %llu\n",
                              fam[f].name, p->id, (unsigned long long)s.dropped_size_records,
                              fam[f].name, p->id, (unsigned long long)s.dropped_age_records,
                              fam[f].name, p->id, (unsigned long long)corrupt_records(&s),
-                             fam[f].name, p->id, (unsigned long long)atomic_load(&p->rejected));
+                             fam[f].name, p->id, (unsigned long long)atomic_load(&p->rejected),
+                             fam[f].name, p->id, (unsigned long long)atomic_load(&p->unhinted));
                 st_buf_append(out, tmp, (size_t)k);
                 continue;
             default:
@@ -1409,7 +1463,8 @@ int node_repl_stats(node_repl_t *r, Strata__NodeStats *st)
         h[k].pending_bytes = hs.pending_bytes;
         h[k].oldest_ts = hs.pending_records ? hs.oldest_ts : 0;
         h[k].dropped_records = hs.dropped_size_records + hs.dropped_age_records +
-                               corrupt_records(&hs) + atomic_load(&p->rejected);
+                               corrupt_records(&hs) + atomic_load(&p->rejected) +
+                               atomic_load(&p->unhinted);
         hp[k] = &h[k];
         strata__peer_state__init(&s[k]);
         s[k].peer = (char *)p->id;

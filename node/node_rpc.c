@@ -80,7 +80,7 @@ static void do_write(job_t *j)
     if (!rc && !(res = calloc(env.n ? env.n : 1, sizeof *res)))
         rc = ST_ENOMEM;
     if (!rc)
-        rc = node_write_local(j->n, e, env.n, env.forwarded, res);
+        rc = node_write_local(j->n, e, env.n, res);
     if (!rc && !env.forwarded) /* RF = 1: this node is the coordinator */
         node_rules_observe(j->n, e, env.n, res);
     if (!rc)

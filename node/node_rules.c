@@ -542,8 +542,16 @@ void node_rules_observe(node_t *n, const repl_entry_t *e, size_t ne, const node_
             if (f.num != WIRE_WRITE_REQUEST_SERIES || f.type != WIRE_LEN)
                 continue;
             wire_series_t s;
-            if (wire_series_decode(f.data, f.len, &s) == 0)
-                eval_wire_series(r, shard, &s);
+            if (wire_series_decode(f.data, f.len, &s) != 0)
+                continue;
+            if (!s.nlabels && s.ref && shard < topo_shards(n->topo) && n->engines[shard]) {
+                /* a router's series by reference: the labels its key holds */
+                engine_series_key_t k;
+                if (engine_keys_resolve_refs(n->engines[shard], &s.ref, 1, &k) != 1 ||
+                    wire_labels_decode(k.key, k.len, s.labels, ST_LABELS_MAX, &s.nlabels) < 0)
+                    continue;
+            }
+            eval_wire_series(r, shard, &s);
         }
     }
     int wake_up = r->pend_bytes > 0 && r->async_open;

@@ -66,7 +66,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
  * does not know the key yet (engine_keys_resolve); the others are decoded
  * as they come.
  */
-static int write_shard(node_t *n, const uint8_t *p, size_t len, int refs, write_scratch_t *ws,
+static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t *ws,
                        engine_write_result_t *wr, node_shard_result_t *res)
 {
     size_t nr = 0; /* series by reference alone */
@@ -114,9 +114,9 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, int refs, write_
             break;
         if (s.nlabels)
             memcpy(ws->labels + li, s.labels, s.nlabels * sizeof *s.labels);
-        const uint8_t *ref = refs ? s.ref : NULL;
+        const uint8_t *ref = s.ref;
         int by_ref = ref && !s.lab && !s.nlabels;
-        if (by_ref) {
+        if (ref) { /* resolved by it first, labels or not */
             size_t c2 = ws->rcap;
             if (!(ws->refs = grow(ws->refs, &c2, nr + 1, sizeof *ws->refs)) ||
                 !(ws->ri = grow(ws->ri, &ws->rcap, nr + 1, sizeof *ws->ri)))
@@ -127,7 +127,7 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, int refs, write_
         ws->b[bi] = (engine_series_batch_t){(const st_label_t *)(s.lab || by_ref ? NO_LABELS : li),
                                             s.nlabels, (const int64_t *)(uintptr_t)si,
                                             (const double *)(uintptr_t)si, got};
-        /* with labels, a reference is learnt for the forwards to come */
+        /* with labels, a reference not known yet is learnt (below) */
         ws->k[bi] = (engine_series_key_t){s.lab, (uint32_t)s.lab_len, 0, by_ref ? NULL : ref};
         li += s.nlabels;
         si += got;
@@ -154,22 +154,34 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, int refs, write_
         return rc;
     }
     engine_t *e = n->engines[shard];
-    if (bi)
-        engine_keys_resolve(e, ws->k, bi, ws->ids);
-    if (nr) { /* the series that came by reference: their keys and ids, or a refusal */
+    if (nr) { /* the series with a reference: their keys and ids, or a refusal */
         if (!(ws->rk = grow(ws->rk, &ws->rkcap, nr, sizeof *ws->rk)))
             return ST_ENOMEM;
-        size_t found = engine_keys_resolve_refs(e, ws->refs, nr, ws->rk);
-        if (found < nr) {
+        engine_keys_resolve_refs(e, ws->refs, nr, ws->rk);
+        size_t unknown = 0, alone = 0;
+        for (size_t j = 0; j < nr; j++) {
+            engine_series_key_t *k = &ws->k[ws->ri[j]];
+            int labels = k->key || (uintptr_t)ws->b[ws->ri[j]].labels != NO_LABELS;
+            alone += !labels;
+            if (ws->rk[j].id1)
+                k->key = NULL; /* known: not looked up by key below */
+            else if (!labels)
+                unknown++;
+        }
+        if (unknown) {
             snprintf(res->msg, sizeof res->msg,
-                     "%zu of %zu series references unknown on node %s; send their labels",
-                     nr - found, nr, topo_node_id(n->topo, n->self));
+                     "%zu of %zu series references unknown on node %s; send their labels", unknown,
+                     alone, topo_node_id(n->topo, n->self));
             return ST_ENOREF;
         }
-        for (size_t j = 0; j < nr; j++) {
-            ws->k[ws->ri[j]] = ws->rk[j];
-            ws->ids[ws->ri[j]] = ws->rk[j].id1 - 1;
-        }
+    }
+    if (bi)
+        engine_keys_resolve(e, ws->k, bi, ws->ids);
+    for (size_t j = 0; j < nr; j++) {
+        if (!ws->rk[j].id1)
+            continue; /* came with labels: by key or labels, its reference learnt */
+        ws->k[ws->ri[j]] = ws->rk[j];
+        ws->ids[ws->ri[j]] = ws->rk[j].id1 - 1;
     }
     for (size_t i = 0; i < bi; i++) {
         if ((uintptr_t)ws->b[i].labels != NO_LABELS)
@@ -241,8 +253,7 @@ static void log_failure(const node_shard_result_t *res)
             (unsigned long long)atomic_exchange(&quiet, 0));
 }
 
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
-                     node_shard_result_t *res)
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res)
 {
     write_scratch_t ws = {0};
     engine_write_result_t wr;
@@ -250,7 +261,7 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
     int rc = 0;
     for (size_t i = 0; i < ne && !rc; i++) {
         memset(&res[i], 0, sizeof res[i]);
-        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, refs, &ws, &wr, &res[i]);
+        res[i].code = write_shard(n, e[i].msg, e[i].msg_len, &ws, &wr, &res[i]);
         if (res[i].code == ST_ENOMEM)
             rc = ST_ENOMEM;
         else if (res[i].code && res[i].code != ST_ENOREF) /* ENOREF: sent again with labels */
@@ -267,6 +278,82 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
     free(ws.labels);
     free(ws.ts);
     free(ws.v);
+    return rc;
+}
+
+/* 1 when the SeriesSamples [p, p + len) comes as its reference alone (s
+ * scanned: its samples). */
+static int series_by_ref(const uint8_t *p, size_t len, wire_series_t *s)
+{
+    if (wire_series_scan(p, len, s) < 0 || !s->ref || s->lab)
+        return 0;
+    return wire_series_decode(p, len, s) == 0 && s->ref && !s->nlabels; /* none at all */
+}
+
+int node_write_expand(node_t *n, uint32_t shard, const uint8_t *msg, size_t len, st_buf_t *out)
+{
+    engine_t *e = shard < topo_shards(n->topo) ? n->engines[shard] : NULL;
+    const uint8_t *q = msg, *end = msg + len;
+    wire_field_t f;
+    wire_series_t s;
+    size_t nr = 0, cap = 0;
+    const uint8_t **refs = NULL;
+    engine_series_key_t *keys = NULL;
+    int rc = 0;
+    while (wire_next(&q, end, &f) == 1) { /* the references alone */
+        if (f.num != WIRE_WRITE_REQUEST_SERIES || f.type != WIRE_LEN ||
+            !series_by_ref(f.data, f.len, &s))
+            continue;
+        if (nr == cap) {
+            size_t c = cap ? 2 * cap : 256;
+            const uint8_t **r2 = realloc(refs, c * sizeof *r2);
+            if (r2)
+                refs = r2;
+            engine_series_key_t *k2 = r2 ? realloc(keys, c * sizeof *k2) : NULL;
+            if (!k2) {
+                rc = ST_ENOMEM;
+                break;
+            }
+            keys = k2;
+            cap = c;
+        }
+        refs[nr++] = s.ref;
+    }
+    if (!rc && nr && (!e || engine_keys_resolve_refs(e, refs, nr, keys) < nr))
+        rc = ST_ENOREF;
+    if (!rc && !nr && st_buf_append(out, msg, len))
+        rc = ST_ENOMEM;
+    size_t k = 0, len0 = out->len;
+    for (q = msg; !rc && nr;) {
+        const uint8_t *start = q;
+        if (wire_next(&q, end, &f) != 1)
+            break;
+        if (!(f.num == WIRE_WRITE_REQUEST_SERIES && f.type == WIRE_LEN &&
+              series_by_ref(f.data, f.len, &s))) {
+            rc = st_buf_append(out, start, (size_t)(q - start)) ? ST_ENOMEM : 0;
+            continue;
+        }
+        /* the labels the engine kept, the reference, then the samples */
+        const engine_series_key_t *key = &keys[k++];
+        size_t sm;
+        rc = wire_begin(out, WIRE_WRITE_REQUEST_SERIES, &sm);
+        rc |= st_buf_append(out, key->key, key->len);
+        rc |= wire_put_bytes_field(out, WIRE_SERIES_SAMPLES_REF, s.ref, WIRE_REF_LEN);
+        if (s.ts)
+            rc |= wire_put_bytes_field(out, WIRE_SERIES_SAMPLES_TIMESTAMPS, s.ts, s.ts_len);
+        if (s.vals)
+            rc |= wire_put_bytes_field(out, WIRE_SERIES_SAMPLES_VALUES, s.vals, s.nvals * 8);
+        if (s.vers)
+            rc |= wire_put_bytes_field(out, WIRE_SERIES_SAMPLES_VERSIONS, s.vers, s.vers_len);
+        if (rc)
+            rc = ST_ENOMEM;
+        else
+            wire_end(out, sm);
+    }
+    if (rc)
+        out->len = len0;
+    free(refs);
+    free(keys);
     return rc;
 }
 

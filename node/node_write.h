@@ -37,14 +37,23 @@ typedef struct node_shard_result {
 /* Write the WriteRequests `e[0..ne)` into this node's engines (thread pool
  * only: it does disk I/O). res[i] gets entry i's outcome. The entries are
  * one write for max_new_series_per_write. Counts refusals (by limit) and
- * busy refusals in the node's metrics. refs: a forward, whose series may
- * come as references alone (repl.h: repl_put_forward_refs; not a router's
- * write, whose references are ignored); an entry with a reference this
- * node does not know is refused whole with ST_ENOREF (nothing of it
- * written: the coordinator sends it again with labels). Returns 0 or
- * ST_ENOMEM (then res is unspecified). */
-int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, int refs,
-                     node_shard_result_t *res);
+ * busy refusals in the node's metrics. Series may come as their
+ * reference alone (a coordinator's forward, repl_put_forward_refs; a
+ * router's write, wbatch.h): an entry with a reference this node does not
+ * know is refused whole with ST_ENOREF (nothing of it written: the sender
+ * sends it again with labels). Returns 0 or ST_ENOMEM (then res is
+ * unspecified). */
+int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_result_t *res);
+/*
+ * The WriteRequest msg[0..len) of `shard` with every series that came as
+ * its reference alone given its labels back (the key bytes the shard's
+ * engine kept with the reference) before the reference, appended to out
+ * (message bytes); copied as it is when none did. For a replica that does
+ * not know a router's references (ST_ENOREF) and for hints, which must
+ * not depend on references. Returns 0, ST_ENOREF (a reference this node
+ * does not know either: nothing appended) or ST_ENOMEM.
+ */
+int node_write_expand(node_t *n, uint32_t shard, const uint8_t *msg, size_t len, st_buf_t *out);
 
 /* Register the counters node_write_local feeds (at startup). */
 int node_write_metrics(node_t *n);

@@ -41,6 +41,9 @@
  * written): 512 KiB instead of 1 MiB took a node's peak RSS at 4000 hosts,
  * RF=3, from ~230 to ~180 MiB for ~2% of the ingest rate. */
 #define ROUTER_WRITE_PIECE (512u << 10)
+/* Series references a router remembers sending with labels (wbatch.h):
+ * then it forgets them all (32 MiB of table at most). */
+#define ROUTER_WRITE_REFS_MAX (1u << 20)
 #define ROUTER_WRITE_WINDOW 2
 
 typedef struct router {
@@ -75,6 +78,8 @@ typedef struct router {
     struct router_rules *rules;     /* compaction rules: the newest set known (router_rules.c) */
     struct router_repair_seen *repair_seen; /* nodes' repair state from STATS (router_repair.c) */
     struct router_rrepair *rrepair;         /* read repair: queue, counters (router_rrepair.c) */
+    struct wbatch_refs *wrefs;              /* series references sent with labels (wbatch.h) */
+    metric_counter_t *write_labels;         /* pieces sent again with labels (ST_ENOREF) */
 } router_t;
 
 /* Register samples_refused (strata_router_samples_refused_total{limit}). */

@@ -21,6 +21,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,7 +40,9 @@
 #include "st_err.h"
 #include "st_log.h"
 #include "st_text.h"
+#include "st_time.h"
 #include "strata.pb-c.h"
+#include "wbatch.h"
 
 #define ROUTER_MIN_HEARTBEAT_MS 200     /* floor for [replication] heartbeat_interval */
 #define ROUTER_HTTP_CLOSE_GRACE_MS 5000 /* in-flight requests on shutdown */
@@ -519,6 +522,9 @@ static int register_metrics(router_t *r)
          "Writes answered 503 (a shard missed its consistency)."},
         {&r->rpc_fail, "strata_router_rpc_failures_total",
          "Node RPCs that failed (unreachable, timeout, error)."},
+        {&r->write_labels, "strata_router_write_pieces_with_labels_total",
+         "Write pieces sent again with their labels: the node did not know some series "
+         "references (it restarted, or another router's node took over)."},
         {&r->reads, "strata_router_reads_total", "Export, series and label requests."},
         {&r->q_pushed, "strata_router_query_pushed_total",
          "Pushed-down query parts sent to nodes (QUERY RPCs)."},
@@ -692,7 +698,11 @@ int router_server_start(router_server_t *s)
     r->hints_held = calloc((size_t)nn * nn, sizeof *r->hints_held);
     r->stats_fresh = calloc(nn, 1);
     r->stats_inflight = calloc(nn, 1);
-    if (!r->hints_held || !r->stats_fresh || !r->stats_inflight) {
+    uint64_t seed; /* series references: secret, this process's own */
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint64_t)st_now_ms() * 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
+    if (!r->hints_held || !r->stats_fresh || !r->stats_inflight ||
+        wbatch_refs_create(seed, ROUTER_WRITE_REFS_MAX, &r->wrefs)) {
         fprintf(stderr, "strata-router: out of memory\n");
         return 1;
     }
@@ -764,6 +774,7 @@ int router_server_stop(router_server_t *s)
     free(r->hints_held);
     free(r->stats_fresh);
     free(r->stats_inflight);
+    wbatch_refs_destroy(r->wrefs);
     router_health_free(r);
     router_status_free(r);
     router_repair_free(r);

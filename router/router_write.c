@@ -18,7 +18,11 @@
  *            compresses more than a few MB, so heartbeats (PING/PONG on the
  *            same loop and connection) are never stuck behind a huge frame;
  *            a piece whose coordinator cannot be reached (down, timed out,
- *            connection lost) moves on to its next replica; nothing is sent
+ *            connection lost) moves on to its next replica; a piece whose
+ *            node does not know some series references (ST_ENOREF: series
+ *            the router sent with labels before go as their reference
+ *            alone, wbatch.h) goes again to the same node with labels
+ *            (wbatch_piece_labels); nothing is sent
  *            after request_timeout; when every piece is decided: 204, 400
  *            (per-line errors, or samples a node's cardinality limit refused;
  *            the rest was written) or 503 (the shards that missed their
@@ -62,10 +66,13 @@ typedef struct piece {
     size_t off, len; /* in wbatch_data() */
     uint8_t state;
     uint32_t tried;
-    uint32_t node;   /* last node asked */
-    uint8_t handoff; /* stored, but the coordinator's own copy failed: sent on
-                        to the next replica, which hints the failed one; the
-                        outcome of that does not change the answer */
+    uint32_t node;        /* last node asked */
+    uint8_t handoff;      /* stored, but the coordinator's own copy failed: sent on
+                             to the next replica, which hints the failed one; the
+                             outcome of that does not change the answer */
+    uint8_t labels;       /* sent again with labels: the bytes below */
+    const uint8_t *ldata; /* wbatch_piece_labels (lives with the batch) */
+    size_t llen;
 } piece_t;
 
 /* What a shard's pieces came to. */
@@ -433,6 +440,17 @@ static void piece_result(wjob_t *j, piece_t *p, const Strata__ShardResult *sr)
         }
         return;
     }
+    if (sr->code == ST_ENOREF && !p->labels) { /* again, same node, with labels */
+        int rank = topo_replica_rank(r->topo, p->shard, p->node);
+        if (rank >= 0 &&
+            wbatch_piece_labels(j->batch, (size_t)(p - j->pc), &p->ldata, &p->llen) == 0) {
+            metric_counter_inc(r->write_labels);
+            p->labels = 1;
+            p->tried &= ~(1u << rank);
+            p->state = P_PENDING;
+            return;
+        }
+    }
     shard_note(j, p->shard, p->node, sr->error && *sr->error ? sr->error : "failed");
     if (sr->code == ST_EBUSY) {
         /* over head_max_mb: the other replicas hold the same head load;
@@ -549,7 +567,7 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
         int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
         if (rank >= 0 && topo_shard_replicas(t, p->shard)[rank] == node) {
             cnt++;
-            bytes += p->len;
+            bytes += p->labels ? p->llen : p->len;
         }
     }
     if (!cnt)
@@ -579,7 +597,8 @@ static int send_one(wjob_t *j, uint32_t node, unsigned timeout_ms)
         int rank = p->state == P_PENDING ? next_rank(j, p) : -1;
         if (rank < 0 || topo_shard_replicas(t, p->shard)[rank] != node)
             continue;
-        iov[n] = (rpc_piece_t){wbatch_data(j->batch) + p->off, p->len};
+        iov[n] = p->labels ? (rpc_piece_t){p->ldata, p->llen}
+                           : (rpc_piece_t){wbatch_data(j->batch) + p->off, p->len};
         p->tried |= 1u << rank;
         p->node = node;
         p->state = P_SENT;
@@ -809,6 +828,7 @@ void router_write_submit(router_t *r, http_req_t *req, int consistency, int64_t 
     wbatch_set_retention(j->batch, now_ms, st->retention_ms);
     wbatch_set_max_future(j->batch, now_ms, st->max_future_ms);
     wbatch_set_piece_max(j->batch, ROUTER_WRITE_PIECE);
+    wbatch_set_refs(j->batch, r->wrefs);
     const auth_user_t *u = auth_gate_user(req);
     if (u && auth_user_selector(u))
         wbatch_set_filter(j->batch, confine_filter, (void *)u, CONFINE_WHY);

@@ -18,6 +18,15 @@
  * as its tagset's bytes before the name, the name, the bytes after (the
  * labels stay sorted). Once encoded, the grouping state is freed: only the
  * encoded entries live while the pieces are sent.
+ *
+ * Series references (wbatch_set_refs): each series is written with its
+ * reference (series_ref: a seeded 128-bit hash) and, when the
+ * router's set holds it (this process sent it with labels before), without
+ * its labels. The set is read-locked once for an encoding; the references
+ * it lacked are added after (optimistically: a node that does not know one
+ * says so, ST_ENOREF, and gets the piece again with labels). For that, the
+ * entries, their labels and each piece's first series stay until the
+ * batch goes (wbatch_piece_labels).
  */
 #include "wbatch.h"
 
@@ -26,6 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #include "st_buf.h"
 #include "st_err.h"
@@ -64,6 +76,8 @@ typedef struct blob {
      * [e_first, e_first + e_n) (later points with the same fields find
      * theirs there, without hashing or probing) */
     uint32_t e_first, e_n;
+    uint64_t ref[2]; /* seeded 128-bit hash of the bytes (series references), ref_set */
+    int ref_set;
 } blob_t;
 
 /* A sample and the entry of its series. */
@@ -114,7 +128,156 @@ struct wbatch {
     st_buf_t all;
     wbatch_shard_t *sh; /* entries, by shard ascending */
     size_t nsh, shcap;
+    /* series references (wbatch_set_refs; NULL: none) */
+    wbatch_refs_t *refs;
+    uint8_t (*newrefs)[WIRE_REF_LEN]; /* the set lacked them: added after encoding */
+    size_t nnew, newcap;
+    uint32_t *order; /* entries in the order encoded (kept with refs) */
+    size_t *pk;      /* [piece]: its first series in order */
+    st_buf_t *lab;   /* [piece]: the piece again with labels (wbatch_piece_labels) */
 };
+
+/* The router's set of references sent with labels: open addressing of
+ * their first 8 bytes (| 1; 0 = empty), cleared whole when it reaches max.
+ * Only a hint (a node checks every reference it gets: one it does not
+ * know is sent again with labels), so 8 bytes of the 16 do: half the
+ * table, whose probe is a cache miss a series. */
+struct wbatch_refs {
+    pthread_rwlock_t lock;
+    uint64_t seed;
+    uint64_t *slot;
+    size_t cap, n, max;
+};
+
+int wbatch_refs_create(uint64_t seed, size_t max, wbatch_refs_t **out)
+{
+    wbatch_refs_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return ST_ENOMEM;
+    pthread_rwlock_init(&r->lock, NULL);
+    r->seed = seed;
+    r->max = max ? max : 1;
+    *out = r;
+    return 0;
+}
+
+void wbatch_refs_destroy(wbatch_refs_t *r)
+{
+    if (!r)
+        return;
+    pthread_rwlock_destroy(&r->lock);
+    free(r->slot);
+    free(r);
+}
+
+static uint64_t ref_word(const uint8_t *ref)
+{
+    uint64_t w;
+    memcpy(&w, ref, 8);
+    return w | 1;
+}
+
+/* Under the lock (read or write). */
+static int refs_has(const wbatch_refs_t *r, uint64_t w)
+{
+    if (!r->cap)
+        return 0;
+    size_t mask = r->cap - 1;
+    for (size_t j = (size_t)w & mask; r->slot[j]; j = (j + 1) & mask)
+        if (r->slot[j] == w)
+            return 1;
+    return 0;
+}
+
+static void refs_prefetch(const wbatch_refs_t *r, uint64_t w)
+{
+    if (r->cap)
+        __builtin_prefetch(&r->slot[(size_t)w & (r->cap - 1)]);
+}
+
+/* Under the write lock. */
+static void refs_add(wbatch_refs_t *r, const uint8_t *ref)
+{
+    if (r->n >= r->max) { /* forget them all: they are sent with labels again */
+        memset(r->slot, 0, r->cap * sizeof *r->slot);
+        r->n = 0;
+    }
+    if ((r->n + 1) * 2 > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 4096;
+        uint64_t *ns = calloc(cap, sizeof *ns);
+        if (!ns)
+            return;
+        for (size_t i = 0; i < r->cap; i++) {
+            if (!r->slot[i])
+                continue;
+            size_t j = (size_t)r->slot[i] & (cap - 1);
+            while (ns[j])
+                j = (j + 1) & (cap - 1);
+            ns[j] = r->slot[i];
+        }
+        free(r->slot);
+        r->slot = ns;
+        r->cap = cap;
+    }
+    uint64_t w = ref_word(ref);
+    size_t mask = r->cap - 1, j = (size_t)w & mask;
+    for (; r->slot[j]; j = (j + 1) & mask)
+        if (r->slot[j] == w)
+            return;
+    r->slot[j] = w;
+    r->n++;
+}
+
+size_t wbatch_refs_count(wbatch_refs_t *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    size_t n = r->n;
+    pthread_rwlock_unlock(&r->lock);
+    return n;
+}
+
+/* A blob's seeded 128-bit hash, made once. */
+static const uint64_t *blob_ref(const wbatch_t *j, blob_t *x)
+{
+    if (!x->ref_set) {
+        XXH128_hash_t h = XXH3_128bits_withSeed(j->enc + x->off, x->len, j->refs->seed);
+        x->ref[0] = h.low64;
+        x->ref[1] = h.high64;
+        x->ref_set = 1;
+    }
+    return x->ref;
+}
+
+/* Entry en's reference: a seeded hash of its tagset's and its name's
+ * hashes (its label bytes are a function of the two: the name goes where
+ * it sorts), so a tag set is hashed once a batch, not once a field. */
+static void series_ref(wbatch_t *j, const entry_t *en, uint8_t out[WIRE_REF_LEN])
+{
+    uint64_t in[4] = {0, 0, 0, 0};
+    memcpy(in, blob_ref(j, &j->tags.v[en->tagset]), 16);
+    if (en->name != NO_NAME)
+        memcpy(in + 2, blob_ref(j, &j->names.v[en->name]), 16);
+    XXH128_hash_t h = XXH3_128bits_withSeed(in, sizeof in, j->refs->seed);
+    memcpy(out, &h.low64, 8);
+    memcpy(out + 8, &h.high64, 8);
+}
+
+/* 1 (labels left out) when the set holds ref, else 0, noted to be added. */
+static int series_known(wbatch_t *j, const uint8_t *ref)
+{
+    if (refs_has(j->refs, ref_word(ref)))
+        return 1;
+    if (j->nnew == j->newcap) {
+        size_t c = j->newcap ? 2 * j->newcap : 256;
+        void *n = realloc(j->newrefs, c * sizeof *j->newrefs);
+        if (!n)
+            return 0; /* not added: sent with labels again next time */
+        j->newrefs = n;
+        j->newcap = c;
+    }
+    memcpy(j->newrefs[j->nnew++], ref, WIRE_REF_LEN);
+    return 0;
+}
 
 static void *grow(void *p, size_t *cap, size_t need, size_t elem, int *oom)
 {
@@ -567,10 +730,24 @@ static int encode(wbatch_t *j)
                 (en->name != NO_NAME ? j->names.v[en->name].len : 0);
     }
     size_t npieces = j->piece_max ? room / j->piece_max + 1 : 0;
-    room += (nshards + npieces) * 16;
+    room += (nshards + npieces) * 16 + (j->refs ? j->ne * (2 + WIRE_REF_LEN) : 0);
     if (!j->all.data)
         pool_take(&j->all, room);
     int rc = st_buf_reserve(&j->all, room);
+    /* references in encoding order, made first: the set's probes (a cache
+     * miss each) are prefetched a few series ahead */
+    enum { REF_AHEAD = 8 };
+    uint8_t(*rf)[WIRE_REF_LEN] = NULL;
+    if (j->refs && !rc) {
+        if (!(rf = malloc((j->ne ? j->ne : 1) * sizeof *rf)))
+            rc = ST_ENOMEM;
+        for (size_t k = 0; k < j->ne && !rc; k++)
+            series_ref(j, &j->e[order[k]], rf[k]);
+    }
+    if (j->refs)
+        pthread_rwlock_rdlock(&j->refs->lock);
+    for (size_t k = 0; rf && k < REF_AHEAD && k < j->ne; k++)
+        refs_prefetch(j->refs, ref_word(rf[k]));
     for (uint32_t s = 0; s < nshards && !rc; s++) {
         size_t k = bystart[s];
         /* one entry per shard, or several of at most piece_max bytes of
@@ -578,12 +755,23 @@ static int encode(wbatch_t *j)
         while (k < bystart[s + 1] && !rc) {
             st_buf_t *b = &j->all;
             size_t mark, start = b->len;
+            size_t shcap = j->shcap;
             rc = j->nsh == j->shcap && st_grow(&j->sh, &j->shcap, sizeof *j->sh, 64);
+            if (!rc && j->refs && j->shcap != shcap) {
+                size_t *npk = realloc(j->pk, j->shcap * sizeof *npk);
+                rc = !npk;
+                if (npk)
+                    j->pk = npk;
+            }
+            if (!rc && j->refs)
+                j->pk[j->nsh] = k;
             rc |= wire_begin(b, WIRE_NODE_WRITE_SHARDS, &mark);
             rc |= wire_put_varint_field(b, WIRE_WRITE_REQUEST_SHARD, s);
-            size_t body = b->len;
+            /* a piece's size counts every series with its labels, sent or
+             * not: what a node holds decoded for it stays bounded */
+            size_t size = 0;
             for (; k < bystart[s + 1] && !rc; k++) {
-                if (j->piece_max && b->len > body && b->len - body >= j->piece_max)
+                if (j->piece_max && size && size >= j->piece_max)
                     break;
                 const entry_t *en = &j->e[order[k]];
                 const blob_t *tg = &j->tags.v[en->tagset];
@@ -593,22 +781,112 @@ static int encode(wbatch_t *j)
                 if (en->name != NO_NAME)
                     lab[1] =
                         (wire_bytes_t){j->enc + j->names.v[en->name].off, j->names.v[en->name].len};
-                size_t first = at[order[k]] - en->count;
-                rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, dts + first,
-                                         dv + first, en->count);
+                size_t first = at[order[k]] - en->count, len0 = b->len;
+                int known = 0;
+                if (rf && k + REF_AHEAD < j->ne)
+                    refs_prefetch(j->refs, ref_word(rf[k + REF_AHEAD]));
+                if (rf) /* known by its reference: the labels stay out */
+                    rc = wire_put_series_enc_ref(b, WIRE_WRITE_REQUEST_SERIES, lab,
+                                                 (known = series_known(j, rf[k])) ? 0 : 3, rf[k],
+                                                 dts + first, dv + first, en->count);
+                else
+                    rc = wire_put_series_enc(b, WIRE_WRITE_REQUEST_SERIES, lab, 3, dts + first,
+                                             dv + first, en->count);
+                size += b->len - len0 + (known ? lab[0].len + lab[1].len + lab[2].len : 0);
             }
             wire_end(b, mark);
             if (!rc)
                 j->sh[j->nsh++] = (wbatch_shard_t){s, start, b->len - start};
         }
     }
+    free(rf);
+    if (j->refs) {
+        pthread_rwlock_unlock(&j->refs->lock);
+        if (j->nnew) {
+            pthread_rwlock_wrlock(&j->refs->lock);
+            for (size_t i = 0; i < j->nnew; i++)
+                refs_add(j->refs, j->newrefs[i]);
+            pthread_rwlock_unlock(&j->refs->lock);
+        }
+        free(j->newrefs);
+        j->newrefs = NULL;
+        j->nnew = j->newcap = 0;
+    }
     free(dts);
     free(dv);
     free(at);
     free(bystart);
-    free(order);
-    grouping_free(j);
+    if (j->refs) { /* what wbatch_piece_labels needs stays */
+        j->order = order;
+        free(j->table);
+        free(j->tags.tab);
+        free(j->names.tab);
+        st_buf_deinit(&j->scratch);
+        free(j->s);
+        j->table = j->tags.tab = j->names.tab = NULL;
+        j->s = NULL;
+    } else {
+        free(order);
+        grouping_free(j);
+    }
     return rc ? ST_ENOMEM : 0;
+}
+
+int wbatch_piece_labels(wbatch_t *b, size_t k, const uint8_t **data, size_t *len)
+{
+    if (!b->refs || !b->order || k >= b->nsh)
+        return ST_EINVAL;
+    if (!b->lab && !(b->lab = calloc(b->nsh, sizeof *b->lab)))
+        return ST_ENOMEM;
+    st_buf_t *o = &b->lab[k];
+    if (!o->len) {
+        const uint8_t *q = b->all.data + b->sh[k].off, *end = q + b->sh[k].len;
+        wire_field_t f, g;
+        if (wire_next(&q, end, &f) != 1 || f.type != WIRE_LEN)
+            return ST_ECORRUPT;
+        const uint8_t *m = f.data, *mend = f.data + f.len;
+        size_t mark, x = b->pk[k];
+        int rc = wire_begin(o, WIRE_NODE_WRITE_SHARDS, &mark);
+        while (!rc && wire_next(&m, mend, &g) == 1) {
+            if (g.num != WIRE_WRITE_REQUEST_SERIES) {
+                rc = g.num == WIRE_WRITE_REQUEST_SHARD
+                         ? wire_put_varint_field(o, WIRE_WRITE_REQUEST_SHARD, g.u)
+                         : 0;
+                continue;
+            }
+            wire_series_t s;
+            if (wire_series_scan(g.data, g.len, &s) < 0 || !s.ref || x >= b->ne)
+                return ST_ECORRUPT;
+            const entry_t *en = &b->e[b->order[x++]];
+            const blob_t *tg = &b->tags.v[en->tagset];
+            size_t sm;
+            rc = wire_begin(o, WIRE_WRITE_REQUEST_SERIES, &sm);
+            rc |= st_buf_append(o, b->enc + tg->off, tg->split);
+            if (en->name != NO_NAME)
+                rc |= st_buf_append(o, b->enc + b->names.v[en->name].off, b->names.v[en->name].len);
+            rc |= st_buf_append(o, b->enc + tg->off + tg->split, tg->len - tg->split);
+            rc |= wire_put_bytes_field(o, WIRE_SERIES_SAMPLES_REF, s.ref, WIRE_REF_LEN);
+            if (s.ts)
+                rc |= wire_put_bytes_field(o, WIRE_SERIES_SAMPLES_TIMESTAMPS, s.ts, s.ts_len);
+            if (s.vals)
+                rc |= wire_put_bytes_field(o, WIRE_SERIES_SAMPLES_VALUES, s.vals, s.nvals * 8);
+            if (!rc)
+                wire_end(o, sm);
+        }
+        if (rc) {
+            st_buf_reset(o);
+            return ST_ENOMEM;
+        }
+        wire_end(o, mark);
+    }
+    *data = o->data;
+    *len = o->len;
+    return 0;
+}
+
+void wbatch_set_refs(wbatch_t *b, wbatch_refs_t *r)
+{
+    b->refs = r;
 }
 
 static struct {
@@ -700,6 +978,13 @@ void wbatch_destroy(wbatch_t *b)
     free(b->sh);
     pool_put(&b->all);
     grouping_free(b);
+    free(b->order);
+    free(b->pk);
+    if (b->lab)
+        for (size_t i = 0; i < b->nsh; i++)
+            st_buf_deinit(&b->lab[i]);
+    free(b->lab);
+    free(b->newrefs);
     free(b);
 }
 

@@ -69,8 +69,9 @@ void wbatch_set_max_future(wbatch_t *b, int64_t now_ms, int64_t max_future_ms);
 /*
  * Cut each shard's series into entries of about `bytes` of encoded series
  * (an entry closes once it holds at least that much; a single series is
- * never split). 0 (the default): one entry per shard. Call before
- * wbatch_parse().
+ * never split; a series sent as its reference alone counts with its
+ * labels, so a piece holds as many samples either way). 0 (the default): one entry per shard. Call
+ * before wbatch_parse().
  */
 void wbatch_set_piece_max(wbatch_t *b, size_t bytes);
 /*
@@ -117,5 +118,27 @@ const wbatch_rejected_t *wbatch_rejected(const wbatch_t *b, size_t *n);
  * wbatch_set_piece_max), and the buffer they live in. */
 const wbatch_shard_t *wbatch_shards(const wbatch_t *b, size_t *n);
 const uint8_t *wbatch_data(const wbatch_t *b);
+
+/*
+ * Series references (docs/protocol.md, "Series references"): a router's
+ * set of the references it sent with labels, and its secret seed. With
+ * wbatch_set_refs (before parsing), every series is encoded with its
+ * reference (a seeded 128-bit hash of its label bytes: of the hashes of
+ * its tag set and of its name) and, when the set holds it, as that
+ * reference alone; the ones it lacked are added once encoded.
+ * At most `max` references: then the set is cleared (series go with
+ * labels again). Thread-safe (a rwlock).
+ */
+typedef struct wbatch_refs wbatch_refs_t;
+int wbatch_refs_create(uint64_t seed, size_t max, wbatch_refs_t **out);
+void wbatch_refs_destroy(wbatch_refs_t *r);
+size_t wbatch_refs_count(wbatch_refs_t *r);
+void wbatch_set_refs(wbatch_t *b, wbatch_refs_t *r);
+/*
+ * Entry k of wbatch_shards() again with every series' labels and
+ * reference, for a node that did not know some reference (ST_ENOREF).
+ * Made once, valid as long as b. 0, ST_EINVAL (no references), ST_ENOMEM.
+ */
+int wbatch_piece_labels(wbatch_t *b, size_t k, const uint8_t **data, size_t *len);
 
 #endif

@@ -170,7 +170,10 @@ static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_
             memcpy(w, s.lab, s.lab_len);
             w += s.lab_len;
         }
-        repl_series_ref(s.lab, s.lab_len, seed, ref);
+        if (s.ref) /* named already (a router's reference): the same */
+            memcpy(ref, s.ref, WIRE_REF_LEN);
+        else
+            repl_series_ref(s.lab, s.lab_len, seed, ref);
         w = put_len_field(w, WIRE_SERIES_SAMPLES_REF, ref, WIRE_REF_LEN);
         if (s.ts)
             w = put_len_field(w, WIRE_SERIES_SAMPLES_TIMESTAMPS, s.ts, s.ts_len);

@@ -260,6 +260,33 @@ int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, si
     return 0;
 }
 
+int wire_put_series_enc_ref(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
+                            const uint8_t ref[WIRE_REF_LEN], const int64_t *ts, const double *v,
+                            size_t n)
+{
+    size_t need = 16 + 2 + WIRE_REF_LEN + SAMPLES_ROOM(n);
+    for (size_t i = 0; i < nlab; i++)
+        need += lab[i].len;
+    if (st_buf_reserve(b, need))
+        return ST_ENOMEM;
+    size_t mark;
+    wire_begin(b, field, &mark);
+    uint8_t *p = b->data + b->len;
+    for (size_t i = 0; i < nlab; i++) {
+        if (lab[i].len)
+            memcpy(p, lab[i].p, lab[i].len);
+        p += lab[i].len;
+    }
+    p += put_key(p, WIRE_SERIES_SAMPLES_REF, WIRE_LEN);
+    *p++ = WIRE_REF_LEN;
+    memcpy(p, ref, WIRE_REF_LEN);
+    p += WIRE_REF_LEN;
+    p = put_samples(p, ts, v, NULL, n);
+    b->len = (size_t)(p - b->data);
+    wire_end(b, mark);
+    return 0;
+}
+
 int wire_put_step_series(st_buf_t *b, uint32_t field, const st_label_t *l, size_t nl,
                          const uint8_t *present, size_t present_len, const double *v, size_t n)
 {

@@ -541,21 +541,27 @@ class FaultTest(ReplicationCase):
 class ReferencesTest(ReplicationCase):
 
     def test_forwards_by_reference(self):
-        # Forwards name known series by reference alone: a replica that does
-        # not know a reference (new series; or it restarted and forgot them
-        # all) answers so, and gets that shard's batch again with labels at
+        # Series travel by reference once sent with labels: the router sends
+        # a node a series it sent before as its reference alone, and a
+        # coordinator forwards every series as its reference. A node that
+        # does not know a reference (new series; or it restarted and forgot
+        # them all) answers so, and gets that batch again with labels at
         # once -- every sync write is still acknowledged by all three
         # replicas without a hint, and the replicas end identical.
         c = self.rcluster()
         gen, log = BatchGen("ref", hosts=30, seed=71), AckLog()
 
-        def with_labels():
+        def with_labels(nodes=(0, 1, 2)):
             return sum(sum(c.peer_metric(i, "strata_replica_writes_with_labels_total").values())
-                       for i in range(3))
+                       for i in nodes)
 
         def errors():
             return sum(sum(c.peer_metric(i, "strata_replica_writes_total",
                                          result="error").values()) for i in range(3))
+
+        def router_with_labels():
+            return metric_sum(c.metrics(c.router_url(0)),
+                              "strata_router_write_pieces_with_labels_total")
 
         r = self.send(c, log, gen.batch(0), tries=1, consistency="sync")
         self.assertEqual(r.status, 204, r)
@@ -565,16 +571,47 @@ class ReferencesTest(ReplicationCase):
             r = self.send(c, log, gen.batch(b), tries=1, consistency="sync")
             self.assertEqual(r.status, 204, r)
         self.assertEqual(with_labels(), first, "known references were sent with labels again")
+        self.assertEqual(router_with_labels(), 0,
+                         "the router had to send pieces with labels before any restart")
+        before = with_labels((0, 1))
         self.kill(c, 2)
         c.restart(2)
         c.wait_peers_up()
         r = self.send(c, log, gen.batch(4), tries=5, consistency="sync")
         self.assertEqual(r.status, 204, r)
-        self.assertGreater(with_labels(), first,
-                           "n3 forgot its references on restart but got none with labels")
+        self.assertGreater(with_labels((0, 1)), before,
+                           "n3 forgot its references on restart but n1, n2 sent none with labels")
+        self.assertGreater(router_with_labels(), 0,
+                           "n3 forgot the router's references but the router sent no labels")
         self.assertEqual(errors(), 0, "a reference round was counted as a failed forward")
         self.converge(c, log, "references")
         log.check(self.export_all(c), "router export at the end")
+        c.stop()
+
+
+    def test_router_references_rf1(self):
+        # RF = 1: the router's references go straight to the node that
+        # stores the shard. A node restarted forgot them: it refuses those
+        # pieces (nothing stored), the router sends them again with labels
+        # in the same request, and every sample is there, bit-exact.
+        c = self.cluster(nodes=2, routers=1, shards=4, rf=1).start()
+        gen, log = BatchGen("ref1", hosts=20, seed=5), AckLog()
+
+        def router_with_labels():
+            return metric_sum(c.metrics(c.router_url(0)),
+                              "strata_router_write_pieces_with_labels_total")
+
+        for b in range(3):
+            r = self.send(c, log, gen.batch(b), tries=1)
+            self.assertEqual(r.status, 204, r)
+        self.assertEqual(router_with_labels(), 0)
+        c.kill9(0)
+        c.restart(0)
+        r = self.send(c, log, gen.batch(3), tries=5)
+        self.assertEqual(r.status, 204, r)
+        self.assertGreater(router_with_labels(), 0,
+                           "n1 forgot the router's references but the router sent no labels")
+        log.check(self.export_all(c), "router export after the restart")
         c.stop()
 
 

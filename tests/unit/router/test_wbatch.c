@@ -2,7 +2,9 @@
  * entries. Every series must land on topo_shard_of_labels() of its labels
  * (the one documented placement rule), in both sharding modes, whatever the
  * measurements, fields, tag order and escapes; samples of one series are
- * grouped in body order; rejected lines are kept with their reason. */
+ * grouped in body order; rejected lines are kept with their reason; series
+ * references (a series sent before goes as its reference alone, and with
+ * its labels again on demand). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -440,6 +442,159 @@ static void test_pieces(void **state)
     topo_destroy(t);
 }
 
+/* One batch of body with references r and pieces of about 4096 bytes. */
+static wbatch_t *parse_refs(const topo_t *t, wbatch_refs_t *r, const char *body, size_t len)
+{
+    lp_opts_t o = {.series = 1, .names_only = 1};
+    lp_parser_t *p;
+    assert_int_equal(lp_parser_create(&o, &p), 0);
+    lp_parser_set_precision(p, LP_PREC_MS);
+    wbatch_t *b;
+    assert_int_equal(wbatch_create(t, &b), 0);
+    wbatch_set_piece_max(b, 4096);
+    wbatch_set_refs(b, r);
+    assert_int_equal(wbatch_parse(b, p, body, len), 0);
+    lp_parser_destroy(p);
+    return b;
+}
+
+/* A series' view in a piece: its reference, labels (if sent), samples. */
+typedef struct rseries {
+    uint8_t ref[WIRE_REF_LEN];
+    size_t nlabels, nvals;
+    uint32_t shard;
+    char host[16];
+    double v0;
+} rseries_t;
+
+/* Every series of every piece (labels or not), in order; returns how many. */
+static size_t walk(const wbatch_t *b, const uint8_t *const *data, const size_t *len, size_t n,
+                   rseries_t *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *q = data[i], *end = q + len[i];
+        wire_field_t f;
+        assert_int_equal(wire_next(&q, end, &f), 1);
+        const uint8_t *r = f.data, *rend = f.data + f.len;
+        uint32_t shard = UINT32_MAX;
+        while (wire_next(&r, rend, &f) == 1) {
+            if (f.num == 1) {
+                shard = (uint32_t)f.u;
+                continue;
+            }
+            wire_series_t ws;
+            assert_int_equal(wire_series_decode(f.data, f.len, &ws), 0);
+            assert_non_null(ws.ref);
+            assert_true(k < cap);
+            rseries_t *x = &out[k++];
+            memcpy(x->ref, ws.ref, WIRE_REF_LEN);
+            x->nlabels = ws.nlabels;
+            x->nvals = ws.nvals;
+            x->shard = shard;
+            x->host[0] = 0;
+            for (size_t l = 0; l < ws.nlabels; l++)
+                if (ws.labels[l].name_len == 1 && ws.labels[l].name[0] == 'h')
+                    snprintf(x->host, sizeof x->host, "%.*s", (int)ws.labels[l].value_len,
+                             ws.labels[l].value);
+            memcpy(&x->v0, ws.vals, 8);
+        }
+    }
+    (void)b;
+    return k;
+}
+
+/* Series references: a first batch sends every series with labels and a
+ * reference; a second batch of the same series sends references alone (a
+ * second router, another seed, sends labels again); wbatch_piece_labels
+ * gives every piece again with labels and the same references and
+ * samples; pieces stay about as large in series as with labels; a full
+ * set is cleared (labels again). */
+static void test_refs(void **state)
+{
+    (void)state;
+    topo_t *t = load(INI_SERIES);
+    enum { N = 600 };
+    size_t cap = 64 * N, len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(body + len, cap - len, "m,h=h%04d,dc=eu a=%d,b=2 %d\n", i, i,
+                                1000 + i);
+    wbatch_refs_t *r, *r2;
+    assert_int_equal(wbatch_refs_create(42, 1u << 20, &r), 0);
+    assert_int_equal(wbatch_refs_create(43, 1u << 20, &r2), 0);
+    static rseries_t one[2 * N], two[2 * N], lab[2 * N], other[2 * N];
+    const uint8_t *data[256];
+    size_t lens[256], n;
+    wbatch_t *b1 = parse_refs(t, r, body, len);
+    const wbatch_shard_t *sh = wbatch_shards(b1, &n);
+    assert_true(n < 256);
+    for (size_t i = 0; i < n; i++) {
+        data[i] = wbatch_data(b1) + sh[i].off;
+        lens[i] = sh[i].len;
+    }
+    size_t n1 = n;
+    assert_int_equal(walk(b1, data, lens, n, one, 2 * N), 2 * N);
+    for (size_t i = 0; i < 2 * N; i++)
+        assert_int_equal(one[i].nlabels, 3); /* __name__, dc, h */
+    assert_int_equal(wbatch_refs_count(r), 2 * N);
+    wbatch_t *b2 = parse_refs(t, r, body, len);
+    sh = wbatch_shards(b2, &n);
+    assert_true(n >= n1 - 1 && n <= n1 + 1); /* pieces hold as many series */
+    for (size_t i = 0; i < n; i++) {
+        data[i] = wbatch_data(b2) + sh[i].off;
+        lens[i] = sh[i].len;
+    }
+    assert_int_equal(walk(b2, data, lens, n, two, 2 * N), 2 * N);
+    for (size_t i = 0; i < 2 * N; i++) { /* same order, same references, no labels */
+        assert_int_equal(two[i].nlabels, 0);
+        assert_memory_equal(two[i].ref, one[i].ref, WIRE_REF_LEN);
+        assert_int_equal(two[i].nvals, 1);
+        assert_true(two[i].v0 == one[i].v0);
+        if (i)
+            assert_memory_not_equal(two[i].ref, two[i - 1].ref, WIRE_REF_LEN);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(wbatch_piece_labels(b2, i, &data[i], &lens[i]), 0);
+    assert_int_equal(walk(b2, data, lens, n, lab, 2 * N), 2 * N);
+    for (size_t i = 0; i < 2 * N; i++) { /* labels back, as the first batch sent them */
+        assert_int_equal(lab[i].nlabels, 3);
+        assert_string_equal(lab[i].host, one[i].host);
+        assert_int_equal(lab[i].shard, one[i].shard);
+        assert_memory_equal(lab[i].ref, one[i].ref, WIRE_REF_LEN);
+        assert_true(lab[i].v0 == one[i].v0);
+    }
+    wbatch_t *b3 = parse_refs(t, r2, body, len); /* another router: labels, other references */
+    sh = wbatch_shards(b3, &n);
+    for (size_t i = 0; i < n; i++) {
+        data[i] = wbatch_data(b3) + sh[i].off;
+        lens[i] = sh[i].len;
+    }
+    assert_int_equal(walk(b3, data, lens, n, other, 2 * N), 2 * N);
+    for (size_t i = 0; i < 2 * N; i++) {
+        assert_int_equal(other[i].nlabels, 3);
+        assert_memory_not_equal(other[i].ref, one[i].ref, WIRE_REF_LEN);
+    }
+    wbatch_t *plain;
+    assert_int_equal(wbatch_create(t, &plain), 0);
+    assert_int_equal(wbatch_piece_labels(plain, 0, &data[0], &lens[0]), ST_EINVAL);
+    wbatch_destroy(plain);
+    wbatch_destroy(b1);
+    wbatch_destroy(b2);
+    wbatch_destroy(b3);
+    /* a set of at most 100: full, then cleared: labels again for some */
+    wbatch_refs_t *small;
+    assert_int_equal(wbatch_refs_create(42, 100, &small), 0);
+    wbatch_destroy(parse_refs(t, small, body, len));
+    assert_true(wbatch_refs_count(small) <= 100);
+    wbatch_refs_destroy(small);
+    wbatch_refs_destroy(r);
+    wbatch_refs_destroy(r2);
+    free(body);
+    topo_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_too_old),
         cmocka_unit_test(test_too_far_future),
         cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_refs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
