@@ -36,7 +36,9 @@
 
 #include "st_buf.h"
 
-#define RPC_PROTOCOL_VERSION 1
+/* 2: series travel by reference (SeriesSamples.ref, ST_ENOREF), which a
+ * version-1 process would take for series without labels */
+#define RPC_PROTOCOL_VERSION 2
 #define RPC_FRAME_HDR 14                        /* len + type + flags + reqid */
 #define RPC_FRAME_LEN_MIN 10                    /* smallest value of the len field */
 #define RPC_FRAME_MAX_DEFAULT (64u << 20)       /* 64 MiB */

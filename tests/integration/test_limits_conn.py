@@ -50,10 +50,13 @@ def frame(ftype, reqid, payload, announced=None):
     return struct.pack("<IBBQ", 10 + n, ftype, 0, reqid) + payload
 
 
+RPC_PROTOCOL_VERSION = 2  # common/net/rpc_frame.h
+
+
 def hello(cluster, fingerprint, node_id):
     """proto/strata.proto Hello, encoded by hand (protobuf wire format)."""
     cn, ni = cluster.encode(), node_id.encode()
-    return (b"\x08\x01" + b"\x12" + varint(len(cn)) + cn + b"\x19" + struct.pack("<Q", fingerprint)
+    return (b"\x08" + varint(RPC_PROTOCOL_VERSION) + b"\x12" + varint(len(cn)) + cn + b"\x19" + struct.pack("<Q", fingerprint)
             + b"\x22" + varint(len(ni)) + ni)
 
 
