@@ -99,7 +99,7 @@ static int write_shard(node_t *n, const uint8_t *p, size_t len, write_scratch_t 
         wire_series_t s;
         if ((rc = wire_series_scan(f.data, f.len, &s)) < 0)
             break;
-        if (!s.lab && (rc = wire_series_decode(f.data, f.len, &s)) < 0)
+        if (s.lab_split && (rc = wire_series_decode(f.data, f.len, &s)) < 0)
             break;
         size_t c0 = ws->scap, c1 = ws->kcap;
         if (!(ws->b = grow(ws->b, &ws->bcap, bi + 1, sizeof *ws->b)) ||
@@ -285,9 +285,7 @@ int node_write_local(node_t *n, const repl_entry_t *e, size_t ne, node_shard_res
  * scanned: its samples). */
 static int series_by_ref(const uint8_t *p, size_t len, wire_series_t *s)
 {
-    if (wire_series_scan(p, len, s) < 0 || !s->ref || s->lab)
-        return 0;
-    return wire_series_decode(p, len, s) == 0 && s->ref && !s->nlabels; /* none at all */
+    return wire_series_scan(p, len, s) == 0 && s->ref && !s->lab && !s->lab_split;
 }
 
 int node_write_expand(node_t *n, uint32_t shard, const uint8_t *msg, size_t len, st_buf_t *out)

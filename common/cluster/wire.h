@@ -133,6 +133,7 @@ typedef struct wire_series {
      * lengths included) when they are contiguous, else NULL */
     const uint8_t *lab;
     size_t lab_len;
+    int lab_split;      /* wire_series_scan: labels that do not lie together (lab NULL) */
     const uint8_t *ref; /* the 16 bytes of field `ref` (WIRE_REF_LEN), NULL when absent */
 } wire_series_t;
 
@@ -146,7 +147,8 @@ int wire_series_decode(const uint8_t *p, size_t len, wire_series_t *s);
  * wire_series_decode without decoding the labels (nlabels stays 0): their
  * fields are only skipped, and [lab, lab + lab_len) is where they lie when
  * nothing else comes between them (lab NULL otherwise, or when there are
- * none: then call wire_series_decode). The same bytes always hold the same
+ * none: lab_split tells the two apart; then call wire_series_decode). The
+ * same bytes always hold the same
  * labels, so a writer can name a series by them (engine_keys_resolve).
  */
 int wire_series_scan(const uint8_t *p, size_t len, wire_series_t *s);

@@ -51,5 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
         }
     }
+    /* no labels at all, as scan tells it (lab NULL, not split): none the long way either */
+    if (rk == 0 && !k.lab && !k.lab_split && wire_series_decode(data, size, &s) == 0 && s.nlabels)
+        abort();
     return 0;
 }
