@@ -241,23 +241,7 @@ int wire_put_series_v(st_buf_t *b, uint32_t field, const st_label_t *l, size_t n
 int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
                         const int64_t *ts, const double *v, size_t n)
 {
-    size_t need = 16 + SAMPLES_ROOM(n);
-    for (size_t i = 0; i < nlab; i++)
-        need += lab[i].len;
-    if (st_buf_reserve(b, need))
-        return ST_ENOMEM;
-    size_t mark;
-    wire_begin(b, field, &mark);
-    uint8_t *p = b->data + b->len;
-    for (size_t i = 0; i < nlab; i++) {
-        if (lab[i].len) /* an empty one may have no bytes at all */
-            memcpy(p, lab[i].p, lab[i].len);
-        p += lab[i].len;
-    }
-    p = put_samples(p, ts, v, NULL, n);
-    b->len = (size_t)(p - b->data);
-    wire_end(b, mark);
-    return 0;
+    return wire_put_series_enc_ref(b, field, lab, nlab, NULL, ts, v, n);
 }
 
 int wire_put_series_enc_ref(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
@@ -273,18 +257,20 @@ int wire_put_series_enc_ref(st_buf_t *b, uint32_t field, const wire_bytes_t *lab
     wire_begin(b, field, &mark);
     uint8_t *p = b->data + b->len;
     for (size_t i = 0; i < nlab; i++) {
-        if (lab[i].len)
+        if (lab[i].len) /* an empty one may have no bytes at all */
             memcpy(p, lab[i].p, lab[i].len);
         p += lab[i].len;
     }
-    p += put_key(p, WIRE_SERIES_SAMPLES_REF, WIRE_LEN);
-    *p++ = WIRE_REF_LEN;
-    memcpy(p, ref, WIRE_REF_LEN);
-    p += WIRE_REF_LEN;
+    if (ref) {
+        p += put_key(p, WIRE_SERIES_SAMPLES_REF, WIRE_LEN);
+        *p++ = WIRE_REF_LEN;
+        memcpy(p, ref, WIRE_REF_LEN);
+        p += WIRE_REF_LEN;
+    }
     p = put_samples(p, ts, v, NULL, n);
     b->len = (size_t)(p - b->data);
     size_t inner = b->len - mark - 5;
-    if (inner < 0x80) { /* a one-byte length: 4 bytes less, and the readers' fast path */
+    if (ref && inner < 0x80) { /* a one-byte length: 4 bytes less, and the readers' fast path */
         memmove(b->data + mark + 1, b->data + mark + 5, inner);
         b->data[mark] = (uint8_t)inner;
         b->len -= 4;

@@ -108,8 +108,8 @@ typedef struct wire_bytes {
 int wire_put_series_enc(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
                         const int64_t *ts, const double *v, size_t n);
 
-/* The same with field ref (its labels may be none: nlab 0, the series
- * named by its reference alone). */
+/* The same with field ref (NULL: none; its labels may be none: nlab 0,
+ * the series named by its reference alone). */
 int wire_put_series_enc_ref(st_buf_t *b, uint32_t field, const wire_bytes_t *lab, size_t nlab,
                             const uint8_t ref[WIRE_REF_LEN], const int64_t *ts, const double *v,
                             size_t n);
