@@ -2,12 +2,14 @@
  * node_repl — coordinated writes, hinted handoff and peer health. See
  * node_repl.h for the model; docs/operations.md for what an operator sees.
  *
- * Forwards name series by reference (repl.h, repl_put_forward_refs: a
- * 16-byte hash of the labels with this process's secret seed) instead of
- * their labels: a replica keeps the references it learnt; one that
- * answers ST_ENOREF for an entry (a new series, or it restarted) gets
- * that entry again at once with labels and references, which it learns.
- * Hints keep the labels (the stamped NodeWrite).
+ * Forwards name series by reference (repl.h, repl_put_forward_refs: the
+ * router's reference, else a 16-byte hash of the labels with this
+ * process's secret seed) instead of their labels: a replica keeps the
+ * references it learnt; one that answers ST_ENOREF for an entry (a new
+ * series, or it restarted) gets that entry again at once with labels and
+ * references, which it learns. Hints always hold labels: a router's
+ * series by reference alone get theirs back from this node's engine
+ * (node_write_expand) for such a resend and for every hint.
  *
  * A coordinated write (coord_t) lives until every outcome is in: the local
  * write job and one forward call per peer. It answers the router as soon
@@ -504,20 +506,20 @@ static void local_after(uv_work_t *w, int status)
 static void on_fwd(void *arg, int status, uint8_t type, const uint8_t *payload, size_t len);
 static void fwd_done(fwd_t *f, int status, const uint8_t *payload, size_t len, const char *why);
 
-/* Send entries c->e[idx[0..k)] to p by reference (labels: with their
- * labels too); 0 or the call's error (f not sent, the caller's). */
-static int forward(coord_t *c, peer_t *p, fwd_t *f, const size_t *idx, size_t k, int labels)
+/* Send entries c->e[idx[0..k)] to p by reference; 0 or the call's error
+ * (f not sent, the caller's). */
+static int forward(coord_t *c, peer_t *p, fwd_t *f, const size_t *idx, size_t k)
 {
     node_repl_t *r = c->r;
-    f->labels = labels;
-    if (k == c->env.n && !labels) { /* every entry: one message shared by the peers */
+    f->labels = 0;
+    if (k == c->env.n) { /* every entry: one message shared by the peers */
         if (!c->rpay) {
             wpay_t *w = calloc(1, sizeof *w);
             if (!w)
                 return ST_ENOMEM;
             w->refs = 1;
             st_buf_init(&w->b);
-            int rc = repl_put_forward_refs(&w->b, c->e, NULL, k, r->ref_seed, 0);
+            int rc = repl_put_forward_refs(&w->b, c->e, NULL, k, r->ref_seed);
             if (rc) {
                 wpay_unref(w);
                 return rc;
@@ -533,7 +535,7 @@ static int forward(coord_t *c, peer_t *p, fwd_t *f, const size_t *idx, size_t k,
     }
     st_buf_t b;
     st_buf_init(&b);
-    int rc = repl_put_forward_refs(&b, c->e, idx, k, r->ref_seed, labels);
+    int rc = repl_put_forward_refs(&b, c->e, idx, k, r->ref_seed);
     if (!rc)
         rc = rpc_client_call(p->cli, RPC_WRITE, b.data, b.len, (unsigned)r->timeout_ms, on_fwd, f);
     st_buf_deinit(&b);
@@ -743,7 +745,7 @@ static void coordinate(node_repl_t *r, rpc_conn_t *conn, uint64_t reqid, const u
             fwd_done(f, ST_EUNAVAIL, NULL, 0, "replica is down");
             continue;
         }
-        int crc = forward(c, p, f, idx, k, 0);
+        int crc = forward(c, p, f, idx, k);
         if (crc)
             fwd_done(f, crc, NULL, 0, crc == ST_EBUSY ? "replica queue full" : st_strerror(crc));
     }

@@ -136,8 +136,7 @@ static uint8_t *put_len_field(uint8_t *w, uint32_t num, const uint8_t *p, size_t
 }
 
 /* One WriteRequest again with references (repl_put_forward_refs). */
-static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_t seed,
-                          int with_labels)
+static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_t seed)
 {
     size_t mark;
     if (wire_begin(out, WIRE_NODE_WRITE_SHARDS, &mark))
@@ -158,18 +157,13 @@ static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_
                 return ST_ENOMEM;
             continue;
         }
-        size_t inner = (with_labels ? s.lab_len : 0) + len_field(WIRE_REF_LEN) +
-                       (s.ts ? len_field(s.ts_len) : 0) + (s.vals ? len_field(s.nvals * 8) : 0) +
-                       (s.vers ? len_field(s.vers_len) : 0);
+        size_t inner = len_field(WIRE_REF_LEN) + (s.ts ? len_field(s.ts_len) : 0) +
+                       (s.vals ? len_field(s.nvals * 8) : 0) + (s.vers ? len_field(s.vers_len) : 0);
         if (st_buf_reserve(out, len_field(inner)))
             return ST_ENOMEM;
         uint8_t *w = out->data + out->len, ref[WIRE_REF_LEN];
         *w++ = (uint8_t)(WIRE_WRITE_REQUEST_SERIES << 3 | WIRE_LEN);
         w += st_uvarint_put(w, inner);
-        if (with_labels) {
-            memcpy(w, s.lab, s.lab_len);
-            w += s.lab_len;
-        }
         if (s.ref) /* named already (a router's reference): the same */
             memcpy(ref, s.ref, WIRE_REF_LEN);
         else
@@ -190,12 +184,12 @@ static int put_entry_refs(st_buf_t *out, const uint8_t *msg, size_t len, uint64_
 }
 
 int repl_put_forward_refs(st_buf_t *out, const repl_entry_t *e, const size_t *idx, size_t k,
-                          uint64_t seed, int with_labels)
+                          uint64_t seed)
 {
     int rc = repl_put_envelope(out, 0, 1);
     for (size_t i = 0; i < k && !rc; i++) {
         const repl_entry_t *x = &e[idx ? idx[i] : i];
-        rc = put_entry_refs(out, x->msg, x->msg_len, seed, with_labels);
+        rc = put_entry_refs(out, x->msg, x->msg_len, seed);
     }
     return rc;
 }

@@ -103,12 +103,12 @@ void repl_series_ref(const uint8_t *lab, size_t len, uint64_t seed, uint8_t out[
  * Append a forwarded NodeWrite (envelope "forwarded, consistency 0") of
  * the entries e[idx[0..k)] (idx NULL: e[0..k)), every series whose labels
  * lie together re-made as its reference (the one it came with, a
- * router's, else repl_series_ref with seed), its samples and
- * (with_labels) its labels; other series and fields as they are. Returns 0, ST_ECORRUPT
+ * router's, else repl_series_ref with seed) and its samples, without
+ * its labels; other series and fields as they are. Returns 0, ST_ECORRUPT
  * (a malformed entry) or ST_ENOMEM.
  */
 int repl_put_forward_refs(st_buf_t *out, const repl_entry_t *e, const size_t *idx, size_t k,
-                          uint64_t seed, int with_labels);
+                          uint64_t seed);
 /* WriteRequest.version of msg[0..len) (0 when absent). */
 uint64_t repl_entry_version(const uint8_t *msg, size_t len);
 

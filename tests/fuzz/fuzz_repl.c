@@ -22,17 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     e[i].msg < e[i].field || e[i].msg + e[i].msg_len > e[i].field + e[i].field_len)
                     abort();
             }
-            /* by reference, with and without labels: the same entries again */
-            for (int labels = 0; labels <= 1; labels++) {
-                st_buf_t fw;
-                st_buf_init(&fw);
-                repl_envelope_t env3;
-                if (repl_put_forward_refs(&fw, e, NULL, n, 7, labels) == 0 &&
-                    (repl_scan(fw.data, fw.len, NULL, 0, &env3) != 0 || env3.n != n ||
-                     !env3.forwarded))
-                    abort();
-                st_buf_deinit(&fw);
-            }
+            /* by reference: the same entries again */
+            st_buf_t fw;
+            st_buf_init(&fw);
+            repl_envelope_t env3;
+            if (repl_put_forward_refs(&fw, e, NULL, n, 7) == 0 &&
+                (repl_scan(fw.data, fw.len, NULL, 0, &env3) != 0 || env3.n != n || !env3.forwarded))
+                abort();
+            st_buf_deinit(&fw);
         }
         free(e);
     }

@@ -243,9 +243,10 @@ static void test_stamp_forward(void **state)
 }
 
 /* repl_put_forward_refs: the series of the chosen entries by reference
- * (protobuf-c reads it: field ref, no labels; with_labels: the labels
- * too), the same labels give the same reference under one seed and
- * another under another seed, samples, versions and deletes as they were. */
+ * (protobuf-c reads it: field ref, no labels), the same labels give the
+ * same reference under one seed and another under another seed, a series
+ * that came with a reference (a router's) keeps it, samples, versions and
+ * deletes as they were. */
 static void test_forward_refs(void **state)
 {
     (void)state;
@@ -253,65 +254,70 @@ static void test_forward_refs(void **state)
     st_label_t lb[2] = {{"__name__", "m", 8, 1}, {"host", "b", 4, 1}};
     int64_t ts[3] = {1000, 2000, 2500};
     double v[3] = {1.5, -2, 1e300};
-    st_buf_t b, out;
+    uint8_t given[WIRE_REF_LEN];
+    memset(given, 0x7e, sizeof given);
+    st_buf_t b, out, lab;
     st_buf_init(&b);
     st_buf_init(&out);
+    st_buf_init(&lab);
+    assert_int_equal(wire_put_labels(&lab, lb, 2), 0);
+    wire_bytes_t lbr = {lab.data, lab.len};
     assert_int_equal(repl_put_envelope(&b, 0, 0), 0);
-    for (uint32_t s = 0; s < 3; s++) {
+    for (uint32_t s = 0; s < 4; s++) {
         size_t mark;
         assert_int_equal(wire_begin(&b, 1, &mark), 0);
         assert_int_equal(wire_put_varint_field(&b, 1, s), 0);
-        assert_int_equal(wire_put_series(&b, 2, la, 2, ts, v, 3 - s), 0);
-        assert_int_equal(wire_put_series(&b, 2, lb, 2, ts + s, v + s, 1), 0);
+        assert_int_equal(wire_put_series(&b, 2, la, 2, ts, v, 3 - s % 3), 0);
+        if (s == 3) /* host=b with a router's reference */
+            assert_int_equal(wire_put_series_enc_ref(&b, 2, &lbr, 1, given, ts, v, 1), 0);
+        else
+            assert_int_equal(wire_put_series(&b, 2, lb, 2, ts + s, v + s, 1), 0);
         assert_int_equal(wire_put_varint_field(&b, 4, 77 + s), 0);
         if (s == 2)
             assert_int_equal(wire_put_bytes_field(&b, 3, "", 0), 0); /* an (empty) delete */
         wire_end(&b, mark);
     }
-    repl_entry_t e[3];
+    repl_entry_t e[4];
     repl_envelope_t env;
-    assert_int_equal(repl_scan(b.data, b.len, e, 3, &env), 0);
-    const size_t idx[2] = {2, 0};
+    assert_int_equal(repl_scan(b.data, b.len, e, 4, &env), 0);
+    const size_t idx[3] = {2, 0, 3};
     uint8_t ref_b[WIRE_REF_LEN], seen_a[WIRE_REF_LEN];
-    for (int labels = 0; labels <= 1; labels++) {
-        st_buf_reset(&out);
-        assert_int_equal(repl_put_forward_refs(&out, e, idx, 2, 99, labels), 0);
-        Strata__NodeWrite *nw = strata__node_write__unpack(NULL, out.len, out.data);
-        assert_non_null(nw);
-        assert_true(nw->forwarded);
-        assert_int_equal(nw->n_shards, 2);
-        for (size_t k = 0; k < 2; k++) {
-            Strata__WriteRequest *w = nw->shards[k];
-            uint32_t s = (uint32_t)idx[k];
-            assert_int_equal(w->shard, s);
-            assert_true(w->version == 77 + s);
-            assert_true((w->delete_ != NULL) == (s == 2));
-            assert_int_equal(w->n_series, 2);
-            for (size_t j = 0; j < 2; j++) {
-                Strata__SeriesSamples *x = w->series[j];
-                assert_int_equal(x->n_labels, labels ? 2 : 0);
-                if (labels)
-                    assert_memory_equal(x->labels[1]->value.data, j ? "b" : "a", 1);
-                assert_int_equal(x->ref.len, WIRE_REF_LEN);
-                size_t n = j ? 1 : 3 - s;
-                assert_int_equal(x->n_timestamps, n);
-                assert_int_equal(x->n_values, n);
-                assert_true(x->values[0] == v[j ? s : 0]);
-                if (j == 0 && k == 0 && !labels)
-                    memcpy(seen_a, x->ref.data, WIRE_REF_LEN);
-                else if (j == 0)
-                    assert_memory_equal(x->ref.data, seen_a, WIRE_REF_LEN);
-                if (j == 1)
-                    memcpy(ref_b, x->ref.data, WIRE_REF_LEN);
-            }
+    assert_int_equal(repl_put_forward_refs(&out, e, idx, 3, 99), 0);
+    Strata__NodeWrite *nw = strata__node_write__unpack(NULL, out.len, out.data);
+    assert_non_null(nw);
+    assert_true(nw->forwarded);
+    assert_int_equal(nw->n_shards, 3);
+    for (size_t k = 0; k < 3; k++) {
+        Strata__WriteRequest *w = nw->shards[k];
+        uint32_t s = (uint32_t)idx[k];
+        assert_int_equal(w->shard, s);
+        assert_true(w->version == 77 + s);
+        assert_true((w->delete_ != NULL) == (s == 2));
+        assert_int_equal(w->n_series, 2);
+        for (size_t j = 0; j < 2; j++) {
+            Strata__SeriesSamples *x = w->series[j];
+            assert_int_equal(x->n_labels, 0);
+            assert_int_equal(x->ref.len, WIRE_REF_LEN);
+            size_t n = j ? 1 : 3 - s % 3;
+            assert_int_equal(x->n_timestamps, n);
+            assert_int_equal(x->n_values, n);
+            assert_true(x->values[0] == v[j ? (s == 3 ? 0 : s) : 0]);
+            if (j == 0 && k == 0)
+                memcpy(seen_a, x->ref.data, WIRE_REF_LEN);
+            else if (j == 0)
+                assert_memory_equal(x->ref.data, seen_a, WIRE_REF_LEN);
+            if (j == 1 && s == 3) /* the reference it came with */
+                assert_memory_equal(x->ref.data, given, WIRE_REF_LEN);
+            else if (j == 1)
+                memcpy(ref_b, x->ref.data, WIRE_REF_LEN);
         }
-        strata__node_write__free_unpacked(nw, NULL);
     }
+    strata__node_write__free_unpacked(nw, NULL);
     assert_memory_not_equal(seen_a, ref_b, WIRE_REF_LEN);
     /* another seed, another reference */
     st_buf_reset(&out);
-    assert_int_equal(repl_put_forward_refs(&out, e, NULL, 1, 100, 0), 0);
-    Strata__NodeWrite *nw = strata__node_write__unpack(NULL, out.len, out.data);
+    assert_int_equal(repl_put_forward_refs(&out, e, NULL, 1, 100), 0);
+    nw = strata__node_write__unpack(NULL, out.len, out.data);
     assert_non_null(nw);
     assert_memory_not_equal(nw->shards[0]->series[0]->ref.data, seen_a, WIRE_REF_LEN);
     strata__node_write__free_unpacked(nw, NULL);
@@ -319,9 +325,10 @@ static void test_forward_refs(void **state)
     repl_entry_t cut = e[1];
     cut.msg_len -= 3;
     st_buf_reset(&out);
-    assert_int_equal(repl_put_forward_refs(&out, &cut, NULL, 1, 99, 0), ST_ECORRUPT);
+    assert_int_equal(repl_put_forward_refs(&out, &cut, NULL, 1, 99), ST_ECORRUPT);
     st_buf_deinit(&b);
     st_buf_deinit(&out);
+    st_buf_deinit(&lab);
 }
 
 static const char *INI3 = "[cluster]\nshards = 6\nreplication_factor = 3\n"
