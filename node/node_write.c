@@ -5,10 +5,11 @@
  * of all its series go into scratch arrays (reused across the entries of
  * one NodeWrite), and each series' label fields, as bytes, are its key:
  * the engine gives back the ids of the keys it knows (engine_keys_resolve)
- * and only the other series' labels are decoded. A forward's series may
- * come as a reference alone (repl.h): the engine gives its key and id
- * back (engine_keys_resolve_refs); one it does not know refuses the entry
- * (ST_ENOREF, before anything is written). The shard's batch is then one
+ * and only the other series' labels are decoded. A series with a
+ * reference (a router's or a coordinator's, docs/protocol.md) is resolved
+ * by it first (engine_keys_resolve_refs: its key and id); one that came
+ * as its reference alone and is not known refuses the entry (ST_ENOREF,
+ * before anything is written). The shard's batch is then one
  * engine_write_keyed with the WriteRequest's version (set by the
  * coordinator; 0: none), all entries of the NodeWrite sharing one engine_write_result_t (so that
  * max_new_series_per_write applies to the RPC). What the engine refused
@@ -35,7 +36,7 @@
 typedef struct write_scratch {
     engine_series_batch_t *b;
     engine_series_key_t *k, *rk;
-    const uint8_t **refs; /* references of the series that came without labels */
+    const uint8_t **refs; /* references of the series that came with one */
     size_t *ri;           /* ... and their places in b */
     uint32_t *ids;
     st_label_t *labels;
