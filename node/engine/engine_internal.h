@@ -74,8 +74,10 @@ const char *budget_admit_series(engine_budget_t *b, uint64_t this_write, uint64_
 enum {
     WAL_REC_SERIES = 1,
     WAL_REC_SAMPLES = 2,
-    WAL_REC_TOMB = 3,     /* tomb.h record */
-    WAL_REC_SAMPLES_V = 4 /* a version, then a SAMPLES payload */
+    WAL_REC_TOMB = 3,      /* tomb.h record */
+    WAL_REC_SAMPLES_V = 4, /* a version, then a SAMPLES payload */
+    WAL_REC_CHAIN = 5,     /* SAMPLES, timestamp deltas running on across series */
+    WAL_REC_CHAIN_V = 6    /* a version, then a CHAIN payload (what writes log now) */
 };
 
 /* ---- head: in-memory samples per series (engine_head.c) ---- */
@@ -372,8 +374,12 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
  */
 int engine_tomb_filter(engine_t *e, const st_label_t *l, size_t nl, uint64_t version,
                        const int64_t **ts, const double **v, size_t *n, void **owned);
-/* Could engine_tomb_filter leave out something written at `version`? */
-int engine_tomb_may_hide(engine_t *e, uint64_t version);
+/* Could engine_tomb_filter leave out something written at `version`?
+ * Inline: asked for every series a write brings. */
+static inline int engine_tomb_may_hide(engine_t *e, uint64_t version)
+{
+    return version && version < atomic_load(&e->tomb_vmax);
+}
 /* Does head h hold a sample of id? */
 int engine_tomb_head_has(const head_t *h, uint32_t id);
 /* Mark done the tombstones nothing older overlaps; the count still pending. */

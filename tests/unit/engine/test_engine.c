@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "st_err.h"
+#include "st_varint.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void)
@@ -396,6 +397,75 @@ static size_t count_metric(engine_t *e, const char *metric)
 static size_t count_samples(engine_t *e)
 {
     return count_metric(e, "m");
+}
+
+/* A SAMPLES payload as WAL files before CHAIN records hold it: series 0
+ * twice, samples (t0, 1.5) and (t0 + 100, 2.5), then (t0 + 50, 3.5) -- its
+ * timestamp from 0, not from the entry before. */
+static size_t legacy_samples(uint8_t *rec, int64_t t0)
+{
+    uint8_t *p = rec;
+    p += st_uvarint_put(p, 2);
+    p += st_uvarint_put(p, 0);
+    p += st_uvarint_put(p, 2);
+    p += st_uvarint_put(p, st_zigzag(t0));
+    p += st_uvarint_put(p, st_zigzag(100));
+    st_store_u64le(p, st_f64_bits(1.5));
+    st_store_u64le(p + 8, st_f64_bits(2.5));
+    p += 16;
+    p += st_uvarint_put(p, 0);
+    p += st_uvarint_put(p, 1);
+    p += st_uvarint_put(p, st_zigzag(t0 + 50));
+    st_store_u64le(p, st_f64_bits(3.5));
+    return (size_t)(p + 8 - rec);
+}
+
+/* WAL files written before CHAIN records (types 2 and 4, each series'
+ * timestamps from 0) still replay, next to the CHAIN records writes log. */
+static void test_wal_replays_legacy_samples(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        engine_t *e = simple_write(dir, 1000, 2); /* series 0: SERIES + CHAIN records */
+        uint8_t rec[64], vrec[80];
+        size_t len = legacy_samples(rec, 5000); /* SAMPLES */
+        uint64_t lsn;
+        if (wal_append(e->wal, WAL_REC_SAMPLES, rec, len, &lsn))
+            _exit(2);
+        size_t vl = st_uvarint_put(vrec, 7); /* SAMPLES_V: version 7, then the same at 6000 */
+        vl += legacy_samples(vrec + vl, 6000);
+        if (wal_append(e->wal, WAL_REC_SAMPLES_V, vrec, vl, &lsn))
+            _exit(3);
+        if (wal_sync(e->wal, lsn))
+            _exit(4);
+        _exit(0); /* no close: the head exists only in the WAL */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    engine_t *e = open_engine(dir, ENGINE_WAL_OS_DEFAULT, 1000);
+    st_matcher_t m = {ST_MATCH_EQ, "__name__", "m"};
+    engine_iter_t *it;
+    assert_int_equal(engine_query(e, &m, 1, INT64_MIN, INT64_MAX, &it), 0);
+    const st_label_t *l;
+    size_t nl, n;
+    const int64_t *ts;
+    const double *v;
+    assert_int_equal(engine_iter_next(it, &l, &nl, &ts, &v, &n), 1);
+    int64_t wts[] = {1000, 1100, 5000, 5050, 5100, 6000, 6050, 6100};
+    double wv[] = {0, 1, 1.5, 3.5, 2.5, 1.5, 3.5, 2.5};
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(ts[i], wts[i]);
+        assert_true(v[i] == wv[i]);
+    }
+    engine_iter_destroy(it);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
 }
 
 static void test_retention_drops_partitions(void **state)
@@ -875,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_model_os_default),
         cmocka_unit_test(test_model_no_wal),
         cmocka_unit_test(test_wal_replay_after_exit),
+        cmocka_unit_test(test_wal_replays_legacy_samples),
         cmocka_unit_test(test_retention_drops_partitions),
         cmocka_unit_test(test_too_old_samples_dropped_and_counted),
         cmocka_unit_test(test_metric_retention),
