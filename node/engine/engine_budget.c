@@ -125,6 +125,15 @@ int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt)
     return !m || seg_summary_may_hold(m, id, mint, maxt);
 }
 
+int seg_ref_range(seg_ref_t *r, int64_t *mint, int64_t *maxt)
+{
+    seg_summary_t *m = atomic_load(&r->sum);
+    if (!m)
+        return 0;
+    seg_summary_range(m, mint, maxt);
+    return 1;
+}
+
 int seg_ref_pin(seg_ref_t *r)
 {
     engine_budget_t *b = r->bud;

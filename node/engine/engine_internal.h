@@ -216,6 +216,8 @@ void seg_ref_release(seg_ref_t *r);
 /* 0 when r surely holds no sample of `id` in [mint, maxt] (its summary
  * says so; unknown: 1). */
 int seg_ref_may_hold(seg_ref_t *r, uint32_t id, int64_t mint, int64_t maxt);
+/* The file's time range, if known (1; 0: not summarised yet). */
+int seg_ref_range(seg_ref_t *r, int64_t *mint, int64_t *maxt);
 
 /* Kinds of failure engine_health reports (one reason each). */
 enum { FAIL_FLUSH, FAIL_WAL, FAIL_COMPACT, FAIL_RETENTION, FAIL_KINDS };

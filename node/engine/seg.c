@@ -920,6 +920,12 @@ int seg_summary_may_overlap(const seg_summary_t *m, uint32_t id_lo, uint32_t id_
            maxt >= m->mint;
 }
 
+void seg_summary_range(const seg_summary_t *m, int64_t *mint, int64_t *maxt)
+{
+    *mint = m->mint;
+    *maxt = m->maxt;
+}
+
 int seg_summary_may_hold(const seg_summary_t *m, uint32_t id, int64_t mint, int64_t maxt)
 {
     if (!seg_summary_may_overlap(m, id, id, mint, maxt))

@@ -97,6 +97,8 @@ int seg_summarize(const seg_t *s, seg_summary_t **out);
 void seg_summary_free(seg_summary_t *m);
 /* 0 when the segment surely holds no sample of `id` in [mint, maxt]. */
 int seg_summary_may_hold(const seg_summary_t *m, uint32_t id, int64_t mint, int64_t maxt);
+/* The time range every entry lies in. */
+void seg_summary_range(const seg_summary_t *m, int64_t *mint, int64_t *maxt);
 /* 0 when the segment surely holds no sample of an id in [id_lo, id_hi]
  * in [mint, maxt]. */
 int seg_summary_may_overlap(const seg_summary_t *m, uint32_t id_lo, uint32_t id_hi, int64_t mint,

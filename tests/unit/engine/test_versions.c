@@ -20,6 +20,7 @@
 #include "../../common/tmpdir.h"
 
 #include "engine.h"
+#include "engine_internal.h"
 #include "st_err.h"
 
 static char *make_dir(void)
@@ -140,6 +141,35 @@ static void test_flushed_block_version(void **state)
     assert_true(get(e, 1000, NULL) == 3.0);
     put(e, 1000, 12.0, 650);
     assert_true(get(e, 1000, NULL) == 12.0);
+    assert_int_equal(engine_close(e), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A flush drops the frozen samples that a higher version already beats:
+ * inside the last segment's time range by reading the files, outside it
+ * by the active head (written while the frozen head waits to flush). */
+static void test_frozen_resolve_window(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    engine_t *e = open_engine(dir);
+    put(e, 1000, 1.0, 500);
+    put(e, 1001, 1.5, 500);
+    assert_int_equal(engine_flush(e), 0); /* a segment over [1000, 1001] */
+    put(e, 1001, 2.0, 100);               /* loses to the segment's 500 */
+    put(e, 5000, 3.0, 300);               /* loses to the active head's 400 below */
+    put(e, 6000, 4.0, 900);               /* the frozen block's vmax: 900 */
+    assert_int_equal(engine_freeze_head(e, 0), 0);
+    put(e, 5000, 5.0, 400);
+    assert_int_equal(engine_flush_frozen(e, 0), 0);
+    uint64_t ver;
+    assert_true(get(e, 1001, &ver) == 1.5);
+    assert_int_equal(ver, 500);
+    assert_true(get(e, 5000, &ver) == 5.0);
+    assert_int_equal(ver, 400);
+    assert_true(get(e, 6000, &ver) == 4.0);
+    assert_int_equal(ver, 900);
     assert_int_equal(engine_close(e), 0);
     rm_rf(dir);
     free(dir);
@@ -350,6 +380,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_higher_version_wins),
         cmocka_unit_test(test_flushed_block_version),
+        cmocka_unit_test(test_frozen_resolve_window),
         cmocka_unit_test(test_wal_replay_keeps_versions),
         cmocka_unit_test(test_random_order_converges),
         cmocka_unit_test(test_head_version_runs_exact),
