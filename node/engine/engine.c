@@ -323,7 +323,7 @@ static int replay_cb(void *arg, uint8_t type, const uint8_t *payload, size_t len
  */
 static uint64_t head_data_bytes(const head_t *h)
 {
-    uint64_t index = (uint64_t)h->ns * sizeof *h->s;
+    uint64_t index = (uint64_t)(h->ns / HEAD_CHUNK) * sizeof *h->chunk;
     return h->bytes > index ? h->bytes - index : 0;
 }
 

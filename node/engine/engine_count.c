@@ -197,9 +197,9 @@ static int header_ok(const cnt_t *c, const seg_entry_t *en)
 /* The spans of the heads' samples of `id` (head_mu held). */
 static int head_spans(cnt_t *c, head_t *h, uint32_t id, int src)
 {
-    if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
+    head_series_t *s = h ? head_series_at(h, id) : NULL;
+    if (!s || !s->n)
         return 0;
-    head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
         return 0;
     return span_add(c, s->mint, s->maxt, src);
@@ -207,9 +207,9 @@ static int head_spans(cnt_t *c, head_t *h, uint32_t id, int src)
 
 static void head_count(cnt_t *c, head_t *h, uint32_t id, engine_tstats_t *a)
 {
-    if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
+    head_series_t *s = h ? head_series_at(h, id) : NULL;
+    if (!s || !s->n)
         return;
-    head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
         return;
     head_series_normalize(h, s);

@@ -415,7 +415,7 @@ static int flush_one_part(engine_t *e, head_t *f, uint32_t *cur, const uint32_t 
     size_t vcap = 0;
     for (size_t k = 0; k < nids && !rc; k++) {
         uint32_t id = ids[k];
-        head_series_t *s = f->s[id];
+        head_series_t *s = head_series_at(f, id);
         if (!s || cur[id] >= s->n || s->ts[cur[id]] >= end)
             continue;
         uint32_t j = cur[id];
@@ -521,8 +521,10 @@ static void fq_push(flush_queue_t *q, int64_t ts, uint32_t id)
 static int fq_build(flush_queue_t *q, const head_t *f, const uint32_t *cur)
 {
     size_t n = 0;
-    for (uint32_t id = 0; id < f->ns; id++)
-        n += f->s[id] && cur[id] < f->s[id]->n;
+    for (uint32_t id = 0; id < f->ns; id++) {
+        const head_series_t *s = head_series_at(f, id);
+        n += s && cur[id] < s->n;
+    }
     if (n > q->cap) {
         fq_item_t *h = realloc(q->h, n * sizeof *h);
         if (!h)
@@ -535,9 +537,11 @@ static int fq_build(flush_queue_t *q, const head_t *f, const uint32_t *cur)
         q->cap = n;
     }
     q->n = 0;
-    for (uint32_t id = 0; id < f->ns; id++)
-        if (f->s[id] && cur[id] < f->s[id]->n)
-            q->h[q->n++] = (fq_item_t){f->s[id]->ts[cur[id]], id};
+    for (uint32_t id = 0; id < f->ns; id++) {
+        const head_series_t *s = head_series_at(f, id);
+        if (s && cur[id] < s->n)
+            q->h[q->n++] = (fq_item_t){s->ts[cur[id]], id};
+    }
     for (size_t i = q->n / 2; i-- > 0;)
         fq_down(q, i);
     return 0;
@@ -566,7 +570,7 @@ static size_t fq_take(flush_queue_t *q, int64_t end)
 static void fq_put_back(flush_queue_t *q, const head_t *f, const uint32_t *cur, size_t k)
 {
     for (size_t i = 0; i < k; i++) {
-        const head_series_t *s = f->s[q->ids[i]];
+        const head_series_t *s = head_series_at(f, q->ids[i]);
         if (cur[q->ids[i]] < s->n)
             fq_push(q, s->ts[cur[q->ids[i]]], q->ids[i]);
     }
@@ -671,7 +675,7 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
     /* series are normalized under head_mu: readers may be looking at them */
     pthread_mutex_lock(&e->head_mu);
     for (uint32_t id = 0; id < f->ns; id++) {
-        head_series_t *s = f->s[id];
+        head_series_t *s = head_series_at(f, id);
         if (!s || s->n == 0)
             continue;
         head_series_normalize(f, s);
@@ -685,9 +689,11 @@ static int flush_frozen_unsafe(engine_t *e, int64_t deadline_ms)
     while (more && !rc) {
         /* resume where the last batch stopped (a failure rewinds cursors) */
         if (f->done_before != INT64_MIN)
-            for (uint32_t id = 0; id < f->ns; id++)
-                if (f->s[id] && f->s[id]->n)
-                    cur[id] = first_at(f->s[id], f->done_before);
+            for (uint32_t id = 0; id < f->ns; id++) {
+                const head_series_t *s = head_series_at(f, id);
+                if (s && s->n)
+                    cur[id] = first_at(s, f->done_before);
+            }
         rc = fq_build(&q, f, cur);
         if (!rc)
             rc = flush_batch(e, f, cur, &q, &buf, deadline_ms, &more);

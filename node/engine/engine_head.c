@@ -41,13 +41,14 @@ void head_destroy(head_t *h)
 {
     if (!h)
         return;
-    for (uint32_t i = 0; i < h->ns; i++) {
-        if (h->s[i]) {
-            free(h->s[i]->ts); /* v and vi lie in the same block */
-            free(h->s[i]);
-        }
+    for (uint32_t c = 0; c < h->ns / HEAD_CHUNK; c++) {
+        if (!h->chunk[c])
+            continue;
+        for (uint32_t i = 0; i < HEAD_CHUNK; i++)
+            free(h->chunk[c][i].ts); /* v and vi lie in the same block */
+        free(h->chunk[c]);
     }
-    free(h->s);
+    free(h->chunk);
     free(h->pset);
     free(h->vt);
     free(h->vslot);
@@ -112,19 +113,31 @@ int head_has_part(const head_t *h, int64_t start)
     }
 }
 
-static int head_grow_index(head_t *h, uint32_t id)
+/* The struct of series id, its chunk made if needed (zeroed: not live). */
+static head_series_t *head_slot(head_t *h, uint32_t id)
 {
-    uint32_t n = h->ns ? h->ns : 1024;
-    while (n <= id)
-        n *= 2;
-    head_series_t **s = realloc(h->s, (size_t)n * sizeof *s);
-    if (!s)
-        return ST_ENOMEM;
-    memset(s + h->ns, 0, (size_t)(n - h->ns) * sizeof *s);
-    h->bytes += (uint64_t)(n - h->ns) * sizeof *s;
-    h->s = s;
-    h->ns = n;
-    return 0;
+    if (id >= h->ns) {
+        uint32_t n = h->ns ? h->ns : 1024;
+        while (n <= id)
+            n *= 2;
+        head_series_t **c = realloc(h->chunk, (size_t)(n / HEAD_CHUNK) * sizeof *c);
+        if (!c)
+            return NULL;
+        size_t old = h->ns / HEAD_CHUNK;
+        memset(c + old, 0, (n / HEAD_CHUNK - old) * sizeof *c);
+        h->bytes += (uint64_t)(n / HEAD_CHUNK - old) * sizeof *c;
+        h->chunk = c;
+        h->ns = n;
+    }
+    head_series_t **c = &h->chunk[id / HEAD_CHUNK];
+    if (!*c) {
+        size_t sz = HEAD_CHUNK * sizeof **c;
+        if (!(*c = aligned_alloc(64, sz)))
+            return NULL;
+        memset(*c, 0, sz);
+        h->bytes += sz;
+    }
+    return &(*c)[id % HEAD_CHUNK];
 }
 
 int head_series_versioned(const head_series_t *s)
@@ -255,17 +268,13 @@ int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size
         return 0;
     if (n > HEAD_SERIES_MAX)
         return ST_ELIMIT;
-    if (id >= h->ns && head_grow_index(h, id))
+    head_series_t *s = head_slot(h, id);
+    if (!s)
         return ST_ENOMEM;
-    head_series_t *s = h->s[id];
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s)
-            return ST_ENOMEM;
+    if (!s->live) {
         s->mint = INT64_MAX;
         s->maxt = INT64_MIN;
-        h->s[id] = s;
-        h->bytes += sizeof *s;
+        s->live = 1;
     }
     if (s->n > HEAD_SERIES_MAX - n)
         return ST_ELIMIT; /* the doubling capacity stays within uint32 */

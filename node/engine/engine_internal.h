@@ -96,11 +96,17 @@ typedef struct head_series {
     uint32_t n, cap;
     int64_t mint, maxt;
     uint8_t unsorted; /* an append went backwards: sort + dedup before reading */
-} head_series_t;
+    uint8_t live;     /* in the head (its chunk holds HEAD_CHUNK slots) */
+} __attribute__((aligned(64))) head_series_t; /* one cache line */
+
+/* Series structs lie in chunks of this many consecutive ids: a series is
+ * found by arithmetic on a small chunk table, not through a pointer of its
+ * own (that load missed the cache once a series on the write path). */
+#define HEAD_CHUNK 16u
 
 typedef struct head {
-    head_series_t **s; /* indexed by series id; NULL = no samples */
-    uint32_t ns;       /* length of s[] */
+    head_series_t **chunk; /* by id / HEAD_CHUNK; NULL: none of its ids (head_series_at) */
+    uint32_t ns;           /* ids the chunk table covers (a multiple of HEAD_CHUNK) */
     uint64_t samples;
     uint64_t bytes;
     int64_t created_ms; /* wall clock of the first append */
@@ -119,23 +125,26 @@ typedef struct head {
 
 head_t *head_create(void);
 void head_destroy(head_t *h);
-/* Append n samples of series `id`, all of version `version`; counts
- * out-of-order appends in *ooo. */
+/* The series `id` of h, NULL if h holds none. */
 /* Prefetch what head_append(h, id, ...) touches, a few series ahead:
  * first the series' struct, then (the struct arrived) the ends of its
  * arrays. Hints only: nothing is read that may be missing. Always inlined:
  * GCC takes a function of nothing but prefetches for one without effects
  * and drops its calls before it would inline them. */
+static inline head_series_t *head_series_at(const head_t *h, uint32_t id)
+{
+    head_series_t *c = id < h->ns ? h->chunk[id / HEAD_CHUNK] : NULL;
+    return c && c[id % HEAD_CHUNK].live ? &c[id % HEAD_CHUNK] : NULL;
+}
 static inline __attribute__((always_inline)) void head_prefetch_series(const head_t *h, uint32_t id)
 {
-    if (id < h->ns && h->s[id]) { /* 48 bytes: may straddle two lines */
-        __builtin_prefetch(h->s[id]);
-        __builtin_prefetch(&h->s[id]->unsorted);
-    }
+    head_series_t *c = id < h->ns ? h->chunk[id / HEAD_CHUNK] : NULL;
+    if (c)
+        __builtin_prefetch(&c[id % HEAD_CHUNK]);
 }
 static inline __attribute__((always_inline)) void head_prefetch_tail(const head_t *h, uint32_t id)
 {
-    const head_series_t *s = id < h->ns ? h->s[id] : NULL;
+    const head_series_t *s = head_series_at(h, id);
     if (s && s->n && s->n < s->cap) {
         __builtin_prefetch(s->ts + s->n - 1); /* the newest, read to check the order */
         __builtin_prefetch(s->v + s->n);
@@ -143,6 +152,8 @@ static inline __attribute__((always_inline)) void head_prefetch_tail(const head_
             __builtin_prefetch(s->vi + s->n);
     }
 }
+/* Append n samples of series `id`, all of version `version`; counts
+ * out-of-order appends in *ooo. */
 int head_append(head_t *h, uint32_t id, const int64_t *ts, const double *v, size_t n,
                 uint64_t version, uint64_t *ooo);
 /* Note that the head holds samples of the partition starting at `start`. */

@@ -222,10 +222,8 @@ int engine_iter_ids(engine_t *e, uint32_t *ids, size_t n, int64_t mint, int64_t 
 /* Copy head samples of `id` in range (head_mu held). */
 static int copy_head(engine_iter_t *it, head_t *h, uint32_t id, int *sources)
 {
-    if (!h || id >= h->ns || !h->s[id])
-        return 0;
-    head_series_t *s = h->s[id];
-    if (s->n == 0 || s->maxt < it->mint || s->mint > it->maxt)
+    head_series_t *s = h ? head_series_at(h, id) : NULL;
+    if (!s || s->n == 0 || s->maxt < it->mint || s->mint > it->maxt)
         return 0;
     head_series_normalize(h, s);
     int rc = it_reserve(it, s->n);
@@ -502,7 +500,7 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
     for (uint32_t id = 0; id < f->ns && !rc; id++) {
         /* a frozen head takes no appends: its series and their version
          * arrays are fixed; only a delete may shrink a series (head_mu) */
-        head_series_t *s = f->s[id];
+        head_series_t *s = head_series_at(f, id);
         if (!s || !head_series_versioned(s))
             continue;
         pthread_mutex_lock(&e->head_mu);
@@ -546,7 +544,7 @@ int engine_frozen_resolve(engine_t *e, head_t *f, uint64_t *dropped)
             pthread_mutex_lock(&e->head_mu);
             head_series_normalize(f, s);
             head_t *ah = e->head; /* the active head, outside the window */
-            head_series_t *as = id < ah->ns ? ah->s[id] : NULL;
+            head_series_t *as = head_series_at(ah, id);
             if (as)
                 head_series_normalize(ah, as);
             uint32_t w = 0, ja = 0;

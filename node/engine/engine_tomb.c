@@ -224,10 +224,8 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
         return 0;
     for (size_t k = 0; k < n; k++) {
         uint32_t id = ids[k];
-        if (id >= h->ns || !h->s[id])
-            continue;
-        head_series_t *s = h->s[id];
-        if (s->n == 0 || s->maxt < start || s->mint > end)
+        head_series_t *s = head_series_at(h, id);
+        if (!s || s->n == 0 || s->maxt < start || s->mint > end)
             continue;
         head_series_normalize(h, s);
         uint32_t w = 0;
@@ -257,7 +255,8 @@ uint64_t engine_tomb_head_prune(head_t *h, const uint32_t *ids, size_t n, int64_
 
 int engine_tomb_head_has(const head_t *h, uint32_t id)
 {
-    return h && id < h->ns && h->s[id] && h->s[id]->n > 0;
+    const head_series_t *s = h ? head_series_at(h, id) : NULL;
+    return s && s->n > 0;
 }
 
 int engine_tomb_replay(engine_t *e, const uint8_t *p, size_t len)

@@ -134,9 +134,9 @@ static int seg_edge(edge_t *c, seg_ref_t **segs, size_t nsegs, uint32_t id, int6
 
 static void head_edge(edge_t *c, head_t *h, uint32_t id, int64_t *best, int *has)
 {
-    if (!h || id >= h->ns || !h->s[id] || !h->s[id]->n)
+    head_series_t *s = h ? head_series_at(h, id) : NULL;
+    if (!s || !s->n)
         return;
-    head_series_t *s = h->s[id];
     if (s->maxt < c->mint || s->mint > c->maxt)
         return;
     head_series_normalize(h, s);
