@@ -14,7 +14,7 @@ load_lp.py (4 connections x 10k lines). Prints per run samples/s (the
 loader's), the ratio to VictoriaMetrics of the same round, peak RSS (VmHWM)
 of router and each node and VM, the CPU seconds each Strata process used
 from its start to the end of the load (steadier than samples/s on a busy
-box), and the load average before the run.
+box), their threads' context switches, and the load average before the run.
 --perf DIR records router + nodes together (perf record -g) during each
 Strata load into DIR/perf-<build>-rf<N>-<size>.data. Every process it
 starts is stopped by PID at the end.
@@ -33,6 +33,20 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from query_bench import VM, cpu_s, load, mib, strata_cluster, strata_pids, vm_hwm_kib  # noqa: E402
+
+
+def ctx_switches(pid):
+    """Context switches of every thread of pid so far (voluntary + not)."""
+    n = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[-1])
+    except OSError:
+        return None
+    return n
 
 
 def loadavg():
@@ -64,7 +78,8 @@ def run_strata(harness, build, rf, lp, perf_path):
             perf = None
         rss = [(who, vm_hwm_kib(pid)) for who, pid in pids]
         cpu = [(who, cpu_s(pid)) for who, pid in pids]
-        return rate, rss, cpu
+        cs = sum(ctx_switches(pid) or 0 for _, pid in pids)
+        return rate, rss, cpu, cs
     finally:
         if perf:  # stopped like above, so that the profile of a failed load is readable
             perf.send_signal(2)
@@ -118,19 +133,19 @@ def run_size(args, harness, hosts, hours):
                                           (os.path.basename(os.path.normpath(b.split("@")[0])),
                                            rf, tag))
                     try:
-                        rate, rss, cpu = run_strata(harness, b, rf, lp, pp)
+                        rate, rss, cpu, cs = run_strata(harness, b, rf, lp, pp)
                     except RuntimeError as e:  # a failed load is reported, the run goes on
                         print("%s round %d %s rf%d: FAILED %s (load %s)" %
                               (tag, rnd, b, rf, str(e)[-300:], la), flush=True)
                         continue
                     tot = sum(k or 0 for _, k in rss)
                     print("%s round %d %s rf%d: %d samples/s%s; peak RSS MiB %s; all %s "
-                          "(%s per copy); CPU s %s (load %s)" %
+                          "(%s per copy); CPU s %s; %dk context switches (load %s)" %
                           (tag, rnd, b, rf, rate, " (%.2fx victoria)" % (rate / v) if v else "",
                            ", ".join("%s %s" % (w, mib(k)) for w, k in rss), mib(tot),
                            mib(tot / rf),
                            ", ".join("%s %.1f" % (w, c) for w, c in cpu if c is not None),
-                           la), flush=True)
+                           cs // 1000, la), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
