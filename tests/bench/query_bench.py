@@ -4,7 +4,8 @@ read `one`, 1 router) against VictoriaMetrics (single node, one copy) and
 Prometheus (Debian's 2.42), all on the same devops workload, in one run.
 
   tests/bench/query_bench.py [--sizes 1000x3,4000x1] [--reps 7] [--quick]
-                             [--only TEXT] [--no-rf1] [--raw] [--perf DIR] [--keep]
+                             [--only TEXT] [--no-rf1] [--ingest-rounds 3] [--raw]
+                             [--perf DIR] [--keep]
                              [--build build] [--ab BASE_BUILD] [--no-prom]
 
 --quick: one small size (200 hosts x 1 h), 3 reps, no RF=1 ingest run (for
@@ -18,12 +19,15 @@ of the issue: 1000 hosts x 3 h (1080 samples a series) and 4000 hosts x 1 h.
 For each size:
 1. `strata bench --print` (the CLI of --build) makes the TSBS-like devops cpu
    data (--decimals 2, seed 1), ending about an hour ago.
-2. Ingest, each with tests/bench/load_lp.py (4 connections x 10k lines):
+2. Ingest, each with tests/bench/load_lp.py (4 connections x 10k lines),
+   --ingest-rounds rounds (default 3; median samples/s and peak RSS), each
+   round in this order and each engine fresh:
    VictoriaMetrics (-retentionPeriod=100y), Strata RF=1 (3 nodes, a cluster
    started only for that and stopped afterwards; --no-rf1 skips it), Strata
-   RF=3 quorum (the cluster the queries then run on; the hint queues are
-   drained before the queries). samples/s is the loader's (first request to
-   last answer). VictoriaMetrics stays up for the queries; after its load the
+   RF=3 quorum (the last round's is the cluster the queries then run on; the
+   hint queues are drained before the queries). samples/s is the loader's
+   (first request to last answer). The last round's VictoriaMetrics stays up
+   for the queries; after its load the
    run waits until it is idle (under 5% of a core for a second, at most
    2 min: its merges would otherwise run during Strata's loads). Peak RSS (VmHWM) of each process is read after its ingest,
    then reset (/proc/PID/clear_refs) and read again after the query set.
@@ -322,32 +326,56 @@ def run_size(args, harness, hosts, hours):
         say("== %d hosts x %g h: %d lines, %d samples (%d per series), %.0f MiB of line protocol"
             % (hosts, hours, lines, samples, samples // (hosts * 10), os.path.getsize(lp) / 2**20))
 
-        ingest, rss = {}, {}
-        # -- VictoriaMetrics: one copy
-        vm = VM(harness, tmp)
-        ingest["victoria"] = load(vm.url, lp)["samples_per_s"]
-        rss[("victoria", "ingest")] = vm_hwm_kib(vm.proc.pid)
-        harness.http_request(vm.url + "/internal/force_flush", timeout=60)
-        say("victoria idle %.0f s after its load (its merges do not overlap the next load)"
-            % wait_idle(vm.proc.pid))
-        reset_hwm(vm.proc.pid)
-        # -- Strata RF=1 (ingest figure only)
-        if not args.no_rf1:
-            c1 = strata_cluster(harness, 1, "qbench-rf1")
+        # -- ingest, --ingest-rounds times, interleaved (VictoriaMetrics, Strata RF=1,
+        # Strata RF=3, each fresh); the last round's VictoriaMetrics and RF=3
+        # cluster stay up for the queries. Rates and peak RSS: medians.
+        rates, rsss = {}, {}
+
+        def note(who, rate, hwm):
+            rates.setdefault(who, []).append(rate)
+            for w, k in hwm:
+                if k is not None:
+                    rsss.setdefault((w, "ingest"), []).append(k)
+        for rnd in range(args.ingest_rounds):
+            last = rnd == args.ingest_rounds - 1
+            vdir = os.path.join(tmp, "vm%d" % rnd)
+            os.makedirs(vdir)
+            v = VM(harness, vdir)
             try:
-                c1.start()
-                ingest["strata rf1"] = load(c1.router_url(), lp)["samples_per_s"]
-                for who, pid in strata_pids(c1):
-                    rss[(who + " rf1", "ingest")] = vm_hwm_kib(pid)
+                note("victoria", load(v.url, lp)["samples_per_s"],
+                     [("victoria", vm_hwm_kib(v.proc.pid))])
+                if last:
+                    vm, v = v, None
+                    harness.http_request(vm.url + "/internal/force_flush", timeout=60)
+                    say("victoria idle %.0f s after its load (its merges do not overlap the "
+                        "next load)" % wait_idle(vm.proc.pid))
+                    reset_hwm(vm.proc.pid)
             finally:
-                c1.stop()
-                c1.close()
-        # -- Strata RF=3 quorum, read one: the query cluster
-        cluster = strata_cluster(harness, 3, "qbench-rf3")
-        cluster.start()
-        ingest["strata rf3"] = load(cluster.router_url(), lp)["samples_per_s"]
-        for who, pid in strata_pids(cluster):
-            rss[(who, "ingest")] = vm_hwm_kib(pid)
+                if v:
+                    v.stop()
+                    shutil.rmtree(vdir, ignore_errors=True)
+            if not args.no_rf1:
+                c1 = strata_cluster(harness, 1, "qbench-rf1-%d" % rnd)
+                try:
+                    c1.start()
+                    note("strata rf1", load(c1.router_url(), lp)["samples_per_s"],
+                         [(who + " rf1", vm_hwm_kib(pid)) for who, pid in strata_pids(c1)])
+                finally:
+                    c1.stop()
+                    c1.close()
+            c3 = strata_cluster(harness, 3, "qbench-rf3-%d" % rnd)
+            try:
+                c3.start()
+                note("strata rf3", load(c3.router_url(), lp)["samples_per_s"],
+                     [(who, vm_hwm_kib(pid)) for who, pid in strata_pids(c3)])
+                if last:
+                    cluster, c3 = c3, None
+            finally:
+                if c3:
+                    c3.stop()
+                    c3.close()
+        ingest = {k: median(r) for k, r in rates.items()}
+        rss = {k: median(r) for k, r in rsss.items()}
         cluster.wait_hints_drained(timeout=600)
         if args.ab:  # the same data into a cluster of the base build's binaries
             saved = os.environ.get("STRATA_BIN_DIR")
@@ -467,9 +495,12 @@ def run_size(args, harness, hosts, hours):
         say("queries: %s" % "; ".join("%s = %s" % (n, q) for n, _, q in qlist))
         say()
         v = ingest["victoria"]
-        say("ingest samples/s (4 conns x 10k lines): victoria %d; %s" % (v, "; ".join(
-            "%s %d (%.2fx victoria)" % (k, ingest[k], ingest[k] / v)
-            for k in ("strata rf1", "strata rf3") if k in ingest)))
+        say("ingest samples/s (4 conns x 10k lines; median of %d rounds): victoria %d; %s" % (
+            args.ingest_rounds, v, "; ".join(
+                "%s %d (%.2fx victoria)" % (k, ingest[k], ingest[k] / v)
+                for k in ("strata rf1", "strata rf3") if k in ingest)))
+        say("ingest rounds: %s" % "; ".join(
+            "%s %s" % (k, " ".join("%d" % r for r in rates[k])) for k in sorted(rates)))
         for phase in ("ingest", "query"):
             names = sorted(set(w for w, p in rss if p == phase))
             say("peak RSS MiB during %s: %s" % (phase, ", ".join(
@@ -518,6 +549,9 @@ def main():
                     help="run only the queries whose name or text contains this string "
                          "(several: A|B|C)")
     ap.add_argument("--no-rf1", action="store_true", help="skip the RF=1 ingest run")
+    ap.add_argument("--ingest-rounds", type=int, default=3,
+                    help="ingest runs per engine, interleaved, each into a fresh instance "
+                         "(median; default 3)")
     ap.add_argument("--raw", action="store_true",
                     help="time Strata with pushdown=0 as well (raw samples to the router)")
     ap.add_argument("--perf", default=None, metavar="DIR",
