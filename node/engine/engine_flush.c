@@ -794,11 +794,13 @@ int engine_flush(engine_t *e)
     if (e->o.wal_durability != ENGINE_WAL_NONE && wal_failed(e->wal, NULL)) {
         rc = engine_wal_recover(e);
     } else {
-        rc = engine_flush_frozen(e, 0); /* a previous attempt may have failed */
-        if (!rc)
+        rc = engine_freeze_head(e, 0); /* EBUSY: a previous attempt failed */
+        budget_flush_begin(e->bud);
+        if (rc == ST_EBUSY && (rc = engine_flush_frozen(e, 0)) == 0)
             rc = engine_freeze_head(e, 0);
         if (!rc)
             rc = engine_flush_frozen(e, 0);
+        budget_flush_end(e->bud);
     }
     pthread_mutex_unlock(&e->flush_mu);
     return rc;

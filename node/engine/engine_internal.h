@@ -53,6 +53,9 @@ struct engine_budget {
     uint64_t hour_new;
     pthread_mutex_t lru_mu; /* the open-file LRU: most recent first */
     struct seg_ref *lru_first, *lru_last;
+    pthread_mutex_t flush_mu; /* flushes running at once: at most flush_max */
+    pthread_cond_t flush_cv;
+    int flushing, flush_max;
 };
 
 /* Map the segment (opening it if closed, closing least recently used ones
@@ -61,6 +64,10 @@ int seg_ref_pin(struct seg_ref *r);
 void seg_ref_unpin(struct seg_ref *r);
 /* Last reference gone: take it out of the LRU and close it. */
 void seg_ref_lru_drop(struct seg_ref *r);
+/* Wait for a turn to write a frozen head out (flushes at once across the
+ * node's engines: half the CPUs, at least one), then give it back. */
+void budget_flush_begin(engine_budget_t *b);
+void budget_flush_end(engine_budget_t *b);
 /* Is the node's head at or over head_max_bytes? */
 int budget_head_over(engine_budget_t *b);
 /* An engine's head (or series count) went from `before` to `after`. */
