@@ -346,15 +346,9 @@ static int listen_rpc(node_t *n, const topo_addr_t *ra, const rpc_identity_t *me
 int node_start(node_t *n, const node_opts_t *o)
 {
     signal(SIGPIPE, SIG_IGN);
-    /* The thread pool runs every engine call (unless UV_THREADPOOL_SIZE is
-     * set): one thread per CPU, at least 2 -- the calls are CPU work, and
-     * more threads than CPUs only took turns (at 4000 hosts, RF=3 on 2
-     * CPUs, 4 threads a node cost 5% more CPU than 2); with wal_durability
-     * = every_write a write waits for an fsync, so 2 per CPU, at least 4. */
-    if (topo_storage(n->topo)->wal_durability == TOPO_WAL_EVERY_WRITE)
-        net_thread_pool_size(2, 4);
-    else
-        net_thread_pool_size(1, 2);
+    /* The thread pool runs every engine call: at least 4 threads, 2 per CPU
+     * (unless UV_THREADPOOL_SIZE is set). */
+    net_thread_pool_size(2, 4);
     n->loop = uv_default_loop();
     n->engines = calloc(topo_shards(n->topo), sizeof *n->engines);
     n->tiers = calloc(topo_shards(n->topo), sizeof *n->tiers);
