@@ -471,6 +471,11 @@ size_t engine_tomb_drop_masked(engine_t *e, const st_label_t *l, size_t nl, int6
     return w;
 }
 
+int engine_tomb_may_hide(engine_t *e, uint64_t version)
+{
+    return version && version < atomic_load(&e->tomb_vmax);
+}
+
 int engine_tomb_filter(engine_t *e, const st_label_t *l, size_t nl, uint64_t version,
                        const int64_t **ts, const double **v, size_t *n, void **owned)
 {
