@@ -28,8 +28,11 @@
  *
  * The repair thread owns a private uv loop; a call is synchronous: queue
  * it with rpc_client_call and run the loop until its callback fires (the
- * client's own deadline bounds it). The thread-pool thread that serves
- * RPC_REPAIR makes its own loop the same way.
+ * client's own deadline bounds it). RPC_REPAIRs wait in a queue (mu) that
+ * the thread serves between its own passes; finished ones go on a done
+ * list and a uv_async wakes the node's loop to answer them. The async
+ * handle stays open while any job is queued, running or unanswered, so a
+ * shutting-down loop runs until each has its answer.
  */
 #include "node_repair.h"
 
@@ -110,6 +113,13 @@ struct node_repair {
     uint32_t rebuild_total, rebuild_done;
     uint64_t rebuild_files, rebuild_bytes; /* copied / received while rebuilding (mu) */
     pthread_mutex_t run_mu;                /* one pass at a time */
+    pthread_cond_t wake;                   /* a job queued, or stopping (mu) */
+    node_repair_job_t *queue, *queue_tail; /* RPC_REPAIRs to run (mu) */
+    node_repair_job_t *done;               /* run, to answer on the loop (mu) */
+    size_t nqueued, pending;               /* queued; queued + running + done (mu) */
+    uv_async_t async;                      /* wakes the loop for the done list */
+    int async_open;                        /* (mu) */
+    int sync_init;                         /* mu, run_mu and wake made */
     shard_state_t *state;                  /* [shards] */
     digest_cache_t *cache;                 /* [shards] */
     metric_counter_t *passes_ok, *passes_err, *cells, *series, *samples, *conflicts, *resolved,
@@ -1303,8 +1313,7 @@ static int run(node_repair_t *r, const uint32_t *shards, size_t nshards, int pee
 
 /* ---- RPC_REPAIR ---- */
 
-int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
-                        size_t msglen)
+static int run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg, size_t msglen)
 {
     node_repair_t *r = n->repair;
     if (!r) {
@@ -1385,6 +1394,134 @@ done:
     return rc;
 }
 
+/* ---- the RPC_REPAIR queue ---- */
+
+int node_repair_enqueue(node_repair_t *r, node_repair_job_t *job)
+{
+    if (!r) {
+        snprintf(job->msg, job->msglen, "repair is not running on this node");
+        return ST_EUNAVAIL;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    if (atomic_load(&r->stopping) || !r->async_open) {
+        snprintf(job->msg, job->msglen, "node shutting down");
+        rc = ST_ECLOSED;
+    } else if (r->nqueued >= NODE_REPAIR_QUEUE_MAX) {
+        snprintf(job->msg, job->msglen, "%u repairs already wait on node %s; retry later",
+                 NODE_REPAIR_QUEUE_MAX, r->node_id);
+        rc = ST_EBUSY;
+    } else {
+        job->next = NULL;
+        if (r->queue_tail)
+            r->queue_tail->next = job;
+        else
+            r->queue = job;
+        r->queue_tail = job;
+        r->nqueued++;
+        r->pending++;
+        pthread_cond_signal(&r->wake);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* The next queued job (NULL: none), off the queue. */
+static node_repair_job_t *job_pop(node_repair_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    node_repair_job_t *j = r->queue;
+    if (j) {
+        r->queue = j->next;
+        if (!r->queue)
+            r->queue_tail = NULL;
+        r->nqueued--;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return j;
+}
+
+/* job onto the done list; the loop is woken under mu, so it cannot close
+ * the handle between the two. */
+static void job_finish(node_repair_t *r, node_repair_job_t *j)
+{
+    pthread_mutex_lock(&r->mu);
+    j->next = r->done;
+    r->done = j;
+    if (r->async_open)
+        uv_async_send(&r->async);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Run every queued job (repair thread); once stopping, answer them
+ * ST_ECLOSED instead. */
+static void serve_jobs(node_repair_t *r)
+{
+    node_repair_job_t *j;
+    while ((j = job_pop(r))) {
+        if (atomic_load(&r->stopping)) {
+            j->err = ST_ECLOSED;
+            snprintf(j->msg, j->msglen, "node shutting down");
+        } else {
+            j->err = run_rpc(r->n, j->payload, j->len, j->out, j->msg, j->msglen);
+        }
+        job_finish(r, j);
+    }
+}
+
+/* Close the async handle once stopping and nothing is pending (loop). */
+static void maybe_close(node_repair_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int close_now = r->async_open && atomic_load(&r->stopping) && !r->pending;
+    if (close_now)
+        r->async_open = 0;
+    pthread_mutex_unlock(&r->mu);
+    if (close_now)
+        uv_close((uv_handle_t *)&r->async, NULL);
+}
+
+/* The loop's side: answer every finished job. */
+static void on_done(uv_async_t *a)
+{
+    node_repair_t *r = a->data;
+    pthread_mutex_lock(&r->mu);
+    node_repair_job_t *j = r->done;
+    r->done = NULL;
+    pthread_mutex_unlock(&r->mu);
+    size_t k = 0;
+    while (j) {
+        node_repair_job_t *next = j->next;
+        j->done(j);
+        j = next;
+        k++;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->pending -= k;
+    pthread_mutex_unlock(&r->mu);
+    maybe_close(r);
+}
+
+/* Wait up to ms for a queued job (or a stop); 1 when stopping. */
+static int idle(node_repair_t *r, int64_t ms)
+{
+    int64_t end = st_mono_ms() + ms;
+    pthread_mutex_lock(&r->mu);
+    while (!atomic_load(&r->stopping) && !r->queue) {
+        int64_t left = end - st_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (left % 1000) * 1000000L;
+        ts.tv_sec += (time_t)(left / 1000 + ns / 1000000000L);
+        ts.tv_nsec = (long)(ns % 1000000000L);
+        pthread_cond_timedwait(&r->wake, &r->mu, &ts);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return atomic_load(&r->stopping);
+}
+
 /* ---- the repair thread ---- */
 
 static void *repair_thread(void *arg)
@@ -1393,7 +1530,9 @@ static void *repair_thread(void *arg)
     node_t *n = r->n;
     int64_t interval = topo_replication(n->topo)->repair_interval_ms;
     int64_t t0 = st_mono_ms();
+    int64_t next = interval > 0 ? t0 + interval : INT64_MAX;
     while (!atomic_load(&r->stopping)) {
+        serve_jobs(r);
         if (atomic_load(&r->rebuilding)) {
             run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
             pthread_mutex_lock(&r->mu);
@@ -1407,15 +1546,18 @@ static void *repair_thread(void *arg)
                         r->rebuild_total, (long long)(st_mono_ms() - t0));
                 continue;
             }
-            if (nap(r, NODE_REPAIR_RETRY_MS))
-                break;
+            idle(r, NODE_REPAIR_RETRY_MS);
             continue;
         }
-        if (nap(r, interval > 0 ? interval : 3600 * 1000))
-            break;
-        if (interval > 0)
+        int64_t now = st_mono_ms();
+        if (now >= next) {
             run(r, NULL, 0, -1, 0, 0, 0, NULL, NULL, NULL);
+            next = st_mono_ms() + interval;
+            continue;
+        }
+        idle(r, next - now < 3600 * 1000 ? next - now : 3600 * 1000);
     }
+    serve_jobs(r); /* answer what is left: shutting down */
     return NULL;
 }
 
@@ -1437,6 +1579,18 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
     }
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->run_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    r->sync_init = 1;
+    if (uv_async_init(n->loop, &r->async, on_done) != 0) {
+        node_repair_destroy(r);
+        return ST_ENOMEM;
+    }
+    r->async.data = r;
+    r->async_open = 1;
     /* tests/bench/repair_bench.py: rebuild by streaming alone, to compare */
     r->no_files = getenv("STRATA_REPAIR_NO_FILES") != NULL;
     if (r->no_files)
@@ -1503,20 +1657,47 @@ int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_re
     return 0;
 }
 
+/* Stopping: wake the thread from its wait. */
+static void stop(node_repair_t *r)
+{
+    atomic_store(&r->stopping, 1);
+    if (r->sync_init) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_broadcast(&r->wake);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
 void node_repair_shutdown(node_repair_t *r)
 {
     if (!r)
         return;
-    atomic_store(&r->stopping, 1);
+    stop(r);
+    maybe_close(r); /* else on_done closes it after the last answer */
 }
 
 void node_repair_destroy(node_repair_t *r)
 {
     if (!r)
         return;
-    if (r->thread_started) {
-        node_repair_shutdown(r);
+    stop(r);
+    if (r->thread_started)
         pthread_join(r->thread, NULL);
+    if (r->sync_init) {
+        /* jobs the loop had no turn to answer (it stopped without a
+         * shutdown): answer them here, on the loop's thread */
+        node_repair_job_t *j = r->done;
+        for (r->done = NULL; j;) {
+            node_repair_job_t *next = j->next;
+            j->done(j);
+            j = next;
+        }
+        if (r->async_open) {
+            r->async_open = 0;
+            uv_close((uv_handle_t *)&r->async, NULL);
+            uv_run(r->n->loop, UV_RUN_NOWAIT); /* the close completes before the free */
+        }
+        pthread_cond_destroy(&r->wake);
         pthread_mutex_destroy(&r->mu);
         pthread_mutex_destroy(&r->run_mu);
     }

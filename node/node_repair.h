@@ -40,9 +40,13 @@
  * directories already exist) rebuilds again at its next start.
  *
  * Threads: one repair thread per node (the schedule, [replication]
- * repair_interval, and the rebuild) with its own libuv loop and RPC clients
- * to the peers; RPC_REPAIR runs a pass on a thread-pool thread. One pass at
- * a time per node (a mutex). Streaming is bounded in memory (one page and
+ * repair_interval, the rebuild and every RPC_REPAIR) with its own libuv
+ * loop and RPC clients to the peers. An RPC_REPAIR is queued for that
+ * thread (node_repair_enqueue, at most NODE_REPAIR_QUEUE_MAX waiting, then
+ * ST_EBUSY) and answered on the node's loop when its pass ends: a pass
+ * waits on peers, and the thread pool that serves the peers' DIGEST and
+ * REPAIR_PULL calls (and every write) must never fill up with passes
+ * waiting on each other. One pass at a time per node. Streaming is bounded in memory (one page and
  * one series at a time) and in rate ([replication] repair_max_mb_per_s).
  */
 #ifndef NODE_REPAIR_H
@@ -58,6 +62,7 @@
 #define NODE_REPAIR_PAGE_MAX 1000000u      /* most a REPAIR_PULL may ask per page */
 #define NODE_REPAIR_RETRY_MS 500           /* rebuild: retry after a failed pass */
 #define NODE_REPAIR_CALL_TIMEOUT_MS 60000u /* one DIGEST / REPAIR_PULL call */
+#define NODE_REPAIR_QUEUE_MAX 64u          /* RPC_REPAIRs waiting for the repair thread */
 
 /* in the data dir while a rebuild has begun and not finished */
 #define NODE_REPAIR_REBUILDING "node.rebuilding"
@@ -72,7 +77,9 @@ int node_repair_fresh_dir(const char *data_dir);
 /* Start the repair thread; rebuild: the data dir was fresh (rebuild the
  * local shards from their replicas before counting as a full replica). */
 int node_repair_create(node_t *n, const rpc_identity_t *me, int rebuild, node_repair_t **out);
-/* Ask the thread and any pass in progress to stop (any thread; on SIGTERM). */
+/* Ask the thread and any pass in progress to stop (on the loop; on
+ * SIGTERM). Queued RPC_REPAIRs are answered ST_ECLOSED; the loop runs until
+ * every one is answered. */
 void node_repair_shutdown(node_repair_t *r);
 /* Stop the thread (a pass in progress stops at its next step) and free.
  * Before the engines are closed. NULL is a no-op. */
@@ -81,14 +88,31 @@ void node_repair_destroy(node_repair_t *r);
  * shards pulled"); 0 otherwise. Any thread. */
 int node_repair_rebuilding(node_repair_t *r, char *why, size_t cap);
 
+/* An RPC_REPAIR for the repair thread. The caller fills the request part
+ * and keeps job and payload alive until done(job) runs on the node's loop
+ * with err (0: the RepairResponse in *out; else msg). */
+typedef struct node_repair_job node_repair_job_t;
+struct node_repair_job {
+    const uint8_t *payload; /* a RepairRequest */
+    size_t len;
+    st_buf_t *out;
+    char *msg;
+    size_t msglen;
+    int err;
+    void (*done)(node_repair_job_t *job);
+    node_repair_job_t *next; /* the queue's */
+};
+/* Queue job (on the loop): 0, or ST_EBUSY (NODE_REPAIR_QUEUE_MAX waiting)
+ * / ST_ECLOSED (shutting down) / ST_EUNAVAIL (no repair) with job->msg set
+ * and done not called. */
+int node_repair_enqueue(node_repair_t *r, node_repair_job_t *job);
+
 /* RPC handlers, on a thread-pool thread: append the reply to out, or
  * return ST_E* with msg set. */
 int node_repair_digest_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
                            size_t msglen);
 int node_repair_pull_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
                          size_t msglen);
-int node_repair_run_rpc(node_t *n, const uint8_t *p, size_t len, st_buf_t *out, char *msg,
-                        size_t msglen);
 
 /* The repair part of NodeStats (rebuilding, last repair per local shard);
  * free with node_repair_stats_free. Any thread. */

@@ -498,10 +498,6 @@ static void work_cb(uv_work_t *w)
         j->err = node_repair_pull_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_REPAIR_PULL_RESP;
         break;
-    case RPC_REPAIR:
-        j->err = node_repair_run_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
-        j->out_type = RPC_REPAIR_RESP;
-        break;
     case RPC_COPY_LIST:
         j->err = node_copy_list_rpc(j->n, j->payload, j->len, &j->out, j->msg, sizeof j->msg);
         j->out_type = RPC_COPY_LIST_RESP;
@@ -555,6 +551,63 @@ static void after_cb(uv_work_t *w, int status)
     free(j);
 }
 
+/* ---- REPAIR: on the repair thread ---- */
+
+typedef struct repair_job {
+    node_repair_job_t job; /* first: done() gets it back */
+    node_t *n;
+    rpc_conn_t *conn;
+    uint64_t reqid;
+    st_buf_t out;
+    char msg[512];
+    uint8_t payload[];
+} repair_job_t;
+
+static void repair_done(node_repair_job_t *job)
+{
+    repair_job_t *j = (repair_job_t *)job;
+    if (job->err) {
+        metric_counter_inc(j->n->rpc_errors);
+        rpc_conn_reply_error(j->conn, j->reqid, job->err,
+                             j->msg[0] ? j->msg : st_strerror(job->err));
+    } else {
+        rpc_conn_reply(j->conn, j->reqid, RPC_REPAIR_RESP, j->out.data, j->out.len);
+    }
+    rpc_conn_release(j->conn);
+    st_buf_deinit(&j->out);
+    free(j);
+}
+
+/* A pass waits on the peers: it must not hold a thread-pool thread that
+ * their calls to this node (and writes) need. */
+static void repair_queue(node_t *n, rpc_conn_t *conn, uint64_t reqid, const uint8_t *payload,
+                         size_t len)
+{
+    repair_job_t *j = malloc(sizeof *j + (len ? len : 1));
+    if (!j) {
+        rpc_conn_reply_error(conn, reqid, ST_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(j->payload, payload, len);
+    j->n = n;
+    j->conn = conn;
+    j->reqid = reqid;
+    j->msg[0] = 0;
+    st_buf_init(&j->out);
+    j->job = (node_repair_job_t){.payload = j->payload,
+                                 .len = len,
+                                 .out = &j->out,
+                                 .msg = j->msg,
+                                 .msglen = sizeof j->msg,
+                                 .done = repair_done};
+    rpc_conn_acquire(conn);
+    int rc = node_repair_enqueue(n->repair, &j->job);
+    if (rc) {
+        j->job.err = rc;
+        repair_done(&j->job);
+    }
+}
+
 /* QUERY, EXPORT, SERIES on the loop when small (j->payload is the
  * caller's): 1 when answered, 0 when over the budget (j reset for the
  * pool). */
@@ -599,6 +652,10 @@ void node_rpc_handler(void *arg, rpc_conn_t *conn, uint8_t type, uint64_t reqid,
             node_repl_write(n->repl, conn, reqid, payload, len);
             return;
         }
+    }
+    if (type == RPC_REPAIR) {
+        repair_queue(n, conn, reqid, payload, len);
+        return;
     }
     job_t *j = calloc(1, sizeof *j);
     if (!j) {

@@ -264,8 +264,9 @@ class Proc:
     """One child process whose stdout+stderr go to a log file (appended on
     every start, with a marker line)."""
 
-    def __init__(self, name, argv, log_path, cwd):
+    def __init__(self, name, argv, log_path, cwd, env=None):
         self.name, self.argv, self.log_path, self.cwd = name, argv, log_path, cwd
+        self.env = dict(os.environ, **env) if env else None  # None: the harness's own
         self.popen = None
         self.starts = 0
         self.returncode = None
@@ -279,7 +280,8 @@ class Proc:
         log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=log, cwd=self.cwd, preexec_fn=_pdeathsig)
+                                          stderr=log, cwd=self.cwd, env=self.env,
+                                          preexec_fn=_pdeathsig)
         finally:
             log.close()
         self.returncode = None
@@ -384,7 +386,8 @@ class Cluster:
 
     def __init__(self, nodes=3, routers=2, shards=12, rf=1, cluster=None, storage=None,
                  router=None, name="itest", tag="cluster", node_overrides=None,
-                 replication=None, node_extra_args=None, proxied=None, security=None):
+                 replication=None, node_extra_args=None, proxied=None, security=None,
+                 node_env=None):
         self.n_nodes, self.n_routers = nodes, routers
         self.cluster_kv = {"name": name, "shards": shards, "replication_factor": rf,
                            "write_consistency": "quorum", "read_consistency": "one",
@@ -409,6 +412,8 @@ class Cluster:
         self.replication_kv = dict(replication) if replication is not None else None
         # node index -> extra command-line arguments
         self.node_extra_args = {i: list(a) for i, a in (node_extra_args or {}).items()}
+        # environment variables added for every node (e.g. UV_THREADPOOL_SIZE)
+        self.node_env = dict(node_env or {})
         # node indexes whose RPC port sits behind a proxy.Proxy: cluster.ini
         # names the proxy's port, the node binds --rpc-listen on the real one
         self.proxied = sorted(set(proxied or ()))
@@ -499,7 +504,8 @@ class Cluster:
         for i, nid in enumerate(self.node_ids):
             os.makedirs(self.data_dir(i), exist_ok=True)
             self.nodes.append(Proc(nid, self._node_argv(i),
-                                   os.path.join(self.dir, "%s.log" % nid), self.dir))
+                                   os.path.join(self.dir, "%s.log" % nid), self.dir,
+                                   env=self.node_env))
         for i in range(self.n_routers):
             argv = [self.router_bin, "--config", self.config_path, "--listen",
                     "%s:%d" % (LOOPBACK, self.router_port[i])]

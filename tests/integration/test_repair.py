@@ -28,13 +28,22 @@ what heals is what the test asks for.
     whose hints are dropped reaches n3 through `strata repair` (the peers'
     versioned tombstones travel before any sample), so n3's own export no
     longer holds the deleted samples and the replicas end identical.
+  - repairs while writing, on nodes with two thread-pool threads
+    (UV_THREADPOOL_SIZE=2): six `POST /api/v1/admin/repair` at once (each
+    node gets six RPC_REPAIRs, each pass calling the peers' DIGEST) while
+    writes go on; every write is acknowledged at the first try and every
+    repair answers without error. Passes run on the repair thread, so they
+    cannot fill the pool that serves the peers' calls and the writes (they
+    did: the nodes stalled until the calls timed out).
 """
 
 import os
 import re
 import shutil
 import subprocess
+import json
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
@@ -286,6 +295,53 @@ class RepairTest(ClusterTestCase):
             self.assertEqual(held(i), 0, "deleted on %s" % c.node_ids[i])
         self.assertGreaterEqual(self.repair_metric(2, "strata_node_repair_tombstones_total")
                                 - tombs0, 1)
+
+
+class RepairConcurrencyTest(ClusterTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        repl = dict(REPL, replica_timeout="10s")
+        cls.c = cls.start_class_cluster(nodes=3, routers=1, shards=SHARDS, rf=3,
+                                        replication=repl, router={"request_timeout": "30s"},
+                                        node_env={"UV_THREADPOOL_SIZE": "2"})
+        cls.c.wait_peers_up()
+
+    def test_repairs_do_not_block_writes(self):
+        c = self.c
+        t = int(time.time() * 1000) - 120000
+        lines = ["busy,host=h%d value=%d %d" % (h, k, t + 1000 * k)
+                 for h in range(40) for k in range(30)]
+        r = write_with_retries(c, "\n".join(lines) + "\n", consistency="quorum",
+                               precision="ms")
+        self.assertEqual(r.status, 204, r.errors[-3:])
+        answers = []
+
+        def repair():
+            st, _, data = http_request(c.router_url(0) + "/api/v1/admin/repair", "POST", b"",
+                                       timeout=300)
+            answers.append((st, data))
+
+        threads = [threading.Thread(target=repair) for _ in range(6)]
+        for th in threads:
+            th.start()
+        try:
+            for k in range(20):
+                body = "".join("busy2,host=h%d value=%d %d\n" % (h, k, t + 1000 * k)
+                               for h in range(40))
+                st, data = c.write(body, consistency="quorum", precision="ms")
+                self.assertEqual(st, 204, "write %d: %r" % (k, data))
+        finally:
+            for th in threads:
+                th.join(300)
+        self.assertEqual(len(answers), 6)
+        for st, data in answers:
+            self.assertEqual(st, 200, data[:300])
+            nodes = json.loads(data)["data"]["nodes"]
+            self.assertEqual(len(nodes), 3)
+            for nd in nodes:
+                self.assertEqual(nd["error"], "", nd)
+                self.assertTrue(all(s["error"] == "" for s in nd["shards"]), nd)
 
 
 if __name__ == "__main__":
