@@ -8,7 +8,7 @@
 #define ST_MEM_MMAP_MIN (4 << 20) /* blocks this large and more are mmapped */
 #define ST_MEM_TRIM (32 << 20)    /* free heap top kept before it is returned */
 #define ST_MEM_TOP_PAD (4 << 20)  /* a heap grows this much more than asked */
-#define ST_MEM_ARENAS 2           /* malloc arenas shared by all threads */
+#define ST_MEM_ARENAS 1           /* one malloc arena for all threads */
 
 static int tuned; /* st_mem_tune ran: a daemon */
 

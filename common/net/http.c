@@ -41,9 +41,16 @@
  *      valid for the whole of any callback that uses it.
  *   4. One timer per connection; conn_arm() derives its deadline from the
  *      state (head, body, write, keep-alive, linger).
+ *
+ * Reads land in one buffer per server (a second one is malloc'ed while it
+ * is busy), except while a plain (not TLS) connection with nothing pending
+ * receives a body of known length: then on_alloc hands libuv the free rest
+ * of that body's own buffer (http_rx_body_window) and the parser finds the
+ * bytes already in place, so a large write is not copied on its way in.
  */
 #include "http.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +87,7 @@ struct conn {
     http_rx_t rx;
     req_priv_t *cur; /* request in the handler's hands (or streaming) */
     st_buf_t pend;   /* bytes read but not yet fed */
+    char *direct;    /* the read buffer on_alloc gave is the body's (not to free) */
     size_t pend_off;
     size_t wq;       /* bytes in uv_write requests not yet completed */
     int nwrites;     /* uv_write requests in flight */
@@ -1017,6 +1025,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     (void)hint;
     conn_t *c = h->data;
     http_server_t *srv = c->srv;
+    char *win;
+    size_t wn;
+    /* a body being read with nothing queued before it: straight into its
+     * buffer (no copy on the way in; large writes are most of the bytes) */
+    if (!c->tls && c->pend.len == c->pend_off && conn_can_feed(c) &&
+        http_rx_body_window(&c->rx, &win, &wn)) {
+        c->direct = win;
+        *buf = uv_buf_init(win, wn > UINT_MAX ? UINT_MAX : (unsigned)wn);
+        return;
+    }
     if (!srv->rbuf_busy) {
         srv->rbuf_busy = 1;
         *buf = uv_buf_init(srv->rbuf, READ_BUF);
@@ -1026,9 +1044,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(p, p ? READ_BUF : 0);
 }
 
-static void release_buf(http_server_t *srv, const uv_buf_t *buf)
+static void release_buf(conn_t *c, const uv_buf_t *buf)
 {
-    if (buf->base == srv->rbuf)
+    http_server_t *srv = c->srv;
+    if (buf->base && buf->base == c->direct) /* the body's own buffer */
+        c->direct = NULL;
+    else if (buf->base == srv->rbuf)
         srv->rbuf_busy = 0;
     else
         free(buf->base);
@@ -1094,21 +1115,20 @@ static void conn_tls_rx(conn_t *c, const char *data, size_t n)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
-    http_server_t *srv = c->srv;
     if (nread < 0) {
-        release_buf(srv, buf);
+        release_buf(c, buf);
         conn_peer_eof(c, nread == UV_EOF);
         return;
     }
     if (nread == 0 || c->closing || c->close_after) { /* closing: discard */
-        release_buf(srv, buf);
+        release_buf(c, buf);
         return;
     }
     if (c->tls)
         conn_tls_rx(c, buf->base, (size_t)nread);
     else
         conn_rx(c, buf->base, (size_t)nread);
-    release_buf(srv, buf);
+    release_buf(c, buf);
     conn_arm(c);
 }
 

@@ -420,7 +420,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
         b->data = d;
         b->cap = cap + 1;
     }
-    memcpy(b->data + b->len, at, len);
+    if (at != (const char *)b->data + b->len) /* else read in place (http_rx_body_window) */
+        memcpy(b->data + b->len, at, len);
     b->len += len;
     return 0;
 }
@@ -557,6 +558,25 @@ size_t http_rx_body_bytes(const http_rx_t *rx)
     if (!rp || rx->phase != HTTP_RX_IN_BODY || (rp->body.len == 0 && rp->expect_len == 0))
         return 0; /* no body (the empty buffer holding the final NUL is not one) */
     return rp->body.cap > rp->expect_len ? rp->body.cap : (size_t)rp->expect_len;
+}
+
+int http_rx_body_window(http_rx_t *rx, char **p, size_t *n)
+{
+    req_priv_t *rp = rx->req;
+    if (!rp || rx->phase != HTTP_RX_IN_BODY || rx->ready || rx->dead || !rp->expect_len ||
+        rp->body.len >= rp->expect_len)
+        return 0;
+    st_buf_t *b = &rp->body;
+    if (b->cap < rp->expect_len + 1) { /* + NUL, as on_body keeps */
+        uint8_t *d = realloc(b->data, rp->expect_len + 1);
+        if (!d)
+            return 0;
+        b->data = d;
+        b->cap = rp->expect_len + 1;
+    }
+    *p = (char *)b->data + b->len;
+    *n = rp->expect_len - b->len;
+    return 1;
 }
 
 http_rx_phase_t http_rx_phase(const http_rx_t *rx)

@@ -81,5 +81,11 @@ void http_rx_deinit(http_rx_t *rx);
  * larger of Content-Length and the buffer): what the server counts
  * against max_inflight_bytes. 0 outside a body. */
 size_t http_rx_body_bytes(const http_rx_t *rx);
+/* While a body with a Content-Length is being received: the free rest of
+ * its buffer (sized to the whole announced body on the first call), so
+ * the next read can land there and be fed without a copy (on_body sees
+ * the bytes already in place). 0 and nothing set otherwise (no body, a
+ * chunked one, or out of memory: reads go through the usual buffer). */
+int http_rx_body_window(http_rx_t *rx, char **p, size_t *n);
 
 #endif
