@@ -17,6 +17,7 @@
  * and, on a tie, the later write.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,180 @@ head_t *head_create(void)
     return h;
 }
 
+/*
+ * Series arrays: a buddy allocator per head. A slab (malloc'ed; the
+ * first 64 KiB, each next twice the last up to 1 MiB, so a small head
+ * stays small and a large one's slabs are all one size, reused by the
+ * next head as they are; h->slab is kept by address and a block's slab
+ * found by binary search) starts with its map (one byte per 256-byte
+ * unit: class + 1 where a free block starts, else 0; the map's own units
+ * are never free); the rest is cut into blocks of 2^k bytes. A freed block
+ * merges with its buddy (offset ^ size) while that one is free and of the
+ * same size, so the arrays series outgrow (all of a head's series grow at
+ * about the same time) become the larger blocks the next series grow
+ * into. The head's lock covers it all; destroying the head frees the slabs
+ * with a handful of free() calls instead of one per series. Compared with
+ * malloc (a lock, and bins whose chunk headers lie in cold memory) a
+ * growth is a list pop and a few map bytes.
+ */
+typedef struct head_free {
+    struct head_free *next, *prev;
+} head_free_t;
+
+/* Under ASan a free block is poisoned past its links (a stale pointer into
+ * a series' old arrays is reported as it would be with malloc). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAD_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(HEAD_ASAN)
+#include <sanitizer/asan_interface.h>
+#define BLOCK_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define BLOCK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define BLOCK_POISON(p, n) ((void)(p), (void)(n))
+#define BLOCK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define SLAB_MAX ((size_t)1 << HEAD_SLAB_LOG)
+#define UNIT ((size_t)1 << HEAD_BLOCK_MIN_LOG)
+
+/* Bytes of a series' block: a power of two, at least one unit. */
+static size_t block_bytes(uint32_t cap, size_t per)
+{
+    size_t want = (size_t)cap * per, b = UNIT;
+    while (b < want)
+        b <<= 1;
+    return b;
+}
+
+static unsigned block_class(size_t bytes)
+{
+    unsigned k = 0;
+    while ((UNIT << k) < bytes)
+        k++;
+    return k;
+}
+
+static void free_push(head_t *h, uint8_t *slab, size_t off, unsigned k)
+{
+    head_free_t *f = (head_free_t *)(slab + off);
+    BLOCK_UNPOISON(f, sizeof *f); /* the upper half of a split lay inside a free block */
+    f->prev = NULL;
+    f->next = h->bfree[k];
+    if (f->next)
+        f->next->prev = f;
+    h->bfree[k] = f;
+    slab[off / UNIT] = (uint8_t)(k + 1);
+    BLOCK_POISON(slab + off + sizeof *f, (UNIT << k) - sizeof *f);
+}
+
+static void free_unlink(head_t *h, uint8_t *slab, size_t off, unsigned k)
+{
+    head_free_t *f = (head_free_t *)(slab + off);
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        h->bfree[k] = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    slab[off / UNIT] = 0;
+}
+
+/* The slab holding b: the last one that starts at or before it. */
+static uint8_t *slab_of(const head_t *h, const void *b)
+{
+    uint32_t lo = 0, hi = h->nslab; /* the answer is in [lo, hi) */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if ((const uint8_t *)b >= h->slab[mid].base)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return h->slab[lo].base;
+}
+
+/* A new slab with room for a block of `bytes` (at most half a slab). */
+static int slab_new(head_t *h, size_t bytes)
+{
+    if (h->nslab == h->slabcap) {
+        uint32_t nc = h->slabcap ? h->slabcap * 2 : 16;
+        struct head_slab *ns = realloc(h->slab, nc * sizeof *ns);
+        if (!ns)
+            return ST_ENOMEM;
+        h->slab = ns;
+        h->slabcap = nc;
+    }
+    size_t size = (size_t)1 << HEAD_SLAB_FIRST_LOG;
+    for (uint32_t i = 0; i < h->nslab && size < SLAB_MAX; i++)
+        size <<= 1;
+    while (size < 2 * bytes)
+        size <<= 1;
+    uint8_t *slab = malloc(size);
+    if (!slab)
+        return ST_ENOMEM;
+    uint32_t at = h->nslab;
+    while (at > 0 && h->slab[at - 1].base > slab)
+        at--;
+    memmove(h->slab + at + 1, h->slab + at, (h->nslab - at) * sizeof *h->slab);
+    h->slab[at] = (struct head_slab){slab, size};
+    h->nslab++;
+    h->slab_bytes += size;
+    size_t map = size / UNIT; /* a power of two, at least one unit */
+    memset(slab, 0, map);
+    /* [map, size): blocks of map, 2 map, ... half the slab */
+    for (size_t off = map; off < size; off <<= 1)
+        free_push(h, slab, off, block_class(off));
+    return 0;
+}
+
+/* A block of `bytes` (a power of two) for h's series arrays. */
+static void *block_get(head_t *h, size_t bytes)
+{
+    if (bytes > ((size_t)1 << HEAD_BLOCK_MAX_LOG))
+        return malloc(bytes);
+    unsigned k = block_class(bytes), j = k;
+    while (j < HEAD_BLOCK_CLASSES && !h->bfree[j])
+        j++;
+    if (j == HEAD_BLOCK_CLASSES) {
+        if (slab_new(h, bytes))
+            return NULL;
+        for (j = k; !h->bfree[j]; j++)
+            ;
+    }
+    uint8_t *b = (uint8_t *)h->bfree[j], *slab = slab_of(h, b);
+    size_t off = (size_t)(b - slab);
+    free_unlink(h, slab, off, j);
+    while (j > k) { /* split: the upper half stays free */
+        j--;
+        free_push(h, slab, off + (UNIT << j), j);
+    }
+    BLOCK_UNPOISON(b, bytes);
+    return b;
+}
+
+static void block_put(head_t *h, void *p, size_t bytes)
+{
+    if (bytes > ((size_t)1 << HEAD_BLOCK_MAX_LOG)) {
+        free(p);
+        return;
+    }
+    uint8_t *slab = slab_of(h, p);
+    size_t off = (size_t)((uint8_t *)p - slab);
+    unsigned k = block_class(bytes);
+    while (k + 1 < HEAD_BLOCK_CLASSES) {
+        size_t buddy = off ^ (UNIT << k);
+        if (slab[buddy / UNIT] != k + 1)
+            break;
+        free_unlink(h, slab, buddy, k);
+        off &= ~(UNIT << k);
+        k++;
+    }
+    free_push(h, slab, off, k);
+}
+
 void head_destroy(head_t *h)
 {
     if (!h)
@@ -44,10 +219,17 @@ void head_destroy(head_t *h)
     for (uint32_t c = 0; c < h->ns / HEAD_CHUNK; c++) {
         if (!h->chunk[c])
             continue;
-        for (uint32_t i = 0; i < HEAD_CHUNK; i++)
-            free(h->chunk[c][i].ts); /* v and vi lie in the same block */
+        for (uint32_t i = 0; i < HEAD_CHUNK; i++) {
+            head_series_t *s = &h->chunk[c][i]; /* v and vi lie in the same block */
+            if (s->ts && block_bytes(s->cap, 16 + (s->vi ? sizeof *s->vi : 0)) >
+                             ((size_t)1 << HEAD_BLOCK_MAX_LOG))
+                free(s->ts);
+        }
         free(h->chunk[c]);
     }
+    for (uint32_t i = 0; i < h->nslab; i++)
+        free(h->slab[i].base);
+    free(h->slab);
     free(h->chunk);
     free(h->pset);
     free(h->vt);
@@ -234,11 +416,15 @@ static int series_grow(head_t *h, head_series_t *s, uint32_t need, int vi)
     vi = vi || s->vi;
     if (need <= s->cap && (!vi || s->vi))
         return 0;
-    uint32_t cap = s->cap ? s->cap : HEAD_INIT_CAP;
-    while (cap < need)
-        cap *= 2;
     size_t per = 16 + (vi ? sizeof *s->vi : 0);
-    uint8_t *b = malloc((size_t)cap * per);
+    uint32_t want = s->cap ? s->cap : HEAD_INIT_CAP;
+    while (want < need)
+        want *= 2;
+    size_t bytes = block_bytes(want, per);
+    if ((bytes / per) > UINT32_MAX)
+        return ST_ELIMIT;
+    uint32_t cap = (uint32_t)(bytes / per);
+    uint8_t *b = block_get(h, bytes);
     if (!b)
         return ST_ENOMEM;
     int64_t *nts = (int64_t *)b;
@@ -252,8 +438,10 @@ static int series_grow(head_t *h, head_series_t *s, uint32_t need, int vi)
         else if (nvi)
             memset(nvi, 0, (size_t)s->n * sizeof *nvi);
     }
-    h->bytes += (uint64_t)cap * per - (uint64_t)s->cap * (16 + (s->vi ? sizeof *s->vi : 0));
-    free(s->ts);
+    size_t oper = 16 + (s->vi ? sizeof *s->vi : 0);
+    h->bytes += (uint64_t)cap * per - (uint64_t)s->cap * oper;
+    if (s->ts)
+        block_put(h, s->ts, block_bytes(s->cap, oper));
     s->ts = nts;
     s->v = nv;
     s->vi = nvi;

@@ -32,6 +32,16 @@ typedef struct head_series {
  * own (that load missed the cache once a series on the write path). */
 #define HEAD_CHUNK 16u
 
+/* Series arrays are blocks of 2^k bytes, 2^HEAD_BLOCK_MIN_LOG up to half
+ * the largest slab, from buddy-allocated slabs (engine_head.c): a head's
+ * first slab is 2^HEAD_SLAB_FIRST_LOG bytes, each next one twice the last
+ * up to 2^HEAD_SLAB_LOG; larger blocks come from malloc. */
+#define HEAD_BLOCK_MIN_LOG 8   /* 256 B */
+#define HEAD_SLAB_FIRST_LOG 16 /* 64 KiB: a small head stays small */
+#define HEAD_SLAB_LOG 20       /* 1 MiB */
+#define HEAD_BLOCK_MAX_LOG (HEAD_SLAB_LOG - 1)
+#define HEAD_BLOCK_CLASSES (HEAD_BLOCK_MAX_LOG - HEAD_BLOCK_MIN_LOG + 1)
+
 typedef struct head {
     head_series_t **chunk; /* by id / HEAD_CHUNK; NULL: none of its ids (head_series_at) */
     uint32_t ns;           /* ids the chunk table covers (a multiple of HEAD_CHUNK) */
@@ -49,6 +59,15 @@ typedef struct head {
     uint32_t *vslot; /* open addressing over vt: index + 1, 0 = empty */
     uint32_t vscap;
     uint32_t vlast; /* index of the version looked up last (a write's series share one) */
+    /* the series arrays' slabs (engine_head.c): free blocks per class,
+     * in doubly linked lists through the blocks themselves */
+    struct head_free *bfree[HEAD_BLOCK_CLASSES];
+    struct head_slab {
+        uint8_t *base;
+        size_t size;
+    } * slab; /* by address */
+    uint32_t nslab, slabcap;
+    uint64_t slab_bytes; /* their sizes' sum */
 } head_t;
 
 head_t *head_create(void);

@@ -808,6 +808,70 @@ static void test_too_old_series_not_indexed(void **state)
     free(dir);
 }
 
+/* The head's series arrays (engine_head.c: a buddy allocator over slabs):
+ * 3000 series grown in lockstep, one sample a round, every third round a
+ * new version (so each series' block changes shape once, taking a version
+ * index array), and one series grown past the slab's largest block (then
+ * malloc'ed); every sample reads back, and the slabs hold at most 1.5x
+ * what the arrays take: outgrown blocks merge with their buddies and are
+ * reused (without the merging they hold ~2x). A head of a few short
+ * series takes one 64 KiB slab. */
+static void test_head_blocks(void **state)
+{
+    (void)state;
+    head_t *h = head_create();
+    assert_non_null(h);
+    enum { NS = 3000, ROUNDS = 300, BIG = 40000 };
+    uint64_t ooo = 0;
+    for (uint32_t r = 0; r < ROUNDS; r++) {
+        for (uint32_t id = 0; id < NS; id++) {
+            int64_t t = 1000 * (int64_t)r;
+            double v = (double)id * 1000 + r;
+            assert_int_equal(head_append(h, id, &t, &v, 1, r < 150 ? 0 : 7 + r / 3, &ooo), 0);
+        }
+    }
+    static int64_t bts[BIG];
+    static double bv[BIG];
+    for (uint32_t i = 0; i < BIG; i++) {
+        bts[i] = (int64_t)i;
+        bv[i] = -(double)i;
+    }
+    assert_int_equal(head_append(h, NS, bts, bv, BIG, 0, &ooo), 0);
+    assert_int_equal(ooo, 0);
+    for (uint32_t id = 0; id < NS; id++) {
+        head_series_t *s = head_series_at(h, id);
+        assert_non_null(s);
+        assert_int_equal(s->n, ROUNDS);
+        for (uint32_t r = 0; r < ROUNDS; r++) {
+            assert_int_equal(s->ts[r], 1000 * (int64_t)r);
+            assert_true(s->v[r] == (double)id * 1000 + r);
+            assert_int_equal(head_version(h, s, r), r < 150 ? 0 : 7 + r / 3);
+        }
+    }
+    head_series_t *big = head_series_at(h, NS);
+    assert_non_null(big);
+    assert_int_equal(big->n, BIG);
+    for (uint32_t i = 0; i < BIG; i++)
+        assert_true(big->ts[i] == (int64_t)i && big->v[i] == -(double)i);
+    uint64_t arrays = 0;
+    for (uint32_t id = 0; id < NS; id++) {
+        head_series_t *s = head_series_at(h, id);
+        arrays += (uint64_t)s->cap * (16 + (s->vi ? 4 : 0));
+    }
+    uint64_t slabs = h->slab_bytes;
+    print_message("head blocks: arrays %llu bytes, slabs %llu bytes\n", (unsigned long long)arrays,
+                  (unsigned long long)slabs);
+    assert_true(slabs <= arrays + arrays / 2 + ((uint64_t)2 << HEAD_SLAB_LOG));
+    head_destroy(h);
+    /* a head of a few short series takes one small slab */
+    h = head_create();
+    assert_non_null(h);
+    for (uint32_t id = 0; id < 10; id++)
+        assert_int_equal(head_append(h, id, bts, bv, 3, 0, &ooo), 0);
+    assert_int_equal(h->slab_bytes, (uint64_t)1 << HEAD_SLAB_FIRST_LOG);
+    head_destroy(h);
+}
+
 /* samples_sort_dedup on a few sorted runs (what a read of segments + head
  * gives), duplicates across and within runs: sorted by time, the last
  * sample of equal times kept, as a stable insertion sort + dedup does. */
@@ -940,6 +1004,7 @@ static void test_sort_dedup_nearly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_head_blocks),
         cmocka_unit_test(test_sort_dedup_runs),
         cmocka_unit_test(test_sort_dedup_nearly),
         cmocka_unit_test(test_model_os_default),
