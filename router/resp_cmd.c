@@ -233,8 +233,11 @@ int resp_filter_parse(const resp_arg_t *argv, size_t argc, st_matcher_t *m, size
         const char *eq = memchr(p, '=', len);
         if (!eq || eq == p || memchr(p, 0, len))
             goto bad;
-        if (*n >= cap)
+        if (*n >= cap) {
+            resp_matchers_free(m, *n);
+            *n = 0;
             ERR("TSDB: too many filters (at most %zu)", cap);
+        }
         int neg = eq[-1] == '!';
         size_t nl = (size_t)(eq - p) - (size_t)neg;
         if (nl == 0)
