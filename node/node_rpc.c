@@ -523,17 +523,23 @@ static void work_cb(uv_work_t *w)
 }
 
 /* The job's answer: its error or its reply. */
+/* An answer: the error err (with msg, if any) or the reply out of type. */
+static void reply(node_t *n, rpc_conn_t *conn, uint64_t reqid, int err, const char *msg,
+                  uint8_t type, const st_buf_t *out)
+{
+    if (err) {
+        metric_counter_inc(n->rpc_errors);
+        rpc_conn_reply_error(conn, reqid, err, msg[0] ? msg : st_strerror(err));
+    } else {
+        int rc = rpc_conn_reply(conn, reqid, type, out->data, out->len);
+        if (rc == ST_ELIMIT)
+            st_warn("reply larger than the maximum frame", "type=%u bytes=%zu", type, out->len);
+    }
+}
+
 static void job_reply(job_t *j)
 {
-    if (j->err) {
-        metric_counter_inc(j->n->rpc_errors);
-        rpc_conn_reply_error(j->conn, j->reqid, j->err, j->msg[0] ? j->msg : st_strerror(j->err));
-    } else {
-        int rc = rpc_conn_reply(j->conn, j->reqid, j->out_type, j->out.data, j->out.len);
-        if (rc == ST_ELIMIT)
-            st_warn("reply larger than the maximum frame", "type=%u bytes=%zu", j->out_type,
-                    j->out.len);
-    }
+    reply(j->n, j->conn, j->reqid, j->err, j->msg, j->out_type, &j->out);
 }
 
 static void after_cb(uv_work_t *w, int status)
@@ -566,13 +572,7 @@ typedef struct repair_job {
 static void repair_done(node_repair_job_t *job)
 {
     repair_job_t *j = (repair_job_t *)job;
-    if (job->err) {
-        metric_counter_inc(j->n->rpc_errors);
-        rpc_conn_reply_error(j->conn, j->reqid, job->err,
-                             j->msg[0] ? j->msg : st_strerror(job->err));
-    } else {
-        rpc_conn_reply(j->conn, j->reqid, RPC_REPAIR_RESP, j->out.data, j->out.len);
-    }
+    reply(j->n, j->conn, j->reqid, job->err, j->msg, RPC_REPAIR_RESP, &j->out);
     rpc_conn_release(j->conn);
     st_buf_deinit(&j->out);
     free(j);

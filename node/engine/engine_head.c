@@ -76,6 +76,7 @@ typedef struct head_free {
 
 #define SLAB_MAX ((size_t)1 << HEAD_SLAB_LOG)
 #define UNIT ((size_t)1 << HEAD_BLOCK_MIN_LOG)
+#define BLOCK_MAX ((size_t)1 << HEAD_BLOCK_MAX_LOG) /* larger: malloc'ed */
 
 /* Bytes of a series' block: a power of two, at least one unit. */
 static size_t block_bytes(uint32_t cap, size_t per)
@@ -170,7 +171,7 @@ static int slab_new(head_t *h, size_t bytes)
 /* A block of `bytes` (a power of two) for h's series arrays. */
 static void *block_get(head_t *h, size_t bytes)
 {
-    if (bytes > ((size_t)1 << HEAD_BLOCK_MAX_LOG))
+    if (bytes > BLOCK_MAX)
         return malloc(bytes);
     unsigned k = block_class(bytes), j = k;
     while (j < HEAD_BLOCK_CLASSES && !h->bfree[j])
@@ -194,7 +195,7 @@ static void *block_get(head_t *h, size_t bytes)
 
 static void block_put(head_t *h, void *p, size_t bytes)
 {
-    if (bytes > ((size_t)1 << HEAD_BLOCK_MAX_LOG)) {
+    if (bytes > BLOCK_MAX) {
         free(p);
         return;
     }
@@ -221,8 +222,7 @@ void head_destroy(head_t *h)
             continue;
         for (uint32_t i = 0; i < HEAD_CHUNK; i++) {
             head_series_t *s = &h->chunk[c][i]; /* v and vi lie in the same block */
-            if (s->ts && block_bytes(s->cap, 16 + (s->vi ? sizeof *s->vi : 0)) >
-                             ((size_t)1 << HEAD_BLOCK_MAX_LOG))
+            if (s->ts && block_bytes(s->cap, 16 + (s->vi ? sizeof *s->vi : 0)) > BLOCK_MAX)
                 free(s->ts);
         }
         free(h->chunk[c]);
