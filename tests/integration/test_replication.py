@@ -575,8 +575,14 @@ class ReferencesTest(ReplicationCase):
                          "the router had to send pieces with labels before any restart")
         before = with_labels((0, 1))
         self.kill(c, 2)
+        # the router sends a shard's piece to its first replica the router
+        # sees up: wait until it saw n3 go and come back, or the pieces n3
+        # leads go to n1/n2 (which know the references) and no label round
+        # happens (a loaded CI run restarted n3 before the router noticed)
+        c.wait_node_state("n3", ("down", "connecting"), 30)
         c.restart(2)
         c.wait_peers_up()
+        c.wait_node_state("n3", ("up", "catching_up"), 60)
         r = self.send(c, log, gen.batch(4), tries=5, consistency="sync")
         self.assertEqual(r.status, 204, r)
         self.assertGreater(with_labels((0, 1)), before,
