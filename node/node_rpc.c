@@ -522,7 +522,6 @@ static void work_cb(uv_work_t *w)
     }
 }
 
-/* The job's answer: its error or its reply. */
 /* An answer: the error err (with msg, if any) or the reply out of type. */
 static void reply(node_t *n, rpc_conn_t *conn, uint64_t reqid, int err, const char *msg,
                   uint8_t type, const st_buf_t *out)
@@ -537,6 +536,7 @@ static void reply(node_t *n, rpc_conn_t *conn, uint64_t reqid, int err, const ch
     }
 }
 
+/* The job's answer: its error or its reply. */
 static void job_reply(job_t *j)
 {
     reply(j->n, j->conn, j->reqid, j->err, j->msg, j->out_type, &j->out);

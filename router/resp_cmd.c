@@ -234,9 +234,8 @@ int resp_filter_parse(const resp_arg_t *argv, size_t argc, st_matcher_t *m, size
         if (!eq || eq == p || memchr(p, 0, len))
             goto bad;
         if (*n >= cap) {
-            resp_matchers_free(m, *n);
-            *n = 0;
-            ERR("TSDB: too many filters (at most %zu)", cap);
+            snprintf(err, errlen, "TSDB: too many filters (at most %zu)", cap);
+            goto fail;
         }
         int neg = eq[-1] == '!';
         size_t nl = (size_t)(eq - p) - (size_t)neg;
@@ -259,21 +258,21 @@ int resp_filter_parse(const resp_arg_t *argv, size_t argc, st_matcher_t *m, size
         }
         (*n)++;
         if (!mm->name || !mm->value) {
-            resp_matchers_free(m, *n);
-            *n = 0;
-            ERR("out of memory");
+            snprintf(err, errlen, "out of memory");
+            goto fail;
         }
     }
     if (!selecting) {
-        resp_matchers_free(m, *n);
-        *n = 0;
-        ERR("TSDB: please provide at least one matcher");
+        snprintf(err, errlen, "TSDB: please provide at least one matcher");
+        goto fail;
     }
     return 0;
 bad:
+    snprintf(err, errlen, "TSDB: failed parsing labels");
+fail: /* every error: the matchers parsed so far are freed */
     resp_matchers_free(m, *n);
     *n = 0;
-    ERR("TSDB: failed parsing labels");
+    return -1;
 }
 
 void resp_matchers_free(st_matcher_t *m, size_t n)
